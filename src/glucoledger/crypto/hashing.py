@@ -1,0 +1,28 @@
+"""Hashes, with domain separation for everything glucoledger defines itself.
+
+``tagged_hash(tag, data)`` is SHA-256 over ``b"glucoledger:" + tag + b"\\x00" + data``: a hash
+made for one purpose can never be passed off as a hash for another. RFC 9162 tree hashes and
+C2SP key ids follow their specs exactly and use ``sha256`` directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+__all__ = ["constant_time_equal", "sha256", "tagged_hash"]
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def tagged_hash(tag: str, data: bytes) -> bytes:
+    if not tag or "\x00" in tag:
+        raise ValueError("a hash tag is a non-empty string without NUL")
+    return hashlib.sha256(b"glucoledger:" + tag.encode() + b"\x00" + data).digest()
+
+
+def constant_time_equal(a: bytes, b: bytes) -> bool:
+    """Compare secrets or MACs without leaking where they differ."""
+    return hmac.compare_digest(a, b)

@@ -1,0 +1,192 @@
+"""Signing keys: Ed25519 and ECDSA P-256 (secure elements and phones mostly offer P-256).
+
+Every glucoledger signature is domain-separated: the signed message is
+``b"glucoledger/v1 sig:" + context + b"\\x00" + message``, so a signature made for one purpose
+(a transaction, a device upload, a checkpoint cosignature) is worthless for any other.
+The one exception is ``sign_note``: C2SP signed notes define their own signed bytes.
+
+Encodings (what goes on the ledger):
+- Ed25519 public key: 32 raw bytes. Signature: 64 bytes.
+- P-256 public key: 33-byte compressed SEC1 point. Signature: 64 bytes r||s, big-endian, with
+  low s (s <= n/2) so that a signature cannot be re-shaped into a second valid one.
+
+A key id is ``tagged_hash("key-id", alg || public key)``: 32 bytes.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Literal
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
+from ..errors import MalformedError, SignatureError
+from .hashing import tagged_hash
+
+__all__ = [
+    "ALGORITHMS",
+    "Algorithm",
+    "PrivateKey",
+    "PublicKey",
+    "generate",
+    "signing_input",
+]
+
+Algorithm = Literal["ed25519", "p256"]
+ALGORITHMS: tuple[Algorithm, ...] = ("ed25519", "p256")
+_ALG_BYTE = {"ed25519": b"\x01", "p256": b"\x02"}
+_P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+_P256_HALF_N = _P256_N // 2
+
+
+def signing_input(context: str, message: bytes) -> bytes:
+    """The exact bytes a glucoledger signature covers."""
+    if not context or "\x00" in context:
+        raise ValueError("a signature context is a non-empty string without NUL")
+    return b"glucoledger/v1 sig:" + context.encode() + b"\x00" + message
+
+
+@functools.lru_cache(maxsize=65536)
+def _load_public(alg: str, raw: bytes) -> ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey:
+    try:
+        if alg == "ed25519":
+            return ed25519.Ed25519PublicKey.from_public_bytes(raw)
+        if alg == "p256":
+            if len(raw) != 33:
+                raise ValueError("length")
+            return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
+    except ValueError:
+        raise MalformedError(f"not a valid {alg} public key ({len(raw)} bytes)") from None
+    raise MalformedError(f"unknown key algorithm {alg!r}; use one of {', '.join(ALGORITHMS)}")
+
+
+@dataclass(frozen=True, slots=True)
+class PublicKey:
+    alg: Algorithm
+    raw: bytes
+
+    def __post_init__(self) -> None:
+        _load_public(self.alg, self.raw)  # validates; raises MalformedError
+
+    @property
+    def key_id(self) -> bytes:
+        return tagged_hash("key-id", _ALG_BYTE[self.alg] + self.raw)
+
+    def to_value(self) -> dict[str, object]:
+        return {"alg": self.alg, "pub": self.raw}
+
+    @classmethod
+    def from_value(cls, value: object) -> PublicKey:
+        if (
+            not isinstance(value, dict)
+            or set(value) != {"alg", "pub"}
+            or value["alg"] not in ALGORITHMS
+            or not isinstance(value["pub"], bytes)
+        ):
+            raise MalformedError("a public key is {alg: 'ed25519'|'p256', pub: bytes}")
+        return cls(value["alg"], value["pub"])
+
+    def verify(self, context: str, message: bytes, signature: bytes) -> None:
+        """Raise SignatureError unless ``signature`` is this key's over (context, message)."""
+        self.verify_raw(signing_input(context, message), signature)
+
+    def verify_raw(self, data: bytes, signature: bytes) -> None:
+        key = _load_public(self.alg, self.raw)
+        if len(signature) != 64:
+            raise SignatureError(f"{self.alg} signature must be 64 bytes, got {len(signature)}")
+        try:
+            if isinstance(key, ed25519.Ed25519PublicKey):
+                key.verify(signature, data)
+            else:
+                r = int.from_bytes(signature[:32], "big")
+                s = int.from_bytes(signature[32:], "big")
+                if not (0 < r < _P256_N and 0 < s <= _P256_HALF_N):
+                    raise InvalidSignature
+                key.verify(encode_dss_signature(r, s), data, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            raise SignatureError(
+                f"signature does not verify under {self.alg} key {self.key_id.hex()[:16]}"
+            ) from None
+
+    def __repr__(self) -> str:
+        return f"PublicKey({self.alg}, {self.raw.hex()[:16]}...)"
+
+
+class PrivateKey:
+    """A signing key. Its secret never appears in repr, str, logs or errors."""
+
+    __slots__ = ("_key", "alg", "public")
+
+    def __init__(self, alg: Algorithm, key: ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey):
+        self.alg = alg
+        self._key = key
+        if isinstance(key, ed25519.Ed25519PrivateKey):
+            raw = key.public_key().public_bytes(
+                serialization.Encoding.Raw, serialization.PublicFormat.Raw
+            )
+        else:
+            raw = key.public_key().public_bytes(
+                serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
+            )
+        self.public = PublicKey(alg, raw)
+
+    def sign(self, context: str, message: bytes) -> bytes:
+        return self._sign_raw(signing_input(context, message))
+
+    def sign_note(self, text: bytes) -> bytes:
+        """Sign C2SP signed-note text exactly as that spec defines (Ed25519 only)."""
+        if self.alg != "ed25519":
+            raise ValueError("C2SP signed notes are signed with Ed25519 keys")
+        return self._sign_raw(text)
+
+    def _sign_raw(self, data: bytes) -> bytes:
+        if isinstance(self._key, ed25519.Ed25519PrivateKey):
+            return self._key.sign(data)
+        r, s = decode_dss_signature(self._key.sign(data, ec.ECDSA(hashes.SHA256())))
+        if s > _P256_HALF_N:
+            s = _P256_N - s
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+    def private_bytes(self) -> bytes:
+        """The raw secret (32 bytes). Only the key file module calls this, to encrypt it."""
+        if isinstance(self._key, ed25519.Ed25519PrivateKey):
+            return self._key.private_bytes(
+                serialization.Encoding.Raw,
+                serialization.PrivateFormat.Raw,
+                serialization.NoEncryption(),
+            )
+        return self._key.private_numbers().private_value.to_bytes(32, "big")
+
+    @classmethod
+    def from_private_bytes(cls, alg: Algorithm, raw: bytes) -> PrivateKey:
+        try:
+            if alg == "ed25519":
+                return cls(alg, ed25519.Ed25519PrivateKey.from_private_bytes(raw))
+            if alg == "p256":
+                return cls(alg, ec.derive_private_key(int.from_bytes(raw, "big"), ec.SECP256R1()))
+        except ValueError:
+            raise MalformedError(f"not a valid {alg} private key") from None
+        raise MalformedError(f"unknown key algorithm {alg!r}; use one of {', '.join(ALGORITHMS)}")
+
+    def __repr__(self) -> str:
+        return f"PrivateKey({self.alg}, public={self.public.raw.hex()[:16]}...)"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> object:
+        raise TypeError("private keys are not picklable; save them with keyfile.save")
+
+
+def generate(alg: Algorithm = "ed25519") -> PrivateKey:
+    if alg == "ed25519":
+        return PrivateKey(alg, ed25519.Ed25519PrivateKey.generate())
+    if alg == "p256":
+        return PrivateKey(alg, ec.generate_private_key(ec.SECP256R1()))
+    raise ValueError(f"unknown key algorithm {alg!r}; use one of {', '.join(ALGORITHMS)}")

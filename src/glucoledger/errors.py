@@ -1,0 +1,119 @@
+"""The one exception tree of glucoledger, grouped by whose fault it is.
+
+GlucoledgerError
+├── InputError             the caller sent something malformed or out of range
+│   ├── MalformedError     bytes that do not parse (bad encoding, wrong types, oversized)
+│   └── OutOfRangeError    well-formed but outside what is allowed (a reading of 900 mg/dL)
+├── VerificationError      a check of integrity failed: something is not what it claims
+│   ├── SignatureError     a signature does not verify, or the key is not allowed to sign
+│   ├── ConsistencyError   a proof, a root or a link disagrees (rollback, fork, tamper)
+│   └── ExpiredError       a credential or grant was valid once but is not any more
+├── RejectedError          a transaction the state machine refuses (it carries a reason code)
+├── PermissionDeniedError  the requester is authenticated but not allowed (carries the reason)
+├── NotFoundError          the named thing does not exist
+└── BackendError           storage, ordering or the network failed; retrying may help
+    ├── StorageError
+    └── OrderingError
+
+Misuse of an API (passing a str where bytes are due) stays TypeError/ValueError.
+Every message says what was wrong and what to do about it, and never carries a secret.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendError",
+    "ConsistencyError",
+    "ExpiredError",
+    "GlucoledgerError",
+    "InputError",
+    "MalformedError",
+    "NotFoundError",
+    "OrderingError",
+    "OutOfRangeError",
+    "PermissionDeniedError",
+    "RejectedError",
+    "SignatureError",
+    "StorageError",
+    "VerificationError",
+]
+
+
+class GlucoledgerError(Exception):
+    """Root of every error glucoledger raises on purpose.
+
+    ``code`` is a stable machine-readable name (used by the HTTP API and the CLI's exit path);
+    the message is for a person.
+    """
+
+    code: str = "error"
+    http_status: int = 500
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class InputError(GlucoledgerError):
+    code = "bad_input"
+    http_status = 400
+
+
+class MalformedError(InputError):
+    code = "malformed"
+
+
+class OutOfRangeError(InputError):
+    code = "out_of_range"
+
+
+class VerificationError(GlucoledgerError):
+    code = "verification_failed"
+    http_status = 422
+
+
+class SignatureError(VerificationError):
+    code = "bad_signature"
+
+
+class ConsistencyError(VerificationError):
+    code = "inconsistent"
+
+
+class ExpiredError(VerificationError):
+    code = "expired"
+
+
+class RejectedError(GlucoledgerError):
+    """A transaction the state machine refused; ``code`` is the reason code on the ledger."""
+
+    code = "rejected"
+    http_status = 409
+
+
+class PermissionDeniedError(GlucoledgerError):
+    code = "denied"
+    http_status = 403
+
+
+class NotFoundError(GlucoledgerError):
+    code = "not_found"
+    http_status = 404
+
+
+class BackendError(GlucoledgerError):
+    code = "backend"
+    http_status = 503
+
+
+class StorageError(BackendError):
+    code = "storage"
+
+
+class OrderingError(BackendError):
+    code = "ordering"

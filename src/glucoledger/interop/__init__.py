@@ -1,0 +1,1 @@
+"""glucoledger.interop"""

@@ -1,0 +1,59 @@
+"""The ordering interface: who decides the order of the global log.
+
+An orderer keeps an append-only sequence of opaque entries (transaction envelopes and block
+cut entries; never readings). Every node reads the same sequence and derives the same blocks
+from it. Two implementations: ``embedded`` (SQLite, one process) and ``etcd`` (a Raft cluster).
+
+Contract, for every implementation (tests run one suite against each):
+- ``append(entries)`` stores the entries contiguously and in order, and returns the position of
+  the first; when it returns, the entries are durable (SQLite: committed in WAL mode; etcd:
+  committed by a quorum). On any failure it raises OrderingError and nothing was appended,
+  or (where the backend cannot tell, e.g. a timeout) the caller may retry: the node
+  deduplicates by transaction hash, so a retried append is harmless.
+- ``read(start, limit)`` returns entries at positions start, start+1, ... (at most ``limit``);
+  fewer (or none) when the log is shorter. Positions below ``first()`` were compacted away and
+  raise OrderingError.
+- ``size()`` is the number of entries ever appended (positions are never reused).
+- ``wait(size, timeout)`` blocks until the log holds more than ``size`` entries or the timeout
+  passes; it returns the current size.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+__all__ = ["MAX_ENTRY", "Orderer"]
+
+#: The largest entry an orderer accepts (etcd's default request limit is 1.5 MiB).
+MAX_ENTRY = 1 << 20
+
+
+class Orderer(abc.ABC):
+    @abc.abstractmethod
+    def append(self, entries: Sequence[bytes]) -> int: ...
+
+    @abc.abstractmethod
+    def read(self, start: int, limit: int = 1000) -> list[bytes]: ...
+
+    @abc.abstractmethod
+    def size(self) -> int: ...
+
+    def first(self) -> int:
+        """Lowest position still readable (0 unless compacted)."""
+        return 0
+
+    def compact(self, below: int) -> None:  # noqa: B027 - optional for backends
+        """Allow the backend to drop entries at positions below ``below``."""
+
+    @abc.abstractmethod
+    def wait(self, size: int, timeout: float) -> int: ...
+
+    def close(self) -> None:  # noqa: B027 - optional for backends
+        pass
+
+    def __enter__(self) -> Orderer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
