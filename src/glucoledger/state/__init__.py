@@ -1,1 +1,11 @@
-"""glucoledger.state"""
+"""The deterministic state machine ("contracts").
+
+Importing this package registers every transaction type; ``REGISTRY`` lists them.
+"""
+
+from . import accounts, multisig  # noqa: F401  (registers the contracts)
+from .machine import REGISTRY, Context, apply
+from .replica import Block, Replica
+from .store import State
+
+__all__ = ["REGISTRY", "Block", "Context", "Replica", "State", "apply"]

@@ -1,0 +1,157 @@
+"""Transactions: canonical encoding, hashing and signatures.
+
+A transaction is ``{chain, type, body, account, nonce}`` in deterministic CBOR. Its hash is
+``tagged_hash("tx", encode(tx))``. Signers sign that hash with context "tx". The envelope that
+is ordered, stored and made a Merkle leaf is ``{tx, sigs}``, where each signature carries its
+public key (``{"a": alg, "p": pub, "s": sig}``), so checking the cryptography needs no state
+and can run on every core before the state machine decides whether those keys may sign.
+
+Invariants:
+- ``SignedTx.decode`` accepts only canonical bytes with exactly these fields; so one envelope
+  has one encoding and its leaf hash names it.
+- At most ``MAX_SIGNATURES`` signatures, no key twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import codec
+from ..crypto import ALGORITHMS, PrivateKey, PublicKey, tagged_hash
+from ..errors import MalformedError, SignatureError
+
+__all__ = ["MAX_SIGNATURES", "MAX_TX_BYTES", "Signature", "SignedTx", "Transaction", "sign"]
+
+MAX_SIGNATURES = 16
+MAX_TX_BYTES = 256 * 1024
+_ACCOUNT_LEN = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    chain: str
+    type: str
+    body: dict[str, Any]
+    account: bytes
+    nonce: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.chain, str) or not 0 < len(self.chain) <= 128:
+            raise MalformedError("transaction chain must be a name of 1 to 128 characters")
+        if not isinstance(self.type, str) or not 0 < len(self.type) <= 64:
+            raise MalformedError("transaction type must be a name of 1 to 64 characters")
+        if not isinstance(self.body, dict):
+            raise MalformedError("transaction body must be a map")
+        if not isinstance(self.account, bytes) or len(self.account) != _ACCOUNT_LEN:
+            raise MalformedError("transaction account must be a 32-byte account id")
+        if not isinstance(self.nonce, int) or isinstance(self.nonce, bool) or self.nonce < 0:
+            raise MalformedError("transaction nonce must be a non-negative integer")
+
+    def to_value(self) -> dict[str, Any]:
+        return {
+            "chain": self.chain,
+            "type": self.type,
+            "body": self.body,
+            "account": self.account,
+            "nonce": self.nonce,
+        }
+
+    @classmethod
+    def from_value(cls, value: Any) -> Transaction:
+        if not isinstance(value, dict) or set(value) != {"chain", "type", "body", "account", "nonce"}:
+            raise MalformedError(
+                "a transaction is exactly {chain, type, body, account, nonce}"
+            )
+        return cls(value["chain"], value["type"], value["body"], value["account"], value["nonce"])
+
+    def hash(self) -> bytes:
+        return tagged_hash("tx", codec.encode(self.to_value()))
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    key: PublicKey
+    sig: bytes
+
+    def to_value(self) -> dict[str, Any]:
+        return {"a": self.key.alg, "p": self.key.raw, "s": self.sig}
+
+    @classmethod
+    def from_value(cls, value: Any) -> Signature:
+        if (
+            not isinstance(value, dict)
+            or set(value) != {"a", "p", "s"}
+            or value["a"] not in ALGORITHMS
+            or not isinstance(value["p"], bytes)
+            or not isinstance(value["s"], bytes)
+        ):
+            raise MalformedError("a signature is exactly {a: algorithm, p: public key, s: bytes}")
+        return cls(PublicKey(value["a"], value["p"]), value["s"])
+
+
+@dataclass(frozen=True, slots=True)
+class SignedTx:
+    tx: Transaction
+    sigs: tuple[Signature, ...]
+    #: The exact canonical bytes (the Merkle leaf); set by encode/decode.
+    raw: bytes = field(default=b"", compare=False, repr=False)
+    tx_hash: bytes = field(default=b"", compare=False, repr=False)
+
+    @classmethod
+    def create(cls, tx: Transaction, sigs: Sequence[Signature]) -> SignedTx:
+        value = {"tx": tx.to_value(), "sigs": [s.to_value() for s in sigs]}
+        raw = codec.encode(value)
+        return cls._checked(tx, tuple(sigs), raw)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> SignedTx:
+        """Parse envelope bytes. Raises MalformedError (never anything else) on bad input."""
+        if len(raw) > MAX_TX_BYTES:
+            raise MalformedError(f"transaction is {len(raw)} bytes; the limit is {MAX_TX_BYTES}")
+        value = codec.decode(raw)
+        if not isinstance(value, dict) or set(value) != {"tx", "sigs"}:
+            raise MalformedError("a signed transaction is exactly {tx, sigs}")
+        if not isinstance(value["sigs"], list):
+            raise MalformedError("sigs must be a list")
+        tx = Transaction.from_value(value["tx"])
+        sigs = tuple(Signature.from_value(s) for s in value["sigs"])
+        return cls._checked(tx, sigs, bytes(raw))
+
+    @classmethod
+    def _checked(cls, tx: Transaction, sigs: tuple[Signature, ...], raw: bytes) -> SignedTx:
+        if not 1 <= len(sigs) <= MAX_SIGNATURES:
+            raise MalformedError(f"a transaction needs 1 to {MAX_SIGNATURES} signatures")
+        if len({(s.key.alg, s.key.raw) for s in sigs}) != len(sigs):
+            raise MalformedError("the same key signed twice; send each signature once")
+        if len(raw) > MAX_TX_BYTES:
+            raise MalformedError(f"transaction is {len(raw)} bytes; the limit is {MAX_TX_BYTES}")
+        return cls(tx, sigs, raw, tx.hash())
+
+    def check_signatures(self) -> None:
+        """Raise SignatureError unless every signature verifies over the transaction hash."""
+        for i, s in enumerate(self.sigs):
+            try:
+                s.key.verify("tx", self.tx_hash, s.sig)
+            except SignatureError:
+                raise SignatureError(
+                    f"signature {i} (key {s.key.key_id.hex()[:16]}) does not verify over "
+                    f"transaction {self.tx_hash.hex()[:16]}; re-sign the transaction"
+                ) from None
+
+    @property
+    def signer_ids(self) -> frozenset[bytes]:
+        return frozenset(s.key.key_id for s in self.sigs)
+
+
+def sign(tx: Transaction, keys: Sequence[PrivateKey]) -> SignedTx:
+    """Sign ``tx`` with every key in ``keys`` and return the envelope."""
+    h = tx.hash()
+    return SignedTx.create(tx, [Signature(k.public, k.sign("tx", h)) for k in keys])
+
+
+def add_signatures(stx: SignedTx, keys: Sequence[PrivateKey]) -> SignedTx:
+    """Add cosignatures to an envelope (collected off-chain, submitted once)."""
+    extra = [Signature(k.public, k.sign("tx", stx.tx_hash)) for k in keys]
+    return SignedTx.create(stx.tx, [*stx.sigs, *extra])

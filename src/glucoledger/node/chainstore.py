@@ -1,0 +1,213 @@
+"""The chain store: blocks, transactions, results, Merkle nodes and state, in SQLite.
+
+Everything here is derived from the ordered log; one block (its header, its transactions
+with results, the Merkle nodes it completed, its state writes and its signed checkpoint) is
+written in one SQLite transaction, so the store is always at a block boundary. ``verify``
+re-derives all of it and compares.
+
+Tables::
+
+    meta(key, value)                      chain, frontier (the compact Merkle range), ...
+    blocks(height, hash, header, checkpoint)
+    txs(idx, height, pos, envelope, hash, result)   idx = leaf index in the global log,
+                                                    pos = position in the orderer's log
+    nodes(level, idx, hash)               perfect Merkle subtrees, for proofs
+    state(key, value)
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from .. import codec
+from ..errors import NotFoundError, StorageError
+from ..ledger import merkle
+from ..ledger.block import BlockHeader, Result
+from ..state.replica import Block
+
+__all__ = ["ChainStore", "StoredTx"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blocks (
+    height INTEGER PRIMARY KEY, hash BLOB NOT NULL, header BLOB NOT NULL,
+    checkpoint BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS txs (
+    idx INTEGER PRIMARY KEY, height INTEGER NOT NULL, pos INTEGER NOT NULL,
+    envelope BLOB NOT NULL, hash BLOB, result BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS txs_hash ON txs(hash);
+CREATE INDEX IF NOT EXISTS txs_height ON txs(height);
+CREATE INDEX IF NOT EXISTS txs_pos ON txs(pos);
+CREATE TABLE IF NOT EXISTS nodes (
+    level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
+    PRIMARY KEY (level, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+"""
+
+
+class StoredTx:
+    __slots__ = ("envelope", "hash", "height", "idx", "pos", "result")
+
+    def __init__(self, idx: int, height: int, pos: int, envelope: bytes, hash: bytes | None,
+                 result: bytes) -> None:
+        self.idx, self.height, self.pos = idx, height, pos
+        self.envelope, self.hash, self.result = envelope, hash, result
+
+    def decoded_result(self) -> Result:
+        return Result.from_value(codec.decode(self.result))
+
+
+class ChainStore:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                       timeout=30.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # The store is re-derivable from the durable ordered log: NORMAL keeps it
+            # consistent across a crash (WAL), and a lost tail is replayed on restart.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open the chain store at {self.path}: {exc}") from None
+
+    # --- helpers --------------------------------------------------------------------------
+    def _q(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise StorageError(f"chain store query failed ({exc}); run `glucoledger verify`"
+                                   ) from None
+
+    def get_meta(self, key: str) -> Any:
+        rows = self._q("SELECT value FROM meta WHERE key = ?", (key,))
+        return codec.decode(bytes(rows[0][0])) if rows else None
+
+    def set_meta(self, key: str, value: Any) -> None:
+        self._q("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, codec.encode(value)))
+
+    # --- writing --------------------------------------------------------------------------
+    def write_block(self, block: Block, checkpoint: bytes, frontier: Sequence[bytes]) -> None:
+        """Persist one block atomically."""
+        h = block.header
+        tx_rows = [
+            (block.first_index + i, h.height, block.positions[i], env, block.tx_hashes[i],
+             codec.encode(block.results[i].to_value()))
+            for i, env in enumerate(block.envelopes)
+        ]
+        with self._lock:
+            try:
+                self._db.execute("BEGIN")
+                try:
+                    self._db.execute(
+                        "INSERT INTO blocks (height, hash, header, checkpoint) VALUES (?,?,?,?)",
+                        (h.height, block.hash, h.encode(), checkpoint))
+                    self._db.executemany("INSERT INTO txs VALUES (?,?,?,?,?,?)", tx_rows)
+                    self._db.executemany("INSERT OR REPLACE INTO nodes VALUES (?,?,?)", block.nodes)
+                    for key, value in block.changes.items():
+                        if value is None:
+                            self._db.execute("DELETE FROM state WHERE key = ?", (key,))
+                        else:
+                            self._db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)",
+                                             (key, value))
+                    self._db.execute("INSERT OR REPLACE INTO meta VALUES ('frontier', ?)",
+                                     (codec.encode(list(frontier)),))
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StorageError(f"could not store block {h.height}: {exc}") from None
+
+    # --- reading --------------------------------------------------------------------------
+    def last_header(self) -> BlockHeader | None:
+        rows = self._q("SELECT header FROM blocks ORDER BY height DESC LIMIT 1")
+        return BlockHeader.decode(bytes(rows[0][0])) if rows else None
+
+    def height(self) -> int:
+        """Number of blocks stored."""
+        rows = self._q("SELECT COALESCE(MAX(height) + 1, 0) FROM blocks")
+        return int(rows[0][0])
+
+    def block_row(self, height: int) -> tuple[bytes, bytes, bytes]:
+        rows = self._q("SELECT hash, header, checkpoint FROM blocks WHERE height = ?", (height,))
+        if not rows:
+            raise NotFoundError(f"no block at height {height}")
+        return bytes(rows[0][0]), bytes(rows[0][1]), bytes(rows[0][2])
+
+    def latest_checkpoint(self) -> bytes | None:
+        rows = self._q("SELECT checkpoint FROM blocks ORDER BY height DESC LIMIT 1")
+        return bytes(rows[0][0]) if rows else None
+
+    def checkpoint_at(self, height: int) -> bytes:
+        return self.block_row(height)[2]
+
+    def iter_blocks(self) -> Iterator[tuple[int, bytes, bytes, bytes]]:
+        """(height, hash, header, checkpoint) in height order, read in pages."""
+        last = -1
+        while True:
+            rows = self._q(
+                "SELECT height, hash, header, checkpoint FROM blocks WHERE height > ? "
+                "ORDER BY height LIMIT 500", (last,))
+            if not rows:
+                return
+            for r in rows:
+                yield int(r[0]), bytes(r[1]), bytes(r[2]), bytes(r[3])
+            last = int(rows[-1][0])
+
+    def txs_of_block(self, height: int) -> list[StoredTx]:
+        rows = self._q("SELECT idx, height, pos, envelope, hash, result FROM txs "
+                       "WHERE height = ? ORDER BY idx", (height,))
+        return [StoredTx(r[0], r[1], r[2], bytes(r[3]), None if r[4] is None else bytes(r[4]),
+                         bytes(r[5])) for r in rows]
+
+    def tx_count(self) -> int:
+        return int(self._q("SELECT COUNT(*) FROM txs")[0][0])
+
+    def find_tx(self, tx_hash: bytes) -> list[StoredTx]:
+        rows = self._q("SELECT idx, height, pos, envelope, hash, result FROM txs WHERE hash = ? "
+                       "ORDER BY idx", (tx_hash,))
+        return [StoredTx(r[0], r[1], r[2], bytes(r[3]), None if r[4] is None else bytes(r[4]),
+                         bytes(r[5])) for r in rows]
+
+    def tx_at(self, idx: int) -> StoredTx:
+        rows = self._q("SELECT idx, height, pos, envelope, hash, result FROM txs WHERE idx = ?",
+                       (idx,))
+        if not rows:
+            raise NotFoundError(f"no transaction at log index {idx}")
+        r = rows[0]
+        return StoredTx(r[0], r[1], r[2], bytes(r[3]), None if r[4] is None else bytes(r[4]),
+                        bytes(r[5]))
+
+    def load_state(self) -> dict[str, bytes]:
+        return {str(k): bytes(v) for k, v in self._q("SELECT key, value FROM state")}
+
+    def frontier(self) -> list[bytes]:
+        value = self.get_meta("frontier")
+        return list(value) if value else []
+
+    def node(self, level: int, index: int) -> bytes:
+        rows = self._q("SELECT hash FROM nodes WHERE level = ? AND idx = ?", (level, index))
+        if not rows:
+            raise NotFoundError(f"no Merkle node at level {level}, index {index}")
+        return bytes(rows[0][0])
+
+    def all_nodes(self) -> Iterator[tuple[int, int, bytes]]:
+        with self._lock:
+            cur = self._db.execute("SELECT level, idx, hash FROM nodes ORDER BY level, idx")
+            rows = cur.fetchall()
+        for r in rows:
+            yield int(r[0]), int(r[1]), bytes(r[2])
+
+    def as_node_reader(self) -> merkle.NodeReader:
+        return self
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

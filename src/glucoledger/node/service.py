@@ -1,0 +1,300 @@
+"""The node: the service layer every edge (CLI, HTTP) calls.
+
+It wires the orderer, the chain store, the replica and the node key together, and does all
+the input and output the pure core must not: it reads the clock (for cut entries), talks to
+the orderer and the database, and spreads signature checks over the machine's cores.
+
+Write path: ``submit(envelopes)`` appends the transactions and a cut entry to the orderer in
+one durable append, then ``sync()`` reads the log, derives blocks with the replica, signs a
+checkpoint for each block and stores it, and the receipts say what happened to each
+transaction (``ok`` or the reason it was refused).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from .. import codec, state
+from ..crypto import PrivateKey, PublicKey, generate
+from ..errors import InputError, NotFoundError, OrderingError, StorageError
+from ..ledger import merkle
+from ..ledger.block import BlockHeader, Result
+from ..ledger.checkpoint import Checkpoint, NoteVerifier, sign_checkpoint
+from ..ledger.log import encode_cut, encode_tx_entry
+from ..ledger.tx import SignedTx, Transaction, sign
+from ..ordering.base import Orderer
+from ..ordering.embedded import EmbeddedOrderer
+from ..state.accounts_model import Account, find_account, single_key_policy
+from ..state.replica import Block, Replica, precheck
+from .chainstore import ChainStore
+from .keystore import Wallet, create_master_key, load_master_key
+
+__all__ = ["Node", "NodeConfig", "Receipt"]
+
+_PARALLEL_MIN = 256  # below this many transactions, checking in-process is faster
+_CHUNK = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    tx_hash: bytes | None
+    index: int  # leaf index in the global log
+    height: int
+    result: Result
+
+    @property
+    def ok(self) -> bool:
+        return self.result.ok
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    chain: str
+    name: str
+
+    @classmethod
+    def load(cls, data_dir: Path) -> NodeConfig:
+        path = data_dir / "node.json"
+        try:
+            doc = json.loads(path.read_text())
+            return cls(str(doc["chain"]), str(doc["name"]))
+        except FileNotFoundError:
+            raise NotFoundError(
+                f"no node in {data_dir}: run `glucoledger init --data {data_dir}` (or `demo`)"
+            ) from None
+        except (ValueError, KeyError):
+            raise StorageError(f"{path} is damaged: it must hold chain and name") from None
+
+    def save(self, data_dir: Path) -> None:
+        (data_dir / "node.json").write_text(
+            json.dumps({"chain": self.chain, "name": self.name}, indent=2) + "\n"
+        )
+
+
+def _pool_precheck(envelopes: list[bytes]) -> list[bool | None]:
+    return precheck(envelopes)
+
+
+class Node:
+    """A running node over one data folder."""
+
+    def __init__(self, data_dir: Path, *, orderer: Orderer | None = None,
+                 workers: int | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.data_dir = Path(data_dir)
+        self.config = NodeConfig.load(self.data_dir)
+        self.master = load_master_key(self.data_dir)
+        self.wallet = Wallet(self.data_dir, self.master)
+        self.node_key = self.wallet.load("node")
+        self.orderer = orderer or EmbeddedOrderer(self.data_dir / "orderer.db")
+        self.store = ChainStore(self.data_dir / "chain.db")
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._workers = workers if workers is not None else (os.cpu_count() or 1)
+        self._pool: Executor | None = None
+        last = self.store.last_header()
+        tree = merkle.CompactTree(last.log_size, self.store.frontier()) if last else None
+        self.replica = Replica(self.config.chain, state.State(self.store.load_state()), tree, last)
+        self._read_pos = last.cut + 1 if last else 0
+
+    # --- lifecycle ------------------------------------------------------------------------
+    @classmethod
+    def init(cls, data_dir: Path, *, chain: str = "glucoledger/local", name: str = "node-1",
+             **kwargs: Any) -> Node:
+        """Create a new single-organization chain in ``data_dir`` and return its node."""
+        data_dir = Path(data_dir)
+        if (data_dir / "node.json").exists():
+            raise InputError(f"{data_dir} already holds a node; use another --data folder")
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        NodeConfig(chain, name).save(data_dir)
+        create_master_key(data_dir)
+        wallet = Wallet(data_dir, load_master_key(data_dir))
+        node_key, org_key = generate("ed25519"), generate("ed25519")
+        wallet.save("node", node_key)
+        wallet.save("org", org_key)
+        node = cls(data_dir, **kwargs)
+        receipts = node.submit([genesis_envelope(chain, [(name, org_key, node_key)], 1)])
+        if not receipts[0].ok:  # pragma: no cover - a fresh chain always accepts its genesis
+            raise StorageError(f"genesis refused: {receipts[0].result.message}")
+        return node
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+            self.orderer.close()
+            self.store.close()
+
+    def __enter__(self) -> Node:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- writing --------------------------------------------------------------------------
+    def submit(self, envelopes: Sequence[bytes], *, timeout: float = 30.0) -> list[Receipt]:
+        """Order ``envelopes``, wait until they are in blocks, and say what became of each.
+
+        Raises OrderingError when the orderer cannot take them (nothing was appended).
+        """
+        if not envelopes:
+            return []
+        with self._lock:
+            self.sync()
+            first = self.orderer.append(
+                [encode_tx_entry(e) for e in envelopes]
+                + [encode_cut(self.replica.next_height, self._now_ms())]
+            )
+            positions = range(first, first + len(envelopes))
+            deadline = time.monotonic() + timeout
+            while True:
+                self.sync()
+                receipts = self._receipts(positions)
+                if receipts is not None:
+                    return receipts
+                if time.monotonic() > deadline:
+                    raise OrderingError("transactions were ordered but no block closed them in "
+                                        f"{timeout:.0f} s; they will be applied when one does")
+                # Another writer interleaved and our cut went stale: cut again.
+                if self.replica.pending:
+                    self.orderer.append([encode_cut(self.replica.next_height, self._now_ms())])
+
+    def _receipts(self, positions: range) -> list[Receipt] | None:
+        rows = self.store._q(
+            "SELECT pos, idx, height, hash, result FROM txs WHERE pos BETWEEN ? AND ?",
+            (positions.start, positions.stop - 1))
+        if len(rows) < len(positions):
+            return None
+        by_pos = {r[0]: r for r in rows}
+        return [
+            Receipt(None if by_pos[p][3] is None else bytes(by_pos[p][3]), by_pos[p][1],
+                    by_pos[p][2], Result.from_value(codec.decode(bytes(by_pos[p][4]))))
+            for p in positions
+        ]
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def sync(self) -> int:
+        """Apply every ordered entry not yet applied; return how many blocks were made.
+
+        Transactions of a block still open at the end of the log are not kept in memory: they
+        are read again from the log once their cut arrives, so a crash loses nothing.
+        """
+        made = 0
+        with self._lock:
+            while True:
+                entries = self.orderer.read(self._read_pos, _CHUNK)
+                sig_ok = self._precheck(entries)
+                for i, entry in enumerate(entries):
+                    block = self.replica.feed(self._read_pos + i, entry, sig_ok=sig_ok.get(i))
+                    if block is not None:
+                        self._store_block(block)
+                        made += 1
+                self._read_pos += len(entries)
+                if len(entries) < _CHUNK:
+                    if self.replica.pending:
+                        self.replica.discard_pending()
+                        last = self.replica.last
+                        self._read_pos = last.cut + 1 if last else 0
+                    return made
+
+    def _precheck(self, entries: list[bytes]) -> dict[int, bool | None]:
+        idx = [i for i, e in enumerate(entries) if e[:1] == b"\x01"]
+        if len(idx) < _PARALLEL_MIN or self._workers < 2:
+            return {}
+        envs = [entries[i][1:] for i in idx]
+        pool = self._get_pool()
+        step = max(64, len(envs) // (self._workers * 2))
+        parts = [envs[k:k + step] for k in range(0, len(envs), step)]
+        flat = [ok for part in pool.map(_pool_precheck, parts) for ok in part]
+        return dict(zip(idx, flat, strict=True))
+
+    def _get_pool(self) -> Executor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self._workers, mp_context=get_context("forkserver"))
+        return self._pool
+
+    def _store_block(self, block: Block) -> None:
+        h = block.header
+        cp = Checkpoint(self.config.chain, h.log_size, h.log_root, h.height, block.hash, h.time)
+        note = sign_checkpoint(cp, self.node_key, self.config.name).encode()
+        self.store.write_block(block, note, self.replica.tree.frontier)
+
+    # --- reading --------------------------------------------------------------------------
+    @property
+    def chain(self) -> str:
+        return self.config.chain
+
+    @property
+    def state(self) -> state.State:
+        return self.replica.state
+
+    def account(self, account_id: bytes) -> Account:
+        with self._lock:
+            return find_account(self.replica.state, account_id)
+
+    def next_nonce(self, account_id: bytes) -> int:
+        try:
+            return self.account(account_id).nonce
+        except NotFoundError:
+            return 0
+
+    def verifier(self) -> NoteVerifier:
+        return NoteVerifier(self.config.name, self.node_key.public)
+
+    def checkpoint(self) -> bytes:
+        with self._lock:
+            self.sync()
+            note = self.store.latest_checkpoint()
+        if note is None:
+            raise NotFoundError("the chain has no block yet")
+        return note
+
+    def last_header(self) -> BlockHeader | None:
+        return self.replica.last
+
+    def node_keys(self) -> list[NoteVerifier]:
+        """The checkpoint signers named in the chain's genesis."""
+        info = self.replica.state.get("chain/genesis") or {"nodes": []}
+        return [NoteVerifier(n["name"], PublicKey.from_value(n["key"])) for n in info["nodes"]]
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        with self._lock:
+            n = self.replica.tree.size if size is None else size
+            return merkle.inclusion_proof(self.store, index, n)
+
+    def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
+        with self._lock:
+            n = self.replica.tree.size if size2 is None else size2
+            return merkle.consistency_proof(self.store, size1, n)
+
+    # --- convenience for clients that hold keys in the node's wallet ------------------------
+    def build(self, type_: str, body: dict[str, Any], account: bytes,
+              keys: Sequence[PrivateKey], nonce: int | None = None) -> SignedTx:
+        n = self.next_nonce(account) if nonce is None else nonce
+        return sign(Transaction(self.chain, type_, body, account, n), keys)
+
+
+def genesis_envelope(chain: str, orgs: Sequence[tuple[str, PrivateKey, PrivateKey]],
+                     threshold: int) -> bytes:
+    """The chain's first transaction: (name, organization key, node key) per founder."""
+    from ..state.accounts_model import account_id
+
+    body = {
+        "orgs": [{"name": name, "policy": single_key_policy(org.public),
+                  "node": node.public.to_value()} for name, org, node in orgs],
+        "threshold": threshold,
+    }
+    first = account_id("organization", body["orgs"][0]["policy"])
+    return sign(Transaction(chain, "chain.genesis", body, first, 0),
+                [node for _, _, node in orgs]).raw

@@ -1,0 +1,157 @@
+"""Contracts for the chain's genesis and for accounts.
+
+- ``chain.genesis``: the first transaction of a chain names the founding organizations, their
+  node keys and the checkpoint threshold. Valid once; signed by every founding node key.
+- ``account.create``: a new account proves control of its keys (signatures reaching its own
+  ``cosigners`` threshold). Organizations, nodes, makers and clinicians are vouched for by an
+  existing organization (the sponsor signs too); devices by a maker; gateways by a patient or
+  an organization. Patients and trusted parties register themselves.
+- ``account.update``: replace the cosigners and thresholds (action class ``cosigners``: two of
+  a patient's three keys). This is also key recovery: the remaining key plus the trusted party
+  rotate out a lost key, which stops working from the next transaction on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..crypto import PublicKey
+from ..errors import RejectedError
+from ..ledger.tx import SignedTx
+from .accounts_model import (
+    KINDS,
+    Account,
+    account_id,
+    account_key,
+    load_account,
+    single_key_policy,
+    validate_policy,
+)
+from .machine import Context, body_field, register, require
+from .store import State
+
+__all__ = ["GENESIS_KEY", "SPONSORS", "genesis_info"]
+
+GENESIS_KEY = "chain/genesis"
+#: Which kinds of account must be vouched for, and by which kinds of sponsor.
+SPONSORS: dict[str, tuple[str, ...]] = {
+    "organization": ("organization",),
+    "node": ("organization",),
+    "maker": ("organization",),
+    "clinician": ("organization",),
+    "device": ("maker",),
+    "gateway": ("patient", "organization"),
+}
+
+
+def genesis_info(state: State) -> dict[str, Any]:
+    info = state.get(GENESIS_KEY)
+    if info is None:
+        raise RejectedError("the chain has no genesis yet", code="no_genesis")
+    return dict(info)
+
+
+@register("chain.genesis", auth="self")
+def _genesis(state: State, stx: SignedTx, ctx: Context) -> None:
+    """Found the chain: organizations, their node keys, the checkpoint threshold."""
+    require(GENESIS_KEY not in state, "genesis_exists", "this chain already has a genesis")
+    body = stx.tx.body
+    orgs = body_field(body, "orgs", list)
+    threshold = body_field(body, "threshold", int)
+    require(1 <= len(orgs) <= 64, "bad_genesis", "a genesis names 1 to 64 organizations")
+    require(1 <= threshold <= len(orgs), "bad_genesis", "checkpoint threshold must be 1..orgs")
+    require(stx.tx.nonce == 0, "bad_nonce", "genesis nonce must be 0")
+    nodes: list[dict[str, Any]] = []
+    org_ids: list[bytes] = []
+    for org in orgs:
+        require(
+            isinstance(org, dict) and set(org) == {"name", "policy", "node"},
+            "bad_genesis",
+            "a genesis organization is exactly {name, policy, node}",
+        )
+        name = org["name"]
+        require(isinstance(name, str) and 0 < len(name) <= 64 and " " not in name and "+" not in name,
+                "bad_genesis", "organization names are 1..64 characters without spaces or '+'")
+        validate_policy(org["policy"])
+        node_key = PublicKey.from_value(org["node"])
+        require(node_key.alg == "ed25519", "bad_genesis", "node keys are Ed25519 (they sign notes)")
+        require(node_key.key_id in stx.signer_ids, "insufficient_signatures",
+                f"genesis must be signed by node key of {name}")
+        oid = account_id("organization", org["policy"])
+        nid = account_id("node", single_key_policy(node_key))
+        require(account_key(oid) not in state, "exists", f"organization {name} listed twice")
+        state.put(account_key(oid), {"kind": "organization", "policy": org["policy"], "nonce": 0,
+                                     "name": name, "sponsor": b"", "created": ctx.height})
+        state.put(account_key(nid), {"kind": "node", "policy": single_key_policy(node_key),
+                                     "nonce": 0, "name": name, "sponsor": oid,
+                                     "created": ctx.height})
+        org_ids.append(oid)
+        nodes.append({"name": name, "org": oid, "node": nid, "key": node_key.to_value()})
+    require(stx.tx.account == org_ids[0], "bad_account_id",
+            "genesis is sent from the first organization's account id")
+    state.put(GENESIS_KEY, {"orgs": org_ids, "nodes": nodes, "threshold": threshold,
+                            "time": ctx.time_ms})
+
+
+@register("account.create", auth="self")
+def _create(state: State, stx: SignedTx, ctx: Context) -> None:
+    """Register an account: kind, policy (cosigners and thresholds), salt, optional sponsor."""
+    genesis_info(state)
+    tx, body = stx.tx, stx.tx.body
+    kind = body_field(body, "kind", str)
+    policy = body_field(body, "policy", dict)
+    salt = body.get("salt", b"")
+    sponsor = body.get("sponsor", b"")
+    require(set(body) <= {"kind", "policy", "salt", "sponsor", "meta"}, "malformed",
+            "account.create takes kind, policy, salt, sponsor, meta")
+    require(kind in KINDS, "bad_kind", f"kind must be one of {', '.join(KINDS)}")
+    require(isinstance(salt, bytes) and len(salt) <= 32, "malformed", "salt is at most 32 bytes")
+    cosigners, _ = validate_policy(policy)
+    expected = account_id(kind, policy, salt)
+    require(tx.account == expected, "bad_account_id",
+            f"account id must be {expected.hex()}, the hash of kind, policy and salt")
+    require(tx.nonce == 0, "bad_nonce", "a new account's first nonce is 0")
+    require(account_key(tx.account) not in state, "exists",
+            f"account {tx.account.hex()[:16]} already exists")
+    new = Account(tx.account, kind, cosigners, validate_policy(policy)[1], 0, {})
+    own = frozenset(k for k in stx.signer_ids if k in new.keys)
+    weight = sum(new.keys[k].weight("cosigners") for k in own)
+    require(weight >= new.threshold("cosigners"), "insufficient_signatures",
+            "a new account must be signed by enough of its own keys to reach its 'cosigners' "
+            f"threshold ({new.threshold('cosigners')}); it has {weight}")
+    others = stx.signer_ids - own
+    if kind in SPONSORS:
+        require(isinstance(sponsor, bytes) and len(sponsor) == 32, "sponsor_required",
+                f"a {kind} account must be vouched for by a {' or '.join(SPONSORS[kind])}: "
+                "name it as sponsor and have it sign")
+        sp = load_account(state, sponsor)
+        require(sp.kind in SPONSORS[kind], "bad_sponsor",
+                f"a {kind} is vouched for by a {' or '.join(SPONSORS[kind])}, not a {sp.kind}")
+        require(all(k in sp.keys for k in others), "not_cosigner",
+                "a signature is from neither the new account nor its sponsor")
+        _signed_by(sp, stx)
+    else:
+        require(sponsor == b"", "bad_sponsor", f"a {kind} account registers itself; no sponsor")
+        require(not others, "not_cosigner", "a signature is from a key not in the new policy")
+    meta = body.get("meta", {})
+    require(isinstance(meta, dict) and len(meta) <= 16, "malformed", "meta is a small map")
+    state.put(account_key(tx.account), {"kind": kind, "policy": policy, "nonce": 1,
+                                        "sponsor": sponsor, "created": ctx.height, "meta": meta})
+
+
+def _signed_by(sponsor: Account, stx: SignedTx) -> None:
+    total = sum(sponsor.weights("default").get(k, 0) for k in stx.signer_ids)
+    require(total >= sponsor.threshold("default"), "insufficient_signatures",
+            f"sponsor {sponsor.id.hex()[:16]} has not signed with enough weight")
+
+
+@register("account.update", action="cosigners")
+def _update(state: State, stx: SignedTx, ctx: Context) -> None:
+    """Replace the account's cosigners and thresholds (also: recover from a lost key)."""
+    policy = body_field(stx.tx.body, "policy", dict)
+    validate_policy(policy)
+    record = dict(state.get(account_key(stx.tx.account)))
+    record["policy"] = policy
+    record["rotated"] = ctx.height
+    state.put(account_key(stx.tx.account), record)
+

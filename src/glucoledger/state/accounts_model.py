@@ -1,0 +1,162 @@
+"""Accounts and their multi-signature policies (after NEM multisig, Cichosz et al. 2018).
+
+An account is identified by ``tagged_hash("account", encode({kind, policy, salt}))``: a hash of
+its initial keys, never a name. Its policy lists cosigners (public keys) with a weight per
+action class, and a threshold per action class. For action ``a`` a key weighs
+``w[a]`` if given, else ``w["default"]``, else 0; the threshold is ``thresholds[a]`` if given,
+else ``thresholds["default"]``.
+
+The patient default (DESIGN.md): two patient keys and one trusted-party key. Everyday actions
+need one patient key; changing cosigners (which is also how a lost key is recovered) needs two
+of the three; the trusted party alone can do nothing everyday, but counts for ``cosigners`` and
+``emergency``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from .. import codec
+from ..crypto import PublicKey, tagged_hash
+from ..errors import MalformedError, NotFoundError, RejectedError
+from .store import State
+
+__all__ = [
+    "ACTIONS",
+    "KINDS",
+    "Account",
+    "Cosigner",
+    "account_id",
+    "account_key",
+    "load_account",
+    "make_policy",
+    "patient_policy",
+    "single_key_policy",
+    "validate_policy",
+]
+
+KINDS = ("patient", "clinician", "organization", "device", "maker", "trusted", "node", "gateway")
+#: Action classes known to the core. Contracts may use others; unknown classes fall back to
+#: "default" for weights and thresholds.
+ACTIONS = ("default", "grant", "cosigners", "emergency", "erase", "data")
+MAX_COSIGNERS = 8
+MAX_WEIGHT = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Cosigner:
+    key: PublicKey
+    weights: Mapping[str, int]
+
+    def weight(self, action: str) -> int:
+        return self.weights.get(action, self.weights.get("default", 0))
+
+
+@dataclass(frozen=True)
+class Account:
+    id: bytes
+    kind: str
+    cosigners: tuple[Cosigner, ...]
+    thresholds: Mapping[str, int]
+    nonce: int
+    record: Mapping[str, Any]
+
+    @cached_property
+    def keys(self) -> dict[bytes, Cosigner]:
+        return {c.key.key_id: c for c in self.cosigners}
+
+    def weights(self, action: str) -> dict[bytes, int]:
+        return {kid: c.weight(action) for kid, c in self.keys.items()}
+
+    def threshold(self, action: str) -> int:
+        return self.thresholds.get(action, self.thresholds["default"])
+
+
+def account_key(account: bytes) -> str:
+    return "acct/" + account.hex()
+
+
+def validate_policy(policy: Any) -> tuple[tuple[Cosigner, ...], dict[str, int]]:
+    """Parse a policy value; raise MalformedError if ill-formed, RejectedError if unusable."""
+    if not isinstance(policy, dict) or set(policy) != {"cosigners", "thresholds"}:
+        raise MalformedError("a policy is exactly {cosigners, thresholds}")
+    raw_cos, thresholds = policy["cosigners"], policy["thresholds"]
+    if not isinstance(raw_cos, list) or not 1 <= len(raw_cos) <= MAX_COSIGNERS:
+        raise MalformedError(f"a policy has 1 to {MAX_COSIGNERS} cosigners")
+    cosigners: list[Cosigner] = []
+    for c in raw_cos:
+        if not isinstance(c, dict) or set(c) != {"key", "w"} or not isinstance(c["w"], dict):
+            raise MalformedError("a cosigner is exactly {key: {alg, pub}, w: {action: weight}}")
+        if not all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+            and 0 <= v <= MAX_WEIGHT
+            for k, v in c["w"].items()
+        ):
+            raise MalformedError(f"cosigner weights are integers from 0 to {MAX_WEIGHT}")
+        cosigners.append(Cosigner(PublicKey.from_value(c["key"]), dict(c["w"])))
+    if len({c.key.key_id for c in cosigners}) != len(cosigners):
+        raise MalformedError("a key is listed twice among the cosigners")
+    if not isinstance(thresholds, dict) or "default" not in thresholds or not all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1000
+        for k, v in thresholds.items()
+    ):
+        raise MalformedError("thresholds map action classes (with 'default') to 1..1000")
+    for action in {*thresholds, *(a for c in cosigners for a in c.weights)}:
+        need = thresholds.get(action, thresholds["default"])
+        if sum(c.weight(action) for c in cosigners) < need:
+            raise RejectedError(
+                f"policy can never reach its '{action}' threshold ({need}): the account would "
+                "be locked; lower the threshold or add weight",
+                code="bad_policy",
+            )
+    return tuple(cosigners), dict(thresholds)
+
+
+def account_id(kind: str, policy: Any, salt: bytes = b"") -> bytes:
+    return tagged_hash("account", codec.encode({"kind": kind, "policy": policy, "salt": salt}))
+
+
+def load_account(state: State, account: bytes) -> Account:
+    record = state.get(account_key(account))
+    if record is None:
+        raise RejectedError(
+            f"account {account.hex()[:16]} does not exist; create it first",
+            code="unknown_account",
+        )
+    cosigners, thresholds = validate_policy(record["policy"])
+    return Account(account, record["kind"], cosigners, thresholds, record["nonce"], record)
+
+
+def find_account(state: State, account: bytes) -> Account:
+    """Like load_account, for the service layer: raises NotFoundError."""
+    try:
+        return load_account(state, account)
+    except RejectedError:
+        raise NotFoundError(f"no account {account.hex()}") from None
+
+
+def make_policy(
+    cosigners: Sequence[tuple[PublicKey, Mapping[str, int]]], thresholds: Mapping[str, int]
+) -> dict[str, Any]:
+    return {
+        "cosigners": [{"key": k.to_value(), "w": dict(w)} for k, w in cosigners],
+        "thresholds": dict(thresholds),
+    }
+
+
+def single_key_policy(key: PublicKey) -> dict[str, Any]:
+    return make_policy([(key, {"default": 1})], {"default": 1})
+
+
+def patient_policy(
+    key1: PublicKey, key2: PublicKey, trusted: PublicKey | None = None
+) -> dict[str, Any]:
+    """Two patient keys and (optionally) one trusted-party key, as DESIGN.md describes."""
+    owner = {"default": 1, "emergency": 0}
+    cos: list[tuple[PublicKey, Mapping[str, int]]] = [(key1, owner), (key2, owner)]
+    if trusted is not None:
+        cos.append((trusted, {"default": 0, "cosigners": 1, "emergency": 1}))
+    return make_policy(cos, {"default": 1, "cosigners": 2, "emergency": 1})

@@ -1,0 +1,184 @@
+"""The deterministic state machine: ``apply(state, envelope, ctx) -> Result``.
+
+Transitions are data: every transaction type is registered once in ``REGISTRY`` with the
+action class its signers must meet (``default``, ``grant``, ``cosigners``, ...) and how it is
+authorized. ``apply`` runs the same checks, in the same order, for every type:
+
+1. the envelope decodes (else ``malformed``);
+2. it is for this chain (``wrong_chain``) and of a known type (``unknown_type``);
+3. every signature verifies over the transaction hash (``bad_signature``);
+4. for account-authorized types: the account exists (``unknown_account``), the nonce is the
+   account's next one (``bad_nonce``), every signer is a cosigner of the account
+   (``not_cosigner``) and their weights for the type's action class reach its threshold
+   (``insufficient_signatures``);
+5. the handler runs inside a state transaction; it raises RejectedError to refuse.
+
+A refused transaction is still ordered and recorded with its reason code; it changes nothing.
+On success the account's nonce advances. Pure: no I/O, clock or randomness; time is
+``ctx.time_ms``, the block's time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..errors import MalformedError, RejectedError, SignatureError
+from ..ledger.block import Result
+from ..ledger.tx import SignedTx, Transaction
+from .accounts_model import Account, account_key, load_account
+from .store import State
+
+__all__ = [
+    "REGISTRY",
+    "Context",
+    "TxType",
+    "apply",
+    "authorize",
+    "register",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    chain: str
+    height: int
+    time_ms: int
+    #: Position of the transaction in the global log (its Merkle leaf index).
+    index: int = 0
+
+
+Handler = Callable[[State, SignedTx, Context], None]
+Auth = Literal["account", "self"]
+
+
+@dataclass(frozen=True, slots=True)
+class TxType:
+    name: str
+    action: str
+    handler: Handler
+    #: "account": the signers must meet the account's threshold for ``action`` and the nonce
+    #: must be the account's next. "self": the handler authorizes (account creation, cosigning).
+    auth: Auth
+    doc: str
+
+
+REGISTRY: dict[str, TxType] = {}
+
+
+def register(name: str, *, action: str = "default", auth: Auth = "account") -> Callable[
+    [Handler], Handler
+]:
+    def wrap(fn: Handler) -> Handler:
+        if name in REGISTRY:
+            raise RuntimeError(f"transaction type {name} registered twice")
+        REGISTRY[name] = TxType(name, action, fn, auth, (fn.__doc__ or "").strip())
+        return fn
+
+    return wrap
+
+
+def authorize(account: Account, stx: SignedTx, action: str) -> None:
+    """Raise RejectedError unless the signers are cosigners meeting ``action``'s threshold."""
+    weights = account.weights(action)
+    total = 0
+    for key_id in stx.signer_ids:
+        if key_id not in account.keys:
+            raise RejectedError(
+                f"key {key_id.hex()[:16]} is not a cosigner of account "
+                f"{account.id.hex()[:16]}; sign with one of the account's keys",
+                code="not_cosigner",
+            )
+        total += weights.get(key_id, 0)
+    need = account.threshold(action)
+    if total < need:
+        raise RejectedError(
+            f"signatures carry weight {total} for '{action}' on account "
+            f"{account.id.hex()[:16]}; {need} needed: add cosignatures",
+            code="insufficient_signatures",
+        )
+
+
+def _check_nonce(account: Account, tx: Transaction) -> None:
+    if tx.nonce != account.nonce:
+        raise RejectedError(
+            f"nonce {tx.nonce} is not account {account.id.hex()[:16]}'s next nonce "
+            f"({account.nonce}): {'already used (replay?)' if tx.nonce < account.nonce else 'a gap'};"
+            " fetch the account's nonce and re-sign",
+            code="bad_nonce",
+        )
+
+
+def bump_nonce(state: State, account: Account) -> None:
+    record = state.get(account_key(account.id))
+    record["nonce"] = account.nonce + 1
+    state.put(account_key(account.id), record)
+
+
+def apply(
+    state: State,
+    envelope: bytes | SignedTx,
+    ctx: Context,
+    *,
+    signatures_checked: bool = False,
+) -> tuple[Result, SignedTx | None]:
+    """Apply one ordered transaction. Never raises for bad input: it returns the Result.
+
+    ``signatures_checked`` says the caller already verified the cryptography (in parallel);
+    authorization (who may sign) is always decided here.
+    """
+    try:
+        stx = envelope if isinstance(envelope, SignedTx) else SignedTx.decode(envelope)
+    except MalformedError as exc:
+        return Result("malformed", exc.message), None
+    tx = stx.tx
+    if tx.chain != ctx.chain:
+        return Result("wrong_chain", f"transaction is for chain {tx.chain!r}, not {ctx.chain!r}"), stx
+    ttype = REGISTRY.get(tx.type)
+    if ttype is None:
+        return Result("unknown_type", f"unknown transaction type {tx.type!r}"), stx
+    if not signatures_checked:
+        try:
+            stx.check_signatures()
+        except SignatureError as exc:
+            return Result("bad_signature", exc.message), stx
+    state.begin()
+    try:
+        account = None
+        if ttype.auth == "account":
+            account = load_account(state, tx.account)
+            _check_nonce(account, tx)
+            authorize(account, stx, ttype.action)
+        ttype.handler(state, stx, ctx)
+        if account is not None:
+            bump_nonce(state, account)
+    except RejectedError as exc:
+        state.rollback()
+        return Result(exc.code, exc.message), stx
+    except MalformedError as exc:
+        state.rollback()
+        return Result("malformed", exc.message), stx
+    except Exception:
+        # A bug in a handler must not leave half-applied state, nor diverge silently:
+        # roll back and let the node stop (a replica that failed mid-apply says so).
+        state.rollback()
+        raise
+    state.commit()
+    return Result("ok"), stx
+
+
+def require(condition: bool, code: str, message: str) -> None:
+    """Refuse the transaction with ``code`` unless ``condition`` holds."""
+    if not condition:
+        raise RejectedError(message, code=code)
+
+
+def body_field(body: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    """Fetch a required body field of the given type, or refuse as malformed."""
+    if name not in body:
+        raise MalformedError(f"transaction body lacks field {name!r}")
+    value = body[name]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise MalformedError(f"transaction body field {name!r} has the wrong type")
+    return value

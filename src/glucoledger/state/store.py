@@ -1,0 +1,101 @@
+"""The world state the state machine reads and writes: a journaled key-value map.
+
+Keys are text (``acct/<hex id>``, ``prop/<hex>`` ...); values are canonical CBOR bytes, so a
+handler can never mutate stored state behind the journal's back, and two nodes holding the same
+state hold the same bytes.
+
+Transactions are atomic: ``begin()`` opens a journal, ``commit()`` keeps the writes,
+``rollback()`` restores every key the transaction touched. A rejected transaction therefore
+changes nothing. ``take_changes()`` hands the store everything written since the last call, so
+the node persists each block's writes in the same database transaction as the block.
+
+Pure: no I/O, clock or randomness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from .. import codec
+
+__all__ = ["State"]
+
+_MISSING = object()
+
+
+class State:
+    __slots__ = ("_changed", "_data", "_journal")
+
+    def __init__(self, data: Mapping[str, bytes] | None = None) -> None:
+        self._data: dict[str, bytes] = dict(data or {})
+        self._journal: dict[str, object] | None = None
+        self._changed: set[str] = set()
+
+    # reads ---------------------------------------------------------------------------------
+    def get(self, key: str) -> Any:
+        raw = self._data.get(key)
+        return None if raw is None else codec.decode(raw)
+
+    def get_raw(self, key: str) -> bytes | None:
+        return self._data.get(key)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._data
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """Keys with ``prefix``, sorted (so iteration order is the same on every node)."""
+        return iter(sorted(k for k in self._data if k.startswith(prefix)))
+
+    # writes --------------------------------------------------------------------------------
+    def _remember(self, key: str) -> None:
+        if self._journal is not None and key not in self._journal:
+            self._journal[key] = self._data.get(key, _MISSING)
+
+    def put(self, key: str, value: Any) -> None:
+        raw = codec.encode(value)
+        self._remember(key)
+        self._data[key] = raw
+        self._changed.add(key)
+
+    def delete(self, key: str) -> None:
+        if key in self._data:
+            self._remember(key)
+            del self._data[key]
+            self._changed.add(key)
+
+    # transactions --------------------------------------------------------------------------
+    def begin(self) -> None:
+        if self._journal is not None:
+            raise RuntimeError("a state transaction is already open")
+        self._journal = {}
+
+    def commit(self) -> None:
+        if self._journal is None:
+            raise RuntimeError("no state transaction is open")
+        self._journal = None
+
+    def rollback(self) -> None:
+        if self._journal is None:
+            raise RuntimeError("no state transaction is open")
+        for key, old in self._journal.items():
+            if old is _MISSING:
+                self._data.pop(key, None)
+            else:
+                assert isinstance(old, bytes)
+                self._data[key] = old
+        self._journal = None
+
+    def take_changes(self) -> dict[str, bytes | None]:
+        """Writes since the last call: key -> new bytes, or None if deleted."""
+        if self._journal is not None:
+            raise RuntimeError("cannot take changes inside an open state transaction")
+        changes = {k: self._data.get(k) for k in sorted(self._changed)}
+        self._changed = set()
+        return changes
+
+    def snapshot(self) -> dict[str, bytes]:
+        return dict(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
