@@ -20,9 +20,13 @@ Invariants:
 - Verification follows RFC 9162 2.1.3.2 and 2.1.4.2. It raises or returns ``None``, never a
   boolean: ``MalformedError`` for input that cannot describe any tree (an index outside the
   tree, size1 > size2, a proof of the wrong length, a hash that is not 32 bytes, a size of
-  2**64 or more, a proof of more than 64 hashes) and ``ConsistencyError`` for a well-formed
-  proof that does not lead to the given root(s). Both are checked before any hashing result is
-  trusted; every hash input must be exactly 32 bytes, roots included.
+  2**64 or more, more hashes than any tree needs: 64 for inclusion, 65 for consistency) and
+  ``ConsistencyError`` for a well-formed proof that does not lead to the given root(s). The
+  shape is checked before any hashing; every hash input must be exactly 32 bytes, roots
+  included (stricter than the Go reference, which compares equal-size roots of any length).
+- A proof binds the leaf index and the tree sizes only through the shape of the path: a tree
+  size is trusted because a signed checkpoint pairs it with its root, never because a proof
+  verified (e.g. a proof for leaf 0 of 8 also verifies as leaf 0 of 7 against the same root).
 - Beyond RFC 9162 (which defines consistency proofs for 0 < size1 < size2 only):
   ``size1 == size2`` takes an empty proof and equal roots; ``size1 == 0`` takes an empty proof,
   ``root1`` must be ``EMPTY_ROOT`` (the empty tree is a prefix of every tree).
@@ -39,7 +43,8 @@ from ..errors import ConsistencyError, MalformedError, NotFoundError, OutOfRange
 __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
-    "MAX_PROOF_HASHES",
+    "MAX_CONSISTENCY_HASHES",
+    "MAX_INCLUSION_HASHES",
     "MAX_SIZE",
     "CompactTree",
     "MemoryNodes",
@@ -58,8 +63,11 @@ __all__ = [
 HASH_SIZE = 32
 #: Tree sizes are unsigned 64-bit integers, as in RFC 9162 (``uint64 tree_size``).
 MAX_SIZE = (1 << 64) - 1
-#: No valid proof in a tree of at most MAX_SIZE leaves is longer than this.
-MAX_PROOF_HASHES = 64
+#: The longest valid proofs for trees of at most MAX_SIZE leaves: an inclusion path has at most
+#: one hash per bit of ``size - 1``; a consistency proof can add the old tree's own subtree
+#: root to such a path (e.g. 2**64 - 3 -> 2**64 - 1 takes 65 hashes).
+MAX_INCLUSION_HASHES = 64
+MAX_CONSISTENCY_HASHES = 65
 
 _LEAF_PREFIX = b"\x00"
 _NODE_PREFIX = b"\x01"
@@ -333,7 +341,7 @@ def consistency_proof(reader: NodeReader, size1: int, size2: int) -> list[bytes]
             f"consistency proof from size {size1} to the smaller size {size2}: a log only "
             "grows; ask with size1 <= size2"
         )
-    if size1 == 0 or size1 == size2:
+    if size1 in (0, size2):
         return []
     # The largest perfect subtree that ends at size1: SUBPROOF stops exactly there.
     level = (size1 & -size1).bit_length() - 1
@@ -369,13 +377,13 @@ def _check_size(value: object, what: str) -> int:
     return value
 
 
-def _check_proof(proof: object, what: str) -> list[bytes]:
+def _check_proof(proof: object, what: str, limit: int) -> list[bytes]:
     if proof is None or isinstance(proof, (bytes, str)) or not isinstance(proof, Sequence):
         raise MalformedError(f"{what} is {type(proof).__name__}, not a list of hashes")
-    if len(proof) > MAX_PROOF_HASHES:
+    if len(proof) > limit:
         raise MalformedError(
             f"{what} has {len(proof)} hashes; no tree of at most 2**64 - 1 leaves needs more "
-            f"than {MAX_PROOF_HASHES}"
+            f"than {limit}"
         )
     return [_check_hash(h, f"{what} hash {i}") for i, h in enumerate(proof)]
 
@@ -405,7 +413,7 @@ def root_from_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence
     leaf = _check_hash(leaf_hash, "leaf hash")
     index = _check_size(index, "leaf index")
     size = _check_size(size, "tree size")
-    hashes = _check_proof(proof, "inclusion proof")
+    hashes = _check_proof(proof, "inclusion proof", MAX_INCLUSION_HASHES)
     if index >= size:
         raise MalformedError(
             f"leaf index {index} is not below tree size {size}: no such leaf in that tree"
@@ -453,13 +461,13 @@ def verify_consistency(
     size2 = _check_size(size2, "second tree size")
     first = _check_hash(root1, "first root")
     second = _check_hash(root2, "second root")
-    hashes = _check_proof(proof, "consistency proof")
+    hashes = _check_proof(proof, "consistency proof", MAX_CONSISTENCY_HASHES)
     if size1 > size2:
         raise MalformedError(
             f"first tree size {size1} is larger than second tree size {size2}: a log only "
             "grows; pass the older checkpoint first"
         )
-    if size1 == size2 or size1 == 0:
+    if size1 in (0, size2):
         if hashes:
             raise MalformedError(
                 f"consistency proof from size {size1} to size {size2} must be empty, it has "
