@@ -1,0 +1,264 @@
+"""``verify``: re-derive everything from the raw store and name the first bad spot.
+
+A fresh replica replays every stored transaction, block by block, exactly as the node did
+(signatures, authorization, results, Merkle leaves and roots, block links, state). What the
+store says is then compared with what was derived:
+
+- per transaction: the envelope against the ordered log's entry at its position (when the
+  log is at hand), the stored hash and result against the derived ones;
+- per block: the stored block hash, every header field, and the signed checkpoint (its
+  signature under the node key, and its size, root, height, block hash and time);
+- at the end: the state table, the stored Merkle nodes and the frontier;
+- against a checkpoint the caller kept (``from_checkpoint``): the store must still hold that
+  block, with that root, and the current log must be consistent with it (RFC 9162 2.1.4):
+  otherwise the store was rolled back or forked.
+
+It raises IntegrityError (a ConsistencyError) carrying a Finding, or returns a VerifyReport.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from ..errors import ConsistencyError, GlucoledgerError, MalformedError
+from ..ledger import merkle
+from ..ledger.block import BlockHeader, Result
+from ..ledger.checkpoint import Checkpoint, NoteVerifier, parse_note
+from ..ledger.log import encode_cut, encode_tx_entry
+from ..ordering.base import Orderer
+from ..state.replica import Block, Replica, precheck
+from .chainstore import ChainStore, StoredTx
+
+__all__ = ["Finding", "IntegrityError", "VerifyReport", "verify_store"]
+
+Prechecker = Callable[[list[bytes]], list[bool | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    kind: str  # "tamper", "rollback" or "fork"
+    what: str  # the field or object that differs
+    expected: str
+    found: str
+    height: int | None = None
+    tx_index: int | None = None
+    tx_hash: str | None = None
+
+    def describe(self) -> str:
+        where = []
+        if self.height is not None:
+            where.append(f"block {self.height}")
+        if self.tx_index is not None:
+            where.append(f"transaction {self.tx_index}")
+        if self.tx_hash:
+            where.append(f"(hash {self.tx_hash[:16]})")
+        place = " ".join(where) or "store"
+        return (f"{self.kind}: {place}: {self.what} differs: expected {self.expected}, "
+                f"found {self.found}")
+
+
+class IntegrityError(ConsistencyError):
+    code = "integrity"
+
+    def __init__(self, finding: Finding) -> None:
+        hint = {
+            "tamper": "the store was altered; restore it from another node or a backup",
+            "rollback": "the store is older than a checkpoint you hold; it was truncated or "
+                        "rolled back",
+            "fork": "the store disagrees with a checkpoint you hold; its history was rewritten",
+        }.get(finding.kind, "")
+        super().__init__(f"{finding.describe()}. {hint}")
+        self.finding = finding
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    blocks: int
+    transactions: int
+    rejected: int
+    log_size: int
+    log_root: bytes
+    seconds: float
+    checkpoint_height: int | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def tx_per_second(self) -> float:
+        return self.transactions / self.seconds if self.seconds > 0 else 0.0
+
+
+def _short(b: bytes | None) -> str:
+    return "none" if b is None else b.hex()[:16]
+
+
+def _fail(kind: str, what: str, expected: object, found: object, **where: object) -> None:
+    raise IntegrityError(Finding(kind, what, str(expected), str(found), **where))  # type: ignore[arg-type]
+
+
+def verify_store(
+    store: ChainStore,
+    chain: str,
+    *,
+    verifiers: Sequence[NoteVerifier],
+    orderer: Orderer | None = None,
+    from_checkpoint: bytes | None = None,
+    checkpoint_verifiers: Sequence[NoteVerifier] | None = None,
+    prechecker: Prechecker | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> VerifyReport:
+    start = time.perf_counter()
+    held: Checkpoint | None = None
+    if from_checkpoint is not None:
+        note = parse_note(from_checkpoint)
+        note.verify(checkpoint_verifiers or verifiers)
+        held = Checkpoint.parse_body(note.text)
+        if held.origin != chain:
+            raise ConsistencyError(f"checkpoint is for {held.origin!r}, this store is {chain!r}")
+    total_blocks = store.height()
+    replica = Replica(chain)
+    derived_nodes: dict[tuple[int, int], bytes] = {}
+    rejected = txs = 0
+    cp_block: BlockHeader | None = None
+    check = prechecker or precheck
+    for height, bhash, raw_header, note_bytes, stored in _blocks_with_txs(store):
+        if height != replica.next_height:
+            _fail("tamper", "block height sequence", replica.next_height, height)
+        try:
+            header = BlockHeader.decode(raw_header)
+        except MalformedError as exc:
+            _fail("tamper", "header encoding", "a canonical block header", exc.message,
+                  height=height)
+        sig_ok = check([t.envelope for t in stored]) if len(stored) >= 64 else [None] * len(stored)
+        for i, t in enumerate(stored):
+            if t.idx != replica.tree.size + i:
+                _fail("tamper", "transaction index", replica.tree.size + i, t.idx, height=height)
+            if orderer is not None:
+                _compare_with_log(orderer, t, height)
+            replica.feed(t.pos, encode_tx_entry(t.envelope), sig_ok=sig_ok[i])
+        block = replica.feed(header.cut, encode_cut(height, header.time))
+        if block is None:
+            _fail("tamper", "block contents", f"{header.tx_count} transactions",
+                  f"{len(stored)} stored transactions (or a bad cut)", height=height)
+        assert block is not None
+        _compare_block(block, stored, header, bhash, height)
+        _check_checkpoint(note_bytes, block, chain, verifiers, height)
+        for level, index, h in block.nodes:
+            derived_nodes[(level, index)] = h
+        rejected += sum(1 for r in block.results if not r.ok)
+        txs += len(stored)
+        if held is not None and height == held.height:
+            cp_block = block.header
+        if progress is not None:
+            progress(height + 1, total_blocks)
+    _compare_state(store, replica)
+    _compare_nodes(store, derived_nodes)
+    if store.frontier() != list(replica.tree.frontier):
+        _fail("tamper", "stored Merkle frontier", "the derived frontier", "a different one")
+    if held is not None:
+        _check_held(held, cp_block, replica, store)
+    return VerifyReport(
+        blocks=replica.next_height, transactions=txs, rejected=rejected,
+        log_size=replica.tree.size, log_root=replica.tree.root(),
+        seconds=time.perf_counter() - start,
+        checkpoint_height=held.height if held else None,
+    )
+
+
+def _blocks_with_txs(store: ChainStore) -> Iterator[tuple[int, bytes, bytes, bytes, list[StoredTx]]]:
+    for height, bhash, header, note in store.iter_blocks():
+        yield height, bhash, header, note, store.txs_of_block(height)
+
+
+def _compare_with_log(orderer: Orderer, t: StoredTx, height: int) -> None:
+    entries = orderer.read(t.pos, 1)
+    if not entries:
+        return  # compacted away: the header chain and checkpoints still cover it
+    if entries[0] != encode_tx_entry(t.envelope):
+        _fail("tamper", "transaction envelope",
+              f"the ordered entry at position {t.pos} ({_short(merkle.leaf_hash(entries[0][1:]))})",
+              f"stored bytes with leaf hash {_short(merkle.leaf_hash(t.envelope))}",
+              height=height, tx_index=t.idx, tx_hash=None if t.hash is None else t.hash.hex())
+
+
+def _compare_block(block: Block, stored: Sequence[StoredTx], header: BlockHeader,
+                   bhash: bytes, height: int) -> None:
+    for i, t in enumerate(stored):
+        where = {"height": height, "tx_index": t.idx,
+                 "tx_hash": None if block.tx_hashes[i] is None else block.tx_hashes[i].hex()}  # type: ignore[union-attr]
+        if t.hash != block.tx_hashes[i]:
+            _fail("tamper", "transaction hash", _short(block.tx_hashes[i]), _short(t.hash), **where)
+        try:
+            found: Result | str = t.decoded_result()
+        except (MalformedError, GlucoledgerError):
+            found = "an undecodable result"
+        if found != block.results[i]:
+            _fail("tamper", "transaction result", block.results[i].code,
+                  getattr(found, "code", found), **where)
+    derived = block.header
+    for name in BlockHeader.__slots__:
+        a, b = getattr(derived, name), getattr(header, name)
+        if a != b:
+            fmt = _short if isinstance(a, bytes) else str
+            _fail("tamper", f"header field '{name}'", fmt(a), fmt(b), height=height)
+    if bhash != block.hash:
+        _fail("tamper", "stored block hash", _short(block.hash), _short(bhash), height=height)
+
+
+def _check_checkpoint(note_bytes: bytes, block: Block, chain: str,
+                      verifiers: Sequence[NoteVerifier], height: int) -> None:
+    try:
+        note = parse_note(note_bytes)
+        note.verify(verifiers)
+        cp = Checkpoint.parse_body(note.text)
+    except (MalformedError, GlucoledgerError) as exc:
+        _fail("tamper", "signed checkpoint", "a checkpoint signed by the node key",
+              exc.message if isinstance(exc, GlucoledgerError) else str(exc), height=height)
+        return
+    h = block.header
+    expected = Checkpoint(chain, h.log_size, h.log_root, h.height, block.hash, h.time)
+    if cp != expected:
+        _fail("tamper", "signed checkpoint contents", "the derived block's size/root/hash",
+              "different values", height=height)
+
+
+def _compare_state(store: ChainStore, replica: Replica) -> None:
+    stored = store.load_state()
+    derived = replica.state.snapshot()
+    for key in sorted(set(stored) | set(derived)):
+        if stored.get(key) != derived.get(key):
+            _fail("tamper", f"state entry '{key}'",
+                  _short(derived.get(key)) if key in derived else "absent",
+                  _short(stored.get(key)) if key in stored else "absent")
+
+
+def _compare_nodes(store: ChainStore, derived: dict[tuple[int, int], bytes]) -> None:
+    seen = 0
+    for level, index, h in store.all_nodes():
+        seen += 1
+        if derived.get((level, index)) != h:
+            _fail("tamper", f"Merkle node (level {level}, index {index})",
+                  _short(derived.get((level, index))), _short(h))
+    if seen != len(derived):
+        _fail("tamper", "number of stored Merkle nodes", len(derived), seen)
+
+
+def _check_held(held: Checkpoint, at: BlockHeader | None, replica: Replica,
+                store: ChainStore) -> None:
+    if at is None or held.size > replica.tree.size:
+        _fail("rollback", f"block {held.height} of your checkpoint",
+              f"a log of at least {held.size} transactions",
+              f"a store that ends at height {replica.next_height - 1} with "
+              f"{replica.tree.size} transactions")
+    assert at is not None
+    if at.hash() != held.block_hash or at.log_root != held.root or at.log_size != held.size:
+        _fail("fork", f"block {held.height}", f"root {_short(held.root)} as in your checkpoint",
+              f"root {_short(at.log_root)} in the store", height=held.height)
+    try:
+        proof = merkle.consistency_proof(store, held.size, replica.tree.size)
+        merkle.verify_consistency(held.size, replica.tree.size, proof, held.root,
+                                  replica.tree.root())
+    except GlucoledgerError as exc:
+        _fail("fork", "consistency proof from your checkpoint", "a valid RFC 9162 proof",
+              exc.message)
