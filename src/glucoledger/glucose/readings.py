@@ -125,7 +125,12 @@ def _choice(value: object, what: str, allowed: tuple[str, ...]) -> str:
 
 
 def _time(time_ms: object, tz_offset_min: object) -> None:
-    _int(time_ms, "time_ms", MIN_TIME_MS, MAX_TIME_MS)
+    _int(time_ms, "time_ms", -(1 << 63), 1 << 63)
+    assert isinstance(time_ms, int)
+    if time_ms < MIN_TIME_MS:
+        raise OutOfRangeError("time is before 2000-01-01: the device clock looks unset; set it")
+    if time_ms > MAX_TIME_MS:
+        raise OutOfRangeError("time is after 2100-01-01: check the device clock")
     # UTC-12:00 .. UTC+14:00 are the offsets in use.
     _int(tz_offset_min, "tz_offset_min", -720, 840)
 
