@@ -278,7 +278,8 @@ def simulate_with_simglucose(
 ) -> dict[str, list[Record]]:
     """Simulate with the UVA/Padova model (PyPI ``simglucose``) and a basal-bolus controller.
 
-    Returns {"cgm", "insulin", "carbs"} like ``simulate_patient`` (times in UTC). The sensor
+    Returns {"cgm", "insulin", "carbs"} like ``simulate_patient`` (times in UTC); the insulin
+    delivered in each sensor step (basal included) appears as one "automated" bolus. The sensor
     "GuardianRT" samples every 5 minutes ("Dexcom" in simglucose samples every 3). Slow:
     about 8 s per simulated day. Raises ImportError with install advice when simglucose is
     not installed (``pip install 'glucoledger[sim]'``).
@@ -327,13 +328,18 @@ def _from_simglucose_frame(frame: Any) -> dict[str, list[Record]]:
     for i, when in enumerate(times):
         t = int(when.replace(tzinfo=UTC).timestamp()) * 1000
         row = frame.iloc[i]
-        cgm.append(CgmReading(t, 0, min(400, max(40, round(float(row["CGM"]))))))
-        step_min = (times[i + 1] - when).total_seconds() / 60 if i + 1 < len(times) else 0.0
-        # simglucose records CHO (g/min) and insulin (U/min) per step.
-        grams_tenths = round(float(row["CHO"]) * step_min * 10)
+        glucose, cho, rate = (float(row[k]) for k in ("CGM", "CHO", "insulin"))
+        if not math.isnan(glucose):
+            cgm.append(CgmReading(t, 0, min(400, max(40, round(glucose)))))
+        if i + 1 == len(times) or math.isnan(cho) or math.isnan(rate):
+            continue  # the last row holds no action (simglucose leaves NaN there)
+        step_min = (times[i + 1] - when).total_seconds() / 60
+        # simglucose records CHO (g/min) and insulin (U/min, basal included) per step; each
+        # step's delivery becomes one automated bolus, its carbs one carbs entry.
+        grams_tenths = round(cho * step_min * 10)
         if grams_tenths > 0:
             carbs.append(Carbs(t, 0, grams_tenths))
-        units_milli = round(float(row["insulin"]) * step_min * 1000)
+        units_milli = round(rate * step_min * 1000)
         if units_milli > 0:
             insulin.append(Bolus(t, 0, "automated", units_milli))
     return {"cgm": cgm, "insulin": insulin, "carbs": carbs}
