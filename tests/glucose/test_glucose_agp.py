@@ -76,8 +76,7 @@ def test_no_readings() -> None:
 @pytest.fixture(scope="module")
 def report_inputs() -> tuple[object, object]:
     readings = simulate_cgm(3, 14, MIDNIGHT - 14 * DAY)
-    return compute_agp(readings), summarize(readings, start_ms=MIDNIGHT - 14 * DAY,
-                                            end_ms=MIDNIGHT)
+    return compute_agp(readings), summarize(readings, start_ms=MIDNIGHT - 14 * DAY, end_ms=MIDNIGHT)
 
 
 def test_html_report(report_inputs: tuple[object, object]) -> None:
@@ -86,14 +85,17 @@ def test_html_report(report_inputs: tuple[object, object]) -> None:
     assert page.startswith("<!DOCTYPE html>")
     assert "<script>" not in page and "P-7f3a &lt;script&gt;" in page
     assert '<table class="metrics">' in page
-    for label, target in [("Time in range 70-180 mg/dL", "&gt; 70 %"),
-                          ("Time below 70 mg/dL", "&lt; 4 %"),
-                          ("Time below 54 mg/dL", "&lt; 1 %"),
-                          ("Time above 180 mg/dL", "&lt; 25 %"),
-                          ("Time above 250 mg/dL", "&lt; 5 %"),
-                          ("Glucose variability (CV)", "&lt;= 36 %")]:
-        assert re.search(rf"<td>{re.escape(label)}</td><td>[0-9.]+ %</td><td>{re.escape(target)}",
-                         page), label
+    for label, target in [
+        ("Time in range 70-180 mg/dL", "&gt; 70 %"),
+        ("Time below 70 mg/dL", "&lt; 4 %"),
+        ("Time below 54 mg/dL", "&lt; 1 %"),
+        ("Time above 180 mg/dL", "&lt; 25 %"),
+        ("Time above 250 mg/dL", "&lt; 5 %"),
+        ("Glucose variability (CV)", "&lt;= 36 %"),
+    ]:
+        assert re.search(
+            rf"<td>{re.escape(label)}</td><td>[0-9.]+ %</td><td>{re.escape(target)}", page
+        ), label
     assert 'class="agp"' in page and "<svg" in page
     assert 'class="band-5-95"' in page and 'class="band-25-75"' in page
     assert 'class="median"' in page

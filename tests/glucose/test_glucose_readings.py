@@ -44,10 +44,22 @@ REFUSALS: list[tuple[str, str, list[Any], str, type[InputError], str]] = [
     ("LOW value", "cgm", [cgm(0), cgm(1, "LOW")], "mg/dL", OutOfRangeError, "is LOW"),
     ("HIGH value", "cgm", [cgm(0, "HIGH")], "mg/dL", OutOfRangeError, "is HIGH"),
     ("LOW flag", "cgm", [cgm(0, 40, flag="LOW")], "mg/dL", OutOfRangeError, "below its measuring"),
-    ("future", "cgm", [{"time": NOW + 6 * MIN, "value": 100}], "mg/dL", OutOfRangeError,
-     "in the future"),
-    ("duplicate", "cgm", [cgm(0), cgm(1), cgm(1, 130)], "mg/dL", OutOfRangeError,
-     "duplicate time: item #1"),
+    (
+        "future",
+        "cgm",
+        [{"time": NOW + 6 * MIN, "value": 100}],
+        "mg/dL",
+        OutOfRangeError,
+        "in the future",
+    ),
+    (
+        "duplicate",
+        "cgm",
+        [cgm(0), cgm(1), cgm(1, 130)],
+        "mg/dL",
+        OutOfRangeError,
+        "duplicate time: item #1",
+    ),
     ("unknown units", "cgm", good_cgm(), "mg/L", MalformedError, "unknown glucose units"),
     ("item units", "cgm", [cgm(0, units="mmol/dL")], "mg/dL", MalformedError, "unknown glucose"),
     ("unknown stream", "ketones", good_cgm(), "mg/dL", MalformedError, "unknown stream"),
@@ -56,31 +68,83 @@ REFUSALS: list[tuple[str, str, list[Any], str, type[InputError], str]] = [
     ("item not object", "cgm", [cgm(0), [1, 2]], "mg/dL", MalformedError, "must be an object"),
     ("missing value", "cgm", [{"time": NOW}], "mg/dL", MalformedError, "missing field 'value'"),
     ("missing time", "cgm", [{"value": 100}], "mg/dL", MalformedError, "missing field 'time'"),
-    ("naive time", "cgm", [{"time": "2026-11-01T07:00:00", "value": 1}], "mg/dL",
-     MalformedError, "no UTC offset"),
+    (
+        "naive time",
+        "cgm",
+        [{"time": "2026-11-01T07:00:00", "value": 1}],
+        "mg/dL",
+        MalformedError,
+        "no UTC offset",
+    ),
     ("bad trend", "cgm", [cgm(0, trend="Sideways")], "mg/dL", OutOfRangeError, "trend"),
     ("too large", "cgm", [cgm(0)] * (MAX_BATCH + 1), "mg/dL", MalformedError, "the limit is"),
     ("empty", "cgm", [], "mg/dL", OutOfRangeError, "empty"),
-    ("unset clock", "cgm", [{"time": 1_000, "value": 100}], "mg/dL", OutOfRangeError,
-     "clock looks unset"),
+    (
+        "unset clock",
+        "cgm",
+        [{"time": 1_000, "value": 100}],
+        "mg/dL",
+        OutOfRangeError,
+        "clock looks unset",
+    ),
     ("smbg range", "smbg", [{"time": NOW, "value": 700}], "mg/dL", OutOfRangeError, "20..600"),
-    ("note too long", "notes", [{"time": NOW, "text": "x" * 2001}], "mg/dL", OutOfRangeError,
-     "2001 characters"),
-    ("note control", "notes", [{"time": NOW, "text": "a\x00b"}], "mg/dL", MalformedError,
-     "control characters"),
-    ("bolus too big", "insulin", [{"time": NOW, "type": "bolus", "kind": "normal",
-                                   "insulin": 150}], "mg/dL", OutOfRangeError, "bolus (mU)"),
-    ("extended no duration", "insulin", [{"time": NOW, "type": "bolus", "kind": "extended",
-                                          "insulin": 2}], "mg/dL", MalformedError, "duration"),
-    ("suspend with rate", "insulin", [{"time": NOW, "type": "basal", "kind": "suspend",
-                                       "rate": 1, "duration_min": 30}], "mg/dL",
-     OutOfRangeError, "suspend"),
-    ("negative carbs", "carbs", [{"time": NOW, "grams": -5}], "mg/dL", OutOfRangeError,
-     "negative"),
-    ("schedule not at 0", "settings", [{"time": NOW, "basal_schedule": [[30, 1]],
-                                        "carb_ratios": [[0, 10]], "sensitivities": [[0, 50]],
-                                        "targets": [[0, 100, 120]]}], "mg/dL", OutOfRangeError,
-     "minute 0"),
+    (
+        "note too long",
+        "notes",
+        [{"time": NOW, "text": "x" * 2001}],
+        "mg/dL",
+        OutOfRangeError,
+        "2001 characters",
+    ),
+    (
+        "note control",
+        "notes",
+        [{"time": NOW, "text": "a\x00b"}],
+        "mg/dL",
+        MalformedError,
+        "control characters",
+    ),
+    (
+        "bolus too big",
+        "insulin",
+        [{"time": NOW, "type": "bolus", "kind": "normal", "insulin": 150}],
+        "mg/dL",
+        OutOfRangeError,
+        "bolus (mU)",
+    ),
+    (
+        "extended no duration",
+        "insulin",
+        [{"time": NOW, "type": "bolus", "kind": "extended", "insulin": 2}],
+        "mg/dL",
+        MalformedError,
+        "duration",
+    ),
+    (
+        "suspend with rate",
+        "insulin",
+        [{"time": NOW, "type": "basal", "kind": "suspend", "rate": 1, "duration_min": 30}],
+        "mg/dL",
+        OutOfRangeError,
+        "suspend",
+    ),
+    ("negative carbs", "carbs", [{"time": NOW, "grams": -5}], "mg/dL", OutOfRangeError, "negative"),
+    (
+        "schedule not at 0",
+        "settings",
+        [
+            {
+                "time": NOW,
+                "basal_schedule": [[30, 1]],
+                "carb_ratios": [[0, 10]],
+                "sensitivities": [[0, 50]],
+                "targets": [[0, 100, 120]],
+            }
+        ],
+        "mg/dL",
+        OutOfRangeError,
+        "minute 0",
+    ),
 ]
 
 
@@ -97,9 +161,12 @@ def test_refusals(
     message = caught.value.message
     assert type(caught.value) is error
     assert reason in message
-    if stream in ("cgm", "smbg", "insulin", "carbs", "settings", "notes") and items and len(
-        items
-    ) <= MAX_BATCH and units in ("mg/dL", "mmol/L"):
+    if (
+        stream in ("cgm", "smbg", "insulin", "carbs", "settings", "notes")
+        and items
+        and len(items) <= MAX_BATCH
+        and units in ("mg/dL", "mmol/L")
+    ):
         # An item error names the item by index and, when the time parsed, by time.
         assert f"{stream} item #" in message
         bad = int(message.split("#")[1].split()[0].rstrip(":"))
@@ -109,8 +176,9 @@ def test_refusals(
 
 def test_named_time_is_the_readings_time() -> None:
     with pytest.raises(OutOfRangeError) as caught:
-        parse_batch("cgm", [cgm(0), {"time": "2026-11-01T08:05:00+01:00", "value": 520}],
-                    now_ms=NOW)
+        parse_batch(
+            "cgm", [cgm(0), {"time": "2026-11-01T08:05:00+01:00", "value": 520}], now_ms=NOW
+        )
     assert caught.value.message.startswith("cgm item #1 at 2026-11-01T08:05:00+01:00:")
 
 
@@ -127,10 +195,14 @@ def test_clock_skew_boundary() -> None:
 
 
 def test_bolus_and_basal_may_share_a_time() -> None:
-    batch = parse_batch("insulin", [
-        {"time": NOW, "type": "bolus", "kind": "normal", "insulin": 1.25},
-        {"time": NOW, "type": "basal", "kind": "temp", "rate": 0.4, "duration_min": 30},
-    ], now_ms=NOW)
+    batch = parse_batch(
+        "insulin",
+        [
+            {"time": NOW, "type": "bolus", "kind": "normal", "insulin": 1.25},
+            {"time": NOW, "type": "basal", "kind": "temp", "rate": 0.4, "duration_min": 30},
+        ],
+        now_ms=NOW,
+    )
     assert batch.items == (Basal(NOW, 0, "temp", 400, 30 * MIN), Bolus(NOW, 0, "normal", 1250))
 
 
@@ -182,13 +254,27 @@ def test_batch_round_trip() -> None:
 def test_jsonl() -> None:
     lines = [
         "# a comment",
-        json.dumps({"stream": "cgm", "time": "2026-11-01T08:05:00+01:00", "value": 123,
-                    "units": "mg/dL", "trend": "Flat"}),
+        json.dumps(
+            {
+                "stream": "cgm",
+                "time": "2026-11-01T08:05:00+01:00",
+                "value": 123,
+                "units": "mg/dL",
+                "trend": "Flat",
+            }
+        ),
         json.dumps({"stream": "cgm", "time": NOW - 5 * MIN, "value": 6.5, "units": "mmol/L"}),
         "",
         json.dumps({"stream": "carbs", "time": NOW - 10 * MIN, "grams": 45}),
-        json.dumps({"stream": "insulin", "time": NOW - 10 * MIN, "type": "bolus",
-                    "kind": "normal", "insulin": 4.5}),
+        json.dumps(
+            {
+                "stream": "insulin",
+                "time": NOW - 10 * MIN,
+                "type": "bolus",
+                "kind": "normal",
+                "insulin": 4.5,
+            }
+        ),
     ]
     batches = parse_jsonl(lines, NOW)
     assert [b.stream for b in batches] == ["cgm", "carbs", "insulin"]
@@ -202,8 +288,11 @@ def test_jsonl() -> None:
         (["{not json"], MalformedError, "line 1: not valid JSON"),
         (["[1]"], MalformedError, "line 1: must be a JSON object"),
         (['{"time": 1}'], MalformedError, "line 1: missing or unknown stream"),
-        (["", json.dumps({"stream": "cgm", "time": NOW, "value": 20})], OutOfRangeError,
-         "line 2 (cgm) at 2026-11-01T07:00:00+00:00: glucose 20 mg/dL is below"),
+        (
+            ["", json.dumps({"stream": "cgm", "time": NOW, "value": 20})],
+            OutOfRangeError,
+            "line 2 (cgm) at 2026-11-01T07:00:00+00:00: glucose 20 mg/dL is below",
+        ),
     ],
 )
 def test_jsonl_refusals(lines: list[str], error: type[InputError], reason: str) -> None:

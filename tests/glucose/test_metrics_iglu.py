@@ -30,8 +30,15 @@ pd = pytest.importorskip("pandas")
 iglu = pytest.importorskip("iglu_python")
 
 START = 1_793_516_400_000 - 14 * 86_400_000
-PATIENTS = [(1, "typical"), (2, "typical"), (3, "tight"), (4, "high"), (5, "hypo_prone"),
-            (6, "hypo_prone"), (7, "high")]
+PATIENTS = [
+    (1, "typical"),
+    (2, "typical"),
+    (3, "tight"),
+    (4, "high"),
+    (5, "hypo_prone"),
+    (6, "hypo_prone"),
+    (7, "high"),
+]
 
 MAX_DIFF: dict[str, float] = {}
 
@@ -91,5 +98,7 @@ def test_report_max_differences(capsys: pytest.CaptureFixture[str]) -> None:
     # Runs after the parametrized cases (file order); prints the largest differences seen.
     if MAX_DIFF:
         with capsys.disabled():
-            print("\niglu cross-check, max |ours - iglu|:",
-                  ", ".join(f"{k} {v:.4f}" for k, v in sorted(MAX_DIFF.items())))
+            print(
+                "\niglu cross-check, max |ours - iglu|:",
+                ", ".join(f"{k} {v:.4f}" for k, v in sorted(MAX_DIFF.items())),
+            )

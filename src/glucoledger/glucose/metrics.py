@@ -157,7 +157,6 @@ class Summary:
         """CGM active, %."""
         return self.active_bp / 100
 
-
     def meets(self, metric: str) -> bool:
         """Whether ``metric`` (a key of CONSENSUS_TARGETS) meets its consensus target."""
         op, threshold = CONSENSUS_TARGETS[metric]

@@ -30,10 +30,10 @@ range), meters 20..600 mg/dL, pumps deliver at most 35 U/h basal and boluses of 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from collections.abc import Sequence
 from typing import Any, ClassVar, Final, TypeAlias
 
 from ..errors import InputError, MalformedError, OutOfRangeError
@@ -662,9 +662,7 @@ def _parse_item(stream: str, item: dict[str, Any], time_ms: int, tz: int, units:
             tz,
             tuple(map(tuple, _scaled_schedule(_get(item, "basal_schedule"), "basal", 1000))),
             tuple(map(tuple, _scaled_schedule(_get(item, "carb_ratios"), "carb ratio", 10))),
-            tuple(
-                map(tuple, _glucose_schedule(_get(item, "sensitivities"), units, "isf", 1))
-            ),
+            tuple(map(tuple, _glucose_schedule(_get(item, "sensitivities"), units, "isf", 1))),
             tuple(map(tuple, _glucose_schedule(_get(item, "targets"), units, "target", 2))),
         )
     return Note(time_ms, tz, _get(item, "text"))

@@ -98,16 +98,22 @@ def _agp_svg(agp: Agp, width: int = 900, height: int = 340) -> str:
 
     half = agp.bin_min / 2
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-        f'class="agp" role="img" aria-label="Ambulatory glucose profile">',
+        (
+            f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+            f'class="agp" role="img" aria-label="Ambulatory glucose profile">'
+        ),
         f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fff" stroke="#999"/>',
-        f'<rect x="{left}" y="{y(HIGH):.1f}" width="{pw}" height="{y(LOW) - y(HIGH):.1f}" '
-        'fill="#e9f6ea"/>',
+        (
+            f'<rect x="{left}" y="{y(HIGH):.1f}" width="{pw}" height="{y(LOW) - y(HIGH):.1f}" '
+            'fill="#e9f6ea"/>'
+        ),
     ]
     series = {q: agp.series(q) for q in PERCENTILES}
     for lo, hi, color in ((5, 95, COLORS["band_outer"]), (25, 75, COLORS["band_inner"])):
         for run in _runs(series[lo]):
-            upper = [f"{x(agp.bins[i].start_min + half):.1f},{y(series[hi][i] or 0):.1f}" for i in run]
+            upper = [
+                f"{x(agp.bins[i].start_min + half):.1f},{y(series[hi][i] or 0):.1f}" for i in run
+            ]
             lower = [
                 f"{x(agp.bins[i].start_min + half):.1f},{y(series[lo][i] or 0):.1f}"
                 for i in reversed(run)
@@ -137,7 +143,9 @@ def _agp_svg(agp: Agp, width: int = 900, height: int = 340) -> str:
             f'stroke="{COLORS["median"]}" stroke-width="2.5"/>'
         )
     for hour in range(0, 25, 3):
-        label = {0: "12 am", 12: "12 pm", 24: "12 am"}.get(hour, f"{hour % 12} {'am' if hour < 12 else 'pm'}")
+        label = {0: "12 am", 12: "12 pm", 24: "12 am"}.get(
+            hour, f"{hour % 12} {'am' if hour < 12 else 'pm'}"
+        )
         parts.append(
             f'<line x1="{x(hour * 60):.1f}" x2="{x(hour * 60):.1f}" y1="{top}" '
             f'y2="{top + ph}" stroke="#ddd"/>'
@@ -222,7 +230,7 @@ def render_html(agp: Agp, summary: Summary, *, patient: str) -> str:
         value = getattr(summary, field) / 100
         meets = summary.meets(field)
         rows.append(
-            f'<tr><td>{label}</td><td>{value:.1f} %</td><td>{html.escape(target)}</td>'
+            f"<tr><td>{label}</td><td>{value:.1f} %</td><td>{html.escape(target)}</td>"
             f'<td class="{"ok" if meets else "miss"}">{"met" if meets else "not met"}</td></tr>'
         )
     assert set(CONSENSUS_TARGETS) == {field for _, field, _ in _ROWS}
@@ -279,17 +287,28 @@ def render_png(agp: Agp, summary: Summary, *, patient: str, dpi: int = 110) -> b
     head.axis("off")
     lines = [
         f"AGP report   patient: {patient}   period: {_period(summary)}",
-        f"{summary.window_days:.0f} days, {summary.days_with_data} with data; "
-        f"sensor active {summary.active:.1f} %",
+        (
+            f"{summary.window_days:.0f} days, {summary.days_with_data} with data; "
+            f"sensor active {summary.active:.1f} %"
+        ),
         f"Mean {summary.mean:.0f} mg/dL   GMI {summary.gmi:.1f} %   CV {summary.cv:.1f} % (target <= 36 %)",
-        f"TIR 70-180: {summary.tir:.1f} % (>70)   below 70: {summary.tbr70:.1f} % (<4)   "
-        f"below 54: {summary.tbr54:.1f} % (<1)",
+        (
+            f"TIR 70-180: {summary.tir:.1f} % (>70)   below 70: {summary.tbr70:.1f} % (<4)   "
+            f"below 54: {summary.tbr54:.1f} % (<1)"
+        ),
         f"above 180: {summary.tar180:.1f} % (<25)   above 250: {summary.tar250:.1f} % (<5)",
         _sufficiency(summary),
     ]
     for i, text in enumerate(lines):
-        head.text(0, 1 - i * 0.19, text, fontsize=12 if i == 0 else 9.5,
-                  weight="bold" if i == 0 else "normal", va="top", transform=head.transAxes)
+        head.text(
+            0,
+            1 - i * 0.19,
+            text,
+            fontsize=12 if i == 0 else 9.5,
+            weight="bold" if i == 0 else "normal",
+            va="top",
+            transform=head.transAxes,
+        )
 
     bar = fig.add_subplot(grid[0, 7])
     bottom = 0.0

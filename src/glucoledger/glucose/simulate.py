@@ -142,8 +142,7 @@ def simulate_patient(
             if rng.random() > prob:
                 continue
             t = midnight + int(rng.gauss(mean_min, sd_min)) * 60_000
-            grams = max(8.0, rng.gauss(mean_g, sd_g))
-            grams = round(grams)
+            grams = round(max(8.0, rng.gauss(mean_g, sd_g)))
             carbs_events.append((t, grams))
             if start_ms <= t < start_ms + days * DAY_MS:
                 carbs_out.append(Carbs(t, tz_offset_min, grams * 10))
@@ -175,16 +174,16 @@ def simulate_patient(
         circadian = 12 * math.sin(2 * math.pi * (minute - 10 * 60) / 1_440)
         dawn = 28 * math.exp(-(((minute - 6.5 * 60) / 70) ** 2))
         baseline = p.base_mgdl + circadian + dawn + day_offset[day]
-        rate = 0.0  # mg/dL per minute
-        for et, grams in carbs_events:
+        slope = 0.0  # mg/dL per minute
+        for et, eaten in carbs_events:
             if 0 <= t - et < 6 * 3_600_000:
-                rate += grams * csf * _gamma_rate((t - et) / 60_000, _TAU_CARBS)
-        for et, units in insulin_events:
+                slope += eaten * csf * _gamma_rate((t - et) / 60_000, _TAU_CARBS)
+        for et, dose_u in insulin_events:
             if 0 <= t - et < 8 * 3_600_000:
-                rate -= units * p.isf * _gamma_rate((t - et) / 60_000, _TAU_INSULIN)
+                slope -= dose_u * p.isf * _gamma_rate((t - et) / 60_000, _TAU_INSULIN)
         if any(s <= t < e for s, e in exercise):
-            rate -= 1.1
-        x += 5 * rate - x * (5 / 180) + rng.gauss(0, 2.2)
+            slope -= 1.1
+        x += 5 * slope - x * (5 / 180) + rng.gauss(0, 2.2)
         g = baseline + x
         if g < 65 and t - last_rescue > 45 * 60_000 and rng.random() < 0.85:
             last_rescue = t
