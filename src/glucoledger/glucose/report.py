@@ -282,7 +282,7 @@ def render_png(agp: Agp, summary: Summary, *, patient: str, dpi: int = 110) -> b
     fig = Figure(figsize=(11, 8.5), dpi=dpi)
     FigureCanvasAgg(fig)
     fig.subplots_adjust(left=0.07, right=0.97, top=0.96, bottom=0.04)
-    grid = fig.add_gridspec(4, 8, height_ratios=[0.9, 2.2, 0.15, 1.3], hspace=0.35, wspace=0.3)
+    grid = fig.add_gridspec(3, 8, height_ratios=[0.9, 2.2, 1.4], hspace=0.3, wspace=0.3)
     head = fig.add_subplot(grid[0, :6])
     head.axis("off")
     lines = [
@@ -352,10 +352,12 @@ def render_png(agp: Agp, summary: Summary, *, patient: str, dpi: int = 110) -> b
     ax.grid(axis="x", color="#ddd")
     ax.legend(loc="upper right", fontsize=8, ncols=3)
 
-    shown = agp.days[-14:]
-    inner = grid[3, :].subgridspec(1, max(1, len(shown)), wspace=0.05)
+    shown = agp.days[-28:]  # every day of a standard 14-day report, at most four weeks
+    columns = min(14, len(shown))
+    rows = -(-len(shown) // columns)
+    inner = grid[2, :].subgridspec(rows, columns, wspace=0.05, hspace=0.35)
     for i, day in enumerate(shown):
-        dax = fig.add_subplot(inner[0, i])
+        dax = fig.add_subplot(inner[i // columns, i % columns])
         dax.axhspan(LOW, HIGH, color="#e9f6ea")
         minutes = [m / 60 for m, _ in day.points]
         values = [float(g) for _, g in day.points]
