@@ -226,7 +226,12 @@ class Gateway:
                     raise TimeoutError("watch deadline passed")
                 if sock is not None:
                     sock.settimeout(remaining)
-                line = resp.readline()
+                try:
+                    line = resp.readline()
+                except http.client.HTTPException as exc:
+                    raise GatewayError(
+                        f"{host}:{port}: watch broke: {exc!r}", transient=True
+                    ) from exc
                 if not line:
                     return
                 if line.strip():

@@ -232,15 +232,23 @@ class EtcdCluster:
         self._save()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM the members this cluster started (SIGKILL after ``timeout``)."""
-        for i in range(self.n):
-            self._signal(i, signal.SIGTERM)
-        for i in range(self.n):
-            if not self._reap(i, timeout):
-                self._signal(i, signal.SIGKILL)
-                self._reap(i, 2.0)
-            self._procs.pop(i, None)
-            self.members[i].pid = None
+        """SIGTERM the members this cluster started (SIGKILL after ``timeout``).
+
+        Followers go first: a leader stopped while its followers stop too waits out a
+        leadership transfer (seconds); a leader left alone skips it.
+        """
+        leader = self.leader(timeout=0.5)
+        order = [i for i in range(self.n) if i != leader]
+        phases = [order] + ([[leader]] if leader is not None else [])
+        for phase in phases:
+            for i in phase:
+                self._signal(i, signal.SIGTERM)
+            for i in phase:
+                if not self._reap(i, timeout):
+                    self._signal(i, signal.SIGKILL)
+                    self._reap(i, 2.0)
+                self._procs.pop(i, None)
+                self.members[i].pid = None
         if self.base_dir.exists():
             self._save()
 
@@ -262,6 +270,24 @@ class EtcdCluster:
                 return bool(json.loads(resp.read()).get("health") == "true")
         except (OSError, ValueError, urllib.error.URLError):
             return False
+
+    def leader(self, timeout: float = 1.0) -> int | None:
+        """Index of the member that is leader now, as the members themselves report it."""
+        for i, m in enumerate(self.members):
+            if m.pid is None:
+                continue
+            request = urllib.request.Request(
+                m.client_url + "/v3/maintenance/status", data=b"{}", method="POST"
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=timeout) as resp:
+                    status = json.loads(resp.read())
+            except (OSError, ValueError, urllib.error.URLError):
+                continue
+            member_id = status.get("header", {}).get("member_id")
+            if member_id is not None and status.get("leader") == member_id:
+                return i
+        return None
 
     def wait_healthy(self, timeout: float = 30.0, members: list[int] | None = None) -> None:
         """Wait until every running member (or those listed) reports healthy."""
