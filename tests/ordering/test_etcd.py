@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from glucoledger.errors import OrderingError
+from glucoledger.ordering._gateway import GatewayError, _Sent
 from glucoledger.ordering.cluster import EtcdCluster
 from glucoledger.ordering.etcd import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, EtcdOrderer
 
@@ -207,3 +208,28 @@ def test_wait_survives_member_loss(fresh_cluster: EtcdCluster) -> None:
         writer.append([b"1"])
         thread.join(timeout=20)
         assert result == [2]
+
+
+def test_append_with_unknown_outcome_is_not_duplicated(
+    etcd_cluster: EtcdCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first txn reaches etcd and commits, but its answer is lost (as when a member dies
+    after committing): the retry must find the entries and not append them twice."""
+    o = EtcdOrderer(etcd_cluster.endpoints, _chain())
+    real_post = o._gw._post
+    lost_answers: list[int] = []
+
+    def post(i: int, path: str, payload: bytes, timeout: float) -> dict[str, object]:
+        result = real_post(i, path, payload, timeout)
+        if path == "/v3/kv/txn" and b"request_put" in payload and not lost_answers:
+            lost_answers.append(i)
+            raise _Sent(GatewayError("connection reset after sending", transient=True))
+        return result
+
+    monkeypatch.setattr(o._gw, "_post", post)
+    with o:
+        assert o.append([b"once-a", b"once-b"]) == 0
+        assert lost_answers
+        assert o.size() == 2
+        assert o.read(0) == [b"once-a", b"once-b"]
+        assert o.append([b"next"]) == 2
