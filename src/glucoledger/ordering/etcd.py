@@ -72,6 +72,7 @@ class EtcdOrderer(Orderer):
         self.timeout = timeout
         self._gw = Gateway(list(endpoints), timeout)
         self._members = len(self._gw.endpoints)
+        self._known_head: tuple[int, int] | None = None
         prefix = f"/glucoledger/{chain}/"
         self._head = b64(prefix + "head")
         self._first = b64(prefix + "first")
@@ -98,8 +99,13 @@ class EtcdOrderer(Orderer):
         _check_batch(batch)
         deadline = time.monotonic() + self.timeout
         maybe_ours: list[int] = []  # positions of attempts whose outcome is unknown
+        # The head as this client last saw it: one round trip per append when it alone writes.
+        # A stale guess only costs a failed compare, whose answer carries the current head.
+        known = self._known_head
+        if known is None:
+            known = self._read_counter(self._head, deadline, "appends")
         for attempt in range(_MAX_CAS_ATTEMPTS):
-            head, head_rev = self._read_counter(self._head, deadline, "appends")
+            head, head_rev = known
             for pos in maybe_ours:
                 if pos < head and self._landed(pos, batch, deadline):
                     return pos
@@ -108,21 +114,32 @@ class EtcdOrderer(Orderer):
                 for k, e in enumerate(batch)
             ]
             ops.append({"request_put": {"key": self._head, "value": b64(str(head + len(batch)))}})
-            txn = {"compare": [self._unchanged(self._head, head_rev)], "success": ops}
+            txn = {
+                "compare": [self._unchanged(self._head, head_rev)],
+                "success": ops,
+                "failure": [{"request_range": {"key": self._head}}],
+            }
             try:
                 reply = self._gw.call("/v3/kv/txn", txn, deadline=deadline)
             except GatewayError as exc:
-                if exc.transient:
-                    maybe_ours.append(head)
+                self._known_head = None
                 raise self._failure(exc, "appends") from exc
             if reply.body.get("succeeded"):
+                revision = _int(reply.body.get("header", {}).get("revision"))
+                self._known_head = (head + len(batch), revision)
                 return head
             if reply.maybe_applied_before:
                 maybe_ours.append(head)
-            # Someone else appended first: back off a little, with jitter, and try again.
+            responses = reply.body.get("responses") or [{}]
+            kvs = _kvs(responses[0])
+            known = (
+                (int(unb64(kvs[0]["value"])), _int(kvs[0].get("mod_revision"))) if kvs else (0, 0)
+            )
+            self._known_head = known
             if time.monotonic() >= deadline:
                 break
-            time.sleep(random.uniform(0, min(0.002 * (attempt + 1), 0.05)))
+            if attempt:  # contended: back off a little, with jitter
+                time.sleep(random.uniform(0, min(0.002 * attempt, 0.05)))
         raise OrderingError(
             f"etcd append for chain {self.chain!r} lost the race for the log head "
             f"{_MAX_CAS_ATTEMPTS} times or ran out of its {self.timeout}s; too many concurrent "
