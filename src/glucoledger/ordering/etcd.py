@@ -50,6 +50,10 @@ MAX_BATCH_BYTES = 1_500_000
 
 _MAX_CAS_ATTEMPTS = 200
 _POS_DIGITS = 20
+_MAX_POSITION = 10**_POS_DIGITS - 1  # keys must keep their width to sort by position
+#: Entries per read request: the contract lets read() return fewer than asked, and a bounded
+#: answer keeps one read from pulling gigabytes through the gateway.
+_READ_CAP = 1000
 _CHAIN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 
@@ -149,6 +153,9 @@ class EtcdOrderer(Orderer):
     def read(self, start: int, limit: int = 1000) -> list[bytes]:
         if start < 0 or limit < 0:
             raise ValueError("read(start, limit) needs start >= 0 and limit >= 0")
+        if start >= _MAX_POSITION:
+            raise ValueError(f"read(start) needs start < {_MAX_POSITION}")
+        limit = min(limit, _READ_CAP, _MAX_POSITION - start)
         if limit == 0:
             return []
         body = self._txn_read(
