@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def quick_start() -> list[str]:
     text = (ROOT / "README.md").read_text()
     section = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
-    return [b.strip() for b in re.findall(r"```sh\n(.*?)```", section, re.S)]
+    return [b.strip() for b in re.findall(r"```sh\n(.*?)```", section, re.DOTALL)]
 
 
 def test_two_commands() -> None:

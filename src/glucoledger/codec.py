@@ -122,12 +122,13 @@ def decode(data: bytes, *, max_size: int = MAX_ENCODED) -> Value:
         raise MalformedError(f"encoded object is {len(data)} bytes; the limit is {max_size}")
     try:
         value = cbor2.loads(bytes(data))
-    except Exception as exc:  # cbor2 raises several types, all meaning "does not parse"
+    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError,
+            EOFError, KeyError, IndexError) as exc:  # all mean "does not parse"
         raise MalformedError(f"not valid CBOR: {type(exc).__name__}") from None
     _check_canonical_maps(value)
     try:
         again = cbor2.dumps(value)  # input key order, which was just checked to be canonical
-    except Exception:  # pragma: no cover - the check above filtered unencodable types
+    except (cbor2.CBOREncodeError, ValueError, TypeError):  # pragma: no cover - filtered above
         raise MalformedError("value cannot be re-encoded") from None
     if again != bytes(data):
         raise MalformedError(

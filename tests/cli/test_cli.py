@@ -15,7 +15,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     full_env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "COLUMNS": "200",
                 **(env or {})}
     return subprocess.run([sys.executable, "-m", "glucoledger", *args], capture_output=True,
-                          text=True, env=full_env, timeout=300)
+                          text=True, env=full_env, timeout=300, check=False)
 
 
 @pytest.fixture(scope="module")
