@@ -137,11 +137,12 @@ def verify_store(
             _fail("tamper", "header encoding", "a canonical block header", exc.message,
                   height=height)
         sig_ok = check([t.envelope for t in stored]) if len(stored) >= 64 else [None] * len(stored)
+        ordered = _ordered_entries(orderer, stored)
         for i, t in enumerate(stored):
             if t.idx != replica.tree.size + i:
                 _fail("tamper", "transaction index", replica.tree.size + i, t.idx, height=height)
-            if orderer is not None:
-                _compare_with_log(orderer, t, height)
+            if t.pos in ordered:
+                _compare_with_log(ordered[t.pos], t, height)
             replica.feed(t.pos, encode_tx_entry(t.envelope), sig_ok=sig_ok[i])
         block = replica.feed(header.cut, encode_cut(height, header.time))
         if block is None:
@@ -177,13 +178,29 @@ def _blocks_with_txs(store: ChainStore) -> Iterator[tuple[int, bytes, bytes, byt
         yield height, bhash, header, note, store.txs_of_block(height)
 
 
-def _compare_with_log(orderer: Orderer, t: StoredTx, height: int) -> None:
-    entries = orderer.read(t.pos, 1)
-    if not entries:
-        return  # compacted away: the header chain and checkpoints still cover it
-    if entries[0] != encode_tx_entry(t.envelope):
+def _ordered_entries(orderer: Orderer | None, stored: Sequence[StoredTx]) -> dict[int, bytes]:
+    """The ordered log's entries at the block's positions, read in one range."""
+    if orderer is None or not stored:
+        return {}
+    lo = min(t.pos for t in stored)
+    hi = max(t.pos for t in stored)
+    if lo < orderer.first() or hi - lo > 100_000:
+        return {}  # compacted away (or absurd): the header chain and checkpoints still cover it
+    out: dict[int, bytes] = {}
+    pos = lo
+    while pos <= hi:  # backends cap one read (etcd: 1000 entries)
+        entries = orderer.read(pos, hi - pos + 1)
+        if not entries:
+            break
+        out.update((pos + i, e) for i, e in enumerate(entries))
+        pos += len(entries)
+    return out
+
+
+def _compare_with_log(entry: bytes, t: StoredTx, height: int) -> None:
+    if entry != encode_tx_entry(t.envelope):
         _fail("tamper", "transaction envelope",
-              f"the ordered entry at position {t.pos} ({_short(merkle.leaf_hash(entries[0][1:]))})",
+              f"the ordered entry at position {t.pos} ({_short(merkle.leaf_hash(entry[1:]))})",
               f"stored bytes with leaf hash {_short(merkle.leaf_hash(t.envelope))}",
               height=height, tx_index=t.idx, tx_hash=None if t.hash is None else t.hash.hex())
 
