@@ -1,0 +1,167 @@
+"""The Ambulatory Glucose Profile (AGP): modal-day percentile bands and daily profiles.
+
+References: Mazze RS et al., "Characterizing glucose exposure for individuals with normal
+glucose tolerance using continuous glucose monitoring and ambulatory glucose profile
+analysis", Diabetes Technol Ther 2008;10(3):149-159 (the AGP); Battelino et al., Diabetes
+Care 2019;42(8):1593-1603 (the consensus report layout and targets); the IDC AGP report v5.
+
+Computation (``compute_agp``):
+- Every reading is placed on a modal day by its own local time of day (UTC time plus the
+  reading's UTC offset), in bins of ``bin_min`` minutes (default 15, so 96 bins).
+- In each bin, the 5th, 25th, 50th, 75th and 95th percentiles of the readings, by linear
+  interpolation between order statistics (the "type 7" definition of R's ``quantile`` and
+  NumPy's default): position (n - 1) x q in the sorted values.
+- Light smoothing (``smooth=True``): each percentile series is averaged with weights 1-2-1
+  over the bin and its two neighbours, wrapping around midnight; empty bins are skipped and
+  the weights renormalised. ``smooth=False`` gives the raw bin percentiles.
+- Daily profiles: each local calendar day's readings as (minute of day, mg/dL).
+
+``render_html`` builds a self-contained printable page (no scripts, no external resources:
+the charts are inline SVG) and ``render_png`` the same picture through matplotlib's Agg
+backend, returning bytes (the library writes no files).
+
+Invariants: pure functions of their inputs (no clock, no I/O); ``Agp.to_value()`` holds ints
+(tenths of mg/dL) and None only, ready for ``codec.encode``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from ..errors import OutOfRangeError
+from .readings import CgmReading
+
+__all__ = ["PERCENTILES", "Agp", "AgpBin", "DayProfile", "compute_agp", "percentile"]
+
+PERCENTILES: Final = (5, 25, 50, 75, 95)
+DAY_MIN: Final = 1_440
+DAY_MS: Final = 86_400_000
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) of already sorted values, linear interpolation (type 7)."""
+    if not sorted_values:
+        raise ValueError("percentile of no values")
+    if not 0 <= q <= 100:
+        raise ValueError("q must be within 0..100")
+    position = (len(sorted_values) - 1) * q / 100
+    lower = math.floor(position)
+    upper = min(lower + 1, len(sorted_values) - 1)
+    fraction = position - lower
+    return sorted_values[lower] + (sorted_values[upper] - sorted_values[lower]) * fraction
+
+
+@dataclass(frozen=True, slots=True)
+class AgpBin:
+    """One time-of-day bin: ``start_min`` minutes after midnight, readings, percentiles."""
+
+    start_min: int
+    count: int
+    p5: float | None
+    p25: float | None
+    p50: float | None
+    p75: float | None
+    p95: float | None
+
+    def get(self, q: int) -> float | None:
+        value: float | None = getattr(self, f"p{q}")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class DayProfile:
+    """One local calendar day (ISO date) and its readings as (minute of day, mg/dL)."""
+
+    date: str
+    points: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Agp:
+    """A modal-day percentile profile plus the per-day traces it came from."""
+
+    bin_min: int
+    bins: tuple[AgpBin, ...]
+    days: tuple[DayProfile, ...]
+
+    def series(self, q: int) -> list[float | None]:
+        """The q-th percentile (one of PERCENTILES) across the bins."""
+        return [b.get(q) for b in self.bins]
+
+    def to_value(self) -> dict[str, Any]:
+        """Ints only: percentiles in tenths of mg/dL (None for an empty bin)."""
+
+        def tenths(x: float | None) -> int | None:
+            return None if x is None else math.floor(x * 10 + 0.5)
+
+        return {
+            "bin_min": self.bin_min,
+            "bins": [
+                [b.start_min, b.count, *(tenths(b.get(q)) for q in PERCENTILES)]
+                for b in self.bins
+            ],
+            "days": [{"date": d.date, "points": [list(p) for p in d.points]} for d in self.days],
+        }
+
+
+def _smooth(series: list[float | None]) -> list[float | None]:
+    n = len(series)
+    out: list[float | None] = []
+    for i, value in enumerate(series):
+        if value is None:
+            out.append(None)
+            continue
+        total, weight = 2 * value, 2
+        for j in (i - 1, (i + 1) % n):
+            neighbour = series[j]
+            if neighbour is not None:
+                total += neighbour
+                weight += 1
+        out.append(total / weight)
+    return out
+
+
+def compute_agp(
+    readings: Iterable[CgmReading], *, bin_min: int = 15, smooth: bool = True
+) -> Agp:
+    """Compute the AGP of ``readings``.
+
+    ``bin_min`` must divide 1440 (a day). Raises OutOfRangeError when there are no readings
+    and ValueError for a ``bin_min`` that does not divide the day.
+    """
+    if bin_min <= 0 or DAY_MIN % bin_min:
+        raise ValueError("bin_min must be a positive divisor of 1440")
+    per_bin: list[list[int]] = [[] for _ in range(DAY_MIN // bin_min)]
+    per_day: dict[int, list[tuple[int, int]]] = {}
+    seen: set[int] = set()
+    for r in readings:
+        if r.time_ms in seen:
+            continue
+        seen.add(r.time_ms)
+        local = r.time_ms + r.tz_offset_min * 60_000
+        minute = (local % DAY_MS) // 60_000
+        per_bin[minute // bin_min].append(r.mgdl)
+        per_day.setdefault(local // DAY_MS, []).append((minute, r.mgdl))
+    if not seen:
+        raise OutOfRangeError("no CGM readings for an AGP; upload some first")
+
+    raw: dict[int, list[float | None]] = {q: [] for q in PERCENTILES}
+    for values in per_bin:
+        values.sort()
+        for q in PERCENTILES:
+            raw[q].append(percentile(values, q) if values else None)
+    series = {q: _smooth(s) if smooth else s for q, s in raw.items()}
+    bins = tuple(
+        AgpBin(i * bin_min, len(per_bin[i]), *(series[q][i] for q in PERCENTILES))
+        for i in range(len(per_bin))
+    )
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    days = tuple(
+        DayProfile((epoch + timedelta(days=day)).date().isoformat(), tuple(sorted(points)))
+        for day, points in sorted(per_day.items())
+    )
+    return Agp(bin_min, bins, days)

@@ -1,0 +1,356 @@
+"""The AGP report a clinician knows, as printable HTML (inline SVG) or as a PNG.
+
+Layout after the IDC AGP report and the consensus (Battelino et al., Diabetes Care
+2019;42(8):1593-1603, Figure 1): a header (patient pseudonym, period, days, sensor active and
+whether the data suffice), the glucose statistics and targets table, the time-in-ranges bar,
+the modal-day chart (5-95 % band light, 25-75 % band dark, median line, target range 70-180
+mg/dL marked), and the daily glucose profiles as small multiples.
+
+Invariants: pure functions returning text or bytes; no files, no network, no clock. The HTML
+is self-contained (no scripts, fonts or external resources) and every piece of caller text is
+escaped. The PNG uses matplotlib's Agg backend through an object-oriented Figure, so nothing
+touches pyplot's global state.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from .agp import PERCENTILES, Agp, DayProfile
+from .metrics import CONSENSUS_TARGETS, Summary
+
+__all__ = ["render_html", "render_png"]
+
+Y_MAX: Final = 350  # the AGP's y axis: 0..350 mg/dL
+LOW, HIGH, VERY_LOW, VERY_HIGH = 70, 180, 54, 250
+COLORS: Final = {
+    "band_outer": "#b7cde8",
+    "band_inner": "#5b8fc9",
+    "median": "#0b3d91",
+    "target": "#2e9e44",
+    "very_low": "#b3001b",
+    "low": "#e8412c",
+    "in_range": "#3bb143",
+    "high": "#f5c400",
+    "very_high": "#f08c00",
+}
+
+# (label, Summary field, target text)
+_ROWS: Final = (
+    ("Time in range 70-180 mg/dL", "tir_bp", "> 70 %"),
+    ("Time below 70 mg/dL", "tbr70_bp", "< 4 %"),
+    ("Time below 54 mg/dL", "tbr54_bp", "< 1 %"),
+    ("Time above 180 mg/dL", "tar180_bp", "< 25 %"),
+    ("Time above 250 mg/dL", "tar250_bp", "< 5 %"),
+    ("Glucose variability (CV)", "cv_bp", "<= 36 %"),
+)
+
+
+def _date(ms: int) -> str:
+    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)).date().isoformat()
+
+
+def _period(summary: Summary) -> str:
+    return f"{_date(summary.start_ms)} to {_date(summary.end_ms - 1)}"
+
+
+def _sufficiency(summary: Summary) -> str:
+    if summary.sufficient:
+        return "Sufficient data: at least 14 days with the sensor active at least 70 % of the time."
+    return (
+        "Insufficient data for a reliable report: the consensus asks for at least 14 days "
+        "with the sensor active at least 70 % of the time."
+    )
+
+
+# --------------------------------------------------------------------------- SVG pieces
+
+
+def _runs(values: Sequence[float | None]) -> list[list[int]]:
+    """Index runs of consecutive non-empty values (a chart line breaks at empty bins)."""
+    runs: list[list[int]] = []
+    current: list[int] = []
+    for i, v in enumerate(values):
+        if v is None:
+            if current:
+                runs.append(current)
+            current = []
+        else:
+            current.append(i)
+    if current:
+        runs.append(current)
+    return runs
+
+
+def _agp_svg(agp: Agp, width: int = 900, height: int = 340) -> str:
+    left, right, top, bottom = 50, 15, 12, 30
+    pw, ph = width - left - right, height - top - bottom
+
+    def x(minute: float) -> float:
+        return left + pw * minute / 1_440
+
+    def y(mgdl: float) -> float:
+        return top + ph * (1 - min(mgdl, Y_MAX) / Y_MAX)
+
+    half = agp.bin_min / 2
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'class="agp" role="img" aria-label="Ambulatory glucose profile">',
+        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fff" stroke="#999"/>',
+        f'<rect x="{left}" y="{y(HIGH):.1f}" width="{pw}" height="{y(LOW) - y(HIGH):.1f}" '
+        'fill="#e9f6ea"/>',
+    ]
+    series = {q: agp.series(q) for q in PERCENTILES}
+    for lo, hi, color in ((5, 95, COLORS["band_outer"]), (25, 75, COLORS["band_inner"])):
+        for run in _runs(series[lo]):
+            upper = [f"{x(agp.bins[i].start_min + half):.1f},{y(series[hi][i] or 0):.1f}" for i in run]
+            lower = [
+                f"{x(agp.bins[i].start_min + half):.1f},{y(series[lo][i] or 0):.1f}"
+                for i in reversed(run)
+            ]
+            parts.append(
+                f'<polygon class="band-{lo}-{hi}" points="{" ".join(upper + lower)}" '
+                f'fill="{color}" stroke="none"/>'
+            )
+    for mgdl, color, dash in (
+        (LOW, COLORS["target"], ""),
+        (HIGH, COLORS["target"], ""),
+        (VERY_LOW, COLORS["very_low"], ' stroke-dasharray="4 3"'),
+        (VERY_HIGH, COLORS["very_high"], ' stroke-dasharray="4 3"'),
+    ):
+        parts.append(
+            f'<line x1="{left}" x2="{left + pw}" y1="{y(mgdl):.1f}" y2="{y(mgdl):.1f}" '
+            f'stroke="{color}" stroke-width="1.5"{dash}/>'
+            f'<text x="{left - 6}" y="{y(mgdl) + 4:.1f}" text-anchor="end" font-size="11">'
+            f"{mgdl}</text>"
+        )
+    for run in _runs(series[50]):
+        points = " ".join(
+            f"{x(agp.bins[i].start_min + half):.1f},{y(series[50][i] or 0):.1f}" for i in run
+        )
+        parts.append(
+            f'<polyline class="median" points="{points}" fill="none" '
+            f'stroke="{COLORS["median"]}" stroke-width="2.5"/>'
+        )
+    for hour in range(0, 25, 3):
+        label = {0: "12 am", 12: "12 pm", 24: "12 am"}.get(hour, f"{hour % 12} {'am' if hour < 12 else 'pm'}")
+        parts.append(
+            f'<line x1="{x(hour * 60):.1f}" x2="{x(hour * 60):.1f}" y1="{top}" '
+            f'y2="{top + ph}" stroke="#ddd"/>'
+            f'<text x="{x(hour * 60):.1f}" y="{height - 10}" text-anchor="middle" '
+            f'font-size="11">{label}</text>'
+        )
+    parts.append(
+        f'<text x="12" y="{top + ph / 2}" font-size="11" transform="rotate(-90 12 {top + ph / 2})" '
+        'text-anchor="middle">mg/dL</text></svg>'
+    )
+    return "".join(parts)
+
+
+def _day_svg(day: DayProfile, width: int = 130, height: int = 80) -> str:
+    def x(minute: float) -> float:
+        return width * minute / 1_440
+
+    def y(mgdl: float) -> float:
+        return height * (1 - min(mgdl, Y_MAX) / Y_MAX)
+
+    segments: list[list[tuple[int, int]]] = []
+    for minute, mgdl in day.points:
+        if segments and minute - segments[-1][-1][0] <= 15:
+            segments[-1].append((minute, mgdl))
+        else:
+            segments.append([(minute, mgdl)])
+    lines = "".join(
+        f'<polyline points="{" ".join(f"{x(m):.1f},{y(g):.1f}" for m, g in seg)}" '
+        f'fill="none" stroke="#222" stroke-width="1"/>'
+        for seg in segments
+    )
+    return (
+        f'<figure class="day"><svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} '
+        f'{height}" width="{width}" height="{height}">'
+        f'<rect width="{width}" height="{height}" fill="#fff" stroke="#bbb"/>'
+        f'<rect y="{y(HIGH):.1f}" width="{width}" height="{y(LOW) - y(HIGH):.1f}" fill="#e9f6ea"/>'
+        f'<line x1="0" x2="{width}" y1="{y(LOW):.1f}" y2="{y(LOW):.1f}" stroke="{COLORS["target"]}"/>'
+        f'<line x1="0" x2="{width}" y1="{y(HIGH):.1f}" y2="{y(HIGH):.1f}" stroke="{COLORS["target"]}"/>'
+        f"{lines}</svg><figcaption>{html.escape(day.date)}</figcaption></figure>"
+    )
+
+
+def _ranges_svg(summary: Summary, width: int = 60, height: int = 220) -> str:
+    very_low = summary.tbr54_bp
+    low = summary.tbr70_bp - summary.tbr54_bp
+    very_high = summary.tar250_bp
+    high = summary.tar180_bp - summary.tar250_bp
+    in_range = max(0, 10_000 - very_low - low - high - very_high)
+    parts = []
+    y = 0.0
+    for bp, key in (
+        (very_high, "very_high"),
+        (high, "high"),
+        (in_range, "in_range"),
+        (low, "low"),
+        (very_low, "very_low"),
+    ):
+        h = height * bp / 10_000
+        parts.append(f'<rect y="{y:.1f}" width="{width}" height="{h:.1f}" fill="{COLORS[key]}"/>')
+        y += h
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
+        f'height="{height}" class="ranges">{"".join(parts)}</svg>'
+    )
+
+
+_CSS: Final = """
+body{font-family:Helvetica,Arial,sans-serif;margin:24px;color:#111;max-width:1000px}
+h1{font-size:20px;margin:0 0 4px} h2{font-size:15px;margin:18px 0 6px;border-bottom:2px solid #0b3d91}
+table{border-collapse:collapse;font-size:13px} td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left}
+.ok{color:#2e7d32;font-weight:bold} .miss{color:#c62828;font-weight:bold}
+.row{display:flex;gap:24px;align-items:flex-start} .days{display:flex;flex-wrap:wrap;gap:6px}
+.day{margin:0;font-size:10px;text-align:center} .note{font-size:12px;color:#444}
+.agp{width:100%;height:auto} @media print{body{margin:8mm}}
+"""
+
+
+def render_html(agp: Agp, summary: Summary, *, patient: str) -> str:
+    """A self-contained printable AGP report page. ``patient`` is a pseudonym (escaped)."""
+    rows = []
+    for label, field, target in _ROWS:
+        value = getattr(summary, field) / 100
+        meets = summary.meets(field)
+        rows.append(
+            f'<tr><td>{label}</td><td>{value:.1f} %</td><td>{html.escape(target)}</td>'
+            f'<td class="{"ok" if meets else "miss"}">{"met" if meets else "not met"}</td></tr>'
+        )
+    assert set(CONSENSUS_TARGETS) == {field for _, field, _ in _ROWS}
+    stats = [
+        ("Mean glucose", f"{summary.mean:.0f} mg/dL"),
+        ("Standard deviation", f"{summary.sd:.1f} mg/dL"),
+        ("Glucose management indicator (GMI)", f"{summary.gmi:.1f} %"),
+        ("Readings", f"{summary.count}"),
+    ]
+    stat_rows = "".join(f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in stats)
+    days = "".join(_day_svg(day) for day in agp.days)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>AGP report: {html.escape(patient)}</title><style>{_CSS}</style></head>
+<body>
+<h1>Ambulatory Glucose Profile (AGP) report</h1>
+<table class="header">
+<tr><th>Patient</th><td>{html.escape(patient)}</td><th>Period</th><td>{_period(summary)}</td></tr>
+<tr><th>Days</th><td>{summary.window_days:.0f} ({summary.days_with_data} with data)</td>
+<th>Sensor active</th><td>{summary.active:.1f} %</td></tr>
+</table>
+<p class="note sufficiency">{_sufficiency(summary)}</p>
+<h2>Glucose statistics and targets</h2>
+<div class="row">
+<table class="metrics"><tr><th>Metric</th><th>Value</th><th>Target</th><th></th></tr>
+{"".join(rows)}
+{stat_rows}
+</table>
+{_ranges_svg(summary)}
+</div>
+<p class="note">Targets for most adults with type 1 or type 2 diabetes (International Consensus
+on Time in Range, Battelino et al., Diabetes Care 2019). Each 5 % of time in range is about
+1 h 12 min a day.</p>
+<h2>Ambulatory glucose profile</h2>
+<p class="note">Median (dark line), 25-75 % (dark band) and 5-95 % (light band) of glucose by
+time of day over the whole period; green lines mark the target range 70-180 mg/dL.</p>
+{_agp_svg(agp)}
+<h2>Daily glucose profiles</h2>
+<div class="days">{days}</div>
+</body></html>
+"""
+
+
+def render_png(agp: Agp, summary: Summary, *, patient: str, dpi: int = 110) -> bytes:
+    """The AGP report as a PNG (letter landscape): header, ranges, modal day, daily views."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 8.5), dpi=dpi)
+    FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=0.07, right=0.97, top=0.96, bottom=0.04)
+    grid = fig.add_gridspec(4, 8, height_ratios=[0.9, 2.2, 0.15, 1.3], hspace=0.35, wspace=0.3)
+    head = fig.add_subplot(grid[0, :6])
+    head.axis("off")
+    lines = [
+        f"AGP report   patient: {patient}   period: {_period(summary)}",
+        f"{summary.window_days:.0f} days, {summary.days_with_data} with data; "
+        f"sensor active {summary.active:.1f} %",
+        f"Mean {summary.mean:.0f} mg/dL   GMI {summary.gmi:.1f} %   CV {summary.cv:.1f} % (target <= 36 %)",
+        f"TIR 70-180: {summary.tir:.1f} % (>70)   below 70: {summary.tbr70:.1f} % (<4)   "
+        f"below 54: {summary.tbr54:.1f} % (<1)",
+        f"above 180: {summary.tar180:.1f} % (<25)   above 250: {summary.tar250:.1f} % (<5)",
+        _sufficiency(summary),
+    ]
+    for i, text in enumerate(lines):
+        head.text(0, 1 - i * 0.19, text, fontsize=12 if i == 0 else 9.5,
+                  weight="bold" if i == 0 else "normal", va="top", transform=head.transAxes)
+
+    bar = fig.add_subplot(grid[0, 7])
+    bottom = 0.0
+    for bp, key in (
+        (summary.tbr54_bp, "very_low"),
+        (summary.tbr70_bp - summary.tbr54_bp, "low"),
+        (max(0, 10_000 - summary.tbr70_bp - summary.tar180_bp), "in_range"),
+        (summary.tar180_bp - summary.tar250_bp, "high"),
+        (summary.tar250_bp, "very_high"),
+    ):
+        bar.bar(0, bp / 100, bottom=bottom, color=COLORS[key], width=0.6)
+        bottom += bp / 100
+    bar.set_ylim(0, 100)
+    bar.set_xticks([])
+    bar.set_ylabel("% of readings", fontsize=8)
+    bar.tick_params(labelsize=7)
+
+    ax = fig.add_subplot(grid[1, :])
+    half = agp.bin_min / 2
+    xs = [(b.start_min + half) / 60 for b in agp.bins]
+    nan = float("nan")
+    series = {q: [nan if v is None else v for v in agp.series(q)] for q in PERCENTILES}
+    ax.axhspan(LOW, HIGH, color="#e9f6ea", zorder=0)
+    ax.fill_between(xs, series[5], series[95], color=COLORS["band_outer"], label="5-95 %", lw=0)
+    ax.fill_between(xs, series[25], series[75], color=COLORS["band_inner"], label="25-75 %", lw=0)
+    ax.plot(xs, series[50], color=COLORS["median"], lw=2.2, label="median")
+    for level, color, style in (
+        (LOW, COLORS["target"], "-"),
+        (HIGH, COLORS["target"], "-"),
+        (VERY_LOW, COLORS["very_low"], "--"),
+        (VERY_HIGH, COLORS["very_high"], "--"),
+    ):
+        ax.axhline(level, color=color, ls=style, lw=1.2)
+    ax.set_xlim(0, 24)
+    ax.set_ylim(0, Y_MAX)
+    ax.set_xticks(range(0, 25, 3))
+    ax.set_xticklabels(["12 am", "3 am", "6 am", "9 am", "12 pm", "3 pm", "6 pm", "9 pm", "12 am"])
+    ax.set_yticks([0, VERY_LOW, LOW, HIGH, VERY_HIGH, Y_MAX])
+    ax.set_ylabel("mg/dL")
+    ax.set_title("Ambulatory glucose profile", loc="left", fontsize=11, weight="bold")
+    ax.grid(axis="x", color="#ddd")
+    ax.legend(loc="upper right", fontsize=8, ncols=3)
+
+    shown = agp.days[-14:]
+    inner = grid[3, :].subgridspec(1, max(1, len(shown)), wspace=0.05)
+    for i, day in enumerate(shown):
+        dax = fig.add_subplot(inner[0, i])
+        dax.axhspan(LOW, HIGH, color="#e9f6ea")
+        minutes = [m / 60 for m, _ in day.points]
+        values = [float(g) for _, g in day.points]
+        # Break the line at gaps longer than 15 minutes.
+        for j in range(len(minutes) - 1, 0, -1):
+            if minutes[j] - minutes[j - 1] > 0.25:
+                minutes.insert(j, nan)
+                values.insert(j, nan)
+        dax.plot(minutes, values, color="#222", lw=0.7)
+        dax.set_xlim(0, 24)
+        dax.set_ylim(0, Y_MAX)
+        dax.set_xticks([])
+        dax.set_yticks([])
+        dax.set_title(day.date[5:], fontsize=7)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
