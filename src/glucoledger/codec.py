@@ -21,7 +21,7 @@ import cbor2
 
 from .errors import MalformedError
 
-__all__ = ["MAX_ENCODED", "Value", "decode", "encode"]
+__all__ = ["MAX_ENCODED", "Value", "decode", "decode_trusted", "encode"]
 
 #: Largest encoded object accepted anywhere (a transaction, a block header, a proof): 1 MiB.
 MAX_ENCODED = 1 << 20
@@ -32,29 +32,35 @@ _INT_MIN = -(1 << 63)
 _INT_MAX = (1 << 64) - 1
 
 
-def _check(value: object, depth: int = 0) -> None:
-    if depth > 32:
-        raise MalformedError("value nests deeper than 32 levels; flatten it")
-    if value is None or isinstance(value, (bool, str, bytes)):
-        return
-    if isinstance(value, int):
-        if not _INT_MIN <= value <= _INT_MAX:
-            raise MalformedError(f"integer {value} is outside the 64-bit range")
-        return
-    if isinstance(value, (list, tuple)):
-        for item in value:
-            _check(item, depth + 1)
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise MalformedError(f"map key {key!r} is not text; only text keys are allowed")
-            _check(item, depth + 1)
-        return
-    raise MalformedError(
-        f"type {type(value).__name__} cannot be encoded; use int, str, bytes, bool, None, "
-        "list or dict"
-    )
+_SCALARS = frozenset({int, str, bytes, bool, type(None)})
+
+
+def _check(value: object) -> None:
+    """Reject anything outside the allowed types (iterative: this runs on every decode)."""
+    stack: list[tuple[object, int]] = [(value, 0)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        v, depth = pop()
+        t = type(v)
+        if t in _SCALARS:
+            if t is int and not _INT_MIN <= v <= _INT_MAX:  # type: ignore[operator]
+                raise MalformedError(f"integer {v} is outside the 64-bit range")
+            continue
+        if depth >= 32:
+            raise MalformedError("value nests deeper than 32 levels; flatten it")
+        if t is list or t is tuple:
+            for item in v:  # type: ignore[attr-defined]
+                push((item, depth + 1))
+        elif t is dict:
+            for key, item in v.items():  # type: ignore[attr-defined]
+                if type(key) is not str:
+                    raise MalformedError(f"map key {key!r} is not text; only text keys are allowed")
+                push((item, depth + 1))
+        else:
+            raise MalformedError(
+                f"type {t.__name__} cannot be encoded; use int, str, bytes, bool, None, "
+                "list or dict"
+            )
 
 
 def encode(value: Value) -> bytes:
@@ -89,3 +95,11 @@ def decode(data: bytes, *, max_size: int = MAX_ENCODED) -> Value:
             "shortest integers and definite lengths"
         )
     return value
+
+
+def decode_trusted(data: bytes) -> Value:
+    """Decode bytes this process encoded itself (state values): no canonical re-check.
+
+    Never use it on bytes from outside; ``verify`` re-derives every stored value anyway.
+    """
+    return cbor2.loads(data)

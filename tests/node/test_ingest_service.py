@@ -13,7 +13,7 @@ from glucoledger.crypto import generate
 from glucoledger.errors import GlucoledgerError, RejectedError, SignatureError
 from glucoledger.glucose.readings import Batch, CgmReading
 from glucoledger.ledger.tx import SignedTx
-from glucoledger.node.accounts import revoke_device
+from glucoledger.node.devices import revoke_device
 from glucoledger.node.ingest import IngestService
 from glucoledger.node.world import World
 from glucoledger.state.devices import device_key

@@ -10,9 +10,9 @@ from glucoledger.crypto import generate
 from glucoledger.errors import RejectedError
 from glucoledger.glucose.readings import Batch, CgmReading
 from glucoledger.ledger.tx import Transaction, sign
-from glucoledger.node.accounts import (
+from glucoledger.node.devices import (
     bind_device,
-    create_account,
+    create_keyed_account,
     register_device,
     revoke_device,
     unbind_device,
@@ -120,7 +120,7 @@ def test_gateway_binds_and_uploads_as_gateway_attested(world: World,
                                                         ingest: IngestService) -> None:
     alice, bob = world.add_patient("alice"), world.add_patient("bob")
     gk = generate()
-    gw = create_account(world.node, "gateway", [gk], sponsor=(alice.id, [alice.key]))
+    gw = create_keyed_account(world.node, "gateway", [gk], sponsor=(alice.id, [alice.key]))
     _refused(world, "not_allowed", bind_device, world.node, bob.id, [bob.key], gw)
     bind_device(world.node, alice.id, [alice.key], gw)
     up = prepare_upload(world.node.chain, alice.id, gw, 1, _batch(), gk)

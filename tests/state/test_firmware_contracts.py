@@ -6,7 +6,7 @@ import pytest
 
 from glucoledger.crypto import generate
 from glucoledger.errors import RejectedError
-from glucoledger.node.accounts import create_account, org_account, submit_one
+from glucoledger.node.devices import create_keyed_account, org_account, submit_one
 from glucoledger.node.firmware import FirmwareError, publish, revoke, set_floor, verify_image
 from glucoledger.node.world import World
 from glucoledger.state.accounts_model import make_policy
@@ -73,7 +73,7 @@ def test_a_model_belongs_to_its_first_maker(world: World) -> None:
     publish(world.node, world.maker, world.maker_keys[:2], "CGM-G7", "1", IMG1)
     org, org_key = org_account(world.node)
     other_key = generate()
-    other = create_account(world.node, "maker", [other_key], sponsor=(org, [org_key]))
+    other = create_keyed_account(world.node, "maker", [other_key], sponsor=(org, [org_key]))
     with pytest.raises(RejectedError) as info:
         publish(world.node, other, [other_key], "CGM-G7", "2", IMG2)
     assert info.value.code == "model_owned"

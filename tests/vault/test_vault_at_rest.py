@@ -14,7 +14,7 @@ from glucoledger.crypto.hpke import generate_x25519
 from glucoledger.errors import NotFoundError
 from glucoledger.glucose.readings import Batch, CgmReading
 from glucoledger.glucose.simulate import simulate_patient
-from glucoledger.node.accounts import set_custody
+from glucoledger.node.devices import set_custody
 from glucoledger.node.ingest import IngestService
 from glucoledger.node.verify import IntegrityError, verify_vault
 from glucoledger.node.world import World

@@ -101,8 +101,7 @@ class Agp:
         return {
             "bin_min": self.bin_min,
             "bins": [
-                [b.start_min, b.count, *(tenths(b.get(q)) for q in PERCENTILES)]
-                for b in self.bins
+                [b.start_min, b.count, *(tenths(b.get(q)) for q in PERCENTILES)] for b in self.bins
             ],
             "days": [{"date": d.date, "points": [list(p) for p in d.points]} for d in self.days],
         }
@@ -125,9 +124,7 @@ def _smooth(series: list[float | None]) -> list[float | None]:
     return out
 
 
-def compute_agp(
-    readings: Iterable[CgmReading], *, bin_min: int = 15, smooth: bool = True
-) -> Agp:
+def compute_agp(readings: Iterable[CgmReading], *, bin_min: int = 15, smooth: bool = True) -> Agp:
     """Compute the AGP of ``readings``.
 
     ``bin_min`` must divide 1440 (a day). Raises OutOfRangeError when there are no readings

@@ -25,8 +25,9 @@ How each number is computed (n = CGM readings in the window, each counted once p
   sensor interval (default 5 min) from its start; a slot is active if it holds at least one
   reading; active = active slots / all slots. (Counting slots, not readings, keeps it at most
   100 % for sensors that report more often than the interval, and unaffected by jitter.)
-- The window is ``[start_ms, end_ms)``; by default from the first reading to one interval
-  after the last, i.e. the span the sensor could have covered (iglu's "automatic" range).
+- The window is ``[start_ms, end_ms)``; by default from the first reading to the end of the
+  slot holding the last one, i.e. the span the sensor could have covered (iglu's
+  "automatic" range: floor(span / interval) + 1 slots).
 - ``days_with_data``: distinct local calendar days (by each reading's own UTC offset) with
   at least one reading. ``window_ms``: the window length.
 - ``sufficient``: the consensus minimum, a window of at least 14 days with active >= 70 %.
@@ -156,7 +157,6 @@ class Summary:
         """CGM active, %."""
         return self.active_bp / 100
 
-
     def meets(self, metric: str) -> bool:
         """Whether ``metric`` (a key of CONSENSUS_TARGETS) meets its consensus target."""
         op, threshold = CONSENSUS_TARGETS[metric]
@@ -194,8 +194,8 @@ def summarize(
     """Compute the consensus metrics of the CGM ``readings`` in ``[start_ms, end_ms)``.
 
     Readings outside the window are ignored; two readings with the same time count once
-    (the first is kept). Without ``start_ms``/``end_ms`` the window runs from the first
-    reading to one ``interval_min`` after the last.
+    (the first is kept). Without ``start_ms`` the window starts at the first reading; without
+    ``end_ms`` it ends with the interval slot that holds the last reading.
 
     Raises OutOfRangeError when the window holds no reading or is empty, and ValueError for
     a non-positive ``interval_min``.
@@ -212,7 +212,8 @@ def summarize(
     if not times:
         raise OutOfRangeError("no CGM readings to summarize; upload some first")
     start = times[0] if start_ms is None else start_ms
-    end = times[-1] + interval if end_ms is None else end_ms
+    # Default end: the end of the slot holding the last reading.
+    end = start + ((times[-1] - start) // interval + 1) * interval if end_ms is None else end_ms
     if end <= start:
         raise OutOfRangeError(f"the window [{start}, {end}) is empty; end must follow start")
     chosen = [by_time[t] for t in times if start <= t < end]

@@ -30,10 +30,10 @@ range), meters 20..600 mg/dL, pumps deliver at most 35 U/h basal and boluses of 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from collections.abc import Sequence
 from typing import Any, ClassVar, Final, TypeAlias
 
 from ..errors import InputError, MalformedError, OutOfRangeError
@@ -125,7 +125,12 @@ def _choice(value: object, what: str, allowed: tuple[str, ...]) -> str:
 
 
 def _time(time_ms: object, tz_offset_min: object) -> None:
-    _int(time_ms, "time_ms", MIN_TIME_MS, MAX_TIME_MS)
+    _int(time_ms, "time_ms", -(1 << 63), 1 << 63)
+    assert isinstance(time_ms, int)
+    if time_ms < MIN_TIME_MS:
+        raise OutOfRangeError("time is before 2000-01-01: the device clock looks unset; set it")
+    if time_ms > MAX_TIME_MS:
+        raise OutOfRangeError("time is after 2100-01-01: check the device clock")
     # UTC-12:00 .. UTC+14:00 are the offsets in use.
     _int(tz_offset_min, "tz_offset_min", -720, 840)
 
@@ -657,9 +662,7 @@ def _parse_item(stream: str, item: dict[str, Any], time_ms: int, tz: int, units:
             tz,
             tuple(map(tuple, _scaled_schedule(_get(item, "basal_schedule"), "basal", 1000))),
             tuple(map(tuple, _scaled_schedule(_get(item, "carb_ratios"), "carb ratio", 10))),
-            tuple(
-                map(tuple, _glucose_schedule(_get(item, "sensitivities"), units, "isf", 1))
-            ),
+            tuple(map(tuple, _glucose_schedule(_get(item, "sensitivities"), units, "isf", 1))),
             tuple(map(tuple, _glucose_schedule(_get(item, "targets"), units, "target", 2))),
         )
     return Note(time_ms, tz, _get(item, "text"))

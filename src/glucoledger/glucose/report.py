@@ -98,16 +98,22 @@ def _agp_svg(agp: Agp, width: int = 900, height: int = 340) -> str:
 
     half = agp.bin_min / 2
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-        f'class="agp" role="img" aria-label="Ambulatory glucose profile">',
+        (
+            f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+            f'class="agp" role="img" aria-label="Ambulatory glucose profile">'
+        ),
         f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fff" stroke="#999"/>',
-        f'<rect x="{left}" y="{y(HIGH):.1f}" width="{pw}" height="{y(LOW) - y(HIGH):.1f}" '
-        'fill="#e9f6ea"/>',
+        (
+            f'<rect x="{left}" y="{y(HIGH):.1f}" width="{pw}" height="{y(LOW) - y(HIGH):.1f}" '
+            'fill="#e9f6ea"/>'
+        ),
     ]
     series = {q: agp.series(q) for q in PERCENTILES}
     for lo, hi, color in ((5, 95, COLORS["band_outer"]), (25, 75, COLORS["band_inner"])):
         for run in _runs(series[lo]):
-            upper = [f"{x(agp.bins[i].start_min + half):.1f},{y(series[hi][i] or 0):.1f}" for i in run]
+            upper = [
+                f"{x(agp.bins[i].start_min + half):.1f},{y(series[hi][i] or 0):.1f}" for i in run
+            ]
             lower = [
                 f"{x(agp.bins[i].start_min + half):.1f},{y(series[lo][i] or 0):.1f}"
                 for i in reversed(run)
@@ -137,7 +143,9 @@ def _agp_svg(agp: Agp, width: int = 900, height: int = 340) -> str:
             f'stroke="{COLORS["median"]}" stroke-width="2.5"/>'
         )
     for hour in range(0, 25, 3):
-        label = {0: "12 am", 12: "12 pm", 24: "12 am"}.get(hour, f"{hour % 12} {'am' if hour < 12 else 'pm'}")
+        label = {0: "12 am", 12: "12 pm", 24: "12 am"}.get(
+            hour, f"{hour % 12} {'am' if hour < 12 else 'pm'}"
+        )
         parts.append(
             f'<line x1="{x(hour * 60):.1f}" x2="{x(hour * 60):.1f}" y1="{top}" '
             f'y2="{top + ph}" stroke="#ddd"/>'
@@ -222,7 +230,7 @@ def render_html(agp: Agp, summary: Summary, *, patient: str) -> str:
         value = getattr(summary, field) / 100
         meets = summary.meets(field)
         rows.append(
-            f'<tr><td>{label}</td><td>{value:.1f} %</td><td>{html.escape(target)}</td>'
+            f"<tr><td>{label}</td><td>{value:.1f} %</td><td>{html.escape(target)}</td>"
             f'<td class="{"ok" if meets else "miss"}">{"met" if meets else "not met"}</td></tr>'
         )
     assert set(CONSENSUS_TARGETS) == {field for _, field, _ in _ROWS}
@@ -274,22 +282,33 @@ def render_png(agp: Agp, summary: Summary, *, patient: str, dpi: int = 110) -> b
     fig = Figure(figsize=(11, 8.5), dpi=dpi)
     FigureCanvasAgg(fig)
     fig.subplots_adjust(left=0.07, right=0.97, top=0.96, bottom=0.04)
-    grid = fig.add_gridspec(4, 8, height_ratios=[0.9, 2.2, 0.15, 1.3], hspace=0.35, wspace=0.3)
+    grid = fig.add_gridspec(3, 8, height_ratios=[0.9, 2.2, 1.4], hspace=0.3, wspace=0.3)
     head = fig.add_subplot(grid[0, :6])
     head.axis("off")
     lines = [
         f"AGP report   patient: {patient}   period: {_period(summary)}",
-        f"{summary.window_days:.0f} days, {summary.days_with_data} with data; "
-        f"sensor active {summary.active:.1f} %",
+        (
+            f"{summary.window_days:.0f} days, {summary.days_with_data} with data; "
+            f"sensor active {summary.active:.1f} %"
+        ),
         f"Mean {summary.mean:.0f} mg/dL   GMI {summary.gmi:.1f} %   CV {summary.cv:.1f} % (target <= 36 %)",
-        f"TIR 70-180: {summary.tir:.1f} % (>70)   below 70: {summary.tbr70:.1f} % (<4)   "
-        f"below 54: {summary.tbr54:.1f} % (<1)",
+        (
+            f"TIR 70-180: {summary.tir:.1f} % (>70)   below 70: {summary.tbr70:.1f} % (<4)   "
+            f"below 54: {summary.tbr54:.1f} % (<1)"
+        ),
         f"above 180: {summary.tar180:.1f} % (<25)   above 250: {summary.tar250:.1f} % (<5)",
         _sufficiency(summary),
     ]
     for i, text in enumerate(lines):
-        head.text(0, 1 - i * 0.19, text, fontsize=12 if i == 0 else 9.5,
-                  weight="bold" if i == 0 else "normal", va="top", transform=head.transAxes)
+        head.text(
+            0,
+            1 - i * 0.19,
+            text,
+            fontsize=12 if i == 0 else 9.5,
+            weight="bold" if i == 0 else "normal",
+            va="top",
+            transform=head.transAxes,
+        )
 
     bar = fig.add_subplot(grid[0, 7])
     bottom = 0.0
@@ -333,10 +352,12 @@ def render_png(agp: Agp, summary: Summary, *, patient: str, dpi: int = 110) -> b
     ax.grid(axis="x", color="#ddd")
     ax.legend(loc="upper right", fontsize=8, ncols=3)
 
-    shown = agp.days[-14:]
-    inner = grid[3, :].subgridspec(1, max(1, len(shown)), wspace=0.05)
+    shown = agp.days[-28:]  # every day of a standard 14-day report, at most four weeks
+    columns = min(14, len(shown))
+    rows = -(-len(shown) // columns)
+    inner = grid[2, :].subgridspec(rows, columns, wspace=0.05, hspace=0.35)
     for i, day in enumerate(shown):
-        dax = fig.add_subplot(inner[0, i])
+        dax = fig.add_subplot(inner[i // columns, i % columns])
         dax.axhspan(LOW, HIGH, color="#e9f6ea")
         minutes = [m / 60 for m, _ in day.points]
         values = [float(g) for _, g in day.points]

@@ -142,8 +142,7 @@ def simulate_patient(
             if rng.random() > prob:
                 continue
             t = midnight + int(rng.gauss(mean_min, sd_min)) * 60_000
-            grams = max(8.0, rng.gauss(mean_g, sd_g))
-            grams = round(grams)
+            grams = round(max(8.0, rng.gauss(mean_g, sd_g)))
             carbs_events.append((t, grams))
             if start_ms <= t < start_ms + days * DAY_MS:
                 carbs_out.append(Carbs(t, tz_offset_min, grams * 10))
@@ -175,16 +174,16 @@ def simulate_patient(
         circadian = 12 * math.sin(2 * math.pi * (minute - 10 * 60) / 1_440)
         dawn = 28 * math.exp(-(((minute - 6.5 * 60) / 70) ** 2))
         baseline = p.base_mgdl + circadian + dawn + day_offset[day]
-        rate = 0.0  # mg/dL per minute
-        for et, grams in carbs_events:
+        slope = 0.0  # mg/dL per minute
+        for et, eaten in carbs_events:
             if 0 <= t - et < 6 * 3_600_000:
-                rate += grams * csf * _gamma_rate((t - et) / 60_000, _TAU_CARBS)
-        for et, units in insulin_events:
+                slope += eaten * csf * _gamma_rate((t - et) / 60_000, _TAU_CARBS)
+        for et, dose_u in insulin_events:
             if 0 <= t - et < 8 * 3_600_000:
-                rate -= units * p.isf * _gamma_rate((t - et) / 60_000, _TAU_INSULIN)
+                slope -= dose_u * p.isf * _gamma_rate((t - et) / 60_000, _TAU_INSULIN)
         if any(s <= t < e for s, e in exercise):
-            rate -= 1.1
-        x += 5 * rate - x * (5 / 180) + rng.gauss(0, 2.2)
+            slope -= 1.1
+        x += 5 * slope - x * (5 / 180) + rng.gauss(0, 2.2)
         g = baseline + x
         if g < 65 and t - last_rescue > 45 * 60_000 and rng.random() < 0.85:
             last_rescue = t
@@ -278,7 +277,8 @@ def simulate_with_simglucose(
 ) -> dict[str, list[Record]]:
     """Simulate with the UVA/Padova model (PyPI ``simglucose``) and a basal-bolus controller.
 
-    Returns {"cgm", "insulin", "carbs"} like ``simulate_patient`` (times in UTC). The sensor
+    Returns {"cgm", "insulin", "carbs"} like ``simulate_patient`` (times in UTC); the insulin
+    delivered in each sensor step (basal included) appears as one "automated" bolus. The sensor
     "GuardianRT" samples every 5 minutes ("Dexcom" in simglucose samples every 3). Slow:
     about 8 s per simulated day. Raises ImportError with install advice when simglucose is
     not installed (``pip install 'glucoledger[sim]'``).
@@ -327,13 +327,18 @@ def _from_simglucose_frame(frame: Any) -> dict[str, list[Record]]:
     for i, when in enumerate(times):
         t = int(when.replace(tzinfo=UTC).timestamp()) * 1000
         row = frame.iloc[i]
-        cgm.append(CgmReading(t, 0, min(400, max(40, round(float(row["CGM"]))))))
-        step_min = (times[i + 1] - when).total_seconds() / 60 if i + 1 < len(times) else 0.0
-        # simglucose records CHO (g/min) and insulin (U/min) per step.
-        grams_tenths = round(float(row["CHO"]) * step_min * 10)
+        glucose, cho, rate = (float(row[k]) for k in ("CGM", "CHO", "insulin"))
+        if not math.isnan(glucose):
+            cgm.append(CgmReading(t, 0, min(400, max(40, round(glucose)))))
+        if i + 1 == len(times) or math.isnan(cho) or math.isnan(rate):
+            continue  # the last row holds no action (simglucose leaves NaN there)
+        step_min = (times[i + 1] - when).total_seconds() / 60
+        # simglucose records CHO (g/min) and insulin (U/min, basal included) per step; each
+        # step's delivery becomes one automated bolus, its carbs one carbs entry.
+        grams_tenths = round(cho * step_min * 10)
         if grams_tenths > 0:
             carbs.append(Carbs(t, 0, grams_tenths))
-        units_milli = round(float(row["insulin"]) * step_min * 1000)
+        units_milli = round(rate * step_min * 1000)
         if units_milli > 0:
             insulin.append(Bolus(t, 0, "automated", units_milli))
     return {"cgm": cgm, "insulin": insulin, "carbs": carbs}

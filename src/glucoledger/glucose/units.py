@@ -78,7 +78,7 @@ def _decimal(value: object, what: str) -> Decimal:
     return number
 
 
-def mmol_to_mgdl(mmol: int | float | str | Decimal) -> int:
+def mmol_to_mgdl(mmol: float | str | Decimal) -> int:
     """Convert mmol/L to whole mg/dL (x 18.01559, nearest, halves away from zero).
 
     Raises MalformedError when ``mmol`` is not a finite number.

@@ -122,7 +122,7 @@ class NoteVerifier:
 
     @classmethod
     def parse(cls, vkey: str) -> NoteVerifier:
-        parts = vkey.strip().split("+")
+        parts = vkey.strip().split("+", 2)
         if len(parts) != 3:
             raise MalformedError("a verifier key is <name>+<hex key id>+<base64 key>")
         name, hexid, enc = parts

@@ -1,80 +1,135 @@
-"""Service helpers to create accounts and manage devices on a node (CLI, demo, tests).
+"""Account services: create custodial accounts, look them up by local name, act as them.
 
-Each helper builds the transaction, signs it with the keys given, submits it and returns the
-account or device id; a refusal raises ``RejectedError`` with the state machine's reason code
-and message. Keys come from the caller (the node's wallet for custodial accounts).
+Names are local to a node (an address book in ``<data>/addressbook.json``); the ledger only
+knows account ids. A custodial account's keys live in the node's wallet, sealed under the
+master key, as ``<name>.1``, ``<name>.2`` (and the trusted party's key under its own name).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from ..crypto import PrivateKey, PublicKey
-from ..errors import RejectedError
-from ..ledger.tx import SignedTx, Transaction, add_signatures, sign
-from ..state.accounts_model import account_id, single_key_policy
-from ..state.devices import device_id
+from ..crypto import PrivateKey, generate
+from ..errors import InputError, NotFoundError, RejectedError
+from ..state.accounts import SPONSORS
+from ..state.accounts_model import KINDS, account_id, patient_policy, single_key_policy
 from .service import Node, Receipt
 
-__all__ = ["bind_device", "create_account", "org_account", "register_device", "revoke_device",
-           "set_custody", "submit_one", "unbind_device"]
+__all__ = ["AddressBook", "Identity", "create_account", "identity", "submit_as"]
+
+_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,48}$")
 
 
-def submit_one(node: Node, stx: SignedTx) -> Receipt:
-    """Submit one transaction; raise RejectedError (reason code kept) unless accepted."""
+@dataclass(frozen=True, slots=True)
+class Identity:
+    name: str
+    id: bytes
+    kind: str
+    key_names: tuple[str, ...]
+
+
+class AddressBook:
+    def __init__(self, node: Node) -> None:
+        self.path = node.data_dir / "addressbook.json"
+
+    def _load(self) -> dict[str, Any]:
+        if not self.path.exists():
+            return {}
+        return dict(json.loads(self.path.read_text()))
+
+    def add(self, ident: Identity) -> None:
+        book = self._load()
+        book[ident.name] = {"id": ident.id.hex(), "kind": ident.kind, "keys": list(ident.key_names)}
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(book, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, self.path)
+
+    def get(self, name_or_id: str) -> Identity:
+        book = self._load()
+        if name_or_id in book:
+            e = book[name_or_id]
+            return Identity(name_or_id, bytes.fromhex(e["id"]), e["kind"], tuple(e["keys"]))
+        for name, e in book.items():
+            if e["id"] == name_or_id.lower():
+                return Identity(name, bytes.fromhex(e["id"]), e["kind"], tuple(e["keys"]))
+        raise NotFoundError(
+            f"no account named {name_or_id!r} on this node; `glucoledger account list` shows them"
+        )
+
+    def all(self) -> list[Identity]:
+        return [self.get(n) for n in sorted(self._load())]
+
+
+def identity(node: Node, name: str) -> Identity:
+    if name == "org":
+        info = node.state.get("chain/genesis")
+        if info is None:
+            raise NotFoundError("the chain has no genesis")
+        return Identity("org", info["orgs"][0], "organization", ("org",))
+    return AddressBook(node).get(name)
+
+
+def keys_of(node: Node, ident: Identity, which: Sequence[int] | None = None) -> list[PrivateKey]:
+    names = ident.key_names if which is None else [ident.key_names[i] for i in which]
+    return [node.wallet.load(n) for n in names]
+
+
+def create_account(node: Node, name: str, kind: str, *, sponsor: str | None = None,
+                   trusted: str | None = None, alg: str = "ed25519") -> tuple[Identity, Receipt]:
+    """Create a custodial account. Patients get two keys (and a trusted party's as cosigner)."""
+    if not _NAME.match(name) or name == "org" or name == "node":
+        raise InputError(f"account name {name!r}: use 1-48 letters, digits or _.@- (not org/node)")
+    if kind not in KINDS:
+        raise InputError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
+    book = AddressBook(node)
+    try:
+        book.get(name)
+        raise InputError(f"an account named {name!r} already exists on this node")
+    except NotFoundError:
+        pass
+    signers: list[PrivateKey] = []
+    if kind == "patient":
+        k1, k2 = generate(alg), generate(alg)  # type: ignore[arg-type]
+        trusted_key = None
+        if trusted is not None:
+            tid = identity(node, trusted)
+            trusted_key = keys_of(node, tid, [0])[0]
+        policy = patient_policy(k1.public, k2.public, trusted_key.public if trusted_key else None)
+        keys = {f"{name}.1": k1, f"{name}.2": k2}
+        signers = [k1, k2]
+    else:
+        k = generate(alg)  # type: ignore[arg-type]
+        policy = single_key_policy(k.public)
+        keys = {f"{name}.1": k}
+        signers = [k]
+    body: dict[str, Any] = {"kind": kind, "policy": policy}
+    if kind in SPONSORS:
+        sp = identity(node, sponsor or "org")
+        body["sponsor"] = sp.id
+        signers += keys_of(node, sp)
+    aid = account_id(kind, policy)
+    stx = node.build("account.create", body, aid, signers, nonce=0)
+    receipt = node.submit([stx.raw])[0]
+    if not receipt.ok:
+        raise RejectedError(receipt.result.message, code=receipt.result.code)
+    for key_name, key in keys.items():
+        node.wallet.save(key_name, key)
+    ident = Identity(name, aid, kind, tuple(keys))
+    book.add(ident)
+    return ident, receipt
+
+
+def submit_as(node: Node, name: str, type_: str, body: dict[str, Any],
+              key_indexes: Sequence[int] | None = (0,)) -> Receipt:
+    """Sign ``type_`` with a custodial account's keys, submit it and raise if refused."""
+    ident = identity(node, name)
+    stx = node.build(type_, body, ident.id, keys_of(node, ident, key_indexes))
     receipt = node.submit([stx.raw])[0]
     if not receipt.ok:
         raise RejectedError(receipt.result.message, code=receipt.result.code)
     return receipt
-
-
-def org_account(node: Node) -> tuple[bytes, PrivateKey]:
-    """The node's organization account and key (wallet name "org")."""
-    key = node.wallet.load("org")
-    return account_id("organization", single_key_policy(key.public)), key
-
-
-def create_account(node: Node, kind: str, keys: Sequence[PrivateKey], *,
-                   policy: dict[str, Any] | None = None,
-                   sponsor: tuple[bytes, Sequence[PrivateKey]] | None = None,
-                   salt: bytes = b"") -> bytes:
-    pol = policy if policy is not None else single_key_policy(keys[0].public)
-    acct = account_id(kind, pol, salt)
-    body: dict[str, Any] = {"kind": kind, "policy": pol, "salt": salt}
-    if sponsor is not None:
-        body["sponsor"] = sponsor[0]
-    stx = sign(Transaction(node.chain, "account.create", body, acct, 0), keys)
-    if sponsor is not None:
-        stx = add_signatures(stx, sponsor[1])
-    submit_one(node, stx)
-    return acct
-
-
-def _send(node: Node, type_: str, body: dict[str, Any], account: bytes,
-          keys: Sequence[PrivateKey]) -> Receipt:
-    return submit_one(node, node.build(type_, body, account, keys))
-
-
-def register_device(node: Node, maker: bytes, maker_keys: Sequence[PrivateKey], serial: str,
-                    model: str, key: PublicKey) -> bytes:
-    _send(node, "device.register", {"serial": serial, "model": model, "key": key.to_value()},
-          maker, maker_keys)
-    return device_id(maker, serial)
-
-
-def bind_device(node: Node, patient: bytes, keys: Sequence[PrivateKey], device: bytes) -> None:
-    _send(node, "device.bind", {"device": device}, patient, keys)
-
-
-def unbind_device(node: Node, patient: bytes, keys: Sequence[PrivateKey], device: bytes) -> None:
-    _send(node, "device.unbind", {"device": device}, patient, keys)
-
-
-def revoke_device(node: Node, account: bytes, keys: Sequence[PrivateKey], device: bytes) -> None:
-    _send(node, "device.revoke", {"device": device}, account, keys)
-
-
-def set_custody(node: Node, patient: bytes, keys: Sequence[PrivateKey],
-                x25519_public: bytes | None) -> None:
-    _send(node, "vault.custody", {"x25519": x25519_public}, patient, keys)

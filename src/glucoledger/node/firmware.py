@@ -17,7 +17,7 @@ from ..errors import VerificationError
 from ..state.accounts_model import load_account
 from ..state.firmware import floor_key, parse_version, release_key
 from ..state.store import State
-from .accounts import submit_one
+from .devices import submit_one
 from .service import Node
 
 __all__ = ["FirmwareError", "Release", "publish", "revoke", "set_floor", "verify_image"]

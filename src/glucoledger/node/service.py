@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -25,7 +25,7 @@ from typing import Any
 
 from .. import codec, state
 from ..crypto import PrivateKey, PublicKey, generate
-from ..errors import InputError, NotFoundError, OrderingError, StorageError
+from ..errors import InputError, MalformedError, NotFoundError, OrderingError, StorageError
 from ..ledger import merkle
 from ..ledger.block import BlockHeader, Result
 from ..ledger.checkpoint import Checkpoint, NoteVerifier, sign_checkpoint
@@ -37,6 +37,7 @@ from ..state.accounts_model import Account, find_account, single_key_policy
 from ..state.replica import Block, Replica, precheck
 from .chainstore import ChainStore
 from .keystore import Wallet, create_master_key, load_master_key
+from .verify import VerifyReport, verify_store
 
 __all__ = ["Node", "NodeConfig", "Receipt"]
 
@@ -84,6 +85,24 @@ def _pool_precheck(envelopes: list[bytes]) -> list[bool | None]:
     return precheck(envelopes)
 
 
+class _LazyChecks:
+    """Signature-check results that arrive from worker processes part by part."""
+
+    def __init__(self, part_of: dict[int, int], parts: list[tuple[list[int], Future[list[bool | None]]]]) -> None:
+        self._part_of = part_of
+        self._parts = parts
+        self._done: dict[int, bool | None] = {}
+
+    def get(self, i: int) -> bool | None:
+        part = self._part_of.get(i)
+        if part is None:
+            return None
+        if i not in self._done:
+            chunk, fut = self._parts[part]
+            self._done.update(zip(chunk, fut.result(), strict=True))
+        return self._done[i]
+
+
 class Node:
     """A running node over one data folder."""
 
@@ -100,9 +119,15 @@ class Node:
         self._lock = threading.RLock()
         self._workers = workers if workers is not None else (os.cpu_count() or 1)
         self._pool: Executor | None = None
-        last = self.store.last_header()
-        tree = merkle.CompactTree(last.log_size, self.store.frontier()) if last else None
-        self.replica = Replica(self.config.chain, state.State(self.store.load_state()), tree, last)
+        try:
+            self.replica = self._load_replica()
+        except (MalformedError, ValueError) as exc:
+            self.close()
+            raise StorageError(
+                f"the chain store in {self.data_dir} is damaged ({exc}); run `glucoledger verify` "
+                "to find where, and restore it from another node or a backup"
+            ) from None
+        last = self.replica.last
         self._read_pos = last.cut + 1 if last else 0
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -131,8 +156,10 @@ class Node:
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
                 self._pool = None
-            self.orderer.close()
-            self.store.close()
+            if hasattr(self, "orderer"):
+                self.orderer.close()
+            if hasattr(self, "store"):
+                self.store.close()
 
     def __enter__(self) -> Node:
         return self
@@ -181,6 +208,11 @@ class Node:
             for p in positions
         ]
 
+    def _load_replica(self) -> Replica:
+        last = self.store.last_header()
+        tree = merkle.CompactTree(last.log_size, self.store.frontier()) if last else None
+        return Replica(self.config.chain, state.State(self.store.load_state()), tree, last)
+
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
@@ -208,16 +240,44 @@ class Node:
                         self._read_pos = last.cut + 1 if last else 0
                     return made
 
-    def _precheck(self, entries: list[bytes]) -> dict[int, bool | None]:
+    def _precheck(self, entries: list[bytes]) -> _LazyChecks:
+        """Start signature checks of the transaction entries on the worker processes.
+
+        Returns at once; the replica asks for each result as it reaches that entry, so the
+        main process applies early transactions while the workers check later ones.
+        """
         idx = [i for i, e in enumerate(entries) if e[:1] == b"\x01"]
         if len(idx) < _PARALLEL_MIN or self._workers < 2:
-            return {}
-        envs = [entries[i][1:] for i in idx]
+            return _LazyChecks({}, [])
         pool = self._get_pool()
-        step = max(64, len(envs) // (self._workers * 2))
-        parts = [envs[k:k + step] for k in range(0, len(envs), step)]
-        flat = [ok for part in pool.map(_pool_precheck, parts) for ok in part]
-        return dict(zip(idx, flat, strict=True))
+        step = max(64, len(idx) // (self._workers * 4))
+        parts = []
+        for k in range(0, len(idx), step):
+            chunk = idx[k:k + step]
+            parts.append((chunk, pool.submit(_pool_precheck, [entries[i][1:] for i in chunk])))
+        return _LazyChecks({i: n for n, (chunk, _) in enumerate(parts) for i in chunk}, parts)
+
+    def precheck_envelopes(self, envelopes: list[bytes]) -> list[bool | None]:
+        """Check many envelopes' signatures, spread over the worker processes."""
+        if len(envelopes) < _PARALLEL_MIN or self._workers < 2:
+            return precheck(envelopes)
+        found = self._precheck([b"\x01" + e for e in envelopes])
+        return [found.get(i) for i in range(len(envelopes))]
+
+    def verify(self, *, from_checkpoint: bytes | None = None,
+               node_keys: Sequence[NoteVerifier] | None = None,
+               progress: Callable[[int, int], None] | None = None) -> VerifyReport:
+        """Re-derive the whole chain from the store; raise IntegrityError at the first bad spot.
+
+        ``node_keys`` are the keys the caller trusts for checkpoints (default: this node's own
+        key, which an attacker with the folder cannot forge without the master key).
+        """
+        with self._lock:
+            keys = list(node_keys) if node_keys else [self.verifier()]
+            return verify_store(
+                self.store, self.chain, verifiers=keys, orderer=self.orderer,
+                from_checkpoint=from_checkpoint, checkpoint_verifiers=keys,
+                prechecker=self.precheck_envelopes, progress=progress)
 
     def _get_pool(self) -> Executor:
         if self._pool is None:
@@ -298,3 +358,35 @@ def genesis_envelope(chain: str, orgs: Sequence[tuple[str, PrivateKey, PrivateKe
     first = account_id("organization", body["orgs"][0]["policy"])
     return sign(Transaction(chain, "chain.genesis", body, first, 0),
                 [node for _, _, node in orgs]).raw
+
+
+def verify_folder(data_dir: Path, *, from_checkpoint: bytes | None = None,
+                  node_keys: Sequence[NoteVerifier] | None = None,
+                  progress: Callable[[int, int], None] | None = None,
+                  workers: int | None = None) -> VerifyReport:
+    """Verify a node's folder without starting the node (works on a damaged store too)."""
+    data_dir = Path(data_dir)
+    config = NodeConfig.load(data_dir)
+    keys = list(node_keys) if node_keys else [
+        NoteVerifier(config.name, Wallet(data_dir, load_master_key(data_dir)).load("node").public)]
+    store = ChainStore(data_dir / "chain.db")
+    orderer = EmbeddedOrderer(data_dir / "orderer.db")
+    n = workers if workers is not None else (os.cpu_count() or 1)
+    pool = ProcessPoolExecutor(n, mp_context=get_context("forkserver")) if n > 1 else None
+
+    def check(envs: list[bytes]) -> list[bool | None]:
+        if pool is None or len(envs) < _PARALLEL_MIN:
+            return precheck(envs)
+        step = max(64, len(envs) // (n * 2))
+        return [ok for part in pool.map(_pool_precheck, [envs[k:k + step] for k in
+                range(0, len(envs), step)]) for ok in part]
+
+    try:
+        return verify_store(store, config.chain, verifiers=keys, orderer=orderer,
+                            from_checkpoint=from_checkpoint, checkpoint_verifiers=keys,
+                            prechecker=check, progress=progress)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+        store.close()
+        orderer.close()

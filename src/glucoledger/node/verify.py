@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..crypto import sha256
 from ..errors import ConsistencyError, GlucoledgerError, MalformedError
 from ..ledger import merkle
 from ..ledger.block import BlockHeader, Result
@@ -92,7 +93,12 @@ class VerifyReport:
 
 
 def _short(b: bytes | None) -> str:
-    return "none" if b is None else b.hex()[:16]
+    """Hashes in full; longer values by a digest, so two different values never look alike."""
+    if b is None:
+        return "none"
+    if len(b) <= 32:
+        return b.hex()
+    return f"{len(b)} bytes, sha256 {sha256(b).hex()[:24]}"
 
 
 def _fail(kind: str, what: str, expected: object, found: object, **where: object) -> None:

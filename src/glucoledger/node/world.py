@@ -19,7 +19,7 @@ from ..crypto import PrivateKey, generate
 from ..crypto.keys import Algorithm
 from ..errors import InputError, NotFoundError
 from ..state.accounts_model import make_policy
-from .accounts import bind_device, create_account, org_account, register_device
+from .devices import bind_device, create_keyed_account, org_account, register_device
 from .service import Node
 
 __all__ = ["Directory", "World"]
@@ -87,7 +87,7 @@ class World:
         policy = make_policy([(k.public, {"default": 1, "firmware": 1}) for k in keys],
                              {"default": 1, "firmware": 2, "cosigners": 2})
         org, org_key = org_account(node)
-        maker = create_account(node, "maker", keys, policy=policy, sponsor=(org, [org_key]))
+        maker = create_keyed_account(node, "maker", keys, policy=policy, sponsor=(org, [org_key]))
         for i, k in enumerate(keys, 1):
             node.wallet.save(f"maker-{i}", k)
         world = cls(node, maker, keys)
@@ -106,7 +106,7 @@ class World:
 
     def add_patient(self, name: str) -> Patient:
         key = generate("ed25519")
-        pid = create_account(self.node, "patient", [key])
+        pid = create_keyed_account(self.node, "patient", [key])
         self.node.wallet.save(f"patient-{name}", key)
         self.directory.doc["patients"][name] = pid.hex()
         self.directory.save()

@@ -35,7 +35,7 @@ class State:
     # reads ---------------------------------------------------------------------------------
     def get(self, key: str) -> Any:
         raw = self._data.get(key)
-        return None if raw is None else codec.decode(raw)
+        return None if raw is None else codec.decode_trusted(raw)
 
     def get_raw(self, key: str) -> bytes | None:
         return self._data.get(key)

@@ -1,0 +1,115 @@
+"""Ledger benchmarks, measured in one run on this machine (timings for people, never asserted).
+
+- ``tx_per_s``: signed transactions (``account.create``, one Ed25519 signature each) appended
+  to the embedded orderer and committed in blocks (signature checks spread over the cores,
+  state machine, Merkle log, checkpoint signing, SQLite), in submissions of ``batch``.
+- ``sqlite_rows_per_s``: the same envelopes inserted as plain SQLite rows (WAL, one
+  transaction per batch, synchronous=FULL like the orderer): the floor any durable store pays.
+- ``verify_tx_per_s``: ``verify`` over the chain just built (re-derives everything).
+- ``ed25519_verify_per_s``: raw signature checks on one core, the physical limit of the rest.
+- Merkle figures from ``bench.merkle`` (ours against pymerkle).
+
+``python -m glucoledger.bench.ledger [n]`` prints them as JSON; ``glucoledger bench`` as a table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..crypto import generate
+from ..ledger.tx import Transaction, sign
+from ..node.service import Node
+from ..state.accounts_model import account_id, single_key_policy
+from .merkle import bench_merkle
+
+__all__ = ["bench_ledger", "run_all"]
+
+
+def _envelopes(chain: str, n: int) -> list[bytes]:
+    out = []
+    for _ in range(n):
+        k = generate()
+        policy = single_key_policy(k.public)
+        body = {"kind": "patient", "policy": policy}
+        out.append(sign(Transaction(chain, "account.create", body,
+                                    account_id("patient", policy), 0), [k]).raw)
+    return out
+
+
+def _sqlite_rows(envs: list[bytes], batch: int, folder: Path) -> float:
+    db = sqlite3.connect(folder / "plain.db", isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, payload BLOB)")
+    start = time.perf_counter()
+    for i in range(0, len(envs), batch):
+        db.execute("BEGIN")
+        db.executemany("INSERT INTO t (payload) VALUES (?)", [(e,) for e in envs[i:i + batch]])
+        db.execute("COMMIT")
+    seconds = time.perf_counter() - start
+    db.close()
+    return len(envs) / seconds
+
+
+def _raw_verify_rate(n: int = 2000) -> float:
+    k = generate()
+    msg = b"x" * 32
+    sig = k.sign("tx", msg)
+    start = time.perf_counter()
+    for _ in range(n):
+        k.public.verify("tx", msg, sig)
+    return n / (time.perf_counter() - start)
+
+
+def bench_ledger(n: int = 20_000, batch: int = 2_000, workers: int | None = None,
+                 echo: Callable[[str], Any] = print) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="glucoledger-bench-") as tmp:
+        folder = Path(tmp)
+        node = Node.init(folder / "node", workers=workers)
+        try:
+            echo(f"signing {n:,} transactions ...")
+            envs = _envelopes(node.chain, n)
+            node.precheck_envelopes(envs[:512])  # start the worker pool outside the timing
+            echo("appending and committing ...")
+            start = time.perf_counter()
+            for i in range(0, n, batch):
+                receipts = node.submit(envs[i:i + batch])
+                if not all(r.ok for r in receipts):
+                    raise RuntimeError("a benchmark transaction was refused")
+            tx_s = n / (time.perf_counter() - start)
+            echo("verifying ...")
+            report = node.verify()
+            verify_s = report.tx_per_second
+        finally:
+            node.close()
+        sqlite_s = _sqlite_rows(envs, batch, folder)
+    return {
+        "tx_per_s": tx_s,
+        "sqlite_rows_per_s": sqlite_s,
+        "tx_vs_sqlite_ratio": tx_s / sqlite_s,
+        "verify_tx_per_s": verify_s,
+        "ed25519_verify_per_s_one_core": _raw_verify_rate(),
+        "cores": float(os.cpu_count() or 1),
+    }
+
+
+def run_all(quick: bool = False, echo: Callable[[str], Any] = print) -> dict[str, float]:
+    n = 4_000 if quick else 20_000
+    results = bench_ledger(n=n, echo=echo)
+    echo("Merkle log against pymerkle ...")
+    m = bench_merkle(20_000 if quick else 200_000)
+    results.update({f"merkle_{k}": v for k, v in m.items()})
+    return results
+
+
+if __name__ == "__main__":
+    size = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
+    print(json.dumps(bench_ledger(size), indent=2))

@@ -1,0 +1,188 @@
+"""Ledger commands: init, account, blocks, checkpoint, verify, keygen."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..crypto import generate, keyfile
+from ..errors import InputError
+from ..ledger.block import BlockHeader
+from ..ledger.checkpoint import NoteVerifier
+from ..node import accounts
+from ..node.service import Node, verify_folder
+from ..node.verify import IntegrityError
+from .common import DataOpt, console, data_dir, err_console, open_node, progress, table
+
+__all__ = ["register"]
+
+account_app = typer.Typer(help="Create and inspect accounts.", no_args_is_help=True)
+
+
+def _time(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def init(
+    data: DataOpt = None,
+    chain: Annotated[str, typer.Option(help="Chain name (the checkpoint origin).")] = "glucoledger/local",
+    name: Annotated[str, typer.Option(help="This node's name (its checkpoint key name).")] = "node-1",
+) -> None:
+    """Create a new chain with one organization and its node in --data."""
+    node = Node.init(data_dir(data), chain=chain, name=name)
+    with node:
+        console.print(f"created chain [bold]{chain}[/] in {node.data_dir}")
+        console.print(f"node key: {node.verifier().vkey()}")
+
+
+@account_app.command("create")
+def account_create(
+    name: Annotated[str, typer.Argument(help="A local name for the account.")],
+    kind: Annotated[str, typer.Option(help="patient, clinician, trusted, organization, maker, ...")] = "patient",
+    trusted: Annotated[Optional[str], typer.Option(help="Trusted party (patients): an existing account name.")] = None,  # noqa: UP007
+    sponsor: Annotated[Optional[str], typer.Option(help="Sponsoring account (default: this node's organization).")] = None,  # noqa: UP007
+    alg: Annotated[str, typer.Option(help="ed25519 or p256.")] = "ed25519",
+    data: DataOpt = None,
+) -> None:
+    """Create a custodial account (keys kept in the node's sealed wallet)."""
+    if alg not in ("ed25519", "p256"):
+        raise InputError("--alg must be ed25519 or p256")
+    with open_node(data) as node:
+        ident, receipt = accounts.create_account(node, name, kind, sponsor=sponsor,
+                                                 trusted=trusted, alg=alg)
+        console.print(f"{kind} [bold]{name}[/] = {ident.id.hex()} (block {receipt.height})")
+
+
+@account_app.command("list")
+def account_list(data: DataOpt = None) -> None:
+    """List the accounts this node knows by name."""
+    with open_node(data) as node:
+        rows = []
+        for ident in accounts.AddressBook(node).all():
+            acct = node.account(ident.id)
+            rows.append([ident.name, acct.kind, ident.id.hex()[:16], str(len(acct.cosigners)),
+                         str(acct.nonce)])
+        console.print(table("accounts", ["name", "kind", "id", "keys", "nonce"], rows))
+
+
+@account_app.command("show")
+def account_show(name: str, data: DataOpt = None) -> None:
+    """Show an account's cosigners, weights and thresholds."""
+    with open_node(data) as node:
+        ident = accounts.identity(node, name)
+        acct = node.account(ident.id)
+        console.print(f"[bold]{name}[/] {acct.kind} {acct.id.hex()} nonce {acct.nonce}")
+        rows = [[c.key.alg, c.key.key_id.hex()[:16],
+                 ", ".join(f"{k}={v}" for k, v in sorted(c.weights.items()))]
+                for c in acct.cosigners]
+        console.print(table("cosigners", ["alg", "key id", "weights"], rows))
+        console.print("thresholds: " + ", ".join(f"{k}={v}" for k, v in sorted(acct.thresholds.items())))
+
+
+def blocks(data: DataOpt = None,
+           last: Annotated[int, typer.Option(help="How many recent blocks.")] = 10) -> None:
+    """Show the most recent blocks."""
+    with open_node(data) as node:
+        node.sync()
+        top = node.store.height()
+        rows = []
+        for h in range(max(0, top - last), top):
+            bhash, raw, _ = node.store.block_row(h)
+            hdr = BlockHeader.decode(raw)
+            results = [t.decoded_result() for t in node.store.txs_of_block(h)]
+            rejected = sum(1 for r in results if not r.ok)
+            rows.append([str(h), _time(hdr.time), str(hdr.tx_count), str(rejected),
+                         str(hdr.log_size), bhash.hex()[:16]])
+        console.print(table("blocks", ["height", "time", "txs", "rejected", "log size", "hash"], rows))
+
+
+def checkpoint(
+    data: DataOpt = None,
+    vkey: Annotated[bool, typer.Option("--vkey", help="Print the node's verifier key instead.")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="Also write the checkpoint to this file.")] = None,  # noqa: UP007
+) -> None:
+    """Print the latest signed checkpoint (C2SP signed note)."""
+    with open_node(data) as node:
+        if vkey:
+            console.print(node.verifier().vkey(), soft_wrap=True)
+            return
+        note = node.checkpoint()
+        if out is not None:
+            out.write_bytes(note)
+        typer.echo(note.decode(), nl=False)
+
+
+def _verifiers(node_key: str | None) -> list[NoteVerifier] | None:
+    if node_key is None:
+        return None
+    text = Path(node_key).read_text() if os.path.exists(node_key) else node_key
+    return [NoteVerifier.parse(line) for line in text.split() if line.strip()]
+
+
+def verify(
+    data: DataOpt = None,
+    from_checkpoint: Annotated[Optional[Path], typer.Option(  # noqa: UP007
+        "--from-checkpoint", help="A checkpoint you kept: the store must still extend it.")] = None,
+    node_key: Annotated[Optional[str], typer.Option(  # noqa: UP007
+        help="Verifier key(s) (vkey text or a file) to trust instead of the node's own.")] = None,
+) -> None:
+    """Re-derive every hash, root, signature and link; exit non-zero at the first bad spot."""
+    folder = data_dir(data)
+    held = from_checkpoint.read_bytes() if from_checkpoint else None
+    with progress() as bar:
+        task = bar.add_task("verifying blocks", total=None)
+        try:
+            report = verify_folder(
+                folder, from_checkpoint=held, node_keys=_verifiers(node_key),
+                progress=lambda done, total: bar.update(task, completed=done, total=total))
+        except IntegrityError as exc:
+            f = exc.finding
+            err_console.print(f"[bold red]FAILED[/] ({f.kind})")
+            rows = [["block height", str(f.height) if f.height is not None else "-"],
+                    ["transaction index", str(f.tx_index) if f.tx_index is not None else "-"],
+                    ["transaction hash", f.tx_hash or "-"], ["what", f.what],
+                    ["expected", f.expected], ["found", f.found]]
+            err_console.print(table("first bad spot", ["", ""], rows))
+            raise
+    console.print(
+        f"[bold green]OK[/]: {report.blocks} blocks, {report.transactions} transactions "
+        f"({report.rejected} rejected, recorded as such), log size {report.log_size}, "
+        f"root {report.log_root.hex()[:16]}…, {report.tx_per_second:,.0f} tx/s"
+    )
+    for note in report.notes:
+        console.print(f"  {note}")
+    if report.checkpoint_height is not None:
+        console.print(f"consistent with your checkpoint at height {report.checkpoint_height}")
+
+
+def keygen(
+    out: Annotated[Path, typer.Option(help="Where to write the encrypted key file.")],
+    alg: Annotated[str, typer.Option(help="ed25519 or p256.")] = "ed25519",
+    password_env: Annotated[Optional[str], typer.Option(  # noqa: UP007
+        help="Read the password from this environment variable instead of a prompt.")] = None,
+) -> None:
+    """Make a self-custody key, encrypted at rest with Argon2id (RFC 9106) and AES-256-GCM."""
+    if alg not in ("ed25519", "p256"):
+        raise InputError("--alg must be ed25519 or p256")
+    if out.exists():
+        raise InputError(f"{out} exists; choose another path (keys are never overwritten)")
+    password = os.environ.get(password_env, "") if password_env else getpass.getpass("password: ")
+    if len(password) < 8:
+        raise InputError("use a password of at least 8 characters")
+    key = generate(alg)  # type: ignore[arg-type]
+    keyfile.save(out, key, password)
+    console.print(f"wrote {out}: {alg} key {key.public.key_id.hex()[:16]}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(init)
+    app.add_typer(account_app, name="account")
+    app.command()(blocks)
+    app.command()(checkpoint)
+    app.command()(verify)
+    app.command()(keygen)

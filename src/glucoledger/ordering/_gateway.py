@@ -1,0 +1,278 @@
+"""A small client for etcd's v3 JSON gateway (grpc-gateway in front of the KV API).
+
+Private to ``glucoledger.ordering``; :class:`glucoledger.ordering.etcd.EtcdOrderer` turns every
+:class:`GatewayError` into an OrderingError with a message a person can act on.
+
+What the etcd 3.4 gateway does that is easy to trip over (all checked against 3.4.23):
+- every request is ``POST`` with a JSON body, even reads; keys and values are base64;
+- 64-bit integers (revisions, counts) travel as JSON *strings*;
+- proto3 defaults are left out: a failed txn has no ``succeeded`` field, an empty range has no
+  ``kvs`` and no ``count``, revision 0 and ``leader`` 0 are absent;
+- errors come back as HTTP 4xx/5xx with ``{"error", "message", "code"}`` where ``code`` is the
+  gRPC status code (3 invalid argument, 4 deadline exceeded, 11 compacted, 14 unavailable);
+- ``/v3/watch`` answers with newline-delimited JSON objects, each wrapped in ``{"result": ...}``;
+- without quorum a write is not refused but hangs until etcd's own timeout (about 5 s plus
+  two election timeouts), so every request here carries a client-side deadline.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import threading
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+__all__ = ["Gateway", "GatewayError", "Reply", "b64", "parse_endpoint", "unb64"]
+
+#: gRPC status codes worth retrying on another member (or later on the same one).
+_TRANSIENT_CODES = frozenset({1, 4, 10, 14})  # canceled, deadline, aborted, unavailable
+
+JSON = dict[str, Any]
+
+
+class GatewayError(Exception):
+    """A request failed. ``transient``: another member, or a later try, may succeed."""
+
+    def __init__(self, message: str, *, code: int | None = None, transient: bool) -> None:
+        super().__init__(message)
+        self.code = code
+        self.transient = transient
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    body: JSON
+    #: True when an earlier attempt of this same request may have reached etcd (it timed out or
+    #: the connection dropped after sending); a write may then have been applied already.
+    maybe_applied_before: bool
+
+
+def b64(data: bytes | str) -> str:
+    return base64.b64encode(data.encode() if isinstance(data, str) else data).decode("ascii")
+
+
+def unb64(text: str) -> bytes:
+    return base64.b64decode(text)
+
+
+def parse_endpoint(endpoint: str) -> tuple[str, int]:
+    """``http://host:port`` or ``host:port`` -> (host, port)."""
+    text = endpoint.strip()
+    if "://" not in text:
+        text = "http://" + text
+    parts = urlsplit(text)
+    if parts.scheme != "http":
+        raise ValueError(f"etcd endpoint {endpoint!r}: only http:// is supported so far")
+    if not parts.hostname or parts.port is None:
+        raise ValueError(f"etcd endpoint {endpoint!r} needs a host and a port, like 127.0.0.1:2379")
+    if parts.path not in ("", "/"):
+        raise ValueError(f"etcd endpoint {endpoint!r} must not carry a path")
+    return parts.hostname, parts.port
+
+
+class Gateway:
+    """Keep-alive connections per thread, failover across endpoints, a deadline per call."""
+
+    def __init__(self, endpoints: Sequence[str], timeout: float) -> None:
+        if not endpoints:
+            raise ValueError("at least one etcd endpoint is needed")
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.endpoints = [parse_endpoint(e) for e in endpoints]
+        self.timeout = timeout
+        self._preferred = 0
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all_conns: list[http.client.HTTPConnection] = []
+        self._closed = False
+
+    @property
+    def preferred(self) -> int:
+        """The endpoint that answered last; calls start there."""
+        return self._preferred
+
+    def call_one(self, i: int, path: str, body: JSON, *, timeout: float) -> JSON:
+        """One attempt at endpoint ``i`` only (for health probes)."""
+        payload = json.dumps(body).encode()
+        try:
+            return self._post(i, path, payload, timeout)
+        except _Sent as exc:
+            raise exc.error from exc
+
+    # -- one request, failing over -------------------------------------------------------------
+
+    def call(self, path: str, body: JSON, *, deadline: float | None = None) -> Reply:
+        """POST ``body`` to ``path``, trying each endpoint in turn until ``deadline``.
+
+        Raises GatewayError: transient when the deadline passed without an answer, or at once
+        (not transient) when etcd refused the request itself.
+        """
+        if self._closed:
+            raise GatewayError("the etcd orderer was closed", transient=False)
+        deadline = time.monotonic() + self.timeout if deadline is None else deadline
+        payload = json.dumps(body, separators=(",", ":")).encode()
+        n = len(self.endpoints)
+        maybe_applied = False
+        last: GatewayError | None = None
+        rounds = 0
+        while True:
+            start = self._preferred
+            for k in range(n):
+                i = (start + k) % n
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                # Never give one member the whole budget: a hung member must not stop failover.
+                per_try = min(remaining, max(0.5, self.timeout / 2)) if n > 1 else remaining
+                try:
+                    result = self._post(i, path, payload, per_try)
+                except _Sent as exc:
+                    maybe_applied = True
+                    last = exc.error
+                    continue
+                except GatewayError as exc:
+                    if not exc.transient:
+                        raise
+                    last = exc
+                    continue
+                self._preferred = i
+                return Reply(result, maybe_applied)
+            rounds += 1
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            time.sleep(min(remaining, 0.05 * min(rounds, 4)))
+        if last is None:
+            last = GatewayError("no time left to ask etcd", transient=True)
+        raise GatewayError(str(last), code=last.code, transient=True) from last
+
+    def _conn(self, i: int, timeout: float) -> http.client.HTTPConnection:
+        conns: dict[int, http.client.HTTPConnection] | None = getattr(self._local, "conns", None)
+        if conns is None:
+            conns = self._local.conns = {}
+        conn = conns.get(i)
+        if conn is None:
+            host, port = self.endpoints[i]
+            conn = http.client.HTTPConnection(host, port, timeout=timeout)
+            conns[i] = conn
+            with self._lock:
+                self._all_conns.append(conn)
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        return conn
+
+    def _drop(self, i: int) -> None:
+        conns: dict[int, http.client.HTTPConnection] = getattr(self._local, "conns", {})
+        conn = conns.pop(i, None)
+        if conn is not None:
+            conn.close()
+            with self._lock:
+                if conn in self._all_conns:
+                    self._all_conns.remove(conn)
+
+    def _post(self, i: int, path: str, payload: bytes, timeout: float) -> JSON:
+        name = f"{self.endpoints[i][0]}:{self.endpoints[i][1]}"
+        conn = self._conn(i, timeout)
+        sent = False
+        try:
+            if conn.sock is None:
+                conn.connect()
+            conn.request("POST", path, body=payload, headers={"Content-Type": "application/json"})
+            sent = True
+            resp = conn.getresponse()
+            data = resp.read()
+            status = resp.status
+        except (OSError, http.client.HTTPException) as exc:
+            self._drop(i)
+            err = GatewayError(f"{name}: {type(exc).__name__}: {exc}", transient=True)
+            if sent:
+                raise _Sent(err) from exc
+            raise err from exc
+        return _decode(name, status, data)
+
+    # -- streaming (watch) ---------------------------------------------------------------------
+
+    def stream(self, i: int, path: str, body: JSON, deadline: float) -> Generator[JSON, None, None]:
+        """Yield the JSON objects of a streaming response until ``deadline`` (then TimeoutError).
+
+        Uses its own connection, closed when the iterator is closed or exhausted.
+        """
+        host, port = self.endpoints[i]
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("deadline passed before the watch started")
+        conn = http.client.HTTPConnection(host, port, timeout=remaining)
+        try:
+            conn.request(
+                "POST",
+                path,
+                body=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            sock = conn.sock
+            resp = conn.getresponse()
+            if resp.status != 200:
+                _decode(f"{host}:{port}", resp.status, resp.read())
+                raise GatewayError(f"{host}:{port}: HTTP {resp.status}", transient=True)
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("watch deadline passed")
+                if sock is not None:
+                    sock.settimeout(remaining)
+                try:
+                    line = resp.readline()
+                except http.client.HTTPException as exc:
+                    raise GatewayError(
+                        f"{host}:{port}: watch broke: {exc!r}", transient=True
+                    ) from exc
+                if not line:
+                    return
+                if line.strip():
+                    yield json.loads(line)
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            conns, self._all_conns = self._all_conns, []
+        for conn in conns:
+            conn.close()
+
+
+class _Sent(Exception):
+    """The request left this process and then the connection failed: outcome unknown."""
+
+    def __init__(self, error: GatewayError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _decode(name: str, status: int, data: bytes) -> JSON:
+    try:
+        body = json.loads(data) if data else {}
+    except ValueError:
+        body = None
+    if status == 200 and isinstance(body, dict):
+        return body
+    if isinstance(body, dict) and "error" in body:
+        code = body.get("code")
+        code = int(code) if isinstance(code, int | str) and str(code).isdigit() else None
+        message = str(body.get("message") or body.get("error"))
+        raise GatewayError(
+            f"{name}: {message} (gRPC code {code})",
+            code=code,
+            transient=code in _TRANSIENT_CODES or status >= 500 and code is None,
+        )
+    snippet = data[:200].decode("utf-8", "replace").strip()
+    raise GatewayError(
+        f"{name}: HTTP {status} {snippet!r} (is this an etcd 3.4+ client URL?)",
+        transient=status >= 500,
+    )

@@ -1,0 +1,90 @@
+"""Signing keys and key files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from glucoledger import crypto
+from glucoledger.crypto import keyfile
+from glucoledger.crypto.keys import _P256_N
+from glucoledger.errors import MalformedError, SignatureError
+
+FAST = keyfile.KdfParams(t=1, p=1, m=64)
+
+
+@pytest.mark.parametrize("alg", ["ed25519", "p256"])
+def test_sign_verify_and_domain_separation(alg: str) -> None:
+    k = crypto.generate(alg)  # type: ignore[arg-type]
+    sig = k.sign("tx", b"message")
+    k.public.verify("tx", b"message", sig)
+    with pytest.raises(SignatureError):
+        k.public.verify("device-upload", b"message", sig)  # same bytes, other purpose
+    with pytest.raises(SignatureError):
+        k.public.verify("tx", b"messagE", sig)
+    other = crypto.generate(alg)  # type: ignore[arg-type]
+    with pytest.raises(SignatureError):
+        other.public.verify("tx", b"message", sig)
+
+
+def test_p256_high_s_is_refused() -> None:
+    k = crypto.generate("p256")
+    sig = k.sign("tx", b"m")
+    s = int.from_bytes(sig[32:], "big")
+    assert s <= _P256_N // 2  # we always produce low s
+    high = sig[:32] + (_P256_N - s).to_bytes(32, "big")
+    with pytest.raises(SignatureError):
+        k.public.verify("tx", b"m", high)
+
+
+def test_key_ids_differ_by_algorithm_and_key() -> None:
+    a, b = crypto.generate(), crypto.generate("p256")
+    assert len(a.public.key_id) == 32 and a.public.key_id != b.public.key_id
+
+
+def test_malformed_public_keys() -> None:
+    with pytest.raises(MalformedError):
+        crypto.PublicKey("ed25519", b"short")
+    with pytest.raises(MalformedError):
+        crypto.PublicKey("p256", b"\x02" + b"\xff" * 32)
+
+
+def test_secrets_never_in_repr() -> None:
+    k = crypto.generate()
+    secret = k.private_bytes().hex()
+    assert secret not in repr(k) and secret not in str(k)
+    with pytest.raises(TypeError):
+        import pickle
+
+        pickle.dumps(k)
+
+
+@pytest.mark.parametrize("alg", ["ed25519", "p256"])
+def test_keyfile_roundtrip_and_refusals(tmp_path: Path, alg: str) -> None:
+    k = crypto.generate(alg)  # type: ignore[arg-type]
+    path = tmp_path / "k.key"
+    keyfile.save(path, k, "correct horse", FAST)
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert k.private_bytes() not in path.read_bytes()
+    assert keyfile.load(path, "correct horse").public == k.public
+    with pytest.raises(SignatureError, match="wrong password"):
+        keyfile.load(path, "wrong")
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 1
+    with pytest.raises((SignatureError, MalformedError)):
+        keyfile.loads(bytes(data), "correct horse")
+
+
+def test_keyfile_default_parameters_are_rfc9106_second() -> None:
+    assert keyfile.RFC9106_SECOND == keyfile.KdfParams(t=3, p=4, m=65536)
+
+
+def test_keyfile_refuses_absurd_kdf_parameters() -> None:
+    from glucoledger import codec
+
+    k = crypto.generate()
+    doc = codec.decode(keyfile.dumps(k, "pw", FAST))
+    doc["kdf"]["m"] = 1 << 30
+    with pytest.raises(MalformedError, match="bounds"):
+        keyfile.loads(codec.encode(doc), "pw")
