@@ -18,6 +18,7 @@ import pytest
 from glucoledger.errors import OrderingError
 from glucoledger.ordering.base import MAX_ENTRY, Orderer
 from glucoledger.ordering.cluster import ClusterError, EtcdCluster, find_etcd
+from glucoledger.ordering.embedded import EmbeddedOrderer
 from glucoledger.ordering.etcd import EtcdOrderer
 
 OrdererFactory = Callable[[], Orderer]
@@ -125,7 +126,7 @@ def fresh_cluster(tmp_path: Path) -> Iterator[EtcdCluster]:
         cluster.stop()
 
 
-@pytest.fixture(params=["list", "etcd"])
+@pytest.fixture(params=["list", "embedded", "etcd"])
 def orderer_factory(request: pytest.FixtureRequest) -> Iterator[OrdererFactory]:
     """A callable making fresh, empty orderers of one backend; all closed at teardown."""
     made: list[Orderer] = []
@@ -133,6 +134,13 @@ def orderer_factory(request: pytest.FixtureRequest) -> Iterator[OrdererFactory]:
 
         def make() -> Orderer:
             made.append(ListOrderer())
+            return made[-1]
+
+    elif request.param == "embedded":
+        folder: Path = request.getfixturevalue("tmp_path")
+
+        def make() -> Orderer:
+            made.append(EmbeddedOrderer(folder / f"log-{uuid.uuid4().hex[:8]}.db"))
             return made[-1]
 
     else:

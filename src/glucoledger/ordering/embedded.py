@@ -30,6 +30,8 @@ class EmbeddedOrderer(Orderer):
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS log (pos INTEGER PRIMARY KEY, entry BLOB NOT NULL)"
             )
+            self._db.execute("CREATE TABLE IF NOT EXISTS compacted (id INTEGER PRIMARY KEY "
+                             "CHECK (id = 0), first INTEGER NOT NULL)")
         except sqlite3.Error as exc:
             raise OrderingError(f"cannot open the log at {self.path}: {exc}") from None
         self._lock = threading.Lock()
@@ -39,14 +41,13 @@ class EmbeddedOrderer(Orderer):
         if not entries:
             raise ValueError("append needs at least one entry")
         for e in entries:
-            if not isinstance(e, bytes) or not 0 < len(e) <= MAX_ENTRY:
-                raise ValueError(f"log entries are 1 to {MAX_ENTRY} bytes")
+            if not isinstance(e, bytes) or len(e) > MAX_ENTRY:
+                raise ValueError(f"log entries are bytes, at most {MAX_ENTRY} long")
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    row = self._db.execute("SELECT COALESCE(MAX(pos) + 1, 0) FROM log").fetchone()
-                    first = int(row[0])
+                    first = self._size_locked()
                     self._db.executemany(
                         "INSERT INTO log (pos, entry) VALUES (?, ?)",
                         [(first + i, e) for i, e in enumerate(entries)],
@@ -61,10 +62,44 @@ class EmbeddedOrderer(Orderer):
             self._cond.notify_all()
         return first
 
+    def _first_locked(self) -> int:
+        row = self._db.execute("SELECT first FROM compacted WHERE id = 0").fetchone()
+        return int(row[0]) if row else 0
+
+    def _size_locked(self) -> int:
+        row = self._db.execute("SELECT COALESCE(MAX(pos) + 1, 0) FROM log").fetchone()
+        return max(int(row[0]), self._first_locked())
+
+    def first(self) -> int:
+        with self._lock:
+            return self._first_locked()
+
+    def compact(self, below: int) -> None:
+        """Drop entries below ``below`` (at most up to the current size; never backwards)."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    below = min(below, self._size_locked())
+                    if below > self._first_locked():
+                        self._db.execute("DELETE FROM log WHERE pos < ?", (below,))
+                        self._db.execute("INSERT OR REPLACE INTO compacted VALUES (0, ?)", (below,))
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise OrderingError(f"could not compact the log at {self.path}: {exc}") from None
+
     def read(self, start: int, limit: int = 1000) -> list[bytes]:
         if start < 0 or limit < 0:
             raise ValueError("start and limit are non-negative")
         with self._lock:
+            if start < self._first_locked():
+                raise OrderingError(
+                    f"log positions below {self._first_locked()} were compacted away; catch up "
+                    "from another node's blocks"
+                )
             try:
                 rows = self._db.execute(
                     "SELECT entry FROM log WHERE pos >= ? ORDER BY pos LIMIT ?", (start, limit)
@@ -76,10 +111,9 @@ class EmbeddedOrderer(Orderer):
     def size(self) -> int:
         with self._lock:
             try:
-                row = self._db.execute("SELECT COALESCE(MAX(pos) + 1, 0) FROM log").fetchone()
+                return self._size_locked()
             except sqlite3.Error as exc:
                 raise OrderingError(f"could not read the log at {self.path}: {exc}") from None
-        return int(row[0])
 
     def wait(self, size: int, timeout: float) -> int:
         deadline = time.monotonic() + timeout
