@@ -150,3 +150,10 @@ def encode_trusted(value: Value) -> bytes:
     """Re-encode a value ``decode`` just returned, in its (already canonical) key order."""
     data: bytes = cbor2.dumps(value)
     return data
+
+
+def encode_unchecked(value: Value) -> bytes:
+    """``encode`` (sorted keys, canonical) for values built by validated types (records,
+    batches), without re-walking the value to check its types: a hot path of ingest."""
+    data: bytes = cbor2.dumps(value, canonical=True)
+    return data
