@@ -88,3 +88,16 @@ def test_keyfile_refuses_absurd_kdf_parameters() -> None:
     doc["kdf"]["m"] = 1 << 30
     with pytest.raises(MalformedError, match="bounds"):
         keyfile.loads(codec.encode(doc), "pw")
+
+
+def test_verified_cache_never_accepts_what_fails() -> None:
+    """The memo of verified signatures keys on everything: any change still fails."""
+    k = crypto.generate()
+    sig = k.sign("tx", b"m")  # remembered as made
+    k.public.verify("tx", b"m", sig)
+    bad = bytes([sig[0] ^ 1]) + sig[1:]
+    for args in [("tx", b"m", bad), ("tx", b"n", sig), ("ty", b"m", sig)]:
+        with pytest.raises(SignatureError):
+            k.public.verify(*args)
+    with pytest.raises(SignatureError):
+        crypto.generate().public.verify("tx", b"m", sig)

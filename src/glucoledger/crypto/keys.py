@@ -16,6 +16,7 @@ A key id is ``tagged_hash("key-id", alg || public key)``: 32 bytes.
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -51,6 +52,24 @@ def signing_input(context: str, message: bytes) -> bytes:
     if not context or "\x00" in context:
         raise ValueError("a signature context is a non-empty string without NUL")
     return b"glucoledger/v1 sig:" + context.encode() + b"\x00" + message
+
+
+# Signatures already verified (or just made) in this process. Verification is a pure function
+# of (algorithm, key, message, signature), so one that passed once passes again: the same
+# upload is checked at ingest and again by the state machine, and a node's own transactions
+# need no second look. Only successes are kept; the size is bounded.
+_VERIFIED: dict[bytes, None] = {}
+_VERIFIED_MAX = 1 << 16
+
+
+def _memo_key(alg: str, pub: bytes, data: bytes, signature: bytes) -> bytes:
+    return hashlib.sha256(alg.encode() + b"\x00" + pub + signature + data).digest()
+
+
+def _remember(memo: bytes) -> None:
+    if len(_VERIFIED) >= _VERIFIED_MAX:
+        _VERIFIED.pop(next(iter(_VERIFIED)))  # drop the oldest
+    _VERIFIED[memo] = None
 
 
 @functools.lru_cache(maxsize=65536)
@@ -101,6 +120,9 @@ class PublicKey:
         key = _load_public(self.alg, self.raw)
         if len(signature) != 64:
             raise SignatureError(f"{self.alg} signature must be 64 bytes, got {len(signature)}")
+        memo = _memo_key(self.alg, self.raw, data, signature)
+        if memo in _VERIFIED:
+            return
         try:
             if isinstance(key, ed25519.Ed25519PublicKey):
                 key.verify(signature, data)
@@ -114,6 +136,7 @@ class PublicKey:
             raise SignatureError(
                 f"signature does not verify under {self.alg} key {self.key_id.hex()[:16]}"
             ) from None
+        _remember(memo)
 
     def __repr__(self) -> str:
         return f"PublicKey({self.alg}, {self.raw.hex()[:16]}...)"
@@ -148,11 +171,14 @@ class PrivateKey:
 
     def _sign_raw(self, data: bytes) -> bytes:
         if isinstance(self._key, ed25519.Ed25519PrivateKey):
-            return self._key.sign(data)
-        r, s = decode_dss_signature(self._key.sign(data, ec.ECDSA(hashes.SHA256())))
-        if s > _P256_HALF_N:
-            s = _P256_N - s
-        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+            sig = self._key.sign(data)
+        else:
+            r, s = decode_dss_signature(self._key.sign(data, ec.ECDSA(hashes.SHA256())))
+            if s > _P256_HALF_N:
+                s = _P256_N - s
+            sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        _remember(_memo_key(self.alg, self.public.raw, data, sig))
+        return sig
 
     def private_bytes(self) -> bytes:
         """The raw secret (32 bytes). Only the key file module calls this, to encrypt it."""

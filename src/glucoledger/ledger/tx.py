@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import codec
-from ..crypto import ALGORITHMS, PrivateKey, PublicKey, tagged_hash
+from ..crypto import ALGORITHMS, PrivateKey, PublicKey, sha256, tagged_hash
 from ..errors import MalformedError, SignatureError
 
 __all__ = ["MAX_SIGNATURES", "MAX_TX_BYTES", "Signature", "SignedTx", "Transaction", "sign"]
@@ -151,13 +151,32 @@ class SignedTx:
         return frozenset(s.key.key_id for s in self.sigs)
 
 
+# Envelopes this process signed itself: their signatures are valid by construction, so the
+# node need not send them to its worker processes to be checked again. Bounded.
+_SIGNED_HERE: dict[bytes, None] = {}
+_SIGNED_HERE_MAX = 1 << 16
+
+
+def _note_signed(stx: SignedTx) -> SignedTx:
+    if len(_SIGNED_HERE) >= _SIGNED_HERE_MAX:
+        _SIGNED_HERE.pop(next(iter(_SIGNED_HERE)))
+    _SIGNED_HERE[sha256(stx.raw)] = None
+    return stx
+
+
+def signed_here(envelope: bytes) -> bool:
+    """True if this process made every signature on ``envelope`` (so they verify)."""
+    return sha256(envelope) in _SIGNED_HERE
+
+
 def sign(tx: Transaction, keys: Sequence[PrivateKey]) -> SignedTx:
     """Sign ``tx`` with every key in ``keys`` and return the envelope."""
     h = tx.hash()
-    return SignedTx.create(tx, [Signature(k.public, k.sign("tx", h)) for k in keys])
+    return _note_signed(SignedTx.create(tx, [Signature(k.public, k.sign("tx", h)) for k in keys]))
 
 
 def add_signatures(stx: SignedTx, keys: Sequence[PrivateKey]) -> SignedTx:
     """Add cosignatures to an envelope (collected off-chain, submitted once)."""
     extra = [Signature(k.public, k.sign("tx", stx.tx_hash)) for k in keys]
-    return SignedTx.create(stx.tx, [*stx.sigs, *extra])
+    combined = SignedTx.create(stx.tx, [*stx.sigs, *extra])
+    return _note_signed(combined) if signed_here(stx.raw) else combined

@@ -30,7 +30,7 @@ from ..ledger import merkle
 from ..ledger.block import BlockHeader, Result
 from ..ledger.checkpoint import Checkpoint, NoteVerifier, sign_checkpoint
 from ..ledger.log import encode_cut, encode_tx_entry
-from ..ledger.tx import SignedTx, Transaction, sign
+from ..ledger.tx import SignedTx, Transaction, sign, signed_here
 from ..ordering.base import Orderer
 from ..ordering.embedded import EmbeddedOrderer
 from ..state.accounts_model import Account, find_account, single_key_policy
@@ -88,15 +88,17 @@ def _pool_precheck(envelopes: list[bytes]) -> list[bool | None]:
 class _LazyChecks:
     """Signature-check results that arrive from worker processes part by part."""
 
-    def __init__(self, part_of: dict[int, int], parts: list[tuple[list[int], Future[list[bool | None]]]]) -> None:
+    def __init__(self, part_of: dict[int, int],
+                 parts: list[tuple[list[int], Future[list[bool | None]]]],
+                 known: dict[int, bool | None] | None = None) -> None:
         self._part_of = part_of
         self._parts = parts
-        self._done: dict[int, bool | None] = {}
+        self._done: dict[int, bool | None] = dict(known or {})
 
     def get(self, i: int) -> bool | None:
         part = self._part_of.get(i)
         if part is None:
-            return None
+            return self._done.get(i)
         if i not in self._done:
             chunk, fut = self._parts[part]
             self._done.update(zip(chunk, fut.result(), strict=True))
@@ -249,13 +251,18 @@ class Node:
         idx = [i for i, e in enumerate(entries) if e[:1] == b"\x01"]
         if len(idx) < _PARALLEL_MIN or self._workers < 2:
             return _LazyChecks({}, [])
+        mine = {i for i in idx if signed_here(entries[i][1:])}
+        idx = [i for i in idx if i not in mine]
+        if len(idx) < _PARALLEL_MIN:
+            return _LazyChecks({}, [], dict.fromkeys(mine, True))
         pool = self._get_pool()
         step = max(64, len(idx) // (self._workers * 4))
         parts = []
         for k in range(0, len(idx), step):
             chunk = idx[k:k + step]
             parts.append((chunk, pool.submit(_pool_precheck, [entries[i][1:] for i in chunk])))
-        return _LazyChecks({i: n for n, (chunk, _) in enumerate(parts) for i in chunk}, parts)
+        return _LazyChecks({i: n for n, (chunk, _) in enumerate(parts) for i in chunk}, parts,
+                           dict.fromkeys(mine, True))
 
     def precheck_envelopes(self, envelopes: list[bytes]) -> list[bool | None]:
         """Check many envelopes' signatures, spread over the worker processes."""
