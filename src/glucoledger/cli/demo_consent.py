@@ -159,7 +159,7 @@ def _story(node: Node, folder: Path, step: Callable[[str], None]) -> None:
     console.print(f"wrote {out} and {out.with_suffix('.png')} ({n} readings)")
 
     step("Erasure (GDPR art. 17): alice erases her carbs stream; keys and blobs destroyed")
-    erasure = ErasureService(node, v, outbox=alerts.db)
+    erasure = ErasureService(node, v, outbox=alerts.db, readers=[svc])
     rep = erasure.erase(erasure.request(alice, keys["alice"], ["carbs"]).raw)
     vr = verify_vault(node.store, v, erased=erased_by(node))
     console.print(f"erased {rep.batches} batches by transaction {rep.tx_hash.hex()[:16]}; "

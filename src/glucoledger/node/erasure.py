@@ -26,6 +26,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..crypto import PrivateKey
 from ..errors import RejectedError, StorageError
@@ -79,11 +80,13 @@ def scrub_sqlite(db: sqlite3.Connection) -> None:
 
 
 class ErasureService:
-    def __init__(self, node: Node, vault: Vault, *, outbox: sqlite3.Connection | None = None
-                 ) -> None:
+    def __init__(self, node: Node, vault: Vault, *, outbox: sqlite3.Connection | None = None,
+                 readers: Sequence[Any] = ()) -> None:
         self.node = node
         self.vault = vault
         self.outbox = outbox
+        #: Access services whose in-memory batch caches must drop erased batches.
+        self.readers = list(readers)
         # Every later delete in the vault database is zeroed in place.
         self.vault._q("PRAGMA secure_delete=ON")
 
@@ -107,6 +110,8 @@ class ErasureService:
 
     def _destroy(self, record: dict) -> None:  # type: ignore[type-arg]
         patient = record["patient"]
+        for reader in self.readers:
+            reader.forget(record["batches"])
         for ct in record["batches"]:
             if isinstance(self.vault.blobs, FsBlobStore):
                 _shred(self.vault.blobs.path(ct))
