@@ -266,12 +266,16 @@ class IngestService:
     def _commit(self, group: list[_Job]) -> None:
         try:
             written: list[_Job] = []
-            for job in group:
-                try:
-                    self.vault.blobs.put(job.sealed.blob)
-                    written.append(job)
-                except GlucoledgerError as exc:
-                    job.error = exc
+            try:
+                self.vault.blobs.put_many([j.sealed.blob for j in group])
+                written = list(group)
+            except GlucoledgerError:
+                for job in group:  # one by one, to know which failed
+                    try:
+                        self.vault.blobs.put(job.sealed.blob)
+                        written.append(job)
+                    except GlucoledgerError as exc:
+                        job.error = exc
             try:
                 self.vault.add_pending([j.row for j in written])
             except GlucoledgerError:

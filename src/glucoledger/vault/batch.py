@@ -43,8 +43,15 @@ def reading_salt(salt_key: bytes, index: int) -> bytes:
     return hmac_sha256(salt_key, b"salt" + index.to_bytes(4, "big"))
 
 
+_LEAF_HEAD = b"\xa2\x64salt\x58\x20"  # map(2), "salt": bytes(32) ...
+_LEAF_MID = b"\x67reading"  # ... "reading": <record>, keys in canonical order
+
+
 def leaf_data(salt: bytes, reading: dict[str, Any]) -> bytes:
-    return codec.encode({"salt": salt, "reading": reading})
+    """``codec.encode({"salt": salt, "reading": reading})``, assembled without re-sorting."""
+    if len(salt) != 32:
+        raise ValueError("salts are 32 bytes")
+    return _LEAF_HEAD + salt + _LEAF_MID + codec.encode_trusted(reading)
 
 
 def leaf_hashes(salt_key: bytes, readings: list[dict[str, Any]]) -> list[bytes]:
@@ -58,7 +65,7 @@ def batch_aad(chain: str, patient: bytes, uploader: bytes, stream: str, seq: int
 
 
 def batch_plaintext(salt_key: bytes, batch_value: dict[str, Any]) -> bytes:
-    return codec.encode({"v": 1, "salt_key": salt_key, "batch": batch_value})
+    return codec.encode_trusted({"v": 1, "salt_key": salt_key, "batch": batch_value})
 
 
 def read_plaintext(data: bytes) -> tuple[bytes, Batch]:

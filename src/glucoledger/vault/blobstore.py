@@ -44,6 +44,10 @@ class BlobStore(abc.ABC):
     def exists(self, digest: bytes) -> bool:
         """Raises StorageError when the backend cannot tell."""
 
+    def put_many(self, blobs: list[bytes]) -> list[bytes]:
+        """Store several blobs, durable when it returns (a backend may sync once)."""
+        return [self.put(b) for b in blobs]
+
     def names(self) -> Iterator[bytes]:  # pragma: no cover - optional for backends
         raise NotImplementedError
 
@@ -65,7 +69,14 @@ class FsBlobStore(BlobStore):
         h = digest.hex()
         return self.root / h[:2] / h[2:]
 
-    def put(self, data: bytes) -> bytes:
+    def put_many(self, blobs: list[bytes]) -> list[bytes]:
+        """Write every blob, then make them durable with one ``sync`` (group commit)."""
+        out = [self.put(b, sync=False) for b in blobs]
+        if self.fsync and out:
+            os.sync()
+        return out
+
+    def put(self, data: bytes, *, sync: bool = True) -> bytes:
         digest = sha256(data)
         h = digest.hex()
         folder = self.root / h[:2]
@@ -79,7 +90,7 @@ class FsBlobStore(BlobStore):
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
                 os.write(fd, data)
-                if self.fsync:
+                if self.fsync and sync:
                     os.fsync(fd)
             finally:
                 os.close(fd)
