@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from glucoledger import codec
 from glucoledger.crypto import generate
 from glucoledger.crypto.hpke import generate_x25519, hpke_open
 from glucoledger.crypto.seal import open_sealed
-from glucoledger import codec
 from glucoledger.errors import SignatureError
 from glucoledger.glucose.readings import CgmReading
 from glucoledger.node.access import AccessDeniedError, AccessRefusedError, SignedSummary

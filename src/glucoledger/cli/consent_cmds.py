@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -77,9 +77,9 @@ def grant_body(grantee: bytes, streams: list[str], view: str, last_days: int | N
 def grant(patient: Name, to: Annotated[str, typer.Option("--to")],
           streams: Annotated[str, typer.Option(help="Comma-separated streams.")] = "cgm",
           view: Annotated[str, typer.Option(help="raw or summary")] = "summary",
-          last_days: Annotated[Optional[int], typer.Option()] = None,  # noqa: UP007
-          start: Annotated[Optional[int], typer.Option("--from")] = None,  # noqa: UP007
-          end: Annotated[Optional[int], typer.Option("--to-ms")] = None,  # noqa: UP007
+          last_days: Annotated[int | None, typer.Option()] = None,
+          start: Annotated[int | None, typer.Option("--from")] = None,
+          end: Annotated[int | None, typer.Option("--to-ms")] = None,
           valid_days: int = 90, purpose: str = "treatment", alerts: bool = False,
           data: DataOpt = None) -> None:
     """Grant an account access to your data (a ledger transaction; you sign it)."""
@@ -162,7 +162,7 @@ def write_report(node: Node, svc: AccessService, who: str, patient: str, days: i
 
 
 def report(patient: Name, out: Annotated[Path, typer.Option()] = Path("report.html"),
-           days: int = 14, who: Annotated[Optional[str], typer.Option("--as")] = None,  # noqa: UP007
+           days: int = 14, who: Annotated[str | None, typer.Option("--as")] = None,
            png: bool = False, data: DataOpt = None) -> None:
     """Write the AGP report (HTML, and PNG with --png) from data the reader may see."""
     with _access(data) as (node, svc):
@@ -202,8 +202,8 @@ def emergency(clinician: Name, patient: Name, trusted: Name, hours: int = 24, da
 
 
 def erase(patient: Name, stream: Annotated[list[str], typer.Option()],
-          start: Annotated[Optional[int], typer.Option("--from")] = None,  # noqa: UP007
-          end: Annotated[Optional[int], typer.Option("--to")] = None,  # noqa: UP007
+          start: Annotated[int | None, typer.Option("--from")] = None,
+          end: Annotated[int | None, typer.Option("--to")] = None,
           data: DataOpt = None) -> None:
     """Erase streams (optionally only [--from, --to) epoch ms): keys and blobs destroyed."""
     with open_node(data) as node:
