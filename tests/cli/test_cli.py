@@ -81,3 +81,17 @@ def test_keygen_refuses_short_password(tmp_path: Path) -> None:
     r = run("keygen", "--out", str(tmp_path / "k"), "--password-env", "PW", env={"PW": "long enough pw"})
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "k").stat().st_mode & 0o777 == 0o600
+
+
+def test_verify_checks_the_vault_too(demo_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    d = tmp_path / "copy"
+    shutil.copytree(demo_dir, d)
+    blob = sorted((d / "blobs").glob("*/*"))[3]
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    blob.write_bytes(bytes(data))
+    r = run("verify", "--data", str(d))
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "blob of batch" in r.stderr and "restore" in r.stderr

@@ -140,8 +140,11 @@ def _story(node: Node, folder: Path, step: Callable[[str], None]) -> None:
     path = v.blobs.path(row.ct)  # type: ignore[attr-defined]
     original = path.read_bytes()
     path.write_bytes(original[:40] + bytes([original[40] ^ 1]) + original[41:])
-    caught = _try("dr-lee: summary over the altered batch",
-                  lambda: svc.read(req("dr-lee", "summary").raw))
+    # A fresh reader, as after a restart: nothing decrypted earlier is held in memory, so the
+    # read goes to the altered blob on disk.
+    fresh = AccessService(node, v)
+    caught = _try("dr-lee: summary over the altered batch (fresh reader)",
+                  lambda: fresh.read(req("dr-lee", "summary").raw))
     try:
         verify_vault(node.store, v, erased=erased_by(node))
         caught2 = ["verify-vault", "[red]missed[/]", ""]

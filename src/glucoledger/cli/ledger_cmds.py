@@ -158,6 +158,10 @@ def verify(
         console.print(f"  {note}")
     if report.checkpoint_height is not None:
         console.print(f"consistent with your checkpoint at height {report.checkpoint_height}")
+    if (folder / "vault.db").exists():
+        from .data_cmds import verify_vault_cmd
+
+        verify_vault_cmd(data)  # every committed batch's blob: hash, tag, or "erased by"
 
 
 def keygen(
