@@ -1,9 +1,11 @@
 """Audited access and erasure: the ``access`` and ``erase`` contracts, and the batch index.
 
 The batch index: after every accepted ``data.commit`` the machine files the batch under
-``dc/<patient>/<stream>/<day>`` (one entry per UTC day the batch's hour range touches:
+``dc/<patient>/<stream>/<hour>`` (one entry per UTC hour its (hour-rounded) range touches:
 ``[ct, commit tx hash, start, end, count]``) and widens ``dcspan/<patient>/<stream>``. So the
-machine itself knows which batches a permitted scope covers.
+machine itself knows which batches a permitted scope covers. Buckets are hours, not days: a
+monitor uploading every 5 minutes adds 12 entries to a bucket, so filing one more batch
+re-encodes a dozen entries, not a growing day of 288.
 
 ``access`` (sent on the requester's account, signed by the requester's keys, with the
 requester's nonce; action class ``default``). Body ``{request}`` (state/consent.py
@@ -40,7 +42,7 @@ from ..errors import MalformedError
 from ..glucose.readings import STREAMS
 from ..ledger.tx import SignedTx
 from .accounts_model import load_account
-from .consent import DAY_MS, Permit, Request, decide
+from .consent import Permit, Request, decide
 from .grants import audit_append
 from .machine import Context, after, body_field, register, require
 from .store import State
@@ -62,8 +64,11 @@ def erasure_key(tx_hash: bytes) -> str:
     return "erasure/" + tx_hash.hex()
 
 
-def _day_key(patient: bytes, stream: str, day: int) -> str:
-    return f"dc/{patient.hex()}/{stream}/{day:08d}"
+_BUCKET_MS = 3_600_000
+
+
+def _bucket_key(patient: bytes, stream: str, bucket: int) -> str:
+    return f"dc/{patient.hex()}/{stream}/{bucket:010d}"
 
 
 def _span_key(patient: bytes, stream: str) -> str:
@@ -75,10 +80,10 @@ def _index_commit(state: State, stx: SignedTx, ctx: Context) -> None:
     """File an accepted batch commitment under each day its range touches."""
     b = stx.tx.body
     patient, stream, start, end = b["patient"], b["stream"], b["start"], b["end"]
-    first, last = start // DAY_MS, (end - 1) // DAY_MS
+    first, last = start // _BUCKET_MS, (end - 1) // _BUCKET_MS
     entry = [b["ct"], stx.tx_hash, start, end, b["count"]]
-    for day in range(first, last + 1):
-        key = _day_key(patient, stream, day)
+    for bucket in range(first, last + 1):
+        key = _bucket_key(patient, stream, bucket)
         state.put(key, [*(state.get(key) or []), entry])
     span = state.get(_span_key(patient, stream))
     state.put(_span_key(patient, stream),
@@ -94,8 +99,9 @@ def batches_in(state: State, patient: bytes, streams: Iterable[str], lo: int,
         span = state.get(_span_key(patient, stream))
         if span is None:
             continue
-        for day in range(max(span[0], lo // DAY_MS), min(span[1], (hi - 1) // DAY_MS) + 1):
-            for e in state.get(_day_key(patient, stream, day)) or []:
+        for bucket in range(max(span[0], lo // _BUCKET_MS),
+                            min(span[1], (hi - 1) // _BUCKET_MS) + 1):
+            for e in state.get(_bucket_key(patient, stream, bucket)) or []:
                 if e[0] not in seen and e[2] < hi and e[3] > lo:
                     seen.add(e[0])
                     out.append([*e, stream])
@@ -156,9 +162,10 @@ def _erase(state: State, stx: SignedTx, ctx: Context) -> None:
         span = state.get(_span_key(patient, stream))
         if span is None:
             continue
-        days = range(max(span[0], lo // DAY_MS), min(span[1], (hi - 1) // DAY_MS) + 1)
-        for day in days:
-            key = _day_key(patient, stream, day)
+        buckets = range(max(span[0], lo // _BUCKET_MS),
+                        min(span[1], (hi - 1) // _BUCKET_MS) + 1)
+        for bucket in buckets:
+            key = _bucket_key(patient, stream, bucket)
             old = state.get(key)
             if old is None:
                 continue
