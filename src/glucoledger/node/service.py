@@ -147,6 +147,8 @@ class Node:
             ) from None
         last = self.replica.last
         self._read_pos = last.cut + 1 if last else 0
+        #: Transactions left in the open block at the end of the log by the last sync().
+        self.open_pending = 0
 
     # --- lifecycle ------------------------------------------------------------------------
     @classmethod
@@ -228,7 +230,7 @@ class Node:
                     raise OrderingError("transactions were ordered but no block closed them in "
                                         f"{timeout:.0f} s; they will be applied when one does")
                 # Another writer interleaved and our cut went stale: cut again.
-                if self.replica.pending:
+                if self.open_pending:
                     self.orderer.append([encode_cut(self.replica.next_height, self._now_ms())])
                 else:
                     time.sleep(0.005)
@@ -286,6 +288,7 @@ class Node:
                 # An orderer may answer with fewer entries than asked (etcd: 1000 a read):
                 # only an empty answer means the end of the log.
                 if not entries:
+                    self.open_pending = self.replica.pending
                     if self.replica.pending:
                         self.replica.discard_pending()
                         last = self.replica.last

@@ -4,6 +4,7 @@ Importing this package registers every transaction type; ``REGISTRY`` lists them
 """
 
 from . import accounts, multisig  # noqa: F401  (registers the contracts)
+from . import governance  # noqa: F401  (gov.member_add/remove, anchor.record)
 from .machine import REGISTRY, Context, apply
 from .replica import Block, Replica
 from .store import State
