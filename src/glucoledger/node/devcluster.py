@@ -30,6 +30,10 @@ from .service import etcd_chain_key
 __all__ = ["down", "node_alive", "start_node", "stop_node", "up"]
 
 _STATE = "consortium.json"
+#: Children started by this process, kept so they are reaped (and never garbage-collected
+#: while running); `down` from another process works from the recorded pids instead.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+_CLUSTERS: dict[Path, EtcdCluster] = {}
 
 
 def _node_cmd(data: Path) -> list[str]:
@@ -42,6 +46,7 @@ def start_node(data: Path, env: dict[str, str] | None = None) -> int:
         proc = subprocess.Popen(_node_cmd(data), stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True,
                                 env=env or dict(os.environ))
+    _CHILDREN[proc.pid] = proc
     return proc.pid
 
 
@@ -52,9 +57,11 @@ def node_alive(pid: int, data: Path) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
+    child = _CHILDREN.get(pid)
+    if child is not None and child.poll() is not None:
+        _CHILDREN.pop(pid, None)
+        return False
     if stat.rsplit(")", 1)[-1].split()[0] == "Z":
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(pid, os.WNOHANG)
         return False
     return str(data).encode() in cmdline and b"node" in cmdline
 
@@ -67,12 +74,13 @@ def stop_node(pid: int, data: Path, sig: signal.Signals = signal.SIGTERM,
         os.kill(pid, sig)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and node_alive(pid, data):
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(pid, os.WNOHANG)
         time.sleep(0.05)
     if node_alive(pid, data):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    child = _CHILDREN.pop(pid, None)
+    if child is not None:
+        child.wait(5)
 
 
 def create_consortium(base: Path, n: int, url: str, chain: str = "glucoledger/consortium",
@@ -118,6 +126,7 @@ def up(base: Path, n: int = 3) -> dict[str, Any]:
     base.mkdir(parents=True, exist_ok=True)
     cluster = EtcdCluster(n, base / "etcd")
     cluster.start()
+    _CLUSTERS[base / "etcd"] = cluster
     cluster.wait_healthy(30)
     folders = create_consortium(base, n, cluster.url)
     nodes = []
@@ -144,7 +153,8 @@ def down(base: Path) -> list[str]:
         if node_alive(int(node["pid"]), Path(node["data"])):
             stop_node(int(node["pid"]), Path(node["data"]))
             stopped.append(f"node {node['name']} (pid {node['pid']})")
-    cluster = EtcdCluster.load(Path(state["etcd_dir"]))
+    cluster = _CLUSTERS.pop(Path(state["etcd_dir"]), None) or EtcdCluster.load(
+        Path(state["etcd_dir"]))
     running = [(m.name, m.pid) for m in cluster.members if m.pid is not None]
     cluster.stop()
     stopped += [f"etcd {name} (pid {pid})" for name, pid in running]
