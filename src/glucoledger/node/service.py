@@ -425,7 +425,7 @@ def genesis_envelope(chain: str, orgs: Sequence[tuple[str, PrivateKey, PrivateKe
 def verify_folder(data_dir: Path, *, from_checkpoint: bytes | None = None,
                   node_keys: Sequence[NoteVerifier] | None = None,
                   progress: Callable[[int, int], None] | None = None,
-                  workers: int | None = None) -> VerifyReport:
+                  workers: int | None = None, need: int = 1) -> VerifyReport:
     """Verify a node's folder without starting the node (works on a damaged store too)."""
     data_dir = Path(data_dir)
     config = NodeConfig.load(data_dir)
@@ -444,9 +444,11 @@ def verify_folder(data_dir: Path, *, from_checkpoint: bytes | None = None,
                 range(0, len(envs), step)]) for ok in part]
 
     try:
-        return verify_store(store, config.chain, verifiers=keys, orderer=orderer,
+        own = [NoteVerifier(config.name, Wallet(data_dir, load_master_key(data_dir))
+                            .load("node").public)] if need > 1 else keys
+        return verify_store(store, config.chain, verifiers=own, orderer=orderer,
                             from_checkpoint=from_checkpoint, checkpoint_verifiers=keys,
-                            prechecker=check, progress=progress)
+                            prechecker=check, progress=progress, need=need)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
