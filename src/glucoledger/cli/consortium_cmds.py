@@ -36,6 +36,8 @@ def node(
     name: Annotated[Optional[str], typer.Option(help="This member's name (checked against node.json).")] = None,  # noqa: UP007
     port: Annotated[int, typer.Option(help="Control port on 127.0.0.1 (0: any free port).")] = 0,
     compact_every: Annotated[int, typer.Option(help="Compact the log once every member stored this many entries past its start.")] = 20_000,
+    anchor_endpoint: Annotated[Optional[str], typer.Option(help="Anchor final checkpoints to this Ethereum JSON-RPC URL ('tester': in-process).")] = None,  # noqa: UP007
+    anchor_every: Annotated[float, typer.Option(help="Seconds between anchors.")] = 60.0,
 ) -> None:
     """Run a consortium member: follow the etcd log, derive and cosign blocks, serve control."""
     folder = data_dir(data)
@@ -48,7 +50,41 @@ def node(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     console.print(f"member {config.name} of {config.chain} on {orderer or config.orderer}")
-    control.run_node(folder, port=port, stop=stop, compact_every=compact_every)
+    control.run_node(folder, port=port, stop=stop, compact_every=compact_every,
+                     anchor_endpoint=anchor_endpoint, anchor_every=anchor_every)
+
+
+def verify_anchor(
+    endpoint: Annotated[str, typer.Option(help="Ethereum JSON-RPC URL of the anchoring chain.")],
+    data: DataOpt = None,
+    height: Annotated[Optional[int], typer.Option(help="The anchored block (default: the latest anchor).")] = None,  # noqa: UP007
+    checkpoint_file: Annotated[Optional[Path], typer.Option("--checkpoint", help="A cosigned checkpoint to check against (default: this node's stored one).")] = None,  # noqa: UP007
+) -> None:
+    """Check an anchor recorded on the ledger against the public chain and the checkpoint."""
+    from ..ledger.checkpoint import Checkpoint, parse_note
+    from ..ledger.finality import verify_final
+    from ..node.anchor import connect
+    from ..node.anchor import verify_anchor as check
+
+    with open_node(data) as n:
+        keys = sorted(n.state.keys("anchor/"))
+        if height is not None:
+            keys = [k for k in keys if k == f"anchor/{height:020d}"]
+        if not keys:
+            raise NotFoundError("no anchor recorded on this ledger" + (
+                f" for block {height}" if height is not None else ""))
+        record = n.state.get(keys[-1])
+        info = n.state.get("chain/genesis")
+        if checkpoint_file is not None:
+            cp = verify_final(checkpoint_file.read_bytes(), n.node_keys(), int(info["threshold"]))
+        else:
+            note = parse_note(n.store.checkpoint_at(record["height"]))
+            note.verify([n.verifier()])
+            cp = Checkpoint.parse_body(note.text)
+    cp = check(connect(endpoint), record, cp)
+    console.print(f"[bold green]OK[/]: block {cp.height} (size {cp.size}, root "
+                  f"{cp.root.hex()[:16]}…) is anchored in chain {record['chain_id']} block "
+                  f"{record['block_number']}, tx {record['tx_hash'].hex()}")
 
 
 @consortium_app.command("keys")
@@ -164,5 +200,6 @@ def cluster_down(dir: Annotated[Path, typer.Option("--dir")] = Path("consortium"
 
 def register(app: typer.Typer) -> None:
     app.command("node")(node)
+    app.command("verify-anchor")(verify_anchor)
     app.add_typer(consortium_app, name="consortium")
     app.add_typer(cluster_app, name="cluster")

@@ -130,6 +130,8 @@ class ConsortiumNode:
                 self._derive()
                 self._publish_notes()
             self._collect()
+            if self.status.refusing is None:
+                self.maybe_anchor()
             self.status.error = None
         except GlucoledgerError as exc:
             self.status.error = exc.message
@@ -235,6 +237,33 @@ class ConsortiumNode:
         if below - self.orderer.first() >= self.compact_every:
             self.orderer.compact(below)
             log.info("compacted the log below %d (every member stored past it)", below)
+
+    def set_anchoring(self, endpoint: str, every: float) -> None:
+        """Anchor the latest final checkpoint every ``every`` s (one member per consortium
+        should have this duty; ``endpoint`` as ``node.anchor.connect`` takes it)."""
+        from .anchor import Anchorer, connect
+
+        self._anchorer: Any = Anchorer(connect(endpoint))
+        self._anchor_every = every
+        self._anchored = (-1, 0.0)
+
+    def maybe_anchor(self) -> None:
+        from .anchor import record_tx
+
+        if getattr(self, "_anchorer", None) is None or self.final is None:
+            return
+        height, at = self._anchored
+        if self.final.checkpoint.height <= height or time.monotonic() - at < self._anchor_every:
+            return
+        members, threshold = self.members()
+        receipt = self._anchorer.anchor(self.final.note, members, threshold)
+        info = self.node.state.get("chain/genesis") or {}
+        stx = record_tx(self.node.chain, receipt, self.node.wallet.load("org"),
+                        int(info.get("gov_nonce", 0)))
+        result = self.node.submit([stx.raw])[0].result
+        log.info("anchored block %d in chain %d tx %s: %s", receipt.height, receipt.chain_id,
+                 receipt.tx_hash.hex(), result.code)
+        self._anchored = (receipt.height, time.monotonic())
 
     def _write_status(self) -> None:
         self.status.updated = time.time()

@@ -146,7 +146,8 @@ def fetch_blocks(url: str, start: int) -> bytes:
 
 
 def run_node(data_dir: Any, *, port: int = 0, stop: threading.Event | None = None,
-             wait: float = 0.2, compact_every: int = 20_000) -> None:
+             wait: float = 0.2, compact_every: int = 20_000,
+             anchor_endpoint: str | None = None, anchor_every: float = 60.0) -> None:
     """Run a consortium member until ``stop`` is set: control endpoint plus the follow loop.
 
     The control URL is written to ``<data>/control.json`` and published in etcd (``ctl/``).
@@ -155,6 +156,8 @@ def run_node(data_dir: Any, *, port: int = 0, stop: threading.Event | None = Non
 
     stop = stop or threading.Event()
     cnode = ConsortiumNode(Path(data_dir), compact_every=compact_every)
+    if anchor_endpoint:
+        cnode.set_anchoring(anchor_endpoint, anchor_every)
     server = ControlServer(cnode, port)
     cnode.status.control = server.url
     (Path(data_dir) / "control.json").write_text(json.dumps({"url": server.url}) + "\n")
