@@ -5,11 +5,11 @@ from __future__ import annotations
 from glucoledger import crypto
 from glucoledger.ledger.checkpoint import Checkpoint, NoteVerifier, sign_checkpoint
 from glucoledger.ledger.finality import decide, verify_final
+from glucoledger.ledger.log import encode_cut, encode_tx_entry
 from glucoledger.ledger.tx import Transaction, sign
+from glucoledger.node.genesis_file import Genesis, Member
 from glucoledger.state import Replica
 from glucoledger.state.accounts_model import account_id, single_key_policy
-from glucoledger.ledger.log import encode_cut, encode_tx_entry
-from glucoledger.node.genesis_file import Genesis, Member
 
 CHAIN = "test/gov"
 

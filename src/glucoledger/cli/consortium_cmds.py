@@ -7,7 +7,7 @@ import json
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -26,17 +26,17 @@ consortium_app = typer.Typer(help="Set up and operate a consortium member.", no_
 cluster_app = typer.Typer(help="A local development consortium (etcd + nodes on loopback).",
                           no_args_is_help=True)
 
-OrdererOpt = Annotated[Optional[str], typer.Option(  # noqa: UP007
+OrdererOpt = Annotated[str | None, typer.Option(
     "--orderer", help="etcd://HOST:PORT[,HOST:PORT...] (default: the one in node.json).")]
 
 
 def node(
     data: DataOpt = None,
     orderer: OrdererOpt = None,
-    name: Annotated[Optional[str], typer.Option(help="This member's name (checked against node.json).")] = None,  # noqa: UP007
+    name: Annotated[str | None, typer.Option(help="This member's name (checked against node.json).")] = None,
     port: Annotated[int, typer.Option(help="Control port on 127.0.0.1 (0: any free port).")] = 0,
     compact_every: Annotated[int, typer.Option(help="Compact the log once every member stored this many entries past its start.")] = 20_000,
-    anchor_endpoint: Annotated[Optional[str], typer.Option(help="Anchor final checkpoints to this Ethereum JSON-RPC URL ('tester': in-process).")] = None,  # noqa: UP007
+    anchor_endpoint: Annotated[str | None, typer.Option(help="Anchor final checkpoints to this Ethereum JSON-RPC URL ('tester': in-process).")] = None,
     anchor_every: Annotated[float, typer.Option(help="Seconds between anchors.")] = 60.0,
 ) -> None:
     """Run a consortium member: follow the etcd log, derive and cosign blocks, serve control."""
@@ -57,8 +57,8 @@ def node(
 def verify_anchor(
     endpoint: Annotated[str, typer.Option(help="Ethereum JSON-RPC URL of the anchoring chain.")],
     data: DataOpt = None,
-    height: Annotated[Optional[int], typer.Option(help="The anchored block (default: the latest anchor).")] = None,  # noqa: UP007
-    checkpoint_file: Annotated[Optional[Path], typer.Option("--checkpoint", help="A cosigned checkpoint to check against (default: this node's stored one).")] = None,  # noqa: UP007
+    height: Annotated[int | None, typer.Option(help="The anchored block (default: the latest anchor).")] = None,
+    checkpoint_file: Annotated[Path | None, typer.Option("--checkpoint", help="A cosigned checkpoint to check against (default: this node's stored one).")] = None,
 ) -> None:
     """Check an anchor recorded on the ledger against the public chain and the checkpoint."""
     from ..ledger.checkpoint import Checkpoint, parse_note
@@ -142,7 +142,7 @@ def _control_url(data: Path | None, to: str | None) -> str:
                             "`glucoledger node`") from None
 
 
-ToOpt = Annotated[Optional[str], typer.Option("--to", help="A node's control URL.")]  # noqa: UP007
+ToOpt = Annotated[str | None, typer.Option("--to", help="A node's control URL.")]
 
 
 @consortium_app.command("status")
@@ -182,7 +182,7 @@ def import_(file: Path, data: DataOpt = None) -> None:
 
 @cluster_app.command("up")
 def cluster_up(nodes: Annotated[int, typer.Option(help="How many etcd members and nodes.")] = 3,
-               dir: Annotated[Path, typer.Option("--dir", help="Where everything lives.")] = Path("consortium")) -> None:  # noqa: A002
+               dir: Annotated[Path, typer.Option("--dir", help="Where everything lives.")] = Path("consortium")) -> None:
     """Start n etcd members and n member nodes on 127.0.0.1; print their addresses."""
     state = devcluster.up(dir, nodes)
     console.print(f"etcd: {state['etcd']}")
@@ -192,7 +192,7 @@ def cluster_up(nodes: Annotated[int, typer.Option(help="How many etcd members an
 
 
 @cluster_app.command("down")
-def cluster_down(dir: Annotated[Path, typer.Option("--dir")] = Path("consortium")) -> None:  # noqa: A002
+def cluster_down(dir: Annotated[Path, typer.Option("--dir")] = Path("consortium")) -> None:
     """Stop exactly the processes `cluster up` started in --dir."""
     for line in devcluster.down(dir):
         console.print(f"stopped {line}")

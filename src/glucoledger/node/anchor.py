@@ -114,7 +114,7 @@ def verify_anchor(w3: Any, record: dict[str, Any], cp: Checkpoint) -> Checkpoint
     try:
         tx = w3.eth.get_transaction(record["tx_hash"])
         receipt = w3.eth.get_transaction_receipt(record["tx_hash"])
-    except Exception as exc:  # web3 raises TransactionNotFound and others
+    except Exception as exc:  # noqa: BLE001 - web3 raises TransactionNotFound and others
         raise NotFoundError(f"anchor transaction {record['tx_hash'].hex()} not found on the "
                             f"chain ({type(exc).__name__})") from None
     if int(receipt["blockNumber"]) != record["block_number"] or receipt["status"] != 1:

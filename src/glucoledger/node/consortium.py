@@ -315,7 +315,7 @@ def export_blocks(node: Node, start: int, end: int | None = None) -> bytes:
         top = min(top, end)
     blocks = []
     for h in range(start, top + 1):
-        bhash, header, _ = node.store.block_row(h)
+        _, header, _ = node.store.block_row(h)
         txs = node.store.txs_of_block(h)
         blocks.append({"header": header, "envelopes": [t.envelope for t in txs],
                        "positions": [t.pos for t in txs]})

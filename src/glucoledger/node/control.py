@@ -35,7 +35,7 @@ __all__ = ["ControlServer", "fetch_blocks", "get_status", "submit"]
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
@@ -48,7 +48,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, exc: GlucoledgerError) -> None:
         self._send(exc.http_status, json.dumps({"error": exc.message, "code": exc.code}).encode())
 
-    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+    def do_POST(self) -> None:
         cn = self.server.cnode
         try:
             if urlsplit(self.path).path != "/submit":
@@ -67,7 +67,7 @@ class _Handler(BaseHTTPRequestHandler):
         except GlucoledgerError as exc:
             self._error(exc)
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+    def do_GET(self) -> None:
         cn = self.server.cnode
         url = urlsplit(self.path)
         query = parse_qs(url.query)

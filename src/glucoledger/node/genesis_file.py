@@ -97,7 +97,7 @@ class Genesis:
             raise InputError("member names must be distinct")
 
     def transaction(self) -> Transaction:
-        body = {
+        body: dict[str, Any] = {
             "orgs": [{"name": m.name, "policy": single_key_policy(m.org_key),
                       "node": m.node.key.to_value()} for m in self.members],
             "threshold": self.threshold,

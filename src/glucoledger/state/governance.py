@@ -29,7 +29,13 @@ from typing import Any
 from ..crypto import PublicKey
 from ..ledger.tx import SignedTx
 from .accounts import GENESIS_KEY, genesis_info
-from .accounts_model import account_id, account_key, load_account, single_key_policy, validate_policy
+from .accounts_model import (
+    account_id,
+    account_key,
+    load_account,
+    single_key_policy,
+    validate_policy,
+)
 from .machine import Context, body_field, register, require
 from .store import State
 
