@@ -5,7 +5,8 @@ benchmark, peers fetching blocks) can use a running node without opening its sto
 
 - ``POST /submit``: body = CBOR list of transaction envelopes; answer JSON
   ``{"receipts": [{"tx_hash", "index", "height", "code", "message"}]}`` once they are in
-  blocks on this node (or ``{"error", "code"}`` with the error's HTTP status);
+  blocks on this node (or ``{"error", "code"}`` with the error's HTTP status). Idempotent
+  per envelope (``Node.submit(retry=True)``): a client that lost the answer submits again;
 - ``GET /status``: the node's ``Status`` as JSON (height, final checkpoint, divergences);
 - ``GET /checkpoint`` (``?final=1`` for the cosigned one): the C2SP note;
 - ``GET /blocks?from=H``: a block export (``consortium.export_blocks``) up to the final
@@ -59,7 +60,7 @@ class _Handler(BaseHTTPRequestHandler):
             envelopes = codec.decode(self.rfile.read(length), max_size=64 << 20)
             if not isinstance(envelopes, list) or not all(isinstance(e, bytes) for e in envelopes):
                 raise MalformedError("submit takes a CBOR list of envelopes")
-            receipts = cn.node.submit(envelopes)
+            receipts = cn.node.submit(envelopes, retry=True)
             self._send(200, json.dumps({"receipts": [
                 {"tx_hash": None if r.tx_hash is None else r.tx_hash.hex(), "index": r.index,
                  "height": r.height, "code": r.result.code, "message": r.result.message}

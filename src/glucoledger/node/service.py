@@ -188,15 +188,19 @@ class Node:
         self.close()
 
     # --- writing --------------------------------------------------------------------------
-    def submit(self, envelopes: Sequence[bytes], *, timeout: float = 30.0) -> list[Receipt]:
+    def submit(self, envelopes: Sequence[bytes], *, timeout: float = 30.0,
+               retry: bool = False) -> list[Receipt]:
         """Order ``envelopes``, wait until they are in blocks, and say what became of each.
 
         On an orderer that takes at most N entries per append (etcd: 127) the batch goes in
         chunks; other writers' entries may fall between chunks, and a cut gone stale (another
-        writer closed that height first) is simply cut again. Submitting again after an
-        OrderingError is safe: an envelope already in a block is not appended twice, and a
-        receipt names the first occurrence that was accepted, so a retried append that landed
-        twice reads as applied once (the copy is refused as a replayed nonce).
+        writer closed that height first) is simply cut again.
+
+        ``retry=True`` (a client submitting again after an OrderingError, not knowing whether
+        the first attempt landed): an envelope already accepted is not appended again, and
+        each receipt names the first accepted occurrence, so a retried append that landed
+        twice reads as applied once (the copy is refused as a replayed nonce). Without it
+        every envelope is ordered, and a replay gets its own (refused) receipt.
 
         Raises OrderingError when the orderer cannot take them.
         """
@@ -205,7 +209,10 @@ class Node:
         hashes = [_tx_hash(e) for e in envelopes]
         with self._lock:
             self.sync()
-            known = {h for h in hashes if h is not None and self.store.find_tx(h)}
+            # Only an envelope already *accepted* is not appended again; one refused before
+            # (a nonce gap, say) may be valid now and is ordered again.
+            known = {h for h in hashes if retry and h is not None
+                     and any(r.decoded_result().ok for r in self.store.find_tx(h))}
             todo = [i for i, h in enumerate(hashes) if h is None or h not in known]
             positions: dict[int, int] = {}
             if todo:
@@ -223,7 +230,7 @@ class Node:
             deadline = time.monotonic() + timeout
             while True:
                 self.sync()
-                receipts = self._receipts(hashes, positions)
+                receipts = self._receipts(hashes, positions, retry)
                 if receipts is not None:
                     return receipts
                 if time.monotonic() > deadline:
@@ -235,11 +242,11 @@ class Node:
                 else:
                     time.sleep(0.005)
 
-    def _receipts(self, hashes: list[bytes | None], positions: dict[int, int]
+    def _receipts(self, hashes: list[bytes | None], positions: dict[int, int], retry: bool
                   ) -> list[Receipt] | None:
         out: list[Receipt] = []
         for i, h in enumerate(hashes):
-            rows = self.store.find_tx(h) if h is not None else []
+            rows = self.store.find_tx(h) if h is not None and retry else []
             mine = positions.get(i)
             if mine is not None and not any(r.pos == mine for r in rows):
                 rows = self._by_pos(mine)
@@ -247,7 +254,7 @@ class Node:
                     return None
             if not rows:
                 return None
-            ok = [r for r in rows if r.decoded_result().ok]
+            ok = [r for r in rows if r.decoded_result().ok] if retry else []
             pick = ok[0] if ok else next((r for r in rows if r.pos == mine), rows[0])
             out.append(Receipt(pick.hash, pick.idx, pick.height, pick.decoded_result()))
         return out
