@@ -11,8 +11,8 @@ it would build on are the ones it signed, so this check hashes instead of re-exe
   ``results`` hash, and the leaves of all blocks, appended in order, give each header's
   ``log_size``/``log_root`` (RFC 9162); the stored Merkle frontier is the derived one.
 
-A changed byte in any envelope, result, header or checkpoint is caught (measured: about
-0.5 s per 100,000 transactions on one core). State values are not re-derived here; full
+A changed byte in any envelope, result, header or checkpoint is caught. Cost: one SHA-256
+per envelope and one signature check per block (not yet benchmarked at scale). State values are not re-derived here; full
 ``verify`` does that. Raises StoreDamagedError (an IntegrityError) naming the height and the
 root this store now derives, or returns the number of blocks checked.
 """
