@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from ..crypto import generate, keyfile
-from ..errors import InputError
+from ..errors import InputError, NotFoundError
 from ..ledger.block import BlockHeader
 from ..ledger.checkpoint import NoteVerifier
 from ..node import accounts
@@ -105,16 +105,25 @@ def checkpoint(
     data: DataOpt = None,
     vkey: Annotated[bool, typer.Option("--vkey", help="Print the node's verifier key instead.")] = False,
     out: Annotated[Path | None, typer.Option(help="Also write the checkpoint to this file.")] = None,
+    final: Annotated[bool, typer.Option("--final", help="The latest final checkpoint, cosigned by the consortium's threshold.")] = False,
 ) -> None:
     """Print the latest signed checkpoint (C2SP signed note)."""
     with open_node(data) as node:
         if vkey:
             console.print(node.verifier().vkey(), soft_wrap=True)
             return
-        note = node.checkpoint()
+        note = final_checkpoint(node) if final else node.checkpoint()
         if out is not None:
             out.write_bytes(note)
         typer.echo(note.decode(), nl=False)
+
+
+def final_checkpoint(node: Node) -> bytes:
+    note = node.store.get_meta("final")
+    if not isinstance(note, bytes):
+        raise NotFoundError("no final checkpoint yet: this is not a consortium member, or its "
+                            "`glucoledger node` has not seen the threshold of signatures")
+    return note
 
 
 def _verifiers(node_key: str | None) -> list[NoteVerifier] | None:
@@ -130,6 +139,9 @@ def verify(
         "--from-checkpoint", help="A checkpoint you kept: the store must still extend it.")] = None,
     node_key: Annotated[str | None, typer.Option(
         help="Verifier key(s) (vkey text or a file) to trust instead of the node's own.")] = None,
+    need: Annotated[int, typer.Option(
+        help="Signatures from --node-key keys the checkpoint must carry (a consortium's "
+             "threshold: require a final checkpoint).")] = 1,
 ) -> None:
     """Re-derive every hash, root, signature and link; exit non-zero at the first bad spot."""
     folder = data_dir(data)
@@ -138,7 +150,7 @@ def verify(
         task = bar.add_task("verifying blocks", total=None)
         try:
             report = verify_folder(
-                folder, from_checkpoint=held, node_keys=_verifiers(node_key),
+                folder, from_checkpoint=held, node_keys=_verifiers(node_key), need=need,
                 progress=lambda done, total: bar.update(task, completed=done, total=total))
         except IntegrityError as exc:
             f = exc.finding

@@ -12,7 +12,7 @@ import sys
 import typer
 
 from ..errors import GlucoledgerError, InputError, PermissionDeniedError, VerificationError
-from . import bench_cmd, consent_cmds, data_cmds, demo, ledger_cmds
+from . import bench_cmd, consent_cmds, consortium_cmds, data_cmds, demo, ledger_cmds
 from .common import err_console
 
 __all__ = ["app", "main"]
@@ -31,6 +31,7 @@ demo.register(app)
 bench_cmd.register(app)
 data_cmds.register(app)
 consent_cmds.register(app)
+consortium_cmds.register(app)
 
 
 def _exit_code(exc: GlucoledgerError) -> int:

@@ -33,6 +33,7 @@ from ..ledger.log import encode_cut, encode_tx_entry
 from ..ledger.tx import SignedTx, Transaction, sign, signed_here
 from ..ordering.base import Orderer
 from ..ordering.embedded import EmbeddedOrderer
+from ..ordering.etcd import MAX_BATCH_ENTRIES, EtcdOrderer
 from ..state.accounts_model import Account, find_account, single_key_policy
 from ..state.replica import Block, Replica, precheck
 from .chainstore import ChainStore
@@ -61,13 +62,16 @@ class Receipt:
 class NodeConfig:
     chain: str
     name: str
+    #: ``etcd://host:port,...`` for a consortium node; None: the embedded orderer.
+    orderer: str | None = None
 
     @classmethod
     def load(cls, data_dir: Path) -> NodeConfig:
         path = data_dir / "node.json"
         try:
             doc = json.loads(path.read_text())
-            return cls(str(doc["chain"]), str(doc["name"]))
+            url = doc.get("orderer")
+            return cls(str(doc["chain"]), str(doc["name"]), None if url is None else str(url))
         except FileNotFoundError:
             raise NotFoundError(
                 f"no node in {data_dir}: run `glucoledger init --data {data_dir}` (or `demo`)"
@@ -76,9 +80,21 @@ class NodeConfig:
             raise StorageError(f"{path} is damaged: it must hold chain and name") from None
 
     def save(self, data_dir: Path) -> None:
-        (data_dir / "node.json").write_text(
-            json.dumps({"chain": self.chain, "name": self.name}, indent=2) + "\n"
-        )
+        doc: dict[str, str] = {"chain": self.chain, "name": self.name}
+        if self.orderer is not None:
+            doc["orderer"] = self.orderer
+        (data_dir / "node.json").write_text(json.dumps(doc, indent=2) + "\n")
+
+    def open_orderer(self, data_dir: Path) -> Orderer:
+        """The orderer this node was set up with (embedded unless node.json names etcd)."""
+        if self.orderer is None:
+            return EmbeddedOrderer(data_dir / "orderer.db")
+        return EtcdOrderer.from_url(self.orderer, etcd_chain_key(self.chain))
+
+
+def etcd_chain_key(chain: str) -> str:
+    """The etcd key prefix name of a chain (etcd keys allow fewer characters than origins)."""
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in chain)[:64]
 
 
 def _pool_precheck(envelopes: list[bytes]) -> list[bool | None]:
@@ -115,7 +131,9 @@ class Node:
         self.master = load_master_key(self.data_dir)
         self.wallet = Wallet(self.data_dir, self.master)
         self.node_key = self.wallet.load("node")
-        self.orderer = orderer or EmbeddedOrderer(self.data_dir / "orderer.db")
+        self.orderer = orderer or self.config.open_orderer(self.data_dir)
+        #: Entries per append the orderer takes (etcd: 127); submit() splits batches to fit.
+        self._batch = MAX_BATCH_ENTRIES if isinstance(self.orderer, EtcdOrderer) else 0
         self.store = ChainStore(self.data_dir / "chain.db")
         self._clock = clock
         self._lock = threading.RLock()
@@ -131,6 +149,8 @@ class Node:
             ) from None
         last = self.replica.last
         self._read_pos = last.cut + 1 if last else 0
+        #: Transactions left in the open block at the end of the log by the last sync().
+        self.open_pending = 0
 
     # --- lifecycle ------------------------------------------------------------------------
     @classmethod
@@ -170,45 +190,84 @@ class Node:
         self.close()
 
     # --- writing --------------------------------------------------------------------------
-    def submit(self, envelopes: Sequence[bytes], *, timeout: float = 30.0) -> list[Receipt]:
+    def submit(self, envelopes: Sequence[bytes], *, timeout: float = 30.0,
+               retry: bool = False) -> list[Receipt]:
         """Order ``envelopes``, wait until they are in blocks, and say what became of each.
 
-        Raises OrderingError when the orderer cannot take them (nothing was appended).
+        On an orderer that takes at most N entries per append (etcd: 127) the batch goes in
+        chunks; other writers' entries may fall between chunks, and a cut gone stale (another
+        writer closed that height first) is simply cut again.
+
+        ``retry=True`` (a client submitting again after an OrderingError, not knowing whether
+        the first attempt landed): an envelope already accepted is not appended again, and
+        each receipt names the first accepted occurrence, so a retried append that landed
+        twice reads as applied once (the copy is refused as a replayed nonce). Without it
+        every envelope is ordered, and a replay gets its own (refused) receipt.
+
+        Raises OrderingError when the orderer cannot take them.
         """
         if not envelopes:
             return []
+        hashes = [_tx_hash(e) for e in envelopes]
         with self._lock:
             self.sync()
-            first = self.orderer.append(
-                [encode_tx_entry(e) for e in envelopes]
-                + [encode_cut(self.replica.next_height, self._now_ms())]
-            )
-            positions = range(first, first + len(envelopes))
+            # Only an envelope already *accepted* is not appended again; one refused before
+            # (a nonce gap, say) may be valid now and is ordered again.
+            known = {h for h in hashes if retry and h is not None
+                     and any(r.decoded_result().ok for r in self.store.find_tx(h))}
+            todo = [i for i, h in enumerate(hashes) if h is None or h not in known]
+            positions: dict[int, int] = {}
+            if todo:
+                entries = [encode_tx_entry(envelopes[i]) for i in todo]
+                step = self._batch or len(entries) + 1
+                for k in range(0, len(entries), step):
+                    chunk = entries[k:k + step]
+                    if len(chunk) < step:  # room left in the last chunk: the cut goes with it
+                        chunk.append(encode_cut(self.replica.next_height, self._now_ms()))
+                    first = self.orderer.append(chunk)
+                    for j in range(min(step, len(entries) - k)):
+                        positions[todo[k + j]] = first + j
+                if len(entries) % step == 0:
+                    self.orderer.append([encode_cut(self.replica.next_height, self._now_ms())])
             deadline = time.monotonic() + timeout
             while True:
                 self.sync()
-                receipts = self._receipts(positions)
+                receipts = self._receipts(hashes, positions, retry)
                 if receipts is not None:
                     return receipts
                 if time.monotonic() > deadline:
                     raise OrderingError("transactions were ordered but no block closed them in "
                                         f"{timeout:.0f} s; they will be applied when one does")
                 # Another writer interleaved and our cut went stale: cut again.
-                if self.replica.pending:
+                if self.open_pending:
                     self.orderer.append([encode_cut(self.replica.next_height, self._now_ms())])
+                else:
+                    time.sleep(0.005)
 
-    def _receipts(self, positions: range) -> list[Receipt] | None:
-        rows = self.store._q(
-            "SELECT pos, idx, height, hash, result FROM txs WHERE pos BETWEEN ? AND ?",
-            (positions.start, positions.stop - 1))
-        if len(rows) < len(positions):
-            return None
-        by_pos = {r[0]: r for r in rows}
-        return [
-            Receipt(None if by_pos[p][3] is None else bytes(by_pos[p][3]), by_pos[p][1],
-                    by_pos[p][2], Result.from_value(codec.decode(bytes(by_pos[p][4]))))
-            for p in positions
-        ]
+    def _receipts(self, hashes: list[bytes | None], positions: dict[int, int], retry: bool
+                  ) -> list[Receipt] | None:
+        out: list[Receipt] = []
+        for i, h in enumerate(hashes):
+            rows = self.store.find_tx(h) if h is not None and retry else []
+            mine = positions.get(i)
+            if mine is not None and not any(r.pos == mine for r in rows):
+                rows = self._by_pos(mine)
+                if not rows:
+                    return None
+            if not rows:
+                return None
+            ok = [r for r in rows if r.decoded_result().ok] if retry else []
+            pick = ok[0] if ok else next((r for r in rows if r.pos == mine), rows[0])
+            out.append(Receipt(pick.hash, pick.idx, pick.height, pick.decoded_result()))
+        return out
+
+    def _by_pos(self, pos: int) -> list[Any]:
+        from .chainstore import StoredTx
+
+        rows = self.store._q("SELECT idx, height, pos, envelope, hash, result FROM txs "
+                             "WHERE pos = ?", (pos,))
+        return [StoredTx(r[0], r[1], r[2], bytes(r[3]), None if r[4] is None else bytes(r[4]),
+                         bytes(r[5])) for r in rows]
 
     def _load_replica(self) -> Replica:
         last = self.store.last_header()
@@ -235,7 +294,10 @@ class Node:
                         self._store_block(block)
                         made += 1
                 self._read_pos += len(entries)
-                if len(entries) < _CHUNK:
+                # An orderer may answer with fewer entries than asked (etcd: 1000 a read):
+                # only an empty answer means the end of the log.
+                if not entries:
+                    self.open_pending = self.replica.pending
                     if self.replica.pending:
                         self.replica.discard_pending()
                         last = self.replica.last
@@ -352,6 +414,13 @@ class Node:
         return sign(Transaction(self.chain, type_, body, account, n), keys)
 
 
+def _tx_hash(envelope: bytes) -> bytes | None:
+    try:
+        return SignedTx.decode(envelope).tx_hash
+    except MalformedError:
+        return None
+
+
 def genesis_envelope(chain: str, orgs: Sequence[tuple[str, PrivateKey, PrivateKey]],
                      threshold: int) -> bytes:
     """The chain's first transaction: (name, organization key, node key) per founder."""
@@ -370,7 +439,7 @@ def genesis_envelope(chain: str, orgs: Sequence[tuple[str, PrivateKey, PrivateKe
 def verify_folder(data_dir: Path, *, from_checkpoint: bytes | None = None,
                   node_keys: Sequence[NoteVerifier] | None = None,
                   progress: Callable[[int, int], None] | None = None,
-                  workers: int | None = None) -> VerifyReport:
+                  workers: int | None = None, need: int = 1) -> VerifyReport:
     """Verify a node's folder without starting the node (works on a damaged store too)."""
     data_dir = Path(data_dir)
     config = NodeConfig.load(data_dir)
@@ -389,9 +458,11 @@ def verify_folder(data_dir: Path, *, from_checkpoint: bytes | None = None,
                 range(0, len(envs), step)]) for ok in part]
 
     try:
-        return verify_store(store, config.chain, verifiers=keys, orderer=orderer,
+        own = [NoteVerifier(config.name, Wallet(data_dir, load_master_key(data_dir))
+                            .load("node").public)] if need > 1 else keys
+        return verify_store(store, config.chain, verifiers=own, orderer=orderer,
                             from_checkpoint=from_checkpoint, checkpoint_verifiers=keys,
-                            prechecker=check, progress=progress)
+                            prechecker=check, progress=progress, need=need)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)

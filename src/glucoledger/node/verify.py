@@ -115,12 +115,15 @@ def verify_store(
     checkpoint_verifiers: Sequence[NoteVerifier] | None = None,
     prechecker: Prechecker | None = None,
     progress: Callable[[int, int], None] | None = None,
+    need: int = 1,
 ) -> VerifyReport:
+    """``need``: how many of ``checkpoint_verifiers`` must have signed ``from_checkpoint``
+    (a consortium's threshold, to require a final, cosigned checkpoint)."""
     start = time.perf_counter()
     held: Checkpoint | None = None
     if from_checkpoint is not None:
         note = parse_note(from_checkpoint)
-        note.verify(checkpoint_verifiers or verifiers)
+        note.verify(checkpoint_verifiers or verifiers, need=need)
         held = Checkpoint.parse_body(note.text)
         if held.origin != chain:
             raise ConsistencyError(f"checkpoint is for {held.origin!r}, this store is {chain!r}")

@@ -1,0 +1,162 @@
+"""Consortium throughput and commit latency, side by side with an in-process Ethereum chain.
+
+``python -m glucoledger.bench.consortium [--tx N] [--batch B] [--clients C] [--eth M]``
+
+Starts 3 etcd members and 3 ``glucoledger node`` processes on 127.0.0.1 (``node.devcluster``),
+pre-signs N ``account.create`` transactions (signing is the clients' work, not timed), then C
+client threads submit them in batches of B to the nodes' control endpoints, round robin. A
+poller reads every node's status every 10 ms.
+
+- committed on all nodes: a batch counts when every node's final (cosigned) checkpoint
+  covers the block that holds it; tx/s = N / (time of the last such moment - start);
+- commit latency: per transaction, from its batch's submit to that moment (p50, p99).
+
+Side by side in the same run: the first M of the same envelopes, each sent as the data of a
+transaction on an eth-tester chain (py-evm, in process), waiting for each receipt.
+
+Numbers are printed, never asserted: they depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import crypto
+from ..ledger.tx import Transaction, sign
+from ..node import control, devcluster
+from ..state.accounts_model import account_id, single_key_policy
+
+__all__ = ["main", "run"]
+
+CHAIN = "glucoledger/consortium"
+
+
+def _envelopes(n: int) -> list[bytes]:
+    out = []
+    for _ in range(n):
+        k = crypto.generate()
+        pol = single_key_policy(k.public)
+        out.append(sign(Transaction(CHAIN, "account.create", {"kind": "patient", "policy": pol},
+                                    account_id("patient", pol), 0), [k]).raw)
+    return out
+
+
+def _pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(p * len(s)))] if s else float("nan")
+
+
+def run(n: int = 6000, batch: int = 500, clients: int = 6, eth: int = 200) -> dict[str, float]:
+    envs = _envelopes(n)
+    with tempfile.TemporaryDirectory(prefix="glucoledger-bench-") as tmp:
+        state = devcluster.up(Path(tmp) / "c", 3)
+        folders = [Path(x["data"]) for x in state["nodes"]]
+        urls = [x["control"] for x in state["nodes"]]
+        try:
+            return _measure(envs, batch, clients, folders, urls) | _eth(envs[:eth])
+        finally:
+            devcluster.down(Path(tmp) / "c")
+
+
+def _measure(envs: list[bytes], batch: int, clients: int, folders: list[Path],
+             urls: list[str]) -> dict[str, float]:
+    batches = [envs[k:k + batch] for k in range(0, len(envs), batch)]
+    pending: list[tuple[float, int, int]] = []  # (submitted at, height, size)
+    lock = threading.Lock()
+    done: list[tuple[float, float, int]] = []  # (submitted, final at, size)
+    stop = threading.Event()
+    queue = list(enumerate(batches))
+
+    def client() -> None:
+        while True:
+            with lock:
+                if not queue:
+                    return
+                i, b = queue.pop(0)
+            t0 = time.perf_counter()
+            receipts = control.submit(urls[i % len(urls)], b, timeout=120)
+            with lock:
+                pending.append((t0, max(r["height"] for r in receipts), len(b)))
+
+    def poller() -> None:
+        while not stop.is_set():
+            try:
+                finals = [json.loads((f / "status.json").read_text())["final_height"]
+                          for f in folders]
+            except (OSError, ValueError):
+                time.sleep(0.005)
+                continue
+            now = time.perf_counter()
+            low = min(finals)
+            with lock:
+                for item in [p for p in pending if p[1] <= low]:
+                    pending.remove(item)
+                    done.append((item[0], now, item[2]))
+            time.sleep(0.01)
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    watch = threading.Thread(target=poller)
+    watch.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with lock:
+            if not pending:
+                break
+        time.sleep(0.01)
+    stop.set()
+    watch.join()
+    lat = [d[1] - d[0] for d in done for _ in range(d[2])]
+    end = max(d[1] for d in done)
+    total = sum(d[2] for d in done)
+    return {"consortium_tx": total, "consortium_tx_per_s": total / (end - start),
+            "consortium_p50_s": _pct(lat, 0.50), "consortium_p99_s": _pct(lat, 0.99)}
+
+
+def _eth(envs: list[bytes]) -> dict[str, float]:
+    if not envs:
+        return {}
+    try:
+        from web3 import EthereumTesterProvider, Web3
+    except ImportError:
+        return {}
+    w3 = Web3(EthereumTesterProvider())
+    sender = w3.eth.accounts[0]
+    lat = []
+    start = time.perf_counter()
+    for e in envs:
+        t0 = time.perf_counter()
+        tx: Any = {"from": sender, "to": sender, "value": 0, "data": "0x" + e.hex()}
+        h = w3.eth.send_transaction(tx)
+        w3.eth.wait_for_transaction_receipt(h)
+        lat.append(time.perf_counter() - t0)
+    secs = time.perf_counter() - start
+    return {"eth_tester_tx": len(envs), "eth_tester_tx_per_s": len(envs) / secs,
+            "eth_tester_p50_s": statistics.median(lat), "eth_tester_p99_s": _pct(lat, 0.99)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tx", type=int, default=6000)
+    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--clients", type=int, default=6)
+    ap.add_argument("--eth", type=int, default=200)
+    args = ap.parse_args()
+    results = run(args.tx, args.batch, args.clients, args.eth)
+    for k, v in results.items():
+        print(f"{k:24} {v:,.3f}")
+
+
+if __name__ == "__main__":
+    main()

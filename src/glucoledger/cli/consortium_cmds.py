@@ -1,0 +1,205 @@
+"""Consortium commands: node, consortium (keys, genesis, sign, init, status, submit, export,
+import), cluster (up, down), anchor and verify-anchor. Parse, call ``node``, render."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import codec
+from ..errors import InputError, NotFoundError
+from ..node import control, devcluster
+from ..node.consortium import export_blocks, import_blocks
+from ..node.genesis_file import Genesis, Member, create_member, init_member, member_of
+from ..node.service import Node, NodeConfig, etcd_chain_key
+from ..ordering.etcd import EtcdOrderer
+from .common import DataOpt, console, data_dir, open_node
+
+__all__ = ["register"]
+
+consortium_app = typer.Typer(help="Set up and operate a consortium member.", no_args_is_help=True)
+cluster_app = typer.Typer(help="A local development consortium (etcd + nodes on loopback).",
+                          no_args_is_help=True)
+
+OrdererOpt = Annotated[str | None, typer.Option(
+    "--orderer", help="etcd://HOST:PORT[,HOST:PORT...] (default: the one in node.json).")]
+
+
+def node(
+    data: DataOpt = None,
+    orderer: OrdererOpt = None,
+    name: Annotated[str | None, typer.Option(help="This member's name (checked against node.json).")] = None,
+    port: Annotated[int, typer.Option(help="Control port on 127.0.0.1 (0: any free port).")] = 0,
+    compact_every: Annotated[int, typer.Option(help="Compact the log once every member stored this many entries past its start.")] = 20_000,
+    anchor_endpoint: Annotated[str | None, typer.Option(help="Anchor final checkpoints to this Ethereum JSON-RPC URL ('tester': in-process).")] = None,
+    anchor_every: Annotated[float, typer.Option(help="Seconds between anchors.")] = 60.0,
+) -> None:
+    """Run a consortium member: follow the etcd log, derive and cosign blocks, serve control."""
+    folder = data_dir(data)
+    config = NodeConfig.load(folder)
+    if name is not None and name != config.name:
+        raise InputError(f"{folder} is member {config.name}, not {name}")
+    if orderer is not None and orderer != config.orderer:
+        NodeConfig(config.chain, config.name, orderer).save(folder)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    console.print(f"member {config.name} of {config.chain} on {orderer or config.orderer}")
+    control.run_node(folder, port=port, stop=stop, compact_every=compact_every,
+                     anchor_endpoint=anchor_endpoint, anchor_every=anchor_every)
+
+
+def verify_anchor(
+    endpoint: Annotated[str, typer.Option(help="Ethereum JSON-RPC URL of the anchoring chain.")],
+    data: DataOpt = None,
+    height: Annotated[int | None, typer.Option(help="The anchored block (default: the latest anchor).")] = None,
+    checkpoint_file: Annotated[Path | None, typer.Option("--checkpoint", help="A cosigned checkpoint to check against (default: this node's stored one).")] = None,
+) -> None:
+    """Check an anchor recorded on the ledger against the public chain and the checkpoint."""
+    from ..ledger.checkpoint import Checkpoint, parse_note
+    from ..ledger.finality import verify_final
+    from ..node.anchor import connect
+    from ..node.anchor import verify_anchor as check
+
+    with open_node(data) as n:
+        keys = sorted(n.state.keys("anchor/"))
+        if height is not None:
+            keys = [k for k in keys if k == f"anchor/{height:020d}"]
+        if not keys:
+            raise NotFoundError("no anchor recorded on this ledger" + (
+                f" for block {height}" if height is not None else ""))
+        record = n.state.get(keys[-1])
+        info = n.state.get("chain/genesis")
+        if checkpoint_file is not None:
+            cp = verify_final(checkpoint_file.read_bytes(), n.node_keys(), int(info["threshold"]))
+        else:
+            note = parse_note(n.store.checkpoint_at(record["height"]))
+            note.verify([n.verifier()])
+            cp = Checkpoint.parse_body(note.text)
+    cp = check(connect(endpoint), record, cp)
+    console.print(f"[bold green]OK[/]: block {cp.height} (size {cp.size}, root "
+                  f"{cp.root.hex()[:16]}…) is anchored in chain {record['chain_id']} block "
+                  f"{record['block_number']}, tx {record['tx_hash'].hex()}")
+
+
+@consortium_app.command("keys")
+def keys(name: Annotated[str, typer.Option(help="The organization's name.")],
+         data: DataOpt = None) -> None:
+    """Create a member folder with a node key and an organization key; print the member line."""
+    member = create_member(data_dir(data), name)
+    console.print(member.line(), soft_wrap=True)
+
+
+@consortium_app.command("genesis")
+def genesis(
+    out: Annotated[Path, typer.Option(help="Where to write the genesis file.")],
+    member: Annotated[list[str], typer.Option(help="A member line from `consortium keys` (repeat).")],
+    threshold: Annotated[int, typer.Option(help="Signatures that make a checkpoint final.")],
+    chain: Annotated[str, typer.Option(help="Chain name.")] = "glucoledger/consortium",
+) -> None:
+    """Write an (unsigned) genesis file naming the members, their keys and the threshold."""
+    doc = Genesis(chain, threshold, tuple(Member.parse_line(m) for m in member), {})
+    out.write_text(doc.to_json())
+    console.print(f"wrote {out}: {len(doc.members)} members, threshold {threshold}; now "
+                  "`glucoledger consortium sign` in each member's folder")
+
+
+@consortium_app.command("sign")
+def sign(file: Path, data: DataOpt = None) -> None:
+    """Add this member's node-key signature to the genesis file."""
+    name, wallet = member_of(data_dir(data))
+    doc = Genesis.load(file).sign(name, wallet.load("node"))
+    file.write_text(doc.to_json())
+    missing = doc.missing()
+    console.print(f"signed as {name}; " + (f"still missing: {', '.join(missing)}" if missing
+                                           else "complete"))
+
+
+@consortium_app.command("init")
+def init(genesis_file: Annotated[Path, typer.Option("--genesis")],
+         orderer: Annotated[str, typer.Option(help="etcd://HOST:PORT[,...]")],
+         data: DataOpt = None) -> None:
+    """Join the chain named by the genesis file (appends the genesis if the log is empty)."""
+    doc = Genesis.load(genesis_file)
+    with EtcdOrderer.from_url(orderer, etcd_chain_key(doc.chain)) as ord_:
+        init_member(data_dir(data), doc, orderer, ord_)
+    console.print(f"member folder {data_dir(data)} joined {doc.chain}; start it with "
+                  f"`glucoledger node --data {data_dir(data)}`")
+
+
+def _control_url(data: Path | None, to: str | None) -> str:
+    if to:
+        return to
+    try:
+        return str(json.loads((data_dir(data) / "control.json").read_text())["url"])
+    except (OSError, ValueError, KeyError):
+        raise NotFoundError("no running node found: pass --to URL or the --data of a running "
+                            "`glucoledger node`") from None
+
+
+ToOpt = Annotated[str | None, typer.Option("--to", help="A node's control URL.")]
+
+
+@consortium_app.command("status")
+def status(data: DataOpt = None, to: ToOpt = None) -> None:
+    """Show a running member's height, final checkpoint and divergence reports."""
+    console.print_json(json.dumps(control.get_status(_control_url(data, to))))
+
+
+@consortium_app.command("submit")
+def submit(file: Annotated[Path, typer.Argument(help="A CBOR list of envelopes, or one envelope.")],
+           data: DataOpt = None, to: ToOpt = None) -> None:
+    """Submit transactions to a running member and print their receipts."""
+    raw = file.read_bytes()
+    value = codec.decode(raw, max_size=64 << 20)
+    envelopes = value if isinstance(value, list) else [raw]
+    for r in control.submit(_control_url(data, to), envelopes):
+        console.print(f"{r['tx_hash'] or '-'} block {r['height']} index {r['index']}: "
+                      f"{r['code']} {r['message']}")
+
+
+@consortium_app.command("export")
+def export(out: Path, data: DataOpt = None,
+           start: Annotated[int, typer.Option("--from", help="First height.")] = 0) -> None:
+    """Export blocks (up to the final checkpoint) for a member catching up past compaction."""
+    with open_node(data) as n:
+        out.write_bytes(export_blocks(n, start))
+    console.print(f"wrote {out}")
+
+
+@consortium_app.command("import")
+def import_(file: Path, data: DataOpt = None) -> None:
+    """Verify exported blocks (cosigned checkpoint, header chain, re-derivation) and store them."""
+    with Node(data_dir(data)) as n:
+        count = import_blocks(n, file.read_bytes())
+    console.print(f"verified and stored {count} blocks")
+
+
+@cluster_app.command("up")
+def cluster_up(nodes: Annotated[int, typer.Option(help="How many etcd members and nodes.")] = 3,
+               dir: Annotated[Path, typer.Option("--dir", help="Where everything lives.")] = Path("consortium")) -> None:
+    """Start n etcd members and n member nodes on 127.0.0.1; print their addresses."""
+    state = devcluster.up(dir, nodes)
+    console.print(f"etcd: {state['etcd']}")
+    for n in state["nodes"]:
+        console.print(f"{n['name']}: pid {n['pid']}, control {n['control']}, data {n['data']}")
+    console.print(f"stop with: glucoledger cluster down --dir {dir}")
+
+
+@cluster_app.command("down")
+def cluster_down(dir: Annotated[Path, typer.Option("--dir")] = Path("consortium")) -> None:
+    """Stop exactly the processes `cluster up` started in --dir."""
+    for line in devcluster.down(dir):
+        console.print(f"stopped {line}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("node")(node)
+    app.command("verify-anchor")(verify_anchor)
+    app.add_typer(consortium_app, name="consortium")
+    app.add_typer(cluster_app, name="cluster")

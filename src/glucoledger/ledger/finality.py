@@ -1,0 +1,120 @@
+"""Cosigned checkpoints: the finality rule and divergence reports. Pure.
+
+Every node signs every block's checkpoint with its node key as a C2SP signed note
+(c2sp.org/signed-note, Ed25519 signature type 0x01; the body is the c2sp.org/tlog-checkpoint
+text of ``ledger.checkpoint``). A node publishes its one-signature note per height; the
+cosigned checkpoint is the same note text followed by the signature lines of several nodes
+(the signed-note format allows any number of signature lines, and verifiers ignore names they
+do not know).
+
+Rule: the checkpoint at height h is **final** when at least ``threshold`` of the member node
+keys signed the same note text. A member whose valid signature is on a different text for the
+same height has **diverged**: the report names it with the height and both roots.
+
+Only the signature type 0x01 is produced; a C2SP tlog-cosignature (cosignature/v1, type 0x04,
+with a timestamp) could be added as another line type without changing this rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from ..errors import GlucoledgerError
+from .checkpoint import Checkpoint, NoteVerifier, SignedNote, parse_note
+
+__all__ = ["Divergence", "FinalCheckpoint", "cosign", "decide", "verify_final"]
+
+
+@dataclass(frozen=True, slots=True)
+class FinalCheckpoint:
+    checkpoint: Checkpoint
+    note: bytes  # the note text with at least ``threshold`` signature lines
+    signers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Divergence:
+    node: str
+    height: int
+    our_root: bytes
+    their_root: bytes
+    detail: str = ""
+
+    def describe(self) -> str:
+        return (f"node {self.node} diverged at height {self.height}: our root "
+                f"{self.our_root.hex()}, theirs {self.their_root.hex()}"
+                + (f" ({self.detail})" if self.detail else ""))
+
+
+def cosign(text: bytes, notes: Sequence[SignedNote]) -> bytes:
+    """One note with the signature lines of every note over ``text`` (sorted by name)."""
+    lines: dict[str, tuple[str, bytes, bytes]] = {}
+    for n in notes:
+        if n.text == text:
+            for s in n.signatures:
+                lines[s[0]] = s
+    return SignedNote(text, tuple(lines[k] for k in sorted(lines))).encode()
+
+
+def _verified(raw: bytes, verifier: NoteVerifier) -> SignedNote | None:
+    try:
+        note = parse_note(raw)
+        note.verify([verifier])
+        return note
+    except GlucoledgerError:
+        return None
+
+
+def decide(
+    published: Mapping[int, Mapping[str, bytes]],
+    members: Sequence[NoteVerifier],
+    threshold: int,
+    ours: Mapping[int, bytes],
+) -> tuple[FinalCheckpoint | None, list[Divergence]]:
+    """The highest final checkpoint among ``published`` notes, and the divergences seen.
+
+    ``published[h][name]``: the note a node published for height h (its own signature).
+    ``ours[h]``: this node's note text for height h (to compare roots). Notes whose signature
+    does not verify under that member's key are ignored (anyone can write garbage; only a
+    member's signature counts).
+    """
+    by_name = {v.name: v for v in members}
+    final: FinalCheckpoint | None = None
+    diverged: dict[str, Divergence] = {}
+    for height in sorted(published):
+        groups: dict[bytes, list[SignedNote]] = {}
+        for name, raw in published[height].items():
+            verifier = by_name.get(name)
+            note = _verified(raw, verifier) if verifier is not None else None
+            if note is not None:
+                groups.setdefault(note.text, []).append(note)
+        for text, notes in groups.items():
+            if len(notes) >= threshold:
+                cp = Checkpoint.parse_body(text)
+                final = FinalCheckpoint(cp, cosign(text, notes),
+                                        tuple(sorted(n.signatures[0][0] for n in notes)))
+        mine = ours.get(height)
+        if mine is None:
+            continue
+        our_cp = Checkpoint.parse_body(mine)
+        for text, notes in groups.items():
+            if text != mine:
+                theirs = Checkpoint.parse_body(text)
+                for n in notes:
+                    name = n.signatures[0][0]
+                    diverged.setdefault(name, Divergence(
+                        name, height, our_cp.root, theirs.root,
+                        "different checkpoint" if theirs.root == our_cp.root
+                        else "different log root"))
+    return final, list(diverged.values())
+
+
+def verify_final(note: bytes, members: Sequence[NoteVerifier], threshold: int) -> Checkpoint:
+    """Verify a cosigned checkpoint: ``threshold`` distinct member keys signed it.
+
+    Raises MalformedError or SignatureError; returns the checkpoint.
+    """
+    parsed = parse_note(note)
+    parsed.verify(members, need=threshold)
+    return Checkpoint.parse_body(parsed.text)

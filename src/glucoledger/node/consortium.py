@@ -1,0 +1,367 @@
+"""A consortium member node: follow the etcd log, cosign checkpoints, report divergence.
+
+One ``ConsortiumNode`` per organization wraps a ``Node`` whose orderer is the consortium's
+etcd cluster (named in node.json). Its loop (``step``), run by ``glucoledger node``:
+
+1. read new log entries and derive blocks (the replica validates every transaction; every
+   node derives byte-identical blocks), each signed with the node key into the local store;
+2. publish the node's signed note for its newest heights under ``sig/<name>/<height>``
+   (``ordering.etcd_kv``), and read the other members' notes;
+3. ``ledger.finality.decide``: the highest height whose note ``threshold`` member keys
+   signed identically is final: stored (meta ``final``) and shown; a member whose signed
+   note differs, or who reports its store damaged, is reported as diverged with the
+   height and both roots;
+4. report ``stored/<name>`` (last stored block and its cut position); once every member
+   has stored past a position, entries below it are compacted (``compact_every``).
+
+At open, ``integrity.quick_check`` runs over the whole store; a damaged store makes the node
+refuse: it derives and signs nothing, and publishes ``health/<name>`` with the height and
+the root it now derives, so the others report it.
+
+A node whose next log position was compacted away fetches the missing blocks from a peer
+(``ctl/<name>`` URLs, or an export file), and accepts them only after checking them:
+the peer's final checkpoint must carry ``threshold`` member signatures, the headers must
+chain to it from this node's last block, and re-deriving every block from its transactions
+must give exactly those headers.
+
+Invariants: a node never signs a block it did not derive itself; it never signs when its
+store failed the integrity check; finality needs ``threshold`` distinct member keys over
+one note text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import codec
+from ..errors import ConsistencyError, GlucoledgerError, MalformedError, OrderingError
+from ..ledger.block import BlockHeader
+from ..ledger.checkpoint import Checkpoint, parse_note
+from ..ledger.finality import Divergence, FinalCheckpoint, decide, verify_final
+from ..ledger.log import encode_cut, encode_tx_entry
+from ..ordering.etcd import EtcdOrderer
+from ..ordering.etcd_kv import EtcdKV
+from .integrity import StoreDamagedError, quick_check
+from .service import Node, NodeConfig, etcd_chain_key
+
+__all__ = ["ConsortiumNode", "Status", "export_blocks", "import_blocks"]
+
+log = logging.getLogger("glucoledger.consortium")
+
+_PUBLISH_RECENT = 64  # notes published per round at most (the newest heights)
+_KEEP_SIGS = 16  # own notes kept in etcd below the final height
+
+
+@dataclass
+class Status:
+    name: str
+    height: int = 0
+    log_size: int = 0
+    final_height: int = -1
+    final_root: str = ""
+    final_signers: list[str] = field(default_factory=list)
+    diverged: list[dict[str, Any]] = field(default_factory=list)
+    refusing: str | None = None
+    error: str | None = None
+    control: str | None = None
+    updated: float = 0.0
+
+
+class ConsortiumNode:
+    def __init__(self, data_dir: Path, *, workers: int | None = 1,
+                 compact_every: int = 20_000) -> None:
+        self.data_dir = Path(data_dir)
+        config = NodeConfig.load(self.data_dir)
+        if config.orderer is None:
+            raise GlucoledgerError(f"{data_dir} is not a consortium member (node.json names no "
+                                   "etcd orderer): run `glucoledger consortium init`")
+        self.name = config.name
+        key = etcd_chain_key(config.chain)
+        self.orderer = EtcdOrderer.from_url(config.orderer, key)
+        self.kv = EtcdKV.from_url(config.orderer, key)
+        self.node = Node(self.data_dir, orderer=self.orderer, workers=workers)
+        self.compact_every = compact_every
+        self.status = Status(self.name)
+        self._published = -1
+        self._seen = 0
+        self._lock = threading.Lock()
+        self.final: FinalCheckpoint | None = None
+        note = self.node.store.get_meta("final")
+        if isinstance(note, bytes):
+            self.final = _as_final(note)
+        self.check_integrity()
+
+    # --- integrity ------------------------------------------------------------------------
+    def check_integrity(self) -> None:
+        start = time.perf_counter()
+        try:
+            blocks = quick_check(self.node.store, self.node.chain, self.node.verifier())
+        except StoreDamagedError as exc:
+            self.status.refusing = exc.message
+            log.error("store damaged, refusing to sign: %s", exc.message)
+            self._publish_health({"ok": False, "height": exc.height,
+                                  "signed_root": exc.signed_root.hex(),
+                                  "derived_root": exc.derived_root.hex(),
+                                  "what": exc.finding.what})
+            return
+        log.info("integrity check: %d blocks in %.3f s", blocks, time.perf_counter() - start)
+        self._publish_health({"ok": True})
+
+    def _publish_health(self, doc: dict[str, Any]) -> None:
+        try:
+            self.kv.put(f"health/{self.name}", json.dumps(doc).encode())
+        except OrderingError as exc:
+            self.status.error = exc.message
+
+    # --- the loop -------------------------------------------------------------------------
+    def step(self, wait: float = 0.0) -> Status:
+        """One round: wait for entries (up to ``wait`` s), derive, publish, collect."""
+        try:
+            if wait > 0:
+                self._seen = self.orderer.wait(self._seen, wait)
+            if self.status.refusing is None:
+                self._derive()
+                self._publish_notes()
+            self._collect()
+            if self.status.refusing is None:
+                self.maybe_anchor()
+            self.status.error = None
+        except GlucoledgerError as exc:
+            self.status.error = exc.message
+            log.warning("%s", exc.message)
+        self._write_status()
+        return self.status
+
+    def _derive(self) -> None:
+        try:
+            self.node.sync()
+        except OrderingError:
+            first = self.orderer.first()
+            if self.node._read_pos >= first:
+                raise
+            log.warning("log compacted below %d (we need %d): fetching blocks from a peer",
+                        first, self.node._read_pos)
+            self.catch_up_from_peers()
+            self.node.sync()
+        last = self.node.last_header()
+        if last is not None:
+            self.status.height, self.status.log_size = last.height, last.log_size
+            self.kv.put(f"stored/{self.name}",
+                        json.dumps({"height": last.height, "cut": last.cut}).encode())
+
+    def _publish_notes(self) -> None:
+        top = self.node.store.height() - 1
+        lo = max(self._published + 1, top - _PUBLISH_RECENT + 1, 0)
+        if top < lo:
+            return
+        self.kv.put_many({f"sig/{self.name}/{h:020d}": self.node.store.checkpoint_at(h)
+                          for h in range(lo, top + 1)})
+        self._published = top
+
+    def members(self) -> tuple[list[Any], int]:
+        info = self.node.state.get("chain/genesis") or {"threshold": 1}
+        return self.node.node_keys(), int(info["threshold"])
+
+    def _collect(self) -> None:
+        members, threshold = self.members()
+        published: dict[int, dict[str, bytes]] = {}
+        for key, value in self.kv.scan("sig/").items():
+            name, _, h = key.partition("/")
+            if h.isdigit():
+                published.setdefault(int(h), {})[name] = value
+        top = self.node.store.height()
+        ours = {h: parse_note(self.node.store.checkpoint_at(h)).text
+                for h in published if h < top}
+        final, diverged = decide(published, members, threshold, ours)
+        diverged += self._damaged_peers()
+        if final is not None and (self.final is None
+                                  or final.checkpoint.height > self.final.checkpoint.height):
+            mine = ours.get(final.checkpoint.height)
+            if mine is None or mine == parse_note(final.note).text:
+                self.final = final
+                self.node.store.set_meta("final", final.note)
+        if self.final is not None:
+            cp = self.final.checkpoint
+            self.status.final_height, self.status.final_root = cp.height, cp.root.hex()
+            self.status.final_signers = list(self.final.signers)
+            self._gc(cp.height)
+        self.status.diverged = [
+            {"node": d.node, "height": d.height, "our_root": d.our_root.hex(),
+             "their_root": d.their_root.hex(), "detail": d.detail, "text": d.describe()}
+            for d in diverged]
+        for d in diverged:
+            log.warning("%s", d.describe())
+        self._maybe_compact()
+
+    def _damaged_peers(self) -> list[Divergence]:
+        out = []
+        for name, raw in self.kv.scan("health/").items():
+            try:
+                doc = json.loads(raw)
+            except ValueError:
+                continue
+            if name == self.name or doc.get("ok", True):
+                continue
+            h = int(doc.get("height", 0))
+            try:
+                ours = BlockHeader.decode(self.node.store.block_row(h)[1]).log_root
+            except GlucoledgerError:
+                ours = b""
+            out.append(Divergence(name, h, ours, bytes.fromhex(doc.get("derived_root", "")),
+                                  f"its store is damaged: {doc.get('what', '?')}; it refuses "
+                                  "to sign"))
+        return out
+
+    def _gc(self, final_height: int) -> None:
+        below = final_height - _KEEP_SIGS
+        if below > 0:
+            self.kv.delete_range(f"sig/{self.name}/", f"sig/{self.name}/{below:020d}")
+
+    def _maybe_compact(self) -> None:
+        members, _ = self.members()
+        cuts = []
+        reports = self.kv.scan("stored/")
+        for m in members:
+            raw = reports.get(m.name)
+            if raw is None:
+                return
+            cuts.append(int(json.loads(raw)["cut"]))
+        below = min(cuts) + 1
+        if below - self.orderer.first() >= self.compact_every:
+            self.orderer.compact(below)
+            log.info("compacted the log below %d (every member stored past it)", below)
+
+    def set_anchoring(self, endpoint: str, every: float) -> None:
+        """Anchor the latest final checkpoint every ``every`` s (one member per consortium
+        should have this duty; ``endpoint`` as ``node.anchor.connect`` takes it)."""
+        from .anchor import Anchorer, connect
+
+        self._anchorer: Any = Anchorer(connect(endpoint))
+        self._anchor_every = every
+        self._anchored = (-1, 0.0)
+
+    def maybe_anchor(self) -> None:
+        from .anchor import record_tx
+
+        if getattr(self, "_anchorer", None) is None or self.final is None:
+            return
+        height, at = self._anchored
+        if self.final.checkpoint.height <= height or time.monotonic() - at < self._anchor_every:
+            return
+        members, threshold = self.members()
+        receipt = self._anchorer.anchor(self.final.note, members, threshold)
+        info = self.node.state.get("chain/genesis") or {}
+        stx = record_tx(self.node.chain, receipt, self.node.wallet.load("org"),
+                        int(info.get("gov_nonce", 0)))
+        result = self.node.submit([stx.raw])[0].result
+        log.info("anchored block %d in chain %d tx %s: %s", receipt.height, receipt.chain_id,
+                 receipt.tx_hash.hex(), result.code)
+        self._anchored = (receipt.height, time.monotonic())
+
+    def _write_status(self) -> None:
+        self.status.updated = time.time()
+        tmp = self.data_dir / "status.json.tmp"
+        tmp.write_text(json.dumps(self.status.__dict__, indent=2))
+        os.replace(tmp, self.data_dir / "status.json")
+
+    # --- catching up past compaction ------------------------------------------------------
+    def catch_up_from_peers(self) -> int:
+        """Fetch, verify and store blocks from the first peer that has them."""
+        from .control import fetch_blocks
+
+        errors = []
+        for name, url in self.kv.scan("ctl/").items():
+            if name == self.name:
+                continue
+            try:
+                data = fetch_blocks(url.decode(), self.node.store.height())
+                return import_blocks(self.node, data)
+            except GlucoledgerError as exc:
+                errors.append(f"{name}: {exc.message}")
+        raise OrderingError("the log was compacted past this node and no peer could supply "
+                            "verified blocks (" + "; ".join(errors or ["no peer listed"]) +
+                            "); import an export file: `glucoledger consortium import`")
+
+    def close(self) -> None:
+        self.node.close()
+        self.kv.close()
+
+
+def _as_final(note: bytes) -> FinalCheckpoint | None:
+    try:
+        parsed = parse_note(note)
+        return FinalCheckpoint(Checkpoint.parse_body(parsed.text), note,
+                               tuple(s[0] for s in parsed.signatures))
+    except GlucoledgerError:
+        return None
+
+
+# --- export / import ---------------------------------------------------------------------
+
+def export_blocks(node: Node, start: int, end: int | None = None) -> bytes:
+    """Blocks ``start``.. (up to the final checkpoint, if one is stored) as one CBOR value."""
+    final = node.store.get_meta("final")
+    top = node.store.height() - 1
+    if isinstance(final, bytes):
+        top = min(top, Checkpoint.parse_body(parse_note(final).text).height)
+    if end is not None:
+        top = min(top, end)
+    blocks = []
+    for h in range(start, top + 1):
+        _, header, _ = node.store.block_row(h)
+        txs = node.store.txs_of_block(h)
+        blocks.append({"header": header, "envelopes": [t.envelope for t in txs],
+                       "positions": [t.pos for t in txs]})
+    return codec.encode({"chain": node.chain, "final": final if isinstance(final, bytes)
+                         else None, "blocks": blocks})
+
+
+def import_blocks(node: Node, data: bytes) -> int:
+    """Verify exported blocks against a final checkpoint and by re-deriving them; store them.
+
+    Raises ConsistencyError (nothing stored past the first bad block) or MalformedError.
+    """
+    doc = codec.decode(data, max_size=1 << 30)
+    if not isinstance(doc, dict) or doc.get("chain") != node.chain:
+        raise MalformedError("not a block export of this chain")
+    info = node.state.get("chain/genesis")
+    if not isinstance(doc.get("final"), bytes) or info is None:
+        raise ConsistencyError("the export carries no final checkpoint: blocks cannot be "
+                               "trusted without one")
+    final = verify_final(doc["final"], node.node_keys(), int(info["threshold"]))
+    headers = [BlockHeader.decode(b["header"]) for b in doc["blocks"]]
+    # The header chain must lead from our last block to the cosigned one.
+    prev = node.last_header()
+    for h in headers:
+        if h.height != (prev.height + 1 if prev else 0) or h.prev != (
+                prev.hash() if prev else bytes(32)):
+            raise ConsistencyError(f"exported block {h.height} does not link to the previous")
+        prev = h
+    at = {h.height: h for h in headers}
+    signed = at.get(final.height)
+    if signed is None or signed.hash() != final.block_hash or signed.log_root != final.root:
+        raise ConsistencyError("the exported blocks do not end in the cosigned checkpoint")
+    stored = 0
+    with node._lock:
+        for block_doc, header in zip(doc["blocks"], headers, strict=True):
+            if header.height > final.height:
+                break
+            for env, pos in zip(block_doc["envelopes"], block_doc["positions"], strict=True):
+                node.replica.feed(pos, encode_tx_entry(env))
+            block = node.replica.feed(header.cut, encode_cut(header.height, header.time))
+            if block is None or block.hash != header.hash():
+                node.replica = node._load_replica()
+                raise ConsistencyError(f"re-deriving block {header.height} gave another "
+                                       "block: the export is not the consortium's history")
+            node._store_block(block)
+            stored += 1
+        last = node.replica.last
+        node._read_pos = last.cut + 1 if last else 0
+    return stored

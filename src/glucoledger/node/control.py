@@ -1,0 +1,179 @@
+"""A node's local control endpoint (HTTP on 127.0.0.1) and its client.
+
+``glucoledger node`` serves it so that other processes on the machine (the CLI, tests, the
+benchmark, peers fetching blocks) can use a running node without opening its store:
+
+- ``POST /submit``: body = CBOR list of transaction envelopes; answer JSON
+  ``{"receipts": [{"tx_hash", "index", "height", "code", "message"}]}`` once they are in
+  blocks on this node (or ``{"error", "code"}`` with the error's HTTP status). Idempotent
+  per envelope (``Node.submit(retry=True)``): a client that lost the answer submits again;
+- ``GET /status``: the node's ``Status`` as JSON (height, final checkpoint, divergences);
+- ``GET /checkpoint`` (``?final=1`` for the cosigned one): the C2SP note;
+- ``GET /blocks?from=H``: a block export (``consortium.export_blocks``) up to the final
+  checkpoint, for a peer catching up past compaction.
+
+Loopback only and unauthenticated: it is a local control socket, not the public API. The
+CLI's error table maps error codes to HTTP statuses; the client turns them back into errors.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from .. import codec
+from ..errors import GlucoledgerError, MalformedError, NotFoundError, OrderingError
+from .consortium import ConsortiumNode, export_blocks
+
+__all__ = ["ControlServer", "fetch_blocks", "get_status", "submit"]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _error(self, exc: GlucoledgerError) -> None:
+        self._send(exc.http_status, json.dumps({"error": exc.message, "code": exc.code}).encode())
+
+    def do_POST(self) -> None:
+        cn = self.server.cnode
+        try:
+            if urlsplit(self.path).path != "/submit":
+                raise NotFoundError(f"no route {self.path}")
+            if cn.status.refusing:
+                raise OrderingError(f"this node refuses to work: {cn.status.refusing}")
+            length = int(self.headers.get("Content-Length", "0"))
+            envelopes = codec.decode(self.rfile.read(length), max_size=64 << 20)
+            if not isinstance(envelopes, list) or not all(isinstance(e, bytes) for e in envelopes):
+                raise MalformedError("submit takes a CBOR list of envelopes")
+            receipts = cn.node.submit(envelopes, retry=True)
+            self._send(200, json.dumps({"receipts": [
+                {"tx_hash": None if r.tx_hash is None else r.tx_hash.hex(), "index": r.index,
+                 "height": r.height, "code": r.result.code, "message": r.result.message}
+                for r in receipts]}).encode())
+        except GlucoledgerError as exc:
+            self._error(exc)
+
+    def do_GET(self) -> None:
+        cn = self.server.cnode
+        url = urlsplit(self.path)
+        query = parse_qs(url.query)
+        try:
+            if url.path == "/status":
+                self._send(200, json.dumps(cn.status.__dict__).encode())
+            elif url.path == "/checkpoint":
+                if query.get("final"):
+                    if cn.final is None:
+                        raise NotFoundError("no final checkpoint yet")
+                    self._send(200, cn.final.note, "text/plain; charset=utf-8")
+                else:
+                    self._send(200, cn.node.checkpoint(), "text/plain; charset=utf-8")
+            elif url.path == "/blocks":
+                start = int(query.get("from", ["0"])[0])
+                self._send(200, export_blocks(cn.node, start), "application/cbor")
+            else:
+                raise NotFoundError(f"no route {url.path}")
+        except GlucoledgerError as exc:
+            self._error(exc)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    cnode: ConsortiumNode
+
+
+class ControlServer:
+    """Serve ``cnode`` on 127.0.0.1:``port`` (0: any free port) in a background thread."""
+
+    def __init__(self, cnode: ConsortiumNode, port: int = 0) -> None:
+        self.httpd = _Server(("127.0.0.1", port), _Handler)
+        self.httpd.cnode = cnode
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _request(url: str, data: bytes | None = None, timeout: float = 60.0) -> bytes:
+    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return bytes(resp.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            doc = json.loads(exc.read())
+            err = GlucoledgerError(str(doc["error"]), code=str(doc["code"]))
+        except (ValueError, KeyError):
+            err = OrderingError(f"node at {url} answered HTTP {exc.code}")
+        if exc.code in (502, 503, 504):
+            raise OrderingError(err.message, code=err.code) from None
+        raise err from None
+    except (OSError, urllib.error.URLError) as exc:
+        raise OrderingError(f"node at {url} is unreachable ({exc}); is it running?") from None
+
+
+def submit(url: str, envelopes: list[bytes], timeout: float = 60.0) -> list[dict[str, Any]]:
+    body = _request(url.rstrip("/") + "/submit", codec.encode(envelopes), timeout)
+    receipts: list[dict[str, Any]] = json.loads(body)["receipts"]
+    return receipts
+
+
+def get_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(_request(url.rstrip("/") + "/status", timeout=timeout))
+    return doc
+
+
+def fetch_blocks(url: str, start: int) -> bytes:
+    return _request(f"{url.rstrip('/')}/blocks?from={start}", timeout=120.0)
+
+
+def run_node(data_dir: Any, *, port: int = 0, stop: threading.Event | None = None,
+             wait: float = 0.2, compact_every: int = 20_000,
+             anchor_endpoint: str | None = None, anchor_every: float = 60.0) -> None:
+    """Run a consortium member until ``stop`` is set: control endpoint plus the follow loop.
+
+    The control URL is written to ``<data>/control.json`` and published in etcd (``ctl/``).
+    """
+    from pathlib import Path
+
+    stop = stop or threading.Event()
+    cnode = ConsortiumNode(Path(data_dir), compact_every=compact_every)
+    if anchor_endpoint:
+        cnode.set_anchoring(anchor_endpoint, anchor_every)
+    server = ControlServer(cnode, port)
+    cnode.status.control = server.url
+    (Path(data_dir) / "control.json").write_text(json.dumps({"url": server.url}) + "\n")
+    server.start()
+    try:
+        while not stop.is_set():
+            try:
+                cnode.kv.put(f"ctl/{cnode.name}", server.url.encode())
+                break
+            except GlucoledgerError:
+                stop.wait(0.5)
+        while not stop.is_set():
+            cnode.step(wait=wait)
+            if cnode.status.error:
+                stop.wait(0.2)
+    finally:
+        server.stop()
+        cnode.close()

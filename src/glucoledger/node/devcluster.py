@@ -1,0 +1,162 @@
+"""A one-command local consortium: n etcd members and n member nodes on 127.0.0.1.
+
+``up(base, n)`` creates, under ``base``: ``etcd/`` (``ordering.cluster.EtcdCluster``),
+``node-<i>/`` member folders (keys, node.json, genesis.json, chain.db, status.json,
+control.json, node.log), ``genesis.json`` (threshold n // 2 + 1) and ``consortium.json``, the
+record of every process started (pid, folder). ``down(base)`` stops exactly those: a pid is
+signalled only while ``/proc/<pid>/cmdline`` still names its folder (pids get reused).
+
+For development and tests only: no TLS, no authentication on the loopback control ports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import GlucoledgerError, InputError
+from ..ordering.cluster import EtcdCluster
+from ..ordering.etcd import EtcdOrderer
+from .genesis_file import Genesis, create_member, init_member, member_of
+from .service import etcd_chain_key
+
+__all__ = ["down", "node_alive", "start_node", "stop_node", "up"]
+
+_STATE = "consortium.json"
+#: Children started by this process, kept so they are reaped (and never garbage-collected
+#: while running); `down` from another process works from the recorded pids instead.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+_CLUSTERS: dict[Path, EtcdCluster] = {}
+
+
+def _node_cmd(data: Path) -> list[str]:
+    return [sys.executable, "-m", "glucoledger", "node", "--data", str(data)]
+
+
+def start_node(data: Path, env: dict[str, str] | None = None) -> int:
+    """Start ``glucoledger node`` on ``data`` in its own session; return its pid."""
+    with open(data / "node.log", "ab") as out:
+        proc = subprocess.Popen(_node_cmd(data), stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                env=env or dict(os.environ))
+    _CHILDREN[proc.pid] = proc
+    return proc.pid
+
+
+def node_alive(pid: int, data: Path) -> bool:
+    """Whether ``pid`` is still the node we started on ``data`` (checked in /proc)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    child = _CHILDREN.get(pid)
+    if child is not None and child.poll() is not None:
+        _CHILDREN.pop(pid, None)
+        return False
+    if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+        return False
+    return str(data).encode() in cmdline and b"node" in cmdline
+
+
+def stop_node(pid: int, data: Path, sig: signal.Signals = signal.SIGTERM,
+              timeout: float = 10.0) -> None:
+    if not node_alive(pid, data):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and node_alive(pid, data):
+        time.sleep(0.05)
+    if node_alive(pid, data):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    child = _CHILDREN.pop(pid, None)
+    if child is not None:
+        child.wait(5)
+
+
+def create_consortium(base: Path, n: int, url: str, chain: str = "glucoledger/consortium",
+                      threshold: int | None = None) -> list[Path]:
+    """Member folders and a signed genesis, initialized against the etcd cluster at ``url``."""
+    folders = [base / f"node-{i}" for i in range(n)]
+    members = [create_member(f, f"org-{i}") for i, f in enumerate(folders)]
+    genesis = Genesis(chain, threshold or n // 2 + 1, tuple(members), {})
+    for f in folders:
+        name, wallet = member_of(f)
+        genesis = genesis.sign(name, wallet.load("node"))
+    (base / "genesis.json").write_text(genesis.to_json())
+    orderer = EtcdOrderer.from_url(url, etcd_chain_key(chain))
+    try:
+        for f in folders:
+            init_member(f, genesis, url, orderer)
+    finally:
+        orderer.close()
+    return folders
+
+
+def wait_controls(folders: list[Path], timeout: float = 30.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        urls = []
+        for f in folders:
+            try:
+                urls.append(json.loads((f / "control.json").read_text())["url"])
+            except (OSError, ValueError, KeyError):
+                break
+        if len(urls) == len(folders):
+            return urls
+        if time.monotonic() > deadline:
+            raise GlucoledgerError(f"nodes did not start in {timeout:.0f} s; see node.log files")
+        time.sleep(0.1)
+
+
+def up(base: Path, n: int = 3) -> dict[str, Any]:
+    base = Path(base).resolve()
+    if (base / _STATE).exists():
+        raise InputError(f"{base} already holds a consortium: `glucoledger cluster down --dir "
+                         f"{base}` first, or use another --dir")
+    base.mkdir(parents=True, exist_ok=True)
+    cluster = EtcdCluster(n, base / "etcd")
+    cluster.start()
+    _CLUSTERS[base / "etcd"] = cluster
+    cluster.wait_healthy(30)
+    folders = create_consortium(base, n, cluster.url)
+    nodes = []
+    for f in folders:
+        (f / "control.json").unlink(missing_ok=True)
+        nodes.append({"name": member_of(f)[0], "data": str(f), "pid": start_node(f)})
+    state = {"etcd": cluster.url, "etcd_dir": str(base / "etcd"), "nodes": nodes}
+    (base / _STATE).write_text(json.dumps(state, indent=2) + "\n")
+    for node, url in zip(nodes, wait_controls(folders), strict=True):
+        node["control"] = url
+    (base / _STATE).write_text(json.dumps(state, indent=2) + "\n")
+    return state
+
+
+def down(base: Path) -> list[str]:
+    """Stop the nodes and etcd members recorded in ``base``; return what was stopped."""
+    base = Path(base).resolve()
+    try:
+        state = json.loads((base / _STATE).read_text())
+    except (OSError, ValueError):
+        raise InputError(f"no consortium recorded in {base} (no readable {_STATE})") from None
+    stopped = []
+    for node in state["nodes"]:
+        if node_alive(int(node["pid"]), Path(node["data"])):
+            stop_node(int(node["pid"]), Path(node["data"]))
+            stopped.append(f"node {node['name']} (pid {node['pid']})")
+    cluster = _CLUSTERS.pop(Path(state["etcd_dir"]), None) or EtcdCluster.load(
+        Path(state["etcd_dir"]))
+    running = [(m.name, m.pid) for m in cluster.members if m.pid is not None]
+    cluster.stop()
+    stopped += [f"etcd {name} (pid {pid})" for name, pid in running]
+    (base / _STATE).rename(base / (_STATE + ".down"))
+    return stopped

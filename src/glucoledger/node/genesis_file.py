@@ -1,0 +1,199 @@
+"""The consortium genesis file, and setting up a member's folder from it.
+
+Format (JSON, ``docs``-style, one file shared by every member)::
+
+    {
+      "format": "glucoledger-genesis/1",
+      "chain": "glucoledger/consortium",          the chain name (checkpoint origin)
+      "threshold": 2,                              signatures that make a checkpoint final
+      "members": [                                 founding organizations, in order
+        {"name": "org-a",                          the node's checkpoint key name
+         "org_key": {"alg": "ed25519", "pub": "<hex>"},   the organization's account key
+         "vkey": "org-a+1a2b3c4d+AX..."},          the node key, C2SP vkey form
+        ...
+      ],
+      "signatures": {"org-a": "<hex Ed25519 signature of the genesis tx hash>", ...}
+    }
+
+The genesis transaction (``chain.genesis``) is derived from ``chain``, ``threshold`` and
+``members`` alone, so every member computes the same one; each member's node key signs its
+hash (``glucoledger consortium sign``). When every member has signed, the envelope is complete
+and byte-identical everywhere (signatures in member order), and any member may append it.
+
+Workflow: ``consortium keys`` (each org) -> ``consortium genesis`` (anyone, from the member
+lines) -> ``consortium sign`` (each org) -> ``consortium init`` (each org, same file) ->
+``glucoledger node`` (each org).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..crypto import PrivateKey, PublicKey, generate
+from ..errors import InputError, MalformedError, SignatureError
+from ..ledger.checkpoint import NoteVerifier
+from ..ledger.log import encode_cut, encode_tx_entry
+from ..ledger.tx import Signature, SignedTx, Transaction
+from ..ordering.base import Orderer
+from ..state.accounts_model import account_id, single_key_policy
+from .keystore import Wallet, create_master_key, load_master_key
+from .service import NodeConfig
+
+__all__ = ["FORMAT", "Genesis", "Member", "create_member", "init_member"]
+
+FORMAT = "glucoledger-genesis/1"
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    name: str
+    org_key: PublicKey
+    node: NoteVerifier
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "org_key": {"alg": self.org_key.alg,
+                                               "pub": self.org_key.raw.hex()},
+                "vkey": self.node.vkey()}
+
+    @classmethod
+    def from_json(cls, doc: Any) -> Member:
+        try:
+            node = NoteVerifier.parse(doc["vkey"])
+            org = PublicKey(doc["org_key"]["alg"], bytes.fromhex(doc["org_key"]["pub"]))
+            if node.name != doc["name"]:
+                raise MalformedError(f"member {doc['name']}: its vkey is named {node.name}")
+            return cls(str(doc["name"]), org, node)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MalformedError(f"genesis member entry is malformed ({exc}); expected "
+                                 "{name, org_key: {alg, pub}, vkey}") from None
+
+    def line(self) -> str:
+        """``name:alg:orgkeyhex:vkey``: what ``consortium keys`` prints to share."""
+        return f"{self.name}:{self.org_key.alg}:{self.org_key.raw.hex()}:{self.node.vkey()}"
+
+    @classmethod
+    def parse_line(cls, line: str) -> Member:
+        parts = line.strip().split(":", 3)
+        if len(parts) != 4:
+            raise InputError(f"member {line!r}: expected name:alg:orgkeyhex:vkey")
+        name, alg, pub, vkey = parts
+        return cls.from_json({"name": name, "org_key": {"alg": alg, "pub": pub}, "vkey": vkey})
+
+
+@dataclass(frozen=True, slots=True)
+class Genesis:
+    chain: str
+    threshold: int
+    members: tuple[Member, ...]
+    signatures: dict[str, bytes]
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.threshold <= len(self.members):
+            raise InputError(f"threshold {self.threshold} must be 1..{len(self.members)}")
+        if len({m.name for m in self.members}) != len(self.members):
+            raise InputError("member names must be distinct")
+
+    def transaction(self) -> Transaction:
+        body: dict[str, Any] = {
+            "orgs": [{"name": m.name, "policy": single_key_policy(m.org_key),
+                      "node": m.node.key.to_value()} for m in self.members],
+            "threshold": self.threshold,
+        }
+        first = account_id("organization", body["orgs"][0]["policy"])
+        return Transaction(self.chain, "chain.genesis", body, first, 0)
+
+    def sign(self, name: str, node_key: PrivateKey) -> Genesis:
+        member = next((m for m in self.members if m.name == name), None)
+        if member is None or member.node.key != node_key.public:
+            raise InputError(f"{name} with this node key is not a member of this genesis")
+        sig = node_key.sign("tx", self.transaction().hash())
+        return Genesis(self.chain, self.threshold, self.members, {**self.signatures, name: sig})
+
+    def missing(self) -> list[str]:
+        return [m.name for m in self.members if m.name not in self.signatures]
+
+    def envelope(self) -> bytes:
+        """The complete, verified genesis envelope. Raises InputError while unsigned."""
+        if self.missing():
+            raise InputError(f"genesis is not signed yet by {', '.join(self.missing())}: "
+                             "run `glucoledger consortium sign` in their folders")
+        stx = SignedTx.create(self.transaction(), [
+            Signature(m.node.key, self.signatures[m.name]) for m in self.members])
+        try:
+            stx.check_signatures()
+        except SignatureError as exc:
+            raise InputError(f"a genesis signature is wrong: {exc.message}") from None
+        return stx.raw
+
+    def verifiers(self) -> list[NoteVerifier]:
+        return [m.node for m in self.members]
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "format": FORMAT, "chain": self.chain, "threshold": self.threshold,
+            "members": [m.to_json() for m in self.members],
+            "signatures": {k: v.hex() for k, v in sorted(self.signatures.items())},
+        }, indent=2) + "\n"
+
+    @classmethod
+    def parse(cls, text: str) -> Genesis:
+        try:
+            doc = json.loads(text)
+            if doc.get("format") != FORMAT:
+                raise MalformedError(f"not a {FORMAT} file")
+            return cls(str(doc["chain"]), int(doc["threshold"]),
+                       tuple(Member.from_json(m) for m in doc["members"]),
+                       {k: bytes.fromhex(v) for k, v in doc.get("signatures", {}).items()})
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise MalformedError(f"genesis file is malformed ({exc})") from None
+
+    @classmethod
+    def load(cls, path: Path) -> Genesis:
+        return cls.parse(Path(path).read_text())
+
+
+def create_member(data_dir: Path, name: str) -> Member:
+    """Make a member folder: master key, node key and organization key (no chain yet)."""
+    data_dir = Path(data_dir)
+    if (data_dir / "master.key").exists() or (data_dir / "node.json").exists():
+        raise InputError(f"{data_dir} already holds keys; use another folder")
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    create_master_key(data_dir)
+    wallet = Wallet(data_dir, load_master_key(data_dir))
+    node_key, org_key = generate("ed25519"), generate("ed25519")
+    wallet.save("node", node_key)
+    wallet.save("org", org_key)
+    (data_dir / "member.txt").write_text(name + "\n")
+    return Member(name, org_key.public, NoteVerifier(name, node_key.public))
+
+
+def member_of(data_dir: Path) -> tuple[str, Wallet]:
+    data_dir = Path(data_dir)
+    try:
+        name = (data_dir / "member.txt").read_text().strip()
+    except OSError:
+        raise InputError(f"{data_dir} is not a member folder: run `glucoledger consortium keys`"
+                         ) from None
+    return name, Wallet(data_dir, load_master_key(data_dir))
+
+
+def init_member(data_dir: Path, genesis: Genesis, orderer_url: str, orderer: Orderer) -> None:
+    """Record the chain, name and orderer in node.json; append the genesis if the log is empty.
+
+    Every member runs this with the same file; only the first append lands, and a late one
+    is a no-op because the log is no longer empty. Raises InputError when the folder's keys
+    are not the member's.
+    """
+    data_dir = Path(data_dir)
+    name, wallet = member_of(data_dir)
+    member = next((m for m in genesis.members if m.name == name), None)
+    if member is None or member.node.key != wallet.load("node").public:
+        raise InputError(f"this folder's node key is not {name}'s key in the genesis file")
+    envelope = genesis.envelope()
+    NodeConfig(genesis.chain, name, orderer_url).save(data_dir)
+    (data_dir / "genesis.json").write_text(genesis.to_json())
+    if orderer.size() == 0:
+        orderer.append([encode_tx_entry(envelope), encode_cut(0, 0)])

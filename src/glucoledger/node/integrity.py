@@ -1,0 +1,94 @@
+"""A fast integrity check a consortium node runs at open, before it signs anything.
+
+``verify`` re-executes every transaction (signatures, state machine, state table) and takes
+seconds per hundred thousand transactions. At start a node only needs to know that the blocks
+it would build on are the ones it signed, so this check hashes instead of re-executing:
+
+- every stored header decodes, hashes to its stored hash, links to the previous one, and
+  its heights are 0, 1, 2, ...;
+- every stored checkpoint verifies under this node's key and names that header;
+- every block's stored envelopes hash to its ``tx_root``, its stored results to its
+  ``results`` hash, and the leaves of all blocks, appended in order, give each header's
+  ``log_size``/``log_root`` (RFC 9162); the stored Merkle frontier is the derived one.
+
+A changed byte in any envelope, result, header or checkpoint is caught. Cost: one SHA-256
+per envelope and one signature check per block (not yet benchmarked at scale). State values are not re-derived here; full
+``verify`` does that. Raises StoreDamagedError (an IntegrityError) naming the height and the
+root this store now derives, or returns the number of blocks checked.
+"""
+
+from __future__ import annotations
+
+from ..errors import GlucoledgerError, MalformedError
+from ..ledger import merkle
+from ..ledger.block import GENESIS_PREV, BlockHeader, results_hash
+from ..ledger.checkpoint import Checkpoint, NoteVerifier, parse_note
+from .chainstore import ChainStore
+from .verify import Finding, IntegrityError
+
+__all__ = ["StoreDamagedError", "quick_check"]
+
+
+class StoreDamagedError(IntegrityError):
+    def __init__(self, finding: Finding, height: int, signed_root: bytes,
+                 derived_root: bytes) -> None:
+        super().__init__(finding)
+        self.height = height
+        self.signed_root = signed_root
+        self.derived_root = derived_root
+
+
+def _damaged(height: int, what: str, signed: bytes, derived: bytes,
+             expected: str = "", found: str = "") -> StoreDamagedError:
+    return StoreDamagedError(
+        Finding("tamper", what, expected or signed.hex(), found or derived.hex(), height=height),
+        height, signed, derived)
+
+
+def quick_check(store: ChainStore, chain: str, verifier: NoteVerifier) -> int:
+    tree = merkle.CompactTree()
+    prev = GENESIS_PREV
+    count = 0
+    for height, bhash, raw, note_raw in store.iter_blocks():
+        try:
+            header = BlockHeader.decode(raw)
+        except MalformedError as exc:
+            raise _damaged(height, "block header encoding", b"", tree.root(),
+                           "a canonical header", exc.message) from None
+        if height != count or header.height != height:
+            raise _damaged(height, "block height", header.log_root, tree.root(),
+                           str(count), str(header.height))
+        if header.hash() != bhash or header.prev != prev:
+            raise _damaged(height, "block hash chain", header.log_root, tree.root(),
+                           bhash.hex(), header.hash().hex())
+        try:
+            note = parse_note(note_raw)
+            note.verify([verifier])
+            cp = Checkpoint.parse_body(note.text)
+        except GlucoledgerError as exc:
+            raise _damaged(height, "signed checkpoint", header.log_root, tree.root(),
+                           "a checkpoint signed by this node's key", exc.message) from None
+        if cp != Checkpoint(chain, header.log_size, header.log_root, height, bhash, header.time):
+            raise _damaged(height, "signed checkpoint contents", cp.root, header.log_root)
+        txs = store.txs_of_block(height)
+        leaves = [merkle.leaf_hash(t.envelope) for t in txs]
+        for i, t in enumerate(txs):
+            if t.idx != tree.size + i:
+                raise _damaged(height, "transaction index", header.log_root, tree.root(),
+                               str(tree.size + i), str(t.idx))
+        for leaf in leaves:
+            tree.append(leaf)
+        try:
+            res = results_hash([t.decoded_result() for t in txs])
+        except GlucoledgerError:
+            res = b""
+        if (len(txs) != header.tx_count or merkle.root_of(leaves) != header.tx_root
+                or res != header.results or tree.size != header.log_size
+                or tree.root() != header.log_root):
+            raise _damaged(height, "block contents (transactions or results)",
+                           header.log_root, tree.root())
+        prev = bhash
+        count += 1
+    if store.frontier() != list(tree.frontier):
+        raise _damaged(count - 1, "stored Merkle frontier", tree.root(), b"")
+    return count

@@ -1,0 +1,149 @@
+"""Consortium governance: adding and removing member organizations, recording anchors.
+
+The member set lives in ``chain/genesis`` (written by ``chain.genesis``): ``orgs`` (account
+ids), ``nodes`` (name, org, node account, node key) and the checkpoint ``threshold``.
+
+- ``gov.member_add`` body ``{name, policy, node, threshold?}``: a new organization (its
+  cosigner policy) and its node key (Ed25519: it signs checkpoints). Optional ``threshold``
+  sets the new checkpoint threshold (default: unchanged).
+- ``gov.member_remove`` body ``{name, threshold?}``: drop an organization's node from the
+  checkpoint signers; the threshold is clamped to the remaining number of nodes unless given.
+- ``anchor.record`` body ``{height, size, root, chain_id, tx_hash, block_number}``: the
+  receipt of a final checkpoint written to a public chain (see ``node.anchor``).
+
+Authorization (CCF-style member governance): a ``gov.*`` transaction must carry signatures
+whose keys reach the ``default`` threshold of at least ``threshold`` distinct current member
+organizations (cosignatures collected off-chain into one envelope). Its nonce is the
+consortium's governance counter (``gov_nonce`` in ``chain/genesis``), so a governance
+envelope can never be replayed. ``anchor.record`` needs one member organization (it states a
+fact anyone can check against the public chain) and uses the same counter.
+
+Invariants: the member set never becomes empty; 1 <= threshold <= number of nodes; names
+and node keys are unique. Pure: no I/O, clock or randomness.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..crypto import PublicKey
+from ..ledger.tx import SignedTx
+from .accounts import GENESIS_KEY, genesis_info
+from .accounts_model import (
+    account_id,
+    account_key,
+    load_account,
+    single_key_policy,
+    validate_policy,
+)
+from .machine import Context, body_field, register, require
+from .store import State
+
+__all__ = ["ANCHOR_PREFIX", "member_orgs_signing"]
+
+ANCHOR_PREFIX = "anchor/"
+
+
+def member_orgs_signing(state: State, info: dict[str, Any], stx: SignedTx) -> list[str]:
+    """Names of current member organizations whose keys on ``stx`` reach their threshold."""
+    names = []
+    for n in info["nodes"]:
+        org = load_account(state, n["org"])
+        weight = sum(org.weights("default").get(k, 0) for k in stx.signer_ids)
+        if weight >= org.threshold("default"):
+            names.append(n["name"])
+    return names
+
+
+def _authorize(state: State, stx: SignedTx, need: int) -> dict[str, Any]:
+    info = genesis_info(state)
+    require(stx.tx.nonce == info.get("gov_nonce", 0), "bad_nonce",
+            f"governance nonce must be {info.get('gov_nonce', 0)} (the consortium's next); "
+            "this envelope was used already or is out of order")
+    signing = member_orgs_signing(state, info, stx)
+    require(len(signing) >= need, "insufficient_signatures",
+            f"{len(signing)} member organization(s) signed ({', '.join(signing) or 'none'}); "
+            f"{need} needed: collect more cosignatures into the envelope")
+    require(stx.tx.account in info["orgs"], "not_member",
+            "a governance transaction is sent from a member organization's account")
+    info["gov_nonce"] = info.get("gov_nonce", 0) + 1
+    return info
+
+
+def _threshold(body: dict[str, Any], default: int, nodes: int) -> int:
+    value = body.get("threshold", default)
+    require(isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= nodes,
+            "bad_threshold", f"the checkpoint threshold must be 1..{nodes}")
+    return int(value)
+
+
+@register("gov.member_add", auth="self")
+def _member_add(state: State, stx: SignedTx, ctx: Context) -> None:
+    """Admit an organization and its node (threshold of current members)."""
+    body = stx.tx.body
+    require(set(body) <= {"name", "policy", "node", "threshold"}, "malformed",
+            "gov.member_add takes name, policy, node, threshold")
+    info = _authorize(state, stx, genesis_info(state)["threshold"])
+    name = body_field(body, "name", str)
+    require(0 < len(name) <= 64 and " " not in name and "+" not in name, "bad_name",
+            "organization names are 1..64 characters without spaces or '+'")
+    require(all(n["name"] != name for n in info["nodes"]), "exists",
+            f"organization {name} is already a member")
+    policy = body_field(body, "policy", dict)
+    validate_policy(policy)
+    node_key = PublicKey.from_value(body_field(body, "node", dict))
+    require(node_key.alg == "ed25519", "bad_key", "node keys are Ed25519 (they sign notes)")
+    require(all(n["key"] != node_key.to_value() for n in info["nodes"]), "exists",
+            "that node key already belongs to a member")
+    oid = account_id("organization", policy)
+    nid = account_id("node", single_key_policy(node_key))
+    if account_key(oid) not in state:
+        state.put(account_key(oid), {"kind": "organization", "policy": policy, "nonce": 0,
+                                     "name": name, "sponsor": b"", "created": ctx.height})
+    if account_key(nid) not in state:
+        state.put(account_key(nid), {"kind": "node", "policy": single_key_policy(node_key),
+                                     "nonce": 0, "name": name, "sponsor": oid,
+                                     "created": ctx.height})
+    info["orgs"] = [*info["orgs"], oid]
+    info["nodes"] = [*info["nodes"], {"name": name, "org": oid, "node": nid,
+                                      "key": node_key.to_value()}]
+    info["threshold"] = _threshold(body, info["threshold"], len(info["nodes"]))
+    state.put(GENESIS_KEY, info)
+
+
+@register("gov.member_remove", auth="self")
+def _member_remove(state: State, stx: SignedTx, ctx: Context) -> None:
+    """Remove an organization's node from the checkpoint signers (threshold of members)."""
+    body = stx.tx.body
+    require(set(body) <= {"name", "threshold"}, "malformed",
+            "gov.member_remove takes name, threshold")
+    info = _authorize(state, stx, genesis_info(state)["threshold"])
+    name = body_field(body, "name", str)
+    gone = [n for n in info["nodes"] if n["name"] == name]
+    require(bool(gone), "not_member", f"{name} is not a member")
+    rest = [n for n in info["nodes"] if n["name"] != name]
+    require(bool(rest), "last_member", "the last member cannot be removed")
+    info["nodes"] = rest
+    info["orgs"] = [o for o in info["orgs"] if o != gone[0]["org"]]
+    info["threshold"] = _threshold(body, min(info["threshold"], len(rest)), len(rest))
+    state.put(GENESIS_KEY, info)
+
+
+@register("anchor.record", auth="self")
+def _anchor_record(state: State, stx: SignedTx, ctx: Context) -> None:
+    """Record where a final checkpoint was anchored on a public chain."""
+    body = stx.tx.body
+    require(set(body) == {"height", "size", "root", "chain_id", "tx_hash", "block_number"},
+            "malformed", "anchor.record is {height, size, root, chain_id, tx_hash, block_number}")
+    for f in ("height", "size", "chain_id", "block_number"):
+        body_field(body, f, int)
+    require(isinstance(body["root"], bytes) and len(body["root"]) == 32, "malformed",
+            "root is a 32-byte hash")
+    require(isinstance(body["tx_hash"], bytes) and len(body["tx_hash"]) == 32, "malformed",
+            "tx_hash is the 32-byte public-chain transaction hash")
+    info = _authorize(state, stx, 1)
+    require(body["height"] < ctx.height, "bad_anchor", "an anchor names an earlier block")
+    key = f"{ANCHOR_PREFIX}{body['height']:020d}"
+    require(key not in state, "exists", f"block {body['height']} is anchored already")
+    state.put(key, dict(body))
+    state.put(GENESIS_KEY, info)

@@ -1,0 +1,135 @@
+"""A real local consortium per test: 3 etcd members, 3 `glucoledger node` processes."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from glucoledger import crypto
+from glucoledger.errors import GlucoledgerError
+from glucoledger.ledger.tx import Transaction, sign
+from glucoledger.node import control, devcluster
+from glucoledger.ordering.cluster import ClusterError, EtcdCluster, find_etcd
+from glucoledger.state.accounts_model import account_id, single_key_policy
+
+CHAIN = "glucoledger/consortium"
+
+
+def require_etcd() -> None:
+    try:
+        find_etcd()
+    except ClusterError:
+        pytest.skip("etcd not installed: apt-get install etcd-server")
+
+
+def patient_envelopes(n: int) -> list[bytes]:
+    out = []
+    for _ in range(n):
+        k = crypto.generate()
+        pol = single_key_policy(k.public)
+        out.append(sign(Transaction(CHAIN, "account.create", {"kind": "patient", "policy": pol},
+                                    account_id("patient", pol), 0), [k]).raw)
+    return out
+
+
+def wait_until(cond: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = cond()
+        except (GlucoledgerError, OSError, ValueError):
+            last = None
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+@dataclass
+class Consortium:
+    base: Path
+    state: dict[str, Any]
+
+    @property
+    def folders(self) -> list[Path]:
+        return [Path(n["data"]) for n in self.state["nodes"]]
+
+    @property
+    def urls(self) -> list[str]:
+        return [n["control"] for n in self.state["nodes"]]
+
+    @property
+    def etcd(self) -> EtcdCluster:
+        path = Path(self.state["etcd_dir"])
+        return devcluster._CLUSTERS.get(path) or EtcdCluster.load(path)
+
+    def status(self, i: int) -> dict[str, Any]:
+        return dict(json.loads((self.folders[i] / "status.json").read_text()))
+
+    def submit(self, envelopes: list[bytes], prefer: int = 0) -> list[dict[str, Any]]:
+        """Submit through the first node that answers (failing over like a client would)."""
+        last: Exception | None = None
+        for k in range(len(self.urls)):
+            url = self.urls[(prefer + k) % len(self.urls)]
+            try:
+                return control.submit(url, envelopes, timeout=30)
+            except GlucoledgerError as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    def kill_node(self, i: int, hard: bool = True) -> None:
+        import signal
+
+        node = self.state["nodes"][i]
+        devcluster.stop_node(int(node["pid"]), Path(node["data"]),
+                             signal.SIGKILL if hard else signal.SIGTERM)
+
+    def start_node(self, i: int) -> None:
+        node = self.state["nodes"][i]
+        (Path(node["data"]) / "control.json").unlink(missing_ok=True)
+        node["pid"] = devcluster.start_node(Path(node["data"]))
+        url = devcluster.wait_controls([Path(node["data"])])[0]
+        node["control"] = url
+        (self.base / "consortium.json").write_text(json.dumps(self.state))
+
+    def converged(self, nodes: list[int] | None = None) -> dict[str, Any] | None:
+        """All (listed) nodes at one height with one final checkpoint at that height."""
+        idx = nodes if nodes is not None else list(range(len(self.folders)))
+        sts = [self.status(i) for i in idx]
+        first = sts[0]
+        if all(s["height"] == first["height"] and s["final_height"] == first["height"]
+               and s["final_root"] == first["final_root"] for s in sts):
+            return first
+        return None
+
+    def ok_counts(self, i: int, tx_hashes: list[str]) -> dict[str, int]:
+        db = sqlite3.connect(f"file:{self.folders[i] / 'chain.db'}?mode=ro", uri=True)
+        try:
+            out = {}
+            for h in tx_hashes:
+                rows = db.execute("SELECT result FROM txs WHERE hash = ?",
+                                  (bytes.fromhex(h),)).fetchall()
+                out[h] = sum(1 for (r,) in rows if bytes(r)[:4] == b"\x82bok")
+            return out
+        finally:
+            db.close()
+
+
+@pytest.fixture
+def consortium(tmp_path: Path) -> Iterator[Consortium]:
+    require_etcd()
+    base = tmp_path / "c"
+    state = devcluster.up(base, 3)
+    try:
+        yield Consortium(base, state)
+    finally:
+        devcluster.down(base)
