@@ -78,6 +78,12 @@ def demo(
         old = node.submit([node.build("account.update", rotate, alice.id, [k2, k1]).raw])[0]
         console.print(f"the lost key no longer signs: {old.result.code}")
 
+        _step("Device data: 3 simulated patients x 14 days, uploaded by their own registered "
+              "devices (signed, sequenced), sealed in the vault, committed; one reading proven")
+        from .data_cmds import demo_data
+
+        demo_data(node, folder)
+
         _step("The latest checkpoint (C2SP signed note)")
         note = node.checkpoint()
         (folder / "checkpoint.txt").write_bytes(note)

@@ -4,7 +4,7 @@ Safe recipes here choose every algorithm, nonce and version byte; the rest of gl
 calls these and never imports ``cryptography`` itself.
 """
 
-from .hashing import constant_time_equal, sha256, tagged_hash
+from .hashing import constant_time_equal, hmac_sha256, sha256, tagged_hash
 from .keys import ALGORITHMS, Algorithm, PrivateKey, PublicKey, generate, signing_input
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "PublicKey",
     "constant_time_equal",
     "generate",
+    "hmac_sha256",
     "sha256",
     "signing_input",
     "tagged_hash",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-__all__ = ["constant_time_equal", "sha256", "tagged_hash"]
+__all__ = ["constant_time_equal", "hmac_sha256", "sha256", "tagged_hash"]
 
 
 def sha256(data: bytes) -> bytes:
@@ -26,3 +26,8 @@ def tagged_hash(tag: str, data: bytes) -> bytes:
 def constant_time_equal(a: bytes, b: bytes) -> bool:
     """Compare secrets or MACs without leaking where they differ."""
     return hmac.compare_digest(a, b)
+
+
+def hmac_sha256(key: bytes, message: bytes) -> bytes:
+    """HMAC-SHA-256 (RFC 2104): a keyed PRF, e.g. for per-reading salts from a batch key."""
+    return hmac.digest(key, message, "sha256")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..crypto import sha256
 from ..errors import ConsistencyError, GlucoledgerError, MalformedError
@@ -32,7 +33,8 @@ from ..ordering.base import Orderer
 from ..state.replica import Block, Replica, precheck
 from .chainstore import ChainStore, StoredTx
 
-__all__ = ["Finding", "IntegrityError", "VerifyReport", "verify_store"]
+__all__ = ["Finding", "IntegrityError", "VaultReport", "VerifyReport", "verify_store",
+           "verify_vault"]
 
 Prechecker = Callable[[list[bytes]], list[bool | None]]
 
@@ -268,3 +270,70 @@ def _check_held(held: Checkpoint, at: BlockHeader | None, replica: Replica,
     except GlucoledgerError as exc:
         _fail("fork", "consistency proof from your checkpoint", "a valid RFC 9162 proof",
               exc.message)
+
+
+@dataclass(frozen=True, slots=True)
+class VaultReport:
+    batches: int
+    decrypted: int
+    self_custody: int
+    seconds: float
+
+
+def verify_vault(store: ChainStore, vault: Any, *, decrypt: bool = True) -> VaultReport:
+    """Check every accepted ``data.commit`` against the vault: a row, a blob, the same hash.
+
+    For each accepted commit (in log order): the vault holds its batch row; the blob named by
+    the committed ciphertext hash exists and its SHA-256 matches; with ``decrypt`` the batch
+    also opens under its wrapped data key (AES-GCM tag) and its salted leaves give the
+    committed root. Self-custody batches are checked up to the hash (the node cannot open
+    them). Raises IntegrityError naming the batch (patient, stream, transaction index).
+    """
+    from ..crypto import sha256
+    from ..ledger.tx import SignedTx
+    from ..vault.batch import leaf_hashes
+    from ..vault.store import BatchIntegrityError
+
+    start = time.perf_counter()
+    n = opened = own = 0
+    for height, _bhash, _header, _note in store.iter_blocks():
+        for t in store.txs_of_block(height):
+            if b"data.commit" not in t.envelope or not t.decoded_result().ok:
+                continue
+            stx = SignedTx.decode(t.envelope)
+            if stx.tx.type != "data.commit":
+                continue
+            body = stx.tx.body
+            n += 1
+            name = (f"batch of patient {body['patient'].hex()[:16]} stream {body['stream']} "
+                    f"(uploader {body['uploader'].hex()[:16]} seq {body['seq']})")
+            where = {"height": height, "tx_index": t.idx, "tx_hash": stx.tx_hash.hex()}
+            try:
+                row = vault.by_ct(body["ct"])
+            except GlucoledgerError:
+                _fail("tamper", f"vault row of {name}", "a batch row", "none", **where)
+            try:
+                blob = vault.blobs.get(body["ct"])
+            except GlucoledgerError:
+                _fail("tamper", f"blob of {name}", _short(body["ct"]), "missing", **where)
+            if sha256(blob) != body["ct"]:
+                _fail("tamper", f"blob of {name}", f"SHA-256 {_short(body['ct'])}",
+                      f"SHA-256 {_short(sha256(blob))}", **where)
+            if row.root != body["root"] or row.seq != body["seq"]:
+                _fail("tamper", f"vault row of {name}", "the committed root and sequence",
+                      "other values", **where)
+            if row.custody == "self":
+                own += 1
+                continue
+            if decrypt:
+                try:
+                    salt_key, batch = vault.decrypt(row, blob)
+                except BatchIntegrityError as exc:
+                    _fail("tamper", f"ciphertext of {name}", "an AES-GCM tag that verifies",
+                          exc.message, **where)
+                values = [r.to_value() for r in batch.items]
+                if merkle.root_of(leaf_hashes(salt_key, values)) != body["root"]:
+                    _fail("tamper", f"contents of {name}", "the committed salted root",
+                          "another root", **where)
+                opened += 1
+    return VaultReport(n, opened, own, time.perf_counter() - start)

@@ -3,7 +3,7 @@
 Importing this package registers every transaction type; ``REGISTRY`` lists them.
 """
 
-from . import accounts, multisig  # noqa: F401  (registers the contracts)
+from . import accounts, data, devices, firmware, multisig  # noqa: F401  (registers the contracts)
 from .machine import REGISTRY, Context, apply
 from .replica import Block, Replica
 from .store import State

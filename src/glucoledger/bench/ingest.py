@@ -1,0 +1,154 @@
+"""Benchmark: readings ingested per second end to end, against plain SQLite inserts.
+
+End to end = what a node does with uploads received as bytes: decode, validate every record
+(glucose package), recompute the salted leaves and root, check the device's state and
+signature, seal under a fresh data key, wrap it, write the blob (fsync by default), record the
+wrapped key, and commit one ``data.commit`` per batch through ``Node.submit`` (grouped: one
+block per group of queued uploads). Devices prepare and sign their uploads before the clock
+starts (that is their work, not the node's).
+
+Baseline, in the same run: the same readings inserted into a plain SQLite table
+(``executemany``, one transaction per group, WAL, synchronous=NORMAL).
+
+Run: ``python -m glucoledger.bench.ingest [--singles N] [--days N] [--no-fsync]``.
+Goals (reported, not asserted): >= 10,000 single-reading uploads/s; >= 250,000 readings/s in
+day batches (288 readings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import codec
+from ..glucose.readings import Batch, CgmReading
+from ..node.ingest import IngestService, open_vault
+from ..node.service import Node
+from ..node.world import World
+from ..vault.batch import Upload, prepare_upload
+
+__all__ = ["Result", "main", "run"]
+
+T0 = 1_700_000_012_345
+
+
+@dataclass(frozen=True)
+class Result:
+    label: str
+    uploads: int
+    readings: int
+    seconds: float
+    sqlite_seconds: float
+
+    @property
+    def readings_per_s(self) -> float:
+        return self.readings / self.seconds
+
+    @property
+    def uploads_per_s(self) -> float:
+        return self.uploads / self.seconds
+
+    @property
+    def sqlite_per_s(self) -> float:
+        return self.readings / self.sqlite_seconds
+
+
+def _wire(world: World, devices: list, per_upload: int, uploads: int) -> list[bytes]:
+    out = []
+    n = len(devices)
+    for k in range(uploads):
+        patient, dev = devices[k % n]
+        seq = k // n + 1
+        t0 = T0 + seq * per_upload * 300_000
+        items = tuple(CgmReading(t0 + i * 300_000, 0, 40 + (k * 7 + i) % 360, "Flat")
+                      for i in range(per_upload))
+        batch = Batch("cgm", items, items[0].time_ms, items[-1].time_ms, per_upload)
+        up = prepare_upload(world.node.chain, patient.id, dev.id, seq, batch, dev.key)
+        out.append(codec.encode(up.to_value()))
+    return out
+
+
+def _sqlite(path: Path, wire: list[bytes], group: int) -> float:
+    rows_per_group = []
+    for g in range(0, len(wire), group):
+        rows = []
+        for w in wire[g:g + group]:
+            v = codec.decode(w, max_size=64 << 20)
+            for item in v["batch"]["items"]:
+                rows.append((v["patient"], item["time_ms"], item["tz_offset_min"],
+                             item["mgdl"], item["trend"]))
+        rows_per_group.append(rows)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("CREATE TABLE readings (patient BLOB, time_ms INTEGER, tz INTEGER, "
+               "mgdl INTEGER, trend TEXT)")
+    t = time.perf_counter()
+    for rows in rows_per_group:
+        db.execute("BEGIN")
+        db.executemany("INSERT INTO readings VALUES (?,?,?,?,?)", rows)
+        db.execute("COMMIT")
+    took = time.perf_counter() - t
+    db.close()
+    return took
+
+
+def run(label: str, per_upload: int, uploads: int, *, devices: int = 16, fsync: bool = True,
+        group: int = 2048, folder: Path | None = None) -> Result:
+    base = Path(folder or tempfile.mkdtemp(prefix="glucoledger-bench-"))
+    node = Node.init(base / "node")
+    try:
+        world = World.create(node)
+        pairs = []
+        for d in range(devices):
+            p = world.add_patient(f"p{d}")
+            pairs.append((p, world.add_device(f"D{d}", patient=p)))
+        wire = _wire(world, pairs, per_upload, uploads)
+        vault = open_vault(node, fsync=fsync)
+        service = IngestService(node, vault, max_group=group)
+        t = time.perf_counter()
+        accepted = 0
+        for g in range(0, len(wire), group):
+            ups = [Upload.from_value(codec.decode(w, max_size=64 << 20))
+                   for w in wire[g:g + group]]
+            for r in service.upload_many(ups):
+                if isinstance(r, Exception):
+                    raise r
+                accepted += 1
+        took = time.perf_counter() - t
+        vault.close()
+        assert accepted == uploads
+        base_s = _sqlite(base / "plain.db", wire, group)
+        return Result(label, uploads, uploads * per_upload, took, base_s)
+    finally:
+        node.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--singles", type=int, default=20_000, help="single-reading uploads")
+    ap.add_argument("--days", type=int, default=400, help="day batches of 288 readings")
+    ap.add_argument("--no-fsync", action="store_true", help="do not fsync blobs and vault.db")
+    args = ap.parse_args(argv)
+    results = [run("1 reading/upload", 1, args.singles, fsync=not args.no_fsync),
+               run("288 readings/upload", 288, args.days, fsync=not args.no_fsync)]
+    print(f"fsync: {not args.no_fsync}")
+    print(f"{'case':22} {'uploads':>8} {'readings':>9} {'uploads/s':>10} {'readings/s':>11} "
+          f"{'sqlite r/s':>11} {'ratio':>7}")
+    for r in results:
+        print(f"{r.label:22} {r.uploads:8d} {r.readings:9d} {r.uploads_per_s:10.0f} "
+              f"{r.readings_per_s:11.0f} {r.sqlite_per_s:11.0f} "
+              f"{r.sqlite_per_s / r.readings_per_s:6.1f}x")
+    s, d = results
+    print(f"goal 10,000 single uploads/s: {s.uploads_per_s:,.0f} "
+          f"({'met' if s.uploads_per_s >= 10_000 else 'not met'})")
+    print(f"goal 250,000 readings/s in day batches: {d.readings_per_s:,.0f} "
+          f"({'met' if d.readings_per_s >= 250_000 else 'not met'})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""Service helpers for devices, gateways and custody keys on a node (CLI, demo, tests).
+
+Each helper builds the transaction, signs it with the keys given, submits it and returns the
+account or device id; a refusal raises ``RejectedError`` with the state machine's reason code
+and message. Keys come from the caller (the node's wallet for custodial accounts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..crypto import PrivateKey, PublicKey
+from ..errors import RejectedError
+from ..ledger.tx import SignedTx, Transaction, add_signatures, sign
+from ..state.accounts_model import account_id, single_key_policy
+from ..state.devices import device_id
+from .service import Node, Receipt
+
+__all__ = ["bind_device", "create_keyed_account", "org_account", "register_device", "revoke_device",
+           "set_custody", "submit_one", "unbind_device"]
+
+
+def submit_one(node: Node, stx: SignedTx) -> Receipt:
+    """Submit one transaction; raise RejectedError (reason code kept) unless accepted."""
+    receipt = node.submit([stx.raw])[0]
+    if not receipt.ok:
+        raise RejectedError(receipt.result.message, code=receipt.result.code)
+    return receipt
+
+
+def org_account(node: Node) -> tuple[bytes, PrivateKey]:
+    """The node's organization account and key (wallet name "org")."""
+    key = node.wallet.load("org")
+    return account_id("organization", single_key_policy(key.public)), key
+
+
+def create_keyed_account(node: Node, kind: str, keys: Sequence[PrivateKey], *,
+                   policy: dict[str, Any] | None = None,
+                   sponsor: tuple[bytes, Sequence[PrivateKey]] | None = None,
+                   salt: bytes = b"") -> bytes:
+    pol = policy if policy is not None else single_key_policy(keys[0].public)
+    acct = account_id(kind, pol, salt)
+    body: dict[str, Any] = {"kind": kind, "policy": pol, "salt": salt}
+    if sponsor is not None:
+        body["sponsor"] = sponsor[0]
+    stx = sign(Transaction(node.chain, "account.create", body, acct, 0), keys)
+    if sponsor is not None:
+        stx = add_signatures(stx, sponsor[1])
+    submit_one(node, stx)
+    return acct
+
+
+def _send(node: Node, type_: str, body: dict[str, Any], account: bytes,
+          keys: Sequence[PrivateKey]) -> Receipt:
+    return submit_one(node, node.build(type_, body, account, keys))
+
+
+def register_device(node: Node, maker: bytes, maker_keys: Sequence[PrivateKey], serial: str,
+                    model: str, key: PublicKey) -> bytes:
+    _send(node, "device.register", {"serial": serial, "model": model, "key": key.to_value()},
+          maker, maker_keys)
+    return device_id(maker, serial)
+
+
+def bind_device(node: Node, patient: bytes, keys: Sequence[PrivateKey], device: bytes) -> None:
+    _send(node, "device.bind", {"device": device}, patient, keys)
+
+
+def unbind_device(node: Node, patient: bytes, keys: Sequence[PrivateKey], device: bytes) -> None:
+    _send(node, "device.unbind", {"device": device}, patient, keys)
+
+
+def revoke_device(node: Node, account: bytes, keys: Sequence[PrivateKey], device: bytes) -> None:
+    _send(node, "device.revoke", {"device": device}, account, keys)
+
+
+def set_custody(node: Node, patient: bytes, keys: Sequence[PrivateKey],
+                x25519_public: bytes | None) -> None:
+    _send(node, "vault.custody", {"x25519": x25519_public}, patient, keys)

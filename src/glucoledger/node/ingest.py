@@ -1,0 +1,372 @@
+"""The ingest service: signed uploads in, sealed blobs and ``data.commit`` transactions out.
+
+Path of one upload (``IngestService.upload``):
+
+1. parse and validate (``Upload.from_value`` / the glucose package: done before we are called);
+2. check the uploader against the current state: registered, bound to this patient, not
+   revoked, sequence above the last accepted, signed by its key (refusals raise
+   ``RejectedError`` with the state machine's reason code, or ``SignatureError``);
+3. seal the batch under a fresh data key, wrap the key (node KEK, or HPKE to the patient);
+4. group commit: a queue collects uploads from every thread; one thread at a time writes the
+   blobs and the pending index rows, submits all their ``data.commit`` transactions in one
+   ``Node.submit`` (one block), and settles: accepted batches are marked committed, refused
+   ones lose their blob and row. The state machine re-checks everything in step 2
+   deterministically; the early check only spares the work.
+
+Exactly once: an upload is named by (uploader, seq). A retry of the same upload (same salted
+root) while it is in flight waits for the first; after it was committed it returns the first
+receipt (``duplicate=True``); the same sequence with other content is refused as a replay.
+A refused upload leaves nothing: no blob, no index row, no accepted transaction, the sequence
+unchanged. A crash between writing and ordering leaves "pending" rows that ``recover`` (run at
+start) settles against the ledger.
+
+``data.commit`` is sent from the node's own account (kind "node", created at genesis) and
+signed by the node key; it consumes no nonce (the uploader's sequence is the replay guard).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import codec
+from ..crypto import PrivateKey
+from ..errors import (
+    GlucoledgerError,
+    InputError,
+    NotFoundError,
+    RejectedError,
+    SignatureError,
+)
+from ..glucose.ingest import parse_jsonl
+from ..glucose.readings import Batch
+from ..ledger.tx import Transaction, sign
+from ..state.accounts_model import account_id, single_key_policy
+from ..state.data import TRUST_LEVELS
+from ..state.devices import custody_key, device_key
+from ..vault.batch import Upload, prepare_upload
+from ..vault.store import BatchRow, Sealed, Vault
+from .service import Node
+
+__all__ = ["IngestReceipt", "IngestService", "open_vault", "split_batch"]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestReceipt:
+    patient: bytes
+    stream: str
+    uploader: bytes
+    seq: int
+    count: int
+    ct: bytes
+    trust: str
+    tx_hash: bytes
+    tx_index: int
+    duplicate: bool = False
+
+
+@dataclass(eq=False)
+class _Job:
+    upload: Upload
+    sealed: Sealed
+    row: BatchRow
+    envelope: bytes
+    done: threading.Event = field(default_factory=threading.Event)
+    receipt: IngestReceipt | None = None
+    error: GlucoledgerError | None = None
+
+
+def open_vault(node: Node, *, fsync: bool = True) -> Vault:
+    return Vault(node.data_dir, node.master, node.chain, fsync=fsync)
+
+
+def split_batch(batch: Batch, size: int) -> list[Batch]:
+    """Cut a batch into batches of at most ``size`` records, in time order."""
+    items = batch.items
+    return [Batch(batch.stream, part, part[0].time_ms, part[-1].time_ms, len(part))
+            for part in (items[i:i + size] for i in range(0, len(items), size))]
+
+
+class IngestService:
+    def __init__(self, node: Node, vault: Vault, *, max_group: int = 4096) -> None:
+        self.node = node
+        self.vault = vault
+        self.max_group = max_group
+        self.account = account_id("node", single_key_policy(node.node_key.public))
+        self._mu = threading.Lock()
+        self._queue: list[_Job] = []
+        self._inflight: dict[tuple[bytes, int], _Job] = {}
+        self._committing = False
+        self.recover()
+
+    # --- checks against the current state -------------------------------------------------
+    def _state(self, key: str) -> dict | None:  # type: ignore[type-arg]
+        raw = self.node.state.get_raw(key)  # one dict read: safe while the committer writes
+        return None if raw is None else dict(codec.decode(raw))
+
+    def _check(self, up: Upload) -> str:
+        """Refuse early what the state machine would refuse; return the trust level."""
+        if up.chain != self.node.chain:
+            raise InputError(f"upload is for chain {up.chain!r}, this node keeps "
+                             f"{self.node.chain!r}")
+        u = up.uploader.hex()[:16]
+        rec = self._state(device_key(up.uploader))
+        if rec is None:
+            raise RejectedError(f"unknown device or gateway {u}: the maker registers it and "
+                                "the patient binds it before it uploads", code="unknown_device")
+        kind = rec["kind"]
+        if rec["status"] != "active":
+            raise RejectedError(f"{kind} {u} was revoked; its uploads are refused",
+                                code="revoked_device")
+        if rec["patient"] is None:
+            raise RejectedError(f"{kind} {u} is not bound to any patient: the patient binds "
+                                "it first", code="unbound_device")
+        if rec["patient"] != up.patient:
+            raise RejectedError(f"{kind} {u} is bound to another patient, not "
+                                f"{up.patient.hex()[:16]}", code="wrong_patient")
+        if up.seq == rec["seq"]:
+            raise RejectedError(f"sequence {up.seq} of {kind} {u} was already accepted (a "
+                                "replay with other content)", code="replayed_seq")
+        if up.seq < rec["seq"]:
+            raise RejectedError(f"sequence {up.seq} is below the last accepted "
+                                f"({rec['seq']}) for {kind} {u}: a replayed or reordered "
+                                "upload", code="reordered_seq")
+        if kind == "device":
+            if up.key.to_value() != rec["key"]:
+                raise SignatureError(f"upload signed with a key that is not device {u}'s "
+                                     "registered key")
+        else:
+            acct = self.node.account(up.uploader)
+            if up.key.key_id not in acct.keys:
+                raise SignatureError(f"upload signed with a key that is not gateway {u}'s")
+        try:
+            up.check_signature()
+        except SignatureError:
+            raise SignatureError(f"the upload signature of {kind} {u} (seq {up.seq}) does not "
+                                 "verify: the batch was altered or signed by another key"
+                                 ) from None
+        return TRUST_LEVELS[kind]
+
+    def _existing(self, up: Upload) -> IngestReceipt | None:
+        row = self.vault.find(up.uploader, up.seq)
+        if row is None:
+            return None
+        if row.root != up.root:
+            raise RejectedError(f"sequence {up.seq} of {up.uploader.hex()[:16]} was already "
+                                "used for another batch: a replay", code="replayed_seq")
+        assert row.tx_index is not None
+        return IngestReceipt(row.patient, row.stream, row.uploader, row.seq, row.count, row.ct,
+                             row.trust, row.tx_hash, row.tx_index, duplicate=True)
+
+    # --- the write path -------------------------------------------------------------------
+    def _prepare(self, up: Upload) -> _Job | IngestReceipt:
+        existing = self._existing(up)
+        if existing is not None:
+            return existing
+        trust = self._check(up)
+        custody = self._state(custody_key(up.patient))
+        sealed = self.vault.seal(up, None if custody is None else custody["x25519"])
+        start, end = up.hours
+        body = {"patient": up.patient, "stream": up.stream, "start": start, "end": end,
+                "count": up.batch.count, "root": up.root, "ct": sealed.ct,
+                "uploader": up.uploader, "seq": up.seq, "trust": trust,
+                "key": up.key.to_value(), "sig": up.sig, "custody": sealed.custody}
+        stx = sign(Transaction(self.node.chain, "data.commit", body, self.account, up.seq),
+                   [self.node.node_key])
+        row = BatchRow(sealed.ct, up.patient, up.stream, up.uploader, up.seq, start, end,
+                       up.batch.count, up.root, sealed.custody, sealed.wrapped_key, trust,
+                       stx.tx_hash, None, "pending")
+        return _Job(up, sealed, row, stx.raw)
+
+    def upload(self, up: Upload) -> IngestReceipt:
+        """Ingest one upload; return its receipt or raise why it was refused."""
+        return self._wait(self.submit(up))
+
+    def upload_many(self, uploads: Iterable[Upload]) -> list[IngestReceipt | GlucoledgerError]:
+        """Ingest many uploads in one group; each gets a receipt or the error refusing it."""
+        pending: list[_Job | IngestReceipt | GlucoledgerError] = []
+        for up in uploads:
+            try:
+                pending.append(self.submit(up, commit=False))
+            except GlucoledgerError as exc:
+                pending.append(exc)
+        self._drain()
+        out: list[IngestReceipt | GlucoledgerError] = []
+        for p in pending:
+            if isinstance(p, _Job):
+                try:
+                    out.append(self._wait(p))
+                except GlucoledgerError as exc:
+                    out.append(exc)
+            else:
+                out.append(p)
+        return out
+
+    def submit(self, up: Upload, *, commit: bool = True) -> _Job | IngestReceipt:
+        key = (up.uploader, up.seq)
+        with self._mu:
+            twin = self._inflight.get(key)
+        if twin is not None:
+            return self._twin(twin, up)
+        prepared = self._prepare(up)
+        if isinstance(prepared, IngestReceipt):
+            return prepared
+        with self._mu:
+            twin = self._inflight.get(key)
+            if twin is None:
+                self._inflight[key] = prepared
+                self._queue.append(prepared)
+        if twin is not None:
+            return self._twin(twin, up)
+        if commit:
+            self._drain()
+        return prepared
+
+    def _twin(self, twin: _Job, up: Upload) -> IngestReceipt:
+        if twin.upload.root != up.root:
+            raise RejectedError(f"sequence {up.seq} of {up.uploader.hex()[:16]} is already "
+                                "being ingested with other content: a replay", code="replayed_seq")
+        receipt = self._wait(twin)
+        return dataclasses.replace(receipt, duplicate=True)
+
+    def _wait(self, job: _Job | IngestReceipt) -> IngestReceipt:
+        if isinstance(job, IngestReceipt):
+            return job
+        while not job.done.wait(0.05):
+            self._drain()
+        if job.error is not None:
+            raise job.error
+        assert job.receipt is not None
+        return job.receipt
+
+    def _drain(self) -> None:
+        """Become the committer if nobody is; commit queued jobs until the queue is empty."""
+        with self._mu:
+            if self._committing:
+                return
+            self._committing = True
+        try:
+            while True:
+                with self._mu:
+                    group = self._queue[:self.max_group]
+                    del self._queue[:self.max_group]
+                    if not group:
+                        self._committing = False
+                        return
+                self._commit(group)
+        except BaseException:
+            with self._mu:
+                self._committing = False
+            raise
+
+    def _commit(self, group: list[_Job]) -> None:
+        try:
+            written: list[_Job] = []
+            try:
+                self.vault.blobs.put_many([j.sealed.blob for j in group])
+                written = list(group)
+            except GlucoledgerError:
+                for job in group:  # one by one, to know which failed
+                    try:
+                        self.vault.blobs.put(job.sealed.blob)
+                        written.append(job)
+                    except GlucoledgerError as exc:
+                        job.error = exc
+            try:
+                self.vault.add_pending([j.row for j in written])
+            except GlucoledgerError:
+                for j in written:
+                    self.vault.blobs.delete(j.sealed.ct)
+                raise
+            try:
+                receipts = self.node.submit([j.envelope for j in written])
+            except GlucoledgerError as exc:
+                for j in written:  # maybe ordered, maybe not: recover() settles the rows
+                    j.error = exc
+                return
+            committed: list[tuple[bytes, int]] = []
+            dropped: list[bytes] = []
+            for job, r in zip(written, receipts, strict=True):
+                up = job.upload
+                if r.ok:
+                    committed.append((job.sealed.ct, r.index))
+                    job.receipt = IngestReceipt(up.patient, up.stream, up.uploader, up.seq,
+                                                up.batch.count, job.sealed.ct, job.row.trust,
+                                                job.row.tx_hash, r.index)
+                else:
+                    dropped.append(job.sealed.ct)
+                    self.vault.blobs.delete(job.sealed.ct)
+                    job.error = RejectedError(r.result.message, code=r.result.code)
+            self.vault.settle(committed, dropped)
+        except GlucoledgerError as exc:
+            for job in group:
+                if job.receipt is None and job.error is None:
+                    job.error = exc
+        finally:
+            with self._mu:
+                for job in group:
+                    self._inflight.pop((job.upload.uploader, job.upload.seq), None)
+                    if job.receipt is None and job.error is None:
+                        job.error = GlucoledgerError("ingest failed unexpectedly; retry")
+                    job.done.set()
+
+    def recover(self) -> int:
+        """Settle "pending" rows left by a crash against the ledger; return how many."""
+        pending = self.vault.batches(status="pending")
+        if not pending:
+            return 0
+        self.node.sync()
+        committed: list[tuple[bytes, int]] = []
+        dropped: list[bytes] = []
+        for row in pending:
+            ok = [t for t in self.node.store.find_tx(row.tx_hash) if t.decoded_result().ok]
+            if ok:
+                committed.append((row.ct, ok[0].idx))
+            else:
+                dropped.append(row.ct)
+                self.vault.blobs.delete(row.ct)
+        self.vault.settle(committed, dropped)
+        return len(pending)
+
+    # --- conveniences for the CLI and the demo (the uploader side, simulated) -------------
+    def next_seq(self, uploader: bytes) -> int:
+        rec = self._state(device_key(uploader))
+        if rec is None:
+            raise NotFoundError(f"no device or gateway {uploader.hex()[:16]}")
+        return int(rec["seq"]) + 1
+
+    def ingest_batches(self, batches: Sequence[Batch], *, patient: bytes, uploader: bytes,
+                       signer: PrivateKey, batch_size: int = 288) -> list[IngestReceipt]:
+        """Sign (as the uploader) and ingest batches, cut to ``batch_size`` records each.
+
+        Raises the first refusal (earlier batches stay committed; each is its own upload).
+        """
+        seq = self.next_seq(uploader)
+        uploads: list[Upload] = []
+        for b in batches:
+            for part in split_batch(b, batch_size):
+                uploads.append(prepare_upload(self.node.chain, patient, uploader, seq, part,
+                                              signer))
+                seq += 1
+        out: list[IngestReceipt] = []
+        for r in self.upload_many(uploads):
+            if isinstance(r, GlucoledgerError):
+                raise r
+            out.append(r)
+        return out
+
+    def ingest_jsonl(self, path: Path, *, patient: bytes, uploader: bytes, signer: PrivateKey,
+                     batch_size: int = 288,
+                     clock: Callable[[], float] = time.time) -> list[IngestReceipt]:
+        """Ingest a JSON-lines file (docs/ingest-format.md). All or nothing per file parse."""
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"cannot read {path}: {exc.strerror}") from None
+        batches = parse_jsonl(text.splitlines(), now_ms=int(clock() * 1000))
+        return self.ingest_batches(batches, patient=patient, uploader=uploader, signer=signer,
+                                   batch_size=batch_size)

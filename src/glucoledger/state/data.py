@@ -1,0 +1,143 @@
+"""The ``data.commit`` contract: one commitment per accepted upload batch.
+
+A batch never goes on the ledger; its commitment does::
+
+    {patient, stream, start, end, count, root, ct, uploader, seq, trust, key, sig, custody}
+
+- ``start``/``end``: the batch's time range *rounded outward to whole UTC hours*
+  (``hour_range``), so the ledger never carries the exact time of a reading; ``count`` the
+  number of records.
+- ``root``: RFC 9162 Merkle root over the batch's salted per-reading leaves
+  (``leaf_hash(encode({"salt": salt_i, "reading": record}))``, records in batch order). Salts
+  come from a random per-batch key (``salt_i = HMAC-SHA-256(batch salt key, "salt" || i)``),
+  so disclosing one reading with its salt reveals nothing about any other.
+- ``ct``: SHA-256 of the stored ciphertext (the blob's content address).
+- ``uploader``/``seq``/``sig``/``key``: the device (or gateway) and its strictly increasing
+  sequence number, and its signature (context ``"upload"``) over ``upload_statement``: chain,
+  patient, uploader, stream, seq, start, end, count, root. ``key`` is the signing public key.
+- ``trust``: ``device-signed`` for a device, ``gateway-attested`` for a gateway; a mismatch
+  is refused.
+- ``custody``: ``node`` (data key wrapped in the node's key store) or ``self`` (wrapped with
+  HPKE to the patient's key).
+
+Who sends it: a ``node`` account (the node that ran ingest), signing with keys meeting its
+``data`` threshold. It is authorized by the handler (auth "self") and consumes no account
+nonce: the uploader's sequence number is the replay guard (a second commit of the same upload
+is refused as ``replayed_seq``), so a refused commit can never block the node's later ones.
+
+Refusals: ``not_node``, ``unknown_device``, ``revoked_device``, ``unbound_device``,
+``wrong_patient``, ``wrong_trust``, ``wrong_key``, ``replayed_seq``, ``reordered_seq``,
+``bad_upload_signature``, ``malformed``. A refusal changes nothing (the sequence is kept).
+Pure: no I/O, clock or randomness.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from .. import codec
+from ..crypto import PublicKey
+from ..errors import SignatureError
+from ..ledger.tx import SignedTx
+from .accounts_model import load_account
+from .devices import device_key, get_uploader
+from .machine import Context, authorize, body_field, register, require
+from .store import State
+
+__all__ = ["COMMIT_FIELDS", "HOUR_MS", "TRUST_LEVELS", "UPLOAD_CONTEXT", "hour_range",
+           "upload_statement"]
+
+UPLOAD_CONTEXT: Final = "upload"
+HOUR_MS: Final = 3_600_000
+TRUST_LEVELS: Final = {"device": "device-signed", "gateway": "gateway-attested"}
+COMMIT_FIELDS: Final = frozenset({"patient", "stream", "start", "end", "count", "root", "ct",
+                                  "uploader", "seq", "trust", "key", "sig", "custody"})
+MAX_COUNT: Final = 10_000
+_STREAMS: Final = ("cgm", "smbg", "insulin", "carbs", "settings", "notes")
+
+
+def hour_range(start_ms: int, end_ms: int) -> tuple[int, int]:
+    """The hour-aligned range [start, end) that covers every time in [start_ms, end_ms]."""
+    if end_ms < start_ms:
+        raise ValueError("end before start")
+    return start_ms - start_ms % HOUR_MS, end_ms - end_ms % HOUR_MS + HOUR_MS
+
+
+def upload_statement(*, chain: str, patient: bytes, uploader: bytes, stream: str, seq: int,
+                     start: int, end: int, count: int, root: bytes) -> bytes:
+    """The canonical bytes a device (or gateway) signs for one upload batch."""
+    return codec.encode({"chain": chain, "patient": patient, "uploader": uploader,
+                         "stream": stream, "seq": seq, "start": start, "end": end,
+                         "count": count, "root": root})
+
+
+def _hash32(body: dict[str, Any], name: str) -> bytes:
+    value = body_field(body, name, bytes)
+    require(len(value) == 32, "malformed", f"{name} must be 32 bytes")
+    return bytes(value)
+
+
+@register("data.commit", action="data", auth="self")
+def _commit(state: State, stx: SignedTx, ctx: Context) -> None:
+    """Commit one upload batch: salted Merkle root, ciphertext hash, uploader signature."""
+    node = load_account(state, stx.tx.account)
+    require(node.kind == "node", "not_node",
+            f"data commitments are sent by a node account, not a {node.kind} account")
+    authorize(node, stx, "data")
+    body = stx.tx.body
+    require(set(body) == COMMIT_FIELDS, "malformed",
+            f"data.commit takes exactly {', '.join(sorted(COMMIT_FIELDS))}")
+    patient, uploader = _hash32(body, "patient"), _hash32(body, "uploader")
+    root = _hash32(body, "root")
+    _hash32(body, "ct")
+    stream = body_field(body, "stream", str)
+    require(stream in _STREAMS, "malformed", f"unknown stream {stream!r}")
+    start, end = body_field(body, "start", int), body_field(body, "end", int)
+    count, seq = body_field(body, "count", int), body_field(body, "seq", int)
+    require(0 <= start < end and start % HOUR_MS == 0 and end % HOUR_MS == 0, "malformed",
+            "start and end are whole hours (epoch ms), start before end")
+    require(1 <= count <= MAX_COUNT, "malformed", f"count must be 1 to {MAX_COUNT}")
+    require(seq >= 1, "malformed", "sequence numbers start at 1")
+    require(body["custody"] in ("node", "self"), "malformed", "custody is 'node' or 'self'")
+    record = get_uploader(state, uploader)
+    require(record is not None, "unknown_device",
+            f"no device or gateway {uploader.hex()[:16]} is registered: register it first")
+    assert record is not None
+    kind = record["kind"]
+    require(record["status"] == "active", "revoked_device",
+            f"{kind} {uploader.hex()[:16]} was revoked; its uploads are refused")
+    require(record["patient"] is not None, "unbound_device",
+            f"{kind} {uploader.hex()[:16]} is not bound to any patient: the patient binds it "
+            "first")
+    require(record["patient"] == patient, "wrong_patient",
+            f"{kind} {uploader.hex()[:16]} is bound to another patient, not "
+            f"{patient.hex()[:16]}")
+    require(body["trust"] == TRUST_LEVELS[kind], "wrong_trust",
+            f"uploads from a {kind} are recorded as {TRUST_LEVELS[kind]!r}")
+    last = record["seq"]
+    require(seq != last, "replayed_seq",
+            f"sequence {seq} of {kind} {uploader.hex()[:16]} was already accepted: a replay "
+            "(a retry of an accepted batch needs no new upload)")
+    require(seq > last, "reordered_seq",
+            f"sequence {seq} is below the last accepted ({last}) for {kind} "
+            f"{uploader.hex()[:16]}: a replayed or reordered upload; send newer batches with "
+            "higher numbers")
+    key = PublicKey.from_value(body_field(body, "key", dict))
+    if kind == "device":
+        require(key == PublicKey.from_value(record["key"]), "wrong_key",
+                "the upload was signed with a key that is not the device's registered key")
+    else:
+        gateway = load_account(state, uploader)
+        require(key.key_id in gateway.keys, "wrong_key",
+                "the upload was signed with a key that is not one of the gateway's keys")
+    statement = upload_statement(chain=ctx.chain, patient=patient, uploader=uploader,
+                                 stream=stream, seq=seq, start=start, end=end, count=count,
+                                 root=root)
+    try:
+        key.verify(UPLOAD_CONTEXT, statement, body_field(body, "sig", bytes))
+    except SignatureError as exc:
+        require(False, "bad_upload_signature",
+                f"the {kind}'s upload signature does not verify ({exc.message}); the batch was "
+                "altered or signed by another key")
+    record["seq"] = seq
+    state.put(device_key(uploader), record)

@@ -1,0 +1,268 @@
+"""The vault: sealed batches in a blob store, wrapped keys and the batch index in SQLite.
+
+``<data>/vault.db`` holds, and never holds plaintext:
+
+    keks(patient, stream, wrapped)   a random 32-byte key-encryption key per patient and
+                                     stream, sealed under the node master key (context "kek",
+                                     patient and stream as associated data)
+    batches(ct, patient, stream, uploader, seq, start, end, count, root, custody,
+            wrapped_key, trust, tx_hash, tx_index, status)
+                                     one row per batch: its ciphertext hash (= blob name), the
+                                     same coarse hour range and salted root the ledger holds,
+                                     the data key wrapped under the KEK (custody "node") or to
+                                     the patient's X25519 key with HPKE (custody "self"), and
+                                     its data.commit (status "pending" until ordered)
+
+Erasing a patient's stream is deleting its KEK row (and the blobs): every data key under it
+becomes unrecoverable. Reading a batch checks the blob's SHA-256 against the committed hash,
+then the AES-GCM tag; either failure raises ``BatchIntegrityError`` naming the batch.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..crypto import constant_time_equal, sha256
+from ..crypto.hpke import hpke_open, hpke_seal
+from ..crypto.seal import new_key, open_sealed, seal
+from ..errors import ConsistencyError, GlucoledgerError, NotFoundError, StorageError
+from ..glucose.readings import Batch
+from .batch import Upload, batch_aad, batch_plaintext, read_plaintext
+from .blobstore import BlobStore, FsBlobStore
+
+__all__ = ["BatchIntegrityError", "BatchRow", "Sealed", "Vault"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS keks (patient BLOB NOT NULL, stream TEXT NOT NULL,
+    wrapped BLOB NOT NULL, PRIMARY KEY (patient, stream)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS batches (
+    ct BLOB PRIMARY KEY, patient BLOB NOT NULL, stream TEXT NOT NULL, uploader BLOB NOT NULL,
+    seq INTEGER NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL, count INTEGER NOT NULL,
+    root BLOB NOT NULL, custody TEXT NOT NULL, wrapped_key BLOB NOT NULL, trust TEXT NOT NULL,
+    tx_hash BLOB NOT NULL, tx_index INTEGER, status TEXT NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS batches_uploader ON batches(uploader, seq);
+CREATE INDEX IF NOT EXISTS batches_patient ON batches(patient, stream, start);
+"""
+_COLS = ("ct", "patient", "stream", "uploader", "seq", "start", "end", "count", "root",
+         "custody", "wrapped_key", "trust", "tx_hash", "tx_index", "status")
+
+
+class BatchIntegrityError(ConsistencyError):
+    code = "batch_integrity"
+
+    def __init__(self, message: str, row: BatchRow) -> None:
+        super().__init__(message)
+        self.row = row
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRow:
+    ct: bytes
+    patient: bytes
+    stream: str
+    uploader: bytes
+    seq: int
+    start: int
+    end: int
+    count: int
+    root: bytes
+    custody: str
+    wrapped_key: bytes
+    trust: str
+    tx_hash: bytes
+    tx_index: int | None
+    status: str
+
+    def describe(self) -> str:
+        where = "" if self.tx_index is None else f", log index {self.tx_index}"
+        return (f"batch of patient {self.patient.hex()[:16]} stream {self.stream} "
+                f"(uploader {self.uploader.hex()[:16]} seq {self.seq}{where}, "
+                f"blob {self.ct.hex()[:16]})")
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, c) for c in _COLS)
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    blob: bytes
+    ct: bytes
+    wrapped_key: bytes
+    custody: str
+
+
+def _row(r: Sequence[Any]) -> BatchRow:
+    v = [bytes(x) if isinstance(x, (bytes, memoryview)) else x for x in r]
+    return BatchRow(*v)
+
+
+class Vault:
+    def __init__(self, data_dir: Path, master: bytes, chain: str, *,
+                 blobs: BlobStore | None = None, fsync: bool = True) -> None:
+        self.data_dir = Path(data_dir)
+        self.chain = chain
+        self._master = master
+        self.blobs = blobs if blobs is not None else FsBlobStore(self.data_dir / "blobs",
+                                                                 fsync=fsync)
+        self._lock = threading.RLock()
+        self._keks: dict[tuple[bytes, str], bytes] = {}
+        try:
+            self._db = sqlite3.connect(self.data_dir / "vault.db", isolation_level=None,
+                                       check_same_thread=False, timeout=30.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL" if fsync else "PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open the vault database in {self.data_dir}: {exc}"
+                               ) from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # --- SQL helpers ----------------------------------------------------------------------
+    def _q(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise StorageError(f"vault database query failed: {exc}") from None
+
+    def _many(self, statements: Iterable[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for sql, rows in statements:
+                        self._db.executemany(sql, rows)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StorageError(f"vault database write failed: {exc}") from None
+
+    # --- keys -----------------------------------------------------------------------------
+    def kek(self, patient: bytes, stream: str) -> bytes:
+        """The patient's key-encryption key for ``stream``, created on first use."""
+        cached = self._keks.get((patient, stream))
+        if cached is not None:
+            return cached
+        aad = patient + stream.encode()
+        with self._lock:
+            rows = self._q("SELECT wrapped FROM keks WHERE patient = ? AND stream = ?",
+                           (patient, stream))
+            if not rows:
+                self._q("INSERT OR IGNORE INTO keks VALUES (?, ?, ?)",
+                        (patient, stream, seal(self._master, new_key(), "kek", aad)))
+                rows = self._q("SELECT wrapped FROM keks WHERE patient = ? AND stream = ?",
+                               (patient, stream))
+            key = open_sealed(self._master, bytes(rows[0][0]), "kek", aad)
+            self._keks[(patient, stream)] = key
+            return key
+
+    def erase(self, patient: bytes, stream: str) -> None:
+        """Destroy the stream's KEK: every batch under it becomes unreadable."""
+        with self._lock:
+            self._q("DELETE FROM keks WHERE patient = ? AND stream = ?", (patient, stream))
+            self._keks.pop((patient, stream), None)
+
+    # --- sealing --------------------------------------------------------------------------
+    def seal(self, upload: Upload, custody_pub: bytes | None = None) -> Sealed:
+        """Encrypt an upload under a fresh data key and wrap that key. Stores nothing."""
+        aad = upload.aad()
+        dk = new_key()
+        value = {"stream": upload.stream, "items": upload.values,
+                 "start_ms": upload.batch.start_ms, "end_ms": upload.batch.end_ms,
+                 "count": upload.batch.count}
+        blob = seal(dk, batch_plaintext(upload.salt_key, value), "batch", aad)
+        if custody_pub is None:
+            wrapped = seal(self.kek(upload.patient, upload.stream), dk, "data-key", aad)
+            custody = "node"
+        else:
+            wrapped = hpke_seal(custody_pub, dk, "data-key", aad)
+            custody = "self"
+        return Sealed(blob, sha256(blob), wrapped, custody)
+
+    def _aad(self, row: BatchRow) -> bytes:
+        return batch_aad(self.chain, row.patient, row.uploader, row.stream, row.seq)
+
+    def decrypt(self, row: BatchRow, blob: bytes, *,
+                x25519_private: bytes | None = None) -> tuple[bytes, Batch]:
+        """Unwrap the data key and open ``blob`` (no hash check: the GCM tag decides)."""
+        aad = self._aad(row)
+        try:
+            if row.custody == "self":
+                if x25519_private is None:
+                    raise NotFoundError(
+                        f"{row.describe()} is in the patient's custody: pass her X25519 key")
+                dk = hpke_open(x25519_private, row.wrapped_key, "data-key", aad)
+            else:
+                dk = open_sealed(self.kek(row.patient, row.stream), row.wrapped_key,
+                                 "data-key", aad)
+            return read_plaintext(open_sealed(dk, blob, "batch", aad))
+        except NotFoundError:
+            raise
+        except GlucoledgerError as exc:
+            raise BatchIntegrityError(
+                f"{row.describe()} does not decrypt ({exc.message}); restore the blob from a "
+                "backup or another node", row) from None
+
+    def open(self, row: BatchRow, *, x25519_private: bytes | None = None) -> tuple[bytes, Batch]:
+        """Fetch, check and decrypt a batch: (salt key, batch)."""
+        try:
+            blob = self.blobs.get(row.ct)
+        except NotFoundError:
+            raise BatchIntegrityError(f"{row.describe()}: its blob is missing", row) from None
+        if not constant_time_equal(sha256(blob), row.ct):
+            raise BatchIntegrityError(
+                f"{row.describe()}: the blob's SHA-256 is not the committed ciphertext hash "
+                "(the blob was altered)", row)
+        return self.decrypt(row, blob, x25519_private=x25519_private)
+
+    # --- the batch index ------------------------------------------------------------------
+    def add_pending(self, rows: Sequence[BatchRow]) -> None:
+        self._many([(f"INSERT INTO batches VALUES ({','.join('?' * len(_COLS))})",
+                     [r.as_tuple() for r in rows])])
+
+    def settle(self, committed: Sequence[tuple[bytes, int]], dropped: Sequence[bytes]) -> None:
+        """Mark (ct, tx index) committed and delete the rows of refused batches."""
+        self._many([
+            ("UPDATE batches SET status = 'committed', tx_index = ? WHERE ct = ?",
+             [(idx, ct) for ct, idx in committed]),
+            ("DELETE FROM batches WHERE ct = ?", [(ct,) for ct in dropped]),
+        ])
+
+    def find(self, uploader: bytes, seq: int) -> BatchRow | None:
+        rows = self._q(f"SELECT {','.join(_COLS)} FROM batches WHERE uploader = ? AND seq = ? "
+                       "AND status = 'committed'", (uploader, seq))
+        return _row(rows[0]) if rows else None
+
+    def by_ct(self, ct: bytes) -> BatchRow:
+        rows = self._q(f"SELECT {','.join(_COLS)} FROM batches WHERE ct = ?", (ct,))
+        if not rows:
+            raise NotFoundError(f"no batch with ciphertext hash {ct.hex()[:16]} in the vault")
+        return _row(rows[0])
+
+    def batches(self, patient: bytes | None = None, stream: str | None = None, *,
+                at: int | None = None, status: str = "committed") -> list[BatchRow]:
+        sql = f"SELECT {','.join(_COLS)} FROM batches WHERE status = ?"
+        args: list[Any] = [status]
+        if patient is not None:
+            sql += " AND patient = ?"
+            args.append(patient)
+        if stream is not None:
+            sql += " AND stream = ?"
+            args.append(stream)
+        if at is not None:
+            sql += " AND start <= ? AND end > ?"
+            args += [at, at]
+        return [_row(r) for r in self._q(sql + " ORDER BY patient, stream, start, seq", args)]
+
+    def count(self) -> int:
+        return int(self._q("SELECT COUNT(*) FROM batches WHERE status = 'committed'")[0][0])
