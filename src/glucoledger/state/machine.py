@@ -34,6 +34,7 @@ __all__ = [
     "REGISTRY",
     "Context",
     "TxType",
+    "after",
     "apply",
     "authorize",
     "register",
@@ -65,6 +66,9 @@ class TxType:
 
 
 REGISTRY: dict[str, TxType] = {}
+#: Handlers that run after a type's own handler, in the same state transaction (a module that
+#: keeps an index of another module's transactions, e.g. consent's index of data.commit).
+AFTER: dict[str, list[Handler]] = {}
 
 
 def register(name: str, *, action: str = "default", auth: Auth = "account") -> Callable[
@@ -74,6 +78,16 @@ def register(name: str, *, action: str = "default", auth: Auth = "account") -> C
         if name in REGISTRY:
             raise RuntimeError(f"transaction type {name} registered twice")
         REGISTRY[name] = TxType(name, action, fn, auth, (fn.__doc__ or "").strip())
+        return fn
+
+    return wrap
+
+
+def after(name: str) -> Callable[[Handler], Handler]:
+    """Run the decorated handler after every accepted ``name`` transaction's own handler."""
+
+    def wrap(fn: Handler) -> Handler:
+        AFTER.setdefault(name, []).append(fn)
         return fn
 
     return wrap
@@ -151,6 +165,8 @@ def apply(
             _check_nonce(account, tx)
             authorize(account, stx, ttype.action)
         ttype.handler(state, stx, ctx)
+        for hook in AFTER.get(tx.type, ()):
+            hook(state, stx, ctx)
         if account is not None:
             bump_nonce(state, account)
     except RejectedError as exc:

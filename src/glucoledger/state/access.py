@@ -1,0 +1,176 @@
+"""Audited access and erasure: the ``access`` and ``erase`` contracts, and the batch index.
+
+The batch index: after every accepted ``data.commit`` the machine files the batch under
+``dc/<patient>/<stream>/<day>`` (one entry per UTC day the batch's hour range touches:
+``[ct, commit tx hash, start, end, count]``) and widens ``dcspan/<patient>/<stream>``. So the
+machine itself knows which batches a permitted scope covers.
+
+``access`` (sent on the requester's account, signed by the requester's keys, with the
+requester's nonce; action class ``default``). Body ``{request}`` (state/consent.py
+``Request``). The handler runs ``decide`` at the block's time and records, whatever the
+decision, ``access/<tx hash>``::
+
+    {requester, patient, request, decision (permit scope or deny reason), grant,
+     emergency, batches [ct...], commits [data.commit tx hash...], time, height}
+
+and appends it to the patient's audit trail. A denied request is accepted as a transaction
+(its record is the audit entry) but lists no batches; the node releases exactly the batches a
+permit lists, and only after reading this record from an ordered block (write-ahead). A
+forged request (a key that is not the requester's) or a replayed one (a used nonce) is
+refused by the machine before any handler runs: it is ordered and kept in the log with its
+reason code, and releases nothing.
+
+``erase`` (sent on the patient's account; action class ``erase``). Body ``{streams, from,
+to}`` (``from``/``to`` may be None: everything). Every indexed batch of those streams whose
+range overlaps ``[from, to)`` is removed from the index and marked ``erased/<ct>`` with the
+erasing transaction; ``erasure/<tx hash>`` lists them. Erasure works on whole batches: a batch
+that overlaps the range is erased entirely (more, never less, than asked). The node then
+destroys the batches' blobs and wrapped data keys (and the stream's key-encryption key when a
+whole stream is erased); ``verify`` reports those batches as "erased by" that transaction.
+
+Pure: no I/O, clock or randomness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Final
+
+from ..errors import MalformedError
+from ..glucose.readings import STREAMS
+from ..ledger.tx import SignedTx
+from .accounts_model import load_account
+from .consent import DAY_MS, Permit, Request, decide
+from .grants import audit_append
+from .machine import Context, after, body_field, register, require
+from .store import State
+
+__all__ = ["access_key", "batches_in", "erased_key", "erasure_key"]
+
+_BIG: Final = 1 << 62
+
+
+def access_key(tx_hash: bytes) -> str:
+    return "access/" + tx_hash.hex()
+
+
+def erased_key(ct: bytes) -> str:
+    return "erased/" + ct.hex()
+
+
+def erasure_key(tx_hash: bytes) -> str:
+    return "erasure/" + tx_hash.hex()
+
+
+def _day_key(patient: bytes, stream: str, day: int) -> str:
+    return f"dc/{patient.hex()}/{stream}/{day:08d}"
+
+
+def _span_key(patient: bytes, stream: str) -> str:
+    return f"dcspan/{patient.hex()}/{stream}"
+
+
+@after("data.commit")
+def _index_commit(state: State, stx: SignedTx, ctx: Context) -> None:
+    """File an accepted batch commitment under each day its range touches."""
+    b = stx.tx.body
+    patient, stream, start, end = b["patient"], b["stream"], b["start"], b["end"]
+    first, last = start // DAY_MS, (end - 1) // DAY_MS
+    entry = [b["ct"], stx.tx_hash, start, end, b["count"]]
+    for day in range(first, last + 1):
+        key = _day_key(patient, stream, day)
+        state.put(key, [*(state.get(key) or []), entry])
+    span = state.get(_span_key(patient, stream))
+    state.put(_span_key(patient, stream),
+              [first, last] if span is None else [min(span[0], first), max(span[1], last)])
+
+
+def batches_in(state: State, patient: bytes, streams: Iterable[str], lo: int,
+               hi: int) -> list[list[Any]]:
+    """Index entries ``[ct, commit, start, end, count]`` overlapping ``[lo, hi)``, by time."""
+    seen: set[bytes] = set()
+    out: list[list[Any]] = []
+    for stream in streams:
+        span = state.get(_span_key(patient, stream))
+        if span is None:
+            continue
+        for day in range(max(span[0], lo // DAY_MS), min(span[1], (hi - 1) // DAY_MS) + 1):
+            for e in state.get(_day_key(patient, stream, day)) or []:
+                if e[0] not in seen and e[2] < hi and e[3] > lo:
+                    seen.add(e[0])
+                    out.append([*e, stream])
+    out.sort(key=lambda e: (e[2], e[4], e[0]))
+    return [e[:5] for e in out]
+
+
+@register("access")
+def _access(state: State, stx: SignedTx, ctx: Context) -> None:
+    """A read request, signed by the requester; records the decision computed here."""
+    body = stx.tx.body
+    require(set(body) == {"request"}, "malformed", "access takes exactly {request}")
+    request = Request.from_value(body["request"])
+    decision = decide(state, stx.tx.account, request, ctx.time_ms)
+    batches: list[list[Any]] = []
+    if isinstance(decision, Permit):
+        batches = batches_in(state, request.patient, decision.streams, decision.start_ms,
+                             decision.end_ms)
+    emergency = isinstance(decision, Permit) and decision.emergency
+    state.put(access_key(stx.tx_hash), {
+        "requester": stx.tx.account, "patient": request.patient,
+        "request": request.to_value(), "decision": decision.to_value(),
+        "grant": decision.grant, "emergency": emergency,
+        "batches": [e[0] for e in batches], "commits": [e[1] for e in batches],
+        "time": ctx.time_ms, "height": ctx.height})
+    if state.get("acct/" + request.patient.hex()) is not None:
+        audit_append(state, request.patient, "access", stx.tx_hash, emergency=emergency)
+
+
+@register("erase", action="erase")
+def _erase(state: State, stx: SignedTx, ctx: Context) -> None:
+    """Erase the patient's batches of some streams (in a time range, or all of them)."""
+    acct = load_account(state, stx.tx.account)
+    require(acct.kind == "patient", "not_patient", "only a patient erases her data")
+    body = stx.tx.body
+    require(set(body) == {"streams", "from", "to"}, "malformed",
+            "erase takes streams, from, to (from/to None for everything)")
+    streams = body_field(body, "streams", list)
+    require(bool(streams) and all(s in STREAMS for s in streams)
+            and len(set(streams)) == len(streams), "malformed",
+            f"streams is a non-empty list of {', '.join(STREAMS)}")
+    lo, hi = body["from"], body["to"]
+    whole = lo is None and hi is None
+    if not whole:
+        if type(lo) is not int or type(hi) is not int or not 0 <= lo < hi:
+            raise MalformedError("from and to are epoch ms with from < to (or both None)")
+    lo, hi = (0, _BIG) if whole else (lo, hi)
+    patient = stx.tx.account
+    erased: list[bytes] = []
+    for stream in sorted(streams):
+        entries = batches_in(state, patient, [stream], lo, hi)
+        gone = {e[0] for e in entries}
+        for e in entries:
+            state.put(erased_key(e[0]), {"tx": stx.tx_hash, "patient": patient,
+                                         "stream": stream, "commit": e[1],
+                                         "height": ctx.height})
+            erased.append(e[0])
+        span = state.get(_span_key(patient, stream))
+        if span is None:
+            continue
+        days = range(max(span[0], lo // DAY_MS), min(span[1], (hi - 1) // DAY_MS) + 1)
+        for day in days:
+            key = _day_key(patient, stream, day)
+            old = state.get(key)
+            if old is None:
+                continue
+            keep = [e for e in old if e[0] not in gone]
+            if keep:
+                state.put(key, keep)
+            else:
+                state.delete(key)
+        if whole:
+            state.delete(_span_key(patient, stream))
+    state.put(erasure_key(stx.tx_hash), {"patient": patient, "streams": sorted(streams),
+                                         "from": body["from"], "to": body["to"],
+                                         "batches": erased, "whole": whole,
+                                         "height": ctx.height, "time": ctx.time_ms})
+    audit_append(state, patient, "erase", stx.tx_hash)

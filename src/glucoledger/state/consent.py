@@ -1,0 +1,394 @@
+"""Consent: grants, requests, and the one pure decision function.
+
+``decide(state, requester, request, time_ms) -> Permit | Deny`` is the only place that says
+whether a read may happen. The ``access`` contract (state/access.py) calls it at the block's
+time, so every node reaches the same decision, and the node (node/access.py) releases data
+only for an ordered ``access`` whose recorded decision is a permit.
+
+A grant (DESIGN.md, The state machine: Consent) is stored at ``grant/<id>`` and listed per
+patient at ``grants/<patient>``::
+
+    {id, patient, grantee, streams, view, window, valid_from, valid_until, purpose, alerts,
+     status, created, changed, revoked_by, revoked_height, emergency}
+
+- ``view``: ``raw`` (readings; implies summaries) or ``summary`` (computed metrics only).
+- ``window``: ``{"from": ms, "to": ms}`` (absolute, ``[from, to)``) or ``{"last_days": N}``
+  (``[t - N days, t)`` counted at the time ``t`` of each read).
+- validity ``[valid_from, valid_until)`` in block time; ``purpose`` treatment, research or
+  emergency; ``alerts``: whether the grantee is notified of alerts.
+
+Decision order for one grant (the first failing check is its reason): ``revoked``,
+``not_yet_valid``, ``expired``, ``stream_not_granted``, ``raw_under_summary``,
+``outside_window``. With several grants the first that permits wins (emergency grants last, so
+an ordinary grant is used when one suffices); if none permits, the reason is the one of the
+grant that passed the most checks, so the message names the step closest to success.
+A permit's scope is the intersection of the request with the grant: never wider than the
+grant's streams, view, window or validity (tests/consent/test_decide_properties.py).
+
+Pure: no I/O, clock or randomness; ``time_ms`` is the block's time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+from ..errors import MalformedError
+from ..glucose.readings import STREAMS
+from .store import State
+
+__all__ = [
+    "DAY_MS",
+    "DENY_REASONS",
+    "PURPOSES",
+    "VIEWS",
+    "Deny",
+    "Grant",
+    "Permit",
+    "Request",
+    "decide",
+    "grant_key",
+    "grants_of",
+    "load_grant",
+    "parse_scope",
+    "to_fhir_consent",
+]
+
+DAY_MS: Final = 86_400_000
+VIEWS: Final = ("raw", "summary")
+PURPOSES: Final = ("treatment", "research", "emergency")
+MAX_WINDOW_DAYS: Final = 3660
+_OWNER: Final = b"owner"
+
+#: Reason code -> what the requester can do about it.
+DENY_REASONS: Final[dict[str, str]] = {
+    "unknown_patient": "check the patient id; no patient account has it",
+    "no_grant": "ask the patient for a grant (or propose one for her to cosign)",
+    "revoked": "the patient revoked this grant; ask her for a new one",
+    "not_yet_valid": "wait until the grant's validity starts, or ask the patient to move it",
+    "expired": "the grant's validity ended; ask the patient to extend it",
+    "stream_not_granted": "ask only for the granted streams, or ask the patient to add them",
+    "raw_under_summary": "ask for view 'summary', or ask the patient for a raw grant",
+    "outside_window": "ask for data inside the granted window, or ask the patient to widen it",
+}
+#: The checks of one grant, in order; a grant failing check i "reached" step i.
+_STEPS: Final = ("revoked", "not_yet_valid", "expired", "stream_not_granted",
+                 "raw_under_summary", "outside_window")
+
+
+def grant_key(grant_id: bytes) -> str:
+    return "grant/" + grant_id.hex()
+
+
+def grants_index_key(patient: bytes) -> str:
+    return "grants/" + patient.hex()
+
+
+# --- values ---------------------------------------------------------------------------------
+def _int(value: Any, what: str, lo: int = 0, hi: int = (1 << 62)) -> int:
+    if type(value) is not int or not lo <= value <= hi:
+        raise MalformedError(f"{what} must be an integer from {lo} to {hi}")
+    return value
+
+
+def _streams(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or len(value) > len(STREAMS):
+        raise MalformedError(f"streams is a non-empty list of {', '.join(STREAMS)}")
+    bad = [s for s in value if s not in STREAMS]
+    if bad:
+        raise MalformedError(f"unknown stream {bad[0]!r}; use {', '.join(STREAMS)}")
+    if len(set(value)) != len(value):
+        raise MalformedError("a stream is listed twice")
+    return tuple(sorted(value))
+
+
+def parse_window(value: Any) -> dict[str, int]:
+    """``{"from", "to"}`` (absolute, from < to) or ``{"last_days": 1..3660}``."""
+    if isinstance(value, dict) and set(value) == {"last_days"}:
+        return {"last_days": _int(value["last_days"], "window.last_days", 1, MAX_WINDOW_DAYS)}
+    if isinstance(value, dict) and set(value) == {"from", "to"}:
+        lo, hi = _int(value["from"], "window.from"), _int(value["to"], "window.to")
+        if hi <= lo:
+            raise MalformedError("window.to must follow window.from")
+        return {"from": lo, "to": hi}
+    raise MalformedError("a window is {from, to} (epoch ms) or {last_days: N}")
+
+
+def window_at(window: Mapping[str, int], time_ms: int) -> tuple[int, int]:
+    """The window as ``[from, to)`` at time ``time_ms``."""
+    if "last_days" in window:
+        return max(0, time_ms - window["last_days"] * DAY_MS), time_ms
+    return window["from"], window["to"]
+
+
+def parse_scope(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate a grant's scope fields (as a grant or amend body holds them).
+
+    Raises MalformedError naming the field.
+    """
+    names = {"streams", "view", "window", "valid_from", "valid_until", "purpose", "alerts"}
+    missing = names - set(body)
+    if missing:
+        raise MalformedError(f"a grant's scope lacks {', '.join(sorted(missing))}")
+    if body["view"] not in VIEWS:
+        raise MalformedError("view is 'raw' or 'summary'")
+    if body["purpose"] not in PURPOSES:
+        raise MalformedError(f"purpose is one of {', '.join(PURPOSES)}")
+    if type(body["alerts"]) is not bool:
+        raise MalformedError("alerts is true or false")
+    vf, vu = _int(body["valid_from"], "valid_from"), _int(body["valid_until"], "valid_until")
+    if vu <= vf:
+        raise MalformedError("valid_until must follow valid_from")
+    return {"streams": list(_streams(body["streams"])), "view": body["view"],
+            "window": parse_window(body["window"]), "valid_from": vf, "valid_until": vu,
+            "purpose": body["purpose"], "alerts": body["alerts"]}
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    id: bytes
+    patient: bytes
+    grantee: bytes
+    streams: tuple[str, ...]
+    view: str
+    window: Mapping[str, int]
+    valid_from: int
+    valid_until: int
+    purpose: str
+    alerts: bool
+    status: str
+    emergency: bool = False
+    revoked_by: bytes | None = None
+
+    @classmethod
+    def from_record(cls, r: Mapping[str, Any]) -> Grant:
+        return cls(r["id"], r["patient"], r["grantee"], tuple(r["streams"]), r["view"],
+                   r["window"], r["valid_from"], r["valid_until"], r["purpose"], r["alerts"],
+                   r["status"], r.get("emergency", False), r.get("revoked_by"))
+
+    def active_at(self, time_ms: int) -> bool:
+        return self.status == "active" and self.valid_from <= time_ms < self.valid_until
+
+
+def load_grant(state: State, grant_id: bytes) -> Grant | None:
+    record = state.get(grant_key(grant_id))
+    return None if record is None else Grant.from_record(record)
+
+
+def grants_of(state: State, patient: bytes, grantee: bytes | None = None) -> list[Grant]:
+    """The patient's grants (to ``grantee`` only, if given), in the order they were made."""
+    ids = state.get(grants_index_key(patient)) or []
+    out = []
+    for entry in ids:
+        if grantee is None or entry[0] == grantee:
+            g = load_grant(state, entry[1])
+            if g is not None:
+                out.append(g)
+    return out
+
+
+# --- requests and decisions -----------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What a requester asks for: whose data, which streams, raw or summary, which window.
+
+    ``window`` None means "everything the grant allows". ``wrap_to``: an X25519 public key
+    the released data is sealed to (HPKE) instead of being handed over decrypted.
+    """
+
+    patient: bytes
+    streams: tuple[str, ...]
+    view: str
+    window: Mapping[str, int] | None = None
+    wrap_to: bytes | None = None
+
+    def to_value(self) -> dict[str, Any]:
+        v: dict[str, Any] = {"patient": self.patient, "streams": list(self.streams),
+                             "view": self.view}
+        if self.window is not None:
+            v["window"] = dict(self.window)
+        if self.wrap_to is not None:
+            v["wrap_to"] = self.wrap_to
+        return v
+
+    @classmethod
+    def from_value(cls, value: Any) -> Request:
+        """Parse a request. Raises MalformedError."""
+        if not isinstance(value, dict) or not {"patient", "streams", "view"} <= set(value) or \
+                not set(value) <= {"patient", "streams", "view", "window", "wrap_to"}:
+            raise MalformedError("a request is {patient, streams, view[, window][, wrap_to]}")
+        patient = value["patient"]
+        if not isinstance(patient, bytes) or len(patient) != 32:
+            raise MalformedError("request.patient is a 32-byte account id")
+        if value["view"] not in VIEWS:
+            raise MalformedError("request.view is 'raw' or 'summary'")
+        window = parse_window(value["window"]) if "window" in value else None
+        wrap = value.get("wrap_to")
+        if wrap is not None and (not isinstance(wrap, bytes) or len(wrap) != 32):
+            raise MalformedError("request.wrap_to is a 32-byte X25519 public key")
+        return cls(patient, _streams(value["streams"]), value["view"], window, wrap)
+
+
+@dataclass(frozen=True, slots=True)
+class Permit:
+    """Access allowed, to exactly this effective scope."""
+
+    grant: bytes  # the grant used (b"owner" when the patient reads her own data)
+    streams: tuple[str, ...]
+    view: str
+    start_ms: int
+    end_ms: int
+    purpose: str
+    emergency: bool = False
+    ok: bool = field(default=True, init=False)
+
+    def to_value(self) -> dict[str, Any]:
+        return {"decision": "permit", "grant": self.grant, "streams": list(self.streams),
+                "view": self.view, "from": self.start_ms, "to": self.end_ms,
+                "purpose": self.purpose, "emergency": self.emergency}
+
+
+@dataclass(frozen=True, slots=True)
+class Deny:
+    """Access refused: a reason code from DENY_REASONS and a message a person can act on."""
+
+    reason: str
+    message: str
+    grant: bytes | None = None
+    ok: bool = field(default=False, init=False)
+
+    def to_value(self) -> dict[str, Any]:
+        return {"decision": "deny", "reason": self.reason, "message": self.message,
+                "grant": self.grant}
+
+
+Decision = Permit | Deny
+
+
+def _deny(reason: str, detail: str, grant: bytes | None = None) -> Deny:
+    return Deny(reason, f"{detail}: {DENY_REASONS[reason]}", grant)
+
+
+def _check(g: Grant, req: Request, t: int) -> Decision:
+    gid = g.id.hex()[:16]
+    if g.status != "active":
+        return _deny("revoked", f"grant {gid} was revoked", g.id)
+    if t < g.valid_from:
+        return _deny("not_yet_valid", f"grant {gid} is valid only from {_iso(g.valid_from)}",
+                     g.id)
+    if t >= g.valid_until:
+        return _deny("expired", f"grant {gid} expired at {_iso(g.valid_until)}", g.id)
+    missing = [s for s in req.streams if s not in g.streams]
+    if missing:
+        return _deny("stream_not_granted", f"grant {gid} does not cover stream "
+                     f"{', '.join(missing)} (it covers {', '.join(g.streams)})", g.id)
+    if req.view == "raw" and g.view != "raw":
+        return _deny("raw_under_summary", f"grant {gid} allows summaries only", g.id)
+    g_from, g_to = window_at(g.window, t)
+    r_from, r_to = (g_from, g_to) if req.window is None else window_at(req.window, t)
+    lo, hi = max(g_from, r_from), min(g_to, r_to)
+    if hi <= lo:
+        return _deny("outside_window", f"the request [{_iso(r_from)}, {_iso(r_to)}) lies "
+                     f"outside grant {gid}'s window [{_iso(g_from)}, {_iso(g_to)})", g.id)
+    return Permit(g.id, req.streams, req.view, lo, hi, g.purpose, g.emergency)
+
+
+def decide(state: State, requester: bytes, request: Request, time_ms: int) -> Decision:
+    """Decide whether ``requester`` may read ``request`` at block time ``time_ms``.
+
+    Never raises for a well-formed request: every refusal is a Deny with its reason.
+    """
+    patient = state.get("acct/" + request.patient.hex())
+    if patient is None or patient.get("kind") != "patient":
+        return _deny("unknown_patient", f"{request.patient.hex()[:16]} is not a patient")
+    if requester == request.patient:
+        lo, hi = (0, time_ms + 1) if request.window is None else window_at(request.window,
+                                                                            time_ms)
+        return Permit(_OWNER, request.streams, request.view, lo, hi, "treatment")
+    grants = grants_of(state, request.patient, requester)
+    if not grants:
+        return _deny("no_grant", f"patient {request.patient.hex()[:16]} has granted you "
+                     "nothing")
+    grants.sort(key=lambda g: g.emergency)  # ordinary grants first (stable: in grant order)
+    best: Deny | None = None
+    for g in grants:
+        d = _check(g, request, time_ms)
+        if isinstance(d, Permit):
+            return d
+        if best is None or _STEPS.index(d.reason) > _STEPS.index(best.reason):
+            best = d
+    assert best is not None
+    return best
+
+
+def _iso(ms: int) -> str:
+    try:
+        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):
+        return f"{ms} ms"
+
+
+# --- FHIR ------------------------------------------------------------------------------------
+_PURPOSE_CODES: Final = {"treatment": "TREAT", "research": "HRESCH", "emergency": "ETREAT"}
+_EXT: Final = "https://glucoledger.example/fhir/StructureDefinition/"
+
+
+def _fhir_time(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds").replace(
+        "+00:00", "Z")
+
+
+def to_fhir_consent(grant: Grant, *, recorded_ms: int | None = None) -> dict[str, Any]:
+    """The grant as a FHIR R4 Consent resource (a plain dict; the API validates it).
+
+    Mapping: status active/inactive (revoked); scope patient-privacy; category LOINC 59284-0
+    (consent document); provision permit with period = validity, actor = the grantee as
+    recipient (IRCP), purpose from v3-ActReason (TREAT, HRESCH, ETREAT), dataPeriod for an
+    absolute window, one ``code`` per stream. View, a relative window and alerts travel as
+    extensions.
+    """
+    provision: dict[str, Any] = {
+        "type": "permit",
+        "period": {"start": _fhir_time(grant.valid_from), "end": _fhir_time(grant.valid_until)},
+        "actor": [{
+            "role": {"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                "code": "IRCP"}]},
+            "reference": {"reference": f"Practitioner/{grant.grantee.hex()}"},
+        }],
+        "action": [{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/consentaction", "code": "access"}]}],
+        "purpose": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+                     "code": _PURPOSE_CODES[grant.purpose]}],
+        "code": [{"coding": [{"system": "https://glucoledger.example/fhir/CodeSystem/stream",
+                              "code": s}]} for s in grant.streams],
+    }
+    if "from" in grant.window:
+        provision["dataPeriod"] = {"start": _fhir_time(grant.window["from"]),
+                                   "end": _fhir_time(grant.window["to"])}
+    extensions: list[dict[str, Any]] = [
+        {"url": _EXT + "view", "valueCode": grant.view},
+        {"url": _EXT + "alerts", "valueBoolean": grant.alerts},
+    ]
+    if "last_days" in grant.window:
+        extensions.append({"url": _EXT + "window-last-days",
+                           "valueInteger": grant.window["last_days"]})
+    resource: dict[str, Any] = {
+        "resourceType": "Consent",
+        "id": grant.id.hex()[:64],
+        "extension": extensions,
+        "status": "active" if grant.status == "active" else "inactive",
+        "scope": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+            "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": f"Patient/{grant.patient.hex()}"},
+        "policyRule": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
+        "provision": provision,
+    }
+    if recorded_ms is not None:
+        resource["dateTime"] = _fhir_time(recorded_ms)
+    return resource

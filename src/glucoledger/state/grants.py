@@ -1,0 +1,194 @@
+"""Contracts for consent: grants, amendments, revocations, care entries and emergencies.
+
+- ``consent.grant`` (action class ``grant``, sent on the patient's account): a grant to a
+  grantee with a scope (state/consent.py). Its id is the transaction hash (the proposal id
+  when a provider proposed it and the patient cosigned, or her standing rule approved it).
+- ``consent.amend`` (``grant``): narrow or extend a grant's scope; the fields not named keep
+  their value. The grantee never changes (grant anew for another person).
+- ``consent.revoke`` (``grant``): revoke a grant; from the block that holds the revocation
+  on, ``decide`` denies with ``revoked``.
+- ``care.entry`` (``default``): a note or a dose change about the patient, usually proposed by
+  a provider (``multisig.propose``) and taking effect when the patient cosigns or by her
+  standing rule. The ledger keeps only the entry's kind and a hash of its content.
+- ``emergency.open`` (auth "self"): a clinician's request (signed with the clinician's keys,
+  on the clinician's account and nonce) plus the signatures of the patient's cosigners whose
+  weight for the action class ``emergency`` reaches her threshold (by default: her trusted
+  party). It opens a raw grant, flagged emergency, for at most 24 hours.
+
+Refusals: ``not_patient``, ``unknown_grantee``, ``bad_grantee``, ``unknown_grant``,
+``not_your_grant``, ``already_revoked``, ``too_many_grants``, ``not_clinician``,
+``insufficient_signatures``, ``not_cosigner``, ``bad_nonce``, ``malformed``.
+Pure: no I/O, clock or randomness.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from ..glucose.readings import STREAMS
+from ..ledger.tx import SignedTx
+from .accounts_model import account_key, load_account
+from .consent import grant_key, grants_index_key, parse_scope
+from .machine import Context, body_field, bump_nonce, register, require
+from .store import State
+
+__all__ = ["EMERGENCY_MAX_HOURS", "ENTRY_KINDS", "GRANTEE_KINDS", "MAX_GRANTS", "audit_append"]
+
+MAX_GRANTS: Final = 256
+EMERGENCY_MAX_HOURS: Final = 24
+EMERGENCY_MAX_DAYS: Final = 90
+GRANTEE_KINDS: Final = ("clinician", "trusted", "patient", "organization")
+ENTRY_KINDS: Final = ("note", "dose_change")
+HOUR_MS: Final = 3_600_000
+
+
+def audit_append(state: State, patient: bytes, kind: str, tx_hash: bytes,
+                 emergency: bool = False) -> None:
+    """Add an event to the patient's audit trail (``audit/<patient>/<n>``)."""
+    count_key = "auditn/" + patient.hex()
+    n = state.get(count_key) or 0
+    state.put(f"audit/{patient.hex()}/{n:012d}", {"kind": kind, "tx": tx_hash,
+                                                   "emergency": emergency})
+    state.put(count_key, n + 1)
+
+
+def _patient(state: State, stx: SignedTx) -> None:
+    acct = load_account(state, stx.tx.account)
+    require(acct.kind == "patient", "not_patient",
+            f"only a patient grants access to her data; account {acct.id.hex()[:16]} is a "
+            f"{acct.kind}")
+
+
+def _own_grant(state: State, stx: SignedTx) -> dict[str, Any]:
+    gid = body_field(stx.tx.body, "grant", bytes)
+    record = state.get(grant_key(gid))
+    require(record is not None, "unknown_grant", f"no grant {gid.hex()[:16]}; check its id")
+    require(record["patient"] == stx.tx.account, "not_your_grant",
+            f"grant {gid.hex()[:16]} belongs to another patient")
+    return dict(record)
+
+
+def _add_grant(state: State, record: dict[str, Any]) -> None:
+    index_key = grants_index_key(record["patient"])
+    index = state.get(index_key) or []
+    require(len(index) < MAX_GRANTS, "too_many_grants",
+            f"a patient holds at most {MAX_GRANTS} grants; revoke old ones first")
+    state.put(grant_key(record["id"]), record)
+    state.put(index_key, [*index, [record["grantee"], record["id"]]])
+
+
+@register("consent.grant", action="grant")
+def _grant(state: State, stx: SignedTx, ctx: Context) -> None:
+    """Grant a grantee access to streams, raw or summary, for a window and a validity."""
+    _patient(state, stx)
+    body = stx.tx.body
+    require(set(body) == {"grantee", "streams", "view", "window", "valid_from", "valid_until",
+                          "purpose", "alerts"}, "malformed",
+            "consent.grant takes grantee, streams, view, window, valid_from, valid_until, "
+            "purpose, alerts")
+    grantee = body_field(body, "grantee", bytes)
+    scope = parse_scope(body)
+    other = state.get(account_key(grantee))
+    require(other is not None, "unknown_grantee",
+            f"no account {grantee.hex()[:16]}: the grantee registers first")
+    require(grantee != stx.tx.account, "bad_grantee", "a patient needs no grant for herself")
+    require(other["kind"] in GRANTEE_KINDS, "bad_grantee",
+            f"a {other['kind']} account cannot hold a grant; grant to a person or organization")
+    _add_grant(state, {"id": stx.tx_hash, "patient": stx.tx.account, "grantee": grantee,
+                       **scope, "status": "active", "emergency": False, "created": ctx.height,
+                       "changed": ctx.height, "revoked_by": None, "revoked_height": None})
+
+
+@register("consent.amend", action="grant")
+def _amend(state: State, stx: SignedTx, ctx: Context) -> None:
+    """Narrow or extend a grant: new values for some of its scope fields."""
+    _patient(state, stx)
+    record = _own_grant(state, stx)
+    require(record["status"] == "active", "already_revoked",
+            "a revoked grant cannot be amended; grant anew")
+    require(not record.get("emergency"), "bad_grant",
+            "an emergency grant is changed by a new emergency request, not amended")
+    changes = {k: v for k, v in stx.tx.body.items() if k != "grant"}
+    allowed = {"streams", "view", "window", "valid_from", "valid_until", "purpose", "alerts"}
+    require(bool(changes) and set(changes) <= allowed, "malformed",
+            f"consent.amend takes grant and some of {', '.join(sorted(allowed))}")
+    scope = parse_scope({**{k: record[k] for k in allowed}, **changes})
+    state.put(grant_key(record["id"]), {**record, **scope, "changed": ctx.height})
+
+
+@register("consent.revoke", action="grant")
+def _revoke(state: State, stx: SignedTx, ctx: Context) -> None:
+    """Revoke a grant, effective from this block."""
+    _patient(state, stx)
+    require(set(stx.tx.body) == {"grant"}, "malformed", "consent.revoke takes grant")
+    record = _own_grant(state, stx)
+    require(record["status"] == "active", "already_revoked",
+            f"grant {record['id'].hex()[:16]} is already revoked")
+    state.put(grant_key(record["id"]), {**record, "status": "revoked",
+                                        "revoked_by": stx.tx_hash,
+                                        "revoked_height": ctx.height, "changed": ctx.height})
+
+
+@register("care.entry")
+def _entry(state: State, stx: SignedTx, ctx: Context) -> None:
+    """Record a note or a dose change (its content stays off the ledger; its hash is here)."""
+    _patient(state, stx)
+    body = stx.tx.body
+    require(set(body) == {"kind", "digest", "effective"}, "malformed",
+            "care.entry takes kind, digest (SHA-256 of the content), effective (epoch ms)")
+    kind = body_field(body, "kind", str)
+    require(kind in ENTRY_KINDS, "malformed", f"kind is one of {', '.join(ENTRY_KINDS)}")
+    digest = body_field(body, "digest", bytes)
+    require(len(digest) == 32, "malformed", "digest is 32 bytes")
+    body_field(body, "effective", int)
+    state.put("entry/" + stx.tx_hash.hex(), {"patient": stx.tx.account, "kind": kind,
+                                             "digest": digest, "effective": body["effective"],
+                                             "height": ctx.height})
+
+
+@register("emergency.open", auth="self")
+def _emergency(state: State, stx: SignedTx, ctx: Context) -> None:
+    """Break-glass: a clinician's request plus the patient's trusted party opens raw access."""
+    tx, body = stx.tx, stx.tx.body
+    require(set(body) == {"patient", "hours", "days", "reason"}, "malformed",
+            "emergency.open takes patient, hours (1-24), days (data window), reason")
+    clinician = load_account(state, tx.account)
+    require(clinician.kind == "clinician", "not_clinician",
+            f"emergency access is requested by a clinician, not a {clinician.kind}")
+    require(tx.nonce == clinician.nonce, "bad_nonce",
+            f"nonce {tx.nonce} is not the clinician's next ({clinician.nonce}): a replay? "
+            "fetch the nonce and re-sign")
+    patient_id = body_field(body, "patient", bytes)
+    patient = load_account(state, patient_id)
+    require(patient.kind == "patient", "not_patient", f"{patient_id.hex()[:16]} is not a patient")
+    hours = body_field(body, "hours", int)
+    days = body_field(body, "days", int)
+    reason = body_field(body, "reason", str)
+    require(1 <= hours <= EMERGENCY_MAX_HOURS, "malformed",
+            f"emergency access lasts 1 to {EMERGENCY_MAX_HOURS} hours; renew it for more")
+    require(1 <= days <= EMERGENCY_MAX_DAYS, "malformed",
+            f"an emergency shows 1 to {EMERGENCY_MAX_DAYS} days of data")
+    require(0 < len(reason) <= 200, "malformed", "give a reason of 1 to 200 characters")
+    mine = {k for k in stx.signer_ids if k in clinician.keys}
+    theirs = stx.signer_ids - mine
+    c_weight = sum(clinician.keys[k].weight("default") for k in mine)
+    require(c_weight >= clinician.threshold("default"), "insufficient_signatures",
+            "the clinician's own signature is missing: the request is signed by the clinician")
+    for k in theirs:
+        require(k in patient.keys, "not_cosigner",
+                f"key {k.hex()[:16]} is neither the clinician's nor a cosigner of the patient")
+    p_weight = sum(patient.keys[k].weight("emergency") for k in theirs)
+    need = patient.threshold("emergency")
+    require(p_weight >= need, "insufficient_signatures",
+            f"an emergency needs the patient's trusted party to cosign (weight {p_weight} of "
+            f"{need} for 'emergency'): ask them to sign the request")
+    _add_grant(state, {"id": stx.tx_hash, "patient": patient_id, "grantee": tx.account,
+                       "streams": list(STREAMS), "view": "raw",
+                       "window": {"last_days": days}, "valid_from": ctx.time_ms,
+                       "valid_until": ctx.time_ms + hours * HOUR_MS, "purpose": "emergency",
+                       "alerts": False, "status": "active", "emergency": True,
+                       "created": ctx.height, "changed": ctx.height, "revoked_by": None,
+                       "revoked_height": None, "reason": reason})
+    audit_append(state, patient_id, "emergency", stx.tx_hash, emergency=True)
+    bump_nonce(state, clinician)
+
