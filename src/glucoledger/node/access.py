@@ -1,0 +1,216 @@
+"""Audited reads: raw readings or signed summaries, released only after the audit is ordered.
+
+How a read is authenticated: the requester signs an ``access`` transaction on her own account
+with her next nonce (``access_request``). The state machine checks the signature, that the
+keys are the requester's, and the nonce (so a forged request is refused as ``bad_signature``
+or ``not_cosigner``, a replayed one as ``bad_nonce``), then computes the decision itself with
+``decide`` at the block's time and records it with the exact batches it covers
+(state/access.py). Nobody can claim a decision: it is derived on every node.
+
+Write-ahead: ``AccessService.read`` first submits the envelope; ``Node.submit`` returns only
+after the orderer durably appended it and the block holding it was stored. Only then does it
+read the recorded decision from the applied state, and only for a permit does it open the
+listed batches. A refused or denied request raises and releases nothing; either way the
+request is on the ledger (a refused one in the log with its reason code, a denied one with its
+decision in the patient's audit trail).
+
+Releases:
+- ``view "raw"``: the records in the permitted streams and window, decrypted for the
+  requester; or, when the request names ``wrap_to`` (an X25519 public key), sealed under a
+  fresh key that is wrapped to it with HPKE (RFC 9180), so the node hands over only a box.
+- ``view "summary"``: the consensus CGM metrics (glucose.metrics) of the permitted window,
+  with the commitments it was computed from (data.commit tx hashes and ciphertext hashes) and
+  the node's signature (context ``"summary"``) over all of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .. import codec
+from ..crypto import PrivateKey, PublicKey
+from ..crypto.hpke import hpke_seal
+from ..crypto.seal import new_key, seal
+from ..errors import (
+    InputError,
+    NotFoundError,
+    OutOfRangeError,
+    PermissionDeniedError,
+)
+from ..glucose.metrics import Summary, summarize
+from ..glucose.readings import CgmReading, Record
+from ..ledger.tx import SignedTx, Transaction, sign
+from ..state.access import access_key
+from ..state.consent import Request
+from ..vault.store import Vault
+from .service import Node
+
+__all__ = ["AccessDeniedError", "AccessRefusedError", "AccessService", "RawRelease",
+           "SealedRelease", "SignedSummary", "access_request"]
+
+SUMMARY_CONTEXT = "summary"
+
+
+class AccessDeniedError(PermissionDeniedError):
+    """The request was authentic and is audited, but ``decide`` denied it (``code``)."""
+
+    def __init__(self, message: str, *, code: str, tx_hash: bytes) -> None:
+        super().__init__(message, code=code)
+        self.tx_hash = tx_hash
+
+
+class AccessRefusedError(PermissionDeniedError):
+    """The state machine refused the request itself (forged, replayed, malformed): ``code``."""
+
+    def __init__(self, message: str, *, code: str, tx_hash: bytes | None) -> None:
+        super().__init__(message, code=code)
+        self.tx_hash = tx_hash
+
+
+def access_request(chain: str, requester: bytes, keys: Sequence[PrivateKey], request: Request,
+                   nonce: int) -> SignedTx:
+    """The requester's side: sign an ``access`` transaction for ``request``."""
+    return sign(Transaction(chain, "access", {"request": request.to_value()}, requester, nonce),
+                keys)
+
+
+@dataclass(frozen=True, slots=True)
+class Grounds:
+    """What every release carries: the audit record that allowed it."""
+
+    access_tx: bytes
+    patient: bytes
+    requester: bytes
+    grant: bytes
+    emergency: bool
+    start_ms: int
+    end_ms: int
+    commits: tuple[bytes, ...]
+    batches: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RawRelease:
+    grounds: Grounds
+    records: tuple[Record, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SealedRelease:
+    """Records sealed for the requester: ``box`` under a fresh key, wrapped with HPKE.
+
+    Open with ``hpke_open(x25519_private, wrapped_key, "release", access_tx)`` then
+    ``open_sealed(key, box, "release", access_tx)``; the plaintext is canonical CBOR of
+    ``{"records": [record values]}``.
+    """
+
+    grounds: Grounds
+    wrapped_key: bytes
+    box: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SignedSummary:
+    grounds: Grounds
+    summary: Summary
+    node_key: PublicKey
+    signature: bytes
+
+    def statement(self) -> bytes:
+        return summary_statement(self.grounds, self.summary)
+
+    def verify(self, node_key: PublicKey) -> Summary:
+        """Raise SignatureError unless ``node_key`` signed this summary; return it."""
+        node_key.verify(SUMMARY_CONTEXT, self.statement(), self.signature)
+        return self.summary
+
+
+def summary_statement(g: Grounds, summary: Summary) -> bytes:
+    return codec.encode({"access": g.access_tx, "patient": g.patient, "requester": g.requester,
+                         "grant": g.grant, "from": g.start_ms, "to": g.end_ms,
+                         "commits": list(g.commits), "batches": list(g.batches),
+                         "summary": summary.to_value()})
+
+
+class AccessService:
+    def __init__(self, node: Node, vault: Vault) -> None:
+        self.node = node
+        self.vault = vault
+
+    # --- the requester side, for custodial clients (CLI, demo) --------------------------
+    def request(self, requester: bytes, keys: Sequence[PrivateKey], request: Request) -> SignedTx:
+        return access_request(self.node.chain, requester, keys, request,
+                              self.node.next_nonce(requester))
+
+    # --- the audited read ------------------------------------------------------------------
+    def authorize(self, envelope: bytes) -> tuple[Grounds, dict[str, Any]]:
+        """Order the access request; return its grounds if the ledger recorded a permit.
+
+        Raises AccessRefusedError (forged, replayed or malformed: refused by the machine and
+        kept in the log), AccessDeniedError (authentic but denied; in the audit trail),
+        InputError (not an access request for this chain: nothing ordered).
+        """
+        stx = SignedTx.decode(envelope)
+        if stx.tx.type != "access" or stx.tx.chain != self.node.chain:
+            raise InputError(f"expected an access request for chain {self.node.chain!r}")
+        receipt = self.node.submit([stx.raw])[0]  # durable and applied when this returns
+        if not receipt.ok:
+            raise AccessRefusedError(
+                f"access request refused ({receipt.result.code}): {receipt.result.message}; "
+                f"it is recorded in the log at index {receipt.index} and nothing was released",
+                code=receipt.result.code, tx_hash=receipt.tx_hash)
+        record = self.node.state.get(access_key(stx.tx_hash))
+        if record is None:  # pragma: no cover - an accepted access always records
+            raise NotFoundError("the access record is missing from the state")
+        decision = record["decision"]
+        if decision["decision"] != "permit":
+            raise AccessDeniedError(
+                f"access denied ({decision['reason']}): {decision['message']} "
+                f"(audited as {stx.tx_hash.hex()[:16]})", code=decision["reason"],
+                tx_hash=stx.tx_hash)
+        grounds = Grounds(stx.tx_hash, record["patient"], record["requester"],
+                          decision["grant"], record["emergency"], decision["from"],
+                          decision["to"], tuple(record["commits"]), tuple(record["batches"]))
+        return grounds, record
+
+    def _records(self, grounds: Grounds, streams: Sequence[str]) -> list[Record]:
+        out: list[Record] = []
+        for ct in grounds.batches:
+            row = self.vault.by_ct(ct)
+            if row.stream not in streams:  # pragma: no cover - the index is per stream
+                continue
+            _salt, batch = self.vault.open(row)
+            out.extend(r for r in batch.items
+                       if grounds.start_ms <= r.time_ms < grounds.end_ms)
+        out.sort(key=lambda r: r.time_ms)
+        return out
+
+    def read(self, envelope: bytes) -> RawRelease | SealedRelease | SignedSummary:
+        """Order the request (write-ahead), then release what its recorded permit allows."""
+        grounds, record = self.authorize(envelope)
+        decision = record["decision"]
+        request = Request.from_value(record["request"])
+        records = self._records(grounds, decision["streams"])
+        if decision["view"] == "summary":
+            return self._summary(grounds, records)
+        if request.wrap_to is not None:
+            key = new_key()
+            payload = codec.encode({"records": [r.to_value() for r in records]})
+            return SealedRelease(grounds,
+                                 hpke_seal(request.wrap_to, key, "release", grounds.access_tx),
+                                 seal(key, payload, "release", grounds.access_tx))
+        return RawRelease(grounds, tuple(records))
+
+    def _summary(self, grounds: Grounds, records: list[Record]) -> SignedSummary:
+        cgm = [r for r in records if isinstance(r, CgmReading)]
+        if not cgm:
+            raise OutOfRangeError("the permitted window holds no CGM readings to summarize "
+                                  f"(audited as {grounds.access_tx.hex()[:16]})")
+        # A window much longer than the data (the patient's own "everything") starts at the
+        # UTC day of the first reading, so the consensus' 14-day sufficiency is judged fairly.
+        start = max(grounds.start_ms, cgm[0].time_ms - cgm[0].time_ms % 86_400_000)
+        summary = summarize(cgm, start_ms=start, end_ms=grounds.end_ms)
+        sig = self.node.node_key.sign(SUMMARY_CONTEXT, summary_statement(grounds, summary))
+        return SignedSummary(grounds, summary, self.node.node_key.public, sig)
