@@ -136,9 +136,10 @@ def create_app(node: Node, settings: ServerSettings | None = None, *,
         return error_response(500, "internal", "the server failed unexpectedly; nothing was "
                               "changed by this request's failure; report it with the time")
 
-    from . import routes_fhir, routes_ledger, routes_nightscout
+    from . import routes_consent, routes_fhir, routes_ledger, routes_nightscout
 
     app.include_router(routes_ledger.router)
+    app.include_router(routes_consent.router)
     app.include_router(routes_nightscout.router)
     app.include_router(routes_fhir.router)
     try:

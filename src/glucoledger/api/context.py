@@ -66,8 +66,25 @@ class ServerContext:
 
     @classmethod
     def create(cls, node: Node, settings: ServerSettings | None = None) -> ServerContext:
-        return cls(node, settings or ServerSettings(), Passwords(node),
-                   SecurityLog(node.data_dir))
+        from ..node.access import AccessService
+        from ..node.ingest import IngestService, open_vault
+        from ..node.nightscout import NightscoutService
+
+        c = cls(node, settings or ServerSettings(), Passwords(node), SecurityLog(node.data_dir))
+        vault = open_vault(node)
+        ingest = IngestService(node, vault)
+        access = AccessService(node, vault)
+        c.services.update(vault=vault, ingest=ingest, access=access,
+                          nightscout=NightscoutService(node, ingest, access))
+        return c
+
+    def close(self) -> None:
+        ns = self.services.pop("nightscout", None)
+        if ns is not None:
+            ns.close()
+        vault = self.services.pop("vault", None)
+        if vault is not None:
+            vault.close()
 
     def key_owner(self, key_id: bytes) -> tuple[Identity, PublicKey]:
         """The account holding ``key_id`` in its policy. Raises AuthenticationError."""
