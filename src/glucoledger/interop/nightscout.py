@@ -43,6 +43,8 @@ from typing import Any, Final
 
 from ..errors import MalformedError, OutOfRangeError
 from ..glucose.readings import (
+    MAX_TIME_MS,
+    MIN_TIME_MS,
     TRENDS,
     Basal,
     Bolus,
@@ -138,6 +140,14 @@ def _num(doc: Mapping[str, Any], name: str, what: str, *, required: bool = True)
 
 def _time_of(doc: Mapping[str, Any], names: Iterable[str], what: str) -> tuple[int, int]:
     """Epoch ms and UTC offset (minutes) from the first time field present."""
+    t, off = _time_raw(doc, names, what)
+    if not MIN_TIME_MS <= t <= MAX_TIME_MS:
+        raise OutOfRangeError(f"{what}: time {t} ms is outside 2000..2100; check the device "
+                              "clock and that the time is in milliseconds")
+    return t, off
+
+
+def _time_raw(doc: Mapping[str, Any], names: Iterable[str], what: str) -> tuple[int, int]:
     for name in names:
         v = doc.get(name)
         if v is None:
@@ -152,7 +162,7 @@ def _time_of(doc: Mapping[str, Any], names: Iterable[str], what: str) -> tuple[i
                 offset = 0
             return v, offset
         if isinstance(v, str):
-            if v.isdigit():
+            if v.isdigit() and len(v) <= 16:
                 return int(v), 0
             text = v.replace("Z", "+00:00") if v.endswith("Z") else v
             t, off = parse_time(text)
