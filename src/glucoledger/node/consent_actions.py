@@ -18,6 +18,8 @@ from ..ledger.tx import add_signatures
 from ..state.consent import Grant, grants_of
 from .service import Node, Receipt
 
+_OWNER = b"owner"  # the grant named in the patient's own reads (state/consent.py)
+
 __all__ = ["AuditEvent", "amend", "audit_trail", "emergency", "erase", "grant", "grants",
            "revoke", "set_alert_rules"]
 
@@ -120,7 +122,8 @@ def audit_trail(node: Node, patient: bytes, limit: int = 200) -> list[AuditEvent
             out.append(AuditEvent(i, e["kind"], e["tx"], e["emergency"], rec["requester"],
                                   d.get("decision"), d.get("reason"),
                                   rec["request"].get("view"),
-                                  tuple(rec["request"].get("streams", ())), rec.get("grant"),
+                                  tuple(rec["request"].get("streams", ())),
+                                  None if rec.get("grant") == _OWNER else rec.get("grant"),
                                   rec.get("time")))
         else:
             grant_rec = node.state.get("grant/" + e["tx"].hex())
