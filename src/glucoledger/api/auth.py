@@ -13,7 +13,7 @@ from fastapi import Request, Response
 
 from ..errors import AuthenticationError, GlucoledgerError, PermissionDeniedError
 from ..node.accounts import keys_of
-from .context import Principal, ServerContext, ctx
+from .context import Principal, ctx
 from .httpsig import verify_request
 from .security import COOKIE, Session
 

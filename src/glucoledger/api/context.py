@@ -63,6 +63,7 @@ class ServerContext:
     services: dict[str, Any] = field(default_factory=dict)
     _keys: dict[bytes, tuple[Identity, PublicKey]] = field(default_factory=dict)
     _mu: threading.Lock = field(default_factory=threading.Lock)
+    _locks: dict[bytes, threading.Lock] = field(default_factory=dict)
 
     @classmethod
     def create(cls, node: Node, settings: ServerSettings | None = None) -> ServerContext:
@@ -85,6 +86,15 @@ class ServerContext:
         vault = self.services.pop("vault", None)
         if vault is not None:
             vault.close()
+
+    def account_lock(self, account: bytes) -> threading.Lock:
+        """A lock per account: transactions built from its custodial keys take consecutive
+        nonces, so they are built and ordered one at a time."""
+        with self._mu:
+            lock = self._locks.get(account)
+            if lock is None:
+                lock = self._locks[account] = threading.Lock()
+            return lock
 
     def key_owner(self, key_id: bytes) -> tuple[Identity, PublicKey]:
         """The account holding ``key_id`` in its policy. Raises AuthenticationError."""

@@ -38,7 +38,7 @@ from ..errors import MalformedError, SignatureError
 __all__ = ["NonceCache", "SignedBy", "content_digest", "sign_request", "verify_request"]
 
 MAX_SKEW_S = 300
-_MEMBER = re.compile(r'\s*([a-z][a-z0-9_.*-]{0,63})=(.*)$', re.S)
+_MEMBER = re.compile(r'\s*([a-z][a-z0-9_.*-]{0,63})=(.*)$', re.DOTALL)
 _ITEM = re.compile(r'"([^"\\]*)"')
 _PARAM = re.compile(r';([a-z][a-z0-9_.*-]{0,63})=("(?:[^"\\]|\\.)*"|-?\d{1,15}|[A-Za-z*][^;]*)')
 
@@ -135,7 +135,7 @@ def verify_request(*, method: str, target_uri: str, path: str, headers: Mapping[
     try:
         label, inner = _dict_member(headers["signature-input"], None)
         _, sig_item = _dict_member(headers["signature"], label)
-        m = re.match(r"^\((.*?)\)(.*)$", inner, re.S)
+        m = re.match(r"^\((.*?)\)(.*)$", inner, re.DOTALL)
         if m is None:
             raise MalformedError("Signature-Input is not an inner list")
         components = _ITEM.findall(m.group(1))

@@ -102,8 +102,8 @@ def _agp(readings: list[Any], label: str) -> Markup | None:
     if len(readings) < 12:
         return None
     html_doc = render_html(compute_agp(readings), summarize(readings), patient=label)
-    style = re.search(r"<style>(.*?)</style>", html_doc, re.S)
-    body = re.search(r"<body>(.*?)</body>", html_doc, re.S)
+    style = re.search(r"<style>(.*?)</style>", html_doc, re.DOTALL)
+    body = re.search(r"<body>(.*?)</body>", html_doc, re.DOTALL)
     inner = body.group(1) if body else ""
     inner = inner.replace("<h1>", "<h3>").replace("</h1>", "</h3>").replace(
         "<h2>", "<h4>").replace("</h2>", "</h4>")

@@ -15,7 +15,8 @@ from ..glucose.readings import CgmReading
 from ..node import consent_actions as ca
 from ..node.access import RawRelease, SignedSummary
 from ..node.accounts import AddressBook, identity, keys_of
-from ..state.consent import Grant, Request as ReadRequest
+from ..state.consent import Grant
+from ..state.consent import Request as ReadRequest
 from .auth import principal, record_refusal, require_kind
 from .context import Principal, ctx
 from .routes_ledger import ERRORS, Strict
@@ -176,15 +177,17 @@ def read_for(request: Request, who: Principal, patient: bytes, streams: list[str
     access = c.services["access"]
     window = {"last_days": last_days} if last_days else None
     req = ReadRequest(patient, tuple(sorted(set(streams))), view, window)
-    env = access.request(who.id, _keys(request, who), req).raw
-    try:
-        return access.read(env)  # type: ignore[no-any-return]
-    except Exception as exc:
-        from ..errors import PermissionDeniedError
+    # One account's requests take consecutive nonces: build and order them one at a time.
+    with c.account_lock(who.id):
+        env = access.request(who.id, _keys(request, who), req).raw
+        try:
+            return access.read(env)  # type: ignore[no-any-return]
+        except Exception as exc:
+            from ..errors import PermissionDeniedError
 
-        if isinstance(exc, PermissionDeniedError):
-            record_refusal(request, exc, who.name)
-        raise
+            if isinstance(exc, PermissionDeniedError):
+                record_refusal(request, exc, who.name)
+            raise
 
 
 def summary_value(s: Any) -> dict[str, Any]:

@@ -53,9 +53,11 @@ def cgm_bundle(patient: str, request: Request, who: Who,
         raise InputError("end must come after start")
     c = ctx(request)
     try:
-        return export_bundle(c.node, c.services["access"], who.id, _keys(request, who), pid,
-                             start_ms=lo, end_ms=hi, units=units,
-                             now_ms=int(time.time() * 1000))
+        with c.account_lock(who.id):
+            return export_bundle(c.node, c.services["access"], who.id, _keys(request, who),
+                                 pid,
+                                 start_ms=lo, end_ms=hi, units=units,
+                                 now_ms=int(time.time() * 1000))
     except PermissionDeniedError as exc:
         from .auth import record_refusal
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -105,9 +105,9 @@ def export_fhir(
     patient: str,
     as_: Annotated[str, typer.Option("--as", help="Who reads (custodial account name).")],
     data: DataOpt = None,
-    start: Annotated[Optional[str], typer.Option(help="ISO 8601 start.")] = None,  # noqa: UP007
-    end: Annotated[Optional[str], typer.Option(help="ISO 8601 end.")] = None,  # noqa: UP007
-    out: Annotated[Optional[Path], typer.Option(help="Write here (default: stdout).")  # noqa: UP007
+    start: Annotated[str | None, typer.Option(help="ISO 8601 start.")] = None,
+    end: Annotated[str | None, typer.Option(help="ISO 8601 end.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write here (default: stdout).")
                    ] = None,
     check: Annotated[bool, typer.Option(help="Validate with fhir.resources.")] = False,
 ) -> None:

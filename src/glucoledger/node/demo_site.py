@@ -52,6 +52,6 @@ def seed_demo(node: Node, ns: NightscoutService, *, days: int = 14,
                                          len(recs)), 288)
     ns.ingest.ingest_batches(batches, patient=alice.id, uploader=gw.id,
                              signer=keys_of(node, gw)[0])
-    ns._next_seq.pop(gw.id, None)  # noqa: SLF001 - the seq moved on outside the service
+    ns._next_seq.pop(gw.id, None)
     return {"passwords": DEMO_PASSWORDS, "uploader_secret": DEMO_UPLOADER_SECRET,
             "reader_token": DEMO_READER_TOKEN}

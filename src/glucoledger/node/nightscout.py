@@ -46,7 +46,7 @@ from .devices import bind_device, create_keyed_account, org_account
 from .ingest import IngestService
 from .service import Node
 
-__all__ = ["Binding", "NightscoutService", "STREAMS_OF"]
+__all__ = ["STREAMS_OF", "Binding", "NightscoutService"]
 
 #: Which streams each collection is read from.
 STREAMS_OF: dict[str, tuple[str, ...]] = {
@@ -216,7 +216,7 @@ class NightscoutService:
         errors: list[GlucoledgerError] = []
         for job in jobs:
             try:
-                self.ingest._wait(job)  # noqa: SLF001 - drains the group commit, then waits
+                self.ingest._wait(job)
             except GlucoledgerError as exc:
                 errors.append(exc)
         if errors:
@@ -244,8 +244,9 @@ class NightscoutService:
             hi = query.end_ms if query.end_ms is not None else (1 << 53)
             window = {"from": lo, "to": max(hi, lo + 1)}
         req = Request(binding.patient, streams, "raw", window)
-        env = self.access.request(reader.id, keys_of(self.node, reader), req).raw
-        release = self.access.read(env)
+        with self._seq_mu[reader.id]:  # consecutive nonces: one request at a time
+            env = self.access.request(reader.id, keys_of(self.node, reader), req).raw
+            release = self.access.read(env)
         assert isinstance(release, RawRelease)
         docs = []
         for rec in release.records:
