@@ -70,3 +70,13 @@ def test_fuzz_decode_parses_or_raises_malformed(data: bytes) -> None:
         codec.decode(data)
     except MalformedError:
         pass
+
+
+def test_signed_tx_hash_from_slice_equals_hash_of_encoding() -> None:
+    from glucoledger import crypto
+    from glucoledger.ledger.tx import SignedTx, Transaction, sign
+
+    for body in ({}, {"a": [1, 2, {"b": b"x" * 300}]}, {"z" * 30: "y" * 1000}):
+        tx = Transaction("c/h", "t.x", body, bytes(32), 7)
+        stx = sign(tx, [crypto.generate(), crypto.generate("p256")])
+        assert SignedTx.decode(stx.raw).tx_hash == tx.hash() == stx.tx_hash

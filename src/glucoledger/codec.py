@@ -63,6 +63,46 @@ def _check(value: object) -> None:
             )
 
 
+def _check_canonical_maps(value: object) -> None:
+    """After a decode: allowed types only, and every map's keys in canonical order.
+
+    With key order checked here, re-encoding in *input* order (cbor2 keeps it) and comparing
+    bytes proves the rest of canonical form (shortest integers and lengths, definite lengths),
+    without the cost of a sorting encoder on every decode.
+    """
+    stack: list[tuple[object, int]] = [(value, 0)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        v, depth = pop()
+        t = type(v)
+        if t in _SCALARS:
+            if t is int and not _INT_MIN <= v <= _INT_MAX:  # type: ignore[operator]
+                raise MalformedError(f"integer {v} is outside the 64-bit range")
+            continue
+        if depth >= 32:
+            raise MalformedError("value nests deeper than 32 levels; flatten it")
+        if t is list:
+            for item in v:  # type: ignore[attr-defined]
+                push((item, depth + 1))
+        elif t is dict:
+            prev: bytes | None = None
+            for key, item in v.items():  # type: ignore[attr-defined]
+                if type(key) is not str:
+                    raise MalformedError(f"map key {key!r} is not text; only text keys are allowed")
+                kb = key.encode()
+                if prev is not None and (len(kb), kb) <= (len(prev), prev):
+                    raise MalformedError(
+                        "CBOR map keys are not in canonical order (RFC 8949 4.2.1), or repeat; "
+                        "re-encode it deterministically"
+                    )
+                prev = kb
+                push((item, depth + 1))
+        else:
+            raise MalformedError(
+                f"type {t.__name__} is not allowed; use int, str, bytes, bool, None, list or dict"
+            )
+
+
 def encode(value: Value) -> bytes:
     """Encode ``value`` canonically. Raises MalformedError for a type outside the allowed set."""
     _check(value)
@@ -82,13 +122,14 @@ def decode(data: bytes, *, max_size: int = MAX_ENCODED) -> Value:
         raise MalformedError(f"encoded object is {len(data)} bytes; the limit is {max_size}")
     try:
         value = cbor2.loads(bytes(data))
-    except Exception as exc:  # cbor2 raises several types, all meaning "does not parse"
+    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError,
+            EOFError, KeyError, IndexError) as exc:  # all mean "does not parse"
         raise MalformedError(f"not valid CBOR: {type(exc).__name__}") from None
-    _check(value)
+    _check_canonical_maps(value)
     try:
-        again = cbor2.dumps(value, canonical=True)
-    except Exception:  # pragma: no cover - _check already filtered unencodable types
-        raise MalformedError("value cannot be re-encoded canonically") from None
+        again = cbor2.dumps(value)  # input key order, which was just checked to be canonical
+    except (cbor2.CBOREncodeError, ValueError, TypeError):  # pragma: no cover - filtered above
+        raise MalformedError("value cannot be re-encoded") from None
     if again != bytes(data):
         raise MalformedError(
             "CBOR is not in canonical form (RFC 8949 4.2.1): re-encode it with sorted keys, "
@@ -106,7 +147,13 @@ def decode_trusted(data: bytes) -> Value:
 
 
 def encode_trusted(value: Value) -> bytes:
-    """``encode`` for values built by validated types (records, batches): the same canonical
-    bytes, without re-walking the value to check its types (a hot path of ingest)."""
+    """Re-encode a value ``decode`` just returned, in its (already canonical) key order."""
+    data: bytes = cbor2.dumps(value)
+    return data
+
+
+def encode_unchecked(value: Value) -> bytes:
+    """``encode`` (sorted keys, canonical) for values built by validated types (records,
+    batches), without re-walking the value to check its types: a hot path of ingest."""
     data: bytes = cbor2.dumps(value, canonical=True)
     return data

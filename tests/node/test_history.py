@@ -131,3 +131,42 @@ def test_inclusion_and_consistency_proofs_from_the_store(grown: tuple[Path, Path
 
 def _root_at(node: Node, size: int) -> bytes:
     return merkle.root_of([merkle.leaf_hash(node.store.tx_at(i).envelope) for i in range(size)])
+
+
+def test_replay_in_another_process_with_another_hash_seed(tmp_path: Path) -> None:
+    """Set and dict order must never leak into results: a replica with another
+    PYTHONHASHSEED must derive the same bytes, refusals with several reasons included."""
+    import os
+    import subprocess
+    import sys
+
+    a = tmp_path / "a"
+    with Node.init(a, workers=1) as node:
+        add_accounts(node, 3)
+        k1, k2 = crypto.generate(), crypto.generate()
+        strangers = [crypto.generate() for _ in range(4)]
+        pol = single_key_policy(k1.public)
+        pid = account_id("patient", pol)
+        node.submit([sign(Transaction(node.chain, "account.create", {"kind": "patient", "policy": pol},
+                                      pid, 0), [k1]).raw])
+        bad = {"cosigners": [{"key": k.public.to_value(), "w": {"a": 0, "b": 0, "c": 0}}
+                             for k in (k1, k2)], "thresholds": {"default": 1, "a": 2, "b": 2, "c": 2}}
+        node.submit([node.build("account.update", {"policy": bad}, pid, [k1]).raw,
+                     node.build("account.update", {"policy": pol}, pid, [k1, *strangers]).raw])
+    b = tmp_path / "b"
+    b.mkdir()
+    for name in ("node.json", "master.key", "orderer.db"):
+        shutil.copy(a / name, b / name)
+    shutil.copytree(a / "wallet", b / "wallet")
+    code = ("import sys; from glucoledger.node.service import Node; "
+            "n = Node(sys.argv[1], workers=1); n.sync(); n.close()")
+    for seed in ("1", "2"):
+        if (b / "chain.db").exists():
+            (b / "chain.db").unlink()
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": os.pathsep.join(sys.path)}
+        subprocess.run([sys.executable, "-c", code, str(b)], check=True, env=env, timeout=120)
+        rows = "SELECT height, hash, header, checkpoint FROM blocks ORDER BY height"
+        da, db_ = sqlite3.connect(a / "chain.db"), sqlite3.connect(b / "chain.db")
+        assert da.execute(rows).fetchall() == db_.execute(rows).fetchall()
+        da.close()
+        db_.close()

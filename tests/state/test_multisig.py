@@ -64,7 +64,7 @@ def test_cosign_by_a_stranger_is_refused(node: Node) -> None:
 
 def test_standing_rule_runs_proposals_at_once(node: Node) -> None:
     p = make_patient(node)
-    cid, ck = _clinician(node)
+    cid, _ = _clinician(node)
     r = node.submit([node.build("multisig.rule", {"proposer": cid, "types": ["multisig.rule"]},
                                 p.id, [p.k1]).raw])[0]
     assert r.result.code == "bad_rule"  # multisig changes never go by rule

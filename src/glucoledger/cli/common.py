@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -30,7 +30,7 @@ def default_data_dir() -> Path:
 
 
 DataOpt = Annotated[
-    Optional[Path],  # noqa: UP007 - typer needs Optional here
+    Path | None,
     typer.Option("--data", help="The node's folder (default: $GLUCOLEDGER_DATA or "
                  "~/.local/share/glucoledger).", show_default=False),
 ]

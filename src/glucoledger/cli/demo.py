@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -23,7 +23,7 @@ def _step(text: str) -> None:
 
 
 def demo(
-    data: Annotated[Optional[Path], typer.Option(  # noqa: UP007
+    data: Annotated[Path | None, typer.Option(
         "--data", help="Folder for the demo node (default: a new temporary folder).")] = None,
 ) -> None:
     """Build a small chain: accounts, multisig, refused transactions, a checkpoint, verify."""

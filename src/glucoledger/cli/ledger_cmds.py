@@ -6,7 +6,7 @@ import getpass
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -44,8 +44,8 @@ def init(
 def account_create(
     name: Annotated[str, typer.Argument(help="A local name for the account.")],
     kind: Annotated[str, typer.Option(help="patient, clinician, trusted, organization, maker, ...")] = "patient",
-    trusted: Annotated[Optional[str], typer.Option(help="Trusted party (patients): an existing account name.")] = None,  # noqa: UP007
-    sponsor: Annotated[Optional[str], typer.Option(help="Sponsoring account (default: this node's organization).")] = None,  # noqa: UP007
+    trusted: Annotated[str | None, typer.Option(help="Trusted party (patients): an existing account name.")] = None,
+    sponsor: Annotated[str | None, typer.Option(help="Sponsoring account (default: this node's organization).")] = None,
     alg: Annotated[str, typer.Option(help="ed25519 or p256.")] = "ed25519",
     data: DataOpt = None,
 ) -> None:
@@ -104,7 +104,7 @@ def blocks(data: DataOpt = None,
 def checkpoint(
     data: DataOpt = None,
     vkey: Annotated[bool, typer.Option("--vkey", help="Print the node's verifier key instead.")] = False,
-    out: Annotated[Optional[Path], typer.Option(help="Also write the checkpoint to this file.")] = None,  # noqa: UP007
+    out: Annotated[Path | None, typer.Option(help="Also write the checkpoint to this file.")] = None,
 ) -> None:
     """Print the latest signed checkpoint (C2SP signed note)."""
     with open_node(data) as node:
@@ -126,9 +126,9 @@ def _verifiers(node_key: str | None) -> list[NoteVerifier] | None:
 
 def verify(
     data: DataOpt = None,
-    from_checkpoint: Annotated[Optional[Path], typer.Option(  # noqa: UP007
+    from_checkpoint: Annotated[Path | None, typer.Option(
         "--from-checkpoint", help="A checkpoint you kept: the store must still extend it.")] = None,
-    node_key: Annotated[Optional[str], typer.Option(  # noqa: UP007
+    node_key: Annotated[str | None, typer.Option(
         help="Verifier key(s) (vkey text or a file) to trust instead of the node's own.")] = None,
 ) -> None:
     """Re-derive every hash, root, signature and link; exit non-zero at the first bad spot."""
@@ -163,7 +163,7 @@ def verify(
 def keygen(
     out: Annotated[Path, typer.Option(help="Where to write the encrypted key file.")],
     alg: Annotated[str, typer.Option(help="ed25519 or p256.")] = "ed25519",
-    password_env: Annotated[Optional[str], typer.Option(  # noqa: UP007
+    password_env: Annotated[str | None, typer.Option(
         help="Read the password from this environment variable instead of a prompt.")] = None,
 ) -> None:
     """Make a self-custody key, encrypted at rest with Argon2id (RFC 9106) and AES-256-GCM."""

@@ -180,7 +180,7 @@ class PrivateKey:
 
     __str__ = __repr__
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> str | tuple[object, ...]:
         raise TypeError("private keys are not picklable; save them with keyfile.save")
 
 

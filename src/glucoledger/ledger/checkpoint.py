@@ -200,10 +200,9 @@ def parse_note(data: bytes) -> SignedNote:
         if len(parts) != 3 or parts[0] != _DASH:
             raise MalformedError(f"bad signature line {line[:80]!r}")
         raw = _b64decode(parts[2], "note signature")
-        if len(raw) != 68:
-            # Other signature types (e.g. cosignatures) have other lengths: keep, never trust.
-            if len(raw) < 5:
-                raise MalformedError("note signature too short")
+        # Other signature types (e.g. cosignatures) have other lengths: kept, never trusted.
+        if len(raw) < 5:
+            raise MalformedError("note signature too short")
         sigs.append((parts[1], raw[:4], raw[4:]))
     if not sigs:
         raise MalformedError("a signed note needs at least one signature line")

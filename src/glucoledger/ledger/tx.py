@@ -117,17 +117,23 @@ class SignedTx:
             raise MalformedError("sigs must be a list")
         tx = Transaction.from_value(value["tx"])
         sigs = tuple(Signature.from_value(s) for s in value["sigs"])
-        return cls._checked(tx, sigs, bytes(raw))
+        raw = bytes(raw)
+        # Canonical form puts "tx" first: a2 62 't' 'x' <tx> 64 's' 'i' 'g' 's' <sigs>. The
+        # transaction's own encoding is that slice, so its hash needs no re-encoding.
+        tail = len(codec.encode_trusted(value["sigs"])) + 5
+        tx_hash = tagged_hash("tx", raw[4:len(raw) - tail])
+        return cls._checked(tx, sigs, raw, tx_hash)
 
     @classmethod
-    def _checked(cls, tx: Transaction, sigs: tuple[Signature, ...], raw: bytes) -> SignedTx:
+    def _checked(cls, tx: Transaction, sigs: tuple[Signature, ...], raw: bytes,
+                 tx_hash: bytes | None = None) -> SignedTx:
         if not 1 <= len(sigs) <= MAX_SIGNATURES:
             raise MalformedError(f"a transaction needs 1 to {MAX_SIGNATURES} signatures")
         if len({(s.key.alg, s.key.raw) for s in sigs}) != len(sigs):
             raise MalformedError("the same key signed twice; send each signature once")
         if len(raw) > MAX_TX_BYTES:
             raise MalformedError(f"transaction is {len(raw)} bytes; the limit is {MAX_TX_BYTES}")
-        return cls(tx, sigs, raw, tx.hash())
+        return cls(tx, sigs, raw, tx.hash() if tx_hash is None else tx_hash)
 
     def check_signatures(self) -> None:
         """Raise SignatureError unless every signature verifies over the transaction hash."""

@@ -21,7 +21,7 @@ from ..crypto import PrivateKey
 from ..crypto.seal import KEY_BYTES, new_key, open_sealed, seal
 from ..errors import InputError, NotFoundError, StorageError
 
-__all__ = ["MASTER_ENV", "Wallet", "load_master_key", "create_master_key"]
+__all__ = ["MASTER_ENV", "Wallet", "create_master_key", "load_master_key"]
 
 MASTER_ENV = "GLUCOLEDGER_MASTER_KEY"
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")

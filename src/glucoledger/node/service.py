@@ -21,7 +21,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from .. import codec, state
 from ..crypto import PrivateKey, PublicKey, generate
@@ -161,7 +161,7 @@ class Node:
             if hasattr(self, "store"):
                 self.store.close()
 
-    def __enter__(self) -> Node:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -350,7 +350,7 @@ def genesis_envelope(chain: str, orgs: Sequence[tuple[str, PrivateKey, PrivateKe
     """The chain's first transaction: (name, organization key, node key) per founder."""
     from ..state.accounts_model import account_id
 
-    body = {
+    body: dict[str, Any] = {
         "orgs": [{"name": name, "policy": single_key_policy(org.public),
                   "node": node.public.to_value()} for name, org, node in orgs],
         "threshold": threshold,

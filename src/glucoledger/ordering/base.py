@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from typing import Self
 
 __all__ = ["MAX_ENTRY", "Orderer"]
 
@@ -43,16 +44,16 @@ class Orderer(abc.ABC):
         """Lowest position still readable (0 unless compacted)."""
         return 0
 
-    def compact(self, below: int) -> None:  # noqa: B027 - optional for backends
+    def compact(self, below: int) -> None:
         """Allow the backend to drop entries at positions below ``below``."""
 
     @abc.abstractmethod
     def wait(self, size: int, timeout: float) -> int: ...
 
-    def close(self) -> None:  # noqa: B027 - optional for backends
+    def close(self) -> None:
         pass
 
-    def __enter__(self) -> Orderer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -104,8 +104,9 @@ def validate_policy(policy: Any) -> tuple[tuple[Cosigner, ...], dict[str, int]]:
         for k, v in thresholds.items()
     ):
         raise MalformedError("thresholds map action classes (with 'default') to 1..1000")
-    for action in {*thresholds, *(a for c in cosigners for a in c.weights)}:
-        need = thresholds.get(action, thresholds["default"])
+    # Sorted: the message (part of the results hash) must not depend on set order.
+    for action in sorted({*thresholds, *(a for c in cosigners for a in c.weights)}):
+        need = int(thresholds[action] if action in thresholds else thresholds["default"])
         if sum(c.weight(action) for c in cosigners) < need:
             raise RejectedError(
                 f"policy can never reach its '{action}' threshold ({need}): the account would "

@@ -97,7 +97,7 @@ def authorize(account: Account, stx: SignedTx, action: str) -> None:
     """Raise RejectedError unless the signers are cosigners meeting ``action``'s threshold."""
     weights = account.weights(action)
     total = 0
-    for key_id in stx.signer_ids:
+    for key_id in sorted(stx.signer_ids):  # sorted: messages are hashed, sets have no order
         if key_id not in account.keys:
             raise RejectedError(
                 f"key {key_id.hex()[:16]} is not a cosigner of account "

@@ -76,7 +76,7 @@ def _cosign(state: State, stx: SignedTx, ctx: Context) -> None:
             f"no open proposal {pid.hex()[:16]} (it ran, expired or never existed)")
     require(prop["target"] == tgt.id, "wrong_account", "the proposal is for another account")
     require(prop["expires"] > ctx.time_ms, "expired", "the proposal expired; propose again")
-    for kid in stx.signer_ids:
+    for kid in sorted(stx.signer_ids):
         require(kid in tgt.keys, "not_cosigner",
                 f"key {kid.hex()[:16]} is not a cosigner of the target account")
     approvals = sorted({*prop["approvals"], *stx.signer_ids})

@@ -51,7 +51,7 @@ def leaf_data(salt: bytes, reading: dict[str, Any]) -> bytes:
     """``codec.encode({"salt": salt, "reading": reading})``, assembled without re-sorting."""
     if len(salt) != 32:
         raise ValueError("salts are 32 bytes")
-    return _LEAF_HEAD + salt + _LEAF_MID + codec.encode_trusted(reading)
+    return _LEAF_HEAD + salt + _LEAF_MID + codec.encode_unchecked(reading)
 
 
 def leaf_hashes(salt_key: bytes, readings: list[dict[str, Any]]) -> list[bytes]:
@@ -65,7 +65,7 @@ def batch_aad(chain: str, patient: bytes, uploader: bytes, stream: str, seq: int
 
 
 def batch_plaintext(salt_key: bytes, batch_value: dict[str, Any]) -> bytes:
-    return codec.encode_trusted({"v": 1, "salt_key": salt_key, "batch": batch_value})
+    return codec.encode_unchecked({"v": 1, "salt_key": salt_key, "batch": batch_value})
 
 
 def read_plaintext(data: bytes) -> tuple[bytes, Batch]:

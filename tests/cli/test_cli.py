@@ -1,0 +1,83 @@
+"""The command as a user runs it: a real process, real folders, exit codes and messages."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "COLUMNS": "200",
+                **(env or {})}
+    return subprocess.run([sys.executable, "-m", "glucoledger", *args], capture_output=True,
+                          text=True, env=full_env, timeout=300, check=False)
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("cli") / "demo"
+    r = run("demo", "--data", str(d))
+    assert r.returncode == 0, r.stderr
+    assert "OK" in r.stdout and "refused" in r.stdout
+    return d
+
+
+def test_demo_then_verify(demo_dir: Path) -> None:
+    r = run("verify", "--data", str(demo_dir))
+    assert r.returncode == 0, r.stderr
+    assert "OK" in r.stdout
+    r = run("verify", "--data", str(demo_dir), "--from-checkpoint", str(demo_dir / "checkpoint.txt"))
+    assert r.returncode == 0 and "consistent with your checkpoint" in r.stdout, r.stderr
+
+
+def test_data_dir_from_environment(demo_dir: Path) -> None:
+    r = run("blocks", env={"GLUCOLEDGER_DATA": str(demo_dir)})
+    assert r.returncode == 0 and "height" in r.stdout, r.stderr
+
+
+def test_checkpoint_verifies_with_printed_vkey(demo_dir: Path, tmp_path: Path) -> None:
+    vkey = run("checkpoint", "--data", str(demo_dir), "--vkey").stdout.strip()
+    note = run("checkpoint", "--data", str(demo_dir)).stdout
+    from glucoledger.ledger.checkpoint import NoteVerifier, parse_note
+
+    parse_note(note.encode()).verify([NoteVerifier.parse(vkey)])
+
+
+def test_tampered_store_fails_verify_naming_the_spot(demo_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    d = tmp_path / "copy"
+    shutil.copytree(demo_dir, d)
+    db = sqlite3.connect(d / "chain.db")
+    (env,) = db.execute("SELECT envelope FROM txs WHERE idx = 3").fetchone()
+    bad = bytearray(env)
+    bad[len(bad) // 2] ^= 1
+    db.execute("UPDATE txs SET envelope = ? WHERE idx = 3", (bytes(bad),))
+    db.commit()
+    db.close()
+    r = run("verify", "--data", str(d))
+    assert r.returncode == 3
+    assert "first bad spot" in r.stderr and "transaction index" in r.stderr
+    assert "3" in r.stderr and "tamper" in r.stderr
+
+
+def test_errors_are_actionable(tmp_path: Path) -> None:
+    r = run("verify", "--data", str(tmp_path / "nothing"))
+    assert r.returncode == 1
+    assert "glucoledger init" in r.stderr  # says what to do
+    assert "Traceback" not in r.stderr
+    r = run("account", "create", "x y", "--data", str(tmp_path / "nothing"))
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+
+
+def test_keygen_refuses_short_password(tmp_path: Path) -> None:
+    r = run("keygen", "--out", str(tmp_path / "k"), "--password-env", "PW", env={"PW": "short"})
+    assert r.returncode == 2 and "at least 8" in r.stderr
+    r = run("keygen", "--out", str(tmp_path / "k"), "--password-env", "PW", env={"PW": "long enough pw"})
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "k").stat().st_mode & 0o777 == 0o600
