@@ -175,9 +175,13 @@ def verify_proof_cmd(
 def verify_vault_cmd(data: DataOpt = None) -> None:
     """Check every committed batch's blob (hash and decryption) against the ledger."""
     with _service(data) as (node, service):
-        report = verify_vault(node.store, service.vault)
+        from ..node.erasure import erased_by
+
+        report = verify_vault(node.store, service.vault, erased=erased_by(node))
     console.print(f"[bold green]OK[/]: {report.batches} batches, {report.decrypted} decrypted, "
                   f"{report.self_custody} in patients' custody ({report.seconds:.2f} s)")
+    for line in report.describe_erasures():
+        console.print(f"  {line}")
 
 
 firmware_app = typer.Typer(help="Firmware releases (after TUF): publish, revoke, floor, verify.",

@@ -84,6 +84,10 @@ def demo(
 
         demo_data(node, folder)
 
+        from .demo_consent import consent_story
+
+        consent_story(node, folder, _step)
+
         _step("The latest checkpoint (C2SP signed note)")
         note = node.checkpoint()
         (folder / "checkpoint.txt").write_bytes(note)

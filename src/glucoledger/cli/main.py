@@ -12,7 +12,7 @@ import sys
 import typer
 
 from ..errors import GlucoledgerError, InputError, PermissionDeniedError, VerificationError
-from . import bench_cmd, data_cmds, demo, ledger_cmds, server_cmds
+from . import bench_cmd, consent_cmds, data_cmds, demo, ledger_cmds, server_cmds
 from .common import err_console
 
 __all__ = ["app", "main"]
@@ -30,6 +30,7 @@ ledger_cmds.register(app)
 demo.register(app)
 bench_cmd.register(app)
 data_cmds.register(app)
+consent_cmds.register(app)
 server_cmds.register(app)
 
 

@@ -25,6 +25,7 @@ Releases:
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -135,9 +136,35 @@ def summary_statement(g: Grounds, summary: Summary) -> bytes:
 
 
 class AccessService:
-    def __init__(self, node: Node, vault: Vault) -> None:
+    """Audited reads. ``cache`` keeps up to that many decrypted batches in memory (never on
+    disk) so repeated reads of the same weeks skip decryption and parsing; ``forget`` drops
+    batches (the erasure service calls it)."""
+
+    def __init__(self, node: Node, vault: Vault, *, cache: int = 512) -> None:
         self.node = node
         self.vault = vault
+        self._cache: OrderedDict[bytes, tuple[str, tuple[Record, ...]]] = OrderedDict()
+        self._cache_size = cache
+
+    def forget(self, cts: Sequence[bytes] | None = None) -> None:
+        if cts is None:
+            self._cache.clear()
+        for ct in cts or ():
+            self._cache.pop(ct, None)
+
+    def _batch(self, ct: bytes) -> tuple[str, tuple[Record, ...]]:
+        hit = self._cache.get(ct)
+        if hit is not None:
+            self._cache.move_to_end(ct)
+            return hit
+        row = self.vault.by_ct(ct)
+        _salt, batch = self.vault.open(row)
+        value = (row.stream, batch.items)
+        if self._cache_size:
+            self._cache[ct] = value
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return value
 
     # --- the requester side, for custodial clients (CLI, demo) --------------------------
     def request(self, requester: bytes, keys: Sequence[PrivateKey], request: Request) -> SignedTx:
@@ -178,12 +205,10 @@ class AccessService:
     def _records(self, grounds: Grounds, streams: Sequence[str]) -> list[Record]:
         out: list[Record] = []
         for ct in grounds.batches:
-            row = self.vault.by_ct(ct)
-            if row.stream not in streams:  # pragma: no cover - the index is per stream
+            stream, items = self._batch(ct)
+            if stream not in streams:  # pragma: no cover - the index is per stream
                 continue
-            _salt, batch = self.vault.open(row)
-            out.extend(r for r in batch.items
-                       if grounds.start_ms <= r.time_ms < grounds.end_ms)
+            out.extend(r for r in items if grounds.start_ms <= r.time_ms < grounds.end_ms)
         out.sort(key=lambda r: r.time_ms)
         return out
 

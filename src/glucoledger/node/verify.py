@@ -278,9 +278,16 @@ class VaultReport:
     decrypted: int
     self_custody: int
     seconds: float
+    #: Batches destroyed by an ``erase`` transaction: (ciphertext hash, erasing tx hash).
+    erased: tuple[tuple[bytes, bytes], ...] = ()
+
+    def describe_erasures(self) -> list[str]:
+        return [f"batch {ct.hex()[:16]} erased by transaction {tx.hex()[:16]}"
+                for ct, tx in self.erased]
 
 
-def verify_vault(store: ChainStore, vault: Any, *, decrypt: bool = True) -> VaultReport:
+def verify_vault(store: ChainStore, vault: Any, *, decrypt: bool = True,
+                 erased: Callable[[bytes], bytes | None] | None = None) -> VaultReport:
     """Check every accepted ``data.commit`` against the vault: a row, a blob, the same hash.
 
     For each accepted commit (in log order): the vault holds its batch row; the blob named by
@@ -288,6 +295,9 @@ def verify_vault(store: ChainStore, vault: Any, *, decrypt: bool = True) -> Vaul
     also opens under its wrapped data key (AES-GCM tag) and its salted leaves give the
     committed root. Self-custody batches are checked up to the hash (the node cannot open
     them). Raises IntegrityError naming the batch (patient, stream, transaction index).
+
+    ``erased(ct)`` names the ``erase`` transaction that destroyed a batch (None if none): such
+    a batch is reported in ``VaultReport.erased``, not as tampering.
     """
     from ..crypto import sha256
     from ..ledger.tx import SignedTx
@@ -296,6 +306,7 @@ def verify_vault(store: ChainStore, vault: Any, *, decrypt: bool = True) -> Vaul
 
     start = time.perf_counter()
     n = opened = own = 0
+    gone: list[tuple[bytes, bytes]] = []
     for height, _bhash, _header, _note in store.iter_blocks():
         for t in store.txs_of_block(height):
             if b"data.commit" not in t.envelope or not t.decoded_result().ok:
@@ -308,6 +319,10 @@ def verify_vault(store: ChainStore, vault: Any, *, decrypt: bool = True) -> Vaul
             name = (f"batch of patient {body['patient'].hex()[:16]} stream {body['stream']} "
                     f"(uploader {body['uploader'].hex()[:16]} seq {body['seq']})")
             where = {"height": height, "tx_index": t.idx, "tx_hash": stx.tx_hash.hex()}
+            by = erased(body["ct"]) if erased is not None else None
+            if by is not None:
+                gone.append((body["ct"], by))
+                continue
             try:
                 row = vault.by_ct(body["ct"])
             except GlucoledgerError:
@@ -336,4 +351,4 @@ def verify_vault(store: ChainStore, vault: Any, *, decrypt: bool = True) -> Vaul
                     _fail("tamper", f"contents of {name}", "the committed salted root",
                           "another root", **where)
                 opened += 1
-    return VaultReport(n, opened, own, time.perf_counter() - start)
+    return VaultReport(n, opened, own, time.perf_counter() - start, tuple(gone))

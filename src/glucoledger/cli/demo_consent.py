@@ -1,0 +1,178 @@
+"""The consent chapter of ``glucoledger demo``: grants, audited reads, a revocation, an
+emergency, alerts, a tamper attempt caught, an erasure, the audit trail, the AGP report."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import GlucoledgerError
+from ..glucose.readings import Batch
+from ..glucose.simulate import simulate_patient
+from ..ledger.tx import SignedTx
+from ..node import accounts
+from ..node.access import AccessService, RawRelease, SignedSummary
+from ..node.alerts import AlertService
+from ..node.audit import audit_trail
+from ..node.devices import bind_device
+from ..node.erasure import ErasureService, erased_by
+from ..node.ingest import IngestService, open_vault
+from ..node.service import Node
+from ..node.verify import verify_vault
+from ..node.world import World
+from ..state.consent import DAY_MS, Request
+from .common import console, table
+
+__all__ = ["consent_story"]
+
+
+def consent_story(node: Node, folder: Path, step: Callable[[str], None]) -> None:
+    _story(node, folder, step)
+
+
+def _try(what: str, fn: Callable[[], object]) -> list[str]:
+    try:
+        out = fn()
+    except GlucoledgerError as exc:
+        return [what, f"[red]{exc.code}[/]", exc.message[:90]]
+    if isinstance(out, SignedSummary):
+        s = out.summary
+        return [what, "[green]permit[/]", f"summary: TIR {s.tir:.1f} %, GMI {s.gmi:.2f} %, "
+                f"CV {s.cv:.1f} % (node-signed, {len(out.grounds.commits)} commitments)"]
+    if isinstance(out, RawRelease):
+        flag = " EMERGENCY" if out.grounds.emergency else ""
+        return [what, f"[green]permit{flag}[/]", f"{len(out.records)} raw records released"]
+    return [what, "ok", str(out)[:90]]
+
+
+def _story(node: Node, folder: Path, step: Callable[[str], None]) -> None:
+    v = open_vault(node)
+    ingest, svc = IngestService(node, v), AccessService(node, v)
+    now = int(time.time() * 1000)
+    step("Care team: an endocrinologist (dr-lee), a diabetes nurse, a caregiver, an ER doctor")
+    for name, kind in (("nurse-kim", "clinician"), ("carer-sam", "trusted"),
+                       ("dr-er", "clinician")):
+        accounts.create_account(node, name, kind)
+    who = {n: accounts.identity(node, n) for n in ("alice", "rosa", "dr-lee", "nurse-kim",
+                                                   "carer-sam", "dr-er")}
+    keys = {n: accounts.keys_of(node, i, [0]) for n, i in who.items()}
+    alice = who["alice"].id
+
+    step("Alice's two devices (a CGM and a pen) upload 14 simulated days into the vault")
+    world = World.load(node)
+    cgm_dev, pen = world.add_device("ALICE-CGM"), world.add_device("ALICE-PEN", model="PEN")
+    for dev in (cgm_dev, pen):
+        bind_device(node, alice, keys["alice"], dev.id)
+    sim = simulate_patient(42, 14, now - 14 * DAY_MS)
+    for stream, dev in (("cgm", cgm_dev), ("insulin", pen), ("carbs", pen)):
+        recs = sim[stream]
+        b = Batch(stream, tuple(recs), recs[0].time_ms, recs[-1].time_ms, len(recs))
+        n = len(ingest.ingest_batches([b], patient=alice, uploader=dev.id, signer=dev.key))
+        console.print(f"{stream}: {len(recs)} records in {n} sealed batches")
+
+    step("Alice grants (each a ledger transaction she signs)")
+
+    def grant(to: str, view: str, window: dict[str, int], streams: list[str],
+              alerts: bool = False) -> bytes:
+        body = {"grantee": who[to].id, "streams": streams, "view": view, "window": window,
+                "valid_from": now - 60_000, "valid_until": now + 90 * DAY_MS,
+                "purpose": "treatment", "alerts": alerts}
+        stx = node.build("consent.grant", body, alice, keys["alice"])
+        assert node.submit([stx.raw])[0].ok
+        return stx.tx_hash
+
+    grant("dr-lee", "summary", {"last_days": 14}, ["cgm"])
+    nurse_grant = grant("nurse-kim", "raw", {"last_days": 30}, ["cgm", "insulin", "carbs"])
+    grant("carer-sam", "summary", {"last_days": 1}, ["cgm"], alerts=True)
+    console.print("summary-only 14 days to dr-lee; raw 30 days to nurse-kim; "
+                  "summary with alerts to carer-sam")
+
+    step("Alerts: lows and highs of at least 15 minutes raise alert transactions")
+    alerts = AlertService(node, v)
+    notes = alerts.scan(alice)
+    rules: dict[str, int] = {}
+    for n_ in notes:
+        rules[n_.rule] = rules.get(n_.rule, 0) + 1
+    console.print(f"{len(notes)} notifications queued for carer-sam: "
+                  + ", ".join(f"{k} x{c}" for k, c in sorted(rules.items())))
+
+    def req(name: str, view: str, streams: tuple[str, ...] = ("cgm",), days: int = 14,
+            patient: bytes | None = None) -> SignedTx:
+        r = Request(patient or alice, streams, view, {"last_days": days})
+        return svc.request(who[name].id, keys[name], r)
+
+    step("Reads: every one is an access transaction ordered before anything is released")
+    nurse_req = req("nurse-kim", "raw", ("cgm", "insulin"))
+    sim1 = world.directory.resolve("patients", "sim-1") if world.directory.doc[
+        "patients"].get("sim-1") else who["rosa"].id
+    rows = [
+        _try("dr-lee: 14-day summary", lambda: svc.read(req("dr-lee", "summary").raw)),
+        _try("dr-lee: raw readings", lambda: svc.read(req("dr-lee", "raw").raw)),
+        _try("nurse-kim: raw cgm+insulin", lambda: svc.read(nurse_req.raw)),
+        _try("nurse-kim: replays that signed request", lambda: svc.read(nurse_req.raw)),
+        _try("nurse-kim: another patient's data",
+             lambda: svc.read(req("nurse-kim", "raw", patient=sim1).raw)),
+        _try("dr-er: raw (no grant)", lambda: svc.read(req("dr-er", "raw").raw)),
+    ]
+    console.print(table("reads", ["who / what", "decision", "detail"], rows))
+
+    step("Alice revokes the nurse's grant; from that block on she is denied")
+    stx = node.build("consent.revoke", {"grant": nurse_grant}, alice, keys["alice"])
+    console.print(f"revoked in block {node.submit([stx.raw])[0].height}")
+    console.print(table("after revocation", ["who / what", "decision", "detail"], [
+        _try("nurse-kim: raw cgm", lambda: svc.read(req("nurse-kim", "raw").raw))]))
+
+    step("Emergency: dr-er asks; without the trusted party it is refused, with rosa it opens")
+    body = {"patient": alice, "hours": 4, "days": 3, "reason": "unresponsive, suspected hypo"}
+    alone = node.submit([node.build("emergency.open", body, who["dr-er"].id,
+                                    keys["dr-er"]).raw])[0]
+    both = node.submit([node.build("emergency.open", body, who["dr-er"].id,
+                                   keys["dr-er"] + keys["rosa"]).raw])[0]
+    console.print(table("emergency", ["who / what", "decision", "detail"], [
+        ["dr-er alone", f"[red]{alone.result.code}[/]", alone.result.message[:90]],
+        ["dr-er + rosa", f"[green]{both.result.code}[/]", "4 hours of raw access, flagged"],
+        _try("dr-er: raw, last 3 days", lambda: svc.read(req("dr-er", "raw", days=3).raw)),
+    ]))
+
+    step("A tamper attempt: one byte of a stored blob flipped; the next read and verify catch it")
+    row = v.batches(alice, "cgm")[-1]
+    path = v.blobs.path(row.ct)  # type: ignore[attr-defined]
+    original = path.read_bytes()
+    path.write_bytes(original[:40] + bytes([original[40] ^ 1]) + original[41:])
+    caught = _try("dr-lee: summary over the altered batch",
+                  lambda: svc.read(req("dr-lee", "summary").raw))
+    try:
+        verify_vault(node.store, v, erased=erased_by(node))
+        caught2 = ["verify-vault", "[red]missed[/]", ""]
+    except GlucoledgerError as exc:
+        caught2 = ["verify-vault", f"[red]{exc.code}[/]", exc.message[:90]]
+    console.print(table("tamper", ["check", "result", "detail"], [caught, caught2]))
+    path.write_bytes(original)
+    console.print("blob restored from a backup copy")
+
+    step("AGP report (HTML + PNG), from data the reader may see (an audited raw read)")
+    from .consent_cmds import write_report
+
+    out = folder / "report.html"
+    n = write_report(node, svc, "alice", "alice", 14, out, png=True)
+    console.print(f"wrote {out} and {out.with_suffix('.png')} ({n} readings)")
+
+    step("Erasure (GDPR art. 17): alice erases her carbs stream; keys and blobs destroyed")
+    erasure = ErasureService(node, v, outbox=alerts.db, readers=[svc])
+    rep = erasure.erase(erasure.request(alice, keys["alice"], ["carbs"]).raw)
+    vr = verify_vault(node.store, v, erased=erased_by(node))
+    console.print(f"erased {rep.batches} batches by transaction {rep.tx_hash.hex()[:16]}; "
+                  f"verify-vault: {vr.batches} batches, {len(vr.erased)} reported as erased "
+                  f"(e.g. {vr.describe_erasures()[0]})")
+
+    step("Alice's audit trail (emergencies first)")
+    book = {i.id: i.name for i in accounts.AddressBook(node).all()}
+    trail = audit_trail(node, alice)
+    console.print(table(f"audit trail ({len(trail)} events)",
+                        ["block", "event", "who", "outcome", "what"],
+                        [[str(e.height), ("EMERGENCY " if e.emergency else "") + e.kind,
+                          book.get(e.who, e.who.hex()[:16]), e.outcome, e.detail[:40]]
+                         for e in trail]))
+    alerts.close()
+    v.close()

@@ -1,0 +1,145 @@
+"""Erasure (GDPR article 17): order the ``erase`` transaction, then destroy keys and blobs.
+
+Order of work (``ErasureService.erase``):
+
+1. submit the patient's ``erase`` transaction; the state machine lists the batches it covers
+   (state/access.py) and records ``erased/<ct>`` for each, so ``verify`` reports them as
+   "erased by" that transaction rather than as tampering;
+2. for each listed batch: overwrite the blob file with zeros, fsync, unlink; delete the
+   batch's index row (which holds its wrapped data key);
+3. for a whole stream (no time range): delete the stream's key-encryption key, so even a
+   backup of the vault database taken earlier can no longer be opened for that stream with
+   the current master key's key store;
+4. purge the node's alert notifications for the erased streams and period;
+5. make the deletions unrecoverable from the SQLite files: ``secure_delete`` (deleted
+   content is zeroed), a WAL checkpoint that truncates the log, then ``VACUUM`` (free pages
+   released).
+
+``finish`` runs steps 2-5 again for every recorded erasure, so a crash between 1 and 5 is
+repaired at the next start (the ledger is the to-do list).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..crypto import PrivateKey
+from ..errors import RejectedError, StorageError
+from ..ledger.tx import SignedTx, Transaction, sign
+from ..state.access import erased_key, erasure_key
+from ..vault.blobstore import FsBlobStore
+from ..vault.store import Vault
+from .service import Node
+
+__all__ = ["ErasureReport", "ErasureService", "erased_by"]
+
+
+def erased_by(node: Node) -> Callable[[bytes], bytes | None]:
+    """For ``verify_vault``: the erase transaction that destroyed a batch, if any."""
+
+    def lookup(ct: bytes) -> bytes | None:
+        record = node.state.get(erased_key(ct))
+        return None if record is None else bytes(record["tx"])
+
+    return lookup
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureReport:
+    tx_hash: bytes
+    height: int
+    batches: int
+    streams: tuple[str, ...]
+    whole: bool
+
+
+def _shred(path: Path) -> None:
+    """Overwrite a file with zeros and remove it (best effort against undelete)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return
+    with open(path, "r+b") as f:
+        f.write(b"\0" * size)
+        f.flush()
+        os.fsync(f.fileno())
+    path.unlink(missing_ok=True)
+
+
+def scrub_sqlite(db: sqlite3.Connection) -> None:
+    """Leave no deleted content in the file: zero it, truncate the WAL, release free pages."""
+    db.execute("PRAGMA secure_delete=ON")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.execute("VACUUM")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+class ErasureService:
+    def __init__(self, node: Node, vault: Vault, *, outbox: sqlite3.Connection | None = None,
+                 readers: Sequence[Any] = ()) -> None:
+        self.node = node
+        self.vault = vault
+        self.outbox = outbox
+        #: Access services whose in-memory batch caches must drop erased batches.
+        self.readers = list(readers)
+        # Every later delete in the vault database is zeroed in place.
+        self.vault._q("PRAGMA secure_delete=ON")
+
+    def request(self, patient: bytes, keys: Sequence[PrivateKey], streams: Sequence[str],
+                start_ms: int | None = None, end_ms: int | None = None) -> SignedTx:
+        body = {"streams": sorted(streams), "from": start_ms, "to": end_ms}
+        return sign(Transaction(self.node.chain, "erase", body, patient,
+                                self.node.next_nonce(patient)), keys)
+
+    def erase(self, envelope: bytes) -> ErasureReport:
+        """Order the erasure, then destroy what it covers. Raises RejectedError if refused."""
+        stx = SignedTx.decode(envelope)
+        receipt = self.node.submit([stx.raw])[0]
+        if not receipt.ok:
+            raise RejectedError(f"erasure refused: {receipt.result.message}",
+                                code=receipt.result.code)
+        record = self.node.state.get(erasure_key(stx.tx_hash))
+        self._destroy(record)
+        return ErasureReport(stx.tx_hash, receipt.height, len(record["batches"]),
+                             tuple(record["streams"]), record["whole"])
+
+    def _destroy(self, record: dict) -> None:  # type: ignore[type-arg]
+        patient = record["patient"]
+        for reader in self.readers:
+            reader.forget(record["batches"])
+        for ct in record["batches"]:
+            if isinstance(self.vault.blobs, FsBlobStore):
+                _shred(self.vault.blobs.path(ct))
+            self.vault.blobs.delete(ct)
+        self.vault._many([("DELETE FROM batches WHERE ct = ?",
+                           [(ct,) for ct in record["batches"]])])
+        if record["whole"]:
+            for stream in record["streams"]:
+                self.vault.erase(patient, stream)
+        if self.outbox is not None:
+            lo = 0 if record["from"] is None else record["from"]
+            hi = (1 << 62) if record["to"] is None else record["to"]
+            marks = ",".join("?" * len(record["streams"]))
+            self.outbox.execute("PRAGMA secure_delete=ON")
+            self.outbox.execute(
+                f"DELETE FROM outbox WHERE patient = ? AND stream IN ({marks}) AND "
+                "start_ms >= ? AND start_ms < ?", (patient, *record["streams"], lo, hi))
+            scrub_sqlite(self.outbox)
+        try:
+            with self.vault._lock:
+                scrub_sqlite(self.vault._db)
+        except sqlite3.Error as exc:
+            raise StorageError(f"could not scrub the vault database: {exc}") from None
+
+    def finish(self) -> int:
+        """Re-apply every recorded erasure's destruction (idempotent); return how many."""
+        n = 0
+        for key in self.node.state.keys("erasure/"):
+            self._destroy(self.node.state.get(key))
+            n += 1
+        return n

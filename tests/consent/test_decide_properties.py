@@ -1,0 +1,108 @@
+"""Property tests for decide(): a permit never exceeds the grant's scope, window or validity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from glucoledger.glucose.readings import STREAMS
+from glucoledger.state.consent import (
+    DAY_MS,
+    Deny,
+    Grant,
+    Permit,
+    Request,
+    decide,
+    grant_key,
+    grants_index_key,
+    to_fhir_consent,
+    window_at,
+)
+from glucoledger.state.store import State
+
+PATIENT, GRANTEE = b"\x01" * 32, b"\x02" * 32
+T = st.integers(0, 400 * DAY_MS)
+streams = st.lists(st.sampled_from(STREAMS), min_size=1, max_size=3, unique=True)
+
+
+@st.composite
+def windows(draw: Any) -> dict[str, int]:
+    if draw(st.booleans()):
+        return {"last_days": draw(st.integers(1, 120))}
+    lo = draw(T)
+    return {"from": lo, "to": lo + draw(st.integers(1, 100 * DAY_MS))}
+
+
+@st.composite
+def grants(draw: Any, n: int) -> dict[str, Any]:
+    vf = draw(T)
+    return {"id": bytes([n]) * 32, "patient": PATIENT, "grantee": GRANTEE,
+            "streams": sorted(draw(streams)), "view": draw(st.sampled_from(["raw", "summary"])),
+            "window": draw(windows()), "valid_from": vf,
+            "valid_until": vf + draw(st.integers(1, 200 * DAY_MS)),
+            "purpose": draw(st.sampled_from(["treatment", "research", "emergency"])),
+            "alerts": draw(st.booleans()),
+            "status": draw(st.sampled_from(["active", "active", "revoked"])),
+            "emergency": draw(st.booleans())}
+
+
+def _state(records: list[dict[str, Any]]) -> State:
+    s = State()
+    s.put("acct/" + PATIENT.hex(), {"kind": "patient"})
+    for r in records:
+        s.put(grant_key(r["id"]), r)
+    s.put(grants_index_key(PATIENT), [[r["grantee"], r["id"]] for r in records])
+    return s
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.integers(1, 200), min_size=0, max_size=4, unique=True).flatmap(
+    lambda ns: st.tuples(*[grants(n) for n in ns])), streams,
+    st.sampled_from(["raw", "summary"]), st.none() | windows(), T)
+def test_permit_never_exceeds_the_grant(records: tuple[dict[str, Any], ...], req_streams:
+                                        list[str], view: str, window: dict[str, int] | None,
+                                        t: int) -> None:
+    state = _state(list(records))
+    d = decide(state, GRANTEE, Request(PATIENT, tuple(sorted(req_streams)), view, window), t)
+    if isinstance(d, Deny):
+        assert d.reason and d.message
+        return
+    assert isinstance(d, Permit)
+    g = Grant.from_record(next(r for r in records if r["id"] == d.grant))
+    assert g.status == "active"
+    assert g.valid_from <= t < g.valid_until
+    assert set(d.streams) <= set(g.streams)
+    assert d.view == "summary" or g.view == "raw"
+    lo, hi = window_at(g.window, t)
+    assert lo <= d.start_ms < d.end_ms <= hi
+    if window is not None:
+        rlo, rhi = window_at(window, t)
+        assert rlo <= d.start_ms and d.end_ms <= rhi
+    assert d.emergency == g.emergency
+
+
+@settings(max_examples=100, deadline=None)
+@given(grants(9), T)
+def test_no_one_else_is_permitted(record: dict[str, Any], t: int) -> None:
+    d = decide(_state([record]), b"\x03" * 32, Request(PATIENT, ("cgm",), "summary"), t)
+    assert isinstance(d, Deny) and d.reason == "no_grant"
+
+
+@settings(max_examples=50, deadline=None)
+@given(grants(5))
+def test_every_grant_maps_to_a_fhir_consent(record: dict[str, Any]) -> None:
+    c = to_fhir_consent(Grant.from_record(record), recorded_ms=record["valid_from"])
+    assert c["resourceType"] == "Consent"
+    assert c["status"] == ("active" if record["status"] == "active" else "inactive")
+    assert len(c["provision"]["code"]) == len(record["streams"])
+
+
+def test_fhir_consent_validates_with_fhir_resources() -> None:
+    import pytest
+
+    r4 = pytest.importorskip("fhir.resources.R4B.consent")
+    g = Grant(b"\x05" * 32, PATIENT, GRANTEE, ("cgm", "insulin"), "summary",
+              {"from": 0, "to": 14 * DAY_MS}, 0, 30 * DAY_MS, "treatment", True, "active")
+    r4.Consent.model_validate(to_fhir_consent(g, recorded_ms=0))
