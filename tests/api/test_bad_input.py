@@ -119,3 +119,16 @@ def test_clinician_cannot_grant_or_read_audit(client) -> None:  # type: ignore[n
                     headers={"x-csrf-token": csrf})
     assert r.status_code == 403
     assert client.get("/api/audit").status_code == 403
+
+
+def test_erasure_needs_confirmation_then_destroys(client, site) -> None:  # type: ignore[no-untyped-def]
+    csrf = client.post("/api/session", json={"name": "alice",
+                                             "password": "alice-demo-password"}).json()["csrf"]
+    h = {"x-csrf-token": csrf}
+    r = client.post("/api/erase", json={"streams": ["cgm"], "confirm": "yes"}, headers=h)
+    assert r.status_code == 422
+    r = client.post("/api/erase", json={"streams": ["cgm"], "confirm": "erase"}, headers=h)
+    assert r.status_code == 200, r.text
+    r = client.post("/api/reads", json={"patient": "alice", "streams": ["cgm"], "view": "raw"},
+                    headers=h)
+    assert r.status_code == 200 and r.json()["records"] == []

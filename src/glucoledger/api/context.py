@@ -75,7 +75,10 @@ class ServerContext:
         vault = open_vault(node)
         ingest = IngestService(node, vault)
         access = AccessService(node, vault)
+        from ..node.erasure import ErasureService
+
         c.services.update(vault=vault, ingest=ingest, access=access,
+                          erasure=ErasureService(node, vault, readers=[access]),
                           nightscout=NightscoutService(node, ingest, access))
         return c
 
@@ -86,6 +89,13 @@ class ServerContext:
         vault = self.services.pop("vault", None)
         if vault is not None:
             vault.close()
+
+    def erase(self, patient: bytes, keys: Any, streams: list[str]) -> bytes:
+        """Order the patient's erasure of ``streams`` and destroy their keys and blobs."""
+        svc = self.services["erasure"]
+        with self.account_lock(patient):
+            report = svc.erase(svc.request(patient, keys, streams).raw)
+        return report.tx_hash  # type: ignore[no-any-return]
 
     def account_lock(self, account: bytes) -> threading.Lock:
         """A lock per account: transactions built from its custodial keys take consecutive

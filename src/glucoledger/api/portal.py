@@ -268,10 +268,8 @@ def erase_submit(request: Request, csrf: Annotated[str, Form(max_length=64)],
                  streams: Annotated[list[str], Form()]) -> Response:
     _, who = _who(request, csrf)
     body = EraseBody(streams=streams, confirm=confirm)  # type: ignore[arg-type]
-    ca.erase(ctx(request).node, who.id, who.session.keys if who.session else [],
-             list(body.streams))
-    for st in body.streams:
-        ctx(request).services["vault"].erase(who.id, st)
+    ctx(request).erase(who.id, who.session.keys if who.session else [],
+                       sorted(set(body.streams)))
     return _back("", "Erased")
 
 

@@ -250,10 +250,7 @@ def emergency(body: EmergencyBody, request: Request, who: Who) -> dict[str, Any]
 def erase(body: EraseBody, request: Request, who: Who) -> dict[str, Any]:
     """Erase your data of some streams (GDPR art. 17): the keys and blobs are destroyed."""
     require_kind(request, who, "patient")
-    tx = ca.erase(ctx(request).node, who.id, _keys(request, who), list(body.streams))
-    vault = ctx(request).services["vault"]
-    for s in body.streams:
-        vault.erase(who.id, s)
+    tx = ctx(request).erase(who.id, _keys(request, who), sorted(set(body.streams)))
     return {"tx": tx.hex(), "streams": list(body.streams)}
 
 
