@@ -7,7 +7,8 @@ GlucoledgerError
 ├── VerificationError      a check of integrity failed: something is not what it claims
 │   ├── SignatureError     a signature does not verify, or the key is not allowed to sign
 │   ├── ConsistencyError   a proof, a root or a link disagrees (rollback, fork, tamper)
-│   └── ExpiredError       a credential or grant was valid once but is not any more
+│   ├── ExpiredError       a credential or grant was valid once but is not any more
+│   └── AuthenticationError  a missing or wrong credential (password, session, signature)
 ├── RejectedError          a transaction the state machine refuses (it carries a reason code)
 ├── PermissionDeniedError  the requester is authenticated but not allowed (carries the reason)
 ├── NotFoundError          the named thing does not exist
@@ -22,6 +23,7 @@ Every message says what was wrong and what to do about it, and never carries a s
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
     "BackendError",
     "ConsistencyError",
     "ExpiredError",
@@ -117,3 +119,10 @@ class StorageError(BackendError):
 
 class OrderingError(BackendError):
     code = "ordering"
+
+
+class AuthenticationError(VerificationError):
+    """No credential, or one that does not verify: the HTTP API answers 401."""
+
+    code = "unauthenticated"
+    http_status = 401

@@ -12,7 +12,7 @@ import sys
 import typer
 
 from ..errors import GlucoledgerError, InputError, PermissionDeniedError, VerificationError
-from . import bench_cmd, consent_cmds, consortium_cmds, data_cmds, demo, ledger_cmds
+from . import bench_cmd, consent_cmds, consortium_cmds, data_cmds, demo, ledger_cmds, server_cmds
 from .common import err_console
 
 __all__ = ["app", "main"]
@@ -32,6 +32,7 @@ bench_cmd.register(app)
 data_cmds.register(app)
 consent_cmds.register(app)
 consortium_cmds.register(app)
+server_cmds.register(app)
 
 
 def _exit_code(exc: GlucoledgerError) -> int:

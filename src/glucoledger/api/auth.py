@@ -1,0 +1,106 @@
+"""Authentication at the edge: who is asking, as a FastAPI dependency.
+
+- ``principal`` accepts a session cookie (people) or an RFC 9421 signature (programs); no
+  credential, or a bad one, is a 401 (``AuthenticationError``) and goes to the security log.
+  A cookie-authenticated request that changes state must carry the session's CSRF token
+  (``X-CSRF-Token`` header, or the ``csrf`` form field checked by the portal).
+- ``login`` checks the password (rate-limited), opens a session, unlocks the custodial keys.
+"""
+
+from __future__ import annotations
+
+from fastapi import Request, Response
+
+from ..errors import AuthenticationError, GlucoledgerError, PermissionDeniedError
+from ..node.accounts import keys_of
+from .context import Principal, ctx
+from .httpsig import verify_request
+from .security import COOKIE, Session
+
+__all__ = ["login", "logout", "optional_session", "principal", "record_refusal",
+           "require_kind", "set_session_cookie"]
+
+_SAFE = ("GET", "HEAD", "OPTIONS")
+
+
+def _remote(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def record_refusal(request: Request, exc: GlucoledgerError, who: str | None) -> None:
+    ctx(request).seclog.record(status=exc.http_status, code=exc.code, who=who,
+                               route=f"{request.method} {request.url.path}",
+                               remote=_remote(request), reason=exc.message)
+
+
+def optional_session(request: Request) -> Session | None:
+    return ctx(request).sessions.get(request.cookies.get(COOKIE))
+
+
+async def principal(request: Request) -> Principal:
+    """The authenticated caller, or AuthenticationError (401, logged)."""
+    c = ctx(request)
+    try:
+        if "signature-input" in request.headers:
+            body = await request.body()
+            headers = {k.lower(): v for k, v in request.headers.items()}
+            found: dict[str, object] = {}
+
+            def lookup(key_id: bytes):  # type: ignore[no-untyped-def]
+                ident, key = c.key_owner(key_id)
+                found["ident"] = ident
+                return key
+
+            verify_request(method=request.method, target_uri=str(request.url),
+                           path=request.url.path, headers=headers, body=body, lookup=lookup,
+                           nonces=c.nonces)
+            return Principal(found["ident"], "signature")  # type: ignore[arg-type]
+        s = optional_session(request)
+        if s is None:
+            raise AuthenticationError("log in first (or sign the request with your key, RFC "
+                                      "9421): this needs to know who you are")
+        if request.method not in _SAFE and not request.url.path.startswith("/portal"):
+            if not s.check_csrf(request.headers.get("x-csrf-token")):
+                raise AuthenticationError("missing or wrong X-CSRF-Token for this session; "
+                                          "reload the page and try again")
+        return Principal(s.ident, "session", s)
+    except AuthenticationError as exc:
+        record_refusal(request, exc, None)
+        raise
+    except GlucoledgerError as exc:  # a malformed signature is a bad credential too
+        err = AuthenticationError(exc.message)
+        record_refusal(request, err, None)
+        raise err from None
+
+
+def require_kind(request: Request, who: Principal, *kinds: str) -> None:
+    if who.kind not in kinds:
+        exc = PermissionDeniedError(f"this needs a {' or '.join(kinds)} account; "
+                                    f"{who.name} is a {who.kind}")
+        record_refusal(request, exc, who.name)
+        raise exc
+
+
+def login(request: Request, name: str, password: str) -> Session:
+    """Check the password (rate-limited per name and address), open a session."""
+    c = ctx(request)
+    keys = (f"name:{name[:64]}", f"addr:{_remote(request)}")
+    c.limiter.check(*keys)
+    try:
+        ident = c.passwords.verify(name, password)
+    except AuthenticationError as exc:
+        c.limiter.failed(*keys)
+        record_refusal(request, exc, name[:64])
+        raise
+    c.limiter.succeeded(*keys)
+    return c.sessions.open(ident, keys_of(c.node, ident))
+
+
+def set_session_cookie(request: Request, response: Response, session: Session) -> None:
+    response.set_cookie(COOKIE, session.id, httponly=True, samesite="strict", path="/",
+                        secure=ctx(request).settings.secure_cookies)
+
+
+def logout(request: Request, response: Response) -> None:
+    ctx(request).sessions.close(request.cookies.get(COOKIE))
+    response.delete_cookie(COOKIE, path="/")

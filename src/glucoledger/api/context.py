@@ -1,0 +1,132 @@
+"""What the HTTP edge holds while it runs: the node, its services and the edge's own state.
+
+``ServerContext`` is the one place the server's parts are wired together; routes reach it
+through ``ctx(request)`` and call the node services it holds.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request
+
+from ..crypto import PublicKey
+from ..errors import AuthenticationError, NotFoundError
+from ..node.accounts import AddressBook, Identity
+from ..node.people import Passwords, SecurityLog
+from ..node.service import Node
+from .httpsig import NonceCache
+from .security import LoginLimiter, Session, Sessions
+
+__all__ = ["Principal", "ServerContext", "ServerSettings", "ctx"]
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    max_body: int = 2 * 1024 * 1024  # bytes; a day of 1-minute CGM JSON is ~250 kB
+    secure_cookies: bool = True
+    node_name: str = "glucoledger"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: a person (session), a program (signature) or a Nightscout token."""
+
+    ident: Identity
+    via: str  # "session" | "signature" | "token"
+    session: Session | None = None
+
+    @property
+    def name(self) -> str:
+        return self.ident.name
+
+    @property
+    def id(self) -> bytes:
+        return self.ident.id
+
+    @property
+    def kind(self) -> str:
+        return self.ident.kind
+
+
+@dataclass
+class ServerContext:
+    node: Node
+    settings: ServerSettings
+    passwords: Passwords
+    seclog: SecurityLog
+    sessions: Sessions = field(default_factory=Sessions)
+    limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    nonces: NonceCache = field(default_factory=NonceCache)
+    services: dict[str, Any] = field(default_factory=dict)
+    _keys: dict[bytes, tuple[Identity, PublicKey]] = field(default_factory=dict)
+    _mu: threading.Lock = field(default_factory=threading.Lock)
+    _locks: dict[bytes, threading.Lock] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, node: Node, settings: ServerSettings | None = None) -> ServerContext:
+        from ..node.access import AccessService
+        from ..node.ingest import IngestService, open_vault
+        from ..node.nightscout import NightscoutService
+
+        c = cls(node, settings or ServerSettings(), Passwords(node), SecurityLog(node.data_dir))
+        vault = open_vault(node)
+        ingest = IngestService(node, vault)
+        access = AccessService(node, vault)
+        from ..node.erasure import ErasureService
+
+        c.services.update(vault=vault, ingest=ingest, access=access,
+                          erasure=ErasureService(node, vault, readers=[access]),
+                          nightscout=NightscoutService(node, ingest, access))
+        return c
+
+    def close(self) -> None:
+        ns = self.services.pop("nightscout", None)
+        if ns is not None:
+            ns.close()
+        vault = self.services.pop("vault", None)
+        if vault is not None:
+            vault.close()
+
+    def erase(self, patient: bytes, keys: Any, streams: list[str]) -> bytes:
+        """Order the patient's erasure of ``streams`` and destroy their keys and blobs."""
+        svc = self.services["erasure"]
+        with self.account_lock(patient):
+            report = svc.erase(svc.request(patient, keys, streams).raw)
+        return report.tx_hash  # type: ignore[no-any-return]
+
+    def account_lock(self, account: bytes) -> threading.Lock:
+        """A lock per account: transactions built from its custodial keys take consecutive
+        nonces, so they are built and ordered one at a time."""
+        with self._mu:
+            lock = self._locks.get(account)
+            if lock is None:
+                lock = self._locks[account] = threading.Lock()
+            return lock
+
+    def key_owner(self, key_id: bytes) -> tuple[Identity, PublicKey]:
+        """The account holding ``key_id`` in its policy. Raises AuthenticationError."""
+        with self._mu:
+            hit = self._keys.get(key_id)
+        if hit is None:
+            found: dict[bytes, tuple[Identity, PublicKey]] = {}
+            for ident in AddressBook(self.node).all():
+                try:
+                    acct = self.node.account(ident.id)
+                except NotFoundError:
+                    continue
+                for kid, cos in acct.keys.items():
+                    found[kid] = (ident, cos.key)
+            with self._mu:
+                self._keys = found
+            hit = found.get(key_id)
+        if hit is None:
+            raise AuthenticationError(f"keyid {key_id.hex()[:16]} is not a key of any account "
+                                      "on this node: sign with your account's registered key")
+        return hit
+
+
+def ctx(request: Request) -> ServerContext:
+    return request.app.state.ctx  # type: ignore[no-any-return]

@@ -1,0 +1,298 @@
+"""The web portal: server-rendered pages (Jinja2) for patients, clinicians and everyone.
+
+No JavaScript is needed: every action is a small form (POST, with the session's CSRF token)
+that redirects back (303). Pages are plain semantic HTML with labels, visible focus, high
+contrast and a single-column layout on phones. Every data view is an audited read.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
+
+from ..errors import AuthenticationError, GlucoledgerError, OutOfRangeError
+from ..glucose.agp import compute_agp
+from ..glucose.metrics import summarize
+from ..glucose.report import render_html
+from ..node import consent_actions as ca
+from ..node.access import RawRelease, SignedSummary
+from ..node.accounts import AddressBook, identity
+from ..node.people import SecurityLog
+from .auth import login, logout, optional_session, set_session_cookie
+from .context import Principal, ctx
+from .routes_consent import (
+    AmendBody,
+    EmergencyBody,
+    EraseBody,
+    GrantBody,
+    Rule,
+    cgm_of,
+    do_amend,
+    do_emergency,
+    do_grant,
+    grant_value,
+    read_for,
+    summary_value,
+)
+from .routes_ledger import status_value
+from .security import PRE_CSRF_COOKIE, Session
+
+__all__ = ["error_page", "router", "static_files"]
+
+_HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=str(_HERE / "templates"))
+router = APIRouter(include_in_schema=False)
+
+STREAM_WORDS = {"cgm": "Sensor glucose (CGM)", "smbg": "Finger-stick glucose",
+                "insulin": "Insulin doses", "carbs": "Carbohydrates", "settings":
+                "Pump settings", "notes": "Notes and device status"}
+
+
+def static_files() -> StaticFiles:
+    return StaticFiles(directory=str(_HERE / "static"))
+
+
+def _date(ms: int | None) -> str:
+    if ms is None:
+        return ""
+    return time.strftime("%d %b %Y %H:%M", time.gmtime(ms / 1000)) + " UTC"
+
+
+templates.env.filters["date"] = _date
+templates.env.globals["STREAM_WORDS"] = STREAM_WORDS
+templates.env.filters["words"] = lambda streams: ", ".join(
+    STREAM_WORDS.get(s, s).lower() for s in streams)
+
+
+def _render(request: Request, name: str, http_status: int = 200, **values: Any
+            ) -> HTMLResponse:
+    s = optional_session(request)
+    return templates.TemplateResponse(request, name, {"session": s, **values},
+                                      status_code=http_status)
+
+
+def error_page(request: Request, exc: GlucoledgerError) -> HTMLResponse:
+    return _render(request, "error.html", exc.http_status, error=exc)
+
+
+def _who(request: Request, csrf: str | None = None) -> tuple[Session, Principal]:
+    s = optional_session(request)
+    if s is None:
+        raise AuthenticationError("log in first")
+    if request.method == "POST" and not s.check_csrf(csrf):
+        raise AuthenticationError("this form is stale (missing or wrong CSRF token); reload "
+                                  "the page and try again")
+    return s, Principal(s.ident, "session", s)
+
+
+def _back(anchor: str = "", msg: str = "") -> RedirectResponse:
+    q = f"?msg={msg}" if msg else ""
+    return RedirectResponse(f"/portal{q}{anchor}", status_code=303)
+
+
+def _agp(readings: list[Any], label: str) -> Markup | None:
+    if len(readings) < 12:
+        return None
+    html_doc = render_html(compute_agp(readings), summarize(readings), patient=label)
+    style = re.search(r"<style>(.*?)</style>", html_doc, re.DOTALL)
+    body = re.search(r"<body>(.*?)</body>", html_doc, re.DOTALL)
+    inner = body.group(1) if body else ""
+    inner = inner.replace("<h1>", "<h3>").replace("</h1>", "</h3>").replace(
+        "<h2>", "<h4>").replace("</h2>", "</h4>")
+    css = style.group(1) if style else ""
+    scoped = []
+    for sel, rule in re.findall(r"([^{}@]+){([^{}]*)}", css):
+        sel = sel.strip()
+        if not sel or sel.startswith("body") or "print" in sel:
+            continue
+        sel = sel.replace("h1", "h3").replace("h2", "h4")
+        scoped.append(",".join(f".agp-report {x.strip()}" for x in sel.split(",")) +
+                      "{" + rule + "}")
+    return Markup(f'<style>{"".join(scoped)}</style><div class="agp-report">{inner}</div>')
+
+
+@router.get("/")
+def root() -> RedirectResponse:
+    return RedirectResponse("/portal", status_code=303)
+
+
+@router.get("/portal/login", response_class=HTMLResponse)
+def login_form(request: Request) -> HTMLResponse:
+    import secrets
+
+    token = secrets.token_urlsafe(24)
+    resp = _render(request, "login.html", pre_csrf=token)
+    resp.set_cookie(PRE_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/portal",
+                    secure=ctx(request).settings.secure_cookies)
+    return resp
+
+
+@router.post("/portal/login")
+def login_submit(request: Request, name: Annotated[str, Form(max_length=64)],
+                 password: Annotated[str, Form(max_length=1024)],
+                 csrf: Annotated[str, Form(max_length=64)]) -> Response:
+    cookie = request.cookies.get(PRE_CSRF_COOKIE)
+    if not cookie or cookie != csrf:
+        raise AuthenticationError("the login form expired; reload it and try again")
+    s = login(request, name, password)
+    resp = RedirectResponse("/portal", status_code=303)
+    set_session_cookie(request, resp, s)
+    resp.delete_cookie(PRE_CSRF_COOKIE, path="/portal")
+    return resp
+
+
+@router.post("/portal/logout")
+def logout_submit(request: Request, csrf: Annotated[str, Form(max_length=64)]) -> Response:
+    _who(request, csrf)
+    resp = RedirectResponse("/portal/login", status_code=303)
+    logout(request, resp)
+    return resp
+
+
+@router.get("/portal/status", response_class=HTMLResponse)
+def status_page(request: Request) -> HTMLResponse:
+    c = ctx(request)
+    note = c.node.checkpoint().decode()
+    return _render(request, "status.html", status=status_value(request), checkpoint=note)
+
+
+@router.post("/portal/verify")
+def verify_now(request: Request, csrf: Annotated[str, Form(max_length=64)]) -> Response:
+    _who(request, csrf)
+    c = ctx(request)
+    r = c.node.verify()
+    c.services["last_verify"] = {"ok": True, "blocks": r.blocks,
+                                 "transactions": r.transactions, "rejected": r.rejected,
+                                 "at_ms": int(time.time() * 1000),
+                                 "seconds": round(r.seconds, 3)}
+    return RedirectResponse("/portal/status", status_code=303)
+
+
+def _people(request: Request, *kinds: str) -> list[Any]:
+    return [i for i in AddressBook(ctx(request).node).all() if i.kind in kinds]
+
+
+@router.get("/portal", response_class=HTMLResponse)
+def home(request: Request, msg: str | None = None) -> Response:
+    s = optional_session(request)
+    if s is None:
+        return RedirectResponse("/portal/login", status_code=303)
+    _, who = _who(request)
+    node = ctx(request).node
+    notice = msg[:200] if msg else None
+    if who.kind == "patient":
+        readings: list[Any] = []
+        try:
+            rel = read_for(request, who, who.id, ["cgm"], "raw", 14)
+            assert isinstance(rel, RawRelease)
+            readings = cgm_of(rel)
+        except OutOfRangeError:
+            pass
+        grants = [grant_value(request, g) for g in ca.grants(node, who.id)]
+        grants.sort(key=lambda g: (not g["active"], g["grantee_name"]))
+        from .routes_consent import devices as list_devices
+
+        return _render(request, "patient.html", who=who, notice=notice,
+                       agp=_agp(readings, who.name), recent=list(reversed(readings[-12:])),
+                       grants=grants, audit=ca.audit_trail(node, who.id, 100),
+                       names={i.id: i.name for i in AddressBook(node).all()},
+                       devices=list_devices(request, who),
+                       grantees=_people(request, "clinician", "trusted"),
+                       rules=node.state.get("alertrules/" + who.id.hex()),
+                       denials=SecurityLog(node.data_dir).recent(5))
+    views = []
+    for g in ca.grants_to(node, who.id):
+        if not g.active_at(int(time.time() * 1000)) or "cgm" not in g.streams:
+            continue
+        entry: dict[str, Any] = {"grant": grant_value(request, g),
+                                 "patient": next((i.name for i in AddressBook(node).all()
+                                                  if i.id == g.patient), g.patient.hex()[:16])}
+        try:
+            rel = read_for(request, who, g.patient, ["cgm"], g.view, None)
+            if isinstance(rel, SignedSummary):
+                entry["summary"] = summary_value(rel.summary)
+            elif isinstance(rel, RawRelease):
+                rs = cgm_of(rel)
+                entry["agp"] = _agp(rs, entry["patient"])
+                entry["recent"] = list(reversed(rs[-6:]))
+        except GlucoledgerError as exc:
+            entry["error"] = exc.message
+        views.append(entry)
+    return _render(request, "clinician.html", who=who, notice=notice, views=views,
+                   patients=_people(request, "patient"), trusted=_people(request, "trusted"))
+
+
+@router.post("/portal/grants")
+def grant_submit(request: Request, csrf: Annotated[str, Form(max_length=64)],
+                 grantee: Annotated[str, Form(max_length=64)],
+                 view: Annotated[str, Form(max_length=10)],
+                 last_days: Annotated[int, Form()], valid_days: Annotated[int, Form()],
+                 streams: Annotated[list[str], Form()]) -> Response:
+    _, who = _who(request, csrf)
+    body = GrantBody(grantee=grantee, streams=streams, view=view,  # type: ignore[arg-type]
+                     last_days=last_days, valid_days=valid_days)
+    do_grant(request, who, body)
+    return _back("#access", f"Access given to {grantee}")
+
+
+@router.post("/portal/grants/{grant_id}/{action}")
+def grant_action(request: Request, grant_id: str, action: str,
+                 csrf: Annotated[str, Form(max_length=64)]) -> Response:
+    _, who = _who(request, csrf)
+    if action == "revoke":
+        from .routes_consent import _grant_id
+
+        ca.revoke(ctx(request).node, who.id, who.session.keys if who.session else [],
+                  _grant_id(grant_id))
+        return _back("#access", "Access revoked")
+    if action == "narrow":
+        do_amend(request, who, grant_id, AmendBody(view="summary"))
+        return _back("#access", "Now summaries only")
+    if action == "extend":
+        do_amend(request, who, grant_id, AmendBody(valid_days=90))
+        return _back("#access", "Extended to 90 days from today")
+    raise OutOfRangeError(f"unknown action {action[:20]!r}")
+
+
+@router.post("/portal/erase")
+def erase_submit(request: Request, csrf: Annotated[str, Form(max_length=64)],
+                 confirm: Annotated[str, Form(max_length=10)],
+                 streams: Annotated[list[str], Form()]) -> Response:
+    _, who = _who(request, csrf)
+    body = EraseBody(streams=streams, confirm=confirm)  # type: ignore[arg-type]
+    ctx(request).erase(who.id, who.session.keys if who.session else [],
+                       sorted(set(body.streams)))
+    return _back("", "Erased")
+
+
+@router.post("/portal/alerts")
+def alerts_submit(request: Request, csrf: Annotated[str, Form(max_length=64)],
+                  low: Annotated[int, Form()], high: Annotated[int, Form()]) -> Response:
+    _, who = _who(request, csrf)
+    rules = [Rule(name="low", op="below", mgdl=low, minutes=15).model_dump(),
+             Rule(name="high", op="above", mgdl=high, minutes=15).model_dump()]
+    ca.set_alert_rules(ctx(request).node, who.id, who.session.keys if who.session else [],
+                       rules)
+    return _back("#alerts", "Alert settings saved")
+
+
+@router.post("/portal/emergency")
+def emergency_submit(request: Request, csrf: Annotated[str, Form(max_length=64)],
+                     patient: Annotated[str, Form(max_length=64)],
+                     reason: Annotated[str, Form(max_length=200)],
+                     trusted: Annotated[str, Form(max_length=64)],
+                     trusted_password: Annotated[str, Form(max_length=1024)]) -> Response:
+    _, who = _who(request, csrf)
+    identity(ctx(request).node, patient)
+    do_emergency(request, who, EmergencyBody(patient=patient, hours=4, days=14, reason=reason,
+                                             trusted=trusted,
+                                             trusted_password=trusted_password))
+    return _back("", "Emergency access opened for 4 hours")

@@ -1,0 +1,290 @@
+"""Consent routes: grants (create, narrow/extend, revoke, list), audited reads, audit trail,
+emergency access, erasure, alert rules, devices. Each parses, authenticates, calls node."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import Field
+
+from ..crypto import PrivateKey
+from ..errors import AuthenticationError, InputError, NotFoundError
+from ..glucose.readings import CgmReading
+from ..node import consent_actions as ca
+from ..node.access import RawRelease, SignedSummary
+from ..node.accounts import AddressBook, identity, keys_of
+from ..state.consent import Grant
+from ..state.consent import Request as ReadRequest
+from .auth import principal, record_refusal, require_kind
+from .context import Principal, ctx
+from .routes_ledger import ERRORS, Strict
+
+__all__ = ["grant_value", "read_for", "router"]
+
+router = APIRouter(prefix="/api", tags=["consent"])
+Who = Annotated[Principal, Depends(principal)]
+Stream = Literal["cgm", "smbg", "insulin", "carbs", "settings", "notes"]
+DAY_MS = 86_400_000
+
+
+def _keys(request: Request, who: Principal) -> list[PrivateKey]:
+    """The caller's unlocked custodial keys (session), or the wallet's for a signed program."""
+    if who.session is not None:
+        return who.session.keys
+    return keys_of(ctx(request).node, who.ident)
+
+
+def _name_of(request: Request, account: bytes) -> str:
+    for i in AddressBook(ctx(request).node).all():
+        if i.id == account:
+            return i.name
+    return account.hex()[:16]
+
+
+def grant_value(request: Request, g: Grant) -> dict[str, Any]:
+    return {"id": g.id.hex(), "patient": g.patient.hex(), "grantee": g.grantee.hex(),
+            "grantee_name": _name_of(request, g.grantee), "streams": list(g.streams),
+            "view": g.view, "window": dict(g.window), "valid_from": g.valid_from,
+            "valid_until": g.valid_until, "purpose": g.purpose, "alerts": g.alerts,
+            "status": g.status, "emergency": g.emergency,
+            "active": g.active_at(int(time.time() * 1000))}
+
+
+class GrantBody(Strict):
+    grantee: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    streams: list[Stream] = Field(min_length=1, max_length=6)
+    view: Literal["raw", "summary"]
+    last_days: int = Field(ge=1, le=3660, description="data window: the last N days")
+    valid_days: int = Field(ge=1, le=3660, description="the grant ends after N days")
+    purpose: Literal["treatment", "research"] = "treatment"
+    alerts: bool = False
+
+
+class AmendBody(Strict):
+    streams: list[Stream] | None = Field(default=None, min_length=1, max_length=6)
+    view: Literal["raw", "summary"] | None = None
+    last_days: int | None = Field(default=None, ge=1, le=3660)
+    valid_days: int | None = Field(default=None, ge=1, le=3660)
+
+
+class ReadBody(Strict):
+    patient: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    streams: list[Stream] = Field(min_length=1, max_length=6)
+    view: Literal["raw", "summary"]
+    last_days: int | None = Field(default=None, ge=1, le=3660)
+
+
+class EmergencyBody(Strict):
+    patient: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    hours: int = Field(ge=1, le=24)
+    days: int = Field(ge=1, le=90)
+    reason: str = Field(min_length=1, max_length=200)
+    trusted: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    trusted_password: str = Field(min_length=1, max_length=1024)
+
+
+class EraseBody(Strict):
+    streams: list[Stream] = Field(min_length=1, max_length=6)
+    confirm: Literal["erase"]
+
+
+class Rule(Strict):
+    name: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9 _-]+$")
+    op: Literal["below", "above"]
+    mgdl: int = Field(ge=40, le=400)
+    minutes: int = Field(ge=0, le=240)
+
+
+class AlertBody(Strict):
+    rules: list[Rule] | None = Field(default=None, max_length=16)
+
+
+def _grant_id(text: str) -> bytes:
+    try:
+        gid = bytes.fromhex(text)
+    except ValueError:
+        gid = b""
+    if len(gid) != 32:
+        raise InputError("a grant id is 64 hex digits")
+    return gid
+
+
+def do_grant(request: Request, who: Principal, body: GrantBody) -> bytes:
+    require_kind(request, who, "patient")
+    node = ctx(request).node
+    grantee = identity(node, body.grantee)
+    now = int(time.time() * 1000)
+    return ca.grant(node, who.id, _keys(request, who), grantee.id,
+                    streams=sorted(set(body.streams)), view=body.view,
+                    window={"last_days": body.last_days}, valid_from=now,
+                    valid_until=now + body.valid_days * DAY_MS, purpose=body.purpose,
+                    alerts=body.alerts)
+
+
+@router.post("/grants", responses=ERRORS, status_code=201)
+def create_grant(body: GrantBody, request: Request, who: Who) -> dict[str, Any]:
+    """Grant someone access to your data: which streams, raw or summary, how far back, how
+    long. Effective from the next block; returns the grant."""
+    gid = do_grant(request, who, body)
+    return {"id": gid.hex(), "status": "active"}
+
+
+@router.get("/grants", responses=ERRORS)
+def list_grants(request: Request, who: Who) -> list[dict[str, Any]]:
+    """Your grants: the ones you gave (patient) or the ones you hold (others)."""
+    node = ctx(request).node
+    gs = ca.grants(node, who.id) if who.kind == "patient" else ca.grants_to(node, who.id)
+    return [grant_value(request, g) for g in gs]
+
+
+def do_amend(request: Request, who: Principal, grant_id: str, body: AmendBody) -> None:
+    require_kind(request, who, "patient")
+    changes: dict[str, Any] = {}
+    if body.streams is not None:
+        changes["streams"] = sorted(set(body.streams))
+    if body.view is not None:
+        changes["view"] = body.view
+    if body.last_days is not None:
+        changes["window"] = {"last_days": body.last_days}
+    if body.valid_days is not None:
+        changes["valid_until"] = int(time.time() * 1000) + body.valid_days * DAY_MS
+    if not changes:
+        raise InputError("say what to change: streams, view, last_days or valid_days")
+    ca.amend(ctx(request).node, who.id, _keys(request, who), _grant_id(grant_id), **changes)
+
+
+@router.patch("/grants/{grant_id}", responses=ERRORS)
+def amend_grant(grant_id: str, body: AmendBody, request: Request, who: Who) -> dict[str, str]:
+    """Narrow or extend a grant."""
+    do_amend(request, who, grant_id, body)
+    return {"id": grant_id, "status": "amended"}
+
+
+@router.delete("/grants/{grant_id}", responses=ERRORS)
+def revoke_grant(grant_id: str, request: Request, who: Who) -> dict[str, str]:
+    """Revoke a grant, effective from the next block."""
+    require_kind(request, who, "patient")
+    ca.revoke(ctx(request).node, who.id, _keys(request, who), _grant_id(grant_id))
+    return {"id": grant_id, "status": "revoked"}
+
+
+def read_for(request: Request, who: Principal, patient: bytes, streams: list[str], view: str,
+             last_days: int | None) -> RawRelease | SignedSummary:
+    """One audited read as ``who`` (write-ahead: the access record is ordered first)."""
+    c = ctx(request)
+    access = c.services["access"]
+    window = {"last_days": last_days} if last_days else None
+    req = ReadRequest(patient, tuple(sorted(set(streams))), view, window)
+    # One account's requests take consecutive nonces: build and order them one at a time.
+    with c.account_lock(who.id):
+        env = access.request(who.id, _keys(request, who), req).raw
+        try:
+            return access.read(env)  # type: ignore[no-any-return]
+        except Exception as exc:
+            from ..errors import PermissionDeniedError
+
+            if isinstance(exc, PermissionDeniedError):
+                record_refusal(request, exc, who.name)
+            raise
+
+
+def summary_value(s: Any) -> dict[str, Any]:
+    return {"start_ms": s.start_ms, "end_ms": s.end_ms, "count": s.count,
+            "tir": s.tir, "tbr70": s.tbr70, "tbr54": s.tbr54, "tar180": s.tar180,
+            "tar250": s.tar250, "mean": s.mean, "sd": s.sd, "cv": s.cv, "gmi": s.gmi,
+            "active": s.active, "days_with_data": s.days_with_data,
+            "sufficient": s.sufficient}
+
+
+@router.post("/reads", responses=ERRORS)
+def read(body: ReadBody, request: Request, who: Who) -> dict[str, Any]:
+    """Read a patient's data through consent: raw records or a signed summary. Audited."""
+    patient = identity(ctx(request).node, body.patient)
+    rel = read_for(request, who, patient.id, list(body.streams), body.view, body.last_days)
+    g = rel.grounds
+    grounds = {"access_tx": g.access_tx.hex(), "grant": g.grant.hex(),
+               "emergency": g.emergency, "from": g.start_ms, "to": g.end_ms}
+    if isinstance(rel, SignedSummary):
+        return {"view": "summary", "grounds": grounds, "summary": summary_value(rel.summary),
+                "signature": rel.signature.hex()}
+    return {"view": "raw", "grounds": grounds,
+            "records": [r.to_value() for r in rel.records]}
+
+
+@router.get("/audit", responses=ERRORS)
+def audit(request: Request, who: Who) -> list[dict[str, Any]]:
+    """Your audit trail: who saw what, when, under which grant; emergencies first."""
+    require_kind(request, who, "patient")
+    return [{"kind": e.kind, "tx": e.tx.hex(), "emergency": e.emergency,
+             "requester": e.requester.hex() if e.requester else None,
+             "requester_name": _name_of(request, e.requester) if e.requester else None,
+             "decision": e.decision, "reason": e.reason, "view": e.view,
+             "streams": list(e.streams), "grant": e.grant.hex() if e.grant else None,
+             "time_ms": e.time_ms} for e in ca.audit_trail(ctx(request).node, who.id)]
+
+
+def do_emergency(request: Request, who: Principal, body: EmergencyBody) -> bytes:
+    require_kind(request, who, "clinician")
+    c = ctx(request)
+    patient = identity(c.node, body.patient)
+    try:
+        trusted = c.passwords.verify(body.trusted, body.trusted_password)
+    except AuthenticationError as exc:
+        record_refusal(request, exc, who.name)
+        raise
+    return ca.emergency(c.node, who.id, _keys(request, who), keys_of(c.node, trusted),
+                        patient.id, hours=body.hours, days=body.days, reason=body.reason)
+
+
+@router.post("/emergency", responses=ERRORS, status_code=201)
+def emergency(body: EmergencyBody, request: Request, who: Who) -> dict[str, Any]:
+    """Break-glass access: a clinician's request cosigned by the patient's trusted party
+    (who confirms with their password); flagged and shown first to the patient."""
+    gid = do_emergency(request, who, body)
+    return {"grant": gid.hex(), "hours": body.hours}
+
+
+@router.post("/erase", responses=ERRORS)
+def erase(body: EraseBody, request: Request, who: Who) -> dict[str, Any]:
+    """Erase your data of some streams (GDPR art. 17): the keys and blobs are destroyed."""
+    require_kind(request, who, "patient")
+    tx = ctx(request).erase(who.id, _keys(request, who), sorted(set(body.streams)))
+    return {"tx": tx.hex(), "streams": list(body.streams)}
+
+
+@router.put("/alerts", responses=ERRORS)
+def alerts(body: AlertBody, request: Request, who: Who) -> dict[str, Any]:
+    """Set your alert rules (none: the consensus defaults)."""
+    require_kind(request, who, "patient")
+    rules = None if body.rules is None else [r.model_dump() for r in body.rules]
+    ca.set_alert_rules(ctx(request).node, who.id, _keys(request, who), rules)
+    return {"rules": rules}
+
+
+@router.get("/devices", responses=ERRORS)
+def devices(request: Request, who: Who) -> list[dict[str, Any]]:
+    """The devices and gateways bound to you."""
+    require_kind(request, who, "patient")
+    node = ctx(request).node
+    out = []
+    for key in list(node.state.keys("dev/")):
+        rec = node.state.get(key)
+        if rec and rec.get("patient") == who.id:
+            out.append({"id": key[4:], "kind": rec["kind"], "status": rec["status"],
+                        "model": rec.get("model"), "serial": rec.get("serial"),
+                        "name": _name_of(request, bytes.fromhex(key[4:])),
+                        "last_seq": rec["seq"]})
+    return out
+
+
+def cgm_of(rel: RawRelease) -> list[CgmReading]:
+    return [r for r in rel.records if isinstance(r, CgmReading)]
+
+
+def patient_by_id(request: Request, text: str) -> bytes:
+    try:
+        return identity(ctx(request).node, text).id
+    except NotFoundError:
+        raise NotFoundError(f"no patient {text[:64]!r} on this node") from None

@@ -1,0 +1,175 @@
+"""Ledger routes: status, sessions, accounts, checkpoints, proofs, verify."""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import NotFoundError, OutOfRangeError
+from ..node.accounts import AddressBook, identity
+from .auth import login, logout, principal, set_session_cookie
+from .context import Principal, ctx
+
+__all__ = ["router", "status_value"]
+
+router = APIRouter(prefix="/api", tags=["ledger"])
+Who = Annotated[Principal, Depends(principal)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class LoginBody(Strict):
+    name: str = Field(min_length=1, max_length=48, pattern=r"^[A-Za-z0-9_.@-]+$")
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"model": ErrorBody} for s in (400, 401, 403, 404, 409, 413, 422, 429)}
+
+
+def status_value(request: Request) -> dict[str, Any]:
+    c = ctx(request)
+    node = c.node
+    node.sync()
+    last = node.last_header()
+    verified = c.services.get("last_verify")
+    return {"chain": node.chain, "node": node.config.name,
+            "height": last.height if last else None,
+            "log_size": last.log_size if last else 0,
+            "log_root": base64.b64encode(last.log_root).decode() if last else None,
+            "block_time_ms": last.time if last else None,
+            "verify": verified}
+
+
+@router.get("/status", responses=ERRORS)
+def status(request: Request) -> dict[str, Any]:
+    """The chain, its height and latest root, and the last verify result (public)."""
+    return status_value(request)
+
+
+@router.post("/session", responses=ERRORS)
+def open_session(body: LoginBody, request: Request, response: Response) -> dict[str, Any]:
+    """Log in with a password: a session cookie (Secure, HttpOnly, SameSite=Strict)."""
+    s = login(request, body.name, body.password)
+    set_session_cookie(request, response, s)
+    return {"name": s.name, "kind": s.ident.kind, "account": s.ident.id.hex(),
+            "csrf": s.csrf}
+
+
+@router.delete("/session", responses=ERRORS)
+def close_session(request: Request, response: Response) -> dict[str, str]:
+    logout(request, response)
+    return {"status": "logged out"}
+
+
+@router.get("/me", responses=ERRORS)
+def me(who: Who) -> dict[str, Any]:
+    return {"name": who.name, "kind": who.kind, "account": who.id.hex(), "via": who.via}
+
+
+def _account_value(request: Request, name: str) -> dict[str, Any]:
+    node = ctx(request).node
+    ident = identity(node, name)
+    acct = node.account(ident.id)
+    return {"name": ident.name, "kind": ident.kind, "account": ident.id.hex(),
+            "nonce": acct.nonce,
+            "keys": [{"id": kid.hex(), "alg": c.key.alg, "weights": dict(c.weights)}
+                     for kid, c in acct.keys.items()],
+            "thresholds": dict(acct.thresholds)}
+
+
+@router.get("/accounts", responses=ERRORS)
+def accounts(request: Request, who: Who) -> list[dict[str, str]]:
+    """The accounts this node knows by name (custodial ones), without keys."""
+    return [{"name": i.name, "kind": i.kind, "account": i.id.hex()}
+            for i in AddressBook(ctx(request).node).all()]
+
+
+@router.get("/accounts/{name}", responses=ERRORS)
+def account(name: Annotated[str, Field(max_length=64)], request: Request,
+            who: Who) -> dict[str, Any]:
+    """One account: kind, public keys and policy, nonce."""
+    return _account_value(request, name)
+
+
+@router.get("/checkpoint", response_class=PlainTextResponse, responses=ERRORS)
+def checkpoint(request: Request) -> PlainTextResponse:
+    """The latest checkpoint, a C2SP signed note (public: it reveals only hashes)."""
+    return PlainTextResponse(ctx(request).node.checkpoint().decode("utf-8"))
+
+
+def _size(request: Request, n: int | None) -> int:
+    tree = ctx(request).node.replica.tree
+    size = tree.size if n is None else n
+    if not 0 < size <= tree.size:
+        raise OutOfRangeError(f"tree size {size} is outside 1..{tree.size}")
+    return size
+
+
+@router.get("/proofs/inclusion", responses=ERRORS)
+def inclusion(request: Request, index: Annotated[int, Query(ge=0, lt=1 << 48)],
+              size: Annotated[int | None, Query(ge=1, lt=1 << 48)] = None) -> dict[str, Any]:
+    """RFC 9162 inclusion proof of log entry ``index`` in the tree of ``size`` entries."""
+    n = _size(request, size)
+    if index >= n:
+        raise OutOfRangeError(f"index {index} is not below the tree size {n}")
+    proof = ctx(request).node.inclusion_proof(index, n)
+    return {"index": index, "size": n,
+            "proof": [base64.b64encode(h).decode() for h in proof]}
+
+
+@router.get("/proofs/consistency", responses=ERRORS)
+def consistency(request: Request, first: Annotated[int, Query(ge=1, lt=1 << 48)],
+                second: Annotated[int | None, Query(ge=1, lt=1 << 48)] = None
+                ) -> dict[str, Any]:
+    """RFC 9162 consistency proof between two tree sizes."""
+    n = _size(request, second)
+    if first > n:
+        raise OutOfRangeError(f"first size {first} is above the second {n}")
+    proof = ctx(request).node.consistency_proof(first, n)
+    return {"first": first, "second": n,
+            "proof": [base64.b64encode(h).decode() for h in proof]}
+
+
+@router.get("/blocks/{height}", responses=ERRORS)
+def block(request: Request, height: int) -> dict[str, Any]:
+    """One block: header fields and its checkpoint (hashes only)."""
+    node = ctx(request).node
+    if not 0 <= height < (1 << 48):
+        raise NotFoundError(f"no block {height}")
+    try:
+        _, header_raw, note = node.store.block_row(height)
+    except (NotFoundError, IndexError, TypeError):
+        raise NotFoundError(f"no block at height {height}") from None
+    from ..ledger.block import BlockHeader
+
+    h = BlockHeader.decode(header_raw)
+    return {"height": h.height, "time_ms": h.time, "log_size": h.log_size,
+            "log_root": base64.b64encode(h.log_root).decode(),
+            "checkpoint": note.decode("utf-8")}
+
+
+@router.post("/verify", responses=ERRORS)
+def verify(request: Request, who: Who) -> dict[str, Any]:
+    """Re-derive the whole chain from the store; the first bad spot, or the totals."""
+    c = ctx(request)
+    started = time.time()
+    report = c.node.verify()
+    value = {"ok": True, "blocks": report.blocks, "transactions": report.transactions,
+             "rejected": report.rejected, "log_size": report.log_size,
+             "log_root": base64.b64encode(report.log_root).decode(),
+             "seconds": round(report.seconds, 3), "at_ms": int(started * 1000)}
+    c.services["last_verify"] = value
+    return value

@@ -1,0 +1,123 @@
+"""People and programs at the node's door: password logins and the security log.
+
+- Passwords: one Argon2id hash per custodial account name (argon2-cffi's defaults, RFC 9106
+  second recommended profile), in ``<data>/passwords.json`` (mode 0600). The plain password
+  is never stored or logged. A login that succeeds yields the account's ``Identity``; its
+  custodial keys (sealed in the wallet under the master key) are then loaded for the session
+  by the caller and dropped at logout or expiry.
+- The security log (``<data>/security.log``, JSON lines): every refused credential (401) and
+  every refused permission (403) at the edge, with what was asked, by whom (if known), from
+  where and why. Reads refused by consent are also on the ledger as ``access`` records; this
+  log covers what never reaches consent (a wrong password, a stale signature, a bad token).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from ..errors import AuthenticationError, InputError
+from .accounts import Identity, identity
+from .service import Node
+
+__all__ = ["MIN_PASSWORD", "Passwords", "SecurityLog"]
+
+MIN_PASSWORD = 10
+_MAX_PASSWORD = 1024
+
+
+class Passwords:
+    def __init__(self, node: Node, hasher: PasswordHasher | None = None) -> None:
+        self.node = node
+        self.path = node.data_dir / "passwords.json"
+        self._hasher = hasher or PasswordHasher()
+        self._mu = threading.Lock()
+        # A hash to verify against when the name is unknown, so timing does not tell.
+        self._decoy = self._hasher.hash("glucoledger-decoy-password")
+
+    def _load(self) -> dict[str, str]:
+        try:
+            return dict(json.loads(self.path.read_text()))
+        except FileNotFoundError:
+            return {}
+
+    def set(self, name: str, password: str) -> None:
+        """Set ``name``'s password. Raises NotFoundError (no such account), InputError."""
+        identity(self.node, name)
+        if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= _MAX_PASSWORD:
+            raise InputError(f"a password has {MIN_PASSWORD} to {_MAX_PASSWORD} characters")
+        with self._mu:
+            book = self._load()
+            book[name] = self._hasher.hash(password)
+            tmp = self.path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                json.dump(book, f, indent=2, sort_keys=True)
+            os.replace(tmp, self.path)
+
+    def has(self, name: str) -> bool:
+        return name in self._load()
+
+    def verify(self, name: str, password: str) -> Identity:
+        """Return the account if ``password`` is ``name``'s; raise AuthenticationError."""
+        stored = self._load().get(name) if isinstance(name, str) else None
+        try:
+            self._hasher.verify(stored or self._decoy, password[:_MAX_PASSWORD])
+            if stored is None:
+                raise VerifyMismatchError
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            raise AuthenticationError("wrong account name or password") from None
+        if self._hasher.check_needs_rehash(stored):
+            self.set(name, password)
+        return identity(self.node, name)
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityEvent:
+    time_ms: int
+    status: int
+    code: str
+    who: str | None
+    route: str
+    remote: str | None
+    reason: str
+
+
+class SecurityLog:
+    def __init__(self, data_dir: Path) -> None:
+        self.path = Path(data_dir) / "security.log"
+        self._mu = threading.Lock()
+
+    def record(self, *, status: int, code: str, who: str | None, route: str,
+               remote: str | None, reason: str) -> None:
+        event: dict[str, Any] = {"time_ms": int(time.time() * 1000), "status": status,
+                                 "code": code, "who": who, "route": route[:200],
+                                 "remote": remote, "reason": reason[:300]}
+        line = json.dumps(event, sort_keys=True) + "\n"
+        with self._mu, open(self.path, "a", encoding="utf-8") as f:
+            f.write(line)
+
+    def recent(self, limit: int = 100, who: str | None = None) -> list[SecurityEvent]:
+        try:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in reversed(lines):
+            try:
+                e = SecurityEvent(**json.loads(line))
+            except (ValueError, TypeError):
+                continue
+            if who is None or e.who == who:
+                out.append(e)
+            if len(out) >= limit:
+                break
+        return out
