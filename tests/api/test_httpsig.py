@@ -41,3 +41,20 @@ def test_signed_read_without_grant_is_403_and_audited(client, site) -> None:  # 
         **_signed(site, "POST", "/api/reads", body), "content-type": "application/json"})
     assert r.status_code == 403 and r.json()["code"] == "no_grant"
     assert site.ctx.seclog.recent(1)[0].status == 403
+
+
+def test_nonce_cache_never_forgets_a_live_nonce_under_a_flood() -> None:
+    import pytest
+
+    from glucoledger.api.httpsig import NonceCache
+    from glucoledger.errors import BackendError, SignatureError
+
+    cache = NonceCache(window=600, limit=3)
+    cache.use("victim", 1000.0)
+    cache.use("a", 1001.0)
+    cache.use("b", 1002.0)
+    with pytest.raises(BackendError):  # full: refuse, never evict a live nonce
+        cache.use("c", 1003.0)
+    with pytest.raises(SignatureError):  # the first nonce is still remembered
+        cache.use("victim", 1004.0)
+    cache.use("d", 1000.0 + 601 + 2)  # once the window passed, expired ones go

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from ..crypto import PrivateKey, PublicKey
 from ..crypto.httpsig import RFC9421_ALGS, sign_base, verify_base
-from ..errors import MalformedError, SignatureError
+from ..errors import BackendError, MalformedError, SignatureError
 
 __all__ = ["NonceCache", "SignedBy", "content_digest", "sign_request", "verify_request"]
 
@@ -63,12 +63,16 @@ class NonceCache:
 
     def use(self, nonce: str, now: float) -> None:
         with self._mu:
-            while self._seen and (next(iter(self._seen.values())) < now - self._window
-                                  or len(self._seen) > self._limit):
+            # Only expired nonces are forgotten: evicting a live one under a flood would let
+            # its request be replayed. A full cache refuses (fails closed) instead.
+            while self._seen and next(iter(self._seen.values())) < now - self._window:
                 self._seen.popitem(last=False)
             if nonce in self._seen:
                 raise SignatureError("this request's nonce was already used: a replay; sign "
                                      "every request with a fresh nonce")
+            if len(self._seen) >= self._limit:
+                raise BackendError("too many signed requests in the replay window; retry in "
+                                   "a few minutes")
             self._seen[nonce] = now
 
 
