@@ -105,12 +105,21 @@ class ConsortiumNode:
         self._verified: dict[tuple[str, bytes], Any] = {}
         self._ours: dict[int, bytes] = {}
         self._gc_below = 0
+        self._status_lock = threading.Lock()
         self._lock = threading.Lock()
         self.final: FinalCheckpoint | None = None
         note = self.node.store.get_meta("final")
         if isinstance(note, bytes):
             self.final = _as_final(note)
         self.check_integrity()
+        self.node.on_blocks = self._blocks_stored
+
+    def _blocks_stored(self) -> None:
+        """New blocks are stored: say so in status.json before their submits are answered."""
+        last = self.node.last_header()
+        if last is not None:
+            self.status.height, self.status.log_size = last.height, last.log_size
+            self._write_status()
 
     # --- integrity ------------------------------------------------------------------------
     def check_integrity(self) -> None:
@@ -311,10 +320,11 @@ class ConsortiumNode:
         self._anchored = (receipt.height, time.monotonic())
 
     def _write_status(self) -> None:
-        self.status.updated = time.time()
-        tmp = self.data_dir / "status.json.tmp"
-        tmp.write_text(json.dumps(self.status.__dict__, indent=2))
-        os.replace(tmp, self.data_dir / "status.json")
+        with self._status_lock:  # the loop and a syncing control request may both write
+            self.status.updated = time.time()
+            tmp = self.data_dir / "status.json.tmp"
+            tmp.write_text(json.dumps(self.status.__dict__, indent=2))
+            os.replace(tmp, self.data_dir / "status.json")
 
     # --- catching up past compaction ------------------------------------------------------
     def catch_up_from_peers(self) -> int:

@@ -64,6 +64,8 @@ class GroupCommit:
         self._cond = threading.Condition()
         self._cut_wanted = False
         self._last_cut = -1
+        self._appended_to = 0  # the log position after this writer's last append
+        self._in_flight = False
         self._closed = False
         #: Appends made and entries they carried (for the benchmark's report).
         self.appends = 0
@@ -92,9 +94,13 @@ class GroupCommit:
             raise req.error
         return req.positions
 
-    def request_cut(self) -> None:
-        """Append a bare cut at the open height unless an append (which carries one) is due."""
+    def request_cut(self, seen: int) -> None:
+        """Append a bare cut at the open height unless an append (which carries one) is due
+        or landed at or past ``seen`` (the end of the log as the follower last read it): a
+        second cut would only trail, ignored, behind the block the first one closes."""
         with self._cond:
+            if self._in_flight or self._appended_to > seen:
+                return
             self._cut_wanted = True
             self._cond.notify_all()
 
@@ -118,6 +124,7 @@ class GroupCommit:
                     return
                 batch = self._take()
                 self._cut_wanted = False
+                self._in_flight = True
             height = max(self._next_height(), self._last_cut + 1)
             chunk = [e for _, _, e in batch]
             chunk.append(encode_cut(height, int(self._clock() * 1000)))
@@ -127,9 +134,14 @@ class GroupCommit:
                 err = exc if isinstance(exc, GlucoledgerError) else OrderingError(
                     f"append failed unexpectedly ({type(exc).__name__}: {exc}); retry")
                 self._fail({id(r): r for r, _, _ in batch}.values(), err)
+                with self._cond:
+                    self._in_flight = False
                 continue
             if batch:  # a bare cut may close nothing (empty block): it proves no height
                 self._last_cut = height
+            with self._cond:
+                self._appended_to = first + len(chunk)
+                self._in_flight = False
             self.appends += 1
             self.entries += len(batch)
             with self._cond:

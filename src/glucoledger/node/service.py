@@ -165,6 +165,9 @@ class Node:
         self._applied = threading.Condition()
         self._waiters = 0
         self._writer: GroupCommit | None = None
+        #: Called (by the syncing thread) after new blocks are stored, before waiting
+        #: submits are released.
+        self.on_blocks: Callable[[], None] | None = None
         self._follower: int | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -373,7 +376,7 @@ class Node:
                     self.open_pending = self.replica.pending
                     if self.open_pending and self._writer is not None and self._waiters:
                         # Our transactions may sit behind a stale cut: cut at the open height.
-                        self._writer.request_cut()
+                        self._writer.request_cut(self._read_pos)
                     if self.replica.pending:
                         self.replica.discard_pending()
                         last = self.replica.last
@@ -385,6 +388,8 @@ class Node:
 
     def _notify_applied(self) -> None:
         last = self.replica.last
+        if self.on_blocks is not None:
+            self.on_blocks()  # e.g. the member's status file, before anyone is acknowledged
         with self._applied:
             self.applied_cut = last.cut if last else -1
             self._applied.notify_all()
