@@ -63,7 +63,7 @@ log = logging.getLogger("glucoledger.consortium")
 
 _PUBLISH_RECENT = 64  # notes published per round at most (the newest heights)
 _KEEP_SIGS = 16  # own notes kept in etcd below the final height
-_LAGGING_WAIT = 0.01  # s a round waits for new entries while a stored block is not final
+_LAGGING_WAIT = 0.005  # s between rounds while a stored block is not final yet
 _READS_PER_ROUND = 2  # log reads (up to 1000 entries each) per round before signing
 _CACHE = 1024  # notes kept verified / own note texts kept, before pruning
 
@@ -105,6 +105,7 @@ class ConsortiumNode:
         self._verified: dict[tuple[str, bytes], Any] = {}
         self._ours: dict[int, bytes] = {}
         self._gc_below = 0
+        self._first = 0  # the log's first position, as last read (it only grows)
         self._status_lock = threading.Lock()
         self._lock = threading.Lock()
         self.final: FinalCheckpoint | None = None
@@ -151,9 +152,13 @@ class ConsortiumNode:
         block is mostly spent collecting the other members' notes for it.
         """
         try:
-            if self.status.final_height < self.status.height:
-                wait = min(wait, _LAGGING_WAIT)
-            if wait > 0 and self.node.caught_up:
+            if not self.node.caught_up:
+                pass  # entries are known to be waiting: no wait
+            elif self.status.final_height < self.status.height:
+                # Notes for a stored block are due: poll briefly (a watch on the head would
+                # not see them, and setting one up costs more than this round's reads).
+                time.sleep(_LAGGING_WAIT)
+            elif wait > 0:
                 self._seen = self.orderer.wait(self._seen, wait)
             if self.status.refusing is None:
                 self._derive()
@@ -288,8 +293,12 @@ class ConsortiumNode:
                 return
             cuts.append(int(json.loads(raw)["cut"]))
         below = min(cuts) + 1
-        if below - self.orderer.first() >= self.compact_every:
+        if below - self._first < self.compact_every:
+            return
+        self._first = self.orderer.first()  # known from the last look: read it only now
+        if below - self._first >= self.compact_every:
             self.orderer.compact(below)
+            self._first = below
             log.info("compacted the log below %d (every member stored past it)", below)
 
     def set_anchoring(self, endpoint: str, every: float) -> None:

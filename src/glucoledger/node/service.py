@@ -285,8 +285,8 @@ class Node:
         """submit() through the group-commit writer: no lock held while etcd and the
         follower work; acknowledged once the block holding the last entry is stored here."""
         deadline = time.monotonic() + timeout
-        known = {h for h in hashes if retry and h is not None
-                 and any(r.decoded_result().ok for r in self.store.find_tx(h))}
+        found = self.store.find_txs([h for h in hashes if h is not None]) if retry else {}
+        known = {h for h, rows in found.items() if any(r.decoded_result().ok for r in rows)}
         todo = [i for i, h in enumerate(hashes) if h is None or h not in known]
         positions: dict[int, int] = {}
         with self._applied:
@@ -307,20 +307,31 @@ class Node:
         finally:
             with self._applied:
                 self._waiters -= 1
-        receipts = self._receipts(hashes, positions, retry)
+        if positions:  # one query for this submit's rows, not one a transaction
+            at = self.store.txs_at_positions(min(positions.values()), upto)
+            found = self.store.find_txs([h for h in hashes if h is not None]) if retry else {}
+        receipts = self._receipts(hashes, positions, retry, at if positions else {}, found)
         if receipts is None:  # pragma: no cover - every position up to applied_cut is stored
             raise OrderingError("transactions were ordered but their receipts are missing; "
                                 "submit again with retry to read them")
         return receipts
 
-    def _receipts(self, hashes: list[bytes | None], positions: dict[int, int], retry: bool
-                  ) -> list[Receipt] | None:
+    def _receipts(self, hashes: list[bytes | None], positions: dict[int, int], retry: bool,
+                  at: dict[int, list[Any]] | None = None,
+                  found: dict[bytes, list[Any]] | None = None) -> list[Receipt] | None:
+        """Receipts from the store; ``at`` / ``found``: rows already read by position / by
+        hash (for a whole submit in one query each)."""
         out: list[Receipt] = []
         for i, h in enumerate(hashes):
-            rows = self.store.find_tx(h) if h is not None and retry else []
+            if h is None or not retry:
+                rows = []
+            elif found is not None:
+                rows = found.get(h, [])
+            else:
+                rows = self.store.find_tx(h)
             mine = positions.get(i)
             if mine is not None and not any(r.pos == mine for r in rows):
-                rows = self._by_pos(mine)
+                rows = at.get(mine, []) if at is not None else self._by_pos(mine)
                 if not rows:
                     return None
             if not rows:

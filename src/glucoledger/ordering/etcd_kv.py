@@ -80,9 +80,15 @@ class EtcdKV:
 
     def scan_many(self, prefixes: Sequence[str], *, limit: int = 5000
                   ) -> list[dict[str, bytes]]:
-        """``scan`` of several prefixes in one request (one etcd read transaction)."""
+        """``scan`` of several prefixes in one request (one etcd read transaction).
+
+        Serializable: the member answers from its own state, without a Raft round, so the
+        answer may be a few milliseconds old; fit for side keys that are signed or advisory
+        (notes are verified, reports only ever grow), not for the log.
+        """
         ops = [{"request_range": {"key": b64(self.prefix + p), "range_end": _end(self.prefix + p),
-                                  "limit": str(limit)}} for p in prefixes]
+                                  "limit": str(limit), "serializable": True}}
+               for p in prefixes]
         body = self._call("/v3/kv/txn", {"success": ops})
         responses = body.get("responses") or []
         assert isinstance(responses, list)
