@@ -29,7 +29,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Self
 
-from .. import codec, state
+from .. import state
 from ..crypto import PrivateKey, PublicKey, generate
 from ..errors import InputError, MalformedError, NotFoundError, OrderingError, StorageError
 from ..ledger import merkle
