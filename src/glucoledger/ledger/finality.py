@@ -17,7 +17,7 @@ with a timestamp) could be added as another line type without changing this rule
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 
 from ..errors import GlucoledgerError
@@ -71,13 +71,16 @@ def decide(
     members: Sequence[NoteVerifier],
     threshold: int,
     ours: Mapping[int, bytes],
+    verified: MutableMapping[tuple[str, bytes], SignedNote | None] | None = None,
 ) -> tuple[FinalCheckpoint | None, list[Divergence]]:
     """The highest final checkpoint among ``published`` notes, and the divergences seen.
 
     ``published[h][name]``: the note a node published for height h (its own signature).
     ``ours[h]``: this node's note text for height h (to compare roots). Notes whose signature
     does not verify under that member's key are ignored (anyone can write garbage; only a
-    member's signature counts).
+    member's signature counts). ``verified``: a cache of earlier outcomes, keyed by (name,
+    raw note), that the caller keeps across rounds so each published note is verified once
+    (the caller must drop it when the member keys change).
     """
     by_name = {v.name: v for v in members}
     final: FinalCheckpoint | None = None
@@ -86,7 +89,14 @@ def decide(
         groups: dict[bytes, list[SignedNote]] = {}
         for name, raw in published[height].items():
             verifier = by_name.get(name)
-            note = _verified(raw, verifier) if verifier is not None else None
+            if verifier is None:
+                continue
+            if verified is None:
+                note = _verified(raw, verifier)
+            elif (name, raw) in verified:
+                note = verified[(name, raw)]
+            else:
+                note = verified[(name, raw)] = _verified(raw, verifier)
             if note is not None:
                 groups.setdefault(note.text, []).append(note)
         for text, notes in groups.items():

@@ -176,6 +176,30 @@ class ChainStore:
         return [StoredTx(r[0], r[1], r[2], bytes(r[3]), None if r[4] is None else bytes(r[4]),
                          bytes(r[5])) for r in rows]
 
+    def find_txs(self, tx_hashes: Sequence[bytes]) -> dict[bytes, list[StoredTx]]:
+        """``find_tx`` for many hashes in a few queries: hash -> rows (absent: none)."""
+        out: dict[bytes, list[StoredTx]] = {}
+        unique = list(dict.fromkeys(tx_hashes))
+        for k in range(0, len(unique), 500):
+            part = unique[k:k + 500]
+            rows = self._q("SELECT idx, height, pos, envelope, hash, result FROM txs WHERE hash "
+                           f"IN ({','.join('?' * len(part))}) ORDER BY idx", part)
+            for r in rows:
+                out.setdefault(bytes(r[4]), []).append(StoredTx(
+                    r[0], r[1], r[2], bytes(r[3]), bytes(r[4]), bytes(r[5])))
+        return out
+
+    def txs_at_positions(self, low: int, high: int) -> dict[int, list[StoredTx]]:
+        """Transactions whose orderer position is in [low, high]: position -> rows."""
+        rows = self._q("SELECT idx, height, pos, envelope, hash, result FROM txs "
+                       "WHERE pos BETWEEN ? AND ? ORDER BY idx", (low, high))
+        out: dict[int, list[StoredTx]] = {}
+        for r in rows:
+            out.setdefault(int(r[2]), []).append(StoredTx(
+                r[0], r[1], r[2], bytes(r[3]), None if r[4] is None else bytes(r[4]),
+                bytes(r[5])))
+        return out
+
     def tx_at(self, idx: int) -> StoredTx:
         rows = self._q("SELECT idx, height, pos, envelope, hash, result FROM txs WHERE idx = ?",
                        (idx,))

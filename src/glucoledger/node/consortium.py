@@ -1,12 +1,18 @@
 """A consortium member node: follow the etcd log, cosign checkpoints, report divergence.
 
 One ``ConsortiumNode`` per organization wraps a ``Node`` whose orderer is the consortium's
-etcd cluster (named in node.json). Its loop (``step``), run by ``glucoledger node``:
+etcd cluster (named in node.json). Its loop (``step``), run by ``glucoledger node``, is the
+node's only follower of the log (submits reach etcd through the node's group-commit writer
+and wait for this loop, see ``node.groupcommit``):
 
-1. read new log entries and derive blocks (the replica validates every transaction; every
-   node derives byte-identical blocks), each signed with the node key into the local store;
+1. read new log entries (at most ``_READS_PER_ROUND`` reads a round, so that under load
+   the node still signs and collects between reads) and derive blocks (the replica
+   validates every transaction; every node derives byte-identical blocks), each signed
+   with the node key into the local store;
 2. publish the node's signed note for its newest heights under ``sig/<name>/<height>``
-   (``ordering.etcd_kv``), and read the other members' notes;
+   and its ``stored/<name>`` report in one etcd transaction (``ordering.etcd_kv``), and
+   read the other members' notes, health and stored reports in one read transaction
+   (each note's signature is verified once and the outcome cached);
 3. ``ledger.finality.decide``: the highest height whose note ``threshold`` member keys
    signed identically is final: stored (meta ``final``) and shown; a member whose signed
    note differs, or who reports its store damaged, is reported as diverged with the
@@ -57,6 +63,9 @@ log = logging.getLogger("glucoledger.consortium")
 
 _PUBLISH_RECENT = 64  # notes published per round at most (the newest heights)
 _KEEP_SIGS = 16  # own notes kept in etcd below the final height
+_LAGGING_WAIT = 0.005  # s between rounds while a stored block is not final yet
+_READS_PER_ROUND = 2  # log reads (up to 1000 entries each) per round before signing
+_CACHE = 1024  # notes kept verified / own note texts kept, before pruning
 
 
 @dataclass
@@ -90,13 +99,28 @@ class ConsortiumNode:
         self.compact_every = compact_every
         self.status = Status(self.name)
         self._published = -1
+        self._reported: tuple[int, int] | None = None
         self._seen = 0
+        self._member_keys: tuple[Any, ...] = ()
+        self._verified: dict[tuple[str, bytes], Any] = {}
+        self._ours: dict[int, bytes] = {}
+        self._gc_below = 0
+        self._first = 0  # the log's first position, as last read (it only grows)
+        self._status_lock = threading.Lock()
         self._lock = threading.Lock()
         self.final: FinalCheckpoint | None = None
         note = self.node.store.get_meta("final")
         if isinstance(note, bytes):
             self.final = _as_final(note)
         self.check_integrity()
+        self.node.on_blocks = self._blocks_stored
+
+    def _blocks_stored(self) -> None:
+        """New blocks are stored: say so in status.json before their submits are answered."""
+        last = self.node.last_header()
+        if last is not None:
+            self.status.height, self.status.log_size = last.height, last.log_size
+            self._write_status()
 
     # --- integrity ------------------------------------------------------------------------
     def check_integrity(self) -> None:
@@ -122,9 +146,19 @@ class ConsortiumNode:
 
     # --- the loop -------------------------------------------------------------------------
     def step(self, wait: float = 0.0) -> Status:
-        """One round: wait for entries (up to ``wait`` s), derive, publish, collect."""
+        """One round: wait for entries (up to ``wait`` s), derive, publish, collect.
+
+        While some stored block is not final yet the wait is short: the round after a
+        block is mostly spent collecting the other members' notes for it.
+        """
         try:
-            if wait > 0:
+            if not self.node.caught_up:
+                pass  # entries are known to be waiting: no wait
+            elif self.status.final_height < self.status.height:
+                # Notes for a stored block are due: poll briefly (a watch on the head would
+                # not see them, and setting one up costs more than this round's reads).
+                time.sleep(_LAGGING_WAIT)
+            elif wait > 0:
                 self._seen = self.orderer.wait(self._seen, wait)
             if self.status.refusing is None:
                 self._derive()
@@ -141,7 +175,7 @@ class ConsortiumNode:
 
     def _derive(self) -> None:
         try:
-            self.node.sync()
+            self.node.sync(max_reads=_READS_PER_ROUND)
         except OrderingError:
             first = self.orderer.first()
             if self.node._read_pos >= first:
@@ -153,17 +187,23 @@ class ConsortiumNode:
         last = self.node.last_header()
         if last is not None:
             self.status.height, self.status.log_size = last.height, last.log_size
-            self.kv.put(f"stored/{self.name}",
-                        json.dumps({"height": last.height, "cut": last.cut}).encode())
 
     def _publish_notes(self) -> None:
+        """Put this node's notes for its new heights and its ``stored/`` report, in one
+        etcd transaction (nothing when nothing changed)."""
+        items: dict[str, bytes] = {}
+        last = self.node.last_header()
+        if last is not None and (last.height, last.cut) != self._reported:
+            items[f"stored/{self.name}"] = json.dumps(
+                {"height": last.height, "cut": last.cut}).encode()
+            self._reported = (last.height, last.cut)
         top = self.node.store.height() - 1
         lo = max(self._published + 1, top - _PUBLISH_RECENT + 1, 0)
-        if top < lo:
-            return
-        self.kv.put_many({f"sig/{self.name}/{h:020d}": self.node.store.checkpoint_at(h)
-                          for h in range(lo, top + 1)})
-        self._published = top
+        for h in range(lo, top + 1):
+            items[f"sig/{self.name}/{h:020d}"] = self.node.store.checkpoint_at(h)
+        if items:
+            self.kv.put_many(items)
+        self._published = max(self._published, top)
 
     def members(self) -> tuple[list[Any], int]:
         info = self.node.state.get("chain/genesis") or {"threshold": 1}
@@ -171,16 +211,19 @@ class ConsortiumNode:
 
     def _collect(self) -> None:
         members, threshold = self.members()
+        keys = tuple((m.name, m.key.to_value()) for m in members)
+        if keys != self._member_keys:  # governance changed a key: verify again
+            self._member_keys, self._verified = keys, {}
+        sigs, health, stored = self.kv.scan_many(["sig/", "health/", "stored/"])
         published: dict[int, dict[str, bytes]] = {}
-        for key, value in self.kv.scan("sig/").items():
+        for key, value in sigs.items():
             name, _, h = key.partition("/")
             if h.isdigit():
                 published.setdefault(int(h), {})[name] = value
         top = self.node.store.height()
-        ours = {h: parse_note(self.node.store.checkpoint_at(h)).text
-                for h in published if h < top}
-        final, diverged = decide(published, members, threshold, ours)
-        diverged += self._damaged_peers()
+        ours = {h: self._our_text(h) for h in published if h < top}
+        final, diverged = decide(published, members, threshold, ours, self._verified)
+        diverged += self._damaged_peers(health)
         if final is not None and (self.final is None
                                   or final.checkpoint.height > self.final.checkpoint.height):
             mine = ours.get(final.checkpoint.height)
@@ -198,11 +241,28 @@ class ConsortiumNode:
             for d in diverged]
         for d in diverged:
             log.warning("%s", d.describe())
-        self._maybe_compact()
+        self._forget(published)
+        self._maybe_compact(members, stored)
 
-    def _damaged_peers(self) -> list[Divergence]:
+    def _our_text(self, height: int) -> bytes:
+        """This node's note text at ``height`` (stored blocks never change: cached)."""
+        text = self._ours.get(height)
+        if text is None:
+            text = self._ours[height] = parse_note(self.node.store.checkpoint_at(height)).text
+        return text
+
+    def _forget(self, published: dict[int, dict[str, bytes]]) -> None:
+        """Drop cache entries for notes no longer published (collected away)."""
+        if len(self._verified) > 4 * _CACHE:
+            live = {(n, raw) for notes in published.values() for n, raw in notes.items()}
+            self._verified = {k: v for k, v in self._verified.items() if k in live}
+        if len(self._ours) > _CACHE:
+            low = min(published, default=0)
+            self._ours = {h: t for h, t in self._ours.items() if h >= low}
+
+    def _damaged_peers(self, health: dict[str, bytes]) -> list[Divergence]:
         out = []
-        for name, raw in self.kv.scan("health/").items():
+        for name, raw in health.items():
             try:
                 doc = json.loads(raw)
             except ValueError:
@@ -221,21 +281,24 @@ class ConsortiumNode:
 
     def _gc(self, final_height: int) -> None:
         below = final_height - _KEEP_SIGS
-        if below > 0:
+        if below > 0 and below > self._gc_below:
             self.kv.delete_range(f"sig/{self.name}/", f"sig/{self.name}/{below:020d}")
+            self._gc_below = below
 
-    def _maybe_compact(self) -> None:
-        members, _ = self.members()
+    def _maybe_compact(self, members: list[Any], reports: dict[str, bytes]) -> None:
         cuts = []
-        reports = self.kv.scan("stored/")
         for m in members:
             raw = reports.get(m.name)
             if raw is None:
                 return
             cuts.append(int(json.loads(raw)["cut"]))
         below = min(cuts) + 1
-        if below - self.orderer.first() >= self.compact_every:
+        if below - self._first < self.compact_every:
+            return
+        self._first = self.orderer.first()  # known from the last look: read it only now
+        if below - self._first >= self.compact_every:
             self.orderer.compact(below)
+            self._first = below
             log.info("compacted the log below %d (every member stored past it)", below)
 
     def set_anchoring(self, endpoint: str, every: float) -> None:
@@ -266,10 +329,11 @@ class ConsortiumNode:
         self._anchored = (receipt.height, time.monotonic())
 
     def _write_status(self) -> None:
-        self.status.updated = time.time()
-        tmp = self.data_dir / "status.json.tmp"
-        tmp.write_text(json.dumps(self.status.__dict__, indent=2))
-        os.replace(tmp, self.data_dir / "status.json")
+        with self._status_lock:  # the loop and a syncing control request may both write
+            self.status.updated = time.time()
+            tmp = self.data_dir / "status.json.tmp"
+            tmp.write_text(json.dumps(self.status.__dict__, indent=2))
+            os.replace(tmp, self.data_dir / "status.json")
 
     # --- catching up past compaction ------------------------------------------------------
     def catch_up_from_peers(self) -> int:
@@ -364,4 +428,5 @@ def import_blocks(node: Node, data: bytes) -> int:
             stored += 1
         last = node.replica.last
         node._read_pos = last.cut + 1 if last else 0
+    node._notify_applied()
     return stored

@@ -159,6 +159,10 @@ def run_node(data_dir: Any, *, port: int = 0, stop: threading.Event | None = Non
     cnode = ConsortiumNode(Path(data_dir), compact_every=compact_every)
     if anchor_endpoint:
         cnode.set_anchoring(anchor_endpoint, anchor_every)
+    # This thread follows the log; submits from the control endpoint go through the
+    # group-commit writer and wait for it (node.groupcommit).
+    cnode.node.follow_here()
+    cnode.node.start_group_commit()
     server = ControlServer(cnode, port)
     cnode.status.control = server.url
     (Path(data_dir) / "control.json").write_text(json.dumps({"url": server.url}) + "\n")

@@ -8,6 +8,12 @@ Write path: ``submit(envelopes)`` appends the transactions and a cut entry to th
 one durable append, then ``sync()`` reads the log, derives blocks with the replica, signs a
 checkpoint for each block and stores it, and the receipts say what happened to each
 transaction (``ok`` or the reason it was refused).
+
+A consortium member (``glucoledger node``) runs the write path in two threads instead
+(``start_group_commit``): submits hand their entries to one writer thread
+(``groupcommit``) that packs concurrent submits into full appends, each ending in a cut,
+and then wait, without the node's lock, until the member loop (the only caller of
+``sync`` there) has stored the block holding their last entry. Acknowledged only then.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Self
 
-from .. import codec, state
+from .. import state
 from ..crypto import PrivateKey, PublicKey, generate
 from ..errors import InputError, MalformedError, NotFoundError, OrderingError, StorageError
 from ..ledger import merkle
@@ -37,6 +43,7 @@ from ..ordering.etcd import MAX_BATCH_ENTRIES, EtcdOrderer
 from ..state.accounts_model import Account, find_account, single_key_policy
 from ..state.replica import Block, Replica, precheck
 from .chainstore import ChainStore
+from .groupcommit import GroupCommit
 from .keystore import Wallet, create_master_key, load_master_key
 from .verify import VerifyReport, verify_store
 
@@ -151,6 +158,17 @@ class Node:
         self._read_pos = last.cut + 1 if last else 0
         #: Transactions left in the open block at the end of the log by the last sync().
         self.open_pending = 0
+        #: Whether the last sync() reached the end of the log (not stopped by max_reads).
+        self.caught_up = True
+        #: Cut position of the last stored block; waiters hear of each new one.
+        self.applied_cut = last.cut if last else -1
+        self._applied = threading.Condition()
+        self._waiters = 0
+        self._writer: GroupCommit | None = None
+        #: Called (by the syncing thread) after new blocks are stored, before waiting
+        #: submits are released.
+        self.on_blocks: Callable[[], None] | None = None
+        self._follower: int | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
     @classmethod
@@ -173,7 +191,21 @@ class Node:
             raise StorageError(f"genesis refused: {receipts[0].result.message}")
         return node
 
+    def start_group_commit(self) -> None:
+        """Hand submits to a writer thread (``groupcommit``); from now on another thread (the
+        member loop) must call ``sync()`` continually, and submits never sync themselves."""
+        if self._writer is None:
+            self._writer = GroupCommit(self.orderer, lambda: self.replica.next_height,
+                                       self._clock, max_entries=self._batch or 1_000)
+
+    def follow_here(self) -> None:
+        """Mark the calling thread as the follower: its submits take the direct path."""
+        self._follower = threading.get_ident()
+
     def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         with self._lock:
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
@@ -209,6 +241,9 @@ class Node:
         if not envelopes:
             return []
         hashes = [_tx_hash(e) for e in envelopes]
+        writer = self._writer
+        if writer is not None and threading.get_ident() != self._follower:
+            return self._submit_grouped(writer, envelopes, hashes, timeout, retry)
         with self._lock:
             self.sync()
             # Only an envelope already *accepted* is not appended again; one refused before
@@ -244,14 +279,59 @@ class Node:
                 else:
                     time.sleep(0.005)
 
-    def _receipts(self, hashes: list[bytes | None], positions: dict[int, int], retry: bool
-                  ) -> list[Receipt] | None:
+    def _submit_grouped(self, writer: GroupCommit, envelopes: Sequence[bytes],
+                        hashes: list[bytes | None], timeout: float, retry: bool
+                        ) -> list[Receipt]:
+        """submit() through the group-commit writer: no lock held while etcd and the
+        follower work; acknowledged once the block holding the last entry is stored here."""
+        deadline = time.monotonic() + timeout
+        found = self.store.find_txs([h for h in hashes if h is not None]) if retry else {}
+        known = {h for h, rows in found.items() if any(r.decoded_result().ok for r in rows)}
+        todo = [i for i, h in enumerate(hashes) if h is None or h not in known]
+        positions: dict[int, int] = {}
+        with self._applied:
+            self._waiters += 1
+        try:
+            if todo:
+                got = writer.append([encode_tx_entry(envelopes[i]) for i in todo], timeout)
+                positions = dict(zip(todo, got, strict=True))
+            upto = max(positions.values(), default=-1)
+            with self._applied:
+                while self.applied_cut < upto:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise OrderingError(
+                            "transactions were ordered but no block closed them in "
+                            f"{timeout:.0f} s; they will be applied when one does")
+                    self._applied.wait(min(left, 0.5))
+        finally:
+            with self._applied:
+                self._waiters -= 1
+        if positions:  # one query for this submit's rows, not one a transaction
+            at = self.store.txs_at_positions(min(positions.values()), upto)
+            found = self.store.find_txs([h for h in hashes if h is not None]) if retry else {}
+        receipts = self._receipts(hashes, positions, retry, at if positions else {}, found)
+        if receipts is None:  # pragma: no cover - every position up to applied_cut is stored
+            raise OrderingError("transactions were ordered but their receipts are missing; "
+                                "submit again with retry to read them")
+        return receipts
+
+    def _receipts(self, hashes: list[bytes | None], positions: dict[int, int], retry: bool,
+                  at: dict[int, list[Any]] | None = None,
+                  found: dict[bytes, list[Any]] | None = None) -> list[Receipt] | None:
+        """Receipts from the store; ``at`` / ``found``: rows already read by position / by
+        hash (for a whole submit in one query each)."""
         out: list[Receipt] = []
         for i, h in enumerate(hashes):
-            rows = self.store.find_tx(h) if h is not None and retry else []
+            if h is None or not retry:
+                rows = []
+            elif found is not None:
+                rows = found.get(h, [])
+            else:
+                rows = self.store.find_tx(h)
             mine = positions.get(i)
             if mine is not None and not any(r.pos == mine for r in rows):
-                rows = self._by_pos(mine)
+                rows = at.get(mine, []) if at is not None else self._by_pos(mine)
                 if not rows:
                     return None
             if not rows:
@@ -277,15 +357,19 @@ class Node:
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
-    def sync(self) -> int:
+    def sync(self, max_reads: int | None = None) -> int:
         """Apply every ordered entry not yet applied; return how many blocks were made.
 
         Transactions of a block still open at the end of the log are not kept in memory: they
         are read again from the log once their cut arrives, so a crash loses nothing.
+        ``max_reads``: return after that many reads from the orderer even if the log goes on
+        (a follower under load must also get to sign and collect; the next call continues).
         """
         made = 0
+        reads = 0
         with self._lock:
-            while True:
+            while max_reads is None or reads < max_reads:
+                reads += 1
                 entries = self.orderer.read(self._read_pos, _CHUNK)
                 sig_ok = self._precheck(entries)
                 for i, entry in enumerate(entries):
@@ -294,15 +378,32 @@ class Node:
                         self._store_block(block)
                         made += 1
                 self._read_pos += len(entries)
+                if made:
+                    self._notify_applied()
                 # An orderer may answer with fewer entries than asked (etcd: 1000 a read):
                 # only an empty answer means the end of the log.
                 if not entries:
+                    self.caught_up = True
                     self.open_pending = self.replica.pending
+                    if self.open_pending and self._writer is not None and self._waiters:
+                        # Our transactions may sit behind a stale cut: cut at the open height.
+                        self._writer.request_cut(self._read_pos)
                     if self.replica.pending:
                         self.replica.discard_pending()
                         last = self.replica.last
                         self._read_pos = last.cut + 1 if last else 0
                     return made
+            self.open_pending = self.replica.pending
+            self.caught_up = False
+            return made
+
+    def _notify_applied(self) -> None:
+        last = self.replica.last
+        if self.on_blocks is not None:
+            self.on_blocks()  # e.g. the member's status file, before anyone is acknowledged
+        with self._applied:
+            self.applied_cut = last.cut if last else -1
+            self._applied.notify_all()
 
     def _precheck(self, entries: list[bytes]) -> _LazyChecks:
         """Start signature checks of the transaction entries on the worker processes.

@@ -3,18 +3,23 @@
 Layout, under ``/glucoledger/<chain>/``:
 - ``head``: the next position, a decimal string (absent means 0);
 - ``first``: the lowest readable position, after :meth:`EtcdOrderer.compact` (absent means 0);
-- ``log/<position, 20 digits zero-padded>``: one entry each.
+- ``batch/<position of its first entry, 20 digits zero-padded>``: the entries of one append,
+  packed (:func:`_pack`: a version byte 0x01, then per entry a 4-byte big-endian length and
+  the bytes). One key per append, not per entry: etcd's cost is mostly per operation (a
+  127-entry append as 127 puts took about twice as long as the same bytes in one put, and
+  every reader paid a JSON object per entry), so positions are per entry but keys are not.
+  (Layout version 1, one ``log/<position>`` key per entry, is not read: re-create a
+  development cluster written by it.)
 
 Invariants (the contract of :mod:`glucoledger.ordering.base`):
 - An append is one etcd transaction: compare ``head``'s mod_revision with the one just read
-  (``create_revision == 0`` when absent), then put every entry and the new head. Either all
+  (``create_revision == 0`` when absent), then put the batch and the new head. Either all
   of it commits, by a Raft quorum, or none of it does, so positions are contiguous, never
   reused, and no reader ever sees half a batch.
-- Hence one call appends at most :data:`MAX_BATCH_ENTRIES` entries (etcd allows 128 operations
-  per transaction, one is the head) of at most :data:`MAX_BATCH_BYTES` in total (etcd's default
-  request limit is 1.5 MiB); larger batches raise ValueError. Splitting a batch over several
-  transactions would let another appender slip in between and break contiguity; callers cut
-  batches small instead.
+- One call appends at most :data:`MAX_BATCH_ENTRIES` entries of at most
+  :data:`MAX_BATCH_BYTES` in total (etcd's default request limit is 1.5 MiB); larger batches
+  raise ValueError. Splitting a batch over several transactions would let another appender
+  slip in between and break contiguity; callers cut batches small instead.
 - When an attempt's outcome is unknown (timeout, dropped connection) and the retry then finds
   the head moved, the entries at the attempted position are compared with ours: if they are
   ours (same bytes, written by one transaction) the append returns that position rather than
@@ -24,8 +29,9 @@ Invariants (the contract of :mod:`glucoledger.ordering.base`):
 - Without quorum etcd stalls rather than refusing; every call has a deadline (``timeout``) and
   then says how many members answer.
 
-Compaction deletes entries below a position, records it in ``first``, and compacts etcd's
-history at that revision. etcd's history is cluster-wide: other chains' watchers restart, which
+Compaction records the position in ``first`` (reads below it fail from then on), deletes
+every batch that lies wholly below it (a batch straddling it stays, its older entries
+unreadable), and compacts etcd's history at that revision. etcd's history is cluster-wide: other chains' watchers restart, which
 :meth:`EtcdOrderer.wait` handles.
 """
 
@@ -42,10 +48,11 @@ from glucoledger.ordering.base import MAX_ENTRY, Orderer
 
 __all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_ENTRIES", "EtcdOrderer"]
 
-#: Entries per append: etcd's default --max-txn-ops is 128, one of them is the head.
+#: Entries per append (kept from layout 1, where each entry was one of etcd's 128 operations
+#: a transaction allows; callers size their batches by it).
 MAX_BATCH_ENTRIES = 127
 #: Total entry bytes per append; etcd's default --max-request-bytes is 1.5 MiB (1,572,864) and
-#: keys plus protobuf framing need the rest.
+#: keys, the batch framing (4 bytes an entry) and protobuf framing need the rest.
 MAX_BATCH_BYTES = 1_500_000
 
 _MAX_CAS_ATTEMPTS = 200
@@ -54,6 +61,7 @@ _MAX_POSITION = 10**_POS_DIGITS - 1  # keys must keep their width to sort by pos
 #: Entries per read request: the contract lets read() return fewer than asked, and a bounded
 #: answer keeps one read from pulling gigabytes through the gateway.
 _READ_CAP = 1000
+_PACK_VERSION = 1
 _CHAIN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 
@@ -80,7 +88,8 @@ class EtcdOrderer(Orderer):
         prefix = f"/glucoledger/{chain}/"
         self._head = b64(prefix + "head")
         self._first = b64(prefix + "first")
-        self._log_prefix = prefix + "log/"
+        self._log_prefix = prefix + "batch/"
+        self._log_start = b64(self._log_prefix)
 
     @classmethod
     def from_url(cls, url: str, chain: str, *, timeout: float = 5.0) -> EtcdOrderer:
@@ -96,6 +105,13 @@ class EtcdOrderer(Orderer):
     def _key(self, position: int) -> str:
         return b64(f"{self._log_prefix}{position:0{_POS_DIGITS}d}")
 
+    def _position(self, key: str) -> int:
+        name = unb64(key).decode()
+        if not name.startswith(self._log_prefix) or not name[len(self._log_prefix):].isdigit():
+            raise OrderingError(f"etcd log of chain {self.chain!r} holds a stray key {name!r}: "
+                                "keys under /glucoledger/ were changed outside glucoledger")
+        return int(name[len(self._log_prefix):])
+
     # -- the contract --------------------------------------------------------------------------
 
     def append(self, entries: Sequence[bytes]) -> int:
@@ -103,6 +119,7 @@ class EtcdOrderer(Orderer):
         _check_batch(batch)
         deadline = time.monotonic() + self.timeout
         maybe_ours: list[int] = []  # positions of attempts whose outcome is unknown
+        packed = b64(_pack(batch))
         # The head as this client last saw it: one round trip per append when it alone writes.
         # A stale guess only costs a failed compare, whose answer carries the current head.
         known = self._known_head
@@ -113,10 +130,7 @@ class EtcdOrderer(Orderer):
             for pos in maybe_ours:
                 if pos < head and self._landed(pos, batch, deadline):
                     return pos
-            ops: list[JSON] = [
-                {"request_put": {"key": self._key(head + k), "value": b64(e)}}
-                for k, e in enumerate(batch)
-            ]
+            ops: list[JSON] = [{"request_put": {"key": self._key(head), "value": packed}}]
             ops.append({"request_put": {"key": self._head, "value": b64(str(head + len(batch)))}})
             txn = {
                 "compare": [self._unchanged(self._head, head_rev)],
@@ -161,17 +175,29 @@ class EtcdOrderer(Orderer):
         body = self._txn_read(
             [
                 {"request_range": {"key": self._first}},
+                # The batch holding ``start``: the last one beginning at or before it.
                 {
                     "request_range": {
-                        "key": self._key(start),
+                        "key": self._log_start,
+                        "range_end": self._key(start + 1),
+                        "limit": "1",
+                        "sort_order": "DESCEND",
+                        "sort_target": "KEY",
+                    }
+                },
+                {
+                    "request_range": {
+                        "key": self._key(start + 1),
                         "range_end": self._key(start + limit),
+                        # Batches beginning below start + limit: at most limit + one
+                        # batch's entries travel, however the log was batched.
                         "limit": str(limit),
                     }
                 },
             ],
             "reads",
         )
-        first_kvs, log_kvs = (_kvs(r) for r in body.get("responses", []))
+        first_kvs, at_kvs, log_kvs = (_kvs(r) for r in body.get("responses", []))
         first = int(unb64(first_kvs[0]["value"])) if first_kvs else 0
         if start < first:
             raise OrderingError(
@@ -179,16 +205,26 @@ class EtcdOrderer(Orderer):
                 f"starts at {first}: read from there, or rebuild from a checkpoint"
             )
         out: list[bytes] = []
-        for k, kv in enumerate(log_kvs):
-            expected = self._key(start + k)
-            if kv["key"] != expected:
+        expected = start
+        for kv in at_kvs + log_kvs:
+            pos = self._position(kv["key"])
+            entries = _unpack(unb64(kv.get("value", "")), self.chain, pos)
+            if pos <= start:  # the batch holding start (or one ending before it)
+                entries = entries[start - pos:]
+                pos = start
+            if not entries:
+                continue
+            if pos != expected:
                 raise OrderingError(
-                    f"etcd log of chain {self.chain!r} has a gap at position {start + k}: keys "
+                    f"etcd log of chain {self.chain!r} has a gap at position {expected}: keys "
                     "under /glucoledger/ were changed outside glucoledger; restore the cluster "
                     "from a snapshot"
                 )
-            out.append(unb64(kv.get("value", "")))
-        return out
+            out.extend(entries)
+            expected += len(entries)
+            if len(out) >= limit:
+                break
+        return out[:limit]
 
     def size(self) -> int:
         return self._read_counter(self._head, time.monotonic() + self.timeout, "reads")[0]
@@ -214,13 +250,23 @@ class EtcdOrderer(Orderer):
             target = min(below, head)
             if target <= first:
                 return
+            # Delete the batches wholly below target: all but the one holding target.
+            holding = self._txn_read(
+                [{"request_range": {"key": self._log_start, "range_end": self._key(target + 1),
+                                    "limit": "1", "sort_order": "DESCEND",
+                                    "sort_target": "KEY", "keys_only": True}}],
+                "compaction",
+                deadline,
+            )
+            at = _kvs(holding["responses"][0])
+            keep_from = self._position(at[0]["key"]) if at else target
             txn = {
                 "compare": [self._unchanged(self._first, first_rev)],
                 "success": [
                     {
                         "request_delete_range": {
-                            "key": self._key(first),
-                            "range_end": self._key(target),
+                            "key": self._log_start,
+                            "range_end": self._key(keep_from),
                         }
                     },
                     {"request_put": {"key": self._first, "value": b64(str(target))}},
@@ -299,19 +345,9 @@ class EtcdOrderer(Orderer):
 
     def _landed(self, pos: int, batch: list[bytes], deadline: float) -> bool:
         """Whether positions pos.. hold exactly ``batch``, written by one transaction."""
-        body = self._call(
-            "/v3/kv/range",
-            {"key": self._key(pos), "range_end": self._key(pos + len(batch))},
-            "appends",
-            deadline,
-        )
+        body = self._call("/v3/kv/range", {"key": self._key(pos)}, "appends", deadline)
         kvs = body.get("kvs") or []
-        if len(kvs) != len(batch):
-            return False
-        revisions = {kv.get("mod_revision") for kv in kvs}
-        return len(revisions) == 1 and all(
-            unb64(kv.get("value", "")) == e for kv, e in zip(kvs, batch, strict=True)
-        )
+        return len(kvs) == 1 and unb64(kvs[0].get("value", "")) == _pack(batch)
 
     def _watch_head(self, size: int, revision: int, deadline: float) -> int | None:
         """Watch ``head`` from ``revision + 1``; the first value above ``size``, or the last
@@ -379,6 +415,31 @@ class EtcdOrderer(Orderer):
             reachable += 1
             with_leader += _int(status.get("leader")) != 0
         return reachable, with_leader
+
+
+def _pack(batch: Sequence[bytes]) -> bytes:
+    parts = [bytes([_PACK_VERSION])]
+    for e in batch:
+        parts.append(len(e).to_bytes(4, "big"))
+        parts.append(e)
+    return b"".join(parts)
+
+
+def _unpack(data: bytes, chain: str, pos: int) -> list[bytes]:
+    out: list[bytes] = []
+    if data[:1] != bytes([_PACK_VERSION]):
+        raise OrderingError(f"etcd log of chain {chain!r}: the batch at position {pos} is not "
+                            "in a layout this version reads; keys under /glucoledger/ were "
+                            "changed outside glucoledger, or by another version")
+    k = 1
+    while k < len(data):
+        n = int.from_bytes(data[k:k + 4], "big")
+        if k + 4 + n > len(data):
+            raise OrderingError(f"etcd log of chain {chain!r}: the batch at position {pos} is "
+                                "truncated; restore the cluster from a snapshot")
+        out.append(data[k + 4:k + 4 + n])
+        k += 4 + n
+    return out
 
 
 def _kvs(response: JSON) -> list[JSON]:

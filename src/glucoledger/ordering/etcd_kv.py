@@ -78,6 +78,30 @@ class EtcdKV:
             out[unb64(kv["key"]).decode()[len(full):]] = unb64(kv.get("value", ""))
         return out
 
+    def scan_many(self, prefixes: Sequence[str], *, limit: int = 5000
+                  ) -> list[dict[str, bytes]]:
+        """``scan`` of several prefixes in one request (one etcd read transaction).
+
+        Serializable: the member answers from its own state, without a Raft round, so the
+        answer may be a few milliseconds old; fit for side keys that are signed or advisory
+        (notes are verified, reports only ever grow), not for the log.
+        """
+        ops = [{"request_range": {"key": b64(self.prefix + p), "range_end": _end(self.prefix + p),
+                                  "limit": str(limit), "serializable": True}}
+               for p in prefixes]
+        body = self._call("/v3/kv/txn", {"success": ops})
+        responses = body.get("responses") or []
+        assert isinstance(responses, list)
+        if len(responses) != len(prefixes):
+            raise OrderingError(f"etcd answered a read with {body!r:.200}; is it etcd 3.4+?")
+        out: list[dict[str, bytes]] = []
+        for p, r in zip(prefixes, responses, strict=True):
+            full = self.prefix + p
+            kvs = r.get("response_range", {}).get("kvs") or []
+            out.append({unb64(kv["key"]).decode()[len(full):]: unb64(kv.get("value", ""))
+                        for kv in kvs})
+        return out
+
     def delete_range(self, start: str, end: str) -> None:
         """Delete keys from ``start`` (inclusive) to ``end`` (exclusive), chain-relative."""
         self._call("/v3/kv/deleterange", {"key": b64(self.prefix + start),
