@@ -34,7 +34,7 @@ _DOC = {"type": "object", "additionalProperties": True,
                        "carbs": {"type": "number"}}}
 _BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
     "oneOf": [_DOC, {"type": "array", "items": _DOC, "maxItems": 50}]}}}}}
-_ERR = {s: {"description": d, "content": {"application/json": {"schema": {
+_ERR: dict[int | str, dict[str, Any]] = {s: {"description": d, "content": {"application/json": {"schema": {
     "type": "object", "properties": {"code": {"type": "string"},
                                      "message": {"type": "string"}}}}}}
         for s, d in ((400, "bad input"), (401, "no or wrong credential"),

@@ -59,7 +59,8 @@ class Session:
         return self.ident.name
 
     def check_csrf(self, token: str | None) -> bool:
-        return bool(token) and constant_time_equal(token.encode(), self.csrf.encode())
+        return token is not None and token != "" and constant_time_equal(token.encode(),
+                                                                           self.csrf.encode())
 
 
 class Sessions:

@@ -84,7 +84,9 @@ def _client(url: str, kind: str, secrets_: list[str], seconds: float, threads: i
 def _report(name: str, lat: list[float], errors: int, seconds: float) -> dict[str, Any]:
     lat.sort()
     n = len(lat)
-    p = (lambda q: lat[min(n - 1, int(q * n))] * 1000) if n else (lambda q: 0.0)
+    def p(q: float) -> float:
+        return lat[min(n - 1, int(q * n))] * 1000 if n else 0.0
+
     row = {"what": name, "requests": n, "errors": errors, "per_s": round(n / seconds, 1),
            "p50_ms": round(p(0.50), 2), "p99_ms": round(p(0.99), 2),
            "mean_ms": round(statistics.fmean(lat) * 1000, 2) if n else 0.0}

@@ -236,14 +236,13 @@ def _treatment(doc: dict[str, Any], what: str) -> Doc:
             item["duration_min"] = duration
         items.append(("insulin", item))
     if event in ("Temp Basal", "TempBasal"):
-        rate = _num(doc, "absolute", what, required=False)
-        if rate is None:
-            rate = _num(doc, "rate", what)
-        duration = _num(doc, "duration", what)
-        assert duration is not None
-        if duration > 0:
+        absolute = _num(doc, "absolute", what, required=False)
+        rate = _num(doc, "rate", what) if absolute is None else absolute
+        minutes = _num(doc, "duration", what)
+        assert minutes is not None
+        if minutes > 0:
             items.append(("insulin", dict(base, type="basal", kind="temp", rate=rate,
-                                          duration_min=duration)))
+                                          duration_min=minutes)))
     carbs = _num(doc, "carbs", what, required=False)
     if carbs:
         items.append(("carbs", dict(base, grams=carbs)))

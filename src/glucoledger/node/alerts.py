@@ -62,7 +62,8 @@ class Notification:
 
 
 def _meets(rule: dict[str, Any], mgdl: int) -> bool:
-    return mgdl < rule["mgdl"] if rule["op"] == "below" else mgdl > rule["mgdl"]
+    bound = int(rule["mgdl"])
+    return mgdl < bound if rule["op"] == "below" else mgdl > bound
 
 
 def detect_episodes(readings: Iterable[CgmReading], rules: Sequence[dict[str, Any]]

@@ -201,7 +201,7 @@ class NightscoutService:
             gw = identity(self.node, name)
             hit = (gw, keys_of(self.node, gw)[0])
             self._gw_keys[name] = hit
-        return hit  # type: ignore[no-any-return]
+        return hit
 
     def _ingest(self, binding: Binding, batches: list[Any]) -> None:
         gw, key = self._gateway(binding.account)
