@@ -5,7 +5,8 @@ End to end = what a node does with uploads received as bytes: decode, validate e
 signature, seal under a fresh data key, wrap it, write the blob (fsync by default), record the
 wrapped key, and commit one ``data.commit`` per batch through ``Node.submit`` (grouped: one
 block per group of queued uploads). Devices prepare and sign their uploads before the clock
-starts (that is their work, not the node's).
+starts (that is their work, not the node's); the process then forgets those signatures, so
+the node verifies every device signature as it would for a real device's upload.
 
 Baseline, in the same run: the same readings inserted into a plain SQLite table
 (``executemany``, one transaction per group, WAL, synchronous=NORMAL).
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import codec
+from ..crypto.keys import forget_verified
 from ..glucose.readings import Batch, CgmReading
 from ..node.ingest import IngestService, open_vault
 from ..node.service import Node
@@ -108,6 +110,7 @@ def run(label: str, per_upload: int, uploads: int, *, devices: int = 16, fsync: 
             p = world.add_patient(f"p{d}")
             pairs.append((p, world.add_device(f"D{d}", patient=p)))
         wire = _wire(world, pairs, per_upload, uploads)
+        forget_verified()  # the devices signed in this process: the node must not know that
         vault = open_vault(node, fsync=fsync)
         service = IngestService(node, vault, max_group=group)
         t = time.perf_counter()
