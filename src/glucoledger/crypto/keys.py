@@ -144,6 +144,16 @@ class PublicKey:
             ) from None
         _remember(memo)
 
+    def note_verified(self, context: str, message: bytes, signature: bytes) -> None:
+        """Record that ``signature`` verified over (context, message) under this key.
+
+        Only for a check this node ran itself in one of its worker processes (whose memo is
+        not this process's): the state machine then need not repeat it. Never for a
+        signature nobody here checked.
+        """
+        if len(signature) == 64:
+            _remember(_memo_key(self.alg, self.raw, signing_input(context, message), signature))
+
     def __repr__(self) -> str:
         return f"PublicKey({self.alg}, {self.raw.hex()[:16]}...)"
 
