@@ -114,7 +114,7 @@ def run(label: str, per_upload: int, uploads: int, *, devices: int = 16, fsync: 
         forget_verified()  # the devices signed in this process: the node must not know that
         vault = open_vault(node, fsync=fsync)
         service = IngestService(node, vault, max_group=group)
-        service._check_wires(wire[:1] * 2 * 256)  # start the worker pool outside the timing
+        list(service._check_wires(wire[:1] * 2 * 256))  # start the worker pool outside the timing
         t = time.perf_counter()
         accepted = 0
         for g in range(0, len(wire), group):

@@ -30,7 +30,7 @@ import dataclasses
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -232,14 +232,18 @@ class IngestService:
         """
         return self.upload_many(self._check_wires(list(wires)))
 
-    def _check_wires(self, wires: list[bytes]) -> list[Checked | GlucoledgerError]:
+    def _check_wires(self, wires: list[bytes]) -> Iterator[Checked | GlucoledgerError]:
+        """Results in input order, yielded as the workers finish each part: the caller
+        checks and seals the first uploads while the workers still verify later ones."""
         size = sum(len(w) for w in wires)
         if self._workers < 2 or (len(wires) < _PARALLEL_MIN and size < _PARALLEL_BYTES):
-            return check_wires(wires)
+            yield from check_wires(wires)
+            return
         pool = self._get_pool()
-        step = max(1, -(-len(wires) // (self._workers * 4)))
+        step = max(1, -(-len(wires) // (self._workers * 8)))
         parts = [wires[k:k + step] for k in range(0, len(wires), step)]
-        return [r for part in pool.map(check_wires, parts) for r in part]
+        for part in pool.map(check_wires, parts):
+            yield from part
 
     def _get_pool(self) -> ProcessPoolExecutor:
         with self._mu:
