@@ -1,8 +1,12 @@
 """The ingest service: signed uploads in, sealed blobs and ``data.commit`` transactions out.
 
-Path of one upload (``IngestService.upload``):
+Path of one upload (``IngestService.upload``, or ``upload_wire`` for bytes):
 
-1. parse and validate (``Upload.from_value`` / the glucose package: done before we are called);
+1. parse and validate (``Upload.from_value`` / the glucose package, done before we are called;
+   or ``vault.batch.check_wire`` on the bytes: a one-pass CGM path, and for groups of at least
+   256 uploads or 1 MiB it runs on worker processes, which also verify the device signatures;
+   a signature a worker verified is entered in this process's verified-signature memo, so
+   the state machine's own check of it costs a lookup);
 2. check the uploader against the current state: registered, bound to this patient, not
    revoked, sequence above the last accepted, signed by its key (refusals raise
    ``RejectedError`` with the state machine's reason code, or ``SignatureError``);
@@ -11,7 +15,8 @@ Path of one upload (``IngestService.upload``):
    blobs and the pending index rows, submits all their ``data.commit`` transactions in one
    ``Node.submit`` (one block), and settles: accepted batches are marked committed, refused
    ones lose their blob and row. The state machine re-checks everything in step 2
-   deterministically; the early check only spares the work.
+   deterministically; the early check only spares the work. The group's blobs are made
+   durable with one sync before anything refers to them.
 
 Exactly once: an upload is named by (uploader, seq). A retry of the same upload (same salted
 root) while it is in flight waits for the first; after it was committed it returns the first

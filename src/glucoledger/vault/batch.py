@@ -14,6 +14,13 @@ An ``Upload`` is what a device (or gateway) sends: the validated batch, its salt
 sequence number, and its signature over ``upload_statement`` (chain, patient, uploader,
 stream, seq, hour range, count, root). ``prepare_upload`` is the uploader's side.
 
+``check_wire`` is the node's side for uploads received as bytes: it parses, validates and
+recomputes the leaves, and returns a ``Checked`` (what the node keeps of an upload: ids, range,
+count, root, key, signature, and the blob's plaintext, encoded once). CGM uploads take a
+one-pass path that checks every field as the glucose package does and proves the bytes
+canonical by comparing them with the encoding rebuilt from the checked values; anything it
+does not accept goes through ``Upload.from_value(codec.decode(...))``, which names the reason.
+
 The blob: ``seal(data_key, encode({"v": 1, "salt_key", "batch"}), "batch", aad)`` with
 ``aad = batch_aad(...)``, the batch identifiers (chain, patient, uploader, stream, seq): a blob
 cannot be passed off as another batch's. Data keys are wrapped with ``seal(kek, dk,
@@ -27,10 +34,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import codec
-from ..crypto import PrivateKey, PublicKey, hmac_sha256
+from ..crypto import PrivateKey, PublicKey, hmac_sha256, sha256
 from ..crypto.hashing import hmac_sha256_many
 from ..crypto.seal import new_key
-from ..crypto import sha256
 from ..errors import GlucoledgerError, MalformedError, SignatureError
 from ..glucose.readings import (
     CGM_MAX_MGDL,
@@ -44,9 +50,20 @@ from ..glucose.readings import (
 from ..ledger import merkle
 from ..state.data import UPLOAD_CONTEXT, hour_range, upload_statement
 
-__all__ = ["MAX_UPLOAD_BYTES", "Checked", "Upload", "batch_aad", "batch_plaintext",
-           "check_wire", "check_wires", "leaf_data", "leaf_hashes", "prepare_upload",
-           "reading_salt", "read_plaintext"]
+__all__ = [
+    "MAX_UPLOAD_BYTES",
+    "Checked",
+    "Upload",
+    "batch_aad",
+    "batch_plaintext",
+    "check_wire",
+    "check_wires",
+    "leaf_data",
+    "leaf_hashes",
+    "prepare_upload",
+    "read_plaintext",
+    "reading_salt",
+]
 
 SALT_KEY_BYTES = 32
 

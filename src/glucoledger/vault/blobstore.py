@@ -8,7 +8,8 @@ error tree whatever the backend.
 
 ``FsBlobStore`` keeps ``<root>/ab/cdef...`` (two-level fan-out), written to a temporary file
 and renamed into place, so a blob is either absent or complete; with ``fsync=True`` (default)
-the file is flushed to disk before the rename. Blobs are immutable: putting an existing blob is
+the file is flushed to disk before the rename. ``put_many`` (a group commit) creates each
+new file in place and makes the group durable with one sync before anyone refers to it. Blobs are immutable: putting an existing blob is
 a no-op. ``get`` does not check the hash: readers (``Vault.open``, ``verify``) check it and name
 the batch when it differs.
 """
