@@ -35,7 +35,7 @@ from typing import Any
 
 from .. import codec
 from ..crypto import PrivateKey, PublicKey, hmac_sha256, sha256
-from ..crypto.hashing import hmac_sha256_many
+from ..crypto.hashing import hmac_sha256_many, sha256_many
 from ..crypto.seal import new_key
 from ..errors import GlucoledgerError, MalformedError, SignatureError
 from ..glucose.readings import (
@@ -350,8 +350,8 @@ def _fast_cgm(value: Any, wire: bytes) -> Checked | None:
             wire != b"".join((uparts[0], batch_bytes, uparts[1]))):
         return None
     head = b"\x00" + _LEAF_HEAD
-    leaves = [sha256(b"".join((head, salt, _LEAF_MID, r)))
-              for salt, r in zip(_salts(salt_key, n), out, strict=True)]
+    leaves = sha256_many(b"".join((head, salt, _LEAF_MID, r))
+                         for salt, r in zip(_salts(salt_key, n), out, strict=True))
     return Checked(chain, patient, uploader, seq, "cgm", start, end, n, key, sig,
                    merkle.root_of(leaves), b"".join((_PLAIN_HEAD, batch_bytes, _PLAIN_SALT,
                                                      salt_key)))
