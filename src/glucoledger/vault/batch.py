@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import codec
-from ..crypto import PrivateKey, PublicKey, hmac_sha256, sha256
+from ..crypto import PrivateKey, PublicKey, hmac_sha256
 from ..crypto.hashing import hmac_sha256_many, sha256_many
 from ..crypto.seal import new_key
 from ..errors import GlucoledgerError, MalformedError, SignatureError
