@@ -229,12 +229,16 @@ class Checked:
     root: bytes
     plaintext: bytes = field(repr=False)
     sig_ok: bool | None = None
+    #: ``statement()``, kept by ``check_wire`` (it verified over these bytes).
+    signed: bytes = field(default=b"", repr=False, compare=False)
 
     @property
     def hours(self) -> tuple[int, int]:
         return hour_range(self.start_ms, self.end_ms)
 
     def statement(self) -> bytes:
+        if self.signed:
+            return self.signed
         start, end = self.hours
         return upload_statement(chain=self.chain, patient=self.patient, uploader=self.uploader,
                                 stream=self.stream, seq=self.seq, start=start, end=end,
@@ -377,12 +381,13 @@ def check_wire(wire: bytes, *, verify: bool = True) -> Checked:
         checked = Upload.from_value(codec.decode(wire, max_size=MAX_UPLOAD_BYTES)).checked()
     if not verify:
         return checked
+    statement = checked.statement()
     try:
-        checked.key.verify(UPLOAD_CONTEXT, checked.statement(), checked.sig)
+        checked.key.verify(UPLOAD_CONTEXT, statement, checked.sig)
         ok = True
     except SignatureError:
         ok = False
-    return dataclasses.replace(checked, sig_ok=ok)
+    return dataclasses.replace(checked, sig_ok=ok, signed=statement)
 
 
 def check_wires(wires: list[bytes]) -> list[Checked | GlucoledgerError]:
