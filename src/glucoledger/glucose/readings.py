@@ -58,6 +58,7 @@ __all__ = [
     "Note",
     "Record",
     "SmbgReading",
+    "check_unique_times",
     "format_time",
     "parse_batch",
     "parse_time",
@@ -559,14 +560,19 @@ class Batch:
             raise MalformedError("batch items must be a list")
         items = tuple(record_from_value(v) for v in value["items"])
         batch = _make_batch(stream, items)
-        for i in range(1, len(batch.items)):
-            a, b = batch.items[i - 1], batch.items[i]
-            if a.time_ms == b.time_ms and a.TYPE == b.TYPE:
-                raise OutOfRangeError(f"duplicate time: two {a.TYPE} records at "
-                                      f"{format_time(a.time_ms, a.tz_offset_min)}")
         if batch != cls(stream, items, value["start_ms"], value["end_ms"], value["count"]):
             raise MalformedError("batch range, count or order does not match its items")
         return batch
+
+
+def check_unique_times(batch: Batch) -> None:
+    """Raise OutOfRangeError if two records of one type share a time (the batch is sorted)."""
+    items = batch.items
+    for i in range(1, len(items)):
+        a, b = items[i - 1], items[i]
+        if a.time_ms == b.time_ms and a.TYPE == b.TYPE:
+            raise OutOfRangeError(f"duplicate time: two {a.TYPE} records at "
+                                  f"{format_time(a.time_ms, a.tz_offset_min)}")
 
 
 def _make_batch(stream: str, records: tuple[Record, ...]) -> Batch:

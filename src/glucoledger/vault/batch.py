@@ -46,6 +46,7 @@ from ..glucose.readings import (
     MIN_TIME_MS,
     TRENDS,
     Batch,
+    check_unique_times,
 )
 from ..ledger import merkle
 from ..state.data import UPLOAD_CONTEXT, hour_range, upload_statement
@@ -181,15 +182,17 @@ class Upload:
 
     @classmethod
     def from_value(cls, value: Any) -> Upload:
-        """Parse an upload received from the network. Raises MalformedError/OutOfRangeError."""
+        """Parse an upload received from the network. Raises MalformedError/OutOfRangeError
+        (also for two records of one type at the same time)."""
         names = {"chain", "patient", "uploader", "seq", "batch", "salt_key", "key", "sig"}
         if not isinstance(value, dict) or set(value) != names:
             raise MalformedError(f"an upload is exactly {{{', '.join(sorted(names))}}}")
         if not all(isinstance(value[k], bytes) for k in ("patient", "uploader", "salt_key", "sig")):
             raise MalformedError("upload ids, salt key and signature are bytes")
-        return cls(value["chain"], value["patient"], value["uploader"], value["seq"],
-                   Batch.from_value(value["batch"]), value["salt_key"],
-                   PublicKey.from_value(value["key"]), value["sig"])
+        batch = Batch.from_value(value["batch"])
+        check_unique_times(batch)  # a device may not send two readings of one moment
+        return cls(value["chain"], value["patient"], value["uploader"], value["seq"], batch,
+                   value["salt_key"], PublicKey.from_value(value["key"]), value["sig"])
 
 
 def prepare_upload(chain: str, patient: bytes, uploader: bytes, seq: int, batch: Batch,
