@@ -212,15 +212,17 @@ class IngestService:
         An error in the input (from ``check_wires``) is passed through as that upload's answer.
         """
         pending: list[_Job | IngestReceipt | GlucoledgerError] = []
-        for up in uploads:
-            if isinstance(up, GlucoledgerError):
-                pending.append(up)
-                continue
-            try:
-                pending.append(self.submit(up, commit=False))
-            except GlucoledgerError as exc:
-                pending.append(exc)
-        self._drain()
+        try:
+            for up in uploads:
+                if isinstance(up, GlucoledgerError):
+                    pending.append(up)
+                    continue
+                try:
+                    pending.append(self.submit(up, commit=False))
+                except GlucoledgerError as exc:
+                    pending.append(exc)
+        finally:
+            self._drain()  # even when the input failed part-way: settle what was queued
         out: list[IngestReceipt | GlucoledgerError] = []
         for p in pending:
             if isinstance(p, _Job):
