@@ -33,34 +33,62 @@ _INT_MAX = (1 << 64) - 1
 
 
 _SCALARS = frozenset({int, str, bytes, bool, type(None)})
+_CONTAINERS = frozenset({list, tuple, dict})
+_NONE = type(None)
 
 
-def _check(value: object) -> None:
-    """Reject anything outside the allowed types (iterative: this runs on every decode)."""
+def _bad_type(t: type, verb: str) -> MalformedError:
+    return MalformedError(f"type {t.__name__} {verb}; use int, str, bytes, bool, None, list or dict")
+
+
+def _walk(value: object, *, sorted_keys: bool, tuples: bool, verb: str) -> None:
+    """Reject anything outside the allowed types; with ``sorted_keys``, also maps whose keys
+    are not in canonical order. Iterative (this runs on every decode and encode), and scalars
+    are checked where they are met rather than pushed: most values are scalars."""
+    t = type(value)
+    if t in _SCALARS:
+        if t is int and not _INT_MIN <= value <= _INT_MAX:  # type: ignore[operator]
+            raise MalformedError(f"integer {value} is outside the 64-bit range")
+        return
+    if t not in _CONTAINERS or (t is tuple and not tuples):
+        raise _bad_type(t, verb)
     stack: list[tuple[object, int]] = [(value, 0)]
     pop, push = stack.pop, stack.append
     while stack:
         v, depth = pop()
-        t = type(v)
-        if t in _SCALARS:
-            if t is int and not _INT_MIN <= v <= _INT_MAX:  # type: ignore[operator]
-                raise MalformedError(f"integer {v} is outside the 64-bit range")
-            continue
         if depth >= 32:
             raise MalformedError("value nests deeper than 32 levels; flatten it")
-        if t is list or t is tuple:
-            for item in v:  # type: ignore[attr-defined]
-                push((item, depth + 1))
-        elif t is dict:
-            for key, item in v.items():  # type: ignore[attr-defined]
+        if type(v) is dict:
+            prev: bytes | None = None
+            for key in v:
                 if type(key) is not str:
                     raise MalformedError(f"map key {key!r} is not text; only text keys are allowed")
-                push((item, depth + 1))
+                if sorted_keys:
+                    kb = key.encode()
+                    if prev is not None and (len(kb), kb) <= (len(prev), prev):
+                        raise MalformedError(
+                            "CBOR map keys are not in canonical order (RFC 8949 4.2.1), or "
+                            "repeat; re-encode it deterministically")
+                    prev = kb
+            items = v.values()
         else:
-            raise MalformedError(
-                f"type {t.__name__} cannot be encoded; use int, str, bytes, bool, None, "
-                "list or dict"
-            )
+            items = v  # type: ignore[assignment]
+        for item in items:
+            ti = type(item)
+            if ti is str or ti is bytes or ti is _NONE or ti is bool:
+                continue
+            if ti is int:
+                if not _INT_MIN <= item <= _INT_MAX:
+                    raise MalformedError(f"integer {item} is outside the 64-bit range")
+            elif ti is list or ti is dict or (ti is tuple and tuples):
+                push((item, depth + 1))
+            else:
+                raise _bad_type(ti, verb)
+
+
+def _check(value: object) -> None:
+    """Reject anything outside the allowed types."""
+    _walk(value, sorted_keys=False, tuples=True, verb="cannot be encoded")
 
 
 def _check_canonical_maps(value: object) -> None:
@@ -70,37 +98,7 @@ def _check_canonical_maps(value: object) -> None:
     bytes proves the rest of canonical form (shortest integers and lengths, definite lengths),
     without the cost of a sorting encoder on every decode.
     """
-    stack: list[tuple[object, int]] = [(value, 0)]
-    pop, push = stack.pop, stack.append
-    while stack:
-        v, depth = pop()
-        t = type(v)
-        if t in _SCALARS:
-            if t is int and not _INT_MIN <= v <= _INT_MAX:  # type: ignore[operator]
-                raise MalformedError(f"integer {v} is outside the 64-bit range")
-            continue
-        if depth >= 32:
-            raise MalformedError("value nests deeper than 32 levels; flatten it")
-        if t is list:
-            for item in v:  # type: ignore[attr-defined]
-                push((item, depth + 1))
-        elif t is dict:
-            prev: bytes | None = None
-            for key, item in v.items():  # type: ignore[attr-defined]
-                if type(key) is not str:
-                    raise MalformedError(f"map key {key!r} is not text; only text keys are allowed")
-                kb = key.encode()
-                if prev is not None and (len(kb), kb) <= (len(prev), prev):
-                    raise MalformedError(
-                        "CBOR map keys are not in canonical order (RFC 8949 4.2.1), or repeat; "
-                        "re-encode it deterministically"
-                    )
-                prev = kb
-                push((item, depth + 1))
-        else:
-            raise MalformedError(
-                f"type {t.__name__} is not allowed; use int, str, bytes, bool, None, list or dict"
-            )
+    _walk(value, sorted_keys=True, tuples=False, verb="is not allowed")
 
 
 def encode(value: Value) -> bytes:

@@ -88,9 +88,12 @@ def test_verify_checks_the_vault_too(demo_dir: Path, tmp_path: Path) -> None:
 
     d = tmp_path / "copy"
     shutil.copytree(demo_dir, d)
-    blob = sorted((d / "blobs").glob("*/*"))[3]
+    from glucoledger.vault.blobstore import FsBlobStore
+
+    store = FsBlobStore(d / "blobs")
+    blob, offset, length = store.locate(sorted(store.names())[3])
     data = bytearray(blob.read_bytes())
-    data[len(data) // 2] ^= 0x10
+    data[offset + length // 2] ^= 0x10
     blob.write_bytes(bytes(data))
     r = run("verify", "--data", str(d))
     assert r.returncode == 3, r.stdout + r.stderr

@@ -161,3 +161,52 @@ def test_upload_many_reports_each(world: World, ingest: IngestService) -> None:
     assert [getattr(r, "seq", None) for r in out[:2]] == [1, 2]
     assert isinstance(out[2], GlucoledgerError) or out[2].duplicate  # type: ignore[union-attr]
     assert out[3].seq == 3  # type: ignore[union-attr]
+
+
+def test_uploads_as_bytes_on_worker_processes(world: World, ingest: IngestService) -> None:
+    """``upload_wire``: checks on workers for a large group; each upload answered in order;
+    a bad signature or malformed bytes is refused and leaves nothing; the device signatures
+    the workers verified are not verified a second time by the state machine."""
+    from glucoledger import codec
+    from glucoledger.crypto import keys
+    from glucoledger.errors import MalformedError
+    from glucoledger.state.data import UPLOAD_CONTEXT
+
+    alice = world.add_patient("alice")
+    dev = world.add_device("SN-1", patient=alice)
+    chain = world.node.chain
+    ups = [prepare_upload(chain, alice.id, dev.id, s, _batch(1, T0 + s * 300_000), dev.key)
+           for s in range(1, 301)]
+    wires = [codec.encode(u.to_value()) for u in ups]
+    forged = dict(ups[0].to_value(), seq=301, sig=bytes(64))
+    wires += [codec.encode(forged), b"\xa0not an upload", wires[5]]
+    keys.forget_verified()
+    before = _footprint(world, ingest)
+    service = IngestService(world.node, ingest.vault, workers=2)
+    try:
+        calls: list[int] = []
+        real = keys.PublicKey.verify_raw
+
+        def counting(self: keys.PublicKey, data: bytes, signature: bytes) -> None:
+            if data.startswith(keys.signing_input(UPLOAD_CONTEXT, b"")):
+                memo = keys._memo_key(self.alg, self.raw, data, signature)
+                calls.append(memo not in keys._VERIFIED)
+            real(self, data, signature)
+
+        keys.PublicKey.verify_raw = counting  # type: ignore[method-assign]
+        try:
+            out = service.upload_wire(wires)
+        finally:
+            keys.PublicKey.verify_raw = real  # type: ignore[method-assign]
+    finally:
+        service.close()
+    assert [getattr(r, "seq", None) for r in out[:300]] == list(range(1, 301))
+    assert isinstance(out[300], SignatureError)
+    assert isinstance(out[301], MalformedError)
+    assert out[302].duplicate  # type: ignore[union-attr]
+    assert calls and not any(calls), "the machine re-verified a signature a worker checked"
+    assert world.node.state.get(device_key(dev.id))["seq"] == 300
+    # The refused ones left nothing: one row and one blob per accepted upload.
+    after = _footprint(world, ingest)
+    assert after[1] == before[1] + 300
+    assert len(list(ingest.vault.blobs.names())) == 300

@@ -77,13 +77,15 @@ def test_flipping_any_blob_byte_is_caught_by_verify_and_by_decryption(
     rows = vault.batches()
     assert verify_vault(world.node.store, vault).decrypted == len(rows)
     for row in rows:
-        path = vault.blobs.path(row.ct)  # type: ignore[attr-defined]
-        original = path.read_bytes()
+        # The file that holds the blob (a pack of the ingest group) and where in it.
+        path, offset, length = vault.blobs.locate(row.ct)  # type: ignore[attr-defined]
+        whole = path.read_bytes()
+        original = whole[offset:offset + length]
         step = max(1, len(original) // 23)
         for pos in [*range(0, len(original), step), len(original) - 1]:
             bad = bytearray(original)
             bad[pos] ^= 0x01
-            path.write_bytes(bytes(bad))
+            path.write_bytes(whole[:offset] + bytes(bad) + whole[offset + length:])
             with pytest.raises(IntegrityError) as info:
                 verify_vault(world.node.store, vault)
             msg = info.value.message
@@ -95,7 +97,7 @@ def test_flipping_any_blob_byte_is_caught_by_verify_and_by_decryption(
                 dec.value.message)
             with pytest.raises(BatchIntegrityError):
                 vault.open(row)
-        path.write_bytes(original)
+        path.write_bytes(whole)
     path.unlink()
     with pytest.raises(IntegrityError, match="missing"):
         verify_vault(world.node.store, vault)

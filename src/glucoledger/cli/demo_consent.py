@@ -137,9 +137,10 @@ def _story(node: Node, folder: Path, step: Callable[[str], None]) -> None:
 
     step("A tamper attempt: one byte of a stored blob flipped; the next read and verify catch it")
     row = v.batches(alice, "cgm")[-1]
-    path = v.blobs.path(row.ct)  # type: ignore[attr-defined]
+    path, offset, _ = v.blobs.locate(row.ct)  # type: ignore[attr-defined]
     original = path.read_bytes()
-    path.write_bytes(original[:40] + bytes([original[40] ^ 1]) + original[41:])
+    at = offset + 40
+    path.write_bytes(original[:at] + bytes([original[at] ^ 1]) + original[at + 1:])
     # A fresh reader, as after a restart: nothing decrypted earlier is held in memory, so the
     # read goes to the altered blob on disk.
     fresh = AccessService(node, v)

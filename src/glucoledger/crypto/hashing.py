@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterable
 
-__all__ = ["constant_time_equal", "hmac_sha256", "sha256", "tagged_hash"]
+__all__ = ["constant_time_equal", "hmac_sha256", "hmac_sha256_many", "sha256", "sha256_many",
+           "tagged_hash"]
 
 
 def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
+
+
+def sha256_many(datas: Iterable[bytes]) -> list[bytes]:
+    """``[sha256(d) for d in datas]`` in one call (Merkle levels, a batch's leaves)."""
+    new = hashlib.sha256
+    return [new(d).digest() for d in datas]
 
 
 def tagged_hash(tag: str, data: bytes) -> bytes:
@@ -31,3 +39,27 @@ def constant_time_equal(a: bytes, b: bytes) -> bool:
 def hmac_sha256(key: bytes, message: bytes) -> bytes:
     """HMAC-SHA-256 (RFC 2104): a keyed PRF, e.g. for per-reading salts from a batch key."""
     return hmac.digest(key, message, "sha256")
+
+
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+def hmac_sha256_many(key: bytes, messages: list[bytes]) -> list[bytes]:
+    """``[hmac_sha256(key, m) for m in messages]``, with the key schedule done once.
+
+    RFC 2104 with the inner and outer pads hashed once and their states copied per message
+    (what ``hmac`` does internally, without re-keying for every one of a batch's salts).
+    """
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    block = key.ljust(64, b"\x00")
+    inner, outer = hashlib.sha256(block.translate(_IPAD)), hashlib.sha256(block.translate(_OPAD))
+    out = []
+    for m in messages:
+        h = inner.copy()
+        h.update(m)
+        o = outer.copy()
+        o.update(h.digest())
+        out.append(o.digest())
+    return out

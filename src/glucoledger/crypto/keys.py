@@ -36,6 +36,7 @@ __all__ = [
     "Algorithm",
     "PrivateKey",
     "PublicKey",
+    "forget_verified",
     "generate",
     "signing_input",
 ]
@@ -60,6 +61,11 @@ def signing_input(context: str, message: bytes) -> bytes:
 # need no second look. Only successes are kept; the size is bounded.
 _VERIFIED: dict[bytes, None] = {}
 _VERIFIED_MAX = 1 << 16
+
+
+def forget_verified() -> None:
+    """Empty the memo (benchmarks: make signatures made in this process count as foreign)."""
+    _VERIFIED.clear()
 
 
 def _memo_key(alg: str, pub: bytes, data: bytes, signature: bytes) -> bytes:
@@ -137,6 +143,16 @@ class PublicKey:
                 f"signature does not verify under {self.alg} key {self.key_id.hex()[:16]}"
             ) from None
         _remember(memo)
+
+    def note_verified(self, context: str, message: bytes, signature: bytes) -> None:
+        """Record that ``signature`` verified over (context, message) under this key.
+
+        Only for a check this node ran itself in one of its worker processes (whose memo is
+        not this process's): the state machine then need not repeat it. Never for a
+        signature nobody here checked.
+        """
+        if len(signature) == 64:
+            _remember(_memo_key(self.alg, self.raw, signing_input(context, message), signature))
 
     def __repr__(self) -> str:
         return f"PublicKey({self.alg}, {self.raw.hex()[:16]}...)"

@@ -58,6 +58,7 @@ __all__ = [
     "Note",
     "Record",
     "SmbgReading",
+    "check_unique_times",
     "format_time",
     "parse_batch",
     "parse_time",
@@ -562,6 +563,16 @@ class Batch:
         if batch != cls(stream, items, value["start_ms"], value["end_ms"], value["count"]):
             raise MalformedError("batch range, count or order does not match its items")
         return batch
+
+
+def check_unique_times(batch: Batch) -> None:
+    """Raise OutOfRangeError if two records of one type share a time (the batch is sorted)."""
+    items = batch.items
+    for i in range(1, len(items)):
+        a, b = items[i - 1], items[i]
+        if a.time_ms == b.time_ms and a.TYPE == b.TYPE:
+            raise OutOfRangeError(f"duplicate time: two {a.TYPE} records at "
+                                  f"{format_time(a.time_ms, a.tz_offset_min)}")
 
 
 def _make_batch(stream: str, records: tuple[Record, ...]) -> Batch:

@@ -38,6 +38,7 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from ..crypto import sha256
+from ..crypto.hashing import sha256_many
 from ..errors import ConsistencyError, MalformedError, NotFoundError, OutOfRangeError
 
 __all__ = [
@@ -102,9 +103,19 @@ def root_of(leaf_hashes: Sequence[bytes]) -> bytes:
 
     Raises MalformedError if a leaf hash is not 32 bytes.
     """
-    tree = CompactTree()
-    tree.extend(leaf_hashes)
-    return tree.root()
+    level = [_check_hash(h, "leaf hash") for h in leaf_hashes]
+    if not level:
+        return EMPTY_ROOT
+    # Pair neighbours level by level, an odd last node moving up unchanged: the same tree as
+    # MTH's split at the largest power of two below n (every left subtree is perfect), in
+    # n - 1 hashes and no per-leaf bookkeeping.
+    while len(level) > 1:
+        odd = level[-1] if len(level) % 2 else None
+        level = sha256_many(b"\x01" + level[i] + level[i + 1]
+                            for i in range(0, len(level) - 1, 2))
+        if odd is not None:
+            level.append(odd)
+    return level[0]
 
 
 class NodeReader(Protocol):

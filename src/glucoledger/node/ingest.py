@@ -1,8 +1,12 @@
 """The ingest service: signed uploads in, sealed blobs and ``data.commit`` transactions out.
 
-Path of one upload (``IngestService.upload``):
+Path of one upload (``IngestService.upload``, or ``upload_wire`` for bytes):
 
-1. parse and validate (``Upload.from_value`` / the glucose package: done before we are called);
+1. parse and validate (``Upload.from_value`` / the glucose package, done before we are called;
+   or ``vault.batch.check_wire`` on the bytes: a one-pass CGM path, and for groups of at least
+   256 uploads or 1 MiB it runs on worker processes, which also verify the device signatures;
+   a signature a worker verified is entered in this process's verified-signature memo, so
+   the state machine's own check of it costs a lookup);
 2. check the uploader against the current state: registered, bound to this patient, not
    revoked, sequence above the last accepted, signed by its key (refusals raise
    ``RejectedError`` with the state machine's reason code, or ``SignatureError``);
@@ -11,7 +15,8 @@ Path of one upload (``IngestService.upload``):
    blobs and the pending index rows, submits all their ``data.commit`` transactions in one
    ``Node.submit`` (one block), and settles: accepted batches are marked committed, refused
    ones lose their blob and row. The state machine re-checks everything in step 2
-   deterministically; the early check only spares the work.
+   deterministically; the early check only spares the work. The group's blobs are made
+   durable with one sync before anything refers to them.
 
 Exactly once: an upload is named by (uploader, seq). A retry of the same upload (same salted
 root) while it is in flight waits for the first; after it was committed it returns the first
@@ -27,10 +32,13 @@ signed by the node key; it consumes no nonce (the uploader's sequence is the rep
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 
 from .. import codec
@@ -48,11 +56,15 @@ from ..ledger.tx import Transaction, sign
 from ..state.accounts_model import account_id, single_key_policy
 from ..state.data import TRUST_LEVELS
 from ..state.devices import custody_key, device_key
-from ..vault.batch import Upload, prepare_upload
+from ..vault.batch import Checked, Upload, check_wires, prepare_upload
 from ..vault.store import BatchRow, Sealed, Vault
 from .service import Node
 
 __all__ = ["IngestReceipt", "IngestService", "open_vault", "split_batch"]
+
+#: Below this many uploads (and bytes), parsing in this process beats shipping to workers.
+_PARALLEL_MIN = 256
+_PARALLEL_BYTES = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +83,7 @@ class IngestReceipt:
 
 @dataclass(eq=False)
 class _Job:
-    upload: Upload
+    upload: Checked
     sealed: Sealed
     row: BatchRow
     envelope: bytes
@@ -92,8 +104,11 @@ def split_batch(batch: Batch, size: int) -> list[Batch]:
 
 
 class IngestService:
-    def __init__(self, node: Node, vault: Vault, *, max_group: int = 4096) -> None:
+    def __init__(self, node: Node, vault: Vault, *, max_group: int = 4096,
+                 workers: int | None = None) -> None:
         self.node = node
+        self._workers = workers if workers is not None else (os.cpu_count() or 1)
+        self._pool: ProcessPoolExecutor | None = None
         self.vault = vault
         self.max_group = max_group
         self.account = account_id("node", single_key_policy(node.node_key.public))
@@ -106,9 +121,9 @@ class IngestService:
     # --- checks against the current state -------------------------------------------------
     def _state(self, key: str) -> dict | None:  # type: ignore[type-arg]
         raw = self.node.state.get_raw(key)  # one dict read: safe while the committer writes
-        return None if raw is None else dict(codec.decode(raw))
+        return None if raw is None else dict(codec.decode_trusted(raw))  # state: our bytes
 
-    def _check(self, up: Upload) -> str:
+    def _check(self, up: Checked) -> str:
         """Refuse early what the state machine would refuse; return the trust level."""
         if up.chain != self.node.chain:
             raise InputError(f"upload is for chain {up.chain!r}, this node keeps "
@@ -151,7 +166,7 @@ class IngestService:
                                  ) from None
         return TRUST_LEVELS[kind]
 
-    def _existing(self, up: Upload) -> IngestReceipt | None:
+    def _existing(self, up: Checked) -> IngestReceipt | None:
         row = self.vault.find(up.uploader, up.seq)
         if row is None:
             return None
@@ -163,38 +178,51 @@ class IngestService:
                              row.trust, row.tx_hash, row.tx_index, duplicate=True)
 
     # --- the write path -------------------------------------------------------------------
-    def _prepare(self, up: Upload) -> _Job | IngestReceipt:
-        existing = self._existing(up)
-        if existing is not None:
-            return existing
+    def _prepare(self, up: Checked) -> _Job | IngestReceipt:
+        rec = self._state(device_key(up.uploader))
+        # Only a sequence number already used can name a committed batch (a commit advances
+        # the uploader's sequence): new uploads skip the vault lookup.
+        if rec is None or up.seq <= rec["seq"]:
+            existing = self._existing(up)
+            if existing is not None:
+                return existing
         trust = self._check(up)
         custody = self._state(custody_key(up.patient))
         sealed = self.vault.seal(up, None if custody is None else custody["x25519"])
         start, end = up.hours
         body = {"patient": up.patient, "stream": up.stream, "start": start, "end": end,
-                "count": up.batch.count, "root": up.root, "ct": sealed.ct,
+                "count": up.count, "root": up.root, "ct": sealed.ct,
                 "uploader": up.uploader, "seq": up.seq, "trust": trust,
                 "key": up.key.to_value(), "sig": up.sig, "custody": sealed.custody}
         stx = sign(Transaction(self.node.chain, "data.commit", body, self.account, up.seq),
                    [self.node.node_key])
         row = BatchRow(sealed.ct, up.patient, up.stream, up.uploader, up.seq, start, end,
-                       up.batch.count, up.root, sealed.custody, sealed.wrapped_key, trust,
+                       up.count, up.root, sealed.custody, sealed.wrapped_key, trust,
                        stx.tx_hash, None, "pending")
         return _Job(up, sealed, row, stx.raw)
 
-    def upload(self, up: Upload) -> IngestReceipt:
+    def upload(self, up: Upload | Checked) -> IngestReceipt:
         """Ingest one upload; return its receipt or raise why it was refused."""
         return self._wait(self.submit(up))
 
-    def upload_many(self, uploads: Iterable[Upload]) -> list[IngestReceipt | GlucoledgerError]:
-        """Ingest many uploads in one group; each gets a receipt or the error refusing it."""
+    def upload_many(self, uploads: Iterable[Upload | Checked | GlucoledgerError]
+                    ) -> list[IngestReceipt | GlucoledgerError]:
+        """Ingest many uploads in one group; each gets a receipt or the error refusing it.
+
+        An error in the input (from ``check_wires``) is passed through as that upload's answer.
+        """
         pending: list[_Job | IngestReceipt | GlucoledgerError] = []
-        for up in uploads:
-            try:
-                pending.append(self.submit(up, commit=False))
-            except GlucoledgerError as exc:
-                pending.append(exc)
-        self._drain()
+        try:
+            for up in uploads:
+                if isinstance(up, GlucoledgerError):
+                    pending.append(up)
+                    continue
+                try:
+                    pending.append(self.submit(up, commit=False))
+                except GlucoledgerError as exc:
+                    pending.append(exc)
+        finally:
+            self._drain()  # even when the input failed part-way: settle what was queued
         out: list[IngestReceipt | GlucoledgerError] = []
         for p in pending:
             if isinstance(p, _Job):
@@ -206,7 +234,45 @@ class IngestService:
                 out.append(p)
         return out
 
-    def submit(self, up: Upload, *, commit: bool = True) -> _Job | IngestReceipt:
+    def upload_wire(self, wires: Sequence[bytes]) -> list[IngestReceipt | GlucoledgerError]:
+        """Ingest uploads received as bytes (canonical CBOR of ``Upload.to_value``).
+
+        Parsing, validation, salted leaves and the device-signature check run on worker
+        processes when the group is large enough to pay for them (``check_wires``); what they
+        found is then checked against the state and committed here, as ``upload_many`` does.
+        """
+        return self.upload_many(self._check_wires(list(wires)))
+
+    def _check_wires(self, wires: list[bytes]) -> Iterator[Checked | GlucoledgerError]:
+        """Results in input order, yielded as the workers finish each part: the caller
+        checks and seals the first uploads while the workers still verify later ones."""
+        size = sum(len(w) for w in wires)
+        if self._workers < 2 or (len(wires) < _PARALLEL_MIN and size < _PARALLEL_BYTES):
+            yield from check_wires(wires)
+            return
+        pool = self._get_pool()
+        step = max(1, -(-len(wires) // (self._workers * 8)))
+        parts = [wires[k:k + step] for k in range(0, len(wires), step)]
+        for part in pool.map(check_wires, parts):
+            yield from part
+
+    def _get_pool(self) -> ProcessPoolExecutor:
+        with self._mu:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(self._workers,
+                                                 mp_context=get_context("forkserver"))
+            return self._pool
+
+    def close(self) -> None:
+        """Stop the worker processes (the node and the vault stay open)."""
+        with self._mu:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, up: Upload | Checked, *, commit: bool = True) -> _Job | IngestReceipt:
+        if isinstance(up, Upload):
+            up = up.checked()
         key = (up.uploader, up.seq)
         with self._mu:
             twin = self._inflight.get(key)
@@ -226,7 +292,7 @@ class IngestService:
             self._drain()
         return prepared
 
-    def _twin(self, twin: _Job, up: Upload) -> IngestReceipt:
+    def _twin(self, twin: _Job, up: Checked) -> IngestReceipt:
         if twin.upload.root != up.root:
             raise RejectedError(f"sequence {up.seq} of {up.uploader.hex()[:16]} is already "
                                 "being ingested with other content: a replay", code="replayed_seq")
@@ -295,7 +361,7 @@ class IngestService:
                 if r.ok:
                     committed.append((job.sealed.ct, r.index))
                     job.receipt = IngestReceipt(up.patient, up.stream, up.uploader, up.seq,
-                                                up.batch.count, job.sealed.ct, job.row.trust,
+                                                up.count, job.sealed.ct, job.row.trust,
                                                 job.row.tx_hash, r.index)
                 else:
                     dropped.append(job.sealed.ct)

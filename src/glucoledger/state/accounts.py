@@ -106,14 +106,14 @@ def _create(state: State, stx: SignedTx, ctx: Context) -> None:
             "account.create takes kind, policy, salt, sponsor, meta")
     require(kind in KINDS, "bad_kind", f"kind must be one of {', '.join(KINDS)}")
     require(isinstance(salt, bytes) and len(salt) <= 32, "malformed", "salt is at most 32 bytes")
-    cosigners, _ = validate_policy(policy)
+    cosigners, thresholds = validate_policy(policy)
     expected = account_id(kind, policy, salt)
     require(tx.account == expected, "bad_account_id",
             f"account id must be {expected.hex()}, the hash of kind, policy and salt")
     require(tx.nonce == 0, "bad_nonce", "a new account's first nonce is 0")
     require(account_key(tx.account) not in state, "exists",
             f"account {tx.account.hex()[:16]} already exists")
-    new = Account(tx.account, kind, cosigners, validate_policy(policy)[1], 0, {})
+    new = Account(tx.account, kind, cosigners, thresholds, 0, {})
     own = frozenset(k for k in stx.signer_ids if k in new.keys)
     weight = sum(new.keys[k].weight("cosigners") for k in own)
     require(weight >= new.threshold("cosigners"), "insufficient_signatures",

@@ -14,9 +14,11 @@ of the three; the trusted party alone can do nothing everyday, but counts for ``
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from types import MappingProxyType
 from typing import Any
 
 from .. import codec
@@ -127,8 +129,17 @@ def load_account(state: State, account: bytes) -> Account:
             f"account {account.hex()[:16]} does not exist; create it first",
             code="unknown_account",
         )
-    cosigners, thresholds = validate_policy(record["policy"])
-    return Account(account, record["kind"], cosigners, thresholds, record["nonce"], record)
+    cosigners, thresholds = _parsed_policy(state.get_raw(account_key(account)))
+    return Account(account, record["kind"], cosigners, dict(thresholds), record["nonce"], record)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_policy(raw: bytes) -> tuple[tuple[Cosigner, ...], Mapping[str, int]]:
+    """``validate_policy`` of a stored account record, by its exact bytes (a node account
+    signs every data.commit: its record, and so its policy, is parsed once, not per commit).
+    Failures raise and are not kept."""
+    cosigners, thresholds = validate_policy(codec.decode_trusted(raw)["policy"])
+    return cosigners, MappingProxyType(thresholds)
 
 
 def find_account(state: State, account: bytes) -> Account:

@@ -37,7 +37,7 @@ from typing import Any, Final
 
 from .. import codec
 from ..crypto import PublicKey
-from ..errors import SignatureError
+from ..errors import MalformedError, SignatureError
 from ..ledger.tx import SignedTx
 from .accounts_model import load_account
 from .devices import device_key, get_uploader
@@ -65,8 +65,14 @@ def hour_range(start_ms: int, end_ms: int) -> tuple[int, int]:
 
 def upload_statement(*, chain: str, patient: bytes, uploader: bytes, stream: str, seq: int,
                      start: int, end: int, count: int, root: bytes) -> bytes:
-    """The canonical bytes a device (or gateway) signs for one upload batch."""
-    return codec.encode({"chain": chain, "patient": patient, "uploader": uploader,
+    """The canonical bytes a device (or gateway) signs for one upload batch.
+
+    Raises MalformedError for a field of the wrong type."""
+    if not (type(chain) is str and type(stream) is str and type(patient) is bytes
+            and type(uploader) is bytes and type(root) is bytes
+            and all(type(x) is int and -(1 << 63) <= x < 1 << 64 for x in (seq, start, end, count))):
+        raise MalformedError("an upload statement is text, byte strings and 64-bit integers")
+    return codec.encode_unchecked({"chain": chain, "patient": patient, "uploader": uploader,
                          "stream": stream, "seq": seq, "start": start, "end": end,
                          "count": count, "root": root})
 

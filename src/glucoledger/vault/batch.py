@@ -14,6 +14,13 @@ An ``Upload`` is what a device (or gateway) sends: the validated batch, its salt
 sequence number, and its signature over ``upload_statement`` (chain, patient, uploader,
 stream, seq, hour range, count, root). ``prepare_upload`` is the uploader's side.
 
+``check_wire`` is the node's side for uploads received as bytes: it parses, validates and
+recomputes the leaves, and returns a ``Checked`` (what the node keeps of an upload: ids, range,
+count, root, key, signature, and the blob's plaintext, encoded once). CGM uploads take a
+one-pass path that checks every field as the glucose package does and proves the bytes
+canonical by comparing them with the encoding rebuilt from the checked values; anything it
+does not accept goes through ``Upload.from_value(codec.decode(...))``, which names the reason.
+
 The blob: ``seal(data_key, encode({"v": 1, "salt_key", "batch"}), "batch", aad)`` with
 ``aad = batch_aad(...)``, the batch identifiers (chain, patient, uploader, stream, seq): a blob
 cannot be passed off as another batch's. Data keys are wrapped with ``seal(kek, dk,
@@ -22,19 +29,42 @@ cannot be passed off as another batch's. Data keys are wrapped with ``seal(kek, 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import codec
 from ..crypto import PrivateKey, PublicKey, hmac_sha256
+from ..crypto.hashing import hmac_sha256_many, sha256_many
 from ..crypto.seal import new_key
-from ..errors import MalformedError
-from ..glucose.readings import Batch
+from ..errors import GlucoledgerError, MalformedError, SignatureError
+from ..glucose.readings import (
+    CGM_MAX_MGDL,
+    CGM_MIN_MGDL,
+    MAX_BATCH,
+    MAX_TIME_MS,
+    MIN_TIME_MS,
+    TRENDS,
+    Batch,
+    check_unique_times,
+)
 from ..ledger import merkle
 from ..state.data import UPLOAD_CONTEXT, hour_range, upload_statement
 
-__all__ = ["Upload", "batch_aad", "batch_plaintext", "leaf_data", "leaf_hashes",
-           "prepare_upload", "reading_salt", "read_plaintext"]
+__all__ = [
+    "MAX_UPLOAD_BYTES",
+    "Checked",
+    "Upload",
+    "batch_aad",
+    "batch_plaintext",
+    "check_wire",
+    "check_wires",
+    "leaf_data",
+    "leaf_hashes",
+    "prepare_upload",
+    "read_plaintext",
+    "reading_salt",
+]
 
 SALT_KEY_BYTES = 32
 
@@ -54,9 +84,13 @@ def leaf_data(salt: bytes, reading: dict[str, Any]) -> bytes:
     return _LEAF_HEAD + salt + _LEAF_MID + codec.encode_unchecked(reading)
 
 
+def _salts(salt_key: bytes, n: int) -> list[bytes]:
+    return hmac_sha256_many(salt_key, [b"salt" + i.to_bytes(4, "big") for i in range(n)])
+
+
 def leaf_hashes(salt_key: bytes, readings: list[dict[str, Any]]) -> list[bytes]:
-    return [merkle.leaf_hash(leaf_data(reading_salt(salt_key, i), r))
-            for i, r in enumerate(readings)]
+    return [merkle.leaf_hash(leaf_data(salt, r))
+            for salt, r in zip(_salts(salt_key, len(readings)), readings, strict=True)]
 
 
 def batch_aad(chain: str, patient: bytes, uploader: bytes, stream: str, seq: int) -> bytes:
@@ -129,6 +163,15 @@ class Upload:
         """Raise SignatureError unless ``sig`` is ``key``'s signature over the statement."""
         self.key.verify(UPLOAD_CONTEXT, self.statement(), self.sig)
 
+    def checked(self) -> Checked:
+        """What the node keeps of this upload (its plaintext encoded once)."""
+        b = self.batch
+        value = {"stream": b.stream, "items": self.values, "start_ms": b.start_ms,
+                 "end_ms": b.end_ms, "count": b.count}
+        return Checked(self.chain, self.patient, self.uploader, self.seq, b.stream, b.start_ms,
+                       b.end_ms, b.count, self.key, self.sig, self.root,
+                       batch_plaintext(self.salt_key, value))
+
     def to_value(self) -> dict[str, Any]:
         return {"chain": self.chain, "patient": self.patient, "uploader": self.uploader,
                 "seq": self.seq, "batch": {"stream": self.stream, "items": self.values,
@@ -139,15 +182,17 @@ class Upload:
 
     @classmethod
     def from_value(cls, value: Any) -> Upload:
-        """Parse an upload received from the network. Raises MalformedError/OutOfRangeError."""
+        """Parse an upload received from the network. Raises MalformedError/OutOfRangeError
+        (also for two records of one type at the same time)."""
         names = {"chain", "patient", "uploader", "seq", "batch", "salt_key", "key", "sig"}
         if not isinstance(value, dict) or set(value) != names:
             raise MalformedError(f"an upload is exactly {{{', '.join(sorted(names))}}}")
         if not all(isinstance(value[k], bytes) for k in ("patient", "uploader", "salt_key", "sig")):
             raise MalformedError("upload ids, salt key and signature are bytes")
-        return cls(value["chain"], value["patient"], value["uploader"], value["seq"],
-                   Batch.from_value(value["batch"]), value["salt_key"],
-                   PublicKey.from_value(value["key"]), value["sig"])
+        batch = Batch.from_value(value["batch"])
+        check_unique_times(batch)  # a device may not send two readings of one moment
+        return cls(value["chain"], value["patient"], value["uploader"], value["seq"], batch,
+                   value["salt_key"], PublicKey.from_value(value["key"]), value["sig"])
 
 
 def prepare_upload(chain: str, patient: bytes, uploader: bytes, seq: int, batch: Batch,
@@ -162,3 +207,198 @@ def prepare_upload(chain: str, patient: bytes, uploader: bytes, seq: int, batch:
     sig = signer.sign(UPLOAD_CONTEXT, unsigned.statement())
     return Upload(chain, patient, uploader, seq, batch, key, signer.public, sig,
                   unsigned.values, unsigned.leaves, unsigned.root)
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A parsed, validated upload as the node handles it: identifiers, range, count, salted
+    root, the device's key and signature, and the blob's plaintext (encoded once).
+
+    Made only by ``Upload.checked`` or ``check_wire`` from a fully validated upload.
+    ``sig_ok`` is the result of a signature check this node already ran (in a worker
+    process), None when nobody checked yet.
+    """
+
+    chain: str
+    patient: bytes
+    uploader: bytes
+    seq: int
+    stream: str
+    start_ms: int
+    end_ms: int
+    count: int
+    key: PublicKey
+    sig: bytes
+    root: bytes
+    plaintext: bytes = field(repr=False)
+    sig_ok: bool | None = None
+    #: ``statement()``, kept by ``check_wire`` (it verified over these bytes).
+    signed: bytes = field(default=b"", repr=False, compare=False)
+
+    @property
+    def hours(self) -> tuple[int, int]:
+        return hour_range(self.start_ms, self.end_ms)
+
+    def statement(self) -> bytes:
+        if self.signed:
+            return self.signed
+        start, end = self.hours
+        return upload_statement(chain=self.chain, patient=self.patient, uploader=self.uploader,
+                                stream=self.stream, seq=self.seq, start=start, end=end,
+                                count=self.count, root=self.root)
+
+    def aad(self) -> bytes:
+        return batch_aad(self.chain, self.patient, self.uploader, self.stream, self.seq)
+
+    def check_signature(self) -> None:
+        """Raise SignatureError unless ``sig`` is ``key``'s signature over the statement."""
+        if self.sig_ok is None:
+            self.key.verify(UPLOAD_CONTEXT, self.statement(), self.sig)
+        elif self.sig_ok:
+            # Checked by one of this node's workers: share the result with this process's
+            # memo, so the state machine's check of the same signature is free.
+            self.key.note_verified(UPLOAD_CONTEXT, self.statement(), self.sig)
+        else:
+            raise SignatureError(f"signature does not verify under {self.key.alg} key "
+                                 f"{self.key.key_id.hex()[:16]}")
+
+
+#: Largest upload accepted as bytes (a batch of MAX_BATCH settings records fits).
+MAX_UPLOAD_BYTES = 64 << 20
+
+# --- the CGM fast path ---------------------------------------------------------------------
+# A CGM record's canonical encoding, assembled from precomputed pieces: keys in canonical
+# order (mgdl, type, trend, time_ms, tz_offset_min); every piece comes from codec.encode, and
+# time_ms always takes the 8-byte form (MIN_TIME_MS > 2**32). Tests compare it with
+# codec.encode over the whole valid range.
+assert MIN_TIME_MS > 1 << 32 and MAX_TIME_MS < 1 << 64
+_CGM_KEYS = frozenset({"type", "time_ms", "tz_offset_min", "mgdl", "trend"})
+_TRENDS = frozenset(TRENDS)
+_MGDL = [codec.encode(m) for m in range(CGM_MIN_MGDL, CGM_MAX_MGDL + 1)]
+_TZ = [codec.encode(z) for z in range(-720, 841)]
+_TREND = {t: codec.encode(t) for t in (*TRENDS, None)}
+_R0 = b"\xa5\x64mgdl"
+_R1 = b"\x64type\x63cgm\x65trend"
+_R2 = b"\x67time_ms\x1b"
+_R3 = b"\x6dtz_offset_min"
+_MARK = b"\x00glucoledger items\x00"
+_MARK_ENC = codec.encode(_MARK)
+_UPLOAD_KEYS = frozenset({"chain", "patient", "uploader", "seq", "batch", "salt_key", "key",
+                          "sig"})
+_BATCH_KEYS = frozenset({"stream", "items", "start_ms", "end_ms", "count"})
+_PLAIN_HEAD = b"\xa3\x61v\x01\x65batch"
+_PLAIN_SALT = b"\x68salt_key\x58\x20"
+
+
+def _array_head(n: int) -> bytes:
+    if n < 24:
+        return bytes([0x80 + n])
+    if n < 256:
+        return bytes([0x98, n])
+    return b"\x99" + n.to_bytes(2, "big")  # n <= MAX_BATCH
+
+
+def _fast_cgm(value: Any, wire: bytes) -> Checked | None:
+    """A CGM upload checked in one tight pass, or None: "take the general path" (which
+    accepts what this accepts and names the reason for anything else).
+
+    Accepts only what ``Upload.from_value(codec.decode(wire))`` accepts: every field of the
+    exact type and range, records in strictly increasing time, and ``wire`` byte-equal to the
+    canonical encoding rebuilt from the checked values (so canonical form is proven too).
+    """
+    if type(value) is not dict or value.keys() != _UPLOAD_KEYS:
+        return None
+    chain, patient, uploader, seq = (value["chain"], value["patient"], value["uploader"],
+                                     value["seq"])
+    salt_key, sig, b = value["salt_key"], value["sig"], value["batch"]
+    if (type(chain) is not str or type(patient) is not bytes or len(patient) != 32
+            or type(uploader) is not bytes or len(uploader) != 32 or type(seq) is not int
+            or not 1 <= seq < 1 << 63 or type(salt_key) is not bytes
+            or len(salt_key) != SALT_KEY_BYTES or type(sig) is not bytes
+            or type(b) is not dict or b.keys() != _BATCH_KEYS or b["stream"] != "cgm"):
+        return None
+    items = b["items"]
+    if type(items) is not list or not 1 <= len(items) <= MAX_BATCH:
+        return None
+    try:
+        key = PublicKey.from_value(value["key"])
+    except MalformedError:
+        return None
+    out: list[bytes] = []
+    prev = -1
+    mg_lo, tz_lo = CGM_MIN_MGDL, -720
+    for v in items:
+        if type(v) is not dict or v.keys() != _CGM_KEYS or v["type"] != "cgm":
+            return None
+        t, z, m, tr = v["time_ms"], v["tz_offset_min"], v["mgdl"], v["trend"]
+        if (type(t) is not int or not prev < t <= MAX_TIME_MS or t < MIN_TIME_MS
+                or type(z) is not int or not -720 <= z <= 840
+                or type(m) is not int or not CGM_MIN_MGDL <= m <= CGM_MAX_MGDL
+                or (tr is not None and (type(tr) is not str or tr not in _TRENDS))):
+            return None
+        prev = t
+        out.append(b"".join((_R0, _MGDL[m - mg_lo], _R1, _TREND[tr], _R2, t.to_bytes(8, "big"),
+                             _R3, _TZ[z - tz_lo])))
+    n = len(items)
+    start, end = items[0]["time_ms"], items[-1]["time_ms"]
+    if b["start_ms"] != start or b["end_ms"] != end or b["count"] != n:
+        return None
+    if type(b["start_ms"]) is not int or type(b["end_ms"]) is not int or type(b["count"]) is not int:
+        return None
+    bparts = codec.encode_unchecked({"stream": "cgm", "items": _MARK, "start_ms": start,
+                                     "end_ms": end, "count": n}).split(_MARK_ENC)
+    uparts = codec.encode_unchecked({"chain": chain, "patient": patient, "uploader": uploader,
+                                     "seq": seq, "batch": _MARK, "salt_key": salt_key,
+                                     "key": key.to_value(), "sig": sig}).split(_MARK_ENC)
+    if len(bparts) != 2 or len(uparts) != 2:
+        return None
+    batch_bytes = b"".join((bparts[0], _array_head(n), *out, bparts[1]))
+    if len(wire) != len(uparts[0]) + len(batch_bytes) + len(uparts[1]) or (
+            wire != b"".join((uparts[0], batch_bytes, uparts[1]))):
+        return None
+    head = b"\x00" + _LEAF_HEAD
+    leaves = sha256_many(b"".join((head, salt, _LEAF_MID, r))
+                         for salt, r in zip(_salts(salt_key, n), out, strict=True))
+    return Checked(chain, patient, uploader, seq, "cgm", start, end, n, key, sig,
+                   merkle.root_of(leaves), b"".join((_PLAIN_HEAD, batch_bytes, _PLAIN_SALT,
+                                                     salt_key)))
+
+
+def check_wire(wire: bytes, *, verify: bool = True) -> Checked:
+    """Parse and validate an upload received as bytes (canonical CBOR of ``Upload.to_value``).
+
+    With ``verify``, also check the device's signature: the result's ``sig_ok``. Raises
+    MalformedError or OutOfRangeError (naming the record and the reason), as
+    ``Upload.from_value(codec.decode(wire))`` would.
+    """
+    if not isinstance(wire, bytes):
+        raise TypeError("check_wire takes bytes")
+    if len(wire) > MAX_UPLOAD_BYTES:
+        raise MalformedError(f"upload is {len(wire)} bytes; the limit is {MAX_UPLOAD_BYTES}")
+    checked = None
+    try:
+        checked = _fast_cgm(codec.decode_trusted(wire), wire)
+    except Exception:  # noqa: BLE001 - anything odd: the general path says what is wrong
+        checked = None
+    if checked is None:
+        checked = Upload.from_value(codec.decode(wire, max_size=MAX_UPLOAD_BYTES)).checked()
+    if not verify:
+        return checked
+    statement = checked.statement()
+    try:
+        checked.key.verify(UPLOAD_CONTEXT, statement, checked.sig)
+        ok = True
+    except SignatureError:
+        ok = False
+    return dataclasses.replace(checked, sig_ok=ok, signed=statement)
+
+
+def check_wires(wires: list[bytes]) -> list[Checked | GlucoledgerError]:
+    """``check_wire`` each (runs in worker processes); an error in place of a refused one."""
+    out: list[Checked | GlucoledgerError] = []
+    for w in wires:
+        try:
+            out.append(check_wire(w))
+        except GlucoledgerError as exc:
+            out.append(exc)
+    return out

@@ -6,11 +6,26 @@ S3-compatible store implements it with ``PutObject``/``GetObject``/``DeleteObjec
 backend into ``StorageError`` (a missing blob is ``NotFoundError``), so callers handle one
 error tree whatever the backend.
 
-``FsBlobStore`` keeps ``<root>/ab/cdef...`` (two-level fan-out), written to a temporary file
-and renamed into place, so a blob is either absent or complete; with ``fsync=True`` (default)
-the file is flushed to disk before the rename. Blobs are immutable: putting an existing blob is
-a no-op. ``get`` does not check the hash: readers (``Vault.open``, ``verify``) check it and name
-the batch when it differs.
+``FsBlobStore`` keeps two kinds of files under its root:
+
+- loose blobs, ``<root>/ab/cdef...`` (two-level fan-out), from ``put``: written to a temporary
+  file and renamed into place, so a blob is either absent or complete; with ``fsync=True``
+  (default) the file is flushed to disk before the rename;
+- pack files, ``<root>/packs/<random>.pack``, from ``put_many`` (the ingest group commit): the
+  group's blobs as records ``sha256 (32 bytes) || length (4 bytes, big-endian) || blob``,
+  written with one write and made durable with one fsync of the file and one of its folder,
+  before anyone refers to them. Creating one file per blob cost more than all the
+  cryptography of a single-reading upload.
+
+Both are content-addressed: ``get``/``exists``/``delete`` take the SHA-256 and find the blob
+wherever it is (packs are indexed in memory on first use, by reading their record headers; a
+truncated tail, as a crash mid-write leaves it, ends the scan: nothing refers to it yet).
+``delete`` destroys the bytes, not only the name: a packed record's hash and blob are
+overwritten with zeros in place (and synced); a pack with no live record left is removed;
+a loose file is zeroed before it is unlinked. So erasure can destroy one blob of a group.
+Blobs are immutable: putting an existing blob is a no-op. ``get`` does not check the hash:
+readers (``Vault.open``, ``verify``) check it and name the batch when it differs.
+``locate`` says which file and byte range hold a blob (for tamper tests and demos).
 """
 
 from __future__ import annotations
@@ -57,25 +72,123 @@ class FsBlobStore(BlobStore):
         self.root = Path(root)
         self.fsync = fsync
         self._made: set[str] = set()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        #: digest -> (pack path, offset of the blob, length); None until first needed.
+        self._index: dict[bytes, tuple[Path, int, int]] | None = None
+        #: pack path -> live records in it.
+        self._live: dict[Path, int] = {}
         try:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot create the blob folder {self.root}: {exc}") from None
 
     def path(self, digest: bytes) -> Path:
+        """Where the loose copy of a blob lives (packed blobs: see ``locate``)."""
         if not isinstance(digest, bytes) or len(digest) != 32:
             raise ValueError("blob names are 32-byte SHA-256 digests")
         h = digest.hex()
         return self.root / h[:2] / h[2:]
 
+    # --- packs ----------------------------------------------------------------------------
+    @property
+    def _packs(self) -> Path:
+        return self.root / "packs"
+
+    def _packed(self, *, refresh: bool = False) -> dict[bytes, tuple[Path, int, int]]:
+        """The index of packed blobs; built on first use. ``refresh`` also reads packs that
+        appeared since (written by another process over the same folder)."""
+        with self._lock:
+            if self._index is None or refresh:
+                if self._index is None:
+                    self._index, self._live = {}, {}
+                try:
+                    for pack in sorted(self._packs.glob("*.pack")):
+                        if pack not in self._live:
+                            self._scan(pack)
+                except OSError as exc:
+                    raise StorageError(f"cannot read the blob packs under {self.root}: {exc}"
+                                       ) from None
+            return self._index
+
+    def _scan(self, pack: Path) -> None:
+        assert self._index is not None
+        live = 0
+        with open(pack, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            pos = 0
+            while pos + _REC_HEAD <= size:
+                f.seek(pos)
+                head = f.read(_REC_HEAD)
+                length = int.from_bytes(head[32:], "big")
+                if pos + _REC_HEAD + length > size:
+                    break  # a torn tail (a crash mid-write): nothing refers to it
+                digest = head[:32]
+                if digest != _ZERO and digest not in self._index:
+                    self._index[digest] = (pack, pos + _REC_HEAD, length)
+                    live += 1
+                pos += _REC_HEAD + length
+        self._live[pack] = live
+
     def put_many(self, blobs: list[bytes]) -> list[bytes]:
-        """Write every blob, then make them durable with one ``sync`` (group commit)."""
-        out = [self.put(b, sync=False) for b in blobs]
-        if self.fsync and out:
-            os.sync()
+        """Write the blobs as one pack file, durable when this returns (one fsync)."""
+        index = self._packed()
+        out = [sha256(b) for b in blobs]
+        todo: dict[bytes, bytes] = {}
+        for digest, data in zip(out, blobs, strict=True):
+            if digest not in index and digest not in todo and not self.path(digest).is_file():
+                todo[digest] = data
+        if not todo:
+            return out
+        parts: list[bytes] = []
+        where: list[tuple[bytes, int, int]] = []
+        pos = 0
+        for digest, data in todo.items():
+            parts += (digest, len(data).to_bytes(4, "big"), data)
+            where.append((digest, pos + _REC_HEAD, len(data)))
+            pos += _REC_HEAD + len(data)
+        pack = self._packs / f"{os.urandom(8).hex()}.pack"
+        try:
+            if "packs" not in self._made:
+                self._packs.mkdir(mode=0o700, exist_ok=True)
+                self._made.add("packs")
+            fd = os.open(pack, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                view = memoryview(b"".join(parts))
+                while view:
+                    view = view[os.write(fd, view):]
+                if self.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            if self.fsync:
+                _sync_dir(self._packs)
+        except OSError as exc:
+            try:
+                pack.unlink(missing_ok=True)
+            except OSError:
+                pass
+            raise StorageError(f"cannot write a blob pack under {self.root}: {exc}") from None
+        with self._lock:
+            for digest, offset, length in where:
+                index.setdefault(digest, (pack, offset, length))
+            self._live[pack] = len(where)
         return out
 
+    def locate(self, digest: bytes) -> tuple[Path, int, int]:
+        """(file, offset, length) of the blob's bytes. Raises NotFoundError if absent."""
+        loose = self.path(digest)
+        try:
+            return loose, 0, loose.stat().st_size
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # pragma: no cover - permission trouble
+            raise StorageError(f"cannot look up blob {digest.hex()[:16]}: {exc}") from None
+        found = self._packed().get(digest) or self._packed(refresh=True).get(digest)
+        if found is None:
+            raise NotFoundError(f"blob {digest.hex()[:16]} is missing from {self.root}")
+        return found
+
+    # --- the interface --------------------------------------------------------------------
     def put(self, data: bytes, *, sync: bool = True) -> bytes:
         digest = sha256(data)
         h = digest.hex()
@@ -104,32 +217,86 @@ class FsBlobStore(BlobStore):
         return digest
 
     def get(self, digest: bytes) -> bytes:
-        path = self.path(digest)
+        path, offset, length = self.locate(digest)
         try:
-            return path.read_bytes()
+            with open(path, "rb") as f:
+                f.seek(offset)
+                data = f.read(length)
         except FileNotFoundError:
             raise NotFoundError(f"blob {digest.hex()[:16]} is missing from {self.root}") from None
         except OSError as exc:
             raise StorageError(f"cannot read blob {digest.hex()[:16]}: {exc}") from None
+        if len(data) != length:
+            raise NotFoundError(f"blob {digest.hex()[:16]} is cut short in {path.name}")
+        return data
 
     def delete(self, digest: bytes) -> None:
+        """Destroy the blob's bytes (zeros written over them, synced) and its name."""
+        loose = self.path(digest)
         try:
-            self.path(digest).unlink(missing_ok=True)
+            _zero(loose, 0, None)
+            loose.unlink(missing_ok=True)
+        except FileNotFoundError:
+            pass
         except OSError as exc:
             raise StorageError(f"cannot delete blob {digest.hex()[:16]}: {exc}") from None
+        with self._lock:
+            found = self._packed().pop(digest, None)
+            if found is None:
+                return
+            pack, offset, length = found
+            try:
+                self._live[pack] = self._live.get(pack, 1) - 1
+                if self._live[pack] <= 0:
+                    _zero(pack, 0, None)
+                    pack.unlink(missing_ok=True)
+                    del self._live[pack]
+                else:
+                    _zero(pack, offset - _REC_HEAD, 32)  # the name: a rescan skips it
+                    _zero(pack, offset, length)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise StorageError(f"cannot delete blob {digest.hex()[:16]}: {exc}") from None
 
     def exists(self, digest: bytes) -> bool:
         try:
-            return self.path(digest).is_file()
+            return (self.path(digest).is_file() or digest in self._packed()
+                    or digest in self._packed(refresh=True))
         except OSError as exc:  # pragma: no cover - permission trouble
             raise StorageError(f"cannot look up blob {digest.hex()[:16]}: {exc}") from None
 
     def names(self) -> Iterator[bytes]:
+        found = set(self._packed())
         for folder in sorted(self.root.iterdir()):
             if folder.is_dir() and len(folder.name) == 2:
                 for f in sorted(folder.iterdir()):
                     if not f.name.startswith("."):
-                        yield bytes.fromhex(folder.name + f.name)
+                        found.add(bytes.fromhex(folder.name + f.name))
+        return iter(sorted(found))
+
+
+_REC_HEAD = 36  # sha256 (32) + length (4)
+_ZERO = bytes(32)
+
+
+def _zero(path: Path, offset: int, length: int | None) -> None:
+    """Overwrite ``length`` bytes at ``offset`` (None: to the end) with zeros, and sync."""
+    with open(path, "r+b") as f:
+        if length is None:
+            length = os.fstat(f.fileno()).st_size - offset
+        f.seek(offset)
+        f.write(bytes(length))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _sync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class MemoryBlobStore(BlobStore):

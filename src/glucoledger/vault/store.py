@@ -32,7 +32,7 @@ from ..crypto.hpke import hpke_open, hpke_seal
 from ..crypto.seal import new_key, open_sealed, seal
 from ..errors import ConsistencyError, GlucoledgerError, NotFoundError, StorageError
 from ..glucose.readings import Batch
-from .batch import Upload, batch_aad, batch_plaintext, read_plaintext
+from .batch import Checked, Upload, batch_aad, read_plaintext
 from .blobstore import BlobStore, FsBlobStore
 
 __all__ = ["BatchIntegrityError", "BatchRow", "Sealed", "Vault"]
@@ -173,14 +173,13 @@ class Vault:
             self._keks.pop((patient, stream), None)
 
     # --- sealing --------------------------------------------------------------------------
-    def seal(self, upload: Upload, custody_pub: bytes | None = None) -> Sealed:
+    def seal(self, upload: Upload | Checked, custody_pub: bytes | None = None) -> Sealed:
         """Encrypt an upload under a fresh data key and wrap that key. Stores nothing."""
+        if isinstance(upload, Upload):
+            upload = upload.checked()
         aad = upload.aad()
         dk = new_key()
-        value = {"stream": upload.stream, "items": upload.values,
-                 "start_ms": upload.batch.start_ms, "end_ms": upload.batch.end_ms,
-                 "count": upload.batch.count}
-        blob = seal(dk, batch_plaintext(upload.salt_key, value), "batch", aad)
+        blob = seal(dk, upload.plaintext, "batch", aad)
         if custody_pub is None:
             wrapped = seal(self.kek(upload.patient, upload.stream), dk, "data-key", aad)
             custody = "node"
