@@ -302,6 +302,9 @@ class IngestService:
     def _wait(self, job: _Job | IngestReceipt) -> IngestReceipt:
         if isinstance(job, IngestReceipt):
             return job
+        # Commit at once if nobody is committing (a lone upload must not idle); while someone
+        # is, later jobs queue up and go together in the next group.
+        self._drain()
         while not job.done.wait(0.05):
             self._drain()
         if job.error is not None:
