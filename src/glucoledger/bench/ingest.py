@@ -25,6 +25,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .. import codec
 from ..crypto.keys import forget_verified
@@ -60,7 +61,7 @@ class Result:
         return self.readings / self.sqlite_seconds
 
 
-def _wire(world: World, devices: list, per_upload: int, uploads: int) -> list[bytes]:
+def _wire(world: World, devices: list[Any], per_upload: int, uploads: int) -> list[bytes]:
     out = []
     n = len(devices)
     for k in range(uploads):

@@ -97,7 +97,7 @@ class Sealed:
 
 
 def _row(r: Sequence[Any]) -> BatchRow:
-    v = [bytes(x) if isinstance(x, (bytes, memoryview)) else x for x in r]
+    v: list[Any] = [bytes(x) if isinstance(x, (bytes, memoryview)) else x for x in r]
     return BatchRow(*v)
 
 
