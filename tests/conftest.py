@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from glucoledger.node.ingest import IngestService, open_vault
 from glucoledger.node.service import Node
+from glucoledger.node.world import World
 
 
 @pytest.fixture
@@ -17,3 +19,19 @@ def node(tmp_path: Path) -> Iterator[Node]:
         yield n
     finally:
         n.close()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    """A node with a simulated maker, ready to add patients and devices."""
+    n = Node.init(tmp_path / "node", workers=1)
+    w = World.create(n)
+    yield w
+    n.close()
+
+
+@pytest.fixture
+def ingest(world: World) -> Iterator[IngestService]:
+    vault = open_vault(world.node, fsync=False)
+    yield IngestService(world.node, vault)
+    vault.close()
