@@ -412,6 +412,12 @@ def _inclusion_shape(index: int, size: int) -> tuple[str, ...] | None:
     return tuple(steps)
 
 
+def test_size_is_not_bound_by_the_proof() -> None:
+    d = ALL_LEAVES[:8]
+    proof = inclusion_proof(MemoryNodes(CompactTree().extend(d)), 0, 8)
+    verify_inclusion(d[0], 0, 7, proof, _mth(d))  # as the module docstring warns
+
+
 def test_index_is_bound_by_the_proof_shape() -> None:
     for size in range(1, 300):
         shapes = [_inclusion_shape(i, size) for i in range(size)]

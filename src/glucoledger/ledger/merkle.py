@@ -17,6 +17,7 @@ Invariants:
   first; ``append`` is O(log n) amortised O(1) hashing, and nothing is ever rebuilt.
 - Proof generation follows RFC 9162 2.1.3.1 (PATH) and 2.1.4.1 (PROOF/SUBPROOF); proofs are
   ordered from the leaf (or the old tree's node) upwards, exactly as the RFC lists them.
+  Asking for a leaf outside the tree, or for size1 > size2, raises OutOfRangeError.
 - Verification follows RFC 9162 2.1.3.2 and 2.1.4.2. It raises or returns ``None``, never a
   boolean: ``MalformedError`` for input that cannot describe any tree (an index outside the
   tree, size1 > size2, a proof of the wrong length, a hash that is not 32 bytes, a size of
