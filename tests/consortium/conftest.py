@@ -12,12 +12,11 @@ from typing import Any
 
 import pytest
 
-from glucoledger import crypto
+from glucoledger.bench.ledger import account_envelopes
+
 from glucoledger.errors import GlucoledgerError
-from glucoledger.ledger.tx import Transaction, sign
 from glucoledger.node import control, devcluster
 from glucoledger.ordering.cluster import ClusterError, EtcdCluster, find_etcd
-from glucoledger.state.accounts_model import account_id, single_key_policy
 
 CHAIN = "glucoledger/consortium"
 
@@ -30,13 +29,7 @@ def require_etcd() -> None:
 
 
 def patient_envelopes(n: int) -> list[bytes]:
-    out = []
-    for _ in range(n):
-        k = crypto.generate()
-        pol = single_key_policy(k.public)
-        out.append(sign(Transaction(CHAIN, "account.create", {"kind": "patient", "policy": pol},
-                                    account_id("patient", pol), 0), [k]).raw)
-    return out
+    return account_envelopes(CHAIN, n)
 
 
 def wait_until(cond: Callable[[], Any], timeout: float, what: str) -> Any:

@@ -28,24 +28,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import crypto
-from ..ledger.tx import Transaction, sign
 from ..node import control, devcluster
-from ..state.accounts_model import account_id, single_key_policy
+from .ledger import account_envelopes
 
 __all__ = ["main", "run"]
 
 CHAIN = "glucoledger/consortium"
 
 
-def _envelopes(n: int) -> list[bytes]:
-    out = []
-    for _ in range(n):
-        k = crypto.generate()
-        pol = single_key_policy(k.public)
-        out.append(sign(Transaction(CHAIN, "account.create", {"kind": "patient", "policy": pol},
-                                    account_id("patient", pol), 0), [k]).raw)
-    return out
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -54,7 +44,7 @@ def _pct(values: list[float], p: float) -> float:
 
 
 def run(n: int = 6000, batch: int = 500, clients: int = 6, eth: int = 200) -> dict[str, float]:
-    envs = _envelopes(n)
+    envs = account_envelopes(CHAIN, n)
     with tempfile.TemporaryDirectory(prefix="glucoledger-bench-") as tmp:
         state = devcluster.up(Path(tmp) / "c", 3)
         folders = [Path(x["data"]) for x in state["nodes"]]

@@ -35,10 +35,11 @@ from ..node.service import Node
 from ..state.accounts_model import account_id, single_key_policy
 from .merkle import bench_merkle
 
-__all__ = ["bench_ledger", "run_all"]
+__all__ = ["account_envelopes", "bench_ledger", "run_all"]
 
 
-def _envelopes(chain: str, n: int) -> list[bytes]:
+def account_envelopes(chain: str, n: int) -> list[bytes]:
+    """``n`` signed ``account.create`` transactions of new patients: the benchmark workload."""
     out = []
     for _ in range(n):
         k = generate()
@@ -83,7 +84,7 @@ def bench_ledger(n: int = 20_000, batch: int = 2_000, workers: int | None = None
         node = Node.init(folder / "node", workers=workers)
         try:
             echo(f"signing {n:,} transactions ...")
-            envs = _envelopes(node.chain, n)
+            envs = account_envelopes(node.chain, n)
             # The clients signed in this process: forget it, so the node checks every
             # signature as it would for transactions that arrive from outside.
             forget_verified()

@@ -33,11 +33,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, ClassVar, Final, TypeAlias
 
 from ..errors import InputError, MalformedError, OutOfRangeError
-from .units import normalize_units, to_mgdl
+from .units import normalize_units, parse_decimal, to_mgdl
 
 __all__ = [
     "BASAL_KINDS",
@@ -590,14 +590,7 @@ def _get(item: dict[str, Any], name: str) -> Any:
 
 def _scaled(value: object, what: str, scale: int) -> int:
     """A non-negative input number in integer units of 1/scale (nearest, halves up)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise MalformedError(f"{what} must be a number, not {type(value).__name__}")
-    try:
-        number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
-    except InvalidOperation:
-        raise MalformedError(f"{what} {value!r} is not a number") from None
-    if not number.is_finite():
-        raise MalformedError(f"{what} {value!r} is not a finite number")
+    number = parse_decimal(value, what)
     if number < 0:
         raise OutOfRangeError(f"{what} {value} is negative")
     return int((number * scale).quantize(Decimal(1), rounding=ROUND_HALF_UP))

@@ -65,7 +65,8 @@ def normalize_units(units: object) -> Units:
     raise MalformedError(f"unknown glucose units {units!r}; use 'mg/dL' or 'mmol/L'")
 
 
-def _decimal(value: object, what: str) -> Decimal:
+def parse_decimal(value: object, what: str) -> Decimal:
+    """An input number as an exact Decimal. Raises MalformedError for a non-number."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
         raise MalformedError(f"{what} must be a number, not {type(value).__name__}")
     try:
@@ -83,7 +84,7 @@ def mmol_to_mgdl(mmol: float | str | Decimal) -> int:
 
     Raises MalformedError when ``mmol`` is not a finite number.
     """
-    number = _decimal(mmol, "glucose value")
+    number = parse_decimal(mmol, "glucose value")
     return int((number * MGDL_PER_MMOLL).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
@@ -101,8 +102,8 @@ def to_mgdl(value: object, units: str) -> int:
     """
     canonical = normalize_units(units)
     if canonical == "mmol/L":
-        return mmol_to_mgdl(value)  # type: ignore[arg-type]  # _decimal checks the type
-    number = _decimal(value, "glucose value")
+        return mmol_to_mgdl(value)  # type: ignore[arg-type]  # parse_decimal checks the type
+    number = parse_decimal(value, "glucose value")
     if number != number.to_integral_value():
         raise MalformedError(f"glucose value {value!r} mg/dL is not a whole number")
     return int(number)
