@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from glucoledger.bench.ledger import account_envelopes
-
 from glucoledger.errors import GlucoledgerError
 from glucoledger.node import control, devcluster
 from glucoledger.ordering.cluster import ClusterError, EtcdCluster, find_etcd
