@@ -198,18 +198,11 @@ class CgmReading:
             _choice(self.trend, "trend", TRENDS)
 
     def to_value(self) -> dict[str, Any]:
-        return {
-            "type": self.TYPE,
-            "time_ms": self.time_ms,
-            "tz_offset_min": self.tz_offset_min,
-            "mgdl": self.mgdl,
-            "trend": self.trend,
-        }
+        return _record_value(self)
 
     @classmethod
     def from_value(cls, value: object) -> CgmReading:
-        v = _fields(value, cls.TYPE, ("time_ms", "tz_offset_min", "mgdl", "trend"))
-        return cls(v["time_ms"], v["tz_offset_min"], v["mgdl"], v["trend"])
+        return cls(*_record_fields(value, cls))
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,17 +220,11 @@ class SmbgReading:
         _int(self.mgdl, "glucose (mg/dL)", SMBG_MIN_MGDL, SMBG_MAX_MGDL)
 
     def to_value(self) -> dict[str, Any]:
-        return {
-            "type": self.TYPE,
-            "time_ms": self.time_ms,
-            "tz_offset_min": self.tz_offset_min,
-            "mgdl": self.mgdl,
-        }
+        return _record_value(self)
 
     @classmethod
     def from_value(cls, value: object) -> SmbgReading:
-        v = _fields(value, cls.TYPE, ("time_ms", "tz_offset_min", "mgdl"))
-        return cls(v["time_ms"], v["tz_offset_min"], v["mgdl"])
+        return cls(*_record_fields(value, cls))
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,20 +251,11 @@ class Bolus:
             raise MalformedError(f"a {self.kind} bolus has no duration; only extended ones do")
 
     def to_value(self) -> dict[str, Any]:
-        return {
-            "type": self.TYPE,
-            "time_ms": self.time_ms,
-            "tz_offset_min": self.tz_offset_min,
-            "kind": self.kind,
-            "units_milli": self.units_milli,
-            "duration_ms": self.duration_ms,
-        }
+        return _record_value(self)
 
     @classmethod
     def from_value(cls, value: object) -> Bolus:
-        names = ("time_ms", "tz_offset_min", "kind", "units_milli", "duration_ms")
-        v = _fields(value, cls.TYPE, names)
-        return cls(*(v[name] for name in names))
+        return cls(*_record_fields(value, cls))
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,20 +282,11 @@ class Basal:
             raise OutOfRangeError("a suspend has rate 0; use kind 'temp' for a reduced rate")
 
     def to_value(self) -> dict[str, Any]:
-        return {
-            "type": self.TYPE,
-            "time_ms": self.time_ms,
-            "tz_offset_min": self.tz_offset_min,
-            "kind": self.kind,
-            "rate_milli_u_per_h": self.rate_milli_u_per_h,
-            "duration_ms": self.duration_ms,
-        }
+        return _record_value(self)
 
     @classmethod
     def from_value(cls, value: object) -> Basal:
-        names = ("time_ms", "tz_offset_min", "kind", "rate_milli_u_per_h", "duration_ms")
-        v = _fields(value, cls.TYPE, names)
-        return cls(*(v[name] for name in names))
+        return cls(*_record_fields(value, cls))
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,17 +304,11 @@ class Carbs:
         _int(self.grams_tenths, "carbs (tenths of a gram)", 1, MAX_CARBS_TENTHS)
 
     def to_value(self) -> dict[str, Any]:
-        return {
-            "type": self.TYPE,
-            "time_ms": self.time_ms,
-            "tz_offset_min": self.tz_offset_min,
-            "grams_tenths": self.grams_tenths,
-        }
+        return _record_value(self)
 
     @classmethod
     def from_value(cls, value: object) -> Carbs:
-        v = _fields(value, cls.TYPE, ("time_ms", "tz_offset_min", "grams_tenths"))
-        return cls(v["time_ms"], v["tz_offset_min"], v["grams_tenths"])
+        return cls(*_record_fields(value, cls))
 
 
 Schedule: TypeAlias = tuple[tuple[int, ...], ...]
@@ -434,16 +397,7 @@ class DeviceSettings:
 
     @classmethod
     def from_value(cls, value: object) -> DeviceSettings:
-        names = (
-            "time_ms",
-            "tz_offset_min",
-            "basal_schedule",
-            "carb_ratios",
-            "sensitivities",
-            "targets",
-        )
-        v = _fields(value, cls.TYPE, names)
-        return cls(*(v[name] for name in names))
+        return cls(*_record_fields(value, cls))
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,17 +421,11 @@ class Note:
             raise MalformedError("note text holds control characters; only newline and tab")
 
     def to_value(self) -> dict[str, Any]:
-        return {
-            "type": self.TYPE,
-            "time_ms": self.time_ms,
-            "tz_offset_min": self.tz_offset_min,
-            "text": self.text,
-        }
+        return _record_value(self)
 
     @classmethod
     def from_value(cls, value: object) -> Note:
-        v = _fields(value, cls.TYPE, ("time_ms", "tz_offset_min", "text"))
-        return cls(v["time_ms"], v["tz_offset_min"], v["text"])
+        return cls(*_record_fields(value, cls))
 
 
 Record: TypeAlias = CgmReading | SmbgReading | Bolus | Basal | Carbs | DeviceSettings | Note
@@ -508,6 +456,20 @@ def _fields(value: object, type_name: str, names: tuple[str, ...]) -> dict[str, 
         extra = sorted(set(value) - expected)
         raise MalformedError(f"{type_name} record: missing fields {missing}, unknown {extra}")
     return value
+
+
+def _record_value(record: Any) -> dict[str, Any]:
+    """A record's stored form: ``type`` plus every dataclass field, as they are."""
+    value = {name: getattr(record, name) for name in record.__match_args__}
+    value["type"] = record.TYPE
+    return value
+
+
+def _record_fields(value: object, cls: Any) -> list[Any]:
+    """The constructor arguments of ``cls`` from its stored form (exactly its fields)."""
+    names: tuple[str, ...] = cls.__match_args__
+    v = _fields(value, cls.TYPE, names)
+    return [v[name] for name in names]
 
 
 def record_from_value(value: object) -> Record:
