@@ -13,9 +13,12 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ..node.ingest import open_vault
 from ..node.service import Node
+from ..vault.store import Vault
 
-__all__ = ["DataOpt", "console", "data_dir", "err_console", "open_node", "progress", "table"]
+__all__ = ["DataOpt", "console", "data_dir", "err_console", "open_node", "open_node_and_vault",
+           "progress", "table"]
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -47,6 +50,17 @@ def open_node(value: Path | None) -> Iterator[Node]:
         yield node
     finally:
         node.close()
+
+
+@contextmanager
+def open_node_and_vault(value: Path | None) -> Iterator[tuple[Node, Vault]]:
+    """The node and its vault, both closed on the way out."""
+    with open_node(value) as node:
+        vault = open_vault(node)
+        try:
+            yield node, vault
+        finally:
+            vault.close()
 
 
 def table(title: str, columns: list[str], rows: list[list[str]]) -> Table:

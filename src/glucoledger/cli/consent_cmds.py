@@ -27,11 +27,10 @@ from ..node import accounts
 from ..node.access import AccessService, RawRelease, SignedSummary
 from ..node.audit import audit_trail
 from ..node.erasure import ErasureService
-from ..node.ingest import open_vault
 from ..node.service import Node
 from ..state.accounts_model import patient_policy
 from ..state.consent import DAY_MS, Grant, Request, grants_of, to_fhir_consent
-from .common import DataOpt, console, open_node, table
+from .common import DataOpt, console, open_node, open_node_and_vault, table
 from .ledger_cmds import account_app
 
 __all__ = ["register", "write_report"]
@@ -41,12 +40,8 @@ Name = Annotated[str, typer.Option(help="An account name from the address book."
 
 @contextmanager
 def _access(data: Path | None) -> Iterator[tuple[Node, AccessService]]:
-    with open_node(data) as node:
-        vault = open_vault(node)
-        try:
-            yield node, AccessService(node, vault)
-        finally:
-            vault.close()
+    with open_node_and_vault(data) as (node, vault):
+        yield node, AccessService(node, vault)
 
 
 def _iso(ms: int) -> str:
@@ -206,15 +201,11 @@ def erase(patient: Name, stream: Annotated[list[str], typer.Option()],
           end: Annotated[int | None, typer.Option("--to")] = None,
           data: DataOpt = None) -> None:
     """Erase streams (optionally only [--from, --to) epoch ms): keys and blobs destroyed."""
-    with open_node(data) as node:
-        vault = open_vault(node)
-        try:
-            svc = ErasureService(node, vault)
-            ident = accounts.identity(node, patient)
-            rep = svc.erase(svc.request(ident.id, accounts.keys_of(node, ident, [0]), stream,
-                                        start, end).raw)
-        finally:
-            vault.close()
+    with open_node_and_vault(data) as (node, vault):
+        svc = ErasureService(node, vault)
+        ident = accounts.identity(node, patient)
+        rep = svc.erase(svc.request(ident.id, accounts.keys_of(node, ident, [0]), stream,
+                                    start, end).raw)
     console.print(f"erased {rep.batches} batches of {','.join(rep.streams)} by transaction "
                   f"{rep.tx_hash.hex()[:16]} (block {rep.height})")
 
