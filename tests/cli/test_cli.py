@@ -98,3 +98,10 @@ def test_verify_checks_the_vault_too(demo_dir: Path, tmp_path: Path) -> None:
     r = run("verify", "--data", str(d))
     assert r.returncode == 3, r.stdout + r.stderr
     assert "blob of batch" in r.stderr and "restore" in r.stderr
+
+
+def test_data_commands_know_address_book_patients(demo_dir: Path) -> None:
+    r = run("batches", "--data", str(demo_dir), "--patient", "alice")
+    assert r.returncode == 0 and "device-signed" in r.stdout.replace("\n", ""), r.stderr
+    r = run("batches", "--data", str(demo_dir), "--patient", "dr-lee")
+    assert r.returncode == 2 and "not a patient" in r.stderr

@@ -8,8 +8,8 @@ simulated makers, patients and devices live in the node's wallet and ``directory
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -19,13 +19,14 @@ from ..errors import InputError, NotFoundError
 from ..glucose.readings import STREAMS, Batch, parse_time
 from ..glucose.simulate import simulate_patient, simulate_with_simglucose
 from ..ledger.checkpoint import NoteVerifier
+from ..node import accounts
 from ..node import firmware as fw
 from ..node.ingest import IngestService, open_vault
 from ..node.proofs import dumps_proof, prove_reading, verify_proof
 from ..node.service import Node
 from ..node.verify import verify_vault
 from ..node.world import World
-from .common import DataOpt, console, open_node, table
+from .common import DataOpt, console, open_node, open_node_and_vault, table
 
 __all__ = ["demo_data", "register"]
 
@@ -34,12 +35,19 @@ DAY_MS = 86_400_000
 
 @contextmanager
 def _service(data: Path | None) -> Iterator[tuple[Node, IngestService]]:
-    with open_node(data) as node:
-        vault = open_vault(node)
-        try:
-            yield node, IngestService(node, vault)
-        finally:
-            vault.close()
+    with open_node_and_vault(data) as (node, vault):
+        yield node, IngestService(node, vault)
+
+
+def _patient_id(node: Node, name: str) -> bytes:
+    """A patient by address-book name, simulated-patient name, or id."""
+    try:
+        ident = accounts.identity(node, name)
+    except NotFoundError:
+        return World.load(node).directory.resolve("patients", name)
+    if ident.kind != "patient":
+        raise InputError(f"{name!r} is a {ident.kind}, not a patient")
+    return ident.id
 
 
 def _world(node: Node) -> World:
@@ -129,7 +137,7 @@ def batches(
 ) -> None:
     """List a patient's committed batches, with how they were attested."""
     with _service(data) as (node, service):
-        pid = World.load(node).directory.resolve("patients", patient)
+        pid = _patient_id(node, patient)
         rows = service.vault.batches(pid, stream)
     console.print(table("batches", ["stream", "hours (UTC)", "records", "trust", "custody",
                                     "uploader", "seq", "log index"],
@@ -150,7 +158,7 @@ def prove(
     if stream not in STREAMS:
         raise InputError(f"unknown stream {stream!r}; use one of {', '.join(STREAMS)}")
     with _service(data) as (node, service):
-        pid = World.load(node).directory.resolve("patients", patient)
+        pid = _patient_id(node, patient)
         doc = prove_reading(node, service.vault, pid, stream, _time(time_))
         vkey = node.verifier().vkey()
     out.write_bytes(dumps_proof(doc))
