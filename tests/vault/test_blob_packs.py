@@ -46,8 +46,31 @@ def test_delete_destroys_one_blob_and_the_pack_when_empty(tmp_path: Path) -> Non
     assert not fresh.exists(names[1]) and fresh.get(names[2]) == blobs[2]
     store.delete(names[0])
     store.delete(names[2])
-    assert _files(tmp_path / "b") == []
+    assert _files(tmp_path / "b") == []  # the last one gone, the pack goes too
     store.delete(names[2])  # absent is fine
+
+
+def test_groups_append_to_one_pack_and_a_restart_starts_another(tmp_path: Path) -> None:
+    store = FsBlobStore(tmp_path / "b")
+    first = store.put_many([b"one", b"two"])
+    second = store.put_many([b"three"])
+    assert len(_files(tmp_path / "b")) == 1
+    store.close()
+    again = FsBlobStore(tmp_path / "b")
+    third = again.put_many([b"four"])
+    assert len(_files(tmp_path / "b")) == 2  # never appends to a pack it did not create
+    for n, b in zip([*first, *second, *third], [b"one", b"two", b"three", b"four"],
+                    strict=True):
+        assert again.get(n) == b and FsBlobStore(tmp_path / "b").get(n) == b
+
+
+def test_a_reader_sees_what_a_writer_appends_later(tmp_path: Path) -> None:
+    writer = FsBlobStore(tmp_path / "b")
+    writer.put_many([b"early"])
+    reader = FsBlobStore(tmp_path / "b")
+    assert reader.exists(sha256(b"early"))
+    late = writer.put_many([b"late"])[0]
+    assert reader.get(late) == b"late"  # the grown pack is scanned again from where it stopped
 
 
 def test_a_torn_tail_is_ignored(tmp_path: Path) -> None:

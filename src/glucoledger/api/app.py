@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -28,7 +28,7 @@ from ..node.service import Node
 from .context import ServerContext, ServerSettings
 from .security import RateLimitedError
 
-__all__ = ["create_app", "error_response"]
+__all__ = ["create_app", "error_for", "error_response"]
 
 log = logging.getLogger("glucoledger.api")
 
@@ -85,6 +85,43 @@ class _TooBig(Exception):
     pass
 
 
+_HEADERS: Final = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
+                   (b"x-frame-options", b"DENY")]
+_CSP: Final = (b"content-security-policy",
+               (b"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+                b"script-src 'self'; frame-ancestors 'none'"))
+
+
+class SecurityHeaders:
+    """Add the security headers every answer carries (and a CSP on HTML), unless set.
+
+    Plain ASGI: it only rewrites the ``http.response.start`` message, so it costs a few
+    microseconds a request (Starlette's ``BaseHTTPMiddleware`` costs hundreds).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(msg: Message) -> None:
+            if msg["type"] == "http.response.start":
+                headers = list(msg.get("headers", ()))
+                have = {k.lower() for k, _ in headers}
+                headers += [h for h in _HEADERS if h[0] not in have]
+                html = any(k.lower() == b"content-type" and v.startswith(b"text/html")
+                           for k, v in headers)
+                if html and _CSP[0] not in have:
+                    headers.append(_CSP)
+                msg = {**msg, "headers": headers}
+            await send(msg)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def _validation_message(exc: RequestValidationError) -> str:
     errs = exc.errors()
     if not errs:
@@ -95,6 +132,19 @@ def _validation_message(exc: RequestValidationError) -> str:
         return "the body is not valid JSON; check quotes, commas and brackets"
     more = f" (and {len(errs) - 1} more problem(s))" if len(errs) > 1 else ""
     return f"{where}: {e.get('msg', 'invalid')}{more}"
+
+
+def error_for(request: Request, exc: GlucoledgerError) -> Any:
+    """The answer to a refusal: JSON ``{code, message}`` (an HTML page under /portal)."""
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(
+        exc, RateLimitedError) else None
+    if exc.http_status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": 'Signature realm="glucoledger"'}
+    if request.url.path.startswith("/portal") or request.url.path == "/":
+        from .portal import error_page
+
+        return error_page(request, exc)
+    return error_response(exc.http_status, exc.code, exc.message, headers)
 
 
 def create_app(node: Node, settings: ServerSettings | None = None, *,
@@ -108,15 +158,7 @@ def create_app(node: Node, settings: ServerSettings | None = None, *,
 
     @app.exception_handler(GlucoledgerError)
     async def _glucoledger_error(request: Request, exc: GlucoledgerError) -> Any:
-        headers = {"Retry-After": str(exc.retry_after)} if isinstance(
-            exc, RateLimitedError) else None
-        if exc.http_status == 401:
-            headers = {**(headers or {}), "WWW-Authenticate": 'Signature realm="glucoledger"'}
-        if request.url.path.startswith("/portal") or request.url.path == "/":
-            from .portal import error_page
-
-            return error_page(request, exc)
-        return error_response(exc.http_status, exc.code, exc.message, headers)
+        return error_for(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -138,9 +180,9 @@ def create_app(node: Node, settings: ServerSettings | None = None, *,
 
     from . import routes_consent, routes_fhir, routes_ledger, routes_nightscout
 
+    app.include_router(routes_nightscout.router)  # first: uploads are the hot path
     app.include_router(routes_ledger.router)
     app.include_router(routes_consent.router)
-    app.include_router(routes_nightscout.router)
     app.include_router(routes_fhir.router)
     try:
         from . import portal
@@ -149,19 +191,9 @@ def create_app(node: Node, settings: ServerSettings | None = None, *,
     else:
         app.include_router(portal.router)
         app.mount("/static", portal.static_files(), name="static")
+    app.add_middleware(routes_nightscout.UploadLane)
     app.add_middleware(BodyLimit, limit=c.settings.max_body)
-
-    @app.middleware("http")
-    async def _headers(request: Request, call_next: Any) -> Any:
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        if response.headers.get("content-type", "").startswith("text/html"):
-            response.headers.setdefault(
-                "Content-Security-Policy", "default-src 'self'; img-src 'self' data:; "
-                "style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'")
-        return response
+    app.add_middleware(SecurityHeaders)
 
     return app
 

@@ -7,18 +7,19 @@ the Content-Type (some uploaders send text/plain).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
 from ..errors import GlucoledgerError, PermissionDeniedError
 from ..interop import nightscout as ns
 from ..node.nightscout import Binding, NightscoutService
-from .app import json_body
+from .app import error_for, json_body
 from .auth import record_refusal
 from .context import ctx
 
@@ -62,14 +63,13 @@ async def _post(request: Request, collection: str) -> JSONResponse:
     binding = _auth(request)
     body = json_body(await request.body())
     try:
-        # The upload blocks until its group commit is ordered: off the event loop, so that
-        # concurrent uploads can share one commit.
-        docs = await run_in_threadpool(_svc(request).upload, binding, collection, body,
-                                       int(time.time() * 1000))
+        # Checked here, stored by the upload pipeline's thread with whatever other POSTs
+        # arrive meanwhile (one block for all); no thread is held while this one waits.
+        pending = _svc(request).post(binding, collection, body, int(time.time() * 1000))
     except PermissionDeniedError as exc:
         record_refusal(request, exc, binding.account)
         raise
-    return JSONResponse(docs)
+    return JSONResponse(await asyncio.wrap_future(pending))
 
 
 def _get(request: Request, collection: str, type_: str | None = None) -> JSONResponse:
@@ -91,6 +91,7 @@ def _routes(collection: str, paths: list[str]) -> None:
         return _get(request, collection)
 
     for p in paths:
+        _POSTS[router.prefix + p] = collection
         router.add_api_route(p, post, methods=["POST"], name=f"post_{collection}{p}",
                              summary=f"Upload {collection} (Nightscout v1)",
                              responses=_ERR, openapi_extra={**_BODY, **_AUTH_PARAMS})
@@ -98,6 +99,35 @@ def _routes(collection: str, paths: list[str]) -> None:
                              summary=f"Read {collection} through a grant (Nightscout v1)",
                              responses=_ERR, openapi_extra=_AUTH_PARAMS)
 
+
+class UploadLane:
+    """Nightscout POSTs straight to their handler, before FastAPI's router.
+
+    Uploads are the server's hot path (every uploader, every 5 minutes); FastAPI's routing
+    and dependency machinery cost more than the rest of the request's HTTP handling. This
+    plain ASGI middleware (inside the body limit and the security headers) answers exactly the
+    POST routes below with the same handler and the same error table; everything else, and
+    the OpenAPI description of these routes, stays with FastAPI.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        collection = _POSTS.get(scope["path"]) if (
+            scope["type"] == "http" and scope["method"] == "POST") else None
+        if collection is None:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        try:
+            response = await _post(request, collection)
+        except GlucoledgerError as exc:
+            response = error_for(request, exc)
+        await response(scope, receive, send)
+
+
+_POSTS: dict[str, str] = {}
 
 _routes("entries", ["/entries", "/entries.json"])
 _routes("treatments", ["/treatments", "/treatments.json"])
@@ -124,7 +154,7 @@ def current(request: Request) -> JSONResponse:
 
 @router.get("/status.json", responses=_ERR)
 @router.get("/status", responses=_ERR, include_in_schema=False)
-def status(request: Request) -> dict[str, Any]:
+async def status(request: Request) -> dict[str, Any]:
     """Server status as Nightscout clients expect it (public)."""
     return ns.status_doc(name=ctx(request).node.config.name, version=f"15.0.0-glucoledger-"
                          f"{__version__}", now_ms=int(time.time() * 1000))

@@ -1,15 +1,22 @@
 """Server benchmark: Nightscout-style uploads and audited summary reads over loopback.
 
-The server (uvicorn, one process, in a thread here) serves a fresh demo-like node; the
-client is a second process (``multiprocessing``, spawn) running ``concurrency`` threads with
-keep-alive connections (httpx). Each upload is one xDrip+-style POST /api/v1/entries of one
-SGV from its own uploader (one patient each, as phones upload), so every request becomes one
-gateway-attested ``data.commit`` in a group commit. Each read is POST /api/reads (summary
-view) signed by the clinician with RFC 9421: one ``access`` transaction ordered before the
-summary is released. Numbers are printed, not asserted. Goal (2 cores): >= 2,000 uploads/s,
-p99 < 50 ms.
+The server (uvicorn with uvloop and httptools, one process; a thread of this one) serves a
+fresh node. The client is a second process (``multiprocessing``, spawn) driving keep-alive
+connections from one asyncio loop (``bench.loadgen``: a lean client, so that the client's CPU
+is not taken from the server's two cores more than it must).
 
-Run: ``PYTHONPATH=src python -m glucoledger.bench.server [--seconds 10] [--uploaders 32]``.
+- Uploads: ``patients`` patients (one uploader secret each, as each patient's phone has its
+  own) shared round-robin over ``connections`` connections. Each request is one xDrip+-style
+  POST /api/v1/entries of one SGV, the patient's readings 5 minutes apart (as a CGM makes
+  them), so every request becomes one gateway-attested ``data.commit``.
+- Reads: POST /api/reads (14-day summary) signed by the clinician with RFC 9421 (fresh nonce
+  each): one ``access`` transaction ordered before the summary is released.
+- Baseline, in the same run: GET /api/v1/status.json (no ledger work), the floor the HTTP
+  stack itself sets on this machine now; the other rows are also given as a ratio of it.
+
+Numbers are printed, not asserted. Goal (2 cores): >= 2,000 uploads/s with p99 < 50 ms.
+
+Run: ``python -m glucoledger.bench.server [--seconds 10] [--connections 32] [--patients 128]``.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import argparse
 import hashlib
 import json
 import multiprocessing as mp
+import resource
 import secrets
 import statistics
 import tempfile
@@ -28,93 +36,87 @@ from typing import Any
 
 __all__ = ["main", "run"]
 
+_STEP_MS = 300_000  # one CGM reading every 5 minutes
+_BACK_MS = 7 * 86_400_000  # the first reading of each patient, a week ago
 
-def _client(url: str, kind: str, secrets_: list[str], seconds: float, threads: int,
-            signer: Any, out: Any) -> None:
-    import httpx
 
+def _client(host: str, port: int, kind: str, secrets_: list[str], seconds: float,
+            connections: int, signer: Any, out: Any) -> None:
     from ..api.httpsig import sign_request
     from ..crypto import PrivateKey
+    from .loadgen import http_request, run_connections
 
-    signer = PrivateKey.from_private_bytes(signer[0], signer[1])
+    key = PrivateKey.from_private_bytes(signer[0], signer[1])
+    base = int(time.time() * 1000) - _BACK_MS
+    sent = [0] * len(secrets_)
+    auth = [hashlib.sha1(s.encode()).hexdigest() for s in secrets_]
+    hostport = f"{host}:{port}"
+    read_body = json.dumps({"patient": "p0", "streams": ["cgm"], "view": "summary"}).encode()
+    status = http_request("GET", "/api/v1/status.json", hostport)
 
-    lat: list[float] = []
-    errors = [0]
-    mu = threading.Lock()
-    stop = time.perf_counter() + seconds
+    def upload(conn: int, i: int) -> bytes:
+        p = (conn + i * connections) % len(secrets_)  # this connection's patients in turn
+        t = base + sent[p] * _STEP_MS + p
+        sent[p] += 1
+        body = json.dumps([{"type": "sgv", "sgv": 90 + (t // _STEP_MS) % 90, "date": t,
+                            "direction": "Flat", "device": "xDrip-G6"}]).encode()
+        return http_request("POST", "/api/v1/entries", hostport, body,
+                            {"api-secret": auth[p], "content-type": "application/json"})
 
-    def worker(i: int) -> None:
-        secret = secrets_[i % len(secrets_)]
-        h = {"api-secret": hashlib.sha1(secret.encode()).hexdigest(),
-             "content-type": "application/json"}
-        t = int(time.time() * 1000) - 86_400_000 + i * 7  # distinct per thread
-        mine: list[float] = []
-        bad = 0
-        with httpx.Client(base_url=url, timeout=30) as c:
-            while time.perf_counter() < stop:
-                if kind == "upload":
-                    t += 300_000 // 50
-                    body = json.dumps([{"type": "sgv", "sgv": 100 + t % 80, "date": t,
-                                        "direction": "Flat", "device": "xDrip-G6"}]).encode()
-                    t0 = time.perf_counter()
-                    r = c.post("/api/v1/entries", content=body, headers=h)
-                else:
-                    body = json.dumps({"patient": "p0", "streams": ["cgm"],
-                                       "view": "summary"}).encode()
-                    hs = sign_request(signer, method="POST", url=f"{url}/api/reads", body=body,
-                                      nonce=secrets.token_hex(12))
-                    t0 = time.perf_counter()
-                    r = c.post("/api/reads", content=body,
-                               headers={**hs, "content-type": "application/json"})
-                mine.append(time.perf_counter() - t0)
-                if r.status_code != 200:
-                    bad += 1
-        with mu:
-            lat.extend(mine)
-            errors[0] += bad
+    def read(conn: int, i: int) -> bytes:
+        hs = sign_request(key, method="POST", url=f"http://{hostport}/api/reads",
+                          body=read_body, nonce=secrets.token_hex(12))
+        return http_request("POST", "/api/reads", hostport, read_body,
+                            {**hs, "content-type": "application/json"})
 
-    ts = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
-    for th in ts:
-        th.start()
-    for th in ts:
-        th.join()
-    out.put((lat, errors[0]))
+    make = {"upload": upload, "read": read, "status": lambda c, i: status}[kind]
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    res = run_connections(host, port, make, connections, seconds)
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    out.put((res.latencies, res.errors, res.first_error, cpu))
 
 
-def _report(name: str, lat: list[float], errors: int, seconds: float) -> dict[str, Any]:
+def _report(name: str, lat: list[float], errors: int, seconds: float, server_cpu: float,
+            client_cpu: float, baseline: float | None) -> dict[str, Any]:
     lat.sort()
     n = len(lat)
+
     def p(q: float) -> float:
         return lat[min(n - 1, int(q * n))] * 1000 if n else 0.0
 
-    row = {"what": name, "requests": n, "errors": errors, "per_s": round(n / seconds, 1),
+    per_s = n / seconds if seconds else 0.0
+    row = {"what": name, "requests": n, "errors": errors, "per_s": round(per_s, 1),
            "p50_ms": round(p(0.50), 2), "p99_ms": round(p(0.99), 2),
-           "mean_ms": round(statistics.fmean(lat) * 1000, 2) if n else 0.0}
-    print(f"{name:28s} {row['per_s']:>9.1f}/s  p50 {row['p50_ms']:>7.2f} ms  "
-          f"p99 {row['p99_ms']:>7.2f} ms  ({n} requests, {errors} errors)")
+           "mean_ms": round(statistics.fmean(lat) * 1000, 2) if n else 0.0,
+           "server_cpu_ms": round(server_cpu / n * 1000, 3) if n else 0.0,
+           "client_cpu_ms": round(client_cpu / n * 1000, 3) if n else 0.0,
+           "of_baseline": round(per_s / baseline, 3) if baseline else 1.0}
+    ratio = "" if baseline is None else f"  {row['of_baseline']:.2f} of baseline"
+    print(f"{name:34s} {row['per_s']:>8.1f}/s  p50 {row['p50_ms']:>7.2f} ms  "
+          f"p99 {row['p99_ms']:>7.2f} ms  server {row['server_cpu_ms']:.2f} ms CPU/req  "
+          f"client {row['client_cpu_ms']:.2f}{ratio}  ({n} requests, {errors} errors)")
     return row
 
 
-def run(seconds: float = 10.0, uploaders: int = 32, readers: int = 8) -> list[dict[str, Any]]:
+def run(seconds: float = 10.0, connections: int = 32, patients: int = 128, readers: int = 8,
+        folder: Path | None = None) -> list[dict[str, Any]]:
     import uvicorn
 
     from ..api.app import create_app
     from ..api.context import ServerContext
-    from ..glucose.simulate import simulate_cgm  # noqa: F401 - keeps the import warm
     from ..node import consent_actions as ca
     from ..node.accounts import create_account, identity, keys_of
-    from ..node.people import Passwords
     from ..node.service import Node
 
-    folder = Path(tempfile.mkdtemp(prefix="glucoledger-bench-server-"))
+    folder = folder or Path(tempfile.mkdtemp(prefix="glucoledger-bench-server-"))
     node = Node.init(folder)
     c = ServerContext.create(node)
     ns = c.services["nightscout"]
     create_account(node, "dr-b", "clinician")
     create_account(node, "t", "trusted")
-    Passwords(node)  # touch
     secrets_ = []
-    for i in range(uploaders):
+    for i in range(patients):
         create_account(node, f"p{i}", "patient", trusted="t")
         s = f"bench-secret-{i:04d}-{secrets.token_hex(4)}"
         ns.add_uploader(f"p{i}", s)
@@ -126,29 +128,42 @@ def run(seconds: float = 10.0, uploaders: int = 32, readers: int = 8) -> list[di
              valid_until=now + 86_400_000)
     app = create_app(node, context=c)
     port = 18000 + secrets.randbelow(2000)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, loop="auto",
+                                           http="auto", log_level="warning", access_log=False))
     th = threading.Thread(target=server.run, daemon=True)
     th.start()
     while not server.started:
         time.sleep(0.02)
-    url = f"http://127.0.0.1:{port}"
     ctx = mp.get_context("spawn")
     rows = []
-    print(f"server: uvicorn, 1 process; client: a second process; {seconds:.0f} s each")
-    for kind, threads, name in (("upload", uploaders, "Nightscout uploads"),
-                                ("read", readers, "audited summary reads")):
+    key = keys_of(node, identity(node, "dr-b"))[0]
+    signer = (key.alg, key.private_bytes())  # the client process signs as dr-b
+    print(f"server: uvicorn ({server.config.loop} loop, {server.config.http} parser), "
+          f"1 process; client: a second process, {seconds:.0f} s per row")
+    baseline: float | None = None
+    for kind, conns, name in (("status", connections, "baseline: GET status.json"),
+                              ("upload", connections, "Nightscout uploads"),
+                              ("read", readers, "audited summary reads")):
+        if conns <= 0:
+            continue
         q = ctx.Queue()
-        key = keys_of(node, identity(node, "dr-b"))[0]
-        signer = (key.alg, key.private_bytes())  # the client process signs as dr-b
-        proc = ctx.Process(target=_client, args=(url, kind, secrets_, seconds, threads,
-                                                 signer, q))
-        t0 = time.perf_counter()
+        proc = ctx.Process(target=_client, args=("127.0.0.1", port, kind, secrets_, seconds,
+                                                 conns, signer, q))
         proc.start()
-        lat, errors = q.get()
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
+        t0 = time.perf_counter()
+        lat, errors, first_error, client_cpu = q.get()
+        wall = min(seconds, time.perf_counter() - t0)
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
         proc.join()
-        rows.append(_report(f"{name} ({threads} conns)", lat, errors,
-                            min(seconds, time.perf_counter() - t0)))
+        server_cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+        row = _report(f"{name} ({conns} conns)", lat, errors, wall, server_cpu, client_cpu,
+                      baseline)
+        if first_error:
+            print(f"  first error: {first_error}")
+        if kind == "status":
+            baseline = row["per_s"] or None
+        rows.append(row)
     server.should_exit = True
     th.join(10)
     c.close()
@@ -159,10 +174,11 @@ def run(seconds: float = 10.0, uploaders: int = 32, readers: int = 8) -> list[di
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--uploaders", type=int, default=32)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--patients", type=int, default=128)
     ap.add_argument("--readers", type=int, default=8)
     a = ap.parse_args()
-    run(a.seconds, a.uploaders, a.readers)
+    run(a.seconds, a.connections, a.patients, a.readers)
 
 
 if __name__ == "__main__":

@@ -110,12 +110,11 @@ class ChainStore:
                         (h.height, block.hash, h.encode(), checkpoint))
                     self._db.executemany("INSERT INTO txs VALUES (?,?,?,?,?,?)", tx_rows)
                     self._db.executemany("INSERT OR REPLACE INTO nodes VALUES (?,?,?)", block.nodes)
-                    for key, value in block.changes.items():
-                        if value is None:
-                            self._db.execute("DELETE FROM state WHERE key = ?", (key,))
-                        else:
-                            self._db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)",
-                                             (key, value))
+                    changes = block.changes.items()
+                    self._db.executemany("DELETE FROM state WHERE key = ?",
+                                         [(k,) for k, v in changes if v is None])
+                    self._db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)",
+                                         [(k, v) for k, v in changes if v is not None])
                     self._db.execute("INSERT OR REPLACE INTO meta VALUES ('frontier', ?)",
                                      (codec.encode(list(frontier)),))
                     self._db.execute("COMMIT")

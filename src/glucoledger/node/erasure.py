@@ -116,8 +116,7 @@ class ErasureService:
             if isinstance(self.vault.blobs, FsBlobStore):
                 _shred(self.vault.blobs.path(ct))
             self.vault.blobs.delete(ct)
-        self.vault._many([("DELETE FROM batches WHERE ct = ?",
-                           [(ct,) for ct in record["batches"]])])
+        self.vault.forget(record["batches"])
         if record["whole"]:
             for stream in record["streams"]:
                 self.vault.erase(patient, stream)

@@ -87,6 +87,7 @@ class _Job:
     sealed: Sealed
     row: BatchRow
     envelope: bytes
+    tags: tuple[bytes, ...] = ()
     done: threading.Event = field(default_factory=threading.Event)
     receipt: IngestReceipt | None = None
     error: GlucoledgerError | None = None
@@ -203,7 +204,7 @@ class IngestService:
 
     def upload(self, up: Upload | Checked) -> IngestReceipt:
         """Ingest one upload; return its receipt or raise why it was refused."""
-        return self._wait(self.submit(up))
+        return self.wait(self.submit(up))
 
     def upload_many(self, uploads: Iterable[Upload | Checked | GlucoledgerError]
                     ) -> list[IngestReceipt | GlucoledgerError]:
@@ -222,12 +223,12 @@ class IngestService:
                 except GlucoledgerError as exc:
                     pending.append(exc)
         finally:
-            self._drain()  # even when the input failed part-way: settle what was queued
+            self.drain()  # even when the input failed part-way: settle what was queued
         out: list[IngestReceipt | GlucoledgerError] = []
         for p in pending:
             if isinstance(p, _Job):
                 try:
-                    out.append(self._wait(p))
+                    out.append(self.wait(p))
                 except GlucoledgerError as exc:
                     out.append(exc)
             else:
@@ -270,7 +271,13 @@ class IngestService:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def submit(self, up: Upload | Checked, *, commit: bool = True) -> _Job | IngestReceipt:
+    def submit(self, up: Upload | Checked, *, commit: bool = True,
+               tags: Sequence[bytes] = ()) -> _Job | IngestReceipt:
+        """Queue one upload (and commit the queue unless ``commit=False``).
+
+        ``tags`` are idempotency tags stored with the batch (``Vault.tagged`` finds them),
+        in the same transaction as its row: only a batch that is kept keeps them.
+        """
         if isinstance(up, Upload):
             up = up.checked()
         key = (up.uploader, up.seq)
@@ -281,6 +288,7 @@ class IngestService:
         prepared = self._prepare(up)
         if isinstance(prepared, IngestReceipt):
             return prepared
+        prepared.tags = tuple(tags)
         with self._mu:
             twin = self._inflight.get(key)
             if twin is None:
@@ -289,30 +297,31 @@ class IngestService:
         if twin is not None:
             return self._twin(twin, up)
         if commit:
-            self._drain()
+            self.drain()
         return prepared
 
     def _twin(self, twin: _Job, up: Checked) -> IngestReceipt:
         if twin.upload.root != up.root:
             raise RejectedError(f"sequence {up.seq} of {up.uploader.hex()[:16]} is already "
                                 "being ingested with other content: a replay", code="replayed_seq")
-        receipt = self._wait(twin)
+        receipt = self.wait(twin)
         return dataclasses.replace(receipt, duplicate=True)
 
-    def _wait(self, job: _Job | IngestReceipt) -> IngestReceipt:
+    def wait(self, job: _Job | IngestReceipt) -> IngestReceipt:
+        """The receipt of a submitted upload, once its group is committed; or its refusal."""
         if isinstance(job, IngestReceipt):
             return job
         # Commit at once if nobody is committing (a lone upload must not idle); while someone
         # is, later jobs queue up and go together in the next group.
-        self._drain()
+        self.drain()
         while not job.done.wait(0.05):
-            self._drain()
+            self.drain()
         if job.error is not None:
             raise job.error
         assert job.receipt is not None
         return job.receipt
 
-    def _drain(self) -> None:
+    def drain(self) -> None:
         """Become the committer if nobody is; commit queued jobs until the queue is empty."""
         with self._mu:
             if self._committing:
@@ -346,7 +355,8 @@ class IngestService:
                     except GlucoledgerError as exc:
                         job.error = exc
             try:
-                self.vault.add_pending([j.row for j in written])
+                self.vault.add_pending([j.row for j in written],
+                                       [(t, j.sealed.ct) for j in written for t in j.tags])
             except GlucoledgerError:
                 for j in written:
                     self.vault.blobs.delete(j.sealed.ct)

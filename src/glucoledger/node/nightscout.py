@@ -13,18 +13,25 @@ what a client presents, never a secret):
 
 Deduplication as Nightscout does it (interop/nightscout.py): a document whose identity was
 stored before is not stored again; POST echoes it with its ``_id``. The node remembers
-identities as HMAC-SHA-256 under a key derived from the master key (``<data>/nightscout.db``),
-so the index reveals no reading times to someone holding only the folder.
+identities as HMAC-SHA-256 under a key derived from the master key, stored as the vault's
+idempotency tags of the batch that holds the document (written with the batch's row, deleted
+with it), so the index reveals no reading times to someone holding only the folder, and a
+document counts as seen exactly when a batch holds it, crash or not.
+
+Uploads go through a pipeline (node/pipeline.py): ``post`` validates a POST in the caller's
+thread and queues it; one thread takes every queued POST, deduplicates them against the vault
+and each other, and stores them as one ingest group: one block, a handful of fsyncs, however
+many POSTs arrived meanwhile.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import threading
 from collections import defaultdict
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..crypto import generate
@@ -36,7 +43,7 @@ from ..errors import (
     InputError,
     PermissionDeniedError,
 )
-from ..glucose.readings import parse_batch
+from ..glucose.readings import Batch, parse_batch
 from ..interop import nightscout as ns
 from ..state.consent import Request, grants_of
 from ..vault.batch import prepare_upload
@@ -44,6 +51,7 @@ from .access import AccessService, RawRelease
 from .accounts import AddressBook, Identity, identity, keys_of
 from .devices import bind_device, create_keyed_account, org_account
 from .ingest import IngestService
+from .pipeline import Pipeline
 from .service import Node
 
 __all__ = ["STREAMS_OF", "Binding", "NightscoutService"]
@@ -55,6 +63,28 @@ STREAMS_OF: dict[str, tuple[str, ...]] = {
     "devicestatus": ("notes",),
     "profile": ("settings",),
 }
+
+
+def _batches(docs: list[ns.Doc], now_ms: int) -> list[Batch]:
+    """The documents' items as one validated batch per stream (raises InputError)."""
+    by_stream: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for d in docs:
+        for stream, item in d.items:
+            by_stream[stream].append(item)
+    return [parse_batch(s, items, now_ms=now_ms) for s, items in by_stream.items()]
+
+
+@dataclass(eq=False)
+class _Post:
+    """One POST on its way through the upload pipeline."""
+
+    binding: Binding
+    collection: str
+    docs: list[ns.Doc]
+    ids: list[bytes]  # the documents' dedup tags (HMAC of their Nightscout identity)
+    now_ms: int
+    batches: list[Batch]
+    future: Future[list[dict[str, Any]]] = field(default_factory=Future)
 
 
 @dataclass(frozen=True)
@@ -72,18 +102,14 @@ class NightscoutService:
         self.path = node.data_dir / "nightscout.json"
         self._mu = threading.Lock()
         self._seq_mu: dict[bytes, threading.Lock] = defaultdict(threading.Lock)
-        self._next_seq: dict[bytes, int] = {}
+        self._next_seq: dict[bytes, int] = {}  # gateway -> next sequence (pipeline thread)
         self._bindings = self._load()
         self._dedup_key = hmac_sha256(node.master, b"glucoledger nightscout dedup v1")
-        self._db = sqlite3.connect(node.data_dir / "nightscout.db", check_same_thread=False,
-                                   isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS seen (k BLOB PRIMARY KEY)")
-        self._db_mu = threading.Lock()
         self._gw_keys: dict[str, Any] = {}
+        self._pipeline: Pipeline[_Post] = Pipeline(self._store, name="nightscout-uploads")
 
     def close(self) -> None:
-        self._db.close()
+        self._pipeline.close()
 
     # --- credentials -----------------------------------------------------------------------
     def _load(self) -> dict[str, dict[str, str]]:
@@ -156,44 +182,87 @@ class NightscoutService:
     def doc_id(self, patient: bytes, collection: str, key: str) -> str:
         return self._key(patient, collection, key)[:12].hex()
 
-    def _seen(self, keys: list[bytes]) -> set[bytes]:
-        if not keys:
-            return set()
-        with self._db_mu:
-            found: set[bytes] = set()
-            for i in range(0, len(keys), 500):
-                part = keys[i:i + 500]
-                rows = self._db.execute(
-                    f"SELECT k FROM seen WHERE k IN ({','.join('?' * len(part))})", part)
-                found.update(bytes(r[0]) for r in rows)
-            return found
-
     def upload(self, binding: Binding, collection: str, body: Any, now_ms: int
                ) -> list[dict[str, Any]]:
         """Store a POST body; return the stored documents with ``_id`` (Nightscout's echo).
 
-        All or nothing per request: every document is validated before anything is stored.
-        Raises InputError subclasses (bad documents), PermissionDeniedError (a read token),
-        RejectedError / SignatureError from ingest.
+        Blocks until the documents are committed; ``post`` is the same without the wait.
+        """
+        return self.post(binding, collection, body, now_ms).result()
+
+    def post(self, binding: Binding, collection: str, body: Any, now_ms: int
+             ) -> Future[list[dict[str, Any]]]:
+        """Check a POST body now and queue it; the future gives what ``upload`` returns.
+
+        All or nothing per request: every document is validated here, before anything is
+        queued, so bad input raises at once (InputError subclasses; PermissionDeniedError for
+        a read token). The future fails with RejectedError / SignatureError / StorageError when
+        the ledger or the vault refused the batch.
         """
         if binding.role != "upload":
             raise PermissionDeniedError("this token may read (through a grant), not upload; "
                                         "uploaders use their own API secret")
         docs = ns.parse_docs(collection, body)
-        ids = [self._key(binding.patient, collection, d.key) for d in docs]
-        seen = self._seen(ids)
-        fresh = [(d, k) for d, k in zip(docs, ids, strict=True) if k not in seen]
-        by_stream: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for d, _ in fresh:
-            for stream, item in d.items:
-                by_stream[stream].append(item)
-        batches = [parse_batch(s, items, now_ms=now_ms) for s, items in by_stream.items()]
-        if batches:
-            self._ingest(binding, batches)
-            with self._db_mu:
-                self._db.executemany("INSERT OR IGNORE INTO seen (k) VALUES (?)",
-                                     [(k,) for _, k in fresh])
-        return [dict(d.echo, _id=k[:12].hex()) for d, k in zip(docs, ids, strict=True)]
+        post = _Post(binding, collection, docs,
+                     [self._key(binding.patient, collection, d.key) for d in docs], now_ms,
+                     _batches(docs, now_ms))
+        return self._pipeline.put(post)
+
+    def _store(self, posts: list[_Post]) -> None:
+        """The pipeline's step: store a group of POSTs as one ingest group (one block).
+
+        Documents stored before (their tag is in the vault) or earlier in the same group are
+        not stored again (Nightscout's deduplication); what remains becomes one batch per
+        stream and POST, signed by the POST's gateway with consecutive sequence numbers.
+        """
+        stored = self.ingest.vault.tagged([k for p in posts for k in p.ids])
+        claimed: set[bytes] = set()  # tags of documents earlier POSTs of this group store
+        work: list[tuple[_Post, list[Any]]] = []
+        later: list[_Post] = []
+        for p in posts:
+            if claimed.intersection(p.ids):  # wait for their outcome: stored, or not
+                later.append(p)
+                continue
+            fresh = []
+            for k in p.ids:
+                fresh.append(k not in stored and k not in claimed)
+                claimed.add(k)
+            if not all(fresh):  # some documents were stored before: rebuild from the rest
+                try:
+                    p.batches = _batches([d for d, f in zip(p.docs, fresh, strict=True) if f],
+                                         p.now_ms)
+                except GlucoledgerError as exc:
+                    p.future.set_exception(exc)
+                    continue
+            try:
+                work.append((p, self._queue_batches(p, fresh)))
+            except GlucoledgerError as exc:
+                p.future.set_exception(exc)
+        self.ingest.drain()
+        for p, jobs in work:
+            try:
+                for job in jobs:
+                    self.ingest.wait(job)
+            except GlucoledgerError as exc:
+                p.future.set_exception(exc)
+                continue
+            p.future.set_result([dict(d.echo, _id=k[:12].hex())
+                                 for d, k in zip(p.docs, p.ids, strict=True)])
+        if later:
+            self._store(later)
+
+    def _queue_batches(self, p: _Post, fresh: list[bool]) -> list[Any]:
+        gw, key = self._gateway(p.binding.account)
+        tags = [k for k, f in zip(p.ids, fresh, strict=True) if f]
+        seq = max(self._next_seq.get(gw.id, 0), self.ingest.next_seq(gw.id))
+        jobs = []
+        for i, b in enumerate(p.batches):
+            up = prepare_upload(self.node.chain, p.binding.patient, gw.id, seq, b, key)
+            # The document tags go with the POST's first batch: kept if it is committed.
+            jobs.append(self.ingest.submit(up, commit=False, tags=tags if i == 0 else ()))
+            seq += 1
+        self._next_seq[gw.id] = seq
+        return jobs
 
     def _gateway(self, name: str) -> tuple[Identity, Any]:
         hit = self._gw_keys.get(name)
@@ -202,25 +271,6 @@ class NightscoutService:
             hit = (gw, keys_of(self.node, gw)[0])
             self._gw_keys[name] = hit
         return hit
-
-    def _ingest(self, binding: Binding, batches: list[Any]) -> None:
-        gw, key = self._gateway(binding.account)
-        jobs = []
-        with self._seq_mu[gw.id]:
-            seq = max(self._next_seq.get(gw.id, 0), self.ingest.next_seq(gw.id))
-            for b in batches:
-                up = prepare_upload(self.node.chain, binding.patient, gw.id, seq, b, key)
-                jobs.append(self.ingest.submit(up, commit=False))
-                seq += 1
-            self._next_seq[gw.id] = seq
-        errors: list[GlucoledgerError] = []
-        for job in jobs:
-            try:
-                self.ingest._wait(job)
-            except GlucoledgerError as exc:
-                errors.append(exc)
-        if errors:
-            raise errors[0]
 
     # --- reads -------------------------------------------------------------------------------
     def read(self, binding: Binding, collection: str, query: ns.Query

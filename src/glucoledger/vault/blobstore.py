@@ -13,9 +13,12 @@ error tree whatever the backend.
   (default) the file is flushed to disk before the rename;
 - pack files, ``<root>/packs/<random>.pack``, from ``put_many`` (the ingest group commit): the
   group's blobs as records ``sha256 (32 bytes) || length (4 bytes, big-endian) || blob``,
-  written with one write and made durable with one fsync of the file and one of its folder,
-  before anyone refers to them. Creating one file per blob cost more than all the
-  cryptography of a single-reading upload.
+  appended with one write to this store's active pack and made durable with one fdatasync,
+  before anyone refers to them. A store opens a new pack (and syncs the folder once) when it
+  starts, after a failed write, and when the active pack passes ``PACK_LIMIT`` bytes; it never
+  appends to a pack it did not create, so a torn tail left by a crash stays a tail. Creating a
+  file per blob cost more than all the cryptography of a single-reading upload; a file per
+  group cost two fsyncs a group.
 
 Both are content-addressed: ``get``/``exists``/``delete`` take the SHA-256 and find the blob
 wherever it is (packs are indexed in memory on first use, by reading their record headers; a
@@ -39,7 +42,10 @@ from pathlib import Path
 from ..crypto import sha256
 from ..errors import NotFoundError, StorageError
 
-__all__ = ["BlobStore", "FsBlobStore", "MemoryBlobStore"]
+__all__ = ["PACK_LIMIT", "BlobStore", "FsBlobStore", "MemoryBlobStore"]
+
+#: A store starts a new pack once its active one holds this many bytes.
+PACK_LIMIT = 64 << 20
 
 
 class BlobStore(abc.ABC):
@@ -66,6 +72,9 @@ class BlobStore(abc.ABC):
     def names(self) -> Iterator[bytes]:  # pragma: no cover - optional for backends
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release what the store holds open (it may be used again: it reopens)."""
+
 
 class FsBlobStore(BlobStore):
     def __init__(self, root: Path | str, *, fsync: bool = True) -> None:
@@ -77,6 +86,10 @@ class FsBlobStore(BlobStore):
         self._index: dict[bytes, tuple[Path, int, int]] | None = None
         #: pack path -> live records in it.
         self._live: dict[Path, int] = {}
+        #: pack path -> where its scan stopped (the end of its last complete record).
+        self._scanned: dict[Path, int] = {}
+        #: the pack this store appends to: (path, descriptor, size); None until first write.
+        self._active: tuple[Path, int, int] | None = None
         try:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
@@ -103,7 +116,7 @@ class FsBlobStore(BlobStore):
                     self._index, self._live = {}, {}
                 try:
                     for pack in sorted(self._packs.glob("*.pack")):
-                        if pack not in self._live:
+                        if self._active is None or pack != self._active[0]:
                             self._scan(pack)
                 except OSError as exc:
                     raise StorageError(f"cannot read the blob packs under {self.root}: {exc}"
@@ -111,11 +124,13 @@ class FsBlobStore(BlobStore):
             return self._index
 
     def _scan(self, pack: Path) -> None:
+        """Index the records of ``pack`` from where its last scan stopped (a pack another
+        process appends to grows; a torn tail is read again once it is complete)."""
         assert self._index is not None
-        live = 0
+        live = self._live.get(pack, 0)
         with open(pack, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            pos = 0
+            pos = self._scanned.get(pack, 0)
             while pos + _REC_HEAD <= size:
                 f.seek(pos)
                 head = f.read(_REC_HEAD)
@@ -128,9 +143,10 @@ class FsBlobStore(BlobStore):
                     live += 1
                 pos += _REC_HEAD + length
         self._live[pack] = live
+        self._scanned[pack] = pos
 
     def put_many(self, blobs: list[bytes]) -> list[bytes]:
-        """Write the blobs as one pack file, durable when this returns (one fsync)."""
+        """Append the blobs to the active pack, durable when this returns (one fdatasync)."""
         index = self._packed()
         out = [sha256(b) for b in blobs]
         todo: dict[bytes, bytes] = {}
@@ -146,33 +162,66 @@ class FsBlobStore(BlobStore):
             parts += (digest, len(data).to_bytes(4, "big"), data)
             where.append((digest, pos + _REC_HEAD, len(data)))
             pos += _REC_HEAD + len(data)
-        pack = self._packs / f"{os.urandom(8).hex()}.pack"
-        try:
-            if "packs" not in self._made:
-                self._packs.mkdir(mode=0o700, exist_ok=True)
-                self._made.add("packs")
-            fd = os.open(pack, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with self._lock:
+            pack, fd, size = self._pack_for_append()
             try:
                 view = memoryview(b"".join(parts))
                 while view:
                     view = view[os.write(fd, view):]
                 if self.fsync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
+                    os.fdatasync(fd)
+            except OSError as exc:
+                self._retire()  # its tail may be torn: never append to it again
+                raise StorageError(f"cannot write a blob pack under {self.root}: {exc}"
+                                   ) from None
+            self._active = (pack, fd, size + pos)
+            for digest, offset, length in where:
+                index.setdefault(digest, (pack, size + offset, length))
+            self._live[pack] = self._live.get(pack, 0) + len(where)
+            self._scanned[pack] = size + pos
+            if size + pos >= PACK_LIMIT:
+                self._retire()
+        return out
+
+    def _pack_for_append(self) -> tuple[Path, int, int]:
+        """The active pack, opened (and its folder synced) on first use."""
+        if self._active is not None:
+            return self._active
+        pack = self._packs / f"{os.urandom(8).hex()}.pack"
+        try:
+            if "packs" not in self._made:
+                self._packs.mkdir(mode=0o700, exist_ok=True)
+                self._made.add("packs")
+            fd = os.open(pack, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
             if self.fsync:
                 _sync_dir(self._packs)
         except OSError as exc:
+            raise StorageError(f"cannot create a blob pack under {self.root}: {exc}") from None
+        self._live.setdefault(pack, 0)
+        self._scanned[pack] = 0
+        self._active = (pack, fd, 0)
+        return self._active
+
+    def _retire(self) -> None:
+        """Stop appending to the active pack (a new one is opened on the next write)."""
+        if self._active is not None:
+            pack, fd, _ = self._active
+            self._active = None
             try:
-                pack.unlink(missing_ok=True)
+                os.close(fd)
             except OSError:
                 pass
-            raise StorageError(f"cannot write a blob pack under {self.root}: {exc}") from None
+            if self._live.get(pack, 0) <= 0:
+                try:
+                    pack.unlink(missing_ok=True)
+                except OSError:
+                    pass
+                self._live.pop(pack, None)
+                self._scanned.pop(pack, None)
+
+    def close(self) -> None:
         with self._lock:
-            for digest, offset, length in where:
-                index.setdefault(digest, (pack, offset, length))
-            self._live[pack] = len(where)
-        return out
+            self._retire()
 
     def locate(self, digest: bytes) -> tuple[Path, int, int]:
         """(file, offset, length) of the blob's bytes. Raises NotFoundError if absent."""
@@ -247,10 +296,18 @@ class FsBlobStore(BlobStore):
             pack, offset, length = found
             try:
                 self._live[pack] = self._live.get(pack, 1) - 1
-                if self._live[pack] <= 0:
+                if self._active is not None and self._active[0] == pack:
+                    # Appends follow its record lengths: zero the record, keep the lengths;
+                    # once nothing in it lives, close it (which removes it).
+                    _zero(pack, offset - _REC_HEAD, 32)
+                    _zero(pack, offset, length)
+                    if self._live[pack] <= 0:
+                        self._retire()
+                elif self._live[pack] <= 0:
                     _zero(pack, 0, None)
                     pack.unlink(missing_ok=True)
                     del self._live[pack]
+                    self._scanned.pop(pack, None)
                 else:
                     _zero(pack, offset - _REC_HEAD, 32)  # the name: a rescan skips it
                     _zero(pack, offset, length)

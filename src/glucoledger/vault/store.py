@@ -12,6 +12,11 @@
                                      the data key wrapped under the KEK (custody "node") or to
                                      the patient's X25519 key with HPKE (custody "self"), and
                                      its data.commit (status "pending" until ordered)
+    tags(tag, ct)                    idempotency tags: opaque keys a caller attached to a batch
+                                     (Nightscout's document identities, as HMACs), written in
+                                     the same transaction as the batch's row and deleted with
+                                     it, so "seen before" means "held by a batch" even across
+                                     a crash
 
 Erasing a patient's stream is deleting its KEK row (and the blobs): every data key under it
 becomes unrecoverable. Reading a batch checks the blob's SHA-256 against the committed hash,
@@ -47,6 +52,8 @@ CREATE TABLE IF NOT EXISTS batches (
     tx_hash BLOB NOT NULL, tx_index INTEGER, status TEXT NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS batches_uploader ON batches(uploader, seq);
 CREATE INDEX IF NOT EXISTS batches_patient ON batches(patient, stream, start);
+CREATE TABLE IF NOT EXISTS tags (tag BLOB PRIMARY KEY, ct BLOB NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tags_ct ON tags(ct);
 """
 _COLS = ("ct", "patient", "stream", "uploader", "seq", "start", "end", "count", "root",
          "custody", "wrapped_key", "trust", "tx_hash", "tx_index", "status")
@@ -107,6 +114,7 @@ class Vault:
         self.data_dir = Path(data_dir)
         self.chain = chain
         self._master = master
+        self._fsync = fsync
         self.blobs = blobs if blobs is not None else FsBlobStore(self.data_dir / "blobs",
                                                                  fsync=fsync)
         self._lock = threading.RLock()
@@ -124,6 +132,7 @@ class Vault:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            self.blobs.close()
 
     # --- SQL helpers ----------------------------------------------------------------------
     def _q(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
@@ -133,9 +142,15 @@ class Vault:
             except sqlite3.Error as exc:
                 raise StorageError(f"vault database query failed: {exc}") from None
 
-    def _many(self, statements: Iterable[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+    def _many(self, statements: Iterable[tuple[str, Sequence[Sequence[Any]]]], *,
+              durable: bool = True) -> None:
+        """Run the statements in one transaction. ``durable=False``: the commit is not
+        synced (a power cut may lose it, a process crash cannot); only for writes that
+        ``IngestService.recover`` re-derives from the ledger."""
         with self._lock:
             try:
+                if not durable and self._fsync:
+                    self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     for sql, rows in statements:
@@ -144,6 +159,9 @@ class Vault:
                 except BaseException:
                     self._db.execute("ROLLBACK")
                     raise
+                finally:
+                    if not durable and self._fsync:
+                        self._db.execute("PRAGMA synchronous=FULL")
             except sqlite3.Error as exc:
                 raise StorageError(f"vault database write failed: {exc}") from None
 
@@ -225,17 +243,41 @@ class Vault:
         return self.decrypt(row, blob, x25519_private=x25519_private)
 
     # --- the batch index ------------------------------------------------------------------
-    def add_pending(self, rows: Sequence[BatchRow]) -> None:
+    def add_pending(self, rows: Sequence[BatchRow],
+                    tags: Sequence[tuple[bytes, bytes]] = ()) -> None:
+        """Record batches as pending, with their idempotency ``tags`` (tag, ct), atomically."""
         self._many([(f"INSERT INTO batches VALUES ({','.join('?' * len(_COLS))})",
-                     [r.as_tuple() for r in rows])])
+                     [r.as_tuple() for r in rows]),
+                    ("INSERT OR IGNORE INTO tags VALUES (?, ?)", tags)])
 
     def settle(self, committed: Sequence[tuple[bytes, int]], dropped: Sequence[bytes]) -> None:
-        """Mark (ct, tx index) committed and delete the rows of refused batches."""
+        """Mark (ct, tx index) committed; delete refused batches' rows and their tags.
+
+        Not synced: the ledger already says what became of each batch, and a settle lost to
+        a power cut leaves "pending" rows that ``IngestService.recover`` settles again.
+        """
+        gone = [(ct,) for ct in dropped]
         self._many([
             ("UPDATE batches SET status = 'committed', tx_index = ? WHERE ct = ?",
              [(idx, ct) for ct, idx in committed]),
-            ("DELETE FROM batches WHERE ct = ?", [(ct,) for ct in dropped]),
-        ])
+            ("DELETE FROM batches WHERE ct = ?", gone),
+            ("DELETE FROM tags WHERE ct = ?", gone),
+        ], durable=False)
+
+    def forget(self, cts: Sequence[bytes]) -> None:
+        """Delete the rows and tags of erased batches (their blobs are the caller's)."""
+        gone = [(ct,) for ct in cts]
+        self._many([("DELETE FROM batches WHERE ct = ?", gone),
+                    ("DELETE FROM tags WHERE ct = ?", gone)])
+
+    def tagged(self, tags: Sequence[bytes]) -> set[bytes]:
+        """Which of ``tags`` some batch (committed or pending) holds."""
+        found: set[bytes] = set()
+        for i in range(0, len(tags), 500):
+            part = list(tags[i:i + 500])
+            found.update(bytes(r[0]) for r in self._q(
+                f"SELECT tag FROM tags WHERE tag IN ({','.join('?' * len(part))})", part))
+        return found
 
     def find(self, uploader: bytes, seq: int) -> BatchRow | None:
         rows = self._q(f"SELECT {','.join(_COLS)} FROM batches WHERE uploader = ? AND seq = ? "

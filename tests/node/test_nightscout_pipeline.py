@@ -1,0 +1,128 @@
+"""The Nightscout upload pipeline: groups of POSTs, deduplication held by the vault's tags."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from glucoledger.api.context import ServerContext
+from glucoledger.errors import OutOfRangeError
+from glucoledger.node.accounts import create_account, identity, keys_of
+from glucoledger.node.nightscout import Binding, NightscoutService
+from glucoledger.node.service import Node
+
+NOW = int(time.time() * 1000)
+
+
+class Site:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.node: Node | None = Node.init(folder)
+        self.open()
+
+    def open(self) -> None:
+        if self.node is None:
+            self.node = Node(self.folder)
+        self.ctx = ServerContext.create(self.node)
+
+    def close(self) -> None:
+        self.ctx.close()
+        assert self.node is not None
+        self.node.close()
+        self.node = None
+
+    @property
+    def ns(self) -> NightscoutService:
+        return self.ctx.services["nightscout"]  # type: ignore[no-any-return]
+
+    def vault_rows(self) -> int:
+        return int(self.ctx.services["vault"].count())
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    s = Site(tmp_path / "node")
+    assert s.node is not None
+    create_account(s.node, "t", "trusted")
+    for name in ("ann", "bob"):
+        create_account(s.node, name, "patient", trusted="t")
+        s.ns.add_uploader(name, f"{name}-uploader-secret")
+    yield s
+    if s.node is not None:
+        s.close()
+
+
+def _binding(site: Site, name: str) -> Binding:
+    digest = hashlib.sha1(f"{name}-uploader-secret".encode()).hexdigest()
+    return site.ns.authenticate(digest, None)
+
+
+def _sgv(t: int, value: int = 120) -> dict[str, object]:
+    return {"type": "sgv", "sgv": value, "date": t, "device": "xDrip-G6"}
+
+
+def test_concurrent_posts_of_the_same_document_store_it_once(site: Site) -> None:
+    ann = _binding(site, "ann")
+    t = NOW - 3_600_000
+    futures = [site.ns.post(ann, "entries", [_sgv(t)], NOW) for _ in range(6)]
+    answers = [f.result(30) for f in futures]
+    assert len({a[0]["_id"] for a in answers}) == 1  # one identity, echoed to every POST
+    assert site.vault_rows() == 1
+
+
+def test_many_patients_posting_at_once_all_land(site: Site) -> None:
+    bindings = [_binding(site, "ann"), _binding(site, "bob")]
+    errors: list[BaseException] = []
+
+    def phone(k: int) -> None:
+        try:
+            for i in range(10):
+                t = NOW - 7_200_000 + i * 300_000 + k
+                site.ns.upload(bindings[k % 2], "entries", [_sgv(t, 100 + i)], NOW)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=phone, args=(k,)) for k in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    assert site.vault_rows() == 80
+
+
+def test_a_refused_post_leaves_no_tag_so_a_fixed_retry_is_stored(site: Site) -> None:
+    ann = _binding(site, "ann")
+    t = NOW - 600_000
+    with pytest.raises(OutOfRangeError):
+        site.ns.upload(ann, "entries", [_sgv(t), _sgv(t + 1, 900)], NOW)  # 900 mg/dL: absurd
+    assert site.vault_rows() == 0
+    echo = site.ns.upload(ann, "entries", [_sgv(t), _sgv(t + 60_000)], NOW)
+    assert len(echo) == 2 and site.vault_rows() == 1
+
+
+def test_seen_documents_stay_seen_across_a_restart(site: Site) -> None:
+    ann = _binding(site, "ann")
+    t = NOW - 900_000
+    first = site.ns.upload(ann, "entries", [_sgv(t)], NOW)
+    site.close()
+    site.open()
+    again = site.ns.upload(_binding(site, "ann"), "entries", [_sgv(t)], NOW)
+    assert again[0]["_id"] == first[0]["_id"] and site.vault_rows() == 1
+
+
+def test_erasure_takes_the_tags_with_the_batches(site: Site) -> None:
+    ann = _binding(site, "ann")
+    t = NOW - 1_200_000
+    site.ns.upload(ann, "entries", [_sgv(t)], NOW)
+    assert site.node is not None
+    patient = identity(site.node, "ann")
+    site.ctx.erase(patient.id, keys_of(site.node, patient, [0]), ["cgm"])
+    assert site.vault_rows() == 0
+    assert site.ctx.services["vault"].tagged(
+        [site.ns._key(patient.id, "entries", f"sgv|{t}")]) == set()
