@@ -43,7 +43,6 @@ get a clear 400; documents whose other fields are over the annex bounds
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import re
@@ -108,6 +107,12 @@ ADDED: Final[Mapping[str, tuple[str, ...]]] = {
     "devicestatus": ("created_at", "utcOffset"),
     "profile": ("startDate", "created_at"),
 }
+
+#: Where each collection's documents say when they happened, first present wins.
+_TIMES: Final = {"entries": ("date", "dateString", "sysTime"),
+                 "treatments": ("created_at", "timestamp", "date", "mills"),
+                 "devicestatus": ("created_at", "date", "mills"),
+                 "profile": ("startDate", "created_at", "mills", "date")}
 
 
 def _iso(time_ms: int) -> str:
@@ -189,17 +194,32 @@ def _utc_offset(doc: Mapping[str, Any]) -> int:
     return offset
 
 
-def _time_of(doc: Mapping[str, Any], names: Iterable[str], what: str) -> tuple[int, int]:
+def _text_offset(doc: Mapping[str, Any], names: Iterable[str]) -> int:
+    """The UTC offset of the first ISO time text among ``names`` that has one, else 0."""
+    for name in names:
+        v = doc.get(name)
+        if isinstance(v, str) and not v.isdigit():
+            try:
+                off = parse_time(v)[1]
+            except MalformedError:
+                continue
+            if off and -720 <= off <= 840:
+                return off
+    return 0
+
+
+def _time_of(doc: Mapping[str, Any], names: tuple[str, ...], what: str) -> tuple[int, int]:
     """Epoch ms and UTC offset (minutes) from the first time field present.
 
-    A time in UTC (epoch ms, or ISO text ending in Z) takes its offset from ``utcOffset``:
-    uploaders send UTC plus the phone's offset, and "08:00 at home" should stay 08:00.
+    A time in UTC (epoch ms, or ISO text ending in Z) takes its offset from ``utcOffset``,
+    else from another time field written in local time (xDrip+ sends ``date`` in epoch ms
+    and ``dateString`` as ``...T08:00:00.000+0100``): "08:00 at home" should stay 08:00.
     """
     t, off = _time_raw(doc, names, what)
     if not MIN_TIME_MS <= t <= MAX_TIME_MS:
         raise OutOfRangeError(f"{what}: time {t} ms is outside 2000..2100; check the device "
                               "clock and that the time is in milliseconds")
-    return t, off if off != 0 else _utc_offset(doc)
+    return t, off if off != 0 else _utc_offset(doc) or _text_offset(doc, names)
 
 
 def _time_raw(doc: Mapping[str, Any], names: Iterable[str], what: str) -> tuple[int, int]:
@@ -254,7 +274,7 @@ def _entry(doc: Mapping[str, Any], what: str) -> _Split:
     kind = doc.get("type") or ("sgv" if "sgv" in doc else "mbg" if "mbg" in doc else None)
     if kind not in ("sgv", "mbg", "cal"):
         raise MalformedError(f"{what}: type {str(kind)[:20]!r} is not sgv, mbg or cal")
-    t, off = _time_of(doc, ("date", "dateString", "sysTime"), what)
+    t, off = _time_of(doc, _TIMES["entries"], what)
     base = {"time": t, "tz_offset_min": off}
     if kind == "sgv":
         direction = doc.get("direction")
@@ -354,7 +374,7 @@ _TREATMENT_PARTS: Final[dict[str, tuple[str, Callable[..., dict[str, Any] | None
 
 def _treatment(doc: Mapping[str, Any], what: str) -> _Split:
     event = _event(doc, what)
-    t, off = _time_of(doc, ("created_at", "timestamp", "date", "mills"), what)
+    t, off = _time_of(doc, _TIMES["treatments"], what)
     base = {"time": t, "tz_offset_min": off}
     parts = []
     for stream, read in _TREATMENT_PARTS.values():
@@ -368,7 +388,7 @@ def _treatment(doc: Mapping[str, Any], what: str) -> _Split:
 
 
 def _devicestatus(doc: Mapping[str, Any], what: str) -> _Split:
-    t, off = _time_of(doc, ("created_at", "date", "mills"), what)
+    t, off = _time_of(doc, _TIMES["devicestatus"], what)
     device = doc.get("device", "unknown")
     if not isinstance(device, str):
         raise MalformedError(f"{what}: device must be text")
@@ -398,7 +418,7 @@ def _sched(store: Mapping[str, Any], name: str, what: str) -> list[list[Any]]:
 
 
 def _profile(doc: Mapping[str, Any], what: str) -> _Split:
-    t, off = _time_of(doc, ("startDate", "created_at", "mills", "date"), what)
+    t, off = _time_of(doc, _TIMES["profile"], what)
     stores = doc.get("store")
     default = doc.get("defaultProfile")
     if not isinstance(stores, dict) or not stores:
@@ -427,10 +447,9 @@ _PARSERS: Final[dict[str, Callable[[Mapping[str, Any], str], _Split]]] = {
 def _canonical(collection: str, rec: Record) -> dict[str, Any]:
     """What the server derives from a record alone (see nsannex): the clinical fields and
     the time fields, as an uploader most likely wrote them."""
-    t, off = rec.time_ms, rec.tz_offset_min
+    t, off, iso = rec.time_ms, rec.tz_offset_min, _iso(rec.time_ms)
     if collection == "entries":
-        out: dict[str, Any] = {"date": t, "dateString": _iso(t), "sysTime": _iso(t),
-                               "utcOffset": off}
+        out: dict[str, Any] = {"date": t, "dateString": iso, "sysTime": iso, "utcOffset": off}
         if isinstance(rec, CgmReading):
             out.update(type="sgv", sgv=rec.mgdl)
             if rec.trend is not None:
@@ -441,8 +460,8 @@ def _canonical(collection: str, rec: Record) -> dict[str, Any]:
             out["type"] = "cal"
         return out
     if collection == "profile":
-        return {"startDate": _iso(t), "created_at": _iso(t)}
-    out = {"created_at": _iso(t), "utcOffset": off}
+        return {"startDate": iso, "created_at": iso}
+    out = {"created_at": iso, "utcOffset": off}
     if collection == "treatments":
         if isinstance(rec, Bolus):
             out["insulin"] = _dec(rec.units_milli, 1000)
@@ -514,24 +533,26 @@ def parse_docs(collection: str, body: Any) -> list[Doc]:
 
 # --------------------------------------------------------------------------- reading back
 
-#: Fields that decide a record when read from a document: an annex holding one of them is
-#: checked (the part re-read must give the record) before it is believed. None: always.
-_DECIDING: Final[dict[str, frozenset[str] | None]] = {
-    "entries": frozenset({"type", "sgv", "mbg", "direction", "date", "dateString", "sysTime",
-                          "utcOffset"}),
+#: The fields that decide a record's value, and those that decide its time, when it is read
+#: from a document. An annex that holds (or omits) one of them is checked before it is
+#: believed: the part re-read must give the record (its time, for time fields only).
+#: None: always checked (treatments, devicestatus and profiles are few; entries are many).
+_DECIDING: Final[dict[str, tuple[frozenset[str], tuple[str, ...]] | None]] = {
+    "entries": (frozenset({"type", "sgv", "mbg", "direction"}),
+                ("date", "dateString", "sysTime", "utcOffset")),
     "treatments": None, "devicestatus": None, "profile": None}
 
 
 def _reread(collection: str, rec: Record, part: dict[str, Any]) -> list[Record]:
     """The records ``part`` (one part's fields as sent) yields of ``rec``'s type."""
     if collection == "treatments" and rec.TYPE in _TREATMENT_PARTS:
-        t, off = _time_of(part, ("created_at", "timestamp", "date", "mills"), "annex")
+        t, off = _time_of(part, _TIMES["treatments"], "annex")
         stream, read = _TREATMENT_PARTS[rec.TYPE]
         item = read(part, _event(part, "annex"), "annex")
         return [] if item is None else [parse_item(stream, dict(item, time=t,
                                                                 tz_offset_min=off))]
     if collection == "treatments":
-        t, off = _time_of(part, ("created_at", "timestamp", "date", "mills"), "annex")
+        t, off = _time_of(part, _TIMES["treatments"], "annex")
         text = _note_text(part, _event(part, "annex"))
         return [parse_item("notes", {"time": t, "tz_offset_min": off, "text": text})]
     return [parse_item(s, item) for s, item in _PARSERS[collection](part, "annex").parts]
@@ -543,18 +564,29 @@ _MAKES: Final = {"entries": ("cgm", "smbg", "note"),
                  "devicestatus": ("note",), "profile": ("settings",)}
 
 
+def _same_record(a: Record, b: Record) -> bool:
+    """Equal but for the annex."""
+    return type(a) is type(b) and all(getattr(a, name) == getattr(b, name)
+                                      for name in a.__match_args__ if name != "ns")
+
+
 def _believed(rec: Record, annex: Annex, canonical: dict[str, Any]) -> bool:
     """Whether the annex's document yields this very record (and keys it at its time)."""
     if rec.TYPE not in _MAKES[annex.collection] or not annex.key.endswith(f"|{rec.time_ms}"):
         return False
     deciding = _DECIDING[annex.collection]
-    if deciding is not None and not deciding & annex.fields.keys():
-        return True
+    touched = annex.fields.keys() | set(annex.omitted)
     try:
+        if deciding is not None and not deciding[0] & touched:
+            if not touched.intersection(deciding[1]):
+                return True
+            part = annex.original(canonical)
+            return _time_of(part, _TIMES[annex.collection], "annex") == (rec.time_ms,
+                                                                       rec.tz_offset_min)
         again = _reread(annex.collection, rec, annex.original(canonical))
     except InputError:
         return False
-    return dataclasses.replace(rec, ns=None) in again
+    return any(_same_record(rec, r) for r in again)
 
 
 def docs_from_records(records: Iterable[Record]) -> list[Found]:
