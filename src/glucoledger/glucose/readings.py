@@ -704,7 +704,8 @@ def parse_batch(
     ``tz_offset_min``, and the stream's fields (``value`` for cgm/smbg in ``units``; ``type``,
     ``kind``, ``insulin`` (U) or ``rate`` (U/h), ``duration_min`` for insulin; ``grams``; settings schedules;
     ``text``). ``now_ms`` is the caller's clock; items more than 5 minutes after it are refused.
-    An item's own ``units`` field overrides ``units`` for its glucose values. ``labels``, if
+    An item's own ``units`` field overrides ``units`` for its glucose values; its ``ns``, if
+    any, becomes the record's annex (glucose/annex.py). ``labels``, if
     given, names each item in error messages instead of "<stream> item #<index>" (``parse_jsonl``
     passes line numbers).
 
