@@ -255,6 +255,20 @@ def test_any_sgv_round_trips_unchanged(t: int, sgv: float, direction: str | None
     assert_as_sent(read_back(records, "entries")[docs[0].key], doc, "entries")
 
 
+_nested = st.recursive(_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=5), st.dictionaries(_names, inner, max_size=5)), max_leaves=40)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(T0, NOW - 600_000), st.text(min_size=1, max_size=60),
+       st.dictionaries(_names, _nested, max_size=8))
+def test_any_devicestatus_round_trips_unchanged(t: int, device: str,
+                                                extras: dict[str, Any]) -> None:
+    doc = {**extras, "device": device, "created_at": _iso_at(t, 0, True)}
+    docs, records = store("devicestatus", doc)
+    assert_as_sent(read_back(records, "devicestatus")[docs[0].key], doc, "devicestatus")
+
+
 # --------------------------------------------------------------------------- bounds
 
 def _treatment(**extra: Any) -> dict[str, Any]:
@@ -328,6 +342,8 @@ def test_an_annex_that_contradicts_its_record_is_not_believed() -> None:
                                 "created_at": ns._iso(t), "utcOffset": 0})
     for bad in ({"c": "entries", "k": f"sgv|{t}"},  # a bolus is no entry
                 {"c": "treatments", "k": f"Correction Bolus|{t + 1}"},  # another time
+                {"c": "treatments", "k": f"Meal Bolus|{t}",  # another document
+                 "f": {"eventType": "Correction Bolus"}},
                 {"c": "nowhere", "k": key}):
         [found] = ns.docs_from_records([_with_annex(Bolus(t, 0, "normal", 1000), bad)])
         assert found.collection == "treatments" and found.doc["enteredBy"] == "glucoledger"

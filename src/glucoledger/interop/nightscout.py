@@ -537,19 +537,20 @@ _DECIDING: Final[dict[str, tuple[frozenset[str], tuple[str, ...]] | None]] = {
     "treatments": None, "devicestatus": None, "profile": None}
 
 
-def _reread(collection: str, rec: Record, part: dict[str, Any]) -> list[Record]:
-    """The records ``part`` (one part's fields as sent) yields of ``rec``'s type."""
-    if collection == "treatments" and rec.TYPE in _TREATMENT_PARTS:
-        t, off = _time_of(part, _TIMES["treatments"], "annex")
+def _reread(collection: str, rec: Record, part: dict[str, Any]) -> tuple[str, list[Record]]:
+    """The identity of the document ``part`` (one part's fields as sent) belongs to, and
+    the records it yields of ``rec``'s type."""
+    if collection != "treatments":
+        split = _PARSERS[collection](part, "annex")
+        return split.key, [parse_item(s, item) for s, item in split.parts]
+    t, off = _time_of(part, _TIMES["treatments"], "annex")
+    event = _event(part, "annex")
+    base = {"time": t, "tz_offset_min": off}
+    if rec.TYPE in _TREATMENT_PARTS:
         stream, read = _TREATMENT_PARTS[rec.TYPE]
-        item = read(part, _event(part, "annex"), "annex")
-        return [] if item is None else [parse_item(stream, dict(item, time=t,
-                                                                tz_offset_min=off))]
-    if collection == "treatments":
-        t, off = _time_of(part, _TIMES["treatments"], "annex")
-        text = _note_text(part, _event(part, "annex"))
-        return [parse_item("notes", {"time": t, "tz_offset_min": off, "text": text})]
-    return [parse_item(s, item) for s, item in _PARSERS[collection](part, "annex").parts]
+        item = read(part, event, "annex")
+        return f"{event}|{t}", [] if item is None else [parse_item(stream, dict(item, **base))]
+    return f"{event}|{t}", [parse_item("notes", dict(base, text=_note_text(part, event)))]
 
 
 #: The record types each collection makes.
@@ -577,10 +578,10 @@ def _believed(rec: Record, annex: Annex, canonical: dict[str, Any]) -> bool:
             part = annex.original(canonical)
             return _time_of(part, _TIMES[annex.collection], "annex") == (rec.time_ms,
                                                                        rec.tz_offset_min)
-        again = _reread(annex.collection, rec, annex.original(canonical))
+        key, again = _reread(annex.collection, rec, annex.original(canonical))
     except InputError:
         return False
-    return any(_same_record(rec, r) for r in again)
+    return key == annex.key and any(_same_record(rec, r) for r in again)
 
 
 def docs_from_records(records: Iterable[Record]) -> list[Found]:
