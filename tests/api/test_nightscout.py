@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
+from typing import Any
 
 import pytest
 import requests
 
+from glucoledger.interop.nightscout import ADDED
 from glucoledger.node.demo_site import DEMO_READER_TOKEN, DEMO_UPLOADER_SECRET
 
 from . import payloads
@@ -73,6 +76,7 @@ def test_uploader_secret_cannot_read(client) -> None:  # type: ignore[no-untyped
 
 
 def _grant(client, **kw) -> str:  # type: ignore[no-untyped-def]
+    """Alice grants dr-lee (the reader token's account) a raw view; ``kw`` overrides."""
     r = client.post("/api/session", json={"name": "alice", "password": "alice-demo-password"})
     csrf = r.json()["csrf"]
     body = {"grantee": "dr-lee", "streams": ["cgm", "insulin", "carbs", "notes"],
@@ -144,3 +148,190 @@ def test_summary_grant_shows_no_raw_readings(client) -> None:  # type: ignore[no
     r = client.get(f"/api/v1/entries.json?token={DEMO_READER_TOKEN}")
     assert r.status_code == 403
     assert r.json()["code"] == "raw_under_summary"
+
+
+# --- lossless round trips: what an uploader POSTs, a reader GETs back ------------------------
+
+ALL_STREAMS = ["cgm", "smbg", "insulin", "carbs", "notes", "settings"]
+TABLE = [
+    ("entries", payloads.xdrip_sgv), ("entries", payloads.xdrip_local_entries),
+    ("treatments", payloads.loop_treatments), ("treatments", payloads.loop_batch),
+    ("treatments", payloads.aaps_bolus), ("treatments", payloads.aaps_batch),
+    ("treatments", payloads.careportal_note),
+    ("devicestatus", payloads.loop_devicestatus), ("devicestatus", payloads.aaps_devicestatus),
+    ("profile", payloads.aaps_profile),
+]
+
+
+def js(value: Any) -> str:
+    """Canonical JSON: equal texts mean equal documents, an int still an int, a float a float."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def as_sent(got: dict[str, Any], sent: dict[str, Any], collection: str) -> bool:
+    """``got`` is ``sent`` plus ``_id`` and the fields the server adds where they were absent."""
+    added = set(got) - set(sent) - {"_id"}
+    return (set(sent) <= set(got) and added <= set(ADDED[collection])
+            and js({k: got[k] for k in sent}) == js(sent))
+
+
+def read_all(get: Any, collection: str, since_ms: int) -> list[dict[str, Any]]:
+    docs = get(f"/api/v1/{collection}.json", {"token": DEMO_READER_TOKEN, "count": "1000",
+                                              "find[date][$gte]": str(since_ms)})
+    assert isinstance(docs, list)
+    return docs
+
+
+def test_uploader_documents_read_back_as_sent(client) -> None:  # type: ignore[no-untyped-def]
+    n = now_ms()
+    echoes = []
+    for collection, make in TABLE:
+        body = make(n)
+        r = client.post(f"/api/v1/{collection}", json=body, headers={"api-secret": SHA1})
+        assert r.status_code == 200, (make.__name__, r.text)
+        sent = body if isinstance(body, list) else [body]
+        assert len(r.json()) == len(sent)
+        echoes += [(collection, make.__name__, d, e) for d, e in zip(sent, r.json(), strict=True)]
+    _grant(client, streams=ALL_STREAMS)
+
+    def get(path: str, params: dict[str, str]) -> Any:
+        r = client.get(path, params=params)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    read = {c: read_all(get, c, n - 4 * 3_600_000) for c in ("entries", "treatments",
+                                                              "devicestatus", "profile")}
+    for collection, name, sent, echo in echoes:
+        assert as_sent(echo, sent, collection), (name, echo)
+        mine = [d for d in read[collection] if d["_id"] == echo["_id"]]
+        assert [js(d) for d in mine] == [js(echo)], (name, sent, mine)  # GET == POST's echo
+
+
+def test_python_nightscout_reads_documents_as_sent(served) -> None:  # type: ignore[no-untyped-def]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import nightscout
+    _, srv = served
+    n = now_ms()
+    sent = payloads.loop_batch(n) + payloads.aaps_batch(n)
+    for collection, body in (("treatments", sent), ("entries", payloads.xdrip_local_entries(n)),
+                             ("profile", payloads.aaps_profile(n))):
+        r = requests.post(f"{srv.url}/api/v1/{collection}", json=body,
+                          headers={"api-secret": SHA1}, timeout=30)
+        assert r.status_code == 200, r.text
+    with requests.Session() as s:
+        r = s.post(f"{srv.url}/api/session", json={"name": "alice",
+                                                   "password": "alice-demo-password"},
+                   timeout=30)
+        # The session cookie is Secure and this server plain HTTP: send it by hand.
+        cookie = f"gl_session={r.cookies.get('gl_session')}"
+        r = s.post(f"{srv.url}/api/grants", json={
+            "grantee": "dr-lee", "streams": ALL_STREAMS, "view": "raw", "last_days": 14,
+            "valid_days": 30}, headers={"x-csrf-token": r.json()["csrf"], "cookie": cookie},
+            timeout=30)
+        assert r.status_code == 201, r.text
+    api = nightscout.Api(srv.url, api_secret=DEMO_READER_TOKEN)
+    treatments = api.get_treatments({"count": 100, "find[created_at][$gte]":
+                                     payloads.iso(n - 4 * 3_600_000)})
+    got = [t._json for t in treatments]
+    for doc in sent:
+        assert sum(as_sent(g, doc, "treatments") for g in got) == 1, doc
+    meal = next(t for t in treatments if t.eventType == "Meal Bolus")
+    assert (meal.insulin, meal.carbs) == (4.25, 52)  # one document, not its parts
+    sgvs = api.get_sgvs({"count": 100, "find[date][$gte]": str(n - 3_600_000)})
+    [low] = [e for e in sgvs if e.sgv == 39]
+    assert low._json["direction"] == "NONE" and low._json["noise"] == 4
+    profiles = api.get_profiles({"find[startDate][$gte]": payloads.iso(n - 4 * 3_600_000)})
+    [mine] = profiles.profile_definitions
+    assert as_sent(mine._json, payloads.aaps_profile(n), "profile")
+    assert mine.get_default_profile().basal.entries[1].value == 1.05
+
+
+def test_a_reader_sees_only_the_parts_of_a_document_it_is_granted(client) -> None:  # type: ignore[no-untyped-def]
+    n = now_ms()
+    meal = payloads.aaps_batch(n)[0]
+    r = client.post("/api/v1/treatments", json=meal, headers={"api-secret": SHA1})
+    assert r.status_code == 200, r.text
+    _grant(client, streams=["carbs"])
+    r = client.get("/api/v1/treatments.json", params={
+        "token": DEMO_READER_TOKEN, "find[eventType]": "Meal Bolus",
+        "find[created_at][$gte]": meal["created_at"], "find[created_at][$lte]": meal["created_at"]})
+    assert r.status_code == 200, r.text
+    [doc] = r.json()
+    assert doc["carbs"] == 52 and doc["pumpId"] == meal["pumpId"]
+    assert not {"insulin", "type", "isSMB", "notes"} & set(doc)  # insulin and notes: not granted
+
+
+def test_treatment_queries_clients_send(client) -> None:  # type: ignore[no-untyped-def]
+    n = now_ms()
+    aaps, loop = payloads.aaps_batch(n), payloads.loop_batch(n)
+    for body in (aaps, loop):
+        assert client.post("/api/v1/treatments", json=body,
+                           headers={"api-secret": SHA1}).status_code == 200
+    _grant(client, streams=ALL_STREAMS)
+
+    def find(**params: str) -> list[dict[str, Any]]:
+        r = client.get("/api/v1/treatments.json", params={"token": DEMO_READER_TOKEN, **params})
+        assert r.status_code == 200, r.text
+        return list(r.json())
+
+    by = "openaps://AndroidAPS"
+    got = find(**{"find[enteredBy]": by, "find[created_at][$gte]": aaps[1]["created_at"],
+                  "find[created_at][$lte]": aaps[4]["created_at"]})
+    assert [d["eventType"] for d in got] == ["Site Change", "BG Check", "Temp Basal",
+                                             "Correction Bolus"]  # newest first
+    got = find(**{"find[eventType]": "Temp Basal", "find[date][$gte]": str(n - 4 * 3_600_000)})
+    assert {d.get("enteredBy") for d in got} >= {by, "loop://iPhone"}
+    assert all(d["eventType"] == "Temp Basal" for d in got)
+    got = find(**{"find[carbs][$exists]": "true", "find[enteredBy][$ne]": "glucoledger",
+                  "find[created_at][$gt]": payloads.iso(n - 4 * 3_600_000)})  # Trio's query
+    assert sorted(d["eventType"] for d in got) == ["Carb Correction", "Meal Bolus"]
+    got = find(**{"find[insulin][$gt]": "1", "find[enteredBy]": by})
+    assert [d["insulin"] for d in got] == [4.25]
+    got = find(**{"find[enteredBy]": by, "count": "2"})
+    assert [d["eventType"] for d in got] == ["Profile Switch", "Temporary Target"]
+
+
+def test_an_upload_twice_is_stored_once(client, site) -> None:  # type: ignore[no-untyped-def]
+    n = now_ms()
+    body = payloads.aaps_batch(n)
+    first = client.post("/api/v1/treatments", json=body, headers={"api-secret": SHA1})
+    before = site.ctx.services["vault"].count()
+    again = client.post("/api/v1/treatments", json=body, headers={"api-secret": SHA1})
+    assert js(again.json()) == js(first.json())
+    assert site.ctx.services["vault"].count() == before
+    _grant(client, streams=ALL_STREAMS)
+    r = client.get("/api/v1/treatments.json", params={
+        "token": DEMO_READER_TOKEN, "find[enteredBy]": "openaps://AndroidAPS"})
+    assert sorted(d["_id"] for d in r.json()) == sorted(d["_id"] for d in first.json())
+
+
+def _note(**extra: Any) -> dict[str, Any]:
+    return {"eventType": "Note", "created_at": payloads.iso(now_ms() - 60_000), "notes": "x",
+            **extra}
+
+
+BOUNDS = [
+    ("annex too large", json.dumps(_note(a="x" * 3000, b="y" * 3000, c="z" * 3000)),
+     "at most 8192"),
+    ("too many keys", json.dumps(_note(**{f"k{i}": i for i in range(70)})), "at most 64"),
+    ("nested too deep", json.dumps(_note(a={"b": {"c": {"d": 1}}})), "nests 3 levels"),
+    ("infinity", json.dumps(_note()).replace('"x"}', '"x", "y": 1e400}'), "finite number"),
+    ("NaN", json.dumps(_note()).replace('"x"}', '"x", "y": NaN}'), "not valid JSON"),
+    ("beyond 64 bits", json.dumps(_note(y=2**64)), "64-bit"),
+    ("lone surrogate", json.dumps(_note(notes="\ud800")), "Unicode"),
+]
+
+
+@pytest.mark.parametrize(("what", "body", "says"), BOUNDS, ids=[b[0] for b in BOUNDS])
+def test_unkeepable_documents_are_refused_and_nothing_is_stored(
+        client, site, what: str, body: str, says: str) -> None:  # type: ignore[no-untyped-def]
+    before = site.ctx.services["vault"].count()
+    ok = json.dumps(payloads.careportal_note(now_ms()))
+    r = client.post("/api/v1/treatments", content=f"[{ok}, {body}]",
+                    headers={"api-secret": SHA1, "content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert says in r.json()["message"]
+    assert site.ctx.services["vault"].count() == before

@@ -216,6 +216,13 @@ RECORDS = [
     Carbs(NOW, 0, 455),
     DeviceSettings(NOW, 0, ((0, 800), (360, 1000)), ((0, 100),), ((0, 45),), ((0, 100, 120),)),
     Note(NOW, 0, "ate pizza\nfelt fine"),
+    # With an annex (the source document's other fields, as canonical JSON text).
+    CgmReading(NOW, 60, 123, "Flat", ns='{"c":"entries","f":{"delta":-1.5,"noise":1}}'),
+    Bolus(NOW, 0, "normal", 4_250, ns='{"f":{"insulin":4.25,"pumpId":450982}}'),
+    Carbs(NOW, 0, 520, ns='{"f":{"absorptionTime":180,"foodType":"🌮"}}'),
+    DeviceSettings(NOW, 0, ((0, 800),), ((0, 100),), ((0, 45),), ((0, 100, 120),),
+                   ns='{"f":{"store":{"Weekday":{"dia":5}}}}'),
+    Note(NOW, 0, "Site Change", ns='{"o":["notes"]}'),
 ]
 
 
@@ -240,6 +247,46 @@ def test_value_round_trip(record: Any) -> None:
 def test_from_value_refuses(value: object) -> None:
     with pytest.raises(InputError):
         record_from_value(value)
+
+
+def test_a_record_without_an_annex_keeps_its_encoding() -> None:
+    """Records stored before annexes existed (and every record without one) encode as they
+    always did: no ``ns`` key, so leaves, roots and ciphertext hashes do not change."""
+    rec = CgmReading(NOW, 60, 123, "FortyFiveUp")
+    assert codec.encode(rec.to_value()) == codec.encode(
+        {"type": "cgm", "time_ms": NOW, "tz_offset_min": 60, "mgdl": 123, "trend": "FortyFiveUp"})
+    assert "ns" not in Bolus(NOW, 0, "normal", 50).to_value()
+    assert "ns" not in RECORDS[7].to_value()  # DeviceSettings writes its value by hand
+
+
+@pytest.mark.parametrize(
+    ("annex", "reason"),
+    [
+        (None, "stored without 'ns'"),
+        (5, "must be text"),
+        ('{"b":1,"a":2}', "not canonical"),
+        ('{"a": 1}', "not canonical"),
+        ('{"a":"\\u00e9"}', "not canonical"),
+        ("[1,2]", "not a JSON object"),
+        ('{"a":NaN}', "not JSON text"),
+        ('{"a":1e400}', "out of range"),
+        ('{"a":1', "not JSON text"),
+        ("{}" + " " * 70_000, "characters"),
+    ],
+)
+def test_from_value_refuses_a_bad_annex(annex: object, reason: str) -> None:
+    value = {"type": "smbg", "time_ms": NOW, "tz_offset_min": 0, "mgdl": 100, "ns": annex}
+    with pytest.raises(InputError) as caught:
+        record_from_value(value)
+    assert reason in caught.value.message
+
+
+def test_parse_batch_keeps_an_items_annex() -> None:
+    batch = parse_batch("carbs", [{"time": NOW, "grams": 12.5, "ns": '{"k":"x"}'}], now_ms=NOW)
+    assert batch.items == (Carbs(NOW, 0, 125, ns='{"k":"x"}'),)
+    with pytest.raises(MalformedError) as caught:
+        parse_batch("carbs", [{"time": NOW, "grams": 1, "ns": "{ }"}], now_ms=NOW)
+    assert caught.value.message.startswith("carbs item #0 at ")
 
 
 def test_batch_round_trip() -> None:

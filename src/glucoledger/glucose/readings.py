@@ -17,6 +17,13 @@ Invariants (every record, after construction):
   mg/dL (see ``units``); insulin is mU; carbs are tenths of a gram.
 - ``to_value()`` returns ints, strs, lists and dicts only, ready for ``codec.encode``;
   ``from_value(v)`` is its inverse and validates exactly as the constructor does.
+- Every record may carry an annex, ``ns``: None, or the canonical JSON text of an object
+  (``annex.annex_text``, at most ``annex.MAX_ANNEX_CHARS`` characters) holding what the record's source
+  document said besides the record (interop/nightscout.py: a Nightscout document's other
+  fields, so it reads back as sent). Floats in it stay inside the text, never in CBOR. The
+  record's own fields are the clinical value; the annex never replaces them. A record
+  without an annex is stored without the ``ns`` key, so its encoding (and every hash over
+  it) is what it was before annexes existed.
 
 Batches: ``parse_batch`` turns the input form (what an uploader sends, where numbers may have
 fractions and glucose may be in mmol/L) of one stream into a ``Batch`` of records sorted by
@@ -37,6 +44,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, ClassVar, Final, TypeAlias
 
 from ..errors import InputError, MalformedError, OutOfRangeError
+from .annex import check_annex
 from .units import normalize_units, parse_decimal, to_mgdl
 
 __all__ = [
@@ -61,8 +69,10 @@ __all__ = [
     "check_unique_times",
     "format_time",
     "parse_batch",
+    "parse_item",
     "parse_time",
     "record_from_value",
+    "scaled",
 ]
 
 STREAMS: Final = ("cgm", "smbg", "insulin", "carbs", "settings", "notes")
@@ -182,11 +192,13 @@ class CgmReading:
     tz_offset_min: int
     mgdl: int
     trend: str | None = None
+    ns: str | None = None
 
     TYPE: ClassVar[str] = "cgm"
 
     def __post_init__(self) -> None:
         _time(self.time_ms, self.tz_offset_min)
+        check_annex(self.ns)
         _int(self.mgdl, "glucose (mg/dL)", -(1 << 63), 1 << 63)
         if not CGM_MIN_MGDL <= self.mgdl <= CGM_MAX_MGDL:
             side = "below" if self.mgdl < CGM_MIN_MGDL else "above"
@@ -212,11 +224,13 @@ class SmbgReading:
     time_ms: int
     tz_offset_min: int
     mgdl: int
+    ns: str | None = None
 
     TYPE: ClassVar[str] = "smbg"
 
     def __post_init__(self) -> None:
         _time(self.time_ms, self.tz_offset_min)
+        check_annex(self.ns)
         _int(self.mgdl, "glucose (mg/dL)", SMBG_MIN_MGDL, SMBG_MAX_MGDL)
 
     def to_value(self) -> dict[str, Any]:
@@ -236,11 +250,13 @@ class Bolus:
     kind: str
     units_milli: int
     duration_ms: int | None = None
+    ns: str | None = None
 
     TYPE: ClassVar[str] = "bolus"
 
     def __post_init__(self) -> None:
         _time(self.time_ms, self.tz_offset_min)
+        check_annex(self.ns)
         _choice(self.kind, "bolus kind", BOLUS_KINDS)
         _int(self.units_milli, "bolus (mU)", 1, MAX_BOLUS_MILLI)
         if self.kind == "extended":
@@ -270,11 +286,13 @@ class Basal:
     kind: str
     rate_milli_u_per_h: int
     duration_ms: int
+    ns: str | None = None
 
     TYPE: ClassVar[str] = "basal"
 
     def __post_init__(self) -> None:
         _time(self.time_ms, self.tz_offset_min)
+        check_annex(self.ns)
         _choice(self.kind, "basal kind", BASAL_KINDS)
         _int(self.rate_milli_u_per_h, "basal rate (mU/h)", 0, MAX_BASAL_MILLI_PER_H)
         _int(self.duration_ms, "basal duration (ms)", 1, MAX_DURATION_MS)
@@ -296,11 +314,13 @@ class Carbs:
     time_ms: int
     tz_offset_min: int
     grams_tenths: int
+    ns: str | None = None
 
     TYPE: ClassVar[str] = "carbs"
 
     def __post_init__(self) -> None:
         _time(self.time_ms, self.tz_offset_min)
+        check_annex(self.ns)
         _int(self.grams_tenths, "carbs (tenths of a gram)", 1, MAX_CARBS_TENTHS)
 
     def to_value(self) -> dict[str, Any]:
@@ -364,11 +384,13 @@ class DeviceSettings:
     carb_ratios: Schedule
     sensitivities: Schedule
     targets: Schedule
+    ns: str | None = None
 
     TYPE: ClassVar[str] = "settings"
 
     def __post_init__(self) -> None:
         _time(self.time_ms, self.tz_offset_min)
+        check_annex(self.ns)
         # Normalise lists (from decoding) into tuples so the record stays hashable and frozen.
         object.__setattr__(
             self, "basal_schedule", _schedule(self.basal_schedule, "basal schedule", _BASAL_SCHED)
@@ -393,6 +415,7 @@ class DeviceSettings:
             "carb_ratios": [list(e) for e in self.carb_ratios],
             "sensitivities": [list(e) for e in self.sensitivities],
             "targets": [list(e) for e in self.targets],
+            **({} if self.ns is None else {"ns": self.ns}),
         }
 
     @classmethod
@@ -407,11 +430,13 @@ class Note:
     time_ms: int
     tz_offset_min: int
     text: str
+    ns: str | None = None
 
     TYPE: ClassVar[str] = "note"
 
     def __post_init__(self) -> None:
         _time(self.time_ms, self.tz_offset_min)
+        check_annex(self.ns)
         text = _str(self.text, "note text")
         if not 1 <= len(text) <= MAX_NOTE_CHARS:
             raise OutOfRangeError(
@@ -445,12 +470,17 @@ _STREAM_TYPES: Final[dict[str, tuple[str, ...]]] = {
 
 
 def _fields(value: object, type_name: str, names: tuple[str, ...]) -> dict[str, Any]:
-    """Check a stored value is a dict of exactly ``type`` plus ``names``; return it."""
+    """Check a stored value is a dict of exactly ``type`` plus ``names`` (``ns`` only when
+    set: a record without an annex is stored without the key); return it."""
     if not isinstance(value, dict):
         raise MalformedError(f"a {type_name} record must be a map, not {type(value).__name__}")
     if value.get("type") != type_name:
         raise MalformedError(f"record type {value.get('type')!r} is not {type_name!r}")
     expected = {"type", *names}
+    if "ns" not in value:
+        expected.discard("ns")
+    elif value["ns"] is None:
+        raise MalformedError(f"{type_name} record: an absent annex is stored without 'ns'")
     if set(value) != expected:
         missing = sorted(expected - set(value))
         extra = sorted(set(value) - expected)
@@ -459,8 +489,11 @@ def _fields(value: object, type_name: str, names: tuple[str, ...]) -> dict[str, 
 
 
 def _record_value(record: Any) -> dict[str, Any]:
-    """A record's stored form: ``type`` plus every dataclass field, as they are."""
+    """A record's stored form: ``type`` plus every dataclass field, as they are, except an
+    absent ``ns`` (so records without an annex keep the encoding they always had)."""
     value = {name: getattr(record, name) for name in record.__match_args__}
+    if value["ns"] is None:
+        del value["ns"]
     value["type"] = record.TYPE
     return value
 
@@ -469,7 +502,7 @@ def _record_fields(value: object, cls: Any) -> list[Any]:
     """The constructor arguments of ``cls`` from its stored form (exactly its fields)."""
     names: tuple[str, ...] = cls.__match_args__
     v = _fields(value, cls.TYPE, names)
-    return [v[name] for name in names]
+    return [v.get(name) for name in names]
 
 
 def record_from_value(value: object) -> Record:
@@ -550,8 +583,10 @@ def _get(item: dict[str, Any], name: str) -> Any:
     return item[name]
 
 
-def _scaled(value: object, what: str, scale: int) -> int:
-    """A non-negative input number in integer units of 1/scale (nearest, halves up)."""
+def scaled(value: object, what: str, scale: int) -> int:
+    """A non-negative input number in integer units of 1/scale (nearest, halves up): how
+    insulin (1000), basal rates (1000) and carbs (10) are stored. Raises MalformedError
+    (not a number) or OutOfRangeError (negative)."""
     number = parse_decimal(value, what)
     if number < 0:
         raise OutOfRangeError(f"{what} {value} is negative")
@@ -562,7 +597,7 @@ def _duration_ms(item: dict[str, Any], required: bool) -> int | None:
     if "duration_ms" in item:
         return _int(item["duration_ms"], "duration_ms", 0, MAX_DURATION_MS)
     if "duration_min" in item:
-        return _scaled(item["duration_min"], "duration_min", 60_000)
+        return scaled(item["duration_min"], "duration_min", 60_000)
     if required:
         raise MalformedError("missing field 'duration_min' (or 'duration_ms')")
     return None
@@ -596,32 +631,35 @@ def _scaled_schedule(value: object, what: str, scale: int) -> list[list[Any]]:
     for entry in value:
         if not isinstance(entry, list) or len(entry) != 2:
             raise MalformedError(f"{what} entries must be [start_minute, value]")
-        out.append([entry[0], _scaled(entry[1], what, scale)])
+        out.append([entry[0], scaled(entry[1], what, scale)])
     return out
 
 
 def _parse_item(stream: str, item: dict[str, Any], time_ms: int, tz: int, units: str) -> Record:
+    ns = item.get("ns")
     if stream == "cgm":
         if item.get("flag") in ("LOW", "HIGH"):
             _glucose(item["flag"], units, "reading")
         trend = item.get("trend")
         if trend == "NONE":  # Nightscout's "no arrow"
             trend = None
-        return CgmReading(time_ms, tz, _glucose(_get(item, "value"), units, "reading"), trend)
+        return CgmReading(time_ms, tz, _glucose(_get(item, "value"), units, "reading"), trend,
+                          ns=ns)
     if stream == "smbg":
-        return SmbgReading(time_ms, tz, _glucose(_get(item, "value"), units, "reading"))
+        return SmbgReading(time_ms, tz, _glucose(_get(item, "value"), units, "reading"), ns=ns)
     if stream == "insulin":
         kind_of = _choice(_get(item, "type"), "insulin type", ("bolus", "basal"))
         kind = _get(item, "kind")
         if kind_of == "bolus":
-            units_milli = _scaled(_get(item, "insulin"), "bolus insulin (U)", 1000)
-            return Bolus(time_ms, tz, kind, units_milli, _duration_ms(item, kind == "extended"))
+            units_milli = scaled(_get(item, "insulin"), "bolus insulin (U)", 1000)
+            return Bolus(time_ms, tz, kind, units_milli, _duration_ms(item, kind == "extended"),
+                         ns=ns)
         rate = 0 if kind == "suspend" and "rate" not in item else _get(item, "rate")
         duration = _duration_ms(item, True)
         assert duration is not None
-        return Basal(time_ms, tz, kind, _scaled(rate, "basal rate", 1000), duration)
+        return Basal(time_ms, tz, kind, scaled(rate, "basal rate", 1000), duration, ns=ns)
     if stream == "carbs":
-        return Carbs(time_ms, tz, _scaled(_get(item, "grams"), "carbs (g)", 10))
+        return Carbs(time_ms, tz, scaled(_get(item, "grams"), "carbs (g)", 10), ns=ns)
     if stream == "settings":
         return DeviceSettings(
             time_ms,
@@ -630,8 +668,25 @@ def _parse_item(stream: str, item: dict[str, Any], time_ms: int, tz: int, units:
             tuple(map(tuple, _scaled_schedule(_get(item, "carb_ratios"), "carb ratio", 10))),
             tuple(map(tuple, _glucose_schedule(_get(item, "sensitivities"), units, "isf", 1))),
             tuple(map(tuple, _glucose_schedule(_get(item, "targets"), units, "target", 2))),
+            ns=ns,
         )
-    return Note(time_ms, tz, _get(item, "text"))
+    return Note(time_ms, tz, _get(item, "text"), ns=ns)
+
+
+def parse_item(stream: str, item: dict[str, Any], *, units: str = "mg/dL") -> Record:
+    """One input item of ``stream`` (the form ``parse_batch`` takes) as a record: the checks
+    ``parse_batch`` makes of each item, without those of a batch (clock, duplicates).
+
+    Raises MalformedError or OutOfRangeError, as ``parse_batch`` would for the item.
+    """
+    if stream not in STREAMS:
+        raise MalformedError(f"unknown stream {stream!r}; use one of {', '.join(STREAMS)}")
+    if not isinstance(item, dict):
+        raise MalformedError(f"item must be an object, not {type(item).__name__}")
+    time_ms, offset = parse_time(_get(item, "time"))
+    tz = item.get("tz_offset_min", 0) if offset is None else offset
+    item_units = normalize_units(item.get("units", units))
+    return _parse_item(stream, item, time_ms, tz, item_units)
 
 
 def parse_batch(
@@ -649,7 +704,8 @@ def parse_batch(
     ``tz_offset_min``, and the stream's fields (``value`` for cgm/smbg in ``units``; ``type``,
     ``kind``, ``insulin`` (U) or ``rate`` (U/h), ``duration_min`` for insulin; ``grams``; settings schedules;
     ``text``). ``now_ms`` is the caller's clock; items more than 5 minutes after it are refused.
-    An item's own ``units`` field overrides ``units`` for its glucose values. ``labels``, if
+    An item's own ``units`` field overrides ``units`` for its glucose values; its ``ns``, if
+    any, becomes the record's annex (glucose/annex.py). ``labels``, if
     given, names each item in error messages instead of "<stream> item #<index>" (``parse_jsonl``
     passes line numbers).
 

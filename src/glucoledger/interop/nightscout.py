@@ -2,23 +2,33 @@
 
 What uploaders send (xDrip+, Loop, Trio, AndroidAPS in v1 mode; Nightscout's own
 ``lib/server/entries.js``, ``treatments.js``, ``devicestatus.js``, ``profile.js``) becomes
-the input items of ``glucose.readings.parse_batch``, one list per stream:
+records, each clinical quantity in its stream (the items of ``glucose.readings.parse_batch``):
 
 =====================================  ==================================================
 Nightscout                             glucoledger
 =====================================  ==================================================
 entries ``type: sgv`` (sgv, direction)  ``cgm`` reading (trend = direction)
 entries ``type: mbg`` (mbg)             ``smbg`` reading
-entries ``type: cal`` (slope, ...)      ``notes``: ``"ns:cal {json}"``
+entries ``type: cal`` (slope, ...)      ``notes``: "sensor calibration"
 treatments with ``insulin``             ``insulin`` bolus: ``automated`` when SMB/automatic,
                                         ``extended`` for a square/combo bolus with duration
 treatments ``Temp Basal``               ``insulin`` basal ``temp`` (rate, duration min)
 treatments with ``carbs``               ``carbs``
 treatments ``BG Check`` (glucose)       ``smbg`` reading (glucose, units)
-other treatments (Note, Site Change..)  ``notes``: ``"ns:treatment {eventType, notes..}"``
-devicestatus                           ``notes``: ``"ns:devicestatus {json subset}"``
+treatments with ``notes``, or with      ``notes``: the notes, or the eventType ("Site
+none of the above (Site Change...)      Change") when there are none
+devicestatus                           ``notes``: "device status from <device>"
 profile (default store)                ``settings``
 =====================================  ==================================================
+
+Round trips are lossless: every record made from a document carries an annex
+(interop/nsannex.py) holding the document's other fields and its identity, so that what an
+uploader POSTs, a reader GETs back as the same document (same fields, same values, ints as
+ints and floats as floats), plus ``_id`` and the fields Nightscout itself adds where the
+document had none (``ADDED``). A document split over streams (a Meal Bolus) reads back whole
+for a reader granted all its streams, and as the parts it may see otherwise. On reading, an
+annex that no longer yields its own record (a part not made here) is ignored: the record is
+the clinical value, the annex only how it was written.
 
 Deduplication follows Nightscout: an entry is the same entry when (type, date) match; a
 treatment when (eventType, created_at) match; a devicestatus when (device, created_at) do.
@@ -26,23 +36,22 @@ treatment when (eventType, created_at) match; a devicestatus when (device, creat
 
 Security: Nightscout passes queries and documents to MongoDB, so it strips operator keys; we
 never touch MongoDB but refuse the same shapes (keys starting with ``$`` or holding ``.``,
-nesting deeper than 8, strings over 4 kB) so injection attempts get a clear 400. Fields
-Nightscout clients are known to send and that glucoledger does not keep (noise, rssi,
-filtered...) are accepted and dropped; documents of unknown ``type`` are refused.
+nesting deeper than 8, strings over 4 kB, numbers JSON cannot carry) so injection attempts
+get a clear 400; documents whose other fields are over the annex bounds
+(``nsannex.LIMITS``) are refused whole, never stored in part.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from ..errors import MalformedError, OutOfRangeError
+from ..errors import InputError, MalformedError, OutOfRangeError
 from ..glucose.readings import (
+    MAX_NOTE_CHARS,
     MAX_TIME_MS,
     MIN_TIME_MS,
     TRENDS,
@@ -50,19 +59,30 @@ from ..glucose.readings import (
     Bolus,
     Carbs,
     CgmReading,
-    DeviceSettings,
     Note,
     Record,
     SmbgReading,
+    parse_item,
     parse_time,
 )
-from ..glucose.units import mgdl_to_mmol
+from . import nsannex
+from .nsannex import Annex
+from .nsquery import DEFAULT_COUNT, MAX_COUNT, Found, Query, parse_query, select
+from .nsrender import iso as _iso
+from .nsrender import legacy as _legacy
+from .nsrender import profile_doc, status_doc
 
 __all__ = [
+    "ADDED",
     "COLLECTIONS",
+    "DEFAULT_COUNT",
+    "MAX_COUNT",
     "Doc",
+    "Found",
     "Query",
+    "check_shape",
     "doc_from_record",
+    "docs_from_records",
     "parse_docs",
     "parse_query",
     "profile_doc",
@@ -74,29 +94,43 @@ COLLECTIONS: Final = ("entries", "treatments", "devicestatus", "profile")
 MAX_DOCS: Final = 10_000
 MAX_DEPTH: Final = 8
 MAX_STRING: Final = 4_096
-MAX_NOTE: Final = 2_000
-DEFAULT_COUNT: Final = {"entries": 10, "treatments": 100, "devicestatus": 10, "profile": 10}
-MAX_COUNT: Final = 10_000
 _KEY: Final = re.compile(r"^[A-Za-z0-9_@ -]{1,64}$")
 _TRENDS_NS: Final = set(TRENDS) | {"NONE"}
+_INT_LIMIT: Final = 1 << 63
+
+#: Fields the server adds to a document that did not have them (Nightscout does the same:
+#: entries get sysTime and utcOffset, treatments created_at...), besides ``_id``.
+ADDED: Final[Mapping[str, tuple[str, ...]]] = {
+    "entries": ("type", "date", "dateString", "sysTime", "utcOffset"),
+    "treatments": ("created_at", "utcOffset"),
+    "devicestatus": ("created_at", "utcOffset"),
+    "profile": ("startDate", "created_at"),
+}
+
+#: Where each collection's documents say when they happened, first present wins.
+_TIMES: Final = {"entries": ("date", "dateString", "sysTime"),
+                 "treatments": ("created_at", "timestamp", "date", "mills"),
+                 "devicestatus": ("created_at", "date", "mills"),
+                 "profile": ("startDate", "created_at", "mills", "date")}
 
 
-def _fmt_iso(time_ms: int, offset_min: int = 0) -> str:
-    zone = UTC if offset_min == 0 else None
-    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=time_ms)
-    if zone is None:
-        from datetime import timezone
+def _dec(n: int, scale: int) -> int | float:
+    """A stored scaled integer as the number an uploader most likely wrote: 30 (not 30.0)
+    when whole, else the nearest float (350 mU -> 0.35)."""
+    return n // scale if n % scale == 0 else n / scale
 
-        moment = moment.astimezone(timezone(timedelta(minutes=offset_min)))
-        return moment.isoformat(timespec="milliseconds")
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{time_ms % 1000:03d}Z"
+
+def _clean(text: str) -> str:
+    """Text a Note may hold: control characters but newline and tab made spaces, trimmed."""
+    return "".join(c if c >= " " or c in "\n\t" else " " for c in text).strip()[:MAX_NOTE_CHARS]
 
 
 # --------------------------------------------------------------------------- input checks
 
 
 def check_shape(value: Any, where: str = "body", depth: int = 0) -> None:
-    """Refuse Mongo operator keys, dotted keys, deep nesting and huge strings."""
+    """Refuse Mongo operator keys, dotted keys, deep nesting, huge strings, text that is not
+    Unicode (lone surrogates) and numbers JSON cannot carry. Raises MalformedError."""
     if depth > MAX_DEPTH:
         raise MalformedError(f"{where} is nested more than {MAX_DEPTH} levels deep")
     if isinstance(value, dict):
@@ -115,10 +149,18 @@ def check_shape(value: Any, where: str = "body", depth: int = 0) -> None:
         if len(value) > MAX_STRING:
             raise MalformedError(f"{where} is a string of {len(value)} characters; at most "
                                  f"{MAX_STRING}")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise MalformedError(f"{where} is not Unicode text (a lone surrogate \\ud8xx)"
+                                 ) from None
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise MalformedError(f"{where} is not a finite number")
-    elif value is not None and not isinstance(value, (int, bool)):
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if not -_INT_LIMIT <= value < _INT_LIMIT:
+            raise MalformedError(f"{where} is a whole number outside the 64-bit range")
+    elif value is not None and not isinstance(value, bool):
         raise MalformedError(f"{where} has a value of type {type(value).__name__}")
 
 
@@ -138,13 +180,40 @@ def _num(doc: Mapping[str, Any], name: str, what: str, *, required: bool = True)
     return float(v)
 
 
-def _time_of(doc: Mapping[str, Any], names: Iterable[str], what: str) -> tuple[int, int]:
-    """Epoch ms and UTC offset (minutes) from the first time field present."""
+def _utc_offset(doc: Mapping[str, Any]) -> int:
+    """The document's ``utcOffset`` (minutes) when it is one a clock can have, else 0."""
+    offset = doc.get("utcOffset", 0)
+    if isinstance(offset, bool) or not isinstance(offset, int) or not -720 <= offset <= 840:
+        return 0
+    return offset
+
+
+def _text_offset(doc: Mapping[str, Any], names: Iterable[str]) -> int:
+    """The UTC offset of the first ISO time text among ``names`` that has one, else 0."""
+    for name in names:
+        v = doc.get(name)
+        if isinstance(v, str) and not v.isdigit():
+            try:
+                off = parse_time(v)[1]
+            except MalformedError:
+                continue
+            if off and -720 <= off <= 840:
+                return off
+    return 0
+
+
+def _time_of(doc: Mapping[str, Any], names: tuple[str, ...], what: str) -> tuple[int, int]:
+    """Epoch ms and UTC offset (minutes) from the first time field present.
+
+    A time in UTC (epoch ms, or ISO text ending in Z) takes its offset from ``utcOffset``,
+    else from another time field written in local time (xDrip+ sends ``date`` in epoch ms
+    and ``dateString`` as ``...T08:00:00.000+0100``): "08:00 at home" should stay 08:00.
+    """
     t, off = _time_raw(doc, names, what)
     if not MIN_TIME_MS <= t <= MAX_TIME_MS:
         raise OutOfRangeError(f"{what}: time {t} ms is outside 2000..2100; check the device "
                               "clock and that the time is in milliseconds")
-    return t, off
+    return t, off if off != 0 else _utc_offset(doc) or _text_offset(doc, names)
 
 
 def _time_raw(doc: Mapping[str, Any], names: Iterable[str], what: str) -> tuple[int, int]:
@@ -157,15 +226,15 @@ def _time_raw(doc: Mapping[str, Any], names: Iterable[str], what: str) -> tuple[
         if isinstance(v, float) and math.isfinite(v):
             v = int(v)
         if isinstance(v, int):
-            offset = doc.get("utcOffset", 0)
-            if isinstance(offset, bool) or not isinstance(offset, int) or abs(offset) > 16 * 60:
-                offset = 0
-            return v, offset
+            return v, 0
         if isinstance(v, str):
             if v.isdigit() and len(v) <= 16:
                 return int(v), 0
             text = v.replace("Z", "+00:00") if v.endswith("Z") else v
-            t, off = parse_time(text)
+            try:
+                t, off = parse_time(text)
+            except MalformedError as exc:
+                raise MalformedError(f"{what}: {name}: {exc.message}") from None
             return t, off or 0
         raise MalformedError(f"{what}: {name} must be epoch ms or ISO 8601 text")
     raise MalformedError(f"{what} has no time: send one of {', '.join(names)}")
@@ -181,116 +250,145 @@ class Doc:
     collection: str
     key: str  # Nightscout's identity: "sgv|<date>", "Meal Bolus|<created_at ms>", ...
     time_ms: int
-    items: tuple[tuple[str, dict[str, Any]], ...]  # (stream, parse_batch item)
-    echo: dict[str, Any] = field(default_factory=dict)
+    items: tuple[tuple[str, dict[str, Any]], ...]  # (stream, parse_batch item with "ns")
+    echo: dict[str, Any] = field(default_factory=dict)  # the document as GET returns it
 
 
-def _entry(doc: dict[str, Any], what: str) -> Doc:
+@dataclass(frozen=True)
+class _Split:
+    """A document's identity, time and parts (parse_batch items, without annexes yet)."""
+
+    key: str
+    time_ms: int
+    offset: int
+    parts: list[tuple[str, dict[str, Any]]]
+
+
+def _entry(doc: Mapping[str, Any], what: str) -> _Split:
     kind = doc.get("type") or ("sgv" if "sgv" in doc else "mbg" if "mbg" in doc else None)
     if kind not in ("sgv", "mbg", "cal"):
         raise MalformedError(f"{what}: type {str(kind)[:20]!r} is not sgv, mbg or cal")
-    t, off = _time_of(doc, ("date", "dateString", "sysTime"), what)
-    echo = dict(doc, type=kind, date=t, dateString=_fmt_iso(t), sysTime=_fmt_iso(t),
-                utcOffset=off)
+    t, off = _time_of(doc, _TIMES["entries"], what)
+    base = {"time": t, "tz_offset_min": off}
     if kind == "sgv":
-        value = _num(doc, "sgv", what)
         direction = doc.get("direction")
         if direction is not None and direction not in _TRENDS_NS:
             raise MalformedError(f"{what}: direction {str(direction)[:30]!r} is not one of "
                                  f"{', '.join(sorted(_TRENDS_NS))}")
-        item: dict[str, Any] = {"time": t, "tz_offset_min": off, "value": value}
+        item = dict(base, value=_num(doc, "sgv", what))
         if direction is not None:
             item["trend"] = direction
-        return Doc("entries", f"sgv|{t}", t, (("cgm", item),), echo)
+        return _Split(f"sgv|{t}", t, off, [("cgm", item)])
     if kind == "mbg":
-        value = _num(doc, "mbg", what)
-        return Doc("entries", f"mbg|{t}", t,
-                   (("smbg", {"time": t, "tz_offset_min": off, "value": value}),), echo)
-    cal = {k: _num(doc, k, what, required=False) for k in ("slope", "intercept", "scale")}
-    text = "ns:cal " + json.dumps({k: v for k, v in cal.items() if v is not None},
-                                  sort_keys=True)
-    return Doc("entries", f"cal|{t}", t,
-               (("notes", {"time": t, "tz_offset_min": off, "text": text}),), echo)
+        return _Split(f"mbg|{t}", t, off, [("smbg", dict(base, value=_num(doc, "mbg", what)))])
+    for name in ("slope", "intercept", "scale"):
+        _num(doc, name, what, required=False)
+    return _Split(f"cal|{t}", t, off, [("notes", dict(base, text="sensor calibration"))])
 
 
-_BOLUS_EVENTS: Final = ("Correction Bolus", "Meal Bolus", "Snack Bolus", "Combo Bolus",
-                        "SMB", "Bolus")
+# Treatments: which fields belong to which stream (for consent, see nsannex), and how each
+# record type is read from a document (also from one part alone, to check an annex).
+_SHARED: Final = frozenset({
+    "eventType", "created_at", "timestamp", "date", "mills", "utcOffset", "enteredBy",
+    "device", "app", "uuid", "identifier", "syncIdentifier", "pumpId", "pumpType",
+    "pumpSerial", "isValid", "NSCLIENT_ID"})
+_OWNER: Final = {
+    **dict.fromkeys(("insulin", "programmed", "unabsorbed", "insulinType", "isSMB",
+                     "automatic", "type", "duration", "durationInMilliseconds", "splitNow",
+                     "splitExt", "enteredinsulin", "relative", "rate", "absolute", "percent",
+                     "temp", "amount", "isBasalInsulin", "bolusCalculatorResult",
+                     "boluscalc"), "insulin"),
+    **dict.fromkeys(("carbs", "absorptionTime", "foodType", "fat", "protein", "carbTime",
+                     "preBolus", "userEnteredAt", "userLastModifiedAt"), "carbs"),
+    **dict.fromkeys(("glucose", "glucoseType", "units"), "smbg"),
+    "notes": "notes",
+}
 
 
-def _treatment(doc: dict[str, Any], what: str) -> Doc:
+def _event(doc: Mapping[str, Any], what: str) -> str:
     event = doc.get("eventType", "<none>")
     if not isinstance(event, str) or not 1 <= len(event) <= 64:
         raise MalformedError(f"{what}: eventType must be text of 1-64 characters")
-    t, off = _time_of(doc, ("created_at", "timestamp", "date", "mills"), what)
-    base = {"time": t, "tz_offset_min": off}
-    items: list[tuple[str, dict[str, Any]]] = []
+    return event
+
+
+def _bolus(doc: Mapping[str, Any], event: str, what: str) -> dict[str, Any] | None:
     insulin = _num(doc, "insulin", what, required=False)
-    if insulin:
-        automated = (doc.get("automatic") is True or doc.get("isSMB") is True
-                     or doc.get("type") == "SMB" or event == "SMB")
-        duration = _num(doc, "duration", what, required=False) or 0
-        extended = (doc.get("type") == "square" or event == "Combo Bolus") and duration > 0
-        kind = "automated" if automated else "extended" if extended else "normal"
-        item = dict(base, type="bolus", kind=kind, insulin=insulin)
-        if kind == "extended":
-            item["duration_min"] = duration
-        items.append(("insulin", item))
-    if event in ("Temp Basal", "TempBasal"):
-        absolute = _num(doc, "absolute", what, required=False)
-        rate = _num(doc, "rate", what) if absolute is None else absolute
-        minutes = _num(doc, "duration", what)
-        assert minutes is not None
-        if minutes > 0:
-            items.append(("insulin", dict(base, type="basal", kind="temp", rate=rate,
-                                          duration_min=minutes)))
-    carbs = _num(doc, "carbs", what, required=False)
-    if carbs:
-        items.append(("carbs", dict(base, grams=carbs)))
-    if event == "BG Check" or ("glucose" in doc and doc.get("glucoseType") == "Finger"):
-        glucose = _num(doc, "glucose", what)
-        units = doc.get("units") or "mg/dL"
-        items.append(("smbg", dict(base, value=glucose, units=units)))
-    if not items or doc.get("notes"):
-        keep = {k: doc[k] for k in ("eventType", "notes", "reason", "duration", "targetTop",
-                                    "targetBottom", "enteredBy") if doc.get(k) is not None}
-        keep["eventType"] = event
-        text = "ns:treatment " + json.dumps(keep, sort_keys=True, ensure_ascii=False)
-        items.append(("notes", dict(base, text=text[:MAX_NOTE])))
-    echo = dict(doc, eventType=event, created_at=_fmt_iso(t), utcOffset=off)
-    return Doc("treatments", f"{event}|{t}", t, tuple(items), echo)
+    if not insulin:
+        return None
+    automated = (doc.get("automatic") is True or doc.get("isSMB") is True
+                 or doc.get("type") == "SMB" or event == "SMB")
+    duration = _num(doc, "duration", what, required=False) or 0
+    extended = (doc.get("type") == "square" or event == "Combo Bolus") and duration > 0
+    kind = "automated" if automated else "extended" if extended else "normal"
+    item = {"type": "bolus", "kind": kind, "insulin": doc["insulin"]}
+    if kind == "extended":
+        item["duration_min"] = doc["duration"]
+    return item
 
 
-_STATUS_KEEP: Final = ("device", "uploaderBattery", "uploader", "pump", "loop", "openaps",
-                       "xdripjs", "override", "configuration")
+def _basal(doc: Mapping[str, Any], event: str, what: str) -> dict[str, Any] | None:
+    if event not in ("Temp Basal", "TempBasal"):
+        return None
+    if _num(doc, "absolute", what, required=False) is not None:
+        rate = doc["absolute"]
+    else:
+        _num(doc, "rate", what)
+        rate = doc["rate"]
+    minutes = _num(doc, "duration", what)
+    assert minutes is not None
+    if minutes <= 0:
+        return None
+    return {"type": "basal", "kind": "temp", "rate": rate, "duration_min": doc["duration"]}
 
 
-def _compact(value: Any, budget: int) -> Any:
-    """Drop the biggest nested parts until the JSON text fits ``budget`` characters."""
-    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
-    if len(text) <= budget or not isinstance(value, dict):
-        return value
-    out = dict(value)
-    for k in sorted(out, key=lambda k: -len(json.dumps(out[k], ensure_ascii=False))):
-        if len(json.dumps(out, sort_keys=True, ensure_ascii=False)) <= budget:
-            break
-        out[k] = _compact(out[k], budget // 4) if isinstance(out[k], dict) else None
-        if out[k] is None or len(json.dumps(out[k], ensure_ascii=False)) > budget // 4:
-            del out[k]
-    return out
+def _carbs(doc: Mapping[str, Any], event: str, what: str) -> dict[str, Any] | None:
+    return {"grams": doc["carbs"]} if _num(doc, "carbs", what, required=False) else None
 
 
-def _devicestatus(doc: dict[str, Any], what: str) -> Doc:
-    t, off = _time_of(doc, ("created_at", "date", "mills"), what)
+def _smbg(doc: Mapping[str, Any], event: str, what: str) -> dict[str, Any] | None:
+    if event != "BG Check" and ("glucose" not in doc or doc.get("glucoseType") != "Finger"):
+        return None
+    _num(doc, "glucose", what)
+    return {"value": doc["glucose"], "units": doc.get("units") or "mg/dL"}
+
+
+def _note_text(doc: Mapping[str, Any], event: str) -> str:
+    notes = doc.get("notes")
+    if isinstance(notes, str) and _clean(notes):
+        return _clean(notes)
+    return _clean(event) or "treatment"
+
+
+#: Record type -> (stream, how to read it from a treatment).
+_TREATMENT_PARTS: Final[dict[str, tuple[str, Callable[..., dict[str, Any] | None]]]] = {
+    "bolus": ("insulin", _bolus), "basal": ("insulin", _basal), "carbs": ("carbs", _carbs),
+    "smbg": ("smbg", _smbg)}
+
+
+def _treatment(doc: Mapping[str, Any], what: str) -> _Split:
+    event = _event(doc, what)
+    t, off = _time_of(doc, _TIMES["treatments"], what)
+    base = {"time": t, "tz_offset_min": off}
+    parts = []
+    for stream, read in _TREATMENT_PARTS.values():
+        item = read(doc, event, what)
+        if item is not None:
+            parts.append((stream, dict(base, **item)))
+    notes = doc.get("notes")
+    if not parts or (isinstance(notes, str) and _clean(notes)):
+        parts.append(("notes", dict(base, text=_note_text(doc, event))))
+    return _Split(f"{event}|{t}", t, off, parts)
+
+
+def _devicestatus(doc: Mapping[str, Any], what: str) -> _Split:
+    t, off = _time_of(doc, _TIMES["devicestatus"], what)
     device = doc.get("device", "unknown")
     if not isinstance(device, str):
         raise MalformedError(f"{what}: device must be text")
-    keep = {k: doc[k] for k in _STATUS_KEEP if k in doc}
-    keep["device"] = device
-    text = "ns:devicestatus " + json.dumps(_compact(keep, MAX_NOTE - 20), sort_keys=True,
-                                           ensure_ascii=False)
-    echo = dict(doc, created_at=_fmt_iso(t), utcOffset=off)
-    return Doc("devicestatus", f"{device}|{t}", t,
-               (("notes", {"time": t, "tz_offset_min": off, "text": text[:MAX_NOTE]}),), echo)
+    text = _clean(f"device status from {device}")
+    return _Split(f"{device}|{t}", t, off,
+                  [("notes", {"time": t, "tz_offset_min": off, "text": text})])
 
 
 def _hhmm(entry: Any, what: str) -> int:
@@ -306,20 +404,20 @@ def _hhmm(entry: Any, what: str) -> int:
     raise MalformedError(f"{what}: schedule entry time must be HH:MM or timeAsSeconds")
 
 
-def _sched(store: dict[str, Any], name: str, what: str) -> list[list[Any]]:
+def _sched(store: Mapping[str, Any], name: str, what: str) -> list[list[Any]]:
     value = store.get(name)
     if not isinstance(value, list) or not value:
         raise MalformedError(f"{what}: the profile needs a non-empty {name} schedule")
     return [[_hhmm(e, f"{what}.{name}"), _num(e, "value", f"{what}.{name}")] for e in value]
 
 
-def _profile(doc: dict[str, Any], what: str) -> Doc:
-    t, off = _time_of(doc, ("startDate", "created_at", "mills", "date"), what)
+def _profile(doc: Mapping[str, Any], what: str) -> _Split:
+    t, off = _time_of(doc, _TIMES["profile"], what)
     stores = doc.get("store")
     default = doc.get("defaultProfile")
     if not isinstance(stores, dict) or not stores:
         raise MalformedError(f"{what}: a profile needs a store of named profiles")
-    name = default if isinstance(default, str) and default in stores else sorted(stores)[0]
+    name = default if isinstance(default, str) and default in stores else min(stores)
     store = stores[name]
     if not isinstance(store, dict):
         raise MalformedError(f"{what}: store {name!r} is not an object")
@@ -332,19 +430,78 @@ def _profile(doc: dict[str, Any], what: str) -> Doc:
             "carb_ratios": _sched(store, "carbratio", what),
             "sensitivities": [[m, v] for m, v in _sched(store, "sens", what)],
             "targets": targets}
-    echo = dict(doc, startDate=_fmt_iso(t), defaultProfile=name)
-    return Doc("profile", f"profile|{t}", t, (("settings", item),), echo)
+    return _Split(f"profile|{t}", t, off, [("settings", item)])
 
 
-_PARSERS: Final = {"entries": _entry, "treatments": _treatment,
-                   "devicestatus": _devicestatus, "profile": _profile}
+_PARSERS: Final[dict[str, Callable[[Mapping[str, Any], str], _Split]]] = {
+    "entries": _entry, "treatments": _treatment, "devicestatus": _devicestatus,
+    "profile": _profile}
+
+
+def _canonical(collection: str, rec: Record) -> dict[str, Any]:
+    """What the server derives from a record alone (see nsannex): the clinical fields and
+    the time fields, as an uploader most likely wrote them."""
+    t, off, iso = rec.time_ms, rec.tz_offset_min, _iso(rec.time_ms)
+    if collection == "entries":
+        out: dict[str, Any] = {"date": t, "dateString": iso, "sysTime": iso, "utcOffset": off}
+        if isinstance(rec, CgmReading):
+            out.update(type="sgv", sgv=rec.mgdl)
+            if rec.trend is not None:
+                out["direction"] = rec.trend
+        elif isinstance(rec, SmbgReading):
+            out.update(type="mbg", mbg=rec.mgdl)
+        else:
+            out["type"] = "cal"
+        return out
+    if collection == "profile":
+        return {"startDate": iso, "created_at": iso}
+    out = {"created_at": iso, "utcOffset": off}
+    if collection == "treatments":
+        if isinstance(rec, Bolus):
+            out["insulin"] = _dec(rec.units_milli, 1000)
+            if rec.duration_ms is not None:
+                out["duration"] = _dec(rec.duration_ms, 60_000)
+        elif isinstance(rec, Basal):
+            out["rate"] = out["absolute"] = _dec(rec.rate_milli_u_per_h, 1000)
+            out["duration"] = _dec(rec.duration_ms, 60_000)
+        elif isinstance(rec, Carbs):
+            out["carbs"] = _dec(rec.grams_tenths, 10)
+        elif isinstance(rec, SmbgReading):
+            out["glucose"] = rec.mgdl
+        elif isinstance(rec, Note):
+            out["notes"] = rec.text
+    return out
+
+
+def _record(stream: str, item: dict[str, Any], what: str) -> Record:
+    try:
+        return parse_item(stream, item)
+    except InputError as exc:
+        raise type(exc)(f"{what}: {exc.message}") from None
+
+
+def _parse_doc(collection: str, doc: dict[str, Any], what: str) -> Doc:
+    split = _PARSERS[collection](doc, what)
+    streams = [s for s, _ in split.parts]
+    shares = nsannex.assign(doc, streams, _SHARED, _OWNER) if collection == "treatments" \
+        else [dict(doc)]
+    items = []
+    echo = dict(doc)
+    for (stream, item), own in zip(split.parts, shares, strict=True):
+        canonical = _canonical(collection, _record(stream, item, what))
+        items.append((stream, dict(item, ns=nsannex.make(collection, split.key, own,
+                                                         canonical, what))))
+        for k in ADDED[collection]:
+            echo.setdefault(k, canonical[k])
+    return Doc(collection, split.key, split.time_ms, tuple(items), echo)
 
 
 def parse_docs(collection: str, body: Any) -> list[Doc]:
     """Parse a POST body (one document or a list) of ``collection``. All or nothing.
 
-    Raises MalformedError (shape, types, injection-shaped keys) or OutOfRangeError; the
-    values themselves are checked when the items go through ``parse_batch``.
+    Raises MalformedError (shape, types, injection-shaped keys) or OutOfRangeError (values
+    out of range, other fields over the annex bounds); times in the future are checked when
+    the items go through ``parse_batch``.
     """
     if collection not in _PARSERS:
         raise MalformedError(f"unknown collection {collection!r}")
@@ -360,8 +517,7 @@ def parse_docs(collection: str, body: Any) -> list[Doc]:
         if not isinstance(d, dict):
             raise MalformedError(f"{what} must be an object, not {type(d).__name__}")
         check_shape(d, what)
-        d = {k: v for k, v in d.items() if k != "_id"}
-        doc = _PARSERS[collection](d, what)
+        doc = _parse_doc(collection, {k: v for k, v in d.items() if k != "_id"}, what)
         if doc.key in seen:  # a duplicate inside one upload: Nightscout keeps one
             continue
         seen.add(doc.key)
@@ -371,203 +527,89 @@ def parse_docs(collection: str, body: Any) -> list[Doc]:
 
 # --------------------------------------------------------------------------- reading back
 
+#: The fields that decide a record's value, and those that decide its time, when it is read
+#: from a document. An annex that holds (or omits) one of them is checked before it is
+#: believed: the part re-read must give the record (its time, for time fields only).
+#: None: always checked (treatments, devicestatus and profiles are few; entries are many).
+_DECIDING: Final[dict[str, tuple[frozenset[str], tuple[str, ...]] | None]] = {
+    "entries": (frozenset({"type", "sgv", "mbg", "direction"}),
+                ("date", "dateString", "sysTime", "utcOffset")),
+    "treatments": None, "devicestatus": None, "profile": None}
 
-def _note_doc(rec: Note) -> tuple[str, dict[str, Any]] | None:
-    for prefix, coll in (("ns:devicestatus ", "devicestatus"), ("ns:treatment ", "treatments"),
-                         ("ns:cal ", "entries")):
-        if rec.text.startswith(prefix):
-            try:
-                body = json.loads(rec.text[len(prefix):])
-            except ValueError:
-                body = {}
-            if coll == "entries":
-                return coll, dict(body, type="cal")
-            return coll, body if isinstance(body, dict) else {}
-    return "treatments", {"eventType": "Note", "notes": rec.text}
+
+def _reread(collection: str, rec: Record, part: dict[str, Any]) -> tuple[str, list[Record]]:
+    """The identity of the document ``part`` (one part's fields as sent) belongs to, and
+    the records it yields of ``rec``'s type."""
+    if collection != "treatments":
+        split = _PARSERS[collection](part, "annex")
+        return split.key, [parse_item(s, item) for s, item in split.parts]
+    t, off = _time_of(part, _TIMES["treatments"], "annex")
+    event = _event(part, "annex")
+    base = {"time": t, "tz_offset_min": off}
+    if rec.TYPE in _TREATMENT_PARTS:
+        stream, read = _TREATMENT_PARTS[rec.TYPE]
+        item = read(part, event, "annex")
+        return f"{event}|{t}", [] if item is None else [parse_item(stream, dict(item, **base))]
+    return f"{event}|{t}", [parse_item("notes", dict(base, text=_note_text(part, event)))]
+
+
+#: The record types each collection makes.
+_MAKES: Final = {"entries": ("cgm", "smbg", "note"),
+                 "treatments": ("bolus", "basal", "carbs", "smbg", "note"),
+                 "devicestatus": ("note",), "profile": ("settings",)}
+
+
+def _same_record(a: Record, b: Record) -> bool:
+    """Equal but for the annex."""
+    return type(a) is type(b) and all(getattr(a, name) == getattr(b, name)
+                                      for name in a.__match_args__ if name != "ns")
+
+
+def _believed(rec: Record, annex: Annex, canonical: dict[str, Any]) -> bool:
+    """Whether the annex's document yields this very record (and keys it at its time)."""
+    if rec.TYPE not in _MAKES[annex.collection] or not annex.key.endswith(f"|{rec.time_ms}"):
+        return False
+    deciding = _DECIDING[annex.collection]
+    touched = annex.fields.keys() | set(annex.omitted)
+    try:
+        if deciding is not None and not deciding[0] & touched:
+            if not touched.intersection(deciding[1]):
+                return True
+            part = annex.original(canonical)
+            return _time_of(part, _TIMES[annex.collection], "annex") == (rec.time_ms,
+                                                                       rec.tz_offset_min)
+        key, again = _reread(annex.collection, rec, annex.original(canonical))
+    except InputError:
+        return False
+    return key == annex.key and any(_same_record(rec, r) for r in again)
+
+
+def docs_from_records(records: Iterable[Record]) -> list[Found]:
+    """The Nightscout documents the records make: the parts of one document (same annex
+    collection and key) joined into one, each record without a (believable) annex as a
+    document of its own. Unordered; ``select`` sorts."""
+    out: list[Found] = []
+    groups: dict[tuple[str, str], tuple[int, dict[str, Any], set[str]]] = {}
+    for rec in records:
+        annex = None if rec.ns is None else Annex.parse(rec.ns, COLLECTIONS)
+        canonical = {} if annex is None else _canonical(annex.collection, rec)
+        if annex is None or not _believed(rec, annex, canonical):
+            found = _legacy(rec)
+            if found is not None:
+                out.append(found)
+            continue
+        _, doc, types = groups.setdefault((annex.collection, annex.key),
+                                          (rec.time_ms, {}, set()))
+        if rec.TYPE in types:  # the same document stored twice: Nightscout keeps one
+            continue
+        types.add(rec.TYPE)
+        doc.update(annex.served(canonical, ADDED[annex.collection]))
+    out += [Found(c, k, t, doc) for (c, k), (t, doc, _) in groups.items()]
+    return out
 
 
 def doc_from_record(rec: Record) -> tuple[str, dict[str, Any]] | None:
-    """The Nightscout collection and document for a stored record (without ``_id``)."""
-    t, off = rec.time_ms, rec.tz_offset_min
-    iso = _fmt_iso(t)
-    if isinstance(rec, CgmReading):
-        doc: dict[str, Any] = {"type": "sgv", "sgv": rec.mgdl, "date": t, "dateString": iso,
-                               "sysTime": iso, "utcOffset": off, "device": "glucoledger"}
-        if rec.trend is not None:
-            doc["direction"] = rec.trend
-        return "entries", doc
-    if isinstance(rec, SmbgReading):
-        return "entries", {"type": "mbg", "mbg": rec.mgdl, "date": t, "dateString": iso,
-                           "sysTime": iso, "utcOffset": off, "device": "glucoledger"}
-    common = {"created_at": iso, "timestamp": iso, "mills": t, "utcOffset": off,
-              "enteredBy": "glucoledger"}
-    if isinstance(rec, Bolus):
-        doc = dict(common, eventType="Correction Bolus", insulin=rec.units_milli / 1000,
-                   type="SMB" if rec.kind == "automated" else
-                   "square" if rec.kind == "extended" else "normal")
-        if rec.kind == "automated":
-            doc.update(automatic=True, isSMB=True)
-        if rec.duration_ms:
-            doc["duration"] = rec.duration_ms / 60_000
-        return "treatments", doc
-    if isinstance(rec, Basal):
-        rate = rec.rate_milli_u_per_h / 1000
-        return "treatments", dict(common, eventType="Temp Basal", rate=rate, absolute=rate,
-                                  duration=rec.duration_ms / 60_000, temp="absolute")
-    if isinstance(rec, Carbs):
-        return "treatments", dict(common, eventType="Carb Correction",
-                                  carbs=rec.grams_tenths / 10)
-    if isinstance(rec, Note):
-        found = _note_doc(rec)
-        if found is None:
-            return None
-        coll, body = found
-        if coll == "entries":
-            return coll, dict(body, date=t, dateString=iso, sysTime=iso, utcOffset=off)
-        return coll, dict(common, **body) if coll == "treatments" else dict(
-            body, created_at=iso, mills=t, utcOffset=off)
-    if isinstance(rec, DeviceSettings):
-        return "profile", profile_doc(rec)
-    return None
-
-
-def _sched_out(entries: Iterable[tuple[int, ...]], scale: float) -> list[dict[str, Any]]:
-    return [{"time": f"{e[0] // 60:02d}:{e[0] % 60:02d}", "timeAsSeconds": e[0] * 60,
-             "value": e[1] / scale} for e in entries]
-
-
-def profile_doc(rec: DeviceSettings) -> dict[str, Any]:
-    iso = _fmt_iso(rec.time_ms)
-    store = {"dia": 6, "timezone": "UTC", "units": "mg/dl",
-             "basal": _sched_out(rec.basal_schedule, 1000),
-             "carbratio": _sched_out(rec.carb_ratios, 10),
-             "sens": _sched_out(rec.sensitivities, 1),
-             "target_low": _sched_out(((e[0], e[1]) for e in rec.targets), 1),
-             "target_high": _sched_out(((e[0], e[2]) for e in rec.targets), 1)}
-    return {"defaultProfile": "Default", "startDate": iso, "mills": rec.time_ms,
-            "created_at": iso, "units": "mg/dl", "store": {"Default": store}}
-
-
-# --------------------------------------------------------------------------- queries
-
-_TIME_FIELDS: Final = ("date", "dateString", "sysTime", "created_at", "timestamp", "mills",
-                       "startDate")
-_EQ_FIELDS: Final = ("type", "eventType", "device")
-_OPS: Final = ("$gte", "$gt", "$lte", "$lt", "$eq")
-_FIND: Final = re.compile(r"^find\[([A-Za-z_]{1,32})\](?:\[(\$[a-z]{2,3})\])?$")
-
-
-@dataclass(frozen=True)
-class Query:
-    """A Nightscout v1 ``find``/``count`` query reduced to what it can mean for us."""
-
-    start_ms: int | None = None  # inclusive
-    end_ms: int | None = None  # exclusive
-    equals: tuple[tuple[str, str], ...] = ()
-    count: int = 10
-
-
-def _query_time(value: str, name: str) -> int:
-    if re.fullmatch(r"-?\d{1,16}", value):
-        return int(value)
-    text = value.replace("Z", "+00:00") if value.endswith("Z") else value
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise MalformedError(f"find[{name}] value {value[:40]!r} is neither epoch ms nor an "
-                             "ISO 8601 time") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
-
-
-def parse_query(collection: str, params: Iterable[tuple[str, str]],
-                extra_type: str | None = None) -> Query:
-    """Parse query parameters (``find[date][$gte]=...``, ``count=...``). Raises MalformedError."""
-    start: int | None = None
-    end: int | None = None
-    equals: list[tuple[str, str]] = []
-    if extra_type:
-        equals.append(("type", extra_type))
-    count = DEFAULT_COUNT.get(collection, 10)
-    for name, value in params:
-        if name in ("token", "secret"):
-            continue
-        if name == "count":
-            if not re.fullmatch(r"\d{1,6}", value):
-                raise MalformedError(f"count must be a whole number, not {value[:20]!r}")
-            n = int(value)
-            count = DEFAULT_COUNT.get(collection, 10) if n == 0 else min(n, MAX_COUNT)
-            continue
-        m = _FIND.match(name)
-        if m is None:
-            raise MalformedError(
-                f"query parameter {name[:40]!r} is not supported: use find[field][$op] "
-                f"({', '.join(_OPS)}) on {', '.join(_TIME_FIELDS)}, find[type], or count")
-        fname, op = m.group(1), m.group(2) or "$eq"
-        if fname in _TIME_FIELDS:
-            if op not in _OPS:
-                raise MalformedError(f"operator {op} is not supported; use {', '.join(_OPS)}")
-            ms = _query_time(value, fname)
-            if op in ("$gte", "$eq"):
-                start = ms if start is None else max(start, ms)
-            if op == "$gt":
-                start = ms + 1 if start is None else max(start, ms + 1)
-            if op in ("$lt",):
-                end = ms if end is None else min(end, ms)
-            if op in ("$lte", "$eq"):
-                end = ms + 1 if end is None else min(end, ms + 1)
-        elif fname in _EQ_FIELDS and op == "$eq":
-            if len(value) > 64:
-                raise MalformedError(f"find[{fname}] value is too long")
-            equals.append((fname, value))
-        else:
-            raise MalformedError(f"find[{fname}]{'' if op == '$eq' else f'[{op}]'} is not "
-                                 f"supported; time fields: {', '.join(_TIME_FIELDS)}; "
-                                 f"equality: {', '.join(_EQ_FIELDS)}")
-    return Query(start, end, tuple(equals), count)
-
-
-def _doc_time(doc: Mapping[str, Any]) -> int:
-    for name in ("date", "mills"):
-        if isinstance(doc.get(name), int):
-            return int(doc[name])
-    return 0
-
-
-def select(docs: Iterable[dict[str, Any]], query: Query) -> list[dict[str, Any]]:
-    """Apply a query: time window, equalities, newest first, at most ``count``."""
-    out = []
-    for d in docs:
-        t = _doc_time(d)
-        if query.start_ms is not None and t < query.start_ms:
-            continue
-        if query.end_ms is not None and t >= query.end_ms:
-            continue
-        if any(str(d.get(k)) != v for k, v in query.equals):
-            continue
-        out.append(d)
-    out.sort(key=_doc_time, reverse=True)
-    return out[:query.count]
-
-
-def status_doc(*, name: str, version: str, now_ms: int, units: str = "mg/dl",
-               authorized: bool = False) -> dict[str, Any]:
-    """GET /api/v1/status.json: what uploaders and followers check before talking to us."""
-    return {
-        "status": "ok",
-        "name": name,
-        "version": version,
-        "serverTime": _fmt_iso(now_ms),
-        "serverTimeEpoch": now_ms,
-        "apiEnabled": True,
-        "careportalEnabled": True,
-        "boluscalcEnabled": False,
-        "head": "glucoledger",
-        "settings": {"units": units, "timeFormat": 24, "theme": "default",
-                     "enable": ["careportal", "iob", "cob", "basal"],
-                     "authDefaultRoles": "denied"},
-        "extendedSettings": {"devicestatus": {"advanced": True}},
-        "authorized": {"token": "", "sub": "", "permissionGroups": []} if authorized else None,
-        "units_note": f"1 mmol/L = {1 / mgdl_to_mmol(1):.5f} mg/dL",
-    }
+    """The Nightscout collection and document one record reads as (without ``_id``): for a
+    part of a document split over streams, that part. See ``docs_from_records``."""
+    found = docs_from_records([rec])
+    return (found[0].collection, found[0].doc) if found else None

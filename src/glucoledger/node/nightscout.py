@@ -298,13 +298,7 @@ class NightscoutService:
             env = self.access.request(reader.id, keys_of(self.node, reader), req).raw
             release = self.access.read(env)
         assert isinstance(release, RawRelease)
-        docs = []
-        for rec in release.records:
-            found = ns.doc_from_record(rec)
-            if found is None or found[0] != collection:
-                continue
-            doc = found[1]
-            key = (f"{doc.get('type')}|{doc.get('date')}" if collection == "entries" else
-                   f"{doc.get('eventType') or doc.get('device')}|{rec.time_ms}")
-            docs.append(dict(doc, _id=self.doc_id(binding.patient, collection, key)))
-        return ns.select(docs, query)
+        found = [f for f in ns.docs_from_records(release.records) if f.collection == collection]
+        # _id as POST echoed it: the keyed hash of the document's Nightscout identity.
+        return [dict(f.doc, _id=self.doc_id(binding.patient, collection, f.key))
+                for f in ns.select(found, query)]
