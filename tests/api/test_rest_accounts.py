@@ -120,6 +120,11 @@ def test_first_password_only_when_none_is_set(client, site) -> None:  # type: ig
     r = call(client, site, "org", "PUT", "/api/accounts/nobody/password",
              {"password": "some-password-1"})
     assert r.status_code == 404
+    r = call(client, site, "org", "PUT", "/api/accounts/alice.ns-gw1/password",
+             {"password": "gateway-password"})  # a program: it signs, it never logs in
+    assert (r.status_code, r.json()["code"]) == (400, "bad_input")
+    assert "no portal password" in r.json()["message"]
+    assert footprint(site) == before
     login(client, "dr-ng", "dr-ng-password-1")  # the first one still works
     _secrets_nowhere(site, "dr-ng-password-1", "takeover-password")
 

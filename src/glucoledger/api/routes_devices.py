@@ -40,11 +40,11 @@ from ..errors import (
 )
 from ..node import devices as dv
 from ..node import firmware as fw
-from ..node.accounts import keys_of
 from ..node.ingest import IngestReceipt
 from ..vault.batch import MAX_UPLOAD_BYTES
 from .auth import permission, principal, record_refusal, require_kind
 from .context import Principal, ctx
+from .routes_consent import _keys
 from .routes_ledger import ERRORS, Strict
 
 __all__ = ["UPLOAD_MEDIA", "router"]
@@ -116,11 +116,6 @@ def _public_key(k: KeyBody) -> PublicKey:
     except (binascii.Error, ValueError):
         raise MalformedError("key.pub is not base64") from None
     return PublicKey(k.alg, raw)
-
-
-def _keys(request: Request, who: Principal) -> list[Any]:
-    return who.session.keys if who.session is not None else keys_of(ctx(request).node,
-                                                                     who.ident)
 
 
 def device_value(u: dv.Uploader) -> dict[str, Any]:

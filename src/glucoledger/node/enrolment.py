@@ -85,5 +85,10 @@ def first_password(passwords: Passwords, by: Identity, name: str, password: str)
     """
     _require_organization(by)
     if name == "org":
-        raise InputError("the organization's own account logs in with its key, not a password")
+        raise InputError("the operator sets the organization's own password at the node: "
+                         "`glucoledger password org`")
+    kind = identity(passwords.node, name).kind
+    if kind not in OPEN_KINDS:
+        raise InputError(f"{name} is a {kind}: it signs with its key and has no portal "
+                         "password")
     passwords.set(name, check_password(password), first=True)
