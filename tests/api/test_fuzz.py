@@ -14,6 +14,9 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     import schemathesis
 
+# Device uploads are canonical CBOR (POST /api/uploads): fuzz them with arbitrary bytes.
+schemathesis.serializer.alias("application/cbor", "application/octet-stream")
+
 
 @pytest.fixture
 def schema(site):  # type: ignore[no-untyped-def]

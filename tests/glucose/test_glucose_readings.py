@@ -346,3 +346,14 @@ def test_jsonl_refusals(lines: list[str], error: type[InputError], reason: str) 
     with pytest.raises(error) as caught:
         parse_jsonl(lines, NOW)
     assert reason in caught.value.message
+
+
+def test_a_received_batch_over_the_limit_is_refused_before_its_items_are_read() -> None:
+    t0 = 1_700_000_000_000
+    items = tuple(CgmReading(t0 + i * 60_000, 0, 120) for i in range(MAX_BATCH + 1))
+    value = Batch("cgm", items, items[0].time_ms, items[-1].time_ms, len(items)).to_value()
+    with pytest.raises(MalformedError, match=f"limit is {MAX_BATCH}"):
+        Batch.from_value(value)
+    value["items"] = value["items"][:MAX_BATCH]
+    value.update(end_ms=items[MAX_BATCH - 1].time_ms, count=MAX_BATCH)
+    assert Batch.from_value(value).count == MAX_BATCH

@@ -178,11 +178,22 @@ def create_app(node: Node, settings: ServerSettings | None = None, *,
         return error_response(500, "internal", "the server failed unexpectedly; nothing was "
                               "changed by this request's failure; report it with the time")
 
-    from . import routes_consent, routes_fhir, routes_ledger, routes_nightscout
+    from . import (
+        routes_accounts,
+        routes_consent,
+        routes_data,
+        routes_devices,
+        routes_fhir,
+        routes_ledger,
+        routes_nightscout,
+    )
 
     app.include_router(routes_nightscout.router)  # first: uploads are the hot path
     app.include_router(routes_ledger.router)
     app.include_router(routes_consent.router)
+    app.include_router(routes_accounts.router)
+    app.include_router(routes_devices.router)
+    app.include_router(routes_data.router)
     app.include_router(routes_fhir.router)
     try:
         from . import portal

@@ -9,16 +9,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from fastapi import Request, Response
 
-from ..errors import AuthenticationError, GlucoledgerError, PermissionDeniedError
+from ..errors import AuthenticationError, GlucoledgerError, PermissionDeniedError, RejectedError
 from ..node.accounts import keys_of
 from .context import Principal, ctx
 from .httpsig import verify_request
 from .security import COOKIE, Session
 
-__all__ = ["login", "logout", "optional_session", "principal", "record_refusal",
-           "require_kind", "set_session_cookie"]
+__all__ = ["PERMISSION_CODES", "login", "logout", "optional_session", "permission",
+           "principal", "record_refusal", "require_kind", "set_session_cookie"]
 
 _SAFE = ("GET", "HEAD", "OPTIONS")
 
@@ -59,10 +62,10 @@ async def principal(request: Request) -> Principal:
         if s is None:
             raise AuthenticationError("log in first (or sign the request with your key, RFC "
                                       "9421): this needs to know who you are")
-        if request.method not in _SAFE and not request.url.path.startswith("/portal"):
-            if not s.check_csrf(request.headers.get("x-csrf-token")):
-                raise AuthenticationError("missing or wrong X-CSRF-Token for this session; "
-                                          "reload the page and try again")
+        unsafe = request.method not in _SAFE and not request.url.path.startswith("/portal")
+        if unsafe and not s.check_csrf(request.headers.get("x-csrf-token")):
+            raise AuthenticationError("missing or wrong X-CSRF-Token for this session; "
+                                      "reload the page and try again")
         return Principal(s.ident, "session", s)
     except AuthenticationError as exc:
         record_refusal(request, exc, None)
@@ -73,12 +76,41 @@ async def principal(request: Request) -> Principal:
         raise err from None
 
 
+def _a(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
 def require_kind(request: Request, who: Principal, *kinds: str) -> None:
     if who.kind not in kinds:
-        exc = PermissionDeniedError(f"this needs a {' or '.join(kinds)} account; "
-                                    f"{who.name} is a {who.kind}")
+        needs = " or ".join(kinds)
+        exc = PermissionDeniedError(f"this needs {_a(needs)} {needs} account; "
+                                    f"{who.name} is {_a(who.kind)} {who.kind}")
         record_refusal(request, exc, who.name)
         raise exc
+
+
+#: The state machine's reason codes that mean "authenticated, but not allowed to do this"
+#: (state/devices.py, state/firmware.py, state/grants.py): answered 403, the code kept.
+PERMISSION_CODES = frozenset({"not_allowed", "not_bound", "not_maker", "not_patient",
+                              "not_clinician", "not_your_grant", "model_owned", "wrong_patient"})
+
+
+@contextmanager
+def permission(request: Request, who: Principal) -> Iterator[None]:
+    """Around a node call made for ``who``: a refusal for lack of permission becomes a 403
+    (PermissionDeniedError with the machine's reason code) and goes to the security log.
+    The refused transaction itself stays on the ledger, marked with that code."""
+    try:
+        yield
+    except PermissionDeniedError as exc:
+        record_refusal(request, exc, who.name)
+        raise
+    except RejectedError as exc:
+        if exc.code not in PERMISSION_CODES:
+            raise
+        err = PermissionDeniedError(exc.message, code=exc.code)
+        record_refusal(request, err, who.name)
+        raise err from None
 
 
 def login(request: Request, name: str, password: str) -> Session:

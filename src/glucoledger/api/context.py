@@ -14,7 +14,7 @@ from fastapi import Request
 
 from ..crypto import PublicKey
 from ..errors import AuthenticationError, NotFoundError
-from ..node.accounts import AddressBook, Identity
+from ..node.accounts import AddressBook, Identity, identity
 from ..node.people import Passwords, SecurityLog
 from ..node.service import Node
 from .httpsig import NonceCache
@@ -112,7 +112,8 @@ class ServerContext:
             hit = self._keys.get(key_id)
         if hit is None:
             found: dict[bytes, tuple[Identity, PublicKey]] = {}
-            for ident in AddressBook(self.node).all():
+            # The node's own organization (the operator) signs with its key, too.
+            for ident in [identity(self.node, "org"), *AddressBook(self.node).all()]:
                 try:
                     acct = self.node.account(ident.id)
                 except NotFoundError:

@@ -15,6 +15,7 @@ from ..glucose.readings import CgmReading
 from ..node import consent_actions as ca
 from ..node.access import RawRelease, SignedSummary
 from ..node.accounts import AddressBook, identity, keys_of
+from ..node.devices import uploaders
 from ..state.consent import Grant
 from ..state.consent import Request as ReadRequest
 from .auth import principal, record_refusal, require_kind
@@ -265,18 +266,13 @@ def alerts(body: AlertBody, request: Request, who: Who) -> dict[str, Any]:
 
 @router.get("/devices", responses=ERRORS)
 def devices(request: Request, who: Who) -> list[dict[str, Any]]:
-    """The devices and gateways bound to you."""
-    require_kind(request, who, "patient")
-    node = ctx(request).node
-    out = []
-    for key in list(node.state.keys("dev/")):
-        rec = node.state.get(key)
-        if rec and rec.get("patient") == who.id:
-            out.append({"id": key[4:], "kind": rec["kind"], "status": rec["status"],
-                        "model": rec.get("model"), "serial": rec.get("serial"),
-                        "name": _name_of(request, bytes.fromhex(key[4:])),
-                        "last_seq": rec["seq"]})
-    return out
+    """The devices and gateways bound to you (patient), or registered by you (maker)."""
+    require_kind(request, who, "patient", "maker")
+    mine = {"patient": who.id} if who.kind == "patient" else {"maker": who.id}
+    return [{"id": u.id.hex(), "kind": u.kind, "status": u.status, "model": u.model,
+             "serial": u.serial, "name": _name_of(request, u.id), "last_seq": u.last_seq,
+             "bound": u.patient is not None}
+            for u in uploaders(ctx(request).node, **mine)]
 
 
 def cgm_of(rel: RawRelease) -> list[CgmReading]:

@@ -25,7 +25,10 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
-class LoginBody(Strict):
+class LoginBody(BaseModel):
+    # Passwords are taken exactly as typed (the CLI and the portal form do not trim them).
+    model_config = ConfigDict(extra="forbid")
+
     name: str = Field(min_length=1, max_length=48, pattern=r"^[A-Za-z0-9_.@-]+$")
     password: str = Field(min_length=1, max_length=1024)
 
@@ -102,6 +105,30 @@ def account(name: Annotated[str, Field(max_length=64)], request: Request,
             who: Who) -> dict[str, Any]:
     """One account: kind, public keys and policy, nonce."""
     return _account_value(request, name)
+
+
+@router.get("/node-key", response_class=Response, responses={**ERRORS, 200: {
+    "content": {"text/plain": {"schema": {"type": "string"}}},
+    "description": "the verifier key, one line"}})
+def node_key(request: Request) -> PlainTextResponse:
+    """This node's checkpoint verifier key (``<name>+<hex key id>+<base64 key>``), what
+    ``verify-proof --node-key`` takes. Public; compare it with one you got out of band."""
+    return PlainTextResponse(ctx(request).node.verifier().vkey() + "\n")
+
+
+@router.get("/blocks", responses=ERRORS)
+def blocks(request: Request, last: Annotated[int, Query(ge=1, le=100)] = 10
+           ) -> list[dict[str, Any]]:
+    """The most recent blocks, newest last: height, time, transactions (and how many were
+    refused), log size, block hash. Public: hashes and counts only."""
+    node = ctx(request).node
+    node.sync()
+    rows = []
+    for h, bhash, header, results in node.store.recent_blocks(last):
+        rows.append({"height": h, "time_ms": header.time, "tx_count": header.tx_count,
+                     "rejected": sum(1 for r in results if not r.ok),
+                     "log_size": header.log_size, "hash": bhash.hex()})
+    return rows
 
 
 @router.get("/checkpoint", response_class=PlainTextResponse, responses=ERRORS)

@@ -12,7 +12,6 @@ import typer
 
 from ..crypto import generate, keyfile
 from ..errors import InputError, NotFoundError
-from ..ledger.block import BlockHeader
 from ..ledger.checkpoint import NoteVerifier
 from ..node import accounts
 from ..node.service import Node, verify_folder
@@ -89,12 +88,8 @@ def blocks(data: DataOpt = None,
     """Show the most recent blocks."""
     with open_node(data) as node:
         node.sync()
-        top = node.store.height()
         rows = []
-        for h in range(max(0, top - last), top):
-            bhash, raw, _ = node.store.block_row(h)
-            hdr = BlockHeader.decode(raw)
-            results = [t.decoded_result() for t in node.store.txs_of_block(h)]
+        for h, bhash, hdr, results in node.store.recent_blocks(last):
             rejected = sum(1 for r in results if not r.ok)
             rows.append([str(h), _time(hdr.time), str(hdr.tx_count), str(rejected),
                          str(hdr.log_size), bhash.hex()[:16]])

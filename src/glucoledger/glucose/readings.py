@@ -553,6 +553,9 @@ class Batch:
         stream = _choice(value["stream"], "stream", STREAMS)
         if not isinstance(value["items"], list):
             raise MalformedError("batch items must be a list")
+        if len(value["items"]) > MAX_BATCH:  # as parse_batch; the state machine would refuse it
+            raise MalformedError(f"{stream} batch has {len(value['items'])} items; the limit "
+                                 f"is {MAX_BATCH}: split it")
         items = tuple(record_from_value(v) for v in value["items"])
         batch = _make_batch(stream, items)
         if batch != cls(stream, items, value["start_ms"], value["end_ms"], value["count"]):

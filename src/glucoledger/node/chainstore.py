@@ -160,6 +160,16 @@ class ChainStore:
                 yield int(r[0]), bytes(r[1]), bytes(r[2]), bytes(r[3])
             last = int(rows[-1][0])
 
+    def recent_blocks(self, last: int) -> list[tuple[int, bytes, BlockHeader, list[Result]]]:
+        """The ``last`` most recent blocks, oldest first: (height, hash, header, results)."""
+        top = self.height()
+        out = []
+        for h in range(max(0, top - last), top):
+            bhash, raw, _ = self.block_row(h)
+            out.append((h, bhash, BlockHeader.decode(raw),
+                        [t.decoded_result() for t in self.txs_of_block(h)]))
+        return out
+
     def txs_of_block(self, height: int) -> list[StoredTx]:
         rows = self._q("SELECT idx, height, pos, envelope, hash, result FROM txs "
                        "WHERE height = ? ORDER BY idx", (height,))

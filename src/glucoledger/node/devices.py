@@ -8,17 +8,19 @@ and message. Keys come from the caller (the node's wallet for custodial accounts
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..crypto import PrivateKey, PublicKey
-from ..errors import RejectedError
+from ..errors import NotFoundError, RejectedError
 from ..ledger.tx import SignedTx, Transaction, add_signatures, sign
 from ..state.accounts_model import account_id, single_key_policy
-from ..state.devices import device_id
+from ..state.devices import device_id, device_key, get_uploader
 from .service import Node, Receipt
 
-__all__ = ["bind_device", "create_keyed_account", "org_account", "register_device", "revoke_device",
-           "set_custody", "submit_one", "unbind_device"]
+__all__ = ["Uploader", "bind_device", "create_keyed_account", "org_account", "register_device",
+           "revoke_device", "set_custody", "submit_one", "unbind_device", "uploader",
+           "uploaders"]
 
 
 def submit_one(node: Node, stx: SignedTx) -> Receipt:
@@ -78,3 +80,51 @@ def revoke_device(node: Node, account: bytes, keys: Sequence[PrivateKey], device
 def set_custody(node: Node, patient: bytes, keys: Sequence[PrivateKey],
                 x25519_public: bytes | None) -> None:
     _send(node, "vault.custody", {"x25519": x25519_public}, patient, keys)
+
+
+@dataclass(frozen=True, slots=True)
+class Uploader:
+    """A device or gateway as the state holds it (``state/devices.py``)."""
+
+    id: bytes
+    kind: str  # device | gateway
+    status: str  # active | revoked
+    patient: bytes | None
+    maker: bytes | None
+    serial: str | None
+    model: str | None
+    key: PublicKey | None
+    last_seq: int
+
+    @classmethod
+    def from_record(cls, uid: bytes, rec: dict[str, Any]) -> Uploader:
+        key = rec.get("key")
+        return cls(uid, rec["kind"], rec["status"], rec.get("patient"), rec.get("maker"),
+                   rec.get("serial"), rec.get("model"),
+                   None if key is None else PublicKey.from_value(key), int(rec["seq"]))
+
+
+def uploader(node: Node, uid: bytes) -> Uploader:
+    """One device or gateway. Raises NotFoundError."""
+    rec = get_uploader(node.state, uid)
+    if rec is None:
+        raise NotFoundError(f"no device or gateway {uid.hex()[:16]} on this chain; its maker "
+                            "registers it first")
+    return Uploader.from_record(uid, rec)
+
+
+def uploaders(node: Node, *, patient: bytes | None = None,
+              maker: bytes | None = None) -> list[Uploader]:
+    """Devices and gateways bound to ``patient`` and/or registered by ``maker`` (a scan of
+    the state's ``dev/`` records; fine for one node)."""
+    out = []
+    for key in list(node.state.keys("dev/")):
+        rec = node.state.get(key)
+        if rec is None:
+            continue
+        if patient is not None and rec.get("patient") != patient:
+            continue
+        if maker is not None and rec.get("maker") != maker:
+            continue
+        out.append(Uploader.from_record(bytes.fromhex(key[len(device_key(b"")):]), rec))
+    return out

@@ -20,7 +20,8 @@ from ..state.store import State
 from .devices import submit_one
 from .service import Node
 
-__all__ = ["FirmwareError", "Release", "publish", "revoke", "set_floor", "verify_image"]
+__all__ = ["FirmwareError", "Release", "publish", "publish_digest", "revoke", "set_floor",
+           "verify_digest", "verify_image"]
 
 
 class FirmwareError(VerificationError):
@@ -43,7 +44,14 @@ class Release:
 
 def publish(node: Node, maker: bytes, keys: Sequence[PrivateKey], model: str, version: str,
             image: bytes) -> None:
-    body = {"model": model, "version": version, "sha256": sha256(image), "length": len(image)}
+    publish_digest(node, maker, keys, model, version, sha256(image), len(image))
+
+
+def publish_digest(node: Node, maker: bytes, keys: Sequence[PrivateKey], model: str,
+                   version: str, digest: bytes, length: int) -> None:
+    """Release an image known by its SHA-256 and length (the image itself stays with the
+    maker). Raises RejectedError with the state machine's reason code."""
+    body = {"model": model, "version": version, "sha256": digest, "length": length}
     submit_one(node, node.build("firmware.release", body, maker, keys))
 
 
@@ -62,6 +70,13 @@ def set_floor(node: Node, maker: bytes, keys: Sequence[PrivateKey], model: str,
 def verify_image(state: State, image: bytes, model: str, version: str,
                  installed: str | None = None) -> Release:
     """Accept ``image`` as ``model`` ``version`` only if every check passes."""
+    return verify_digest(state, sha256(image), len(image), model, version, installed)
+
+
+def verify_digest(state: State, digest: bytes, length: int, model: str, version: str,
+                  installed: str | None = None) -> Release:
+    """``verify_image`` for an image known by its SHA-256 and length (computed by the
+    installer from the bytes it is about to install)."""
     try:
         wanted = parse_version(version)
         current = parse_version(installed) if installed is not None else None
@@ -81,10 +96,10 @@ def verify_image(state: State, image: bytes, model: str, version: str,
         raise FirmwareError("threshold", f"{model} {version} is signed with weight {weight}; "
                             f"the maker's release keys now require {maker.threshold('firmware')}"
                             " (keys were rotated out): the maker must re-release it")
-    if len(image) != record["length"]:
-        raise FirmwareError("length", f"image is {len(image)} bytes; {model} {version} was "
+    if length != record["length"]:
+        raise FirmwareError("length", f"image is {length} bytes; {model} {version} was "
                             f"released with {record['length']}: wrong or damaged image")
-    if not constant_time_equal(sha256(image), record["sha256"]):
+    if not constant_time_equal(digest, record["sha256"]):
         raise FirmwareError("hash", f"image SHA-256 does not match {model} {version}'s "
                             "released hash: the image was altered")
     floor = state.get(floor_key(model))

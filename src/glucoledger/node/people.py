@@ -24,14 +24,21 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from ..errors import AuthenticationError, InputError
+from ..errors import AuthenticationError, InputError, RejectedError
 from .accounts import Identity, identity
 from .service import Node
 
-__all__ = ["MIN_PASSWORD", "Passwords", "SecurityLog"]
+__all__ = ["MIN_PASSWORD", "Passwords", "SecurityLog", "check_password"]
 
 MIN_PASSWORD = 10
 _MAX_PASSWORD = 1024
+
+
+def check_password(password: object) -> str:
+    """The password if its length is acceptable; InputError (never quoting it) otherwise."""
+    if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= _MAX_PASSWORD:
+        raise InputError(f"a password has {MIN_PASSWORD} to {_MAX_PASSWORD} characters")
+    return password
 
 
 class Passwords:
@@ -49,13 +56,20 @@ class Passwords:
         except FileNotFoundError:
             return {}
 
-    def set(self, name: str, password: str) -> None:
-        """Set ``name``'s password. Raises NotFoundError (no such account), InputError."""
+    def set(self, name: str, password: str, *, first: bool = False) -> None:
+        """Set ``name``'s password (with ``first``, only if it has none yet).
+
+        Raises NotFoundError (no such account), InputError (length), RejectedError
+        (``first`` and a password is already set: code ``password_set``).
+        """
         identity(self.node, name)
-        if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= _MAX_PASSWORD:
-            raise InputError(f"a password has {MIN_PASSWORD} to {_MAX_PASSWORD} characters")
+        check_password(password)
         with self._mu:
             book = self._load()
+            if first and name in book:
+                raise RejectedError(f"{name} already has a password; only its owner changes it, "
+                                    "or the operator at the node with `glucoledger password`",
+                                    code="password_set")
             book[name] = self._hasher.hash(password)
             tmp = self.path.with_suffix(".tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -1,0 +1,191 @@
+"""REST: the operator opens accounts and first passwords; a patient makes Nightscout
+credentials. Refusals say why, change nothing, and 401/403 go to the security log."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from glucoledger.node.accounts import create_account
+
+from .rest import call, footprint, login, state_of
+
+NEW_PASSWORD = "bea-first-password-9"
+
+
+def _secrets_nowhere(site: Any, *secrets: str) -> None:
+    """No plain secret in any file of the node's folder (logs, books, indexes)."""
+    for path in Path(site.node.data_dir).rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            for s in secrets:
+                assert s.encode() not in data, (path, "holds a secret")
+
+
+def test_operator_opens_a_patient_who_then_logs_in(client, site) -> None:  # type: ignore[no-untyped-def]
+    r = call(client, site, "org", "POST", "/api/accounts",
+             {"name": "bea", "kind": "patient", "trusted": "rosa", "password": NEW_PASSWORD})
+    assert r.status_code == 201, r.text
+    value = r.json()
+    assert value["kind"] == "patient" and value["password_set"] is True
+    assert NEW_PASSWORD not in r.text
+    _secrets_nowhere(site, NEW_PASSWORD)
+    shown = call(client, site, "org", "GET", "/api/accounts/bea").json()
+    assert shown["account"] == value["account"] and len(shown["keys"]) == 3  # 2 + trusted
+    rosa = call(client, site, "org", "GET", "/api/accounts/rosa").json()
+    assert rosa["keys"][0]["id"] in {k["id"] for k in shown["keys"]}
+    login(client, "bea", NEW_PASSWORD)
+    assert client.get("/api/me").json() == {"name": "bea", "kind": "patient",
+                                            "account": value["account"], "via": "session"}
+
+
+@pytest.mark.parametrize("kind", ["clinician", "maker", "trusted", "organization"])
+def test_operator_opens_sponsored_and_self_registered_kinds(client, site, kind: str) -> None:  # type: ignore[no-untyped-def]
+    r = call(client, site, "org", "POST", "/api/accounts",
+             {"name": f"new-{kind}", "kind": kind, "alg": "p256"})
+    assert r.status_code == 201, r.text
+    shown = call(client, site, "org", "GET", f"/api/accounts/new-{kind}").json()
+    assert shown["kind"] == kind and shown["keys"][0]["alg"] == "p256"
+
+
+def test_an_organization_account_opens_accounts_by_session(client, site) -> None:  # type: ignore[no-untyped-def]
+    r = call(client, site, "org", "POST", "/api/accounts",
+             {"name": "clinic-b", "kind": "organization", "password": "clinic-b-password"})
+    assert r.status_code == 201
+    h = login(client, "clinic-b", "clinic-b-password")
+    r = client.post("/api/accounts", json={"name": "dr-new", "kind": "clinician"}, headers=h)
+    assert r.status_code == 201 and r.json()["kind"] == "clinician"
+
+
+GOOD = {"name": "bea", "kind": "patient", "trusted": "rosa", "password": NEW_PASSWORD}
+REFUSALS = [
+    # (what, caller, body, status, code, words in the message)
+    ("no credential", None, GOOD, 401, "unauthenticated", "log in"),
+    ("a clinician", "dr-lee", GOOD, 403, "denied", "organization"),
+    ("a patient", "alice", GOOD, 403, "denied", "organization"),
+    ("patient without trusted party", "org", {**GOOD, "trusted": None}, 400, "bad_input",
+     "trusted party"),
+    ("trusted party not of kind trusted", "org", {**GOOD, "trusted": "dr-lee"}, 400,
+     "bad_input", "kind trusted"),
+    ("unknown trusted party", "org", {**GOOD, "trusted": "nobody"}, 404, "not_found",
+     "account list"),
+    ("trusted party for a clinician", "org", {**GOOD, "kind": "clinician"}, 400, "bad_input",
+     "only a patient"),
+    ("name taken", "org", {**GOOD, "name": "alice"}, 400, "bad_input", "already exists"),
+    ("reserved name", "org", {**GOOD, "name": "org"}, 400, "bad_input", "not org/node"),
+    ("device kind", "org", {**GOOD, "kind": "device"}, 422, "bad_input", "kind"),
+    ("node kind", "org", {**GOOD, "kind": "node"}, 422, "bad_input", "kind"),
+    ("short password", "org", {**GOOD, "password": "short-pw"}, 422, "bad_input", "password"),
+    ("unknown field", "org", {**GOOD, "admin": True}, 422, "bad_input", "admin"),
+    ("bad name", "org", {**GOOD, "name": "bea; DROP"}, 422, "bad_input", "name"),
+]
+
+
+@pytest.mark.parametrize(("what", "who", "body", "status", "code", "words"), REFUSALS,
+                         ids=[c[0] for c in REFUSALS])
+def test_refused_account_creation_changes_nothing(client, site, what: str, who: str | None,  # type: ignore[no-untyped-def]
+                                                  body: dict[str, Any], status: int, code: str,
+                                                  words: str) -> None:
+    before = footprint(site)
+    r = call(client, site, who, "POST", "/api/accounts",
+             {k: v for k, v in body.items() if v is not None})
+    assert (r.status_code, r.json()["code"]) == (status, code), r.text
+    assert words in r.json()["message"]
+    assert body.get("password", "") not in r.text or not body.get("password")
+    assert footprint(site) == before
+    if status in (401, 403):
+        event = site.ctx.seclog.recent(1)[0]
+        assert (event.status, event.route) == (status, "POST /api/accounts")
+    _secrets_nowhere(site, NEW_PASSWORD)
+
+
+def test_first_password_only_when_none_is_set(client, site) -> None:  # type: ignore[no-untyped-def]
+    create_account(site.node, "dr-ng", "clinician")
+    r = call(client, site, "dr-lee", "PUT", "/api/accounts/dr-ng/password",
+             {"password": "dr-ng-password-1"})
+    assert r.status_code == 403
+    r = call(client, site, "org", "PUT", "/api/accounts/dr-ng/password",
+             {"password": "dr-ng-password-1"})
+    assert r.status_code == 200 and "dr-ng-password-1" not in r.text
+    before = footprint(site)
+    r = call(client, site, "org", "PUT", "/api/accounts/dr-ng/password",
+             {"password": "takeover-password"})
+    assert (r.status_code, r.json()["code"]) == (409, "password_set")
+    assert "glucoledger password" in r.json()["message"]
+    assert footprint(site) == before
+    r = call(client, site, "org", "PUT", "/api/accounts/nobody/password",
+             {"password": "some-password-1"})
+    assert r.status_code == 404
+    r = call(client, site, "org", "PUT", "/api/accounts/alice.ns-gw1/password",
+             {"password": "gateway-password"})  # a program: it signs, it never logs in
+    assert (r.status_code, r.json()["code"]) == (400, "bad_input")
+    assert "no portal password" in r.json()["message"]
+    assert footprint(site) == before
+    login(client, "dr-ng", "dr-ng-password-1")  # the first one still works
+    _secrets_nowhere(site, "dr-ng-password-1", "takeover-password")
+
+
+def test_passwords_are_taken_exactly_as_typed(client, site) -> None:  # type: ignore[no-untyped-def]
+    padded = "  spaced password  "
+    r = call(client, site, "org", "POST", "/api/accounts",
+             {"name": "dr-pad", "kind": "clinician", "password": padded})
+    assert r.status_code == 201
+    assert client.post("/api/session", json={"name": "dr-pad", "password": padded.strip()}
+                       ).status_code == 401
+    login(client, "dr-pad", padded)
+
+
+def test_patient_makes_an_uploader_secret_that_uploads(client, site) -> None:  # type: ignore[no-untyped-def]
+    r = call(client, site, "alice", "POST", "/api/nightscout/uploaders")
+    assert r.status_code == 201, r.text
+    assert r.headers["cache-control"] == "no-store"
+    secret, gateway = r.json()["api_secret"], r.json()["gateway"]
+    sha1 = hashlib.sha1(secret.encode()).hexdigest()
+    assert r.json()["api_secret_sha1"] == sha1 and gateway.startswith("alice.ns-gw")
+    _secrets_nowhere(site, secret)
+    now = int(time.time() * 1000)
+    entry = [{"type": "sgv", "sgv": 131, "date": now - 120_000, "direction": "Flat"}]
+    r = client.post("/api/v1/entries", json=entry, headers={"api-secret": sha1})
+    assert r.status_code == 200, r.text
+    devices = call(client, site, "alice", "GET", "/api/devices").json()
+    mine = next(d for d in devices if d["name"] == gateway)
+    assert (mine["kind"], mine["status"], mine["last_seq"]) == ("gateway", "active", 1)
+
+
+def test_patient_makes_a_reader_token_that_reads_through_her_grant(client, site) -> None:  # type: ignore[no-untyped-def]
+    r = call(client, site, "alice", "POST", "/api/nightscout/readers", {"reader": "dr-kim"})
+    assert r.status_code == 201 and r.headers["cache-control"] == "no-store"
+    token = r.json()["token"]
+    _secrets_nowhere(site, token)
+    assert client.get(f"/api/v1/entries.json?token={token}").status_code == 403
+    r = call(client, site, "alice", "POST", "/api/grants",
+             {"grantee": "dr-kim", "streams": ["cgm"], "view": "raw", "last_days": 7,
+              "valid_days": 7})
+    assert r.status_code == 201
+    r = client.get(f"/api/v1/entries.json?token={token}&count=3")
+    assert r.status_code == 200 and len(r.json()) == 3
+
+
+@pytest.mark.parametrize(("who", "path", "body", "status"), [
+    (None, "/api/nightscout/uploaders", None, 401),
+    ("dr-lee", "/api/nightscout/uploaders", None, 403),
+    ("org", "/api/nightscout/uploaders", None, 403),
+    ("dr-lee", "/api/nightscout/readers", {"reader": "dr-lee"}, 403),
+])
+def test_only_the_patient_makes_nightscout_credentials(client, site, who: str | None,  # type: ignore[no-untyped-def]
+                                                      path: str, body: Any, status: int) -> None:
+    before = footprint(site)
+    r = call(client, site, who, "POST", path, body)
+    assert r.status_code == status and r.json()["message"]
+    assert footprint(site) == before
+
+
+def test_reader_token_for_an_unknown_reader_is_404_and_changes_nothing(client, site) -> None:  # type: ignore[no-untyped-def]
+    before = state_of(site)
+    r = call(client, site, "alice", "POST", "/api/nightscout/readers", {"reader": "nobody"})
+    assert r.status_code == 404 and "account list" in r.json()["message"]
+    assert state_of(site) == before
