@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 from ..crypto import PrivateKey, generate
 from ..errors import InputError, NotFoundError, RejectedError
@@ -34,35 +36,59 @@ class Identity:
 
 
 class AddressBook:
+    """The node's local names for accounts (``<data>/addressbook.json``; no names on the
+    ledger). Reads are cached by the file's identity (inode, mtime, size), so a lookup per
+    request costs a ``stat``; writes are serialized in this process and replace the file
+    atomically, so concurrent adds (an account created over HTTP while a patient makes a
+    Nightscout uploader) both land."""
+
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+    _cache: ClassVar[dict[Path, tuple[tuple[int, int, int], dict[str, Any]]]] = {}
+
     def __init__(self, node: Node) -> None:
         self.path = node.data_dir / "addressbook.json"
 
     def _load(self) -> dict[str, Any]:
-        if not self.path.exists():
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
             return {}
-        return dict(json.loads(self.path.read_text()))
+        sig = (st.st_ino, st.st_mtime_ns, st.st_size)
+        hit = self._cache.get(self.path)
+        if hit is not None and hit[0] == sig:
+            return hit[1]
+        book = dict(json.loads(self.path.read_text()))
+        self._cache[self.path] = (sig, book)
+        return book
 
     def add(self, ident: Identity) -> None:
-        book = self._load()
-        book[ident.name] = {"id": ident.id.hex(), "kind": ident.kind, "keys": list(ident.key_names)}
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(book, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, self.path)
+        with self._lock:
+            book = dict(self._load())
+            book[ident.name] = {"id": ident.id.hex(), "kind": ident.kind,
+                                "keys": list(ident.key_names)}
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(book, indent=2, sort_keys=True) + "\n")
+            os.replace(tmp, self.path)
+            self._cache.pop(self.path, None)
 
     def get(self, name_or_id: str) -> Identity:
         book = self._load()
         if name_or_id in book:
-            e = book[name_or_id]
-            return Identity(name_or_id, bytes.fromhex(e["id"]), e["kind"], tuple(e["keys"]))
+            return _ident(name_or_id, book[name_or_id])
         for name, e in book.items():
             if e["id"] == name_or_id.lower():
-                return Identity(name, bytes.fromhex(e["id"]), e["kind"], tuple(e["keys"]))
+                return _ident(name, e)
         raise NotFoundError(
             f"no account named {name_or_id!r} on this node; `glucoledger account list` shows them"
         )
 
     def all(self) -> list[Identity]:
-        return [self.get(n) for n in sorted(self._load())]
+        book = self._load()
+        return [_ident(n, book[n]) for n in sorted(book)]
+
+
+def _ident(name: str, e: dict[str, Any]) -> Identity:
+    return Identity(name, bytes.fromhex(e["id"]), e["kind"], tuple(e["keys"]))
 
 
 def identity(node: Node, name: str) -> Identity:
