@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import Field
 
 from ..crypto import PrivateKey
-from ..errors import AuthenticationError, InputError, NotFoundError
+from ..errors import AuthenticationError, InputError, NotFoundError, PermissionDeniedError
 from ..glucose.readings import CgmReading
 from ..node import consent_actions as ca
 from ..node.access import RawRelease, SignedSummary
@@ -177,17 +177,11 @@ def read_for(request: Request, who: Principal, patient: bytes, streams: list[str
     access = c.services["access"]
     window = {"last_days": last_days} if last_days else None
     req = ReadRequest(patient, tuple(sorted(set(streams))), view, window)
-    # One account's requests take consecutive nonces: build and order them one at a time.
-    with c.account_lock(who.id):
-        env = access.request(who.id, _keys(request, who), req).raw
-        try:
-            return access.read(env)  # type: ignore[no-any-return]
-        except Exception as exc:
-            from ..errors import PermissionDeniedError
-
-            if isinstance(exc, PermissionDeniedError):
-                record_refusal(request, exc, who.name)
-            raise
+    try:
+        return access.read_as(who.id, _keys(request, who), req)  # type: ignore[no-any-return]
+    except PermissionDeniedError as exc:
+        record_refusal(request, exc, who.name)
+        raise
 
 
 def summary_value(s: Any) -> dict[str, Any]:

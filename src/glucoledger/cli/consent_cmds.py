@@ -51,10 +51,7 @@ def _iso(ms: int) -> str:
 def _submit(node: Node, name: str, type_: str, body: dict[str, Any],
             which: list[int] | None = None) -> bytes:
     ident = accounts.identity(node, name)
-    stx = node.build(type_, body, ident.id, accounts.keys_of(node, ident, which or [0]))
-    r = node.submit([stx.raw])[0]
-    if not r.ok:
-        raise RejectedError(r.result.message, code=r.result.code)
+    stx, _ = node.send(type_, body, ident.id, accounts.keys_of(node, ident, which or [0]))
     return stx.tx_hash
 
 
@@ -123,7 +120,7 @@ def read(who: Annotated[str, typer.Option("--as")], patient: Name,
         ident = accounts.identity(node, who)
         req = Request(accounts.identity(node, patient).id, tuple(sorted(streams.split(","))),
                       view, {"last_days": last_days})
-        rel = svc.read(svc.request(ident.id, accounts.keys_of(node, ident, [0]), req).raw)
+        rel = svc.read_as(ident.id, accounts.keys_of(node, ident, [0]), req)
     if isinstance(rel, SignedSummary):
         s = rel.summary
         console.print(f"TIR {s.tir:.1f} %  TBR<70 {s.tbr70:.1f} %  TBR<54 {s.tbr54:.1f} %  "
@@ -142,7 +139,7 @@ def write_report(node: Node, svc: AccessService, who: str, patient: str, days: i
     """Audited raw read of the CGM stream, then the AGP report. Returns the readings used."""
     ident = accounts.identity(node, who)
     req = Request(accounts.identity(node, patient).id, ("cgm",), "raw", {"last_days": days})
-    rel = svc.read(svc.request(ident.id, accounts.keys_of(node, ident, [0]), req).raw)
+    rel = svc.read_as(ident.id, accounts.keys_of(node, ident, [0]), req)
     assert isinstance(rel, RawRelease)
     cgm = [r for r in rel.records if isinstance(r, CgmReading)]
     if not cgm:
@@ -204,8 +201,7 @@ def erase(patient: Name, stream: Annotated[list[str], typer.Option()],
     with open_node_and_vault(data) as (node, vault):
         svc = ErasureService(node, vault)
         ident = accounts.identity(node, patient)
-        rep = svc.erase(svc.request(ident.id, accounts.keys_of(node, ident, [0]), stream,
-                                    start, end).raw)
+        rep = svc.erase_as(ident.id, accounts.keys_of(node, ident, [0]), stream, start, end)
     console.print(f"erased {rep.batches} batches of {','.join(rep.streams)} by transaction "
                   f"{rep.tx_hash.hex()[:16]} (block {rep.height})")
 
@@ -224,9 +220,7 @@ def recover(patient: Name, trusted: Name,
         new = generate()
         keys = (new, kept) if lost == 1 else (kept, new)
         body = {"policy": patient_policy(keys[0].public, keys[1].public, tkey.public)}
-        r = node.submit([node.build("account.update", body, p.id, [kept, tkey]).raw])[0]
-        if not r.ok:
-            raise RejectedError(r.result.message, code=r.result.code)
+        _, r = node.send("account.update", body, p.id, [kept, tkey])
         node.wallet.save(p.key_names[lost - 1], new)
     console.print(f"key {lost} of {patient} replaced in block {r.height}; the old key no "
                   "longer signs")

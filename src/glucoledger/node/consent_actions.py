@@ -26,10 +26,7 @@ __all__ = ["AuditEvent", "amend", "audit_trail", "emergency", "erase", "grant", 
 
 def _submit(node: Node, type_: str, body: dict[str, Any], account: bytes,
             keys: Sequence[PrivateKey]) -> Receipt:
-    receipt = node.submit([node.build(type_, body, account, keys).raw])[0]
-    if not receipt.ok:
-        raise RejectedError(receipt.result.message, code=receipt.result.code)
-    return receipt
+    return node.send(type_, body, account, keys)[1]
 
 
 def grant(node: Node, patient: bytes, keys: Sequence[PrivateKey], grantee: bytes, *,
