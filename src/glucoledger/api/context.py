@@ -105,14 +105,24 @@ class ServerContext:
         with self._mu:
             hit = self._keys.get(key_id)
         if hit is None:
-            found: dict[bytes, tuple[Identity, PublicKey]] = {}
+            # A key can be listed by several accounts: a trusted party's key is also a
+            # cosigner of her patient's account (with no everyday weight). It belongs to the
+            # one account where it carries everyday ("default") weight, never to another
+            # account it merely cosigns for; a key that would belong to two is nobody's.
+            claims: dict[bytes, list[tuple[bool, Identity, PublicKey]]] = {}
             for ident in AddressBook(self.node).all():
                 try:
                     acct = self.node.account(ident.id)
                 except NotFoundError:
                     continue
                 for kid, cos in acct.keys.items():
-                    found[kid] = (ident, cos.key)
+                    claims.setdefault(kid, []).append((cos.weight("default") > 0, ident,
+                                                       cos.key))
+            found: dict[bytes, tuple[Identity, PublicKey]] = {}
+            for kid, owners in claims.items():
+                everyday = [o for o in owners if o[0]] or owners
+                if len(everyday) == 1:
+                    found[kid] = everyday[0][1:]
             with self._mu:
                 self._keys = found
             hit = found.get(key_id)

@@ -18,12 +18,13 @@ from typing import Annotated, Any
 import typer
 
 from ..crypto import generate
-from ..errors import InputError, RejectedError
+from ..errors import InputError
 from ..glucose.agp import compute_agp
 from ..glucose.metrics import summarize
 from ..glucose.readings import CgmReading
 from ..glucose.report import render_html, render_png
 from ..node import accounts
+from ..node import emergency as em
 from ..node.access import AccessService, RawRelease, SignedSummary
 from ..node.audit import audit_trail
 from ..node.erasure import ErasureService
@@ -164,7 +165,8 @@ def report(patient: Name, out: Annotated[Path, typer.Option()] = Path("report.ht
 
 
 def audit(patient: Name, data: DataOpt = None) -> None:
-    """The patient's audit trail: every read, granted or denied; emergencies first."""
+    """The patient's audit trail: every read, granted or denied, every emergency request and
+    decision, every refused attempt; emergencies first."""
     with open_node(data) as node:
         pid = accounts.identity(node, patient).id
         trail = audit_trail(node, pid)
@@ -173,24 +175,28 @@ def audit(patient: Name, data: DataOpt = None) -> None:
                         ["when", "block", "event", "who", "outcome", "what", "tx"],
                         [[_iso(e.time_ms), str(e.height),
                           ("EMERGENCY " if e.emergency else "") + e.kind,
-                          book.get(e.who, e.who.hex()[:16]), e.outcome, e.detail[:48],
+                          book.get(e.who, e.who.hex()[:16]),
+                          e.outcome + (f":{e.reason}" if e.reason else ""), e.detail[:48],
                           e.tx_hash.hex()[:16]] for e in trail]))
 
 
 def emergency(clinician: Name, patient: Name, trusted: Name, hours: int = 24, days: int = 14,
               reason: str = "emergency care", data: DataOpt = None) -> None:
-    """Break-glass: a clinician's request cosigned by the patient's trusted party."""
+    """Break-glass from the operator's console, with both custodial keys at hand: the
+    clinician's request, then the trusted party's approval (the same two steps, and the same
+    checks, as the portal and the API, where each signs on her own device)."""
     with open_node(data) as node:
         c = accounts.identity(node, clinician)
         t = accounts.identity(node, trusted)
-        body = {"patient": accounts.identity(node, patient).id, "hours": hours, "days": days,
-                "reason": reason}
-        stx = node.build("emergency.open", body, c.id,
-                         accounts.keys_of(node, c, [0]) + accounts.keys_of(node, t, [0]))
-        r = node.submit([stx.raw])[0]
-    if not r.ok:
-        raise RejectedError(r.result.message, code=r.result.code)
-    console.print(f"emergency access open for {hours} h (grant {stx.tx_hash.hex()[:16]})")
+        p = accounts.identity(node, patient)
+        req, _ = em.request(node, c.id, accounts.keys_of(node, c, [0]), p.id, hours=hours,
+                            days=days, reason=reason)
+        done = em.approve(node, t.id, accounts.keys_of(node, t, [0]), req.id)
+    if done.status != "approved":
+        console.print(f"approved by {trusted}; request {req.id.hex()[:16]} still needs "
+                      f"{patient}'s other emergency cosigners")
+        return
+    console.print(f"emergency access open for {hours} h (grant {req.id.hex()[:16]})")
 
 
 def erase(patient: Name, stream: Annotated[list[str], typer.Option()],
