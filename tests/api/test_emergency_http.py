@@ -121,7 +121,8 @@ def test_clinician_asks_trusted_party_approves_in_her_own_session(es: EmergencyS
     trail = alice.get("/api/audit").json()
     assert [e["kind"] for e in trail[:3]] == ["access", "emergency", "emergency_request"]
     assert all(e["emergency"] for e in trail[:3])
-    assert trail[1]["who_name"] == "dr-kim" and trail[2]["outcome"] == "requested"
+    assert trail[1]["who_name"] == "dr-kim" and trail[1]["decided_by_name"] == "rosa"
+    assert trail[2]["outcome"] == "requested"
 
 
 def test_trusted_party_approves_with_her_own_signed_requests(es: EmergencySite) -> None:

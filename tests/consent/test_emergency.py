@@ -92,6 +92,7 @@ def test_request_waits_then_trusted_party_approves_from_her_own_account(care: Ca
     assert trail[3].kind == "access" and trail[3].decision == "deny"  # the late read
     opened = next(e for e in trail if e.kind == "emergency")
     assert opened.who == care.endo.id and opened.outcome == "opened"
+    assert opened.decided_by == care.rosa.id
     assert "rosa" not in opened.detail  # names are not on the ledger; ids are
 
 

@@ -217,7 +217,8 @@ def audit_value(request: Request, e: AuditEntry) -> dict[str, Any]:
             "requester": e.who.hex(), "requester_name": who, "outcome": e.outcome,
             "decision": e.decision, "reason": e.reason, "view": e.view,
             "streams": list(e.streams), "grant": e.grant.hex() if e.grant else None,
-            "detail": e.detail}
+            "detail": e.detail, "decided_by": e.decided_by.hex() if e.decided_by else None,
+            "decided_by_name": _name_of(request, e.decided_by) if e.decided_by else None}
 
 
 @router.get("/audit", responses=ERRORS)

@@ -57,6 +57,8 @@ class AuditEntry:
     streams: tuple[str, ...]
     grant: bytes | None  # the grant that permitted a read, or the emergency grant
     detail: str  # in words, for people
+    #: who approved an emergency (the trusted party's account), or declined its request
+    decided_by: bytes | None = None
 
     @property
     def decision(self) -> str | None:
@@ -86,20 +88,22 @@ def _request_status(rec: dict[str, Any], now_ms: int) -> str:
 
 
 def _emergency(state: State, kind: str, tx: bytes, now_ms: int) -> AuditEntry:
+    rec = state.get(request_key(tx))  # None for an emergency.open (cosigned in one envelope)
     if kind == "emergency":
         g = state.get(grant_key(tx))
         return AuditEntry("emergency", tx, g["created"], g["valid_from"], g["grantee"], True,
                           "opened", None, g["view"], tuple(g["streams"]), tx,
                           f"every reading of the last {g['window']['last_days']} days, until "
-                          f"{_iso(g['valid_until'])}: {g.get('reason', '')}")
-    rec = state.get(request_key(tx))
+                          f"{_iso(g['valid_until'])}: {g.get('reason', '')}",
+                          rec["decided_by"] if rec else None)
     scope = f"{rec['hours']} h, last {rec['days']} days of data: {rec['reason']}"
     if kind == "emergency_request":
         return AuditEntry(kind, tx, rec["height"], rec["time"], rec["clinician"], True,
                           "requested", None, "raw", (), None,
                           f"{scope} ({_request_status(rec, now_ms)})")
     return AuditEntry(kind, tx, rec["decided_height"], rec["decided_time"], rec["decided_by"],
-                      True, "declined", None, None, (), None, f"declined: {scope}")
+                      True, "declined", None, None, (), None, f"declined: {scope}",
+                      rec["decided_by"])
 
 
 def _erase(state: State, tx: bytes, patient: bytes) -> AuditEntry:
