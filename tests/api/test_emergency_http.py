@@ -226,6 +226,9 @@ def test_portal_forms_need_the_csrf_token_and_take_two_logins(es: EmergencySite)
     assert r.status_code == 422 and "csrf" in r.text and es.frozen() == before
     r = doc.post("/portal/emergency", data={**form, "csrf": "forged"}, follow_redirects=False)
     assert r.status_code == 401 and "CSRF" in r.text and es.frozen() == before
+    r = doc.post("/portal/emergency", data={**form, "csrf": csrf, "hours": "99"},
+                 follow_redirects=False)  # a tampered form
+    assert r.status_code == 400 and "hours" in r.text and es.frozen() == before
     r = doc.post("/portal/emergency", data={**form, "csrf": csrf}, follow_redirects=False)
     assert r.status_code == 303 and "trusted%20person%20must%20approve" in r.headers["location"]
     [item] = rosa.get("/api/emergency/requests").json()

@@ -17,6 +17,7 @@ from glucoledger.crypto import generate
 from glucoledger.errors import (
     ExpiredError,
     GlucoledgerError,
+    OutOfRangeError,
     PermissionDeniedError,
     RejectedError,
 )
@@ -155,17 +156,19 @@ def test_request_by_non_clinician_is_refused(care: Care) -> None:
                  PermissionDeniedError, "not_clinician", "requested by a clinician")
 
 
-def test_out_of_range_request_is_refused_with_the_rule(care: Care) -> None:
-    err = _rejected_request(care, hours=25)
-    assert err.code == "malformed" and "1 to 24 hours" in err.message
-    assert em.pending_for(care.node, care.rosa.id) == []
-
-
-def _rejected_request(care: Care, **scope: Any) -> GlucoledgerError:
-    with pytest.raises(RejectedError) as info:
-        em.request(care.node, care.endo.id, care.endo.keys, care.alice.id,
-                   **{"hours": 4, "days": 3, "reason": "x", **scope})
-    return info.value
+@pytest.mark.parametrize(("scope", "words"), [
+    ({"hours": 25}, "1 to 24 hours"), ({"hours": 0}, "1 to 24 hours"),
+    ({"days": 91}, "1 to 90 days"), ({"reason": ""}, "1 to 200 characters"),
+    ({"reason": "x" * 201}, "1 to 200 characters")])
+def test_out_of_range_request_is_refused_with_the_rule(care: Care, scope: dict[str, Any],
+                                                       words: str) -> None:
+    _refused(care, lambda: em.request(care.node, care.endo.id, care.endo.keys, care.alice.id,
+                                      **{"hours": 4, "days": 3, "reason": "x", **scope}),
+             OutOfRangeError, "out_of_range", words)
+    # the state machine holds the same rule for a client signing its own request
+    stx = _tx(care, care.endo, "emergency.request",
+              {"patient": care.alice.id, "hours": 4, "days": 3, "reason": "x", **scope})
+    _machine_refuses(care, stx, "malformed")
 
 
 def test_decline_closes_the_request(care: Care) -> None:

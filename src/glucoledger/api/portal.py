@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
@@ -22,6 +22,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
+from pydantic import BaseModel, ValidationError
 
 from ..errors import AuthenticationError, GlucoledgerError, OutOfRangeError
 from ..glucose.agp import compute_agp
@@ -102,6 +103,21 @@ def _who(request: Request, csrf: str | None = None) -> tuple[Session, Principal]
         raise AuthenticationError("this form is stale (missing or wrong CSRF token); reload "
                                   "the page and try again")
     return s, Principal(s.ident, "session", s)
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _form(model: type[_M], **values: Any) -> _M:
+    """Parse form values into the route's model; a value out of range (a tampered form) is a
+    400 naming the field, not a server error."""
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        where = ".".join(str(x) for x in e.get("loc", ())) or "form"
+        raise OutOfRangeError(f"{where}: {e.get('msg', 'invalid')}; reload the form and "
+                              "choose one of its values") from None
 
 
 def _back(anchor: str = "", msg: str = "") -> RedirectResponse:
@@ -254,8 +270,8 @@ def grant_submit(request: Request, csrf: Annotated[str, Form(max_length=64)],
                  last_days: Annotated[int, Form()], valid_days: Annotated[int, Form()],
                  streams: Annotated[list[str], Form()]) -> Response:
     _, who = _who(request, csrf)
-    body = GrantBody(grantee=grantee, streams=streams, view=view,  # type: ignore[arg-type]
-                     last_days=last_days, valid_days=valid_days)
+    body = _form(GrantBody, grantee=grantee, streams=streams, view=view,
+                 last_days=last_days, valid_days=valid_days)
     do_grant(request, who, body)
     return _back("#access", f"Access given to {grantee}")
 
@@ -284,7 +300,7 @@ def erase_submit(request: Request, csrf: Annotated[str, Form(max_length=64)],
                  confirm: Annotated[str, Form(max_length=10)],
                  streams: Annotated[list[str], Form()]) -> Response:
     _, who = _who(request, csrf)
-    body = EraseBody(streams=streams, confirm=confirm)  # type: ignore[arg-type]
+    body = _form(EraseBody, streams=streams, confirm=confirm)
     ctx(request).erase(who.id, who.session.keys if who.session else [],
                        sorted(set(body.streams)))
     return _back("", "Erased")
@@ -294,8 +310,8 @@ def erase_submit(request: Request, csrf: Annotated[str, Form(max_length=64)],
 def alerts_submit(request: Request, csrf: Annotated[str, Form(max_length=64)],
                   low: Annotated[int, Form()], high: Annotated[int, Form()]) -> Response:
     _, who = _who(request, csrf)
-    rules = [Rule(name="low", op="below", mgdl=low, minutes=15).model_dump(),
-             Rule(name="high", op="above", mgdl=high, minutes=15).model_dump()]
+    rules = [_form(Rule, name="low", op="below", mgdl=low, minutes=15).model_dump(),
+             _form(Rule, name="high", op="above", mgdl=high, minutes=15).model_dump()]
     set_rules(ctx(request).node, who.id, who.session.keys if who.session else [], rules)
     return _back("#alerts", "Alert settings saved")
 
@@ -308,8 +324,8 @@ def emergency_submit(request: Request, csrf: Annotated[str, Form(max_length=64)]
                      days: Annotated[int, Form()] = 14) -> Response:
     """A clinician asks; the request waits for the patient's trusted party."""
     _, who = _who(request, csrf)
-    r, new = do_emergency_request(request, who, EmergencyBody(
-        patient=patient, hours=hours, days=days, reason=reason))
+    r, new = do_emergency_request(request, who, _form(
+        EmergencyBody, patient=patient, hours=hours, days=days, reason=reason))
     said = "Emergency request sent" if new else "Your emergency request is already waiting"
     return _back("#emergency", f"{said}: {patient}'s trusted person must approve it by "
                  f"{_date(r.expires_ms)}")

@@ -27,7 +27,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..crypto import PrivateKey
-from ..errors import ExpiredError, NotFoundError, PermissionDeniedError, RejectedError
+from ..errors import (
+    ExpiredError,
+    NotFoundError,
+    OutOfRangeError,
+    PermissionDeniedError,
+    RejectedError,
+)
 from ..state.accounts_model import Account
 from ..state.emergency import REQUEST_TTL_MS, open_key, request_key
 from ..state.grants import EMERGENCY_MAX_DAYS, EMERGENCY_MAX_HOURS
@@ -105,12 +111,20 @@ def request(node: Node, clinician: bytes, keys: Sequence[PrivateKey], patient: b
     live request of the same clinician for the same patient is returned as it is).
 
     Raises PermissionDeniedError (not a clinician), NotFoundError (no such patient),
-    RejectedError (``malformed`` hours, days or reason; ``too_many_requests``).
+    OutOfRangeError (hours, days or reason out of range), RejectedError
+    (``too_many_requests``).
     """
     who = node.account(clinician)
     if who.kind != "clinician":
         raise PermissionDeniedError(f"emergency access is requested by a clinician; this "
                                     f"account is a {who.kind}", code="not_clinician")
+    if not 1 <= hours <= EMERGENCY_MAX_HOURS:
+        raise OutOfRangeError(f"emergency access lasts 1 to {EMERGENCY_MAX_HOURS} hours; "
+                              "ask again for more")
+    if not 1 <= days <= EMERGENCY_MAX_DAYS:
+        raise OutOfRangeError(f"an emergency shows 1 to {EMERGENCY_MAX_DAYS} days of data")
+    if not 0 < len(reason) <= 200:
+        raise OutOfRangeError("give a reason of 1 to 200 characters")
     _patient_of(node, patient)
     with node.account_lock(clinician):
         now = _now(node, now_ms)
