@@ -14,7 +14,7 @@ import requests
 
 
 def test_one_patients_concurrent_grants_alerts_and_reads_all_succeed(served) -> None:  # type: ignore[no-untyped-def]
-    site, srv = served
+    _site, srv = served
     s = requests.Session()
     r = s.post(f"{srv.url}/api/session", json={"name": "alice",
                                                "password": "alice-demo-password"}, timeout=30)

@@ -38,8 +38,8 @@ def _try(what: str, fn: Callable[[], object]) -> list[str]:
         return [what, f"[red]{exc.code}[/]", exc.message[:90]]
     if isinstance(out, SignedSummary):
         s = out.summary
-        return [what, "[green]permit[/]", f"summary: TIR {s.tir:.1f} %, GMI {s.gmi:.2f} %, "
-                f"CV {s.cv:.1f} % (node-signed, {len(out.grounds.commits)} commitments)"]
+        return [what, "[green]permit[/]", (f"summary: TIR {s.tir:.1f} %, GMI {s.gmi:.2f} %, "
+                f"CV {s.cv:.1f} % (node-signed, {len(out.grounds.commits)} commitments)")]
     if isinstance(out, RawRelease):
         flag = " EMERGENCY" if out.grounds.emergency else ""
         return [what, f"[green]permit{flag}[/]", f"{len(out.records)} raw records released"]
