@@ -102,11 +102,11 @@ def test_python_nightscout_reads_through_a_grant(served) -> None:  # type: ignor
                      timeout=30)
     assert r.status_code == 403
     assert r.json()["code"] == "no_grant"
-    from glucoledger.node import consent_actions as ca
     from glucoledger.node.accounts import identity
+    from glucoledger.node.audit import audit_trail
 
     alice = identity(site.node, "alice").id
-    trail = ca.audit_trail(site.node, alice)
+    trail = audit_trail(site.node, alice)
     assert trail[0].decision == "deny" and trail[0].reason == "no_grant"
     # Alice grants; the python-nightscout client (api_secret = the reader token) reads.
     import httpx

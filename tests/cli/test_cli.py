@@ -105,3 +105,21 @@ def test_data_commands_know_address_book_patients(demo_dir: Path) -> None:
     assert r.returncode == 0 and "device-signed" in r.stdout.replace("\n", ""), r.stderr
     r = run("batches", "--data", str(demo_dir), "--patient", "dr-lee")
     assert r.returncode == 2 and "not a patient" in r.stderr
+
+
+def test_emergency_command_asks_and_approves_through_the_node_functions(demo_dir: Path,
+                                                                         tmp_path: Path) -> None:
+    import shutil
+
+    d = tmp_path / "copy"
+    shutil.copytree(demo_dir, d)
+    r = run("emergency", "--clinician", "nurse-kim", "--patient", "alice", "--trusted",
+            "carer-sam", "--hours", "2", "--reason", "found confused", "--data", str(d))
+    assert r.returncode == 4 and "not a trusted party" in r.stderr, r.stdout + r.stderr
+    r = run("emergency", "--clinician", "nurse-kim", "--patient", "alice", "--trusted", "rosa",
+            "--hours", "2", "--reason", "found confused", "--data", str(d))
+    assert r.returncode == 0 and "emergency access open for 2 h" in r.stdout, r.stderr
+    r = run("audit", "--patient", "alice", "--data", str(d))
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if "│" in line and "EMERGENCY" in line]
+    assert "emergency " in rows[0] and "nurse-kim" in rows[0], r.stdout

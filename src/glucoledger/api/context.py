@@ -63,7 +63,6 @@ class ServerContext:
     services: dict[str, Any] = field(default_factory=dict)
     _keys: dict[bytes, tuple[Identity, PublicKey]] = field(default_factory=dict)
     _mu: threading.Lock = field(default_factory=threading.Lock)
-    _locks: dict[bytes, threading.Lock] = field(default_factory=dict)
 
     @classmethod
     def create(cls, node: Node, settings: ServerSettings | None = None) -> ServerContext:
@@ -92,26 +91,25 @@ class ServerContext:
 
     def erase(self, patient: bytes, keys: Any, streams: list[str]) -> bytes:
         """Order the patient's erasure of ``streams`` and destroy their keys and blobs."""
-        svc = self.services["erasure"]
-        with self.account_lock(patient):
-            report = svc.erase(svc.request(patient, keys, streams).raw)
+        report = self.services["erasure"].erase_as(patient, keys, streams)
         return report.tx_hash  # type: ignore[no-any-return]
 
-    def account_lock(self, account: bytes) -> threading.Lock:
-        """A lock per account: transactions built from its custodial keys take consecutive
-        nonces, so they are built and ordered one at a time."""
-        with self._mu:
-            lock = self._locks.get(account)
-            if lock is None:
-                lock = self._locks[account] = threading.Lock()
-            return lock
+    def account_lock(self, account: bytes) -> threading.RLock:
+        """The node's lock for the account (``Node.account_lock``): transactions built from
+        its custodial keys take consecutive nonces, so they are built and ordered one at a
+        time, whichever path (portal, REST, FHIR, CLI code in-process) builds them."""
+        return self.node.account_lock(account)
 
     def key_owner(self, key_id: bytes) -> tuple[Identity, PublicKey]:
         """The account holding ``key_id`` in its policy. Raises AuthenticationError."""
         with self._mu:
             hit = self._keys.get(key_id)
         if hit is None:
-            found: dict[bytes, tuple[Identity, PublicKey]] = {}
+            # A key can be listed by several accounts: a trusted party's key is also a
+            # cosigner of her patient's account (with no everyday weight). It belongs to the
+            # one account where it carries everyday ("default") weight, never to another
+            # account it merely cosigns for; a key that would belong to two is nobody's.
+            claims: dict[bytes, list[tuple[bool, Identity, PublicKey]]] = {}
             # The node's own organization (the operator) signs with its key, too.
             for ident in [identity(self.node, "org"), *AddressBook(self.node).all()]:
                 try:
@@ -119,7 +117,13 @@ class ServerContext:
                 except NotFoundError:
                     continue
                 for kid, cos in acct.keys.items():
-                    found[kid] = (ident, cos.key)
+                    claims.setdefault(kid, []).append((cos.weight("default") > 0, ident,
+                                                       cos.key))
+            found: dict[bytes, tuple[Identity, PublicKey]] = {}
+            for kid, owners in claims.items():
+                everyday = [o for o in owners if o[0]] or owners
+                if len(everyday) == 1:
+                    found[kid] = everyday[0][1:]
             with self._mu:
                 self._keys = found
             hit = found.get(key_id)

@@ -3,6 +3,10 @@
 No JavaScript is needed: every action is a small form (POST, with the session's CSRF token)
 that redirects back (303). Pages are plain semantic HTML with labels, visible focus, high
 contrast and a single-column layout on phones. Every data view is an audited read.
+
+Emergency access takes two people on two devices: a clinician asks on her page; the
+patient's trusted party sees the request on her own page (her own login) and approves or
+declines it. Nobody types another person's password.
 """
 
 from __future__ import annotations
@@ -10,21 +14,27 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
+from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
+from pydantic import BaseModel, ValidationError
 
 from ..errors import AuthenticationError, GlucoledgerError, OutOfRangeError
 from ..glucose.agp import compute_agp
 from ..glucose.metrics import summarize
 from ..glucose.report import render_html
 from ..node import consent_actions as ca
+from ..node import emergency as em
 from ..node.access import RawRelease, SignedSummary
-from ..node.accounts import AddressBook, identity
+from ..node.accounts import AddressBook
+from ..node.alerts import rules as alert_rules
+from ..node.alerts import set_rules
+from ..node.audit import audit_trail
 from ..node.people import SecurityLog
 from .auth import login, logout, optional_session, set_session_cookie
 from .context import Principal, ctx
@@ -36,8 +46,10 @@ from .routes_consent import (
     Rule,
     cgm_of,
     do_amend,
-    do_emergency,
+    do_emergency_decision,
+    do_emergency_request,
     do_grant,
+    emergency_requests,
     grant_value,
     read_for,
     summary_value,
@@ -93,8 +105,23 @@ def _who(request: Request, csrf: str | None = None) -> tuple[Session, Principal]
     return s, Principal(s.ident, "session", s)
 
 
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _form(model: type[_M], **values: Any) -> _M:
+    """Parse form values into the route's model; a value out of range (a tampered form) is a
+    400 naming the field, not a server error."""
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        where = ".".join(str(x) for x in e.get("loc", ())) or "form"
+        raise OutOfRangeError(f"{where}: {e.get('msg', 'invalid')}; reload the form and "
+                              "choose one of its values") from None
+
+
 def _back(anchor: str = "", msg: str = "") -> RedirectResponse:
-    q = f"?msg={msg}" if msg else ""
+    q = f"?msg={quote(msg)}" if msg else ""
     return RedirectResponse(f"/portal{q}{anchor}", status_code=303)
 
 
@@ -200,13 +227,15 @@ def home(request: Request, msg: str | None = None) -> Response:
         grants.sort(key=lambda g: (not g["active"], g["grantee_name"]))
         from .routes_consent import devices as list_devices
 
+        rules = {r["name"]: r["mgdl"] for r in alert_rules(node, who.id)}
         return _render(request, "patient.html", who=who, notice=notice,
                        agp=_agp(readings, who.name), recent=list(reversed(readings[-12:])),
-                       grants=grants, audit=ca.audit_trail(node, who.id, 100),
+                       grants=grants, audit=audit_trail(node, who.id, 100),
                        names={i.id: i.name for i in AddressBook(node).all()},
                        devices=list_devices(request, who),
                        grantees=_people(request, "clinician", "trusted"),
-                       rules=node.state.get("alertrules/" + who.id.hex()),
+                       low=rules.get("low", 70), high=rules.get("high", 250),
+                       emergencies=emergency_requests(request, who),
                        denials=SecurityLog(node.data_dir).recent(5))
     views = []
     for g in ca.grants_to(node, who.id):
@@ -226,8 +255,12 @@ def home(request: Request, msg: str | None = None) -> Response:
         except GlucoledgerError as exc:
             entry["error"] = exc.message
         views.append(entry)
+    requests = emergency_requests(request, who)
     return _render(request, "clinician.html", who=who, notice=notice, views=views,
-                   patients=_people(request, "patient"), trusted=_people(request, "trusted"))
+                   patients=_people(request, "patient"),
+                   to_decide=[r for r in requests if r["role"] == "decide"],
+                   asked=[r for r in requests if r["role"] == "asked"],
+                   max_hours=em.EMERGENCY_MAX_HOURS)
 
 
 @router.post("/portal/grants")
@@ -237,8 +270,8 @@ def grant_submit(request: Request, csrf: Annotated[str, Form(max_length=64)],
                  last_days: Annotated[int, Form()], valid_days: Annotated[int, Form()],
                  streams: Annotated[list[str], Form()]) -> Response:
     _, who = _who(request, csrf)
-    body = GrantBody(grantee=grantee, streams=streams, view=view,  # type: ignore[arg-type]
-                     last_days=last_days, valid_days=valid_days)
+    body = _form(GrantBody, grantee=grantee, streams=streams, view=view,
+                 last_days=last_days, valid_days=valid_days)
     do_grant(request, who, body)
     return _back("#access", f"Access given to {grantee}")
 
@@ -267,7 +300,7 @@ def erase_submit(request: Request, csrf: Annotated[str, Form(max_length=64)],
                  confirm: Annotated[str, Form(max_length=10)],
                  streams: Annotated[list[str], Form()]) -> Response:
     _, who = _who(request, csrf)
-    body = EraseBody(streams=streams, confirm=confirm)  # type: ignore[arg-type]
+    body = _form(EraseBody, streams=streams, confirm=confirm)
     ctx(request).erase(who.id, who.session.keys if who.session else [],
                        sorted(set(body.streams)))
     return _back("", "Erased")
@@ -277,10 +310,9 @@ def erase_submit(request: Request, csrf: Annotated[str, Form(max_length=64)],
 def alerts_submit(request: Request, csrf: Annotated[str, Form(max_length=64)],
                   low: Annotated[int, Form()], high: Annotated[int, Form()]) -> Response:
     _, who = _who(request, csrf)
-    rules = [Rule(name="low", op="below", mgdl=low, minutes=15).model_dump(),
-             Rule(name="high", op="above", mgdl=high, minutes=15).model_dump()]
-    ca.set_alert_rules(ctx(request).node, who.id, who.session.keys if who.session else [],
-                       rules)
+    rules = [_form(Rule, name="low", op="below", mgdl=low, minutes=15).model_dump(),
+             _form(Rule, name="high", op="above", mgdl=high, minutes=15).model_dump()]
+    set_rules(ctx(request).node, who.id, who.session.keys if who.session else [], rules)
     return _back("#alerts", "Alert settings saved")
 
 
@@ -288,11 +320,29 @@ def alerts_submit(request: Request, csrf: Annotated[str, Form(max_length=64)],
 def emergency_submit(request: Request, csrf: Annotated[str, Form(max_length=64)],
                      patient: Annotated[str, Form(max_length=64)],
                      reason: Annotated[str, Form(max_length=200)],
-                     trusted: Annotated[str, Form(max_length=64)],
-                     trusted_password: Annotated[str, Form(max_length=1024)]) -> Response:
+                     hours: Annotated[int, Form()] = 4,
+                     days: Annotated[int, Form()] = 14) -> Response:
+    """A clinician asks; the request waits for the patient's trusted party."""
     _, who = _who(request, csrf)
-    identity(ctx(request).node, patient)
-    do_emergency(request, who, EmergencyBody(patient=patient, hours=4, days=14, reason=reason,
-                                             trusted=trusted,
-                                             trusted_password=trusted_password))
-    return _back("", "Emergency access opened for 4 hours")
+    r, new = do_emergency_request(request, who, _form(
+        EmergencyBody, patient=patient, hours=hours, days=days, reason=reason))
+    said = "Emergency request sent" if new else "Your emergency request is already waiting"
+    return _back("#emergency", f"{said}: {patient}'s trusted person must approve it by "
+                 f"{_date(r.expires_ms)}")
+
+
+@router.post("/portal/emergency/{request_id}/{verb}")
+def emergency_decide(request: Request, request_id: str, verb: str,
+                     csrf: Annotated[str, Form(max_length=64)]) -> Response:
+    """The trusted party (or the patient) approves or declines, from her own session."""
+    _, who = _who(request, csrf)
+    if verb not in ("approve", "decline"):
+        raise OutOfRangeError(f"unknown action {verb[:20]!r}: approve or decline")
+    r = do_emergency_decision(request, who, request_id, verb)
+    if r.status == "approved":
+        msg = f"Approved: emergency access is open for {r.hours} hours"
+    elif r.status == "pending":
+        msg = "Approved; it still needs the patient's other trusted people"
+    else:
+        msg = "Declined: no access was opened"
+    return _back("#emergency", msg)

@@ -1,20 +1,24 @@
 """Consent routes: grants (create, narrow/extend, revoke, list), audited reads, audit trail,
-emergency access, erasure, alert rules, devices. Each parses, authenticates, calls node."""
+emergency access (a clinician asks; the patient's trusted party approves or declines with
+her own credentials), erasure, alert rules, devices. Each parses, authenticates, calls node."""
 
 from __future__ import annotations
 
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import Field
 
 from ..crypto import PrivateKey
-from ..errors import AuthenticationError, InputError, NotFoundError
+from ..errors import InputError, NotFoundError, PermissionDeniedError
 from ..glucose.readings import CgmReading
 from ..node import consent_actions as ca
+from ..node import emergency as em
 from ..node.access import RawRelease, SignedSummary
 from ..node.accounts import AddressBook, identity, keys_of
+from ..node.alerts import set_rules
+from ..node.audit import AuditEntry, audit_trail
 from ..node.devices import uploaders
 from ..state.consent import Grant
 from ..state.consent import Request as ReadRequest
@@ -22,7 +26,7 @@ from .auth import principal, record_refusal, require_kind
 from .context import Principal, ctx
 from .routes_ledger import ERRORS, Strict
 
-__all__ = ["grant_value", "read_for", "router"]
+__all__ = ["audit_value", "emergency_value", "grant_value", "read_for", "router"]
 
 router = APIRouter(prefix="/api", tags=["consent"])
 Who = Annotated[Principal, Depends(principal)]
@@ -79,11 +83,10 @@ class ReadBody(Strict):
 
 class EmergencyBody(Strict):
     patient: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
-    hours: int = Field(ge=1, le=24)
-    days: int = Field(ge=1, le=90)
+    hours: int = Field(ge=1, le=em.EMERGENCY_MAX_HOURS,
+                       description="how long access stays open once approved")
+    days: int = Field(ge=1, le=em.EMERGENCY_MAX_DAYS, description="the last N days of data")
     reason: str = Field(min_length=1, max_length=200)
-    trusted: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
-    trusted_password: str = Field(min_length=1, max_length=1024)
 
 
 class EraseBody(Strict):
@@ -178,17 +181,11 @@ def read_for(request: Request, who: Principal, patient: bytes, streams: list[str
     access = c.services["access"]
     window = {"last_days": last_days} if last_days else None
     req = ReadRequest(patient, tuple(sorted(set(streams))), view, window)
-    # One account's requests take consecutive nonces: build and order them one at a time.
-    with c.account_lock(who.id):
-        env = access.request(who.id, _keys(request, who), req).raw
-        try:
-            return access.read(env)  # type: ignore[no-any-return]
-        except Exception as exc:
-            from ..errors import PermissionDeniedError
-
-            if isinstance(exc, PermissionDeniedError):
-                record_refusal(request, exc, who.name)
-            raise
+    try:
+        return access.read_as(who.id, _keys(request, who), req)  # type: ignore[no-any-return]
+    except PermissionDeniedError as exc:
+        record_refusal(request, exc, who.name)
+        raise
 
 
 def summary_value(s: Any) -> dict[str, Any]:
@@ -214,37 +211,132 @@ def read(body: ReadBody, request: Request, who: Who) -> dict[str, Any]:
             "records": [r.to_value() for r in rel.records]}
 
 
+def audit_value(request: Request, e: AuditEntry) -> dict[str, Any]:
+    who = _name_of(request, e.who)
+    return {"kind": e.kind, "tx": e.tx_hash.hex(), "height": e.height, "time_ms": e.time_ms,
+            "emergency": e.emergency, "who": e.who.hex(), "who_name": who,
+            "requester": e.who.hex(), "requester_name": who, "outcome": e.outcome,
+            "decision": e.decision, "reason": e.reason, "view": e.view,
+            "streams": list(e.streams), "grant": e.grant.hex() if e.grant else None,
+            "detail": e.detail, "decided_by": e.decided_by.hex() if e.decided_by else None,
+            "decided_by_name": _name_of(request, e.decided_by) if e.decided_by else None}
+
+
 @router.get("/audit", responses=ERRORS)
 def audit(request: Request, who: Who) -> list[dict[str, Any]]:
-    """Your audit trail: who saw what, when, under which grant; emergencies first."""
+    """Your audit trail: who saw what, when, under which grant, every emergency request and
+    every refused attempt; emergencies first."""
     require_kind(request, who, "patient")
-    return [{"kind": e.kind, "tx": e.tx.hex(), "emergency": e.emergency,
-             "requester": e.requester.hex() if e.requester else None,
-             "requester_name": _name_of(request, e.requester) if e.requester else None,
-             "decision": e.decision, "reason": e.reason, "view": e.view,
-             "streams": list(e.streams), "grant": e.grant.hex() if e.grant else None,
-             "time_ms": e.time_ms} for e in ca.audit_trail(ctx(request).node, who.id)]
+    return [audit_value(request, e) for e in audit_trail(ctx(request).node, who.id)]
 
 
-def do_emergency(request: Request, who: Principal, body: EmergencyBody) -> bytes:
-    require_kind(request, who, "clinician")
-    c = ctx(request)
-    patient = identity(c.node, body.patient)
+def emergency_value(request: Request, r: em.EmergencyRequest, role: str) -> dict[str, Any]:
+    return {"id": r.id.hex(), "role": role, "patient": r.patient.hex(),
+            "patient_name": _name_of(request, r.patient), "clinician": r.clinician.hex(),
+            "clinician_name": _name_of(request, r.clinician), "hours": r.hours,
+            "days": r.days, "reason": r.reason, "requested_ms": r.requested_ms,
+            "expires_ms": r.expires_ms, "status": r.status, "approvals": len(r.approvals),
+            "grant": r.grant.hex() if r.grant else None}
+
+
+def _request_id(text: str) -> bytes:
     try:
-        trusted = c.passwords.verify(body.trusted, body.trusted_password)
-    except AuthenticationError as exc:
+        rid = bytes.fromhex(text)
+    except ValueError:
+        rid = b""
+    if len(rid) != 32:
+        raise InputError("an emergency request id is 64 hex digits (from the list of requests)")
+    return rid
+
+
+def _refusals_logged(request: Request, who: Principal, fn: Any, *args: Any,
+                     **kwargs: Any) -> Any:
+    """Call a node function; a PermissionDeniedError also goes to the security log (403)."""
+    try:
+        return fn(*args, **kwargs)
+    except PermissionDeniedError as exc:
         record_refusal(request, exc, who.name)
         raise
-    return ca.emergency(c.node, who.id, _keys(request, who), keys_of(c.node, trusted),
-                        patient.id, hours=body.hours, days=body.days, reason=body.reason)
+
+
+def do_emergency_request(request: Request, who: Principal, body: EmergencyBody
+                         ) -> tuple[em.EmergencyRequest, bool]:
+    require_kind(request, who, "clinician")
+    node = ctx(request).node
+    patient = identity(node, body.patient)
+    return _refusals_logged(request, who, em.request, node, who.id,  # type: ignore[no-any-return]
+                            _keys(request, who), patient.id, hours=body.hours, days=body.days,
+                            reason=body.reason)
+
+
+def emergency_requests(request: Request, who: Principal) -> list[dict[str, Any]]:
+    """The requests that concern ``who``: waiting for her decision, made by her (the last
+    day), or (a patient) pending about her."""
+    node = ctx(request).node
+    out = [emergency_value(request, r, "decide") for r in em.pending_for(node, who.id)]
+    if who.kind == "clinician":
+        out += [emergency_value(request, r, "asked") for r in em.requests_by(node, who.id)]
+    if who.kind == "patient":
+        out += [emergency_value(request, r, "about_you") for r in em.requests_about(node, who.id)]
+    return out
+
+
+def do_emergency_decision(request: Request, who: Principal, request_id: str, verb: str
+                          ) -> em.EmergencyRequest:
+    fn = em.approve if verb == "approve" else em.decline
+    return _refusals_logged(request, who, fn, ctx(request).node,  # type: ignore[no-any-return]
+                            who.id, _keys(request, who), _request_id(request_id))
 
 
 @router.post("/emergency", responses=ERRORS, status_code=201)
-def emergency(body: EmergencyBody, request: Request, who: Who) -> dict[str, Any]:
-    """Break-glass access: a clinician's request cosigned by the patient's trusted party
-    (who confirms with their password); flagged and shown first to the patient."""
-    gid = do_emergency(request, who, body)
-    return {"grant": gid.hex(), "hours": body.hours}
+def emergency(body: EmergencyBody, request: Request, response: Response,
+              who: Who) -> dict[str, Any]:
+    """Break-glass, step 1 (a clinician): ask for emergency access to a patient. The request
+    is on the ledger, first in the patient's audit trail, and waits (at most an hour) for
+    the patient's trusted party to approve it with her own login. 201 with the request;
+    200 with your request already waiting, if there is one."""
+    r, new = do_emergency_request(request, who, body)
+    if not new:
+        response.status_code = 200
+    return emergency_value(request, r, "asked")
+
+
+@router.get("/emergency/requests", responses=ERRORS)
+def list_emergency_requests(request: Request, who: Who) -> list[dict[str, Any]]:
+    """Emergency requests that concern you: ``decide`` (waiting for your approval, as a
+    patient's trusted party), ``asked`` (yours, as a clinician), ``about_you`` (a patient)."""
+    return emergency_requests(request, who)
+
+
+@router.get("/emergency/requests/{request_id}", responses=ERRORS)
+def get_emergency_request(request_id: str, request: Request, who: Who) -> dict[str, Any]:
+    """One emergency request and its status (pending, approved, declined, expired)."""
+    r = em.get(ctx(request).node, _request_id(request_id))
+    for item in emergency_requests(request, who):
+        if item["id"] == r.id.hex():
+            return item
+    if who.id in (r.clinician, r.patient):
+        return emergency_value(request, r, "asked" if who.id == r.clinician else "about_you")
+    exc = PermissionDeniedError("this emergency request is not yours, not about you and not "
+                                "waiting for your decision")
+    record_refusal(request, exc, who.name)
+    raise exc
+
+
+@router.post("/emergency/requests/{request_id}/approve", responses=ERRORS)
+def approve_emergency(request_id: str, request: Request, who: Who) -> dict[str, Any]:
+    """Break-glass, step 2 (the patient's trusted party, signing with her own keys): approve.
+    The emergency grant opens from the next block, for the hours asked."""
+    r = do_emergency_decision(request, who, request_id, "approve")
+    return emergency_value(request, r, "decide")
+
+
+@router.post("/emergency/requests/{request_id}/decline", responses=ERRORS)
+def decline_emergency(request_id: str, request: Request, who: Who) -> dict[str, Any]:
+    """Decline an emergency request (the patient's trusted party, or the patient): nothing
+    opens; the decision is on the ledger and in the patient's audit trail."""
+    r = do_emergency_decision(request, who, request_id, "decline")
+    return emergency_value(request, r, "decide")
 
 
 @router.post("/erase", responses=ERRORS)
@@ -260,7 +352,7 @@ def alerts(body: AlertBody, request: Request, who: Who) -> dict[str, Any]:
     """Set your alert rules (none: the consensus defaults)."""
     require_kind(request, who, "patient")
     rules = None if body.rules is None else [r.model_dump() for r in body.rules]
-    ca.set_alert_rules(ctx(request).node, who.id, _keys(request, who), rules)
+    set_rules(ctx(request).node, who.id, _keys(request, who), rules)
     return {"rules": rules}
 
 

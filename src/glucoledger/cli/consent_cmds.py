@@ -18,12 +18,13 @@ from typing import Annotated, Any
 import typer
 
 from ..crypto import generate
-from ..errors import InputError, RejectedError
+from ..errors import InputError
 from ..glucose.agp import compute_agp
 from ..glucose.metrics import summarize
 from ..glucose.readings import CgmReading
 from ..glucose.report import render_html, render_png
 from ..node import accounts
+from ..node import emergency as em
 from ..node.access import AccessService, RawRelease, SignedSummary
 from ..node.audit import audit_trail
 from ..node.erasure import ErasureService
@@ -51,10 +52,7 @@ def _iso(ms: int) -> str:
 def _submit(node: Node, name: str, type_: str, body: dict[str, Any],
             which: list[int] | None = None) -> bytes:
     ident = accounts.identity(node, name)
-    stx = node.build(type_, body, ident.id, accounts.keys_of(node, ident, which or [0]))
-    r = node.submit([stx.raw])[0]
-    if not r.ok:
-        raise RejectedError(r.result.message, code=r.result.code)
+    stx, _ = node.send(type_, body, ident.id, accounts.keys_of(node, ident, which or [0]))
     return stx.tx_hash
 
 
@@ -123,7 +121,7 @@ def read(who: Annotated[str, typer.Option("--as")], patient: Name,
         ident = accounts.identity(node, who)
         req = Request(accounts.identity(node, patient).id, tuple(sorted(streams.split(","))),
                       view, {"last_days": last_days})
-        rel = svc.read(svc.request(ident.id, accounts.keys_of(node, ident, [0]), req).raw)
+        rel = svc.read_as(ident.id, accounts.keys_of(node, ident, [0]), req)
     if isinstance(rel, SignedSummary):
         s = rel.summary
         console.print(f"TIR {s.tir:.1f} %  TBR<70 {s.tbr70:.1f} %  TBR<54 {s.tbr54:.1f} %  "
@@ -142,7 +140,7 @@ def write_report(node: Node, svc: AccessService, who: str, patient: str, days: i
     """Audited raw read of the CGM stream, then the AGP report. Returns the readings used."""
     ident = accounts.identity(node, who)
     req = Request(accounts.identity(node, patient).id, ("cgm",), "raw", {"last_days": days})
-    rel = svc.read(svc.request(ident.id, accounts.keys_of(node, ident, [0]), req).raw)
+    rel = svc.read_as(ident.id, accounts.keys_of(node, ident, [0]), req)
     assert isinstance(rel, RawRelease)
     cgm = [r for r in rel.records if isinstance(r, CgmReading)]
     if not cgm:
@@ -167,7 +165,8 @@ def report(patient: Name, out: Annotated[Path, typer.Option()] = Path("report.ht
 
 
 def audit(patient: Name, data: DataOpt = None) -> None:
-    """The patient's audit trail: every read, granted or denied; emergencies first."""
+    """The patient's audit trail: every read, granted or denied, every emergency request and
+    decision, every refused attempt; emergencies first."""
     with open_node(data) as node:
         pid = accounts.identity(node, patient).id
         trail = audit_trail(node, pid)
@@ -176,24 +175,28 @@ def audit(patient: Name, data: DataOpt = None) -> None:
                         ["when", "block", "event", "who", "outcome", "what", "tx"],
                         [[_iso(e.time_ms), str(e.height),
                           ("EMERGENCY " if e.emergency else "") + e.kind,
-                          book.get(e.who, e.who.hex()[:16]), e.outcome, e.detail[:48],
+                          book.get(e.who, e.who.hex()[:16]),
+                          e.outcome + (f":{e.reason}" if e.reason else ""), e.detail[:48],
                           e.tx_hash.hex()[:16]] for e in trail]))
 
 
 def emergency(clinician: Name, patient: Name, trusted: Name, hours: int = 24, days: int = 14,
               reason: str = "emergency care", data: DataOpt = None) -> None:
-    """Break-glass: a clinician's request cosigned by the patient's trusted party."""
+    """Break-glass from the operator's console, with both custodial keys at hand: the
+    clinician's request, then the trusted party's approval (the same two steps, and the same
+    checks, as the portal and the API, where each signs on her own device)."""
     with open_node(data) as node:
         c = accounts.identity(node, clinician)
         t = accounts.identity(node, trusted)
-        body = {"patient": accounts.identity(node, patient).id, "hours": hours, "days": days,
-                "reason": reason}
-        stx = node.build("emergency.open", body, c.id,
-                         accounts.keys_of(node, c, [0]) + accounts.keys_of(node, t, [0]))
-        r = node.submit([stx.raw])[0]
-    if not r.ok:
-        raise RejectedError(r.result.message, code=r.result.code)
-    console.print(f"emergency access open for {hours} h (grant {stx.tx_hash.hex()[:16]})")
+        p = accounts.identity(node, patient)
+        req, _ = em.request(node, c.id, accounts.keys_of(node, c, [0]), p.id, hours=hours,
+                            days=days, reason=reason)
+        done = em.approve(node, t.id, accounts.keys_of(node, t, [0]), req.id)
+    if done.status != "approved":
+        console.print(f"approved by {trusted}; request {req.id.hex()[:16]} still needs "
+                      f"{patient}'s other emergency cosigners")
+        return
+    console.print(f"emergency access open for {hours} h (grant {req.id.hex()[:16]})")
 
 
 def erase(patient: Name, stream: Annotated[list[str], typer.Option()],
@@ -204,8 +207,7 @@ def erase(patient: Name, stream: Annotated[list[str], typer.Option()],
     with open_node_and_vault(data) as (node, vault):
         svc = ErasureService(node, vault)
         ident = accounts.identity(node, patient)
-        rep = svc.erase(svc.request(ident.id, accounts.keys_of(node, ident, [0]), stream,
-                                    start, end).raw)
+        rep = svc.erase_as(ident.id, accounts.keys_of(node, ident, [0]), stream, start, end)
     console.print(f"erased {rep.batches} batches of {','.join(rep.streams)} by transaction "
                   f"{rep.tx_hash.hex()[:16]} (block {rep.height})")
 
@@ -224,9 +226,7 @@ def recover(patient: Name, trusted: Name,
         new = generate()
         keys = (new, kept) if lost == 1 else (kept, new)
         body = {"policy": patient_policy(keys[0].public, keys[1].public, tkey.public)}
-        r = node.submit([node.build("account.update", body, p.id, [kept, tkey]).raw])[0]
-        if not r.ok:
-            raise RejectedError(r.result.message, code=r.result.code)
+        _, r = node.send("account.update", body, p.id, [kept, tkey])
         node.wallet.save(p.key_names[lost - 1], new)
     console.print(f"key {lost} of {patient} replaced in block {r.height}; the old key no "
                   "longer signs")

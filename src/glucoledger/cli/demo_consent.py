@@ -11,7 +11,7 @@ from ..errors import GlucoledgerError
 from ..glucose.readings import Batch
 from ..glucose.simulate import simulate_patient
 from ..ledger.tx import SignedTx
-from ..node import accounts
+from ..node import accounts, emergency
 from ..node.access import AccessService, RawRelease, SignedSummary
 from ..node.alerts import AlertService
 from ..node.audit import audit_trail
@@ -38,8 +38,8 @@ def _try(what: str, fn: Callable[[], object]) -> list[str]:
         return [what, f"[red]{exc.code}[/]", exc.message[:90]]
     if isinstance(out, SignedSummary):
         s = out.summary
-        return [what, "[green]permit[/]", f"summary: TIR {s.tir:.1f} %, GMI {s.gmi:.2f} %, "
-                f"CV {s.cv:.1f} % (node-signed, {len(out.grounds.commits)} commitments)"]
+        return [what, "[green]permit[/]", (f"summary: TIR {s.tir:.1f} %, GMI {s.gmi:.2f} %, "
+                f"CV {s.cv:.1f} % (node-signed, {len(out.grounds.commits)} commitments)")]
     if isinstance(out, RawRelease):
         flag = " EMERGENCY" if out.grounds.emergency else ""
         return [what, f"[green]permit{flag}[/]", f"{len(out.records)} raw records released"]
@@ -123,15 +123,24 @@ def _story(node: Node, folder: Path, step: Callable[[str], None]) -> None:
     console.print(table("after revocation", ["who / what", "decision", "detail"], [
         _try("nurse-kim: raw cgm", lambda: svc.read(req("nurse-kim", "raw").raw))]))
 
-    step("Emergency: dr-er asks; without the trusted party it is refused, with rosa it opens")
+    step("Emergency: dr-er asks; nothing opens until rosa approves from her own account")
     body = {"patient": alice, "hours": 4, "days": 3, "reason": "unresponsive, suspected hypo"}
     alone = node.submit([node.build("emergency.open", body, who["dr-er"].id,
                                     keys["dr-er"]).raw])[0]
-    both = node.submit([node.build("emergency.open", body, who["dr-er"].id,
-                                   keys["dr-er"] + keys["rosa"]).raw])[0]
+    asked, _ = emergency.request(node, who["dr-er"].id, keys["dr-er"], alice, hours=4, days=3,
+                                 reason="unresponsive, suspected hypo")
+    waiting = _try("dr-er: raw while the request waits",
+                   lambda: svc.read(req("dr-er", "raw", days=3).raw))
+    seen = emergency.pending_for(node, who["rosa"].id)
+    done = emergency.approve(node, who["rosa"].id, keys["rosa"], asked.id)
     console.print(table("emergency", ["who / what", "decision", "detail"], [
-        ["dr-er alone", f"[red]{alone.result.code}[/]", alone.result.message[:90]],
-        ["dr-er + rosa", f"[green]{both.result.code}[/]", "4 hours of raw access, flagged"],
+        ["dr-er alone, no trusted party", f"[red]{alone.result.code}[/]",
+         alone.result.message[:90]],
+        ["dr-er asks (on the ledger)", f"[yellow]{asked.status}[/]",
+         f"rosa sees {len(seen)} request: {seen[0].reason if seen else ''}"],
+        waiting,
+        ["rosa approves with her own key", f"[green]{done.status}[/]",
+         "4 hours of raw access, flagged"],
         _try("dr-er: raw, last 3 days", lambda: svc.read(req("dr-er", "raw", days=3).raw)),
     ]))
 
@@ -176,7 +185,8 @@ def _story(node: Node, folder: Path, step: Callable[[str], None]) -> None:
     console.print(table(f"audit trail ({len(trail)} events)",
                         ["block", "event", "who", "outcome", "what"],
                         [[str(e.height), ("EMERGENCY " if e.emergency else "") + e.kind,
-                          book.get(e.who, e.who.hex()[:16]), e.outcome, e.detail[:40]]
+                          book.get(e.who, e.who.hex()[:16]),
+                          e.outcome + (f":{e.reason}" if e.reason else ""), e.detail[:40]]
                          for e in trail]))
     alerts.close()
     v.close()

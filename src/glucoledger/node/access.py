@@ -171,6 +171,14 @@ class AccessService:
         return access_request(self.node.chain, requester, keys, request,
                               self.node.next_nonce(requester))
 
+    def read_as(self, requester: bytes, keys: Sequence[PrivateKey], request: Request
+                ) -> RawRelease | SealedRelease | SignedSummary:
+        """``read`` of a request signed here with custodial keys, built and ordered under the
+        requester's account lock (``Node.account_lock``): concurrent reads of one account take
+        consecutive nonces. Raises as ``read`` does."""
+        with self.node.account_lock(requester):
+            return self.read(self.request(requester, keys, request).raw)
+
     # --- the audited read ------------------------------------------------------------------
     def authorize(self, envelope: bytes) -> tuple[Grounds, dict[str, Any]]:
         """Order the access request; return its grounds if the ledger recorded a permit.

@@ -154,8 +154,4 @@ def submit_as(node: Node, name: str, type_: str, body: dict[str, Any],
               key_indexes: Sequence[int] | None = (0,)) -> Receipt:
     """Sign ``type_`` with a custodial account's keys, submit it and raise if refused."""
     ident = identity(node, name)
-    stx = node.build(type_, body, ident.id, keys_of(node, ident, key_indexes))
-    receipt = node.submit([stx.raw])[0]
-    if not receipt.ok:
-        raise RejectedError(receipt.result.message, code=receipt.result.code)
-    return receipt
+    return node.send(type_, body, ident.id, keys_of(node, ident, key_indexes))[1]

@@ -12,6 +12,9 @@ transaction per new episode from the node's account, and for each accepted alert
 notification per recipient the machine recorded (grantees whose grant includes alerts) into
 ``<data>/outbox.db``, a table the HTTP server polls (``pending`` / ``mark_delivered``). The
 exact time and glucose value live only there; the ledger holds the rule and the hour.
+
+``set_rules`` / ``rules`` are the patient's side: her ``alert.rules`` transaction (signed with
+her custodial keys, sent through ``Node.send``) and the rules in force (hers or the defaults).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import codec
-from ..crypto import tagged_hash
+from ..crypto import PrivateKey, tagged_hash
 from ..errors import StorageError
 from ..glucose.readings import CgmReading
 from ..ledger.tx import Transaction, sign
@@ -31,7 +34,7 @@ from ..state.alerts import HOUR_MS, alert_key, rules_of
 from ..vault.store import Vault
 from .service import Node
 
-__all__ = ["AlertService", "Episode", "Notification", "detect_episodes"]
+__all__ = ["AlertService", "Episode", "Notification", "detect_episodes", "rules", "set_rules"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY, alert BLOB NOT NULL,
@@ -40,6 +43,18 @@ CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY, alert BLOB NOT NULL,
 CREATE INDEX IF NOT EXISTS outbox_recipient ON outbox(recipient, delivered);
 CREATE TABLE IF NOT EXISTS scanned (ct BLOB PRIMARY KEY) WITHOUT ROWID;
 """
+
+
+def set_rules(node: Node, patient: bytes, keys: Sequence[PrivateKey],
+              new_rules: list[dict[str, Any]] | None) -> None:
+    """Replace the patient's alert rules (None: the consensus defaults). Raises RejectedError
+    (``malformed`` naming the bad rule, ``unknown_account`` ...)."""
+    node.send("alert.rules", {"rules": new_rules}, patient, keys)
+
+
+def rules(node: Node, patient: bytes) -> list[dict[str, Any]]:
+    """The rules in force for the patient: hers, or the defaults."""
+    return rules_of(node.state, patient)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,23 +1,37 @@
-"""The patient's audit trail: every read of her data, granted or denied, every emergency,
-every erasure, and every refused attempt (forged, replayed) that named her.
+"""The patient's audit trail: every read of her data, granted or denied, every emergency
+request and its outcome, every erasure, and every refused attempt (forged, replayed, by the
+wrong person) that named her. The one implementation the portal, the REST ``/api/audit``
+route, the CLI ``audit`` command and the demo show.
 
-Accepted events come from the state (``audit/<patient>/<n>``, written by the contracts);
-refused ``access`` and ``emergency.open`` transactions changed no state, so they are found
-in the chain store's log with their reason codes. Emergencies come first, as DESIGN.md asks.
+Accepted events come from the state (``audit/<patient>/<n>``, written by the contracts:
+state/access.py, state/emergency.py); refused transactions changed no state, so they are
+found in the chain store's log with their reason codes (``access`` and every ``emergency.*``
+type whose body names her). Emergencies come first, as DESIGN.md asks, then the newest.
+Entries carry account ids, never names (names are local to a node's address book: the edges
+resolve them).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
+from ..errors import MalformedError
 from ..ledger.block import BlockHeader
 from ..ledger.tx import SignedTx
 from ..state.access import access_key, erasure_key
 from ..state.consent import grant_key
+from ..state.emergency import request_key
+from ..state.store import State
 from .service import Node
 
 __all__ = ["AuditEntry", "audit_trail"]
+
+_OWNER = b"owner"  # the grant named in the patient's own reads (state/consent.py)
+#: Refused transaction types shown to the patient (the others never name her data).
+_REFUSED_TYPES = ("access", "emergency.open", "emergency.request", "emergency.approve",
+                  "emergency.decline")
 
 
 def _iso(ms: int) -> str:
@@ -26,61 +40,129 @@ def _iso(ms: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
-    kind: str  # access, emergency, erase, refused
+    #: access, emergency_request, emergency (access opened), emergency_declined, erase, refused
+    kind: str
     tx_hash: bytes
     height: int
     time_ms: int
+    #: who acted: the reader, the clinician who asked (and was let in), the person who
+    #: declined, the patient (erase), the sender of a refused transaction
     who: bytes
     emergency: bool
-    outcome: str  # permit, deny:<reason>, opened, erased, refused:<code>
-    detail: str
+    #: permit, deny, requested, opened, declined, erased, refused
+    outcome: str
+    #: the deny reason (access) or the refusal code (refused); None otherwise
+    reason: str | None
+    view: str | None  # access: raw or summary
+    streams: tuple[str, ...]
+    grant: bytes | None  # the grant that permitted a read, or the emergency grant
+    detail: str  # in words, for people
+    #: who approved an emergency (the trusted party's account), or declined its request
+    decided_by: bytes | None = None
+
+    @property
+    def decision(self) -> str | None:
+        """``permit`` or ``deny`` for a read; None for other events."""
+        return self.outcome if self.kind == "access" else None
 
 
-def audit_trail(node: Node, patient: bytes) -> list[AuditEntry]:
-    state = node.state
+def _access(state: State, tx: bytes) -> AuditEntry:
+    r = state.get(access_key(tx))
+    d, req = r["decision"], r["request"]
+    streams = tuple(req.get("streams", ()))
+    what = f"{req['view']} {','.join(streams)}"
+    grant = None if r.get("grant") in (None, _OWNER) else r["grant"]
+    if d["decision"] == "permit":
+        return AuditEntry("access", tx, r["height"], r["time"], r["requester"], r["emergency"],
+                          "permit", None, req["view"], streams, grant,
+                          f"{what}; {len(r['batches'])} batches")
+    return AuditEntry("access", tx, r["height"], r["time"], r["requester"], False, "deny",
+                      d["reason"], req["view"], streams, grant, f"{what}; {d['message']}")
+
+
+def _request_status(rec: dict[str, Any], now_ms: int) -> str:
+    if rec["status"] == "pending":
+        return (f"waiting for approval until {_iso(rec['expires'])}"
+                if rec["expires"] > now_ms else "expired unapproved")
+    return str(rec["status"])
+
+
+def _emergency(state: State, kind: str, tx: bytes, now_ms: int) -> AuditEntry:
+    rec = state.get(request_key(tx))  # None for an emergency.open (cosigned in one envelope)
+    if kind == "emergency":
+        g = state.get(grant_key(tx))
+        return AuditEntry("emergency", tx, g["created"], g["valid_from"], g["grantee"], True,
+                          "opened", None, g["view"], tuple(g["streams"]), tx,
+                          f"every reading of the last {g['window']['last_days']} days, until "
+                          f"{_iso(g['valid_until'])}: {g.get('reason', '')}",
+                          rec["decided_by"] if rec else None)
+    scope = f"{rec['hours']} h, last {rec['days']} days of data: {rec['reason']}"
+    if kind == "emergency_request":
+        return AuditEntry(kind, tx, rec["height"], rec["time"], rec["clinician"], True,
+                          "requested", None, "raw", (), None,
+                          f"{scope} ({_request_status(rec, now_ms)})")
+    return AuditEntry(kind, tx, rec["decided_height"], rec["decided_time"], rec["decided_by"],
+                      True, "declined", None, None, (), None, f"declined: {scope}",
+                      rec["decided_by"])
+
+
+def _erase(state: State, tx: bytes, patient: bytes) -> AuditEntry:
+    r = state.get(erasure_key(tx))
+    return AuditEntry("erase", tx, r["height"], r["time"], patient, False, "erased", None,
+                      None, tuple(r["streams"]), None,
+                      f"{','.join(r['streams'])}; {len(r['batches'])} batches")
+
+
+def _names(stx: SignedTx, state: State) -> bytes | None:
+    """The patient a refused transaction's body names, if any."""
+    body = stx.tx.body
+    if stx.tx.type == "access":
+        req = body.get("request")
+        return req.get("patient") if isinstance(req, dict) else None
+    named = body.get("patient")
+    if named is None and isinstance(body.get("request"), bytes):
+        rec = state.get(request_key(body["request"]))
+        named = rec["patient"] if rec else None
+    return named if isinstance(named, bytes) else None
+
+
+def _refused(node: Node, patient: bytes) -> list[AuditEntry]:
     out: list[AuditEntry] = []
-    for key in state.keys(f"audit/{patient.hex()}/"):
-        e = state.get(key)
-        tx = e["tx"]
-        if e["kind"] == "access":
-            r = state.get(access_key(tx))
-            d = r["decision"]
-            req = r["request"]
-            what = f"{req['view']} {','.join(req['streams'])}"
-            if d["decision"] == "permit":
-                outcome = "permit"
-                detail = f"{what}; {len(r['batches'])} batches"
-            else:
-                outcome, detail = f"deny:{d['reason']}", what
-            out.append(AuditEntry("access", tx, r["height"], r["time"], r["requester"],
-                                  r["emergency"], outcome, detail))
-        elif e["kind"] == "emergency":
-            g = state.get(grant_key(tx))
-            out.append(AuditEntry("emergency", tx, g["created"], g["valid_from"], g["grantee"],
-                                  True, "opened", f"until {_iso(g['valid_until'])}: {g['reason']}"))
-        elif e["kind"] == "erase":
-            r = state.get(erasure_key(tx))
-            out.append(AuditEntry("erase", tx, r["height"], r["time"], patient, False, "erased",
-                                  f"{','.join(r['streams'])}; {len(r['batches'])} batches"))
-    for height in range(node.store.height()):
-        for t in node.store.txs_of_block(height):
-            if t.decoded_result().ok or (b"access" not in t.envelope
-                                         and b"emergency" not in t.envelope):
-                continue
-            try:
-                stx = SignedTx.decode(t.envelope)
-            except Exception:  # noqa: BLE001 - a malformed envelope names no patient
-                continue
-            body = stx.tx.body
-            named = (body.get("request", {}) or {}).get("patient") if stx.tx.type == "access" \
-                else body.get("patient")
-            if stx.tx.type not in ("access", "emergency.open") or named != patient:
-                continue
-            code = t.decoded_result().code
-            header = BlockHeader.decode(node.store.block_row(height)[1])
-            out.append(AuditEntry("refused", stx.tx_hash, height, header.time, stx.tx.account,
-                                  stx.tx.type == "emergency.open", f"refused:{code}",
-                                  stx.tx.type))
-    out.sort(key=lambda a: (not a.emergency, -a.height))
+    times: dict[int, int] = {}
+    for t in node.store.refused_txs():
+        if not any(name.encode() in t.envelope for name in _REFUSED_TYPES):
+            continue
+        try:
+            stx = SignedTx.decode(t.envelope)
+        except MalformedError:  # refused as malformed: it names no patient
+            continue
+        if stx.tx.type not in _REFUSED_TYPES or _names(stx, node.state) != patient:
+            continue
+        if t.height not in times:
+            times[t.height] = BlockHeader.decode(node.store.block_row(t.height)[1]).time
+        result = t.decoded_result()
+        out.append(AuditEntry("refused", stx.tx_hash, t.height, times[t.height],
+                              stx.tx.account, stx.tx.type.startswith("emergency"), "refused",
+                              result.code, None, (), None, f"{stx.tx.type}: {result.message}"))
     return out
 
+
+def audit_trail(node: Node, patient: bytes, limit: int | None = None) -> list[AuditEntry]:
+    """The patient's audit trail: emergencies first, then newest first (at most ``limit``)."""
+    state = node.state
+    now = node.now_ms()
+    out: list[AuditEntry] = []
+    count = state.get("auditn/" + patient.hex()) or 0
+    for n in range(count - 1, -1, -1):  # newest first
+        e = state.get(f"audit/{patient.hex()}/{n:012d}")
+        if e is None:
+            continue
+        if e["kind"] == "access":
+            out.append(_access(state, e["tx"]))
+        elif e["kind"] == "erase":
+            out.append(_erase(state, e["tx"], patient))
+        elif e["kind"].startswith("emergency"):
+            out.append(_emergency(state, e["kind"], e["tx"], now))
+    out += _refused(node, patient)
+    out.sort(key=lambda a: (not a.emergency, -a.height))  # stable: newest first within
+    return out if limit is None else out[:limit]

@@ -31,6 +31,8 @@ from ..state.replica import Block
 
 __all__ = ["ChainStore", "StoredTx"]
 
+_OK_RESULT = codec.encode(Result("ok").to_value())
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS blocks (
@@ -173,6 +175,14 @@ class ChainStore:
     def txs_of_block(self, height: int) -> list[StoredTx]:
         rows = self._q("SELECT idx, height, pos, envelope, hash, result FROM txs "
                        "WHERE height = ? ORDER BY idx", (height,))
+        return [StoredTx(r[0], r[1], r[2], bytes(r[3]), None if r[4] is None else bytes(r[4]),
+                         bytes(r[5])) for r in rows]
+
+    def refused_txs(self) -> list[StoredTx]:
+        """Every transaction the state machine refused, in log order (one pass in SQLite; an
+        accepted result is always the same bytes)."""
+        rows = self._q("SELECT idx, height, pos, envelope, hash, result FROM txs "
+                       "WHERE result != ? ORDER BY idx", (_OK_RESULT,))
         return [StoredTx(r[0], r[1], r[2], bytes(r[3]), None if r[4] is None else bytes(r[4]),
                          bytes(r[5])) for r in rows]
 

@@ -55,7 +55,7 @@ def create_keyed_account(node: Node, kind: str, keys: Sequence[PrivateKey], *,
 
 def _send(node: Node, type_: str, body: dict[str, Any], account: bytes,
           keys: Sequence[PrivateKey]) -> Receipt:
-    return submit_one(node, node.build(type_, body, account, keys))
+    return node.send(type_, body, account, keys)[1]
 
 
 def register_device(node: Node, maker: bytes, maker_keys: Sequence[PrivateKey], serial: str,

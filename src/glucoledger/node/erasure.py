@@ -96,6 +96,13 @@ class ErasureService:
         return sign(Transaction(self.node.chain, "erase", body, patient,
                                 self.node.next_nonce(patient)), keys)
 
+    def erase_as(self, patient: bytes, keys: Sequence[PrivateKey], streams: Sequence[str],
+                 start_ms: int | None = None, end_ms: int | None = None) -> ErasureReport:
+        """``erase`` of a request signed here with custodial keys, built and ordered under the
+        patient's account lock (``Node.account_lock``). Raises as ``erase`` does."""
+        with self.node.account_lock(patient):
+            return self.erase(self.request(patient, keys, streams, start_ms, end_ms).raw)
+
     def erase(self, envelope: bytes) -> ErasureReport:
         """Order the erasure, then destroy what it covers. Raises RejectedError if refused."""
         stx = SignedTx.decode(envelope)

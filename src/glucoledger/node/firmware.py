@@ -17,7 +17,6 @@ from ..errors import VerificationError
 from ..state.accounts_model import load_account
 from ..state.firmware import floor_key, parse_version, release_key
 from ..state.store import State
-from .devices import submit_one
 from .service import Node
 
 __all__ = ["FirmwareError", "Release", "publish", "publish_digest", "revoke", "set_floor",
@@ -52,19 +51,17 @@ def publish_digest(node: Node, maker: bytes, keys: Sequence[PrivateKey], model: 
     """Release an image known by its SHA-256 and length (the image itself stays with the
     maker). Raises RejectedError with the state machine's reason code."""
     body = {"model": model, "version": version, "sha256": digest, "length": length}
-    submit_one(node, node.build("firmware.release", body, maker, keys))
+    node.send("firmware.release", body, maker, keys)
 
 
 def revoke(node: Node, maker: bytes, keys: Sequence[PrivateKey], model: str,
            version: str) -> None:
-    submit_one(node, node.build("firmware.revoke", {"model": model, "version": version},
-                                maker, keys))
+    node.send("firmware.revoke", {"model": model, "version": version}, maker, keys)
 
 
 def set_floor(node: Node, maker: bytes, keys: Sequence[PrivateKey], model: str,
               version: str) -> None:
-    submit_one(node, node.build("firmware.floor", {"model": model, "version": version},
-                                maker, keys))
+    node.send("firmware.floor", {"model": model, "version": version}, maker, keys)
 
 
 def verify_image(state: State, image: bytes, model: str, version: str,

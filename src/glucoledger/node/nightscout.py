@@ -101,7 +101,6 @@ class NightscoutService:
         self.access = access
         self.path = node.data_dir / "nightscout.json"
         self._mu = threading.Lock()
-        self._seq_mu: dict[bytes, threading.Lock] = defaultdict(threading.Lock)
         self._next_seq: dict[bytes, int] = {}  # gateway -> next sequence (pipeline thread)
         self._bindings = self._load()
         self._dedup_key = hmac_sha256(node.master, b"glucoledger nightscout dedup v1")
@@ -294,9 +293,7 @@ class NightscoutService:
             hi = query.end_ms if query.end_ms is not None else (1 << 53)
             window = {"from": lo, "to": max(hi, lo + 1)}
         req = Request(binding.patient, streams, "raw", window)
-        with self._seq_mu[reader.id]:  # consecutive nonces: one request at a time
-            env = self.access.request(reader.id, keys_of(self.node, reader), req).raw
-            release = self.access.read(env)
+        release = self.access.read_as(reader.id, keys_of(self.node, reader), req)
         assert isinstance(release, RawRelease)
         found = [f for f in ns.docs_from_records(release.records) if f.collection == collection]
         # _id as POST echoed it: the keyed hash of the document's Nightscout identity.

@@ -31,7 +31,14 @@ from typing import Any, Self
 
 from .. import state
 from ..crypto import PrivateKey, PublicKey, generate
-from ..errors import InputError, MalformedError, NotFoundError, OrderingError, StorageError
+from ..errors import (
+    InputError,
+    MalformedError,
+    NotFoundError,
+    OrderingError,
+    RejectedError,
+    StorageError,
+)
 from ..ledger import merkle
 from ..ledger.block import BlockHeader, Result
 from ..ledger.checkpoint import Checkpoint, NoteVerifier, sign_checkpoint
@@ -169,6 +176,8 @@ class Node:
         #: submits are released.
         self.on_blocks: Callable[[], None] | None = None
         self._follower: int | None = None
+        self._account_locks: dict[bytes, threading.RLock] = {}
+        self._account_locks_mu = threading.Lock()
 
     # --- lifecycle ------------------------------------------------------------------------
     @classmethod
@@ -357,6 +366,10 @@ class Node:
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
 
+    def now_ms(self) -> int:
+        """The node's clock, in epoch ms: the clock block times come from (a test seam)."""
+        return self._now_ms()
+
     def sync(self, max_reads: int | None = None) -> int:
         """Apply every ordered entry not yet applied; return how many blocks were made.
 
@@ -513,6 +526,33 @@ class Node:
               keys: Sequence[PrivateKey], nonce: int | None = None) -> SignedTx:
         n = self.next_nonce(account) if nonce is None else nonce
         return sign(Transaction(self.chain, type_, body, account, n), keys)
+
+    def account_lock(self, account: bytes) -> threading.RLock:
+        """The lock that serializes one account's custodial transactions.
+
+        A transaction built here takes the account's next nonce, which advances only once the
+        transaction is in a block: two requests of one account built at once would both take
+        nonce N and the second would be refused as a replay. Every path that signs for an
+        account with keys this node holds builds and submits under this lock (``send`` does;
+        a caller that builds and submits in separate steps holds it around both).
+        """
+        with self._account_locks_mu:
+            lock = self._account_locks.get(account)
+            if lock is None:
+                lock = self._account_locks[account] = threading.RLock()
+            return lock
+
+    def send(self, type_: str, body: dict[str, Any], account: bytes,
+             keys: Sequence[PrivateKey]) -> tuple[SignedTx, Receipt]:
+        """Build ``type_`` with the account's next nonce, sign, submit: one account's sends
+        one at a time. Raises RejectedError (the machine's reason code) if refused, and
+        OrderingError as ``submit`` does."""
+        with self.account_lock(account):
+            stx = self.build(type_, body, account, keys)
+            receipt = self.submit([stx.raw])[0]
+        if not receipt.ok:
+            raise RejectedError(receipt.result.message, code=receipt.result.code)
+        return stx, receipt
 
 
 def _tx_hash(envelope: bytes) -> bytes | None:

@@ -3,9 +3,19 @@
 Importing this package registers every transaction type; ``REGISTRY`` lists them.
 """
 
-from . import accounts, data, devices, firmware, multisig  # noqa: F401  (registers the contracts)
-from . import access, alerts, grants  # noqa: F401  (consent, access, erasure, alerts)
-from . import governance  # noqa: F401  (gov.member_add/remove, anchor.record)
+# Importing a contract module registers its transaction types.
+from . import (  # noqa: F401
+    access,  # access and erasure
+    accounts,
+    alerts,
+    data,
+    devices,
+    emergency,  # emergency.request/approve/decline/open
+    firmware,
+    governance,  # gov.member_add/remove, anchor.record
+    grants,  # consent.grant/amend/revoke, care.entry
+    multisig,
+)
 from .machine import REGISTRY, Context, apply
 from .replica import Block, Replica
 from .store import State

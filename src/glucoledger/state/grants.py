@@ -1,4 +1,4 @@
-"""Contracts for consent: grants, amendments, revocations, care entries and emergencies.
+"""Contracts for consent: grants, amendments, revocations and care entries.
 
 - ``consent.grant`` (action class ``grant``, sent on the patient's account): a grant to a
   grantee with a scope (state/consent.py). Its id is the transaction hash (the proposal id
@@ -10,14 +10,12 @@
 - ``care.entry`` (``default``): a note or a dose change about the patient, usually proposed by
   a provider (``multisig.propose``) and taking effect when the patient cosigns or by her
   standing rule. The ledger keeps only the entry's kind and a hash of its content.
-- ``emergency.open`` (auth "self"): a clinician's request (signed with the clinician's keys,
-  on the clinician's account and nonce) plus the signatures of the patient's cosigners whose
-  weight for the action class ``emergency`` reaches her threshold (by default: her trusted
-  party). It opens a raw grant, flagged emergency, for at most 24 hours.
+
+Emergency grants (``emergency.request`` / ``approve`` / ``decline`` / ``open``) are in
+state/emergency.py; they use ``add_grant`` and ``audit_append`` from here.
 
 Refusals: ``not_patient``, ``unknown_grantee``, ``bad_grantee``, ``unknown_grant``,
-``not_your_grant``, ``already_revoked``, ``too_many_grants``, ``not_clinician``,
-``insufficient_signatures``, ``not_cosigner``, ``bad_nonce``, ``malformed``.
+``not_your_grant``, ``already_revoked``, ``too_many_grants``, ``bad_nonce``, ``malformed``.
 Pure: no I/O, clock or randomness.
 """
 
@@ -25,14 +23,14 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from ..glucose.readings import STREAMS
 from ..ledger.tx import SignedTx
 from .accounts_model import account_key, load_account
 from .consent import grant_key, grants_index_key, parse_scope
-from .machine import Context, body_field, bump_nonce, register, require
+from .machine import Context, body_field, register, require
 from .store import State
 
-__all__ = ["EMERGENCY_MAX_HOURS", "ENTRY_KINDS", "GRANTEE_KINDS", "MAX_GRANTS", "audit_append"]
+__all__ = ["EMERGENCY_MAX_DAYS", "EMERGENCY_MAX_HOURS", "ENTRY_KINDS", "GRANTEE_KINDS", "HOUR_MS",
+           "MAX_GRANTS", "add_grant", "audit_append"]
 
 MAX_GRANTS: Final = 256
 EMERGENCY_MAX_HOURS: Final = 24
@@ -68,7 +66,7 @@ def _own_grant(state: State, stx: SignedTx) -> dict[str, Any]:
     return dict(record)
 
 
-def _add_grant(state: State, record: dict[str, Any]) -> None:
+def add_grant(state: State, record: dict[str, Any]) -> None:
     index_key = grants_index_key(record["patient"])
     index = state.get(index_key) or []
     require(len(index) < MAX_GRANTS, "too_many_grants",
@@ -94,7 +92,7 @@ def _grant(state: State, stx: SignedTx, ctx: Context) -> None:
     require(grantee != stx.tx.account, "bad_grantee", "a patient needs no grant for herself")
     require(other["kind"] in GRANTEE_KINDS, "bad_grantee",
             f"a {other['kind']} account cannot hold a grant; grant to a person or organization")
-    _add_grant(state, {"id": stx.tx_hash, "patient": stx.tx.account, "grantee": grantee,
+    add_grant(state, {"id": stx.tx_hash, "patient": stx.tx.account, "grantee": grantee,
                        **scope, "status": "active", "emergency": False, "created": ctx.height,
                        "changed": ctx.height, "revoked_by": None, "revoked_height": None})
 
@@ -144,51 +142,3 @@ def _entry(state: State, stx: SignedTx, ctx: Context) -> None:
     state.put("entry/" + stx.tx_hash.hex(), {"patient": stx.tx.account, "kind": kind,
                                              "digest": digest, "effective": body["effective"],
                                              "height": ctx.height})
-
-
-@register("emergency.open", auth="self")
-def _emergency(state: State, stx: SignedTx, ctx: Context) -> None:
-    """Break-glass: a clinician's request plus the patient's trusted party opens raw access."""
-    tx, body = stx.tx, stx.tx.body
-    require(set(body) == {"patient", "hours", "days", "reason"}, "malformed",
-            "emergency.open takes patient, hours (1-24), days (data window), reason")
-    clinician = load_account(state, tx.account)
-    require(clinician.kind == "clinician", "not_clinician",
-            f"emergency access is requested by a clinician, not a {clinician.kind}")
-    require(tx.nonce == clinician.nonce, "bad_nonce",
-            f"nonce {tx.nonce} is not the clinician's next ({clinician.nonce}): a replay? "
-            "fetch the nonce and re-sign")
-    patient_id = body_field(body, "patient", bytes)
-    patient = load_account(state, patient_id)
-    require(patient.kind == "patient", "not_patient", f"{patient_id.hex()[:16]} is not a patient")
-    hours = body_field(body, "hours", int)
-    days = body_field(body, "days", int)
-    reason = body_field(body, "reason", str)
-    require(1 <= hours <= EMERGENCY_MAX_HOURS, "malformed",
-            f"emergency access lasts 1 to {EMERGENCY_MAX_HOURS} hours; renew it for more")
-    require(1 <= days <= EMERGENCY_MAX_DAYS, "malformed",
-            f"an emergency shows 1 to {EMERGENCY_MAX_DAYS} days of data")
-    require(0 < len(reason) <= 200, "malformed", "give a reason of 1 to 200 characters")
-    mine = {k for k in stx.signer_ids if k in clinician.keys}
-    theirs = stx.signer_ids - mine
-    c_weight = sum(clinician.keys[k].weight("default") for k in mine)
-    require(c_weight >= clinician.threshold("default"), "insufficient_signatures",
-            "the clinician's own signature is missing: the request is signed by the clinician")
-    for k in theirs:
-        require(k in patient.keys, "not_cosigner",
-                f"key {k.hex()[:16]} is neither the clinician's nor a cosigner of the patient")
-    p_weight = sum(patient.keys[k].weight("emergency") for k in theirs)
-    need = patient.threshold("emergency")
-    require(p_weight >= need, "insufficient_signatures",
-            f"an emergency needs the patient's trusted party to cosign (weight {p_weight} of "
-            f"{need} for 'emergency'): ask them to sign the request")
-    _add_grant(state, {"id": stx.tx_hash, "patient": patient_id, "grantee": tx.account,
-                       "streams": list(STREAMS), "view": "raw",
-                       "window": {"last_days": days}, "valid_from": ctx.time_ms,
-                       "valid_until": ctx.time_ms + hours * HOUR_MS, "purpose": "emergency",
-                       "alerts": False, "status": "active", "emergency": True,
-                       "created": ctx.height, "changed": ctx.height, "revoked_by": None,
-                       "revoked_height": None, "reason": reason})
-    audit_append(state, patient_id, "emergency", stx.tx_hash, emergency=True)
-    bump_nonce(state, clinician)
-
