@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,12 @@ from typing import Any
 import pytest
 
 from glucoledger.crypto import generate
-from glucoledger.errors import GlucoledgerError, RejectedError, SignatureError
+from glucoledger.errors import (
+    GlucoledgerError,
+    OutOfRangeError,
+    RejectedError,
+    SignatureError,
+)
 from glucoledger.glucose.readings import Batch, CgmReading
 from glucoledger.ledger.tx import SignedTx
 from glucoledger.node.devices import revoke_device
@@ -70,6 +76,9 @@ def test_every_refusal_changes_nothing(world: World, ingest: IngestService) -> N
          "replayed_seq"),
         (prepare_upload(chain, alice.id, dev.id, 4, _batch(), dev.key), RejectedError,
          "reordered_seq"),
+        (prepare_upload(chain, alice.id, dev.id, 6, _batch(t0=int(time.time() * 1000)
+                                                            + 3_600_000), dev.key),
+         OutOfRangeError, "out_of_range"),
     ]
     tampered = prepare_upload(chain, alice.id, dev.id, 6, _batch(), dev.key)
     other = _batch(3, T0 + 1)

@@ -47,11 +47,12 @@ from ..errors import (
     GlucoledgerError,
     InputError,
     NotFoundError,
+    OutOfRangeError,
     RejectedError,
     SignatureError,
 )
 from ..glucose.ingest import parse_jsonl
-from ..glucose.readings import Batch
+from ..glucose.readings import MAX_CLOCK_SKEW_MS, Batch
 from ..ledger.tx import Transaction, sign
 from ..state.accounts_model import account_id, single_key_policy
 from ..state.data import TRUST_LEVELS
@@ -106,8 +107,10 @@ def split_batch(batch: Batch, size: int) -> list[Batch]:
 
 class IngestService:
     def __init__(self, node: Node, vault: Vault, *, max_group: int = 4096,
-                 workers: int | None = None) -> None:
+                 workers: int | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.node = node
+        self._clock = clock
         self._workers = workers if workers is not None else (os.cpu_count() or 1)
         self._pool: ProcessPoolExecutor | None = None
         self.vault = vault
@@ -130,6 +133,12 @@ class IngestService:
             raise InputError(f"upload is for chain {up.chain!r}, this node keeps "
                              f"{self.node.chain!r}")
         u = up.uploader.hex()[:16]
+        ahead = up.end_ms - int(self._clock() * 1000)
+        if ahead > MAX_CLOCK_SKEW_MS:
+            raise OutOfRangeError(
+                f"the batch of {u} (seq {up.seq}) ends {ahead // 1000} s in the future, more "
+                f"than the {MAX_CLOCK_SKEW_MS // 60_000} min allowed clock skew; check the "
+                "device clock")
         rec = self._state(device_key(up.uploader))
         if rec is None:
             raise RejectedError(f"unknown device or gateway {u}: the maker registers it and "
