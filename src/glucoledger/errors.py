@@ -37,6 +37,8 @@ __all__ = [
     "RejectedError",
     "SignatureError",
     "StorageError",
+    "TooLargeError",
+    "UnsupportedMediaError",
     "VerificationError",
 ]
 
@@ -68,6 +70,20 @@ class InputError(GlucoledgerError):
 
 class MalformedError(InputError):
     code = "malformed"
+
+
+class TooLargeError(InputError):
+    """A request body (or a part of one) over its size limit."""
+
+    code = "too_large"
+    http_status = 413
+
+
+class UnsupportedMediaError(InputError):
+    """A body in a media type the route does not take."""
+
+    code = "unsupported_media_type"
+    http_status = 415
 
 
 class OutOfRangeError(InputError):

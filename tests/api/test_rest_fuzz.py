@@ -3,19 +3,13 @@ operation of the OpenAPI document answers something other than a 500."""
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
 
 from glucoledger.api.security import COOKIE
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    import schemathesis
-
-schemathesis.serializer.alias("application/cbor", "application/octet-stream")
+from .fuzzing import server_errors
 
 #: The routes of "REST API for everything the CLI does" (issue 5).
 REST = ("/api/accounts", "/api/devices", "/api/uploads", "/api/firmware", "/api/batches",
@@ -36,27 +30,9 @@ def test_fuzz_the_rest_routes_logged_in(client, site, who: str) -> None:  # type
         site.ctx.passwords.set("org", OPERATOR_PASSWORD)
     headers = _session(client, who, OPERATOR_PASSWORD if who == "org" else
                        "alice-demo-password")
-    schema = schemathesis.openapi.from_asgi("/openapi.json", site.app)
-    failures: list[tuple[str, str, int, str]] = []
-    seen: set[str] = set()
-
-    def fuzz(op: Any) -> None:
-        @settings(max_examples=15, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
-        @given(case=op.as_strategy())
-        def run(case):  # type: ignore[no-untyped-def]
-            response = case.call(headers=headers)
-            if response.status_code >= 500:
-                failures.append((op.method, op.path, response.status_code,
-                                 response.text[:200]))
-
-        run()
-
-    for result in schema.get_all_operations():
-        op = result.ok()
-        if op.path.startswith(REST):
-            seen.add(op.path)
-            fuzz(op)
+    seen, failures = server_errors(site.app, max_examples=15,
+                                   include=lambda path: path.startswith(REST),
+                                   headers=lambda path: headers)
     assert len(seen) >= 15, seen
     assert not failures, failures
 

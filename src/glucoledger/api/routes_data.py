@@ -23,7 +23,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from ..errors import InputError, PermissionDeniedError
+from ..errors import InputError, PermissionDeniedError, TooLargeError
 from ..glucose.readings import MAX_TIME_MS, MIN_TIME_MS
 from ..ledger.checkpoint import NoteVerifier
 from ..node.accounts import identity
@@ -33,7 +33,6 @@ from ..node.verify import verify_vault
 from ..vault.store import BatchRow
 from .auth import principal, record_refusal, require_kind
 from .context import Principal, ctx
-from .routes_devices import TooLargeError
 from .routes_ledger import ERRORS
 
 __all__ = ["router"]

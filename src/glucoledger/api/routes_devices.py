@@ -32,11 +32,12 @@ from ..crypto import PublicKey
 from ..errors import (
     AuthenticationError,
     GlucoledgerError,
-    InputError,
     MalformedError,
     PermissionDeniedError,
     RejectedError,
     SignatureError,
+    TooLargeError,
+    UnsupportedMediaError,
 )
 from ..node import devices as dv
 from ..node import firmware as fw
@@ -56,16 +57,6 @@ DeviceId = Annotated[str, Path(min_length=64, max_length=64, pattern=r"^[0-9a-fA
 UPLOAD_MEDIA = "application/cbor"
 _LABEL = r"^[A-Za-z0-9_.-]+$"
 _VERSION = r"^(0|[1-9][0-9]{0,8})(\.(0|[1-9][0-9]{0,8})){0,3}$"  # state/firmware.py
-
-
-class UnsupportedMediaError(InputError):
-    code = "unsupported_media_type"
-    http_status = 415
-
-
-class TooLargeError(InputError):
-    code = "too_large"
-    http_status = 413
 
 
 class KeyBody(Strict):

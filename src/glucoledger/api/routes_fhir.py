@@ -30,7 +30,7 @@ def _ms(text: str | None, what: str) -> int | None:
     if text is None:
         return None
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text)  # 3.11+ reads a trailing Z as UTC
     except ValueError:
         raise InputError(f"{what} {text[:40]!r} is not an ISO 8601 date or time") from None
     if moment.tzinfo is None:
