@@ -105,14 +105,19 @@ class AlertBody(Strict):
     rules: list[Rule] | None = Field(default=None, max_length=16)
 
 
-def _grant_id(text: str) -> bytes:
+def _hex_id(text: str, what: str) -> bytes:
+    """A 32-byte id given as 64 hex digits; InputError saying ``what`` it should be."""
     try:
-        gid = bytes.fromhex(text)
+        value = bytes.fromhex(text)
     except ValueError:
-        gid = b""
-    if len(gid) != 32:
-        raise InputError("a grant id is 64 hex digits")
-    return gid
+        value = b""
+    if len(value) != 32:
+        raise InputError(f"{what} is 64 hex digits")
+    return value
+
+
+def _grant_id(text: str) -> bytes:
+    return _hex_id(text, "a grant id")
 
 
 def do_grant(request: Request, who: Principal, body: GrantBody) -> bytes:
@@ -240,13 +245,7 @@ def emergency_value(request: Request, r: em.EmergencyRequest, role: str) -> dict
 
 
 def _request_id(text: str) -> bytes:
-    try:
-        rid = bytes.fromhex(text)
-    except ValueError:
-        rid = b""
-    if len(rid) != 32:
-        raise InputError("an emergency request id is 64 hex digits (from the list of requests)")
-    return rid
+    return _hex_id(text, "an emergency request id (from the list of requests)")
 
 
 def _refusals_logged(request: Request, who: Principal, fn: Any, *args: Any,
