@@ -207,3 +207,14 @@ def aaps_profile(now_ms: int) -> dict[str, Any]:
     return {"defaultProfile": "Weekday", "date": t, "created_at": iso(t),
             "startDate": iso(t), "mills": t, "units": "mmol", "enteredBy": "AndroidAPS",
             "store": {"Weekday": weekday, "Sick": dict(weekday, dia=6)}}
+
+
+#: Real uploader payloads by collection: each must read back as it was sent.
+ROUND_TRIP = [
+    ("entries", xdrip_sgv), ("entries", xdrip_local_entries),
+    ("treatments", loop_treatments), ("treatments", loop_batch),
+    ("treatments", aaps_bolus), ("treatments", aaps_batch),
+    ("treatments", careportal_note),
+    ("devicestatus", loop_devicestatus), ("devicestatus", aaps_devicestatus),
+    ("profile", aaps_profile),
+]

@@ -153,14 +153,7 @@ def test_summary_grant_shows_no_raw_readings(client) -> None:  # type: ignore[no
 # --- lossless round trips: what an uploader POSTs, a reader GETs back ------------------------
 
 ALL_STREAMS = ["cgm", "smbg", "insulin", "carbs", "notes", "settings"]
-TABLE = [
-    ("entries", payloads.xdrip_sgv), ("entries", payloads.xdrip_local_entries),
-    ("treatments", payloads.loop_treatments), ("treatments", payloads.loop_batch),
-    ("treatments", payloads.aaps_bolus), ("treatments", payloads.aaps_batch),
-    ("treatments", payloads.careportal_note),
-    ("devicestatus", payloads.loop_devicestatus), ("devicestatus", payloads.aaps_devicestatus),
-    ("profile", payloads.aaps_profile),
-]
+TABLE = payloads.ROUND_TRIP
 
 
 def js(value: Any) -> str:

@@ -69,14 +69,7 @@ def assert_as_sent(got: dict[str, Any], sent: dict[str, Any], collection: str) -
 
 # --------------------------------------------------------------------------- the table
 
-TABLE = [
-    ("entries", payloads.xdrip_sgv), ("entries", payloads.xdrip_local_entries),
-    ("treatments", payloads.loop_treatments), ("treatments", payloads.loop_batch),
-    ("treatments", payloads.aaps_bolus), ("treatments", payloads.aaps_batch),
-    ("treatments", payloads.careportal_note),
-    ("devicestatus", payloads.loop_devicestatus), ("devicestatus", payloads.aaps_devicestatus),
-    ("profile", payloads.aaps_profile),
-]
+TABLE = payloads.ROUND_TRIP
 
 
 @pytest.mark.parametrize(("collection", "make"), TABLE,
