@@ -79,7 +79,6 @@ class _Post:
     """One POST on its way through the upload pipeline."""
 
     binding: Binding
-    collection: str
     docs: list[ns.Doc]
     ids: list[bytes]  # the documents' dedup tags (HMAC of their Nightscout identity)
     now_ms: int
@@ -202,7 +201,7 @@ class NightscoutService:
             raise PermissionDeniedError("this token may read (through a grant), not upload; "
                                         "uploaders use their own API secret")
         docs = ns.parse_docs(collection, body)
-        post = _Post(binding, collection, docs,
+        post = _Post(binding, docs,
                      [self._key(binding.patient, collection, d.key) for d in docs], now_ms,
                      _batches(docs, now_ms))
         return self._pipeline.put(post)
