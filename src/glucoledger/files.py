@@ -1,0 +1,107 @@
+"""Side files of a node folder, written one way: atomically and durably.
+
+Every JSON or text side file (node.json, the name registry, status files, genesis copies)
+is written by :func:`atomic_write`: the bytes go to a temporary file in the same folder, are
+fsynced, renamed over the target, and the folder is fsynced, so after a crash the file holds
+either the old bytes or the new ones, never a prefix (POSIX rename(2) is atomic within one
+file system). Reads go through :func:`read_json`, which turns every OS and JSON failure into
+the error tree with a message that names the file and says what to do.
+
+Invariant: no caller opens a side file for writing in place.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import MalformedError, NotFoundError, StorageError
+
+__all__ = ["atomic_write", "atomic_write_json", "fsync_dir", "read_json", "storage_error"]
+
+
+def storage_error(exc: OSError, path: Path | str, doing: str) -> StorageError:
+    """A :class:`StorageError` for an OS failure, worded for the person who must act on it."""
+    where = str(path)
+    if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
+        return StorageError(f"disk full on {where} while {doing}: free space and retry")
+    if exc.errno == errno.EFBIG:
+        return StorageError(f"file size limit reached on {where} while {doing}: raise the "
+                            "limit (ulimit -f) or free space and retry")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return StorageError(f"cannot write {where} while {doing}: the folder is read-only or "
+                            "not yours; fix its permissions or use another --data folder")
+    if exc.errno == errno.ENOTDIR or exc.errno == errno.EISDIR:
+        return StorageError(f"{where} is not what was expected (a file where a folder should "
+                            f"be, or the reverse) while {doing}: point --data at a node folder")
+    reason = exc.strerror or type(exc).__name__
+    return StorageError(f"could not access {where} while {doing}: {reason}")
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or a new file in ``folder`` durable (a no-op where folders cannot be
+    opened, as on Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data``: the old bytes or the new, never a mix, even after a
+    crash. Raises :class:`StorageError` (disk full, read-only folder, ...) and then leaves
+    the old file untouched and no temporary file behind."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise storage_error(exc, path, "writing it") from None
+    fsync_dir(path.parent)
+
+
+def atomic_write_json(path: Path, doc: Any, *, mode: int = 0o644) -> None:
+    """:func:`atomic_write` of ``doc`` as indented, key-sorted JSON with a final newline."""
+    text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    atomic_write(path, text.encode(), mode=mode)
+
+
+def read_json(path: Path, *, what: str, missing: str | None = None) -> Any:
+    """The JSON value in ``path``. ``what`` names the file for people ("the node's settings");
+    ``missing`` says what to do when it does not exist (a :class:`NotFoundError`); damaged or
+    unreadable files raise :class:`MalformedError` or :class:`StorageError`."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise NotFoundError(f"{what} ({path}) does not exist"
+                            + (f": {missing}" if missing else "")) from None
+    except OSError as exc:
+        raise storage_error(exc, path, f"reading {what}") from None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedError(f"{what} ({path}) is damaged: it is not valid JSON; restore it "
+                             "from a backup") from None
