@@ -15,6 +15,7 @@ from . import (  # noqa: F401
     governance,  # gov.member_add/remove, anchor.record
     grants,  # consent.grant/amend/revoke, care.entry
     multisig,
+    research,  # study.*, research.consent/withdraw/release/manifest
 )
 from .machine import REGISTRY, Context, apply
 from .replica import Block, Replica
