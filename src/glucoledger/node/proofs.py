@@ -40,7 +40,8 @@ from ..vault.batch import leaf_data, leaf_hashes, reading_salt
 from ..vault.store import Vault
 from .service import Node
 
-__all__ = ["PROOF_TYPE", "VerifiedReading", "dumps_proof", "prove_reading", "verify_proof"]
+__all__ = ["PROOF_TYPE", "VerifiedReading", "dumps_proof", "ordered_proof", "prove_reading",
+           "verify_ordered", "verify_proof"]
 
 PROOF_TYPE = "glucoledger/reading-proof/v1"
 _KEYS = {"type", "reading", "salt", "leaf_index", "batch_proof", "commit", "log_index",
@@ -86,23 +87,14 @@ def prove_reading(node: Node, vault: Vault, patient: bytes, stream: str, time_ms
         tree = merkle.CompactTree()
         nodes = merkle.MemoryNodes(tree.extend(leaves))
         assert row.tx_index is not None
-        stored = node.store.tx_at(row.tx_index)
-        _, header_raw, note = node.store.block_row(stored.height)
-        header = BlockHeader.decode(header_raw)
-        block_txs = node.store.txs_of_block(stored.height)
-        results = [t.decoded_result().to_value() for t in block_txs]
         return {
             "type": PROOF_TYPE,
             "reading": values[i],
             "salt": _b64(reading_salt(salt_key, i)),
             "leaf_index": i,
             "batch_proof": [_b64(h) for h in merkle.inclusion_proof(nodes, i, len(leaves))],
-            "commit": _b64(stored.envelope),
-            "log_index": row.tx_index,
-            "log_proof": [_b64(h) for h in node.inclusion_proof(row.tx_index, header.log_size)],
-            "block_header": _b64(header_raw),
-            "results": _b64(codec.encode(results)),
-            "checkpoint": note.decode("utf-8"),
+            "commit": _b64(node.store.tx_at(row.tx_index).envelope),
+            **ordered_proof(node, row.tx_index),
         }
     raise NotFoundError(f"no committed {stream} reading at time {time_ms} for patient "
                         f"{patient.hex()[:16]}; check the time (epoch ms, exact)")
@@ -139,6 +131,51 @@ def verify_proof(data: bytes, verifier: NoteVerifier) -> VerifiedReading:
     if not all(isinstance(doc[k], list) for k in ("batch_proof", "log_proof")):
         raise MalformedError("batch_proof and log_proof are lists")
 
+    stx, cp, signer = verify_ordered(doc, verifier, "commit", "data.commit")
+
+    # 4. the reading, in the committed batch root
+    body = stx.tx.body
+    reading = record_from_value(doc["reading"])
+    if reading.to_value() != doc["reading"]:
+        raise MalformedError("the reading is not in canonical form")
+    if not body["start"] <= reading.time_ms < body["end"]:
+        raise ConsistencyError("the reading's time is outside the committed batch's range")
+    salt = _unb64(doc["salt"], "salt")
+    if len(salt) != 32:
+        raise MalformedError("salt is 32 bytes")
+    leaf = merkle.leaf_hash(leaf_data(salt, doc["reading"]))
+    merkle.verify_inclusion(leaf, doc["leaf_index"], body["count"],
+                            [_unb64(h, "batch_proof hash") for h in doc["batch_proof"]],
+                            body["root"])
+    return VerifiedReading(reading, body["patient"], body["stream"], body["uploader"],
+                           body["seq"], body["trust"], doc["log_index"], cp, signer)
+
+
+def ordered_proof(node: Node, index: int) -> dict[str, Any]:
+    """``log_index``, ``log_proof``, ``block_header``, ``results`` and ``checkpoint`` proving
+    that the transaction at log ``index`` was ordered and accepted (see ``verify_ordered``)."""
+    stored = node.store.tx_at(index)
+    _, header_raw, note = node.store.block_row(stored.height)
+    header = BlockHeader.decode(header_raw)
+    results = [t.decoded_result().to_value() for t in node.store.txs_of_block(stored.height)]
+    return {"log_index": index,
+            "log_proof": [_b64(h) for h in node.inclusion_proof(index, header.log_size)],
+            "block_header": _b64(header_raw), "results": _b64(codec.encode(results)),
+            "checkpoint": note.decode("utf-8")}
+
+
+def verify_ordered(doc: dict[str, Any], verifier: NoteVerifier, field: str, tx_type: str
+                   ) -> tuple[SignedTx, Checkpoint, str]:
+    """Check that ``doc[field]`` (a base64 envelope of type ``tx_type``) was accepted in the
+    block its signed checkpoint names, and is in the log at the checkpoint's size.
+
+    Raises MalformedError, SignatureError or ConsistencyError; returns the transaction, the
+    checkpoint and the name of the node that signed it.
+    """
+    if not isinstance(doc.get("log_index"), int) or isinstance(doc["log_index"], bool):
+        raise MalformedError("log_index is an integer")
+    if not isinstance(doc.get("log_proof"), list):
+        raise MalformedError("log_proof is a list")
     # 1. the checkpoint, signed by the node
     if not isinstance(doc["checkpoint"], str):
         raise MalformedError("checkpoint is the signed note text")
@@ -169,30 +206,15 @@ def verify_proof(data: bytes, verifier: NoteVerifier) -> VerifiedReading:
                                "commits to nothing")
 
     # 3. the commit, in the log at the checkpoint's size
-    envelope = _unb64(doc["commit"], "commit")
+    envelope = _unb64(doc[field], field)
     stx = SignedTx.decode(envelope)
-    if stx.tx.type != "data.commit" or stx.tx.chain != cp.origin:
-        raise ConsistencyError("the commit is not a data.commit of this chain")
+    if stx.tx.type != tx_type or stx.tx.chain != cp.origin:
+        raise ConsistencyError(f"the {field} is not a {tx_type} of this chain")
     stx.check_signatures()
     merkle.verify_inclusion(merkle.leaf_hash(envelope), doc["log_index"], cp.size,
                             [_unb64(h, "log_proof hash") for h in doc["log_proof"]], cp.root)
 
-    # 4. the reading, in the committed batch root
-    body = stx.tx.body
-    reading = record_from_value(doc["reading"])
-    if reading.to_value() != doc["reading"]:
-        raise MalformedError("the reading is not in canonical form")
-    if not body["start"] <= reading.time_ms < body["end"]:
-        raise ConsistencyError("the reading's time is outside the committed batch's range")
-    salt = _unb64(doc["salt"], "salt")
-    if len(salt) != 32:
-        raise MalformedError("salt is 32 bytes")
-    leaf = merkle.leaf_hash(leaf_data(salt, doc["reading"]))
-    merkle.verify_inclusion(leaf, doc["leaf_index"], body["count"],
-                            [_unb64(h, "batch_proof hash") for h in doc["batch_proof"]],
-                            body["root"])
-    return VerifiedReading(reading, body["patient"], body["stream"], body["uploader"],
-                           body["seq"], body["trust"], doc["log_index"], cp, signer)
+    return stx, cp, signer
 
 
 def _as_list(value: object) -> list[Any]:

@@ -73,7 +73,7 @@ FORMS: Final = ("records", "aggregate")
 #: Quasi-identifiers a study may ask for (each generalised in releases; see node/research).
 FIELDS: Final = ("age", "sex", "region", "diabetes_type")
 STATISTICS: Final = ("mean_glucose", "time_in_range", "time_below_70", "gmi",
-                     "hypo_episode_rate")
+                     "time_below_54")
 MAX_EPSILON_MICRO: Final = 100_000_000  # 100: past any meaningful privacy
 MAX_TEXT: Final = 500
 MAX_PARTICIPANTS: Final = 10_000
@@ -342,7 +342,8 @@ def _consent(state: State, stx: SignedTx, ctx: Context) -> None:
     state.put(rgrant_key(stx.tx_hash), {
         "id": stx.tx_hash, "study": study["id"], "patient": patient.id, "streams": streams,
         "fields": fields, "until": until, "version": study["scope_version"],
-        "status": "active", "created": ctx.height, "ended": None, "releases": []})
+        "status": "active", "created": ctx.height, "time": ctx.time_ms, "ended": None,
+        "releases": []})
     state.put(_participants_key(study["id"]), [*ids, stx.tx_hash])
     state.put(index_key, stx.tx_hash)
     audit_append(state, patient.id, "research_consent", stx.tx_hash)

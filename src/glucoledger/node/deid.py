@@ -1,0 +1,225 @@
+"""De-identification for research releases: pseudonyms, date shifts, Safe Harbor, k-anonymity.
+
+Pure functions over values (no I/O); the study key is derived by node/research.py from the
+node's research secret, which never leaves the node.
+
+- Pseudonym: ``HMAC-SHA-256(study key, "pseudonym" || patient id)`` truncated to 128 bits.
+  The study key is ``HMAC-SHA-256(node secret, "study" || study id)``: without the node's
+  secret a pseudonym links neither to the account nor to the same person in another study.
+- Date shift, per participant and study: back by 1..520 whole weeks (so the weekday and the
+  clock time are kept) plus a jitter of -30..+29.999 s (so the minute of the day is kept
+  within half a minute, and two studies' shifts of one person differ by more than a grid of
+  sampling instants: no exact timestamp is shared). Times are written as local wall time
+  without the UTC offset (an offset narrows the place).
+- Safe Harbor (45 CFR 164.514(b)(2)): a release row is built from a whitelist of value
+  fields per stream, so names, device serials and identifiers, free text (notes, the
+  Nightscout annex with its ``enteredBy`` and device strings), exact dates of birth and
+  locations below state level never enter it. Ages over 89 are reported as ``90+``.
+  ``scan_identifiers`` re-checks a finished release against the identifiers the node knows.
+- k-anonymity (Sweeney 2002): participants' quasi-identifiers are generalised along fixed
+  ladders (age: 5-year band, 10-year band, 20-year band, suppressed; region: US state, census
+  region, suppressed; sex and diabetes type: kept, suppressed) until every combination is
+  shared by at least k participants. The check is repeated by pycanon (an independent
+  implementation) before anything is released.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from ..crypto.hashing import hmac_sha256
+from ..errors import InputError
+from ..glucose.readings import Basal, Bolus, Carbs, CgmReading, Record, SmbgReading
+
+__all__ = ["CENSUS_REGION", "Profile", "date_shift_ms", "generalise", "k_of", "pseudonym",
+           "record_row", "scan_identifiers", "study_key"]
+
+WEEK_MS: Final = 7 * 86_400_000
+#: US census regions (the level above state); other countries: "non-US".
+CENSUS_REGION: Final[dict[str, str]] = {
+    **dict.fromkeys(("CT", "ME", "MA", "NH", "RI", "VT", "NJ", "NY", "PA"), "Northeast"),
+    **dict.fromkeys(("IL", "IN", "MI", "OH", "WI", "IA", "KS", "MN", "MO", "NE", "ND", "SD"),
+                    "Midwest"),
+    **dict.fromkeys(("DE", "DC", "FL", "GA", "MD", "NC", "SC", "VA", "WV", "AL", "KY", "MS",
+                     "TN", "AR", "LA", "OK", "TX"), "South"),
+    **dict.fromkeys(("AZ", "CO", "ID", "MT", "NV", "NM", "UT", "WY", "AK", "CA", "HI", "OR",
+                     "WA"), "West"),
+}
+SEXES: Final = ("female", "male", "other")
+TYPES: Final = ("T1D", "T2D", "other")
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """What a participant tells the node at opt-in (kept on the node, never released as is)."""
+
+    name: str
+    birth_date: str  # YYYY-MM-DD
+    sex: str
+    state: str  # US state code (two letters) or a country name
+    zip: str
+    diabetes_type: str
+
+    @classmethod
+    def from_value(cls, v: Any) -> Profile:
+        keys = ("name", "birth_date", "sex", "state", "zip", "diabetes_type")
+        if not isinstance(v, Mapping) or set(v) != set(keys) or not all(
+                isinstance(v[k], str) for k in keys):
+            raise InputError(f"a research profile is text fields {', '.join(keys)}")
+        try:
+            datetime.strptime(v["birth_date"], "%Y-%m-%d")
+        except ValueError:
+            raise InputError("birth_date is YYYY-MM-DD") from None
+        if v["sex"] not in SEXES or v["diabetes_type"] not in TYPES:
+            raise InputError(f"sex is one of {', '.join(SEXES)}; diabetes_type one of "
+                             f"{', '.join(TYPES)}")
+        return cls(*(v[k] for k in keys))
+
+    def to_value(self) -> dict[str, str]:
+        return {"name": self.name, "birth_date": self.birth_date, "sex": self.sex,
+                "state": self.state, "zip": self.zip, "diabetes_type": self.diabetes_type}
+
+    def age_at(self, time_ms: int) -> int:
+        born = datetime.strptime(self.birth_date, "%Y-%m-%d").date()
+        today = datetime.fromtimestamp(time_ms / 1000, UTC).date()
+        return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+def study_key(secret: bytes, study: bytes) -> bytes:
+    return hmac_sha256(secret, b"glucoledger:research-study\x00" + study)
+
+
+def pseudonym(key: bytes, patient: bytes) -> str:
+    return hmac_sha256(key, b"pseudonym\x00" + patient)[:16].hex()
+
+
+def date_shift_ms(key: bytes, patient: bytes) -> int:
+    """How far back this participant's times move in this study (see the module docs)."""
+    d = int.from_bytes(hmac_sha256(key, b"shift\x00" + patient)[:8], "big")
+    weeks = 1 + d % 520
+    jitter = (d >> 16) % 60_000 - 30_000
+    return weeks * WEEK_MS - jitter
+
+
+def _local(time_ms: int, tz_offset_min: int) -> str:
+    moment = datetime.fromtimestamp(time_ms / 1000, UTC) + timedelta(minutes=tz_offset_min)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{time_ms % 1000:03d}"
+
+
+def record_row(pid: str, record: Record, shift_ms: int) -> dict[str, Any] | None:
+    """The release row of one record, from a whitelist of value fields; None for a record
+    kind that releases never carry (notes: free text; device settings)."""
+    t = _local(record.time_ms - shift_ms, record.tz_offset_min)
+    if isinstance(record, CgmReading):
+        return {"pid": pid, "stream": "cgm", "time": t, "mgdl": record.mgdl,
+                "trend": record.trend or ""}
+    if isinstance(record, SmbgReading):
+        return {"pid": pid, "stream": "smbg", "time": t, "mgdl": record.mgdl}
+    if isinstance(record, Bolus):
+        return {"pid": pid, "stream": "insulin", "time": t, "kind": "bolus/" + record.kind,
+                "units_milli": record.units_milli, "duration_ms": record.duration_ms or 0}
+    if isinstance(record, Basal):
+        return {"pid": pid, "stream": "insulin", "time": t, "kind": "basal/" + record.kind,
+                "rate_milli_u_per_h": record.rate_milli_u_per_h,
+                "duration_ms": record.duration_ms}
+    if isinstance(record, Carbs):
+        return {"pid": pid, "stream": "carbs", "time": t, "grams_tenths": record.grams_tenths}
+    return None
+
+
+# --- quasi-identifiers ----------------------------------------------------------------------
+def _age(age: int, level: int) -> str:
+    if level >= 3:
+        return "*"
+    if age > 89:
+        return "90+"
+    width = (5, 10, 20)[level]
+    lo = age - age % width
+    return f"{lo}-{min(lo + width - 1, 89)}"
+
+
+def _region(state: str, level: int) -> str:
+    if level == 0:
+        return state if state in CENSUS_REGION else "non-US"
+    if level == 1:
+        return CENSUS_REGION.get(state, "non-US")
+    return "*"
+
+
+_LADDERS: Final[dict[str, int]] = {"age": 3, "region": 2, "sex": 1, "diabetes_type": 1}
+
+
+def _qi(profile: Profile, time_ms: int, fields: Sequence[str], levels: Mapping[str, int]
+        ) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for f in fields:
+        lv = levels[f]
+        if f == "age":
+            out[f] = _age(profile.age_at(time_ms), lv)
+        elif f == "region":
+            out[f] = _region(profile.state, lv)
+        elif f == "sex":
+            out[f] = profile.sex if lv == 0 else "*"
+        else:
+            out[f] = profile.diabetes_type if lv == 0 else "*"
+    return out
+
+
+def k_of(table: Iterable[Mapping[str, str]], fields: Sequence[str]) -> int:
+    counts = Counter(tuple(row[f] for f in fields) for row in table)
+    return min(counts.values()) if counts else 0
+
+
+def generalise(profiles: Mapping[str, Profile], fields: Sequence[str], k: int, time_ms: int
+               ) -> tuple[dict[str, dict[str, str]], dict[str, int]]:
+    """Quasi-identifiers per pseudonym, generalised until k-anonymous; and the levels used.
+
+    Greedy: while some combination is rarer than k, raise by one level the field with the
+    most distinct values (ties: the order of ``_LADDERS``). Fully suppressed fields make
+    every row alike, so this ends k-anonymous whenever there are at least k participants.
+    """
+    fields = [f for f in _LADDERS if f in fields]
+    levels = dict.fromkeys(fields, 0)
+    while True:
+        table = {pid: _qi(p, time_ms, fields, levels) for pid, p in profiles.items()}
+        if not fields or k_of(table.values(), fields) >= k:
+            return table, levels
+        open_fields = [f for f in fields if levels[f] < _LADDERS[f]]
+        if not open_fields:
+            return table, levels
+        distinct = {f: len({row[f] for row in table.values()}) for f in open_fields}
+        levels[max(open_fields, key=lambda f: distinct[f])] += 1
+
+
+# --- Safe Harbor scan --------------------------------------------------------------------------
+_ZIP = re.compile(r"\b\d{5}(?:-\d{4})?\b")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
+_DATE_OF_BIRTH = re.compile(r"\b(19|20)\d\d-\d\d-\d\d\b")
+
+
+def scan_identifiers(rows: Iterable[Mapping[str, Any]], identifiers: Mapping[str, Iterable[str]]
+                     ) -> list[str]:
+    """Every Safe Harbor finding in ``rows``: the known identifiers by category (names,
+    serials, account ids, zips, birth dates...), any email address or ZIP-like number in text,
+    and any age value over 89 that is not ``90+``. An empty list means none was found."""
+    needles = [(cat, v.lower()) for cat, vals in identifiers.items() for v in vals if v]
+    found: list[str] = []
+    for i, row in enumerate(rows):
+        for key, value in row.items():
+            text = str(value).lower()
+            for cat, needle in needles:
+                if needle in text:
+                    found.append(f"row {i} field {key}: {cat}")
+            if isinstance(value, str) and key != "time" and (
+                    _ZIP.search(text) or _EMAIL.search(text)):
+                found.append(f"row {i} field {key}: zip or email")
+            if key == "age" and text not in ("*", "90+") and int(text.split("-")[0]) > 89:
+                found.append(f"row {i}: exact age over 89")
+            if key not in ("time",) and _DATE_OF_BIRTH.search(text):
+                found.append(f"row {i} field {key}: a date")
+    return found
