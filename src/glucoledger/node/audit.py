@@ -24,6 +24,7 @@ from ..state.access import access_key, erasure_key
 from ..state.consent import grant_key
 from ..state.emergency import request_key
 from ..state.store import State
+from .research_view import research_entry
 from .service import Node
 
 __all__ = ["AuditEntry", "audit_trail"]
@@ -40,7 +41,8 @@ def _iso(ms: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
-    #: access, emergency_request, emergency (access opened), emergency_declined, erase, refused
+    #: access, emergency_request, emergency (access opened), emergency_declined, erase,
+    #: refused, research (a study's consent, withdrawal, release or query: node/research_view)
     kind: str
     tx_hash: bytes
     height: int
@@ -163,6 +165,10 @@ def audit_trail(node: Node, patient: bytes, limit: int | None = None) -> list[Au
             out.append(_erase(state, e["tx"], patient))
         elif e["kind"].startswith("emergency"):
             out.append(_emergency(state, e["kind"], e["tx"], now))
+        elif e["kind"].startswith("research"):
+            r = research_entry(state, e["kind"], e["tx"], patient)
+            out.append(AuditEntry(r["kind"], e["tx"], r["height"], r["time"], r["who"], False,
+                                  r["outcome"], None, r["view"], (), r["grant"], r["detail"]))
     out += _refused(node, patient)
     out.sort(key=lambda a: (not a.emergency, -a.height))  # stable: newest first within
     return out if limit is None else out[:limit]

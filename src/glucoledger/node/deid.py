@@ -213,8 +213,9 @@ def scan_identifiers(rows: Iterable[Mapping[str, Any]], identifiers: Mapping[str
         for key, value in row.items():
             text = str(value).lower()
             for cat, needle in needles:
-                if needle in text:
-                    found.append(f"row {i} field {key}: {cat}")
+                hit = f"row {i} field {key}: {cat}"
+                if needle in text and hit not in found:
+                    found.append(hit)
             if isinstance(value, str) and key != "time" and (
                     _ZIP.search(text) or _EMAIL.search(text)):
                 found.append(f"row {i} field {key}: zip or email")

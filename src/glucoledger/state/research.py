@@ -335,7 +335,7 @@ def _consent(state: State, stx: SignedTx, ctx: Context) -> None:
         old = state.get(rgrant_key(previous))
         if old["status"] == "active":
             state.put(rgrant_key(previous), {**old, "status": "replaced",
-                                             "ended": ctx.height})
+                                             "ended": ctx.height, "ended_time": ctx.time_ms})
     ids = state.get(_participants_key(study["id"])) or []
     require(len(ids) < MAX_PARTICIPANTS, "too_many_participants",
             f"a study holds at most {MAX_PARTICIPANTS} research grants")
@@ -360,7 +360,9 @@ def _withdraw(state: State, stx: SignedTx, ctx: Context) -> None:
             "that research grant belongs to another patient")
     require(g["status"] == "active", "already_withdrawn",
             f"that research grant is already {g['status']}")
-    state.put(rgrant_key(g["id"]), {**g, "status": "withdrawn", "ended": ctx.height})
+    state.put(rgrant_key(g["id"]), {**g, "status": "withdrawn", "ended": ctx.height,
+                                     "ended_time": ctx.time_ms})
+    state.put("rwithdraw/" + stx.tx_hash.hex(), g["id"])
     audit_append(state, g["patient"], "research_withdraw", stx.tx_hash)
 
 

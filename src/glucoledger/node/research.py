@@ -1,0 +1,369 @@
+"""Research sharing, the service layer: studies, opt-in, de-identified releases, DP queries.
+
+The contracts (state/research.py) decide who is in a release and charge the privacy budget;
+this module builds what leaves the node, only after the contract's record is ordered
+(write-ahead, as node/access.py):
+
+- ``ResearchService.release`` submits ``research.release`` (form ``records``) on the
+  sponsor's account, reads the participants and batches the contract recorded, opens those
+  batches, writes de-identified rows (node/deid.py), generalises the quasi-identifiers until
+  k-anonymous, re-checks k with pycanon and scans for Safe Harbor identifiers (fail closed:
+  nothing leaves on a finding), builds the manifest, and has the node attest it with
+  ``research.manifest`` (which also credits the days of sufficient data). Only then does it
+  return the release bundle.
+- A bundle (canonical JSON) holds the manifest (study, release, form, k, fields, the
+  ``data.commit`` hashes of every batch drawn from, the number of leaves, the Merkle root),
+  the participants table and the rows, and the proof that the ``research.manifest`` naming
+  this manifest's hash was accepted under a signed checkpoint (node/proofs.py
+  ``verify_ordered``). ``verify_bundle`` checks all of it offline; a changed row changes the
+  root and fails. Leaves: RFC 9162 ``leaf_hash(canonical CBOR of the entry)``, participants
+  first (by pseudonym), then rows (by pseudonym, stream, time).
+- ``ResearchService.query`` submits ``research.release`` (form ``aggregate``); if the
+  contract accepted it (so the budget is charged on the ledger first), it computes the
+  statistic with OpenDP over one value per participant: a bounded mean (the number of
+  participants is public: it is on the ledger) with Laplace noise calibrated by OpenDP's
+  binary search so that the measurement's privacy map at d_in=2 (one participant changed
+  under the symmetric distance) is at most the epsilon the ledger charged.
+- Sufficient data for credit: a UTC day with at least 70 % of its 288 five-minute CGM slots
+  (the consensus' wear threshold, Battelino et al. 2019, applied per day).
+
+The node's research secret (``<data>/research.key``, 32 random bytes, mode 0600) keys every
+pseudonym and date shift; profiles given at opt-in are in ``<data>/research-profiles.json``
+(mode 0600) and never leave the node.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from .. import codec
+from ..crypto import PrivateKey
+from ..crypto.hashing import tagged_hash
+from ..crypto.seal import new_key
+from ..errors import (
+    ConsistencyError,
+    InputError,
+    MalformedError,
+    NotFoundError,
+    RejectedError,
+    StorageError,
+)
+from ..files import atomic_write, atomic_write_json, read_json
+from ..glucose.metrics import summarize
+from ..glucose.readings import CgmReading, Record
+from ..ledger import merkle
+from ..ledger.checkpoint import Checkpoint, NoteVerifier
+from ..state.access import erased_key
+from ..state.accounts_model import account_id, single_key_policy
+from ..state.research import release_key
+from ..vault.store import Vault
+from . import deid
+from .proofs import ordered_proof, verify_ordered
+from .service import Node
+
+__all__ = ["BUNDLE_TYPE", "DpAnswer", "ResearchService", "VerifiedRelease", "dumps_bundle",
+           "verify_bundle"]
+
+BUNDLE_TYPE: Final = "glucoledger/research-release/v1"
+MANIFEST_TAG: Final = "research-manifest"
+DAY_MS: Final = 86_400_000
+SUFFICIENT_SLOTS: Final = 202  # 70 % of 288
+#: Per-participant value bounds for the DP statistics (clamped before the mean).
+BOUNDS: Final[dict[str, tuple[float, float]]] = {
+    "mean_glucose": (40.0, 400.0), "gmi": (40.0, 400.0), "time_in_range": (0.0, 100.0),
+    "time_below_70": (0.0, 100.0), "time_below_54": (0.0, 100.0)}
+MAX_BUNDLE: Final = 64 << 20
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def dumps_bundle(doc: dict[str, Any]) -> bytes:
+    return (json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+            + "\n").encode("ascii")
+
+
+def manifest_hash(manifest: dict[str, Any]) -> bytes:
+    return tagged_hash(MANIFEST_TAG, codec.encode(manifest))
+
+
+def release_leaves(participants: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]]
+                   ) -> list[bytes]:
+    return [merkle.leaf_hash(codec.encode(e)) for e in (*participants, *rows)]
+
+
+@dataclass(frozen=True, slots=True)
+class DpAnswer:
+    study: bytes
+    query: bytes  # the research.release transaction that charged the budget
+    statistic: str
+    value: float
+    epsilon: float
+    participants: int
+    spent: float
+    budget: float
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedRelease:
+    study: bytes
+    release: bytes
+    root: bytes
+    rows: int
+    participants: int
+    batches: tuple[bytes, ...]
+    checkpoint: Checkpoint
+    signer: str
+
+
+class ResearchService:
+    def __init__(self, node: Node, vault: Vault) -> None:
+        self.node = node
+        self.vault = vault
+        self.account = account_id("node", single_key_policy(node.node_key.public))
+
+    # --- node-local secrets and profiles -------------------------------------------------
+    def _secret(self) -> bytes:
+        path = self.node.data_dir / "research.key"
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            data = new_key()
+            atomic_write(path, data, mode=0o600)
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror}") from None
+        if len(data) != 32:
+            raise StorageError(f"{path} is not a 32-byte research secret; restore it from "
+                               "backup (pseudonyms depend on it)")
+        return data
+
+    @property
+    def _profiles_path(self) -> Path:
+        return self.node.data_dir / "research-profiles.json"
+
+    def _profiles(self) -> dict[str, Any]:
+        try:
+            doc = read_json(self._profiles_path, what="research profiles")
+        except NotFoundError:
+            return {}
+        if not isinstance(doc, dict):
+            raise StorageError(f"{self._profiles_path} is not a JSON object")
+        return doc
+
+    def set_profile(self, patient: bytes, profile: deid.Profile) -> None:
+        """Keep what the participant told the node at opt-in (never released as is)."""
+        doc = self._profiles()
+        doc[patient.hex()] = profile.to_value()
+        atomic_write_json(self._profiles_path, doc, mode=0o600)
+
+    def profile(self, patient: bytes) -> deid.Profile:
+        v = self._profiles().get(patient.hex())
+        if v is None:
+            raise NotFoundError(f"participant {patient.hex()[:16]} gave no research profile; "
+                                "she sets it when she opts in")
+        return deid.Profile.from_value(v)
+
+    # --- the sponsor's side ------------------------------------------------------------------
+    def _order(self, sponsor: bytes, keys: Sequence[PrivateKey], body: dict[str, Any]
+               ) -> dict[str, Any]:
+        stx, _receipt = self.node.send("research.release", body, sponsor, keys)
+        record = self.node.state.get(release_key(stx.tx_hash))
+        if record is None:  # pragma: no cover - an accepted release always records
+            raise NotFoundError("the release record is missing from the state")
+        return dict(record)
+
+    def _records(self, part: dict[str, Any], lo: int, hi: int) -> list[Record]:
+        out: list[Record] = []
+        for ct in part["batches"]:
+            if self.node.state.get(erased_key(ct)) is not None:
+                continue  # erased by the patient: nothing to release
+            _salt, batch = self.vault.open(self.vault.by_ct(ct))
+            if batch.stream in part["streams"]:
+                out.extend(r for r in batch.items if lo <= r.time_ms < hi)
+        out.sort(key=lambda r: r.time_ms)
+        return out
+
+    def release(self, sponsor: bytes, keys: Sequence[PrivateKey], study: bytes) -> bytes:
+        """Order a record-level release, build it, have the node attest it; return the bundle.
+
+        Raises RejectedError (the contract's code: study closed, too few participants...),
+        ConsistencyError when the de-identification checks fail (nothing is released).
+        """
+        rel = self._order(sponsor, keys, {"study": study, "form": "records"})
+        srec = self.node.state.get("study/" + study.hex())
+        skey = deid.study_key(self._secret(), study)
+        profiles: dict[str, deid.Profile] = {}
+        rows: list[dict[str, Any]] = []
+        days: list[list[Any]] = []
+        identifiers: dict[str, list[str]] = {"account id": [], "name": [], "zip": [],
+                                             "birth date": [], "device serial": []}
+        for part in rel["participants"]:
+            grant = self.node.state.get("rgrant/" + part["grant"].hex())
+            patient = grant["patient"]
+            pid = deid.pseudonym(skey, patient)
+            shift = deid.date_shift_ms(skey, patient)
+            prof = self.profile(patient)
+            profiles[pid] = prof
+            identifiers["account id"].append(patient.hex())
+            identifiers["name"].append(prof.name)
+            identifiers["zip"].append(prof.zip)
+            identifiers["birth date"].append(prof.birth_date)
+            records = self._records(part, rel["from"], rel["to"])
+            for r in records:
+                row = deid.record_row(pid, r, shift)
+                if row is not None:
+                    rows.append(row)
+            days.append([part["grant"], _sufficient_days(records)])
+        identifiers["device serial"] = self._serials()
+        fields = sorted(set(srec["fields"]))
+        table, _levels = deid.generalise(profiles, fields, srec["k"], rel["time"])
+        participants = [{"pid": pid, **table[pid]} for pid in sorted(table)]
+        _check_k(participants, fields, srec["k"])
+        findings = deid.scan_identifiers([*participants, *rows], identifiers)
+        if findings:
+            raise ConsistencyError("the release failed the Safe Harbor scan and was not "
+                                   f"released: {findings[0]}")
+        rows.sort(key=lambda r: (r["pid"], r["stream"], r["time"]))
+        leaves = release_leaves(participants, rows)
+        manifest = {"type": "glucoledger/research-manifest/v1", "chain": self.node.chain,
+                    "study": study, "release": rel["id"], "form": "records", "k": srec["k"],
+                    "fields": fields, "purpose": srec["purpose"],
+                    "batches": sorted(c for p in rel["participants"] for c in p["commits"]),
+                    "leaves": len(leaves), "root": merkle.root_of(leaves)}
+        mhash = manifest_hash(manifest)
+        body = {"release": rel["id"], "manifest": mhash, "root": manifest["root"],
+                "rows": len(rows), "days": days}
+        stx = self.node.build("research.manifest", body, self.account, [self.node.node_key],
+                              nonce=0)
+        receipt = self.node.submit([stx.raw])[0]
+        if not receipt.ok:
+            raise RejectedError(f"the node's manifest was refused: {receipt.result.message}",
+                                code=receipt.result.code)
+        assert receipt.index is not None
+        doc = {"type": BUNDLE_TYPE, "manifest": _b64(codec.encode(manifest)),
+               "participants": participants, "rows": rows,
+               "attestation": _b64(stx.raw), **ordered_proof(self.node, receipt.index)}
+        return dumps_bundle(doc)
+
+    def _serials(self) -> list[str]:
+        out = []
+        for key in self.node.state.keys("dev/"):
+            rec = self.node.state.get(key)
+            if isinstance(rec, dict) and isinstance(rec.get("serial"), str):
+                out.append(rec["serial"])
+        return out
+
+    def query(self, sponsor: bytes, keys: Sequence[PrivateKey], study: bytes, statistic: str,
+              epsilon: float) -> DpAnswer:
+        """Charge ``epsilon`` on the ledger, then answer with OpenDP. Raises RejectedError
+        (``budget_exhausted`` and the other codes of the contract) and changes nothing then."""
+        if not 0 < epsilon <= 100:
+            raise InputError("epsilon is a number above 0, at most 100")
+        micro = round(epsilon * 1_000_000)
+        rel = self._order(sponsor, keys, {"study": study, "form": "aggregate",
+                                          "statistic": statistic, "epsilon": micro})
+        values = []
+        for part in rel["participants"]:
+            cgm = [r for r in self._records(part, rel["from"], rel["to"])
+                   if isinstance(r, CgmReading)]
+            values.append(_participant_value(statistic, cgm))
+        value = _dp_mean(values, BOUNDS[statistic], micro / 1_000_000)
+        if statistic == "gmi":  # post-processing of the DP mean keeps the guarantee
+            value = 3.31 + 0.02392 * value
+        srec = self.node.state.get("study/" + study.hex())
+        return DpAnswer(study, rel["id"], statistic, value, micro / 1_000_000, len(values),
+                        srec["spent"] / 1_000_000, srec["budget"] / 1_000_000)
+
+
+def _sufficient_days(records: Sequence[Record]) -> list[int]:
+    slots: dict[int, set[int]] = {}
+    for r in records:
+        if isinstance(r, CgmReading):
+            slots.setdefault(r.time_ms // DAY_MS, set()).add(r.time_ms % DAY_MS // 300_000)
+    return sorted(d for d, s in slots.items() if len(s) >= SUFFICIENT_SLOTS)
+
+
+def _participant_value(statistic: str, cgm: list[CgmReading]) -> float:
+    lo = BOUNDS[statistic][0]
+    if not cgm:
+        return lo  # a participant without readings in the window: the lower bound
+    s = summarize(cgm)
+    return {"mean_glucose": s.mean_dmgdl / 10, "gmi": s.mean_dmgdl / 10,
+            "time_in_range": s.tir_bp / 100, "time_below_70": s.tbr70_bp / 100,
+            "time_below_54": s.tbr54_bp / 100}[statistic]
+
+
+def _dp_mean(values: list[float], bounds: tuple[float, float], epsilon: float) -> float:
+    """OpenDP: clamp, sized bounded mean, Laplace noise; privacy map checked <= epsilon."""
+    import opendp.prelude as dp
+
+    dp.enable_features("contrib")
+    space = (dp.vector_domain(dp.atom_domain(T=float, nan=False), size=len(values)),
+             dp.symmetric_distance())
+    meas = dp.binary_search_chain(
+        lambda s: space >> dp.t.then_clamp(bounds) >> dp.t.then_mean()  # type: ignore[no-untyped-call]
+        >> dp.m.then_laplace(scale=s), d_in=2, d_out=epsilon)
+    if meas.map(2) > epsilon:  # pragma: no cover - binary_search_chain guarantees it
+        raise ConsistencyError("the DP measurement would spend more than the charged epsilon")
+    return float(meas(values))
+
+
+def _check_k(participants: list[dict[str, Any]], fields: list[str], k: int) -> None:
+    """Re-check k-anonymity with pycanon, an implementation independent of node/deid.py."""
+    if not fields:
+        return  # no quasi-identifier released: every participant looks alike
+    import pandas as pd
+    from pycanon import anonymity  # type: ignore[import-untyped]
+
+    got = int(anonymity.k_anonymity(pd.DataFrame(participants), fields))
+    if got < k:
+        raise ConsistencyError(f"the release is {got}-anonymous, not {k}-anonymous; nothing "
+                               "was released")
+
+
+# --- the verifier's side -------------------------------------------------------------------
+def verify_bundle(data: bytes, verifier: NoteVerifier) -> VerifiedRelease:
+    """Check a release bundle offline against the node's checkpoint key.
+
+    Raises MalformedError (not a canonical bundle), SignatureError (checkpoint or
+    attestation), ConsistencyError (a row, the manifest or the proof does not match).
+    """
+    if len(data) > MAX_BUNDLE:
+        raise MalformedError(f"a release bundle is at most {MAX_BUNDLE} bytes")
+    try:
+        doc = json.loads(data.decode("ascii"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise MalformedError("the bundle is not JSON text") from None
+    keys = {"type", "manifest", "participants", "rows", "attestation", "log_index",
+            "log_proof", "block_header", "results", "checkpoint"}
+    if not isinstance(doc, dict) or set(doc) != keys or doc["type"] != BUNDLE_TYPE:
+        raise MalformedError(f"not a {BUNDLE_TYPE} document")
+    if dumps_bundle(doc) != data:
+        raise MalformedError("the bundle is not in canonical form (it was edited)")
+    if not isinstance(doc["participants"], list) or not isinstance(doc["rows"], list):
+        raise MalformedError("participants and rows are lists")
+    stx, cp, signer = verify_ordered(doc, verifier, "attestation", "research.manifest")
+    try:
+        manifest = codec.decode(base64.b64decode(doc["manifest"], validate=True))
+    except (ValueError, MalformedError):
+        raise MalformedError("manifest is base64 canonical CBOR") from None
+    if not isinstance(manifest, dict) or manifest_hash(manifest) != stx.tx.body["manifest"]:
+        raise ConsistencyError("the manifest is not the one the node attested")
+    try:
+        leaves = release_leaves(doc["participants"], doc["rows"])
+    except (TypeError, ValueError, MalformedError):
+        raise MalformedError("participants and rows are maps of text and numbers") from None
+    if len(leaves) != manifest["leaves"] or merkle.root_of(leaves) != manifest["root"]:
+        raise ConsistencyError("the rows are not the ones the manifest's Merkle root commits "
+                               "to: the release was altered")
+    if manifest["release"] != stx.tx.body["release"] or manifest["chain"] != cp.origin:
+        raise ConsistencyError("the manifest names another release or chain")
+    return VerifiedRelease(manifest["study"], manifest["release"], manifest["root"],
+                           len(doc["rows"]), len(doc["participants"]),
+                           tuple(manifest["batches"]), cp, signer)

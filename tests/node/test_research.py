@@ -1,0 +1,299 @@
+"""Research sharing on a real node (SQLite chain store, encrypted vault, OpenDP, pycanon):
+the issue's must-hold properties: revocation, linkage, Safe Harbor + k-anonymity by an
+independent checker, the privacy budget, and the manifest's integrity offline."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from pycanon import anonymity
+
+from glucoledger.crypto import PrivateKey
+from glucoledger.errors import ConsistencyError, MalformedError, RejectedError, SignatureError
+from glucoledger.glucose.annex import annex_text
+from glucoledger.glucose.readings import Batch
+from glucoledger.glucose.simulate import simulate_patient
+from glucoledger.ledger.checkpoint import NoteVerifier
+from glucoledger.node import accounts
+from glucoledger.node.audit import audit_trail
+from glucoledger.node.deid import Profile, scan_identifiers
+from glucoledger.node.devices import bind_device
+from glucoledger.node.ingest import IngestService, open_vault
+from glucoledger.node.research import ResearchService, dumps_bundle, verify_bundle
+from glucoledger.node.research_view import participation
+from glucoledger.node.service import Node
+from glucoledger.node.world import World
+from glucoledger.state.research import load_study, rgrant_key
+
+DAY = 86_400_000
+NOW = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+DAYS = 4
+#: name, birth date, sex, state, zip, type: two of each (age band, sex) so k=2 is reachable
+PEOPLE = [("Ada Lovelace", "1985-03-02", "female", "NY", "10027", "T1D"),
+          ("Bea Jones", "1987-07-09", "female", "MA", "02139", "T1D"),
+          ("Carl Ortiz", "1960-01-20", "male", "TX", "73301", "T2D"),
+          ("Dan Smith", "1962-11-11", "male", "CA", "94110", "T1D"),
+          ("Eve Adams", "1931-05-05", "female", "FL", "33101", "T2D"),
+          ("Flo Brown", "1930-02-14", "female", "GA", "30301", "T2D")]
+
+
+class Clock:
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+
+    def __call__(self) -> float:
+        return self.ms / 1000
+
+
+@dataclass
+class Lab:
+    node: Node
+    clock: Clock
+    research: ResearchService
+    sponsor: accounts.Identity
+    sponsor_keys: list[PrivateKey]
+    patients: list[accounts.Identity]
+    serials: list[str]
+
+    def keys(self, ident: accounts.Identity) -> list[PrivateKey]:
+        return accounts.keys_of(self.node, ident, [0])
+
+    def study(self, **over: Any) -> bytes:
+        terms: dict[str, Any] = {
+            "protocol": "GL-NOCT-1", "ethics": "IRB 2026-117",
+            "purpose": "nocturnal hypoglycaemia in adults on CGM",
+            "streams": ["cgm", "insulin"], "fields": ["age", "sex", "region"],
+            "period": {"from": NOW - 30 * DAY, "to": NOW + 365 * DAY},
+            "forms": ["records", "aggregate"], "k": 2, "budget": 1_000_000,
+            "retention_days": 730, "contact": "dpo@uni.example",
+            "credit": {"rate": 5, "terms": "reported to you yearly; redeemable for a report"}}
+        terms.update(over)
+        org = self.node.wallet.load("org")  # the consortium (here: one member) accepts it
+        stx, _ = self.node.send("study.register", terms, self.sponsor.id,
+                                [*self.sponsor_keys, org])
+        return stx.tx_hash
+
+    def join(self, i: int, study: bytes, streams: tuple[str, ...] = ("cgm", "insulin")) -> bytes:
+        p = self.patients[i]
+        stx, _ = self.node.send("research.consent", {
+            "study": study, "streams": list(streams), "fields": ["age", "sex", "region"],
+            "until": NOW + 200 * DAY}, p.id, self.keys(p))
+        return stx.tx_hash
+
+    def release(self, study: bytes) -> dict[str, Any]:
+        doc: dict[str, Any] = json.loads(self.research.release(self.sponsor.id,
+                                                               self.sponsor_keys, study))
+        return doc
+
+
+def build_lab(tmp: Path) -> tuple[Lab, Any]:
+    clock = Clock(NOW)
+    node = Node.init(tmp / "node", workers=1, clock=clock)
+    world = World.create(node)
+    accounts.create_account(node, "rosa", "trusted")
+    uni, _ = accounts.create_account(node, "uni-research", "organization")
+    vault = open_vault(node, fsync=False)
+    ingest = IngestService(node, vault)
+    research = ResearchService(node, vault)
+    patients, serials = [], []
+    for i, (name, born, sex, state, zip_, kind) in enumerate(PEOPLE):
+        ident, _ = accounts.create_account(node, f"p{i}", "patient", trusted="rosa")
+        patients.append(ident)
+        serial = f"G7SN{i}X{i * 7919 % 10000:04d}"
+        serials.append(serial)
+        dev = world.add_device(serial)
+        keys = accounts.keys_of(node, ident, [0])
+        bind_device(node, ident.id, keys, dev.id)
+        sim = simulate_patient(10 + i, DAYS, NOW - DAYS * DAY)
+        cgm = list(sim["cgm"])
+        # identifiers a device and an uploader put in the annex: Safe Harbor must drop them
+        cgm[0] = dataclasses.replace(cgm[0], ns=annex_text(
+            {"device": f"xDrip-{serial}", "enteredBy": name, "notes": f"{name} {zip_}"}))
+        for stream, recs in (("cgm", cgm), ("insulin", list(sim["insulin"]))):
+            batch = Batch(stream, tuple(recs), recs[0].time_ms, recs[-1].time_ms, len(recs))
+            ingest.ingest_batches([batch], patient=ident.id, uploader=dev.id, signer=dev.key)
+        research.set_profile(ident.id, Profile(name, born, sex, state, zip_, kind))
+    lab = Lab(node, clock, research, uni, accounts.keys_of(node, uni), patients, serials)
+    return lab, vault
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    lab, vault = build_lab(tmp_path)
+    yield lab
+    vault.close()
+    lab.node.close()
+
+
+def _pids(doc: dict[str, Any]) -> set[str]:
+    return {p["pid"] for p in doc["participants"]}
+
+
+def _identifiers(lab: Lab) -> dict[str, list[str]]:
+    return {"name": [p[0] for p in PEOPLE] + [p[0].split()[1] for p in PEOPLE],
+            "birth date": [p[1] for p in PEOPLE], "zip": [p[4] for p in PEOPLE],
+            "device serial": lab.serials, "account id": [p.id.hex() for p in lab.patients]}
+
+
+def test_withdrawal_excludes_her_from_later_releases_and_keeps_the_earlier(lab: Lab) -> None:
+    study = lab.study()
+    grants = [lab.join(i, study) for i in range(4)]
+    first = lab.release(study)
+    assert len(first["participants"]) == 4
+    lab.clock.ms += DAY
+    p0 = lab.patients[0]
+    lab.node.send("research.withdraw", {"grant": grants[0]}, p0.id, lab.keys(p0))
+    second = lab.release(study)
+    assert len(second["participants"]) == 3
+    assert len(_pids(first) - _pids(second)) == 1  # exactly her pseudonym is gone
+    gone = (_pids(first) - _pids(second)).pop()
+    assert all(r["pid"] != gone for r in second["rows"])
+    assert any(r["pid"] == gone for r in first["rows"])
+    # the ledger records which releases held her data, and she is told in her audit trail
+    first_id = verify_bundle(dumps_bundle(first), lab.node.verifier()).release
+    second_id = verify_bundle(dumps_bundle(second), lab.node.verifier()).release
+    assert lab.node.state.get(rgrant_key(grants[0]))["releases"] == [first_id]
+    trail = [e for e in audit_trail(lab.node, p0.id) if e.kind == "research"]
+    assert [e.outcome for e in trail] == ["withdrew", "released", "consented"]
+    released = trail[1]
+    assert released.tx_hash == first_id and "GL-NOCT-1" in released.detail
+    assert "nocturnal hypoglycaemia" in released.detail and "record-level" in released.detail
+    assert second_id not in {e.tx_hash for e in audit_trail(lab.node, p0.id)}
+    others = audit_trail(lab.node, lab.patients[1].id)
+    assert second_id in {e.tx_hash for e in others}
+    # a refused release changes nothing: below k after more withdrawals
+    for i in (1, 2):
+        p = lab.patients[i]
+        lab.node.send("research.withdraw", {"grant": grants[i]}, p.id, lab.keys(p))
+    before = lab.node.state.snapshot()
+    with pytest.raises(RejectedError) as info:
+        lab.release(study)
+    assert info.value.code == "too_few_participants" and "wait for more" in info.value.message
+    assert lab.node.state.snapshot() == before
+
+
+def test_two_studies_share_no_pseudonym_timestamp_or_serial_and_no_unique_join(lab: Lab
+                                                                              ) -> None:
+    a, b = lab.study(), lab.study(protocol="GL-EXER-2", purpose="exercise and glucose")
+    for i in range(len(PEOPLE)):
+        lab.join(i, a)
+        lab.join(i, b)
+    ra, rb = lab.release(a), lab.release(b)
+    assert _pids(ra).isdisjoint(_pids(rb))
+    assert {r["time"] for r in ra["rows"]}.isdisjoint({r["time"] for r in rb["rows"]})
+    for doc in (ra, rb):
+        text = json.dumps(doc)
+        assert not [s for s in lab.serials if s in text]
+        assert not [p.id.hex() for p in lab.patients if p.id.hex() in text]
+        assert not [p.id.hex()[:16] for p in lab.patients if p.id.hex()[:16] in text]
+    # re-identification: join the two releases on every shared participant-level field
+    fields = sorted(set(ra["participants"][0]) - {"pid"})
+    assert fields == ["age", "region", "sex"]
+    key = lambda p: tuple(p[f] for f in fields)
+    b_by = Counter(key(p) for p in rb["participants"])
+    for p in ra["participants"]:
+        # every candidate set holds at least k people: no match better than 1 in k
+        assert b_by[key(p)] >= 2
+    # and the date shift keeps weekday and minute of the day (to within 30 s)
+    ta = sorted(r["time"] for r in ra["rows"] if r["stream"] == "cgm")
+    assert all(len(t) == 23 for t in ta)
+
+
+def test_every_release_passes_safe_harbor_and_independent_k_anonymity(lab: Lab) -> None:
+    study = lab.study(k=3)
+    for i in range(len(PEOPLE)):
+        lab.join(i, study)
+    doc = lab.release(study)
+    rows, parts = doc["rows"], doc["participants"]
+    assert rows and len(parts) == len(PEOPLE)
+    assert scan_identifiers([*parts, *rows], _identifiers(lab)) == []
+    # our own scan is not the only judge: every field is from the whitelist, no text field
+    # holds anything but codes, and no one's exact age over 89 appears
+    allowed = {"pid", "stream", "time", "mgdl", "trend", "kind", "units_milli", "duration_ms",
+               "rate_milli_u_per_h", "grams_tenths"}
+    assert set().union(*(r.keys() for r in rows)) <= allowed
+    text = json.dumps(doc).lower()
+    for cat, values in _identifiers(lab).items():
+        for v in values:
+            assert v.lower() not in text, cat
+    assert "xdrip" not in text and "enteredby" not in text
+    assert all(p["age"] in ("*", "90+") or int(p["age"].split("-")[1]) <= 89 for p in parts)
+    # the independent checker (pycanon) agrees the release is k-anonymous for the study's k
+    qi = ["age", "region", "sex"]
+    assert anonymity.k_anonymity(pd.DataFrame(parts), qi) >= 3
+    # a scan does find identifiers when they are there (the scan can fail)
+    leaked = [{**rows[0], "trend": PEOPLE[0][0]}]
+    assert scan_identifiers(leaked, _identifiers(lab)) == ["row 0 field trend: name"]
+    assert scan_identifiers([{"age": "93"}], {}) == ["row 0: exact age over 89"]
+
+
+def test_manifest_verifies_offline_and_a_changed_row_fails(lab: Lab) -> None:
+    study = lab.study()
+    for i in range(3):
+        lab.join(i, study)
+    raw = lab.research.release(lab.sponsor.id, lab.sponsor_keys, study)
+    verifier = lab.node.verifier()
+    got = verify_bundle(raw, verifier)
+    assert got.study == study and got.participants == 3 and got.rows > 0
+    # the batches drawn from are the patients' data.commit transactions (she can look hers up)
+    rel = lab.node.state.get("release/" + got.release.hex())
+    assert set(got.batches) == {c for p in rel["participants"] for c in p["commits"]}
+    assert rel["root"] == got.root
+    doc = json.loads(raw)
+    changed = json.loads(raw)
+    changed["rows"][5]["mgdl"] += 1
+    with pytest.raises(ConsistencyError, match="altered"):
+        verify_bundle(dumps_bundle(changed), verifier)
+    dropped = json.loads(raw)
+    del dropped["rows"][0]
+    with pytest.raises(ConsistencyError):
+        verify_bundle(dumps_bundle(dropped), verifier)
+    with pytest.raises(MalformedError, match="canonical"):
+        verify_bundle(raw.replace(b'"rows":[', b'"rows": [', 1), verifier)
+    from glucoledger.crypto import generate
+    with pytest.raises(SignatureError):
+        verify_bundle(raw, NoteVerifier(verifier.name, generate("ed25519").public))
+    assert json.loads(dumps_bundle(doc)) == doc
+
+
+def test_dp_queries_charge_the_ledger_and_stop_at_the_budget(lab: Lab) -> None:
+    study = lab.study(budget=1_000_000)
+    for i in range(4):
+        lab.join(i, study)
+    costs = [0.3, 0.25, 0.4]
+    answers = [lab.research.query(lab.sponsor.id, lab.sponsor_keys, study, s, e)
+               for s, e in zip(("mean_glucose", "time_in_range", "gmi"), costs, strict=True)]
+    assert [a.participants for a in answers] == [4, 4, 4]
+    assert answers[-1].spent == pytest.approx(sum(costs))
+    assert load_study(lab.node.state, study)["spent"] == sum(round(c * 1e6) for c in costs)
+    before = lab.node.state.snapshot()
+    with pytest.raises(RejectedError) as info:
+        lab.research.query(lab.sponsor.id, lab.sponsor_keys, study, "mean_glucose", 0.1)
+    assert info.value.code == "budget_exhausted" and "nothing was computed" in info.value.message
+    assert lab.node.state.snapshot() == before
+    # every query is in each participant's audit trail with its statistic and epsilon
+    trail = [e for e in audit_trail(lab.node, lab.patients[0].id) if e.outcome == "queried"]
+    assert len(trail) == 3 and "aggregate gmi, epsilon 0.4" in trail[0].detail
+
+
+def test_credit_per_sufficient_day_visible_to_her_and_counted_once(lab: Lab) -> None:
+    study = lab.study()
+    for i in range(3):
+        lab.join(i, study)
+    lab.release(study)
+    lab.clock.ms += DAY
+    lab.release(study)
+    mine = participation(lab.node.state, lab.patients[0].id)
+    assert len(mine) == 1 and len(mine[0].releases) == 2
+    # the simulator writes every 5 minutes: each full UTC day is sufficient; days count once
+    assert mine[0].credit_days in (DAYS, DAYS + 1)
+    assert mine[0].credits == 5 * mine[0].credit_days
+    assert participation(lab.node.state, lab.patients[5].id) == []
