@@ -38,7 +38,7 @@ NOW = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 DAYS = 4
 #: name, birth date, sex, state, zip, type: two of each (age band, sex) so k=2 is reachable
 PEOPLE = [("Ada Lovelace", "1985-03-02", "female", "NY", "10027", "T1D"),
-          ("Bea Jones", "1987-07-09", "female", "MA", "02139", "T1D"),
+          ("Bea Jones", "1984-07-09", "female", "MA", "02139", "T1D"),
           ("Carl Ortiz", "1960-01-20", "male", "TX", "73301", "T2D"),
           ("Dan Smith", "1962-11-11", "male", "CA", "94110", "T1D"),
           ("Eve Adams", "1931-05-05", "female", "FL", "33101", "T2D"),

@@ -179,21 +179,33 @@ def generalise(profiles: Mapping[str, Profile], fields: Sequence[str], k: int, t
                ) -> tuple[dict[str, dict[str, str]], dict[str, int]]:
     """Quasi-identifiers per pseudonym, generalised until k-anonymous; and the levels used.
 
-    Greedy: while some combination is rarer than k, raise by one level the field with the
-    most distinct values (ties: the order of ``_LADDERS``). Fully suppressed fields make
-    every row alike, so this ends k-anonymous whenever there are at least k participants.
+    Greedy (a Datafly-like search, Sweeney 2002): while some combination is rarer than k,
+    raise by one level the field whose step leaves the fewest participants in classes
+    smaller than k (ties: the field with the most distinct values, then the order of
+    ``_LADDERS``). Fully suppressed fields make every row alike, so this ends k-anonymous
+    whenever there are at least k participants.
     """
     fields = [f for f in _LADDERS if f in fields]
     levels = dict.fromkeys(fields, 0)
-    while True:
-        table = {pid: _qi(p, time_ms, fields, levels) for pid, p in profiles.items()}
-        if not fields or k_of(table.values(), fields) >= k:
-            return table, levels
+
+    def table_at(lv: Mapping[str, int]) -> dict[str, dict[str, str]]:
+        return {pid: _qi(p, time_ms, fields, lv) for pid, p in profiles.items()}
+
+    def short(table: Mapping[str, Mapping[str, str]]) -> int:
+        counts = Counter(tuple(row[f] for f in fields) for row in table.values())
+        return sum(c for c in counts.values() if c < k)
+
+    table = table_at(levels)
+    while fields and short(table) > 0:
         open_fields = [f for f in fields if levels[f] < _LADDERS[f]]
         if not open_fields:
-            return table, levels
+            break
+        tries = {f: table_at({**levels, f: levels[f] + 1}) for f in open_fields}
         distinct = {f: len({row[f] for row in table.values()}) for f in open_fields}
-        levels[max(open_fields, key=lambda f: distinct[f])] += 1
+        best = min(open_fields, key=lambda f: (short(tries[f]), -distinct[f]))
+        levels[best] += 1
+        table = tries[best]
+    return table, levels
 
 
 # --- Safe Harbor scan --------------------------------------------------------------------------
