@@ -46,6 +46,7 @@ from ..crypto import PrivateKey
 from ..crypto.hashing import tagged_hash
 from ..crypto.seal import new_key
 from ..errors import (
+    BackendError,
     ConsistencyError,
     InputError,
     MalformedError,
@@ -169,6 +170,38 @@ class ResearchService:
                                 "she sets it when she opts in")
         return deid.Profile.from_value(v)
 
+    # --- studies and participants (custodial keys sign; self-custody clients build the
+    # same transactions themselves) -----------------------------------------------------------
+    def register_study(self, sponsor: bytes, keys: Sequence[PrivateKey],
+                       terms: dict[str, Any], members: Sequence[PrivateKey]) -> bytes:
+        """Register a study; ``members`` are the member organizations' keys that accept it
+        (at least the consortium's threshold). Raises RejectedError (the contract's code)."""
+        stx, _ = self.node.send("study.register", terms, sponsor, [*keys, *members])
+        return stx.tx_hash
+
+    def amend_study(self, sponsor: bytes, keys: Sequence[PrivateKey], study: bytes,
+                    terms: dict[str, Any], members: Sequence[PrivateKey]) -> None:
+        self.node.send("study.amend", {"study": study, "terms": terms}, sponsor,
+                       [*keys, *members])
+
+    def close_study(self, sponsor: bytes, keys: Sequence[PrivateKey], study: bytes) -> None:
+        self.node.send("study.close", {"study": study}, sponsor, keys)
+
+    def join(self, patient: bytes, keys: Sequence[PrivateKey], study: bytes,
+             streams: Sequence[str], fields: Sequence[str], until_ms: int,
+             profile: deid.Profile) -> bytes:
+        """Opt in (or re-consent): keep her profile on the node, then sign her research grant
+        under her multisig policy. Returns the grant id. Raises RejectedError."""
+        self.set_profile(patient, profile)
+        stx, _ = self.node.send("research.consent", {
+            "study": study, "streams": list(streams), "fields": list(fields),
+            "until": until_ms}, patient, keys)
+        return stx.tx_hash
+
+    def withdraw(self, patient: bytes, keys: Sequence[PrivateKey], grant: bytes) -> None:
+        """Withdraw: in no release or query from the next block on."""
+        self.node.send("research.withdraw", {"grant": grant}, patient, keys)
+
     # --- the sponsor's side ------------------------------------------------------------------
     def _order(self, sponsor: bytes, keys: Sequence[PrivateKey], body: dict[str, Any]
                ) -> dict[str, Any]:
@@ -195,6 +228,7 @@ class ResearchService:
         Raises RejectedError (the contract's code: study closed, too few participants...),
         ConsistencyError when the de-identification checks fail (nothing is released).
         """
+        _checker()
         rel = self._order(sponsor, keys, {"study": study, "form": "records"})
         srec = self.node.state.get("study/" + study.hex())
         skey = deid.study_key(self._secret(), study)
@@ -314,14 +348,24 @@ def _dp_mean(values: list[float], bounds: tuple[float, float], epsilon: float) -
     return float(meas(values))
 
 
+def _checker() -> Any:
+    """pycanon's anonymity module, or BackendError (checked before anything is ordered)."""
+    try:
+        from pycanon import anonymity  # type: ignore[import-untyped]
+    except ImportError:
+        raise BackendError("the independent k-anonymity checker (pycanon) is not installed on "
+                           "this node, so no record-level release is built; see pyproject's "
+                           "research extra") from None
+    return anonymity
+
+
 def _check_k(participants: list[dict[str, Any]], fields: list[str], k: int) -> None:
     """Re-check k-anonymity with pycanon, an implementation independent of node/deid.py."""
     if not fields:
         return  # no quasi-identifier released: every participant looks alike
     import pandas as pd
-    from pycanon import anonymity  # type: ignore[import-untyped]
 
-    got = int(anonymity.k_anonymity(pd.DataFrame(participants), fields))
+    got = int(_checker().k_anonymity(pd.DataFrame(participants), fields))
     if got < k:
         raise ConsistencyError(f"the release is {got}-anonymous, not {k}-anonymous; nothing "
                                "was released")

@@ -28,8 +28,7 @@ def research_entry(state: State, kind: str, tx: bytes, patient: bytes) -> dict[s
         form = ("record-level, de-identified" if rel["form"] == "records"
                 else f"aggregate {rel['statistic']}, epsilon {rel['epsilon'] / 1e6:g}")
         return {"kind": "research", "height": rel["height"], "time": rel["time"],
-                "who": study["sponsor"], "outcome": "released" if rel["form"] == "records"
-                else "queried", "view": rel["form"], "grant": _grant_of(rel, patient, state),
+                "who": study["sponsor"], "outcome": _outcome(rel), "view": rel["form"], "grant": _grant_of(rel, patient, state),
                 "detail": f"study {study['protocol']} ({study['purpose']}): {form}"}
     # research_consent is keyed by the grant; research_withdraw by the withdrawal
     gid = tx if kind == "research_consent" else state.get("rwithdraw/" + tx.hex())
@@ -42,6 +41,13 @@ def research_entry(state: State, kind: str, tx: bytes, patient: bytes) -> dict[s
             "grant": grant["id"],
             "detail": f"study {study['protocol']} ({study['purpose']}): "
                       f"{', '.join(grant['streams'])}" + ("" if joined else "; no later use")}
+
+
+def _outcome(rel: dict[str, Any]) -> str:
+    if rel["form"] == "aggregate":
+        return "queried"
+    # a record-level release leaves the node only after the node attested its manifest
+    return "released" if rel["manifest"] is not None else "withheld"
 
 
 def _grant_of(rel: dict[str, Any], patient: bytes, state: State) -> bytes | None:
