@@ -13,6 +13,7 @@ import typer
 
 from ..errors import GlucoledgerError, InputError, PermissionDeniedError, VerificationError
 from . import bench_cmd, consent_cmds, consortium_cmds, data_cmds, demo, ledger_cmds, server_cmds
+from . import research_cmds
 from .common import err_console
 
 __all__ = ["app", "main"]
@@ -33,6 +34,7 @@ data_cmds.register(app)
 consent_cmds.register(app)
 consortium_cmds.register(app)
 server_cmds.register(app)
+research_cmds.register(app)
 
 
 def _exit_code(exc: GlucoledgerError) -> int:

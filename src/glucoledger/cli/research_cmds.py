@@ -1,0 +1,180 @@
+"""``glucoledger research ...``: studies (sponsor), opt-in and withdrawal (patient), releases
+and DP queries (sponsor), offline verification (anyone). Thin: parse, call node/research.py,
+render. Accounts are named as in the node's address book; their custodial keys sign.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import InputError, MalformedError
+from ..files import atomic_write, read_json
+from ..interop.fhir_research import research_consent, research_study
+from ..node import accounts
+from ..node.deid import Profile
+from ..node.research import ResearchService, verify_bundle
+from ..node.research_view import participation
+from ..state.consent import DAY_MS
+from ..state.research import load_study
+from .common import DataOpt, console, open_node, open_node_and_vault, table
+
+__all__ = ["register"]
+
+research_app = typer.Typer(help="Research sharing: studies, opt-in, de-identified releases, "
+                           "DP queries, verification.", no_args_is_help=True)
+Name = Annotated[str, typer.Option(help="An account name from the address book.")]
+StudyId = Annotated[str, typer.Option("--study", help="The study id (hex).")]
+
+
+def _hex32(value: str, what: str) -> bytes:
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise InputError(f"{what} is 64 hex digits (as printed when it was created)")
+    return raw
+
+
+def _json_file(path: Path, what: str) -> dict[str, Any]:
+    doc = read_json(path, what=what)
+    if not isinstance(doc, dict):
+        raise MalformedError(f"{what} ({path}) must be a JSON object")
+    return doc
+
+
+@research_app.command("register")
+def register_study(sponsor: Name, terms: Annotated[Path, typer.Option(
+        help="JSON file: protocol, ethics, purpose, streams, fields, period {from, to}, forms, "
+             "k, budget (epsilon in millionths), retention_days, contact, credit {rate, terms}")],
+        data: DataOpt = None) -> None:
+    """Register a study (signed by the sponsor; accepted by this node's organization)."""
+    doc = _json_file(terms, "the study terms")
+    with open_node_and_vault(data) as (node, vault):
+        ident = accounts.identity(node, sponsor)
+        sid = ResearchService(node, vault).register_study(
+            ident.id, accounts.keys_of(node, ident), doc, [node.wallet.load("org")])
+    console.print(f"study {sid.hex()}")
+
+
+@research_app.command("close")
+def close_study(sponsor: Name, study: StudyId, data: DataOpt = None) -> None:
+    """Close a study: no release or query from the next block on."""
+    with open_node_and_vault(data) as (node, vault):
+        ident = accounts.identity(node, sponsor)
+        ResearchService(node, vault).close_study(ident.id, accounts.keys_of(node, ident),
+                                                 _hex32(study, "--study"))
+    console.print("closed")
+
+
+@research_app.command("join")
+def join(patient: Name, study: StudyId,
+         profile: Annotated[Path, typer.Option(help="JSON file: name, birth_date (YYYY-MM-DD), "
+                                               "sex, state, zip, diabetes_type; kept on this "
+                                               "node, never released as is")],
+         streams: Annotated[str, typer.Option(help="Comma-separated; at most the study's.")]
+         = "cgm",
+         fields: Annotated[str, typer.Option(help="Comma-separated quasi-identifiers you "
+                                             "share: age, sex, region, diabetes_type")] = "",
+         days: Annotated[int, typer.Option(help="How long your consent lasts.")] = 365,
+         data: DataOpt = None) -> None:
+    """Opt in to a study (your research grant; you may narrow its streams and fields)."""
+    prof = Profile.from_value(_json_file(profile, "the research profile"))
+    if not 1 <= days <= 3660:
+        raise InputError("--days is 1..3660")
+    with open_node_and_vault(data) as (node, vault):
+        ident = accounts.identity(node, patient)
+        gid = ResearchService(node, vault).join(
+            ident.id, accounts.keys_of(node, ident, [0]), _hex32(study, "--study"),
+            [s for s in streams.split(",") if s], [f for f in fields.split(",") if f],
+            node.now_ms() + days * DAY_MS, prof)
+    console.print(f"research grant {gid.hex()}")
+
+
+@research_app.command("withdraw")
+def withdraw(patient: Name, grant: Annotated[str, typer.Option("--grant")],
+             data: DataOpt = None) -> None:
+    """Withdraw from a study: you are in no later release or query."""
+    with open_node_and_vault(data) as (node, vault):
+        ident = accounts.identity(node, patient)
+        ResearchService(node, vault).withdraw(ident.id, accounts.keys_of(node, ident, [0]),
+                                              _hex32(grant, "--grant"))
+    console.print("withdrawn: you are in no release or query from now on")
+
+
+@research_app.command("release")
+def release(sponsor: Name, study: StudyId, out: Annotated[Path, typer.Option("--out")],
+            data: DataOpt = None) -> None:
+    """Receive a de-identified record-level release (a bundle you can verify offline)."""
+    with open_node_and_vault(data) as (node, vault):
+        ident = accounts.identity(node, sponsor)
+        raw = ResearchService(node, vault).release(ident.id, accounts.keys_of(node, ident),
+                                                   _hex32(study, "--study"))
+    atomic_write(out, raw, mode=0o600)
+    doc = json.loads(raw)
+    console.print(f"{len(doc['rows'])} rows of {len(doc['participants'])} participants "
+                  f"written to {out}")
+
+
+@research_app.command("query")
+def query(sponsor: Name, study: StudyId,
+          statistic: Annotated[str, typer.Option(help="mean_glucose, time_in_range, "
+                                                 "time_below_70, time_below_54, gmi")],
+          epsilon: Annotated[float, typer.Option(help="Privacy cost of this query.")],
+          data: DataOpt = None) -> None:
+    """A differentially private cohort statistic, charged to the study's budget first."""
+    with open_node_and_vault(data) as (node, vault):
+        ident = accounts.identity(node, sponsor)
+        a = ResearchService(node, vault).query(ident.id, accounts.keys_of(node, ident),
+                                               _hex32(study, "--study"), statistic, epsilon)
+    console.print(f"{a.statistic} = {a.value:.2f} over {a.participants} participants "
+                  f"(epsilon {a.epsilon:g}; spent {a.spent:g} of {a.budget:g})")
+
+
+@research_app.command("verify")
+def verify(bundle: Path, data: DataOpt = None) -> None:
+    """Check a release bundle offline against this node's checkpoint key."""
+    try:
+        raw = bundle.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {bundle}: {exc.strerror}") from None
+    with open_node(data) as node:
+        got = verify_bundle(raw, node.verifier())
+    console.print(f"verified: {got.rows} rows, {got.participants} participants, "
+                  f"{len(got.batches)} batches, root {got.root.hex()[:16]}, checkpoint "
+                  f"{got.checkpoint.size} signed by {got.signer}")
+
+
+@research_app.command("mine")
+def mine(patient: Name, fhir: bool = False, data: DataOpt = None) -> None:
+    """Your studies: what each received and your credit (or FHIR Consent + ResearchStudy)."""
+    with open_node(data) as node:
+        parts = participation(node.state, accounts.identity(node, patient).id)
+    if fhir:
+        console.print_json(json.dumps([
+            [research_consent(p.grant, p.study, p.grant["time"]), research_study(p.study)]
+            for p in parts], default=lambda b: b.hex()))
+        return
+    rows = [[p.study["protocol"], p.study["purpose"], p.grant["id"].hex()[:16],
+             p.grant["status"], str(sum(r["form"] == "records" for r in p.releases)),
+             str(sum(r["form"] == "aggregate" for r in p.releases)),
+             f"{p.credits} ({p.credit_days} days)"] for p in parts]
+    console.print(table(f"research of {patient}", ["study", "purpose", "grant", "status",
+                                                   "releases", "queries", "credit"], rows))
+
+
+@research_app.command("show")
+def show(study: StudyId, data: DataOpt = None) -> None:
+    """A study's terms and spent budget (as FHIR ResearchStudy JSON)."""
+    with open_node(data) as node:
+        rec = load_study(node.state, _hex32(study, "--study"))
+    console.print_json(json.dumps(research_study(rec)))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(research_app, name="research")
+
