@@ -12,8 +12,16 @@ import sys
 import typer
 
 from ..errors import GlucoledgerError, InputError, PermissionDeniedError, VerificationError
-from . import bench_cmd, consent_cmds, consortium_cmds, data_cmds, demo, ledger_cmds, server_cmds
-from . import research_cmds
+from . import (
+    bench_cmd,
+    consent_cmds,
+    consortium_cmds,
+    data_cmds,
+    demo,
+    ledger_cmds,
+    research_cmds,
+    server_cmds,
+)
 from .common import err_console
 
 __all__ = ["app", "main"]
