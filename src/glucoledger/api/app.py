@@ -195,6 +195,9 @@ def create_app(node: Node, settings: ServerSettings | None = None, *,
     app.include_router(routes_devices.router)
     app.include_router(routes_data.router)
     app.include_router(routes_fhir.router)
+    from . import routes_research  # research sharing (issue 18)
+
+    app.include_router(routes_research.router)
     try:
         from . import portal
     except ImportError:  # pragma: no cover - jinja2 missing

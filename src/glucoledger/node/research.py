@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -365,7 +366,9 @@ def _check_k(participants: list[dict[str, Any]], fields: list[str], k: int) -> N
         return  # no quasi-identifier released: every participant looks alike
     import pandas as pd
 
-    got = int(_checker().k_anonymity(pd.DataFrame(participants), fields))
+    with warnings.catch_warnings():  # pycanon's pandas idioms warn under pandas 3
+        warnings.simplefilter("ignore")
+        got = int(_checker().k_anonymity(pd.DataFrame(participants), fields))
     if got < k:
         raise ConsistencyError(f"the release is {got}-anonymous, not {k}-anonymous; nothing "
                                "was released")
