@@ -114,3 +114,24 @@ def test_three_roles_over_rest(rsite: ResearchSite, rclient: Any) -> None:
         assert r.status_code == code and r.json()["message"], r.text
     r = call(c, s, None, "GET", "/api/research/mine")
     assert r.status_code == 401
+
+
+@pytest.mark.parametrize("who", ["alice", "org"])
+def test_fuzz_research_routes_never_answer_500(client: Any, site: Any, who: str) -> None:
+    from glucoledger.api.security import COOKIE
+
+    from .fuzzing import server_errors
+
+    password = "alice-demo-password"
+    if who == "org":
+        password = "operator-fuzz-password"
+        site.ctx.passwords.set("org", password)
+    r = client.post("/api/session", json={"name": who, "password": password})
+    assert r.status_code == 200, r.text
+    headers = {"cookie": f"{COOKIE}={client.cookies.get(COOKIE)}",
+               "x-csrf-token": r.json()["csrf"]}
+    seen, failures = server_errors(site.app, max_examples=10,
+                                   include=lambda path: path.startswith("/api/research"),
+                                   headers=lambda path: headers)
+    assert len(seen) >= 9, seen
+    assert not failures, failures

@@ -297,3 +297,20 @@ def test_credit_per_sufficient_day_visible_to_her_and_counted_once(lab: Lab) -> 
     assert mine[0].credit_days in (DAYS, DAYS + 1)
     assert mine[0].credits == 5 * mine[0].credit_days
     assert participation(lab.node.state, lab.patients[5].id) == []
+
+
+def test_a_release_that_cannot_be_built_is_withheld_and_shown_as_such(lab: Lab) -> None:
+    study = lab.study()
+    for i in range(2):
+        lab.join(i, study)
+    # a consent signed elsewhere (self-custody), with no profile given to this node
+    profiles = lab.node.data_dir / "research-profiles.json"
+    doc = json.loads(profiles.read_text())
+    del doc[lab.patients[1].id.hex()]
+    profiles.write_text(json.dumps(doc))
+    from glucoledger.errors import NotFoundError
+
+    with pytest.raises(NotFoundError, match="gave no research profile"):
+        lab.release(study)
+    trail = [e for e in audit_trail(lab.node, lab.patients[0].id) if e.kind == "research"]
+    assert trail[0].outcome == "withheld"
