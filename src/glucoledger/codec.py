@@ -21,7 +21,7 @@ import cbor2
 
 from .errors import MalformedError
 
-__all__ = ["MAX_ENCODED", "Value", "decode", "decode_trusted", "encode"]
+__all__ = ["MAX_ENCODED", "Value", "decode", "decode_trusted", "encode", "parse_hex_id"]
 
 #: Largest encoded object accepted anywhere (a transaction, a block header, a proof): 1 MiB.
 MAX_ENCODED = 1 << 20
@@ -155,3 +155,15 @@ def encode_unchecked(value: Value) -> bytes:
     batches), without re-walking the value to check its types: a hot path of ingest."""
     data: bytes = cbor2.dumps(value, canonical=True)
     return data
+
+
+def parse_hex_id(text: str, what: str) -> bytes:
+    """A 32-byte id (a transaction hash, an account id) typed as 64 hex digits, as every edge
+    prints them. Raises MalformedError saying ``what`` it should be."""
+    try:
+        value = bytes.fromhex(text)
+    except ValueError:
+        value = b""
+    if len(value) != 32:
+        raise MalformedError(f"{what} is 64 hex digits (as printed when it was created)")
+    return value

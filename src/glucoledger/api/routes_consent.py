@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import Field
 
+from ..codec import parse_hex_id
 from ..crypto import PrivateKey
 from ..errors import InputError, NotFoundError, PermissionDeniedError
 from ..glucose.readings import CgmReading
@@ -107,13 +108,7 @@ class AlertBody(Strict):
 
 def _hex_id(text: str, what: str) -> bytes:
     """A 32-byte id given as 64 hex digits; InputError saying ``what`` it should be."""
-    try:
-        value = bytes.fromhex(text)
-    except ValueError:
-        value = b""
-    if len(value) != 32:
-        raise InputError(f"{what} is 64 hex digits")
-    return value
+    return parse_hex_id(text, what)
 
 
 def _grant_id(text: str) -> bytes:

@@ -24,8 +24,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import Field
 
+from ..codec import parse_hex_id
 from ..crypto import PrivateKey
-from ..errors import InputError
 from ..interop.fhir_research import research_consent, research_study
 from ..node.accounts import keys_of
 from ..node.deid import Profile
@@ -57,14 +57,8 @@ def _keys(request: Request, who: Principal) -> list[PrivateKey]:
     return keys_of(ctx(request).node, who.ident)
 
 
-def _id(text: str, what: str) -> bytes:
-    try:
-        value = bytes.fromhex(text)
-    except ValueError:
-        value = b""
-    if len(value) != 32:
-        raise InputError(f"{what} is 64 hex digits")
-    return value
+def _study(text: str) -> bytes:
+    return parse_hex_id(text, "a study id")
 
 
 class Period(Strict):
@@ -129,13 +123,13 @@ def register_study(body: StudyBody, request: Request, who: Who) -> dict[str, Any
 @router.get("/studies/{study_id}", responses=ERRORS)
 def get_study(study_id: str, request: Request, who: Who) -> dict[str, Any]:
     """The study as a FHIR ResearchStudy (terms, status, spent budget)."""
-    return research_study(load_study(ctx(request).node.state, _id(study_id, "a study id")))
+    return research_study(load_study(ctx(request).node.state, _study(study_id)))
 
 
 @router.post("/studies/{study_id}/close", responses=ERRORS)
 def close_study(study_id: str, request: Request, who: Who) -> dict[str, Any]:
     require_kind(request, who, "organization")
-    _service(request).close_study(who.id, _keys(request, who), _id(study_id, "a study id"))
+    _service(request).close_study(who.id, _keys(request, who), _study(study_id))
     return {"id": study_id, "status": "closed"}
 
 
@@ -143,7 +137,7 @@ def close_study(study_id: str, request: Request, who: Who) -> dict[str, Any]:
 def release(study_id: str, request: Request, who: Who) -> Response:
     """A de-identified record-level release (a bundle verifiable offline)."""
     require_kind(request, who, "organization")
-    raw = _service(request).release(who.id, _keys(request, who), _id(study_id, "a study id"))
+    raw = _service(request).release(who.id, _keys(request, who), _study(study_id))
     return Response(raw, media_type="application/json",
                     headers={"Cache-Control": "no-store"})
 
@@ -152,7 +146,7 @@ def release(study_id: str, request: Request, who: Who) -> Response:
 def query(study_id: str, body: QueryBody, request: Request, who: Who) -> dict[str, Any]:
     """A differentially private cohort statistic; the budget is charged on the ledger first."""
     require_kind(request, who, "organization")
-    a = _service(request).query(who.id, _keys(request, who), _id(study_id, "a study id"),
+    a = _service(request).query(who.id, _keys(request, who), _study(study_id),
                                 body.statistic, body.epsilon)
     return {"statistic": a.statistic, "value": a.value, "epsilon": a.epsilon,
             "participants": a.participants, "spent": a.spent, "budget": a.budget,
@@ -165,7 +159,7 @@ def consent(study_id: str, body: ConsentBody, request: Request, who: Who) -> dic
     require_kind(request, who, "patient")
     profile = Profile.from_value(body.profile.model_dump())
     node = ctx(request).node
-    gid = _service(request).join(who.id, _keys(request, who), _id(study_id, "a study id"),
+    gid = _service(request).join(who.id, _keys(request, who), _study(study_id),
                                  sorted(set(body.streams)), sorted(set(body.fields)),
                                  node.now_ms() + body.days * DAY_MS, profile)
     return {"id": gid.hex(), "status": "active"}
@@ -175,7 +169,7 @@ def consent(study_id: str, body: ConsentBody, request: Request, who: Who) -> dic
 def withdraw(grant_id: str, request: Request, who: Who) -> dict[str, Any]:
     """Withdraw: you are in no release or query from the next block on."""
     require_kind(request, who, "patient")
-    _service(request).withdraw(who.id, _keys(request, who), _id(grant_id, "a grant id"))
+    _service(request).withdraw(who.id, _keys(request, who), parse_hex_id(grant_id, "a grant id"))
     return {"id": grant_id, "status": "withdrawn"}
 
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..codec import parse_hex_id
 from ..errors import InputError, MalformedError
 from ..files import atomic_write, read_json
 from ..interop.fhir_research import research_consent, research_study
@@ -28,16 +29,6 @@ research_app = typer.Typer(help="Research sharing: studies, opt-in, de-identifie
                            "DP queries, verification.", no_args_is_help=True)
 Name = Annotated[str, typer.Option(help="An account name from the address book.")]
 StudyId = Annotated[str, typer.Option("--study", help="The study id (hex).")]
-
-
-def _hex32(value: str, what: str) -> bytes:
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raw = b""
-    if len(raw) != 32:
-        raise InputError(f"{what} is 64 hex digits (as printed when it was created)")
-    return raw
 
 
 def _json_file(path: Path, what: str) -> dict[str, Any]:
@@ -67,7 +58,7 @@ def close_study(sponsor: Name, study: StudyId, data: DataOpt = None) -> None:
     with open_node_and_vault(data) as (node, vault):
         ident = accounts.identity(node, sponsor)
         ResearchService(node, vault).close_study(ident.id, accounts.keys_of(node, ident),
-                                                 _hex32(study, "--study"))
+                                                 parse_hex_id(study, "--study"))
     console.print("closed")
 
 
@@ -89,7 +80,7 @@ def join(patient: Name, study: StudyId,
     with open_node_and_vault(data) as (node, vault):
         ident = accounts.identity(node, patient)
         gid = ResearchService(node, vault).join(
-            ident.id, accounts.keys_of(node, ident, [0]), _hex32(study, "--study"),
+            ident.id, accounts.keys_of(node, ident, [0]), parse_hex_id(study, "--study"),
             [s for s in streams.split(",") if s], [f for f in fields.split(",") if f],
             node.now_ms() + days * DAY_MS, prof)
     console.print(f"research grant {gid.hex()}")
@@ -102,7 +93,7 @@ def withdraw(patient: Name, grant: Annotated[str, typer.Option("--grant")],
     with open_node_and_vault(data) as (node, vault):
         ident = accounts.identity(node, patient)
         ResearchService(node, vault).withdraw(ident.id, accounts.keys_of(node, ident, [0]),
-                                              _hex32(grant, "--grant"))
+                                              parse_hex_id(grant, "--grant"))
     console.print("withdrawn: you are in no release or query from now on")
 
 
@@ -113,7 +104,7 @@ def release(sponsor: Name, study: StudyId, out: Annotated[Path, typer.Option("--
     with open_node_and_vault(data) as (node, vault):
         ident = accounts.identity(node, sponsor)
         raw = ResearchService(node, vault).release(ident.id, accounts.keys_of(node, ident),
-                                                   _hex32(study, "--study"))
+                                                   parse_hex_id(study, "--study"))
     atomic_write(out, raw, mode=0o600)
     doc = json.loads(raw)
     console.print(f"{len(doc['rows'])} rows of {len(doc['participants'])} participants "
@@ -130,7 +121,7 @@ def query(sponsor: Name, study: StudyId,
     with open_node_and_vault(data) as (node, vault):
         ident = accounts.identity(node, sponsor)
         a = ResearchService(node, vault).query(ident.id, accounts.keys_of(node, ident),
-                                               _hex32(study, "--study"), statistic, epsilon)
+                                               parse_hex_id(study, "--study"), statistic, epsilon)
     console.print(f"{a.statistic} = {a.value:.2f} over {a.participants} participants "
                   f"(epsilon {a.epsilon:g}; spent {a.spent:g} of {a.budget:g})")
 
@@ -171,7 +162,7 @@ def mine(patient: Name, fhir: bool = False, data: DataOpt = None) -> None:
 def show(study: StudyId, data: DataOpt = None) -> None:
     """A study's terms and spent budget (as FHIR ResearchStudy JSON)."""
     with open_node(data) as node:
-        rec = load_study(node.state, _hex32(study, "--study"))
+        rec = load_study(node.state, parse_hex_id(study, "--study"))
     console.print_json(json.dumps(research_study(rec)))
 
 

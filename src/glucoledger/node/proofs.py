@@ -40,7 +40,8 @@ from ..vault.batch import leaf_data, leaf_hashes, reading_salt
 from ..vault.store import Vault
 from .service import Node
 
-__all__ = ["PROOF_TYPE", "VerifiedReading", "dumps_proof", "ordered_proof", "prove_reading",
+__all__ = ["PROOF_TYPE", "VerifiedReading", "dumps_proof", "load_document", "ordered_proof",
+           "prove_reading",
            "verify_ordered", "verify_proof"]
 
 PROOF_TYPE = "glucoledger/reading-proof/v1"
@@ -68,6 +69,23 @@ def _unb64(text: object, what: str) -> bytes:
 def dumps_proof(doc: dict[str, Any]) -> bytes:
     return (json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
             + "\n").encode("ascii")
+
+
+def load_document(data: bytes, *, limit: int, keys: set[str], doc_type: str, what: str
+                  ) -> dict[str, Any]:
+    """Parse a canonical JSON document (``dumps_proof`` form) of exactly ``keys`` whose
+    ``type`` is ``doc_type``; MalformedError naming ``what`` otherwise."""
+    if len(data) > limit:
+        raise MalformedError(f"the {what} is larger than {limit} bytes")
+    try:
+        doc = json.loads(data.decode("ascii"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise MalformedError(f"the {what} is not JSON text") from None
+    if not isinstance(doc, dict) or set(doc) != keys or doc.get("type") != doc_type:
+        raise MalformedError(f"not a {doc_type} document")
+    if dumps_proof(doc) != data:
+        raise MalformedError(f"the {what} is not in canonical form (it was edited)")
+    return doc
 
 
 def prove_reading(node: Node, vault: Vault, patient: bytes, stream: str, time_ms: int, *,
@@ -115,16 +133,7 @@ class VerifiedReading:
 
 def verify_proof(data: bytes, verifier: NoteVerifier) -> VerifiedReading:
     """Check a reading proof offline against the node's note key; return what it proves."""
-    if len(data) > MAX_PROOF:
-        raise MalformedError(f"proof is larger than {MAX_PROOF} bytes")
-    try:
-        doc = json.loads(data.decode("ascii"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise MalformedError("the proof is not JSON text") from None
-    if not isinstance(doc, dict) or set(doc) != _KEYS or doc["type"] != PROOF_TYPE:
-        raise MalformedError(f"not a {PROOF_TYPE} document")
-    if dumps_proof(doc) != data:
-        raise MalformedError("the proof is not in canonical form (it was edited)")
+    doc = load_document(data, limit=MAX_PROOF, keys=_KEYS, doc_type=PROOF_TYPE, what="proof")
     ints = ("leaf_index", "log_index")
     if not all(isinstance(doc[k], int) and not isinstance(doc[k], bool) for k in ints):
         raise MalformedError("leaf_index and log_index are integers")

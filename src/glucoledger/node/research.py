@@ -35,7 +35,6 @@ pseudonym and date shift; profiles given at opt-in are in ``<data>/research-prof
 from __future__ import annotations
 
 import base64
-import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -65,7 +64,7 @@ from ..state.accounts_model import account_id, single_key_policy
 from ..state.research import release_key
 from ..vault.store import Vault
 from . import deid
-from .proofs import ordered_proof, verify_ordered
+from .proofs import dumps_proof, load_document, ordered_proof, verify_ordered
 from .service import Node
 
 __all__ = ["BUNDLE_TYPE", "DpAnswer", "ResearchService", "VerifiedRelease", "dumps_bundle",
@@ -86,9 +85,7 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def dumps_bundle(doc: dict[str, Any]) -> bytes:
-    return (json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-            + "\n").encode("ascii")
+dumps_bundle = dumps_proof  # one canonical JSON form for every offline document
 
 
 def manifest_hash(manifest: dict[str, Any]) -> bytes:
@@ -381,18 +378,10 @@ def verify_bundle(data: bytes, verifier: NoteVerifier) -> VerifiedRelease:
     Raises MalformedError (not a canonical bundle), SignatureError (checkpoint or
     attestation), ConsistencyError (a row, the manifest or the proof does not match).
     """
-    if len(data) > MAX_BUNDLE:
-        raise MalformedError(f"a release bundle is at most {MAX_BUNDLE} bytes")
-    try:
-        doc = json.loads(data.decode("ascii"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise MalformedError("the bundle is not JSON text") from None
     keys = {"type", "manifest", "participants", "rows", "attestation", "log_index",
             "log_proof", "block_header", "results", "checkpoint"}
-    if not isinstance(doc, dict) or set(doc) != keys or doc["type"] != BUNDLE_TYPE:
-        raise MalformedError(f"not a {BUNDLE_TYPE} document")
-    if dumps_bundle(doc) != data:
-        raise MalformedError("the bundle is not in canonical form (it was edited)")
+    doc = load_document(data, limit=MAX_BUNDLE, keys=keys, doc_type=BUNDLE_TYPE,
+                        what="release bundle")
     if not isinstance(doc["participants"], list) or not isinstance(doc["rows"], list):
         raise MalformedError("participants and rows are lists")
     stx, cp, signer = verify_ordered(doc, verifier, "attestation", "research.manifest")
