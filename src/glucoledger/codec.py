@@ -19,7 +19,7 @@ from typing import Any
 
 import cbor2
 
-from .errors import MalformedError
+from .errors import InputError, MalformedError
 
 __all__ = ["MAX_ENCODED", "Value", "decode", "decode_trusted", "encode", "parse_hex_id"]
 
@@ -159,11 +159,11 @@ def encode_unchecked(value: Value) -> bytes:
 
 def parse_hex_id(text: str, what: str) -> bytes:
     """A 32-byte id (a transaction hash, an account id) typed as 64 hex digits, as every edge
-    prints them. Raises MalformedError saying ``what`` it should be."""
+    prints them. Raises InputError (code ``bad_input``) saying ``what`` it should be."""
     try:
         value = bytes.fromhex(text)
     except ValueError:
         value = b""
     if len(value) != 32:
-        raise MalformedError(f"{what} is 64 hex digits (as printed when it was created)")
+        raise InputError(f"{what} is 64 hex digits (as printed when it was created)")
     return value
