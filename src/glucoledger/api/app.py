@@ -198,6 +198,7 @@ def create_app(node: Node, settings: ServerSettings | None = None, *,
     from . import routes_research  # research sharing (issue 18)
 
     app.include_router(routes_research.router)
+    app.include_router(routes_research.pages)
     try:
         from . import portal
     except ImportError:  # pragma: no cover - jinja2 missing

@@ -19,9 +19,13 @@ Anyone signed in (a release verifier):
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
 from pydantic import Field
 
 from ..codec import parse_hex_id
@@ -33,13 +37,16 @@ from ..node.research import ResearchService, verify_bundle
 from ..node.research_view import participation
 from ..state.consent import DAY_MS
 from ..state.research import load_study
-from .auth import principal, require_kind
+from .auth import optional_session, principal, require_kind
 from .context import Principal, ctx
 from .routes_ledger import ERRORS, Strict
 
-__all__ = ["router"]
+__all__ = ["pages", "router"]
 
 router = APIRouter(prefix="/api/research", tags=["research"])
+#: ``GET /research``: the patient's page (a separate template; the portal links to it)
+pages = APIRouter(tags=["research"])
+_templates = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
 Who = Annotated[Principal, Depends(principal)]
 Stream = Literal["cgm", "smbg", "insulin", "carbs"]
 Field_ = Literal["age", "sex", "region", "diabetes_type"]
@@ -200,3 +207,28 @@ async def verify(request: Request, who: Who) -> dict[str, Any]:
             "rows": got.rows, "participants": got.participants,
             "batches": [b.hex() for b in got.batches], "checkpoint_size": got.checkpoint.size,
             "signer": got.signer}
+
+
+@pages.get("/research", response_class=HTMLResponse, include_in_schema=False)
+def research_page(request: Request) -> Response:
+    """Her studies, what each received, her credit (read-only; log in through the portal)."""
+    s = optional_session(request)
+    if s is None:
+        return RedirectResponse("/portal/login", status_code=303)
+    studies = []
+    for p in participation(ctx(request).node.state, s.ident.id):
+        uses = [{"when": datetime.fromtimestamp(r["time"] / 1000, UTC).strftime(
+                    "%Y-%m-%d %H:%M"),
+                 "form": ("de-identified records" if r["form"] == "records" else
+                          f"statistic {r['statistic']} (differential privacy, epsilon "
+                          f"{r['epsilon'] / 1e6:g})"),
+                 "status": ("withheld" if r["form"] == "records" and r["manifest"] is None
+                            else "received")} for r in p.releases]
+        studies.append({"protocol": p.study["protocol"], "purpose": p.study["purpose"],
+                        "status": p.grant["status"], "streams": ", ".join(p.grant["streams"]),
+                        "fields": ", ".join(p.grant["fields"]), "contact": p.study["contact"],
+                        "credits": p.credits, "days": p.credit_days,
+                        "terms": p.study["credit"]["terms"], "uses": uses})
+    return _templates.TemplateResponse(request, "research.html",
+                                       {"name": s.name, "studies": studies},
+                                       headers={"Cache-Control": "no-store"})
