@@ -268,10 +268,12 @@ def test_dp_queries_charge_the_ledger_and_stop_at_the_budget(lab: Lab) -> None:
     study = lab.study(budget=1_000_000)
     for i in range(4):
         lab.join(i, study)
-    costs = [0.3, 0.25, 0.4]
+    costs = [0.3, 0.24, 0.4]
     answers = [lab.research.query(lab.sponsor.id, lab.sponsor_keys, study, s, e)
-               for s, e in zip(("mean_glucose", "time_in_range", "gmi"), costs, strict=True)]
+               for s, e in zip(("mean_glucose", "hourly_median_profile", "gmi"), costs,
+                               strict=True)]
     assert [a.participants for a in answers] == [4, 4, 4]
+    assert [len(a.values) for a in answers] == [1, 24, 1]  # hour 0..23, eps/24 each
     assert answers[-1].spent == pytest.approx(sum(costs))
     assert load_study(lab.node.state, study)["spent"] == sum(round(c * 1e6) for c in costs)
     before = lab.node.state.snapshot()

@@ -111,7 +111,7 @@ class ConsentBody(Strict):
 
 class QueryBody(Strict):
     statistic: Literal["mean_glucose", "time_in_range", "time_below_70", "time_below_54",
-                       "gmi"]
+                       "gmi", "hourly_median_profile"]
     epsilon: float = Field(gt=0, le=100)
 
 
@@ -155,7 +155,7 @@ def query(study_id: str, body: QueryBody, request: Request, who: Who) -> dict[st
     require_kind(request, who, "organization")
     a = _service(request).query(who.id, _keys(request, who), _study(study_id),
                                 body.statistic, body.epsilon)
-    return {"statistic": a.statistic, "value": a.value, "epsilon": a.epsilon,
+    return {"statistic": a.statistic, "values": list(a.values), "epsilon": a.epsilon,
             "participants": a.participants, "spent": a.spent, "budget": a.budget,
             "query": a.query.hex()}
 

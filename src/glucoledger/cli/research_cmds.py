@@ -114,7 +114,8 @@ def release(sponsor: Name, study: StudyId, out: Annotated[Path, typer.Option("--
 @research_app.command("query")
 def query(sponsor: Name, study: StudyId,
           statistic: Annotated[str, typer.Option(help="mean_glucose, time_in_range, "
-                                                 "time_below_70, time_below_54, gmi")],
+                                                 "time_below_70, time_below_54, gmi, "
+                                                 "hourly_median_profile")],
           epsilon: Annotated[float, typer.Option(help="Privacy cost of this query.")],
           data: DataOpt = None) -> None:
     """A differentially private cohort statistic, charged to the study's budget first."""
@@ -122,7 +123,8 @@ def query(sponsor: Name, study: StudyId,
         ident = accounts.identity(node, sponsor)
         a = ResearchService(node, vault).query(ident.id, accounts.keys_of(node, ident),
                                                parse_hex_id(study, "--study"), statistic, epsilon)
-    console.print(f"{a.statistic} = {a.value:.2f} over {a.participants} participants "
+    shown = ", ".join(f"{v:.1f}" for v in a.values)
+    console.print(f"{a.statistic} = {shown} over {a.participants} participants "
                   f"(epsilon {a.epsilon:g}; spent {a.spent:g} of {a.budget:g})")
 
 

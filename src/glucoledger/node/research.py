@@ -20,7 +20,8 @@ this module builds what leaves the node, only after the contract's record is ord
   first (by pseudonym), then rows (by pseudonym, stream, time).
 - ``ResearchService.query`` submits ``research.release`` (form ``aggregate``); if the
   contract accepted it (so the budget is charged on the ledger first), it computes the
-  statistic with OpenDP over one value per participant: a bounded mean (the number of
+  statistic with OpenDP over one value per participant (24 for the hourly median glucose
+  profile, each hour charged epsilon/24): a bounded mean (the number of
   participants is public: it is on the ledger) with Laplace noise calibrated by OpenDP's
   binary search so that the measurement's privacy map at d_in=2 (one participant changed
   under the symmetric distance) is at most the epsilon the ledger charged.
@@ -35,6 +36,7 @@ pseudonym and date shift; profiles given at opt-in are in ``<data>/research-prof
 from __future__ import annotations
 
 import base64
+import statistics
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -77,7 +79,8 @@ SUFFICIENT_SLOTS: Final = 202  # 70 % of 288
 #: Per-participant value bounds for the DP statistics (clamped before the mean).
 BOUNDS: Final[dict[str, tuple[float, float]]] = {
     "mean_glucose": (40.0, 400.0), "gmi": (40.0, 400.0), "time_in_range": (0.0, 100.0),
-    "time_below_70": (0.0, 100.0), "time_below_54": (0.0, 100.0)}
+    "time_below_70": (0.0, 100.0), "time_below_54": (0.0, 100.0),
+    "hourly_median_profile": (40.0, 400.0)}
 MAX_BUNDLE: Final = 64 << 20
 
 
@@ -102,11 +105,16 @@ class DpAnswer:
     study: bytes
     query: bytes  # the research.release transaction that charged the budget
     statistic: str
-    value: float
+    #: one value, or 24 (the hourly median profile, hour 0..23 of participants' local time)
+    values: tuple[float, ...]
     epsilon: float
     participants: int
     spent: float
     budget: float
+
+    @property
+    def value(self) -> float:
+        return self.values[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,16 +308,20 @@ class ResearchService:
         micro = round(epsilon * 1_000_000)
         rel = self._order(sponsor, keys, {"study": study, "form": "aggregate",
                                           "statistic": statistic, "epsilon": micro})
-        values = []
+        per: list[list[float]] = []
         for part in rel["participants"]:
             cgm = [r for r in self._records(part, rel["from"], rel["to"])
                    if isinstance(r, CgmReading)]
-            values.append(_participant_value(statistic, cgm))
-        value = _dp_mean(values, BOUNDS[statistic], micro / 1_000_000)
+            per.append(_participant_values(statistic, cgm))
+        eps = micro / 1_000_000
+        width = len(per[0]) if per else 1
+        # a profile of 24 hourly means costs eps/24 each: sequential composition sums to eps
+        out = tuple(_dp_mean([v[j] for v in per], BOUNDS[statistic], eps / width)
+                    for j in range(width))
         if statistic == "gmi":  # post-processing of the DP mean keeps the guarantee
-            value = 3.31 + 0.02392 * value
+            out = (3.31 + 0.02392 * out[0],)
         srec = self.node.state.get("study/" + study.hex())
-        return DpAnswer(study, rel["id"], statistic, value, micro / 1_000_000, len(values),
+        return DpAnswer(study, rel["id"], statistic, out, eps, len(per),
                         srec["spent"] / 1_000_000, srec["budget"] / 1_000_000)
 
 
@@ -321,14 +333,24 @@ def _sufficient_days(records: Sequence[Record]) -> list[int]:
     return sorted(d for d, s in slots.items() if len(s) >= SUFFICIENT_SLOTS)
 
 
-def _participant_value(statistic: str, cgm: list[CgmReading]) -> float:
+def _participant_values(statistic: str, cgm: list[CgmReading]) -> list[float]:
+    """One value per participant (24 for the hourly median profile); a participant without
+    readings in the window counts as the lower bound, so the cohort size stays public."""
     lo = BOUNDS[statistic][0]
+    if statistic == "hourly_median_profile":
+        hours: dict[int, list[int]] = {}
+        for r in cgm:  # her local clock hour
+            hours.setdefault((r.time_ms // 60_000 + r.tz_offset_min) // 60 % 24, []).append(
+                r.mgdl)
+        overall = statistics.median(r.mgdl for r in cgm) if cgm else lo
+        return [float(statistics.median(hours[h])) if h in hours else float(overall)
+                for h in range(24)]
     if not cgm:
-        return lo  # a participant without readings in the window: the lower bound
+        return [lo]
     s = summarize(cgm)
-    return {"mean_glucose": s.mean_dmgdl / 10, "gmi": s.mean_dmgdl / 10,
-            "time_in_range": s.tir_bp / 100, "time_below_70": s.tbr70_bp / 100,
-            "time_below_54": s.tbr54_bp / 100}[statistic]
+    return [{"mean_glucose": s.mean_dmgdl / 10, "gmi": s.mean_dmgdl / 10,
+             "time_in_range": s.tir_bp / 100, "time_below_70": s.tbr70_bp / 100,
+             "time_below_54": s.tbr54_bp / 100}[statistic]]
 
 
 def _dp_mean(values: list[float], bounds: tuple[float, float], epsilon: float) -> float:
