@@ -270,3 +270,28 @@ def test_manifest_credits_each_day_once_and_only_from_a_node(net: Net) -> None:
     # no transaction type moves credit
     from glucoledger.state import REGISTRY
     assert not [t for t in REGISTRY if "transfer" in t or "credit" in t]
+
+
+def test_consent_follows_her_multisig_policy_and_studies_start_on_time(net: Net) -> None:
+    from glucoledger.state.accounts_model import make_policy
+
+    k1, k2 = crypto.generate(), crypto.generate()
+    policy = make_policy([(k1.public, {"default": 1, "grant": 1, "cosigners": 1}),
+                          (k2.public, {"default": 1, "grant": 1, "cosigners": 1})],
+                         {"default": 1, "grant": 2, "cosigners": 2})
+    both = net.create("patient", policy, [k1, k2])
+    sid = _study(net, period={"from": T0 + 10 * DAY, "to": T0 + 100 * DAY})
+    body = {"study": sid, "streams": ["cgm"], "fields": [], "until": T0 + 50 * DAY}
+    assert net.send(both, "research.consent", body)[0] == "insufficient_signatures"
+    assert net.send(both, "research.consent", body, [k2])[0] == "ok"
+    _consent(net, net.patients[0], sid)
+    assert net.send(net.sponsor, "research.release", {"study": sid, "form": "records"})[0] \
+        == "not_started"
+    net.time += 10 * DAY
+    code, rel = net.send(net.sponsor, "research.release", {"study": sid, "form": "records"})
+    assert code == "ok" and len(net.state.get(release_key(rel))["participants"]) == 2
+    # a malformed body is refused as such, whatever the field
+    for bad in ({"study": sid}, {"study": sid, "form": "everything"},
+                {"study": sid, "form": "aggregate", "statistic": "gmi", "epsilon": 0},
+                {"study": b"short", "form": "records"}):
+        assert net.send(net.sponsor, "research.release", bad)[0] == "malformed"
