@@ -220,19 +220,29 @@ def scan_identifiers(rows: Iterable[Mapping[str, Any]], identifiers: Mapping[str
     serials, account ids, zips, birth dates...), any email address or ZIP-like number in text,
     and any age value over 89 that is not ``90+``. An empty list means none was found."""
     needles = [(cat, v.lower()) for cat, vals in identifiers.items() for v in vals if v]
+    seen: dict[tuple[str, str, bool], list[str]] = {}  # most values repeat: judge each once
+
+    def judge(key: str, text: str, is_text: bool) -> list[str]:
+        out = [f"field {key}: {cat}" for cat in dict.fromkeys(
+            cat for cat, needle in needles if needle in text)]
+        if is_text and key != "time" and (_ZIP.search(text) or _EMAIL.search(text)):
+            out.append(f"field {key}: zip or email")
+        if key == "age" and text not in ("*", "90+"):
+            lead = text.split("-")[0]
+            if not lead.isdigit() or int(lead) > 89:
+                out.append("exact age over 89")
+        if key != "time" and _DATE_OF_BIRTH.search(text):
+            out.append(f"field {key}: a date")
+        return out
+
     found: list[str] = []
     for i, row in enumerate(rows):
         for key, value in row.items():
             text = str(value).lower()
-            for cat, needle in needles:
-                hit = f"row {i} field {key}: {cat}"
-                if needle in text and hit not in found:
-                    found.append(hit)
-            if isinstance(value, str) and key != "time" and (
-                    _ZIP.search(text) or _EMAIL.search(text)):
-                found.append(f"row {i} field {key}: zip or email")
-            if key == "age" and text not in ("*", "90+") and int(text.split("-")[0]) > 89:
-                found.append(f"row {i}: exact age over 89")
-            if key not in ("time",) and _DATE_OF_BIRTH.search(text):
-                found.append(f"row {i} field {key}: a date")
+            cache_key = (key, text, isinstance(value, str))
+            verdict = seen.get(cache_key)
+            if verdict is None:
+                verdict = seen[cache_key] = judge(*cache_key)
+            found.extend(f"row {i} {v}" if v.startswith("field") else f"row {i}: {v}"
+                         for v in verdict)
     return found
