@@ -51,6 +51,10 @@ def test_sponsor_patient_verifier(lab_dir: Path, tmp_path: Path) -> None:
     assert r.returncode == 0 and "3 participants" in r.stdout, r.stderr
     r = run("research", "verify", str(out), *data)
     assert r.returncode == 0 and "verified" in r.stdout, r.stderr
+    r = run("research", "am-i-in", "--patient", "p1", str(out), *data)
+    assert r.returncode == 0 and "yes: 4 of your batches" in r.stdout, r.stderr
+    r = run("research", "am-i-in", "--patient", "p4", str(out), *data)
+    assert r.returncode == 0 and "no: none of your data" in r.stdout, r.stderr
     doc = json.loads(out.read_bytes())
     doc["rows"][0]["mgdl"] += 1
     out.write_text(json.dumps(doc, sort_keys=True, separators=(",", ":")) + "\n")

@@ -161,6 +161,12 @@ def test_withdrawal_excludes_her_from_later_releases_and_keeps_the_earlier(lab: 
     first_id = verify_bundle(dumps_bundle(first), lab.node.verifier()).release
     second_id = verify_bundle(dumps_bundle(second), lab.node.verifier()).release
     assert lab.node.state.get(rgrant_key(grants[0]))["releases"] == [first_id]
+    # she can check a release bundle herself: her batches are in the first, not the second
+    hers = {row.tx_hash for row in lab.research.vault.batches(p0.id)}
+    assert len(hers) == 5  # 4 days of CGM in batches of 288, and the insulin
+    assert set(lab.research.am_i_in(p0.id, dumps_bundle(first))) == hers
+    assert lab.research.am_i_in(p0.id, dumps_bundle(second)) == ()
+    assert len(lab.research.am_i_in(lab.patients[1].id, dumps_bundle(second))) == 5
     trail = [e for e in audit_trail(lab.node, p0.id) if e.kind == "research"]
     assert [e.outcome for e in trail] == ["withdrew", "released", "consented"]
     released = trail[1]

@@ -142,6 +142,19 @@ def verify(bundle: Path, data: DataOpt = None) -> None:
                   f"{got.checkpoint.size} signed by {got.signer}")
 
 
+@research_app.command("am-i-in")
+def am_i_in(patient: Name, bundle: Path, data: DataOpt = None) -> None:
+    """Check a release bundle for your data (it is verified first)."""
+    try:
+        raw = bundle.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {bundle}: {exc.strerror}") from None
+    with open_node_and_vault(data) as (node, vault):
+        mine = ResearchService(node, vault).am_i_in(accounts.identity(node, patient).id, raw)
+    console.print(f"yes: {len(mine)} of your batches are in this release" if mine else
+                  "no: none of your data is in this release")
+
+
 @research_app.command("mine")
 def mine(patient: Name, fhir: bool = False, data: DataOpt = None) -> None:
     """Your studies: what each received and your credit (or FHIR Consent + ResearchStudy)."""

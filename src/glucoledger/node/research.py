@@ -208,6 +208,13 @@ class ResearchService:
         """Withdraw: in no release or query from the next block on."""
         self.node.send("research.withdraw", {"grant": grant}, patient, keys)
 
+    def am_i_in(self, patient: bytes, bundle: bytes) -> tuple[bytes, ...]:
+        """Her ``data.commit`` hashes that a release drew from (verified first; empty if
+        she is not in it). Raises as ``verify_bundle`` does."""
+        got = verify_bundle(bundle, self.node.verifier())
+        mine = {row.tx_hash for row in self.vault.batches(patient)}
+        return tuple(c for c in got.batches if c in mine)
+
     # --- the sponsor's side ------------------------------------------------------------------
     def _order(self, sponsor: bytes, keys: Sequence[PrivateKey], body: dict[str, Any]
                ) -> dict[str, Any]:
