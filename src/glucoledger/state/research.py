@@ -42,11 +42,12 @@ A study (``study/<id>``, id = the registering transaction's hash)::
 Write-ahead: nothing leaves the node before the ``research.release`` that names it is
 ordered; a record-level release is handed out only after its ``research.manifest``.
 
-Refusals: ``not_organization``, ``not_member``, ``insufficient_signatures``, ``bad_nonce``,
+Refusals: ``not_organization``, ``insufficient_signatures``, ``bad_nonce``,
 ``unknown_study``, ``not_sponsor``, ``study_closed``, ``form_not_allowed``, ``not_patient``,
 ``bad_scope``, ``unknown_grant``, ``not_your_grant``, ``already_withdrawn``,
 ``too_few_participants``, ``budget_exhausted``, ``not_started``, ``not_node``, ``unknown_release``,
-``manifest_exists``, ``bad_days``, ``malformed``. Pure: no I/O, clock or randomness.
+``manifest_exists``, ``bad_days``, ``too_many_participants``, ``malformed``.
+Pure: no I/O, clock or randomness.
 """
 
 from __future__ import annotations
