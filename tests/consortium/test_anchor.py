@@ -6,7 +6,7 @@ import pytest
 
 from glucoledger import codec
 from glucoledger.errors import ConsistencyError
-from glucoledger.ledger.finality import verify_final
+from glucoledger.ledger.finality import MemberSchedule, verify_final
 from glucoledger.node import control
 from glucoledger.node.anchor import Anchorer, connect, record_tx, verify_anchor
 from glucoledger.node.genesis_file import Genesis, member_of
@@ -26,9 +26,9 @@ def test_final_checkpoint_anchored_recorded_and_verified(consortium: Consortium)
     genesis = Genesis.load(consortium.base / "genesis.json")
     members, threshold = genesis.verifiers(), genesis.threshold
     w3 = connect("tester")
-    receipt = Anchorer(w3).anchor(note, members, threshold)
+    receipt = Anchorer(w3).anchor(note, MemberSchedule.fixed(members, threshold))
     _, wallet = member_of(consortium.folders[0])
-    stx = record_tx(CHAIN, receipt, wallet.load("org"), gov_nonce=0)
+    stx = record_tx(CHAIN, receipt, wallet.load("org"), anchor_nonce=0)
     [r] = control.submit(consortium.urls[0], [stx.raw])
     assert r["code"] == "ok", r
     # The record is on the ledger; check it against the chain and the cosigned checkpoint.

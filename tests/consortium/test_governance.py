@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from glucoledger import crypto
 from glucoledger.ledger.checkpoint import Checkpoint, NoteVerifier, sign_checkpoint
-from glucoledger.ledger.finality import decide, verify_final
+from glucoledger.ledger.finality import MemberSchedule, decide, verify_final
 from glucoledger.ledger.log import encode_cut, encode_tx_entry
 from glucoledger.ledger.tx import Transaction, sign
 from glucoledger.node.genesis_file import Genesis, Member
@@ -69,10 +69,10 @@ def test_finality_needs_threshold_identical_notes_and_reports_divergence() -> No
     notes = {4: {"n0": sign_checkpoint(good, keys[0], "n0").encode(),
                  "n1": sign_checkpoint(good, keys[1], "n1").encode(),
                  "n2": sign_checkpoint(bad, keys[2], "n2").encode()}}
-    final, diverged = decide(notes, members, 2, {4: good.body()})
+    final, diverged = decide(notes, MemberSchedule.fixed(members, 2), {4: good.body()})
     assert final is not None and final.signers == ("n0", "n1")
     assert verify_final(final.note, members, 2) == good
     assert [(d.node, d.height, d.our_root, d.their_root) for d in diverged] == [
         ("n2", 4, good.root, bad.root)]
-    final, _ = decide(notes, members, 3, {})
+    final, _ = decide(notes, MemberSchedule.fixed(members, 3), {})
     assert final is None

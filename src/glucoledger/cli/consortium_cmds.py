@@ -61,27 +61,11 @@ def verify_anchor(
     checkpoint_file: Annotated[Path | None, typer.Option("--checkpoint", help="A cosigned checkpoint to check against (default: this node's stored one).")] = None,
 ) -> None:
     """Check an anchor recorded on the ledger against the public chain and the checkpoint."""
-    from ..ledger.checkpoint import Checkpoint, parse_note
-    from ..ledger.finality import verify_final
-    from ..node.anchor import connect
-    from ..node.anchor import verify_anchor as check
+    from ..node.anchor import check_recorded, connect
 
+    cosigned = checkpoint_file.read_bytes() if checkpoint_file is not None else None
     with open_node(data) as n:
-        keys = sorted(n.state.keys("anchor/"))
-        if height is not None:
-            keys = [k for k in keys if k == f"anchor/{height:020d}"]
-        if not keys:
-            raise NotFoundError("no anchor recorded on this ledger" + (
-                f" for block {height}" if height is not None else ""))
-        record = n.state.get(keys[-1])
-        info = n.state.get("chain/genesis")
-        if checkpoint_file is not None:
-            cp = verify_final(checkpoint_file.read_bytes(), n.node_keys(), int(info["threshold"]))
-        else:
-            note = parse_note(n.store.checkpoint_at(record["height"]))
-            note.verify([n.verifier()])
-            cp = Checkpoint.parse_body(note.text)
-    cp = check(connect(endpoint), record, cp)
+        cp, record = check_recorded(n, connect(endpoint), height, cosigned)
     console.print(f"[bold green]OK[/]: block {cp.height} (size {cp.size}, root "
                   f"{cp.root.hex()[:16]}…) is anchored in chain {record['chain_id']} block "
                   f"{record['block_number']}, tx {record['tx_hash'].hex()}")

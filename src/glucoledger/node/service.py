@@ -467,11 +467,14 @@ class Node:
             self._pool = ProcessPoolExecutor(self._workers, mp_context=get_context("forkserver"))
         return self._pool
 
-    def _store_block(self, block: Block) -> None:
+    def _store_block(self, block: Block, frontier: Sequence[bytes] | None = None) -> None:
+        """Sign (cosignature/v1) and store ``block``; ``frontier``: the Merkle frontier after
+        it (default: the replica's, when the block is its last)."""
         h = block.header
         cp = Checkpoint(self.config.chain, h.log_size, h.log_root, h.height, block.hash, h.time)
         note = sign_checkpoint(cp, self.node_key, self.config.name).encode()
-        self.store.write_block(block, note, self.replica.tree.frontier)
+        self.store.write_block(block, note,
+                               self.replica.tree.frontier if frontier is None else frontier)
 
     # --- reading --------------------------------------------------------------------------
     @property
