@@ -1,5 +1,6 @@
 """Consortium commands: node, consortium (keys, genesis, sign, init, status, submit, export,
-import), cluster (up, down), anchor and verify-anchor. Parse, call ``node``, render."""
+import, rejoin, propose, cosign), cluster (up, down), verify-anchor. Parse, call ``node``,
+render."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import typer
 
 from .. import codec
 from ..errors import InputError, NotFoundError
+from ..files import atomic_write
 from ..node import control, devcluster
 from ..node.consortium import export_blocks, import_blocks
 from ..node.genesis_file import Genesis, Member, create_member, init_member, member_of
@@ -162,6 +164,95 @@ def import_(file: Path, data: DataOpt = None) -> None:
     with Node(data_dir(data)) as n:
         count = import_blocks(n, file.read_bytes())
     console.print(f"verified and stored {count} blocks")
+
+
+@consortium_app.command("rejoin")
+def rejoin(
+    genesis_file: Annotated[Path, typer.Option("--genesis", help="The consortium's genesis file.")],
+    orderer: Annotated[str, typer.Option(help="etcd://HOST:PORT[,...] of the consortium.")],
+    peer: Annotated[str | None, typer.Option(help="One member's control URL to fetch blocks from.")] = None,
+    export_file: Annotated[Path | None, typer.Option("--export", help="A `consortium export` file, instead of --peer (offline).")] = None,
+    keys_from: Annotated[Path | None, typer.Option("--keys", help="Backup of this member's keys (master.key, member.txt, wallet/); default: the --data folder's own.")] = None,
+    data: DataOpt = None,
+) -> None:
+    """Rebuild a lost or damaged member folder from the genesis, its keys and one peer."""
+    from ..node.rejoin import rejoin as do_rejoin
+    from ..node.rejoin import restore_folder
+
+    if (peer is None) == (export_file is None):
+        raise InputError("give exactly one of --peer URL or --export FILE")
+    folder = data_dir(data)
+    name = restore_folder(folder, Genesis.load(genesis_file), orderer, keys_from)
+    export = export_file.read_bytes() if export_file is not None else None
+    count = do_rejoin(folder, peer=peer, export=export)
+    console.print(f"{name}: verified and stored {count} blocks (final checkpoint cosigned by "
+                  f"the members at its height); start it with `glucoledger node --data "
+                  f"{folder}`")
+
+
+@consortium_app.command("propose")
+def propose(
+    kind: Annotated[str, typer.Argument(help="member-add | member-remove | rotate-key | threshold")],
+    out: Annotated[Path, typer.Option(help="Where to write the proposal (an envelope).")],
+    name: Annotated[str | None, typer.Option(help="The member the change is about.")] = None,
+    member: Annotated[str | None, typer.Option(help="member-add: the new member's line from `consortium keys`.")] = None,
+    vkey: Annotated[str | None, typer.Option(help="rotate-key: the member's new node key (vkey).")] = None,
+    threshold: Annotated[int | None, typer.Option(help="The checkpoint threshold after the change.")] = None,
+    at: Annotated[int | None, typer.Option(help="First height the change applies to (default: the block after the one that carries it).")] = None,
+    data: DataOpt = None,
+) -> None:
+    """Write a governance proposal signed by this member's organization key."""
+    from ..ledger.checkpoint import NoteVerifier
+    from ..node.proposals import describe
+    from ..node.proposals import propose as make
+    from ..state.accounts_model import single_key_policy
+
+    body: dict[str, object] = {}
+    if kind == "member-add":
+        if member is None:
+            raise InputError("member-add needs --member LINE (printed by `consortium keys`)")
+        m = Member.parse_line(member)
+        body = {"name": m.name, "policy": single_key_policy(m.org_key),
+                "node": m.node.key.to_value()}
+    elif kind in ("member-remove", "rotate-key"):
+        if name is None:
+            raise InputError(f"{kind} needs --name MEMBER")
+        body = {"name": name}
+        if kind == "rotate-key":
+            if vkey is None:
+                raise InputError("rotate-key needs --vkey (the member's new node key)")
+            body["node"] = NoteVerifier.parse(vkey).key.to_value()
+    elif kind != "threshold":
+        raise InputError(f"unknown proposal {kind!r}: member-add, member-remove, rotate-key "
+                         "or threshold")
+    if threshold is not None:
+        body["threshold"] = threshold
+    elif kind == "threshold":
+        raise InputError("threshold needs --threshold N")
+    if at is not None:
+        body["at"] = at
+    _, wallet = member_of(data_dir(data))
+    with open_node(data) as n:
+        stx = make(n, kind, body, wallet.load("org"))
+    atomic_write(out, stx.raw)
+    console.print(f"wrote {out}: {describe(stx)}; each member now runs `glucoledger "
+                  f"consortium cosign {out}`, then one runs `glucoledger consortium submit "
+                  f"{out}`")
+
+
+@consortium_app.command("cosign")
+def cosign(proposal: Annotated[Path, typer.Argument(help="A proposal file.")],
+           data: DataOpt = None) -> None:
+    """Check a proposal's signatures, show it, and add this member's organization signature."""
+    from ..ledger.tx import SignedTx
+    from ..node.proposals import cosign as add
+    from ..node.proposals import describe
+
+    _, wallet = member_of(data_dir(data))
+    console.print(f"signing: {describe(SignedTx.decode(proposal.read_bytes()))}")
+    stx = add(proposal.read_bytes(), wallet.load("org"))
+    atomic_write(proposal, stx.raw)
+    console.print(f"now {len(stx.sigs)} signature(s) on {proposal}")
 
 
 @cluster_app.command("up")

@@ -47,7 +47,13 @@ from pathlib import Path
 from typing import Any
 
 from .. import codec
-from ..errors import ConsistencyError, GlucoledgerError, MalformedError, OrderingError
+from ..errors import (
+    ConsistencyError,
+    GlucoledgerError,
+    MalformedError,
+    OrderingError,
+    StorageError,
+)
 from ..ledger.block import BlockHeader
 from ..ledger.checkpoint import Checkpoint, parse_note
 from ..ledger.finality import (
@@ -61,7 +67,8 @@ from ..ledger.log import encode_cut, encode_tx_entry
 from ..ordering.etcd import EtcdOrderer
 from ..ordering.etcd_kv import EtcdKV
 from ..state.governance import member_schedule
-from .integrity import StoreDamagedError, quick_check
+from ..state.replica import ReplicaFailedError
+from .integrity import StoreDamagedError, quick_check, state_check
 from .service import Node, NodeConfig, etcd_chain_key
 
 __all__ = ["ConsortiumNode", "Status", "export_blocks", "import_blocks"]
@@ -130,19 +137,31 @@ class ConsortiumNode:
 
     # --- integrity ------------------------------------------------------------------------
     def check_integrity(self) -> None:
+        """Check the store (``integrity.quick_check``) and re-derive the state
+        (``integrity.state_check``); on damage refuse, and tell the peers."""
         start = time.perf_counter()
         try:
             blocks = quick_check(self.node.store, self.node.chain, self.node.verifier())
+            entries = state_check(self.node.store, self.node.chain)
         except StoreDamagedError as exc:
-            self.status.refusing = exc.message
-            log.error("store damaged, refusing to sign: %s", exc.message)
-            self._publish_health({"ok": False, "height": exc.height,
-                                  "signed_root": exc.signed_root.hex(),
-                                  "derived_root": exc.derived_root.hex(),
-                                  "what": exc.finding.what})
+            self.refuse(exc.message, exc.height, exc.signed_root, exc.derived_root,
+                        exc.finding.what)
             return
-        log.info("integrity check: %d blocks in %.3f s", blocks, time.perf_counter() - start)
+        log.info("integrity check: %d blocks, %d state entries in %.3f s", blocks, entries,
+                 time.perf_counter() - start)
         self._publish_health({"ok": True})
+
+    def refuse(self, reason: str, height: int, signed_root: bytes = b"",
+               derived_root: bytes = b"", what: str = "") -> None:
+        """Stop deriving, signing and serving: status, peers (``health/``) and every waiting
+        or new request learn ``reason`` at once."""
+        self.status.refusing = reason
+        self.node.halt(reason)
+        log.error("refusing to work: %s", reason)
+        self._publish_health({"ok": False, "height": height, "reason": reason,
+                              "signed_root": signed_root.hex(),
+                              "derived_root": derived_root.hex(), "what": what or reason})
+        self._write_status()
 
     def _publish_health(self, doc: dict[str, Any]) -> None:
         try:
@@ -167,7 +186,11 @@ class ConsortiumNode:
             elif wait > 0:
                 self._seen = self.orderer.wait(self._seen, wait)
             if self.status.refusing is None:
-                self._derive()
+                try:
+                    self._derive()
+                except (ReplicaFailedError, StorageError) as exc:
+                    self.refuse(exc.message, self.node.store.height())
+                    raise
                 self._publish_notes()
             self._collect()
             if self.status.refusing is None:
@@ -279,9 +302,13 @@ class ConsortiumNode:
                 ours = BlockHeader.decode(self.node.store.block_row(h)[1]).log_root
             except GlucoledgerError:
                 ours = b""
-            out.append(Divergence(name, h, ours, bytes.fromhex(doc.get("derived_root", "")),
-                                  f"its store is damaged: {doc.get('what', '?')}; it refuses "
-                                  "to sign"))
+            try:
+                theirs = bytes.fromhex(doc.get("derived_root", ""))
+            except (TypeError, ValueError):
+                theirs = b""
+            out.append(Divergence(name, h, ours, theirs,
+                                  f"it stopped: {doc.get('reason') or doc.get('what', '?')}; "
+                                  "it refuses to sign or serve"))
         return out
 
     def _gc(self, final_height: int) -> None:

@@ -33,6 +33,14 @@ from .consortium import ConsortiumNode, export_blocks
 __all__ = ["ControlServer", "fetch_blocks", "get_status", "submit"]
 
 
+def _refuse_if_stopped(cn: ConsortiumNode) -> None:
+    """A stopped node answers at once (503, the reason), never after a timeout."""
+    if cn.status.refusing:
+        raise OrderingError(f"this node stopped and refuses to work: {cn.status.refusing}. "
+                            "Submit to another member; its operator must restore its store "
+                            "(`glucoledger consortium rejoin`)", code="node_stopped")
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
@@ -54,8 +62,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if urlsplit(self.path).path != "/submit":
                 raise NotFoundError(f"no route {self.path}")
-            if cn.status.refusing:
-                raise OrderingError(f"this node refuses to work: {cn.status.refusing}")
+            _refuse_if_stopped(cn)
             length = int(self.headers.get("Content-Length", "0"))
             envelopes = codec.decode(self.rfile.read(length), max_size=64 << 20)
             if not isinstance(envelopes, list) or not all(isinstance(e, bytes) for e in envelopes):
@@ -75,7 +82,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if url.path == "/status":
                 self._send(200, json.dumps(cn.status.__dict__).encode())
-            elif url.path == "/checkpoint":
+                return
+            _refuse_if_stopped(cn)
+            if url.path == "/checkpoint":
                 if query.get("final"):
                     if cn.final is None:
                         raise NotFoundError("no final checkpoint yet")

@@ -176,6 +176,8 @@ class Node:
         #: submits are released.
         self.on_blocks: Callable[[], None] | None = None
         self._follower: int | None = None
+        #: Why this node stopped working (None while it works): set by ``halt``.
+        self.halted: str | None = None
         self._account_locks: dict[bytes, threading.RLock] = {}
         self._account_locks_mu = threading.Lock()
 
@@ -307,6 +309,9 @@ class Node:
             upto = max(positions.values(), default=-1)
             with self._applied:
                 while self.applied_cut < upto:
+                    if self.halted is not None:
+                        raise OrderingError(f"this node stopped: {self.halted}; submit to "
+                                            "another member", code="node_halted")
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise OrderingError(
@@ -409,6 +414,12 @@ class Node:
             self.open_pending = self.replica.pending
             self.caught_up = False
             return made
+
+    def halt(self, reason: str) -> None:
+        """Stop serving: submits waiting for a block fail at once with ``reason``."""
+        self.halted = reason
+        with self._applied:
+            self._applied.notify_all()
 
     def _notify_applied(self) -> None:
         last = self.replica.last
