@@ -88,7 +88,7 @@ class Consortium:
     def start_node(self, i: int) -> None:
         node = self.state["nodes"][i]
         (Path(node["data"]) / "control.json").unlink(missing_ok=True)
-        node["pid"] = devcluster.start_node(Path(node["data"]))
+        node["pid"] = devcluster.start_node(Path(node["data"]), port=int(node.get("port", 0)))
         url = devcluster.wait_controls([Path(node["data"])])[0]
         node["control"] = url
         (self.base / "consortium.json").write_text(json.dumps(self.state))
@@ -116,11 +116,35 @@ class Consortium:
             db.close()
 
 
+def ports_in_range(count: int) -> int:
+    """A base port for ``count`` consecutive free ports in 27000-27999 (this session's range)."""
+    import os
+    import random
+    import socket
+
+    rng = random.Random(os.getpid() ^ time.time_ns())
+    for _ in range(200):
+        start = rng.randrange(27000, 28000 - count)
+        socks = []
+        try:
+            for p in range(start, start + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return start
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise AssertionError("no free run of ports in 27000-27999")
+
+
 @pytest.fixture
 def consortium(tmp_path: Path) -> Iterator[Consortium]:
     require_etcd()
     base = tmp_path / "c"
-    state = devcluster.up(base, 3)
+    state = devcluster.up(base, 3, base_port=ports_in_range(9 + 2))
     try:
         yield Consortium(base, state)
     finally:

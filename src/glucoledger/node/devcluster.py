@@ -36,14 +36,15 @@ _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 _CLUSTERS: dict[Path, EtcdCluster] = {}
 
 
-def _node_cmd(data: Path) -> list[str]:
-    return [sys.executable, "-m", "glucoledger", "node", "--data", str(data)]
+def _node_cmd(data: Path, port: int = 0) -> list[str]:
+    return [sys.executable, "-m", "glucoledger", "node", "--data", str(data), "--port", str(port)]
 
 
-def start_node(data: Path, env: dict[str, str] | None = None) -> int:
-    """Start ``glucoledger node`` on ``data`` in its own session; return its pid."""
+def start_node(data: Path, env: dict[str, str] | None = None, port: int = 0) -> int:
+    """Start ``glucoledger node`` on ``data`` in its own session (control endpoint on
+    ``port``, 0: any free one); return its pid."""
     with open(data / "node.log", "ab") as out:
-        proc = subprocess.Popen(_node_cmd(data), stdin=subprocess.DEVNULL, stdout=out,
+        proc = subprocess.Popen(_node_cmd(data, port), stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True,
                                 env=env or dict(os.environ))
     _CHILDREN[proc.pid] = proc
@@ -118,21 +119,25 @@ def wait_controls(folders: list[Path], timeout: float = 30.0) -> list[str]:
         time.sleep(0.1)
 
 
-def up(base: Path, n: int = 3) -> dict[str, Any]:
+def up(base: Path, n: int = 3, base_port: int | None = None) -> dict[str, Any]:
+    """Start the consortium; ``base_port``: etcd uses base_port.. base_port+2n-1 and the
+    nodes' control endpoints the next n ports (default: any free ports)."""
     base = Path(base).resolve()
     if (base / _STATE).exists():
         raise InputError(f"{base} already holds a consortium: `glucoledger cluster down --dir "
                          f"{base}` first, or use another --dir")
     base.mkdir(parents=True, exist_ok=True)
-    cluster = EtcdCluster(n, base / "etcd")
+    cluster = EtcdCluster(n, base / "etcd", base_port)
     cluster.start()
     _CLUSTERS[base / "etcd"] = cluster
     cluster.wait_healthy(30)
     folders = create_consortium(base, n, cluster.url)
     nodes = []
-    for f in folders:
+    for i, f in enumerate(folders):
         (f / "control.json").unlink(missing_ok=True)
-        nodes.append({"name": member_of(f)[0], "data": str(f), "pid": start_node(f)})
+        port = 0 if base_port is None else base_port + 2 * n + i
+        nodes.append({"name": member_of(f)[0], "data": str(f), "port": port,
+                      "pid": start_node(f, port=port)})
     state = {"etcd": cluster.url, "etcd_dir": str(base / "etcd"), "nodes": nodes}
     (base / _STATE).write_text(json.dumps(state, indent=2) + "\n")
     for node, url in zip(nodes, wait_controls(folders), strict=True):
