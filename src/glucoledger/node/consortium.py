@@ -55,7 +55,7 @@ from ..errors import (
     StorageError,
 )
 from ..ledger.block import BlockHeader
-from ..ledger.checkpoint import Checkpoint, parse_note
+from ..ledger.checkpoint import Checkpoint, NoteVerifier, parse_note
 from ..ledger.finality import (
     Divergence,
     FinalCheckpoint,
@@ -125,6 +125,10 @@ class ConsortiumNode:
         note = self.node.store.get_meta("final")
         if isinstance(note, bytes):
             self.final = _as_final(note)
+        #: Node keys (by key id) of the members in force at our newest height: who may call
+        #: node-to-node endpoints. Replaced whole by the loop, read by request threads.
+        self.current_members: dict[bytes, NoteVerifier] = {}
+        self._members_now(self.schedule())
         self.check_integrity()
         self.node.on_blocks = self._blocks_stored
 
@@ -238,6 +242,10 @@ class ConsortiumNode:
         """Checkpoint signer sets by height, as this node's state records them."""
         return member_schedule(self.node.state)
 
+    def _members_now(self, schedule: MemberSchedule) -> None:
+        members = schedule.at(self.node.store.height())[0]
+        self.current_members = {v.key.key_id: v for v in members}
+
     def _collect(self) -> None:
         schedule = self.schedule()
         sigs, health, stored = self.kv.scan_many(["sig/", "health/", "stored/"])
@@ -250,6 +258,7 @@ class ConsortiumNode:
             if h.isdigit() and int(h) <= top:
                 published.setdefault(int(h), {})[name] = value
         ours = {h: self._our_text(h) for h in published if h < top}
+        self._members_now(schedule)
         final, diverged = decide(published, schedule, ours, self._verified)
         diverged += self._damaged_peers(health)
         if final is not None and (self.final is None
@@ -376,7 +385,8 @@ class ConsortiumNode:
             if name == self.name:
                 continue
             try:
-                data = fetch_blocks(url.decode(), self.node.store.height())
+                data = fetch_blocks(url.decode(), self.node.store.height(),
+                                    self.node.node_key)
                 return import_blocks(self.node, data)
             except GlucoledgerError as exc:
                 errors.append(f"{name}: {exc.message}")

@@ -10,15 +10,23 @@ benchmark, peers fetching blocks) can use a running node without opening its sto
 - ``GET /status``: the node's ``Status`` as JSON (height, final checkpoint, divergences);
 - ``GET /checkpoint`` (``?final=1`` for the cosigned one): the C2SP note;
 - ``GET /blocks?from=H``: a block export (``consortium.export_blocks``) up to the final
-  checkpoint, for a peer catching up past compaction.
+  checkpoint, for a peer catching up past compaction. Node to node: the request must be
+  signed (RFC 9421 HTTP Message Signatures, ``api.httpsig``: ``@method``, ``@target-uri``,
+  ``created``, ``nonce``, ``keyid``) by the node key of a **current** member (the signer set
+  in force at this node's newest height); no signature, an unknown key or a removed
+  member's key get 401 and no data.
 
-Loopback only and unauthenticated: it is a local control socket, not the public API. The
-CLI's error table maps error codes to HTTP statuses; the client turns them back into errors.
+``/status`` and ``/checkpoint`` are public read-only. ``/submit`` is the local control
+socket of the organization's own tools (loopback only; every transaction in it is signed
+and validated by every node anyway). A node that stopped answers everything but
+``/status`` at once with 503 and its reason. The error table maps error codes to HTTP
+statuses; the client turns them back into errors.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import urllib.error
 import urllib.request
@@ -27,7 +35,15 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .. import codec
-from ..errors import GlucoledgerError, MalformedError, NotFoundError, OrderingError
+from ..api.httpsig import NonceCache, sign_request, verify_request
+from ..crypto import PrivateKey, PublicKey
+from ..errors import (
+    AuthenticationError,
+    GlucoledgerError,
+    MalformedError,
+    NotFoundError,
+    OrderingError,
+)
 from .consortium import ConsortiumNode, export_blocks
 
 __all__ = ["ControlServer", "fetch_blocks", "get_status", "submit"]
@@ -75,6 +91,25 @@ class _Handler(BaseHTTPRequestHandler):
         except GlucoledgerError as exc:
             self._error(exc)
 
+    def _member_signed(self) -> str:
+        """The current member whose node key signed this request. Raises
+        AuthenticationError (401) otherwise."""
+        members = self.server.cnode.current_members
+
+        def lookup(key_id: bytes) -> PublicKey:
+            found = members.get(key_id)
+            if found is None:
+                raise AuthenticationError("the request is not signed by the node key of a "
+                                          "current member of this consortium")
+            return found.key
+
+        signed = verify_request(
+            method=self.command, target_uri=self.server.url + self.path,
+            path=urlsplit(self.path).path,
+            headers={k.lower(): v for k, v in self.headers.items()}, body=b"",
+            lookup=lookup, nonces=self.server.nonces)
+        return members[signed.key_id].name
+
     def do_GET(self) -> None:
         cn = self.server.cnode
         url = urlsplit(self.path)
@@ -92,6 +127,7 @@ class _Handler(BaseHTTPRequestHandler):
                 else:
                     self._send(200, cn.node.checkpoint(), "text/plain; charset=utf-8")
             elif url.path == "/blocks":
+                self._member_signed()
                 start = int(query.get("from", ["0"])[0])
                 self._send(200, export_blocks(cn.node, start), "application/cbor")
             else:
@@ -103,6 +139,8 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     cnode: ConsortiumNode
+    url: str
+    nonces: NonceCache
 
 
 class ControlServer:
@@ -112,6 +150,8 @@ class ControlServer:
         self.httpd = _Server(("127.0.0.1", port), _Handler)
         self.httpd.cnode = cnode
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.httpd.url = self.url
+        self.httpd.nonces = NonceCache()
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def start(self) -> None:
@@ -122,8 +162,10 @@ class ControlServer:
         self.httpd.server_close()
 
 
-def _request(url: str, data: bytes | None = None, timeout: float = 60.0) -> bytes:
-    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+def _request(url: str, data: bytes | None = None, timeout: float = 60.0,
+             headers: dict[str, str] | None = None) -> bytes:
+    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",
+                                 headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return bytes(resp.read())
@@ -151,8 +193,11 @@ def get_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
     return doc
 
 
-def fetch_blocks(url: str, start: int) -> bytes:
-    return _request(f"{url.rstrip('/')}/blocks?from={start}", timeout=120.0)
+def fetch_blocks(url: str, start: int, node_key: PrivateKey) -> bytes:
+    """A peer's block export from ``start``, asked with a request signed by ``node_key``."""
+    target = f"{url.rstrip('/')}/blocks?from={start}"
+    headers = sign_request(node_key, method="GET", url=target, nonce=secrets.token_hex(16))
+    return _request(target, timeout=120.0, headers=headers)
 
 
 def run_node(data_dir: Any, *, port: int = 0, stop: threading.Event | None = None,

@@ -83,5 +83,6 @@ def rejoin(data_dir: Path, *, peer: str | None = None, export: bytes | None = No
     if (peer is None) == (export is None):
         raise ValueError("rejoin from exactly one of a peer URL or an export")
     with Node(Path(data_dir), workers=1) as node:
-        data = export if export is not None else fetch_blocks(str(peer), node.store.height())
-        return import_blocks(node, data)
+        if export is None:
+            export = fetch_blocks(str(peer), node.store.height(), node.node_key)
+        return import_blocks(node, export)
