@@ -66,6 +66,7 @@ from ..ledger.finality import (
 from ..ledger.log import encode_cut, encode_tx_entry
 from ..ordering.etcd import EtcdOrderer
 from ..ordering.etcd_kv import EtcdKV
+from ..state.accounts import GENESIS_KEY
 from ..state.governance import member_schedule
 from ..state.replica import ReplicaFailedError
 from .integrity import StoreDamagedError, quick_check, state_check
@@ -238,16 +239,21 @@ class ConsortiumNode:
             self.kv.put_many(items)
         self._published = max(self._published, top)
 
-    def schedule(self) -> MemberSchedule:
-        """Checkpoint signer sets by height, as this node's state records them."""
+    def schedule(self) -> MemberSchedule | None:
+        """Checkpoint signer sets by height, as this node's state records them (None before
+        this node derived the genesis block)."""
+        if self.node.state.get(GENESIS_KEY) is None:
+            return None
         return member_schedule(self.node.state)
 
-    def _members_now(self, schedule: MemberSchedule) -> None:
-        members = schedule.at(self.node.store.height())[0]
+    def _members_now(self, schedule: MemberSchedule | None) -> None:
+        members = () if schedule is None else schedule.at(self.node.store.height())[0]
         self.current_members = {v.key.key_id: v for v in members}
 
     def _collect(self) -> None:
         schedule = self.schedule()
+        if schedule is None:
+            return  # no genesis derived yet: nothing to judge
         sigs, health, stored = self.kv.scan_many(["sig/", "health/", "stored/"])
         published: dict[int, dict[str, bytes]] = {}
         top = self.node.store.height()
@@ -359,7 +365,10 @@ class ConsortiumNode:
         height, at = self._anchored
         if self.final.checkpoint.height <= height or time.monotonic() - at < self._anchor_every:
             return
-        receipt = self._anchorer.anchor(self.final.note, self.schedule())
+        schedule = self.schedule()
+        if schedule is None:
+            return
+        receipt = self._anchorer.anchor(self.final.note, schedule)
         info = self.node.state.get("chain/genesis") or {}
         stx = record_tx(self.node.chain, receipt, self.node.wallet.load("org"),
                         int(info.get("anchor_nonce", 0)))

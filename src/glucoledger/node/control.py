@@ -43,6 +43,7 @@ from ..errors import (
     MalformedError,
     NotFoundError,
     OrderingError,
+    SignatureError,
 )
 from .consortium import ConsortiumNode, export_blocks
 
@@ -103,11 +104,14 @@ class _Handler(BaseHTTPRequestHandler):
                                           "current member of this consortium")
             return found.key
 
-        signed = verify_request(
-            method=self.command, target_uri=self.server.url + self.path,
-            path=urlsplit(self.path).path,
-            headers={k.lower(): v for k, v in self.headers.items()}, body=b"",
-            lookup=lookup, nonces=self.server.nonces)
+        try:
+            signed = verify_request(
+                method=self.command, target_uri=self.server.url + self.path,
+                path=urlsplit(self.path).path,
+                headers={k.lower(): v for k, v in self.headers.items()}, body=b"",
+                lookup=lookup, nonces=self.server.nonces)
+        except SignatureError as exc:  # unsigned, stale, replayed: not authenticated (401)
+            raise AuthenticationError(exc.message) from None
         return members[signed.key_id].name
 
     def do_GET(self) -> None:
