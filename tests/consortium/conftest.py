@@ -144,7 +144,7 @@ def ports_in_range(count: int) -> int:
 def consortium(tmp_path: Path) -> Iterator[Consortium]:
     require_etcd()
     base = tmp_path / "c"
-    state = devcluster.up(base, 3, base_port=ports_in_range(9 + 2))
+    state = devcluster.up(base, 3, base_port=ports_in_range(9 + 2), tls=True)
     try:
         yield Consortium(base, state)
     finally:

@@ -75,9 +75,11 @@ def verify_anchor(
 
 @consortium_app.command("keys")
 def keys(name: Annotated[str, typer.Option(help="The organization's name.")],
-         data: DataOpt = None) -> None:
-    """Create a member folder with a node key and an organization key; print the member line."""
-    member = create_member(data_dir(data), name)
+         data: DataOpt = None,
+         host: Annotated[list[str] | None, typer.Option(help="A host name or IP address of this member's node, for its TLS certificate (repeat; default 127.0.0.1 and localhost).")] = None) -> None:
+    """Create a member folder: node key, organization key, TLS CA and node certificate;
+    print the member line (it carries the TLS CA)."""
+    member = create_member(data_dir(data), name, host)
     console.print(member.line(), soft_wrap=True)
 
 
@@ -257,9 +259,10 @@ def cosign(proposal: Annotated[Path, typer.Argument(help="A proposal file.")],
 
 @cluster_app.command("up")
 def cluster_up(nodes: Annotated[int, typer.Option(help="How many etcd members and nodes.")] = 3,
-               dir: Annotated[Path, typer.Option("--dir", help="Where everything lives.")] = Path("consortium")) -> None:
+               dir: Annotated[Path, typer.Option("--dir", help="Where everything lives.")] = Path("consortium"),
+               tls: Annotated[bool, typer.Option(help="etcd with TLS and client/peer certificate authentication.")] = True) -> None:
     """Start n etcd members and n member nodes on 127.0.0.1; print their addresses."""
-    state = devcluster.up(dir, nodes)
+    state = devcluster.up(dir, nodes, tls=tls)
     console.print(f"etcd: {state['etcd']}")
     for n in state["nodes"]:
         console.print(f"{n['name']}: pid {n['pid']}, control {n['control']}, data {n['data']}")

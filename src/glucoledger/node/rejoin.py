@@ -3,8 +3,8 @@
 A member whose folder is empty, lost or damaged rebuilds it from:
 
 - the consortium's genesis file (every founding member signed its envelope: the root of trust);
-- its own keys (``master.key``, ``wallet/``, ``member.txt``: a backup of the folder that
-  ``consortium keys`` made, or the damaged folder itself);
+- its own keys (``master.key``, ``wallet/``, ``member.txt``, ``tls/``: a backup of the folder
+  that ``consortium keys`` made, or the damaged folder itself);
 - one peer's control URL, or a block export file (``consortium export``) carried offline.
 
 ``restore_folder`` writes the folder (keys, ``node.json``, ``genesis.json``) and moves a
@@ -54,8 +54,9 @@ def restore_folder(data_dir: Path, genesis: Genesis, orderer_url: str,
                 raise InputError(f"{src} holds no {name}: pass the backup of the member's "
                                  "folder made after `glucoledger consortium keys`")
             shutil.copy2(src / name, data_dir / name)
-        if (src / "wallet").is_dir():
-            shutil.copytree(src / "wallet", data_dir / "wallet", dirs_exist_ok=True)
+        for sub in ("wallet", "tls"):
+            if (src / sub).is_dir():
+                shutil.copytree(src / sub, data_dir / sub, dirs_exist_ok=True)
     name, wallet = member_of(data_dir)
     founder = next((m for m in genesis.members if m.name == name), None)
     if founder is not None and founder.node.key != wallet.load("node").public:
@@ -71,6 +72,8 @@ def restore_folder(data_dir: Path, genesis: Genesis, orderer_url: str,
                 part.rename(Path(str(aside) + suffix))
     NodeConfig(genesis.chain, name, orderer_url).save(data_dir)
     atomic_write(data_dir / "genesis.json", genesis.to_json().encode())
+    if genesis.trust_bundle() and (data_dir / "tls").is_dir():
+        atomic_write(data_dir / "tls" / "trust.pem", genesis.trust_bundle())
     return name
 
 
