@@ -63,6 +63,11 @@ class Consortium:
         path = Path(self.state["etcd_dir"])
         return devcluster._CLUSTERS.get(path) or EtcdCluster.load(path)
 
+    def etcd_url(self, i: int = 0) -> str:
+        """The orderer URL as member i uses it (over TLS with its certificate)."""
+        tls = f"?tls={self.folders[i] / 'tls'}" if self.state.get("tls") else ""
+        return str(self.state["etcd"]) + tls
+
     def status(self, i: int) -> dict[str, Any]:
         return dict(json.loads((self.folders[i] / "status.json").read_text()))
 

@@ -117,7 +117,7 @@ def test_forged_transactions_injected_into_etcd_are_rejected_alike(
     state_before = [_state(consortium, i) for i in range(3)]
     forged_tx = Transaction(CHAIN, "account.update", {"policy": pol}, aid, 2)
     forged = SignedTx.create(forged_tx, [Signature(k2.public, bytes(64))])  # bad signature
-    orderer = EtcdOrderer.from_url(consortium.state["etcd"], etcd_chain_key(CHAIN))
+    orderer = EtcdOrderer.from_url(consortium.etcd_url(), etcd_chain_key(CHAIN))
     try:
         height = r[0]["height"] + 1
         orderer.append([encode_tx_entry(forged.raw), encode_tx_entry(update.raw),  # replay

@@ -42,12 +42,13 @@ def _lose_member_after_compaction(c: Consortium, tmp: Path) -> tuple[Path, dict[
     for name in ("master.key", "member.txt"):
         shutil.copy2(c.folders[2] / name, keys / name)
     shutil.copytree(c.folders[2] / "wallet", keys / "wallet")
+    shutil.copytree(c.folders[2] / "tls", keys / "tls")
     before = c.status(0)["height"]
     for _ in range(3):
         c.submit(patient_envelopes(10))
     top = wait_until(lambda: (s := c.converged([0, 1])) and s["height"] > before and s, 30,
                      "the other two to finalize")
-    orderer = EtcdOrderer.from_url(c.state["etcd"], etcd_chain_key(CHAIN))
+    orderer = EtcdOrderer.from_url(c.etcd_url(), etcd_chain_key(CHAIN))
     try:
         orderer.compact(orderer.size())
         assert orderer.first() > 0
@@ -92,12 +93,12 @@ def test_a_member_that_lost_its_folder_rejoins_from_genesis_keys_and_one_peer(
     folder = consortium.folders[2]
     # A wrong peer answer (another member's keys) is refused before anything is written.
     bad = cli("consortium", "rejoin", "--genesis", consortium.base / "genesis.json",
-              "--orderer", consortium.state["etcd"], "--peer", consortium.urls[0],
+              "--orderer", consortium.etcd_url(2), "--peer", consortium.urls[0],
               "--keys", tmp_path / "nowhere", "--data", folder)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr + bad.stdout
     assert "master.key" in bad.stdout + bad.stderr
     done = cli("consortium", "rejoin", "--genesis", consortium.base / "genesis.json",
-               "--orderer", consortium.state["etcd"], "--peer", consortium.urls[0],
+               "--orderer", consortium.etcd_url(2), "--peer", consortium.urls[0],
                "--keys", keys, "--data", folder)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "verified and stored" in done.stdout
@@ -114,7 +115,7 @@ def test_an_empty_member_folder_catches_up_by_itself_past_compaction(
     # Only keys, node.json and genesis.json: the running node fetches and verifies the
     # blocks from a peer listed in etcd (the log no longer holds them).
     restore_folder(consortium.folders[2], Genesis.load(consortium.base / "genesis.json"),
-                   consortium.state["etcd"], keys)
+                   consortium.etcd_url(2), keys)
     assert not (consortium.folders[2] / "chain.db").exists()
     _rejoined_and_converged(consortium)
 
@@ -143,14 +144,14 @@ def test_offline_export_import_into_an_empty_folder_and_tampered_exports_refused
     folder = consortium.folders[2]
     for bad, why in ((weak, "valid signature"), (forged, "re-deriving block 1")):
         res = cli("consortium", "rejoin", "--genesis", consortium.base / "genesis.json",
-                  "--orderer", consortium.state["etcd"], "--export", bad, "--keys", keys,
+                  "--orderer", consortium.etcd_url(2), "--export", bad, "--keys", keys,
                   "--data", folder)
         assert res.returncode != 0 and why in res.stdout + res.stderr, res.stdout + res.stderr
         assert "Traceback" not in res.stdout + res.stderr
         with Node(folder, workers=1) as n:
             assert n.store.height() == 0  # a refused import stored nothing
     res = cli("consortium", "rejoin", "--genesis", consortium.base / "genesis.json",
-              "--orderer", consortium.state["etcd"], "--export", export, "--keys", keys,
+              "--orderer", consortium.etcd_url(2), "--export", export, "--keys", keys,
               "--data", folder)
     assert res.returncode == 0, res.stdout + res.stderr
     _rejoined_and_converged(consortium)
