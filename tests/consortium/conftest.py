@@ -108,6 +108,34 @@ class Consortium:
             return first
         return None
 
+    def flip_byte(self, i: int, table: str, key_col: str, val_col: str, where: str) -> Any:
+        """Flip one bit in the middle of the first ``val_col`` matching ``where`` in node
+        i's store (stopped); return that row's ``key_col``."""
+        db = sqlite3.connect(self.folders[i] / "chain.db")
+        try:
+            key, value = db.execute(f"SELECT {key_col}, {val_col} FROM {table} WHERE {where} "
+                                    f"ORDER BY {key_col} LIMIT 1").fetchone()
+            value = bytearray(value)
+            value[len(value) // 2] ^= 0x01
+            db.execute(f"UPDATE {table} SET {val_col} = ? WHERE {key_col} = ?",
+                       (bytes(value), key))
+            db.commit()
+            return key
+        finally:
+            db.close()
+
+    def damaged_and_reported(self, i: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Restart node i; wait until it refuses and the others name it. Returns its status
+        and the others' first reports about it."""
+        self.start_node(i)
+        st = wait_until(lambda: self.status(i)["refusing"] and self.status(i), 30,
+                        "the damaged node to refuse")
+        name = self.state["nodes"][i]["name"]
+        reports = [wait_until(lambda j=j: [d for d in self.status(j)["diverged"]
+                                           if d["node"] == name], 20, f"node {j}'s report")[0]
+                   for j in range(len(self.folders)) if j != i]
+        return st, reports
+
     def ok_counts(self, i: int, tx_hashes: list[str]) -> dict[str, int]:
         db = sqlite3.connect(f"file:{self.folders[i] / 'chain.db'}?mode=ro", uri=True)
         try:

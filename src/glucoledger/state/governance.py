@@ -122,6 +122,27 @@ def _authorize(state: State, stx: SignedTx, need: int,
     return info
 
 
+def _begin(state: State, stx: SignedTx, fields: tuple[str, ...]
+           ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Check a change's body fields and authorize it: (body, set before, set after so far)."""
+    body = stx.tx.body
+    require(set(body) <= set(fields), "malformed",
+            f"{stx.tx.type} takes {', '.join(fields)}")
+    before = genesis_info(state)
+    return body, before, _authorize(state, stx, before["threshold"])
+
+
+def _node_account(state: State, node_key: PublicKey, name: str, sponsor: bytes,
+                  height: int) -> bytes:
+    """The node account of ``node_key`` (created if new); returns its id."""
+    nid = account_id("node", single_key_policy(node_key))
+    if account_key(nid) not in state:
+        state.put(account_key(nid), {"kind": "node", "policy": single_key_policy(node_key),
+                                     "nonce": 0, "name": name, "sponsor": sponsor,
+                                     "created": height})
+    return nid
+
+
 def _threshold(body: dict[str, Any], default: int, nodes: int) -> int:
     value = body.get("threshold", default)
     require(isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= nodes,
@@ -132,11 +153,7 @@ def _threshold(body: dict[str, Any], default: int, nodes: int) -> int:
 @register("gov.member_add", auth="self")
 def _member_add(state: State, stx: SignedTx, ctx: Context) -> None:
     """Admit an organization and its node (threshold of current members)."""
-    body = stx.tx.body
-    require(set(body) <= {"name", "policy", "node", "threshold", "at"}, "malformed",
-            "gov.member_add takes name, policy, node, threshold, at")
-    before = genesis_info(state)
-    info = _authorize(state, stx, before["threshold"])
+    body, before, info = _begin(state, stx, ("name", "policy", "node", "threshold", "at"))
     name = body_field(body, "name", str)
     require(0 < len(name) <= 64 and " " not in name and "+" not in name, "bad_name",
             "organization names are 1..64 characters without spaces or '+'")
@@ -146,14 +163,10 @@ def _member_add(state: State, stx: SignedTx, ctx: Context) -> None:
     validate_policy(policy)
     node_key = _node_key(body, info)
     oid = account_id("organization", policy)
-    nid = account_id("node", single_key_policy(node_key))
     if account_key(oid) not in state:
         state.put(account_key(oid), {"kind": "organization", "policy": policy, "nonce": 0,
                                      "name": name, "sponsor": b"", "created": ctx.height})
-    if account_key(nid) not in state:
-        state.put(account_key(nid), {"kind": "node", "policy": single_key_policy(node_key),
-                                     "nonce": 0, "name": name, "sponsor": oid,
-                                     "created": ctx.height})
+    nid = _node_account(state, node_key, name, oid, ctx.height)
     info["orgs"] = [*info["orgs"], oid]
     info["nodes"] = [*info["nodes"], {"name": name, "org": oid, "node": nid,
                                       "key": node_key.to_value()}]
@@ -173,11 +186,7 @@ def _node_key(body: dict[str, Any], info: dict[str, Any]) -> PublicKey:
 @register("gov.member_remove", auth="self")
 def _member_remove(state: State, stx: SignedTx, ctx: Context) -> None:
     """Remove an organization's node from the checkpoint signers (threshold of members)."""
-    body = stx.tx.body
-    require(set(body) <= {"name", "threshold", "at"}, "malformed",
-            "gov.member_remove takes name, threshold, at")
-    before = genesis_info(state)
-    info = _authorize(state, stx, before["threshold"])
+    body, before, info = _begin(state, stx, ("name", "threshold", "at"))
     name = body_field(body, "name", str)
     gone = [n for n in info["nodes"] if n["name"] == name]
     require(bool(gone), "not_member", f"{name} is not a member")
@@ -193,21 +202,13 @@ def _member_remove(state: State, stx: SignedTx, ctx: Context) -> None:
 @register("gov.rotate_key", auth="self")
 def _rotate_key(state: State, stx: SignedTx, ctx: Context) -> None:
     """Replace a member's node key (threshold of members), from a stated height."""
-    body = stx.tx.body
-    require(set(body) <= {"name", "node", "at"}, "malformed",
-            "gov.rotate_key takes name, node, at")
-    before = genesis_info(state)
-    info = _authorize(state, stx, before["threshold"])
+    body, before, info = _begin(state, stx, ("name", "node", "at"))
     name = body_field(body, "name", str)
     require(any(n["name"] == name for n in info["nodes"]), "not_member",
             f"{name} is not a member")
     node_key = _node_key(body, info)
-    nid = account_id("node", single_key_policy(node_key))
     org = next(n["org"] for n in info["nodes"] if n["name"] == name)
-    if account_key(nid) not in state:
-        state.put(account_key(nid), {"kind": "node", "policy": single_key_policy(node_key),
-                                     "nonce": 0, "name": name, "sponsor": org,
-                                     "created": ctx.height})
+    nid = _node_account(state, node_key, name, org, ctx.height)
     info["nodes"] = [{**n, "node": nid, "key": node_key.to_value()} if n["name"] == name
                      else n for n in info["nodes"]]
     _schedule(state, before, info, body, ctx)
@@ -217,11 +218,8 @@ def _rotate_key(state: State, stx: SignedTx, ctx: Context) -> None:
 @register("gov.threshold", auth="self")
 def _set_threshold(state: State, stx: SignedTx, ctx: Context) -> None:
     """Change the checkpoint threshold (threshold of members), from a stated height."""
-    body = stx.tx.body
-    require(set(body) <= {"threshold", "at"} and "threshold" in body, "malformed",
-            "gov.threshold takes threshold, at")
-    before = genesis_info(state)
-    info = _authorize(state, stx, before["threshold"])
+    body, before, info = _begin(state, stx, ("threshold", "at"))
+    require("threshold" in body, "malformed", "gov.threshold needs threshold")
     info["threshold"] = _threshold(body, info["threshold"], len(info["nodes"]))
     _schedule(state, before, info, body, ctx)
     state.put(GENESIS_KEY, info)
