@@ -169,3 +169,24 @@ def test_key_rotation_takes_effect_at_its_height_and_anchor_nonce_is_its_own() -
     assert schedule.at(5)[0][1].key == fresh.public
     info = replica.state.get("chain/genesis")
     assert (info["gov_nonce"], info["anchor_nonce"]) == (1, 1)
+
+
+def test_a_proposal_is_cosigned_only_after_its_signatures_check() -> None:
+    from glucoledger.errors import InputError, SignatureError
+    from glucoledger.node.proposals import cosign, describe
+
+    _, orgs, _ = _founders()
+    sender = account_id("organization", single_key_policy(orgs[0].public))
+    prop = sign(Transaction(CHAIN, "gov.threshold", {"threshold": 3}, sender, 0), [orgs[0]])
+    two = cosign(prop.raw, orgs[1])
+    assert len(two.sigs) == 2 and two.tx == prop.tx
+    assert "gov.threshold" in describe(two) and "2 signature(s)" in describe(two)
+    with pytest.raises(InputError, match="already"):
+        cosign(two.raw, orgs[1])
+    tampered = bytearray(prop.raw)
+    tampered[-5] ^= 1  # inside the first signature
+    with pytest.raises(SignatureError):
+        cosign(bytes(tampered), orgs[1])
+    other = sign(Transaction(CHAIN, "account.update", {}, sender, 0), [orgs[0]])
+    with pytest.raises(InputError, match="not a governance proposal"):
+        cosign(other.raw, orgs[1])

@@ -141,8 +141,14 @@ def test_offline_export_import_into_an_empty_folder_and_tampered_exports_refused
     env[-3] ^= 1
     blocks[1]["envelopes"] = [bytes(env), *blocks[1]["envelopes"][1:]]
     forged.write_bytes(codec.encode({**doc, "blocks": blocks}))
+    # Another chain's history: block 0 is not the genesis every founder signed.
+    other = tmp_path / "other.cbor"
+    first = dict(blocks[0])
+    first["envelopes"] = [b"\xa0", *doc["blocks"][0]["envelopes"][1:]]
+    other.write_bytes(codec.encode({**doc, "blocks": [first, *doc["blocks"][1:]]}))
     folder = consortium.folders[2]
-    for bad, why in ((weak, "valid signature"), (forged, "re-deriving block 1")):
+    for bad, why in ((weak, "valid signature"), (forged, "re-deriving block 1"),
+                     (other, "not the genesis")):
         res = cli("consortium", "rejoin", "--genesis", consortium.base / "genesis.json",
                   "--orderer", consortium.etcd_url(2), "--export", bad, "--keys", keys,
                   "--data", folder)
