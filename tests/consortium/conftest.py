@@ -15,6 +15,7 @@ import pytest
 from glucoledger.bench.ledger import account_envelopes
 from glucoledger.errors import GlucoledgerError
 from glucoledger.node import control, devcluster
+from glucoledger.node.genesis_file import member_of
 from glucoledger.ordering.cluster import ClusterError, EtcdCluster, find_etcd
 
 CHAIN = "glucoledger/consortium"
@@ -71,13 +72,21 @@ class Consortium:
     def status(self, i: int) -> dict[str, Any]:
         return dict(json.loads((self.folders[i] / "status.json").read_text()))
 
+    def node_key(self, i: int) -> Any:
+        """Member i's node key (it signs control requests), loaded once."""
+        cache = self.__dict__.setdefault("_keys", {})
+        if i not in cache:
+            cache[i] = member_of(self.folders[i])[1].load("node")
+        return cache[i]
+
     def submit(self, envelopes: list[bytes], prefer: int = 0) -> list[dict[str, Any]]:
-        """Submit through the first node that answers (failing over like a client would)."""
+        """Submit through the first node that answers (failing over like a client would),
+        signed by that member's own node key."""
         last: Exception | None = None
         for k in range(len(self.urls)):
-            url = self.urls[(prefer + k) % len(self.urls)]
+            i = (prefer + k) % len(self.urls)
             try:
-                return control.submit(url, envelopes, timeout=30)
+                return control.submit(self.urls[i], envelopes, self.node_key(i), timeout=30)
             except GlucoledgerError as exc:
                 last = exc
         assert last is not None

@@ -80,7 +80,7 @@ def test_final_checkpoint_anchored_on_hardhat_and_verified_over_json_rpc(
     assert receipt.chain_id == 31337
     _, wallet = member_of(c.folders[0])
     stx = record_tx(CHAIN, receipt, wallet.load("org"), anchor_nonce=0)
-    [res] = control.submit(c.urls[0], [stx.raw])
+    [res] = control.submit(c.urls[0], [stx.raw], c.node_key(0))
     assert res["code"] == "ok", res
     wait_until(lambda: c.status(1)["height"] >= res["height"], 20, "the record on node 1")
     cosigned = c.base / "final.txt"

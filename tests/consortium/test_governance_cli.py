@@ -39,13 +39,13 @@ def test_remove_a_member_by_cli_old_checkpoints_keep_their_set(consortium: Conso
     assert out.returncode == 0, out.stdout + out.stderr
     assert "gov.member_remove" in out.stdout
     # One signature is not enough: the state machine refuses it and nothing changes.
-    early = cli("consortium", "submit", proposal, "--to", c.urls[0])
+    early = cli("consortium", "submit", proposal, "--to", c.urls[0], "--data", c.folders[0])
     assert early.returncode == 0 and "insufficient_signatures" in early.stdout, early.stdout
     signed = cli("consortium", "cosign", proposal, "--data", c.folders[1])
     assert signed.returncode == 0 and "2 signature(s)" in signed.stdout, signed.stdout
     again = cli("consortium", "cosign", proposal, "--data", c.folders[1])
     assert again.returncode != 0 and "already" in again.stdout + again.stderr
-    done = cli("consortium", "submit", proposal, "--to", c.urls[1])
+    done = cli("consortium", "submit", proposal, "--to", c.urls[1], "--data", c.folders[1])
     assert done.returncode == 0 and " ok" in done.stdout, done.stdout
     block = int(done.stdout.split(" block ")[1].split()[0])
     h = block + 1  # the removal takes effect from the next block
@@ -79,7 +79,7 @@ def _only_current_members_call_node_endpoints(c: Consortium) -> None:
     import urllib.error
     import urllib.request
 
-    from glucoledger import crypto
+    from glucoledger import codec, crypto
     from glucoledger.node import control
     from glucoledger.node.genesis_file import member_of
 
@@ -94,3 +94,16 @@ def _only_current_members_call_node_endpoints(c: Consortium) -> None:
             control.fetch_blocks(url, 0, key)
     member = member_of(c.folders[1])[1].load("node")
     assert control.fetch_blocks(url, 0, member)[:1]  # a CBOR export
+    # /submit too: unsigned, a stranger's or the removed member's key: 401, nothing ordered.
+    envelopes = patient_envelopes(1)
+    req = urllib.request.Request(url + "/submit", data=codec.encode(envelopes), method="POST")
+    with pytest.raises(urllib.error.HTTPError) as unsigned_post:
+        urllib.request.urlopen(req, timeout=10)
+    assert unsigned_post.value.code == 401
+    unsigned_post.value.close()
+    for key in (removed, crypto.generate()):
+        with pytest.raises(GlucoledgerError, match="current member"):
+            control.submit(url, envelopes, key)
+    before = c.status(0)["height"]
+    [r] = control.submit(url, envelopes, member)
+    assert r["code"] == "ok" and r["height"] > before  # ordered only now, exactly once

@@ -88,7 +88,7 @@ def test_altered_store_is_detected_refuses_and_is_reported(consortium: Consortiu
     assert consortium.status(2)["height"] == 0  # it derived nothing since it started
     assert "org-2" not in consortium.status(0)["final_signers"]
     with pytest.raises(GlucoledgerError, match="refuses"):
-        control.submit(consortium.urls[2], patient_envelopes(1))
+        control.submit(consortium.urls[2], patient_envelopes(1), consortium.node_key(2))
 
 
 def test_forged_transactions_injected_into_etcd_are_rejected_alike(
@@ -142,7 +142,8 @@ def test_quorum_loss_stops_appends_with_a_clear_error_then_resumes(
     etcd.kill_member(2)
     start = time.monotonic()
     with pytest.raises(GlucoledgerError, match="quorum"):
-        control.submit(consortium.urls[0], patient_envelopes(3), timeout=40)
+        control.submit(consortium.urls[0], patient_envelopes(3), consortium.node_key(0),
+                       timeout=40)
     assert time.monotonic() - start < 30
     etcd.restart_member(1)
     etcd.restart_member(2)

@@ -177,7 +177,8 @@ def test_a_flipped_byte_in_state_is_refused_at_start_reported_and_answered_503(
         assert key in rep["detail"] and rep["height"] >= 1
     start = time.monotonic()
     with pytest.raises(GlucoledgerError, match="refuses to work") as exc:
-        control.submit(consortium.urls[2], patient_envelopes(1), timeout=30)
+        control.submit(consortium.urls[2], patient_envelopes(1), consortium.node_key(0),
+                       timeout=30)
     assert time.monotonic() - start < 3, "a stopped node must answer at once"
     assert key in exc.value.message
     import urllib.error

@@ -142,11 +142,13 @@ def status(data: DataOpt = None, to: ToOpt = None) -> None:
 @consortium_app.command("submit")
 def submit(file: Annotated[Path, typer.Argument(help="A CBOR list of envelopes, or one envelope.")],
            data: DataOpt = None, to: ToOpt = None) -> None:
-    """Submit transactions to a running member and print their receipts."""
+    """Submit transactions to a running member and print their receipts (the request is
+    signed with the node key of the --data member folder)."""
     raw = file.read_bytes()
     value = codec.decode(raw, max_size=64 << 20)
     envelopes = value if isinstance(value, list) else [raw]
-    for r in control.submit(_control_url(data, to), envelopes):
+    _, wallet = member_of(data_dir(data))
+    for r in control.submit(_control_url(data, to), envelopes, wallet.load("node")):
         console.print(f"{r['tx_hash'] or '-'} block {r['height']} index {r['index']}: "
                       f"{r['code']} {r['message']}")
 

@@ -16,10 +16,10 @@ benchmark, peers fetching blocks) can use a running node without opening its sto
   in force at this node's newest height); no signature, an unknown key or a removed
   member's key get 401 and no data.
 
-``/status`` and ``/checkpoint`` are public read-only. ``/submit`` is the local control
-socket of the organization's own tools (loopback only; every transaction in it is signed
-and validated by every node anyway). A node that stopped answers everything but
-``/status`` at once with 503 and its reason. The error table maps error codes to HTTP
+``POST /submit`` needs the same: an RFC 9421 signature (covering ``content-digest``, RFC
+9530) by a current member's node key; the organization's tools sign with the node key of
+their member folder. ``/status`` and ``/checkpoint`` are public read-only. A node that
+stopped answers everything but ``/status`` at once with 503 and its reason. The error table maps error codes to HTTP
 statuses; the client turns them back into errors.
 """
 
@@ -48,6 +48,9 @@ from ..errors import (
 from .consortium import ConsortiumNode, export_blocks
 
 __all__ = ["ControlServer", "fetch_blocks", "get_status", "submit"]
+
+
+_MAX_SUBMIT = 64 << 20
 
 
 def _refuse_if_stopped(cn: ConsortiumNode) -> None:
@@ -80,8 +83,15 @@ class _Handler(BaseHTTPRequestHandler):
             if urlsplit(self.path).path != "/submit":
                 raise NotFoundError(f"no route {self.path}")
             _refuse_if_stopped(cn)
-            length = int(self.headers.get("Content-Length", "0"))
-            envelopes = codec.decode(self.rfile.read(length), max_size=64 << 20)
+            try:
+                length = int(self.headers.get("Content-Length", "0"))
+            except ValueError:
+                raise MalformedError("Content-Length is not a number") from None
+            if not 0 <= length <= _MAX_SUBMIT:
+                raise MalformedError(f"a submit is at most {_MAX_SUBMIT} bytes")
+            raw = self.rfile.read(length)
+            self._member_signed(raw)
+            envelopes = codec.decode(raw, max_size=_MAX_SUBMIT)
             if not isinstance(envelopes, list) or not all(isinstance(e, bytes) for e in envelopes):
                 raise MalformedError("submit takes a CBOR list of envelopes")
             receipts = cn.node.submit(envelopes, retry=True)
@@ -92,7 +102,7 @@ class _Handler(BaseHTTPRequestHandler):
         except GlucoledgerError as exc:
             self._error(exc)
 
-    def _member_signed(self) -> str:
+    def _member_signed(self, body: bytes = b"") -> str:
         """The current member whose node key signed this request. Raises
         AuthenticationError (401) otherwise."""
         members = self.server.cnode.current_members
@@ -108,7 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
             signed = verify_request(
                 method=self.command, target_uri=self.server.url + self.path,
                 path=urlsplit(self.path).path,
-                headers={k.lower(): v for k, v in self.headers.items()}, body=b"",
+                headers={k.lower(): v for k, v in self.headers.items()}, body=body,
                 lookup=lookup, nonces=self.server.nonces)
         except SignatureError as exc:  # unsigned, stale, replayed: not authenticated (401)
             raise AuthenticationError(exc.message) from None
@@ -186,8 +196,15 @@ def _request(url: str, data: bytes | None = None, timeout: float = 60.0,
         raise OrderingError(f"node at {url} is unreachable ({exc}); is it running?") from None
 
 
-def submit(url: str, envelopes: list[bytes], timeout: float = 60.0) -> list[dict[str, Any]]:
-    body = _request(url.rstrip("/") + "/submit", codec.encode(envelopes), timeout)
+def submit(url: str, envelopes: list[bytes], node_key: PrivateKey,
+           timeout: float = 60.0) -> list[dict[str, Any]]:
+    """Submit to a member's control endpoint, signing the request with ``node_key`` (a
+    current member's node key)."""
+    target = url.rstrip("/") + "/submit"
+    data = codec.encode(envelopes)
+    headers = sign_request(node_key, method="POST", url=target, body=data,
+                           nonce=secrets.token_hex(16))
+    body = _request(target, data, timeout, headers)
     receipts: list[dict[str, Any]] = json.loads(body)["receipts"]
     return receipts
 
