@@ -193,3 +193,20 @@ def test_a_flipped_byte_in_state_is_refused_at_start_reported_and_answered_503(
     consortium.submit(patient_envelopes(2))
     wait_until(lambda: (s := consortium.converged([0, 1])) and s["height"] > before, 30,
                "the healthy pair")
+
+
+@pytest.mark.parametrize("args", [
+    ("consortium", "rejoin", "--genesis", "/nonexistent/genesis.json", "--orderer",
+     "etcd://127.0.0.1:27001", "--peer", "http://127.0.0.1:27002"),
+    ("consortium", "rejoin", "--genesis", "/nonexistent/genesis.json", "--orderer",
+     "etcd://127.0.0.1:27001"),
+    ("consortium", "propose", "bogus", "--out", "p.cbor"),
+    ("consortium", "cosign", "/nonexistent/p.cbor"),
+])
+def test_consortium_commands_refuse_bad_input_with_a_message(args: tuple[str, ...],
+                                                             tmp_path: Path) -> None:
+    res = cli(*args, "--data", tmp_path / "member")
+    assert res.returncode != 0
+    assert "Traceback" not in res.stdout + res.stderr
+    assert "error" in res.stdout + res.stderr
+    assert not (tmp_path / "member" / "chain.db").exists()  # a refusal changes nothing

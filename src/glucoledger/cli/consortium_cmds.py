@@ -65,7 +65,8 @@ def verify_anchor(
     """Check an anchor recorded on the ledger against the public chain and the checkpoint."""
     from ..node.anchor import check_recorded, connect
 
-    cosigned = checkpoint_file.read_bytes() if checkpoint_file is not None else None
+    cosigned = (_read(checkpoint_file, "the checkpoint") if checkpoint_file is not None
+                else None)
     with open_node(data) as n:
         cp, record = check_recorded(n, connect(endpoint), height, cosigned)
     console.print(f"[bold green]OK[/]: block {cp.height} (size {cp.size}, root "
@@ -133,6 +134,14 @@ def _control_url(data: Path | None, to: str | None) -> str:
 ToOpt = Annotated[str | None, typer.Option("--to", help="A node's control URL.")]
 
 
+def _read(path: Path, what: str) -> bytes:
+    """A file the user named, or an InputError that names it."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+
+
 @consortium_app.command("status")
 def status(data: DataOpt = None, to: ToOpt = None) -> None:
     """Show a running member's height, final checkpoint and divergence reports."""
@@ -144,7 +153,7 @@ def submit(file: Annotated[Path, typer.Argument(help="A CBOR list of envelopes, 
            data: DataOpt = None, to: ToOpt = None) -> None:
     """Submit transactions to a running member and print their receipts (the request is
     signed with the node key of the --data member folder)."""
-    raw = file.read_bytes()
+    raw = _read(file, "the transactions file")
     value = codec.decode(raw, max_size=64 << 20)
     envelopes = value if isinstance(value, list) else [raw]
     _, wallet = member_of(data_dir(data))
@@ -166,7 +175,7 @@ def export(out: Path, data: DataOpt = None,
 def import_(file: Path, data: DataOpt = None) -> None:
     """Verify exported blocks (cosigned checkpoint, header chain, re-derivation) and store them."""
     with Node(data_dir(data)) as n:
-        count = import_blocks(n, file.read_bytes())
+        count = import_blocks(n, _read(file, "the export"))
     console.print(f"verified and stored {count} blocks")
 
 
@@ -187,7 +196,7 @@ def rejoin(
         raise InputError("give exactly one of --peer URL or --export FILE")
     folder = data_dir(data)
     name = restore_folder(folder, Genesis.load(genesis_file), orderer, keys_from)
-    export = export_file.read_bytes() if export_file is not None else None
+    export = _read(export_file, "the export") if export_file is not None else None
     count = do_rejoin(folder, peer=peer, export=export)
     console.print(f"{name}: verified and stored {count} blocks (final checkpoint cosigned by "
                   f"the members at its height); start it with `glucoledger node --data "
@@ -253,8 +262,9 @@ def cosign(proposal: Annotated[Path, typer.Argument(help="A proposal file.")],
     from ..node.proposals import describe
 
     _, wallet = member_of(data_dir(data))
-    console.print(f"signing: {describe(SignedTx.decode(proposal.read_bytes()))}")
-    stx = add(proposal.read_bytes(), wallet.load("org"))
+    raw = _read(proposal, "the proposal")
+    console.print(f"signing: {describe(SignedTx.decode(raw))}")
+    stx = add(raw, wallet.load("org"))
     atomic_write(proposal, stx.raw)
     console.print(f"now {len(stx.sigs)} signature(s) on {proposal}")
 

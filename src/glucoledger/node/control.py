@@ -142,7 +142,10 @@ class _Handler(BaseHTTPRequestHandler):
                     self._send(200, cn.node.checkpoint(), "text/plain; charset=utf-8")
             elif url.path == "/blocks":
                 self._member_signed()
-                start = int(query.get("from", ["0"])[0])
+                raw_start = query.get("from", ["0"])[0]
+                if not raw_start.isdigit():
+                    raise MalformedError("from= is a block height (a number)")
+                start = int(raw_start)
                 self._send(200, export_blocks(cn.node, start), "application/cbor")
             else:
                 raise NotFoundError(f"no route {url.path}")

@@ -186,7 +186,13 @@ class Genesis:
 
     @classmethod
     def load(cls, path: Path) -> Genesis:
-        return cls.parse(Path(path).read_text())
+        """Read and parse a genesis file. Raises InputError (unreadable) or MalformedError."""
+        try:
+            text = Path(path).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read the genesis file {path}: "
+                             f"{getattr(exc, 'strerror', None) or exc}") from None
+        return cls.parse(text)
 
 
 def create_member(data_dir: Path, name: str, hosts: list[str] | None = None) -> Member:
