@@ -15,6 +15,7 @@ import pytest
 from glucoledger.bench.ledger import account_envelopes
 from glucoledger.errors import GlucoledgerError
 from glucoledger.node import control, devcluster
+from glucoledger.node.genesis_file import member_of
 from glucoledger.ordering.cluster import ClusterError, EtcdCluster, find_etcd
 
 CHAIN = "glucoledger/consortium"
@@ -63,16 +64,29 @@ class Consortium:
         path = Path(self.state["etcd_dir"])
         return devcluster._CLUSTERS.get(path) or EtcdCluster.load(path)
 
+    def etcd_url(self, i: int = 0) -> str:
+        """The orderer URL as member i uses it (over TLS with its certificate)."""
+        tls = f"?tls={self.folders[i] / 'tls'}" if self.state.get("tls") else ""
+        return str(self.state["etcd"]) + tls
+
     def status(self, i: int) -> dict[str, Any]:
         return dict(json.loads((self.folders[i] / "status.json").read_text()))
 
+    def node_key(self, i: int) -> Any:
+        """Member i's node key (it signs control requests), loaded once."""
+        cache = self.__dict__.setdefault("_keys", {})
+        if i not in cache:
+            cache[i] = member_of(self.folders[i])[1].load("node")
+        return cache[i]
+
     def submit(self, envelopes: list[bytes], prefer: int = 0) -> list[dict[str, Any]]:
-        """Submit through the first node that answers (failing over like a client would)."""
+        """Submit through the first node that answers (failing over like a client would),
+        signed by that member's own node key."""
         last: Exception | None = None
         for k in range(len(self.urls)):
-            url = self.urls[(prefer + k) % len(self.urls)]
+            i = (prefer + k) % len(self.urls)
             try:
-                return control.submit(url, envelopes, timeout=30)
+                return control.submit(self.urls[i], envelopes, self.node_key(i), timeout=30)
             except GlucoledgerError as exc:
                 last = exc
         assert last is not None
@@ -88,7 +102,7 @@ class Consortium:
     def start_node(self, i: int) -> None:
         node = self.state["nodes"][i]
         (Path(node["data"]) / "control.json").unlink(missing_ok=True)
-        node["pid"] = devcluster.start_node(Path(node["data"]))
+        node["pid"] = devcluster.start_node(Path(node["data"]), port=int(node.get("port", 0)))
         url = devcluster.wait_controls([Path(node["data"])])[0]
         node["control"] = url
         (self.base / "consortium.json").write_text(json.dumps(self.state))
@@ -103,6 +117,34 @@ class Consortium:
             return first
         return None
 
+    def flip_byte(self, i: int, table: str, key_col: str, val_col: str, where: str) -> Any:
+        """Flip one bit in the middle of the first ``val_col`` matching ``where`` in node
+        i's store (stopped); return that row's ``key_col``."""
+        db = sqlite3.connect(self.folders[i] / "chain.db")
+        try:
+            key, value = db.execute(f"SELECT {key_col}, {val_col} FROM {table} WHERE {where} "
+                                    f"ORDER BY {key_col} LIMIT 1").fetchone()
+            value = bytearray(value)
+            value[len(value) // 2] ^= 0x01
+            db.execute(f"UPDATE {table} SET {val_col} = ? WHERE {key_col} = ?",
+                       (bytes(value), key))
+            db.commit()
+            return key
+        finally:
+            db.close()
+
+    def damaged_and_reported(self, i: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Restart node i; wait until it refuses and the others name it. Returns its status
+        and the others' first reports about it."""
+        self.start_node(i)
+        st = wait_until(lambda: self.status(i)["refusing"] and self.status(i), 30,
+                        "the damaged node to refuse")
+        name = self.state["nodes"][i]["name"]
+        reports = [wait_until(lambda j=j: [d for d in self.status(j)["diverged"]
+                                           if d["node"] == name], 20, f"node {j}'s report")[0]
+                   for j in range(len(self.folders)) if j != i]
+        return st, reports
+
     def ok_counts(self, i: int, tx_hashes: list[str]) -> dict[str, int]:
         db = sqlite3.connect(f"file:{self.folders[i] / 'chain.db'}?mode=ro", uri=True)
         try:
@@ -116,11 +158,35 @@ class Consortium:
             db.close()
 
 
+def ports_in_range(count: int) -> int:
+    """A base port for ``count`` consecutive free ports in 27000-27999 (this session's range)."""
+    import os
+    import random
+    import socket
+
+    rng = random.Random(os.getpid() ^ time.time_ns())
+    for _ in range(200):
+        start = rng.randrange(27000, 28000 - count)
+        socks = []
+        try:
+            for p in range(start, start + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return start
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise AssertionError("no free run of ports in 27000-27999")
+
+
 @pytest.fixture
 def consortium(tmp_path: Path) -> Iterator[Consortium]:
     require_etcd()
     base = tmp_path / "c"
-    state = devcluster.up(base, 3)
+    state = devcluster.up(base, 3, base_port=ports_in_range(9 + 2), tls=True)
     try:
         yield Consortium(base, state)
     finally:

@@ -6,7 +6,7 @@ import pytest
 
 from glucoledger import codec
 from glucoledger.errors import ConsistencyError
-from glucoledger.ledger.finality import verify_final
+from glucoledger.ledger.finality import MemberSchedule, verify_final
 from glucoledger.node import control
 from glucoledger.node.anchor import Anchorer, connect, record_tx, verify_anchor
 from glucoledger.node.genesis_file import Genesis, member_of
@@ -26,10 +26,10 @@ def test_final_checkpoint_anchored_recorded_and_verified(consortium: Consortium)
     genesis = Genesis.load(consortium.base / "genesis.json")
     members, threshold = genesis.verifiers(), genesis.threshold
     w3 = connect("tester")
-    receipt = Anchorer(w3).anchor(note, members, threshold)
+    receipt = Anchorer(w3).anchor(note, MemberSchedule.fixed(members, threshold))
     _, wallet = member_of(consortium.folders[0])
-    stx = record_tx(CHAIN, receipt, wallet.load("org"), gov_nonce=0)
-    [r] = control.submit(consortium.urls[0], [stx.raw])
+    stx = record_tx(CHAIN, receipt, wallet.load("org"), anchor_nonce=0)
+    [r] = control.submit(consortium.urls[0], [stx.raw], consortium.node_key(0))
     assert r["code"] == "ok", r
     # The record is on the ledger; check it against the chain and the cosigned checkpoint.
     import sqlite3
@@ -45,5 +45,5 @@ def test_final_checkpoint_anchored_recorded_and_verified(consortium: Consortium)
     with pytest.raises(ConsistencyError):
         verify_anchor(w3, {**record, "block_number": record["block_number"] + 1}, cp)
     # Submitting the same envelope again is deduplicated by its hash.
-    [again] = control.submit(consortium.urls[1], [stx.raw])
+    [again] = control.submit(consortium.urls[1], [stx.raw], consortium.node_key(1))
     assert again["code"] == "ok"  # the receipt names the accepted first occurrence

@@ -20,7 +20,7 @@ def test_catch_up_past_compaction_from_a_peer_verified(consortium: Consortium) -
         consortium.submit(patient_envelopes(10))
     top = wait_until(lambda: (c := consortium.converged([0, 1])) and c["height"] > before and c,
                      30, "the others to finalize")
-    orderer = EtcdOrderer.from_url(consortium.state["etcd"], etcd_chain_key(CHAIN))
+    orderer = EtcdOrderer.from_url(consortium.etcd_url(), etcd_chain_key(CHAIN))
     try:
         orderer.compact(orderer.size())  # as an operator would, past the stopped member
         assert orderer.first() > 0

@@ -74,22 +74,12 @@ def test_altered_store_is_detected_refuses_and_is_reported(consortium: Consortiu
         consortium.submit(patient_envelopes(5))
     wait_until(consortium.converged, 30, "convergence")
     consortium.kill_node(2, hard=False)
-    db = sqlite3.connect(consortium.folders[2] / "chain.db")
-    idx, env = db.execute("SELECT idx, envelope FROM txs WHERE height = 2 LIMIT 1").fetchone()
-    env = bytearray(env)
-    env[len(env) // 2] ^= 0x01
-    db.execute("UPDATE txs SET envelope = ? WHERE idx = ?", (bytes(env), idx))
-    db.commit()
-    db.close()
-    consortium.start_node(2)
-    st = wait_until(lambda: consortium.status(2)["refusing"] and consortium.status(2), 20,
-                    "the damaged node to refuse")
+    consortium.flip_byte(2, "txs", "idx", "envelope", "height = 2")
+    st, reports = consortium.damaged_and_reported(2)
     assert "block 2" in st["refusing"]
-    for i in (0, 1):
-        rep = wait_until(lambda i=i: [d for d in consortium.status(i)["diverged"]
-                                      if d["node"] == "org-2"], 20, "a divergence report")
-        assert rep[0]["height"] == 2
-        assert rep[0]["our_root"] != rep[0]["their_root"] and len(rep[0]["our_root"]) == 64
+    for rep in reports:
+        assert rep["height"] == 2
+        assert rep["our_root"] != rep["their_root"] and len(rep["our_root"]) == 64
     # It signs nothing new: the others go on and finalize without it.
     before = consortium.status(0)["height"]
     consortium.submit(patient_envelopes(5))
@@ -98,7 +88,7 @@ def test_altered_store_is_detected_refuses_and_is_reported(consortium: Consortiu
     assert consortium.status(2)["height"] == 0  # it derived nothing since it started
     assert "org-2" not in consortium.status(0)["final_signers"]
     with pytest.raises(GlucoledgerError, match="refuses"):
-        control.submit(consortium.urls[2], patient_envelopes(1))
+        control.submit(consortium.urls[2], patient_envelopes(1), consortium.node_key(2))
 
 
 def test_forged_transactions_injected_into_etcd_are_rejected_alike(
@@ -117,7 +107,7 @@ def test_forged_transactions_injected_into_etcd_are_rejected_alike(
     state_before = [_state(consortium, i) for i in range(3)]
     forged_tx = Transaction(CHAIN, "account.update", {"policy": pol}, aid, 2)
     forged = SignedTx.create(forged_tx, [Signature(k2.public, bytes(64))])  # bad signature
-    orderer = EtcdOrderer.from_url(consortium.state["etcd"], etcd_chain_key(CHAIN))
+    orderer = EtcdOrderer.from_url(consortium.etcd_url(), etcd_chain_key(CHAIN))
     try:
         height = r[0]["height"] + 1
         orderer.append([encode_tx_entry(forged.raw), encode_tx_entry(update.raw),  # replay
@@ -152,7 +142,8 @@ def test_quorum_loss_stops_appends_with_a_clear_error_then_resumes(
     etcd.kill_member(2)
     start = time.monotonic()
     with pytest.raises(GlucoledgerError, match="quorum"):
-        control.submit(consortium.urls[0], patient_envelopes(3), timeout=40)
+        control.submit(consortium.urls[0], patient_envelopes(3), consortium.node_key(0),
+                       timeout=40)
     assert time.monotonic() - start < 30
     etcd.restart_member(1)
     etcd.restart_member(2)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..node import control, devcluster
+from ..node.genesis_file import member_of
 from .ledger import account_envelopes
 
 __all__ = ["main", "run"]
@@ -63,6 +64,7 @@ def _measure(envs: list[bytes], batch: int, clients: int, folders: list[Path],
     done: list[tuple[float, float, int]] = []  # (submitted, final at, size)
     stop = threading.Event()
     queue = list(enumerate(batches))
+    keys = [member_of(f)[1].load("node") for f in folders]  # each signs its own requests
 
     def client() -> None:
         while True:
@@ -71,7 +73,8 @@ def _measure(envs: list[bytes], batch: int, clients: int, folders: list[Path],
                     return
                 i, b = queue.pop(0)
             t0 = time.perf_counter()
-            receipts = control.submit(urls[i % len(urls)], b, timeout=120)
+            receipts = control.submit(urls[i % len(urls)], b, keys[i % len(urls)],
+                                      timeout=120)
             with lock:
                 pending.append((t0, max(r["height"] for r in receipts), len(b)))
 

@@ -1,5 +1,6 @@
 """Consortium commands: node, consortium (keys, genesis, sign, init, status, submit, export,
-import), cluster (up, down), anchor and verify-anchor. Parse, call ``node``, render."""
+import, rejoin, propose, cosign), cluster (up, down), verify-anchor. Parse, call ``node``,
+render."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import typer
 
 from .. import codec
 from ..errors import InputError, NotFoundError
+from ..files import atomic_write
 from ..node import control, devcluster
 from ..node.consortium import export_blocks, import_blocks
 from ..node.genesis_file import Genesis, Member, create_member, init_member, member_of
@@ -61,27 +63,12 @@ def verify_anchor(
     checkpoint_file: Annotated[Path | None, typer.Option("--checkpoint", help="A cosigned checkpoint to check against (default: this node's stored one).")] = None,
 ) -> None:
     """Check an anchor recorded on the ledger against the public chain and the checkpoint."""
-    from ..ledger.checkpoint import Checkpoint, parse_note
-    from ..ledger.finality import verify_final
-    from ..node.anchor import connect
-    from ..node.anchor import verify_anchor as check
+    from ..node.anchor import check_recorded, connect
 
+    cosigned = (_read(checkpoint_file, "the checkpoint") if checkpoint_file is not None
+                else None)
     with open_node(data) as n:
-        keys = sorted(n.state.keys("anchor/"))
-        if height is not None:
-            keys = [k for k in keys if k == f"anchor/{height:020d}"]
-        if not keys:
-            raise NotFoundError("no anchor recorded on this ledger" + (
-                f" for block {height}" if height is not None else ""))
-        record = n.state.get(keys[-1])
-        info = n.state.get("chain/genesis")
-        if checkpoint_file is not None:
-            cp = verify_final(checkpoint_file.read_bytes(), n.node_keys(), int(info["threshold"]))
-        else:
-            note = parse_note(n.store.checkpoint_at(record["height"]))
-            note.verify([n.verifier()])
-            cp = Checkpoint.parse_body(note.text)
-    cp = check(connect(endpoint), record, cp)
+        cp, record = check_recorded(n, connect(endpoint), height, cosigned)
     console.print(f"[bold green]OK[/]: block {cp.height} (size {cp.size}, root "
                   f"{cp.root.hex()[:16]}…) is anchored in chain {record['chain_id']} block "
                   f"{record['block_number']}, tx {record['tx_hash'].hex()}")
@@ -89,9 +76,11 @@ def verify_anchor(
 
 @consortium_app.command("keys")
 def keys(name: Annotated[str, typer.Option(help="The organization's name.")],
-         data: DataOpt = None) -> None:
-    """Create a member folder with a node key and an organization key; print the member line."""
-    member = create_member(data_dir(data), name)
+         data: DataOpt = None,
+         host: Annotated[list[str] | None, typer.Option(help="A host name or IP address of this member's node, for its TLS certificate (repeat; default 127.0.0.1 and localhost).")] = None) -> None:
+    """Create a member folder: node key, organization key, TLS CA and node certificate;
+    print the member line (it carries the TLS CA)."""
+    member = create_member(data_dir(data), name, host)
     console.print(member.line(), soft_wrap=True)
 
 
@@ -145,6 +134,14 @@ def _control_url(data: Path | None, to: str | None) -> str:
 ToOpt = Annotated[str | None, typer.Option("--to", help="A node's control URL.")]
 
 
+def _read(path: Path, what: str) -> bytes:
+    """A file the user named, or an InputError that names it."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+
+
 @consortium_app.command("status")
 def status(data: DataOpt = None, to: ToOpt = None) -> None:
     """Show a running member's height, final checkpoint and divergence reports."""
@@ -154,11 +151,13 @@ def status(data: DataOpt = None, to: ToOpt = None) -> None:
 @consortium_app.command("submit")
 def submit(file: Annotated[Path, typer.Argument(help="A CBOR list of envelopes, or one envelope.")],
            data: DataOpt = None, to: ToOpt = None) -> None:
-    """Submit transactions to a running member and print their receipts."""
-    raw = file.read_bytes()
+    """Submit transactions to a running member and print their receipts (the request is
+    signed with the node key of the --data member folder)."""
+    raw = _read(file, "the transactions file")
     value = codec.decode(raw, max_size=64 << 20)
     envelopes = value if isinstance(value, list) else [raw]
-    for r in control.submit(_control_url(data, to), envelopes):
+    _, wallet = member_of(data_dir(data))
+    for r in control.submit(_control_url(data, to), envelopes, wallet.load("node")):
         console.print(f"{r['tx_hash'] or '-'} block {r['height']} index {r['index']}: "
                       f"{r['code']} {r['message']}")
 
@@ -176,15 +175,106 @@ def export(out: Path, data: DataOpt = None,
 def import_(file: Path, data: DataOpt = None) -> None:
     """Verify exported blocks (cosigned checkpoint, header chain, re-derivation) and store them."""
     with Node(data_dir(data)) as n:
-        count = import_blocks(n, file.read_bytes())
+        count = import_blocks(n, _read(file, "the export"))
     console.print(f"verified and stored {count} blocks")
+
+
+@consortium_app.command("rejoin")
+def rejoin(
+    genesis_file: Annotated[Path, typer.Option("--genesis", help="The consortium's genesis file.")],
+    orderer: Annotated[str, typer.Option(help="etcd://HOST:PORT[,...] of the consortium.")],
+    peer: Annotated[str | None, typer.Option(help="One member's control URL to fetch blocks from.")] = None,
+    export_file: Annotated[Path | None, typer.Option("--export", help="A `consortium export` file, instead of --peer (offline).")] = None,
+    keys_from: Annotated[Path | None, typer.Option("--keys", help="Backup of this member's keys (master.key, member.txt, wallet/); default: the --data folder's own.")] = None,
+    data: DataOpt = None,
+) -> None:
+    """Rebuild a lost or damaged member folder from the genesis, its keys and one peer."""
+    from ..node.rejoin import rejoin as do_rejoin
+    from ..node.rejoin import restore_folder
+
+    if (peer is None) == (export_file is None):
+        raise InputError("give exactly one of --peer URL or --export FILE")
+    folder = data_dir(data)
+    name = restore_folder(folder, Genesis.load(genesis_file), orderer, keys_from)
+    export = _read(export_file, "the export") if export_file is not None else None
+    count = do_rejoin(folder, peer=peer, export=export)
+    console.print(f"{name}: verified and stored {count} blocks (final checkpoint cosigned by "
+                  f"the members at its height); start it with `glucoledger node --data "
+                  f"{folder}`")
+
+
+@consortium_app.command("propose")
+def propose(
+    kind: Annotated[str, typer.Argument(help="member-add | member-remove | rotate-key | threshold")],
+    out: Annotated[Path, typer.Option(help="Where to write the proposal (an envelope).")],
+    name: Annotated[str | None, typer.Option(help="The member the change is about.")] = None,
+    member: Annotated[str | None, typer.Option(help="member-add: the new member's line from `consortium keys`.")] = None,
+    vkey: Annotated[str | None, typer.Option(help="rotate-key: the member's new node key (vkey).")] = None,
+    threshold: Annotated[int | None, typer.Option(help="The checkpoint threshold after the change.")] = None,
+    at: Annotated[int | None, typer.Option(help="First height the change applies to (default: the block after the one that carries it).")] = None,
+    data: DataOpt = None,
+) -> None:
+    """Write a governance proposal signed by this member's organization key."""
+    from ..ledger.checkpoint import NoteVerifier
+    from ..node.proposals import describe
+    from ..node.proposals import propose as make
+    from ..state.accounts_model import single_key_policy
+
+    body: dict[str, object] = {}
+    if kind == "member-add":
+        if member is None:
+            raise InputError("member-add needs --member LINE (printed by `consortium keys`)")
+        m = Member.parse_line(member)
+        body = {"name": m.name, "policy": single_key_policy(m.org_key),
+                "node": m.node.key.to_value()}
+    elif kind in ("member-remove", "rotate-key"):
+        if name is None:
+            raise InputError(f"{kind} needs --name MEMBER")
+        body = {"name": name}
+        if kind == "rotate-key":
+            if vkey is None:
+                raise InputError("rotate-key needs --vkey (the member's new node key)")
+            body["node"] = NoteVerifier.parse(vkey).key.to_value()
+    elif kind != "threshold":
+        raise InputError(f"unknown proposal {kind!r}: member-add, member-remove, rotate-key "
+                         "or threshold")
+    if threshold is not None:
+        body["threshold"] = threshold
+    elif kind == "threshold":
+        raise InputError("threshold needs --threshold N")
+    if at is not None:
+        body["at"] = at
+    _, wallet = member_of(data_dir(data))
+    with open_node(data) as n:
+        stx = make(n, kind, body, wallet.load("org"))
+    atomic_write(out, stx.raw)
+    console.print(f"wrote {out}: {describe(stx)}; each member now runs `glucoledger "
+                  f"consortium cosign {out}`, then one runs `glucoledger consortium submit "
+                  f"{out}`")
+
+
+@consortium_app.command("cosign")
+def cosign(proposal: Annotated[Path, typer.Argument(help="A proposal file.")],
+           data: DataOpt = None) -> None:
+    """Check a proposal's signatures, show it, and add this member's organization signature."""
+    from ..ledger.tx import SignedTx
+    from ..node.proposals import cosign as add
+    from ..node.proposals import describe
+
+    _, wallet = member_of(data_dir(data))
+    raw = _read(proposal, "the proposal")
+    console.print(f"signing: {describe(SignedTx.decode(raw))}")
+    stx = add(raw, wallet.load("org"))
+    atomic_write(proposal, stx.raw)
+    console.print(f"now {len(stx.sigs)} signature(s) on {proposal}")
 
 
 @cluster_app.command("up")
 def cluster_up(nodes: Annotated[int, typer.Option(help="How many etcd members and nodes.")] = 3,
-               dir: Annotated[Path, typer.Option("--dir", help="Where everything lives.")] = Path("consortium")) -> None:
+               dir: Annotated[Path, typer.Option("--dir", help="Where everything lives.")] = Path("consortium"),
+               tls: Annotated[bool, typer.Option(help="etcd with TLS and client/peer certificate authentication.")] = True) -> None:
     """Start n etcd members and n member nodes on 127.0.0.1; print their addresses."""
-    state = devcluster.up(dir, nodes)
+    state = devcluster.up(dir, nodes, tls=tls)
     console.print(f"etcd: {state['etcd']}")
     for n in state["nodes"]:
         console.print(f"{n['name']}: pid {n['pid']}, control {n['control']}, data {n['data']}")

@@ -1,18 +1,20 @@
 """Cosigned checkpoints: the finality rule and divergence reports. Pure.
 
-Every node signs every block's checkpoint with its node key as a C2SP signed note
-(c2sp.org/signed-note, Ed25519 signature type 0x01; the body is the c2sp.org/tlog-checkpoint
-text of ``ledger.checkpoint``). A node publishes its one-signature note per height; the
+Every node cosigns every block's checkpoint with its node key: a C2SP cosignature/v1 line
+(c2sp.org/tlog-cosignature, type 0x04, timestamped with the block time) on a signed note
+(c2sp.org/signed-note) whose body is the c2sp.org/tlog-checkpoint text of
+``ledger.checkpoint``. Plain type-0x01 lines of member keys are accepted too (stores written
+before cosignatures). A node publishes its one-signature note per height; the
 cosigned checkpoint is the same note text followed by the signature lines of several nodes
 (the signed-note format allows any number of signature lines, and verifiers ignore names they
 do not know).
 
 Rule: the checkpoint at height h is **final** when at least ``threshold`` of the member node
-keys signed the same note text. A member whose valid signature is on a different text for the
-same height has **diverged**: the report names it with the height and both roots.
-
-Only the signature type 0x01 is produced; a C2SP tlog-cosignature (cosignature/v1, type 0x04,
-with a timestamp) could be added as another line type without changing this rule.
+keys **in force at h** signed the same note text. The member set in force at h comes from a
+``MemberSchedule``: governance changes take effect at a height they state (``state.governance``),
+so a member removed at h' still counts for every height below h' and not from h' on, and a
+member added at h' never counts below h'. A member whose valid signature is on a different text
+for the same height has **diverged**: the report names it with the height and both roots.
 """
 
 from __future__ import annotations
@@ -23,7 +25,40 @@ from dataclasses import dataclass
 from ..errors import GlucoledgerError
 from .checkpoint import Checkpoint, NoteVerifier, SignedNote, parse_note
 
-__all__ = ["Divergence", "FinalCheckpoint", "cosign", "decide", "verify_final"]
+__all__ = ["Divergence", "FinalCheckpoint", "MemberSchedule", "cosign", "decide",
+           "verify_final", "verify_final_at"]
+
+
+@dataclass(frozen=True, slots=True)
+class MemberSchedule:
+    """Checkpoint signer sets by the height from which each is in force.
+
+    ``entries``: (first height, signers, threshold), sorted by first height, the first at 0.
+    Invariant: 1 <= threshold <= len(signers) in every entry.
+    """
+
+    entries: tuple[tuple[int, tuple[NoteVerifier, ...], int], ...]
+
+    def __post_init__(self) -> None:
+        if not self.entries or self.entries[0][0] != 0:
+            raise ValueError("a member schedule starts at height 0")
+        if any(a[0] >= b[0] for a, b in zip(self.entries, self.entries[1:], strict=False)):
+            raise ValueError("member schedule heights must increase")
+        if any(not 1 <= t <= len(m) for _, m, t in self.entries):
+            raise ValueError("every threshold is 1..number of signers")
+
+    @classmethod
+    def fixed(cls, members: Sequence[NoteVerifier], threshold: int) -> MemberSchedule:
+        return cls(((0, tuple(members), threshold),))
+
+    def at(self, height: int) -> tuple[tuple[NoteVerifier, ...], int]:
+        """The signers and threshold in force at ``height``."""
+        found = self.entries[0]
+        for entry in self.entries:
+            if entry[0] > height:
+                break
+            found = entry
+        return found[1], found[2]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,24 +103,25 @@ def _verified(raw: bytes, verifier: NoteVerifier) -> SignedNote | None:
 
 def decide(
     published: Mapping[int, Mapping[str, bytes]],
-    members: Sequence[NoteVerifier],
-    threshold: int,
+    schedule: MemberSchedule,
     ours: Mapping[int, bytes],
-    verified: MutableMapping[tuple[str, bytes], SignedNote | None] | None = None,
+    verified: MutableMapping[tuple[str, bytes, bytes], SignedNote | None] | None = None,
 ) -> tuple[FinalCheckpoint | None, list[Divergence]]:
     """The highest final checkpoint among ``published`` notes, and the divergences seen.
 
     ``published[h][name]``: the note a node published for height h (its own signature).
     ``ours[h]``: this node's note text for height h (to compare roots). Notes whose signature
     does not verify under that member's key are ignored (anyone can write garbage; only a
-    member's signature counts). ``verified``: a cache of earlier outcomes, keyed by (name,
-    raw note), that the caller keeps across rounds so each published note is verified once
-    (the caller must drop it when the member keys change).
+    member's signature counts). Each height is judged by ``schedule.at(height)``; the caller
+    passes only heights its schedule is known for. ``verified``: a cache of earlier outcomes,
+    keyed by (name, raw note, key), that the caller keeps across rounds so each published note is
+    verified once (the caller must drop it when the member keys change).
     """
-    by_name = {v.name: v for v in members}
     final: FinalCheckpoint | None = None
     diverged: dict[str, Divergence] = {}
     for height in sorted(published):
+        members, threshold = schedule.at(height)
+        by_name = {v.name: v for v in members}
         groups: dict[bytes, list[SignedNote]] = {}
         for name, raw in published[height].items():
             verifier = by_name.get(name)
@@ -93,10 +129,10 @@ def decide(
                 continue
             if verified is None:
                 note = _verified(raw, verifier)
-            elif (name, raw) in verified:
-                note = verified[(name, raw)]
+            elif (name, raw, verifier.key.raw) in verified:
+                note = verified[(name, raw, verifier.key.raw)]
             else:
-                note = verified[(name, raw)] = _verified(raw, verifier)
+                note = verified[(name, raw, verifier.key.raw)] = _verified(raw, verifier)
             if note is not None:
                 groups.setdefault(note.text, []).append(note)
         for text, notes in groups.items():
@@ -128,3 +164,15 @@ def verify_final(note: bytes, members: Sequence[NoteVerifier], threshold: int) -
     parsed = parse_note(note)
     parsed.verify(members, need=threshold)
     return Checkpoint.parse_body(parsed.text)
+
+
+def verify_final_at(note: bytes, schedule: MemberSchedule) -> Checkpoint:
+    """Verify a cosigned checkpoint against the member set in force at its height.
+
+    Raises MalformedError or SignatureError; returns the checkpoint.
+    """
+    parsed = parse_note(note)
+    cp = Checkpoint.parse_body(parsed.text)
+    members, threshold = schedule.at(cp.height)
+    parsed.verify(members, need=threshold)
+    return cp

@@ -19,18 +19,22 @@ and the benchmark) or an ``http(s)://`` JSON-RPC URL. web3 is an optional depend
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..crypto import PrivateKey, sha256
 from ..errors import ConsistencyError, InputError, NotFoundError
-from ..ledger.checkpoint import Checkpoint, NoteVerifier
-from ..ledger.finality import verify_final
+from ..ledger.checkpoint import Checkpoint, parse_note
+from ..ledger.finality import MemberSchedule, verify_final_at
 from ..ledger.tx import SignedTx, Transaction, sign
 from ..state.accounts_model import account_id, single_key_policy
+from ..state.governance import ANCHOR_PREFIX, member_schedule
 
-__all__ = ["AnchorReceipt", "Anchorer", "connect", "payload", "record_tx", "verify_anchor"]
+if TYPE_CHECKING:
+    from .service import Node
+
+__all__ = ["AnchorReceipt", "Anchorer", "check_recorded", "connect", "payload", "record_tx",
+           "verify_anchor"]
 
 _MAGIC = b"GLAN\x01"
 
@@ -80,10 +84,10 @@ class Anchorer:
              "data": "0x" + payload(cp).hex()})
         return bytes(tx_hash)
 
-    def anchor(self, final_note: bytes, members: Sequence[NoteVerifier],
-               threshold: int) -> AnchorReceipt:
-        """Verify the cosigned checkpoint, write it to the chain, wait for the receipt."""
-        cp = verify_final(final_note, members, threshold)
+    def anchor(self, final_note: bytes, schedule: MemberSchedule) -> AnchorReceipt:
+        """Verify the cosigned checkpoint (by the members at its height), write it to the
+        chain, wait for the receipt."""
+        cp = verify_final_at(final_note, schedule)
         tx_hash = self.send(cp)
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
         if receipt["status"] != 1:
@@ -92,15 +96,18 @@ class Anchorer:
                              cp.height, cp.size, cp.root)
 
 
-def record_tx(chain: str, receipt: AnchorReceipt, org_key: PrivateKey, gov_nonce: int) -> SignedTx:
-    """The ``anchor.record`` transaction, sent by the organization whose key signs it."""
+def record_tx(chain: str, receipt: AnchorReceipt, org_key: PrivateKey,
+              anchor_nonce: int) -> SignedTx:
+    """The ``anchor.record`` transaction, sent by the organization whose key signs it; its
+    nonce is the consortium's anchor counter (``anchor_nonce``), not the governance one."""
     org = account_id("organization", single_key_policy(org_key.public))
-    return sign(Transaction(chain, "anchor.record", receipt.body(), org, gov_nonce), [org_key])
+    return sign(Transaction(chain, "anchor.record", receipt.body(), org, anchor_nonce),
+                [org_key])
 
 
 def verify_anchor(w3: Any, record: dict[str, Any], cp: Checkpoint) -> Checkpoint:
     """Check a recorded anchor against the chain and a checkpoint the caller verified
-    (``ledger.finality.verify_final`` for a cosigned one).
+    (``ledger.finality.verify_final_at`` for a cosigned one).
 
     Raises ConsistencyError (what differs) or NotFoundError (no such transaction); returns
     the anchored checkpoint.
@@ -125,3 +132,30 @@ def verify_anchor(w3: Any, record: dict[str, Any], cp: Checkpoint) -> Checkpoint
         raise ConsistencyError("the anchor transaction's data is not this checkpoint's "
                                "root and size")
     return cp
+
+
+def check_recorded(node: Node, w3: Any, height: int | None = None,
+                   cosigned: bytes | None = None) -> tuple[Checkpoint, dict[str, Any]]:
+    """Check the anchor recorded on ``node``'s ledger (the latest, or the one of block
+    ``height``) against the public chain behind ``w3``.
+
+    The checkpoint is ``cosigned`` (a note cosigned by the members in force at its height,
+    C2SP cosignature/v1 or type-0x01 lines) or else this node's own stored note. Raises
+    NotFoundError (no such anchor), SignatureError, ConsistencyError; returns the anchored
+    checkpoint and the record.
+    """
+    keys = sorted(node.state.keys(ANCHOR_PREFIX))
+    if height is not None:
+        keys = [k for k in keys if k == f"{ANCHOR_PREFIX}{height:020d}"]
+    if not keys:
+        raise NotFoundError("no anchor recorded on this ledger" + (
+            f" for block {height}" if height is not None else "") + ": anchor with "
+            "`glucoledger node --anchor-endpoint URL`")
+    record: dict[str, Any] = dict(node.state.get(keys[-1]))
+    if cosigned is not None:
+        cp = verify_final_at(cosigned, member_schedule(node.state))
+    else:
+        note = parse_note(node.store.checkpoint_at(record["height"]))
+        note.verify([node.verifier()])
+        cp = Checkpoint.parse_body(note.text)
+    return verify_anchor(w3, record, cp), record

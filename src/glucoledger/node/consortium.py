@@ -47,14 +47,29 @@ from pathlib import Path
 from typing import Any
 
 from .. import codec
-from ..errors import ConsistencyError, GlucoledgerError, MalformedError, OrderingError
+from ..errors import (
+    ConsistencyError,
+    GlucoledgerError,
+    MalformedError,
+    OrderingError,
+    StorageError,
+)
 from ..ledger.block import BlockHeader
-from ..ledger.checkpoint import Checkpoint, parse_note
-from ..ledger.finality import Divergence, FinalCheckpoint, decide, verify_final
+from ..ledger.checkpoint import Checkpoint, NoteVerifier, parse_note
+from ..ledger.finality import (
+    Divergence,
+    FinalCheckpoint,
+    MemberSchedule,
+    decide,
+    verify_final_at,
+)
 from ..ledger.log import encode_cut, encode_tx_entry
 from ..ordering.etcd import EtcdOrderer
 from ..ordering.etcd_kv import EtcdKV
-from .integrity import StoreDamagedError, quick_check
+from ..state.accounts import GENESIS_KEY
+from ..state.governance import member_schedule
+from ..state.replica import ReplicaFailedError
+from .integrity import StoreDamagedError, quick_check, state_check
 from .service import Node, NodeConfig, etcd_chain_key
 
 __all__ = ["ConsortiumNode", "Status", "export_blocks", "import_blocks"]
@@ -101,8 +116,7 @@ class ConsortiumNode:
         self._published = -1
         self._reported: tuple[int, int] | None = None
         self._seen = 0
-        self._member_keys: tuple[Any, ...] = ()
-        self._verified: dict[tuple[str, bytes], Any] = {}
+        self._verified: dict[tuple[str, bytes, bytes], Any] = {}
         self._ours: dict[int, bytes] = {}
         self._gc_below = 0
         self._first = 0  # the log's first position, as last read (it only grows)
@@ -112,6 +126,10 @@ class ConsortiumNode:
         note = self.node.store.get_meta("final")
         if isinstance(note, bytes):
             self.final = _as_final(note)
+        #: Node keys (by key id) of the members in force at our newest height: who may call
+        #: node-to-node endpoints. Replaced whole by the loop, read by request threads.
+        self.current_members: dict[bytes, NoteVerifier] = {}
+        self._members_now(self.schedule())
         self.check_integrity()
         self.node.on_blocks = self._blocks_stored
 
@@ -124,19 +142,31 @@ class ConsortiumNode:
 
     # --- integrity ------------------------------------------------------------------------
     def check_integrity(self) -> None:
+        """Check the store (``integrity.quick_check``) and re-derive the state
+        (``integrity.state_check``); on damage refuse, and tell the peers."""
         start = time.perf_counter()
         try:
             blocks = quick_check(self.node.store, self.node.chain, self.node.verifier())
+            entries = state_check(self.node.store, self.node.chain)
         except StoreDamagedError as exc:
-            self.status.refusing = exc.message
-            log.error("store damaged, refusing to sign: %s", exc.message)
-            self._publish_health({"ok": False, "height": exc.height,
-                                  "signed_root": exc.signed_root.hex(),
-                                  "derived_root": exc.derived_root.hex(),
-                                  "what": exc.finding.what})
+            self.refuse(exc.message, exc.height, exc.signed_root, exc.derived_root,
+                        exc.finding.what)
             return
-        log.info("integrity check: %d blocks in %.3f s", blocks, time.perf_counter() - start)
+        log.info("integrity check: %d blocks, %d state entries in %.3f s", blocks, entries,
+                 time.perf_counter() - start)
         self._publish_health({"ok": True})
+
+    def refuse(self, reason: str, height: int, signed_root: bytes = b"",
+               derived_root: bytes = b"", what: str = "") -> None:
+        """Stop deriving, signing and serving: status, peers (``health/``) and every waiting
+        or new request learn ``reason`` at once."""
+        self.status.refusing = reason
+        self.node.halt(reason)
+        log.error("refusing to work: %s", reason)
+        self._publish_health({"ok": False, "height": height, "reason": reason,
+                              "signed_root": signed_root.hex(),
+                              "derived_root": derived_root.hex(), "what": what or reason})
+        self._write_status()
 
     def _publish_health(self, doc: dict[str, Any]) -> None:
         try:
@@ -161,7 +191,11 @@ class ConsortiumNode:
             elif wait > 0:
                 self._seen = self.orderer.wait(self._seen, wait)
             if self.status.refusing is None:
-                self._derive()
+                try:
+                    self._derive()
+                except (ReplicaFailedError, StorageError) as exc:
+                    self.refuse(exc.message, self.node.store.height())
+                    raise
                 self._publish_notes()
             self._collect()
             if self.status.refusing is None:
@@ -205,24 +239,33 @@ class ConsortiumNode:
             self.kv.put_many(items)
         self._published = max(self._published, top)
 
-    def members(self) -> tuple[list[Any], int]:
-        info = self.node.state.get("chain/genesis") or {"threshold": 1}
-        return self.node.node_keys(), int(info["threshold"])
+    def schedule(self) -> MemberSchedule | None:
+        """Checkpoint signer sets by height, as this node's state records them (None before
+        this node derived the genesis block)."""
+        if self.node.state.get(GENESIS_KEY) is None:
+            return None
+        return member_schedule(self.node.state)
+
+    def _members_now(self, schedule: MemberSchedule | None) -> None:
+        members = () if schedule is None else schedule.at(self.node.store.height())[0]
+        self.current_members = {v.key.key_id: v for v in members}
 
     def _collect(self) -> None:
-        members, threshold = self.members()
-        keys = tuple((m.name, m.key.to_value()) for m in members)
-        if keys != self._member_keys:  # governance changed a key: verify again
-            self._member_keys, self._verified = keys, {}
+        schedule = self.schedule()
+        if schedule is None:
+            return  # no genesis derived yet: nothing to judge
         sigs, health, stored = self.kv.scan_many(["sig/", "health/", "stored/"])
         published: dict[int, dict[str, bytes]] = {}
+        top = self.node.store.height()
         for key, value in sigs.items():
             name, _, h = key.partition("/")
-            if h.isdigit():
+            # Only heights whose signer set this node knows: a change in a block it has
+            # not derived yet may take effect at any later height.
+            if h.isdigit() and int(h) <= top:
                 published.setdefault(int(h), {})[name] = value
-        top = self.node.store.height()
         ours = {h: self._our_text(h) for h in published if h < top}
-        final, diverged = decide(published, members, threshold, ours, self._verified)
+        self._members_now(schedule)
+        final, diverged = decide(published, schedule, ours, self._verified)
         diverged += self._damaged_peers(health)
         if final is not None and (self.final is None
                                   or final.checkpoint.height > self.final.checkpoint.height):
@@ -242,7 +285,7 @@ class ConsortiumNode:
         for d in diverged:
             log.warning("%s", d.describe())
         self._forget(published)
-        self._maybe_compact(members, stored)
+        self._maybe_compact(list(schedule.at(top)[0]), stored)
 
     def _our_text(self, height: int) -> bytes:
         """This node's note text at ``height`` (stored blocks never change: cached)."""
@@ -255,7 +298,7 @@ class ConsortiumNode:
         """Drop cache entries for notes no longer published (collected away)."""
         if len(self._verified) > 4 * _CACHE:
             live = {(n, raw) for notes in published.values() for n, raw in notes.items()}
-            self._verified = {k: v for k, v in self._verified.items() if k in live}
+            self._verified = {k: v for k, v in self._verified.items() if k[:2] in live}
         if len(self._ours) > _CACHE:
             low = min(published, default=0)
             self._ours = {h: t for h, t in self._ours.items() if h >= low}
@@ -274,9 +317,13 @@ class ConsortiumNode:
                 ours = BlockHeader.decode(self.node.store.block_row(h)[1]).log_root
             except GlucoledgerError:
                 ours = b""
-            out.append(Divergence(name, h, ours, bytes.fromhex(doc.get("derived_root", "")),
-                                  f"its store is damaged: {doc.get('what', '?')}; it refuses "
-                                  "to sign"))
+            try:
+                theirs = bytes.fromhex(doc.get("derived_root", ""))
+            except (TypeError, ValueError):
+                theirs = b""
+            out.append(Divergence(name, h, ours, theirs,
+                                  f"it stopped: {doc.get('reason') or doc.get('what', '?')}; "
+                                  "it refuses to sign or serve"))
         return out
 
     def _gc(self, final_height: int) -> None:
@@ -318,11 +365,13 @@ class ConsortiumNode:
         height, at = self._anchored
         if self.final.checkpoint.height <= height or time.monotonic() - at < self._anchor_every:
             return
-        members, threshold = self.members()
-        receipt = self._anchorer.anchor(self.final.note, members, threshold)
+        schedule = self.schedule()
+        if schedule is None:
+            return
+        receipt = self._anchorer.anchor(self.final.note, schedule)
         info = self.node.state.get("chain/genesis") or {}
         stx = record_tx(self.node.chain, receipt, self.node.wallet.load("org"),
-                        int(info.get("gov_nonce", 0)))
+                        int(info.get("anchor_nonce", 0)))
         result = self.node.submit([stx.raw])[0].result
         log.info("anchored block %d in chain %d tx %s: %s", receipt.height, receipt.chain_id,
                  receipt.tx_hash.hex(), result.code)
@@ -345,7 +394,8 @@ class ConsortiumNode:
             if name == self.name:
                 continue
             try:
-                data = fetch_blocks(url.decode(), self.node.store.height())
+                data = fetch_blocks(url.decode(), self.node.store.height(),
+                                    self.node.node_key)
                 return import_blocks(self.node, data)
             except GlucoledgerError as exc:
                 errors.append(f"{name}: {exc.message}")
@@ -388,45 +438,90 @@ def export_blocks(node: Node, start: int, end: int | None = None) -> bytes:
 
 
 def import_blocks(node: Node, data: bytes) -> int:
-    """Verify exported blocks against a final checkpoint and by re-deriving them; store them.
+    """Verify exported blocks and store them: rejoin, from an empty store or from our last block.
 
-    Raises ConsistencyError (nothing stored past the first bad block) or MalformedError.
+    Trust advances only after verification. The root of trust is this node's own last block,
+    or, for an empty store, the genesis file in its folder (``genesis.json``, whose envelope
+    every founding member signed): block 0 must carry exactly that envelope. Then, before
+    anything is stored: the headers must chain from there; re-deriving every block from its
+    transactions must give exactly those headers; and the export's final checkpoint must be
+    cosigned by the threshold of the member set **in force at its height**, as the derived
+    blocks' governance records it (``state.governance.member_schedule``), and name the
+    derived block at that height.
+
+    Raises ConsistencyError or MalformedError, storing nothing; returns the blocks stored.
     """
     doc = codec.decode(data, max_size=1 << 30)
     if not isinstance(doc, dict) or doc.get("chain") != node.chain:
         raise MalformedError("not a block export of this chain")
-    info = node.state.get("chain/genesis")
-    if not isinstance(doc.get("final"), bytes) or info is None:
+    if not isinstance(doc.get("final"), bytes):
         raise ConsistencyError("the export carries no final checkpoint: blocks cannot be "
-                               "trusted without one")
-    final = verify_final(doc["final"], node.node_keys(), int(info["threshold"]))
-    headers = [BlockHeader.decode(b["header"]) for b in doc["blocks"]]
-    # The header chain must lead from our last block to the cosigned one.
+                               "trusted without one; export from a member whose status shows "
+                               "a final height")
+    blocks = doc.get("blocks")
+    if not isinstance(blocks, list):
+        raise MalformedError("a block export holds a list of blocks")
+    try:
+        headers = [BlockHeader.decode(b["header"]) for b in blocks]
+    except (KeyError, TypeError) as exc:
+        raise MalformedError(f"a block export entry is malformed ({exc})") from None
     prev = node.last_header()
+    if prev is None:
+        _check_genesis(node, blocks)
     for h in headers:
         if h.height != (prev.height + 1 if prev else 0) or h.prev != (
                 prev.hash() if prev else bytes(32)):
             raise ConsistencyError(f"exported block {h.height} does not link to the previous")
         prev = h
-    at = {h.height: h for h in headers}
-    signed = at.get(final.height)
-    if signed is None or signed.hash() != final.block_hash or signed.log_root != final.root:
-        raise ConsistencyError("the exported blocks do not end in the cosigned checkpoint")
-    stored = 0
     with node._lock:
-        for block_doc, header in zip(doc["blocks"], headers, strict=True):
-            if header.height > final.height:
-                break
-            for env, pos in zip(block_doc["envelopes"], block_doc["positions"], strict=True):
-                node.replica.feed(pos, encode_tx_entry(env))
-            block = node.replica.feed(header.cut, encode_cut(header.height, header.time))
-            if block is None or block.hash != header.hash():
-                node.replica = node._load_replica()
-                raise ConsistencyError(f"re-deriving block {header.height} gave another "
-                                       "block: the export is not the consortium's history")
-            node._store_block(block)
-            stored += 1
+        try:
+            derived = _derive_exported(node, blocks, headers)
+            final = verify_final_at(doc["final"], member_schedule(node.replica.state))
+            last = derived[-1][0].header if derived else node.last_header()
+            if (last is None or last.height != final.height or last.hash() != final.block_hash
+                    or last.log_root != final.root):
+                raise ConsistencyError("the exported blocks do not end in the cosigned "
+                                       "checkpoint")
+        except BaseException:  # a half-fed replica must not survive a refused import
+            node.replica = node._load_replica()
+            raise
+        for block, frontier in derived:
+            node._store_block(block, frontier)
         last = node.replica.last
         node._read_pos = last.cut + 1 if last else 0
     node._notify_applied()
-    return stored
+    return len(derived)
+
+
+def _check_genesis(node: Node, blocks: list[Any]) -> None:
+    from .genesis_file import Genesis
+
+    path = node.data_dir / "genesis.json"
+    try:
+        genesis = Genesis.load(path)
+    except OSError:
+        raise ConsistencyError(f"this store is empty and {path} is missing: rejoin with "
+                               "`glucoledger consortium rejoin --genesis FILE`") from None
+    envelopes = blocks[0].get("envelopes") if blocks and isinstance(blocks[0], dict) else None
+    if not envelopes or envelopes[0] != genesis.envelope():
+        raise ConsistencyError("the export's block 0 is not the genesis in genesis.json: it "
+                               "is another chain's history")
+
+
+def _derive_exported(node: Node, blocks: list[Any],
+                     headers: list[BlockHeader]) -> list[tuple[Any, list[bytes]]]:
+    """Feed the exported transactions to the replica; each block must match its header."""
+    out = []
+    for block_doc, header in zip(blocks, headers, strict=True):
+        try:
+            pairs = list(zip(block_doc["envelopes"], block_doc["positions"], strict=True))
+        except (KeyError, TypeError, ValueError):
+            raise MalformedError(f"exported block {header.height} is malformed") from None
+        for env, pos in pairs:
+            node.replica.feed(pos, encode_tx_entry(env))
+        block = node.replica.feed(header.cut, encode_cut(header.height, header.time))
+        if block is None or block.hash != header.hash():
+            raise ConsistencyError(f"re-deriving block {header.height} gave another block: "
+                                   "the export is not the consortium's history")
+        out.append((block, list(node.replica.tree.frontier)))
+    return out

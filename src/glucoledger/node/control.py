@@ -10,15 +10,23 @@ benchmark, peers fetching blocks) can use a running node without opening its sto
 - ``GET /status``: the node's ``Status`` as JSON (height, final checkpoint, divergences);
 - ``GET /checkpoint`` (``?final=1`` for the cosigned one): the C2SP note;
 - ``GET /blocks?from=H``: a block export (``consortium.export_blocks``) up to the final
-  checkpoint, for a peer catching up past compaction.
+  checkpoint, for a peer catching up past compaction. Node to node: the request must be
+  signed (RFC 9421 HTTP Message Signatures, ``api.httpsig``: ``@method``, ``@target-uri``,
+  ``created``, ``nonce``, ``keyid``) by the node key of a **current** member (the signer set
+  in force at this node's newest height); no signature, an unknown key or a removed
+  member's key get 401 and no data.
 
-Loopback only and unauthenticated: it is a local control socket, not the public API. The
-CLI's error table maps error codes to HTTP statuses; the client turns them back into errors.
+``POST /submit`` needs the same: an RFC 9421 signature (covering ``content-digest``, RFC
+9530) by a current member's node key; the organization's tools sign with the node key of
+their member folder. ``/status`` and ``/checkpoint`` are public read-only. A node that
+stopped answers everything but ``/status`` at once with 503 and its reason. The error table maps error codes to HTTP
+statuses; the client turns them back into errors.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import urllib.error
 import urllib.request
@@ -27,10 +35,30 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .. import codec
-from ..errors import GlucoledgerError, MalformedError, NotFoundError, OrderingError
+from ..api.httpsig import NonceCache, sign_request, verify_request
+from ..crypto import PrivateKey, PublicKey
+from ..errors import (
+    AuthenticationError,
+    GlucoledgerError,
+    MalformedError,
+    NotFoundError,
+    OrderingError,
+    SignatureError,
+)
 from .consortium import ConsortiumNode, export_blocks
 
 __all__ = ["ControlServer", "fetch_blocks", "get_status", "submit"]
+
+
+_MAX_SUBMIT = 64 << 20
+
+
+def _refuse_if_stopped(cn: ConsortiumNode) -> None:
+    """A stopped node answers at once (503, the reason), never after a timeout."""
+    if cn.status.refusing:
+        raise OrderingError(f"this node stopped and refuses to work: {cn.status.refusing}. "
+                            "Submit to another member; its operator must restore its store "
+                            "(`glucoledger consortium rejoin`)", code="node_stopped")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -54,10 +82,16 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if urlsplit(self.path).path != "/submit":
                 raise NotFoundError(f"no route {self.path}")
-            if cn.status.refusing:
-                raise OrderingError(f"this node refuses to work: {cn.status.refusing}")
-            length = int(self.headers.get("Content-Length", "0"))
-            envelopes = codec.decode(self.rfile.read(length), max_size=64 << 20)
+            _refuse_if_stopped(cn)
+            try:
+                length = int(self.headers.get("Content-Length", "0"))
+            except ValueError:
+                raise MalformedError("Content-Length is not a number") from None
+            if not 0 <= length <= _MAX_SUBMIT:
+                raise MalformedError(f"a submit is at most {_MAX_SUBMIT} bytes")
+            raw = self.rfile.read(length)
+            self._member_signed(raw)
+            envelopes = codec.decode(raw, max_size=_MAX_SUBMIT)
             if not isinstance(envelopes, list) or not all(isinstance(e, bytes) for e in envelopes):
                 raise MalformedError("submit takes a CBOR list of envelopes")
             receipts = cn.node.submit(envelopes, retry=True)
@@ -68,6 +102,28 @@ class _Handler(BaseHTTPRequestHandler):
         except GlucoledgerError as exc:
             self._error(exc)
 
+    def _member_signed(self, body: bytes = b"") -> str:
+        """The current member whose node key signed this request. Raises
+        AuthenticationError (401) otherwise."""
+        members = self.server.cnode.current_members
+
+        def lookup(key_id: bytes) -> PublicKey:
+            found = members.get(key_id)
+            if found is None:
+                raise AuthenticationError("the request is not signed by the node key of a "
+                                          "current member of this consortium")
+            return found.key
+
+        try:
+            signed = verify_request(
+                method=self.command, target_uri=self.server.url + self.path,
+                path=urlsplit(self.path).path,
+                headers={k.lower(): v for k, v in self.headers.items()}, body=body,
+                lookup=lookup, nonces=self.server.nonces)
+        except SignatureError as exc:  # unsigned, stale, replayed: not authenticated (401)
+            raise AuthenticationError(exc.message) from None
+        return members[signed.key_id].name
+
     def do_GET(self) -> None:
         cn = self.server.cnode
         url = urlsplit(self.path)
@@ -75,7 +131,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if url.path == "/status":
                 self._send(200, json.dumps(cn.status.__dict__).encode())
-            elif url.path == "/checkpoint":
+                return
+            _refuse_if_stopped(cn)
+            if url.path == "/checkpoint":
                 if query.get("final"):
                     if cn.final is None:
                         raise NotFoundError("no final checkpoint yet")
@@ -83,7 +141,11 @@ class _Handler(BaseHTTPRequestHandler):
                 else:
                     self._send(200, cn.node.checkpoint(), "text/plain; charset=utf-8")
             elif url.path == "/blocks":
-                start = int(query.get("from", ["0"])[0])
+                self._member_signed()
+                raw_start = query.get("from", ["0"])[0]
+                if not raw_start.isdigit():
+                    raise MalformedError("from= is a block height (a number)")
+                start = int(raw_start)
                 self._send(200, export_blocks(cn.node, start), "application/cbor")
             else:
                 raise NotFoundError(f"no route {url.path}")
@@ -94,6 +156,8 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     cnode: ConsortiumNode
+    url: str
+    nonces: NonceCache
 
 
 class ControlServer:
@@ -103,6 +167,8 @@ class ControlServer:
         self.httpd = _Server(("127.0.0.1", port), _Handler)
         self.httpd.cnode = cnode
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.httpd.url = self.url
+        self.httpd.nonces = NonceCache()
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def start(self) -> None:
@@ -113,8 +179,10 @@ class ControlServer:
         self.httpd.server_close()
 
 
-def _request(url: str, data: bytes | None = None, timeout: float = 60.0) -> bytes:
-    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+def _request(url: str, data: bytes | None = None, timeout: float = 60.0,
+             headers: dict[str, str] | None = None) -> bytes:
+    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",
+                                 headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return bytes(resp.read())
@@ -131,8 +199,15 @@ def _request(url: str, data: bytes | None = None, timeout: float = 60.0) -> byte
         raise OrderingError(f"node at {url} is unreachable ({exc}); is it running?") from None
 
 
-def submit(url: str, envelopes: list[bytes], timeout: float = 60.0) -> list[dict[str, Any]]:
-    body = _request(url.rstrip("/") + "/submit", codec.encode(envelopes), timeout)
+def submit(url: str, envelopes: list[bytes], node_key: PrivateKey,
+           timeout: float = 60.0) -> list[dict[str, Any]]:
+    """Submit to a member's control endpoint, signing the request with ``node_key`` (a
+    current member's node key)."""
+    target = url.rstrip("/") + "/submit"
+    data = codec.encode(envelopes)
+    headers = sign_request(node_key, method="POST", url=target, body=data,
+                           nonce=secrets.token_hex(16))
+    body = _request(target, data, timeout, headers)
     receipts: list[dict[str, Any]] = json.loads(body)["receipts"]
     return receipts
 
@@ -142,8 +217,11 @@ def get_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
     return doc
 
 
-def fetch_blocks(url: str, start: int) -> bytes:
-    return _request(f"{url.rstrip('/')}/blocks?from={start}", timeout=120.0)
+def fetch_blocks(url: str, start: int, node_key: PrivateKey) -> bytes:
+    """A peer's block export from ``start``, asked with a request signed by ``node_key``."""
+    target = f"{url.rstrip('/')}/blocks?from={start}"
+    headers = sign_request(node_key, method="GET", url=target, nonce=secrets.token_hex(16))
+    return _request(target, timeout=120.0, headers=headers)
 
 
 def run_node(data_dir: Any, *, port: int = 0, stop: threading.Event | None = None,

@@ -6,7 +6,9 @@ control.json, node.log), ``genesis.json`` (threshold n // 2 + 1) and ``consortiu
 record of every process started (pid, folder). ``down(base)`` stops exactly those: a pid is
 signalled only while ``/proc/<pid>/cmdline`` still names its folder (pids get reused).
 
-For development and tests only: no TLS, no authentication on the loopback control ports.
+For development and tests: ``up(..., tls=True)`` (the CLI's default) runs etcd with TLS and
+client and peer certificate authentication against the members' CAs (``crypto.tls``); the
+control ports stay on loopback.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from typing import Any
 
 from ..errors import GlucoledgerError, InputError
 from ..ordering.cluster import EtcdCluster
-from ..ordering.etcd import EtcdOrderer
-from .genesis_file import Genesis, create_member, init_member, member_of
+from ..ordering.etcd import EtcdOrderer, TlsFiles
+from .genesis_file import Genesis, Member, create_member, init_member, member_of
 from .service import etcd_chain_key
 
 __all__ = ["down", "node_alive", "start_node", "stop_node", "up"]
@@ -36,14 +38,15 @@ _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 _CLUSTERS: dict[Path, EtcdCluster] = {}
 
 
-def _node_cmd(data: Path) -> list[str]:
-    return [sys.executable, "-m", "glucoledger", "node", "--data", str(data)]
+def _node_cmd(data: Path, port: int = 0) -> list[str]:
+    return [sys.executable, "-m", "glucoledger", "node", "--data", str(data), "--port", str(port)]
 
 
-def start_node(data: Path, env: dict[str, str] | None = None) -> int:
-    """Start ``glucoledger node`` on ``data`` in its own session; return its pid."""
+def start_node(data: Path, env: dict[str, str] | None = None, port: int = 0) -> int:
+    """Start ``glucoledger node`` on ``data`` in its own session (control endpoint on
+    ``port``, 0: any free one); return its pid."""
     with open(data / "node.log", "ab") as out:
-        proc = subprocess.Popen(_node_cmd(data), stdin=subprocess.DEVNULL, stdout=out,
+        proc = subprocess.Popen(_node_cmd(data, port), stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True,
                                 env=env or dict(os.environ))
     _CHILDREN[proc.pid] = proc
@@ -83,22 +86,29 @@ def stop_node(pid: int, data: Path, sig: signal.Signals = signal.SIGTERM,
         child.wait(5)
 
 
-def create_consortium(base: Path, n: int, url: str, chain: str = "glucoledger/consortium",
-                      threshold: int | None = None) -> list[Path]:
-    """Member folders and a signed genesis, initialized against the etcd cluster at ``url``."""
+def create_consortium(base: Path, n: int, url: str | EtcdCluster,
+                      chain: str = "glucoledger/consortium", threshold: int | None = None,
+                      members: list[Member] | None = None) -> list[Path]:
+    """Member folders and a signed genesis, initialized against the etcd cluster ``url``
+    (a cluster started with TLS: each member's orderer URL names its own TLS folder)."""
     folders = [base / f"node-{i}" for i in range(n)]
-    members = [create_member(f, f"org-{i}") for i, f in enumerate(folders)]
+    if members is None:
+        members = [create_member(f, f"org-{i}") for i, f in enumerate(folders)]
     genesis = Genesis(chain, threshold or n // 2 + 1, tuple(members), {})
     for f in folders:
         name, wallet = member_of(f)
         genesis = genesis.sign(name, wallet.load("node"))
     (base / "genesis.json").write_text(genesis.to_json())
-    orderer = EtcdOrderer.from_url(url, etcd_chain_key(chain))
-    try:
-        for f in folders:
-            init_member(f, genesis, url, orderer)
-    finally:
-        orderer.close()
+    tls = isinstance(url, EtcdCluster) and url.members[0].tls_ca != ""
+    for f in folders:
+        node_url = url if isinstance(url, str) else url.url_for(f / "tls" if tls else None)
+        if tls:  # the bundle must exist before the first TLS connection
+            (f / "tls" / "trust.pem").write_bytes(genesis.trust_bundle())
+        orderer = EtcdOrderer.from_url(node_url, etcd_chain_key(chain))
+        try:
+            init_member(f, genesis, node_url, orderer)
+        finally:
+            orderer.close()
     return folders
 
 
@@ -118,22 +128,35 @@ def wait_controls(folders: list[Path], timeout: float = 30.0) -> list[str]:
         time.sleep(0.1)
 
 
-def up(base: Path, n: int = 3) -> dict[str, Any]:
+def up(base: Path, n: int = 3, base_port: int | None = None,
+       tls: bool = False) -> dict[str, Any]:
+    """Start the consortium; ``base_port``: etcd uses base_port.. base_port+2n-1 and the
+    nodes' control endpoints the next n ports (default: any free ports). ``tls``: etcd
+    speaks TLS only and requires client and peer certificates from a member CA."""
     base = Path(base).resolve()
     if (base / _STATE).exists():
         raise InputError(f"{base} already holds a consortium: `glucoledger cluster down --dir "
                          f"{base}` first, or use another --dir")
     base.mkdir(parents=True, exist_ok=True)
-    cluster = EtcdCluster(n, base / "etcd")
+    members = [create_member(base / f"node-{i}", f"org-{i}") for i in range(n)]
+    ids = None
+    if tls:
+        bundle = b"".join(m.tls_ca for m in members)
+        (base / "trust.pem").write_bytes(bundle)
+        ids = [TlsFiles(str(base / "trust.pem"), str(base / f"node-{i}" / "tls" / "node.pem"),
+                        str(base / f"node-{i}" / "tls" / "node.key")) for i in range(n)]
+    cluster = EtcdCluster(n, base / "etcd", base_port, ids)
     cluster.start()
     _CLUSTERS[base / "etcd"] = cluster
     cluster.wait_healthy(30)
-    folders = create_consortium(base, n, cluster.url)
+    folders = create_consortium(base, n, cluster, members=members)
     nodes = []
-    for f in folders:
+    for i, f in enumerate(folders):
         (f / "control.json").unlink(missing_ok=True)
-        nodes.append({"name": member_of(f)[0], "data": str(f), "pid": start_node(f)})
-    state = {"etcd": cluster.url, "etcd_dir": str(base / "etcd"), "nodes": nodes}
+        port = 0 if base_port is None else base_port + 2 * n + i
+        nodes.append({"name": member_of(f)[0], "data": str(f), "port": port,
+                      "pid": start_node(f, port=port)})
+    state = {"etcd": cluster.url, "etcd_dir": str(base / "etcd"), "nodes": nodes, "tls": tls}
     (base / _STATE).write_text(json.dumps(state, indent=2) + "\n")
     for node, url in zip(nodes, wait_controls(folders), strict=True):
         node["control"] = url

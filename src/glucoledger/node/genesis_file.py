@@ -9,7 +9,8 @@ Format (JSON, ``docs``-style, one file shared by every member)::
       "members": [                                 founding organizations, in order
         {"name": "org-a",                          the node's checkpoint key name
          "org_key": {"alg": "ed25519", "pub": "<hex>"},   the organization's account key
-         "vkey": "org-a+1a2b3c4d+AX..."},          the node key, C2SP vkey form
+         "vkey": "org-a+1a2b3c4d+AX...",           the node key, C2SP vkey form
+         "tls_ca": "-----BEGIN CERTIFICATE-----..."},  the member's TLS CA (optional)
         ...
       ],
       "signatures": {"org-a": "<hex Ed25519 signature of the genesis tx hash>", ...}
@@ -23,17 +24,28 @@ and byte-identical everywhere (signatures in member order), and any member may a
 Workflow: ``consortium keys`` (each org) -> ``consortium genesis`` (anyone, from the member
 lines) -> ``consortium sign`` (each org) -> ``consortium init`` (each org, same file) ->
 ``glucoledger node`` (each org).
+
+TLS (``crypto.tls``): ``create_member`` also makes the organization's own CA and its node's
+certificate (``tls/ca.pem``, ``tls/ca.key``, ``tls/node.pem``, ``tls/node.key``, keys mode
+0600). The CA certificate travels in the member line (fifth field, base64 of the PEM) and in
+the genesis file (``tls_ca``); ``init_member`` writes ``tls/trust.pem``, the bundle of every
+member's CA, which etcd and the node's etcd client verify peers against. The TLS CAs are not
+part of the genesis transaction (its hash and signatures are unchanged).
 """
 
 from __future__ import annotations
 
+import base64
+import datetime
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..crypto import PrivateKey, PublicKey, generate
+from ..crypto import PrivateKey, PublicKey, generate, tls
+from ..crypto.tls import fingerprint
 from ..errors import InputError, MalformedError, SignatureError
+from ..files import atomic_write
 from ..ledger.checkpoint import NoteVerifier
 from ..ledger.log import encode_cut, encode_tx_entry
 from ..ledger.tx import Signature, SignedTx, Transaction
@@ -52,11 +64,15 @@ class Member:
     name: str
     org_key: PublicKey
     node: NoteVerifier
+    tls_ca: bytes = b""  # PEM of the member's TLS CA ("": none)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "org_key": {"alg": self.org_key.alg,
-                                               "pub": self.org_key.raw.hex()},
-                "vkey": self.node.vkey()}
+        doc = {"name": self.name, "org_key": {"alg": self.org_key.alg,
+                                              "pub": self.org_key.raw.hex()},
+               "vkey": self.node.vkey()}
+        if self.tls_ca:
+            doc["tls_ca"] = self.tls_ca.decode()
+        return doc
 
     @classmethod
     def from_json(cls, doc: Any) -> Member:
@@ -65,22 +81,33 @@ class Member:
             org = PublicKey(doc["org_key"]["alg"], bytes.fromhex(doc["org_key"]["pub"]))
             if node.name != doc["name"]:
                 raise MalformedError(f"member {doc['name']}: its vkey is named {node.name}")
-            return cls(str(doc["name"]), org, node)
+            ca = str(doc.get("tls_ca", "")).encode()
+            if ca:
+                fingerprint(ca)  # parses, or MalformedError
+            return cls(str(doc["name"]), org, node, ca)
         except (KeyError, TypeError, ValueError) as exc:
             raise MalformedError(f"genesis member entry is malformed ({exc}); expected "
                                  "{name, org_key: {alg, pub}, vkey}") from None
 
     def line(self) -> str:
-        """``name:alg:orgkeyhex:vkey``: what ``consortium keys`` prints to share."""
-        return f"{self.name}:{self.org_key.alg}:{self.org_key.raw.hex()}:{self.node.vkey()}"
+        """``name:alg:orgkeyhex:vkey[:base64 TLS CA PEM]``: what ``consortium keys`` prints
+        to share."""
+        line = f"{self.name}:{self.org_key.alg}:{self.org_key.raw.hex()}:{self.node.vkey()}"
+        return line + (f":{base64.b64encode(self.tls_ca).decode()}" if self.tls_ca else "")
 
     @classmethod
     def parse_line(cls, line: str) -> Member:
-        parts = line.strip().split(":", 3)
-        if len(parts) != 4:
-            raise InputError(f"member {line!r}: expected name:alg:orgkeyhex:vkey")
-        name, alg, pub, vkey = parts
-        return cls.from_json({"name": name, "org_key": {"alg": alg, "pub": pub}, "vkey": vkey})
+        parts = line.strip().split(":", 4)
+        if len(parts) not in (4, 5):
+            raise InputError(f"member {line[:60]!r}: expected name:alg:orgkeyhex:vkey[:tlsca]")
+        name, alg, pub, vkey = parts[:4]
+        doc: dict[str, Any] = {"name": name, "org_key": {"alg": alg, "pub": pub}, "vkey": vkey}
+        if len(parts) == 5:
+            try:
+                doc["tls_ca"] = base64.b64decode(parts[4], validate=True).decode()
+            except (ValueError, UnicodeDecodeError):
+                raise InputError(f"member {name}: the TLS CA field is not base64 PEM") from None
+        return cls.from_json(doc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +158,13 @@ class Genesis:
     def verifiers(self) -> list[NoteVerifier]:
         return [m.node for m in self.members]
 
+    def trust_bundle(self) -> bytes:
+        """Every member's TLS CA, concatenated ("" unless every member has one)."""
+        if not all(m.tls_ca for m in self.members):
+            return b""
+        return b"".join(m.tls_ca if m.tls_ca.endswith(b"\n") else m.tls_ca + b"\n"
+                        for m in self.members)
+
     def to_json(self) -> str:
         return json.dumps({
             "format": FORMAT, "chain": self.chain, "threshold": self.threshold,
@@ -152,11 +186,19 @@ class Genesis:
 
     @classmethod
     def load(cls, path: Path) -> Genesis:
-        return cls.parse(Path(path).read_text())
+        """Read and parse a genesis file. Raises InputError (unreadable) or MalformedError."""
+        try:
+            text = Path(path).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read the genesis file {path}: "
+                             f"{getattr(exc, 'strerror', None) or exc}") from None
+        return cls.parse(text)
 
 
-def create_member(data_dir: Path, name: str) -> Member:
-    """Make a member folder: master key, node key and organization key (no chain yet)."""
+def create_member(data_dir: Path, name: str, hosts: list[str] | None = None) -> Member:
+    """Make a member folder: master key, node key, organization key and TLS identity (its
+    own CA and a node certificate for ``hosts``, default 127.0.0.1 and localhost); no chain
+    yet."""
     data_dir = Path(data_dir)
     if (data_dir / "master.key").exists() or (data_dir / "node.json").exists():
         raise InputError(f"{data_dir} already holds keys; use another folder")
@@ -167,7 +209,16 @@ def create_member(data_dir: Path, name: str) -> Member:
     wallet.save("node", node_key)
     wallet.save("org", org_key)
     (data_dir / "member.txt").write_text(name + "\n")
-    return Member(name, org_key.public, NoteVerifier(name, node_key.public))
+    now = datetime.datetime.now(datetime.UTC)
+    ca = tls.make_ca(name, now)
+    leaf = tls.issue(ca, name, hosts or ["127.0.0.1", "localhost"], now)
+    folder = data_dir / "tls"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    atomic_write(folder / "ca.key", ca.key_pem, mode=0o600)
+    atomic_write(folder / "ca.pem", ca.cert_pem)
+    atomic_write(folder / "node.key", leaf.key_pem, mode=0o600)
+    atomic_write(folder / "node.pem", leaf.cert_pem)
+    return Member(name, org_key.public, NoteVerifier(name, node_key.public), ca.cert_pem)
 
 
 def member_of(data_dir: Path) -> tuple[str, Wallet]:
@@ -195,5 +246,8 @@ def init_member(data_dir: Path, genesis: Genesis, orderer_url: str, orderer: Ord
     envelope = genesis.envelope()
     NodeConfig(genesis.chain, name, orderer_url).save(data_dir)
     (data_dir / "genesis.json").write_text(genesis.to_json())
+    bundle = genesis.trust_bundle()
+    if bundle and (data_dir / "tls").is_dir():
+        atomic_write(data_dir / "tls" / "trust.pem", bundle)
     if orderer.size() == 0:
         orderer.append([encode_tx_entry(envelope), encode_cut(0, 0)])

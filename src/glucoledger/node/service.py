@@ -176,6 +176,8 @@ class Node:
         #: submits are released.
         self.on_blocks: Callable[[], None] | None = None
         self._follower: int | None = None
+        #: Why this node stopped working (None while it works): set by ``halt``.
+        self.halted: str | None = None
         self._account_locks: dict[bytes, threading.RLock] = {}
         self._account_locks_mu = threading.Lock()
 
@@ -307,6 +309,9 @@ class Node:
             upto = max(positions.values(), default=-1)
             with self._applied:
                 while self.applied_cut < upto:
+                    if self.halted is not None:
+                        raise OrderingError(f"this node stopped: {self.halted}; submit to "
+                                            "another member", code="node_halted")
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise OrderingError(
@@ -410,6 +415,12 @@ class Node:
             self.caught_up = False
             return made
 
+    def halt(self, reason: str) -> None:
+        """Stop serving: submits waiting for a block fail at once with ``reason``."""
+        self.halted = reason
+        with self._applied:
+            self._applied.notify_all()
+
     def _notify_applied(self) -> None:
         last = self.replica.last
         if self.on_blocks is not None:
@@ -467,11 +478,14 @@ class Node:
             self._pool = ProcessPoolExecutor(self._workers, mp_context=get_context("forkserver"))
         return self._pool
 
-    def _store_block(self, block: Block) -> None:
+    def _store_block(self, block: Block, frontier: Sequence[bytes] | None = None) -> None:
+        """Sign (cosignature/v1) and store ``block``; ``frontier``: the Merkle frontier after
+        it (default: the replica's, when the block is its last)."""
         h = block.header
         cp = Checkpoint(self.config.chain, h.log_size, h.log_root, h.height, block.hash, h.time)
         note = sign_checkpoint(cp, self.node_key, self.config.name).encode()
-        self.store.write_block(block, note, self.replica.tree.frontier)
+        self.store.write_block(block, note,
+                               self.replica.tree.frontier if frontier is None else frontier)
 
     # --- reading --------------------------------------------------------------------------
     @property

@@ -13,6 +13,11 @@ What the etcd 3.4 gateway does that is easy to trip over (all checked against 3.
 - ``/v3/watch`` answers with newline-delimited JSON objects, each wrapped in ``{"result": ...}``;
 - without quorum a write is not refused but hangs until etcd's own timeout (about 5 s plus
   two election timeouts), so every request here carries a client-side deadline.
+
+TLS: ``etcd://host:port,...?tls=DIR`` speaks HTTPS to every member, verifies the members'
+certificates against ``DIR/trust.pem`` (the consortium's bundle of member CAs) and presents
+``DIR/node.pem`` / ``DIR/node.key`` as this node's client certificate (etcd started with
+``--client-cert-auth`` refuses connections without one from a trusted CA).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import ssl
 import threading
 import time
 from collections.abc import Generator, Sequence
@@ -27,7 +33,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["Gateway", "GatewayError", "Reply", "b64", "parse_endpoint", "unb64"]
+__all__ = ["Gateway", "GatewayError", "Reply", "TlsFiles", "b64", "parse_endpoint",
+           "parse_etcd_url", "unb64"]
 
 #: gRPC status codes worth retrying on another member (or later on the same one).
 _TRANSIENT_CODES = frozenset({1, 4, 10, 14})  # canceled, deadline, aborted, unavailable
@@ -60,14 +67,59 @@ def unb64(text: str) -> bytes:
     return base64.b64decode(text)
 
 
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """CA bundle to verify the members by; this node's certificate and key (None: present
+    no client certificate)."""
+
+    ca: str
+    cert: str | None = None
+    key: str | None = None
+
+    @classmethod
+    def in_dir(cls, folder: str) -> TlsFiles:
+        return cls(f"{folder}/trust.pem", f"{folder}/node.pem", f"{folder}/node.key")
+
+    def context(self) -> ssl.SSLContext:
+        """A client context (TLS 1.2+, hostname checked). Raises ValueError on bad files."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            ctx.load_verify_locations(self.ca)
+            if self.cert is not None:
+                ctx.load_cert_chain(self.cert, self.key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"etcd TLS files unusable ({exc}): expected trust.pem, node.pem "
+                             "and node.key from `glucoledger consortium keys`") from None
+        return ctx
+
+
+def parse_etcd_url(url: str) -> tuple[list[str], TlsFiles | None]:
+    """``etcd://host:port[,host:port...][?tls=DIR]`` -> (endpoints, TLS files or None)."""
+    scheme, sep, rest = url.partition("://")
+    if scheme != "etcd" or not sep:
+        raise ValueError(f"{url!r} is not an etcd URL; expected etcd://host:port[,host:port]")
+    rest, _, query = rest.partition("?")
+    tls = None
+    if query:
+        key, _, value = query.partition("=")
+        if key != "tls" or not value:
+            raise ValueError(f"{url!r}: the only option is ?tls=FOLDER")
+        tls = TlsFiles.in_dir(value)
+    endpoints = [e for e in rest.rstrip("/").split(",") if e]
+    if not endpoints:
+        raise ValueError(f"{url!r} names no endpoint; expected etcd://host:port[,host:port]")
+    return endpoints, tls
+
+
 def parse_endpoint(endpoint: str) -> tuple[str, int]:
-    """``http://host:port`` or ``host:port`` -> (host, port)."""
+    """``http(s)://host:port`` or ``host:port`` -> (host, port)."""
     text = endpoint.strip()
     if "://" not in text:
         text = "http://" + text
     parts = urlsplit(text)
-    if parts.scheme != "http":
-        raise ValueError(f"etcd endpoint {endpoint!r}: only http:// is supported so far")
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"etcd endpoint {endpoint!r}: use host:port")
     if not parts.hostname or parts.port is None:
         raise ValueError(f"etcd endpoint {endpoint!r} needs a host and a port, like 127.0.0.1:2379")
     if parts.path not in ("", "/"):
@@ -78,13 +130,15 @@ def parse_endpoint(endpoint: str) -> tuple[str, int]:
 class Gateway:
     """Keep-alive connections per thread, failover across endpoints, a deadline per call."""
 
-    def __init__(self, endpoints: Sequence[str], timeout: float) -> None:
+    def __init__(self, endpoints: Sequence[str], timeout: float,
+                 tls: TlsFiles | None = None) -> None:
         if not endpoints:
             raise ValueError("at least one etcd endpoint is needed")
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         self.endpoints = [parse_endpoint(e) for e in endpoints]
         self.timeout = timeout
+        self._ssl = tls.context() if tls is not None else None
         self._preferred = 0
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -158,7 +212,7 @@ class Gateway:
         conn = conns.get(i)
         if conn is None:
             host, port = self.endpoints[i]
-            conn = http.client.HTTPConnection(host, port, timeout=timeout)
+            conn = self._new_conn(host, port, timeout)
             conns[i] = conn
             with self._lock:
                 self._all_conns.append(conn)
@@ -166,6 +220,11 @@ class Gateway:
         if conn.sock is not None:
             conn.sock.settimeout(timeout)
         return conn
+
+    def _new_conn(self, host: str, port: int, timeout: float) -> http.client.HTTPConnection:
+        if self._ssl is not None:
+            return http.client.HTTPSConnection(host, port, timeout=timeout, context=self._ssl)
+        return http.client.HTTPConnection(host, port, timeout=timeout)
 
     def _drop(self, i: int) -> None:
         conns: dict[int, http.client.HTTPConnection] = getattr(self._local, "conns", {})
@@ -207,7 +266,7 @@ class Gateway:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError("deadline passed before the watch started")
-        conn = http.client.HTTPConnection(host, port, timeout=remaining)
+        conn = self._new_conn(host, port, remaining)
         try:
             conn.request(
                 "POST",

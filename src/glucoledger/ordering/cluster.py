@@ -16,15 +16,18 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Self
 
 from glucoledger.errors import OrderingError
+from glucoledger.ordering._gateway import TlsFiles
 
 __all__ = ["ClusterError", "EtcdCluster", "find_etcd"]
 
@@ -60,14 +63,36 @@ class _Member:
     data_dir: str
     log: str
     pid: int | None = None
+    #: TLS: the trust bundle, this member's certificate and key ("": plain HTTP).
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_ca else "http"
 
     @property
     def client_url(self) -> str:
-        return f"http://{_HOST}:{self.client_port}"
+        return f"{self.scheme}://{_HOST}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
-        return f"http://{_HOST}:{self.peer_port}"
+        return f"{self.scheme}://{_HOST}:{self.peer_port}"
+
+    def tls_args(self) -> list[str]:
+        """etcd flags: TLS with client and peer certificate authentication."""
+        if not self.tls_ca:
+            return []
+        return ["--cert-file", self.tls_cert, "--key-file", self.tls_key,
+                "--client-cert-auth", "--trusted-ca-file", self.tls_ca,
+                "--peer-cert-file", self.tls_cert, "--peer-key-file", self.tls_key,
+                "--peer-client-cert-auth", "--peer-trusted-ca-file", self.tls_ca]
+
+    def urlopen_context(self) -> ssl.SSLContext | None:
+        if not self.tls_ca:
+            return None
+        return TlsFiles(self.tls_ca, self.tls_cert, self.tls_key).context()
 
 
 def _free_ports(count: int) -> list[int]:
@@ -88,7 +113,10 @@ def _free_ports(count: int) -> list[int]:
 class EtcdCluster:
     """Start, stop, kill and restart the members of a local etcd cluster."""
 
-    def __init__(self, n: int, base_dir: Path, base_port: int | None = None) -> None:
+    def __init__(self, n: int, base_dir: Path, base_port: int | None = None,
+                 tls: Sequence[TlsFiles] | None = None) -> None:
+        """``tls``: one TlsFiles per member (its certificate, the trust bundle): the members
+        then speak TLS to clients and peers and require certificates from both."""
         if n < 1:
             raise ValueError("a cluster needs at least one member")
         self.n = n
@@ -107,6 +135,11 @@ class EtcdCluster:
             )
             for i in range(n)
         ]
+        if tls is not None:
+            if len(tls) != n:
+                raise ValueError("one TLS identity per member")
+            for m, t in zip(self.members, tls, strict=True):
+                m.tls_ca, m.tls_cert, m.tls_key = t.ca, t.cert or "", t.key or ""
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
 
     # -- state file ----------------------------------------------------------------------------
@@ -144,6 +177,10 @@ class EtcdCluster:
         """``etcd://host:port,...`` for EtcdOrderer.from_url."""
         return "etcd://" + ",".join(f"{_HOST}:{m.client_port}" for m in self.members)
 
+    def url_for(self, tls_dir: Path | None) -> str:
+        """The orderer URL a node uses: over TLS with the identity in ``tls_dir``."""
+        return self.url + (f"?tls={tls_dir}" if tls_dir is not None else "")
+
     def start(self) -> None:
         """Start every member (a new cluster, or the existing data dirs) and record the pids."""
         find_etcd()
@@ -170,6 +207,7 @@ class EtcdCluster:
             "--heartbeat-interval", str(_HEARTBEAT_MS),
             "--election-timeout", str(_ELECTION_MS),
             "--logger", "zap",
+            *m.tls_args(),
         ]  # fmt: skip
         with open(m.log, "ab") as log:
             proc = subprocess.Popen(
@@ -263,9 +301,10 @@ class EtcdCluster:
 
     def member_healthy(self, i: int, timeout: float = 1.0) -> bool:
         """etcd's /health: the member is up and the cluster has a leader (quorum)."""
+        m = self.members[i]
         try:
             with urllib.request.urlopen(
-                self.members[i].client_url + "/health", timeout=timeout
+                m.client_url + "/health", timeout=timeout, context=m.urlopen_context()
             ) as resp:
                 return bool(json.loads(resp.read()).get("health") == "true")
         except (OSError, ValueError, urllib.error.URLError):
@@ -280,7 +319,9 @@ class EtcdCluster:
                 m.client_url + "/v3/maintenance/status", data=b"{}", method="POST"
             )
             try:
-                with urllib.request.urlopen(request, timeout=timeout) as resp:
+                with urllib.request.urlopen(
+                    request, timeout=timeout, context=m.urlopen_context()
+                ) as resp:
                     status = json.loads(resp.read())
             except (OSError, ValueError, urllib.error.URLError):
                 continue

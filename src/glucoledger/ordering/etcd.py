@@ -43,10 +43,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from glucoledger.errors import OrderingError
-from glucoledger.ordering._gateway import JSON, Gateway, GatewayError, b64, unb64
+from glucoledger.ordering._gateway import (
+    JSON,
+    Gateway,
+    GatewayError,
+    TlsFiles,
+    b64,
+    parse_etcd_url,
+    unb64,
+)
 from glucoledger.ordering.base import MAX_ENTRY, Orderer
 
-__all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_ENTRIES", "EtcdOrderer"]
+__all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_ENTRIES", "EtcdOrderer", "TlsFiles"]
 
 #: Entries per append (kept from layout 1, where each entry was one of etcd's 128 operations
 #: a transaction allows; callers size their batches by it).
@@ -77,12 +85,13 @@ class EtcdOrderer(Orderer):
     what to do) and ValueError on misuse (bad arguments, oversized entries or batches).
     """
 
-    def __init__(self, endpoints: Sequence[str], chain: str, *, timeout: float = 5.0) -> None:
+    def __init__(self, endpoints: Sequence[str], chain: str, *, timeout: float = 5.0,
+                 tls: TlsFiles | None = None) -> None:
         if not chain or len(chain) > 64 or not set(chain) <= _CHAIN_CHARS:
             raise ValueError(f"chain name {chain!r}: use 1-64 of A-Z a-z 0-9 . _ -")
         self.chain = chain
         self.timeout = timeout
-        self._gw = Gateway(list(endpoints), timeout)
+        self._gw = Gateway(list(endpoints), timeout, tls)
         self._members = len(self._gw.endpoints)
         self._known_head: tuple[int, int] | None = None
         prefix = f"/glucoledger/{chain}/"
@@ -93,14 +102,10 @@ class EtcdOrderer(Orderer):
 
     @classmethod
     def from_url(cls, url: str, chain: str, *, timeout: float = 5.0) -> EtcdOrderer:
-        """``etcd://host:port,host:port`` -> an orderer on those endpoints."""
-        scheme, sep, rest = url.partition("://")
-        if scheme != "etcd" or not sep:
-            raise ValueError(f"{url!r} is not an etcd URL; expected etcd://host:port[,host:port]")
-        endpoints = [e for e in rest.rstrip("/").split(",") if e]
-        if not endpoints:
-            raise ValueError(f"{url!r} names no endpoint; expected etcd://host:port[,host:port]")
-        return cls(endpoints, chain, timeout=timeout)
+        """``etcd://host:port,host:port[?tls=DIR]`` -> an orderer on those endpoints
+        (over TLS with DIR's client certificate, see ``ordering._gateway``)."""
+        endpoints, tls = parse_etcd_url(url)
+        return cls(endpoints, chain, timeout=timeout, tls=tls)
 
     def _key(self, position: int) -> str:
         return b64(f"{self._log_prefix}{position:0{_POS_DIGITS}d}")

@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from ..errors import OrderingError
-from ._gateway import Gateway, GatewayError, b64, unb64
+from ._gateway import Gateway, GatewayError, TlsFiles, b64, parse_etcd_url, unb64
 
 __all__ = ["EtcdKV"]
 
@@ -32,15 +32,16 @@ def _end(prefix: str) -> str:
 
 
 class EtcdKV:
-    def __init__(self, endpoints: Sequence[str], chain: str, *, timeout: float = 5.0) -> None:
-        self._gw = Gateway(list(endpoints), timeout)
+    def __init__(self, endpoints: Sequence[str], chain: str, *, timeout: float = 5.0,
+                 tls: TlsFiles | None = None) -> None:
+        self._gw = Gateway(list(endpoints), timeout, tls)
         self.timeout = timeout
         self.prefix = f"/glucoledger/{chain}/"
 
     @classmethod
     def from_url(cls, url: str, chain: str, *, timeout: float = 5.0) -> EtcdKV:
-        _, _, rest = url.partition("://")
-        return cls([e for e in rest.rstrip("/").split(",") if e], chain, timeout=timeout)
+        endpoints, tls = parse_etcd_url(url)
+        return cls(endpoints, chain, timeout=timeout, tls=tls)
 
     def _call(self, path: str, body: dict[str, object]) -> dict[str, object]:
         try:

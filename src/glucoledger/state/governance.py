@@ -1,13 +1,24 @@
-"""Consortium governance: adding and removing member organizations, recording anchors.
+"""Consortium governance: member organizations, node keys, threshold; recording anchors.
 
 The member set lives in ``chain/genesis`` (written by ``chain.genesis``): ``orgs`` (account
-ids), ``nodes`` (name, org, node account, node key) and the checkpoint ``threshold``.
+ids), ``nodes`` (name, org, node account, node key) and the checkpoint ``threshold``. It is
+the newest *scheduled* set: it decides who may authorize governance from the next
+transaction on.
 
-- ``gov.member_add`` body ``{name, policy, node, threshold?}``: a new organization (its
+Checkpoint signers take effect at a stated height. Every change writes the complete signer
+set and threshold under ``chain/members/<first height, 20 digits>``; ``member_schedule``
+turns those records into a ``ledger.finality.MemberSchedule``, so finality of height h is
+judged by the set in force at h, whatever happened later. Each change body takes an
+optional ``at``: the first height the new set signs (default: the next block); it must be
+after the block that carries the change and not before an already scheduled change.
+
+- ``gov.member_add`` body ``{name, policy, node, threshold?, at?}``: a new organization (its
   cosigner policy) and its node key (Ed25519: it signs checkpoints). Optional ``threshold``
   sets the new checkpoint threshold (default: unchanged).
-- ``gov.member_remove`` body ``{name, threshold?}``: drop an organization's node from the
+- ``gov.member_remove`` body ``{name, threshold?, at?}``: drop an organization's node from the
   checkpoint signers; the threshold is clamped to the remaining number of nodes unless given.
+- ``gov.rotate_key`` body ``{name, node, at?}``: a member's new node key.
+- ``gov.threshold`` body ``{threshold, at?}``: a new checkpoint threshold.
 - ``anchor.record`` body ``{height, size, root, chain_id, tx_hash, block_number}``: the
   receipt of a final checkpoint written to a public chain (see ``node.anchor``).
 
@@ -16,10 +27,11 @@ whose keys reach the ``default`` threshold of at least ``threshold`` distinct cu
 organizations (cosignatures collected off-chain into one envelope). Its nonce is the
 consortium's governance counter (``gov_nonce`` in ``chain/genesis``), so a governance
 envelope can never be replayed. ``anchor.record`` needs one member organization (it states a
-fact anyone can check against the public chain) and uses the same counter.
+fact anyone can check against the public chain) and has its own counter (``anchor_nonce``),
+so an automatic anchor never invalidates a governance proposal being cosigned.
 
 Invariants: the member set never becomes empty; 1 <= threshold <= number of nodes; names
-and node keys are unique. Pure: no I/O, clock or randomness.
+and node keys are unique; schedule heights only grow. Pure: no I/O, clock or randomness.
 """
 
 from __future__ import annotations
@@ -27,6 +39,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..crypto import PublicKey
+from ..ledger.checkpoint import NoteVerifier
+from ..ledger.finality import MemberSchedule
 from ..ledger.tx import SignedTx
 from .accounts import GENESIS_KEY, genesis_info
 from .accounts_model import (
@@ -39,9 +53,45 @@ from .accounts_model import (
 from .machine import Context, body_field, register, require
 from .store import State
 
-__all__ = ["ANCHOR_PREFIX", "member_orgs_signing"]
+__all__ = ["ANCHOR_PREFIX", "MEMBERS_PREFIX", "member_orgs_signing", "member_schedule"]
 
 ANCHOR_PREFIX = "anchor/"
+MEMBERS_PREFIX = "chain/members/"
+
+
+def _signers(info: dict[str, Any]) -> dict[str, Any]:
+    return {"nodes": [{"name": n["name"], "key": n["key"]} for n in info["nodes"]],
+            "threshold": info["threshold"]}
+
+
+def member_schedule(state: State) -> MemberSchedule:
+    """The checkpoint signer sets by first height (a chain without recorded changes: the
+    genesis set from height 0). Raises RejectedError when the chain has no genesis."""
+    recorded = sorted(state.keys(MEMBERS_PREFIX))
+    docs = [(int(k[len(MEMBERS_PREFIX):]), state.get(k)) for k in recorded]
+    if not docs or docs[0][0] != 0:
+        docs.insert(0, (0, _signers(genesis_info(state))))
+    return MemberSchedule(tuple(
+        (at, tuple(NoteVerifier(n["name"], PublicKey.from_value(n["key"]))
+                   for n in doc["nodes"]), int(doc["threshold"]))
+        for at, doc in docs))
+
+
+def _schedule(state: State, before: dict[str, Any], after: dict[str, Any],
+              body: dict[str, Any], ctx: Context) -> None:
+    """Record ``after``'s signer set from the height the body states (default: next)."""
+    at = body.get("at", ctx.height + 1)
+    require(isinstance(at, int) and not isinstance(at, bool) and at > ctx.height, "bad_height",
+            f"a change takes effect at a later height than this block ({ctx.height}): "
+            f"give at >= {ctx.height + 1}")
+    recorded = sorted(state.keys(MEMBERS_PREFIX))
+    if not recorded:  # the first change: the set in force until now starts at 0
+        state.put(f"{MEMBERS_PREFIX}{0:020d}", _signers(before))
+    else:
+        last = int(recorded[-1][len(MEMBERS_PREFIX):])
+        require(at >= last, "bad_height", f"a change is already scheduled at height {last}: "
+                "a new one takes effect at that height or later")
+    state.put(f"{MEMBERS_PREFIX}{at:020d}", _signers(after))
 
 
 def member_orgs_signing(state: State, info: dict[str, Any], stx: SignedTx) -> list[str]:
@@ -55,19 +105,42 @@ def member_orgs_signing(state: State, info: dict[str, Any], stx: SignedTx) -> li
     return names
 
 
-def _authorize(state: State, stx: SignedTx, need: int) -> dict[str, Any]:
+def _authorize(state: State, stx: SignedTx, need: int,
+               counter: str = "gov_nonce") -> dict[str, Any]:
     info = genesis_info(state)
-    require(stx.tx.nonce == info.get("gov_nonce", 0), "bad_nonce",
-            f"governance nonce must be {info.get('gov_nonce', 0)} (the consortium's next); "
-            "this envelope was used already or is out of order")
+    require(stx.tx.nonce == info.get(counter, 0), "bad_nonce",
+            f"{'anchor' if counter == 'anchor_nonce' else 'governance'} nonce must be "
+            f"{info.get(counter, 0)} (the consortium's next); this envelope was used already "
+            "or is out of order")
     signing = member_orgs_signing(state, info, stx)
     require(len(signing) >= need, "insufficient_signatures",
             f"{len(signing)} member organization(s) signed ({', '.join(signing) or 'none'}); "
             f"{need} needed: collect more cosignatures into the envelope")
     require(stx.tx.account in info["orgs"], "not_member",
             "a governance transaction is sent from a member organization's account")
-    info["gov_nonce"] = info.get("gov_nonce", 0) + 1
+    info[counter] = info.get(counter, 0) + 1
     return info
+
+
+def _begin(state: State, stx: SignedTx, fields: tuple[str, ...]
+           ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Check a change's body fields and authorize it: (body, set before, set after so far)."""
+    body = stx.tx.body
+    require(set(body) <= set(fields), "malformed",
+            f"{stx.tx.type} takes {', '.join(fields)}")
+    before = genesis_info(state)
+    return body, before, _authorize(state, stx, before["threshold"])
+
+
+def _node_account(state: State, node_key: PublicKey, name: str, sponsor: bytes,
+                  height: int) -> bytes:
+    """The node account of ``node_key`` (created if new); returns its id."""
+    nid = account_id("node", single_key_policy(node_key))
+    if account_key(nid) not in state:
+        state.put(account_key(nid), {"kind": "node", "policy": single_key_policy(node_key),
+                                     "nonce": 0, "name": name, "sponsor": sponsor,
+                                     "created": height})
+    return nid
 
 
 def _threshold(body: dict[str, Any], default: int, nodes: int) -> int:
@@ -80,10 +153,7 @@ def _threshold(body: dict[str, Any], default: int, nodes: int) -> int:
 @register("gov.member_add", auth="self")
 def _member_add(state: State, stx: SignedTx, ctx: Context) -> None:
     """Admit an organization and its node (threshold of current members)."""
-    body = stx.tx.body
-    require(set(body) <= {"name", "policy", "node", "threshold"}, "malformed",
-            "gov.member_add takes name, policy, node, threshold")
-    info = _authorize(state, stx, genesis_info(state)["threshold"])
+    body, before, info = _begin(state, stx, ("name", "policy", "node", "threshold", "at"))
     name = body_field(body, "name", str)
     require(0 < len(name) <= 64 and " " not in name and "+" not in name, "bad_name",
             "organization names are 1..64 characters without spaces or '+'")
@@ -91,33 +161,32 @@ def _member_add(state: State, stx: SignedTx, ctx: Context) -> None:
             f"organization {name} is already a member")
     policy = body_field(body, "policy", dict)
     validate_policy(policy)
-    node_key = PublicKey.from_value(body_field(body, "node", dict))
-    require(node_key.alg == "ed25519", "bad_key", "node keys are Ed25519 (they sign notes)")
-    require(all(n["key"] != node_key.to_value() for n in info["nodes"]), "exists",
-            "that node key already belongs to a member")
+    node_key = _node_key(body, info)
     oid = account_id("organization", policy)
-    nid = account_id("node", single_key_policy(node_key))
     if account_key(oid) not in state:
         state.put(account_key(oid), {"kind": "organization", "policy": policy, "nonce": 0,
                                      "name": name, "sponsor": b"", "created": ctx.height})
-    if account_key(nid) not in state:
-        state.put(account_key(nid), {"kind": "node", "policy": single_key_policy(node_key),
-                                     "nonce": 0, "name": name, "sponsor": oid,
-                                     "created": ctx.height})
+    nid = _node_account(state, node_key, name, oid, ctx.height)
     info["orgs"] = [*info["orgs"], oid]
     info["nodes"] = [*info["nodes"], {"name": name, "org": oid, "node": nid,
                                       "key": node_key.to_value()}]
     info["threshold"] = _threshold(body, info["threshold"], len(info["nodes"]))
+    _schedule(state, before, info, body, ctx)
     state.put(GENESIS_KEY, info)
+
+
+def _node_key(body: dict[str, Any], info: dict[str, Any]) -> PublicKey:
+    node_key = PublicKey.from_value(body_field(body, "node", dict))
+    require(node_key.alg == "ed25519", "bad_key", "node keys are Ed25519 (they sign notes)")
+    require(all(n["key"] != node_key.to_value() for n in info["nodes"]), "exists",
+            "that node key already belongs to a member")
+    return node_key
 
 
 @register("gov.member_remove", auth="self")
 def _member_remove(state: State, stx: SignedTx, ctx: Context) -> None:
     """Remove an organization's node from the checkpoint signers (threshold of members)."""
-    body = stx.tx.body
-    require(set(body) <= {"name", "threshold"}, "malformed",
-            "gov.member_remove takes name, threshold")
-    info = _authorize(state, stx, genesis_info(state)["threshold"])
+    body, before, info = _begin(state, stx, ("name", "threshold", "at"))
     name = body_field(body, "name", str)
     gone = [n for n in info["nodes"] if n["name"] == name]
     require(bool(gone), "not_member", f"{name} is not a member")
@@ -126,6 +195,33 @@ def _member_remove(state: State, stx: SignedTx, ctx: Context) -> None:
     info["nodes"] = rest
     info["orgs"] = [o for o in info["orgs"] if o != gone[0]["org"]]
     info["threshold"] = _threshold(body, min(info["threshold"], len(rest)), len(rest))
+    _schedule(state, before, info, body, ctx)
+    state.put(GENESIS_KEY, info)
+
+
+@register("gov.rotate_key", auth="self")
+def _rotate_key(state: State, stx: SignedTx, ctx: Context) -> None:
+    """Replace a member's node key (threshold of members), from a stated height."""
+    body, before, info = _begin(state, stx, ("name", "node", "at"))
+    name = body_field(body, "name", str)
+    require(any(n["name"] == name for n in info["nodes"]), "not_member",
+            f"{name} is not a member")
+    node_key = _node_key(body, info)
+    org = next(n["org"] for n in info["nodes"] if n["name"] == name)
+    nid = _node_account(state, node_key, name, org, ctx.height)
+    info["nodes"] = [{**n, "node": nid, "key": node_key.to_value()} if n["name"] == name
+                     else n for n in info["nodes"]]
+    _schedule(state, before, info, body, ctx)
+    state.put(GENESIS_KEY, info)
+
+
+@register("gov.threshold", auth="self")
+def _set_threshold(state: State, stx: SignedTx, ctx: Context) -> None:
+    """Change the checkpoint threshold (threshold of members), from a stated height."""
+    body, before, info = _begin(state, stx, ("threshold", "at"))
+    require("threshold" in body, "malformed", "gov.threshold needs threshold")
+    info["threshold"] = _threshold(body, info["threshold"], len(info["nodes"]))
+    _schedule(state, before, info, body, ctx)
     state.put(GENESIS_KEY, info)
 
 
@@ -141,7 +237,7 @@ def _anchor_record(state: State, stx: SignedTx, ctx: Context) -> None:
             "root is a 32-byte hash")
     require(isinstance(body["tx_hash"], bytes) and len(body["tx_hash"]) == 32, "malformed",
             "tx_hash is the 32-byte public-chain transaction hash")
-    info = _authorize(state, stx, 1)
+    info = _authorize(state, stx, 1, "anchor_nonce")
     require(body["height"] < ctx.height, "bad_anchor", "an anchor names an earlier block")
     key = f"{ANCHOR_PREFIX}{body['height']:020d}"
     require(key not in state, "exists", f"block {body['height']} is anchored already")

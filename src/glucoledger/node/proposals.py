@@ -1,0 +1,70 @@
+"""Governance proposals: build, cosign and describe ``gov.*`` envelopes off-chain.
+
+A proposal is an ordinary transaction envelope (deterministic CBOR, ``ledger.tx``) of type
+``gov.member_add``, ``gov.member_remove``, ``gov.rotate_key`` or ``gov.threshold``
+(``state.governance``), sent from the proposing organization's account with the
+consortium's next governance nonce. Each member organization that agrees adds its
+signature (``cosign``); once the signatures reach the threshold of member organizations any
+member submits it (``consortium submit``). The state machine decides: it checks the nonce,
+the signatures and the threshold again, so a proposal file carries no authority by itself.
+
+``cosign`` refuses an envelope whose existing signatures do not verify (a tampered file)
+and never signs twice; it shows what is being signed (``describe``) so that an operator
+signs what they read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..crypto import PrivateKey
+from ..errors import InputError
+from ..ledger.tx import Signature, SignedTx, Transaction, sign
+from ..state.accounts_model import account_id, single_key_policy
+from .service import Node
+
+__all__ = ["KINDS", "cosign", "describe", "propose"]
+
+#: CLI name -> transaction type.
+KINDS = {"member-add": "gov.member_add", "member-remove": "gov.member_remove",
+         "rotate-key": "gov.rotate_key", "threshold": "gov.threshold"}
+
+
+def propose(node: Node, kind: str, body: dict[str, Any], org_key: PrivateKey) -> SignedTx:
+    """A new proposal signed by ``org_key`` (this member's organization key), with the
+    consortium's next governance nonce as ``node`` knows it. Raises InputError."""
+    if kind not in KINDS:
+        raise InputError(f"unknown proposal {kind!r}: one of {', '.join(KINDS)}")
+    info = node.state.get("chain/genesis")
+    if info is None:
+        raise InputError("this node has no chain yet: start it and let it catch up first")
+    sender = account_id("organization", single_key_policy(org_key.public))
+    if sender not in info["orgs"]:
+        raise InputError("this folder's organization key is not a member's")
+    tx = Transaction(node.chain, KINDS[kind], body, sender, int(info.get("gov_nonce", 0)))
+    return sign(tx, [org_key])
+
+
+def cosign(envelope: bytes, org_key: PrivateKey) -> SignedTx:
+    """Add ``org_key``'s signature to a proposal. Raises MalformedError, SignatureError
+    (an existing signature does not verify) or InputError (not a proposal; signed already)."""
+    stx = SignedTx.decode(envelope)
+    if stx.tx.type not in KINDS.values():
+        raise InputError(f"this is a {stx.tx.type} transaction, not a governance proposal")
+    stx.check_signatures()
+    if any(s.key == org_key.public for s in stx.sigs):
+        raise InputError("this organization key signed this proposal already")
+    sig = Signature(org_key.public, org_key.sign("tx", stx.tx.hash()))
+    return SignedTx.create(stx.tx, [*stx.sigs, sig])
+
+
+def describe(stx: SignedTx) -> str:
+    """One line a person can check before signing."""
+    body = {k: (v.hex() if isinstance(v, bytes) else v) for k, v in stx.tx.body.items()}
+    if "node" in body and isinstance(body["node"], dict):
+        raw = stx.tx.body["node"].get("pub", b"")
+        body["node"] = f"ed25519 {raw.hex() if isinstance(raw, bytes) else raw}"
+    if "policy" in body:
+        body["policy"] = "(organization cosigner policy)"
+    return (f"{stx.tx.type} {body} (governance nonce {stx.tx.nonce}, "
+            f"{len(stx.sigs)} signature(s))")
