@@ -87,6 +87,13 @@ class Agp:
     bin_min: int
     bins: tuple[AgpBin, ...]
     days: tuple[DayProfile, ...]
+    #: The UTC offset of the latest reading: the patient's local time for labels.
+    tz_offset_min: int = 0
+
+    def aggregate(self) -> Agp:
+        """The percentile profile alone (no daily profile, no reading): what a summary
+        grant may see."""
+        return Agp(self.bin_min, self.bins, (), self.tz_offset_min)
 
     def series(self, q: int) -> list[float | None]:
         """The q-th percentile (one of PERCENTILES) across the bins."""
@@ -104,6 +111,7 @@ class Agp:
                 [b.start_min, b.count, *(tenths(b.get(q)) for q in PERCENTILES)] for b in self.bins
             ],
             "days": [{"date": d.date, "points": [list(p) for p in d.points]} for d in self.days],
+            "tz_offset_min": self.tz_offset_min,
         }
 
 
@@ -135,10 +143,12 @@ def compute_agp(readings: Iterable[CgmReading], *, bin_min: int = 15, smooth: bo
     per_bin: list[list[int]] = [[] for _ in range(DAY_MIN // bin_min)]
     per_day: dict[int, list[tuple[int, int]]] = {}
     seen: set[int] = set()
+    latest = (0, 0)
     for r in readings:
         if r.time_ms in seen:
             continue
         seen.add(r.time_ms)
+        latest = max(latest, (r.time_ms, r.tz_offset_min))
         local = r.time_ms + r.tz_offset_min * 60_000
         minute = (local % DAY_MS) // 60_000
         per_bin[minute // bin_min].append(r.mgdl)
@@ -161,4 +171,4 @@ def compute_agp(readings: Iterable[CgmReading], *, bin_min: int = 15, smooth: bo
         DayProfile((epoch + timedelta(days=day)).date().isoformat(), tuple(sorted(points)))
         for day, points in sorted(per_day.items())
     )
-    return Agp(bin_min, bins, days)
+    return Agp(bin_min, bins, days, latest[1])

@@ -38,7 +38,7 @@ from typing import Final
 
 from .timeline import Weighted
 
-__all__ = ["EPISODE_MIN_MS", "Episodes", "gri_zone", "risk_micro", "episodes"]
+__all__ = ["EPISODE_MIN_MS", "Episodes", "episodes", "gri_zone", "risk_micro"]
 
 EPISODE_MIN_MS: Final = 15 * 60_000
 EXTENDED_MS: Final = 120 * 60_000

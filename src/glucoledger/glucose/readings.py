@@ -65,12 +65,12 @@ from .units import normalize_units, parse_decimal, to_mgdl
 
 __all__ = [
     "BASAL_KINDS",
-    "CENSORED",
-    "HIGH_LIMIT_MGDL",
-    "LOW_LIMIT_MGDL",
     "BOLUS_KINDS",
+    "CENSORED",
     "CGM_MAX_MGDL",
     "CGM_MIN_MGDL",
+    "HIGH_LIMIT_MGDL",
+    "LOW_LIMIT_MGDL",
     "MAX_BATCH",
     "MAX_CLOCK_SKEW_MS",
     "MAX_NOTE_CHARS",

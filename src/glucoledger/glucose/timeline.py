@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Final, TypeVar
 
 from .readings import CgmReading, Record
@@ -91,7 +92,7 @@ def interval_for_model(model: str | None) -> int | None:
 def median_spacing_ms(times: Sequence[int]) -> int:
     """The median spacing of sorted distinct ``times`` (lower median), rounded to a whole
     minute and kept within 1..15 minutes; 5 minutes for fewer than two times."""
-    gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False) if b > a)
+    gaps = sorted(b - a for a, b in pairwise(times) if b > a)
     if not gaps:
         return DEFAULT_INTERVAL_MS
     median = gaps[(len(gaps) - 1) // 2]

@@ -18,9 +18,12 @@ Releases:
 - ``view "raw"``: the records in the permitted streams and window, decrypted for the
   requester; or, when the request names ``wrap_to`` (an X25519 public key), sealed under a
   fresh key that is wrapped to it with HPKE (RFC 9180), so the node hands over only a box.
-- ``view "summary"``: the consensus CGM metrics (glucose.metrics) of the permitted window,
-  with the commitments it was computed from (data.commit tx hashes and ciphertext hashes) and
-  the node's signature (context ``"summary"``) over all of it.
+- ``view "summary"``: the consensus CGM metrics (glucose.metrics) of the permitted window
+  and the AGP percentile profile (glucose.agp, aggregate only: no daily profile, no
+  reading), with the commitments they were computed from (data.commit tx hashes and
+  ciphertext hashes) and the node's signature (context ``"summary"``) over all of it.
+- A raw release of CGM data carries the same summary (unsigned), computed from exactly the
+  released values, so a report built from raw data and one from a summary agree.
 
 Which values count (one rule for both views, glucose/timeline.py): the batches are taken in
 upload order (the log index of their ``data.commit``), and for one record type and instant
@@ -48,13 +51,14 @@ from ..errors import (
     OutOfRangeError,
     PermissionDeniedError,
 )
+from ..glucose.agp import Agp, compute_agp
 from ..glucose.metrics import Summary, summarize
 from ..glucose.readings import CgmReading, Record
 from ..glucose.timeline import interval_for_model, median_spacing_ms, resolve
 from ..ledger.tx import SignedTx, Transaction, sign
 from ..state.access import access_key
-from ..state.devices import device_key
 from ..state.consent import Request
+from ..state.devices import device_key
 from ..vault.store import Vault
 from .service import Node
 
@@ -106,6 +110,8 @@ class Grounds:
 class RawRelease:
     grounds: Grounds
     records: tuple[Record, ...]
+    #: The consensus metrics of the released CGM readings (None without CGM readings).
+    summary: Summary | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +134,11 @@ class SignedSummary:
     summary: Summary
     node_key: PublicKey
     signature: bytes
+    #: The AGP percentile profile (aggregate only: ``days`` is empty).
+    profile: Agp
 
     def statement(self) -> bytes:
-        return summary_statement(self.grounds, self.summary)
+        return summary_statement(self.grounds, self.summary, self.profile)
 
     def verify(self, node_key: PublicKey) -> Summary:
         """Raise SignatureError unless ``node_key`` signed this summary; return it."""
@@ -138,11 +146,11 @@ class SignedSummary:
         return self.summary
 
 
-def summary_statement(g: Grounds, summary: Summary) -> bytes:
+def summary_statement(g: Grounds, summary: Summary, profile: Agp) -> bytes:
     return codec.encode({"access": g.access_tx, "patient": g.patient, "requester": g.requester,
                          "grant": g.grant, "from": g.start_ms, "to": g.end_ms,
                          "commits": list(g.commits), "batches": list(g.batches),
-                         "summary": summary.to_value()})
+                         "summary": summary.to_value(), "profile": profile.to_value()})
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,23 +270,34 @@ class AccessService:
         grounds, record = self.authorize(envelope)
         decision = record["decision"]
         request = Request.from_value(record["request"])
+        uploads = self._uploads(grounds, decision["streams"])
         if decision["view"] == "summary":
-            return self._summary(grounds, self._uploads(grounds, decision["streams"]))
-        records = self._records(grounds, decision["streams"])
+            return self._summary(grounds, uploads)
+        records = list(resolve(r for r, _ in uploads).records)
         if request.wrap_to is not None:
             key = new_key()
             payload = codec.encode({"records": [r.to_value() for r in records]})
             return SealedRelease(grounds,
                                  hpke_seal(request.wrap_to, key, "release", grounds.access_tx),
                                  seal(key, payload, "release", grounds.access_tx))
-        return RawRelease(grounds, tuple(records))
+        return RawRelease(grounds, tuple(records), self._metrics(grounds, uploads))
 
-    def _summary(self, grounds: Grounds, uploads: list[tuple[Record, int]]) -> SignedSummary:
+    @staticmethod
+    def _metrics(grounds: Grounds, uploads: list[tuple[Record, int]]) -> Summary | None:
+        """The metrics of the CGM readings among ``uploads`` over the window, or None."""
         cgm = [(r, i) for r, i in uploads if isinstance(r, CgmReading)]
         if not cgm:
+            return None
+        return summarize([r for r, _ in cgm], start_ms=grounds.start_ms,
+                         end_ms=grounds.end_ms, intervals_ms=[i for _, i in cgm])
+
+    def _summary(self, grounds: Grounds, uploads: list[tuple[Record, int]]) -> SignedSummary:
+        summary = self._metrics(grounds, uploads)
+        if summary is None:
             raise OutOfRangeError("the permitted window holds no CGM readings to summarize "
                                   f"(audited as {grounds.access_tx.hex()[:16]})")
-        summary = summarize([r for r, _ in cgm], start_ms=grounds.start_ms,
-                            end_ms=grounds.end_ms, intervals_ms=[i for _, i in cgm])
-        sig = self.node.node_key.sign(SUMMARY_CONTEXT, summary_statement(grounds, summary))
-        return SignedSummary(grounds, summary, self.node.node_key.public, sig)
+        cgm = [r for r in resolve(r for r, _ in uploads).records if isinstance(r, CgmReading)]
+        profile = compute_agp(cgm).aggregate()
+        sig = self.node.node_key.sign(SUMMARY_CONTEXT,
+                                      summary_statement(grounds, summary, profile))
+        return SignedSummary(grounds, summary, self.node.node_key.public, sig, profile)
