@@ -25,7 +25,9 @@ hundredths, or whole counts and minutes) so every node derives the same bytes.
   Extended hypoglycemia: more than 120 consecutive minutes < 70. Level 1 counts every < 70
   (or > 180) episode, including those that reach level 2 (as iglu's ``lv1``). Minutes are
   each episode's time from its start to the start of the 15 minutes that ended it.
-  Consecutive means each reading's weight reaches the next reading (no gap).
+  Consecutive: readings at most ``BRIDGE_MS`` (45 min) apart, the gap iglu interpolates
+  over (``inter_gap``); a reading then stands for the time to the next one. A longer gap
+  ends any episode (at the end of the last reading's weight).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ __all__ = ["EPISODE_MIN_MS", "Episodes", "episodes", "gri_zone", "risk_micro"]
 
 EPISODE_MIN_MS: Final = 15 * 60_000
 EXTENDED_MS: Final = 120 * 60_000
+BRIDGE_MS: Final = 45 * 60_000
 _CTX: Final = Context(prec=40)
 
 
@@ -90,13 +93,16 @@ def _runs(weighted: Sequence[Weighted], beyond: Callable[[int], bool],
     back_start: int | None = None  # start of the current run back within the threshold
     back_ms = 0
     previous_end: int | None = None
-    for item in weighted:
+    n = len(weighted)
+    for i, item in enumerate(weighted):
         t, w = item.reading.time_ms, item.weight_ms
         if previous_end is not None and t != previous_end:  # a data gap ends everything
             if start is not None:
                 out.append(previous_end - start)
             start = run_start = back_start = None
             run_ms = back_ms = 0
+        if i + 1 < n and weighted[i + 1].reading.time_ms - t <= BRIDGE_MS:
+            w = weighted[i + 1].reading.time_ms - t  # bridged up to the next reading
         previous_end = t + w
         if beyond(item.reading.mgdl):
             back_start, back_ms = None, 0
