@@ -126,7 +126,8 @@ def read(who: Annotated[str, typer.Option("--as")], patient: Name,
         console.print(f"TIR {s.tir:.1f} %  TBR<70 {s.tbr70:.1f} %  TBR<54 {s.tbr54:.1f} %  "
                       f"TAR>180 {s.tar180:.1f} %  TAR>250 {s.tar250:.1f} %  mean {s.mean:.1f} "
                       f"mg/dL  CV {s.cv:.1f} %  GMI {s.gmi:.2f} %  active {s.active:.1f} %  "
-                      f"days {s.days_with_data}  sufficient {s.sufficient}")
+                      f"days {s.days_with_data}  sufficient {s.sufficient}  GRI {s.gri:.1f} "
+                      f"({s.gri_zone})  sensor LOW {s.censored_low}  HIGH {s.censored_high}")
         console.print(f"signed by the node over {len(rel.grounds.commits)} commitments; "
                       f"audited as {rel.grounds.access_tx.hex()[:16]}")
     elif isinstance(rel, RawRelease):
