@@ -201,6 +201,7 @@ def summary_value(s: Any) -> dict[str, Any]:
             "sufficient": s.sufficient, "censored_low": s.censored_low,
             "censored_high": s.censored_high, "superseded": s.superseded, "gri": s.gri,
             "gri_zone": s.gri_zone, "lbgi": s.lbgi, "hbgi": s.hbgi, "j_index": s.j_index,
+            "mage": s.mage,
             "episodes": {"hypo1": s.hypo1_episodes, "hypo2": s.hypo2_episodes,
                          "hypo_extended": s.hypo_extended_episodes,
                          "hyper1": s.hyper1_episodes, "hyper2": s.hyper2_episodes}}

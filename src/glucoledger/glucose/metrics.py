@@ -4,7 +4,8 @@ Reference: Battelino T, Danne T, Bergenstal RM, et al. "Clinical Targets for Con
 Glucose Monitoring Data Interpretation: Recommendations From the International Consensus on
 Time in Range." Diabetes Care 2019;42(8):1593-1603, doi:10.2337/dci19-0028 (Table 1 for the
 metrics, Table 2 for the targets); GMI from Bergenstal RM et al., Diabetes Care
-2018;41(11):2275-2280. Further indices (GRI, LBGI/HBGI, J-index, episodes): glucose/indices.py.
+2018;41(11):2275-2280. Further indices (GRI, LBGI/HBGI, J-index, episodes): glucose/indices.py;
+MAGE (``mage_dmgdl``, tenths of mg/dL, 0 when no excursion exceeds the SD): glucose/mage.py.
 
 Which readings count (glucose/timeline.py): readings come in upload order; for one instant
 the later upload's value counts (``superseded`` says how many earlier values were replaced
@@ -54,6 +55,7 @@ from typing import Any, Final
 
 from ..errors import MalformedError, OutOfRangeError
 from .indices import episodes, gri_zone, risk_micro
+from .mage import mage_dmgdl
 from .readings import CgmReading
 from .timeline import median_spacing_ms, weigh
 
@@ -115,6 +117,7 @@ class Summary:
     lbgi_c: int
     hbgi_c: int
     j_index_c: int
+    mage_dmgdl: int
     hypo1_episodes: int
     hypo2_episodes: int
     hypo_extended_episodes: int
@@ -156,6 +159,11 @@ class Summary:
     @property
     def j_index(self) -> float:
         return self.j_index_c / 100
+
+    @property
+    def mage(self) -> float:
+        """MAGE, mg/dL (glucose/mage.py); 0 when no excursion exceeds the SD."""
+        return self.mage_dmgdl / 10
 
     @property
     def window_ms(self) -> int:
@@ -364,6 +372,7 @@ def summarize(
         lbgi_c=_div_round(low_risk, 10_000 * s0),
         hbgi_c=_div_round(high_risk, 10_000 * s0),
         j_index_c=_div_round((mean_dmgdl + sd_dmgdl) ** 2, 1_000),
+        mage_dmgdl=mage_dmgdl([r.time_ms for r in chosen], [r.mgdl for r in chosen]) or 0,
         hypo1_episodes=ep.hypo1,
         hypo2_episodes=ep.hypo2,
         hypo_extended_episodes=ep.hypo_extended,

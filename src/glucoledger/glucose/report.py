@@ -340,6 +340,8 @@ def render_html(agp: Agp, summary: Summary, *, patient: str, units: str = "mg/dL
         ("Values superseded by a later upload", f"{summary.superseded}"),
         ("LBGI / HBGI (Kovatchev)", f"{summary.lbgi:.2f} / {summary.hbgi:.2f}"),
         ("J-index (Wojcicki)", f"{summary.j_index:.1f}"),
+        ("MAGE (Service; moving-average algorithm, Fernandes 2022)",
+         f"{_g(summary.mage, units)} {units}"),
     ]
     stat_rows = "".join(f'<tr class="stat"><td>{k}</td><td>{v}</td></tr>' for k, v in stats)
     episodes = [
