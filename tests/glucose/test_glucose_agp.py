@@ -109,3 +109,12 @@ def test_png_report(report_inputs: tuple[object, object]) -> None:
     agp, summary = report_inputs
     png = render_png(agp, summary, patient="P-7f3a", dpi=50)  # type: ignore[arg-type]
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+
+
+def test_png_report_summary_view_and_mmol(report_inputs: tuple[object, object]) -> None:
+    agp, summary = report_inputs
+    aggregate = agp.aggregate()  # type: ignore[attr-defined]
+    assert aggregate.days == () and aggregate.bins == agp.bins  # type: ignore[attr-defined]
+    png = render_png(aggregate, summary, patient="P-7f3a", dpi=50,  # type: ignore[arg-type]
+                     units="mmol/L")
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000

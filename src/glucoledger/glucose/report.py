@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import html
 import io
+import math
+import textwrap
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -410,83 +412,92 @@ glucose by local time of day over the whole period; green lines mark the target 
 """
 
 
-def render_png(agp: Agp, summary: Summary, *, patient: str, dpi: int = 110) -> bytes:
-    """The AGP report as a PNG (letter landscape): header, ranges, modal day, daily views."""
+def render_png(agp: Agp, summary: Summary, *, patient: str, dpi: int = 110,
+               units: str = "mg/dL") -> bytes:
+    """The AGP report as a PNG (letter landscape): header with GRI and events, the
+    five-range bar with labels, the labeled modal day, and (raw view) the daily profiles
+    with weekday labels and low/high shading. Raises MalformedError for unknown ``units``."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    units = _units(units)
+    scale = 1.0 if units == "mg/dL" else 1 / float(MGDL_PER_MMOLL)
+    tz = agp.tz_offset_min
     fig = Figure(figsize=(11, 8.5), dpi=dpi)
     FigureCanvasAgg(fig)
-    fig.subplots_adjust(left=0.07, right=0.97, top=0.96, bottom=0.04)
-    grid = fig.add_gridspec(3, 8, height_ratios=[0.9, 2.2, 1.4], hspace=0.3, wspace=0.3)
-    head = fig.add_subplot(grid[0, :6])
+    fig.subplots_adjust(left=0.07, right=0.95, top=0.96, bottom=0.04)
+    grid = fig.add_gridspec(3, 8, height_ratios=[1.1, 2.0, 1.4], hspace=0.35, wspace=0.3)
+    head = fig.add_subplot(grid[0, :5])
     head.axis("off")
     lines = [
-        f"AGP report   patient: {patient}   period: {_period(summary, agp.tz_offset_min)}",
-        (
-            f"{summary.window_days:.0f} days, {summary.days_with_data} with data; "
-            f"sensor active {summary.active:.1f} %"
-        ),
-        f"Mean {summary.mean:.0f} mg/dL   GMI {summary.gmi:.1f} %   CV {summary.cv:.1f} % (target <= 36 %)",
-        (
-            f"TIR 70-180: {summary.tir:.1f} % (>70)   below 70: {summary.tbr70:.1f} % (<4)   "
-            f"below 54: {summary.tbr54:.1f} % (<1)"
-        ),
-        f"above 180: {summary.tar180:.1f} % (<25)   above 250: {summary.tar250:.1f} % (<5)",
+        f"AGP report   patient: {patient}",
+        (f"period: {_period(summary, tz)}; {summary.days_with_data} days with data; "
+         f"sensor active {summary.active:.1f} %"),
+        (f"Mean {_g(summary.mean, units)} {units}   GMI {summary.gmi:.1f} %   "
+         f"CV {summary.cv:.1f} % (goal <= 36 %)   GRI {summary.gri:.1f} "
+         f"(zone {summary.gri_zone})"),
+        (f"Events: hypo L1 {summary.hypo1_episodes}, L2 {summary.hypo2_episodes}, extended "
+         f"{summary.hypo_extended_episodes}; hyper L1 {summary.hyper1_episodes}, "
+         f"L2 {summary.hyper2_episodes}"),
+        (f"Sensor LOW {summary.censored_low}, HIGH {summary.censored_high} (counted at the "
+         f"sensor limit)   MAGE {_g(summary.mage, units)} {units}"),
         _sufficiency(summary),
     ]
-    for i, text in enumerate(lines):
-        head.text(
-            0,
-            1 - i * 0.19,
-            text,
-            fontsize=12 if i == 0 else 9.5,
-            weight="bold" if i == 0 else "normal",
-            va="top",
-            transform=head.transAxes,
-        )
+    wrapped = [lines[0]] + [part for line in lines[1:] for part in textwrap.wrap(line, 88)]
+    for i, text in enumerate(wrapped):
+        head.text(0, 1 - i * 0.12, text, fontsize=12 if i == 0 else 7.5,
+                  weight="bold" if i == 0 else "normal", va="top", transform=head.transAxes)
 
-    bar = fig.add_subplot(grid[0, 7])
+    bar = fig.add_subplot(grid[0, 5])
     bottom = 0.0
-    for bp, key in (
-        (summary.tbr54_bp, "very_low"),
-        (summary.tbr70_bp - summary.tbr54_bp, "low"),
-        (max(0, 10_000 - summary.tbr70_bp - summary.tar180_bp), "in_range"),
-        (summary.tar180_bp - summary.tar250_bp, "high"),
-        (summary.tar250_bp, "very_high"),
-    ):
+    for key, template, bp, goal in reversed(_five(summary)):
         bar.bar(0, bp / 100, bottom=bottom, color=COLORS[key], width=0.6)
         bottom += bp / 100
     bar.set_ylim(0, 100)
+    bar.set_xlim(-0.5, 0.5)
     bar.set_xticks([])
-    bar.set_ylabel("% of readings", fontsize=8)
+    bar.set_ylabel("% of time", fontsize=8)
     bar.tick_params(labelsize=7)
+    legend = fig.add_subplot(grid[0, 6:])
+    legend.axis("off")
+    for i, (key, template, bp, goal) in enumerate(_five(summary)):
+        legend.text(0.05, 1 - i * 0.22, f"{_label(template, units)}: {bp / 100:.1f} %\n"
+                    f"  goal {goal}; {_per_day(bp)} a day", fontsize=6.5, va="top",
+                    color="#111", transform=legend.transAxes,
+                    bbox={"facecolor": COLORS[key], "alpha": 0.25, "lw": 0})
 
     ax = fig.add_subplot(grid[1, :])
     half = agp.bin_min / 2
     xs = [(b.start_min + half) / 60 for b in agp.bins]
     nan = float("nan")
-    series = {q: [nan if v is None else v for v in agp.series(q)] for q in PERCENTILES}
-    ax.axhspan(LOW, HIGH, color="#e9f6ea", zorder=0)
+    series = {q: [nan if v is None else v * scale for v in agp.series(q)] for q in PERCENTILES}
+    ax.axhspan(LOW * scale, HIGH * scale, color="#e9f6ea", zorder=0)
     ax.fill_between(xs, series[5], series[95], color=COLORS["band_outer"], label="5-95 %", lw=0)
     ax.fill_between(xs, series[25], series[75], color=COLORS["band_inner"], label="25-75 %", lw=0)
-    ax.plot(xs, series[50], color=COLORS["median"], lw=2.2, label="median")
+    ax.plot(xs, series[50], color=COLORS["median"], lw=2.2, label="median (50 %)")
+    for q in PERCENTILES:
+        last = next((v for v in reversed(series[q]) if not math.isnan(v)), None)
+        if last is not None:
+            ax.text(24.15, last, f"{q} %", fontsize=7, va="center")
     for level, color, style in (
         (LOW, COLORS["target"], "-"),
         (HIGH, COLORS["target"], "-"),
         (VERY_LOW, COLORS["very_low"], "--"),
         (VERY_HIGH, COLORS["very_high"], "--"),
     ):
-        ax.axhline(level, color=color, ls=style, lw=1.2)
+        ax.axhline(level * scale, color=color, ls=style, lw=1.2)
     ax.set_xlim(0, 24)
-    ax.set_ylim(0, Y_MAX)
+    ax.set_ylim(0, Y_MAX * scale)
     ax.set_xticks(range(0, 25, 3))
     ax.set_xticklabels(["12 am", "3 am", "6 am", "9 am", "12 pm", "3 pm", "6 pm", "9 pm", "12 am"])
-    ax.set_yticks([0, VERY_LOW, LOW, HIGH, VERY_HIGH, Y_MAX])
-    ax.set_ylabel("mg/dL")
-    ax.set_title("Ambulatory glucose profile", loc="left", fontsize=11, weight="bold")
+    ticks = [0, VERY_LOW, LOW, HIGH, VERY_HIGH, Y_MAX]
+    ax.set_yticks([t * scale for t in ticks])
+    ax.set_yticklabels([_g(t, units) for t in ticks])
+    ax.set_ylabel(units)
+    ax.set_title("Ambulatory glucose profile (local time of day)", loc="left", fontsize=11,
+                 weight="bold")
     ax.grid(axis="x", color="#ddd")
-    ax.legend(loc="upper right", fontsize=8, ncols=3)
+    ax.legend(loc="upper left", fontsize=8, ncols=3)
 
     shown = agp.days[-28:]  # every day of a standard 14-day report, at most four weeks
     if not shown:  # a summary view: aggregate parts only
@@ -506,12 +517,17 @@ def render_png(agp: Agp, summary: Summary, *, patient: str, dpi: int = 110) -> b
             if minutes[j] - minutes[j - 1] > 0.25:
                 minutes.insert(j, nan)
                 values.insert(j, nan)
+        dax.fill_between(minutes, values, LOW, where=[v < LOW for v in values],
+                         color=COLORS["low"], lw=0)
+        dax.fill_between(minutes, values, HIGH, where=[v > HIGH for v in values],
+                         color=COLORS["high"], lw=0)
         dax.plot(minutes, values, color="#222", lw=0.7)
         dax.set_xlim(0, 24)
         dax.set_ylim(0, Y_MAX)
         dax.set_xticks([])
         dax.set_yticks([])
-        dax.set_title(day.date[5:], fontsize=7)
+        weekday = datetime.fromisoformat(day.date).strftime("%a")
+        dax.set_title(f"{weekday} {day.date[5:]}", fontsize=6.5)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()

@@ -48,7 +48,8 @@ class AgpReport:
                            treatments=self.treatments)
 
     def png(self, dpi: int = 110) -> bytes:
-        return render_png(self.agp, self.summary, patient=self.patient, dpi=dpi)
+        return render_png(self.agp, self.summary, patient=self.patient, dpi=dpi,
+                          units=self.units)
 
 
 def agp_report(release: RawRelease | SignedSummary, *, patient: str,
