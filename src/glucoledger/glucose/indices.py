@@ -83,9 +83,10 @@ class Episodes:
     hyper2_min: int
 
 
-def _runs(weighted: Sequence[Weighted], beyond: Callable[[int], bool],
-          min_ms: int) -> list[int]:
-    """Durations (ms) of the episodes of one kind in the time-sorted weighted readings."""
+def _runs(times: Sequence[int], values: Sequence[int], spans: Sequence[int],
+          beyond: Callable[[int], bool], min_ms: int) -> list[int]:
+    """Durations (ms) of the episodes of one kind; ``spans[i]`` is how long reading i
+    stands for (to the next reading when bridged, else its weight)."""
     out: list[int] = []
     start: int | None = None  # the episode's start, once it has lasted min_ms
     run_start: int | None = None  # start of the current run beyond the threshold
@@ -93,18 +94,14 @@ def _runs(weighted: Sequence[Weighted], beyond: Callable[[int], bool],
     back_start: int | None = None  # start of the current run back within the threshold
     back_ms = 0
     previous_end: int | None = None
-    n = len(weighted)
-    for i, item in enumerate(weighted):
-        t, w = item.reading.time_ms, item.weight_ms
+    for t, g, w in zip(times, values, spans, strict=True):
         if previous_end is not None and t != previous_end:  # a data gap ends everything
             if start is not None:
                 out.append(previous_end - start)
             start = run_start = back_start = None
             run_ms = back_ms = 0
-        if i + 1 < n and weighted[i + 1].reading.time_ms - t <= BRIDGE_MS:
-            w = weighted[i + 1].reading.time_ms - t  # bridged up to the next reading
         previous_end = t + w
-        if beyond(item.reading.mgdl):
+        if beyond(g):
             back_start, back_ms = None, 0
             if run_start is None:
                 run_start, run_ms = t, 0
@@ -127,11 +124,17 @@ def _runs(weighted: Sequence[Weighted], beyond: Callable[[int], bool],
 
 def episodes(weighted: Sequence[Weighted]) -> Episodes:
     """Hypo- and hyperglycemia episodes per the 2023 consensus (module docstring)."""
-    h1 = _runs(weighted, lambda g: g < 70, EPISODE_MIN_MS)
-    h2 = _runs(weighted, lambda g: g < 54, EPISODE_MIN_MS)
-    ext = _runs(weighted, lambda g: g < 70, EXTENDED_MS + 1)
-    y1 = _runs(weighted, lambda g: g > 180, EPISODE_MIN_MS)
-    y2 = _runs(weighted, lambda g: g > 250, EPISODE_MIN_MS)
+    times = [item.reading.time_ms for item in weighted]
+    values = [item.reading.mgdl for item in weighted]
+    spans = [item.weight_ms for item in weighted]
+    for i in range(len(times) - 1):
+        if times[i + 1] - times[i] <= BRIDGE_MS:
+            spans[i] = times[i + 1] - times[i]  # bridged up to the next reading
+    h1 = _runs(times, values, spans, lambda g: g < 70, EPISODE_MIN_MS)
+    h2 = _runs(times, values, spans, lambda g: g < 54, EPISODE_MIN_MS)
+    ext = _runs(times, values, spans, lambda g: g < 70, EXTENDED_MS + 1)
+    y1 = _runs(times, values, spans, lambda g: g > 180, EPISODE_MIN_MS)
+    y2 = _runs(times, values, spans, lambda g: g > 250, EPISODE_MIN_MS)
 
     def minutes(runs: list[int]) -> int:
         return (sum(runs) + 30_000) // 60_000

@@ -42,10 +42,6 @@ LONG_MA: Final = 32
 NAN: Final = float("nan")
 
 
-def _isnan(x: float) -> bool:
-    return math.isnan(x)
-
-
 def _grid(times: Sequence[int], values: Sequence[int]) -> tuple[int, list[float]]:
     """Step 1: (grid start ms, interpolated values), NaN outside the data and in gaps."""
     start = times[0] - times[0] % DAY_MS
@@ -79,29 +75,32 @@ def _grid(times: Sequence[int], values: Sequence[int]) -> tuple[int, list[float]
 
 def _segments(values: list[float]) -> list[list[float]]:
     """Step 2: trim empty ends, split at gaps between values of more than 180 minutes."""
-    valid = [i for i, v in enumerate(values) if not _isnan(v)]
+    valid = [i for i, v in enumerate(values) if not math.isnan(v)]
     if not valid:
         return []
     values = values[valid[0]:valid[-1] + 1]
     segments: list[list[float]] = [[]]
     last: int | None = None
     for i, v in enumerate(values):
-        if not _isnan(v):
+        if not math.isnan(v):
             if last is not None and (i - last) * STEP_MS > MAX_GAP_MS:
                 segments.append([])
             last = i
         segments[-1].append(v)
     for seg in segments:
-        while seg and _isnan(seg[-1]):
+        while seg and math.isnan(seg[-1]):
             seg.pop()
     return [s for s in segments if s]
 
 
 def _moving(values: list[float], window: int) -> list[float]:
+    """Trailing means over ``window`` points, empty points skipped. Each window is summed
+    with ``math.fsum`` (correctly rounded), so equal means compare equal (a running sum's
+    drift would turn a zero short-long difference into a false crossing)."""
     out = []
     for i in range(len(values)):
-        part = [v for v in values[max(0, i - window + 1):i + 1] if not _isnan(v)]
-        out.append(sum(part) / len(part) if part else NAN)
+        part = [v for v in values[max(0, i - window + 1):i + 1] if not math.isnan(v)]
+        out.append(math.fsum(part) / len(part) if part else NAN)
     fill = out[-1] if window > len(out) else out[window - 1]
     for i in range(min(window, len(out))):
         out[i] = fill
@@ -109,7 +108,7 @@ def _moving(values: list[float], window: int) -> list[float]:
 
 
 def _sd(values: list[float]) -> float:
-    xs = [v for v in values if not _isnan(v)]
+    xs = [v for v in values if not math.isnan(v)]
     if len(xs) < 2:
         return NAN
     mean = sum(xs) / len(xs)
@@ -121,10 +120,10 @@ def _crossings(gl: list[float], delta: list[float]) -> list[tuple[int, int]]:
     crosses = [(0, 1 if delta[0] > 0 else 0)]
     d = [NAN if x == 0 else x for x in delta]
     for i in range(1, len(d)):
-        if not (_isnan(gl[i]) or _isnan(gl[i - 1]) or _isnan(d[i]) or _isnan(d[i - 1])):
+        if not (math.isnan(gl[i]) or math.isnan(gl[i - 1]) or math.isnan(d[i]) or math.isnan(d[i - 1])):
             if d[i] * d[i - 1] < 0:
                 crosses.append((i, 0 if d[i] < d[i - 1] else 1))
-        elif not _isnan(d[i]):
+        elif not math.isnan(d[i]):
             prev = d[crosses[-1][0]]
             if d[i] * prev < 0:
                 crosses.append((i, 0 if d[i] < prev else 1))
@@ -138,7 +137,7 @@ def _extrema(gl: list[float], crosses: list[tuple[int, int]]) -> list[float]:
     for i in range(len(crosses) - 1):
         s1 = crosses[i][0] if i == 0 else index
         part = [(v, k) for k, v in enumerate(gl[s1:crosses[i + 1][0] + 1], start=s1)
-                if not _isnan(v)]
+                if not math.isnan(v)]
         if not part:
             minmax.append(NAN)
             continue
@@ -200,10 +199,10 @@ def _segment_mage(gl: list[float]) -> list[float]:
     short, long = _moving(gl, SHORT_MA), _moving(gl, LONG_MA)
     delta = [a - b for a, b in zip(short, long, strict=True)]
     sd = _sd(gl)
-    if len(gl) < 7 or len(gl) < SHORT_MA or all(_isnan(v) for v in gl) or sd < 1:
+    if len(gl) < 7 or len(gl) < SHORT_MA or all(math.isnan(v) for v in gl) or sd < 1:
         return []
     minmax = _extrema(gl, _crossings(gl, delta))
-    if any(_isnan(v) for v in minmax):
+    if any(math.isnan(v) for v in minmax):
         return []
     up, _ = _plus(minmax, sd)
     down, _ = _minus(minmax, sd)

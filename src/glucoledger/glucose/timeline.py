@@ -33,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Final, TypeVar
+from typing import Final, NamedTuple, TypeVar
 
 from .readings import CgmReading, Record
 
@@ -124,8 +124,7 @@ def resolve(records: Iterable[Record]) -> Resolved:
     return Resolved(tuple(ordered), superseded)
 
 
-@dataclass(frozen=True, slots=True)
-class Weighted:
+class Weighted(NamedTuple):
     """A reading and the milliseconds of the window it stands for (> 0)."""
 
     reading: CgmReading
@@ -142,9 +141,7 @@ def weigh(
 
     weight_i = min(interval_i, t_(i+1) - t_i); the last one min(interval, end - t).
     """
-    out: list[Weighted] = []
-    n = len(readings)
-    for i, reading in enumerate(readings):
-        following = readings[i + 1].time_ms if i + 1 < n else end_ms
-        out.append(Weighted(reading, min(intervals_ms[i], following - reading.time_ms)))
-    return out
+    times = [r.time_ms for r in readings]
+    following = [*times[1:], end_ms]
+    return [Weighted(r, min(i, f - t)) for r, i, f, t
+            in zip(readings, intervals_ms, following, times, strict=True)]
