@@ -235,3 +235,14 @@ def test_gri_zone_and_components() -> None:
 def test_refusals_name_the_fix() -> None:
     with pytest.raises(OutOfRangeError, match="widen it or upload data"):
         summarize([CgmReading(T0, 0, 100)], start_ms=T0 + DAY, end_ms=T0 + 2 * DAY)
+
+
+def test_summary_profile_is_withheld_for_few_days() -> None:
+    # Over one or two days a bin's median would be a reading: the aggregate drops it.
+    short = [CgmReading(T0 + i * 5 * MIN, 0, 100 + i % 50) for i in range(2 * 288)]
+    agg = compute_agp(short).aggregate()
+    assert agg.days == () and all(b.p50 is None and b.count == 0 for b in agg.bins)
+    page = render_html(agg, summarize(short), patient="p")
+    assert "Percentile profile withheld" in page and 'class="median"' not in page
+    long = [CgmReading(T0 + i * 5 * MIN, 0, 100 + i % 50) for i in range(5 * 288)]
+    assert all(b.p50 is not None for b in compute_agp(long).aggregate().bins)

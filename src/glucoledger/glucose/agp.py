@@ -35,9 +35,12 @@ from typing import Any, Final
 from ..errors import OutOfRangeError
 from .readings import CgmReading
 
-__all__ = ["PERCENTILES", "Agp", "AgpBin", "DayProfile", "compute_agp", "percentile"]
+__all__ = ["MIN_PROFILE_DAYS", "PERCENTILES", "Agp", "AgpBin", "DayProfile", "compute_agp",
+           "percentile"]
 
 PERCENTILES: Final = (5, 25, 50, 75, 95)
+#: A summary view shows the percentile profile only when this many local days hold data.
+MIN_PROFILE_DAYS: Final = 5
 DAY_MIN: Final = 1_440
 DAY_MS: Final = 86_400_000
 
@@ -92,8 +95,13 @@ class Agp:
 
     def aggregate(self) -> Agp:
         """The percentile profile alone (no daily profile, no reading): what a summary
-        grant may see."""
-        return Agp(self.bin_min, self.bins, (), self.tz_offset_min)
+        grant may see. With data from fewer than ``MIN_PROFILE_DAYS`` local days the
+        percentiles are withheld too (every bin empty): over one or two days a bin's median
+        would be a reading."""
+        bins = self.bins
+        if len(self.days) < MIN_PROFILE_DAYS:
+            bins = tuple(AgpBin(b.start_min, 0, None, None, None, None, None) for b in bins)
+        return Agp(self.bin_min, bins, (), self.tz_offset_min)
 
     def series(self, q: int) -> list[float | None]:
         """The q-th percentile (one of PERCENTILES) across the bins."""

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from .agp import PERCENTILES, Agp, DayProfile
+from .agp import MIN_PROFILE_DAYS, PERCENTILES, Agp, DayProfile
 from .metrics import CONSENSUS_TARGETS, Summary
 from .readings import Bolus, Carbs, Record
 from .units import MGDL_PER_MMOLL, normalize_units
@@ -196,6 +196,12 @@ def _agp_svg(agp: Agp, units: str, width: int = 900, height: int = 340) -> str:
             f'y2="{top + ph}" stroke="#ddd"/>'
             f'<text x="{x(hour * 60):.1f}" y="{height - 10}" text-anchor="middle" '
             f'font-size="11">{label}</text>'
+        )
+    if all(v is None for v in series[50]):
+        parts.append(
+            f'<text class="withheld" x="{left + pw / 2}" y="{top + ph / 2}" font-size="13" '
+            f'text-anchor="middle">Percentile profile withheld: fewer than {MIN_PROFILE_DAYS} '
+            "days with data in the period</text>"
         )
     parts.append(
         f'<text x="12" y="{top + ph / 2}" font-size="11" transform="rotate(-90 12 {top + ph / 2})" '

@@ -20,7 +20,8 @@ Releases:
   fresh key that is wrapped to it with HPKE (RFC 9180), so the node hands over only a box.
 - ``view "summary"``: the consensus CGM metrics (glucose.metrics) of the permitted window
   and the AGP percentile profile (glucose.agp, aggregate only: no daily profile, no
-  reading), with the commitments they were computed from (data.commit tx hashes and
+  reading; withheld below ``MIN_PROFILE_DAYS`` days with data, where a bin's median would
+  be a reading), with the commitments they were computed from (data.commit tx hashes and
   ciphertext hashes) and the node's signature (context ``"summary"``) over all of it.
 - A raw release of CGM data carries the same summary (unsigned), computed from exactly the
   released values, so a report built from raw data and one from a summary agree.

@@ -59,7 +59,7 @@ def agp_report(release: RawRelease | SignedSummary, *, patient: str,
     Raises OutOfRangeError when the release holds no CGM reading (nothing to report).
     """
     if isinstance(release, SignedSummary):
-        return AgpReport("summary", release.summary, release.profile.aggregate(), (), patient,
+        return AgpReport("summary", release.summary, release.profile, (), patient,
                          units, release.summary.count)
     cgm = [r for r in release.records if isinstance(r, CgmReading)]
     if not cgm or release.summary is None:
