@@ -148,50 +148,32 @@ def _extrema(gl: list[float], crosses: list[tuple[int, int]]) -> list[float]:
     return minmax
 
 
-def _plus(m: list[float], sd: float) -> tuple[list[float], list[tuple[int, int]]]:
-    heights, pairs = [], []
-    n, j, prev = len(m), 0, 0
+def _excursions(m: list[float], sd: float, *, up: bool) -> list[float]:
+    """Heights of the excursions larger than ``sd`` between the extrema ``m``: up (nadir to
+    peak, MAGE+) or down (peak to nadir, MAGE-, returned as positive heights). iglu's
+    ``calculate_mage_plus`` / ``calculate_mage_minus``: a downward excursion is an upward
+    one of the negated extrema, except that the next search starts at the excursion's end
+    (up) or at its nadir (down)."""
+    v = m if up else [-x for x in m]
+    heights = []
+    n, j, prev = len(v), 0, 0
     while j < n:
-        delta = [m[j] - m[a] for a in range(prev, j + 1)]
+        delta = [v[j] - v[a] for a in range(prev, j + 1)]
         best = max(delta)
         i = delta.index(best) + prev
         if best > sd:
             k = j
             while k < n:
-                if m[k] >= m[j]:
+                if v[k] >= v[j]:
                     j = k
-                if m[k] - m[j] < -sd or k == n - 1:
-                    heights.append(m[j] - m[i])
-                    pairs.append((i, j))
-                    prev = j = k
+                if v[k] - v[j] < -sd or k == n - 1:
+                    heights.append(v[j] - v[i])
+                    prev, j = (k if up else j), k
                     break
                 k += 1
         else:
             j += 1
-    return heights, pairs
-
-
-def _minus(m: list[float], sd: float) -> tuple[list[float], list[tuple[int, int]]]:
-    heights, pairs = [], []
-    n, j, prev = len(m), 0, 0
-    while j < n:
-        delta = [m[j] - m[a] for a in range(prev, j + 1)]
-        worst = min(delta)
-        i = delta.index(worst) + prev
-        if worst < -sd:
-            k = j
-            while k < n:
-                if m[k] <= m[j]:
-                    j = k
-                if m[k] - m[j] > sd or k == n - 1:
-                    heights.append(m[j] - m[i])
-                    pairs.append((i, j))
-                    prev, j = j, k
-                    break
-                k += 1
-        else:
-            j += 1
-    return heights, pairs
+    return heights
 
 
 def _segment_mage(gl: list[float]) -> list[float]:
@@ -204,8 +186,8 @@ def _segment_mage(gl: list[float]) -> list[float]:
     minmax = _extrema(gl, _crossings(gl, delta))
     if any(math.isnan(v) for v in minmax):
         return []
-    up, _ = _plus(minmax, sd)
-    down, _ = _minus(minmax, sd)
+    up = _excursions(minmax, sd, up=True)
+    down = _excursions(minmax, sd, up=False)
     out = []
     if up:
         out.append(sum(up) / len(up))
