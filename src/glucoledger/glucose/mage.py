@@ -93,18 +93,47 @@ def _segments(values: list[float]) -> list[list[float]]:
     return [s for s in segments if s]
 
 
+def _window_mean(values: list[float], i: int, window: int) -> float:
+    """The exact (``math.fsum``) mean of the non-empty points of the window ending at ``i``."""
+    part = [v for v in values[max(0, i - window + 1):i + 1] if not math.isnan(v)]
+    return math.fsum(part) / len(part) if part else NAN
+
+
 def _moving(values: list[float], window: int) -> list[float]:
-    """Trailing means over ``window`` points, empty points skipped. Each window is summed
-    with ``math.fsum`` (correctly rounded), so equal means compare equal (a running sum's
-    drift would turn a zero short-long difference into a false crossing)."""
+    """Trailing means over ``window`` points, empty points skipped (a running sum; see
+    ``_delta`` for where exactness matters). The first ``window`` points take the value at
+    the window's end (or at the last point of a shorter segment), as iglu does."""
     out = []
-    for i in range(len(values)):
-        part = [v for v in values[max(0, i - window + 1):i + 1] if not math.isnan(v)]
-        out.append(math.fsum(part) / len(part) if part else NAN)
+    total, count = 0.0, 0
+    for i, v in enumerate(values):
+        if not math.isnan(v):
+            total += v
+            count += 1
+        if i >= window:
+            old = values[i - window]
+            if not math.isnan(old):
+                total -= old
+                count -= 1
+        out.append(total / count if count else NAN)
     fill = out[-1] if window > len(out) else out[window - 1]
     for i in range(min(window, len(out))):
         out[i] = fill
     return out
+
+
+def _delta(values: list[float]) -> list[float]:
+    """Short minus long moving average. Where the running sums' rounding could matter (a
+    difference within 1e-6 of zero, whose sign makes a crossing) both means are recomputed
+    exactly, so equal means give exactly 0, as in pandas' compensated rolling sums."""
+    short, long = _moving(values, SHORT_MA), _moving(values, LONG_MA)
+    delta = [a - b for a, b in zip(short, long, strict=True)]
+    n = len(values)
+    for i, d in enumerate(delta):
+        if abs(d) < 1e-6:
+            si = i if i >= SHORT_MA else min(SHORT_MA, n) - 1
+            li = i if i >= LONG_MA else min(LONG_MA, n) - 1
+            delta[i] = _window_mean(values, si, SHORT_MA) - _window_mean(values, li, LONG_MA)
+    return delta
 
 
 def _sd(values: list[float]) -> float:
@@ -178,8 +207,7 @@ def _excursions(m: list[float], sd: float, *, up: bool) -> list[float]:
 
 def _segment_mage(gl: list[float]) -> list[float]:
     """Steps 3-4 for one segment: its MAGE+ and MAGE- (those that exist)."""
-    short, long = _moving(gl, SHORT_MA), _moving(gl, LONG_MA)
-    delta = [a - b for a, b in zip(short, long, strict=True)]
+    delta = _delta(gl)
     sd = _sd(gl)
     if len(gl) < 7 or len(gl) < SHORT_MA or all(math.isnan(v) for v in gl) or sd < 1:
         return []
