@@ -32,10 +32,11 @@ hundredths, or whole counts and minutes) so every node derives the same bytes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Context, Decimal
 from functools import lru_cache
+from itertools import accumulate, groupby
 from typing import Final
 
 from .timeline import Weighted
@@ -83,42 +84,35 @@ class Episodes:
     hyper2_min: int
 
 
-def _runs(times: Sequence[int], values: Sequence[int], spans: Sequence[int],
-          beyond: Callable[[int], bool], min_ms: int) -> list[int]:
-    """Durations (ms) of the episodes of one kind; ``spans[i]`` is how long reading i
-    stands for (to the next reading when bridged, else its weight)."""
+def _runs(times: Sequence[int], spans: Sequence[int], prefix: Sequence[int],
+          segments: Sequence[tuple[int, int]], flags: Sequence[bool], min_ms: int) -> list[int]:
+    """Durations (ms) of the episodes of one kind. ``flags[i]``: reading i is beyond the
+    threshold; ``spans[i]``: the time it stands for; ``prefix``: running sums of spans;
+    ``segments``: (first, last) index ranges without a data gap. An episode starts at a run
+    beyond the threshold lasting ``min_ms``, ends at the start of a run back lasting 15
+    minutes, or at a gap (its end), or at the end of the data (at a trailing run back)."""
     out: list[int] = []
-    start: int | None = None  # the episode's start, once it has lasted min_ms
-    run_start: int | None = None  # start of the current run beyond the threshold
-    run_ms = 0
-    back_start: int | None = None  # start of the current run back within the threshold
-    back_ms = 0
-    previous_end: int | None = None
-    for t, g, w in zip(times, values, spans, strict=True):
-        if previous_end is not None and t != previous_end:  # a data gap ends everything
-            if start is not None:
-                out.append(previous_end - start)
-            start = run_start = back_start = None
-            run_ms = back_ms = 0
-        previous_end = t + w
-        if beyond(g):
-            back_start, back_ms = None, 0
-            if run_start is None:
-                run_start, run_ms = t, 0
-            run_ms += w
-            if start is None and run_ms >= min_ms:
-                start = run_start
-        else:
-            run_start, run_ms = None, 0
-            if start is not None:
-                if back_start is None:
-                    back_start, back_ms = t, 0
-                back_ms += w
-                if back_ms >= EPISODE_MIN_MS:
-                    out.append(back_start - start)
-                    start, back_start, back_ms = None, None, 0
-    if start is not None and previous_end is not None:
-        out.append((back_start if back_start is not None else previous_end) - start)
+    for number, (first, last) in enumerate(segments):
+        start: int | None = None
+        back_at: int | None = None
+        for flag, group in groupby(range(first, last + 1), key=flags.__getitem__):
+            run = list(group)
+            a, b = run[0], run[-1]
+            duration = prefix[b + 1] - prefix[a]
+            if flag:
+                back_at = None
+                if start is None and duration >= min_ms:
+                    start = times[a]
+            elif start is not None:
+                back_at = times[a]
+                if duration >= EPISODE_MIN_MS:
+                    out.append(times[a] - start)
+                    start = back_at = None
+        if start is not None:
+            end = times[last] + spans[last]
+            if number == len(segments) - 1 and back_at is not None:
+                end = back_at
+            out.append(end - start)
     return out
 
 
@@ -127,14 +121,28 @@ def episodes(weighted: Sequence[Weighted]) -> Episodes:
     times = [item.reading.time_ms for item in weighted]
     values = [item.reading.mgdl for item in weighted]
     spans = [item.weight_ms for item in weighted]
-    for i in range(len(times) - 1):
+    n = len(times)
+    for i in range(n - 1):
         if times[i + 1] - times[i] <= BRIDGE_MS:
             spans[i] = times[i + 1] - times[i]  # bridged up to the next reading
-    h1 = _runs(times, values, spans, lambda g: g < 70, EPISODE_MIN_MS)
-    h2 = _runs(times, values, spans, lambda g: g < 54, EPISODE_MIN_MS)
-    ext = _runs(times, values, spans, lambda g: g < 70, EXTENDED_MS + 1)
-    y1 = _runs(times, values, spans, lambda g: g > 180, EPISODE_MIN_MS)
-    y2 = _runs(times, values, spans, lambda g: g > 250, EPISODE_MIN_MS)
+    prefix = [0, *accumulate(spans)]
+    segments: list[tuple[int, int]] = []
+    first = 0
+    for i in range(n - 1):
+        if times[i] + spans[i] != times[i + 1]:  # a data gap
+            segments.append((first, i))
+            first = i + 1
+    if n:
+        segments.append((first, n - 1))
+
+    def kind(flags: list[bool], min_ms: int = EPISODE_MIN_MS) -> list[int]:
+        return _runs(times, spans, prefix, segments, flags, min_ms)
+
+    below70 = [g < 70 for g in values]
+    h1, ext = kind(below70), kind(below70, EXTENDED_MS + 1)
+    h2 = kind([g < 54 for g in values])
+    y1 = kind([g > 180 for g in values])
+    y2 = kind([g > 250 for g in values])
 
     def minutes(runs: list[int]) -> int:
         return (sum(runs) + 30_000) // 60_000
