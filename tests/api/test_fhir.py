@@ -62,3 +62,23 @@ def test_bad_export_queries(client, q: str) -> None:  # type: ignore[no-untyped-
     _login(client, "alice")
     r = client.get(f"/fhir/Patient/alice/$cgm-bundle?{q}")
     assert r.status_code in (400, 422), r.text
+
+
+def test_summary_effective_period_is_the_requested_period(client) -> None:  # type: ignore[no-untyped-def]
+    # The patient's data end around now; ask for a period that starts 32 days ago and ends
+    # tomorrow: the summary covers exactly that period (issue 11), gaps at the edges included.
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    _login(client, "alice")
+    today = datetime.fromtimestamp(time.time(), UTC).date()
+    start, end = today - timedelta(days=32), today + timedelta(days=1)
+    r = client.get("/fhir/Patient/alice/$cgm-bundle",
+                   params={"start": start.isoformat(), "end": end.isoformat()})
+    assert r.status_code == 200, r.text
+    _check(r.json())
+    periods = [e["resource"]["effectivePeriod"] for e in r.json()["entry"]
+               if "effectivePeriod" in e["resource"]]
+    assert len(periods) == 7
+    assert all(p == {"start": f"{start.isoformat()}T00:00:00Z",
+                     "end": f"{end.isoformat()}T00:00:00Z"} for p in periods), periods[0]

@@ -123,3 +123,26 @@ def test_emergency_command_asks_and_approves_through_the_node_functions(demo_dir
     assert r.returncode == 0, r.stderr
     rows = [line for line in r.stdout.splitlines() if "│" in line and "EMERGENCY" in line]
     assert "emergency " in rows[0] and "nurse-kim" in rows[0], r.stdout
+
+
+def test_report_views_and_units(demo_dir: Path, tmp_path: Path) -> None:
+    # dr-lee holds a summary grant: the report has the aggregate parts only.
+    out = tmp_path / "lee.html"
+    r = run("report", "--patient", "alice", "--as", "dr-lee", "--view", "summary", "--units", "mmol/L",
+            "--out", str(out), "--png", "--data", str(demo_dir))
+    assert r.returncode == 0, r.stderr
+    page = out.read_text()
+    assert 'class="daily"' not in page and "Glycemia Risk Index" in page and "mmol/L" in page
+    assert out.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
+    # alice herself: the full report with daily profiles, insulin and carbs.
+    mine = tmp_path / "alice.html"
+    r = run("report", "--patient", "alice", "--treatments", "--out", str(mine), "--data", str(demo_dir))
+    assert r.returncode == 0, r.stderr
+    assert '<figure class="day"' in mine.read_text() and 'class="bolus"' in mine.read_text()
+    # A raw report under a summary grant is denied, audited, and says why; no traceback.
+    r = run("report", "--patient", "alice", "--as", "dr-lee", "--out", str(tmp_path / "x.html"),
+            "--data", str(demo_dir))
+    assert r.returncode == 4 and "Traceback" not in r.stderr + r.stdout
+    assert not (tmp_path / "x.html").exists()
+    r = run("report", "--patient", "alice", "--view", "everything", "--data", str(demo_dir))
+    assert r.returncode == 2 and "choose raw or summary" in r.stderr + r.stdout

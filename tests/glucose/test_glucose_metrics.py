@@ -25,7 +25,7 @@ def test_hand_computed_small_case() -> None:
     # 250 is not above 250.
     values = [40, 53, 54, 69, 70, 100, 180, 181, 250, 251]
     s = summarize(series(values))
-    assert s.count == 10 and s.expected == 10 and s.active_bp == 10_000
+    assert s.count == 10 and s.active_ms == 10 * 5 * MIN and s.active_bp == 10_000
     assert s.tir_bp == 3_000  # 70, 100, 180
     assert s.tbr70_bp == 4_000  # 40, 53, 54, 69
     assert s.tbr54_bp == 2_000  # 40, 53
@@ -52,14 +52,14 @@ def test_single_reading_has_zero_sd() -> None:
 
 
 def test_active_percent_with_gap_and_window() -> None:
-    # 12 slots in the default window (first reading to one interval after the last);
-    # readings in slots 0..4 and 9..11 -> 8 of 12 active.
+    # The default window runs from the first reading to one interval after the last: 60
+    # minutes; 8 readings of 5 minutes each are active (the 25-minute gap is not).
     readings = series([100] * 5) + series([100] * 3, start=T0 + 45 * MIN)
     s = summarize(readings)
-    assert (s.expected, s.active_slots, s.active_bp) == (12, 8, 6_667)
-    # An explicit window of one day: 288 slots, 8 active.
+    assert (s.window_ms, s.active_ms, s.active_bp) == (60 * MIN, 40 * MIN, 6_667)
+    # An explicit window of one day: 40 of 1440 minutes.
     s = summarize(readings, start_ms=T0, end_ms=T0 + DAY)
-    assert (s.expected, s.active_slots) == (288, 8)
+    assert (s.window_ms, s.active_ms, s.active_bp) == (DAY, 40 * MIN, 278)
 
 
 def test_faster_sensor_does_not_exceed_100_percent() -> None:
@@ -67,10 +67,12 @@ def test_faster_sensor_does_not_exceed_100_percent() -> None:
     assert s.active_bp == 10_000 and s.count == 60
 
 
-def test_duplicates_count_once_and_window_filters() -> None:
+def test_duplicates_count_once_later_upload_supersedes_and_window_filters() -> None:
     readings = series([100, 200]) + [CgmReading(T0, 0, 300)]
     s = summarize(readings)
-    assert s.count == 2 and s.mean_dmgdl == 1_500
+    assert s.count == 2 and s.mean_dmgdl == 2_500 and s.superseded == 1
+    same = summarize(series([100, 200]) + [CgmReading(T0, 0, 100)])  # identical: no conflict
+    assert same.mean_dmgdl == 1_500 and same.superseded == 0
     assert summarize(readings, start_ms=T0 + 5 * MIN).count == 1
 
 
@@ -87,8 +89,11 @@ def test_sufficiency() -> None:
     fourteen = series([120] * (14 * 288))
     assert summarize(fourteen).sufficient
     assert not summarize(fourteen[:-1]).sufficient  # 14 days minus 5 minutes
-    sparse = fourteen[::2]  # 50 % active
-    assert not summarize(sparse, start_ms=T0, end_ms=T0 + 14 * DAY).sufficient
+    sparse = fourteen[::2]  # every other reading of a 5-minute sensor: 50 % active
+    half = summarize(sparse, start_ms=T0, end_ms=T0 + 14 * DAY, interval_min=5)
+    assert half.active_bp == 5_000 and not half.sufficient
+    # Without the device's interval the median spacing (10 min) is taken as nominal.
+    assert summarize(sparse, start_ms=T0, end_ms=T0 + 14 * DAY).active_bp == 10_000
 
 
 def test_refusals() -> None:

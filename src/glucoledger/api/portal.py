@@ -11,7 +11,6 @@ declines it. Nobody types another person's password.
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -25,9 +24,6 @@ from markupsafe import Markup
 from pydantic import BaseModel, ValidationError
 
 from ..errors import AuthenticationError, GlucoledgerError, OutOfRangeError
-from ..glucose.agp import compute_agp
-from ..glucose.metrics import summarize
-from ..glucose.report import render_html
 from ..node import consent_actions as ca
 from ..node import emergency as em
 from ..node.access import RawRelease, SignedSummary
@@ -36,6 +32,7 @@ from ..node.alerts import rules as alert_rules
 from ..node.alerts import set_rules
 from ..node.audit import audit_trail
 from ..node.people import SecurityLog
+from ..node.report import agp_report
 from .auth import login, logout, optional_session, set_session_cookie
 from .context import Principal, ctx
 from .routes_consent import (
@@ -125,25 +122,15 @@ def _back(anchor: str = "", msg: str = "") -> RedirectResponse:
     return RedirectResponse(f"/portal{q}{anchor}", status_code=303)
 
 
-def _agp(readings: list[Any], label: str) -> Markup | None:
-    if len(readings) < 12:
+def _agp(rel: RawRelease | SignedSummary, label: str) -> Markup | None:
+    """The AGP report of an audited release (node/report.py, the pipeline the CLI uses too),
+    in a sandboxed frame so the report's own page and styles stay as they are."""
+    try:
+        page = agp_report(rel, patient=label).html()
+    except OutOfRangeError:
         return None
-    html_doc = render_html(compute_agp(readings), summarize(readings), patient=label)
-    style = re.search(r"<style>(.*?)</style>", html_doc, re.DOTALL)
-    body = re.search(r"<body>(.*?)</body>", html_doc, re.DOTALL)
-    inner = body.group(1) if body else ""
-    inner = inner.replace("<h1>", "<h3>").replace("</h1>", "</h3>").replace(
-        "<h2>", "<h4>").replace("</h2>", "</h4>")
-    css = style.group(1) if style else ""
-    scoped = []
-    for sel, rule in re.findall(r"([^{}@]+){([^{}]*)}", css):
-        sel = sel.strip()
-        if not sel or sel.startswith("body") or "print" in sel:
-            continue
-        sel = sel.replace("h1", "h3").replace("h2", "h4")
-        scoped.append(",".join(f".agp-report {x.strip()}" for x in sel.split(",")) +
-                      "{" + rule + "}")
-    return Markup(f'<style>{"".join(scoped)}</style><div class="agp-report">{inner}</div>')
+    return Markup('<iframe class="agp-report" title="AGP report" sandbox="" '
+                  'style="width:100%;height:1400px;border:0" srcdoc="{}"></iframe>').format(page)
 
 
 @router.get("/")
@@ -217,10 +204,12 @@ def home(request: Request, msg: str | None = None) -> Response:
     notice = msg[:200] if msg else None
     if who.kind == "patient":
         readings: list[Any] = []
+        agp = None
         try:
-            rel = read_for(request, who, who.id, ["cgm"], "raw", 14)
+            rel = read_for(request, who, who.id, ["carbs", "cgm", "insulin"], "raw", 14)
             assert isinstance(rel, RawRelease)
             readings = cgm_of(rel)
+            agp = _agp(rel, who.name)
         except OutOfRangeError:
             pass
         grants = [grant_value(request, g) for g in ca.grants(node, who.id)]
@@ -229,7 +218,7 @@ def home(request: Request, msg: str | None = None) -> Response:
 
         rules = {r["name"]: r["mgdl"] for r in alert_rules(node, who.id)}
         return _render(request, "patient.html", who=who, notice=notice,
-                       agp=_agp(readings, who.name), recent=list(reversed(readings[-12:])),
+                       agp=agp, recent=list(reversed(readings[-12:])),
                        grants=grants, audit=audit_trail(node, who.id, 100),
                        names={i.id: i.name for i in AddressBook(node).all()},
                        devices=list_devices(request, who),
@@ -246,11 +235,11 @@ def home(request: Request, msg: str | None = None) -> Response:
                                                   if i.id == g.patient), g.patient.hex()[:16])}
         try:
             rel = read_for(request, who, g.patient, ["cgm"], g.view, None)
+            entry["agp"] = _agp(rel, entry["patient"])
             if isinstance(rel, SignedSummary):
                 entry["summary"] = summary_value(rel.summary)
             elif isinstance(rel, RawRelease):
                 rs = cgm_of(rel)
-                entry["agp"] = _agp(rs, entry["patient"])
                 entry["recent"] = list(reversed(rs[-6:]))
         except GlucoledgerError as exc:
             entry["error"] = exc.message

@@ -193,7 +193,13 @@ def summary_value(s: Any) -> dict[str, Any]:
             "tir": s.tir, "tbr70": s.tbr70, "tbr54": s.tbr54, "tar180": s.tar180,
             "tar250": s.tar250, "mean": s.mean, "sd": s.sd, "cv": s.cv, "gmi": s.gmi,
             "active": s.active, "days_with_data": s.days_with_data,
-            "sufficient": s.sufficient}
+            "sufficient": s.sufficient, "censored_low": s.censored_low,
+            "censored_high": s.censored_high, "superseded": s.superseded, "gri": s.gri,
+            "gri_zone": s.gri_zone, "lbgi": s.lbgi, "hbgi": s.hbgi, "j_index": s.j_index,
+            "mage": s.mage,
+            "episodes": {"hypo1": s.hypo1_episodes, "hypo2": s.hypo2_episodes,
+                         "hypo_extended": s.hypo_extended_episodes,
+                         "hyper1": s.hyper1_episodes, "hyper2": s.hyper2_episodes}}
 
 
 @router.post("/reads", responses=ERRORS)

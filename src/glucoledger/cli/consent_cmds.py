@@ -19,15 +19,14 @@ import typer
 
 from ..crypto import generate
 from ..errors import InputError
-from ..glucose.agp import compute_agp
-from ..glucose.metrics import summarize
-from ..glucose.readings import CgmReading
-from ..glucose.report import render_html, render_png
+from ..files import atomic_write
+from ..glucose.units import normalize_units
 from ..node import accounts
 from ..node import emergency as em
 from ..node.access import AccessService, RawRelease, SignedSummary
 from ..node.audit import audit_trail
 from ..node.erasure import ErasureService
+from ..node.report import agp_report
 from ..node.service import Node
 from ..state.accounts_model import patient_policy
 from ..state.consent import DAY_MS, Grant, Request, grants_of, to_fhir_consent
@@ -127,7 +126,8 @@ def read(who: Annotated[str, typer.Option("--as")], patient: Name,
         console.print(f"TIR {s.tir:.1f} %  TBR<70 {s.tbr70:.1f} %  TBR<54 {s.tbr54:.1f} %  "
                       f"TAR>180 {s.tar180:.1f} %  TAR>250 {s.tar250:.1f} %  mean {s.mean:.1f} "
                       f"mg/dL  CV {s.cv:.1f} %  GMI {s.gmi:.2f} %  active {s.active:.1f} %  "
-                      f"days {s.days_with_data}  sufficient {s.sufficient}")
+                      f"days {s.days_with_data}  sufficient {s.sufficient}  GRI {s.gri:.1f} "
+                      f"({s.gri_zone})  sensor LOW {s.censored_low}  HIGH {s.censored_high}")
         console.print(f"signed by the node over {len(rel.grounds.commits)} commitments; "
                       f"audited as {rel.grounds.access_tx.hex()[:16]}")
     elif isinstance(rel, RawRelease):
@@ -136,30 +136,39 @@ def read(who: Annotated[str, typer.Option("--as")], patient: Name,
 
 
 def write_report(node: Node, svc: AccessService, who: str, patient: str, days: int,
-                 out: Path, png: bool) -> int:
-    """Audited raw read of the CGM stream, then the AGP report. Returns the readings used."""
+                 out: Path, png: bool, *, view: str = "raw", units: str = "mg/dL",
+                 streams: tuple[str, ...] = ("cgm",)) -> int:
+    """Audited read (``view`` raw or summary), then the AGP report (node/report.py, the one
+    pipeline the portal uses too). Returns the readings it drew on."""
     ident = accounts.identity(node, who)
-    req = Request(accounts.identity(node, patient).id, ("cgm",), "raw", {"last_days": days})
+    wanted = tuple(sorted(set(streams) | {"cgm"})) if view == "raw" else ("cgm",)
+    req = Request(accounts.identity(node, patient).id, wanted, view, {"last_days": days})
     rel = svc.read_as(ident.id, accounts.keys_of(node, ident, [0]), req)
-    assert isinstance(rel, RawRelease)
-    cgm = [r for r in rel.records if isinstance(r, CgmReading)]
-    if not cgm:
-        raise InputError(f"no CGM readings in the last {days} days that {who} may see")
-    start = max(rel.grounds.start_ms, cgm[0].time_ms - cgm[0].time_ms % DAY_MS)
-    summary = summarize(cgm, start_ms=start, end_ms=rel.grounds.end_ms)
-    agp = compute_agp(cgm)
-    out.write_text(render_html(agp, summary, patient=patient))
+    assert isinstance(rel, (RawRelease, SignedSummary))
+    rep = agp_report(rel, patient=patient, units=units)
+    atomic_write(out, rep.html().encode())
     if png:
-        out.with_suffix(".png").write_bytes(render_png(agp, summary, patient=patient))
-    return len(cgm)
+        atomic_write(out.with_suffix(".png"), rep.png())
+    return rep.readings
 
 
 def report(patient: Name, out: Annotated[Path, typer.Option()] = Path("report.html"),
            days: int = 14, who: Annotated[str | None, typer.Option("--as")] = None,
-           png: bool = False, data: DataOpt = None) -> None:
+           png: bool = False,
+           view: Annotated[str, typer.Option(help="raw (full AGP with daily profiles) or "
+                                             "summary (aggregate parts only)")] = "raw",
+           units: Annotated[str, typer.Option(help="mg/dL or mmol/L")] = "mg/dL",
+           treatments: Annotated[bool, typer.Option(help="add insulin and carbs to the daily "
+                                                     "view (raw)")] = False,
+           data: DataOpt = None) -> None:
     """Write the AGP report (HTML, and PNG with --png) from data the reader may see."""
+    if view not in ("raw", "summary"):
+        raise InputError(f"--view {view!r}: choose raw or summary")
+    normalize_units(units)
+    streams = ("carbs", "cgm", "insulin") if treatments else ("cgm",)
     with _access(data) as (node, svc):
-        n = write_report(node, svc, who or patient, patient, days, out, png)
+        n = write_report(node, svc, who or patient, patient, days, out, png, view=view,
+                         units=units, streams=streams)
     console.print(f"wrote {out} ({n} readings)" + (f" and {out.with_suffix('.png')}" if png
                                                    else ""))
 

@@ -35,9 +35,12 @@ from typing import Any, Final
 from ..errors import OutOfRangeError
 from .readings import CgmReading
 
-__all__ = ["PERCENTILES", "Agp", "AgpBin", "DayProfile", "compute_agp", "percentile"]
+__all__ = ["MIN_PROFILE_DAYS", "PERCENTILES", "Agp", "AgpBin", "DayProfile", "compute_agp",
+           "percentile"]
 
 PERCENTILES: Final = (5, 25, 50, 75, 95)
+#: A summary view shows the percentile profile only when this many local days hold data.
+MIN_PROFILE_DAYS: Final = 5
 DAY_MIN: Final = 1_440
 DAY_MS: Final = 86_400_000
 
@@ -87,6 +90,18 @@ class Agp:
     bin_min: int
     bins: tuple[AgpBin, ...]
     days: tuple[DayProfile, ...]
+    #: The UTC offset of the latest reading: the patient's local time for labels.
+    tz_offset_min: int = 0
+
+    def aggregate(self) -> Agp:
+        """The percentile profile alone (no daily profile, no reading): what a summary
+        grant may see. With data from fewer than ``MIN_PROFILE_DAYS`` local days the
+        percentiles are withheld too (every bin empty): over one or two days a bin's median
+        would be a reading."""
+        bins = self.bins
+        if len(self.days) < MIN_PROFILE_DAYS:
+            bins = tuple(AgpBin(b.start_min, 0, None, None, None, None, None) for b in bins)
+        return Agp(self.bin_min, bins, (), self.tz_offset_min)
 
     def series(self, q: int) -> list[float | None]:
         """The q-th percentile (one of PERCENTILES) across the bins."""
@@ -104,6 +119,7 @@ class Agp:
                 [b.start_min, b.count, *(tenths(b.get(q)) for q in PERCENTILES)] for b in self.bins
             ],
             "days": [{"date": d.date, "points": [list(p) for p in d.points]} for d in self.days],
+            "tz_offset_min": self.tz_offset_min,
         }
 
 
@@ -135,10 +151,12 @@ def compute_agp(readings: Iterable[CgmReading], *, bin_min: int = 15, smooth: bo
     per_bin: list[list[int]] = [[] for _ in range(DAY_MIN // bin_min)]
     per_day: dict[int, list[tuple[int, int]]] = {}
     seen: set[int] = set()
+    latest = (0, 0)
     for r in readings:
         if r.time_ms in seen:
             continue
         seen.add(r.time_ms)
+        latest = max(latest, (r.time_ms, r.tz_offset_min))
         local = r.time_ms + r.tz_offset_min * 60_000
         minute = (local % DAY_MS) // 60_000
         per_bin[minute // bin_min].append(r.mgdl)
@@ -161,4 +179,4 @@ def compute_agp(readings: Iterable[CgmReading], *, bin_min: int = 15, smooth: bo
         DayProfile((epoch + timedelta(days=day)).date().isoformat(), tuple(sorted(points)))
         for day, points in sorted(per_day.items())
     )
-    return Agp(bin_min, bins, days)
+    return Agp(bin_min, bins, days, latest[1])

@@ -1,36 +1,44 @@
-"""Standard CGM metrics per the International Consensus on Time in Range.
+"""Standard CGM metrics per the International Consensus on Time in Range, weighted by time.
 
 Reference: Battelino T, Danne T, Bergenstal RM, et al. "Clinical Targets for Continuous
 Glucose Monitoring Data Interpretation: Recommendations From the International Consensus on
 Time in Range." Diabetes Care 2019;42(8):1593-1603, doi:10.2337/dci19-0028 (Table 1 for the
 metrics, Table 2 for the targets); GMI from Bergenstal RM et al., Diabetes Care
-2018;41(11):2275-2280.
+2018;41(11):2275-2280. Further indices (GRI, LBGI/HBGI, J-index, episodes): glucose/indices.py;
+MAGE (``mage_dmgdl``, tenths of mg/dL, 0 when no excursion exceeds the SD): glucose/mage.py.
 
-How each number is computed (n = CGM readings in the window, each counted once per time):
+Which readings count (glucose/timeline.py): readings come in upload order; for one instant
+the later upload's value counts (``superseded`` says how many earlier values were replaced
+by another value). Each reading has a weight w, the time it stands for: until the next
+reading, at most its sensor's nominal interval (a longer gap is missing data), the last one
+clipped at the window's end. W is the sum of the weights.
 
-- Percentages of readings (not of clock time), each an integer in basis points (% x 100):
+- Percentages of TIME, integers in basis points (% x 100), from the weights:
   ``tir_bp``     70 <= g <= 180 mg/dL  (both bounds inclusive)
-  ``tbr70_bp``   g < 70                 (includes the readings below 54)
+  ``tbr70_bp``   g < 70                 (includes the time below 54)
   ``tbr54_bp``   g < 54
-  ``tar180_bp``  g > 180                (includes the readings above 250)
+  ``tar180_bp``  g > 180                (includes the time above 250)
   ``tar250_bp``  g > 250
   so tir + tbr70 + tar180 = 100 % exactly before rounding.
-- ``mean_dmgdl``: arithmetic mean in tenths of mg/dL.
-- ``sd_dmgdl``: sample standard deviation (n - 1 denominator, as R's ``sd`` and iglu) in
-  tenths of mg/dL; 0 when n = 1.
-- ``cv_bp``: 100 x SD / mean, in basis points (target <= 36 %).
-- ``gmi_bp``: GMI (%) = 3.31 + 0.02392 x mean (mg/dL), in basis points of percent (7.05 % is
-  705), from the unrounded mean.
-- ``active_bp``: percentage of time the CGM was active. The window is cut into slots of the
-  sensor interval (default 5 min) from its start; a slot is active if it holds at least one
-  reading; active = active slots / all slots. (Counting slots, not readings, keeps it at most
-  100 % for sensors that report more often than the interval, and unaffected by jitter.)
-- The window is ``[start_ms, end_ms)``; by default from the first reading to the end of the
-  slot holding the last one, i.e. the span the sensor could have covered (iglu's
-  "automatic" range: floor(span / interval) + 1 slots).
-- ``days_with_data``: distinct local calendar days (by each reading's own UTC offset) with
-  at least one reading. ``window_ms``: the window length.
-- ``sufficient``: the consensus minimum, a window of at least 14 days with active >= 70 %.
+- ``mean_dmgdl``: time-weighted mean, tenths of mg/dL.
+- ``sd_dmgdl``: time-weighted sample SD with reliability weights,
+  sqrt(sum w (g - mean)^2 / (W - sum w^2 / W)); with equal weights exactly the n - 1 SD
+  of R's ``sd`` and iglu. ``cv_bp``: 100 x SD / mean in basis points (target <= 36 %).
+- ``gmi_bp``: GMI (%) = 3.31 + 0.02392 x mean (mg/dL), basis points, from the unrounded mean.
+- Censored readings (sensor LOW / HIGH, glucose/readings.py) count at the sensor's limit
+  value (40 mg/dL for a LOW, 400 for a HIGH unless the device gave its limit), the rule of
+  clinical software (Dexcom Clarity, LibreView): so a LOW always counts below 54 and a HIGH
+  above 250, and mean, SD, CV and GMI use the limit, which understates how extreme they were
+  (the report says how many: ``censored_low``, ``censored_high``).
+- ``active_bp``: W / window length (the time the sensor was active), basis points.
+  ``active_ms`` = W.
+- The window is ``[start_ms, end_ms)``: the period the reader asked for (callers pass it);
+  without it, from the first reading to one interval after the last. ``interval_ms`` is the
+  nominal interval used when the caller gave one for all readings, else the median spacing.
+- ``days_with_data``: distinct local calendar days (by each reading's own UTC offset) with at
+  least one reading.
+- ``sufficient``: the consensus minimum, applied to the window: at least 14 days long and
+  active >= 70 %. One rule, one verdict: every view prints this field, never recomputes it.
 
 Invariants: all stored numbers are integers computed in exact integer arithmetic and rounded
 half up, so every node derives identical bytes from identical readings; ``to_value()`` is
@@ -40,13 +48,16 @@ display only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from math import isqrt
 from typing import Any, Final
 
 from ..errors import MalformedError, OutOfRangeError
+from .indices import episodes, gri_zone, risk_micro
+from .mage import mage_dmgdl
 from .readings import CgmReading
+from .timeline import median_spacing_ms, weigh
 
 __all__ = ["CONSENSUS_TARGETS", "SUFFICIENT_ACTIVE_BP", "SUFFICIENT_DAYS", "Summary", "summarize"]
 
@@ -84,8 +95,7 @@ class Summary:
     end_ms: int
     interval_ms: int
     count: int
-    expected: int
-    active_slots: int
+    active_ms: int
     days_with_data: int
     tir_bp: int
     tbr70_bp: int
@@ -98,6 +108,62 @@ class Summary:
     gmi_bp: int
     active_bp: int
     sufficient: bool
+    censored_low: int
+    censored_high: int
+    superseded: int
+    gri_c: int
+    gri_hypo_c: int
+    gri_hyper_c: int
+    lbgi_c: int
+    hbgi_c: int
+    j_index_c: int
+    mage_dmgdl: int
+    hypo1_episodes: int
+    hypo2_episodes: int
+    hypo_extended_episodes: int
+    hyper1_episodes: int
+    hyper2_episodes: int
+    hypo1_min: int
+    hypo2_min: int
+    hyper1_min: int
+    hyper2_min: int
+
+    @property
+    def tbr54_70_bp(self) -> int:
+        """Time 54..69 mg/dL (the AGP's "low"), basis points."""
+        return self.tbr70_bp - self.tbr54_bp
+
+    @property
+    def tar180_250_bp(self) -> int:
+        """Time 181..250 mg/dL (the AGP's "high"), basis points."""
+        return self.tar180_bp - self.tar250_bp
+
+    @property
+    def gri(self) -> float:
+        """Glycemia Risk Index, 0..100."""
+        return self.gri_c / 100
+
+    @property
+    def gri_zone(self) -> str:
+        """The AGP v5 GRI zone, A (lowest risk) to E."""
+        return gri_zone(self.gri_c)
+
+    @property
+    def lbgi(self) -> float:
+        return self.lbgi_c / 100
+
+    @property
+    def hbgi(self) -> float:
+        return self.hbgi_c / 100
+
+    @property
+    def j_index(self) -> float:
+        return self.j_index_c / 100
+
+    @property
+    def mage(self) -> float:
+        """MAGE, mg/dL (glucose/mage.py); 0 when no excursion exceeds the SD."""
+        return self.mage_dmgdl / 10
 
     @property
     def window_ms(self) -> int:
@@ -189,68 +255,131 @@ def summarize(
     *,
     start_ms: int | None = None,
     end_ms: int | None = None,
-    interval_min: int = 5,
+    interval_min: int | None = None,
+    intervals_ms: Sequence[int] | None = None,
 ) -> Summary:
     """Compute the consensus metrics of the CGM ``readings`` in ``[start_ms, end_ms)``.
 
-    Readings outside the window are ignored; two readings with the same time count once
-    (the first is kept). Without ``start_ms`` the window starts at the first reading; without
-    ``end_ms`` it ends with the interval slot that holds the last reading.
+    ``readings`` come in upload order: for one instant, the later one counts. Each reading's
+    nominal interval is ``intervals_ms[i]`` (parallel to ``readings``; node/access.py sets it
+    from the uploading device's model), else ``interval_min`` for all, else the median
+    spacing of the readings. Readings outside the window are ignored. Without ``start_ms``
+    the window starts at the first reading; without ``end_ms`` it ends one interval after
+    the last.
 
     Raises OutOfRangeError when the window holds no reading or is empty, and ValueError for
-    a non-positive ``interval_min``.
+    a non-positive interval or an ``intervals_ms`` of another length.
     """
-    if interval_min <= 0:
+    if interval_min is not None and interval_min <= 0:
         raise ValueError("interval_min must be positive")
-    interval = interval_min * 60_000
-    by_time: dict[int, CgmReading] = {}
-    for reading in readings:
+    items = list(readings)
+    for reading in items:
         if not isinstance(reading, CgmReading):
             raise TypeError("summarize takes CgmReading values")
-        by_time.setdefault(reading.time_ms, reading)
+    if intervals_ms is not None and (len(intervals_ms) != len(items) or
+                                     any(i <= 0 for i in intervals_ms)):
+        raise ValueError("intervals_ms must hold one positive interval per reading")
+    by_time: dict[int, tuple[CgmReading, int]] = {}
+    superseded = 0
+    for index, reading in enumerate(items):
+        old = by_time.get(reading.time_ms)
+        if old is not None and old[0] != reading:
+            superseded += 1
+        by_time[reading.time_ms] = (reading, -1 if intervals_ms is None else intervals_ms[index])
     times = sorted(by_time)
     if not times:
         raise OutOfRangeError("no CGM readings to summarize; upload some first")
+    if intervals_ms is None:
+        common = interval_min * 60_000 if interval_min is not None else median_spacing_ms(times)
+        by_time = {t: (r, common) for t, (r, _) in by_time.items()}
+    else:
+        common = median_spacing_ms(times)
     start = times[0] if start_ms is None else start_ms
-    # Default end: the end of the slot holding the last reading.
-    end = start + ((times[-1] - start) // interval + 1) * interval if end_ms is None else end_ms
+    end = times[-1] + by_time[times[-1]][1] if end_ms is None else end_ms
     if end <= start:
         raise OutOfRangeError(f"the window [{start}, {end}) is empty; end must follow start")
-    chosen = [by_time[t] for t in times if start <= t < end]
-    if not chosen:
+    chosen_times = [t for t in times if start <= t < end]
+    if not chosen_times:
         raise OutOfRangeError("no CGM readings in the window; widen it or upload data")
+    chosen = [by_time[t][0] for t in chosen_times]
+    weighted = weigh(chosen, [by_time[t][1] for t in chosen_times], end)
 
     n = len(chosen)
-    values = [r.mgdl for r in chosen]
-    total = sum(values)
-    squares = sum(v * v for v in values)
-    spread = n * squares - total * total  # n^2 x population variance, exact
+    s0 = s1 = s2 = q = 0
+    low_risk = high_risk = 0
+    below54 = below70 = in_range = above180 = above250 = 0
+    for item in weighted:
+        g, w = item.reading.mgdl, item.weight_ms
+        s0 += w
+        s1 += w * g
+        s2 += w * g * g
+        q += w * w
+        lo, hi = risk_micro(g)
+        low_risk += w * lo
+        high_risk += w * hi
+        if g < 54:
+            below54 += w
+        if g < 70:
+            below70 += w
+        elif g <= 180:
+            in_range += w
+        else:
+            above180 += w
+            if g > 250:
+                above250 += w
+    spread = s0 * s2 - s1 * s1  # W^2 x weighted population variance, exact
+    var_den = s0 * s0 - q  # W^2 - sum w^2: 0 for a single reading
 
-    slots = -(-(end - start) // interval)
-    active = len({(r.time_ms - start) // interval for r in chosen})
+    window = end - start
+    active_bp = _div_round(10_000 * s0, window)
     days = len({(r.time_ms + r.tz_offset_min * 60_000) // DAY_MS for r in chosen})
-    active_bp = _div_round(10_000 * active, slots)
 
-    def pct(count: int) -> int:
-        return _div_round(10_000 * count, n)
+    def pct(weight: int) -> int:
+        return _div_round(10_000 * weight, s0)
 
+    sd_dmgdl = 0 if var_den <= 0 else _sqrt_round(100 * spread, var_den)
+    mean_dmgdl = _div_round(10 * s1, s0)
+    hypo_c = _div_round(10_000 * (10 * below54 + 8 * (below70 - below54)), 10 * s0)
+    hyper_c = _div_round(10_000 * (10 * above250 + 5 * (above180 - above250)), 10 * s0)
+    gri_c = min(10_000, _div_round(10_000 * (30 * (10 * below54 + 8 * (below70 - below54)) +
+                                             16 * (10 * above250 + 5 * (above180 - above250))),
+                                   100 * s0))
+    ep = episodes(weighted)
     return Summary(
         start_ms=start,
         end_ms=end,
-        interval_ms=interval,
+        interval_ms=common,
         count=n,
-        expected=slots,
-        active_slots=active,
+        active_ms=s0,
         days_with_data=days,
-        tir_bp=pct(sum(1 for v in values if 70 <= v <= 180)),
-        tbr70_bp=pct(sum(1 for v in values if v < 70)),
-        tbr54_bp=pct(sum(1 for v in values if v < 54)),
-        tar180_bp=pct(sum(1 for v in values if v > 180)),
-        tar250_bp=pct(sum(1 for v in values if v > 250)),
-        mean_dmgdl=_div_round(10 * total, n),
-        sd_dmgdl=0 if n < 2 else _sqrt_round(100 * spread, n * (n - 1)),
-        cv_bp=0 if n < 2 else _sqrt_round(10**8 * spread * n, (n - 1) * total * total),
-        gmi_bp=_div_round(331_000 * n + 2_392 * total, 1_000 * n),
+        tir_bp=pct(in_range),
+        tbr70_bp=pct(below70),
+        tbr54_bp=pct(below54),
+        tar180_bp=pct(above180),
+        tar250_bp=pct(above250),
+        mean_dmgdl=mean_dmgdl,
+        sd_dmgdl=sd_dmgdl,
+        cv_bp=0 if var_den <= 0 else _sqrt_round(10**8 * spread * s0 * s0, var_den * s1 * s1),
+        gmi_bp=_div_round(331_000 * s0 + 2_392 * s1, 1_000 * s0),
         active_bp=active_bp,
-        sufficient=(end - start) >= SUFFICIENT_DAYS * DAY_MS and active_bp >= SUFFICIENT_ACTIVE_BP,
+        sufficient=window >= SUFFICIENT_DAYS * DAY_MS and active_bp >= SUFFICIENT_ACTIVE_BP,
+        censored_low=sum(1 for r in chosen if r.censored == "low"),
+        censored_high=sum(1 for r in chosen if r.censored == "high"),
+        superseded=superseded,
+        gri_c=gri_c,
+        gri_hypo_c=hypo_c,
+        gri_hyper_c=hyper_c,
+        lbgi_c=_div_round(low_risk, 10_000 * s0),
+        hbgi_c=_div_round(high_risk, 10_000 * s0),
+        j_index_c=_div_round((mean_dmgdl + sd_dmgdl) ** 2, 1_000),
+        mage_dmgdl=mage_dmgdl([r.time_ms for r in chosen], [r.mgdl for r in chosen]) or 0,
+        hypo1_episodes=ep.hypo1,
+        hypo2_episodes=ep.hypo2,
+        hypo_extended_episodes=ep.hypo_extended,
+        hyper1_episodes=ep.hyper1,
+        hyper2_episodes=ep.hyper2,
+        hypo1_min=ep.hypo1_min,
+        hypo2_min=ep.hypo2_min,
+        hyper1_min=ep.hyper1_min,
+        hyper2_min=ep.hyper2_min,
     )

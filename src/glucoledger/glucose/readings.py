@@ -2,7 +2,8 @@
 
 Streams (``STREAMS``) and the records they hold:
 
-- ``cgm``      CgmReading      sensor glucose, whole mg/dL, 39..500, optional trend arrow
+- ``cgm``      CgmReading      sensor glucose, whole mg/dL, 39..500, optional trend arrow,
+                               optionally censored (LOW/HIGH: beyond the sensor's range)
 - ``smbg``     SmbgReading     finger-stick (meter) glucose, whole mg/dL, 20..600
 - ``insulin``  Bolus | Basal   insulin in milli-units (mU) and milli-units per hour
 - ``carbs``    Carbs           carbohydrate in tenths of a gram
@@ -30,9 +31,24 @@ fractions and glucose may be in mmol/L) of one stream into a ``Batch`` of record
 time. A batch is accepted whole or refused whole: the first bad item raises an ``InputError``
 whose message names the item (index in the input and its time) and the reason.
 
-Ranges follow the devices on the market: CGM sensors measure 40..400 mg/dL (Dexcom, Libre;
-39 is the Dexcom "LOW" code and a reading flagged LOW or HIGH is refused as outside the sensor
-range), meters 20..600 mg/dL, pumps deliver at most 35 U/h basal and boluses of at most 100 U.
+Ranges follow the devices on the market: CGM sensors measure 40..400 mg/dL (Dexcom,
+Guardian, Eversense; FreeStyle Libre up to 500), meters 20..600 mg/dL, pumps deliver at most
+35 U/h basal and boluses of at most 100 U.
+
+Censored readings (patient safety: a LOW is the most severe hypoglycemia a sensor can show,
+so it is never refused and never dropped). A sensor that reads outside its measuring range
+reports LOW or HIGH instead of a number. Such a reading is stored as a ``CgmReading`` with
+``censored`` "low" or "high" and ``mgdl`` set to the sensor's limit (the value clinical
+software such as Dexcom Clarity and LibreView uses for it in means: the rule of
+glucose/metrics.py). Input forms (``parse_batch``, stream ``cgm``):
+
+- ``"value": "LOW"`` / ``"HIGH"`` (text, any case): limit ``LOW_LIMIT_MGDL`` (40) or
+  ``HIGH_LIMIT_MGDL`` (400), or the item's ``limit`` (the device's limit, in the item's units);
+- ``"flag": "LOW"`` / ``"HIGH"`` with a numeric ``value``: that value is the limit;
+- ``"value": 39``: the Dexcom LOW code, censored low at 39.
+
+A censored low is always below 54 mg/dL and a censored high always above 250 mg/dL (the
+limit must be 39..53 or 251..500), so every metric counts them in the most severe range.
 """
 
 from __future__ import annotations
@@ -50,8 +66,11 @@ from .units import normalize_units, parse_decimal, to_mgdl
 __all__ = [
     "BASAL_KINDS",
     "BOLUS_KINDS",
+    "CENSORED",
     "CGM_MAX_MGDL",
     "CGM_MIN_MGDL",
+    "HIGH_LIMIT_MGDL",
+    "LOW_LIMIT_MGDL",
     "MAX_BATCH",
     "MAX_CLOCK_SKEW_MS",
     "MAX_NOTE_CHARS",
@@ -92,6 +111,15 @@ BOLUS_KINDS: Final = ("normal", "extended", "automated")
 BASAL_KINDS: Final = ("scheduled", "temp", "suspend")
 
 CGM_MIN_MGDL: Final = 39
+#: The default sensor limits a text LOW / HIGH stands for (Dexcom G6/G7, Guardian, Libre's
+#: lower limit; an item's ``limit`` overrides them, e.g. 500 for a FreeStyle Libre HI).
+LOW_LIMIT_MGDL: Final = 40
+HIGH_LIMIT_MGDL: Final = 400
+#: The Dexcom LOW code: a numeric 39 means "below 40".
+DEXCOM_LOW_CODE: Final = 39
+CENSORED: Final = ("low", "high")
+#: Limits a censored reading may carry: a low is below 54, a high above 250 (mg/dL).
+_CENSORED_RANGE: Final = {"low": (CGM_MIN_MGDL, 53), "high": (251, 500)}
 CGM_MAX_MGDL: Final = 500
 SMBG_MIN_MGDL: Final = 20
 SMBG_MAX_MGDL: Final = 600
@@ -186,13 +214,18 @@ def parse_time(value: object) -> tuple[int, int | None]:
 
 @dataclass(frozen=True, slots=True)
 class CgmReading:
-    """One sensor glucose value in whole mg/dL (39..500) with an optional trend direction."""
+    """One sensor glucose value in whole mg/dL (39..500) with an optional trend direction.
+
+    ``censored`` is None for a measured value, or "low"/"high" for a sensor LOW/HIGH, whose
+    ``mgdl`` is then the sensor limit (39..53 for a low, 251..500 for a high).
+    """
 
     time_ms: int
     tz_offset_min: int
     mgdl: int
     trend: str | None = None
     ns: str | None = None
+    censored: str | None = None
 
     TYPE: ClassVar[str] = "cgm"
 
@@ -208,6 +241,14 @@ class CgmReading:
             )
         if self.trend is not None:
             _choice(self.trend, "trend", TRENDS)
+        if self.censored is not None:
+            side = _choice(self.censored, "censored", CENSORED)
+            lo, hi = _CENSORED_RANGE[side]
+            if not lo <= self.mgdl <= hi:
+                raise OutOfRangeError(
+                    f"a sensor {side.upper()} must carry the sensor's limit, {lo}..{hi} mg/dL, "
+                    f"not {self.mgdl}"
+                )
 
     def to_value(self) -> dict[str, Any]:
         return _record_value(self)
@@ -469,18 +510,23 @@ _STREAM_TYPES: Final[dict[str, tuple[str, ...]]] = {
 }
 
 
+#: Fields stored only when set, so records without them keep the encoding they always had.
+_OPTIONAL: Final = ("ns", "censored")
+
+
 def _fields(value: object, type_name: str, names: tuple[str, ...]) -> dict[str, Any]:
-    """Check a stored value is a dict of exactly ``type`` plus ``names`` (``ns`` only when
-    set: a record without an annex is stored without the key); return it."""
+    """Check a stored value is a dict of exactly ``type`` plus ``names`` (``ns`` and
+    ``censored`` only when set: a record without them is stored without the key); return it."""
     if not isinstance(value, dict):
         raise MalformedError(f"a {type_name} record must be a map, not {type(value).__name__}")
     if value.get("type") != type_name:
         raise MalformedError(f"record type {value.get('type')!r} is not {type_name!r}")
     expected = {"type", *names}
-    if "ns" not in value:
-        expected.discard("ns")
-    elif value["ns"] is None:
-        raise MalformedError(f"{type_name} record: an absent annex is stored without 'ns'")
+    for name in _OPTIONAL:
+        if name not in value:
+            expected.discard(name)
+        elif value[name] is None:
+            raise MalformedError(f"{type_name} record: an absent {name!r} is stored without {name!r}")
     if set(value) != expected:
         missing = sorted(expected - set(value))
         extra = sorted(set(value) - expected)
@@ -492,8 +538,9 @@ def _record_value(record: Any) -> dict[str, Any]:
     """A record's stored form: ``type`` plus every dataclass field, as they are, except an
     absent ``ns`` (so records without an annex keep the encoding they always had)."""
     value = {name: getattr(record, name) for name in record.__match_args__}
-    if value["ns"] is None:
-        del value["ns"]
+    for name in _OPTIONAL:
+        if name in value and value[name] is None:
+            del value[name]
     value["type"] = record.TYPE
     return value
 
@@ -606,14 +653,50 @@ def _duration_ms(item: dict[str, Any], required: bool) -> int | None:
     return None
 
 
+def _censor_word(value: object) -> str | None:
+    """"low"/"high" for the text LOW/HIGH (also LO/HI, as FreeStyle Libre shows them)."""
+    if isinstance(value, str):
+        word = value.strip().upper()
+        if word in ("LOW", "LO"):
+            return "low"
+        if word in ("HIGH", "HI"):
+            return "high"
+    return None
+
+
 def _glucose(value: object, units: str, what: str) -> int:
-    if isinstance(value, str) and value.strip().upper() in ("LOW", "HIGH"):
-        side = "below" if value.strip().upper() == "LOW" else "above"
+    if _censor_word(value) is not None:
         raise OutOfRangeError(
-            f"{what} is {value.strip().upper()}: the sensor read {side} its measuring range; "
-            "it carries no number, so it cannot be stored as a reading"
+            f"{what} is {str(value).strip().upper()}: only a CGM reading may be a sensor "
+            "LOW/HIGH; give the number measured"
         )
     return to_mgdl(value, units)
+
+
+def _cgm(item: dict[str, Any], time_ms: int, tz: int, units: str) -> CgmReading:
+    """A CGM item as a reading; LOW/HIGH (text, flag or the Dexcom code 39) as a censored
+    reading at the sensor's limit (see the module docstring)."""
+    trend = item.get("trend")
+    if trend == "NONE":  # Nightscout's "no arrow"
+        trend = None
+    value = _get(item, "value")
+    flag = item.get("flag")
+    if flag is not None and _censor_word(flag) is None:
+        raise OutOfRangeError(f"flag {flag!r} is not LOW or HIGH")
+    side = _censor_word(value) or _censor_word(flag)
+    if side is None:
+        mgdl = to_mgdl(value, units)
+        censored = "low" if mgdl == DEXCOM_LOW_CODE else None
+    elif _censor_word(value) is not None:
+        if flag is not None and _censor_word(flag) != side:
+            raise OutOfRangeError(f"value {value!r} contradicts flag {flag!r}")
+        default = LOW_LIMIT_MGDL if side == "low" else HIGH_LIMIT_MGDL
+        mgdl = to_mgdl(item["limit"], units) if "limit" in item else default
+        censored = side
+    else:
+        mgdl, censored = to_mgdl(value, units), side
+    ns = item.get("ns")
+    return CgmReading(time_ms, tz, mgdl, trend, ns=ns, censored=censored)
 
 
 def _glucose_schedule(value: object, units: str, what: str, width: int) -> list[list[Any]]:
@@ -641,13 +724,7 @@ def _scaled_schedule(value: object, what: str, scale: int) -> list[list[Any]]:
 def _parse_item(stream: str, item: dict[str, Any], time_ms: int, tz: int, units: str) -> Record:
     ns = item.get("ns")
     if stream == "cgm":
-        if item.get("flag") in ("LOW", "HIGH"):
-            _glucose(item["flag"], units, "reading")
-        trend = item.get("trend")
-        if trend == "NONE":  # Nightscout's "no arrow"
-            trend = None
-        return CgmReading(time_ms, tz, _glucose(_get(item, "value"), units, "reading"), trend,
-                          ns=ns)
+        return _cgm(item, time_ms, tz, units)
     if stream == "smbg":
         return SmbgReading(time_ms, tz, _glucose(_get(item, "value"), units, "reading"), ns=ns)
     if stream == "insulin":
@@ -713,7 +790,7 @@ def parse_batch(
     passes line numbers).
 
     Raises MalformedError (unknown stream or units, not a list, wrong types, missing fields,
-    too many items) or OutOfRangeError (values outside range, LOW/HIGH sensor flags, future
+    too many items) or OutOfRangeError (values outside range, LOW/HIGH outside CGM, future
     times, duplicate times, empty batch). Item errors name the item's index and time.
     """
     if stream not in STREAMS:

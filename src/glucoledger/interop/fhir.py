@@ -3,7 +3,9 @@
 - Readings: Observation, profile cgm-sensor-reading-mass-per-volume (LOINC 99504-3, mg/dL)
   or ...-moles-per-volume (LOINC 105272-9, mmol/L), ``effectiveDateTime`` the reading time.
 - Summary: one panel Observation (LOINC 107931-8) whose ``hasMember`` points at the IG's
-  summary Observations, each over ``effectivePeriod`` (the window, as dates):
+  summary Observations, each over ``effectivePeriod``: the period requested (the summary's
+  window, ``[start, end)`` as instants: a 12-hour window stays 12 hours, and gaps at the
+  edges stay in the period, so sensor-active is not overstated):
   times in ranges 106793-3 (components very low 104642-4 <54, low 104641-6 54-69,
   target 97510-2 70-180, high 104640-8 181-250, very high 104639-0 >250; %),
   mean 97507-8 (mg/dL), GMI 97506-0 (%), CV 104638-2 (%), days of wear 104636-6 (d),
@@ -41,11 +43,8 @@ _NS: Final = uuid.UUID("6b1f6a52-4f4c-4f0e-9d0a-1c2a51e0c0de")  # our UUIDv5 nam
 
 def _iso(ms: int) -> str:
     moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _date(ms: int) -> str:
-    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)).date().isoformat()
+    spec = "milliseconds" if ms % 1000 else "seconds"
+    return moment.isoformat(timespec=spec).replace("+00:00", "Z")
 
 
 def _uid(*parts: object) -> str:
@@ -92,7 +91,7 @@ def _summary_obs(patient_ref: str, s: Summary, slug: str, code: dict[str, Any],
     return {"resourceType": "Observation", "id": _uid(patient_ref, slug, s.start_ms, s.end_ms),
             "meta": {"profile": [IG + slug]}, "status": "final", "category": _LAB,
             "code": code, "subject": {"reference": patient_ref},
-            "effectivePeriod": {"start": _date(s.start_ms), "end": _date(s.end_ms - 1)},
+            "effectivePeriod": {"start": _iso(s.start_ms), "end": _iso(s.end_ms)},
             **value}
 
 
@@ -149,8 +148,7 @@ class ConsentInfo:
     active: bool
 
 
-_PURPOSE: Final = {"treatment": ("TREAT", "treatment"), "research": ("HRESCH", "healthcare "
-                   "research"), "emergency": ("ETREAT", "emergency treatment")}
+_PURPOSE: Final = {"treatment": ("TREAT", "treatment"), "research": ("HRESCH", "healthcare research"), "emergency": ("ETREAT", "emergency treatment")}
 
 
 def consent(patient_ref: str, g: ConsentInfo) -> dict[str, Any]:

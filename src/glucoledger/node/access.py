@@ -18,9 +18,21 @@ Releases:
 - ``view "raw"``: the records in the permitted streams and window, decrypted for the
   requester; or, when the request names ``wrap_to`` (an X25519 public key), sealed under a
   fresh key that is wrapped to it with HPKE (RFC 9180), so the node hands over only a box.
-- ``view "summary"``: the consensus CGM metrics (glucose.metrics) of the permitted window,
-  with the commitments it was computed from (data.commit tx hashes and ciphertext hashes) and
-  the node's signature (context ``"summary"``) over all of it.
+- ``view "summary"``: the consensus CGM metrics (glucose.metrics) of the permitted window
+  and the AGP percentile profile (glucose.agp, aggregate only: no daily profile, no
+  reading; withheld below ``MIN_PROFILE_DAYS`` days with data, where a bin's median would
+  be a reading), with the commitments they were computed from (data.commit tx hashes and
+  ciphertext hashes) and the node's signature (context ``"summary"``) over all of it.
+- A raw release of CGM data carries the same summary (unsigned), computed from exactly the
+  released values, so a report built from raw data and one from a summary agree.
+
+Which values count (one rule for both views, glucose/timeline.py): the batches are taken in
+upload order (the log index of their ``data.commit``), and for one record type and instant
+the later upload supersedes the earlier one, so a raw read releases exactly the values the
+summary counted. The summary's window is the permitted window itself (the period asked,
+intersected with the grant), never the span of the data; each CGM reading's nominal interval
+is its uploading device's (by the model the maker registered), or the median spacing of its
+batch when the model is unknown (a gateway, an unlisted sensor).
 """
 
 from __future__ import annotations
@@ -40,11 +52,14 @@ from ..errors import (
     OutOfRangeError,
     PermissionDeniedError,
 )
+from ..glucose.agp import Agp, compute_agp
 from ..glucose.metrics import Summary, summarize
 from ..glucose.readings import CgmReading, Record
+from ..glucose.timeline import interval_for_model, median_spacing_ms, resolve
 from ..ledger.tx import SignedTx, Transaction, sign
 from ..state.access import access_key
 from ..state.consent import Request
+from ..state.devices import device_key
 from ..vault.store import Vault
 from .service import Node
 
@@ -96,6 +111,8 @@ class Grounds:
 class RawRelease:
     grounds: Grounds
     records: tuple[Record, ...]
+    #: The consensus metrics of the released CGM readings (None without CGM readings).
+    summary: Summary | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +135,11 @@ class SignedSummary:
     summary: Summary
     node_key: PublicKey
     signature: bytes
+    #: The AGP percentile profile (aggregate only: ``days`` is empty).
+    profile: Agp
 
     def statement(self) -> bytes:
-        return summary_statement(self.grounds, self.summary)
+        return summary_statement(self.grounds, self.summary, self.profile)
 
     def verify(self, node_key: PublicKey) -> Summary:
         """Raise SignatureError unless ``node_key`` signed this summary; return it."""
@@ -128,11 +147,21 @@ class SignedSummary:
         return self.summary
 
 
-def summary_statement(g: Grounds, summary: Summary) -> bytes:
+def summary_statement(g: Grounds, summary: Summary, profile: Agp) -> bytes:
     return codec.encode({"access": g.access_tx, "patient": g.patient, "requester": g.requester,
                          "grant": g.grant, "from": g.start_ms, "to": g.end_ms,
                          "commits": list(g.commits), "batches": list(g.batches),
-                         "summary": summary.to_value()})
+                         "summary": summary.to_value(), "profile": profile.to_value()})
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """A decrypted batch: its stream, records, upload order (log index) and CGM interval."""
+
+    stream: str
+    items: tuple[Record, ...]
+    order: int
+    interval_ms: int
 
 
 class AccessService:
@@ -143,7 +172,7 @@ class AccessService:
     def __init__(self, node: Node, vault: Vault, *, cache: int = 512) -> None:
         self.node = node
         self.vault = vault
-        self._cache: OrderedDict[bytes, tuple[str, tuple[Record, ...]]] = OrderedDict()
+        self._cache: OrderedDict[bytes, _Batch] = OrderedDict()
         self._cache_size = cache
 
     def forget(self, cts: Sequence[bytes] | None = None) -> None:
@@ -152,14 +181,15 @@ class AccessService:
         for ct in cts or ():
             self._cache.pop(ct, None)
 
-    def _batch(self, ct: bytes) -> tuple[str, tuple[Record, ...]]:
+    def _batch(self, ct: bytes) -> _Batch:
         hit = self._cache.get(ct)
         if hit is not None:
             self._cache.move_to_end(ct)
             return hit
         row = self.vault.by_ct(ct)
         _salt, batch = self.vault.open(row)
-        value = (row.stream, batch.items)
+        value = _Batch(row.stream, batch.items, row.tx_index or 0,
+                       self._interval(row.uploader, batch.items))
         if self._cache_size:
             self._cache[ct] = value
             while len(self._cache) > self._cache_size:
@@ -210,40 +240,65 @@ class AccessService:
                           decision["to"], tuple(record["commits"]), tuple(record["batches"]))
         return grounds, record
 
-    def _records(self, grounds: Grounds, streams: Sequence[str]) -> list[Record]:
-        out: list[Record] = []
-        for ct in grounds.batches:
-            stream, items = self._batch(ct)
-            if stream not in streams:  # pragma: no cover - the index is per stream
+    def _interval(self, uploader: bytes, items: Sequence[Record]) -> int:
+        """The nominal CGM interval (ms) of a batch: its device model's, else the median
+        spacing of its CGM readings."""
+        device = self.node.state.get(device_key(uploader))
+        model = device.get("model") if isinstance(device, dict) else None
+        known = interval_for_model(model if isinstance(model, str) else None)
+        if known is not None:
+            return known
+        return median_spacing_ms(sorted({r.time_ms for r in items if isinstance(r, CgmReading)}))
+
+    def _uploads(self, grounds: Grounds, streams: Sequence[str]
+                 ) -> list[tuple[Record, int]]:
+        """The records in the window with their batch's CGM interval, in upload order."""
+        batches = [self._batch(ct) for ct in grounds.batches]
+        out: list[tuple[Record, int]] = []
+        for b in sorted(batches, key=lambda b: b.order):
+            if b.stream not in streams:  # pragma: no cover - the index is per stream
                 continue
-            out.extend(r for r in items if grounds.start_ms <= r.time_ms < grounds.end_ms)
-        out.sort(key=lambda r: r.time_ms)
+            out.extend((r, b.interval_ms) for r in b.items
+                       if grounds.start_ms <= r.time_ms < grounds.end_ms)
         return out
+
+    def _records(self, grounds: Grounds, streams: Sequence[str]) -> list[Record]:
+        """The records that count (later uploads supersede), sorted by time."""
+        return list(resolve(r for r, _ in self._uploads(grounds, streams)).records)
 
     def read(self, envelope: bytes) -> RawRelease | SealedRelease | SignedSummary:
         """Order the request (write-ahead), then release what its recorded permit allows."""
         grounds, record = self.authorize(envelope)
         decision = record["decision"]
         request = Request.from_value(record["request"])
-        records = self._records(grounds, decision["streams"])
+        uploads = self._uploads(grounds, decision["streams"])
         if decision["view"] == "summary":
-            return self._summary(grounds, records)
+            return self._summary(grounds, uploads)
+        records = list(resolve(r for r, _ in uploads).records)
         if request.wrap_to is not None:
             key = new_key()
             payload = codec.encode({"records": [r.to_value() for r in records]})
             return SealedRelease(grounds,
                                  hpke_seal(request.wrap_to, key, "release", grounds.access_tx),
                                  seal(key, payload, "release", grounds.access_tx))
-        return RawRelease(grounds, tuple(records))
+        return RawRelease(grounds, tuple(records), self._metrics(grounds, uploads))
 
-    def _summary(self, grounds: Grounds, records: list[Record]) -> SignedSummary:
-        cgm = [r for r in records if isinstance(r, CgmReading)]
+    @staticmethod
+    def _metrics(grounds: Grounds, uploads: list[tuple[Record, int]]) -> Summary | None:
+        """The metrics of the CGM readings among ``uploads`` over the window, or None."""
+        cgm = [(r, i) for r, i in uploads if isinstance(r, CgmReading)]
         if not cgm:
+            return None
+        return summarize([r for r, _ in cgm], start_ms=grounds.start_ms,
+                         end_ms=grounds.end_ms, intervals_ms=[i for _, i in cgm])
+
+    def _summary(self, grounds: Grounds, uploads: list[tuple[Record, int]]) -> SignedSummary:
+        summary = self._metrics(grounds, uploads)
+        if summary is None:
             raise OutOfRangeError("the permitted window holds no CGM readings to summarize "
                                   f"(audited as {grounds.access_tx.hex()[:16]})")
-        # A window much longer than the data (the patient's own "everything") starts at the
-        # UTC day of the first reading, so the consensus' 14-day sufficiency is judged fairly.
-        start = max(grounds.start_ms, cgm[0].time_ms - cgm[0].time_ms % 86_400_000)
-        summary = summarize(cgm, start_ms=start, end_ms=grounds.end_ms)
-        sig = self.node.node_key.sign(SUMMARY_CONTEXT, summary_statement(grounds, summary))
-        return SignedSummary(grounds, summary, self.node.node_key.public, sig)
+        cgm = [r for r in resolve(r for r, _ in uploads).records if isinstance(r, CgmReading)]
+        profile = compute_agp(cgm).aggregate()
+        sig = self.node.node_key.sign(SUMMARY_CONTEXT,
+                                      summary_statement(grounds, summary, profile))
+        return SignedSummary(grounds, summary, self.node.node_key.public, sig, profile)

@@ -6,8 +6,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..crypto import PrivateKey
-from ..errors import OutOfRangeError
-from ..glucose.metrics import summarize
 from ..glucose.readings import CgmReading
 from ..interop import fhir
 from ..state.consent import Grant, Request, grants_of
@@ -54,11 +52,9 @@ def export_bundle(node: Node, access: AccessService, requester: bytes,
         summary = release.summary
     elif isinstance(release, RawRelease):
         readings = [r for r in release.records if isinstance(r, CgmReading)]
-        if readings:
-            try:
-                summary = summarize(readings)
-            except OutOfRangeError:
-                summary = None
+        # The node's summary over the permitted (requested) period, never the data's span:
+        # its window is the effectivePeriod of the summary Observations.
+        summary = release.summary
     grants = grants_of(node.state, patient) if requester == patient else \
         grants_of(node.state, patient, requester)
     consents = [consent_info(node, g, now_ms) for g in grants]

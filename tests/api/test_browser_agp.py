@@ -1,0 +1,71 @@
+"""The portal's AGP report (node/report.py) in headless Chromium: the patient sees the full
+report inside her page (a sandboxed frame, under the page's CSP); a summary-grant clinician
+sees the aggregate report and no daily profile."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium")
+                                        .exists() else None)
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run",
+        "--disable-dev-shm-usage"]
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed: run "
+                                "`bash .ci/install-browser.sh` (Debian package chromium)")
+
+
+def _login(page, url: str, name: str) -> None:  # type: ignore[no-untyped-def]
+    page.goto(f"{url}/portal/login")
+    page.get_by_label("Account name").fill(name)
+    page.get_by_label("Password").fill(f"{name}-demo-password")
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{url}/portal*")
+
+
+def test_portal_agp_for_patient_and_summary_clinician(served) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import sync_playwright
+
+    _site, srv = served
+    profile = tempfile.mkdtemp(prefix="gl-chromium-")
+    try:
+        with sync_playwright() as p:
+            ctx = p.chromium.launch_persistent_context(
+                profile, executable_path=CHROMIUM, headless=True, args=ARGS,
+                viewport={"width": 1100, "height": 900})
+            alice = ctx.pages[0] if ctx.pages else ctx.new_page()
+            _login(alice, srv.url, "alice")
+            report = alice.frame_locator("iframe.agp-report")
+            assert report.get_by_role("heading", name="Glycemia Risk Index").is_visible()
+            days = report.locator("figure.day").count()
+            assert days >= 1
+            assert report.locator("text.pct-label").count() == 5
+            assert report.locator("tr.range").count() == 5
+
+            alice.get_by_label("Who").select_option("dr-lee")
+            alice.get_by_label("Only summaries", exact=False).check()
+            alice.get_by_role("button", name="Give access").click()
+            alice.wait_for_url("**/portal?msg=*")
+
+            doc = ctx.new_page()
+            ctx.clear_cookies()
+            _login(doc, srv.url, "dr-lee")
+            section = doc.locator('section.patient[data-patient="alice"]')
+            assert section.count() == 1
+            agg = doc.frame_locator('section.patient[data-patient="alice"] iframe.agp-report')
+            assert agg.get_by_role("heading", name="Time in ranges").is_visible()
+            if days >= 5:  # the aggregate profile is shown from 5 days with data on
+                assert agg.locator("text.pct-label").count() == 5
+            else:
+                assert agg.locator("text.withheld").count() == 1
+                assert agg.locator("text.pct-label").count() == 0
+            assert agg.locator("figure.day").count() == 0
+            assert agg.locator(".aggregate-only").count() == 1
+            ctx.close()
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
