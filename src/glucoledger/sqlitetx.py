@@ -1,0 +1,129 @@
+"""The one way every store of a node folder opens SQLite and runs a write transaction.
+
+The chain store, the embedded orderer and the vault each keep one SQLite file in WAL mode.
+They all open it with :func:`connect` and write with :func:`transaction`, so that:
+
+- a write either commits whole or leaves the file as it was (``BEGIN IMMEDIATE`` ...
+  ``COMMIT``; any exception rolls back). SQLite itself rolls back a transaction on some
+  errors (``SQLITE_FULL``, ``SQLITE_IOERR``): the helper rolls back only while a transaction
+  is still open, so the real cause is reported, never "cannot rollback - no transaction is
+  active" (https://www.sqlite.org/lang_transaction.html, "Response To Errors Within A
+  Transaction");
+- every failure becomes the store's backend error (:class:`StorageError` or
+  :class:`OrderingError`) with a message a person can act on: "disk full on <folder> while
+  storing block 15: free space and retry", a read-only folder, a damaged file. The message
+  names the file and the action, never a value stored in it.
+
+``readonly=True`` opens the file with ``mode=ro`` (https://www.sqlite.org/uri.html): no
+schema, no journal-mode change, nothing written; for ``verify`` on a copy or a read-only
+folder.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import BackendError, StorageError
+
+__all__ = ["connect", "sqlite_error", "transaction"]
+
+# Primary result codes (https://www.sqlite.org/rescode.html).
+_READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB, _PERM = 8, 10, 11, 13, 14, 26, 3
+_BUSY, _LOCKED = 5, 6
+
+
+def sqlite_error(exc: sqlite3.Error, path: Path | str, doing: str, *,
+                 error: type[BackendError] = StorageError) -> BackendError:
+    """The backend error for a SQLite failure on ``path`` while ``doing`` something."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = None if code is None else int(code) & 0xFF
+    text = str(exc).lower()
+    where = Path(path)
+    if primary == _FULL or "disk is full" in text or "disk full" in text:
+        return error(f"disk full on {where.parent} while {doing}: free space and retry "
+                     "(or restart the node); nothing was acknowledged", code="disk_full")
+    if primary in (_READONLY, _PERM) or "readonly" in text or "read-only" in text:
+        return error(f"cannot write {where} while {doing}: the file or its folder is "
+                     "read-only; fix the permissions or use another --data folder",
+                     code="read_only")
+    if primary == _CANTOPEN:
+        return error(f"cannot open {where} while {doing}: the folder is missing, not "
+                     "readable or not writable; check --data and its permissions",
+                     code="cannot_open")
+    if primary in (_CORRUPT, _NOTADB):
+        return error(f"{where} is damaged (not a valid SQLite database) while {doing}: run "
+                     "`glucoledger verify`, then restore it from a backup or another node",
+                     code="damaged_store")
+    if primary in (_BUSY, _LOCKED):
+        return error(f"{where} is locked by another process while {doing}: retry, or stop "
+                     "the other process using this folder", code="busy")
+    if primary == _IOERR:
+        return error(f"input/output error on {where} while {doing}: check the disk and "
+                     "free space, then retry (or restart the node)", code="io_error")
+    return error(f"SQLite failed on {where} while {doing} ({exc}); run `glucoledger verify`")
+
+
+def connect(path: Path | str, *, sync: str = "FULL", readonly: bool = False,
+            schema: str | None = None, what: str = "the database",
+            error: type[BackendError] = StorageError) -> sqlite3.Connection:
+    """Open ``path`` in WAL mode with ``synchronous=sync`` and create ``schema``.
+
+    ``readonly``: open with ``mode=ro`` and touch nothing (the file must exist).
+    Raises ``error`` naming the file and what to do.
+    """
+    path = Path(path)
+    try:
+        if readonly:
+            if not path.exists():
+                raise error(f"{what} ({path}) does not exist", code="missing_store")
+            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                                 isolation_level=None, check_same_thread=False, timeout=30.0)
+            db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            return db
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={sync}")
+            if schema:
+                db.executescript(schema)
+        except BaseException:
+            db.close()
+            raise
+        return db
+    except sqlite3.Error as exc:
+        raise sqlite_error(exc, path, f"opening {what}", error=error) from None
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    if db.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL, IOERR)
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the cause being reported is the first error, not this one
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection, path: Path | str, doing: str, *,
+                error: type[BackendError] = StorageError) -> Iterator[sqlite3.Connection]:
+    """``with transaction(db, path, "storing block 3"):`` one atomic write.
+
+    The body's statements commit together when it ends, or none of them do: any exception
+    rolls back; a SQLite failure (in the body or at ``COMMIT``) is raised as ``error`` with a
+    message for people. The caller holds its own lock: one connection, one writer thread.
+    """
+    try:
+        db.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        raise sqlite_error(exc, path, doing, error=error) from None
+    try:
+        yield db
+        db.execute("COMMIT")
+    except sqlite3.Error as exc:
+        _rollback(db)
+        raise sqlite_error(exc, path, doing, error=error) from None
+    except BaseException:
+        _rollback(db)
+        raise
