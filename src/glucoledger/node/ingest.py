@@ -120,6 +120,10 @@ class IngestService:
         self._queue: list[_Job] = []
         self._inflight: dict[tuple[bytes, int], _Job] = {}
         self._committing = False
+        #: A commit failed after its rows were written (storage or ordering): the next
+        #: commit first settles them against the ledger (``recover``), and refuses while
+        #: that fails (fail-stop: nothing acknowledged on top of an unknown outcome).
+        self._unsettled = False
         self.recover()
 
     # --- checks against the current state -------------------------------------------------
@@ -178,6 +182,9 @@ class IngestService:
 
     def _existing(self, up: Checked) -> IngestReceipt | None:
         row = self.vault.find(up.uploader, up.seq)
+        if row is None and self.vault.find(up.uploader, up.seq, status="pending") is not None:
+            self.recover()  # a retry after a failed settle: its commit may be on the ledger
+            row = self.vault.find(up.uploader, up.seq)
         if row is None:
             return None
         if row.root != up.root:
@@ -352,6 +359,8 @@ class IngestService:
 
     def _commit(self, group: list[_Job]) -> None:
         try:
+            if self._unsettled:  # fail-stop: settle what the last failure left first
+                self.recover()
             written: list[_Job] = []
             try:
                 self.vault.blobs.put_many([j.sealed.blob for j in group])
@@ -367,29 +376,39 @@ class IngestService:
                 self.vault.add_pending([j.row for j in written],
                                        [(t, j.sealed.ct) for j in written for t in j.tags])
             except GlucoledgerError:
-                for j in written:
+                for j in written:  # nothing refers to them: never ordered
                     self.vault.blobs.delete(j.sealed.ct)
                 raise
             try:
                 receipts = self.node.submit([j.envelope for j in written])
             except GlucoledgerError as exc:
-                for j in written:  # maybe ordered, maybe not: recover() settles the rows
+                # Maybe ordered, maybe not: the rows and blobs stay until recover() knows.
+                self._unsettled = True
+                for j in written:
                     j.error = exc
                 return
             committed: list[tuple[bytes, int]] = []
             dropped: list[bytes] = []
+            done: list[tuple[_Job, IngestReceipt]] = []
             for job, r in zip(written, receipts, strict=True):
                 up = job.upload
                 if r.ok:
                     committed.append((job.sealed.ct, r.index))
-                    job.receipt = IngestReceipt(up.patient, up.stream, up.uploader, up.seq,
-                                                up.count, job.sealed.ct, job.row.trust,
-                                                job.row.tx_hash, r.index)
+                    done.append((job, IngestReceipt(up.patient, up.stream, up.uploader, up.seq,
+                                                     up.count, job.sealed.ct, job.row.trust,
+                                                     job.row.tx_hash, r.index)))
                 else:
                     dropped.append(job.sealed.ct)
-                    self.vault.blobs.delete(job.sealed.ct)
                     job.error = RejectedError(r.result.message, code=r.result.code)
-            self.vault.settle(committed, dropped)
+            try:
+                self.vault.settle(committed, dropped)
+            except GlucoledgerError:
+                self._unsettled = True  # on the ledger but not readable yet: not acknowledged
+                raise
+            for ct in dropped:  # refused by the ledger: no reference remains
+                self.vault.blobs.delete(ct)
+            for job, receipt in done:  # acknowledged: ordered, stored, and readable
+                job.receipt = receipt
         except GlucoledgerError as exc:
             for job in group:
                 if job.receipt is None and job.error is None:
@@ -403,22 +422,36 @@ class IngestService:
                     job.done.set()
 
     def recover(self) -> int:
-        """Settle "pending" rows left by a crash against the ledger; return how many."""
+        """Settle "pending" rows left by a crash or a failed commit; return how many.
+
+        The node first stores every ordered block (``Node.sync``; it raises while it cannot,
+        and then nothing is settled). A row whose ``data.commit`` is accepted in the store is
+        committed. A row is dropped (row, tags and blob) only when its commit can never be
+        accepted any more: the uploader's sequence has reached the row's (another commit, or
+        this one refused, consumed it). Otherwise it may still be ordered (another process
+        on this folder is committing it) and it stays pending: never delete the data of a
+        transaction that may be ordered.
+        """
         pending = self.vault.batches(status="pending")
         if not pending:
+            self._unsettled = False
             return 0
         self.node.sync()
         committed: list[tuple[bytes, int]] = []
         dropped: list[bytes] = []
+        found = self.node.store.find_txs([row.tx_hash for row in pending])
         for row in pending:
-            ok = [t for t in self.node.store.find_tx(row.tx_hash) if t.decoded_result().ok]
+            ok = [t for t in found.get(row.tx_hash, []) if t.decoded_result().ok]
+            rec = self._state(device_key(row.uploader))
             if ok:
                 committed.append((row.ct, ok[0].idx))
-            else:
+            elif rec is not None and int(rec["seq"]) >= row.seq:
                 dropped.append(row.ct)
-                self.vault.blobs.delete(row.ct)
         self.vault.settle(committed, dropped)
-        return len(pending)
+        for ct in dropped:
+            self.vault.blobs.delete(ct)
+        self._unsettled = False
+        return len(committed) + len(dropped)
 
     # --- conveniences for the CLI and the demo (the uploader side, simulated) -------------
     def next_seq(self, uploader: bytes) -> int:

@@ -32,6 +32,7 @@ from typing import Any, Self
 from .. import state
 from ..crypto import PrivateKey, PublicKey, generate
 from ..errors import (
+    GlucoledgerError,
     InputError,
     MalformedError,
     NotFoundError,
@@ -178,6 +179,10 @@ class Node:
         self._follower: int | None = None
         self._account_locks: dict[bytes, threading.RLock] = {}
         self._account_locks_mu = threading.Lock()
+        #: Set when a block could not be stored (fail-stop): the replica in memory may be
+        #: ahead of the store, so nothing is appended or acknowledged until ``sync`` has
+        #: re-derived, from the log, every block the store lacks (see ``_reestablish``).
+        self.fault: StorageError | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
     @classmethod
@@ -293,6 +298,8 @@ class Node:
                         ) -> list[Receipt]:
         """submit() through the group-commit writer: no lock held while etcd and the
         follower work; acknowledged once the block holding the last entry is stored here."""
+        if self.fault is not None:
+            raise self.fault
         deadline = time.monotonic() + timeout
         found = self.store.find_txs([h for h in hashes if h is not None]) if retry else {}
         known = {h for h, rows in found.items() if any(r.decoded_result().ok for r in rows)}
@@ -381,6 +388,8 @@ class Node:
         made = 0
         reads = 0
         with self._lock:
+            if self.fault is not None:
+                self._reestablish()
             while max_reads is None or reads < max_reads:
                 reads += 1
                 entries = self.orderer.read(self._read_pos, _CHUNK)
@@ -388,7 +397,10 @@ class Node:
                 for i, entry in enumerate(entries):
                     block = self.replica.feed(self._read_pos + i, entry, sig_ok=sig_ok.get(i))
                     if block is not None:
-                        self._store_block(block)
+                        try:
+                            self._store_block(block)
+                        except StorageError as exc:
+                            raise self._fail_stop(exc) from None
                         made += 1
                 self._read_pos += len(entries)
                 if made:
@@ -397,6 +409,7 @@ class Node:
                 # only an empty answer means the end of the log.
                 if not entries:
                     self.caught_up = True
+                    self.fault = None  # every ordered block is stored again
                     self.open_pending = self.replica.pending
                     if self.open_pending and self._writer is not None and self._waiters:
                         # Our transactions may sit behind a stale cut: cut at the open height.
@@ -409,6 +422,36 @@ class Node:
             self.open_pending = self.replica.pending
             self.caught_up = False
             return made
+
+    def _fail_stop(self, exc: StorageError) -> StorageError:
+        """A block could not be stored: stop appending and acknowledging until ``sync``
+        has stored every ordered block again. The store is still at the previous block
+        boundary (one SQLite transaction a block); the replica in memory is not."""
+        fault = self.fault = StorageError(
+            f"{exc.message}. The node stopped accepting writes: it retries on the next "
+            "request and accepts again once every ordered block is stored", code=exc.code)
+        try:
+            self._reestablish()
+        except GlucoledgerError:
+            pass  # the next sync retries; the fault stands until then
+        return fault
+
+    def _reestablish(self) -> None:
+        """Rebuild the replica from what the store holds, and read the log again from the
+        first position after its last block: the blocks the store lacks are derived again,
+        identical (the same log in gives the same blocks out), never skipped."""
+        try:
+            replica = self._load_replica()
+        except (MalformedError, ValueError) as exc:
+            raise StorageError(f"the chain store in {self.data_dir} is damaged ({exc}); run "
+                               "`glucoledger verify`") from None
+        except GlucoledgerError as exc:
+            assert self.fault is not None
+            raise StorageError(f"{self.fault.message} (re-reading the store failed: "
+                               f"{exc.message})", code=self.fault.code) from None
+        self.replica = replica
+        last = replica.last
+        self._read_pos = last.cut + 1 if last else 0
 
     def _notify_applied(self) -> None:
         last = self.replica.last

@@ -275,9 +275,9 @@ class Vault:
                 f"SELECT tag FROM tags WHERE tag IN ({','.join('?' * len(part))})", part))
         return found
 
-    def find(self, uploader: bytes, seq: int) -> BatchRow | None:
+    def find(self, uploader: bytes, seq: int, *, status: str = "committed") -> BatchRow | None:
         rows = self._q(f"SELECT {','.join(_COLS)} FROM batches WHERE uploader = ? AND seq = ? "
-                       "AND status = 'committed'", (uploader, seq))
+                       "AND status = ?", (uploader, seq, status))
         return _row(rows[0]) if rows else None
 
     def by_ct(self, ct: bytes) -> BatchRow:
