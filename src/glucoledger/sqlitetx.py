@@ -43,7 +43,11 @@ def sqlite_error(exc: sqlite3.Error, path: Path | str, doing: str, *,
     text = str(exc).lower()
     where = Path(path)
     if primary == _FULL or "disk is full" in text or "disk full" in text:
-        return error(f"disk full on {where.parent} while {doing}: free space and retry "
+        try:  # the folder that is full: a symlinked file lives on its target's disk
+            full = where.resolve().parent
+        except OSError:
+            full = where.parent
+        return error(f"disk full on {full} while {doing}: free space and retry "
                      "(or restart the node); nothing was acknowledged", code="disk_full")
     if primary in (_READONLY, _PERM) or "readonly" in text or "read-only" in text:
         return error(f"cannot write {where} while {doing}: the file or its folder is "

@@ -124,6 +124,7 @@ class IngestService:
         #: commit first settles them against the ledger (``recover``), and refuses while
         #: that fails (fail-stop: nothing acknowledged on top of an unknown outcome).
         self._unsettled = False
+        self._recover_mu = threading.Lock()
         self.recover()
 
     # --- checks against the current state -------------------------------------------------
@@ -296,6 +297,8 @@ class IngestService:
         """
         if isinstance(up, Upload):
             up = up.checked()
+        if self._unsettled or self.node.fault is not None:
+            self.recover()  # fail-stop: refuse (raise) until the last failure is settled
         key = (up.uploader, up.seq)
         with self._mu:
             twin = self._inflight.get(key)
@@ -432,11 +435,15 @@ class IngestService:
         on this folder is committing it) and it stays pending: never delete the data of a
         transaction that may be ordered.
         """
+        with self._recover_mu:
+            return self._recover()
+
+    def _recover(self) -> int:
         pending = self.vault.batches(status="pending")
+        self.node.sync()
         if not pending:
             self._unsettled = False
             return 0
-        self.node.sync()
         committed: list[tuple[bytes, int]] = []
         dropped: list[bytes] = []
         found = self.node.store.find_txs([row.tx_hash for row in pending])
