@@ -21,14 +21,16 @@ folder.
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import BackendError, StorageError
 
-__all__ = ["connect", "sqlite_error", "transaction"]
+__all__ = ["connect", "readonly_copy", "sqlite_error", "transaction"]
 
 # Primary result codes (https://www.sqlite.org/rescode.html).
 _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB, _PERM = 8, 10, 11, 13, 14, 26, 3
@@ -131,3 +133,42 @@ def transaction(db: sqlite3.Connection, path: Path | str, doing: str, *,
     except BaseException:
         _rollback(db)
         raise
+
+
+def _opens_readonly(path: Path) -> bool:
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return False
+    return True
+
+
+@contextmanager
+def readonly_copy(folder: Path, names: Sequence[str]) -> Iterator[Path]:
+    """A folder where the SQLite files ``names`` of ``folder`` open read-only.
+
+    ``folder`` itself when they do (SQLite gives a consistent snapshot even while a server
+    writes); otherwise (a read-only folder or medium, where SQLite cannot create the WAL
+    index) a private temporary copy of each file and its ``-wal``, removed afterwards.
+    Nothing in ``folder`` is ever written. Files that do not exist are not copied.
+    """
+    folder = Path(folder)
+    present = [n for n in names if (folder / n).exists()]
+    if all(_opens_readonly(folder / n) for n in present):
+        yield folder
+        return
+    with tempfile.TemporaryDirectory(prefix="glucoledger-verify-") as tmp:
+        for name in present:
+            for suffix in ("", "-wal"):
+                src = folder / f"{name}{suffix}"
+                if src.exists():
+                    try:
+                        shutil.copyfile(src, Path(tmp) / src.name)
+                    except OSError as exc:
+                        raise StorageError(f"cannot read {src} to verify it: "
+                                           f"{exc.strerror}") from None
+        yield Path(tmp)

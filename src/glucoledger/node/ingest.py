@@ -59,6 +59,7 @@ from ..state.data import TRUST_LEVELS
 from ..state.devices import custody_key, device_key
 from ..vault.batch import Checked, Upload, check_wires, prepare_upload
 from ..vault.store import BatchRow, Sealed, Vault
+from .logcheck import check_vault_rows, refuse_if_mismatched
 from .service import Node
 
 __all__ = ["IngestReceipt", "IngestService", "open_vault", "split_batch"]
@@ -441,6 +442,8 @@ class IngestService:
     def _recover(self) -> int:
         pending = self.vault.batches(status="pending")
         self.node.sync()
+        refuse_if_mismatched(check_vault_rows(self.node.store, self.vault.max_committed_index()),
+                             self.node.data_dir)
         if not pending:
             self._unsettled = False
             return 0

@@ -48,11 +48,13 @@ from ..ledger.tx import SignedTx, Transaction, sign, signed_here
 from ..ordering.base import Orderer
 from ..ordering.embedded import EmbeddedOrderer
 from ..ordering.etcd import MAX_BATCH_ENTRIES, EtcdOrderer
+from ..sqlitetx import readonly_copy
 from ..state.accounts_model import Account, find_account, single_key_policy
 from ..state.replica import Block, Replica, precheck
 from .chainstore import ChainStore
 from .groupcommit import GroupCommit
 from .keystore import Wallet, create_master_key, load_master_key
+from .logcheck import check_log, refuse_if_mismatched
 from .verify import VerifyReport, verify_store
 
 __all__ = ["Node", "NodeConfig", "Receipt"]
@@ -146,10 +148,25 @@ class Node:
         self.master = load_master_key(self.data_dir)
         self.wallet = Wallet(self.data_dir, self.master)
         self.node_key = self.wallet.load("node")
+        self.store = ChainStore(self.data_dir / "chain.db")
+        embedded = orderer is None and self.config.orderer is None
+        if embedded and not (self.data_dir / "orderer.db").exists():
+            # Opening would create an empty log under a store that holds blocks.
+            found = check_log(self.store, None, log_name="orderer.db", log_missing=True)
+            if found:
+                self.store.close()
+                refuse_if_mismatched(found, self.data_dir)
         self.orderer = orderer or self.config.open_orderer(self.data_dir)
         #: Entries per append the orderer takes (etcd: 127); submit() splits batches to fit.
         self._batch = MAX_BATCH_ENTRIES if isinstance(self.orderer, EtcdOrderer) else 0
-        self.store = ChainStore(self.data_dir / "chain.db")
+        if isinstance(self.orderer, EmbeddedOrderer):
+            # The log and the store check each other before anything is appended (an etcd
+            # log is checked by the consortium's own catch-up and checkpoints).
+            found = check_log(self.store, self.orderer, log_name=self.orderer.path.name)
+            if found:
+                self.store.close()
+                self.orderer.close()
+                refuse_if_mismatched(found, self.data_dir)
         self._clock = clock
         self._lock = threading.RLock()
         self._workers = workers if workers is not None else (os.cpu_count() or 1)
@@ -624,31 +641,40 @@ def verify_folder(data_dir: Path, *, from_checkpoint: bytes | None = None,
                   node_keys: Sequence[NoteVerifier] | None = None,
                   progress: Callable[[int, int], None] | None = None,
                   workers: int | None = None, need: int = 1) -> VerifyReport:
-    """Verify a node's folder without starting the node (works on a damaged store too)."""
+    """Verify a node's folder without starting the node (works on a damaged store too).
+
+    Writes nothing: the store and the log are opened read-only (``readonly_copy``: in a
+    read-only folder, a private copy of the files is read instead). A missing log is a
+    finding, not a new empty log."""
     data_dir = Path(data_dir)
     config = NodeConfig.load(data_dir)
     keys = list(node_keys) if node_keys else [
         NoteVerifier(config.name, Wallet(data_dir, load_master_key(data_dir)).load("node").public)]
-    store = ChainStore(data_dir / "chain.db")
-    orderer = EmbeddedOrderer(data_dir / "orderer.db")
     n = workers if workers is not None else (os.cpu_count() or 1)
-    pool = ProcessPoolExecutor(n, mp_context=get_context("forkserver")) if n > 1 else None
+    with readonly_copy(data_dir, ("chain.db", "orderer.db")) as folder:
+        store = ChainStore(folder / "chain.db", readonly=True)
+        log_missing = not (folder / "orderer.db").exists()
+        orderer = None if log_missing or config.orderer is not None else EmbeddedOrderer(
+            folder / "orderer.db", readonly=True)
+        pool = ProcessPoolExecutor(n, mp_context=get_context("forkserver")) if n > 1 else None
 
-    def check(envs: list[bytes]) -> list[bool | None]:
-        if pool is None or len(envs) < _PARALLEL_MIN:
-            return precheck(envs)
-        step = max(64, len(envs) // (n * 2))
-        return [ok for part in pool.map(_pool_precheck, [envs[k:k + step] for k in
-                range(0, len(envs), step)]) for ok in part]
+        def check(envs: list[bytes]) -> list[bool | None]:
+            if pool is None or len(envs) < _PARALLEL_MIN:
+                return precheck(envs)
+            step = max(64, len(envs) // (n * 2))
+            return [ok for part in pool.map(_pool_precheck, [envs[k:k + step] for k in
+                    range(0, len(envs), step)]) for ok in part]
 
-    try:
-        own = [NoteVerifier(config.name, Wallet(data_dir, load_master_key(data_dir))
-                            .load("node").public)] if need > 1 else keys
-        return verify_store(store, config.chain, verifiers=own, orderer=orderer,
-                            from_checkpoint=from_checkpoint, checkpoint_verifiers=keys,
-                            prechecker=check, progress=progress, need=need)
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-        store.close()
-        orderer.close()
+        try:
+            own = [NoteVerifier(config.name, Wallet(data_dir, load_master_key(data_dir))
+                                .load("node").public)] if need > 1 else keys
+            return verify_store(store, config.chain, verifiers=own, orderer=orderer,
+                                from_checkpoint=from_checkpoint, checkpoint_verifiers=keys,
+                                prechecker=check, progress=progress, need=need,
+                                log_missing=log_missing and config.orderer is None)
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+            store.close()
+            if orderer is not None:
+                orderer.close()

@@ -32,6 +32,7 @@ from ..ledger.log import encode_cut, encode_tx_entry
 from ..ordering.base import Orderer
 from ..state.replica import Block, Replica, precheck
 from .chainstore import ChainStore, StoredTx
+from .logcheck import check_log
 
 __all__ = ["Finding", "IntegrityError", "VaultReport", "VerifyReport", "verify_store",
            "verify_vault"]
@@ -48,8 +49,12 @@ class Finding:
     height: int | None = None
     tx_index: int | None = None
     tx_hash: str | None = None
+    #: A whole sentence for findings that are not one field against another (the log).
+    detail: str | None = None
 
     def describe(self) -> str:
+        if self.detail is not None:
+            return f"{self.kind}: {self.detail}"
         where = []
         if self.height is not None:
             where.append(f"block {self.height}")
@@ -72,7 +77,9 @@ class IntegrityError(ConsistencyError):
                         "rolled back",
             "fork": "the store disagrees with a checkpoint you hold; its history was rewritten",
         }.get(finding.kind, "")
-        super().__init__(f"{finding.describe()}. {hint}")
+        if finding.detail is not None:
+            hint = ""
+        super().__init__(f"{finding.describe()}. {hint}".rstrip())
         self.finding = finding
 
 
@@ -116,10 +123,24 @@ def verify_store(
     prechecker: Prechecker | None = None,
     progress: Callable[[int, int], None] | None = None,
     need: int = 1,
+    log_missing: bool = False,
 ) -> VerifyReport:
     """``need``: how many of ``checkpoint_verifiers`` must have signed ``from_checkpoint``
-    (a consortium's threshold, to require a final, cosigned checkpoint)."""
+    (a consortium's threshold, to require a final, cosigned checkpoint).
+
+    First the log and the store must agree (``logcheck``): a missing log
+    (``log_missing``), a log shorter than the store, or a log of another history is a
+    "log" finding that says what to restore."""
     start = time.perf_counter()
+    notes: list[str] = []
+    if orderer is not None or log_missing:
+        path = getattr(orderer, "path", None)
+        name = "the ordered log" + (f" ({path.name})" if path is not None else
+                                    " (orderer.db)" if log_missing else "")
+        for m in check_log(store, None if log_missing else orderer, log_name=name,
+                           log_missing=log_missing):
+            raise IntegrityError(Finding("log", m.kind, "", "", detail=m.message))
+        notes.extend(_log_ahead(store, orderer))
     held: Checkpoint | None = None
     if from_checkpoint is not None:
         note = parse_note(from_checkpoint)
@@ -174,8 +195,21 @@ def verify_store(
         blocks=replica.next_height, transactions=txs, rejected=rejected,
         log_size=replica.tree.size, log_root=replica.tree.root(),
         seconds=time.perf_counter() - start,
-        checkpoint_height=held.height if held else None,
+        checkpoint_height=held.height if held else None, notes=tuple(notes),
     )
+
+
+def _log_ahead(store: ChainStore, orderer: Orderer | None) -> list[str]:
+    """A note when the log goes on past the store's last block (not damage: the node
+    derives those blocks when it next runs)."""
+    last = store.last_header()
+    if orderer is None or last is None:
+        return []
+    extra = orderer.size() - (last.cut + 1)
+    if extra <= 0:
+        return []
+    return [(f"the ordered log holds {extra} entries past the store's last block (height "
+            f"{last.height}): the node derives them when it next runs")]
 
 
 def _blocks_with_txs(store: ChainStore) -> Iterator[tuple[int, bytes, bytes, bytes, list[StoredTx]]]:

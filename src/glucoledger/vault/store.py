@@ -301,5 +301,10 @@ class Vault:
             args += [at, at]
         return [_row(r) for r in self._q(sql + " ORDER BY patient, stream, start, seq", args)]
 
+    def max_committed_index(self) -> int | None:
+        """The highest log index a committed row names (None: no committed row)."""
+        row = self._q("SELECT MAX(tx_index) FROM batches WHERE status = 'committed'")[0][0]
+        return None if row is None else int(row)
+
     def count(self) -> int:
         return int(self._q("SELECT COUNT(*) FROM batches WHERE status = 'committed'")[0][0])
