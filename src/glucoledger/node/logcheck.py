@@ -23,11 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import GlucoledgerError, StorageError
+from ..ledger.block import BlockHeader
 from ..ledger.log import encode_cut
 from ..ordering.base import Orderer
 from .chainstore import ChainStore
 
-__all__ = ["LogMismatch", "check_log", "check_vault_rows", "refuse_if_mismatched"]
+__all__ = ["LogMismatch", "check_log", "check_vault_rows", "last_header",
+           "refuse_if_mismatched"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +49,9 @@ def check_log(store: ChainStore, orderer: Orderer | None, *, log_name: str = "th
     """What disagrees between ``store`` and ``orderer`` (empty: they agree).
 
     ``log_missing``: the log's file does not exist (then ``orderer`` is not consulted).
+    A store whose last header does not decode is not judged here: ``verify`` names it.
     """
-    last = store.last_header()
+    last = last_header(store)
     if last is None:
         return []
     if log_missing or orderer is None:
@@ -76,6 +79,14 @@ def check_log(store: ChainStore, orderer: Orderer | None, *, log_name: str = "th
             f"{last.height}: the log and the store belong to different histories; "
             f"{_restore_hint(log_name)}")]
     return []
+
+
+def last_header(store: ChainStore) -> BlockHeader | None:
+    """The store's last header, or None if it has none or it does not decode."""
+    try:
+        return store.last_header()
+    except (GlucoledgerError, ValueError):
+        return None
 
 
 def check_vault_rows(store: ChainStore, max_committed_index: int | None) -> list[LogMismatch]:

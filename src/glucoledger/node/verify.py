@@ -32,7 +32,7 @@ from ..ledger.log import encode_cut, encode_tx_entry
 from ..ordering.base import Orderer
 from ..state.replica import Block, Replica, precheck
 from .chainstore import ChainStore, StoredTx
-from .logcheck import check_log
+from .logcheck import check_log, last_header
 
 __all__ = ["Finding", "IntegrityError", "VaultReport", "VerifyReport", "verify_store",
            "verify_vault"]
@@ -202,7 +202,7 @@ def verify_store(
 def _log_ahead(store: ChainStore, orderer: Orderer | None) -> list[str]:
     """A note when the log goes on past the store's last block (not damage: the node
     derives those blocks when it next runs)."""
-    last = store.last_header()
+    last = last_header(store)
     if orderer is None or last is None:
         return []
     extra = orderer.size() - (last.cut + 1)
