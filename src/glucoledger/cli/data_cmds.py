@@ -124,10 +124,14 @@ def ingest(
         p, d = world.patient(patient), world.device(device)
         receipts = service.ingest_jsonl(file, patient=p.id, uploader=d.id, signer=d.key,
                                         batch_size=batch_size)
-    console.print(table(f"ingested {file}", ["stream", "seq", "records", "trust", "log index",
-                                             "blob"],
+    before = sum(1 for r in receipts if r.duplicate)
+    title = f"ingested {file}" + (f" ({before} of {len(receipts)} batches were stored before: "
+                                  "their original receipts)" if before else "")
+    console.print(table(title, ["stream", "seq", "records", "trust", "log index", "blob",
+                                "stored"],
                         [[r.stream, str(r.seq), str(r.count), r.trust, str(r.tx_index),
-                          r.ct.hex()[:16]] for r in receipts]))
+                          r.ct.hex()[:16], "before" if r.duplicate else "now"]
+                         for r in receipts]))
 
 
 def batches(

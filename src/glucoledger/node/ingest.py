@@ -42,7 +42,8 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from .. import codec
-from ..crypto import PrivateKey
+from ..crypto import PrivateKey, sha256
+from ..crypto.hashing import hmac_sha256
 from ..errors import (
     GlucoledgerError,
     InputError,
@@ -63,6 +64,16 @@ from .logcheck import check_vault_rows, refuse_if_mismatched
 from .service import Node
 
 __all__ = ["IngestReceipt", "IngestService", "open_vault", "split_batch"]
+
+
+def _receipt_of(row: BatchRow) -> IngestReceipt:
+    assert row.tx_index is not None
+    return IngestReceipt(row.patient, row.stream, row.uploader, row.seq, row.count, row.ct,
+                         row.trust, row.tx_hash, row.tx_index, duplicate=True)
+
+
+def _iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
 
 #: Below this many uploads (and bytes), parsing in this process beats shipping to workers.
 _PARALLEL_MIN = 256
@@ -474,21 +485,71 @@ class IngestService:
                        signer: PrivateKey, batch_size: int = 288) -> list[IngestReceipt]:
         """Sign (as the uploader) and ingest batches, cut to ``batch_size`` records each.
 
+        Idempotent by content: each part has a content identity (uploader, stream, time
+        range) and a content digest (``_identity``). A part already stored answers its
+        original receipt (``duplicate=True``) and stores nothing; a part whose identity is
+        stored with other readings raises RejectedError ``ingest_conflict`` (nothing of the
+        file is stored then). So rerunning a file, after a crash that hid the receipts or
+        not, neither loses nor doubles a reading.
+
         Raises the first refusal (earlier batches stay committed; each is its own upload).
         """
-        seq = self.next_seq(uploader)
-        uploads: list[Upload] = []
-        for b in batches:
-            for part in split_batch(b, batch_size):
-                uploads.append(prepare_upload(self.node.chain, patient, uploader, seq, part,
-                                              signer))
-                seq += 1
-        out: list[IngestReceipt] = []
-        for r in self.upload_many(uploads):
-            if isinstance(r, GlucoledgerError):
-                raise r
-            out.append(r)
-        return out
+        parts = [part for b in batches for part in split_batch(b, batch_size)]
+        tags = [self._identity(uploader, patient, part) for part in parts]
+        owners = self._owners([t for pair in tags for t in pair])
+        out: list[IngestReceipt | None] = []
+        for part, (ident, content) in zip(parts, tags, strict=True):
+            same, other = owners.get(content), owners.get(ident)
+            if same is not None:
+                out.append(_receipt_of(same))
+            elif other is not None:
+                raise RejectedError(
+                    f"the {part.stream} readings of {uploader.hex()[:16]} from "
+                    f"{_iso(part.start_ms)} to {_iso(part.end_ms)} were already ingested with "
+                    f"other values (batch seq {other.seq}, log index {other.tx_index}): the "
+                    "file was changed after it was ingested; nothing of it was stored. Ingest "
+                    "only the new readings, or correct them through the device's next upload",
+                    code="ingest_conflict")
+            else:
+                out.append(None)
+        fresh = [i for i, r in enumerate(out) if r is None]
+        if fresh:
+            self.vault.release_pending_tags([t for i in fresh for t in tags[i]])
+            seq = self.next_seq(uploader)
+            jobs: list[_Job | IngestReceipt | GlucoledgerError] = []
+            try:
+                for k, i in enumerate(fresh):
+                    up = prepare_upload(self.node.chain, patient, uploader, seq + k, parts[i],
+                                        signer)
+                    try:
+                        jobs.append(self.submit(up, commit=False, tags=tags[i]))
+                    except GlucoledgerError as exc:
+                        jobs.append(exc)
+            finally:
+                self.drain()
+            for i, job in zip(fresh, jobs, strict=True):
+                if isinstance(job, GlucoledgerError):
+                    raise job
+                out[i] = self.wait(job)
+        return [r for r in out if r is not None]
+
+    def _identity(self, uploader: bytes, patient: bytes, part: Batch) -> tuple[bytes, bytes]:
+        """(identity tag, content tag) of a part: HMACs under a key derived from the master
+        key, so vault.db does not let anyone test guesses of readings against them."""
+        key = hmac_sha256(self.node.master, b"glucoledger ingest identity v1")
+        ident = hmac_sha256(key, b"id|" + codec.encode(
+            [uploader, patient, part.stream, part.start_ms, part.end_ms]))
+        digest = sha256(codec.encode([r.to_value() for r in part.items]))
+        return ident, hmac_sha256(key, b"content|" + ident + digest)
+
+    def _owners(self, tags: list[bytes]) -> dict[bytes, BatchRow]:
+        """Committed batches holding ``tags``; pending ones are settled first (a crash may
+        have hidden a commit that is on the ledger) and dropped if still pending."""
+        owners = self.vault.tag_owners(tags)
+        if any(r.status != "committed" for r in owners.values()):
+            self.recover()
+            owners = self.vault.tag_owners(tags)
+        return {t: r for t, r in owners.items() if r.status == "committed"}
 
     def ingest_jsonl(self, path: Path, *, patient: bytes, uploader: bytes, signer: PrivateKey,
                      batch_size: int = 288,

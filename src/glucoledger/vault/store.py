@@ -275,6 +275,23 @@ class Vault:
                 f"SELECT tag FROM tags WHERE tag IN ({','.join('?' * len(part))})", part))
         return found
 
+    def tag_owners(self, tags: Sequence[bytes]) -> dict[bytes, BatchRow]:
+        """For each of ``tags`` some batch holds: that batch's row (committed or pending)."""
+        found: dict[bytes, BatchRow] = {}
+        for i in range(0, len(tags), 500):
+            part = list(tags[i:i + 500])
+            cols = ",".join(f"b.{c}" for c in _COLS)
+            for r in self._q(f"SELECT t.tag, {cols} FROM tags t JOIN batches b ON b.ct = t.ct "
+                             f"WHERE t.tag IN ({','.join('?' * len(part))})", part):
+                found[bytes(r[0])] = _row(r[1:])
+        return found
+
+    def release_pending_tags(self, tags: Sequence[bytes]) -> None:
+        """Detach ``tags`` from batches still pending (a crashed attempt whose commit was
+        never ordered), so a new attempt of the same content can hold them."""
+        self._many([("DELETE FROM tags WHERE tag = ? AND ct IN "
+                     "(SELECT ct FROM batches WHERE status = 'pending')", [(t,) for t in tags])])
+
     def find(self, uploader: bytes, seq: int, *, status: str = "committed") -> BatchRow | None:
         rows = self._q(f"SELECT {','.join(_COLS)} FROM batches WHERE uploader = ? AND seq = ? "
                        "AND status = ?", (uploader, seq, status))
