@@ -289,8 +289,9 @@ class Vault:
     def release_pending_tags(self, tags: Sequence[bytes]) -> None:
         """Detach ``tags`` from batches still pending (a crashed attempt whose commit was
         never ordered), so a new attempt of the same content can hold them."""
-        self._many([("DELETE FROM tags WHERE tag = ? AND ct IN "
-                     "(SELECT ct FROM batches WHERE status = 'pending')", [(t,) for t in tags])])
+        sql = ("DELETE FROM tags WHERE tag = ? AND ct IN "
+               "(SELECT ct FROM batches WHERE status = 'pending')")
+        self._many([(sql, [(t,) for t in tags])])
 
     def find(self, uploader: bytes, seq: int, *, status: str = "committed") -> BatchRow | None:
         rows = self._q(f"SELECT {','.join(_COLS)} FROM batches WHERE uploader = ? AND seq = ? "
