@@ -18,7 +18,6 @@ and then wait, without the node's lock, until the member loop (the only caller o
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -33,13 +32,13 @@ from .. import state
 from ..crypto import PrivateKey, PublicKey, generate
 from ..errors import (
     GlucoledgerError,
-    InputError,
     MalformedError,
     NotFoundError,
     OrderingError,
     RejectedError,
     StorageError,
 )
+from ..files import atomic_write_json, read_json
 from ..ledger import merkle
 from ..ledger.block import BlockHeader, Result
 from ..ledger.checkpoint import Checkpoint, NoteVerifier, sign_checkpoint
@@ -55,6 +54,7 @@ from .chainstore import ChainStore
 from .groupcommit import GroupCommit
 from .keystore import Wallet, create_master_key, load_master_key
 from .logcheck import check_log, refuse_if_mismatched
+from .setup import build_atomically
 from .verify import VerifyReport, verify_store
 
 __all__ = ["Node", "NodeConfig", "Receipt"]
@@ -85,22 +85,21 @@ class NodeConfig:
     @classmethod
     def load(cls, data_dir: Path) -> NodeConfig:
         path = data_dir / "node.json"
+        doc = read_json(path, what="the node's settings",
+                        missing=f"no node in {data_dir}: run `glucoledger init --data "
+                                f"{data_dir}` (or `demo`)")
         try:
-            doc = json.loads(path.read_text())
             url = doc.get("orderer")
             return cls(str(doc["chain"]), str(doc["name"]), None if url is None else str(url))
-        except FileNotFoundError:
-            raise NotFoundError(
-                f"no node in {data_dir}: run `glucoledger init --data {data_dir}` (or `demo`)"
-            ) from None
-        except (ValueError, KeyError):
-            raise StorageError(f"{path} is damaged: it must hold chain and name") from None
+        except (AttributeError, KeyError):
+            raise StorageError(f"{path} is damaged: it must hold chain and name; restore it "
+                               "from a backup") from None
 
     def save(self, data_dir: Path) -> None:
         doc: dict[str, str] = {"chain": self.chain, "name": self.name}
         if self.orderer is not None:
             doc["orderer"] = self.orderer
-        (data_dir / "node.json").write_text(json.dumps(doc, indent=2) + "\n")
+        atomic_write_json(data_dir / "node.json", doc)
 
     def open_orderer(self, data_dir: Path) -> Orderer:
         """The orderer this node was set up with (embedded unless node.json names etcd)."""
@@ -204,23 +203,33 @@ class Node:
     # --- lifecycle ------------------------------------------------------------------------
     @classmethod
     def init(cls, data_dir: Path, *, chain: str = "glucoledger/local", name: str = "node-1",
-             **kwargs: Any) -> Node:
-        """Create a new single-organization chain in ``data_dir`` and return its node."""
+             seed: Callable[[Node], object] | None = None, **kwargs: Any) -> Node:
+        """Create a new single-organization chain in ``data_dir`` and return its node.
+
+        Atomic (``setup.build_atomically``): everything (settings, master key, wallet,
+        genesis block and, with ``seed``, what ``seed(node)`` adds, such as the demo's
+        people and data) is built in a temporary sibling folder, made durable, and renamed
+        to ``data_dir`` last. A crash leaves no ``data_dir`` (rerun the same command) or a
+        complete node, never a half-made one.
+        """
         data_dir = Path(data_dir)
-        if (data_dir / "node.json").exists():
-            raise InputError(f"{data_dir} already holds a node; use another --data folder")
-        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        NodeConfig(chain, name).save(data_dir)
-        create_master_key(data_dir)
-        wallet = Wallet(data_dir, load_master_key(data_dir))
-        node_key, org_key = generate("ed25519"), generate("ed25519")
-        wallet.save("node", node_key)
-        wallet.save("org", org_key)
-        node = cls(data_dir, **kwargs)
-        receipts = node.submit([genesis_envelope(chain, [(name, org_key, node_key)], 1)])
-        if not receipts[0].ok:  # pragma: no cover - a fresh chain always accepts its genesis
-            raise StorageError(f"genesis refused: {receipts[0].result.message}")
-        return node
+
+        def build(tmp: Path) -> None:
+            NodeConfig(chain, name).save(tmp)
+            create_master_key(tmp)
+            wallet = Wallet(tmp, load_master_key(tmp))
+            node_key, org_key = generate("ed25519"), generate("ed25519")
+            wallet.save("node", node_key)
+            wallet.save("org", org_key)
+            with cls(tmp, **kwargs) as node:
+                receipts = node.submit([genesis_envelope(chain, [(name, org_key, node_key)], 1)])
+                if not receipts[0].ok:  # pragma: no cover - a fresh chain accepts its genesis
+                    raise StorageError(f"genesis refused: {receipts[0].result.message}")
+                if seed is not None:
+                    seed(node)
+
+        build_atomically(data_dir, build)
+        return cls(data_dir, **kwargs)
 
     def start_group_commit(self) -> None:
         """Hand submits to a writer thread (``groupcommit``); from now on another thread (the
