@@ -18,8 +18,9 @@ from ..cli.test_cli import run
 from .helpers import T0, make_node
 
 
-def write_jsonl(path: Path, n: int, *, bump: int | None = None) -> Path:
-    lines = [json.dumps({"stream": "cgm", "time": T0 + i * 300_000,
+def write_jsonl(path: Path, n: int, *, bump: int | None = None, first: int = 0) -> Path:
+    """``n`` CGM readings, 5 min apart, from the ``first``-th slot after T0."""
+    lines = [json.dumps({"stream": "cgm", "time": T0 + (first + i) * 300_000,
                          "value": 100 + (i % 50) + (1 if i == bump else 0)}) for i in range(n)]
     path.write_text("\n".join(lines) + "\n")
     return path
