@@ -26,7 +26,7 @@ from ..node.proofs import dumps_proof, prove_reading, verify_proof
 from ..node.service import Node
 from ..node.verify import verify_vault
 from ..node.world import World
-from .common import DataOpt, console, open_node, open_node_and_vault, table
+from .common import DataOpt, console, data_dir, open_node, open_node_and_vault, table
 
 __all__ = ["demo_data", "register"]
 
@@ -186,10 +186,9 @@ def verify_proof_cmd(
 
 def verify_vault_cmd(data: DataOpt = None) -> None:
     """Check every committed batch's blob (hash and decryption) against the ledger."""
-    with _service(data) as (node, service):
-        from ..node.erasure import erased_by
+    from ..node.vaultcheck import verify_vault_folder
 
-        report = verify_vault(node.store, service.vault, erased=erased_by(node))
+    report = verify_vault_folder(data_dir(data))  # read-only; names every damaged item
     console.print(f"[bold green]OK[/]: {report.batches} batches, {report.decrypted} decrypted, "
                   f"{report.self_custody} in patients' custody ({report.seconds:.2f} s)")
     for line in report.describe_erasures():

@@ -218,6 +218,11 @@ class ChainStore:
         return StoredTx(r[0], r[1], r[2], bytes(r[3]), None if r[4] is None else bytes(r[4]),
                         bytes(r[5]))
 
+    def state_value(self, key: str) -> bytes | None:
+        """One stored state entry (raw bytes), or None."""
+        rows = self._q("SELECT value FROM state WHERE key = ?", (key,))
+        return bytes(rows[0][0]) if rows else None
+
     def load_state(self) -> dict[str, bytes]:
         return {str(k): bytes(v) for k, v in self._q("SELECT key, value FROM state")}
 
