@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .errors import BackendError, StorageError
 
-__all__ = ["connect", "readonly_copy", "sqlite_error", "transaction"]
+__all__ = ["connect", "integrity_problems", "readonly_copy", "sqlite_error", "transaction"]
 
 # Primary result codes (https://www.sqlite.org/rescode.html).
 _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB, _PERM = 8, 10, 11, 13, 14, 26, 3
@@ -85,8 +85,8 @@ def connect(path: Path | str, *, sync: str = "FULL", readonly: bool = False,
         if readonly:
             if not path.exists():
                 raise error(f"{what} ({path}) does not exist", code="missing_store")
-            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
-                                 isolation_level=None, check_same_thread=False, timeout=30.0)
+            db = sqlite3.connect(_readonly_uri(path), uri=True, isolation_level=None,
+                                 check_same_thread=False, timeout=30.0)
             db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
             return db
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
@@ -135,9 +135,19 @@ def transaction(db: sqlite3.Connection, path: Path | str, doing: str, *,
         raise
 
 
+def _readonly_uri(path: Path) -> str:
+    """``mode=ro``; and ``immutable=1`` when no ``-wal`` file exists: then no connection has
+    the database open for writing (a WAL-mode writer keeps its ``-wal`` file), and SQLite
+    creates no ``-wal``/``-shm`` files for the reader (https://www.sqlite.org/uri.html)."""
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    if not Path(f"{path}-wal").exists():
+        uri += "&immutable=1"
+    return uri
+
+
 def _opens_readonly(path: Path) -> bool:
     try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        db = sqlite3.connect(_readonly_uri(path), uri=True)
         try:
             db.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
         finally:
@@ -172,3 +182,20 @@ def readonly_copy(folder: Path, names: Sequence[str]) -> Iterator[Path]:
                         raise StorageError(f"cannot read {src} to verify it: "
                                            f"{exc.strerror}") from None
         yield Path(tmp)
+
+
+def integrity_problems(path: Path, *, limit: int = 20) -> list[str]:
+    """What ``PRAGMA integrity_check`` finds wrong in the SQLite file ``path`` ([] = none):
+    damaged pages, and indexes that disagree with their tables (a read through such an index
+    returns other values than the table holds; https://www.sqlite.org/pragma.html
+    #pragma_integrity_check). Read-only; a file SQLite cannot open is one problem."""
+    try:
+        db = sqlite3.connect(_readonly_uri(Path(path)), uri=True)
+        try:
+            rows = db.execute(f"PRAGMA integrity_check({int(limit)})").fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        return [f"{Path(path).name} cannot be read as a SQLite database ({exc})"]
+    found = [str(r[0]) for r in rows]
+    return [] if found == ["ok"] else [f"{Path(path).name}: {m}" for m in found]

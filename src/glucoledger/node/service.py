@@ -47,7 +47,7 @@ from ..ledger.tx import SignedTx, Transaction, sign, signed_here
 from ..ordering.base import Orderer
 from ..ordering.embedded import EmbeddedOrderer
 from ..ordering.etcd import MAX_BATCH_ENTRIES, EtcdOrderer
-from ..sqlitetx import readonly_copy
+from ..sqlitetx import integrity_problems, readonly_copy
 from ..state.accounts_model import Account, find_account, single_key_policy
 from ..state.replica import Block, Replica, precheck
 from .chainstore import ChainStore
@@ -55,7 +55,7 @@ from .groupcommit import GroupCommit
 from .keystore import Wallet, create_master_key, load_master_key
 from .logcheck import check_log, refuse_if_mismatched
 from .setup import build_atomically
-from .verify import VerifyReport, verify_store
+from .verify import Finding, IntegrityError, VerifyReport, verify_store
 
 __all__ = ["Node", "NodeConfig", "Receipt"]
 
@@ -657,10 +657,22 @@ def verify_folder(data_dir: Path, *, from_checkpoint: bytes | None = None,
     finding, not a new empty log."""
     data_dir = Path(data_dir)
     config = NodeConfig.load(data_dir)
+    wallet = Wallet(data_dir, load_master_key(data_dir))
+    broken = wallet.damaged()
+    if broken:
+        raise IntegrityError(Finding(
+            "tamper", "wallet", "", "", detail=f"the wallet keys {', '.join(broken)} in "
+            f"{wallet.dir} do not open under the master key (altered, or sealed under another "
+            "master key): restore them from a backup"))
     keys = list(node_keys) if node_keys else [
-        NoteVerifier(config.name, Wallet(data_dir, load_master_key(data_dir)).load("node").public)]
+        NoteVerifier(config.name, wallet.load("node").public)]
     n = workers if workers is not None else (os.cpu_count() or 1)
     with readonly_copy(data_dir, ("chain.db", "orderer.db")) as folder:
+        for name in ("chain.db", "orderer.db"):
+            damaged = integrity_problems(folder / name) if (folder / name).exists() else []
+            if damaged:
+                raise IntegrityError(Finding("tamper", name, "", "", detail="; ".join(damaged)
+                                             + f": restore {name} from a backup"))
         store = ChainStore(folder / "chain.db", readonly=True)
         log_missing = not (folder / "orderer.db").exists()
         orderer = None if log_missing or config.orderer is not None else EmbeddedOrderer(

@@ -37,7 +37,7 @@ from ..crypto import sha256
 from ..errors import GlucoledgerError, NotFoundError
 from ..ledger import merkle
 from ..ledger.tx import SignedTx
-from ..sqlitetx import readonly_copy
+from ..sqlitetx import integrity_problems, readonly_copy
 from ..state.access import erased_key
 from .chainstore import ChainStore, StoredTx
 from .verify import Finding, IntegrityError, short
@@ -73,8 +73,9 @@ class VaultIntegrityError(IntegrityError):
         super().__init__(findings[0])
         self.findings = tuple(findings)
         lines = "; ".join(f.describe() for f in findings)
-        self.args = (f"{len(findings)} damaged item(s) in the vault: {lines}. Restore the "
-                     "vault (vault.db and blobs/) from a backup or another node",)
+        text = (f"{len(findings)} damaged item(s) in the vault: {lines}. Restore the vault "
+                "(vault.db and blobs/) from a backup or another node")
+        self.args = (text,)
 
 
 def _where(t: StoredTx, height: int, tx_hash: bytes | None) -> dict[str, Any]:
@@ -203,6 +204,11 @@ def verify_vault_folder(data_dir: Path, *, decrypt: bool = True) -> VaultReport:
     config = NodeConfig.load(data_dir)
     master = load_master_key(data_dir)
     with readonly_copy(data_dir, ("chain.db", "vault.db")) as folder:
+        damaged = integrity_problems(folder / "vault.db")
+        if damaged:
+            raise VaultIntegrityError([Finding(
+                "tamper", "vault.db", "", "", detail=f"{m}: restore vault.db from a backup")
+                for m in damaged])
         store = ChainStore(folder / "chain.db", readonly=True)
         try:
             vault = Vault(folder, master, config.chain, readonly=True,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..crypto import sha256
 from ..errors import ConsistencyError, GlucoledgerError, MalformedError
@@ -326,4 +325,4 @@ def _check_held(held: Checkpoint, at: BlockHeader | None, replica: Replica,
               exc.message)
 
 
-from .vaultcheck import VaultIntegrityError, VaultReport, verify_vault  # noqa: E402
+from .vaultcheck import VaultIntegrityError, VaultReport, verify_vault
