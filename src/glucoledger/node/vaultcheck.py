@@ -73,7 +73,7 @@ class VaultIntegrityError(IntegrityError):
         super().__init__(findings[0])
         self.findings = tuple(findings)
         lines = "; ".join(f.describe() for f in findings)
-        text = (f"{len(findings)} damaged item(s) in the vault: {lines}. Restore the vault "
+        text = (f"{len(findings)} damaged item(s) in the vault: {lines}; restore the vault "
                 "(vault.db and blobs/) from a backup or another node")
         self.args = (text,)
 
