@@ -63,6 +63,16 @@ def test_same_file_twice_stores_nothing_new(tmp_path: Path) -> None:
                 ingest.ingest_jsonl(changed, **kw)  # type: ignore[arg-type]
             assert info.value.code == "ingest_conflict"
             assert (vault.count(), node.store.tx_count(), node.state.snapshot()) == before
+            # The file grew at its end: its last batch (700 = 288 + 288 + 124) would now end
+            # later; a second copy of its 124 readings is refused as a conflict, not stored.
+            grown = write_jsonl(tmp_path / "c.jsonl", 720)
+            with pytest.raises(RejectedError, match="already ingested"):
+                ingest.ingest_jsonl(grown, **kw)  # type: ignore[arg-type]
+            assert (vault.count(), node.store.tx_count(), node.state.snapshot()) == before
+            # Only the new readings: stored, once.
+            extra = write_jsonl(tmp_path / "d.jsonl", 20, first=700)
+            assert len(ingest.ingest_jsonl(extra, **kw)) == 1  # type: ignore[arg-type]
+            assert vault.count() == before[0] + 1
         finally:
             ingest.close()
             vault.close()

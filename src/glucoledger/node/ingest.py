@@ -498,8 +498,8 @@ class IngestService:
         tags = [self._identity(uploader, patient, part) for part in parts]
         owners = self._owners([t for pair in tags for t in pair])
         out: list[IngestReceipt | None] = []
-        for part, (ident, content) in zip(parts, tags, strict=True):
-            same, other = owners.get(content), owners.get(ident)
+        for part, (ident, content, begin) in zip(parts, tags, strict=True):
+            same, other = owners.get(content), owners.get(ident) or owners.get(begin)
             if same is not None:
                 out.append(_receipt_of(same))
             elif other is not None:
@@ -533,14 +533,20 @@ class IngestService:
                 out[i] = self.wait(job)
         return [r for r in out if r is not None]
 
-    def _identity(self, uploader: bytes, patient: bytes, part: Batch) -> tuple[bytes, bytes]:
-        """(identity tag, content tag) of a part: HMACs under a key derived from the master
-        key, so vault.db does not let anyone test guesses of readings against them."""
+    def _identity(self, uploader: bytes, patient: bytes,
+                  part: Batch) -> tuple[bytes, bytes, bytes]:
+        """(identity tag, content tag, start tag) of a part: HMACs under a key derived from
+        the master key, so vault.db does not let anyone test guesses of readings against
+        them. The start tag (uploader, stream, first time) makes a part that begins where a
+        stored one began but ends elsewhere (a file that grew at its end) a conflict rather
+        than a second copy of the shared readings."""
         key = hmac_sha256(self.node.master, b"glucoledger ingest identity v1")
         ident = hmac_sha256(key, b"id|" + codec.encode(
             [uploader, patient, part.stream, part.start_ms, part.end_ms]))
+        begin = hmac_sha256(key, b"start|" + codec.encode(
+            [uploader, patient, part.stream, part.start_ms]))
         digest = sha256(codec.encode([r.to_value() for r in part.items]))
-        return ident, hmac_sha256(key, b"content|" + ident + digest)
+        return ident, hmac_sha256(key, b"content|" + ident + digest), begin
 
     def _owners(self, tags: list[bytes]) -> dict[bytes, BatchRow]:
         """Committed batches holding ``tags``; pending ones are settled first (a crash may
