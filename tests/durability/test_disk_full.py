@@ -8,6 +8,7 @@ itself, every acknowledged reading reads back, and verify and verify-vault say O
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 from glucoledger.errors import BackendError, GlucoledgerError
 from glucoledger.glucose.readings import Batch, CgmReading
 from glucoledger.node.ingest import IngestReceipt, IngestService, open_vault
-from glucoledger.node.service import Node
+from glucoledger.node.service import Node, verify_folder
 from glucoledger.node.verify import verify_vault
 from glucoledger.node.world import World
 from glucoledger.vault.batch import Upload, prepare_upload
@@ -155,3 +156,43 @@ def test_full_disk_under_ingest_loses_and_doubles_nothing(tmp_path: Path) -> Non
             ingest.close()
             vault.close()
             node.close()
+
+
+@pytest.mark.slow
+def test_file_size_limit_under_the_ingest_command(tmp_path: Path) -> None:
+    """The fallback where no file system can be mounted: ``ulimit -f`` (RLIMIT_FSIZE) makes
+    writes past the limit fail (EFBIG) in a real ``glucoledger ingest`` process. It must end
+    with a message naming the cause, acknowledge nothing it did not store, and the same
+    command rerun without the limit must store everything once."""
+    import resource
+    import subprocess
+    import sys
+
+    from .helpers import make_node
+    from .test_idempotent_ingest import write_jsonl
+    from .test_kill import _readings
+
+    folder = tmp_path / "node"
+    make_node(folder, uploads=0)
+    f = write_jsonl(tmp_path / "week.jsonl", 2016)
+    biggest = max(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    limit = biggest + 48 * 1024
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    args = [sys.executable, "-m", "glucoledger", "ingest", str(f), "--patient", "alice",
+            "--device", "SN-1", "--batch-size", "96", "--data", str(folder)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "COLUMNS": "200"}
+    capped = subprocess.run(args, env=env, preexec_fn=cap, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert capped.returncode != 0, "the limit was never reached: the trial proved nothing"
+    assert "Traceback" not in capped.stderr and "cannot rollback" not in capped.stderr
+    assert "file size limit" in capped.stderr or "disk full" in capped.stderr or \
+        "input/output error" in capped.stderr, capped.stderr
+    again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300,
+                           check=False)
+    assert again.returncode == 0, again.stderr
+    seen = _readings(folder)
+    assert max(seen.values()) == 1 and sum(seen.values()) == 2016
+    assert verify_folder(folder, workers=1).blocks > 1
