@@ -47,7 +47,6 @@ from ..ledger.tx import SignedTx, Transaction, sign, signed_here
 from ..ordering.base import Orderer
 from ..ordering.embedded import EmbeddedOrderer
 from ..ordering.etcd import MAX_BATCH_ENTRIES, EtcdOrderer
-from ..sqlitetx import integrity_problems, readonly_copy
 from ..state.accounts_model import Account, find_account, single_key_policy
 from ..state.replica import Block, Replica, precheck
 from .chainstore import ChainStore
@@ -55,9 +54,9 @@ from .groupcommit import GroupCommit
 from .keystore import Wallet, create_master_key, load_master_key
 from .logcheck import check_log, refuse_if_mismatched
 from .setup import build_atomically
-from .verify import Finding, IntegrityError, VerifyReport, verify_store
+from .verify import VerifyReport, verify_store
 
-__all__ = ["Node", "NodeConfig", "Receipt"]
+__all__ = ["Node", "NodeConfig", "Receipt", "verify_folder"]
 
 _PARALLEL_MIN = 256  # below this many transactions, checking in-process is faster
 _CHUNK = 2048
@@ -646,56 +645,6 @@ def genesis_envelope(chain: str, orgs: Sequence[tuple[str, PrivateKey, PrivateKe
                 [node for _, _, node in orgs]).raw
 
 
-def verify_folder(data_dir: Path, *, from_checkpoint: bytes | None = None,
-                  node_keys: Sequence[NoteVerifier] | None = None,
-                  progress: Callable[[int, int], None] | None = None,
-                  workers: int | None = None, need: int = 1) -> VerifyReport:
-    """Verify a node's folder without starting the node (works on a damaged store too).
 
-    Writes nothing: the store and the log are opened read-only (``readonly_copy``: in a
-    read-only folder, a private copy of the files is read instead). A missing log is a
-    finding, not a new empty log."""
-    data_dir = Path(data_dir)
-    config = NodeConfig.load(data_dir)
-    wallet = Wallet(data_dir, load_master_key(data_dir))
-    broken = wallet.damaged()
-    if broken:
-        raise IntegrityError(Finding(
-            "tamper", "wallet", "", "", detail=f"the wallet keys {', '.join(broken)} in "
-            f"{wallet.dir} do not open under the master key (altered, or sealed under another "
-            "master key): restore them from a backup"))
-    keys = list(node_keys) if node_keys else [
-        NoteVerifier(config.name, wallet.load("node").public)]
-    n = workers if workers is not None else (os.cpu_count() or 1)
-    with readonly_copy(data_dir, ("chain.db", "orderer.db")) as folder:
-        for name in ("chain.db", "orderer.db"):
-            damaged = integrity_problems(folder / name) if (folder / name).exists() else []
-            if damaged:
-                raise IntegrityError(Finding("tamper", name, "", "", detail="; ".join(damaged)
-                                             + f": restore {name} from a backup"))
-        store = ChainStore(folder / "chain.db", readonly=True)
-        log_missing = not (folder / "orderer.db").exists()
-        orderer = None if log_missing or config.orderer is not None else EmbeddedOrderer(
-            folder / "orderer.db", readonly=True)
-        pool = ProcessPoolExecutor(n, mp_context=get_context("forkserver")) if n > 1 else None
 
-        def check(envs: list[bytes]) -> list[bool | None]:
-            if pool is None or len(envs) < _PARALLEL_MIN:
-                return precheck(envs)
-            step = max(64, len(envs) // (n * 2))
-            return [ok for part in pool.map(_pool_precheck, [envs[k:k + step] for k in
-                    range(0, len(envs), step)]) for ok in part]
-
-        try:
-            own = [NoteVerifier(config.name, Wallet(data_dir, load_master_key(data_dir))
-                                .load("node").public)] if need > 1 else keys
-            return verify_store(store, config.chain, verifiers=own, orderer=orderer,
-                                from_checkpoint=from_checkpoint, checkpoint_verifiers=keys,
-                                prechecker=check, progress=progress, need=need,
-                                log_missing=log_missing and config.orderer is None)
-        finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
-            store.close()
-            if orderer is not None:
-                orderer.close()
+from .verifyfolder import verify_folder  # re-exported from its old home (import cycle)
