@@ -452,9 +452,11 @@ class IngestService:
 
     def _recover(self) -> int:
         pending = self.vault.batches(status="pending")
-        self.node.sync()
-        refuse_if_mismatched(check_vault_rows(self.node.store, self.vault.max_committed_index()),
-                             self.node.data_dir)
+        top = self.vault.max_committed_index()
+        if pending or self._unsettled or self.node.fault is not None or (
+                top is not None and top >= self.node.store.tx_count()):
+            self.node.sync()  # (a consortium member's loop syncs by itself otherwise)
+        refuse_if_mismatched(check_vault_rows(self.node.store, top), self.node.data_dir)
         if not pending:
             self._unsettled = False
             return 0
