@@ -212,6 +212,9 @@ class Node:
         complete node, never a half-made one.
         """
         data_dir = Path(data_dir)
+        if "orderer" in kwargs:
+            raise ValueError("Node.init makes a node with its own embedded log; a consortium "
+                             "member is set up from a genesis file")
 
         def build(tmp: Path) -> None:
             NodeConfig(chain, name).save(tmp)
