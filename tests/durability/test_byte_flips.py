@@ -194,3 +194,17 @@ def test_verify_runs_on_a_read_only_folder(pristine: Path, tmp_path: Path) -> No
         folder = _copy(pristine, tmp_path / "n")
         (folder / "orderer.db").unlink()
         verify_folder(folder, workers=1)
+
+
+def test_verify_names_every_damaged_state_entry(pristine: Path, tmp_path: Path) -> None:
+    folder = _copy(pristine, tmp_path / "n")
+    db = sqlite3.connect(folder / "chain.db")
+    keys = [str(r[0]) for r in db.execute("SELECT key FROM state ORDER BY key LIMIT 3")]
+    for k in keys:
+        db.execute("UPDATE state SET value = x'00' WHERE key = ?", (k,))
+    db.commit()
+    db.close()
+    with pytest.raises(IntegrityError) as info:
+        verify_folder(folder, workers=1)
+    assert all(k in info.value.message for k in keys), info.value.message
+    assert "and 2 more" in info.value.message

@@ -285,22 +285,32 @@ def _check_checkpoint(note_bytes: bytes, block: Block, chain: str,
 
 
 def _compare_state(store: ChainStore, replica: Replica) -> None:
+    """Every differing state entry is named (the first in full, the others by key)."""
     stored = store.load_state()
     derived = replica.state.snapshot()
-    for key in sorted(set(stored) | set(derived)):
-        if stored.get(key) != derived.get(key):
-            _fail("tamper", f"state entry '{key}'",
-                  short(derived.get(key)) if key in derived else "absent",
-                  short(stored.get(key)) if key in stored else "absent")
+    bad = [k for k in sorted(set(stored) | set(derived)) if stored.get(k) != derived.get(k)]
+    if bad:
+        key = bad[0]
+        more = f" (and {len(bad) - 1} more: {', '.join(bad[1:])})" if len(bad) > 1 else ""
+        _fail("tamper", f"state entry '{key}'{more}",
+              short(derived.get(key)) if key in derived else "absent",
+              short(stored.get(key)) if key in stored else "absent")
 
 
 def _compare_nodes(store: ChainStore, derived: dict[tuple[int, int], bytes]) -> None:
+    """Every differing stored Merkle node is named."""
     seen = 0
+    bad: list[tuple[int, int, bytes]] = []
     for level, index, h in store.all_nodes():
         seen += 1
         if derived.get((level, index)) != h:
-            _fail("tamper", f"Merkle node (level {level}, index {index})",
-                  short(derived.get((level, index))), short(h))
+            bad.append((level, index, h))
+    if bad:
+        level, index, h = bad[0]
+        more = (" (and " + ", ".join(f"({lv}, {ix})" for lv, ix, _ in bad[1:]) + ")"
+                if len(bad) > 1 else "")
+        _fail("tamper", f"Merkle node (level {level}, index {index}){more}",
+              short(derived.get((level, index))), short(h))
     if seen != len(derived):
         _fail("tamper", "number of stored Merkle nodes", len(derived), seen)
 
