@@ -498,7 +498,7 @@ class IngestService:
         """
         parts = [part for b in batches for part in split_batch(b, batch_size)]
         tags = [self._identity(uploader, patient, part) for part in parts]
-        owners = self._owners([t for pair in tags for t in pair])
+        owners, stale = self._owners([t for pair in tags for t in pair])
         out: list[IngestReceipt | None] = []
         for part, (ident, content, begin) in zip(parts, tags, strict=True):
             same, other = owners.get(content), owners.get(ident) or owners.get(begin)
@@ -516,7 +516,9 @@ class IngestService:
                 out.append(None)
         fresh = [i for i, r in enumerate(out) if r is None]
         if fresh:
-            self.vault.release_pending_tags([t for i in fresh for t in tags[i]])
+            held = [t for i in fresh for t in tags[i] if t in stale]
+            if held:  # a crashed attempt's rows hold them: the new attempt takes them over
+                self.vault.release_pending_tags(held)
             seq = self.next_seq(uploader)
             jobs: list[_Job | IngestReceipt | GlucoledgerError] = []
             try:
@@ -550,14 +552,15 @@ class IngestService:
         digest = sha256(codec.encode([r.to_value() for r in part.items]))
         return ident, hmac_sha256(key, b"content|" + ident + digest), begin
 
-    def _owners(self, tags: list[bytes]) -> dict[bytes, BatchRow]:
-        """Committed batches holding ``tags``; pending ones are settled first (a crash may
-        have hidden a commit that is on the ledger) and dropped if still pending."""
+    def _owners(self, tags: list[bytes]) -> tuple[dict[bytes, BatchRow], set[bytes]]:
+        """(committed batches holding ``tags``, the tags still held by pending rows).
+        Pending rows are settled first: a crash may have hidden a commit on the ledger."""
         owners = self.vault.tag_owners(tags)
         if any(r.status != "committed" for r in owners.values()):
             self.recover()
             owners = self.vault.tag_owners(tags)
-        return {t: r for t, r in owners.items() if r.status == "committed"}
+        return ({t: r for t, r in owners.items() if r.status == "committed"},
+                {t for t, r in owners.items() if r.status != "committed"})
 
     def ingest_jsonl(self, path: Path, *, patient: bytes, uploader: bytes, signer: PrivateKey,
                      batch_size: int = 288,
