@@ -118,6 +118,6 @@ def test_serve_uploads_on_a_full_disk(tmp_path: Path, full: str) -> None:
         assert verify_folder(folder, workers=1).blocks > 1
         assert verify_vault_folder(folder).batches >= 1
         seen = _readings(folder)
-        times = Counter(t for (_uploader, _stream, t) in seen.elements())
+        times = Counter(t for (_uploader, _stream, t, _value) in seen.elements())
         assert max(times.values()) == 1, "a reading was stored twice"
         assert set(acked) <= set(times), "an acknowledged reading is missing"
