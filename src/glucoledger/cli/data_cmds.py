@@ -26,7 +26,7 @@ from ..node.proofs import dumps_proof, prove_reading, verify_proof
 from ..node.service import Node
 from ..node.verify import verify_vault
 from ..node.world import World
-from .common import DataOpt, console, open_node, open_node_and_vault, table
+from .common import DataOpt, console, data_dir, open_node, open_node_and_vault, table
 
 __all__ = ["demo_data", "register"]
 
@@ -124,10 +124,14 @@ def ingest(
         p, d = world.patient(patient), world.device(device)
         receipts = service.ingest_jsonl(file, patient=p.id, uploader=d.id, signer=d.key,
                                         batch_size=batch_size)
-    console.print(table(f"ingested {file}", ["stream", "seq", "records", "trust", "log index",
-                                             "blob"],
+    before = sum(1 for r in receipts if r.duplicate)
+    title = f"ingested {file}" + (f" ({before} of {len(receipts)} batches were stored before: "
+                                  "their original receipts)" if before else "")
+    console.print(table(title, ["stream", "seq", "records", "trust", "log index", "blob",
+                                "stored"],
                         [[r.stream, str(r.seq), str(r.count), r.trust, str(r.tx_index),
-                          r.ct.hex()[:16]] for r in receipts]))
+                          r.ct.hex()[:16], "before" if r.duplicate else "now"]
+                         for r in receipts]))
 
 
 def batches(
@@ -182,10 +186,9 @@ def verify_proof_cmd(
 
 def verify_vault_cmd(data: DataOpt = None) -> None:
     """Check every committed batch's blob (hash and decryption) against the ledger."""
-    with _service(data) as (node, service):
-        from ..node.erasure import erased_by
+    from ..node.vaultcheck import verify_vault_folder
 
-        report = verify_vault(node.store, service.vault, erased=erased_by(node))
+    report = verify_vault_folder(data_dir(data))  # read-only; names every damaged item
     console.print(f"[bold green]OK[/]: {report.batches} batches, {report.decrypted} decrypted, "
                   f"{report.self_custody} in patients' custody ({report.seconds:.2f} s)")
     for line in report.describe_erasures():

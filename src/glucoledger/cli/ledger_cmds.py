@@ -150,6 +150,8 @@ def verify(
         except IntegrityError as exc:
             f = exc.finding
             err_console.print(f"[bold red]FAILED[/] ({f.kind})")
+            if f.detail is not None:  # a whole sentence (the log, the wallet): no table
+                raise
             rows = [["block height", str(f.height) if f.height is not None else "-"],
                     ["transaction index", str(f.tx_index) if f.tx_index is not None else "-"],
                     ["transaction hash", f.tx_hash or "-"], ["what", f.what],

@@ -33,15 +33,26 @@ def serve(
 
     folder = data_dir(data)
     if demo and not (folder / "node.json").exists():
-        from ..node.demo_site import seed_demo
+        from ..node.demo_site import (
+            DEMO_PASSWORDS,
+            DEMO_READER_TOKEN,
+            DEMO_UPLOADER_SECRET,
+            seed_demo,
+        )
 
-        node = Node.init(folder)
+        def seed(n: Node) -> None:  # inside the atomic build: a crash leaves no half demo
+            ctx = ServerContext.create(n)
+            try:
+                seed_demo(n, ctx.services["nightscout"])
+            finally:
+                ctx.close()
+
+        node = Node.init(folder, seed=seed)
         c = ServerContext.create(node)
-        info = seed_demo(node, c.services["nightscout"])
         console.print(f"demo node in {folder}; log in as alice / "
-                      f"{info['passwords']['alice']} (clinician: dr-lee / "
-                      f"{info['passwords']['dr-lee']}); Nightscout uploader secret "
-                      f"{info['uploader_secret']!r}, reader token {info['reader_token']!r}")
+                      f"{DEMO_PASSWORDS['alice']} (clinician: dr-lee / "
+                      f"{DEMO_PASSWORDS['dr-lee']}); Nightscout uploader secret "
+                      f"{DEMO_UPLOADER_SECRET!r}, reader token {DEMO_READER_TOKEN!r}")
     else:
         node = Node(folder)
         c = ServerContext.create(node)

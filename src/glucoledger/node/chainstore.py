@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import codec
-from ..errors import NotFoundError, StorageError
+from ..errors import NotFoundError
 from ..ledger import merkle
 from ..ledger.block import BlockHeader, Result
+from ..sqlitetx import connect, sqlite_error, transaction
 from ..state.replica import Block
 
 __all__ = ["ChainStore", "StoredTx"]
@@ -64,19 +65,14 @@ class StoredTx:
 
 
 class ChainStore:
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
+        """``readonly``: open an existing store without writing anything (for ``verify``)."""
         self.path = Path(path)
         self._lock = threading.RLock()
-        try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                       timeout=30.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # The store is re-derivable from the durable ordered log: NORMAL keeps it
-            # consistent across a crash (WAL), and a lost tail is replayed on restart.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot open the chain store at {self.path}: {exc}") from None
+        # The store is re-derivable from the durable ordered log: NORMAL keeps it consistent
+        # across a crash (WAL), and a lost tail is replayed on restart.
+        self._db = connect(self.path, sync="NORMAL", readonly=readonly, schema=_SCHEMA,
+                           what="the chain store")
 
     # --- helpers --------------------------------------------------------------------------
     def _q(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
@@ -84,47 +80,41 @@ class ChainStore:
             try:
                 return self._db.execute(sql, args).fetchall()
             except sqlite3.Error as exc:
-                raise StorageError(f"chain store query failed ({exc}); run `glucoledger verify`"
-                                   ) from None
+                raise sqlite_error(exc, self.path, "reading the chain store") from None
 
     def get_meta(self, key: str) -> Any:
         rows = self._q("SELECT value FROM meta WHERE key = ?", (key,))
         return codec.decode(bytes(rows[0][0])) if rows else None
 
     def set_meta(self, key: str, value: Any) -> None:
-        self._q("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, codec.encode(value)))
+        with self._lock, transaction(self._db, self.path, f"storing {key}") as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                       (key, codec.encode(value)))
 
     # --- writing --------------------------------------------------------------------------
     def write_block(self, block: Block, checkpoint: bytes, frontier: Sequence[bytes]) -> None:
-        """Persist one block atomically."""
+        """Persist one block atomically: all of it or nothing (``sqlitetx.transaction``).
+
+        Raises StorageError (disk full, read-only, damaged file) and then stores nothing; the
+        caller (``Node``) must not derive a next block on top of it (fail-stop)."""
         h = block.header
         tx_rows = [
             (block.first_index + i, h.height, block.positions[i], env, block.tx_hashes[i],
              codec.encode(block.results[i].to_value()))
             for i, env in enumerate(block.envelopes)
         ]
-        with self._lock:
-            try:
-                self._db.execute("BEGIN")
-                try:
-                    self._db.execute(
-                        "INSERT INTO blocks (height, hash, header, checkpoint) VALUES (?,?,?,?)",
-                        (h.height, block.hash, h.encode(), checkpoint))
-                    self._db.executemany("INSERT INTO txs VALUES (?,?,?,?,?,?)", tx_rows)
-                    self._db.executemany("INSERT OR REPLACE INTO nodes VALUES (?,?,?)", block.nodes)
-                    changes = block.changes.items()
-                    self._db.executemany("DELETE FROM state WHERE key = ?",
-                                         [(k,) for k, v in changes if v is None])
-                    self._db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)",
-                                         [(k, v) for k, v in changes if v is not None])
-                    self._db.execute("INSERT OR REPLACE INTO meta VALUES ('frontier', ?)",
-                                     (codec.encode(list(frontier)),))
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise StorageError(f"could not store block {h.height}: {exc}") from None
+        with self._lock, transaction(self._db, self.path, f"storing block {h.height}") as db:
+            db.execute("INSERT INTO blocks (height, hash, header, checkpoint) VALUES (?,?,?,?)",
+                       (h.height, block.hash, h.encode(), checkpoint))
+            db.executemany("INSERT INTO txs VALUES (?,?,?,?,?,?)", tx_rows)
+            db.executemany("INSERT OR REPLACE INTO nodes VALUES (?,?,?)", block.nodes)
+            changes = block.changes.items()
+            db.executemany("DELETE FROM state WHERE key = ?",
+                           [(k,) for k, v in changes if v is None])
+            db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)",
+                           [(k, v) for k, v in changes if v is not None])
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('frontier', ?)",
+                       (codec.encode(list(frontier)),))
 
     # --- reading --------------------------------------------------------------------------
     def last_header(self) -> BlockHeader | None:
@@ -227,6 +217,11 @@ class ChainStore:
         r = rows[0]
         return StoredTx(r[0], r[1], r[2], bytes(r[3]), None if r[4] is None else bytes(r[4]),
                         bytes(r[5]))
+
+    def state_value(self, key: str) -> bytes | None:
+        """One stored state entry (raw bytes), or None."""
+        rows = self._q("SELECT value FROM state WHERE key = ?", (key,))
+        return bytes(rows[0][0]) if rows else None
 
     def load_state(self) -> dict[str, bytes]:
         return {str(k): bytes(v) for k, v in self._q("SELECT key, value FROM state")}

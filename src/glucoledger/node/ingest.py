@@ -42,7 +42,8 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from .. import codec
-from ..crypto import PrivateKey
+from ..crypto import PrivateKey, sha256
+from ..crypto.hashing import hmac_sha256
 from ..errors import (
     GlucoledgerError,
     InputError,
@@ -59,9 +60,20 @@ from ..state.data import TRUST_LEVELS
 from ..state.devices import custody_key, device_key
 from ..vault.batch import Checked, Upload, check_wires, prepare_upload
 from ..vault.store import BatchRow, Sealed, Vault
+from .logcheck import check_vault_rows, refuse_if_mismatched
 from .service import Node
 
 __all__ = ["IngestReceipt", "IngestService", "open_vault", "split_batch"]
+
+
+def _receipt_of(row: BatchRow) -> IngestReceipt:
+    assert row.tx_index is not None
+    return IngestReceipt(row.patient, row.stream, row.uploader, row.seq, row.count, row.ct,
+                         row.trust, row.tx_hash, row.tx_index, duplicate=True)
+
+
+def _iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
 
 #: Below this many uploads (and bytes), parsing in this process beats shipping to workers.
 _PARALLEL_MIN = 256
@@ -120,6 +132,11 @@ class IngestService:
         self._queue: list[_Job] = []
         self._inflight: dict[tuple[bytes, int], _Job] = {}
         self._committing = False
+        #: A commit failed after its rows were written (storage or ordering): the next
+        #: commit first settles them against the ledger (``recover``), and refuses while
+        #: that fails (fail-stop: nothing acknowledged on top of an unknown outcome).
+        self._unsettled = False
+        self._recover_mu = threading.Lock()
         self.recover()
 
     # --- checks against the current state -------------------------------------------------
@@ -178,6 +195,9 @@ class IngestService:
 
     def _existing(self, up: Checked) -> IngestReceipt | None:
         row = self.vault.find(up.uploader, up.seq)
+        if row is None and self.vault.find(up.uploader, up.seq, status="pending") is not None:
+            self.recover()  # a retry after a failed settle: its commit may be on the ledger
+            row = self.vault.find(up.uploader, up.seq)
         if row is None:
             return None
         if row.root != up.root:
@@ -289,6 +309,8 @@ class IngestService:
         """
         if isinstance(up, Upload):
             up = up.checked()
+        if self._unsettled or self.node.fault is not None:
+            self.recover()  # fail-stop: refuse (raise) until the last failure is settled
         key = (up.uploader, up.seq)
         with self._mu:
             twin = self._inflight.get(key)
@@ -352,6 +374,8 @@ class IngestService:
 
     def _commit(self, group: list[_Job]) -> None:
         try:
+            if self._unsettled:  # fail-stop: settle what the last failure left first
+                self.recover()
             written: list[_Job] = []
             try:
                 self.vault.blobs.put_many([j.sealed.blob for j in group])
@@ -367,29 +391,39 @@ class IngestService:
                 self.vault.add_pending([j.row for j in written],
                                        [(t, j.sealed.ct) for j in written for t in j.tags])
             except GlucoledgerError:
-                for j in written:
+                for j in written:  # nothing refers to them: never ordered
                     self.vault.blobs.delete(j.sealed.ct)
                 raise
             try:
                 receipts = self.node.submit([j.envelope for j in written])
             except GlucoledgerError as exc:
-                for j in written:  # maybe ordered, maybe not: recover() settles the rows
+                # Maybe ordered, maybe not: the rows and blobs stay until recover() knows.
+                self._unsettled = True
+                for j in written:
                     j.error = exc
                 return
             committed: list[tuple[bytes, int]] = []
             dropped: list[bytes] = []
+            done: list[tuple[_Job, IngestReceipt]] = []
             for job, r in zip(written, receipts, strict=True):
                 up = job.upload
                 if r.ok:
                     committed.append((job.sealed.ct, r.index))
-                    job.receipt = IngestReceipt(up.patient, up.stream, up.uploader, up.seq,
-                                                up.count, job.sealed.ct, job.row.trust,
-                                                job.row.tx_hash, r.index)
+                    done.append((job, IngestReceipt(up.patient, up.stream, up.uploader, up.seq,
+                                                     up.count, job.sealed.ct, job.row.trust,
+                                                     job.row.tx_hash, r.index)))
                 else:
                     dropped.append(job.sealed.ct)
-                    self.vault.blobs.delete(job.sealed.ct)
                     job.error = RejectedError(r.result.message, code=r.result.code)
-            self.vault.settle(committed, dropped)
+            try:
+                self.vault.settle(committed, dropped)
+            except GlucoledgerError:
+                self._unsettled = True  # on the ledger but not readable yet: not acknowledged
+                raise
+            for ct in dropped:  # refused by the ledger: no reference remains
+                self.vault.blobs.delete(ct)
+            for job, receipt in done:  # acknowledged: ordered, stored, and readable
+                job.receipt = receipt
         except GlucoledgerError as exc:
             for job in group:
                 if job.receipt is None and job.error is None:
@@ -403,22 +437,44 @@ class IngestService:
                     job.done.set()
 
     def recover(self) -> int:
-        """Settle "pending" rows left by a crash against the ledger; return how many."""
+        """Settle "pending" rows left by a crash or a failed commit; return how many.
+
+        The node first stores every ordered block (``Node.sync``; it raises while it cannot,
+        and then nothing is settled). A row whose ``data.commit`` is accepted in the store is
+        committed. A row is dropped (row, tags and blob) only when its commit can never be
+        accepted any more: the uploader's sequence has reached the row's (another commit, or
+        this one refused, consumed it). Otherwise it may still be ordered (another process
+        on this folder is committing it) and it stays pending: never delete the data of a
+        transaction that may be ordered.
+        """
+        with self._recover_mu:
+            return self._recover()
+
+    def _recover(self) -> int:
         pending = self.vault.batches(status="pending")
+        top = self.vault.max_committed_index()
+        if pending or self._unsettled or self.node.fault is not None or (
+                top is not None and top >= self.node.store.tx_count()):
+            self.node.sync()  # (a consortium member's loop syncs by itself otherwise)
+        refuse_if_mismatched(check_vault_rows(self.node.store, top), self.node.data_dir)
         if not pending:
+            self._unsettled = False
             return 0
-        self.node.sync()
         committed: list[tuple[bytes, int]] = []
         dropped: list[bytes] = []
+        found = self.node.store.find_txs([row.tx_hash for row in pending])
         for row in pending:
-            ok = [t for t in self.node.store.find_tx(row.tx_hash) if t.decoded_result().ok]
+            ok = [t for t in found.get(row.tx_hash, []) if t.decoded_result().ok]
+            rec = self._state(device_key(row.uploader))
             if ok:
                 committed.append((row.ct, ok[0].idx))
-            else:
+            elif rec is not None and int(rec["seq"]) >= row.seq:
                 dropped.append(row.ct)
-                self.vault.blobs.delete(row.ct)
         self.vault.settle(committed, dropped)
-        return len(pending)
+        for ct in dropped:
+            self.vault.blobs.delete(ct)
+        self._unsettled = False
+        return len(committed) + len(dropped)
 
     # --- conveniences for the CLI and the demo (the uploader side, simulated) -------------
     def next_seq(self, uploader: bytes) -> int:
@@ -431,21 +487,80 @@ class IngestService:
                        signer: PrivateKey, batch_size: int = 288) -> list[IngestReceipt]:
         """Sign (as the uploader) and ingest batches, cut to ``batch_size`` records each.
 
+        Idempotent by content: each part has a content identity (uploader, stream, time
+        range) and a content digest (``_identity``). A part already stored answers its
+        original receipt (``duplicate=True``) and stores nothing; a part whose identity is
+        stored with other readings raises RejectedError ``ingest_conflict`` (nothing of the
+        file is stored then). So rerunning a file, after a crash that hid the receipts or
+        not, neither loses nor doubles a reading.
+
         Raises the first refusal (earlier batches stay committed; each is its own upload).
         """
-        seq = self.next_seq(uploader)
-        uploads: list[Upload] = []
-        for b in batches:
-            for part in split_batch(b, batch_size):
-                uploads.append(prepare_upload(self.node.chain, patient, uploader, seq, part,
-                                              signer))
-                seq += 1
-        out: list[IngestReceipt] = []
-        for r in self.upload_many(uploads):
-            if isinstance(r, GlucoledgerError):
-                raise r
-            out.append(r)
-        return out
+        parts = [part for b in batches for part in split_batch(b, batch_size)]
+        tags = [self._identity(uploader, patient, part) for part in parts]
+        owners, stale = self._owners([t for pair in tags for t in pair])
+        out: list[IngestReceipt | None] = []
+        for part, (ident, content, begin) in zip(parts, tags, strict=True):
+            same, other = owners.get(content), owners.get(ident) or owners.get(begin)
+            if same is not None:
+                out.append(_receipt_of(same))
+            elif other is not None:
+                raise RejectedError(
+                    f"the {part.stream} readings of {uploader.hex()[:16]} from "
+                    f"{_iso(part.start_ms)} to {_iso(part.end_ms)} were already ingested with "
+                    f"other values (batch seq {other.seq}, log index {other.tx_index}): the "
+                    "file was changed after it was ingested; nothing of it was stored. Ingest "
+                    "only the new readings, or correct them through the device's next upload",
+                    code="ingest_conflict")
+            else:
+                out.append(None)
+        fresh = [i for i, r in enumerate(out) if r is None]
+        if fresh:
+            held = [t for i in fresh for t in tags[i] if t in stale]
+            if held:  # a crashed attempt's rows hold them: the new attempt takes them over
+                self.vault.release_pending_tags(held)
+            seq = self.next_seq(uploader)
+            jobs: list[_Job | IngestReceipt | GlucoledgerError] = []
+            try:
+                for k, i in enumerate(fresh):
+                    up = prepare_upload(self.node.chain, patient, uploader, seq + k, parts[i],
+                                        signer)
+                    try:
+                        jobs.append(self.submit(up, commit=False, tags=tags[i]))
+                    except GlucoledgerError as exc:
+                        jobs.append(exc)
+            finally:
+                self.drain()
+            for i, job in zip(fresh, jobs, strict=True):
+                if isinstance(job, GlucoledgerError):
+                    raise job
+                out[i] = self.wait(job)
+        return [r for r in out if r is not None]
+
+    def _identity(self, uploader: bytes, patient: bytes,
+                  part: Batch) -> tuple[bytes, bytes, bytes]:
+        """(identity tag, content tag, start tag) of a part: HMACs under a key derived from
+        the master key, so vault.db does not let anyone test guesses of readings against
+        them. The start tag (uploader, stream, first time) makes a part that begins where a
+        stored one began but ends elsewhere (a file that grew at its end) a conflict rather
+        than a second copy of the shared readings."""
+        key = hmac_sha256(self.node.master, b"glucoledger ingest identity v1")
+        ident = hmac_sha256(key, b"id|" + codec.encode(
+            [uploader, patient, part.stream, part.start_ms, part.end_ms]))
+        begin = hmac_sha256(key, b"start|" + codec.encode(
+            [uploader, patient, part.stream, part.start_ms]))
+        digest = sha256(codec.encode_unchecked([r.to_value() for r in part.items]))
+        return ident, hmac_sha256(key, b"content|" + ident + digest), begin
+
+    def _owners(self, tags: list[bytes]) -> tuple[dict[bytes, BatchRow], set[bytes]]:
+        """(committed batches holding ``tags``, the tags still held by pending rows).
+        Pending rows are settled first: a crash may have hidden a commit on the ledger."""
+        owners = self.vault.tag_owners(tags)
+        if any(r.status != "committed" for r in owners.values()):
+            self.recover()
+            owners = self.vault.tag_owners(tags)
+        return ({t: r for t, r in owners.items() if r.status == "committed"},
+                {t for t, r in owners.items() if r.status != "committed"})
 
     def ingest_jsonl(self, path: Path, *, patient: bytes, uploader: bytes, signer: PrivateKey,
                      batch_size: int = 288,

@@ -19,7 +19,8 @@ from pathlib import Path
 from .. import codec
 from ..crypto import PrivateKey
 from ..crypto.seal import KEY_BYTES, new_key, open_sealed, seal
-from ..errors import InputError, NotFoundError, StorageError
+from ..errors import GlucoledgerError, InputError, NotFoundError, StorageError
+from ..files import storage_error
 
 __all__ = ["MASTER_ENV", "Wallet", "create_master_key", "load_master_key"]
 
@@ -52,18 +53,21 @@ def load_master_key(data_dir: Path) -> bytes:
         path = data_dir / "master.key"
         source = str(path)
         try:
-            text = path.read_text().strip()
+            text = path.read_bytes().decode("ascii", "replace").strip()
         except FileNotFoundError:
             raise StorageError(
                 f"no master key: set {MASTER_ENV} or restore {path} (without it the node's "
                 "keys and data cannot be opened)"
             ) from None
+        except OSError as exc:
+            raise storage_error(exc, path, "reading the master key") from None
     try:
         key = base64.b64decode(text, validate=True)
-    except binascii.Error:
+    except (binascii.Error, ValueError):
         key = b""
     if len(key) != KEY_BYTES:
-        raise InputError(f"the master key in {source} is not 32 bytes of base64")
+        raise InputError(f"the master key in {source} is not 32 bytes of base64 (damaged?): "
+                         "restore it from your backup of the key")
     return key
 
 
@@ -92,6 +96,17 @@ class Wallet:
             raise NotFoundError(f"no key named {name!r} in {self.dir}") from None
         value = codec.decode(open_sealed(self._master, box, "wallet-key", name.encode()))
         return PrivateKey.from_private_bytes(value["alg"], value["sk"])
+
+    def damaged(self) -> list[str]:
+        """Names of the wallet's keys that do not open under the master key (AES-GCM with
+        the key's name as associated data): altered, or sealed under another master key."""
+        out = []
+        for path in sorted(self.dir.glob("*.key")) if self.dir.is_dir() else []:
+            try:
+                self.load(path.stem)
+            except (GlucoledgerError, ValueError, KeyError, TypeError):
+                out.append(path.stem)
+        return out
 
     def exists(self, name: str) -> bool:
         return self._path(name).exists()

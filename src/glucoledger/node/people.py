@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from ..errors import AuthenticationError, InputError, RejectedError
+from ..files import atomic_write_json
 from .accounts import Identity, identity
 from .service import Node
 
@@ -71,11 +71,7 @@ class Passwords:
                                     "or the operator at the node with `glucoledger password`",
                                     code="password_set")
             book[name] = self._hasher.hash(password)
-            tmp = self.path.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                json.dump(book, f, indent=2, sort_keys=True)
-            os.replace(tmp, self.path)
+            atomic_write_json(self.path, book, mode=0o600)
 
     def has(self, name: str) -> bool:
         return name in self._load()

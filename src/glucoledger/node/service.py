@@ -18,7 +18,6 @@ and then wait, without the node's lock, until the member loop (the only caller o
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -32,13 +31,14 @@ from typing import Any, Self
 from .. import state
 from ..crypto import PrivateKey, PublicKey, generate
 from ..errors import (
-    InputError,
+    GlucoledgerError,
     MalformedError,
     NotFoundError,
     OrderingError,
     RejectedError,
     StorageError,
 )
+from ..files import atomic_write_json, read_json
 from ..ledger import merkle
 from ..ledger.block import BlockHeader, Result
 from ..ledger.checkpoint import Checkpoint, NoteVerifier, sign_checkpoint
@@ -52,9 +52,11 @@ from ..state.replica import Block, Replica, precheck
 from .chainstore import ChainStore
 from .groupcommit import GroupCommit
 from .keystore import Wallet, create_master_key, load_master_key
+from .logcheck import check_log, refuse_if_mismatched
+from .setup import build_atomically
 from .verify import VerifyReport, verify_store
 
-__all__ = ["Node", "NodeConfig", "Receipt"]
+__all__ = ["Node", "NodeConfig", "Receipt", "verify_folder"]
 
 _PARALLEL_MIN = 256  # below this many transactions, checking in-process is faster
 _CHUNK = 2048
@@ -82,22 +84,21 @@ class NodeConfig:
     @classmethod
     def load(cls, data_dir: Path) -> NodeConfig:
         path = data_dir / "node.json"
+        doc = read_json(path, what="the node's settings",
+                        missing=f"no node in {data_dir}: run `glucoledger init --data "
+                                f"{data_dir}` (or `demo`)")
         try:
-            doc = json.loads(path.read_text())
             url = doc.get("orderer")
             return cls(str(doc["chain"]), str(doc["name"]), None if url is None else str(url))
-        except FileNotFoundError:
-            raise NotFoundError(
-                f"no node in {data_dir}: run `glucoledger init --data {data_dir}` (or `demo`)"
-            ) from None
-        except (ValueError, KeyError):
-            raise StorageError(f"{path} is damaged: it must hold chain and name") from None
+        except (AttributeError, KeyError):
+            raise StorageError(f"{path} is damaged: it must hold chain and name; restore it "
+                               "from a backup") from None
 
     def save(self, data_dir: Path) -> None:
         doc: dict[str, str] = {"chain": self.chain, "name": self.name}
         if self.orderer is not None:
             doc["orderer"] = self.orderer
-        (data_dir / "node.json").write_text(json.dumps(doc, indent=2) + "\n")
+        atomic_write_json(data_dir / "node.json", doc)
 
     def open_orderer(self, data_dir: Path) -> Orderer:
         """The orderer this node was set up with (embedded unless node.json names etcd)."""
@@ -145,10 +146,25 @@ class Node:
         self.master = load_master_key(self.data_dir)
         self.wallet = Wallet(self.data_dir, self.master)
         self.node_key = self.wallet.load("node")
+        self.store = ChainStore(self.data_dir / "chain.db")
+        embedded = orderer is None and self.config.orderer is None
+        if embedded and not (self.data_dir / "orderer.db").exists():
+            # Opening would create an empty log under a store that holds blocks.
+            found = check_log(self.store, None, log_name="orderer.db", log_missing=True)
+            if found:
+                self.store.close()
+                refuse_if_mismatched(found, self.data_dir)
         self.orderer = orderer or self.config.open_orderer(self.data_dir)
         #: Entries per append the orderer takes (etcd: 127); submit() splits batches to fit.
         self._batch = MAX_BATCH_ENTRIES if isinstance(self.orderer, EtcdOrderer) else 0
-        self.store = ChainStore(self.data_dir / "chain.db")
+        if isinstance(self.orderer, EmbeddedOrderer):
+            # The log and the store check each other before anything is appended (an etcd
+            # log is checked by the consortium's own catch-up and checkpoints).
+            found = check_log(self.store, self.orderer, log_name=self.orderer.path.name)
+            if found:
+                self.store.close()
+                self.orderer.close()
+                refuse_if_mismatched(found, self.data_dir)
         self._clock = clock
         self._lock = threading.RLock()
         self._workers = workers if workers is not None else (os.cpu_count() or 1)
@@ -180,27 +196,44 @@ class Node:
         self.halted: str | None = None
         self._account_locks: dict[bytes, threading.RLock] = {}
         self._account_locks_mu = threading.Lock()
+        #: Set when a block could not be stored (fail-stop): the replica in memory may be
+        #: ahead of the store, so nothing is appended or acknowledged until ``sync`` has
+        #: re-derived, from the log, every block the store lacks (see ``_reestablish``).
+        self.fault: StorageError | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
     @classmethod
     def init(cls, data_dir: Path, *, chain: str = "glucoledger/local", name: str = "node-1",
-             **kwargs: Any) -> Node:
-        """Create a new single-organization chain in ``data_dir`` and return its node."""
+             seed: Callable[[Node], object] | None = None, **kwargs: Any) -> Node:
+        """Create a new single-organization chain in ``data_dir`` and return its node.
+
+        Atomic (``setup.build_atomically``): everything (settings, master key, wallet,
+        genesis block and, with ``seed``, what ``seed(node)`` adds, such as the demo's
+        people and data) is built in a temporary sibling folder, made durable, and renamed
+        to ``data_dir`` last. A crash leaves no ``data_dir`` (rerun the same command) or a
+        complete node, never a half-made one.
+        """
         data_dir = Path(data_dir)
-        if (data_dir / "node.json").exists():
-            raise InputError(f"{data_dir} already holds a node; use another --data folder")
-        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        NodeConfig(chain, name).save(data_dir)
-        create_master_key(data_dir)
-        wallet = Wallet(data_dir, load_master_key(data_dir))
-        node_key, org_key = generate("ed25519"), generate("ed25519")
-        wallet.save("node", node_key)
-        wallet.save("org", org_key)
-        node = cls(data_dir, **kwargs)
-        receipts = node.submit([genesis_envelope(chain, [(name, org_key, node_key)], 1)])
-        if not receipts[0].ok:  # pragma: no cover - a fresh chain always accepts its genesis
-            raise StorageError(f"genesis refused: {receipts[0].result.message}")
-        return node
+        if "orderer" in kwargs:
+            raise ValueError("Node.init makes a node with its own embedded log; a consortium "
+                             "member is set up from a genesis file")
+
+        def build(tmp: Path) -> None:
+            NodeConfig(chain, name).save(tmp)
+            create_master_key(tmp)
+            wallet = Wallet(tmp, load_master_key(tmp))
+            node_key, org_key = generate("ed25519"), generate("ed25519")
+            wallet.save("node", node_key)
+            wallet.save("org", org_key)
+            with cls(tmp, **kwargs) as node:
+                receipts = node.submit([genesis_envelope(chain, [(name, org_key, node_key)], 1)])
+                if not receipts[0].ok:  # pragma: no cover - a fresh chain accepts its genesis
+                    raise StorageError(f"genesis refused: {receipts[0].result.message}")
+                if seed is not None:
+                    seed(node)
+
+        build_atomically(data_dir, build)
+        return cls(data_dir, **kwargs)
 
     def start_group_commit(self) -> None:
         """Hand submits to a writer thread (``groupcommit``); from now on another thread (the
@@ -295,6 +328,8 @@ class Node:
                         ) -> list[Receipt]:
         """submit() through the group-commit writer: no lock held while etcd and the
         follower work; acknowledged once the block holding the last entry is stored here."""
+        if self.fault is not None:
+            raise self.fault
         deadline = time.monotonic() + timeout
         found = self.store.find_txs([h for h in hashes if h is not None]) if retry else {}
         known = {h for h, rows in found.items() if any(r.decoded_result().ok for r in rows)}
@@ -386,6 +421,8 @@ class Node:
         made = 0
         reads = 0
         with self._lock:
+            if self.fault is not None:
+                self._reestablish()
             while max_reads is None or reads < max_reads:
                 reads += 1
                 entries = self.orderer.read(self._read_pos, _CHUNK)
@@ -393,7 +430,10 @@ class Node:
                 for i, entry in enumerate(entries):
                     block = self.replica.feed(self._read_pos + i, entry, sig_ok=sig_ok.get(i))
                     if block is not None:
-                        self._store_block(block)
+                        try:
+                            self._store_block(block)
+                        except StorageError as exc:
+                            raise self._fail_stop(exc) from None
                         made += 1
                 self._read_pos += len(entries)
                 if made:
@@ -402,6 +442,7 @@ class Node:
                 # only an empty answer means the end of the log.
                 if not entries:
                     self.caught_up = True
+                    self.fault = None  # every ordered block is stored again
                     self.open_pending = self.replica.pending
                     if self.open_pending and self._writer is not None and self._waiters:
                         # Our transactions may sit behind a stale cut: cut at the open height.
@@ -420,6 +461,36 @@ class Node:
         self.halted = reason
         with self._applied:
             self._applied.notify_all()
+
+    def _fail_stop(self, exc: StorageError) -> StorageError:
+        """A block could not be stored: stop appending and acknowledging until ``sync``
+        has stored every ordered block again. The store is still at the previous block
+        boundary (one SQLite transaction a block); the replica in memory is not."""
+        fault = self.fault = StorageError(
+            f"{exc.message}. The node stopped accepting writes: it retries on the next "
+            "request and accepts again once every ordered block is stored", code=exc.code)
+        try:
+            self._reestablish()
+        except GlucoledgerError:
+            pass  # the next sync retries; the fault stands until then
+        return fault
+
+    def _reestablish(self) -> None:
+        """Rebuild the replica from what the store holds, and read the log again from the
+        first position after its last block: the blocks the store lacks are derived again,
+        identical (the same log in gives the same blocks out), never skipped."""
+        try:
+            replica = self._load_replica()
+        except (MalformedError, ValueError) as exc:
+            raise StorageError(f"the chain store in {self.data_dir} is damaged ({exc}); run "
+                               "`glucoledger verify`") from None
+        except GlucoledgerError as exc:
+            assert self.fault is not None
+            raise StorageError(f"{self.fault.message} (re-reading the store failed: "
+                               f"{exc.message})", code=self.fault.code) from None
+        self.replica = replica
+        last = replica.last
+        self._read_pos = last.cut + 1 if last else 0
 
     def _notify_applied(self) -> None:
         last = self.replica.last
@@ -591,35 +662,6 @@ def genesis_envelope(chain: str, orgs: Sequence[tuple[str, PrivateKey, PrivateKe
                 [node for _, _, node in orgs]).raw
 
 
-def verify_folder(data_dir: Path, *, from_checkpoint: bytes | None = None,
-                  node_keys: Sequence[NoteVerifier] | None = None,
-                  progress: Callable[[int, int], None] | None = None,
-                  workers: int | None = None, need: int = 1) -> VerifyReport:
-    """Verify a node's folder without starting the node (works on a damaged store too)."""
-    data_dir = Path(data_dir)
-    config = NodeConfig.load(data_dir)
-    keys = list(node_keys) if node_keys else [
-        NoteVerifier(config.name, Wallet(data_dir, load_master_key(data_dir)).load("node").public)]
-    store = ChainStore(data_dir / "chain.db")
-    orderer = EmbeddedOrderer(data_dir / "orderer.db")
-    n = workers if workers is not None else (os.cpu_count() or 1)
-    pool = ProcessPoolExecutor(n, mp_context=get_context("forkserver")) if n > 1 else None
 
-    def check(envs: list[bytes]) -> list[bool | None]:
-        if pool is None or len(envs) < _PARALLEL_MIN:
-            return precheck(envs)
-        step = max(64, len(envs) // (n * 2))
-        return [ok for part in pool.map(_pool_precheck, [envs[k:k + step] for k in
-                range(0, len(envs), step)]) for ok in part]
 
-    try:
-        own = [NoteVerifier(config.name, Wallet(data_dir, load_master_key(data_dir))
-                            .load("node").public)] if need > 1 else keys
-        return verify_store(store, config.chain, verifiers=own, orderer=orderer,
-                            from_checkpoint=from_checkpoint, checkpoint_verifiers=keys,
-                            prechecker=check, progress=progress, need=need)
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-        store.close()
-        orderer.close()
+from .verifyfolder import verify_folder  # re-exported from its old home (import cycle)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..crypto import sha256
 from ..errors import ConsistencyError, GlucoledgerError, MalformedError
@@ -32,9 +31,10 @@ from ..ledger.log import encode_cut, encode_tx_entry
 from ..ordering.base import Orderer
 from ..state.replica import Block, Replica, precheck
 from .chainstore import ChainStore, StoredTx
+from .logcheck import check_log, last_header
 
-__all__ = ["Finding", "IntegrityError", "VaultReport", "VerifyReport", "verify_store",
-           "verify_vault"]
+__all__ = ["Finding", "IntegrityError", "VaultIntegrityError", "VaultReport", "VerifyReport",
+           "short", "verify_store", "verify_vault"]
 
 Prechecker = Callable[[list[bytes]], list[bool | None]]
 
@@ -48,8 +48,12 @@ class Finding:
     height: int | None = None
     tx_index: int | None = None
     tx_hash: str | None = None
+    #: A whole sentence for findings that are not one field against another (the log).
+    detail: str | None = None
 
     def describe(self) -> str:
+        if self.detail is not None:
+            return f"{self.kind}: {self.detail}"
         where = []
         if self.height is not None:
             where.append(f"block {self.height}")
@@ -72,7 +76,9 @@ class IntegrityError(ConsistencyError):
                         "rolled back",
             "fork": "the store disagrees with a checkpoint you hold; its history was rewritten",
         }.get(finding.kind, "")
-        super().__init__(f"{finding.describe()}. {hint}")
+        if finding.detail is not None:
+            hint = ""
+        super().__init__(f"{finding.describe()}. {hint}".rstrip())
         self.finding = finding
 
 
@@ -92,7 +98,7 @@ class VerifyReport:
         return self.transactions / self.seconds if self.seconds > 0 else 0.0
 
 
-def _short(b: bytes | None) -> str:
+def short(b: bytes | None) -> str:
     """Hashes in full; longer values by a digest, so two different values never look alike."""
     if b is None:
         return "none"
@@ -116,10 +122,24 @@ def verify_store(
     prechecker: Prechecker | None = None,
     progress: Callable[[int, int], None] | None = None,
     need: int = 1,
+    log_missing: bool = False,
 ) -> VerifyReport:
     """``need``: how many of ``checkpoint_verifiers`` must have signed ``from_checkpoint``
-    (a consortium's threshold, to require a final, cosigned checkpoint)."""
+    (a consortium's threshold, to require a final, cosigned checkpoint).
+
+    First the log and the store must agree (``logcheck``): a missing log
+    (``log_missing``), a log shorter than the store, or a log of another history is a
+    "log" finding that says what to restore."""
     start = time.perf_counter()
+    notes: list[str] = []
+    if orderer is not None or log_missing:
+        path = getattr(orderer, "path", None)
+        name = "the ordered log" + (f" ({path.name})" if path is not None else
+                                    " (orderer.db)" if log_missing else "")
+        for m in check_log(store, None if log_missing else orderer, log_name=name,
+                           log_missing=log_missing):
+            raise IntegrityError(Finding("log", m.kind, "", "", detail=m.message))
+        notes.extend(_log_ahead(store, orderer))
     held: Checkpoint | None = None
     if from_checkpoint is not None:
         note = parse_note(from_checkpoint)
@@ -174,8 +194,21 @@ def verify_store(
         blocks=replica.next_height, transactions=txs, rejected=rejected,
         log_size=replica.tree.size, log_root=replica.tree.root(),
         seconds=time.perf_counter() - start,
-        checkpoint_height=held.height if held else None,
+        checkpoint_height=held.height if held else None, notes=tuple(notes),
     )
+
+
+def _log_ahead(store: ChainStore, orderer: Orderer | None) -> list[str]:
+    """A note when the log goes on past the store's last block (not damage: the node
+    derives those blocks when it next runs)."""
+    last = last_header(store)
+    if orderer is None or last is None:
+        return []
+    extra = orderer.size() - (last.cut + 1)
+    if extra <= 0:
+        return []
+    return [(f"the ordered log holds {extra} entries past the store's last block (height "
+            f"{last.height}): the node derives them when it next runs")]
 
 
 def _blocks_with_txs(store: ChainStore) -> Iterator[tuple[int, bytes, bytes, bytes, list[StoredTx]]]:
@@ -205,8 +238,8 @@ def _ordered_entries(orderer: Orderer | None, stored: Sequence[StoredTx]) -> dic
 def _compare_with_log(entry: bytes, t: StoredTx, height: int) -> None:
     if entry != encode_tx_entry(t.envelope):
         _fail("tamper", "transaction envelope",
-              f"the ordered entry at position {t.pos} ({_short(merkle.leaf_hash(entry[1:]))})",
-              f"stored bytes with leaf hash {_short(merkle.leaf_hash(t.envelope))}",
+              f"the ordered entry at position {t.pos} ({short(merkle.leaf_hash(entry[1:]))})",
+              f"stored bytes with leaf hash {short(merkle.leaf_hash(t.envelope))}",
               height=height, tx_index=t.idx, tx_hash=None if t.hash is None else t.hash.hex())
 
 
@@ -216,7 +249,7 @@ def _compare_block(block: Block, stored: Sequence[StoredTx], header: BlockHeader
         where = {"height": height, "tx_index": t.idx,
                  "tx_hash": None if block.tx_hashes[i] is None else block.tx_hashes[i].hex()}  # type: ignore[union-attr]
         if t.hash != block.tx_hashes[i]:
-            _fail("tamper", "transaction hash", _short(block.tx_hashes[i]), _short(t.hash), **where)
+            _fail("tamper", "transaction hash", short(block.tx_hashes[i]), short(t.hash), **where)
         try:
             found: Result | str = t.decoded_result()
         except (MalformedError, GlucoledgerError):
@@ -228,10 +261,10 @@ def _compare_block(block: Block, stored: Sequence[StoredTx], header: BlockHeader
     for name in BlockHeader.__slots__:
         a, b = getattr(derived, name), getattr(header, name)
         if a != b:
-            fmt = _short if isinstance(a, bytes) else str
+            fmt = short if isinstance(a, bytes) else str
             _fail("tamper", f"header field '{name}'", fmt(a), fmt(b), height=height)
     if bhash != block.hash:
-        _fail("tamper", "stored block hash", _short(block.hash), _short(bhash), height=height)
+        _fail("tamper", "stored block hash", short(block.hash), short(bhash), height=height)
 
 
 def _check_checkpoint(note_bytes: bytes, block: Block, chain: str,
@@ -252,22 +285,32 @@ def _check_checkpoint(note_bytes: bytes, block: Block, chain: str,
 
 
 def _compare_state(store: ChainStore, replica: Replica) -> None:
+    """Every differing state entry is named (the first in full, the others by key)."""
     stored = store.load_state()
     derived = replica.state.snapshot()
-    for key in sorted(set(stored) | set(derived)):
-        if stored.get(key) != derived.get(key):
-            _fail("tamper", f"state entry '{key}'",
-                  _short(derived.get(key)) if key in derived else "absent",
-                  _short(stored.get(key)) if key in stored else "absent")
+    bad = [k for k in sorted(set(stored) | set(derived)) if stored.get(k) != derived.get(k)]
+    if bad:
+        key = bad[0]
+        more = f" (and {len(bad) - 1} more: {', '.join(bad[1:])})" if len(bad) > 1 else ""
+        _fail("tamper", f"state entry '{key}'{more}",
+              short(derived.get(key)) if key in derived else "absent",
+              short(stored.get(key)) if key in stored else "absent")
 
 
 def _compare_nodes(store: ChainStore, derived: dict[tuple[int, int], bytes]) -> None:
+    """Every differing stored Merkle node is named."""
     seen = 0
+    bad: list[tuple[int, int, bytes]] = []
     for level, index, h in store.all_nodes():
         seen += 1
         if derived.get((level, index)) != h:
-            _fail("tamper", f"Merkle node (level {level}, index {index})",
-                  _short(derived.get((level, index))), _short(h))
+            bad.append((level, index, h))
+    if bad:
+        level, index, h = bad[0]
+        more = (" (and " + ", ".join(f"({lv}, {ix})" for lv, ix, _ in bad[1:]) + ")"
+                if len(bad) > 1 else "")
+        _fail("tamper", f"Merkle node (level {level}, index {index}){more}",
+              short(derived.get((level, index))), short(h))
     if seen != len(derived):
         _fail("tamper", "number of stored Merkle nodes", len(derived), seen)
 
@@ -281,8 +324,8 @@ def _check_held(held: Checkpoint, at: BlockHeader | None, replica: Replica,
               f"{replica.tree.size} transactions")
     assert at is not None
     if at.hash() != held.block_hash or at.log_root != held.root or at.log_size != held.size:
-        _fail("fork", f"block {held.height}", f"root {_short(held.root)} as in your checkpoint",
-              f"root {_short(at.log_root)} in the store", height=held.height)
+        _fail("fork", f"block {held.height}", f"root {short(held.root)} as in your checkpoint",
+              f"root {short(at.log_root)} in the store", height=held.height)
     try:
         proof = merkle.consistency_proof(store, held.size, replica.tree.size)
         merkle.verify_consistency(held.size, replica.tree.size, proof, held.root,
@@ -292,83 +335,4 @@ def _check_held(held: Checkpoint, at: BlockHeader | None, replica: Replica,
               exc.message)
 
 
-@dataclass(frozen=True, slots=True)
-class VaultReport:
-    batches: int
-    decrypted: int
-    self_custody: int
-    seconds: float
-    #: Batches destroyed by an ``erase`` transaction: (ciphertext hash, erasing tx hash).
-    erased: tuple[tuple[bytes, bytes], ...] = ()
-
-    def describe_erasures(self) -> list[str]:
-        return [f"batch {ct.hex()[:16]} erased by transaction {tx.hex()[:16]}"
-                for ct, tx in self.erased]
-
-
-def verify_vault(store: ChainStore, vault: Any, *, decrypt: bool = True,
-                 erased: Callable[[bytes], bytes | None] | None = None) -> VaultReport:
-    """Check every accepted ``data.commit`` against the vault: a row, a blob, the same hash.
-
-    For each accepted commit (in log order): the vault holds its batch row; the blob named by
-    the committed ciphertext hash exists and its SHA-256 matches; with ``decrypt`` the batch
-    also opens under its wrapped data key (AES-GCM tag) and its salted leaves give the
-    committed root. Self-custody batches are checked up to the hash (the node cannot open
-    them). Raises IntegrityError naming the batch (patient, stream, transaction index).
-
-    ``erased(ct)`` names the ``erase`` transaction that destroyed a batch (None if none): such
-    a batch is reported in ``VaultReport.erased``, not as tampering.
-    """
-    from ..crypto import sha256
-    from ..ledger.tx import SignedTx
-    from ..vault.batch import leaf_hashes
-    from ..vault.store import BatchIntegrityError
-
-    start = time.perf_counter()
-    n = opened = own = 0
-    gone: list[tuple[bytes, bytes]] = []
-    for height, _bhash, _header, _note in store.iter_blocks():
-        for t in store.txs_of_block(height):
-            if b"data.commit" not in t.envelope or not t.decoded_result().ok:
-                continue
-            stx = SignedTx.decode(t.envelope)
-            if stx.tx.type != "data.commit":
-                continue
-            body = stx.tx.body
-            n += 1
-            name = (f"batch of patient {body['patient'].hex()[:16]} stream {body['stream']} "
-                    f"(uploader {body['uploader'].hex()[:16]} seq {body['seq']})")
-            where = {"height": height, "tx_index": t.idx, "tx_hash": stx.tx_hash.hex()}
-            by = erased(body["ct"]) if erased is not None else None
-            if by is not None:
-                gone.append((body["ct"], by))
-                continue
-            try:
-                row = vault.by_ct(body["ct"])
-            except GlucoledgerError:
-                _fail("tamper", f"vault row of {name}", "a batch row", "none", **where)
-            try:
-                blob = vault.blobs.get(body["ct"])
-            except GlucoledgerError:
-                _fail("tamper", f"blob of {name}", _short(body["ct"]), "missing", **where)
-            if sha256(blob) != body["ct"]:
-                _fail("tamper", f"blob of {name}", f"SHA-256 {_short(body['ct'])}",
-                      f"SHA-256 {_short(sha256(blob))}", **where)
-            if row.root != body["root"] or row.seq != body["seq"]:
-                _fail("tamper", f"vault row of {name}", "the committed root and sequence",
-                      "other values", **where)
-            if row.custody == "self":
-                own += 1
-                continue
-            if decrypt:
-                try:
-                    salt_key, batch = vault.decrypt(row, blob)
-                except BatchIntegrityError as exc:
-                    _fail("tamper", f"ciphertext of {name}", "an AES-GCM tag that verifies",
-                          exc.message, **where)
-                values = [r.to_value() for r in batch.items]
-                if merkle.root_of(leaf_hashes(salt_key, values)) != body["root"]:
-                    _fail("tamper", f"contents of {name}", "the committed salted root",
-                          "another root", **where)
-                opened += 1
-    return VaultReport(n, opened, own, time.perf_counter() - start, tuple(gone))
+from .vaultcheck import VaultIntegrityError, VaultReport, verify_vault

@@ -14,26 +14,23 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import OrderingError
+from ..sqlitetx import connect, sqlite_error, transaction
 from .base import MAX_ENTRY, Orderer
 
 __all__ = ["EmbeddedOrderer"]
 
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS log (pos INTEGER PRIMARY KEY, entry BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS compacted (id INTEGER PRIMARY KEY CHECK (id = 0),
+    first INTEGER NOT NULL);
+"""
+
 
 class EmbeddedOrderer(Orderer):
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
         self.path = Path(path)
-        try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                       timeout=30.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS log (pos INTEGER PRIMARY KEY, entry BLOB NOT NULL)"
-            )
-            self._db.execute("CREATE TABLE IF NOT EXISTS compacted (id INTEGER PRIMARY KEY "
-                             "CHECK (id = 0), first INTEGER NOT NULL)")
-        except sqlite3.Error as exc:
-            raise OrderingError(f"cannot open the log at {self.path}: {exc}") from None
+        self._db = connect(self.path, sync="FULL", readonly=readonly, schema=_SCHEMA,
+                           what="the ordered log", error=OrderingError)
         self._lock = threading.Lock()
         self._cond = threading.Condition()
 
@@ -43,27 +40,21 @@ class EmbeddedOrderer(Orderer):
         for e in entries:
             if not isinstance(e, bytes) or len(e) > MAX_ENTRY:
                 raise ValueError(f"log entries are bytes, at most {MAX_ENTRY} long")
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    first = self._size_locked()
-                    self._db.executemany(
-                        "INSERT INTO log (pos, entry) VALUES (?, ?)",
-                        [(first + i, e) for i, e in enumerate(entries)],
-                    )
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise OrderingError(f"could not append to the log at {self.path}: {exc}") from None
+        with self._lock, transaction(self._db, self.path, "appending to the ordered log",
+                                     error=OrderingError) as db:
+            first = self._size_locked()
+            db.executemany("INSERT INTO log (pos, entry) VALUES (?, ?)",
+                           [(first + i, e) for i, e in enumerate(entries)])
         with self._cond:
             self._cond.notify_all()
         return first
 
     def _first_locked(self) -> int:
-        row = self._db.execute("SELECT first FROM compacted WHERE id = 0").fetchone()
+        try:
+            row = self._db.execute("SELECT first FROM compacted WHERE id = 0").fetchone()
+        except sqlite3.Error as exc:
+            raise sqlite_error(exc, self.path, "reading the ordered log",
+                               error=OrderingError) from None
         return int(row[0]) if row else 0
 
     def _size_locked(self) -> int:
@@ -76,20 +67,12 @@ class EmbeddedOrderer(Orderer):
 
     def compact(self, below: int) -> None:
         """Drop entries below ``below`` (at most up to the current size; never backwards)."""
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    below = min(below, self._size_locked())
-                    if below > self._first_locked():
-                        self._db.execute("DELETE FROM log WHERE pos < ?", (below,))
-                        self._db.execute("INSERT OR REPLACE INTO compacted VALUES (0, ?)", (below,))
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise OrderingError(f"could not compact the log at {self.path}: {exc}") from None
+        with self._lock, transaction(self._db, self.path, "compacting the ordered log",
+                                     error=OrderingError) as db:
+            below = min(below, self._size_locked())
+            if below > self._first_locked():
+                db.execute("DELETE FROM log WHERE pos < ?", (below,))
+                db.execute("INSERT OR REPLACE INTO compacted VALUES (0, ?)", (below,))
 
     def read(self, start: int, limit: int = 1000) -> list[bytes]:
         if start < 0 or limit < 0:
@@ -105,7 +88,8 @@ class EmbeddedOrderer(Orderer):
                     "SELECT entry FROM log WHERE pos >= ? ORDER BY pos LIMIT ?", (start, limit)
                 ).fetchall()
             except sqlite3.Error as exc:
-                raise OrderingError(f"could not read the log at {self.path}: {exc}") from None
+                raise sqlite_error(exc, self.path, "reading the ordered log",
+                                   error=OrderingError) from None
         return [bytes(r[0]) for r in rows]
 
     def size(self) -> int:
@@ -113,7 +97,8 @@ class EmbeddedOrderer(Orderer):
             try:
                 return self._size_locked()
             except sqlite3.Error as exc:
-                raise OrderingError(f"could not read the log at {self.path}: {exc}") from None
+                raise sqlite_error(exc, self.path, "reading the ordered log",
+                                   error=OrderingError) from None
 
     def wait(self, size: int, timeout: float) -> int:
         deadline = time.monotonic() + timeout

@@ -41,6 +41,7 @@ from pathlib import Path
 
 from ..crypto import sha256
 from ..errors import NotFoundError, StorageError
+from ..files import storage_error
 
 __all__ = ["PACK_LIMIT", "BlobStore", "FsBlobStore", "MemoryBlobStore"]
 
@@ -93,7 +94,7 @@ class FsBlobStore(BlobStore):
         try:
             self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
-            raise StorageError(f"cannot create the blob folder {self.root}: {exc}") from None
+            raise storage_error(exc, self.root, "creating the blob folder") from None
 
     def path(self, digest: bytes) -> Path:
         """Where the loose copy of a blob lives (packed blobs: see ``locate``)."""
@@ -119,7 +120,7 @@ class FsBlobStore(BlobStore):
                         if self._active is None or pack != self._active[0]:
                             self._scan(pack)
                 except OSError as exc:
-                    raise StorageError(f"cannot read the blob packs under {self.root}: {exc}"
+                    raise storage_error(exc, self.root, "reading the blob packs"
                                        ) from None
             return self._index
 
@@ -172,7 +173,7 @@ class FsBlobStore(BlobStore):
                     os.fdatasync(fd)
             except OSError as exc:
                 self._retire()  # its tail may be torn: never append to it again
-                raise StorageError(f"cannot write a blob pack under {self.root}: {exc}"
+                raise storage_error(exc, self.root, "writing a blob pack"
                                    ) from None
             self._active = (pack, fd, size + pos)
             for digest, offset, length in where:
@@ -196,7 +197,7 @@ class FsBlobStore(BlobStore):
             if self.fsync:
                 _sync_dir(self._packs)
         except OSError as exc:
-            raise StorageError(f"cannot create a blob pack under {self.root}: {exc}") from None
+            raise storage_error(exc, self.root, "creating a blob pack") from None
         self._live.setdefault(pack, 0)
         self._scanned[pack] = 0
         self._active = (pack, fd, 0)
@@ -262,7 +263,7 @@ class FsBlobStore(BlobStore):
                 tmp.unlink(missing_ok=True)
             except OSError:
                 pass
-            raise StorageError(f"cannot write blob {h[:16]} under {self.root}: {exc}") from None
+            raise storage_error(exc, self.root, f"writing blob {h[:16]}") from None
         return digest
 
     def get(self, digest: bytes) -> bytes:

@@ -35,8 +35,9 @@ from typing import Any
 from ..crypto import constant_time_equal, sha256
 from ..crypto.hpke import hpke_open, hpke_seal
 from ..crypto.seal import new_key, open_sealed, seal
-from ..errors import ConsistencyError, GlucoledgerError, NotFoundError, StorageError
+from ..errors import ConsistencyError, GlucoledgerError, NotFoundError
 from ..glucose.readings import Batch
+from ..sqlitetx import connect, sqlite_error, transaction
 from .batch import Checked, Upload, batch_aad, read_plaintext
 from .blobstore import BlobStore, FsBlobStore
 
@@ -110,7 +111,9 @@ def _row(r: Sequence[Any]) -> BatchRow:
 
 class Vault:
     def __init__(self, data_dir: Path, master: bytes, chain: str, *,
-                 blobs: BlobStore | None = None, fsync: bool = True) -> None:
+                 blobs: BlobStore | None = None, fsync: bool = True,
+                 readonly: bool = False) -> None:
+        """``readonly``: open an existing vault without writing anything (for verify)."""
         self.data_dir = Path(data_dir)
         self.chain = chain
         self._master = master
@@ -119,15 +122,9 @@ class Vault:
                                                                  fsync=fsync)
         self._lock = threading.RLock()
         self._keks: dict[tuple[bytes, str], bytes] = {}
-        try:
-            self._db = sqlite3.connect(self.data_dir / "vault.db", isolation_level=None,
-                                       check_same_thread=False, timeout=30.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL" if fsync else "PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot open the vault database in {self.data_dir}: {exc}"
-                               ) from None
+        self._path = self.data_dir / "vault.db"
+        self._db = connect(self._path, sync="FULL" if fsync else "NORMAL", readonly=readonly,
+                           schema=_SCHEMA, what="the vault database")
 
     def close(self) -> None:
         with self._lock:
@@ -140,7 +137,7 @@ class Vault:
             try:
                 return self._db.execute(sql, args).fetchall()
             except sqlite3.Error as exc:
-                raise StorageError(f"vault database query failed: {exc}") from None
+                raise sqlite_error(exc, self._path, "reading the vault database") from None
 
     def _many(self, statements: Iterable[tuple[str, Sequence[Sequence[Any]]]], *,
               durable: bool = True) -> None:
@@ -151,19 +148,17 @@ class Vault:
             try:
                 if not durable and self._fsync:
                     self._db.execute("PRAGMA synchronous=NORMAL")
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
+                with transaction(self._db, self._path, "writing the vault database") as db:
                     for sql, rows in statements:
-                        self._db.executemany(sql, rows)
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                finally:
-                    if not durable and self._fsync:
+                        db.executemany(sql, rows)
+            except sqlite3.Error as exc:  # the PRAGMA
+                raise sqlite_error(exc, self._path, "writing the vault database") from None
+            finally:
+                if not durable and self._fsync:
+                    try:
                         self._db.execute("PRAGMA synchronous=FULL")
-            except sqlite3.Error as exc:
-                raise StorageError(f"vault database write failed: {exc}") from None
+                    except sqlite3.Error:
+                        pass  # the next durable write reports the cause
 
     # --- keys -----------------------------------------------------------------------------
     def kek(self, patient: bytes, stream: str) -> bytes:
@@ -176,8 +171,8 @@ class Vault:
             rows = self._q("SELECT wrapped FROM keks WHERE patient = ? AND stream = ?",
                            (patient, stream))
             if not rows:
-                self._q("INSERT OR IGNORE INTO keks VALUES (?, ?, ?)",
-                        (patient, stream, seal(self._master, new_key(), "kek", aad)))
+                self._many([("INSERT OR IGNORE INTO keks VALUES (?, ?, ?)",
+                              [(patient, stream, seal(self._master, new_key(), "kek", aad))])])
                 rows = self._q("SELECT wrapped FROM keks WHERE patient = ? AND stream = ?",
                                (patient, stream))
             key = open_sealed(self._master, bytes(rows[0][0]), "kek", aad)
@@ -187,7 +182,8 @@ class Vault:
     def erase(self, patient: bytes, stream: str) -> None:
         """Destroy the stream's KEK: every batch under it becomes unreadable."""
         with self._lock:
-            self._q("DELETE FROM keks WHERE patient = ? AND stream = ?", (patient, stream))
+            self._many([("DELETE FROM keks WHERE patient = ? AND stream = ?",
+                         [(patient, stream)])])
             self._keks.pop((patient, stream), None)
 
     # --- sealing --------------------------------------------------------------------------
@@ -279,9 +275,27 @@ class Vault:
                 f"SELECT tag FROM tags WHERE tag IN ({','.join('?' * len(part))})", part))
         return found
 
-    def find(self, uploader: bytes, seq: int) -> BatchRow | None:
+    def tag_owners(self, tags: Sequence[bytes]) -> dict[bytes, BatchRow]:
+        """For each of ``tags`` some batch holds: that batch's row (committed or pending)."""
+        found: dict[bytes, BatchRow] = {}
+        for i in range(0, len(tags), 500):
+            part = list(tags[i:i + 500])
+            cols = ",".join(f"b.{c}" for c in _COLS)
+            for r in self._q(f"SELECT t.tag, {cols} FROM tags t JOIN batches b ON b.ct = t.ct "
+                             f"WHERE t.tag IN ({','.join('?' * len(part))})", part):
+                found[bytes(r[0])] = _row(r[1:])
+        return found
+
+    def release_pending_tags(self, tags: Sequence[bytes]) -> None:
+        """Detach ``tags`` from batches still pending (a crashed attempt whose commit was
+        never ordered), so a new attempt of the same content can hold them."""
+        sql = ("DELETE FROM tags WHERE tag = ? AND ct IN "
+               "(SELECT ct FROM batches WHERE status = 'pending')")
+        self._many([(sql, [(t,) for t in tags])])
+
+    def find(self, uploader: bytes, seq: int, *, status: str = "committed") -> BatchRow | None:
         rows = self._q(f"SELECT {','.join(_COLS)} FROM batches WHERE uploader = ? AND seq = ? "
-                       "AND status = 'committed'", (uploader, seq))
+                       "AND status = ?", (uploader, seq, status))
         return _row(rows[0]) if rows else None
 
     def by_ct(self, ct: bytes) -> BatchRow:
@@ -304,6 +318,11 @@ class Vault:
             sql += " AND start <= ? AND end > ?"
             args += [at, at]
         return [_row(r) for r in self._q(sql + " ORDER BY patient, stream, start, seq", args)]
+
+    def max_committed_index(self) -> int | None:
+        """The highest log index a committed row names (None: no committed row)."""
+        row = self._q("SELECT MAX(tx_index) FROM batches WHERE status = 'committed'")[0][0]
+        return None if row is None else int(row)
 
     def count(self) -> int:
         return int(self._q("SELECT COUNT(*) FROM batches WHERE status = 'committed'")[0][0])

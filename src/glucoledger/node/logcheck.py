@@ -1,0 +1,111 @@
+"""The ordered log, the chain store and the vault check each other (issue 12, "Durability").
+
+The store is derived from the log; the vault's committed rows name transactions of the
+store. Acknowledged means durable in all three, so at start (``Node``, ``IngestService``) and
+in ``verify`` they must agree:
+
+- the log holds every position the store was derived from: its size is past the cut of the
+  store's last block, and the entry at that cut is the cut of that block (height and time);
+  otherwise the log lost its tail, was deleted, or belongs to another history;
+- the store may be *behind* its log (a crash between ordering and storing, or a store
+  restored from an older backup): the node re-derives the missing blocks from the log at
+  start, identical; ``verify`` reports it as a note, not as damage;
+- every committed vault row names a transaction the store holds.
+
+Each disagreement is a :class:`LogMismatch` that says which side is short and what to do.
+The node refuses to start (and so to append) until it is resolved. Pure reads: nothing here
+writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import GlucoledgerError, StorageError
+from ..ledger.block import BlockHeader
+from ..ledger.log import encode_cut
+from ..ordering.base import Orderer
+from .chainstore import ChainStore
+
+__all__ = ["LogMismatch", "check_log", "check_vault_rows", "last_header",
+           "refuse_if_mismatched"]
+
+
+@dataclass(frozen=True, slots=True)
+class LogMismatch:
+    kind: str  # "missing_log", "short_log", "other_log", "vault_ahead"
+    message: str
+
+
+def _restore_hint(log: str) -> str:
+    return (f"restore {log} from the backup taken together with chain.db (or, in a "
+            "consortium, from another member); the node refuses to append until the log "
+            "holds every position the store was derived from")
+
+
+def check_log(store: ChainStore, orderer: Orderer | None, *, log_name: str = "the log",
+              log_missing: bool = False) -> list[LogMismatch]:
+    """What disagrees between ``store`` and ``orderer`` (empty: they agree).
+
+    ``log_missing``: the log's file does not exist (then ``orderer`` is not consulted).
+    A store whose last header does not decode is not judged here: ``verify`` names it.
+    """
+    last = last_header(store)
+    if last is None:
+        return []
+    if log_missing or orderer is None:
+        return [LogMismatch(
+            "missing_log",
+            f"{log_name} is missing while the store holds blocks 0 to {last.height} "
+            f"(derived from log positions 0 to {last.cut}): {_restore_hint(log_name)}")]
+    try:
+        size = orderer.size()
+        first = orderer.first()
+        entry = orderer.read(last.cut, 1) if size > last.cut and first <= last.cut else None
+    except GlucoledgerError as exc:
+        return [LogMismatch("missing_log", f"{log_name} cannot be read ({exc.message})")]
+    if size <= last.cut:
+        return [LogMismatch(
+            "short_log",
+            f"{log_name} ends at position {size - 1} ({size} entries), the store at block "
+            f"{last.height}, cut at position {last.cut}: the store is ahead of its log (the "
+            f"log lost its tail or was restored from an older backup); "
+            f"{_restore_hint(log_name)}")]
+    if entry is not None and entry != [encode_cut(last.height, last.time)]:
+        return [LogMismatch(
+            "other_log",
+            f"{log_name} at position {last.cut} is not the cut of the store's block "
+            f"{last.height}: the log and the store belong to different histories; "
+            f"{_restore_hint(log_name)}")]
+    return []
+
+
+def last_header(store: ChainStore) -> BlockHeader | None:
+    """The store's last header, or None if it has none or it does not decode."""
+    try:
+        return store.last_header()
+    except (GlucoledgerError, ValueError):
+        return None
+
+
+def check_vault_rows(store: ChainStore, max_committed_index: int | None) -> list[LogMismatch]:
+    """The vault's committed rows must name transactions the store holds."""
+    if max_committed_index is None:
+        return []
+    count = store.tx_count()
+    if max_committed_index >= count:
+        return [LogMismatch(
+            "vault_ahead",
+            f"the vault holds a committed batch at log index {max_committed_index}, the store "
+            f"only {count} transactions: the store or its log was rolled back (restored from "
+            "an older backup); restore orderer.db and chain.db from the backup taken with "
+            "vault.db, or from another member")]
+    return []
+
+
+def refuse_if_mismatched(found: list[LogMismatch], data_dir: Path) -> None:
+    """Raise StorageError naming every disagreement (the node must not append)."""
+    if found:
+        raise StorageError(f"the node in {data_dir} cannot start: "
+                           + "; ".join(m.message for m in found), code=found[0].kind)

@@ -1,0 +1,57 @@
+"""A node with data, built through the real service layer, for the durability trials."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from glucoledger.glucose.readings import Batch, CgmReading
+from glucoledger.node.ingest import IngestReceipt, IngestService, open_vault
+from glucoledger.node.service import Node
+from glucoledger.node.world import World
+from glucoledger.vault.batch import prepare_upload
+
+T0 = 1_700_000_012_345
+
+
+def cgm_batch(seq: int, n: int = 48) -> Batch:
+    t0 = T0 + seq * n * 300_000
+    items = tuple(CgmReading(t0 + i * 300_000, 0, 60 + (i * 7 + seq) % 300) for i in range(n))
+    return Batch("cgm", items, items[0].time_ms, items[-1].time_ms, n)
+
+
+def make_node(folder: Path, uploads: int = 6) -> list[IngestReceipt]:
+    """A node in ``folder`` with one patient, one device and ``uploads`` committed batches
+    (one block each); closed afterwards."""
+    node = Node.init(folder, workers=1)
+    try:
+        world = World.create(node)
+        alice = world.add_patient("alice")
+        dev = world.add_device("SN-1", patient=alice)
+        vault = open_vault(node)
+        ingest = IngestService(node, vault, workers=1)
+        try:
+            return [ingest.upload(prepare_upload(node.chain, alice.id, dev.id, seq,
+                                                 cgm_batch(seq), dev.key))
+                    for seq in range(1, uploads + 1)]
+        finally:
+            ingest.close()
+            vault.close()
+    finally:
+        node.close()
+
+
+def add_uploads(folder: Path, seqs: range) -> list[IngestReceipt]:
+    node = Node(folder, workers=1)
+    try:
+        world = World.load(node)
+        alice, dev = world.patient("alice"), world.device("SN-1")
+        vault = open_vault(node)
+        ingest = IngestService(node, vault, workers=1)
+        try:
+            return [ingest.upload(prepare_upload(node.chain, alice.id, dev.id, seq,
+                                                 cgm_batch(seq), dev.key)) for seq in seqs]
+        finally:
+            ingest.close()
+            vault.close()
+    finally:
+        node.close()

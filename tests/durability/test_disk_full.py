@@ -1,0 +1,198 @@
+"""Disk-full trials on a real small file system (a tmpfs made by the test, as root).
+
+What must hold (issue 12): while the disk is full nothing is acknowledged and the answer
+names the cause ("disk full on ..."); the node never stores a block on top of a missing one
+and never deletes a batch whose commit may be ordered; once space returns it recovers by
+itself, every acknowledged reading reads back, and verify and verify-vault say OK.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from glucoledger.errors import BackendError, GlucoledgerError
+from glucoledger.glucose.readings import Batch, CgmReading
+from glucoledger.node.ingest import IngestReceipt, IngestService, open_vault
+from glucoledger.node.service import Node, verify_folder
+from glucoledger.node.verify import verify_vault
+from glucoledger.node.world import World
+from glucoledger.vault.batch import Upload, prepare_upload
+
+from .smallfs import ballast, small_fs
+
+T0 = 1_700_000_012_345
+
+
+_MADE: dict[tuple[bytes, int], Upload] = {}
+
+
+def _upload(world: World, dev: object, patient: bytes, seq: int, n: int = 288) -> Upload:
+    """The upload of ``seq``, the same bytes every time (a retry resends what it sent)."""
+    key = (dev.id, seq)  # type: ignore[attr-defined]
+    if key not in _MADE:
+        _MADE[key] = _make(world, dev, patient, seq, n)
+    return _MADE[key]
+
+
+def _make(world: World, dev: object, patient: bytes, seq: int, n: int) -> Upload:
+    t0 = T0 + seq * n * 300_000
+    items = tuple(CgmReading(t0 + i * 300_000, 0, 60 + (i * 7 + seq) % 300) for i in range(n))
+    batch = Batch("cgm", items, items[0].time_ms, items[-1].time_ms, n)
+    return prepare_upload(world.node.chain, patient, dev.id, seq, batch, dev.key)  # type: ignore[attr-defined]
+
+
+def _all_readable(ingest: IngestService, acked: dict[int, IngestReceipt]) -> None:
+    for seq, r in acked.items():
+        row = ingest.vault.by_ct(r.ct)
+        _salt, batch = ingest.vault.open(row)
+        assert batch.count == r.count and row.seq == seq and row.tx_index == r.tx_index
+
+
+def _check_clean(node: Node, ingest: IngestService, acked: dict[int, IngestReceipt]) -> None:
+    _all_readable(ingest, acked)
+    report = node.verify()
+    assert report.blocks == node.store.height()
+    vr = verify_vault(node.store, ingest.vault)
+    assert vr.batches >= len(acked) and vr.decrypted == vr.batches
+    assert not ingest.vault.batches(status="pending")
+
+
+def _setup(folder: Path) -> tuple[Node, World, object, bytes]:
+    node = Node.init(folder, workers=1)
+    world = World.create(node)
+    alice = world.add_patient("alice")
+    dev = world.add_device("SN-1", patient=alice)
+    return node, world, dev, alice.id
+
+
+def test_full_disk_under_the_block_store_stops_and_recovers(tmp_path: Path) -> None:
+    """Only chain.db is on the full disk: the log takes the commits, the blocks fail. The node
+    must stop (no block over a hole), keep the vault rows, and recover once space returns."""
+    node, world, dev, alice = _setup(tmp_path / "node")
+    node.close()
+    with small_fs(tmp_path / "small", 3072) as small:
+        for name in ("chain.db", "chain.db-wal", "chain.db-shm"):
+            src = tmp_path / "node" / name
+            if src.exists():
+                shutil.move(src, small / name)
+        (tmp_path / "node" / "chain.db").symlink_to(small / "chain.db")
+        node = Node(tmp_path / "node", workers=1)
+        world = World.load(node)
+        vault = open_vault(node)
+        ingest = IngestService(node, vault)
+        acked: dict[int, IngestReceipt] = {}
+        failed: list[int] = []
+        try:
+            seq = 1
+            acked[seq] = ingest.upload(_upload(world, dev, alice, seq))
+            filler = small / "ballast"
+            ballast(filler, 0)
+            for seq in range(2, 12):
+                try:
+                    acked[seq] = ingest.upload(_upload(world, dev, alice, seq))
+                except BackendError as exc:
+                    failed.append(seq)
+                    assert "disk full on" in exc.message and str(small) in exc.message
+                    assert "cannot rollback" not in exc.message
+                    assert exc.http_status == 503
+            assert failed, "the trial never filled the disk: it proved nothing"
+            assert node.fault is not None
+            height = node.store.height()
+            # Still full: the node refuses every write and stores nothing.
+            with pytest.raises(BackendError, match="disk full"):
+                ingest.upload(_upload(world, dev, alice, 50))
+            assert node.store.height() == height
+            filler.unlink()
+            # Space is back: the first request re-derives the missing blocks, then goes on.
+            # The first failed upload's commit was ordered before its block failed: its
+            # retry answers the original receipt; the later ones were refused before
+            # anything was ordered, and are stored now.
+            for seq in failed:
+                again = ingest.upload(_upload(world, dev, alice, seq))
+                assert node.fault is None
+                assert again.duplicate == (seq == failed[0])
+                acked[seq] = again
+            acked[60] = ingest.upload(_upload(world, dev, alice, 60))
+            _check_clean(node, ingest, acked)
+        finally:
+            ingest.close()
+            vault.close()
+            node.close()
+
+
+@pytest.mark.slow
+def test_full_disk_under_ingest_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    """The whole node on a small file system, filled while uploads go on."""
+    with small_fs(tmp_path / "small", 8192) as small:
+        node, world, dev, alice = _setup(small / "node")
+        vault = open_vault(node)
+        ingest = IngestService(node, vault)
+        acked: dict[int, IngestReceipt] = {}
+        errors: dict[int, str] = {}
+        try:
+            filler = small / "ballast"
+            ballast(filler, 160)
+            for seq in range(1, 60):
+                try:
+                    acked[seq] = ingest.upload(_upload(world, dev, alice, seq))
+                except GlucoledgerError as exc:
+                    errors[seq] = exc.message
+                    assert isinstance(exc, BackendError), exc.message
+                    assert "cannot rollback" not in exc.message
+            assert errors, "the trial never filled the disk: it proved nothing"
+            assert any("disk full on" in m for m in errors.values()), errors
+            filler.unlink()
+            for seq in sorted(errors):
+                r = ingest.upload(_upload(world, dev, alice, seq))
+                acked[seq] = r
+            _check_clean(node, ingest, acked)
+            cts = [r.ct for r in acked.values()]
+            assert len(set(cts)) == len(cts) == vault.count()  # nothing doubled
+        finally:
+            ingest.close()
+            vault.close()
+            node.close()
+
+
+@pytest.mark.slow
+def test_file_size_limit_under_the_ingest_command(tmp_path: Path) -> None:
+    """The fallback where no file system can be mounted: ``ulimit -f`` (RLIMIT_FSIZE) makes
+    writes past the limit fail (EFBIG) in a real ``glucoledger ingest`` process. It must end
+    with a message naming the cause, acknowledge nothing it did not store, and the same
+    command rerun without the limit must store everything once."""
+    import resource
+    import subprocess
+    import sys
+
+    from .helpers import make_node
+    from .test_idempotent_ingest import write_jsonl
+    from .test_kill import _readings
+
+    folder = tmp_path / "node"
+    make_node(folder, uploads=0)
+    f = write_jsonl(tmp_path / "week.jsonl", 2016)
+    biggest = max(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    limit = biggest + 48 * 1024
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    args = [sys.executable, "-m", "glucoledger", "ingest", str(f), "--patient", "alice",
+            "--device", "SN-1", "--batch-size", "96", "--data", str(folder)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "COLUMNS": "200"}
+    capped = subprocess.run(args, env=env, preexec_fn=cap, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert capped.returncode != 0, "the limit was never reached: the trial proved nothing"
+    assert "Traceback" not in capped.stderr and "cannot rollback" not in capped.stderr
+    assert "file size limit" in capped.stderr or "disk full" in capped.stderr or \
+        "input/output error" in capped.stderr, capped.stderr
+    again = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300,
+                           check=False)
+    assert again.returncode == 0, again.stderr
+    seen = _readings(folder)
+    assert max(seen.values()) == 1 and sum(seen.values()) == 2016
+    assert verify_folder(folder, workers=1).blocks > 1
