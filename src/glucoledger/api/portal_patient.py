@@ -37,7 +37,7 @@ from ..node.people import SecurityLog
 from .auth import optional_session
 from .context import Principal, ctx
 from .portal_base import STREAM_WORDS, fmt_of, names, render, who
-from .portal_view import Fmt, agp_report, current, day_chart, gri
+from .portal_view import STALE_MS, Fmt, agp_report, current, day_chart, gri
 from .routes_consent import devices as list_devices
 from .routes_consent import emergency_requests, grant_value, read_for
 
@@ -148,7 +148,7 @@ def home(request: Request, p: Principal, msg: str | None) -> Response:
     grantees = [{"name": n, "kind": k} for n, k in sorted(
         (i.name, i.kind) for i in _people(request) if i.kind in ("clinician", "trusted"))]
     return render(request, "patient.html", who=p, notice=msg[:200] if msg else None,
-                  now=current(cgm, now, fmt), poll=poll, days=days, compare=compare,
+                  now=current(cgm, now, fmt), version=newest_cgm(request, p.id), poll=poll, days=days, compare=compare,
                   periods=PERIODS, period=period, before=before, today=_today(records, fmt,
                                                                                now),
                   agp=agp_report(in_period, p.name), episodes=episodes[:10],
@@ -164,27 +164,33 @@ def _people(request: Request) -> list[Any]:
     return list(AddressBook(ctx(request).node).all())
 
 
+def newest_cgm(request: Request, patient: bytes) -> int:
+    """The end of her newest stored CGM batch: vault metadata, no decryption, no release."""
+    vault = ctx(request).services["access"].vault
+    return max((row.end for row in vault.batches(patient, "cgm")), default=0)
+
+
 @router.get("/portal/now.json")
-def now_json(request: Request, since: Annotated[int, Query(ge=0)] = 0) -> Response:
-    """The current glucose for the open home page. ``since``: the time of the reading the page
-    shows; with nothing newer stored, answers ``{"changed": false}`` without a read."""
+def now_json(request: Request, since: Annotated[int, Query(ge=0)] = 0,
+             at: Annotated[int, Query(ge=0)] = 0) -> Response:
+    """The current glucose for the open home page. ``since``: the data version the page shows
+    (``version`` of the last answer); ``at``: the time of the reading it shows. With nothing
+    newer stored, answers ``{"changed": false, minutes_ago, stale}`` without a read."""
     _, p = who(request)
     if p.kind != "patient":
         raise OutOfRangeError("only a patient's home shows a current glucose")
-    vault = ctx(request).services["access"].vault
-    newest = max((row.end for row in vault.batches(p.id, "cgm")), default=0)
+    version = newest_cgm(request, p.id)
     now = int(time.time() * 1000)
-    if newest <= since:
-        cur = None
-    else:
+    headers = {"Cache-Control": "no-store"}
+    cur = None
+    if version > since:
         cgm = [r for r in _records(request, p, 1) if isinstance(r, CgmReading)]
         cur = current(cgm, now, fmt_of(request))
-    headers = {"Cache-Control": "no-store"}
     if cur is None:
-        return JSONResponse({"changed": False, "minutes_ago": (now - since) // 60_000
-                             if since else None, "stale": bool(since) and now - since >
-                             15 * 60_000}, headers=headers)
-    return JSONResponse({"changed": True, **cur}, headers=headers)
+        return JSONResponse({"changed": False, "version": since,
+                             "minutes_ago": (now - at) // 60_000 if at else None,
+                             "stale": bool(at) and now - at > STALE_MS}, headers=headers)
+    return JSONResponse({"changed": True, "version": version, **cur}, headers=headers)
 
 
 # --- the audit trail in plain words ---------------------------------------------------------

@@ -14,7 +14,8 @@
   });
   var now = document.getElementById("now");
   if (!now) { return; }
-  var since = parseInt(now.getAttribute("data-time") || "0", 10);
+  var at = parseInt(now.getAttribute("data-time") || "0", 10);
+  var version = parseInt(now.getAttribute("data-version") || "0", 10);
   var poll = Math.max(2, parseInt(now.getAttribute("data-poll") || "60", 10)) * 1000;
   function set(id, text) {
     var el = document.getElementById(id);
@@ -25,8 +26,10 @@
   }
   function tick(data) {
     if (data.changed) {
-      since = data.time_ms;
-      now.setAttribute("data-time", String(since));
+      at = data.time_ms;
+      version = data.version;
+      now.setAttribute("data-time", String(at));
+      now.setAttribute("data-version", String(version));
       now.setAttribute("data-band", data.band);
       set("now-value", data.value);
       set("now-arrow", data.arrow);
@@ -40,7 +43,7 @@
     if (stale) { stale.hidden = !data.stale; }
   }
   function poll_once() {
-    fetch("/portal/now.json?since=" + since, {credentials: "same-origin",
+    fetch("/portal/now.json?since=" + version + "&at=" + at, {credentials: "same-origin",
                                                headers: {"Accept": "application/json"}})
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (data) { if (data) { tick(data); } })
