@@ -123,7 +123,8 @@ def test_polling_reads_only_when_a_new_reading_arrived(client: Any, site: Any) -
     assert again.json()["changed"] is False and again.headers["cache-control"] == "no-store"
     assert again.json()["minutes_ago"] in (first["minutes_ago"], first["minutes_ago"] + 1)
     assert site.node.store.height() == height  # nothing new: no audited read on the ledger
-    assert client.get("/portal/now.json?since=-1").status_code == 422
+    assert client.get("/portal/now.json?at=-1").status_code == 422
+    assert client.get("/portal/now.json?since=<x>").status_code == 422
 
 
 def test_her_own_looks_are_one_line_a_day(client: Any, site: Any) -> None:

@@ -164,14 +164,18 @@ def _people(request: Request) -> list[Any]:
     return list(AddressBook(ctx(request).node).all())
 
 
-def newest_cgm(request: Request, patient: bytes) -> int:
-    """The end of her newest stored CGM batch: vault metadata, no decryption, no release."""
-    vault = ctx(request).services["access"].vault
-    return max((row.end for row in vault.batches(patient, "cgm")), default=0)
+def newest_cgm(request: Request, patient: bytes) -> str:
+    """A token that changes whenever her stored CGM changes: the number of committed batches,
+    their readings and the latest batch end. Vault metadata only (no decryption, nothing
+    released); a new upload is a new batch, so the token changes with every new reading."""
+    rows = ctx(request).services["access"].vault.batches(patient, "cgm")
+    return (f"{len(rows)}.{sum(r.count for r in rows)}."
+            f"{max((r.end for r in rows), default=0)}")
 
 
 @router.get("/portal/now.json")
-def now_json(request: Request, since: Annotated[int, Query(ge=0)] = 0,
+def now_json(request: Request,
+             since: Annotated[str, Query(max_length=64, pattern=r"^[0-9.]*$")] = "",
              at: Annotated[int, Query(ge=0)] = 0) -> Response:
     """The current glucose for the open home page. ``since``: the data version the page shows
     (``version`` of the last answer); ``at``: the time of the reading it shows. With nothing
@@ -183,7 +187,7 @@ def now_json(request: Request, since: Annotated[int, Query(ge=0)] = 0,
     now = int(time.time() * 1000)
     headers = {"Cache-Control": "no-store"}
     cur = None
-    if version > since:
+    if version != since:
         cgm = [r for r in _records(request, p, 1) if isinstance(r, CgmReading)]
         cur = current(cgm, now, fmt_of(request))
     if cur is None:

@@ -15,7 +15,7 @@
   var now = document.getElementById("now");
   if (!now) { return; }
   var at = parseInt(now.getAttribute("data-time") || "0", 10);
-  var version = parseInt(now.getAttribute("data-version") || "0", 10);
+  var version = now.getAttribute("data-version") || "";
   var poll = Math.max(2, parseInt(now.getAttribute("data-poll") || "60", 10)) * 1000;
   function set(id, text) {
     var el = document.getElementById(id);
@@ -43,7 +43,7 @@
     if (stale) { stale.hidden = !data.stale; }
   }
   function poll_once() {
-    fetch("/portal/now.json?since=" + version + "&at=" + at, {credentials: "same-origin",
+    fetch("/portal/now.json?since=" + encodeURIComponent(version) + "&at=" + at, {credentials: "same-origin",
                                                headers: {"Accept": "application/json"}})
       .then(function (r) { return r.ok ? r.json() : null; })
       .then(function (data) { if (data) { tick(data); } })
