@@ -160,3 +160,18 @@ def test_gzip_for_pages_not_for_the_api(client: Any) -> None:
     assert r.headers["content-security-policy"].startswith("default-src 'self'")
     r = client.get("/api/v1/status.json", headers={"accept-encoding": "gzip"})
     assert r.headers.get("content-encoding") is None
+
+
+def test_the_csrf_token_differs_in_every_page_and_each_works(client: Any, site: Any) -> None:
+    _login(client, "alice")
+    a, b = _csrf(client.get("/portal").text), _csrf(client.get("/portal").text)
+    assert a != b  # masked with a fresh pad each time: nothing for a compression oracle
+    session = site.ctx.sessions.get(client.cookies.get("gl_session"))
+    assert session is not None
+    assert session.csrf not in client.get("/portal").text
+    for tok in (a, b):
+        r = client.post("/portal/settings", data={"csrf": tok, "units": "mg/dL", "tz": "UTC"})
+        assert r.status_code == 200 and 'id="notice"' in r.text
+    r = client.post("/portal/settings", data={"csrf": a[:-2] + "AA", "units": "mg/dL",
+                                              "tz": "UTC"})
+    assert r.status_code == 401

@@ -91,7 +91,7 @@ def account_name(request: Request, typed: str) -> str:
 @router.post("/portal/login")
 def login_submit(request: Request, name: Annotated[str, Form(max_length=64)],
                  password: Annotated[str, Form(max_length=1024)],
-                 csrf: Annotated[str, Form(max_length=64)]) -> Response:
+                 csrf: Annotated[str, Form(max_length=256)]) -> Response:
     cookie = request.cookies.get(PRE_CSRF_COOKIE)
     if not cookie or cookie != csrf:
         raise AuthenticationError("the login form expired; reload it and try again")
@@ -103,7 +103,7 @@ def login_submit(request: Request, name: Annotated[str, Form(max_length=64)],
 
 
 @router.post("/portal/logout")
-def logout_submit(request: Request, csrf: Annotated[str, Form(max_length=64)]) -> Response:
+def logout_submit(request: Request, csrf: Annotated[str, Form(max_length=256)]) -> Response:
     who(request, csrf)
     resp = RedirectResponse("/portal/login", status_code=303)
     logout(request, resp)
@@ -118,7 +118,7 @@ def status_page(request: Request) -> HTMLResponse:
 
 
 @router.post("/portal/verify")
-def verify_now(request: Request, csrf: Annotated[str, Form(max_length=64)]) -> Response:
+def verify_now(request: Request, csrf: Annotated[str, Form(max_length=256)]) -> Response:
     who(request, csrf)
     c = ctx(request)
     r = c.node.verify()
@@ -139,7 +139,7 @@ def settings_page(request: Request, msg: str | None = None) -> Response:
 
 
 @router.post("/portal/settings")
-def settings_submit(request: Request, csrf: Annotated[str, Form(max_length=64)],
+def settings_submit(request: Request, csrf: Annotated[str, Form(max_length=256)],
                     units: Annotated[str, Form(max_length=10)],
                     tz: Annotated[str, Form(max_length=64)]) -> Response:
     s, _ = who(request, csrf)
@@ -158,7 +158,7 @@ def home(request: Request, msg: str | None = None) -> Response:
 
 
 @router.post("/portal/grants")
-def grant_submit(request: Request, csrf: Annotated[str, Form(max_length=64)],
+def grant_submit(request: Request, csrf: Annotated[str, Form(max_length=256)],
                  grantee: Annotated[str, Form(max_length=64)],
                  view: Annotated[str, Form(max_length=10)],
                  last_days: Annotated[int, Form()], valid_days: Annotated[int, Form()],
@@ -176,7 +176,7 @@ def grant_submit(request: Request, csrf: Annotated[str, Form(max_length=64)],
 
 @router.post("/portal/grants/{grant_id}/{action}")
 def grant_action(request: Request, grant_id: str, action: str,
-                 csrf: Annotated[str, Form(max_length=64)]) -> Response:
+                 csrf: Annotated[str, Form(max_length=256)]) -> Response:
     _, p = who(request, csrf)
     if action == "revoke":
         ca.revoke(ctx(request).node, p.id, p.session.keys if p.session else [],
@@ -192,7 +192,7 @@ def grant_action(request: Request, grant_id: str, action: str,
 
 
 @router.post("/portal/erase")
-def erase_submit(request: Request, csrf: Annotated[str, Form(max_length=64)],
+def erase_submit(request: Request, csrf: Annotated[str, Form(max_length=256)],
                  confirm: Annotated[str, Form(max_length=10)],
                  streams: Annotated[list[str] | None, Form()] = None) -> Response:
     _, p = who(request, csrf)
@@ -204,7 +204,7 @@ def erase_submit(request: Request, csrf: Annotated[str, Form(max_length=64)],
 
 
 @router.post("/portal/alerts")
-def alerts_submit(request: Request, csrf: Annotated[str, Form(max_length=64)],
+def alerts_submit(request: Request, csrf: Annotated[str, Form(max_length=256)],
                   low: Annotated[float, Form()], high: Annotated[float, Form()]) -> Response:
     _, p = who(request, csrf)
     if fmt_of(request).units == "mmol/L":  # the form is in her units; the rules in mg/dL
@@ -216,7 +216,7 @@ def alerts_submit(request: Request, csrf: Annotated[str, Form(max_length=64)],
 
 
 @router.post("/portal/emergency")
-def emergency_submit(request: Request, csrf: Annotated[str, Form(max_length=64)],
+def emergency_submit(request: Request, csrf: Annotated[str, Form(max_length=256)],
                      patient: Annotated[str, Form(max_length=64)],
                      reason: Annotated[str, Form(max_length=200)],
                      hours: Annotated[int, Form()] = 4,
@@ -232,7 +232,7 @@ def emergency_submit(request: Request, csrf: Annotated[str, Form(max_length=64)]
 
 @router.post("/portal/emergency/{request_id}/{verb}")
 def emergency_decide(request: Request, request_id: str, verb: str,
-                     csrf: Annotated[str, Form(max_length=64)]) -> Response:
+                     csrf: Annotated[str, Form(max_length=256)]) -> Response:
     """The trusted party (or the patient) approves, declines, or ends an open emergency,
     from her own session."""
     _, p = who(request, csrf)

@@ -6,10 +6,17 @@ person's units and time zone, and the same error page); a POST is accepted only 
 session's CSRF token (``who``); a form value out of range is a 400 naming the field, never a
 server error; a confirmation after a redirect is shown in ``#notice``, which receives focus
 (``autofocus`` on a ``tabindex=-1`` element, and portal.js for browsers that ignore it).
+
+The session's CSRF token is never written into a page as it is: each rendered page carries
+it XOR-masked with a fresh random pad (``mask_csrf``), so the secret's bytes differ in every
+compressed response and a BREACH-style length oracle (gzip plus text reflected from the
+address) learns nothing about it. ``who`` unmasks before the constant-time check.
 """
 
 from __future__ import annotations
 
+import base64
+import secrets
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -61,13 +68,38 @@ def fmt_of(request: Request) -> Fmt:
     return prefs(request).get(s.ident.id) if s is not None else Fmt()
 
 
+def mask_csrf(token: str) -> str:
+    """``token`` XOR a fresh random pad, as base64url(pad || masked): different every time."""
+    raw = token.encode()
+    pad = secrets.token_bytes(len(raw))
+    return base64.urlsafe_b64encode(pad + bytes(a ^ b for a, b in zip(raw, pad, strict=True))
+                                    ).decode().rstrip("=")
+
+
+def unmask_csrf(text: str | None) -> str | None:
+    """The token inside ``mask_csrf``'s output, or None if it is not one."""
+    if not text:
+        return None
+    try:
+        blob = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, TypeError):
+        return None
+    half = len(blob) // 2
+    if half == 0 or len(blob) % 2:
+        return None
+    try:
+        return bytes(a ^ b for a, b in zip(blob[:half], blob[half:], strict=True)).decode()
+    except UnicodeDecodeError:
+        return None
+
+
 def render(request: Request, name: str, http_status: int = 200, **values: Any
            ) -> HTMLResponse:
     s = optional_session(request)
     fmt = prefs(request).get(s.ident.id) if s is not None else Fmt()
-    resp = templates.TemplateResponse(request, name, {"session": s, "fmt": fmt, **values},
-                                      status_code=http_status)
-    return resp
+    csrf = mask_csrf(s.csrf) if s is not None else ""
+    return templates.TemplateResponse(request, name, {"session": s, "fmt": fmt, "csrf": csrf,
+                                                      **values}, status_code=http_status)
 
 
 def error_page(request: Request, exc: GlucoledgerError) -> HTMLResponse:
@@ -78,7 +110,7 @@ def who(request: Request, csrf: str | None = None) -> tuple[Session, Principal]:
     s = optional_session(request)
     if s is None:
         raise AuthenticationError("log in first")
-    if request.method == "POST" and not s.check_csrf(csrf):
+    if request.method == "POST" and not s.check_csrf(unmask_csrf(csrf)):
         raise AuthenticationError("this form is stale (missing or wrong CSRF token); reload "
                                   "the page and try again")
     return s, Principal(s.ident, "session", s)
