@@ -175,3 +175,24 @@ def test_the_csrf_token_differs_in_every_page_and_each_works(client: Any, site: 
     r = client.post("/portal/settings", data={"csrf": a[:-2] + "AA", "units": "mg/dL",
                                               "tz": "UTC"})
     assert r.status_code == 401
+
+
+def test_raw_grant_shows_pump_settings_and_days(client: Any, site: Any) -> None:
+    import hashlib
+
+    from glucoledger.node.demo_site import DEMO_UPLOADER_SECRET
+
+    from . import payloads
+
+    now = int(time.time() * 1000)
+    r = client.post("/api/v1/profile", json=payloads.aaps_profile(now), headers={
+        "api-secret": hashlib.sha1(DEMO_UPLOADER_SECRET.encode()).hexdigest()})
+    assert r.status_code == 200, r.text
+    alice = identity(site.node, "alice")
+    ca.grant(site.node, alice.id, keys_of(site.node, alice), identity(site.node, "dr-lee").id,
+             streams=["cgm", "settings"], view="raw", window={"last_days": 30},
+             valid_from=now - 1000, valid_until=now + 30 * DAY)
+    _login(client, "dr-lee")
+    page = client.get("/portal/patients/alice?days=7&compare=1").text
+    assert 'id="settings"' in page and "1.05 U/h" in page
+    assert 'class="chart-box day"' in page and "Day by day, in numbers" in page

@@ -81,3 +81,25 @@ def test_prefs_refuse_unknown_values_and_change_nothing(tmp_path: Path) -> None:
     assert p.path.read_bytes() == before
     p.path.write_text("{not json")
     assert p.get(me) == Fmt()  # a damaged file shows the defaults, never a traceback
+
+
+def test_today_lists_insulin_carbohydrates_and_notes_in_her_zone() -> None:
+    from glucoledger.api.portal_patient import _today
+    from glucoledger.glucose.readings import Bolus, Carbs, CgmReading, Note
+
+    fmt = Fmt("mg/dL", "Asia/Tokyo")  # UTC+9: her midnight is 15:00 UTC the day before
+    now = T0
+    midnight = int(fmt.local(now).replace(hour=0, minute=0, second=0, microsecond=0)
+                   .timestamp() * 1000)
+    records = [CgmReading(midnight - 300_000, 540, 150),  # yesterday, her time: not shown
+               CgmReading(midnight + 300_000, 540, 160),
+               Bolus(midnight + 3_600_000, 540, "normal", 4500),
+               Carbs(midnight + 3_500_000, 540, 450),
+               Note(midnight + 7_200_000, 540, "walk")]
+    day = _today(records, fmt, now)
+    assert day["start_ms"] == midnight
+    assert [e["what"] for e in day["events"]] == ["Carbohydrates", "Insulin", "Note"]
+    assert day["events"][1]["detail"].startswith("4.5 units")
+    assert (day["insulin"], day["carbs"]) == (4.5, 45.0)
+    assert [h["mgdl"] for h in day["hourly"]] == [160]
+    assert "1 readings from 160 to 160" in str(day["chart"])

@@ -185,6 +185,8 @@ def patient_page(request: Request, name: str) -> Response:
                             "gri": gri(s.tbr54, s.tbr70, s.tar180, s.tar250)}
         return render(request, "clinician_patient.html", **values)
     streams = sorted(set(g.streams) & {"cgm", "settings"})
+    if not streams:  # e.g. notes only: nothing this page draws
+        return render(request, "clinician_patient.html", **values)
     rel = read_for(request, p, pid, streams, "raw", days * 2 if compare else days)
     assert isinstance(rel, RawRelease)
     cgm = sorted((r for r in rel.records if isinstance(r, CgmReading)), key=lambda r: r.time_ms)

@@ -98,6 +98,8 @@ def _today(records: Sequence[Any], fmt: Fmt, now_ms: int) -> dict[str, Any]:
         elif isinstance(r, DeviceSettings):
             events.append({"time_ms": r.time_ms, "what": "Pump settings",
                            "detail": "new settings uploaded"})
+    events.sort(key=lambda e: e["time_ms"])
+    cgm.sort()
     hourly = []  # the chart's data table: one row an hour (the last reading of the hour)
     for hh in range(24):
         lo = start + hh * 3_600_000
