@@ -229,6 +229,18 @@ def _enter(page: Any, url: str) -> None:
         page.keyboard.press("Enter")
 
 
+def _keyboard_login(context: Any, url: str, typed: str) -> Any:
+    """A new page of ``context`` logged in by keyboard alone, typing the name ``typed``."""
+    page = context.new_page()
+    page.goto(f"{url}/portal/login")
+    _tab_to(page, "#name")
+    page.keyboard.type(typed)
+    page.keyboard.press("Tab")
+    page.keyboard.type(f"{typed.lower()}-demo-password")
+    _enter(page, f"{url}/portal")
+    return page
+
+
 def _focused_id(page: Any) -> str:
     return str(page.evaluate("document.activeElement && document.activeElement.id"))
 
@@ -236,13 +248,7 @@ def _focused_id(page: Any) -> str:
 def test_keyboard_only_flows(served, browser) -> None:  # type: ignore[no-untyped-def]
     _site, srv = served
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-    alice = ctx.new_page()
-    alice.goto(f"{srv.url}/portal/login")
-    _tab_to(alice, "#name")
-    alice.keyboard.type("Alice")  # as a phone would capitalise it
-    alice.keyboard.press("Tab")
-    alice.keyboard.type("alice-demo-password")
-    _enter(alice, f"{srv.url}/portal")
+    alice = _keyboard_login(ctx, srv.url, "Alice")  # as a phone would capitalise it
     assert alice.get_by_role("heading", name="Hello alice").is_visible()
 
     # grant: choose dr-lee by typing, summaries only by arrow key, send with Enter
@@ -266,26 +272,16 @@ def test_keyboard_only_flows(served, browser) -> None:  # type: ignore[no-untype
     assert "access ended" in alice.locator('li.grant[data-grantee="dr-lee"]').inner_text()
 
     # dr-kim asks for emergency access
-    kim = browser.new_context(viewport={"width": 390, "height": 844}).new_page()
-    kim.goto(f"{srv.url}/portal/login")
-    _tab_to(kim, "#name")
-    kim.keyboard.type("dr-kim")
-    kim.keyboard.press("Tab")
-    kim.keyboard.type("dr-kim-demo-password")
-    _enter(kim, f"{srv.url}/portal")
+    kim = _keyboard_login(browser.new_context(viewport={"width": 390, "height": 844}),
+                          srv.url, "dr-kim")
     _tab_to(kim, "#e-reason")
     kim.keyboard.type("collapsed in clinic")
     _enter(kim, "**/portal?msg=*")
     assert _focused_id(kim) == "notice" and "trusted person" in kim.locator("#notice").inner_text()
 
     # rosa approves, from her own login, by keyboard; she sees what opens and until when
-    rosa = browser.new_context(viewport={"width": 390, "height": 844}).new_page()
-    rosa.goto(f"{srv.url}/portal/login")
-    _tab_to(rosa, "#name")
-    rosa.keyboard.type("Rosa")
-    rosa.keyboard.press("Tab")
-    rosa.keyboard.type("rosa-demo-password")
-    _enter(rosa, f"{srv.url}/portal")
+    rosa = _keyboard_login(browser.new_context(viewport={"width": 390, "height": 844}),
+                           srv.url, "Rosa")
     assert rosa.get_by_role("heading", name="People who trust you").is_visible()
     waiting = rosa.locator("#emergency-decide article.request").inner_text()
     assert "insulin doses" in waiting and "the last 14 days" in waiting, waiting

@@ -10,7 +10,8 @@ server error; a confirmation after a redirect is shown in ``#notice``, which rec
 The session's CSRF token is never written into a page as it is: each rendered page carries
 it XOR-masked with a fresh random pad (``mask_csrf``), so the secret's bytes differ in every
 compressed response and a BREACH-style length oracle (gzip plus text reflected from the
-address) learns nothing about it. ``who`` unmasks before the constant-time check.
+address) learns nothing about it. ``who`` unmasks before the constant-time check (and also
+takes the bare token that ``/api/session`` hands to programs in ``X-CSRF-Token``).
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def who(request: Request, csrf: str | None = None) -> tuple[Session, Principal]:
     s = optional_session(request)
     if s is None:
         raise AuthenticationError("log in first")
-    if request.method == "POST" and not s.check_csrf(unmask_csrf(csrf)):
+    if request.method == "POST" and not (s.check_csrf(unmask_csrf(csrf)) or s.check_csrf(csrf)):
         raise AuthenticationError("this form is stale (missing or wrong CSRF token); reload "
                                   "the page and try again")
     return s, Principal(s.ident, "session", s)
