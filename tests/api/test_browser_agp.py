@@ -40,6 +40,7 @@ def test_portal_agp_for_patient_and_summary_clinician(served) -> None:  # type: 
                 viewport={"width": 1100, "height": 900})
             alice = ctx.pages[0] if ctx.pages else ctx.new_page()
             _login(alice, srv.url, "alice")
+            alice.get_by_text("Ambulatory glucose profile (AGP report)").click()  # expand it
             report = alice.frame_locator("iframe.agp-report")
             assert report.get_by_role("heading", name="Glycemia Risk Index").is_visible()
             days = report.locator("figure.day").count()
@@ -47,7 +48,7 @@ def test_portal_agp_for_patient_and_summary_clinician(served) -> None:  # type: 
             assert report.locator("text.pct-label").count() == 5
             assert report.locator("tr.range").count() == 5
 
-            alice.get_by_label("Who").select_option("dr-lee")
+            alice.get_by_label("Give access to").select_option("dr-lee")
             alice.get_by_label("Only summaries", exact=False).check()
             alice.get_by_role("button", name="Give access").click()
             alice.wait_for_url("**/portal?msg=*")
@@ -55,9 +56,9 @@ def test_portal_agp_for_patient_and_summary_clinician(served) -> None:  # type: 
             doc = ctx.new_page()
             ctx.clear_cookies()
             _login(doc, srv.url, "dr-lee")
-            section = doc.locator('section.patient[data-patient="alice"]')
-            assert section.count() == 1
-            agg = doc.frame_locator('section.patient[data-patient="alice"] iframe.agp-report')
+            assert doc.locator('tr.patient[data-patient="alice"]').count() == 1
+            doc.goto(f"{srv.url}/portal/patients/alice")
+            agg = doc.frame_locator("#agp iframe.agp-report")
             assert agg.get_by_role("heading", name="Time in ranges").is_visible()
             if days >= 5:  # the aggregate profile is shown from 5 days with data on
                 assert agg.locator("text.pct-label").count() == 5

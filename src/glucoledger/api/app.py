@@ -122,6 +122,26 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class PageGzip:
+    """gzip for the portal's pages and assets only (``/``, ``/portal``, ``/static``), via
+    Starlette's GZipMiddleware when the client accepts it and the body is over 500 bytes.
+    Every other path (the API, the plain-ASGI upload lane) passes through untouched, so
+    uploads and their answers keep their exact bytes and streaming."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        from starlette.middleware.gzip import GZipMiddleware
+
+        self.app = app
+        self.gzip = GZipMiddleware(app, minimum_size=500)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path == "/" or path.startswith(("/portal", "/static/")):
+            await self.gzip(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
 def _validation_message(exc: RequestValidationError) -> str:
     errs = exc.errors()
     if not errs:
@@ -140,11 +160,49 @@ def error_for(request: Request, exc: GlucoledgerError) -> Any:
         exc, RateLimitedError) else None
     if exc.http_status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": 'Signature realm="glucoledger"'}
-    if request.url.path.startswith("/portal") or request.url.path == "/":
+    if _is_portal(request):
         from .portal import error_page
 
-        return error_page(request, exc)
+        resp = error_page(request, exc)
+        resp.headers.update(headers or {})
+        return resp
     return error_response(exc.http_status, exc.code, exc.message, headers)
+
+
+def _is_portal(request: Request) -> bool:
+    """Pages for people (the portal): errors there are HTML pages with a way back."""
+    path = request.url.path
+    return (path == "/" or path == "/portal" or path.startswith("/portal/")) and (
+        path != "/portal/now.json")
+
+
+def _portal_error(request: Request, status: int, code: str, message: str) -> Any:
+    """The portal's HTML error page for an error outside the GlucoledgerError tree."""
+    from ..errors import GlucoledgerError as _E
+    from .portal import error_page
+
+    exc = _E(message, code=code)
+    exc.http_status = status
+    try:
+        return error_page(request, exc)
+    except Exception:
+        log.exception("the error page failed on %s", request.url.path)
+        return error_response(status, code, message)
+
+
+def _form_message(exc: RequestValidationError) -> str:
+    """A form problem in words for a person (the field's label, not its location path)."""
+    errs = exc.errors()
+    if not errs:
+        return "the form is not complete; go back and check it"
+    e = errs[0]
+    field = str(e.get("loc", ("", "form"))[-1])
+    words = {"streams": "tick at least one kind of data",
+             "csrf": "the form is stale; reload the page and try again",
+             "name": "type your account name", "password": "type your password"}
+    if e.get("type") == "missing":
+        return f"{words.get(field, f'fill in {field}')}; nothing was changed"
+    return f"{field}: {e.get('msg', 'invalid')}; go back, correct it and send the form again"
 
 
 def create_app(node: Node, settings: ServerSettings | None = None, *,
@@ -161,22 +219,31 @@ def create_app(node: Node, settings: ServerSettings | None = None, *,
         return error_for(request, exc)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> Any:
+        if _is_portal(request):
+            return _portal_error(request, 400, "bad_input", _form_message(exc))
         return error_response(422, "bad_input", _validation_message(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Any:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         msg = str(exc.detail) if exc.detail else "error"
         if exc.status_code == 404:
             msg = f"no route {request.url.path}; see /docs for what this server offers"
+            if _is_portal(request):
+                msg = "there is no such page; it may have moved, or the address has a typo"
+        if _is_portal(request):
+            return _portal_error(request, exc.status_code, code, msg)
         return error_response(exc.status_code, code, msg)
 
     @app.exception_handler(Exception)
-    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+    async def _bug(request: Request, exc: Exception) -> Any:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal", "the server failed unexpectedly; nothing was "
-                              "changed by this request's failure; report it with the time")
+        msg = ("the server failed unexpectedly; nothing was changed by this request's "
+               "failure; report it with the time")
+        if _is_portal(request):
+            return _portal_error(request, 500, "internal", msg)
+        return error_response(500, "internal", msg)
 
     from . import (
         routes_accounts,
@@ -208,6 +275,7 @@ def create_app(node: Node, settings: ServerSettings | None = None, *,
         app.mount("/static", portal.static_files(), name="static")
     app.add_middleware(routes_nightscout.UploadLane)
     app.add_middleware(BodyLimit, limit=c.settings.max_body)
+    app.add_middleware(PageGzip)
     app.add_middleware(SecurityHeaders)
 
     return app

@@ -1,136 +1,65 @@
 """The web portal: server-rendered pages (Jinja2) for patients, clinicians and everyone.
 
-No JavaScript is needed: every action is a small form (POST, with the session's CSRF token)
-that redirects back (303). Pages are plain semantic HTML with labels, visible focus, high
-contrast and a single-column layout on phones. Every data view is an audited read.
+Every action is a small form (POST, with the session's CSRF token) that redirects back (303)
+to a confirmation that receives focus. Pages are plain semantic HTML with labels, visible
+focus, high contrast, 44 px targets and a single-column layout on phones. One small
+same-origin script (static/portal.js) refreshes the patient's current glucose and moves focus
+to confirmations; everything works without it. Every data view is an audited read.
+
+Pages: ``/portal`` (a patient's home: portal_patient.py; a clinician's or trusted party's
+workspace: portal_clinician.py), ``/portal/audit`` (her audit trail), ``/portal/settings``
+(units and time zone), ``/portal/status`` (the ledger's integrity), ``/portal/login``.
 
 Emergency access takes two people on two devices: a clinician asks on her page; the
 patient's trusted party sees the request on her own page (her own login) and approves or
-declines it. Nobody types another person's password.
+declines it; the patient or the trusted party can end it early. Nobody types another
+person's password.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
-from pathlib import Path
-from typing import Annotated, Any, TypeVar
-from urllib.parse import quote
+from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
-from markupsafe import Markup
-from pydantic import BaseModel, ValidationError
 
-from ..errors import AuthenticationError, GlucoledgerError, OutOfRangeError
+from ..errors import AuthenticationError, OutOfRangeError
 from ..node import consent_actions as ca
 from ..node import emergency as em
-from ..node.access import RawRelease, SignedSummary
 from ..node.accounts import AddressBook
-from ..node.alerts import rules as alert_rules
 from ..node.alerts import set_rules
-from ..node.audit import audit_trail
-from ..node.people import SecurityLog
-from ..node.report import agp_report
+from . import portal_clinician, portal_patient
 from .auth import login, logout, optional_session, set_session_cookie
-from .context import Principal, ctx
+from .context import ctx
+from .portal_base import HERE, back, error_page, fmt_of, form, prefs, render, who
+from .portal_view import MMOL, zones
 from .routes_consent import (
     AmendBody,
     EmergencyBody,
     EraseBody,
     GrantBody,
     Rule,
-    cgm_of,
+    _grant_id,
     do_amend,
     do_emergency_decision,
     do_emergency_request,
     do_grant,
-    emergency_requests,
-    grant_value,
-    read_for,
-    summary_value,
 )
 from .routes_ledger import status_value
-from .security import PRE_CSRF_COOKIE, Session
+from .security import PRE_CSRF_COOKIE
 
 __all__ = ["error_page", "router", "static_files"]
 
-_HERE = Path(__file__).parent
-templates = Jinja2Templates(directory=str(_HERE / "templates"))
 router = APIRouter(include_in_schema=False)
-
-STREAM_WORDS = {"cgm": "Sensor glucose (CGM)", "smbg": "Finger-stick glucose",
-                "insulin": "Insulin doses", "carbs": "Carbohydrates", "settings":
-                "Pump settings", "notes": "Notes and device status"}
+router.include_router(portal_patient.router)
+router.include_router(portal_clinician.router)
 
 
 def static_files() -> StaticFiles:
-    return StaticFiles(directory=str(_HERE / "static"))
-
-
-def _date(ms: int | None) -> str:
-    if ms is None:
-        return ""
-    return time.strftime("%d %b %Y %H:%M", time.gmtime(ms / 1000)) + " UTC"
-
-
-templates.env.filters["date"] = _date
-templates.env.globals["STREAM_WORDS"] = STREAM_WORDS
-templates.env.filters["words"] = lambda streams: ", ".join(
-    STREAM_WORDS.get(s, s).lower() for s in streams)
-
-
-def _render(request: Request, name: str, http_status: int = 200, **values: Any
-            ) -> HTMLResponse:
-    s = optional_session(request)
-    return templates.TemplateResponse(request, name, {"session": s, **values},
-                                      status_code=http_status)
-
-
-def error_page(request: Request, exc: GlucoledgerError) -> HTMLResponse:
-    return _render(request, "error.html", exc.http_status, error=exc)
-
-
-def _who(request: Request, csrf: str | None = None) -> tuple[Session, Principal]:
-    s = optional_session(request)
-    if s is None:
-        raise AuthenticationError("log in first")
-    if request.method == "POST" and not s.check_csrf(csrf):
-        raise AuthenticationError("this form is stale (missing or wrong CSRF token); reload "
-                                  "the page and try again")
-    return s, Principal(s.ident, "session", s)
-
-
-_M = TypeVar("_M", bound=BaseModel)
-
-
-def _form(model: type[_M], **values: Any) -> _M:
-    """Parse form values into the route's model; a value out of range (a tampered form) is a
-    400 naming the field, not a server error."""
-    try:
-        return model(**values)
-    except ValidationError as exc:
-        e = exc.errors()[0]
-        where = ".".join(str(x) for x in e.get("loc", ())) or "form"
-        raise OutOfRangeError(f"{where}: {e.get('msg', 'invalid')}; reload the form and "
-                              "choose one of its values") from None
-
-
-def _back(anchor: str = "", msg: str = "") -> RedirectResponse:
-    q = f"?msg={quote(msg)}" if msg else ""
-    return RedirectResponse(f"/portal{q}{anchor}", status_code=303)
-
-
-def _agp(rel: RawRelease | SignedSummary, label: str) -> Markup | None:
-    """The AGP report of an audited release (node/report.py, the pipeline the CLI uses too),
-    in a sandboxed frame so the report's own page and styles stay as they are."""
-    try:
-        page = agp_report(rel, patient=label).html()
-    except OutOfRangeError:
-        return None
-    return Markup('<iframe class="agp-report" title="AGP report" sandbox="" '
-                  'style="width:100%;height:1400px;border:0" srcdoc="{}"></iframe>').format(page)
+    return StaticFiles(directory=str(HERE / "static"))
 
 
 @router.get("/")
@@ -140,23 +69,33 @@ def root() -> RedirectResponse:
 
 @router.get("/portal/login", response_class=HTMLResponse)
 def login_form(request: Request) -> HTMLResponse:
-    import secrets
-
     token = secrets.token_urlsafe(24)
-    resp = _render(request, "login.html", pre_csrf=token)
+    resp = render(request, "login.html", pre_csrf=token)
     resp.set_cookie(PRE_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/portal",
                     secure=ctx(request).settings.secure_cookies)
     return resp
 
 
+def account_name(request: Request, typed: str) -> str:
+    """The account ``typed`` names, ignoring case and surrounding spaces (a phone may
+    capitalise the first letter). An exact match wins; otherwise the one account whose name
+    is equal ignoring case; otherwise ``typed`` as it is (the password check refuses it)."""
+    typed = typed.strip()
+    book = [i.name for i in AddressBook(ctx(request).node).all()]
+    if typed in book:
+        return typed
+    same = [n for n in book if n.lower() == typed.lower()]
+    return same[0] if len(same) == 1 else typed
+
+
 @router.post("/portal/login")
 def login_submit(request: Request, name: Annotated[str, Form(max_length=64)],
                  password: Annotated[str, Form(max_length=1024)],
-                 csrf: Annotated[str, Form(max_length=64)]) -> Response:
+                 csrf: Annotated[str, Form(max_length=256)]) -> Response:
     cookie = request.cookies.get(PRE_CSRF_COOKIE)
     if not cookie or cookie != csrf:
         raise AuthenticationError("the login form expired; reload it and try again")
-    s = login(request, name, password)
+    s = login(request, account_name(request, name), password)
     resp = RedirectResponse("/portal", status_code=303)
     set_session_cookie(request, resp, s)
     resp.delete_cookie(PRE_CSRF_COOKIE, path="/portal")
@@ -164,8 +103,8 @@ def login_submit(request: Request, name: Annotated[str, Form(max_length=64)],
 
 
 @router.post("/portal/logout")
-def logout_submit(request: Request, csrf: Annotated[str, Form(max_length=64)]) -> Response:
-    _who(request, csrf)
+def logout_submit(request: Request, csrf: Annotated[str, Form(max_length=256)]) -> Response:
+    who(request, csrf)
     resp = RedirectResponse("/portal/login", status_code=303)
     logout(request, resp)
     return resp
@@ -175,163 +114,139 @@ def logout_submit(request: Request, csrf: Annotated[str, Form(max_length=64)]) -
 def status_page(request: Request) -> HTMLResponse:
     c = ctx(request)
     note = c.node.checkpoint().decode()
-    return _render(request, "status.html", status=status_value(request), checkpoint=note)
+    return render(request, "status.html", status=status_value(request), checkpoint=note)
 
 
 @router.post("/portal/verify")
-def verify_now(request: Request, csrf: Annotated[str, Form(max_length=64)]) -> Response:
-    _who(request, csrf)
+def verify_now(request: Request, csrf: Annotated[str, Form(max_length=256)]) -> Response:
+    who(request, csrf)
     c = ctx(request)
     r = c.node.verify()
     c.services["last_verify"] = {"ok": True, "blocks": r.blocks,
                                  "transactions": r.transactions, "rejected": r.rejected,
                                  "at_ms": int(time.time() * 1000),
                                  "seconds": round(r.seconds, 3)}
-    return RedirectResponse("/portal/status", status_code=303)
+    return back(msg="Verified: every block, signature and link checks out",
+                path="/portal/status")
 
 
-def _people(request: Request, *kinds: str) -> list[Any]:
-    return [i for i in AddressBook(ctx(request).node).all() if i.kind in kinds]
+@router.get("/portal/settings", response_class=HTMLResponse)
+def settings_page(request: Request, msg: str | None = None) -> Response:
+    if optional_session(request) is None:
+        return RedirectResponse("/portal/login", status_code=303)
+    return render(request, "settings.html", notice=msg[:200] if msg else None,
+                  zones=zones(), current=fmt_of(request))
+
+
+@router.post("/portal/settings")
+def settings_submit(request: Request, csrf: Annotated[str, Form(max_length=256)],
+                    units: Annotated[str, Form(max_length=10)],
+                    tz: Annotated[str, Form(max_length=64)]) -> Response:
+    s, _ = who(request, csrf)
+    f = prefs(request).set(s.ident.id, units, tz)
+    return back(msg=f"Saved: glucose in {f.units}, times in {f.tz}", path="/portal/settings")
 
 
 @router.get("/portal", response_class=HTMLResponse)
 def home(request: Request, msg: str | None = None) -> Response:
-    s = optional_session(request)
-    if s is None:
+    if optional_session(request) is None:
         return RedirectResponse("/portal/login", status_code=303)
-    _, who = _who(request)
-    node = ctx(request).node
-    notice = msg[:200] if msg else None
-    if who.kind == "patient":
-        readings: list[Any] = []
-        agp = None
-        try:
-            rel = read_for(request, who, who.id, ["carbs", "cgm", "insulin"], "raw", 14)
-            assert isinstance(rel, RawRelease)
-            readings = cgm_of(rel)
-            agp = _agp(rel, who.name)
-        except OutOfRangeError:
-            pass
-        grants = [grant_value(request, g) for g in ca.grants(node, who.id)]
-        grants.sort(key=lambda g: (not g["active"], g["grantee_name"]))
-        from .routes_consent import devices as list_devices
-
-        rules = {r["name"]: r["mgdl"] for r in alert_rules(node, who.id)}
-        return _render(request, "patient.html", who=who, notice=notice,
-                       agp=agp, recent=list(reversed(readings[-12:])),
-                       grants=grants, audit=audit_trail(node, who.id, 100),
-                       names={i.id: i.name for i in AddressBook(node).all()},
-                       devices=list_devices(request, who),
-                       grantees=_people(request, "clinician", "trusted"),
-                       low=rules.get("low", 70), high=rules.get("high", 250),
-                       emergencies=emergency_requests(request, who),
-                       denials=SecurityLog(node.data_dir).recent(5))
-    views = []
-    for g in ca.grants_to(node, who.id):
-        if not g.active_at(int(time.time() * 1000)) or "cgm" not in g.streams:
-            continue
-        entry: dict[str, Any] = {"grant": grant_value(request, g),
-                                 "patient": next((i.name for i in AddressBook(node).all()
-                                                  if i.id == g.patient), g.patient.hex()[:16])}
-        try:
-            rel = read_for(request, who, g.patient, ["cgm"], g.view, None)
-            entry["agp"] = _agp(rel, entry["patient"])
-            if isinstance(rel, SignedSummary):
-                entry["summary"] = summary_value(rel.summary)
-            elif isinstance(rel, RawRelease):
-                rs = cgm_of(rel)
-                entry["recent"] = list(reversed(rs[-6:]))
-        except GlucoledgerError as exc:
-            entry["error"] = exc.message
-        views.append(entry)
-    requests = emergency_requests(request, who)
-    return _render(request, "clinician.html", who=who, notice=notice, views=views,
-                   patients=_people(request, "patient"),
-                   to_decide=[r for r in requests if r["role"] == "decide"],
-                   asked=[r for r in requests if r["role"] == "asked"],
-                   max_hours=em.EMERGENCY_MAX_HOURS)
+    _, p = who(request)
+    if p.kind == "patient":
+        return portal_patient.home(request, p, msg)
+    return portal_clinician.workspace(request, p, msg)
 
 
 @router.post("/portal/grants")
-def grant_submit(request: Request, csrf: Annotated[str, Form(max_length=64)],
+def grant_submit(request: Request, csrf: Annotated[str, Form(max_length=256)],
                  grantee: Annotated[str, Form(max_length=64)],
                  view: Annotated[str, Form(max_length=10)],
                  last_days: Annotated[int, Form()], valid_days: Annotated[int, Form()],
-                 streams: Annotated[list[str], Form()]) -> Response:
-    _, who = _who(request, csrf)
-    body = _form(GrantBody, grantee=grantee, streams=streams, view=view,
-                 last_days=last_days, valid_days=valid_days)
-    do_grant(request, who, body)
-    return _back("#access", f"Access given to {grantee}")
+                 streams: Annotated[list[str] | None, Form()] = None) -> Response:
+    _, p = who(request, csrf)
+    if not streams:
+        raise OutOfRangeError("tick at least one kind of data to share (for example sensor "
+                              "glucose); nothing was shared")
+    body = form(GrantBody, grantee=grantee, streams=streams, view=view,
+                last_days=last_days, valid_days=valid_days)
+    do_grant(request, p, body)
+    what = "every reading" if body.view == "raw" else "summaries only"
+    return back(msg=f"Access given to {grantee}: {what}")
 
 
 @router.post("/portal/grants/{grant_id}/{action}")
 def grant_action(request: Request, grant_id: str, action: str,
-                 csrf: Annotated[str, Form(max_length=64)]) -> Response:
-    _, who = _who(request, csrf)
+                 csrf: Annotated[str, Form(max_length=256)]) -> Response:
+    _, p = who(request, csrf)
     if action == "revoke":
-        from .routes_consent import _grant_id
-
-        ca.revoke(ctx(request).node, who.id, who.session.keys if who.session else [],
+        ca.revoke(ctx(request).node, p.id, p.session.keys if p.session else [],
                   _grant_id(grant_id))
-        return _back("#access", "Access revoked")
+        return back(msg="Access revoked")
     if action == "narrow":
-        do_amend(request, who, grant_id, AmendBody(view="summary"))
-        return _back("#access", "Now summaries only")
+        do_amend(request, p, grant_id, AmendBody(view="summary"))
+        return back(msg="Now summaries only")
     if action == "extend":
-        do_amend(request, who, grant_id, AmendBody(valid_days=90))
-        return _back("#access", "Extended to 90 days from today")
-    raise OutOfRangeError(f"unknown action {action[:20]!r}")
+        do_amend(request, p, grant_id, AmendBody(valid_days=90))
+        return back(msg="Extended to 90 days from today")
+    raise OutOfRangeError(f"unknown action {action[:20]!r}: revoke, narrow or extend")
 
 
 @router.post("/portal/erase")
-def erase_submit(request: Request, csrf: Annotated[str, Form(max_length=64)],
+def erase_submit(request: Request, csrf: Annotated[str, Form(max_length=256)],
                  confirm: Annotated[str, Form(max_length=10)],
-                 streams: Annotated[list[str], Form()]) -> Response:
-    _, who = _who(request, csrf)
-    body = _form(EraseBody, streams=streams, confirm=confirm)
-    ctx(request).erase(who.id, who.session.keys if who.session else [],
-                       sorted(set(body.streams)))
-    return _back("", "Erased")
+                 streams: Annotated[list[str] | None, Form()] = None) -> Response:
+    _, p = who(request, csrf)
+    if not streams:
+        raise OutOfRangeError("tick at least one kind of data to erase; nothing was erased")
+    body = form(EraseBody, streams=streams, confirm=confirm)
+    ctx(request).erase(p.id, p.session.keys if p.session else [], sorted(set(body.streams)))
+    return back(msg="Erased")
 
 
 @router.post("/portal/alerts")
-def alerts_submit(request: Request, csrf: Annotated[str, Form(max_length=64)],
-                  low: Annotated[int, Form()], high: Annotated[int, Form()]) -> Response:
-    _, who = _who(request, csrf)
-    rules = [_form(Rule, name="low", op="below", mgdl=low, minutes=15).model_dump(),
-             _form(Rule, name="high", op="above", mgdl=high, minutes=15).model_dump()]
-    set_rules(ctx(request).node, who.id, who.session.keys if who.session else [], rules)
-    return _back("#alerts", "Alert settings saved")
+def alerts_submit(request: Request, csrf: Annotated[str, Form(max_length=256)],
+                  low: Annotated[float, Form()], high: Annotated[float, Form()]) -> Response:
+    _, p = who(request, csrf)
+    if fmt_of(request).units == "mmol/L":  # the form is in her units; the rules in mg/dL
+        low, high = low * MMOL, high * MMOL
+    rules = [form(Rule, name="low", op="below", mgdl=round(low), minutes=15).model_dump(),
+             form(Rule, name="high", op="above", mgdl=round(high), minutes=15).model_dump()]
+    set_rules(ctx(request).node, p.id, p.session.keys if p.session else [], rules)
+    return back(msg="Alert settings saved")
 
 
 @router.post("/portal/emergency")
-def emergency_submit(request: Request, csrf: Annotated[str, Form(max_length=64)],
+def emergency_submit(request: Request, csrf: Annotated[str, Form(max_length=256)],
                      patient: Annotated[str, Form(max_length=64)],
                      reason: Annotated[str, Form(max_length=200)],
                      hours: Annotated[int, Form()] = 4,
                      days: Annotated[int, Form()] = 14) -> Response:
     """A clinician asks; the request waits for the patient's trusted party."""
-    _, who = _who(request, csrf)
-    r, new = do_emergency_request(request, who, _form(
+    _, p = who(request, csrf)
+    r, new = do_emergency_request(request, p, form(
         EmergencyBody, patient=patient, hours=hours, days=days, reason=reason))
     said = "Emergency request sent" if new else "Your emergency request is already waiting"
-    return _back("#emergency", f"{said}: {patient}'s trusted person must approve it by "
-                 f"{_date(r.expires_ms)}")
+    return back(msg=f"{said}: {patient}'s trusted person must approve it by "
+                f"{fmt_of(request).when(r.expires_ms)}")
 
 
 @router.post("/portal/emergency/{request_id}/{verb}")
 def emergency_decide(request: Request, request_id: str, verb: str,
-                     csrf: Annotated[str, Form(max_length=64)]) -> Response:
-    """The trusted party (or the patient) approves or declines, from her own session."""
-    _, who = _who(request, csrf)
+                     csrf: Annotated[str, Form(max_length=256)]) -> Response:
+    """The trusted party (or the patient) approves, declines, or ends an open emergency,
+    from her own session."""
+    _, p = who(request, csrf)
+    if verb == "end":
+        em.end(ctx(request).node, p.id, p.session.keys if p.session else [],
+               _grant_id(request_id))
+        return back(msg="Emergency access ended: the clinician can no longer read")
     if verb not in ("approve", "decline"):
-        raise OutOfRangeError(f"unknown action {verb[:20]!r}: approve or decline")
-    r = do_emergency_decision(request, who, request_id, verb)
+        raise OutOfRangeError(f"unknown action {verb[:20]!r}: approve, decline or end")
+    r = do_emergency_decision(request, p, request_id, verb)
     if r.status == "approved":
         msg = f"Approved: emergency access is open for {r.hours} hours"
     elif r.status == "pending":
         msg = "Approved; it still needs the patient's other trusted people"
     else:
         msg = "Declined: no access was opened"
-    return _back("#emergency", msg)
+    return back(msg=msg)

@@ -32,7 +32,7 @@ __all__ = ["AuditEntry", "audit_trail"]
 _OWNER = b"owner"  # the grant named in the patient's own reads (state/consent.py)
 #: Refused transaction types shown to the patient (the others never name her data).
 _REFUSED_TYPES = ("access", "emergency.open", "emergency.request", "emergency.approve",
-                  "emergency.decline")
+                  "emergency.decline", "emergency.end")
 
 
 def _iso(ms: int) -> str:
@@ -41,8 +41,9 @@ def _iso(ms: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
-    #: access, emergency_request, emergency (access opened), emergency_declined, erase,
-    #: refused, research (a study's consent, withdrawal, release or query: node/research_view)
+    #: access, emergency_request, emergency (access opened), emergency_declined,
+    #: emergency_ended, erase, refused, research (a study's consent, withdrawal, release or
+    #: query: node/research_view)
     kind: str
     tx_hash: bytes
     height: int
@@ -51,7 +52,7 @@ class AuditEntry:
     #: declined, the patient (erase), the sender of a refused transaction
     who: bytes
     emergency: bool
-    #: permit, deny, requested, opened, declined, erased, refused
+    #: permit, deny, requested, opened, declined, ended, erased, refused
     outcome: str
     #: the deny reason (access) or the refusal code (refused); None otherwise
     reason: str | None
@@ -98,6 +99,12 @@ def _emergency(state: State, kind: str, tx: bytes, now_ms: int) -> AuditEntry:
                           f"every reading of the last {g['window']['last_days']} days, until "
                           f"{_iso(g['valid_until'])}: {g.get('reason', '')}",
                           rec["decided_by"] if rec else None)
+    if kind == "emergency_ended":
+        g = state.get(grant_key(tx))
+        return AuditEntry(kind, tx, g["revoked_height"], g["ended_time"], g["ended_by"], True,
+                          "ended", None, None, tuple(g["streams"]), tx,
+                          f"emergency access ended early: {g.get('reason', '')}",
+                          g["ended_by"])
     scope = f"{rec['hours']} h, last {rec['days']} days of data: {rec['reason']}"
     if kind == "emergency_request":
         return AuditEntry(kind, tx, rec["height"], rec["time"], rec["clinician"], True,

@@ -35,12 +35,13 @@ from ..errors import (
     RejectedError,
 )
 from ..state.accounts_model import Account
+from ..state.consent import grant_key
 from ..state.emergency import REQUEST_TTL_MS, open_key, request_key
 from ..state.grants import EMERGENCY_MAX_DAYS, EMERGENCY_MAX_HOURS
 from .service import Node
 
 __all__ = ["EMERGENCY_MAX_DAYS", "EMERGENCY_MAX_HOURS", "REQUEST_TTL_MS", "EmergencyRequest",
-           "approve", "decline", "get", "pending_for", "request", "requests_about",
+           "approve", "approved_by", "decline", "end", "get", "pending_for", "request", "requests_about",
            "requests_by"]
 
 
@@ -243,3 +244,50 @@ def decline(node: Node, account: bytes, keys: Sequence[PrivateKey], request_id: 
             now_ms: int | None = None) -> EmergencyRequest:
     """Decline as ``account`` (the patient or her trusted party): nothing opens."""
     return _decide(node, "decline", account, keys, request_id, now_ms)
+
+
+def end(node: Node, account: bytes, keys: Sequence[PrivateKey], grant_id: bytes) -> None:
+    """End an open emergency grant early, as ``account``: the patient herself, or her trusted
+    party signing with her own keys (``emergency.end``, state/emergency.py). The clinician's
+    next read is denied with ``revoked``. Raises NotFoundError (no such grant),
+    PermissionDeniedError (not an emergency of this patient's, or not hers / her trusted
+    party's to end), RejectedError (already ended or run out)."""
+    with node.account_lock(account):
+        g = node.state.get(grant_key(grant_id))
+        if g is None or not g.get("emergency"):
+            raise NotFoundError(f"no emergency access {grant_id.hex()[:16]}; the list of open "
+                                "emergencies shows their ids")
+        patient = _patient_of(node, g["patient"])
+        signers = [k.public.key_id for k in keys]
+        if account != patient.id and not _emergency_keys(patient, signers):
+            raise PermissionDeniedError(
+                "only the patient or her trusted party can end her emergency access",
+                code="not_trusted_party")
+        if g["status"] != "active":
+            raise RejectedError(f"emergency access {grant_id.hex()[:16]} was already ended; "
+                                "nothing more to do", code="already_ended")
+        if g["valid_until"] <= node.now_ms():
+            raise RejectedError(f"emergency access {grant_id.hex()[:16]} already ran out at "
+                                f"{_hhmm(g['valid_until'])}; nothing to end", code="expired")
+        node.send("emergency.end", {"grant": grant_id, "patient": g["patient"]}, account, keys)
+
+
+def approved_by(node: Node, account: bytes) -> list[dict[str, Any]]:
+    """The emergencies ``account`` (a trusted party) approved: each request with the grant it
+    opened (``valid_until``, ``status``: active, ended, or ran out), newest first."""
+    now = node.now_ms()
+    out = []
+    for key in list(node.state.keys("emreq/")):
+        rec = node.state.get(key)
+        if rec["status"] != "approved" or rec["decided_by"] != account:
+            continue
+        g = node.state.get(grant_key(rec["id"]))
+        if g is None:
+            continue
+        status = ("ended" if g["status"] != "active" else
+                  "ran out" if g["valid_until"] <= now else "open")
+        out.append({"request": _value(rec, now), "valid_until": g["valid_until"],
+                    "status": status, "streams": tuple(g["streams"]),
+                    "days": g["window"]["last_days"]})
+    out.sort(key=lambda r: -r["request"].requested_ms)
+    return out

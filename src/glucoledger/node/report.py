@@ -18,16 +18,17 @@ I/O); the callers write files or pages.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import OutOfRangeError
 from ..glucose.agp import Agp, compute_agp
-from ..glucose.metrics import Summary
+from ..glucose.metrics import Summary, summarize
 from ..glucose.readings import Bolus, Carbs, CgmReading, Record
 from ..glucose.report import render_html, render_png
 from .access import RawRelease, SignedSummary
 
-__all__ = ["AgpReport", "agp_report"]
+__all__ = ["AgpReport", "agp_report", "records_report"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,3 +69,23 @@ def agp_report(release: RawRelease | SignedSummary, *, patient: str,
     treatments = tuple(r for r in release.records if isinstance(r, (Bolus, Carbs)))
     return AgpReport("raw", release.summary, compute_agp(cgm), treatments, patient, units,
                      len(cgm))
+
+
+def records_report(records: Sequence[Record], *, patient: str, units: str = "mg/dL",
+                   start_ms: int | None = None, end_ms: int | None = None) -> AgpReport:
+    """The AGP report of released ``records`` over ``[start_ms, end_ms)`` (a period chosen
+    inside a raw release, as the portal's period picker does): the same page as
+    :func:`agp_report`, with the metrics computed over that period.
+
+    Raises OutOfRangeError when the period holds no CGM reading.
+    """
+    cgm = [r for r in records if isinstance(r, CgmReading)
+           and (start_ms is None or r.time_ms >= start_ms)
+           and (end_ms is None or r.time_ms < end_ms)]
+    if not cgm:
+        raise OutOfRangeError("no CGM readings in this period; choose a longer one")
+    summary = summarize(cgm, start_ms=start_ms, end_ms=end_ms)
+    treatments = tuple(r for r in records if isinstance(r, (Bolus, Carbs))
+                       and (start_ms is None or r.time_ms >= start_ms)
+                       and (end_ms is None or r.time_ms < end_ms))
+    return AgpReport("raw", summary, compute_agp(cgm), treatments, patient, units, len(cgm))

@@ -18,6 +18,13 @@ flagged and shown to the patient. Two ways reach the same emergency grant:
   ``hours`` hours, id = the request's id, flagged ``emergency`` in her audit trail.
 - ``emergency.decline`` (auth "self", same shape): the patient herself, or a signer with
   ``emergency`` weight on her account, closes the request; nothing opens.
+- ``emergency.end`` (auth "self", body ``{grant, patient}``): the patient herself, or a
+  signer with ``emergency`` weight on her account (her trusted party), ends an open
+  emergency grant before its hours run out. The grant becomes ``revoked`` (``decide``
+  denies with ``revoked`` from the next block) and ``emergency_ended`` is added to her audit
+  trail. Refusals: ``malformed``, ``bad_nonce``, ``not_cosigner``,
+  ``insufficient_signatures``, ``unknown_grant``, ``not_emergency``, ``not_trusted_party``,
+  ``already_ended``, ``expired``.
 - ``emergency.open`` (auth "self"): the request and the cosignatures collected off-chain in
   one envelope: signed by the clinician (her account and nonce) plus the patient's cosigners
   reaching the ``emergency`` threshold. Opens the same grant at once (the operator's CLI path
@@ -34,7 +41,7 @@ same as multisig's.
 Refusals: ``malformed``, ``not_clinician``, ``not_patient``, ``already_requested``,
 ``too_many_requests``, ``unknown_request``, ``self_approval``, ``not_trusted_party``,
 ``already_approved``, ``already_declined``, ``expired``, ``bad_nonce``, ``not_cosigner``,
-``insufficient_signatures``. Pure: no I/O, clock or randomness; time is the block's.
+``insufficient_signatures``, ``unknown_grant``, ``not_emergency``, ``already_ended``. Pure: no I/O, clock or randomness; time is the block's.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from typing import Any, Final
 from ..glucose.readings import STREAMS
 from ..ledger.tx import SignedTx
 from .accounts_model import Account, load_account
+from .consent import grant_key
 from .grants import EMERGENCY_MAX_DAYS, EMERGENCY_MAX_HOURS, HOUR_MS, add_grant, audit_append
 from .machine import Context, body_field, bump_nonce, register, require
 from .store import State
@@ -153,13 +161,8 @@ def _request(state: State, stx: SignedTx, ctx: Context) -> None:
     audit_append(state, patient.id, "emergency_request", rid, emergency=True)
 
 
-def _decision(state: State, stx: SignedTx, ctx: Context, verb: str
-              ) -> tuple[Account, Account, dict[str, Any]]:
-    """Checks shared by approve and decline: the sender's own authorization (its nonce and
-    keys), then the request (known, this patient's, pending, not expired, not one's own)."""
-    body = stx.tx.body
-    require(set(body) == {"request", "patient"}, "malformed",
-            f"emergency.{verb} takes request (its id) and patient")
+def _sender(state: State, stx: SignedTx, verb: str) -> Account:
+    """The sender, authorized by its own nonce and keys (class ``default``)."""
     sender = load_account(state, stx.tx.account)
     require(stx.tx.nonce == sender.nonce, "bad_nonce",
             f"nonce {stx.tx.nonce} is not account {sender.id.hex()[:16]}'s next "
@@ -172,6 +175,17 @@ def _decision(state: State, stx: SignedTx, ctx: Context, verb: str
     require(weight >= sender.threshold("default"), "insufficient_signatures",
             f"account {sender.id.hex()[:16]} signed with weight {weight}; "
             f"{sender.threshold('default')} needed")
+    return sender
+
+
+def _decision(state: State, stx: SignedTx, ctx: Context, verb: str
+              ) -> tuple[Account, Account, dict[str, Any]]:
+    """Checks shared by approve and decline: the sender's own authorization (its nonce and
+    keys), then the request (known, this patient's, pending, not expired, not one's own)."""
+    body = stx.tx.body
+    require(set(body) == {"request", "patient"}, "malformed",
+            f"emergency.{verb} takes request (its id) and patient")
+    sender = _sender(state, stx, verb)
     rid = body_field(body, "request", bytes)
     record = state.get(request_key(rid))
     require(record is not None, "unknown_request",
@@ -219,6 +233,36 @@ def _decline(state: State, stx: SignedTx, ctx: Context) -> None:
             "only the patient or her trusted party declines her emergency requests")
     _close(state, record, "declined", stx, ctx)
     audit_append(state, patient.id, "emergency_declined", record["id"], emergency=True)
+    bump_nonce(state, sender)
+
+
+@register("emergency.end", auth="self")
+def _end(state: State, stx: SignedTx, ctx: Context) -> None:
+    """The patient, or her trusted party, ends an open emergency grant before it runs out."""
+    body = stx.tx.body
+    require(set(body) == {"grant", "patient"}, "malformed",
+            "emergency.end takes grant (the emergency's id) and patient")
+    sender = _sender(state, stx, "end")
+    gid = body_field(body, "grant", bytes)
+    record = state.get(grant_key(gid))
+    require(record is not None, "unknown_grant", f"no grant {gid.hex()[:16]}; check its id")
+    require(record["patient"] == body_field(body, "patient", bytes), "malformed",
+            f"grant {gid.hex()[:16]} is about another patient")
+    require(bool(record.get("emergency")), "not_emergency",
+            f"grant {gid.hex()[:16]} is not an emergency; the patient revokes it instead")
+    patient = load_account(state, record["patient"])
+    weights = patient.weights("emergency")
+    require(sender.id == patient.id or any(weights.get(k, 0) > 0 for k in stx.signer_ids),
+            "not_trusted_party",
+            "only the patient or her trusted party ends her emergency access")
+    require(record["status"] == "active", "already_ended",
+            f"emergency access {gid.hex()[:16]} was already ended")
+    require(record["valid_until"] > ctx.time_ms, "expired",
+            f"emergency access {gid.hex()[:16]} already ran out; nothing to end")
+    state.put(grant_key(gid), {**record, "status": "revoked", "revoked_by": stx.tx_hash,
+                               "revoked_height": ctx.height, "changed": ctx.height,
+                               "ended_by": sender.id, "ended_time": ctx.time_ms})
+    audit_append(state, patient.id, "emergency_ended", gid, emergency=True)
     bump_nonce(state, sender)
 
 

@@ -1,0 +1,198 @@
+"""The portal over HTTP (in-process, real node): refusals are HTML pages that change nothing,
+names are case-insensitive at login, polling reads only when there is something new, the
+audit trail collapses her own looks, the clinician's list sorts, filters and pages."""
+
+from __future__ import annotations
+
+import re
+import time
+import warnings
+from typing import Any
+
+import pytest
+from fastapi import APIRouter
+
+from glucoledger.node import consent_actions as ca
+from glucoledger.node.accounts import identity, keys_of
+
+DAY = 86_400_000
+
+
+def _csrf(html: str) -> str:
+    m = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert m, html[:500]
+    return m.group(1)
+
+
+def _login(client: Any, name: str, password: str | None = None) -> str:
+    tok = _csrf(client.get("/portal/login").text)
+    r = client.post("/portal/login", data={"name": name, "csrf": tok, "password": password or
+                                           f"{name.strip().lower()}-demo-password"})
+    assert r.status_code == 200 and r.url.path == "/portal", r.text[:300]
+    return _csrf(r.text)
+
+
+def _frozen(site: Any) -> tuple[int, dict[str, bytes]]:
+    return site.node.store.height(), site.node.state.snapshot()
+
+
+@pytest.mark.parametrize("typed", ["Alice", " ALICE ", "alice"])
+def test_account_names_are_case_insensitive_at_login(client: Any, typed: str) -> None:
+    _login(client, typed)
+    assert "Hello alice" in client.get("/portal").text
+
+
+def test_login_form_does_not_let_a_phone_capitalise(client: Any) -> None:
+    form = client.get("/portal/login").text
+    assert re.search(r'<input id="name"[^>]*autocapitalize="off"', form)
+
+
+def test_refused_forms_are_html_pages_that_change_nothing(client: Any, site: Any) -> None:
+    csrf = _login(client, "alice")
+    before = _frozen(site)
+    cases = [
+        ({"csrf": csrf, "grantee": "dr-lee", "view": "raw", "last_days": "14",
+          "valid_days": "30"}, 400, "tick at least one kind of data"),
+        ({"csrf": csrf, "grantee": "dr-lee", "view": "everything", "last_days": "14",
+          "valid_days": "30", "streams": "cgm"}, 400, "view"),
+        ({"csrf": csrf, "grantee": "dr-lee", "view": "raw", "streams": "cgm",
+          "valid_days": "30"}, 400, "fill in last_days"),
+        ({"csrf": "stale", "grantee": "dr-lee", "view": "raw", "last_days": "14",
+          "valid_days": "30", "streams": "cgm"}, 401, "reload the page"),
+    ]
+    for data, status, words in cases:
+        r = client.post("/portal/grants", data=data)
+        assert r.status_code == status, (data, r.text[:300])
+        assert r.headers["content-type"].startswith("text/html")
+        assert words in r.text and 'href="/portal"' in r.text
+        assert "Traceback" not in r.text
+    assert _frozen(site) == before
+
+
+def test_every_error_is_a_page(client: Any, site: Any) -> None:
+    _login(client, "alice")
+    assert client.get("/portal/nope").status_code == 404
+    r = client.put("/portal/login")
+    assert r.status_code == 405 and r.headers["content-type"].startswith("text/html")
+    r = client.get("/portal/patients/alice")  # no grant to herself: 403 as a page
+    assert r.status_code == 403 and "has not given you access" in r.text
+    r = client.get("/api/v1/nope")  # the API keeps JSON
+    assert r.status_code == 404 and r.json()["code"] == "not_found"
+
+
+def test_a_server_bug_is_a_500_page_without_the_traceback(site: Any) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from fastapi.testclient import TestClient
+    extra = APIRouter()
+
+    @extra.get("/portal/test-bug")
+    def bug() -> None:
+        raise RuntimeError("secret-detail-xyz")
+
+    site.app.include_router(extra)
+    with TestClient(site.app, base_url="https://testserver",
+                    raise_server_exceptions=False) as c:
+        r = c.get("/portal/test-bug")
+    assert r.status_code == 500 and r.headers["content-type"].startswith("text/html")
+    assert "failed unexpectedly" in r.text and "secret-detail-xyz" not in r.text
+
+
+def test_settings_change_units_and_zone_and_refuse_unknown(client: Any) -> None:
+    csrf = _login(client, "alice")
+    mg = re.search(r'id="now-value">(\d+)<', client.get("/portal").text)
+    assert mg
+    r = client.post("/portal/settings", data={"csrf": csrf, "units": "mmol/L",
+                                              "tz": "Asia/Tokyo"})
+    assert r.status_code == 200 and 'id="notice"' in r.text and "mmol/L" in r.text
+    home = client.get("/portal").text
+    value = re.search(r'id="now-value">([\d.]+)<', home)
+    assert value and value.group(1) == f"{int(mg.group(1)) / 18.016:.1f}"
+    assert "JST" in home
+    r = client.post("/portal/settings", data={"csrf": csrf, "units": "mmol/L", "tz": "Nowhere"})
+    assert r.status_code == 400 and "time zone" in r.text
+    assert "JST" in client.get("/portal").text  # the refused change changed nothing
+
+
+def test_polling_reads_only_when_a_new_reading_arrived(client: Any, site: Any) -> None:
+    _login(client, "alice")
+    first = client.get("/portal/now.json").json()
+    assert first["changed"] and first["value"].isdigit()
+    height = site.node.store.height()
+    again = client.get(f"/portal/now.json?since={first['version']}&at={first['time_ms']}")
+    assert again.json()["changed"] is False and again.headers["cache-control"] == "no-store"
+    assert again.json()["minutes_ago"] in (first["minutes_ago"], first["minutes_ago"] + 1)
+    assert site.node.store.height() == height  # nothing new: no audited read on the ledger
+    assert client.get("/portal/now.json?at=-1").status_code == 422
+    assert client.get("/portal/now.json?since=<x>").status_code == 422
+
+
+def test_her_own_looks_are_one_line_a_day(client: Any, site: Any) -> None:
+    _login(client, "alice")
+    for _ in range(3):
+        client.get("/portal")
+    page = client.get("/portal/audit?who=me").text
+    own = re.findall(r'<li class="entry[^"]*" data-kind="access">', page)
+    assert len(own) == 1 and re.search(r"looked at your own data\s+\d+ times that day", page)
+    assert client.get("/portal/audit?result=maybe").status_code == 400
+    assert client.get("/portal/audit?what=blood").status_code == 400
+
+
+def test_clinician_list_sorts_filters_and_pages(client: Any, site: Any) -> None:
+    alice = identity(site.node, "alice")
+    now = int(time.time() * 1000)
+    ca.grant(site.node, alice.id, keys_of(site.node, alice), identity(site.node, "dr-lee").id,
+             streams=["cgm"], view="summary", window={"last_days": 30}, valid_from=now - 1000,
+             valid_until=now + 30 * DAY)
+    _login(client, "dr-lee")
+    page = client.get("/portal?sort=tbr54&dir=desc").text
+    assert 'data-patient="alice"' in page and "summaries only" in page
+    assert client.get("/portal?flag=emergency").text.count('data-patient="alice"') == 0
+    assert "No patient matches this filter" in client.get("/portal?flag=emergency").text
+    r = client.get("/portal/patients/alice/readings.csv")
+    assert r.status_code == 200 and "time_utc" not in r.text and "time_in_range_pct" in r.text
+    assert client.get("/portal/patients/nobody").status_code == 404
+
+
+def test_gzip_for_pages_not_for_the_api(client: Any) -> None:
+    r = client.get("/portal/login", headers={"accept-encoding": "gzip"})
+    assert r.headers.get("content-encoding") == "gzip"
+    assert r.headers["content-security-policy"].startswith("default-src 'self'")
+    r = client.get("/api/v1/status.json", headers={"accept-encoding": "gzip"})
+    assert r.headers.get("content-encoding") is None
+
+
+def test_the_csrf_token_differs_in_every_page_and_each_works(client: Any, site: Any) -> None:
+    _login(client, "alice")
+    a, b = _csrf(client.get("/portal").text), _csrf(client.get("/portal").text)
+    assert a != b  # masked with a fresh pad each time: nothing for a compression oracle
+    session = site.ctx.sessions.get(client.cookies.get("gl_session"))
+    assert session is not None
+    assert session.csrf not in client.get("/portal").text
+    for tok in (a, b):
+        r = client.post("/portal/settings", data={"csrf": tok, "units": "mg/dL", "tz": "UTC"})
+        assert r.status_code == 200 and 'id="notice"' in r.text
+    r = client.post("/portal/settings", data={"csrf": a[:-2] + "AA", "units": "mg/dL",
+                                              "tz": "UTC"})
+    assert r.status_code == 401
+
+
+def test_raw_grant_shows_pump_settings_and_days(client: Any, site: Any) -> None:
+    import hashlib
+
+    from glucoledger.node.demo_site import DEMO_UPLOADER_SECRET
+
+    from . import payloads
+
+    now = int(time.time() * 1000)
+    r = client.post("/api/v1/profile", json=payloads.aaps_profile(now), headers={
+        "api-secret": hashlib.sha1(DEMO_UPLOADER_SECRET.encode()).hexdigest()})
+    assert r.status_code == 200, r.text
+    alice = identity(site.node, "alice")
+    ca.grant(site.node, alice.id, keys_of(site.node, alice), identity(site.node, "dr-lee").id,
+             streams=["cgm", "settings"], view="raw", window={"last_days": 30},
+             valid_from=now - 1000, valid_until=now + 30 * DAY)
+    _login(client, "dr-lee")
+    page = client.get("/portal/patients/alice?days=7&compare=1").text
+    assert 'id="settings"' in page and "1.05 U/h" in page
+    assert 'class="chart-box day"' in page and "Day by day, in numbers" in page

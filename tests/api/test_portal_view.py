@@ -1,0 +1,98 @@
+"""The portal's pure formatting (api/portal_view.py): units, time zones, trend, GRI, charts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from glucoledger.api.portal_view import Fmt, Prefs, current, day_chart, trend_arrow
+from glucoledger.errors import OutOfRangeError
+
+T0 = 1_796_300_000_000  # 2026-12-03, a fixed time: no clock in these tests
+
+
+@dataclass
+class R:
+    time_ms: int
+    mgdl: int
+    trend: str | None = None
+
+
+def test_units_and_zone_change_only_what_is_shown() -> None:
+    mg, mmol = Fmt(), Fmt("mmol/L", "Europe/Paris")
+    assert (mg.glucose(100), mmol.glucose(100)) == ("100", "5.6")
+    assert (mg.delta(-7), mmol.delta(-7), mg.delta(0)) == ("-7", "-0.4", "±0")
+    assert mg.when(T0).endswith("UTC") and mmol.when(T0).endswith("CET")
+    assert int(mmol.hhmm(T0)[:2]) == (int(mg.hhmm(T0)[:2]) + 1) % 24
+    assert Fmt("mg/dL", "Not/AZone").when(T0) == mg.when(T0)  # an unknown zone shows UTC
+
+
+def test_trend_uses_the_uploaders_direction_else_the_rate() -> None:
+    assert trend_arrow("DoubleDown", []) == ("⇊", "falling quickly")
+    five = [(T0, 100), (T0 + 300_000, 100)]
+    assert trend_arrow(None, five)[1] == "steady"
+    assert trend_arrow(None, [(T0, 100), (T0 + 600_000, 125)])[1] == "rising"  # 2.5/min
+    assert trend_arrow(None, [(T0, 100), (T0 + 600_000, 88)])[1] == "falling slowly"
+    assert trend_arrow(None, [(T0, 100)]) == ("", "trend unknown")
+
+
+def test_current_reading_minutes_ago_and_stale() -> None:
+    rs = [R(T0 - 600_000, 120), R(T0 - 300_000, 112), R(T0, 104, "FortyFiveDown")]
+    c = current(rs, T0 + 4 * 60_000, Fmt())
+    assert c is not None
+    assert (c["value"], c["arrow"], c["delta"], c["minutes_ago"], c["stale"], c["band"]) == (
+        "104", "↘", "-8", 4, False, "in range")
+    late = current(rs, T0 + 16 * 60_000, Fmt())
+    assert late is not None and late["stale"] and late["minutes_ago"] == 16
+    assert current([], T0, Fmt()) is None
+    low = current([R(T0, 52)], T0, Fmt("mmol/L"))
+    assert low is not None and (low["value"], low["band"], low["delta"]) == ("2.9", "very low", "")
+
+
+def test_day_chart_names_itself_and_scales() -> None:
+    svg = str(day_chart([(T0, 80), (T0 + 3_600_000, 190)], T0, Fmt(), title="Glucose today"))
+    assert 'role="img"' in svg and 'viewBox="0 0 320 170"' in svg
+    assert 'aria-label="Glucose today: 2 readings from 80 to 190 mg/dL' in svg
+    assert "<polyline" in svg
+    empty = str(day_chart([], T0, Fmt(), title="x <b>"))
+    assert "no readings" in empty and "<b>" not in empty
+
+
+def test_prefs_refuse_unknown_values_and_change_nothing(tmp_path: Path) -> None:
+    p = Prefs(tmp_path)
+    me = b"\x01" * 32
+    assert p.get(me) == Fmt()
+    p.set(me, "mmol/L", "America/New_York")
+    assert p.get(me) == Fmt("mmol/L", "America/New_York")
+    before = p.path.read_bytes()
+    with pytest.raises(OutOfRangeError, match="mg/dL or mmol/L"):
+        p.set(me, "mg", "UTC")
+    with pytest.raises(OutOfRangeError, match="time zone"):
+        p.set(me, "mg/dL", "Mars/Olympus")
+    assert p.path.read_bytes() == before
+    p.path.write_text("{not json")
+    assert p.get(me) == Fmt()  # a damaged file shows the defaults, never a traceback
+
+
+def test_today_lists_insulin_carbohydrates_and_notes_in_her_zone() -> None:
+    from glucoledger.api.portal_patient import _today
+    from glucoledger.glucose.readings import Bolus, Carbs, CgmReading, Note
+
+    fmt = Fmt("mg/dL", "Asia/Tokyo")  # UTC+9: her midnight is 15:00 UTC the day before
+    now = T0
+    midnight = int(fmt.local(now).replace(hour=0, minute=0, second=0, microsecond=0)
+                   .timestamp() * 1000)
+    records = [CgmReading(midnight - 300_000, 540, 150),  # yesterday, her time: not shown
+               CgmReading(midnight + 300_000, 540, 160),
+               Bolus(midnight + 3_600_000, 540, "normal", 4500),
+               Carbs(midnight + 3_500_000, 540, 450),
+               Note(midnight + 7_200_000, 540, "walk")]
+    day = _today(records, fmt, now)
+    assert day["start_ms"] == midnight
+    assert [e["what"] for e in day["events"]] == ["Carbohydrates", "Insulin", "Note"]
+    assert day["events"][1]["detail"].startswith("4.5 units")
+    assert (day["insulin"], day["carbs"]) == (4.5, 45.0)
+    assert [h["mgdl"] for h in day["hourly"]] == [160]
+    assert "1 readings from 160 to 160" in str(day["chart"])
