@@ -16,7 +16,8 @@ from ..ledger.checkpoint import NoteVerifier
 from ..node import accounts
 from ..node.service import Node, verify_folder
 from ..node.verify import IntegrityError
-from .common import DataOpt, console, data_dir, err_console, open_node, progress, table
+from .common import (DataOpt, JsonOpt, console, data_dir, err_console, in_file, open_node, out_file,
+                     print_json, progress, read_text, table)
 
 __all__ = ["register"]
 
@@ -32,7 +33,10 @@ def init(
     chain: Annotated[str, typer.Option(help="Chain name (the checkpoint origin).")] = "glucoledger/local",
     name: Annotated[str, typer.Option(help="This node's name (its checkpoint key name).")] = "node-1",
 ) -> None:
-    """Create a new chain with one organization and its node in --data."""
+    """Create a new chain with one organization and its node in --data.
+
+    Example: glucoledger init --data ./clinic
+    """
     node = Node.init(data_dir(data), chain=chain, name=name)
     with node:
         console.print(f"created chain [bold]{chain}[/] in {node.data_dir}")
@@ -48,7 +52,10 @@ def account_create(
     alg: Annotated[str, typer.Option(help="ed25519 or p256.")] = "ed25519",
     data: DataOpt = None,
 ) -> None:
-    """Create a custodial account (keys kept in the node's sealed wallet)."""
+    """Create a custodial account (keys kept in the node's sealed wallet).
+
+    Example: glucoledger account create alice --kind patient --trusted rosa --data ./clinic
+    """
     if alg not in ("ed25519", "p256"):
         raise InputError("--alg must be ed25519 or p256")
     with open_node(data) as node:
@@ -58,20 +65,31 @@ def account_create(
 
 
 @account_app.command("list")
-def account_list(data: DataOpt = None) -> None:
-    """List the accounts this node knows by name."""
+def account_list(data: DataOpt = None, as_json: JsonOpt = False) -> None:
+    """List the accounts this node knows by name.
+
+    Example: glucoledger account list --json --data ./clinic
+    """
     with open_node(data) as node:
         rows = []
         for ident in accounts.AddressBook(node).all():
             acct = node.account(ident.id)
             rows.append([ident.name, acct.kind, ident.id.hex()[:16], str(len(acct.cosigners)),
                          str(acct.nonce)])
-        console.print(table("accounts", ["name", "kind", "id", "keys", "nonce"], rows))
+    if as_json:
+        print_json([dict(zip(["name", "kind", "id", "keys", "nonce"], r, strict=True))
+                    for r in rows])
+        return
+    console.print(table("accounts", ["name", "kind", "id", "keys", "nonce"], rows))
 
 
 @account_app.command("show")
-def account_show(name: str, data: DataOpt = None) -> None:
-    """Show an account's cosigners, weights and thresholds."""
+def account_show(name: Annotated[str, typer.Argument(help="The account's name.")],
+                 data: DataOpt = None) -> None:
+    """Show an account's cosigners, weights and thresholds.
+
+    Example: glucoledger account show alice --data ./clinic
+    """
     with open_node(data) as node:
         ident = accounts.identity(node, name)
         acct = node.account(ident.id)
@@ -84,8 +102,12 @@ def account_show(name: str, data: DataOpt = None) -> None:
 
 
 def blocks(data: DataOpt = None,
-           last: Annotated[int, typer.Option(help="How many recent blocks.")] = 10) -> None:
-    """Show the most recent blocks."""
+           last: Annotated[int, typer.Option(help="How many recent blocks.", min=1,
+                                             max=100_000)] = 10) -> None:
+    """Show the most recent blocks.
+
+    Example: glucoledger blocks --last 5 --data ./clinic
+    """
     with open_node(data) as node:
         node.sync()
         rows = []
@@ -99,10 +121,13 @@ def blocks(data: DataOpt = None,
 def checkpoint(
     data: DataOpt = None,
     vkey: Annotated[bool, typer.Option("--vkey", help="Print the node's verifier key instead.")] = False,
-    out: Annotated[Path | None, typer.Option(help="Also write the checkpoint to this file.")] = None,
+    out: Annotated[Path | None, out_file("Also write the checkpoint to this file.")] = None,
     final: Annotated[bool, typer.Option("--final", help="The latest final checkpoint, cosigned by the consortium's threshold.")] = False,
 ) -> None:
-    """Print the latest signed checkpoint (C2SP signed note)."""
+    """Print the latest signed checkpoint (C2SP signed note).
+
+    Example: glucoledger checkpoint --out kept.txt --data ./clinic
+    """
     with open_node(data) as node:
         if vkey:
             console.print(node.verifier().vkey(), soft_wrap=True)
@@ -124,23 +149,27 @@ def final_checkpoint(node: Node) -> bytes:
 def _verifiers(node_key: str | None) -> list[NoteVerifier] | None:
     if node_key is None:
         return None
-    text = Path(node_key).read_text() if os.path.exists(node_key) else node_key
+    text = read_text(Path(node_key), "verifier key") if os.path.isfile(node_key) else node_key
     return [NoteVerifier.parse(line) for line in text.split() if line.strip()]
 
 
 def verify(
     data: DataOpt = None,
-    from_checkpoint: Annotated[Path | None, typer.Option(
-        "--from-checkpoint", help="A checkpoint you kept: the store must still extend it.")] = None,
+    from_checkpoint: Annotated[Path | None, in_file(
+        "A checkpoint you kept: the store must still extend it.",
+        option="--from-checkpoint")] = None,
     node_key: Annotated[str | None, typer.Option(
         help="Verifier key(s) (vkey text or a file) to trust instead of the node's own.")] = None,
     need: Annotated[int, typer.Option(
         help="Signatures from --node-key keys the checkpoint must carry (a consortium's "
-             "threshold: require a final checkpoint).")] = 1,
+             "threshold: require a final checkpoint).", min=1, max=1000)] = 1,
 ) -> None:
-    """Re-derive every hash, root, signature and link; exit non-zero at the first bad spot."""
+    """Re-derive every hash, root, signature and link; exit non-zero at the first bad spot.
+
+    Example: glucoledger verify --from-checkpoint kept.txt --data ./clinic
+    """
     folder = data_dir(data)
-    held = from_checkpoint.read_bytes() if from_checkpoint else None
+    held = read_text(from_checkpoint, "checkpoint").encode() if from_checkpoint else None
     with progress() as bar:
         task = bar.add_task("verifying blocks", total=None)
         try:
@@ -172,12 +201,15 @@ def verify(
 
 
 def keygen(
-    out: Annotated[Path, typer.Option(help="Where to write the encrypted key file.")],
+    out: Annotated[Path, out_file("Where to write the encrypted key file.")],
     alg: Annotated[str, typer.Option(help="ed25519 or p256.")] = "ed25519",
     password_env: Annotated[str | None, typer.Option(
         help="Read the password from this environment variable instead of a prompt.")] = None,
 ) -> None:
-    """Make a self-custody key, encrypted at rest with Argon2id (RFC 9106) and AES-256-GCM."""
+    """Make a self-custody key, encrypted at rest with Argon2id (RFC 9106) and AES-256-GCM.
+
+    Example: glucoledger keygen --out alice.key
+    """
     if alg not in ("ed25519", "p256"):
         raise InputError("--alg must be ed25519 or p256")
     if out.exists():

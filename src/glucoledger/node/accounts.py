@@ -22,7 +22,7 @@ from ..state.accounts import SPONSORS
 from ..state.accounts_model import KINDS, account_id, patient_policy, single_key_policy
 from .service import Node, Receipt
 
-__all__ = ["AddressBook", "Identity", "create_account", "identity", "submit_as"]
+__all__ = ["AddressBook", "Identity", "create_account", "identity", "names", "submit_as"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,48}$")
 
@@ -98,6 +98,11 @@ def identity(node: Node, name: str) -> Identity:
             raise NotFoundError("the chain has no genesis")
         return Identity("org", info["orgs"][0], "organization", ("org",))
     return AddressBook(node).get(name)
+
+
+def names(node: Node) -> dict[bytes, str]:
+    """Every account id this node has a name for, mapped to that name (for display)."""
+    return {i.id: i.name for i in AddressBook(node).all()}
 
 
 def keys_of(node: Node, ident: Identity, which: Sequence[int] | None = None) -> list[PrivateKey]:
