@@ -25,11 +25,38 @@ from ..node.ingest import open_vault
 from ..node.service import Node
 from ..vault.store import Vault
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_DENIED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_OTHER",
-           "EXIT_VERIFICATION", "FORMATS", "ID_CHARS", "DataOpt", "FormatOpt", "JsonOpt",
-           "choice", "confirm_destruction", "emit", "local_iso", "local_iso_ms", "parse_when",
-           "plural", "records_table", "print_json", "in_file", "out_file", "read_text", "console", "data_dir", "err_console", "open_node", "open_node_and_vault",
-           "progress", "table"]
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_DENIED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_OTHER",
+    "EXIT_VERIFICATION",
+    "FORMATS",
+    "ID_CHARS",
+    "DataOpt",
+    "FormatOpt",
+    "JsonOpt",
+    "choice",
+    "confirm_destruction",
+    "console",
+    "data_dir",
+    "emit",
+    "err_console",
+    "in_file",
+    "local_iso",
+    "local_iso_ms",
+    "open_node",
+    "open_node_and_vault",
+    "out_file",
+    "parse_when",
+    "plural",
+    "print_json",
+    "progress",
+    "read_text",
+    "records_table",
+    "table",
+]
 
 #: The README's exit-code table, one name per row (tests/cli/test_usage.py checks it row by row).
 EXIT_OK = 0

@@ -30,9 +30,26 @@ from ..node.erasure import ErasureService
 from ..node.service import Node
 from ..state.accounts_model import patient_policy
 from ..state.consent import DAY_MS, MAX_WINDOW_DAYS, Grant, Request, grants_of, to_fhir_consent
-from .common import (ID_CHARS, DataOpt, FormatOpt, JsonOpt, choice, confirm_destruction,
-                     console, emit, err_console, local_iso, open_node, open_node_and_vault,
-                     out_file, parse_when, plural, print_json, records_table, table)
+from .common import (
+    ID_CHARS,
+    DataOpt,
+    FormatOpt,
+    JsonOpt,
+    choice,
+    confirm_destruction,
+    console,
+    emit,
+    err_console,
+    local_iso,
+    open_node,
+    open_node_and_vault,
+    out_file,
+    parse_when,
+    plural,
+    print_json,
+    records_table,
+    table,
+)
 from .ledger_cmds import account_app
 
 __all__ = ["register", "write_report"]

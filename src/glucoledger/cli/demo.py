@@ -26,7 +26,10 @@ def demo(
     data: Annotated[Path | None, typer.Option(
         "--data", help="Folder for the demo node (default: a new temporary folder).")] = None,
 ) -> None:
-    """Build a small chain: accounts, multisig, refused transactions, a checkpoint, verify."""
+    """Tell the whole story on a new node: accounts, devices, data, grants, reads, verify.
+
+    Example: glucoledger demo --data ./story
+    """
     folder = data if data is not None else Path(tempfile.mkdtemp(prefix="glucoledger-demo-"))
     if (folder / "node.json").exists():
         raise InputError(f"{folder} already holds a node; give the demo an empty folder")

@@ -16,8 +16,20 @@ from ..ledger.checkpoint import NoteVerifier
 from ..node import accounts
 from ..node.service import Node, verify_folder
 from ..node.verify import IntegrityError
-from .common import (DataOpt, JsonOpt, console, data_dir, err_console, in_file, open_node, out_file,
-                     print_json, progress, read_text, table)
+from .common import (
+    DataOpt,
+    JsonOpt,
+    console,
+    data_dir,
+    err_console,
+    in_file,
+    open_node,
+    out_file,
+    print_json,
+    progress,
+    read_text,
+    table,
+)
 
 __all__ = ["register"]
 

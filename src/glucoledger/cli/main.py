@@ -9,17 +9,32 @@ from __future__ import annotations
 
 import os
 import sys
-
 from typing import Annotated
 
 import typer
 
-from ..errors import GlucoledgerError, InputError, PermissionDeniedError, VerificationError
-from . import bench_cmd, consent_cmds, consortium_cmds, data_cmds, demo, ledger_cmds, server_cmds
-from ..files import storage_error
-from .common import (EXIT_BAD_INPUT, EXIT_DENIED, EXIT_INTERRUPTED, EXIT_OTHER, EXIT_VERIFICATION,
-                     console, err_console)
 from .. import __version__
+from ..errors import GlucoledgerError, InputError, PermissionDeniedError, VerificationError
+from ..files import storage_error
+from . import (
+    bench_cmd,
+    consent_cmds,
+    consortium_cmds,
+    data_cmds,
+    demo,
+    device_cmds,
+    ledger_cmds,
+    server_cmds,
+)
+from .common import (
+    EXIT_BAD_INPUT,
+    EXIT_DENIED,
+    EXIT_INTERRUPTED,
+    EXIT_OTHER,
+    EXIT_VERIFICATION,
+    console,
+    err_console,
+)
 
 __all__ = ["app", "main", "run"]
 
@@ -58,6 +73,7 @@ data_cmds.register(app)
 consent_cmds.register(app)
 consortium_cmds.register(app)
 server_cmds.register(app)
+app.add_typer(device_cmds.device_app, name="device")
 
 
 def _exit_code(exc: GlucoledgerError) -> int:

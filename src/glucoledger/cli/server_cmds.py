@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 
 from ..errors import InputError
-from .common import DataOpt, console, data_dir, open_node
+from ..files import atomic_write
+from .common import DataOpt, console, data_dir, open_node, out_file
 
 __all__ = ["register"]
 
@@ -18,13 +19,16 @@ __all__ = ["register"]
 def serve(
     data: DataOpt = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
     demo: Annotated[bool, typer.Option(help="Create (if empty) a demo node with people, "
                                        "passwords and 14 days of data.")] = False,
     insecure_cookies: Annotated[bool, typer.Option(
         help="Drop the Secure cookie flag (only for plain-HTTP testing off loopback).")] = False,
 ) -> None:
-    """Serve the HTTP API, the Nightscout v1 routes, FHIR export and the web portal."""
+    """Serve the HTTP API, the Nightscout v1 routes, FHIR export and the web portal.
+
+    Example: glucoledger serve --data ./clinic --port 8000
+    """
     import uvicorn
 
     from ..api.app import create_app
@@ -57,8 +61,12 @@ def serve(
         node.close()
 
 
-def password(name: str, data: DataOpt = None) -> None:
-    """Set the web portal password of a custodial account (asked twice, never echoed)."""
+def password(name: Annotated[str, typer.Argument(help="The account's name.")],
+             data: DataOpt = None) -> None:
+    """Set the web portal password of a custodial account (asked twice, never echoed).
+
+    Example: glucoledger password alice
+    """
     from ..node.people import Passwords
 
     first = typer.prompt("new password", hide_input=True)
@@ -69,8 +77,12 @@ def password(name: str, data: DataOpt = None) -> None:
     console.print(f"password set for {name}")
 
 
-def nightscout_uploader(patient: str, data: DataOpt = None) -> None:
-    """Create an uploader secret for a patient (xDrip+, Loop, AndroidAPS: v1 API secret)."""
+def nightscout_uploader(patient: Annotated[str, typer.Argument(help="The patient's name.")],
+                        data: DataOpt = None) -> None:
+    """Create an uploader secret for a patient (xDrip+, Loop, AndroidAPS: v1 API secret).
+
+    Example: glucoledger nightscout-uploader alice
+    """
     import secrets
 
     from ..api.context import ServerContext
@@ -85,8 +97,13 @@ def nightscout_uploader(patient: str, data: DataOpt = None) -> None:
     console.print(f"gateway {gw.name}; API secret (shown once): {secret}")
 
 
-def nightscout_reader(reader: str, patient: str, data: DataOpt = None) -> None:
-    """Create a read token for a reader account following a patient (reads need a grant)."""
+def nightscout_reader(reader: Annotated[str, typer.Argument(help="The reader's account name.")],
+                      patient: Annotated[str, typer.Argument(help="The patient's name.")],
+                      data: DataOpt = None) -> None:
+    """Create a read token for a reader account following a patient (reads need a grant).
+
+    Example: glucoledger nightscout-reader dr-lee alice
+    """
     import secrets
 
     from ..api.context import ServerContext
@@ -102,16 +119,18 @@ def nightscout_reader(reader: str, patient: str, data: DataOpt = None) -> None:
 
 
 def export_fhir(
-    patient: str,
+    patient: Annotated[str, typer.Argument(help="The patient's name.")],
     as_: Annotated[str, typer.Option("--as", help="Who reads (custodial account name).")],
     data: DataOpt = None,
     start: Annotated[str | None, typer.Option(help="ISO 8601 start.")] = None,
     end: Annotated[str | None, typer.Option(help="ISO 8601 end.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Write here (default: stdout).")
-                   ] = None,
+    out: Annotated[Path | None, out_file("Write here (default: stdout).")] = None,
     check: Annotated[bool, typer.Option(help="Validate with fhir.resources.")] = False,
 ) -> None:
-    """Export a patient's CGM data as a FHIR R4 Bundle (HL7 CGM IG), through consent."""
+    """Export a patient's CGM data as a FHIR R4 Bundle (HL7 CGM IG), through consent.
+
+    Example: glucoledger export-fhir alice --as dr-lee --out alice.fhir.json
+    """
     from ..api.context import ServerContext
     from ..api.routes_fhir import _ms
     from ..interop.fhir import validate
@@ -136,7 +155,7 @@ def export_fhir(
     if out is None:
         print(text)
     else:
-        out.write_text(text + "\n")
+        atomic_write(out, (text + "\n").encode())
         console.print(f"{len(bundle['entry'])} resources written to {out}")
 
 
