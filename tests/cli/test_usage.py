@@ -122,7 +122,7 @@ def _value(p: click.Parameter, files: dict[str, Path], file: Path | None = None)
         return str(lo if lo is not None else 1)
     choices = getattr(p.type, "choices", None)
     if choices:
-        return str(list(choices)[0])
+        return str(next(iter(choices)))
     return SAMPLE.get(flag, "x")
 
 
@@ -280,8 +280,8 @@ def test_readme_exit_code_table_row_by_row(files: dict[str, Path],
                                            capsys: pytest.CaptureFixture[str]) -> None:
     """README: 0 success, 2 bad input, 3 verification failed, 4 permission denied, 1 other."""
     readme = (Path(__file__).parents[2] / "README.md").read_text()
-    rows = dict((int(n), what) for n, what in re.findall(
-        r"(\d) (success|bad input|verification failed|permission denied|other)", readme))
+    rows = {int(n): what for n, what in re.findall(
+        r"(\d) (success|bad input|verification failed|permission denied|other)", readme)}
     assert rows == {0: "success", 2: "bad input", 3: "verification failed",
                     4: "permission denied", 1: "other"}
     node = str(files["node"])

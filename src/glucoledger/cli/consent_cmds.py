@@ -280,6 +280,10 @@ def report(patient: Name,
                                                    else ""))
 
 
+#: The audit trail's outcome codes in words.
+_OUTCOMES = {"permit": "granted", "deny": "denied"}
+
+
 def audit(patient: Name, as_json: JsonOpt = False, data: DataOpt = None) -> None:
     """The patient's audit trail: every read, granted or denied, every emergency request and
     decision, every refused attempt; emergencies first.
@@ -294,7 +298,8 @@ def audit(patient: Name, as_json: JsonOpt = False, data: DataOpt = None) -> None
     rows = [[local_iso(e.time_ms), str(e.height),
              ("emergency: " if e.emergency and "emergency" not in e.kind else "") + e.kind,
              book.get(e.who, e.who.hex()[:ID_CHARS]),
-             e.outcome + (f" ({e.reason})" if e.reason else ""), e.detail,
+             _OUTCOMES.get(e.outcome, e.outcome) + (f" ({e.reason})" if e.reason else ""),
+             e.detail,
              e.tx_hash.hex()[:ID_CHARS]] for e in trail]
     if as_json:
         print_json([dict(zip(cols, r, strict=True)) for r in rows])
