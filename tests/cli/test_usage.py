@@ -296,3 +296,55 @@ def test_readme_exit_code_table_row_by_row(files: dict[str, Path],
     for code, args in checks.items():
         got, _, err = _call(args, capsys)
         assert got == code, (rows[code], args, got, err)
+
+
+#: The mistakes the issue lists (each once ended in a traceback or a wrong exit code):
+#: arguments (``{node}``, ``{dir}``, ``{text}`` filled in), exit code, words the message has.
+ISSUE_CASES = [
+    ([], 2, "Usage: glucoledger"),
+    (["grant", "--patient", "alice"], 2, "Missing option '--to'"),
+    (["no-such-command"], 2, "No such command"),
+    (["read", "--as", "bob", "--patient", "alice", "--last-days", "abc"], 2, "not a valid"),
+    (["read", "--as", "bob", "--patient", "alice", "--json"], 2, "No such option"),
+    (["revoke", "--patient", "alice", "--grant", "13d94ff", "--data", "{node}"], 1,
+     "no grant of this patient starts with 13d94ff"),
+    (["revoke", "--patient", "alice", "--grant", "zz", "--data", "{node}"], 2,
+     "at least 4 of its hex digits"),
+    (["verify-proof", "{dir}/missing.json", "--node-key", "k"], 2, "does not exist"),
+    (["verify", "--data", "{node}", "--from-checkpoint", "/nonexistent"], 2, "does not exist"),
+    (["verify", "--data", "{text}"], 1, "point --data at a node folder"),
+    (["batches", "--data", "{node}"], 2, "Missing option '--patient'"),
+    (["report", "--patient", "alice", "--out", "{dir}/nodir/r.html", "--data", "{node}"], 2,
+     "does not exist"),
+    (["grant", "--patient", "alice", "--to", "bob", "--valid-days", "99999999", "--data",
+      "{node}"], 2, "--valid-days"),
+    (["grant", "--patient", "alice", "--to", "bob", "--last-days", "-5", "--data", "{node}"], 2,
+     "--last-days"),
+    (["grant", "--patient", "alice", "--to", "bob", "--last-days", "0", "--data", "{node}"], 2,
+     "--last-days"),
+    (["grant", "--patient", "alice", "--to", "bob", "--view", "full", "--data", "{node}"], 2,
+     "'full' is not one of raw, summary"),
+    (["grant", "--patient", "alice", "--to", "bob", "--streams", "cgm,foo", "--data",
+      "{node}"], 2, "foo is not a stream"),
+    (["grant", "--patient", "alice", "--to", "nobody", "--data", "{node}"], 1,
+     "no account named 'nobody'"),
+    (["read", "--as", "bob", "--patient", "alice", "--streams", "bogus", "--data", "{node}"], 2,
+     "bogus is not a stream"),
+    (["prove-reading", "--patient", "alice", "--time", "yesterday", "--out", "{dir}/p.json",
+      "--data", "{node}"], 2, "not ISO 8601"),
+    (["ingest", "{binary}", "--patient", "alice", "--device", "CGM-1", "--data", "{node}"], 2,
+     "not a UTF-8 text file"),
+    (["erase", "--patient", "alice", "--stream", "cgm", "--data", "{node}"], 2, "--yes"),
+]
+
+
+@pytest.mark.parametrize(("args", "code", "words"), ISSUE_CASES,
+                         ids=[" ".join(a[:2]) or "(none)" for a, _, _ in ISSUE_CASES])
+def test_the_mistakes_of_the_issue(args: list[str], code: int, words: str,
+                                   files: dict[str, Path],
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    filled = [a.format(node=files["node"], dir=files["dir"], text=files["text"],
+                       binary=files["binary"]) for a in args]
+    got, out, err = _call(filled, capsys)
+    assert got == code, (filled, got, out, err)
+    assert words in out + err, (filled, out, err)

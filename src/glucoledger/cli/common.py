@@ -20,7 +20,7 @@ from rich.table import Table
 
 from ..errors import InputError
 from ..files import atomic_write, storage_error
-from ..glucose.readings import parse_time
+from ..glucose.readings import STREAMS, parse_time
 from ..node.ingest import open_vault
 from ..node.service import Node
 from ..vault.store import Vault
@@ -69,8 +69,10 @@ EXIT_INTERRUPTED = 130
 #: The last millisecond of year 9999: later times cannot be shown as dates.
 MAX_TIME_MS = 253_402_300_799_999
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# soft_wrap: messages are never broken by the console (a command to copy stays on one line;
+# the terminal wraps, between words); tables still fit the width.
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def default_data_dir() -> Path:
@@ -171,6 +173,22 @@ def choice(*allowed: str) -> Any:
             raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}")
         return value
     return check
+
+
+def _check_streams(value: str | None) -> str | None:
+    if value is None:
+        return None
+    bad = [x for x in value.split(",") if x not in STREAMS]
+    if bad or not value:
+        raise typer.BadParameter(f"{', '.join(bad) or 'nothing'} is not a stream; use a "
+                                 f"comma-separated list of {', '.join(STREAMS)}")
+    return value
+
+
+def streams_opt(default_help: str = "Comma-separated streams") -> Any:
+    """A ``--streams`` option checked against the stream names before anything is sent."""
+    return typer.Option("--streams", help=f"{default_help} ({', '.join(STREAMS)}).",
+                        callback=_check_streams)
 
 
 FormatOpt = Annotated[str, typer.Option("--format", help="table (for people), json or csv.",

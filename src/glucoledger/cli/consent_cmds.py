@@ -48,6 +48,7 @@ from .common import (
     plural,
     print_json,
     records_table,
+    streams_opt,
     table,
 )
 from .ledger_cmds import account_app
@@ -73,8 +74,7 @@ def _submit(node: Node, name: str, type_: str, body: dict[str, Any],
 def grant(patient: Name,
           to: Annotated[str, typer.Option("--to", help="Who receives access: an account name "
                                           "(e.g. a clinician).")],
-          streams: Annotated[str, typer.Option(
-              help=f"Comma-separated streams ({', '.join(STREAMS)}).")] = "cgm",
+          streams: Annotated[str, streams_opt()] = "cgm",
           view: Annotated[str, typer.Option(help="raw (every reading) or summary (metrics "
                                             "only).", callback=choice("raw", "summary"))
                           ] = "summary",
@@ -169,8 +169,7 @@ def read(who: Annotated[str, typer.Option("--as", help="The reader: an account n
          patient: Name,
          view: Annotated[str, typer.Option(help="raw (every reading) or summary.",
                                            callback=choice("raw", "summary"))] = "summary",
-         streams: Annotated[str, typer.Option(
-             help=f"Comma-separated streams ({', '.join(STREAMS)}).")] = "cgm",
+         streams: Annotated[str, streams_opt()] = "cgm",
          last_days: Annotated[int, typer.Option(help="How many days back.", min=1,
                                                 max=MAX_WINDOW_DAYS)] = 14,
          fmt: FormatOpt = "table",
@@ -205,8 +204,7 @@ def readings(patient: Name,
                                               "with offset, or epoch ms.")],
              who: Annotated[str | None, typer.Option("--as", help="The reader (default: the "
                                                      "patient herself).")] = None,
-             streams: Annotated[str, typer.Option(
-                 help=f"Comma-separated streams ({', '.join(STREAMS)}).")] = "cgm",
+             streams: Annotated[str, streams_opt()] = "cgm",
              fmt: FormatOpt = "table",
              out: Annotated[Path | None, out_file("Write to this file instead of the "
                                                   "screen.")] = None,
@@ -227,6 +225,12 @@ def readings(patient: Name,
         raise InputError("this read did not release readings")
     cols, rows, docs = records_table(rel.records)
     emit(fmt, out, cols, rows, f"{len(rows)} readings of {patient}", docs)
+
+
+def _one_stream(name: str) -> str:
+    if name not in STREAMS:
+        raise typer.BadParameter(f"{name!r} is not a stream; use one of {', '.join(STREAMS)}")
+    return name
 
 
 def _summary_doc(rel: SignedSummary) -> dict[str, Any]:
@@ -341,8 +345,9 @@ def emergency(clinician: Annotated[str, typer.Option(help="The clinician who ask
 
 
 def erase(patient: Name,
-          stream: Annotated[list[str], typer.Option(help=f"A stream to erase ({', '.join(STREAMS)}"
-                                                    "); repeat for more.")],
+          stream: Annotated[list[str], typer.Option(
+              help=f"A stream to erase ({', '.join(STREAMS)}); repeat for more.",
+              callback=lambda v: [_one_stream(x) for x in v])],
           start: Annotated[str | None, typer.Option(
               "--from", help="Only from this time: ISO 8601 with offset, or epoch ms.")] = None,
           end: Annotated[str | None, typer.Option(

@@ -61,7 +61,12 @@ def _patient_id(node: Node, name: str) -> bytes:
     try:
         ident = accounts.identity(node, name)
     except NotFoundError:
-        return World.load(node).directory.resolve("patients", name)
+        try:
+            directory = World.load(node).directory
+        except NotFoundError:
+            raise NotFoundError(f"no patient named {name!r} on this node; `glucoledger account "
+                                "list` shows the accounts") from None
+        return directory.resolve("patients", name)
     if ident.kind != "patient":
         raise InputError(f"{name!r} is a {ident.kind}, not a patient")
     return ident.id

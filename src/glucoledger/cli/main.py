@@ -76,8 +76,13 @@ server_cmds.register(app)
 app.add_typer(device_cmds.device_app, name="device")
 
 
+#: Reason codes that mean the input was wrong, whichever layer noticed (a transaction the
+#: state machine refused as malformed is still bad input: exit 2, not 1 or 4).
+_BAD_INPUT_CODES = frozenset({"bad_input", "malformed", "out_of_range", "too_large"})
+
+
 def _exit_code(exc: GlucoledgerError) -> int:
-    if isinstance(exc, InputError):
+    if isinstance(exc, InputError) or exc.code in _BAD_INPUT_CODES:
         return EXIT_BAD_INPUT
     if isinstance(exc, VerificationError):
         return EXIT_VERIFICATION
