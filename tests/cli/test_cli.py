@@ -31,7 +31,8 @@ def test_demo_then_verify(demo_dir: Path) -> None:
     r = run("verify", "--data", str(demo_dir))
     assert r.returncode == 0, r.stderr
     assert "OK" in r.stdout
-    r = run("verify", "--data", str(demo_dir), "--from-checkpoint", str(demo_dir / "checkpoint.txt"))
+    r = run("verify", "--data", str(demo_dir), "--from-checkpoint",
+            str(demo_dir / "checkpoint.txt"))
     assert r.returncode == 0 and "consistent with your checkpoint" in r.stdout, r.stderr
 
 
@@ -78,7 +79,8 @@ def test_errors_are_actionable(tmp_path: Path) -> None:
 def test_keygen_refuses_short_password(tmp_path: Path) -> None:
     r = run("keygen", "--out", str(tmp_path / "k"), "--password-env", "PW", env={"PW": "short"})
     assert r.returncode == 2 and "at least 8" in r.stderr
-    r = run("keygen", "--out", str(tmp_path / "k"), "--password-env", "PW", env={"PW": "long enough pw"})
+    r = run("keygen", "--out", str(tmp_path / "k"), "--password-env", "PW",
+            env={"PW": "long enough pw"})
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "k").stat().st_mode & 0o777 == 0o600
 

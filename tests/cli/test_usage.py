@@ -1,4 +1,5 @@
-"""Every command, every ordinary mistake: exit 2 (or the documented code), one message, no traceback.
+"""Every command, every ordinary mistake: exit 2 (or the documented code), one message, no
+traceback.
 
 The table is built from the command tree itself (``typer.main.get_command``), so a command
 added later is covered without editing this file; ``SAMPLE`` only supplies values a human
@@ -14,8 +15,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import click
 import pytest
 import typer
 
@@ -56,19 +57,19 @@ SAMPLE = {"--patient": "alice", "patient": "alice", "--to": "dr-lee", "--as": "d
 @dataclass(frozen=True)
 class Command:
     path: tuple[str, ...]
-    cmd: click.Command
+    cmd: Any
 
     @property
     def name(self) -> str:
         return " ".join(self.path)
 
-    def params(self) -> list[click.Parameter]:
+    def params(self) -> list[Any]:
         return [p for p in self.cmd.params if p.name != "help"]
 
 
-def _walk(c: click.Command, path: tuple[str, ...] = ()) -> Iterator[Command]:
-    if isinstance(c, click.Group) or hasattr(c, "commands"):
-        for n, sub in sorted(c.commands.items()):  # type: ignore[attr-defined]
+def _walk(c: Any, path: tuple[str, ...] = ()) -> Iterator[Command]:
+    if hasattr(c, "commands"):
+        for n, sub in sorted(c.commands.items()):
             yield from _walk(sub, (*path, n))
     else:
         yield Command(path, c)
@@ -78,15 +79,20 @@ COMMANDS = list(_walk(ROOT))
 IDS = [c.name for c in COMMANDS]
 
 
-def _flag(p: click.Parameter) -> str:
-    return p.opts[0] if isinstance(p, click.Option) else (p.name or "")
+def _is_option(p: Any) -> bool:
+    """An option (not an argument), whichever copy of click typer uses."""
+    return getattr(p, "param_type_name", "") == "option"
 
 
-def _is_path(p: click.Parameter) -> bool:
+def _flag(p: Any) -> str:
+    return str(p.opts[0]) if _is_option(p) else str(p.name or "")
+
+
+def _is_path(p: Any) -> bool:
     return "Path" in type(p.type).__name__
 
 
-def _is_number(p: click.Parameter) -> bool:
+def _is_number(p: Any) -> bool:
     return type(p.type).__name__ in {"IntParamType", "FloatParamType", "IntRange", "FloatRange"}
 
 
@@ -109,7 +115,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"dir": d, "text": text, "binary": binary, "node": node}
 
 
-def _value(p: click.Parameter, files: dict[str, Path], file: Path | None = None) -> str:
+def _value(p: Any, files: dict[str, Path], file: Path | None = None) -> str:
     flag = _flag(p)
     if _is_path(p):
         if flag in FOLDERS:
@@ -126,8 +132,8 @@ def _value(p: click.Parameter, files: dict[str, Path], file: Path | None = None)
     return SAMPLE.get(flag, "x")
 
 
-def _args(c: Command, files: dict[str, Path], *, drop: click.Parameter | None = None,
-          override: tuple[click.Parameter, str] | None = None) -> list[str]:
+def _args(c: Command, files: dict[str, Path], *, drop: Any | None = None,
+          override: tuple[Any, str] | None = None) -> list[str]:
     """The command with every required parameter (and ``--data``) filled in."""
     args = list(c.path)
     for p in c.params():
@@ -139,7 +145,7 @@ def _args(c: Command, files: dict[str, Path], *, drop: click.Parameter | None = 
             value = _value(p, files)
         else:
             continue
-        args += [value] if isinstance(p, click.Argument) else [_flag(p), value]
+        args += [_flag(p), value] if _is_option(p) else [value]
     return args
 
 
@@ -266,7 +272,7 @@ def test_every_option_has_help_and_every_command_an_example(c: Command) -> None:
     if c.name in OWNED_ELSEWHERE:
         pytest.skip("cli/consortium_cmds.py belongs to issue 17")
     for p in c.params():
-        if isinstance(p, click.Option):
+        if _is_option(p):
             assert p.help, f"{c.name} {_flag(p)} has no help text"
     assert c.cmd.help and "Example" in c.cmd.help, f"{c.name} has no example in its help"
 

@@ -211,7 +211,8 @@ def readings(patient: Name,
              data: DataOpt = None) -> None:
     """List readings with their exact times (ms), e.g. to prove one with `prove-reading`.
 
-    Example: glucoledger readings --patient alice --from 2026-01-02T08:00+01:00 --to 2026-01-02T09:00+01:00
+    Example: glucoledger readings --patient alice --from 2026-01-02T08:00+01:00
+    --to 2026-01-02T09:00+01:00
     """
     lo, hi = parse_when(start, "--from"), parse_when(end, "--to")
     if hi <= lo:

@@ -198,7 +198,8 @@ def prove(
 ) -> None:
     """Write a self-contained proof of one reading (checked with `verify-proof`).
 
-    Example: glucoledger prove-reading --patient alice --time 2026-01-02T08:05:00.000+01:00 --out p.json
+    Example: glucoledger prove-reading --patient alice
+    --time 2026-01-02T08:05:00.000+01:00 --out p.json
     """
     with _service(data) as (node, service):
         pid = _patient_id(node, patient)

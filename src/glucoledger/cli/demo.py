@@ -60,7 +60,8 @@ def demo(
         first = node.build("multisig.rule", {"proposer": made[2][0].id,
                                              "types": ["multisig.rule"]}, alice.id, [k1])
         attempts = [
-            ("a key that is not alice's", node.build("account.update", rotate, alice.id, [stranger])),
+            ("a key that is not alice's",
+             node.build("account.update", rotate, alice.id, [stranger])),
             ("one key where two are needed", node.build("account.update", rotate, alice.id, [k1])),
             ("a rule no one may set", first),
         ]

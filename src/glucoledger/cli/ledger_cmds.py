@@ -42,8 +42,10 @@ def _time(ms: int) -> str:
 
 def init(
     data: DataOpt = None,
-    chain: Annotated[str, typer.Option(help="Chain name (the checkpoint origin).")] = "glucoledger/local",
-    name: Annotated[str, typer.Option(help="This node's name (its checkpoint key name).")] = "node-1",
+    chain: Annotated[str, typer.Option(
+        help="Chain name (the checkpoint origin).")] = "glucoledger/local",
+    name: Annotated[str, typer.Option(
+        help="This node's name (its checkpoint key name).")] = "node-1",
 ) -> None:
     """Create a new chain with one organization and its node in --data.
 
@@ -58,9 +60,12 @@ def init(
 @account_app.command("create")
 def account_create(
     name: Annotated[str, typer.Argument(help="A local name for the account.")],
-    kind: Annotated[str, typer.Option(help="patient, clinician, trusted, organization, maker, ...")] = "patient",
-    trusted: Annotated[str | None, typer.Option(help="Trusted party (patients): an existing account name.")] = None,
-    sponsor: Annotated[str | None, typer.Option(help="Sponsoring account (default: this node's organization).")] = None,
+    kind: Annotated[str, typer.Option(
+        help="patient, clinician, trusted, organization, maker, ...")] = "patient",
+    trusted: Annotated[str | None, typer.Option(
+        help="Trusted party (patients): an existing account name.")] = None,
+    sponsor: Annotated[str | None, typer.Option(
+        help="Sponsoring account (default: this node's organization).")] = None,
     alg: Annotated[str, typer.Option(help="ed25519 or p256.")] = "ed25519",
     data: DataOpt = None,
 ) -> None:
@@ -110,7 +115,8 @@ def account_show(name: Annotated[str, typer.Argument(help="The account's name.")
                  ", ".join(f"{k}={v}" for k, v in sorted(c.weights.items()))]
                 for c in acct.cosigners]
         console.print(table("cosigners", ["alg", "key id", "weights"], rows))
-        console.print("thresholds: " + ", ".join(f"{k}={v}" for k, v in sorted(acct.thresholds.items())))
+        console.print("thresholds: " + ", ".join(f"{k}={v}"
+                                                 for k, v in sorted(acct.thresholds.items())))
 
 
 def blocks(data: DataOpt = None,
@@ -127,14 +133,17 @@ def blocks(data: DataOpt = None,
             rejected = sum(1 for r in results if not r.ok)
             rows.append([str(h), _time(hdr.time), str(hdr.tx_count), str(rejected),
                          str(hdr.log_size), bhash.hex()[:16]])
-        console.print(table("blocks", ["height", "time", "txs", "rejected", "log size", "hash"], rows))
+        console.print(table("blocks", ["height", "time", "txs", "rejected", "log size", "hash"],
+                            rows))
 
 
 def checkpoint(
     data: DataOpt = None,
-    vkey: Annotated[bool, typer.Option("--vkey", help="Print the node's verifier key instead.")] = False,
+    vkey: Annotated[bool, typer.Option("--vkey",
+                                       help="Print the node's verifier key instead.")] = False,
     out: Annotated[Path | None, out_file("Also write the checkpoint to this file.")] = None,
-    final: Annotated[bool, typer.Option("--final", help="The latest final checkpoint, cosigned by the consortium's threshold.")] = False,
+    final: Annotated[bool, typer.Option("--final", help="The latest final checkpoint, cosigned "
+                                        "by the consortium's threshold.")] = False,
 ) -> None:
     """Print the latest signed checkpoint (C2SP signed note).
 

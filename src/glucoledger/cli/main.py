@@ -101,7 +101,8 @@ def _click_exception_type() -> type[Exception]:
     for cls in typer.BadParameter.__mro__:
         if cls.__name__ == "ClickException" and issubclass(cls, Exception):
             return cls
-    raise RuntimeError("typer.BadParameter does not descend from a ClickException")  # pragma: no cover
+    raise RuntimeError(  # pragma: no cover - every typer release so far
+        "typer.BadParameter does not descend from a ClickException")
 
 
 _CLICK_EXCEPTION = _click_exception_type()
