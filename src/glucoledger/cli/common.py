@@ -21,8 +21,8 @@ from rich.table import Table
 from ..errors import InputError
 from ..files import atomic_write, storage_error
 from ..glucose.readings import STREAMS, parse_time
-from ..node.ingest import open_vault
 from ..node.service import Node
+from ..node.services import NodeServices
 from ..vault.store import Vault
 
 __all__ = [
@@ -47,7 +47,7 @@ __all__ = [
     "local_iso",
     "local_iso_ms",
     "open_node",
-    "open_node_and_vault",
+    "open_node_and_vault", "open_services",
     "out_file",
     "parse_when",
     "plural",
@@ -132,22 +132,23 @@ def data_dir(value: Path | None) -> Path:
 
 @contextmanager
 def open_node(value: Path | None) -> Iterator[Node]:
-    node = Node(data_dir(value))
-    try:
-        yield node
-    finally:
-        node.close()
+    with open_services(value) as services:
+        yield services.node
+
+
+@contextmanager
+def open_services(value: Path | None) -> Iterator[NodeServices]:
+    """The node in ``--data`` and its services (``node/services.py``, the one composition
+    root), all closed on the way out."""
+    with NodeServices.open(data_dir(value)) as services:
+        yield services
 
 
 @contextmanager
 def open_node_and_vault(value: Path | None) -> Iterator[tuple[Node, Vault]]:
     """The node and its vault, both closed on the way out."""
-    with open_node(value) as node:
-        vault = open_vault(node)
-        try:
-            yield node, vault
-        finally:
-            vault.close()
+    with open_services(value) as services:
+        yield services.node, services.vault
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON (one array of objects) "

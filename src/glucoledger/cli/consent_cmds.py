@@ -26,7 +26,6 @@ from ..node import consent_actions as ca
 from ..node import emergency as em
 from ..node.access import AccessService, RawRelease, SignedSummary
 from ..node.audit import audit_trail
-from ..node.erasure import ErasureService
 from ..node.service import Node
 from ..state.accounts_model import patient_policy
 from ..state.consent import DAY_MS, MAX_WINDOW_DAYS, Grant, Request, grants_of, to_fhir_consent
@@ -42,7 +41,7 @@ from .common import (
     err_console,
     local_iso,
     open_node,
-    open_node_and_vault,
+    open_services,
     out_file,
     parse_when,
     plural,
@@ -60,8 +59,8 @@ Name = Annotated[str, typer.Option(help="The patient: an account name (see `acco
 
 @contextmanager
 def _access(data: Path | None) -> Iterator[tuple[Node, AccessService]]:
-    with open_node_and_vault(data) as (node, vault):
-        yield node, AccessService(node, vault)
+    with open_services(data) as services:
+        yield services.node, services.access
 
 
 def _submit(node: Node, name: str, type_: str, body: dict[str, Any],
@@ -367,10 +366,11 @@ def erase(patient: Name,
         f" from {local_iso(lo)}" if lo is not None else "") + (
         f" before {local_iso(hi)}" if hi is not None else "")
     confirm_destruction(yes, f"This destroys {what} for good.", "erase")
-    with open_node_and_vault(data) as (node, vault):
-        svc = ErasureService(node, vault)
+    with open_services(data) as services:
+        node = services.node
         ident = accounts.identity(node, patient)
-        rep = svc.erase_as(ident.id, accounts.keys_of(node, ident, [0]), stream, lo, hi)
+        rep = services.erasure.erase_as(ident.id, accounts.keys_of(node, ident, [0]), stream,
+                                        lo, hi)
     console.print(f"erased {plural(rep.batches, 'batch', 'batches')} of {what}: keys and "
                   f"blobs destroyed (block {rep.height})")
 

@@ -36,7 +36,7 @@ from .common import (
     in_file,
     local_iso,
     open_node,
-    open_node_and_vault,
+    open_services,
     out_file,
     parse_when,
     plural,
@@ -52,8 +52,8 @@ DAY_MS = 86_400_000
 
 @contextmanager
 def _service(data: Path | None) -> Iterator[tuple[Node, IngestService]]:
-    with open_node_and_vault(data) as (node, vault):
-        yield node, IngestService(node, vault)
+    with open_services(data) as services:
+        yield services.node, services.ingest
 
 
 def _patient_id(node: Node, name: str) -> bytes:

@@ -11,7 +11,7 @@ import typer
 
 from ..errors import InputError
 from ..files import atomic_write
-from .common import DataOpt, console, data_dir, open_node, out_file
+from .common import DataOpt, console, data_dir, open_node, open_services, out_file, parse_when
 
 __all__ = ["register"]
 
@@ -41,7 +41,8 @@ def serve(
 
         node = Node.init(folder)
         c = ServerContext.create(node)
-        info = seed_demo(node, c.services["nightscout"])
+        assert c.svc is not None
+        info = seed_demo(node, c.svc.nightscout)
         console.print(f"demo node in {folder}; log in as alice / "
                       f"{info['passwords']['alice']} (clinician: dr-lee / "
                       f"{info['passwords']['dr-lee']}); Nightscout uploader secret "
@@ -85,15 +86,9 @@ def nightscout_uploader(patient: Annotated[str, typer.Argument(help="The patient
     """
     import secrets
 
-    from ..api.context import ServerContext
-
     secret = secrets.token_urlsafe(18)
-    with open_node(data) as node:
-        c = ServerContext.create(node)
-        try:
-            gw = c.services["nightscout"].add_uploader(patient, secret)
-        finally:
-            c.close()
+    with open_services(data) as services:
+        gw = services.nightscout.add_uploader(patient, secret)
     console.print(f"gateway {gw.name}; API secret (shown once): {secret}")
 
 
@@ -106,15 +101,9 @@ def nightscout_reader(reader: Annotated[str, typer.Argument(help="The reader's a
     """
     import secrets
 
-    from ..api.context import ServerContext
-
     token = f"{reader[:16]}-{secrets.token_hex(8)}"
-    with open_node(data) as node:
-        c = ServerContext.create(node)
-        try:
-            c.services["nightscout"].add_reader(reader, patient, token)
-        finally:
-            c.close()
+    with open_services(data) as services:
+        services.nightscout.add_reader(reader, patient, token)
     console.print(f"token (shown once): {token}")
 
 
@@ -122,8 +111,10 @@ def export_fhir(
     patient: Annotated[str, typer.Argument(help="The patient's name.")],
     as_: Annotated[str, typer.Option("--as", help="Who reads (custodial account name).")],
     data: DataOpt = None,
-    start: Annotated[str | None, typer.Option(help="ISO 8601 start.")] = None,
-    end: Annotated[str | None, typer.Option(help="ISO 8601 end.")] = None,
+    start: Annotated[str | None, typer.Option(
+        help="First time: ISO 8601 with offset, or epoch ms (default: 14 days ago).")] = None,
+    end: Annotated[str | None, typer.Option(
+        help="End time: ISO 8601 with offset, or epoch ms (default: now).")] = None,
     out: Annotated[Path | None, out_file("Write here (default: stdout).")] = None,
     check: Annotated[bool, typer.Option(help="Validate with fhir.resources.")] = False,
 ) -> None:
@@ -131,22 +122,19 @@ def export_fhir(
 
     Example: glucoledger export-fhir alice --as dr-lee --out alice.fhir.json
     """
-    from ..api.context import ServerContext
-    from ..api.routes_fhir import _ms
     from ..interop.fhir import validate
     from ..node.accounts import identity, keys_of
     from ..node.fhir_export import export_bundle
 
-    with open_node(data) as node:
-        c = ServerContext.create(node)
-        try:
-            who = identity(node, as_)
-            pid = identity(node, patient).id
-            bundle = export_bundle(node, c.services["access"], who.id, keys_of(node, who), pid,
-                                   start_ms=_ms(start, "start"), end_ms=_ms(end, "end"),
-                                   units="mg/dL", now_ms=int(time.time() * 1000))
-        finally:
-            c.close()
+    lo = parse_when(start, "--start") if start is not None else None
+    hi = parse_when(end, "--end") if end is not None else None
+    with open_services(data) as services:
+        node = services.node
+        who = identity(node, as_)
+        pid = identity(node, patient).id
+        bundle = export_bundle(node, services.access, who.id, keys_of(node, who), pid,
+                               start_ms=lo, end_ms=hi, units="mg/dL",
+                               now_ms=int(time.time() * 1000))
     if check:
         validate(bundle)
         for e in bundle["entry"]:
