@@ -139,3 +139,23 @@ def test_a_patient_from_creation_to_verified_erasure(tmp_path: Path) -> None:
     ok("checkpoint", "--out", str(kept), data=d)
     out = ok("verify", "--from-checkpoint", str(kept), data=d)
     assert "OK" in out and "consistent with your checkpoint" in out
+
+
+def test_key_recovery_from_the_command_line(tmp_path: Path) -> None:
+    d = tmp_path / "clinic"
+    ok("init", data=d)
+    ok("account", "create", "rosa", "--kind", "trusted", data=d)
+    ok("account", "create", "dr-lee", "--kind", "clinician", data=d)
+    ok("account", "create", "alice", "--kind", "patient", "--trusted", "rosa", data=d)
+    before = ok("account", "show", "alice", data=d)
+    # The wrong cosigner is refused, and nothing changes (no key replaced in the wallet).
+    r = gl("account", "recover", "--patient", "alice", "--trusted", "dr-lee", data=d)
+    assert r.returncode not in (0, 2) and "Traceback" not in r.stderr, r.stderr
+    assert ok("account", "show", "alice", data=d) == before
+    out = ok("account", "recover", "--patient", "alice", "--trusted", "rosa", "--lost", "2",
+             data=d)
+    assert "key 2 of alice replaced" in out
+    after = ok("account", "show", "alice", data=d)
+    assert after != before
+    # Key 1 (kept) still signs for her: a grant goes through.
+    ok("grant", "--patient", "alice", "--to", "dr-lee", data=d)

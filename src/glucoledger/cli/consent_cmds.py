@@ -15,7 +15,6 @@ from typing import Annotated, Any
 
 import typer
 
-from ..crypto import generate
 from ..errors import InputError
 from ..glucose.agp import compute_agp
 from ..glucose.metrics import summarize
@@ -27,7 +26,6 @@ from ..node import emergency as em
 from ..node.access import AccessService, RawRelease, SignedSummary
 from ..node.audit import audit_trail
 from ..node.service import Node
-from ..state.accounts_model import patient_policy
 from ..state.consent import DAY_MS, MAX_WINDOW_DAYS, Grant, Request, grants_of, to_fhir_consent
 from .common import (
     ID_CHARS,
@@ -386,17 +384,8 @@ def recover(patient: Name,
 
     Example: glucoledger account recover --patient alice --trusted rosa --lost 2
     """
-    if lost not in (1, 2):
-        raise InputError("--lost is 1 or 2")
     with open_node(data) as node:
-        p = accounts.identity(node, patient)
-        kept = accounts.keys_of(node, p, [2 - lost])[0]
-        tkey = accounts.keys_of(node, accounts.identity(node, trusted), [0])[0]
-        new = generate()
-        keys = (new, kept) if lost == 1 else (kept, new)
-        body = {"policy": patient_policy(keys[0].public, keys[1].public, tkey.public)}
-        _, r = node.send("account.update", body, p.id, [kept, tkey])
-        node.wallet.save(p.key_names[lost - 1], new)
+        r = accounts.recover_key(node, patient, trusted, lost)
     console.print(f"key {lost} of {patient} replaced in block {r.height}; the old key no "
                   "longer signs")
 

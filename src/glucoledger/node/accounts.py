@@ -22,7 +22,8 @@ from ..state.accounts import SPONSORS
 from ..state.accounts_model import KINDS, account_id, patient_policy, single_key_policy
 from .service import Node, Receipt
 
-__all__ = ["AddressBook", "Identity", "create_account", "identity", "names", "submit_as"]
+__all__ = ["AddressBook", "Identity", "create_account", "identity", "names", "recover_key",
+           "submit_as"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,48}$")
 
@@ -153,6 +154,31 @@ def create_account(node: Node, name: str, kind: str, *, sponsor: str | None = No
     ident = Identity(name, aid, kind, tuple(keys))
     book.add(ident)
     return ident, receipt
+
+
+def recover_key(node: Node, patient: str, trusted: str, lost: int) -> Receipt:
+    """Replace a custodial patient's lost key ``lost`` (1 or 2) with a new one.
+
+    The kept key and the trusted party's key cosign the ``account.update`` (the patient
+    policy's recovery rule, state/accounts_model.py); the new key is saved in the wallet
+    under the lost key's name only after the ledger accepted the update, so a refusal
+    changes nothing. The old key stops signing from that block. Raises InputError,
+    NotFoundError or RejectedError.
+    """
+    if lost not in (1, 2):
+        raise InputError("the lost key is 1 or 2")
+    p = identity(node, patient)
+    if p.kind != "patient" or len(p.key_names) < 2:
+        raise InputError(f"{patient!r} is a {p.kind} with one key; only a patient's two keys "
+                         "are recovered this way")
+    kept = keys_of(node, p, [2 - lost])[0]
+    tkey = keys_of(node, identity(node, trusted), [0])[0]
+    new = generate(kept.alg)
+    keys = (new, kept) if lost == 1 else (kept, new)
+    body = {"policy": patient_policy(keys[0].public, keys[1].public, tkey.public)}
+    _, receipt = node.send("account.update", body, p.id, [kept, tkey])
+    node.wallet.save(p.key_names[lost - 1], new)
+    return receipt
 
 
 def submit_as(node: Node, name: str, type_: str, body: dict[str, Any],
