@@ -1,8 +1,8 @@
 """Commands for device data: simulate, ingest, batches, prove-reading, verify-proof, firmware.
 
 Thin: parse, call ``glucoledger.node`` (ingest, proofs, firmware, world), render. The
-simulated makers, patients and devices live in the node's wallet and ``directory.json``
-(``node/world.py``); real devices keep their own keys.
+simulated maker's and devices' keys live in the node's wallet, their names in the one
+registry of names (``node/registry.py``); real devices keep their own keys.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import InputError, NotFoundError
+from ..errors import InputError
 from ..files import atomic_write, storage_error
 from ..glucose.readings import STREAMS, Batch
 from ..glucose.simulate import simulate_patient, simulate_with_simglucose
@@ -24,6 +24,7 @@ from ..node import accounts
 from ..node import firmware as fw
 from ..node.ingest import IngestService, open_vault
 from ..node.proofs import dumps_proof, prove_reading, verify_proof
+from ..node.registry import Registry
 from ..node.service import Node
 from ..node.verify import verify_vault
 from ..node.world import World
@@ -57,37 +58,22 @@ def _service(data: Path | None) -> Iterator[tuple[Node, IngestService]]:
 
 
 def _patient_id(node: Node, name: str) -> bytes:
-    """A patient by address-book name, simulated-patient name, or id."""
-    try:
-        ident = accounts.identity(node, name)
-    except NotFoundError:
-        try:
-            directory = World.load(node).directory
-        except NotFoundError:
-            raise NotFoundError(f"no patient named {name!r} on this node; `glucoledger account "
-                                "list` shows the accounts") from None
-        return directory.resolve("patients", name)
+    """A patient account (custodial or simulated: one registry of names) by name or id."""
+    ident = accounts.identity(node, name)
     if ident.kind != "patient":
         raise InputError(f"{name!r} is a {ident.kind}, not a patient")
     return ident.id
-
-
-def _world(node: Node) -> World:
-    try:
-        return World.load(node)
-    except NotFoundError:
-        return World.create(node)
 
 
 def simulate_into(node: Node, service: IngestService, patients: int, days: int, *,
                   seed: int = 1, use_simglucose: bool = False,
                   now_ms: int | None = None) -> list[list[str]]:
     """Simulate ``patients`` for ``days`` days and ingest them through their own devices."""
-    world = _world(node)
+    world = World.open(node)
     now = int(time.time() * 1000) if now_ms is None else now_ms
     start = now - days * DAY_MS - 3_600_000
     rows = []
-    first = len(world.directory.doc["patients"])
+    first = world.next_simulated() - 1
     for k in range(first, first + patients):
         name = f"sim-{k + 1}"
         patient = world.add_patient(name)
@@ -276,7 +262,7 @@ def firmware_publish(image: ImageArg, model: ModelOpt,
     Example: glucoledger firmware publish fw.bin --model CGM-G7 --version 1.2.0
     """
     with open_node(data) as node:
-        w = _world(node)
+        w = World.open(node)
         fw.publish(node, w.maker, w.maker_keys[:2], model, version, _image(image))
     console.print(f"released {model} {version}")
 
@@ -314,11 +300,8 @@ def _image(path: Path) -> bytes:
 
 def uploader_names(node: Node) -> dict[bytes, str]:
     """Device and gateway ids this node has names (serials) for."""
-    try:
-        d = World.load(node).directory
-    except NotFoundError:
-        return {}
-    return {bytes.fromhex(h): serial for serial, h in d.doc["devices"].items()}
+    return {bytes.fromhex(e["id"]): serial
+            for serial, e in Registry(node.data_dir).devices().items()}
 
 
 def demo_data(node: Node, folder: Path, *, patients: int = 3, days: int = 14) -> None:

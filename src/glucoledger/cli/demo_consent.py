@@ -104,8 +104,8 @@ def _story(node: Node, folder: Path, step: Callable[[str], None]) -> None:
 
     step("Reads: every one is an access transaction ordered before anything is released")
     nurse_req = req("nurse-kim", "raw", ("cgm", "insulin"))
-    sim1 = world.directory.resolve("patients", "sim-1") if world.directory.doc[
-        "patients"].get("sim-1") else who["rosa"].id
+    sim1 = (world.directory.resolve("patients", "sim-1")
+            if "sim-1" in world.directory.registry.accounts() else who["rosa"].id)
     rows = [
         _try("dr-lee: 14-day summary", lambda: svc.read(req("dr-lee", "summary").raw)),
         _try("dr-lee: raw readings", lambda: svc.read(req("dr-lee", "raw").raw)),

@@ -14,10 +14,8 @@ from typing import Annotated
 
 import typer
 
-from ..errors import NotFoundError
 from ..node import accounts
 from ..node import devices as dv
-from ..node.service import Node
 from ..node.world import World
 from .common import ID_CHARS, DataOpt, JsonOpt, console, open_node, print_json, table
 
@@ -32,13 +30,6 @@ Patient = Annotated[str, typer.Option("--patient", help="The patient: an account
                                       "(see `account list`).")]
 
 
-def _world(node: Node) -> World:
-    try:
-        return World.load(node)
-    except NotFoundError:  # no maker yet: this node's maker is made on first use
-        return World.create(node)
-
-
 @device_app.command("register")
 def register(serial: Serial,
              model: Annotated[str, typer.Option(help="The device model (e.g. CGM-G7).")] = "CGM-G7",
@@ -48,7 +39,7 @@ def register(serial: Serial,
     Example: glucoledger device register --serial CGM-0001 --model CGM-G7
     """
     with open_node(data) as node:
-        dev = _world(node).add_device(serial, model)
+        dev = World.open(node).add_device(serial, model)
     console.print(f"registered {model} {serial} (device {dev.id.hex()[:ID_CHARS]}); bind it "
                   f"with: glucoledger device bind --serial {serial} --patient NAME")
 
@@ -79,12 +70,6 @@ def list_(patient: Annotated[str | None, typer.Option(
         pid = accounts.identity(node, patient).id if patient else None
         found = dv.uploaders(node, patient=pid)
         names = accounts.names(node)
-        try:
-            world = World.load(node)
-            names.update({world.directory.resolve("patients", n): n
-                          for n in world.directory.doc["patients"]})
-        except NotFoundError:  # no simulated parties on this node
-            pass
     cols = ["serial", "model", "kind", "patient", "status", "last seq", "id"]
     rows = [[u.serial or "-", u.model or "-", u.kind,
              "-" if u.patient is None else names.get(u.patient, u.patient.hex()[:ID_CHARS]),

@@ -1,25 +1,22 @@
 """Account services: create custodial accounts, look them up by local name, act as them.
 
-Names are local to a node (an address book in ``<data>/addressbook.json``); the ledger only
+Names are local to a node (the one registry of names, ``node/registry.py``); the ledger only
 knows account ids. A custodial account's keys live in the node's wallet, sealed under the
 master key, as ``<name>.1``, ``<name>.2`` (and the trusted party's key under its own name).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from ..crypto import PrivateKey, generate
 from ..errors import InputError, NotFoundError, RejectedError
 from ..state.accounts import SPONSORS
 from ..state.accounts_model import KINDS, account_id, patient_policy, single_key_policy
+from .registry import Registry
 from .service import Node, Receipt
 
 __all__ = ["AddressBook", "Identity", "create_account", "identity", "names", "recover_key",
@@ -37,40 +34,28 @@ class Identity:
 
 
 class AddressBook:
-    """The node's local names for accounts (``<data>/addressbook.json``; no names on the
-    ledger). Reads are cached by the file's identity (inode, mtime, size), so a lookup per
-    request costs a ``stat``; writes are serialized in this process and replace the file
-    atomically, so concurrent adds (an account created over HTTP while a patient makes a
-    Nightscout uploader) both land."""
-
-    _lock: ClassVar[threading.Lock] = threading.Lock()
-    _cache: ClassVar[dict[Path, tuple[tuple[int, int, int], dict[str, Any]]]] = {}
+    """The node's local names for accounts: the ``accounts`` part of the one registry of
+    names (``node/registry.py``, ``<data>/names.json``; no names on the ledger). Lookups
+    cost a ``stat``; adds replace the file atomically under one lock, so concurrent adds (an
+    account created over HTTP while a patient makes a Nightscout uploader) both land."""
 
     def __init__(self, node: Node) -> None:
-        self.path = node.data_dir / "addressbook.json"
+        self.registry = Registry(node.data_dir)
+        self.path = self.registry.path
 
     def _load(self) -> dict[str, Any]:
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            return {}
-        sig = (st.st_ino, st.st_mtime_ns, st.st_size)
-        hit = self._cache.get(self.path)
-        if hit is not None and hit[0] == sig:
-            return hit[1]
-        book = dict(json.loads(self.path.read_text()))
-        self._cache[self.path] = (sig, book)
-        return book
+        return self.registry.accounts()
 
     def add(self, ident: Identity) -> None:
-        with self._lock:
-            book = dict(self._load())
-            book[ident.name] = {"id": ident.id.hex(), "kind": ident.kind,
-                                "keys": list(ident.key_names)}
-            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(book, indent=2, sort_keys=True) + "\n")
-            os.replace(tmp, self.path)
-            self._cache.pop(self.path, None)
+        """Name a new account. Raises InputError if the name is taken (by any kind)."""
+        def change(doc: dict[str, Any]) -> None:
+            held = doc["accounts"].get(ident.name)
+            if held is not None and held["id"] != ident.id.hex():
+                raise InputError(f"the name {ident.name!r} is taken on this node (a "
+                                 f"{held['kind']}); choose another")
+            doc["accounts"][ident.name] = {"id": ident.id.hex(), "kind": ident.kind,
+                                           "keys": list(ident.key_names)}
+        self.registry.update(change)
 
     def get(self, name_or_id: str) -> Identity:
         book = self._load()
