@@ -12,19 +12,44 @@ import pytest
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "COLUMNS": "200",
+    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "COLUMNS": "400",
                 **(env or {})}
     return subprocess.run([sys.executable, "-m", "glucoledger", *args], capture_output=True,
                           text=True, env=full_env, timeout=300, check=False)
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     d = tmp_path_factory.mktemp("cli") / "demo"
     r = run("demo", "--data", str(d))
     assert r.returncode == 0, r.stderr
     assert "OK" in r.stdout and "refused" in r.stdout
-    return d
+    return d, r.stdout
+
+
+@pytest.fixture(scope="module")
+def demo_dir(demo_run: tuple[Path, str]) -> Path:
+    return demo_run[0]
+
+
+def test_the_demo_reads_as_a_story(demo_run: tuple[Path, str]) -> None:
+    """Names, not ids; whole messages, not cut; counts in English; words, not flags."""
+    d, out = demo_run
+    import json
+    import re
+
+    people = json.loads(run("account", "list", "--json", "--data", str(d)).stdout)
+    assert {"alice", "rosa", "dr-lee", "nurse-kim", "dr-er", "sim-1"} <= {
+        p["name"] for p in people}
+    for p in people:
+        assert p["id"][:12] not in out, f"{p['name']}'s id shown instead of her name"
+    assert not re.search(r"\b[0-9a-f]{64}\b", out[:out.index("log root")])
+    # Whole messages (a cut one once read "ask the patien"), and no ellipsis of a cut.
+    assert "has granted you nothing: ask the patient for a grant" in out
+    assert "the patient revoked this grant; ask her for a new one" in out
+    assert "…" not in out
+    for wrong in ("1 batches", "1 sealed batches", "EMERGENCY", "1 records", "permit", "deny:"):
+        assert wrong not in out, wrong
 
 
 def test_demo_then_verify(demo_dir: Path) -> None:

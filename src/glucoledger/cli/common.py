@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -50,6 +51,8 @@ __all__ = [
     "open_node_and_vault", "open_services",
     "out_file",
     "parse_when",
+    "audit_rows",
+    "humanize",
     "plural",
     "print_json",
     "progress",
@@ -248,6 +251,46 @@ def confirm_destruction(yes: bool, what: str, word: str) -> None:
     answer = sys.stdin.readline().strip()
     if answer != word:
         raise InputError(f"you typed {answer!r}, not {word!r}: nothing was changed")
+
+
+_HEX = re.compile(r"\b[0-9a-f]{8,64}\b")
+
+
+def humanize(text: str, names: dict[bytes, str]) -> str:
+    """``text`` with every id (or id prefix of 8+ hex digits) of a named account replaced by
+    its name: "patient 8543952f7ac36a2d has granted you nothing" -> "patient alice has ...".
+    Other hex (hashes, unnamed ids) is left as it is."""
+    by_hex = {k.hex(): v for k, v in names.items()}
+
+    def name(m: re.Match[str]) -> str:
+        h = m.group(0)
+        hits = {v for k, v in by_hex.items() if k.startswith(h)}
+        return hits.pop() if len(hits) == 1 else h
+    return _HEX.sub(name, text)
+
+
+#: Audit events and outcomes in words (node/audit.py kinds and outcome codes).
+_EVENTS = {"access": "read", "emergency": "emergency access opened",
+           "emergency_request": "emergency requested", "emergency_decision": "emergency decided",
+           "refused": "refused attempt", "erase": "erasure"}
+_OUTCOMES = {"permit": "granted", "deny": "denied"}
+
+
+def audit_rows(trail: Sequence[Any], names: dict[bytes, str]) -> list[list[str]]:
+    """The audit trail as rows: when (local ISO), block, event, who, outcome, what, tx.
+    Emergencies are marked once, in words; names replace ids; nothing is cut."""
+    rows = []
+    for e in trail:
+        event = _EVENTS.get(e.kind, e.kind.replace("_", " "))
+        if e.emergency and "emergency" not in event:
+            event = f"{event} (emergency)"
+        outcome = _OUTCOMES.get(e.outcome, e.outcome)
+        if e.reason:
+            outcome += f" ({e.reason.replace('_', ' ')})"
+        rows.append([local_iso(e.time_ms), str(e.height), event,
+                     names.get(e.who, e.who.hex()[:ID_CHARS]), outcome,
+                     humanize(e.detail, names), e.tx_hash.hex()[:ID_CHARS]])
+    return rows
 
 
 def records_table(records: Sequence[Any]) -> tuple[list[str], list[list[str]],

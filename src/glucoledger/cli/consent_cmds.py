@@ -32,6 +32,7 @@ from .common import (
     DataOpt,
     FormatOpt,
     JsonOpt,
+    audit_rows,
     choice,
     confirm_destruction,
     console,
@@ -282,10 +283,6 @@ def report(patient: Name,
                                                    else ""))
 
 
-#: The audit trail's outcome codes in words.
-_OUTCOMES = {"permit": "granted", "deny": "denied"}
-
-
 def audit(patient: Name, as_json: JsonOpt = False, data: DataOpt = None) -> None:
     """The patient's audit trail: every read, granted or denied, every emergency request and
     decision, every refused attempt; emergencies first.
@@ -297,12 +294,7 @@ def audit(patient: Name, as_json: JsonOpt = False, data: DataOpt = None) -> None
         trail = audit_trail(node, pid)
         book = accounts.names(node)
     cols = ["when", "block", "event", "who", "outcome", "what", "transaction"]
-    rows = [[local_iso(e.time_ms), str(e.height),
-             ("emergency: " if e.emergency and "emergency" not in e.kind else "") + e.kind,
-             book.get(e.who, e.who.hex()[:ID_CHARS]),
-             _OUTCOMES.get(e.outcome, e.outcome) + (f" ({e.reason})" if e.reason else ""),
-             e.detail,
-             e.tx_hash.hex()[:ID_CHARS]] for e in trail]
+    rows = audit_rows(trail, book)
     if as_json:
         print_json([dict(zip(cols, r, strict=True)) for r in rows])
         return

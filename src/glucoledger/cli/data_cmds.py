@@ -91,8 +91,8 @@ def simulate_into(node: Node, service: IngestService, patients: int, days: int, 
         receipts = service.ingest_batches(batches, patient=patient.id, uploader=device.id,
                                           signer=device.key, batch_size=288)
         count = sum(r.count for r in receipts)
-        rows.append([name, patient.id.hex()[:16], device.serial, str(len(receipts)),
-                     str(count), receipts[0].trust if receipts else "-"])
+        rows.append([name, device.serial, str(len(receipts)), str(count),
+                     receipts[0].trust if receipts else "-"])
     return rows
 
 
@@ -115,8 +115,8 @@ def simulate(
     with _service(data) as (node, service):
         rows = simulate_into(node, service, patients, days, seed=seed,
                              use_simglucose=simglucose)
-    console.print(table("simulated and ingested", ["patient", "account", "device", "batches",
-                                                   "records", "trust"], rows))
+    console.print(table("simulated and ingested", ["patient", "device", "sealed batches",
+                                                   "readings", "trust"], rows))
 
 
 def ingest(
@@ -313,7 +313,7 @@ def demo_data(node: Node, folder: Path, *, patients: int = 3, days: int = 14) ->
         rows = simulate_into(node, service, patients, days)
         took = time.perf_counter() - t
         console.print(table(f"{patients} patients x {days} days, ingested in {took:.1f} s",
-                            ["patient", "account", "device", "batches", "records", "trust"],
+                            ["patient", "device", "sealed batches", "readings", "trust"],
                             rows))
         world = World.load(node)
         pid = world.directory.resolve("patients", rows[0][0])

@@ -17,6 +17,7 @@ from ..node import accounts
 from ..node.service import Node, verify_folder
 from ..node.verify import IntegrityError
 from .common import (
+    ID_CHARS,
     DataOpt,
     JsonOpt,
     console,
@@ -88,16 +89,14 @@ def account_list(data: DataOpt = None, as_json: JsonOpt = False) -> None:
     Example: glucoledger account list --json --data ./clinic
     """
     with open_node(data) as node:
-        rows = []
-        for ident in accounts.AddressBook(node).all():
-            acct = node.account(ident.id)
-            rows.append([ident.name, acct.kind, ident.id.hex()[:16], str(len(acct.cosigners)),
-                         str(acct.nonce)])
+        found = [(ident, node.account(ident.id)) for ident in accounts.AddressBook(node).all()]
     if as_json:
-        print_json([dict(zip(["name", "kind", "id", "keys", "nonce"], r, strict=True))
-                    for r in rows])
+        print_json([{"name": i.name, "kind": a.kind, "id": i.id.hex(), "keys": len(a.cosigners),
+                     "nonce": a.nonce} for i, a in found])
         return
-    console.print(table("accounts", ["name", "kind", "id", "keys", "nonce"], rows))
+    console.print(table("accounts", ["name", "kind", "id", "keys", "nonce"],
+                        [[i.name, a.kind, i.id.hex()[:ID_CHARS], str(len(a.cosigners)),
+                          str(a.nonce)] for i, a in found]))
 
 
 @account_app.command("show")
