@@ -54,7 +54,7 @@ def test_a_patient_from_creation_to_verified_erasure(tmp_path: Path) -> None:
         ("CGM-0001", "alice", "active")]
 
     # Six hours of readings, every 5 minutes, ending an hour ago.
-    end = int(time.time() * 1000) // 300_000 * 300_000 - HOUR_MS
+    end = int(time.time() * 1000) // 300_000 * 300_000 - HOUR_MS + 437  # not a round second
     times = [end - k * 300_000 for k in range(72)][::-1]
     lines = [json.dumps({"stream": "cgm", "time": t, "value": 100 + (i % 40)})
              for i, t in enumerate(times)]
@@ -93,7 +93,7 @@ def test_a_patient_from_creation_to_verified_erasure(tmp_path: Path) -> None:
     assert [r["time_ms"] for r in listing] == times[10:13]
     iso = listing[1]["time"]
     assert iso.endswith(("+01:00", "+02:00"))  # local time of Europe/Paris, with its offset
-    assert datetime.fromisoformat(iso).timestamp() * 1000 == times[11]
+    assert round(datetime.fromisoformat(iso).timestamp() * 1000) == times[11]
     proof = tmp_path / "proof.json"
     ok("prove-reading", "--patient", "alice", "--time", iso, "--out", str(proof), data=d)
     vkey = ok("checkpoint", "--vkey", data=d).strip()
@@ -113,6 +113,13 @@ def test_a_patient_from_creation_to_verified_erasure(tmp_path: Path) -> None:
     ok("export-fhir", "alice", "--as", "dr-lee", "--out", str(fhir), data=d)
     bundle = json.loads(fhir.read_text())
     assert bundle["resourceType"] == "Bundle" and bundle["entry"]
+    # Times to the millisecond: every reading's effectiveDateTime is its exact time.
+    effective = sorted(
+        datetime.fromisoformat(e["resource"]["effectiveDateTime"]).timestamp() * 1000
+        for e in bundle["entry"] if "effectiveDateTime" in e["resource"])
+    assert [round(t) for t in effective] == times
+    assert all(e["resource"]["effectiveDateTime"].count(".") == 1 for e in bundle["entry"]
+               if "effectiveDateTime" in e["resource"])
 
     # Revoke by a short unique prefix, as git does; the next read is denied (exit 4).
     out = ok("revoke", "--patient", "alice", "--grant", grant_id[:6], data=d)

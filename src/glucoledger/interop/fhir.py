@@ -41,7 +41,7 @@ _NS: Final = uuid.UUID("6b1f6a52-4f4c-4f0e-9d0a-1c2a51e0c0de")  # our UUIDv5 nam
 
 def _iso(ms: int) -> str:
     moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _date(ms: int) -> str:
