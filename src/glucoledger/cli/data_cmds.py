@@ -22,10 +22,11 @@ from ..glucose.simulate import simulate_patient, simulate_with_simglucose
 from ..ledger.checkpoint import NoteVerifier
 from ..node import accounts
 from ..node import firmware as fw
-from ..node.ingest import IngestService, open_vault
+from ..node.ingest import IngestService
 from ..node.proofs import dumps_proof, prove_reading, verify_proof
 from ..node.registry import Registry
 from ..node.service import Node
+from ..node.services import NodeServices
 from ..node.verify import verify_vault
 from ..node.world import World
 from .common import (
@@ -306,9 +307,8 @@ def uploader_names(node: Node) -> dict[bytes, str]:
 
 def demo_data(node: Node, folder: Path, *, patients: int = 3, days: int = 14) -> None:
     """The demo's data chapter: simulate, ingest through devices, prove one reading."""
-    vault = open_vault(node)
-    try:
-        service = IngestService(node, vault)
+    with NodeServices.of(node) as services:  # the node stays open for the next chapters
+        vault, service = services.vault, services.ingest
         t = time.perf_counter()
         rows = simulate_into(node, service, patients, days)
         took = time.perf_counter() - t
@@ -322,15 +322,13 @@ def demo_data(node: Node, folder: Path, *, patients: int = 3, days: int = 14) ->
         reading = batch.items[len(batch.items) // 2]
         proof = dumps_proof(prove_reading(node, vault, pid, "cgm", reading.time_ms))
         path = folder / "proof.json"
-        path.write_bytes(proof)
+        atomic_write(path, proof)
         result = verify_proof(proof, NoteVerifier.parse(node.verifier().vkey()))
         console.print(f"proof of one reading ({len(proof)} bytes) -> {path}: "
                       f"[bold green]valid[/], {result.reading.to_value()['mgdl']} mg/dL, "
                       f"{result.trust}")
         report = verify_vault(node.store, vault)
         console.print(f"vault: {report.batches} batches, every blob's hash and tag verified")
-    finally:
-        vault.close()
 
 
 def register(app: typer.Typer) -> None:

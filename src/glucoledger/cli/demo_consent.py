@@ -18,8 +18,8 @@ from ..node.alerts import AlertService
 from ..node.audit import audit_trail
 from ..node.devices import bind_device
 from ..node.erasure import ErasureService, erased_by
-from ..node.ingest import IngestService, open_vault
 from ..node.service import Node
+from ..node.services import NodeServices
 from ..node.verify import verify_vault
 from ..node.world import World
 from ..state.consent import DAY_MS, Request
@@ -54,8 +54,8 @@ def _try(what: str, fn: Callable[[], object], names: dict[bytes, str]) -> list[s
 
 
 def _story(node: Node, folder: Path, step: Callable[[str], None]) -> None:
-    v = open_vault(node)
-    ingest, svc = IngestService(node, v), AccessService(node, v)
+    services = NodeServices.of(node)  # the one composition root; the node stays open
+    v, ingest, svc = services.vault, services.ingest, services.access
     now = int(time.time() * 1000)
     step("Care team: an endocrinologist (dr-lee), a diabetes nurse, a caregiver, an ER doctor")
     for name, kind in (("nurse-kim", "clinician"), ("carer-sam", "trusted"),
@@ -195,4 +195,4 @@ def _story(node: Node, folder: Path, step: Callable[[str], None]) -> None:
     console.print(table(f"Alice's audit trail ({plural(len(trail), 'event')})",
                         ["block", "event", "who", "outcome", "what"], rows))
     alerts.close()
-    v.close()
+    services.close()
