@@ -37,9 +37,11 @@ __all__ = ["NodeServices"]
 class NodeServices:
     """A node and its services. Use as a context manager, or call :meth:`close`."""
 
-    def __init__(self, node: Node, *, owns_node: bool) -> None:
+    def __init__(self, node: Node, *, owns_node: bool, fsync: bool = True,
+                 max_group: int = 4096, read_cache: int = 512) -> None:
         self.node = node
         self._owns_node = owns_node
+        self._fsync, self._max_group, self._read_cache = fsync, max_group, read_cache
         self._mu = threading.Lock()
         self._vault: Vault | None = None
         self._ingest: IngestService | None = None
@@ -55,9 +57,14 @@ class NodeServices:
         return cls(Node(data_dir), owns_node=True)
 
     @classmethod
-    def of(cls, node: Node) -> NodeServices:
-        """Services over a node the caller opened and will close itself."""
-        return cls(node, owns_node=False)
+    def of(cls, node: Node, *, fsync: bool = True, max_group: int = 4096,
+           read_cache: int = 512) -> NodeServices:
+        """Services over a node the caller opened and will close itself. The options are
+        for benchmarks (``fsync=False`` measures without the disk flush; ``max_group`` is
+        the ingest group-commit size; ``read_cache`` the access service's decrypted-batch
+        cache); every other caller keeps the defaults."""
+        return cls(node, owns_node=False, fsync=fsync, max_group=max_group,
+                   read_cache=read_cache)
 
     @property
     def vault(self) -> Vault:
@@ -65,7 +72,7 @@ class NodeServices:
             if self._vault is None:
                 from .ingest import open_vault
 
-                self._vault = open_vault(self.node)
+                self._vault = open_vault(self.node, fsync=self._fsync)
             return self._vault
 
     @property
@@ -75,7 +82,7 @@ class NodeServices:
             if self._ingest is None:
                 from .ingest import IngestService
 
-                self._ingest = IngestService(self.node, vault)
+                self._ingest = IngestService(self.node, vault, max_group=self._max_group)
             return self._ingest
 
     @property
@@ -85,7 +92,7 @@ class NodeServices:
             if self._access is None:
                 from .access import AccessService
 
-                self._access = AccessService(self.node, vault)
+                self._access = AccessService(self.node, vault, cache=self._read_cache)
             return self._access
 
     @property
@@ -114,11 +121,13 @@ class NodeServices:
             if self._closed:
                 return
             self._closed = True
-            ns, vault = self._nightscout, self._vault
-            self._nightscout = self._vault = None
+            ns, ingest, vault = self._nightscout, self._ingest, self._vault
+            self._nightscout = self._ingest = self._vault = None
         try:
             if ns is not None:
                 ns.close()
+            if ingest is not None:
+                ingest.close()
         finally:
             try:
                 if vault is not None:
