@@ -166,3 +166,35 @@ def test_key_recovery_from_the_command_line(tmp_path: Path) -> None:
     assert after != before
     # Key 1 (kept) still signs for her: a grant goes through.
     ok("grant", "--patient", "alice", "--to", "dr-lee", data=d)
+
+
+def test_erase_asks_on_a_terminal_and_only_the_word_goes_on(tmp_path: Path) -> None:
+    import pty
+
+    d = tmp_path / "clinic"
+    ok("init", data=d)
+    ok("account", "create", "rosa", "--kind", "trusted", data=d)
+    ok("account", "create", "alice", "--kind", "patient", "--trusted", "rosa", data=d)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "GLUCOLEDGER_DATA": str(d)}
+
+    def erase_typing(answer: str) -> subprocess.CompletedProcess[str]:
+        master, slave = pty.openpty()
+        try:
+            os.write(master, answer.encode())
+            return subprocess.run([sys.executable, "-m", "glucoledger", "erase", "--patient",
+                                   "alice", "--stream", "cgm"], stdin=slave,
+                                  capture_output=True, text=True, env=env, timeout=300,
+                                  check=False)
+        finally:
+            os.close(master)
+            os.close(slave)
+
+    r = erase_typing("yes\n")
+    assert r.returncode == 2 and "Type erase to go on" in r.stderr, r.stderr
+    assert "nothing was changed" in r.stderr
+    trail = json.loads(ok("audit", "--patient", "alice", "--json", data=d))
+    assert not [e for e in trail if e["event"] == "erasure"]
+    r = erase_typing("erase\n")
+    assert r.returncode == 0 and "erased 0 batches of alice's cgm" in r.stdout, r.stderr
+    trail = json.loads(ok("audit", "--patient", "alice", "--json", data=d))
+    assert [e["who"] for e in trail if e["event"] == "erasure"] == ["alice"]
