@@ -312,7 +312,7 @@ ISSUE_CASES = [
     (["no-such-command"], 2, "No such command"),
     (["read", "--as", "bob", "--patient", "alice", "--last-days", "abc"], 2, "not a valid"),
     (["read", "--as", "bob", "--patient", "alice", "--json"], 2, "No such option"),
-    (["revoke", "--patient", "alice", "--grant", "13d94ff", "--data", "{node}"], 1,
+    (["revoke", "--patient", "alice", "--grant", "13d94ff", "--data", "{node}"], 2,
      "no grant of this patient starts with 13d94ff"),
     (["revoke", "--patient", "alice", "--grant", "zz", "--data", "{node}"], 2,
      "at least 4 of its hex digits"),
