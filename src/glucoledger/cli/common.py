@@ -343,10 +343,18 @@ def emit(fmt: str, out: Path | None, cols: list[str], rows: list[list[str]], tit
         atomic_write(out, text.encode())
 
 
+#: A table column is never narrower than its longest word up to this many characters (a time,
+#: a name, a 12-digit id stay whole); longer words fold rather than end in an ellipsis.
+_WORD = 25
+
+
 def table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
+    """A table for people: cells wrap between words; nothing is replaced by an ellipsis."""
     t = Table(title=title, title_justify="left")
-    for c in columns:
-        t.add_column(c)
+    for i, c in enumerate(columns):
+        words = [w for r in rows for w in str(r[i]).split()] + c.split()
+        longest = max((len(w) for w in words), default=1)
+        t.add_column(c, overflow="fold", min_width=min(longest, _WORD))
     for r in rows:
         t.add_row(*r)
     return t

@@ -158,8 +158,9 @@ def _window(w: Mapping[str, int]) -> str:
 
 def _grant_row(g: Grant, book: dict[bytes, str]) -> list[str]:
     return [g.id.hex()[:ID_CHARS], book.get(g.grantee, g.grantee.hex()[:ID_CHARS]),
-            ",".join(g.streams), g.view, _window(g.window), local_iso(g.valid_until),
-            g.purpose + (" (emergency)" if g.emergency else ""), g.status]
+            ", ".join(g.streams), g.view, _window(g.window), local_iso(g.valid_until),
+            g.purpose + (" (emergency)" if g.emergency and "emergency" not in g.purpose
+                         else ""), g.status]
 
 
 def read(who: Annotated[str, typer.Option("--as", help="The reader: an account name "

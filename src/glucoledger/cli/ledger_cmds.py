@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -24,6 +23,7 @@ from .common import (
     data_dir,
     err_console,
     in_file,
+    local_iso,
     open_node,
     out_file,
     print_json,
@@ -35,10 +35,6 @@ from .common import (
 __all__ = ["register"]
 
 account_app = typer.Typer(help="Create and inspect accounts.", no_args_is_help=True)
-
-
-def _time(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def init(
@@ -120,20 +116,27 @@ def account_show(name: Annotated[str, typer.Argument(help="The account's name.")
 
 def blocks(data: DataOpt = None,
            last: Annotated[int, typer.Option(help="How many recent blocks.", min=1,
-                                             max=100_000)] = 10) -> None:
+                                             max=100_000)] = 10,
+           as_json: JsonOpt = False) -> None:
     """Show the most recent blocks.
 
     Example: glucoledger blocks --last 5 --data ./clinic
     """
     with open_node(data) as node:
         node.sync()
-        rows = []
-        for h, bhash, hdr, results in node.store.recent_blocks(last):
-            rejected = sum(1 for r in results if not r.ok)
-            rows.append([str(h), _time(hdr.time), str(hdr.tx_count), str(rejected),
-                         str(hdr.log_size), bhash.hex()[:16]])
-        console.print(table("blocks", ["height", "time", "txs", "rejected", "log size", "hash"],
-                            rows))
+        found = [(h, bhash, hdr, sum(1 for r in results if not r.ok))
+                 for h, bhash, hdr, results in node.store.recent_blocks(last)]
+    if as_json:
+        print_json([{"height": h, "time": local_iso(hdr.time), "time_ms": hdr.time,
+                     "transactions": hdr.tx_count, "refused": refused,
+                     "log_size": hdr.log_size, "hash": bhash.hex()}
+                    for h, bhash, hdr, refused in found])
+        return
+    console.print(table("blocks", ["height", "time", "transactions", "refused", "log size",
+                                   "hash"],
+                        [[str(h), local_iso(hdr.time), str(hdr.tx_count), str(refused),
+                          str(hdr.log_size), bhash.hex()[:ID_CHARS]]
+                         for h, bhash, hdr, refused in found]))
 
 
 def checkpoint(
