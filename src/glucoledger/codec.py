@@ -38,7 +38,8 @@ _NONE = type(None)
 
 
 def _bad_type(t: type, verb: str) -> MalformedError:
-    return MalformedError(f"type {t.__name__} {verb}; use int, str, bytes, bool, None, list or dict")
+    return MalformedError(f"type {t.__name__} {verb}; use int, str, bytes, bool, None, list "
+                          "or dict")
 
 
 def _walk(value: object, *, sorted_keys: bool, tuples: bool, verb: str) -> None:

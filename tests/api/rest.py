@@ -57,7 +57,7 @@ def footprint(site: Any) -> tuple[Any, ...]:
                    if p.is_file()) if (folder / "blobs").exists() else []
     wallet = node.wallet.names()
     return (node.replica.tree.size, node.state.snapshot(),
-            vault._q("SELECT COUNT(*) FROM batches")[0][0], blobs, text("addressbook.json"),
+            vault._q("SELECT COUNT(*) FROM batches")[0][0], blobs, text("names.json"),
             text("passwords.json"), text("nightscout.json"), wallet)
 
 

@@ -1,7 +1,8 @@
 """The portal in headless Chromium (Debian's package, driven by Playwright).
 
 Alice logs in, grants dr-lee access; dr-lee's list shows her and her page her readings;
-alice revokes; she vanishes from the list; alice's audit trail shows dr-lee's look. Screenshots go to test-artifacts/.
+alice revokes; she vanishes from the list; alice's audit trail shows dr-lee's look.
+Screenshots go to test-artifacts/.
 """
 
 from __future__ import annotations

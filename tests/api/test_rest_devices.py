@@ -120,7 +120,8 @@ def test_device_refusals_change_nothing(client, people) -> None:  # type: ignore
         r = call(client, site, who, method, path, body)
         assert (r.status_code, r.json()["code"]) == (status, code), (what, r.text)
         assert len(r.json()["message"]) > 20, what
-        if method != "GET" and code not in _AT_THE_DOOR:  # ordered, marked refused with its code: nothing else
+        # ordered, marked refused with its code: nothing else
+        if method != "GET" and code not in _AT_THE_DOOR:
             assert state_of(site) == before[1:], what
             assert footprint(site)[0] == before[0] + 1, what
         else:  # refused at the door: not even ordered

@@ -12,26 +12,58 @@ import pytest
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "COLUMNS": "200",
+    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "COLUMNS": "400",
                 **(env or {})}
     return subprocess.run([sys.executable, "-m", "glucoledger", *args], capture_output=True,
                           text=True, env=full_env, timeout=300, check=False)
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     d = tmp_path_factory.mktemp("cli") / "demo"
     r = run("demo", "--data", str(d))
     assert r.returncode == 0, r.stderr
     assert "OK" in r.stdout and "refused" in r.stdout
-    return d
+    return d, r.stdout
+
+
+@pytest.fixture(scope="module")
+def demo_dir(demo_run: tuple[Path, str]) -> Path:
+    return demo_run[0]
+
+
+def test_the_demo_reads_as_a_story(demo_run: tuple[Path, str]) -> None:
+    """Names, not ids; whole messages, not cut; counts in English; words, not flags."""
+    d, out = demo_run
+    import json
+    import re
+
+    people = json.loads(run("account", "list", "--json", "--data", str(d)).stdout)
+    assert {"alice", "rosa", "dr-lee", "nurse-kim", "dr-er", "sim-1"} <= {
+        p["name"] for p in people}
+    for p in people:
+        assert p["id"][:12] not in out, f"{p['name']}'s id shown instead of her name"
+    ids = {p["id"] for p in people}
+    devices = json.loads(run("device", "list", "--json", "--data", str(d)).stdout)
+    assert {x["serial"] for x in devices} >= {"ALICE-CGM", "ALICE-PEN", "SIM-0001"}
+    for x in devices:
+        assert x["id"] not in out, f"device {x['serial']} shown by id"
+    # 64 hex digits may be a hash (a root, a blob's SHA-256), never a named party's id.
+    assert not ids & set(re.findall(r"\b[0-9a-f]{64}\b", out))
+    # Whole messages (a cut one once read "ask the patien"), and no ellipsis of a cut.
+    assert "has granted you nothing: ask the patient for a grant" in out
+    assert "the patient revoked this grant; ask her for a new one" in out
+    assert "…" not in out
+    for wrong in ("1 batches", "1 sealed batches", "EMERGENCY", "1 records", "permit", "deny:"):
+        assert wrong not in out, wrong
 
 
 def test_demo_then_verify(demo_dir: Path) -> None:
     r = run("verify", "--data", str(demo_dir))
     assert r.returncode == 0, r.stderr
     assert "OK" in r.stdout
-    r = run("verify", "--data", str(demo_dir), "--from-checkpoint", str(demo_dir / "checkpoint.txt"))
+    r = run("verify", "--data", str(demo_dir), "--from-checkpoint",
+            str(demo_dir / "checkpoint.txt"))
     assert r.returncode == 0 and "consistent with your checkpoint" in r.stdout, r.stderr
 
 
@@ -78,7 +110,8 @@ def test_errors_are_actionable(tmp_path: Path) -> None:
 def test_keygen_refuses_short_password(tmp_path: Path) -> None:
     r = run("keygen", "--out", str(tmp_path / "k"), "--password-env", "PW", env={"PW": "short"})
     assert r.returncode == 2 and "at least 8" in r.stderr
-    r = run("keygen", "--out", str(tmp_path / "k"), "--password-env", "PW", env={"PW": "long enough pw"})
+    r = run("keygen", "--out", str(tmp_path / "k"), "--password-env", "PW",
+            env={"PW": "long enough pw"})
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "k").stat().st_mode & 0o777 == 0o600
 
@@ -118,25 +151,26 @@ def test_emergency_command_asks_and_approves_through_the_node_functions(demo_dir
     assert r.returncode == 4 and "not a trusted party" in r.stderr, r.stdout + r.stderr
     r = run("emergency", "--clinician", "nurse-kim", "--patient", "alice", "--trusted", "rosa",
             "--hours", "2", "--reason", "found confused", "--data", str(d))
-    assert r.returncode == 0 and "emergency access open for 2 h" in r.stdout, r.stderr
+    assert r.returncode == 0 and "open for 2 hours" in r.stdout, r.stderr
     r = run("audit", "--patient", "alice", "--data", str(d))
     assert r.returncode == 0, r.stderr
-    rows = [line for line in r.stdout.splitlines() if "│" in line and "EMERGENCY" in line]
-    assert "emergency " in rows[0] and "nurse-kim" in rows[0], r.stdout
+    rows = [line for line in r.stdout.splitlines() if "│" in line and "emergency" in line]
+    assert "nurse-kim" in rows[0] and "EMERGENCY emergency" not in r.stdout, r.stdout
 
 
 def test_report_views_and_units(demo_dir: Path, tmp_path: Path) -> None:
     # dr-lee holds a summary grant: the report has the aggregate parts only.
     out = tmp_path / "lee.html"
-    r = run("report", "--patient", "alice", "--as", "dr-lee", "--view", "summary", "--units", "mmol/L",
-            "--out", str(out), "--png", "--data", str(demo_dir))
+    r = run("report", "--patient", "alice", "--as", "dr-lee", "--view", "summary",
+            "--units", "mmol/L", "--out", str(out), "--png", "--data", str(demo_dir))
     assert r.returncode == 0, r.stderr
     page = out.read_text()
     assert 'class="daily"' not in page and "Glycemia Risk Index" in page and "mmol/L" in page
     assert out.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
     # alice herself: the full report with daily profiles, insulin and carbs.
     mine = tmp_path / "alice.html"
-    r = run("report", "--patient", "alice", "--treatments", "--out", str(mine), "--data", str(demo_dir))
+    r = run("report", "--patient", "alice", "--treatments", "--out", str(mine),
+            "--data", str(demo_dir))
     assert r.returncode == 0, r.stderr
     assert '<figure class="day"' in mine.read_text() and 'class="bolus"' in mine.read_text()
     # A raw report under a summary grant is denied, audited, and says why; no traceback.

@@ -100,7 +100,8 @@ def test_agp_report_in_chromium(care: Care, tmp_path: Path) -> None:
                 text = page.inner_text("body")
                 for heading in ("Glucose statistics and targets", "Time in ranges",
                                 "Glycemia Risk Index", "Events", "Ambulatory glucose profile"):
-                    assert page.get_by_role("heading", name=heading, exact=True).is_visible(), heading
+                    title = page.get_by_role("heading", name=heading, exact=True)
+                    assert title.is_visible(), heading
                 assert re.search(r"GRI \d+\.\d, zone [A-E]", text)
                 rows = page.locator("tr.range")
                 assert rows.count() == 5

@@ -81,9 +81,12 @@ def test_malformed_notes(note: bytes) -> None:
 
 
 @pytest.mark.parametrize("body", [
-    b"o\n01\n" + base64.b64encode(bytes(32)) + b"\nheight 1\nblock " + base64.b64encode(bytes(32)) + b"\ntime 1\n",
-    b"o\n1\n" + base64.b64encode(bytes(31)) + b"\nheight 1\nblock " + base64.b64encode(bytes(32)) + b"\ntime 1\n",
-    b"o\n1\n" + base64.b64encode(bytes(32)) + b"\nheight x\nblock " + base64.b64encode(bytes(32)) + b"\ntime 1\n",
+    b"o\n01\n" + base64.b64encode(bytes(32))
+    + b"\nheight 1\nblock " + base64.b64encode(bytes(32)) + b"\ntime 1\n",
+    b"o\n1\n" + base64.b64encode(bytes(31))
+    + b"\nheight 1\nblock " + base64.b64encode(bytes(32)) + b"\ntime 1\n",
+    b"o\n1\n" + base64.b64encode(bytes(32))
+    + b"\nheight x\nblock " + base64.b64encode(bytes(32)) + b"\ntime 1\n",
     b"o\n1\n" + base64.b64encode(bytes(32)) + b"\n",
 ])
 def test_malformed_checkpoint_bodies(body: bytes) -> None:

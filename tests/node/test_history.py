@@ -22,7 +22,8 @@ def add_accounts(node: Node, n: int) -> None:
     for _ in range(n):
         k = crypto.generate()
         pol = single_key_policy(k.public)
-        envs.append(sign(Transaction(node.chain, "account.create", {"kind": "patient", "policy": pol},
+        envs.append(sign(Transaction(node.chain, "account.create",
+                                     {"kind": "patient", "policy": pol},
                                      account_id("patient", pol), 0), [k]).raw)
     assert all(r.ok for r in node.submit(envs))
 
@@ -124,7 +125,7 @@ def test_inclusion_and_consistency_proofs_from_the_store(grown: tuple[Path, Path
             merkle.verify_inclusion(merkle.leaf_hash(t.envelope), idx, size,
                                     node.inclusion_proof(idx), root)
         old = Checkpoint.parse_body(parse_note(cp).text)
-        merkle.verify_consistency(3, size, node.consistency_proof(3), 
+        merkle.verify_consistency(3, size, node.consistency_proof(3),
                                   _root_at(node, 3), root)
         assert old.size <= size
 
@@ -147,10 +148,12 @@ def test_replay_in_another_process_with_another_hash_seed(tmp_path: Path) -> Non
         strangers = [crypto.generate() for _ in range(4)]
         pol = single_key_policy(k1.public)
         pid = account_id("patient", pol)
-        node.submit([sign(Transaction(node.chain, "account.create", {"kind": "patient", "policy": pol},
+        node.submit([sign(Transaction(node.chain, "account.create",
+                                      {"kind": "patient", "policy": pol},
                                       pid, 0), [k1]).raw])
         bad = {"cosigners": [{"key": k.public.to_value(), "w": {"a": 0, "b": 0, "c": 0}}
-                             for k in (k1, k2)], "thresholds": {"default": 1, "a": 2, "b": 2, "c": 2}}
+                             for k in (k1, k2)],
+               "thresholds": {"default": 1, "a": 2, "b": 2, "c": 2}}
         node.submit([node.build("account.update", {"policy": bad}, pid, [k1]).raw,
                      node.build("account.update", {"policy": pol}, pid, [k1, *strangers]).raw])
     b = tmp_path / "b"

@@ -203,7 +203,8 @@ def test_two_studies_share_no_pseudonym_timestamp_or_serial_and_no_unique_join(l
     # re-identification: join the two releases on every shared participant-level field
     fields = sorted(set(ra["participants"][0]) - {"pid"})
     assert fields == ["age", "region", "sex"]
-    key = lambda p: tuple(p[f] for f in fields)
+    def key(p: dict[str, object]) -> tuple[object, ...]:
+        return tuple(p[f] for f in fields)
     b_by = Counter(key(p) for p in rb["participants"])
     for p in ra["participants"]:
         # every candidate set holds at least k people: no match better than 1 in k

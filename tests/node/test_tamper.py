@@ -63,7 +63,8 @@ def _flip(db_path: Path, table: str, column: str, key: str, rng: random.Random) 
         level, idx, value = rng.choice(rows)
         where, args = "level = ? AND idx = ?", (level, idx)
     else:
-        rows = db.execute(f"SELECT {key}, {column} FROM {table} WHERE {column} IS NOT NULL").fetchall()
+        rows = db.execute(f"SELECT {key}, {column} FROM {table} "
+                          f"WHERE {column} IS NOT NULL").fetchall()
         k, value = rng.choice(rows)
         where, args = f"{key} = ?", (k,)
     data = bytearray(value)
@@ -100,7 +101,8 @@ def test_pristine_store_verifies(pristine: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_random_file_byte_flip_never_passes_silently(pristine: Path, tmp_path: Path, seed: int) -> None:
+def test_random_file_byte_flip_never_passes_silently(pristine: Path, tmp_path: Path,
+                                                     seed: int) -> None:
     """A flip anywhere in the file is caught, or breaks SQLite, or hit unused space."""
     folder = _copy(pristine, tmp_path / "n")
     path = folder / "chain.db"

@@ -30,7 +30,8 @@ def make_patient(node: Node) -> Patient:
     policy = patient_policy(k1.public, k2.public, t.public)
     pid = account_id("patient", policy)
     r = node.submit([sign(Transaction(node.chain, "account.create",
-                                      {"kind": "patient", "policy": policy}, pid, 0), [k1, k2]).raw])
+                                      {"kind": "patient", "policy": policy}, pid, 0),
+                          [k1, k2]).raw])
     assert r[0].ok, r[0].result
     return Patient(pid, k1, k2, t)
 
@@ -42,7 +43,8 @@ def rule_body(p: Patient) -> dict[str, object]:
 def _tx(node: Node, p: Patient, type_: str, body: dict[str, object], nonce: int | None = None,
         account: bytes | None = None) -> Transaction:
     acct = p.id if account is None else account
-    return Transaction(node.chain, type_, body, acct, node.next_nonce(acct) if nonce is None else nonce)
+    return Transaction(node.chain, type_, body, acct,
+                       node.next_nonce(acct) if nonce is None else nonce)
 
 
 def malformed(node: Node, p: Patient) -> bytes:
@@ -50,15 +52,19 @@ def malformed(node: Node, p: Patient) -> bytes:
 
 
 def non_canonical(node: Node, p: Patient) -> bytes:
-    raw = sign(_tx(node, p, "multisig.rule", {"proposer": p.id, "types": [], "remove": True}), [p.k1]).raw
+    raw = sign(_tx(node, p, "multisig.rule", {"proposer": p.id, "types": [], "remove": True}),
+               [p.k1]).raw
     value = codec.decode(raw)
     import cbor2
 
-    return bytes(cbor2.dumps(value, canonical=False)) + b"" if cbor2.dumps(value) != raw else raw[:-1]
+    if cbor2.dumps(value) != raw:
+        return bytes(cbor2.dumps(value, canonical=False))
+    return raw[:-1]
 
 
 def bad_signature(node: Node, p: Patient) -> bytes:
-    stx = sign(_tx(node, p, "multisig.rule", {"proposer": p.id, "types": [], "remove": True}), [p.k1])
+    stx = sign(_tx(node, p, "multisig.rule", {"proposer": p.id, "types": [], "remove": True}),
+               [p.k1])
     sig = bytearray(stx.sigs[0].sig)
     sig[5] ^= 1
     return SignedTx.create(stx.tx, [Signature(stx.sigs[0].key, bytes(sig))]).raw

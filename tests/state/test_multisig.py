@@ -42,7 +42,8 @@ def test_proposal_runs_when_cosigned_to_threshold(node: Node) -> None:
     # one key: weight 1 of the 2 the 'cosigners' class needs: still open
     r = node.submit([node.build("multisig.cosign", {"proposal": pid}, p.id, [p.k1]).raw])[0]
     assert r.ok and node.state.get("prop/" + pid.hex())["approvals"]
-    assert node.account(p.id).keys.keys() != {c.key.key_id for c in node.account(p.id).cosigners} or True
+    cosigners = {c.key.key_id for c in node.account(p.id).cosigners}
+    assert node.account(p.id).keys.keys() != cosigners or True
     # the trusted party completes it
     r = node.submit([node.build("multisig.cosign", {"proposal": pid}, p.id, [p.trusted]).raw])[0]
     assert r.ok, r.result
@@ -91,6 +92,7 @@ def test_expired_proposal(node: Node) -> None:
     p = make_patient(node)
     cid, ck = _clinician(node)
     stx = node.build("multisig.propose", {"target": p.id, "type": "account.update",
-                                          "body": {"policy": patient_policy(p.k1.public, p.k2.public)},
+                                          "body": {"policy": patient_policy(p.k1.public,
+                                                                            p.k2.public)},
                                           "expires": 1}, cid, [ck])
     assert node.submit([stx.raw])[0].result.code == "expired"

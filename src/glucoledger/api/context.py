@@ -17,6 +17,7 @@ from ..errors import AuthenticationError, NotFoundError
 from ..node.accounts import AddressBook, Identity, identity
 from ..node.people import Passwords, SecurityLog
 from ..node.service import Node
+from ..node.services import NodeServices
 from .httpsig import NonceCache
 from .security import LoginLimiter, Session, Sessions
 
@@ -60,34 +61,28 @@ class ServerContext:
     sessions: Sessions = field(default_factory=Sessions)
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
     nonces: NonceCache = field(default_factory=NonceCache)
+    #: The node's services, from the one composition root (node/services.py).
+    svc: NodeServices | None = None
+    #: The same services by name (as routes reach them), plus the edge's own small state.
     services: dict[str, Any] = field(default_factory=dict)
     _keys: dict[bytes, tuple[Identity, PublicKey]] = field(default_factory=dict)
     _mu: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def create(cls, node: Node, settings: ServerSettings | None = None) -> ServerContext:
-        from ..node.access import AccessService
-        from ..node.ingest import IngestService, open_vault
-        from ..node.nightscout import NightscoutService
-
-        c = cls(node, settings or ServerSettings(), Passwords(node), SecurityLog(node.data_dir))
-        vault = open_vault(node)
-        ingest = IngestService(node, vault)
-        access = AccessService(node, vault)
-        from ..node.erasure import ErasureService
-
-        c.services.update(vault=vault, ingest=ingest, access=access,
-                          erasure=ErasureService(node, vault, readers=[access]),
-                          nightscout=NightscoutService(node, ingest, access))
+        svc = NodeServices.of(node)  # the caller opened the node and closes it
+        c = cls(node, settings or ServerSettings(), Passwords(node), SecurityLog(node.data_dir),
+                svc=svc)
+        c.services.update(vault=svc.vault, ingest=svc.ingest, access=svc.access,
+                          erasure=svc.erasure, nightscout=svc.nightscout)
         return c
 
     def close(self) -> None:
-        ns = self.services.pop("nightscout", None)
-        if ns is not None:
-            ns.close()
-        vault = self.services.pop("vault", None)
-        if vault is not None:
-            vault.close()
+        """Close the services (the Nightscout pipeline, then the vault); not the node."""
+        for name in ("nightscout", "vault", "erasure", "access", "ingest"):
+            self.services.pop(name, None)
+        if self.svc is not None:
+            self.svc.close()
 
     def erase(self, patient: bytes, keys: Any, streams: list[str]) -> bytes:
         """Order the patient's erasure of ``streams`` and destroy their keys and blobs."""

@@ -160,10 +160,12 @@ def home(request: Request, p: Principal, msg: str | None) -> Response:
     grantees = [{"name": n, "kind": k} for n, k in sorted(
         (i.name, i.kind) for i in _people(request) if i.kind in ("clinician", "trusted"))]
     return render(request, "patient.html", who=p, notice=msg[:200] if msg else None,
-                  now=current(cgm, now, fmt), version=newest_cgm(request, p.id), poll=poll, days=days, compare=compare,
+                  now=current(cgm, now, fmt), version=newest_cgm(request, p.id), poll=poll,
+                  days=days, compare=compare,
                   periods=PERIODS, period=period, before=before, today=_today(records, fmt,
                                                                                now),
-                  agp=agp_report(period_report(records, p.name, fmt, now - days * DAY_MS, now)), episodes=episodes[:10],
+                  agp=agp_report(period_report(records, p.name, fmt, now - days * DAY_MS, now)),
+                  episodes=episodes[:10],
                   low=fmt.glucose(by_name.get("low", 70)),
                   high=fmt.glucose(by_name.get("high", 250)),
                   grants=grants, audit=trail[:5], names=people, devices=_devices(request, p),

@@ -17,10 +17,11 @@ from ..crypto import generate
 from ..glucose.readings import Batch
 from ..glucose.simulate import simulate_patient
 from ..node import accounts
+from ..node import consent_actions as ca
 from ..node.access import AccessService
 from ..node.devices import bind_device
-from ..node.ingest import IngestService, open_vault
 from ..node.service import Node
+from ..node.services import NodeServices
 from ..node.world import World
 from ..state.consent import DAY_MS, Request, decide
 
@@ -35,7 +36,8 @@ def _pct(xs: list[float], q: float) -> float:
 def run(reads: int = 200, decides: int = 5000, grants: int = 50) -> dict[str, float]:
     folder = Path(tempfile.mkdtemp(prefix="glucoledger-bench-consent-"))
     node = Node.init(folder / "node", workers=1)
-    vault = open_vault(node)
+    services = NodeServices.of(node)
+    vault = services.vault
     try:
         world = World.create(node)
         accounts.create_account(node, "rosa", "trusted")
@@ -47,7 +49,7 @@ def run(reads: int = 200, decides: int = 5000, grants: int = 50) -> dict[str, fl
         bind_device(node, alice.id, ak, dev.id)
         now = int(time.time() * 1000)
         cgm = simulate_patient(3, 14, now - 14 * DAY_MS)["cgm"]
-        IngestService(node, vault).ingest_batches(
+        services.ingest.ingest_batches(
             [Batch("cgm", tuple(cgm), cgm[0].time_ms, cgm[-1].time_ms, len(cgm))],
             patient=alice.id, uploader=dev.id, signer=dev.key)
         # other grantees' grants, so decide() searches a realistic index
@@ -56,14 +58,12 @@ def run(reads: int = 200, decides: int = 5000, grants: int = 50) -> dict[str, fl
             from ..node.devices import create_keyed_account
 
             other = create_keyed_account(node, "trusted", [k])
-            body = {"grantee": other, "streams": ["cgm"], "view": "raw",
-                    "window": {"last_days": 30}, "valid_from": now - DAY_MS,
-                    "valid_until": now + DAY_MS * 90, "purpose": "treatment", "alerts": True}
-            node.submit([node.build("consent.grant", body, alice.id, ak).raw])
-        body = {"grantee": dr.id, "streams": ["cgm"], "view": "summary",
-                "window": {"last_days": 14}, "valid_from": now - DAY_MS,
-                "valid_until": now + DAY_MS * 90, "purpose": "treatment", "alerts": False}
-        assert node.submit([node.build("consent.grant", body, alice.id, ak).raw])[0].ok
+            ca.grant(node, alice.id, ak, other, streams=["cgm"], view="raw",
+                     window={"last_days": 30}, valid_from=now - DAY_MS,
+                     valid_until=now + DAY_MS * 90, alerts=True)
+        ca.grant(node, alice.id, ak, dr.id, streams=["cgm"], view="summary",
+                 window={"last_days": 14}, valid_from=now - DAY_MS,
+                 valid_until=now + DAY_MS * 90)
         req = Request(alice.id, ("cgm",), "summary", {"last_days": 14})
         d_lat = []
         for _ in range(decides):
@@ -76,7 +76,7 @@ def run(reads: int = 200, decides: int = 5000, grants: int = 50) -> dict[str, fl
             t = time.perf_counter()
             cold.read(cold.request(dr.id, dk, req).raw)
             c_lat.append((time.perf_counter() - t) * 1000)
-        svc = AccessService(node, vault)
+        svc = services.access
         r_lat = []
         count = 0
         t0 = time.perf_counter()
@@ -91,7 +91,7 @@ def run(reads: int = 200, decides: int = 5000, grants: int = 50) -> dict[str, fl
                 "reads_per_s": reads / total, "readings": count,
                 "cold_p50_ms": statistics.median(c_lat), "cold_p99_ms": _pct(c_lat, 0.99)}
     finally:
-        vault.close()
+        services.close()
         node.close()
 
 

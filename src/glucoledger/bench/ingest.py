@@ -30,8 +30,8 @@ from typing import Any
 from .. import codec
 from ..crypto.keys import forget_verified
 from ..glucose.readings import Batch, CgmReading
-from ..node.ingest import IngestService, open_vault
 from ..node.service import Node
+from ..node.services import NodeServices
 from ..node.world import World
 from ..vault.batch import prepare_upload
 
@@ -113,8 +113,8 @@ def run(label: str, per_upload: int, uploads: int, *, devices: int = 16, fsync: 
             pairs.append((p, world.add_device(f"D{d}", patient=p)))
         wire = _wire(world, pairs, per_upload, uploads)
         forget_verified()  # the devices signed in this process: the node must not know that
-        vault = open_vault(node, fsync=fsync)
-        service = IngestService(node, vault, max_group=group)
+        services = NodeServices.of(node, fsync=fsync, max_group=group)
+        service = services.ingest
         list(service._check_wires(wire[:1] * 2 * 256))  # start the worker pool outside the timing
         t = time.perf_counter()
         accepted = 0
@@ -124,8 +124,7 @@ def run(label: str, per_upload: int, uploads: int, *, devices: int = 16, fsync: 
                     raise r
                 accepted += 1
         took = time.perf_counter() - t
-        service.close()
-        vault.close()
+        services.close()
         assert accepted == uploads
         base_s = _sqlite(base / "plain.db", wire, group)
         return Result(label, uploads, uploads * per_upload, took, base_s)

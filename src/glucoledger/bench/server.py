@@ -112,7 +112,8 @@ def run(seconds: float = 10.0, connections: int = 32, patients: int = 128, reade
     folder = folder or Path(tempfile.mkdtemp(prefix="glucoledger-bench-server-"))
     node = Node.init(folder)
     c = ServerContext.create(node)
-    ns = c.services["nightscout"]
+    assert c.svc is not None
+    ns = c.svc.nightscout
     create_account(node, "dr-b", "clinician")
     create_account(node, "t", "trusted")
     secrets_ = []

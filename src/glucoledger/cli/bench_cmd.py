@@ -14,7 +14,10 @@ __all__ = ["register"]
 def bench(
     quick: Annotated[bool, typer.Option(help="Smaller sizes, for a smoke run.")] = False,
 ) -> None:
-    """Measure the ledger against plain SQLite and pymerkle on this machine, now."""
+    """Measure the ledger against plain SQLite and pymerkle on this machine, now.
+
+    Example: glucoledger bench --quick
+    """
     from ..bench import ledger as ledger_bench
 
     results = ledger_bench.run_all(quick=quick, echo=console.print)

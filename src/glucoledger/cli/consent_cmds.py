@@ -7,45 +7,59 @@ custodial keys sign. Every read here (``read``, ``report``) is an audited ``acce
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from ..crypto import generate
 from ..errors import InputError
 from ..files import atomic_write
+from ..glucose.readings import STREAMS
 from ..glucose.units import normalize_units
 from ..node import accounts
+from ..node import consent_actions as ca
 from ..node import emergency as em
 from ..node.access import AccessService, RawRelease, SignedSummary
 from ..node.audit import audit_trail
-from ..node.erasure import ErasureService
 from ..node.report import agp_report
 from ..node.service import Node
-from ..state.accounts_model import patient_policy
-from ..state.consent import DAY_MS, Grant, Request, grants_of, to_fhir_consent
-from .common import DataOpt, console, open_node, open_node_and_vault, table
+from ..state.consent import DAY_MS, MAX_WINDOW_DAYS, Grant, Request, grants_of, to_fhir_consent
+from .common import (
+    ID_CHARS,
+    DataOpt,
+    FormatOpt,
+    JsonOpt,
+    audit_rows,
+    choice,
+    confirm_destruction,
+    console,
+    emit,
+    err_console,
+    local_iso,
+    open_node,
+    open_services,
+    out_file,
+    parse_when,
+    plural,
+    print_json,
+    records_table,
+    streams_opt,
+    table,
+)
 from .ledger_cmds import account_app
 
 __all__ = ["register", "write_report"]
 
-Name = Annotated[str, typer.Option(help="An account name from the address book.")]
+Name = Annotated[str, typer.Option(help="The patient: an account name (see `account list`).")]
 
 
 @contextmanager
 def _access(data: Path | None) -> Iterator[tuple[Node, AccessService]]:
-    with open_node_and_vault(data) as (node, vault):
-        yield node, AccessService(node, vault)
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+    with open_services(data) as services:
+        yield services.node, services.access
 
 
 def _submit(node: Node, name: str, type_: str, body: dict[str, Any],
@@ -55,84 +69,183 @@ def _submit(node: Node, name: str, type_: str, body: dict[str, Any],
     return stx.tx_hash
 
 
-def grant_body(grantee: bytes, streams: list[str], view: str, last_days: int | None,
-               start: int | None, end: int | None, valid_days: int, purpose: str, alerts: bool,
-               now_ms: int) -> dict[str, Any]:
-    if (start is None) != (end is None):
-        raise InputError("give both --from and --to (epoch ms), or --last-days")
-    window = {"from": start, "to": end} if start is not None else {"last_days": last_days or 14}
-    return {"grantee": grantee, "streams": streams, "view": view, "window": window,
-            "valid_from": now_ms, "valid_until": now_ms + valid_days * DAY_MS,
-            "purpose": purpose, "alerts": alerts}
-
-
-def grant(patient: Name, to: Annotated[str, typer.Option("--to")],
-          streams: Annotated[str, typer.Option(help="Comma-separated streams.")] = "cgm",
-          view: Annotated[str, typer.Option(help="raw or summary")] = "summary",
-          last_days: Annotated[int | None, typer.Option()] = None,
-          start: Annotated[int | None, typer.Option("--from")] = None,
-          end: Annotated[int | None, typer.Option("--to-ms")] = None,
-          valid_days: int = 90, purpose: str = "treatment", alerts: bool = False,
+def grant(patient: Name,
+          to: Annotated[str, typer.Option("--to", help="Who receives access: an account name "
+                                          "(e.g. a clinician).")],
+          streams: Annotated[str, streams_opt()] = "cgm",
+          view: Annotated[str, typer.Option(help="raw (every reading) or summary (metrics "
+                                            "only).", callback=choice("raw", "summary"))
+                          ] = "summary",
+          last_days: Annotated[int | None, typer.Option(
+              help="A sliding window: the last N days (default 14 unless --from/--until).",
+              min=1, max=MAX_WINDOW_DAYS)] = None,
+          start: Annotated[str | None, typer.Option(
+              "--from", help="Fixed window start: ISO 8601 with offset, or epoch ms.")] = None,
+          end: Annotated[str | None, typer.Option(
+              "--until", "--to-ms", help="Fixed window end (exclusive): ISO 8601 with offset, "
+              "or epoch ms.")] = None,
+          valid_days: Annotated[int, typer.Option(help="The grant expires after N days.",
+                                                  min=1, max=MAX_WINDOW_DAYS)] = 90,
+          purpose: Annotated[str, typer.Option(help="Why access is granted (e.g. treatment, "
+                                               "research).")] = "treatment",
+          alerts: Annotated[bool, typer.Option(help="Also send low/high glucose alerts to "
+                                               "the grantee.")] = False,
           data: DataOpt = None) -> None:
-    """Grant an account access to your data (a ledger transaction; you sign it)."""
+    """Grant an account access to your data (a ledger transaction; you sign it).
+
+    Example: glucoledger grant --patient alice --to dr-lee --view raw --last-days 30
+    """
+    if (start is None) != (end is None):
+        raise InputError("give both --from and --until, or --last-days")
+    window = ({"from": parse_when(start, "--from"), "to": parse_when(end, "--until")}
+              if start is not None and end is not None else {"last_days": last_days or 14})
     with open_node(data) as node:
-        body = grant_body(accounts.identity(node, to).id, streams.split(","), view, last_days,
-                          start, end, valid_days, purpose, alerts, int(time.time() * 1000))
-        gid = _submit(node, patient, "consent.grant", body)
-    console.print(f"grant {gid.hex()}")
+        who = accounts.identity(node, patient)
+        grantee = accounts.identity(node, to)
+        now = int(time.time() * 1000)
+        gid = ca.grant(node, who.id, accounts.keys_of(node, who, [0]), grantee.id,
+                       streams=streams.split(","), view=view, window=window, valid_from=now,
+                       valid_until=now + valid_days * DAY_MS, purpose=purpose, alerts=alerts)
+    console.print(f"{patient} granted {to} {view} access to {streams} "
+                  f"({_window(window)}) until {local_iso(now + valid_days * DAY_MS)}; "
+                  f"grant {gid.hex()[:ID_CHARS]}")
 
 
-def revoke(patient: Name, grant_id: Annotated[str, typer.Option("--grant")],
+def revoke(patient: Name,
+           grant_id: Annotated[str, typer.Option(
+               "--grant", help="The grant's id, or any unique start of it (at least 4 "
+               "hex digits), as `grants` shows it.")],
            data: DataOpt = None) -> None:
-    """Revoke a grant; it stops working from the block that holds the revocation."""
+    """Revoke a grant; it stops working from the block that holds the revocation.
+
+    Example: glucoledger revoke --patient alice --grant 3fa9c2
+    """
     with open_node(data) as node:
-        tx = _submit(node, patient, "consent.revoke", {"grant": bytes.fromhex(grant_id)})
-    console.print(f"revoked by {tx.hex()[:16]}")
+        who = accounts.identity(node, patient)
+        g = ca.find_grant(node, who.id, grant_id)
+        ca.revoke(node, who.id, accounts.keys_of(node, who, [0]), g.id)
+        names = accounts.names(node)
+    console.print(f"{patient} revoked grant {g.id.hex()[:ID_CHARS]} to "
+                  f"{names.get(g.grantee, g.grantee.hex()[:ID_CHARS])}")
 
 
-def grants(patient: Name, fhir: bool = False, data: DataOpt = None) -> None:
-    """List a patient's grants (or print them as FHIR R4 Consent resources)."""
+def grants(patient: Name,
+           fhir: Annotated[bool, typer.Option(help="Print FHIR R4 Consent resources.")] = False,
+           as_json: JsonOpt = False, data: DataOpt = None) -> None:
+    """List a patient's grants (or print them as FHIR R4 Consent resources).
+
+    Example: glucoledger grants --patient alice --json
+    """
     with open_node(data) as node:
         gs = grants_of(node.state, accounts.identity(node, patient).id)
-        book = {i.id: i.name for i in accounts.AddressBook(node).all()}
+        book = accounts.names(node)
     if fhir:
-        console.print_json(json.dumps([to_fhir_consent(g) for g in gs]))
+        print_json([to_fhir_consent(g) for g in gs])
         return
-    console.print(table(f"grants of {patient}", ["grant", "to", "streams", "view", "window",
-                                                  "valid until", "purpose", "status"],
-                        [_grant_row(g, book) for g in gs]))
+    cols = ["grant", "to", "streams", "view", "window", "valid until", "purpose", "status"]
+    rows = [_grant_row(g, book) for g in gs]
+    if as_json:
+        print_json([dict(zip(cols, r, strict=True)) for r in rows])
+        return
+    console.print(table(f"grants of {patient}", cols, rows))
+
+
+def _window(w: Mapping[str, int]) -> str:
+    if "last_days" in w:
+        return f"last {w['last_days']} days"
+    return f"{local_iso(w['from'])} to {local_iso(w['to'])}"
 
 
 def _grant_row(g: Grant, book: dict[bytes, str]) -> list[str]:
-    w = g.window
-    window = f"last {w['last_days']} d" if "last_days" in w else \
-        f"{_iso(w['from'])}..{_iso(w['to'])}"
-    return [g.id.hex()[:16], book.get(g.grantee, g.grantee.hex()[:16]), ",".join(g.streams),
-            g.view, window, _iso(g.valid_until), g.purpose + (" !" if g.emergency else ""),
-            g.status]
+    return [g.id.hex()[:ID_CHARS], book.get(g.grantee, g.grantee.hex()[:ID_CHARS]),
+            ", ".join(g.streams), g.view, _window(g.window), local_iso(g.valid_until),
+            g.purpose + (" (emergency)" if g.emergency and "emergency" not in g.purpose
+                         else ""), g.status]
 
 
-def read(who: Annotated[str, typer.Option("--as")], patient: Name,
-         view: str = "summary", streams: str = "cgm", last_days: int = 14,
+def read(who: Annotated[str, typer.Option("--as", help="The reader: an account name "
+                                          "holding a grant (or the patient herself).")],
+         patient: Name,
+         view: Annotated[str, typer.Option(help="raw (every reading) or summary.",
+                                           callback=choice("raw", "summary"))] = "summary",
+         streams: Annotated[str, streams_opt()] = "cgm",
+         last_days: Annotated[int, typer.Option(help="How many days back.", min=1,
+                                                max=MAX_WINDOW_DAYS)] = 14,
+         fmt: FormatOpt = "table",
+         out: Annotated[Path | None, out_file("Write to this file instead of the "
+                                              "screen.")] = None,
          data: DataOpt = None) -> None:
-    """Read a patient's data as an account (audited; denied reads are audited too)."""
+    """Read a patient's data as an account (audited; denied reads are audited too).
+
+    Example: glucoledger read --as dr-lee --patient alice --view raw --format csv --out a.csv
+    """
     with _access(data) as (node, svc):
         ident = accounts.identity(node, who)
         req = Request(accounts.identity(node, patient).id, tuple(sorted(streams.split(","))),
                       view, {"last_days": last_days})
         rel = svc.read_as(ident.id, accounts.keys_of(node, ident, [0]), req)
     if isinstance(rel, SignedSummary):
-        s = rel.summary
-        console.print(f"TIR {s.tir:.1f} %  TBR<70 {s.tbr70:.1f} %  TBR<54 {s.tbr54:.1f} %  "
-                      f"TAR>180 {s.tar180:.1f} %  TAR>250 {s.tar250:.1f} %  mean {s.mean:.1f} "
-                      f"mg/dL  CV {s.cv:.1f} %  GMI {s.gmi:.2f} %  active {s.active:.1f} %  "
-                      f"days {s.days_with_data}  sufficient {s.sufficient}  GRI {s.gri:.1f} "
-                      f"({s.gri_zone})  sensor LOW {s.censored_low}  HIGH {s.censored_high}")
-        console.print(f"signed by the node over {len(rel.grounds.commits)} commitments; "
-                      f"audited as {rel.grounds.access_tx.hex()[:16]}")
+        doc = _summary_doc(rel)
+        emit(fmt, out, list(doc), [[_cell(v) for v in doc.values()]], f"summary of {patient}",
+             [doc])
     elif isinstance(rel, RawRelease):
-        console.print(f"{len(rel.records)} records released; audited as "
-                      f"{rel.grounds.access_tx.hex()[:16]}")
+        cols, rows, docs = records_table(rel.records)
+        emit(fmt, out, cols, rows, f"{len(rows)} readings of {patient}", docs)
+    err_console.print(f"{who} read {patient}'s {view} ({streams}, last {last_days} days); "
+                      f"audited on the ledger as {rel.grounds.access_tx.hex()[:ID_CHARS]}"
+                      + (f"; wrote {out}" if out else ""))
+
+
+def readings(patient: Name,
+             start: Annotated[str, typer.Option("--from", help="First time: ISO 8601 with "
+                                                "offset, or epoch ms.")],
+             end: Annotated[str, typer.Option("--to", help="End time (exclusive): ISO 8601 "
+                                              "with offset, or epoch ms.")],
+             who: Annotated[str | None, typer.Option("--as", help="The reader (default: the "
+                                                     "patient herself).")] = None,
+             streams: Annotated[str, streams_opt()] = "cgm",
+             fmt: FormatOpt = "table",
+             out: Annotated[Path | None, out_file("Write to this file instead of the "
+                                                  "screen.")] = None,
+             data: DataOpt = None) -> None:
+    """List readings with their exact times (ms), e.g. to prove one with `prove-reading`.
+
+    Example: glucoledger readings --patient alice --from 2026-01-02T08:00+01:00
+    --to 2026-01-02T09:00+01:00
+    """
+    lo, hi = parse_when(start, "--from"), parse_when(end, "--to")
+    if hi <= lo:
+        raise InputError("--to must come after --from")
+    with _access(data) as (node, svc):
+        reader = accounts.identity(node, who or patient)
+        req = Request(accounts.identity(node, patient).id, tuple(sorted(streams.split(","))),
+                      "raw", {"from": lo, "to": hi})
+        rel = svc.read_as(reader.id, accounts.keys_of(node, reader, [0]), req)
+    if not isinstance(rel, RawRelease):  # pragma: no cover - a raw request releases raw
+        raise InputError("this read did not release readings")
+    cols, rows, docs = records_table(rel.records)
+    emit(fmt, out, cols, rows, f"{len(rows)} readings of {patient}", docs)
+
+
+def _one_stream(name: str) -> str:
+    if name not in STREAMS:
+        raise typer.BadParameter(f"{name!r} is not a stream; use one of {', '.join(STREAMS)}")
+    return name
+
+
+def _summary_doc(rel: SignedSummary) -> dict[str, Any]:
+    s = rel.summary
+    return {"time in range %": round(s.tir, 1), "below 70 %": round(s.tbr70, 1),
+            "below 54 %": round(s.tbr54, 1), "above 180 %": round(s.tar180, 1),
+            "above 250 %": round(s.tar250, 1), "mean mg/dL": round(s.mean, 1),
+            "CV %": round(s.cv, 1), "GMI %": round(s.gmi, 2), "CGM active %": round(s.active, 1),
+            "days with data": s.days_with_data, "sufficient": s.sufficient,
+            "GRI": round(s.gri, 1), "GRI zone": s.gri_zone, "sensor LOW": s.censored_low,
+            "sensor HIGH": s.censored_high, "commitments": len(rel.grounds.commits)}
+
+
+def _cell(v: Any) -> str:
+    return "yes" if v is True else "no" if v is False else str(v)
 
 
 def write_report(node: Node, svc: AccessService, who: str, patient: str, days: int,
@@ -152,16 +265,23 @@ def write_report(node: Node, svc: AccessService, who: str, patient: str, days: i
     return rep.readings
 
 
-def report(patient: Name, out: Annotated[Path, typer.Option()] = Path("report.html"),
-           days: int = 14, who: Annotated[str | None, typer.Option("--as")] = None,
-           png: bool = False,
+def report(patient: Name,
+           out: Annotated[Path, out_file("Where to write the HTML report.")] = Path("report.html"),
+           days: Annotated[int, typer.Option(help="How many days the report covers.", min=1,
+                                             max=90)] = 14,
+           who: Annotated[str | None, typer.Option("--as", help="The reader (default: the "
+                                                   "patient herself).")] = None,
+           png: Annotated[bool, typer.Option(help="Also write a PNG next to the HTML.")] = False,
            view: Annotated[str, typer.Option(help="raw (full AGP with daily profiles) or "
                                              "summary (aggregate parts only)")] = "raw",
            units: Annotated[str, typer.Option(help="mg/dL or mmol/L")] = "mg/dL",
-           treatments: Annotated[bool, typer.Option(help="add insulin and carbs to the daily "
-                                                     "view (raw)")] = False,
+           treatments: Annotated[bool, typer.Option(help="Add insulin and carbs to the daily "
+                                                     "view (raw).")] = False,
            data: DataOpt = None) -> None:
-    """Write the AGP report (HTML, and PNG with --png) from data the reader may see."""
+    """Write the AGP report (HTML, and PNG with --png) from data the reader may see.
+
+    Example: glucoledger report --patient alice --as dr-lee --days 14 --out alice.html
+    """
     if view not in ("raw", "summary"):
         raise InputError(f"--view {view!r}: choose raw or summary")
     normalize_units(units)
@@ -173,27 +293,42 @@ def report(patient: Name, out: Annotated[Path, typer.Option()] = Path("report.ht
                                                    else ""))
 
 
-def audit(patient: Name, data: DataOpt = None) -> None:
+def audit(patient: Name, as_json: JsonOpt = False, data: DataOpt = None) -> None:
     """The patient's audit trail: every read, granted or denied, every emergency request and
-    decision, every refused attempt; emergencies first."""
+    decision, every refused attempt; emergencies first.
+
+    Example: glucoledger audit --patient alice
+    """
     with open_node(data) as node:
         pid = accounts.identity(node, patient).id
         trail = audit_trail(node, pid)
-        book = {i.id: i.name for i in accounts.AddressBook(node).all()}
-    console.print(table(f"audit trail of {patient} ({len(trail)} events)",
-                        ["when", "block", "event", "who", "outcome", "what", "tx"],
-                        [[_iso(e.time_ms), str(e.height),
-                          ("EMERGENCY " if e.emergency else "") + e.kind,
-                          book.get(e.who, e.who.hex()[:16]),
-                          e.outcome + (f":{e.reason}" if e.reason else ""), e.detail[:48],
-                          e.tx_hash.hex()[:16]] for e in trail]))
+        book = accounts.names(node)
+    cols = ["when", "block", "event", "who", "outcome", "what", "transaction"]
+    rows = audit_rows(trail, book)
+    if as_json:
+        print_json([dict(zip(cols, r, strict=True)) for r in rows])
+        return
+    console.print(table(f"audit trail of {patient} ({plural(len(trail), 'event')})", cols,
+                        rows))
 
 
-def emergency(clinician: Name, patient: Name, trusted: Name, hours: int = 24, days: int = 14,
-              reason: str = "emergency care", data: DataOpt = None) -> None:
+def emergency(clinician: Annotated[str, typer.Option(help="The clinician who asks.")],
+              patient: Name,
+              trusted: Annotated[str, typer.Option(help="The patient's trusted party, who "
+                                                   "approves.")],
+              hours: Annotated[int, typer.Option(help="How long access stays open.", min=1,
+                                                 max=24)] = 24,
+              days: Annotated[int, typer.Option(help="How many days of data it opens.",
+                                                min=1, max=90)] = 14,
+              reason: Annotated[str, typer.Option(help="Why (shown to the trusted party and "
+                                                  "in the audit trail).")] = "emergency care",
+              data: DataOpt = None) -> None:
     """Break-glass from the operator's console, with both custodial keys at hand: the
     clinician's request, then the trusted party's approval (the same two steps, and the same
-    checks, as the portal and the API, where each signs on her own device)."""
+    checks, as the portal and the API, where each signs on her own device).
+
+    Example: glucoledger emergency --clinician dr-lee --patient alice --trusted rosa --hours 4
+    """
     with open_node(data) as node:
         c = accounts.identity(node, clinician)
         t = accounts.identity(node, trusted)
@@ -202,46 +337,62 @@ def emergency(clinician: Name, patient: Name, trusted: Name, hours: int = 24, da
                             days=days, reason=reason)
         done = em.approve(node, t.id, accounts.keys_of(node, t, [0]), req.id)
     if done.status != "approved":
-        console.print(f"approved by {trusted}; request {req.id.hex()[:16]} still needs "
+        console.print(f"approved by {trusted}; request {req.id.hex()[:ID_CHARS]} still needs "
                       f"{patient}'s other emergency cosigners")
         return
-    console.print(f"emergency access open for {hours} h (grant {req.id.hex()[:16]})")
+    console.print(f"emergency access for {clinician} to {patient}'s data open for "
+                  f"{plural(hours, 'hour')} (grant {req.id.hex()[:ID_CHARS]})")
 
 
-def erase(patient: Name, stream: Annotated[list[str], typer.Option()],
-          start: Annotated[int | None, typer.Option("--from")] = None,
-          end: Annotated[int | None, typer.Option("--to")] = None,
+def erase(patient: Name,
+          stream: Annotated[list[str], typer.Option(
+              help=f"A stream to erase ({', '.join(STREAMS)}); repeat for more.",
+              callback=lambda v: [_one_stream(x) for x in v])],
+          start: Annotated[str | None, typer.Option(
+              "--from", help="Only from this time: ISO 8601 with offset, or epoch ms.")] = None,
+          end: Annotated[str | None, typer.Option(
+              "--to", help="Only before this time: ISO 8601 with offset, or epoch ms.")] = None,
+          yes: Annotated[bool, typer.Option("--yes", help="Do not ask; erase at once.")] = False,
           data: DataOpt = None) -> None:
-    """Erase streams (optionally only [--from, --to) epoch ms): keys and blobs destroyed."""
-    with open_node_and_vault(data) as (node, vault):
-        svc = ErasureService(node, vault)
+    """Erase streams (optionally only [--from, --to)): keys and blobs destroyed, for good.
+
+    Without --yes it asks you to type "erase"; without a terminal it refuses.
+
+    Example: glucoledger erase --patient alice --stream cgm --yes
+    """
+    lo = parse_when(start, "--from") if start is not None else None
+    hi = parse_when(end, "--to") if end is not None else None
+    what = f"{patient}'s {', '.join(stream)}" + (
+        f" from {local_iso(lo)}" if lo is not None else "") + (
+        f" before {local_iso(hi)}" if hi is not None else "")
+    confirm_destruction(yes, f"This destroys {what} for good.", "erase")
+    with open_services(data) as services:
+        node = services.node
         ident = accounts.identity(node, patient)
-        rep = svc.erase_as(ident.id, accounts.keys_of(node, ident, [0]), stream, start, end)
-    console.print(f"erased {rep.batches} batches of {','.join(rep.streams)} by transaction "
-                  f"{rep.tx_hash.hex()[:16]} (block {rep.height})")
+        rep = services.erasure.erase_as(ident.id, accounts.keys_of(node, ident, [0]), stream,
+                                        lo, hi)
+    console.print(f"erased {plural(rep.batches, 'batch', 'batches')} of {what}: keys and "
+                  f"blobs destroyed (block {rep.height})")
 
 
-def recover(patient: Name, trusted: Name,
-            lost: Annotated[int, typer.Option(help="Which key was lost: 1 or 2.")] = 2,
+def recover(patient: Name,
+            trusted: Annotated[str, typer.Option(help="The patient's trusted party, who "
+                                                 "cosigns.")],
+            lost: Annotated[int, typer.Option(help="Which key was lost: 1 or 2.", min=1,
+                                              max=2)] = 2,
             data: DataOpt = None) -> None:
     """Rotate out a lost key (or a forgotten password's key) with the other key plus the
-    trusted party; the old key stops working from that block."""
-    if lost not in (1, 2):
-        raise InputError("--lost is 1 or 2")
+    trusted party; the old key stops working from that block.
+
+    Example: glucoledger account recover --patient alice --trusted rosa --lost 2
+    """
     with open_node(data) as node:
-        p = accounts.identity(node, patient)
-        kept = accounts.keys_of(node, p, [2 - lost])[0]
-        tkey = accounts.keys_of(node, accounts.identity(node, trusted), [0])[0]
-        new = generate()
-        keys = (new, kept) if lost == 1 else (kept, new)
-        body = {"policy": patient_policy(keys[0].public, keys[1].public, tkey.public)}
-        _, r = node.send("account.update", body, p.id, [kept, tkey])
-        node.wallet.save(p.key_names[lost - 1], new)
+        r = accounts.recover_key(node, patient, trusted, lost)
     console.print(f"key {lost} of {patient} replaced in block {r.height}; the old key no "
                   "longer signs")
 
 
 def register(app: typer.Typer) -> None:
-    for fn in (grant, revoke, grants, read, report, audit, emergency, erase):
+    for fn in (grant, revoke, grants, read, readings, report, audit, emergency, erase):
         app.command()(fn)
     account_app.command("recover")(recover)

@@ -1,8 +1,8 @@
 """Commands for device data: simulate, ingest, batches, prove-reading, verify-proof, firmware.
 
 Thin: parse, call ``glucoledger.node`` (ingest, proofs, firmware, world), render. The
-simulated makers, patients and devices live in the node's wallet and ``directory.json``
-(``node/world.py``); real devices keep their own keys.
+simulated maker's and devices' keys live in the node's wallet, their names in the one
+registry of names (``node/registry.py``); real devices keep their own keys.
 """
 
 from __future__ import annotations
@@ -11,22 +11,42 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from ..errors import InputError, NotFoundError
-from ..glucose.readings import STREAMS, Batch, parse_time
+from ..errors import InputError
+from ..files import atomic_write, storage_error
+from ..glucose.readings import STREAMS, Batch
 from ..glucose.simulate import simulate_patient, simulate_with_simglucose
 from ..ledger.checkpoint import NoteVerifier
 from ..node import accounts
 from ..node import firmware as fw
-from ..node.ingest import IngestService, open_vault
+from ..node.ingest import IngestService
 from ..node.proofs import dumps_proof, prove_reading, verify_proof
+from ..node.registry import Registry
 from ..node.service import Node
+from ..node.services import NodeServices
 from ..node.verify import verify_vault
 from ..node.world import World
-from .common import DataOpt, console, data_dir, open_node, open_node_and_vault, table
+from .common import (
+    ID_CHARS,
+    DataOpt,
+    JsonOpt,
+    choice,
+    console,
+    data_dir,
+    in_file,
+    local_iso,
+    open_node,
+    open_services,
+    out_file,
+    parse_when,
+    plural,
+    print_json,
+    read_text,
+    table,
+)
 
 __all__ = ["demo_data", "register"]
 
@@ -35,43 +55,27 @@ DAY_MS = 86_400_000
 
 @contextmanager
 def _service(data: Path | None) -> Iterator[tuple[Node, IngestService]]:
-    with open_node_and_vault(data) as (node, vault):
-        yield node, IngestService(node, vault)
+    with open_services(data) as services:
+        yield services.node, services.ingest
 
 
 def _patient_id(node: Node, name: str) -> bytes:
-    """A patient by address-book name, simulated-patient name, or id."""
-    try:
-        ident = accounts.identity(node, name)
-    except NotFoundError:
-        return World.load(node).directory.resolve("patients", name)
+    """A patient account (custodial or simulated: one registry of names) by name or id."""
+    ident = accounts.identity(node, name)
     if ident.kind != "patient":
         raise InputError(f"{name!r} is a {ident.kind}, not a patient")
     return ident.id
-
-
-def _world(node: Node) -> World:
-    try:
-        return World.load(node)
-    except NotFoundError:
-        return World.create(node)
-
-
-def _time(text: str) -> int:
-    if text.isdigit():
-        return int(text)
-    return parse_time(text)[0]
 
 
 def simulate_into(node: Node, service: IngestService, patients: int, days: int, *,
                   seed: int = 1, use_simglucose: bool = False,
                   now_ms: int | None = None) -> list[list[str]]:
     """Simulate ``patients`` for ``days`` days and ingest them through their own devices."""
-    world = _world(node)
+    world = World.open(node)
     now = int(time.time() * 1000) if now_ms is None else now_ms
     start = now - days * DAY_MS - 3_600_000
     rows = []
-    first = len(world.directory.doc["patients"])
+    first = world.next_simulated() - 1
     for k in range(first, first + patients):
         name = f"sim-{k + 1}"
         patient = world.add_patient(name)
@@ -89,93 +93,125 @@ def simulate_into(node: Node, service: IngestService, patients: int, days: int, 
         receipts = service.ingest_batches(batches, patient=patient.id, uploader=device.id,
                                           signer=device.key, batch_size=288)
         count = sum(r.count for r in receipts)
-        rows.append([name, patient.id.hex()[:16], device.serial, str(len(receipts)),
-                     str(count), receipts[0].trust if receipts else "-"])
+        rows.append([name, device.serial, str(len(receipts)), str(count),
+                     receipts[0].trust if receipts else "-"])
     return rows
 
 
 def simulate(
-    patients: Annotated[int, typer.Option("--patients", min=1, max=1000)] = 3,
-    days: Annotated[int, typer.Option("--days", min=1, max=365)] = 14,
-    seed: Annotated[int, typer.Option("--seed")] = 1,
+    patients: Annotated[int, typer.Option("--patients", min=1, max=1000,
+                                          help="How many simulated patients.")] = 3,
+    days: Annotated[int, typer.Option("--days", min=1, max=365,
+                                      help="How many days each.")] = 14,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=2**31 - 1,
+                                      help="Random seed (same seed, same data).")] = 1,
     simglucose: Annotated[bool, typer.Option(
         "--simglucose/--builtin", help="Use the UVA/Padova simulator (simglucose) if "
         "installed; slow (about 8 s per simulated day).")] = False,
     data: DataOpt = None,
 ) -> None:
-    """Simulate patients with their own devices and ingest their data in day batches."""
+    """Simulate patients with their own devices and ingest their data in day batches.
+
+    Example: glucoledger simulate --patients 2 --days 7
+    """
     with _service(data) as (node, service):
         rows = simulate_into(node, service, patients, days, seed=seed,
                              use_simglucose=simglucose)
-    console.print(table("simulated and ingested", ["patient", "account", "device", "batches",
-                                                   "records", "trust"], rows))
+    console.print(table("simulated and ingested", ["patient", "device", "sealed batches",
+                                                   "readings", "trust"], rows))
 
 
 def ingest(
-    file: Annotated[Path, typer.Argument(help="JSON lines (docs/ingest-format.md).")],
-    patient: Annotated[str, typer.Option("--patient", help="Patient name or id.")],
-    device: Annotated[str, typer.Option("--device", help="Device serial or id.")],
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=10_000)] = 288,
+    file: Annotated[Path, in_file("JSON lines (docs/ingest-format.md).")],
+    patient: Annotated[str, typer.Option("--patient", help="The patient: an account name.")],
+    device: Annotated[str, typer.Option("--device", help="The device's serial (bound to the "
+                                        "patient with `device bind`).")],
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=10_000,
+                                            help="Readings per sealed batch.")] = 288,
     data: DataOpt = None,
 ) -> None:
-    """Ingest a JSON-lines file as uploads signed by a (simulated) device of this node."""
+    """Ingest a JSON-lines file as uploads signed by a device of this node, for its patient.
+
+    Example: glucoledger ingest readings.jsonl --patient alice --device CGM-0001
+    """
+    read_text(file, "JSON-lines readings")  # a binary or unreadable file is refused here
     with _service(data) as (node, service):
-        world = World.load(node)
-        p, d = world.patient(patient), world.device(device)
-        receipts = service.ingest_jsonl(file, patient=p.id, uploader=d.id, signer=d.key,
+        pid = _patient_id(node, patient)
+        d = World.load(node).device(device)
+        receipts = service.ingest_jsonl(file, patient=pid, uploader=d.id, signer=d.key,
                                         batch_size=batch_size)
+    total = sum(r.count for r in receipts)
     before = sum(1 for r in receipts if r.duplicate)
-    title = f"ingested {file}" + (f" ({before} of {len(receipts)} batches were stored before: "
-                                  "their original receipts)" if before else "")
-    console.print(table(title, ["stream", "seq", "records", "trust", "log index", "blob",
-                                "stored"],
+    title = (f"{plural(total, 'reading')} of {patient} from {device}, "
+             f"{plural(len(receipts), 'sealed batch', 'sealed batches')}"
+             + (f" ({before} stored before: their original receipts)" if before else ""))
+    console.print(table(title, ["stream", "seq", "readings", "trust", "log index", "stored"],
                         [[r.stream, str(r.seq), str(r.count), r.trust, str(r.tx_index),
-                          r.ct.hex()[:16], "before" if r.duplicate else "now"]
+                          "before" if r.duplicate else "now"]
                          for r in receipts]))
 
 
 def batches(
     patient: Annotated[str, typer.Option("--patient", help="Patient name or id.")],
-    stream: Annotated[Optional[str], typer.Option("--stream")] = None,  # noqa: UP007
+    stream: Annotated[str | None, typer.Option(
+        "--stream", help=f"Only this stream ({', '.join(STREAMS)}).",
+        callback=choice(*STREAMS))] = None,
+    as_json: JsonOpt = False,
     data: DataOpt = None,
 ) -> None:
-    """List a patient's committed batches, with how they were attested."""
+    """List a patient's committed batches, with how they were attested.
+
+    Example: glucoledger batches --patient alice --stream cgm
+    """
     with _service(data) as (node, service):
         pid = _patient_id(node, patient)
-        rows = service.vault.batches(pid, stream)
-    console.print(table("batches", ["stream", "hours (UTC)", "records", "trust", "custody",
-                                    "uploader", "seq", "log index"],
-                        [[r.stream, f"{time.strftime('%Y-%m-%d %H:00', time.gmtime(r.start/1000))}"
-                          f" +{(r.end - r.start) // 3_600_000}h", str(r.count), r.trust,
-                          r.custody, r.uploader.hex()[:12], str(r.seq), str(r.tx_index)]
-                         for r in rows]))
+        found = service.vault.batches(pid, stream)
+        names = uploader_names(node)
+    cols = ["stream", "from", "to", "readings", "trust", "custody", "uploader", "seq",
+            "log index"]
+    rows = [[r.stream, local_iso(r.start), local_iso(r.end), str(r.count), r.trust, r.custody,
+             names.get(r.uploader, r.uploader.hex()[:ID_CHARS]), str(r.seq), str(r.tx_index)]
+            for r in found]
+    if as_json:
+        print_json([dict(zip(cols, r, strict=True)) for r in rows])
+        return
+    console.print(table(f"batches of {patient}", cols, rows))
 
 
 def prove(
-    patient: Annotated[str, typer.Option("--patient", help="Patient name or id.")],
-    time_: Annotated[str, typer.Option("--time", help="Epoch ms or ISO 8601 with offset.")],
-    out: Annotated[Path, typer.Option("--out")],
-    stream: Annotated[str, typer.Option("--stream")] = "cgm",
+    patient: Annotated[str, typer.Option("--patient", help="The patient: an account name.")],
+    time_: Annotated[str, typer.Option("--time", help="The reading's exact time: epoch ms, or "
+                                       "ISO 8601 with offset (as `readings` lists it).")],
+    out: Annotated[Path, out_file("Where to write the proof (JSON).")],
+    stream: Annotated[str, typer.Option("--stream", help=f"The stream ({', '.join(STREAMS)}).",
+                                        callback=choice(*STREAMS))] = "cgm",
     data: DataOpt = None,
 ) -> None:
-    """Write a self-contained proof of one reading (checked with `verify-proof`)."""
-    if stream not in STREAMS:
-        raise InputError(f"unknown stream {stream!r}; use one of {', '.join(STREAMS)}")
+    """Write a self-contained proof of one reading (checked with `verify-proof`).
+
+    Example: glucoledger prove-reading --patient alice
+    --time 2026-01-02T08:05:00.000+01:00 --out p.json
+    """
     with _service(data) as (node, service):
         pid = _patient_id(node, patient)
-        doc = prove_reading(node, service.vault, pid, stream, _time(time_))
+        doc = prove_reading(node, service.vault, pid, stream, parse_when(time_, "--time"))
         vkey = node.verifier().vkey()
-    out.write_bytes(dumps_proof(doc))
+    atomic_write(out, dumps_proof(doc))
     console.print(f"wrote {out}; check it anywhere with:\n  glucoledger verify-proof {out} "
                   f"--node-key '{vkey}'")
 
 
 def verify_proof_cmd(
-    file: Annotated[Path, typer.Argument()],
-    node_key: Annotated[str, typer.Option("--node-key", help="The node's verifier key.")],
+    file: Annotated[Path, in_file("The proof file `prove-reading` wrote.")],
+    node_key: Annotated[str, typer.Option("--node-key", help="The node's verifier key "
+                                          "(`checkpoint --vkey`).")],
 ) -> None:
-    """Check a reading proof offline: only the file and the node's verifier key."""
-    result = verify_proof(file.read_bytes(), NoteVerifier.parse(node_key))
+    """Check a reading proof offline: only the file and the node's verifier key.
+
+    Example: glucoledger verify-proof p.json --node-key 'node-1+1a2b3c4d+AbC...'
+    """
+    text = read_text(file, "proof (JSON) that `prove-reading` wrote")
+    result = verify_proof(text.encode(), NoteVerifier.parse(node_key))
     r = result.reading
     console.print(f"[bold green]valid[/]: {type(r).__name__} {r.to_value()}")
     console.print(f"patient {result.patient.hex()[:16]}, stream {result.stream}, "
@@ -185,7 +221,10 @@ def verify_proof_cmd(
 
 
 def verify_vault_cmd(data: DataOpt = None) -> None:
-    """Check every committed batch's blob (hash and decryption) against the ledger."""
+    """Check every committed batch's blob (hash and decryption) against the ledger.
+
+    Example: glucoledger verify-vault --data ./clinic
+    """
     from ..node.vaultcheck import verify_vault_folder
 
     report = verify_vault_folder(data_dir(data))  # read-only; names every damaged item
@@ -197,35 +236,47 @@ def verify_vault_cmd(data: DataOpt = None) -> None:
 
 firmware_app = typer.Typer(help="Firmware releases (after TUF): publish, revoke, floor, verify.",
                            no_args_is_help=True)
-ModelOpt = Annotated[str, typer.Option("--model")]
-VersionOpt = Annotated[str, typer.Option("--version")]
+ModelOpt = Annotated[str, typer.Option("--model", help="The device model (e.g. CGM-G7).")]
+VersionOpt = Annotated[str, typer.Option("--version", help="The release version (e.g. 1.2.0).")]
+ImageArg = Annotated[Path, in_file("The firmware image file.")]
 
 
 @firmware_app.command("verify")
 def firmware_verify(
-    image: Annotated[Path, typer.Argument()], model: ModelOpt, version: VersionOpt,
-    installed: Annotated[Optional[str], typer.Option("--installed")] = None,  # noqa: UP007
+    image: ImageArg, model: ModelOpt, version: VersionOpt,
+    installed: Annotated[str | None, typer.Option(
+        "--installed", help="The version installed now (a downgrade is refused).")] = None,
     data: DataOpt = None,
 ) -> None:
-    """Accept IMAGE only if it is a released, unrevoked, threshold-signed, newer version."""
+    """Accept IMAGE only if it is a released, unrevoked, threshold-signed, newer version.
+
+    Example: glucoledger firmware verify fw.bin --model CGM-G7 --version 1.2.0 --installed 1.1.0
+    """
     with open_node(data) as node:
-        rel = fw.verify_image(node.state, image.read_bytes(), model, version, installed)
+        rel = fw.verify_image(node.state, _image(image), model, version, installed)
     console.print(f"[bold green]accepted[/]: {rel.model} {rel.version}, {rel.length} bytes, "
                   f"sha256 {rel.sha256.hex()[:16]}…, signed with weight {rel.signers}")
 
 
 @firmware_app.command("publish")
-def firmware_publish(image: Annotated[Path, typer.Argument()], model: ModelOpt,
+def firmware_publish(image: ImageArg, model: ModelOpt,
                      version: VersionOpt, data: DataOpt = None) -> None:
-    """Publish IMAGE as a release, signed by two of the simulated maker's three keys."""
+    """Publish IMAGE as a release, signed by two of the simulated maker's three keys.
+
+    Example: glucoledger firmware publish fw.bin --model CGM-G7 --version 1.2.0
+    """
     with open_node(data) as node:
-        w = _world(node)
-        fw.publish(node, w.maker, w.maker_keys[:2], model, version, image.read_bytes())
+        w = World.open(node)
+        fw.publish(node, w.maker, w.maker_keys[:2], model, version, _image(image))
     console.print(f"released {model} {version}")
 
 
 @firmware_app.command("revoke")
 def firmware_revoke(model: ModelOpt, version: VersionOpt, data: DataOpt = None) -> None:
+    """Revoke a release: devices refuse it from now on.
+
+    Example: glucoledger firmware revoke --model CGM-G7 --version 1.2.0
+    """
     with open_node(data) as node:
         w = World.load(node)
         fw.revoke(node, w.maker, w.maker_keys[:2], model, version)
@@ -234,22 +285,38 @@ def firmware_revoke(model: ModelOpt, version: VersionOpt, data: DataOpt = None) 
 
 @firmware_app.command("floor")
 def firmware_floor(model: ModelOpt, version: VersionOpt, data: DataOpt = None) -> None:
+    """Set the rollback floor: versions below it are refused.
+
+    Example: glucoledger firmware floor --model CGM-G7 --version 1.1.0
+    """
     with open_node(data) as node:
         w = World.load(node)
         fw.set_floor(node, w.maker, w.maker_keys[:2], model, version)
     console.print(f"rollback floor of {model} is now {version}")
 
 
+def _image(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise storage_error(exc, path, "reading the firmware image") from None
+
+
+def uploader_names(node: Node) -> dict[bytes, str]:
+    """Device and gateway ids this node has names (serials) for."""
+    return {bytes.fromhex(e["id"]): serial
+            for serial, e in Registry(node.data_dir).devices().items()}
+
+
 def demo_data(node: Node, folder: Path, *, patients: int = 3, days: int = 14) -> None:
     """The demo's data chapter: simulate, ingest through devices, prove one reading."""
-    vault = open_vault(node)
-    try:
-        service = IngestService(node, vault)
+    with NodeServices.of(node) as services:  # the node stays open for the next chapters
+        vault, service = services.vault, services.ingest
         t = time.perf_counter()
         rows = simulate_into(node, service, patients, days)
         took = time.perf_counter() - t
         console.print(table(f"{patients} patients x {days} days, ingested in {took:.1f} s",
-                            ["patient", "account", "device", "batches", "records", "trust"],
+                            ["patient", "device", "sealed batches", "readings", "trust"],
                             rows))
         world = World.load(node)
         pid = world.directory.resolve("patients", rows[0][0])
@@ -258,15 +325,13 @@ def demo_data(node: Node, folder: Path, *, patients: int = 3, days: int = 14) ->
         reading = batch.items[len(batch.items) // 2]
         proof = dumps_proof(prove_reading(node, vault, pid, "cgm", reading.time_ms))
         path = folder / "proof.json"
-        path.write_bytes(proof)
+        atomic_write(path, proof)
         result = verify_proof(proof, NoteVerifier.parse(node.verifier().vkey()))
         console.print(f"proof of one reading ({len(proof)} bytes) -> {path}: "
                       f"[bold green]valid[/], {result.reading.to_value()['mgdl']} mg/dL, "
                       f"{result.trust}")
         report = verify_vault(node.store, vault)
         console.print(f"vault: {report.batches} batches, every blob's hash and tag verified")
-    finally:
-        vault.close()
 
 
 def register(app: typer.Typer) -> None:

@@ -13,7 +13,7 @@ from ..errors import InputError
 from ..node import accounts
 from ..node.service import Node
 from ..state.accounts_model import patient_policy
-from .common import console, table
+from .common import console, humanize, table
 
 __all__ = ["register"]
 
@@ -26,7 +26,10 @@ def demo(
     data: Annotated[Path | None, typer.Option(
         "--data", help="Folder for the demo node (default: a new temporary folder).")] = None,
 ) -> None:
-    """Build a small chain: accounts, multisig, refused transactions, a checkpoint, verify."""
+    """Tell the whole story on a new node: accounts, devices, data, grants, reads, verify.
+
+    Example: glucoledger demo --data ./story
+    """
     folder = data if data is not None else Path(tempfile.mkdtemp(prefix="glucoledger-demo-"))
     if (folder / "node.json").exists():
         raise InputError(f"{folder} already holds a node; give the demo an empty folder")
@@ -42,8 +45,8 @@ def demo(
             accounts.create_account(node, "dr-lee", "clinician"),
             accounts.create_account(node, "acme", "maker"),
         ]
-        console.print(table("registered", ["name", "kind", "account id", "block"],
-                            [[i.name, i.kind, i.id.hex()[:16], str(r.height)] for i, r in made]))
+        console.print(table("registered", ["name", "kind", "block"],
+                            [[i.name, i.kind, str(r.height)] for i, r in made]))
 
         alice = accounts.identity(node, "alice")
         rosa = accounts.identity(node, "rosa")
@@ -57,7 +60,8 @@ def demo(
         first = node.build("multisig.rule", {"proposer": made[2][0].id,
                                              "types": ["multisig.rule"]}, alice.id, [k1])
         attempts = [
-            ("a key that is not alice's", node.build("account.update", rotate, alice.id, [stranger])),
+            ("a key that is not alice's",
+             node.build("account.update", rotate, alice.id, [stranger])),
             ("one key where two are needed", node.build("account.update", rotate, alice.id, [k1])),
             ("a rule no one may set", first),
         ]
@@ -65,18 +69,22 @@ def demo(
         replay = node.submit([node.build("account.update", rotate, alice.id, [k1, rosa_key]).raw])
         replayed = node.submit([node.build("account.update", rotate, alice.id, [k1, rosa_key],
                                            nonce=node.next_nonce(alice.id) - 1).raw])
-        rows = [[what, r.result.code, r.result.message[:70]] for (what, _), r in
-                zip(attempts, receipts, strict=True)]
-        rows.append(["the same nonce again (a replay)", replayed[0].result.code,
-                     replayed[0].result.message[:70]])
+        names = accounts.names(node)
+        rows = [[what, r.result.code.replace("_", " "), humanize(r.result.message, names)]
+                for (what, _), r in zip(attempts, receipts, strict=True)]
+        rows.append(["the same nonce again (a replay)",
+                     replayed[0].result.code.replace("_", " "),
+                     humanize(replayed[0].result.message, names)])
         console.print(table("refused", ["attempt", "reason", "message"], rows))
 
         _step("Key recovery: alice lost key 2; key 1 plus her trusted party rotate it out")
-        console.print(f"account.update signed by alice.1 + rosa: {replay[0].result.code} "
+        console.print(f"alice's key 1 and rosa together replace key 2: "
+                      f"{'accepted' if replay[0].ok else replay[0].result.code} "
                       f"(block {replay[0].height})")
         node.wallet.save("alice.2", new_key)
         old = node.submit([node.build("account.update", rotate, alice.id, [k2, k1]).raw])[0]
-        console.print(f"the lost key no longer signs: {old.result.code}")
+        console.print(f"the lost key no longer signs for alice: refused "
+                      f"({old.result.code.replace('_', ' ')})")
 
         _step("Device data: 3 simulated patients x 14 days, uploaded by their own registered "
               "devices (signed, sequenced), sealed in the vault, committed; one reading proven")
@@ -96,8 +104,8 @@ def demo(
         _step("verify: re-derive every hash, root, signature and link from the store")
         report = node.verify()
         console.print(f"[bold green]OK[/]: {report.blocks} blocks, {report.transactions} "
-                      f"transactions ({report.rejected} rejected), log root "
-                      f"{report.log_root.hex()[:16]}…")
+                      f"transactions ({report.rejected} refused, recorded as such), log root "
+                      f"{report.log_root.hex()}")
     console.print(f"\nNext: glucoledger verify --data {folder} --from-checkpoint "
                   f"{folder / 'checkpoint.txt'}")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -16,23 +15,39 @@ from ..ledger.checkpoint import NoteVerifier
 from ..node import accounts
 from ..node.service import Node, verify_folder
 from ..node.verify import IntegrityError
-from .common import DataOpt, console, data_dir, err_console, open_node, progress, table
+from .common import (
+    ID_CHARS,
+    DataOpt,
+    JsonOpt,
+    console,
+    data_dir,
+    err_console,
+    in_file,
+    local_iso,
+    open_node,
+    out_file,
+    print_json,
+    progress,
+    read_text,
+    table,
+)
 
 __all__ = ["register"]
 
 account_app = typer.Typer(help="Create and inspect accounts.", no_args_is_help=True)
 
 
-def _time(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 def init(
     data: DataOpt = None,
-    chain: Annotated[str, typer.Option(help="Chain name (the checkpoint origin).")] = "glucoledger/local",
-    name: Annotated[str, typer.Option(help="This node's name (its checkpoint key name).")] = "node-1",
+    chain: Annotated[str, typer.Option(
+        help="Chain name (the checkpoint origin).")] = "glucoledger/local",
+    name: Annotated[str, typer.Option(
+        help="This node's name (its checkpoint key name).")] = "node-1",
 ) -> None:
-    """Create a new chain with one organization and its node in --data."""
+    """Create a new chain with one organization and its node in --data.
+
+    Example: glucoledger init --data ./clinic
+    """
     node = Node.init(data_dir(data), chain=chain, name=name)
     with node:
         console.print(f"created chain [bold]{chain}[/] in {node.data_dir}")
@@ -42,13 +57,19 @@ def init(
 @account_app.command("create")
 def account_create(
     name: Annotated[str, typer.Argument(help="A local name for the account.")],
-    kind: Annotated[str, typer.Option(help="patient, clinician, trusted, organization, maker, ...")] = "patient",
-    trusted: Annotated[str | None, typer.Option(help="Trusted party (patients): an existing account name.")] = None,
-    sponsor: Annotated[str | None, typer.Option(help="Sponsoring account (default: this node's organization).")] = None,
+    kind: Annotated[str, typer.Option(
+        help="patient, clinician, trusted, organization, maker, ...")] = "patient",
+    trusted: Annotated[str | None, typer.Option(
+        help="Trusted party (patients): an existing account name.")] = None,
+    sponsor: Annotated[str | None, typer.Option(
+        help="Sponsoring account (default: this node's organization).")] = None,
     alg: Annotated[str, typer.Option(help="ed25519 or p256.")] = "ed25519",
     data: DataOpt = None,
 ) -> None:
-    """Create a custodial account (keys kept in the node's sealed wallet)."""
+    """Create a custodial account (keys kept in the node's sealed wallet).
+
+    Example: glucoledger account create alice --kind patient --trusted rosa --data ./clinic
+    """
     if alg not in ("ed25519", "p256"):
         raise InputError("--alg must be ed25519 or p256")
     with open_node(data) as node:
@@ -58,20 +79,29 @@ def account_create(
 
 
 @account_app.command("list")
-def account_list(data: DataOpt = None) -> None:
-    """List the accounts this node knows by name."""
+def account_list(data: DataOpt = None, as_json: JsonOpt = False) -> None:
+    """List the accounts this node knows by name.
+
+    Example: glucoledger account list --json --data ./clinic
+    """
     with open_node(data) as node:
-        rows = []
-        for ident in accounts.AddressBook(node).all():
-            acct = node.account(ident.id)
-            rows.append([ident.name, acct.kind, ident.id.hex()[:16], str(len(acct.cosigners)),
-                         str(acct.nonce)])
-        console.print(table("accounts", ["name", "kind", "id", "keys", "nonce"], rows))
+        found = [(ident, node.account(ident.id)) for ident in accounts.AddressBook(node).all()]
+    if as_json:
+        print_json([{"name": i.name, "kind": a.kind, "id": i.id.hex(), "keys": len(a.cosigners),
+                     "nonce": a.nonce} for i, a in found])
+        return
+    console.print(table("accounts", ["name", "kind", "id", "keys", "nonce"],
+                        [[i.name, a.kind, i.id.hex()[:ID_CHARS], str(len(a.cosigners)),
+                          str(a.nonce)] for i, a in found]))
 
 
 @account_app.command("show")
-def account_show(name: str, data: DataOpt = None) -> None:
-    """Show an account's cosigners, weights and thresholds."""
+def account_show(name: Annotated[str, typer.Argument(help="The account's name.")],
+                 data: DataOpt = None) -> None:
+    """Show an account's cosigners, weights and thresholds.
+
+    Example: glucoledger account show alice --data ./clinic
+    """
     with open_node(data) as node:
         ident = accounts.identity(node, name)
         acct = node.account(ident.id)
@@ -80,29 +110,47 @@ def account_show(name: str, data: DataOpt = None) -> None:
                  ", ".join(f"{k}={v}" for k, v in sorted(c.weights.items()))]
                 for c in acct.cosigners]
         console.print(table("cosigners", ["alg", "key id", "weights"], rows))
-        console.print("thresholds: " + ", ".join(f"{k}={v}" for k, v in sorted(acct.thresholds.items())))
+        console.print("thresholds: " + ", ".join(f"{k}={v}"
+                                                 for k, v in sorted(acct.thresholds.items())))
 
 
 def blocks(data: DataOpt = None,
-           last: Annotated[int, typer.Option(help="How many recent blocks.")] = 10) -> None:
-    """Show the most recent blocks."""
+           last: Annotated[int, typer.Option(help="How many recent blocks.", min=1,
+                                             max=100_000)] = 10,
+           as_json: JsonOpt = False) -> None:
+    """Show the most recent blocks.
+
+    Example: glucoledger blocks --last 5 --data ./clinic
+    """
     with open_node(data) as node:
         node.sync()
-        rows = []
-        for h, bhash, hdr, results in node.store.recent_blocks(last):
-            rejected = sum(1 for r in results if not r.ok)
-            rows.append([str(h), _time(hdr.time), str(hdr.tx_count), str(rejected),
-                         str(hdr.log_size), bhash.hex()[:16]])
-        console.print(table("blocks", ["height", "time", "txs", "rejected", "log size", "hash"], rows))
+        found = [(h, bhash, hdr, sum(1 for r in results if not r.ok))
+                 for h, bhash, hdr, results in node.store.recent_blocks(last)]
+    if as_json:
+        print_json([{"height": h, "time": local_iso(hdr.time), "time_ms": hdr.time,
+                     "transactions": hdr.tx_count, "refused": refused,
+                     "log_size": hdr.log_size, "hash": bhash.hex()}
+                    for h, bhash, hdr, refused in found])
+        return
+    console.print(table("blocks", ["height", "time", "transactions", "refused", "log size",
+                                   "hash"],
+                        [[str(h), local_iso(hdr.time), str(hdr.tx_count), str(refused),
+                          str(hdr.log_size), bhash.hex()[:ID_CHARS]]
+                         for h, bhash, hdr, refused in found]))
 
 
 def checkpoint(
     data: DataOpt = None,
-    vkey: Annotated[bool, typer.Option("--vkey", help="Print the node's verifier key instead.")] = False,
-    out: Annotated[Path | None, typer.Option(help="Also write the checkpoint to this file.")] = None,
-    final: Annotated[bool, typer.Option("--final", help="The latest final checkpoint, cosigned by the consortium's threshold.")] = False,
+    vkey: Annotated[bool, typer.Option("--vkey",
+                                       help="Print the node's verifier key instead.")] = False,
+    out: Annotated[Path | None, out_file("Also write the checkpoint to this file.")] = None,
+    final: Annotated[bool, typer.Option("--final", help="The latest final checkpoint, cosigned "
+                                        "by the consortium's threshold.")] = False,
 ) -> None:
-    """Print the latest signed checkpoint (C2SP signed note)."""
+    """Print the latest signed checkpoint (C2SP signed note).
+
+    Example: glucoledger checkpoint --out kept.txt --data ./clinic
+    """
     with open_node(data) as node:
         if vkey:
             console.print(node.verifier().vkey(), soft_wrap=True)
@@ -124,23 +172,27 @@ def final_checkpoint(node: Node) -> bytes:
 def _verifiers(node_key: str | None) -> list[NoteVerifier] | None:
     if node_key is None:
         return None
-    text = Path(node_key).read_text() if os.path.exists(node_key) else node_key
+    text = read_text(Path(node_key), "verifier key") if os.path.isfile(node_key) else node_key
     return [NoteVerifier.parse(line) for line in text.split() if line.strip()]
 
 
 def verify(
     data: DataOpt = None,
-    from_checkpoint: Annotated[Path | None, typer.Option(
-        "--from-checkpoint", help="A checkpoint you kept: the store must still extend it.")] = None,
+    from_checkpoint: Annotated[Path | None, in_file(
+        "A checkpoint you kept: the store must still extend it.",
+        option="--from-checkpoint")] = None,
     node_key: Annotated[str | None, typer.Option(
         help="Verifier key(s) (vkey text or a file) to trust instead of the node's own.")] = None,
     need: Annotated[int, typer.Option(
         help="Signatures from --node-key keys the checkpoint must carry (a consortium's "
-             "threshold: require a final checkpoint).")] = 1,
+             "threshold: require a final checkpoint).", min=1, max=1000)] = 1,
 ) -> None:
-    """Re-derive every hash, root, signature and link; exit non-zero at the first bad spot."""
+    """Re-derive every hash, root, signature and link; exit non-zero at the first bad spot.
+
+    Example: glucoledger verify --from-checkpoint kept.txt --data ./clinic
+    """
     folder = data_dir(data)
-    held = from_checkpoint.read_bytes() if from_checkpoint else None
+    held = read_text(from_checkpoint, "checkpoint").encode() if from_checkpoint else None
     with progress() as bar:
         task = bar.add_task("verifying blocks", total=None)
         try:
@@ -174,12 +226,15 @@ def verify(
 
 
 def keygen(
-    out: Annotated[Path, typer.Option(help="Where to write the encrypted key file.")],
+    out: Annotated[Path, out_file("Where to write the encrypted key file.")],
     alg: Annotated[str, typer.Option(help="ed25519 or p256.")] = "ed25519",
     password_env: Annotated[str | None, typer.Option(
         help="Read the password from this environment variable instead of a prompt.")] = None,
 ) -> None:
-    """Make a self-custody key, encrypted at rest with Argon2id (RFC 9106) and AES-256-GCM."""
+    """Make a self-custody key, encrypted at rest with Argon2id (RFC 9106) and AES-256-GCM.
+
+    Example: glucoledger keygen --out alice.key
+    """
     if alg not in ("ed25519", "p256"):
         raise InputError("--alg must be ed25519 or p256")
     if out.exists():

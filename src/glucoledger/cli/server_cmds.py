@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 
 from ..errors import InputError
-from .common import DataOpt, console, data_dir, open_node
+from ..files import atomic_write
+from .common import DataOpt, console, data_dir, open_node, open_services, out_file, parse_when
 
 __all__ = ["register"]
 
@@ -18,13 +19,16 @@ __all__ = ["register"]
 def serve(
     data: DataOpt = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
     demo: Annotated[bool, typer.Option(help="Create (if empty) a demo node with people, "
                                        "passwords and 14 days of data.")] = False,
     insecure_cookies: Annotated[bool, typer.Option(
         help="Drop the Secure cookie flag (only for plain-HTTP testing off loopback).")] = False,
 ) -> None:
-    """Serve the HTTP API, the Nightscout v1 routes, FHIR export and the web portal."""
+    """Serve the HTTP API, the Nightscout v1 routes, FHIR export and the web portal.
+
+    Example: glucoledger serve --data ./clinic --port 8000
+    """
     import uvicorn
 
     from ..api.app import create_app
@@ -68,8 +72,12 @@ def serve(
         node.close()
 
 
-def password(name: str, data: DataOpt = None) -> None:
-    """Set the web portal password of a custodial account (asked twice, never echoed)."""
+def password(name: Annotated[str, typer.Argument(help="The account's name.")],
+             data: DataOpt = None) -> None:
+    """Set the web portal password of a custodial account (asked twice, never echoed).
+
+    Example: glucoledger password alice
+    """
     from ..node.people import Passwords
 
     first = typer.prompt("new password", hide_input=True)
@@ -80,65 +88,63 @@ def password(name: str, data: DataOpt = None) -> None:
     console.print(f"password set for {name}")
 
 
-def nightscout_uploader(patient: str, data: DataOpt = None) -> None:
-    """Create an uploader secret for a patient (xDrip+, Loop, AndroidAPS: v1 API secret)."""
+def nightscout_uploader(patient: Annotated[str, typer.Argument(help="The patient's name.")],
+                        data: DataOpt = None) -> None:
+    """Create an uploader secret for a patient (xDrip+, Loop, AndroidAPS: v1 API secret).
+
+    Example: glucoledger nightscout-uploader alice
+    """
     import secrets
 
-    from ..api.context import ServerContext
-
     secret = secrets.token_urlsafe(18)
-    with open_node(data) as node:
-        c = ServerContext.create(node)
-        try:
-            gw = c.services["nightscout"].add_uploader(patient, secret)
-        finally:
-            c.close()
+    with open_services(data) as services:
+        gw = services.nightscout.add_uploader(patient, secret)
     console.print(f"gateway {gw.name}; API secret (shown once): {secret}")
 
 
-def nightscout_reader(reader: str, patient: str, data: DataOpt = None) -> None:
-    """Create a read token for a reader account following a patient (reads need a grant)."""
+def nightscout_reader(reader: Annotated[str, typer.Argument(help="The reader's account name.")],
+                      patient: Annotated[str, typer.Argument(help="The patient's name.")],
+                      data: DataOpt = None) -> None:
+    """Create a read token for a reader account following a patient (reads need a grant).
+
+    Example: glucoledger nightscout-reader dr-lee alice
+    """
     import secrets
 
-    from ..api.context import ServerContext
-
     token = f"{reader[:16]}-{secrets.token_hex(8)}"
-    with open_node(data) as node:
-        c = ServerContext.create(node)
-        try:
-            c.services["nightscout"].add_reader(reader, patient, token)
-        finally:
-            c.close()
+    with open_services(data) as services:
+        services.nightscout.add_reader(reader, patient, token)
     console.print(f"token (shown once): {token}")
 
 
 def export_fhir(
-    patient: str,
+    patient: Annotated[str, typer.Argument(help="The patient's name.")],
     as_: Annotated[str, typer.Option("--as", help="Who reads (custodial account name).")],
     data: DataOpt = None,
-    start: Annotated[str | None, typer.Option(help="ISO 8601 start.")] = None,
-    end: Annotated[str | None, typer.Option(help="ISO 8601 end.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Write here (default: stdout).")
-                   ] = None,
+    start: Annotated[str | None, typer.Option(
+        help="First time: ISO 8601 with offset, or epoch ms (default: 14 days ago).")] = None,
+    end: Annotated[str | None, typer.Option(
+        help="End time: ISO 8601 with offset, or epoch ms (default: now).")] = None,
+    out: Annotated[Path | None, out_file("Write here (default: stdout).")] = None,
     check: Annotated[bool, typer.Option(help="Validate with fhir.resources.")] = False,
 ) -> None:
-    """Export a patient's CGM data as a FHIR R4 Bundle (HL7 CGM IG), through consent."""
-    from ..api.context import ServerContext
-    from ..api.routes_fhir import _ms
+    """Export a patient's CGM data as a FHIR R4 Bundle (HL7 CGM IG), through consent.
+
+    Example: glucoledger export-fhir alice --as dr-lee --out alice.fhir.json
+    """
     from ..interop.fhir import validate
     from ..node.accounts import identity, keys_of
     from ..node.fhir_export import export_bundle
 
-    with open_node(data) as node:
-        c = ServerContext.create(node)
-        try:
-            who = identity(node, as_)
-            pid = identity(node, patient).id
-            bundle = export_bundle(node, c.services["access"], who.id, keys_of(node, who), pid,
-                                   start_ms=_ms(start, "start"), end_ms=_ms(end, "end"),
-                                   units="mg/dL", now_ms=int(time.time() * 1000))
-        finally:
-            c.close()
+    lo = parse_when(start, "--start") if start is not None else None
+    hi = parse_when(end, "--end") if end is not None else None
+    with open_services(data) as services:
+        node = services.node
+        who = identity(node, as_)
+        pid = identity(node, patient).id
+        bundle = export_bundle(node, services.access, who.id, keys_of(node, who), pid,
+                               start_ms=lo, end_ms=hi, units="mg/dL",
+                               now_ms=int(time.time() * 1000))
     if check:
         validate(bundle)
         for e in bundle["entry"]:
@@ -147,7 +153,7 @@ def export_fhir(
     if out is None:
         print(text)
     else:
-        out.write_text(text + "\n")
+        atomic_write(out, (text + "\n").encode())
         console.print(f"{len(bundle['entry'])} resources written to {out}")
 
 

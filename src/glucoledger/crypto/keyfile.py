@@ -76,7 +76,8 @@ def loads(data: bytes, password: str) -> PrivateKey:
         salt, nonce, ct, pub = kdf["salt"], doc["nonce"], doc["ct"], doc["pub"]
     except (KeyError, TypeError):
         raise MalformedError("not a glucoledger key file") from None
-    if not (1 <= params.t <= 64 and 1 <= params.p <= 64 and 8 * params.p <= params.m <= _MAX_MEMORY_KIB):
+    if not (1 <= params.t <= 64 and 1 <= params.p <= 64
+            and 8 * params.p <= params.m <= _MAX_MEMORY_KIB):
         raise MalformedError("key file asks for Argon2id parameters outside sane bounds")
     aad = codec.encode({"alg": doc["alg"], "pub": pub})
     try:
@@ -87,7 +88,8 @@ def loads(data: bytes, password: str) -> PrivateKey:
         ) from None
     key = PrivateKey.from_private_bytes(doc["alg"], secret)
     if key.public.raw != pub:
-        raise SignatureError("key file's public key does not match its secret; the file was altered")
+        raise SignatureError("key file's public key does not match its secret; the file was "
+                             "altered")
     return key
 
 

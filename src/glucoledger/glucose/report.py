@@ -456,7 +456,7 @@ def render_png(agp: Agp, summary: Summary, *, patient: str, dpi: int = 110,
 
     bar = fig.add_subplot(grid[0, 5])
     bottom = 0.0
-    for key, template, bp, goal in reversed(_five(summary)):
+    for key, _template, bp, _goal in reversed(_five(summary)):
         bar.bar(0, bp / 100, bottom=bottom, color=COLORS[key], width=0.6)
         bottom += bp / 100
     bar.set_ylim(0, 100)

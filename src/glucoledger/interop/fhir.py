@@ -43,8 +43,7 @@ _NS: Final = uuid.UUID("6b1f6a52-4f4c-4f0e-9d0a-1c2a51e0c0de")  # our UUIDv5 nam
 
 def _iso(ms: int) -> str:
     moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
-    spec = "milliseconds" if ms % 1000 else "seconds"
-    return moment.isoformat(timespec=spec).replace("+00:00", "Z")
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _uid(*parts: object) -> str:
@@ -148,7 +147,9 @@ class ConsentInfo:
     active: bool
 
 
-_PURPOSE: Final = {"treatment": ("TREAT", "treatment"), "research": ("HRESCH", "healthcare research"), "emergency": ("ETREAT", "emergency treatment")}
+_PURPOSE: Final = {"treatment": ("TREAT", "treatment"),
+                   "research": ("HRESCH", "healthcare research"),
+                   "emergency": ("ETREAT", "emergency treatment")}
 
 
 def consent(patient_ref: str, g: ConsentInfo) -> dict[str, Any]:

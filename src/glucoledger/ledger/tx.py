@@ -61,7 +61,8 @@ class Transaction:
 
     @classmethod
     def from_value(cls, value: Any) -> Transaction:
-        if not isinstance(value, dict) or set(value) != {"chain", "type", "body", "account", "nonce"}:
+        fields = {"chain", "type", "body", "account", "nonce"}
+        if not isinstance(value, dict) or set(value) != fields:
             raise MalformedError(
                 "a transaction is exactly {chain, type, body, account, nonce}"
             )

@@ -1,28 +1,26 @@
 """Account services: create custodial accounts, look them up by local name, act as them.
 
-Names are local to a node (an address book in ``<data>/addressbook.json``); the ledger only
+Names are local to a node (the one registry of names, ``node/registry.py``); the ledger only
 knows account ids. A custodial account's keys live in the node's wallet, sealed under the
 master key, as ``<name>.1``, ``<name>.2`` (and the trusted party's key under its own name).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from ..crypto import PrivateKey, generate
 from ..errors import InputError, NotFoundError, RejectedError
 from ..state.accounts import SPONSORS
 from ..state.accounts_model import KINDS, account_id, patient_policy, single_key_policy
+from .registry import Registry
 from .service import Node, Receipt
 
-__all__ = ["AddressBook", "Identity", "create_account", "identity", "submit_as"]
+__all__ = ["AddressBook", "Identity", "create_account", "identity", "names", "recover_key",
+           "submit_as"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,48}$")
 
@@ -36,40 +34,28 @@ class Identity:
 
 
 class AddressBook:
-    """The node's local names for accounts (``<data>/addressbook.json``; no names on the
-    ledger). Reads are cached by the file's identity (inode, mtime, size), so a lookup per
-    request costs a ``stat``; writes are serialized in this process and replace the file
-    atomically, so concurrent adds (an account created over HTTP while a patient makes a
-    Nightscout uploader) both land."""
-
-    _lock: ClassVar[threading.Lock] = threading.Lock()
-    _cache: ClassVar[dict[Path, tuple[tuple[int, int, int], dict[str, Any]]]] = {}
+    """The node's local names for accounts: the ``accounts`` part of the one registry of
+    names (``node/registry.py``, ``<data>/names.json``; no names on the ledger). Lookups
+    cost a ``stat``; adds replace the file atomically under one lock, so concurrent adds (an
+    account created over HTTP while a patient makes a Nightscout uploader) both land."""
 
     def __init__(self, node: Node) -> None:
-        self.path = node.data_dir / "addressbook.json"
+        self.registry = Registry(node.data_dir)
+        self.path = self.registry.path
 
     def _load(self) -> dict[str, Any]:
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            return {}
-        sig = (st.st_ino, st.st_mtime_ns, st.st_size)
-        hit = self._cache.get(self.path)
-        if hit is not None and hit[0] == sig:
-            return hit[1]
-        book = dict(json.loads(self.path.read_text()))
-        self._cache[self.path] = (sig, book)
-        return book
+        return self.registry.accounts()
 
     def add(self, ident: Identity) -> None:
-        with self._lock:
-            book = dict(self._load())
-            book[ident.name] = {"id": ident.id.hex(), "kind": ident.kind,
-                                "keys": list(ident.key_names)}
-            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(book, indent=2, sort_keys=True) + "\n")
-            os.replace(tmp, self.path)
-            self._cache.pop(self.path, None)
+        """Name a new account. Raises InputError if the name is taken (by any kind)."""
+        def change(doc: dict[str, Any]) -> None:
+            held = doc["accounts"].get(ident.name)
+            if held is not None and held["id"] != ident.id.hex():
+                raise InputError(f"the name {ident.name!r} is taken on this node (a "
+                                 f"{held['kind']}); choose another")
+            doc["accounts"][ident.name] = {"id": ident.id.hex(), "kind": ident.kind,
+                                           "keys": list(ident.key_names)}
+        self.registry.update(change)
 
     def get(self, name_or_id: str) -> Identity:
         book = self._load()
@@ -98,6 +84,11 @@ def identity(node: Node, name: str) -> Identity:
             raise NotFoundError("the chain has no genesis")
         return Identity("org", info["orgs"][0], "organization", ("org",))
     return AddressBook(node).get(name)
+
+
+def names(node: Node) -> dict[bytes, str]:
+    """Every account id this node has a name for, mapped to that name (for display)."""
+    return {i.id: i.name for i in AddressBook(node).all()}
 
 
 def keys_of(node: Node, ident: Identity, which: Sequence[int] | None = None) -> list[PrivateKey]:
@@ -148,6 +139,31 @@ def create_account(node: Node, name: str, kind: str, *, sponsor: str | None = No
     ident = Identity(name, aid, kind, tuple(keys))
     book.add(ident)
     return ident, receipt
+
+
+def recover_key(node: Node, patient: str, trusted: str, lost: int) -> Receipt:
+    """Replace a custodial patient's lost key ``lost`` (1 or 2) with a new one.
+
+    The kept key and the trusted party's key cosign the ``account.update`` (the patient
+    policy's recovery rule, state/accounts_model.py); the new key is saved in the wallet
+    under the lost key's name only after the ledger accepted the update, so a refusal
+    changes nothing. The old key stops signing from that block. Raises InputError,
+    NotFoundError or RejectedError.
+    """
+    if lost not in (1, 2):
+        raise InputError("the lost key is 1 or 2")
+    p = identity(node, patient)
+    if p.kind != "patient" or len(p.key_names) < 2:
+        raise InputError(f"{patient!r} is a {p.kind} with one key; only a patient's two keys "
+                         "are recovered this way")
+    kept = keys_of(node, p, [2 - lost])[0]
+    tkey = keys_of(node, identity(node, trusted), [0])[0]
+    new = generate(kept.alg)
+    keys = (new, kept) if lost == 1 else (kept, new)
+    body = {"policy": patient_policy(keys[0].public, keys[1].public, tkey.public)}
+    _, receipt = node.send("account.update", body, p.id, [kept, tkey])
+    node.wallet.save(p.key_names[lost - 1], new)
+    return receipt
 
 
 def submit_as(node: Node, name: str, type_: str, body: dict[str, Any],

@@ -35,6 +35,10 @@ _REFUSED_TYPES = ("access", "emergency.open", "emergency.request", "emergency.ap
                   "emergency.decline", "emergency.end")
 
 
+def _batches(n: int) -> str:
+    return "1 batch" if n == 1 else f"{n} batches"
+
+
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -78,7 +82,7 @@ def _access(state: State, tx: bytes) -> AuditEntry:
     if d["decision"] == "permit":
         return AuditEntry("access", tx, r["height"], r["time"], r["requester"], r["emergency"],
                           "permit", None, req["view"], streams, grant,
-                          f"{what}; {len(r['batches'])} batches")
+                          f"{what}; {_batches(len(r['batches']))}")
     return AuditEntry("access", tx, r["height"], r["time"], r["requester"], False, "deny",
                       d["reason"], req["view"], streams, grant, f"{what}; {d['message']}")
 
@@ -119,7 +123,7 @@ def _erase(state: State, tx: bytes, patient: bytes) -> AuditEntry:
     r = state.get(erasure_key(tx))
     return AuditEntry("erase", tx, r["height"], r["time"], patient, False, "erased", None,
                       None, tuple(r["streams"]), None,
-                      f"{','.join(r['streams'])}; {len(r['batches'])} batches")
+                      f"{','.join(r['streams'])}; {_batches(len(r['batches']))}")
 
 
 def _names(stx: SignedTx, state: State) -> bytes | None:

@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..crypto import PrivateKey
+from ..errors import InputError
 from ..state.consent import Grant, grants_of
 from .service import Node
 
-__all__ = ["amend", "grant", "grants", "grants_to", "revoke"]
+__all__ = ["amend", "find_grant", "grant", "grants", "grants_to", "revoke"]
 
 
 def grant(node: Node, patient: bytes, keys: Sequence[PrivateKey], grantee: bytes, *,
@@ -44,6 +45,24 @@ def revoke(node: Node, patient: bytes, keys: Sequence[PrivateKey], grant_id: byt
 
 def grants(node: Node, patient: bytes, grantee: bytes | None = None) -> list[Grant]:
     return grants_of(node.state, patient, grantee)
+
+
+def find_grant(node: Node, patient: bytes, prefix: str) -> Grant:
+    """The patient's grant whose id starts with ``prefix`` (hex, at least 4 digits), as git
+    resolves abbreviated commits. Raises InputError (not hex, too short, or ambiguous: the
+    message lists the candidates; code ``unknown_grant`` when none matches)."""
+    text = prefix.strip().lower()
+    if len(text) < 4 or any(c not in "0123456789abcdef" for c in text):
+        raise InputError(f"{prefix!r} is not a grant id: give at least 4 of its hex digits, "
+                         "as `glucoledger grants` shows them")
+    found = [g for g in grants_of(node.state, patient) if g.id.hex().startswith(text)]
+    if not found:  # the caller typed an id that is not hers: bad input, not a lookup miss
+        raise InputError(f"no grant of this patient starts with {text}; list them with "
+                         "`glucoledger grants --patient NAME`", code="unknown_grant")
+    if len(found) > 1:
+        ids = ", ".join(g.id.hex()[:len(text) + 4] for g in found)
+        raise InputError(f"{text} starts {len(found)} grants ({ids}); give more digits")
+    return found[0]
 
 
 def grants_to(node: Node, grantee: bytes) -> list[Grant]:

@@ -19,8 +19,8 @@ benchmark, peers fetching blocks) can use a running node without opening its sto
 ``POST /submit`` needs the same: an RFC 9421 signature (covering ``content-digest``, RFC
 9530) by a current member's node key; the organization's tools sign with the node key of
 their member folder. ``/status`` and ``/checkpoint`` are public read-only. A node that
-stopped answers everything but ``/status`` at once with 503 and its reason. The error table maps error codes to HTTP
-statuses; the client turns them back into errors.
+stopped answers everything but ``/status`` at once with 503 and its reason. The error table
+maps error codes to HTTP statuses; the client turns them back into errors.
 """
 
 from __future__ import annotations

@@ -41,8 +41,8 @@ from ..state.grants import EMERGENCY_MAX_DAYS, EMERGENCY_MAX_HOURS
 from .service import Node
 
 __all__ = ["EMERGENCY_MAX_DAYS", "EMERGENCY_MAX_HOURS", "REQUEST_TTL_MS", "EmergencyRequest",
-           "approve", "approved_by", "decline", "end", "get", "pending_for", "request", "requests_about",
-           "requests_by"]
+           "approve", "approved_by", "decline", "end", "get", "pending_for", "request",
+           "requests_about", "requests_by"]
 
 
 def _hhmm(ms: int) -> str:

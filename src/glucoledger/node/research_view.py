@@ -28,7 +28,8 @@ def research_entry(state: State, kind: str, tx: bytes, patient: bytes) -> dict[s
         form = ("record-level, de-identified" if rel["form"] == "records"
                 else f"aggregate {rel['statistic']}, epsilon {rel['epsilon'] / 1e6:g}")
         return {"kind": "research", "height": rel["height"], "time": rel["time"],
-                "who": study["sponsor"], "outcome": _outcome(rel), "view": rel["form"], "grant": _grant_of(rel, patient, state),
+                "who": study["sponsor"], "outcome": _outcome(rel), "view": rel["form"],
+                "grant": _grant_of(rel, patient, state),
                 "detail": f"study {study['protocol']} ({study['purpose']}): {form}"}
     # research_consent is keyed by the grant; research_withdraw by the withdrawal
     gid = tx if kind == "research_consent" else state.get("rwithdraw/" + tx.hex())

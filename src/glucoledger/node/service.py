@@ -664,4 +664,4 @@ def genesis_envelope(chain: str, orgs: Sequence[tuple[str, PrivateKey, PrivateKe
 
 
 
-from .verifyfolder import verify_folder  # re-exported from its old home (import cycle)
+from .verifyfolder import verify_folder  # noqa: E402  re-exported from its old home (import cycle)

@@ -335,4 +335,4 @@ def _check_held(held: Checkpoint, at: BlockHeader | None, replica: Replica,
               exc.message)
 
 
-from .vaultcheck import VaultIntegrityError, VaultReport, verify_vault
+from .vaultcheck import VaultIntegrityError, VaultReport, verify_vault  # noqa: E402

@@ -4,14 +4,14 @@
 three release keys and a firmware threshold of two, and ``World.add_patient`` /
 ``World.add_device`` make patients (self-registered, one key) and devices (registered by the
 maker, bound by the patient). Private keys of these simulated parties are kept in the node's
-wallet (``maker-1..3``, ``patient-<name>``, ``device-<serial>``) and their public ids in
-``<data>/directory.json``, so later commands can act for them by name. Real devices keep
-their own keys: only the demo simulates them here.
+wallet (``maker-1..3``, ``patient-<name>``, ``device-<serial>``) and their names in the
+node's one registry of names (``node/registry.py``), so later commands act for them by
+name; a simulated patient is an account like any other (she grants, is read, gets
+devices). Real devices keep their own keys: only the demo simulates them here.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,42 +19,47 @@ from ..crypto import PrivateKey, generate
 from ..crypto.keys import Algorithm
 from ..errors import InputError, NotFoundError
 from ..state.accounts_model import make_policy
+from .accounts import AddressBook, Identity
 from .devices import bind_device, create_keyed_account, org_account, register_device
+from .registry import Registry
 from .service import Node
 
 __all__ = ["Directory", "World"]
 
 
 class Directory:
-    """Names -> ids of the simulated parties, in ``<data>/directory.json`` (public data)."""
+    """Names -> ids of patients and devices, read from the node's one registry of names
+    (``node/registry.py``): a patient is any patient account (custodial or simulated), a
+    device a serial this node registered."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.path = Path(data_dir) / "directory.json"
-        try:
-            self.doc: dict[str, dict[str, str]] = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            self.doc = {"maker": {}, "patients": {}, "devices": {}, "bindings": {}}
-
-    def save(self) -> None:
-        self.path.write_text(json.dumps(self.doc, indent=2, sort_keys=True) + "\n")
+        self.registry = Registry(data_dir)
 
     def resolve(self, section: str, name: str) -> bytes:
-        """A name from the directory, or a 64-hex-digit id."""
-        if name in self.doc[section]:
-            return bytes.fromhex(self.doc[section][name])
+        """A patient or device by name, or a 64-hex-digit id."""
+        if section == "patients":
+            known = {n: e["id"] for n, e in self.registry.accounts().items()
+                     if e["kind"] == "patient"}
+        else:
+            known = {n: e["id"] for n, e in self.registry.devices().items()}
+        if name in known:
+            return bytes.fromhex(known[name])
         try:
             raw = bytes.fromhex(name)
         except ValueError:
             raw = b""
         if len(raw) != 32:
-            known = ", ".join(sorted(self.doc[section])) or "none yet"
-            raise InputError(f"{name!r} is neither a known {section[:-1]} name ({known}) nor "
+            what = "patient" if section == "patients" else "device"
+            listed = ", ".join(sorted(known)) or "none yet"
+            raise InputError(f"{name!r} is neither a known {what} name ({listed}) nor "
                              "a 64-hex-digit id")
         return raw
 
     def name_of(self, section: str, ident: bytes) -> str:
-        for name, h in self.doc[section].items():
-            if h == ident.hex():
+        entries = (self.registry.accounts() if section == "patients"
+                   else self.registry.devices())
+        for name, e in entries.items():
+            if e["id"] == ident.hex():
                 return name
         return ident.hex()[:16]
 
@@ -91,31 +96,48 @@ class World:
         for i, k in enumerate(keys, 1):
             node.wallet.save(f"maker-{i}", k)
         world = cls(node, maker, keys)
-        world.directory.doc["maker"] = {"maker": maker.hex()}
-        world.directory.save()
+        world.directory.registry.update(lambda doc: doc.__setitem__("maker", maker.hex()))
         return world
 
     @classmethod
     def load(cls, node: Node) -> World:
-        d = Directory(node.data_dir)
-        if "maker" not in d.doc["maker"]:
-            raise NotFoundError("this node has no simulated maker yet: run `glucoledger demo` "
-                                "or `glucoledger simulate` first")
+        maker = Registry(node.data_dir).maker()
         keys = [node.wallet.load(f"maker-{i}") for i in (1, 2, 3)]
-        return cls(node, bytes.fromhex(d.doc["maker"]["maker"]), keys)
+        return cls(node, maker, keys)
+
+    @classmethod
+    def open(cls, node: Node) -> World:
+        """The node's maker, created on first use."""
+        try:
+            return cls.load(node)
+        except NotFoundError:
+            return cls.create(node)
 
     def add_patient(self, name: str) -> Patient:
+        """A self-registered simulated patient (one key, in the wallet as patient-NAME), named
+        in the registry like every account. Raises InputError if the name is taken."""
+        if name in self.directory.registry.accounts():
+            raise InputError(f"the name {name!r} is taken on this node; choose another")
         key = generate("ed25519")
         pid = create_keyed_account(self.node, "patient", [key])
         self.node.wallet.save(f"patient-{name}", key)
-        self.directory.doc["patients"][name] = pid.hex()
-        self.directory.save()
+        AddressBook(self.node).add(Identity(name, pid, "patient", (f"patient-{name}",)))
         return Patient(pid, name, key)
 
+    def next_simulated(self) -> int:
+        """The first k with no account named sim-k (simulated patients are sim-1, sim-2...)."""
+        taken = self.directory.registry.accounts()
+        k = 1
+        while f"sim-{k}" in taken:
+            k += 1
+        return k
+
     def patient(self, name: str) -> Patient:
-        pid = self.directory.resolve("patients", name)
-        pname = self.directory.name_of("patients", pid)
-        return Patient(pid, pname, self.node.wallet.load(f"patient-{pname}"))
+        """A patient account (custodial or simulated) with the key it signs with."""
+        ident = AddressBook(self.node).get(name)
+        if ident.kind != "patient":
+            raise InputError(f"{name!r} is a {ident.kind}, not a patient")
+        return Patient(ident.id, ident.name, self.node.wallet.load(ident.key_names[0]))
 
     def add_device(self, serial: str, model: str = "CGM-G7", *, alg: Algorithm = "ed25519",
                    patient: Patient | None = None) -> Device:
@@ -123,14 +145,14 @@ class World:
         did = register_device(self.node, self.maker, self.maker_keys[:1], serial, model,
                               key.public)
         self.node.wallet.save(f"device-{serial}", key)
-        self.directory.doc["devices"][serial] = did.hex()
+        self.directory.registry.update(lambda doc: doc["devices"].__setitem__(
+            serial, {"id": did.hex(), "model": model}))
         if patient is not None:
             bind_device(self.node, patient.id, [patient.key], did)
-            self.directory.doc["bindings"][serial] = patient.name
-        self.directory.save()
         return Device(did, serial, model, key)
 
     def device(self, serial: str) -> Device:
         did = self.directory.resolve("devices", serial)
         name = self.directory.name_of("devices", did)
-        return Device(did, name, "", self.node.wallet.load(f"device-{name}"))
+        model = self.directory.registry.devices().get(name, {}).get("model") or ""
+        return Device(did, name, model, self.node.wallet.load(f"device-{name}"))

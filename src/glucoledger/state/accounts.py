@@ -70,7 +70,8 @@ def _genesis(state: State, stx: SignedTx, ctx: Context) -> None:
             "a genesis organization is exactly {name, policy, node}",
         )
         name = org["name"]
-        require(isinstance(name, str) and 0 < len(name) <= 64 and " " not in name and "+" not in name,
+        require(isinstance(name, str) and 0 < len(name) <= 64 and " " not in name
+                and "+" not in name,
                 "bad_genesis", "organization names are 1..64 characters without spaces or '+'")
         validate_policy(org["policy"])
         node_key = PublicKey.from_value(org["node"])

@@ -70,7 +70,8 @@ def upload_statement(*, chain: str, patient: bytes, uploader: bytes, stream: str
     Raises MalformedError for a field of the wrong type."""
     if not (type(chain) is str and type(stream) is str and type(patient) is bytes
             and type(uploader) is bytes and type(root) is bytes
-            and all(type(x) is int and -(1 << 63) <= x < 1 << 64 for x in (seq, start, end, count))):
+            and all(type(x) is int and -(1 << 63) <= x < 1 << 64
+                    for x in (seq, start, end, count))):
         raise MalformedError("an upload statement is text, byte strings and 64-bit integers")
     return codec.encode_unchecked({"chain": chain, "patient": patient, "uploader": uploader,
                          "stream": stream, "seq": seq, "start": start, "end": end,

@@ -41,7 +41,8 @@ same as multisig's.
 Refusals: ``malformed``, ``not_clinician``, ``not_patient``, ``already_requested``,
 ``too_many_requests``, ``unknown_request``, ``self_approval``, ``not_trusted_party``,
 ``already_approved``, ``already_declined``, ``expired``, ``bad_nonce``, ``not_cosigner``,
-``insufficient_signatures``, ``unknown_grant``, ``not_emergency``, ``already_ended``. Pure: no I/O, clock or randomness; time is the block's.
+``insufficient_signatures``, ``unknown_grant``, ``not_emergency``, ``already_ended``.
+Pure: no I/O, clock or randomness; time is the block's.
 """
 
 from __future__ import annotations

@@ -118,7 +118,8 @@ def _check_nonce(account: Account, tx: Transaction) -> None:
     if tx.nonce != account.nonce:
         raise RejectedError(
             f"nonce {tx.nonce} is not account {account.id.hex()[:16]}'s next nonce "
-            f"({account.nonce}): {'already used (replay?)' if tx.nonce < account.nonce else 'a gap'};"
+            f"({account.nonce}): "
+            f"{'already used (replay?)' if tx.nonce < account.nonce else 'a gap'};"
             " fetch the account's nonce and re-sign",
             code="bad_nonce",
         )
@@ -148,7 +149,8 @@ def apply(
         return Result("malformed", exc.message), None
     tx = stx.tx
     if tx.chain != ctx.chain:
-        return Result("wrong_chain", f"transaction is for chain {tx.chain!r}, not {ctx.chain!r}"), stx
+        return Result("wrong_chain",
+                      f"transaction is for chain {tx.chain!r}, not {ctx.chain!r}"), stx
     ttype = REGISTRY.get(tx.type)
     if ttype is None:
         return Result("unknown_type", f"unknown transaction type {tx.type!r}"), stx
