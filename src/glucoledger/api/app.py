@@ -87,6 +87,9 @@ class _TooBig(Exception):
 
 _HEADERS: Final = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
                    (b"x-frame-options", b"DENY")]
+#: Every dynamic answer may carry health data or a session: never stored by a browser or a
+#: shared cache (RFC 9111 section 5.2.2.5; Pragma for HTTP/1.0 caches). Static files may be.
+_NO_STORE: Final = [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
 _CSP: Final = (b"content-security-policy",
                (b"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
                 b"script-src 'self'; frame-ancestors 'none'"))
@@ -106,12 +109,14 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        extra = _HEADERS if scope.get("path", "").startswith("/static/") else \
+            _HEADERS + _NO_STORE
 
         async def send_with_headers(msg: Message) -> None:
             if msg["type"] == "http.response.start":
                 headers = list(msg.get("headers", ()))
                 have = {k.lower() for k, _ in headers}
-                headers += [h for h in _HEADERS if h[0] not in have]
+                headers += [h for h in extra if h[0] not in have]
                 html = any(k.lower() == b"content-type" and v.startswith(b"text/html")
                            for k, v in headers)
                 if html and _CSP[0] not in have:
