@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__ as VERSION
-from ..errors import GlucoledgerError
+from ..errors import GlucoledgerError, PermissionDeniedError, RejectedError
 from ..node.service import Node
 from .context import ServerContext, ServerSettings
 from .security import RateLimitedError
@@ -140,7 +140,16 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 
 def error_for(request: Request, exc: GlucoledgerError) -> Any:
-    """The answer to a refusal: JSON ``{code, message}`` (an HTML page under /portal)."""
+    """The answer to a refusal: JSON ``{code, message}`` (an HTML page under /portal).
+
+    A refusal for lack of permission is always a 403 with its reason code, logged once,
+    even when a route forgot ``auth.permission``: 409 stays for true conflicts."""
+    from .auth import PERMISSION_CODES, record_refusal
+
+    if isinstance(exc, RejectedError) and exc.code in PERMISSION_CODES:
+        exc = PermissionDeniedError(exc.message, code=exc.code)
+    if exc.http_status in (401, 403):
+        record_refusal(request, exc, getattr(request.state, "who", None))
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(
         exc, RateLimitedError) else None
     if exc.http_status == 401:

@@ -68,6 +68,7 @@ async def principal(request: Request) -> Principal:
             verify_request(method=request.method, target_uri=str(request.url),
                            path=request.url.path, headers=headers, body=body, lookup=lookup,
                            nonces=c.nonces)
+            request.state.who = found["ident"].name  # type: ignore[attr-defined]
             return Principal(found["ident"], "signature")  # type: ignore[arg-type]
         s = optional_session(request)
         if s is None:
@@ -77,6 +78,7 @@ async def principal(request: Request) -> Principal:
         if unsafe and not s.check_csrf(request.headers.get("x-csrf-token")):
             raise AuthenticationError("missing or wrong X-CSRF-Token for this session; "
                                       "reload the page and try again")
+        request.state.who = s.name
         return Principal(s.ident, "session", s)
     except AuthenticationError as exc:
         record_refusal(request, exc, None)
@@ -91,12 +93,15 @@ def _a(word: str) -> str:
     return "an" if word[:1] in "aeiou" else "a"
 
 
-def require_kind(request: Request, who: Principal, *kinds: str) -> None:
+def require_kind(request: Request, who: Principal, *kinds: str,
+                 patient: bytes | None = None) -> None:
+    """PermissionDeniedError (403, logged; in ``patient``'s audit trail if given) unless
+    ``who`` is of one of ``kinds``."""
     if who.kind not in kinds:
         needs = " or ".join(kinds)
         exc = PermissionDeniedError(f"this needs {_a(needs)} {needs} account; "
                                     f"{who.name} is {_a(who.kind)} {who.kind}")
-        record_refusal(request, exc, who.name)
+        record_refusal(request, exc, who.name, patient=patient)
         raise exc
 
 
@@ -107,20 +112,22 @@ PERMISSION_CODES = frozenset({"not_allowed", "not_bound", "not_maker", "not_pati
 
 
 @contextmanager
-def permission(request: Request, who: Principal) -> Iterator[None]:
+def permission(request: Request, who: Principal, *,
+               patient: bytes | None = None) -> Iterator[None]:
     """Around a node call made for ``who``: a refusal for lack of permission becomes a 403
-    (PermissionDeniedError with the machine's reason code) and goes to the security log.
-    The refused transaction itself stays on the ledger, marked with that code."""
+    (PermissionDeniedError with the machine's reason code) and goes to the security log
+    (and ``patient``'s audit trail, when the request names her). The refused transaction
+    itself stays on the ledger, marked with that code."""
     try:
         yield
     except PermissionDeniedError as exc:
-        record_refusal(request, exc, who.name)
+        record_refusal(request, exc, who.name, patient=patient)
         raise
     except RejectedError as exc:
         if exc.code not in PERMISSION_CODES:
             raise
         err = PermissionDeniedError(exc.message, code=exc.code)
-        record_refusal(request, err, who.name)
+        record_refusal(request, err, who.name, patient=patient)
         raise err from None
 
 

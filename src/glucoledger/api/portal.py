@@ -34,7 +34,7 @@ from ..node.access import RawRelease, SignedSummary
 from ..node.accounts import AddressBook
 from ..node.alerts import rules as alert_rules
 from ..node.alerts import set_rules
-from ..node.audit import audit_trail
+from ..node.audit import audit_with_refusals
 from ..node.people import SecurityLog
 from .auth import login, logout, optional_session, set_session_cookie
 from .context import Principal, ctx
@@ -230,7 +230,8 @@ def home(request: Request, msg: str | None = None) -> Response:
         rules = {r["name"]: r["mgdl"] for r in alert_rules(node, who.id)}
         return _render(request, "patient.html", who=who, notice=notice,
                        agp=_agp(readings, who.name), recent=list(reversed(readings[-12:])),
-                       grants=grants, audit=audit_trail(node, who.id, 100),
+                       grants=grants,
+                       audit=audit_with_refusals(node, ctx(request).seclog, who.id, 100),
                        names={i.id: i.name for i in AddressBook(node).all()},
                        devices=list_devices(request, who),
                        grantees=_people(request, "clinician", "trusted"),
@@ -281,10 +282,9 @@ def grant_action(request: Request, grant_id: str, action: str,
                  csrf: Annotated[str, Form(max_length=64)]) -> Response:
     _, who = _who(request, csrf)
     if action == "revoke":
-        from .routes_consent import _grant_id
+        from .routes_consent import do_revoke
 
-        ca.revoke(ctx(request).node, who.id, who.session.keys if who.session else [],
-                  _grant_id(grant_id))
+        do_revoke(request, who, grant_id)
         return _back("#access", "Access revoked")
     if action == "narrow":
         do_amend(request, who, grant_id, AmendBody(view="summary"))
