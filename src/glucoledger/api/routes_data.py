@@ -25,8 +25,8 @@ from fastapi.responses import Response
 
 from ..errors import InputError, NotFoundError, PermissionDeniedError, TooLargeError
 from ..glucose.readings import MAX_TIME_MS, MIN_TIME_MS
-from ..names import NAME_PATTERN
 from ..ledger.checkpoint import NoteVerifier
+from ..names import NAME_PATTERN
 from ..node.accounts import identity
 from ..node.erasure import erased_by
 from ..node.proofs import MAX_PROOF, dumps_proof, prove_reading, verify_proof
