@@ -13,6 +13,7 @@ from pydantic import Field
 from ..crypto import PrivateKey
 from ..errors import InputError, NotFoundError, PermissionDeniedError
 from ..glucose.readings import CgmReading
+from ..names import MAX_NAME, NAME_PATTERN
 from ..node import consent_actions as ca
 from ..node import emergency as em
 from ..node.access import RawRelease, SignedSummary
@@ -58,7 +59,7 @@ def grant_value(request: Request, g: Grant) -> dict[str, Any]:
 
 
 class GrantBody(Strict):
-    grantee: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    grantee: str = Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN)
     streams: list[Stream] = Field(min_length=1, max_length=6)
     view: Literal["raw", "summary"]
     last_days: int = Field(ge=1, le=3660, description="data window: the last N days")
@@ -75,14 +76,14 @@ class AmendBody(Strict):
 
 
 class ReadBody(Strict):
-    patient: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    patient: str = Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN)
     streams: list[Stream] = Field(min_length=1, max_length=6)
     view: Literal["raw", "summary"]
     last_days: int | None = Field(default=None, ge=1, le=3660)
 
 
 class EmergencyBody(Strict):
-    patient: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    patient: str = Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN)
     hours: int = Field(ge=1, le=em.EMERGENCY_MAX_HOURS,
                        description="how long access stays open once approved")
     days: int = Field(ge=1, le=em.EMERGENCY_MAX_DAYS, description="the last N days of data")

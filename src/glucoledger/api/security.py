@@ -115,7 +115,7 @@ class LoginLimiter:
     always gets through (tests/api/test_attack_table.py shows it against a real server).
     """
 
-    def __init__(self, free: int = LOGIN_FAILS, base: float = 1.0, cap: float = 900.0,
+    def __init__(self, free: int = LOGIN_FAILS, base: float = 2.0, cap: float = 900.0,
                  forget: float = 3600.0, limit: int = 100_000,
                  clock: Callable[[], float] = time.time) -> None:
         self._fails: OrderedDict[str, tuple[int, float]] = OrderedDict()
