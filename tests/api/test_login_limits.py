@@ -70,9 +70,7 @@ def test_costly_calls_once_per_period_per_account_and_one_at_a_time() -> None:
     cost.spend("a", "export", 60)  # another kind of work
     clock.t += 60
     cost.spend("a", "verify", 60)
-    with cost.slot():
-        with pytest.raises(RateLimitedError, match="another costly job"):
-            with cost.slot():
-                pass
+    with cost.slot(), pytest.raises(RateLimitedError, match="another costly job"), cost.slot():
+        pass
     with cost.slot():  # released
         pass
