@@ -104,3 +104,23 @@ def test_recovery_codes_are_shown_once_hashed_and_spent_once(client, site) -> No
     assert client.post("/api/session", json={"name": "alice",
                                              "recovery_code": r.json()["codes"][0]}
                        ).status_code == 200
+
+
+def test_the_portal_login_takes_a_recovery_code(client, site) -> None:  # type: ignore[no-untyped-def]
+    import re
+
+    code = client.post("/api/recovery-codes", headers=login(client, "alice")).json()["codes"][0]
+    client.delete("/api/session")
+    page = client.get("/portal/login")
+    assert 'name="recovery_code"' in page.text
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    r = client.post("/portal/login", data={"name": "alice", "csrf": token, "password": "",
+                                           "recovery_code": "WRONG-CODE-0000-0000"},
+                    follow_redirects=False)
+    assert r.status_code == 401
+    page = client.get("/portal/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    r = client.post("/portal/login", data={"name": "alice", "csrf": token,
+                                           "recovery_code": code}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/portal"
+    assert client.get("/api/me").json()["name"] == "alice"

@@ -67,7 +67,10 @@ def test_costly_calls_once_per_period_per_account_and_one_at_a_time() -> None:
         cost.spend("a", "verify", 60)
     assert info.value.retry_after == 61
     cost.spend("b", "verify", 60)  # another account
-    cost.spend("a", "export", 60)  # another kind of work
+    cost.spend("a", "export", 60, burst=2)  # another kind of work, two a minute
+    cost.spend("a", "export", 60, burst=2)
+    with pytest.raises(RateLimitedError):
+        cost.spend("a", "export", 60, burst=2)
     clock.t += 60
     cost.spend("a", "verify", 60)
     with cost.slot(), pytest.raises(RateLimitedError, match="another costly job"), cost.slot():

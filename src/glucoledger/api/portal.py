@@ -36,7 +36,7 @@ from ..node.alerts import rules as alert_rules
 from ..node.alerts import set_rules
 from ..node.audit import audit_with_refusals
 from ..node.people import SecurityLog
-from .auth import login, logout, optional_session, set_session_cookie
+from .auth import login, login_with_code, logout, optional_session, set_session_cookie
 from .context import Principal, ctx
 from .routes_consent import (
     AmendBody,
@@ -164,12 +164,16 @@ def login_form(request: Request) -> HTMLResponse:
 
 @router.post("/portal/login")
 def login_submit(request: Request, name: Annotated[str, Form(max_length=64)],
-                 password: Annotated[str, Form(max_length=1024)],
-                 csrf: Annotated[str, Form(max_length=64)]) -> Response:
+                 csrf: Annotated[str, Form(max_length=64)],
+                 password: Annotated[str, Form(max_length=1024)] = "",
+                 recovery_code: Annotated[str, Form(max_length=64)] = "") -> Response:
     cookie = request.cookies.get(PRE_CSRF_COOKIE)
     if not cookie or cookie != csrf:
         raise AuthenticationError("the login form expired; reload it and try again")
-    s = login(request, name, password)
+    if recovery_code:  # the second factor she holds: works while her name is hammered
+        s, _ = login_with_code(request, name, recovery_code)
+    else:
+        s = login(request, name, password)
     resp = RedirectResponse("/portal", status_code=303)
     set_session_cookie(request, resp, s)
     resp.delete_cookie(PRE_CSRF_COOKIE, path="/portal")

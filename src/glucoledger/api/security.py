@@ -161,31 +161,32 @@ class LoginLimiter:
 
 
 class CostLimiter:
-    """Costly calls (re-verifying the chain, exports): per account, at most one per ``every``
-    seconds for each kind of work, and at most ``running`` at once for everybody, so no
-    account (or crowd of accounts) can keep the node's cores busy. Refusals are 429 with
-    ``Retry-After``; nothing is queued. Memory: one timestamp per (account, kind), at most
-    ``limit`` kept."""
+    """Costly calls (re-verifying the chain, exports): per account, at most ``burst`` calls of
+    each kind of work in any ``every`` seconds, and at most ``running`` verifications at once
+    for everybody, so no account (or crowd of accounts) keeps the node's cores busy.
+    Refusals are 429 with ``Retry-After``; nothing is queued. Memory: at most ``burst``
+    timestamps per (account, kind), at most ``limit`` pairs kept."""
 
     def __init__(self, running: int = 1, limit: int = 100_000,
                  clock: Callable[[], float] = time.time) -> None:
-        self._last: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._last: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
         self._mu = threading.Lock()
         self._slots = threading.BoundedSemaphore(running)
         self._clock = clock
         self.limit = limit
 
-    def spend(self, account: str, kind: str, every: float) -> None:
-        """Take ``account``'s turn for ``kind``; RateLimitedError if it came too soon."""
+    def spend(self, account: str, kind: str, every: float, burst: int = 1) -> None:
+        """Take one of ``account``'s ``burst`` turns for ``kind`` in ``every`` seconds;
+        RateLimitedError if none is left."""
         now = self._clock()
         with self._mu:
-            last = self._last.get((account, kind))
-            if last is not None and now - last < every:
-                wait = int(last + every - now) + 1
-                raise RateLimitedError(f"{kind} is costly: once every {int(every)} s per "
+            times = [t for t in self._last.pop((account, kind), []) if now - t < every]
+            if len(times) >= burst:
+                self._last[(account, kind)] = times
+                wait = int(times[0] + every - now) + 1
+                raise RateLimitedError(f"{kind} is costly: {burst} per {int(every)} s per "
                                        f"account; wait {wait} s", wait)
-            self._last.pop((account, kind), None)
-            self._last[(account, kind)] = now
+            self._last[(account, kind)] = [*times, now]
             while len(self._last) > self.limit:
                 self._last.popitem(last=False)
 
