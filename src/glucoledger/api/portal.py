@@ -54,7 +54,7 @@ from .routes_consent import (
     read_for,
     summary_value,
 )
-from .routes_ledger import status_value
+from .routes_ledger import VERIFY_EVERY_S, status_value
 from .security import PRE_CSRF_COOKIE, Session
 
 __all__ = ["error_page", "router", "static_files"]
@@ -197,9 +197,11 @@ def status_page(request: Request) -> HTMLResponse:
 
 @router.post("/portal/verify")
 def verify_now(request: Request, csrf: Annotated[str, Form(max_length=64)]) -> Response:
-    _who(request, csrf)
+    s, _ = _who(request, csrf)
     c = ctx(request)
-    r = c.node.verify()
+    c.costly.spend(s.ident.id.hex(), "verify", VERIFY_EVERY_S)  # as POST /api/verify
+    with c.costly.slot():
+        r = c.node.verify()
     c.services["last_verify"] = {"ok": True, "blocks": r.blocks,
                                  "transactions": r.transactions, "rejected": r.rejected,
                                  "at_ms": int(time.time() * 1000),

@@ -23,7 +23,7 @@ import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from ..crypto.legacy import nightscout_secret_digests
 from ..names import MAX_NAME, NAME_PATTERN
@@ -40,10 +40,8 @@ NAME = NAME_PATTERN
 AccountName = Annotated[str, Path(min_length=1, max_length=MAX_NAME, pattern=NAME)]
 
 
-class Exact(BaseModel):
-    """Like ``Strict``, but strings are kept exactly as sent (passwords are not trimmed)."""
-
-    model_config = ConfigDict(extra="forbid")
+#: Bodies with passwords and codes: ``Strict`` (nothing trimmed, nothing coerced).
+Exact = Strict
 
 
 class AccountBody(Exact):
