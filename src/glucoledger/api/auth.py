@@ -154,7 +154,7 @@ def login(request: Request, name: str, password: str) -> Session:
         ident = c.passwords.verify(name, password)
     except AuthenticationError as exc:
         c.limiter.failed(key)
-        record_refusal(request, exc, None, patient=_named_patient(request, name))
+        record_refusal(request, exc, name[:64], patient=_named_patient(request, name))
         raise
     return _open(request, ident)
 
@@ -170,7 +170,7 @@ def login_with_code(request: Request, name: str, code: str) -> tuple[Session, in
         ident, left = c.recovery.use(name, code)
     except AuthenticationError as exc:
         c.limiter.failed(key)
-        record_refusal(request, exc, None, patient=_named_patient(request, name))
+        record_refusal(request, exc, name[:64], patient=_named_patient(request, name))
         raise
     return _open(request, ident), left
 

@@ -182,8 +182,11 @@ def door_refusals(node: Node, log: SecurityLog, patient: bytes,
     book = {i.name: i.id for i in AddressBook(node).all()}
     out = []
     for e in log.recent(limit, patient=patient.hex()):
-        who = book.get(e.who or "", b"")
-        by = e.who or f"someone at {e.remote or 'an unknown address'}"
+        where = f"someone at {e.remote or 'an unknown address'}"
+        if e.status == 401:  # no credential held: the name is only what was claimed
+            who, by = b"", f"{where}, as {e.who}" if e.who else where
+        else:
+            who, by = book.get(e.who or "", b""), e.who or where
         out.append(AuditEntry("refused", b"", -1, e.time_ms, who, False, "refused", e.code,
                               None, (), None, f"{e.route} by {by} ({e.status}): {e.reason}"))
     return out
