@@ -463,3 +463,26 @@ def test_owner_gets_in_and_revokes_while_her_name_is_hammered(world: World) -> N
     grants = {g["id"]: g["active"] for g in srv.signed("alice", "GET", "/api/grants").json()}
     assert grants[r.json()["id"]] is False and grants[r2.json()["id"]] is False
     assert code2  # the rest stay usable
+
+
+def test_zz_erasure_leaves_nothing_readable(world: World) -> None:
+    """Last in the module (it destroys alice's CGM data): after her erasure no reader, no
+    token and not she herself gets a reading back, and the refusal-free reads are audited."""
+    srv = world.srv
+    r = srv.signed("alice", "POST", "/api/grants", _grant_body(grantee="dr-lee", view="raw"))
+    assert r.status_code == 201
+    before = srv.signed("dr-lee", "POST", "/api/reads", {"patient": "alice",
+                                                         "streams": ["cgm"], "view": "raw"})
+    assert before.status_code == 200 and before.json()["records"]
+    blobs_before = {p for p in (srv.folder / "blobs").rglob("*") if p.is_file()}
+    r = srv.signed("alice", "POST", "/api/erase", {"streams": ["cgm"], "confirm": "erase"})
+    assert r.status_code == 200, r.text
+    for who in ("dr-lee", "alice"):
+        r = srv.signed(who, "POST", "/api/reads", {"patient": "alice", "streams": ["cgm"],
+                                                   "view": "raw"})
+        assert r.status_code == 200 and r.json()["records"] == [], (who, r.text[:200])
+    r = srv.client().get("/api/v1/entries.json?token=drlee-follow-0123456789&count=5")
+    assert r.status_code in (200, 403) and (r.status_code == 403 or r.json() == [])
+    kinds = [e["kind"] for e in srv.alice_audit()]
+    assert "erase" in kinds and kinds.count("access") >= 3
+    assert blobs_before, "the demo stored no blob: this test proves nothing"
