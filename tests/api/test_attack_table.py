@@ -56,14 +56,14 @@ def _free_port() -> int:
 class Server:
     """``glucoledger serve --demo`` in its own process; the operator's wallet for keys."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *extra: str) -> None:
         self.folder = folder
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "glucoledger", "serve", "--demo", "--data", str(folder),
-             "--port", str(self.port), "--insecure-cookies"],
+             "--port", str(self.port), "--insecure-cookies", *extra],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + 120
         while True:
@@ -237,8 +237,9 @@ def _portal_revoke_by_clinician(w: World) -> httpx.Response:
 
 def _xff_rotation(w: World) -> httpx.Response:
     """Rotating X-Forwarded-For from one TCP peer: no proxy is configured, so the header is
-    not believed and the peer's own backoff applies."""
-    c = w.srv.client("127.0.0.99")
+    not believed and the peer's own backoff applies. From 127.0.0.1, the address uvicorn
+    trusts by default: later cases log in with sessions opened before, or elsewhere."""
+    c = w.srv.client("127.0.0.1")
     last = None
     for i in range(8):
         last = c.post("/api/session", json={"name": "alice", "password": "wrong-guess-1"},
@@ -463,6 +464,29 @@ def test_owner_gets_in_and_revokes_while_her_name_is_hammered(world: World) -> N
     grants = {g["id"]: g["active"] for g in srv.signed("alice", "GET", "/api/grants").json()}
     assert grants[r.json()["id"]] is False and grants[r2.json()["id"]] is False
     assert code2  # the rest stay usable
+
+
+def test_forwarded_for_is_believed_only_from_the_configured_proxy(
+        tmp_path: Path) -> None:
+    """``serve --forwarded-allow-ips 127.0.0.9``: behind that proxy each forwarded client has
+    its own backoff; from any other peer the header is ignored."""
+    srv = Server(tmp_path / "node", "--forwarded-allow-ips", "127.0.0.9")
+    try:
+        def guesses(addr: str, forwarded: Callable[[int], str]) -> list[int]:
+            with srv.client(addr) as c:
+                return [c.post("/api/session", json={"name": "alice", "password": "wrong-1"},
+                               headers={"x-forwarded-for": forwarded(i)}).status_code
+                        for i in range(6)]
+
+        assert guesses("127.0.0.9", lambda i: "10.1.1.1")[-1] == 429  # one client, slowed
+        assert guesses("127.0.0.9", lambda i: f"10.2.2.{i}") == [401] * 6  # six clients
+        assert guesses("127.0.0.8", lambda i: f"10.3.3.{i}")[-1] == 429  # not a proxy
+        events = srv.security_events()
+        assert {e["remote"] for e in events if e["code"] == "unauthenticated"} >= {
+            "10.1.1.1", "10.2.2.0", "127.0.0.8"}
+        assert not any(e["remote"].startswith("10.3.3.") for e in events if e["remote"])
+    finally:
+        srv.stop()
 
 
 def test_zz_erasure_leaves_nothing_readable(world: World) -> None:
