@@ -58,7 +58,8 @@ def footprint(site: Any) -> tuple[Any, ...]:
     wallet = node.wallet.names()
     return (node.replica.tree.size, node.state.snapshot(),
             vault._q("SELECT COUNT(*) FROM batches")[0][0], blobs, text("names.json"),
-            text("passwords.json"), text("nightscout.json"), wallet)
+            text("passwords.json"), text("nightscout.json"), text("enrolment.json"),
+            text("recovery.json"), text("reader_invites.json"), wallet)
 
 
 def state_of(site: Any) -> tuple[Any, ...]:

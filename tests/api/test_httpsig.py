@@ -49,7 +49,7 @@ def test_nonce_cache_never_forgets_a_live_nonce_under_a_flood() -> None:
     from glucoledger.api.httpsig import NonceCache
     from glucoledger.errors import BackendError, SignatureError
 
-    cache = NonceCache(window=600, limit=3)
+    cache = NonceCache(window=600, max_bytes=106 + 2 * 101)  # "victim", "a" and "b"
     cache.use("victim", 1000.0)
     cache.use("a", 1001.0)
     cache.use("b", 1002.0)

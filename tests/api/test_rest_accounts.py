@@ -26,9 +26,15 @@ def _secrets_nowhere(site: Any, *secrets: str) -> None:
                 assert s.encode() not in data, (path, "holds a secret")
 
 
+def _trusted_for_bea(client: Any, site: Any, by: str = "org") -> None:
+    r = call(client, site, by, "POST", "/api/accounts", {"name": "bea-rosa", "kind": "trusted"})
+    assert r.status_code == 201, r.text
+
+
 def test_operator_opens_a_patient_who_then_logs_in(client, site) -> None:  # type: ignore[no-untyped-def]
+    _trusted_for_bea(client, site)
     r = call(client, site, "org", "POST", "/api/accounts",
-             {"name": "bea", "kind": "patient", "trusted": "rosa", "password": NEW_PASSWORD})
+             {"name": "bea", "kind": "patient", "trusted": "bea-rosa", "password": NEW_PASSWORD})
     assert r.status_code == 201, r.text
     value = r.json()
     assert value["kind"] == "patient" and value["password_set"] is True
@@ -36,7 +42,7 @@ def test_operator_opens_a_patient_who_then_logs_in(client, site) -> None:  # typ
     _secrets_nowhere(site, NEW_PASSWORD)
     shown = call(client, site, "org", "GET", "/api/accounts/bea").json()
     assert shown["account"] == value["account"] and len(shown["keys"]) == 3  # 2 + trusted
-    rosa = call(client, site, "org", "GET", "/api/accounts/rosa").json()
+    rosa = call(client, site, "org", "GET", "/api/accounts/bea-rosa").json()
     assert rosa["keys"][0]["id"] in {k["id"] for k in shown["keys"]}
     login(client, "bea", NEW_PASSWORD)
     assert client.get("/api/me").json() == {"name": "bea", "kind": "patient",
@@ -61,7 +67,7 @@ def test_an_organization_account_opens_accounts_by_session(client, site) -> None
     assert r.status_code == 201 and r.json()["kind"] == "clinician"
 
 
-GOOD = {"name": "bea", "kind": "patient", "trusted": "rosa", "password": NEW_PASSWORD}
+GOOD = {"name": "bea", "kind": "patient", "trusted": "bea-rosa", "password": NEW_PASSWORD}
 REFUSALS = [
     # (what, caller, body, status, code, words in the message)
     ("no credential", None, GOOD, 401, "unauthenticated", "log in"),
@@ -76,7 +82,18 @@ REFUSALS = [
     ("trusted party for a clinician", "org", {**GOOD, "kind": "clinician"}, 400, "bad_input",
      "only a patient"),
     ("name taken", "org", {**GOOD, "name": "alice"}, 400, "bad_input", "already exists"),
-    ("reserved name", "org", {**GOOD, "name": "org"}, 400, "bad_input", "not org/node"),
+    ("reserved name", "org", {**GOOD, "name": "org"}, 400, "bad_input", "node's own"),
+    ("another patient's trusted party", "org", {**GOOD, "trusted": "rosa"}, 403,
+     "trusted_taken", "one trusted-party account per patient"),
+    ("a password for a trusted party", "org", {"name": "tp", "kind": "trusted",
+                                               "password": NEW_PASSWORD}, 403,
+     "needs_invitation", "invitation code"),
+    ("hidden-file name", "org", {**GOOD, "name": ".."}, 422, "bad_input", "name"),
+    ("option-like name", "org", {**GOOD, "name": "-rf"}, 422, "bad_input", "name"),
+    ("padded name", "org", {**GOOD, "name": " bea "}, 422, "bad_input", "name"),
+    ("newline in name", "org", {**GOOD, "name": "bea\n"}, 422, "bad_input", "name"),
+    ("padded trusted name", "org", {**GOOD, "trusted": " bea-rosa"}, 422, "bad_input",
+     "trusted"),
     ("device kind", "org", {**GOOD, "kind": "device"}, 422, "bad_input", "kind"),
     ("node kind", "org", {**GOOD, "kind": "node"}, 422, "bad_input", "kind"),
     ("short password", "org", {**GOOD, "password": "short-pw"}, 422, "bad_input", "password"),
@@ -90,6 +107,7 @@ REFUSALS = [
 def test_refused_account_creation_changes_nothing(client, site, what: str, who: str | None,  # type: ignore[no-untyped-def]
                                                   body: dict[str, Any], status: int, code: str,
                                                   words: str) -> None:
+    _trusted_for_bea(client, site)
     before = footprint(site)
     r = call(client, site, who, "POST", "/api/accounts",
              {k: v for k, v in body.items() if v is not None})
@@ -156,11 +174,27 @@ def test_patient_makes_an_uploader_secret_that_uploads(client, site) -> None:  #
     assert (mine["kind"], mine["status"], mine["last_seq"]) == ("gateway", "active", 1)
 
 
-def test_patient_makes_a_reader_token_that_reads_through_her_grant(client, site) -> None:  # type: ignore[no-untyped-def]
+def test_patient_invites_and_the_reader_mints_her_own_token(client, site) -> None:  # type: ignore[no-untyped-def]
+    before = state_of(site)
     r = call(client, site, "alice", "POST", "/api/nightscout/readers", {"reader": "dr-kim"})
-    assert r.status_code == 201 and r.headers["cache-control"] == "no-store"
+    assert r.status_code == 201 and r.json() == {"reader": "dr-kim", "status": "invited"}
+    assert "token" not in r.json()  # a patient never gets a token that reads as someone else
+    after = state_of(site)  # only the invitation file (second to last) changed
+    assert after[:-2] == before[:-2] and after[-1] == before[-1]
+    r = call(client, site, "dr-lee", "POST", "/api/nightscout/reader-tokens",
+             {"patient": "alice"})  # not invited
+    assert (r.status_code, r.json()["code"]) == (403, "not_invited")
+    assert call(client, site, "dr-kim", "GET", "/api/nightscout/reader-invitations"
+                ).json() == {"patients": ["alice"]}
+    r = call(client, site, "dr-kim", "POST", "/api/nightscout/reader-tokens",
+             {"patient": "alice"})
+    assert r.status_code == 201 and r.headers["cache-control"] == "no-store", r.text
     token = r.json()["token"]
+    assert r.json()["reader"] == "dr-kim"
     _secrets_nowhere(site, token)
+    again = call(client, site, "dr-kim", "POST", "/api/nightscout/reader-tokens",
+                 {"patient": "alice"})  # the invitation is spent
+    assert (again.status_code, again.json()["code"]) == (403, "not_invited")
     assert client.get(f"/api/v1/entries.json?token={token}").status_code == 403
     r = call(client, site, "alice", "POST", "/api/grants",
              {"grantee": "dr-kim", "streams": ["cgm"], "view": "raw", "last_days": 7,
@@ -188,4 +222,7 @@ def test_reader_token_for_an_unknown_reader_is_404_and_changes_nothing(client, s
     before = state_of(site)
     r = call(client, site, "alice", "POST", "/api/nightscout/readers", {"reader": "nobody"})
     assert r.status_code == 404 and "account list" in r.json()["message"]
+    r = call(client, site, "alice", "POST", "/api/nightscout/readers",
+             {"reader": "alice.ns-gw1"})  # a program reads nothing
+    assert r.status_code == 400
     assert state_of(site) == before

@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__ as VERSION
-from ..errors import GlucoledgerError
+from ..errors import GlucoledgerError, PermissionDeniedError, RejectedError
 from ..node.service import Node
 from .context import ServerContext, ServerSettings
 from .security import RateLimitedError
@@ -87,6 +87,9 @@ class _TooBig(Exception):
 
 _HEADERS: Final = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
                    (b"x-frame-options", b"DENY")]
+#: Every dynamic answer may carry health data or a session: never stored by a browser or a
+#: shared cache (RFC 9111 section 5.2.2.5; Pragma for HTTP/1.0 caches). Static files may be.
+_NO_STORE: Final = [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
 _CSP: Final = (b"content-security-policy",
                (b"default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
                 b"script-src 'self'; frame-ancestors 'none'"))
@@ -106,12 +109,14 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        extra = _HEADERS if scope.get("path", "").startswith("/static/") else \
+            _HEADERS + _NO_STORE
 
         async def send_with_headers(msg: Message) -> None:
             if msg["type"] == "http.response.start":
                 headers = list(msg.get("headers", ()))
                 have = {k.lower() for k, _ in headers}
-                headers += [h for h in _HEADERS if h[0] not in have]
+                headers += [h for h in extra if h[0] not in have]
                 html = any(k.lower() == b"content-type" and v.startswith(b"text/html")
                            for k, v in headers)
                 if html and _CSP[0] not in have:
@@ -155,7 +160,16 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 
 def error_for(request: Request, exc: GlucoledgerError) -> Any:
-    """The answer to a refusal: JSON ``{code, message}`` (an HTML page under /portal)."""
+    """The answer to a refusal: JSON ``{code, message}`` (an HTML page under /portal).
+
+    A refusal for lack of permission is always a 403 with its reason code, logged once,
+    even when a route forgot ``auth.permission``: 409 stays for true conflicts."""
+    from .auth import PERMISSION_CODES, record_refusal
+
+    if isinstance(exc, RejectedError) and exc.code in PERMISSION_CODES:
+        exc = PermissionDeniedError(exc.message, code=exc.code)
+    if exc.http_status in (401, 403):
+        record_refusal(request, exc, getattr(request.state, "who", None))
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(
         exc, RateLimitedError) else None
     if exc.http_status == 401:

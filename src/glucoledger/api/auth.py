@@ -4,24 +4,28 @@
   credential, or a bad one, is a 401 (``AuthenticationError``) and goes to the security log.
   A cookie-authenticated request that changes state must carry the session's CSRF token
   (``X-CSRF-Token`` header, or the ``csrf`` form field checked by the portal).
-- ``login`` checks the password (rate-limited), opens a session, unlocks the custodial keys.
+- ``login`` checks the password (backoff per client address, never per name), opens a
+  session, unlocks the custodial keys; ``login_with_code`` does the same with a one-time
+  recovery code, the second factor the owner holds (her key signs requests directly).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from fastapi import Request, Response
 
 from ..errors import AuthenticationError, GlucoledgerError, PermissionDeniedError, RejectedError
-from ..node.accounts import keys_of
+from ..node.accounts import Identity, identity, keys_of
 from .context import Principal, ctx
 from .httpsig import verify_request
 from .security import COOKIE, Session
 
-__all__ = ["PERMISSION_CODES", "login", "logout", "optional_session", "permission",
-           "principal", "record_refusal", "require_kind", "set_session_cookie"]
+__all__ = ["PERMISSION_CODES", "login", "login_with_code", "logout", "optional_session",
+           "permission", "principal", "record_refusal", "redeem_code", "require_kind",
+           "set_session_cookie"]
 
 _SAFE = ("GET", "HEAD", "OPTIONS")
 
@@ -30,10 +34,17 @@ def _remote(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def record_refusal(request: Request, exc: GlucoledgerError, who: str | None) -> None:
+def record_refusal(request: Request, exc: GlucoledgerError, who: str | None, *,
+                   patient: bytes | None = None) -> None:
+    """Log a refusal once per request; ``patient`` (her account id) when it names her, so it
+    is also in her audit trail (``node/audit.py`` ``door_refusals``)."""
+    if getattr(request.state, "refusal_logged", False):
+        return
+    request.state.refusal_logged = True
     ctx(request).seclog.record(status=exc.http_status, code=exc.code, who=who,
                                route=f"{request.method} {request.url.path}",
-                               remote=_remote(request), reason=exc.message)
+                               remote=_remote(request), reason=exc.message,
+                               patient=patient.hex() if patient else None)
 
 
 def optional_session(request: Request) -> Session | None:
@@ -57,6 +68,7 @@ async def principal(request: Request) -> Principal:
             verify_request(method=request.method, target_uri=str(request.url),
                            path=request.url.path, headers=headers, body=body, lookup=lookup,
                            nonces=c.nonces)
+            request.state.who = found["ident"].name  # type: ignore[attr-defined]
             return Principal(found["ident"], "signature")  # type: ignore[arg-type]
         s = optional_session(request)
         if s is None:
@@ -66,6 +78,7 @@ async def principal(request: Request) -> Principal:
         if unsafe and not s.check_csrf(request.headers.get("x-csrf-token")):
             raise AuthenticationError("missing or wrong X-CSRF-Token for this session; "
                                       "reload the page and try again")
+        request.state.who = s.name
         return Principal(s.ident, "session", s)
     except AuthenticationError as exc:
         record_refusal(request, exc, None)
@@ -80,12 +93,15 @@ def _a(word: str) -> str:
     return "an" if word[:1] in "aeiou" else "a"
 
 
-def require_kind(request: Request, who: Principal, *kinds: str) -> None:
+def require_kind(request: Request, who: Principal, *kinds: str,
+                 patient: bytes | None = None) -> None:
+    """PermissionDeniedError (403, logged; in ``patient``'s audit trail if given) unless
+    ``who`` is of one of ``kinds``."""
     if who.kind not in kinds:
         needs = " or ".join(kinds)
         exc = PermissionDeniedError(f"this needs {_a(needs)} {needs} account; "
                                     f"{who.name} is {_a(who.kind)} {who.kind}")
-        record_refusal(request, exc, who.name)
+        record_refusal(request, exc, who.name, patient=patient)
         raise exc
 
 
@@ -96,36 +112,89 @@ PERMISSION_CODES = frozenset({"not_allowed", "not_bound", "not_maker", "not_pati
 
 
 @contextmanager
-def permission(request: Request, who: Principal) -> Iterator[None]:
+def permission(request: Request, who: Principal, *,
+               patient: bytes | None = None) -> Iterator[None]:
     """Around a node call made for ``who``: a refusal for lack of permission becomes a 403
-    (PermissionDeniedError with the machine's reason code) and goes to the security log.
-    The refused transaction itself stays on the ledger, marked with that code."""
+    (PermissionDeniedError with the machine's reason code) and goes to the security log
+    (and ``patient``'s audit trail, when the request names her). The refused transaction
+    itself stays on the ledger, marked with that code."""
     try:
         yield
     except PermissionDeniedError as exc:
-        record_refusal(request, exc, who.name)
+        record_refusal(request, exc, who.name, patient=patient)
         raise
     except RejectedError as exc:
         if exc.code not in PERMISSION_CODES:
             raise
         err = PermissionDeniedError(exc.message, code=exc.code)
-        record_refusal(request, err, who.name)
+        record_refusal(request, err, who.name, patient=patient)
         raise err from None
 
 
-def login(request: Request, name: str, password: str) -> Session:
-    """Check the password (rate-limited per name and address), open a session."""
+def _addr(request: Request) -> str:
+    """The client's address as the server derived it: the TCP peer, or what a proxy named in
+    ``--forwarded-allow-ips`` put in ``X-Forwarded-For`` (uvicorn rewrites the peer only
+    then); never a header from anyone else."""
+    return _remote(request) or "unknown"
+
+
+def _open(request: Request, ident: Identity) -> Session:
     c = ctx(request)
-    keys = (f"name:{name[:64]}", f"addr:{_remote(request)}")
-    c.limiter.check(*keys)
+    return c.sessions.open(ident, keys_of(c.node, ident))
+
+
+def login(request: Request, name: str, password: str) -> Session:
+    """Check the password, open a session. Failures slow down the address they come from
+    (exponential backoff, ``LoginLimiter``), never the account: its owner, from elsewhere or
+    with a recovery code, always gets in. A success does not clear the address's count."""
+    c = ctx(request)
+    key = f"addr:{_addr(request)}"
+    c.limiter.check(key)
     try:
         ident = c.passwords.verify(name, password)
     except AuthenticationError as exc:
-        c.limiter.failed(*keys)
-        record_refusal(request, exc, name[:64])
+        c.limiter.failed(key)
+        record_refusal(request, exc, name[:64], patient=_named_patient(request, name))
         raise
-    c.limiter.succeeded(*keys)
-    return c.sessions.open(ident, keys_of(c.node, ident))
+    return _open(request, ident)
+
+
+def login_with_code(request: Request, name: str, code: str) -> tuple[Session, int]:
+    """Log in with a one-time recovery code (``node/recovery.py``): its own backoff counter,
+    so password guessing from the owner's address (a shared network) does not block her.
+    Returns the session and the number of codes left."""
+    c = ctx(request)
+    key = f"code:{_addr(request)}"
+    c.limiter.check(key)
+    try:
+        ident, left = c.recovery.use(name, code)
+    except AuthenticationError as exc:
+        c.limiter.failed(key)
+        record_refusal(request, exc, name[:64], patient=_named_patient(request, name))
+        raise
+    return _open(request, ident), left
+
+
+def redeem_code(request: Request, name: str, code: str, password: str) -> Identity:
+    """Redeem a one-time enrolment code (``node/enrolment.py``), with the login backoff."""
+    c = ctx(request)
+    key = f"code:{_addr(request)}"
+    c.limiter.check(key)
+    try:
+        return c.enrolments.redeem(name, code, password, c.passwords, time.time())
+    except AuthenticationError as exc:
+        c.limiter.failed(key)
+        record_refusal(request, exc, None)
+        raise
+
+
+def _named_patient(request: Request, name: str) -> bytes | None:
+    """The account id of ``name`` if it is a patient of this node (for her audit trail)."""
+    try:
+        ident = identity(ctx(request).node, name)
+    except GlucoledgerError:
+        return None
+    return ident.id if ident.kind == "patient" else None
 
 
 def set_session_cookie(request: Request, response: Response, session: Session) -> None:

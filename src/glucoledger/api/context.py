@@ -15,11 +15,13 @@ from fastapi import Request
 from ..crypto import PublicKey
 from ..errors import AuthenticationError, NotFoundError
 from ..node.accounts import AddressBook, Identity, identity
+from ..node.enrolment import Enrolments
 from ..node.people import Passwords, SecurityLog
+from ..node.recovery import RecoveryCodes
 from ..node.service import Node
 from ..node.services import NodeServices
 from .httpsig import NonceCache
-from .security import LoginLimiter, Session, Sessions
+from .security import CostLimiter, LoginLimiter, Session, Sessions
 
 __all__ = ["Principal", "ServerContext", "ServerSettings", "ctx"]
 
@@ -29,6 +31,9 @@ class ServerSettings:
     max_body: int = 2 * 1024 * 1024  # bytes; a day of 1-minute CGM JSON is ~250 kB
     secure_cookies: bool = True
     node_name: str = "glucoledger"
+    #: proxies whose X-Forwarded-For is believed (uvicorn ``forwarded_allow_ips``); none by
+    #: default, so the client address is the TCP peer and cannot be chosen by the client
+    forwarded_allow_ips: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,14 @@ class ServerContext:
     services: dict[str, Any] = field(default_factory=dict)
     _keys: dict[bytes, tuple[Identity, PublicKey]] = field(default_factory=dict)
     _mu: threading.Lock = field(default_factory=threading.Lock)
+    enrolments: Enrolments = field(init=False)
+    recovery: RecoveryCodes = field(init=False)
+    #: per-account budget of costly calls (verify, exports): ``CostLimiter``
+    costly: CostLimiter = field(default_factory=CostLimiter)
+
+    def __post_init__(self) -> None:
+        self.enrolments = Enrolments(self.node)
+        self.recovery = RecoveryCodes(self.node)
 
     @classmethod
     def create(cls, node: Node, settings: ServerSettings | None = None) -> ServerContext:
@@ -75,6 +88,9 @@ class ServerContext:
                 svc=svc)
         c.services.update(vault=svc.vault, ingest=svc.ingest, access=svc.access,
                           erasure=svc.erasure, nightscout=svc.nightscout)
+        from ..node.readers import ReaderInvites
+
+        c.services["readers"] = ReaderInvites(node, svc.nightscout)
         return c
 
     def close(self) -> None:

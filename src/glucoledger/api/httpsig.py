@@ -5,13 +5,16 @@ Scope, on purpose narrow:
 - One signature, label of the caller's choice, from ``Signature-Input`` / ``Signature``
   (RFC 9421 section 4; the dictionary syntax of RFC 8941, only as far as these use it).
 - Covered components we require: ``"@method"``, and ``"@target-uri"`` or ``"@path"``
-  (section 2.2); plus ``"content-digest"`` (RFC 9530, ``sha-256`` or ``sha-512``) whenever
-  the request has a body, and the digest must match the body. Other components may be
-  listed if they are plain header fields present in the request.
+  (section 2.2); when the request has a query, ``"@target-uri"`` or ``"@path"`` *and*
+  ``"@query"`` (section 2.2.7), so ``?patient=`` cannot be changed on the way; plus
+  ``"content-digest"`` (RFC 9530, ``sha-256`` or ``sha-512``) whenever the request has a
+  body, and the digest must match the body. Other components may be listed if they are
+  plain header fields present in the request.
 - Parameters (section 2.3): ``created`` (within ``MAX_SKEW_S`` of our clock), ``keyid``
-  (hex key id of a key in the signing account's policy), ``nonce`` (never seen before inside
-  the skew window: replay protection), optional ``alg`` (``ed25519`` or
-  ``ecdsa-p256-sha256``; must match the key), optional ``expires``.
+  (hex key id of a key in the signing account's policy), ``nonce`` (at most ``MAX_NONCE``
+  characters, never seen before inside the skew window: replay protection; the cache of
+  seen nonces is bounded in bytes and refuses, fail-closed, when full), optional ``alg``
+  (``ed25519`` or ``ecdsa-p256-sha256``; must match the key), optional ``expires``.
 - The signature base (section 2.5): one line per component, ``"name": value``, then
   ``"@signature-params": <the inner list as sent>``, lines joined with ``\\n``.
 
@@ -30,14 +33,21 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from ..crypto import PrivateKey, PublicKey
 from ..crypto.httpsig import RFC9421_ALGS, sign_base, verify_base
 from ..errors import BackendError, MalformedError, SignatureError
 
-__all__ = ["NonceCache", "SignedBy", "content_digest", "sign_request", "verify_request"]
+__all__ = ["MAX_NONCE", "NonceCache", "SignedBy", "content_digest", "sign_request",
+           "verify_request"]
 
 MAX_SKEW_S = 300
+MAX_NONCE = 128
+#: Bytes of replay cache (key id hex + nonce + bookkeeping per entry): 32 MiB, about 150,000
+#: requests in the 600 s window at the longest nonces.
+CACHE_BYTES = 32 * 1024 * 1024
+_ENTRY_OVERHEAD = 100  # dict slot, float, str header: a generous estimate per entry
 _MEMBER = re.compile(r'\s*([a-z][a-z0-9_.*-]{0,63})=(.*)$', re.DOTALL)
 _ITEM = re.compile(r'"([^"\\]*)"')
 _PARAM = re.compile(r';([a-z][a-z0-9_.*-]{0,63})=("(?:[^"\\]|\\.)*"|-?\d{1,15}|[A-Za-z*][^;]*)')
@@ -53,12 +63,14 @@ class SignedBy:
 
 
 class NonceCache:
-    """Nonces seen in the last ``window`` seconds; ``use`` raises on a repeat."""
+    """Nonces seen in the last ``window`` seconds; ``use`` raises on a repeat. At most
+    ``max_bytes`` are held (each entry counted as its length plus ``_ENTRY_OVERHEAD``)."""
 
-    def __init__(self, window: int = 2 * MAX_SKEW_S, limit: int = 1_000_000) -> None:
+    def __init__(self, window: int = 2 * MAX_SKEW_S, max_bytes: int = CACHE_BYTES) -> None:
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._window = window
-        self._limit = limit
+        self._max_bytes = max_bytes
+        self.bytes = 0
         self._mu = threading.Lock()
 
     def use(self, nonce: str, now: float) -> None:
@@ -66,14 +78,17 @@ class NonceCache:
             # Only expired nonces are forgotten: evicting a live one under a flood would let
             # its request be replayed. A full cache refuses (fails closed) instead.
             while self._seen and next(iter(self._seen.values())) < now - self._window:
-                self._seen.popitem(last=False)
+                old, _ = self._seen.popitem(last=False)
+                self.bytes -= len(old) + _ENTRY_OVERHEAD
             if nonce in self._seen:
                 raise SignatureError("this request's nonce was already used: a replay; sign "
                                      "every request with a fresh nonce")
-            if len(self._seen) >= self._limit:
+            cost = len(nonce) + _ENTRY_OVERHEAD
+            if self.bytes + cost > self._max_bytes:
                 raise BackendError("too many signed requests in the replay window; retry in "
                                    "a few minutes")
             self._seen[nonce] = now
+            self.bytes += cost
 
 
 def content_digest(body: bytes, alg: str = "sha-256") -> str:
@@ -102,9 +117,16 @@ def _dict_member(header: str, label: str | None) -> tuple[str, str]:
     raise MalformedError("no signature with a matching label in the request")
 
 
+def _query(target_uri: str) -> str:
+    """``@query`` (RFC 9421 section 2.2.7): the query with its leading ``?``; ``?`` if none."""
+    return "?" + urlsplit(target_uri).query
+
+
 def _base(method: str, target_uri: str, path: str, headers: Mapping[str, str],
           components: list[str], params_text: str) -> bytes:
     lines = []
+    if len(set(components)) != len(components):
+        raise MalformedError("a component is listed twice (RFC 9421 section 2.5)")
     for c in components:
         if c == "@method":
             value = method.upper()
@@ -112,9 +134,11 @@ def _base(method: str, target_uri: str, path: str, headers: Mapping[str, str],
             value = target_uri
         elif c == "@path":
             value = path
+        elif c == "@query":
+            value = _query(target_uri)
         elif c.startswith("@"):
             raise MalformedError(f"derived component {c!r} is not supported; use @method, "
-                                 "@target-uri or @path")
+                                 "@target-uri, @path or @query")
         else:
             if c not in headers:
                 raise MalformedError(f"covered component {c!r} is not a header of the request")
@@ -154,6 +178,10 @@ def verify_request(*, method: str, target_uri: str, path: str, headers: Mapping[
     if "@method" not in components or not ({"@target-uri", "@path"} & set(components)):
         raise SignatureError('the signature must cover "@method" and "@target-uri" (or '
                              '"@path")')
+    if urlsplit(target_uri).query and "@target-uri" not in components and \
+            "@query" not in components:
+        raise SignatureError('the request has a query: the signature must cover "@target-uri" '
+                             '(or "@path" and "@query"), so it cannot be changed on the way')
     if body and "content-digest" not in components:
         raise SignatureError('a request with a body must cover "content-digest"')
     if "content-digest" in components:
@@ -165,6 +193,9 @@ def verify_request(*, method: str, target_uri: str, path: str, headers: Mapping[
     for p in ("created", "keyid", "nonce"):
         if p not in params:
             raise SignatureError(f"the signature parameters must include {p!r}")
+    if not 1 <= len(params["nonce"]) <= MAX_NONCE:
+        raise SignatureError(f"the nonce has {len(params['nonce'])} characters; send 1 to "
+                             f"{MAX_NONCE} (16 random bytes, hex or base64, are plenty)")
     try:
         created = int(params["created"])
         key_id = bytes.fromhex(params["keyid"])
@@ -192,8 +223,6 @@ def verify_request(*, method: str, target_uri: str, path: str, headers: Mapping[
 def sign_request(key: PrivateKey, *, method: str, url: str, body: bytes = b"",
                  created: int | None = None, nonce: str, label: str = "sig1") -> dict[str, str]:
     """Headers that sign a request (the client side; used by tests and the benchmark)."""
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     path = parts.path or "/"
     components = ["@method", "@target-uri"]

@@ -27,12 +27,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from ..errors import AuthenticationError, OutOfRangeError
-from ..node import consent_actions as ca
 from ..node import emergency as em
 from ..node.accounts import AddressBook
 from ..node.alerts import set_rules
 from . import portal_clinician, portal_patient
-from .auth import login, logout, optional_session, set_session_cookie
+from .auth import login, login_with_code, logout, optional_session, set_session_cookie
 from .context import ctx
 from .portal_base import HERE, back, error_page, fmt_of, form, prefs, render, who
 from .portal_view import MMOL, zones
@@ -47,8 +46,9 @@ from .routes_consent import (
     do_emergency_decision,
     do_emergency_request,
     do_grant,
+    do_revoke,
 )
-from .routes_ledger import status_value
+from .routes_ledger import VERIFY_EVERY_S, status_value
 from .security import PRE_CSRF_COOKIE
 
 __all__ = ["error_page", "router", "static_files"]
@@ -90,12 +90,16 @@ def account_name(request: Request, typed: str) -> str:
 
 @router.post("/portal/login")
 def login_submit(request: Request, name: Annotated[str, Form(max_length=64)],
-                 password: Annotated[str, Form(max_length=1024)],
-                 csrf: Annotated[str, Form(max_length=256)]) -> Response:
+                 csrf: Annotated[str, Form(max_length=256)],
+                 password: Annotated[str, Form(max_length=1024)] = "",
+                 recovery_code: Annotated[str, Form(max_length=64)] = "") -> Response:
     cookie = request.cookies.get(PRE_CSRF_COOKIE)
     if not cookie or cookie != csrf:
         raise AuthenticationError("the login form expired; reload it and try again")
-    s = login(request, account_name(request, name), password)
+    if recovery_code:  # the second factor she holds: works while her name is hammered
+        s, _ = login_with_code(request, account_name(request, name), recovery_code)
+    else:
+        s = login(request, account_name(request, name), password)
     resp = RedirectResponse("/portal", status_code=303)
     set_session_cookie(request, resp, s)
     resp.delete_cookie(PRE_CSRF_COOKIE, path="/portal")
@@ -119,9 +123,11 @@ def status_page(request: Request) -> HTMLResponse:
 
 @router.post("/portal/verify")
 def verify_now(request: Request, csrf: Annotated[str, Form(max_length=256)]) -> Response:
-    who(request, csrf)
+    s, _ = who(request, csrf)
     c = ctx(request)
-    r = c.node.verify()
+    c.costly.spend(s.ident.id.hex(), "verify", VERIFY_EVERY_S)  # as POST /api/verify
+    with c.costly.slot():
+        r = c.node.verify()
     c.services["last_verify"] = {"ok": True, "blocks": r.blocks,
                                  "transactions": r.transactions, "rejected": r.rejected,
                                  "at_ms": int(time.time() * 1000),
@@ -179,8 +185,7 @@ def grant_action(request: Request, grant_id: str, action: str,
                  csrf: Annotated[str, Form(max_length=256)]) -> Response:
     _, p = who(request, csrf)
     if action == "revoke":
-        ca.revoke(ctx(request).node, p.id, p.session.keys if p.session else [],
-                  _grant_id(grant_id))
+        do_revoke(request, p, grant_id)
         return back(msg="Access revoked")
     if action == "narrow":
         do_amend(request, p, grant_id, AmendBody(view="summary"))

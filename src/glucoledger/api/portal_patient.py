@@ -32,7 +32,7 @@ from ..node.access import RawRelease
 from ..node.accounts import AddressBook
 from ..node.alerts import detect_episodes
 from ..node.alerts import rules as alert_rules
-from ..node.audit import AuditEntry, audit_trail
+from ..node.audit import AuditEntry, audit_with_refusals
 from ..node.people import SecurityLog
 from ..node.report import AgpReport, records_report
 from .auth import optional_session
@@ -155,7 +155,7 @@ def home(request: Request, p: Principal, msg: str | None) -> Response:
     grants = [grant_value(request, g) for g in ca.grants(node, p.id)]
     grants.sort(key=lambda g: (not g["active"], g["grantee_name"]))
     by_name = {r["name"]: r["mgdl"] for r in rules}
-    trail = audit_rows(audit_trail(node, p.id), p.id, fmt)
+    trail = audit_rows(audit_with_refusals(node, ctx(request).seclog, p.id), p.id, fmt)
     people = names(request)
     grantees = [{"name": n, "kind": k} for n, k in sorted(
         (i.name, i.kind) for i in _people(request) if i.kind in ("clinician", "trusted"))]
@@ -273,7 +273,8 @@ def audit_page(request: Request, who_: Annotated[str, Query(alias="who", max_len
     if result not in ("", "allowed", "refused"):
         raise OutOfRangeError("result: choose allowed or refused")
     fmt = fmt_of(request)
-    rows = audit_rows(audit_trail(ctx(request).node, p.id), p.id, fmt)
+    c = ctx(request)
+    rows = audit_rows(audit_with_refusals(c.node, c.seclog, p.id), p.id, fmt)
     people = names(request)
     actors = sorted({(people.get(r["who"], "someone"), r["who"].hex()) for r in rows
                      if r["who"] != p.id})

@@ -14,16 +14,17 @@ from ..codec import parse_hex_id
 from ..crypto import PrivateKey
 from ..errors import InputError, NotFoundError, PermissionDeniedError
 from ..glucose.readings import CgmReading
+from ..names import MAX_NAME, NAME_PATTERN
 from ..node import consent_actions as ca
 from ..node import emergency as em
 from ..node.access import RawRelease, SignedSummary
 from ..node.accounts import AddressBook, identity, keys_of
 from ..node.alerts import set_rules
-from ..node.audit import AuditEntry, audit_trail
+from ..node.audit import AuditEntry, audit_with_refusals
 from ..node.devices import uploaders
-from ..state.consent import Grant
+from ..state.consent import Grant, load_grant
 from ..state.consent import Request as ReadRequest
-from .auth import principal, record_refusal, require_kind
+from .auth import permission, principal, record_refusal, require_kind
 from .context import Principal, ctx
 from .routes_ledger import ERRORS, Strict
 
@@ -59,7 +60,7 @@ def grant_value(request: Request, g: Grant) -> dict[str, Any]:
 
 
 class GrantBody(Strict):
-    grantee: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    grantee: str = Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN)
     streams: list[Stream] = Field(min_length=1, max_length=6)
     view: Literal["raw", "summary"]
     last_days: int = Field(ge=1, le=3660, description="data window: the last N days")
@@ -76,14 +77,14 @@ class AmendBody(Strict):
 
 
 class ReadBody(Strict):
-    patient: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    patient: str = Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN)
     streams: list[Stream] = Field(min_length=1, max_length=6)
     view: Literal["raw", "summary"]
     last_days: int | None = Field(default=None, ge=1, le=3660)
 
 
 class EmergencyBody(Strict):
-    patient: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    patient: str = Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN)
     hours: int = Field(ge=1, le=em.EMERGENCY_MAX_HOURS,
                        description="how long access stays open once approved")
     days: int = Field(ge=1, le=em.EMERGENCY_MAX_DAYS, description="the last N days of data")
@@ -144,7 +145,9 @@ def list_grants(request: Request, who: Who) -> list[dict[str, Any]]:
 
 
 def do_amend(request: Request, who: Principal, grant_id: str, body: AmendBody) -> None:
-    require_kind(request, who, "patient")
+    gid = _grant_id(grant_id)
+    patient = _grant_patient(request, gid)
+    require_kind(request, who, "patient", patient=patient)
     changes: dict[str, Any] = {}
     if body.streams is not None:
         changes["streams"] = sorted(set(body.streams))
@@ -156,7 +159,8 @@ def do_amend(request: Request, who: Principal, grant_id: str, body: AmendBody) -
         changes["valid_until"] = int(time.time() * 1000) + body.valid_days * DAY_MS
     if not changes:
         raise InputError("say what to change: streams, view, last_days or valid_days")
-    ca.amend(ctx(request).node, who.id, _keys(request, who), _grant_id(grant_id), **changes)
+    with permission(request, who, patient=patient):
+        ca.amend(ctx(request).node, who.id, _keys(request, who), gid, **changes)
 
 
 @router.patch("/grants/{grant_id}", responses=ERRORS)
@@ -169,9 +173,24 @@ def amend_grant(grant_id: str, body: AmendBody, request: Request, who: Who) -> d
 @router.delete("/grants/{grant_id}", responses=ERRORS)
 def revoke_grant(grant_id: str, request: Request, who: Who) -> dict[str, str]:
     """Revoke a grant, effective from the next block."""
-    require_kind(request, who, "patient")
-    ca.revoke(ctx(request).node, who.id, _keys(request, who), _grant_id(grant_id))
+    do_revoke(request, who, grant_id)
     return {"id": grant_id, "status": "revoked"}
+
+
+def do_revoke(request: Request, who: Principal, grant_id: str) -> None:
+    """Revoke as ``who``: only the grant's patient; any other caller is a 403 (logged, and
+    in the grant's patient's audit trail)."""
+    gid = _grant_id(grant_id)
+    patient = _grant_patient(request, gid)
+    require_kind(request, who, "patient", patient=patient)
+    with permission(request, who, patient=patient):
+        ca.revoke(ctx(request).node, who.id, _keys(request, who), gid)
+
+
+def _grant_patient(request: Request, grant_id: bytes) -> bytes | None:
+    """The patient whose grant this is (so a refusal about it is in her audit trail)."""
+    g = load_grant(ctx(request).node.state, grant_id)
+    return None if g is None else g.patient
 
 
 def read_for(request: Request, who: Principal, patient: bytes, streams: list[str], view: str,
@@ -233,7 +252,8 @@ def audit(request: Request, who: Who) -> list[dict[str, Any]]:
     """Your audit trail: who saw what, when, under which grant, every emergency request and
     every refused attempt; emergencies first."""
     require_kind(request, who, "patient")
-    return [audit_value(request, e) for e in audit_trail(ctx(request).node, who.id)]
+    c = ctx(request)
+    return [audit_value(request, e) for e in audit_with_refusals(c.node, c.seclog, who.id)]
 
 
 def emergency_value(request: Request, r: em.EmergencyRequest, role: str) -> dict[str, Any]:

@@ -23,9 +23,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from ..errors import InputError, PermissionDeniedError, TooLargeError
+from ..errors import InputError, NotFoundError, PermissionDeniedError, TooLargeError
 from ..glucose.readings import MAX_TIME_MS, MIN_TIME_MS
 from ..ledger.checkpoint import NoteVerifier
+from ..names import NAME_PATTERN
 from ..node.accounts import identity
 from ..node.erasure import erased_by
 from ..node.proofs import MAX_PROOF, dumps_proof, prove_reading, verify_proof
@@ -40,17 +41,29 @@ __all__ = ["router"]
 router = APIRouter(prefix="/api", tags=["data"])
 Who = Annotated[Principal, Depends(principal)]
 Stream = Literal["cgm", "smbg", "insulin", "carbs", "settings", "notes"]
-NAME = r"^[A-Za-z0-9_.@-]+$"
+NAME = NAME_PATTERN
+
+
+def _named_patient(request: Request, name: str | None) -> bytes | None:
+    if name is None:
+        return None
+    try:
+        ident = identity(ctx(request).node, name)
+    except NotFoundError:
+        return None
+    return ident.id if ident.kind == "patient" else None
 
 
 def _patient_for(request: Request, who: Principal, patient: str | None) -> bytes:
-    """The patient whose batches ``who`` asks for: herself, or (an organization) anyone's."""
-    require_kind(request, who, "patient", "organization")
+    """The patient whose batches ``who`` asks for: herself, or (an organization) anyone's.
+    A refusal that names a patient of this node is also in her audit trail."""
+    named = _named_patient(request, patient)
+    require_kind(request, who, "patient", "organization", patient=named)
     if who.kind == "patient":
         if patient is not None and patient not in (who.name, who.id.hex()):
             exc = PermissionDeniedError("a patient sees her own batches only; leave patient "
                                         "out", code="not_yours")
-            record_refusal(request, exc, who.name)
+            record_refusal(request, exc, who.name, patient=named)
             raise exc
         return who.id
     if patient is None:

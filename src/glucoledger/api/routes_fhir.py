@@ -22,6 +22,8 @@ from .routes_ledger import ERRORS
 
 __all__ = ["router"]
 
+EXPORT_EVERY_S, EXPORT_BURST = 60.0, 10  # exports per account per minute
+
 router = APIRouter(prefix="/fhir", tags=["fhir"])
 Who = Annotated[Principal, Depends(principal)]
 
@@ -46,12 +48,14 @@ def cgm_bundle(patient: str, request: Request, who: Who,
                end: Annotated[str | None, Query(max_length=40)] = None,
                units: Annotated[str, Query(pattern="^(mg/dL|mmol/L)$")] = "mg/dL"
                ) -> dict[str, Any]:
-    """A transaction Bundle: readings (raw grants), the summary panel, and Consents."""
+    """A transaction Bundle: readings (raw grants), the summary panel, and Consents. Costly:
+    ``EXPORT_BURST`` exports a minute per account (429 with Retry-After)."""
     pid = patient_by_id(request, patient)
     lo, hi = _ms(start, "start"), _ms(end, "end")
     if lo is not None and hi is not None and hi <= lo:
         raise InputError("end must come after start")
     c = ctx(request)
+    c.costly.spend(who.id.hex(), "export", EXPORT_EVERY_S, EXPORT_BURST)  # else 429
     try:
         with c.account_lock(who.id):
             return export_bundle(c.node, c.services["access"], who.id, _keys(request, who),

@@ -10,27 +10,41 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import NotFoundError, OutOfRangeError
+from ..errors import InputError, NotFoundError, OutOfRangeError
+from ..names import MAX_NAME, NAME_PATTERN
 from ..node.accounts import AddressBook, identity
-from .auth import login, logout, principal, set_session_cookie
+from .auth import login, login_with_code, logout, principal, set_session_cookie
 from .context import Principal, ctx
 
-__all__ = ["router", "status_value"]
+__all__ = ["VERIFY_EVERY_S", "no_store", "router", "status_value"]
+
+VERIFY_EVERY_S = 60.0
 
 router = APIRouter(prefix="/api", tags=["ledger"])
 Who = Annotated[Principal, Depends(principal)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    """Request bodies: unknown fields refused, nothing coerced ("1" is not 1, true is not 1:
+    pydantic strict mode) and strings kept exactly as sent (never trimmed: names are
+    checked by ``names.NAME_PATTERN``, so " dr-lee " is refused, not stripped)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class LoginBody(BaseModel):
-    # Passwords are taken exactly as typed (the CLI and the portal form do not trim them).
-    model_config = ConfigDict(extra="forbid")
+class LoginBody(Strict):
+    # Passwords and codes are taken exactly as typed (nothing is trimmed).
+    name: str = Field(min_length=1, max_length=MAX_NAME, pattern=NAME_PATTERN)
+    password: str | None = Field(default=None, min_length=1, max_length=1024)
+    recovery_code: str | None = Field(default=None, min_length=1, max_length=64,
+                                      description="a one-time recovery code, instead of the "
+                                      "password")
 
-    name: str = Field(min_length=1, max_length=48, pattern=r"^[A-Za-z0-9_.@-]+$")
-    password: str = Field(min_length=1, max_length=1024)
+
+def no_store(response: Response) -> None:
+    """Answers with secrets or health data are never cached (RFC 9111 section 5.2.2.5)."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
 
 
 class ErrorBody(BaseModel):
@@ -64,11 +78,36 @@ def status(request: Request) -> dict[str, Any]:
 
 @router.post("/session", responses=ERRORS)
 def open_session(body: LoginBody, request: Request, response: Response) -> dict[str, Any]:
-    """Log in with a password: a session cookie (Secure, HttpOnly, SameSite=Strict)."""
-    s = login(request, body.name, body.password)
+    """Log in with a password, or a one-time recovery code: a session cookie (Secure,
+    HttpOnly, SameSite=Strict). Failed logins slow down the address they come from, never
+    the account."""
+    if (body.password is None) == (body.recovery_code is None):
+        raise InputError("send either password or recovery_code")
+    left = None
+    if body.recovery_code is not None:
+        s, left = login_with_code(request, body.name, body.recovery_code)
+    else:
+        s = login(request, body.name, body.password or "")
     set_session_cookie(request, response, s)
-    return {"name": s.name, "kind": s.ident.kind, "account": s.ident.id.hex(),
-            "csrf": s.csrf}
+    no_store(response)
+    out: dict[str, Any] = {"name": s.name, "kind": s.ident.kind,
+                           "account": s.ident.id.hex(), "csrf": s.csrf}
+    if left is not None:
+        out["recovery_codes_left"] = left
+    return out
+
+
+@router.post("/recovery-codes", responses=ERRORS, status_code=201)
+def recovery_codes(request: Request, response: Response, who: Who) -> dict[str, Any]:
+    """Ten new one-time recovery codes for your account (the earlier ones stop working).
+    Each logs you in once instead of your password, even while someone hammers your name.
+    Shown once; the node keeps only Argon2id hashes. Keep them on paper."""
+    if who.kind not in ("patient", "trusted", "clinician", "organization", "maker") or \
+            who.name == "org":
+        raise InputError("recovery codes are for people with a portal login")
+    codes = ctx(request).recovery.issue(who.ident)
+    no_store(response)
+    return {"name": who.name, "codes": codes}
 
 
 @router.delete("/session", responses=ERRORS)
@@ -190,10 +229,13 @@ def block(request: Request, height: int) -> dict[str, Any]:
 
 @router.post("/verify", responses=ERRORS)
 def verify(request: Request, who: Who) -> dict[str, Any]:
-    """Re-derive the whole chain from the store; the first bad spot, or the totals."""
+    """Re-derive the whole chain from the store; the first bad spot, or the totals. Costly:
+    once a minute per account, one at a time on the node (429 with Retry-After)."""
     c = ctx(request)
+    c.costly.spend(who.id.hex(), "verify", VERIFY_EVERY_S)
     started = time.time()
-    report = c.node.verify()
+    with c.costly.slot():
+        report = c.node.verify()
     value = {"ok": True, "blocks": report.blocks, "transactions": report.transactions,
              "rejected": report.rejected, "log_size": report.log_size,
              "log_root": base64.b64encode(report.log_root).decode(),

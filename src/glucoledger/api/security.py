@@ -9,8 +9,9 @@
   Before login, the login form uses a double-submit token (cookie ``gl_csrf`` + field).
   JSON routes are not form-submittable cross-site with our CORS-free, SameSite=Strict
   setup, but they also require ``X-CSRF-Token`` when authenticated by cookie.
-- Rate limits: at most ``LOGIN_FAILS`` failed logins per account name and per client address
-  in ``LOGIN_WINDOW_S``; then 429 with ``Retry-After`` until the window slides.
+- Login backoff: per client address, exponential after ``LOGIN_FAILS`` free failures, never
+  per account name (``LoginLimiter``). The address is the TCP peer; proxy headers count only
+  from proxies named in ``--forwarded-allow-ips`` (uvicorn's ``proxy_headers``; default none).
 """
 
 from __future__ import annotations
@@ -18,20 +19,19 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..crypto import PrivateKey, constant_time_equal
 from ..errors import GlucoledgerError
 from ..node.accounts import Identity
 
-__all__ = ["LoginLimiter", "RateLimitedError", "Session", "Sessions"]
+__all__ = ["CostLimiter", "LoginLimiter", "RateLimitedError", "Session", "Sessions"]
 
 IDLE_S = 30 * 60
 MAX_AGE_S = 12 * 3600
 LOGIN_FAILS = 5
-LOGIN_WINDOW_S = 300
 COOKIE = "gl_session"
 PRE_CSRF_COOKIE = "gl_csrf"
 
@@ -103,31 +103,106 @@ class Sessions:
 
 
 class LoginLimiter:
-    def __init__(self, fails: int = LOGIN_FAILS, window: int = LOGIN_WINDOW_S) -> None:
-        self._fails: dict[str, deque[float]] = defaultdict(deque)
+    """Exponential backoff per client address (never per account name).
+
+    The first ``free`` failures from an address cost nothing; each further failure doubles
+    the wait before that address may try again (``base`` s, then 2x, 4x ... up to ``cap``).
+    The count fades after ``forget`` s without a failure. A success does not clear it (an
+    attacker holding one account must not reset the counter it earned guessing another's).
+    Keys are opaque strings (``addr:<ip>``, ``code:<ip>``); at most ``limit`` are kept, the
+    least recently failed forgotten first, so a flood of addresses costs bounded memory.
+    Nobody's name is ever locked: the owner, from her own address or with her second factor,
+    always gets through (tests/api/test_attack_table.py shows it against a real server).
+    """
+
+    def __init__(self, free: int = LOGIN_FAILS, base: float = 2.0, cap: float = 900.0,
+                 forget: float = 3600.0, limit: int = 100_000,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._fails: OrderedDict[str, tuple[int, float]] = OrderedDict()
         self._mu = threading.Lock()
-        self.max = fails
-        self.window = window
+        self.free, self.base, self.cap, self.forget, self.limit = free, base, cap, forget, limit
+        self._clock = clock
+
+    def _wait(self, count: int) -> float:
+        over = count - self.free
+        return 0.0 if over < 0 else min(self.cap, self.base * 2.0 ** min(over, 30))
 
     def check(self, *keys: str) -> None:
-        now = time.time()
+        """RateLimitedError (429, ``Retry-After``) if any key must still wait."""
+        now = self._clock()
         with self._mu:
             for k in keys:
-                q = self._fails[k]
-                while q and q[0] < now - self.window:
-                    q.popleft()
-                if len(q) >= self.max:
-                    wait = int(q[0] + self.window - now) + 1
-                    raise RateLimitedError(
-                        f"too many failed logins; wait {wait} s before trying again", wait)
+                hit = self._fails.get(k)
+                if hit is None:
+                    continue
+                count, last = hit
+                if now - last > self.forget:
+                    del self._fails[k]
+                    continue
+                wait = last + self._wait(count) - now
+                if wait > 0:
+                    secs = int(wait) + 1
+                    raise RateLimitedError(f"too many failed logins from your address; wait "
+                                           f"{secs} s (or log in with a recovery code or "
+                                           "your key)", secs)
 
     def failed(self, *keys: str) -> None:
-        now = time.time()
+        now = self._clock()
         with self._mu:
             for k in keys:
-                self._fails[k].append(now)
+                count, last = self._fails.pop(k, (0, now))
+                self._fails[k] = (0 if now - last > self.forget else count) + 1, now
+            while len(self._fails) > self.limit:
+                self._fails.popitem(last=False)
 
-    def succeeded(self, *keys: str) -> None:
+    def failures(self, key: str) -> int:
         with self._mu:
-            for k in keys:
-                self._fails.pop(k, None)
+            return self._fails.get(key, (0, 0.0))[0]
+
+
+class CostLimiter:
+    """Costly calls (re-verifying the chain, exports): per account, at most ``burst`` calls of
+    each kind of work in any ``every`` seconds, and at most ``running`` verifications at once
+    for everybody, so no account (or crowd of accounts) keeps the node's cores busy.
+    Refusals are 429 with ``Retry-After``; nothing is queued. Memory: at most ``burst``
+    timestamps per (account, kind), at most ``limit`` pairs kept."""
+
+    def __init__(self, running: int = 1, limit: int = 100_000,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._last: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
+        self._mu = threading.Lock()
+        self._slots = threading.BoundedSemaphore(running)
+        self._clock = clock
+        self.limit = limit
+
+    def spend(self, account: str, kind: str, every: float, burst: int = 1) -> None:
+        """Take one of ``account``'s ``burst`` turns for ``kind`` in ``every`` seconds;
+        RateLimitedError if none is left."""
+        now = self._clock()
+        with self._mu:
+            times = [t for t in self._last.pop((account, kind), []) if now - t < every]
+            if len(times) >= burst:
+                self._last[(account, kind)] = times
+                wait = int(times[0] + every - now) + 1
+                raise RateLimitedError(f"{kind} is costly: {burst} per {int(every)} s per "
+                                       f"account; wait {wait} s", wait)
+            self._last[(account, kind)] = [*times, now]
+            while len(self._last) > self.limit:
+                self._last.popitem(last=False)
+
+    def slot(self) -> _Slot:
+        """A context manager holding one of the ``running`` slots; 429 if none is free."""
+        return _Slot(self._slots)
+
+
+class _Slot:
+    def __init__(self, sem: threading.BoundedSemaphore) -> None:
+        self._sem = sem
+
+    def __enter__(self) -> None:
+        if not self._sem.acquire(blocking=False):
+            raise RateLimitedError("another costly job (verify, export) is running on this "
+                                   "node; retry in a minute", 60)
+
+    def __exit__(self, *exc: object) -> None:
+        self._sem.release()

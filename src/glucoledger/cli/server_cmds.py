@@ -24,6 +24,9 @@ def serve(
                                        "passwords and 14 days of data.")] = False,
     insecure_cookies: Annotated[bool, typer.Option(
         help="Drop the Secure cookie flag (only for plain-HTTP testing off loopback).")] = False,
+    forwarded_allow_ips: Annotated[str, typer.Option(
+        help="Comma-separated addresses of reverse proxies whose X-Forwarded-For is believed "
+        "(default: none; the client address is the TCP peer).")] = "",
 ) -> None:
     """Serve the HTTP API, the Nightscout v1 routes, FHIR export and the web portal.
 
@@ -60,13 +63,18 @@ def serve(
     else:
         node = Node(folder)
         c = ServerContext.create(node)
-    settings = ServerSettings(secure_cookies=not insecure_cookies, node_name=node.config.name)
+    proxies = tuple(p for p in forwarded_allow_ips.split(",") if p)
+    settings = ServerSettings(secure_cookies=not insecure_cookies, node_name=node.config.name,
+                              forwarded_allow_ips=proxies)
     c.settings = settings
     app = create_app(node, context=c)
     console.print(f"serving {node.chain} on http://{host}:{port}/ (portal: /portal, API docs: "
                   "/docs, OpenAPI: /openapi.json)")
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        # uvicorn trusts X-Forwarded-For from 127.0.0.1 unless told otherwise: name the
+        # proxies, or none (the login backoff counts per client address).
+        uvicorn.run(app, host=host, port=port, log_level="warning",
+                    proxy_headers=bool(proxies), forwarded_allow_ips=list(proxies))
     finally:
         c.close()
         node.close()

@@ -7,13 +7,13 @@ master key, as ``<name>.1``, ``<name>.2`` (and the trusted party's key under its
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..crypto import PrivateKey, generate
 from ..errors import InputError, NotFoundError, RejectedError
+from ..names import RESERVED, check_name
 from ..state.accounts import SPONSORS
 from ..state.accounts_model import KINDS, account_id, patient_policy, single_key_policy
 from .registry import Registry
@@ -21,9 +21,6 @@ from .service import Node, Receipt
 
 __all__ = ["AddressBook", "Identity", "create_account", "identity", "names", "recover_key",
            "submit_as"]
-
-_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,48}$")
-
 
 @dataclass(frozen=True, slots=True)
 class Identity:
@@ -99,8 +96,9 @@ def keys_of(node: Node, ident: Identity, which: Sequence[int] | None = None) -> 
 def create_account(node: Node, name: str, kind: str, *, sponsor: str | None = None,
                    trusted: str | None = None, alg: str = "ed25519") -> tuple[Identity, Receipt]:
     """Create a custodial account. Patients get two keys (and a trusted party's as cosigner)."""
-    if not _NAME.match(name) or name == "org" or name == "node":
-        raise InputError(f"account name {name!r}: use 1-48 letters, digits or _.@- (not org/node)")
+    check_name(name)
+    if name in RESERVED:
+        raise InputError(f"account name {name!r} is the node's own; choose another")
     if kind not in KINDS:
         raise InputError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
     book = AddressBook(node)

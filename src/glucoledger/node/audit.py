@@ -6,7 +6,10 @@ route, the CLI ``audit`` command and the demo show.
 Accepted events come from the state (``audit/<patient>/<n>``, written by the contracts:
 state/access.py, state/emergency.py); refused transactions changed no state, so they are
 found in the chain store's log with their reason codes (``access`` and every ``emergency.*``
-type whose body names her). Emergencies come first, as DESIGN.md asks, then the newest.
+type whose body names her). Refusals at the node's door that named her (a wrong password
+for her name, a clinician asking for her batches: they never reach the ledger) come from
+the security log (``door_refusals``). Emergencies come first, as DESIGN.md asks, then the
+newest.
 Entries carry account ids, never names (names are local to a node's address book: the edges
 resolve them).
 """
@@ -24,10 +27,12 @@ from ..state.access import access_key, erasure_key
 from ..state.consent import grant_key
 from ..state.emergency import request_key
 from ..state.store import State
+from .accounts import AddressBook
+from .people import SecurityLog
 from .research_view import research_entry
 from .service import Node
 
-__all__ = ["AuditEntry", "audit_trail"]
+__all__ = ["AuditEntry", "audit_trail", "audit_with_refusals", "door_refusals"]
 
 _OWNER = b"owner"  # the grant named in the patient's own reads (state/consent.py)
 #: Refused transaction types shown to the patient (the others never name her data).
@@ -182,4 +187,31 @@ def audit_trail(node: Node, patient: bytes, limit: int | None = None) -> list[Au
                                   r["outcome"], None, r["view"], (), r["grant"], r["detail"]))
     out += _refused(node, patient)
     out.sort(key=lambda a: (not a.emergency, -a.height))  # stable: newest first within
+    return out if limit is None else out[:limit]
+
+
+def door_refusals(node: Node, log: SecurityLog, patient: bytes,
+                  limit: int = 200) -> list[AuditEntry]:
+    """Refusals at the node's door that named ``patient`` (from the security log): a wrong
+    password for her name, a clinician asking for her batches, someone changing her grant.
+    They never reached the ledger (nothing was ordered), so they are the node's word, shown
+    as ``refused`` entries with no transaction."""
+    book = {i.name: i.id for i in AddressBook(node).all()}
+    out = []
+    for e in log.recent(limit, patient=patient.hex()):
+        where = f"someone at {e.remote or 'an unknown address'}"
+        if e.status == 401:  # no credential held: the name is only what was claimed
+            who, by = b"", f"{where}, as {e.who}" if e.who else where
+        else:
+            who, by = book.get(e.who or "", b""), e.who or where
+        out.append(AuditEntry("refused", b"", -1, e.time_ms, who, False, "refused", e.code,
+                              None, (), None, f"{e.route} by {by} ({e.status}): {e.reason}"))
+    return out
+
+
+def audit_with_refusals(node: Node, log: SecurityLog, patient: bytes,
+                        limit: int | None = None) -> list[AuditEntry]:
+    """``audit_trail`` plus ``door_refusals``: emergencies first, then newest first."""
+    out = audit_trail(node, patient) + door_refusals(node, log, patient)
+    out.sort(key=lambda a: (not a.emergency, -a.time_ms))
     return out if limit is None else out[:limit]

@@ -73,6 +73,13 @@ class Passwords:
             book[name] = self._hasher.hash(password)
             atomic_write_json(self.path, book, mode=0o600)
 
+    def require_none(self, name: str) -> None:
+        """RejectedError ``password_set`` if ``name`` has a password already."""
+        if self.has(name):
+            raise RejectedError(f"{name} already has a password; only its owner changes it, "
+                                "or the operator at the node with `glucoledger password`",
+                                code="password_set")
+
     def has(self, name: str) -> bool:
         return name in self._load()
 
@@ -99,6 +106,7 @@ class SecurityEvent:
     route: str
     remote: str | None
     reason: str
+    patient: str | None = None  # hex account id of the patient the request named
 
 
 class SecurityLog:
@@ -107,15 +115,18 @@ class SecurityLog:
         self._mu = threading.Lock()
 
     def record(self, *, status: int, code: str, who: str | None, route: str,
-               remote: str | None, reason: str) -> None:
+               remote: str | None, reason: str, patient: str | None = None) -> None:
         event: dict[str, Any] = {"time_ms": int(time.time() * 1000), "status": status,
                                  "code": code, "who": who, "route": route[:200],
                                  "remote": remote, "reason": reason[:300]}
+        if patient is not None:
+            event["patient"] = patient
         line = json.dumps(event, sort_keys=True) + "\n"
         with self._mu, open(self.path, "a", encoding="utf-8") as f:
             f.write(line)
 
-    def recent(self, limit: int = 100, who: str | None = None) -> list[SecurityEvent]:
+    def recent(self, limit: int = 100, who: str | None = None,
+               patient: str | None = None) -> list[SecurityEvent]:
         try:
             lines = self.path.read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:
@@ -126,7 +137,7 @@ class SecurityLog:
                 e = SecurityEvent(**json.loads(line))
             except (ValueError, TypeError):
                 continue
-            if who is None or e.who == who:
+            if (who is None or e.who == who) and (patient is None or e.patient == patient):
                 out.append(e)
             if len(out) >= limit:
                 break
