@@ -232,8 +232,9 @@ def test_any_treatment_round_trips_unchanged(doc: dict[str, Any]) -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.integers(T0, NOW - 600_000), st.one_of(st.integers(39, 500),
-                                                 st.integers(39, 500).map(float)),
+@given(st.integers(T0, NOW - 600_000), st.one_of(
+    st.integers(13, 1000), st.integers(13, 1000).map(float),
+    st.floats(13, 1000, allow_nan=False).map(lambda x: round(x, 2))),
        st.sampled_from([*sorted(ns._TRENDS_NS), None]), st.integers(-720, 840),
        st.dictionaries(_names, _scalars, max_size=6))
 def test_any_sgv_round_trips_unchanged(t: int, sgv: float, direction: str | None, offset: int,
@@ -244,7 +245,11 @@ def test_any_sgv_round_trips_unchanged(t: int, sgv: float, direction: str | None
         doc["direction"] = direction
     docs, records = store("entries", doc)
     [rec] = records
-    assert isinstance(rec, CgmReading) and rec.mgdl == sgv and rec.tz_offset_min == offset
+    # Sensor LOW/HIGH stored at the limit they passed, decimals rounded; read back as sent.
+    expected = 40 if sgv < 39.5 else 400 if sgv > 400.5 else round(sgv)
+    assert isinstance(rec, CgmReading) and rec.mgdl == expected and rec.tz_offset_min == offset
+    assert ns.censoring("entries", doc) == ("LOW" if sgv < 39.5 else
+                                            "HIGH" if sgv > 400.5 else None)
     assert_as_sent(read_back(records, "entries")[docs[0].key], doc, "entries")
 
 

@@ -77,9 +77,12 @@ __all__ = [
     "COLLECTIONS",
     "DEFAULT_COUNT",
     "MAX_COUNT",
+    "SERVER_TIME",
     "Doc",
     "Found",
     "Query",
+    "censored",
+    "censoring",
     "check_shape",
     "doc_from_record",
     "docs_from_records",
@@ -87,6 +90,7 @@ __all__ = [
     "parse_query",
     "profile_doc",
     "select",
+    "server_time",
     "status_doc",
 ]
 
@@ -97,6 +101,15 @@ MAX_STRING: Final = 4_096
 _KEY: Final = re.compile(r"^[A-Za-z0-9_@ -]{1,64}$")
 _TRENDS_NS: Final = set(TRENDS) | {"NONE"}
 _INT_LIMIT: Final = 1 << 63
+_KIND: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
+#: Where the node marks a document's server time (a document sent without a time, or from a
+#: device clock running ahead): ``{"ms": <server epoch ms>, "reason": "..."}``.
+SERVER_TIME: Final = "glucoledgerServerTime"
+#: A CGM's measuring range; sgv outside it is the sensor's LOW/HIGH (``censored``).
+SENSOR_LOW: Final = 40
+SENSOR_HIGH: Final = 400
+#: sgv 0..12 are sensor error codes, not glucose (Nightscout lib/plugins/errorcodes.js).
+ERROR_CODE_MAX: Final = 12
 
 #: Fields the server adds to a document that did not have them (Nightscout does the same:
 #: entries get sysTime and utcOffset, treatments created_at...), besides ``_id``.
@@ -202,6 +215,19 @@ def _text_offset(doc: Mapping[str, Any], names: Iterable[str]) -> int:
     return 0
 
 
+def server_time(doc: Mapping[str, Any]) -> int | None:
+    """The server time a document was stamped with (``SERVER_TIME``), if any.
+
+    The node stamps a document that has no time, or whose device clock runs ahead
+    (nsaccept.stamp); the stamp, not the device time, then orders the record."""
+    mark = doc.get(SERVER_TIME)
+    if isinstance(mark, dict):
+        ms = mark.get("ms")
+        if isinstance(ms, int) and not isinstance(ms, bool):
+            return ms
+    return None
+
+
 def _time_of(doc: Mapping[str, Any], names: tuple[str, ...], what: str) -> tuple[int, int]:
     """Epoch ms and UTC offset (minutes) from the first time field present.
 
@@ -209,11 +235,30 @@ def _time_of(doc: Mapping[str, Any], names: tuple[str, ...], what: str) -> tuple
     else from another time field written in local time (xDrip+ sends ``date`` in epoch ms
     and ``dateString`` as ``...T08:00:00.000+0100``): "08:00 at home" should stay 08:00.
     """
-    t, off = _time_raw(doc, names, what)
+    stamped = server_time(doc)
+    if stamped is not None:
+        try:
+            off = _time_raw(doc, names, what)[1]
+        except MalformedError:
+            off = 0
+        t = stamped
+    else:
+        t, off = _time_raw(doc, names, what)
     if not MIN_TIME_MS <= t <= MAX_TIME_MS:
         raise OutOfRangeError(f"{what}: time {t} ms is outside 2000..2100; check the device "
                               "clock and that the time is in milliseconds")
     return t, off if off != 0 else _utc_offset(doc) or _text_offset(doc, names)
+
+
+def _key_time(doc: Mapping[str, Any], names: tuple[str, ...], t: int) -> int:
+    """The time in a document's identity: the device's own when it sent one (so a retry of
+    a document stamped for a clock running ahead is the same document), else ``t``."""
+    if server_time(doc) is None:
+        return t
+    try:
+        return _time_raw(doc, names, "document")[0]
+    except MalformedError:
+        return t
 
 
 def _time_raw(doc: Mapping[str, Any], names: Iterable[str], what: str) -> tuple[int, int]:
@@ -264,26 +309,68 @@ class _Split:
     parts: list[tuple[str, dict[str, Any]]]
 
 
+def censored(sgv: float) -> tuple[int, str | None]:
+    """A Nightscout sgv as the whole mg/dL a ``CgmReading`` stores, and its censoring.
+
+    Sensors measure 40..400 mg/dL; a value outside is the sensor's LOW or HIGH, stored at the
+    limit it passed (40 or 400: counted below 54/70 or above 250 as it must be) and marked
+    ``"LOW"``/``"HIGH"``; the annex keeps the value as sent. Fractions (a meter reading
+    converted from mmol/L) round to the nearest mg/dL, halves to even."""
+    value = round(sgv)
+    if value < SENSOR_LOW:
+        return SENSOR_LOW, "LOW"
+    if value > SENSOR_HIGH:
+        return SENSOR_HIGH, "HIGH"
+    return value, None
+
+
+def censoring(collection: str, doc: Mapping[str, Any]) -> str | None:
+    """``"LOW"``/``"HIGH"`` when an entry document is a censored sensor reading, else None."""
+    if collection != "entries" or _entry_kind(doc) != "sgv":
+        return None
+    v = doc.get("sgv")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
+    return None if v <= ERROR_CODE_MAX else censored(float(v))[1]
+
+
+def _entry_kind(doc: Mapping[str, Any]) -> str:
+    kind = doc.get("type") or ("sgv" if "sgv" in doc else "mbg" if "mbg" in doc else "")
+    return kind if isinstance(kind, str) else ""
+
+
 def _entry(doc: Mapping[str, Any], what: str) -> _Split:
-    kind = doc.get("type") or ("sgv" if "sgv" in doc else "mbg" if "mbg" in doc else None)
-    if kind not in ("sgv", "mbg", "cal"):
-        raise MalformedError(f"{what}: type {str(kind)[:20]!r} is not sgv, mbg or cal")
+    kind = _entry_kind(doc)
+    if not _KIND.match(kind):
+        raise MalformedError(f"{what}: type {str(kind)[:20]!r} is not an entry type (sgv, "
+                             "mbg, cal, or another name of letters and digits)")
     t, off = _time_of(doc, _TIMES["entries"], what)
+    kt = _key_time(doc, _TIMES["entries"], t)
     base = {"time": t, "tz_offset_min": off}
     if kind == "sgv":
         direction = doc.get("direction")
         if direction is not None and direction not in _TRENDS_NS:
             raise MalformedError(f"{what}: direction {str(direction)[:30]!r} is not one of "
                                  f"{', '.join(sorted(_TRENDS_NS))}")
-        item = dict(base, value=_num(doc, "sgv", what))
+        sgv = _num(doc, "sgv", what)
+        assert sgv is not None
+        if 0 <= sgv <= ERROR_CODE_MAX:  # Nightscout's lib/plugins/errorcodes.js: no glucose
+            text = f"sensor error code {int(sgv)} (no glucose value)"
+            return _Split(f"sgv|{kt}", t, off, [("notes", dict(base, text=text))])
+        item = dict(base, value=censored(sgv)[0])
         if direction is not None:
             item["trend"] = direction
-        return _Split(f"sgv|{t}", t, off, [("cgm", item)])
+        return _Split(f"sgv|{kt}", t, off, [("cgm", item)])
     if kind == "mbg":
-        return _Split(f"mbg|{t}", t, off, [("smbg", dict(base, value=_num(doc, "mbg", what)))])
+        mbg = _num(doc, "mbg", what)
+        assert mbg is not None
+        return _Split(f"mbg|{kt}", t, off, [("smbg", dict(base, value=round(mbg)))])
+    if kind != "cal":  # Nightscout stores any type; kept as a note, read back as sent
+        return _Split(f"{kind}|{kt}", t, off,
+                      [("notes", dict(base, text=_clean(f"Nightscout entry of type {kind}")))])
     for name in ("slope", "intercept", "scale"):
         _num(doc, name, what, required=False)
-    return _Split(f"cal|{t}", t, off, [("notes", dict(base, text="sensor calibration"))])
+    return _Split(f"cal|{kt}", t, off, [("notes", dict(base, text="sensor calibration"))])
 
 
 # Treatments: which fields belong to which stream (for consent, see nsannex), and how each
@@ -378,7 +465,7 @@ def _treatment(doc: Mapping[str, Any], what: str) -> _Split:
     notes = doc.get("notes")
     if not parts or (isinstance(notes, str) and _clean(notes)):
         parts.append(("notes", dict(base, text=_note_text(doc, event))))
-    return _Split(f"{event}|{t}", t, off, parts)
+    return _Split(f"{event}|{_key_time(doc, _TIMES['treatments'], t)}", t, off, parts)
 
 
 def _devicestatus(doc: Mapping[str, Any], what: str) -> _Split:
@@ -387,7 +474,7 @@ def _devicestatus(doc: Mapping[str, Any], what: str) -> _Split:
     if not isinstance(device, str):
         raise MalformedError(f"{what}: device must be text")
     text = _clean(f"device status from {device}")
-    return _Split(f"{device}|{t}", t, off,
+    return _Split(f"{device}|{_key_time(doc, _TIMES['devicestatus'], t)}", t, off,
                   [("notes", {"time": t, "tz_offset_min": off, "text": text})])
 
 
@@ -430,7 +517,8 @@ def _profile(doc: Mapping[str, Any], what: str) -> _Split:
             "carb_ratios": _sched(store, "carbratio", what),
             "sensitivities": [[m, v] for m, v in _sched(store, "sens", what)],
             "targets": targets}
-    return _Split(f"profile|{t}", t, off, [("settings", item)])
+    return _Split(f"profile|{_key_time(doc, _TIMES['profile'], t)}", t, off,
+                  [("settings", item)])
 
 
 _PARSERS: Final[dict[str, Callable[[Mapping[str, Any], str], _Split]]] = {
@@ -546,11 +634,12 @@ def _reread(collection: str, rec: Record, part: dict[str, Any]) -> tuple[str, li
     t, off = _time_of(part, _TIMES["treatments"], "annex")
     event = _event(part, "annex")
     base = {"time": t, "tz_offset_min": off}
+    key = f"{event}|{_key_time(part, _TIMES['treatments'], t)}"
     if rec.TYPE in _TREATMENT_PARTS:
         stream, read = _TREATMENT_PARTS[rec.TYPE]
         item = read(part, event, "annex")
-        return f"{event}|{t}", [] if item is None else [parse_item(stream, dict(item, **base))]
-    return f"{event}|{t}", [parse_item("notes", dict(base, text=_note_text(part, event)))]
+        return key, [] if item is None else [parse_item(stream, dict(item, **base))]
+    return key, [parse_item("notes", dict(base, text=_note_text(part, event)))]
 
 
 #: The record types each collection makes.
@@ -567,7 +656,15 @@ def _same_record(a: Record, b: Record) -> bool:
 
 def _believed(rec: Record, annex: Annex, canonical: dict[str, Any]) -> bool:
     """Whether the annex's document yields this very record (and keys it at its time)."""
-    if rec.TYPE not in _MAKES[annex.collection] or not annex.key.endswith(f"|{rec.time_ms}"):
+    if rec.TYPE not in _MAKES[annex.collection]:
+        return False
+    if SERVER_TIME in annex.fields:  # keyed by the device's time: re-read to check
+        try:
+            key, again = _reread(annex.collection, rec, annex.original(canonical))
+        except InputError:
+            return False
+        return key == annex.key and any(_same_record(rec, r) for r in again)
+    if not annex.key.endswith(f"|{rec.time_ms}"):
         return False
     deciding = _DECIDING[annex.collection]
     touched = annex.fields.keys() | set(annex.omitted)

@@ -6,7 +6,10 @@ what a client presents, never a secret):
 - an *uploader secret* is bound to one patient and one gateway account (kind ``gateway``,
   sponsored by the node's organization, bound by the patient, its key custodial in the
   wallet). Uploaders send ``api-secret: sha1hex(secret)`` (or sha512hex); what they upload
-  becomes ``gateway-attested`` batches through the ingest service. It cannot read.
+  becomes ``gateway-attested`` batches through the ingest service. It also reads its
+  patient's documents, as the patient (her custodial key signs the ``access`` request, so
+  the read is in her audit trail like her own), because the apps read with the secret they
+  upload with (xDrip+ treatment download, Trio, Loop's profile import, tconnectsync).
 - a *reader token* (``?token=`` or ``api-secret``) is bound to a reader account (clinician,
   caregiver...) and one patient; each read is an ``access`` request signed with the reader's
   custodial keys, decided by ``decide`` and audited like any other read (node/access.py).
@@ -41,16 +44,19 @@ from ..errors import (
     AuthenticationError,
     GlucoledgerError,
     InputError,
+    NotFoundError,
     PermissionDeniedError,
 )
 from ..glucose.readings import Batch, parse_batch
 from ..interop import nightscout as ns
+from ..interop import nsaccept
 from ..state.consent import Request, grants_of
 from ..vault.batch import prepare_upload
 from .access import AccessService, RawRelease
 from .accounts import AddressBook, Identity, identity, keys_of
 from .devices import bind_device, create_keyed_account, org_account
 from .ingest import IngestService
+from .nsrefusals import Refusal, RefusalLog
 from .pipeline import Pipeline
 from .service import Node
 
@@ -66,12 +72,29 @@ STREAMS_OF: dict[str, tuple[str, ...]] = {
 
 
 def _batches(docs: list[ns.Doc], now_ms: int) -> list[Batch]:
-    """The documents' items as one validated batch per stream (raises InputError)."""
-    by_stream: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    """The documents' items as validated batches, one per stream unless two documents hold
+    records of one type at one time (two notes of different treatments): those go to
+    another batch of the stream, so no document waits on another. Raises InputError only
+    for what ``parse_each`` already checked per document."""
+    by_stream: dict[str, list[list[dict[str, Any]]]] = defaultdict(list)
+    seen: dict[str, list[set[Any]]] = defaultdict(list)
     for d in docs:
         for stream, item in d.items:
-            by_stream[stream].append(item)
-    return [parse_batch(s, items, now_ms=now_ms) for s, items in by_stream.items()]
+            mark = (item["time"], item.get("type"))
+            lanes = seen[stream]
+            lane = next((i for i, s in enumerate(lanes) if mark not in s), len(lanes))
+            if lane == len(lanes):
+                lanes.append(set())
+                by_stream[stream].append([])
+            lanes[lane].add(mark)
+            by_stream[stream][lane].append(item)
+    return [parse_batch(s, items, now_ms=now_ms)
+            for s, groups in by_stream.items() for items in groups]
+
+
+def ns_refusal(now_ms: int, uploader: str, collection: str, index: int,
+               outcome: nsaccept.Refused) -> Refusal:
+    return Refusal(now_ms, uploader, collection, index, outcome.error.message)
 
 
 @dataclass(eq=False)
@@ -79,11 +102,28 @@ class _Post:
     """One POST on its way through the upload pipeline."""
 
     binding: Binding
-    docs: list[ns.Doc]
-    ids: list[bytes]  # the documents' dedup tags (HMAC of their Nightscout identity)
+    collection: str
+    outcomes: list[nsaccept.Outcome]  # one per document sent, in order
+    docs: list[ns.Doc]  # the accepted ones
+    ids: list[bytes]  # the accepted documents' dedup tags (HMAC of their identity)
     now_ms: int
     batches: list[Batch]
     future: Future[list[dict[str, Any]]] = field(default_factory=Future)
+
+    def answer(self) -> list[dict[str, Any]]:
+        """One element per document sent: the stored document with its ``_id``, a repeat
+        as its first, a refused one as ``nsaccept.refused_answer``."""
+        stored = iter(dict(d.echo, _id=k[:12].hex()) for d, k in zip(self.docs, self.ids,
+                                                                     strict=True))
+        out: list[dict[str, Any]] = []
+        for o in self.outcomes:
+            if isinstance(o, nsaccept.Accepted):
+                out.append(next(stored))
+            elif isinstance(o, nsaccept.Repeat):
+                out.append(dict(out[o.first]))
+            else:
+                out.append(nsaccept.refused_answer(self.collection, o.sent, o.error))
+        return out
 
 
 @dataclass(frozen=True)
@@ -105,6 +145,7 @@ class NightscoutService:
         self._dedup_key = hmac_sha256(node.master, b"glucoledger nightscout dedup v1")
         self._gw_keys: dict[str, Any] = {}
         self._pipeline: Pipeline[_Post] = Pipeline(self._store, name="nightscout-uploads")
+        self.refusals = RefusalLog(node.data_dir / "nightscout-refusals.bin", node.master)
 
     def close(self) -> None:
         self._pipeline.close()
@@ -192,18 +233,27 @@ class NightscoutService:
              ) -> Future[list[dict[str, Any]]]:
         """Check a POST body now and queue it; the future gives what ``upload`` returns.
 
-        All or nothing per request: every document is validated here, before anything is
-        queued, so bad input raises at once (InputError subclasses; PermissionDeniedError for
-        a read token). The future fails with RejectedError / SignatureError / StorageError when
-        the ledger or the vault refused the batch.
+        Per document (interop/nsaccept.py): every document is judged here, before anything
+        is queued; refused ones are logged for the patient (``refusals``) and answered in
+        place, the others stored, and the answer has one element per document sent. Raises
+        at once only for a body that is not a POST body at all (MalformedError) or a read
+        token (PermissionDeniedError). The future fails with RejectedError / SignatureError /
+        StorageError when the ledger or the vault refused the batch.
         """
         if binding.role != "upload":
             raise PermissionDeniedError("this token may read (through a grant), not upload; "
                                         "uploaders use their own API secret")
-        docs = ns.parse_docs(collection, body)
-        post = _Post(binding, docs,
+        outcomes = nsaccept.parse_each(collection, body, now_ms)
+        refused = [ns_refusal(now_ms, binding.account, collection, i, o)
+                   for i, o in enumerate(outcomes) if isinstance(o, nsaccept.Refused)]
+        self.refusals.add(binding.patient, refused)
+        docs = [o.doc for o in outcomes if isinstance(o, nsaccept.Accepted)]
+        post = _Post(binding, collection, outcomes, docs,
                      [self._key(binding.patient, collection, d.key) for d in docs], now_ms,
                      _batches(docs, now_ms))
+        if not docs:
+            post.future.set_result(post.answer())
+            return post.future
         return self._pipeline.put(post)
 
     def _store(self, posts: list[_Post]) -> None:
@@ -244,8 +294,7 @@ class NightscoutService:
             except GlucoledgerError as exc:
                 p.future.set_exception(exc)
                 continue
-            p.future.set_result([dict(d.echo, _id=k[:12].hex())
-                                 for d, k in zip(p.docs, p.ids, strict=True)])
+            p.future.set_result(p.answer())
         if later:
             self._store(later)
 
@@ -262,6 +311,14 @@ class NightscoutService:
         self._next_seq[gw.id] = seq
         return jobs
 
+    def _patient(self, patient: bytes) -> Identity:
+        try:
+            return identity(self.node, patient.hex())
+        except NotFoundError:
+            raise PermissionDeniedError("the patient this uploader secret is bound to has no "
+                                        "account on this node any more; ask the operator"
+                                        ) from None
+
     def _gateway(self, name: str) -> tuple[Identity, Any]:
         hit = self._gw_keys.get(name)
         if hit is None:
@@ -273,26 +330,32 @@ class NightscoutService:
     # --- reads -------------------------------------------------------------------------------
     def read(self, binding: Binding, collection: str, query: ns.Query
              ) -> list[dict[str, Any]]:
-        """Documents of ``collection`` the reader's grant allows; every read is audited.
+        """Documents of ``collection`` the reader's grant allows (the uploader's secret: its
+        patient's own documents); every read is audited.
 
-        Raises PermissionDeniedError (an upload secret; or denied by consent: audited),
-        AuthenticationError.
+        Raises PermissionDeniedError (denied by consent: audited), AuthenticationError.
         """
-        if binding.role != "read":
-            raise PermissionDeniedError("an uploader secret only uploads; to read, use a "
-                                        "reader token bound to an account with a grant")
-        reader = identity(self.node, binding.account)
         wanted = STREAMS_OF[collection]
-        granted = {s for g in grants_of(self.node.state, binding.patient, reader.id)
-                   if g.status == "active" for s in g.streams}
-        streams = tuple(s for s in wanted if s in granted) or wanted[:1]
+        if binding.role == "upload":
+            # The uploader's own secret reads its patient's data (xDrip+ treatment download,
+            # Trio's fetches, Loop's profile import): as the patient herself, signed with her
+            # custodial key, audited on the ledger like her own reads.
+            reader = self._patient(binding.patient)
+            keys = keys_of(self.node, reader, [0])
+            streams = wanted
+        else:
+            reader = identity(self.node, binding.account)
+            keys = keys_of(self.node, reader)
+            granted = {s for g in grants_of(self.node.state, binding.patient, reader.id)
+                       if g.status == "active" for s in g.streams}
+            streams = tuple(s for s in wanted if s in granted) or wanted[:1]
         window = None
         if query.start_ms is not None or query.end_ms is not None:
             lo = max(0, query.start_ms or 0)
             hi = query.end_ms if query.end_ms is not None else (1 << 53)
             window = {"from": lo, "to": max(hi, lo + 1)}
         req = Request(binding.patient, streams, "raw", window)
-        release = self.access.read_as(reader.id, keys_of(self.node, reader), req)
+        release = self.access.read_as(reader.id, keys, req)
         assert isinstance(release, RawRelease)
         found = [f for f in ns.docs_from_records(release.records) if f.collection == collection]
         # _id as POST echoed it: the keyed hash of the document's Nightscout identity.
