@@ -357,7 +357,8 @@ class NightscoutService:
         req = Request(binding.patient, streams, "raw", window)
         release = self.access.read_as(reader.id, keys, req)
         assert isinstance(release, RawRelease)
-        found = [f for f in ns.docs_from_records(release.records) if f.collection == collection]
         # _id as POST echoed it: the keyed hash of the document's Nightscout identity.
-        return [dict(f.doc, _id=self.doc_id(binding.patient, collection, f.key))
-                for f in ns.select(found, query)]
+        found = [ns.Found(f.collection, f.key, f.time_ms,
+                          dict(f.doc, _id=self.doc_id(binding.patient, collection, f.key)))
+                 for f in ns.docs_from_records(release.records) if f.collection == collection]
+        return [f.doc for f in ns.select(found, query)]
