@@ -57,7 +57,15 @@ def test_status_verifyauth_and_experiments(client) -> None:  # type: ignore[no-u
     assert client.get("/api/v1/status.json").json()["status"] == "ok"
     assert client.get("/api/v1/verifyauth", headers={"api-secret": SHA1}).json()[
         "message"]["canWrite"] is True
-    assert client.get("/api/v1/verifyauth", headers={"api-secret": "0" * 40}).status_code == 401
+    # Nightscout answers verifyauth 200 whatever the credential; the message says which.
+    for headers in ({"api-secret": "0" * 40}, {}):
+        r = client.get("/api/v1/verifyauth", headers=headers)
+        assert r.status_code == 200
+        assert r.json()["message"]["message"] == "UNAUTHORIZED"
+        assert r.json()["message"]["canRead"] is False
+    status = client.get("/api/v1/status.json").json()
+    assert status["settings"]["thresholds"] == {"bgHigh": 250, "bgTargetTop": 180,
+                                                "bgTargetBottom": 70, "bgLow": 54}
     assert client.get("/api/v1/experiments/test",
                       params={"token": DEMO_READER_TOKEN}).status_code == 200
 

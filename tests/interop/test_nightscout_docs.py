@@ -404,16 +404,42 @@ ROWS = [_found(0, eventType="Meal Bolus", insulin=4.25, carbs=52, enteredBy="AAP
     ([("find[date][$gt]", str(T0)), ("count", "2")], [3, 2]),
     ([("find[mills][$eq]", str(T0 + 2))], [2]),
     ([("find[notes][$exists]", "false"), ("count", "1")], [2]),
+    # What cgm-remote-monitor's query.js and v1 routes accept besides:
+    ([("find[eventType][$in][]", "Temp Basal"), ("find[eventType][$in][]", "Note")], [3, 1]),
+    ([("find[eventType][$nin][0]", "Temp Basal")], [3, 2, 0]),
+    ([("find[eventType]", "/basal/i")], [1]),  # parseRegEx on eventType
+    ([("find[date][$gt]", f"{T0}.0"), ("count", "2")], [3, 2]),  # Nightguard's float
+    ([("rr", "1796296828291"), ("_", "1"), ("ts", "2"), ("find[carbs][$gte]", "45"),
+      ("find[carbs][$lt]", "52")], [2]),  # cache-busters ignored
 ])
 def test_find_and_count(params: list[tuple[str, str]], expect: list[int]) -> None:
     got = ns.select(ROWS, ns.parse_query("treatments", params))
     assert [f.time_ms - T0 for f in got] == expect
 
 
+def test_dotted_fields_plus_as_space_and_default_counts() -> None:
+    docs = [ns.Found("devicestatus", "a", T0, {"pump": {"clock": "x"}}),
+            ns.Found("devicestatus", "b", T0 + 1, {"pump": {"battery": 1}})]
+    got = ns.select(docs, ns.parse_query("devicestatus", [("find[pump.clock][$exists]",
+                                                           "true")]))
+    assert [f.key for f in got] == ["a"]
+    # '+' in an ISO time arrives as a space (clients that do not escape it)
+    q = ns.parse_query("entries", [("find[dateString][$gte]", "2026-11-01T09:00:00 01:00")])
+    assert q.start_ms == NOW
+    assert ns.parse_query("treatments", []).count == 100
+    assert ns.parse_query("treatments", [("find[eventType]", "Note")]).count == 1000
+    assert ns.parse_query("entries", []).count == 10
+    # Without a time, Nightscout's 4-day window (not for profiles); with an _id, none.
+    assert ns.parse_query("entries", [], now_ms=NOW).start_ms == NOW - 4 * 86_400_000
+    assert ns.parse_query("profile", [], now_ms=NOW).start_ms is None
+    assert ns.parse_query("entries", [("find[_id]", "a" * 24)], now_ms=NOW).start_ms is None
+
+
 @pytest.mark.parametrize("params", [
-    [("find[eventType][$where]", "1")], [("find[a.b]", "1")], [("sort", "date")],
+    [("find[eventType][$where]", "1")], [("find[a.b", "1")],
     [("find[created_at][$gte]", "yesterday")], [("find[x][$exists]", "maybe")],
-    [("count", "-1")], [(f"find[f{i}]", "1") for i in range(17)]])
+    [("count", "-1")], [("count", "100001")], [(f"find[f{i}]", "1") for i in range(17)],
+    [("find[notes]", "/(unclosed/")]])
 def test_unsupported_queries_are_refused(params: list[tuple[str, str]]) -> None:
     with pytest.raises(MalformedError):
         ns.parse_query("treatments", params)

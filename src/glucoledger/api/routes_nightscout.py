@@ -110,6 +110,17 @@ def _get(request: Request, collection: str, type_: str | None = None,
     return _render(_read(request, collection, request.query_params.multi_items(), type_), fmt)
 
 
+def _delete(request: Request, collection: str, params: list[tuple[str, str]]
+            ) -> dict[str, Any]:
+    binding = _auth(request)
+    query = ns.parse_query(collection, params, now_ms=_now())
+    try:
+        return _svc(request).delete(binding, collection, query)
+    except PermissionDeniedError as exc:
+        record_refusal(request, exc, binding.account)
+        raise
+
+
 def _routes(collection: str, paths: list[str]) -> None:
     async def post(request: Request) -> JSONResponse:
         return await _post(request, collection)
@@ -117,14 +128,34 @@ def _routes(collection: str, paths: list[str]) -> None:
     def get(request: Request) -> Response:
         return _get(request, collection)
 
+    def delete(request: Request) -> dict[str, Any]:
+        return _delete(request, collection, request.query_params.multi_items())
+
+    def delete_one(request: Request, doc_id: str) -> dict[str, Any]:
+        if not _OBJECT_ID.match(doc_id):
+            raise MalformedError(f"{collection}/{doc_id[:40]}: an _id is 24 hex digits")
+        return _delete(request, collection, [("find[_id]", doc_id)])
+
     for p in paths:
         _POSTS[router.prefix + p] = collection
         router.add_api_route(p, post, methods=["POST"], name=f"post_{collection}{p}",
                              summary=f"Upload {collection} (Nightscout v1)",
                              responses=_ERR, openapi_extra={**_BODY, **_AUTH_PARAMS})
+        router.add_api_route(p, post, methods=["PUT"], name=f"put_{collection}{p}",
+                             summary=f"Upsert {collection}: a changed document becomes its "
+                             "next version (Nightscout v1)",
+                             responses=_ERR, openapi_extra={**_BODY, **_AUTH_PARAMS})
+        router.add_api_route(p, delete, methods=["DELETE"], name=f"delete_{collection}{p}",
+                             summary=f"Delete the {collection} a find selects: a deletion "
+                             "version each, nothing erased", responses=_ERR,
+                             openapi_extra=_AUTH_PARAMS)
         router.add_api_route(p, get, methods=["GET"], name=f"get_{collection}{p}",
                              summary=f"Read {collection} through a grant (Nightscout v1)",
                              responses=_ERR, openapi_extra=_AUTH_PARAMS)
+    router.add_api_route(f"{paths[0]}/{{doc_id}}", delete_one, methods=["DELETE"],
+                         name=f"delete_{collection}_id", responses=_ERR,
+                         summary=f"Delete one of {collection} by _id (a deletion version)",
+                         openapi_extra=_AUTH_PARAMS)
 
 
 class UploadLane:
@@ -155,6 +186,7 @@ class UploadLane:
 
 
 _POSTS: dict[str, str] = {}
+_OBJECT_ID: Final = re.compile(r"^[0-9a-f]{24}$")
 
 _routes("entries", ["/entries", "/entries.json"])
 _routes("treatments", ["/treatments", "/treatments.json"])
@@ -163,7 +195,6 @@ _routes("profile", ["/profile", "/profile.json"])
 
 
 _SPEC: Final = re.compile(r"^([A-Za-z0-9_-]{1,32})(?:\.(json|csv|tsv|txt))?$")
-_OBJECT_ID: Final = re.compile(r"^[0-9a-f]{24}$")
 
 def _entries_as(fmt: str) -> None:
     def get(request: Request) -> Response:

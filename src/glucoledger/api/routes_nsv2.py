@@ -3,6 +3,8 @@
 - ``GET /api/v2/properties`` and ``/api/v2/properties/{names}`` (Nightguard, watch faces):
   ``bgnow``, ``delta``, ``direction`` (interop/nsviews.py);
 - ``GET /pebble`` (Pebble and Garmin watch faces, Sugarmate-style widgets);
+- ``GET /api/nightscout/history/{collection}/{_id}``: the patient's view of every version
+  of a document (edits and deletions are versions on the ledger, state/versions.py);
 - ``GET /api/nightscout/refusals``: the patient's log of documents her uploaders sent that
   could not be stored, with the reason (interop/nsaccept.py, node/nsrefusals.py).
 
@@ -17,7 +19,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from ..errors import MalformedError
 from ..interop import nsviews
+from ..interop.nightscout import COLLECTIONS
+from ..node.nightscout import Binding
 from .auth import principal, require_kind
 from .context import Principal, ctx
 from .routes_nightscout import _AUTH_PARAMS, _ERR, _read
@@ -52,6 +57,20 @@ def pebble(request: Request,
            count: Annotated[int, Query(ge=1, le=288)] = 1) -> dict[str, Any]:
     """The newest readings as Nightscout's ``/pebble`` answers them."""
     return nsviews.pebble(_latest(request, count + 1), int(time.time() * 1000), count)
+
+
+@router.get("/api/nightscout/history/{collection}/{doc_id}", responses=_ERR)
+def history(request: Request, who: Who, collection: str, doc_id: str) -> list[dict[str, Any]]:
+    """Every version of one of your Nightscout documents (by its ``_id``), oldest first:
+    who changed it (account), when (block height and time), the ledger transaction, and the
+    document as it was (null for a deletion). Your read is audited like any other."""
+    require_kind(request, who, "patient")
+    if collection not in COLLECTIONS:
+        raise MalformedError(f"{collection[:20]}: one of {', '.join(COLLECTIONS)}")
+    svc = ctx(request).services["nightscout"]
+    versions = svc.history(Binding("owner", who.id, who.name), collection, doc_id)
+    return [dict(v, by=v["by"].hex() if v["by"] else None,
+                 tx=v["tx"].hex() if v["tx"] else None) for v in versions]
 
 
 @router.get("/api/nightscout/refusals", responses=_ERR)

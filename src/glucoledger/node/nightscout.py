@@ -47,7 +47,7 @@ from ..errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from ..glucose.readings import Batch, parse_batch
+from ..glucose.readings import Batch, Record, parse_batch
 from ..interop import nightscout as ns
 from ..interop import nsaccept
 from ..state.consent import Request, grants_of
@@ -57,6 +57,7 @@ from .accounts import AddressBook, Identity, identity, keys_of
 from .devices import bind_device, create_keyed_account, org_account
 from .ingest import IngestService
 from .nsrefusals import Refusal, RefusalLog
+from .nsversions import DocVersions
 from .pipeline import Pipeline
 from .service import Node
 
@@ -109,6 +110,8 @@ class _Post:
     now_ms: int
     batches: list[Batch]
     future: Future[list[dict[str, Any]]] = field(default_factory=Future)
+    current: list[tuple[int, bool]] = field(default_factory=list)  # (version, deleted)
+    ctags: list[bytes] = field(default_factory=list)  # content tags at those versions
 
     def answer(self) -> list[dict[str, Any]]:
         """One element per document sent: the stored document with its ``_id``, a repeat
@@ -128,7 +131,7 @@ class _Post:
 
 @dataclass(frozen=True)
 class Binding:
-    role: str  # "upload" | "read"
+    role: str  # "upload" | "read" | "owner" (the patient herself, in her session)
     patient: bytes
     account: str  # gateway name (upload) or reader name (read)
 
@@ -146,6 +149,7 @@ class NightscoutService:
         self._gw_keys: dict[str, Any] = {}
         self._pipeline: Pipeline[_Post] = Pipeline(self._store, name="nightscout-uploads")
         self.refusals = RefusalLog(node.data_dir / "nightscout-refusals.bin", node.master)
+        self.versions = DocVersions(node, self._dedup_key, self._key)
 
     def close(self) -> None:
         self._pipeline.close()
@@ -259,38 +263,59 @@ class NightscoutService:
     def _store(self, posts: list[_Post]) -> None:
         """The pipeline's step: store a group of POSTs as one ingest group (one block).
 
-        Documents stored before (their tag is in the vault) or earlier in the same group are
-        not stored again (Nightscout's deduplication); what remains becomes one batch per
-        stream and POST, signed by the POST's gateway with consecutive sequence numbers.
+        Each accepted document is new (its identity tag is not in the vault: stored, with its
+        identity and content tags), a repeat (its content tag for the current version is
+        held: Nightscout's deduplication, answered, not stored again) or a change (stored as
+        batches of its own, then recorded as the next version by ``doc.version``, signed by
+        the POST's gateway; node/nsversions.py). New documents become one batch per stream
+        and POST; batches are signed by the gateway with consecutive sequence numbers. A
+        document claimed by an earlier POST of the group waits for the next round.
         """
-        stored = self.ingest.vault.tagged([k for p in posts for k in p.ids])
-        claimed: set[bytes] = set()  # tags of documents earlier POSTs of this group store
-        work: list[tuple[_Post, list[Any]]] = []
+        for p in posts:
+            p.current = [self.versions.current(p.binding.patient, k) for k in p.ids]
+            p.ctags = [self.versions.content_tag(p.binding.patient, k, n, d)
+                       for k, (n, _), d in zip(p.ids, p.current, p.docs, strict=True)]
+        stored = self.ingest.vault.tagged([k for p in posts for k in (*p.ids, *p.ctags)])
+        claimed: set[bytes] = set()  # identity tags earlier POSTs of this group store
+        work: list[tuple[_Post, list[Any], list[tuple[int, int, list[Any]]]]] = []
         later: list[_Post] = []
         for p in posts:
             if claimed.intersection(p.ids):  # wait for their outcome: stored, or not
                 later.append(p)
                 continue
-            fresh = []
-            for k in p.ids:
-                fresh.append(k not in stored and k not in claimed)
-                claimed.add(k)
-            if not all(fresh):  # some documents were stored before: rebuild from the rest
-                try:
-                    p.batches = _batches([d for d, f in zip(p.docs, fresh, strict=True) if f],
-                                         p.now_ms)
-                except GlucoledgerError as exc:
-                    p.future.set_exception(exc)
-                    continue
+            claimed.update(p.ids)
+            new: list[int] = []
+            changed: list[int] = []
+            for j, (k, (_, deleted), c) in enumerate(zip(p.ids, p.current, p.ctags,
+                                                         strict=True)):
+                if k not in stored:
+                    new.append(j)
+                elif deleted or c not in stored:
+                    changed.append(j)
             try:
-                work.append((p, self._queue_batches(p, fresh)))
+                if len(new) != len(p.docs):
+                    p.batches = _batches([p.docs[j] for j in new], p.now_ms)
+                jobs = self._queue(p, p.batches,
+                                   [t for j in new for t in (p.ids[j], p.ctags[j])])
+                changes = []
+                for j in changed:
+                    n = p.current[j][0] + 1
+                    tag = self.versions.content_tag(p.binding.patient, p.ids[j], n, p.docs[j])
+                    changes.append((j, n, self._queue(p, _batches([p.docs[j]], p.now_ms),
+                                                      [tag])))
             except GlucoledgerError as exc:
                 p.future.set_exception(exc)
+                continue
+            work.append((p, jobs, changes))
         self.ingest.drain()
-        for p, jobs in work:
+        for p, jobs, changes in work:
             try:
                 for job in jobs:
                     self.ingest.wait(job)
+                gw, key = self._gateway(p.binding.account)
+                for j, n, change in changes:
+                    cts = [self.ingest.wait(job).ct for job in change]
+                    self.versions.record(gw.id, [key], p.binding.patient, p.ids[j], n, cts)
             except GlucoledgerError as exc:
                 p.future.set_exception(exc)
                 continue
@@ -298,14 +323,13 @@ class NightscoutService:
         if later:
             self._store(later)
 
-    def _queue_batches(self, p: _Post, fresh: list[bool]) -> list[Any]:
+    def _queue(self, p: _Post, batches: list[Batch], tags: list[bytes]) -> list[Any]:
         gw, key = self._gateway(p.binding.account)
-        tags = [k for k, f in zip(p.ids, fresh, strict=True) if f]
         seq = max(self._next_seq.get(gw.id, 0), self.ingest.next_seq(gw.id))
         jobs = []
-        for i, b in enumerate(p.batches):
+        for i, b in enumerate(batches):
             up = prepare_upload(self.node.chain, p.binding.patient, gw.id, seq, b, key)
-            # The document tags go with the POST's first batch: kept if it is committed.
+            # The document tags go with the first batch: kept if it is committed.
             jobs.append(self.ingest.submit(up, commit=False, tags=tags if i == 0 else ()))
             seq += 1
         self._next_seq[gw.id] = seq
@@ -328,15 +352,12 @@ class NightscoutService:
         return hit
 
     # --- reads -------------------------------------------------------------------------------
-    def read(self, binding: Binding, collection: str, query: ns.Query
-             ) -> list[dict[str, Any]]:
-        """Documents of ``collection`` the reader's grant allows (the uploader's secret: its
-        patient's own documents); every read is audited.
-
-        Raises PermissionDeniedError (denied by consent: audited), AuthenticationError.
-        """
+    def _release(self, binding: Binding, collection: str, query: ns.Query
+                 ) -> list[tuple[bytes, tuple[Record, ...]]]:
+        """The records the credential may read, batch by batch (ciphertext hash, records);
+        the read is ordered and audited first (write-ahead)."""
         wanted = STREAMS_OF[collection]
-        if binding.role == "upload":
+        if binding.role in ("upload", "owner"):
             # The uploader's own secret reads its patient's data (xDrip+ treatment download,
             # Trio's fetches, Loop's profile import): as the patient herself, signed with her
             # custodial key, audited on the ledger like her own reads.
@@ -357,8 +378,67 @@ class NightscoutService:
         req = Request(binding.patient, streams, "raw", window)
         release = self.access.read_as(reader.id, keys, req)
         assert isinstance(release, RawRelease)
+        g = release.grounds
+        out = []
+        for ct in g.batches:  # the permitted batches, through the access service's cache
+            _stream, items = self.access._batch(ct)
+            out.append((ct, tuple(r for r in items if g.start_ms <= r.time_ms < g.end_ms)))
+        return out
+
+    def _found(self, binding: Binding, collection: str, records: list[Record]
+               ) -> list[ns.Found]:
         # _id as POST echoed it: the keyed hash of the document's Nightscout identity.
-        found = [ns.Found(f.collection, f.key, f.time_ms,
-                          dict(f.doc, _id=self.doc_id(binding.patient, collection, f.key)))
-                 for f in ns.docs_from_records(release.records) if f.collection == collection]
-        return [f.doc for f in ns.select(found, query)]
+        return [ns.Found(f.collection, f.key, f.time_ms,
+                         dict(f.doc, _id=self.doc_id(binding.patient, collection, f.key)))
+                for f in ns.docs_from_records(records) if f.collection == collection]
+
+    def read(self, binding: Binding, collection: str, query: ns.Query
+             ) -> list[dict[str, Any]]:
+        """Documents of ``collection`` the reader's grant allows (the uploader's secret: its
+        patient's own documents), each at its last version; every read is audited.
+
+        Raises PermissionDeniedError (denied by consent: audited), AuthenticationError.
+        """
+        return [f.doc for f in self._select(binding, collection, query)]
+
+    def _select(self, binding: Binding, collection: str, query: ns.Query) -> list[ns.Found]:
+        by_ct = self._release(binding, collection, query)
+        found = self._found(binding, collection, self.versions.live(binding.patient, by_ct))
+        return ns.select(found, query)
+
+    def delete(self, binding: Binding, collection: str, query: ns.Query
+               ) -> dict[str, Any]:
+        """Delete the documents ``query`` finds (by ``find[_id]``, or any find): each gets a
+        deletion as its next version, signed by the uploader's gateway; nothing is erased.
+        Answers as Nightscout does: ``{"n": deleted, "ok": 1}``.
+
+        Raises PermissionDeniedError (a reader token), RejectedError (the ledger refused).
+        """
+        if binding.role != "upload":
+            raise PermissionDeniedError("a reader token cannot delete; the uploader's own "
+                                        "API secret can")
+        gw, key = self._gateway(binding.account)
+        n = 0
+        for f in self._select(binding, collection, query):
+            tag = self._key(binding.patient, collection, f.key)
+            version, deleted = self.versions.current(binding.patient, tag)
+            if not deleted:
+                self.versions.record(gw.id, [key], binding.patient, tag, version + 1, [])
+                n += 1
+        return {"n": n, "ok": 1}
+
+    def history(self, binding: Binding, collection: str, doc_id: str) -> list[dict[str, Any]]:
+        """Every version of the document with ``_id`` ``doc_id``, oldest first, for the
+        patient (her uploader's secret, or her own session through ``patient_binding``):
+        who made each (account id), when (block height and time), the ledger transaction,
+        and the document (None for a deletion). Raises NotFoundError."""
+        if binding.role not in ("upload", "owner"):
+            raise PermissionDeniedError("only the patient sees every version of a document")
+        by_ct = self._release(binding, collection, ns.Query(count=ns.MAX_COUNT))
+        for _ct, records in by_ct:
+            for f in self._found(binding, collection, list(records)):
+                if f.doc["_id"] == doc_id:
+                    tag = self._key(binding.patient, collection, f.key)
+                    return self.versions.history(binding.patient, by_ct, collection, tag)
+        raise NotFoundError(f"no {collection} document with _id {doc_id[:24]!r} here")
+

@@ -15,6 +15,7 @@ from . import (  # noqa: F401
     governance,  # gov.member_add/remove, anchor.record
     grants,  # consent.grant/amend/revoke, care.entry
     multisig,
+    versions,  # doc.version: edits and deletions of uploaded documents
 )
 from .machine import REGISTRY, Context, apply
 from .replica import Block, Replica
