@@ -411,6 +411,11 @@ ROWS = [_found(0, eventType="Meal Bolus", insulin=4.25, carbs=52, enteredBy="AAP
     ([("find[date][$gt]", f"{T0}.0"), ("count", "2")], [3, 2]),  # Nightguard's float
     ([("rr", "1796296828291"), ("_", "1"), ("ts", "2"), ("find[carbs][$gte]", "45"),
       ("find[carbs][$lt]", "52")], [2]),  # cache-busters ignored
+    # Trio: find[$and][i][...] all hold, find[$or][i][...] one holds (a time by the doc's)
+    ([("find[carbs][$exists]", "true"), ("find[$and][0][enteredBy][$ne]", "AAPS"),
+      ("find[$and][1][enteredBy][$ne]", "mum")], [2]),
+    ([("find[$or][0][eventType][$eq]", "Note"),
+      ("find[$or][1][dateString][$eq]", ns._iso(T0 + 1))], [3, 1]),
 ])
 def test_find_and_count(params: list[tuple[str, str]], expect: list[int]) -> None:
     got = ns.select(ROWS, ns.parse_query("treatments", params))

@@ -16,6 +16,8 @@ The semantics of cgm-remote-monitor ``lib/server/query.js`` and the v1 API route
   (numbers as numbers, text as text; a document without the field does not match, as in
   MongoDB); a value written ``/re/flags`` on a treatment's ``notes``, ``eventType`` or
   ``enteredBy`` is a regular expression (``parseRegEx``);
+- ``find[$and][i][field][$op]`` (all hold) and ``find[$or][i][field][$op]`` (one holds), as
+  Trio sends them;
 - ``count``: how many, newest first; absent or 0 means the default (entries 10, treatments 100
   or 1000 when ``find`` is present, devicestatus 10). A count above ``MAX_COUNT`` is a 400
   that says how to page, never a silent cut.
@@ -54,6 +56,12 @@ _RANGE: Final = ("$gte", "$gt", "$lte", "$lt")
 _OPS: Final = (*_RANGE, "$eq", "$ne", "$exists", "$in", "$nin")
 _FIND: Final = re.compile(
     r"^find\[([A-Za-z_][A-Za-z0-9_.]{0,63})\](?:\[(\$[a-z]{2,6})\](?:\[\d{0,3}\])?)?$")
+#: Trio's forms: ``find[$and][0][enteredBy][$ne]=Trio``, ``find[$or][1][dateString][$eq]=...``.
+_LOGIC: Final = re.compile(
+    r"^find\[\$(and|or)\]\[(\d{1,2})\]\[([A-Za-z_][A-Za-z0-9_.]{0,63})\]"
+    r"(?:\[(\$[a-z]{2,6})\])?$")
+#: The pseudo-field of a time condition inside ``$or`` (compared with the document's time).
+TIME: Final = "@time"
 _REGEX: Final = re.compile(r"^/(.*)/([imsx]*)$", re.DOTALL)
 _NUMBER: Final = re.compile(r"^-?\d{1,16}(?:\.\d*)?$")
 
@@ -77,6 +85,7 @@ class Query:
     end_ms: int | None = None  # exclusive
     where: tuple[Cond, ...] = ()
     count: int = 10
+    either: tuple[Cond, ...] = ()  # ``$or``: at least one holds (when any)
 
 
 @dataclass(frozen=True)
@@ -134,6 +143,8 @@ def parse_query(collection: str, params: Iterable[tuple[str, str]],
         grouped[("type", "$eq")] = [extra_type]
     count: int | None = None
     found_find = False
+    extra: list[Cond] = []  # from $and
+    either: list[Cond] = []  # from $or
     for name, value in params:
         if name == "count":
             if not re.fullmatch(r"\d{1,9}", value.strip()):
@@ -143,6 +154,23 @@ def parse_query(collection: str, params: Iterable[tuple[str, str]],
                 raise MalformedError(f"count {n} is more than {MAX_COUNT} documents in one "
                                      "answer: page with find[date][$lt]=<the oldest date seen>")
             count = n or None
+            continue
+        logic = _LOGIC.match(name)
+        if logic is not None:
+            found_find = True
+            kind, field, op = logic.group(1), logic.group(3), logic.group(4) or "$eq"
+            if op not in _OPS or op in ("$in", "$nin"):
+                raise MalformedError(f"operator {op} is not supported inside ${kind}")
+            if field in TIME_FIELDS and op in (*_RANGE, "$eq"):
+                cond = Cond(TIME, op, (str(_query_time(value, field)),))
+            else:
+                cond = Cond(field, op, (value[:256],),
+                            _pattern(collection, field, value) if op in ("$eq", "$ne")
+                            else None)
+            if kind == "and":
+                extra.append(cond)
+            else:
+                either.append(cond)
             continue
         m = _FIND.match(name)
         if m is None:
@@ -182,14 +210,15 @@ def parse_query(collection: str, params: Iterable[tuple[str, str]],
                                  f"{MAX_IN}")
         pattern = _pattern(collection, field, values[0]) if op in ("$eq", "$ne") else None
         where.append(Cond(field, op, tuple(values), pattern))
-    if len(where) > MAX_CONDITIONS:
+    where += extra
+    if len(where) + len(either) > MAX_CONDITIONS:
         raise MalformedError(f"more than {MAX_CONDITIONS} find conditions; send fewer")
-    by_id = any(c.field == "_id" for c in where)  # Nightscout: no date filter for an _id
+    by_id = any(c.field == "_id" for c in (*where, *either))  # Nightscout: no date filter for an _id
     if not timed and not by_id and now_ms is not None and collection != "profile":
         start = now_ms - DEFAULT_WINDOW_MS
     default = FIND_COUNT.get(collection) if found_find else None
     return Query(start, end, tuple(where),
-                 count or default or DEFAULT_COUNT.get(collection, 10))
+                 count or default or DEFAULT_COUNT.get(collection, 10), tuple(either))
 
 
 def _number(text: str) -> float | None:
@@ -244,8 +273,9 @@ def _is(value: Any, c: Cond) -> bool:
     return _equal(value, c.values[0])
 
 
-def _matches(doc: dict[str, Any], c: Cond) -> bool:
-    value = _get(doc, c.field)
+def _matches(f: Found, c: Cond) -> bool:
+    doc = f.doc
+    value = f.time_ms if c.field == TIME else _get(doc, c.field)
     if c.op == "$exists":
         return (value is not _MISSING) == (c.values[0] in ("true", "1"))
     if c.op == "$ne":
@@ -266,6 +296,7 @@ def select(found: Iterable[Found], query: Query) -> list[Found]:
     out = [f for f in found
            if (query.start_ms is None or f.time_ms >= query.start_ms)
            and (query.end_ms is None or f.time_ms < query.end_ms)
-           and all(_matches(f.doc, c) for c in query.where)]
+           and all(_matches(f, c) for c in query.where)
+           and (not query.either or any(_matches(f, c) for c in query.either))]
     out.sort(key=lambda f: f.time_ms, reverse=True)
     return out[:query.count]
