@@ -362,3 +362,53 @@ def test_a_batch_of_100_with_3_bad_stores_97_answers_100_retry_adds_nothing(
     log = s.get(f"{srv.url}/api/nightscout/refusals", timeout=30).json()
     assert {e["index"] for e in log[:3]} == {7, 42, 99}
     assert all(e["reason"] for e in log)
+
+
+def test_androidaps_nsclient_v3(srv: Server) -> None:
+    r = srv.get(f"/api/v2/authorization/request/{DEMO_UPLOADER_SECRET}")
+    assert r.status_code == 200, r.text
+    jwt = r.json()["token"]
+    assert DEMO_UPLOADER_SECRET not in jwt and r.json()["exp"] > r.json()["iat"]
+    bearer = {"Authorization": f"Bearer {jwt}"}
+    assert srv.get("/api/v3/status").status_code == 401
+    assert srv.get("/api/v3/status", headers={"Authorization": f"Bearer {jwt}x"}
+                   ).status_code == 401
+    status = srv.get("/api/v3/status", headers=bearer).json()["result"]
+    assert "c" in status["apiPermissions"]["treatments"] and status["srvDate"] > 0
+    last = srv.get("/api/v3/lastModified", headers=bearer).json()["result"]["collections"]
+    assert last["entries"] > 0
+    r = srv.get("/api/v3/entries?sort$desc=date&type=sgv", headers=bearer)
+    assert r.status_code == 200 and r.json()["result"][0]["identifier"]
+    n = _now()
+    t = n - 120_000
+    bolus = {"eventType": "Correction Bolus", "insulin": 1.2, "date": t, "utcOffset": 60,
+             "identifier": "2d3f54a4-aaps-4c6e-9c38-8f8a0b7d1e11", "isValid": True,
+             "app": "AAPS", "type": "NORMAL", "isSMB": False, "pumpId": 4711,
+             "pumpType": "OMNIPOD_DASH", "pumpSerial": "4241"}
+    r = srv.send("POST", "/api/v3/treatments", json=bolus, headers=bearer)
+    assert r.status_code == 201, r.text
+    ident = r.json()["identifier"]
+
+    def changed(after: int) -> list[dict[str, Any]]:
+        r = srv.get(f"/api/v3/treatments/history/{after}", headers=bearer,
+                    params={"limit": "500"})
+        assert r.status_code == 200, r.text
+        return [d for d in r.json()["result"] if d["identifier"] == ident]
+
+    [doc] = changed(0)
+    assert doc["insulin"] == 1.2 and doc["isValid"] is True
+    assert doc["srvModified"] >= n - 60_000
+    r = srv.send("PATCH", f"/api/v3/treatments/{ident}", json={"insulin": 1.0},
+                 headers=bearer)
+    assert r.status_code in (200, 201), r.text
+    [doc] = changed(0)
+    assert doc["insulin"] == 1.0
+    r = srv.send("DELETE", f"/api/v3/treatments/{ident}", headers=bearer)
+    assert r.status_code == 200, r.text
+    [gone] = changed(doc["srvModified"] - 1)
+    assert gone["isValid"] is False
+    # A reader's JWT reads but cannot write.
+    r = srv.get(f"/api/v2/authorization/request/{DEMO_READER_TOKEN}")
+    reader = {"Authorization": f"Bearer {r.json()['token']}"}
+    r = srv.send("POST", "/api/v3/treatments", json=bolus, headers=reader)
+    assert r.status_code == 403

@@ -39,7 +39,8 @@ from typing import Any, Final
 
 from ..errors import MalformedError
 
-__all__ = ["DEFAULT_COUNT", "MAX_COUNT", "Cond", "Found", "Query", "parse_query", "select"]
+__all__ = ["DEFAULT_COUNT", "MAX_COUNT", "Cond", "Found", "Query", "parse_query", "select",
+           "v3_params"]
 
 DEFAULT_COUNT: Final = {"entries": 10, "treatments": 100, "devicestatus": 10, "profile": 10}
 #: treatments with a ``find`` (lib/api/treatments/index.js: ``query.find ? 1000 : 100``).
@@ -300,3 +301,40 @@ def select(found: Iterable[Found], query: Query) -> list[Found]:
            and (not query.either or any(_matches(f, c) for c in query.either))]
     out.sort(key=lambda f: f.time_ms, reverse=True)
     return out[:query.count]
+
+
+_V3_OPS: Final = {"eq": "$eq", "ne": "$ne", "gt": "$gt", "gte": "$gte", "lt": "$lt",
+                  "lte": "$lte", "in": "$in", "nin": "$nin"}
+_V3_FIELD: Final = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]{0,63})(?:\$([a-z]{2,3}))?$")
+_V3_IGNORED: Final = frozenset({"token", "secret", "fields", "now", "skip", "rr", "_", "ts"})
+
+
+def v3_params(params: Iterable[tuple[str, str]]) -> tuple[list[tuple[str, str]], bool]:
+    """API v3 search parameters (cgm-remote-monitor ``lib/api3/generic/search``: ``field=v``,
+    ``field$op=v`` with ops eq ne gt gte lt lte in nin re, ``in``/``nin`` values split on
+    ``|``, ``sort=f`` / ``sort$desc=f``, ``limit``) as v1 ``find``/``count`` parameters, and
+    whether the answer is oldest first. Raises MalformedError for an unknown operator."""
+    out: list[tuple[str, str]] = []
+    ascending = False
+    for name, value in params:
+        if name == "limit":
+            out.append(("count", value))
+        elif name == "sort":
+            ascending = True
+        elif name == "sort$desc":
+            ascending = False
+        elif name not in _V3_IGNORED:
+            m = _V3_FIELD.match(name)
+            if m is None:
+                continue  # as Nightscout: what it does not read, it ignores
+            field, op = m.group(1), m.group(2) or "eq"
+            if op == "re":
+                out.append((f"find[{field}]", f"/{value}/"))
+            elif op in ("in", "nin"):
+                out += [(f"find[{field}][${op}][]", v) for v in value.split("|")]
+            elif op in _V3_OPS:
+                out.append((f"find[{field}][{_V3_OPS[op]}]", value))
+            else:
+                raise MalformedError(f"{name}: operator {op} is not one of "
+                                     f"{', '.join((*_V3_OPS, 're'))}")
+    return out, ascending

@@ -57,6 +57,7 @@ from .accounts import AddressBook, Identity, identity, keys_of
 from .devices import bind_device, create_keyed_account, org_account
 from .ingest import IngestService
 from .nsrefusals import Refusal, RefusalLog
+from .nsv3 import V3
 from .nsversions import DocVersions
 from .pipeline import Pipeline
 from .service import Node
@@ -150,6 +151,7 @@ class NightscoutService:
         self._pipeline: Pipeline[_Post] = Pipeline(self._store, name="nightscout-uploads")
         self.refusals = RefusalLog(node.data_dir / "nightscout-refusals.bin", node.master)
         self.versions = DocVersions(node, self._dedup_key, self._key)
+        self.v3 = V3(self)
 
     def close(self) -> None:
         self._pipeline.close()
@@ -216,6 +218,19 @@ class NightscoutService:
                                       "not known here: check the uploader's secret")
         raise AuthenticationError("send the api-secret header (SHA-1 hex of your API secret) "
                                   "or ?token=")
+
+    def knows(self, presented: str) -> bool:
+        """Whether ``presented`` (as a client sends it) is a credential bound here."""
+        return credential_hash(presented.strip().lower()).hex() in self._bindings
+
+    def binding_of(self, stored: bytes) -> Binding:
+        """The binding stored under a credential hash (a JWT's subject). Raises
+        AuthenticationError when it is gone."""
+        hit = self._bindings.get(stored.hex())
+        if hit is None:
+            raise AuthenticationError("the access token behind this JWT is no longer known "
+                                      "here: ask the patient for a new one")
+        return Binding(hit["role"], bytes.fromhex(hit["patient"]), hit["account"])
 
     # --- uploads ---------------------------------------------------------------------------
     def _key(self, patient: bytes, collection: str, key: str) -> bytes:
