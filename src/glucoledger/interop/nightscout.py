@@ -52,8 +52,6 @@ from typing import Any, Final
 from ..errors import InputError, MalformedError, OutOfRangeError
 from ..glucose.readings import (
     MAX_NOTE_CHARS,
-    MAX_TIME_MS,
-    MIN_TIME_MS,
     TRENDS,
     Basal,
     Bolus,
@@ -63,10 +61,14 @@ from ..glucose.readings import (
     Record,
     SmbgReading,
     parse_item,
-    parse_time,
 )
 from . import nsannex
 from .nsannex import Annex
+from .nsfields import MAX_DOCS, SERVER_TIME, check_shape, server_time
+from .nsfields import TIMES as _TIMES
+from .nsfields import key_time as _key_time
+from .nsfields import num as _num
+from .nsfields import time_of as _time_of
 from .nsquery import DEFAULT_COUNT, MAX_COUNT, Found, Query, parse_query, select
 from .nsrender import iso as _iso
 from .nsrender import legacy as _legacy
@@ -95,16 +97,8 @@ __all__ = [
 ]
 
 COLLECTIONS: Final = ("entries", "treatments", "devicestatus", "profile")
-MAX_DOCS: Final = 10_000
-MAX_DEPTH: Final = 8
-MAX_STRING: Final = 4_096
-_KEY: Final = re.compile(r"^[A-Za-z0-9_@ -]{1,64}$")
 _TRENDS_NS: Final = set(TRENDS) | {"NONE"}
-_INT_LIMIT: Final = 1 << 63
 _KIND: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
-#: Where the node marks a document's server time (a document sent without a time, or from a
-#: device clock running ahead): ``{"ms": <server epoch ms>, "reason": "..."}``.
-SERVER_TIME: Final = "glucoledgerServerTime"
 #: A CGM's measuring range; sgv outside it is the sensor's LOW/HIGH (``censored``).
 SENSOR_LOW: Final = 40
 SENSOR_HIGH: Final = 400
@@ -120,11 +114,6 @@ ADDED: Final[Mapping[str, tuple[str, ...]]] = {
     "profile": ("startDate", "created_at"),
 }
 
-#: Where each collection's documents say when they happened, first present wins.
-_TIMES: Final = {"entries": ("date", "dateString", "sysTime"),
-                 "treatments": ("created_at", "timestamp", "date", "mills"),
-                 "devicestatus": ("created_at", "date", "mills"),
-                 "profile": ("startDate", "created_at", "mills", "date")}
 
 
 def _dec(n: int, scale: int) -> int | float:
@@ -136,153 +125,6 @@ def _dec(n: int, scale: int) -> int | float:
 def _clean(text: str) -> str:
     """Text a Note may hold: control characters but newline and tab made spaces, trimmed."""
     return "".join(c if c >= " " or c in "\n\t" else " " for c in text).strip()[:MAX_NOTE_CHARS]
-
-
-# --------------------------------------------------------------------------- input checks
-
-
-def check_shape(value: Any, where: str = "body", depth: int = 0) -> None:
-    """Refuse Mongo operator keys, dotted keys, deep nesting, huge strings, text that is not
-    Unicode (lone surrogates) and numbers JSON cannot carry. Raises MalformedError."""
-    if depth > MAX_DEPTH:
-        raise MalformedError(f"{where} is nested more than {MAX_DEPTH} levels deep")
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if not isinstance(k, str) or not _KEY.match(k):
-                raise MalformedError(
-                    f"{where} has the field name {str(k)[:40]!r}: names are 1-64 letters, "
-                    "digits, spaces, _ @ or - (no $ operators, no dots)")
-            check_shape(v, f"{where}.{k}", depth + 1)
-    elif isinstance(value, list):
-        if len(value) > MAX_DOCS:
-            raise MalformedError(f"{where} holds {len(value)} items; at most {MAX_DOCS}")
-        for i, v in enumerate(value):
-            check_shape(v, f"{where}[{i}]", depth + 1)
-    elif isinstance(value, str):
-        if len(value) > MAX_STRING:
-            raise MalformedError(f"{where} is a string of {len(value)} characters; at most "
-                                 f"{MAX_STRING}")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise MalformedError(f"{where} is not Unicode text (a lone surrogate \\ud8xx)"
-                                 ) from None
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise MalformedError(f"{where} is not a finite number")
-    elif isinstance(value, int) and not isinstance(value, bool):
-        if not -_INT_LIMIT <= value < _INT_LIMIT:
-            raise MalformedError(f"{where} is a whole number outside the 64-bit range")
-    elif value is not None and not isinstance(value, bool):
-        raise MalformedError(f"{where} has a value of type {type(value).__name__}")
-
-
-def _num(doc: Mapping[str, Any], name: str, what: str, *, required: bool = True) -> float | None:
-    if name not in doc or doc[name] is None:
-        if required:
-            raise MalformedError(f"{what} is missing the field {name!r}")
-        return None
-    v = doc[name]
-    if isinstance(v, str):
-        try:
-            v = float(v)
-        except ValueError:
-            raise MalformedError(f"{what}: {name} {v[:40]!r} is not a number") from None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise MalformedError(f"{what}: {name} must be a number, not {type(v).__name__}")
-    return float(v)
-
-
-def _utc_offset(doc: Mapping[str, Any]) -> int:
-    """The document's ``utcOffset`` (minutes) when it is one a clock can have, else 0."""
-    offset = doc.get("utcOffset", 0)
-    if isinstance(offset, bool) or not isinstance(offset, int) or not -720 <= offset <= 840:
-        return 0
-    return offset
-
-
-def _text_offset(doc: Mapping[str, Any], names: Iterable[str]) -> int:
-    """The UTC offset of the first ISO time text among ``names`` that has one, else 0."""
-    for name in names:
-        v = doc.get(name)
-        if isinstance(v, str) and not v.isdigit():
-            try:
-                off = parse_time(v)[1]
-            except MalformedError:
-                continue
-            if off and -720 <= off <= 840:
-                return off
-    return 0
-
-
-def server_time(doc: Mapping[str, Any]) -> int | None:
-    """The server time a document was stamped with (``SERVER_TIME``), if any.
-
-    The node stamps a document that has no time, or whose device clock runs ahead
-    (nsaccept.stamp); the stamp, not the device time, then orders the record."""
-    mark = doc.get(SERVER_TIME)
-    if isinstance(mark, dict):
-        ms = mark.get("ms")
-        if isinstance(ms, int) and not isinstance(ms, bool):
-            return ms
-    return None
-
-
-def _time_of(doc: Mapping[str, Any], names: tuple[str, ...], what: str) -> tuple[int, int]:
-    """Epoch ms and UTC offset (minutes) from the first time field present.
-
-    A time in UTC (epoch ms, or ISO text ending in Z) takes its offset from ``utcOffset``,
-    else from another time field written in local time (xDrip+ sends ``date`` in epoch ms
-    and ``dateString`` as ``...T08:00:00.000+0100``): "08:00 at home" should stay 08:00.
-    """
-    stamped = server_time(doc)
-    if stamped is not None:
-        try:
-            off = _time_raw(doc, names, what)[1]
-        except MalformedError:
-            off = 0
-        t = stamped
-    else:
-        t, off = _time_raw(doc, names, what)
-    if not MIN_TIME_MS <= t <= MAX_TIME_MS:
-        raise OutOfRangeError(f"{what}: time {t} ms is outside 2000..2100; check the device "
-                              "clock and that the time is in milliseconds")
-    return t, off if off != 0 else _utc_offset(doc) or _text_offset(doc, names)
-
-
-def _key_time(doc: Mapping[str, Any], names: tuple[str, ...], t: int) -> int:
-    """The time in a document's identity: the device's own when it sent one (so a retry of
-    a document stamped for a clock running ahead is the same document), else ``t``."""
-    if server_time(doc) is None:
-        return t
-    try:
-        return _time_raw(doc, names, "document")[0]
-    except MalformedError:
-        return t
-
-
-def _time_raw(doc: Mapping[str, Any], names: Iterable[str], what: str) -> tuple[int, int]:
-    for name in names:
-        v = doc.get(name)
-        if v is None:
-            continue
-        if isinstance(v, bool):
-            raise MalformedError(f"{what}: {name} must be a time, not a bool")
-        if isinstance(v, float) and math.isfinite(v):
-            v = int(v)
-        if isinstance(v, int):
-            return v, 0
-        if isinstance(v, str):
-            if v.isdigit() and len(v) <= 16:
-                return int(v), 0
-            text = v.replace("Z", "+00:00") if v.endswith("Z") else v
-            try:
-                t, off = parse_time(text)
-            except MalformedError as exc:
-                raise MalformedError(f"{what}: {name}: {exc.message}") from None
-            return t, off or 0
-        raise MalformedError(f"{what}: {name} must be epoch ms or ISO 8601 text")
-    raise MalformedError(f"{what} has no time: send one of {', '.join(names)}")
 
 
 # --------------------------------------------------------------------------- documents

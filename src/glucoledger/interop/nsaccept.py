@@ -33,6 +33,7 @@ from typing import Any, Final
 from ..errors import InputError, MalformedError, OutOfRangeError
 from ..glucose.readings import MAX_CLOCK_SKEW_MS
 from . import nightscout as ns
+from .nsfields import MAX_DOCS, TIMES, time_raw
 
 __all__ = ["MAX_AHEAD_MS", "Accepted", "Outcome", "Refused", "Repeat", "parse_each",
            "refused_answer", "stamp"]
@@ -67,10 +68,10 @@ Outcome = Accepted | Repeat | Refused
 
 def _device_time(collection: str, doc: Mapping[str, Any]) -> int | None:
     """The document's own time, or None when it has none (a bad time raises MalformedError)."""
-    names = ns._TIMES[collection]
+    names = TIMES[collection]
     if not any(doc.get(n) is not None for n in names):
         return None
-    return ns._time_raw(doc, names, f"{collection} document")[0]
+    return time_raw(doc, names, f"{collection} document")[0]
 
 
 def stamp(collection: str, doc: dict[str, Any], now_ms: int) -> dict[str, Any]:
@@ -107,8 +108,8 @@ def parse_each(collection: str, body: Any, now_ms: int) -> list[Outcome]:
     docs = body if isinstance(body, list) else [body]
     if not docs:
         raise OutOfRangeError(f"empty {collection} upload: send at least one document")
-    if len(docs) > ns.MAX_DOCS:
-        raise MalformedError(f"{len(docs)} documents in one upload; at most {ns.MAX_DOCS}")
+    if len(docs) > MAX_DOCS:
+        raise MalformedError(f"{len(docs)} documents in one upload; at most {MAX_DOCS}")
     out: list[Outcome] = []
     first: dict[str, int] = {}
     for i, d in enumerate(docs):
