@@ -187,8 +187,8 @@ def run(seconds: float = 10.0, connections: int = 32, patients: int = 128, reade
                               ("upload", connections, "Nightscout uploads"),
                               ("read", readers, "audited summary reads"),
                               ("poll", readers, "follower polls (raw, audited)"),
-                              ("mix", connections, "mix: 60% uploads, 20% PUT updates "
-                               "(versions), 20% follower polls")):
+                              ("mix", connections, ("mix: 60% uploads, 20% PUT updates "
+                                                    "(versions), 20% follower polls"))):
         if conns <= 0:
             continue
         q = ctx.Queue()

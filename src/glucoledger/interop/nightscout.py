@@ -104,6 +104,8 @@ SENSOR_LOW: Final = 40
 SENSOR_HIGH: Final = 400
 #: sgv 0..12 are sensor error codes, not glucose (Nightscout lib/plugins/errorcodes.js).
 ERROR_CODE_MAX: Final = 12
+#: Beyond this no sensor and no unit mix-up explains an sgv: refused, not stored as HIGH.
+SGV_ABSURD: Final = 1_000
 
 #: Fields the server adds to a document that did not have them (Nightscout does the same:
 #: entries get sysTime and utcOffset, treatments created_at...), besides ``_id``.
@@ -196,7 +198,10 @@ def _entry(doc: Mapping[str, Any], what: str) -> _Split:
                                  f"{', '.join(sorted(_TRENDS_NS))}")
         sgv = _num(doc, "sgv", what)
         assert sgv is not None
-        if 0 <= sgv <= ERROR_CODE_MAX:  # Nightscout's lib/plugins/errorcodes.js: no glucose
+        if not 0 <= sgv <= SGV_ABSURD:
+            raise OutOfRangeError(f"{what}: sgv {sgv:g} is no sensor reading (0..{SGV_ABSURD}); "
+                                  "check the uploader's units and settings")
+        if sgv <= ERROR_CODE_MAX:  # Nightscout's lib/plugins/errorcodes.js: no glucose
             text = f"sensor error code {int(sgv)} (no glucose value)"
             return _Split(f"sgv|{kt}", t, off, [("notes", dict(base, text=text))])
         item = dict(base, value=censored(sgv)[0])
