@@ -453,3 +453,19 @@ def test_unsupported_queries_are_refused(params: list[tuple[str, str]]) -> None:
 def test_iso_times_with_offsets_in_queries() -> None:
     q = ns.parse_query("entries", [("find[dateString][$gte]", "2026-11-01T09:00:00+01:00")])
     assert q.start_ms == NOW
+
+
+@pytest.mark.parametrize("doc", [
+    {"eventType": "Correction Bolus", "insulin": 1e25, "created_at": "2026-11-01T07:00:00Z"},
+    {"eventType": "Carb Correction", "carbs": 1e300, "created_at": "2026-11-01T07:00:00Z"},
+    {"type": "sgv", "sgv": 1e25, "date": NOW - 60_000}])
+def test_huge_numbers_are_refused_alone_never_a_traceback(doc: dict[str, Any]) -> None:
+    from glucoledger.interop import nsaccept
+
+    col = "entries" if "sgv" in doc else "treatments"
+    ok = ({"type": "sgv", "sgv": 120, "date": NOW - 120_000} if col == "entries" else
+          {"eventType": "Note", "notes": "ok", "created_at": "2026-11-01T06:00:00Z"})
+    first, second = nsaccept.parse_each(col, [ok, doc], NOW)
+    assert isinstance(first, nsaccept.Accepted)
+    assert isinstance(second, nsaccept.Refused)
+    assert any(w in second.error.message for w in ("too large", "no sensor reading", "at most"))

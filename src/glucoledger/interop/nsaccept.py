@@ -122,6 +122,10 @@ def parse_each(collection: str, body: Any, now_ms: int) -> list[Outcome]:
         except InputError as exc:
             out.append(Refused(exc, d))
             continue
+        except ArithmeticError:  # decimal.InvalidOperation on a number like 1e25 (readings)
+            out.append(Refused(OutOfRangeError(
+                f"{what} holds a number too large for any reading or dose"), d))
+            continue
         if doc.key in first:
             out.append(Repeat(first[doc.key]))
             continue
