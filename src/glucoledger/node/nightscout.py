@@ -14,8 +14,13 @@ what a client presents, never a secret):
   caregiver...) and one patient; each read is an ``access`` request signed with the reader's
   custodial keys, decided by ``decide`` and audited like any other read (node/access.py).
 
-Deduplication as Nightscout does it (interop/nightscout.py): a document whose identity was
-stored before is not stored again; POST echoes it with its ``_id``. The node remembers
+Per document (interop/nsaccept.py): a POST is never refused whole for one document; each is
+stored, answered as a repeat, or refused alone (answered in place, logged sealed for the
+patient: node/nsrefusals.py). Edits (PUT, a changed re-POST, DELETE) are versions on the
+ledger (node/nsversions.py, state/versions.py); API v3 is node/nsv3.py.
+
+Deduplication as Nightscout does it (interop/nightscout.py): a document whose identity and
+content were stored before is not stored again; POST echoes it with its ``_id``. The node remembers
 identities as HMAC-SHA-256 under a key derived from the master key, stored as the vault's
 idempotency tags of the batch that holds the document (written with the batch's row, deleted
 with it), so the index reveals no reading times to someone holding only the folder, and a
