@@ -83,6 +83,7 @@ __all__ = [
     "Doc",
     "Found",
     "Query",
+    "body_documents",
     "censored",
     "censoring",
     "check_shape",
@@ -431,13 +432,9 @@ def _parse_doc(collection: str, doc: dict[str, Any], what: str) -> Doc:
     return Doc(collection, split.key, split.time_ms, tuple(items), echo)
 
 
-def parse_docs(collection: str, body: Any) -> list[Doc]:
-    """Parse a POST body (one document or a list) of ``collection``. All or nothing.
-
-    Raises MalformedError (shape, types, injection-shaped keys) or OutOfRangeError (values
-    out of range, other fields over the annex bounds); times in the future are checked when
-    the items go through ``parse_batch``.
-    """
+def body_documents(collection: str, body: Any) -> list[Any]:
+    """The documents of a POST body (one document, or a list of them), unchecked. Raises
+    MalformedError (unknown collection, too many) or OutOfRangeError (none)."""
     if collection not in _PARSERS:
         raise MalformedError(f"unknown collection {collection!r}")
     docs = body if isinstance(body, list) else [body]
@@ -445,6 +442,17 @@ def parse_docs(collection: str, body: Any) -> list[Doc]:
         raise OutOfRangeError(f"empty {collection} upload: send at least one document")
     if len(docs) > MAX_DOCS:
         raise MalformedError(f"{len(docs)} documents in one upload; at most {MAX_DOCS}")
+    return docs
+
+
+def parse_docs(collection: str, body: Any) -> list[Doc]:
+    """Parse a POST body (one document or a list) of ``collection``. All or nothing.
+
+    Raises MalformedError (shape, types, injection-shaped keys) or OutOfRangeError (values
+    out of range, other fields over the annex bounds); times in the future are checked when
+    the items go through ``parse_batch``.
+    """
+    docs = body_documents(collection, body)
     out: list[Doc] = []
     seen: set[str] = set()
     for i, d in enumerate(docs):

@@ -33,7 +33,7 @@ from typing import Any, Final
 from ..errors import InputError, MalformedError, OutOfRangeError
 from ..glucose.readings import MAX_CLOCK_SKEW_MS
 from . import nightscout as ns
-from .nsfields import MAX_DOCS, TIMES, time_raw
+from .nsfields import TIMES, time_raw
 
 __all__ = ["MAX_AHEAD_MS", "Accepted", "Outcome", "Refused", "Repeat", "parse_each",
            "refused_answer", "stamp"]
@@ -103,13 +103,7 @@ def parse_each(collection: str, body: Any, now_ms: int) -> list[Outcome]:
     Raises MalformedError only when the body as a whole is not a POST body (not an object or
     a list of them, too many documents, an unknown collection): Nightscout fails those too.
     """
-    if collection not in ns.COLLECTIONS:
-        raise MalformedError(f"unknown collection {collection!r}")
-    docs = body if isinstance(body, list) else [body]
-    if not docs:
-        raise OutOfRangeError(f"empty {collection} upload: send at least one document")
-    if len(docs) > MAX_DOCS:
-        raise MalformedError(f"{len(docs)} documents in one upload; at most {MAX_DOCS}")
+    docs = ns.body_documents(collection, body)
     out: list[Outcome] = []
     first: dict[str, int] = {}
     for i, d in enumerate(docs):
