@@ -188,10 +188,20 @@ async def create(request: Request, col: str) -> JSONResponse:
     return await _store(request, col, json_body(await request.body()))
 
 
-@router.api_route("/api/v3/{col}/{identifier}", methods=["PATCH", "PUT"], responses=_ERR)
-async def update(request: Request, col: str, identifier: str) -> JSONResponse:
-    """A new version of the document: PATCH merges into the current one, PUT replaces it;
-    ``isValid: false`` deletes it."""
+@router.patch("/api/v3/{col}/{identifier}", responses=_ERR)
+async def patch(request: Request, col: str, identifier: str) -> JSONResponse:
+    """A new version of the document, the fields sent merged into the current ones
+    (``isValid: false`` deletes it)."""
+    return await _update(request, col, identifier)
+
+
+@router.put("/api/v3/{col}/{identifier}", responses=_ERR)
+async def replace(request: Request, col: str, identifier: str) -> JSONResponse:
+    """A new version of the document: the one sent (``isValid: false`` deletes it)."""
+    return await _update(request, col, identifier)
+
+
+async def _update(request: Request, col: str, identifier: str) -> JSONResponse:
     _collection(col)
     patch = json_body(await request.body())
     if not isinstance(patch, dict):
