@@ -63,6 +63,11 @@ def test_three_updates_and_a_delete_lose_nothing(client, site) -> None:  # type:
         assert (seen["duration"], seen["rate"]) == (doc["duration"], doc["rate"])
         assert seen["_id"] == ids[0]
     assert len(set(ids)) == 1
+    # A document that cannot be kept is logged for the patient (and erased with her data).
+    r = client.post("/api/v1/treatments", json=[{"eventType": "Bolus", "insulin": 500,
+                                                 "created_at": iso(t)}], headers=UP)
+    assert r.json()[0]["glucoledger"]["stored"] is False
+    assert "500" in client.get("/api/nightscout/refusals").json()[0]["reason"]
     # A retry of the last change is a repeat, not a fifth version.
     r = client.put("/api/v1/treatments", json=[steps[-1][1]], headers=UP)
     assert r.status_code == 200 and r.json()[0]["_id"] == ids[0]
@@ -111,3 +116,4 @@ def test_three_updates_and_a_delete_lose_nothing(client, site) -> None:  # type:
         raise AssertionError("a reading of an erased version is still provable")
     report = verify_vault(site.node.store, vault, erased=erased_by(site.node))
     assert report.erased
+    assert site.ctx.services["nightscout"].refusals.of(alice) == []
