@@ -412,3 +412,10 @@ def test_androidaps_nsclient_v3(srv: Server) -> None:
     reader = {"Authorization": f"Bearer {r.json()['token']}"}
     r = srv.send("POST", "/api/v3/treatments", json=bolus, headers=reader)
     assert r.status_code == 403
+    # ... and reads only through a grant: none is active now, so 403 with the reason.
+    r = srv.get("/api/v3/entries?sort$desc=date&type=sgv", headers=reader)
+    assert r.status_code == 403 and r.json()["code"] in ("no_grant", "revoked")
+    grant = _grant(srv)
+    r = srv.get("/api/v3/entries?sort$desc=date&type=sgv", headers=reader)
+    assert r.status_code == 200 and r.json()["result"]
+    _revoke(srv, grant)

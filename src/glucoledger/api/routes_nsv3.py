@@ -25,7 +25,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from .. import __version__
-from ..errors import GlucoledgerError, InputError, MalformedError, NotFoundError
+from ..errors import (
+    GlucoledgerError,
+    InputError,
+    MalformedError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from ..interop import nightscout as ns
 from ..interop.nsquery import v3_params
 from ..node.nightscout import Binding, NightscoutService
@@ -114,6 +120,15 @@ def last_modified(request: Request) -> JSONResponse:
 def _search(request: Request, col: str, params: list[tuple[str, str]],
             deleted: bool = False, after: int | None = None) -> list[dict[str, Any]]:
     binding = _auth(request)
+    try:
+        return _find(request, binding, col, params, deleted, after)
+    except PermissionDeniedError as exc:  # denied by consent: on the ledger, and logged here
+        record_refusal(request, exc, binding.account)
+        raise
+
+
+def _find(request: Request, binding: Binding, col: str, params: list[tuple[str, str]],
+          deleted: bool, after: int | None) -> list[dict[str, Any]]:
     if col in ("food", "settings"):
         return []
     v1, ascending = v3_params(params)
@@ -173,7 +188,11 @@ async def _store(request: Request, col: str, doc: Any) -> JSONResponse:
         raise MalformedError("API v3 takes one document (a JSON object) per request")
     doc = {k: v for k, v in doc.items() if k not in ("identifier", "srvModified",
                                                      "srvCreated", "isValid")}
-    answer = await asyncio.wrap_future(_svc(request).post(binding, col, [doc], _now()))
+    try:
+        answer = await asyncio.wrap_future(_svc(request).post(binding, col, [doc], _now()))
+    except PermissionDeniedError as exc:
+        record_refusal(request, exc, binding.account)
+        raise
     if "glucoledger" in answer[0]:
         raise InputError(answer[0]["glucoledger"]["reason"])
     ident = answer[0]["_id"]
@@ -217,7 +236,11 @@ async def _update(request: Request, col: str, identifier: str) -> JSONResponse:
 def _delete(request: Request, col: str, identifier: str) -> JSONResponse:
     binding = _auth(request)
     query = ns.parse_query(col, [("find[_id]", identifier)])
-    result = _svc(request).delete(binding, col, query)
+    try:
+        result = _svc(request).delete(binding, col, query)
+    except PermissionDeniedError as exc:
+        record_refusal(request, exc, binding.account)
+        raise
     if not result["n"]:
         raise NotFoundError(f"no {col} document with identifier {identifier[:40]!r}")
     return _ok({"identifier": identifier, "lastModified": _now()})
