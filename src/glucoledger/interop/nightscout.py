@@ -100,6 +100,9 @@ __all__ = [
 COLLECTIONS: Final = ("entries", "treatments", "devicestatus", "profile")
 _TRENDS_NS: Final = set(TRENDS) | {"NONE"}
 _KIND: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
+#: Whether ``CgmReading`` records a censored LOW/HIGH (the clinical issue's readings do:
+#: ``flag`` LOW/HIGH with the limit as the value); if not, the limit and the annex say it.
+_CENSORING: Final = "censored" in getattr(CgmReading, "__dataclass_fields__", {})
 #: A CGM's measuring range; sgv outside it is the sensor's LOW/HIGH (``censored``).
 SENSOR_LOW: Final = 40
 SENSOR_HIGH: Final = 400
@@ -205,7 +208,10 @@ def _entry(doc: Mapping[str, Any], what: str) -> _Split:
         if sgv <= ERROR_CODE_MAX:  # Nightscout's lib/plugins/errorcodes.js: no glucose
             text = f"sensor error code {int(sgv)} (no glucose value)"
             return _Split(f"sgv|{kt}", t, off, [("notes", dict(base, text=text))])
-        item = dict(base, value=censored(sgv)[0])
+        value, flag = censored(sgv)
+        item = dict(base, value=value)
+        if flag is not None and _CENSORING:  # readings that carry the censoring: mark it
+            item["flag"] = flag
         if direction is not None:
             item["trend"] = direction
         return _Split(f"sgv|{kt}", t, off, [("cgm", item)])

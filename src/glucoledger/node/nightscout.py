@@ -401,7 +401,10 @@ class NightscoutService:
         g = release.grounds
         out = []
         for ct in g.batches:  # the permitted batches, through the access service's cache
-            _stream, items = self.access._batch(ct)
+            # (stream, records) before the clinical issue's access service, a batch object
+            # with ``items`` after it: either way the decrypted records of the batch.
+            got: Any = self.access._batch(ct)
+            items = got[1] if isinstance(got, tuple) else got.items
             out.append((ct, tuple(r for r in items if g.start_ms <= r.time_ms < g.end_ms)))
         return out
 
