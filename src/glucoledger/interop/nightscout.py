@@ -209,7 +209,7 @@ def _entry(doc: Mapping[str, Any], what: str) -> _Split:
             text = f"sensor error code {int(sgv)} (no glucose value)"
             return _Split(f"sgv|{kt}", t, off, [("notes", dict(base, text=text))])
         value, flag = censored(sgv)
-        item = dict(base, value=value)
+        item: dict[str, Any] = dict(base, value=value)
         if flag is not None and _CENSORING:  # readings that carry the censoring: mark it
             item["flag"] = flag
         if direction is not None:
