@@ -232,8 +232,9 @@ def test_any_treatment_round_trips_unchanged(doc: dict[str, Any]) -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.integers(T0, NOW - 600_000), st.one_of(st.integers(39, 500),
-                                                 st.integers(39, 500).map(float)),
+@given(st.integers(T0, NOW - 600_000), st.one_of(
+    st.integers(13, 1000), st.integers(13, 1000).map(float),
+    st.floats(13, 1000, allow_nan=False).map(lambda x: round(x, 2))),
        st.sampled_from([*sorted(ns._TRENDS_NS), None]), st.integers(-720, 840),
        st.dictionaries(_names, _scalars, max_size=6))
 def test_any_sgv_round_trips_unchanged(t: int, sgv: float, direction: str | None, offset: int,
@@ -244,7 +245,11 @@ def test_any_sgv_round_trips_unchanged(t: int, sgv: float, direction: str | None
         doc["direction"] = direction
     docs, records = store("entries", doc)
     [rec] = records
-    assert isinstance(rec, CgmReading) and rec.mgdl == sgv and rec.tz_offset_min == offset
+    # Sensor LOW/HIGH stored at the limit they passed, decimals rounded; read back as sent.
+    expected = 40 if sgv < 39.5 else 400 if sgv > 400.5 else round(sgv)
+    assert isinstance(rec, CgmReading) and rec.mgdl == expected and rec.tz_offset_min == offset
+    assert ns.censoring("entries", doc) == ("LOW" if sgv < 39.5 else
+                                            "HIGH" if sgv > 400.5 else None)
     assert_as_sent(read_back(records, "entries")[docs[0].key], doc, "entries")
 
 
@@ -399,16 +404,47 @@ ROWS = [_found(0, eventType="Meal Bolus", insulin=4.25, carbs=52, enteredBy="AAP
     ([("find[date][$gt]", str(T0)), ("count", "2")], [3, 2]),
     ([("find[mills][$eq]", str(T0 + 2))], [2]),
     ([("find[notes][$exists]", "false"), ("count", "1")], [2]),
+    # What cgm-remote-monitor's query.js and v1 routes accept besides:
+    ([("find[eventType][$in][]", "Temp Basal"), ("find[eventType][$in][]", "Note")], [3, 1]),
+    ([("find[eventType][$nin][0]", "Temp Basal")], [3, 2, 0]),
+    ([("find[eventType]", "/basal/i")], [1]),  # parseRegEx on eventType
+    ([("find[date][$gt]", f"{T0}.0"), ("count", "2")], [3, 2]),  # Nightguard's float
+    ([("rr", "1796296828291"), ("_", "1"), ("ts", "2"), ("find[carbs][$gte]", "45"),
+      ("find[carbs][$lt]", "52")], [2]),  # cache-busters ignored
+    # Trio: find[$and][i][...] all hold, find[$or][i][...] one holds (a time by the doc's)
+    ([("find[carbs][$exists]", "true"), ("find[$and][0][enteredBy][$ne]", "AAPS"),
+      ("find[$and][1][enteredBy][$ne]", "mum")], [2]),
+    ([("find[$or][0][eventType][$eq]", "Note"),
+      ("find[$or][1][dateString][$eq]", ns._iso(T0 + 1))], [3, 1]),
 ])
 def test_find_and_count(params: list[tuple[str, str]], expect: list[int]) -> None:
     got = ns.select(ROWS, ns.parse_query("treatments", params))
     assert [f.time_ms - T0 for f in got] == expect
 
 
+def test_dotted_fields_plus_as_space_and_default_counts() -> None:
+    docs = [ns.Found("devicestatus", "a", T0, {"pump": {"clock": "x"}}),
+            ns.Found("devicestatus", "b", T0 + 1, {"pump": {"battery": 1}})]
+    got = ns.select(docs, ns.parse_query("devicestatus", [("find[pump.clock][$exists]",
+                                                           "true")]))
+    assert [f.key for f in got] == ["a"]
+    # '+' in an ISO time arrives as a space (clients that do not escape it)
+    q = ns.parse_query("entries", [("find[dateString][$gte]", "2026-11-01T09:00:00 01:00")])
+    assert q.start_ms == NOW
+    assert ns.parse_query("treatments", []).count == 100
+    assert ns.parse_query("treatments", [("find[eventType]", "Note")]).count == 1000
+    assert ns.parse_query("entries", []).count == 10
+    # Without a time, Nightscout's 4-day window (not for profiles); with an _id, none.
+    assert ns.parse_query("entries", [], now_ms=NOW).start_ms == NOW - 4 * 86_400_000
+    assert ns.parse_query("profile", [], now_ms=NOW).start_ms is None
+    assert ns.parse_query("entries", [("find[_id]", "a" * 24)], now_ms=NOW).start_ms is None
+
+
 @pytest.mark.parametrize("params", [
-    [("find[eventType][$where]", "1")], [("find[a.b]", "1")], [("sort", "date")],
+    [("find[eventType][$where]", "1")], [("find[a.b", "1")],
     [("find[created_at][$gte]", "yesterday")], [("find[x][$exists]", "maybe")],
-    [("count", "-1")], [(f"find[f{i}]", "1") for i in range(17)]])
+    [("count", "-1")], [("count", "100001")], [(f"find[f{i}]", "1") for i in range(17)],
+    [("find[notes]", "/(unclosed/")]])
 def test_unsupported_queries_are_refused(params: list[tuple[str, str]]) -> None:
     with pytest.raises(MalformedError):
         ns.parse_query("treatments", params)
@@ -417,3 +453,19 @@ def test_unsupported_queries_are_refused(params: list[tuple[str, str]]) -> None:
 def test_iso_times_with_offsets_in_queries() -> None:
     q = ns.parse_query("entries", [("find[dateString][$gte]", "2026-11-01T09:00:00+01:00")])
     assert q.start_ms == NOW
+
+
+@pytest.mark.parametrize("doc", [
+    {"eventType": "Correction Bolus", "insulin": 1e25, "created_at": "2026-11-01T07:00:00Z"},
+    {"eventType": "Carb Correction", "carbs": 1e300, "created_at": "2026-11-01T07:00:00Z"},
+    {"type": "sgv", "sgv": 1e25, "date": NOW - 60_000}])
+def test_huge_numbers_are_refused_alone_never_a_traceback(doc: dict[str, Any]) -> None:
+    from glucoledger.interop import nsaccept
+
+    col = "entries" if "sgv" in doc else "treatments"
+    ok = ({"type": "sgv", "sgv": 120, "date": NOW - 120_000} if col == "entries" else
+          {"eventType": "Note", "notes": "ok", "created_at": "2026-11-01T06:00:00Z"})
+    first, second = nsaccept.parse_each(col, [ok, doc], NOW)
+    assert isinstance(first, nsaccept.Accepted)
+    assert isinstance(second, nsaccept.Refused)
+    assert any(w in second.error.message for w in ("too large", "no sensor reading", "at most"))

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from glucoledger.api.context import ServerContext
-from glucoledger.errors import OutOfRangeError
 from glucoledger.node.accounts import create_account, identity, keys_of
 from glucoledger.node.nightscout import Binding, NightscoutService
 from glucoledger.node.service import Node
@@ -96,14 +95,56 @@ def test_many_patients_posting_at_once_all_land(site: Site) -> None:
     assert site.vault_rows() == 80
 
 
-def test_a_refused_post_leaves_no_tag_so_a_fixed_retry_is_stored(site: Site) -> None:
+def test_a_refused_document_leaves_no_tag_so_a_fixed_retry_is_stored(site: Site) -> None:
     ann = _binding(site, "ann")
     t = NOW - 600_000
-    with pytest.raises(OutOfRangeError):
-        site.ns.upload(ann, "entries", [_sgv(t), _sgv(t + 1, 900)], NOW)  # 900 mg/dL: absurd
-    assert site.vault_rows() == 0
+    bad = dict(_sgv(t + 1), date=1000)  # 1970: an unset clock; cannot be stored
+    echo = site.ns.upload(ann, "entries", [_sgv(t), bad], NOW)
+    assert len(echo) == 2 and "glucoledger" not in echo[0]
+    assert echo[1]["glucoledger"]["stored"] is False
+    assert "2000..2100" in echo[1]["glucoledger"]["reason"]
+    assert site.vault_rows() == 1
     echo = site.ns.upload(ann, "entries", [_sgv(t), _sgv(t + 60_000)], NOW)
-    assert len(echo) == 2 and site.vault_rows() == 1
+    assert len(echo) == 2 and site.vault_rows() == 2
+
+
+def _bad(t: int, i: int) -> dict[str, object]:
+    """Three documents no server could keep: no number, an unset clock, a year ahead."""
+    return [{"type": "sgv", "sgv": "high-ish", "date": t},
+            {"type": "sgv", "sgv": 120, "date": 5},
+            {"type": "sgv", "sgv": 120, "date": NOW + 365 * 86_400_000}][i]
+
+
+def test_a_batch_of_100_with_3_bad_stores_97_answers_100_and_a_retry_adds_nothing(
+        site: Site) -> None:
+    ann = _binding(site, "ann")
+    t0 = NOW - 100 * 300_000
+    body = [_sgv(t0 + i * 300_000, 100 + i) for i in range(100)]
+    for n, i in enumerate((10, 50, 90)):
+        body[i] = _bad(body[i]["date"], n)  # type: ignore[arg-type]
+    echo = site.ns.upload(ann, "entries", body, NOW)
+    assert len(echo) == 100
+    refused = [i for i, e in enumerate(echo) if "glucoledger" in e]
+    assert refused == [10, 50, 90]
+    assert all(echo[i]["sgv"] == body[i]["sgv"] for i in range(100) if i not in refused)
+    assert site.node is not None
+    patient = identity(site.node, "ann")
+    reader = site.ns.read(ann, "entries", _query(site, 1000))
+    assert len(reader) == 97
+    rows = site.vault_rows()
+    again = site.ns.upload(ann, "entries", body, NOW)
+    assert [e["_id"] for e in again] == [e["_id"] for e in echo]
+    assert site.vault_rows() == rows
+    assert len(site.ns.read(ann, "entries", _query(site, 1000))) == 97
+    log = site.ns.refusals.of(patient.id)
+    assert [r.index for r in log] == [10, 50, 90, 10, 50, 90]
+    assert "not a number" in log[0].reason and "ahead" in log[2].reason
+
+
+def _query(site: Site, count: int):  # type: ignore[no-untyped-def]
+    from glucoledger.interop.nsquery import parse_query
+
+    return parse_query("entries", [("count", str(count))])
 
 
 def test_seen_documents_stay_seen_across_a_restart(site: Site) -> None:

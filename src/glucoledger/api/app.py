@@ -267,9 +267,13 @@ def create_app(node: Node, settings: ServerSettings | None = None, *,
         routes_fhir,
         routes_ledger,
         routes_nightscout,
+        routes_nsv2,
+        routes_nsv3,
     )
 
     app.include_router(routes_nightscout.router)  # first: uploads are the hot path
+    app.include_router(routes_nsv2.router)
+    app.include_router(routes_nsv3.router)
     app.include_router(routes_ledger.router)
     app.include_router(routes_consent.router)
     app.include_router(routes_accounts.router)

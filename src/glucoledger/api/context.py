@@ -103,6 +103,9 @@ class ServerContext:
     def erase(self, patient: bytes, keys: Any, streams: list[str]) -> bytes:
         """Order the patient's erasure of ``streams`` and destroy their keys and blobs."""
         report = self.services["erasure"].erase_as(patient, keys, streams)
+        ns = self.services.get("nightscout")
+        if ns is not None:  # the refusal log quotes values: it goes with any erasure
+            ns.refusals.forget(patient)
         return report.tx_hash  # type: ignore[no-any-return]
 
     def account_lock(self, account: bytes) -> threading.RLock:

@@ -11,6 +11,10 @@ is not taken from the server's two cores more than it must).
   them), so every request becomes one gateway-attested ``data.commit``.
 - Reads: POST /api/reads (14-day summary) signed by the clinician with RFC 9421 (fresh nonce
   each): one ``access`` transaction ordered before the summary is released.
+- Follower polls: GET /api/v1/entries.json?count=10&rr=<n> with a reader token holding a raw
+  grant (xDrip+'s follower), each an audited ``access`` transaction.
+- Mix: per connection, 6 uploads, 2 PUT updates of one temp basal per patient (each a new
+  version: new batches and a ``doc.version`` transaction) and 2 follower polls in 10.
 - Baseline, in the same run: GET /api/v1/status.json (no ledger work), the floor the HTTP
   stack itself sets on this machine now; the other rows are also given as a ratio of it.
 
@@ -40,8 +44,14 @@ _STEP_MS = 300_000  # one CGM reading every 5 minutes
 _BACK_MS = 7 * 86_400_000  # the first reading of each patient, a week ago
 
 
+def _iso(ms: int) -> str:
+    from ..interop.nsrender import iso
+
+    return iso(ms)
+
+
 def _client(host: str, port: int, kind: str, secrets_: list[str], seconds: float,
-            connections: int, signer: Any, out: Any) -> None:
+            connections: int, signer: Any, out: Any, follow: tuple[str, ...] = ()) -> None:
     from ..api.httpsig import sign_request
     from ..crypto import PrivateKey
     from .loadgen import http_request, run_connections
@@ -69,7 +79,31 @@ def _client(host: str, port: int, kind: str, secrets_: list[str], seconds: float
         return http_request("POST", "/api/reads", hostport, read_body,
                             {**hs, "content-type": "application/json"})
 
-    make = {"upload": upload, "read": read, "status": lambda c, i: status}[kind]
+    updates = [0] * len(secrets_)
+    poll_auth = follow[0] if follow else ""
+
+    def update(conn: int, i: int) -> bytes:
+        # Loop/xDrip+: the same temp basal again with another duration: a new version
+        p = (conn + i * connections) % len(secrets_)
+        updates[p] += 1
+        t = base - 3_600_000 + p
+        body = json.dumps([{"eventType": "Temp Basal", "created_at": _iso(t),
+                            "enteredBy": "loop://iPhone", "rate": 0.5, "absolute": 0.5,
+                            "duration": 30 - updates[p] % 25}]).encode()
+        return http_request("PUT", "/api/v1/treatments", hostport, body,
+                            {"api-secret": auth[p], "content-type": "application/json"})
+
+    def poll(conn: int, i: int) -> bytes:
+        # xDrip+ follower: the last 10 readings, cache-buster and all, through a raw grant
+        return http_request("GET", f"/api/v1/entries.json?count=10&rr={i}", hostport, b"",
+                            {"api-secret": poll_auth})
+
+    def mix(conn: int, i: int) -> bytes:
+        k = i % 10
+        return upload(conn, i) if k < 6 else update(conn, i) if k < 8 else poll(conn, i)
+
+    make = {"upload": upload, "read": read, "status": lambda c, i: status, "mix": mix,
+            "poll": poll}[kind]
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     res = run_connections(host, port, make, connections, seconds)
     r1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -100,7 +134,7 @@ def _report(name: str, lat: list[float], errors: int, seconds: float, server_cpu
 
 
 def run(seconds: float = 10.0, connections: int = 32, patients: int = 128, readers: int = 8,
-        folder: Path | None = None) -> list[dict[str, Any]]:
+        folder: Path | None = None, port: int = 0) -> list[dict[str, Any]]:
     import uvicorn
 
     from ..api.app import create_app
@@ -127,8 +161,16 @@ def run(seconds: float = 10.0, connections: int = 32, patients: int = 128, reade
     ca.grant(node, p0.id, keys_of(node, p0, [0]), identity(node, "dr-b").id, streams=["cgm"],
              view="summary", window={"last_days": 14}, valid_from=now,
              valid_until=now + 86_400_000)
+    # A follower of p0 with a raw grant (the xDrip+ follower polls of the mix row).
+    create_account(node, "fol", "clinician")
+    ca.grant(node, p0.id, keys_of(node, p0, [0]), identity(node, "fol").id,
+             streams=["cgm", "insulin"], view="raw", window={"last_days": 14},
+             valid_from=now, valid_until=now + 86_400_000)
+    follow_token = f"bench-follow-{secrets.token_hex(8)}"
+    ns.add_reader("fol", "p0", follow_token)
+    follow = (hashlib.sha1(follow_token.encode()).hexdigest(),)
     app = create_app(node, context=c)
-    port = 18000 + secrets.randbelow(2000)
+    port = port or 25000 + secrets.randbelow(1000)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, loop="auto",
                                            http="auto", log_level="warning", access_log=False))
     th = threading.Thread(target=server.run, daemon=True)
@@ -144,12 +186,15 @@ def run(seconds: float = 10.0, connections: int = 32, patients: int = 128, reade
     baseline: float | None = None
     for kind, conns, name in (("status", connections, "baseline: GET status.json"),
                               ("upload", connections, "Nightscout uploads"),
-                              ("read", readers, "audited summary reads")):
+                              ("read", readers, "audited summary reads"),
+                              ("poll", readers, "follower polls (raw, audited)"),
+                              ("mix", connections, ("mix: 60% uploads, 20% PUT updates "
+                                                    "(versions), 20% follower polls"))):
         if conns <= 0:
             continue
         q = ctx.Queue()
         proc = ctx.Process(target=_client, args=("127.0.0.1", port, kind, secrets_, seconds,
-                                                 conns, signer, q))
+                                                 conns, signer, q, follow))
         proc.start()
         r0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
@@ -178,8 +223,10 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--patients", type=int, default=128)
     ap.add_argument("--readers", type=int, default=8)
+    ap.add_argument("--port", type=int, default=0,
+                    help="loopback port (default: a free one in 25000-25999)")
     a = ap.parse_args()
-    run(a.seconds, a.connections, a.patients, a.readers)
+    run(a.seconds, a.connections, a.patients, a.readers, port=a.port)
 
 
 if __name__ == "__main__":

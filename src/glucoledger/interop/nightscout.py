@@ -52,8 +52,6 @@ from typing import Any, Final
 from ..errors import InputError, MalformedError, OutOfRangeError
 from ..glucose.readings import (
     MAX_NOTE_CHARS,
-    MAX_TIME_MS,
-    MIN_TIME_MS,
     TRENDS,
     Basal,
     Bolus,
@@ -63,10 +61,14 @@ from ..glucose.readings import (
     Record,
     SmbgReading,
     parse_item,
-    parse_time,
 )
 from . import nsannex
 from .nsannex import Annex
+from .nsfields import MAX_DOCS, SERVER_TIME, check_shape, server_time
+from .nsfields import TIMES as _TIMES
+from .nsfields import key_time as _key_time
+from .nsfields import num as _num
+from .nsfields import time_of as _time_of
 from .nsquery import DEFAULT_COUNT, MAX_COUNT, Found, Query, parse_query, select
 from .nsrender import iso as _iso
 from .nsrender import legacy as _legacy
@@ -77,9 +79,13 @@ __all__ = [
     "COLLECTIONS",
     "DEFAULT_COUNT",
     "MAX_COUNT",
+    "SERVER_TIME",
     "Doc",
     "Found",
     "Query",
+    "body_documents",
+    "censored",
+    "censoring",
     "check_shape",
     "doc_from_record",
     "docs_from_records",
@@ -87,16 +93,23 @@ __all__ = [
     "parse_query",
     "profile_doc",
     "select",
+    "server_time",
     "status_doc",
 ]
 
 COLLECTIONS: Final = ("entries", "treatments", "devicestatus", "profile")
-MAX_DOCS: Final = 10_000
-MAX_DEPTH: Final = 8
-MAX_STRING: Final = 4_096
-_KEY: Final = re.compile(r"^[A-Za-z0-9_@ -]{1,64}$")
 _TRENDS_NS: Final = set(TRENDS) | {"NONE"}
-_INT_LIMIT: Final = 1 << 63
+_KIND: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
+#: Whether ``CgmReading`` records a censored LOW/HIGH (the clinical issue's readings do:
+#: ``flag`` LOW/HIGH with the limit as the value); if not, the limit and the annex say it.
+_CENSORING: Final = "censored" in getattr(CgmReading, "__dataclass_fields__", {})
+#: A CGM's measuring range; sgv outside it is the sensor's LOW/HIGH (``censored``).
+SENSOR_LOW: Final = 40
+SENSOR_HIGH: Final = 400
+#: sgv 0..12 are sensor error codes, not glucose (Nightscout lib/plugins/errorcodes.js).
+ERROR_CODE_MAX: Final = 12
+#: Beyond this no sensor and no unit mix-up explains an sgv: refused, not stored as HIGH.
+SGV_ABSURD: Final = 1_000
 
 #: Fields the server adds to a document that did not have them (Nightscout does the same:
 #: entries get sysTime and utcOffset, treatments created_at...), besides ``_id``.
@@ -107,11 +120,6 @@ ADDED: Final[Mapping[str, tuple[str, ...]]] = {
     "profile": ("startDate", "created_at"),
 }
 
-#: Where each collection's documents say when they happened, first present wins.
-_TIMES: Final = {"entries": ("date", "dateString", "sysTime"),
-                 "treatments": ("created_at", "timestamp", "date", "mills"),
-                 "devicestatus": ("created_at", "date", "mills"),
-                 "profile": ("startDate", "created_at", "mills", "date")}
 
 
 def _dec(n: int, scale: int) -> int | float:
@@ -123,121 +131,6 @@ def _dec(n: int, scale: int) -> int | float:
 def _clean(text: str) -> str:
     """Text a Note may hold: control characters but newline and tab made spaces, trimmed."""
     return "".join(c if c >= " " or c in "\n\t" else " " for c in text).strip()[:MAX_NOTE_CHARS]
-
-
-# --------------------------------------------------------------------------- input checks
-
-
-def check_shape(value: Any, where: str = "body", depth: int = 0) -> None:
-    """Refuse Mongo operator keys, dotted keys, deep nesting, huge strings, text that is not
-    Unicode (lone surrogates) and numbers JSON cannot carry. Raises MalformedError."""
-    if depth > MAX_DEPTH:
-        raise MalformedError(f"{where} is nested more than {MAX_DEPTH} levels deep")
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if not isinstance(k, str) or not _KEY.match(k):
-                raise MalformedError(
-                    f"{where} has the field name {str(k)[:40]!r}: names are 1-64 letters, "
-                    "digits, spaces, _ @ or - (no $ operators, no dots)")
-            check_shape(v, f"{where}.{k}", depth + 1)
-    elif isinstance(value, list):
-        if len(value) > MAX_DOCS:
-            raise MalformedError(f"{where} holds {len(value)} items; at most {MAX_DOCS}")
-        for i, v in enumerate(value):
-            check_shape(v, f"{where}[{i}]", depth + 1)
-    elif isinstance(value, str):
-        if len(value) > MAX_STRING:
-            raise MalformedError(f"{where} is a string of {len(value)} characters; at most "
-                                 f"{MAX_STRING}")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise MalformedError(f"{where} is not Unicode text (a lone surrogate \\ud8xx)"
-                                 ) from None
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise MalformedError(f"{where} is not a finite number")
-    elif isinstance(value, int) and not isinstance(value, bool):
-        if not -_INT_LIMIT <= value < _INT_LIMIT:
-            raise MalformedError(f"{where} is a whole number outside the 64-bit range")
-    elif value is not None and not isinstance(value, bool):
-        raise MalformedError(f"{where} has a value of type {type(value).__name__}")
-
-
-def _num(doc: Mapping[str, Any], name: str, what: str, *, required: bool = True) -> float | None:
-    if name not in doc or doc[name] is None:
-        if required:
-            raise MalformedError(f"{what} is missing the field {name!r}")
-        return None
-    v = doc[name]
-    if isinstance(v, str):
-        try:
-            v = float(v)
-        except ValueError:
-            raise MalformedError(f"{what}: {name} {v[:40]!r} is not a number") from None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise MalformedError(f"{what}: {name} must be a number, not {type(v).__name__}")
-    return float(v)
-
-
-def _utc_offset(doc: Mapping[str, Any]) -> int:
-    """The document's ``utcOffset`` (minutes) when it is one a clock can have, else 0."""
-    offset = doc.get("utcOffset", 0)
-    if isinstance(offset, bool) or not isinstance(offset, int) or not -720 <= offset <= 840:
-        return 0
-    return offset
-
-
-def _text_offset(doc: Mapping[str, Any], names: Iterable[str]) -> int:
-    """The UTC offset of the first ISO time text among ``names`` that has one, else 0."""
-    for name in names:
-        v = doc.get(name)
-        if isinstance(v, str) and not v.isdigit():
-            try:
-                off = parse_time(v)[1]
-            except MalformedError:
-                continue
-            if off and -720 <= off <= 840:
-                return off
-    return 0
-
-
-def _time_of(doc: Mapping[str, Any], names: tuple[str, ...], what: str) -> tuple[int, int]:
-    """Epoch ms and UTC offset (minutes) from the first time field present.
-
-    A time in UTC (epoch ms, or ISO text ending in Z) takes its offset from ``utcOffset``,
-    else from another time field written in local time (xDrip+ sends ``date`` in epoch ms
-    and ``dateString`` as ``...T08:00:00.000+0100``): "08:00 at home" should stay 08:00.
-    """
-    t, off = _time_raw(doc, names, what)
-    if not MIN_TIME_MS <= t <= MAX_TIME_MS:
-        raise OutOfRangeError(f"{what}: time {t} ms is outside 2000..2100; check the device "
-                              "clock and that the time is in milliseconds")
-    return t, off if off != 0 else _utc_offset(doc) or _text_offset(doc, names)
-
-
-def _time_raw(doc: Mapping[str, Any], names: Iterable[str], what: str) -> tuple[int, int]:
-    for name in names:
-        v = doc.get(name)
-        if v is None:
-            continue
-        if isinstance(v, bool):
-            raise MalformedError(f"{what}: {name} must be a time, not a bool")
-        if isinstance(v, float) and math.isfinite(v):
-            v = int(v)
-        if isinstance(v, int):
-            return v, 0
-        if isinstance(v, str):
-            if v.isdigit() and len(v) <= 16:
-                return int(v), 0
-            text = v.replace("Z", "+00:00") if v.endswith("Z") else v
-            try:
-                t, off = parse_time(text)
-            except MalformedError as exc:
-                raise MalformedError(f"{what}: {name}: {exc.message}") from None
-            return t, off or 0
-        raise MalformedError(f"{what}: {name} must be epoch ms or ISO 8601 text")
-    raise MalformedError(f"{what} has no time: send one of {', '.join(names)}")
 
 
 # --------------------------------------------------------------------------- documents
@@ -264,26 +157,74 @@ class _Split:
     parts: list[tuple[str, dict[str, Any]]]
 
 
+def censored(sgv: float) -> tuple[int, str | None]:
+    """A Nightscout sgv as the whole mg/dL a ``CgmReading`` stores, and its censoring.
+
+    Sensors measure 40..400 mg/dL; a value outside is the sensor's LOW or HIGH, stored at the
+    limit it passed (40 or 400: counted below 54/70 or above 250 as it must be) and marked
+    ``"LOW"``/``"HIGH"``; the annex keeps the value as sent. Fractions (a meter reading
+    converted from mmol/L) round to the nearest mg/dL, halves to even."""
+    value = round(sgv)
+    if value < SENSOR_LOW:
+        return SENSOR_LOW, "LOW"
+    if value > SENSOR_HIGH:
+        return SENSOR_HIGH, "HIGH"
+    return value, None
+
+
+def censoring(collection: str, doc: Mapping[str, Any]) -> str | None:
+    """``"LOW"``/``"HIGH"`` when an entry document is a censored sensor reading, else None."""
+    if collection != "entries" or _entry_kind(doc) != "sgv":
+        return None
+    v = doc.get("sgv")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return None
+    return None if v <= ERROR_CODE_MAX else censored(float(v))[1]
+
+
+def _entry_kind(doc: Mapping[str, Any]) -> str:
+    kind = doc.get("type") or ("sgv" if "sgv" in doc else "mbg" if "mbg" in doc else "")
+    return kind if isinstance(kind, str) else ""
+
+
 def _entry(doc: Mapping[str, Any], what: str) -> _Split:
-    kind = doc.get("type") or ("sgv" if "sgv" in doc else "mbg" if "mbg" in doc else None)
-    if kind not in ("sgv", "mbg", "cal"):
-        raise MalformedError(f"{what}: type {str(kind)[:20]!r} is not sgv, mbg or cal")
+    kind = _entry_kind(doc)
+    if not _KIND.match(kind):
+        raise MalformedError(f"{what}: type {str(kind)[:20]!r} is not an entry type (sgv, "
+                             "mbg, cal, or another name of letters and digits)")
     t, off = _time_of(doc, _TIMES["entries"], what)
+    kt = _key_time(doc, _TIMES["entries"], t)
     base = {"time": t, "tz_offset_min": off}
     if kind == "sgv":
         direction = doc.get("direction")
         if direction is not None and direction not in _TRENDS_NS:
             raise MalformedError(f"{what}: direction {str(direction)[:30]!r} is not one of "
                                  f"{', '.join(sorted(_TRENDS_NS))}")
-        item = dict(base, value=_num(doc, "sgv", what))
+        sgv = _num(doc, "sgv", what)
+        assert sgv is not None
+        if not 0 <= sgv <= SGV_ABSURD:
+            raise OutOfRangeError(f"{what}: sgv {sgv:g} is no sensor reading (0..{SGV_ABSURD}); "
+                                  "check the uploader's units and settings")
+        if sgv <= ERROR_CODE_MAX:  # Nightscout's lib/plugins/errorcodes.js: no glucose
+            text = f"sensor error code {int(sgv)} (no glucose value)"
+            return _Split(f"sgv|{kt}", t, off, [("notes", dict(base, text=text))])
+        value, flag = censored(sgv)
+        item: dict[str, Any] = dict(base, value=value)
+        if flag is not None and _CENSORING:  # readings that carry the censoring: mark it
+            item["flag"] = flag
         if direction is not None:
             item["trend"] = direction
-        return _Split(f"sgv|{t}", t, off, [("cgm", item)])
+        return _Split(f"sgv|{kt}", t, off, [("cgm", item)])
     if kind == "mbg":
-        return _Split(f"mbg|{t}", t, off, [("smbg", dict(base, value=_num(doc, "mbg", what)))])
+        mbg = _num(doc, "mbg", what)
+        assert mbg is not None
+        return _Split(f"mbg|{kt}", t, off, [("smbg", dict(base, value=round(mbg)))])
+    if kind != "cal":  # Nightscout stores any type; kept as a note, read back as sent
+        return _Split(f"{kind}|{kt}", t, off,
+                      [("notes", dict(base, text=_clean(f"Nightscout entry of type {kind}")))])
     for name in ("slope", "intercept", "scale"):
         _num(doc, name, what, required=False)
-    return _Split(f"cal|{t}", t, off, [("notes", dict(base, text="sensor calibration"))])
+    return _Split(f"cal|{kt}", t, off, [("notes", dict(base, text="sensor calibration"))])
 
 
 # Treatments: which fields belong to which stream (for consent, see nsannex), and how each
@@ -378,7 +319,7 @@ def _treatment(doc: Mapping[str, Any], what: str) -> _Split:
     notes = doc.get("notes")
     if not parts or (isinstance(notes, str) and _clean(notes)):
         parts.append(("notes", dict(base, text=_note_text(doc, event))))
-    return _Split(f"{event}|{t}", t, off, parts)
+    return _Split(f"{event}|{_key_time(doc, _TIMES['treatments'], t)}", t, off, parts)
 
 
 def _devicestatus(doc: Mapping[str, Any], what: str) -> _Split:
@@ -387,7 +328,7 @@ def _devicestatus(doc: Mapping[str, Any], what: str) -> _Split:
     if not isinstance(device, str):
         raise MalformedError(f"{what}: device must be text")
     text = _clean(f"device status from {device}")
-    return _Split(f"{device}|{t}", t, off,
+    return _Split(f"{device}|{_key_time(doc, _TIMES['devicestatus'], t)}", t, off,
                   [("notes", {"time": t, "tz_offset_min": off, "text": text})])
 
 
@@ -430,7 +371,8 @@ def _profile(doc: Mapping[str, Any], what: str) -> _Split:
             "carb_ratios": _sched(store, "carbratio", what),
             "sensitivities": [[m, v] for m, v in _sched(store, "sens", what)],
             "targets": targets}
-    return _Split(f"profile|{t}", t, off, [("settings", item)])
+    return _Split(f"profile|{_key_time(doc, _TIMES['profile'], t)}", t, off,
+                  [("settings", item)])
 
 
 _PARSERS: Final[dict[str, Callable[[Mapping[str, Any], str], _Split]]] = {
@@ -496,13 +438,9 @@ def _parse_doc(collection: str, doc: dict[str, Any], what: str) -> Doc:
     return Doc(collection, split.key, split.time_ms, tuple(items), echo)
 
 
-def parse_docs(collection: str, body: Any) -> list[Doc]:
-    """Parse a POST body (one document or a list) of ``collection``. All or nothing.
-
-    Raises MalformedError (shape, types, injection-shaped keys) or OutOfRangeError (values
-    out of range, other fields over the annex bounds); times in the future are checked when
-    the items go through ``parse_batch``.
-    """
+def body_documents(collection: str, body: Any) -> list[Any]:
+    """The documents of a POST body (one document, or a list of them), unchecked. Raises
+    MalformedError (unknown collection, too many) or OutOfRangeError (none)."""
     if collection not in _PARSERS:
         raise MalformedError(f"unknown collection {collection!r}")
     docs = body if isinstance(body, list) else [body]
@@ -510,6 +448,17 @@ def parse_docs(collection: str, body: Any) -> list[Doc]:
         raise OutOfRangeError(f"empty {collection} upload: send at least one document")
     if len(docs) > MAX_DOCS:
         raise MalformedError(f"{len(docs)} documents in one upload; at most {MAX_DOCS}")
+    return docs
+
+
+def parse_docs(collection: str, body: Any) -> list[Doc]:
+    """Parse a POST body (one document or a list) of ``collection``. All or nothing.
+
+    Raises MalformedError (shape, types, injection-shaped keys) or OutOfRangeError (values
+    out of range, other fields over the annex bounds); times in the future are checked when
+    the items go through ``parse_batch``.
+    """
+    docs = body_documents(collection, body)
     out: list[Doc] = []
     seen: set[str] = set()
     for i, d in enumerate(docs):
@@ -546,11 +495,12 @@ def _reread(collection: str, rec: Record, part: dict[str, Any]) -> tuple[str, li
     t, off = _time_of(part, _TIMES["treatments"], "annex")
     event = _event(part, "annex")
     base = {"time": t, "tz_offset_min": off}
+    key = f"{event}|{_key_time(part, _TIMES['treatments'], t)}"
     if rec.TYPE in _TREATMENT_PARTS:
         stream, read = _TREATMENT_PARTS[rec.TYPE]
         item = read(part, event, "annex")
-        return f"{event}|{t}", [] if item is None else [parse_item(stream, dict(item, **base))]
-    return f"{event}|{t}", [parse_item("notes", dict(base, text=_note_text(part, event)))]
+        return key, [] if item is None else [parse_item(stream, dict(item, **base))]
+    return key, [parse_item("notes", dict(base, text=_note_text(part, event)))]
 
 
 #: The record types each collection makes.
@@ -567,7 +517,15 @@ def _same_record(a: Record, b: Record) -> bool:
 
 def _believed(rec: Record, annex: Annex, canonical: dict[str, Any]) -> bool:
     """Whether the annex's document yields this very record (and keys it at its time)."""
-    if rec.TYPE not in _MAKES[annex.collection] or not annex.key.endswith(f"|{rec.time_ms}"):
+    if rec.TYPE not in _MAKES[annex.collection]:
+        return False
+    if SERVER_TIME in annex.fields:  # keyed by the device's time: re-read to check
+        try:
+            key, again = _reread(annex.collection, rec, annex.original(canonical))
+        except InputError:
+            return False
+        return key == annex.key and any(_same_record(rec, r) for r in again)
+    if not annex.key.endswith(f"|{rec.time_ms}"):
         return False
     deciding = _DECIDING[annex.collection]
     touched = annex.fields.keys() | set(annex.omitted)

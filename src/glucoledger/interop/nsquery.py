@@ -1,17 +1,31 @@
 """Nightscout v1 ``find``/``count`` queries over documents read back. Pure.
 
-What clients send (Nightscout ``lib/server/query.js`` semantics, the subset in use):
+The semantics of cgm-remote-monitor ``lib/server/query.js`` and the v1 API routes
+(``lib/api/entries/index.js``, ``lib/api/treatments/index.js``, ``lib/server/*.js``), which pass
+``qs``-parsed ``find`` objects to MongoDB:
 
-- a time window on any time field, ``find[date][$gte]=<ms>``, ``find[created_at][$gte]=<ISO>``,
-  ``find[dateString][$lte]=...`` (``$gte``, ``$gt``, ``$lte``, ``$lt``, ``$eq``): applied to the
-  document's time (the record's time), whichever time field is named, so it works the same on
-  entries, treatments, devicestatus and profiles. The window also narrows the consent request.
-- conditions on other fields: ``find[eventType]=Temp Basal`` (equality), ``$ne``,
-  ``$exists`` (``true``/``false``), ``$gt``/``$gte``/``$lt``/``$lte`` (numbers as numbers, text
-  as text; a document without the field does not match, as in MongoDB);
-- ``count``: how many, newest first (0 means the collection's default).
+- a time window on any time field, ``find[date][$gte]=<ms>`` (also ``1796296828291.0``: the
+  walker ``parseInt``s ``date``), ``find[created_at][$gte]=<ISO>`` (a space in an ISO time is the
+  ``+`` a client did not escape, as ``enforceDateFilter`` repairs it), ``$gte``, ``$gt``,
+  ``$lte``, ``$lt``, ``$eq``: applied to the document's time, whichever time field is named.
+  The window also narrows the consent request.
+- without any time condition, only the last 4 days (``enforceDateFilter``'s ``deltaAgo``,
+  two days times two), except for profiles, which Nightscout lists whole;
+- conditions on other fields, dotted paths included (``find[pump.clock]``): equality,
+  ``$ne``, ``$in``/``$nin`` (``find[eventType][$in][]=A&...[]=B``), ``$exists``, ``$gt``...
+  (numbers as numbers, text as text; a document without the field does not match, as in
+  MongoDB); a value written ``/re/flags`` on a treatment's ``notes``, ``eventType`` or
+  ``enteredBy`` is a regular expression (``parseRegEx``);
+- ``find[$and][i][field][$op]`` (all hold) and ``find[$or][i][field][$op]`` (one holds), as
+  Trio sends them;
+- ``count``: how many, newest first; absent or 0 means the default (entries 10, treatments 100
+  or 1000 when ``find`` is present, devicestatus 10). A count above ``MAX_COUNT`` is a 400
+  that says how to page, never a silent cut.
+- every other parameter (``token``, ``secret``, xDrip+'s ``rr``, jQuery's ``_``, ``ts``...) is
+  ignored, as Nightscout ignores it.
 
-Anything else is refused with a MalformedError naming what is supported.
+A MalformedError (400) only where Nightscout fails too: a time it cannot parse, a regular
+expression that does not compile, a count that is not a number.
 """
 
 from __future__ import annotations
@@ -25,16 +39,43 @@ from typing import Any, Final
 
 from ..errors import MalformedError
 
-__all__ = ["DEFAULT_COUNT", "MAX_COUNT", "Found", "Query", "parse_query", "select"]
+__all__ = ["DEFAULT_COUNT", "MAX_COUNT", "Cond", "Found", "Query", "parse_query", "select",
+           "v3_params"]
 
 DEFAULT_COUNT: Final = {"entries": 10, "treatments": 100, "devicestatus": 10, "profile": 10}
-MAX_COUNT: Final = 10_000
+#: treatments with a ``find`` (lib/api/treatments/index.js: ``query.find ? 1000 : 100``).
+FIND_COUNT: Final = {"treatments": 1000}
+MAX_COUNT: Final = 100_000
 MAX_CONDITIONS: Final = 16
+MAX_IN: Final = 64
+#: Nightscout's default window when a query names no time (query.js: TWO_DAYS * 2).
+DEFAULT_WINDOW_MS: Final = 4 * 86_400_000
 TIME_FIELDS: Final = ("date", "dateString", "sysTime", "created_at", "timestamp", "mills",
-                      "startDate")
+                      "startDate", "srvModified", "srvCreated")
+REGEX_FIELDS: Final = {"treatments": ("notes", "eventType", "enteredBy")}
 _RANGE: Final = ("$gte", "$gt", "$lte", "$lt")
-_OPS: Final = (*_RANGE, "$eq", "$ne", "$exists")
-_FIND: Final = re.compile(r"^find\[([A-Za-z_][A-Za-z0-9_]{0,31})\](?:\[(\$[a-z]{2,6})\])?$")
+_OPS: Final = (*_RANGE, "$eq", "$ne", "$exists", "$in", "$nin")
+_FIND: Final = re.compile(
+    r"^find\[([A-Za-z_][A-Za-z0-9_.]{0,63})\](?:\[(\$[a-z]{2,6})\](?:\[\d{0,3}\])?)?$")
+#: Trio's forms: ``find[$and][0][enteredBy][$ne]=Trio``, ``find[$or][1][dateString][$eq]=...``.
+_LOGIC: Final = re.compile(
+    r"^find\[\$(and|or)\]\[(\d{1,2})\]\[([A-Za-z_][A-Za-z0-9_.]{0,63})\]"
+    r"(?:\[(\$[a-z]{2,6})\])?$")
+#: The pseudo-field of a time condition inside ``$or`` (compared with the document's time).
+TIME: Final = "@time"
+_REGEX: Final = re.compile(r"^/(.*)/([imsx]*)$", re.DOTALL)
+_NUMBER: Final = re.compile(r"^-?\d{1,16}(?:\.\d*)?$")
+
+
+@dataclass(frozen=True)
+class Cond:
+    """One condition: a (dotted) field, an operator, the values as sent (several for $in,
+    $nin), and the compiled pattern when the value is a regular expression."""
+
+    field: str
+    op: str
+    values: tuple[str, ...]
+    pattern: re.Pattern[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -43,8 +84,9 @@ class Query:
 
     start_ms: int | None = None  # inclusive
     end_ms: int | None = None  # exclusive
-    where: tuple[tuple[str, str, str], ...] = ()  # (field, operator, value as sent)
+    where: tuple[Cond, ...] = ()
     count: int = 10
+    either: tuple[Cond, ...] = ()  # ``$or``: at least one holds (when any)
 
 
 @dataclass(frozen=True)
@@ -58,53 +100,95 @@ class Found:
 
 
 def _query_time(value: str, name: str) -> int:
-    if re.fullmatch(r"-?\d{1,16}", value):
-        return int(value)
-    text = value.replace("Z", "+00:00") if value.endswith("Z") else value
+    if _NUMBER.fullmatch(value):
+        return int(float(value)) if "." in value else int(value)
+    text = value.strip().replace(" ", "+")
+    text = text[:-1] + "+00:00" if text.endswith("Z") else text
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise MalformedError(f"find[{name}] value {value[:40]!r} is neither epoch ms nor an "
-                             "ISO 8601 time") from None
+                             "ISO 8601 time (Nightscout: cannot parse as a valid ISO-8601 "
+                             "date)") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
 
 
-def parse_query(collection: str, params: Iterable[tuple[str, str]],
-                extra_type: str | None = None) -> Query:
-    """Parse query parameters (``find[date][$gte]=...``, ``find[eventType]=...``, ``count``).
+def _pattern(collection: str, field: str, value: str) -> re.Pattern[str] | None:
+    m = _REGEX.match(value)
+    if m is None or field not in REGEX_FIELDS.get(collection, ()):
+        return None
+    flags = 0
+    for f in m.group(2):
+        flags |= {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE}[f]
+    try:
+        return re.compile(m.group(1), flags)
+    except re.error as exc:
+        raise MalformedError(f"find[{field}] {value[:40]!r} is not a regular expression: "
+                             f"{exc.msg}") from None
 
-    ``extra_type`` adds ``find[type]=<it>`` (the ``/entries/sgv`` route). Raises
-    MalformedError for an unsupported parameter or operator, a bad time or count.
+
+def parse_query(collection: str, params: Iterable[tuple[str, str]],
+                extra_type: str | None = None, *, now_ms: int | None = None) -> Query:
+    """Parse query parameters as Nightscout does (module docstring).
+
+    ``extra_type`` adds ``find[type]=<it>`` (the ``/entries/sgv`` route). ``now_ms`` enables
+    the default 4-day window of a query that names no time. Raises MalformedError.
     """
     start: int | None = None
     end: int | None = None
-    where: list[tuple[str, str, str]] = []
+    timed = False
+    grouped: dict[tuple[str, str], list[str]] = {}
     if extra_type:
-        where.append(("type", "$eq", extra_type))
-    count = DEFAULT_COUNT.get(collection, 10)
+        grouped[("type", "$eq")] = [extra_type]
+    count: int | None = None
+    found_find = False
+    extra: list[Cond] = []  # from $and
+    either: list[Cond] = []  # from $or
     for name, value in params:
-        if name in ("token", "secret"):
-            continue
         if name == "count":
-            if not re.fullmatch(r"\d{1,6}", value):
+            if not re.fullmatch(r"\d{1,9}", value.strip()):
                 raise MalformedError(f"count must be a whole number, not {value[:20]!r}")
             n = int(value)
-            count = DEFAULT_COUNT.get(collection, 10) if n == 0 else min(n, MAX_COUNT)
+            if n > MAX_COUNT:
+                raise MalformedError(f"count {n} is more than {MAX_COUNT} documents in one "
+                                     "answer: page with find[date][$lt]=<the oldest date seen>")
+            count = n or None
+            continue
+        logic = _LOGIC.match(name)
+        if logic is not None:
+            found_find = True
+            kind, field, op = logic.group(1), logic.group(3), logic.group(4) or "$eq"
+            if op not in _OPS or op in ("$in", "$nin"):
+                raise MalformedError(f"operator {op} is not supported inside ${kind}")
+            if field in TIME_FIELDS and op in (*_RANGE, "$eq"):
+                cond = Cond(TIME, op, (str(_query_time(value, field)),))
+            else:
+                cond = Cond(field, op, (value[:256],),
+                            _pattern(collection, field, value) if op in ("$eq", "$ne")
+                            else None)
+            if kind == "and":
+                extra.append(cond)
+            else:
+                either.append(cond)
             continue
         m = _FIND.match(name)
         if m is None:
-            raise MalformedError(
-                f"query parameter {name[:40]!r} is not supported: use find[field] or "
-                f"find[field][$op] ({', '.join(_OPS)}), or count")
+            if name.startswith("find["):
+                raise MalformedError(f"query parameter {name[:40]!r} is not a find this server "
+                                     f"reads: use find[field] or find[field][$op] "
+                                     f"({', '.join(_OPS)})")
+            continue  # rr, _, ts, token, secret...: Nightscout ignores them too
+        found_find = True
         field, op = m.group(1), m.group(2) or "$eq"
         if op not in _OPS:
             raise MalformedError(f"operator {op} is not supported; use {', '.join(_OPS)}")
-        if len(value) > 64:
-            raise MalformedError(f"find[{field}] value is {len(value)} characters; at most 64")
+        if len(value) > 256:
+            raise MalformedError(f"find[{field}] value is {len(value)} characters; at most 256")
         if field in TIME_FIELDS and op in (*_RANGE, "$eq"):
             ms = _query_time(value, field)
+            timed = True
             if op in ("$gte", "$eq"):
                 start = ms if start is None else max(start, ms)
             if op == "$gt":
@@ -117,10 +201,26 @@ def parse_query(collection: str, params: Iterable[tuple[str, str]],
         if op == "$exists" and value not in ("true", "false", "1", "0"):
             raise MalformedError(f"find[{field}][$exists] takes true or false, not "
                                  f"{value[:20]!r}")
-        where.append((field, op, value))
-        if len(where) > MAX_CONDITIONS:
-            raise MalformedError(f"more than {MAX_CONDITIONS} find conditions; send fewer")
-    return Query(start, end, tuple(where), count)
+        grouped.setdefault((field, op), []).append(value)
+    where = []
+    for (field, op), values in grouped.items():
+        if op not in ("$in", "$nin"):
+            values = values[-1:]  # qs: the last of repeated scalars
+        if len(values) > MAX_IN:
+            raise MalformedError(f"find[{field}][{op}] lists {len(values)} values; at most "
+                                 f"{MAX_IN}")
+        pattern = _pattern(collection, field, values[0]) if op in ("$eq", "$ne") else None
+        where.append(Cond(field, op, tuple(values), pattern))
+    where += extra
+    if len(where) + len(either) > MAX_CONDITIONS:
+        raise MalformedError(f"more than {MAX_CONDITIONS} find conditions; send fewer")
+    # Nightscout puts no date filter on a query by _id
+    by_id = any(c.field == "_id" for c in (*where, *either))
+    if not timed and not by_id and now_ms is not None and collection != "profile":
+        start = now_ms - DEFAULT_WINDOW_MS
+    default = FIND_COUNT.get(collection) if found_find else None
+    return Query(start, end, tuple(where),
+                 count or default or DEFAULT_COUNT.get(collection, 10), tuple(either))
 
 
 def _number(text: str) -> float | None:
@@ -156,16 +256,41 @@ def _order(value: Any, text: str, op: str) -> bool:
                 a < b if op == "$lt" else a <= b)
 
 
-def _matches(doc: dict[str, Any], field: str, op: str, text: str) -> bool:
-    if op == "$exists":
-        return (field in doc) == (text in ("true", "1"))
-    if op == "$ne":
-        return field not in doc or not _equal(doc[field], text)
-    if field not in doc:
+_MISSING: Final = object()
+
+
+def _get(doc: dict[str, Any], path: str) -> Any:
+    """A (dotted) field of a document, or ``_MISSING``."""
+    value: Any = doc
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+def _is(value: Any, c: Cond) -> bool:
+    if c.pattern is not None:
+        return isinstance(value, str) and c.pattern.search(value) is not None
+    return _equal(value, c.values[0])
+
+
+def _matches(f: Found, c: Cond) -> bool:
+    doc = f.doc
+    value = f.time_ms if c.field == TIME else _get(doc, c.field)
+    if c.op == "$exists":
+        return (value is not _MISSING) == (c.values[0] in ("true", "1"))
+    if c.op == "$ne":
+        return value is _MISSING or not _is(value, c)
+    if c.op == "$nin":
+        return value is _MISSING or not any(_equal(value, v) for v in c.values)
+    if value is _MISSING:
         return False
-    if op == "$eq":
-        return _equal(doc[field], text)
-    return _order(doc[field], text, op)
+    if c.op == "$eq":
+        return _is(value, c)
+    if c.op == "$in":
+        return any(_equal(value, v) for v in c.values)
+    return _order(value, c.values[0], c.op)
 
 
 def select(found: Iterable[Found], query: Query) -> list[Found]:
@@ -173,6 +298,44 @@ def select(found: Iterable[Found], query: Query) -> list[Found]:
     out = [f for f in found
            if (query.start_ms is None or f.time_ms >= query.start_ms)
            and (query.end_ms is None or f.time_ms < query.end_ms)
-           and all(_matches(f.doc, k, op, v) for k, op, v in query.where)]
+           and all(_matches(f, c) for c in query.where)
+           and (not query.either or any(_matches(f, c) for c in query.either))]
     out.sort(key=lambda f: f.time_ms, reverse=True)
     return out[:query.count]
+
+
+_V3_OPS: Final = {"eq": "$eq", "ne": "$ne", "gt": "$gt", "gte": "$gte", "lt": "$lt",
+                  "lte": "$lte", "in": "$in", "nin": "$nin"}
+_V3_FIELD: Final = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]{0,63})(?:\$([a-z]{2,3}))?$")
+_V3_IGNORED: Final = frozenset({"token", "secret", "fields", "now", "skip", "rr", "_", "ts"})
+
+
+def v3_params(params: Iterable[tuple[str, str]]) -> tuple[list[tuple[str, str]], bool]:
+    """API v3 search parameters (cgm-remote-monitor ``lib/api3/generic/search``: ``field=v``,
+    ``field$op=v`` with ops eq ne gt gte lt lte in nin re, ``in``/``nin`` values split on
+    ``|``, ``sort=f`` / ``sort$desc=f``, ``limit``) as v1 ``find``/``count`` parameters, and
+    whether the answer is oldest first. Raises MalformedError for an unknown operator."""
+    out: list[tuple[str, str]] = []
+    ascending = False
+    for name, value in params:
+        if name == "limit":
+            out.append(("count", value))
+        elif name == "sort":
+            ascending = True
+        elif name == "sort$desc":
+            ascending = False
+        elif name not in _V3_IGNORED:
+            m = _V3_FIELD.match(name)
+            if m is None:
+                continue  # as Nightscout: what it does not read, it ignores
+            field, op = m.group(1), m.group(2) or "eq"
+            if op == "re":
+                out.append((f"find[{field}]", f"/{value}/"))
+            elif op in ("in", "nin"):
+                out += [(f"find[{field}][${op}][]", v) for v in value.split("|")]
+            elif op in _V3_OPS:
+                out.append((f"find[{field}][{_V3_OPS[op]}]", value))
+            else:
+                raise MalformedError(f"{name}: operator {op} is not one of "
+                                     f"{', '.join((*_V3_OPS, 're'))}")
+    return out, ascending

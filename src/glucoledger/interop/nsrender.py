@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from ..glucose.readings import (
     Basal,
@@ -27,7 +27,7 @@ from ..glucose.readings import (
 from ..glucose.units import mgdl_to_mmol
 from .nsquery import Found
 
-__all__ = ["iso", "legacy", "profile_doc", "status_doc"]
+__all__ = ["THRESHOLDS", "iso", "legacy", "profile_doc", "separated", "status_doc"]
 
 
 def iso(time_ms: int) -> str:
@@ -114,6 +114,23 @@ def profile_doc(rec: DeviceSettings) -> dict[str, Any]:
             "created_at": at, "units": "mg/dl", "store": {"Default": store}}
 
 
+#: Nightscout's ``settings.thresholds`` (mg/dL), which followers (xDrip+, Nightguard, watch
+#: faces) colour readings by: the International Consensus on Time in Range (Battelino et al.,
+#: Diabetes Care 2019): above 250 very high, 70..180 in range, below 54 very low.
+THRESHOLDS: Final = {"bgHigh": 250, "bgTargetTop": 180, "bgTargetBottom": 70, "bgLow": 54}
+
+
+def separated(docs: Iterable[dict[str, Any]], sep: str) -> str:
+    """Entries as ``.csv``/``.tsv``/``.txt`` (cgm-remote-monitor lib/api/entries/index.js
+    ``formatWithSeparator``): dateString, date, sgv, direction, device, each JSON-encoded
+    (null as empty), rows joined by CRLF."""
+    rows = []
+    for d in docs:
+        cells = [d.get(k) for k in ("dateString", "date", "sgv", "direction", "device")]
+        rows.append(sep.join("" if c is None else json.dumps(c) for c in cells))
+    return "\r\n".join(rows)
+
+
 def status_doc(*, name: str, version: str, now_ms: int, units: str = "mg/dl",
                authorized: bool = False) -> dict[str, Any]:
     """GET /api/v1/status.json: what uploaders and followers check before talking to us."""
@@ -129,7 +146,7 @@ def status_doc(*, name: str, version: str, now_ms: int, units: str = "mg/dl",
         "head": "glucoledger",
         "settings": {"units": units, "timeFormat": 24, "theme": "default",
                      "enable": ["careportal", "iob", "cob", "basal"],
-                     "authDefaultRoles": "denied"},
+                     "authDefaultRoles": "denied", "thresholds": dict(THRESHOLDS)},
         "extendedSettings": {"devicestatus": {"advanced": True}},
         "authorized": {"token": "", "sub": "", "permissionGroups": []} if authorized else None,
         "units_note": f"1 mmol/L = {1 / mgdl_to_mmol(1):.5f} mg/dL",

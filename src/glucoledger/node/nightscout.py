@@ -6,13 +6,21 @@ what a client presents, never a secret):
 - an *uploader secret* is bound to one patient and one gateway account (kind ``gateway``,
   sponsored by the node's organization, bound by the patient, its key custodial in the
   wallet). Uploaders send ``api-secret: sha1hex(secret)`` (or sha512hex); what they upload
-  becomes ``gateway-attested`` batches through the ingest service. It cannot read.
+  becomes ``gateway-attested`` batches through the ingest service. It also reads its
+  patient's documents, as the patient (her custodial key signs the ``access`` request, so
+  the read is in her audit trail like her own), because the apps read with the secret they
+  upload with (xDrip+ treatment download, Trio, Loop's profile import, tconnectsync).
 - a *reader token* (``?token=`` or ``api-secret``) is bound to a reader account (clinician,
   caregiver...) and one patient; each read is an ``access`` request signed with the reader's
   custodial keys, decided by ``decide`` and audited like any other read (node/access.py).
 
-Deduplication as Nightscout does it (interop/nightscout.py): a document whose identity was
-stored before is not stored again; POST echoes it with its ``_id``. The node remembers
+Per document (interop/nsaccept.py): a POST is never refused whole for one document; each is
+stored, answered as a repeat, or refused alone (answered in place, logged sealed for the
+patient: node/nsrefusals.py). Edits (PUT, a changed re-POST, DELETE) are versions on the
+ledger (node/nsversions.py, state/versions.py); API v3 is node/nsv3.py.
+
+Deduplication as Nightscout does it (interop/nightscout.py): a document whose identity and
+content were stored before is not stored again; POST echoes it with its ``_id``. The node remembers
 identities as HMAC-SHA-256 under a key derived from the master key, stored as the vault's
 idempotency tags of the batch that holds the document (written with the batch's row, deleted
 with it), so the index reveals no reading times to someone holding only the folder, and a
@@ -41,16 +49,21 @@ from ..errors import (
     AuthenticationError,
     GlucoledgerError,
     InputError,
+    NotFoundError,
     PermissionDeniedError,
 )
-from ..glucose.readings import Batch, parse_batch
+from ..glucose.readings import Batch, Record, parse_batch
 from ..interop import nightscout as ns
+from ..interop import nsaccept
 from ..state.consent import Request, grants_of
 from ..vault.batch import prepare_upload
 from .access import AccessService, RawRelease
 from .accounts import AddressBook, Identity, identity, keys_of
 from .devices import bind_device, create_keyed_account, org_account
 from .ingest import IngestService
+from .nsrefusals import Refusal, RefusalLog
+from .nsv3 import V3
+from .nsversions import DocVersions
 from .pipeline import Pipeline
 from .service import Node
 
@@ -66,12 +79,29 @@ STREAMS_OF: dict[str, tuple[str, ...]] = {
 
 
 def _batches(docs: list[ns.Doc], now_ms: int) -> list[Batch]:
-    """The documents' items as one validated batch per stream (raises InputError)."""
-    by_stream: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    """The documents' items as validated batches, one per stream unless two documents hold
+    records of one type at one time (two notes of different treatments): those go to
+    another batch of the stream, so no document waits on another. Raises InputError only
+    for what ``parse_each`` already checked per document."""
+    by_stream: dict[str, list[list[dict[str, Any]]]] = defaultdict(list)
+    seen: dict[str, list[set[Any]]] = defaultdict(list)
     for d in docs:
         for stream, item in d.items:
-            by_stream[stream].append(item)
-    return [parse_batch(s, items, now_ms=now_ms) for s, items in by_stream.items()]
+            mark = (item["time"], item.get("type"))
+            lanes = seen[stream]
+            lane = next((i for i, s in enumerate(lanes) if mark not in s), len(lanes))
+            if lane == len(lanes):
+                lanes.append(set())
+                by_stream[stream].append([])
+            lanes[lane].add(mark)
+            by_stream[stream][lane].append(item)
+    return [parse_batch(s, items, now_ms=now_ms)
+            for s, groups in by_stream.items() for items in groups]
+
+
+def ns_refusal(now_ms: int, uploader: str, collection: str, index: int,
+               outcome: nsaccept.Refused) -> Refusal:
+    return Refusal(now_ms, uploader, collection, index, outcome.error.message)
 
 
 @dataclass(eq=False)
@@ -79,16 +109,35 @@ class _Post:
     """One POST on its way through the upload pipeline."""
 
     binding: Binding
-    docs: list[ns.Doc]
-    ids: list[bytes]  # the documents' dedup tags (HMAC of their Nightscout identity)
+    collection: str
+    outcomes: list[nsaccept.Outcome]  # one per document sent, in order
+    docs: list[ns.Doc]  # the accepted ones
+    ids: list[bytes]  # the accepted documents' dedup tags (HMAC of their identity)
     now_ms: int
     batches: list[Batch]
     future: Future[list[dict[str, Any]]] = field(default_factory=Future)
+    current: list[tuple[int, bool]] = field(default_factory=list)  # (version, deleted)
+    ctags: list[bytes] = field(default_factory=list)  # content tags at those versions
+
+    def answer(self) -> list[dict[str, Any]]:
+        """One element per document sent: the stored document with its ``_id``, a repeat
+        as its first, a refused one as ``nsaccept.refused_answer``."""
+        stored = iter(dict(d.echo, _id=k[:12].hex()) for d, k in zip(self.docs, self.ids,
+                                                                     strict=True))
+        out: list[dict[str, Any]] = []
+        for o in self.outcomes:
+            if isinstance(o, nsaccept.Accepted):
+                out.append(next(stored))
+            elif isinstance(o, nsaccept.Repeat):
+                out.append(dict(out[o.first]))
+            else:
+                out.append(nsaccept.refused_answer(self.collection, o.sent, o.error))
+        return out
 
 
 @dataclass(frozen=True)
 class Binding:
-    role: str  # "upload" | "read"
+    role: str  # "upload" | "read" | "owner" (the patient herself, in her session)
     patient: bytes
     account: str  # gateway name (upload) or reader name (read)
 
@@ -105,6 +154,9 @@ class NightscoutService:
         self._dedup_key = hmac_sha256(node.master, b"glucoledger nightscout dedup v1")
         self._gw_keys: dict[str, Any] = {}
         self._pipeline: Pipeline[_Post] = Pipeline(self._store, name="nightscout-uploads")
+        self.refusals = RefusalLog(node.data_dir / "nightscout-refusals.bin", node.master)
+        self.versions = DocVersions(node, self._dedup_key, self._key)
+        self.v3 = V3(self)
 
     def close(self) -> None:
         self._pipeline.close()
@@ -172,6 +224,19 @@ class NightscoutService:
         raise AuthenticationError("send the api-secret header (SHA-1 hex of your API secret) "
                                   "or ?token=")
 
+    def knows(self, presented: str) -> bool:
+        """Whether ``presented`` (as a client sends it) is a credential bound here."""
+        return credential_hash(presented.strip().lower()).hex() in self._bindings
+
+    def binding_of(self, stored: bytes) -> Binding:
+        """The binding stored under a credential hash (a JWT's subject). Raises
+        AuthenticationError when it is gone."""
+        hit = self._bindings.get(stored.hex())
+        if hit is None:
+            raise AuthenticationError("the access token behind this JWT is no longer known "
+                                      "here: ask the patient for a new one")
+        return Binding(hit["role"], bytes.fromhex(hit["patient"]), hit["account"])
+
     # --- uploads ---------------------------------------------------------------------------
     def _key(self, patient: bytes, collection: str, key: str) -> bytes:
         return hmac_sha256(self._dedup_key, patient + b"|" + collection.encode() + b"|"
@@ -192,75 +257,111 @@ class NightscoutService:
              ) -> Future[list[dict[str, Any]]]:
         """Check a POST body now and queue it; the future gives what ``upload`` returns.
 
-        All or nothing per request: every document is validated here, before anything is
-        queued, so bad input raises at once (InputError subclasses; PermissionDeniedError for
-        a read token). The future fails with RejectedError / SignatureError / StorageError when
-        the ledger or the vault refused the batch.
+        Per document (interop/nsaccept.py): every document is judged here, before anything
+        is queued; refused ones are logged for the patient (``refusals``) and answered in
+        place, the others stored, and the answer has one element per document sent. Raises
+        at once only for a body that is not a POST body at all (MalformedError) or a read
+        token (PermissionDeniedError). The future fails with RejectedError / SignatureError /
+        StorageError when the ledger or the vault refused the batch.
         """
         if binding.role != "upload":
             raise PermissionDeniedError("this token may read (through a grant), not upload; "
                                         "uploaders use their own API secret")
-        docs = ns.parse_docs(collection, body)
-        post = _Post(binding, docs,
+        outcomes = nsaccept.parse_each(collection, body, now_ms)
+        refused = [ns_refusal(now_ms, binding.account, collection, i, o)
+                   for i, o in enumerate(outcomes) if isinstance(o, nsaccept.Refused)]
+        self.refusals.add(binding.patient, refused)
+        docs = [o.doc for o in outcomes if isinstance(o, nsaccept.Accepted)]
+        post = _Post(binding, collection, outcomes, docs,
                      [self._key(binding.patient, collection, d.key) for d in docs], now_ms,
                      _batches(docs, now_ms))
+        if not docs:
+            post.future.set_result(post.answer())
+            return post.future
         return self._pipeline.put(post)
 
     def _store(self, posts: list[_Post]) -> None:
         """The pipeline's step: store a group of POSTs as one ingest group (one block).
 
-        Documents stored before (their tag is in the vault) or earlier in the same group are
-        not stored again (Nightscout's deduplication); what remains becomes one batch per
-        stream and POST, signed by the POST's gateway with consecutive sequence numbers.
+        Each accepted document is new (its identity tag is not in the vault: stored, with its
+        identity and content tags), a repeat (its content tag for the current version is
+        held: Nightscout's deduplication, answered, not stored again) or a change (stored as
+        batches of its own, then recorded as the next version by ``doc.version``, signed by
+        the POST's gateway; node/nsversions.py). New documents become one batch per stream
+        and POST; batches are signed by the gateway with consecutive sequence numbers. A
+        document claimed by an earlier POST of the group waits for the next round.
         """
-        stored = self.ingest.vault.tagged([k for p in posts for k in p.ids])
-        claimed: set[bytes] = set()  # tags of documents earlier POSTs of this group store
-        work: list[tuple[_Post, list[Any]]] = []
+        for p in posts:
+            p.current = [self.versions.current(p.binding.patient, k) for k in p.ids]
+            p.ctags = [self.versions.content_tag(p.binding.patient, k, n, d)
+                       for k, (n, _), d in zip(p.ids, p.current, p.docs, strict=True)]
+        stored = self.ingest.vault.tagged([k for p in posts for k in (*p.ids, *p.ctags)])
+        claimed: set[bytes] = set()  # identity tags earlier POSTs of this group store
+        work: list[tuple[_Post, list[Any], list[tuple[int, int, list[Any]]]]] = []
         later: list[_Post] = []
         for p in posts:
             if claimed.intersection(p.ids):  # wait for their outcome: stored, or not
                 later.append(p)
                 continue
-            fresh = []
-            for k in p.ids:
-                fresh.append(k not in stored and k not in claimed)
-                claimed.add(k)
-            if not all(fresh):  # some documents were stored before: rebuild from the rest
-                try:
-                    p.batches = _batches([d for d, f in zip(p.docs, fresh, strict=True) if f],
-                                         p.now_ms)
-                except GlucoledgerError as exc:
-                    p.future.set_exception(exc)
-                    continue
+            claimed.update(p.ids)
+            new: list[int] = []
+            changed: list[int] = []
+            for j, (k, (_, deleted), c) in enumerate(zip(p.ids, p.current, p.ctags,
+                                                         strict=True)):
+                if k not in stored:
+                    new.append(j)
+                elif deleted or c not in stored:
+                    changed.append(j)
             try:
-                work.append((p, self._queue_batches(p, fresh)))
-            except GlucoledgerError as exc:
-                p.future.set_exception(exc)
-        self.ingest.drain()
-        for p, jobs in work:
-            try:
-                for job in jobs:
-                    self.ingest.wait(job)
+                if len(new) != len(p.docs):
+                    p.batches = _batches([p.docs[j] for j in new], p.now_ms)
+                jobs = self._queue(p, p.batches,
+                                   [t for j in new for t in (p.ids[j], p.ctags[j])])
+                changes = []
+                for j in changed:
+                    n = p.current[j][0] + 1
+                    tag = self.versions.content_tag(p.binding.patient, p.ids[j], n, p.docs[j])
+                    changes.append((j, n, self._queue(p, _batches([p.docs[j]], p.now_ms),
+                                                      [tag])))
             except GlucoledgerError as exc:
                 p.future.set_exception(exc)
                 continue
-            p.future.set_result([dict(d.echo, _id=k[:12].hex())
-                                 for d, k in zip(p.docs, p.ids, strict=True)])
+            work.append((p, jobs, changes))
+        self.ingest.drain()
+        for p, jobs, changes in work:
+            try:
+                for job in jobs:
+                    self.ingest.wait(job)
+                gw, key = self._gateway(p.binding.account)
+                for j, n, change in changes:
+                    cts = [self.ingest.wait(job).ct for job in change]
+                    self.versions.record(gw.id, [key], p.binding.patient, p.ids[j], n, cts)
+            except GlucoledgerError as exc:
+                p.future.set_exception(exc)
+                continue
+            p.future.set_result(p.answer())
         if later:
             self._store(later)
 
-    def _queue_batches(self, p: _Post, fresh: list[bool]) -> list[Any]:
+    def _queue(self, p: _Post, batches: list[Batch], tags: list[bytes]) -> list[Any]:
         gw, key = self._gateway(p.binding.account)
-        tags = [k for k, f in zip(p.ids, fresh, strict=True) if f]
         seq = max(self._next_seq.get(gw.id, 0), self.ingest.next_seq(gw.id))
         jobs = []
-        for i, b in enumerate(p.batches):
+        for i, b in enumerate(batches):
             up = prepare_upload(self.node.chain, p.binding.patient, gw.id, seq, b, key)
-            # The document tags go with the POST's first batch: kept if it is committed.
+            # The document tags go with the first batch: kept if it is committed.
             jobs.append(self.ingest.submit(up, commit=False, tags=tags if i == 0 else ()))
             seq += 1
         self._next_seq[gw.id] = seq
         return jobs
+
+    def _patient(self, patient: bytes) -> Identity:
+        try:
+            return identity(self.node, patient.hex())
+        except NotFoundError:
+            raise PermissionDeniedError("the patient this uploader secret is bound to has no "
+                                        "account on this node any more; ask the operator"
+                                        ) from None
 
     def _gateway(self, name: str) -> tuple[Identity, Any]:
         hit = self._gw_keys.get(name)
@@ -271,30 +372,96 @@ class NightscoutService:
         return hit
 
     # --- reads -------------------------------------------------------------------------------
-    def read(self, binding: Binding, collection: str, query: ns.Query
-             ) -> list[dict[str, Any]]:
-        """Documents of ``collection`` the reader's grant allows; every read is audited.
-
-        Raises PermissionDeniedError (an upload secret; or denied by consent: audited),
-        AuthenticationError.
-        """
-        if binding.role != "read":
-            raise PermissionDeniedError("an uploader secret only uploads; to read, use a "
-                                        "reader token bound to an account with a grant")
-        reader = identity(self.node, binding.account)
+    def _release(self, binding: Binding, collection: str, query: ns.Query
+                 ) -> list[tuple[bytes, tuple[Record, ...]]]:
+        """The records the credential may read, batch by batch (ciphertext hash, records);
+        the read is ordered and audited first (write-ahead)."""
         wanted = STREAMS_OF[collection]
-        granted = {s for g in grants_of(self.node.state, binding.patient, reader.id)
-                   if g.status == "active" for s in g.streams}
-        streams = tuple(s for s in wanted if s in granted) or wanted[:1]
+        if binding.role in ("upload", "owner"):
+            # The uploader's own secret reads its patient's data (xDrip+ treatment download,
+            # Trio's fetches, Loop's profile import): as the patient herself, signed with her
+            # custodial key, audited on the ledger like her own reads.
+            reader = self._patient(binding.patient)
+            keys = keys_of(self.node, reader, [0])
+            streams = wanted
+        else:
+            reader = identity(self.node, binding.account)
+            keys = keys_of(self.node, reader)
+            granted = {s for g in grants_of(self.node.state, binding.patient, reader.id)
+                       if g.status == "active" for s in g.streams}
+            streams = tuple(s for s in wanted if s in granted) or wanted[:1]
         window = None
         if query.start_ms is not None or query.end_ms is not None:
             lo = max(0, query.start_ms or 0)
             hi = query.end_ms if query.end_ms is not None else (1 << 53)
             window = {"from": lo, "to": max(hi, lo + 1)}
         req = Request(binding.patient, streams, "raw", window)
-        release = self.access.read_as(reader.id, keys_of(self.node, reader), req)
+        release = self.access.read_as(reader.id, keys, req)
         assert isinstance(release, RawRelease)
-        found = [f for f in ns.docs_from_records(release.records) if f.collection == collection]
+        g = release.grounds
+        out = []
+        for ct in g.batches:  # the permitted batches, through the access service's cache
+            # (stream, records) before the clinical issue's access service, a batch object
+            # with ``items`` after it: either way the decrypted records of the batch.
+            got: Any = self.access._batch(ct)
+            items = got[1] if isinstance(got, tuple) else got.items
+            out.append((ct, tuple(r for r in items if g.start_ms <= r.time_ms < g.end_ms)))
+        return out
+
+    def _found(self, binding: Binding, collection: str, records: list[Record]
+               ) -> list[ns.Found]:
         # _id as POST echoed it: the keyed hash of the document's Nightscout identity.
-        return [dict(f.doc, _id=self.doc_id(binding.patient, collection, f.key))
-                for f in ns.select(found, query)]
+        return [ns.Found(f.collection, f.key, f.time_ms,
+                         dict(f.doc, _id=self.doc_id(binding.patient, collection, f.key)))
+                for f in ns.docs_from_records(records) if f.collection == collection]
+
+    def read(self, binding: Binding, collection: str, query: ns.Query
+             ) -> list[dict[str, Any]]:
+        """Documents of ``collection`` the reader's grant allows (the uploader's secret: its
+        patient's own documents), each at its last version; every read is audited.
+
+        Raises PermissionDeniedError (denied by consent: audited), AuthenticationError.
+        """
+        return [f.doc for f in self._select(binding, collection, query)]
+
+    def _select(self, binding: Binding, collection: str, query: ns.Query) -> list[ns.Found]:
+        by_ct = self._release(binding, collection, query)
+        found = self._found(binding, collection, self.versions.live(binding.patient, by_ct))
+        return ns.select(found, query)
+
+    def delete(self, binding: Binding, collection: str, query: ns.Query
+               ) -> dict[str, Any]:
+        """Delete the documents ``query`` finds (by ``find[_id]``, or any find): each gets a
+        deletion as its next version, signed by the uploader's gateway; nothing is erased.
+        Answers as Nightscout does: ``{"n": deleted, "ok": 1}``.
+
+        Raises PermissionDeniedError (a reader token), RejectedError (the ledger refused).
+        """
+        if binding.role != "upload":
+            raise PermissionDeniedError("a reader token cannot delete; the uploader's own "
+                                        "API secret can")
+        gw, key = self._gateway(binding.account)
+        n = 0
+        for f in self._select(binding, collection, query):
+            tag = self._key(binding.patient, collection, f.key)
+            version, deleted = self.versions.current(binding.patient, tag)
+            if not deleted:
+                self.versions.record(gw.id, [key], binding.patient, tag, version + 1, [])
+                n += 1
+        return {"n": n, "ok": 1}
+
+    def history(self, binding: Binding, collection: str, doc_id: str) -> list[dict[str, Any]]:
+        """Every version of the document with ``_id`` ``doc_id``, oldest first, for the
+        patient (her uploader's secret, or her own session through ``patient_binding``):
+        who made each (account id), when (block height and time), the ledger transaction,
+        and the document (None for a deletion). Raises NotFoundError."""
+        if binding.role not in ("upload", "owner"):
+            raise PermissionDeniedError("only the patient sees every version of a document")
+        by_ct = self._release(binding, collection, ns.Query(count=ns.MAX_COUNT))
+        for _ct, records in by_ct:
+            for f in self._found(binding, collection, list(records)):
+                if f.doc["_id"] == doc_id:
+                    tag = self._key(binding.patient, collection, f.key)
+                    return self.versions.history(binding.patient, by_ct, collection, tag)
+        raise NotFoundError(f"no {collection} document with _id {doc_id[:24]!r} here")
+

@@ -16,6 +16,7 @@ from . import (  # noqa: F401
     grants,  # consent.grant/amend/revoke, care.entry
     multisig,
     research,  # study.*, research.consent/withdraw/release/manifest
+    versions,  # doc.version: edits and deletions of uploaded documents
 )
 from .machine import REGISTRY, Context, apply
 from .replica import Block, Replica

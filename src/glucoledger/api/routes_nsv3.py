@@ -1,0 +1,251 @@
+"""Nightscout API v3, as AndroidAPS's NSClient V3 uses it (core/nssdk NightscoutRemoteService).
+
+- ``GET /api/v2/authorization/request/{token}``: a JWT for an access token (node/nsv3.py);
+- ``GET /api/v3/version``, ``/api/v3/status``, ``/api/v3/lastModified``;
+- ``GET /api/v3/{col}`` (``field$op=value``, ``sort``/``sort$desc``, ``limit``),
+  ``/api/v3/{col}/{identifier}``, ``/api/v3/{col}/history/{ms}`` (what changed after ms,
+  deletions included, oldest change first);
+- ``POST /api/v3/{col}`` (one document: 201 with its ``identifier``; a document that cannot
+  be stored: 400 with the reason, logged for the patient), ``PATCH``/``PUT
+  /api/v3/{col}/{identifier}`` (a new version), ``DELETE /api/v3/{col}/{identifier}`` (a
+  deletion version); ``GET /api/v3/food`` (empty: no food database here).
+
+Every answer is ``{"status": <code>, "result": ...}`` as cgm-remote-monitor's lib/api3 sends
+it; errors ``{"status": <code>, "message": ...}`` with the same code. Reads go through consent
+(reader tokens) or as the patient (her uploader's token), audited, like v1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Final
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from .. import __version__
+from ..errors import (
+    GlucoledgerError,
+    InputError,
+    MalformedError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from ..interop import nightscout as ns
+from ..interop.nsquery import v3_params
+from ..node.nightscout import Binding, NightscoutService
+from .app import json_body
+from .auth import record_refusal
+from .context import ctx
+from .routes_nightscout import _ERR
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["nightscout v3"])
+_COLLECTIONS: Final = (*ns.COLLECTIONS, "food", "settings")
+_FIELDS: Final = {"entries": "date", "treatments": "created_at", "devicestatus": "created_at",
+                  "profile": "startDate"}
+
+
+def _svc(request: Request) -> NightscoutService:
+    return ctx(request).services["nightscout"]  # type: ignore[no-any-return]
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+def _auth(request: Request) -> Binding:
+    header = request.headers.get("authorization", "")
+    bearer = header[7:].strip() if header.lower().startswith("bearer ") else None
+    try:
+        return _svc(request).v3.authenticate(bearer, _now())
+    except GlucoledgerError as exc:
+        record_refusal(request, exc, None)
+        raise
+
+
+def _ok(result: Any, status: int = 200, **extra: Any) -> JSONResponse:
+    return JSONResponse({"status": status, "result": result, **extra}, status_code=status)
+
+
+def _collection(col: str) -> str:
+    if col not in _COLLECTIONS:
+        raise NotFoundError(f"/api/v3/{col[:20]}: no such collection; use "
+                            f"{', '.join(_COLLECTIONS)}")
+    return col
+
+
+@router.get("/api/v2/authorization/request/{token}", responses=_ERR)
+def authorization_request(request: Request, token: str) -> dict[str, Any]:
+    """Trade an access token (the uploader's API secret, or a reader token) for a JWT."""
+    try:
+        return _svc(request).v3.issue(token, _now())
+    except GlucoledgerError as exc:
+        record_refusal(request, exc, None)
+        raise
+
+
+@router.get("/api/v3/version", responses=_ERR)
+def version() -> JSONResponse:
+    return _ok({"version": f"15.0.0-glucoledger-{__version__}", "apiVersion": "3.0.4",
+                "srvDate": _now(), "storage": {"storage": "glucoledger",
+                                               "version": __version__}})
+
+
+@router.get("/api/v3/status", responses=_ERR)
+def status(request: Request) -> JSONResponse:
+    binding = _auth(request)
+    perm = "crud" if binding.role == "upload" else "r"
+    return _ok({"version": f"15.0.0-glucoledger-{__version__}", "apiVersion": "3.0.4",
+                "srvDate": _now(), "storage": {"storage": "glucoledger",
+                                               "version": __version__},
+                "apiPermissions": {c: perm for c in (*ns.COLLECTIONS, "food", "settings")}})
+
+
+@router.get("/api/v3/lastModified", responses=_ERR)
+def last_modified(request: Request) -> JSONResponse:
+    """When each collection last changed (the newest ``srvModified`` of the last 4 days)."""
+    binding = _auth(request)
+    v3 = _svc(request).v3
+    out: dict[str, int] = {}
+    for col in ns.COLLECTIONS:
+        query = ns.parse_query(col, [("count", str(ns.MAX_COUNT))], now_ms=_now())
+        docs = v3.documents(binding, col, query, deleted=True)
+        out[col] = max((d["srvModified"] for d in docs), default=0)
+    return _ok({"srvDate": _now(), "collections": out})
+
+
+def _search(request: Request, col: str, params: list[tuple[str, str]],
+            deleted: bool = False, after: int | None = None) -> list[dict[str, Any]]:
+    binding = _auth(request)
+    try:
+        return _find(request, binding, col, params, deleted, after)
+    except PermissionDeniedError as exc:  # denied by consent: on the ledger, and logged here
+        record_refusal(request, exc, binding.account)
+        raise
+
+
+def _find(request: Request, binding: Binding, col: str, params: list[tuple[str, str]],
+          deleted: bool, after: int | None) -> list[dict[str, Any]]:
+    if col in ("food", "settings"):
+        return []
+    v1, ascending = v3_params(params)
+    limit = next((int(v) for k, v in v1 if k == "count" and v.isdigit()), None)
+    v1 = [(k, v) for k, v in v1 if k != "count"]
+    if after is not None:  # history: every change, then the oldest first
+        query = ns.parse_query(col, [*v1, ("count", str(ns.MAX_COUNT))])
+        docs = [d for d in _svc(request).v3.documents(binding, col, query, deleted=True)
+                if d["srvModified"] > after]
+        docs.sort(key=lambda d: (d["srvModified"], d.get("date", 0)))
+        return docs[:limit or 1000]
+    query = ns.parse_query(col, [*v1, ("count", str(ns.MAX_COUNT))], now_ms=_now())
+    docs = _svc(request).v3.documents(binding, col, query, deleted=deleted)
+    docs.sort(key=lambda d: d.get("date") or d.get("srvModified", 0), reverse=not ascending)
+    return docs[:limit or 100]
+
+
+@router.get("/api/v3/{col}", responses=_ERR)
+def search(request: Request, col: str) -> JSONResponse:
+    return _ok(_search(request, _collection(col), request.query_params.multi_items()))
+
+
+@router.get("/api/v3/{col}/history/{after}", responses=_ERR)
+def history(request: Request, col: str, after: int) -> JSONResponse:
+    """What changed after ``after`` (ms), deletions included, oldest change first."""
+    return _ok(_search(request, _collection(col), request.query_params.multi_items(),
+                       after=after))
+
+
+@router.get("/api/v3/{col}/history", responses=_ERR)
+def history_since_header(request: Request, col: str) -> JSONResponse:
+    since = request.headers.get("last-modified")
+    after = 0
+    if since and since.strip().isdigit():
+        after = int(since.strip())
+    return _ok(_search(request, _collection(col), request.query_params.multi_items(),
+                       after=after))
+
+
+def _one(request: Request, col: str, identifier: str) -> dict[str, Any]:
+    binding = _auth(request)
+    query = ns.parse_query(col, [("find[_id]", identifier), ("count", "1")])
+    found = _svc(request).v3.documents(binding, col, query)
+    if not found:
+        raise NotFoundError(f"no {col} document with identifier {identifier[:40]!r}")
+    return found[0]
+
+
+@router.get("/api/v3/{col}/{identifier}", responses=_ERR)
+def read_one(request: Request, col: str, identifier: str) -> JSONResponse:
+    return _ok(_one(request, _collection(col), identifier))
+
+
+async def _store(request: Request, col: str, doc: Any) -> JSONResponse:
+    binding = _auth(request)
+    if not isinstance(doc, dict):
+        raise MalformedError("API v3 takes one document (a JSON object) per request")
+    doc = {k: v for k, v in doc.items() if k not in ("identifier", "srvModified",
+                                                     "srvCreated", "isValid")}
+    try:
+        answer = await asyncio.wrap_future(_svc(request).post(binding, col, [doc], _now()))
+    except PermissionDeniedError as exc:
+        record_refusal(request, exc, binding.account)
+        raise
+    if "glucoledger" in answer[0]:
+        raise InputError(answer[0]["glucoledger"]["reason"])
+    ident = answer[0]["_id"]
+    body = {"identifier": ident, "lastModified": _now(), "isDeduplication": False}
+    return _ok(body, 201, **body)
+
+
+@router.post("/api/v3/{col}", status_code=201, responses=_ERR)
+async def create(request: Request, col: str) -> JSONResponse:
+    if _collection(col) not in ns.COLLECTIONS:
+        raise MalformedError(f"/api/v3/{col}: this node keeps no {col}")
+    return await _store(request, col, json_body(await request.body()))
+
+
+@router.patch("/api/v3/{col}/{identifier}", responses=_ERR)
+async def patch(request: Request, col: str, identifier: str) -> JSONResponse:
+    """A new version of the document, the fields sent merged into the current ones
+    (``isValid: false`` deletes it)."""
+    return await _update(request, col, identifier)
+
+
+@router.put("/api/v3/{col}/{identifier}", responses=_ERR)
+async def replace(request: Request, col: str, identifier: str) -> JSONResponse:
+    """A new version of the document: the one sent (``isValid: false`` deletes it)."""
+    return await _update(request, col, identifier)
+
+
+async def _update(request: Request, col: str, identifier: str) -> JSONResponse:
+    _collection(col)
+    patch = json_body(await request.body())
+    if not isinstance(patch, dict):
+        raise MalformedError("send the document (or the fields to change) as a JSON object")
+    if patch.get("isValid") is False:
+        return _delete(request, col, identifier)
+    current = _one(request, col, identifier)
+    doc = {**current, **patch} if request.method == "PATCH" else patch
+    doc = {k: v for k, v in doc.items() if k != "_id"}
+    return await _store(request, col, doc)
+
+
+def _delete(request: Request, col: str, identifier: str) -> JSONResponse:
+    binding = _auth(request)
+    query = ns.parse_query(col, [("find[_id]", identifier)])
+    try:
+        result = _svc(request).delete(binding, col, query)
+    except PermissionDeniedError as exc:
+        record_refusal(request, exc, binding.account)
+        raise
+    if not result["n"]:
+        raise NotFoundError(f"no {col} document with identifier {identifier[:40]!r}")
+    return _ok({"identifier": identifier, "lastModified": _now()})
+
+
+@router.delete("/api/v3/{col}/{identifier}", responses=_ERR)
+def delete(request: Request, col: str, identifier: str) -> JSONResponse:
+    return _delete(request, _collection(col), identifier)

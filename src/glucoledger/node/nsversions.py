@@ -1,0 +1,115 @@
+"""Versions of Nightscout documents on a node: which content is current, new versions, history.
+
+The record of supersession is the pure ``doc.version`` contract (state/versions.py); this
+module is its node side for Nightscout documents (node/nightscout.py):
+
+- A document is named on the ledger by its *identity tag* (``NightscoutService._key``: the
+  keyed HMAC of its Nightscout identity, e.g. "Temp Basal|<created_at>"), the same tag the
+  vault keeps for deduplication.
+- *Content tags* tell a repeat from a change without reading anything back: a batch holding
+  version ``n`` of a document also holds ``content_tag(identity, n, document)``. A POST or
+  PUT of a document whose identity is known and whose content tag for the current version is
+  held is a repeat; otherwise it is a change, stored as new batches and recorded as version
+  ``n + 1`` by a ``doc.version`` transaction signed by the uploader's gateway account.
+- Readers see, for each document with recorded versions, only the records of the batches of
+  its last version (none after a deletion); version 1 is every other record of it.
+
+Invariants: a change never rewrites or deletes a batch (every version stays in the vault,
+committed and provable until erasure); a refused ``doc.version`` leaves the readers' view
+unchanged (the new batches exist but are not the head).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from ..crypto import PrivateKey
+from ..crypto.hashing import hmac_sha256
+from ..errors import RejectedError
+from ..glucose.readings import Record
+from ..interop import nightscout as ns
+from ..interop.nsannex import Annex
+from ..ledger.tx import Transaction, sign
+from ..state.versions import version_key, versions_of
+from .service import Node
+
+__all__ = ["DocVersions"]
+
+
+class DocVersions:
+    def __init__(self, node: Node, key: bytes,
+                 identity: Callable[[bytes, str, str], bytes]) -> None:
+        self.node = node
+        self._key = hmac_sha256(key, b"glucoledger nightscout content v1")
+        self._identity = identity
+
+    def current(self, patient: bytes, tag: bytes) -> tuple[int, bool]:
+        """The document's current version number and whether that version deletes it."""
+        history = versions_of(self.node.state, patient, tag)
+        if not history:
+            return 1, False
+        return int(history[-1]["n"]), not history[-1]["cts"]
+
+    def content_tag(self, patient: bytes, tag: bytes, n: int, doc: ns.Doc) -> bytes:
+        text = json.dumps(doc.echo, sort_keys=True, ensure_ascii=True, allow_nan=False)
+        return hmac_sha256(self._key, patient + tag + n.to_bytes(4, "big") + text.encode())
+
+    def record(self, signer: bytes, keys: Sequence[PrivateKey], patient: bytes, tag: bytes,
+               n: int, cts: Sequence[bytes]) -> None:
+        """Order ``doc.version`` (version ``n``: the batches ``cts``, or a deletion when
+        empty), signed by ``signer``. Raises RejectedError when the ledger refused it."""
+        with self.node.account_lock(signer):
+            body = {"patient": patient, "doc": tag, "n": n, "cts": list(cts)}
+            stx = sign(Transaction(self.node.chain, "doc.version", body, signer,
+                                   self.node.next_nonce(signer)), list(keys))
+            receipt = self.node.submit([stx.raw])[0]
+        if not receipt.ok:
+            raise RejectedError(f"the new version was refused ({receipt.result.code}): "
+                                f"{receipt.result.message}", code=receipt.result.code)
+
+    def live(self, patient: bytes, by_ct: Iterable[tuple[bytes, Sequence[Record]]]
+             ) -> list[Record]:
+        """The records readers see: of a document with recorded versions, only those in the
+        batches of its last version."""
+        out: list[Record] = []
+        state = self.node.state
+        for ct, records in by_ct:
+            for rec in records:
+                tag = self._tag(patient, rec)
+                if tag is not None and version_key(patient, tag) in state:
+                    head = versions_of(state, patient, tag)[-1]
+                    if ct not in head["cts"]:
+                        continue
+                out.append(rec)
+        return out
+
+    def history(self, patient: bytes, by_ct: Iterable[tuple[bytes, Sequence[Record]]],
+                collection: str, tag: bytes) -> list[dict[str, Any]]:
+        """Every version of one document, oldest first: ``{n, by, height, time, tx, doc}``
+        (``doc`` None for a deletion; version 1's ``by`` None: the first upload)."""
+        history = versions_of(self.node.state, patient, tag)
+        later = {ct for v in history for ct in v["cts"]}
+        parts: dict[int, list[Record]] = {1: []}
+        where = {ct: int(v["n"]) for v in history for ct in v["cts"]}
+        for ct, records in by_ct:
+            for rec in records:
+                if self._tag(patient, rec) != tag:
+                    continue
+                parts.setdefault(where[ct] if ct in later else 1, []).append(rec)
+        out = []
+        for v in [{"n": 1, "by": None, "height": None, "time": None, "tx": None}, *history]:
+            found = ns.docs_from_records(parts.get(int(v["n"]), []))
+            doc = next((f.doc for f in found if f.collection == collection), None)
+            out.append({"n": v["n"], "by": v["by"], "height": v["height"], "time": v["time"],
+                        "tx": v["tx"], "doc": doc if (v["n"] == 1 or v["cts"]) else None})
+        return out
+
+    def _tag(self, patient: bytes, rec: Record) -> bytes | None:
+        if rec.ns is None:
+            return None
+        annex = Annex.parse(rec.ns, ns.COLLECTIONS)
+        if annex is None:
+            return None
+        return self._identity(patient, annex.collection, annex.key)

@@ -1,0 +1,91 @@
+"""Document versions: the ``doc.version`` contract. Edits and deletions that lose nothing.
+
+Nightscout edits in place: a PUT, a re-POST of the same identity or a DELETE overwrites or
+removes the document, and the previous content is gone. Here every change is a new version
+on the ledger, signed by whoever made it, and the previous versions stay (and stay provable):
+
+- Version 1 of a document is its first upload: the batches of an ordinary ``data.commit``.
+- ``doc.version`` (on the account of the device or gateway bound to the patient, or of the
+  patient herself; action class ``default``; the account's nonce is the replay guard), body
+  ``{patient, doc, n, cts}``:
+
+  - ``doc``: 32 opaque bytes naming the document (the node's keyed hash of its Nightscout
+    identity, e.g. HMAC(key, "Temp Basal|<created_at>")): no time or value on the ledger;
+  - ``n``: the version this change makes, exactly one more than the last (2 for the first
+    change). A change made from a stale view is refused as ``stale_version`` (compare and
+    swap, the same on every node);
+  - ``cts``: the ciphertext hashes of the batches holding the new content (up to
+    ``MAX_CTS``, one per stream of a split document), each committed by ``data.commit``
+    before; ``[]`` deletes the document (a tombstone, itself a version).
+
+- The machine keeps ``docver/<patient>/<doc>`` = ``{"versions": [{n, cts, by, height, time,
+  tx}...]}``: readers see the last version only (none when it is a tombstone); the patient
+  sees them all. Erasure removes the batches; these records keep only opaque hashes.
+
+Refusals: ``not_patient``, ``unbound_device`` (the signer is not bound to the patient),
+``stale_version``, ``erased_batch``, ``malformed``. A refusal changes nothing.
+Pure: no I/O, clock or randomness.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from ..ledger.tx import SignedTx
+from .access import erased_key
+from .accounts_model import load_account
+from .devices import get_uploader
+from .machine import Context, body_field, register, require
+from .store import State
+
+__all__ = ["MAX_CTS", "MAX_VERSIONS", "version_key", "versions_of"]
+
+MAX_CTS: Final = 8
+MAX_VERSIONS: Final = 1_000
+
+
+def version_key(patient: bytes, doc: bytes) -> str:
+    return f"docver/{patient.hex()}/{doc.hex()}"
+
+
+def versions_of(state: State, patient: bytes, doc: bytes) -> list[dict[str, Any]]:
+    """The recorded changes of a document (version 2 onwards), oldest first; [] if none."""
+    value = state.get(version_key(patient, doc))
+    return [] if value is None else [dict(v) for v in value["versions"]]
+
+
+@register("doc.version")
+def _version(state: State, stx: SignedTx, ctx: Context) -> None:
+    """A new version of a patient's document (new content, or a deletion)."""
+    body = stx.tx.body
+    require(set(body) == {"patient", "doc", "n", "cts"}, "malformed",
+            "doc.version takes patient, doc, n, cts")
+    patient = body_field(body, "patient", bytes)
+    doc = body_field(body, "doc", bytes)
+    n = body_field(body, "n", int)
+    cts = body_field(body, "cts", list)
+    require(len(doc) == 32, "malformed", "doc is 32 bytes")
+    require(len(cts) <= MAX_CTS and all(isinstance(c, bytes) and len(c) == 32 for c in cts)
+            and len(set(cts)) == len(cts), "malformed",
+            f"cts is a list of at most {MAX_CTS} distinct 32-byte ciphertext hashes")
+    owner = load_account(state, patient)
+    require(owner.kind == "patient", "not_patient", f"{patient.hex()[:16]} is not a patient")
+    signer = stx.tx.account
+    if signer != patient:
+        device = get_uploader(state, signer)
+        require(device is not None and device.get("patient") == patient
+                and device.get("status") == "active", "unbound_device",
+                f"account {signer.hex()[:16]} is not a device or gateway bound to this "
+                "patient: bind it first, or let the patient make the change")
+    history = versions_of(state, patient, doc)
+    last = history[-1]["n"] if history else 1
+    require(n == last + 1, "stale_version",
+            f"this change would make version {n} but the document is at version {last}: "
+            "read it again and re-apply the change")
+    require(n <= MAX_VERSIONS, "malformed", f"a document keeps at most {MAX_VERSIONS} versions")
+    for ct in cts:
+        require(state.get(erased_key(ct)) is None, "erased_batch",
+                f"batch {ct.hex()[:16]} was erased; a version cannot point to it")
+    history.append({"n": n, "cts": list(cts), "by": signer, "height": ctx.height,
+                    "time": ctx.time_ms, "tx": stx.tx_hash})
+    state.put(version_key(patient, doc), {"versions": history})

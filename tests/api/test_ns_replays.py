@@ -1,0 +1,421 @@
+"""Each Nightscout app's request sequence, replayed against a real ``glucoledger serve``.
+
+One server process (``python -m glucoledger serve --demo`` on a loopback port in 25400-25499)
+for the module; each test replays what one app sends, rebuilt from its source, and checks
+what that app checks. Sources (read, not copied):
+
+- xDrip+ uploader: ``utilitymodels/NightscoutUploader.java`` (POST entries/devicestatus,
+  PUT treatments, GET treatments.json?find[uuid], DELETE treatments/{id}, GET status.json);
+- xDrip+ follower: ``cgm/nsfollow/NightscoutFollow.java`` (entries.json?count=&rr=,
+  find[date][$gt], treatments, devicestatus.json?count=1; the hashed secret as api-secret);
+- Loop: LoopKit NightscoutService ``Extensions/NightscoutUploader.swift`` (POST treatments,
+  one ``_id`` per document sent, re-POST of a changed temp basal, DELETE by object id;
+  devicestatus; profile/current);
+- Trio: ``Services/Network/Nightscout/NightscoutAPI.swift`` (checkConnection's timeless Note,
+  entries/sgv.json?count=1600&find[dateString][$gte], find[$and][i][enteredBy][$ne],
+  Temporary+Target, DELETE treatments.json?find[id][$eq]);
+- Nightguard: status.json, /api/v2/properties, entries.json?find[date][$gt]=<float>;
+- Sugarmate-style widgets: entries/current.json, /pebble;
+- python-nightscout (the package itself), py-nightscout and nightscout-cli (their GETs),
+  tconnectsync (its already-uploaded check with the uploader's secret).
+
+The table in README.md ("Nightscout apps") has one row per test here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from glucoledger.node.demo_site import DEMO_READER_TOKEN, DEMO_UPLOADER_SECRET
+
+from . import payloads
+from .payloads import iso
+
+SECRET = hashlib.sha1(DEMO_UPLOADER_SECRET.encode()).hexdigest()
+UP = {"api-secret": SECRET}
+FOLLOW = {"api-secret": hashlib.sha1(DEMO_READER_TOKEN.encode()).hexdigest()}
+
+
+def _port() -> int:
+    ports = list(range(25400, 25500))
+    random.shuffle(ports)
+    for p in ports:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", p))
+            except OSError:
+                continue
+            return p
+    raise RuntimeError("no free port in 25400-25499")
+
+
+class Server:
+    def __init__(self, folder: Path) -> None:
+        self.port = _port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(folder.parent / "serve.log", "w")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "glucoledger", "serve", "--demo", "--data", str(folder),
+             "--port", str(self.port), "--insecure-cookies"],
+            stdout=self.log, stderr=subprocess.STDOUT, env=dict(os.environ))
+        deadline = time.time() + 180
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"serve exited: {(folder.parent / 'serve.log').read_text()}")
+            try:
+                if requests.get(f"{self.url}/api/v1/status.json", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.time() > deadline:
+                raise RuntimeError("serve did not start in 180 s")
+            time.sleep(0.3)
+        self.session = requests.Session()
+
+    def get(self, path: str, **kw: Any) -> requests.Response:
+        return self.session.get(self.url + path, timeout=60, **kw)
+
+    def send(self, method: str, path: str, **kw: Any) -> requests.Response:
+        return self.session.request(method, self.url + path, timeout=60, **kw)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    s = Server(tmp_path_factory.mktemp("replay") / "node")
+    yield s
+    s.stop()
+
+
+def _patient(srv: Server) -> tuple[requests.Session, str]:
+    s = requests.Session()
+    r = s.post(f"{srv.url}/api/session", json={"name": "alice",
+                                               "password": "alice-demo-password"}, timeout=30)
+    assert r.status_code == 200, r.text
+    return s, r.json()["csrf"]
+
+
+def _grant(srv: Server, view: str = "raw") -> str:
+    s, csrf = _patient(srv)
+    r = s.post(f"{srv.url}/api/grants", headers={"x-csrf-token": csrf}, timeout=30, json={
+        "grantee": "dr-lee", "streams": ["cgm", "smbg", "insulin", "carbs", "notes",
+                                         "settings"],
+        "view": view, "last_days": 14, "valid_days": 30})
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def _revoke(srv: Server, grant: str) -> None:
+    s, csrf = _patient(srv)
+    r = s.delete(f"{srv.url}/api/grants/{grant}", headers={"x-csrf-token": csrf}, timeout=30)
+    assert r.status_code in (200, 204), r.text
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+def _one_answer_each(r: requests.Response, sent: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What Loop and AndroidAPS check: 200, a JSON array, one element per document sent,
+    each with a 24-hex ``_id``."""
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert isinstance(answer, list) and len(answer) == len(sent)
+    assert all(isinstance(a.get("_id"), str) and len(a["_id"]) == 24 for a in answer)
+    return answer
+
+
+# --------------------------------------------------------------------------- uploaders
+
+
+def test_xdrip_uploader(srv: Server) -> None:
+    n = _now()
+    assert srv.get("/api/v1/status.json", headers=UP).json()["status"] == "ok"
+    # A batch with everything Nightscout takes and glucoledger used to refuse: an mmol/L
+    # meter reading as decimal mg/dL, sensor LOW (38) and HIGH (401), a phone clock 10
+    # minutes fast. One answer each, none refused.
+    entries = payloads.xdrip_sgv(n, 3)
+    entries += [{"type": "mbg", "mbg": 142.34, "date": n - 60_000, "device": "xDrip-BG"},
+                dict(entries[0], sgv=38, date=n - 240_000, dateString=iso(n - 240_000)),
+                dict(entries[0], sgv=401, date=n - 180_000, dateString=iso(n - 180_000)),
+                dict(entries[0], sgv=131, date=n + 600_000, dateString=iso(n + 600_000))]
+    answer = _one_answer_each(srv.send("POST", "/api/v1/entries", json=entries, headers=UP),
+                              entries)
+    assert not any("glucoledger" in a for a in answer)
+    # devicestatus with only the battery and no time (Nightscout stamps it)
+    r = srv.send("POST", "/api/v1/devicestatus", json={"uploaderBattery": 81}, headers=UP)
+    assert r.status_code == 200 and r.json()[0]["glucoledgerServerTime"]["reason"] == \
+        "no time sent"
+    # treatments by PUT (upsert), found by uuid, deleted by _id
+    t = n - 600_000
+    note = {"eventType": "Note", "created_at": iso(t), "notes": "xDrip+ note",
+            "enteredBy": "xdrip", "uuid": "5e4f0d3c-aaaa-4bbb-8ccc-0123456789ab"}
+    [put] = _one_answer_each(srv.send("PUT", "/api/v1/treatments", json=[note], headers=UP),
+                             [note])
+    r = srv.get("/api/v1/treatments.json", headers=UP, params={"find[uuid]": note["uuid"]})
+    assert r.status_code == 200 and [d["_id"] for d in r.json()] == [put["_id"]]
+    assert srv.send("DELETE", f"/api/v1/treatments/{put['_id']}", headers=UP).status_code == 200
+    r = srv.get("/api/v1/treatments.json", headers=UP, params={"find[uuid]": note["uuid"]})
+    assert r.status_code == 200 and r.json() == []
+    # The patient reads them back as sent (the uploader's own secret reads as her).
+    r = srv.get("/api/v1/entries.json", headers=UP, params={
+        "find[date][$gte]": str(n - 300_000), "count": "20"})
+    by_date = {d["date"]: d for d in r.json()}
+    assert by_date[n - 240_000]["sgv"] == 38 and by_date[n - 180_000]["sgv"] == 401
+    assert by_date[n + 600_000]["sgv"] == 131  # the device's time, kept
+    r = srv.get("/api/v1/entries/mbg.json", headers=UP, params={"count": "1"})
+    assert r.json()[0]["mbg"] == 142.34
+
+
+def test_loop(srv: Server) -> None:
+    n = _now()
+    sent = payloads.loop_treatments(n)
+    answer = _one_answer_each(srv.send("POST", "/api/v1/treatments", json=sent, headers=UP),
+                              sent)
+    # Two documents with one identity in one POST: still one answer each (Loop counts).
+    twice = [sent[2], sent[2]]
+    again = _one_answer_each(srv.send("POST", "/api/v1/treatments", json=twice, headers=UP),
+                             twice)
+    assert again[0]["_id"] == again[1]["_id"] == answer[2]["_id"]
+    # Loop cancels the temp basal after 10 minutes: the same identity, re-POSTed shorter.
+    shorter = [dict(sent[0], duration=10)]
+    _one_answer_each(srv.send("POST", "/api/v1/treatments", json=shorter, headers=UP), shorter)
+    r = srv.get("/api/v1/treatments.json", headers=UP, params={
+        "find[eventType]": "Temp Basal", "find[created_at][$gte]": sent[0]["created_at"]})
+    assert [d["duration"] for d in r.json()] == [10]
+    # Delete the carbs by object id (Loop's deleteTreatmentsByObjectId)
+    r = srv.send("DELETE", f"/api/v1/treatments/{answer[2]['_id']}", headers=UP)
+    assert r.status_code == 200 and r.json()["n"] == 1
+    r = srv.send("POST", "/api/v1/devicestatus", json=[payloads.loop_devicestatus(n)],
+                 headers=UP)
+    assert r.status_code == 200
+    # Profile import: the uploader's secret reads the current profile.
+    r = srv.send("POST", "/api/v1/profile", json=payloads.aaps_profile(n), headers=UP)
+    assert r.status_code == 200, r.text
+    r = srv.get("/api/v1/profile/current", headers=UP)
+    assert r.status_code == 200 and "store" in r.json()
+
+
+def test_trio(srv: Server) -> None:
+    n = _now()
+    # checkConnection: a Note with no time at all
+    check = {"eventType": "Note", "enteredBy": "Trio", "notes": "Trio connected"}
+    _one_answer_each(srv.send("POST", "/api/v1/treatments.json", json=check, headers=UP),
+                     [check])
+    r = srv.get("/api/v1/entries/sgv.json", headers=UP, params={
+        "count": "1600", "find[dateString][$gte]": iso(n - 86_400_000)})
+    assert r.status_code == 200 and len(r.json()) >= 200
+    carbs = {"eventType": "Carb Correction", "carbs": 30, "created_at": iso(n - 400_000),
+             "enteredBy": "Trio", "id": "0b9d3f6e-trio-carbs"}
+    _one_answer_each(srv.send("POST", "/api/v1/treatments.json", json=[carbs], headers=UP),
+                     [carbs])
+    r = srv.get("/api/v1/treatments.json", headers=UP, params=[
+        ("find[carbs][$exists]", "true"), ("find[$and][0][enteredBy][$ne]", "Trio"),
+        ("find[created_at][$gt]", iso(n - 86_400_000))])
+    assert r.status_code == 200 and all(d.get("enteredBy") != "Trio" for d in r.json())
+    tt = {"eventType": "Temporary Target", "duration": 60, "targetTop": 120,
+          "targetBottom": 120, "created_at": iso(n - 300_000), "enteredBy": "Trio"}
+    _one_answer_each(srv.send("POST", "/api/v1/treatments.json", json=[tt], headers=UP), [tt])
+    r = srv.get("/api/v1/treatments.json?find[eventType]=Temporary+Target"
+                "&find[duration][$exists]=true", headers=UP)
+    assert [d["targetTop"] for d in r.json()] == [120]
+    r = srv.send("DELETE", "/api/v1/treatments.json", headers=UP,
+                 params={"find[id][$eq]": carbs["id"]})
+    assert r.status_code == 200 and r.json()["n"] == 1
+    r = srv.get("/api/v1/treatments.json", headers=UP, params={"find[id]": carbs["id"]})
+    assert r.json() == []
+
+
+def test_tconnectsync(srv: Server) -> None:
+    n = _now()
+    bolus = {"eventType": "Combo Bolus", "created_at": iso(n - 700_000), "insulin": 2.5,
+             "enteredBy": "Pump (tconnectsync)", "pump_id": "1234", "notes": "Standard"}
+    _one_answer_each(srv.send("POST", "/api/v1/treatments", json=bolus, headers=UP), [bolus])
+    # its "last uploaded" check, with the secret it uploads with
+    r = srv.get("/api/v1/treatments", headers=UP, params={
+        "count": "1", "find[enteredBy]": "Pump (tconnectsync)",
+        "find[eventType]": "Combo Bolus"})
+    assert r.status_code == 200 and r.json()[0]["pump_id"] == "1234"
+
+
+# --------------------------------------------------------------------------- followers
+
+
+def test_xdrip_follower_through_consent(srv: Server) -> None:
+    rr = str(_now())
+    # without a grant: 403 with the reason
+    r = srv.get("/api/v1/entries.json", headers=FOLLOW, params={"count": "10", "rr": rr})
+    assert r.status_code == 403 and r.json()["code"] == "no_grant"
+    summary = _grant(srv, "summary")
+    r = srv.get("/api/v1/entries.json", headers=FOLLOW, params={"count": "10", "rr": rr})
+    assert r.status_code == 403 and r.json()["code"] == "raw_under_summary"
+    _revoke(srv, summary)
+    raw = _grant(srv)
+    r = srv.get("/api/v1/entries.json", headers=FOLLOW, params={"count": "10", "rr": rr})
+    assert r.status_code == 200 and len(r.json()) == 10
+    since = r.json()[-1]["date"]
+    r = srv.get("/api/v1/entries.json", headers=FOLLOW, params={
+        "count": "2880", "find[date][$gt]": str(since), "rr": rr})
+    assert r.status_code == 200 and len(r.json()) == 9
+    assert srv.get("/api/v1/treatments", headers=FOLLOW).status_code == 200
+    assert srv.get("/api/v1/devicestatus.json?count=1", headers=FOLLOW).status_code == 200
+    _revoke(srv, raw)
+    r = srv.get("/api/v1/entries.json", headers=FOLLOW, params={"count": "10", "rr": rr})
+    assert r.status_code == 403 and r.json()["code"] == "revoked"
+    # every one of those reads is in alice's audit trail
+    s, _ = _patient(srv)
+    trail = s.get(f"{srv.url}/api/audit", timeout=30).json()
+    text = str(trail)
+    assert "no_grant" in text and "raw_under_summary" in text and "revoked" in text
+
+
+def test_nightguard_sugarmate_and_pebble(srv: Server) -> None:
+    grant = _grant(srv)
+    token = {"token": DEMO_READER_TOKEN}
+    assert srv.get("/api/v1/status.json").json()["settings"]["thresholds"]["bgHigh"] == 250
+    r = srv.get("/api/v2/properties", params=token)
+    assert r.status_code == 200 and isinstance(r.json()["bgnow"]["last"], int)
+    since = r.json()["bgnow"]["mills"] - 3_600_000
+    r = srv.get("/api/v1/entries.json", params={**token, "find[date][$gt]": f"{since}.0",
+                                                 "count": "20"})
+    assert r.status_code == 200 and len(r.json()) >= 12
+    assert all(d["date"] > since for d in r.json())
+    r = srv.get("/api/v1/entries/current.json", params=token)
+    assert r.status_code == 200 and len(r.json()) == 1 and r.json()[0]["type"] == "sgv"
+    r = srv.get("/pebble", params={**token, "count": "2"})
+    assert r.status_code == 200 and len(r.json()["bgs"]) == 2
+    assert isinstance(r.json()["bgs"][0]["sgv"], str)
+    r = srv.get("/api/v1/entries.csv", params={**token, "count": "3"})
+    assert r.status_code == 200 and len(r.text.split("\r\n")) == 3
+    r = srv.get("/api/v1/verifyauth")
+    assert r.status_code == 200 and r.json()["message"]["message"] == "UNAUTHORIZED"
+    r = srv.get("/api/v1/verifyauth", params=token)
+    assert r.json()["message"]["message"] == "OK"
+    _revoke(srv, grant)
+
+
+def test_python_nightscout_py_nightscout_and_nightscout_cli(srv: Server) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import nightscout  # type: ignore[import-untyped]
+    grant = _grant(srv)
+    api = nightscout.Api(srv.url, api_secret=DEMO_READER_TOKEN)
+    sgvs = api.get_sgvs({"count": 20})
+    assert len(sgvs) == 20 and all(isinstance(e.sgv, int) and 13 <= e.sgv for e in sgvs)
+    treatments = api.get_treatments({"count": 5})
+    assert all(t.eventType for t in treatments)
+    # py-nightscout (aiohttp) and nightscout-cli send these GETs with a hashed secret
+    for path, params in (("/api/v1/entries/sgv.json", {"count": "5"}),
+                         ("/api/v1/treatments.json", {"find[created_at][$gte]":
+                                                      iso(_now() - 86_400_000)}),
+                         ("/api/v1/count/entries/where", {"find[type]": "sgv"})):
+        r = srv.get(path, params=params, headers=FOLLOW)
+        assert r.status_code == 200, (path, r.text)
+    assert srv.get("/api/v1/count/entries/where", headers=FOLLOW).json()[0]["count"] > 0
+    _revoke(srv, grant)
+
+
+def test_a_batch_of_100_with_3_bad_stores_97_answers_100_retry_adds_nothing(
+        srv: Server) -> None:
+    n = _now() - 20 * 86_400_000  # a day of its own, before the demo's 14 days
+    body: list[Any] = [{"type": "sgv", "sgv": 100 + i % 50, "date": n + i * 300_000,
+                        "device": "xDrip-G7"} for i in range(100)]
+    body[7] = {"type": "sgv", "sgv": "n/a", "date": n + 7 * 300_000}  # no number
+    body[42] = {"type": "sgv", "sgv": 120, "date": 5}  # an unset clock: 1970
+    body[99] = ["not", "a", "document"]
+    r = srv.send("POST", "/api/v1/entries", json=body, headers=UP)
+    answer = _one_answer_each(r, body)
+    assert [i for i, a in enumerate(answer) if "glucoledger" in a] == [7, 42, 99]
+
+    def stored() -> int:
+        r = srv.get("/api/v1/count/entries/where", headers=UP, params={
+            "find[date][$gte]": str(n), "find[date][$lt]": str(n + 100 * 300_000)})
+        return int(r.json()[0]["count"])
+
+    assert stored() == 97
+    again = _one_answer_each(srv.send("POST", "/api/v1/entries", json=body, headers=UP), body)
+    assert [a["_id"] for a in again] == [a["_id"] for a in answer]
+    assert stored() == 97
+    s, _ = _patient(srv)
+    log = s.get(f"{srv.url}/api/nightscout/refusals", timeout=30).json()
+    assert {e["index"] for e in log[:3]} == {7, 42, 99}
+    assert all(e["reason"] for e in log)
+
+
+def test_androidaps_nsclient_v3(srv: Server) -> None:
+    r = srv.get(f"/api/v2/authorization/request/{DEMO_UPLOADER_SECRET}")
+    assert r.status_code == 200, r.text
+    jwt = r.json()["token"]
+    assert DEMO_UPLOADER_SECRET not in jwt and r.json()["exp"] > r.json()["iat"]
+    bearer = {"Authorization": f"Bearer {jwt}"}
+    assert srv.get("/api/v3/status").status_code == 401
+    assert srv.get("/api/v3/status", headers={"Authorization": f"Bearer {jwt}x"}
+                   ).status_code == 401
+    status = srv.get("/api/v3/status", headers=bearer).json()["result"]
+    assert "c" in status["apiPermissions"]["treatments"] and status["srvDate"] > 0
+    last = srv.get("/api/v3/lastModified", headers=bearer).json()["result"]["collections"]
+    assert last["entries"] > 0
+    r = srv.get("/api/v3/entries?sort$desc=date&type=sgv", headers=bearer)
+    assert r.status_code == 200 and r.json()["result"][0]["identifier"]
+    n = _now()
+    t = n - 120_000
+    bolus = {"eventType": "Correction Bolus", "insulin": 1.2, "date": t, "utcOffset": 60,
+             "identifier": "2d3f54a4-aaps-4c6e-9c38-8f8a0b7d1e11", "isValid": True,
+             "app": "AAPS", "type": "NORMAL", "isSMB": False, "pumpId": 4711,
+             "pumpType": "OMNIPOD_DASH", "pumpSerial": "4241"}
+    r = srv.send("POST", "/api/v3/treatments", json=bolus, headers=bearer)
+    assert r.status_code == 201, r.text
+    ident = r.json()["identifier"]
+
+    def changed(after: int) -> list[dict[str, Any]]:
+        r = srv.get(f"/api/v3/treatments/history/{after}", headers=bearer,
+                    params={"limit": "500"})
+        assert r.status_code == 200, r.text
+        return [d for d in r.json()["result"] if d["identifier"] == ident]
+
+    [doc] = changed(0)
+    assert doc["insulin"] == 1.2 and doc["isValid"] is True
+    assert doc["srvModified"] >= n - 60_000
+    r = srv.send("PATCH", f"/api/v3/treatments/{ident}", json={"insulin": 1.0},
+                 headers=bearer)
+    assert r.status_code in (200, 201), r.text
+    [doc] = changed(0)
+    assert doc["insulin"] == 1.0
+    r = srv.send("DELETE", f"/api/v3/treatments/{ident}", headers=bearer)
+    assert r.status_code == 200, r.text
+    [gone] = changed(doc["srvModified"] - 1)
+    assert gone["isValid"] is False
+    # A reader's JWT reads but cannot write.
+    r = srv.get(f"/api/v2/authorization/request/{DEMO_READER_TOKEN}")
+    reader = {"Authorization": f"Bearer {r.json()['token']}"}
+    r = srv.send("POST", "/api/v3/treatments", json=bolus, headers=reader)
+    assert r.status_code == 403
+    # ... and reads only through a grant: none is active now, so 403 with the reason.
+    r = srv.get("/api/v3/entries?sort$desc=date&type=sgv", headers=reader)
+    assert r.status_code == 403 and r.json()["code"] in ("no_grant", "revoked")
+    grant = _grant(srv)
+    r = srv.get("/api/v3/entries?sort$desc=date&type=sgv", headers=reader)
+    assert r.status_code == 200 and r.json()["result"]
+    _revoke(srv, grant)
