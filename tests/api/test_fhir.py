@@ -80,5 +80,5 @@ def test_summary_effective_period_is_the_requested_period(client) -> None:  # ty
     periods = [e["resource"]["effectivePeriod"] for e in r.json()["entry"]
                if "effectivePeriod" in e["resource"]]
     assert len(periods) == 7
-    assert all(p == {"start": f"{start.isoformat()}T00:00:00Z",
-                     "end": f"{end.isoformat()}T00:00:00Z"} for p in periods), periods[0]
+    assert all(p == {"start": f"{start.isoformat()}T00:00:00.000Z",
+                     "end": f"{end.isoformat()}T00:00:00.000Z"} for p in periods), periods[0]

@@ -34,8 +34,8 @@ def _observations(start: int, end: int, days: float) -> list[dict]:  # type: ign
 def test_effective_period_is_the_requested_period() -> None:
     out = _observations(T0, T0 + 32 * DAY, 14)
     for o in out:
-        assert o["effectivePeriod"] == {"start": "2026-11-01T00:00:00Z",
-                                        "end": "2026-12-03T00:00:00Z"}
+        assert o["effectivePeriod"] == {"start": "2026-11-01T00:00:00.000Z",
+                                        "end": "2026-12-03T00:00:00.000Z"}
     active = next(o for o in out if o["code"]["coding"][0]["code"] == "104637-4")
     assert active["valueQuantity"] == {"value": 43.75, "unit": "%",
                                        "system": "http://unitsofmeasure.org", "code": "%"}
@@ -44,5 +44,5 @@ def test_effective_period_is_the_requested_period() -> None:
 def test_a_twelve_hour_window_stays_twelve_hours() -> None:
     start = T0 + 9 * DAY + 6 * 3_600_000
     out = _observations(start, start + 12 * 3_600_000, 1)
-    assert out[0]["effectivePeriod"] == {"start": "2026-11-10T06:00:00Z",
-                                         "end": "2026-11-10T18:00:00Z"}
+    assert out[0]["effectivePeriod"] == {"start": "2026-11-10T06:00:00.000Z",
+                                         "end": "2026-11-10T18:00:00.000Z"}
