@@ -81,9 +81,10 @@ def test_mistakes_end_in_messages_not_tracebacks(lab_dir: Path, tmp_path: Path) 
     for args, code, words in (
             (["research", "withdraw", "--patient", "p0", "--grant", "zz"], 2, "64 hex digits"),
             (["research", "show", "--study", "00" * 32], 1, "no study"),
-            (["research", "verify", str(tmp_path / "missing.json")], 2, "cannot read"),
+            # a missing input file is click's usage error (common.in_file): exit 2
+            (["research", "verify", str(tmp_path / "missing.json")], 2, "does not exist"),
             (["research", "register", "--sponsor", "uni-research", "--terms",
-              str(tmp_path / "none.json")], 1, "does not exist")):
+              str(tmp_path / "none.json")], 2, "does not exist")):
         r = run(*args, *data)
         assert r.returncode == code and words in r.stderr, (args, r.stderr)
         assert "Traceback" not in r.stderr

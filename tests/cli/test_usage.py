@@ -30,16 +30,8 @@ ROOT = typer.main.get_command(app)
 LONG_RUNNING = {"serve", "node", "bench", "demo", "cluster up", "simulate", "init",
                 "consortium status", "cluster down"}
 
-#: Commands of cli/consortium_cmds.py, which the consortium helper (issue 17) owns: the
-#: usage-error cases run on them too, the option-quality checks (bounds, help, examples,
-#: file checks) wait for that change.
-OWNED_ELSEWHERE = {"node", "verify-anchor", "consortium keys", "consortium genesis",
-                   "consortium sign", "consortium init", "consortium status",
-                   "consortium submit", "consortium export", "consortium import",
-                   "cluster up", "cluster down"}
-
 #: Path parameters that name a folder or a file to be written, by option name.
-FOLDERS = {"--data", "--dir"}
+FOLDERS = {"--data", "--dir", "--keys"}
 OUTPUTS = {"--out", "out"}
 
 #: File parameters for which any bytes are valid input (a firmware image).
@@ -220,8 +212,6 @@ def test_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize("c", COMMANDS, ids=IDS)
 def test_every_number_is_bounded_and_checked(c: Command, files: dict[str, Path],
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    if c.name in OWNED_ELSEWHERE:
-        pytest.skip("cli/consortium_cmds.py belongs to issue 17")
     numbers = [p for p in c.params() if _is_number(p)]
     if not numbers:
         pytest.skip("no number parameter")
@@ -241,8 +231,6 @@ def test_every_number_is_bounded_and_checked(c: Command, files: dict[str, Path],
 @pytest.mark.parametrize("c", COMMANDS, ids=IDS)
 def test_files_missing_directory_and_binary(c: Command, files: dict[str, Path],
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    if c.name in OWNED_ELSEWHERE:
-        pytest.skip("cli/consortium_cmds.py belongs to issue 17")
     paths = [p for p in c.params() if _is_path(p) and _flag(p) not in FOLDERS]
     if not paths:
         pytest.skip("no file parameter")
@@ -269,8 +257,6 @@ def test_files_missing_directory_and_binary(c: Command, files: dict[str, Path],
 
 @pytest.mark.parametrize("c", COMMANDS, ids=IDS)
 def test_every_option_has_help_and_every_command_an_example(c: Command) -> None:
-    if c.name in OWNED_ELSEWHERE:
-        pytest.skip("cli/consortium_cmds.py belongs to issue 17")
     for p in c.params():
         if _is_option(p):
             assert p.help, f"{c.name} {_flag(p)} has no help text"

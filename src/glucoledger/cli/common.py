@@ -114,8 +114,12 @@ def in_file(help: str, *, option: str | None = None) -> Any:
     return typer.Option(option, **kw)
 
 
-def out_file(help: str, *, option: str = "--out") -> Any:
-    """A file to write: its folder must exist and it must not be a folder (exit 2 if not)."""
+def out_file(help: str, *, option: str | None = "--out") -> Any:
+    """A file to write: its folder must exist and it must not be a folder (exit 2 if not).
+
+    ``option=None``: a positional argument instead of an option."""
+    if option is None:
+        return typer.Argument(help=help, dir_okay=False, callback=_check_out_file)
     return typer.Option(option, help=help, dir_okay=False, callback=_check_out_file)
 
 

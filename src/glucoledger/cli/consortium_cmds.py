@@ -20,7 +20,7 @@ from ..node.consortium import export_blocks, import_blocks
 from ..node.genesis_file import Genesis, Member, create_member, init_member, member_of
 from ..node.service import Node, NodeConfig, etcd_chain_key
 from ..ordering.etcd import EtcdOrderer
-from .common import DataOpt, console, data_dir, open_node
+from .common import DataOpt, console, data_dir, in_file, open_node, out_file, read_text
 
 __all__ = ["register"]
 
@@ -31,17 +31,30 @@ cluster_app = typer.Typer(help="A local development consortium (etcd + nodes on 
 OrdererOpt = Annotated[str | None, typer.Option(
     "--orderer", help="etcd://HOST:PORT[,HOST:PORT...] (default: the one in node.json).")]
 
+#: The largest height, position or count a number option takes (SQLite's INTEGER).
+MAX_INT = 2**63 - 1
+
 
 def node(
     data: DataOpt = None,
     orderer: OrdererOpt = None,
-    name: Annotated[str | None, typer.Option(help="This member's name (checked against node.json).")] = None,
-    port: Annotated[int, typer.Option(help="Control port on 127.0.0.1 (0: any free port).")] = 0,
-    compact_every: Annotated[int, typer.Option(help="Compact the log once every member stored this many entries past its start.")] = 20_000,
-    anchor_endpoint: Annotated[str | None, typer.Option(help="Anchor final checkpoints to this Ethereum JSON-RPC URL ('tester': in-process).")] = None,
-    anchor_every: Annotated[float, typer.Option(help="Seconds between anchors.")] = 60.0,
+    name: Annotated[str | None, typer.Option(
+        help="This member's name (checked against node.json).")] = None,
+    port: Annotated[int, typer.Option(
+        help="Control port on 127.0.0.1 (0: any free port).", min=0, max=65535)] = 0,
+    compact_every: Annotated[int, typer.Option(
+        help="Compact the log once every member stored this many entries past its start.",
+        min=1, max=1_000_000_000)] = 20_000,
+    anchor_endpoint: Annotated[str | None, typer.Option(
+        help="Anchor final checkpoints to this Ethereum JSON-RPC URL ('tester': "
+        "in-process).")] = None,
+    anchor_every: Annotated[float, typer.Option(
+        help="Seconds between anchors.", min=1.0, max=86_400.0)] = 60.0,
 ) -> None:
-    """Run a consortium member: follow the etcd log, derive and cosign blocks, serve control."""
+    """Run a consortium member: follow the etcd log, derive and cosign blocks, serve control.
+
+    Example: glucoledger node --data /srv/gl --port 7001
+    """
     folder = data_dir(data)
     config = NodeConfig.load(folder)
     if name is not None and name != config.name:
@@ -57,16 +70,23 @@ def node(
 
 
 def verify_anchor(
-    endpoint: Annotated[str, typer.Option(help="Ethereum JSON-RPC URL of the anchoring chain.")],
+    endpoint: Annotated[str, typer.Option(
+        help="Ethereum JSON-RPC URL of the anchoring chain.")],
     data: DataOpt = None,
-    height: Annotated[int | None, typer.Option(help="The anchored block (default: the latest anchor).")] = None,
-    checkpoint_file: Annotated[Path | None, typer.Option("--checkpoint", help="A cosigned checkpoint to check against (default: this node's stored one).")] = None,
+    height: Annotated[int | None, typer.Option(
+        help="The anchored block (default: the latest anchor).", min=0, max=MAX_INT)] = None,
+    checkpoint_file: Annotated[Path | None, in_file(
+        "A cosigned checkpoint to check against (default: this node's stored one).",
+        option="--checkpoint")] = None,
 ) -> None:
-    """Check an anchor recorded on the ledger against the public chain and the checkpoint."""
+    """Check an anchor recorded on the ledger against the public chain and the checkpoint.
+
+    Example: glucoledger verify-anchor --endpoint http://127.0.0.1:8545 --data /srv/gl
+    """
     from ..node.anchor import check_recorded, connect
 
-    cosigned = (_read(checkpoint_file, "the checkpoint") if checkpoint_file is not None
-                else None)
+    cosigned = (read_text(checkpoint_file, "cosigned checkpoint").encode()
+                if checkpoint_file is not None else None)
     with open_node(data) as n:
         cp, record = check_recorded(n, connect(endpoint), height, cosigned)
     console.print(f"[bold green]OK[/]: block {cp.height} (size {cp.size}, root "
@@ -77,21 +97,32 @@ def verify_anchor(
 @consortium_app.command("keys")
 def keys(name: Annotated[str, typer.Option(help="The organization's name.")],
          data: DataOpt = None,
-         host: Annotated[list[str] | None, typer.Option(help="A host name or IP address of this member's node, for its TLS certificate (repeat; default 127.0.0.1 and localhost).")] = None) -> None:
+         host: Annotated[list[str] | None, typer.Option(
+             help="A host name or IP address of this member's node, for its TLS certificate "
+             "(repeat; default 127.0.0.1 and localhost).")] = None) -> None:
     """Create a member folder: node key, organization key, TLS CA and node certificate;
-    print the member line (it carries the TLS CA)."""
+    print the member line (it carries the TLS CA).
+
+    Example: glucoledger consortium keys --name org-a --data /srv/gl --host a.example.org
+    """
     member = create_member(data_dir(data), name, host)
     console.print(member.line(), soft_wrap=True)
 
 
 @consortium_app.command("genesis")
 def genesis(
-    out: Annotated[Path, typer.Option(help="Where to write the genesis file.")],
-    member: Annotated[list[str], typer.Option(help="A member line from `consortium keys` (repeat).")],
-    threshold: Annotated[int, typer.Option(help="Signatures that make a checkpoint final.")],
+    out: Annotated[Path, out_file("Where to write the genesis file.")],
+    member: Annotated[list[str], typer.Option(
+        help="A member line from `consortium keys` (repeat).")],
+    threshold: Annotated[int, typer.Option(
+        help="Signatures that make a checkpoint final.", min=1, max=1000)],
     chain: Annotated[str, typer.Option(help="Chain name.")] = "glucoledger/consortium",
 ) -> None:
-    """Write an (unsigned) genesis file naming the members, their keys and the threshold."""
+    """Write an (unsigned) genesis file naming the members, their keys and the threshold.
+
+    Example: glucoledger consortium genesis --member LINE_A --member LINE_B --member LINE_C
+    --threshold 2 --out genesis.json
+    """
     doc = Genesis(chain, threshold, tuple(Member.parse_line(m) for m in member), {})
     out.write_text(doc.to_json())
     console.print(f"wrote {out}: {len(doc.members)} members, threshold {threshold}; now "
@@ -99,8 +130,12 @@ def genesis(
 
 
 @consortium_app.command("sign")
-def sign(file: Path, data: DataOpt = None) -> None:
-    """Add this member's node-key signature to the genesis file."""
+def sign(file: Annotated[Path, in_file("The genesis file (signed in place).")],
+         data: DataOpt = None) -> None:
+    """Add this member's node-key signature to the genesis file.
+
+    Example: glucoledger consortium sign genesis.json --data /srv/gl
+    """
     name, wallet = member_of(data_dir(data))
     doc = Genesis.load(file).sign(name, wallet.load("node"))
     file.write_text(doc.to_json())
@@ -110,10 +145,15 @@ def sign(file: Path, data: DataOpt = None) -> None:
 
 
 @consortium_app.command("init")
-def init(genesis_file: Annotated[Path, typer.Option("--genesis")],
+def init(genesis_file: Annotated[Path, in_file("The consortium's signed genesis file.",
+                                               option="--genesis")],
          orderer: Annotated[str, typer.Option(help="etcd://HOST:PORT[,...]")],
          data: DataOpt = None) -> None:
-    """Join the chain named by the genesis file (appends the genesis if the log is empty)."""
+    """Join the chain named by the genesis file (appends the genesis if the log is empty).
+
+    Example: glucoledger consortium init --genesis genesis.json
+    --orderer etcd://a:2379,b:2379,c:2379 --data /srv/gl
+    """
     doc = Genesis.load(genesis_file)
     with EtcdOrderer.from_url(orderer, etcd_chain_key(doc.chain)) as ord_:
         init_member(data_dir(data), doc, orderer, ord_)
@@ -144,15 +184,21 @@ def _read(path: Path, what: str) -> bytes:
 
 @consortium_app.command("status")
 def status(data: DataOpt = None, to: ToOpt = None) -> None:
-    """Show a running member's height, final checkpoint and divergence reports."""
+    """Show a running member's height, final checkpoint and divergence reports.
+
+    Example: glucoledger consortium status --data /srv/gl
+    """
     console.print_json(json.dumps(control.get_status(_control_url(data, to))))
 
 
 @consortium_app.command("submit")
-def submit(file: Annotated[Path, typer.Argument(help="A CBOR list of envelopes, or one envelope.")],
+def submit(file: Annotated[Path, in_file("A CBOR list of envelopes, or one envelope.")],
            data: DataOpt = None, to: ToOpt = None) -> None:
     """Submit transactions to a running member and print their receipts (the request is
-    signed with the node key of the --data member folder)."""
+    signed with the node key of the --data member folder).
+
+    Example: glucoledger consortium submit p.cbor --data /srv/gl
+    """
     raw = _read(file, "the transactions file")
     value = codec.decode(raw, max_size=64 << 20)
     envelopes = value if isinstance(value, list) else [raw]
@@ -163,17 +209,27 @@ def submit(file: Annotated[Path, typer.Argument(help="A CBOR list of envelopes, 
 
 
 @consortium_app.command("export")
-def export(out: Path, data: DataOpt = None,
-           start: Annotated[int, typer.Option("--from", help="First height.")] = 0) -> None:
-    """Export blocks (up to the final checkpoint) for a member catching up past compaction."""
+def export(out: Annotated[Path, out_file("Where to write the blocks (CBOR).", option=None)],
+           data: DataOpt = None,
+           start: Annotated[int, typer.Option("--from", help="First height.", min=0,
+                                              max=MAX_INT)] = 0) -> None:
+    """Export blocks (up to the final checkpoint) for a member catching up past compaction.
+
+    Example: glucoledger consortium export blocks.cbor --data /srv/gl
+    """
     with open_node(data) as n:
         out.write_bytes(export_blocks(n, start))
     console.print(f"wrote {out}")
 
 
 @consortium_app.command("import")
-def import_(file: Path, data: DataOpt = None) -> None:
-    """Verify exported blocks (cosigned checkpoint, header chain, re-derivation) and store them."""
+def import_(file: Annotated[Path, in_file("A `consortium export` file.")],
+            data: DataOpt = None) -> None:
+    """Verify exported blocks (cosigned checkpoint, header chain, re-derivation) and store
+    them.
+
+    Example: glucoledger consortium import blocks.cbor --data /srv/gl
+    """
     with Node(data_dir(data)) as n:
         count = import_blocks(n, _read(file, "the export"))
     console.print(f"verified and stored {count} blocks")
@@ -181,14 +237,24 @@ def import_(file: Path, data: DataOpt = None) -> None:
 
 @consortium_app.command("rejoin")
 def rejoin(
-    genesis_file: Annotated[Path, typer.Option("--genesis", help="The consortium's genesis file.")],
+    genesis_file: Annotated[Path, in_file("The consortium's genesis file.",
+                                          option="--genesis")],
     orderer: Annotated[str, typer.Option(help="etcd://HOST:PORT[,...] of the consortium.")],
-    peer: Annotated[str | None, typer.Option(help="One member's control URL to fetch blocks from.")] = None,
-    export_file: Annotated[Path | None, typer.Option("--export", help="A `consortium export` file, instead of --peer (offline).")] = None,
-    keys_from: Annotated[Path | None, typer.Option("--keys", help="Backup of this member's keys (master.key, member.txt, wallet/); default: the --data folder's own.")] = None,
+    peer: Annotated[str | None, typer.Option(
+        help="One member's control URL to fetch blocks from.")] = None,
+    export_file: Annotated[Path | None, in_file(
+        "A `consortium export` file, instead of --peer (offline).", option="--export")] = None,
+    keys_from: Annotated[Path | None, typer.Option(
+        "--keys", file_okay=False, dir_okay=True,
+        help="Folder with the backup of this member's keys (master.key, member.txt, "
+        "wallet/); default: the --data folder's own.")] = None,
     data: DataOpt = None,
 ) -> None:
-    """Rebuild a lost or damaged member folder from the genesis, its keys and one peer."""
+    """Rebuild a lost or damaged member folder from the genesis, its keys and one peer.
+
+    Example: glucoledger consortium rejoin --genesis genesis.json --orderer etcd://a:2379
+    --keys BACKUP --peer http://a:7001 --data /srv/gl
+    """
     from ..node.rejoin import rejoin as do_rejoin
     from ..node.rejoin import restore_folder
 
@@ -205,16 +271,26 @@ def rejoin(
 
 @consortium_app.command("propose")
 def propose(
-    kind: Annotated[str, typer.Argument(help="member-add | member-remove | rotate-key | threshold")],
-    out: Annotated[Path, typer.Option(help="Where to write the proposal (an envelope).")],
+    kind: Annotated[str, typer.Argument(
+        help="member-add | member-remove | rotate-key | threshold")],
+    out: Annotated[Path, out_file("Where to write the proposal (an envelope).")],
     name: Annotated[str | None, typer.Option(help="The member the change is about.")] = None,
-    member: Annotated[str | None, typer.Option(help="member-add: the new member's line from `consortium keys`.")] = None,
-    vkey: Annotated[str | None, typer.Option(help="rotate-key: the member's new node key (vkey).")] = None,
-    threshold: Annotated[int | None, typer.Option(help="The checkpoint threshold after the change.")] = None,
-    at: Annotated[int | None, typer.Option(help="First height the change applies to (default: the block after the one that carries it).")] = None,
+    member: Annotated[str | None, typer.Option(
+        help="member-add: the new member's line from `consortium keys`.")] = None,
+    vkey: Annotated[str | None, typer.Option(
+        help="rotate-key: the member's new node key (vkey).")] = None,
+    threshold: Annotated[int | None, typer.Option(
+        help="The checkpoint threshold after the change.", min=1, max=1000)] = None,
+    at: Annotated[int | None, typer.Option(
+        help="First height the change applies to (default: the block after the one that "
+        "carries it).", min=1, max=MAX_INT)] = None,
     data: DataOpt = None,
 ) -> None:
-    """Write a governance proposal signed by this member's organization key."""
+    """Write a governance proposal signed by this member's organization key.
+
+    Example: glucoledger consortium propose member-remove --name org-c --threshold 2
+    --out p.cbor --data /srv/gl
+    """
     from ..ledger.checkpoint import NoteVerifier
     from ..node.proposals import describe
     from ..node.proposals import propose as make
@@ -254,9 +330,12 @@ def propose(
 
 
 @consortium_app.command("cosign")
-def cosign(proposal: Annotated[Path, typer.Argument(help="A proposal file.")],
+def cosign(proposal: Annotated[Path, in_file("A proposal file (signed in place).")],
            data: DataOpt = None) -> None:
-    """Check a proposal's signatures, show it, and add this member's organization signature."""
+    """Check a proposal's signatures, show it, and add this member's organization signature.
+
+    Example: glucoledger consortium cosign p.cbor --data /srv/gl
+    """
     from ..ledger.tx import SignedTx
     from ..node.proposals import cosign as add
     from ..node.proposals import describe
@@ -270,10 +349,17 @@ def cosign(proposal: Annotated[Path, typer.Argument(help="A proposal file.")],
 
 
 @cluster_app.command("up")
-def cluster_up(nodes: Annotated[int, typer.Option(help="How many etcd members and nodes.")] = 3,
-               dir: Annotated[Path, typer.Option("--dir", help="Where everything lives.")] = Path("consortium"),
-               tls: Annotated[bool, typer.Option(help="etcd with TLS and client/peer certificate authentication.")] = True) -> None:
-    """Start n etcd members and n member nodes on 127.0.0.1; print their addresses."""
+def cluster_up(nodes: Annotated[int, typer.Option(
+                   help="How many etcd members and nodes.", min=1, max=9)] = 3,
+               dir: Annotated[Path, typer.Option(
+                   "--dir", help="Where everything lives.")] = Path("consortium"),
+               tls: Annotated[bool, typer.Option(
+                   help="etcd with TLS and client/peer certificate authentication.")] = True,
+               ) -> None:
+    """Start n etcd members and n member nodes on 127.0.0.1; print their addresses.
+
+    Example: glucoledger cluster up --nodes 3 --dir D
+    """
     state = devcluster.up(dir, nodes, tls=tls)
     console.print(f"etcd: {state['etcd']}")
     for n in state["nodes"]:
@@ -282,8 +368,13 @@ def cluster_up(nodes: Annotated[int, typer.Option(help="How many etcd members an
 
 
 @cluster_app.command("down")
-def cluster_down(dir: Annotated[Path, typer.Option("--dir")] = Path("consortium")) -> None:
-    """Stop exactly the processes `cluster up` started in --dir."""
+def cluster_down(dir: Annotated[Path, typer.Option(
+                     "--dir", help="The folder `cluster up` used.")] = Path("consortium"),
+                 ) -> None:
+    """Stop exactly the processes `cluster up` started in --dir.
+
+    Example: glucoledger cluster down --dir D
+    """
     for line in devcluster.down(dir):
         console.print(f"stopped {line}")
 

@@ -12,16 +12,25 @@ from typing import Annotated, Any
 import typer
 
 from ..codec import parse_hex_id
-from ..errors import InputError, MalformedError
-from ..files import atomic_write, read_json
+from ..errors import MalformedError
+from ..files import atomic_write, storage_error
 from ..interop.fhir_research import research_consent, research_study
 from ..node import accounts
 from ..node.deid import Profile
 from ..node.research import ResearchService, verify_bundle
 from ..node.research_view import participation
-from ..state.consent import DAY_MS
+from ..state.consent import DAY_MS, MAX_WINDOW_DAYS
 from ..state.research import load_study
-from .common import DataOpt, console, open_node, open_node_and_vault, table
+from .common import (
+    DataOpt,
+    console,
+    in_file,
+    open_node,
+    open_node_and_vault,
+    out_file,
+    read_text,
+    table,
+)
 
 __all__ = ["register"]
 
@@ -31,19 +40,31 @@ Name = Annotated[str, typer.Option(help="An account name from the address book."
 StudyId = Annotated[str, typer.Option("--study", help="The study id (hex).")]
 
 
+#: The smallest privacy cost a query can charge: budgets are kept in millionths of epsilon.
+MIN_EPSILON = 0.000_001
+
+
 def _json_file(path: Path, what: str) -> dict[str, Any]:
-    doc = read_json(path, what=what)
+    """A person's JSON file (already checked to exist by ``in_file``) as an object."""
+    try:
+        doc = json.loads(read_text(path, what.removeprefix("the ")))  # binary: refused
+    except ValueError as exc:
+        raise MalformedError(f"{what} ({path}) is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise MalformedError(f"{what} ({path}) must be a JSON object")
     return doc
 
 
 @research_app.command("register")
-def register_study(sponsor: Name, terms: Annotated[Path, typer.Option(
-        help="JSON file: protocol, ethics, purpose, streams, fields, period {from, to}, forms, "
-             "k, budget (epsilon in millionths), retention_days, contact, credit {rate, terms}")],
+def register_study(sponsor: Name, terms: Annotated[Path, in_file(
+        "JSON file: protocol, ethics, purpose, streams, fields, period {from, to}, forms, "
+        "k, budget (epsilon in millionths), retention_days, contact, credit {rate, terms}",
+        option="--terms")],
         data: DataOpt = None) -> None:
-    """Register a study (signed by the sponsor; accepted by this node's organization)."""
+    """Register a study (signed by the sponsor; accepted by this node's organization).
+
+    Example: glucoledger research register --sponsor uni-research --terms terms.json
+    """
     doc = _json_file(terms, "the study terms")
     with open_node_and_vault(data) as (node, vault):
         ident = accounts.identity(node, sponsor)
@@ -54,7 +75,10 @@ def register_study(sponsor: Name, terms: Annotated[Path, typer.Option(
 
 @research_app.command("close")
 def close_study(sponsor: Name, study: StudyId, data: DataOpt = None) -> None:
-    """Close a study: no release or query from the next block on."""
+    """Close a study: no release or query from the next block on.
+
+    Example: glucoledger research close --sponsor uni-research --study STUDY_ID
+    """
     with open_node_and_vault(data) as (node, vault):
         ident = accounts.identity(node, sponsor)
         ResearchService(node, vault).close_study(ident.id, accounts.keys_of(node, ident),
@@ -64,19 +88,22 @@ def close_study(sponsor: Name, study: StudyId, data: DataOpt = None) -> None:
 
 @research_app.command("join")
 def join(patient: Name, study: StudyId,
-         profile: Annotated[Path, typer.Option(help="JSON file: name, birth_date (YYYY-MM-DD), "
-                                               "sex, state, zip, diabetes_type; kept on this "
-                                               "node, never released as is")],
+         profile: Annotated[Path, in_file("JSON file: name, birth_date (YYYY-MM-DD), sex, "
+                                          "state, zip, diabetes_type; kept on this node, "
+                                          "never released as is", option="--profile")],
          streams: Annotated[str, typer.Option(help="Comma-separated; at most the study's.")]
          = "cgm",
          fields: Annotated[str, typer.Option(help="Comma-separated quasi-identifiers you "
                                              "share: age, sex, region, diabetes_type")] = "",
-         days: Annotated[int, typer.Option(help="How long your consent lasts.")] = 365,
+         days: Annotated[int, typer.Option(help="How many days your consent lasts.", min=1,
+                                           max=MAX_WINDOW_DAYS)] = 365,
          data: DataOpt = None) -> None:
-    """Opt in to a study (your research grant; you may narrow its streams and fields)."""
+    """Opt in to a study (your research grant; you may narrow its streams and fields).
+
+    Example: glucoledger research join --patient alice --study STUDY_ID --profile me.json
+    --fields sex,region --days 365
+    """
     prof = Profile.from_value(_json_file(profile, "the research profile"))
-    if not 1 <= days <= 3660:
-        raise InputError("--days is 1..3660")
     with open_node_and_vault(data) as (node, vault):
         ident = accounts.identity(node, patient)
         gid = ResearchService(node, vault).join(
@@ -87,9 +114,13 @@ def join(patient: Name, study: StudyId,
 
 
 @research_app.command("withdraw")
-def withdraw(patient: Name, grant: Annotated[str, typer.Option("--grant")],
+def withdraw(patient: Name, grant: Annotated[str, typer.Option(
+        "--grant", help="Your research grant's id (hex), as `research join` printed it.")],
              data: DataOpt = None) -> None:
-    """Withdraw from a study: you are in no later release or query."""
+    """Withdraw from a study: you are in no later release or query.
+
+    Example: glucoledger research withdraw --patient alice --grant GRANT_ID
+    """
     with open_node_and_vault(data) as (node, vault):
         ident = accounts.identity(node, patient)
         ResearchService(node, vault).withdraw(ident.id, accounts.keys_of(node, ident, [0]),
@@ -98,9 +129,14 @@ def withdraw(patient: Name, grant: Annotated[str, typer.Option("--grant")],
 
 
 @research_app.command("release")
-def release(sponsor: Name, study: StudyId, out: Annotated[Path, typer.Option("--out")],
+def release(sponsor: Name, study: StudyId,
+            out: Annotated[Path, out_file("Where to write the release bundle (JSON).")],
             data: DataOpt = None) -> None:
-    """Receive a de-identified record-level release (a bundle you can verify offline)."""
+    """Receive a de-identified record-level release (a bundle you can verify offline).
+
+    Example: glucoledger research release --sponsor uni-research --study STUDY_ID
+    --out release.json
+    """
     with open_node_and_vault(data) as (node, vault):
         ident = accounts.identity(node, sponsor)
         raw = ResearchService(node, vault).release(ident.id, accounts.keys_of(node, ident),
@@ -116,9 +152,15 @@ def query(sponsor: Name, study: StudyId,
           statistic: Annotated[str, typer.Option(help="mean_glucose, time_in_range, "
                                                  "time_below_70, time_below_54, gmi, "
                                                  "hourly_median_profile")],
-          epsilon: Annotated[float, typer.Option(help="Privacy cost of this query.")],
+          epsilon: Annotated[float, typer.Option(
+              help="Privacy cost of this query (0.000001..100, charged in millionths).",
+              min=MIN_EPSILON, max=100.0)],
           data: DataOpt = None) -> None:
-    """A differentially private cohort statistic, charged to the study's budget first."""
+    """A differentially private cohort statistic, charged to the study's budget first.
+
+    Example: glucoledger research query --sponsor uni-research --study STUDY_ID
+    --statistic time_in_range --epsilon 0.1
+    """
     with open_node_and_vault(data) as (node, vault):
         ident = accounts.identity(node, sponsor)
         a = ResearchService(node, vault).query(ident.id, accounts.keys_of(node, ident),
@@ -128,13 +170,25 @@ def query(sponsor: Name, study: StudyId,
                   f"(epsilon {a.epsilon:g}; spent {a.spent:g} of {a.budget:g})")
 
 
-@research_app.command("verify")
-def verify(bundle: Path, data: DataOpt = None) -> None:
-    """Check a release bundle offline against this node's checkpoint key."""
+BundleArg = Annotated[Path, in_file("A release bundle that `research release` wrote.")]
+
+
+def _bundle(path: Path) -> bytes:
+    """The bundle's exact bytes; a binary or unreadable file is refused first (read_text)."""
+    read_text(path, "release bundle (JSON) that `research release` wrote")
     try:
-        raw = bundle.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
-        raise InputError(f"cannot read {bundle}: {exc.strerror}") from None
+        raise storage_error(exc, path, "reading the release bundle") from None
+
+
+@research_app.command("verify")
+def verify(bundle: BundleArg, data: DataOpt = None) -> None:
+    """Check a release bundle offline against this node's checkpoint key.
+
+    Example: glucoledger research verify release.json --data /srv/gl
+    """
+    raw = _bundle(bundle)
     with open_node(data) as node:
         got = verify_bundle(raw, node.verifier())
     console.print(f"verified: {got.rows} rows, {got.participants} participants, "
@@ -143,12 +197,12 @@ def verify(bundle: Path, data: DataOpt = None) -> None:
 
 
 @research_app.command("am-i-in")
-def am_i_in(patient: Name, bundle: Path, data: DataOpt = None) -> None:
-    """Check a release bundle for your data (it is verified first)."""
-    try:
-        raw = bundle.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read {bundle}: {exc.strerror}") from None
+def am_i_in(patient: Name, bundle: BundleArg, data: DataOpt = None) -> None:
+    """Check a release bundle for your data (it is verified first).
+
+    Example: glucoledger research am-i-in --patient alice release.json
+    """
+    raw = _bundle(bundle)
     with open_node_and_vault(data) as (node, vault):
         mine = ResearchService(node, vault).am_i_in(accounts.identity(node, patient).id, raw)
     console.print(f"yes: {len(mine)} of your batches are in this release" if mine else
@@ -156,8 +210,14 @@ def am_i_in(patient: Name, bundle: Path, data: DataOpt = None) -> None:
 
 
 @research_app.command("mine")
-def mine(patient: Name, fhir: bool = False, data: DataOpt = None) -> None:
-    """Your studies: what each received and your credit (or FHIR Consent + ResearchStudy)."""
+def mine(patient: Name,
+         fhir: Annotated[bool, typer.Option(
+             help="Print FHIR Consent and ResearchStudy JSON instead of a table.")] = False,
+         data: DataOpt = None) -> None:
+    """Your studies: what each received and your credit (or FHIR Consent + ResearchStudy).
+
+    Example: glucoledger research mine --patient alice
+    """
     with open_node(data) as node:
         parts = participation(node.state, accounts.identity(node, patient).id)
     if fhir:
@@ -175,7 +235,10 @@ def mine(patient: Name, fhir: bool = False, data: DataOpt = None) -> None:
 
 @research_app.command("show")
 def show(study: StudyId, data: DataOpt = None) -> None:
-    """A study's terms and spent budget (as FHIR ResearchStudy JSON)."""
+    """A study's terms and spent budget (as FHIR ResearchStudy JSON).
+
+    Example: glucoledger research show --study STUDY_ID
+    """
     with open_node(data) as node:
         rec = load_study(node.state, parse_hex_id(study, "--study"))
     console.print_json(json.dumps(research_study(rec)))
