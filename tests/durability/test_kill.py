@@ -121,19 +121,25 @@ def test_kill_during_ingest_then_rerun(tmp_path: Path) -> None:
     folder = tmp_path / "node"
     make_node(folder, uploads=0)
     killed = 0
-    for trial in range(4):
+    took = 0.0
+    for trial in range(5):
         # Each file its own week (7 batches of 288).
         f = write_jsonl(tmp_path / f"f{trial}.jsonl", 2016, first=trial * 2016)
         args = ("ingest", str(f), "--patient", "alice", "--device", "SN-1",
                 "--batch-size", "288", "--data", str(folder))
-        if _kill_after(_start(*args), rng.uniform(0.5, 4.0)):
+        if trial == 0:  # a whole run, timed: the kills land at random points of such a run
+            began = time.monotonic()
+            assert run(*args).returncode == 0
+            took = time.monotonic() - began
+            continue
+        if _kill_after(_start(*args), rng.uniform(0.2, 0.9) * took):
             killed += 1
         r = run(*args)  # rerun: stores what is missing, answers the rest
         assert r.returncode == 0, r.stderr
     assert killed, "no kill landed during ingest: the trial proved nothing"
     seen = _readings(folder)
     assert max(seen.values()) == 1, "a reading was stored twice"
-    assert sum(seen.values()) == 4 * 2016, "a reading was lost"
+    assert sum(seen.values()) == 5 * 2016, "a reading was lost"
     assert verify_folder(folder, workers=1).blocks > 0
 
 

@@ -144,10 +144,12 @@ def ingest(
     before = sum(1 for r in receipts if r.duplicate)
     title = (f"{plural(total, 'reading')} of {patient} from {device}, "
              f"{plural(len(receipts), 'sealed batch', 'sealed batches')}"
-             + (f" ({before} stored before: their original receipts)" if before else ""))
-    console.print(table(title, ["stream", "seq", "readings", "trust", "log index", "stored"],
+             + (f" ({before} of {len(receipts)} batches were stored before: their original "
+                "receipts)" if before else ""))
+    console.print(table(title, ["stream", "seq", "readings", "trust", "log index", "blob",
+                                "stored"],
                         [[r.stream, str(r.seq), str(r.count), r.trust, str(r.tx_index),
-                          "before" if r.duplicate else "now"]
+                          r.ct.hex()[:16], "before" if r.duplicate else "now"]
                          for r in receipts]))
 
 
