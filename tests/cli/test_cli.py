@@ -180,3 +180,28 @@ def test_report_views_and_units(demo_dir: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "x.html").exists()
     r = run("report", "--patient", "alice", "--view", "everything", "--data", str(demo_dir))
     assert r.returncode == 2 and "choose raw or summary" in r.stderr + r.stdout
+
+
+def test_nightscout_reader_at_the_console_only_invites(tmp_path: Path) -> None:
+    """Issue 10: nobody's key signs what its holder did not ask for. The console records the
+    patient's invitation and prints no token; the reader then mints her own."""
+    d = tmp_path / "n"
+    for args in (("init",), ("account", "create", "rosa", "--kind", "trusted"),
+                 ("account", "create", "alice", "--kind", "patient", "--trusted", "rosa"),
+                 ("account", "create", "dr-kim", "--kind", "clinician")):
+        assert run(*args, "--data", str(d)).returncode == 0
+    r = run("nightscout-reader", "dr-kim", "alice", "--data", str(d))
+    assert r.returncode == 0 and "invited dr-kim" in r.stdout and "token (shown" not in r.stdout
+    r = run("nightscout-reader", "alice", "alice", "--data", str(d))
+    assert r.returncode == 2 and "invite a clinician" in r.stdout + r.stderr
+
+    from glucoledger.node.accounts import identity
+    from glucoledger.node.readers import ReaderInvites
+    from glucoledger.node.services import NodeServices
+
+    with NodeServices.open(d) as svc:
+        invites = ReaderInvites(svc.node, svc.nightscout)
+        kim = identity(svc.node, "dr-kim")
+        assert invites.pending(kim) == ["alice"]
+        assert invites.mint(kim, "alice")  # her own token, once
+        assert invites.pending(kim) == []

@@ -113,16 +113,22 @@ def nightscout_uploader(patient: Annotated[str, typer.Argument(help="The patient
 def nightscout_reader(reader: Annotated[str, typer.Argument(help="The reader's account name.")],
                       patient: Annotated[str, typer.Argument(help="The patient's name.")],
                       data: DataOpt = None) -> None:
-    """Create a read token for a reader account following a patient (reads need a grant).
+    """Invite a reader to follow a patient through Nightscout (reads still need a grant).
+
+    The patient only invites: the reader mints her own token, bound to her, in her own
+    session (portal, or POST /api/nightscout/reader-tokens), so no read is ever signed with
+    her key unless she asked for the token.
 
     Example: glucoledger nightscout-reader dr-lee alice
     """
-    import secrets
+    from ..node.accounts import identity
+    from ..node.readers import ReaderInvites
 
-    token = f"{reader[:16]}-{secrets.token_hex(8)}"
     with open_services(data) as services:
-        services.nightscout.add_reader(reader, patient, token)
-    console.print(f"token (shown once): {token}")
+        who = ReaderInvites(services.node, services.nightscout).invite(
+            identity(services.node, patient), reader)
+    console.print(f"{patient} invited {who.name} to follow her data; {who.name} mints her "
+                  "own read token from her session (POST /api/nightscout/reader-tokens)")
 
 
 def export_fhir(
