@@ -98,6 +98,36 @@ def test_tampered_store_fails_verify_naming_the_spot(demo_dir: Path, tmp_path: P
     assert "3" in r.stderr and "tamper" in r.stderr
 
 
+def test_verify_names_every_damaged_transaction(demo_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    d = tmp_path / "copy"
+    shutil.copytree(demo_dir, d)
+    db = sqlite3.connect(d / "chain.db")
+    rows = db.execute("SELECT height, MIN(idx) FROM txs GROUP BY height ORDER BY height"
+                      ).fetchall()
+    assert len(rows) >= 2, rows
+    damaged = [rows[0], rows[-1]]  # in the first block and in the last
+    for _, idx in damaged:
+        (env,) = db.execute("SELECT envelope FROM txs WHERE idx = ?", (idx,)).fetchone()
+        bad = bytearray(env)
+        bad[len(bad) // 2] ^= 1
+        db.execute("UPDATE txs SET envelope = ? WHERE idx = ?", (bytes(bad), idx))
+    db.commit()
+    db.close()
+    r = run("verify", "--data", str(d))
+    assert r.returncode == 3, r.stderr
+    assert "Traceback" not in r.stderr
+    assert "first bad spot" in r.stderr and "every bad spot (2)" in r.stderr, r.stderr
+    listed = r.stderr.split("every bad spot (2)")[1]
+    import re
+
+    for height, idx in damaged:  # one table row each: block, transaction, what
+        assert re.search(rf"\b{height}\s*│\s*{idx}\s*│\s*transaction envelope", listed), \
+            r.stderr
+    assert "could not be checked" in r.stderr
+
+
 def test_errors_are_actionable(tmp_path: Path) -> None:
     r = run("verify", "--data", str(tmp_path / "nothing"))
     assert r.returncode == 1

@@ -129,3 +129,60 @@ def _dump(path: Path) -> list[object]:
                 for t in ("meta", "blocks", "txs", "nodes", "state")]
     finally:
         db.close()
+
+
+def _flip_at(db_path: Path, table: str, column: str, key: str, k: int) -> None:
+    db = sqlite3.connect(db_path)
+    (value,) = db.execute(f"SELECT {column} FROM {table} WHERE {key} = ?", (k,)).fetchone()
+    data = bytearray(value)
+    data[len(data) // 2] ^= 0x10
+    db.execute(f"UPDATE {table} SET {column} = ? WHERE {key} = ?", (bytes(data), k))
+    db.commit()
+    db.close()
+
+
+def _tx_at(db_path: Path, height: int, nth: int) -> int:
+    db = sqlite3.connect(db_path)
+    (idx,) = db.execute("SELECT idx FROM txs WHERE height = ? ORDER BY idx LIMIT 1 OFFSET ?",
+                        (height, nth)).fetchone()
+    db.close()
+    return int(idx)
+
+
+def test_two_damaged_envelopes_in_two_blocks_are_both_named(pristine: Path,
+                                                            tmp_path: Path) -> None:
+    folder = _copy(pristine, tmp_path / "n")
+    first, second = _tx_at(folder / "chain.db", 2, 1), _tx_at(folder / "chain.db", 5, 2)
+    _flip_at(folder / "chain.db", "txs", "envelope", "idx", first)
+    _flip_at(folder / "chain.db", "txs", "envelope", "idx", second)
+    with pytest.raises(IntegrityError) as info:
+        verify_folder(folder, workers=1)
+    exc = info.value
+    assert exc.finding == exc.findings[0]
+    named = {(f.height, f.tx_index) for f in exc.findings}
+    assert (2, first) in named and (5, second) in named, exc.findings
+    assert all(f.kind == "tamper" and f.expected != f.found for f in exc.findings)
+    assert len(exc.findings) == 2, exc.findings  # each damage once, none invented
+    assert exc.unchecked and "block 2" in exc.unchecked[0]
+    # The message is the first finding's, as when verify stopped there.
+    assert str(exc).startswith(exc.finding.describe())
+
+
+def test_two_damaged_headers_are_both_named(pristine: Path, tmp_path: Path) -> None:
+    folder = _copy(pristine, tmp_path / "n")
+    for height in (1, 4):
+        _flip_at(folder / "chain.db", "blocks", "header", "height", height)
+    with pytest.raises(IntegrityError) as info:
+        verify_folder(folder, workers=1)
+    heights = {f.height for f in info.value.findings}
+    assert info.value.finding.height == 1
+    assert {1, 4} <= heights, info.value.findings
+    assert heights <= {1, 4, 5}, info.value.findings  # 5: at most its link to the damaged 4
+
+
+def test_one_damage_is_one_finding(pristine: Path, tmp_path: Path) -> None:
+    folder = _copy(pristine, tmp_path / "n")
+    _flip_at(folder / "chain.db", "txs", "envelope", "idx", _tx_at(folder / "chain.db", 3, 0))
+    with pytest.raises(IntegrityError) as info:
+        verify_folder(folder, workers=1)
+    assert len(info.value.findings) == 1, info.value.findings

@@ -187,7 +187,7 @@ def verify(
         help="Signatures from --node-key keys the checkpoint must carry (a consortium's "
              "threshold: require a final checkpoint).", min=1, max=1000)] = 1,
 ) -> None:
-    """Re-derive every hash, root, signature and link; exit non-zero at the first bad spot.
+    """Re-derive every hash, root, signature and link; exit non-zero naming every bad spot.
 
     Example: glucoledger verify --from-checkpoint kept.txt --data ./clinic
     """
@@ -209,6 +209,15 @@ def verify(
                     ["transaction hash", f.tx_hash or "-"], ["what", f.what],
                     ["expected", f.expected], ["found", f.found]]
             err_console.print(table("first bad spot", ["", ""], rows))
+            if len(exc.findings) > 1:
+                err_console.print(table(
+                    f"every bad spot ({len(exc.findings)})",
+                    ["block", "transaction", "what", "expected", "found"],
+                    [[str(g.height) if g.height is not None else "-",
+                      str(g.tx_index) if g.tx_index is not None else "-",
+                      g.what, g.expected, g.found] for g in exc.findings]))
+            for note in exc.unchecked:
+                err_console.print(f"  {note}")
             raise
     console.print(
         f"[bold green]OK[/]: {report.blocks} blocks, {report.transactions} transactions "

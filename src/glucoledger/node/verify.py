@@ -1,4 +1,4 @@
-"""``verify``: re-derive everything from the raw store and name the first bad spot.
+"""``verify``: re-derive everything from the raw store and name every bad spot.
 
 A fresh replica replays every stored transaction, block by block, exactly as the node did
 (signatures, authorization, results, Merkle leaves and roots, block links, state). What the
@@ -13,7 +13,13 @@ store says is then compared with what was derived:
   block, with that root, and the current log must be consistent with it (RFC 9162 2.1.4):
   otherwise the store was rolled back or forked.
 
-It raises IntegrityError (a ConsistencyError) carrying a Finding, or returns a VerifyReport.
+Past the first damaged block or transaction the replay cannot go on (later results, roots
+and state depend on it), but every later block is still checked on its own (``_independent``:
+header hash and link, transactions against the log, their hashes, signatures and Merkle
+leaves, checkpoint signatures), so every damaged item is named.
+
+It raises IntegrityError (a ConsistencyError) carrying the first Finding and the list of them
+all (``findings``, ``unchecked``: what the break left unchecked), or returns a VerifyReport.
 """
 
 from __future__ import annotations
@@ -25,9 +31,10 @@ from dataclasses import dataclass, field
 from ..crypto import sha256
 from ..errors import ConsistencyError, GlucoledgerError, MalformedError
 from ..ledger import merkle
-from ..ledger.block import BlockHeader, Result
+from ..ledger.block import GENESIS_PREV, BlockHeader, Result, results_hash
 from ..ledger.checkpoint import Checkpoint, NoteVerifier, parse_note
 from ..ledger.log import encode_cut, encode_tx_entry
+from ..ledger.tx import SignedTx
 from ..ordering.base import Orderer
 from ..state.replica import Block, Replica, precheck
 from .chainstore import ChainStore, StoredTx
@@ -69,7 +76,8 @@ class Finding:
 class IntegrityError(ConsistencyError):
     code = "integrity"
 
-    def __init__(self, finding: Finding) -> None:
+    def __init__(self, finding: Finding, *, findings: Sequence[Finding] = (),
+                 unchecked: Sequence[str] = ()) -> None:
         hint = {
             "tamper": "the store was altered; restore it from another node or a backup",
             "rollback": "the store is older than a checkpoint you hold; it was truncated or "
@@ -80,6 +88,11 @@ class IntegrityError(ConsistencyError):
             hint = ""
         super().__init__(f"{finding.describe()}. {hint}".rstrip())
         self.finding = finding
+        #: Every damaged item found, the first one first (the chain replay goes on past a
+        #: break with the checks that do not need it).
+        self.findings: tuple[Finding, ...] = tuple(findings) or (finding,)
+        #: The checks that could not be made because of an earlier break.
+        self.unchecked: tuple[str, ...] = tuple(unchecked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +166,20 @@ def verify_store(
     rejected = txs = 0
     cp_block: BlockHeader | None = None
     check = prechecker or precheck
-    for height, bhash, raw_header, note_bytes, stored in _blocks_with_txs(store):
+    findings: list[Finding] = []
+    broken_at: int | None = None
+    prev_hash: bytes | None = None  # the stored hash of the block before
+    prev_raw: bytes | None = None  # and its stored header
+
+    def decoded(raw: bytes | None) -> BlockHeader | None:
+        try:
+            return None if raw is None else BlockHeader.decode(raw)
+        except MalformedError:
+            return None
+
+    def replay(height: int, bhash: bytes, raw_header: bytes, note_bytes: bytes,
+               stored: list[StoredTx], sig_ok: Sequence[bool | None],
+               ordered: dict[int, bytes]) -> Block:
         if height != replica.next_height:
             _fail("tamper", "block height sequence", replica.next_height, height)
         try:
@@ -161,8 +187,6 @@ def verify_store(
         except MalformedError as exc:
             _fail("tamper", "header encoding", "a canonical block header", exc.message,
                   height=height)
-        sig_ok = check([t.envelope for t in stored]) if len(stored) >= 64 else [None] * len(stored)
-        ordered = _ordered_entries(orderer, stored)
         for i, t in enumerate(stored):
             if t.idx != replica.tree.size + i:
                 _fail("tamper", "transaction index", replica.tree.size + i, t.idx, height=height)
@@ -176,14 +200,46 @@ def verify_store(
         assert block is not None
         _compare_block(block, stored, header, bhash, height)
         _check_checkpoint(note_bytes, block, chain, verifiers, height)
-        for level, index, h in block.nodes:
-            derived_nodes[(level, index)] = h
-        rejected += sum(1 for r in block.results if not r.ok)
-        txs += len(stored)
-        if held is not None and height == held.height:
-            cp_block = block.header
+        return block
+
+    for height, bhash, raw_header, note_bytes, stored in _blocks_with_txs(store):
+        sig_ok = check([t.envelope for t in stored]) if len(stored) >= 64 else [None] * len(stored)
+        ordered = _ordered_entries(orderer, stored)
+        if broken_at is None:
+            try:
+                block = replay(height, bhash, raw_header, note_bytes, stored, sig_ok, ordered)
+            except IntegrityError as exc:
+                # Go on with what can be checked without the replay (``_independent``).
+                broken_at = height
+                first = exc.finding
+                findings.append(first)
+                findings.extend(
+                    f for f in _independent(height, bhash, raw_header, note_bytes, stored,
+                                            prev_hash, decoded(prev_raw), ordered, sig_ok, check,
+                                            chain, verifiers, skip_roots=first.tx_index is not None)
+                    if not _same_spot(f, first))
+            else:
+                for level, index, h in block.nodes:
+                    derived_nodes[(level, index)] = h
+                rejected += sum(1 for r in block.results if not r.ok)
+                txs += len(stored)
+                if held is not None and height == held.height:
+                    cp_block = block.header
+        else:
+            findings.extend(_independent(height, bhash, raw_header, note_bytes, stored,
+                                         prev_hash, decoded(prev_raw), ordered, sig_ok, check, chain,
+                                         verifiers))
+        prev_hash, prev_raw = bhash, raw_header
         if progress is not None:
             progress(height + 1, total_blocks)
+    if broken_at is not None:
+        unchecked = [
+            f"after the break at block {broken_at}, these could not be checked (they need "
+            "every earlier transaction replayed): the results of later transactions and the "
+            "log root and size of later blocks, the state table, the stored Merkle nodes and "
+            "frontier" + (", and the store against your checkpoint" if held is not None
+                          else "")]
+        raise IntegrityError(findings[0], findings=findings, unchecked=unchecked)
     _compare_state(store, replica)
     _compare_nodes(store, derived_nodes)
     if store.frontier() != list(replica.tree.frontier):
@@ -196,6 +252,108 @@ def verify_store(
         seconds=time.perf_counter() - start,
         checkpoint_height=held.height if held else None, notes=tuple(notes),
     )
+
+
+def _same_spot(a: Finding, b: Finding) -> bool:
+    """Two findings of one damage (the replay's and an independent check's)."""
+    return a.height == b.height and (a.tx_index == b.tx_index if b.tx_index is not None
+                                     else a.tx_index is None)
+
+
+def _independent(height: int, bhash: bytes, raw_header: bytes, note_bytes: bytes,
+                 stored: Sequence[StoredTx], prev_hash: bytes | None,
+                 prev_header: BlockHeader | None, ordered: dict[int, bytes],
+                 sig_ok: Sequence[bool | None], check: Prechecker, chain: str,
+                 verifiers: Sequence[NoteVerifier], *, skip_roots: bool = False
+                 ) -> list[Finding]:
+    """What one block shows without replaying the ones before it: its header's encoding,
+    hash and link to the block before, its transactions against the ordered log, their
+    hashes, signatures (an accepted transaction must carry valid ones) and Merkle leaves
+    (the header's ``tx_root``), the results hash and the signed checkpoint against the
+    stored header. ``skip_roots``: a transaction of this block is already named, so the
+    roots over them are not named again."""
+    out: list[Finding] = []
+
+    def add(what: str, expected: object, found: object, tx: StoredTx | None = None) -> None:
+        out.append(Finding("tamper", what, str(expected), str(found), height=height,
+                           tx_index=None if tx is None else tx.idx,
+                           tx_hash=None if tx is None or tx.hash is None else tx.hash.hex()))
+
+    results: list[Result] | None = []
+    for i, t in enumerate(stored):
+        if t.pos in ordered:
+            try:
+                _compare_with_log(ordered[t.pos], t, height)
+            except IntegrityError as exc:
+                out.append(exc.finding)
+                continue
+        try:
+            stx: SignedTx | None = SignedTx.decode(t.envelope)
+        except MalformedError:
+            stx = None
+        if stx is not None and t.hash is not None and stx.tx_hash != t.hash:
+            add("transaction hash", short(stx.tx_hash), short(t.hash), t)
+            continue
+        try:
+            result = t.decoded_result()
+        except (MalformedError, GlucoledgerError):
+            add("transaction result", "a decodable result", "an undecodable result", t)
+            results = None
+            continue
+        if results is not None:
+            results.append(result)
+        if result.ok:
+            ok = sig_ok[i] if sig_ok[i] is not None else check([t.envelope])[0]
+            if ok is not True:
+                add("transaction signature", "signatures that verify (the stored result says "
+                    "accepted)", "a malformed envelope" if ok is None else
+                    "a signature that does not verify", t)
+    tx_named = skip_roots or bool(out)
+    try:
+        header = BlockHeader.decode(raw_header)
+    except MalformedError as exc:
+        add("header encoding", "a canonical block header", exc.message)
+        header = None
+    if header is not None:
+        if header.height != height:
+            add("header field 'height'", height, header.height)
+        if bhash != header.hash():
+            add("stored block hash", short(header.hash()), short(bhash))
+        links = ({GENESIS_PREV} if height == 0 else
+                 {h for h in (prev_hash, prev_header.hash() if prev_header else None) if h})
+        if links and header.prev not in links:
+            add("header field 'prev' (the link to the block before)",
+                " or ".join(sorted(short(h) for h in links)), short(header.prev))
+        if header.tx_count != len(stored):
+            add("header field 'tx_count'", len(stored), header.tx_count)
+        elif not tx_named:
+            root = merkle.root_of([merkle.leaf_hash(t.envelope) for t in stored])
+            if root != header.tx_root:
+                add("header field 'tx_root' (the Merkle leaves of its transactions)",
+                    short(root), short(header.tx_root))
+            if results is not None and results_hash(results) != header.results:
+                add("header field 'results' (the hash of its transactions' stored results)",
+                    short(results_hash(results)),
+                    short(header.results))
+        if prev_header is not None and prev_header.log_size + header.tx_count != header.log_size:
+            add("header field 'log_size'", prev_header.log_size + header.tx_count,
+                header.log_size)
+    try:
+        note = parse_note(note_bytes)
+        note.verify(verifiers)
+        cp = Checkpoint.parse_body(note.text)
+    except (MalformedError, GlucoledgerError) as exc:
+        add("signed checkpoint", "a checkpoint signed by the node key",
+            exc.message if isinstance(exc, GlucoledgerError) else str(exc))
+        return out
+    # The block hash in it against the header's (when the stored hash is already named, a
+    # second finding would repeat it).
+    signed_hash = header.hash() if header is not None and header.hash() == bhash else cp.block_hash
+    if header is not None and cp != Checkpoint(chain, header.log_size, header.log_root,
+                                               header.height, signed_hash, header.time):
+        add("signed checkpoint contents", "the stored header's size/root/hash",
+            "different values")
+    return out
 
 
 def _log_ahead(store: ChainStore, orderer: Orderer | None) -> list[str]:
