@@ -1,6 +1,7 @@
-"""The optimized MAGE and time weighting give bit-for-bit the results of the straightforward
-implementations they replaced, kept here as the reference (the code of glucose/mage.py and
-timeline.weigh before the speed-ups, unchanged but for names): on random series (hypothesis:
+"""The optimized MAGE, time weighting and AGP give bit-for-bit the results of the
+straightforward implementations they replaced, kept here as the reference (the code of
+glucose/mage.py, timeline.weigh and agp.compute_agp before the speed-ups, unchanged but for
+names): on random series (hypothesis:
 irregular spacing, gaps, flat runs, 1- and 5-minute grids), simulated 14-day data and iglu's
 real example data (tests/testdata/iglu). Floats are compared by repr, so -0.0 vs 0.0 and NaN
 positions count too.
@@ -11,14 +12,14 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from glucoledger.glucose import mage
+from glucoledger.glucose import agp, mage
 from glucoledger.glucose.metrics import summarize
 from glucoledger.glucose.readings import CgmReading
 from glucoledger.glucose.simulate import simulate_cgm
@@ -378,3 +379,68 @@ def test_iglu_real_data_matches_reference(label: str, times: list[int],
     check_mage(times, values)
     readings = [reading(t, v) for t, v in zip(times, values, strict=True)]
     check_weigh(readings, [5 * 60_000] * len(readings), times[-1] + 5 * 60_000)
+
+
+def ref_compute_agp(readings: Sequence[CgmReading], *, bin_min: int = 15,
+                    smooth: bool = True) -> agp.Agp:
+    """agp.compute_agp before the speed-up (its argument checks left out)."""
+    per_bin: list[list[int]] = [[] for _ in range(agp.DAY_MIN // bin_min)]
+    per_day: dict[int, list[tuple[int, int]]] = {}
+    seen: set[int] = set()
+    latest = (0, 0)
+    for r in readings:
+        if r.time_ms in seen:
+            continue
+        seen.add(r.time_ms)
+        latest = max(latest, (r.time_ms, r.tz_offset_min))
+        local = r.time_ms + r.tz_offset_min * 60_000
+        minute = (local % DAY_MS) // 60_000
+        per_bin[minute // bin_min].append(r.mgdl)
+        per_day.setdefault(local // DAY_MS, []).append((minute, r.mgdl))
+    raw: dict[int, list[float | None]] = {q: [] for q in agp.PERCENTILES}
+    for values in per_bin:
+        values.sort()
+        for q in agp.PERCENTILES:
+            raw[q].append(agp.percentile(values, q) if values else None)
+    series = {q: agp._smooth(s) if smooth else s for q, s in raw.items()}
+    bins = tuple(
+        agp.AgpBin(i * bin_min, len(per_bin[i]), *(series[q][i] for q in agp.PERCENTILES))
+        for i in range(len(per_bin))
+    )
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    days = tuple(
+        agp.DayProfile((epoch + timedelta(days=day)).date().isoformat(), tuple(sorted(points)))
+        for day, points in sorted(per_day.items())
+    )
+    return agp.Agp(bin_min, bins, days, latest[1])
+
+
+def check_agp(readings: list[CgmReading]) -> None:
+    for bin_min, smooth in ((15, True), (60, False), (5, True)):
+        same(agp.compute_agp(readings, bin_min=bin_min, smooth=smooth),
+             ref_compute_agp(readings, bin_min=bin_min, smooth=smooth))
+
+
+@settings(max_examples=150, deadline=None)
+@given(series(), st.lists(st.integers(-720, 840), min_size=1, max_size=4),
+       st.lists(st.integers(0, 400), max_size=20))
+def test_agp_matches_reference_on_random_series(
+    data: tuple[list[int], list[int]], offsets: list[int], repeats: list[int]
+) -> None:
+    """Mixed UTC offsets (the latest reading's wins, ties by offset) and re-sent times."""
+    times, values = data
+    readings = [CgmReading(time_ms=t, tz_offset_min=offsets[k % len(offsets)], mgdl=v)
+                for k, (t, v) in enumerate(zip(times, values, strict=True))]
+    for k in repeats:
+        source = readings[k % len(readings)]
+        readings.append(CgmReading(time_ms=source.time_ms, tz_offset_min=offsets[-1],
+                                   mgdl=max(40, source.mgdl - 1)))
+    check_agp(readings)
+
+
+@pytest.mark.parametrize("minutes", [5, 1])
+def test_agp_simulated_and_iglu_match_reference(minutes: int) -> None:
+    cgm = simulate_cgm(4, 14, T0, tz_offset_min=120)
+    check_agp(cgm if minutes == 5 else one_minute(cgm))
+    for _, times, values in iglu_subjects():
+        check_agp([reading(t, v) for t, v in zip(times, values, strict=True)])
