@@ -153,14 +153,20 @@ def compute_agp(readings: Iterable[CgmReading], *, bin_min: int = 15, smooth: bo
     seen: set[int] = set()
     latest = (0, 0)
     for r in readings:
-        if r.time_ms in seen:
+        time_ms, offset = r.time_ms, r.tz_offset_min
+        if time_ms in seen:
             continue
-        seen.add(r.time_ms)
-        latest = max(latest, (r.time_ms, r.tz_offset_min))
-        local = r.time_ms + r.tz_offset_min * 60_000
+        seen.add(time_ms)
+        if time_ms > latest[0] or (time_ms == latest[0] and offset > latest[1]):
+            latest = (time_ms, offset)  # max(latest, (time_ms, offset)) without the tuples
+        local = time_ms + offset * 60_000
         minute = (local % DAY_MS) // 60_000
-        per_bin[minute // bin_min].append(r.mgdl)
-        per_day.setdefault(local // DAY_MS, []).append((minute, r.mgdl))
+        mgdl = r.mgdl
+        per_bin[minute // bin_min].append(mgdl)
+        day = per_day.get(local // DAY_MS)
+        if day is None:
+            per_day[local // DAY_MS] = day = []
+        day.append((minute, mgdl))
     if not seen:
         raise OutOfRangeError("no CGM readings for an AGP; upload some first")
 

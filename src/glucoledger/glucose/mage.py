@@ -52,14 +52,15 @@ def _grid(times: Sequence[int], values: Sequence[int]) -> tuple[int, list[float]
         end += DAY_MS
     n = (end - start) // STEP_MS
     out = [NAN] * n
-    j = 0
-    for g in range(n):
+    # only the grid points x = start + (g + 1) * STEP_MS with times[0] <= x <= times[-1]
+    first = max(0, -((start - times[0]) // STEP_MS) - 1)
+    last = min(n - 1, (times[-1] - start) // STEP_MS - 1)
+    j, size = 0, len(times)
+    for g in range(first, last + 1):
         x = start + (g + 1) * STEP_MS
-        if x < times[0] or x > times[-1]:
-            continue
-        while j + 1 < len(times) and times[j + 1] <= x:
+        while j + 1 < size and times[j + 1] <= x:
             j += 1
-        if times[j] == x or j + 1 >= len(times):
+        if times[j] == x or j + 1 >= size:
             out[g] = float(values[j])
         else:
             slope = (values[j + 1] - values[j]) / (times[j + 1] - times[j])
@@ -75,14 +76,14 @@ def _grid(times: Sequence[int], values: Sequence[int]) -> tuple[int, list[float]
 
 def _segments(values: list[float]) -> list[list[float]]:
     """Step 2: trim empty ends, split at gaps between values of more than 180 minutes."""
-    valid = [i for i, v in enumerate(values) if not math.isnan(v)]
+    valid = [i for i, v in enumerate(values) if v == v]  # v != v only for NaN
     if not valid:
         return []
     values = values[valid[0]:valid[-1] + 1]
     segments: list[list[float]] = [[]]
     last: int | None = None
     for i, v in enumerate(values):
-        if not math.isnan(v):
+        if v == v:
             if last is not None and (i - last) * STEP_MS > MAX_GAP_MS:
                 segments.append([])
             last = i
@@ -106,12 +107,12 @@ def _moving(values: list[float], window: int) -> list[float]:
     out = []
     total, count = 0.0, 0
     for i, v in enumerate(values):
-        if not math.isnan(v):
+        if v == v:  # not NaN
             total += v
             count += 1
         if i >= window:
             old = values[i - window]
-            if not math.isnan(old):
+            if old == old:
                 total -= old
                 count -= 1
         out.append(total / count if count else NAN)
@@ -137,7 +138,7 @@ def _delta(values: list[float]) -> list[float]:
 
 
 def _sd(values: list[float]) -> float:
-    xs = [v for v in values if not math.isnan(v)]
+    xs = [v for v in values if v == v]
     if len(xs) < 2:
         return NAN
     mean = sum(xs) / len(xs)
@@ -148,14 +149,16 @@ def _crossings(gl: list[float], delta: list[float]) -> list[tuple[int, int]]:
     """(index, 0 = REL_MIN / 1 = REL_MAX) where the short-long difference changes sign."""
     crosses = [(0, 1 if delta[0] > 0 else 0)]
     d = [NAN if x == 0 else x for x in delta]
+    # a NaN is the one value unequal to itself: one comparison instead of four isnan calls
     for i in range(1, len(d)):
-        if not (math.isnan(gl[i]) or math.isnan(gl[i - 1]) or math.isnan(d[i]) or math.isnan(d[i - 1])):
-            if d[i] * d[i - 1] < 0:
-                crosses.append((i, 0 if d[i] < d[i - 1] else 1))
-        elif not math.isnan(d[i]):
+        di, dp = d[i], d[i - 1]
+        if gl[i] == gl[i] and gl[i - 1] == gl[i - 1] and di == di and dp == dp:
+            if di * dp < 0:
+                crosses.append((i, 0 if di < dp else 1))
+        elif di == di:
             prev = d[crosses[-1][0]]
-            if d[i] * prev < 0:
-                crosses.append((i, 0 if d[i] < prev else 1))
+            if di * prev < 0:
+                crosses.append((i, 0 if di < prev else 1))
     crosses.append((len(d) - 1, 1 if d[-1] > 0 else 0))
     return crosses
 
@@ -166,7 +169,7 @@ def _extrema(gl: list[float], crosses: list[tuple[int, int]]) -> list[float]:
     for i in range(len(crosses) - 1):
         s1 = crosses[i][0] if i == 0 else index
         part = [(v, k) for k, v in enumerate(gl[s1:crosses[i + 1][0] + 1], start=s1)
-                if not math.isnan(v)]
+                if v == v]
         if not part:
             minmax.append(NAN)
             continue

@@ -308,8 +308,8 @@ def summarize(
     s0 = s1 = s2 = q = 0
     low_risk = high_risk = 0
     below54 = below70 = in_range = above180 = above250 = 0
-    for item in weighted:
-        g, w = item.reading.mgdl, item.weight_ms
+    for reading, w in weighted:
+        g = reading.mgdl
         s0 += w
         s1 += w * g
         s2 += w * g * g

@@ -143,5 +143,6 @@ def weigh(
     """
     times = [r.time_ms for r in readings]
     following = [*times[1:], end_ms]
-    return [Weighted(r, min(i, f - t)) for r, i, f, t
+    new = tuple.__new__  # Weighted(...) adds a generated __new__ call per reading
+    return [new(Weighted, (r, i if i < f - t else f - t)) for r, i, f, t
             in zip(readings, intervals_ms, following, times, strict=True)]
