@@ -6,26 +6,13 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from pathlib import Path
 
 import pytest
 
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium")
-                                        .exists() else None)
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run",
-        "--disable-dev-shm-usage"]
+from .test_browser import ARGS, CHROMIUM, _login
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed: run "
                                 "`bash .ci/install-browser.sh` (Debian package chromium)")
-
-
-def _login(page, url: str, name: str) -> None:  # type: ignore[no-untyped-def]
-    page.goto(f"{url}/portal/login")
-    page.get_by_label("Account name").fill(name)
-    page.get_by_label("Password").fill(f"{name}-demo-password")
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{url}/portal*")
 
 
 def test_portal_agp_for_patient_and_summary_clinician(served) -> None:  # type: ignore[no-untyped-def]

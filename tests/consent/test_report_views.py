@@ -19,13 +19,8 @@ from glucoledger.glucose.readings import Batch, CgmReading
 from glucoledger.node.access import RawRelease, SignedSummary
 from glucoledger.node.report import agp_report
 
+from ..api.test_browser import ARGS, CHROMIUM
 from .conftest import Care
-
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium")
-                                        .exists() else None)
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run",
-        "--disable-dev-shm-usage"]
 
 
 def _pages(care: Care) -> tuple[str, str, RawRelease, SignedSummary]:
