@@ -49,6 +49,15 @@ def _kill_after(proc: subprocess.Popen[str], delay: float) -> bool:
         return True
 
 
+def _timed(*args: str) -> float:
+    """Seconds a whole run of the command takes: the kills land at random points of such a
+    run (the faster of two runs, so a cold first start does not push every kill too late)."""
+    began = time.monotonic()
+    r = run(*args)
+    assert r.returncode == 0, r.stderr
+    return time.monotonic() - began
+
+
 def _readings(folder: Path) -> Counter[tuple[bytes, str, int, bytes]]:
     """Every committed record of the folder, by (uploader, stream, time, encoding): doubles
     show (a bolus and a basal may share a time: the encoding tells them apart)."""
@@ -72,10 +81,12 @@ def _readings(folder: Path) -> Counter[tuple[bytes, str, int, bytes]]:
 
 def test_kill_during_init(tmp_path: Path) -> None:
     rng = random.Random(12)
-    killed = 0
-    for trial in range(4):
+    took = min(_timed("init", "--data", str(tmp_path / f"timed{i}")) for i in range(2))
+    killed = trial = 0
+    while killed < 3 and trial < 10:  # a kill that came too late proves nothing: try again
         folder = tmp_path / f"n{trial}"
-        if _kill_after(_start("init", "--data", str(folder)), rng.uniform(0.2, 2.5)):
+        trial += 1
+        if _kill_after(_start("init", "--data", str(folder)), rng.uniform(0.2, 0.95) * took):
             killed += 1
         if folder.exists():  # a complete node
             assert verify_folder(folder, workers=1).blocks == 1
