@@ -240,6 +240,7 @@ def run_node(data_dir: Any, *, port: int = 0, stop: threading.Event | None = Non
     # This thread follows the log; submits from the control endpoint go through the
     # group-commit writer and wait for it (node.groupcommit).
     cnode.node.follow_here()
+    cnode.start_watch()  # follow etcd by watch, not by polling (ordering.etcd_watch)
     cnode.node.start_group_commit()
     server = ControlServer(cnode, port)
     cnode.status.control = server.url
