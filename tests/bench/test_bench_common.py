@@ -93,3 +93,15 @@ def test_the_plain_store_checks_the_secret_and_the_entries_and_stores_them(
 
     rows = sqlite3.connect(tmp_path / "p.db").execute("SELECT sgv FROM entries").fetchall()
     assert rows == [(120,)]  # only the accepted POST was stored
+
+
+@pytest.mark.parametrize("module", ["glucoledger.bench.server", "glucoledger.bench.consortium"])
+def test_a_bench_given_a_bad_port_range_says_so_without_a_traceback(module: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", module, "--port-range", "27600-27500"],
+                       capture_output=True, text=True, timeout=120, env=os.environ.copy())
+    assert r.returncode != 0
+    assert "FIRST <= LAST" in r.stderr and "Traceback" not in r.stderr

@@ -201,6 +201,10 @@ def main() -> None:
     ap.add_argument("--port-range", default="",
                     help="take the 9 ports (6 etcd, 3 control endpoints) from FIRST-LAST")
     args = ap.parse_args()
+    try:
+        Ports.from_args(0, args.port_range)  # a bad range is refused before any work
+    except InputError as exc:
+        raise SystemExit(f"bench.consortium: {exc}") from None
     print_load("start")
     ceiling = signature_ceiling()
     print_ceiling(ceiling)
