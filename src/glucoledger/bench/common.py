@@ -6,8 +6,8 @@
   the kernel picks (port 0). A range too small or full raises ``InputError`` saying so.
 - Load: ``machine_load()`` is ``os.getloadavg()`` and the CPU count, printed at the start and
   the end of every run: a figure taken while the machine was busy is read as such.
-- Signature ceiling: Ed25519 verifications per second with every core busy, measured in the
-  same run with ``cryptography`` (OpenSSL) and, when it is installed, PyNaCl (libsodium):
+- Signature ceiling: Ed25519 verifications per second with every core busy (best of three
+  tries), measured in the same run with ``cryptography`` (OpenSSL) and, when it is installed, PyNaCl (libsodium):
   the most signed transactions any node could check here, before any other work. These are
   measurements of the libraries themselves, so this module imports them directly; the
   product reaches primitives only through ``glucoledger.crypto``.
@@ -177,11 +177,13 @@ def _verify_timed(lib: str, n: int, start_at: float) -> tuple[float, float]:
     return t0, time.time()
 
 
-def signature_ceiling(n: int = 3000) -> dict[str, float]:
+def signature_ceiling(n: int = 3000, repeat: int = 3) -> dict[str, float]:
     """Ed25519 verifies/s on one core and on every core at once, per library, measured now.
 
     ``<lib>_verify_one_core`` and ``<lib>_verify_all_cores`` (the ceiling: ``cpus`` processes
-    verifying together, total over the wall time from the common start to the last finish).
+    verifying together, total over the wall time from the common start to the last finish),
+    each the best of ``repeat`` tries: a ceiling is what the machine can do, and on a shared
+    machine a single try mostly measures the neighbours.
     """
     cpus = os.cpu_count() or 1
     out: dict[str, float] = {"cpus": float(cpus)}
@@ -189,12 +191,16 @@ def signature_ceiling(n: int = 3000) -> dict[str, float]:
     with cf.ProcessPoolExecutor(cpus, mp_context=ctx) as pool:
         list(pool.map(time.sleep, [0.0] * cpus))  # start the workers outside the timing
         for lib in _libraries():
-            t0, t1 = pool.submit(_verify_timed, lib, n, time.time() + 0.2).result()
-            out[f"{lib}_verify_one_core"] = n / (t1 - t0)
-            start_at = time.time() + 0.5
-            ends = [f.result() for f in [pool.submit(_verify_timed, lib, n, start_at)
-                                         for _ in range(cpus)]]
-            out[f"{lib}_verify_all_cores"] = n * cpus / (max(e for _, e in ends) - start_at)
+            one = every = 0.0
+            for _ in range(max(1, repeat)):
+                t0, t1 = pool.submit(_verify_timed, lib, n, time.time() + 0.2).result()
+                one = max(one, n / (t1 - t0))
+                start_at = time.time() + 0.5
+                ends = [f.result() for f in [pool.submit(_verify_timed, lib, n, start_at)
+                                             for _ in range(cpus)]]
+                every = max(every, n * cpus / (max(e for _, e in ends) - start_at))
+            out[f"{lib}_verify_one_core"] = one
+            out[f"{lib}_verify_all_cores"] = every
     return out
 
 
