@@ -7,10 +7,11 @@
 - Load: ``machine_load()`` is ``os.getloadavg()`` and the CPU count, printed at the start and
   the end of every run: a figure taken while the machine was busy is read as such.
 - Signature ceiling: Ed25519 verifications per second with every core busy (best of three
-  tries), measured in the same run with ``cryptography`` (OpenSSL) and, when it is installed, PyNaCl (libsodium):
-  the most signed transactions any node could check here, before any other work. These are
-  measurements of the libraries themselves, so this module imports them directly; the
-  product reaches primitives only through ``glucoledger.crypto``.
+  tries), measured in the same run with ``cryptography`` (OpenSSL) and, when it is
+  installed, PyNaCl (libsodium): the most signed transactions any node could check here,
+  before any other work. These are measurements of the libraries themselves, so this
+  module imports them directly; the product reaches primitives only through
+  ``glucoledger.crypto``.
 - The plain store: ``bench.plainstore``.
 
 Numbers are printed, never asserted.
