@@ -239,6 +239,7 @@ class ConsortiumNode:
                 self.maybe_anchor()
             self.status.error = None
         except GlucoledgerError as exc:
+            self._watched = -1  # what this round failed to read is read again next round
             self.status.error = exc.message
             log.warning("%s", exc.message)
         self._write_status()
