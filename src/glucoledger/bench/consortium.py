@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import threading
@@ -79,7 +80,24 @@ def idle_cpu(nodes: list[Any], etcd: list[Any], seconds: float) -> dict[str, flo
 
 
 def run(n: int = 6000, batch: int = 500, clients: int = 6, eth: int = 200, idle: float = 30.0,
-        port_range: str = "") -> dict[str, float]:
+        port_range: str = "", follow: str = "watch") -> dict[str, float]:
+    """One cluster, one load; ``follow``: "watch" (the nodes' default) or "poll" (the nodes
+    run the polling loop, ``GLUCOLEDGER_FOLLOW=poll``: the same-run baseline of the watch)."""
+    if follow not in ("watch", "poll"):
+        raise ValueError("follow is 'watch' or 'poll'")
+    saved = os.environ.get("GLUCOLEDGER_FOLLOW")
+    os.environ["GLUCOLEDGER_FOLLOW"] = follow  # the node processes inherit it
+    try:
+        return _run(n, batch, clients, eth, idle, port_range)
+    finally:
+        if saved is None:
+            os.environ.pop("GLUCOLEDGER_FOLLOW", None)
+        else:
+            os.environ["GLUCOLEDGER_FOLLOW"] = saved
+
+
+def _run(n: int, batch: int, clients: int, eth: int, idle: float,
+         port_range: str) -> dict[str, float]:
     envs = account_envelopes(CHAIN, n)
     ports = Ports.from_args(0, port_range)
     base_port = ports.block(9) if port_range else None  # 6 for etcd, 3 control endpoints
@@ -198,6 +216,8 @@ def main() -> None:
     ap.add_argument("--eth", type=int, default=200)
     ap.add_argument("--idle", type=float, default=30.0,
                     help="seconds of idle CPU measured before and after the load (0: skip)")
+    ap.add_argument("--compare-poll", action="store_true",
+                    help="run again with the nodes polling etcd (the old loop), same run")
     ap.add_argument("--port-range", default="",
                     help="take the 9 ports (6 etcd, 3 control endpoints) from FIRST-LAST")
     args = ap.parse_args()
@@ -210,10 +230,15 @@ def main() -> None:
     print_ceiling(ceiling)
     try:
         results = run(args.tx, args.batch, args.clients, args.eth, args.idle, args.port_range)
+        base = (run(args.tx, args.batch, args.clients, 0, args.idle, args.port_range, "poll")
+                if args.compare_poll else {})
     except InputError as exc:
         raise SystemExit(f"bench.consortium: {exc}") from None
     for k, v in results.items():
-        print(f"{k:32} {v:,.3f}")
+        ratio = f"   {v / base[k]:.3f}x the polling loop's" if base.get(k) else ""
+        print(f"{k:32} {v:,.3f}{ratio}")
+    for k, v in base.items():
+        print(f"baseline (polling loop) {k:32} {v:,.3f}")
     best = best_ceiling(ceiling)
     print(f"consortium: {results['consortium_tx_per_s'] / best:.3f}x the all-core signature "
           f"ceiling (goal: >= 3,000 tx/s, p99 < 1 s, idle < 0.05 cores)")
