@@ -24,6 +24,7 @@ from ..node.service import Node
 from ..node.services import NodeServices
 from ..node.world import World
 from ..state.consent import DAY_MS, Request, decide
+from .common import print_load
 
 __all__ = ["main", "run"]
 
@@ -99,6 +100,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--reads", type=int, default=200)
     args = ap.parse_args()
+    print_load("start")
     r = run(args.reads)
     print(f"decide():              p50 {r['decide_p50_ms']:.3f} ms   p99 {r['decide_p99_ms']:.3f}"
           " ms   (goal p99 < 5 ms)")
@@ -107,6 +109,7 @@ def main() -> None:
     print(f"  without the batch cache (decrypt + parse every read): p50 "
           f"{r['cold_p50_ms']:.1f} ms   p99 {r['cold_p99_ms']:.1f} ms")
     print(f"audited reads/s:       {r['reads_per_s']:.1f} (one reader, sequential)")
+    print_load("end")
 
 
 if __name__ == "__main__":

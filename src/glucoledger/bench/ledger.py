@@ -33,6 +33,7 @@ from ..crypto.keys import forget_verified
 from ..ledger.tx import Transaction, forget_signed, sign
 from ..node.service import Node
 from ..state.accounts_model import account_id, single_key_policy
+from .common import best_ceiling, print_ceiling, print_load, signature_ceiling
 from .merkle import bench_merkle
 
 __all__ = ["account_envelopes", "bench_ledger", "run_all"]
@@ -124,4 +125,12 @@ def run_all(quick: bool = False, echo: Callable[[str], Any] = print) -> dict[str
 
 if __name__ == "__main__":
     size = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
-    print(json.dumps(bench_ledger(size), indent=2))
+    print_load("start")
+    ceiling = signature_ceiling()
+    print_ceiling(ceiling)
+    figures = bench_ledger(size)
+    best = best_ceiling(ceiling)
+    print(json.dumps(figures, indent=2))
+    print(f"commit: {figures['tx_per_s'] / best:.2f}x the all-core signature ceiling "
+          f"(goal >= 0.5x); verify: {figures['verify_tx_per_s'] / best:.2f}x (goal >= 0.75x)")
+    print_load("end")

@@ -66,6 +66,7 @@ from ..ledger.finality import (
 from ..ledger.log import encode_cut, encode_tx_entry
 from ..ordering.etcd import EtcdOrderer
 from ..ordering.etcd_kv import EtcdKV
+from ..ordering.etcd_watch import KeyWatch
 from ..state.accounts import GENESIS_KEY
 from ..state.governance import member_schedule
 from ..state.replica import ReplicaFailedError
@@ -79,6 +80,9 @@ log = logging.getLogger("glucoledger.consortium")
 _PUBLISH_RECENT = 64  # notes published per round at most (the newest heights)
 _KEEP_SIGS = 16  # own notes kept in etcd below the final height
 _LAGGING_WAIT = 0.005  # s between rounds while a stored block is not final yet
+#: Longest wait of a watching node with nothing to do (anchoring is due by time; status.json
+#: shows the node alive): an idle round reads nothing from etcd.
+_IDLE_ROUND = 2.0
 _READS_PER_ROUND = 2  # log reads (up to 1000 entries each) per round before signing
 _CACHE = 1024  # notes kept verified / own note texts kept, before pruning
 
@@ -116,6 +120,9 @@ class ConsortiumNode:
         self._published = -1
         self._reported: tuple[int, int] | None = None
         self._seen = 0
+        self._orderer_url = config.orderer
+        self._watch: KeyWatch | None = None
+        self._watched = -1  # the watch's generation before the last round's reads
         self._verified: dict[tuple[str, bytes, bytes], Any] = {}
         self._ours: dict[int, bytes] = {}
         self._gc_below = 0
@@ -175,14 +182,44 @@ class ConsortiumNode:
             self.status.error = exc.message
 
     # --- the loop -------------------------------------------------------------------------
+    def start_watch(self) -> None:
+        """Follow etcd by one watch (``ordering.etcd_watch``) instead of polling: from now on
+        a round waits until the log head or a side key changed, and reads nothing while
+        nothing did. Without it (or while the watch is down) ``step`` polls as before."""
+        if self._watch is None:
+            self._watch = KeyWatch.for_chain(self._orderer_url, self.kv.prefix).start()
+
+    def _watch_round(self) -> bool | None:
+        """With a healthy watch: wait for a change; True when this round must read etcd,
+        False when nothing changed (an idle round). None without a healthy watch."""
+        watch = self._watch
+        if watch is None or not watch.healthy:
+            return None
+        seen = watch.generation
+        if seen == self._watched and self.node.caught_up:
+            seen = watch.wait_change(self._watched, _IDLE_ROUND)
+        if seen == self._watched and self.node.caught_up:
+            return False
+        self._watched = seen  # taken before this round's reads: a later change wakes the next
+        return True
+
     def step(self, wait: float = 0.0) -> Status:
         """One round: wait for entries (up to ``wait`` s), derive, publish, collect.
 
-        While some stored block is not final yet the wait is short: the round after a
+        With the watch started, the wait is for a change under the chain's keys instead
+        (at most ``_IDLE_ROUND`` s), and a round with no change reads nothing. Without it,
+        while some stored block is not final yet the wait is short: the round after a
         block is mostly spent collecting the other members' notes for it.
         """
         try:
-            if not self.node.caught_up:
+            watched = self._watch_round()
+            if watched is False:
+                self.maybe_anchor()
+                self._write_status()
+                return self.status
+            if watched:
+                pass  # something changed (or entries wait): read it now
+            elif not self.node.caught_up:
                 pass  # entries are known to be waiting: no wait
             elif self.status.final_height < self.status.height:
                 # Notes for a stored block are due: poll briefly (a watch on the head would
@@ -202,6 +239,7 @@ class ConsortiumNode:
                 self.maybe_anchor()
             self.status.error = None
         except GlucoledgerError as exc:
+            self._watched = -1  # what this round failed to read is read again next round
             self.status.error = exc.message
             log.warning("%s", exc.message)
         self._write_status()
@@ -404,6 +442,8 @@ class ConsortiumNode:
                             "); import an export file: `glucoledger consortium import`")
 
     def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
         self.node.close()
         self.kv.close()
 

@@ -26,6 +26,7 @@ maps error codes to HTTP statuses; the client turns them back into errors.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import threading
 import urllib.error
@@ -240,6 +241,10 @@ def run_node(data_dir: Any, *, port: int = 0, stop: threading.Event | None = Non
     # This thread follows the log; submits from the control endpoint go through the
     # group-commit writer and wait for it (node.groupcommit).
     cnode.node.follow_here()
+    # Follow etcd by watch, not by polling (ordering.etcd_watch). GLUCOLEDGER_FOLLOW=poll
+    # keeps the polling loop: a diagnostic, for benchmarks comparing the two in one run.
+    if os.environ.get("GLUCOLEDGER_FOLLOW", "watch") != "poll":
+        cnode.start_watch()
     cnode.node.start_group_commit()
     server = ControlServer(cnode, port)
     cnode.status.control = server.url
