@@ -38,7 +38,8 @@ from ..node.report import agp_report as summary_agp
 from .auth import optional_session
 from .context import Principal, ctx
 from .portal_base import fmt_of, names, render, who
-from .portal_patient import DAY_MS, PERIODS, period_report, summary_row
+from .portal_devices import device_status
+from .portal_patient import DAY_MS, PERIODS, SENSOR_DAYS, period_report, summary_row
 from .portal_view import Fmt, agp_report, day_chart
 from .routes_consent import _keys, emergency_requests, grant_value, read_for
 
@@ -138,7 +139,7 @@ def _grant_for(request: Request, p: Principal, name: str) -> tuple[bytes, Any]:
     if not mine:
         raise PermissionDeniedError(f"{name[:48]} has not given you access (or it ended); "
                                     "ask her to grant it", code="no_grant")
-    mine.sort(key=lambda g: (g.view != "raw", not g.emergency))
+    mine.sort(key=lambda g: (g.view != "raw", not g.emergency, -len(g.streams)))
     return pid, mine[0]
 
 
@@ -185,7 +186,8 @@ def patient_page(request: Request, name: str) -> Response:
     fmt = fmt_of(request)
     now = int(time.time() * 1000)
     values: dict[str, Any] = {"who": p, "pname": name, "grant": grant_value(request, g),
-                              "days": days, "compare": compare, "periods": PERIODS}
+                              "days": days, "compare": compare, "periods": PERIODS,
+                              "status": None, "now_ms": now}
     if g.view == "summary":
         rel = read_for(request, p, pid, ["cgm"], "summary", days)
         assert isinstance(rel, SignedSummary)
@@ -196,12 +198,18 @@ def patient_page(request: Request, name: str) -> Response:
                             "active": s.active, "days": s.days_with_data,
                             "gri": s.gri}
         values["agp"] = _summary_report(rel, name, fmt)
+        values["why"] = "summaries-only access does not include device status"
         return render(request, "clinician_patient.html", **values)
-    streams = sorted(set(g.streams) & {"cgm", "settings"})
-    if not streams:  # e.g. notes only: nothing this page draws
+    streams = sorted(set(g.streams) & {"cgm", "settings", "notes"})
+    values["why"] = f"{name} has not shared notes and device status with you"
+    if not streams:  # nothing this page draws
         return render(request, "clinician_patient.html", **values)
-    rel = read_for(request, p, pid, streams, "raw", days * 2 if compare else days)
+    # at least SENSOR_DAYS (the grant's window still bounds it): a sensor's start
+    rel = read_for(request, p, pid, streams, "raw",
+                   max(days * 2 if compare else days, SENSOR_DAYS))
     assert isinstance(rel, RawRelease)
+    if "notes" in streams:
+        values["status"] = device_status(rel.records)
     cgm = sorted((r for r in rel.records if isinstance(r, CgmReading)), key=lambda r: r.time_ms)
     settings = sorted((r for r in rel.records if isinstance(r, DeviceSettings)),
                       key=lambda r: r.time_ms)
