@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from glucoledger.api.portal_view import Fmt, Prefs, current, day_chart, trend_arrow
+from glucoledger.api.portal_charts import day_chart
+from glucoledger.api.portal_view import Fmt, Prefs, current, trend_arrow
 from glucoledger.errors import OutOfRangeError
 
 T0 = 1_796_300_000_000  # 2026-12-03, a fixed time: no clock in these tests

@@ -38,9 +38,10 @@ from ..node.report import agp_report as summary_agp
 from .auth import optional_session
 from .context import Principal, ctx
 from .portal_base import fmt_of, names, render, who
+from .portal_charts import agp_chart, agp_report, day_chart
 from .portal_devices import device_status
 from .portal_patient import DAY_MS, PERIODS, SENSOR_DAYS, period_report, summary_row
-from .portal_view import Fmt, agp_report, day_chart
+from .portal_view import Fmt
 from .routes_consent import _keys, emergency_requests, grant_value, read_for
 
 __all__ = ["router", "workspace"]
@@ -166,14 +167,20 @@ def _daily(readings: Sequence[CgmReading], fmt: Any, now: int) -> list[dict[str,
     return out
 
 
-def _summary_report(rel: SignedSummary, name: str, fmt: Fmt) -> Any:
+def _summary_report(rel: SignedSummary, name: str, fmt: Fmt) -> AgpReport | None:
     """The aggregate AGP of a summary grant (statistics, ranges, GRI, percentile profile; never
     a daily profile or a reading), or None when the node withheld the profile."""
     try:
-        report: AgpReport = summary_agp(rel, patient=name, units=fmt.units)
+        return summary_agp(rel, patient=name, units=fmt.units)
     except GlucoledgerError:
         return None
-    return agp_report(report)
+
+
+def _profile(rep: AgpReport | None, fmt: Fmt, days: int) -> Any:
+    """The portal's phone-sized AGP chart with its cursor and table (portal_charts.py)."""
+    if rep is None:
+        return None
+    return agp_chart(rep.agp, fmt, title=f"Glucose profile, the last {days} days")
 
 
 @router.get("/portal/patients/{name}", response_class=HTMLResponse)
@@ -197,7 +204,8 @@ def patient_page(request: Request, name: str) -> Response:
                             "tar250": s.tar250, "mean": s.mean, "cv": s.cv, "gmi": s.gmi,
                             "active": s.active, "days": s.days_with_data,
                             "gri": s.gri}
-        values["agp"] = _summary_report(rel, name, fmt)
+        rep = _summary_report(rel, name, fmt)
+        values.update(agp=agp_report(rep), agp_chart=_profile(rep, fmt, days))
         values["why"] = "summaries-only access does not include device status"
         return render(request, "clinician_patient.html", **values)
     streams = sorted(set(g.streams) & {"cgm", "settings", "notes"})
@@ -213,11 +221,12 @@ def patient_page(request: Request, name: str) -> Response:
     cgm = sorted((r for r in rel.records if isinstance(r, CgmReading)), key=lambda r: r.time_ms)
     settings = sorted((r for r in rel.records if isinstance(r, DeviceSettings)),
                       key=lambda r: r.time_ms)
+    rep = period_report(rel.records, name, fmt, now - days * DAY_MS, now)
     values.update(
         period=summary_row(cgm, now - days * DAY_MS, now),
         before=summary_row(cgm, now - 2 * days * DAY_MS, now - days * DAY_MS)
         if compare else None,
-        agp=agp_report(period_report(rel.records, name, fmt, now - days * DAY_MS, now)),
+        agp=agp_report(rep), agp_chart=_profile(rep, fmt, days),
         daily=_daily(cgm, fmt, now), settings=settings[-1] if settings else None,
         schedules=_schedules(settings[-1], fmt) if settings else [])
     return render(request, "clinician_patient.html", **values)

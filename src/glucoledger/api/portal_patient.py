@@ -38,8 +38,9 @@ from ..node.report import AgpReport, records_report
 from .auth import optional_session
 from .context import Principal, ctx
 from .portal_base import STREAM_WORDS, fmt_of, names, render, who
+from .portal_charts import agp_chart, agp_report, day_chart
 from .portal_devices import device_status, is_device_note
-from .portal_view import STALE_MS, Fmt, agp_report, current, day_chart
+from .portal_view import STALE_MS, Fmt, current
 from .routes_consent import devices as list_devices
 from .routes_consent import emergency_requests, grant_value, read_for
 
@@ -154,6 +155,7 @@ def home(request: Request, p: Principal, msg: str | None) -> Response:
     cgm = [r for r in records if isinstance(r, CgmReading)]
     period = summary_row(cgm, now - days * DAY_MS, now)
     before = summary_row(cgm, now - 2 * days * DAY_MS, now - days * DAY_MS) if compare else None
+    rep = period_report(records, p.name, fmt, now - days * DAY_MS, now)
     rules = alert_rules(node, p.id)
     episodes = detect_episodes([r for r in cgm if r.time_ms >= now - 7 * DAY_MS], rules)[::-1]
     grants = [grant_value(request, g) for g in ca.grants(node, p.id)]
@@ -168,7 +170,9 @@ def home(request: Request, p: Principal, msg: str | None) -> Response:
                   days=days, compare=compare,
                   periods=PERIODS, period=period, before=before, today=_today(records, fmt,
                                                                                now),
-                  agp=agp_report(period_report(records, p.name, fmt, now - days * DAY_MS, now)),
+                  agp=agp_report(rep), agp_chart=agp_chart(
+                      rep.agp, fmt, title=f"Glucose profile, the last {days} days")
+                  if rep else None,
                   episodes=episodes[:10],
                   low=fmt.glucose(by_name.get("low", 70)),
                   high=fmt.glucose(by_name.get("high", 250)),
