@@ -44,7 +44,7 @@ from .portal_patient import DAY_MS, PERIODS, SENSOR_DAYS, period_report, summary
 from .portal_view import Fmt
 from .routes_consent import _keys, emergency_requests, grant_value, read_for
 
-__all__ = ["router", "workspace"]
+__all__ = ["grant_for", "router", "workspace"]
 
 router = APIRouter(include_in_schema=False)
 PAGE = 20
@@ -128,7 +128,7 @@ def workspace(request: Request, p: Principal, msg: str | None) -> Response:
                   max_hours=em.EMERGENCY_MAX_HOURS, streams=STREAMS)
 
 
-def _grant_for(request: Request, p: Principal, name: str) -> tuple[bytes, Any]:
+def grant_for(request: Request, p: Principal, name: str) -> tuple[bytes, Any]:
     """The patient called ``name`` and the most permissive active grant she gave ``p``."""
     try:
         pid = identity(ctx(request).node, name).id
@@ -188,7 +188,7 @@ def patient_page(request: Request, name: str) -> Response:
     if optional_session(request) is None:
         return RedirectResponse("/portal/login", status_code=303)
     _, p = who(request)
-    pid, g = _grant_for(request, p, name)
+    pid, g = grant_for(request, p, name)
     days, compare = _period_args(request)
     fmt = fmt_of(request)
     now = int(time.time() * 1000)
@@ -238,7 +238,7 @@ def download_csv(request: Request, name: str,
     """CSV through consent (an audited read): every reading under a raw grant, the summary
     metrics alone under a summary grant."""
     _, p = who(request)
-    pid, g = _grant_for(request, p, name)
+    pid, g = grant_for(request, p, name)
     out = io.StringIO()
     w = csv.writer(out)
     if g.view == "summary":
@@ -269,7 +269,7 @@ def download_fhir(request: Request, name: str,
                   days: Annotated[int, Query(ge=1, le=90)] = 14) -> Response:
     """A FHIR R4 Bundle through consent (node/fhir_export.py: raw only under a raw grant)."""
     _, p = who(request)
-    pid, _g = _grant_for(request, p, name)
+    pid, _g = grant_for(request, p, name)
     c = ctx(request)
     now = int(time.time() * 1000)
     with c.account_lock(p.id):

@@ -44,13 +44,16 @@
     slider.setAttribute("aria-valuemin", "1");
     slider.setAttribute("aria-valuemax", String(pts.length));
     slider.textContent = "◀ ▶ Read a value: tap the chart, or focus here and use the arrow keys";
+    var last = pts[pts.length - 1];  /* before any move the cursor rests on the newest point */
+    slider.setAttribute("aria-valuenow", String(pts.length));
+    slider.setAttribute("aria-valuetext", last[2] + ": " + last[3]);
     var out = document.createElement("output");
     out.className = "readout";
     out.setAttribute("aria-live", "polite");
     out.setAttribute("for", slider.id);
     box.appendChild(slider); box.appendChild(out);
     svg.parentNode.insertBefore(box, svg.nextSibling);
-    var at = -1;
+    var at = pts.length - 1;
     function show(i) {
       at = Math.max(0, Math.min(pts.length - 1, i));
       var p = pts[at];
@@ -76,8 +79,7 @@
     slider.addEventListener("keydown", function (ev) {
       var moves = {ArrowLeft: -1, ArrowDown: -1, ArrowRight: 1, ArrowUp: 1,
                    PageDown: -step, PageUp: step};
-      var start = at < 0 ? pts.length - 1 : at;
-      if (ev.key in moves) { show(at < 0 ? start : at + moves[ev.key]); }
+      if (ev.key in moves) { show(at + moves[ev.key]); }
       else if (ev.key === "Home") { show(0); }
       else if (ev.key === "End") { show(pts.length - 1); }
       else { return; }
