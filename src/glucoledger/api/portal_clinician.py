@@ -52,7 +52,9 @@ SORTS = {"name": "patient", "tir": "tir", "tbr54": "tbr54", "tbr70": "tbr70", "g
          "wear": "active", "last": "last_ms", "expiry": "valid_until"}
 FLAGS = {"": "Everyone", "below54": "Time below 54 at least 1 %",
          "below70": "Time below 70 at least 4 %", "tir": "Time in range under 70 %",
-         "wear": "Sensor worn under 70 % of the time", "emergency": "Emergency access"}
+         "wear": "Sensor worn under 70 % of the time", "gri": "GRI 40 or more (zones C to E)",
+         "stale": "No data in the last 24 hours", "ending": "Access ends within 7 days",
+         "emergency": "Emergency access"}
 
 
 def _patient_rows(request: Request, p: Principal) -> list[dict[str, Any]]:
@@ -89,12 +91,17 @@ def _patient_rows(request: Request, p: Principal) -> list[dict[str, Any]]:
     return rows
 
 
-def _flagged(row: dict[str, Any], flag: str) -> bool:
+def _flagged(row: dict[str, Any], flag: str, now: int) -> bool:
+    """Whether ``row`` belongs under the filter ``flag`` (one of FLAGS) at ``now``."""
     if flag == "emergency":
         return bool(row["grant"]["emergency"])
+    if flag == "stale":  # nothing uploaded for a day, or never: the sensor or uploader stopped
+        return row["last_ms"] is None or now - row["last_ms"] > DAY_MS
+    if flag == "ending":
+        return bool(row["valid_until"] - now <= 7 * DAY_MS)
     key, limit, above = {"below54": ("tbr54", 1.0, True), "below70": ("tbr70", 4.0, True),
-                         "tir": ("tir", 70.0, False), "wear": ("active", 70.0, False)
-                         }.get(flag, ("", 0.0, True))
+                         "tir": ("tir", 70.0, False), "wear": ("active", 70.0, False),
+                         "gri": ("gri", 40.0, True)}.get(flag, ("", 0.0, True))
     if not key:
         return True
     v = row[key]
@@ -113,7 +120,8 @@ def workspace(request: Request, p: Principal, msg: str | None) -> Response:
     sort = q.get("sort", "name") if q.get("sort") in SORTS else "name"
     desc = q.get("dir") == "desc"
     flag = q.get("flag", "") if q.get("flag", "") in FLAGS else ""
-    rows = [r for r in _patient_rows(request, p) if _flagged(r, flag)]
+    now = int(time.time() * 1000)
+    rows = [r for r in _patient_rows(request, p) if _flagged(r, flag, now)]
     key = SORTS[sort]
     have = sorted([r for r in rows if r[key] is not None], key=lambda r: r[key], reverse=desc)
     rows = have + [r for r in rows if r[key] is None]  # no data: always last
