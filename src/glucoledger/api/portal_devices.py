@@ -10,10 +10,10 @@ Sources (Nightscout API v1 documents, kept whole in each record's annex, interop
   the older top-level ``uploaderBattery`` (AndroidAPS, Nightscout's ``upbat`` plugin);
 - pump battery: devicestatus ``pump.battery.percent`` (Loop, OpenAPS, AndroidAPS).
 
-Invariants: the newest report wins (by the record's time); a value that is not a number in
-0..100 (a percent) or a plausible time (a start after the first reading it is reported with
-is ignored) is skipped, never shown; absence is ``None`` and the page says "unknown" in
-words with the reason. Nothing here reaches the ledger: it only reads released records, so a
+Invariants: the newest report wins (by the record's time); a battery that is not a number
+in 0..100 and a session start later than the status reporting it (or over 60 days before
+it) are skipped, never shown; absence is ``None`` and the page says "unknown" in words,
+with the reason. Nothing here reaches the ledger: it only reads released records, so a
 reader sees sensor and battery only when her grant includes the ``notes`` stream (raw).
 """
 
