@@ -16,7 +16,6 @@ import hashlib
 import json
 import time
 import urllib.request
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,11 +26,13 @@ from glucoledger.node.accounts import identity, keys_of
 from glucoledger.node.demo_site import DEMO_READER_TOKEN, DEMO_UPLOADER_SECRET
 
 from . import payloads
-from .test_browser import ARGS, CHROMIUM
+from . import test_browser_portal as _portal
+from .test_browser import CHROMIUM
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed: run "
                                 "`bash .ci/install-browser.sh` (Debian package chromium)")
 
+browser = _portal.browser  # the same Chromium fixture
 DAY = 86_400_000
 SHA1 = hashlib.sha1(DEMO_UPLOADER_SECRET.encode()).hexdigest()
 # every rendered text node under ``root`` smaller than 12 CSS px: [tag, text, px]
@@ -48,18 +49,6 @@ SMALL_TEXT = """root => {
   }
   return small;
 }"""
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def _phone(browser: Any, url: str, name: str) -> Any:

@@ -7,30 +7,21 @@ from __future__ import annotations
 
 import io
 import re
-import time
 from typing import Any
 
 import pytest
 
 from glucoledger.api import portal_pdf
-from glucoledger.node import consent_actions as ca
-from glucoledger.node.accounts import identity, keys_of
+from glucoledger.node.accounts import identity
 from glucoledger.node.audit import audit_trail
 
+from .test_portal_devices import _grant
 from .test_portal_http import _login
 
 pypdf = pytest.importorskip("pypdf")
 pytestmark = pytest.mark.skipif(not portal_pdf.available(), reason="no Chromium here: install "
                                 "the Debian package chromium (bash .ci/install-browser.sh)")
 DAY = 86_400_000
-
-
-def _grant(site: Any, view: str, streams: tuple[str, ...]) -> None:
-    alice = identity(site.node, "alice")
-    now = int(time.time() * 1000)
-    ca.grant(site.node, alice.id, keys_of(site.node, alice), identity(site.node, "dr-lee").id,
-             streams=streams, view=view, window={"last_days": 30}, valid_from=now - 1000,
-             valid_until=now + 30 * DAY)
 
 
 def _lee_reads(site: Any) -> int:
