@@ -313,10 +313,7 @@ def test_a_release_that_cannot_be_built_is_withheld_and_shown_as_such(lab: Lab) 
     for i in range(2):
         lab.join(i, study)
     # a consent signed elsewhere (self-custody), with no profile given to this node
-    profiles = lab.node.data_dir / "research-profiles.json"
-    doc = json.loads(profiles.read_text())
-    del doc[lab.patients[1].id.hex()]
-    profiles.write_text(json.dumps(doc))
+    assert lab.research.store.forget(lab.patients[1].id)
     from glucoledger.errors import NotFoundError
 
     with pytest.raises(NotFoundError, match="gave no research profile"):

@@ -28,9 +28,8 @@ this module builds what leaves the node, only after the contract's record is ord
 - Sufficient data for credit: a UTC day with at least 70 % of its 288 five-minute CGM slots
   (the consensus' wear threshold, Battelino et al. 2019, applied per day).
 
-The node's research secret (``<data>/research.key``, 32 random bytes, mode 0600) keys every
-pseudonym and date shift; profiles given at opt-in are in ``<data>/research-profiles.json``
-(mode 0600) and never leave the node.
+The node's research secret keys every pseudonym and date shift; profiles given at opt-in
+never leave the node. Both are sealed under the node's master key (node/research_store.py).
 """
 
 from __future__ import annotations
@@ -40,13 +39,11 @@ import statistics
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
 from .. import codec
 from ..crypto import PrivateKey
 from ..crypto.hashing import tagged_hash
-from ..crypto.seal import new_key
 from ..errors import (
     BackendError,
     ConsistencyError,
@@ -54,9 +51,7 @@ from ..errors import (
     MalformedError,
     NotFoundError,
     RejectedError,
-    StorageError,
 )
-from ..files import atomic_write, atomic_write_json, read_json
 from ..glucose.metrics import summarize
 from ..glucose.readings import CgmReading, Record
 from ..ledger import merkle
@@ -67,6 +62,7 @@ from ..state.research import release_key
 from ..vault.store import Vault
 from . import deid
 from .proofs import dumps_proof, load_document, ordered_proof, verify_ordered
+from .research_store import ResearchStore
 from .service import Node
 
 __all__ = ["BUNDLE_TYPE", "DpAnswer", "ResearchService", "VerifiedRelease", "dumps_bundle",
@@ -134,47 +130,18 @@ class ResearchService:
         self.node = node
         self.vault = vault
         self.account = account_id("node", single_key_policy(node.node_key.public))
+        self.store = ResearchStore(node.data_dir, node.master)
 
-    # --- node-local secrets and profiles -------------------------------------------------
+    # --- node-local secrets and profiles (sealed under the master key: research_store) ---
     def _secret(self) -> bytes:
-        path = self.node.data_dir / "research.key"
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            data = new_key()
-            atomic_write(path, data, mode=0o600)
-        except OSError as exc:
-            raise StorageError(f"cannot read {path}: {exc.strerror}") from None
-        if len(data) != 32:
-            raise StorageError(f"{path} is not a 32-byte research secret; restore it from "
-                               "backup (pseudonyms depend on it)")
-        return data
-
-    @property
-    def _profiles_path(self) -> Path:
-        return self.node.data_dir / "research-profiles.json"
-
-    def _profiles(self) -> dict[str, Any]:
-        try:
-            doc = read_json(self._profiles_path, what="research profiles")
-        except NotFoundError:
-            return {}
-        if not isinstance(doc, dict):
-            raise StorageError(f"{self._profiles_path} is not a JSON object")
-        return doc
+        return self.store.secret()
 
     def set_profile(self, patient: bytes, profile: deid.Profile) -> None:
         """Keep what the participant told the node at opt-in (never released as is)."""
-        doc = self._profiles()
-        doc[patient.hex()] = profile.to_value()
-        atomic_write_json(self._profiles_path, doc, mode=0o600)
+        self.store.set_profile(patient, profile)
 
     def profile(self, patient: bytes) -> deid.Profile:
-        v = self._profiles().get(patient.hex())
-        if v is None:
-            raise NotFoundError(f"participant {patient.hex()[:16]} gave no research profile; "
-                                "she sets it when she opts in")
-        return deid.Profile.from_value(v)
+        return self.store.profile(patient)
 
     # --- studies and participants (custodial keys sign; self-custody clients build the
     # same transactions themselves) -----------------------------------------------------------
