@@ -135,3 +135,15 @@ def test_fuzz_research_routes_never_answer_500(client: Any, site: Any, who: str)
                                    headers=lambda path: headers)
     assert len(seen) >= 9, seen
     assert not failures, failures
+
+
+def test_rest_offers_exactly_the_contracts_statistics() -> None:
+    from typing import get_args
+
+    from glucoledger.api.routes_research import QueryBody
+    from glucoledger.node.research import BOUNDS
+    from glucoledger.state.research import STATISTICS
+
+    offered = set(get_args(QueryBody.model_fields["statistic"].annotation))
+    assert offered == set(STATISTICS) == set(BOUNDS)
+    assert {"hypo1_episodes_per_week", "hyper2_episodes_per_week"} <= offered

@@ -320,3 +320,44 @@ def test_a_release_that_cannot_be_built_is_withheld_and_shown_as_such(lab: Lab) 
         lab.release(study)
     trail = [e for e in audit_trail(lab.node, lab.patients[0].id) if e.kind == "research"]
     assert trail[0].outcome == "withheld"
+
+
+def test_episode_rates_are_dp_statistics_charged_on_the_ledger(lab: Lab) -> None:
+    """Hypo- and hyperglycaemia episodes (2023 consensus) per week of wear, as a DP mean."""
+    from glucoledger.glucose.metrics import summarize
+    from glucoledger.glucose.simulate import simulate_patient
+    from glucoledger.node.research import BOUNDS, EPISODES, _participant_values
+
+    study = lab.study(budget=100_000_000)
+    for i in range(4):
+        lab.join(i, study)
+    cgms = [list(simulate_patient(10 + i, DAYS, NOW - DAYS * DAY)["cgm"]) for i in range(4)]
+    sums = [summarize(c) for c in cgms]
+    # each participant's value, before noise: her episodes per 7 days of wear (exactly)
+    assert _participant_values("hyper1_episodes_per_week", cgms[2]) == [
+        17 * 7 * DAY / sums[2].active_ms] and sums[2].hyper1_episodes == 17
+    assert _participant_values("hypo1_episodes_per_week", cgms[0]) == [
+        2 * 7 * DAY / sums[0].active_ms] == [3.5]
+    assert _participant_values("hypo2_episodes_per_week", []) == [0.0]  # no data: the floor
+    spent = 0
+    for stat, field in EPISODES.items():
+        lo, hi = BOUNDS[stat]
+        rates = [min(hi, max(lo, getattr(s, field) * 7 * DAY / s.active_ms)) for s in sums]
+        want = sum(rates) / len(rates)
+        # epsilon 20: Laplace scale (hi - lo) / 4 / 20 <= 0.44; |noise| > 6 has p < 1e-5
+        a = lab.research.query(lab.sponsor.id, lab.sponsor_keys, study, stat, 20.0)
+        spent += 20_000_000
+        assert a.participants == 4 and len(a.values) == 1
+        assert abs(a.value - want) < 6.0, (stat, a.value, want)
+        assert load_study(lab.node.state, study)["spent"] == spent
+    # the cohort has episodes to count (the check is not of zeros): hyper1 > 1 a week
+    assert sum(s.hyper1_episodes for s in sums) > 4
+    # the audit trail names the statistic; a query past the budget is refused
+    trail = [e for e in audit_trail(lab.node, lab.patients[0].id) if e.outcome == "queried"]
+    assert "aggregate hyper2_episodes_per_week, epsilon 20" in trail[0].detail
+    before = lab.node.state.snapshot()
+    with pytest.raises(RejectedError) as info:
+        lab.research.query(lab.sponsor.id, lab.sponsor_keys, study,
+                           "hypo1_episodes_per_week", 20.0 + 1e-6)
+    assert info.value.code == "budget_exhausted"
+    assert lab.node.state.snapshot() == before

@@ -111,7 +111,9 @@ class ConsentBody(Strict):
 
 class QueryBody(Strict):
     statistic: Literal["mean_glucose", "time_in_range", "time_below_70", "time_below_54",
-                       "gmi", "hourly_median_profile"]
+                       "gmi", "hourly_median_profile", "hypo1_episodes_per_week",
+                       "hypo2_episodes_per_week", "hyper1_episodes_per_week",
+                       "hyper2_episodes_per_week"]
     epsilon: float = Field(gt=0, le=100)
 
 

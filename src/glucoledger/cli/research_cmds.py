@@ -151,7 +151,11 @@ def release(sponsor: Name, study: StudyId,
 def query(sponsor: Name, study: StudyId,
           statistic: Annotated[str, typer.Option(help="mean_glucose, time_in_range, "
                                                  "time_below_70, time_below_54, gmi, "
-                                                 "hourly_median_profile")],
+                                                 "hourly_median_profile, "
+                                                 "hypo1_episodes_per_week, "
+                                                 "hypo2_episodes_per_week, "
+                                                 "hyper1_episodes_per_week, "
+                                                 "hyper2_episodes_per_week")],
           epsilon: Annotated[float, typer.Option(
               help="Privacy cost of this query (0.000001..100, charged in millionths).",
               min=MIN_EPSILON, max=100.0)],

@@ -21,7 +21,10 @@ this module builds what leaves the node, only after the contract's record is ord
 - ``ResearchService.query`` submits ``research.release`` (form ``aggregate``); if the
   contract accepted it (so the budget is charged on the ledger first), it computes the
   statistic with OpenDP over one value per participant (24 for the hourly median glucose
-  profile, each hour charged epsilon/24): a bounded mean (the number of
+  profile, each hour charged epsilon/24; for episode rates, her hypo- or hyperglycaemia
+  episodes of the 2023 consensus, Battelino et al., Lancet Diabetes Endocrinol
+  2023;11(1):42-57, as glucose/indices.py counts them, per week of sensor wear): a bounded
+  mean (the number of
   participants is public: it is on the ledger) with Laplace noise calibrated by OpenDP's
   binary search so that the measurement's privacy map at d_in=2 (one participant changed
   under the symmetric distance) is at most the epsilon the ledger charged.
@@ -76,7 +79,16 @@ SUFFICIENT_SLOTS: Final = 202  # 70 % of 288
 BOUNDS: Final[dict[str, tuple[float, float]]] = {
     "mean_glucose": (40.0, 400.0), "gmi": (40.0, 400.0), "time_in_range": (0.0, 100.0),
     "time_below_70": (0.0, 100.0), "time_below_54": (0.0, 100.0),
-    "hourly_median_profile": (40.0, 400.0)}
+    "hourly_median_profile": (40.0, 400.0),
+    # episodes per week of sensor wear, clamped at three a day of hypo, five of hyper
+    "hypo1_episodes_per_week": (0.0, 21.0), "hypo2_episodes_per_week": (0.0, 21.0),
+    "hyper1_episodes_per_week": (0.0, 35.0), "hyper2_episodes_per_week": (0.0, 35.0)}
+WEEK_MS: Final = 7 * DAY_MS
+#: The statistic's name -> the Summary field counting its episodes (glucose/indices.py).
+EPISODES: Final[dict[str, str]] = {
+    "hypo1_episodes_per_week": "hypo1_episodes", "hypo2_episodes_per_week": "hypo2_episodes",
+    "hyper1_episodes_per_week": "hyper1_episodes",
+    "hyper2_episodes_per_week": "hyper2_episodes"}
 MAX_BUNDLE: Final = 64 << 20
 
 
@@ -322,6 +334,9 @@ def _participant_values(statistic: str, cgm: list[CgmReading]) -> list[float]:
     if not cgm:
         return [lo]
     s = summarize(cgm)
+    if statistic in EPISODES:  # the 2023 consensus' episodes, per week the sensor was worn
+        count = int(getattr(s, EPISODES[statistic]))
+        return [count * WEEK_MS / s.active_ms if s.active_ms > 0 else lo]
     return [{"mean_glucose": s.mean_dmgdl / 10, "gmi": s.mean_dmgdl / 10,
              "time_in_range": s.tir_bp / 100, "time_below_70": s.tbr70_bp / 100,
              "time_below_54": s.tbr54_bp / 100}[statistic]]
