@@ -68,8 +68,8 @@ from .proofs import dumps_proof, load_document, ordered_proof, verify_ordered
 from .research_store import ResearchStore
 from .service import Node
 
-__all__ = ["BUNDLE_TYPE", "DpAnswer", "ResearchService", "VerifiedRelease", "dumps_bundle",
-           "verify_bundle"]
+__all__ = ["BUNDLE_TYPE", "STATISTIC_WORDS", "DpAnswer", "ResearchService", "VerifiedRelease",
+           "dumps_bundle", "verify_bundle"]
 
 BUNDLE_TYPE: Final = "glucoledger/research-release/v1"
 MANIFEST_TAG: Final = "research-manifest"
@@ -84,6 +84,16 @@ BOUNDS: Final[dict[str, tuple[float, float]]] = {
     "hypo1_episodes_per_week": (0.0, 21.0), "hypo2_episodes_per_week": (0.0, 21.0),
     "hyper1_episodes_per_week": (0.0, 35.0), "hyper2_episodes_per_week": (0.0, 35.0)}
 WEEK_MS: Final = 7 * DAY_MS
+#: Each statistic in words, for people (the portal).
+STATISTIC_WORDS: Final[dict[str, str]] = {
+    "mean_glucose": "Mean glucose (mg/dL)", "gmi": "GMI (%)",
+    "time_in_range": "Time in range 70-180 mg/dL (%)",
+    "time_below_70": "Time below 70 mg/dL (%)", "time_below_54": "Time below 54 mg/dL (%)",
+    "hourly_median_profile": "Median glucose by hour of the day (mg/dL, 24 values)",
+    "hypo1_episodes_per_week": "Episodes below 70 mg/dL per week",
+    "hypo2_episodes_per_week": "Episodes below 54 mg/dL per week",
+    "hyper1_episodes_per_week": "Episodes above 180 mg/dL per week",
+    "hyper2_episodes_per_week": "Episodes above 250 mg/dL per week"}
 #: The statistic's name -> the Summary field counting its episodes (glucose/indices.py).
 EPISODES: Final[dict[str, str]] = {
     "hypo1_episodes_per_week": "hypo1_episodes", "hypo2_episodes_per_week": "hypo2_episodes",
@@ -174,13 +184,28 @@ class ResearchService:
 
     def join(self, patient: bytes, keys: Sequence[PrivateKey], study: bytes,
              streams: Sequence[str], fields: Sequence[str], until_ms: int,
-             profile: deid.Profile) -> bytes:
-        """Opt in (or re-consent): keep her profile on the node, then sign her research grant
-        under her multisig policy. Returns the grant id. Raises RejectedError."""
-        self.set_profile(patient, profile)
-        stx, _ = self.node.send("research.consent", {
-            "study": study, "streams": list(streams), "fields": list(fields),
-            "until": until_ms}, patient, keys)
+             profile: deid.Profile | None) -> bytes:
+        """Opt in (or re-consent): keep her profile on the node (None: the one she gave
+        before), then sign her research grant under her multisig policy. Returns the grant
+        id. Raises RejectedError, NotFoundError (no profile given, none kept); a refused
+        consent leaves the profile the node kept before as it was."""
+        before = self.store.profile(patient) if self.store.has_profile(patient) else None
+        if profile is None and before is None:
+            raise NotFoundError("this node has no research profile of yours yet: give your "
+                                "details (kept on the node, never released as they are)")
+        if profile is not None:
+            self.set_profile(patient, profile)
+        try:
+            stx, _ = self.node.send("research.consent", {
+                "study": study, "streams": list(streams), "fields": list(fields),
+                "until": until_ms}, patient, keys)
+        except BaseException:
+            if profile is not None:  # put back what was kept before (or nothing)
+                if before is None:
+                    self.store.forget(patient)
+                else:
+                    self.set_profile(patient, before)
+            raise
         return stx.tx_hash
 
     def withdraw(self, patient: bytes, keys: Sequence[PrivateKey], grant: bytes) -> None:
