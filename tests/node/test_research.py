@@ -361,3 +361,48 @@ def test_episode_rates_are_dp_statistics_charged_on_the_ledger(lab: Lab) -> None
                            "hypo1_episodes_per_week", 20.0 + 1e-6)
     assert info.value.code == "budget_exhausted"
     assert lab.node.state.snapshot() == before
+
+
+def test_date_shift_keeps_weekday_and_time_of_day_within_half_a_minute(lab: Lab) -> None:
+    """Each participant's rows are her readings moved back by whole weeks (less than half a
+    minute of jitter): same weekday, same clock time to 30 s, same order and spacing; two
+    studies shift the same person differently."""
+    from datetime import datetime, timedelta
+
+    from glucoledger.glucose.simulate import simulate_patient
+    from glucoledger.node import deid
+
+    studies = [lab.study(), lab.study(protocol="GL-EXER-2")]
+    for s in studies:
+        for i in range(3):
+            lab.join(i, s)
+    shifts: dict[int, set[int]] = {}
+    for study in studies:
+        doc = lab.release(study)
+        key = deid.study_key(lab.research._secret(), study)
+        for i in range(3):
+            pid = deid.pseudonym(key, lab.patients[i].id)
+            rows = [r for r in doc["rows"] if r["pid"] == pid and r["stream"] == "cgm"]
+            cgm = [r for r in simulate_patient(10 + i, DAYS, NOW - DAYS * DAY)["cgm"]]
+            assert len(rows) == len(cgm) > 1000
+            for row, rec in zip(rows, cgm, strict=True):
+                got = datetime.fromisoformat(row["time"])
+                real = datetime(1970, 1, 1) + timedelta(
+                    milliseconds=rec.time_ms + rec.tz_offset_min * 60_000)
+                back = real - got
+                weeks = round(back / timedelta(weeks=1))
+                assert weeks >= 1 and got.weekday() == real.weekday()
+                assert got.date() == real.date() - timedelta(weeks=weeks)  # the day exactly
+                off = back - timedelta(weeks=weeks)
+                assert abs(off.total_seconds()) <= 30, (row["time"], real)
+                assert row["mgdl"] == rec.mgdl
+            times = [r["time"] for r in rows]
+            assert times == sorted(times) and len(set(times)) == len(times)  # order kept
+            shifts.setdefault(i, set()).add(round((real - got).total_seconds() * 1000))
+    assert all(len(s) == 2 for s in shifts.values())  # per study: unlinkable by the shift
+    # at local midnight the jitter is held inside the day (a case the data may not hit)
+    week = 7 * DAY
+    late, early = NOW - 5_000, NOW + 5_000  # 23:59:55 and 00:00:05 UTC
+    assert deid.shifted_local(late, 0, 2 * week - 20_000) == "2025-12-17T23:59:59.999"
+    assert deid.shifted_local(early, 0, 2 * week + 20_000) == "2025-12-18T00:00:00.000"
+    assert deid.shifted_local(early, 60, 2 * week - 20_000) == "2025-12-18T01:00:25.000"
