@@ -126,3 +126,36 @@ def test_a_pseudonym_is_judged_by_its_form_not_its_digits() -> None:
     assert deid.scan_identifiers([{"pid": "Ada Lovelace"}], ids) == [
         "row 0 field pid: not a pseudonym"]
     assert deid.scan_identifiers([{"trend": "10027"}], ids) != []  # elsewhere, still found
+
+
+def test_her_details_are_deleted_once_she_is_in_no_study(tmp_path: Path) -> None:
+    from tests.node.test_research import build_lab
+
+    lab, vault = build_lab(tmp_path)
+    try:
+        a, b = lab.study(), lab.study(protocol="GL-EXER-2")
+        p0 = lab.patients[0]
+        ga, gb = lab.join(0, a), lab.join(0, b)
+        lab.research.withdraw(p0.id, lab.keys(p0), ga)
+        assert lab.research.store.has_profile(p0.id)  # still in study b
+        lab.research.withdraw(p0.id, lab.keys(p0), gb)
+        assert not lab.research.store.has_profile(p0.id)
+        assert lab.research.store.has_profile(lab.patients[1].id)  # others' stay
+        # joining again without details is refused and changes nothing; with them it works
+        from glucoledger.errors import NotFoundError
+
+        before = lab.node.state.snapshot()
+        with pytest.raises(NotFoundError, match="give your details"):
+            lab.research.join(p0.id, lab.keys(p0), a, ["cgm"], [], 10**13, None)
+        assert lab.node.state.snapshot() == before
+        lab.research.join(p0.id, lab.keys(p0), a, ["cgm"], [], 10**13, PROFILES[0])
+        assert lab.research.store.profile(p0.id) == PROFILES[0]
+        # a refused consent (a stream the study does not ask) keeps the details as they were
+        from glucoledger.errors import RejectedError
+
+        with pytest.raises(RejectedError):
+            lab.research.join(p0.id, lab.keys(p0), a, ["carbs"], [], 10**13, PROFILES[1])
+        assert lab.research.store.profile(p0.id) == PROFILES[0]
+    finally:
+        vault.close()
+        lab.node.close()

@@ -88,9 +88,10 @@ def close_study(sponsor: Name, study: StudyId, data: DataOpt = None) -> None:
 
 @research_app.command("join")
 def join(patient: Name, study: StudyId,
-         profile: Annotated[Path, in_file("JSON file: name, birth_date (YYYY-MM-DD), sex, "
-                                          "state, zip, diabetes_type; kept on this node, "
-                                          "never released as is", option="--profile")],
+         profile: Annotated[Path | None, in_file(
+             "JSON file: name, birth_date (YYYY-MM-DD), sex, state, zip, diabetes_type; "
+             "kept sealed on this node, never released as is. Leave it out to keep the one "
+             "you gave before.", option="--profile")] = None,
          streams: Annotated[str, typer.Option(help="Comma-separated; at most the study's.")]
          = "cgm",
          fields: Annotated[str, typer.Option(help="Comma-separated quasi-identifiers you "
@@ -103,7 +104,8 @@ def join(patient: Name, study: StudyId,
     Example: glucoledger research join --patient alice --study STUDY_ID --profile me.json
     --fields sex,region --days 365
     """
-    prof = Profile.from_value(_json_file(profile, "the research profile"))
+    prof = (Profile.from_value(_json_file(profile, "the research profile"))
+            if profile is not None else None)
     with open_node_and_vault(data) as (node, vault):
         ident = accounts.identity(node, patient)
         gid = ResearchService(node, vault).join(

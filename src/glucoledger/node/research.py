@@ -66,6 +66,7 @@ from ..vault.store import Vault
 from . import deid
 from .proofs import dumps_proof, load_document, ordered_proof, verify_ordered
 from .research_store import ResearchStore
+from .research_view import participation
 from .service import Node
 
 __all__ = ["BUNDLE_TYPE", "STATISTIC_WORDS", "DpAnswer", "ResearchService", "VerifiedRelease",
@@ -209,8 +210,13 @@ class ResearchService:
         return stx.tx_hash
 
     def withdraw(self, patient: bytes, keys: Sequence[PrivateKey], grant: bytes) -> None:
-        """Withdraw: in no release or query from the next block on."""
+        """Withdraw: in no release or query from the next block on. Once she takes part in
+        no study any more, the details she gave at opt-in are deleted from the node (she
+        gives them again if she joins a study later)."""
         self.node.send("research.withdraw", {"grant": grant}, patient, keys)
+        if not any(p.grant["status"] == "active"
+                   for p in participation(self.node.state, patient)):
+            self.store.forget(patient)
 
     def am_i_in(self, patient: bytes, bundle: bytes) -> tuple[bytes, ...]:
         """Her ``data.commit`` hashes that a release drew from (verified first; empty if
