@@ -24,9 +24,10 @@ import pytest
 import uvicorn
 
 from glucoledger.node.research import ResearchService
-from tests.api.test_browser import ARGS, ARTIFACTS, CHROMIUM
-from tests.api.test_browser_portal import _axe, _enter, _focused_id, _overflow, _tab_to
+from tests.api.test_browser import ARTIFACTS, CHROMIUM
+from tests.api.test_browser_portal import _axe, _enter, _focused_id, _overflow, _page, _tab_to
 from tests.api.test_browser_portal import axe_source as axe_source  # noqa: F401 (fixture)
+from tests.api.test_browser_portal import browser as browser  # noqa: F401 (fixture)
 from tests.api.test_rest_research import ResearchSite
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed: run "
@@ -84,29 +85,6 @@ def served(tmp_path: Path) -> Iterator[Served]:
     s = Served(tmp_path)
     yield s
     s.close()
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-def _page(browser: Any, url: str, name: str, width: int, height: int = 844) -> Any:
-    page = browser.new_context(viewport={"width": width, "height": height},
-                               bypass_csp=True).new_page()
-    page.goto(f"{url}/portal/login")
-    page.get_by_label("Account name").fill(name)
-    page.get_by_label("Password").fill(f"{name}-demo-password")
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{url}/portal*")
-    return page
 
 
 def test_research_page_axe_clean_for_every_role_and_fits_a_phone(

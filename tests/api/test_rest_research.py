@@ -78,6 +78,11 @@ def test_three_roles_over_rest(rsite: ResearchSite, rclient: Any) -> None:
     r = call(c, s, "p0", "POST", f"/api/research/studies/{sid}/consent",
              {"streams": ["carbs"], "fields": [], "days": 90, "profile": _profile(0)})
     assert r.status_code == 409 and r.json()["code"] == "bad_scope"
+    # consenting again without details keeps the ones the node holds (sealed)
+    r = call(c, s, "p1", "POST", f"/api/research/studies/{sid}/consent",
+             {"streams": ["cgm"], "fields": ["sex"], "days": 90})
+    assert r.status_code == 201, r.text
+    grants[1] = r.json()["id"]
     r = call(c, s, "uni-research", "POST", f"/api/research/studies/{sid}/releases")
     assert r.status_code == 200, r.text
     assert r.headers["cache-control"] == "no-store"

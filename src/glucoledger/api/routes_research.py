@@ -101,7 +101,8 @@ class ConsentBody(Strict):
     streams: list[Stream] = Field(min_length=1, max_length=4)
     fields: list[Field_] = Field(max_length=4)
     days: int = Field(ge=1, le=3660)
-    profile: ProfileBody
+    #: her details, kept sealed on the node; left out: the ones she gave before
+    profile: ProfileBody | None = None
 
 
 class QueryBody(Strict):
@@ -161,7 +162,7 @@ def query(study_id: str, body: QueryBody, request: Request, who: Who) -> dict[st
 def consent(study_id: str, body: ConsentBody, request: Request, who: Who) -> dict[str, Any]:
     """Opt in to a study (you may narrow its streams and fields)."""
     require_kind(request, who, "patient")
-    profile = Profile.from_value(body.profile.model_dump())
+    profile = Profile.from_value(body.profile.model_dump()) if body.profile else None
     node = ctx(request).node
     gid = research_service(request).join(who.id, _keys(request, who), _study(study_id),
                                  sorted(set(body.streams)), sorted(set(body.fields)),
