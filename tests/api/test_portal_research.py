@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from glucoledger.node.research import ResearchService
+from glucoledger.node.research import ResearchService, verify_bundle
 from tests.api.test_portal_http import _csrf, _login
 from tests.api.test_rest_research import ResearchSite
 
@@ -162,6 +162,14 @@ def test_sponsor_sees_studies_asks_a_statistic_and_closes(rsite: ResearchSite) -
         r = c.post(url, data={"csrf": csrf, "statistic": "zip_codes", "epsilon": "0.01"})
         assert r.status_code == 400 and "unknown statistic" in r.text
         assert _frozen(rsite) == before
+        # a record-level release, as a file that verifies offline
+        r = c.post(f"/portal/research/studies/{study.hex()}/release", data={"csrf": csrf})
+        assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
+        assert 'filename="release-GL-PORTAL-3.json"' in r.headers["content-disposition"]
+        got = verify_bundle(r.content, rsite.node.verifier())
+        assert got.study == study and got.participants == 3
+        mine = _article(c.get("/portal/research").text, "sponsored-study", "GL-PORTAL-3")
+        assert mine.count("attested") == 2
         r = c.post(f"/portal/research/studies/{study.hex()}/close", data={"csrf": csrf})
         assert r.status_code == 200 and "Study closed" in r.text
         assert 'data-status="closed"' in _article(r.text, "sponsored-study", "GL-PORTAL-3")
@@ -215,7 +223,7 @@ def test_every_research_form_refuses_a_forged_csrf_token(rsite: ResearchSite) ->
     params = {"study_id": study.hex(), "grant_id": grant.hex()}
     routes = sorted({r.path for r in portal_research.router.routes
                      if "POST" in (getattr(r, "methods", None) or ())})
-    assert len(routes) == 5, routes
+    assert len(routes) == 6, routes
     for who in ("p0", "uni-research"):
         with _client(rsite) as c:
             csrf = _login(c, who, f"{who}-demo-password")

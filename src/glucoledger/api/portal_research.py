@@ -7,7 +7,8 @@
   and kept sealed on the node (node/research_store.py).
 - A research organization sees the studies it sponsors: terms, the privacy budget spent,
   how many participants count now, every release and query; it asks a differentially
-  private statistic (the answer is shown once, in the confirmation) and closes a study.
+  private statistic (the answer is shown once, in the confirmation), receives a
+  de-identified record-level release as a file, and closes a study.
 - Anyone signed in checks a release bundle against this node's checkpoint key (the same
   check as ``glucoledger research verify``); a patient is also told whether her data is in
   it.
@@ -59,7 +60,7 @@ class QueryForm(BaseModel):
     epsilon: float = Field(gt=0, le=100)
 
 
-def _patient_or_org(p: Principal, *kinds: str) -> None:
+def _require_kind(p: Principal, *kinds: str) -> None:
     if p.kind not in kinds:
         raise PermissionDeniedError(f"this is for a {' or '.join(kinds)} account; you are "
                                     f"signed in as a {p.kind}", code="wrong_kind")
@@ -117,7 +118,7 @@ def join(request: Request, study_id: str, csrf: Csrf, days: Annotated[int, Form(
          diabetes_type: Annotated[str, Form(max_length=10)] = "") -> Response:
     """Opt in (or consent again) to a study, with her details the first time."""
     _, p = who(request, csrf)
-    _patient_or_org(p, "patient")
+    _require_kind(p, "patient")
     if not streams:
         raise OutOfRangeError("tick at least one kind of data to share with the study; you "
                               "did not join")
@@ -144,7 +145,7 @@ def join(request: Request, study_id: str, csrf: Csrf, days: Annotated[int, Form(
 @router.post(PAGE + "/grants/{grant_id}/withdraw")
 def withdraw(request: Request, grant_id: str, csrf: Csrf) -> Response:
     _, p = who(request, csrf)
-    _patient_or_org(p, "patient")
+    _require_kind(p, "patient")
     research_service(request).withdraw(p.id, _keys(p), parse_hex_id(grant_id, "a grant id"))
     return back(msg="You withdrew: you are in no release or query from now on; the ones "
                 "before stay listed", path=PAGE)
@@ -156,7 +157,7 @@ def query(request: Request, study_id: str, csrf: Csrf,
           epsilon: Annotated[float, Form()]) -> Response:
     """A DP statistic for the sponsor; the budget is charged on the ledger first."""
     _, p = who(request, csrf)
-    _patient_or_org(p, "organization")
+    _require_kind(p, "organization")
     body = form(QueryForm, statistic=statistic, epsilon=epsilon)
     if body.statistic not in STATISTIC_WORDS:
         raise OutOfRangeError(f"unknown statistic {body.statistic[:40]!r}; choose one of the "
@@ -169,10 +170,24 @@ def query(request: Request, study_id: str, csrf: Csrf,
                 path=PAGE)
 
 
+@router.post(PAGE + "/studies/{study_id}/release")
+def release(request: Request, study_id: str, csrf: Csrf) -> Response:
+    """A de-identified record-level release for the sponsor, as a file to keep (the same
+    bundle as ``POST /api/research/studies/{id}/releases``; it verifies offline)."""
+    _, p = who(request, csrf)
+    _require_kind(p, "organization")
+    study = load_study(ctx(request).node.state, parse_hex_id(study_id, "a study id"))
+    raw = research_service(request).release(p.id, _keys(p), study["id"])
+    name = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in study["protocol"])
+    return Response(raw, media_type="application/json", headers={
+        "Cache-Control": "no-store",
+        "Content-Disposition": f'attachment; filename="release-{name[:40]}.json"'})
+
+
 @router.post(PAGE + "/studies/{study_id}/close")
 def close(request: Request, study_id: str, csrf: Csrf) -> Response:
     _, p = who(request, csrf)
-    _patient_or_org(p, "organization")
+    _require_kind(p, "organization")
     research_service(request).close_study(p.id, _keys(p), parse_hex_id(study_id, "a study id"))
     return back(msg="Study closed: no release or query from now on", path=PAGE)
 
