@@ -159,3 +159,26 @@ def test_her_details_are_deleted_once_she_is_in_no_study(tmp_path: Path) -> None
     finally:
         vault.close()
         lab.node.close()
+
+
+def _opt_in_many(folder: str, master: bytes, start: int) -> None:
+    store = ResearchStore(Path(folder), master)
+    for n in range(start, start + 8):
+        store.set_profile(n.to_bytes(32, "big"), PROFILES[n % 2])
+
+
+def test_concurrent_processes_lose_no_opt_in(tmp_path: Path) -> None:
+    """Read-modify-write under the lock file: four processes writing at once keep all 32."""
+    import multiprocessing
+
+    master = new_key()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_opt_in_many, args=(str(tmp_path), master, 8 * k))
+             for k in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    store = ResearchStore(tmp_path, master)
+    assert all(store.has_profile(n.to_bytes(32, "big")) for n in range(32))

@@ -51,7 +51,7 @@ _SECRET_CONTEXT: Final = "research-secret"
 _PROFILES_CONTEXT: Final = "research-profiles"
 _SEALED_SECRET_BYTES: Final = 1 + 12 + KEY_BYTES + 16
 
-_local = threading.Lock()
+_in_process = threading.Lock()  # threads of this process; flock covers the others
 
 
 def _scrub(path: Path) -> None:
@@ -91,7 +91,7 @@ class ResearchStore:
         import fcntl
 
         path = self.dir / ".research.lock"
-        with _local:
+        with _in_process:
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
             except OSError as exc:
