@@ -283,7 +283,9 @@ def create_app(node: Node, settings: ServerSettings | None = None, *,
     from . import routes_research  # research sharing (issue 18)
 
     app.include_router(routes_research.router)
-    app.include_router(routes_research.pages)
+    from . import portal_research
+
+    app.include_router(portal_research.router)
     try:
         from . import portal
     except ImportError:  # pragma: no cover - jinja2 missing
