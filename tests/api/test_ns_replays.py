@@ -1,6 +1,6 @@
 """Each Nightscout app's request sequence, replayed against a real ``glucoledger serve``.
 
-One server process (``python -m glucoledger serve --demo`` on a loopback port in 25400-25499)
+One server process (``python -m glucoledger serve --demo`` on a free loopback port)
 for the module; each test replays what one app sends, rebuilt from its source, and checks
 what that app checks. Sources (read, not copied):
 
@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
-import socket
 import subprocess
 import sys
 import time
@@ -41,6 +39,7 @@ import requests
 from glucoledger.node.demo_site import DEMO_READER_TOKEN, DEMO_UPLOADER_SECRET
 
 from . import payloads
+from .conftest import free_port
 from .payloads import iso
 
 SECRET = hashlib.sha1(DEMO_UPLOADER_SECRET.encode()).hexdigest()
@@ -48,22 +47,9 @@ UP = {"api-secret": SECRET}
 FOLLOW = {"api-secret": hashlib.sha1(DEMO_READER_TOKEN.encode()).hexdigest()}
 
 
-def _port() -> int:
-    ports = list(range(25400, 25500))
-    random.shuffle(ports)
-    for p in ports:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", p))
-            except OSError:
-                continue
-            return p
-    raise RuntimeError("no free port in 25400-25499")
-
-
 class Server:
     def __init__(self, folder: Path) -> None:
-        self.port = _port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(folder.parent / "serve.log", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
