@@ -202,6 +202,75 @@ def test_loop(srv: Server) -> None:
     assert r.status_code == 200 and "store" in r.json()
 
 
+def test_loop_moves_a_carb_entry_in_time(srv: Server) -> None:
+    """Loop's NightscoutService: carbs created are POSTed; an edited entry (new time, new
+    grams) is PUT as one object carrying the ``_id`` the POST answered (NightscoutKit
+    ``modifyTreatments`` -> ``putToNS``); deleted ones are DELETEd by that ``_id``. The time is
+    part of a treatment's identity, yet every reader must see one entry, moved."""
+    n = _now() - 3 * 3_600_000
+    n -= n % 1000
+    carbs = {"eventType": "Carb Correction", "timestamp": iso(n), "created_at": iso(n),
+             "enteredBy": "loop://iPhone", "carbs": 20, "absorptionTime": 180,
+             "userEnteredAt": iso(n), "syncIdentifier": "5ca1ab1e-move-0001"}
+    [first] = _one_answer_each(srv.send("POST", "/api/v1/treatments", json=[carbs],
+                                        headers=UP), [carbs])
+    later = n + 30 * 60_000
+    moved = dict(carbs, timestamp=iso(later), created_at=iso(later), carbs=25,
+                 userLastModifiedAt=iso(later), _id=first["_id"])
+    grant = _grant(srv)
+
+    def seen(headers: dict[str, str]) -> list[dict[str, Any]]:
+        r = srv.get("/api/v1/treatments.json", headers=headers, params={
+            "find[created_at][$gte]": iso(n - 60_000), "find[created_at][$lte]": iso(later),
+            "find[eventType]": "Carb Correction", "rr": str(_now())})
+        assert r.status_code == 200, r.text
+        return [d for d in r.json() if d.get("syncIdentifier") == carbs["syncIdentifier"]]
+
+    for _ in range(2):  # Loop retries a PUT it got no answer to: still one version
+        r = srv.send("PUT", "/api/v1/treatments", json=moved, headers=UP)
+        assert r.status_code == 200, r.text
+        assert r.json()[0]["_id"] == first["_id"] and "glucoledger" not in r.json()[0]
+        for who in (UP, FOLLOW):  # the uploader's own read and a follower through consent
+            [doc] = seen(who)
+            assert (doc["_id"], doc["created_at"], doc["carbs"]) == (first["_id"], iso(later),
+                                                                     25)
+    # the old time shows nothing any more
+    r = srv.get("/api/v1/treatments.json", headers=FOLLOW, params={
+        "find[created_at]": iso(n), "find[eventType]": "Carb Correction"})
+    assert r.status_code == 200 and r.json() == []
+    # the patient sees both versions: the first upload and the move, by the gateway
+    s, _ = _patient(srv)
+    r = s.get(f"{srv.url}/api/nightscout/history/treatments/{first['_id']}", timeout=30)
+    assert r.status_code == 200, r.text
+    assert [(v["n"], v["doc"]["carbs"], v["doc"]["created_at"]) for v in r.json()] == [
+        (1, 20, iso(n)), (2, 25, iso(later))]
+    # A later plain POST of the moved entry (Loop re-uploads after a restart) is a repeat.
+    again = {k: v for k, v in moved.items() if k != "_id"}
+    [echo] = _one_answer_each(srv.send("POST", "/api/v1/treatments", json=[again],
+                                       headers=UP), [again])
+    assert echo["_id"] == first["_id"] and len(seen(FOLLOW)) == 1
+    # Moving onto the identity of another entry is refused alone, both left as they were.
+    other = dict(carbs, timestamp=iso(n + 3_600_000), created_at=iso(n + 3_600_000),
+                 carbs=11, syncIdentifier="5ca1ab1e-move-0002")
+    [kept] = _one_answer_each(srv.send("POST", "/api/v1/treatments", json=[other],
+                                       headers=UP), [other])
+    clash = dict(moved, created_at=other["created_at"], timestamp=other["timestamp"])
+    r = srv.send("PUT", "/api/v1/treatments", json=[clash], headers=UP)
+    assert r.status_code == 200 and r.json()[0]["glucoledger"]["stored"] is False
+    assert "another document" in r.json()[0]["glucoledger"]["reason"]
+    [doc] = seen(FOLLOW)
+    assert doc["carbs"] == 25
+    r = srv.get("/api/v1/treatments.json", headers=FOLLOW, params={
+        "find[syncIdentifier]": other["syncIdentifier"],
+        "find[created_at][$gte]": iso(n)})
+    assert [(d["_id"], d["carbs"]) for d in r.json()] == [(kept["_id"], 11)]
+    # Deleted by the _id Loop holds: gone for every reader.
+    r = srv.send("DELETE", f"/api/v1/treatments/{first['_id']}", headers=UP)
+    assert r.status_code == 200 and r.json()["n"] == 1
+    assert seen(FOLLOW) == [] and seen(UP) == []
+    _revoke(srv, grant)
+
+
 def test_trio(srv: Server) -> None:
     n = _now()
     # checkConnection: a Note with no time at all
@@ -374,6 +443,10 @@ def test_androidaps_nsclient_v3(srv: Server) -> None:
     r = srv.send("POST", "/api/v3/treatments", json=bolus, headers=bearer)
     assert r.status_code == 201, r.text
     ident = r.json()["identifier"]
+    assert ident == bolus["identifier"]  # the client's own name, kept
+    r = srv.get(f"/api/v3/treatments/{ident}", headers=bearer)
+    assert r.status_code == 200 and r.json()["result"]["insulin"] == 1.2
+    assert r.json()["result"]["identifier"] == ident
 
     def changed(after: int) -> list[dict[str, Any]]:
         r = srv.get(f"/api/v3/treatments/history/{after}", headers=bearer,
@@ -384,15 +457,42 @@ def test_androidaps_nsclient_v3(srv: Server) -> None:
     [doc] = changed(0)
     assert doc["insulin"] == 1.2 and doc["isValid"] is True
     assert doc["srvModified"] >= n - 60_000
-    r = srv.send("PATCH", f"/api/v3/treatments/{ident}", json={"insulin": 1.0},
+    # NSClientV3's updateTreatment: PATCH by identifier, date and utcOffset left out.
+    r = srv.send("PATCH", f"/api/v3/treatments/{ident}", json={"insulin": 1.0,
+                                                                "identifier": ident},
                  headers=bearer)
     assert r.status_code in (200, 201), r.text
     [doc] = changed(0)
-    assert doc["insulin"] == 1.0
+    assert doc["insulin"] == 1.0 and doc["date"] == t
+    # A PATCH that moves it in time (a corrected pump clock): still one document, moved.
+    r = srv.send("PATCH", f"/api/v3/treatments/{ident}", json={"date": t - 60_000},
+                 headers=bearer)
+    assert r.status_code == 200, r.text
+    [doc] = changed(0)
+    assert (doc["identifier"], doc["date"], doc["insulin"]) == (ident, t - 60_000, 1.0)
+    # A create of a document already here by identifier (AAPS re-uploading after a
+    # reinstall): Nightscout's deduplication, the same document, a new version.
+    r = srv.send("POST", "/api/v3/treatments", json=dict(bolus, insulin=0.9,
+                                                         date=t - 60_000), headers=bearer)
+    assert r.status_code == 200 and r.json()["isDeduplication"] is True, r.text
+    assert r.json()["identifier"] == ident
+    [doc] = changed(0)
+    assert doc["insulin"] == 0.9
+    # AAPS's usual create sends no identifier: the server names the document.
+    carbs = {"eventType": "Carb Correction", "carbs": 12, "date": t - 30_000, "utcOffset": 60,
+             "isValid": True, "app": "AAPS"}
+    r = srv.send("POST", "/api/v3/treatments", json=carbs, headers=bearer)
+    assert r.status_code == 201 and len(r.json()["identifier"]) == 24, r.text
+    named = r.json()["identifier"]
+    r = srv.send("PATCH", f"/api/v3/treatments/{named}", json={"carbs": 14}, headers=bearer)
+    assert r.status_code == 200, r.text
+    assert srv.get(f"/api/v3/treatments/{named}", headers=bearer).json()["result"][
+        "carbs"] == 14
     r = srv.send("DELETE", f"/api/v3/treatments/{ident}", headers=bearer)
     assert r.status_code == 200, r.text
     [gone] = changed(doc["srvModified"] - 1)
-    assert gone["isValid"] is False
+    assert gone["isValid"] is False and gone["identifier"] == ident
+    assert srv.get(f"/api/v3/treatments/{ident}", headers=bearer).status_code == 404
     # A reader's JWT reads but cannot write.
     r = srv.get(f"/api/v2/authorization/request/{DEMO_READER_TOKEN}")
     reader = {"Authorization": f"Bearer {r.json()['token']}"}

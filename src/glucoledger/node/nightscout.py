@@ -352,7 +352,7 @@ class NightscoutService:
                 changes = []
                 for j in changed:
                     n = p.current[j][0] + 1
-                    tag = self.versions.content_tag(p.binding.patient, p.ids[j], n, p.docs[j])
+                    tag = self.versions.content_tag(p.binding.patient, p.heads[j], n, p.docs[j])
                     tags = [tag, moved[j]] if j in moved else [tag]
                     changes.append((j, n, self._queue(p, _batches([p.docs[j]], p.now_ms),
                                                       tags)))
