@@ -16,8 +16,9 @@ what that app checks. Sources (read, not copied):
   Temporary+Target, DELETE treatments.json?find[id][$eq]);
 - Nightguard: status.json, /api/v2/properties, entries.json?find[date][$gt]=<float>;
 - Sugarmate-style widgets: entries/current.json, /pebble;
-- python-nightscout (the package itself), py-nightscout and nightscout-cli (their GETs),
-  tconnectsync (its already-uploaded check with the uploader's secret).
+- python-nightscout, py-nightscout and nightscout-cli: the PyPI packages themselves, run
+  against the server (the CLI as a subprocess); tconnectsync (its already-uploaded check
+  with the uploader's secret).
 
 The table in README.md ("Nightscout apps") has one row per test here.
 """
@@ -25,6 +26,7 @@ The table in README.md ("Nightscout apps") has one row per test here.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -260,6 +262,14 @@ def test_loop_moves_a_carb_entry_in_time(srv: Server) -> None:
     assert "another document" in r.json()[0]["glucoledger"]["reason"]
     [doc] = seen(FOLLOW)
     assert doc["carbs"] == 25
+    # Two changes of one document in one PUT: the first is stored, the second refused alone.
+    twice = [dict(moved, carbs=26), dict(moved, carbs=27, created_at=iso(later + 60_000),
+                                         timestamp=iso(later + 60_000))]
+    r = srv.send("PUT", "/api/v1/treatments", json=twice, headers=UP)
+    assert r.status_code == 200 and len(r.json()) == 2, r.text
+    assert "glucoledger" not in r.json()[0] and r.json()[1]["glucoledger"]["stored"] is False
+    [doc] = seen(FOLLOW)
+    assert doc["carbs"] == 26
     r = srv.get("/api/v1/treatments.json", headers=FOLLOW, params={
         "find[syncIdentifier]": other["syncIdentifier"],
         "find[created_at][$gte]": iso(n)})
@@ -369,7 +379,7 @@ def test_nightguard_sugarmate_and_pebble(srv: Server) -> None:
     _revoke(srv, grant)
 
 
-def test_python_nightscout_py_nightscout_and_nightscout_cli(srv: Server) -> None:
+def test_python_nightscout(srv: Server) -> None:
     import warnings
 
     with warnings.catch_warnings():
@@ -381,14 +391,73 @@ def test_python_nightscout_py_nightscout_and_nightscout_cli(srv: Server) -> None
     assert len(sgvs) == 20 and all(isinstance(e.sgv, int) and 13 <= e.sgv for e in sgvs)
     treatments = api.get_treatments({"count": 5})
     assert all(t.eventType for t in treatments)
-    # py-nightscout (aiohttp) and nightscout-cli send these GETs with a hashed secret
-    for path, params in (("/api/v1/entries/sgv.json", {"count": "5"}),
-                         ("/api/v1/treatments.json", {"find[created_at][$gte]":
-                                                      iso(_now() - 86_400_000)}),
-                         ("/api/v1/count/entries/where", {"find[type]": "sgv"})):
-        r = srv.get(path, params=params, headers=FOLLOW)
-        assert r.status_code == 200, (path, r.text)
-    assert srv.get("/api/v1/count/entries/where", headers=FOLLOW).json()[0]["count"] > 0
+    _revoke(srv, grant)
+
+
+def test_py_nightscout(srv: Server) -> None:
+    """The py-nightscout package (aiohttp; Home Assistant's Nightscout integration) itself,
+    with a follower's secret: status, sensor readings, treatments, device status."""
+    import asyncio
+
+    import py_nightscout  # type: ignore[import-untyped]
+
+    async def follow() -> tuple[Any, list[Any], list[Any], dict[str, Any]]:
+        api = py_nightscout.Api(srv.url, api_secret=DEMO_READER_TOKEN)
+        status = await api.get_server_status()
+        return (status, await api.get_sgvs(), await api.get_treatments(),
+                await api.get_latest_devices_status())
+
+    import aiohttp
+
+    with pytest.raises(aiohttp.ClientResponseError) as denied:  # no grant yet: 403
+        asyncio.run(follow())
+    assert denied.value.status == 403
+    grant = _grant(srv)
+    status, sgvs, treatments, devices = asyncio.run(follow())
+    assert status.status == "ok" and status.settings["thresholds"]["bgHigh"] == 250
+    assert len(sgvs) == 10 and all(40 <= e.sgv <= 400 and e.date.year >= 2024 for e in sgvs)
+    assert sgvs[0].date >= sgvs[-1].date  # newest first, as Nightscout answers
+    assert treatments and all(t.eventType for t in treatments)
+    assert all(d.created_at.year >= 2024 for d in devices.values())
+    _revoke(srv, grant)
+
+
+def _cli(srv: Server, home: Path, secret: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """nightscout-cli (the ``nightscout`` command of the PyPI package) against the server."""
+    env = dict(os.environ, HOME=str(home), NIGHTSCOUT_HOST="127.0.0.1",
+               NIGHTSCOUT_PORT=str(srv.port), NIGHTSCOUT_API_SECRET=secret)
+    return subprocess.run([sys.executable, "-m", "nightscout_cli.main", *args], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_nightscout_cli(srv: Server, tmp_path: Path) -> None:
+    """nightscout-cli pushes a reading with the uploader's hashed secret, lists it with its
+    ``_id``, deletes it by that ``_id``; a follower's ``get`` works through a grant only."""
+    r = _cli(srv, tmp_path, SECRET, "push", "277", "--minutes-ago", "7", "--direction", "Flat")
+    assert r.returncode == 0 and "Successfully pushed" in r.stdout, r.stderr
+
+    def ours() -> list[str]:
+        r = _cli(srv, tmp_path, SECRET, "list", "--count", "40")
+        assert r.returncode == 0, r.stderr
+        return [line.split(",")[0] for line in r.stdout.splitlines()[1:]
+                if line.endswith(",277")]
+
+    [pushed] = ours()
+    assert len(pushed) == 24
+    r = _cli(srv, tmp_path, SECRET, "delete", pushed)
+    assert r.returncode == 0 and f"Deleted {pushed}" in r.stdout, r.stdout + r.stderr
+    assert ours() == []
+    follow = FOLLOW["api-secret"]
+    r = _cli(srv, tmp_path, follow, "get", "3")
+    assert r.returncode == 1 and "403" in r.stderr  # no grant: refused, nothing printed
+    grant = _grant(srv)
+    r = _cli(srv, tmp_path, follow, "get", "3")
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 3, r.stderr
+    assert all(line.split()[2] == "mg/dL" for line in r.stdout.splitlines())
+    r = _cli(srv, tmp_path, follow, "history", "--days-ago", "1", "--jsonl")
+    assert r.returncode == 0, r.stderr
+    day = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(day) >= 200 and all(isinstance(d["sgv"], int) for d in day)
     _revoke(srv, grant)
 
 

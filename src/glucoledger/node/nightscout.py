@@ -55,6 +55,7 @@ from ..errors import (
 from ..glucose.readings import Batch, Record, parse_batch
 from ..interop import nightscout as ns
 from ..interop import nsaccept
+from ..interop.nsrender import with_deltas
 from ..state.consent import Request, grants_of
 from ..vault.batch import prepare_upload
 from .access import AccessService, RawRelease
@@ -328,8 +329,15 @@ class NightscoutService:
             new: list[int] = []
             changed: list[int] = []
             moved: dict[int, bytes] = {}
+            seen: set[bytes] = set()
             for j, (k, h, (_, deleted), c) in enumerate(zip(p.ids, p.heads, p.current,
                                                             p.ctags, strict=True)):
+                if h in seen:  # two changes of one document in one upload (by _id)
+                    p.late[j] = InputError(
+                        f"{p.collection}: two documents of this upload change the document "
+                        f"{h[:12].hex()}; send one change per document")
+                    continue
+                seen.add(h)
                 if h not in stored:
                     new.append(j)
                     continue
@@ -490,7 +498,8 @@ class NightscoutService:
         return [ns.Found(f.collection, f.key, f.time_ms,
                          dict(f.doc, _id=self.tag_of(binding.patient, collection,
                                                      f.key)[:12].hex()))
-                for f in ns.docs_from_records(records) if f.collection == collection]
+                for f in with_deltas(ns.docs_from_records(records))
+                if f.collection == collection]
 
     def tag_of(self, patient: bytes, collection: str, key: str) -> bytes:
         """The tag naming the document content of Nightscout identity ``key`` belongs to."""
