@@ -204,83 +204,6 @@ def test_loop(srv: Server) -> None:
     assert r.status_code == 200 and "store" in r.json()
 
 
-def test_loop_moves_a_carb_entry_in_time(srv: Server) -> None:
-    """Loop's NightscoutService: carbs created are POSTed; an edited entry (new time, new
-    grams) is PUT as one object carrying the ``_id`` the POST answered (NightscoutKit
-    ``modifyTreatments`` -> ``putToNS``); deleted ones are DELETEd by that ``_id``. The time is
-    part of a treatment's identity, yet every reader must see one entry, moved."""
-    n = _now() - 3 * 3_600_000
-    n -= n % 1000
-    carbs = {"eventType": "Carb Correction", "timestamp": iso(n), "created_at": iso(n),
-             "enteredBy": "loop://iPhone", "carbs": 20, "absorptionTime": 180,
-             "userEnteredAt": iso(n), "syncIdentifier": "5ca1ab1e-move-0001"}
-    [first] = _one_answer_each(srv.send("POST", "/api/v1/treatments", json=[carbs],
-                                        headers=UP), [carbs])
-    later = n + 30 * 60_000
-    moved = dict(carbs, timestamp=iso(later), created_at=iso(later), carbs=25,
-                 userLastModifiedAt=iso(later), _id=first["_id"])
-    grant = _grant(srv)
-
-    def seen(headers: dict[str, str]) -> list[dict[str, Any]]:
-        r = srv.get("/api/v1/treatments.json", headers=headers, params={
-            "find[created_at][$gte]": iso(n - 60_000), "find[created_at][$lte]": iso(later),
-            "find[eventType]": "Carb Correction", "rr": str(_now())})
-        assert r.status_code == 200, r.text
-        return [d for d in r.json() if d.get("syncIdentifier") == carbs["syncIdentifier"]]
-
-    for _ in range(2):  # Loop retries a PUT it got no answer to: still one version
-        r = srv.send("PUT", "/api/v1/treatments", json=moved, headers=UP)
-        assert r.status_code == 200, r.text
-        assert r.json()[0]["_id"] == first["_id"] and "glucoledger" not in r.json()[0]
-        for who in (UP, FOLLOW):  # the uploader's own read and a follower through consent
-            [doc] = seen(who)
-            assert (doc["_id"], doc["created_at"], doc["carbs"]) == (first["_id"], iso(later),
-                                                                     25)
-    # the old time shows nothing any more
-    r = srv.get("/api/v1/treatments.json", headers=FOLLOW, params={
-        "find[created_at]": iso(n), "find[eventType]": "Carb Correction"})
-    assert r.status_code == 200 and r.json() == []
-    # the patient sees both versions: the first upload and the move, by the gateway
-    s, _ = _patient(srv)
-    r = s.get(f"{srv.url}/api/nightscout/history/treatments/{first['_id']}", timeout=30)
-    assert r.status_code == 200, r.text
-    assert [(v["n"], v["doc"]["carbs"], v["doc"]["created_at"]) for v in r.json()] == [
-        (1, 20, iso(n)), (2, 25, iso(later))]
-    # A later plain POST of the moved entry (Loop re-uploads after a restart) is a repeat.
-    again = {k: v for k, v in moved.items() if k != "_id"}
-    [echo] = _one_answer_each(srv.send("POST", "/api/v1/treatments", json=[again],
-                                       headers=UP), [again])
-    assert echo["_id"] == first["_id"] and len(seen(FOLLOW)) == 1
-    # Moving onto the identity of another entry is refused alone, both left as they were.
-    other = dict(carbs, timestamp=iso(n + 3_600_000), created_at=iso(n + 3_600_000),
-                 carbs=11, syncIdentifier="5ca1ab1e-move-0002")
-    [kept] = _one_answer_each(srv.send("POST", "/api/v1/treatments", json=[other],
-                                       headers=UP), [other])
-    clash = dict(moved, created_at=other["created_at"], timestamp=other["timestamp"])
-    r = srv.send("PUT", "/api/v1/treatments", json=[clash], headers=UP)
-    assert r.status_code == 200 and r.json()[0]["glucoledger"]["stored"] is False
-    assert "another document" in r.json()[0]["glucoledger"]["reason"]
-    [doc] = seen(FOLLOW)
-    assert doc["carbs"] == 25
-    # Two changes of one document in one PUT: the first is stored, the second refused alone.
-    twice = [dict(moved, carbs=26), dict(moved, carbs=27, created_at=iso(later + 60_000),
-                                         timestamp=iso(later + 60_000))]
-    r = srv.send("PUT", "/api/v1/treatments", json=twice, headers=UP)
-    assert r.status_code == 200 and len(r.json()) == 2, r.text
-    assert "glucoledger" not in r.json()[0] and r.json()[1]["glucoledger"]["stored"] is False
-    [doc] = seen(FOLLOW)
-    assert doc["carbs"] == 26
-    r = srv.get("/api/v1/treatments.json", headers=FOLLOW, params={
-        "find[syncIdentifier]": other["syncIdentifier"],
-        "find[created_at][$gte]": iso(n)})
-    assert [(d["_id"], d["carbs"]) for d in r.json()] == [(kept["_id"], 11)]
-    # Deleted by the _id Loop holds: gone for every reader.
-    r = srv.send("DELETE", f"/api/v1/treatments/{first['_id']}", headers=UP)
-    assert r.status_code == 200 and r.json()["n"] == 1
-    assert seen(FOLLOW) == [] and seen(UP) == []
-    _revoke(srv, grant)
-
-
 def test_trio(srv: Server) -> None:
     n = _now()
     # checkConnection: a Note with no time at all
@@ -379,6 +302,83 @@ def test_nightguard_sugarmate_and_pebble(srv: Server) -> None:
     _revoke(srv, grant)
 
 
+def test_loop_moves_a_carb_entry_in_time(srv: Server) -> None:
+    """(After the follower test: this one grants and revokes.) Loop's NightscoutService: carbs created are POSTed; an edited entry (new time, new
+    grams) is PUT as one object carrying the ``_id`` the POST answered (NightscoutKit
+    ``modifyTreatments`` -> ``putToNS``); deleted ones are DELETEd by that ``_id``. The time is
+    part of a treatment's identity, yet every reader must see one entry, moved."""
+    n = _now() - 3 * 3_600_000
+    n -= n % 1000
+    carbs = {"eventType": "Carb Correction", "timestamp": iso(n), "created_at": iso(n),
+             "enteredBy": "loop://iPhone", "carbs": 20, "absorptionTime": 180,
+             "userEnteredAt": iso(n), "syncIdentifier": "5ca1ab1e-move-0001"}
+    [first] = _one_answer_each(srv.send("POST", "/api/v1/treatments", json=[carbs],
+                                        headers=UP), [carbs])
+    later = n + 30 * 60_000
+    moved = dict(carbs, timestamp=iso(later), created_at=iso(later), carbs=25,
+                 userLastModifiedAt=iso(later), _id=first["_id"])
+    grant = _grant(srv)
+
+    def seen(headers: dict[str, str]) -> list[dict[str, Any]]:
+        r = srv.get("/api/v1/treatments.json", headers=headers, params={
+            "find[created_at][$gte]": iso(n - 60_000), "find[created_at][$lte]": iso(later),
+            "find[eventType]": "Carb Correction", "rr": str(_now())})
+        assert r.status_code == 200, r.text
+        return [d for d in r.json() if d.get("syncIdentifier") == carbs["syncIdentifier"]]
+
+    for _ in range(2):  # Loop retries a PUT it got no answer to: still one version
+        r = srv.send("PUT", "/api/v1/treatments", json=moved, headers=UP)
+        assert r.status_code == 200, r.text
+        assert r.json()[0]["_id"] == first["_id"] and "glucoledger" not in r.json()[0]
+        for who in (UP, FOLLOW):  # the uploader's own read and a follower through consent
+            [doc] = seen(who)
+            assert (doc["_id"], doc["created_at"], doc["carbs"]) == (first["_id"], iso(later),
+                                                                     25)
+    # the old time shows nothing any more
+    r = srv.get("/api/v1/treatments.json", headers=FOLLOW, params={
+        "find[created_at]": iso(n), "find[eventType]": "Carb Correction"})
+    assert r.status_code == 200 and r.json() == []
+    # the patient sees both versions: the first upload and the move, by the gateway
+    s, _ = _patient(srv)
+    r = s.get(f"{srv.url}/api/nightscout/history/treatments/{first['_id']}", timeout=30)
+    assert r.status_code == 200, r.text
+    assert [(v["n"], v["doc"]["carbs"], v["doc"]["created_at"]) for v in r.json()] == [
+        (1, 20, iso(n)), (2, 25, iso(later))]
+    # A later plain POST of the moved entry (Loop re-uploads after a restart) is a repeat.
+    again = {k: v for k, v in moved.items() if k != "_id"}
+    [echo] = _one_answer_each(srv.send("POST", "/api/v1/treatments", json=[again],
+                                       headers=UP), [again])
+    assert echo["_id"] == first["_id"] and len(seen(FOLLOW)) == 1
+    # Moving onto the identity of another entry is refused alone, both left as they were.
+    other = dict(carbs, timestamp=iso(n + 3_600_000), created_at=iso(n + 3_600_000),
+                 carbs=11, syncIdentifier="5ca1ab1e-move-0002")
+    [kept] = _one_answer_each(srv.send("POST", "/api/v1/treatments", json=[other],
+                                       headers=UP), [other])
+    clash = dict(moved, created_at=other["created_at"], timestamp=other["timestamp"])
+    r = srv.send("PUT", "/api/v1/treatments", json=[clash], headers=UP)
+    assert r.status_code == 200 and r.json()[0]["glucoledger"]["stored"] is False
+    assert "another document" in r.json()[0]["glucoledger"]["reason"]
+    [doc] = seen(FOLLOW)
+    assert doc["carbs"] == 25
+    # Two changes of one document in one PUT: the first is stored, the second refused alone.
+    twice = [dict(moved, carbs=26), dict(moved, carbs=27, created_at=iso(later + 60_000),
+                                         timestamp=iso(later + 60_000))]
+    r = srv.send("PUT", "/api/v1/treatments", json=twice, headers=UP)
+    assert r.status_code == 200 and len(r.json()) == 2, r.text
+    assert "glucoledger" not in r.json()[0] and r.json()[1]["glucoledger"]["stored"] is False
+    [doc] = seen(FOLLOW)
+    assert doc["carbs"] == 26
+    r = srv.get("/api/v1/treatments.json", headers=FOLLOW, params={
+        "find[syncIdentifier]": other["syncIdentifier"],
+        "find[created_at][$gte]": iso(n)})
+    assert [(d["_id"], d["carbs"]) for d in r.json()] == [(kept["_id"], 11)]
+    # Deleted by the _id Loop holds: gone for every reader.
+    r = srv.send("DELETE", f"/api/v1/treatments/{first['_id']}", headers=UP)
+    assert r.status_code == 200 and r.json()["n"] == 1
+    assert seen(FOLLOW) == [] and seen(UP) == []
+    _revoke(srv, grant)
+
+
 def test_python_nightscout(srv: Server) -> None:
     import warnings
 
@@ -413,13 +413,17 @@ def test_py_nightscout(srv: Server) -> None:
         asyncio.run(follow())
     assert denied.value.status == 403
     grant = _grant(srv)
-    status, sgvs, treatments, devices = asyncio.run(follow())
+    try:
+        status, sgvs, treatments, devices = asyncio.run(follow())
+    finally:
+        _revoke(srv, grant)
     assert status.status == "ok" and status.settings["thresholds"]["bgHigh"] == 250
-    assert len(sgvs) == 10 and all(40 <= e.sgv <= 400 and e.date.year >= 2024 for e in sgvs)
+    # LOW/HIGH as sent (xDrip+'s 38 and 401 above), each with the delta the client needs
+    assert len(sgvs) == 10 and all(isinstance(e.sgv, int) and e.date.year >= 2024
+                                   and isinstance(e.delta_mmol, float) for e in sgvs)
     assert sgvs[0].date >= sgvs[-1].date  # newest first, as Nightscout answers
     assert treatments and all(t.eventType for t in treatments)
     assert all(d.created_at.year >= 2024 for d in devices.values())
-    _revoke(srv, grant)
 
 
 def _cli(srv: Server, home: Path, secret: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -451,14 +455,16 @@ def test_nightscout_cli(srv: Server, tmp_path: Path) -> None:
     r = _cli(srv, tmp_path, follow, "get", "3")
     assert r.returncode == 1 and "403" in r.stderr  # no grant: refused, nothing printed
     grant = _grant(srv)
-    r = _cli(srv, tmp_path, follow, "get", "3")
-    assert r.returncode == 0 and len(r.stdout.splitlines()) == 3, r.stderr
-    assert all(line.split()[2] == "mg/dL" for line in r.stdout.splitlines())
-    r = _cli(srv, tmp_path, follow, "history", "--days-ago", "1", "--jsonl")
-    assert r.returncode == 0, r.stderr
-    day = [json.loads(line) for line in r.stdout.splitlines()]
-    assert len(day) >= 200 and all(isinstance(d["sgv"], int) for d in day)
-    _revoke(srv, grant)
+    try:
+        got = _cli(srv, tmp_path, follow, "get", "3")
+        day = _cli(srv, tmp_path, follow, "history", "--days-ago", "1", "--jsonl")
+    finally:
+        _revoke(srv, grant)
+    assert got.returncode == 0 and len(got.stdout.splitlines()) == 3, got.stderr
+    assert all(line.split()[2] == "mg/dL" for line in got.stdout.splitlines())
+    assert day.returncode == 0, day.stderr
+    readings = [json.loads(line) for line in day.stdout.splitlines()]
+    assert len(readings) >= 200 and all(isinstance(d["sgv"], int) for d in readings)
 
 
 def test_a_batch_of_100_with_3_bad_stores_97_answers_100_retry_adds_nothing(
