@@ -310,7 +310,7 @@ class NightscoutService:
         """
         for p in posts:
             patient = p.binding.patient
-            p.heads = [self._head(patient, k, t) for k, t in zip(
+            p.heads = [self._head(patient, p.collection, k, t) for k, t in zip(
                 p.ids, p.targets or [None] * len(p.ids), strict=True)]
             p.current = [self.versions.current(patient, h) for h in p.heads]
             p.ctags = [self.versions.content_tag(patient, h, n, d)
@@ -385,17 +385,19 @@ class NightscoutService:
         if later:
             self._store(later)
 
-    def _head(self, patient: bytes, own: bytes, target: str | None) -> bytes:
+    def _head(self, patient: bytes, collection: str, own: bytes, target: str | None
+              ) -> bytes:
         """The document a document sent is a version of: the one whose ``_id`` a PUT named
         (``target``), else the one its identity belongs to (itself, unless moved there)."""
         canon = self.versions.canonical(patient, own)
         if target is None:
             return canon
-        hit = self._by_id(patient, target)
+        hit = self._by_id(patient, collection, target)
         return canon if hit is None else self.versions.canonical(patient, hit)
 
-    def _by_id(self, patient: bytes, doc_id: str) -> bytes | None:
-        """The identity tag of this patient's document with ``_id`` ``doc_id``, or None."""
+    def _by_id(self, patient: bytes, collection: str, doc_id: str) -> bytes | None:
+        """The identity tag of this patient's document with ``_id`` ``doc_id`` in a stream
+        of ``collection``, or None (a PUT with an unknown ``_id`` is an upsert)."""
         try:
             prefix = bytes.fromhex(doc_id)
         except ValueError:
@@ -403,7 +405,8 @@ class NightscoutService:
         if len(prefix) != 12:
             return None
         for tag, row in self.ingest.vault.tags_from(prefix).items():
-            if row.patient == patient and len(tag) == 32:
+            if row.patient == patient and row.stream in STREAMS_OF[collection] \
+                    and len(tag) == 32:
                 return tag
         return None
 
