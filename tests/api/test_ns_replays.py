@@ -303,10 +303,11 @@ def test_nightguard_sugarmate_and_pebble(srv: Server) -> None:
 
 
 def test_loop_moves_a_carb_entry_in_time(srv: Server) -> None:
-    """(After the follower test: this one grants and revokes.) Loop's NightscoutService: carbs created are POSTed; an edited entry (new time, new
+    """Loop's NightscoutService: carbs created are POSTed; an edited entry (new time, new
     grams) is PUT as one object carrying the ``_id`` the POST answered (NightscoutKit
-    ``modifyTreatments`` -> ``putToNS``); deleted ones are DELETEd by that ``_id``. The time is
-    part of a treatment's identity, yet every reader must see one entry, moved."""
+    ``modifyTreatments`` -> ``putToNS``); deleted ones are DELETEd by that ``_id``. The time
+    is part of a treatment's identity, yet every reader must see one entry, moved. (After
+    the follower test: this one grants and revokes.)"""
     n = _now() - 3 * 3_600_000
     n -= n % 1000
     carbs = {"eventType": "Carb Correction", "timestamp": iso(n), "created_at": iso(n),
