@@ -134,7 +134,10 @@ class SignedTx:
         # Bytes already proven canonical in this process (encoded here, or decoded and checked
         # before): parsing them again needs no canonical re-check. Keyed by SHA-256 of the
         # exact bytes, so it says nothing about any other bytes. Fields are still checked.
-        value = codec.decode(raw) if known is None else codec.decode_trusted(raw)
+        if known is None:
+            value, starts = codec.decode_spans(raw)
+        else:
+            value, starts = codec.decode_trusted(raw), []
         if not isinstance(value, dict) or set(value) != {"tx", "sigs"}:
             raise MalformedError("a signed transaction is exactly {tx, sigs}")
         if not isinstance(value["sigs"], list):
@@ -143,9 +146,8 @@ class SignedTx:
         sigs = tuple(Signature.from_value(s) for s in value["sigs"])
         if known is None:
             # Canonical form puts "tx" first: a2 62 't' 'x' <tx> 64 's' 'i' 'g' 's' <sigs>.
-            # The transaction's own encoding is that slice, so its hash needs no re-encoding.
-            tail = len(codec.encode_trusted(value["sigs"])) + 5
-            known = tagged_hash("tx", raw[4:len(raw) - tail])
+            # The transaction's own encoding is that slice, as received: hash it, no re-encode.
+            known = tagged_hash("tx", raw[starts[1]:starts[2]])
         stx = cls._checked(tx, sigs, raw, known)
         _note_canonical(raw, known, digest)
         return stx
