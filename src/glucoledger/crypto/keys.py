@@ -17,7 +17,6 @@ A key id is ``tagged_hash("key-id", alg || public key)``: 32 bytes.
 from __future__ import annotations
 
 import functools
-import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -38,7 +37,6 @@ __all__ = [
     "Algorithm",
     "PrivateKey",
     "PublicKey",
-    "forget_verified",
     "generate",
     "signing_input",
 ]
@@ -57,27 +55,8 @@ def signing_input(context: str, message: bytes) -> bytes:
     return b"glucoledger/v1 sig:" + context.encode() + b"\x00" + message
 
 
-# Signatures already verified (or just made) in this process. Verification is a pure function
-# of (algorithm, key, message, signature), so one that passed once passes again: the same
-# upload is checked at ingest and again by the state machine, and a node's own transactions
-# need no second look. Only successes are kept; the size is bounded.
-_VERIFIED: dict[bytes, None] = {}
-_VERIFIED_MAX = 1 << 16
-
-
-def forget_verified() -> None:
-    """Empty the memo (benchmarks: make signatures made in this process count as foreign)."""
-    _VERIFIED.clear()
-
-
-def _memo_key(alg: str, pub: bytes, data: bytes, signature: bytes) -> bytes:
-    return hashlib.sha256(alg.encode() + b"\x00" + pub + signature + data).digest()
-
-
-def _remember(memo: bytes) -> None:
-    if len(_VERIFIED) >= _VERIFIED_MAX:
-        _VERIFIED.pop(next(iter(_VERIFIED)))  # drop the oldest
-    _VERIFIED[memo] = None
+# No memo of verified signatures here: a node keeps its own, explicitly
+# (``ledger.trust.TrustCache``); this module verifies every time it is asked.
 
 
 @functools.lru_cache(maxsize=65536)
@@ -128,9 +107,6 @@ class PublicKey:
         key = _load_public(self.alg, self.raw)
         if len(signature) != 64:
             raise SignatureError(f"{self.alg} signature must be 64 bytes, got {len(signature)}")
-        memo = _memo_key(self.alg, self.raw, data, signature)
-        if memo in _VERIFIED:
-            return
         try:
             if isinstance(key, ed25519.Ed25519PublicKey):
                 _ed.verify(self.raw, data, signature)
@@ -144,17 +120,6 @@ class PublicKey:
             raise SignatureError(
                 f"signature does not verify under {self.alg} key {self.key_id.hex()[:16]}"
             ) from None
-        _remember(memo)
-
-    def note_verified(self, context: str, message: bytes, signature: bytes) -> None:
-        """Record that ``signature`` verified over (context, message) under this key.
-
-        Only for a check this node ran itself in one of its worker processes (whose memo is
-        not this process's): the state machine then need not repeat it. Never for a
-        signature nobody here checked.
-        """
-        if len(signature) == 64:
-            _remember(_memo_key(self.alg, self.raw, signing_input(context, message), signature))
 
     def __repr__(self) -> str:
         return f"PublicKey({self.alg}, {self.raw.hex()[:16]}...)"
@@ -199,7 +164,6 @@ class PrivateKey:
             if s > _P256_HALF_N:
                 s = _P256_N - s
             sig = r.to_bytes(32, "big") + s.to_bytes(32, "big")
-        _remember(_memo_key(self.alg, self.public.raw, data, sig))
         return sig
 
     def private_bytes(self) -> bytes:

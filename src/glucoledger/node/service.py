@@ -43,7 +43,8 @@ from ..ledger import merkle
 from ..ledger.block import BlockHeader, Result
 from ..ledger.checkpoint import Checkpoint, NoteVerifier, sign_checkpoint
 from ..ledger.log import encode_cut, encode_tx_entry
-from ..ledger.tx import SignedTx, Transaction, sign, signed_here
+from ..ledger.trust import TrustCache
+from ..ledger.tx import SignedTx, Transaction, sign
 from ..ordering.base import Orderer
 from ..ordering.embedded import EmbeddedOrderer
 from ..ordering.etcd import MAX_BATCH_ENTRIES, EtcdOrderer
@@ -169,6 +170,9 @@ class Node:
         self._lock = threading.RLock()
         self._workers = workers if workers is not None else (os.cpu_count() or 1)
         self._pool: Executor | None = None
+        #: What this node already established (verified signatures, its own envelopes,
+        #: envelopes decoded once); handed to its replica and services, never process-wide.
+        self.trust = TrustCache()
         try:
             self.replica = self._load_replica()
         except (MalformedError, ValueError) as exc:
@@ -284,7 +288,7 @@ class Node:
         """
         if not envelopes:
             return []
-        hashes = [_tx_hash(e) for e in envelopes]
+        hashes = [_tx_hash(self.trust, e) for e in envelopes]
         writer = self._writer
         if writer is not None and threading.get_ident() != self._follower:
             return self._submit_grouped(writer, envelopes, hashes, timeout, retry)
@@ -401,7 +405,8 @@ class Node:
     def _load_replica(self) -> Replica:
         last = self.store.last_header()
         tree = merkle.CompactTree(last.log_size, self.store.frontier()) if last else None
-        return Replica(self.config.chain, state.State(self.store.load_state()), tree, last)
+        return Replica(self.config.chain, state.State(self.store.load_state()), tree, last,
+                       self.trust)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -509,7 +514,7 @@ class Node:
         idx = [i for i, e in enumerate(entries) if e[:1] == b"\x01"]
         if len(idx) < _PARALLEL_MIN or self._workers < 2:
             return _LazyChecks({}, [])
-        mine = {i for i in idx if signed_here(entries[i][1:])}
+        mine = {i for i in idx if self.trust.signed_here(entries[i][1:])}
         idx = [i for i in idx if i not in mine]
         if len(idx) < _PARALLEL_MIN:
             return _LazyChecks({}, [], dict.fromkeys(mine, True))
@@ -610,7 +615,7 @@ class Node:
     def build(self, type_: str, body: dict[str, Any], account: bytes,
               keys: Sequence[PrivateKey], nonce: int | None = None) -> SignedTx:
         n = self.next_nonce(account) if nonce is None else nonce
-        return sign(Transaction(self.chain, type_, body, account, n), keys)
+        return self.trust.sign_tx(Transaction(self.chain, type_, body, account, n), keys)
 
     def account_lock(self, account: bytes) -> threading.RLock:
         """The lock that serializes one account's custodial transactions.
@@ -640,9 +645,9 @@ class Node:
         return stx, receipt
 
 
-def _tx_hash(envelope: bytes) -> bytes | None:
+def _tx_hash(trust: TrustCache, envelope: bytes) -> bytes | None:
     try:
-        return SignedTx.decode(envelope).tx_hash
+        return trust.decode(envelope).tx_hash
     except MalformedError:
         return None
 

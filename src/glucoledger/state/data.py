@@ -153,7 +153,7 @@ def _commit(state: State, stx: SignedTx, ctx: Context) -> None:
                                  stream=stream, seq=seq, start=start, end=end, count=count,
                                  root=root)
     try:
-        key.verify(UPLOAD_CONTEXT, statement, body_field(body, "sig", bytes))
+        ctx.verify_signature(key, UPLOAD_CONTEXT, statement, body_field(body, "sig", bytes))
     except SignatureError as exc:
         raise RejectedError(f"the {kind}'s upload signature does not verify ({exc.message}); "
                             "the batch was altered or signed by another key",

@@ -21,11 +21,13 @@ On success the account's nonce advances. Pure: no I/O, clock or randomness; time
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..crypto import PublicKey
 from ..errors import MalformedError, RejectedError, SignatureError
 from ..ledger.block import Result
+from ..ledger.trust import TrustCache
 from ..ledger.tx import SignedTx, Transaction
 from .accounts_model import Account, account_key, load_account
 from .store import State
@@ -48,6 +50,17 @@ class Context:
     time_ms: int
     #: Position of the transaction in the global log (its Merkle leaf index).
     index: int = 0
+    #: The node's memo of what it already established (None: establish everything, as
+    #: ``verify`` does). It can only spare work, never change a result.
+    trust: TrustCache | None = field(default=None, compare=False, repr=False)
+
+    def verify_signature(self, key: PublicKey, context: str, message: bytes,
+                         signature: bytes) -> None:
+        """``key.verify`` through the node's memo, if any. Raises SignatureError."""
+        if self.trust is None:
+            key.verify(context, message, signature)
+        else:
+            self.trust.verify(key, context, message, signature)
 
 
 Handler = Callable[[State, SignedTx, Context], None]
@@ -143,8 +156,12 @@ def apply(
     ``signatures_checked`` says the caller already verified the cryptography (in parallel);
     authorization (who may sign) is always decided here.
     """
+    trust = ctx.trust
     try:
-        stx = envelope if isinstance(envelope, SignedTx) else SignedTx.decode(envelope)
+        if isinstance(envelope, SignedTx):
+            stx = envelope
+        else:
+            stx = SignedTx.decode(envelope) if trust is None else trust.decode(envelope)
     except MalformedError as exc:
         return Result("malformed", exc.message), None
     tx = stx.tx
@@ -156,7 +173,10 @@ def apply(
         return Result("unknown_type", f"unknown transaction type {tx.type!r}"), stx
     if not signatures_checked:
         try:
-            stx.check_signatures()
+            if trust is None:
+                stx.check_signatures()
+            else:
+                trust.check_signatures(stx)
         except SignatureError as exc:
             return Result("bad_signature", exc.message), stx
     state.begin()

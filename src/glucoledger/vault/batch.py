@@ -49,6 +49,7 @@ from ..glucose.readings import (
     check_unique_times,
 )
 from ..ledger import merkle
+from ..ledger.trust import TrustCache
 from ..state.data import UPLOAD_CONTEXT, hour_range, upload_statement
 
 __all__ = [
@@ -250,14 +251,19 @@ class Checked:
     def aad(self) -> bytes:
         return batch_aad(self.chain, self.patient, self.uploader, self.stream, self.seq)
 
-    def check_signature(self) -> None:
-        """Raise SignatureError unless ``sig`` is ``key``'s signature over the statement."""
+    def check_signature(self, trust: TrustCache | None = None) -> None:
+        """Raise SignatureError unless ``sig`` is ``key``'s signature over the statement.
+
+        ``trust``: the node's memo; a check already run by one of the node's own workers
+        (``sig_ok``) is recorded there, so the state machine's check of it is free."""
         if self.sig_ok is None:
-            self.key.verify(UPLOAD_CONTEXT, self.statement(), self.sig)
+            if trust is None:
+                self.key.verify(UPLOAD_CONTEXT, self.statement(), self.sig)
+            else:
+                trust.verify(self.key, UPLOAD_CONTEXT, self.statement(), self.sig)
         elif self.sig_ok:
-            # Checked by one of this node's workers: share the result with this process's
-            # memo, so the state machine's check of the same signature is free.
-            self.key.note_verified(UPLOAD_CONTEXT, self.statement(), self.sig)
+            if trust is not None:
+                trust.note_verified(self.key, UPLOAD_CONTEXT, self.statement(), self.sig)
         else:
             raise SignatureError(f"signature does not verify under {self.key.alg} key "
                                  f"{self.key.key_id.hex()[:16]}")
