@@ -26,7 +26,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, overload
 
 from .. import state
 from ..crypto import PrivateKey, PublicKey, generate
@@ -135,6 +135,29 @@ class _LazyChecks:
             chunk, fut = self._parts[part]
             self._done.update(zip(chunk, fut.result(), strict=True))
         return self._done[i]
+
+
+class _LazySequence(Sequence[bool | None]):
+    """``_LazyChecks`` read as a sequence of ``n`` results."""
+
+    def __init__(self, checks: _LazyChecks, n: int) -> None:
+        self._checks = checks
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+    @overload
+    def __getitem__(self, i: int) -> bool | None: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[bool | None]: ...
+
+    def __getitem__(self, i: int | slice) -> bool | None | Sequence[bool | None]:
+        if isinstance(i, slice):
+            return [self._checks.get(k) for k in range(self._n)[i]]
+        if not -self._n <= i < self._n:
+            raise IndexError(i)
+        return self._checks.get(i % self._n)
 
 
 class Node:
@@ -527,6 +550,13 @@ class Node:
         return _LazyChecks({i: n for n, (chunk, _) in enumerate(parts) for i in chunk}, parts,
                            dict.fromkeys(mine, True))
 
+    def _precheck_lazily(self, envelopes: list[bytes]) -> Sequence[bool | None]:
+        """Start the checks on the workers and return at once; reading an item waits only
+        for the part that holds it (``verify`` overlaps them with its replay)."""
+        if len(envelopes) < _PARALLEL_MIN or self._workers < 2:
+            return precheck(envelopes)
+        return _LazySequence(self._precheck([b"\x01" + e for e in envelopes]), len(envelopes))
+
     def precheck_envelopes(self, envelopes: list[bytes]) -> list[bool | None]:
         """Check many envelopes' signatures, spread over the worker processes."""
         if len(envelopes) < _PARALLEL_MIN or self._workers < 2:
@@ -547,7 +577,7 @@ class Node:
             return verify_store(
                 self.store, self.chain, verifiers=keys, orderer=self.orderer,
                 from_checkpoint=from_checkpoint, checkpoint_verifiers=keys,
-                prechecker=self.precheck_envelopes, progress=progress)
+                prechecker=self._precheck_lazily, progress=progress)
 
     def _get_pool(self) -> Executor:
         if self._pool is None:
