@@ -76,6 +76,8 @@ class TxType:
     #: must be the account's next. "self": the handler authorizes (account creation, cosigning).
     auth: Auth
     doc: str
+    #: The frozen dataclass its body parses into (declared beside the handler), if typed.
+    body: type | None = None
 
 
 REGISTRY: dict[str, TxType] = {}
@@ -84,13 +86,14 @@ REGISTRY: dict[str, TxType] = {}
 AFTER: dict[str, list[Handler]] = {}
 
 
-def register(name: str, *, action: str = "default", auth: Auth = "account") -> Callable[
-    [Handler], Handler
-]:
+def register(name: str, *, action: str = "default", auth: Auth = "account",
+             body: type | None = None) -> Callable[[Handler], Handler]:
+    """Register ``name``'s handler; ``body``: the frozen dataclass its body parses into
+    (``Body.parse(dict)``, called by the handler at the point its checks belong)."""
     def wrap(fn: Handler) -> Handler:
         if name in REGISTRY:
             raise RuntimeError(f"transaction type {name} registered twice")
-        REGISTRY[name] = TxType(name, action, fn, auth, (fn.__doc__ or "").strip())
+        REGISTRY[name] = TxType(name, action, fn, auth, (fn.__doc__ or "").strip(), body)
         return fn
 
     return wrap
@@ -216,7 +219,11 @@ def body_field(body: dict[str, Any], name: str, kind: type | tuple[type, ...]) -
     """Fetch a required body field of the given type, or refuse as malformed."""
     if name not in body:
         raise MalformedError(f"transaction body lacks field {name!r}")
-    value = body[name]
+    return typed_field(body[name], name, kind)
+
+
+def typed_field(value: Any, name: str, kind: type | tuple[type, ...]) -> Any:
+    """``value`` if it is of type ``kind`` (a bool is no int), else refuse as malformed."""
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
         raise MalformedError(f"transaction body field {name!r} has the wrong type")
     return value
