@@ -13,7 +13,7 @@ from glucoledger import crypto, state  # noqa: F401 - importing state registers 
 from glucoledger.crypto import PrivateKey
 from glucoledger.errors import MalformedError, RejectedError
 from glucoledger.ledger.tx import SignedTx, Transaction, sign
-from glucoledger.state.accounts import AccountCreate
+from glucoledger.state.accounts import AccountCreate, ChainGenesis
 from glucoledger.state.accounts_model import account_id, account_key, single_key_policy
 from glucoledger.state.data import DataCommit
 from glucoledger.state.machine import REGISTRY, Context, apply
@@ -29,12 +29,12 @@ def _ctx(i: int = 1) -> Context:
 
 def _genesis() -> tuple[State, PrivateKey, PrivateKey]:
     org, node = crypto.generate(), crypto.generate()
-    body: dict[str, Any] = {"orgs": [{"name": "org", "policy": single_key_policy(org.public),
-                                      "node": node.public.to_value()}], "threshold": 1}
-    first = account_id("organization", body["orgs"][0]["policy"])
+    g = ChainGenesis(({"name": "org", "policy": single_key_policy(org.public),
+                       "node": node.public.to_value()},), 1)
+    first = account_id("organization", g.orgs[0]["policy"])
     st = State()
-    result, _ = apply(st, sign(Transaction(CHAIN, "chain.genesis", body, first, 0), [node]),
-                      Context(CHAIN, 0, T, 0))
+    result, _ = apply(st, sign(Transaction(CHAIN, "chain.genesis", g.to_body(), first, 0),
+                               [node]), Context(CHAIN, 0, T, 0))
     assert result.ok, result.message
     return st, org, node
 
@@ -49,6 +49,20 @@ def _patient(key: PrivateKey, **over: Any) -> SignedTx:
 def test_typed_bodies_are_in_the_registry() -> None:
     assert REGISTRY["account.create"].body is AccountCreate
     assert REGISTRY["data.commit"].body is DataCommit
+    assert REGISTRY["chain.genesis"].body is ChainGenesis
+
+
+def test_genesis_once_and_its_refusals() -> None:
+    st, org, node = _genesis()
+    g = ChainGenesis(({"name": "org2", "policy": single_key_policy(org.public),
+                       "node": node.public.to_value()},), 1)
+    again = sign(Transaction(CHAIN, "chain.genesis", g.to_body(), bytes(32), 0), [node])
+    before = st.snapshot()
+    assert apply(st, again, _ctx())[0].code == "genesis_exists"
+    assert st.snapshot() == before
+    for bad in (ChainGenesis(g.orgs, 0), ChainGenesis(g.orgs, 2), ChainGenesis((), 1)):
+        stx = sign(Transaction(CHAIN, "chain.genesis", bad.to_body(), bytes(32), 0), [node])
+        assert apply(State(), stx, _ctx())[0].code == "bad_genesis"
 
 
 def test_account_create_ok_then_exists_and_refusals_change_nothing() -> None:

@@ -31,7 +31,7 @@ from .accounts_model import (
 from .machine import Context, body_field, register, require
 from .store import State
 
-__all__ = ["GENESIS_KEY", "SPONSORS", "AccountCreate", "genesis_info"]
+__all__ = ["GENESIS_KEY", "SPONSORS", "AccountCreate", "ChainGenesis", "genesis_info"]
 
 GENESIS_KEY = "chain/genesis"
 #: Which kinds of account must be vouched for, and by which kinds of sponsor.
@@ -52,15 +52,35 @@ def genesis_info(state: State) -> dict[str, Any]:
     return dict(info)
 
 
-@register("chain.genesis", auth="self")
+@dataclass(frozen=True, slots=True)
+class ChainGenesis:
+    """The body of ``chain.genesis``: the founders (each ``{name, policy, node}``, checked
+    one by one by the handler, interleaved with the state checks as results always were)
+    and the checkpoint threshold."""
+
+    orgs: tuple[Any, ...]
+    threshold: int
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> ChainGenesis:
+        """Raises MalformedError or RejectedError (``bad_genesis``)."""
+        orgs = body_field(body, "orgs", list)
+        threshold = body_field(body, "threshold", int)
+        require(1 <= len(orgs) <= 64, "bad_genesis", "a genesis names 1 to 64 organizations")
+        require(1 <= threshold <= len(orgs), "bad_genesis",
+                "checkpoint threshold must be 1..orgs")
+        return cls(tuple(orgs), threshold)
+
+    def to_body(self) -> dict[str, Any]:
+        return {"orgs": list(self.orgs), "threshold": self.threshold}
+
+
+@register("chain.genesis", auth="self", body=ChainGenesis)
 def _genesis(state: State, stx: SignedTx, ctx: Context) -> None:
     """Found the chain: organizations, their node keys, the checkpoint threshold."""
     require(GENESIS_KEY not in state, "genesis_exists", "this chain already has a genesis")
-    body = stx.tx.body
-    orgs = body_field(body, "orgs", list)
-    threshold = body_field(body, "threshold", int)
-    require(1 <= len(orgs) <= 64, "bad_genesis", "a genesis names 1 to 64 organizations")
-    require(1 <= threshold <= len(orgs), "bad_genesis", "checkpoint threshold must be 1..orgs")
+    b = ChainGenesis.parse(stx.tx.body)
+    orgs, threshold = b.orgs, b.threshold
     require(stx.tx.nonce == 0, "bad_nonce", "genesis nonce must be 0")
     nodes: list[dict[str, Any]] = []
     org_ids: list[bytes] = []
