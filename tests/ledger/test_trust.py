@@ -159,3 +159,36 @@ def test_results_never_depend_on_the_cache(tmp_path: Any) -> None:
     assert outcomes[0] == outcomes[1]
     codes = [c for c, _ in outcomes[0][0]]
     assert codes[0] == "ok" and codes[1] == "bad_signature" and codes[4] == "malformed"
+
+
+def test_threads_share_one_cache_at_its_bound() -> None:
+    """The node's HTTP threads and its syncing thread write one cache at once: evictions at
+    the bound must not race (an unguarded pop of the oldest entry raised KeyError)."""
+    import sys
+    import threading
+
+    trust = TrustCache(limit=8)
+    k = crypto.generate()
+    stxs = [sign(_tx(i), [k]) for i in range(64)]
+    errors: list[BaseException] = []
+
+    def work(offset: int) -> None:
+        try:
+            for _ in range(200):
+                for stx in stxs[offset::4]:
+                    trust.decode(stx.raw)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often: without the lock this fails
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors
+    assert trust.sizes()["decoded"] <= 8

@@ -18,13 +18,15 @@ kept, each bounded (oldest dropped first):
 Why this is safe: every entry is keyed by a collision-resistant hash of the exact bytes it
 speaks for, so it says nothing about any other bytes; entries only record outcomes that are
 deterministic functions of those bytes. Results therefore never depend on the cache, which
-``verify`` proves by replaying every block with no cache at all. Not thread-safe for
-writers racing one another beyond what dict operations give (entries are idempotent).
+``verify`` proves by replaying every block with no cache at all. Safe to share between a
+node's threads. Decoded envelopes are shared objects: handlers read bodies, never write them
+(the typed bodies in ``state`` are frozen).
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Sequence
 
 from ..crypto import PrivateKey, PublicKey, sha256, signing_input, tagged_hash
@@ -41,18 +43,22 @@ def _sig_key(key: PublicKey, data: bytes, signature: bytes) -> bytes:
 
 
 class _Bounded:
-    """An insertion-ordered set or map that drops its oldest entry beyond ``limit``."""
+    """An insertion-ordered set or map that drops its oldest entry beyond ``limit``.
+    Writers take a lock (HTTP threads and the syncing thread share one node); reads are
+    single dict operations."""
 
-    __slots__ = ("_d", "_limit")
+    __slots__ = ("_d", "_limit", "_lock")
 
     def __init__(self, limit: int) -> None:
         self._d: dict[bytes, object] = {}
         self._limit = limit
+        self._lock = threading.Lock()
 
     def put(self, key: bytes, value: object = None) -> None:
-        if len(self._d) >= self._limit and key not in self._d:
-            self._d.pop(next(iter(self._d)))
-        self._d[key] = value
+        with self._lock:
+            if len(self._d) >= self._limit and key not in self._d:
+                self._d.pop(next(iter(self._d)))
+            self._d[key] = value
 
     def get(self, key: bytes) -> object:
         return self._d.get(key)
@@ -64,7 +70,8 @@ class _Bounded:
         return len(self._d)
 
     def clear(self) -> None:
-        self._d.clear()
+        with self._lock:
+            self._d.clear()
 
 
 class TrustCache:
