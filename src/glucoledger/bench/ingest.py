@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from .. import codec
-from ..crypto.keys import forget_verified
 from ..glucose.readings import Batch, CgmReading
 from ..node.service import Node
 from ..node.services import NodeServices
@@ -113,7 +112,7 @@ def run(label: str, per_upload: int, uploads: int, *, devices: int = 16, fsync: 
             p = world.add_patient(f"p{d}")
             pairs.append((p, world.add_device(f"D{d}", patient=p)))
         wire = _wire(world, pairs, per_upload, uploads)
-        forget_verified()  # the devices signed in this process: the node must not know that
+        node.trust.clear()  # the devices signed in this process: the node must not know that
         services = NodeServices.of(node, fsync=fsync, max_group=group)
         service = services.ingest
         list(service._check_wires(wire[:1] * 2 * 256))  # start the worker pool outside the timing

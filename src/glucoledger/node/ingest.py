@@ -54,7 +54,7 @@ from ..errors import (
 )
 from ..glucose.ingest import parse_jsonl
 from ..glucose.readings import MAX_CLOCK_SKEW_MS, Batch
-from ..ledger.tx import Transaction, sign
+from ..ledger.tx import Transaction
 from ..state.accounts_model import account_id, single_key_policy
 from ..state.data import TRUST_LEVELS
 from ..state.devices import custody_key, device_key
@@ -186,7 +186,7 @@ class IngestService:
             if up.key.key_id not in acct.keys:
                 raise SignatureError(f"upload signed with a key that is not gateway {u}'s")
         try:
-            up.check_signature()
+            up.check_signature(self.node.trust)
         except SignatureError:
             raise SignatureError(f"the upload signature of {kind} {u} (seq {up.seq}) does not "
                                  "verify: the batch was altered or signed by another key"
@@ -224,8 +224,9 @@ class IngestService:
                 "count": up.count, "root": up.root, "ct": sealed.ct,
                 "uploader": up.uploader, "seq": up.seq, "trust": trust,
                 "key": up.key.to_value(), "sig": up.sig, "custody": sealed.custody}
-        stx = sign(Transaction(self.node.chain, "data.commit", body, self.account, up.seq),
-                   [self.node.node_key])
+        stx = self.node.trust.sign_tx(
+            Transaction(self.node.chain, "data.commit", body, self.account, up.seq),
+            [self.node.node_key])
         row = BatchRow(sealed.ct, up.patient, up.stream, up.uploader, up.seq, start, end,
                        up.count, up.root, sealed.custody, sealed.wrapped_key, trust,
                        stx.tx_hash, None, "pending")

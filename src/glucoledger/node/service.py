@@ -26,7 +26,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, overload
 
 from .. import state
 from ..crypto import PrivateKey, PublicKey, generate
@@ -43,7 +43,8 @@ from ..ledger import merkle
 from ..ledger.block import BlockHeader, Result
 from ..ledger.checkpoint import Checkpoint, NoteVerifier, sign_checkpoint
 from ..ledger.log import encode_cut, encode_tx_entry
-from ..ledger.tx import SignedTx, Transaction, sign, signed_here
+from ..ledger.trust import TrustCache
+from ..ledger.tx import SignedTx, Transaction, sign
 from ..ordering.base import Orderer
 from ..ordering.embedded import EmbeddedOrderer
 from ..ordering.etcd import MAX_BATCH_ENTRIES, EtcdOrderer
@@ -136,6 +137,29 @@ class _LazyChecks:
         return self._done[i]
 
 
+class _LazySequence(Sequence[bool | None]):
+    """``_LazyChecks`` read as a sequence of ``n`` results."""
+
+    def __init__(self, checks: _LazyChecks, n: int) -> None:
+        self._checks = checks
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+    @overload
+    def __getitem__(self, i: int) -> bool | None: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[bool | None]: ...
+
+    def __getitem__(self, i: int | slice) -> bool | None | Sequence[bool | None]:
+        if isinstance(i, slice):
+            return [self._checks.get(k) for k in range(self._n)[i]]
+        if not -self._n <= i < self._n:
+            raise IndexError(i)
+        return self._checks.get(i % self._n)
+
+
 class Node:
     """A running node over one data folder."""
 
@@ -169,6 +193,9 @@ class Node:
         self._lock = threading.RLock()
         self._workers = workers if workers is not None else (os.cpu_count() or 1)
         self._pool: Executor | None = None
+        #: What this node already established (verified signatures, its own envelopes,
+        #: envelopes decoded once); handed to its replica and services, never process-wide.
+        self.trust = TrustCache()
         try:
             self.replica = self._load_replica()
         except (MalformedError, ValueError) as exc:
@@ -284,7 +311,7 @@ class Node:
         """
         if not envelopes:
             return []
-        hashes = [_tx_hash(e) for e in envelopes]
+        hashes = [_tx_hash(self.trust, e) for e in envelopes]
         writer = self._writer
         if writer is not None and threading.get_ident() != self._follower:
             return self._submit_grouped(writer, envelopes, hashes, timeout, retry)
@@ -401,7 +428,8 @@ class Node:
     def _load_replica(self) -> Replica:
         last = self.store.last_header()
         tree = merkle.CompactTree(last.log_size, self.store.frontier()) if last else None
-        return Replica(self.config.chain, state.State(self.store.load_state()), tree, last)
+        return Replica(self.config.chain, state.State(self.store.load_state()), tree, last,
+                       self.trust)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -509,7 +537,7 @@ class Node:
         idx = [i for i, e in enumerate(entries) if e[:1] == b"\x01"]
         if len(idx) < _PARALLEL_MIN or self._workers < 2:
             return _LazyChecks({}, [])
-        mine = {i for i in idx if signed_here(entries[i][1:])}
+        mine = {i for i in idx if self.trust.signed_here(entries[i][1:])}
         idx = [i for i in idx if i not in mine]
         if len(idx) < _PARALLEL_MIN:
             return _LazyChecks({}, [], dict.fromkeys(mine, True))
@@ -521,6 +549,13 @@ class Node:
             parts.append((chunk, pool.submit(_pool_precheck, [entries[i][1:] for i in chunk])))
         return _LazyChecks({i: n for n, (chunk, _) in enumerate(parts) for i in chunk}, parts,
                            dict.fromkeys(mine, True))
+
+    def _precheck_lazily(self, envelopes: list[bytes]) -> Sequence[bool | None]:
+        """Start the checks on the workers and return at once; reading an item waits only
+        for the part that holds it (``verify`` overlaps them with its replay)."""
+        if len(envelopes) < _PARALLEL_MIN or self._workers < 2:
+            return precheck(envelopes)
+        return _LazySequence(self._precheck([b"\x01" + e for e in envelopes]), len(envelopes))
 
     def precheck_envelopes(self, envelopes: list[bytes]) -> list[bool | None]:
         """Check many envelopes' signatures, spread over the worker processes."""
@@ -542,7 +577,7 @@ class Node:
             return verify_store(
                 self.store, self.chain, verifiers=keys, orderer=self.orderer,
                 from_checkpoint=from_checkpoint, checkpoint_verifiers=keys,
-                prechecker=self.precheck_envelopes, progress=progress)
+                prechecker=self._precheck_lazily, progress=progress)
 
     def _get_pool(self) -> Executor:
         if self._pool is None:
@@ -610,7 +645,7 @@ class Node:
     def build(self, type_: str, body: dict[str, Any], account: bytes,
               keys: Sequence[PrivateKey], nonce: int | None = None) -> SignedTx:
         n = self.next_nonce(account) if nonce is None else nonce
-        return sign(Transaction(self.chain, type_, body, account, n), keys)
+        return self.trust.sign_tx(Transaction(self.chain, type_, body, account, n), keys)
 
     def account_lock(self, account: bytes) -> threading.RLock:
         """The lock that serializes one account's custodial transactions.
@@ -640,9 +675,9 @@ class Node:
         return stx, receipt
 
 
-def _tx_hash(envelope: bytes) -> bytes | None:
+def _tx_hash(trust: TrustCache, envelope: bytes) -> bytes | None:
     try:
-        return SignedTx.decode(envelope).tx_hash
+        return trust.decode(envelope).tx_hash
     except MalformedError:
         return None
 

@@ -43,7 +43,10 @@ from .logcheck import check_log, last_header
 __all__ = ["Finding", "IntegrityError", "VaultIntegrityError", "VaultReport", "VerifyReport",
            "short", "verify_store", "verify_vault"]
 
-Prechecker = Callable[[list[bytes]], list[bool | None]]
+#: Checks the signatures of a block's envelopes. It may return a lazy sequence whose items
+#: are computed elsewhere (worker processes) and block only when read: ``verify_store``
+#: starts the next block's checks before it replays the current one, so the two overlap.
+Prechecker = Callable[[list[bytes]], Sequence[bool | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,8 +205,19 @@ def verify_store(
         _check_checkpoint(note_bytes, block, chain, verifiers, height)
         return block
 
-    for height, bhash, raw_header, note_bytes, stored in _blocks_with_txs(store):
-        sig_ok = check([t.envelope for t in stored]) if len(stored) >= 64 else [None] * len(stored)
+    def started(item: _StoredBlock | None) -> tuple[_StoredBlock, Sequence[bool | None]] | None:
+        if item is None:
+            return None
+        stored = item[4]
+        return item, (check([t.envelope for t in stored]) if len(stored) >= 64
+                      else [None] * len(stored))
+
+    blocks = _blocks_with_txs(store)
+    upcoming = started(next(blocks, None))
+    while upcoming is not None:
+        (height, bhash, raw_header, note_bytes, stored), sig_ok = upcoming
+        # The workers check the next block's signatures while this one is replayed.
+        upcoming = started(next(blocks, None))
         ordered = _ordered_entries(orderer, stored)
         if broken_at is None:
             try:
@@ -369,7 +383,10 @@ def _log_ahead(store: ChainStore, orderer: Orderer | None) -> list[str]:
             f"{last.height}): the node derives them when it next runs")]
 
 
-def _blocks_with_txs(store: ChainStore) -> Iterator[tuple[int, bytes, bytes, bytes, list[StoredTx]]]:
+_StoredBlock = tuple[int, bytes, bytes, bytes, list[StoredTx]]
+
+
+def _blocks_with_txs(store: ChainStore) -> Iterator[_StoredBlock]:
     for height, bhash, header, note in store.iter_blocks():
         yield height, bhash, header, note, store.txs_of_block(height)
 
