@@ -51,6 +51,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from .. import codec
@@ -334,8 +335,12 @@ class AccessService:
             uploads = self._uploads(grounds, streams)
             computed = _metrics_of(grounds, uploads)
             if computed is None:
-                raise OutOfRangeError("the permitted window holds no CGM readings to "
-                                      f"summarize (audited as {grounds.access_tx.hex()[:16]})")
+                raise OutOfRangeError(
+                    f"the permitted window {_iso(grounds.start_ms)} to {_iso(grounds.end_ms)} "
+                    "holds no CGM readings to summarize (a summary of the last N days ends at "
+                    "the patient's last local midnight: today's readings count from tomorrow, "
+                    f"and a raw read shows them now; audited as "
+                    f"{grounds.access_tx.hex()[:16]})")
             summary = computed
             cgm = [r for r in resolve(r for r, _ in uploads).records
                    if isinstance(r, CgmReading)]
@@ -350,6 +355,10 @@ class AccessService:
 _Key = tuple[str, tuple[bytes, ...], int, int]
 #: (summary or None without CGM readings, aggregate profile for the summary view)
 _Computed = tuple[Summary | None, Agp | None]
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%MZ")
 
 
 def _metrics_of(grounds: Grounds, uploads: list[tuple[Record, int]]) -> Summary | None:
