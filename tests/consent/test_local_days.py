@@ -18,9 +18,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from glucoledger.files import atomic_write_json
+from glucoledger.glucose.agp import compute_agp
 from glucoledger.glucose.readings import Batch, CgmReading
 from glucoledger.node import accounts
-from glucoledger.node.access import AccessService, SignedSummary
+from glucoledger.node.access import AccessService, RawRelease, SignedSummary
 from glucoledger.node.devices import bind_device
 from glucoledger.node.ingest import IngestService, open_vault
 from glucoledger.node.localdays import LocalDays, last_days, node_zone, patient_zone, whole_days
@@ -262,3 +263,9 @@ def test_the_computed_summary_is_reused_only_for_the_same_batches(site: _Site) -
     assert three.summary.superseded == 36 and three.summary.mean_dmgdl > one.summary.mean_dmgdl
     again = cold.read(cold.request(site.dr.id, site.dr.keys[:1], req).raw)
     assert isinstance(again, SignedSummary) and again.summary == three.summary
+    # the signed profile is the aggregate AGP of exactly the values a raw read releases
+    own = Request(site.alice.id, ("cgm",), "raw", span.window())
+    raw = site.access.read(site.access.request(site.alice.id, site.alice.keys[:1], own).raw)
+    assert isinstance(raw, RawRelease) and raw.summary == three.summary
+    cgm = [r for r in raw.records if isinstance(r, CgmReading)]
+    assert compute_agp(cgm).aggregate() == three.profile == again.profile

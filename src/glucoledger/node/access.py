@@ -342,9 +342,13 @@ class AccessService:
                     f"and a raw read shows them now; audited as "
                     f"{grounds.access_tx.hex()[:16]})")
             summary = computed
-            cgm = [r for r in resolve(r for r, _ in uploads).records
-                   if isinstance(r, CgmReading)]
-            profile = compute_agp(cgm).aggregate()
+            # the CGM readings that count, as resolve() keeps them (the later upload per
+            # instant, sorted by time), without resolving the other record types
+            last: dict[int, CgmReading] = {}
+            for r, _ in uploads:
+                if isinstance(r, CgmReading):
+                    last[r.time_ms] = r
+            profile = compute_agp([last[t] for t in sorted(last)]).aggregate()
             self._keep(key, (summary, profile))
         sig = self.node.node_key.sign(SUMMARY_CONTEXT,
                                       summary_statement(grounds, summary, profile))
