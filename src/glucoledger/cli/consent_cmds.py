@@ -170,7 +170,8 @@ def read(who: Annotated[str, typer.Option("--as", help="The reader: an account n
          view: Annotated[str, typer.Option(help="raw (every reading) or summary.",
                                            callback=choice("raw", "summary"))] = "summary",
          streams: Annotated[str, streams_opt()] = "cgm",
-         last_days: Annotated[int, typer.Option(help="How many days back.", min=1,
+         last_days: Annotated[int, typer.Option(help="How many days back (a summary: whole "
+                                                "local days, to her last midnight).", min=1,
                                                 max=MAX_WINDOW_DAYS)] = 14,
          fmt: FormatOpt = "table",
          out: Annotated[Path | None, out_file("Write to this file instead of the "
