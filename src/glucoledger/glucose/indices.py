@@ -44,6 +44,7 @@ hundredths, or whole counts and minutes) so every node derives the same bytes.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Context, Decimal
@@ -129,36 +130,42 @@ def _runs(times: Sequence[int], spans: Sequence[int], prefix: Sequence[int],
 
 
 def _crossed(times: Sequence[int], values: Sequence[int], spans: Sequence[int],
-             weights: Sequence[int], flags: Sequence[bool], threshold: int, below: bool
-             ) -> tuple[list[int], list[int], list[bool]]:
-    """(times, spans, flags) of one threshold (beyond: ``< threshold`` if ``below``, else
-    ``> threshold``) with every bridged gap whose two readings lie on opposite sides of it
-    interpolated: points every ``weights[i]`` from the reading, each on the straight line
-    to the next reading and standing for its interval (the last one for what remains), as
-    iglu's 5-minute grid does. Integers only: point k is beyond when
-    g0 x gap + (g1 - g0) x k x w compares beyond threshold x gap."""
-    n = len(times)
+             weights: Sequence[int], flags: Sequence[bool], threshold: int, below: bool,
+             cut: Sequence[int]) -> tuple[list[int], list[int], list[bool], list[int]]:
+    """(times, spans, flags, extra points per cut) of one threshold (beyond: ``< threshold``
+    if ``below``, else ``> threshold``) with the bridged gaps after the readings ``cut``
+    (whose two readings lie on opposite sides of it) interpolated: points every
+    ``weights[i]`` from the reading, each on the straight line to the next reading and
+    standing for its interval (the last one for what remains), as iglu's 5-minute grid does.
+    Integers only: point k is beyond when g0 x gap + (g1 - g0) x k x w compares beyond
+    threshold x gap."""
     t2: list[int] = []
     s2: list[int] = []
     f2: list[bool] = []
-    for i in range(n):
-        span, flag, w = spans[i], flags[i], weights[i]
-        if i + 1 < n and flag != flags[i + 1] and span > w:  # a bridged gap, crossed
-            g0, dg, limit = values[i] * span, values[i + 1] - values[i], threshold * span
-            for pos in range(0, span, w):
-                v = g0 + dg * pos
-                beyond = v < limit if below else v > limit
-                if pos and beyond == f2[-1]:
-                    s2[-1] += min(w, span - pos)
-                else:
-                    t2.append(times[i] + pos)
-                    s2.append(min(w, span - pos))
-                    f2.append(beyond)
-            continue
-        t2.append(times[i])
-        s2.append(span)
-        f2.append(flag)
-    return t2, s2, f2
+    extras: list[int] = []
+    prev = 0
+    for i in cut:
+        t2 += times[prev:i]
+        s2 += spans[prev:i]
+        f2 += flags[prev:i]
+        before = len(t2)
+        span, w = spans[i], weights[i]
+        g0, dg, limit = values[i] * span, values[i + 1] - values[i], threshold * span
+        for pos in range(0, span, w):
+            v = g0 + dg * pos
+            beyond = v < limit if below else v > limit
+            if pos and beyond == f2[-1]:
+                s2[-1] += min(w, span - pos)
+            else:
+                t2.append(times[i] + pos)
+                s2.append(min(w, span - pos))
+                f2.append(beyond)
+        extras.append(len(t2) - before - 1)
+        prev = i + 1
+    t2 += times[prev:]
+    s2 += spans[prev:]
+    f2 += flags[prev:]
+    return t2, s2, f2, extras
 
 
 def _segments(times: Sequence[int], spans: Sequence[int]) -> list[tuple[int, int]]:
@@ -181,20 +188,28 @@ def episodes(weighted: Sequence[Weighted]) -> Episodes:
     weights = [item.weight_ms for item in weighted]
     spans = list(weights)
     n = len(times)
-    bridged = False
     for i in range(n - 1):
         if times[i + 1] - times[i] <= BRIDGE_MS:
             spans[i] = times[i + 1] - times[i]  # bridged up to the next reading
-            bridged = bridged or spans[i] > weights[i]
     prefix = [0, *accumulate(spans)]
     segments = _segments(times, spans)
+    bridged = [i for i in range(n - 1) if spans[i] > weights[i]]
 
     def kind(flags: list[bool], threshold: int, below: bool,
              min_ms: int = EPISODE_MIN_MS) -> list[int]:
-        if not bridged:  # no gap to interpolate: the readings as they are
+        cut = [i for i in bridged if flags[i] != flags[i + 1]]
+        if not cut:  # no gap crosses this threshold: the readings as they are
             return _runs(times, spans, prefix, segments, flags, min_ms)
-        t2, s2, f2 = _crossed(times, values, spans, weights, flags, threshold, below)
-        return _runs(t2, s2, [0, *accumulate(s2)], _segments(t2, s2), f2, min_ms)
+        t2, s2, f2, extras = _crossed(times, values, spans, weights, flags, threshold, below,
+                                      cut)
+        added = [0, *accumulate(extras)]  # points inserted before each cut
+
+        def moved(i: int) -> int:  # a reading's index once the points are inserted
+            return i + added[bisect_right(cut, i - 1)]
+
+        # a cut reading is never the last of a segment (its gap is bridged)
+        moved_segments = [(moved(a), moved(b)) for a, b in segments]
+        return _runs(t2, s2, [0, *accumulate(s2)], moved_segments, f2, min_ms)
 
     below70 = [g < 70 for g in values]
     h1, ext = kind(below70, 70, True), kind(below70, 70, True, EXTENDED_MS + 1)
