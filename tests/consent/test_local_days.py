@@ -186,6 +186,15 @@ class _Site:
                                    patient=self.alice.id, uploader=self.device.id,
                                    signer=self.device.key)
 
+    def grant_summary(self) -> None:
+        """Alice grants dr a summary of her last 14 days."""
+        body = {"grantee": self.dr.id, "streams": ["cgm"], "view": "summary",
+                "window": {"last_days": 14}, "valid_from": self.clock.ms - DAY,
+                "valid_until": self.clock.ms + 90 * DAY, "purpose": "treatment",
+                "alerts": False}
+        stx = self.node.build("consent.grant", body, self.alice.id, self.alice.keys[:1])
+        assert self.node.submit([stx.raw])[0].ok
+
     def summary(self) -> tuple[SignedSummary, LocalDays]:
         span = last_days(self.node.data_dir, self.alice.id, 14, self.node.now_ms())
         req = Request(self.alice.id, ("cgm",), "summary", span.window())
@@ -209,11 +218,7 @@ def site(tmp_path: Path) -> Iterator[_Site]:
 def test_same_data_same_numbers_all_day_across_dst(site: _Site) -> None:
     # 16 days up to her midnight of 2 Nov 2026, spanning the fall-back of 25 Oct
     site.upload(_sensor(at("2026-10-17T00:00"), at("2026-11-02T00:00")))
-    body = {"grantee": site.dr.id, "streams": ["cgm"], "view": "summary",
-            "window": {"last_days": 14}, "valid_from": site.clock.ms - DAY,
-            "valid_until": site.clock.ms + 90 * DAY, "purpose": "treatment", "alerts": False}
-    stx = site.node.build("consent.grant", body, site.alice.id, site.alice.keys[:1])
-    assert site.node.submit([stx.raw])[0].ok
+    site.grant_summary()
     first, span = site.summary()
     s = first.summary
     assert (s.start_ms, s.end_ms) == (at("2026-10-19T00:00"), at("2026-11-02T00:00"))
@@ -242,11 +247,7 @@ def test_same_data_same_numbers_all_day_across_dst(site: _Site) -> None:
 def test_the_computed_summary_is_reused_only_for_the_same_batches(site: _Site) -> None:
     readings = _sensor(at("2026-10-17T00:00"), at("2026-11-02T00:00"))
     site.upload(readings)
-    body = {"grantee": site.dr.id, "streams": ["cgm"], "view": "summary",
-            "window": {"last_days": 14}, "valid_from": site.clock.ms - DAY,
-            "valid_until": site.clock.ms + 90 * DAY, "purpose": "treatment", "alerts": False}
-    stx = site.node.build("consent.grant", body, site.alice.id, site.alice.keys[:1])
-    assert site.node.submit([stx.raw])[0].ok
+    site.grant_summary()
     cold = AccessService(site.node, site.vault, cache=0, summaries=0)
     span = last_days(site.node.data_dir, site.alice.id, 14, site.node.now_ms())
     req = Request(site.alice.id, ("cgm",), "summary", span.window())
