@@ -72,6 +72,12 @@ class Finding:
         return (f"{self.kind}: {place}: {self.what} differs: expected {self.expected}, "
                 f"found {self.found}")
 
+    def to_value(self) -> dict[str, object]:
+        """The finding as JSON for ``POST /api/verify`` (every field, and the sentence)."""
+        return {"kind": self.kind, "what": self.what, "expected": self.expected,
+                "found": self.found, "height": self.height, "tx_index": self.tx_index,
+                "tx_hash": self.tx_hash, "detail": self.detail, "message": self.describe()}
+
 
 class IntegrityError(ConsistencyError):
     code = "integrity"
@@ -93,6 +99,12 @@ class IntegrityError(ConsistencyError):
         self.findings: tuple[Finding, ...] = tuple(findings) or (finding,)
         #: The checks that could not be made because of an earlier break.
         self.unchecked: tuple[str, ...] = tuple(unchecked)
+
+    def to_value(self) -> dict[str, object]:
+        """Every finding and what was left unchecked, as the HTTP edge answers them (the
+        CLI prints the same list as a table)."""
+        return {"ok": False, "findings": [f.to_value() for f in self.findings],
+                "unchecked": list(self.unchecked)}
 
 
 @dataclass(frozen=True, slots=True)
