@@ -26,7 +26,7 @@ from ..errors import GlucoledgerError, StorageError
 from ..ledger.block import BlockHeader
 from ..ledger.log import encode_cut, encode_tx_entry
 from ..ordering.base import Orderer
-from .chainstore import ChainStore
+from .chainstore import ChainStore, StoredTx
 
 __all__ = ["ETCD_HINT", "LogMismatch", "check_log", "check_vault_rows", "last_header",
            "refuse_if_mismatched"]
@@ -85,9 +85,13 @@ def check_log(store: ChainStore, orderer: Orderer | None, *, log_name: str = "th
             f"{log_name} ends at position {size - 1} ({size} entries), the store at block "
             f"{last.height}, cut at position {last.cut}: the store is ahead of its log (the "
             f"log lost its tail or was restored from an older backup); {todo}")]
+    # The store's side is read outside the log's error handling: a damaged chain.db is
+    # named as such (its own StorageError), never as an unreadable log.
+    stored = [t for t in store.txs_of_block(last.height) if t.pos >= first] \
+        if entry is not None else []
     try:
         differs = entry is not None and (entry != [encode_cut(last.height, last.time)]
-                                         or _last_block_differs(store, orderer, last, first))
+                                         or _last_block_differs(stored, orderer, last))
     except GlucoledgerError as exc:
         return [LogMismatch("unreadable_log" if hint else "missing_log",
                             f"{log_name} cannot be read ({exc.message})")]
@@ -100,11 +104,10 @@ def check_log(store: ChainStore, orderer: Orderer | None, *, log_name: str = "th
     return []
 
 
-def _last_block_differs(store: ChainStore, orderer: Orderer, last: BlockHeader,
-                        first: int) -> bool:
+def _last_block_differs(stored: list[StoredTx], orderer: Orderer, last: BlockHeader) -> bool:
     """Whether the log's entries at the positions of the store's last block's transactions
-    differ from them (two histories can share a cut entry: every genesis cut is (0, 0))."""
-    stored = [t for t in store.txs_of_block(last.height) if t.pos >= first]
+    (``stored``, those not compacted away) differ from them (two histories can share a cut
+    entry: every genesis cut is (0, 0))."""
     if not stored:
         return False
     lo = min(t.pos for t in stored)

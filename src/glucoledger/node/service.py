@@ -181,8 +181,8 @@ class Node:
             self.close()
             raise StorageError(
                 f"the chain store in {self.data_dir} is damaged ({exc}); run `glucoledger verify` "
-                "to find where, and restore it from another node or a backup"
-            ) from None
+                "to find where, and restore it from another node or a backup",
+                code="damaged_store") from None
         last = self.replica.last
         self._read_pos = last.cut + 1 if last else 0
         #: Transactions left in the open block at the end of the log by the last sync().
@@ -497,7 +497,7 @@ class Node:
             replica = self._load_replica()
         except (MalformedError, ValueError) as exc:
             raise StorageError(f"the chain store in {self.data_dir} is damaged ({exc}); run "
-                               "`glucoledger verify`") from None
+                               "`glucoledger verify`", code="damaged_store") from None
         except GlucoledgerError as exc:
             assert self.fault is not None
             raise StorageError(f"{self.fault.message} (re-reading the store failed: "

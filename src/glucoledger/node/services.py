@@ -51,10 +51,32 @@ class NodeServices:
         self._closed = False
 
     @classmethod
-    def open(cls, data_dir: Path) -> NodeServices:
+    def open(cls, data_dir: Path, *, check: bool = True) -> NodeServices:
         """Open the node in ``data_dir`` (raises NotFoundError with the command to run if
-        there is none); :meth:`close` closes it."""
-        return cls(Node(data_dir), owns_node=True)
+        there is none); :meth:`close` closes it.
+
+        ``check``: before any service reads, the stored blocks are checked as a consortium
+        member checks them at start (``integrity.quick_check``: every header, link, signed
+        checkpoint, envelope and result hashes to what the node signed), so a command never
+        answers from an altered chain.db: IntegrityError (the CLI's exit 3) naming the first
+        bad spot and pointing at ``verify``, which names them all. The state table is not
+        re-derived here (``verify`` does it)."""
+        node = Node(data_dir)
+        if check:
+            from .integrity import StoreDamagedError, quick_check
+            from .verify import Finding, IntegrityError
+
+            try:
+                quick_check(node.store, node.chain, node.verifier())
+            except StoreDamagedError as exc:
+                node.close()
+                raise IntegrityError(Finding(
+                    exc.finding.kind, exc.finding.what, exc.finding.expected, exc.finding.found,
+                    exc.finding.height, detail=f"the chain store in {data_dir} was altered "
+                    f"({exc.finding.describe()}): nothing was read or changed; run "
+                    f"`glucoledger verify --data {data_dir}` to list every bad spot, then "
+                    "restore chain.db from a backup or another node")) from None
+        return cls(node, owns_node=True)
 
     @classmethod
     def of(cls, node: Node, *, fsync: bool = True, max_group: int = 4096,
