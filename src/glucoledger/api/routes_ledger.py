@@ -62,7 +62,7 @@ def status_value(request: Request) -> dict[str, Any]:
     node = c.node
     node.sync()
     last = node.last_header()
-    verified = c.services.get("last_verify")
+    verified = c.last_verify
     return {"chain": node.chain, "node": node.config.name,
             "height": last.height if last else None,
             "log_size": last.log_size if last else 0,
@@ -241,13 +241,12 @@ def verify(request: Request, who: Who) -> dict[str, Any]:
         try:
             report = c.node.verify()
         except IntegrityError as exc:
-            c.services["last_verify"] = {"ok": False, "findings": len(exc.findings),
-                                         "first": exc.finding.describe(),
-                                         "at_ms": int(started * 1000)}
+            c.last_verify = {"ok": False, "findings": len(exc.findings),
+                             "first": exc.finding.describe(), "at_ms": int(started * 1000)}
             raise
     value = {"ok": True, "blocks": report.blocks, "transactions": report.transactions,
              "rejected": report.rejected, "log_size": report.log_size,
              "log_root": base64.b64encode(report.log_root).decode(),
              "seconds": round(report.seconds, 3), "at_ms": int(started * 1000)}
-    c.services["last_verify"] = value
+    c.last_verify = value
     return value

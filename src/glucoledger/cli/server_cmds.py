@@ -50,7 +50,7 @@ def serve(
         def seed(n: Node) -> None:  # inside the atomic build: a crash leaves no half demo
             ctx = ServerContext.create(n)
             try:
-                seed_demo(n, ctx.services["nightscout"])
+                seed_demo(n, ctx.svc.nightscout)
             finally:
                 ctx.close()
 
