@@ -30,6 +30,7 @@ from ..names import NAME_PATTERN
 from ..node.accounts import identity
 from ..node.erasure import erased_by
 from ..node.proofs import MAX_PROOF, dumps_proof, prove_reading, verify_proof
+from ..node.registry import Registry
 from ..node.verify import verify_vault
 from ..vault.store import BatchRow
 from .auth import principal, record_refusal, require_kind
@@ -143,7 +144,8 @@ async def verify_the_vault(request: Request, who: Who) -> dict[str, Any]:
     require_kind(request, who, "organization")
     c = ctx(request)
     report = await run_in_threadpool(verify_vault, c.node.store, c.svc.vault,
-                                     erased=erased_by(c.node))
+                                     erased=erased_by(c.node),
+                                     label=Registry(c.node.data_dir).label)
     return {"ok": True, "batches": report.batches, "decrypted": report.decrypted,
             "self_custody": report.self_custody, "seconds": round(report.seconds, 3),
             "erased": [{"blob": ct.hex(), "by": tx.hex()} for ct, tx in report.erased]}

@@ -84,12 +84,16 @@ def _where(t: StoredTx, height: int, tx_hash: bytes | None) -> dict[str, Any]:
 
 
 def verify_vault(store: ChainStore, vault: Any, *, decrypt: bool = True,
-                 erased: Callable[[bytes], bytes | None] | None = None) -> VaultReport:
+                 erased: Callable[[bytes], bytes | None] | None = None,
+                 label: Callable[[bytes], str] | None = None) -> VaultReport:
     """Check the vault against every accepted ``data.commit``; raise VaultIntegrityError
     naming every damaged item, or return the report.
 
     ``erased(ct)`` names the ``erase`` transaction that destroyed a batch (None if none).
+    ``label(id)``: the name a person reads for a patient or device (``Registry.label``);
+    without it, ids are shown as their first 12 hex digits.
     """
+    name_of = label or (lambda ident: f"id {ident.hex()[:12]}")
     from ..vault.batch import leaf_hashes
     from ..vault.store import BatchIntegrityError
 
@@ -114,8 +118,9 @@ def verify_vault(store: ChainStore, vault: Any, *, decrypt: bool = True,
                     continue
                 body = stx.tx.body
                 ct = bytes(body["ct"])
-                name = (f"batch of patient {body['patient'].hex()[:16]} stream {body['stream']} "
-                        f"(uploader {body['uploader'].hex()[:16]} seq {body['seq']})")
+                name = (f"batch of patient {name_of(bytes(body['patient']))} stream "
+                        f"{body['stream']} (uploader {name_of(bytes(body['uploader']))} seq "
+                        f"{body['seq']})")
             except _DAMAGE as exc:
                 bad("data.commit transaction", "an accepted commit that decodes",
                     getattr(exc, "message", None) or type(exc).__name__, height=height,
@@ -198,6 +203,7 @@ def verify_vault_folder(data_dir: Path, *, decrypt: bool = True) -> VaultReport:
     from ..vault.blobstore import FsBlobStore
     from ..vault.store import Vault
     from .keystore import load_master_key
+    from .registry import Registry
     from .service import NodeConfig
 
     data_dir = Path(data_dir)
@@ -220,7 +226,8 @@ def verify_vault_folder(data_dir: Path, *, decrypt: bool = True) -> VaultReport:
                         return None
                     return bytes(codec.decode_trusted(raw)["tx"])
 
-                return verify_vault(store, vault, decrypt=decrypt, erased=erased)
+                return verify_vault(store, vault, decrypt=decrypt, erased=erased,
+                                    label=Registry(data_dir).label)
             finally:
                 vault.close()
         finally:
