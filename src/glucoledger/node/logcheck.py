@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import GlucoledgerError, StorageError
+from ..ledger import merkle
 from ..ledger.block import BlockHeader
 from ..ledger.log import encode_cut, encode_tx_entry
 from ..ordering.base import Orderer
@@ -87,8 +88,7 @@ def check_log(store: ChainStore, orderer: Orderer | None, *, log_name: str = "th
             f"log lost its tail or was restored from an older backup); {todo}")]
     # The store's side is read outside the log's error handling: a damaged chain.db is
     # named as such (its own StorageError), never as an unreadable log.
-    stored = [t for t in store.txs_of_block(last.height) if t.pos >= first] \
-        if entry is not None else []
+    stored = _last_block_txs(store, last, first) if entry is not None else []
     try:
         differs = entry is not None and (entry != [encode_cut(last.height, last.time)]
                                          or _last_block_differs(stored, orderer, last))
@@ -102,6 +102,17 @@ def check_log(store: ChainStore, orderer: Orderer | None, *, log_name: str = "th
             f"{last.height} (its cut or its transactions differ): the log and the store "
             f"belong to different histories; {todo}")]
     return []
+
+
+def _last_block_txs(store: ChainStore, last: BlockHeader, first: int) -> list[StoredTx]:
+    """The store's last block's transactions still in the log (from ``first``), or none
+    when they do not hash to that block's signed ``tx_root``: an altered stored envelope is
+    damage of the store (``verify`` and ``integrity.quick_check`` name it, with its
+    position), not a log of another history."""
+    txs = store.txs_of_block(last.height)
+    if merkle.root_of([merkle.leaf_hash(t.envelope) for t in txs]) != last.tx_root:
+        return []
+    return [t for t in txs if t.pos >= first]
 
 
 def _last_block_differs(stored: list[StoredTx], orderer: Orderer, last: BlockHeader) -> bool:
