@@ -129,7 +129,7 @@ def verify_now(request: Request, csrf: Annotated[str, Form(max_length=256)]) -> 
     c.costly.spend(s.ident.id.hex(), "verify", VERIFY_EVERY_S)  # as POST /api/verify
     with c.costly.slot():
         r = c.node.verify()
-    c.services["last_verify"] = {"ok": True, "blocks": r.blocks,
+    c.last_verify = {"ok": True, "blocks": r.blocks,
                                  "transactions": r.transactions, "rejected": r.rejected,
                                  "at_ms": int(time.time() * 1000),
                                  "seconds": round(r.seconds, 3)}

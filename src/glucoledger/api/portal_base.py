@@ -59,9 +59,9 @@ templates.env.filters["words"] = lambda streams: ", ".join(
 
 def prefs(request: Request) -> Prefs:
     c = ctx(request)
-    p = c.services.get("portal_prefs")
+    p = c.portal_prefs
     if not isinstance(p, Prefs):
-        p = c.services["portal_prefs"] = Prefs(c.node.data_dir)
+        p = c.portal_prefs = Prefs(c.node.data_dir)
     return p
 
 

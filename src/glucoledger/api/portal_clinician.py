@@ -42,7 +42,7 @@ from .portal_charts import agp_chart, agp_report, day_chart
 from .portal_devices import device_status
 from .portal_patient import DAY_MS, PERIODS, SENSOR_DAYS, period_report, summary_row
 from .portal_view import Fmt
-from .routes_consent import _keys, emergency_requests, grant_value, read_for
+from .routes_consent import emergency_requests, grant_value, read_for
 
 __all__ = ["grant_for", "router", "workspace"]
 
@@ -62,7 +62,7 @@ def _patient_rows(request: Request, p: Principal) -> list[dict[str, Any]]:
     node = ctx(request).node
     now = int(time.time() * 1000)
     book = names(request)
-    vault = ctx(request).services["access"].vault
+    vault = ctx(request).svc.access.vault
     best: dict[bytes, Any] = {}
     for g in ca.grants_to(node, p.id):
         if not g.active_at(now):
@@ -281,7 +281,7 @@ def download_fhir(request: Request, name: str,
     c = ctx(request)
     now = int(time.time() * 1000)
     with c.account_lock(p.id):
-        bundle = export_bundle(c.node, c.services["access"], p.id, _keys(request, p), pid,
+        bundle = export_bundle(c.node, c.svc.access, p.id, c.keys_for(p), pid,
                                start_ms=now - days * DAY_MS, end_ms=now, units="mg/dL",
                                now_ms=now)
     return Response(json.dumps(bundle), media_type="application/fhir+json", headers={

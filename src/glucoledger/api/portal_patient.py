@@ -121,7 +121,7 @@ def _today(records: Sequence[Any], fmt: Fmt, now_ms: int) -> dict[str, Any]:
 
 def _devices(request: Request, p: Principal) -> list[dict[str, Any]]:
     """Her devices with the time of the newest data each sent (vault metadata)."""
-    vault = ctx(request).services["access"].vault
+    vault = ctx(request).svc.access.vault
     last: dict[bytes, int] = {}
     for row in vault.batches(p.id):
         last[row.uploader] = max(last.get(row.uploader, 0), row.end)
@@ -191,7 +191,7 @@ def newest_cgm(request: Request, patient: bytes) -> str:
     """A token that changes whenever her stored CGM changes: the number of committed batches,
     their readings and the latest batch end. Vault metadata only (no decryption, nothing
     released); a new upload is a new batch, so the token changes with every new reading."""
-    rows = ctx(request).services["access"].vault.batches(patient, "cgm")
+    rows = ctx(request).svc.access.vault.batches(patient, "cgm")
     return (f"{len(rows)}.{sum(r.count for r in rows)}."
             f"{max((r.end for r in rows), default=0)}")
 

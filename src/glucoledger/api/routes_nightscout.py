@@ -54,7 +54,7 @@ _AUTH_PARAMS = {"parameters": [
 
 
 def _svc(request: Request) -> NightscoutService:
-    return ctx(request).services["nightscout"]  # type: ignore[no-any-return]
+    return ctx(request).svc.nightscout
 
 
 def _auth(request: Request) -> Binding:

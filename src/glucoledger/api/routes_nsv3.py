@@ -53,7 +53,7 @@ _FIELDS: Final = {"entries": "date", "treatments": "created_at", "devicestatus":
 
 
 def _svc(request: Request) -> NightscoutService:
-    return ctx(request).services["nightscout"]  # type: ignore[no-any-return]
+    return ctx(request).svc.nightscout
 
 
 def _now() -> int:

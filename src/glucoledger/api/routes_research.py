@@ -50,7 +50,7 @@ Text = Annotated[str, Field(min_length=1, max_length=500)]
 
 def research_service(request: Request) -> ResearchService:
     c = ctx(request)
-    return ResearchService(c.node, c.services["vault"])
+    return ResearchService(c.node, c.svc.vault)
 
 
 def _keys(request: Request, who: Principal) -> list[PrivateKey]:

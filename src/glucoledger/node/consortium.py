@@ -114,7 +114,9 @@ class ConsortiumNode:
         key = etcd_chain_key(config.chain)
         self.orderer = EtcdOrderer.from_url(config.orderer, key)
         self.kv = EtcdKV.from_url(config.orderer, key)
-        self.node = Node(self.data_dir, orderer=self.orderer, workers=workers)
+        # The store is checked against the etcd log in check_integrity (a member refuses,
+        # tells its peers and answers 503, rather than not starting).
+        self.node = Node(self.data_dir, orderer=self.orderer, workers=workers, log_check=False)
         self.compact_every = compact_every
         self.status = Status(self.name)
         self._published = -1
@@ -152,6 +154,8 @@ class ConsortiumNode:
         """Check the store (``integrity.quick_check``) and re-derive the state
         (``integrity.state_check``); on damage refuse, and tell the peers."""
         start = time.perf_counter()
+        if not self._log_agrees():
+            return
         try:
             blocks = quick_check(self.node.store, self.node.chain, self.node.verifier())
             entries = state_check(self.node.store, self.node.chain)
@@ -162,6 +166,29 @@ class ConsortiumNode:
         log.info("integrity check: %d blocks, %d state entries in %.3f s", blocks, entries,
                  time.perf_counter() - start)
         self._publish_health({"ok": True})
+
+    def _log_agrees(self, wait: float = 30.0) -> bool:
+        """The store against the etcd log (``Node.log_mismatches``), before anything is
+        derived or appended: a store ahead of the log or of another history refuses (False).
+        An unreachable cluster is asked again for ``wait`` seconds, then the member does not
+        start (StorageError): nothing is appended unchecked."""
+        deadline = time.monotonic() + wait
+        while True:
+            found = self.node.log_mismatches()
+            if not found or found[0].kind != "unreadable_log" or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        if found and found[0].kind == "unreadable_log":
+            self.node.close()
+            raise StorageError(f"{self.name} cannot start: {found[0].message}; nothing was "
+                               "appended; start it again when the etcd cluster answers",
+                               code=found[0].kind)
+        if found:
+            last = self.node.last_header()
+            self.refuse("; ".join(m.message for m in found), last.height if last else 0,
+                        what=found[0].kind)
+            return False
+        return True
 
     def refuse(self, reason: str, height: int, signed_root: bytes = b"",
                derived_root: bytes = b"", what: str = "") -> None:

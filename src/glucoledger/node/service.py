@@ -53,7 +53,7 @@ from ..state.replica import Block, Replica, precheck
 from .chainstore import ChainStore
 from .groupcommit import GroupCommit
 from .keystore import Wallet, create_master_key, load_master_key
-from .logcheck import check_log, refuse_if_mismatched
+from .logcheck import ETCD_HINT, LogMismatch, check_log, refuse_if_mismatched
 from .setup import build_atomically
 from .verify import VerifyReport, verify_store
 
@@ -164,7 +164,14 @@ class Node:
     """A running node over one data folder."""
 
     def __init__(self, data_dir: Path, *, orderer: Orderer | None = None,
-                 workers: int | None = None, clock: Callable[[], float] = time.time) -> None:
+                 workers: int | None = None, clock: Callable[[], float] = time.time,
+                 log_check: bool = True) -> None:
+        """Open the node in ``data_dir``. Before anything can be appended the store is
+        checked against its ordered log, embedded or etcd (``logcheck``): a store ahead of
+        its log, or of another history, refuses to start (StorageError naming both ends and
+        what to do); so does an etcd log that cannot be read (fail closed). ``log_check=False``
+        is for ``ConsortiumNode``, which makes the same check itself and refuses as a member
+        (status, peers, 503) instead of not starting."""
         self.data_dir = Path(data_dir)
         self.config = NodeConfig.load(self.data_dir)
         self.master = load_master_key(self.data_dir)
@@ -181,10 +188,9 @@ class Node:
         self.orderer = orderer or self.config.open_orderer(self.data_dir)
         #: Entries per append the orderer takes (etcd: 127); submit() splits batches to fit.
         self._batch = MAX_BATCH_ENTRIES if isinstance(self.orderer, EtcdOrderer) else 0
-        if isinstance(self.orderer, EmbeddedOrderer):
-            # The log and the store check each other before anything is appended (an etcd
-            # log is checked by the consortium's own catch-up and checkpoints).
-            found = check_log(self.store, self.orderer, log_name=self.orderer.path.name)
+        if isinstance(self.orderer, EmbeddedOrderer) or log_check:
+            # The log and the store check each other before anything is appended.
+            found = self.log_mismatches()
             if found:
                 self.store.close()
                 self.orderer.close()
@@ -202,8 +208,8 @@ class Node:
             self.close()
             raise StorageError(
                 f"the chain store in {self.data_dir} is damaged ({exc}); run `glucoledger verify` "
-                "to find where, and restore it from another node or a backup"
-            ) from None
+                "to find where, and restore it from another node or a backup",
+                code="damaged_store") from None
         last = self.replica.last
         self._read_pos = last.cut + 1 if last else 0
         #: Transactions left in the open block at the end of the log by the last sync().
@@ -261,6 +267,14 @@ class Node:
 
         build_atomically(data_dir, build)
         return cls(data_dir, **kwargs)
+
+    def log_mismatches(self) -> list[LogMismatch]:
+        """Where the store and its ordered log disagree (``logcheck.check_log``); empty when
+        they agree. An etcd log that cannot be read is an ``unreadable_log`` mismatch."""
+        if isinstance(self.orderer, EmbeddedOrderer):
+            return check_log(self.store, self.orderer, log_name=self.orderer.path.name)
+        name = f"the etcd log of chain {self.config.chain!r}"
+        return check_log(self.store, self.orderer, log_name=name, hint=ETCD_HINT)
 
     def start_group_commit(self) -> None:
         """Hand submits to a writer thread (``groupcommit``); from now on another thread (the
@@ -511,7 +525,7 @@ class Node:
             replica = self._load_replica()
         except (MalformedError, ValueError) as exc:
             raise StorageError(f"the chain store in {self.data_dir} is damaged ({exc}); run "
-                               "`glucoledger verify`") from None
+                               "`glucoledger verify`", code="damaged_store") from None
         except GlucoledgerError as exc:
             assert self.fault is not None
             raise StorageError(f"{self.fault.message} (re-reading the store failed: "

@@ -15,6 +15,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from ..ledger.checkpoint import NoteVerifier
+from ..ordering.base import Orderer
 from ..ordering.embedded import EmbeddedOrderer
 from ..sqlitetx import integrity_problems, readonly_copy
 from ..state.replica import precheck
@@ -55,8 +56,11 @@ def verify_folder(data_dir: Path, *, from_checkpoint: bytes | None = None,
                                              + f": restore {name} from a backup"))
         store = ChainStore(folder / "chain.db", readonly=True)
         log_missing = not (folder / "orderer.db").exists()
-        orderer = None if log_missing or config.orderer is not None else EmbeddedOrderer(
-            folder / "orderer.db", readonly=True)
+        # A consortium member's log is the etcd cluster's (read only here); embedded: the
+        # folder's orderer.db, opened read-only.
+        orderer: Orderer | None = (
+            config.open_orderer(data_dir) if config.orderer is not None else None
+            if log_missing else EmbeddedOrderer(folder / "orderer.db", readonly=True))
         pool = ProcessPoolExecutor(n, mp_context=get_context("forkserver")) if n > 1 else None
 
         def check(envs: list[bytes]) -> list[bool | None]:
