@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import Request
 
 from ..crypto import PublicKey
+from ..crypto.httpsig import NonceCache
 from ..errors import AuthenticationError, NotFoundError
 from ..node.accounts import AddressBook, Identity, identity
 from ..node.enrolment import Enrolments
@@ -20,7 +21,6 @@ from ..node.people import Passwords, SecurityLog
 from ..node.recovery import RecoveryCodes
 from ..node.service import Node
 from ..node.services import NodeServices
-from .httpsig import NonceCache
 from .security import CostLimiter, LoginLimiter, Session, Sessions
 
 __all__ = ["Principal", "ServerContext", "ServerSettings", "ctx"]

@@ -11,7 +11,7 @@ benchmark, peers fetching blocks) can use a running node without opening its sto
 - ``GET /checkpoint`` (``?final=1`` for the cosigned one): the C2SP note;
 - ``GET /blocks?from=H``: a block export (``consortium.export_blocks``) up to the final
   checkpoint, for a peer catching up past compaction. Node to node: the request must be
-  signed (RFC 9421 HTTP Message Signatures, ``api.httpsig``: ``@method``, ``@target-uri``,
+  signed (RFC 9421 HTTP Message Signatures, ``crypto.httpsig``: ``@method``, ``@target-uri``,
   ``created``, ``nonce``, ``keyid``) by the node key of a **current** member (the signer set
   in force at this node's newest height); no signature, an unknown key or a removed
   member's key get 401 and no data.
@@ -35,8 +35,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .. import codec
-from ..api.httpsig import NonceCache, sign_request, verify_request
 from ..crypto import PrivateKey, PublicKey
+from ..crypto.httpsig import NonceCache, sign_request, verify_request
 from ..errors import (
     AuthenticationError,
     GlucoledgerError,
