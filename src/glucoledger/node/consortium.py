@@ -94,6 +94,9 @@ class Status:
     diverged: list[dict[str, Any]] = field(default_factory=list)
     refusing: str | None = None
     error: str | None = None
+    #: This node derived its genesis block, so it knows who the members are (and whom its
+    #: control endpoint accepts); until then signed requests get 503 "not ready".
+    members_known: bool = False
     control: str | None = None
     updated: float = 0.0
 
@@ -130,6 +133,9 @@ class ConsortiumNode:
         #: node-to-node endpoints. Replaced whole by the loop, read by request threads.
         self.current_members: dict[bytes, NoteVerifier] = {}
         self._members_now(self.schedule())
+        last = self.node.last_header()
+        if last is not None:  # status shows this run's height even before etcd answers
+            self.status.height, self.status.log_size = last.height, last.log_size
         self.check_integrity()
         self.node.on_blocks = self._blocks_stored
 
@@ -221,6 +227,8 @@ class ConsortiumNode:
         last = self.node.last_header()
         if last is not None:
             self.status.height, self.status.log_size = last.height, last.log_size
+        if not self.current_members:  # the genesis block was just derived: who may call us
+            self._members_now(self.schedule())
 
     def _publish_notes(self) -> None:
         """Put this node's notes for its new heights and its ``stored/`` report, in one
@@ -249,6 +257,7 @@ class ConsortiumNode:
     def _members_now(self, schedule: MemberSchedule | None) -> None:
         members = () if schedule is None else schedule.at(self.node.store.height())[0]
         self.current_members = {v.key.key_id: v for v in members}
+        self.status.members_known = bool(self.current_members)
 
     def _collect(self) -> None:
         schedule = self.schedule()
