@@ -66,6 +66,7 @@ from ..ledger.finality import (
 from ..ledger.log import encode_cut, encode_tx_entry
 from ..ordering.etcd import EtcdOrderer
 from ..ordering.etcd_kv import EtcdKV
+from ..ordering.etcd_rbac import EtcdAdmin
 from ..state.accounts import GENESIS_KEY
 from ..state.governance import member_schedule
 from ..state.replica import ReplicaFailedError
@@ -132,6 +133,8 @@ class ConsortiumNode:
         #: Node keys (by key id) of the members in force at our newest height: who may call
         #: node-to-node endpoints. Replaced whole by the loop, read by request threads.
         self.current_members: dict[bytes, NoteVerifier] = {}
+        self._rbac = _admin(self.data_dir, config.orderer)
+        self._rbac_names: frozenset[str] = frozenset()
         self._members_now(self.schedule())
         last = self.node.last_header()
         if last is not None:  # status shows this run's height even before etcd answers
@@ -274,6 +277,7 @@ class ConsortiumNode:
                 published.setdefault(int(h), {})[name] = value
         ours = {h: self._our_text(h) for h in published if h < top}
         self._members_now(schedule)
+        self._revoke_removed()
         final, diverged = decide(published, schedule, ours, self._verified)
         diverged += self._damaged_peers(health)
         if final is not None and (self.final is None
@@ -295,6 +299,18 @@ class ConsortiumNode:
             log.warning("%s", d.describe())
         self._forget(published)
         self._maybe_compact(list(schedule.at(top)[0]), stored)
+
+    def _revoke_removed(self) -> None:
+        """With the RBAC duty (an ``etcd-admin`` folder), make etcd's member users match the
+        members in force now: a member removed by governance loses its etcd access once
+        this node derived the block from which the removal holds. Retried every round until
+        etcd accepts it."""
+        names = frozenset(v.name for v in self.current_members.values())
+        if self._rbac is None or not names or names == self._rbac_names:
+            return
+        for gone in self._rbac.reconcile(names):
+            log.warning("revoked the etcd access of %s: no longer a member", gone)
+        self._rbac_names = names
 
     def _our_text(self, height: int) -> bytes:
         """This node's note text at ``height`` (stored blocks never change: cached)."""
@@ -415,6 +431,19 @@ class ConsortiumNode:
     def close(self) -> None:
         self.node.close()
         self.kv.close()
+        if self._rbac is not None:
+            self._rbac.close()
+
+
+def _admin(data_dir: Path, orderer_url: str) -> EtcdAdmin | None:
+    """etcd's root, when this member holds the RBAC duty (``<data>/etcd-admin``)."""
+    folder = data_dir / "etcd-admin"
+    if not (folder / "etcd-user.json").exists():
+        return None
+    try:
+        return EtcdAdmin.from_folder(orderer_url, folder)
+    except ValueError as exc:
+        raise GlucoledgerError(f"{folder} is unusable ({exc})") from None
 
 
 def _as_final(note: bytes) -> FinalCheckpoint | None:

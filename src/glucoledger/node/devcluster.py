@@ -7,8 +7,10 @@ record of every process started (pid, folder). ``down(base)`` stops exactly thos
 signalled only while ``/proc/<pid>/cmdline`` still names its folder (pids get reused).
 
 For development and tests: ``up(..., tls=True)`` (the CLI's default) runs etcd with TLS and
-client and peer certificate authentication against the members' CAs (``crypto.tls``); the
-control ports stay on loopback.
+client and peer certificate authentication against the members' CAs (``crypto.tls``), and
+etcd auth with one user and role per member (``ordering.etcd_rbac``: each writes only its
+own keys); ``node-0/etcd-admin`` holds etcd's root and makes that node revoke removed
+members. The control ports stay on loopback.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 from ..errors import GlucoledgerError, InputError
 from ..ordering.cluster import EtcdCluster
 from ..ordering.etcd import EtcdOrderer, TlsFiles
+from ..ordering.etcd_rbac import EtcdAdmin, client_identity, user_name, write_account
 from .genesis_file import Genesis, Member, create_member, init_member, member_of
 from .service import etcd_chain_key
 
@@ -174,6 +177,8 @@ def up(base: Path, n: int = 3, base_port: int | None = None,
     cluster.start()
     _CLUSTERS[base / "etcd"] = cluster
     cluster.wait_healthy(patience(30))
+    if tls:
+        _rbac(base, cluster, [m.name for m in members])
     folders = create_consortium(base, n, cluster, members=members)
     nodes = []
     for i, f in enumerate(folders):
@@ -187,6 +192,33 @@ def up(base: Path, n: int = 3, base_port: int | None = None,
         node["control"] = url
     (base / _STATE).write_text(json.dumps(state, indent=2) + "\n")
     return state
+
+
+def _rbac(base: Path, cluster: EtcdCluster, names: list[str],
+          chain: str = "glucoledger/consortium") -> None:
+    """Turn on etcd auth: ``root`` in ``node-0/etcd-admin`` (that node reconciles etcd's users
+    with the member set, ``ConsortiumNode``), one user and role per member
+    (``ordering.etcd_rbac``), each member's client identity in its ``tls/`` folder."""
+    admin_dir = base / "node-0" / "etcd-admin"
+    admin_dir.mkdir(parents=True, exist_ok=True)
+    (admin_dir / "trust.pem").write_bytes((base / "trust.pem").read_bytes())
+    client_identity(admin_dir, base / "node-0" / "tls", "etcd-admin")
+    files = TlsFiles(str(admin_dir / "trust.pem"), str(admin_dir / "etcd-client.pem"),
+                     str(admin_dir / "etcd-client.key"))
+    first = EtcdAdmin([m.client_url for m in cluster.members], files)
+    try:
+        first.enable(admin_dir)
+    finally:
+        first.close()
+    admin = EtcdAdmin.from_folder(cluster.url, admin_dir)
+    try:
+        for i, name in enumerate(names):
+            tls_dir = base / f"node-{i}" / "tls"
+            client_identity(tls_dir, tls_dir, name)
+            write_account(tls_dir, user_name(name), admin.add_member(etcd_chain_key(chain),
+                                                                     name))
+    finally:
+        admin.close()
 
 
 def down(base: Path) -> list[str]:
