@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from glucoledger.errors import GlucoledgerError, SignatureError
-from glucoledger.ledger.checkpoint import parse_note
+from glucoledger.ledger.checkpoint import Checkpoint, parse_note, sign_checkpoint
 from glucoledger.ledger.finality import cosign, verify_final_at
 from glucoledger.node.service import Node
 from glucoledger.state.governance import member_schedule
@@ -69,9 +69,12 @@ def test_remove_a_member_by_cli_old_checkpoints_keep_their_set(consortium: Conso
         return cosign(a.text, [a, b])
 
     assert verify_final_at(both(h - 1, 0, 2), schedule).height == h - 1
-    # From h on: org-2 no longer counts, org-0 + org-1 are needed.
+    # From h on: org-2 no longer counts, org-0 + org-1 are needed. (org-2's node cannot
+    # derive block h: its etcd user is gone; its key signs org-0's note text instead.)
+    mine = parse_note(_note(c, 0, h))
+    removed = sign_checkpoint(Checkpoint.parse_body(mine.text), c.node_key(2), "org-2")
     with pytest.raises(SignatureError, match="1 valid signature"):
-        verify_final_at(both(h, 0, 2), schedule)
+        verify_final_at(cosign(mine.text, [mine, removed]), schedule)
     assert verify_final_at(both(h, 0, 1), schedule).height == h
 
 

@@ -1,6 +1,6 @@
-"""Consortium commands: node, consortium (keys, genesis, sign, init, status, submit, export,
-import, rejoin, propose, cosign), cluster (up, down), verify-anchor. Parse, call ``node``,
-render."""
+"""Consortium commands: node, consortium (keys, node-key, genesis, sign, init, status,
+submit, export, import, rejoin, propose, cosign), cluster (up, down), verify-anchor. Parse,
+call ``node``, render."""
 
 from __future__ import annotations
 
@@ -107,6 +107,25 @@ def keys(name: Annotated[str, typer.Option(help="The organization's name.")],
     """
     member = create_member(data_dir(data), name, host)
     console.print(member.line(), soft_wrap=True)
+
+
+@consortium_app.command("node-key")
+def node_key(data: DataOpt = None) -> None:
+    """Make a new node key for a rotation (kept in the wallet next to the current one) and
+    print its vkey for `consortium propose rotate-key --vkey`. The node signs with it from
+    the height the rotation states, and with its old key before.
+
+    Example: glucoledger consortium node-key --data /srv/gl
+    """
+    from ..crypto import generate
+    from ..ledger.checkpoint import NoteVerifier
+
+    name, wallet = member_of(data_dir(data))
+    taken = set(wallet.names())
+    slot = next(f"node-{i}" for i in range(1, len(taken) + 2) if f"node-{i}" not in taken)
+    key = generate("ed25519")
+    wallet.save(slot, key)
+    console.print(NoteVerifier(name, key.public).vkey(), soft_wrap=True)
 
 
 @consortium_app.command("genesis")

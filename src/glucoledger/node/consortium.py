@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import codec
+from ..crypto import PrivateKey
 from ..errors import (
     ConsistencyError,
     GlucoledgerError,
@@ -136,6 +137,15 @@ class ConsortiumNode:
         self._rbac = _admin(self.data_dir, config.orderer)
         self._rbac_names: frozenset[str] = frozenset()
         self._members_now(self.schedule())
+        #: This member's node keys in its wallet, by key id: ``node`` and rotated ones.
+        self._keys: dict[bytes, PrivateKey] = {}
+        self._load_own_keys()
+        self.node.key_for_height = self._key_for_height
+        if self.schedule() is not None:
+            try:  # requests and the integrity check use the key in force now
+                self._key_for_height(self.node.store.height())
+            except StorageError as exc:
+                log.error("%s", exc.message)
         last = self.node.last_header()
         if last is not None:  # status shows this run's height even before etcd answers
             self.status.height, self.status.log_size = last.height, last.log_size
@@ -149,13 +159,52 @@ class ConsortiumNode:
             self.status.height, self.status.log_size = last.height, last.log_size
             self._write_status()
 
+    # --- node keys (rotated by governance at a stated height) -----------------------------
+    def _load_own_keys(self) -> None:
+        wallet = self.node.wallet
+        for name in wallet.names():
+            if name == "node" or name.startswith("node-"):
+                key = wallet.load(name)
+                self._keys[key.public.key_id] = key
+
+    def _key_for_height(self, height: int) -> PrivateKey:
+        """The key that signs block ``height``: the one the member set in force at that
+        height names for this member (``gov.rotate_key`` changes it from its ``at``), found
+        in the wallet. From the newest height on it also signs this node's requests.
+
+        Raises StorageError when the wallet lacks it: the node then stops (it must not sign
+        with a key the consortium no longer counts) and says which key to add.
+        """
+        if self.node.state.get(GENESIS_KEY) is None:
+            return self.node.node_key
+        mine = [v for v in member_schedule(self.node.state).at(height)[0]
+                if v.name == self.name]
+        if not mine:  # not a member at that height: its notes count for nothing
+            return self.node.node_key
+        want = mine[0].key.key_id
+        if want not in self._keys:
+            self._load_own_keys()  # saved since start (`consortium node-key`)
+        key = self._keys.get(want)
+        if key is None:
+            raise StorageError(
+                f"block {height} must be signed with {self.name}'s node key {mine[0].vkey()} "
+                "(set by governance), and this node's wallet does not hold it: make the "
+                "rotation's key with `glucoledger consortium node-key` in this folder, or "
+                "restore the wallet it was made in, then restart the node")
+        if key is not self.node.node_key and height >= self.node.store.height():
+            log.info("signing with the rotated node key %s from block %d", mine[0].vkey(),
+                     height)
+            self.node.node_key = key
+        return key
+
     # --- integrity ------------------------------------------------------------------------
     def check_integrity(self) -> None:
         """Check the store (``integrity.quick_check``) and re-derive the state
         (``integrity.state_check``); on damage refuse, and tell the peers."""
         start = time.perf_counter()
         try:
-            blocks = quick_check(self.node.store, self.node.chain, self.node.verifier())
+            blocks = quick_check(self.node.store, self.node.chain,
+                                 [NoteVerifier(self.name, k.public) for k in self._keys.values()])
             entries = state_check(self.node.store, self.node.chain)
         except StoreDamagedError as exc:
             self.refuse(exc.message, exc.height, exc.signed_root, exc.derived_root,
