@@ -86,6 +86,11 @@ class EtcdAdmin:
         self._gw = Gateway(endpoints, timeout, tls)
 
     @classmethod
+    def from_url(cls, etcd_url: str, tls: TlsFiles) -> EtcdAdmin:
+        """At the endpoints of ``etcd_url`` with ``tls`` (raises ValueError on a bad URL)."""
+        return cls(parse_etcd_url(etcd_url)[0], tls)
+
+    @classmethod
     def from_folder(cls, etcd_url: str, folder: Path) -> EtcdAdmin:
         """Root at the endpoints of ``etcd_url`` with the identity in ``folder`` (trust.pem,
         etcd-client.pem/.key, etcd-user.json). Raises ValueError on unusable files."""
