@@ -100,3 +100,43 @@ def test_a_rotated_node_key_signs_from_its_height_and_the_old_one_is_refused(
     assert c.status(1)["refusing"] is None and st["height"] == c.status(1)["height"]
     top = parse_note(_note(c, 1, st["final_height"]))
     assert top.verify([new_v]) == ["org-1"]
+
+
+def test_a_node_without_its_rotated_key_stops_and_says_which_key_then_resumes(
+        consortium: Consortium, tmp_path: Path) -> None:
+    """The rotation names a key org-1's wallet does not hold: at that height its node stops
+    (it must not sign with a key the consortium no longer counts), says which key to add,
+    and the others name it and go on; with the key added it resumes."""
+    from glucoledger.crypto import generate
+
+    c = consortium
+    c.submit(patient_envelopes(2))
+    wait_until(c.converged, 30, "convergence")
+    elsewhere = generate("ed25519")  # made on another machine, not in org-1's wallet
+    vkey = NoteVerifier("org-1", elsewhere.public).vkey()
+    proposal = tmp_path / "rotate.cbor"
+    assert cli("consortium", "propose", "rotate-key", "--name", "org-1", "--vkey", vkey,
+               "--out", proposal, "--data", c.folders[0]).returncode == 0
+    assert cli("consortium", "cosign", proposal, "--data", c.folders[2]).returncode == 0
+    done = cli("consortium", "submit", proposal, "--to", c.urls[0], "--data", c.folders[0])
+    assert done.returncode == 0 and " ok" in done.stdout, done.stdout
+    h = int(done.stdout.split(" block ")[1].split()[0]) + 1
+    c.submit(patient_envelopes(2), prefer=0)
+    st = wait_until(lambda: c.status(1)["refusing"] and c.status(1), 40, "org-1 to stop")
+    assert "wallet does not hold it" in st["refusing"] and vkey in st["refusing"]
+    assert "consortium node-key" in st["refusing"]
+    assert st["height"] == h - 1  # nothing at or after h was signed with the old key
+    report = wait_until(lambda: [d for d in c.status(0)["diverged"] if d["node"] == "org-1"],
+                        30, "org-0 naming org-1")[0]
+    assert "stopped" in report["text"]
+    wait_until(lambda: c.converged([0, 2]) and c.status(0)["final_height"] >= h, 40,
+               "org-0 and org-2 finalizing without org-1")
+    # The operator adds the key and restarts the node: it signs from h with it.
+    c.kill_node(1, hard=False)
+    member_of(c.folders[1])[1].save("node-7", elsewhere)
+    c.start_node(1)
+    c.submit(patient_envelopes(2), prefer=0)
+    wait_until(lambda: c.converged() and c.status(1)["refusing"] is None, 60,
+               "org-1 back and converged")
+    assert parse_note(_note(c, 1, h)).verify([NoteVerifier("org-1", elsewhere.public)]) == \
+        ["org-1"]

@@ -63,6 +63,7 @@ def test_etcd_refuses_clients_without_a_member_certificate(consortium: Consortiu
         plain.close()
     check = _kv(c, member)
     try:
-        assert check.scan("probe/") == {"member": b"1"}  # no intruder write landed
+        assert check.scan("probe/") == {}  # no intruder write landed
+        assert check.scan("sig/org-1/")["probe"] == b"1"
     finally:
         check.close()
