@@ -9,7 +9,6 @@ across the rotation, and org-1's node restarts cleanly with blocks signed by bot
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -23,17 +22,8 @@ from glucoledger.node.service import Node
 from glucoledger.state.governance import member_schedule
 
 from .conftest import Consortium, patient_envelopes, wait_until
+from .test_governance_cli import _note
 from .test_rejoin import cli
-
-
-def _note(c: Consortium, i: int, height: int) -> bytes:
-    db = sqlite3.connect(f"file:{c.folders[i] / 'chain.db'}?mode=ro", uri=True)
-    try:
-        (raw,) = db.execute("SELECT checkpoint FROM blocks WHERE height = ?",
-                            (height,)).fetchone()
-        return bytes(raw)
-    finally:
-        db.close()
 
 
 def test_a_rotated_node_key_signs_from_its_height_and_the_old_one_is_refused(

@@ -16,7 +16,7 @@ from .. import codec
 from ..errors import InputError, NotFoundError
 from ..files import atomic_write
 from ..node import control, devcluster
-from ..node.consortium import export_blocks, import_blocks
+from ..node.blockexport import export_blocks, import_blocks
 from ..node.genesis_file import Genesis, Member, create_member, init_member, member_of
 from ..node.service import Node, NodeConfig, etcd_chain_key
 from ..ordering.etcd import EtcdOrderer

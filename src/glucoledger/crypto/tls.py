@@ -77,11 +77,8 @@ def make_ca(member: str, now: datetime.datetime) -> Identity:
     return Identity(_key_pem(key), cert.public_bytes(serialization.Encoding.PEM))
 
 
-def issue(ca: Identity, member: str, hosts: list[str], now: datetime.datetime) -> Identity:
-    """The node certificate of ``member`` for ``hosts`` (names or IP addresses), by ``ca``.
-
-    Raises MalformedError when the CA files do not parse.
-    """
+def _load_ca(ca: Identity) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """Raises MalformedError when the CA files do not parse."""
     try:
         ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
         ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
@@ -89,6 +86,15 @@ def issue(ca: Identity, member: str, hosts: list[str], now: datetime.datetime) -
         raise MalformedError(f"the member CA does not parse ({exc})") from None
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise MalformedError("the member CA key is not an ECDSA key")
+    return ca_key, ca_cert
+
+
+def issue(ca: Identity, member: str, hosts: list[str], now: datetime.datetime) -> Identity:
+    """The node certificate of ``member`` for ``hosts`` (names or IP addresses), by ``ca``.
+
+    Raises MalformedError when the CA files do not parse.
+    """
+    ca_key, ca_cert = _load_ca(ca)
     key = ec.generate_private_key(ec.SECP256R1())
     sans: list[x509.GeneralName] = []
     for h in hosts:
@@ -118,13 +124,7 @@ def issue_client(ca: Identity, member: str, now: datetime.datetime) -> Identity:
 
     Raises MalformedError when the CA files do not parse.
     """
-    try:
-        ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
-        ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
-    except ValueError as exc:
-        raise MalformedError(f"the member CA does not parse ({exc})") from None
-    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
-        raise MalformedError("the member CA key is not an ECDSA key")
+    ca_key, ca_cert = _load_ca(ca)
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "glucoledger consortium"),

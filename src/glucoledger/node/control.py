@@ -9,7 +9,7 @@ benchmark, peers fetching blocks) can use a running node without opening its sto
   per envelope (``Node.submit(retry=True)``): a client that lost the answer submits again;
 - ``GET /status``: the node's ``Status`` as JSON (height, final checkpoint, divergences);
 - ``GET /checkpoint`` (``?final=1`` for the cosigned one): the C2SP note;
-- ``GET /blocks?from=H``: a block export (``consortium.export_blocks``) up to the final
+- ``GET /blocks?from=H``: a block export (``blockexport.export_blocks``) up to the final
   checkpoint, for a peer catching up past compaction. Node to node: the request must be
   signed (RFC 9421 HTTP Message Signatures, ``crypto.httpsig``: ``@method``, ``@target-uri``,
   ``created``, ``nonce``, ``keyid``) by the node key of a **current** member (the signer set
@@ -47,7 +47,8 @@ from ..errors import (
     SignatureError,
 )
 from ..files import atomic_write
-from .consortium import ConsortiumNode, export_blocks
+from .blockexport import export_blocks
+from .consortium import ConsortiumNode
 
 __all__ = ["ControlServer", "fetch_blocks", "get_status", "submit"]
 
