@@ -19,6 +19,7 @@ from glucoledger.ledger.finality import cosign, verify_final_at
 from glucoledger.node import control
 from glucoledger.node.genesis_file import member_of
 from glucoledger.node.service import Node
+from glucoledger.node.verifyfolder import verify_folder
 from glucoledger.state.governance import member_schedule
 
 from .conftest import Consortium, patient_envelopes, wait_until
@@ -90,6 +91,9 @@ def test_a_rotated_node_key_signs_from_its_height_and_the_old_one_is_refused(
     assert c.status(1)["refusing"] is None and st["height"] == c.status(1)["height"]
     top = parse_note(_note(c, 1, st["final_height"]))
     assert top.verify([new_v]) == ["org-1"]
+    # `glucoledger verify` of org-1's folder checks each block with the key of its height.
+    report = verify_folder(c.folders[1], workers=1)
+    assert report.blocks > st["final_height"], report
 
 
 def test_a_node_without_its_rotated_key_stops_and_says_which_key_then_resumes(

@@ -156,11 +156,8 @@ class ConsortiumNode:
 
     # --- node keys (rotated by governance at a stated height) -----------------------------
     def _load_own_keys(self) -> None:
-        wallet = self.node.wallet
-        for name in wallet.names():
-            if name == "node" or name.startswith("node-"):
-                key = wallet.load(name)
-                self._keys[key.public.key_id] = key
+        for key in self.node.wallet.node_keys():
+            self._keys[key.public.key_id] = key
 
     def _key_for_height(self, height: int) -> PrivateKey:
         """The key that signs block ``height``: the one the member set in force at that
