@@ -156,7 +156,10 @@ def test_revoking_a_member_stops_its_writes_at_once(consortium: Consortium) -> N
                 tls=TlsFiles.in_dir(str(c.folders[2] / "tls")))
     admin = EtcdAdmin.from_folder(str(c.state["etcd"]), c.folders[0] / "etcd-admin")
     try:
-        kv.put("sig/org-2/probe", b"before")  # its token works
+        kv.put("sig/org-2/probe", b"first")  # its token works
+        kv._gw._token = "expired.1"  # a token etcd no longer knows is renewed, once
+        kv.put("sig/org-2/probe", b"before")
+        assert kv._gw._token != "expired.1"
         assert "member:org-2" in admin.users()
         admin.revoke("org-2")
         assert "member:org-2" not in admin.users()
