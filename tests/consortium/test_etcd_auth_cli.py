@@ -78,5 +78,25 @@ def test_etcd_auth_then_init_each_member_writes_only_its_own_keys(tmp_path: Path
         finally:
             for kv in kvs:
                 kv.close()
+        # org-b lost its user file: a new password; the old one stops working.
+        old = (folders[1] / "tls" / "etcd-user.json").read_bytes()
+        renewed = cli("consortium", "etcd-user", "--name", "org-b", "--genesis", gfile,
+                      "--orderer", cluster.url, "--admin", admin)
+        assert renewed.returncode == 0, renewed.stdout + renewed.stderr
+        assert handed.read_bytes() != old
+        stale = EtcdKV.from_url(f"{cluster.url}?tls={folders[1] / 'tls'}",
+                                etcd_chain_key(CHAIN))
+        try:
+            with pytest.raises(OrderingError, match="authentication failed"):
+                stale.put("health/org-b", b'{"ok": true}')
+        finally:
+            stale.close()
+        (folders[1] / "tls" / "etcd-user.json").write_bytes(handed.read_bytes())
+        fresh = EtcdKV.from_url(f"{cluster.url}?tls={folders[1] / 'tls'}",
+                                etcd_chain_key(CHAIN))
+        try:
+            fresh.put("health/org-b", b'{"ok": true, "again": 1}')
+        finally:
+            fresh.close()
     finally:
         cluster.stop()

@@ -1,6 +1,6 @@
-"""Consortium commands: node, consortium (keys, node-key, genesis, sign, etcd-auth, init,
-status, submit, export, import, rejoin, propose, cosign), cluster (up, down), verify-anchor. Parse,
-call ``node``, render."""
+"""Consortium commands: node, consortium (keys, node-key, genesis, sign, etcd-auth,
+etcd-user, init, status, submit, export, import, rejoin, propose, cosign), cluster (up,
+down), verify-anchor. Parse, call ``node``, render."""
 
 from __future__ import annotations
 
@@ -232,6 +232,39 @@ def etcd_auth(genesis_file: Annotated[Path, in_file("The consortium's signed gen
         root.close()
     console.print(f"etcd auth is on; root is in {admin}. To have your node revoke removed "
                   f"members, copy {admin} to {folder}/etcd-admin")
+
+
+@consortium_app.command("etcd-user")
+def etcd_user(name: Annotated[str, typer.Option(help="The member's name.")],
+              genesis_file: Annotated[Path, in_file("The consortium's genesis file.",
+                                                    option="--genesis")],
+              orderer: Annotated[str, typer.Option(help="etcd://HOST:PORT[,...] (TLS).")],
+              admin: Annotated[Path, typer.Option(
+                  help="The folder `consortium etcd-auth` made (etcd's root).")]) -> None:
+    """Create a member's etcd user, or give it a new password (the old one stops working):
+    for a member added by `propose member-add`, or one whose user file was lost. Writes
+    ADMIN/users/NAME/etcd-user.json for the member to keep as tls/etcd-user.json.
+
+    Example: glucoledger consortium etcd-user --name org-d --genesis genesis.json
+    --orderer etcd://a:2379,b:2379,c:2379 --admin /srv/etcd-admin
+    """
+    from ..names import check_name
+    from ..ordering.etcd_rbac import EtcdAdmin, user_name, write_account
+
+    check_name(name, what="member name")
+    doc = Genesis.load(genesis_file)
+    if not (admin / "etcd-user.json").exists():
+        raise InputError(f"{admin} holds no etcd root user: run `glucoledger consortium "
+                         "etcd-auth` first, or pass the folder it made")
+    root = EtcdAdmin.from_folder(orderer.partition("?")[0], admin)
+    try:
+        password = root.add_member(etcd_chain_key(doc.chain), name)
+    finally:
+        root.close()
+    target = admin / "users" / name
+    target.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_account(target, user_name(name), password)
+    console.print(f"{name}: etcd user {user_name(name)} -> {target}/etcd-user.json")
 
 
 def _control_url(data: Path | None, to: str | None) -> str:
