@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from glucoledger.api.httpsig import sign_request
+from glucoledger.crypto.httpsig import sign_request
 from glucoledger.node.keystore import Wallet, load_master_key
 
 SRC = Path(__file__).resolve().parents[2] / "src"

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import Request
 
 from ..crypto import PrivateKey, PublicKey
+from ..crypto.httpsig import NonceCache
 from ..errors import AuthenticationError, NotFoundError
 from ..node.accounts import AddressBook, Identity, identity, keys_of
 from ..node.enrolment import Enrolments
@@ -23,7 +24,6 @@ from ..node.readers import ReaderInvites
 from ..node.recovery import RecoveryCodes
 from ..node.service import Node
 from ..node.services import NodeServices
-from .httpsig import NonceCache
 from .security import CostLimiter, LoginLimiter, Session, Sessions
 
 __all__ = ["Principal", "ServerContext", "ServerSettings", "ctx"]

@@ -60,8 +60,8 @@ def _iso(ms: int) -> str:
 
 def _client(host: str, port: int, kind: str, secrets_: list[str], seconds: float,
             connections: int, signer: Any, out: Any, follow: tuple[str, ...] = ()) -> None:
-    from ..api.httpsig import sign_request
     from ..crypto import PrivateKey
+    from ..crypto.httpsig import sign_request
     from .loadgen import http_request, run_connections
 
     key = PrivateKey.from_private_bytes(signer[0], signer[1])

@@ -177,6 +177,9 @@ class Node:
         self.master = load_master_key(self.data_dir)
         self.wallet = Wallet(self.data_dir, self.master)
         self.node_key = self.wallet.load("node")
+        #: The key that signs the checkpoint of block ``height``. A consortium member's node
+        #: key rotates at a height governance states (``node.consortium`` replaces this).
+        self.key_for_height: Callable[[int], PrivateKey] = lambda _height: self.node_key
         self.store = ChainStore(self.data_dir / "chain.db")
         embedded = orderer is None and self.config.orderer is None
         if embedded and not (self.data_dir / "orderer.db").exists():
@@ -603,7 +606,7 @@ class Node:
         it (default: the replica's, when the block is its last)."""
         h = block.header
         cp = Checkpoint(self.config.chain, h.log_size, h.log_root, h.height, block.hash, h.time)
-        note = sign_checkpoint(cp, self.node_key, self.config.name).encode()
+        note = sign_checkpoint(cp, self.key_for_height(h.height), self.config.name).encode()
         self.store.write_block(block, note,
                                self.replica.tree.frontier if frontier is None else frontier)
 

@@ -45,8 +45,8 @@ def verify_folder(data_dir: Path, *, from_checkpoint: bytes | None = None,
             "tamper", "wallet", "", "", detail=f"the wallet keys {', '.join(broken)} in "
             f"{wallet.dir} do not open under the master key (altered, or sealed under another "
             "master key): restore them from a backup"))
-    keys = list(node_keys) if node_keys else [
-        NoteVerifier(config.name, wallet.load("node").public)]
+    mine = [NoteVerifier(config.name, k.public) for k in wallet.node_keys()]  # rotated too
+    keys = list(node_keys) if node_keys else mine
     n = workers if workers is not None else (os.cpu_count() or 1)
     with readonly_copy(data_dir, ("chain.db", "orderer.db")) as folder:
         for name in ("chain.db", "orderer.db"):
@@ -71,8 +71,7 @@ def verify_folder(data_dir: Path, *, from_checkpoint: bytes | None = None,
                     range(0, len(envs), step)]) for ok in part]
 
         try:
-            own = [NoteVerifier(config.name, Wallet(data_dir, load_master_key(data_dir))
-                                .load("node").public)] if need > 1 else keys
+            own = mine if need > 1 else keys
             return verify_store(store, config.chain, verifiers=own, orderer=orderer,
                                 from_checkpoint=from_checkpoint, checkpoint_verifiers=keys,
                                 prechecker=check, progress=progress, need=need,
