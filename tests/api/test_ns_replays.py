@@ -190,7 +190,9 @@ def test_loop(srv: Server) -> None:
     _one_answer_each(srv.send("POST", "/api/v1/treatments", json=shorter, headers=UP), shorter)
     r = srv.get("/api/v1/treatments.json", headers=UP, params={
         "find[eventType]": "Temp Basal", "find[created_at][$gte]": sent[0]["created_at"]})
-    assert [d["duration"] for d in r.json()] == [10]
+    # (the demo's simulated temp basals may fall in the same minutes: keep Loop's own)
+    mine = [d for d in r.json() if d.get("syncIdentifier") == sent[0]["syncIdentifier"]]
+    assert [d["duration"] for d in mine] == [10]
     # Delete the carbs by object id (Loop's deleteTreatmentsByObjectId)
     r = srv.send("DELETE", f"/api/v1/treatments/{answer[2]['_id']}", headers=UP)
     assert r.status_code == 200 and r.json()["n"] == 1
