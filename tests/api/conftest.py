@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import random
 import socket
 import threading
 import time
@@ -48,9 +50,21 @@ def client(site: Site):  # type: ignore[no-untyped-def]
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port: the system's choice, or one of ``GLUCOLEDGER_TEST_PORTS``
+    (``lo-hi``) when a machine shared by several test runs gives each run its own range."""
+    span = os.environ.get("GLUCOLEDGER_TEST_PORTS")
+    ports = [0]
+    if span:
+        lo, hi = (int(x) for x in span.split("-"))
+        ports = random.sample(range(lo, hi + 1), hi - lo + 1)
+    for port in ports:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise RuntimeError(f"no free port in {span}")
 
 
 class Served:

@@ -7,8 +7,8 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from glucoledger.api.httpsig import sign_request
 from glucoledger.crypto import PrivateKey
+from glucoledger.crypto.httpsig import sign_request
 from glucoledger.node.accounts import identity, keys_of
 
 BASE = "https://testserver"

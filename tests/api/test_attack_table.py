@@ -33,9 +33,8 @@ from typing import Any
 import httpx
 import pytest
 
-from glucoledger.api.httpsig import MAX_NONCE, content_digest, sign_request
 from glucoledger.crypto import PrivateKey
-from glucoledger.crypto.httpsig import sign_base
+from glucoledger.crypto.httpsig import MAX_NONCE, content_digest, sign_base, sign_request
 from glucoledger.node.keystore import Wallet, load_master_key
 
 SIDE_FILES = ("passwords.json", "enrolment.json", "addressbook.json", "nightscout.json",

@@ -20,7 +20,7 @@ import pytest
 
 from glucoledger.api.app import create_app
 from glucoledger.api.context import ServerContext, ServerSettings
-from glucoledger.api.httpsig import sign_request
+from glucoledger.crypto.httpsig import sign_request
 from glucoledger.node.accounts import create_account, identity, keys_of
 from glucoledger.node.demo_site import seed_demo
 from glucoledger.node.people import Passwords

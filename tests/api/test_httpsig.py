@@ -6,7 +6,7 @@ import json
 import secrets
 import time
 
-from glucoledger.api.httpsig import sign_request
+from glucoledger.crypto.httpsig import sign_request
 from glucoledger.node.accounts import identity, keys_of
 
 
@@ -46,7 +46,7 @@ def test_signed_read_without_grant_is_403_and_audited(client, site) -> None:  # 
 def test_nonce_cache_never_forgets_a_live_nonce_under_a_flood() -> None:
     import pytest
 
-    from glucoledger.api.httpsig import NonceCache
+    from glucoledger.crypto.httpsig import NonceCache
     from glucoledger.errors import BackendError, SignatureError
 
     cache = NonceCache(window=600, max_bytes=106 + 2 * 101)  # "victim", "a" and "b"

@@ -11,9 +11,16 @@ from typing import Any
 
 import pytest
 
-from glucoledger.api.httpsig import MAX_NONCE, NonceCache, _base, sign_request, verify_request
 from glucoledger.crypto import generate
-from glucoledger.crypto.httpsig import RFC9421_ALGS, sign_base
+from glucoledger.crypto.httpsig import (
+    MAX_NONCE,
+    RFC9421_ALGS,
+    NonceCache,
+    _base,
+    sign_base,
+    sign_request,
+    verify_request,
+)
 from glucoledger.errors import BackendError, SignatureError
 
 KEY = generate("ed25519")
@@ -31,7 +38,7 @@ def _signed(components: list[str], *, url: str = URL, nonce: str | None = None,
     """Sign with exactly ``components`` (the client can choose what to cover)."""
     headers: dict[str, str] = {}
     if "content-digest" in components:
-        from glucoledger.api.httpsig import content_digest
+        from glucoledger.crypto.httpsig import content_digest
 
         headers["content-digest"] = content_digest(body)
     nonce = secrets.token_hex(8) if nonce is None else nonce

@@ -1,6 +1,6 @@
 """Each Nightscout app's request sequence, replayed against a real ``glucoledger serve``.
 
-One server process (``python -m glucoledger serve --demo`` on a loopback port in 25400-25499)
+One server process (``python -m glucoledger serve --demo`` on a free loopback port)
 for the module; each test replays what one app sends, rebuilt from its source, and checks
 what that app checks. Sources (read, not copied):
 
@@ -16,8 +16,9 @@ what that app checks. Sources (read, not copied):
   Temporary+Target, DELETE treatments.json?find[id][$eq]);
 - Nightguard: status.json, /api/v2/properties, entries.json?find[date][$gt]=<float>;
 - Sugarmate-style widgets: entries/current.json, /pebble;
-- python-nightscout (the package itself), py-nightscout and nightscout-cli (their GETs),
-  tconnectsync (its already-uploaded check with the uploader's secret).
+- python-nightscout, py-nightscout and nightscout-cli: the PyPI packages themselves, run
+  against the server (the CLI as a subprocess); tconnectsync (its already-uploaded check
+  with the uploader's secret).
 
 The table in README.md ("Nightscout apps") has one row per test here.
 """
@@ -25,9 +26,8 @@ The table in README.md ("Nightscout apps") has one row per test here.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-import random
-import socket
 import subprocess
 import sys
 import time
@@ -41,6 +41,7 @@ import requests
 from glucoledger.node.demo_site import DEMO_READER_TOKEN, DEMO_UPLOADER_SECRET
 
 from . import payloads
+from .conftest import free_port
 from .payloads import iso
 
 SECRET = hashlib.sha1(DEMO_UPLOADER_SECRET.encode()).hexdigest()
@@ -48,22 +49,9 @@ UP = {"api-secret": SECRET}
 FOLLOW = {"api-secret": hashlib.sha1(DEMO_READER_TOKEN.encode()).hexdigest()}
 
 
-def _port() -> int:
-    ports = list(range(25400, 25500))
-    random.shuffle(ports)
-    for p in ports:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", p))
-            except OSError:
-                continue
-            return p
-    raise RuntimeError("no free port in 25400-25499")
-
-
 class Server:
     def __init__(self, folder: Path) -> None:
-        self.port = _port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(folder.parent / "serve.log", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
@@ -316,7 +304,85 @@ def test_nightguard_sugarmate_and_pebble(srv: Server) -> None:
     _revoke(srv, grant)
 
 
-def test_python_nightscout_py_nightscout_and_nightscout_cli(srv: Server) -> None:
+def test_loop_moves_a_carb_entry_in_time(srv: Server) -> None:
+    """Loop's NightscoutService: carbs created are POSTed; an edited entry (new time, new
+    grams) is PUT as one object carrying the ``_id`` the POST answered (NightscoutKit
+    ``modifyTreatments`` -> ``putToNS``); deleted ones are DELETEd by that ``_id``. The time
+    is part of a treatment's identity, yet every reader must see one entry, moved. (After
+    the follower test: this one grants and revokes.)"""
+    n = _now() - 3 * 3_600_000
+    n -= n % 1000
+    carbs = {"eventType": "Carb Correction", "timestamp": iso(n), "created_at": iso(n),
+             "enteredBy": "loop://iPhone", "carbs": 20, "absorptionTime": 180,
+             "userEnteredAt": iso(n), "syncIdentifier": "5ca1ab1e-move-0001"}
+    [first] = _one_answer_each(srv.send("POST", "/api/v1/treatments", json=[carbs],
+                                        headers=UP), [carbs])
+    later = n + 30 * 60_000
+    moved = dict(carbs, timestamp=iso(later), created_at=iso(later), carbs=25,
+                 userLastModifiedAt=iso(later), _id=first["_id"])
+    grant = _grant(srv)
+
+    def seen(headers: dict[str, str]) -> list[dict[str, Any]]:
+        r = srv.get("/api/v1/treatments.json", headers=headers, params={
+            "find[created_at][$gte]": iso(n - 60_000), "find[created_at][$lte]": iso(later),
+            "find[eventType]": "Carb Correction", "rr": str(_now())})
+        assert r.status_code == 200, r.text
+        return [d for d in r.json() if d.get("syncIdentifier") == carbs["syncIdentifier"]]
+
+    for _ in range(2):  # Loop retries a PUT it got no answer to: still one version
+        r = srv.send("PUT", "/api/v1/treatments", json=moved, headers=UP)
+        assert r.status_code == 200, r.text
+        assert r.json()[0]["_id"] == first["_id"] and "glucoledger" not in r.json()[0]
+        for who in (UP, FOLLOW):  # the uploader's own read and a follower through consent
+            [doc] = seen(who)
+            assert (doc["_id"], doc["created_at"], doc["carbs"]) == (first["_id"], iso(later),
+                                                                     25)
+    # the old time shows nothing any more
+    r = srv.get("/api/v1/treatments.json", headers=FOLLOW, params={
+        "find[created_at]": iso(n), "find[eventType]": "Carb Correction"})
+    assert r.status_code == 200 and r.json() == []
+    # the patient sees both versions: the first upload and the move, by the gateway
+    s, _ = _patient(srv)
+    r = s.get(f"{srv.url}/api/nightscout/history/treatments/{first['_id']}", timeout=30)
+    assert r.status_code == 200, r.text
+    assert [(v["n"], v["doc"]["carbs"], v["doc"]["created_at"]) for v in r.json()] == [
+        (1, 20, iso(n)), (2, 25, iso(later))]
+    # A later plain POST of the moved entry (Loop re-uploads after a restart) is a repeat.
+    again = {k: v for k, v in moved.items() if k != "_id"}
+    [echo] = _one_answer_each(srv.send("POST", "/api/v1/treatments", json=[again],
+                                       headers=UP), [again])
+    assert echo["_id"] == first["_id"] and len(seen(FOLLOW)) == 1
+    # Moving onto the identity of another entry is refused alone, both left as they were.
+    other = dict(carbs, timestamp=iso(n + 3_600_000), created_at=iso(n + 3_600_000),
+                 carbs=11, syncIdentifier="5ca1ab1e-move-0002")
+    [kept] = _one_answer_each(srv.send("POST", "/api/v1/treatments", json=[other],
+                                       headers=UP), [other])
+    clash = dict(moved, created_at=other["created_at"], timestamp=other["timestamp"])
+    r = srv.send("PUT", "/api/v1/treatments", json=[clash], headers=UP)
+    assert r.status_code == 200 and r.json()[0]["glucoledger"]["stored"] is False
+    assert "another document" in r.json()[0]["glucoledger"]["reason"]
+    [doc] = seen(FOLLOW)
+    assert doc["carbs"] == 25
+    # Two changes of one document in one PUT: the first is stored, the second refused alone.
+    twice = [dict(moved, carbs=26), dict(moved, carbs=27, created_at=iso(later + 60_000),
+                                         timestamp=iso(later + 60_000))]
+    r = srv.send("PUT", "/api/v1/treatments", json=twice, headers=UP)
+    assert r.status_code == 200 and len(r.json()) == 2, r.text
+    assert "glucoledger" not in r.json()[0] and r.json()[1]["glucoledger"]["stored"] is False
+    [doc] = seen(FOLLOW)
+    assert doc["carbs"] == 26
+    r = srv.get("/api/v1/treatments.json", headers=FOLLOW, params={
+        "find[syncIdentifier]": other["syncIdentifier"],
+        "find[created_at][$gte]": iso(n)})
+    assert [(d["_id"], d["carbs"]) for d in r.json()] == [(kept["_id"], 11)]
+    # Deleted by the _id Loop holds: gone for every reader.
+    r = srv.send("DELETE", f"/api/v1/treatments/{first['_id']}", headers=UP)
+    assert r.status_code == 200 and r.json()["n"] == 1
+    assert seen(FOLLOW) == [] and seen(UP) == []
+    _revoke(srv, grant)
+
+
+def test_python_nightscout(srv: Server) -> None:
     import warnings
 
     with warnings.catch_warnings():
@@ -328,15 +394,80 @@ def test_python_nightscout_py_nightscout_and_nightscout_cli(srv: Server) -> None
     assert len(sgvs) == 20 and all(isinstance(e.sgv, int) and 13 <= e.sgv for e in sgvs)
     treatments = api.get_treatments({"count": 5})
     assert all(t.eventType for t in treatments)
-    # py-nightscout (aiohttp) and nightscout-cli send these GETs with a hashed secret
-    for path, params in (("/api/v1/entries/sgv.json", {"count": "5"}),
-                         ("/api/v1/treatments.json", {"find[created_at][$gte]":
-                                                      iso(_now() - 86_400_000)}),
-                         ("/api/v1/count/entries/where", {"find[type]": "sgv"})):
-        r = srv.get(path, params=params, headers=FOLLOW)
-        assert r.status_code == 200, (path, r.text)
-    assert srv.get("/api/v1/count/entries/where", headers=FOLLOW).json()[0]["count"] > 0
     _revoke(srv, grant)
+
+
+def test_py_nightscout(srv: Server) -> None:
+    """The py-nightscout package (aiohttp; Home Assistant's Nightscout integration) itself,
+    with a follower's secret: status, sensor readings, treatments, device status."""
+    import asyncio
+
+    import py_nightscout  # type: ignore[import-untyped]
+
+    async def follow() -> tuple[Any, list[Any], list[Any], dict[str, Any]]:
+        api = py_nightscout.Api(srv.url, api_secret=DEMO_READER_TOKEN)
+        status = await api.get_server_status()
+        return (status, await api.get_sgvs(), await api.get_treatments(),
+                await api.get_latest_devices_status())
+
+    import aiohttp
+
+    with pytest.raises(aiohttp.ClientResponseError) as denied:  # no grant yet: 403
+        asyncio.run(follow())
+    assert denied.value.status == 403
+    grant = _grant(srv)
+    try:
+        status, sgvs, treatments, devices = asyncio.run(follow())
+    finally:
+        _revoke(srv, grant)
+    assert status.status == "ok" and status.settings["thresholds"]["bgHigh"] == 250
+    # LOW/HIGH as sent (xDrip+'s 38 and 401 above), each with the delta the client needs
+    assert len(sgvs) == 10 and all(isinstance(e.sgv, int) and e.date.year >= 2024
+                                   and isinstance(e.delta_mmol, float) for e in sgvs)
+    assert sgvs[0].date >= sgvs[-1].date  # newest first, as Nightscout answers
+    assert treatments and all(t.eventType for t in treatments)
+    assert all(d.created_at.year >= 2024 for d in devices.values())
+
+
+def _cli(srv: Server, home: Path, secret: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """nightscout-cli (the ``nightscout`` command of the PyPI package) against the server."""
+    env = dict(os.environ, HOME=str(home), NIGHTSCOUT_HOST="127.0.0.1",
+               NIGHTSCOUT_PORT=str(srv.port), NIGHTSCOUT_API_SECRET=secret)
+    return subprocess.run([sys.executable, "-m", "nightscout_cli.main", *args], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_nightscout_cli(srv: Server, tmp_path: Path) -> None:
+    """nightscout-cli pushes a reading with the uploader's hashed secret, lists it with its
+    ``_id``, deletes it by that ``_id``; a follower's ``get`` works through a grant only."""
+    r = _cli(srv, tmp_path, SECRET, "push", "277", "--minutes-ago", "7", "--direction", "Flat")
+    assert r.returncode == 0 and "Successfully pushed" in r.stdout, r.stderr
+
+    def ours() -> list[str]:
+        r = _cli(srv, tmp_path, SECRET, "list", "--count", "40")
+        assert r.returncode == 0, r.stderr
+        return [line.split(",")[0] for line in r.stdout.splitlines()[1:]
+                if line.endswith(",277")]
+
+    [pushed] = ours()
+    assert len(pushed) == 24
+    r = _cli(srv, tmp_path, SECRET, "delete", pushed)
+    assert r.returncode == 0 and f"Deleted {pushed}" in r.stdout, r.stdout + r.stderr
+    assert ours() == []
+    follow = FOLLOW["api-secret"]
+    r = _cli(srv, tmp_path, follow, "get", "3")
+    assert r.returncode == 1 and "403" in r.stderr  # no grant: refused, nothing printed
+    grant = _grant(srv)
+    try:
+        got = _cli(srv, tmp_path, follow, "get", "3")
+        day = _cli(srv, tmp_path, follow, "history", "--days-ago", "1", "--jsonl")
+    finally:
+        _revoke(srv, grant)
+    assert got.returncode == 0 and len(got.stdout.splitlines()) == 3, got.stderr
+    assert all(line.split()[2] == "mg/dL" for line in got.stdout.splitlines())
+    assert day.returncode == 0, day.stderr
+    readings = [json.loads(line) for line in day.stdout.splitlines()]
+    assert len(readings) >= 200 and all(isinstance(d["sgv"], int) for d in readings)
 
 
 def test_a_batch_of_100_with_3_bad_stores_97_answers_100_retry_adds_nothing(
@@ -390,6 +521,10 @@ def test_androidaps_nsclient_v3(srv: Server) -> None:
     r = srv.send("POST", "/api/v3/treatments", json=bolus, headers=bearer)
     assert r.status_code == 201, r.text
     ident = r.json()["identifier"]
+    assert ident == bolus["identifier"]  # the client's own name, kept
+    r = srv.get(f"/api/v3/treatments/{ident}", headers=bearer)
+    assert r.status_code == 200 and r.json()["result"]["insulin"] == 1.2
+    assert r.json()["result"]["identifier"] == ident
 
     def changed(after: int) -> list[dict[str, Any]]:
         r = srv.get(f"/api/v3/treatments/history/{after}", headers=bearer,
@@ -400,15 +535,42 @@ def test_androidaps_nsclient_v3(srv: Server) -> None:
     [doc] = changed(0)
     assert doc["insulin"] == 1.2 and doc["isValid"] is True
     assert doc["srvModified"] >= n - 60_000
-    r = srv.send("PATCH", f"/api/v3/treatments/{ident}", json={"insulin": 1.0},
+    # NSClientV3's updateTreatment: PATCH by identifier, date and utcOffset left out.
+    r = srv.send("PATCH", f"/api/v3/treatments/{ident}", json={"insulin": 1.0,
+                                                                "identifier": ident},
                  headers=bearer)
     assert r.status_code in (200, 201), r.text
     [doc] = changed(0)
-    assert doc["insulin"] == 1.0
+    assert doc["insulin"] == 1.0 and doc["date"] == t
+    # A PATCH that moves it in time (a corrected pump clock): still one document, moved.
+    r = srv.send("PATCH", f"/api/v3/treatments/{ident}", json={"date": t - 60_000},
+                 headers=bearer)
+    assert r.status_code == 200, r.text
+    [doc] = changed(0)
+    assert (doc["identifier"], doc["date"], doc["insulin"]) == (ident, t - 60_000, 1.0)
+    # A create of a document already here by identifier (AAPS re-uploading after a
+    # reinstall): Nightscout's deduplication, the same document, a new version.
+    r = srv.send("POST", "/api/v3/treatments", json=dict(bolus, insulin=0.9,
+                                                         date=t - 60_000), headers=bearer)
+    assert r.status_code == 200 and r.json()["isDeduplication"] is True, r.text
+    assert r.json()["identifier"] == ident
+    [doc] = changed(0)
+    assert doc["insulin"] == 0.9
+    # AAPS's usual create sends no identifier: the server names the document.
+    carbs = {"eventType": "Carb Correction", "carbs": 12, "date": t - 30_000, "utcOffset": 60,
+             "isValid": True, "app": "AAPS"}
+    r = srv.send("POST", "/api/v3/treatments", json=carbs, headers=bearer)
+    assert r.status_code == 201 and len(r.json()["identifier"]) == 24, r.text
+    named = r.json()["identifier"]
+    r = srv.send("PATCH", f"/api/v3/treatments/{named}", json={"carbs": 14}, headers=bearer)
+    assert r.status_code == 200, r.text
+    assert srv.get(f"/api/v3/treatments/{named}", headers=bearer).json()["result"][
+        "carbs"] == 14
     r = srv.send("DELETE", f"/api/v3/treatments/{ident}", headers=bearer)
     assert r.status_code == 200, r.text
     [gone] = changed(doc["srvModified"] - 1)
-    assert gone["isValid"] is False
+    assert gone["isValid"] is False and gone["identifier"] == ident
+    assert srv.get(f"/api/v3/treatments/{ident}", headers=bearer).status_code == 404
     # A reader's JWT reads but cannot write.
     r = srv.get(f"/api/v2/authorization/request/{DEMO_READER_TOKEN}")
     reader = {"Authorization": f"Bearer {r.json()['token']}"}

@@ -118,3 +118,45 @@ def test_three_updates_and_a_delete_lose_nothing(client, site) -> None:  # type:
     report = verify_vault(site.node.store, vault, erased=erased_by(site.node))
     assert report.erased
     assert site.ctx.services["nightscout"].refusals.of(alice) == []
+
+
+def test_a_move_in_time_is_one_document_provable_and_erasable(client, site) -> None:  # type: ignore[no-untyped-def]
+    """Loop moves a carb entry by PUT with its _id: one document at the new time for every
+    reader, the first version still provable at the old time, verify passes, and erasure
+    leaves neither version readable."""
+    from glucoledger.errors import NotFoundError
+
+    t = int(time.time() * 1000) - 50 * 60_000
+    t -= t % 1000
+    carbs = {"eventType": "Carb Correction", "created_at": iso(t), "timestamp": iso(t),
+             "enteredBy": "loop://iPhone", "carbs": 30, "syncIdentifier": "feed0001"}
+    r = client.post("/api/v1/treatments", json=[carbs], headers=UP)
+    assert r.status_code == 200, r.text
+    doc_id = r.json()[0]["_id"]
+    later = t + 20 * 60_000
+    r = client.put("/api/v1/treatments", headers=UP, json=dict(
+        carbs, created_at=iso(later), timestamp=iso(later), carbs=45, _id=doc_id))
+    assert r.status_code == 200 and r.json()[0]["_id"] == doc_id, r.text
+    r = client.get("/api/v1/treatments.json", headers=UP, params={
+        "find[syncIdentifier]": "feed0001", "find[created_at][$gte]": iso(t - 60_000)})
+    assert [(d["_id"], d["created_at"], d["carbs"]) for d in r.json()] == [
+        (doc_id, iso(later), 45)]
+    assert site.node.verify().blocks > 0
+    alice = identity(site.node, "alice").id
+    vault = site.ctx.services["vault"]
+    first = verify_proof(dumps_proof(prove_reading(site.node, vault, alice, "carbs", t)),
+                         site.node.verifier())
+    assert first.reading.grams_tenths == 300  # type: ignore[union-attr]
+    moved = verify_proof(dumps_proof(prove_reading(site.node, vault, alice, "carbs", later)),
+                         site.node.verifier())
+    assert moved.reading.grams_tenths == 450  # type: ignore[union-attr]
+    site.ctx.erase(alice, keys_of(site.node, identity(site.node, "alice"), [0]), ["carbs"])
+    r = client.get("/api/v1/treatments.json", headers=UP, params={
+        "find[syncIdentifier]": "feed0001", "find[created_at][$gte]": iso(t - 60_000)})
+    assert r.status_code == 200 and r.json() == []
+    for when in (t, later):
+        try:
+            prove_reading(site.node, vault, alice, "carbs", when)
+        except NotFoundError:
+            continue
+        raise AssertionError("a reading of an erased version is still provable")

@@ -234,3 +234,26 @@ def test_every_portal_form_refuses_a_forged_csrf_token(client: Any, site: Any) -
     # the same revoke with the page's own token goes through: the check above can fail
     r = client.post(f"/portal/grants/{grant}/revoke", data={"csrf": csrf})
     assert r.status_code == 200 and _frozen(site) != before
+
+
+def test_clinician_list_filters_by_gri_last_upload_and_expiry(client: Any, site: Any) -> None:
+    alice = identity(site.node, "alice")
+    lee = identity(site.node, "dr-lee").id
+    now = int(time.time() * 1000)
+    ca.grant(site.node, alice.id, keys_of(site.node, alice), lee, streams=["cgm"],
+             view="summary", window={"last_days": 30}, valid_from=now - 1000,
+             valid_until=now + 30 * DAY)
+    _login(client, "dr-lee")
+    everyone = client.get("/portal").text
+    row = everyone[everyone.index('data-patient="alice"'):]
+    row = row[:row.index("</tr>")]
+    gri = float(re.findall(r"<td[^>]*>([^<]*)</td>", row)[3])  # In range, <54, <70, GRI
+    listed = 'data-patient="alice"' in client.get("/portal?flag=gri").text
+    assert listed == (gri >= 40), gri
+    assert 'data-patient="alice"' not in client.get("/portal?flag=stale").text  # fresh data
+    assert 'data-patient="alice"' not in client.get("/portal?flag=ending").text  # 30 days
+    ca.grant(site.node, alice.id, keys_of(site.node, alice), lee, streams=["cgm"],
+             view="raw", window={"last_days": 30}, valid_from=now - 1000,
+             valid_until=now + 3 * DAY)  # the raw grant is the one shown: it ends in 3 days
+    assert 'data-patient="alice"' in client.get("/portal?flag=ending").text
+    assert "Access ends within 7 days" in client.get("/portal?flag=ending").text

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import html
+import json
+import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from glucoledger.api.portal_view import Fmt, Prefs, current, day_chart, trend_arrow
+from glucoledger.api.portal_charts import agp_chart, day_chart
+from glucoledger.api.portal_view import Fmt, Prefs, current, trend_arrow
 from glucoledger.errors import OutOfRangeError
+from glucoledger.glucose.agp import compute_agp
+from glucoledger.glucose.readings import CgmReading
 
 T0 = 1_796_300_000_000  # 2026-12-03, a fixed time: no clock in these tests
 
@@ -96,3 +104,37 @@ def test_today_lists_insulin_carbohydrates_and_notes_in_her_zone() -> None:
     assert (day["insulin"], day["carbs"]) == (4.5, 45.0)
     assert [h["mgdl"] for h in day["hourly"]] == [160]
     assert "1 readings from 160 to 160" in str(day["chart"])
+
+
+def _read(svg: str) -> list[list[object]]:
+    m = re.search(r'data-read="([^"]*)"', svg)
+    assert m, "no data-read"
+    return list(json.loads(html.unescape(m.group(1))))
+
+
+def test_day_chart_cursor_points_in_her_units_and_zone() -> None:
+    svg = str(day_chart([(T0, 90), (T0 + 300_000, 108)], T0 - T0 % 86_400_000,
+                        Fmt("mmol/L", "Europe/Paris"), title="Today"))
+    pts = _read(svg)
+    paris = [datetime.fromtimestamp(t / 1000, ZoneInfo("Europe/Paris")).strftime("%H:%M")
+             for t in (T0, T0 + 300_000)]
+    assert [p[2:] for p in pts] == [[paris[0], "5.0 mmol/L"], [paris[1], "6.0 mmol/L"]]
+    assert pts[0][0] < pts[1][0] and 'data-read-step="12"' in svg
+    assert all(float(f) >= 12 for f in re.findall(r'font-size="([0-9.]+)"', svg))
+    assert "data-read=" not in str(day_chart([], T0, Fmt(), title="x"))
+
+
+def test_agp_chart_reads_bins_and_withholds_with_the_profile() -> None:
+    day = 86_400_000
+    rs = [CgmReading(T0 + d * day + i * 300_000, 0, 100 + (i % 12) * 5)
+          for d in range(6) for i in range(288)]
+    agp = compute_agp(rs)
+    out = str(agp_chart(agp, Fmt(), title="Profile"))
+    pts = _read(out)
+    assert len(pts) == sum(b.p50 is not None for b in agp.bins) == 96
+    assert pts[0][2] == "00:00–00:15" and str(pts[0][3]).startswith("median ")
+    assert out.count("<tr><td>") == 24  # the table: one row an hour
+    assert all(float(f) >= 12 for f in re.findall(r'font-size="([0-9.]+)"', out))
+    one_day = compute_agp(rs[:288]).aggregate()  # under 5 days: the profile is withheld
+    withheld = str(agp_chart(one_day, Fmt(), title="Profile"))
+    assert "data-read=" not in withheld and "withheld" in withheld

@@ -137,7 +137,12 @@ def test_verify_vault_names_a_missing_blob(client, site) -> None:  # type: ignor
     vault.blobs.delete(row.ct)
     r = call(client, site, "org", "POST", "/api/verify-vault")
     assert r.status_code == 422, r.text
-    assert "missing" in r.json()["message"] and row.uploader.hex()[:16] in r.json()["message"]
+    # The uploader by its name in the registry (its serial), not by a hex id.
+    from glucoledger.node.registry import Registry
+
+    label = Registry(site.node.data_dir).label(row.uploader)
+    assert not label.startswith("id "), label
+    assert "missing" in r.json()["message"] and f"uploader {label} " in r.json()["message"]
 
 
 def test_recent_blocks_and_the_node_key_are_public(client, site) -> None:  # type: ignore[no-untyped-def]

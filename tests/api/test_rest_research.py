@@ -78,6 +78,11 @@ def test_three_roles_over_rest(rsite: ResearchSite, rclient: Any) -> None:
     r = call(c, s, "p0", "POST", f"/api/research/studies/{sid}/consent",
              {"streams": ["carbs"], "fields": [], "days": 90, "profile": _profile(0)})
     assert r.status_code == 409 and r.json()["code"] == "bad_scope"
+    # consenting again without details keeps the ones the node holds (sealed)
+    r = call(c, s, "p1", "POST", f"/api/research/studies/{sid}/consent",
+             {"streams": ["cgm"], "fields": ["sex"], "days": 90})
+    assert r.status_code == 201, r.text
+    grants[1] = r.json()["id"]
     r = call(c, s, "uni-research", "POST", f"/api/research/studies/{sid}/releases")
     assert r.status_code == 200, r.text
     assert r.headers["cache-control"] == "no-store"
@@ -135,3 +140,15 @@ def test_fuzz_research_routes_never_answer_500(client: Any, site: Any, who: str)
                                    headers=lambda path: headers)
     assert len(seen) >= 9, seen
     assert not failures, failures
+
+
+def test_rest_offers_exactly_the_contracts_statistics() -> None:
+    from typing import get_args
+
+    from glucoledger.api.routes_research import QueryBody
+    from glucoledger.node.research import BOUNDS
+    from glucoledger.state.research import STATISTICS
+
+    offered = set(get_args(QueryBody.model_fields["statistic"].annotation))
+    assert offered == set(STATISTICS) == set(BOUNDS)
+    assert {"hypo1_episodes_per_week", "hyper2_episodes_per_week"} <= offered

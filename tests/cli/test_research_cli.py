@@ -41,8 +41,10 @@ def test_sponsor_patient_verifier(lab_dir: Path, tmp_path: Path) -> None:
         (tmp_path / f"p{i}.json").write_text(json.dumps({
             "name": name, "birth_date": born, "sex": sex, "state": state, "zip": zip_,
             "diabetes_type": kind}))
-        r = run("research", "join", "--patient", f"p{i}", "--study", study, "--profile",
-                str(tmp_path / f"p{i}.json"), "--fields", "sex", *data)
+        # p2 joins without --profile: the node keeps the details she gave before
+        given = ["--profile", str(tmp_path / f"p{i}.json")] if i < 2 else []
+        r = run("research", "join", "--patient", f"p{i}", "--study", study, *given,
+                "--fields", "sex", *data)
         assert r.returncode == 0, r.stderr
         grants.append(r.stdout.split()[-1])
     out = tmp_path / "release.json"

@@ -31,7 +31,7 @@ LONG_RUNNING = {"serve", "node", "bench", "demo", "cluster up", "simulate", "ini
                 "consortium status", "cluster down"}
 
 #: Path parameters that name a folder or a file to be written, by option name.
-FOLDERS = {"--data", "--dir", "--keys"}
+FOLDERS = {"--data", "--dir", "--keys", "--admin"}
 OUTPUTS = {"--out", "out"}
 
 #: File parameters for which any bytes are valid input (a firmware image).

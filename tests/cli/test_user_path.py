@@ -53,8 +53,9 @@ def test_a_patient_from_creation_to_verified_erasure(tmp_path: Path) -> None:
     assert [(x["serial"], x["patient"], x["status"]) for x in devices] == [
         ("CGM-0001", "alice", "active")]
 
-    # Six hours of readings, every 5 minutes, ending an hour ago.
-    end = int(time.time() * 1000) // 300_000 * 300_000 - HOUR_MS + 437  # not a round second
+    # Six hours of readings, every 5 minutes, ending 25 hours ago: before her last local
+    # midnight, so inside "the last 14 days" of a summary (14 whole local days, ending there)
+    end = int(time.time() * 1000) // 300_000 * 300_000 - 25 * HOUR_MS + 437  # not a round second
     times = [end - k * 300_000 for k in range(72)][::-1]
     lines = [json.dumps({"stream": "cgm", "time": t, "value": 100 + (i % 40)})
              for i, t in enumerate(times)]

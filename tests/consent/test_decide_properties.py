@@ -16,6 +16,7 @@ from glucoledger.state.consent import (
     Request,
     decide,
     grant_key,
+    granted_span,
     grants_index_key,
     to_fhir_consent,
     window_at,
@@ -75,8 +76,14 @@ def test_permit_never_exceeds_the_grant(records: tuple[dict[str, Any], ...], req
     assert g.valid_from <= t < g.valid_until
     assert set(d.streams) <= set(g.streams)
     assert d.view == "summary" or g.view == "raw"
-    lo, hi = window_at(g.window, t)
+    lo, hi = granted_span(g.window, window, t)
     assert lo <= d.start_ms < d.end_ms <= hi
+    if "last_days" in g.window:  # N whole local days at most: N days and an hour, recent
+        n = g.window["last_days"]
+        assert d.end_ms - d.start_ms <= n * DAY_MS + 3_600_000
+        assert d.start_ms >= t - (n + 1) * DAY_MS - 3_600_000 and d.end_ms <= t
+    else:
+        assert (lo, hi) == window_at(g.window, t)
     if window is not None:
         rlo, rhi = window_at(window, t)
         assert rlo <= d.start_ms and d.end_ms <= rhi
@@ -106,3 +113,26 @@ def test_fhir_consent_validates_with_fhir_resources() -> None:
     g = Grant(b"\x05" * 32, PATIENT, GRANTEE, ("cgm", "insulin"), "summary",
               {"from": 0, "to": 14 * DAY_MS}, 0, 30 * DAY_MS, "treatment", True, "active")
     r4.Consent.model_validate(to_fhir_consent(g, recorded_ms=0))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 120), st.integers(0, 3 * DAY_MS), st.integers(0, 3 * DAY_MS),
+       st.integers(200 * DAY_MS, 400 * DAY_MS))
+def test_whole_days_near_now_stay_within_n_days_and_an_hour(n: int, back: int, length_less: int,
+                                                          t: int) -> None:
+    """Windows near "the last N whole days" (the allowance of granted_span): a permit is
+    never longer than N days and an hour, never older than N + 1 days and an hour, and
+    never after now."""
+    record = {"id": b"\x07" * 32, "patient": PATIENT, "grantee": GRANTEE, "streams": ["cgm"],
+              "view": "summary", "window": {"last_days": n}, "valid_from": 0,
+              "valid_until": 1 << 50, "purpose": "treatment", "alerts": False,
+              "status": "active", "emergency": False}
+    end = t - back // 2 + DAY_MS // 2
+    start = end - (n + 1) * DAY_MS + length_less
+    d = decide(_state([record]), GRANTEE, Request(PATIENT, ("cgm",), "summary",
+                                                   {"from": start, "to": end}), t)
+    if isinstance(d, Deny):
+        return
+    assert d.end_ms - d.start_ms <= n * DAY_MS + 3_600_000
+    assert d.start_ms >= t - (n + 1) * DAY_MS - 3_600_000 and d.end_ms <= t
+    assert d.start_ms >= start and d.end_ms <= end

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from glucoledger.errors import GlucoledgerError, SignatureError
-from glucoledger.ledger.checkpoint import parse_note
+from glucoledger.ledger.checkpoint import Checkpoint, parse_note, sign_checkpoint
 from glucoledger.ledger.finality import cosign, verify_final_at
 from glucoledger.node.service import Node
 from glucoledger.state.governance import member_schedule
@@ -55,6 +55,7 @@ def test_remove_a_member_by_cli_old_checkpoints_keep_their_set(consortium: Conso
                "finality after the removal")
     assert "org-2" not in c.status(0)["final_signers"]
     _only_current_members_call_node_endpoints(c)
+    _removed_member_loses_etcd_access(c)
     c.kill_node(0, hard=False)
     with Node(c.folders[0], workers=1) as n:
         schedule = member_schedule(n.state)
@@ -68,10 +69,43 @@ def test_remove_a_member_by_cli_old_checkpoints_keep_their_set(consortium: Conso
         return cosign(a.text, [a, b])
 
     assert verify_final_at(both(h - 1, 0, 2), schedule).height == h - 1
-    # From h on: org-2 no longer counts, org-0 + org-1 are needed.
+    # From h on: org-2 no longer counts, org-0 + org-1 are needed. (org-2's node cannot
+    # derive block h: its etcd user is gone; its key signs org-0's note text instead.)
+    mine = parse_note(_note(c, 0, h))
+    removed = sign_checkpoint(Checkpoint.parse_body(mine.text), c.node_key(2), "org-2")
     with pytest.raises(SignatureError, match="1 valid signature"):
-        verify_final_at(both(h, 0, 2), schedule)
+        verify_final_at(cosign(mine.text, [mine, removed]), schedule)
     assert verify_final_at(both(h, 0, 1), schedule).height == h
+
+
+def _removed_member_loses_etcd_access(c: Consortium) -> None:
+    """Applying the removal revoked org-2's etcd user (node-0 holds the RBAC duty): its
+    own credentials no longer write, not even its own keys; org-1's still do."""
+    from glucoledger.node.service import etcd_chain_key
+    from glucoledger.ordering.etcd import TlsFiles
+    from glucoledger.ordering.etcd_kv import EtcdKV
+    from glucoledger.ordering.etcd_rbac import EtcdAdmin
+
+    from .conftest import CHAIN
+
+    admin = EtcdAdmin.from_folder(str(c.state["etcd"]), c.folders[0] / "etcd-admin")
+    try:
+        wait_until(lambda: "member:org-2" not in admin.users(), 20, "org-2's etcd user gone")
+        assert "member:org-1" in admin.users()
+    finally:
+        admin.close()
+    endpoints = str(c.state["etcd"]).partition("://")[2].split(",")
+    for i, allowed in ((2, False), (1, True)):
+        kv = EtcdKV(endpoints, etcd_chain_key(CHAIN), timeout=3.0,
+                    tls=TlsFiles.in_dir(str(c.folders[i] / "tls")))
+        try:
+            if allowed:
+                kv.put(f"sig/org-{i}/probe", b"1")
+            else:
+                with pytest.raises(GlucoledgerError, match="authentication failed"):
+                    kv.put(f"sig/org-{i}/probe", b"1")
+        finally:
+            kv.close()
 
 
 def _only_current_members_call_node_endpoints(c: Consortium) -> None:

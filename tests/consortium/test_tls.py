@@ -33,8 +33,8 @@ def test_etcd_refuses_clients_without_a_member_certificate(consortium: Consortiu
     member = TlsFiles.in_dir(str(c.folders[1] / "tls"))
     ok = _kv(c, member)
     try:
-        ok.put("probe/member", b"1")
-        assert ok.scan("probe/") == {"member": b"1"}
+        ok.put("sig/org-1/probe", b"1")  # its own key range (ordering.etcd_rbac)
+        assert ok.scan("sig/org-1/")["probe"] == b"1"
     finally:
         ok.close()
     # Another CA's certificate, with the same member name and host: refused.
@@ -63,6 +63,7 @@ def test_etcd_refuses_clients_without_a_member_certificate(consortium: Consortiu
         plain.close()
     check = _kv(c, member)
     try:
-        assert check.scan("probe/") == {"member": b"1"}  # no intruder write landed
+        assert check.scan("probe/") == {}  # no intruder write landed
+        assert check.scan("sig/org-1/")["probe"] == b"1"
     finally:
         check.close()

@@ -444,3 +444,72 @@ def test_agp_simulated_and_iglu_match_reference(minutes: int) -> None:
     check_agp(cgm if minutes == 5 else one_minute(cgm))
     for _, times, values in iglu_subjects():
         check_agp([reading(t, v) for t, v in zip(times, values, strict=True)])
+
+
+# --- the reference: episodes across gaps, every series rebuilt for every threshold ----------
+
+def ref_episodes(weighted: Sequence[Weighted]) -> tuple[int, ...]:
+    """glucose/indices.py ``episodes`` before the speed-up: each threshold's series is
+    rebuilt whole, every bridged gap sampled on the line, segments found again."""
+    from glucoledger.glucose import indices
+
+    times = [w.reading.time_ms for w in weighted]
+    values = [w.reading.mgdl for w in weighted]
+    weights = [w.weight_ms for w in weighted]
+    spans = list(weights)
+    for i in range(len(times) - 1):
+        if times[i + 1] - times[i] <= indices.BRIDGE_MS:
+            spans[i] = times[i + 1] - times[i]
+
+    def kind(threshold: int, below: bool, min_ms: int = indices.EPISODE_MIN_MS) -> list[int]:
+        def beyond(v: float) -> bool:
+            return v < threshold if below else v > threshold
+
+        t2: list[int] = []
+        s2: list[int] = []
+        f2: list[bool] = []
+        for i, (t, g, span, w) in enumerate(zip(times, values, spans, weights, strict=True)):
+            if i + 1 < len(times) and span > w and beyond(g) != beyond(values[i + 1]):
+                for pos in range(0, span, w):
+                    point = beyond((g * span + (values[i + 1] - g) * pos) / span)
+                    if pos and point == f2[-1]:
+                        s2[-1] += min(w, span - pos)
+                    else:
+                        t2 += [t + pos]
+                        s2 += [min(w, span - pos)]
+                        f2 += [point]
+            else:
+                t2 += [t]
+                s2 += [span]
+                f2 += [beyond(g)]
+        prefix = [0]
+        for s in s2:
+            prefix.append(prefix[-1] + s)
+        return indices._runs(t2, s2, prefix, indices._segments(t2, s2), f2, min_ms)
+
+    runs = [kind(70, True), kind(54, True), kind(70, True, indices.EXTENDED_MS + 1),
+            kind(180, False), kind(250, False)]
+    counts = tuple(len(r) for r in runs)
+    mins = tuple((sum(r) + 30_000) // 60_000 for r in (runs[0], runs[1], runs[3], runs[4]))
+    return counts + mins
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([1_000, 60_000, 299_000, 300_000, 600_000, 900_000,
+                                           1_200_000, 2_400_000, 2_700_000, 3_000_000]),
+                          st.integers(-40, 40)), min_size=1, max_size=80),
+       st.integers(40, 300), st.sampled_from([60_000, 300_000, 900_000]))
+def test_episodes_across_gaps_match_the_reference(steps: list[tuple[int, int]], first: int,
+                                                  interval: int) -> None:
+    from dataclasses import astuple
+
+    from glucoledger.glucose.indices import episodes
+
+    t, g, readings = T0, first, []
+    for step, change in steps:
+        readings.append(CgmReading(t, 0, g))
+        t, g = t + step, max(40, min(400, g + change))
+    weighted = weigh(readings, [interval] * len(readings), readings[-1].time_ms + interval)
+    e = astuple(episodes(weighted))
+    # Episodes fields: hypo1, hypo2, extended, hyper1, hyper2, then minutes
+    assert (e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7], e[8]) == ref_episodes(weighted)

@@ -88,7 +88,11 @@ def test_days_with_data_use_local_time() -> None:
 def test_sufficiency() -> None:
     fourteen = series([120] * (14 * 288))
     assert summarize(fourteen).sufficient
-    assert not summarize(fourteen[:-1]).sufficient  # 14 days minus 5 minutes
+    # 14 local days across a daylight-saving spring-forward last 14 x 24 h minus one hour
+    # and are 14 days (node/localdays.py); five minutes less is not
+    assert summarize(fourteen[:-12]).window_ms == 14 * DAY - 3_600_000
+    assert summarize(fourteen[:-12]).sufficient
+    assert not summarize(fourteen[:-13]).sufficient  # 14 days minus 65 minutes
     sparse = fourteen[::2]  # every other reading of a 5-minute sensor: 50 % active
     half = summarize(sparse, start_ms=T0, end_ms=T0 + 14 * DAY, interval_min=5)
     assert half.active_bp == 5_000 and not half.sufficient

@@ -469,3 +469,21 @@ def test_huge_numbers_are_refused_alone_never_a_traceback(doc: dict[str, Any]) -
     assert isinstance(first, nsaccept.Accepted)
     assert isinstance(second, nsaccept.Refused)
     assert any(w in second.error.message for w in ("too large", "no sensor reading", "at most"))
+
+
+def test_rendered_entries_carry_delta_uploaded_ones_stay_as_sent() -> None:
+    from glucoledger.glucose.readings import CgmReading
+    from glucoledger.interop.nsquery import Found
+    from glucoledger.interop.nsrender import DELTA_GAP_MS, legacy, with_deltas
+
+    t = 1_700_000_000_000
+    recs = [CgmReading(t, 0, 100), CgmReading(t + 300_000, 0, 112),
+            CgmReading(t + 300_000 + DELTA_GAP_MS + 1, 0, 90)]
+    found = [f for f in (legacy(r) for r in reversed(recs)) if f is not None]
+    sent = Found("entries", f"sgv|{t + 600_000}", t + 600_000,
+                 {"type": "sgv", "sgv": 150, "date": t + 600_000, "device": "xDrip-G7"})
+    out = {f.time_ms: f.doc for f in with_deltas([*found, sent])}
+    assert "delta" not in out[t]  # nothing before it
+    assert out[t + 300_000]["delta"] == 12
+    assert "delta" not in out[t + 300_000 + DELTA_GAP_MS + 1]  # after a gap
+    assert "delta" not in out[t + 600_000]  # an uploaded entry: as sent

@@ -313,13 +313,96 @@ def test_a_release_that_cannot_be_built_is_withheld_and_shown_as_such(lab: Lab) 
     for i in range(2):
         lab.join(i, study)
     # a consent signed elsewhere (self-custody), with no profile given to this node
-    profiles = lab.node.data_dir / "research-profiles.json"
-    doc = json.loads(profiles.read_text())
-    del doc[lab.patients[1].id.hex()]
-    profiles.write_text(json.dumps(doc))
+    assert lab.research.store.forget(lab.patients[1].id)
     from glucoledger.errors import NotFoundError
 
     with pytest.raises(NotFoundError, match="gave no research profile"):
         lab.release(study)
     trail = [e for e in audit_trail(lab.node, lab.patients[0].id) if e.kind == "research"]
     assert trail[0].outcome == "withheld"
+
+
+def test_episode_rates_are_dp_statistics_charged_on_the_ledger(lab: Lab) -> None:
+    """Hypo- and hyperglycaemia episodes (2023 consensus) per week of wear, as a DP mean."""
+    from glucoledger.glucose.metrics import summarize
+    from glucoledger.glucose.simulate import simulate_patient
+    from glucoledger.node.research import BOUNDS, EPISODES, _participant_values
+
+    study = lab.study(budget=100_000_000)
+    for i in range(4):
+        lab.join(i, study)
+    cgms = [list(simulate_patient(10 + i, DAYS, NOW - DAYS * DAY)["cgm"]) for i in range(4)]
+    sums = [summarize(c) for c in cgms]
+    # each participant's value, before noise: her episodes per 7 days of wear (exactly)
+    assert _participant_values("hyper1_episodes_per_week", cgms[2]) == [
+        17 * 7 * DAY / sums[2].active_ms] and sums[2].hyper1_episodes == 17
+    assert _participant_values("hypo1_episodes_per_week", cgms[0]) == [
+        2 * 7 * DAY / sums[0].active_ms] == [3.5]
+    assert _participant_values("hypo2_episodes_per_week", []) == [0.0]  # no data: the floor
+    spent = 0
+    for stat, field in EPISODES.items():
+        lo, hi = BOUNDS[stat]
+        rates = [min(hi, max(lo, getattr(s, field) * 7 * DAY / s.active_ms)) for s in sums]
+        want = sum(rates) / len(rates)
+        # epsilon 20: Laplace scale (hi - lo) / 4 / 20 <= 0.44; |noise| > 6 has p < 1e-5
+        a = lab.research.query(lab.sponsor.id, lab.sponsor_keys, study, stat, 20.0)
+        spent += 20_000_000
+        assert a.participants == 4 and len(a.values) == 1
+        assert abs(a.value - want) < 6.0, (stat, a.value, want)
+        assert load_study(lab.node.state, study)["spent"] == spent
+    # the cohort has episodes to count (the check is not of zeros): hyper1 > 1 a week
+    assert sum(s.hyper1_episodes for s in sums) > 4
+    # the audit trail names the statistic; a query past the budget is refused
+    trail = [e for e in audit_trail(lab.node, lab.patients[0].id) if e.outcome == "queried"]
+    assert "aggregate hyper2_episodes_per_week, epsilon 20" in trail[0].detail
+    before = lab.node.state.snapshot()
+    with pytest.raises(RejectedError) as info:
+        lab.research.query(lab.sponsor.id, lab.sponsor_keys, study,
+                           "hypo1_episodes_per_week", 20.0 + 1e-6)
+    assert info.value.code == "budget_exhausted"
+    assert lab.node.state.snapshot() == before
+
+
+def test_date_shift_keeps_weekday_and_time_of_day_within_half_a_minute(lab: Lab) -> None:
+    """Each participant's rows are her readings moved back by whole weeks (less than half a
+    minute of jitter): same weekday, same clock time to 30 s, same order and spacing; two
+    studies shift the same person differently."""
+    from datetime import datetime, timedelta
+
+    from glucoledger.glucose.simulate import simulate_patient
+    from glucoledger.node import deid
+
+    studies = [lab.study(), lab.study(protocol="GL-EXER-2")]
+    for s in studies:
+        for i in range(3):
+            lab.join(i, s)
+    shifts: dict[int, set[int]] = {}
+    for study in studies:
+        doc = lab.release(study)
+        key = deid.study_key(lab.research._secret(), study)
+        for i in range(3):
+            pid = deid.pseudonym(key, lab.patients[i].id)
+            rows = [r for r in doc["rows"] if r["pid"] == pid and r["stream"] == "cgm"]
+            cgm = [r for r in simulate_patient(10 + i, DAYS, NOW - DAYS * DAY)["cgm"]]
+            assert len(rows) == len(cgm) > 1000
+            for row, rec in zip(rows, cgm, strict=True):
+                got = datetime.fromisoformat(row["time"])
+                real = datetime(1970, 1, 1) + timedelta(
+                    milliseconds=rec.time_ms + rec.tz_offset_min * 60_000)
+                back = real - got
+                weeks = round(back / timedelta(weeks=1))
+                assert weeks >= 1 and got.weekday() == real.weekday()
+                assert got.date() == real.date() - timedelta(weeks=weeks)  # the day exactly
+                off = back - timedelta(weeks=weeks)
+                assert abs(off.total_seconds()) <= 30, (row["time"], real)
+                assert row["mgdl"] == rec.mgdl
+            times = [r["time"] for r in rows]
+            assert times == sorted(times) and len(set(times)) == len(times)  # order kept
+            shifts.setdefault(i, set()).add(round((real - got).total_seconds() * 1000))
+    assert all(len(s) == 2 for s in shifts.values())  # per study: unlinkable by the shift
+    # at local midnight the jitter is held inside the day (a case the data may not hit)
+    week = 7 * DAY
+    late, early = NOW - 5_000, NOW + 5_000  # 23:59:55 and 00:00:05 UTC
+    assert deid.shifted_local(late, 0, 2 * week - 20_000) == "2025-12-17T23:59:59.999"
+    assert deid.shifted_local(early, 0, 2 * week + 20_000) == "2025-12-18T00:00:00.000"
+    assert deid.shifted_local(early, 60, 2 * week - 20_000) == "2025-12-18T01:00:25.000"

@@ -34,9 +34,11 @@ log = logging.getLogger("glucoledger.api")
 
 
 def error_response(status: int, code: str, message: str,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"code": code, "message": message}, status_code=status,
-                        headers=headers)
+                   headers: dict[str, str] | None = None,
+                   extra: dict[str, object] | None = None) -> JSONResponse:
+    """``{code, message}``, plus ``extra`` (an integrity failure's every finding)."""
+    return JSONResponse({**(extra or {}), "code": code, "message": message},
+                        status_code=status, headers=headers)
 
 
 class BodyLimit:
@@ -180,7 +182,10 @@ def error_for(request: Request, exc: GlucoledgerError) -> Any:
         resp = error_page(request, exc)
         resp.headers.update(headers or {})
         return resp
-    return error_response(exc.http_status, exc.code, exc.message, headers)
+    from ..node.verify import IntegrityError
+
+    extra = exc.to_value() if isinstance(exc, IntegrityError) else None
+    return error_response(exc.http_status, exc.code, exc.message, headers, extra)
 
 
 def _is_portal(request: Request) -> bool:
@@ -283,7 +288,9 @@ def create_app(node: Node, settings: ServerSettings | None = None, *,
     from . import routes_research  # research sharing (issue 18)
 
     app.include_router(routes_research.router)
-    app.include_router(routes_research.pages)
+    from . import portal_research
+
+    app.include_router(portal_research.router)
     try:
         from . import portal
     except ImportError:  # pragma: no cover - jinja2 missing

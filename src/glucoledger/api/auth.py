@@ -17,10 +17,10 @@ from contextlib import contextmanager
 
 from fastapi import Request, Response
 
+from ..crypto.httpsig import verify_request
 from ..errors import AuthenticationError, GlucoledgerError, PermissionDeniedError, RejectedError
 from ..node.accounts import Identity, identity, keys_of
 from .context import Principal, ctx
-from .httpsig import verify_request
 from .security import COOKIE, Session
 
 __all__ = ["PERMISSION_CODES", "login", "login_with_code", "logout", "optional_session",

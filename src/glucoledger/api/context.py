@@ -7,20 +7,23 @@ through ``ctx(request)`` and call the node services it holds.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import InitVar, dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from fastapi import Request
 
-from ..crypto import PublicKey
+from ..crypto import PrivateKey, PublicKey
+from ..crypto.httpsig import NonceCache
 from ..errors import AuthenticationError, NotFoundError
-from ..node.accounts import AddressBook, Identity, identity
+from ..node.accounts import AddressBook, Identity, identity, keys_of
 from ..node.enrolment import Enrolments
 from ..node.people import Passwords, SecurityLog
+from ..node.readers import ReaderInvites
 from ..node.recovery import RecoveryCodes
 from ..node.service import Node
 from ..node.services import NodeServices
-from .httpsig import NonceCache
 from .security import CostLimiter, LoginLimiter, Session, Sessions
 
 __all__ = ["Principal", "ServerContext", "ServerSettings", "ctx"]
@@ -66,10 +69,16 @@ class ServerContext:
     sessions: Sessions = field(default_factory=Sessions)
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
     nonces: NonceCache = field(default_factory=NonceCache)
-    #: The node's services, from the one composition root (node/services.py).
-    svc: NodeServices | None = None
-    #: The same services by name (as routes reach them), plus the edge's own small state.
-    services: dict[str, Any] = field(default_factory=dict)
+    #: The node's services, from the one composition root (node/services.py): routes take
+    #: them typed from here (``c.svc.vault``, ``c.svc.access``, ``c.svc.ingest``, ...).
+    svc: NodeServices = field(init=False)
+    services_root: InitVar[NodeServices | None] = None
+    #: Nightscout reader invitations (node/readers.py), over ``svc.nightscout``.
+    readers: ReaderInvites = field(init=False)
+    #: The last ``POST /api/verify`` (or portal verify) result, shown by ``/api/status``.
+    last_verify: dict[str, Any] | None = None
+    #: The portal's per-account display preferences (api/portal_view.Prefs), built on use.
+    portal_prefs: Any = None
     _keys: dict[bytes, tuple[Identity, PublicKey]] = field(default_factory=dict)
     _mu: threading.Lock = field(default_factory=threading.Lock)
     enrolments: Enrolments = field(init=False)
@@ -77,36 +86,43 @@ class ServerContext:
     #: per-account budget of costly calls (verify, exports): ``CostLimiter``
     costly: CostLimiter = field(default_factory=CostLimiter)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, services_root: NodeServices | None) -> None:
         self.enrolments = Enrolments(self.node)
         self.recovery = RecoveryCodes(self.node)
+        # The caller opened the node and closes it; the services are closed by close().
+        self.svc = services_root or NodeServices.of(self.node)
+        self.readers = ReaderInvites(self.node, self.svc.nightscout)
 
     @classmethod
     def create(cls, node: Node, settings: ServerSettings | None = None) -> ServerContext:
-        svc = NodeServices.of(node)  # the caller opened the node and closes it
-        c = cls(node, settings or ServerSettings(), Passwords(node), SecurityLog(node.data_dir),
-                svc=svc)
-        c.services.update(vault=svc.vault, ingest=svc.ingest, access=svc.access,
-                          erasure=svc.erasure, nightscout=svc.nightscout)
-        from ..node.readers import ReaderInvites
+        return cls(node, settings or ServerSettings(), Passwords(node),
+                   SecurityLog(node.data_dir))
 
-        c.services["readers"] = ReaderInvites(node, svc.nightscout)
-        return c
+    @property
+    def services(self) -> Mapping[str, Any]:
+        """The services by name, read-only: for tests written before ``svc``; routes use
+        the typed ``svc`` attributes."""
+        return MappingProxyType({"vault": self.svc.vault, "ingest": self.svc.ingest,
+                                 "access": self.svc.access, "erasure": self.svc.erasure,
+                                 "nightscout": self.svc.nightscout, "readers": self.readers})
 
     def close(self) -> None:
         """Close the services (the Nightscout pipeline, then the vault); not the node."""
-        for name in ("nightscout", "vault", "erasure", "access", "ingest"):
-            self.services.pop(name, None)
-        if self.svc is not None:
-            self.svc.close()
+        self.svc.close()
 
     def erase(self, patient: bytes, keys: Any, streams: list[str]) -> bytes:
         """Order the patient's erasure of ``streams`` and destroy their keys and blobs."""
-        report = self.services["erasure"].erase_as(patient, keys, streams)
-        ns = self.services.get("nightscout")
-        if ns is not None:  # the refusal log quotes values: it goes with any erasure
-            ns.refusals.forget(patient)
-        return report.tx_hash  # type: ignore[no-any-return]
+        report = self.svc.erasure.erase_as(patient, keys, streams)
+        # The refusal log quotes values: it goes with any erasure.
+        self.svc.nightscout.refusals.forget(patient)
+        return report.tx_hash
+
+    def keys_for(self, who: Principal) -> list[PrivateKey]:
+        """The caller's custodial keys: unlocked by the session's login, or the node's
+        wallet keys of the account for a signed program (``node.accounts.keys_of``)."""
+        if who.session is not None:
+            return who.session.keys
+        return keys_of(self.node, who.ident)
 
     def account_lock(self, account: bytes) -> threading.RLock:
         """The node's lock for the account (``Node.account_lock``): transactions built from

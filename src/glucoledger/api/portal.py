@@ -30,7 +30,7 @@ from ..errors import AuthenticationError, OutOfRangeError
 from ..node import emergency as em
 from ..node.accounts import AddressBook
 from ..node.alerts import set_rules
-from . import portal_clinician, portal_patient
+from . import portal_clinician, portal_patient, portal_pdf
 from .auth import login, login_with_code, logout, optional_session, set_session_cookie
 from .context import ctx
 from .portal_base import HERE, back, error_page, fmt_of, form, prefs, render, who
@@ -56,6 +56,7 @@ __all__ = ["error_page", "router", "static_files"]
 router = APIRouter(include_in_schema=False)
 router.include_router(portal_patient.router)
 router.include_router(portal_clinician.router)
+router.include_router(portal_pdf.router)
 
 
 def static_files() -> StaticFiles:
@@ -128,7 +129,7 @@ def verify_now(request: Request, csrf: Annotated[str, Form(max_length=256)]) -> 
     c.costly.spend(s.ident.id.hex(), "verify", VERIFY_EVERY_S)  # as POST /api/verify
     with c.costly.slot():
         r = c.node.verify()
-    c.services["last_verify"] = {"ok": True, "blocks": r.blocks,
+    c.last_verify = {"ok": True, "blocks": r.blocks,
                                  "transactions": r.transactions, "rejected": r.rejected,
                                  "at_ms": int(time.time() * 1000),
                                  "seconds": round(r.seconds, 3)}

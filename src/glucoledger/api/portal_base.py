@@ -31,6 +31,7 @@ from ..errors import AuthenticationError, GlucoledgerError, OutOfRangeError
 from ..node.accounts import AddressBook
 from .auth import optional_session
 from .context import Principal, ctx
+from .portal_devices import age_words
 from .portal_view import Fmt, Prefs
 from .security import Session
 
@@ -51,15 +52,16 @@ KIND_WORDS = {"access": "looked at", "emergency_request": "asked for emergency a
 
 templates.env.globals["STREAM_WORDS"] = STREAM_WORDS
 templates.env.globals["KIND_WORDS"] = KIND_WORDS
+templates.env.globals["age_words"] = age_words
 templates.env.filters["words"] = lambda streams: ", ".join(
     STREAM_WORDS.get(s, s).lower() for s in streams)
 
 
 def prefs(request: Request) -> Prefs:
     c = ctx(request)
-    p = c.services.get("portal_prefs")
+    p = c.portal_prefs
     if not isinstance(p, Prefs):
-        p = c.services["portal_prefs"] = Prefs(c.node.data_dir)
+        p = c.portal_prefs = Prefs(c.node.data_dir)
     return p
 
 

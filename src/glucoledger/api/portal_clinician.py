@@ -38,11 +38,13 @@ from ..node.report import agp_report as summary_agp
 from .auth import optional_session
 from .context import Principal, ctx
 from .portal_base import fmt_of, names, render, who
-from .portal_patient import DAY_MS, PERIODS, period_report, summary_row
-from .portal_view import Fmt, agp_report, day_chart
-from .routes_consent import _keys, emergency_requests, grant_value, read_for
+from .portal_charts import agp_chart, agp_report, day_chart
+from .portal_devices import device_status
+from .portal_patient import DAY_MS, PERIODS, SENSOR_DAYS, period_report, summary_row
+from .portal_view import Fmt
+from .routes_consent import emergency_requests, grant_value, read_for
 
-__all__ = ["router", "workspace"]
+__all__ = ["grant_for", "router", "workspace"]
 
 router = APIRouter(include_in_schema=False)
 PAGE = 20
@@ -50,7 +52,9 @@ SORTS = {"name": "patient", "tir": "tir", "tbr54": "tbr54", "tbr70": "tbr70", "g
          "wear": "active", "last": "last_ms", "expiry": "valid_until"}
 FLAGS = {"": "Everyone", "below54": "Time below 54 at least 1 %",
          "below70": "Time below 70 at least 4 %", "tir": "Time in range under 70 %",
-         "wear": "Sensor worn under 70 % of the time", "emergency": "Emergency access"}
+         "wear": "Sensor worn under 70 % of the time", "gri": "GRI 40 or more (zones C to E)",
+         "stale": "No data in the last 24 hours", "ending": "Access ends within 7 days",
+         "emergency": "Emergency access"}
 
 
 def _patient_rows(request: Request, p: Principal) -> list[dict[str, Any]]:
@@ -58,7 +62,7 @@ def _patient_rows(request: Request, p: Principal) -> list[dict[str, Any]]:
     node = ctx(request).node
     now = int(time.time() * 1000)
     book = names(request)
-    vault = ctx(request).services["access"].vault
+    vault = ctx(request).svc.access.vault
     best: dict[bytes, Any] = {}
     for g in ca.grants_to(node, p.id):
         if not g.active_at(now):
@@ -87,12 +91,17 @@ def _patient_rows(request: Request, p: Principal) -> list[dict[str, Any]]:
     return rows
 
 
-def _flagged(row: dict[str, Any], flag: str) -> bool:
+def _flagged(row: dict[str, Any], flag: str, now: int) -> bool:
+    """Whether ``row`` belongs under the filter ``flag`` (one of FLAGS) at ``now``."""
     if flag == "emergency":
         return bool(row["grant"]["emergency"])
+    if flag == "stale":  # nothing uploaded for a day, or never: the sensor or uploader stopped
+        return row["last_ms"] is None or now - row["last_ms"] > DAY_MS
+    if flag == "ending":
+        return bool(row["valid_until"] - now <= 7 * DAY_MS)
     key, limit, above = {"below54": ("tbr54", 1.0, True), "below70": ("tbr70", 4.0, True),
-                         "tir": ("tir", 70.0, False), "wear": ("active", 70.0, False)
-                         }.get(flag, ("", 0.0, True))
+                         "tir": ("tir", 70.0, False), "wear": ("active", 70.0, False),
+                         "gri": ("gri", 40.0, True)}.get(flag, ("", 0.0, True))
     if not key:
         return True
     v = row[key]
@@ -111,7 +120,8 @@ def workspace(request: Request, p: Principal, msg: str | None) -> Response:
     sort = q.get("sort", "name") if q.get("sort") in SORTS else "name"
     desc = q.get("dir") == "desc"
     flag = q.get("flag", "") if q.get("flag", "") in FLAGS else ""
-    rows = [r for r in _patient_rows(request, p) if _flagged(r, flag)]
+    now = int(time.time() * 1000)
+    rows = [r for r in _patient_rows(request, p) if _flagged(r, flag, now)]
     key = SORTS[sort]
     have = sorted([r for r in rows if r[key] is not None], key=lambda r: r[key], reverse=desc)
     rows = have + [r for r in rows if r[key] is None]  # no data: always last
@@ -126,7 +136,7 @@ def workspace(request: Request, p: Principal, msg: str | None) -> Response:
                   max_hours=em.EMERGENCY_MAX_HOURS, streams=STREAMS)
 
 
-def _grant_for(request: Request, p: Principal, name: str) -> tuple[bytes, Any]:
+def grant_for(request: Request, p: Principal, name: str) -> tuple[bytes, Any]:
     """The patient called ``name`` and the most permissive active grant she gave ``p``."""
     try:
         pid = identity(ctx(request).node, name).id
@@ -138,7 +148,7 @@ def _grant_for(request: Request, p: Principal, name: str) -> tuple[bytes, Any]:
     if not mine:
         raise PermissionDeniedError(f"{name[:48]} has not given you access (or it ended); "
                                     "ask her to grant it", code="no_grant")
-    mine.sort(key=lambda g: (g.view != "raw", not g.emergency))
+    mine.sort(key=lambda g: (g.view != "raw", not g.emergency, -len(g.streams)))
     return pid, mine[0]
 
 
@@ -165,14 +175,20 @@ def _daily(readings: Sequence[CgmReading], fmt: Any, now: int) -> list[dict[str,
     return out
 
 
-def _summary_report(rel: SignedSummary, name: str, fmt: Fmt) -> Any:
+def _summary_report(rel: SignedSummary, name: str, fmt: Fmt) -> AgpReport | None:
     """The aggregate AGP of a summary grant (statistics, ranges, GRI, percentile profile; never
     a daily profile or a reading), or None when the node withheld the profile."""
     try:
-        report: AgpReport = summary_agp(rel, patient=name, units=fmt.units)
+        return summary_agp(rel, patient=name, units=fmt.units)
     except GlucoledgerError:
         return None
-    return agp_report(report)
+
+
+def _profile(rep: AgpReport | None, fmt: Fmt, days: int) -> Any:
+    """The portal's phone-sized AGP chart with its cursor and table (portal_charts.py)."""
+    if rep is None:
+        return None
+    return agp_chart(rep.agp, fmt, title=f"Glucose profile, the last {days} days")
 
 
 @router.get("/portal/patients/{name}", response_class=HTMLResponse)
@@ -180,12 +196,13 @@ def patient_page(request: Request, name: str) -> Response:
     if optional_session(request) is None:
         return RedirectResponse("/portal/login", status_code=303)
     _, p = who(request)
-    pid, g = _grant_for(request, p, name)
+    pid, g = grant_for(request, p, name)
     days, compare = _period_args(request)
     fmt = fmt_of(request)
     now = int(time.time() * 1000)
     values: dict[str, Any] = {"who": p, "pname": name, "grant": grant_value(request, g),
-                              "days": days, "compare": compare, "periods": PERIODS}
+                              "days": days, "compare": compare, "periods": PERIODS,
+                              "status": None, "now_ms": now}
     if g.view == "summary":
         rel = read_for(request, p, pid, ["cgm"], "summary", days)
         assert isinstance(rel, SignedSummary)
@@ -195,21 +212,29 @@ def patient_page(request: Request, name: str) -> Response:
                             "tar250": s.tar250, "mean": s.mean, "cv": s.cv, "gmi": s.gmi,
                             "active": s.active, "days": s.days_with_data,
                             "gri": s.gri}
-        values["agp"] = _summary_report(rel, name, fmt)
+        rep = _summary_report(rel, name, fmt)
+        values.update(agp=agp_report(rep), agp_chart=_profile(rep, fmt, days))
+        values["why"] = "summaries-only access does not include device status"
         return render(request, "clinician_patient.html", **values)
-    streams = sorted(set(g.streams) & {"cgm", "settings"})
-    if not streams:  # e.g. notes only: nothing this page draws
+    streams = sorted(set(g.streams) & {"cgm", "settings", "notes"})
+    values["why"] = f"{name} has not shared notes and device status with you"
+    if not streams:  # nothing this page draws
         return render(request, "clinician_patient.html", **values)
-    rel = read_for(request, p, pid, streams, "raw", days * 2 if compare else days)
+    # at least SENSOR_DAYS (the grant's window still bounds it): a sensor's start
+    rel = read_for(request, p, pid, streams, "raw",
+                   max(days * 2 if compare else days, SENSOR_DAYS))
     assert isinstance(rel, RawRelease)
+    if "notes" in streams:
+        values["status"] = device_status(rel.records)
     cgm = sorted((r for r in rel.records if isinstance(r, CgmReading)), key=lambda r: r.time_ms)
     settings = sorted((r for r in rel.records if isinstance(r, DeviceSettings)),
                       key=lambda r: r.time_ms)
+    rep = period_report(rel.records, name, fmt, now - days * DAY_MS, now)
     values.update(
         period=summary_row(cgm, now - days * DAY_MS, now),
         before=summary_row(cgm, now - 2 * days * DAY_MS, now - days * DAY_MS)
         if compare else None,
-        agp=agp_report(period_report(rel.records, name, fmt, now - days * DAY_MS, now)),
+        agp=agp_report(rep), agp_chart=_profile(rep, fmt, days),
         daily=_daily(cgm, fmt, now), settings=settings[-1] if settings else None,
         schedules=_schedules(settings[-1], fmt) if settings else [])
     return render(request, "clinician_patient.html", **values)
@@ -221,7 +246,7 @@ def download_csv(request: Request, name: str,
     """CSV through consent (an audited read): every reading under a raw grant, the summary
     metrics alone under a summary grant."""
     _, p = who(request)
-    pid, g = _grant_for(request, p, name)
+    pid, g = grant_for(request, p, name)
     out = io.StringIO()
     w = csv.writer(out)
     if g.view == "summary":
@@ -252,11 +277,11 @@ def download_fhir(request: Request, name: str,
                   days: Annotated[int, Query(ge=1, le=90)] = 14) -> Response:
     """A FHIR R4 Bundle through consent (node/fhir_export.py: raw only under a raw grant)."""
     _, p = who(request)
-    pid, _g = _grant_for(request, p, name)
+    pid, _g = grant_for(request, p, name)
     c = ctx(request)
     now = int(time.time() * 1000)
     with c.account_lock(p.id):
-        bundle = export_bundle(c.node, c.services["access"], p.id, _keys(request, p), pid,
+        bundle = export_bundle(c.node, c.svc.access, p.id, c.keys_for(p), pid,
                                start_ms=now - days * DAY_MS, end_ms=now, units="mg/dL",
                                now_ms=now)
     return Response(json.dumps(bundle), media_type="application/fhir+json", headers={

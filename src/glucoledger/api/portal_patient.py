@@ -38,7 +38,9 @@ from ..node.report import AgpReport, records_report
 from .auth import optional_session
 from .context import Principal, ctx
 from .portal_base import STREAM_WORDS, fmt_of, names, render, who
-from .portal_view import STALE_MS, Fmt, agp_report, current, day_chart
+from .portal_charts import agp_chart, agp_report, day_chart
+from .portal_devices import device_status, is_device_note
+from .portal_view import STALE_MS, Fmt, current
 from .routes_consent import devices as list_devices
 from .routes_consent import emergency_requests, grant_value, read_for
 
@@ -48,6 +50,8 @@ router = APIRouter(include_in_schema=False)
 PERIODS = (7, 14, 30, 90)
 DAY_MS = 86_400_000
 PAGE = 25
+#: How far back the home looks for a sensor start (the longest CGM sensors last 15 days).
+SENSOR_DAYS = 15
 
 
 def _records(request: Request, p: Principal, days: int) -> list[Any]:
@@ -94,7 +98,7 @@ def _today(records: Sequence[Any], fmt: Fmt, now_ms: int) -> dict[str, Any]:
         elif isinstance(r, SmbgReading):
             events.append({"time_ms": r.time_ms, "what": "Finger-stick",
                            "detail": f"{fmt.glucose(r.mgdl)} {fmt.units}"})
-        elif isinstance(r, Note):
+        elif isinstance(r, Note) and not is_device_note(r):
             events.append({"time_ms": r.time_ms, "what": "Note", "detail": r.text[:200]})
         elif isinstance(r, DeviceSettings):
             events.append({"time_ms": r.time_ms, "what": "Pump settings",
@@ -117,7 +121,7 @@ def _today(records: Sequence[Any], fmt: Fmt, now_ms: int) -> dict[str, Any]:
 
 def _devices(request: Request, p: Principal) -> list[dict[str, Any]]:
     """Her devices with the time of the newest data each sent (vault metadata)."""
-    vault = ctx(request).services["access"].vault
+    vault = ctx(request).svc.access.vault
     last: dict[bytes, int] = {}
     for row in vault.batches(p.id):
         last[row.uploader] = max(last.get(row.uploader, 0), row.end)
@@ -146,10 +150,12 @@ def home(request: Request, p: Principal, msg: str | None) -> Response:
     poll = int(q["poll"]) if q.get("poll", "").isdigit() else 60
     poll = min(max(poll, 2), 300)
     now = int(time.time() * 1000)
-    records = _records(request, p, days * 2 if compare else days)
+    # at least SENSOR_DAYS: a sensor started before a 7-day period still has an age
+    records = _records(request, p, max(days * 2 if compare else days, SENSOR_DAYS))
     cgm = [r for r in records if isinstance(r, CgmReading)]
     period = summary_row(cgm, now - days * DAY_MS, now)
     before = summary_row(cgm, now - 2 * days * DAY_MS, now - days * DAY_MS) if compare else None
+    rep = period_report(records, p.name, fmt, now - days * DAY_MS, now)
     rules = alert_rules(node, p.id)
     episodes = detect_episodes([r for r in cgm if r.time_ms >= now - 7 * DAY_MS], rules)[::-1]
     grants = [grant_value(request, g) for g in ca.grants(node, p.id)]
@@ -164,11 +170,14 @@ def home(request: Request, p: Principal, msg: str | None) -> Response:
                   days=days, compare=compare,
                   periods=PERIODS, period=period, before=before, today=_today(records, fmt,
                                                                                now),
-                  agp=agp_report(period_report(records, p.name, fmt, now - days * DAY_MS, now)),
+                  agp=agp_report(rep), agp_chart=agp_chart(
+                      rep.agp, fmt, title=f"Glucose profile, the last {days} days")
+                  if rep else None,
                   episodes=episodes[:10],
                   low=fmt.glucose(by_name.get("low", 70)),
                   high=fmt.glucose(by_name.get("high", 250)),
                   grants=grants, audit=trail[:5], names=people, devices=_devices(request, p),
+                  status=device_status(records), now_ms=now,
                   grantees=grantees, emergencies=[
                       r for r in emergency_requests(request, p) if r["status"] == "pending"],
                   denials=SecurityLog(node.data_dir).recent(5))
@@ -182,7 +191,7 @@ def newest_cgm(request: Request, patient: bytes) -> str:
     """A token that changes whenever her stored CGM changes: the number of committed batches,
     their readings and the latest batch end. Vault metadata only (no decryption, nothing
     released); a new upload is a new batch, so the token changes with every new reading."""
-    rows = ctx(request).services["access"].vault.batches(patient, "cgm")
+    rows = ctx(request).svc.access.vault.batches(patient, "cgm")
     return (f"{len(rows)}.{sum(r.count for r in rows)}."
             f"{max((r.end for r in rows), default=0)}")
 

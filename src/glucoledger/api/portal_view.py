@@ -1,4 +1,5 @@
-"""What the portal shows, in a person's own units and time zone: pure formatting and charts.
+"""What the portal shows, in a person's own units and time zone: pure formatting (the charts
+are in portal_charts.py).
 
 Everything here is a pure function of its arguments (no clock, no I/O) except ``Prefs``,
 which keeps each account's display preferences (units, time zone) in one JSON side file
@@ -9,10 +10,6 @@ in the vault depends on them.
 Invariants:
 - glucose is stored and computed in mg/dL; mmol/L is mg/dL / 18.016 rounded to one decimal
   (the conversion the IFCC / consensus reports use), shown only;
-- every chart is an inline SVG with ``role="img"``, an accessible name that states what it
-  shows, and a data table with the same numbers next to it (WCAG 1.1.1 text alternative);
-- text inside charts is sized in the chart's own units so it scales with the chart and stays
-  readable on a phone (the viewBox is 320 units wide: 11 units ~ 11 px at 320 px wide);
 - the trend arrow is the uploader's (Dexcom / Nightscout direction names) when it sent one,
   otherwise derived from the last 15 minutes' rate of change with the same cut-offs
   (1, 2 and 3 mg/dL per minute).
@@ -20,7 +17,6 @@ Invariants:
 
 from __future__ import annotations
 
-import html
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,14 +25,10 @@ from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from markupsafe import Markup
-
 from ..errors import GlucoledgerError, OutOfRangeError
 from ..files import atomic_write_json, read_json
-from ..node.report import AgpReport
 
-__all__ = ["MMOL", "STALE_MS", "Fmt", "Prefs", "agp_report", "current", "day_chart",
-           "trend_arrow", "zones"]
+__all__ = ["MMOL", "STALE_MS", "Fmt", "Prefs", "current", "trend_arrow", "zones"]
 
 MMOL: Final = 18.016
 #: A reading older than this is "stale": the sensor or the uploader stopped (3 CGM intervals).
@@ -142,55 +134,6 @@ def current(readings: Sequence[Any], now_ms: int, fmt: Fmt) -> dict[str, Any] | 
             "time_ms": last.time_ms, "time": fmt.when(last.time_ms), "band": band}
 
 
-def _esc(text: str) -> str:
-    return html.escape(text, quote=True)
-
-
-def day_chart(points: Sequence[tuple[int, int]], start_ms: int, fmt: Fmt, *, title: str,
-              marks: Sequence[tuple[int, str]] = ()) -> Markup:
-    """A one-day glucose line (``points``: time_ms, mg/dL) from ``start_ms`` for 24 h, target
-    range 70-180 shaded, hour labels every 6 h in her zone, ``marks`` (time_ms, short label:
-    insulin, carbohydrates) as ticks along the bottom. Accessible name: ``title`` plus the
-    range of values; the caller puts the data table next to it."""
-    w, h, left, bottom, top = 320, 170, 34, 22, 8
-    span = 86_400_000
-    ymax = 350
-
-    def x(ms: int) -> float:
-        return left + (w - left - 4) * min(max(ms - start_ms, 0), span) / span
-
-    def y(mgdl: float) -> float:
-        return top + (h - top - bottom) * (1 - min(mgdl, ymax) / ymax)
-
-    parts = [(f'<rect x="{left}" y="{y(180):.1f}" width="{w - left - 4}" '
-             f'height="{y(70) - y(180):.1f}" fill="#dff1e3"/>')]
-    for v in (70, 180, 250):
-        parts.append(f'<line x1="{left}" x2="{w - 4}" y1="{y(v):.1f}" y2="{y(v):.1f}" '
-                     f'stroke="#8a9099" stroke-width="0.6" stroke-dasharray="3 2"/>'
-                     f'<text x="{left - 3}" y="{y(v) + 4:.1f}" text-anchor="end" '
-                     f'font-size="11" fill="#222">{fmt.glucose(v)}</text>')
-    for hh in range(0, 25, 6):
-        ms = start_ms + hh * 3_600_000
-        parts.append(f'<text x="{x(ms):.1f}" y="{h - 6}" text-anchor="middle" font-size="11" '
-                     f'fill="#222">{"24:00" if hh == 24 else fmt.hhmm(ms)}</text>')
-    if points:
-        path = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in points)
-        parts.append(f'<polyline points="{path}" fill="none" stroke="#0b3d91" '
-                     f'stroke-width="1.8"/>')
-    for t, label in marks:
-        parts.append(f'<text x="{x(t):.1f}" y="{h - bottom + 2:.1f}" text-anchor="middle" '
-                     f'font-size="10" fill="#5a1200">{_esc(label)}</text>')
-    if points:
-        lo, hi = min(v for _, v in points), max(v for _, v in points)
-        name = (f"{title}: {len(points)} readings from {fmt.glucose(lo)} to "
-                f"{fmt.glucose(hi)} {fmt.units}; the table below lists them")
-    else:
-        name = f"{title}: no readings"
-    return Markup(f'<svg class="chart" viewBox="0 0 {w} {h}" role="img" '
-                  f'aria-label="{_esc(name)}" preserveAspectRatio="xMidYMid meet">'
-                  f'{"".join(parts)}</svg>')
-
-
 class Prefs:
     """Display preferences per account (``{account id hex: {units, tz}}``), one side file.
 
@@ -232,14 +175,3 @@ class Prefs:
             doc[account.hex()] = {"units": units, "tz": tz}
             atomic_write_json(self.path, doc)
         return Fmt(units, tz)
-
-
-def agp_report(report: AgpReport | None) -> Markup | None:
-    """The AGP report (node/report.py, the one pipeline the CLI uses too) embedded in a page,
-    in a sandboxed frame so the report's own page and styles stay as they are; None when
-    there is nothing to draw."""
-    if report is None:
-        return None
-    return Markup('<iframe class="agp-report" title="AGP report of {}" sandbox="" '
-                  'style="width:100%;height:1400px;border:0" srcdoc="{}"></iframe>'
-                  ).format(report.patient, report.html())

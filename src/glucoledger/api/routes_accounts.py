@@ -133,7 +133,7 @@ def nightscout_uploader(request: Request, response: Response, who: Who) -> dict[
     secret = secrets.token_urlsafe(18)
     c = ctx(request)
     with c.account_lock(who.id):
-        gw = c.services["nightscout"].add_uploader(who.name, secret)
+        gw = c.svc.nightscout.add_uploader(who.name, secret)
     no_store(response)
     return {"gateway": gw.name, "account": gw.id.hex(), "api_secret": secret,
             "api_secret_sha1": nightscout_secret_digests(secret)[0]}
@@ -148,14 +148,14 @@ def nightscout_reader(body: ReaderBody, request: Request, who: Who) -> dict[str,
     require_kind(request, who, "patient")
     c = ctx(request)
     with permission(request, who):
-        reader = c.services["readers"].invite(who.ident, body.reader)
+        reader = c.readers.invite(who.ident, body.reader)
     return {"reader": reader.name, "status": "invited"}
 
 
 @router.get("/nightscout/reader-invitations", responses=ERRORS)
 def reader_invitations(request: Request, who: Who) -> dict[str, Any]:
     """The patients who invited you to follow them through Nightscout."""
-    return {"patients": ctx(request).services["readers"].pending(who.ident)}
+    return {"patients": ctx(request).readers.pending(who.ident)}
 
 
 @router.post("/nightscout/reader-tokens", responses=ERRORS, status_code=201)
@@ -165,6 +165,6 @@ def nightscout_reader_token(body: ReaderTokenBody, request: Request, response: R
     shown once (the node keeps hashes)."""
     c = ctx(request)
     with permission(request, who):
-        token = c.services["readers"].mint(who.ident, body.patient)
+        token = c.readers.mint(who.ident, body.patient)
     no_store(response)
     return {"reader": who.name, "patient": body.patient, "token": token}

@@ -17,11 +17,12 @@ from ..glucose.readings import CgmReading
 from ..names import MAX_NAME, NAME_PATTERN
 from ..node import consent_actions as ca
 from ..node import emergency as em
-from ..node.access import RawRelease, SignedSummary
-from ..node.accounts import AddressBook, identity, keys_of
+from ..node.access import RawRelease, SealedRelease, SignedSummary
+from ..node.accounts import AddressBook, identity
 from ..node.alerts import set_rules
 from ..node.audit import AuditEntry, audit_with_refusals
 from ..node.devices import uploaders
+from ..node.localdays import last_days as local_last_days
 from ..state.consent import Grant, load_grant
 from ..state.consent import Request as ReadRequest
 from .auth import permission, principal, record_refusal, require_kind
@@ -38,9 +39,7 @@ DAY_MS = 86_400_000
 
 def _keys(request: Request, who: Principal) -> list[PrivateKey]:
     """The caller's unlocked custodial keys (session), or the wallet's for a signed program."""
-    if who.session is not None:
-        return who.session.keys
-    return keys_of(ctx(request).node, who.ident)
+    return ctx(request).keys_for(who)
 
 
 def _name_of(request: Request, account: bytes) -> str:
@@ -195,13 +194,18 @@ def _grant_patient(request: Request, grant_id: bytes) -> bytes | None:
 
 def read_for(request: Request, who: Principal, patient: bytes, streams: list[str], view: str,
              last_days: int | None) -> RawRelease | SignedSummary:
-    """One audited read as ``who`` (write-ahead: the access record is ordered first)."""
+    """One audited read as ``who`` (write-ahead: the access record is ordered first). A
+    summary of the last N days covers N whole local days (node/localdays.py)."""
     c = ctx(request)
-    access = c.services["access"]
-    window = {"last_days": last_days} if last_days else None
+    access = c.svc.access
+    window: dict[str, int] | None = {"last_days": last_days} if last_days else None
+    if last_days and view == "summary":
+        window = local_last_days(c.node.data_dir, patient, last_days, c.node.now_ms()).window()
     req = ReadRequest(patient, tuple(sorted(set(streams))), view, window)
     try:
-        return access.read_as(who.id, _keys(request, who), req)  # type: ignore[no-any-return]
+        out = access.read_as(who.id, _keys(request, who), req)
+        assert not isinstance(out, SealedRelease)  # no wrap_to: released in the clear
+        return out
     except PermissionDeniedError as exc:
         record_refusal(request, exc, who.name)
         raise

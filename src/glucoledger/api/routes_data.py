@@ -30,6 +30,7 @@ from ..names import NAME_PATTERN
 from ..node.accounts import identity
 from ..node.erasure import erased_by
 from ..node.proofs import MAX_PROOF, dumps_proof, prove_reading, verify_proof
+from ..node.registry import Registry
 from ..node.verify import verify_vault
 from ..vault.store import BatchRow
 from .auth import principal, record_refusal, require_kind
@@ -90,7 +91,7 @@ def batches(request: Request, who: Who,
             offset: Annotated[int, Query(ge=0, lt=1 << 32)] = 0) -> dict[str, Any]:
     """Committed batches of a patient (oldest first), with how they were attested."""
     pid = _patient_for(request, who, patient)
-    rows = ctx(request).services["vault"].batches(pid, stream)
+    rows = ctx(request).svc.vault.batches(pid, stream)
     return {"patient": pid.hex(), "total": len(rows),
             "batches": [batch_value(r) for r in rows[offset:offset + limit]]}
 
@@ -107,7 +108,7 @@ def prove(request: Request, who: Who,
     checkpoint. Save it and check it anywhere with ``glucoledger verify-proof``."""
     require_kind(request, who, "patient")
     c = ctx(request)
-    doc = prove_reading(c.node, c.services["vault"], who.id, stream, time)
+    doc = prove_reading(c.node, c.svc.vault, who.id, stream, time)
     return Response(dumps_proof(doc), media_type="application/json",
                     headers={"Cache-Control": "no-store"})
 
@@ -142,8 +143,9 @@ async def verify_the_vault(request: Request, who: Who) -> dict[str, Any]:
     AES-GCM tag, its salted root. Erased batches are reported as erased, not as tampering."""
     require_kind(request, who, "organization")
     c = ctx(request)
-    report = await run_in_threadpool(verify_vault, c.node.store, c.services["vault"],
-                                     erased=erased_by(c.node))
+    report = await run_in_threadpool(verify_vault, c.node.store, c.svc.vault,
+                                     erased=erased_by(c.node),
+                                     label=Registry(c.node.data_dir).label)
     return {"ok": True, "batches": report.batches, "decrypted": report.decrypted,
             "self_custody": report.self_custody, "seconds": round(report.seconds, 3),
             "erased": [{"blob": ct.hex(), "by": tx.hex()} for ct, tx in report.erased]}

@@ -45,7 +45,6 @@ from ..node.ingest import IngestReceipt
 from ..vault.batch import MAX_UPLOAD_BYTES
 from .auth import permission, principal, record_refusal, require_kind
 from .context import Principal, ctx
-from .routes_consent import _keys
 from .routes_ledger import ERRORS, Strict
 
 __all__ = ["UPLOAD_MEDIA", "router"]
@@ -126,7 +125,7 @@ def register_device(body: DeviceBody, request: Request, who: Who) -> dict[str, A
     c = ctx(request)
     key = _public_key(body.key)
     with permission(request, who), c.account_lock(who.id):
-        did = dv.register_device(c.node, who.id, _keys(request, who), body.serial, body.model,
+        did = dv.register_device(c.node, who.id, c.keys_for(who), body.serial, body.model,
                                  key)
     return device_value(dv.uploader(c.node, did))
 
@@ -153,7 +152,7 @@ def _patient_action(request: Request, who: Principal, device_id: str, what: str)
     c = ctx(request)
     action = dv.bind_device if what == "bind" else dv.unbind_device
     with permission(request, who), c.account_lock(who.id):
-        action(c.node, who.id, _keys(request, who), bytes.fromhex(device_id))
+        action(c.node, who.id, c.keys_for(who), bytes.fromhex(device_id))
 
 
 @router.post("/devices/{device_id}/binding", responses=ERRORS)
@@ -178,7 +177,7 @@ def revoke_device(device_id: DeviceId, request: Request, who: Who) -> dict[str, 
     require_kind(request, who, "maker", "patient", "organization")
     c = ctx(request)
     with permission(request, who), c.account_lock(who.id):
-        dv.revoke_device(c.node, who.id, _keys(request, who), bytes.fromhex(device_id))
+        dv.revoke_device(c.node, who.id, c.keys_for(who), bytes.fromhex(device_id))
     return device_value(dv.uploader(c.node, bytes.fromhex(device_id)))
 
 
@@ -253,7 +252,7 @@ async def upload(request: Request) -> JSONResponse:
     wire = await _body(request, min(c.settings.max_body, MAX_UPLOAD_BYTES))
     if not wire:
         raise MalformedError("the request has no body; send the signed upload as CBOR")
-    (result,) = await run_in_threadpool(c.services["ingest"].upload_wire, [wire])
+    (result,) = await run_in_threadpool(c.svc.ingest.upload_wire, [wire])
     if isinstance(result, GlucoledgerError):
         raise _upload_refusal(request, result)
     return JSONResponse(receipt_value(result), status_code=200 if result.duplicate else 201)
@@ -265,7 +264,7 @@ def _maker_submits(request: Request, who: Principal, action: Any, *args: Any) ->
     require_kind(request, who, "maker")
     c = ctx(request)
     with permission(request, who), c.account_lock(who.id):
-        action(c.node, who.id, _keys(request, who), *args)
+        action(c.node, who.id, c.keys_for(who), *args)
 
 
 @router.post("/firmware", responses=ERRORS, status_code=201)

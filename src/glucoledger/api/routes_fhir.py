@@ -17,7 +17,7 @@ from ..errors import InputError, PermissionDeniedError
 from ..node.fhir_export import export_bundle
 from .auth import principal
 from .context import Principal, ctx
-from .routes_consent import _keys, patient_by_id
+from .routes_consent import patient_by_id
 from .routes_ledger import ERRORS
 
 __all__ = ["router"]
@@ -58,7 +58,7 @@ def cgm_bundle(patient: str, request: Request, who: Who,
     c.costly.spend(who.id.hex(), "export", EXPORT_EVERY_S, EXPORT_BURST)  # else 429
     try:
         with c.account_lock(who.id):
-            return export_bundle(c.node, c.services["access"], who.id, _keys(request, who),
+            return export_bundle(c.node, c.svc.access, who.id, c.keys_for(who),
                                  pid,
                                  start_ms=lo, end_ms=hi, units=units,
                                  now_ms=int(time.time() * 1000))

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..errors import InputError, NotFoundError, OutOfRangeError
 from ..names import MAX_NAME, NAME_PATTERN
 from ..node.accounts import AddressBook, identity
+from ..node.verify import IntegrityError
 from .auth import login, login_with_code, logout, principal, set_session_cookie
 from .context import Principal, ctx
 
@@ -61,7 +62,7 @@ def status_value(request: Request) -> dict[str, Any]:
     node = c.node
     node.sync()
     last = node.last_header()
-    verified = c.services.get("last_verify")
+    verified = c.last_verify
     return {"chain": node.chain, "node": node.config.name,
             "height": last.height if last else None,
             "log_size": last.log_size if last else 0,
@@ -229,16 +230,23 @@ def block(request: Request, height: int) -> dict[str, Any]:
 
 @router.post("/verify", responses=ERRORS)
 def verify(request: Request, who: Who) -> dict[str, Any]:
-    """Re-derive the whole chain from the store; the first bad spot, or the totals. Costly:
-    once a minute per account, one at a time on the node (429 with Retry-After)."""
+    """Re-derive the whole chain from the store: the totals, or (422, code ``integrity``)
+    every bad spot in ``findings`` and what the break left ``unchecked``, as the CLI's
+    ``verify`` prints them. Costly: once a minute per account, one at a time on the node
+    (429 with Retry-After). ``GET /api/status`` shows the last result, failed or not."""
     c = ctx(request)
     c.costly.spend(who.id.hex(), "verify", VERIFY_EVERY_S)
     started = time.time()
     with c.costly.slot():
-        report = c.node.verify()
+        try:
+            report = c.node.verify()
+        except IntegrityError as exc:
+            c.last_verify = {"ok": False, "findings": len(exc.findings),
+                             "first": exc.finding.describe(), "at_ms": int(started * 1000)}
+            raise
     value = {"ok": True, "blocks": report.blocks, "transactions": report.transactions,
              "rejected": report.rejected, "log_size": report.log_size,
              "log_root": base64.b64encode(report.log_root).decode(),
              "seconds": round(report.seconds, 3), "at_ms": int(started * 1000)}
-    c.services["last_verify"] = value
+    c.last_verify = value
     return value

@@ -54,7 +54,7 @@ _AUTH_PARAMS = {"parameters": [
 
 
 def _svc(request: Request) -> NightscoutService:
-    return ctx(request).services["nightscout"]  # type: ignore[no-any-return]
+    return ctx(request).svc.nightscout
 
 
 def _auth(request: Request) -> Binding:
@@ -72,7 +72,9 @@ async def _post(request: Request, collection: str) -> JSONResponse:
     try:
         # Checked here, stored by the upload pipeline's thread with whatever other POSTs
         # arrive meanwhile (one block for all); no thread is held while this one waits.
-        pending = _svc(request).post(binding, collection, body, int(time.time() * 1000))
+        # A PUT (Nightscout's save) replaces the document whose _id it carries.
+        pending = _svc(request).post(binding, collection, body, int(time.time() * 1000),
+                                     replace=request.method == "PUT")
     except PermissionDeniedError as exc:
         record_refusal(request, exc, binding.account)
         raise

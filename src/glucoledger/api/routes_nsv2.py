@@ -67,7 +67,7 @@ def history(request: Request, who: Who, collection: str, doc_id: str) -> list[di
     require_kind(request, who, "patient")
     if collection not in COLLECTIONS:
         raise MalformedError(f"{collection[:20]}: one of {', '.join(COLLECTIONS)}")
-    svc = ctx(request).services["nightscout"]
+    svc = ctx(request).svc.nightscout
     versions = svc.history(Binding("owner", who.id, who.name), collection, doc_id)
     return [dict(v, by=v["by"].hex() if v["by"] else None,
                  tx=v["tx"].hex() if v["tx"] else None) for v in versions]
@@ -78,6 +78,6 @@ def refusals(request: Request, who: Who) -> list[dict[str, Any]]:
     """Documents your Nightscout uploaders sent that could not be stored, newest first,
     with the reason: fix the device or app that sent them."""
     require_kind(request, who, "patient")
-    log = ctx(request).services["nightscout"].refusals.of(who.id)
+    log = ctx(request).svc.nightscout.refusals.of(who.id)
     return [{"time_ms": r.time_ms, "uploader": r.uploader, "collection": r.collection,
              "index": r.index, "reason": r.reason} for r in reversed(log)]

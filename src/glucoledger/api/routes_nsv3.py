@@ -5,10 +5,12 @@
 - ``GET /api/v3/{col}`` (``field$op=value``, ``sort``/``sort$desc``, ``limit``),
   ``/api/v3/{col}/{identifier}``, ``/api/v3/{col}/history/{ms}`` (what changed after ms,
   deletions included, oldest change first);
-- ``POST /api/v3/{col}`` (one document: 201 with its ``identifier``; a document that cannot
-  be stored: 400 with the reason, logged for the patient), ``PATCH``/``PUT
-  /api/v3/{col}/{identifier}`` (a new version), ``DELETE /api/v3/{col}/{identifier}`` (a
-  deletion version); ``GET /api/v3/food`` (empty: no food database here).
+- ``POST /api/v3/{col}`` (one document: 201 with its ``identifier``, the client's own when it
+  sent one; a document whose ``identifier`` is already here replaces that document: 200,
+  ``isDeduplication``; a document that cannot be stored: 400 with the reason, logged for the
+  patient), ``PATCH``/``PUT /api/v3/{col}/{identifier}`` (a new version of that document,
+  even when its time changed), ``DELETE /api/v3/{col}/{identifier}`` (a deletion version);
+  ``GET /api/v3/food`` (empty: no food database here).
 
 Every answer is ``{"status": <code>, "result": ...}`` as cgm-remote-monitor's lib/api3 sends
 it; errors ``{"status": <code>, "message": ...}`` with the same code. Reads go through consent
@@ -33,8 +35,10 @@ from ..errors import (
     PermissionDeniedError,
 )
 from ..interop import nightscout as ns
+from ..interop.nsfields import TIMES
 from ..interop.nsquery import v3_params
 from ..node.nightscout import Binding, NightscoutService
+from ..node.nsv3 import identifier_of
 from .app import json_body
 from .auth import record_refusal
 from .context import ctx
@@ -49,7 +53,7 @@ _FIELDS: Final = {"entries": "date", "treatments": "created_at", "devicestatus":
 
 
 def _svc(request: Request) -> NightscoutService:
-    return ctx(request).services["nightscout"]  # type: ignore[no-any-return]
+    return ctx(request).svc.nightscout
 
 
 def _now() -> int:
@@ -168,13 +172,20 @@ def history_since_header(request: Request, col: str) -> JSONResponse:
                        after=after))
 
 
-def _one(request: Request, col: str, identifier: str) -> dict[str, Any]:
+def _lookup(request: Request, col: str, identifier: str) -> dict[str, Any] | None:
+    """The current document named ``identifier`` (the client's own, or its ``_id``)."""
     binding = _auth(request)
-    query = ns.parse_query(col, [("find[_id]", identifier), ("count", "1")])
+    query = ns.parse_query(col, [("find[$or][0][identifier]", identifier),
+                                 ("find[$or][1][_id]", identifier), ("count", "1")])
     found = _svc(request).v3.documents(binding, col, query)
-    if not found:
+    return found[0] if found else None
+
+
+def _one(request: Request, col: str, identifier: str) -> dict[str, Any]:
+    found = _lookup(request, col, identifier)
+    if found is None:
         raise NotFoundError(f"no {col} document with identifier {identifier[:40]!r}")
-    return found[0]
+    return found
 
 
 @router.get("/api/v3/{col}/{identifier}", responses=_ERR)
@@ -182,29 +193,42 @@ def read_one(request: Request, col: str, identifier: str) -> JSONResponse:
     return _ok(_one(request, _collection(col), identifier))
 
 
-async def _store(request: Request, col: str, doc: Any) -> JSONResponse:
+async def _store(request: Request, col: str, doc: Any, target: dict[str, Any] | None = None,
+                 status: int = 201) -> JSONResponse:
+    """Store ``doc``; as the next version of ``target`` (a current document) when given."""
     binding = _auth(request)
     if not isinstance(doc, dict):
         raise MalformedError("API v3 takes one document (a JSON object) per request")
-    doc = {k: v for k, v in doc.items() if k not in ("identifier", "srvModified",
-                                                     "srvCreated", "isValid")}
+    doc = {k: v for k, v in doc.items() if k not in ("_id", "srvModified", "srvCreated",
+                                                     "isValid")}
+    if target is not None:
+        doc["_id"] = target["_id"]  # the document this one replaces (node/nightscout.py)
     try:
-        answer = await asyncio.wrap_future(_svc(request).post(binding, col, [doc], _now()))
+        answer = await asyncio.wrap_future(_svc(request).post(
+            binding, col, [doc], _now(), replace=target is not None))
     except PermissionDeniedError as exc:
         record_refusal(request, exc, binding.account)
         raise
     if "glucoledger" in answer[0]:
         raise InputError(answer[0]["glucoledger"]["reason"])
-    ident = answer[0]["_id"]
-    body = {"identifier": ident, "lastModified": _now(), "isDeduplication": False}
-    return _ok(body, 201, **body)
+    ident = identifier_of(answer[0])
+    body: dict[str, Any] = {"identifier": ident, "lastModified": _now(),
+                            "isDeduplication": status == 200}
+    if target is not None and status == 200 and identifier_of(target) != ident:
+        body["deduplicatedIdentifier"] = identifier_of(target)
+    return _ok(body, status, **body)
 
 
 @router.post("/api/v3/{col}", status_code=201, responses=_ERR)
 async def create(request: Request, col: str) -> JSONResponse:
+    """A new document (201), or, when one with the ``identifier`` sent is here, the next
+    version of that one (200, ``isDeduplication``), as cgm-remote-monitor's create does."""
     if _collection(col) not in ns.COLLECTIONS:
         raise MalformedError(f"/api/v3/{col}: this node keeps no {col}")
-    return await _store(request, col, json_body(await request.body()))
+    doc = json_body(await request.body())
+    own = doc.get("identifier") if isinstance(doc, dict) else None
+    existing = _lookup(request, col, own) if isinstance(own, str) and own else None
+    return await _store(request, col, doc, existing, 201 if existing is None else 200)
 
 
 @router.patch("/api/v3/{col}/{identifier}", responses=_ERR)
@@ -228,14 +252,20 @@ async def _update(request: Request, col: str, identifier: str) -> JSONResponse:
     if patch.get("isValid") is False:
         return _delete(request, col, identifier)
     current = _one(request, col, identifier)
-    doc = {**current, **patch} if request.method == "PATCH" else patch
-    doc = {k: v for k, v in doc.items() if k != "_id"}
-    return await _store(request, col, doc)
+    if request.method == "PATCH" and col in TIMES and any(t in patch for t in TIMES[col]):
+        # A new time: the other time fields of the current document (the server derived
+        # them from the old one, as Nightscout v3 derives created_at from date) go with it.
+        current = {k: v for k, v in current.items() if k not in TIMES[col]}
+    doc = {**current, **patch} if request.method == "PATCH" else dict(patch)
+    if doc.get("identifier") == current["_id"]:  # the server's name, not a field sent
+        doc.pop("identifier")
+    return await _store(request, col, doc, current, 200)
 
 
 def _delete(request: Request, col: str, identifier: str) -> JSONResponse:
     binding = _auth(request)
-    query = ns.parse_query(col, [("find[_id]", identifier)])
+    query = ns.parse_query(col, [("find[$or][0][identifier]", identifier),
+                                 ("find[$or][1][_id]", identifier)])
     try:
         result = _svc(request).delete(binding, col, query)
     except PermissionDeniedError as exc:

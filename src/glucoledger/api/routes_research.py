@@ -15,17 +15,15 @@ Anyone signed in (a release verifier):
 - ``GET /api/research/studies/{id}``: the study as a FHIR ResearchStudy, with spent budget
 - ``POST /api/research/verify``: check a bundle against this node's checkpoint key (the same
   check runs offline with ``glucoledger research verify`` or ``node.research.verify_bundle``)
+
+The portal's page for the three roles is api/portal_research.py (``/portal/research``).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
-from fastapi.templating import Jinja2Templates
 from pydantic import Field
 
 from ..codec import parse_hex_id
@@ -37,25 +35,22 @@ from ..node.research import ResearchService, verify_bundle
 from ..node.research_view import participation
 from ..state.consent import DAY_MS
 from ..state.research import load_study
-from .auth import optional_session, principal, require_kind
+from .auth import principal, require_kind
 from .context import Principal, ctx
 from .routes_ledger import ERRORS, Strict
 
-__all__ = ["pages", "router"]
+__all__ = ["research_service", "router"]
 
 router = APIRouter(prefix="/api/research", tags=["research"])
-#: ``GET /research``: the patient's page (a separate template; the portal links to it)
-pages = APIRouter(tags=["research"])
-_templates = Jinja2Templates(directory=str(Path(__file__).resolve().parent / "templates"))
 Who = Annotated[Principal, Depends(principal)]
 Stream = Literal["cgm", "smbg", "insulin", "carbs"]
 Field_ = Literal["age", "sex", "region", "diabetes_type"]
 Text = Annotated[str, Field(min_length=1, max_length=500)]
 
 
-def _service(request: Request) -> ResearchService:
+def research_service(request: Request) -> ResearchService:
     c = ctx(request)
-    return ResearchService(c.node, c.services["vault"])
+    return ResearchService(c.node, c.svc.vault)
 
 
 def _keys(request: Request, who: Principal) -> list[PrivateKey]:
@@ -106,12 +101,15 @@ class ConsentBody(Strict):
     streams: list[Stream] = Field(min_length=1, max_length=4)
     fields: list[Field_] = Field(max_length=4)
     days: int = Field(ge=1, le=3660)
-    profile: ProfileBody
+    #: her details, kept sealed on the node; left out: the ones she gave before
+    profile: ProfileBody | None = None
 
 
 class QueryBody(Strict):
     statistic: Literal["mean_glucose", "time_in_range", "time_below_70", "time_below_54",
-                       "gmi", "hourly_median_profile"]
+                       "gmi", "hourly_median_profile", "hypo1_episodes_per_week",
+                       "hypo2_episodes_per_week", "hyper1_episodes_per_week",
+                       "hyper2_episodes_per_week"]
     epsilon: float = Field(gt=0, le=100)
 
 
@@ -122,7 +120,7 @@ def register_study(body: StudyBody, request: Request, who: Who) -> dict[str, Any
     terms = body.model_dump(by_alias=True)
     terms["streams"], terms["fields"] = sorted(set(body.streams)), sorted(set(body.fields))
     terms["forms"] = sorted(set(body.forms))
-    sid = _service(request).register_study(who.id, _keys(request, who), terms,
+    sid = research_service(request).register_study(who.id, _keys(request, who), terms,
                                            [ctx(request).node.wallet.load("org")])
     return {"id": sid.hex(), "status": "open"}
 
@@ -136,7 +134,7 @@ def get_study(study_id: str, request: Request, who: Who) -> dict[str, Any]:
 @router.post("/studies/{study_id}/close", responses=ERRORS)
 def close_study(study_id: str, request: Request, who: Who) -> dict[str, Any]:
     require_kind(request, who, "organization")
-    _service(request).close_study(who.id, _keys(request, who), _study(study_id))
+    research_service(request).close_study(who.id, _keys(request, who), _study(study_id))
     return {"id": study_id, "status": "closed"}
 
 
@@ -144,7 +142,7 @@ def close_study(study_id: str, request: Request, who: Who) -> dict[str, Any]:
 def release(study_id: str, request: Request, who: Who) -> Response:
     """A de-identified record-level release (a bundle verifiable offline)."""
     require_kind(request, who, "organization")
-    raw = _service(request).release(who.id, _keys(request, who), _study(study_id))
+    raw = research_service(request).release(who.id, _keys(request, who), _study(study_id))
     return Response(raw, media_type="application/json",
                     headers={"Cache-Control": "no-store"})
 
@@ -153,7 +151,7 @@ def release(study_id: str, request: Request, who: Who) -> Response:
 def query(study_id: str, body: QueryBody, request: Request, who: Who) -> dict[str, Any]:
     """A differentially private cohort statistic; the budget is charged on the ledger first."""
     require_kind(request, who, "organization")
-    a = _service(request).query(who.id, _keys(request, who), _study(study_id),
+    a = research_service(request).query(who.id, _keys(request, who), _study(study_id),
                                 body.statistic, body.epsilon)
     return {"statistic": a.statistic, "values": list(a.values), "epsilon": a.epsilon,
             "participants": a.participants, "spent": a.spent, "budget": a.budget,
@@ -164,9 +162,9 @@ def query(study_id: str, body: QueryBody, request: Request, who: Who) -> dict[st
 def consent(study_id: str, body: ConsentBody, request: Request, who: Who) -> dict[str, Any]:
     """Opt in to a study (you may narrow its streams and fields)."""
     require_kind(request, who, "patient")
-    profile = Profile.from_value(body.profile.model_dump())
+    profile = Profile.from_value(body.profile.model_dump()) if body.profile else None
     node = ctx(request).node
-    gid = _service(request).join(who.id, _keys(request, who), _study(study_id),
+    gid = research_service(request).join(who.id, _keys(request, who), _study(study_id),
                                  sorted(set(body.streams)), sorted(set(body.fields)),
                                  node.now_ms() + body.days * DAY_MS, profile)
     return {"id": gid.hex(), "status": "active"}
@@ -176,7 +174,8 @@ def consent(study_id: str, body: ConsentBody, request: Request, who: Who) -> dic
 def withdraw(grant_id: str, request: Request, who: Who) -> dict[str, Any]:
     """Withdraw: you are in no release or query from the next block on."""
     require_kind(request, who, "patient")
-    _service(request).withdraw(who.id, _keys(request, who), parse_hex_id(grant_id, "a grant id"))
+    research_service(request).withdraw(who.id, _keys(request, who),
+                                       parse_hex_id(grant_id, "a grant id"))
     return {"id": grant_id, "status": "withdrawn"}
 
 
@@ -207,28 +206,3 @@ async def verify(request: Request, who: Who) -> dict[str, Any]:
             "rows": got.rows, "participants": got.participants,
             "batches": [b.hex() for b in got.batches], "checkpoint_size": got.checkpoint.size,
             "signer": got.signer}
-
-
-@pages.get("/research", response_class=HTMLResponse, include_in_schema=False)
-def research_page(request: Request) -> Response:
-    """Her studies, what each received, her credit (read-only; log in through the portal)."""
-    s = optional_session(request)
-    if s is None:
-        return RedirectResponse("/portal/login", status_code=303)
-    studies = []
-    for p in participation(ctx(request).node.state, s.ident.id):
-        uses = [{"when": datetime.fromtimestamp(r["time"] / 1000, UTC).strftime(
-                    "%Y-%m-%d %H:%M"),
-                 "form": ("de-identified records" if r["form"] == "records" else
-                          f"statistic {r['statistic']} (differential privacy, epsilon "
-                          f"{r['epsilon'] / 1e6:g})"),
-                 "status": ("withheld" if r["form"] == "records" and r["manifest"] is None
-                            else "received")} for r in p.releases]
-        studies.append({"protocol": p.study["protocol"], "purpose": p.study["purpose"],
-                        "status": p.grant["status"], "streams": ", ".join(p.grant["streams"]),
-                        "fields": ", ".join(p.grant["fields"]), "contact": p.study["contact"],
-                        "credits": p.credits, "days": p.credit_days,
-                        "terms": p.study["credit"]["terms"], "uses": uses})
-    return _templates.TemplateResponse(request, "research.html",
-                                       {"name": s.name, "studies": studies},
-                                       headers={"Cache-Control": "no-store"})

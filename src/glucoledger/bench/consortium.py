@@ -1,6 +1,7 @@
 """Consortium throughput and commit latency, side by side with an in-process Ethereum chain.
 
-``python -m glucoledger.bench.consortium [--tx N] [--batch B] [--clients C] [--eth M]``
+``python -m glucoledger.bench.consortium [--tx N] [--batch B] [--clients C] [--eth M]
+[--idle S] [--port-range A-B]``
 
 Starts 3 etcd members and 3 ``glucoledger node`` processes on 127.0.0.1 (``node.devcluster``),
 pre-signs N ``account.create`` transactions (signing is the clients' work, not timed), then C
@@ -11,7 +12,12 @@ poller reads every node's status every 10 ms.
   covers the block that holds it; tx/s = N / (time of the last such moment - start);
 - commit latency: per transaction, from its batch's submit to that moment (p50, p99).
 
-Side by side in the same run: the first M of the same envelopes, each sent as the data of a
+CPU, with psutil over the processes themselves: the nodes' and etcd's CPU over ``idle``
+seconds with no load (before any transaction and again after them all), and their CPU during
+the timed section divided by the transactions (per node: the nodes' total over 3).
+
+Baselines in the same run: the all-core Ed25519 verify ceiling (``bench.common``), and, side
+by side: the first M of the same envelopes, each sent as the data of a
 transaction on an eth-tester chain (py-evm, in process), waiting for each receipt.
 
 Numbers are printed, never asserted: they depend on the machine.
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import threading
@@ -28,8 +35,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
 from ..node import control, devcluster
 from ..node.genesis_file import member_of
+from .common import Ports, best_ceiling, print_ceiling, print_load, signature_ceiling
 from .ledger import account_envelopes
 
 __all__ = ["main", "run"]
@@ -44,16 +53,76 @@ def _pct(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, int(p * len(s)))] if s else float("nan")
 
 
-def run(n: int = 6000, batch: int = 500, clients: int = 6, eth: int = 200) -> dict[str, float]:
+def _processes(state: dict[str, Any], base: Path) -> tuple[list[Any], list[Any]]:
+    import psutil  # type: ignore[import-untyped]
+
+    cluster = devcluster._CLUSTERS[base / "etcd"]
+    nodes = [psutil.Process(int(x["pid"])) for x in state["nodes"]]
+    etcd = [psutil.Process(m.pid) for m in cluster.members if m.pid is not None]
+    return nodes, etcd
+
+
+def _cpu(procs: list[Any]) -> float:
+    total = 0.0
+    for p in procs:
+        t = p.cpu_times()
+        total += t.user + t.system + getattr(t, "children_user", 0.0) + getattr(
+            t, "children_system", 0.0)
+    return total
+
+
+def idle_cpu(nodes: list[Any], etcd: list[Any], seconds: float) -> dict[str, float]:
+    """Cores busy (CPU seconds per second) over ``seconds`` of no load."""
+    n0, e0 = _cpu(nodes), _cpu(etcd)
+    time.sleep(seconds)
+    return {"idle_nodes_cores": (_cpu(nodes) - n0) / seconds,
+            "idle_etcd_cores": (_cpu(etcd) - e0) / seconds}
+
+
+def run(n: int = 6000, batch: int = 500, clients: int = 6, eth: int = 200, idle: float = 30.0,
+        port_range: str = "", follow: str = "watch") -> dict[str, float]:
+    """One cluster, one load; ``follow``: "watch" (the nodes' default) or "poll" (the nodes
+    run the polling loop, ``GLUCOLEDGER_FOLLOW=poll``: the same-run baseline of the watch)."""
+    if follow not in ("watch", "poll"):
+        raise ValueError("follow is 'watch' or 'poll'")
+    saved = os.environ.get("GLUCOLEDGER_FOLLOW")
+    os.environ["GLUCOLEDGER_FOLLOW"] = follow  # the node processes inherit it
+    try:
+        return _run(n, batch, clients, eth, idle, port_range)
+    finally:
+        if saved is None:
+            os.environ.pop("GLUCOLEDGER_FOLLOW", None)
+        else:
+            os.environ["GLUCOLEDGER_FOLLOW"] = saved
+
+
+def _run(n: int, batch: int, clients: int, eth: int, idle: float,
+         port_range: str) -> dict[str, float]:
     envs = account_envelopes(CHAIN, n)
+    ports = Ports.from_args(0, port_range)
+    base_port = ports.block(9) if port_range else None  # 6 for etcd, 3 control endpoints
     with tempfile.TemporaryDirectory(prefix="glucoledger-bench-") as tmp:
-        state = devcluster.up(Path(tmp) / "c", 3)
+        base = (Path(tmp) / "c").resolve()
+        state = devcluster.up(base, 3, base_port=base_port)
         folders = [Path(x["data"]) for x in state["nodes"]]
         urls = [x["control"] for x in state["nodes"]]
         try:
-            return _measure(envs, batch, clients, folders, urls) | _eth(envs[:eth])
+            nodes, etcd = _processes(state, base)
+            out: dict[str, float] = {}
+            if idle > 0:
+                time.sleep(2)  # let start-up settle (genesis, first notes)
+                out |= {f"{k}_before": v for k, v in idle_cpu(nodes, etcd, idle).items()}
+            n0, e0 = _cpu(nodes), _cpu(etcd)
+            out |= _measure(envs, batch, clients, folders, urls)
+            done = out["consortium_tx"] or 1
+            out["node_cpu_ms_per_tx_per_node"] = (_cpu(nodes) - n0) / done / len(nodes) * 1000
+            out["etcd_cpu_ms_per_tx"] = (_cpu(etcd) - e0) / done * 1000
+            if idle > 0:
+                time.sleep(2)
+                out |= {f"{k}_after": v for k, v in idle_cpu(nodes, etcd, idle).items()}
+            return out | _eth(envs[:eth])
         finally:
-            devcluster.down(Path(tmp) / "c")
+            devcluster.down(base)
 
 
 def _measure(envs: list[bytes], batch: int, clients: int, folders: list[Path],
@@ -145,10 +214,35 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--clients", type=int, default=6)
     ap.add_argument("--eth", type=int, default=200)
+    ap.add_argument("--idle", type=float, default=30.0,
+                    help="seconds of idle CPU measured before and after the load (0: skip)")
+    ap.add_argument("--compare-poll", action="store_true",
+                    help="run again with the nodes polling etcd (the old loop), same run")
+    ap.add_argument("--port-range", default="",
+                    help="take the 9 ports (6 etcd, 3 control endpoints) from FIRST-LAST")
     args = ap.parse_args()
-    results = run(args.tx, args.batch, args.clients, args.eth)
+    try:
+        Ports.from_args(0, args.port_range)  # a bad range is refused before any work
+    except InputError as exc:
+        raise SystemExit(f"bench.consortium: {exc}") from None
+    print_load("start")
+    ceiling = signature_ceiling()
+    print_ceiling(ceiling)
+    try:
+        results = run(args.tx, args.batch, args.clients, args.eth, args.idle, args.port_range)
+        base = (run(args.tx, args.batch, args.clients, 0, args.idle, args.port_range, "poll")
+                if args.compare_poll else {})
+    except InputError as exc:
+        raise SystemExit(f"bench.consortium: {exc}") from None
     for k, v in results.items():
-        print(f"{k:24} {v:,.3f}")
+        ratio = f"   {v / base[k]:.3f}x the polling loop's" if base.get(k) else ""
+        print(f"{k:32} {v:,.3f}{ratio}")
+    for k, v in base.items():
+        print(f"baseline (polling loop) {k:32} {v:,.3f}")
+    best = best_ceiling(ceiling)
+    print(f"consortium: {results['consortium_tx_per_s'] / best:.3f}x the all-core signature "
+          f"ceiling (goal: >= 3,000 tx/s, p99 < 1 s, idle < 0.05 cores)")
+    print_load("end")
 
 
 if __name__ == "__main__":

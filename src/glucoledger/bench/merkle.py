@@ -25,6 +25,7 @@ import sys
 import time
 
 from ..ledger.merkle import CompactTree, MemoryNodes, inclusion_proof, leaf_hash, verify_inclusion
+from .common import print_load
 
 __all__ = ["bench_merkle"]
 
@@ -99,7 +100,9 @@ def _bench_pymerkle(data: list[bytes], root: bytes) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     n = int(args[0]) if args else 100_000
+    print_load("start")
     print(json.dumps(bench_merkle(n), indent=2))
+    print_load("end")
 
 
 if __name__ == "__main__":

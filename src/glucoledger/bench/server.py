@@ -15,12 +15,17 @@ is not taken from the server's two cores more than it must).
   grant (xDrip+'s follower), each an audited ``access`` transaction.
 - Mix: per connection, 6 uploads, 2 PUT updates of one temp basal per patient (each a new
   version: new batches and a ``doc.version`` transaction) and 2 follower polls in 10.
-- Baseline, in the same run: GET /api/v1/status.json (no ledger work), the floor the HTTP
-  stack itself sets on this machine now; the other rows are also given as a ratio of it.
+- Baselines, in the same run: the plain store (``bench.plainstore``: FastAPI + SQLite taking
+  the same Nightscout POSTs from the same client, an fsync per request, no signatures, no
+  ledger), which the upload rows are given as a ratio of (the issue's goal: >= 1.5x it, p99
+  < 50 ms); and GET /api/v1/status.json on our server (no ledger work), the floor the HTTP
+  stack itself sets, which every row is also given as a ratio of.
+- The machine's load at the start and the end (``bench.common``).
 
-Numbers are printed, not asserted. Goal (2 cores): >= 2,000 uploads/s with p99 < 50 ms.
+Numbers are printed, not asserted.
 
-Run: ``python -m glucoledger.bench.server [--seconds 10] [--connections 32] [--patients 128]``.
+Run: ``python -m glucoledger.bench.server [--seconds 10] [--connections 32] [--patients 128]
+[--port N | --port-range A-B]`` (the server takes the first port, the plain store the next).
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
+from .common import Ports, add_port_args, print_load
+
 __all__ = ["main", "run"]
 
 _STEP_MS = 300_000  # one CGM reading every 5 minutes
@@ -52,8 +60,8 @@ def _iso(ms: int) -> str:
 
 def _client(host: str, port: int, kind: str, secrets_: list[str], seconds: float,
             connections: int, signer: Any, out: Any, follow: tuple[str, ...] = ()) -> None:
-    from ..api.httpsig import sign_request
     from ..crypto import PrivateKey
+    from ..crypto.httpsig import sign_request
     from .loadgen import http_request, run_connections
 
     key = PrivateKey.from_private_bytes(signer[0], signer[1])
@@ -133,8 +141,58 @@ def _report(name: str, lat: list[float], errors: int, seconds: float, server_cpu
     return row
 
 
+def _plain_row(ports: Ports, secrets_: list[str], seconds: float, connections: int,
+               signer: Any, folder: Path, baseline: float | None) -> dict[str, Any]:
+    """Run the plain store in its own process and the same upload client against it."""
+    import psutil  # type: ignore[import-untyped]
+
+    from .plainstore import serve
+
+    ctx = mp.get_context("spawn")
+    port = ports.take_bound()
+    hashes = [hashlib.sha1(s.encode()).hexdigest() for s in secrets_]
+    folder.mkdir(parents=True, exist_ok=True)
+    server = ctx.Process(target=serve, args=(port, str(folder), hashes), daemon=True)
+    server.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not _listening(port):
+            if time.monotonic() > deadline or not server.is_alive():
+                raise RuntimeError(f"the plain store did not start on port {port}")
+            time.sleep(0.05)
+        proc = psutil.Process(server.pid)
+        c0 = proc.cpu_times()
+        q = ctx.Queue()
+        client = ctx.Process(target=_client, args=("127.0.0.1", port, "upload", secrets_,
+                                                   seconds, connections, signer, q))
+        client.start()
+        t0 = time.perf_counter()
+        lat, errors, first_error, client_cpu = q.get()
+        wall = min(seconds, time.perf_counter() - t0)
+        c1 = proc.cpu_times()
+        client.join()
+    finally:
+        server.terminate()
+        server.join(10)
+    cpu = (c1.user - c0.user) + (c1.system - c0.system)
+    row = _report(f"baseline: plain FastAPI+SQLite uploads ({connections} conns)", lat, errors,
+                  wall, cpu, client_cpu, baseline)
+    if first_error:
+        print(f"  first error: {first_error}")
+    return row
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def run(seconds: float = 10.0, connections: int = 32, patients: int = 128, readers: int = 8,
-        folder: Path | None = None, port: int = 0) -> list[dict[str, Any]]:
+        folder: Path | None = None, port: int = 0, port_range: str = "",
+        plain: bool = True) -> list[dict[str, Any]]:
     import uvicorn
 
     from ..api.app import create_app
@@ -143,6 +201,8 @@ def run(seconds: float = 10.0, connections: int = 32, patients: int = 128, reade
     from ..node.accounts import create_account, identity, keys_of
     from ..node.service import Node
 
+    ports = Ports.from_args(port, port_range)
+    load0 = print_load("start")
     folder = folder or Path(tempfile.mkdtemp(prefix="glucoledger-bench-server-"))
     node = Node.init(folder)
     c = ServerContext.create(node)
@@ -170,7 +230,7 @@ def run(seconds: float = 10.0, connections: int = 32, patients: int = 128, reade
     ns.add_reader("fol", "p0", follow_token)
     follow = (hashlib.sha1(follow_token.encode()).hexdigest(),)
     app = create_app(node, context=c)
-    port = port or 25000 + secrets.randbelow(1000)
+    port = ports.take_bound()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, loop="auto",
                                            http="auto", log_level="warning", access_log=False))
     th = threading.Thread(target=server.run, daemon=True)
@@ -184,6 +244,7 @@ def run(seconds: float = 10.0, connections: int = 32, patients: int = 128, reade
     print(f"server: uvicorn ({server.config.loop} loop, {server.config.http} parser), "
           f"1 process; client: a second process, {seconds:.0f} s per row")
     baseline: float | None = None
+    plain_rate: float | None = None
     for kind, conns, name in (("status", connections, "baseline: GET status.json"),
                               ("upload", connections, "Nightscout uploads"),
                               ("read", readers, "audited summary reads"),
@@ -209,11 +270,23 @@ def run(seconds: float = 10.0, connections: int = 32, patients: int = 128, reade
             print(f"  first error: {first_error}")
         if kind == "status":
             baseline = row["per_s"] or None
+        if plain_rate and kind in ("upload", "mix"):
+            row["of_plain"] = round(row["per_s"] / plain_rate, 3)
+            print(f"  {row['of_plain']:.2f}x the plain FastAPI+SQLite store (goal for uploads: "
+                  ">= 1.5x, p99 < 50 ms)")
         rows.append(row)
+        if kind == "status" and plain:
+            prow = _plain_row(ports, secrets_, seconds, connections, signer,
+                              folder.parent / (folder.name + "-plain"), baseline)
+            plain_rate = prow["per_s"] or None
+            rows.append(prow)
     server.should_exit = True
     th.join(10)
     c.close()
     node.close()
+    load1 = print_load("end")
+    for r in rows:
+        r["load_start"], r["load_end"] = load0["load_1m"], load1["load_1m"]
     return rows
 
 
@@ -223,10 +296,15 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--patients", type=int, default=128)
     ap.add_argument("--readers", type=int, default=8)
-    ap.add_argument("--port", type=int, default=0,
-                    help="loopback port (default: a free one in 25000-25999)")
+    ap.add_argument("--no-plain", action="store_true",
+                    help="skip the plain FastAPI+SQLite baseline")
+    add_port_args(ap)
     a = ap.parse_args()
-    run(a.seconds, a.connections, a.patients, a.readers, port=a.port)
+    try:
+        run(a.seconds, a.connections, a.patients, a.readers, port=a.port,
+            port_range=a.port_range, plain=not a.no_plain)
+    except InputError as exc:
+        raise SystemExit(f"bench.server: {exc}") from None
 
 
 if __name__ == "__main__":

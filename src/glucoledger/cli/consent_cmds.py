@@ -24,6 +24,7 @@ from ..node import consent_actions as ca
 from ..node import emergency as em
 from ..node.access import AccessService, RawRelease, SignedSummary
 from ..node.audit import audit_trail
+from ..node.localdays import last_days as local_last_days
 from ..node.report import agp_report
 from ..node.service import Node
 from ..state.consent import DAY_MS, MAX_WINDOW_DAYS, Grant, Request, grants_of, to_fhir_consent
@@ -169,7 +170,8 @@ def read(who: Annotated[str, typer.Option("--as", help="The reader: an account n
          view: Annotated[str, typer.Option(help="raw (every reading) or summary.",
                                            callback=choice("raw", "summary"))] = "summary",
          streams: Annotated[str, streams_opt()] = "cgm",
-         last_days: Annotated[int, typer.Option(help="How many days back.", min=1,
+         last_days: Annotated[int, typer.Option(help="How many days back (a summary: whole "
+                                                "local days, to her last midnight).", min=1,
                                                 max=MAX_WINDOW_DAYS)] = 14,
          fmt: FormatOpt = "table",
          out: Annotated[Path | None, out_file("Write to this file instead of the "
@@ -181,8 +183,11 @@ def read(who: Annotated[str, typer.Option("--as", help="The reader: an account n
     """
     with _access(data) as (node, svc):
         ident = accounts.identity(node, who)
-        req = Request(accounts.identity(node, patient).id, tuple(sorted(streams.split(","))),
-                      view, {"last_days": last_days})
+        pid = accounts.identity(node, patient).id
+        window: dict[str, int] = {"last_days": last_days}
+        if view == "summary":  # whole local days, as the report (node/localdays.py)
+            window = local_last_days(node.data_dir, pid, last_days, node.now_ms()).window()
+        req = Request(pid, tuple(sorted(streams.split(","))), view, window)
         rel = svc.read_as(ident.id, accounts.keys_of(node, ident, [0]), req)
     if isinstance(rel, SignedSummary):
         doc = _summary_doc(rel)
@@ -255,10 +260,12 @@ def write_report(node: Node, svc: AccessService, who: str, patient: str, days: i
     pipeline the portal uses too). Returns the readings it drew on."""
     ident = accounts.identity(node, who)
     wanted = tuple(sorted(set(streams) | {"cgm"})) if view == "raw" else ("cgm",)
-    req = Request(accounts.identity(node, patient).id, wanted, view, {"last_days": days})
+    pid = accounts.identity(node, patient).id
+    span = local_last_days(node.data_dir, pid, days, node.now_ms())
+    req = Request(pid, wanted, view, span.window())
     rel = svc.read_as(ident.id, accounts.keys_of(node, ident, [0]), req)
     assert isinstance(rel, (RawRelease, SignedSummary))
-    rep = agp_report(rel, patient=patient, units=units)
+    rep = agp_report(rel, patient=patient, units=units, zone=span.named_zone)
     atomic_write(out, rep.html().encode())
     if png:
         atomic_write(out.with_suffix(".png"), rep.png())
@@ -267,7 +274,9 @@ def write_report(node: Node, svc: AccessService, who: str, patient: str, days: i
 
 def report(patient: Name,
            out: Annotated[Path, out_file("Where to write the HTML report.")] = Path("report.html"),
-           days: Annotated[int, typer.Option(help="How many days the report covers.", min=1,
+           days: Annotated[int, typer.Option(help="How many whole local days the report covers "
+                                             "(ending at the patient's last local midnight).",
+                                             min=1,
                                              max=90)] = 14,
            who: Annotated[str | None, typer.Option("--as", help="The reader (default: the "
                                                    "patient herself).")] = None,

@@ -1,6 +1,6 @@
-"""Consortium commands: node, consortium (keys, genesis, sign, init, status, submit, export,
-import, rejoin, propose, cosign), cluster (up, down), verify-anchor. Parse, call ``node``,
-render."""
+"""Consortium commands: node, consortium (keys, node-key, genesis, sign, etcd-auth,
+etcd-user, init, status, submit, export, import, rejoin, propose, cosign), cluster (up,
+down), verify-anchor. Parse, call ``node``, render."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from .. import codec
 from ..errors import InputError, NotFoundError
 from ..files import atomic_write
 from ..node import control, devcluster
-from ..node.consortium import export_blocks, import_blocks
+from ..node.blockexport import export_blocks, import_blocks
 from ..node.genesis_file import Genesis, Member, create_member, init_member, member_of
 from ..node.service import Node, NodeConfig, etcd_chain_key
 from ..ordering.etcd import EtcdOrderer
@@ -109,6 +109,25 @@ def keys(name: Annotated[str, typer.Option(help="The organization's name.")],
     console.print(member.line(), soft_wrap=True)
 
 
+@consortium_app.command("node-key")
+def node_key(data: DataOpt = None) -> None:
+    """Make a new node key for a rotation (kept in the wallet next to the current one) and
+    print its vkey for `consortium propose rotate-key --vkey`. The node signs with it from
+    the height the rotation states, and with its old key before.
+
+    Example: glucoledger consortium node-key --data /srv/gl
+    """
+    from ..crypto import generate
+    from ..ledger.checkpoint import NoteVerifier
+
+    name, wallet = member_of(data_dir(data))
+    taken = set(wallet.names())
+    slot = next(f"node-{i}" for i in range(1, len(taken) + 2) if f"node-{i}" not in taken)
+    key = generate("ed25519")
+    wallet.save(slot, key)
+    console.print(NoteVerifier(name, key.public).vkey(), soft_wrap=True)
+
+
 @consortium_app.command("genesis")
 def genesis(
     out: Annotated[Path, out_file("Where to write the genesis file.")],
@@ -155,10 +174,97 @@ def init(genesis_file: Annotated[Path, in_file("The consortium's signed genesis 
     --orderer etcd://a:2379,b:2379,c:2379 --data /srv/gl
     """
     doc = Genesis.load(genesis_file)
+    tls_dir = data_dir(data) / "tls"
+    if doc.trust_bundle() and tls_dir.is_dir():  # the orderer's TLS needs it at once
+        atomic_write(tls_dir / "trust.pem", doc.trust_bundle())
     with EtcdOrderer.from_url(orderer, etcd_chain_key(doc.chain)) as ord_:
         init_member(data_dir(data), doc, orderer, ord_)
     console.print(f"member folder {data_dir(data)} joined {doc.chain}; start it with "
                   f"`glucoledger node --data {data_dir(data)}`")
+
+
+@consortium_app.command("etcd-auth")
+def etcd_auth(genesis_file: Annotated[Path, in_file("The consortium's signed genesis file.",
+                                                    option="--genesis")],
+              orderer: Annotated[str, typer.Option(help="etcd://HOST:PORT[,...] (TLS).")],
+              admin: Annotated[Path, typer.Option(
+                  help="A new folder for etcd's root user: keep it with the consortium's "
+                  "access-control operator only.")],
+              data: DataOpt = None) -> None:
+    """Turn on etcd access control: one etcd user per member, each writing only its own
+    keys (``ordering.etcd_rbac``). Run once, by one operator, on an etcd cluster started with
+    TLS and --client-cert-auth, before the members run `consortium init`. Writes
+    ADMIN/users/NAME/etcd-user.json: give each member its file, to keep as
+    tls/etcd-user.json (mode 0600) in its folder.
+
+    Example: glucoledger consortium etcd-auth --genesis genesis.json
+    --orderer etcd://a:2379,b:2379,c:2379 --admin /srv/etcd-admin --data /srv/gl
+    """
+    from ..ordering.etcd import TlsFiles
+    from ..ordering.etcd_rbac import EtcdAdmin, client_identity, user_name, write_account
+
+    doc = Genesis.load(genesis_file)
+    folder = data_dir(data)
+    me, _ = member_of(folder)
+    if (admin / "etcd-user.json").exists():
+        raise InputError(f"{admin} already holds etcd's root: auth is on; use another folder "
+                         "only for a new cluster")
+    admin.mkdir(mode=0o700, parents=True, exist_ok=True)
+    atomic_write(admin / "trust.pem", doc.trust_bundle())
+    client_identity(admin, folder / "tls", "etcd-admin")
+    files = TlsFiles(str(admin / "trust.pem"), str(admin / "etcd-client.pem"),
+                     str(admin / "etcd-client.key"))
+    url = orderer.partition("?")[0]
+    first = EtcdAdmin.from_url(url, files)
+    try:
+        first.enable(admin)
+    finally:
+        first.close()
+    root = EtcdAdmin.from_folder(url, admin)
+    try:
+        for m in doc.members:
+            password = root.add_member(etcd_chain_key(doc.chain), m.name)
+            target = folder / "tls" if m.name == me else admin / "users" / m.name
+            target.mkdir(mode=0o700, parents=True, exist_ok=True)
+            write_account(target, user_name(m.name), password)
+            console.print(f"{m.name}: etcd user {user_name(m.name)} -> {target}/etcd-user.json")
+    finally:
+        root.close()
+    console.print(f"etcd auth is on; root is in {admin}. To have your node revoke removed "
+                  f"members, copy {admin} to {folder}/etcd-admin")
+
+
+@consortium_app.command("etcd-user")
+def etcd_user(name: Annotated[str, typer.Option(help="The member's name.")],
+              genesis_file: Annotated[Path, in_file("The consortium's genesis file.",
+                                                    option="--genesis")],
+              orderer: Annotated[str, typer.Option(help="etcd://HOST:PORT[,...] (TLS).")],
+              admin: Annotated[Path, typer.Option(
+                  help="The folder `consortium etcd-auth` made (etcd's root).")]) -> None:
+    """Create a member's etcd user, or give it a new password (the old one stops working):
+    for a member added by `propose member-add`, or one whose user file was lost. Writes
+    ADMIN/users/NAME/etcd-user.json for the member to keep as tls/etcd-user.json.
+
+    Example: glucoledger consortium etcd-user --name org-d --genesis genesis.json
+    --orderer etcd://a:2379,b:2379,c:2379 --admin /srv/etcd-admin
+    """
+    from ..names import check_name
+    from ..ordering.etcd_rbac import EtcdAdmin, user_name, write_account
+
+    check_name(name, what="member name")
+    doc = Genesis.load(genesis_file)
+    if not (admin / "etcd-user.json").exists():
+        raise InputError(f"{admin} holds no etcd root user: run `glucoledger consortium "
+                         "etcd-auth` first, or pass the folder it made")
+    root = EtcdAdmin.from_folder(orderer.partition("?")[0], admin)
+    try:
+        password = root.add_member(etcd_chain_key(doc.chain), name)
+    finally:
+        root.close()
+    target = admin / "users" / name
+    target.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_account(target, user_name(name), password)
+    console.print(f"{name}: etcd user {user_name(name)} -> {target}/etcd-user.json")
 
 
 def _control_url(data: Path | None, to: str | None) -> str:

@@ -83,10 +83,17 @@ app.add_typer(device_cmds.device_app, name="device")
 _BAD_INPUT_CODES = frozenset({"bad_input", "malformed", "out_of_range", "too_large"})
 
 
+#: Reason codes of a damaged or inconsistent node folder, whichever command met it: exit 3,
+#: as ``verify`` does (a chain.db that is not SQLite, a store that does not load, a log
+#: shorter than, missing under, or of another history than its store; a vault ahead of it).
+_DAMAGE_CODES = frozenset({"damaged_store", "short_log", "other_log", "missing_log",
+                           "vault_ahead"})
+
+
 def _exit_code(exc: GlucoledgerError) -> int:
     if isinstance(exc, InputError) or exc.code in _BAD_INPUT_CODES:
         return EXIT_BAD_INPUT
-    if isinstance(exc, VerificationError):
+    if isinstance(exc, VerificationError) or exc.code in _DAMAGE_CODES:
         return EXIT_VERIFICATION
     if isinstance(exc, PermissionDeniedError):
         return EXIT_DENIED

@@ -88,9 +88,10 @@ def close_study(sponsor: Name, study: StudyId, data: DataOpt = None) -> None:
 
 @research_app.command("join")
 def join(patient: Name, study: StudyId,
-         profile: Annotated[Path, in_file("JSON file: name, birth_date (YYYY-MM-DD), sex, "
-                                          "state, zip, diabetes_type; kept on this node, "
-                                          "never released as is", option="--profile")],
+         profile: Annotated[Path | None, in_file(
+             "JSON file: name, birth_date (YYYY-MM-DD), sex, state, zip, diabetes_type; "
+             "kept sealed on this node, never released as is. Leave it out to keep the one "
+             "you gave before.", option="--profile")] = None,
          streams: Annotated[str, typer.Option(help="Comma-separated; at most the study's.")]
          = "cgm",
          fields: Annotated[str, typer.Option(help="Comma-separated quasi-identifiers you "
@@ -103,7 +104,8 @@ def join(patient: Name, study: StudyId,
     Example: glucoledger research join --patient alice --study STUDY_ID --profile me.json
     --fields sex,region --days 365
     """
-    prof = Profile.from_value(_json_file(profile, "the research profile"))
+    prof = (Profile.from_value(_json_file(profile, "the research profile"))
+            if profile is not None else None)
     with open_node_and_vault(data) as (node, vault):
         ident = accounts.identity(node, patient)
         gid = ResearchService(node, vault).join(
@@ -151,7 +153,11 @@ def release(sponsor: Name, study: StudyId,
 def query(sponsor: Name, study: StudyId,
           statistic: Annotated[str, typer.Option(help="mean_glucose, time_in_range, "
                                                  "time_below_70, time_below_54, gmi, "
-                                                 "hourly_median_profile")],
+                                                 "hourly_median_profile, "
+                                                 "hypo1_episodes_per_week, "
+                                                 "hypo2_episodes_per_week, "
+                                                 "hyper1_episodes_per_week, "
+                                                 "hyper2_episodes_per_week")],
           epsilon: Annotated[float, typer.Option(
               help="Privacy cost of this query (0.000001..100, charged in millionths).",
               min=MIN_EPSILON, max=100.0)],

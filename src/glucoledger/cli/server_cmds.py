@@ -37,6 +37,7 @@ def serve(
     from ..api.app import create_app
     from ..api.context import ServerContext, ServerSettings
     from ..node.service import Node
+    from ..node.services import check_stored_blocks
 
     folder = data_dir(data)
     if demo and not (folder / "node.json").exists():
@@ -50,7 +51,7 @@ def serve(
         def seed(n: Node) -> None:  # inside the atomic build: a crash leaves no half demo
             ctx = ServerContext.create(n)
             try:
-                seed_demo(n, ctx.services["nightscout"])
+                seed_demo(n, ctx.svc.nightscout)
             finally:
                 ctx.close()
 
@@ -62,6 +63,11 @@ def serve(
                       f"{DEMO_UPLOADER_SECRET!r}, reader token {DEMO_READER_TOKEN!r}")
     else:
         node = Node(folder)
+        try:
+            check_stored_blocks(node)  # never serve from an altered chain.db (exit 3)
+        except BaseException:
+            node.close()
+            raise
         c = ServerContext.create(node)
     proxies = tuple(p for p in forwarded_allow_ips.split(",") if p)
     settings = ServerSettings(secure_cookies=not insecure_cookies, node_name=node.config.name,

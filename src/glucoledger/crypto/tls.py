@@ -8,6 +8,15 @@ and clientAuth: the same identity serves etcd and authenticates to the other mem
 etcd, two years). The consortium's trust bundle is the concatenation of the members' CA
 certificates, so no organization signs another's identities.
 
+etcd clients get a second, client-only certificate (``issue_client``) with **no
+CommonName** (organization and organizational unit = member name): with auth enabled, etcd
+3.4's JSON gateway refuses any client certificate that has a CommonName (HTTP 400 "CommonName
+of client sending a request against gateway will be ignored and not used as expected"), since
+the gateway re-dials etcd's gRPC with the etcd member's own certificate and the caller's CN
+would not be what is checked. Over the gateway, a member is an etcd user by password token
+(``ordering.etcd_rbac``); the certificate still proves at the TLS layer that the caller holds
+a member CA's identity.
+
 Private keys are written as unencrypted PKCS#8 PEM (etcd reads them as files): the caller
 writes them with mode 0600. ``fingerprint`` is the SHA-256 of a certificate's DER bytes.
 """
@@ -25,7 +34,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ..errors import MalformedError
 
-__all__ = ["Identity", "fingerprint", "issue", "make_ca"]
+__all__ = ["Identity", "fingerprint", "issue", "issue_client", "make_ca"]
 
 _CA_DAYS = 3650
 _LEAF_DAYS = 730
@@ -68,11 +77,8 @@ def make_ca(member: str, now: datetime.datetime) -> Identity:
     return Identity(_key_pem(key), cert.public_bytes(serialization.Encoding.PEM))
 
 
-def issue(ca: Identity, member: str, hosts: list[str], now: datetime.datetime) -> Identity:
-    """The node certificate of ``member`` for ``hosts`` (names or IP addresses), by ``ca``.
-
-    Raises MalformedError when the CA files do not parse.
-    """
+def _load_ca(ca: Identity) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """Raises MalformedError when the CA files do not parse."""
     try:
         ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
         ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
@@ -80,6 +86,15 @@ def issue(ca: Identity, member: str, hosts: list[str], now: datetime.datetime) -
         raise MalformedError(f"the member CA does not parse ({exc})") from None
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise MalformedError("the member CA key is not an ECDSA key")
+    return ca_key, ca_cert
+
+
+def issue(ca: Identity, member: str, hosts: list[str], now: datetime.datetime) -> Identity:
+    """The node certificate of ``member`` for ``hosts`` (names or IP addresses), by ``ca``.
+
+    Raises MalformedError when the CA files do not parse.
+    """
+    ca_key, ca_cert = _load_ca(ca)
     key = ec.generate_private_key(ec.SECP256R1())
     sans: list[x509.GeneralName] = []
     for h in hosts:
@@ -96,6 +111,31 @@ def issue(ca: Identity, member: str, hosts: list[str], now: datetime.datetime) -
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
                                               ExtendedKeyUsageOID.CLIENT_AUTH]),
+                       critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+            ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return Identity(_key_pem(key), cert.public_bytes(serialization.Encoding.PEM))
+
+
+def issue_client(ca: Identity, member: str, now: datetime.datetime) -> Identity:
+    """A client-only certificate of ``member`` by ``ca``, with no CommonName (see above).
+
+    Raises MalformedError when the CA files do not parse.
+    """
+    ca_key, ca_cert = _load_ca(ca)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "glucoledger consortium"),
+        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, member)])
+    cert = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(ca_cert.subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=_LEAF_DAYS))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
                        critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
             ca_key.public_key()), critical=False)

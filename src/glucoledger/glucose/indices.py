@@ -26,12 +26,25 @@ hundredths, or whole counts and minutes) so every node derives the same bytes.
   (or > 180) episode, including those that reach level 2 (as iglu's ``lv1``). Minutes are
   each episode's time from its start to the start of the 15 minutes that ended it.
   Consecutive: readings at most ``BRIDGE_MS`` (45 min) apart, the gap iglu interpolates
-  over (``inter_gap``); a reading then stands for the time to the next one. A longer gap
-  ends any episode (at the end of the last reading's weight).
+  over (``inter_gap``). Across such a gap glucose is taken to follow the straight line
+  between the two readings, sampled as iglu samples it (its linear interpolation onto a
+  5-minute grid): when both readings are on the same side of a threshold the whole gap is on
+  that side; when they are on opposite sides, the gap is cut into points every interval of
+  the reading (its time weight) on that line, each beyond or not by its interpolated value.
+  So one reading of 69 mg/dL followed 15 minutes later by 100 (points 69, 79.3, 89.7) is 5
+  minutes below 70, not 15 (no episode), while 69 then 65 fifteen minutes later is 20
+  minutes below 70 (an episode). Why: the consensus
+  counts >= 15 consecutive minutes and is silent on gaps; carrying one reading forward over
+  a gap would invent 10 minutes below 70 that the next reading contradicts, while
+  interpolating is what iglu does (``episode_calculation``: a 5-minute grid interpolated
+  over gaps up to 45 minutes) and what cgmanalysis's interpolated series assumes. A longer
+  gap ends any episode (at the end of the last reading's weight). docs/clinical.md states
+  the rule with its worked cases.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Context, Decimal
@@ -116,33 +129,93 @@ def _runs(times: Sequence[int], spans: Sequence[int], prefix: Sequence[int],
     return out
 
 
+def _crossed(times: Sequence[int], values: Sequence[int], spans: Sequence[int],
+             weights: Sequence[int], flags: Sequence[bool], threshold: int, below: bool,
+             cut: Sequence[int]) -> tuple[list[int], list[int], list[bool], list[int]]:
+    """(times, spans, flags, extra points per cut) of one threshold (beyond: ``< threshold``
+    if ``below``, else ``> threshold``) with the bridged gaps after the readings ``cut``
+    (whose two readings lie on opposite sides of it) interpolated: points every
+    ``weights[i]`` from the reading, each on the straight line to the next reading and
+    standing for its interval (the last one for what remains), as iglu's 5-minute grid does.
+    Integers only: point k is beyond when g0 x gap + (g1 - g0) x k x w compares beyond
+    threshold x gap."""
+    t2: list[int] = []
+    s2: list[int] = []
+    f2: list[bool] = []
+    extras: list[int] = []
+    prev = 0
+    for i in cut:
+        t2 += times[prev:i]
+        s2 += spans[prev:i]
+        f2 += flags[prev:i]
+        before = len(t2)
+        span, w = spans[i], weights[i]
+        g0, dg, limit = values[i] * span, values[i + 1] - values[i], threshold * span
+        for pos in range(0, span, w):
+            v = g0 + dg * pos
+            beyond = v < limit if below else v > limit
+            if pos and beyond == f2[-1]:
+                s2[-1] += min(w, span - pos)
+            else:
+                t2.append(times[i] + pos)
+                s2.append(min(w, span - pos))
+                f2.append(beyond)
+        extras.append(len(t2) - before - 1)
+        prev = i + 1
+    t2 += times[prev:]
+    s2 += spans[prev:]
+    f2 += flags[prev:]
+    return t2, s2, f2, extras
+
+
+def _segments(times: Sequence[int], spans: Sequence[int]) -> list[tuple[int, int]]:
+    """(first, last) index ranges without a data gap."""
+    segments: list[tuple[int, int]] = []
+    first = 0
+    for i in range(len(times) - 1):
+        if times[i] + spans[i] != times[i + 1]:  # a data gap
+            segments.append((first, i))
+            first = i + 1
+    if times:
+        segments.append((first, len(times) - 1))
+    return segments
+
+
 def episodes(weighted: Sequence[Weighted]) -> Episodes:
     """Hypo- and hyperglycemia episodes per the 2023 consensus (module docstring)."""
     times = [item.reading.time_ms for item in weighted]
     values = [item.reading.mgdl for item in weighted]
-    spans = [item.weight_ms for item in weighted]
+    weights = [item.weight_ms for item in weighted]
+    spans = list(weights)
     n = len(times)
     for i in range(n - 1):
         if times[i + 1] - times[i] <= BRIDGE_MS:
             spans[i] = times[i + 1] - times[i]  # bridged up to the next reading
     prefix = [0, *accumulate(spans)]
-    segments: list[tuple[int, int]] = []
-    first = 0
-    for i in range(n - 1):
-        if times[i] + spans[i] != times[i + 1]:  # a data gap
-            segments.append((first, i))
-            first = i + 1
-    if n:
-        segments.append((first, n - 1))
+    segments = _segments(times, spans)
+    bridged = [i for i in range(n - 1) if spans[i] > weights[i]]
 
-    def kind(flags: list[bool], min_ms: int = EPISODE_MIN_MS) -> list[int]:
-        return _runs(times, spans, prefix, segments, flags, min_ms)
+    def kind(flags: list[bool], threshold: int, below: bool,
+             min_ms: int = EPISODE_MIN_MS) -> list[int]:
+        cut = [i for i in bridged if flags[i] != flags[i + 1]]
+        if not cut:  # no gap crosses this threshold: the readings as they are
+            return _runs(times, spans, prefix, segments, flags, min_ms)
+        t2, s2, f2, extras = _crossed(times, values, spans, weights, flags, threshold, below,
+                                      cut)
+        added = [0, *accumulate(extras)]  # points inserted before each cut
+
+        def moved(i: int) -> int:  # a reading's index once the points are inserted
+            return i + added[bisect_right(cut, i - 1)]
+
+        # a cut reading is never the last of a segment (its gap is bridged)
+        moved_segments = [(moved(a), moved(b)) for a, b in segments]
+        return _runs(t2, s2, [0, *accumulate(s2)], moved_segments, f2, min_ms)
 
     below70 = [g < 70 for g in values]
-    h1, ext = kind(below70), kind(below70, EXTENDED_MS + 1)
-    h2 = kind([g < 54 for g in values])
-    y1 = kind([g > 180 for g in values])
-    y2 = kind([g > 250 for g in values])
+    h1, ext = kind(below70, 70, True), kind(below70, 70, True, EXTENDED_MS + 1)
+    h2 = kind([g < 54 for g in values], 54, True)
+    y1 = kind([g > 180 for g in values], 180, False)
+    y2 = kind([g > 250 for g in values], 250, False)
 
     def minutes(runs: list[int]) -> int:
         return (sum(runs) + 30_000) // 60_000

@@ -38,7 +38,9 @@ clipped at the window's end. W is the sum of the weights.
 - ``days_with_data``: distinct local calendar days (by each reading's own UTC offset) with at
   least one reading.
 - ``sufficient``: the consensus minimum, applied to the window: at least 14 days long and
-  active >= 70 %. One rule, one verdict: every view prints this field, never recomputes it.
+  active >= 70 %. Days are local days (node/localdays.py): 14 whole local days spanning a
+  daylight-saving spring-forward last 14 x 24 hours less one hour, and count as 14 days.
+  One rule, one verdict: every view prints this field, never recomputes it.
 
 Invariants: all stored numbers are integers computed in exact integer arithmetic and rounded
 half up, so every node derives identical bytes from identical readings; ``to_value()`` is
@@ -64,6 +66,8 @@ __all__ = ["CONSENSUS_TARGETS", "SUFFICIENT_ACTIVE_BP", "SUFFICIENT_DAYS", "Summ
 DAY_MS: Final = 86_400_000
 SUFFICIENT_DAYS: Final = 14
 SUFFICIENT_ACTIVE_BP: Final = 7_000
+#: The most a daylight-saving change shortens a local day (zones shift by 30 or 60 minutes).
+DST_MS: Final = 3_600_000
 
 #: Consensus targets for most adults with type 1 or type 2 diabetes (Battelino 2019, Table 2):
 #: metric name -> (comparison, threshold in basis points).
@@ -362,7 +366,8 @@ def summarize(
         cv_bp=0 if var_den <= 0 else _sqrt_round(10**8 * spread * s0 * s0, var_den * s1 * s1),
         gmi_bp=_div_round(331_000 * s0 + 2_392 * s1, 1_000 * s0),
         active_bp=active_bp,
-        sufficient=window >= SUFFICIENT_DAYS * DAY_MS and active_bp >= SUFFICIENT_ACTIVE_BP,
+        sufficient=(window >= SUFFICIENT_DAYS * DAY_MS - DST_MS
+                    and active_bp >= SUFFICIENT_ACTIVE_BP),
         censored_low=sum(1 for r in chosen if r.censored == "low"),
         censored_high=sum(1 for r in chosen if r.censored == "high"),
         superseded=superseded,

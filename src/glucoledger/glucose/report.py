@@ -27,7 +27,7 @@ import io
 import math
 import textwrap
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Final
 
 from .agp import MIN_PROFILE_DAYS, PERCENTILES, Agp, DayProfile
@@ -71,11 +71,26 @@ def _offset(tz_offset_min: int) -> str:
     return f"UTC{sign}{abs(tz_offset_min) // 60:02d}:{abs(tz_offset_min) % 60:02d}"
 
 
-def _period(summary: Summary, tz_offset_min: int = 0) -> str:
-    """The period asked, in the patient's local time: start and end (exclusive) instants."""
-    a, b = _local(summary.start_ms, tz_offset_min), _local(summary.end_ms, tz_offset_min)
-    return (f"{a:%a %Y-%m-%d %H:%M} to {b:%a %Y-%m-%d %H:%M} ({_offset(tz_offset_min)}, "
-            f"{summary.window_days:.1f} days)")
+#: A named time zone for the header: (IANA name, zone), as node/localdays.py resolves it.
+Zone = tuple[str, tzinfo]
+
+
+def _period(summary: Summary, tz_offset_min: int = 0, zone: Zone | None = None) -> str:
+    """The period asked, in the patient's local time: start and end (exclusive) instants.
+    With a named ``zone``, in that zone (daylight saving included), and a period from one
+    local midnight to another is counted in whole local days."""
+    if zone is None:
+        a, b = _local(summary.start_ms, tz_offset_min), _local(summary.end_ms, tz_offset_min)
+        return (f"{a:%a %Y-%m-%d %H:%M} to {b:%a %Y-%m-%d %H:%M} ({_offset(tz_offset_min)}, "
+                f"{summary.window_days:.1f} days)")
+    name, tz = zone
+    a = datetime.fromtimestamp(summary.start_ms / 1000, tz)
+    b = datetime.fromtimestamp(summary.end_ms / 1000, tz)
+    if a.time() == b.time() == datetime.min.time():
+        length = f"{(b.date() - a.date()).days} whole local days"
+    else:
+        length = f"{summary.window_days:.1f} days"
+    return f"{a:%a %Y-%m-%d %H:%M} to {b:%a %Y-%m-%d %H:%M} ({html.escape(name)}, {length})"
 
 
 def _units(units: str) -> str:
@@ -318,11 +333,13 @@ table{border-collapse:collapse;font-size:13px} td,th{padding:3px 10px;border-bot
 
 
 def render_html(agp: Agp, summary: Summary, *, patient: str, units: str = "mg/dL",
-                treatments: Sequence[Record] = ()) -> str:
+                treatments: Sequence[Record] = (), zone: Zone | None = None) -> str:
     """A self-contained printable AGP v5 report page. ``patient`` is a pseudonym (escaped).
 
     Daily profiles appear only when ``agp.days`` holds them (a raw release); ``treatments``
-    (boluses, carbs) are drawn on them. Raises MalformedError for unknown ``units``.
+    (boluses, carbs) are drawn on them. ``zone`` (name, tzinfo) is the zone the period was
+    counted in, named in the header; without it, the latest reading's UTC offset.
+    Raises MalformedError for unknown ``units``.
     """
     units = _units(units)
     tz = agp.tz_offset_min
@@ -386,7 +403,7 @@ def render_html(agp: Agp, summary: Summary, *, patient: str, units: str = "mg/dL
 <body>
 <h1>Ambulatory Glucose Profile (AGP) report</h1>
 <table class="header">
-<tr><th>Patient</th><td>{html.escape(patient)}</td><th>Period</th><td class="period">{_period(summary, tz)}</td></tr>
+<tr><th>Patient</th><td>{html.escape(patient)}</td><th>Period</th><td class="period">{_period(summary, tz, zone)}</td></tr>
 <tr><th>Days with data</th><td>{summary.days_with_data}</td>
 <th>Sensor active</th><td class="active">{summary.active:.1f} %</td></tr>
 </table>
@@ -419,7 +436,7 @@ glucose by local time of day over the whole period; green lines mark the target 
 
 
 def render_png(agp: Agp, summary: Summary, *, patient: str, dpi: int = 110,
-               units: str = "mg/dL") -> bytes:
+               units: str = "mg/dL", zone: Zone | None = None) -> bytes:
     """The AGP report as a PNG (letter landscape): header with GRI and events, the
     five-range bar with labels, the labeled modal day, and (raw view) the daily profiles
     with weekday labels and low/high shading. Raises MalformedError for unknown ``units``."""
@@ -437,7 +454,7 @@ def render_png(agp: Agp, summary: Summary, *, patient: str, dpi: int = 110,
     head.axis("off")
     lines = [
         f"AGP report   patient: {patient}",
-        (f"period: {_period(summary, tz)}; {summary.days_with_data} days with data; "
+        (f"period: {_period(summary, tz, zone)}; {summary.days_with_data} days with data; "
          f"sensor active {summary.active:.1f} %"),
         (f"Mean {_g(summary.mean, units)} {units}   GMI {summary.gmi:.1f} %   "
          f"CV {summary.cv:.1f} % (goal <= 36 %)   GRI {summary.gri:.1f} "

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -41,11 +42,17 @@ __all__ = ["MAX_AHEAD_MS", "Accepted", "Outcome", "Refused", "Repeat", "parse_ea
 #: How far ahead of the server a device clock may run and its documents still be stored
 #: (ordered at the server's time). A day covers a phone set to the wrong time zone.
 MAX_AHEAD_MS: Final = 24 * 3_600_000
+_OBJECT_ID: Final = re.compile(r"^[0-9a-f]{24}$")
 
 
 @dataclass(frozen=True)
 class Accepted:
+    """A document to store; ``target`` the ``_id`` it was sent with (a PUT replaces the
+    document with that ``_id``: node/nightscout.py), ``sent`` what was sent."""
+
     doc: ns.Doc
+    target: str | None = None
+    sent: Any = None
 
 
 @dataclass(frozen=True)
@@ -124,7 +131,9 @@ def parse_each(collection: str, body: Any, now_ms: int) -> list[Outcome]:
             out.append(Repeat(first[doc.key]))
             continue
         first[doc.key] = i
-        out.append(Accepted(doc))
+        target = d.get("_id")
+        out.append(Accepted(doc, target if isinstance(target, str) and _OBJECT_ID.match(target)
+                            else None, d))
     return out
 
 

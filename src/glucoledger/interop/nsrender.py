@@ -27,7 +27,8 @@ from ..glucose.readings import (
 from ..glucose.units import mgdl_to_mmol
 from .nsquery import Found
 
-__all__ = ["THRESHOLDS", "iso", "legacy", "profile_doc", "separated", "status_doc"]
+__all__ = ["DELTA_GAP_MS", "THRESHOLDS", "iso", "legacy", "profile_doc", "separated", "status_doc",
+           "with_deltas"]
 
 
 def iso(time_ms: int) -> str:
@@ -47,6 +48,31 @@ def _legacy_note(rec: Note) -> tuple[str, dict[str, Any]]:
             body = body if isinstance(body, dict) else {}
             return coll, dict(body, type="cal") if coll == "entries" else body
     return "treatments", {"eventType": "Note", "notes": rec.text}
+
+
+#: The longest gap over which ``with_deltas`` compares two readings (xDrip+ uploads a
+#: delta against the previous reading of the last few minutes, none after a gap).
+DELTA_GAP_MS: Final = 10 * 60_000
+
+
+def with_deltas(found: Iterable[Found]) -> list[Found]:
+    """The documents, with ``delta`` (mg/dL change since the previous reading) added to the
+    sgv entries this node rendered itself (``device`` glucoledger: records that came without
+    a Nightscout document), as an uploader adds it; clients such as py-nightscout require it.
+    An entry with no reading in the ``DELTA_GAP_MS`` before it gets none; uploaded entries
+    are answered as they were sent."""
+    out = list(found)
+    mine = sorted((i for i, f in enumerate(out) if f.collection == "entries"
+                   and f.doc.get("device") == "glucoledger" and f.doc.get("type") == "sgv"
+                   and "delta" not in f.doc), key=lambda i: out[i].time_ms)
+    for before, i in zip([None, *mine], mine, strict=False):
+        if before is None:
+            continue
+        prev, cur = out[before], out[i]
+        if 0 < cur.time_ms - prev.time_ms <= DELTA_GAP_MS:
+            out[i] = Found(cur.collection, cur.key, cur.time_ms,
+                           dict(cur.doc, delta=cur.doc["sgv"] - prev.doc["sgv"]))
+    return out
 
 
 def legacy(rec: Record) -> Found | None:

@@ -10,6 +10,8 @@ Invariants:
 - ``SignedTx.decode`` accepts only canonical bytes with exactly these fields; so one envelope
   has one encoding and its leaf hash names it.
 - At most ``MAX_SIGNATURES`` signatures, no key twice.
+- No process-wide state: what a node already established (verified signatures, its own
+  envelopes, envelopes decoded once) lives in the node's ``ledger.trust.TrustCache``.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import codec
-from ..crypto import ALGORITHMS, PrivateKey, PublicKey, sha256, tagged_hash
+from ..crypto import ALGORITHMS, PrivateKey, PublicKey, tagged_hash
 from ..errors import MalformedError, SignatureError
 
 __all__ = ["MAX_SIGNATURES", "MAX_TX_BYTES", "Signature", "SignedTx", "Transaction",
-           "forget_signed", "sign", "signed_here"]
+           "add_signatures", "sign"]
 
 MAX_SIGNATURES = 16
 MAX_TX_BYTES = 256 * 1024
@@ -107,21 +109,19 @@ class SignedTx:
 
     @classmethod
     def create(cls, tx: Transaction, sigs: Sequence[Signature]) -> SignedTx:
-        return cls._assemble(tx, tuple(sigs), tx.encode())
+        return cls.assemble(tx, tuple(sigs), tx.encode())
 
     @classmethod
-    def _assemble(cls, tx: Transaction, sigs: tuple[Signature, ...], tx_bytes: bytes,
-                  tx_hash: bytes | None = None) -> SignedTx:
+    def assemble(cls, tx: Transaction, sigs: tuple[Signature, ...], tx_bytes: bytes,
+                 tx_hash: bytes | None = None) -> SignedTx:
         """The envelope around ``tx_bytes`` (``codec.encode(tx.to_value())``), encoded once.
 
         Canonical order puts "tx" before "sigs" (shorter key first), so the envelope is
         ``a2 62 't' 'x' <tx> 64 's' 'i' 'g' 's' <sigs>``: the same bytes ``codec.encode`` gives.
         """
         raw = _HEAD_TX + tx_bytes + _HEAD_SIGS + codec.encode([s.to_value() for s in sigs])
-        stx = cls._checked(tx, sigs, raw, tagged_hash("tx", tx_bytes) if tx_hash is None
-                           else tx_hash)
-        _note_canonical(raw, stx.tx_hash)
-        return stx
+        return cls._checked(tx, sigs, raw, tagged_hash("tx", tx_bytes) if tx_hash is None
+                            else tx_hash)
 
     @classmethod
     def decode(cls, raw: bytes) -> SignedTx:
@@ -129,26 +129,16 @@ class SignedTx:
         if len(raw) > MAX_TX_BYTES:
             raise MalformedError(f"transaction is {len(raw)} bytes; the limit is {MAX_TX_BYTES}")
         raw = bytes(raw)
-        digest = sha256(raw)
-        known = _CANONICAL.get(digest)
-        # Bytes already proven canonical in this process (encoded here, or decoded and checked
-        # before): parsing them again needs no canonical re-check. Keyed by SHA-256 of the
-        # exact bytes, so it says nothing about any other bytes. Fields are still checked.
-        value = codec.decode(raw) if known is None else codec.decode_trusted(raw)
+        value, starts = codec.decode_spans(raw)
         if not isinstance(value, dict) or set(value) != {"tx", "sigs"}:
             raise MalformedError("a signed transaction is exactly {tx, sigs}")
         if not isinstance(value["sigs"], list):
             raise MalformedError("sigs must be a list")
         tx = Transaction.from_value(value["tx"])
         sigs = tuple(Signature.from_value(s) for s in value["sigs"])
-        if known is None:
-            # Canonical form puts "tx" first: a2 62 't' 'x' <tx> 64 's' 'i' 'g' 's' <sigs>.
-            # The transaction's own encoding is that slice, so its hash needs no re-encoding.
-            tail = len(codec.encode_trusted(value["sigs"])) + 5
-            known = tagged_hash("tx", raw[4:len(raw) - tail])
-        stx = cls._checked(tx, sigs, raw, known)
-        _note_canonical(raw, known, digest)
-        return stx
+        # Canonical form puts "tx" first: a2 62 't' 'x' <tx> 64 's' 'i' 'g' 's' <sigs>.
+        # The transaction's own encoding is that slice, as received: hash it, no re-encode.
+        return cls._checked(tx, sigs, raw, tagged_hash("tx", raw[starts[1]:starts[2]]))
 
     @classmethod
     def _checked(cls, tx: Transaction, sigs: tuple[Signature, ...], raw: bytes,
@@ -180,53 +170,17 @@ class SignedTx:
 _HEAD_TX = b"\xa2\x62tx"
 _HEAD_SIGS = b"\x64sigs"
 
-# Envelopes known to be canonical in this process (SHA-256 of the bytes -> transaction hash):
-# encoded here, or decoded and fully checked once. A node decodes each envelope several times
-# (submit, apply, receipts); only the first pays the canonical re-check. Bounded.
-_CANONICAL: dict[bytes, bytes] = {}
-_CANONICAL_MAX = 1 << 16
-
-
-def _note_canonical(raw: bytes, tx_hash: bytes, digest: bytes | None = None) -> None:
-    if len(_CANONICAL) >= _CANONICAL_MAX:
-        _CANONICAL.pop(next(iter(_CANONICAL)))
-    _CANONICAL[sha256(raw) if digest is None else digest] = tx_hash
-
-
-# Envelopes this process signed itself: their signatures are valid by construction, so the
-# node need not send them to its worker processes to be checked again. Bounded.
-_SIGNED_HERE: dict[bytes, None] = {}
-_SIGNED_HERE_MAX = 1 << 16
-
-
-def _note_signed(stx: SignedTx) -> SignedTx:
-    if len(_SIGNED_HERE) >= _SIGNED_HERE_MAX:
-        _SIGNED_HERE.pop(next(iter(_SIGNED_HERE)))
-    _SIGNED_HERE[sha256(stx.raw)] = None
-    return stx
-
-
-def forget_signed() -> None:
-    """Forget which envelopes this process signed (benchmarks: treat them as foreign)."""
-    _SIGNED_HERE.clear()
-    _CANONICAL.clear()
-
-
-def signed_here(envelope: bytes) -> bool:
-    """True if this process made every signature on ``envelope`` (so they verify)."""
-    return sha256(envelope) in _SIGNED_HERE
-
 
 def sign(tx: Transaction, keys: Sequence[PrivateKey]) -> SignedTx:
-    """Sign ``tx`` with every key in ``keys`` and return the envelope."""
+    """Sign ``tx`` with every key in ``keys`` and return the envelope. (A node signs through
+    its ``TrustCache.sign_tx``, which also remembers the envelope as its own.)"""
     tx_bytes = tx.encode()
     h = tagged_hash("tx", tx_bytes)
     sigs = tuple(Signature(k.public, k.sign("tx", h)) for k in keys)
-    return _note_signed(SignedTx._assemble(tx, sigs, tx_bytes, h))
+    return SignedTx.assemble(tx, sigs, tx_bytes, h)
 
 
 def add_signatures(stx: SignedTx, keys: Sequence[PrivateKey]) -> SignedTx:
     """Add cosignatures to an envelope (collected off-chain, submitted once)."""
     extra = [Signature(k.public, k.sign("tx", stx.tx_hash)) for k in keys]
-    combined = SignedTx.create(stx.tx, [*stx.sigs, *extra])
-    return _note_signed(combined) if signed_here(stx.raw) else combined
+    return SignedTx.create(stx.tx, [*stx.sigs, *extra])

@@ -33,13 +33,25 @@ summary counted. The summary's window is the permitted window itself (the period
 intersected with the grant), never the span of the data; each CGM reading's nominal interval
 is its uploading device's (by the model the maker registered), or the median spacing of its
 batch when the model is unknown (a gateway, an unlisted sensor).
+
+Computed metrics are cached (``AccessService(summaries=N)``, in memory only): a summary is a
+pure function of the batches it covers (content-addressed by their ciphertext hashes, in the
+order the access record lists them), of each batch's upload order and interval (fixed when
+the batch is first opened) and of the window, so the cache key is exactly
+(view, ciphertext hashes, from, to) and a hit returns the same Summary and profile,
+bit for bit, that computing them again would. A new upload in the window is a new batch (a
+new key); an erasure empties the cache (``forget``). The access itself is still ordered,
+audited and signed on every read; only the arithmetic is reused. Reports of whole local days
+(node/localdays.py) keep one window all day, so repeated reads of a day hit.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from .. import codec
@@ -169,17 +181,38 @@ class AccessService:
     disk) so repeated reads of the same weeks skip decryption and parsing; ``forget`` drops
     batches (the erasure service calls it)."""
 
-    def __init__(self, node: Node, vault: Vault, *, cache: int = 512) -> None:
+    def __init__(self, node: Node, vault: Vault, *, cache: int = 512,
+                 summaries: int = 256) -> None:
         self.node = node
         self.vault = vault
         self._cache: OrderedDict[bytes, _Batch] = OrderedDict()
         self._cache_size = cache
+        self._computed: OrderedDict[_Key, _Computed] = OrderedDict()
+        self._computed_size = summaries
+        self._computed_lock = threading.Lock()
 
     def forget(self, cts: Sequence[bytes] | None = None) -> None:
         if cts is None:
             self._cache.clear()
         for ct in cts or ():
             self._cache.pop(ct, None)
+        with self._computed_lock:  # a summary over erased batches must not outlive them
+            self._computed.clear()
+
+    def _cached(self, key: _Key) -> _Computed | None:
+        with self._computed_lock:
+            hit = self._computed.get(key)
+            if hit is not None:
+                self._computed.move_to_end(key)
+            return hit
+
+    def _keep(self, key: _Key, value: _Computed) -> None:
+        if not self._computed_size:
+            return
+        with self._computed_lock:
+            self._computed[key] = value
+            while len(self._computed) > self._computed_size:
+                self._computed.popitem(last=False)
 
     def _batch(self, ct: bytes) -> _Batch:
         hit = self._cache.get(ct)
@@ -271,9 +304,9 @@ class AccessService:
         grounds, record = self.authorize(envelope)
         decision = record["decision"]
         request = Request.from_value(record["request"])
-        uploads = self._uploads(grounds, decision["streams"])
         if decision["view"] == "summary":
-            return self._summary(grounds, uploads)
+            return self._summary(grounds, decision["streams"])
+        uploads = self._uploads(grounds, decision["streams"])
         records = list(resolve(r for r, _ in uploads).records)
         if request.wrap_to is not None:
             key = new_key()
@@ -283,22 +316,59 @@ class AccessService:
                                  seal(key, payload, "release", grounds.access_tx))
         return RawRelease(grounds, tuple(records), self._metrics(grounds, uploads))
 
-    @staticmethod
-    def _metrics(grounds: Grounds, uploads: list[tuple[Record, int]]) -> Summary | None:
+    def _metrics(self, grounds: Grounds, uploads: list[tuple[Record, int]]) -> Summary | None:
         """The metrics of the CGM readings among ``uploads`` over the window, or None."""
-        cgm = [(r, i) for r, i in uploads if isinstance(r, CgmReading)]
-        if not cgm:
-            return None
-        return summarize([r for r, _ in cgm], start_ms=grounds.start_ms,
-                         end_ms=grounds.end_ms, intervals_ms=[i for _, i in cgm])
+        key = ("raw", grounds.batches, grounds.start_ms, grounds.end_ms)
+        hit = self._cached(key)
+        if hit is not None:
+            return hit[0]
+        summary = _metrics_of(grounds, uploads)
+        self._keep(key, (summary, None))
+        return summary
 
-    def _summary(self, grounds: Grounds, uploads: list[tuple[Record, int]]) -> SignedSummary:
-        summary = self._metrics(grounds, uploads)
-        if summary is None:
-            raise OutOfRangeError("the permitted window holds no CGM readings to summarize "
-                                  f"(audited as {grounds.access_tx.hex()[:16]})")
-        cgm = [r for r in resolve(r for r, _ in uploads).records if isinstance(r, CgmReading)]
-        profile = compute_agp(cgm).aggregate()
+    def _summary(self, grounds: Grounds, streams: Sequence[str]) -> SignedSummary:
+        key = ("summary", grounds.batches, grounds.start_ms, grounds.end_ms)
+        hit = self._cached(key)
+        if hit is not None and hit[0] is not None and hit[1] is not None:
+            summary, profile = hit[0], hit[1]
+        else:
+            uploads = self._uploads(grounds, streams)
+            computed = _metrics_of(grounds, uploads)
+            if computed is None:
+                raise OutOfRangeError(
+                    f"the permitted window {_iso(grounds.start_ms)} to {_iso(grounds.end_ms)} "
+                    "holds no CGM readings to summarize (a summary of the last N days ends at "
+                    "the patient's last local midnight: today's readings count from tomorrow, "
+                    f"and a raw read shows them now; audited as "
+                    f"{grounds.access_tx.hex()[:16]})")
+            summary = computed
+            # the CGM readings that count, as resolve() keeps them (the later upload per
+            # instant, sorted by time), without resolving the other record types
+            last: dict[int, CgmReading] = {}
+            for r, _ in uploads:
+                if isinstance(r, CgmReading):
+                    last[r.time_ms] = r
+            profile = compute_agp([last[t] for t in sorted(last)]).aggregate()
+            self._keep(key, (summary, profile))
         sig = self.node.node_key.sign(SUMMARY_CONTEXT,
                                       summary_statement(grounds, summary, profile))
         return SignedSummary(grounds, summary, self.node.node_key.public, sig, profile)
+
+
+#: (view, ciphertext hashes of the batches, from, to): what a computed summary depends on.
+_Key = tuple[str, tuple[bytes, ...], int, int]
+#: (summary or None without CGM readings, aggregate profile for the summary view)
+_Computed = tuple[Summary | None, Agp | None]
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def _metrics_of(grounds: Grounds, uploads: list[tuple[Record, int]]) -> Summary | None:
+    """The metrics of the CGM readings among ``uploads`` over the window, or None."""
+    cgm = [(r, i) for r, i in uploads if isinstance(r, CgmReading)]
+    if not cgm:
+        return None
+    return summarize([r for r, _ in cgm], start_ms=grounds.start_ms,
+                     end_ms=grounds.end_ms, intervals_ms=[i for _, i in cgm])

@@ -28,7 +28,7 @@ from .. import codec
 from ..crypto import PrivateKey, tagged_hash
 from ..errors import StorageError
 from ..glucose.readings import CgmReading
-from ..ledger.tx import Transaction, sign
+from ..ledger.tx import Transaction
 from ..state.accounts_model import account_id, single_key_policy
 from ..state.alerts import HOUR_MS, alert_key, rules_of
 from ..vault.store import Vault
@@ -159,8 +159,9 @@ class AlertService:
                 continue
             body = {"patient": patient, "rule": ep.rule,
                     "hour": ep.start_ms - ep.start_ms % HOUR_MS, "id": alert_id}
-            envelopes.append(sign(Transaction(self.node.chain, "alert", body, self.account, 0),
-                                  [self.node.node_key]).raw)
+            envelopes.append(self.node.trust.sign_tx(
+                Transaction(self.node.chain, "alert", body, self.account, 0),
+                [self.node.node_key]).raw)
             ids.append((alert_id, ep))
         receipts = self.node.submit(envelopes) if envelopes else []
         made: list[tuple[Any, ...]] = []

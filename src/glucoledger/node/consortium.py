@@ -28,7 +28,7 @@ A node whose next log position was compacted away fetches the missing blocks fro
 (``ctl/<name>`` URLs, or an export file), and accepts them only after checking them:
 the peer's final checkpoint must carry ``threshold`` member signatures, the headers must
 chain to it from this node's last block, and re-deriving every block from its transactions
-must give exactly those headers.
+must give exactly those headers (``blockexport.import_blocks``).
 
 Invariants: a node never signs a block it did not derive itself; it never signs when its
 store failed the integrity check; finality needs ``threshold`` distinct member keys over
@@ -46,11 +46,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import codec
+from ..crypto import PrivateKey
 from ..errors import (
-    ConsistencyError,
     GlucoledgerError,
-    MalformedError,
     OrderingError,
     StorageError,
 )
@@ -61,24 +59,27 @@ from ..ledger.finality import (
     FinalCheckpoint,
     MemberSchedule,
     decide,
-    verify_final_at,
 )
-from ..ledger.log import encode_cut, encode_tx_entry
 from ..ordering.etcd import EtcdOrderer
 from ..ordering.etcd_kv import EtcdKV
+from ..ordering.etcd_rbac import EtcdAdmin
+from ..ordering.etcd_watch import KeyWatch
 from ..state.accounts import GENESIS_KEY
 from ..state.governance import member_schedule
 from ..state.replica import ReplicaFailedError
 from .integrity import StoreDamagedError, quick_check, state_check
 from .service import Node, NodeConfig, etcd_chain_key
 
-__all__ = ["ConsortiumNode", "Status", "export_blocks", "import_blocks"]
+__all__ = ["ConsortiumNode", "Status"]
 
 log = logging.getLogger("glucoledger.consortium")
 
 _PUBLISH_RECENT = 64  # notes published per round at most (the newest heights)
 _KEEP_SIGS = 16  # own notes kept in etcd below the final height
 _LAGGING_WAIT = 0.005  # s between rounds while a stored block is not final yet
+#: Longest wait of a watching node with nothing to do (anchoring is due by time; status.json
+#: shows the node alive): an idle round reads nothing from etcd.
+_IDLE_ROUND = 2.0
 _READS_PER_ROUND = 2  # log reads (up to 1000 entries each) per round before signing
 _CACHE = 1024  # notes kept verified / own note texts kept, before pruning
 
@@ -94,6 +95,9 @@ class Status:
     diverged: list[dict[str, Any]] = field(default_factory=list)
     refusing: str | None = None
     error: str | None = None
+    #: This node derived its genesis block, so it knows who the members are (and whom its
+    #: control endpoint accepts); until then signed requests get 503 "not ready".
+    members_known: bool = False
     control: str | None = None
     updated: float = 0.0
 
@@ -110,12 +114,17 @@ class ConsortiumNode:
         key = etcd_chain_key(config.chain)
         self.orderer = EtcdOrderer.from_url(config.orderer, key)
         self.kv = EtcdKV.from_url(config.orderer, key)
-        self.node = Node(self.data_dir, orderer=self.orderer, workers=workers)
+        # The store is checked against the etcd log in check_integrity (a member refuses,
+        # tells its peers and answers 503, rather than not starting).
+        self.node = Node(self.data_dir, orderer=self.orderer, workers=workers, log_check=False)
         self.compact_every = compact_every
         self.status = Status(self.name)
         self._published = -1
         self._reported: tuple[int, int] | None = None
         self._seen = 0
+        self._orderer_url = config.orderer
+        self._watch: KeyWatch | None = None
+        self._watched = -1  # the watch's generation before the last round's reads
         self._verified: dict[tuple[str, bytes, bytes], Any] = {}
         self._ours: dict[int, bytes] = {}
         self._gc_below = 0
@@ -129,7 +138,21 @@ class ConsortiumNode:
         #: Node keys (by key id) of the members in force at our newest height: who may call
         #: node-to-node endpoints. Replaced whole by the loop, read by request threads.
         self.current_members: dict[bytes, NoteVerifier] = {}
+        self._rbac = _admin(self.data_dir, config.orderer)
+        self._rbac_names: frozenset[str] = frozenset()
         self._members_now(self.schedule())
+        #: This member's node keys in its wallet, by key id: ``node`` and rotated ones.
+        self._keys: dict[bytes, PrivateKey] = {}
+        self._load_own_keys()
+        self.node.key_for_height = self._key_for_height
+        if self.schedule() is not None:
+            try:  # requests and the integrity check use the key in force now
+                self._key_for_height(self.node.store.height())
+            except StorageError as exc:
+                log.error("%s", exc.message)
+        last = self.node.last_header()
+        if last is not None:  # status shows this run's height even before etcd answers
+            self.status.height, self.status.log_size = last.height, last.log_size
         self.check_integrity()
         self.node.on_blocks = self._blocks_stored
 
@@ -140,13 +163,51 @@ class ConsortiumNode:
             self.status.height, self.status.log_size = last.height, last.log_size
             self._write_status()
 
+    # --- node keys (rotated by governance at a stated height) -----------------------------
+    def _load_own_keys(self) -> None:
+        for key in self.node.wallet.node_keys():
+            self._keys[key.public.key_id] = key
+
+    def _key_for_height(self, height: int) -> PrivateKey:
+        """The key that signs block ``height``: the one the member set in force at that
+        height names for this member (``gov.rotate_key`` changes it from its ``at``), found
+        in the wallet. From the newest height on it also signs this node's requests.
+
+        Raises StorageError when the wallet lacks it: the node then stops (it must not sign
+        with a key the consortium no longer counts) and says which key to add.
+        """
+        if self.node.state.get(GENESIS_KEY) is None:
+            return self.node.node_key
+        mine = [v for v in member_schedule(self.node.state).at(height)[0]
+                if v.name == self.name]
+        if not mine:  # not a member at that height: its notes count for nothing
+            return self.node.node_key
+        want = mine[0].key.key_id
+        if want not in self._keys:
+            self._load_own_keys()  # saved since start (`consortium node-key`)
+        key = self._keys.get(want)
+        if key is None:
+            raise StorageError(
+                f"block {height} must be signed with {self.name}'s node key {mine[0].vkey()} "
+                "(set by governance), and this node's wallet does not hold it: make the "
+                "rotation's key with `glucoledger consortium node-key` in this folder, or "
+                "restore the wallet it was made in, then restart the node")
+        if key is not self.node.node_key and height >= self.node.store.height():
+            log.info("signing with the rotated node key %s from block %d", mine[0].vkey(),
+                     height)
+            self.node.node_key = key
+        return key
+
     # --- integrity ------------------------------------------------------------------------
     def check_integrity(self) -> None:
         """Check the store (``integrity.quick_check``) and re-derive the state
         (``integrity.state_check``); on damage refuse, and tell the peers."""
         start = time.perf_counter()
+        if not self._log_agrees():
+            return
         try:
-            blocks = quick_check(self.node.store, self.node.chain, self.node.verifier())
+            blocks = quick_check(self.node.store, self.node.chain,
+                                 [NoteVerifier(self.name, k.public) for k in self._keys.values()])
             entries = state_check(self.node.store, self.node.chain)
         except StoreDamagedError as exc:
             self.refuse(exc.message, exc.height, exc.signed_root, exc.derived_root,
@@ -155,6 +216,29 @@ class ConsortiumNode:
         log.info("integrity check: %d blocks, %d state entries in %.3f s", blocks, entries,
                  time.perf_counter() - start)
         self._publish_health({"ok": True})
+
+    def _log_agrees(self, wait: float = 30.0) -> bool:
+        """The store against the etcd log (``Node.log_mismatches``), before anything is
+        derived or appended: a store ahead of the log or of another history refuses (False).
+        An unreachable cluster is asked again for ``wait`` seconds, then the member does not
+        start (StorageError): nothing is appended unchecked."""
+        deadline = time.monotonic() + wait
+        while True:
+            found = self.node.log_mismatches()
+            if not found or found[0].kind != "unreadable_log" or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        if found and found[0].kind == "unreadable_log":
+            self.node.close()
+            raise StorageError(f"{self.name} cannot start: {found[0].message}; nothing was "
+                               "appended; start it again when the etcd cluster answers",
+                               code=found[0].kind)
+        if found:
+            last = self.node.last_header()
+            self.refuse("; ".join(m.message for m in found), last.height if last else 0,
+                        what=found[0].kind)
+            return False
+        return True
 
     def refuse(self, reason: str, height: int, signed_root: bytes = b"",
                derived_root: bytes = b"", what: str = "") -> None:
@@ -175,14 +259,44 @@ class ConsortiumNode:
             self.status.error = exc.message
 
     # --- the loop -------------------------------------------------------------------------
+    def start_watch(self) -> None:
+        """Follow etcd by one watch (``ordering.etcd_watch``) instead of polling: from now on
+        a round waits until the log head or a side key changed, and reads nothing while
+        nothing did. Without it (or while the watch is down) ``step`` polls as before."""
+        if self._watch is None:
+            self._watch = KeyWatch.for_chain(self._orderer_url, self.kv.prefix).start()
+
+    def _watch_round(self) -> bool | None:
+        """With a healthy watch: wait for a change; True when this round must read etcd,
+        False when nothing changed (an idle round). None without a healthy watch."""
+        watch = self._watch
+        if watch is None or not watch.healthy:
+            return None
+        seen = watch.generation
+        if seen == self._watched and self.node.caught_up:
+            seen = watch.wait_change(self._watched, _IDLE_ROUND)
+        if seen == self._watched and self.node.caught_up:
+            return False
+        self._watched = seen  # taken before this round's reads: a later change wakes the next
+        return True
+
     def step(self, wait: float = 0.0) -> Status:
         """One round: wait for entries (up to ``wait`` s), derive, publish, collect.
 
-        While some stored block is not final yet the wait is short: the round after a
+        With the watch started, the wait is for a change under the chain's keys instead
+        (at most ``_IDLE_ROUND`` s), and a round with no change reads nothing. Without it,
+        while some stored block is not final yet the wait is short: the round after a
         block is mostly spent collecting the other members' notes for it.
         """
         try:
-            if not self.node.caught_up:
+            watched = self._watch_round()
+            if watched is False:
+                self.maybe_anchor()
+                self._write_status()
+                return self.status
+            if watched:
+                pass  # something changed (or entries wait): read it now
+            elif not self.node.caught_up:
                 pass  # entries are known to be waiting: no wait
             elif self.status.final_height < self.status.height:
                 # Notes for a stored block are due: poll briefly (a watch on the head would
@@ -202,6 +316,7 @@ class ConsortiumNode:
                 self.maybe_anchor()
             self.status.error = None
         except GlucoledgerError as exc:
+            self._watched = -1  # what this round failed to read is read again next round
             self.status.error = exc.message
             log.warning("%s", exc.message)
         self._write_status()
@@ -221,6 +336,8 @@ class ConsortiumNode:
         last = self.node.last_header()
         if last is not None:
             self.status.height, self.status.log_size = last.height, last.log_size
+        if not self.current_members:  # the genesis block was just derived: who may call us
+            self._members_now(self.schedule())
 
     def _publish_notes(self) -> None:
         """Put this node's notes for its new heights and its ``stored/`` report, in one
@@ -249,6 +366,7 @@ class ConsortiumNode:
     def _members_now(self, schedule: MemberSchedule | None) -> None:
         members = () if schedule is None else schedule.at(self.node.store.height())[0]
         self.current_members = {v.key.key_id: v for v in members}
+        self.status.members_known = bool(self.current_members)
 
     def _collect(self) -> None:
         schedule = self.schedule()
@@ -265,6 +383,7 @@ class ConsortiumNode:
                 published.setdefault(int(h), {})[name] = value
         ours = {h: self._our_text(h) for h in published if h < top}
         self._members_now(schedule)
+        self._revoke_removed()
         final, diverged = decide(published, schedule, ours, self._verified)
         diverged += self._damaged_peers(health)
         if final is not None and (self.final is None
@@ -286,6 +405,18 @@ class ConsortiumNode:
             log.warning("%s", d.describe())
         self._forget(published)
         self._maybe_compact(list(schedule.at(top)[0]), stored)
+
+    def _revoke_removed(self) -> None:
+        """With the RBAC duty (an ``etcd-admin`` folder), make etcd's member users match the
+        members in force now: a member removed by governance loses its etcd access once
+        this node derived the block from which the removal holds. Retried every round until
+        etcd accepts it."""
+        names = frozenset(v.name for v in self.current_members.values())
+        if self._rbac is None or not names or names == self._rbac_names:
+            return
+        for gone in self._rbac.reconcile(names):
+            log.warning("revoked the etcd access of %s: no longer a member", gone)
+        self._rbac_names = names
 
     def _our_text(self, height: int) -> bytes:
         """This node's note text at ``height`` (stored blocks never change: cached)."""
@@ -387,6 +518,7 @@ class ConsortiumNode:
     # --- catching up past compaction ------------------------------------------------------
     def catch_up_from_peers(self) -> int:
         """Fetch, verify and store blocks from the first peer that has them."""
+        from .blockexport import import_blocks
         from .control import fetch_blocks
 
         errors = []
@@ -404,8 +536,23 @@ class ConsortiumNode:
                             "); import an export file: `glucoledger consortium import`")
 
     def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
         self.node.close()
         self.kv.close()
+        if self._rbac is not None:
+            self._rbac.close()
+
+
+def _admin(data_dir: Path, orderer_url: str) -> EtcdAdmin | None:
+    """etcd's root, when this member holds the RBAC duty (``<data>/etcd-admin``)."""
+    folder = data_dir / "etcd-admin"
+    if not (folder / "etcd-user.json").exists():
+        return None
+    try:
+        return EtcdAdmin.from_folder(orderer_url, folder)
+    except ValueError as exc:
+        raise GlucoledgerError(f"{folder} is unusable ({exc})") from None
 
 
 def _as_final(note: bytes) -> FinalCheckpoint | None:
@@ -415,113 +562,3 @@ def _as_final(note: bytes) -> FinalCheckpoint | None:
                                tuple(s[0] for s in parsed.signatures))
     except GlucoledgerError:
         return None
-
-
-# --- export / import ---------------------------------------------------------------------
-
-def export_blocks(node: Node, start: int, end: int | None = None) -> bytes:
-    """Blocks ``start``.. (up to the final checkpoint, if one is stored) as one CBOR value."""
-    final = node.store.get_meta("final")
-    top = node.store.height() - 1
-    if isinstance(final, bytes):
-        top = min(top, Checkpoint.parse_body(parse_note(final).text).height)
-    if end is not None:
-        top = min(top, end)
-    blocks = []
-    for h in range(start, top + 1):
-        _, header, _ = node.store.block_row(h)
-        txs = node.store.txs_of_block(h)
-        blocks.append({"header": header, "envelopes": [t.envelope for t in txs],
-                       "positions": [t.pos for t in txs]})
-    return codec.encode({"chain": node.chain, "final": final if isinstance(final, bytes)
-                         else None, "blocks": blocks})
-
-
-def import_blocks(node: Node, data: bytes) -> int:
-    """Verify exported blocks and store them: rejoin, from an empty store or from our last block.
-
-    Trust advances only after verification. The root of trust is this node's own last block,
-    or, for an empty store, the genesis file in its folder (``genesis.json``, whose envelope
-    every founding member signed): block 0 must carry exactly that envelope. Then, before
-    anything is stored: the headers must chain from there; re-deriving every block from its
-    transactions must give exactly those headers; and the export's final checkpoint must be
-    cosigned by the threshold of the member set **in force at its height**, as the derived
-    blocks' governance records it (``state.governance.member_schedule``), and name the
-    derived block at that height.
-
-    Raises ConsistencyError or MalformedError, storing nothing; returns the blocks stored.
-    """
-    doc = codec.decode(data, max_size=1 << 30)
-    if not isinstance(doc, dict) or doc.get("chain") != node.chain:
-        raise MalformedError("not a block export of this chain")
-    if not isinstance(doc.get("final"), bytes):
-        raise ConsistencyError("the export carries no final checkpoint: blocks cannot be "
-                               "trusted without one; export from a member whose status shows "
-                               "a final height")
-    blocks = doc.get("blocks")
-    if not isinstance(blocks, list):
-        raise MalformedError("a block export holds a list of blocks")
-    try:
-        headers = [BlockHeader.decode(b["header"]) for b in blocks]
-    except (KeyError, TypeError) as exc:
-        raise MalformedError(f"a block export entry is malformed ({exc})") from None
-    prev = node.last_header()
-    if prev is None:
-        _check_genesis(node, blocks)
-    for h in headers:
-        if h.height != (prev.height + 1 if prev else 0) or h.prev != (
-                prev.hash() if prev else bytes(32)):
-            raise ConsistencyError(f"exported block {h.height} does not link to the previous")
-        prev = h
-    with node._lock:
-        try:
-            derived = _derive_exported(node, blocks, headers)
-            final = verify_final_at(doc["final"], member_schedule(node.replica.state))
-            last = derived[-1][0].header if derived else node.last_header()
-            if (last is None or last.height != final.height or last.hash() != final.block_hash
-                    or last.log_root != final.root):
-                raise ConsistencyError("the exported blocks do not end in the cosigned "
-                                       "checkpoint")
-        except BaseException:  # a half-fed replica must not survive a refused import
-            node.replica = node._load_replica()
-            raise
-        for block, frontier in derived:
-            node._store_block(block, frontier)
-        last = node.replica.last
-        node._read_pos = last.cut + 1 if last else 0
-    node._notify_applied()
-    return len(derived)
-
-
-def _check_genesis(node: Node, blocks: list[Any]) -> None:
-    from .genesis_file import Genesis
-
-    path = node.data_dir / "genesis.json"
-    try:
-        genesis = Genesis.load(path)
-    except OSError:
-        raise ConsistencyError(f"this store is empty and {path} is missing: rejoin with "
-                               "`glucoledger consortium rejoin --genesis FILE`") from None
-    envelopes = blocks[0].get("envelopes") if blocks and isinstance(blocks[0], dict) else None
-    if not envelopes or envelopes[0] != genesis.envelope():
-        raise ConsistencyError("the export's block 0 is not the genesis in genesis.json: it "
-                               "is another chain's history")
-
-
-def _derive_exported(node: Node, blocks: list[Any],
-                     headers: list[BlockHeader]) -> list[tuple[Any, list[bytes]]]:
-    """Feed the exported transactions to the replica; each block must match its header."""
-    out = []
-    for block_doc, header in zip(blocks, headers, strict=True):
-        try:
-            pairs = list(zip(block_doc["envelopes"], block_doc["positions"], strict=True))
-        except (KeyError, TypeError, ValueError):
-            raise MalformedError(f"exported block {header.height} is malformed") from None
-        for env, pos in pairs:
-            node.replica.feed(pos, encode_tx_entry(env))
-        block = node.replica.feed(header.cut, encode_cut(header.height, header.time))
-        if block is None or block.hash != header.hash():
-            raise ConsistencyError(f"re-deriving block {header.height} gave another block: "
-                                   "the export is not the consortium's history")
-        out.append((block, list(node.replica.tree.frontier)))
-    return out

@@ -9,9 +9,9 @@ benchmark, peers fetching blocks) can use a running node without opening its sto
   per envelope (``Node.submit(retry=True)``): a client that lost the answer submits again;
 - ``GET /status``: the node's ``Status`` as JSON (height, final checkpoint, divergences);
 - ``GET /checkpoint`` (``?final=1`` for the cosigned one): the C2SP note;
-- ``GET /blocks?from=H``: a block export (``consortium.export_blocks``) up to the final
+- ``GET /blocks?from=H``: a block export (``blockexport.export_blocks``) up to the final
   checkpoint, for a peer catching up past compaction. Node to node: the request must be
-  signed (RFC 9421 HTTP Message Signatures, ``api.httpsig``: ``@method``, ``@target-uri``,
+  signed (RFC 9421 HTTP Message Signatures, ``crypto.httpsig``: ``@method``, ``@target-uri``,
   ``created``, ``nonce``, ``keyid``) by the node key of a **current** member (the signer set
   in force at this node's newest height); no signature, an unknown key or a removed
   member's key get 401 and no data.
@@ -26,8 +26,10 @@ maps error codes to HTTP statuses; the client turns them back into errors.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import threading
+import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,8 +37,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .. import codec
-from ..api.httpsig import NonceCache, sign_request, verify_request
 from ..crypto import PrivateKey, PublicKey
+from ..crypto.httpsig import NonceCache, sign_request, verify_request
 from ..errors import (
     AuthenticationError,
     GlucoledgerError,
@@ -45,7 +47,9 @@ from ..errors import (
     OrderingError,
     SignatureError,
 )
-from .consortium import ConsortiumNode, export_blocks
+from ..files import atomic_write
+from .blockexport import export_blocks
+from .consortium import ConsortiumNode
 
 __all__ = ["ControlServer", "fetch_blocks", "get_status", "submit"]
 
@@ -106,6 +110,12 @@ class _Handler(BaseHTTPRequestHandler):
         """The current member whose node key signed this request. Raises
         AuthenticationError (401) otherwise."""
         members = self.server.cnode.current_members
+        if not members:
+            # Not a verdict on the caller: before its genesis block a node cannot tell
+            # members from strangers. Transient (503); the client retries.
+            raise OrderingError("this node has not derived the consortium's genesis block "
+                                "yet, so it cannot check who signed the request; retry in a "
+                                "moment", code="node_not_ready")
 
         def lookup(key_id: bytes) -> PublicKey:
             found = members.get(key_id)
@@ -199,15 +209,30 @@ def _request(url: str, data: bytes | None = None, timeout: float = 60.0,
         raise OrderingError(f"node at {url} is unreachable ({exc}); is it running?") from None
 
 
+def _signed(method: str, target: str, node_key: PrivateKey, timeout: float,
+            data: bytes | None = None) -> bytes:
+    """One signed request (a fresh signature and nonce per try), retried while the node
+    answers that it is not ready yet (it is starting), until ``timeout``."""
+    deadline = time.monotonic() + timeout
+    pause = 0.05
+    while True:
+        headers = sign_request(node_key, method=method, url=target, body=data or b"",
+                               nonce=secrets.token_hex(16))
+        try:
+            return _request(target, data, max(deadline - time.monotonic(), 1.0), headers)
+        except OrderingError as exc:
+            if exc.code != "node_not_ready" or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
+
+
 def submit(url: str, envelopes: list[bytes], node_key: PrivateKey,
            timeout: float = 60.0) -> list[dict[str, Any]]:
     """Submit to a member's control endpoint, signing the request with ``node_key`` (a
     current member's node key)."""
     target = url.rstrip("/") + "/submit"
-    data = codec.encode(envelopes)
-    headers = sign_request(node_key, method="POST", url=target, body=data,
-                           nonce=secrets.token_hex(16))
-    body = _request(target, data, timeout, headers)
+    body = _signed("POST", target, node_key, timeout, codec.encode(envelopes))
     receipts: list[dict[str, Any]] = json.loads(body)["receipts"]
     return receipts
 
@@ -219,9 +244,7 @@ def get_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
 
 def fetch_blocks(url: str, start: int, node_key: PrivateKey) -> bytes:
     """A peer's block export from ``start``, asked with a request signed by ``node_key``."""
-    target = f"{url.rstrip('/')}/blocks?from={start}"
-    headers = sign_request(node_key, method="GET", url=target, nonce=secrets.token_hex(16))
-    return _request(target, timeout=120.0, headers=headers)
+    return _signed("GET", f"{url.rstrip('/')}/blocks?from={start}", node_key, 120.0)
 
 
 def run_node(data_dir: Any, *, port: int = 0, stop: threading.Event | None = None,
@@ -229,7 +252,8 @@ def run_node(data_dir: Any, *, port: int = 0, stop: threading.Event | None = Non
              anchor_endpoint: str | None = None, anchor_every: float = 60.0) -> None:
     """Run a consortium member until ``stop`` is set: control endpoint plus the follow loop.
 
-    The control URL is written to ``<data>/control.json`` and published in etcd (``ctl/``).
+    The control URL is published in etcd (``ctl/``) and, after the first round of the loop,
+    written to ``<data>/control.json``.
     """
     from pathlib import Path
 
@@ -240,10 +264,13 @@ def run_node(data_dir: Any, *, port: int = 0, stop: threading.Event | None = Non
     # This thread follows the log; submits from the control endpoint go through the
     # group-commit writer and wait for it (node.groupcommit).
     cnode.node.follow_here()
+    # Follow etcd by watch, not by polling (ordering.etcd_watch). GLUCOLEDGER_FOLLOW=poll
+    # keeps the polling loop: a diagnostic, for benchmarks comparing the two in one run.
+    if os.environ.get("GLUCOLEDGER_FOLLOW", "watch") != "poll":
+        cnode.start_watch()
     cnode.node.start_group_commit()
     server = ControlServer(cnode, port)
     cnode.status.control = server.url
-    (Path(data_dir) / "control.json").write_text(json.dumps({"url": server.url}) + "\n")
     server.start()
     try:
         while not stop.is_set():
@@ -252,8 +279,15 @@ def run_node(data_dir: Any, *, port: int = 0, stop: threading.Event | None = Non
                 break
             except GlucoledgerError:
                 stop.wait(0.5)
+        announced = False
         while not stop.is_set():
             cnode.step(wait=wait)
+            if not announced:
+                # Only after a first round: status.json is then this run's, and a node that
+                # derived its genesis knows whom to accept (devcluster.wait_controls).
+                atomic_write(Path(data_dir) / "control.json",
+                             (json.dumps({"url": server.url}) + "\n").encode())
+                announced = True
             if cnode.status.error:
                 stop.wait(0.2)
     finally:

@@ -7,10 +7,13 @@ node's research secret, which never leaves the node.
   The study key is ``HMAC-SHA-256(node secret, "study" || study id)``: without the node's
   secret a pseudonym links neither to the account nor to the same person in another study.
 - Date shift, per participant and study: back by 1..520 whole weeks (so the weekday and the
-  clock time are kept) plus a jitter of -30..+29.999 s (so the minute of the day is kept
-  within half a minute, and two studies' shifts of one person differ by more than a grid of
-  sampling instants: no exact timestamp is shared). Times are written as local wall time
-  without the UTC offset (an offset narrows the place).
+  clock time are kept) plus a jitter of -30..+29.999 s (so the clock time is kept within
+  half a minute, and two studies' shifts of one person differ by more than a grid of
+  sampling instants: no exact timestamp is shared). The jitter never moves a time across
+  local midnight: a time it would push into the next or previous day is held at that day's
+  last or first millisecond, so the weekday (and the date) is exactly the shifted one and
+  the order of times is kept. Times are written as local wall time without the UTC offset
+  (an offset narrows the place).
 - Safe Harbor (45 CFR 164.514(b)(2)): a release row is built from a whitelist of value
   fields per stream, so names, device serials and identifiers, free text (notes, the
   Nightscout annex with its ``enteredBy`` and device strings), exact dates of birth and
@@ -37,7 +40,7 @@ from ..errors import InputError
 from ..glucose.readings import Basal, Bolus, Carbs, CgmReading, Record, SmbgReading
 
 __all__ = ["CENSUS_REGION", "Profile", "date_shift_ms", "generalise", "k_of", "pseudonym",
-           "record_row", "scan_identifiers", "study_key"]
+           "record_row", "scan_identifiers", "shifted_local", "study_key"]
 
 WEEK_MS: Final = 7 * 86_400_000
 #: US census regions (the level above state); other countries: "non-US".
@@ -106,15 +109,25 @@ def date_shift_ms(key: bytes, patient: bytes) -> int:
     return weeks * WEEK_MS - jitter
 
 
-def _local(time_ms: int, tz_offset_min: int) -> str:
-    moment = datetime.fromtimestamp(time_ms / 1000, UTC) + timedelta(minutes=tz_offset_min)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{time_ms % 1000:03d}"
+DAY_MS: Final = 86_400_000
+
+
+def shifted_local(time_ms: int, tz_offset_min: int, shift_ms: int) -> str:
+    """Local wall time of ``time_ms`` moved back by ``shift_ms`` (whole weeks less a jitter
+    under half a minute, as ``date_shift_ms`` makes it), the jitter held inside the day."""
+    weeks = round(shift_ms / WEEK_MS)
+    jitter = weeks * WEEK_MS - shift_ms
+    local = time_ms + tz_offset_min * 60_000 - weeks * WEEK_MS  # same weekday, same clock
+    day = local // DAY_MS * DAY_MS
+    moved = min(max(local + jitter, day), day + DAY_MS - 1)
+    moment = datetime(1970, 1, 1) + timedelta(milliseconds=moved)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moved % 1000:03d}"
 
 
 def record_row(pid: str, record: Record, shift_ms: int) -> dict[str, Any] | None:
     """The release row of one record, from a whitelist of value fields; None for a record
     kind that releases never carry (notes: free text; device settings)."""
-    t = _local(record.time_ms - shift_ms, record.tz_offset_min)
+    t = shifted_local(record.time_ms, record.tz_offset_min, shift_ms)
     if isinstance(record, CgmReading):
         return {"pid": pid, "stream": "cgm", "time": t, "mgdl": record.mgdl,
                 "trend": record.trend or ""}
@@ -211,6 +224,7 @@ def generalise(profiles: Mapping[str, Profile], fields: Sequence[str], k: int, t
 # --- Safe Harbor scan --------------------------------------------------------------------------
 _ZIP = re.compile(r"\b\d{5}(?:-\d{4})?\b")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+")
+_PID = re.compile(r"[0-9a-f]{32}")
 _DATE_OF_BIRTH = re.compile(r"\b(19|20)\d\d-\d\d-\d\d\b")
 
 
@@ -218,11 +232,19 @@ def scan_identifiers(rows: Iterable[Mapping[str, Any]], identifiers: Mapping[str
                      ) -> list[str]:
     """Every Safe Harbor finding in ``rows``: the known identifiers by category (names,
     serials, account ids, zips, birth dates...), any email address or ZIP-like number in text,
-    and any age value over 89 that is not ``90+``. An empty list means none was found."""
+    and any age value over 89 that is not ``90+``. A pseudonym (``pid``) is judged by its
+    form (32 hex digits, the start of no identifier): its digits are a keyed hash, so a
+    known ZIP or date appearing inside them by chance is no finding (it would otherwise
+    withhold about one release in a few hundred). An empty list means none was found."""
     needles = [(cat, v.lower()) for cat, vals in identifiers.items() for v in vals if v]
     seen: dict[tuple[str, str, bool], list[str]] = {}  # most values repeat: judge each once
 
     def judge(key: str, text: str, is_text: bool) -> list[str]:
+        if key == "pid":  # a keyed hash the node made: judged by its form, not its digits
+            if not _PID.fullmatch(text):
+                return ["field pid: not a pseudonym"]
+            return [f"field pid: {cat}" for cat in dict.fromkeys(
+                cat for cat, needle in needles if needle.startswith(text))]
         out = [f"field {key}: {cat}" for cat in dict.fromkeys(
             cat for cat, needle in needles if needle in text)]
         if is_text and key != "time" and (_ZIP.search(text) or _EMAIL.search(text)):

@@ -7,8 +7,10 @@ record of every process started (pid, folder). ``down(base)`` stops exactly thos
 signalled only while ``/proc/<pid>/cmdline`` still names its folder (pids get reused).
 
 For development and tests: ``up(..., tls=True)`` (the CLI's default) runs etcd with TLS and
-client and peer certificate authentication against the members' CAs (``crypto.tls``); the
-control ports stay on loopback.
+client and peer certificate authentication against the members' CAs (``crypto.tls``), and
+etcd auth with one user and role per member (``ordering.etcd_rbac``: each writes only its
+own keys); ``node-0/etcd-admin`` holds etcd's root and makes that node revoke removed
+members. The control ports stay on loopback.
 """
 
 from __future__ import annotations
@@ -26,16 +28,29 @@ from typing import Any
 from ..errors import GlucoledgerError, InputError
 from ..ordering.cluster import EtcdCluster
 from ..ordering.etcd import EtcdOrderer, TlsFiles
+from ..ordering.etcd_rbac import EtcdAdmin, client_identity, user_name, write_account
 from .genesis_file import Genesis, Member, create_member, init_member, member_of
 from .service import etcd_chain_key
 
-__all__ = ["down", "node_alive", "start_node", "stop_node", "up"]
+__all__ = ["down", "node_alive", "patience", "start_node", "stop_node", "up", "wait_controls"]
 
 _STATE = "consortium.json"
 #: Children started by this process, kept so they are reaped (and never garbage-collected
 #: while running); `down` from another process works from the recorded pids instead.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 _CLUSTERS: dict[Path, EtcdCluster] = {}
+
+
+def patience(seconds: float) -> float:
+    """``seconds`` stretched for a slow or busy machine: times
+    ``GLUCOLEDGER_TIMEOUT_SCALE`` when set, else times the load per core (at least 1, at
+    most 10), so start-up waits fail on a hung process, not on a shared 2-core machine."""
+    raw = os.environ.get("GLUCOLEDGER_TIMEOUT_SCALE")
+    try:
+        scale = float(raw) if raw else os.getloadavg()[0] / (os.cpu_count() or 1)
+    except (ValueError, OSError):
+        scale = 1.0
+    return seconds * min(max(scale, 1.0), 10.0)
 
 
 def _node_cmd(data: Path, port: int = 0) -> list[str]:
@@ -112,19 +127,32 @@ def create_consortium(base: Path, n: int, url: str | EtcdCluster,
     return folders
 
 
+def _ready(folder: Path) -> str | None:
+    """The node's control URL once it serves and knows who the members are (it derived the
+    genesis block) or has stopped with a reason (its status says why); else None."""
+    try:
+        url = str(json.loads((folder / "control.json").read_text())["url"])
+        status = json.loads((folder / "status.json").read_text())
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if status.get("refusing") or status.get("members_known"):
+        return url
+    return None
+
+
 def wait_controls(folders: list[Path], timeout: float = 30.0) -> list[str]:
-    deadline = time.monotonic() + timeout
+    """Wait until every node in ``folders`` is ready (``_ready``); ``timeout`` is scaled by
+    ``patience``. Raises GlucoledgerError naming the nodes that are not."""
+    limit = patience(timeout)
+    deadline = time.monotonic() + limit
     while True:
-        urls = []
-        for f in folders:
-            try:
-                urls.append(json.loads((f / "control.json").read_text())["url"])
-            except (OSError, ValueError, KeyError):
-                break
-        if len(urls) == len(folders):
-            return urls
+        urls = [_ready(f) for f in folders]
+        if all(urls):
+            return [u for u in urls if u]
         if time.monotonic() > deadline:
-            raise GlucoledgerError(f"nodes did not start in {timeout:.0f} s; see node.log files")
+            late = ", ".join(str(f) for f, u in zip(folders, urls, strict=True) if not u)
+            raise GlucoledgerError(f"nodes not ready after {limit:.0f} s (no control endpoint "
+                                   f"or no genesis block yet): {late}; see their node.log")
         time.sleep(0.1)
 
 
@@ -148,7 +176,9 @@ def up(base: Path, n: int = 3, base_port: int | None = None,
     cluster = EtcdCluster(n, base / "etcd", base_port, ids)
     cluster.start()
     _CLUSTERS[base / "etcd"] = cluster
-    cluster.wait_healthy(30)
+    cluster.wait_healthy(patience(30))
+    if tls:
+        _rbac(base, cluster, [m.name for m in members])
     folders = create_consortium(base, n, cluster, members=members)
     nodes = []
     for i, f in enumerate(folders):
@@ -162,6 +192,33 @@ def up(base: Path, n: int = 3, base_port: int | None = None,
         node["control"] = url
     (base / _STATE).write_text(json.dumps(state, indent=2) + "\n")
     return state
+
+
+def _rbac(base: Path, cluster: EtcdCluster, names: list[str],
+          chain: str = "glucoledger/consortium") -> None:
+    """Turn on etcd auth: ``root`` in ``node-0/etcd-admin`` (that node reconciles etcd's users
+    with the member set, ``ConsortiumNode``), one user and role per member
+    (``ordering.etcd_rbac``), each member's client identity in its ``tls/`` folder."""
+    admin_dir = base / "node-0" / "etcd-admin"
+    admin_dir.mkdir(parents=True, exist_ok=True)
+    (admin_dir / "trust.pem").write_bytes((base / "trust.pem").read_bytes())
+    client_identity(admin_dir, base / "node-0" / "tls", "etcd-admin")
+    files = TlsFiles(str(admin_dir / "trust.pem"), str(admin_dir / "etcd-client.pem"),
+                     str(admin_dir / "etcd-client.key"))
+    first = EtcdAdmin([m.client_url for m in cluster.members], files)
+    try:
+        first.enable(admin_dir)
+    finally:
+        first.close()
+    admin = EtcdAdmin.from_folder(cluster.url, admin_dir)
+    try:
+        for i, name in enumerate(names):
+            tls_dir = base / f"node-{i}" / "tls"
+            client_identity(tls_dir, tls_dir, name)
+            write_account(tls_dir, user_name(name), admin.add_member(etcd_chain_key(chain),
+                                                                     name))
+    finally:
+        admin.close()
 
 
 def down(base: Path) -> list[str]:

@@ -38,6 +38,7 @@ from ..state.accounts_model import Account
 from ..state.consent import grant_key
 from ..state.emergency import REQUEST_TTL_MS, open_key, request_key
 from ..state.grants import EMERGENCY_MAX_DAYS, EMERGENCY_MAX_HOURS
+from .registry import Registry
 from .service import Node
 
 __all__ = ["EMERGENCY_MAX_DAYS", "EMERGENCY_MAX_HOURS", "REQUEST_TTL_MS", "EmergencyRequest",
@@ -99,9 +100,11 @@ def _patient_of(node: Node, patient: bytes) -> Account:
     try:
         acct = node.account(patient)
     except NotFoundError:
-        raise NotFoundError(f"no patient {patient.hex()[:16]} on this ledger") from None
+        raise NotFoundError(f"no patient {Registry(node.data_dir).label(patient)} on this "
+                            "ledger") from None
     if acct.kind != "patient":
-        raise NotFoundError(f"account {patient.hex()[:16]} is a {acct.kind}, not a patient")
+        raise NotFoundError(f"account {Registry(node.data_dir).label(patient)} is a "
+                            f"{acct.kind}, not a patient")
     return acct
 
 

@@ -50,6 +50,7 @@ from ..ledger.checkpoint import NoteVerifier
 from ..ledger.log import encode_cut, encode_tx_entry
 from ..ledger.tx import Signature, SignedTx, Transaction
 from ..ordering.base import Orderer
+from ..ordering.etcd_rbac import client_identity
 from ..state.accounts_model import account_id, single_key_policy
 from .keystore import Wallet, create_master_key, load_master_key
 from .service import NodeConfig
@@ -197,8 +198,8 @@ class Genesis:
 
 def create_member(data_dir: Path, name: str, hosts: list[str] | None = None) -> Member:
     """Make a member folder: master key, node key, organization key and TLS identity (its
-    own CA and a node certificate for ``hosts``, default 127.0.0.1 and localhost); no chain
-    yet."""
+    own CA, a node certificate for ``hosts``, default 127.0.0.1 and localhost, and an etcd
+    client certificate, ``ordering.etcd_rbac``); no chain yet."""
     data_dir = Path(data_dir)
     if (data_dir / "master.key").exists() or (data_dir / "node.json").exists():
         raise InputError(f"{data_dir} already holds keys; use another folder")
@@ -218,6 +219,7 @@ def create_member(data_dir: Path, name: str, hosts: list[str] | None = None) -> 
     atomic_write(folder / "ca.pem", ca.cert_pem)
     atomic_write(folder / "node.key", leaf.key_pem, mode=0o600)
     atomic_write(folder / "node.pem", leaf.cert_pem)
+    client_identity(folder, folder, name)  # etcd's gateway under auth: no CommonName
     return Member(name, org_key.public, NoteVerifier(name, node_key.public), ca.cert_pem)
 
 

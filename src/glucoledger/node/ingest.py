@@ -54,13 +54,14 @@ from ..errors import (
 )
 from ..glucose.ingest import parse_jsonl
 from ..glucose.readings import MAX_CLOCK_SKEW_MS, Batch
-from ..ledger.tx import Transaction, sign
+from ..ledger.tx import Transaction
 from ..state.accounts_model import account_id, single_key_policy
 from ..state.data import TRUST_LEVELS
 from ..state.devices import custody_key, device_key
 from ..vault.batch import Checked, Upload, check_wires, prepare_upload
 from ..vault.store import BatchRow, Sealed, Vault
 from .logcheck import check_vault_rows, refuse_if_mismatched
+from .registry import Label
 from .service import Node
 
 __all__ = ["IngestReceipt", "IngestService", "open_vault", "split_batch"]
@@ -149,7 +150,7 @@ class IngestService:
         if up.chain != self.node.chain:
             raise InputError(f"upload is for chain {up.chain!r}, this node keeps "
                              f"{self.node.chain!r}")
-        u = up.uploader.hex()[:16]
+        u = Label(self.node.data_dir, up.uploader)  # its serial or name, when formatted
         ahead = up.end_ms - int(self._clock() * 1000)
         if ahead > MAX_CLOCK_SKEW_MS:
             raise OutOfRangeError(
@@ -169,7 +170,7 @@ class IngestService:
                                 "it first", code="unbound_device")
         if rec["patient"] != up.patient:
             raise RejectedError(f"{kind} {u} is bound to another patient, not "
-                                f"{up.patient.hex()[:16]}", code="wrong_patient")
+                                f"{Label(self.node.data_dir, up.patient)}", code="wrong_patient")
         if up.seq == rec["seq"]:
             raise RejectedError(f"sequence {up.seq} of {kind} {u} was already accepted (a "
                                 "replay with other content)", code="replayed_seq")
@@ -186,7 +187,7 @@ class IngestService:
             if up.key.key_id not in acct.keys:
                 raise SignatureError(f"upload signed with a key that is not gateway {u}'s")
         try:
-            up.check_signature()
+            up.check_signature(self.node.trust)
         except SignatureError:
             raise SignatureError(f"the upload signature of {kind} {u} (seq {up.seq}) does not "
                                  "verify: the batch was altered or signed by another key"
@@ -201,8 +202,9 @@ class IngestService:
         if row is None:
             return None
         if row.root != up.root:
-            raise RejectedError(f"sequence {up.seq} of {up.uploader.hex()[:16]} was already "
-                                "used for another batch: a replay", code="replayed_seq")
+            raise RejectedError(f"sequence {up.seq} of {Label(self.node.data_dir, up.uploader)} "
+                                "was already used for another batch: a replay",
+                                code="replayed_seq")
         assert row.tx_index is not None
         return IngestReceipt(row.patient, row.stream, row.uploader, row.seq, row.count, row.ct,
                              row.trust, row.tx_hash, row.tx_index, duplicate=True)
@@ -224,8 +226,9 @@ class IngestService:
                 "count": up.count, "root": up.root, "ct": sealed.ct,
                 "uploader": up.uploader, "seq": up.seq, "trust": trust,
                 "key": up.key.to_value(), "sig": up.sig, "custody": sealed.custody}
-        stx = sign(Transaction(self.node.chain, "data.commit", body, self.account, up.seq),
-                   [self.node.node_key])
+        stx = self.node.trust.sign_tx(
+            Transaction(self.node.chain, "data.commit", body, self.account, up.seq),
+            [self.node.node_key])
         row = BatchRow(sealed.ct, up.patient, up.stream, up.uploader, up.seq, start, end,
                        up.count, up.root, sealed.custody, sealed.wrapped_key, trust,
                        stx.tx_hash, None, "pending")
@@ -333,8 +336,9 @@ class IngestService:
 
     def _twin(self, twin: _Job, up: Checked) -> IngestReceipt:
         if twin.upload.root != up.root:
-            raise RejectedError(f"sequence {up.seq} of {up.uploader.hex()[:16]} is already "
-                                "being ingested with other content: a replay", code="replayed_seq")
+            raise RejectedError(f"sequence {up.seq} of {Label(self.node.data_dir, up.uploader)} "
+                                "is already being ingested with other content: a replay",
+                                code="replayed_seq")
         receipt = self.wait(twin)
         return dataclasses.replace(receipt, duplicate=True)
 
@@ -480,7 +484,7 @@ class IngestService:
     def next_seq(self, uploader: bytes) -> int:
         rec = self._state(device_key(uploader))
         if rec is None:
-            raise NotFoundError(f"no device or gateway {uploader.hex()[:16]}")
+            raise NotFoundError(f"no device or gateway {Label(self.node.data_dir, uploader)}")
         return int(rec["seq"]) + 1
 
     def ingest_batches(self, batches: Sequence[Batch], *, patient: bytes, uploader: bytes,
@@ -506,7 +510,7 @@ class IngestService:
                 out.append(_receipt_of(same))
             elif other is not None:
                 raise RejectedError(
-                    f"the {part.stream} readings of {uploader.hex()[:16]} from "
+                    f"the {part.stream} readings of {Label(self.node.data_dir, uploader)} from "
                     f"{_iso(part.start_ms)} to {_iso(part.end_ms)} were already ingested with "
                     f"other values (batch seq {other.seq}, log index {other.tx_index}): the "
                     "file was changed after it was ingested; nothing of it was stored. Ingest "

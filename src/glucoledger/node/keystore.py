@@ -116,5 +116,10 @@ class Wallet:
             return []
         return sorted(p.stem for p in self.dir.glob("*.key"))
 
+    def node_keys(self) -> list[PrivateKey]:
+        """This member's node keys: ``node`` and the ones made for rotations (``node-*``,
+        `consortium node-key`). Governance says which signs at which height."""
+        return [self.load(n) for n in self.names() if n == "node" or n.startswith("node-")]
+
     def delete(self, name: str) -> None:
         self._path(name).unlink(missing_ok=True)

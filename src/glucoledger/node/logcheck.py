@@ -23,18 +23,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import GlucoledgerError, StorageError
+from ..ledger import merkle
 from ..ledger.block import BlockHeader
-from ..ledger.log import encode_cut
+from ..ledger.log import encode_cut, encode_tx_entry
 from ..ordering.base import Orderer
-from .chainstore import ChainStore
+from .chainstore import ChainStore, StoredTx
 
-__all__ = ["LogMismatch", "check_log", "check_vault_rows", "last_header",
+__all__ = ["ETCD_HINT", "LogMismatch", "check_log", "check_vault_rows", "last_header",
            "refuse_if_mismatched"]
 
 
 @dataclass(frozen=True, slots=True)
 class LogMismatch:
-    kind: str  # "missing_log", "short_log", "other_log", "vault_ahead"
+    #: "missing_log", "short_log", "other_log", "vault_ahead", or "unreadable_log" (the log
+    #: could not be read: etcd unreachable; nothing is known, nothing may be appended)
+    kind: str
     message: str
 
 
@@ -44,11 +47,21 @@ def _restore_hint(log: str) -> str:
             "holds every position the store was derived from")
 
 
+#: What a consortium member whose store disagrees with the etcd log does: the cluster is the
+#: consortium's shared truth, so it is this member's store that is restored, never the log.
+ETCD_HINT = ("the etcd cluster's log is the consortium's shared order: if it was wiped or "
+             "restored from an older snapshot, restore the etcd snapshot taken with this "
+             "store; otherwise this member's chain.db is not of this consortium's log: move "
+             "it aside and rebuild it with `glucoledger consortium rejoin` (genesis file, "
+             "this member's keys, one peer); the node refuses to append until then")
+
+
 def check_log(store: ChainStore, orderer: Orderer | None, *, log_name: str = "the log",
-              log_missing: bool = False) -> list[LogMismatch]:
+              log_missing: bool = False, hint: str | None = None) -> list[LogMismatch]:
     """What disagrees between ``store`` and ``orderer`` (empty: they agree).
 
     ``log_missing``: the log's file does not exist (then ``orderer`` is not consulted).
+    ``hint``: what to do, instead of restoring the log's file (``ETCD_HINT`` for members).
     A store whose last header does not decode is not judged here: ``verify`` names it.
     """
     last = last_header(store)
@@ -64,21 +77,59 @@ def check_log(store: ChainStore, orderer: Orderer | None, *, log_name: str = "th
         first = orderer.first()
         entry = orderer.read(last.cut, 1) if size > last.cut and first <= last.cut else None
     except GlucoledgerError as exc:
-        return [LogMismatch("missing_log", f"{log_name} cannot be read ({exc.message})")]
+        return [LogMismatch("unreadable_log" if hint else "missing_log",
+                            f"{log_name} cannot be read ({exc.message})")]
+    todo = hint or _restore_hint(log_name)
     if size <= last.cut:
         return [LogMismatch(
             "short_log",
             f"{log_name} ends at position {size - 1} ({size} entries), the store at block "
             f"{last.height}, cut at position {last.cut}: the store is ahead of its log (the "
-            f"log lost its tail or was restored from an older backup); "
-            f"{_restore_hint(log_name)}")]
-    if entry is not None and entry != [encode_cut(last.height, last.time)]:
+            f"log lost its tail or was restored from an older backup); {todo}")]
+    # The store's side is read outside the log's error handling: a damaged chain.db is
+    # named as such (its own StorageError), never as an unreadable log.
+    stored = _last_block_txs(store, last, first) if entry is not None else []
+    try:
+        differs = entry is not None and (entry != [encode_cut(last.height, last.time)]
+                                         or _last_block_differs(stored, orderer, last))
+    except GlucoledgerError as exc:
+        return [LogMismatch("unreadable_log" if hint else "missing_log",
+                            f"{log_name} cannot be read ({exc.message})")]
+    if differs:
         return [LogMismatch(
             "other_log",
-            f"{log_name} at position {last.cut} is not the cut of the store's block "
-            f"{last.height}: the log and the store belong to different histories; "
-            f"{_restore_hint(log_name)}")]
+            f"{log_name} at positions up to {last.cut} does not hold the store's block "
+            f"{last.height} (its cut or its transactions differ): the log and the store "
+            f"belong to different histories; {todo}")]
     return []
+
+
+def _last_block_txs(store: ChainStore, last: BlockHeader, first: int) -> list[StoredTx]:
+    """The store's last block's transactions still in the log (from ``first``), or none
+    when they do not hash to that block's signed ``tx_root``: an altered stored envelope is
+    damage of the store (``verify`` and ``integrity.quick_check`` name it, with its
+    position), not a log of another history."""
+    txs = store.txs_of_block(last.height)
+    if merkle.root_of([merkle.leaf_hash(t.envelope) for t in txs]) != last.tx_root:
+        return []
+    return [t for t in txs if t.pos >= first]
+
+
+def _last_block_differs(stored: list[StoredTx], orderer: Orderer, last: BlockHeader) -> bool:
+    """Whether the log's entries at the positions of the store's last block's transactions
+    (``stored``, those not compacted away) differ from them (two histories can share a cut
+    entry: every genesis cut is (0, 0))."""
+    if not stored:
+        return False
+    lo = min(t.pos for t in stored)
+    got: list[bytes] = []
+    while lo + len(got) < last.cut:  # backends cap one read (etcd: 1000 entries)
+        part = orderer.read(lo + len(got), last.cut - lo - len(got))
+        if not part:
+            break
+        got.extend(part)
+    return any(t.pos - lo >= len(got) or got[t.pos - lo] != encode_tx_entry(t.envelope)
+               for t in stored)
 
 
 def last_header(store: ChainStore) -> BlockHeader | None:

@@ -55,6 +55,7 @@ from ..errors import (
 from ..glucose.readings import Batch, Record, parse_batch
 from ..interop import nightscout as ns
 from ..interop import nsaccept
+from ..interop.nsrender import with_deltas
 from ..state.consent import Request, grants_of
 from ..vault.batch import prepare_upload
 from .access import AccessService, RawRelease
@@ -115,19 +116,28 @@ class _Post:
     ids: list[bytes]  # the accepted documents' dedup tags (HMAC of their identity)
     now_ms: int
     batches: list[Batch]
+    targets: list[str | None] = field(default_factory=list)  # PUT: the _id each replaces
     future: Future[list[dict[str, Any]]] = field(default_factory=Future)
+    heads: list[bytes] = field(default_factory=list)  # the document each one is a version of
+    late: dict[int, InputError] = field(default_factory=dict)  # refused when stored
     current: list[tuple[int, bool]] = field(default_factory=list)  # (version, deleted)
     ctags: list[bytes] = field(default_factory=list)  # content tags at those versions
 
     def answer(self) -> list[dict[str, Any]]:
         """One element per document sent: the stored document with its ``_id``, a repeat
         as its first, a refused one as ``nsaccept.refused_answer``."""
-        stored = iter(dict(d.echo, _id=k[:12].hex()) for d, k in zip(self.docs, self.ids,
+        heads = self.heads or self.ids
+        stored = iter(dict(d.echo, _id=k[:12].hex()) for d, k in zip(self.docs, heads,
                                                                      strict=True))
         out: list[dict[str, Any]] = []
+        j = 0
         for o in self.outcomes:
             if isinstance(o, nsaccept.Accepted):
-                out.append(next(stored))
+                answer = next(stored)
+                if j in self.late:
+                    answer = nsaccept.refused_answer(self.collection, o.sent, self.late[j])
+                out.append(answer)
+                j += 1
             elif isinstance(o, nsaccept.Repeat):
                 out.append(dict(out[o.first]))
             else:
@@ -253,8 +263,8 @@ class NightscoutService:
         """
         return self.post(binding, collection, body, now_ms).result()
 
-    def post(self, binding: Binding, collection: str, body: Any, now_ms: int
-             ) -> Future[list[dict[str, Any]]]:
+    def post(self, binding: Binding, collection: str, body: Any, now_ms: int,
+             *, replace: bool = False) -> Future[list[dict[str, Any]]]:
         """Check a POST body now and queue it; the future gives what ``upload`` returns.
 
         Per document (interop/nsaccept.py): every document is judged here, before anything
@@ -263,6 +273,11 @@ class NightscoutService:
         at once only for a body that is not a POST body at all (MalformedError) or a read
         token (PermissionDeniedError). The future fails with RejectedError / SignatureError /
         StorageError when the ledger or the vault refused the batch.
+
+        ``replace`` (a v1 PUT, Nightscout's ``save``; a v3 update): a document that carries
+        the ``_id`` of a document of this patient is the next version of *that* document,
+        even when its identity fields changed (Loop moving a carb entry in time): the old
+        content is superseded, not kept beside the new one. An unknown ``_id`` is an upsert.
         """
         if binding.role != "upload":
             raise PermissionDeniedError("this token may read (through a grant), not upload; "
@@ -274,7 +289,9 @@ class NightscoutService:
         docs = [o.doc for o in outcomes if isinstance(o, nsaccept.Accepted)]
         post = _Post(binding, collection, outcomes, docs,
                      [self._key(binding.patient, collection, d.key) for d in docs], now_ms,
-                     _batches(docs, now_ms))
+                     _batches(docs, now_ms),
+                     [o.target if replace else None for o in outcomes
+                      if isinstance(o, nsaccept.Accepted)])
         if not docs:
             post.future.set_result(post.answer())
             return post.future
@@ -292,26 +309,49 @@ class NightscoutService:
         document claimed by an earlier POST of the group waits for the next round.
         """
         for p in posts:
-            p.current = [self.versions.current(p.binding.patient, k) for k in p.ids]
-            p.ctags = [self.versions.content_tag(p.binding.patient, k, n, d)
-                       for k, (n, _), d in zip(p.ids, p.current, p.docs, strict=True)]
-        stored = self.ingest.vault.tagged([k for p in posts for k in (*p.ids, *p.ctags)])
-        claimed: set[bytes] = set()  # identity tags earlier POSTs of this group store
+            patient = p.binding.patient
+            p.heads = [self._head(patient, p.collection, k, t) for k, t in zip(
+                p.ids, p.targets or [None] * len(p.ids), strict=True)]
+            p.current = [self.versions.current(patient, h) for h in p.heads]
+            p.ctags = [self.versions.content_tag(patient, h, n, d)
+                       for h, (n, _), d in zip(p.heads, p.current, p.docs, strict=True)]
+        stored = self.ingest.vault.tagged([k for p in posts
+                                           for k in (*p.ids, *p.heads, *p.ctags)])
+        claimed: set[bytes] = set()  # documents earlier POSTs of this group store
         work: list[tuple[_Post, list[Any], list[tuple[int, int, list[Any]]]]] = []
         later: list[_Post] = []
         for p in posts:
-            if claimed.intersection(p.ids):  # wait for their outcome: stored, or not
-                later.append(p)
+            if claimed.intersection(p.heads) or claimed.intersection(p.ids):
+                later.append(p)  # wait for their outcome: stored, or not
                 continue
+            claimed.update(p.heads)
             claimed.update(p.ids)
             new: list[int] = []
             changed: list[int] = []
-            for j, (k, (_, deleted), c) in enumerate(zip(p.ids, p.current, p.ctags,
-                                                         strict=True)):
-                if k not in stored:
+            moved: dict[int, bytes] = {}
+            seen: set[bytes] = set()
+            for j, (k, h, (_, deleted), c) in enumerate(zip(p.ids, p.heads, p.current,
+                                                            p.ctags, strict=True)):
+                if h in seen:  # two changes of one document in one upload (by _id)
+                    p.late[j] = InputError(
+                        f"{p.collection}: two documents of this upload change the document "
+                        f"{h[:12].hex()}; send one change per document")
+                    continue
+                seen.add(h)
+                if h not in stored:
                     new.append(j)
-                elif deleted or c not in stored:
+                    continue
+                if self.versions.canonical(p.binding.patient, k) != h:  # a move
+                    if k in stored:
+                        p.late[j] = self._taken(p, j)
+                        continue
+                    moved[j] = k
+                if deleted or c not in stored:
                     changed.append(j)
+            if p.late:
+                self.refusals.add(p.binding.patient, [
+                    Refusal(p.now_ms, p.binding.account, p.collection, i, e.message)
+                    for i, e in self._late_indexes(p)])
             try:
                 if len(new) != len(p.docs):
                     p.batches = _batches([p.docs[j] for j in new], p.now_ms)
@@ -320,9 +360,10 @@ class NightscoutService:
                 changes = []
                 for j in changed:
                     n = p.current[j][0] + 1
-                    tag = self.versions.content_tag(p.binding.patient, p.ids[j], n, p.docs[j])
+                    tag = self.versions.content_tag(p.binding.patient, p.heads[j], n, p.docs[j])
+                    tags = [tag, moved[j]] if j in moved else [tag]
                     changes.append((j, n, self._queue(p, _batches([p.docs[j]], p.now_ms),
-                                                      [tag])))
+                                                      tags)))
             except GlucoledgerError as exc:
                 p.future.set_exception(exc)
                 continue
@@ -335,13 +376,58 @@ class NightscoutService:
                 gw, key = self._gateway(p.binding.account)
                 for j, n, change in changes:
                     cts = [self.ingest.wait(job).ct for job in change]
-                    self.versions.record(gw.id, [key], p.binding.patient, p.ids[j], n, cts)
+                    self.versions.record(gw.id, [key], p.binding.patient, p.heads[j], n, cts,
+                                         moved=p.ids[j])
             except GlucoledgerError as exc:
                 p.future.set_exception(exc)
                 continue
             p.future.set_result(p.answer())
         if later:
             self._store(later)
+
+    def _head(self, patient: bytes, collection: str, own: bytes, target: str | None
+              ) -> bytes:
+        """The document a document sent is a version of: the one whose ``_id`` a PUT named
+        (``target``), else the one its identity belongs to (itself, unless moved there)."""
+        canon = self.versions.canonical(patient, own)
+        if target is None:
+            return canon
+        hit = self._by_id(patient, collection, target)
+        return canon if hit is None else self.versions.canonical(patient, hit)
+
+    def _by_id(self, patient: bytes, collection: str, doc_id: str) -> bytes | None:
+        """The identity tag of this patient's document with ``_id`` ``doc_id`` in a stream
+        of ``collection``, or None (a PUT with an unknown ``_id`` is an upsert)."""
+        try:
+            prefix = bytes.fromhex(doc_id)
+        except ValueError:
+            return None
+        if len(prefix) != 12:
+            return None
+        for tag, row in self.ingest.vault.tags_from(prefix).items():
+            if row.patient == patient and row.stream in STREAMS_OF[collection] \
+                    and len(tag) == 32:
+                return tag
+        return None
+
+    @staticmethod
+    def _taken(p: _Post, j: int) -> InputError:
+        return InputError(
+            f"{p.collection}: this change moves document {p.heads[j][:12].hex()} to the "
+            f"identity (time and type) of another document, {p.ids[j][:12].hex()}, which "
+            "stays as it is: delete that one first, or keep the time")
+
+    @staticmethod
+    def _late_indexes(p: _Post) -> list[tuple[int, InputError]]:
+        """(index in the body sent, error) of the documents refused when stored."""
+        out = []
+        j = 0
+        for i, o in enumerate(p.outcomes):
+            if isinstance(o, nsaccept.Accepted):
+                if j in p.late:
+                    out.append((i, p.late[j]))
+                j += 1
+        return out
 
     def _queue(self, p: _Post, batches: list[Batch], tags: list[bytes]) -> list[Any]:
         gw, key = self._gateway(p.binding.account)
@@ -410,10 +496,17 @@ class NightscoutService:
 
     def _found(self, binding: Binding, collection: str, records: list[Record]
                ) -> list[ns.Found]:
-        # _id as POST echoed it: the keyed hash of the document's Nightscout identity.
+        # _id as POST echoed it: the keyed hash of the document's Nightscout identity (of
+        # its first identity, when a change moved it: node/nsversions.py).
         return [ns.Found(f.collection, f.key, f.time_ms,
-                         dict(f.doc, _id=self.doc_id(binding.patient, collection, f.key)))
-                for f in ns.docs_from_records(records) if f.collection == collection]
+                         dict(f.doc, _id=self.tag_of(binding.patient, collection,
+                                                     f.key)[:12].hex()))
+                for f in with_deltas(ns.docs_from_records(records))
+                if f.collection == collection]
+
+    def tag_of(self, patient: bytes, collection: str, key: str) -> bytes:
+        """The tag naming the document content of Nightscout identity ``key`` belongs to."""
+        return self.versions.canonical(patient, self._key(patient, collection, key))
 
     def read(self, binding: Binding, collection: str, query: ns.Query
              ) -> list[dict[str, Any]]:
@@ -443,7 +536,7 @@ class NightscoutService:
         gw, key = self._gateway(binding.account)
         n = 0
         for f in self._select(binding, collection, query):
-            tag = self._key(binding.patient, collection, f.key)
+            tag = self.tag_of(binding.patient, collection, f.key)
             version, deleted = self.versions.current(binding.patient, tag)
             if not deleted:
                 self.versions.record(gw.id, [key], binding.patient, tag, version + 1, [])
@@ -461,7 +554,7 @@ class NightscoutService:
         for _ct, records in by_ct:
             for f in self._found(binding, collection, list(records)):
                 if f.doc["_id"] == doc_id:
-                    tag = self._key(binding.patient, collection, f.key)
+                    tag = self.tag_of(binding.patient, collection, f.key)
                     return self.versions.history(binding.patient, by_ct, collection, tag)
         raise NotFoundError(f"no {collection} document with _id {doc_id[:24]!r} here")
 

@@ -11,9 +11,12 @@ Here:
 - the JWT is HS256 (RFC 7519 section 3, RFC 7515) under a key derived from the node's master
   key; its subject is the stored hash of the credential (never the credential), so it names
   exactly one uploader secret or reader token, and it expires after ``JWT_HOURS``;
-- ``identifier`` is the document's ``_id`` (the keyed hash of its Nightscout identity), stable
-  across versions; ``srvModified`` is the time of the block that committed the batch holding
-  the document's current version (or its deletion): what the ledger says, not a clock.
+- ``identifier`` is the client's own when it sent one (AndroidAPS re-creating a document it
+  already named; a client reads, updates and deletes by it afterwards), else the document's
+  ``_id`` (the keyed hash of its Nightscout identity); both stay the same across versions,
+  moves in time included (node/nsversions.py). ``srvModified`` is the time of the block that
+  committed the batch holding the document's current version (or its deletion): what the
+  ledger says, not a clock.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from ..state.versions import versions_of
 if TYPE_CHECKING:
     from .nightscout import Binding, NightscoutService
 
-__all__ = ["JWT_HOURS", "V3"]
+__all__ = ["JWT_HOURS", "V3", "identifier_of"]
 
 JWT_HOURS: Final = 8
 _HEADER: Final = {"alg": "HS256", "typ": "JWT"}
@@ -113,6 +116,7 @@ class V3:
         state = svc.node.state
         modified: dict[str, int] = {}
         gone: dict[str, tuple[int, int]] = {}
+        gone_records = []
         live = []
         for ct, records in by_ct:
             for rec in records:
@@ -120,11 +124,12 @@ class V3:
                 if annex is None or annex.collection != collection:
                     live.append(rec)
                     continue
-                tag = svc._key(binding.patient, collection, annex.key)
+                tag = svc.tag_of(binding.patient, collection, annex.key)
                 history = versions_of(state, binding.patient, tag)
                 doc_id = tag[:12].hex()
                 if history and not history[-1]["cts"]:
                     gone[doc_id] = (int(history[-1]["time"]), rec.time_ms)
+                    gone_records.append(rec)
                     continue
                 if history and ct not in history[-1]["cts"]:
                     continue
@@ -134,10 +139,19 @@ class V3:
         for f in svc._found(binding, collection, live):
             t = modified.get(f.doc["_id"], f.time_ms)
             out.append(ns.Found(collection, f.key, f.time_ms, dict(
-                f.doc, identifier=f.doc["_id"], srvModified=t, srvCreated=t, isValid=True)))
+                f.doc, identifier=identifier_of(f.doc), srvModified=t, srvCreated=t,
+                isValid=True)))
         if deleted:
-            out += [ns.Found(collection, i, when, {"identifier": i, "_id": i, "isValid": False,
-                                                   "srvModified": t, "date": when})
-                    for i, (t, when) in gone.items()]
+            names = {f.doc["_id"]: identifier_of(f.doc)
+                     for f in svc._found(binding, collection, gone_records)}
+            out += [ns.Found(collection, i, when, {
+                "identifier": names.get(i, i), "_id": i, "isValid": False, "srvModified": t,
+                "date": when}) for i, (t, when) in gone.items()]
         return [f.doc for f in ns.select(out, query)]
+
+
+def identifier_of(doc: dict[str, Any]) -> str:
+    """A v3 document's ``identifier``: the client's own, else its ``_id``."""
+    own = doc.get("identifier")
+    return own if isinstance(own, str) and 0 < len(own) <= 128 else str(doc["_id"])
 

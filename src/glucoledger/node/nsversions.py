@@ -13,6 +13,11 @@ module is its node side for Nightscout documents (node/nightscout.py):
   ``n + 1`` by a ``doc.version`` transaction signed by the uploader's gateway account.
 - Readers see, for each document with recorded versions, only the records of the batches of
   its last version (none after a deletion); version 1 is every other record of it.
+- A change that alters the document's identity fields (a PUT by ``_id``, or a v3 update by
+  ``identifier``, that moves a treatment in time) is still the next version of *that*
+  document: ``doc.version`` names the new identity as ``moved``, and ``canonical`` maps
+  records of the new identity back to the document, so readers see one document (its
+  ``_id`` unchanged) at its new time, and never the old one beside it.
 
 Invariants: a change never rewrites or deletes a batch (every version stays in the vault,
 committed and provable until erasure); a refused ``doc.version`` leaves the readers' view
@@ -32,7 +37,7 @@ from ..glucose.readings import Record
 from ..interop import nightscout as ns
 from ..interop.nsannex import Annex
 from ..ledger.tx import Transaction, sign
-from ..state.versions import version_key, versions_of
+from ..state.versions import alias_of, version_key, versions_of
 from .service import Node
 
 __all__ = ["DocVersions"]
@@ -44,6 +49,10 @@ class DocVersions:
         self.node = node
         self._key = hmac_sha256(key, b"glucoledger nightscout content v1")
         self._identity = identity
+
+    def canonical(self, patient: bytes, tag: bytes) -> bytes:
+        """The document content of identity ``tag`` belongs to (``tag`` unless moved)."""
+        return alias_of(self.node.state, patient, tag)
 
     def current(self, patient: bytes, tag: bytes) -> tuple[int, bool]:
         """The document's current version number and whether that version deletes it."""
@@ -57,11 +66,14 @@ class DocVersions:
         return hmac_sha256(self._key, patient + tag + n.to_bytes(4, "big") + text.encode())
 
     def record(self, signer: bytes, keys: Sequence[PrivateKey], patient: bytes, tag: bytes,
-               n: int, cts: Sequence[bytes]) -> None:
+               n: int, cts: Sequence[bytes], moved: bytes | None = None) -> None:
         """Order ``doc.version`` (version ``n``: the batches ``cts``, or a deletion when
-        empty), signed by ``signer``. Raises RejectedError when the ledger refused it."""
+        empty; ``moved``: the new content's own identity tag when it is not ``tag``'s),
+        signed by ``signer``. Raises RejectedError when the ledger refused it."""
         with self.node.account_lock(signer):
-            body = {"patient": patient, "doc": tag, "n": n, "cts": list(cts)}
+            body: dict[str, Any] = {"patient": patient, "doc": tag, "n": n, "cts": list(cts)}
+            if moved is not None and moved != tag:
+                body["moved"] = moved
             stx = sign(Transaction(self.node.chain, "doc.version", body, signer,
                                    self.node.next_nonce(signer)), list(keys))
             receipt = self.node.submit([stx.raw])[0]
@@ -78,6 +90,8 @@ class DocVersions:
         for ct, records in by_ct:
             for rec in records:
                 tag = self._tag(patient, rec)
+                if tag is not None:
+                    tag = alias_of(state, patient, tag)
                 if tag is not None and version_key(patient, tag) in state:
                     head = versions_of(state, patient, tag)[-1]
                     if ct not in head["cts"]:
@@ -95,7 +109,8 @@ class DocVersions:
         where = {ct: int(v["n"]) for v in history for ct in v["cts"]}
         for ct, records in by_ct:
             for rec in records:
-                if self._tag(patient, rec) != tag:
+                own = self._tag(patient, rec)
+                if own is None or self.canonical(patient, own) != tag:
                     continue
                 parts.setdefault(where[ct] if ct in later else 1, []).append(rec)
         out = []

@@ -38,6 +38,7 @@ from ..ledger.checkpoint import Checkpoint, NoteVerifier, parse_note
 from ..ledger.tx import SignedTx
 from ..vault.batch import leaf_data, leaf_hashes, reading_salt
 from ..vault.store import Vault
+from .registry import Registry
 from .service import Node
 
 __all__ = ["PROOF_TYPE", "VerifiedReading", "dumps_proof", "load_document", "ordered_proof",
@@ -115,7 +116,8 @@ def prove_reading(node: Node, vault: Vault, patient: bytes, stream: str, time_ms
             **ordered_proof(node, row.tx_index),
         }
     raise NotFoundError(f"no committed {stream} reading at time {time_ms} for patient "
-                        f"{patient.hex()[:16]}; check the time (epoch ms, exact)")
+                        f"{Registry(node.data_dir).label(patient)}; check the time (epoch ms, "
+                        "exact: `glucoledger readings` lists them)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..errors import MalformedError, NotFoundError
+from ..errors import GlucoledgerError, MalformedError, NotFoundError
 from ..files import atomic_write_json, read_json, storage_error
 
 __all__ = ["FILE", "FORMAT", "Registry"]
@@ -85,6 +85,23 @@ class Registry:
 
     def devices(self) -> dict[str, dict[str, Any]]:
         return dict(self.load()["devices"])
+
+    def label(self, ident: bytes) -> str:
+        """What a person reads for ``ident``: its account name or device serial
+        ("alice", "SN-1"), or "id" and the first 12 hex digits when this node has no
+        name for it. Never raises: a missing or damaged names file gives the hex form."""
+        hexid = ident.hex()
+        try:
+            doc = self.load()
+        except (MalformedError, NotFoundError, OSError, GlucoledgerError):
+            return f"id {hexid[:12]}"
+        for name, e in doc["accounts"].items():
+            if e.get("id") == hexid:
+                return str(name)
+        for serial, e in doc["devices"].items():
+            if e.get("id") == hexid:
+                return str(serial)
+        return f"id {hexid[:12]}"
 
     def maker(self) -> bytes:
         hexid = self.load()["maker"]
@@ -156,3 +173,21 @@ def _checked(doc: Any, path: Path) -> dict[str, Any]:
         raise MalformedError(f"{path} is damaged (no accounts or devices); restore it from a "
                              "backup")
     return doc
+
+
+class Label:
+    """An id that formats as its name (``Registry.label``), looked up only when formatted:
+    messages built on a hot path (``f"device {Label(d, uid)}"`` in a refusal) cost nothing
+    until one is raised."""
+
+    __slots__ = ("data_dir", "ident")
+
+    def __init__(self, data_dir: Path, ident: bytes) -> None:
+        self.data_dir, self.ident = data_dir, ident
+
+    def __format__(self, spec: str) -> str:
+        return format(Registry(self.data_dir).label(self.ident), spec)
+
+    def __str__(self) -> str:
+        return Registry(self.data_dir).label(self.ident)
+

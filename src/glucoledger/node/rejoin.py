@@ -9,7 +9,7 @@ A member whose folder is empty, lost or damaged rebuilds it from:
 
 ``restore_folder`` writes the folder (keys, ``node.json``, ``genesis.json``) and moves a
 damaged ``chain.db`` aside, never deleting it. ``rejoin`` then fetches the peer's blocks up to
-its final checkpoint and stores them only after ``consortium.import_blocks`` verified them:
+its final checkpoint and stores them only after ``blockexport.import_blocks`` verified them:
 block 0 is the genesis file's envelope, every block re-derives to its header, and the final
 checkpoint is cosigned by the threshold of the members in force at its height. The log may
 have been compacted long ago: nothing is read from it here; the started node follows the log
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..files import atomic_write
-from .consortium import import_blocks
+from .blockexport import import_blocks
 from .control import fetch_blocks
 from .genesis_file import Genesis, member_of
 from .service import Node, NodeConfig

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import tzinfo
 
 from ..errors import OutOfRangeError
 from ..glucose.agp import Agp, compute_agp
@@ -43,32 +44,36 @@ class AgpReport:
     patient: str
     units: str
     readings: int
+    #: The zone the period was counted in (node/localdays.py), named in the header; None:
+    #: the latest reading's UTC offset.
+    zone: tuple[str, tzinfo] | None = None
 
     def html(self) -> str:
         return render_html(self.agp, self.summary, patient=self.patient, units=self.units,
-                           treatments=self.treatments)
+                           treatments=self.treatments, zone=self.zone)
 
     def png(self, dpi: int = 110) -> bytes:
         return render_png(self.agp, self.summary, patient=self.patient, dpi=dpi,
-                          units=self.units)
+                          units=self.units, zone=self.zone)
 
 
 def agp_report(release: RawRelease | SignedSummary, *, patient: str,
-               units: str = "mg/dL") -> AgpReport:
-    """The AGP report of ``release`` for ``patient`` (a pseudonym shown on the page).
+               units: str = "mg/dL", zone: tuple[str, tzinfo] | None = None) -> AgpReport:
+    """The AGP report of ``release`` for ``patient`` (a pseudonym shown on the page);
+    ``zone``: the zone its period was counted in (node/localdays.py).
 
     Raises OutOfRangeError when the release holds no CGM reading (nothing to report).
     """
     if isinstance(release, SignedSummary):
         return AgpReport("summary", release.summary, release.profile, (), patient,
-                         units, release.summary.count)
+                         units, release.summary.count, zone)
     cgm = [r for r in release.records if isinstance(r, CgmReading)]
     if not cgm or release.summary is None:
         raise OutOfRangeError("no CGM readings in the period this reader may see; widen the "
                               "period or upload data")
     treatments = tuple(r for r in release.records if isinstance(r, (Bolus, Carbs)))
     return AgpReport("raw", release.summary, compute_agp(cgm), treatments, patient, units,
-                     len(cgm))
+                     len(cgm), zone)
 
 
 def records_report(records: Sequence[Record], *, patient: str, units: str = "mg/dL",

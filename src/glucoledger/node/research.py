@@ -21,16 +21,18 @@ this module builds what leaves the node, only after the contract's record is ord
 - ``ResearchService.query`` submits ``research.release`` (form ``aggregate``); if the
   contract accepted it (so the budget is charged on the ledger first), it computes the
   statistic with OpenDP over one value per participant (24 for the hourly median glucose
-  profile, each hour charged epsilon/24): a bounded mean (the number of
+  profile, each hour charged epsilon/24; for episode rates, her hypo- or hyperglycaemia
+  episodes of the 2023 consensus, Battelino et al., Lancet Diabetes Endocrinol
+  2023;11(1):42-57, as glucose/indices.py counts them, per week of sensor wear): a bounded
+  mean (the number of
   participants is public: it is on the ledger) with Laplace noise calibrated by OpenDP's
   binary search so that the measurement's privacy map at d_in=2 (one participant changed
   under the symmetric distance) is at most the epsilon the ledger charged.
 - Sufficient data for credit: a UTC day with at least 70 % of its 288 five-minute CGM slots
   (the consensus' wear threshold, Battelino et al. 2019, applied per day).
 
-The node's research secret (``<data>/research.key``, 32 random bytes, mode 0600) keys every
-pseudonym and date shift; profiles given at opt-in are in ``<data>/research-profiles.json``
-(mode 0600) and never leave the node.
+The node's research secret keys every pseudonym and date shift; profiles given at opt-in
+never leave the node. Both are sealed under the node's master key (node/research_store.py).
 """
 
 from __future__ import annotations
@@ -40,13 +42,11 @@ import statistics
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
 from .. import codec
 from ..crypto import PrivateKey
 from ..crypto.hashing import tagged_hash
-from ..crypto.seal import new_key
 from ..errors import (
     BackendError,
     ConsistencyError,
@@ -54,9 +54,7 @@ from ..errors import (
     MalformedError,
     NotFoundError,
     RejectedError,
-    StorageError,
 )
-from ..files import atomic_write, atomic_write_json, read_json
 from ..glucose.metrics import summarize
 from ..glucose.readings import CgmReading, Record
 from ..ledger import merkle
@@ -67,10 +65,12 @@ from ..state.research import release_key
 from ..vault.store import Vault
 from . import deid
 from .proofs import dumps_proof, load_document, ordered_proof, verify_ordered
+from .research_store import ResearchStore
+from .research_view import participation
 from .service import Node
 
-__all__ = ["BUNDLE_TYPE", "DpAnswer", "ResearchService", "VerifiedRelease", "dumps_bundle",
-           "verify_bundle"]
+__all__ = ["BUNDLE_TYPE", "STATISTIC_WORDS", "DpAnswer", "ResearchService", "VerifiedRelease",
+           "dumps_bundle", "verify_bundle"]
 
 BUNDLE_TYPE: Final = "glucoledger/research-release/v1"
 MANIFEST_TAG: Final = "research-manifest"
@@ -80,7 +80,26 @@ SUFFICIENT_SLOTS: Final = 202  # 70 % of 288
 BOUNDS: Final[dict[str, tuple[float, float]]] = {
     "mean_glucose": (40.0, 400.0), "gmi": (40.0, 400.0), "time_in_range": (0.0, 100.0),
     "time_below_70": (0.0, 100.0), "time_below_54": (0.0, 100.0),
-    "hourly_median_profile": (40.0, 400.0)}
+    "hourly_median_profile": (40.0, 400.0),
+    # episodes per week of sensor wear, clamped at three a day of hypo, five of hyper
+    "hypo1_episodes_per_week": (0.0, 21.0), "hypo2_episodes_per_week": (0.0, 21.0),
+    "hyper1_episodes_per_week": (0.0, 35.0), "hyper2_episodes_per_week": (0.0, 35.0)}
+WEEK_MS: Final = 7 * DAY_MS
+#: Each statistic in words, for people (the portal).
+STATISTIC_WORDS: Final[dict[str, str]] = {
+    "mean_glucose": "Mean glucose (mg/dL)", "gmi": "GMI (%)",
+    "time_in_range": "Time in range 70-180 mg/dL (%)",
+    "time_below_70": "Time below 70 mg/dL (%)", "time_below_54": "Time below 54 mg/dL (%)",
+    "hourly_median_profile": "Median glucose by hour of the day (mg/dL, 24 values)",
+    "hypo1_episodes_per_week": "Episodes below 70 mg/dL per week",
+    "hypo2_episodes_per_week": "Episodes below 54 mg/dL per week",
+    "hyper1_episodes_per_week": "Episodes above 180 mg/dL per week",
+    "hyper2_episodes_per_week": "Episodes above 250 mg/dL per week"}
+#: The statistic's name -> the Summary field counting its episodes (glucose/indices.py).
+EPISODES: Final[dict[str, str]] = {
+    "hypo1_episodes_per_week": "hypo1_episodes", "hypo2_episodes_per_week": "hypo2_episodes",
+    "hyper1_episodes_per_week": "hyper1_episodes",
+    "hyper2_episodes_per_week": "hyper2_episodes"}
 MAX_BUNDLE: Final = 64 << 20
 
 
@@ -134,47 +153,18 @@ class ResearchService:
         self.node = node
         self.vault = vault
         self.account = account_id("node", single_key_policy(node.node_key.public))
+        self.store = ResearchStore(node.data_dir, node.master)
 
-    # --- node-local secrets and profiles -------------------------------------------------
+    # --- node-local secrets and profiles (sealed under the master key: research_store) ---
     def _secret(self) -> bytes:
-        path = self.node.data_dir / "research.key"
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            data = new_key()
-            atomic_write(path, data, mode=0o600)
-        except OSError as exc:
-            raise StorageError(f"cannot read {path}: {exc.strerror}") from None
-        if len(data) != 32:
-            raise StorageError(f"{path} is not a 32-byte research secret; restore it from "
-                               "backup (pseudonyms depend on it)")
-        return data
-
-    @property
-    def _profiles_path(self) -> Path:
-        return self.node.data_dir / "research-profiles.json"
-
-    def _profiles(self) -> dict[str, Any]:
-        try:
-            doc = read_json(self._profiles_path, what="research profiles")
-        except NotFoundError:
-            return {}
-        if not isinstance(doc, dict):
-            raise StorageError(f"{self._profiles_path} is not a JSON object")
-        return doc
+        return self.store.secret()
 
     def set_profile(self, patient: bytes, profile: deid.Profile) -> None:
         """Keep what the participant told the node at opt-in (never released as is)."""
-        doc = self._profiles()
-        doc[patient.hex()] = profile.to_value()
-        atomic_write_json(self._profiles_path, doc, mode=0o600)
+        self.store.set_profile(patient, profile)
 
     def profile(self, patient: bytes) -> deid.Profile:
-        v = self._profiles().get(patient.hex())
-        if v is None:
-            raise NotFoundError(f"participant {patient.hex()[:16]} gave no research profile; "
-                                "she sets it when she opts in")
-        return deid.Profile.from_value(v)
+        return self.store.profile(patient)
 
     # --- studies and participants (custodial keys sign; self-custody clients build the
     # same transactions themselves) -----------------------------------------------------------
@@ -195,18 +185,38 @@ class ResearchService:
 
     def join(self, patient: bytes, keys: Sequence[PrivateKey], study: bytes,
              streams: Sequence[str], fields: Sequence[str], until_ms: int,
-             profile: deid.Profile) -> bytes:
-        """Opt in (or re-consent): keep her profile on the node, then sign her research grant
-        under her multisig policy. Returns the grant id. Raises RejectedError."""
-        self.set_profile(patient, profile)
-        stx, _ = self.node.send("research.consent", {
-            "study": study, "streams": list(streams), "fields": list(fields),
-            "until": until_ms}, patient, keys)
+             profile: deid.Profile | None) -> bytes:
+        """Opt in (or re-consent): keep her profile on the node (None: the one she gave
+        before), then sign her research grant under her multisig policy. Returns the grant
+        id. Raises RejectedError, NotFoundError (no profile given, none kept); a refused
+        consent leaves the profile the node kept before as it was."""
+        before = self.store.profile(patient) if self.store.has_profile(patient) else None
+        if profile is None and before is None:
+            raise NotFoundError("this node has no research profile of yours yet: give your "
+                                "details (kept on the node, never released as they are)")
+        if profile is not None:
+            self.set_profile(patient, profile)
+        try:
+            stx, _ = self.node.send("research.consent", {
+                "study": study, "streams": list(streams), "fields": list(fields),
+                "until": until_ms}, patient, keys)
+        except BaseException:
+            if profile is not None:  # put back what was kept before (or nothing)
+                if before is None:
+                    self.store.forget(patient)
+                else:
+                    self.set_profile(patient, before)
+            raise
         return stx.tx_hash
 
     def withdraw(self, patient: bytes, keys: Sequence[PrivateKey], grant: bytes) -> None:
-        """Withdraw: in no release or query from the next block on."""
+        """Withdraw: in no release or query from the next block on. Once she takes part in
+        no study any more, the details she gave at opt-in are deleted from the node (she
+        gives them again if she joins a study later)."""
         self.node.send("research.withdraw", {"grant": grant}, patient, keys)
+        if not any(p.grant["status"] == "active"
+                   for p in participation(self.node.state, patient)):
+            self.store.forget(patient)
 
     def am_i_in(self, patient: bytes, bundle: bytes) -> tuple[bytes, ...]:
         """Her ``data.commit`` hashes that a release drew from (verified first; empty if
@@ -355,6 +365,9 @@ def _participant_values(statistic: str, cgm: list[CgmReading]) -> list[float]:
     if not cgm:
         return [lo]
     s = summarize(cgm)
+    if statistic in EPISODES:  # the 2023 consensus' episodes, per week the sensor was worn
+        count = int(getattr(s, EPISODES[statistic]))
+        return [count * WEEK_MS / s.active_ms if s.active_ms > 0 else lo]
     return [{"mean_glucose": s.mean_dmgdl / 10, "gmi": s.mean_dmgdl / 10,
              "time_in_range": s.tir_bp / 100, "time_below_70": s.tbr70_bp / 100,
              "time_below_54": s.tbr54_bp / 100}[statistic]]

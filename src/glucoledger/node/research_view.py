@@ -7,6 +7,9 @@
   queries that held her data, and her credit (days of sufficient data and credits). Credit
   is bound to her grant: nothing on the ledger can move it, and the study sees only
   pseudonyms, never which grant earned what.
+- ``open_studies``: the studies taking participants now; ``sponsored``: a sponsor's studies
+  with how many participants count now and every release and query (what the sponsor
+  received, never who was in it).
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..state.research import credit_of, release_key, rgrant_key, study_key
+from ..state.research import active_grants, credit_of, release_key, rgrant_key, study_key
 from ..state.store import State
 
-__all__ = ["Participation", "participation", "research_entry"]
+__all__ = ["Participation", "SponsoredStudy", "open_studies", "participation",
+           "research_entry", "sponsored"]
 
 
 def research_entry(state: State, kind: str, tx: bytes, patient: bytes) -> dict[str, Any]:
@@ -79,4 +83,38 @@ def participation(state: State, patient: bytes) -> list[Participation]:
         credit = credit_of(state, g["id"])
         out.append(Participation(study, dict(g), rels, len(credit["days"]), credit["credits"]))
     out.sort(key=lambda p: -int(p.grant["created"]))
+    return out
+
+
+def open_studies(state: State) -> list[dict[str, Any]]:
+    """Every open study (newest first)."""
+    out = [dict(s) for k in state.keys("study/") if (s := state.get(k))["status"] == "open"]
+    out.sort(key=lambda s: -int(s["created"]))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class SponsoredStudy:
+    study: dict[str, Any]
+    #: research grants that count at the time asked (current scope version, not ended)
+    participants: int
+    #: releases and queries, newest first (each with its number of participants)
+    releases: tuple[dict[str, Any], ...]
+
+
+def sponsored(state: State, sponsor: bytes, time_ms: int) -> list[SponsoredStudy]:
+    """The sponsor's studies (newest first), with participants counting at ``time_ms``."""
+    studies = [dict(s) for k in state.keys("study/")
+               if (s := state.get(k))["sponsor"] == sponsor]
+    releases: dict[bytes, list[dict[str, Any]]] = {}
+    if studies:
+        for k in state.keys("release/"):
+            r = state.get(k)
+            releases.setdefault(bytes(r["study"]), []).append(dict(r))
+    out = []
+    for st in studies:
+        rels = sorted(releases.get(bytes(st["id"]), []), key=lambda r: -int(r["height"]))
+        out.append(SponsoredStudy(st, len(active_grants(state, st["id"], time_ms)),
+                                  tuple(rels)))
+    out.sort(key=lambda s: -int(s.study["created"]))
     return out

@@ -26,7 +26,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, overload
 
 from .. import state
 from ..crypto import PrivateKey, PublicKey, generate
@@ -43,7 +43,8 @@ from ..ledger import merkle
 from ..ledger.block import BlockHeader, Result
 from ..ledger.checkpoint import Checkpoint, NoteVerifier, sign_checkpoint
 from ..ledger.log import encode_cut, encode_tx_entry
-from ..ledger.tx import SignedTx, Transaction, sign, signed_here
+from ..ledger.trust import TrustCache
+from ..ledger.tx import SignedTx, Transaction, sign
 from ..ordering.base import Orderer
 from ..ordering.embedded import EmbeddedOrderer
 from ..ordering.etcd import MAX_BATCH_ENTRIES, EtcdOrderer
@@ -52,7 +53,7 @@ from ..state.replica import Block, Replica, precheck
 from .chainstore import ChainStore
 from .groupcommit import GroupCommit
 from .keystore import Wallet, create_master_key, load_master_key
-from .logcheck import check_log, refuse_if_mismatched
+from .logcheck import ETCD_HINT, LogMismatch, check_log, refuse_if_mismatched
 from .setup import build_atomically
 from .verify import VerifyReport, verify_store
 
@@ -136,16 +137,49 @@ class _LazyChecks:
         return self._done[i]
 
 
+class _LazySequence(Sequence[bool | None]):
+    """``_LazyChecks`` read as a sequence of ``n`` results."""
+
+    def __init__(self, checks: _LazyChecks, n: int) -> None:
+        self._checks = checks
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+    @overload
+    def __getitem__(self, i: int) -> bool | None: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[bool | None]: ...
+
+    def __getitem__(self, i: int | slice) -> bool | None | Sequence[bool | None]:
+        if isinstance(i, slice):
+            return [self._checks.get(k) for k in range(self._n)[i]]
+        if not -self._n <= i < self._n:
+            raise IndexError(i)
+        return self._checks.get(i % self._n)
+
+
 class Node:
     """A running node over one data folder."""
 
     def __init__(self, data_dir: Path, *, orderer: Orderer | None = None,
-                 workers: int | None = None, clock: Callable[[], float] = time.time) -> None:
+                 workers: int | None = None, clock: Callable[[], float] = time.time,
+                 log_check: bool = True) -> None:
+        """Open the node in ``data_dir``. Before anything can be appended the store is
+        checked against its ordered log, embedded or etcd (``logcheck``): a store ahead of
+        its log, or of another history, refuses to start (StorageError naming both ends and
+        what to do); so does an etcd log that cannot be read (fail closed). ``log_check=False``
+        is for ``ConsortiumNode``, which makes the same check itself and refuses as a member
+        (status, peers, 503) instead of not starting."""
         self.data_dir = Path(data_dir)
         self.config = NodeConfig.load(self.data_dir)
         self.master = load_master_key(self.data_dir)
         self.wallet = Wallet(self.data_dir, self.master)
         self.node_key = self.wallet.load("node")
+        #: The key that signs the checkpoint of block ``height``. A consortium member's node
+        #: key rotates at a height governance states (``node.consortium`` replaces this).
+        self.key_for_height: Callable[[int], PrivateKey] = lambda _height: self.node_key
         self.store = ChainStore(self.data_dir / "chain.db")
         embedded = orderer is None and self.config.orderer is None
         if embedded and not (self.data_dir / "orderer.db").exists():
@@ -157,10 +191,9 @@ class Node:
         self.orderer = orderer or self.config.open_orderer(self.data_dir)
         #: Entries per append the orderer takes (etcd: 127); submit() splits batches to fit.
         self._batch = MAX_BATCH_ENTRIES if isinstance(self.orderer, EtcdOrderer) else 0
-        if isinstance(self.orderer, EmbeddedOrderer):
-            # The log and the store check each other before anything is appended (an etcd
-            # log is checked by the consortium's own catch-up and checkpoints).
-            found = check_log(self.store, self.orderer, log_name=self.orderer.path.name)
+        if isinstance(self.orderer, EmbeddedOrderer) or log_check:
+            # The log and the store check each other before anything is appended.
+            found = self.log_mismatches()
             if found:
                 self.store.close()
                 self.orderer.close()
@@ -169,14 +202,17 @@ class Node:
         self._lock = threading.RLock()
         self._workers = workers if workers is not None else (os.cpu_count() or 1)
         self._pool: Executor | None = None
+        #: What this node already established (verified signatures, its own envelopes,
+        #: envelopes decoded once); handed to its replica and services, never process-wide.
+        self.trust = TrustCache()
         try:
             self.replica = self._load_replica()
         except (MalformedError, ValueError) as exc:
             self.close()
             raise StorageError(
                 f"the chain store in {self.data_dir} is damaged ({exc}); run `glucoledger verify` "
-                "to find where, and restore it from another node or a backup"
-            ) from None
+                "to find where, and restore it from another node or a backup",
+                code="damaged_store") from None
         last = self.replica.last
         self._read_pos = last.cut + 1 if last else 0
         #: Transactions left in the open block at the end of the log by the last sync().
@@ -235,6 +271,14 @@ class Node:
         build_atomically(data_dir, build)
         return cls(data_dir, **kwargs)
 
+    def log_mismatches(self) -> list[LogMismatch]:
+        """Where the store and its ordered log disagree (``logcheck.check_log``); empty when
+        they agree. An etcd log that cannot be read is an ``unreadable_log`` mismatch."""
+        if isinstance(self.orderer, EmbeddedOrderer):
+            return check_log(self.store, self.orderer, log_name=self.orderer.path.name)
+        name = f"the etcd log of chain {self.config.chain!r}"
+        return check_log(self.store, self.orderer, log_name=name, hint=ETCD_HINT)
+
     def start_group_commit(self) -> None:
         """Hand submits to a writer thread (``groupcommit``); from now on another thread (the
         member loop) must call ``sync()`` continually, and submits never sync themselves."""
@@ -284,7 +328,7 @@ class Node:
         """
         if not envelopes:
             return []
-        hashes = [_tx_hash(e) for e in envelopes]
+        hashes = [_tx_hash(self.trust, e) for e in envelopes]
         writer = self._writer
         if writer is not None and threading.get_ident() != self._follower:
             return self._submit_grouped(writer, envelopes, hashes, timeout, retry)
@@ -401,7 +445,8 @@ class Node:
     def _load_replica(self) -> Replica:
         last = self.store.last_header()
         tree = merkle.CompactTree(last.log_size, self.store.frontier()) if last else None
-        return Replica(self.config.chain, state.State(self.store.load_state()), tree, last)
+        return Replica(self.config.chain, state.State(self.store.load_state()), tree, last,
+                       self.trust)
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -483,7 +528,7 @@ class Node:
             replica = self._load_replica()
         except (MalformedError, ValueError) as exc:
             raise StorageError(f"the chain store in {self.data_dir} is damaged ({exc}); run "
-                               "`glucoledger verify`") from None
+                               "`glucoledger verify`", code="damaged_store") from None
         except GlucoledgerError as exc:
             assert self.fault is not None
             raise StorageError(f"{self.fault.message} (re-reading the store failed: "
@@ -509,7 +554,7 @@ class Node:
         idx = [i for i, e in enumerate(entries) if e[:1] == b"\x01"]
         if len(idx) < _PARALLEL_MIN or self._workers < 2:
             return _LazyChecks({}, [])
-        mine = {i for i in idx if signed_here(entries[i][1:])}
+        mine = {i for i in idx if self.trust.signed_here(entries[i][1:])}
         idx = [i for i in idx if i not in mine]
         if len(idx) < _PARALLEL_MIN:
             return _LazyChecks({}, [], dict.fromkeys(mine, True))
@@ -521,6 +566,13 @@ class Node:
             parts.append((chunk, pool.submit(_pool_precheck, [entries[i][1:] for i in chunk])))
         return _LazyChecks({i: n for n, (chunk, _) in enumerate(parts) for i in chunk}, parts,
                            dict.fromkeys(mine, True))
+
+    def _precheck_lazily(self, envelopes: list[bytes]) -> Sequence[bool | None]:
+        """Start the checks on the workers and return at once; reading an item waits only
+        for the part that holds it (``verify`` overlaps them with its replay)."""
+        if len(envelopes) < _PARALLEL_MIN or self._workers < 2:
+            return precheck(envelopes)
+        return _LazySequence(self._precheck([b"\x01" + e for e in envelopes]), len(envelopes))
 
     def precheck_envelopes(self, envelopes: list[bytes]) -> list[bool | None]:
         """Check many envelopes' signatures, spread over the worker processes."""
@@ -542,7 +594,7 @@ class Node:
             return verify_store(
                 self.store, self.chain, verifiers=keys, orderer=self.orderer,
                 from_checkpoint=from_checkpoint, checkpoint_verifiers=keys,
-                prechecker=self.precheck_envelopes, progress=progress)
+                prechecker=self._precheck_lazily, progress=progress)
 
     def _get_pool(self) -> Executor:
         if self._pool is None:
@@ -554,7 +606,7 @@ class Node:
         it (default: the replica's, when the block is its last)."""
         h = block.header
         cp = Checkpoint(self.config.chain, h.log_size, h.log_root, h.height, block.hash, h.time)
-        note = sign_checkpoint(cp, self.node_key, self.config.name).encode()
+        note = sign_checkpoint(cp, self.key_for_height(h.height), self.config.name).encode()
         self.store.write_block(block, note,
                                self.replica.tree.frontier if frontier is None else frontier)
 
@@ -610,7 +662,7 @@ class Node:
     def build(self, type_: str, body: dict[str, Any], account: bytes,
               keys: Sequence[PrivateKey], nonce: int | None = None) -> SignedTx:
         n = self.next_nonce(account) if nonce is None else nonce
-        return sign(Transaction(self.chain, type_, body, account, n), keys)
+        return self.trust.sign_tx(Transaction(self.chain, type_, body, account, n), keys)
 
     def account_lock(self, account: bytes) -> threading.RLock:
         """The lock that serializes one account's custodial transactions.
@@ -640,9 +692,9 @@ class Node:
         return stx, receipt
 
 
-def _tx_hash(envelope: bytes) -> bytes | None:
+def _tx_hash(trust: TrustCache, envelope: bytes) -> bytes | None:
     try:
-        return SignedTx.decode(envelope).tx_hash
+        return trust.decode(envelope).tx_hash
     except MalformedError:
         return None
 

@@ -31,7 +31,30 @@ if TYPE_CHECKING:  # imported on first use: opening a node for `blocks` stays ch
     from .ingest import IngestService
     from .nightscout import NightscoutService
 
-__all__ = ["NodeServices"]
+__all__ = ["NodeServices", "check_stored_blocks"]
+
+
+def check_stored_blocks(node: Node) -> int:
+    """Check the stored blocks as a consortium member does at start (``integrity.quick_check``:
+    every header, link, signed checkpoint, envelope and result hashes to what this node
+    signed) before anything is read from them; return the number of blocks.
+
+    Raises IntegrityError (the CLI's exit 3) naming the first bad spot and pointing at
+    ``verify``, which names them all. The state table is not re-derived here (``verify``
+    does it). Reads only."""
+    from .integrity import StoreDamagedError, quick_check
+    from .verify import Finding, IntegrityError
+
+    try:
+        return quick_check(node.store, node.chain, node.verifier())
+    except StoreDamagedError as exc:
+        f = exc.finding
+        raise IntegrityError(Finding(
+            f.kind, f.what, f.expected, f.found, f.height,
+            detail=f"the chain store in {node.data_dir} was altered ({f.describe()}): "
+            f"nothing was read or changed; run `glucoledger verify --data {node.data_dir}` to "
+            "list every bad spot, then restore chain.db from a backup or another node")
+        ) from None
 
 
 class NodeServices:
@@ -51,10 +74,24 @@ class NodeServices:
         self._closed = False
 
     @classmethod
-    def open(cls, data_dir: Path) -> NodeServices:
+    def open(cls, data_dir: Path, *, check: bool = True) -> NodeServices:
         """Open the node in ``data_dir`` (raises NotFoundError with the command to run if
-        there is none); :meth:`close` closes it."""
-        return cls(Node(data_dir), owns_node=True)
+        there is none); :meth:`close` closes it.
+
+        ``check``: before any service reads, the stored blocks are checked as a consortium
+        member checks them at start (``integrity.quick_check``: every header, link, signed
+        checkpoint, envelope and result hashes to what the node signed), so a command never
+        answers from an altered chain.db: IntegrityError (the CLI's exit 3) naming the first
+        bad spot and pointing at ``verify``, which names them all. The state table is not
+        re-derived here (``verify`` does it)."""
+        node = Node(data_dir)
+        if check:
+            try:
+                check_stored_blocks(node)
+            except BaseException:
+                node.close()
+                raise
+        return cls(node, owns_node=True)
 
     @classmethod
     def of(cls, node: Node, *, fsync: bool = True, max_group: int = 4096,

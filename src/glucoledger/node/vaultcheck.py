@@ -84,12 +84,16 @@ def _where(t: StoredTx, height: int, tx_hash: bytes | None) -> dict[str, Any]:
 
 
 def verify_vault(store: ChainStore, vault: Any, *, decrypt: bool = True,
-                 erased: Callable[[bytes], bytes | None] | None = None) -> VaultReport:
+                 erased: Callable[[bytes], bytes | None] | None = None,
+                 label: Callable[[bytes], str] | None = None) -> VaultReport:
     """Check the vault against every accepted ``data.commit``; raise VaultIntegrityError
     naming every damaged item, or return the report.
 
     ``erased(ct)`` names the ``erase`` transaction that destroyed a batch (None if none).
+    ``label(id)``: the name a person reads for a patient or device (``Registry.label``);
+    without it, ids are shown as their first 12 hex digits.
     """
+    name_of = label or (lambda ident: f"id {ident.hex()[:12]}")
     from ..vault.batch import leaf_hashes
     from ..vault.store import BatchIntegrityError
 
@@ -114,8 +118,9 @@ def verify_vault(store: ChainStore, vault: Any, *, decrypt: bool = True,
                     continue
                 body = stx.tx.body
                 ct = bytes(body["ct"])
-                name = (f"batch of patient {body['patient'].hex()[:16]} stream {body['stream']} "
-                        f"(uploader {body['uploader'].hex()[:16]} seq {body['seq']})")
+                name = (f"batch of patient {name_of(bytes(body['patient']))} stream "
+                        f"{body['stream']} (uploader {name_of(bytes(body['uploader']))} seq "
+                        f"{body['seq']})")
             except _DAMAGE as exc:
                 bad("data.commit transaction", "an accepted commit that decodes",
                     getattr(exc, "message", None) or type(exc).__name__, height=height,
@@ -198,12 +203,13 @@ def verify_vault_folder(data_dir: Path, *, decrypt: bool = True) -> VaultReport:
     from ..vault.blobstore import FsBlobStore
     from ..vault.store import Vault
     from .keystore import load_master_key
+    from .registry import Registry
     from .service import NodeConfig
 
     data_dir = Path(data_dir)
     config = NodeConfig.load(data_dir)
     master = load_master_key(data_dir)
-    with readonly_copy(data_dir, ("chain.db", "vault.db")) as folder:
+    with readonly_copy(data_dir, ("chain.db", "vault.db", "orderer.db")) as folder:
         damaged = integrity_problems(folder / "vault.db")
         if damaged:
             raise VaultIntegrityError([Finding(
@@ -211,6 +217,7 @@ def verify_vault_folder(data_dir: Path, *, decrypt: bool = True) -> VaultReport:
                 for m in damaged])
         store = ChainStore(folder / "chain.db", readonly=True)
         try:
+            _check_ledger(store, config, data_dir, master, folder)
             vault = Vault(folder, master, config.chain, readonly=True,
                           blobs=FsBlobStore(data_dir / "blobs", fsync=False))
             try:
@@ -220,8 +227,47 @@ def verify_vault_folder(data_dir: Path, *, decrypt: bool = True) -> VaultReport:
                         return None
                     return bytes(codec.decode_trusted(raw)["tx"])
 
-                return verify_vault(store, vault, decrypt=decrypt, erased=erased)
+                return verify_vault(store, vault, decrypt=decrypt, erased=erased,
+                                    label=Registry(data_dir).label)
             finally:
                 vault.close()
         finally:
             store.close()
+
+
+def _check_ledger(store: ChainStore, config: Any, data_dir: Path, master: Any,
+                  folder: Path) -> None:
+    """The vault is checked against the ledger's commits: the stored blocks must first be
+    the ones this node signed (``integrity.quick_check``) and agree with the node's own
+    ordered log (``logcheck``: embedded nodes; a member's etcd log is ``verify``'s), or the
+    check would trust an altered chain.db. Raises IntegrityError pointing at ``verify``.
+    ``folder``: where the (possibly copied) database files are read."""
+    from ..ledger.checkpoint import NoteVerifier
+    from ..ordering.embedded import EmbeddedOrderer
+    from .integrity import StoreDamagedError, quick_check
+    from .keystore import Wallet
+    from .logcheck import check_log
+
+    if config.orderer is None:
+        log = folder / "orderer.db"
+        orderer = EmbeddedOrderer(log, readonly=True) if log.exists() else None
+        try:
+            found = check_log(store, orderer, log_name="the ordered log (orderer.db)",
+                              log_missing=orderer is None)
+        finally:
+            if orderer is not None:
+                orderer.close()
+        if found:
+            raise IntegrityError(Finding("log", found[0].kind, "", "", detail=(
+                f"{found[0].message}; the vault was not checked")))
+
+    verifier = NoteVerifier(config.name, Wallet(data_dir, master).load("node").public)
+    try:
+        quick_check(store, config.chain, verifier)
+    except StoreDamagedError as exc:
+        raise IntegrityError(Finding(
+            exc.finding.kind, exc.finding.what, exc.finding.expected, exc.finding.found,
+            exc.finding.height, detail=f"chain.db in {data_dir} was altered "
+            f"({exc.finding.describe()}), so the vault cannot be checked against it: run "
+            f"`glucoledger verify --data {data_dir}` to list every bad spot, then restore "
+            "chain.db from a backup or another node")) from None

@@ -38,12 +38,15 @@ from ..ledger.tx import SignedTx
 from ..ordering.base import Orderer
 from ..state.replica import Block, Replica, precheck
 from .chainstore import ChainStore, StoredTx
-from .logcheck import check_log, last_header
+from .logcheck import ETCD_HINT, check_log, last_header
 
 __all__ = ["Finding", "IntegrityError", "VaultIntegrityError", "VaultReport", "VerifyReport",
            "short", "verify_store", "verify_vault"]
 
-Prechecker = Callable[[list[bytes]], list[bool | None]]
+#: Checks the signatures of a block's envelopes. It may return a lazy sequence whose items
+#: are computed elsewhere (worker processes) and block only when read: ``verify_store``
+#: starts the next block's checks before it replays the current one, so the two overlap.
+Prechecker = Callable[[list[bytes]], Sequence[bool | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,12 @@ class Finding:
         return (f"{self.kind}: {place}: {self.what} differs: expected {self.expected}, "
                 f"found {self.found}")
 
+    def to_value(self) -> dict[str, object]:
+        """The finding as JSON for ``POST /api/verify`` (every field, and the sentence)."""
+        return {"kind": self.kind, "what": self.what, "expected": self.expected,
+                "found": self.found, "height": self.height, "tx_index": self.tx_index,
+                "tx_hash": self.tx_hash, "detail": self.detail, "message": self.describe()}
+
 
 class IntegrityError(ConsistencyError):
     code = "integrity"
@@ -93,6 +102,12 @@ class IntegrityError(ConsistencyError):
         self.findings: tuple[Finding, ...] = tuple(findings) or (finding,)
         #: The checks that could not be made because of an earlier break.
         self.unchecked: tuple[str, ...] = tuple(unchecked)
+
+    def to_value(self) -> dict[str, object]:
+        """Every finding and what was left unchecked, as the HTTP edge answers them (the
+        CLI prints the same list as a table)."""
+        return {"ok": False, "findings": [f.to_value() for f in self.findings],
+                "unchecked": list(self.unchecked)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,10 +162,15 @@ def verify_store(
     notes: list[str] = []
     if orderer is not None or log_missing:
         path = getattr(orderer, "path", None)
+        etcd = orderer is not None and path is None  # a consortium's shared log
         name = "the ordered log" + (f" ({path.name})" if path is not None else
-                                    " (orderer.db)" if log_missing else "")
+                                    " (orderer.db)" if log_missing else " (etcd)")
         for m in check_log(store, None if log_missing else orderer, log_name=name,
-                           log_missing=log_missing):
+                           log_missing=log_missing, hint=ETCD_HINT if etcd else None):
+            if m.kind == "unreadable_log":  # the store is still verified on its own
+                notes.append(f"{m.message}: the store was not checked against the log")
+                orderer = None
+                break
             raise IntegrityError(Finding("log", m.kind, "", "", detail=m.message))
         notes.extend(_log_ahead(store, orderer))
     held: Checkpoint | None = None
@@ -202,8 +222,19 @@ def verify_store(
         _check_checkpoint(note_bytes, block, chain, verifiers, height)
         return block
 
-    for height, bhash, raw_header, note_bytes, stored in _blocks_with_txs(store):
-        sig_ok = check([t.envelope for t in stored]) if len(stored) >= 64 else [None] * len(stored)
+    def started(item: _StoredBlock | None) -> tuple[_StoredBlock, Sequence[bool | None]] | None:
+        if item is None:
+            return None
+        stored = item[4]
+        return item, (check([t.envelope for t in stored]) if len(stored) >= 64
+                      else [None] * len(stored))
+
+    blocks = _blocks_with_txs(store)
+    upcoming = started(next(blocks, None))
+    while upcoming is not None:
+        (height, bhash, raw_header, note_bytes, stored), sig_ok = upcoming
+        # The workers check the next block's signatures while this one is replayed.
+        upcoming = started(next(blocks, None))
         ordered = _ordered_entries(orderer, stored)
         if broken_at is None:
             try:
@@ -369,7 +400,10 @@ def _log_ahead(store: ChainStore, orderer: Orderer | None) -> list[str]:
             f"{last.height}): the node derives them when it next runs")]
 
 
-def _blocks_with_txs(store: ChainStore) -> Iterator[tuple[int, bytes, bytes, bytes, list[StoredTx]]]:
+_StoredBlock = tuple[int, bytes, bytes, bytes, list[StoredTx]]
+
+
+def _blocks_with_txs(store: ChainStore) -> Iterator[_StoredBlock]:
     for height, bhash, header, note in store.iter_blocks():
         yield height, bhash, header, note, store.txs_of_block(height)
 

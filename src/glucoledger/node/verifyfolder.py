@@ -15,6 +15,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from ..ledger.checkpoint import NoteVerifier
+from ..ordering.base import Orderer
 from ..ordering.embedded import EmbeddedOrderer
 from ..sqlitetx import integrity_problems, readonly_copy
 from ..state.replica import precheck
@@ -44,8 +45,8 @@ def verify_folder(data_dir: Path, *, from_checkpoint: bytes | None = None,
             "tamper", "wallet", "", "", detail=f"the wallet keys {', '.join(broken)} in "
             f"{wallet.dir} do not open under the master key (altered, or sealed under another "
             "master key): restore them from a backup"))
-    keys = list(node_keys) if node_keys else [
-        NoteVerifier(config.name, wallet.load("node").public)]
+    mine = [NoteVerifier(config.name, k.public) for k in wallet.node_keys()]  # rotated too
+    keys = list(node_keys) if node_keys else mine
     n = workers if workers is not None else (os.cpu_count() or 1)
     with readonly_copy(data_dir, ("chain.db", "orderer.db")) as folder:
         for name in ("chain.db", "orderer.db"):
@@ -55,8 +56,11 @@ def verify_folder(data_dir: Path, *, from_checkpoint: bytes | None = None,
                                              + f": restore {name} from a backup"))
         store = ChainStore(folder / "chain.db", readonly=True)
         log_missing = not (folder / "orderer.db").exists()
-        orderer = None if log_missing or config.orderer is not None else EmbeddedOrderer(
-            folder / "orderer.db", readonly=True)
+        # A consortium member's log is the etcd cluster's (read only here); embedded: the
+        # folder's orderer.db, opened read-only.
+        orderer: Orderer | None = (
+            config.open_orderer(data_dir) if config.orderer is not None else None
+            if log_missing else EmbeddedOrderer(folder / "orderer.db", readonly=True))
         pool = ProcessPoolExecutor(n, mp_context=get_context("forkserver")) if n > 1 else None
 
         def check(envs: list[bytes]) -> list[bool | None]:
@@ -67,8 +71,7 @@ def verify_folder(data_dir: Path, *, from_checkpoint: bytes | None = None,
                     range(0, len(envs), step)]) for ok in part]
 
         try:
-            own = [NoteVerifier(config.name, Wallet(data_dir, load_master_key(data_dir))
-                                .load("node").public)] if need > 1 else keys
+            own = mine if need > 1 else keys
             return verify_store(store, config.chain, verifiers=own, orderer=orderer,
                                 from_checkpoint=from_checkpoint, checkpoint_verifiers=keys,
                                 prechecker=check, progress=progress, need=need,

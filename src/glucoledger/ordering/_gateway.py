@@ -18,6 +18,14 @@ TLS: ``etcd://host:port,...?tls=DIR`` speaks HTTPS to every member, verifies the
 certificates against ``DIR/trust.pem`` (the consortium's bundle of member CAs) and presents
 ``DIR/node.pem`` / ``DIR/node.key`` as this node's client certificate (etcd started with
 ``--client-cert-auth`` refuses connections without one from a trusted CA).
+
+Users (etcd auth, ``ordering.etcd_rbac``): when ``DIR/etcd-user.json`` exists (``{"user",
+"password"}``, mode 0600), the client presents ``DIR/etcd-client.pem`` / ``etcd-client.key``
+instead (a certificate with no CommonName: etcd 3.4's gateway refuses CN certificates once
+auth is on), authenticates (``/v3/auth/authenticate``) and sends the token in the
+``Authorization`` header of every request; a token etcd no longer accepts (gRPC code 16,
+expired or its user deleted) is renewed once per call. The password never appears in a
+message or a repr.
 """
 
 from __future__ import annotations
@@ -29,7 +37,8 @@ import ssl
 import threading
 import time
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -75,10 +84,27 @@ class TlsFiles:
     ca: str
     cert: str | None = None
     key: str | None = None
+    #: etcd user and password (auth enabled); the password is never shown.
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
 
     @classmethod
     def in_dir(cls, folder: str) -> TlsFiles:
-        return cls(f"{folder}/trust.pem", f"{folder}/node.pem", f"{folder}/node.key")
+        """The identity in ``folder``: an etcd user's (``etcd-user.json``) if present."""
+        account = Path(folder) / "etcd-user.json"
+        try:
+            doc = json.loads(account.read_text())
+        except FileNotFoundError:
+            return cls(f"{folder}/trust.pem", f"{folder}/node.pem", f"{folder}/node.key")
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{account} is unreadable ({type(exc).__name__}): restore it "
+                             "from the member's backup or re-create the member's etcd "
+                             "user") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("user"), str) or \
+                not isinstance(doc.get("password"), str):
+            raise ValueError(f"{account} must hold {{\"user\": ..., \"password\": ...}}")
+        return cls(f"{folder}/trust.pem", f"{folder}/etcd-client.pem",
+                   f"{folder}/etcd-client.key", doc["user"], doc["password"])
 
     def context(self) -> ssl.SSLContext:
         """A client context (TLS 1.2+, hostname checked). Raises ValueError on bad files."""
@@ -139,6 +165,9 @@ class Gateway:
         self.endpoints = [parse_endpoint(e) for e in endpoints]
         self.timeout = timeout
         self._ssl = tls.context() if tls is not None else None
+        self._account = (tls.user, tls.password) if tls is not None and tls.user and \
+            tls.password is not None else None
+        self._token: str | None = None
         self._preferred = 0
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -169,6 +198,38 @@ class Gateway:
         if self._closed:
             raise GatewayError("the etcd orderer was closed", transient=False)
         deadline = time.monotonic() + self.timeout if deadline is None else deadline
+        if self._account is not None and path != "/v3/auth/authenticate":
+            if self._token is None:
+                self._authenticate(deadline)
+            try:
+                return self._call(path, body, deadline)
+            except GatewayError as exc:
+                if exc.code != 16:  # 16 unauthenticated: the token expired or was revoked
+                    raise
+                self._token = None
+                self._authenticate(deadline)
+        return self._call(path, body, deadline)
+
+    def _authenticate(self, deadline: float) -> None:
+        """Get a token for this client's etcd user. Raises GatewayError (not transient
+        when etcd refuses the user or the password)."""
+        assert self._account is not None
+        user, password = self._account
+        reply = self._call("/v3/auth/authenticate", {"name": user, "password": password},
+                           deadline)
+        token = reply.body.get("token")
+        if not isinstance(token, str) or not token:
+            raise GatewayError(f"etcd gave no token to user {user!r}: is auth enabled?",
+                               transient=False)
+        self._token = token
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self._token is not None:
+            headers["Authorization"] = self._token
+        return headers
+
+    def _call(self, path: str, body: JSON, deadline: float) -> Reply:
         payload = json.dumps(body, separators=(",", ":")).encode()
         n = len(self.endpoints)
         maybe_applied = False
@@ -242,7 +303,7 @@ class Gateway:
         try:
             if conn.sock is None:
                 conn.connect()
-            conn.request("POST", path, body=payload, headers={"Content-Type": "application/json"})
+            conn.request("POST", path, body=payload, headers=self._headers())
             sent = True
             resp = conn.getresponse()
             data = resp.read()
@@ -272,7 +333,7 @@ class Gateway:
                 "POST",
                 path,
                 body=json.dumps(body).encode(),
-                headers={"Content-Type": "application/json"},
+                headers=self._headers(),
             )
             sock = conn.sock
             resp = conn.getresponse()

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ..crypto import PublicKey
@@ -30,7 +31,7 @@ from .accounts_model import (
 from .machine import Context, body_field, register, require
 from .store import State
 
-__all__ = ["GENESIS_KEY", "SPONSORS", "genesis_info"]
+__all__ = ["GENESIS_KEY", "SPONSORS", "AccountCreate", "ChainGenesis", "genesis_info"]
 
 GENESIS_KEY = "chain/genesis"
 #: Which kinds of account must be vouched for, and by which kinds of sponsor.
@@ -51,15 +52,35 @@ def genesis_info(state: State) -> dict[str, Any]:
     return dict(info)
 
 
-@register("chain.genesis", auth="self")
+@dataclass(frozen=True, slots=True)
+class ChainGenesis:
+    """The body of ``chain.genesis``: the founders (each ``{name, policy, node}``, checked
+    one by one by the handler, interleaved with the state checks as results always were)
+    and the checkpoint threshold."""
+
+    orgs: tuple[Any, ...]
+    threshold: int
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> ChainGenesis:
+        """Raises MalformedError or RejectedError (``bad_genesis``)."""
+        orgs = body_field(body, "orgs", list)
+        threshold = body_field(body, "threshold", int)
+        require(1 <= len(orgs) <= 64, "bad_genesis", "a genesis names 1 to 64 organizations")
+        require(1 <= threshold <= len(orgs), "bad_genesis",
+                "checkpoint threshold must be 1..orgs")
+        return cls(tuple(orgs), threshold)
+
+    def to_body(self) -> dict[str, Any]:
+        return {"orgs": list(self.orgs), "threshold": self.threshold}
+
+
+@register("chain.genesis", auth="self", body=ChainGenesis)
 def _genesis(state: State, stx: SignedTx, ctx: Context) -> None:
     """Found the chain: organizations, their node keys, the checkpoint threshold."""
     require(GENESIS_KEY not in state, "genesis_exists", "this chain already has a genesis")
-    body = stx.tx.body
-    orgs = body_field(body, "orgs", list)
-    threshold = body_field(body, "threshold", int)
-    require(1 <= len(orgs) <= 64, "bad_genesis", "a genesis names 1 to 64 organizations")
-    require(1 <= threshold <= len(orgs), "bad_genesis", "checkpoint threshold must be 1..orgs")
+    b = ChainGenesis.parse(stx.tx.body)
+    orgs, threshold = b.orgs, b.threshold
     require(stx.tx.nonce == 0, "bad_nonce", "genesis nonce must be 0")
     nodes: list[dict[str, Any]] = []
     org_ids: list[bytes] = []
@@ -94,19 +115,51 @@ def _genesis(state: State, stx: SignedTx, ctx: Context) -> None:
                             "time": ctx.time_ms})
 
 
-@register("account.create", auth="self")
+@dataclass(frozen=True, slots=True)
+class AccountCreate:
+    """The body of ``account.create``: kind, policy, optional salt, sponsor and meta.
+
+    ``parse`` makes the shape checks in the order (codes and words) results always had;
+    the policy itself is validated by the handler (``validate_policy``), then ``meta``."""
+
+    kind: str
+    policy: dict[str, Any]
+    salt: bytes = b""
+    sponsor: Any = b""
+    meta: Any = None
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> AccountCreate:
+        """Raises MalformedError or RejectedError (``malformed``, ``bad_kind``)."""
+        kind = body_field(body, "kind", str)
+        policy = body_field(body, "policy", dict)
+        salt = body.get("salt", b"")
+        sponsor = body.get("sponsor", b"")
+        require(set(body) <= {"kind", "policy", "salt", "sponsor", "meta"}, "malformed",
+                "account.create takes kind, policy, salt, sponsor, meta")
+        require(kind in KINDS, "bad_kind", f"kind must be one of {', '.join(KINDS)}")
+        require(isinstance(salt, bytes) and len(salt) <= 32, "malformed",
+                "salt is at most 32 bytes")
+        return cls(kind, policy, salt, sponsor, body.get("meta", {}))
+
+    def to_body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"kind": self.kind, "policy": self.policy}
+        if self.salt:
+            body["salt"] = self.salt
+        if self.sponsor:
+            body["sponsor"] = self.sponsor
+        if self.meta:
+            body["meta"] = self.meta
+        return body
+
+
+@register("account.create", auth="self", body=AccountCreate)
 def _create(state: State, stx: SignedTx, ctx: Context) -> None:
     """Register an account: kind, policy (cosigners and thresholds), salt, optional sponsor."""
     genesis_info(state)
-    tx, body = stx.tx, stx.tx.body
-    kind = body_field(body, "kind", str)
-    policy = body_field(body, "policy", dict)
-    salt = body.get("salt", b"")
-    sponsor = body.get("sponsor", b"")
-    require(set(body) <= {"kind", "policy", "salt", "sponsor", "meta"}, "malformed",
-            "account.create takes kind, policy, salt, sponsor, meta")
-    require(kind in KINDS, "bad_kind", f"kind must be one of {', '.join(KINDS)}")
-    require(isinstance(salt, bytes) and len(salt) <= 32, "malformed", "salt is at most 32 bytes")
+    tx = stx.tx
+    b = AccountCreate.parse(tx.body)
+    kind, policy, salt, sponsor = b.kind, b.policy, b.salt, b.sponsor
     cosigners, thresholds = validate_policy(policy)
     expected = account_id(kind, policy, salt)
     require(tx.account == expected, "bad_account_id",
@@ -134,7 +187,7 @@ def _create(state: State, stx: SignedTx, ctx: Context) -> None:
     else:
         require(sponsor == b"", "bad_sponsor", f"a {kind} account registers itself; no sponsor")
         require(not others, "not_cosigner", "a signature is from a key not in the new policy")
-    meta = body.get("meta", {})
+    meta = b.meta
     require(isinstance(meta, dict) and len(meta) <= 16, "malformed", "meta is a small map")
     state.put(account_key(tx.account), {"kind": kind, "policy": policy, "nonce": 1,
                                         "sponsor": sponsor, "created": ctx.height, "meta": meta})

@@ -13,7 +13,14 @@ patient at ``grants/<patient>``::
 
 - ``view``: ``raw`` (readings; implies summaries) or ``summary`` (computed metrics only).
 - ``window``: ``{"from": ms, "to": ms}`` (absolute, ``[from, to)``) or ``{"last_days": N}``
-  (``[t - N days, t)`` counted at the time ``t`` of each read).
+  (``[t - N days, t)`` counted at the time ``t`` of each read). A ``last_days`` grant also
+  allows N whole local days (``granted_span``): a request for an absolute window ending at
+  or before ``t``, at most N days and one hour long (a day with a daylight-saving fall-back
+  lasts 25 hours) and starting at most N + 1 days and one hour before ``t``, is permitted
+  as asked, so a report covers N days from one local midnight to another in the patient's
+  zone (node/localdays.py chooses them; the state never reads a time zone, so every node
+  decides alike). The reader never gets more than N days and an hour of data, none older
+  than N + 1 days and an hour.
 - validity ``[valid_from, valid_until)`` in block time; ``purpose`` treatment, research or
   emergency; ``alerts``: whether the grantee is notified of alerts.
 
@@ -50,6 +57,7 @@ __all__ = [
     "Request",
     "decide",
     "grant_key",
+    "granted_span",
     "grants_of",
     "load_grant",
     "parse_scope",
@@ -57,6 +65,7 @@ __all__ = [
 ]
 
 DAY_MS: Final = 86_400_000
+HOUR_MS: Final = 3_600_000
 VIEWS: Final = ("raw", "summary")
 PURPOSES: Final = ("treatment", "research", "emergency")
 MAX_WINDOW_DAYS: Final = 3660
@@ -121,6 +130,21 @@ def window_at(window: Mapping[str, int], time_ms: int) -> tuple[int, int]:
     if "last_days" in window:
         return max(0, time_ms - window["last_days"] * DAY_MS), time_ms
     return window["from"], window["to"]
+
+
+def granted_span(grant_window: Mapping[str, int], request_window: Mapping[str, int] | None,
+                 time_ms: int) -> tuple[int, int]:
+    """The span ``[from, to)`` a grant's window allows for a request's window at ``time_ms``:
+    the grant's ``window_at``, or for a ``last_days`` grant asked for N whole days (see the
+    module docstring) the asked window itself."""
+    lo, hi = window_at(grant_window, time_ms)
+    if "last_days" in grant_window and request_window is not None and "from" in request_window:
+        days = grant_window["last_days"]
+        r_from, r_to = request_window["from"], request_window["to"]
+        if (r_to <= time_ms and r_to - r_from <= days * DAY_MS + HOUR_MS
+                and r_from >= time_ms - (days + 1) * DAY_MS - HOUR_MS):
+            return min(lo, r_from), hi
+    return lo, hi
 
 
 def parse_scope(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -286,7 +310,7 @@ def _check(g: Grant, req: Request, t: int) -> Decision:
                      f"{', '.join(missing)} (it covers {', '.join(g.streams)})", g.id)
     if req.view == "raw" and g.view != "raw":
         return _deny("raw_under_summary", f"grant {gid} allows summaries only", g.id)
-    g_from, g_to = window_at(g.window, t)
+    g_from, g_to = granted_span(g.window, req.window, t)
     r_from, r_to = (g_from, g_to) if req.window is None else window_at(req.window, t)
     lo, hi = max(g_from, r_from), min(g_to, r_to)
     if hi <= lo:

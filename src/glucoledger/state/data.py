@@ -33,6 +33,7 @@ Pure: no I/O, clock or randomness.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Final
 
 from .. import codec
@@ -41,11 +42,11 @@ from ..errors import MalformedError, RejectedError, SignatureError
 from ..ledger.tx import SignedTx
 from .accounts_model import load_account
 from .devices import device_key, get_uploader
-from .machine import Context, authorize, body_field, register, require
+from .machine import Context, authorize, body_field, register, require, typed_field
 from .store import State
 
-__all__ = ["COMMIT_FIELDS", "HOUR_MS", "TRUST_LEVELS", "UPLOAD_CONTEXT", "hour_range",
-           "upload_statement"]
+__all__ = ["COMMIT_FIELDS", "HOUR_MS", "TRUST_LEVELS", "UPLOAD_CONTEXT", "DataCommit",
+           "hour_range", "upload_statement"]
 
 UPLOAD_CONTEXT: Final = "upload"
 HOUR_MS: Final = 3_600_000
@@ -84,7 +85,58 @@ def _hash32(body: dict[str, Any], name: str) -> bytes:
     return bytes(value)
 
 
-@register("data.commit", action="data", auth="self")
+@dataclass(frozen=True, slots=True)
+class DataCommit:
+    """The body of ``data.commit``. ``parse`` checks the shape, in the order (and with the
+    codes and words) results have always had; ``trust``, ``key`` and ``sig`` are checked by
+    the handler against the uploader's record, after the state checks that come first."""
+
+    patient: bytes
+    stream: str
+    start: int
+    end: int
+    count: int
+    root: bytes
+    ct: bytes
+    uploader: bytes
+    seq: int
+    custody: str
+    trust: Any
+    key: Any
+    sig: Any
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> DataCommit:
+        """Raises RejectedError (code ``malformed``) or MalformedError."""
+        if set(body) != COMMIT_FIELDS:
+            raise RejectedError(f"data.commit takes exactly {', '.join(sorted(COMMIT_FIELDS))}",
+                                code="malformed")
+        patient, uploader = _hash32(body, "patient"), _hash32(body, "uploader")
+        root = _hash32(body, "root")
+        ct = _hash32(body, "ct")
+        stream = body_field(body, "stream", str)
+        if stream not in _STREAMS:
+            raise RejectedError(f"unknown stream {stream!r}", code="malformed")
+        start, end = body_field(body, "start", int), body_field(body, "end", int)
+        count, seq = body_field(body, "count", int), body_field(body, "seq", int)
+        require(0 <= start < end and start % HOUR_MS == 0 and end % HOUR_MS == 0, "malformed",
+                "start and end are whole hours (epoch ms), start before end")
+        if not 1 <= count <= MAX_COUNT:
+            raise RejectedError(f"count must be 1 to {MAX_COUNT}", code="malformed")
+        require(seq >= 1, "malformed", "sequence numbers start at 1")
+        custody = body["custody"]
+        require(custody in ("node", "self"), "malformed", "custody is 'node' or 'self'")
+        return cls(patient, stream, start, end, count, root, ct, uploader, seq, custody,
+                   body["trust"], body["key"], body["sig"])
+
+    def to_body(self) -> dict[str, Any]:
+        return {"patient": self.patient, "stream": self.stream, "start": self.start,
+                "end": self.end, "count": self.count, "root": self.root, "ct": self.ct,
+                "uploader": self.uploader, "seq": self.seq, "trust": self.trust,
+                "key": self.key, "sig": self.sig, "custody": self.custody}
+
+
+@register("data.commit", action="data", auth="self", body=DataCommit)
 def _commit(state: State, stx: SignedTx, ctx: Context) -> None:
     """Commit one upload batch: salted Merkle root, ciphertext hash, uploader signature.
 
@@ -97,24 +149,8 @@ def _commit(state: State, stx: SignedTx, ctx: Context) -> None:
         raise RejectedError(f"data commitments are sent by a node account, not a {node.kind} "
                             "account", code="not_node")
     authorize(node, stx, "data")
-    body = stx.tx.body
-    if set(body) != COMMIT_FIELDS:
-        raise RejectedError(f"data.commit takes exactly {', '.join(sorted(COMMIT_FIELDS))}",
-                            code="malformed")
-    patient, uploader = _hash32(body, "patient"), _hash32(body, "uploader")
-    root = _hash32(body, "root")
-    _hash32(body, "ct")
-    stream = body_field(body, "stream", str)
-    if stream not in _STREAMS:
-        raise RejectedError(f"unknown stream {stream!r}", code="malformed")
-    start, end = body_field(body, "start", int), body_field(body, "end", int)
-    count, seq = body_field(body, "count", int), body_field(body, "seq", int)
-    require(0 <= start < end and start % HOUR_MS == 0 and end % HOUR_MS == 0, "malformed",
-            "start and end are whole hours (epoch ms), start before end")
-    if not 1 <= count <= MAX_COUNT:
-        raise RejectedError(f"count must be 1 to {MAX_COUNT}", code="malformed")
-    require(seq >= 1, "malformed", "sequence numbers start at 1")
-    require(body["custody"] in ("node", "self"), "malformed", "custody is 'node' or 'self'")
+    b = DataCommit.parse(stx.tx.body)
+    patient, uploader, seq = b.patient, b.uploader, b.seq
     record = get_uploader(state, uploader)
     if record is None:
         raise RejectedError(f"no device or gateway {uploader.hex()[:16]} is registered: "
@@ -129,7 +165,7 @@ def _commit(state: State, stx: SignedTx, ctx: Context) -> None:
     if record["patient"] != patient:
         raise RejectedError(f"{kind} {uploader.hex()[:16]} is bound to another patient, not "
                             f"{patient.hex()[:16]}", code="wrong_patient")
-    if body["trust"] != TRUST_LEVELS[kind]:
+    if b.trust != TRUST_LEVELS[kind]:
         raise RejectedError(f"uploads from a {kind} are recorded as {TRUST_LEVELS[kind]!r}",
                             code="wrong_trust")
     last = record["seq"]
@@ -141,7 +177,7 @@ def _commit(state: State, stx: SignedTx, ctx: Context) -> None:
         raise RejectedError(f"sequence {seq} is below the last accepted ({last}) for {kind} "
                             f"{uploader.hex()[:16]}: a replayed or reordered upload; send "
                             "newer batches with higher numbers", code="reordered_seq")
-    key = PublicKey.from_value(body_field(body, "key", dict))
+    key = PublicKey.from_value(typed_field(b.key, "key", dict))
     if kind == "device":
         require(key == PublicKey.from_value(record["key"]), "wrong_key",
                 "the upload was signed with a key that is not the device's registered key")
@@ -150,10 +186,10 @@ def _commit(state: State, stx: SignedTx, ctx: Context) -> None:
         require(key.key_id in gateway.keys, "wrong_key",
                 "the upload was signed with a key that is not one of the gateway's keys")
     statement = upload_statement(chain=ctx.chain, patient=patient, uploader=uploader,
-                                 stream=stream, seq=seq, start=start, end=end, count=count,
-                                 root=root)
+                                 stream=b.stream, seq=seq, start=b.start, end=b.end,
+                                 count=b.count, root=b.root)
     try:
-        key.verify(UPLOAD_CONTEXT, statement, body_field(body, "sig", bytes))
+        ctx.verify_signature(key, UPLOAD_CONTEXT, statement, typed_field(b.sig, "sig", bytes))
     except SignatureError as exc:
         raise RejectedError(f"the {kind}'s upload signature does not verify ({exc.message}); "
                             "the batch was altered or signed by another key",

@@ -21,11 +21,13 @@ On success the account's nonce advances. Pure: no I/O, clock or randomness; time
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..crypto import PublicKey
 from ..errors import MalformedError, RejectedError, SignatureError
 from ..ledger.block import Result
+from ..ledger.trust import TrustCache
 from ..ledger.tx import SignedTx, Transaction
 from .accounts_model import Account, account_key, load_account
 from .store import State
@@ -48,6 +50,17 @@ class Context:
     time_ms: int
     #: Position of the transaction in the global log (its Merkle leaf index).
     index: int = 0
+    #: The node's memo of what it already established (None: establish everything, as
+    #: ``verify`` does). It can only spare work, never change a result.
+    trust: TrustCache | None = field(default=None, compare=False, repr=False)
+
+    def verify_signature(self, key: PublicKey, context: str, message: bytes,
+                         signature: bytes) -> None:
+        """``key.verify`` through the node's memo, if any. Raises SignatureError."""
+        if self.trust is None:
+            key.verify(context, message, signature)
+        else:
+            self.trust.verify(key, context, message, signature)
 
 
 Handler = Callable[[State, SignedTx, Context], None]
@@ -63,6 +76,8 @@ class TxType:
     #: must be the account's next. "self": the handler authorizes (account creation, cosigning).
     auth: Auth
     doc: str
+    #: The frozen dataclass its body parses into (declared beside the handler), if typed.
+    body: type | None = None
 
 
 REGISTRY: dict[str, TxType] = {}
@@ -71,13 +86,14 @@ REGISTRY: dict[str, TxType] = {}
 AFTER: dict[str, list[Handler]] = {}
 
 
-def register(name: str, *, action: str = "default", auth: Auth = "account") -> Callable[
-    [Handler], Handler
-]:
+def register(name: str, *, action: str = "default", auth: Auth = "account",
+             body: type | None = None) -> Callable[[Handler], Handler]:
+    """Register ``name``'s handler; ``body``: the frozen dataclass its body parses into
+    (``Body.parse(dict)``, called by the handler at the point its checks belong)."""
     def wrap(fn: Handler) -> Handler:
         if name in REGISTRY:
             raise RuntimeError(f"transaction type {name} registered twice")
-        REGISTRY[name] = TxType(name, action, fn, auth, (fn.__doc__ or "").strip())
+        REGISTRY[name] = TxType(name, action, fn, auth, (fn.__doc__ or "").strip(), body)
         return fn
 
     return wrap
@@ -143,8 +159,12 @@ def apply(
     ``signatures_checked`` says the caller already verified the cryptography (in parallel);
     authorization (who may sign) is always decided here.
     """
+    trust = ctx.trust
     try:
-        stx = envelope if isinstance(envelope, SignedTx) else SignedTx.decode(envelope)
+        if isinstance(envelope, SignedTx):
+            stx = envelope
+        else:
+            stx = SignedTx.decode(envelope) if trust is None else trust.decode(envelope)
     except MalformedError as exc:
         return Result("malformed", exc.message), None
     tx = stx.tx
@@ -156,7 +176,10 @@ def apply(
         return Result("unknown_type", f"unknown transaction type {tx.type!r}"), stx
     if not signatures_checked:
         try:
-            stx.check_signatures()
+            if trust is None:
+                stx.check_signatures()
+            else:
+                trust.check_signatures(stx)
         except SignatureError as exc:
             return Result("bad_signature", exc.message), stx
     state.begin()
@@ -196,7 +219,11 @@ def body_field(body: dict[str, Any], name: str, kind: type | tuple[type, ...]) -
     """Fetch a required body field of the given type, or refuse as malformed."""
     if name not in body:
         raise MalformedError(f"transaction body lacks field {name!r}")
-    value = body[name]
+    return typed_field(body[name], name, kind)
+
+
+def typed_field(value: Any, name: str, kind: type | tuple[type, ...]) -> Any:
+    """``value`` if it is of type ``kind`` (a bool is no int), else refuse as malformed."""
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
         raise MalformedError(f"transaction body field {name!r} has the wrong type")
     return value

@@ -19,6 +19,7 @@ from ..errors import GlucoledgerError, MalformedError
 from ..ledger import merkle
 from ..ledger.block import GENESIS_PREV, BlockHeader, Result, results_hash
 from ..ledger.log import Cut, TxEntry, decode_entry
+from ..ledger.trust import TrustCache
 from ..ledger.tx import SignedTx
 from .machine import Context, apply
 from .store import State
@@ -61,8 +62,11 @@ class Replica:
         state: State | None = None,
         tree: merkle.CompactTree | None = None,
         last: BlockHeader | None = None,
+        trust: TrustCache | None = None,
     ) -> None:
+        """``trust``: the owning node's memo (None for ``verify``, which establishes all)."""
         self.chain = chain
+        self.trust = trust
         self.state = state if state is not None else State()
         self.tree = tree if tree is not None else merkle.CompactTree()
         self.last = last
@@ -111,7 +115,7 @@ class Replica:
         nodes: list[tuple[int, int, bytes]] = []
         try:
             for i, p in enumerate(self._pending):
-                ctx = Context(self.chain, height, time_ms, first + i)
+                ctx = Context(self.chain, height, time_ms, first + i, self.trust)
                 # A failed pre-check is re-checked here so the message is the same as when
                 # no pre-check ran: results (and their hash) never depend on the pipeline.
                 result, stx = apply(self.state, p.envelope, ctx,

@@ -74,7 +74,9 @@ FORMS: Final = ("records", "aggregate")
 #: Quasi-identifiers a study may ask for (each generalised in releases; see node/research).
 FIELDS: Final = ("age", "sex", "region", "diabetes_type")
 STATISTICS: Final = ("mean_glucose", "time_in_range", "time_below_70", "gmi",
-                     "time_below_54", "hourly_median_profile")
+                     "time_below_54", "hourly_median_profile", "hypo1_episodes_per_week",
+                     "hypo2_episodes_per_week", "hyper1_episodes_per_week",
+                     "hyper2_episodes_per_week")
 MAX_EPSILON_MICRO: Final = 100_000_000  # 100: past any meaningful privacy
 MAX_TEXT: Final = 500
 MAX_PARTICIPANTS: Final = 10_000

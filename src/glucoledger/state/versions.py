@@ -16,14 +16,21 @@ on the ledger, signed by whoever made it, and the previous versions stay (and st
     swap, the same on every node);
   - ``cts``: the ciphertext hashes of the batches holding the new content (up to
     ``MAX_CTS``, one per stream of a split document), each committed by ``data.commit``
-    before; ``[]`` deletes the document (a tombstone, itself a version).
+    before; ``[]`` deletes the document (a tombstone, itself a version);
+  - ``moved`` (optional, with new content only): the tag of the new content's own identity
+    when the change moved the document to another identity (Loop moves a carb entry in
+    time: ``created_at`` is part of a treatment's identity). The document keeps its name
+    ``doc``; ``docalias/<patient>/<moved>`` = ``{"doc": doc}`` tells readers (and later
+    uploads of that identity) that content with identity ``moved`` is this document. A tag
+    that is a document of its own (it has versions) or already another document's alias
+    cannot be moved to (``identity_taken``).
 
 - The machine keeps ``docver/<patient>/<doc>`` = ``{"versions": [{n, cts, by, height, time,
   tx}...]}``: readers see the last version only (none when it is a tombstone); the patient
   sees them all. Erasure removes the batches; these records keep only opaque hashes.
 
 Refusals: ``not_patient``, ``unbound_device`` (the signer is not bound to the patient),
-``stale_version``, ``erased_batch``, ``malformed``. A refusal changes nothing.
+``stale_version``, ``erased_batch``, ``identity_taken``, ``malformed``. A refusal changes nothing.
 Pure: no I/O, clock or randomness.
 """
 
@@ -38,7 +45,7 @@ from .devices import get_uploader
 from .machine import Context, body_field, register, require
 from .store import State
 
-__all__ = ["MAX_CTS", "MAX_VERSIONS", "version_key", "versions_of"]
+__all__ = ["MAX_CTS", "MAX_VERSIONS", "alias_key", "alias_of", "version_key", "versions_of"]
 
 MAX_CTS: Final = 8
 MAX_VERSIONS: Final = 1_000
@@ -46,6 +53,17 @@ MAX_VERSIONS: Final = 1_000
 
 def version_key(patient: bytes, doc: bytes) -> str:
     return f"docver/{patient.hex()}/{doc.hex()}"
+
+
+def alias_key(patient: bytes, tag: bytes) -> str:
+    return f"docalias/{patient.hex()}/{tag.hex()}"
+
+
+def alias_of(state: State, patient: bytes, tag: bytes) -> bytes:
+    """The document content of identity ``tag`` belongs to: ``tag`` itself unless a change
+    moved a document to that identity (``moved``)."""
+    value = state.get(alias_key(patient, tag))
+    return tag if value is None else bytes(value["doc"])
 
 
 def versions_of(state: State, patient: bytes, doc: bytes) -> list[dict[str, Any]]:
@@ -58,13 +76,24 @@ def versions_of(state: State, patient: bytes, doc: bytes) -> list[dict[str, Any]
 def _version(state: State, stx: SignedTx, ctx: Context) -> None:
     """A new version of a patient's document (new content, or a deletion)."""
     body = stx.tx.body
-    require(set(body) == {"patient", "doc", "n", "cts"}, "malformed",
-            "doc.version takes patient, doc, n, cts")
+    require(set(body) in ({"patient", "doc", "n", "cts"}, {"patient", "doc", "n", "cts",
+                                                           "moved"}),
+            "malformed", "doc.version takes patient, doc, n, cts (and moved)")
     patient = body_field(body, "patient", bytes)
     doc = body_field(body, "doc", bytes)
     n = body_field(body, "n", int)
     cts = body_field(body, "cts", list)
     require(len(doc) == 32, "malformed", "doc is 32 bytes")
+    moved = body_field(body, "moved", bytes) if "moved" in body else None
+    if moved is not None:
+        require(len(moved) == 32 and moved != doc and bool(cts), "malformed",
+                "moved is the 32-byte tag of another identity, with new content")
+        require(alias_of(state, patient, moved) in (moved, doc)
+                and version_key(patient, moved) not in state, "identity_taken",
+                "another document already has the identity this change moves to: delete "
+                "that document first, or change this one without moving it")
+    require(alias_of(state, patient, doc) == doc, "malformed",
+            "doc names a document, not an identity it was moved to: use the document's tag")
     require(len(cts) <= MAX_CTS and all(isinstance(c, bytes) and len(c) == 32 for c in cts)
             and len(set(cts)) == len(cts), "malformed",
             f"cts is a list of at most {MAX_CTS} distinct 32-byte ciphertext hashes")
@@ -86,6 +115,10 @@ def _version(state: State, stx: SignedTx, ctx: Context) -> None:
     for ct in cts:
         require(state.get(erased_key(ct)) is None, "erased_batch",
                 f"batch {ct.hex()[:16]} was erased; a version cannot point to it")
-    history.append({"n": n, "cts": list(cts), "by": signer, "height": ctx.height,
-                    "time": ctx.time_ms, "tx": stx.tx_hash})
+    entry = {"n": n, "cts": list(cts), "by": signer, "height": ctx.height,
+             "time": ctx.time_ms, "tx": stx.tx_hash}
+    if moved is not None:
+        entry["moved"] = moved
+        state.put(alias_key(patient, moved), {"doc": doc})
+    history.append(entry)
     state.put(version_key(patient, doc), {"versions": history})

@@ -286,6 +286,22 @@ class Vault:
                 found[bytes(r[0])] = _row(r[1:])
         return found
 
+    def tags_from(self, prefix: bytes, limit: int = 4) -> dict[bytes, BatchRow]:
+        """The tags that start with ``prefix`` (at most ``limit``), each with its batch's
+        row: how a short public name of a tag (Nightscout's 12-byte ``_id``) finds the tag."""
+        if not prefix:
+            raise ValueError("a tag prefix is at least one byte")
+        cols = ",".join(f"b.{c}" for c in _COLS)
+        top = int.from_bytes(prefix, "big") + 1
+        if top >> (8 * len(prefix)):  # all 0xff: no upper bound of the same length
+            rows = self._q(f"SELECT t.tag, {cols} FROM tags t JOIN batches b ON b.ct = t.ct "
+                           "WHERE t.tag >= ? LIMIT ?", (prefix, limit))
+        else:
+            rows = self._q(f"SELECT t.tag, {cols} FROM tags t JOIN batches b ON b.ct = t.ct "
+                           "WHERE t.tag >= ? AND t.tag < ? LIMIT ?",
+                           (prefix, top.to_bytes(len(prefix), "big"), limit))
+        return {bytes(r[0]): _row(r[1:]) for r in rows if bytes(r[0]).startswith(prefix)}
+
     def release_pending_tags(self, tags: Sequence[bytes]) -> None:
         """Detach ``tags`` from batches still pending (a crashed attempt whose commit was
         never ordered), so a new attempt of the same content can hold them."""

@@ -1,0 +1,175 @@
+"""etcd's own access control between members (``ordering.etcd_rbac``), on a real consortium:
+3 etcd members with TLS, client-certificate authentication and auth enabled, 3 nodes.
+
+A malicious member talks to etcd directly with its own credentials: etcd refuses every write
+outside its own keys, and refused requests change nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+from pathlib import Path
+
+import pytest
+
+from glucoledger.crypto import tls
+from glucoledger.errors import OrderingError
+from glucoledger.node.service import etcd_chain_key
+from glucoledger.ordering._gateway import Gateway, GatewayError, TlsFiles, b64
+from glucoledger.ordering.etcd_kv import EtcdKV
+from glucoledger.ordering.etcd_rbac import EtcdAdmin
+
+from .conftest import CHAIN, Consortium, patient_envelopes, wait_until
+
+PREFIX = f"/glucoledger/{etcd_chain_key(CHAIN)}/"
+
+
+def _endpoints(c: Consortium) -> list[str]:
+    return str(c.state["etcd"]).partition("://")[2].split(",")
+
+
+def _gw(c: Consortium, files: TlsFiles) -> Gateway:
+    return Gateway(_endpoints(c), 3.0, files)
+
+
+def _get(gw: Gateway, key: str) -> bytes | None:
+    kvs = gw.call("/v3/kv/range", {"key": b64(key)}).body.get("kvs", [])
+    return None if not kvs else base64.b64decode(kvs[0].get("value", ""))
+
+
+def _refused(gw: Gateway, path: str, body: dict[str, object]) -> str:
+    with pytest.raises(GatewayError) as exc:
+        gw.call(path, body)
+    return str(exc.value)
+
+
+def test_a_member_writes_only_its_own_keys_and_etcd_refuses_the_rest(
+        consortium: Consortium) -> None:
+    c = consortium
+    assert all(r["code"] == "ok" for r in c.submit(patient_envelopes(3)))
+    wait_until(c.converged, 30, "convergence with etcd auth on")
+    admin = c.folders[0] / "etcd-admin"
+    assert json.loads((admin / "etcd-user.json").read_text())["user"] == "root"
+    assert not (c.folders[1] / "etcd-admin").exists()  # only the operator holds root
+    mallory = _gw(c, TlsFiles.in_dir(str(c.folders[1] / "tls")))  # org-1, gone rogue
+    root = _gw(c, TlsFiles.in_dir(str(admin)))
+    try:
+        # Its own keys: allowed (the positive control: the refusals below are about ranges).
+        mallory.call("/v3/kv/put", {"key": b64(PREFIX + "sig/org-1/probe"), "value": b64("1")})
+        assert _get(mallory, PREFIX + "health/org-0") is not None  # reading is allowed
+        victims = {k: _get(root, PREFIX + k) for k in
+                   ("health/org-0", "ctl/org-0", "stored/org-2")}
+        assert all(v is not None for v in victims.values()), victims
+        sig0 = root.call("/v3/kv/range", {"key": b64(PREFIX + "sig/org-0/"),
+                                          "range_end": b64(PREFIX + "sig/org-00"),
+                                          "count_only": True}).body.get("count")
+        assert int(sig0 or 0) > 0
+        attacks = {
+            "overwrite another member's health": ("/v3/kv/put", {
+                "key": b64(PREFIX + "health/org-0"), "value": b64('{"ok": false}')}),
+            "point another member's control URL elsewhere": ("/v3/kv/put", {
+                "key": b64(PREFIX + "ctl/org-0"), "value": b64("http://127.0.0.1:1")}),
+            "forge another member's cosignature": ("/v3/kv/put", {
+                "key": b64(PREFIX + "sig/org-0/99999999999999999999"), "value": b64("x")}),
+            "delete another member's cosignatures": ("/v3/kv/deleterange", {
+                "key": b64(PREFIX + "sig/org-0/"), "range_end": b64(PREFIX + "sig/org-00")}),
+            "delete another member's stored report": ("/v3/kv/deleterange", {
+                "key": b64(PREFIX + "stored/org-2")}),
+            "write outside the chain": ("/v3/kv/put", {
+                "key": b64("/glucoledger/other-chain/head"), "value": b64("0")}),
+            "grant itself a role": ("/v3/auth/user/grant", {
+                "user": "member:org-1", "role": "root"}),
+            "add a user": ("/v3/auth/user/add", {"name": "eve", "password": "x"}),
+            "turn auth off": ("/v3/auth/disable", {}),
+        }
+        for what, (path, body) in attacks.items():
+            message = _refused(mallory, path, body)
+            assert "permission denied" in message, (what, message)
+        # Nothing changed.
+        assert {k: _get(root, PREFIX + k) for k in victims} == victims
+        assert root.call("/v3/kv/range", {"key": b64(PREFIX + "sig/org-0/"),
+                                          "range_end": b64(PREFIX + "sig/org-00"),
+                                          "count_only": True}).body.get("count") == sig0
+        assert _get(root, "/glucoledger/other-chain/head") is None
+        # The same through the node's own client: OrderingError, with etcd's reason.
+        kv = EtcdKV(_endpoints(c), etcd_chain_key(CHAIN), timeout=3.0,
+                    tls=TlsFiles.in_dir(str(c.folders[1] / "tls")))
+        try:
+            with pytest.raises(OrderingError, match="permission denied"):
+                kv.put("health/org-2", b'{"ok": false}')
+        finally:
+            kv.close()
+    finally:
+        mallory.close()
+        root.close()
+    # The consortium still works after the attempts.
+    assert all(r["code"] == "ok" for r in c.submit(patient_envelopes(2), prefer=1))
+    wait_until(c.converged, 30, "convergence after the refused writes")
+
+
+def test_member_certificates_alone_get_no_etcd_access(consortium: Consortium,
+                                                      tmp_path: Path) -> None:
+    """The TLS certificate is necessary, not sufficient: with auth on, a request needs the
+    member's etcd user too, and a certificate with a CommonName is refused by the gateway
+    (so a member's node certificate cannot pass as the etcd member's own identity)."""
+    c = consortium
+    tls_dir = c.folders[1] / "tls"
+    trust = str(tls_dir / "trust.pem")
+    node_cert = TlsFiles(trust, str(tls_dir / "node.pem"), str(tls_dir / "node.key"))
+    no_user = TlsFiles(trust, str(tls_dir / "etcd-client.pem"), str(tls_dir / "etcd-client.key"))
+    wrong_password = TlsFiles(trust, str(tls_dir / "etcd-client.pem"),
+                              str(tls_dir / "etcd-client.key"), "member:org-1", "guess")
+    now = datetime.datetime.now(datetime.UTC)
+    rogue = tls.issue_client(tls.make_ca("org-1", now), "org-1", now)
+    (tmp_path / "r.pem").write_bytes(rogue.cert_pem)
+    (tmp_path / "r.key").write_bytes(rogue.key_pem)
+    password = json.loads((tls_dir / "etcd-user.json").read_text())["password"]
+    other_ca = TlsFiles(trust, str(tmp_path / "r.pem"), str(tmp_path / "r.key"),
+                        "member:org-1", password)
+    expected = {
+        "a node certificate (with a CommonName)": (node_cert, "CommonName"),
+        "the client certificate without the user": (no_user, "permission denied"),
+        "a wrong password": (wrong_password, "authentication failed"),
+        "the right password, another CA's certificate": (other_ca, ""),
+    }
+    for what, (files, reason) in expected.items():
+        gw = Gateway(_endpoints(c), 2.0, files)
+        try:
+            message = _refused(gw, "/v3/kv/put", {"key": b64(PREFIX + "sig/org-1/x"),
+                                                  "value": b64(what)})
+        finally:
+            gw.close()
+        assert reason in message, (what, message)
+    root = _gw(c, TlsFiles.in_dir(str(c.folders[0] / "etcd-admin")))
+    try:
+        assert _get(root, PREFIX + "sig/org-1/x") is None
+    finally:
+        root.close()
+    assert "password" not in repr(other_ca) and password not in repr(other_ca)
+
+
+def test_revoking_a_member_stops_its_writes_at_once(consortium: Consortium) -> None:
+    c = consortium
+    kv = EtcdKV(_endpoints(c), etcd_chain_key(CHAIN), timeout=3.0,
+                tls=TlsFiles.in_dir(str(c.folders[2] / "tls")))
+    admin = EtcdAdmin.from_folder(str(c.state["etcd"]), c.folders[0] / "etcd-admin")
+    try:
+        kv.put("sig/org-2/probe", b"first")  # its token works
+        kv._gw._token = "expired.1"  # a token etcd no longer knows is renewed, once
+        kv.put("sig/org-2/probe", b"before")
+        assert kv._gw._token != "expired.1"
+        assert "member:org-2" in admin.users()
+        admin.revoke("org-2")
+        assert "member:org-2" not in admin.users()
+        with pytest.raises(OrderingError, match="authentication failed"):
+            kv.put("sig/org-2/probe", b"after")  # the token is dead, a new one refused
+    finally:
+        kv.close()
+        admin.close()
+    root = _gw(c, TlsFiles.in_dir(str(c.folders[0] / "etcd-admin")))
+    try:
+        assert _get(root, PREFIX + "sig/org-2/probe") == b"before"
+    finally:
+        root.close()

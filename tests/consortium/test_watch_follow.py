@@ -1,0 +1,56 @@
+"""Consortium nodes follow etcd by watch: idle, they send etcd no reads at all (issue 16).
+
+The count is etcd's own: ``grpc_server_handled_total`` for KV Range and Txn on every member's
+/metrics (the JSON gateway's requests are served by the same gRPC server). Polling nodes
+(the loop before the watch) read several times a second each, so this fails on them.
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+import time
+from urllib.parse import urlsplit
+
+from glucoledger.ordering.etcd import TlsFiles
+
+from .conftest import Consortium, patient_envelopes, wait_until
+
+_KV_CALL = re.compile(
+    r'^grpc_server_handled_total\{[^}]*grpc_method="(Range|Txn)"[^}]*'
+    r'grpc_service="etcdserverpb\.KV"[^}]*\}\s+(\d+(?:\.\d+)?(?:e\+\d+)?)', re.M)
+
+
+def _kv_calls(c: Consortium) -> int:
+    """Range + Txn requests every etcd member has served so far."""
+    ctx = TlsFiles.in_dir(str(c.folders[0] / "tls")).context()
+    total = 0
+    for m in c.etcd.members:
+        u = urlsplit(m.client_url)
+        conn = http.client.HTTPSConnection(u.hostname or "", u.port, context=ctx, timeout=10)
+        try:
+            conn.request("GET", "/metrics")
+            text = conn.getresponse().read().decode()
+        finally:
+            conn.close()
+        found = _KV_CALL.findall(text)
+        assert found, "etcd's /metrics has no grpc_server_handled_total for KV"
+        total += sum(int(float(n)) for _, n in found)
+    return total
+
+
+def test_idle_nodes_send_etcd_nothing_and_wake_on_the_next_transaction(
+        consortium: Consortium) -> None:
+    consortium.submit(patient_envelopes(5))
+    first = wait_until(consortium.converged, 60, "the nodes to converge")
+    time.sleep(3)  # the last notes and reports settle
+    before = _kv_calls(consortium)
+    time.sleep(6)  # several of the old loop's rounds (5 a second a node), a few idle rounds
+    idle = _kv_calls(consortium) - before
+    assert idle == 0, f"idle nodes sent etcd {idle} reads in 6 s (they should watch)"
+    # The watch wakes them: new transactions become final on all three, no polling needed.
+    consortium.submit(patient_envelopes(5))
+    later = wait_until(lambda: (s := consortium.converged()) and s["height"] > first["height"]
+                       and s, 60, "the next block to become final on all nodes")
+    assert later["final_height"] > first["final_height"]
+    assert _kv_calls(consortium) > before  # and the counter does count the nodes' reads

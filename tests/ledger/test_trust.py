@@ -1,0 +1,194 @@
+"""The node's trust cache: it spares work, never changes a result, and is the only memo.
+
+No module keeps a process-wide memo: two caches (two nodes in one process) know nothing of
+each other, and ``crypto`` verifies every time it is asked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from glucoledger import crypto
+from glucoledger.crypto import keys
+from glucoledger.errors import MalformedError, SignatureError
+from glucoledger.ledger import tx as txmod
+from glucoledger.ledger.trust import TrustCache
+from glucoledger.ledger.tx import SignedTx, Transaction, sign
+
+
+def _tx(nonce: int = 0) -> Transaction:
+    return Transaction("c/h", "t.x", {"n": nonce}, bytes(32), nonce)
+
+
+@pytest.fixture
+def count_verifies(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    seen: list[bytes] = []
+    real = keys.PublicKey.verify_raw
+
+    def counting(self: keys.PublicKey, data: bytes, signature: bytes) -> None:
+        seen.append(signature)
+        real(self, data, signature)
+
+    monkeypatch.setattr(keys.PublicKey, "verify_raw", counting)
+    return seen
+
+
+def test_no_process_wide_memo_left() -> None:
+    for name in ("note_verified", "forget_verified", "_VERIFIED"):
+        assert not hasattr(keys, name) and not hasattr(keys.PublicKey, name)
+    for name in ("signed_here", "forget_signed", "_CANONICAL", "_SIGNED_HERE"):
+        assert not hasattr(txmod, name)
+
+
+def test_crypto_verifies_every_time(count_verifies: list[bytes]) -> None:
+    k = crypto.generate()
+    sig = k.sign("tx", b"m")
+    k.public.verify("tx", b"m", sig)
+    k.public.verify("tx", b"m", sig)
+    assert len(count_verifies) == 2
+
+
+def test_memo_keeps_successes_only(count_verifies: list[bytes]) -> None:
+    trust = TrustCache()
+    k = crypto.generate()
+    sig = k.sign("tx", b"m")
+    trust.verify(k.public, "tx", b"m", sig)
+    trust.verify(k.public, "tx", b"m", sig)
+    assert len(count_verifies) == 1
+    bad = sig[:-1] + bytes([sig[-1] ^ 1])
+    for _ in range(2):
+        with pytest.raises(SignatureError):
+            trust.verify(k.public, "tx", b"m", bad)
+    assert len(count_verifies) == 3  # a failure is checked again each time
+    with pytest.raises(SignatureError):  # the memo is per (key, context, message, signature)
+        trust.verify(k.public, "other", b"m", sig)
+    with pytest.raises(SignatureError):
+        trust.verify(crypto.generate().public, "tx", b"m", sig)
+
+
+def test_two_nodes_share_nothing(count_verifies: list[bytes]) -> None:
+    a, b = TrustCache(), TrustCache()
+    k = crypto.generate()
+    stx = a.sign_tx(_tx(), [k])
+    assert a.signed_here(stx.raw) and not b.signed_here(stx.raw)
+    b.check_signatures(stx)
+    assert len(count_verifies) == 1  # b checked for itself; a signed, so it need not
+    a.check_signatures(stx)
+    assert len(count_verifies) == 1
+
+
+def test_sign_tx_gives_the_same_bytes_as_sign() -> None:
+    k = crypto.generate()
+    assert TrustCache().sign_tx(_tx(3), [k]).raw == sign(_tx(3), [k]).raw
+
+
+def test_decode_once_and_refusals_not_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    trust = TrustCache()
+    stx = sign(_tx(), [crypto.generate()])
+    calls: list[bytes] = []
+    real = SignedTx.decode.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: Any, raw: bytes) -> SignedTx:
+        calls.append(raw)
+        return real(cls, raw)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(SignedTx, "decode", classmethod(counting))
+    first = trust.decode(stx.raw)
+    assert trust.decode(stx.raw) is first and first == stx and first.tx_hash == stx.tx_hash
+    assert len(calls) == 1
+    for _ in range(2):
+        with pytest.raises(MalformedError):
+            trust.decode(stx.raw + b"\x00")
+    assert len(calls) == 3
+
+
+def test_bounded_oldest_dropped() -> None:
+    trust = TrustCache(limit=2)
+    k = crypto.generate()
+    envs = [trust.sign_tx(_tx(i), [k]) for i in range(3)]
+    assert not trust.signed_here(envs[0].raw)
+    assert trust.signed_here(envs[1].raw) and trust.signed_here(envs[2].raw)
+    assert trust.sizes() == {"verified": 2, "signed": 2, "decoded": 2}
+    trust.clear()
+    assert trust.sizes() == {"verified": 0, "signed": 0, "decoded": 0}
+    with pytest.raises(ValueError):
+        TrustCache(limit=0)
+
+
+def test_add_signatures_own_only_if_the_first_was() -> None:
+    trust = TrustCache()
+    k1, k2 = crypto.generate(), crypto.generate()
+    foreign = sign(_tx(), [k1])
+    assert not trust.signed_here(trust.add_signatures(foreign, [k2]).raw)
+    own = trust.sign_tx(_tx(1), [k1])
+    both = trust.add_signatures(own, [k2])
+    assert trust.signed_here(both.raw)
+    both.check_signatures()
+
+
+def test_results_never_depend_on_the_cache(tmp_path: Any) -> None:
+    """The same log applied with a warm cache and with none gives the same results and the
+    same state: the cache can only spare work."""
+    from glucoledger import state as _state  # noqa: F401 - registers the handlers
+    from glucoledger.bench.ledger import account_envelopes
+    from glucoledger.node.service import Node
+    from glucoledger.state.machine import Context, apply
+    from glucoledger.state.store import State
+
+    node = Node.init(tmp_path / "node", workers=1)
+    chain, genesis_state = node.chain, node.store.load_state()
+    node.close()
+    good = account_envelopes(chain, 4)
+    bad_sig = bytearray(good[1])
+    bad_sig[-1] ^= 1
+    log = [good[0], bytes(bad_sig), good[1], good[1], b"\xa0", good[2] + b"\x00", good[3]]
+    warm = TrustCache()
+    for env in good:
+        warm.decode(env)
+        warm.check_signatures(warm.decode(env))
+    outcomes = []
+    for trust in (None, warm):
+        st = State(dict(genesis_state))
+        results = []
+        for i, env in enumerate(log):
+            result, _ = apply(st, env, Context(chain, 1, 1_700_000_000_000, i, trust))
+            results.append((result.code, result.message))
+        outcomes.append((results, st.take_changes()))
+    assert outcomes[0] == outcomes[1]
+    codes = [c for c, _ in outcomes[0][0]]
+    assert codes[0] == "ok" and codes[1] == "bad_signature" and codes[4] == "malformed"
+
+
+def test_threads_share_one_cache_at_its_bound() -> None:
+    """The node's HTTP threads and its syncing thread write one cache at once: evictions at
+    the bound must not race (an unguarded pop of the oldest entry raised KeyError)."""
+    import sys
+    import threading
+
+    trust = TrustCache(limit=8)
+    k = crypto.generate()
+    stxs = [sign(_tx(i), [k]) for i in range(64)]
+    errors: list[BaseException] = []
+
+    def work(offset: int) -> None:
+        try:
+            for _ in range(200):
+                for stx in stxs[offset::4]:
+                    trust.decode(stx.raw)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often: without the lock this fails
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors
+    assert trust.sizes()["decoded"] <= 8

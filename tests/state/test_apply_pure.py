@@ -1,0 +1,144 @@
+"""The state machine as a pure function: ``apply(state, typed transaction, ctx)`` with no
+``Node``, no database, no clock. Bodies are built from the typed dataclasses declared beside
+their handlers (``AccountCreate``, ``DataCommit``), and every result is a value."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from glucoledger import crypto, state  # noqa: F401 - importing state registers the handlers
+from glucoledger.crypto import PrivateKey
+from glucoledger.errors import MalformedError, RejectedError
+from glucoledger.ledger.tx import SignedTx, Transaction, sign
+from glucoledger.state.accounts import AccountCreate, ChainGenesis
+from glucoledger.state.accounts_model import account_id, account_key, single_key_policy
+from glucoledger.state.data import DataCommit
+from glucoledger.state.machine import REGISTRY, Context, apply
+from glucoledger.state.store import State
+
+CHAIN = "test/pure"
+T = 1_700_000_000_000
+
+
+def _ctx(i: int = 1) -> Context:
+    return Context(CHAIN, 1, T, i)
+
+
+def _genesis() -> tuple[State, PrivateKey, PrivateKey]:
+    org, node = crypto.generate(), crypto.generate()
+    g = ChainGenesis(({"name": "org", "policy": single_key_policy(org.public),
+                       "node": node.public.to_value()},), 1)
+    first = account_id("organization", g.orgs[0]["policy"])
+    st = State()
+    result, _ = apply(st, sign(Transaction(CHAIN, "chain.genesis", g.to_body(), first, 0),
+                               [node]), Context(CHAIN, 0, T, 0))
+    assert result.ok, result.message
+    return st, org, node
+
+
+def _patient(key: PrivateKey, **over: Any) -> SignedTx:
+    b = AccountCreate("patient", single_key_policy(key.public))
+    b = dataclasses.replace(b, **over)
+    acct = account_id(b.kind, b.policy, b.salt)
+    return sign(Transaction(CHAIN, "account.create", b.to_body(), acct, 0), [key])
+
+
+def test_typed_bodies_are_in_the_registry() -> None:
+    assert REGISTRY["account.create"].body is AccountCreate
+    assert REGISTRY["data.commit"].body is DataCommit
+    assert REGISTRY["chain.genesis"].body is ChainGenesis
+
+
+def test_genesis_once_and_its_refusals() -> None:
+    st, org, node = _genesis()
+    g = ChainGenesis(({"name": "org2", "policy": single_key_policy(org.public),
+                       "node": node.public.to_value()},), 1)
+    again = sign(Transaction(CHAIN, "chain.genesis", g.to_body(), bytes(32), 0), [node])
+    before = st.snapshot()
+    assert apply(st, again, _ctx())[0].code == "genesis_exists"
+    assert st.snapshot() == before
+    for bad in (ChainGenesis(g.orgs, 0), ChainGenesis(g.orgs, 2), ChainGenesis((), 1)):
+        stx = sign(Transaction(CHAIN, "chain.genesis", bad.to_body(), bytes(32), 0), [node])
+        assert apply(State(), stx, _ctx())[0].code == "bad_genesis"
+
+
+def test_account_create_ok_then_exists_and_refusals_change_nothing() -> None:
+    st, _, _ = _genesis()
+    k = crypto.generate()
+    stx = _patient(k)
+    result, _ = apply(st, stx, _ctx())
+    assert result.ok
+    record = st.get(account_key(stx.tx.account))
+    assert record["kind"] == "patient" and record["nonce"] == 1
+    before = st.snapshot()
+    result, _ = apply(st, stx, _ctx(2))
+    assert result.code == "exists"
+    other = crypto.generate()
+    bad_kind = _patient(other, kind="wizard")
+    assert apply(st, bad_kind, _ctx(3))[0].code == "bad_kind"
+    big_salt = _patient(other, salt=b"x" * 33)
+    assert apply(st, big_salt, _ctx(4))[0].code == "malformed"
+    assert st.snapshot() == before
+
+
+def test_account_create_needs_a_genesis() -> None:
+    result, _ = apply(State(), _patient(crypto.generate()), _ctx())
+    assert result.code == "no_genesis"
+
+
+def test_account_create_body_parse() -> None:
+    k = crypto.generate()
+    b = AccountCreate("patient", single_key_policy(k.public), b"s", b"", {"a": 1})
+    assert AccountCreate.parse(b.to_body()) == b
+    with pytest.raises(MalformedError):
+        AccountCreate.parse({"kind": 1, "policy": {}})
+    with pytest.raises(RejectedError) as err:
+        AccountCreate.parse({"kind": "patient", "policy": {}, "extra": 1})
+    assert err.value.code == "malformed"
+
+
+def _commit_body(**over: Any) -> DataCommit:
+    b = DataCommit(patient=bytes(32), stream="cgm", start=0, end=3_600_000, count=12,
+                   root=bytes(32), ct=bytes(32), uploader=b"\x01" * 32, seq=1,
+                   custody="node", trust="device-signed",
+                   key=crypto.generate().public.to_value(), sig=bytes(64))
+    return dataclasses.replace(b, **over)
+
+
+def test_data_commit_body_parse_round_trip_and_refusals() -> None:
+    b = _commit_body()
+    assert DataCommit.parse(b.to_body()) == b
+    for over, code in [({"stream": "cgmx"}, "malformed"), ({"count": 0}, "malformed"),
+                       ({"start": 5}, "malformed"), ({"seq": 0}, "malformed"),
+                       ({"custody": "bank"}, "malformed")]:
+        with pytest.raises(RejectedError) as err:
+            DataCommit.parse(_commit_body(**over).to_body())
+        assert err.value.code == code
+    with pytest.raises(MalformedError):
+        DataCommit.parse(_commit_body(root=b"short").to_body() | {"root": "text"})
+    missing = _commit_body().to_body()
+    del missing["ct"]
+    with pytest.raises(RejectedError):
+        DataCommit.parse(missing)
+
+
+def test_data_commit_from_the_node_account_pure() -> None:
+    st, _, node = _genesis()
+    node_acct = account_id("node", single_key_policy(node.public))
+
+    def commit(b: dict[str, Any], seq: int = 1) -> str:
+        stx = sign(Transaction(CHAIN, "data.commit", b, node_acct, seq), [node])
+        return apply(st, stx, _ctx())[0].code
+
+    before = st.snapshot()
+    assert commit(_commit_body().to_body()) == "unknown_device"
+    assert commit(_commit_body(stream="nope").to_body()) == "malformed"
+    assert commit({"patient": bytes(32)}) == "malformed"
+    # signed by a key that is not the node's: the node account's authorization refuses it
+    stranger = sign(Transaction(CHAIN, "data.commit", _commit_body().to_body(), node_acct, 1),
+                    [crypto.generate()])
+    assert apply(st, stranger, _ctx())[0].code == "not_cosigner"
+    assert st.snapshot() == before
