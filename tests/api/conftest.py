@@ -21,7 +21,7 @@ class Site:
     def __init__(self, folder: Path, *, secure: bool = True) -> None:
         self.node = Node.init(folder, workers=1)
         self.ctx = ServerContext.create(self.node, ServerSettings(secure_cookies=secure))
-        self.info = seed_demo(self.node, self.ctx.services["nightscout"], days=3)
+        self.info = seed_demo(self.node, self.ctx.svc.nightscout, days=3)
         self.app = create_app(self.node, context=self.ctx)
 
     def close(self) -> None:

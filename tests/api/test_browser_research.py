@@ -35,7 +35,7 @@ class Served:
     def __init__(self, tmp: Path) -> None:
         self.site = ResearchSite(tmp)
         lab = self.site.lab
-        lab.research = ResearchService(self.site.node, self.site.ctx.services["vault"])
+        lab.research = ResearchService(self.site.node, self.site.ctx.svc.vault)
         for name in ("p0", "p1", "p2", "p3", "p5", "uni-research"):
             self.site.ctx.passwords.set(name, f"{name}-demo-password")
         self.left = lab.study(protocol="GL-WEB-1", purpose="overnight lows in adults")

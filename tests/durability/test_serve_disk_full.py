@@ -42,7 +42,7 @@ def test_serve_uploads_on_a_full_disk(tmp_path: Path, full: str) -> None:
             create_account(node, "alice", "patient", trusted="rosa")
             c = ServerContext.create(node)
             try:
-                c.services["nightscout"].add_uploader("alice", SECRET)
+                c.svc.nightscout.add_uploader("alice", SECRET)
             finally:
                 c.close()
         if full == "chain store only":
