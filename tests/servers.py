@@ -1,4 +1,5 @@
-"""Loopback servers for tests: free ports, ``glucoledger serve`` processes, uvicorn threads.
+"""Loopback servers for tests: free ports, ``glucoledger serve`` processes, uvicorn threads,
+etcd members and local consortia.
 
 Every test that binds a port takes it from here, so one environment variable keeps a run
 inside its own range on a machine shared by several runs: ``GLUCOLEDGER_TEST_PORTS=lo-hi``.
@@ -17,28 +18,34 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 
+from glucoledger.bench.common import parse_port_range
+from glucoledger.node import devcluster
+from glucoledger.ordering.cluster import ClusterError, EtcdCluster, find_etcd
+
 __all__ = ["DEFAULT_RANGE", "ServeProcess", "UvicornThread", "cli_env", "free_port", "free_ports",
-           "port_range"]
+           "local_consortium", "port_range", "require_etcd", "start_etcd"]
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 DEFAULT_RANGE = (27100, 27199)
 
 
 def port_range() -> tuple[int, int] | None:
-    """``GLUCOLEDGER_TEST_PORTS`` as ``(lo, hi)``, or None when unset."""
+    """``GLUCOLEDGER_TEST_PORTS`` as ``(lo, hi)`` (parsed as the benchmarks' ``--port-range``),
+    or None when unset."""
     span = os.environ.get("GLUCOLEDGER_TEST_PORTS")
     if not span:
         return None
-    lo, hi = (int(x) for x in span.split("-"))
-    if not 0 < lo <= hi < 65536:
-        raise ValueError(f"GLUCOLEDGER_TEST_PORTS={span!r}: expected lo-hi, 0 < lo <= hi")
-    return lo, hi
+    ports = parse_port_range(span)
+    return ports.start, ports.stop - 1
 
 
 def _bindable(port: int) -> bool:
@@ -146,3 +153,38 @@ class UvicornThread:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+
+
+def require_etcd() -> None:
+    """Skip, saying what to install, where etcd is missing."""
+    try:
+        find_etcd()
+    except ClusterError:
+        pytest.skip("etcd not installed: apt-get install etcd-server")
+
+
+def start_etcd(folder: Path, base_port: int | None = None, ids: Any = None) -> EtcdCluster:
+    """One real etcd member on two free ports (or ``base_port``, ``base_port + 1``), started
+    and healthy; the caller stops it. Skips where etcd is not installed."""
+    require_etcd()
+    cluster = EtcdCluster(1, folder, free_ports(2) if base_port is None else base_port, ids)
+    cluster.start()
+    try:
+        cluster.wait_healthy(devcluster.patience(30))
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+@contextmanager
+def local_consortium(base: Path, members: int = 3, *, tls: bool = True
+                     ) -> Iterator[dict[str, Any]]:
+    """A real local consortium (``members`` etcd members and ``glucoledger node``
+    processes, devcluster.up) on free ports; its state, torn down afterwards."""
+    require_etcd()
+    state = devcluster.up(base, members, base_port=free_ports(3 * members + 2), tls=tls)
+    try:
+        yield state
+    finally:
+        devcluster.down(base)
