@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from glucoledger.glucose.readings import Batch, CgmReading
+from glucoledger.node import deid
 from glucoledger.node.ingest import IngestReceipt, IngestService, open_vault
 from glucoledger.node.service import Node
 from glucoledger.node.world import World
@@ -14,6 +15,8 @@ from glucoledger.vault.batch import prepare_upload
 from glucoledger.vault.store import Vault
 
 T0 = 1_700_000_012_345
+#: A research participant's details, for the sealed research side files.
+PROFILE = deid.Profile("Alice Doe", "1980-02-29", "female", "MA", "02139", "T1D")
 
 
 def cgm_batch(seq: int, n: int = 48) -> Batch:

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from glucoledger.errors import InputError
-from glucoledger.node import deid
 from glucoledger.node.genesis_file import Genesis, create_member, member_of
 from glucoledger.node.keystore import load_master_key
 from glucoledger.node.rejoin import restore_folder
@@ -26,9 +25,7 @@ from glucoledger.node.service import Node, verify_folder
 from glucoledger.node.verify import IntegrityError
 
 from ..cli.test_cli import run
-from .helpers import make_node
-
-PROFILE = deid.Profile("Alice Doe", "1980-02-29", "female", "MA", "02139", "T1D")
+from .helpers import PROFILE, make_node
 
 
 def _with_research(folder: Path) -> ResearchStore:
