@@ -163,11 +163,13 @@ def require_etcd() -> None:
         pytest.skip("etcd not installed: apt-get install etcd-server")
 
 
-def start_etcd(folder: Path, base_port: int | None = None, ids: Any = None) -> EtcdCluster:
-    """One real etcd member on two free ports (or ``base_port``, ``base_port + 1``), started
-    and healthy; the caller stops it. Skips where etcd is not installed."""
+def start_etcd(folder: Path, base_port: int | None = None, ids: Any = None, *,
+               members: int = 1) -> EtcdCluster:
+    """A real etcd cluster of ``members`` on free ports (two each; or from ``base_port``),
+    started and healthy; the caller stops it. Skips where etcd is not installed."""
     require_etcd()
-    cluster = EtcdCluster(1, folder, free_ports(2) if base_port is None else base_port, ids)
+    base = free_ports(2 * members) if base_port is None else base_port
+    cluster = EtcdCluster(members, folder, base, ids)
     cluster.start()
     try:
         cluster.wait_healthy(devcluster.patience(30))
