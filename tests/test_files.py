@@ -69,3 +69,37 @@ def test_a_failed_write_keeps_the_old_bytes(tmp_path: Path) -> None:
 def test_os_errors_become_words_a_person_can_act_on(err: int, words: str) -> None:
     exc = storage_error(OSError(err, os.strerror(err)), "/d/vault.db", "storing block 15")
     assert words in str(exc) and "/d/vault.db" in str(exc)
+
+
+#: Writers of files that are not a node folder's side files: the local development
+#: cluster's scaffolding (node/devcluster.py, ordering/cluster.py: etcd's own folders), the
+#: consortium member's status file (written to a temporary name and renamed: its readers
+#: poll it), and files a user names on the command line (cli/: an export, a checkpoint, a
+#: report: the user's file, not the node's).
+_NOT_SIDE_FILES = {"node/devcluster.py", "ordering/cluster.py", "node/consortium.py",
+                   "files.py"}
+#: Renames that write nothing, or write data rather than a side file: the blob store's
+#: content-addressed loose blobs (fsynced per its own batching, vault/blobstore.py), and the
+#: name registry setting an old folder's file aside once merged.
+_RENAMES = {("vault/blobstore.py", "os.replace(tmp, final)"),
+            ("node/registry.py", "os.replace(old_path, old_path.with_name(")}
+
+
+def test_side_files_are_written_only_through_the_helper() -> None:
+    """``files.atomic_write`` is the one way the node writes a side file: no ``write_text``,
+    ``write_bytes``, ``json.dump`` or hand-made temporary-file rename under node/, vault/,
+    crypto/ or the package root (issue 12: node.json was once left empty by a kill)."""
+    import re
+
+    src = Path(__file__).resolve().parents[1] / "src" / "glucoledger"
+    pattern = re.compile(r"\.write_text\(|\.write_bytes\(|json\.dump\(|os\.replace\(")
+    found = []
+    for path in sorted(src.rglob("*.py")):
+        rel = path.relative_to(src).as_posix()
+        if rel.startswith(("cli/", "api/", "bench/")) or rel in _NOT_SIDE_FILES:
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if pattern.search(line) and not any(rel == f and snippet in line
+                                                 for f, snippet in _RENAMES):
+                found.append(f"{rel}:{n}: {line.strip()}")
+    assert found == [], "write side files with files.atomic_write:\n" + "\n".join(found)

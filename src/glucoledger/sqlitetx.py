@@ -21,6 +21,7 @@ folder.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -37,6 +38,15 @@ _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB, _PERM = 8, 10, 11, 13, 1
 _BUSY, _LOCKED = 5, 6
 
 
+def _no_room(folder: Path) -> bool:
+    """True when the file system holding ``folder`` has less than 64 KiB left for us."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
+
+
 def sqlite_error(exc: sqlite3.Error, path: Path | str, doing: str, *,
                  error: type[BackendError] = StorageError) -> BackendError:
     """The backend error for a SQLite failure on ``path`` while ``doing`` something."""
@@ -44,11 +54,14 @@ def sqlite_error(exc: sqlite3.Error, path: Path | str, doing: str, *,
     primary = None if code is None else int(code) & 0xFF
     text = str(exc).lower()
     where = Path(path)
-    if primary == _FULL or "disk is full" in text or "disk full" in text:
-        try:  # the folder that is full: a symlinked file lives on its target's disk
-            full = where.resolve().parent
-        except OSError:
-            full = where.parent
+    try:  # the folder that is full: a symlinked file lives on its target's disk
+        full = where.resolve().parent
+    except OSError:
+        full = where.parent
+    # An I/O error on a file system with no room left is the full disk (SQLite reports
+    # SQLITE_IOERR, not SQLITE_FULL, when growing the WAL index or mapping it fails there).
+    if primary == _FULL or "disk is full" in text or "disk full" in text or (
+            primary == _IOERR and _no_room(full)):
         return error(f"disk full on {full} while {doing}: free space and retry "
                      "(or restart the node); nothing was acknowledged", code="disk_full")
     if primary in (_READONLY, _PERM) or "readonly" in text or "read-only" in text:

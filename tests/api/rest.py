@@ -47,7 +47,7 @@ def footprint(site: Any) -> tuple[Any, ...]:
     node = site.node
     node.sync()
     folder = Path(node.data_dir)
-    vault = site.ctx.services["vault"]
+    vault = site.ctx.svc.vault
 
     def text(name: str) -> str | None:
         p = folder / name

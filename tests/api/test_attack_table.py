@@ -1,5 +1,5 @@
 """The attack table (issue 10): a real server process (``glucoledger serve --demo``) on a
-free port in 21000-21999, attacked over real TCP from real loopback addresses
+free port (tests/servers.py), attacked over real TCP from real loopback addresses
 (127.0.0.x, so "another client" is another TCP peer, not a header).
 
 Each case sends one hostile request and asserts: the status and reason code, that nothing
@@ -18,12 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import secrets
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -37,59 +32,25 @@ from glucoledger.crypto import PrivateKey
 from glucoledger.crypto.httpsig import MAX_NONCE, content_digest, sign_base, sign_request
 from glucoledger.node.keystore import Wallet, load_master_key
 
+from ..servers import ServeProcess
+
 SIDE_FILES = ("passwords.json", "enrolment.json", "addressbook.json", "nightscout.json",
               "reader_invites.json", "recovery.json")
 
 
-def _free_port() -> int:
-    for port in range(21100 + os.getpid() % 400, 22000):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 21100-21999")
-
-
-class Server:
+class Server(ServeProcess):
     """``glucoledger serve --demo`` in its own process; the operator's wallet for keys."""
 
     def __init__(self, folder: Path, *extra: str) -> None:
-        self.folder = folder
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "glucoledger", "serve", "--demo", "--data", str(folder),
-             "--port", str(self.port), "--insecure-cookies", *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-        deadline = time.time() + 120
-        while True:
-            try:
-                if httpx.get(self.url + "/api/status", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.time() > deadline:
-                out = self.proc.stdout.read().decode() if self.proc.stdout else ""
-                raise RuntimeError(f"the server did not start: {out[-2000:]}")
-            time.sleep(0.3)
+        super().__init__(folder, "--insecure-cookies", *extra, output=False)
         self.wallet = Wallet(folder, load_master_key(folder))
         self._clients: list[httpx.Client] = []
         self._plain = self.client()
 
-    def stop(self) -> None:
+    def stop(self, wait: float = 20) -> str:
         for c in self._clients:
             c.close()
-        if self.proc.stdout:
-            self.proc.stdout.close()
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        return super().stop(wait)
 
     def key(self, name: str) -> PrivateKey:
         return self.wallet.load(name if name == "org" else f"{name}.1")  # type: ignore[no-any-return]

@@ -59,18 +59,18 @@ DOCS = [
 @pytest.mark.parametrize(("what", "body", "status"), CASES, ids=[c[0] for c in CASES])
 def test_bad_bodies_are_refused_and_nothing_is_stored(client, site, what: str, body: bytes,
                                                       status: int) -> None:
-    before = site.ctx.services["vault"].count()
+    before = site.ctx.svc.vault.count()
     r = client.post("/api/v1/entries", content=body,
                     headers={**H, "content-type": "application/json"})
     assert r.status_code == status, (what, r.text)
     assert set(r.json()) == {"code", "message"} and len(r.json()["message"]) > 10
-    assert site.ctx.services["vault"].count() == before
+    assert site.ctx.svc.vault.count() == before
 
 
 @pytest.mark.parametrize(("what", "docs", "stored"), DOCS, ids=[d[0] for d in DOCS])
 def test_each_document_is_judged_alone(client, site, what: str, docs: list[object],  # type: ignore[no-untyped-def]
                                        stored: bool) -> None:
-    before = site.ctx.services["vault"].count()
+    before = site.ctx.svc.vault.count()
     good = _sgv(date=_now() - 3_600_000 - len(what) * 1000)  # a reading that is fine
     r = client.post("/api/v1/entries", json=[*good, *docs], headers=H)
     assert r.status_code == 200, (what, r.text)
@@ -86,18 +86,18 @@ def test_each_document_is_judged_alone(client, site, what: str, docs: list[objec
     else:
         assert second["glucoledger"]["stored"] is False
         assert len(second["glucoledger"]["reason"]) > 10
-        assert site.ctx.services["vault"].count() == before + 1  # the good reading only
+        assert site.ctx.svc.vault.count() == before + 1  # the good reading only
 
 
 def test_huge_body_is_413(client, site) -> None:  # type: ignore[no-untyped-def]
-    before = site.ctx.services["vault"].count()
+    before = site.ctx.svc.vault.count()
     big = json.dumps(payloads.xdrip_sgv(_now(), 1) * 20_000).encode()
     assert len(big) > site.ctx.settings.max_body
     r = client.post("/api/v1/entries", content=big, headers={**H, "content-type":
                                                                  "application/json"})
     assert r.status_code == 413
     assert r.json()["code"] == "too_large"
-    assert site.ctx.services["vault"].count() == before
+    assert site.ctx.svc.vault.count() == before
 
 
 @pytest.mark.parametrize("body", [

@@ -1,5 +1,5 @@
 """The research page in headless Chromium (Debian's package, via Playwright), served by
-uvicorn on a free port in 27700-27799:
+uvicorn on a free port (tests/servers.py):
 
 - axe-core (the portal's pinned version, tests/api/test_browser_portal.py) reports no
   critical, serious or moderate violation on the page of each role (patient with studies,
@@ -13,15 +13,11 @@ uvicorn on a free port in 27700-27799:
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from glucoledger.node.research import ResearchService
 from tests.api.test_browser import ARTIFACTS, CHROMIUM
@@ -29,27 +25,17 @@ from tests.api.test_browser_portal import _axe, _enter, _focused_id, _overflow, 
 from tests.api.test_browser_portal import axe_source as axe_source  # noqa: F401 (fixture)
 from tests.api.test_browser_portal import browser as browser  # noqa: F401 (fixture)
 from tests.api.test_rest_research import ResearchSite
+from tests.servers import UvicornThread
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed: run "
                                 "`bash .ci/install-browser.sh` (Debian package chromium)")
-
-
-def _port() -> int:
-    for port in range(27700, 27800):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 27700-27799")
 
 
 class Served:
     def __init__(self, tmp: Path) -> None:
         self.site = ResearchSite(tmp)
         lab = self.site.lab
-        lab.research = ResearchService(self.site.node, self.site.ctx.services["vault"])
+        lab.research = ResearchService(self.site.node, self.site.ctx.svc.vault)
         for name in ("p0", "p1", "p2", "p3", "p5", "uni-research"):
             self.site.ctx.passwords.set(name, f"{name}-demo-password")
         self.left = lab.study(protocol="GL-WEB-1", purpose="overnight lows in adults")
@@ -64,19 +50,11 @@ class Served:
         for i in (1, 2):
             lab.join(i, self.kept)
         self.open = lab.study(protocol="GL-WEB-3", purpose="pump settings and lows")
-        self.port = _port()
-        self.server = uvicorn.Server(uvicorn.Config(self.site.app, host="127.0.0.1",
-                                                    port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.time() + 10
-        while not self.server.started and time.time() < deadline:
-            time.sleep(0.02)
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.http = UvicornThread(self.site.app)
+        self.url = self.http.url
 
     def close(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+        self.http.stop()
         self.site.close()
 
 

@@ -47,7 +47,7 @@ class EmergencySite:
         self.clock = Clock()
         self.node = Node.init(folder, workers=1, clock=self.clock)
         self.ctx = ServerContext.create(self.node, ServerSettings())
-        seed_demo(self.node, self.ctx.services["nightscout"], days=2)
+        seed_demo(self.node, self.ctx.svc.nightscout, days=2)
         # tom: the trusted party of another patient, pat
         create_account(self.node, "tom", "trusted")
         create_account(self.node, "pat", "patient", trusted="tom")

@@ -37,7 +37,7 @@ def test_xdrip_sgv_array_is_stored_and_echoed_with_ids(client) -> None:  # type:
 
 def test_loop_treatments_aaps_bolus_and_devicestatus(client, site) -> None:  # type: ignore[no-untyped-def]
     n = now_ms()
-    before = site.ctx.services["vault"].count()
+    before = site.ctx.svc.vault.count()
     r = client.post("/api/v1/treatments", json=payloads.loop_treatments(n),
                     headers={"api-secret": SHA1})
     assert r.status_code == 200, r.text
@@ -50,7 +50,7 @@ def test_loop_treatments_aaps_bolus_and_devicestatus(client, site) -> None:  # t
     r = client.post("/api/v1/devicestatus", json=payloads.loop_devicestatus(n),
                     headers={"api-secret": SHA1})
     assert r.status_code == 200, r.text
-    assert site.ctx.services["vault"].count() > before
+    assert site.ctx.svc.vault.count() > before
 
 
 def test_status_verifyauth_and_experiments(client) -> None:  # type: ignore[no-untyped-def]
@@ -308,10 +308,10 @@ def test_an_upload_twice_is_stored_once(client, site) -> None:  # type: ignore[n
     n = now_ms()
     body = payloads.aaps_batch(n)
     first = client.post("/api/v1/treatments", json=body, headers={"api-secret": SHA1})
-    before = site.ctx.services["vault"].count()
+    before = site.ctx.svc.vault.count()
     again = client.post("/api/v1/treatments", json=body, headers={"api-secret": SHA1})
     assert js(again.json()) == js(first.json())
-    assert site.ctx.services["vault"].count() == before
+    assert site.ctx.svc.vault.count() == before
     _grant(client, streams=ALL_STREAMS)
     r = client.get("/api/v1/treatments.json", params={
         "token": DEMO_READER_TOKEN, "find[enteredBy]": "openaps://AndroidAPS"})
@@ -338,14 +338,14 @@ BOUNDS = [
 @pytest.mark.parametrize(("what", "body", "says"), BOUNDS, ids=[b[0] for b in BOUNDS])
 def test_unkeepable_documents_are_refused_alone_and_logged(
         client, site, what: str, body: str, says: str) -> None:  # type: ignore[no-untyped-def]
-    before = site.ctx.services["vault"].count()
+    before = site.ctx.svc.vault.count()
     ok = json.dumps(payloads.careportal_note(now_ms()))
     r = client.post("/api/v1/treatments", content=f"[{ok}, {body}]",
                     headers={"api-secret": SHA1, "content-type": "application/json"})
     if what == "NaN":  # not JSON at all: no document can be read, Nightscout fails too
         assert r.status_code == 400, r.text
         assert says in r.json()["message"]
-        assert site.ctx.services["vault"].count() == before
+        assert site.ctx.svc.vault.count() == before
         return
     # One document cannot be kept: the other is stored, both are answered, in order.
     assert r.status_code == 200, r.text
@@ -353,8 +353,8 @@ def test_unkeepable_documents_are_refused_alone_and_logged(
     assert first["eventType"] == "Note" and "glucoledger" not in first
     assert second["glucoledger"]["stored"] is False and says in second["glucoledger"]["reason"]
     assert len(second["_id"]) == 24
-    assert site.ctx.services["vault"].count() == before + 1
+    assert site.ctx.svc.vault.count() == before + 1
     from glucoledger.node.accounts import identity
 
-    log = site.ctx.services["nightscout"].refusals.of(identity(site.node, "alice").id)
+    log = site.ctx.svc.nightscout.refusals.of(identity(site.node, "alice").id)
     assert log[-1].index == 1 and says in log[-1].reason

@@ -94,7 +94,7 @@ def test_three_updates_and_a_delete_lose_nothing(client, site) -> None:  # type:
     assert site.node.verify().blocks > 0
     # The first version's reading is still provable.
     alice = identity(site.node, "alice").id
-    vault = site.ctx.services["vault"]
+    vault = site.ctx.svc.vault
     proof = dumps_proof(prove_reading(site.node, vault, alice, "insulin", t))
     verified = verify_proof(proof, site.node.verifier())
     assert verified.reading.rate_milli_u_per_h == 1500  # type: ignore[union-attr]
@@ -117,7 +117,7 @@ def test_three_updates_and_a_delete_lose_nothing(client, site) -> None:  # type:
         raise AssertionError("a reading of an erased version is still provable")
     report = verify_vault(site.node.store, vault, erased=erased_by(site.node))
     assert report.erased
-    assert site.ctx.services["nightscout"].refusals.of(alice) == []
+    assert site.ctx.svc.nightscout.refusals.of(alice) == []
 
 
 def test_a_move_in_time_is_one_document_provable_and_erasable(client, site) -> None:  # type: ignore[no-untyped-def]
@@ -143,7 +143,7 @@ def test_a_move_in_time_is_one_document_provable_and_erasable(client, site) -> N
         (doc_id, iso(later), 45)]
     assert site.node.verify().blocks > 0
     alice = identity(site.node, "alice").id
-    vault = site.ctx.services["vault"]
+    vault = site.ctx.svc.vault
     first = verify_proof(dumps_proof(prove_reading(site.node, vault, alice, "carbs", t)),
                          site.node.verifier())
     assert first.reading.grams_tenths == 300  # type: ignore[union-attr]

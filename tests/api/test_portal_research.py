@@ -23,7 +23,7 @@ from tests.api.test_rest_research import ResearchSite
 @pytest.fixture
 def rsite(tmp_path: Path) -> Iterator[ResearchSite]:
     s = ResearchSite(tmp_path)
-    s.lab.research = ResearchService(s.node, s.ctx.services["vault"])  # the server's vault
+    s.lab.research = ResearchService(s.node, s.ctx.svc.vault)  # the server's vault
     for name in ("p0", "p1", "p2", "p3", "uni-research"):
         s.ctx.passwords.set(name, f"{name}-demo-password")
     yield s

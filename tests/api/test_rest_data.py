@@ -126,13 +126,13 @@ def test_data_refusals(client, site, who: str | None, path: str, status: int,  #
 def test_verify_vault_for_the_operator_only(client, site) -> None:  # type: ignore[no-untyped-def]
     r = call(client, site, "org", "POST", "/api/verify-vault")
     assert r.status_code == 200, r.text
-    assert r.json()["batches"] == site.ctx.services["vault"].count() == r.json()["decrypted"]
+    assert r.json()["batches"] == site.ctx.svc.vault.count() == r.json()["decrypted"]
     assert call(client, site, "alice", "POST", "/api/verify-vault").status_code == 403
     assert call(client, site, None, "POST", "/api/verify-vault").status_code == 401
 
 
 def test_verify_vault_names_a_missing_blob(client, site) -> None:  # type: ignore[no-untyped-def]
-    vault = site.ctx.services["vault"]
+    vault = site.ctx.svc.vault
     row = vault.batches()[0]
     vault.blobs.delete(row.ct)
     r = call(client, site, "org", "POST", "/api/verify-vault")

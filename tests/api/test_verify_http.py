@@ -9,14 +9,8 @@ item, as the CLI's ``verify`` prints them (``IntegrityError.findings``/``uncheck
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,43 +21,12 @@ import pytest
 from glucoledger.crypto.httpsig import sign_request
 from glucoledger.node.keystore import Wallet, load_master_key
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+from ..servers import ServeProcess
 
 
-def _port() -> int:
-    """A free port in 27100-27199 (the range these tests may bind), from a per-process
-    start so concurrent runs rarely try the same one first."""
-    for k in range(100):
-        port = 27100 + (os.getpid() + k) % 100
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 27100-27199")
-
-
-class Served:
+class Served(ServeProcess):
     def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.url = f"http://127.0.0.1:{_port()}"
-        env = {**os.environ, "PYTHONPATH": str(SRC)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "glucoledger", "serve", "--demo", "--data", str(folder),
-             "--port", self.url.rsplit(":", 1)[1], "--insecure-cookies"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-        deadline = time.time() + 120
-        while True:
-            try:
-                if httpx.get(self.url + "/api/status", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.time() > deadline:
-                out = self.proc.stdout.read().decode() if self.proc.stdout else ""
-                raise RuntimeError(f"the server did not start: {out[-2000:]}")
-            time.sleep(0.3)
+        super().__init__(folder, "--insecure-cookies")
         self.wallet = Wallet(folder, load_master_key(folder))
         self.http = httpx.Client(base_url=self.url, timeout=120)
 
@@ -73,18 +36,9 @@ class Served:
                                nonce=secrets.token_hex(12))
         return self.http.request(method, path, headers=headers)
 
-    def stop(self) -> str:
+    def stop(self, wait: float = 30) -> str:
         self.http.close()
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-        if self.proc.stdout is None:
-            return ""
-        with self.proc.stdout:
-            return self.proc.stdout.read().decode()
+        return super().stop(wait)
 
 
 @pytest.fixture(scope="module")

@@ -58,6 +58,36 @@ def test_the_demo_reads_as_a_story(demo_run: tuple[Path, str]) -> None:
         assert wrong not in out, wrong
 
 
+#: Lines the demo keeps whole on purpose, to be copied: the node's key, the signed note's
+#: signature line, the command to run next.
+_WHOLE = ("node key (verifier): ", "\u2014 ", "Next: glucoledger ")
+
+
+def _words(text: str) -> set[str]:
+    """Words of prose and table cells: letters only, 3 or more, not a run of hex digits."""
+    import re
+
+    out = set()
+    for chunk in re.split(r"[\s\u2500-\u257f]+", text):
+        word = chunk.strip(".,:;()[]'\"")
+        if re.fullmatch(r"[A-Za-z]{3,}", word) and not re.fullmatch(r"[a-f]+", word):
+            out.add(word)
+    return out
+
+
+def test_the_demo_fits_an_80_column_terminal_without_cutting_a_word(
+        demo_run: tuple[Path, str], tmp_path: Path) -> None:
+    """At 80 columns the story wraps between words and its tables fit; every word of the
+    narrow run is a word of the wide one (a cut word, "patien", would not be)."""
+    r = run("demo", "--data", str(tmp_path / "narrow"), env={"COLUMNS": "80"})
+    assert r.returncode == 0, r.stderr
+    long = [line for line in r.stdout.splitlines()
+            if len(line) > 80 and not line.startswith(_WHOLE)]
+    assert long == [], long
+    cut = _words(r.stdout) - _words(demo_run[1])
+    assert cut == set(), f"words cut at 80 columns: {sorted(cut)}"
+
+
 def test_demo_then_verify(demo_dir: Path) -> None:
     r = run("verify", "--data", str(demo_dir))
     assert r.returncode == 0, r.stderr

@@ -72,6 +72,10 @@ def test_sponsor_patient_verifier(lab_dir: Path, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     r = run("research", "mine", "--patient", "p0", *data)
     assert r.returncode == 0 and "GL-CLI-1" in r.stdout and "withdrawn" in r.stdout, r.stderr
+    r = run("research", "mine", "--patient", "p0", "--json", *data)
+    assert r.returncode == 0, r.stderr
+    (mine,) = [d for d in json.loads(r.stdout) if d["study"] == "GL-CLI-1"]
+    assert mine["status"] == "withdrawn" and grants[0].startswith(mine["grant"][:6]), mine
     r = run("research", "mine", "--patient", "p0", "--fhir", *data)
     assert r.returncode == 0 and '"resourceType": "ResearchStudy"' in r.stdout, r.stderr
     r = run("audit", "--patient", "p0", *data)

@@ -161,8 +161,28 @@ def test_every_command_is_in_the_table() -> None:
     assert len(COMMANDS) > 40
     names = set(IDS)
     for expected in ("grant", "read", "readings", "device register", "device bind",
-                     "device list", "device revoke", "account create", "erase"):
+                     "device list", "device revoke", "account create", "erase",
+                     "consortium propose", "consortium cosign", "consortium submit",
+                     "research join", "research mine", "research withdraw"):
         assert expected in names, expected
+
+
+#: Commands that list things: each takes ``--json`` (``read`` and ``readings`` take
+#: ``--format json``), issue 13 "``--json`` on every listing command".
+LISTINGS = {"account list", "audit", "batches", "blocks", "device list", "grants",
+            "research mine"}
+FORMATTED = {"read", "readings"}
+
+
+def test_every_listing_command_takes_json() -> None:
+    by_name = {c.name: c for c in COMMANDS}
+    listing_like = {n for n in by_name if n.endswith((" list", " mine")) or n in LISTINGS}
+    assert listing_like <= LISTINGS, listing_like - LISTINGS
+    for name in LISTINGS:
+        assert "--json" in {_flag(p) for p in by_name[name].params()}, name
+    for name in FORMATTED:
+        (fmt,) = [p for p in by_name[name].params() if _flag(p) == "--format"]
+        assert "json" in common.FORMATS and "json" in fmt.help, name
 
 
 @pytest.mark.parametrize("c", COMMANDS, ids=IDS)

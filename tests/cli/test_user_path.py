@@ -142,6 +142,15 @@ def test_a_patient_from_creation_to_verified_erasure(tmp_path: Path) -> None:
                             str(end + 1), "--format", "json", data=d))
     assert listing == []
 
+    # Her sensor is lost: she revokes it; it is listed as revoked and its uploads refused.
+    out = ok("device", "revoke", "--serial", "CGM-0001", "--patient", "alice", data=d)
+    assert "revoked CGM-0001" in out
+    devices = json.loads(ok("device", "list", "--patient", "alice", "--json", data=d))
+    assert [(x["serial"], x["status"]) for x in devices] == [("CGM-0001", "revoked")]
+    r = gl("ingest", str(src), "--patient", "alice", "--device", "CGM-0001", data=d)
+    assert r.returncode not in (0, 2) and "Traceback" not in r.stderr, r.stderr
+    assert "CGM-0001" in r.stderr and "revoked" in r.stderr, r.stderr
+
     # The operator's end of day: a checkpoint kept, and everything verified against it.
     kept = tmp_path / "kept.txt"
     ok("checkpoint", "--out", str(kept), data=d)

@@ -16,16 +16,16 @@ from glucoledger.bench.ledger import account_envelopes
 from glucoledger.errors import GlucoledgerError
 from glucoledger.node import control, devcluster
 from glucoledger.node.genesis_file import member_of
-from glucoledger.ordering.cluster import ClusterError, EtcdCluster, find_etcd
+from glucoledger.ordering.cluster import EtcdCluster
+
+from ..servers import free_ports, local_consortium, require_etcd
 
 CHAIN = "glucoledger/consortium"
 
-
-def require_etcd() -> None:
-    try:
-        find_etcd()
-    except ClusterError:
-        pytest.skip("etcd not installed: apt-get install etcd-server")
+# The port and etcd helpers every test shares (tests/servers.py), under their old names here.
+ports_in_range = free_ports
+__all__ = ["CHAIN", "Consortium", "patient_envelopes", "ports_in_range", "require_etcd",
+           "wait_until"]
 
 
 def patient_envelopes(n: int) -> list[bytes]:
@@ -161,36 +161,7 @@ class Consortium:
             db.close()
 
 
-def ports_in_range(count: int) -> int:
-    """A base port for ``count`` consecutive free ports in 27600-27699 (this session's range)."""
-    import os
-    import random
-    import socket
-
-    rng = random.Random(os.getpid() ^ time.time_ns())
-    for _ in range(200):
-        start = rng.randrange(27600, 27700 - count)
-        socks = []
-        try:
-            for p in range(start, start + count):
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return start
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise AssertionError("no free run of ports in 27600-27699")
-
-
 @pytest.fixture
 def consortium(tmp_path: Path) -> Iterator[Consortium]:
-    require_etcd()
-    base = tmp_path / "c"
-    state = devcluster.up(base, 3, base_port=ports_in_range(9 + 2), tls=True)
-    try:
-        yield Consortium(base, state)
-    finally:
-        devcluster.down(base)
+    with local_consortium(tmp_path / "c") as state:
+        yield Consortium(tmp_path / "c", state)

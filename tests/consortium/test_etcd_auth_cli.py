@@ -15,14 +15,13 @@ from pathlib import Path
 import pytest
 
 from glucoledger.errors import OrderingError
-from glucoledger.node import devcluster
 from glucoledger.node.genesis_file import Genesis, create_member, member_of
 from glucoledger.node.service import etcd_chain_key
-from glucoledger.ordering.cluster import EtcdCluster
 from glucoledger.ordering.etcd import TlsFiles
 from glucoledger.ordering.etcd_kv import EtcdKV
 
-from .conftest import ports_in_range, require_etcd
+from ..servers import start_etcd
+from .conftest import require_etcd
 from .test_rejoin import cli
 
 CHAIN = "glucoledger/two-orgs"
@@ -41,10 +40,8 @@ def test_etcd_auth_then_init_each_member_writes_only_its_own_keys(tmp_path: Path
     (tmp_path / "trust.pem").write_bytes(genesis.trust_bundle())
     ids = [TlsFiles(str(tmp_path / "trust.pem"), str(folders[0] / "tls" / "node.pem"),
                     str(folders[0] / "tls" / "node.key"))]
-    cluster = EtcdCluster(1, tmp_path / "etcd", ports_in_range(2), ids)
-    cluster.start()
+    cluster = start_etcd(tmp_path / "etcd", ids=ids)
     try:
-        cluster.wait_healthy(devcluster.patience(30))
         admin = tmp_path / "etcd-admin"
         out = cli("consortium", "etcd-auth", "--genesis", gfile, "--orderer", cluster.url,
                   "--admin", admin, "--data", folders[0])

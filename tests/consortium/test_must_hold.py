@@ -64,7 +64,8 @@ def test_crash_under_load_loses_nothing_and_converges(consortium: Consortium) ->
     assert top["final_height"] == top["height"]
     for i in range(3):
         counts = consortium.ok_counts(i, acked)
-        assert set(counts.values()) == {1}, f"node {i}: {[h for h, c in counts.items() if c != 1][:3]}"
+        doubled = [h for h, c in counts.items() if c != 1]
+        assert set(counts.values()) == {1}, f"node {i}: {doubled[:3]}"
     roots = {consortium.status(i)["final_root"] for i in range(3)}
     assert len(roots) == 1
 

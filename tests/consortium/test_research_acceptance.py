@@ -7,54 +7,21 @@ node alike; the sponsor closes it alone. Every node derives byte-identical state
 
 from __future__ import annotations
 
-import socket
 import sqlite3
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from glucoledger import codec, crypto
 from glucoledger.ledger.tx import Transaction, sign
-from glucoledger.node import devcluster
 from glucoledger.node.genesis_file import member_of
 from glucoledger.state.accounts_model import account_id, single_key_policy
 from glucoledger.state.research import study_key
 
-from .conftest import CHAIN, Consortium, require_etcd, wait_until
+from .conftest import CHAIN, Consortium, wait_until
 
 DAY = 86_400_000
-
-
-def _base_port(count: int = 11) -> int:
-    """``count`` consecutive free ports in 27700-27799 (this test's range)."""
-    for start in range(27700, 27800 - count, count):
-        socks = []
-        try:
-            for p in range(start, start + count):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return start
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise AssertionError("no run of free ports in 27700-27799")
-
-
-@pytest.fixture
-def consortium(tmp_path: Path) -> Iterator[Consortium]:
-    require_etcd()
-    base = tmp_path / "c"
-    state = devcluster.up(base, 3, base_port=_base_port(), tls=True)
-    try:
-        yield Consortium(base, state)
-    finally:
-        devcluster.down(base)
 
 
 def _terms(**over: Any) -> dict[str, Any]:

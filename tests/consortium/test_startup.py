@@ -21,16 +21,14 @@ from glucoledger.node.consortium import ConsortiumNode
 from glucoledger.node.genesis_file import member_of
 from glucoledger.ordering.cluster import EtcdCluster
 
-from .conftest import patient_envelopes, ports_in_range, require_etcd
+from ..servers import start_etcd
+from .conftest import patient_envelopes
 
 
 @pytest.fixture
 def etcd(tmp_path: Path) -> Iterator[EtcdCluster]:
-    require_etcd()
-    cluster = EtcdCluster(1, tmp_path / "etcd", ports_in_range(2))
-    cluster.start()
+    cluster = start_etcd(tmp_path / "etcd")
     try:
-        cluster.wait_healthy(devcluster.patience(30))
         yield cluster
     finally:
         cluster.stop()

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from glucoledger.glucose.readings import Batch, CgmReading
+from glucoledger.node import deid
 from glucoledger.node.ingest import IngestReceipt, IngestService, open_vault
 from glucoledger.node.service import Node
 from glucoledger.node.world import World
 from glucoledger.vault.batch import prepare_upload
+from glucoledger.vault.store import Vault
 
 T0 = 1_700_000_012_345
+#: A research participant's details, for the sealed research side files.
+PROFILE = deid.Profile("Alice Doe", "1980-02-29", "female", "MA", "02139", "T1D")
 
 
 def cgm_batch(seq: int, n: int = 48) -> Batch:
@@ -19,39 +25,40 @@ def cgm_batch(seq: int, n: int = 48) -> Batch:
     return Batch("cgm", items, items[0].time_ms, items[-1].time_ms, n)
 
 
+@contextmanager
+def ingesting(folder: Path, *, create: bool = False
+              ) -> Iterator[tuple[Node, World, Vault, IngestService]]:
+    """The node of ``folder`` (``create``: a new one with a simulated maker) with its world,
+    vault and ingest service, all closed afterwards in reverse order."""
+    node = Node.init(folder, workers=1) if create else Node(folder, workers=1)
+    try:
+        world = World.create(node) if create else World.load(node)
+        vault = open_vault(node)
+        try:
+            ingest = IngestService(node, vault, workers=1)
+            try:
+                yield node, world, vault, ingest
+            finally:
+                ingest.close()
+        finally:
+            vault.close()
+    finally:
+        node.close()
+
+
 def make_node(folder: Path, uploads: int = 6) -> list[IngestReceipt]:
     """A node in ``folder`` with one patient, one device and ``uploads`` committed batches
     (one block each); closed afterwards."""
-    node = Node.init(folder, workers=1)
-    try:
-        world = World.create(node)
+    with ingesting(folder, create=True) as (node, world, _vault, ingest):
         alice = world.add_patient("alice")
         dev = world.add_device("SN-1", patient=alice)
-        vault = open_vault(node)
-        ingest = IngestService(node, vault, workers=1)
-        try:
-            return [ingest.upload(prepare_upload(node.chain, alice.id, dev.id, seq,
-                                                 cgm_batch(seq), dev.key))
-                    for seq in range(1, uploads + 1)]
-        finally:
-            ingest.close()
-            vault.close()
-    finally:
-        node.close()
+        return [ingest.upload(prepare_upload(node.chain, alice.id, dev.id, seq,
+                                             cgm_batch(seq), dev.key))
+                for seq in range(1, uploads + 1)]
 
 
 def add_uploads(folder: Path, seqs: range) -> list[IngestReceipt]:
-    node = Node(folder, workers=1)
-    try:
-        world = World.load(node)
+    with ingesting(folder) as (node, world, _vault, ingest):
         alice, dev = world.patient("alice"), world.device("SN-1")
-        vault = open_vault(node)
-        ingest = IngestService(node, vault, workers=1)
-        try:
-            return [ingest.upload(prepare_upload(node.chain, alice.id, dev.id, seq,
-                                                 cgm_batch(seq), dev.key)) for seq in seqs]
-        finally:
-            ingest.close()
-            vault.close()
-    finally:
-        node.close()
+        return [ingest.upload(prepare_upload(node.chain, alice.id, dev.id, seq,
+                                             cgm_batch(seq), dev.key)) for seq in seqs]

@@ -19,6 +19,7 @@ import pytest
 from glucoledger.errors import GlucoledgerError
 from glucoledger.node.chainstore import ChainStore
 from glucoledger.node.keystore import Wallet, load_master_key
+from glucoledger.node.research_store import ResearchStore
 from glucoledger.node.service import NodeConfig, verify_folder
 from glucoledger.node.vaultcheck import VaultIntegrityError, verify_vault_folder
 from glucoledger.node.verify import IntegrityError
@@ -26,14 +27,19 @@ from glucoledger.vault.blobstore import FsBlobStore
 from glucoledger.vault.store import Vault
 
 from ..cli.test_cli import run
-from .helpers import make_node
+from .helpers import PROFILE, make_node
 from .smallfs import small_fs
+
+PARTICIPANT = b"\x07" * 32
 
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("flips") / "node"
     make_node(folder, uploads=5)
+    research = ResearchStore(folder, load_master_key(folder))  # the sealed side files too
+    research.secret()
+    research.set_profile(PARTICIPANT, PROFILE)
     return folder
 
 
@@ -76,7 +82,14 @@ def read_view(folder: Path) -> Any:
                 keys.append((f.stem, wallet.load(f.stem).public.to_value()))
             except GlucoledgerError as exc:
                 keys.append((f.stem, type(exc).__name__))
-        return (config, blocks, state, batches, keys)
+        research = ResearchStore(folder, master)
+        side: list[Any] = []
+        for read in (research.secret, lambda: research.profile(PARTICIPANT).to_value()):
+            try:
+                side.append(read())
+            except GlucoledgerError as exc:
+                side.append(type(exc).__name__)
+        return (config, blocks, state, batches, keys, side)
     except GlucoledgerError as exc:
         return type(exc).__name__
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -196,3 +197,55 @@ def test_file_size_limit_under_the_ingest_command(tmp_path: Path) -> None:
     seen = _readings(folder)
     assert max(seen.values()) == 1 and sum(seen.values()) == 2016
     assert verify_folder(folder, workers=1).blocks > 1
+
+
+@pytest.mark.slow
+def test_full_disk_under_the_ingest_command(tmp_path: Path) -> None:
+    """A real ``glucoledger ingest`` process on a node whose file system fills (ENOSPC from
+    a tmpfs, not a limit on this process): it stops with "disk full on …" and no traceback,
+    acknowledges nothing it did not store; after space is freed the same command stores
+    every reading once and verify says OK."""
+    import subprocess
+    import sys
+
+    from ..servers import cli_env
+    from .helpers import make_node
+    from .test_idempotent_ingest import write_jsonl
+    from .test_kill import _readings
+
+    with small_fs(tmp_path / "small", 8192) as small:
+        folder = small / "node"
+        make_node(folder, uploads=0)
+        f = write_jsonl(tmp_path / "week.jsonl", 2016)
+        args = [sys.executable, "-m", "glucoledger", "ingest", str(f), "--patient", "alice",
+                "--device", "SN-1", "--batch-size", "96", "--data", str(folder)]
+        filler = small / "ballast"
+        ballast(filler, 48)
+        full = subprocess.run(args, env=cli_env(COLUMNS="200"), capture_output=True,
+                              text=True, timeout=300, check=False)
+        assert full.returncode != 0, "the disk never filled: the trial proved nothing"
+        assert "Traceback" not in full.stderr and "cannot rollback" not in full.stderr
+        assert "disk full on" in full.stderr and "free space" in full.stderr, full.stderr
+        filler.unlink()
+        again = subprocess.run(args, env=cli_env(COLUMNS="200"), capture_output=True,
+                               text=True, timeout=300, check=False)
+        assert again.returncode == 0, again.stderr
+        seen = _readings(folder)
+        assert max(seen.values()) == 1 and sum(seen.values()) == 2016
+        assert verify_folder(folder, workers=1).blocks > 1
+
+
+def test_an_io_error_on_a_full_file_system_is_named_disk_full(tmp_path: Path) -> None:
+    """SQLite answers SQLITE_IOERR, not SQLITE_FULL, when the WAL index cannot grow on a full
+    tmpfs; the message must still name the full disk (what the person has to fix)."""
+    from glucoledger.sqlitetx import sqlite_error
+
+    exc = sqlite3.OperationalError("disk I/O error")
+    exc.sqlite_errorcode = 10  # type: ignore[attr-defined]  # SQLITE_IOERR
+    roomy = sqlite_error(exc, tmp_path / "orderer.db", "opening the ordered log")
+    assert roomy.code == "io_error" and "input/output error" in roomy.message
+    with small_fs(tmp_path / "small", 1024) as small:
+        ballast(small / "ballast", 0)
+        full = sqlite_error(exc, small / "orderer.db", "opening the ordered log")
+    assert full.code == "disk_full", full.message
+    assert f"disk full on {small.resolve()}" in full.message and "free space" in full.message

@@ -1,6 +1,6 @@
 """A consortium member's store and the etcd log check each other at start and in verify.
 
-Real etcd (one member on loopback ports 27100-27199), a real member folder (genesis file,
+Real etcd (one member on free loopback ports, tests/servers.py), a real member folder (genesis file,
 keys, node.json naming the cluster). The member derives blocks from the etcd log; then the
 cluster's data is lost (a fresh cluster on the same address: the log is empty, the store is
 ahead of it), and then the address serves another consortium's log of the same chain name
@@ -16,8 +16,6 @@ ahead of it), and then the address serves another consortium's log of the same c
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,45 +27,25 @@ from glucoledger.node.consortium import ConsortiumNode
 from glucoledger.node.devcluster import create_consortium
 from glucoledger.node.service import Node, etcd_chain_key, verify_folder
 from glucoledger.node.verify import IntegrityError
-from glucoledger.ordering.cluster import ClusterError, EtcdCluster, find_etcd
+from glucoledger.ordering.cluster import EtcdCluster
 from glucoledger.ordering.etcd import EtcdOrderer
 
 from ..cli.test_cli import run
+from ..servers import free_ports, start_etcd
 
 CHAIN = "glucoledger/consortium"
-
-
-def _two_free_ports() -> int:
-    for k in range(50):
-        start = 27100 + 2 * ((os.getpid() + k) % 50)
-        socks = []
-        try:
-            for p in (start, start + 1):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return start
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no two free ports in 27100-27199")
 
 
 class Etcd:
     """One etcd member; ``fresh()`` replaces it by an empty one on the same address."""
 
     def __init__(self, base: Path) -> None:
-        self.base, self.port, self.n = base, _two_free_ports(), 0
+        self.base, self.port, self.n = base, free_ports(2), 0
         self.cluster = self._start()
 
     def _start(self) -> EtcdCluster:
         self.n += 1
-        c = EtcdCluster(1, self.base / f"etcd-{self.n}", self.port)
-        c.start()
-        c.wait_healthy(30)
-        return c
+        return start_etcd(self.base / f"etcd-{self.n}", self.port)
 
     def fresh(self) -> None:
         self.cluster.stop()
@@ -80,10 +58,6 @@ class Etcd:
 
 @pytest.fixture
 def etcd(tmp_path: Path) -> Iterator[Etcd]:
-    try:
-        find_etcd()
-    except ClusterError:
-        pytest.skip("etcd not installed: apt-get install etcd-server")
     e = Etcd(tmp_path)
     try:
         yield e

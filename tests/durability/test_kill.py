@@ -26,6 +26,7 @@ from glucoledger.node.service import Node, verify_folder
 from glucoledger.node.verify import verify_vault
 
 from ..cli.test_cli import run
+from ..servers import cli_env, free_port
 from .helpers import make_node
 from .test_idempotent_ingest import write_jsonl
 
@@ -33,8 +34,8 @@ pytestmark = pytest.mark.slow
 
 
 def _start(*args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "COLUMNS": "200"}
-    return subprocess.Popen([sys.executable, "-m", "glucoledger", *args], env=env, text=True,
+    return subprocess.Popen([sys.executable, "-m", "glucoledger", *args],
+                            env=cli_env(COLUMNS="200"), text=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -105,7 +106,7 @@ def test_kill_during_demo_seeding(tmp_path: Path) -> None:
     killed = 0
     for trial in range(3):
         folder = tmp_path / f"d{trial}"
-        port = str(23400 + trial)
+        port = str(free_port())
         proc = _start("serve", "--demo", "--data", str(folder), "--port", port)
         if _kill_after(proc, rng.uniform(1.0, 12.0)):
             killed += 1

@@ -8,11 +8,7 @@ acknowledged reading is readable, nothing is doubled, and verify and verify-vaul
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -26,27 +22,11 @@ from glucoledger.node.service import Node, verify_folder
 from glucoledger.node.vaultcheck import verify_vault_folder
 
 from ..api.payloads import xdrip_sgv
+from ..servers import ServeProcess
 from .smallfs import ballast, small_fs
 from .test_kill import _readings
 
 SECRET = "disk-full-uploader-secret"
-PORT = 23471
-
-
-def _serve(folder: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([sys.executable, "-m", "glucoledger", "serve", "--data", str(folder),
-                             "--port", str(PORT)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{PORT}/api/v1/status.json", timeout=2).ok:
-                return proc
-        except requests.RequestException:
-            time.sleep(0.3)
-    proc.kill()
-    raise AssertionError("serve did not start")
 
 
 @pytest.mark.slow
@@ -62,7 +42,7 @@ def test_serve_uploads_on_a_full_disk(tmp_path: Path, full: str) -> None:
             create_account(node, "alice", "patient", trusted="rosa")
             c = ServerContext.create(node)
             try:
-                c.services["nightscout"].add_uploader("alice", SECRET)
+                c.svc.nightscout.add_uploader("alice", SECRET)
             finally:
                 c.close()
         if full == "chain store only":
@@ -70,7 +50,7 @@ def test_serve_uploads_on_a_full_disk(tmp_path: Path, full: str) -> None:
                 if (folder / name).exists():
                     shutil.move(folder / name, small / name)
             (folder / "chain.db").symlink_to(small / "chain.db")
-        proc = _serve(folder)
+        srv = ServeProcess(folder, demo=False, ready="/api/v1/status.json", timeout=60)
         headers = {"api-secret": hashlib.sha1(SECRET.encode()).hexdigest()}
         acked: list[int] = []
         answers: Counter[int] = Counter()
@@ -79,7 +59,7 @@ def test_serve_uploads_on_a_full_disk(tmp_path: Path, full: str) -> None:
         t0 = int(time.time() * 1000) - 30 * 86_400_000
         try:
             def post(body: list[dict[str, object]]) -> requests.Response:
-                r = requests.post(f"http://127.0.0.1:{PORT}/api/v1/entries", json=body,
+                r = requests.post(f"{srv.url}/api/v1/entries", json=body,
                                   headers=headers, timeout=60)
                 answers[r.status_code] += 1
                 assert "Traceback" not in r.text and "cannot rollback" not in r.text
@@ -108,12 +88,8 @@ def test_serve_uploads_on_a_full_disk(tmp_path: Path, full: str) -> None:
             body = xdrip_sgv(t0 + 150 * 36 * 300_000, 36)
             assert post(body).status_code == 200
         finally:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            out = srv.stop(60)
+        assert "Traceback" not in out, out[-3000:]
         print(f"answers {dict(answers)}; 503 while: {sorted(causes)}")
         assert verify_folder(folder, workers=1).blocks > 1
         assert verify_vault_folder(folder).batches >= 1

@@ -13,15 +13,12 @@ from pathlib import Path
 import pytest
 
 from glucoledger.errors import GlucoledgerError, NotFoundError
-from glucoledger.node.ingest import IngestService, open_vault
 from glucoledger.node.proofs import prove_reading
 from glucoledger.node.registry import Label, Registry
-from glucoledger.node.service import Node
 from glucoledger.node.vaultcheck import VaultIntegrityError, verify_vault_folder
-from glucoledger.node.world import World
 from glucoledger.vault.batch import prepare_upload
 
-from ..durability.helpers import cgm_batch, make_node
+from ..durability.helpers import cgm_batch, ingesting, make_node
 
 HEX16 = re.compile(r"\b[0-9a-f]{16,}\b")
 
@@ -43,37 +40,19 @@ def test_labels_come_from_the_registry(folder: Path) -> None:
 
 
 def test_a_replayed_sequence_names_the_device(folder: Path) -> None:
-    node = Node(folder, workers=1)
-    try:
-        world = World.load(node)
+    with ingesting(folder) as (node, world, _vault, ingest):
         alice, dev = world.patient("alice"), world.device("SN-1")
-        vault = open_vault(node)
-        ingest = IngestService(node, vault, workers=1)
-        try:
-            with pytest.raises(GlucoledgerError) as info:  # seq 1 again, other readings
-                ingest.upload(prepare_upload(node.chain, alice.id, dev.id, 1, cgm_batch(7),
-                                             dev.key))
-        finally:
-            ingest.close()
-            vault.close()
-    finally:
-        node.close()
+        with pytest.raises(GlucoledgerError) as info:  # seq 1 again, other readings
+            ingest.upload(prepare_upload(node.chain, alice.id, dev.id, 1, cgm_batch(7),
+                                         dev.key))
     assert "SN-1" in info.value.message and not HEX16.search(info.value.message), \
         info.value.message
 
 
 def test_a_proof_for_a_time_with_no_reading_names_the_patient(folder: Path) -> None:
-    node = Node(folder, workers=1)
-    try:
-        vault = open_vault(node)
-        try:
-            alice = World.load(node).patient("alice").id
-            with pytest.raises(NotFoundError) as info:
-                prove_reading(node, vault, alice, "cgm", 1)
-        finally:
-            vault.close()
-    finally:
-        node.close()
+    with ingesting(folder) as (node, world, vault, _ingest):
+        with pytest.raises(NotFoundError) as info:
+            prove_reading(node, vault, world.patient("alice").id, "cgm", 1)
     assert "patient alice" in info.value.message and not HEX16.search(info.value.message)
 
 

@@ -37,10 +37,10 @@ class Site:
 
     @property
     def ns(self) -> NightscoutService:
-        return self.ctx.services["nightscout"]  # type: ignore[no-any-return]
+        return self.ctx.svc.nightscout  # type: ignore[no-any-return]
 
     def vault_rows(self) -> int:
-        return int(self.ctx.services["vault"].count())
+        return int(self.ctx.svc.vault.count())
 
 
 @pytest.fixture
@@ -165,5 +165,5 @@ def test_erasure_takes_the_tags_with_the_batches(site: Site) -> None:
     patient = identity(site.node, "ann")
     site.ctx.erase(patient.id, keys_of(site.node, patient, [0]), ["cgm"])
     assert site.vault_rows() == 0
-    assert site.ctx.services["vault"].tagged(
+    assert site.ctx.svc.vault.tagged(
         [site.ns._key(patient.id, "entries", f"sgv|{t}")]) == set()

@@ -42,10 +42,12 @@ def test_the_http_edge_holds_the_same_services(tmp_path: Path) -> None:
     node = Node.init(tmp_path / "n")
     c = ServerContext.create(node)
     try:
-        assert c.svc is not None
-        assert c.services["access"] is c.svc.access
-        assert c.services["vault"] is c.svc.vault
-        assert c.services["nightscout"] is c.svc.nightscout
+        assert isinstance(c.svc, NodeServices) and c.svc.node is node
+        # One vault for every service the routes reach, and one way to reach them (no
+        # untyped by-name mapping beside the typed ``svc``).
+        assert c.svc.access.vault is c.svc.vault and c.svc.ingest.vault is c.svc.vault
+        assert c.readers is not None
+        assert not hasattr(c, "services")
     finally:
         c.close()
         node.close()

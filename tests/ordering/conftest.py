@@ -20,6 +20,7 @@ from glucoledger.ordering.base import MAX_ENTRY, Orderer
 from glucoledger.ordering.cluster import ClusterError, EtcdCluster, find_etcd
 from glucoledger.ordering.embedded import EmbeddedOrderer
 from glucoledger.ordering.etcd import EtcdOrderer
+from tests.servers import require_etcd, start_etcd
 
 OrdererFactory = Callable[[], Orderer]
 
@@ -90,11 +91,6 @@ def etcd_installed() -> bool:
     return True
 
 
-def require_etcd() -> None:
-    if not etcd_installed():
-        pytest.skip("etcd not installed: apt-get install etcd-server")
-
-
 @pytest.fixture
 def needs_etcd() -> None:
     require_etcd()
@@ -103,11 +99,8 @@ def needs_etcd() -> None:
 @pytest.fixture(scope="session")
 def etcd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
     """One 3-member cluster for the whole session; tests isolate themselves by chain name."""
-    require_etcd()
-    cluster = EtcdCluster(3, Path(tmp_path_factory.mktemp("etcd-shared")))
-    cluster.start()
+    cluster = start_etcd(Path(tmp_path_factory.mktemp("etcd-shared")), members=3)
     try:
-        cluster.wait_healthy(30)
         yield cluster
     finally:
         cluster.stop()
@@ -116,11 +109,8 @@ def etcd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdClust
 @pytest.fixture
 def fresh_cluster(tmp_path: Path) -> Iterator[EtcdCluster]:
     """A 3-member cluster of its own, for tests that kill members."""
-    require_etcd()
-    cluster = EtcdCluster(3, tmp_path / "etcd")
-    cluster.start()
+    cluster = start_etcd(tmp_path / "etcd", members=3)
     try:
-        cluster.wait_healthy(30)
         yield cluster
     finally:
         cluster.stop()

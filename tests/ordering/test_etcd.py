@@ -14,6 +14,7 @@ from glucoledger.errors import OrderingError
 from glucoledger.ordering._gateway import GatewayError, _Sent
 from glucoledger.ordering.cluster import EtcdCluster
 from glucoledger.ordering.etcd import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, EtcdOrderer
+from tests.servers import start_etcd
 
 KILL_LOOP_MAX_APPENDS = 400
 KILL_LOOP_SECONDS = 20.0
@@ -91,10 +92,8 @@ def test_two_clients_share_one_log(etcd_cluster: EtcdCluster) -> None:
 @pytest.mark.usefixtures("needs_etcd")
 def test_cluster_down_from_another_process_view(tmp_path: Path) -> None:
     """What `glucoledger etcd down` does: load the state file, stop exactly those pids."""
-    cluster = EtcdCluster(1, tmp_path / "one")
-    cluster.start()
+    cluster = start_etcd(tmp_path / "one")
     try:
-        cluster.wait_healthy(30)
         pid = cluster.members[0].pid
         assert pid is not None
         other = EtcdCluster.load(tmp_path / "one")

@@ -7,9 +7,7 @@ through ``ctx(request)`` and call the node services it holds.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
 from dataclasses import InitVar, dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from fastapi import Request
@@ -97,14 +95,6 @@ class ServerContext:
     def create(cls, node: Node, settings: ServerSettings | None = None) -> ServerContext:
         return cls(node, settings or ServerSettings(), Passwords(node),
                    SecurityLog(node.data_dir))
-
-    @property
-    def services(self) -> Mapping[str, Any]:
-        """The services by name, read-only: for tests written before ``svc``; routes use
-        the typed ``svc`` attributes."""
-        return MappingProxyType({"vault": self.svc.vault, "ingest": self.svc.ingest,
-                                 "access": self.svc.access, "erasure": self.svc.erasure,
-                                 "nightscout": self.svc.nightscout, "readers": self.readers})
 
     def close(self) -> None:
         """Close the services (the Nightscout pipeline, then the vault); not the node."""

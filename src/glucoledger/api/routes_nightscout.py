@@ -25,10 +25,15 @@ from ..errors import (
 )
 from ..interop import nightscout as ns
 from ..interop.nsrender import separated
-from ..node.nightscout import Binding, NightscoutService
 from .app import error_for, json_body
 from .auth import record_refusal
 from .context import ctx
+from .ns_common import AUTH_PARAMS as _AUTH_PARAMS
+from .ns_common import ERR_RESPONSES as _ERR
+from .ns_common import authenticate as _auth
+from .ns_common import now_ms as _now
+from .ns_common import ns_service as _svc
+from .ns_common import read_collection as _read
 
 __all__ = ["router"]
 
@@ -42,30 +47,6 @@ _DOC = {"type": "object", "additionalProperties": True,
                        "carbs": {"type": "number"}}}
 _BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
     "oneOf": [_DOC, {"type": "array", "items": _DOC, "maxItems": 50}]}}}}}
-_ERR: dict[int | str, dict[str, Any]] = {s: {"description": d, "content": {"application/json": {"schema": {
-    "type": "object", "properties": {"code": {"type": "string"},
-                                     "message": {"type": "string"}}}}}}
-        for s, d in ((400, "bad input"), (401, "no or wrong credential"),
-                     (403, "not allowed (audited)"), (413, "body too large"),
-                     (422, "invalid"), (409, "refused by the ledger"))}
-_AUTH_PARAMS = {"parameters": [
-    {"name": "api-secret", "in": "header", "required": False, "schema": {"type": "string"}},
-    {"name": "token", "in": "query", "required": False, "schema": {"type": "string"}}]}
-
-
-def _svc(request: Request) -> NightscoutService:
-    return ctx(request).svc.nightscout
-
-
-def _auth(request: Request) -> Binding:
-    try:
-        return _svc(request).authenticate(request.headers.get("api-secret"),
-                                          request.query_params.get("token"))
-    except GlucoledgerError as exc:
-        record_refusal(request, exc, None)
-        raise
-
-
 async def _post(request: Request, collection: str) -> JSONResponse:
     binding = _auth(request)
     body = json_body(await request.body())
@@ -79,21 +60,6 @@ async def _post(request: Request, collection: str) -> JSONResponse:
         record_refusal(request, exc, binding.account)
         raise
     return JSONResponse(await asyncio.wrap_future(pending))
-
-
-def _now() -> int:
-    return int(time.time() * 1000)
-
-
-def _read(request: Request, collection: str, params: list[tuple[str, str]],
-          type_: str | None = None) -> list[dict[str, Any]]:
-    binding = _auth(request)
-    query = ns.parse_query(collection, params, type_, now_ms=_now())
-    try:
-        return _svc(request).read(binding, collection, query)
-    except PermissionDeniedError as exc:
-        record_refusal(request, exc, binding.account)
-        raise
 
 
 #: The v1 formats by path suffix (cgm-remote-monitor answers them by content negotiation).

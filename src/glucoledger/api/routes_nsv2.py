@@ -25,7 +25,9 @@ from ..interop.nightscout import COLLECTIONS
 from ..node.nightscout import Binding
 from .auth import principal, require_kind
 from .context import Principal, ctx
-from .routes_nightscout import _AUTH_PARAMS, _ERR, _read
+from .ns_common import AUTH_PARAMS as _AUTH_PARAMS
+from .ns_common import ERR_RESPONSES as _ERR
+from .ns_common import read_collection as _read
 
 __all__ = ["router"]
 

@@ -42,7 +42,7 @@ from ..node.nsv3 import identifier_of
 from .app import json_body
 from .auth import record_refusal
 from .context import ctx
-from .routes_nightscout import _ERR
+from .ns_common import ERR_RESPONSES as _ERR
 
 __all__ = ["router"]
 

@@ -257,7 +257,9 @@ def confirm_destruction(yes: bool, what: str, word: str) -> None:
         raise InputError(f"you typed {answer!r}, not {word!r}: nothing was changed")
 
 
-_HEX = re.compile(r"\b[0-9a-f]{8,64}\b")
+# An id may come marked as one ("id 8543952f7ac3", Registry.label's form for an id with
+# no name): the mark goes with the hex when a name replaces it.
+_HEX = re.compile(r"\b(?:id )?([0-9a-f]{8,64})\b")
 
 
 def humanize(text: str, names: dict[bytes, str]) -> str:
@@ -267,9 +269,9 @@ def humanize(text: str, names: dict[bytes, str]) -> str:
     by_hex = {k.hex(): v for k, v in names.items()}
 
     def name(m: re.Match[str]) -> str:
-        h = m.group(0)
+        h = m.group(1)
         hits = {v for k, v in by_hex.items() if k.startswith(h)}
-        return hits.pop() if len(hits) == 1 else h
+        return hits.pop() if len(hits) == 1 else m.group(0)
     return _HEX.sub(name, text)
 
 

@@ -10,6 +10,7 @@ import typer
 
 from ..crypto import generate
 from ..errors import InputError
+from ..files import atomic_write
 from ..node import accounts
 from ..node.service import Node
 from ..state.accounts_model import patient_policy
@@ -33,10 +34,23 @@ def demo(
     folder = data if data is not None else Path(tempfile.mkdtemp(prefix="glucoledger-demo-"))
     if (folder / "node.json").exists():
         raise InputError(f"{folder} already holds a node; give the demo an empty folder")
+    # The story is prose: wrapped between words at the terminal's width (the console's
+    # soft wrap would leave the terminal to cut lines mid-word). Keys, the signed note and
+    # the command to copy stay whole on one line each.
+    soft, console.soft_wrap = console.soft_wrap, False
+    try:
+        _story(folder)
+    finally:
+        console.soft_wrap = soft
+    console.print(f"\nNext: glucoledger verify --data {folder} --from-checkpoint "
+                  f"{folder / 'checkpoint.txt'}", soft_wrap=True)
+
+
+def _story(folder: Path) -> None:
     _step(f"A new chain in {folder}")
     node = Node.init(folder)
     with node:
-        console.print(f"node key (verifier): {node.verifier().vkey()}")
+        console.print(f"node key (verifier): {node.verifier().vkey()}", soft_wrap=True)
         _step("Accounts: a trusted party, a patient (2 keys + the trusted party), a clinician, "
               "a device maker")
         made = [
@@ -98,16 +112,14 @@ def demo(
 
         _step("The latest checkpoint (C2SP signed note)")
         note = node.checkpoint()
-        (folder / "checkpoint.txt").write_bytes(note)
-        console.print(note.decode().rstrip())
+        atomic_write(folder / "checkpoint.txt", note)
+        console.print(note.decode().rstrip(), soft_wrap=True)
 
         _step("verify: re-derive every hash, root, signature and link from the store")
         report = node.verify()
         console.print(f"[bold green]OK[/]: {report.blocks} blocks, {report.transactions} "
                       f"transactions ({report.rejected} refused, recorded as such), log root "
                       f"{report.log_root.hex()}")
-    console.print(f"\nNext: glucoledger verify --data {folder} --from-checkpoint "
-                  f"{folder / 'checkpoint.txt'}")
 
 
 def register(app: typer.Typer) -> None:

@@ -3,6 +3,7 @@ emergency, alerts, a tamper attempt caught, an erasure, the audit trail, the AGP
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,8 @@ from .common import audit_rows, console, humanize, plural, table
 from .data_cmds import uploader_names
 
 __all__ = ["consent_story"]
+
+_SHA256 = re.compile(r"\b([0-9a-f]{16})[0-9a-f]{48}\b")
 
 
 def consent_story(node: Node, folder: Path, step: Callable[[str], None]) -> None:
@@ -169,7 +172,10 @@ def _story(node: Node, folder: Path, step: Callable[[str], None]) -> None:
         verify_vault(node.store, v, erased=erased_by(node))
         caught2 = ["verify-vault", "[red]missed[/]", ""]
     except GlucoledgerError as exc:
-        caught2 = ["verify-vault", f"[red]caught: {exc.code}[/]", humanize(exc.message, names)]
+        # A SHA-256 as its first 16 hex digits, as the blob is named in the row above: a
+        # whole 64-digit hash does not fit a table cell on a terminal without being cut.
+        detail = _SHA256.sub(r"\1", humanize(exc.message, names))
+        caught2 = ["verify-vault", f"[red]caught: {exc.code}[/]", detail]
     console.print(table("tamper", ["check", "result", "detail"], [caught, caught2]))
     path.write_bytes(original)
     console.print("blob restored from a backup copy")

@@ -202,20 +202,28 @@ def verify(
         except IntegrityError as exc:
             f = exc.finding
             err_console.print(f"[bold red]FAILED[/] ({f.kind})")
-            if f.detail is not None:  # a whole sentence (the log, the wallet): no table
-                raise
-            rows = [["block height", str(f.height) if f.height is not None else "-"],
-                    ["transaction index", str(f.tx_index) if f.tx_index is not None else "-"],
-                    ["transaction hash", f.tx_hash or "-"], ["what", f.what],
-                    ["expected", f.expected], ["found", f.found]]
-            err_console.print(table("first bad spot", ["", ""], rows))
+            if f.detail is None:
+                rows = [["block height", str(f.height) if f.height is not None else "-"],
+                        ["transaction index",
+                         str(f.tx_index) if f.tx_index is not None else "-"],
+                        ["transaction hash", f.tx_hash or "-"], ["what", f.what],
+                        ["expected", f.expected], ["found", f.found]]
+                err_console.print(table("first bad spot", ["", ""], rows))
             if len(exc.findings) > 1:
-                err_console.print(table(
-                    f"every bad spot ({len(exc.findings)})",
-                    ["block", "transaction", "what", "expected", "found"],
-                    [[str(g.height) if g.height is not None else "-",
-                      str(g.tx_index) if g.tx_index is not None else "-",
-                      g.what, g.expected, g.found] for g in exc.findings]))
+                # Field findings as a table; whole sentences (the log, the wallet, the
+                # research side files) one a line after it.
+                fielded = [g for g in exc.findings if g.detail is None]
+                err_console.print(f"every bad spot ({len(exc.findings)}):")
+                if fielded:
+                    err_console.print(table(
+                        "in the chain store",
+                        ["block", "transaction", "what", "expected", "found"],
+                        [[str(g.height) if g.height is not None else "-",
+                          str(g.tx_index) if g.tx_index is not None else "-",
+                          g.what, g.expected, g.found] for g in fielded]))
+                for g in exc.findings:
+                    if g.detail is not None:
+                        err_console.print(f"  {g.describe()}", soft_wrap=True)
             for note in exc.unchecked:
                 err_console.print(f"  {note}")
             raise

@@ -219,10 +219,12 @@ def am_i_in(patient: Name, bundle: BundleArg, data: DataOpt = None) -> None:
 def mine(patient: Name,
          fhir: Annotated[bool, typer.Option(
              help="Print FHIR Consent and ResearchStudy JSON instead of a table.")] = False,
+         as_json: Annotated[bool, typer.Option(
+             "--json", help="Print the table's rows as a JSON list instead.")] = False,
          data: DataOpt = None) -> None:
     """Your studies: what each received and your credit (or FHIR Consent + ResearchStudy).
 
-    Example: glucoledger research mine --patient alice
+    Example: glucoledger research mine --patient alice --json
     """
     with open_node(data) as node:
         parts = participation(node.state, accounts.identity(node, patient).id)
@@ -231,10 +233,16 @@ def mine(patient: Name,
             [research_consent(p.grant, p.study, p.grant["time"]), research_study(p.study)]
             for p in parts], default=lambda b: b.hex()))
         return
-    rows = [[p.study["protocol"], p.study["purpose"], p.grant["id"].hex()[:16],
-             p.grant["status"], str(sum(r["form"] == "records" for r in p.releases)),
-             str(sum(r["form"] == "aggregate" for r in p.releases)),
-             f"{p.credits} ({p.credit_days} days)"] for p in parts]
+    docs = [{"study": p.study["protocol"], "purpose": p.study["purpose"],
+             "grant": p.grant["id"].hex()[:16], "status": p.grant["status"],
+             "releases": sum(r["form"] == "records" for r in p.releases),
+             "queries": sum(r["form"] == "aggregate" for r in p.releases),
+             "credit": p.credits, "credit_days": p.credit_days} for p in parts]
+    if as_json:
+        console.print_json(json.dumps(docs))
+        return
+    rows = [[d["study"], d["purpose"], d["grant"], d["status"], str(d["releases"]),
+             str(d["queries"]), f"{d['credit']} ({d['credit_days']} days)"] for d in docs]
     console.print(table(f"research of {patient}", ["study", "purpose", "grant", "status",
                                                    "releases", "queries", "credit"], rows))
 

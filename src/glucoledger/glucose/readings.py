@@ -19,7 +19,8 @@ Invariants (every record, after construction):
 - ``to_value()`` returns ints, strs, lists and dicts only, ready for ``codec.encode``;
   ``from_value(v)`` is its inverse and validates exactly as the constructor does.
 - Every record may carry an annex, ``ns``: None, or the canonical JSON text of an object
-  (``annex.annex_text``, at most ``annex.MAX_ANNEX_CHARS`` characters) holding what the record's source
+  (``annex.annex_text``, at most ``annex.MAX_ANNEX_CHARS`` characters) holding what the record's
+  source
   document said besides the record (interop/nightscout.py: a Nightscout document's other
   fields, so it reads back as sent). Floats in it stay inside the text, never in CBOR. The
   record's own fields are the clinical value; the annex never replaces them. A record
@@ -175,7 +176,8 @@ def _time(time_ms: object, tz_offset_min: object) -> None:
 
 
 def format_time(time_ms: int, tz_offset_min: int = 0) -> str:
-    """ISO 8601 text of an epoch-milliseconds time at a UTC offset, e.g. 2026-11-01T08:05:00+01:00."""
+    """ISO 8601 text of an epoch-milliseconds time at a UTC offset, e.g.
+    2026-11-01T08:05:00+01:00."""
     zone = timezone(timedelta(minutes=tz_offset_min))
     moment = (_EPOCH + timedelta(milliseconds=time_ms)).astimezone(zone)
     spec = "milliseconds" if time_ms % 1000 else "seconds"
@@ -526,7 +528,8 @@ def _fields(value: object, type_name: str, names: tuple[str, ...]) -> dict[str, 
         if name not in value:
             expected.discard(name)
         elif value[name] is None:
-            raise MalformedError(f"{type_name} record: an absent {name!r} is stored without {name!r}")
+            raise MalformedError(f"{type_name} record: an absent {name!r} is stored "
+                                 f"without {name!r}")
     if set(value) != expected:
         missing = sorted(expected - set(value))
         extra = sorted(set(value) - expected)
@@ -782,7 +785,8 @@ def parse_batch(
     ``items`` are in the input form documented in docs/ingest-format.md: each has ``time``
     (epoch ms, or ISO 8601 text with an offset, which then sets ``tz_offset_min``), optional
     ``tz_offset_min``, and the stream's fields (``value`` for cgm/smbg in ``units``; ``type``,
-    ``kind``, ``insulin`` (U) or ``rate`` (U/h), ``duration_min`` for insulin; ``grams``; settings schedules;
+    ``kind``, ``insulin`` (U) or ``rate`` (U/h), ``duration_min`` for insulin; ``grams``; settings
+    schedules;
     ``text``). ``now_ms`` is the caller's clock; items more than 5 minutes after it are refused.
     An item's own ``units`` field overrides ``units`` for its glucose values; its ``ns``, if
     any, becomes the record's annex (glucose/annex.py). ``labels``, if

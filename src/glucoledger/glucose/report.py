@@ -273,8 +273,10 @@ def _day_svg(day: DayProfile, units: str, treatments: Sequence[Record] = (),
         f'aria-label="glucose on {weekday} {html.escape(day.date)}">'
         f'<rect width="{width}" height="{height}" fill="#fff" stroke="#bbb"/>'
         f'<rect y="{y(HIGH):.1f}" width="{width}" height="{y(LOW) - y(HIGH):.1f}" fill="#e9f6ea"/>'
-        f'<line x1="0" x2="{width}" y1="{y(LOW):.1f}" y2="{y(LOW):.1f}" stroke="{COLORS["target"]}"/>'
-        f'<line x1="0" x2="{width}" y1="{y(HIGH):.1f}" y2="{y(HIGH):.1f}" stroke="{COLORS["target"]}"/>'
+        f'<line x1="0" x2="{width}" y1="{y(LOW):.1f}" y2="{y(LOW):.1f}" '
+        f'stroke="{COLORS["target"]}"/>'
+        f'<line x1="0" x2="{width}" y1="{y(HIGH):.1f}" y2="{y(HIGH):.1f}" '
+        f'stroke="{COLORS["target"]}"/>'
         f'{"".join(shade)}{lines}{"".join(marks)}</svg>'
         f'<figcaption><span class="weekday">{weekday}</span> {html.escape(day.date[5:])}'
         f"</figcaption></figure>"
@@ -322,8 +324,10 @@ def _ranges_html(summary: Summary, units: str, height: int = 220) -> str:
 
 _CSS: Final = """
 body{font-family:Helvetica,Arial,sans-serif;margin:24px;color:#111;max-width:1000px}
-h1{font-size:20px;margin:0 0 4px} h2{font-size:15px;margin:18px 0 6px;border-bottom:2px solid #0b3d91}
-table{border-collapse:collapse;font-size:13px} td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left}
+h1{font-size:20px;margin:0 0 4px}
+h2{font-size:15px;margin:18px 0 6px;border-bottom:2px solid #0b3d91}
+table{border-collapse:collapse;font-size:13px}
+td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left}
 .ok{color:#2e7d32;font-weight:bold} .miss{color:#c62828;font-weight:bold}
 .row{display:flex;gap:24px;align-items:flex-start} .days{display:flex;flex-wrap:wrap;gap:6px}
 .day{margin:0;font-size:10px;text-align:center} .note{font-size:12px;color:#444}
@@ -403,7 +407,8 @@ def render_html(agp: Agp, summary: Summary, *, patient: str, units: str = "mg/dL
 <body>
 <h1>Ambulatory Glucose Profile (AGP) report</h1>
 <table class="header">
-<tr><th>Patient</th><td>{html.escape(patient)}</td><th>Period</th><td class="period">{_period(summary, tz, zone)}</td></tr>
+<tr><th>Patient</th><td>{html.escape(patient)}</td>
+<th>Period</th><td class="period">{_period(summary, tz, zone)}</td></tr>
 <tr><th>Days with data</th><td>{summary.days_with_data}</td>
 <th>Sensor active</th><td class="active">{summary.active:.1f} %</td></tr>
 </table>
@@ -419,7 +424,8 @@ def render_html(agp: Agp, summary: Summary, *, patient: str, units: str = "mg/dL
 on Time in Range, Battelino et al., Diabetes Care 2019). Each 5 % of time is 1 h 12 min a day.
 Time is weighted by the sensor's interval; a gap is not counted.</p>
 <h2>Glycemia Risk Index</h2>
-<p class="gri">GRI <strong>{summary.gri:.1f}</strong>, zone <strong class="gri-zone">{summary.gri_zone}</strong>
+<p class="gri">GRI <strong>{summary.gri:.1f}</strong>,
+zone <strong class="gri-zone">{summary.gri_zone}</strong>
 (hypoglycemia component {summary.gri_hypo_c / 100:.1f}, hyperglycemia component
 {summary.gri_hyper_c / 100:.1f}; zones A 0-20 to E 80-100; Klonoff et al. 2023).</p>
 <h2>Events</h2>

@@ -19,14 +19,12 @@ her custodial keys, sent through ``Node.send``) and the rules in force (hers or 
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .. import codec
+from .. import codec, sqlitetx
 from ..crypto import PrivateKey, tagged_hash
-from ..errors import StorageError
 from ..glucose.readings import CgmReading
 from ..ledger.tx import Transaction
 from ..state.accounts_model import account_id, single_key_policy
@@ -129,13 +127,9 @@ class AlertService:
         self.node = node
         self.vault = vault
         self.account = account_id("node", single_key_policy(node.node_key.public))
-        try:
-            self.db = sqlite3.connect(node.data_dir / "outbox.db", isolation_level=None,
-                                      check_same_thread=False)
-            self.db.execute("PRAGMA secure_delete=ON")
-            self.db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot open the notification outbox: {exc}") from None
+        self.path = node.data_dir / "outbox.db"
+        self.db = sqlitetx.connect(self.path, schema="PRAGMA secure_delete=ON;\n" + _SCHEMA,
+                                   what="the notification outbox")
 
     def close(self) -> None:
         self.db.close()
@@ -172,11 +166,10 @@ class AlertService:
             for who in record["recipients"]:
                 made.append((alert_id, who, patient, "cgm", ep.rule, ep.start_ms,
                              ep.extreme_mgdl))
-        self.db.execute("BEGIN")
-        self.db.executemany("INSERT INTO outbox (alert, recipient, patient, stream, rule, "
-                            "start_ms, mgdl) VALUES (?, ?, ?, ?, ?, ?, ?)", made)
-        self.db.executemany("INSERT OR IGNORE INTO scanned VALUES (?)", [(r.ct,) for r in rows])
-        self.db.execute("COMMIT")
+        with sqlitetx.transaction(self.db, self.path, "queueing alert notifications") as db:
+            db.executemany("INSERT INTO outbox (alert, recipient, patient, stream, rule, "
+                           "start_ms, mgdl) VALUES (?, ?, ?, ?, ?, ?, ?)", made)
+            db.executemany("INSERT OR IGNORE INTO scanned VALUES (?)", [(r.ct,) for r in rows])
         return [n for n in self.pending() if any(n.alert == m[0] for m in made)]
 
     def pending(self, recipient: bytes | None = None) -> list[Notification]:
@@ -191,4 +184,5 @@ class AlertService:
                 for r in self.db.execute(sql + " ORDER BY id", args)]
 
     def mark_delivered(self, ids: Sequence[int]) -> None:
-        self.db.executemany("UPDATE outbox SET delivered = 1 WHERE id = ?", [(i,) for i in ids])
+        with sqlitetx.transaction(self.db, self.path, "marking notifications delivered") as db:
+            db.executemany("UPDATE outbox SET delivered = 1 WHERE id = ?", [(i,) for i in ids])

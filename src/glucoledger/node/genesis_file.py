@@ -209,7 +209,7 @@ def create_member(data_dir: Path, name: str, hosts: list[str] | None = None) -> 
     node_key, org_key = generate("ed25519"), generate("ed25519")
     wallet.save("node", node_key)
     wallet.save("org", org_key)
-    (data_dir / "member.txt").write_text(name + "\n")
+    atomic_write(data_dir / "member.txt", (name + "\n").encode())
     now = datetime.datetime.now(datetime.UTC)
     ca = tls.make_ca(name, now)
     leaf = tls.issue(ca, name, hosts or ["127.0.0.1", "localhost"], now)
@@ -247,7 +247,7 @@ def init_member(data_dir: Path, genesis: Genesis, orderer_url: str, orderer: Ord
         raise InputError(f"this folder's node key is not {name}'s key in the genesis file")
     envelope = genesis.envelope()
     NodeConfig(genesis.chain, name, orderer_url).save(data_dir)
-    (data_dir / "genesis.json").write_text(genesis.to_json())
+    atomic_write(data_dir / "genesis.json", genesis.to_json().encode())
     bundle = genesis.trust_bundle()
     if bundle and (data_dir / "tls").is_dir():
         atomic_write(data_dir / "tls" / "trust.pem", bundle)

@@ -15,10 +15,10 @@ Invariants:
   the order they were made; a cut's height is ``max(follower's next height, previous cut's
   height + 1)`` (previous cut: the last one that followed transactions of its own append,
   so the block it named was not empty), which never exceeds the open height when the cut is
-  read (a cut only ever closes its own height or is stale), so no guess runs ahead of the log. A stale cut (another
-  node closed that height first) is harmless: the next cut closes the block, and when the
-  log ends with transactions of a waiting submit still open, the follower asks for a fresh
-  cut at the exact open height (``request_cut``);
+  read (a cut only ever closes its own height or is stale), so no guess runs ahead of the log.
+  A stale cut (another node closed that height first) is harmless: the next cut closes the
+  block, and when the log ends with transactions of a waiting submit still open, the
+  follower asks for a fresh cut at the exact open height (``request_cut``);
 - a failed append fails every submit with an entry in it (OrderingError, nothing is
   acknowledged); a submit split over several appends fails as a whole, and a client retrying
   with ``retry=True`` gets the copies that did land deduplicated by the node.

@@ -20,7 +20,7 @@ from .. import codec
 from ..crypto import PrivateKey
 from ..crypto.seal import KEY_BYTES, new_key, open_sealed, seal
 from ..errors import GlucoledgerError, InputError, NotFoundError, StorageError
-from ..files import storage_error
+from ..files import atomic_write, storage_error
 
 __all__ = ["MASTER_ENV", "Wallet", "create_master_key", "load_master_key"]
 
@@ -29,13 +29,8 @@ _NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """A key file, readable by the owner only, written atomically (files.atomic_write)."""
+    atomic_write(path, data, mode=0o600)
 
 
 def create_master_key(data_dir: Path) -> None:

@@ -35,7 +35,6 @@ many POSTs arrived meanwhile.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections import defaultdict
 from concurrent.futures import Future
@@ -52,6 +51,7 @@ from ..errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from ..files import atomic_write_json
 from ..glucose.readings import Batch, Record, parse_batch
 from ..interop import nightscout as ns
 from ..interop import nsaccept
@@ -179,11 +179,7 @@ class NightscoutService:
             return {}
 
     def _save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(self._bindings, f, indent=2, sort_keys=True)
-        os.replace(tmp, self.path)
+        atomic_write_json(self.path, self._bindings, mode=0o600)
 
     def _bind(self, forms: list[str], role: str, patient: Identity, account: str) -> None:
         if any(len(f) < 12 for f in forms):

@@ -4,7 +4,10 @@ A member whose folder is empty, lost or damaged rebuilds it from:
 
 - the consortium's genesis file (every founding member signed its envelope: the root of trust);
 - its own keys (``master.key``, ``wallet/``, ``member.txt``, ``tls/``: a backup of the folder
-  that ``consortium keys`` made, or the damaged folder itself);
+  that ``consortium keys`` made, or the damaged folder itself), and the research side files
+  sealed under that master key when the backup holds them (``research.key``, on which every
+  pseudonym the member released depends, and ``research-profiles.bin``,
+  node/research_store.py);
 - one peer's control URL, or a block export file (``consortium export``) carried offline.
 
 ``restore_folder`` writes the folder (keys, ``node.json``, ``genesis.json``) and moves a
@@ -25,16 +28,20 @@ import shutil
 import time
 from pathlib import Path
 
-from ..errors import InputError
+from ..errors import InputError, StorageError
 from ..files import atomic_write
 from .blockexport import import_blocks
 from .control import fetch_blocks
 from .genesis_file import Genesis, member_of
+from .keystore import load_master_key
+from .research_store import KEY_FILE, PROFILES_FILE, ResearchStore
 from .service import Node, NodeConfig
 
 __all__ = ["rejoin", "restore_folder"]
 
 _KEY_FILES = ("master.key", "member.txt")
+#: Copied when present; checked under the backup's master key before anything is written.
+_SIDE_FILES = (KEY_FILE, PROFILES_FILE)
 
 
 def restore_folder(data_dir: Path, genesis: Genesis, orderer_url: str,
@@ -46,14 +53,27 @@ def restore_folder(data_dir: Path, genesis: Genesis, orderer_url: str,
     Returns the member's name.
     """
     data_dir = Path(data_dir)
+    src = data_dir if keys_from is None else Path(keys_from)
+    try:
+        master: bytes | None = load_master_key(src)
+    except StorageError:
+        master = None  # no key: refused below, naming what the backup lacks
+    if master is not None:
+        damaged_side = ResearchStore(src, master).damaged()
+        if damaged_side:  # refused before anything is written
+            raise InputError(f"{' '.join(damaged_side)} (The research side files are not on "
+                             "the ledger: a peer cannot restore them. Restore them from the "
+                             "backup of this member's folder made with this master key.)")
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if keys_from is not None and Path(keys_from).resolve() != data_dir.resolve():
-        src = Path(keys_from)
         for name in _KEY_FILES:
             if not (src / name).is_file():
                 raise InputError(f"{src} holds no {name}: pass the backup of the member's "
                                  "folder made after `glucoledger consortium keys`")
             shutil.copy2(src / name, data_dir / name)
+        for name in _SIDE_FILES:
+            if (src / name).is_file():
+                shutil.copy2(src / name, data_dir / name)
         for sub in ("wallet", "tls"):
             if (src / sub).is_dir():
                 shutil.copytree(src / sub, data_dir / sub, dirs_exist_ok=True)

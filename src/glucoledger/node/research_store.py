@@ -37,7 +37,13 @@ from typing import Any, Final
 
 from ..crypto.hashing import hmac_sha256
 from ..crypto.seal import KEY_BYTES, new_key, open_sealed, seal
-from ..errors import MalformedError, NotFoundError, StorageError, VerificationError
+from ..errors import (
+    InputError,
+    MalformedError,
+    NotFoundError,
+    StorageError,
+    VerificationError,
+)
 from ..files import atomic_write, fsync_dir, storage_error
 from . import deid
 
@@ -120,15 +126,18 @@ class ResearchStore:
             if len(data) == KEY_BYTES:  # written before sealing: seal it, same secret
                 atomic_write(path, self._seal_secret(data), mode=0o600)
                 return data
-            if len(data) != _SEALED_SECRET_BYTES:
-                raise StorageError(f"{path} is not a sealed research secret (damaged?); "
-                                   "restore it from a backup: every pseudonym depends on it")
-            try:
-                return open_sealed(self._key, data, _SECRET_CONTEXT)
-            except (VerificationError, MalformedError):
-                raise StorageError(f"{path} does not open under this node's master key "
-                                   "(altered, or from another folder); restore it from a "
-                                   "backup: every pseudonym depends on it") from None
+            return self._open_secret(path, data)
+
+    def _open_secret(self, path: Path, data: bytes) -> bytes:
+        if len(data) != _SEALED_SECRET_BYTES:
+            raise StorageError(f"{path} is not a sealed research secret (damaged?); "
+                               "restore it from a backup: every pseudonym depends on it")
+        try:
+            return open_sealed(self._key, data, _SECRET_CONTEXT)
+        except (VerificationError, MalformedError):
+            raise StorageError(f"{path} does not open under this node's master key "
+                               "(altered, or from another folder); restore it from a "
+                               "backup: every pseudonym depends on it") from None
 
     def _seal_secret(self, secret: bytes) -> bytes:
         return seal(self._key, secret, _SECRET_CONTEXT)
@@ -142,6 +151,9 @@ class ResearchStore:
             return self._migrate()
         except OSError as exc:
             raise storage_error(exc, path, "reading the research profiles") from None
+        return self._open_profiles(path, box)
+
+    def _open_profiles(self, path: Path, box: bytes) -> dict[str, Any]:
         try:
             doc = json.loads(open_sealed(self._key, box, _PROFILES_CONTEXT))
         except (VerificationError, MalformedError):
@@ -153,6 +165,38 @@ class ResearchStore:
         if not isinstance(doc, dict):
             raise StorageError(f"{path} holds no profiles (damaged); restore it from a backup")
         return doc
+
+    def damaged(self) -> list[str]:
+        """One sentence (what to do included) per research side file of the folder that a
+        read would refuse: sealed bytes altered or sealed under another master key, or a
+        profile that no longer parses. Absent files and not yet sealed legacy files are not
+        damage. Reads only: nothing is created, migrated or locked (verify writes nothing,
+        and runs on a read-only copy)."""
+        out: list[str] = []
+        for name, check in ((KEY_FILE, self._open_secret), (PROFILES_FILE, self._check)):
+            path = self.dir / name
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                out.append(storage_error(exc, path, "reading a research side file").message)
+                continue
+            if name == KEY_FILE and len(data) == KEY_BYTES:
+                continue  # a legacy plain secret: sealed on first use
+            try:
+                check(path, data)
+            except StorageError as exc:
+                out.append(exc.message)
+        return out
+
+    def _check(self, path: Path, box: bytes) -> None:
+        for key, value in self._open_profiles(path, box).items():
+            try:
+                deid.Profile.from_value(value)
+            except (InputError, ValueError, TypeError, KeyError):
+                raise StorageError(f"{path}: the profile of participant {key[:16]} does not "
+                                   "parse (damaged); restore the file from a backup") from None
 
     def _write(self, doc: dict[str, Any]) -> None:
         data = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()

@@ -584,17 +584,21 @@ class Node:
     def verify(self, *, from_checkpoint: bytes | None = None,
                node_keys: Sequence[NoteVerifier] | None = None,
                progress: Callable[[int, int], None] | None = None) -> VerifyReport:
-        """Re-derive the whole chain from the store; raise IntegrityError at the first bad spot.
+        """Re-derive the whole chain from the store; raise IntegrityError naming every bad
+        spot, the sealed side files (wallet keys, research secret and profiles) included.
 
         ``node_keys`` are the keys the caller trusts for checkpoints (default: this node's own
         key, which an attacker with the folder cannot forge without the master key).
         """
+        from .verifyfolder import side_file_findings, with_side_files  # import cycle
+
+        side = side_file_findings(self.data_dir, self.master)  # wallet, research files
         with self._lock:
             keys = list(node_keys) if node_keys else [self.verifier()]
-            return verify_store(
+            return with_side_files(side, lambda: verify_store(
                 self.store, self.chain, verifiers=keys, orderer=self.orderer,
                 from_checkpoint=from_checkpoint, checkpoint_verifiers=keys,
-                prechecker=self._precheck_lazily, progress=progress)
+                prechecker=self._precheck_lazily, progress=progress))
 
     def _get_pool(self) -> Executor:
         if self._pool is None:

@@ -258,8 +258,8 @@ def verify_store(
                     cp_block = block.header
         else:
             findings.extend(_independent(height, bhash, raw_header, note_bytes, stored,
-                                         prev_hash, decoded(prev_raw), ordered, sig_ok, check, chain,
-                                         verifiers))
+                                         prev_hash, decoded(prev_raw), ordered, sig_ok, check,
+                                         chain, verifiers))
         prev_hash, prev_raw = bhash, raw_header
         if progress is not None:
             progress(height + 1, total_blocks)

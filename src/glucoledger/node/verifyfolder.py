@@ -21,10 +21,40 @@ from ..sqlitetx import integrity_problems, readonly_copy
 from ..state.replica import precheck
 from .chainstore import ChainStore
 from .keystore import Wallet, load_master_key
+from .research_store import ResearchStore
 from .service import _PARALLEL_MIN, NodeConfig, _pool_precheck
 from .verify import Finding, IntegrityError, VerifyReport, verify_store
 
-__all__ = ["verify_folder"]
+__all__ = ["side_file_findings", "verify_folder", "with_side_files"]
+
+
+def side_file_findings(data_dir: Path, master: bytes) -> list[Finding]:
+    """The sealed files beside the stores that reads depend on, checked under the master key
+    without writing: the wallet's keys, and the research secret and profiles
+    (node/research_store.py). One finding per damaged file, each saying what to restore."""
+    wallet = Wallet(data_dir, master)
+    out = [Finding("tamper", "wallet", "", "", detail=f"the wallet key {name} in "
+                   f"{wallet.dir} does not open under the master key (altered, or sealed "
+                   "under another master key): restore it from a backup")
+           for name in wallet.damaged()]
+    out.extend(Finding("tamper", "research side file", "", "", detail=problem)
+               for problem in ResearchStore(data_dir, master).damaged())
+    return out
+
+
+def with_side_files(side: list[Finding], run: Callable[[], VerifyReport]) -> VerifyReport:
+    """``run()`` (a verify of the chain store), with the side files' findings ``side``
+    listed after the store's own: IntegrityError names every damaged item, store first."""
+    try:
+        report = run()
+    except IntegrityError as exc:
+        if not side:
+            raise
+        raise IntegrityError(exc.finding, findings=[*exc.findings, *side],
+                             unchecked=exc.unchecked) from None
+    if side:
+        raise IntegrityError(side[0], findings=side)
+    return report
 
 
 def verify_folder(data_dir: Path, *, from_checkpoint: bytes | None = None,
@@ -38,13 +68,11 @@ def verify_folder(data_dir: Path, *, from_checkpoint: bytes | None = None,
     finding, not a new empty log."""
     data_dir = Path(data_dir)
     config = NodeConfig.load(data_dir)
-    wallet = Wallet(data_dir, load_master_key(data_dir))
-    broken = wallet.damaged()
-    if broken:
-        raise IntegrityError(Finding(
-            "tamper", "wallet", "", "", detail=f"the wallet keys {', '.join(broken)} in "
-            f"{wallet.dir} do not open under the master key (altered, or sealed under another "
-            "master key): restore them from a backup"))
+    master = load_master_key(data_dir)
+    wallet = Wallet(data_dir, master)
+    side = side_file_findings(data_dir, master)
+    if any(f.what == "wallet" for f in side):  # the node keys may be among them
+        raise IntegrityError(side[0], findings=side, unchecked=["the chain store and the log"])
     mine = [NoteVerifier(config.name, k.public) for k in wallet.node_keys()]  # rotated too
     keys = list(node_keys) if node_keys else mine
     n = workers if workers is not None else (os.cpu_count() or 1)
@@ -72,10 +100,11 @@ def verify_folder(data_dir: Path, *, from_checkpoint: bytes | None = None,
 
         try:
             own = mine if need > 1 else keys
-            return verify_store(store, config.chain, verifiers=own, orderer=orderer,
-                                from_checkpoint=from_checkpoint, checkpoint_verifiers=keys,
-                                prechecker=check, progress=progress, need=need,
-                                log_missing=log_missing and config.orderer is None)
+            return with_side_files(side, lambda: verify_store(
+                store, config.chain, verifiers=own, orderer=orderer,
+                from_checkpoint=from_checkpoint, checkpoint_verifiers=keys,
+                prechecker=check, progress=progress, need=need,
+                log_missing=log_missing and config.orderer is None))
         finally:
             if pool is not None:
                 pool.shutdown(cancel_futures=True)

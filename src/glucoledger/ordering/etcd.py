@@ -31,7 +31,8 @@ Invariants (the contract of :mod:`glucoledger.ordering.base`):
 
 Compaction records the position in ``first`` (reads below it fail from then on), deletes
 every batch that lies wholly below it (a batch straddling it stays, its older entries
-unreadable), and compacts etcd's history at that revision. etcd's history is cluster-wide: other chains' watchers restart, which
+unreadable), and compacts etcd's history at that revision. etcd's history is cluster-wide:
+other chains' watchers restart, which
 :meth:`EtcdOrderer.wait` handles.
 """
 

@@ -362,7 +362,8 @@ def _fast_cgm(value: Any, wire: bytes) -> Checked | None:
     start, end = items[0]["time_ms"], items[-1]["time_ms"]
     if b["start_ms"] != start or b["end_ms"] != end or b["count"] != n:
         return None
-    if type(b["start_ms"]) is not int or type(b["end_ms"]) is not int or type(b["count"]) is not int:
+    if (type(b["start_ms"]) is not int or type(b["end_ms"]) is not int
+            or type(b["count"]) is not int):
         return None
     bparts = codec.encode_unchecked({"stream": "cgm", "items": _MARK, "start_ms": start,
                                      "end_ms": end, "count": n}).split(_MARK_ENC)

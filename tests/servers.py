@@ -1,0 +1,192 @@
+"""Loopback servers for tests: free ports, ``glucoledger serve`` processes, uvicorn threads,
+etcd members and local consortia.
+
+Every test that binds a port takes it from here, so one environment variable keeps a run
+inside its own range on a machine shared by several runs: ``GLUCOLEDGER_TEST_PORTS=lo-hi``.
+Without it a single port is the system's choice and a run of consecutive ports (an etcd
+cluster, a consortium) is drawn from ``DEFAULT_RANGE``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from glucoledger.bench.common import parse_port_range
+from glucoledger.node import devcluster
+from glucoledger.ordering.cluster import ClusterError, EtcdCluster, find_etcd
+
+__all__ = ["DEFAULT_RANGE", "ServeProcess", "UvicornThread", "cli_env", "free_port", "free_ports",
+           "local_consortium", "port_range", "require_etcd", "start_etcd"]
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+DEFAULT_RANGE = (27100, 27199)
+
+
+def port_range() -> tuple[int, int] | None:
+    """``GLUCOLEDGER_TEST_PORTS`` as ``(lo, hi)`` (parsed as the benchmarks' ``--port-range``),
+    or None when unset."""
+    span = os.environ.get("GLUCOLEDGER_TEST_PORTS")
+    if not span:
+        return None
+    ports = parse_port_range(span)
+    return ports.start, ports.stop - 1
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port() -> int:
+    """A free loopback port: one of ``GLUCOLEDGER_TEST_PORTS`` in random order, or the
+    system's choice when the variable is unset."""
+    span = port_range()
+    if span is None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+    lo, hi = span
+    for port in random.sample(range(lo, hi + 1), hi - lo + 1):
+        if _bindable(port):
+            return port
+    raise RuntimeError(f"no free port in {lo}-{hi}")
+
+
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive free ports in ``GLUCOLEDGER_TEST_PORTS`` (or
+    ``DEFAULT_RANGE``), for servers that take a base port and count up from it."""
+    lo, hi = port_range() or DEFAULT_RANGE
+    starts = list(range(lo, hi - count + 2))
+    random.Random(os.getpid() ^ time.time_ns()).shuffle(starts)
+    for start in starts:
+        if all(_bindable(p) for p in range(start, start + count)):
+            return start
+    raise RuntimeError(f"no {count} consecutive free ports in {lo}-{hi}")
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment for a ``python -m glucoledger`` child: this checkout's sources first."""
+    path = os.pathsep.join([str(SRC), *sys.path])
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
+class ServeProcess:
+    """``glucoledger serve`` (``--demo`` by default) in its own process on a free port;
+    ready once ``ready`` answers 200. ``stop()`` interrupts it and returns its output."""
+
+    def __init__(self, folder: Path, *extra: str, demo: bool = True,
+                 ready: str = "/api/status", timeout: float = 120,
+                 output: bool = True) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        args = [sys.executable, "-m", "glucoledger", "serve", *(["--demo"] if demo else []),
+                "--data", str(folder), "--port", str(self.port), *extra]
+        # A file, not a pipe: a chatty server never blocks on a full pipe nobody reads.
+        self._log = tempfile.TemporaryFile() if output else None
+        self.proc = subprocess.Popen(args, stdout=self._log or subprocess.DEVNULL,
+                                     stderr=subprocess.STDOUT, env=cli_env())
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(self.url + ready, timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                out = self.stop()
+                raise RuntimeError(f"the server did not start: {out[-2000:]}")
+            time.sleep(0.3)
+
+    def stop(self, wait: float = 30) -> str:
+        """SIGINT, then SIGKILL after ``wait`` s; the process's output (empty if discarded)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        if self._log is None:
+            return ""
+        with self._log:
+            self._log.seek(0)
+            return self._log.read().decode(errors="replace")
+
+
+class UvicornThread:
+    """An ASGI app served by uvicorn in a daemon thread on a free port."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def require_etcd() -> None:
+    """Skip, saying what to install, where etcd is missing."""
+    try:
+        find_etcd()
+    except ClusterError:
+        pytest.skip("etcd not installed: apt-get install etcd-server")
+
+
+def start_etcd(folder: Path, base_port: int | None = None, ids: Any = None, *,
+               members: int = 1) -> EtcdCluster:
+    """A real etcd cluster of ``members`` on free ports (two each; or from ``base_port``),
+    started and healthy; the caller stops it. Skips where etcd is not installed."""
+    require_etcd()
+    base = free_ports(2 * members) if base_port is None else base_port
+    cluster = EtcdCluster(members, folder, base, ids)
+    cluster.start()
+    try:
+        cluster.wait_healthy(devcluster.patience(30))
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+@contextmanager
+def local_consortium(base: Path, members: int = 3, *, tls: bool = True
+                     ) -> Iterator[dict[str, Any]]:
+    """A real local consortium (``members`` etcd members and ``glucoledger node``
+    processes, devcluster.up) on free ports; its state, torn down afterwards."""
+    require_etcd()
+    state = devcluster.up(base, members, base_port=free_ports(3 * members + 2), tls=tls)
+    try:
+        yield state
+    finally:
+        devcluster.down(base)
