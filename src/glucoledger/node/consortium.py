@@ -112,7 +112,7 @@ class ConsortiumNode:
                                    "etcd orderer): run `glucoledger consortium init`")
         self.name = config.name
         key = etcd_chain_key(config.chain)
-        self.orderer = EtcdOrderer.from_url(config.orderer, key)
+        self.orderer = EtcdOrderer.from_url(config.orderer, key, writer=config.name)
         self.kv = EtcdKV.from_url(config.orderer, key)
         # The store is checked against the etcd log in check_integrity (a member refuses,
         # tells its peers and answers 503, rather than not starting).
@@ -473,7 +473,9 @@ class ConsortiumNode:
         below = min(cuts) + 1
         if below - self._first < self.compact_every:
             return
-        self._first = self.orderer.first()  # known from the last look: read it only now
+        # Known from the last look: read it only now. Each member deletes its own batches
+        # (``ordering.etcd``, layout 2), so the floor that matters here is this member's.
+        self._first = self.orderer.own_first()
         if below - self._first >= self.compact_every:
             self.orderer.compact(below)
             self._first = below

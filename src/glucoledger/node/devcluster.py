@@ -119,7 +119,8 @@ def create_consortium(base: Path, n: int, url: str | EtcdCluster,
         node_url = url if isinstance(url, str) else url.url_for(f / "tls" if tls else None)
         if tls:  # the bundle must exist before the first TLS connection
             (f / "tls" / "trust.pem").write_bytes(genesis.trust_bundle())
-        orderer = EtcdOrderer.from_url(node_url, etcd_chain_key(chain))
+        orderer = EtcdOrderer.from_url(node_url, etcd_chain_key(chain),
+                                       writer=member_of(f)[0])
         try:
             init_member(f, genesis, node_url, orderer)
         finally:
