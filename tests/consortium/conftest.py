@@ -162,14 +162,16 @@ class Consortium:
 
 
 def ports_in_range(count: int) -> int:
-    """A base port for ``count`` consecutive free ports in 27600-27699 (this session's range)."""
+    """A base port for ``count`` consecutive free ports in ``GLUCOLEDGER_TEST_PORTS``
+    (``lo-hi``, as tests/api/conftest.py reads it; default 27600-27699)."""
     import os
     import random
     import socket
 
+    lo, hi = (int(x) for x in os.environ.get("GLUCOLEDGER_TEST_PORTS", "27600-27699").split("-"))
     rng = random.Random(os.getpid() ^ time.time_ns())
     for _ in range(200):
-        start = rng.randrange(27600, 27700 - count)
+        start = rng.randrange(lo, hi + 1 - count)
         socks = []
         try:
             for p in range(start, start + count):
@@ -182,7 +184,7 @@ def ports_in_range(count: int) -> int:
         finally:
             for s in socks:
                 s.close()
-    raise AssertionError("no free run of ports in 27600-27699")
+    raise AssertionError(f"no free run of {count} ports in {lo}-{hi}")
 
 
 @pytest.fixture
