@@ -16,9 +16,11 @@ to its peers, and its etcd client certificate) in three steps:
 
 etcd 3.4 reads ``--trusted-ca-file`` only when it starts (checked against 3.4.23: a bundle
 rewritten under a running member changes nothing until a restart). So after the stated
-height each organization restarts its own etcd member with the new bundle, one at a time
-(quorum holds); from then on a certificate issued by the old CA is refused in the TLS
-handshake. The node says so in its log and its status (``tls``).
+height each organization restarts its own etcd member with the new bundle, together (within
+a short window: a member still on the old bundle refuses the rotated member's new peer
+certificate, so writes pause until a quorum runs the new bundle; nothing is lost, appends
+fail with "no quorum" and are retried). From then on a certificate issued by the old CA is
+refused in the TLS handshake. The node says so in its log and its status (``tls``).
 
 The bundle in force at height h: for every member in the signer set in force at h, its CA
 from the genesis file, replaced by its latest ``gov.rotate_tls`` at or below h. A member
