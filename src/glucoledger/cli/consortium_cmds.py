@@ -502,12 +502,15 @@ def cluster_up(nodes: Annotated[int, typer.Option(
                    "--dir", help="Where everything lives.")] = Path("consortium"),
                tls: Annotated[bool, typer.Option(
                    help="etcd with TLS and client/peer certificate authentication.")] = True,
+               base_port: Annotated[int | None, typer.Option(
+                   help="etcd on BASE_PORT.. (2 a member), nodes after them (default: any "
+                   "free ports).", min=1024, max=65000)] = None,
                ) -> None:
     """Start n etcd members and n member nodes on 127.0.0.1; print their addresses.
 
     Example: glucoledger cluster up --nodes 3 --dir D
     """
-    state = devcluster.up(dir, nodes, tls=tls)
+    state = devcluster.up(dir, nodes, base_port=base_port, tls=tls)
     console.print(f"etcd: {state['etcd']}")
     for n in state["nodes"]:
         console.print(f"{n['name']}: pid {n['pid']}, control {n['control']}, data {n['data']}")
@@ -524,6 +527,52 @@ def cluster_down(dir: Annotated[Path, typer.Option(
     """
     for line in devcluster.down(dir):
         console.print(f"stopped {line}")
+
+
+ClusterDir = Annotated[Path, typer.Option("--dir", help="The folder `cluster up` used.")]
+MemberName = Annotated[str, typer.Option("--name", help="The member, e.g. org-2.")]
+
+
+@cluster_app.command("restart-etcd")
+def cluster_restart_etcd(dir: ClusterDir = Path("consortium")) -> None:
+    """Restart every etcd member with the trust bundle the nodes have in force (after a
+    `rotate-cert` took effect: etcd reads its trusted CAs only at start).
+
+    Example: glucoledger cluster restart-etcd --dir D
+    """
+    for line in devcluster.restart_etcd(dir):
+        console.print(f"restarted {line}")
+
+
+@cluster_app.command("stop-node")
+def cluster_stop_node(name: MemberName, dir: ClusterDir = Path("consortium")) -> None:
+    """Stop one member's node (its etcd member keeps running).
+
+    Example: glucoledger cluster stop-node --name org-2 --dir D
+    """
+    console.print(f"stopped {devcluster.stop_member_node(dir, name)}")
+
+
+@cluster_app.command("start-node")
+def cluster_start_node(name: MemberName, dir: ClusterDir = Path("consortium")) -> None:
+    """Start one member's node again (after `consortium rejoin`).
+
+    Example: glucoledger cluster start-node --name org-2 --dir D
+    """
+    console.print(f"{name}: control {devcluster.start_member_node(dir, name)}")
+
+
+@cluster_app.command("url")
+def cluster_url(name: MemberName, dir: ClusterDir = Path("consortium"),
+                control: Annotated[bool, typer.Option(
+                    help="Print the node's control URL instead of its etcd URL.")] = False,
+                ) -> None:
+    """Print the etcd URL a member uses (or its node's control URL), for other commands.
+
+    Example: glucoledger cluster url --name org-2 --dir D
+    """
+    etcd, ctl = devcluster.urls(dir, name)
+    typer.echo(ctl if control else etcd)
 
 
 def register(app: typer.Typer) -> None:
