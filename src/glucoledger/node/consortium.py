@@ -100,8 +100,7 @@ class Status:
     #: control endpoint accepts); until then signed requests get 503 "not ready".
     members_known: bool = False
     control: str | None = None
-    #: The last TLS change this node applied (``node.tlsrotation``) and what its operator
-    #: must still do (restart its etcd member with the new trust bundle).
+    #: The last TLS change applied (``node.tlsrotation``) and what its operator must do.
     tls: str | None = None
     updated: float = 0.0
 
@@ -134,6 +133,7 @@ class ConsortiumNode:
         self._gc_below = 0
         self._first = 0  # the log's first position, as last read (it only grows)
         self._tls_height = -1  # the newest height whose TLS bundle was applied
+        self._genesis_cas: dict[str, bytes] | None = None
         self._status_lock = threading.Lock()
         self._lock = threading.Lock()
         self.final: FinalCheckpoint | None = None
@@ -352,14 +352,15 @@ class ConsortiumNode:
         if newest == self._tls_height or not (self.data_dir / "tls").is_dir():
             return
         self._tls_height = newest
-        changes = tls_changes(self.node.state)
         schedule = self.schedule()
-        if not changes or schedule is None:
+        if schedule is None:
             return
-        try:
-            changed = tlsrotation.apply_in_force(self.data_dir, self.name, changes,
-                                                 [v.name for v in schedule.at(newest)[0]],
-                                                 newest)
+        try:  # also without rotations: a removed member's CA leaves the bundle
+            if self._genesis_cas is None:
+                self._genesis_cas = tlsrotation.genesis_cas(self.data_dir)
+            changed = tlsrotation.apply_in_force(
+                self.data_dir, self.name, self._genesis_cas, tls_changes(self.node.state),
+                [v.name for v in schedule.at(newest)[0]], newest)
         except (GlucoledgerError, OSError) as exc:
             self._tls_height = -1  # try again next round
             message = exc.message if isinstance(exc, GlucoledgerError) else str(exc)

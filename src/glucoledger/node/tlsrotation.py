@@ -43,7 +43,8 @@ from ..errors import InputError, MalformedError
 from ..files import atomic_write
 from .genesis_file import Genesis
 
-__all__ = ["NEXT_DIR", "apply", "apply_in_force", "bundle_at", "cas_at", "prepare"]
+__all__ = ["NEXT_DIR", "apply", "apply_in_force", "bundle_at", "cas_at", "genesis_cas",
+           "prepare"]
 
 log = logging.getLogger(__name__)
 
@@ -123,13 +124,18 @@ def apply(folder: Path, name: str, bundle: bytes, own_ca: bytes | None) -> list[
     return changed
 
 
-def apply_in_force(folder: Path, name: str, changes: Sequence[tuple[int, str, bytes]],
-                   members: Sequence[str], height: int) -> list[str]:
-    """``apply`` with the bundle and this member's CA in force at ``height`` (the CAs of the
-    folder's ``genesis.json``, ``changes`` from ``state.governance.tls_changes``)."""
-    genesis_cas = {m.name: m.tls_ca for m in Genesis.load(folder / "genesis.json").members}
+def genesis_cas(folder: Path) -> dict[str, bytes]:
+    """Member -> TLS CA in the folder's ``genesis.json``. Raises InputError."""
+    return {m.name: m.tls_ca for m in Genesis.load(folder / "genesis.json").members}
+
+
+def apply_in_force(folder: Path, name: str, cas: dict[str, bytes],
+                   changes: Sequence[tuple[int, str, bytes]], members: Sequence[str],
+                   height: int) -> list[str]:
+    """``apply`` with the bundle and this member's CA in force at ``height`` (``cas``: the
+    genesis CAs, ``changes`` from ``state.governance.tls_changes``)."""
     own = [ca for at, n, ca in changes if n == name and at <= height]
-    return apply(folder, name, bundle_at(genesis_cas, changes, members, height),
+    return apply(folder, name, bundle_at(cas, changes, members, height),
                  own[-1] if own else None)
 
 
