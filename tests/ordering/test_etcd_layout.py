@@ -172,3 +172,17 @@ def test_writer_names_are_checked() -> None:
     for bad in ("", "a/b", "x" * 129, "tab\t"):
         with pytest.raises(ValueError, match="writer name"):
             EtcdOrderer(["127.0.0.1:1"], "c", writer=bad)
+
+
+def test_reads_end_at_a_whole_batch_so_the_next_starts_at_a_boundary(
+        etcd_cluster: EtcdCluster) -> None:
+    chain = _chain()
+    with EtcdOrderer(etcd_cluster.endpoints, chain, writer="org-a") as a, \
+            EtcdOrderer(etcd_cluster.endpoints, chain, writer="org-b") as b:
+        for k in range(4):
+            (a if k % 2 else b).append([f"{k}.{j}".encode() for j in range(3)])
+        assert a.read(0, 4) == [b"0.0", b"0.1", b"0.2"]  # not a piece of the next batch
+        assert a.read(3, 4) == [b"1.0", b"1.1", b"1.2"]
+        assert a.read(6, 100) == [b"2.0", b"2.1", b"2.2", b"3.0", b"3.1", b"3.2"]
+        assert a.read(1, 1) == [b"0.1"]  # a batch larger than the limit is cut
+        assert a.read(7, 2) == [b"2.1", b"2.2"]

@@ -319,6 +319,11 @@ class EtcdOrderer(Orderer):
                     f"position {b.pos} was created (etcd revision {b.created}) before the "
                     "batch ahead of it: it was put outside the append protocol; the log "
                     "cannot be trusted past it")
+            if b.end > stop and out:
+                # Return up to the last whole batch (the contract allows fewer): the next
+                # read then starts at a batch boundary, the cheap case above.
+                self._cursor = (pos, prev_created)
+                return out
             prev_created = b.created
             out.extend(b.entries[pos - b.pos:])
             pos = b.end
