@@ -10,9 +10,10 @@ to its peers, and its etcd client certificate) in three steps:
    [--at H]``, the members cosign it and one submits it (``state.governance``);
 3. every node, once its newest block reaches the stated height, writes the trust bundle in
    force there (``bundle_at``) to ``tls/trust.pem``, and the rotating member's node moves
-   ``tls/next/*`` into ``tls/`` (``apply``). Its etcd client (``ordering._gateway``) uses the
-   new files from its next connection; etcd reloads its server certificate at each
-   handshake.
+   ``tls/next/*`` into ``tls/`` (``apply``); a folder holding etcd's root (``etcd-admin/``)
+   gets the new bundle too and, for the rotating member, a root client certificate from the
+   new CA. Its etcd client (``ordering._gateway``) uses the new files from its next
+   connection; etcd reloads its server certificate at each handshake.
 
 etcd 3.4 reads ``--trusted-ca-file`` only when it starts (checked against 3.4.23: a bundle
 rewritten under a running member changes nothing until a restart). So after the stated
@@ -118,9 +119,20 @@ def apply(folder: Path, name: str, bundle: bytes, own_ca: bytes | None) -> list[
         for src, _ in _SWAP:
             (nxt / src).unlink(missing_ok=True)
         changed.append(f"{name}'s TLS identity (CA sha256 {tls.fingerprint(own_ca)[:16]})")
+        admin = folder / "etcd-admin"
+        if (admin / "etcd-user.json").exists():  # etcd's root, held here: its client
+            # certificate comes from this member's CA, so it is re-issued from the new one.
+            ca = tls.Identity((tls_dir / "ca.key").read_bytes(), own_ca)
+            ident = tls.issue_client(ca, "etcd-admin", datetime.datetime.now(datetime.UTC))
+            atomic_write(admin / "etcd-client.key", ident.key_pem, mode=0o600)
+            atomic_write(admin / "etcd-client.pem", ident.cert_pem)
+            changed.append("the etcd-admin client certificate")
     if bundle and _read(tls_dir / "trust.pem") != bundle:
         atomic_write(tls_dir / "trust.pem", bundle)
         changed.append("the trust bundle (tls/trust.pem)")
+    admin_trust = folder / "etcd-admin" / "trust.pem"
+    if bundle and admin_trust.exists() and _read(admin_trust) != bundle:
+        atomic_write(admin_trust, bundle)
     return changed
 
 
