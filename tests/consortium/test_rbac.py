@@ -18,6 +18,7 @@ from glucoledger.crypto import tls
 from glucoledger.errors import OrderingError
 from glucoledger.node.service import etcd_chain_key
 from glucoledger.ordering._gateway import Gateway, GatewayError, TlsFiles, b64
+from glucoledger.ordering.etcd import EtcdOrderer
 from glucoledger.ordering.etcd_kv import EtcdKV
 from glucoledger.ordering.etcd_rbac import EtcdAdmin
 
@@ -37,6 +38,15 @@ def _gw(c: Consortium, files: TlsFiles) -> Gateway:
 def _get(gw: Gateway, key: str) -> bytes | None:
     kvs = gw.call("/v3/kv/range", {"key": b64(key)}).body.get("kvs", [])
     return None if not kvs else base64.b64decode(kvs[0].get("value", ""))
+
+
+def _log(c: Consortium) -> list[bytes]:
+    """The whole ordered log, read with member org-2's own credentials."""
+    with EtcdOrderer.from_url(c.etcd_url(2), etcd_chain_key(CHAIN)) as o:
+        out: list[bytes] = []
+        while len(out) < o.size():
+            out.extend(o.read(len(out)))
+        return out
 
 
 def _refused(gw: Gateway, path: str, body: dict[str, object]) -> str:
@@ -59,8 +69,15 @@ def test_a_member_writes_only_its_own_keys_and_etcd_refuses_the_rest(
         # Its own keys: allowed (the positive control: the refusals below are about ranges).
         mallory.call("/v3/kv/put", {"key": b64(PREFIX + "sig/org-1/probe"), "value": b64("1")})
         assert _get(mallory, PREFIX + "health/org-0") is not None  # reading is allowed
+        # Layout 2 of the log: org-0 appended (the genesis, at least) under its own keys.
+        org0 = root.call("/v3/kv/range", {"key": b64(PREFIX + "batch/org-0/"),
+                                          "range_end": b64(PREFIX + "batch/org-00"),
+                                          "keys_only": True}).body.get("kvs", [])
+        assert org0, "org-0 has appended no batch of its own"
+        victim_batch = base64.b64decode(org0[0]["key"]).decode()[len(PREFIX):]
         victims = {k: _get(root, PREFIX + k) for k in
-                   ("health/org-0", "ctl/org-0", "stored/org-2")}
+                   ("health/org-0", "ctl/org-0", "stored/org-2", victim_batch, "head/org-0")}
+        log_before = _log(c)
         assert all(v is not None for v in victims.values()), victims
         sig0 = root.call("/v3/kv/range", {"key": b64(PREFIX + "sig/org-0/"),
                                           "range_end": b64(PREFIX + "sig/org-00"),
@@ -77,6 +94,20 @@ def test_a_member_writes_only_its_own_keys_and_etcd_refuses_the_rest(
                 "key": b64(PREFIX + "sig/org-0/"), "range_end": b64(PREFIX + "sig/org-00")}),
             "delete another member's stored report": ("/v3/kv/deleterange", {
                 "key": b64(PREFIX + "stored/org-2")}),
+            "append a batch under another member's name": ("/v3/kv/put", {
+                "key": b64(PREFIX + "batch/org-0/99999999999999999999"), "value": b64("x")}),
+            "rewrite another member's ordered batch": ("/v3/kv/put", {
+                "key": b64(PREFIX + victim_batch), "value": b64("x")}),
+            "delete another member's batches": ("/v3/kv/deleterange", {
+                "key": b64(PREFIX + "batch/org-0/"), "range_end": b64(PREFIX + "batch/org-00")}),
+            "move another member's head": ("/v3/kv/put", {
+                "key": b64(PREFIX + "head/org-0"), "value": b64("99999")}),
+            "raise another member's compaction floor": ("/v3/kv/put", {
+                "key": b64(PREFIX + "first/org-2"), "value": b64("99999")}),
+            "write a shared log key (layout 1's head)": ("/v3/kv/put", {
+                "key": b64(PREFIX + "head"), "value": b64("0")}),
+            "write a shared batch key (layout 1)": ("/v3/kv/put", {
+                "key": b64(PREFIX + "batch/00000000000000000000"), "value": b64("x")}),
             "write outside the chain": ("/v3/kv/put", {
                 "key": b64("/glucoledger/other-chain/head"), "value": b64("0")}),
             "grant itself a role": ("/v3/auth/user/grant", {
@@ -87,8 +118,11 @@ def test_a_member_writes_only_its_own_keys_and_etcd_refuses_the_rest(
         for what, (path, body) in attacks.items():
             message = _refused(mallory, path, body)
             assert "permission denied" in message, (what, message)
-        # Nothing changed.
+        # Nothing changed: the keys, and the ordered log as a fresh reader reads it.
         assert {k: _get(root, PREFIX + k) for k in victims} == victims
+        assert _log(c) == log_before
+        assert _get(root, PREFIX + "head") is None
+        assert _get(root, PREFIX + "batch/00000000000000000000") is None
         assert root.call("/v3/kv/range", {"key": b64(PREFIX + "sig/org-0/"),
                                           "range_end": b64(PREFIX + "sig/org-00"),
                                           "count_only": True}).body.get("count") == sig0
@@ -107,6 +141,19 @@ def test_a_member_writes_only_its_own_keys_and_etcd_refuses_the_rest(
     # The consortium still works after the attempts.
     assert all(r["code"] == "ok" for r in c.submit(patient_envelopes(2), prefer=1))
     wait_until(c.converged, 30, "convergence after the refused writes")
+    # org-1's node appended those under its own keys, with its restricted role.
+    keys = [k for k in _layout(c) if k.startswith("batch/org-1/")]
+    assert keys, _layout(c)
+
+
+def _layout(c: Consortium) -> list[str]:
+    root = _gw(c, TlsFiles.in_dir(str(c.folders[0] / "etcd-admin")))
+    try:
+        kvs = root.call("/v3/kv/range", {"key": b64(PREFIX), "range_end": b64(PREFIX[:-1] + "0"),
+                                         "keys_only": True}).body.get("kvs", [])
+    finally:
+        root.close()
+    return [base64.b64decode(kv["key"]).decode()[len(PREFIX):] for kv in kvs]
 
 
 def test_member_certificates_alone_get_no_etcd_access(consortium: Consortium,

@@ -23,10 +23,10 @@ def _watch(cluster: EtcdCluster, chain: str, renew: float = 10.0) -> KeyWatch:
 
 def test_the_range_holds_head_and_side_keys_but_not_batches() -> None:
     lo, hi = side_keys_range("/glucoledger/c/")
-    for key in ("head", "first", "sig/org-1/00000000000000000001", "stored/org-1",
+    for key in ("head/org-1", "first/org-1", "sig/org-1/00000000000000000001", "stored/org-1",
                 "health/org-1", "ctl/org-1"):
         assert lo <= "/glucoledger/c/" + key < hi, key
-    assert not lo <= "/glucoledger/c/batch/00000000000000000000" < hi
+    assert not lo <= "/glucoledger/c/batch/org-1/00000000000000000000" < hi
     with pytest.raises(ValueError):
         side_keys_range("/glucoledger/c")
 

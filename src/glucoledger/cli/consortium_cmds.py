@@ -128,6 +128,25 @@ def node_key(data: DataOpt = None) -> None:
     console.print(NoteVerifier(name, key.public).vkey(), soft_wrap=True)
 
 
+@consortium_app.command("rotate-cert")
+def rotate_cert(data: DataOpt = None) -> None:
+    """Make this member's next TLS identity (a new CA, node and etcd client certificates for
+    the same host names) in DATA/tls/next/ and print the CA file for `consortium propose
+    rotate-cert --ca`. The node switches to it at the height the rotation states.
+
+    Example: glucoledger consortium rotate-cert --data /srv/gl
+    """
+    import datetime
+
+    from ..node.tlsrotation import prepare
+
+    folder = data_dir(data)
+    name, _ = member_of(folder)
+    ca = prepare(folder, name, datetime.datetime.now(datetime.UTC))
+    console.print(f"{name}: next TLS identity in {ca.parent}; propose it with `glucoledger "
+                  f"consortium propose rotate-cert --name {name} --ca {ca}`", soft_wrap=True)
+
+
 @consortium_app.command("genesis")
 def genesis(
     out: Annotated[Path, out_file("Where to write the genesis file.")],
@@ -378,13 +397,16 @@ def rejoin(
 @consortium_app.command("propose")
 def propose(
     kind: Annotated[str, typer.Argument(
-        help="member-add | member-remove | rotate-key | threshold")],
+        help="member-add | member-remove | rotate-key | rotate-cert | threshold")],
     out: Annotated[Path, out_file("Where to write the proposal (an envelope).")],
     name: Annotated[str | None, typer.Option(help="The member the change is about.")] = None,
     member: Annotated[str | None, typer.Option(
         help="member-add: the new member's line from `consortium keys`.")] = None,
     vkey: Annotated[str | None, typer.Option(
         help="rotate-key: the member's new node key (vkey).")] = None,
+    ca: Annotated[Path | None, typer.Option(
+        help="rotate-cert: the member's new TLS CA certificate (from `consortium "
+        "rotate-cert`).")] = None,
     threshold: Annotated[int | None, typer.Option(
         help="The checkpoint threshold after the change.", min=1, max=1000)] = None,
     at: Annotated[int | None, typer.Option(
@@ -409,17 +431,19 @@ def propose(
         m = Member.parse_line(member)
         body = {"name": m.name, "policy": single_key_policy(m.org_key),
                 "node": m.node.key.to_value()}
-    elif kind in ("member-remove", "rotate-key"):
+    elif kind in ("member-remove", "rotate-key", "rotate-cert"):
         if name is None:
             raise InputError(f"{kind} needs --name MEMBER")
         body = {"name": name}
+        if kind == "rotate-cert":
+            body["tls_ca"] = _new_ca(ca)
         if kind == "rotate-key":
             if vkey is None:
                 raise InputError("rotate-key needs --vkey (the member's new node key)")
             body["node"] = NoteVerifier.parse(vkey).key.to_value()
     elif kind != "threshold":
-        raise InputError(f"unknown proposal {kind!r}: member-add, member-remove, rotate-key "
-                         "or threshold")
+        raise InputError(f"unknown proposal {kind!r}: member-add, member-remove, rotate-key, "
+                         "rotate-cert or threshold")
     if threshold is not None:
         body["threshold"] = threshold
     elif kind == "threshold":
@@ -433,6 +457,23 @@ def propose(
     console.print(f"wrote {out}: {describe(stx)}; each member now runs `glucoledger "
                   f"consortium cosign {out}`, then one runs `glucoledger consortium submit "
                   f"{out}`")
+
+
+def _new_ca(path: Path | None) -> bytes:
+    """The CA file for a rotate-cert proposal, checked (one CA certificate, valid now)."""
+    import datetime
+
+    from ..crypto import tls
+    from ..errors import MalformedError
+
+    if path is None:
+        raise InputError("rotate-cert needs --ca FILE (printed by `consortium rotate-cert`)")
+    pem = _read(path, "the CA certificate")
+    try:
+        tls.check_ca(pem, datetime.datetime.now(datetime.UTC))
+    except MalformedError as exc:
+        raise InputError(f"{path}: {exc.message}") from None
+    return pem
 
 
 @consortium_app.command("cosign")
@@ -461,12 +502,15 @@ def cluster_up(nodes: Annotated[int, typer.Option(
                    "--dir", help="Where everything lives.")] = Path("consortium"),
                tls: Annotated[bool, typer.Option(
                    help="etcd with TLS and client/peer certificate authentication.")] = True,
+               base_port: Annotated[int | None, typer.Option(
+                   help="etcd on BASE_PORT.. (2 a member), nodes after them (default: any "
+                   "free ports).", min=1024, max=65000)] = None,
                ) -> None:
     """Start n etcd members and n member nodes on 127.0.0.1; print their addresses.
 
     Example: glucoledger cluster up --nodes 3 --dir D
     """
-    state = devcluster.up(dir, nodes, tls=tls)
+    state = devcluster.up(dir, nodes, base_port=base_port, tls=tls)
     console.print(f"etcd: {state['etcd']}")
     for n in state["nodes"]:
         console.print(f"{n['name']}: pid {n['pid']}, control {n['control']}, data {n['data']}")
@@ -483,6 +527,52 @@ def cluster_down(dir: Annotated[Path, typer.Option(
     """
     for line in devcluster.down(dir):
         console.print(f"stopped {line}")
+
+
+ClusterDir = Annotated[Path, typer.Option("--dir", help="The folder `cluster up` used.")]
+MemberName = Annotated[str, typer.Option("--name", help="The member, e.g. org-2.")]
+
+
+@cluster_app.command("restart-etcd")
+def cluster_restart_etcd(dir: ClusterDir = Path("consortium")) -> None:
+    """Restart every etcd member with the trust bundle the nodes have in force (after a
+    `rotate-cert` took effect: etcd reads its trusted CAs only at start).
+
+    Example: glucoledger cluster restart-etcd --dir D
+    """
+    for line in devcluster.restart_etcd(dir):
+        console.print(f"restarted {line}")
+
+
+@cluster_app.command("stop-node")
+def cluster_stop_node(name: MemberName, dir: ClusterDir = Path("consortium")) -> None:
+    """Stop one member's node (its etcd member keeps running).
+
+    Example: glucoledger cluster stop-node --name org-2 --dir D
+    """
+    console.print(f"stopped {devcluster.stop_member_node(dir, name)}")
+
+
+@cluster_app.command("start-node")
+def cluster_start_node(name: MemberName, dir: ClusterDir = Path("consortium")) -> None:
+    """Start one member's node again (after `consortium rejoin`).
+
+    Example: glucoledger cluster start-node --name org-2 --dir D
+    """
+    console.print(f"{name}: control {devcluster.start_member_node(dir, name)}")
+
+
+@cluster_app.command("url")
+def cluster_url(name: MemberName, dir: ClusterDir = Path("consortium"),
+                control: Annotated[bool, typer.Option(
+                    help="Print the node's control URL instead of its etcd URL.")] = False,
+                ) -> None:
+    """Print the etcd URL a member uses (or its node's control URL), for other commands.
+
+    Example: glucoledger cluster url --name org-2 --dir D
+    """
+    etcd, ctl = devcluster.urls(dir, name)
+    typer.echo(ctl if control else etcd)
 
 
 def register(app: typer.Typer) -> None:

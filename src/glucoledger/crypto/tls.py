@@ -34,7 +34,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ..errors import MalformedError
 
-__all__ = ["Identity", "fingerprint", "issue", "issue_client", "make_ca"]
+__all__ = ["Identity", "check_ca", "fingerprint", "hosts_of", "issue", "issue_client", "make_ca"]
 
 _CA_DAYS = 3650
 _LEAF_DAYS = 730
@@ -151,3 +151,29 @@ def fingerprint(cert_pem: bytes) -> str:
     except ValueError as exc:
         raise MalformedError(f"not a PEM certificate ({exc})") from None
     return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def hosts_of(cert_pem: bytes) -> list[str]:
+    """The host names and IP addresses a node certificate names (its subject alternative
+    names), for re-issuing it from a new CA. Raises MalformedError."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound) as exc:
+        raise MalformedError(f"not a node certificate with host names ({exc})") from None
+    return [str(h) for h in sans.get_values_for_type(x509.IPAddress)] + \
+        list(sans.get_values_for_type(x509.DNSName))
+
+
+def check_ca(cert_pem: bytes, now: datetime.datetime) -> None:
+    """Raise MalformedError unless ``cert_pem`` is one CA certificate valid at ``now``."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        basic = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except (ValueError, x509.ExtensionNotFound) as exc:
+        raise MalformedError(f"not a CA certificate ({exc})") from None
+    if not basic.ca:
+        raise MalformedError("the certificate is not a CA (basicConstraints ca=false)")
+    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+        raise MalformedError(f"the CA is not valid now (valid {cert.not_valid_before_utc:%F} "
+                             f"to {cert.not_valid_after_utc:%F})")

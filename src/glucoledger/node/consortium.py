@@ -65,8 +65,9 @@ from ..ordering.etcd_kv import EtcdKV
 from ..ordering.etcd_rbac import EtcdAdmin
 from ..ordering.etcd_watch import KeyWatch
 from ..state.accounts import GENESIS_KEY
-from ..state.governance import member_schedule
+from ..state.governance import member_schedule, tls_changes
 from ..state.replica import ReplicaFailedError
+from . import tlsrotation
 from .integrity import StoreDamagedError, quick_check, state_check
 from .service import Node, NodeConfig, etcd_chain_key
 
@@ -99,6 +100,8 @@ class Status:
     #: control endpoint accepts); until then signed requests get 503 "not ready".
     members_known: bool = False
     control: str | None = None
+    #: The last TLS change applied (``node.tlsrotation``) and what its operator must do.
+    tls: str | None = None
     updated: float = 0.0
 
 
@@ -112,7 +115,7 @@ class ConsortiumNode:
                                    "etcd orderer): run `glucoledger consortium init`")
         self.name = config.name
         key = etcd_chain_key(config.chain)
-        self.orderer = EtcdOrderer.from_url(config.orderer, key)
+        self.orderer = EtcdOrderer.from_url(config.orderer, key, writer=config.name)
         self.kv = EtcdKV.from_url(config.orderer, key)
         # The store is checked against the etcd log in check_integrity (a member refuses,
         # tells its peers and answers 503, rather than not starting).
@@ -129,6 +132,8 @@ class ConsortiumNode:
         self._ours: dict[int, bytes] = {}
         self._gc_below = 0
         self._first = 0  # the log's first position, as last read (it only grows)
+        self._tls_height = -1  # the newest height whose TLS bundle was applied
+        self._genesis_cas: dict[str, bytes] | None = None
         self._status_lock = threading.Lock()
         self._lock = threading.Lock()
         self.final: FinalCheckpoint | None = None
@@ -338,6 +343,35 @@ class ConsortiumNode:
             self.status.height, self.status.log_size = last.height, last.log_size
         if not self.current_members:  # the genesis block was just derived: who may call us
             self._members_now(self.schedule())
+        self._apply_tls()
+
+    def _apply_tls(self) -> None:
+        """Bring ``tls/`` to the trust bundle and own identity in force at the newest
+        height (``node.tlsrotation``; a no-op without TLS or without a recorded change)."""
+        newest = self.node.store.height() - 1
+        if newest == self._tls_height or not (self.data_dir / "tls").is_dir():
+            return
+        self._tls_height = newest
+        schedule = self.schedule()
+        if schedule is None:
+            return
+        try:  # also without rotations: a removed member's CA leaves the bundle
+            if self._genesis_cas is None:
+                self._genesis_cas = tlsrotation.genesis_cas(self.data_dir)
+            changed = tlsrotation.apply_in_force(
+                self.data_dir, self.name, self._genesis_cas, tls_changes(self.node.state),
+                [v.name for v in schedule.at(newest)[0]], newest)
+        except (GlucoledgerError, OSError) as exc:
+            self._tls_height = -1  # try again next round
+            message = exc.message if isinstance(exc, GlucoledgerError) else str(exc)
+            self.status.tls = f"TLS change at block {newest} not applied: {message}"
+            log.error("%s", self.status.tls)
+            return
+        if changed:
+            self.status.tls = (f"block {newest}: applied {'; '.join(changed)}; restart this "
+                               "member's etcd with tls/trust.pem (etcd reads its trusted CAs "
+                               "only at start)")
+            log.warning("%s", self.status.tls)
 
     def _publish_notes(self) -> None:
         """Put this node's notes for its new heights and its ``stored/`` report, in one
@@ -473,7 +507,9 @@ class ConsortiumNode:
         below = min(cuts) + 1
         if below - self._first < self.compact_every:
             return
-        self._first = self.orderer.first()  # known from the last look: read it only now
+        # Known from the last look: read it only now. Each member deletes its own batches
+        # (``ordering.etcd``, layout 2), so the floor that matters here is this member's.
+        self._first = self.orderer.own_first()
         if below - self._first >= self.compact_every:
             self.orderer.compact(below)
             self._first = below

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GlucoledgerError, InputError
+from ..files import atomic_write
 from ..ordering.cluster import EtcdCluster
 from ..ordering.etcd import EtcdOrderer, TlsFiles
 from ..ordering.etcd_rbac import EtcdAdmin, client_identity, user_name, write_account
@@ -119,7 +120,8 @@ def create_consortium(base: Path, n: int, url: str | EtcdCluster,
         node_url = url if isinstance(url, str) else url.url_for(f / "tls" if tls else None)
         if tls:  # the bundle must exist before the first TLS connection
             (f / "tls" / "trust.pem").write_bytes(genesis.trust_bundle())
-        orderer = EtcdOrderer.from_url(node_url, etcd_chain_key(chain))
+        orderer = EtcdOrderer.from_url(node_url, etcd_chain_key(chain),
+                                       writer=member_of(f)[0])
         try:
             init_member(f, genesis, node_url, orderer)
         finally:
@@ -240,3 +242,81 @@ def down(base: Path) -> list[str]:
     stopped += [f"etcd {name} (pid {pid})" for name, pid in running]
     (base / _STATE).rename(base / (_STATE + ".down"))
     return stopped
+
+
+def _recorded(base: Path) -> tuple[Path, dict[str, Any]]:
+    base = Path(base).resolve()
+    try:
+        return base, dict(json.loads((base / _STATE).read_text()))
+    except (OSError, ValueError):
+        raise InputError(f"no consortium recorded in {base} (no readable {_STATE})") from None
+
+
+def _node(state: dict[str, Any], name: str) -> dict[str, Any]:
+    for node in state["nodes"]:
+        if node["name"] == name:
+            return dict(node)
+    raise InputError(f"no member {name!r} here; members: "
+                     f"{', '.join(n['name'] for n in state['nodes'])}")
+
+
+def restart_etcd(base: Path) -> list[str]:
+    """Restart every etcd member with the trust bundle the nodes have in force (their
+    ``tls/trust.pem``, rewritten when a ``gov.rotate_tls`` takes effect): etcd 3.4 reads
+    its trusted CAs only at start. All members together (``node.tlsrotation``). Waits up to
+    a minute for the nodes' bundles to agree (one has not reached the height yet), then
+    refuses, changing nothing."""
+    base, state = _recorded(base)
+    if state.get("tls"):
+        deadline = time.monotonic() + patience(60)
+        while True:
+            bundles = {(Path(n["data"]) / "tls" / "trust.pem").read_bytes()
+                       for n in state["nodes"]
+                       if (Path(n["data"]) / "tls" / "trust.pem").exists()}
+            if len(bundles) == 1:
+                break
+            if time.monotonic() > deadline:
+                raise InputError("the nodes do not hold the same trust bundle (one has not "
+                                 "reached the rotation's height): check `glucoledger "
+                                 "consortium status` on each and retry")
+            time.sleep(0.2)
+        atomic_write(base / "trust.pem", bundles.pop())
+    cluster = _CLUSTERS.get(Path(state["etcd_dir"])) or EtcdCluster.load(Path(state["etcd_dir"]))
+    for i in range(cluster.n):
+        cluster.restart_member(i)
+    cluster.wait_healthy(patience(60))
+    return [f"etcd {m.name} (pid {m.pid})" for m in cluster.members]
+
+
+def stop_member_node(base: Path, name: str) -> str:
+    """Stop member ``name``'s node (SIGTERM)."""
+    _, state = _recorded(base)
+    node = _node(state, name)
+    if node_alive(int(node["pid"]), Path(node["data"])):
+        stop_node(int(node["pid"]), Path(node["data"]))
+    return f"node {name} (pid {node['pid']})"
+
+
+def start_member_node(base: Path, name: str) -> str:
+    """Start member ``name``'s node again (after a rejoin); return its control URL."""
+    base, state = _recorded(base)
+    node = _node(state, name)
+    if node_alive(int(node["pid"]), Path(node["data"])):
+        raise InputError(f"{name}'s node runs already (pid {node['pid']})")
+    folder = Path(node["data"])
+    (folder / "control.json").unlink(missing_ok=True)
+    pid = start_node(folder, port=int(node.get("port", 0)))
+    url = wait_controls([folder])[0]
+    for n in state["nodes"]:
+        if n["name"] == name:
+            n["pid"], n["control"] = pid, url
+    atomic_write(base / _STATE, (json.dumps(state, indent=2) + "\n").encode())
+    return url
+
+
+def urls(base: Path, name: str) -> tuple[str, str]:
+    """(orderer URL as member ``name`` uses it, its node's control URL)."""
+    _, state = _recorded(base)
+    node = _node(state, name)
+    tls = f"?tls={Path(node['data']) / 'tls'}" if state.get("tls") else ""
+    return str(state["etcd"]) + tls, str(node.get("control", ""))

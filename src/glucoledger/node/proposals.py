@@ -1,7 +1,8 @@
 """Governance proposals: build, cosign and describe ``gov.*`` envelopes off-chain.
 
 A proposal is an ordinary transaction envelope (deterministic CBOR, ``ledger.tx``) of type
-``gov.member_add``, ``gov.member_remove``, ``gov.rotate_key`` or ``gov.threshold``
+``gov.member_add``, ``gov.member_remove``, ``gov.rotate_key``, ``gov.rotate_tls`` or
+``gov.threshold``
 (``state.governance``), sent from the proposing organization's account with the
 consortium's next governance nonce. Each member organization that agrees adds its
 signature (``cosign``); once the signatures reach the threshold of member organizations any
@@ -15,6 +16,7 @@ signs what they read.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from ..crypto import PrivateKey
@@ -27,7 +29,8 @@ __all__ = ["KINDS", "cosign", "describe", "propose"]
 
 #: CLI name -> transaction type.
 KINDS = {"member-add": "gov.member_add", "member-remove": "gov.member_remove",
-         "rotate-key": "gov.rotate_key", "threshold": "gov.threshold"}
+         "rotate-key": "gov.rotate_key", "threshold": "gov.threshold",
+         "rotate-cert": "gov.rotate_tls"}
 
 
 def propose(node: Node, kind: str, body: dict[str, Any], org_key: PrivateKey) -> SignedTx:
@@ -64,6 +67,8 @@ def describe(stx: SignedTx) -> str:
     if "node" in body and isinstance(body["node"], dict):
         raw = stx.tx.body["node"].get("pub", b"")
         body["node"] = f"ed25519 {raw.hex() if isinstance(raw, bytes) else raw}"
+    if isinstance(stx.tx.body.get("tls_ca"), bytes):
+        body["tls_ca"] = "CA sha256:" + hashlib.sha256(stx.tx.body["tls_ca"]).hexdigest()
     if "policy" in body:
         body["policy"] = "(organization cosigner policy)"
     return (f"{stx.tx.type} {body} (governance nonce {stx.tx.nonce}, "

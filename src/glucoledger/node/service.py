@@ -105,7 +105,7 @@ class NodeConfig:
         """The orderer this node was set up with (embedded unless node.json names etcd)."""
         if self.orderer is None:
             return EmbeddedOrderer(data_dir / "orderer.db")
-        return EtcdOrderer.from_url(self.orderer, etcd_chain_key(self.chain))
+        return EtcdOrderer.from_url(self.orderer, etcd_chain_key(self.chain), writer=self.name)
 
 
 def etcd_chain_key(chain: str) -> str:

@@ -164,7 +164,10 @@ class Gateway:
             raise ValueError("timeout must be positive")
         self.endpoints = [parse_endpoint(e) for e in endpoints]
         self.timeout = timeout
+        self._tls = tls
         self._ssl = tls.context() if tls is not None else None
+        self._tls_stamp = _stamp(tls)
+        self._ssl_generation = 0
         self._account = (tls.user, tls.password) if tls is not None and tls.user and \
             tls.password is not None else None
         self._token: str | None = None
@@ -270,7 +273,11 @@ class Gateway:
         conns: dict[int, http.client.HTTPConnection] | None = getattr(self._local, "conns", None)
         if conns is None:
             conns = self._local.conns = {}
+        self._reload_tls()
         conn = conns.get(i)
+        if conn is not None and getattr(conn, "_gl_generation", 0) != self._ssl_generation:
+            self._drop(i)  # made with an identity since replaced: reconnect with the new one
+            conn = None
         if conn is None:
             host, port = self.endpoints[i]
             conn = self._new_conn(host, port, timeout)
@@ -282,10 +289,31 @@ class Gateway:
             conn.sock.settimeout(timeout)
         return conn
 
+    def _reload_tls(self) -> None:
+        """Rebuild the TLS context when the files changed (a certificate rotated by
+        governance, ``node.tlsrotation``): new connections use the new identity and trust.
+        Unusable new files keep the old context (the next call tries again)."""
+        if self._tls is None:
+            return
+        stamp = _stamp(self._tls)
+        if stamp == self._tls_stamp:
+            return
+        try:
+            context = self._tls.context()
+        except ValueError:
+            return
+        with self._lock:
+            self._ssl, self._tls_stamp = context, stamp
+            self._ssl_generation += 1
+
     def _new_conn(self, host: str, port: int, timeout: float) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection
         if self._ssl is not None:
-            return http.client.HTTPSConnection(host, port, timeout=timeout, context=self._ssl)
-        return http.client.HTTPConnection(host, port, timeout=timeout)
+            conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=self._ssl)
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        conn._gl_generation = self._ssl_generation  # type: ignore[attr-defined]
+        return conn
 
     def _drop(self, i: int) -> None:
         conns: dict[int, http.client.HTTPConnection] = getattr(self._local, "conns", {})
@@ -327,6 +355,7 @@ class Gateway:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError("deadline passed before the watch started")
+        self._reload_tls()
         conn = self._new_conn(host, port, remaining)
         try:
             conn.request(
@@ -365,6 +394,19 @@ class Gateway:
             conns, self._all_conns = self._all_conns, []
         for conn in conns:
             conn.close()
+
+
+def _stamp(tls: TlsFiles | None) -> tuple[int, ...]:
+    """When the TLS files last changed (0 for a missing one)."""
+    if tls is None:
+        return ()
+    out = []
+    for name in (tls.ca, tls.cert, tls.key):
+        try:
+            out.append(Path(name).stat().st_mtime_ns if name else 0)
+        except OSError:
+            out.append(0)
+    return tuple(out)
 
 
 class _Sent(Exception):

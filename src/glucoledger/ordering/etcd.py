@@ -1,39 +1,57 @@
 """An orderer on an etcd cluster (Raft), spoken to through etcd's v3 JSON gateway.
 
-Layout, under ``/glucoledger/<chain>/``:
-- ``head``: the next position, a decimal string (absent means 0);
-- ``first``: the lowest readable position, after :meth:`EtcdOrderer.compact` (absent means 0);
-- ``batch/<position of its first entry, 20 digits zero-padded>``: the entries of one append,
-  packed (:func:`_pack`: a version byte 0x01, then per entry a 4-byte big-endian length and
-  the bytes). One key per append, not per entry: etcd's cost is mostly per operation (a
-  127-entry append as 127 puts took about twice as long as the same bytes in one put, and
-  every reader paid a JSON object per entry), so positions are per entry but keys are not.
-  (Layout version 1, one ``log/<position>`` key per entry, is not read: re-create a
-  development cluster written by it.)
+Layout 2, under ``/glucoledger/<chain>/``. Every key an appender writes lies under its own
+name (``writer``: the consortium member, whose etcd role in ``ordering.etcd_rbac`` grants
+write access to exactly these keys and no shared one):
+
+- ``batch/<writer>/<position of its first entry, 20 digits zero-padded>``: the entries of
+  one append, packed (:func:`_pack`: a version byte 0x01, then per entry a 4-byte big-endian
+  length and the bytes). One key per append, not per entry: etcd's cost is mostly per
+  operation, so positions are per entry but keys are not;
+- ``head/<writer>``: one past the last position of the writer's latest batch (decimal);
+- ``first/<writer>``: the position below which the writer deleted its own batches.
+
+The log's size is the largest ``head/*`` value (0 when there is none); its first readable
+position the largest ``first/*`` value. (Layout 1, a shared ``head`` and ``batch/<position>``
+keys every member could write, is not read: re-create a development cluster written by it.)
 
 Invariants (the contract of :mod:`glucoledger.ordering.base`):
-- An append is one etcd transaction: compare ``head``'s mod_revision with the one just read
-  (``create_revision == 0`` when absent), then put the batch and the new head. Either all
-  of it commits, by a Raft quorum, or none of it does, so positions are contiguous, never
-  reused, and no reader ever sees half a batch.
+- An append is one etcd transaction. It compares the whole ``head/`` range (etcd 3.3+
+  ``Compare.range_end``: every key in it has ``mod_revision < R + 1``, R being the revision
+  at which the appender computed the size, so no member appended since) and the absence of
+  its batch key, then puts ``batch/<writer>/<size>`` and ``head/<writer>``. etcd applies
+  transactions one at a time in Raft log order, so of two appenders that read the same size
+  exactly one wins and the other's compare fails and it retries at the new size: positions
+  are contiguous, never reused, the same for every reader, and no reader sees half a batch.
+  What decides the order is etcd's serial application of transactions, not a key any
+  member can write.
 - One call appends at most :data:`MAX_BATCH_ENTRIES` entries of at most
-  :data:`MAX_BATCH_BYTES` in total (etcd's default request limit is 1.5 MiB); larger batches
-  raise ValueError. Splitting a batch over several transactions would let another appender
-  slip in between and break contiguity; callers cut batches small instead.
-- When an attempt's outcome is unknown (timeout, dropped connection) and the retry then finds
-  the head moved, the entries at the attempted position are compared with ours: if they are
-  ours (same bytes, written by one transaction) the append returns that position rather than
-  appending twice. If a whole call fails, it raises OrderingError; the entries may still land
-  (etcd may commit a proposal after the client gave up) and the node deduplicates by
-  transaction hash, as the base contract allows.
-- Without quorum etcd stalls rather than refusing; every call has a deadline (``timeout``) and
-  then says how many members answer.
+  :data:`MAX_BATCH_BYTES` in total; larger batches raise ValueError.
+- When an attempt's outcome is unknown (timeout, dropped connection) and the retry finds the
+  size moved, the writer's own key at the attempted position is compared with its batch:
+  if it holds these bytes the append returns that position rather than appending twice. If
+  a whole call fails it raises OrderingError; the entries may still land and the node
+  deduplicates by transaction hash, as the base contract allows.
+- Without quorum etcd stalls rather than refusing; every call has a deadline (``timeout``)
+  and then says how many members answer.
 
-Compaction records the position in ``first`` (reads below it fail from then on), deletes
-every batch that lies wholly below it (a batch straddling it stays, its older entries
-unreadable), and compacts etcd's history at that revision. etcd's history is cluster-wide:
-other chains' watchers restart, which
-:meth:`EtcdOrderer.wait` handles.
+What a member can still do with its own keys, and what readers do about it: they stop with
+an OrderingError that names the member instead of reading a log other than the one their
+peers read.
+- Rewrite one of its batches after it was ordered: etcd counts every put of a key
+  (``version``), which no client can set; a batch key with version above 1 is refused.
+- Put a batch without the compare: a claim overlapping another batch, or a batch at a later
+  position created (etcd ``create_revision``) before the one at an earlier position, is
+  refused; honest appends can produce neither.
+- Claim a head no batch reaches: reading the missing position says whose head claims it.
+Such a member can stall the log (as any member can stop cosigning) but cannot change what
+was ordered without every reader seeing it, and cannot touch another member's keys at all.
+
+Compaction by a writer records ``first/<writer>`` and deletes its own batches wholly below
+it (a batch straddling it stays, its older entries unreadable); each member compacts its
+own batches (every consortium node runs the same compaction rule). It then compacts etcd's
+history at that revision; that history is cluster-wide: other chains' watchers restart,
+which :meth:`EtcdOrderer.wait` handles.
 """
 
 from __future__ import annotations
@@ -41,6 +59,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from glucoledger.errors import OrderingError
@@ -72,6 +91,9 @@ _MAX_POSITION = 10**_POS_DIGITS - 1  # keys must keep their width to sort by pos
 _READ_CAP = 1000
 _PACK_VERSION = 1
 _CHAIN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+#: The etcd user prefix of members (``ordering.etcd_rbac.USER_PREFIX``; not imported: the
+#: RBAC module builds on this one).
+_MEMBER_USER = "member:"
 
 
 def _int(value: Any, default: int = 0) -> int:
@@ -79,44 +101,87 @@ def _int(value: Any, default: int = 0) -> int:
     return default if value is None else int(value)
 
 
+def _end(key: str) -> str:
+    """The range end covering every key that starts with ``key``."""
+    raw = key.encode()
+    return (raw[:-1] + bytes([raw[-1] + 1])).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    pos: int
+    writer: str
+    created: int  # etcd create_revision: the order etcd applied it in
+    entries: list[bytes]
+
+    @property
+    def end(self) -> int:
+        return self.pos + len(self.entries)
+
+
 class EtcdOrderer(Orderer):
     """Orderer over an etcd 3.4+ cluster. Thread-safe; every call fails over between endpoints.
+
+    ``writer`` names the keys this client writes (layout above): with etcd auth it is the
+    member named by the TLS folder's etcd user and cannot differ from it.
 
     Every public method raises OrderingError when etcd fails (the message names the cause and
     what to do) and ValueError on misuse (bad arguments, oversized entries or batches).
     """
 
     def __init__(self, endpoints: Sequence[str], chain: str, *, timeout: float = 5.0,
-                 tls: TlsFiles | None = None) -> None:
+                 tls: TlsFiles | None = None, writer: str | None = None) -> None:
         if not chain or len(chain) > 64 or not set(chain) <= _CHAIN_CHARS:
             raise ValueError(f"chain name {chain!r}: use 1-64 of A-Z a-z 0-9 . _ -")
+        user = tls.user if tls is not None else None
+        if user is not None and user.startswith(_MEMBER_USER):
+            member = user[len(_MEMBER_USER):]
+            if writer is not None and writer != member:
+                raise ValueError(f"this node's etcd user is {user!r}: it appends as "
+                                 f"{member!r}, not {writer!r}")
+            writer = member
+        writer = "_" if writer is None else writer
+        if not writer or len(writer) > 128 or "/" in writer or not writer.isprintable():
+            raise ValueError(f"writer name {writer!r}: 1-128 printable characters, no '/'")
         self.chain = chain
+        self.writer = writer
         self.timeout = timeout
         self._gw = Gateway(list(endpoints), timeout, tls)
         self._members = len(self._gw.endpoints)
         self._known_head: tuple[int, int] | None = None
-        prefix = f"/glucoledger/{chain}/"
-        self._head = b64(prefix + "head")
-        self._first = b64(prefix + "first")
-        self._log_prefix = prefix + "batch/"
-        self._log_start = b64(self._log_prefix)
+        self._writers: tuple[str, ...] = ()
+        #: (end position, create revision) of the last batch a read returned in full.
+        self._cursor: tuple[int, int] | None = None
+        self._prefix = f"/glucoledger/{chain}/"
+        self._heads = self._prefix + "head/"
+        self._firsts = self._prefix + "first/"
+        self._batches = self._prefix + "batch/"
 
     @classmethod
-    def from_url(cls, url: str, chain: str, *, timeout: float = 5.0) -> EtcdOrderer:
+    def from_url(cls, url: str, chain: str, *, timeout: float = 5.0,
+                 writer: str | None = None) -> EtcdOrderer:
         """``etcd://host:port,host:port[?tls=DIR]`` -> an orderer on those endpoints
         (over TLS with DIR's client certificate, see ``ordering._gateway``)."""
         endpoints, tls = parse_etcd_url(url)
-        return cls(endpoints, chain, timeout=timeout, tls=tls)
+        return cls(endpoints, chain, timeout=timeout, tls=tls, writer=writer)
 
-    def _key(self, position: int) -> str:
-        return b64(f"{self._log_prefix}{position:0{_POS_DIGITS}d}")
+    def _key(self, writer: str, position: int) -> str:
+        return f"{self._batches}{writer}/{position:0{_POS_DIGITS}d}"
 
-    def _position(self, key: str) -> int:
-        name = unb64(key).decode()
-        if not name.startswith(self._log_prefix) or not name[len(self._log_prefix):].isdigit():
+    def _parse(self, kv: JSON) -> _Batch:
+        name = unb64(kv["key"]).decode(errors="replace")
+        writer, _, digits = name[len(self._batches):].rpartition("/")
+        if not name.startswith(self._batches) or not writer or not digits.isdigit():
             raise OrderingError(f"etcd log of chain {self.chain!r} holds a stray key {name!r}: "
                                 "keys under /glucoledger/ were changed outside glucoledger")
-        return int(name[len(self._log_prefix):])
+        pos = int(digits)
+        if _int(kv.get("version"), 1) != 1:
+            raise OrderingError(
+                f"member {writer!r} rewrote its batch at position {pos} of chain "
+                f"{self.chain!r} after it was ordered (etcd version {kv.get('version')}); "
+                "the log cannot be trusted past it: tell the consortium's operators")
+        return _Batch(pos, writer, _int(kv.get("create_revision")),
+                      _unpack(unb64(kv.get("value", "")), self.chain, pos))
 
     # -- the contract --------------------------------------------------------------------------
 
@@ -126,22 +191,30 @@ class EtcdOrderer(Orderer):
         deadline = time.monotonic() + self.timeout
         maybe_ours: list[int] = []  # positions of attempts whose outcome is unknown
         packed = b64(_pack(batch))
-        # The head as this client last saw it: one round trip per append when it alone writes.
-        # A stale guess only costs a failed compare, whose answer carries the current head.
+        # The size as this client last saw it: one round trip per append when it alone writes.
+        # A stale guess only costs a failed compare, whose answer carries the current heads.
         known = self._known_head
         if known is None:
-            known = self._read_counter(self._head, deadline, "appends")
+            known = self._size_at(deadline, "appends")
         for attempt in range(_MAX_CAS_ATTEMPTS):
-            head, head_rev = known
+            head, revision = known
             for pos in maybe_ours:
                 if pos < head and self._landed(pos, batch, deadline):
                     return pos
-            ops: list[JSON] = [{"request_put": {"key": self._key(head), "value": packed}}]
-            ops.append({"request_put": {"key": self._head, "value": b64(str(head + len(batch)))}})
+            key = b64(self._key(self.writer, head))
             txn = {
-                "compare": [self._unchanged(self._head, head_rev)],
-                "success": ops,
-                "failure": [{"request_range": {"key": self._head}}],
+                "compare": [
+                    {"key": b64(self._heads), "range_end": b64(_end(self._heads)),
+                     "target": "MOD", "result": "LESS", "mod_revision": str(revision + 1)},
+                    {"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"},
+                ],
+                "success": [
+                    {"request_put": {"key": key, "value": packed}},
+                    {"request_put": {"key": b64(self._heads + self.writer),
+                                     "value": b64(str(head + len(batch)))}},
+                ],
+                "failure": [{"request_range": {"key": b64(self._heads),
+                                               "range_end": b64(_end(self._heads))}}],
             }
             try:
                 reply = self._gw.call("/v3/kv/txn", txn, deadline=deadline)
@@ -155,11 +228,14 @@ class EtcdOrderer(Orderer):
             if reply.maybe_applied_before:
                 maybe_ours.append(head)
             responses = reply.body.get("responses") or [{}]
-            kvs = _kvs(responses[0])
-            known = (
-                (int(unb64(kvs[0]["value"])), _int(kvs[0].get("mod_revision"))) if kvs else (0, 0)
-            )
-            self._known_head = known
+            fresh = (_max_value(_kvs(responses[0])),
+                     _int(reply.body.get("header", {}).get("revision")))
+            if fresh[0] == head and not maybe_ours:
+                raise OrderingError(
+                    f"etcd log of chain {self.chain!r}: this member's key at position {head} "
+                    "exists although no head reaches past it; keys under /glucoledger/ were "
+                    "changed outside glucoledger: restore the cluster from a snapshot")
+            known = self._known_head = fresh
             if time.monotonic() >= deadline:
                 break
             if attempt:  # contended: back off a little, with jitter
@@ -178,104 +254,140 @@ class EtcdOrderer(Orderer):
         limit = min(limit, _READ_CAP, _MAX_POSITION - start)
         if limit == 0:
             return []
-        body = self._txn_read(
-            [
-                {"request_range": {"key": self._first}},
-                # The batch holding ``start``: the last one beginning at or before it.
-                {
-                    "request_range": {
-                        "key": self._log_start,
-                        "range_end": self._key(start + 1),
-                        "limit": "1",
-                        "sort_order": "DESCEND",
-                        "sort_target": "KEY",
-                    }
-                },
-                {
-                    "request_range": {
-                        "key": self._key(start + 1),
-                        "range_end": self._key(start + limit),
-                        # Batches beginning below start + limit: at most limit + one
-                        # batch's entries travel, however the log was batched.
-                        "limit": str(limit),
-                    }
-                },
-            ],
-            "reads",
-        )
-        first_kvs, at_kvs, log_kvs = (_kvs(r) for r in body.get("responses", []))
-        first = int(unb64(first_kvs[0]["value"])) if first_kvs else 0
+        deadline = time.monotonic() + self.timeout
+        for _ in range(3):  # a member appending for the first time joins the writers
+            cursor = self._cursor
+            at_boundary = cursor is not None and cursor[0] == start
+            writers = self._writers
+            ops: list[JSON] = [self._range(self._firsts), self._range(self._heads)]
+            for w in writers:
+                if not at_boundary:  # the batch holding start: the last one at or before it
+                    ops.append({"request_range": {
+                        "key": b64(self._batches + w + "/"),
+                        "range_end": b64(self._key(w, start + 1)), "limit": "1",
+                        "sort_order": "DESCEND", "sort_target": "KEY"}})
+                lo = start if at_boundary else start + 1
+                # Batches beginning below start + limit: at most limit + one batch's entries
+                # a writer travel, however the log was batched.
+                ops.append({"request_range": {"key": b64(self._key(w, lo)),
+                                              "range_end": b64(self._key(w, start + limit)),
+                                              "limit": str(limit)}})
+            responses = self._txn_read(ops, "reads", deadline).get("responses", [])
+            first = _max_value(_kvs(responses[0]))
+            head_kvs = _kvs(responses[1])
+            found = tuple(sorted(unb64(kv["key"]).decode()[len(self._heads):]
+                                 for kv in head_kvs))
+            if set(found) <= set(writers):
+                break
+            self._writers = tuple(sorted(set(writers) | set(found)))
+        else:
+            raise OrderingError(f"the writers of chain {self.chain!r} kept changing; retry")
         if start < first:
             raise OrderingError(
                 f"position {start} of chain {self.chain!r} was compacted away; the log now "
                 f"starts at {first}: read from there, or rebuild from a checkpoint"
             )
+        heads = {unb64(kv["key"]).decode()[len(self._heads):]: int(unb64(kv.get("value", "")))
+                 for kv in head_kvs}
+        batches = {}
+        for r in responses[2:]:
+            for kv in _kvs(r):
+                b = self._parse(kv)
+                if b.end > start:
+                    batches[(b.writer, b.pos)] = b
+        prev = cursor[1] if at_boundary and cursor is not None else 0
+        return self._walk(sorted(batches.values(), key=lambda b: b.pos), start,
+                          min(start + limit, max(heads.values(), default=0)), heads, prev)
+
+    def _walk(self, batches: list[_Batch], start: int, stop: int, heads: dict[str, int],
+              prev_created: int) -> list[bytes]:
+        """The entries start..stop-1 from ``batches`` (sorted by position), checking that they
+        tile the positions exactly and that etcd created them in position order."""
         out: list[bytes] = []
-        expected = start
-        for kv in at_kvs + log_kvs:
-            pos = self._position(kv["key"])
-            entries = _unpack(unb64(kv.get("value", "")), self.chain, pos)
-            if pos <= start:  # the batch holding start (or one ending before it)
-                entries = entries[start - pos:]
-                pos = start
-            if not entries:
-                continue
-            if pos != expected:
+        pos = start
+        for b in batches:
+            if b.pos < pos and out:  # checked past ``stop`` too: every batch fetched
                 raise OrderingError(
-                    f"etcd log of chain {self.chain!r} has a gap at position {expected}: keys "
-                    "under /glucoledger/ were changed outside glucoledger; restore the cluster "
-                    "from a snapshot"
-                )
-            out.extend(entries)
-            expected += len(entries)
-            if len(out) >= limit:
-                break
-        return out[:limit]
+                    f"etcd log of chain {self.chain!r}: member {b.writer!r}'s batch at "
+                    f"position {b.pos} overlaps the batch before it (up to {pos}): it was put "
+                    "outside the append protocol; the log cannot be trusted past it")
+            if pos >= stop or b.pos > pos:
+                break  # done, or a gap (reported below)
+            if b.created <= prev_created:
+                raise OrderingError(
+                    f"etcd log of chain {self.chain!r}: member {b.writer!r}'s batch at "
+                    f"position {b.pos} was created (etcd revision {b.created}) before the "
+                    "batch ahead of it: it was put outside the append protocol; the log "
+                    "cannot be trusted past it")
+            if b.end > stop and out:
+                # Return up to the last whole batch (the contract allows fewer): the next
+                # read then starts at a batch boundary, the cheap case above.
+                self._cursor = (pos, prev_created)
+                return out
+            prev_created = b.created
+            out.extend(b.entries[pos - b.pos:])
+            pos = b.end
+        if pos < stop:
+            claim = sorted(w for w, h in heads.items() if h > pos)
+            raise OrderingError(
+                f"etcd log of chain {self.chain!r} has a gap at position {pos}: no batch "
+                f"holds it although the head of {', '.join(map(repr, claim))} reaches past "
+                "it; keys under /glucoledger/ were changed outside glucoledger or a member "
+                "broke the append protocol: restore the cluster from a snapshot")
+        if out and pos == stop:
+            self._cursor = (pos, prev_created)
+        return out[:max(0, stop - start)]
 
     def size(self) -> int:
-        return self._read_counter(self._head, time.monotonic() + self.timeout, "reads")[0]
+        return self._size_at(time.monotonic() + self.timeout, "reads")[0]
 
     def first(self) -> int:
-        return self._read_counter(self._first, time.monotonic() + self.timeout, "reads")[0]
+        body = self._call("/v3/kv/range", self._range(self._firsts)["request_range"], "reads",
+                          time.monotonic() + self.timeout)
+        return _max_value(body.get("kvs") or [])
+
+    def own_first(self) -> int:
+        """The position below which this writer deleted its own batches (``first/<writer>``);
+        ``first()`` is the largest over all writers."""
+        body = self._call("/v3/kv/range", {"key": b64(self._firsts + self.writer)}, "reads",
+                          time.monotonic() + self.timeout)
+        return _max_value(body.get("kvs") or [])
 
     def compact(self, below: int) -> None:
-        """Delete entries below ``below`` (clamped to the size) and compact etcd's history."""
+        """Delete this writer's batches wholly below ``below`` (clamped to the size), record
+        ``first/<writer>`` and compact etcd's history."""
         if below < 0:
             raise ValueError("compact(below) needs below >= 0")
         deadline = time.monotonic() + self.timeout
+        mine = b64(self._firsts + self.writer)
         for _ in range(_MAX_CAS_ATTEMPTS):
-            body = self._txn_read(
-                [{"request_range": {"key": self._head}}, {"request_range": {"key": self._first}}],
-                "compaction",
-                deadline,
-            )
+            body = self._txn_read([self._range(self._heads), {"request_range": {"key": mine}}],
+                                  "compaction", deadline)
             head_kvs, first_kvs = (_kvs(r) for r in body.get("responses", []))
-            head = int(unb64(head_kvs[0]["value"])) if head_kvs else 0
+            head = _max_value(head_kvs)
             first = int(unb64(first_kvs[0]["value"])) if first_kvs else 0
             first_rev = _int(first_kvs[0].get("mod_revision")) if first_kvs else 0
             target = min(below, head)
             if target <= first:
                 return
-            # Delete the batches wholly below target: all but the one holding target.
+            # Delete this writer's batches wholly below target: all but the one holding it.
             holding = self._txn_read(
-                [{"request_range": {"key": self._log_start, "range_end": self._key(target + 1),
+                [{"request_range": {"key": b64(self._batches + self.writer + "/"),
+                                    "range_end": b64(self._key(self.writer, target + 1)),
                                     "limit": "1", "sort_order": "DESCEND",
-                                    "sort_target": "KEY", "keys_only": True}}],
-                "compaction",
-                deadline,
-            )
-            at = _kvs(holding["responses"][0])
-            keep_from = self._position(at[0]["key"]) if at else target
+                                    "sort_target": "KEY"}}],
+                "compaction", deadline)
+            at = [self._parse(kv) for kv in _kvs(holding["responses"][0])]
+            # Its last batch at or below target stays if it holds target (it may end before:
+            # the other writers' batches lie between).
+            keep_from = at[0].pos if at and at[0].end > target else target
             txn = {
-                "compare": [self._unchanged(self._first, first_rev)],
+                "compare": [self._unchanged(mine, first_rev)],
                 "success": [
-                    {
-                        "request_delete_range": {
-                            "key": self._log_start,
-                            "range_end": self._key(keep_from),
-                        }
-                    },
-                    {"request_put": {"key": self._first, "value": b64(str(target))}},
+                    {"request_delete_range": {"key": b64(self._batches + self.writer + "/"),
+                                              "range_end": b64(self._key(self.writer,
+                                                                         keep_from))}},
+                    {"request_put": {"key": mine, "value": b64(str(target))}},
                 ],
             }
             reply = self._call("/v3/kv/txn", txn, "compaction", deadline)
@@ -293,7 +405,7 @@ class EtcdOrderer(Orderer):
     def wait(self, size: int, timeout: float) -> int:
         deadline = time.monotonic() + max(0.0, timeout)
         call_deadline = max(deadline, time.monotonic() + self.timeout)
-        current, revision = self._read_counter_at(call_deadline)
+        current, revision = self._size_at(call_deadline, "reads")
         if current > size or time.monotonic() >= deadline:
             return current
         seen = self._watch_head(size, revision, deadline)
@@ -311,6 +423,10 @@ class EtcdOrderer(Orderer):
         self._gw.close()
 
     # -- helpers -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _range(prefix: str) -> JSON:
+        return {"request_range": {"key": b64(prefix), "range_end": b64(_end(prefix))}}
 
     def _unchanged(self, key: str, mod_revision: int) -> JSON:
         if mod_revision == 0:
@@ -334,31 +450,25 @@ class EtcdOrderer(Orderer):
             raise OrderingError(f"etcd answered a read with {body!r:.200}; is it etcd 3.4+?")
         return body
 
-    def _read_counter(self, key: str, deadline: float, what: str) -> tuple[int, int]:
-        """(value, mod_revision) of a decimal counter key; (0, 0) when absent."""
-        body = self._call("/v3/kv/range", {"key": key}, what, deadline)
-        kvs = body.get("kvs") or []
-        if not kvs:
-            return 0, 0
-        return int(unb64(kvs[0].get("value", ""))), _int(kvs[0].get("mod_revision"))
-
-    def _read_counter_at(self, deadline: float) -> tuple[int, int]:
-        """(head, store revision the answer reflects)."""
-        body = self._call("/v3/kv/range", {"key": self._head}, "reads", deadline)
-        kvs = body.get("kvs") or []
-        head = int(unb64(kvs[0].get("value", ""))) if kvs else 0
-        return head, _int(body.get("header", {}).get("revision"))
+    def _size_at(self, deadline: float, what: str) -> tuple[int, int]:
+        """(size, the store revision the answer reflects)."""
+        body = self._call("/v3/kv/range", self._range(self._heads)["request_range"], what,
+                          deadline)
+        return _max_value(body.get("kvs") or []), _int(body.get("header", {}).get("revision"))
 
     def _landed(self, pos: int, batch: list[bytes], deadline: float) -> bool:
-        """Whether positions pos.. hold exactly ``batch``, written by one transaction."""
-        body = self._call("/v3/kv/range", {"key": self._key(pos)}, "appends", deadline)
+        """Whether this writer's key at pos holds exactly ``batch`` (one transaction's)."""
+        body = self._call("/v3/kv/range", {"key": b64(self._key(self.writer, pos))},
+                          "appends", deadline)
         kvs = body.get("kvs") or []
         return len(kvs) == 1 and unb64(kvs[0].get("value", "")) == _pack(batch)
 
     def _watch_head(self, size: int, revision: int, deadline: float) -> int | None:
-        """Watch ``head`` from ``revision + 1``; the first value above ``size``, or the last
+        """Watch ``head/`` from ``revision + 1``; the first value above ``size``, or the last
         seen at the deadline; None when no member would hold the watch."""
-        request = {"create_request": {"key": self._head, "start_revision": str(revision + 1)}}
+        request = {"create_request": {"key": b64(self._heads),
+                                      "range_end": b64(_end(self._heads)),
+                                      "start_revision": str(revision + 1)}}
         seen = size
         n = len(self._gw.endpoints)
         for k in range(n):
@@ -446,6 +556,11 @@ def _unpack(data: bytes, chain: str, pos: int) -> list[bytes]:
         out.append(data[k + 4:k + 4 + n])
         k += 4 + n
     return out
+
+
+def _max_value(kvs: list[JSON]) -> int:
+    """The largest decimal value of ``kvs`` (0 when there is none)."""
+    return max((int(unb64(kv.get("value", "")) or b"0") for kv in kvs), default=0)
 
 
 def _kvs(response: JSON) -> list[JSON]:

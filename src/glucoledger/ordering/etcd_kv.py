@@ -1,6 +1,7 @@
 """Side keys of a consortium in etcd, outside the ordered log.
 
-Layout, under ``/glucoledger/<chain>/`` (the log itself is ``head``, ``first``, ``log/``):
+Layout, under ``/glucoledger/<chain>/`` (the log itself is ``batch/``, ``head/``, ``first/``:
+``ordering.etcd``):
 
 - ``sig/<height, 20 digits>/<node name>``: that node's signed checkpoint note for the height;
 - ``stored/<node name>``: JSON ``{height, cut}`` of the last block the node stored;

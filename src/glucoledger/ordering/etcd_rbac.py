@@ -6,19 +6,20 @@ CommonName we issue, so no member's user can be reached by another identity) who
 ``member:<name>`` grants, under the chain's prefix ``/glucoledger/<chain>/``:
 
 - READ of the whole prefix (the ordered log and every member's side keys);
-- READWRITE of the ordered log's keys, which every member appends to: ``head``, ``first``
-  and the ``batch/`` range (``ordering.etcd``: an append is a compare-and-swap on ``head``
-  that puts one batch key);
-- READWRITE of its own side keys only: ``sig/<name>/`` (its cosignatures), ``stored/<name>``,
-  ``health/<name>``, ``ctl/<name>`` (``ordering.etcd_kv``).
+- READWRITE of its own keys only: its log keys ``batch/<name>/``, ``head/<name>``,
+  ``first/<name>`` (``ordering.etcd``, layout 2: an append compares the whole ``head/``
+  range, which needs only READ, and puts the member's own batch and head), and its side
+  keys ``sig/<name>/`` (its cosignatures), ``stored/<name>``, ``health/<name>``,
+  ``ctl/<name>`` (``ordering.etcd_kv``).
 
-Nothing else: no other member's keys, no key outside the chain, no user or role management
-(etcd reserves that to ``root``). Limits, stated plainly: the log's ``batch/`` range is shared
-(every member appends with a compare-and-swap on the shared ``head``), so etcd cannot stop a
-member from rewriting a batch there; such a rewrite cannot go unnoticed, since every node
-derives blocks from what it read and a block differing from what a threshold of members
-cosigned is reported as divergence (``node.consortium``). History compaction is open to every
-authenticated user in etcd 3.4.
+Nothing else: no other member's keys, no key shared between members, no key outside the
+chain, no user or role management (etcd reserves that to ``root``). So no member can write
+or delete another member's batches, nor decide the order: the order is etcd's serial
+application of the members' compare-and-put transactions. What a member can do with its
+own keys (rewrite its own batch, put one outside the protocol, claim a head it has no
+batch for) stalls the log with an error naming it at every reader (``ordering.etcd``) but
+changes no ordered entry unseen. History compaction is open to every authenticated user
+in etcd 3.4 (it removes old revisions, not keys).
 
 Revoking (``revoke``): the member's role is taken from its user and both are deleted; its
 current token stops working at once (etcd answers "invalid auth token"), and a new
@@ -63,9 +64,9 @@ def member_grants(chain_key: str, member: str) -> list[tuple[str, str, str | Non
     p = f"/glucoledger/{chain_key}/"
     return [
         ("READ", p, _end(p)),
-        ("READWRITE", p + "head", None),
-        ("READWRITE", p + "first", None),
-        ("READWRITE", p + "batch/", _end(p + "batch/")),
+        ("READWRITE", f"{p}batch/{member}/", _end(f"{p}batch/{member}/")),
+        ("READWRITE", f"{p}head/{member}", None),
+        ("READWRITE", f"{p}first/{member}", None),
         ("READWRITE", f"{p}sig/{member}/", _end(f"{p}sig/{member}/")),
         ("READWRITE", f"{p}stored/{member}", None),
         ("READWRITE", f"{p}health/{member}", None),

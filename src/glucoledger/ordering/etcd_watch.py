@@ -1,7 +1,7 @@
 """Follow a range of etcd keys by one long-lived watch, not by polling.
 
 A consortium node's loop has work only when something under its chain changed: the log
-``head`` (new entries), another member's note (``sig/``), a ``stored/`` or ``health/``
+``head/`` (new entries), another member's note (``sig/``), a ``stored/`` or ``health/``
 report, a ``ctl/`` URL. ``KeyWatch`` holds one watch stream (etcd v3 JSON gateway,
 ``POST /v3/watch``, a streaming response of JSON objects; etcd API reference, "Watch API")
 over that range in a background thread and counts the changes it sees in ``generation``.
@@ -10,8 +10,8 @@ a change made after those reads is delivered after them, so it always moves the
 generation the loop waits on (a change delivered late only costs one spare round).
 
 The range watched for a chain is ``<prefix>c`` .. ``<prefix>t``: every side key and the
-head, but not ``batch/`` (``b``), so entries' bytes do not travel twice; the head moves
-in the same etcd transaction as each batch.
+heads (``first/``, ``head/``), but not ``batch/`` (``b``), so entries' bytes do not travel
+twice; a writer's head moves in the same etcd transaction as each of its batches.
 
 Continuity: each stream starts at the revision after the last event seen (the first at the
 revision after a read of the range), so restarts (the stream's deadline, a member going
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 
 def side_keys_range(prefix: str) -> tuple[str, str]:
-    """The range of a chain's keys a follower watches: ``ctl/`` .. ``stored/`` and ``head``,
+    """The range of a chain's keys a follower watches: ``ctl/`` .. ``stored/`` and ``head/``,
     not ``batch/`` (see the module doc); ``prefix`` ends with ``/``."""
     if not prefix.endswith("/"):
         raise ValueError("the prefix must end with '/'")

@@ -19,6 +19,10 @@ after the block that carries the change and not before an already scheduled chan
   checkpoint signers; the threshold is clamped to the remaining number of nodes unless given.
 - ``gov.rotate_key`` body ``{name, node, at?}``: a member's new node key.
 - ``gov.threshold`` body ``{threshold, at?}``: a new checkpoint threshold.
+- ``gov.rotate_tls`` body ``{name, tls_ca, at?}``: a member's new TLS certificate authority
+  (one PEM certificate). Recorded under ``chain/tls/<at, 20 digits>/<name>``; from ``at`` on
+  the consortium's trust bundle holds it in place of that member's previous CA
+  (``tls_changes``; the bundle is built and applied by ``node.tlsrotation``).
 - ``anchor.record`` body ``{height, size, root, chain_id, tx_hash, block_number}``: the
   receipt of a final checkpoint written to a public chain (see ``node.anchor``).
 
@@ -53,10 +57,13 @@ from .accounts_model import (
 from .machine import Context, body_field, register, require
 from .store import State
 
-__all__ = ["ANCHOR_PREFIX", "MEMBERS_PREFIX", "member_orgs_signing", "member_schedule"]
+__all__ = ["ANCHOR_PREFIX", "MEMBERS_PREFIX", "TLS_PREFIX", "member_orgs_signing",
+           "member_schedule", "tls_changes"]
 
 ANCHOR_PREFIX = "anchor/"
 MEMBERS_PREFIX = "chain/members/"
+TLS_PREFIX = "chain/tls/"
+_MAX_CA_PEM = 8192
 
 
 def _signers(info: dict[str, Any]) -> dict[str, Any]:
@@ -213,6 +220,42 @@ def _rotate_key(state: State, stx: SignedTx, ctx: Context) -> None:
                      else n for n in info["nodes"]]
     _schedule(state, before, info, body, ctx)
     state.put(GENESIS_KEY, info)
+
+
+@register("gov.rotate_tls", auth="self")
+def _rotate_tls(state: State, stx: SignedTx, ctx: Context) -> None:
+    """Replace a member's TLS certificate authority (threshold of members), from a stated
+    height. The CA's X.509 contents are checked by the proposer's tools (``crypto.tls``);
+    here only its form: one PEM certificate of at most 8 KiB."""
+    body, _, info = _begin(state, stx, ("name", "tls_ca", "at"))
+    name = body_field(body, "name", str)
+    require(any(n["name"] == name for n in info["nodes"]), "not_member",
+            f"{name} is not a member")
+    ca = body_field(body, "tls_ca", bytes)
+    require(ca.startswith(b"-----BEGIN CERTIFICATE-----") and ca.count(b"-----BEGIN") == 1
+            and len(ca) <= _MAX_CA_PEM, "malformed",
+            "tls_ca is one PEM certificate (the member's new CA) of at most 8 KiB")
+    at = body.get("at", ctx.height + 1)
+    require(isinstance(at, int) and not isinstance(at, bool) and at > ctx.height, "bad_height",
+            f"a change takes effect at a later height than this block ({ctx.height}): "
+            f"give at >= {ctx.height + 1}")
+    recorded = sorted(state.keys(TLS_PREFIX))
+    last = int(recorded[-1][len(TLS_PREFIX):].split("/")[0]) if recorded else 0
+    require(at >= last, "bad_height", f"a TLS change is already scheduled at height {last}: "
+            "a new one takes effect at that height or later")
+    key = f"{TLS_PREFIX}{at:020d}/{name}"
+    require(key not in state, "exists", f"{name}'s CA already changes at height {at}")
+    state.put(key, ca)
+    state.put(GENESIS_KEY, info)
+
+
+def tls_changes(state: State) -> list[tuple[int, str, bytes]]:
+    """Every recorded TLS CA change as (first height, member, CA PEM), in height order."""
+    out = []
+    for k in sorted(state.keys(TLS_PREFIX)):
+        at, _, name = k[len(TLS_PREFIX):].partition("/")
+        out.append((int(at), name, bytes(state.get(k))))
+    return out
 
 
 @register("gov.threshold", auth="self")
