@@ -42,7 +42,7 @@ from ..errors import MalformedError, RejectedError, SignatureError
 from ..ledger.tx import SignedTx
 from .accounts_model import load_account
 from .devices import device_key, get_uploader
-from .machine import Context, authorize, body_field, register, require, typed_field
+from .machine import Body, Context, authorize, body_field, register, require, typed_field
 from .store import State
 
 __all__ = ["COMMIT_FIELDS", "HOUR_MS", "TRUST_LEVELS", "UPLOAD_CONTEXT", "DataCommit",
@@ -86,7 +86,7 @@ def _hash32(body: dict[str, Any], name: str) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class DataCommit:
+class DataCommit(Body):
     """The body of ``data.commit``. ``parse`` checks the shape, in the order (and with the
     codes and words) results have always had; ``trust``, ``key`` and ``sig`` are checked by
     the handler against the uploader's record, after the state checks that come first."""
