@@ -129,6 +129,10 @@ class Upload:
     values: list[dict[str, Any]] = field(repr=False, compare=False, default_factory=list)
     leaves: list[bytes] = field(repr=False, compare=False, default_factory=list)
     root: bytes = field(repr=False, compare=False, default=b"")
+    #: Made by this node for a gateway it runs (``prepare_upload(..., vouched=True)``):
+    #: unsigned; the node's own signature on the ``data.commit`` (format 2) vouches for it.
+    #: Never set from the network (``from_value`` and ``check_wire`` leave it False).
+    vouched: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.salt_key, bytes) or len(self.salt_key) != SALT_KEY_BYTES:
@@ -173,7 +177,7 @@ class Upload:
                  "end_ms": b.end_ms, "count": b.count}
         return Checked(self.chain, self.patient, self.uploader, self.seq, b.stream, b.start_ms,
                        b.end_ms, b.count, self.key, self.sig, self.root,
-                       batch_plaintext(self.salt_key, value))
+                       batch_plaintext(self.salt_key, value), vouched=self.vouched)
 
     def to_value(self) -> dict[str, Any]:
         return {"chain": self.chain, "patient": self.patient, "uploader": self.uploader,
@@ -199,14 +203,22 @@ class Upload:
 
 
 def prepare_upload(chain: str, patient: bytes, uploader: bytes, seq: int, batch: Batch,
-                   signer: PrivateKey, *, salt_key: bytes | None = None) -> Upload:
+                   signer: PrivateKey, *, salt_key: bytes | None = None,
+                   vouched: bool = False) -> Upload:
     """The uploader's side: choose the salt key, compute the root, sign the statement.
 
     A device keeps the prepared upload until the node acknowledges it and resends it unchanged
     on retry (a retry of the same upload is idempotent; a new salt key would be a new batch).
+
+    ``vouched``: a gateway the node itself runs (its key custodial in the node's wallet,
+    sponsored by the node's organization) does not sign: the node's signature on the
+    ``data.commit`` (format 2, docs/formats.md) covers every field the statement would.
     """
     key = new_key() if salt_key is None else salt_key
     unsigned = Upload(chain, patient, uploader, seq, batch, key, signer.public, b"")
+    if vouched:
+        return Upload(chain, patient, uploader, seq, batch, key, signer.public, b"",
+                      unsigned.values, unsigned.leaves, unsigned.root, vouched=True)
     sig = signer.sign(UPLOAD_CONTEXT, unsigned.statement())
     return Upload(chain, patient, uploader, seq, batch, key, signer.public, sig,
                   unsigned.values, unsigned.leaves, unsigned.root)
@@ -237,6 +249,8 @@ class Checked:
     sig_ok: bool | None = None
     #: ``statement()``, kept by ``check_wire`` (it verified over these bytes).
     signed: bytes = field(default=b"", repr=False, compare=False)
+    #: Unsigned, vouched for by this node (``Upload.vouched``); never set from the network.
+    vouched: bool = False
 
     @property
     def hours(self) -> tuple[int, int]:
