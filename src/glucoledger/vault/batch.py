@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from itertools import repeat
-from operator import eq, itemgetter, lt
+from operator import eq, itemgetter, lt, methodcaller
 from typing import Any
 
 from .. import codec
@@ -87,7 +87,13 @@ def leaf_data(salt: bytes, reading: dict[str, Any]) -> bytes:
     return _LEAF_HEAD + salt + _LEAF_MID + codec.encode_unchecked(reading)
 
 
+#: ``b"salt" || i`` (4 bytes, big-endian) for every index a batch can have, built once.
+_SALT_MSGS: list[bytes] = [b"salt" + i.to_bytes(4, "big") for i in range(MAX_BATCH + 1)]
+
+
 def _salts(salt_key: bytes, n: int) -> list[bytes]:
+    if n <= MAX_BATCH:
+        return hmac_sha256_many(salt_key, _SALT_MSGS[:n])
     return hmac_sha256_many(salt_key, [b"salt" + i.to_bytes(4, "big") for i in range(n)])
 
 
@@ -300,9 +306,11 @@ _TREND_OK = _TRENDS | {None}
 _DICT, _INT, _CGM = {dict}, {int}, {"cgm"}
 _TIME, _TZ_OF, _MG, _TR, _TYPE = (itemgetter(k) for k in ("time_ms", "tz_offset_min", "mgdl",
                                                           "trend", "type"))
-_MGDL = [codec.encode(m) for m in range(CGM_MIN_MGDL, CGM_MAX_MGDL + 1)]
-_TZ = [codec.encode(z) for z in range(-720, 841)]
 _TREND = {t: codec.encode(t) for t in (*TRENDS, None)}
+_MGDL_OF = {m: codec.encode(m) for m in range(CGM_MIN_MGDL, CGM_MAX_MGDL + 1)}
+_TZ_OF_ENC = {z: codec.encode(z) for z in range(-720, 841)}
+_TIME_BYTES = methodcaller("to_bytes", 8, "big")
+_LEAF_HASH_HEAD = b"\x00" + _LEAF_HEAD  # RFC 9162 leaf prefix, then the leaf's CBOR head
 _R0 = b"\xa5\x64mgdl"
 _R1 = b"\x64type\x63cgm\x65trend"
 _R2 = b"\x67time_ms\x1b"
@@ -367,11 +375,12 @@ def _fast_cgm(value: Any, wire: bytes) -> Checked | None:
             return None
     except TypeError:  # an unhashable type or trend value: the general path names it
         return None
-    mgdl, trend, tz = _MGDL, _TREND, _TZ
-    mg_lo, tz_lo = CGM_MIN_MGDL, -720
-    out = [b"".join((_R0, mgdl[m - mg_lo], _R1, trend[tr], _R2, t.to_bytes(8, "big"), _R3,
-                     tz[z - tz_lo]))
-           for m, tr, t, z in zip(ms, trs, ts, zs, strict=True)]
+    # Every record's canonical bytes in one map chain over C functions (table lookups and
+    # joins; no Python bytecode per reading).
+    out = list(map(b"".join, zip(repeat(_R0), map(_MGDL_OF.__getitem__, ms), repeat(_R1),
+                                 map(_TREND.__getitem__, trs), repeat(_R2),
+                                 map(_TIME_BYTES, ts), repeat(_R3),
+                                 map(_TZ_OF_ENC.__getitem__, zs))))
     n = len(items)
     start, end = items[0]["time_ms"], items[-1]["time_ms"]
     if b["start_ms"] != start or b["end_ms"] != end or b["count"] != n:
@@ -389,9 +398,8 @@ def _fast_cgm(value: Any, wire: bytes) -> Checked | None:
     if len(wire) != len(uparts[0]) + len(batch_bytes) + len(uparts[1]) or (
             wire != b"".join((uparts[0], batch_bytes, uparts[1]))):
         return None
-    head = b"\x00" + _LEAF_HEAD
-    leaves = sha256_many(b"".join((head, salt, _LEAF_MID, r))
-                         for salt, r in zip(_salts(salt_key, n), out, strict=True))
+    leaves = sha256_many(map(b"".join, zip(repeat(_LEAF_HASH_HEAD), _salts(salt_key, n),
+                                           repeat(_LEAF_MID), out)))
     return Checked(chain, patient, uploader, seq, "cgm", start, end, n, key, sig,
                    merkle.root_of(leaves), b"".join((_PLAIN_HEAD, batch_bytes, _PLAIN_SALT,
                                                      salt_key)))
