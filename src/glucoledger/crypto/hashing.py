@@ -53,14 +53,22 @@ _OPAD = bytes(x ^ 0x5C for x in range(256))
 def hmac_sha256_many(key: bytes, messages: list[bytes]) -> list[bytes]:
     """``[hmac_sha256(key, m) for m in messages]``, with the key schedule done once.
 
-    RFC 2104 with the padded key computed once for the whole batch.
+    RFC 2104 with the inner and outer pads hashed once and their states copied per message
+    (what ``hmac`` does internally, without re-keying for every one of a batch's salts).
     """
     if len(key) > 64:
         key = hashlib.sha256(key).digest()
     block = key.ljust(64, b"\x00")
-    ipad, opad = block.translate(_IPAD), block.translate(_OPAD)
-    # H(opad || H(ipad || m)) for every m, as map chains over C functions (no Python
-    # bytecode per message; tests compare with hmac.digest).
-    new = hashlib.sha256
-    inner = map(_digest, map(new, map(ipad.__add__, messages)))
-    return list(map(_digest, map(new, map(opad.__add__, inner))))
+    inner, outer = hashlib.sha256(block.translate(_IPAD)), hashlib.sha256(block.translate(_OPAD))
+    # The pads' states copied per message: one compression each fewer than hashing the pad
+    # again (measured: faster than a map chain over C functions, which pays for it).
+    icopy, ocopy = inner.copy, outer.copy
+    out = []
+    append = out.append
+    for m in messages:
+        h = icopy()
+        h.update(m)
+        o = ocopy()
+        o.update(h.digest())
+        append(o.digest())
+    return out
