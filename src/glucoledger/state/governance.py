@@ -36,8 +36,8 @@ and node keys are unique; schedule heights only grow. Pure: no I/O, clock or ran
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, TypeVar
 
 from ..crypto import PublicKey
 from ..ledger.checkpoint import NoteVerifier
@@ -123,16 +123,23 @@ def _authorize(state: State, stx: SignedTx, need: int,
     return info
 
 
+_G = TypeVar("_G", bound="_GovChange")
+
+
 @dataclass(frozen=True, slots=True)
 class _GovChange(Body):
     """Base of the ``gov.*`` change bodies: ``parse`` checks the field names only; values
     are checked by the handler after the members' authorization, as results always were.
     A field the body leaves out is ``MISSING`` (``at``: the next height)."""
 
+    #: The transaction type the body belongs to (named in the refusal).
+    TX_TYPE: ClassVar[str] = ""
+
     @classmethod
-    def parse_as(cls, body: dict[str, Any], tx_type: str) -> Any:
-        names = tuple(cls.__dataclass_fields__)
-        require(set(body) <= set(names), "malformed", f"{tx_type} takes {', '.join(names)}")
+    def parse(cls: type[_G], body: dict[str, Any]) -> _G:
+        names = tuple(f.name for f in fields(cls))
+        require(set(body) <= set(names), "malformed",
+                f"{cls.TX_TYPE} takes {', '.join(names)}")
         return cls.of(body)
 
 
@@ -140,53 +147,45 @@ class _GovChange(Body):
 class GovMemberAdd(_GovChange):
     """The body of ``gov.member_add``: name, policy, node key, threshold?, at?"""
 
+    TX_TYPE = "gov.member_add"
+
     name: Any = MISSING
     policy: Any = MISSING
     node: Any = MISSING
     threshold: Any = MISSING
     at: Any = MISSING
 
-    @classmethod
-    def parse(cls, body: dict[str, Any]) -> GovMemberAdd:
-        return cls.parse_as(body, "gov.member_add")  # type: ignore[no-any-return]
-
 
 @dataclass(frozen=True, slots=True)
 class GovMemberRemove(_GovChange):
     """The body of ``gov.member_remove``: name, threshold?, at?"""
 
+    TX_TYPE = "gov.member_remove"
+
     name: Any = MISSING
     threshold: Any = MISSING
     at: Any = MISSING
-
-    @classmethod
-    def parse(cls, body: dict[str, Any]) -> GovMemberRemove:
-        return cls.parse_as(body, "gov.member_remove")  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)
 class GovRotateKey(_GovChange):
     """The body of ``gov.rotate_key``: name, node key, at?"""
 
+    TX_TYPE = "gov.rotate_key"
+
     name: Any = MISSING
     node: Any = MISSING
     at: Any = MISSING
-
-    @classmethod
-    def parse(cls, body: dict[str, Any]) -> GovRotateKey:
-        return cls.parse_as(body, "gov.rotate_key")  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)
 class GovThreshold(_GovChange):
     """The body of ``gov.threshold``: threshold, at?"""
 
+    TX_TYPE = "gov.threshold"
+
     threshold: Any = MISSING
     at: Any = MISSING
-
-    @classmethod
-    def parse(cls, body: dict[str, Any]) -> GovThreshold:
-        return cls.parse_as(body, "gov.threshold")  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)
