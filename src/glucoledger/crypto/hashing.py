@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable
+from operator import methodcaller
 
 __all__ = ["constant_time_equal", "hmac_sha256", "hmac_sha256_many", "sha256", "sha256_many",
            "tagged_hash"]
@@ -19,10 +20,14 @@ def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
+_digest = methodcaller("digest")
+
+
 def sha256_many(datas: Iterable[bytes]) -> list[bytes]:
-    """``[sha256(d) for d in datas]`` in one call (Merkle levels, a batch's leaves)."""
-    new = hashlib.sha256
-    return [new(d).digest() for d in datas]
+    """``[sha256(d) for d in datas]`` in one call (Merkle levels, a batch's leaves).
+
+    A chain of ``map`` over C functions: the loop runs in C, no Python bytecode per item."""
+    return list(map(_digest, map(hashlib.sha256, datas)))
 
 
 def tagged_hash(tag: str, data: bytes) -> bytes:
@@ -55,11 +60,15 @@ def hmac_sha256_many(key: bytes, messages: list[bytes]) -> list[bytes]:
         key = hashlib.sha256(key).digest()
     block = key.ljust(64, b"\x00")
     inner, outer = hashlib.sha256(block.translate(_IPAD)), hashlib.sha256(block.translate(_OPAD))
-    out = []
+    # The pads' states copied per message: one compression each fewer than hashing the pad
+    # again (measured: faster than a map chain over C functions, which pays for it).
+    icopy, ocopy = inner.copy, outer.copy
+    out: list[bytes] = []
+    append = out.append
     for m in messages:
-        h = inner.copy()
+        h = icopy()
         h.update(m)
-        o = outer.copy()
+        o = ocopy()
         o.update(h.digest())
-        out.append(o.digest())
+        append(o.digest())
     return out

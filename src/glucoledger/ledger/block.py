@@ -16,14 +16,14 @@ Header (deterministic CBOR, hashed with ``tagged_hash("block", ...)``)::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import codec
 from ..crypto import tagged_hash
 from ..errors import MalformedError
 
-__all__ = ["GENESIS_PREV", "BlockHeader", "Result", "results_hash"]
+__all__ = ["GENESIS_PREV", "BlockHeader", "Result", "encode_results", "results_hash"]
 
 GENESIS_PREV = bytes(32)
 OK = "ok"
@@ -58,6 +58,24 @@ def results_hash(results: Sequence[Result]) -> bytes:
     return tagged_hash("results", codec.encode([r.to_value() for r in results]))
 
 
+def encode_results(results: Sequence[Result]) -> tuple[tuple[bytes, ...], bytes]:
+    """Each result's canonical bytes (as the store keeps them) and ``results_hash`` of all,
+    with each result encoded once: a definite-length array's canonical encoding is its head
+    followed by its items' encodings (RFC 8949 4.2.1), so the hash needs no second encode."""
+    items = tuple(codec.encode(r.to_value()) for r in results)
+    return items, tagged_hash("results", _array_head(len(items)) + b"".join(items))
+
+
+def _array_head(n: int) -> bytes:
+    """The canonical head of a CBOR array of ``n`` items (major type 4, shortest form)."""
+    if n < 24:
+        return bytes([0x80 + n])
+    for info, width in ((24, 1), (25, 2), (26, 4), (27, 8)):
+        if n < 1 << (8 * width):
+            return bytes([0x80 + info]) + n.to_bytes(width, "big")
+    raise ValueError("array too long")
+
+
 _FIELDS = ("v", "chain", "height", "prev", "time", "tx_count", "tx_root", "log_size",
            "log_root", "results", "cut")
 
@@ -74,6 +92,9 @@ class BlockHeader:
     log_root: bytes
     results: bytes
     cut: int
+    #: The canonical bytes, once computed (or as received by ``decode``): the header is
+    #: encoded once, then hashed, chained (``prev``) and stored from these bytes.
+    _raw: bytes = field(default=b"", init=False, repr=False, compare=False)
 
     def to_value(self) -> dict[str, Any]:
         return {
@@ -91,7 +112,11 @@ class BlockHeader:
         }
 
     def encode(self) -> bytes:
-        return codec.encode(self.to_value())
+        raw = self._raw
+        if not raw:
+            raw = codec.encode(self.to_value())
+            object.__setattr__(self, "_raw", raw)
+        return raw
 
     def hash(self) -> bytes:
         return tagged_hash("block", self.encode())
@@ -109,4 +134,6 @@ class BlockHeader:
             raise MalformedError("block header fields have the wrong types")
         if not isinstance(value["chain"], str):
             raise MalformedError("block header chain must be text")
-        return cls(**{k: value[k] for k in _FIELDS if k != "v"})
+        header = cls(**{k: value[k] for k in _FIELDS if k != "v"})
+        object.__setattr__(header, "_raw", bytes(raw))  # canonical (checked): hash as received
+        return header

@@ -36,6 +36,7 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import repeat
 from typing import Protocol
 
 from ..crypto import sha256
@@ -104,16 +105,20 @@ def root_of(leaf_hashes: Sequence[bytes]) -> bytes:
 
     Raises MalformedError if a leaf hash is not 32 bytes.
     """
-    level = [_check_hash(h, "leaf hash") for h in leaf_hashes]
+    level = list(leaf_hashes)
+    # The checks in bulk (C-level passes); the per-leaf check only to name a bad one.
+    if set(map(type, level)) - {bytes} or set(map(len, level)) - {HASH_SIZE}:
+        for h in level:
+            _check_hash(h, "leaf hash")
     if not level:
         return EMPTY_ROOT
     # Pair neighbours level by level, an odd last node moving up unchanged: the same tree as
     # MTH's split at the largest power of two below n (every left subtree is perfect), in
-    # n - 1 hashes and no per-leaf bookkeeping.
+    # n - 1 hashes and no per-leaf bookkeeping; each level is one map chain over C functions.
     while len(level) > 1:
         odd = level[-1] if len(level) % 2 else None
-        level = sha256_many(b"\x01" + level[i] + level[i + 1]
-                            for i in range(0, len(level) - 1, 2))
+        pairs = iter(level[:len(level) - 1] if odd is not None else level)
+        level = sha256_many(map(b"".join, zip(repeat(b"\x01"), pairs, pairs)))
         if odd is not None:
             level.append(odd)
     return level[0]

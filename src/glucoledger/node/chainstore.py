@@ -98,9 +98,10 @@ class ChainStore:
         Raises StorageError (disk full, read-only, damaged file) and then stores nothing; the
         caller (``Node``) must not derive a next block on top of it (fail-stop)."""
         h = block.header
+        encoded = block.result_bytes or tuple(codec.encode(r.to_value()) for r in block.results)
         tx_rows = [
             (block.first_index + i, h.height, block.positions[i], env, block.tx_hashes[i],
-             codec.encode(block.results[i].to_value()))
+             encoded[i])
             for i, env in enumerate(block.envelopes)
         ]
         with self._lock, transaction(self._db, self.path, f"storing block {h.height}") as db:

@@ -430,7 +430,10 @@ class NightscoutService:
         seq = max(self._next_seq.get(gw.id, 0), self.ingest.next_seq(gw.id))
         jobs = []
         for i, b in enumerate(batches):
-            up = prepare_upload(self.node.chain, p.binding.patient, gw.id, seq, b, key)
+            # vouched: our gateway does not sign; our data.commit signature vouches (one
+            # node signature per upload: state/data.py, format 2)
+            up = prepare_upload(self.node.chain, p.binding.patient, gw.id, seq, b, key,
+                                vouched=True)
             # The document tags go with the first batch: kept if it is committed.
             jobs.append(self.ingest.submit(up, commit=False, tags=tags if i == 0 else ()))
             seq += 1

@@ -36,6 +36,7 @@ Pure: no I/O, clock or randomness.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Final
 
 from ..errors import MalformedError
@@ -44,7 +45,7 @@ from ..ledger.tx import SignedTx
 from .accounts_model import load_account
 from .consent import Permit, Request, decide
 from .grants import audit_append
-from .machine import Context, after, body_field, register, require
+from .machine import Body, Context, after, body_field, register, require
 from .store import State
 
 __all__ = ["access_key", "batches_in", "erased_key", "erasure_key"]
@@ -109,12 +110,22 @@ def batches_in(state: State, patient: bytes, streams: Iterable[str], lo: int,
     return [e[:5] for e in out]
 
 
-@register("access")
+@dataclass(frozen=True, slots=True)
+class Access(Body):
+    """The body of ``access``: ``{request}`` (state/consent.py ``Request``'s wire value)."""
+
+    request: Any
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> Access:
+        require(set(body) == {"request"}, "malformed", "access takes exactly {request}")
+        return cls.of(body)
+
+
+@register("access", body=Access)
 def _access(state: State, stx: SignedTx, ctx: Context) -> None:
     """A read request, signed by the requester; records the decision computed here."""
-    body = stx.tx.body
-    require(set(body) == {"request"}, "malformed", "access takes exactly {request}")
-    request = Request.from_value(body["request"])
+    request = Request.from_value(Access.parse(stx.tx.body).request)
     decision = decide(state, stx.tx.account, request, ctx.time_ms)
     batches: list[list[Any]] = []
     if isinstance(decision, Permit):
@@ -131,24 +142,42 @@ def _access(state: State, stx: SignedTx, ctx: Context) -> None:
         audit_append(state, request.patient, "access", stx.tx_hash, emergency=emergency)
 
 
-@register("erase", action="erase")
+@dataclass(frozen=True, slots=True)
+class Erase(Body):
+    """The body of ``erase``: ``{streams, from, to}`` (``from``/``to`` both None: all)."""
+
+    WIRE = {"lo": "from", "hi": "to"}
+    streams: list[str]
+    lo: int | None
+    hi: int | None
+
+    @property
+    def whole(self) -> bool:
+        return self.lo is None and self.hi is None
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> Erase:
+        require(set(body) == {"streams", "from", "to"}, "malformed",
+                "erase takes streams, from, to (from/to None for everything)")
+        streams = body_field(body, "streams", list)
+        require(bool(streams) and all(s in STREAMS for s in streams)
+                and len(set(streams)) == len(streams), "malformed",
+                f"streams is a non-empty list of {', '.join(STREAMS)}")
+        lo, hi = body["from"], body["to"]
+        if not (lo is None and hi is None):
+            if type(lo) is not int or type(hi) is not int or not 0 <= lo < hi:
+                raise MalformedError("from and to are epoch ms with from < to (or both None)")
+        return cls(streams, lo, hi)
+
+
+@register("erase", action="erase", body=Erase)
 def _erase(state: State, stx: SignedTx, ctx: Context) -> None:
     """Erase the patient's batches of some streams (in a time range, or all of them)."""
     acct = load_account(state, stx.tx.account)
     require(acct.kind == "patient", "not_patient", "only a patient erases her data")
-    body = stx.tx.body
-    require(set(body) == {"streams", "from", "to"}, "malformed",
-            "erase takes streams, from, to (from/to None for everything)")
-    streams = body_field(body, "streams", list)
-    require(bool(streams) and all(s in STREAMS for s in streams)
-            and len(set(streams)) == len(streams), "malformed",
-            f"streams is a non-empty list of {', '.join(STREAMS)}")
-    lo, hi = body["from"], body["to"]
-    whole = lo is None and hi is None
-    if not whole:
-        if type(lo) is not int or type(hi) is not int or not 0 <= lo < hi:
-            raise MalformedError("from and to are epoch ms with from < to (or both None)")
-    lo, hi = (0, _BIG) if whole else (lo, hi)
+    b = Erase.parse(stx.tx.body)
+    streams, whole = b.streams, b.whole
+    lo, hi = (0, _BIG) if b.lo is None or b.hi is None else (b.lo, b.hi)
     patient = stx.tx.account
     erased: list[bytes] = []
     for stream in sorted(streams):
@@ -177,7 +206,7 @@ def _erase(state: State, stx: SignedTx, ctx: Context) -> None:
         if whole:
             state.delete(_span_key(patient, stream))
     state.put(erasure_key(stx.tx_hash), {"patient": patient, "streams": sorted(streams),
-                                         "from": body["from"], "to": body["to"],
+                                         "from": b.lo, "to": b.hi,
                                          "batches": erased, "whole": whole,
                                          "height": ctx.height, "time": ctx.time_ms})
     audit_append(state, patient, "erase", stx.tx_hash)

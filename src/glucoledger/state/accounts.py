@@ -28,7 +28,7 @@ from .accounts_model import (
     single_key_policy,
     validate_policy,
 )
-from .machine import Context, body_field, register, require
+from .machine import Body, Context, body_field, register, require
 from .store import State
 
 __all__ = ["GENESIS_KEY", "SPONSORS", "AccountCreate", "ChainGenesis", "genesis_info"]
@@ -53,7 +53,7 @@ def genesis_info(state: State) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, slots=True)
-class ChainGenesis:
+class ChainGenesis(Body):
     """The body of ``chain.genesis``: the founders (each ``{name, policy, node}``, checked
     one by one by the handler, interleaved with the state checks as results always were)
     and the checkpoint threshold."""
@@ -116,7 +116,7 @@ def _genesis(state: State, stx: SignedTx, ctx: Context) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class AccountCreate:
+class AccountCreate(Body):
     """The body of ``account.create``: kind, policy, optional salt, sponsor and meta.
 
     ``parse`` makes the shape checks in the order (codes and words) results always had;
@@ -156,7 +156,8 @@ class AccountCreate:
 @register("account.create", auth="self", body=AccountCreate)
 def _create(state: State, stx: SignedTx, ctx: Context) -> None:
     """Register an account: kind, policy (cosigners and thresholds), salt, optional sponsor."""
-    genesis_info(state)
+    if GENESIS_KEY not in state:  # genesis_info's refusal, without decoding the record
+        genesis_info(state)
     tx = stx.tx
     b = AccountCreate.parse(tx.body)
     kind, policy, salt, sponsor = b.kind, b.policy, b.salt, b.sponsor
@@ -199,10 +200,22 @@ def _signed_by(sponsor: Account, stx: SignedTx) -> None:
             f"sponsor {sponsor.id.hex()[:16]} has not signed with enough weight")
 
 
-@register("account.update", action="cosigners")
+@dataclass(frozen=True, slots=True)
+class AccountUpdate(Body):
+    """The body of ``account.update``: ``{policy}``, the new cosigners and thresholds
+    (validated by the handler; other fields are ignored, as they always were)."""
+
+    policy: dict[str, Any]
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> AccountUpdate:
+        return cls(body_field(body, "policy", dict))
+
+
+@register("account.update", action="cosigners", body=AccountUpdate)
 def _update(state: State, stx: SignedTx, ctx: Context) -> None:
     """Replace the account's cosigners and thresholds (also: recover from a lost key)."""
-    policy = body_field(stx.tx.body, "policy", dict)
+    policy = AccountUpdate.parse(stx.tx.body).policy
     validate_policy(policy)
     record = dict(state.get(account_key(stx.tx.account)))
     record["policy"] = policy

@@ -22,13 +22,14 @@ Pure: no I/O, clock or randomness.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Final
 
 from ..errors import MalformedError
 from ..ledger.tx import SignedTx
 from .accounts_model import load_account
 from .consent import grants_of
-from .machine import Context, authorize, body_field, register, require
+from .machine import Body, Context, authorize, body_field, register, require
 from .store import State
 
 __all__ = ["DEFAULT_RULES", "alert_key", "parse_rules", "recipients", "rules_of"]
@@ -82,34 +83,60 @@ def recipients(state: State, patient: bytes, time_ms: int) -> list[bytes]:
     return out
 
 
-@register("alert.rules")
+@dataclass(frozen=True, slots=True)
+class AlertRules(Body):
+    """The body of ``alert.rules``: ``{rules}`` (checked by ``parse_rules``) or None."""
+
+    rules: Any
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> AlertRules:
+        require(set(body) == {"rules"}, "malformed", "alert.rules takes {rules}")
+        return cls(body["rules"])
+
+
+@dataclass(frozen=True, slots=True)
+class Alert(Body):
+    """The body of ``alert``: patient, rule name, the whole UTC hour, a 32-byte id."""
+
+    patient: bytes
+    rule: str
+    hour: int
+    id: bytes
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> Alert:
+        require(set(body) == {"patient", "rule", "hour", "id"}, "malformed",
+                "alert takes patient, rule, hour, id")
+        patient = body_field(body, "patient", bytes)
+        rule = body_field(body, "rule", str)
+        hour = body_field(body, "hour", int)
+        alert_id = body_field(body, "id", bytes)
+        require(len(alert_id) == 32 and hour >= 0 and hour % HOUR_MS == 0, "malformed",
+                "id is 32 bytes and hour a whole UTC hour (epoch ms)")
+        return cls(patient, rule, hour, alert_id)
+
+
+@register("alert.rules", body=AlertRules)
 def _rules(state: State, stx: SignedTx, ctx: Context) -> None:
     """Set the patient's alert rules (or None: back to the defaults)."""
     acct = load_account(state, stx.tx.account)
     require(acct.kind == "patient", "not_patient", "alert rules belong to a patient")
-    require(set(stx.tx.body) == {"rules"}, "malformed", "alert.rules takes {rules}")
-    value = stx.tx.body["rules"]
+    value = AlertRules.parse(stx.tx.body).rules
     if value is None:
         state.delete("alertrules/" + stx.tx.account.hex())
     else:
         state.put("alertrules/" + stx.tx.account.hex(), parse_rules(value))
 
 
-@register("alert", action="data", auth="self")
+@register("alert", action="data", auth="self", body=Alert)
 def _alert(state: State, stx: SignedTx, ctx: Context) -> None:
     """A rule fired on incoming readings: record it and who is to be notified."""
     node = load_account(state, stx.tx.account)
     require(node.kind == "node", "not_node", "alerts are raised by a node account")
     authorize(node, stx, "data")
-    body = stx.tx.body
-    require(set(body) == {"patient", "rule", "hour", "id"}, "malformed",
-            "alert takes patient, rule, hour, id")
-    patient = body_field(body, "patient", bytes)
-    rule = body_field(body, "rule", str)
-    hour = body_field(body, "hour", int)
-    alert_id = body_field(body, "id", bytes)
-    require(len(alert_id) == 32 and hour >= 0 and hour % HOUR_MS == 0, "malformed",
-            "id is 32 bytes and hour a whole UTC hour (epoch ms)")
+    b = Alert.parse(stx.tx.body)
+    patient, rule, hour, alert_id = b.patient, b.rule, b.hour, b.id
     acct = load_account(state, patient)
     require(acct.kind == "patient", "not_patient", f"{patient.hex()[:16]} is not a patient")
     require(any(r["name"] == rule for r in rules_of(state, patient)), "unknown_rule",

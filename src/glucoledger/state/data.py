@@ -20,6 +20,16 @@ A batch never goes on the ledger; its commitment does::
 - ``custody``: ``node`` (data key wrapped in the node's key store) or ``self`` (wrapped with
   HPKE to the patient's key).
 
+Format 2 (node-vouched; ``{..., v: 2}`` without ``key`` and ``sig``): for a gateway the
+committing node runs itself. Its key is custodial in the node's wallet, so its upload
+signature was the node signing twice; in format 2 the node's signature on the transaction,
+which covers every field of the upload statement and more (``ct``, ``custody``), is the only
+one. The machine accepts it only when the uploader is a *gateway* whose account was sponsored
+by the committing node's own organization (``not_custodian`` otherwise): who runs the
+gateway is on the ledger. A device's upload always carries the device's signature
+(``unsigned_upload``): format 2 never stands in for a device. Format 1 commits (every ledger
+before format 2) verify as they always did. docs/formats.md, "data.commit".
+
 Who sends it: a ``node`` account (the node that ran ingest), signing with keys meeting its
 ``data`` threshold. It is authorized by the handler (auth "self") and consumes no account
 nonce: the uploader's sequence number is the replay guard (a second commit of the same upload
@@ -27,12 +37,14 @@ is refused as ``replayed_seq``), so a refused commit can never block the node's 
 
 Refusals: ``not_node``, ``unknown_device``, ``revoked_device``, ``unbound_device``,
 ``wrong_patient``, ``wrong_trust``, ``wrong_key``, ``replayed_seq``, ``reordered_seq``,
-``bad_upload_signature``, ``malformed``. A refusal changes nothing (the sequence is kept).
+``bad_upload_signature``, ``malformed``; format 2: ``unsigned_upload``, ``not_custodian``.
+A refusal changes nothing (the sequence is kept).
 Pure: no I/O, clock or randomness.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -42,17 +54,20 @@ from ..errors import MalformedError, RejectedError, SignatureError
 from ..ledger.tx import SignedTx
 from .accounts_model import load_account
 from .devices import device_key, get_uploader
-from .machine import Context, authorize, body_field, register, require, typed_field
+from .machine import MISSING, Body, Context, authorize, body_field, register, require, typed_field
 from .store import State
 
-__all__ = ["COMMIT_FIELDS", "HOUR_MS", "TRUST_LEVELS", "UPLOAD_CONTEXT", "DataCommit",
-           "hour_range", "upload_statement"]
+__all__ = ["COMMIT_FIELDS", "COMMIT_FIELDS_V2", "HOUR_MS", "TRUST_LEVELS", "UPLOAD_CONTEXT",
+           "VOUCHED", "DataCommit", "hour_range", "upload_statement"]
 
 UPLOAD_CONTEXT: Final = "upload"
 HOUR_MS: Final = 3_600_000
 TRUST_LEVELS: Final = {"device": "device-signed", "gateway": "gateway-attested"}
 COMMIT_FIELDS: Final = frozenset({"patient", "stream", "start", "end", "count", "root", "ct",
                                   "uploader", "seq", "trust", "key", "sig", "custody"})
+#: Format 2 (node-vouched gateway uploads): no uploader key or signature, and ``v: 2``.
+COMMIT_FIELDS_V2: Final = (COMMIT_FIELDS - {"key", "sig"}) | {"v"}
+VOUCHED: Final = 2
 MAX_COUNT: Final = 10_000
 _STREAMS: Final = ("cgm", "smbg", "insulin", "carbs", "settings", "notes")
 
@@ -86,7 +101,7 @@ def _hash32(body: dict[str, Any], name: str) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class DataCommit:
+class DataCommit(Body):
     """The body of ``data.commit``. ``parse`` checks the shape, in the order (and with the
     codes and words) results have always had; ``trust``, ``key`` and ``sig`` are checked by
     the handler against the uploader's record, after the state checks that come first."""
@@ -102,13 +117,19 @@ class DataCommit:
     seq: int
     custody: str
     trust: Any
-    key: Any
-    sig: Any
+    key: Any = MISSING
+    sig: Any = MISSING
+    #: 1 (the uploader signed) or ``VOUCHED`` (2: the committing node vouches).
+    v: int = 1
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> DataCommit:
         """Raises RejectedError (code ``malformed``) or MalformedError."""
-        if set(body) != COMMIT_FIELDS:
+        names = set(body)
+        version = 1
+        if names == COMMIT_FIELDS_V2 and type(body["v"]) is int and body["v"] == VOUCHED:
+            version = VOUCHED
+        elif names != COMMIT_FIELDS:  # the words of format 1: results are hashed in blocks
             raise RejectedError(f"data.commit takes exactly {', '.join(sorted(COMMIT_FIELDS))}",
                                 code="malformed")
         patient, uploader = _hash32(body, "patient"), _hash32(body, "uploader")
@@ -126,14 +147,21 @@ class DataCommit:
         require(seq >= 1, "malformed", "sequence numbers start at 1")
         custody = body["custody"]
         require(custody in ("node", "self"), "malformed", "custody is 'node' or 'self'")
+        if version == VOUCHED:
+            return cls(patient, stream, start, end, count, root, ct, uploader, seq, custody,
+                       body["trust"], v=VOUCHED)
         return cls(patient, stream, start, end, count, root, ct, uploader, seq, custody,
                    body["trust"], body["key"], body["sig"])
 
     def to_body(self) -> dict[str, Any]:
-        return {"patient": self.patient, "stream": self.stream, "start": self.start,
+        body = {"patient": self.patient, "stream": self.stream, "start": self.start,
                 "end": self.end, "count": self.count, "root": self.root, "ct": self.ct,
                 "uploader": self.uploader, "seq": self.seq, "trust": self.trust,
-                "key": self.key, "sig": self.sig, "custody": self.custody}
+                "custody": self.custody}
+        if self.v == VOUCHED:
+            return {**body, "v": VOUCHED}
+        return {**body, **{k: v for k, v in (("key", self.key), ("sig", self.sig))
+                           if v is not MISSING}}
 
 
 @register("data.commit", action="data", auth="self", body=DataCommit)
@@ -177,6 +205,11 @@ def _commit(state: State, stx: SignedTx, ctx: Context) -> None:
         raise RejectedError(f"sequence {seq} is below the last accepted ({last}) for {kind} "
                             f"{uploader.hex()[:16]}: a replayed or reordered upload; send "
                             "newer batches with higher numbers", code="reordered_seq")
+    if b.v == VOUCHED:
+        _vouched(state, node.record, kind, uploader)
+        record["seq"] = seq
+        state.put(device_key(uploader), record)
+        return
     key = PublicKey.from_value(typed_field(b.key, "key", dict))
     if kind == "device":
         require(key == PublicKey.from_value(record["key"]), "wrong_key",
@@ -196,3 +229,16 @@ def _commit(state: State, stx: SignedTx, ctx: Context) -> None:
                             code="bad_upload_signature") from None
     record["seq"] = seq
     state.put(device_key(uploader), record)
+
+
+def _vouched(state: State, node: Mapping[str, Any], kind: str, uploader: bytes) -> None:
+    """Format 2: only a gateway sponsored by the committing node's own organization."""
+    if kind != "gateway":
+        raise RejectedError(f"a device's upload carries the device's own signature: device "
+                            f"{uploader.hex()[:16]}'s batch needs data.commit format 1 with "
+                            "its key and signature", code="unsigned_upload")
+    gateway = load_account(state, uploader)
+    if gateway.record.get("sponsor") != node.get("sponsor"):
+        raise RejectedError(f"gateway {uploader.hex()[:16]} is not run by this node's "
+                            "organization (another account sponsored it): its uploads carry "
+                            "its own signature (data.commit format 1)", code="not_custodian")

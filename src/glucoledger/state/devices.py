@@ -29,13 +29,14 @@ device re-bound later cannot replay old uploads. Pure: no I/O, clock or randomne
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from .. import codec
 from ..crypto import PublicKey, tagged_hash
 from ..ledger.tx import SignedTx
 from .accounts_model import load_account
-from .machine import Context, body_field, register, require
+from .machine import Body, Context, body_field, register, require
 from .store import State
 
 __all__ = ["custody_key", "device_id", "device_key", "get_uploader"]
@@ -67,17 +68,58 @@ def _name(body: dict[str, Any], field: str) -> str:
     return str(value)
 
 
-@register("device.register")
+@dataclass(frozen=True, slots=True)
+class DeviceRegister(Body):
+    """The body of ``device.register``: serial, model (printable names) and public key."""
+
+    serial: str
+    model: str
+    key: dict[str, Any]
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> DeviceRegister:
+        require(set(body) == {"serial", "model", "key"}, "malformed",
+                "device.register takes exactly serial, model, key")
+        serial, model = _name(body, "serial"), _name(body, "model")
+        return cls(serial, model, body_field(body, "key", dict))
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRef(Body):
+    """The body of ``device.bind``, ``device.unbind`` and ``device.revoke``: ``{device}``
+    (a device or gateway id; other fields are ignored, as they always were)."""
+
+    device: bytes
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> DeviceRef:
+        return cls(body_field(body, "device", bytes))
+
+
+@dataclass(frozen=True, slots=True)
+class VaultCustody(Body):
+    """The body of ``vault.custody``: ``{x25519}``, a 32-byte public key or None."""
+
+    x25519: bytes | None
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> VaultCustody:
+        require(set(body) == {"x25519"}, "malformed", "vault.custody takes exactly x25519")
+        pub = body["x25519"]
+        require(pub is None or (isinstance(pub, bytes) and len(pub) == 32), "malformed",
+                "x25519 is a 32-byte X25519 public key (or null to hand custody back)")
+        return cls(pub)
+
+
+@register("device.register", body=DeviceRegister)
 def _register(state: State, stx: SignedTx, ctx: Context) -> None:
     """A maker registers a device: serial, model, public key (Ed25519 or P-256)."""
     maker = load_account(state, stx.tx.account)
     require(maker.kind == "maker", "not_maker",
             f"only a maker account registers devices; this is a {maker.kind} account")
-    body = stx.tx.body
-    require(set(body) == {"serial", "model", "key"}, "malformed",
-            "device.register takes exactly serial, model, key")
-    serial, model = _name(body, "serial"), _name(body, "model")
-    key = PublicKey.from_value(body_field(body, "key", dict))
+    b = DeviceRegister.parse(stx.tx.body)
+    serial, model = b.serial, b.model
+    key = PublicKey.from_value(b.key)
     did = device_id(maker.id, serial)
     require(device_key(did) not in state, "exists",
             f"this maker already registered serial {serial!r} (device {did.hex()[:16]})")
@@ -92,13 +134,13 @@ def _register(state: State, stx: SignedTx, ctx: Context) -> None:
     })
 
 
-@register("device.bind")
+@register("device.bind", body=DeviceRef)
 def _bind(state: State, stx: SignedTx, ctx: Context) -> None:
     """A patient binds a registered device, or a gateway account, to her account."""
     patient = load_account(state, stx.tx.account)
     require(patient.kind == "patient", "not_patient",
             f"only a patient binds devices; this is a {patient.kind} account")
-    uid = body_field(stx.tx.body, "device", bytes)
+    uid = DeviceRef.parse(stx.tx.body).device
     record = get_uploader(state, uid)
     if record is None:
         gw = state.get("acct/" + uid.hex())
@@ -122,10 +164,10 @@ def _bind(state: State, stx: SignedTx, ctx: Context) -> None:
     state.put(device_key(uid), record)
 
 
-@register("device.unbind")
+@register("device.unbind", body=DeviceRef)
 def _unbind(state: State, stx: SignedTx, ctx: Context) -> None:
     """The patient a device is bound to releases it (its sequence number is kept)."""
-    uid = body_field(stx.tx.body, "device", bytes)
+    uid = DeviceRef.parse(stx.tx.body).device
     record = get_uploader(state, uid)
     require(record is not None and record["patient"] == stx.tx.account, "not_bound",
             f"device {uid.hex()[:16]} is not bound to this account")
@@ -134,10 +176,10 @@ def _unbind(state: State, stx: SignedTx, ctx: Context) -> None:
     state.put(device_key(uid), record)
 
 
-@register("device.revoke")
+@register("device.revoke", body=DeviceRef)
 def _revoke(state: State, stx: SignedTx, ctx: Context) -> None:
     """Revoke a device or gateway for good (its maker, its patient, or a gateway's sponsor)."""
-    uid = body_field(stx.tx.body, "device", bytes)
+    uid = DeviceRef.parse(stx.tx.body).device
     record = get_uploader(state, uid)
     require(record is not None, "unknown_device", f"no device or gateway {uid.hex()[:16]}")
     assert record is not None
@@ -154,17 +196,13 @@ def _revoke(state: State, stx: SignedTx, ctx: Context) -> None:
     state.put(device_key(uid), record)
 
 
-@register("vault.custody")
+@register("vault.custody", body=VaultCustody)
 def _custody(state: State, stx: SignedTx, ctx: Context) -> None:
     """A patient takes custody of her data keys (an X25519 public key), or hands it back."""
     patient = load_account(state, stx.tx.account)
     require(patient.kind == "patient", "not_patient", "only a patient sets a custody key")
-    body = stx.tx.body
-    require(set(body) == {"x25519"}, "malformed", "vault.custody takes exactly x25519")
-    pub = body["x25519"]
+    pub = VaultCustody.parse(stx.tx.body).x25519
     if pub is None:
         state.delete(custody_key(patient.id))
         return
-    require(isinstance(pub, bytes) and len(pub) == 32, "malformed",
-            "x25519 is a 32-byte X25519 public key (or null to hand custody back)")
     state.put(custody_key(patient.id), {"x25519": pub, "since": ctx.height})

@@ -47,6 +47,7 @@ Pure: no I/O, clock or randomness; time is the block's.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Final
 
 from ..glucose.readings import STREAMS
@@ -54,7 +55,7 @@ from ..ledger.tx import SignedTx
 from .accounts_model import Account, load_account
 from .consent import grant_key
 from .grants import EMERGENCY_MAX_DAYS, EMERGENCY_MAX_HOURS, HOUR_MS, add_grant, audit_append
-from .machine import Context, body_field, bump_nonce, register, require
+from .machine import Body, Context, bump_nonce, need, register, require
 from .store import State
 
 __all__ = ["MAX_OPEN", "REQUEST_TTL_MS", "open_key", "request_key"]
@@ -72,19 +73,71 @@ def open_key(patient: bytes) -> str:
     return "emopen/" + patient.hex()
 
 
-def _shape(stx: SignedTx) -> None:
-    require(set(stx.tx.body) == {"patient", "hours", "days", "reason"}, "malformed",
-            f"{stx.tx.type} takes patient, hours (1-24), days (data window), reason")
+@dataclass(frozen=True, slots=True)
+class EmergencyAsk(Body):
+    """The body of ``emergency.request`` and ``emergency.open``: patient, hours (1-24), days
+    (the data window), reason. ``parse`` checks the field names; the handler checks the
+    values after the sender's and the patient's accounts (``_scope``), as results always
+    were."""
+
+    patient: Any
+    hours: Any
+    days: Any
+    reason: Any
+
+    @classmethod
+    def parse_as(cls, body: dict[str, Any], tx_type: str) -> EmergencyAsk:
+        require(set(body) == {"patient", "hours", "days", "reason"}, "malformed",
+                f"{tx_type} takes patient, hours (1-24), days (data window), reason")
+        return cls.of(body)
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> EmergencyAsk:
+        return cls.parse_as(body, "emergency.request")
 
 
-def _scope(state: State, body: dict[str, Any]) -> tuple[Account, int, int, str]:
-    """The patient, hours, days and reason of a request body (shape checked by ``_shape``)."""
-    patient_id = body_field(body, "patient", bytes)
+@dataclass(frozen=True, slots=True)
+class EmergencyDecision(Body):
+    """The body of ``emergency.approve`` and ``emergency.decline``: ``{request, patient}``
+    (values checked by the handler after the sender's authorization)."""
+
+    request: Any
+    patient: Any
+
+    @classmethod
+    def parse_as(cls, body: dict[str, Any], verb: str) -> EmergencyDecision:
+        require(set(body) == {"request", "patient"}, "malformed",
+                f"emergency.{verb} takes request (its id) and patient")
+        return cls.of(body)
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> EmergencyDecision:
+        return cls.parse_as(body, "approve")
+
+
+@dataclass(frozen=True, slots=True)
+class EmergencyEnd(Body):
+    """The body of ``emergency.end``: ``{grant, patient}`` (values checked by the handler
+    after the sender's authorization)."""
+
+    grant: Any
+    patient: Any
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> EmergencyEnd:
+        require(set(body) == {"grant", "patient"}, "malformed",
+                "emergency.end takes grant (the emergency's id) and patient")
+        return cls.of(body)
+
+
+def _scope(state: State, b: EmergencyAsk) -> tuple[Account, int, int, str]:
+    """The patient, hours, days and reason of a request body (names checked by ``parse``)."""
+    patient_id = need(b.patient, "patient", bytes)
     patient = load_account(state, patient_id)
     require(patient.kind == "patient", "not_patient", f"{patient_id.hex()[:16]} is not a patient")
-    hours = body_field(body, "hours", int)
-    days = body_field(body, "days", int)
-    reason = body_field(body, "reason", str)
+    hours = need(b.hours, "hours", int)
+    days = need(b.days, "days", int)
+    reason = need(b.reason, "reason", str)
     require(1 <= hours <= EMERGENCY_MAX_HOURS, "malformed",
             f"emergency access lasts 1 to {EMERGENCY_MAX_HOURS} hours; renew it for more")
     require(1 <= days <= EMERGENCY_MAX_DAYS, "malformed",
@@ -137,12 +190,12 @@ def _close(state: State, record: dict[str, Any], status: str, stx: SignedTx,
         state.delete(open_key(patient))
 
 
-@register("emergency.request")
+@register("emergency.request", body=EmergencyAsk)
 def _request(state: State, stx: SignedTx, ctx: Context) -> None:
     """A clinician asks for emergency access; it waits for the patient's trusted party."""
-    _shape(stx)
+    b = EmergencyAsk.parse_as(stx.tx.body, stx.tx.type)
     clinician = _clinician(state, stx.tx.account)
-    patient, hours, days, reason = _scope(state, stx.tx.body)
+    patient, hours, days, reason = _scope(state, b)
     live = _live(state, patient.id, ctx.time_ms)
     mine = [r for r in live if r["clinician"] == clinician.id]
     require(not mine, "already_requested",
@@ -183,15 +236,13 @@ def _decision(state: State, stx: SignedTx, ctx: Context, verb: str
               ) -> tuple[Account, Account, dict[str, Any]]:
     """Checks shared by approve and decline: the sender's own authorization (its nonce and
     keys), then the request (known, this patient's, pending, not expired, not one's own)."""
-    body = stx.tx.body
-    require(set(body) == {"request", "patient"}, "malformed",
-            f"emergency.{verb} takes request (its id) and patient")
+    b = EmergencyDecision.parse_as(stx.tx.body, verb)
     sender = _sender(state, stx, verb)
-    rid = body_field(body, "request", bytes)
+    rid = need(b.request, "request", bytes)
     record = state.get(request_key(rid))
     require(record is not None, "unknown_request",
             f"no emergency request {rid.hex()[:16]}; check its id")
-    require(record["patient"] == body_field(body, "patient", bytes), "malformed",
+    require(record["patient"] == need(b.patient, "patient", bytes), "malformed",
             f"emergency request {rid.hex()[:16]} is about another patient")
     require(sender.id != record["clinician"], "self_approval",
             f"you asked for this access; you cannot {verb} your own request: the patient's "
@@ -203,7 +254,7 @@ def _decision(state: State, stx: SignedTx, ctx: Context, verb: str
     return sender, load_account(state, record["patient"]), dict(record)
 
 
-@register("emergency.approve", auth="self")
+@register("emergency.approve", auth="self", body=EmergencyDecision)
 def _approve(state: State, stx: SignedTx, ctx: Context) -> None:
     """The patient's trusted party approves a pending request from her own account."""
     sender, patient, record = _decision(state, stx, ctx, "approve")
@@ -224,7 +275,7 @@ def _approve(state: State, stx: SignedTx, ctx: Context) -> None:
     bump_nonce(state, sender)
 
 
-@register("emergency.decline", auth="self")
+@register("emergency.decline", auth="self", body=EmergencyDecision)
 def _decline(state: State, stx: SignedTx, ctx: Context) -> None:
     """The patient, or her trusted party, declines a pending request: nothing opens."""
     sender, patient, record = _decision(state, stx, ctx, "decline")
@@ -237,17 +288,15 @@ def _decline(state: State, stx: SignedTx, ctx: Context) -> None:
     bump_nonce(state, sender)
 
 
-@register("emergency.end", auth="self")
+@register("emergency.end", auth="self", body=EmergencyEnd)
 def _end(state: State, stx: SignedTx, ctx: Context) -> None:
     """The patient, or her trusted party, ends an open emergency grant before it runs out."""
-    body = stx.tx.body
-    require(set(body) == {"grant", "patient"}, "malformed",
-            "emergency.end takes grant (the emergency's id) and patient")
+    b = EmergencyEnd.parse(stx.tx.body)
     sender = _sender(state, stx, "end")
-    gid = body_field(body, "grant", bytes)
+    gid = need(b.grant, "grant", bytes)
     record = state.get(grant_key(gid))
     require(record is not None, "unknown_grant", f"no grant {gid.hex()[:16]}; check its id")
-    require(record["patient"] == body_field(body, "patient", bytes), "malformed",
+    require(record["patient"] == need(b.patient, "patient", bytes), "malformed",
             f"grant {gid.hex()[:16]} is about another patient")
     require(bool(record.get("emergency")), "not_emergency",
             f"grant {gid.hex()[:16]} is not an emergency; the patient revokes it instead")
@@ -267,16 +316,17 @@ def _end(state: State, stx: SignedTx, ctx: Context) -> None:
     bump_nonce(state, sender)
 
 
-@register("emergency.open", auth="self")
+@register("emergency.open", auth="self", body=EmergencyAsk)
 def _emergency(state: State, stx: SignedTx, ctx: Context) -> None:
     """Break-glass in one envelope: a clinician's request plus the trusted party's signature."""
     tx = stx.tx
-    _shape(stx)  # the order of these checks is the order of the reason codes on the ledger
+    # the order of these checks is the order of the reason codes on the ledger
+    b = EmergencyAsk.parse_as(tx.body, tx.type)
     clinician = _clinician(state, tx.account)
     require(tx.nonce == clinician.nonce, "bad_nonce",
             f"nonce {tx.nonce} is not the clinician's next ({clinician.nonce}): a replay? "
             "fetch the nonce and re-sign")
-    patient, hours, days, reason = _scope(state, tx.body)
+    patient, hours, days, reason = _scope(state, b)
     mine = {k for k in stx.signer_ids if k in clinician.keys}
     theirs = stx.signer_ids - mine
     c_weight = sum(clinician.keys[k].weight("default") for k in mine)

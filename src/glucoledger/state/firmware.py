@@ -22,11 +22,12 @@ by part. Pure: no I/O, clock or randomness.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from ..ledger.tx import SignedTx
 from .accounts_model import load_account
-from .machine import Context, body_field, register, require
+from .machine import Body, Context, body_field, register, require
 from .store import State
 
 __all__ = ["floor_key", "model_key", "parse_version", "release_key"]
@@ -56,32 +57,64 @@ def floor_key(model: str) -> str:
     return "fwfloor/" + model
 
 
+@dataclass(frozen=True, slots=True)
+class FirmwareRef(Body):
+    """The body of ``firmware.revoke`` and ``firmware.floor``: ``{model, version}`` (other
+    fields are ignored, as they always were); the base of ``firmware.release``'s body."""
+
+    model: str
+    version: str
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> FirmwareRef:
+        model, version = body_field(body, "model", str), body_field(body, "version", str)
+        require(bool(_MODEL.match(model)), "malformed", "model is 1-64 letters, digits or _.-")
+        try:
+            parse_version(version)
+        except ValueError as exc:
+            require(False, "malformed", str(exc))
+        return cls(model, version)
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwareRelease(Body):
+    """The body of ``firmware.release``: model, version, image SHA-256 and length. The
+    handler checks model and version first (``FirmwareRef``) and the model's owner, then
+    parses the rest here, as results always were."""
+
+    model: str
+    version: str
+    sha256: bytes
+    length: int
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> FirmwareRelease:
+        ref = FirmwareRef.parse(body)
+        require(set(body) == {"model", "version", "sha256", "length"}, "malformed",
+                "firmware.release takes exactly model, version, sha256, length")
+        digest, length = body_field(body, "sha256", bytes), body_field(body, "length", int)
+        require(len(digest) == 32, "malformed", "sha256 is 32 bytes")
+        require(0 < length <= MAX_IMAGE, "malformed", "length must be positive (at most 16 GiB)")
+        return cls(ref.model, ref.version, digest, length)
+
+
 def _model_version(state: State, stx: SignedTx) -> tuple[str, str]:
     maker = load_account(state, stx.tx.account)
     require(maker.kind == "maker", "not_maker", "only a maker account manages firmware")
-    body = stx.tx.body
-    model, version = body_field(body, "model", str), body_field(body, "version", str)
-    require(bool(_MODEL.match(model)), "malformed", "model is 1-64 letters, digits or _.-")
-    try:
-        parse_version(version)
-    except ValueError as exc:
-        require(False, "malformed", str(exc))
+    ref = FirmwareRef.parse(stx.tx.body)
+    model, version = ref.model, ref.version
     owner = state.get(model_key(model))
     require(owner is None or owner["maker"] == maker.id, "model_owned",
             f"model {model!r} belongs to another maker")
     return model, version
 
 
-@register("firmware.release", action="firmware")
+@register("firmware.release", action="firmware", body=FirmwareRelease)
 def _release(state: State, stx: SignedTx, ctx: Context) -> None:
     """Publish a firmware image for a model: version, SHA-256 and length."""
     model, version = _model_version(state, stx)
-    body = stx.tx.body
-    require(set(body) == {"model", "version", "sha256", "length"}, "malformed",
-            "firmware.release takes exactly model, version, sha256, length")
-    digest, length = body_field(body, "sha256", bytes), body_field(body, "length", int)
-    require(len(digest) == 32, "malformed", "sha256 is 32 bytes")
-    require(0 < length <= MAX_IMAGE, "malformed", "length must be positive (at most 16 GiB)")
+    b = FirmwareRelease.parse(stx.tx.body)
+    digest, length = b.sha256, b.length
     require(release_key(model, version) not in state, "exists",
             f"{model} {version} is already released; publish a new version instead")
     state.put(model_key(model), {"maker": stx.tx.account})
@@ -92,7 +125,7 @@ def _release(state: State, stx: SignedTx, ctx: Context) -> None:
     })
 
 
-@register("firmware.revoke", action="firmware")
+@register("firmware.revoke", action="firmware", body=FirmwareRef)
 def _revoke(state: State, stx: SignedTx, ctx: Context) -> None:
     """Revoke a released version: it never verifies again."""
     model, version = _model_version(state, stx)
@@ -103,7 +136,7 @@ def _revoke(state: State, stx: SignedTx, ctx: Context) -> None:
     state.put(release_key(model, version), {**record, "revoked": True, "revoked_at": ctx.height})
 
 
-@register("firmware.floor", action="firmware")
+@register("firmware.floor", action="firmware", body=FirmwareRef)
 def _floor(state: State, stx: SignedTx, ctx: Context) -> None:
     """Set the lowest version of a model that may be installed; it only rises."""
     model, version = _model_version(state, stx)

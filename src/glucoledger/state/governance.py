@@ -40,7 +40,8 @@ and node keys are unique; schedule heights only grow. Pure: no I/O, clock or ran
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, TypeVar
 
 from ..crypto import PublicKey
 from ..ledger.checkpoint import NoteVerifier
@@ -54,7 +55,7 @@ from .accounts_model import (
     single_key_policy,
     validate_policy,
 )
-from .machine import Context, body_field, register, require
+from .machine import MISSING, Body, Context, body_field, need, register, require
 from .store import State
 
 __all__ = ["ANCHOR_PREFIX", "MEMBERS_PREFIX", "TLS_PREFIX", "member_orgs_signing",
@@ -85,9 +86,9 @@ def member_schedule(state: State) -> MemberSchedule:
 
 
 def _schedule(state: State, before: dict[str, Any], after: dict[str, Any],
-              body: dict[str, Any], ctx: Context) -> None:
+              at: Any, ctx: Context) -> None:
     """Record ``after``'s signer set from the height the body states (default: next)."""
-    at = body.get("at", ctx.height + 1)
+    at = ctx.height + 1 if at is MISSING else at
     require(isinstance(at, int) and not isinstance(at, bool) and at > ctx.height, "bad_height",
             f"a change takes effect at a later height than this block ({ctx.height}): "
             f"give at >= {ctx.height + 1}")
@@ -129,14 +130,111 @@ def _authorize(state: State, stx: SignedTx, need: int,
     return info
 
 
-def _begin(state: State, stx: SignedTx, fields: tuple[str, ...]
-           ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """Check a change's body fields and authorize it: (body, set before, set after so far)."""
-    body = stx.tx.body
-    require(set(body) <= set(fields), "malformed",
-            f"{stx.tx.type} takes {', '.join(fields)}")
+_G = TypeVar("_G", bound="_GovChange")
+
+
+@dataclass(frozen=True, slots=True)
+class _GovChange(Body):
+    """Base of the ``gov.*`` change bodies: ``parse`` checks the field names only; values
+    are checked by the handler after the members' authorization, as results always were.
+    A field the body leaves out is ``MISSING`` (``at``: the next height)."""
+
+    #: The transaction type the body belongs to (named in the refusal).
+    TX_TYPE: ClassVar[str] = ""
+
+    @classmethod
+    def parse(cls: type[_G], body: dict[str, Any]) -> _G:
+        names = tuple(f.name for f in fields(cls))
+        require(set(body) <= set(names), "malformed",
+                f"{cls.TX_TYPE} takes {', '.join(names)}")
+        return cls.of(body)
+
+
+@dataclass(frozen=True, slots=True)
+class GovMemberAdd(_GovChange):
+    """The body of ``gov.member_add``: name, policy, node key, threshold?, at?"""
+
+    TX_TYPE = "gov.member_add"
+
+    name: Any = MISSING
+    policy: Any = MISSING
+    node: Any = MISSING
+    threshold: Any = MISSING
+    at: Any = MISSING
+
+
+@dataclass(frozen=True, slots=True)
+class GovMemberRemove(_GovChange):
+    """The body of ``gov.member_remove``: name, threshold?, at?"""
+
+    TX_TYPE = "gov.member_remove"
+
+    name: Any = MISSING
+    threshold: Any = MISSING
+    at: Any = MISSING
+
+
+@dataclass(frozen=True, slots=True)
+class GovRotateKey(_GovChange):
+    """The body of ``gov.rotate_key``: name, node key, at?"""
+
+    TX_TYPE = "gov.rotate_key"
+
+    name: Any = MISSING
+    node: Any = MISSING
+    at: Any = MISSING
+
+
+@dataclass(frozen=True, slots=True)
+class GovThreshold(_GovChange):
+    """The body of ``gov.threshold``: threshold, at?"""
+
+    TX_TYPE = "gov.threshold"
+
+    threshold: Any = MISSING
+    at: Any = MISSING
+
+
+@dataclass(frozen=True, slots=True)
+class GovRotateTls(_GovChange):
+    """The body of ``gov.rotate_tls``: name, tls_ca (PEM), at?"""
+
+    TX_TYPE = "gov.rotate_tls"
+
+    name: Any = MISSING
+    tls_ca: Any = MISSING
+    at: Any = MISSING
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorRecord(Body):
+    """The body of ``anchor.record``: where a final checkpoint was anchored."""
+
+    height: int
+    size: int
+    root: bytes
+    chain_id: int
+    tx_hash: bytes
+    block_number: int
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> AnchorRecord:
+        require(set(body) == {"height", "size", "root", "chain_id", "tx_hash", "block_number"},
+                "malformed",
+                "anchor.record is {height, size, root, chain_id, tx_hash, block_number}")
+        for f in ("height", "size", "chain_id", "block_number"):
+            body_field(body, f, int)
+        require(isinstance(body["root"], bytes) and len(body["root"]) == 32, "malformed",
+                "root is a 32-byte hash")
+        require(isinstance(body["tx_hash"], bytes) and len(body["tx_hash"]) == 32, "malformed",
+                "tx_hash is the 32-byte public-chain transaction hash")
+        return cls.of(body)
+
+
+def _begin(state: State, stx: SignedTx) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Authorize a change whose names ``parse`` checked: (set before, set after so far)."""
     before = genesis_info(state)
-    return body, before, _authorize(state, stx, before["threshold"])
+    return before, _authorize(state, stx, before["threshold"])
 
 
 def _node_account(state: State, node_key: PublicKey, name: str, sponsor: bytes,
@@ -150,25 +248,26 @@ def _node_account(state: State, node_key: PublicKey, name: str, sponsor: bytes,
     return nid
 
 
-def _threshold(body: dict[str, Any], default: int, nodes: int) -> int:
-    value = body.get("threshold", default)
+def _threshold(value: Any, default: int, nodes: int) -> int:
+    value = default if value is MISSING else value
     require(isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= nodes,
             "bad_threshold", f"the checkpoint threshold must be 1..{nodes}")
     return int(value)
 
 
-@register("gov.member_add", auth="self")
+@register("gov.member_add", auth="self", body=GovMemberAdd)
 def _member_add(state: State, stx: SignedTx, ctx: Context) -> None:
     """Admit an organization and its node (threshold of current members)."""
-    body, before, info = _begin(state, stx, ("name", "policy", "node", "threshold", "at"))
-    name = body_field(body, "name", str)
+    b = GovMemberAdd.parse(stx.tx.body)
+    before, info = _begin(state, stx)
+    name = need(b.name, "name", str)
     require(0 < len(name) <= 64 and " " not in name and "+" not in name, "bad_name",
             "organization names are 1..64 characters without spaces or '+'")
     require(all(n["name"] != name for n in info["nodes"]), "exists",
             f"organization {name} is already a member")
-    policy = body_field(body, "policy", dict)
+    policy = need(b.policy, "policy", dict)
     validate_policy(policy)
-    node_key = _node_key(body, info)
+    node_key = _node_key(b.node, info)
     oid = account_id("organization", policy)
     if account_key(oid) not in state:
         state.put(account_key(oid), {"kind": "organization", "policy": policy, "nonce": 0,
@@ -177,65 +276,68 @@ def _member_add(state: State, stx: SignedTx, ctx: Context) -> None:
     info["orgs"] = [*info["orgs"], oid]
     info["nodes"] = [*info["nodes"], {"name": name, "org": oid, "node": nid,
                                       "key": node_key.to_value()}]
-    info["threshold"] = _threshold(body, info["threshold"], len(info["nodes"]))
-    _schedule(state, before, info, body, ctx)
+    info["threshold"] = _threshold(b.threshold, info["threshold"], len(info["nodes"]))
+    _schedule(state, before, info, b.at, ctx)
     state.put(GENESIS_KEY, info)
 
 
-def _node_key(body: dict[str, Any], info: dict[str, Any]) -> PublicKey:
-    node_key = PublicKey.from_value(body_field(body, "node", dict))
+def _node_key(value: Any, info: dict[str, Any]) -> PublicKey:
+    node_key = PublicKey.from_value(need(value, "node", dict))
     require(node_key.alg == "ed25519", "bad_key", "node keys are Ed25519 (they sign notes)")
     require(all(n["key"] != node_key.to_value() for n in info["nodes"]), "exists",
             "that node key already belongs to a member")
     return node_key
 
 
-@register("gov.member_remove", auth="self")
+@register("gov.member_remove", auth="self", body=GovMemberRemove)
 def _member_remove(state: State, stx: SignedTx, ctx: Context) -> None:
     """Remove an organization's node from the checkpoint signers (threshold of members)."""
-    body, before, info = _begin(state, stx, ("name", "threshold", "at"))
-    name = body_field(body, "name", str)
+    b = GovMemberRemove.parse(stx.tx.body)
+    before, info = _begin(state, stx)
+    name = need(b.name, "name", str)
     gone = [n for n in info["nodes"] if n["name"] == name]
     require(bool(gone), "not_member", f"{name} is not a member")
     rest = [n for n in info["nodes"] if n["name"] != name]
     require(bool(rest), "last_member", "the last member cannot be removed")
     info["nodes"] = rest
     info["orgs"] = [o for o in info["orgs"] if o != gone[0]["org"]]
-    info["threshold"] = _threshold(body, min(info["threshold"], len(rest)), len(rest))
-    _schedule(state, before, info, body, ctx)
+    info["threshold"] = _threshold(b.threshold, min(info["threshold"], len(rest)), len(rest))
+    _schedule(state, before, info, b.at, ctx)
     state.put(GENESIS_KEY, info)
 
 
-@register("gov.rotate_key", auth="self")
+@register("gov.rotate_key", auth="self", body=GovRotateKey)
 def _rotate_key(state: State, stx: SignedTx, ctx: Context) -> None:
     """Replace a member's node key (threshold of members), from a stated height."""
-    body, before, info = _begin(state, stx, ("name", "node", "at"))
-    name = body_field(body, "name", str)
+    b = GovRotateKey.parse(stx.tx.body)
+    before, info = _begin(state, stx)
+    name = need(b.name, "name", str)
     require(any(n["name"] == name for n in info["nodes"]), "not_member",
             f"{name} is not a member")
-    node_key = _node_key(body, info)
+    node_key = _node_key(b.node, info)
     org = next(n["org"] for n in info["nodes"] if n["name"] == name)
     nid = _node_account(state, node_key, name, org, ctx.height)
     info["nodes"] = [{**n, "node": nid, "key": node_key.to_value()} if n["name"] == name
                      else n for n in info["nodes"]]
-    _schedule(state, before, info, body, ctx)
+    _schedule(state, before, info, b.at, ctx)
     state.put(GENESIS_KEY, info)
 
 
-@register("gov.rotate_tls", auth="self")
+@register("gov.rotate_tls", auth="self", body=GovRotateTls)
 def _rotate_tls(state: State, stx: SignedTx, ctx: Context) -> None:
     """Replace a member's TLS certificate authority (threshold of members), from a stated
     height. The CA's X.509 contents are checked by the proposer's tools (``crypto.tls``);
     here only its form: one PEM certificate of at most 8 KiB."""
-    body, _, info = _begin(state, stx, ("name", "tls_ca", "at"))
-    name = body_field(body, "name", str)
+    b = GovRotateTls.parse(stx.tx.body)
+    _, info = _begin(state, stx)
+    name = need(b.name, "name", str)
     require(any(n["name"] == name for n in info["nodes"]), "not_member",
             f"{name} is not a member")
-    ca = body_field(body, "tls_ca", bytes)
+    ca = need(b.tls_ca, "tls_ca", bytes)
     require(ca.startswith(b"-----BEGIN CERTIFICATE-----") and ca.count(b"-----BEGIN") == 1
             and len(ca) <= _MAX_CA_PEM, "malformed",
             "tls_ca is one PEM certificate (the member's new CA) of at most 8 KiB")
-    at = body.get("at", ctx.height + 1)
+    at = ctx.height + 1 if b.at is MISSING else b.at
     require(isinstance(at, int) and not isinstance(at, bool) and at > ctx.height, "bad_height",
             f"a change takes effect at a later height than this block ({ctx.height}): "
             f"give at >= {ctx.height + 1}")
@@ -258,31 +360,24 @@ def tls_changes(state: State) -> list[tuple[int, str, bytes]]:
     return out
 
 
-@register("gov.threshold", auth="self")
+@register("gov.threshold", auth="self", body=GovThreshold)
 def _set_threshold(state: State, stx: SignedTx, ctx: Context) -> None:
     """Change the checkpoint threshold (threshold of members), from a stated height."""
-    body, before, info = _begin(state, stx, ("threshold", "at"))
-    require("threshold" in body, "malformed", "gov.threshold needs threshold")
-    info["threshold"] = _threshold(body, info["threshold"], len(info["nodes"]))
-    _schedule(state, before, info, body, ctx)
+    b = GovThreshold.parse(stx.tx.body)
+    before, info = _begin(state, stx)
+    require(b.threshold is not MISSING, "malformed", "gov.threshold needs threshold")
+    info["threshold"] = _threshold(b.threshold, info["threshold"], len(info["nodes"]))
+    _schedule(state, before, info, b.at, ctx)
     state.put(GENESIS_KEY, info)
 
 
-@register("anchor.record", auth="self")
+@register("anchor.record", auth="self", body=AnchorRecord)
 def _anchor_record(state: State, stx: SignedTx, ctx: Context) -> None:
     """Record where a final checkpoint was anchored on a public chain."""
-    body = stx.tx.body
-    require(set(body) == {"height", "size", "root", "chain_id", "tx_hash", "block_number"},
-            "malformed", "anchor.record is {height, size, root, chain_id, tx_hash, block_number}")
-    for f in ("height", "size", "chain_id", "block_number"):
-        body_field(body, f, int)
-    require(isinstance(body["root"], bytes) and len(body["root"]) == 32, "malformed",
-            "root is a 32-byte hash")
-    require(isinstance(body["tx_hash"], bytes) and len(body["tx_hash"]) == 32, "malformed",
-            "tx_hash is the 32-byte public-chain transaction hash")
+    b = AnchorRecord.parse(stx.tx.body)
     info = _authorize(state, stx, 1, "anchor_nonce")
-    require(body["height"] < ctx.height, "bad_anchor", "an anchor names an earlier block")
-    key = f"{ANCHOR_PREFIX}{body['height']:020d}"
-    require(key not in state, "exists", f"block {body['height']} is anchored already")
-    state.put(key, dict(body))
+    require(b.height < ctx.height, "bad_anchor", "an anchor names an earlier block")
+    key = f"{ANCHOR_PREFIX}{b.height:020d}"
+    require(key not in state, "exists", f"block {b.height} is anchored already")
+    state.put(key, b.to_body())
     state.put(GENESIS_KEY, info)

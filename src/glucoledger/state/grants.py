@@ -21,12 +21,13 @@ Pure: no I/O, clock or randomness.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Final
 
 from ..ledger.tx import SignedTx
 from .accounts_model import account_key, load_account
 from .consent import grant_key, grants_index_key, parse_scope
-from .machine import Context, body_field, register, require
+from .machine import Body, Context, body_field, register, require
 from .store import State
 
 __all__ = ["EMERGENCY_MAX_DAYS", "EMERGENCY_MAX_HOURS", "ENTRY_KINDS", "GRANTEE_KINDS", "HOUR_MS",
@@ -57,8 +58,7 @@ def _patient(state: State, stx: SignedTx) -> None:
             f"{acct.kind}")
 
 
-def _own_grant(state: State, stx: SignedTx) -> dict[str, Any]:
-    gid = body_field(stx.tx.body, "grant", bytes)
+def _own_grant(state: State, stx: SignedTx, gid: bytes) -> dict[str, Any]:
     record = state.get(grant_key(gid))
     require(record is not None, "unknown_grant", f"no grant {gid.hex()[:16]}; check its id")
     require(record["patient"] == stx.tx.account, "not_your_grant",
@@ -75,17 +75,83 @@ def add_grant(state: State, record: dict[str, Any]) -> None:
     state.put(index_key, [*index, [record["grantee"], record["id"]]])
 
 
-@register("consent.grant", action="grant")
+_SCOPE: Final = ("streams", "view", "window", "valid_from", "valid_until", "purpose", "alerts")
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentGrant(Body):
+    """The body of ``consent.grant``: the grantee and the scope (``parse_scope``'s checked
+    and normalized form: streams, view, window, valid_from, valid_until, purpose, alerts)."""
+
+    grantee: bytes
+    scope: dict[str, Any]
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> ConsentGrant:
+        require(set(body) == {"grantee", *_SCOPE}, "malformed",
+                "consent.grant takes grantee, streams, view, window, valid_from, valid_until, "
+                "purpose, alerts")
+        grantee = body_field(body, "grantee", bytes)
+        return cls(grantee, parse_scope(body))
+
+    def to_body(self) -> dict[str, Any]:
+        return {"grantee": self.grantee, **self.scope}
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentAmend(Body):
+    """The body of ``consent.amend``: the grant and the scope fields to change (checked by
+    the handler after the grant's own checks, as results always were)."""
+
+    grant: bytes
+    changes: dict[str, Any]
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> ConsentAmend:
+        gid = body_field(body, "grant", bytes)
+        return cls(gid, {k: v for k, v in body.items() if k != "grant"})
+
+    def to_body(self) -> dict[str, Any]:
+        return {"grant": self.grant, **self.changes}
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRevoke(Body):
+    """The body of ``consent.revoke``: ``{grant}``."""
+
+    grant: bytes
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> ConsentRevoke:
+        require(set(body) == {"grant"}, "malformed", "consent.revoke takes grant")
+        return cls(body_field(body, "grant", bytes))
+
+
+@dataclass(frozen=True, slots=True)
+class CareEntry(Body):
+    """The body of ``care.entry``: kind, digest (SHA-256 of the content), effective."""
+
+    kind: str
+    digest: bytes
+    effective: int
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> CareEntry:
+        require(set(body) == {"kind", "digest", "effective"}, "malformed",
+                "care.entry takes kind, digest (SHA-256 of the content), effective (epoch ms)")
+        kind = body_field(body, "kind", str)
+        require(kind in ENTRY_KINDS, "malformed", f"kind is one of {', '.join(ENTRY_KINDS)}")
+        digest = body_field(body, "digest", bytes)
+        require(len(digest) == 32, "malformed", "digest is 32 bytes")
+        return cls(kind, digest, body_field(body, "effective", int))
+
+
+@register("consent.grant", action="grant", body=ConsentGrant)
 def _grant(state: State, stx: SignedTx, ctx: Context) -> None:
     """Grant a grantee access to streams, raw or summary, for a window and a validity."""
     _patient(state, stx)
-    body = stx.tx.body
-    require(set(body) == {"grantee", "streams", "view", "window", "valid_from", "valid_until",
-                          "purpose", "alerts"}, "malformed",
-            "consent.grant takes grantee, streams, view, window, valid_from, valid_until, "
-            "purpose, alerts")
-    grantee = body_field(body, "grantee", bytes)
-    scope = parse_scope(body)
+    b = ConsentGrant.parse(stx.tx.body)
+    grantee, scope = b.grantee, b.scope
     other = state.get(account_key(grantee))
     require(other is not None, "unknown_grantee",
             f"no account {grantee.hex()[:16]}: the grantee registers first")
@@ -97,16 +163,17 @@ def _grant(state: State, stx: SignedTx, ctx: Context) -> None:
                        "changed": ctx.height, "revoked_by": None, "revoked_height": None})
 
 
-@register("consent.amend", action="grant")
+@register("consent.amend", action="grant", body=ConsentAmend)
 def _amend(state: State, stx: SignedTx, ctx: Context) -> None:
     """Narrow or extend a grant: new values for some of its scope fields."""
     _patient(state, stx)
-    record = _own_grant(state, stx)
+    b = ConsentAmend.parse(stx.tx.body)
+    record = _own_grant(state, stx, b.grant)
     require(record["status"] == "active", "already_revoked",
             "a revoked grant cannot be amended; grant anew")
     require(not record.get("emergency"), "bad_grant",
             "an emergency grant is changed by a new emergency request, not amended")
-    changes = {k: v for k, v in stx.tx.body.items() if k != "grant"}
+    changes = b.changes
     allowed = {"streams", "view", "window", "valid_from", "valid_until", "purpose", "alerts"}
     require(bool(changes) and set(changes) <= allowed, "malformed",
             f"consent.amend takes grant and some of {', '.join(sorted(allowed))}")
@@ -114,12 +181,11 @@ def _amend(state: State, stx: SignedTx, ctx: Context) -> None:
     state.put(grant_key(record["id"]), {**record, **scope, "changed": ctx.height})
 
 
-@register("consent.revoke", action="grant")
+@register("consent.revoke", action="grant", body=ConsentRevoke)
 def _revoke(state: State, stx: SignedTx, ctx: Context) -> None:
     """Revoke a grant, effective from this block."""
     _patient(state, stx)
-    require(set(stx.tx.body) == {"grant"}, "malformed", "consent.revoke takes grant")
-    record = _own_grant(state, stx)
+    record = _own_grant(state, stx, ConsentRevoke.parse(stx.tx.body).grant)
     require(record["status"] == "active", "already_revoked",
             f"grant {record['id'].hex()[:16]} is already revoked")
     state.put(grant_key(record["id"]), {**record, "status": "revoked",
@@ -127,18 +193,11 @@ def _revoke(state: State, stx: SignedTx, ctx: Context) -> None:
                                         "revoked_height": ctx.height, "changed": ctx.height})
 
 
-@register("care.entry")
+@register("care.entry", body=CareEntry)
 def _entry(state: State, stx: SignedTx, ctx: Context) -> None:
     """Record a note or a dose change (its content stays off the ledger; its hash is here)."""
     _patient(state, stx)
-    body = stx.tx.body
-    require(set(body) == {"kind", "digest", "effective"}, "malformed",
-            "care.entry takes kind, digest (SHA-256 of the content), effective (epoch ms)")
-    kind = body_field(body, "kind", str)
-    require(kind in ENTRY_KINDS, "malformed", f"kind is one of {', '.join(ENTRY_KINDS)}")
-    digest = body_field(body, "digest", bytes)
-    require(len(digest) == 32, "malformed", "digest is 32 bytes")
-    body_field(body, "effective", int)
-    state.put("entry/" + stx.tx_hash.hex(), {"patient": stx.tx.account, "kind": kind,
-                                             "digest": digest, "effective": body["effective"],
+    b = CareEntry.parse(stx.tx.body)
+    state.put("entry/" + stx.tx_hash.hex(), {"patient": stx.tx.account, "kind": b.kind,
+                                             "digest": b.digest, "effective": b.effective,
                                              "height": ctx.height})

@@ -20,9 +20,9 @@ On success the account's nonce advances. Pure: no I/O, clock or randomness; time
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Final, Literal, TypeVar
 
 from ..crypto import PublicKey
 from ..errors import MalformedError, RejectedError, SignatureError
@@ -33,14 +33,73 @@ from .accounts_model import Account, account_key, load_account
 from .store import State
 
 __all__ = [
+    "MISSING",
     "REGISTRY",
+    "Body",
     "Context",
     "TxType",
     "after",
     "apply",
     "authorize",
+    "need",
     "register",
 ]
+
+_B = TypeVar("_B", bound="Body")
+
+
+class _Missing:
+    """The value of a typed body's field that the wire body does not carry."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __reduce__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing()
+
+
+class Body:
+    """Base of the typed transaction bodies (one frozen dataclass per type, declared beside
+    its handler and named in ``register(..., body=...)``).
+
+    Invariants: ``parse(body)`` makes the shape checks a handler has always made at the
+    point it calls it, in the same order and with the same codes and words (refusal messages
+    are hashed into blocks: old ledgers must replay to the same results); fields checked
+    later, after state checks, are kept as received (``Any``) and checked by the handler
+    with ``need``. A field the wire body lacks is ``MISSING``. ``to_body()`` gives back the
+    wire dict (without MISSING fields), so ``T.parse(T.parse(b).to_body()) == T.parse(b)``
+    for every body ``parse`` accepts.
+    """
+
+    __slots__ = ()
+    #: Wire names that are not Python identifiers (``from``, ``type``): attribute -> wire.
+    WIRE: ClassVar[Mapping[str, str]] = {}
+
+    @classmethod
+    def of(cls: type[_B], body: Mapping[str, Any]) -> _B:
+        """The typed view of ``body``, without checks (``parse`` checks first)."""
+        wire = cls.WIRE
+        return cls(**{f.name: body.get(wire.get(f.name, f.name), MISSING)
+                      for f in fields(cls)})  # type: ignore[arg-type]
+
+    @classmethod
+    def parse(cls: type[_B], body: dict[str, Any]) -> _B:
+        """Raises MalformedError or RejectedError (``malformed`` and type-specific codes)."""
+        return cls.of(body)
+
+    def to_body(self) -> dict[str, Any]:
+        wire = self.WIRE
+        out = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if value is not MISSING:
+                out[wire.get(f.name, f.name)] = value
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +279,14 @@ def body_field(body: dict[str, Any], name: str, kind: type | tuple[type, ...]) -
     if name not in body:
         raise MalformedError(f"transaction body lacks field {name!r}")
     return typed_field(body[name], name, kind)
+
+
+def need(value: Any, name: str, kind: type | tuple[type, ...]) -> Any:
+    """A typed body's field checked where the handler has always checked it: refuse as
+    malformed if the wire body lacked it or it has the wrong type (``body_field``'s words)."""
+    if value is MISSING:
+        raise MalformedError(f"transaction body lacks field {name!r}")
+    return typed_field(value, name, kind)
 
 
 def typed_field(value: Any, name: str, kind: type | tuple[type, ...]) -> Any:

@@ -16,11 +16,12 @@ machine adds the weights of every signature on a transaction.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ..ledger.tx import SignedTx, Transaction
 from .accounts_model import account_key, load_account
-from .machine import REGISTRY, Context, body_field, register, require
+from .machine import MISSING, REGISTRY, Body, Context, body_field, register, require
 from .store import State
 
 __all__ = ["proposal_key"]
@@ -41,14 +42,54 @@ def _run_inner(state: State, stx: SignedTx, ctx: Context, prop: dict[str, Any], 
     state.put("propdone/" + pid.hex(), {"height": ctx.height, "target": prop["target"]})
 
 
-@register("multisig.propose")
+@dataclass(frozen=True, slots=True)
+class MultisigPropose(Body):
+    """The body of ``multisig.propose``: target account, inner type and body, expiry (other
+    fields are ignored, as they always were)."""
+
+    WIRE = {"itype": "type", "ibody": "body"}
+    target: bytes
+    itype: str
+    ibody: dict[str, Any]
+    expires: int
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> MultisigPropose:
+        return cls(body_field(body, "target", bytes), body_field(body, "type", str),
+                   body_field(body, "body", dict), body_field(body, "expires", int))
+
+
+@dataclass(frozen=True, slots=True)
+class MultisigCosign(Body):
+    """The body of ``multisig.cosign``: ``{proposal}`` (the proposal's tx hash)."""
+
+    proposal: bytes
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> MultisigCosign:
+        return cls(body_field(body, "proposal", bytes))
+
+
+@dataclass(frozen=True, slots=True)
+class MultisigRule(Body):
+    """The body of ``multisig.rule``: proposer, types, and ``remove`` (any truthy value
+    removes; absent: set)."""
+
+    proposer: bytes
+    types: list[Any]
+    remove: Any = MISSING
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> MultisigRule:
+        return cls(body_field(body, "proposer", bytes), body_field(body, "types", list),
+                   body.get("remove", MISSING))
+
+
+@register("multisig.propose", body=MultisigPropose)
 def _propose(state: State, stx: SignedTx, ctx: Context) -> None:
     """Propose an action on another account; it runs once the target's cosigners approve."""
-    body = stx.tx.body
-    target = body_field(body, "target", bytes)
-    itype = body_field(body, "type", str)
-    ibody = body_field(body, "body", dict)
-    expires = body_field(body, "expires", int)
+    b = MultisigPropose.parse(stx.tx.body)
+    target, itype, ibody, expires = b.target, b.itype, b.ibody, b.expires
     tgt = load_account(state, target)
     spec = REGISTRY.get(itype)
     require(spec is not None and spec.auth == "account" and not itype.startswith("multisig."),
@@ -64,13 +105,13 @@ def _propose(state: State, stx: SignedTx, ctx: Context) -> None:
     state.put(proposal_key(pid), prop)
 
 
-@register("multisig.cosign", auth="self")
+@register("multisig.cosign", auth="self", body=MultisigCosign)
 def _cosign(state: State, stx: SignedTx, ctx: Context) -> None:
     """Approve a pending proposal with some of the target account's keys."""
     tgt = load_account(state, stx.tx.account)
     require(stx.tx.nonce == tgt.nonce, "bad_nonce",
             f"nonce {stx.tx.nonce} is not the account's next ({tgt.nonce}); re-sign")
-    pid = body_field(stx.tx.body, "proposal", bytes)
+    pid = MultisigCosign.parse(stx.tx.body).proposal
     prop = state.get(proposal_key(pid))
     require(prop is not None, "unknown_proposal",
             f"no open proposal {pid.hex()[:16]} (it ran, expired or never existed)")
@@ -92,13 +133,12 @@ def _cosign(state: State, stx: SignedTx, ctx: Context) -> None:
         state.put(proposal_key(pid), {**prop, "approvals": approvals})
 
 
-@register("multisig.rule", action="grant")
+@register("multisig.rule", action="grant", body=MultisigRule)
 def _rule(state: State, stx: SignedTx, ctx: Context) -> None:
     """Set or remove a standing rule: auto-approve a proposer's proposals of listed types."""
-    body = stx.tx.body
-    proposer = body_field(body, "proposer", bytes)
-    types = body_field(body, "types", list)
-    remove = body.get("remove", False)
+    b = MultisigRule.parse(stx.tx.body)
+    proposer, types = b.proposer, b.types
+    remove = False if b.remove is MISSING else b.remove
     require(all(isinstance(t, str) and t in REGISTRY for t in types), "bad_rule",
             "a rule lists known transaction types")
     require(not any(t.startswith(_NEVER_BY_RULE) for t in types), "bad_rule",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from ..errors import GlucoledgerError, MalformedError
 from ..ledger import merkle
-from ..ledger.block import GENESIS_PREV, BlockHeader, Result, results_hash
+from ..ledger.block import GENESIS_PREV, BlockHeader, Result, encode_results
 from ..ledger.log import Cut, TxEntry, decode_entry
 from ..ledger.trust import TrustCache
 from ..ledger.tx import SignedTx
@@ -46,6 +46,8 @@ class Block:
     nodes: tuple[tuple[int, int, bytes], ...]
     #: State writes made by this block: key -> bytes, or None for a delete.
     changes: dict[str, bytes | None] = field(repr=False)
+    #: Each result's canonical bytes (encoded once: hashed into the header and stored).
+    result_bytes: tuple[bytes, ...] = field(default=(), repr=False)
 
 
 @dataclass(slots=True)
@@ -132,6 +134,7 @@ class Replica:
                 "stopped rather than run on in an unknown state. Restart it to replay from its "
                 "last stored block."
             ) from exc
+        result_bytes, results_digest = encode_results(results)
         header = BlockHeader(
             chain=self.chain,
             height=height,
@@ -141,7 +144,7 @@ class Replica:
             tx_root=merkle.root_of(leaves),
             log_size=self.tree.size,
             log_root=self.tree.root(),
-            results=results_hash(results),
+            results=results_digest,
             cut=position,
         )
         block = Block(
@@ -154,6 +157,7 @@ class Replica:
             first_index=first,
             nodes=tuple(nodes),
             changes=self.state.take_changes(),
+            result_bytes=result_bytes,
         )
         self.last = header
         self._pending = []

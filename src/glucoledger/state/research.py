@@ -64,7 +64,7 @@ from .accounts_model import Account, load_account
 from .consent import DAY_MS
 from .governance import member_orgs_signing
 from .grants import audit_append
-from .machine import Context, authorize, bump_nonce, register, require
+from .machine import Body, Context, authorize, bump_nonce, register, require
 from .store import State
 
 __all__ = ["FIELDS", "FORMS", "STATISTICS", "ReleaseRequest", "StudyTerms", "active_grants",
@@ -132,7 +132,10 @@ def _subset(value: Any, name: str, allowed: tuple[str, ...], *, empty: bool = Fa
 
 
 def _hash(body: dict[str, Any], name: str) -> bytes:
-    v = body.get(name)
+    return _hash_value(body.get(name), name)
+
+
+def _hash_value(v: Any, name: str) -> bytes:
     if not isinstance(v, bytes) or len(v) != 32:
         raise MalformedError(f"{name} is a 32-byte id")
     return v
@@ -143,8 +146,9 @@ TERMS_KEYS: Final = ("protocol", "ethics", "purpose", "streams", "fields", "peri
 
 
 @dataclass(frozen=True, slots=True)
-class StudyTerms:
-    """The scope fields of a study, as registered or amended."""
+class StudyTerms(Body):
+    """The scope fields of a study, as registered or amended: the body of
+    ``study.register`` (``parse``) and the ``terms`` of ``study.amend``."""
 
     protocol: str
     ethics: str
@@ -181,6 +185,14 @@ class StudyTerms:
                    _int(body, "retention_days", 1, 36_600), _text(body, "contact"),
                    _int(credit, "rate", 0, 1000), _text(credit, "terms"))
 
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> StudyTerms:
+        """Raises MalformedError."""
+        return cls.from_body(body)
+
+    def to_body(self) -> dict[str, Any]:
+        return self.to_value()
+
     def to_value(self) -> dict[str, Any]:
         return {"protocol": self.protocol, "ethics": self.ethics, "purpose": self.purpose,
                 "streams": list(self.streams), "fields": list(self.fields),
@@ -199,7 +211,10 @@ class StudyTerms:
 
 
 @dataclass(frozen=True, slots=True)
-class ReleaseRequest:
+class ReleaseRequest(Body):
+    """The body of ``research.release``: a record-level release ``{study, form}`` or an
+    aggregate query ``{study, form, statistic, epsilon}`` (epsilon in millionths)."""
+
     study: bytes
     form: str
     statistic: str | None = None
@@ -221,6 +236,95 @@ class ReleaseRequest:
             return cls(_hash(body, "study"), "aggregate", stat,
                        _int(body, "epsilon", 1, MAX_EPSILON_MICRO))
         raise MalformedError(f"form is one of {', '.join(FORMS)}")
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> ReleaseRequest:
+        """Raises MalformedError."""
+        return cls.from_body(body)
+
+    def to_body(self) -> dict[str, Any]:
+        if self.form == "records":
+            return {"study": self.study, "form": self.form}
+        return {"study": self.study, "form": self.form, "statistic": self.statistic,
+                "epsilon": self.epsilon}
+
+
+@dataclass(frozen=True, slots=True)
+class StudyAmend(Body):
+    """The body of ``study.amend``: the study (checked with the study's record) and the full
+    new terms."""
+
+    study: Any
+    terms: StudyTerms
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> StudyAmend:
+        require("study" in body and "terms" in body and set(body) == {"study", "terms"},
+                "malformed", "study.amend is {study, terms} (the full new terms)")
+        terms = StudyTerms.from_body(body["terms"] if isinstance(body["terms"], dict) else {})
+        return cls(body["study"], terms)
+
+    def to_body(self) -> dict[str, Any]:
+        return {"study": self.study, "terms": self.terms.to_value()}
+
+
+@dataclass(frozen=True, slots=True)
+class StudyClose(Body):
+    """The body of ``study.close``: ``{study}`` (checked with the study's record)."""
+
+    study: Any
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> StudyClose:
+        require(set(body) == {"study"}, "malformed", "study.close takes study")
+        return cls.of(body)
+
+
+@dataclass(frozen=True, slots=True)
+class ResearchConsent(Body):
+    """The body of ``research.consent``: study, streams, fields, until. ``parse`` checks the
+    names; the values are checked after the patient's and the study's records."""
+
+    study: Any
+    streams: Any
+    fields: Any
+    until: Any
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> ResearchConsent:
+        require(set(body) == {"study", "streams", "fields", "until"}, "malformed",
+                "research.consent takes study, streams, fields, until")
+        return cls.of(body)
+
+
+@dataclass(frozen=True, slots=True)
+class ResearchWithdraw(Body):
+    """The body of ``research.withdraw``: ``{grant}``, a research grant's 32-byte id."""
+
+    grant: bytes
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> ResearchWithdraw:
+        require(set(body) == {"grant"}, "malformed", "research.withdraw takes grant")
+        return cls(_hash(body, "grant"))
+
+
+@dataclass(frozen=True, slots=True)
+class ResearchManifest(Body):
+    """The body of ``research.manifest``: release, manifest, root, rows, days. ``parse``
+    checks the names; the values are checked against the release's record."""
+
+    release: Any
+    manifest: Any
+    root: Any
+    rows: Any
+    days: Any
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> ResearchManifest:
+        require(set(body) == {"release", "manifest", "root", "rows", "days"}, "malformed",
+                "research.manifest takes release, manifest, root, rows, days")
+        return cls.of(body)
 
 
 # --- reads -----------------------------------------------------------------------------------
@@ -270,8 +374,8 @@ def _sponsor_and_consortium(state: State, stx: SignedTx) -> Account:
     return sponsor
 
 
-def _own_open_study(state: State, stx: SignedTx) -> dict[str, Any]:
-    rec = load_study(state, _hash(stx.tx.body, "study"))
+def _own_open_study(state: State, stx: SignedTx, study: Any) -> dict[str, Any]:
+    rec = load_study(state, _hash_value(study, "study"))
     require(rec["sponsor"] == stx.tx.account, "not_sponsor",
             f"study {rec['id'].hex()[:16]} belongs to another sponsor")
     require(rec["status"] == "open", "study_closed", f"study {rec['id'].hex()[:16]} is closed")
@@ -279,24 +383,22 @@ def _own_open_study(state: State, stx: SignedTx) -> dict[str, Any]:
 
 
 # --- studies ---------------------------------------------------------------------------------
-@register("study.register", auth="self")
+@register("study.register", auth="self", body=StudyTerms)
 def _register(state: State, stx: SignedTx, ctx: Context) -> None:
     """Register a study: the sponsor's terms, accepted by the consortium's threshold."""
-    terms = StudyTerms.from_body(stx.tx.body)
+    terms = StudyTerms.parse(stx.tx.body)
     sponsor = _sponsor_and_consortium(state, stx)
     state.put(study_key(stx.tx_hash), {
         "id": stx.tx_hash, "sponsor": sponsor.id, **terms.to_value(), "status": "open",
         "scope_version": 1, "spent": 0, "created": ctx.height, "changed": ctx.height})
 
 
-@register("study.amend", auth="self")
+@register("study.amend", auth="self", body=StudyAmend)
 def _amend(state: State, stx: SignedTx, ctx: Context) -> None:
     """Amend a study's terms; a widening asks every participant to consent again."""
-    body = stx.tx.body
-    require("study" in body and "terms" in body and set(body) == {"study", "terms"},
-            "malformed", "study.amend is {study, terms} (the full new terms)")
-    terms = StudyTerms.from_body(body["terms"] if isinstance(body["terms"], dict) else {})
-    rec = _own_open_study(state, stx)
+    b = StudyAmend.parse(stx.tx.body)
+    terms = b.terms
+    rec = _own_open_study(state, stx, b.study)
     _sponsor_and_consortium(state, stx)
     old = StudyTerms.from_body({k: rec[k] for k in TERMS_KEYS})
     version = rec["scope_version"] + (1 if terms.widens(old) else 0)
@@ -304,29 +406,26 @@ def _amend(state: State, stx: SignedTx, ctx: Context) -> None:
                                      "changed": ctx.height})
 
 
-@register("study.close")
+@register("study.close", body=StudyClose)
 def _close(state: State, stx: SignedTx, ctx: Context) -> None:
     """Close a study: no release or query from this block on."""
-    require(set(stx.tx.body) == {"study"}, "malformed", "study.close takes study")
-    rec = _own_open_study(state, stx)
+    rec = _own_open_study(state, stx, StudyClose.parse(stx.tx.body).study)
     state.put(study_key(rec["id"]), {**rec, "status": "closed", "changed": ctx.height})
 
 
 # --- participants ------------------------------------------------------------------------------
-@register("research.consent", action="grant")
+@register("research.consent", action="grant", body=ResearchConsent)
 def _consent(state: State, stx: SignedTx, ctx: Context) -> None:
     """A patient joins a study (or re-consents), narrowing its streams and fields if she will."""
-    body = stx.tx.body
-    require(set(body) == {"study", "streams", "fields", "until"}, "malformed",
-            "research.consent takes study, streams, fields, until")
+    b = ResearchConsent.parse(stx.tx.body)
     patient = load_account(state, stx.tx.account)
     require(patient.kind == "patient", "not_patient",
             "only a patient consents to share her data with a study")
-    study = load_study(state, _hash(body, "study"))
+    study = load_study(state, _hash_value(b.study, "study"))
     require(study["status"] == "open", "study_closed", "the study is closed; it takes no one")
-    streams = _subset(body["streams"], "streams", STREAMS)
-    fields = _subset(body["fields"], "fields", FIELDS, empty=True)
-    until = _int(body, "until", 0, 1 << 62)
+    streams = _subset(b.streams, "streams", STREAMS)
+    fields = _subset(b.fields, "fields", FIELDS, empty=True)
+    until = _int({"until": b.until}, "until", 0, 1 << 62)
     require(set(streams) <= set(study["streams"]) and set(fields) <= set(study["fields"]),
             "bad_scope", "a participant may narrow the study's streams and fields, never "
             f"widen them (study: {', '.join(study['streams'])}; "
@@ -352,12 +451,10 @@ def _consent(state: State, stx: SignedTx, ctx: Context) -> None:
     audit_append(state, patient.id, "research_consent", stx.tx_hash)
 
 
-@register("research.withdraw", action="grant")
+@register("research.withdraw", action="grant", body=ResearchWithdraw)
 def _withdraw(state: State, stx: SignedTx, ctx: Context) -> None:
     """Withdraw from a study: in no release or query from this block on."""
-    body = stx.tx.body
-    require(set(body) == {"grant"}, "malformed", "research.withdraw takes grant")
-    g = state.get(rgrant_key(_hash(body, "grant")))
+    g = state.get(rgrant_key(ResearchWithdraw.parse(stx.tx.body).grant))
     require(g is not None, "unknown_grant", "no research grant with that id; check it")
     require(g["patient"] == stx.tx.account, "not_your_grant",
             "that research grant belongs to another patient")
@@ -370,11 +467,11 @@ def _withdraw(state: State, stx: SignedTx, ctx: Context) -> None:
 
 
 # --- uses ---------------------------------------------------------------------------------------
-@register("research.release")
+@register("research.release", body=ReleaseRequest)
 def _release(state: State, stx: SignedTx, ctx: Context) -> None:
     """A release or DP query: the contract picks the participants and batches, audits it."""
-    req = ReleaseRequest.from_body(stx.tx.body)
-    study = _own_open_study(state, stx)
+    req = ReleaseRequest.parse(stx.tx.body)
+    study = _own_open_study(state, stx, req.study)
     require(req.form in study["forms"], "form_not_allowed",
             f"study {study['id'].hex()[:16]} may receive {', '.join(study['forms'])}, "
             f"not {req.form}")
@@ -406,22 +503,20 @@ def _release(state: State, stx: SignedTx, ctx: Context) -> None:
         "from": lo, "to": hi, "time": ctx.time_ms, "height": ctx.height, "manifest": None})
 
 
-@register("research.manifest", auth="self")
+@register("research.manifest", auth="self", body=ResearchManifest)
 def _manifest(state: State, stx: SignedTx, ctx: Context) -> None:
     """The releasing node attests a record-level release's manifest; days earn credit."""
     node = load_account(state, stx.tx.account)
     require(node.kind == "node", "not_node", "a manifest is attested by a node account")
     authorize(node, stx, "data")
-    body = stx.tx.body
-    require(set(body) == {"release", "manifest", "root", "rows", "days"}, "malformed",
-            "research.manifest takes release, manifest, root, rows, days")
-    rel = state.get(release_key(_hash(body, "release")))
+    b = ResearchManifest.parse(stx.tx.body)
+    rel = state.get(release_key(_hash_value(b.release, "release")))
     require(rel is not None, "unknown_release", "no release with that id")
     require(rel["form"] == "records", "unknown_release", "aggregates carry no manifest")
     require(rel["manifest"] is None, "manifest_exists", "that release has its manifest")
-    manifest, root = _hash(body, "manifest"), _hash(body, "root")
-    rows = _int(body, "rows", 0, 1 << 40)
-    days = body["days"]
+    manifest, root = _hash_value(b.manifest, "manifest"), _hash_value(b.root, "root")
+    rows = _int({"rows": b.rows}, "rows", 0, 1 << 40)
+    days = b.days
     grants = {p["grant"] for p in rel["participants"]}
     require(isinstance(days, list) and all(
         isinstance(d, list) and len(d) == 2 and d[0] in grants and isinstance(d[1], list)

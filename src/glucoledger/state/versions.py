@@ -36,13 +36,14 @@ Pure: no I/O, clock or randomness.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Final
 
 from ..ledger.tx import SignedTx
 from .access import erased_key
 from .accounts_model import load_account
 from .devices import get_uploader
-from .machine import Context, body_field, register, require
+from .machine import Body, Context, body_field, register, require
 from .store import State
 
 __all__ = ["MAX_CTS", "MAX_VERSIONS", "alias_key", "alias_of", "version_key", "versions_of"]
@@ -72,22 +73,45 @@ def versions_of(state: State, patient: bytes, doc: bytes) -> list[dict[str, Any]
     return [] if value is None else [dict(v) for v in value["versions"]]
 
 
-@register("doc.version")
+@dataclass(frozen=True, slots=True)
+class DocVersion(Body):
+    """The body of ``doc.version``: patient, doc, n, cts, and ``moved`` (absent: None).
+    The shape of ``cts``' entries is checked by the handler after the document's identity,
+    as results always were."""
+
+    patient: bytes
+    doc: bytes
+    n: int
+    cts: list[Any]
+    moved: bytes | None = None
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> DocVersion:
+        require(set(body) in ({"patient", "doc", "n", "cts"}, {"patient", "doc", "n", "cts",
+                                                               "moved"}),
+                "malformed", "doc.version takes patient, doc, n, cts (and moved)")
+        patient = body_field(body, "patient", bytes)
+        doc = body_field(body, "doc", bytes)
+        n = body_field(body, "n", int)
+        cts = body_field(body, "cts", list)
+        require(len(doc) == 32, "malformed", "doc is 32 bytes")
+        moved = body_field(body, "moved", bytes) if "moved" in body else None
+        if moved is not None:
+            require(len(moved) == 32 and moved != doc and bool(cts), "malformed",
+                    "moved is the 32-byte tag of another identity, with new content")
+        return cls(patient, doc, n, cts, moved)
+
+    def to_body(self) -> dict[str, Any]:
+        body = {"patient": self.patient, "doc": self.doc, "n": self.n, "cts": self.cts}
+        return body if self.moved is None else {**body, "moved": self.moved}
+
+
+@register("doc.version", body=DocVersion)
 def _version(state: State, stx: SignedTx, ctx: Context) -> None:
     """A new version of a patient's document (new content, or a deletion)."""
-    body = stx.tx.body
-    require(set(body) in ({"patient", "doc", "n", "cts"}, {"patient", "doc", "n", "cts",
-                                                           "moved"}),
-            "malformed", "doc.version takes patient, doc, n, cts (and moved)")
-    patient = body_field(body, "patient", bytes)
-    doc = body_field(body, "doc", bytes)
-    n = body_field(body, "n", int)
-    cts = body_field(body, "cts", list)
-    require(len(doc) == 32, "malformed", "doc is 32 bytes")
-    moved = body_field(body, "moved", bytes) if "moved" in body else None
+    b = DocVersion.parse(stx.tx.body)
+    patient, doc, n, cts, moved = b.patient, b.doc, b.n, b.cts, b.moved
     if moved is not None:
-        require(len(moved) == 32 and moved != doc and bool(cts), "malformed",
-                "moved is the 32-byte tag of another identity, with new content")
         require(alias_of(state, patient, moved) in (moved, doc)
                 and version_key(patient, moved) not in state, "identity_taken",
                 "another document already has the identity this change moves to: delete "

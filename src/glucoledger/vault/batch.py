@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from itertools import repeat
-from operator import eq, itemgetter, lt
+from operator import eq, itemgetter, lt, methodcaller
 from typing import Any
 
 from .. import codec
@@ -87,7 +87,13 @@ def leaf_data(salt: bytes, reading: dict[str, Any]) -> bytes:
     return _LEAF_HEAD + salt + _LEAF_MID + codec.encode_unchecked(reading)
 
 
+#: ``b"salt" || i`` (4 bytes, big-endian) for every index a batch can have, built once.
+_SALT_MSGS: list[bytes] = [b"salt" + i.to_bytes(4, "big") for i in range(MAX_BATCH + 1)]
+
+
 def _salts(salt_key: bytes, n: int) -> list[bytes]:
+    if n <= MAX_BATCH:
+        return hmac_sha256_many(salt_key, _SALT_MSGS[:n])
     return hmac_sha256_many(salt_key, [b"salt" + i.to_bytes(4, "big") for i in range(n)])
 
 
@@ -129,6 +135,10 @@ class Upload:
     values: list[dict[str, Any]] = field(repr=False, compare=False, default_factory=list)
     leaves: list[bytes] = field(repr=False, compare=False, default_factory=list)
     root: bytes = field(repr=False, compare=False, default=b"")
+    #: Made by this node for a gateway it runs (``prepare_upload(..., vouched=True)``):
+    #: unsigned; the node's own signature on the ``data.commit`` (format 2) vouches for it.
+    #: Never set from the network (``from_value`` and ``check_wire`` leave it False).
+    vouched: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.salt_key, bytes) or len(self.salt_key) != SALT_KEY_BYTES:
@@ -173,7 +183,7 @@ class Upload:
                  "end_ms": b.end_ms, "count": b.count}
         return Checked(self.chain, self.patient, self.uploader, self.seq, b.stream, b.start_ms,
                        b.end_ms, b.count, self.key, self.sig, self.root,
-                       batch_plaintext(self.salt_key, value))
+                       batch_plaintext(self.salt_key, value), vouched=self.vouched)
 
     def to_value(self) -> dict[str, Any]:
         return {"chain": self.chain, "patient": self.patient, "uploader": self.uploader,
@@ -199,14 +209,22 @@ class Upload:
 
 
 def prepare_upload(chain: str, patient: bytes, uploader: bytes, seq: int, batch: Batch,
-                   signer: PrivateKey, *, salt_key: bytes | None = None) -> Upload:
+                   signer: PrivateKey, *, salt_key: bytes | None = None,
+                   vouched: bool = False) -> Upload:
     """The uploader's side: choose the salt key, compute the root, sign the statement.
 
     A device keeps the prepared upload until the node acknowledges it and resends it unchanged
     on retry (a retry of the same upload is idempotent; a new salt key would be a new batch).
+
+    ``vouched``: a gateway the node itself runs (its key custodial in the node's wallet,
+    sponsored by the node's organization) does not sign: the node's signature on the
+    ``data.commit`` (format 2, docs/formats.md) covers every field the statement would.
     """
     key = new_key() if salt_key is None else salt_key
     unsigned = Upload(chain, patient, uploader, seq, batch, key, signer.public, b"")
+    if vouched:
+        return Upload(chain, patient, uploader, seq, batch, key, signer.public, b"",
+                      unsigned.values, unsigned.leaves, unsigned.root, vouched=True)
     sig = signer.sign(UPLOAD_CONTEXT, unsigned.statement())
     return Upload(chain, patient, uploader, seq, batch, key, signer.public, sig,
                   unsigned.values, unsigned.leaves, unsigned.root)
@@ -237,6 +255,8 @@ class Checked:
     sig_ok: bool | None = None
     #: ``statement()``, kept by ``check_wire`` (it verified over these bytes).
     signed: bytes = field(default=b"", repr=False, compare=False)
+    #: Unsigned, vouched for by this node (``Upload.vouched``); never set from the network.
+    vouched: bool = False
 
     @property
     def hours(self) -> tuple[int, int]:
@@ -286,9 +306,11 @@ _TREND_OK = _TRENDS | {None}
 _DICT, _INT, _CGM = {dict}, {int}, {"cgm"}
 _TIME, _TZ_OF, _MG, _TR, _TYPE = (itemgetter(k) for k in ("time_ms", "tz_offset_min", "mgdl",
                                                           "trend", "type"))
-_MGDL = [codec.encode(m) for m in range(CGM_MIN_MGDL, CGM_MAX_MGDL + 1)]
-_TZ = [codec.encode(z) for z in range(-720, 841)]
 _TREND = {t: codec.encode(t) for t in (*TRENDS, None)}
+_MGDL_OF = {m: codec.encode(m) for m in range(CGM_MIN_MGDL, CGM_MAX_MGDL + 1)}
+_TZ_OF_ENC = {z: codec.encode(z) for z in range(-720, 841)}
+_TIME_BYTES = methodcaller("to_bytes", 8, "big")
+_LEAF_HASH_HEAD = b"\x00" + _LEAF_HEAD  # RFC 9162 leaf prefix, then the leaf's CBOR head
 _R0 = b"\xa5\x64mgdl"
 _R1 = b"\x64type\x63cgm\x65trend"
 _R2 = b"\x67time_ms\x1b"
@@ -353,11 +375,12 @@ def _fast_cgm(value: Any, wire: bytes) -> Checked | None:
             return None
     except TypeError:  # an unhashable type or trend value: the general path names it
         return None
-    mgdl, trend, tz = _MGDL, _TREND, _TZ
-    mg_lo, tz_lo = CGM_MIN_MGDL, -720
-    out = [b"".join((_R0, mgdl[m - mg_lo], _R1, trend[tr], _R2, t.to_bytes(8, "big"), _R3,
-                     tz[z - tz_lo]))
-           for m, tr, t, z in zip(ms, trs, ts, zs, strict=True)]
+    # Every record's canonical bytes in one map chain over C functions (table lookups and
+    # joins; no Python bytecode per reading).
+    out = list(map(b"".join, zip(repeat(_R0), map(_MGDL_OF.__getitem__, ms), repeat(_R1),
+                                 map(_TREND.__getitem__, trs), repeat(_R2),
+                                 map(_TIME_BYTES, ts), repeat(_R3),
+                                 map(_TZ_OF_ENC.__getitem__, zs))))
     n = len(items)
     start, end = items[0]["time_ms"], items[-1]["time_ms"]
     if b["start_ms"] != start or b["end_ms"] != end or b["count"] != n:
@@ -376,9 +399,8 @@ def _fast_cgm(value: Any, wire: bytes) -> Checked | None:
     if len(wire) != len(uparts[0]) + len(batch_bytes) + len(uparts[1]) or (
             wire != b"".join((uparts[0], batch_bytes, uparts[1]))):
         return None
-    head = b"\x00" + _LEAF_HEAD
-    leaves = sha256_many(b"".join((head, salt, _LEAF_MID, r))
-                         for salt, r in zip(_salts(salt_key, n), out, strict=True))
+    leaves = sha256_many(map(b"".join, zip(repeat(_LEAF_HASH_HEAD), _salts(salt_key, n),
+                                           repeat(_LEAF_MID), out)))
     return Checked(chain, patient, uploader, seq, "cgm", start, end, n, key, sig,
                    merkle.root_of(leaves), b"".join((_PLAIN_HEAD, batch_bytes, _PLAIN_SALT,
                                                      salt_key)))

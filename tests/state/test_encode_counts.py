@@ -1,0 +1,58 @@
+"""Operation counts, not timings (issue 16, "each thing done once"): canonical CBOR encodes
+per transaction on the commit path, counted by wrapping ``glucoledger.codec`` (the real
+functions still run). A block header is encoded once (hashed, chained and stored from the
+same bytes) and each result once (hashed into the header and stored)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from glucoledger import codec
+from glucoledger.bench.ledger import account_envelopes
+from glucoledger.ledger.block import BlockHeader
+from glucoledger.node.service import Node
+
+
+def _count(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for name in ("encode", "encode_unchecked", "decode", "decode_trusted"):
+        real = getattr(codec, name)
+
+        def counting(*a: Any, _real: Any = real, _name: str = name, **k: Any) -> Any:
+            counts[_name] += 1
+            return _real(*a, **k)
+
+        monkeypatch.setattr(codec, name, counting)
+    return counts
+
+
+def test_account_create_costs_three_encodes_and_a_block_a_handful(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    node = Node.init(tmp_path / "node", workers=1)
+    try:
+        envs = account_envelopes(node.chain, 200)
+        counts = _count(monkeypatch)
+        assert all(r.ok for r in node.submit(envs[:100]))
+        one_block = counts["encode"]
+        counts.clear()
+        assert all(r.ok for r in node.submit(envs[100:]))
+        assert counts["encode"] == one_block  # the same work for the same block
+        # per transaction: the account id (a hash of kind, policy, salt), the account record,
+        # the result; per block: the header (once), the log cut entry, the frontier
+        assert 300 <= counts["encode"] <= 300 + 4, counts
+        assert counts["decode_trusted"] == 0, counts  # account.create reads no record
+    finally:
+        node.close()
+
+
+def test_a_header_is_encoded_once_and_decoded_headers_hash_as_received() -> None:
+    h = BlockHeader("c", 1, bytes(32), 5, 1, bytes(32), 1, bytes(32), bytes(32), 0)
+    raw = h.encode()
+    assert h.encode() is raw  # kept
+    back = BlockHeader.decode(raw)
+    assert back == h and back.encode() == raw
+    assert back.hash() == h.hash()
