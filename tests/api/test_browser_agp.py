@@ -57,3 +57,62 @@ def test_portal_agp_for_patient_and_summary_clinician(served) -> None:  # type: 
             ctx.close()
     finally:
         shutil.rmtree(profile, ignore_errors=True)
+
+
+_PARTS = (".period", ".active", ".sufficiency", "table.metrics", "table.ranges-table", ".gri",
+          "table.episodes")
+
+
+def _report_parts(frame) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """The aggregate parts of an AGP report frame as text (the same for raw and summary)."""
+    return {sel: frame.locator(sel).first.inner_text() for sel in _PARTS}
+
+
+def test_raw_and_summary_reports_cover_the_same_whole_local_days(served) -> None:  # type: ignore[no-untyped-def]
+    """The patient's own report (a raw read) and a summary-grant clinician's report of the
+    same 14 days are one computation over the same whole local days in her zone: every
+    aggregate part reads the same, and both headers name her zone."""
+    from playwright.sync_api import sync_playwright
+
+    _site, srv = served
+    zone = "Pacific/Kiritimati"  # UTC+14: her local days are not UTC days
+    profile = tempfile.mkdtemp(prefix="gl-chromium-")
+    try:
+        with sync_playwright() as p:
+            ctx = p.chromium.launch_persistent_context(
+                profile, executable_path=CHROMIUM, headless=True, args=ARGS,
+                viewport={"width": 1100, "height": 900})
+            alice = ctx.pages[0] if ctx.pages else ctx.new_page()
+            _login(alice, srv.url, "alice")
+            alice.goto(f"{srv.url}/portal/settings")
+            alice.locator("#tz").select_option(zone)
+            alice.get_by_role("button", name="Save").click()
+            alice.wait_for_url("**/portal/settings?msg=*")
+            alice.goto(f"{srv.url}/portal")
+            alice.get_by_label("Give access to").select_option("dr-lee")
+            alice.get_by_label("Only summaries", exact=False).check()
+            alice.get_by_role("button", name="Give access").click()
+            alice.wait_for_url("**/portal?msg=*")
+            alice.get_by_text("Ambulatory glucose profile (AGP report)").click()
+            own = _report_parts(alice.frame_locator("iframe.agp-report"))
+            own_table = alice.locator("#period table.metrics tbody").inner_text()
+            assert alice.frame_locator("iframe.agp-report").locator("figure.day").count() >= 1
+
+            doc = ctx.new_page()
+            ctx.clear_cookies()
+            _login(doc, srv.url, "dr-lee")
+            doc.goto(f"{srv.url}/portal/patients/alice")
+            agg = doc.frame_locator("#agp iframe.agp-report")
+            assert agg.locator(".aggregate-only").count() == 1
+            theirs = _report_parts(agg)
+            their_table = doc.locator("#period table.metrics tbody").inner_text()
+            ctx.close()
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    # both name her zone and count 14 whole local days, midnight to midnight
+    for period in (own[".period"], theirs[".period"]):
+        assert f"({zone}, 14 whole local days)" in period, period
+        assert period.count("00:00") == 2, period
+    assert own == theirs
+    assert own_table == their_table
+    assert "Readings" in own["table.metrics"]

@@ -34,13 +34,12 @@ from ..node.access import RawRelease, SignedSummary
 from ..node.accounts import AddressBook, identity
 from ..node.fhir_export import export_bundle
 from ..node.report import AgpReport
-from ..node.report import agp_report as summary_agp
 from .auth import optional_session
 from .context import Principal, ctx
 from .portal_base import fmt_of, names, render, who
 from .portal_charts import agp_chart, agp_report, day_chart
 from .portal_devices import device_status
-from .portal_patient import DAY_MS, PERIODS, SENSOR_DAYS, period_report, summary_row
+from .portal_patient import DAY_MS, PERIODS, SENSOR_DAYS, before_row, period_of
 from .portal_view import Fmt
 from .routes_consent import emergency_requests, grant_value, read_for
 
@@ -175,15 +174,6 @@ def _daily(readings: Sequence[CgmReading], fmt: Any, now: int) -> list[dict[str,
     return out
 
 
-def _summary_report(rel: SignedSummary, name: str, fmt: Fmt) -> AgpReport | None:
-    """The aggregate AGP of a summary grant (statistics, ranges, GRI, percentile profile; never
-    a daily profile or a reading), or None when the node withheld the profile."""
-    try:
-        return summary_agp(rel, patient=name, units=fmt.units)
-    except GlucoledgerError:
-        return None
-
-
 def _profile(rep: AgpReport | None, fmt: Fmt, days: int) -> Any:
     """The portal's phone-sized AGP chart with its cursor and table (portal_charts.py)."""
     if rep is None:
@@ -204,15 +194,8 @@ def patient_page(request: Request, name: str) -> Response:
                               "days": days, "compare": compare, "periods": PERIODS,
                               "status": None, "now_ms": now}
     if g.view == "summary":
-        rel = read_for(request, p, pid, ["cgm"], "summary", days)
-        assert isinstance(rel, SignedSummary)
-        s = rel.summary
-        values["period"] = {"start_ms": s.start_ms, "end_ms": s.end_ms, "tir": s.tir,
-                            "tbr70": s.tbr70, "tbr54": s.tbr54, "tar180": s.tar180,
-                            "tar250": s.tar250, "mean": s.mean, "cv": s.cv, "gmi": s.gmi,
-                            "active": s.active, "days": s.days_with_data,
-                            "gri": s.gri}
-        rep = _summary_report(rel, name, fmt)
+        rep, values["period"] = period_of(request, p, pid, ["cgm"], "summary", days, name,
+                                          fmt)
         values.update(agp=agp_report(rep), agp_chart=_profile(rep, fmt, days))
         values["why"] = "summaries-only access does not include device status"
         return render(request, "clinician_patient.html", **values)
@@ -220,20 +203,21 @@ def patient_page(request: Request, name: str) -> Response:
     values["why"] = f"{name} has not shared notes and device status with you"
     if not streams:  # nothing this page draws
         return render(request, "clinician_patient.html", **values)
-    # at least SENSOR_DAYS (the grant's window still bounds it): a sensor's start
+    rep, values["period"] = (period_of(request, p, pid, sorted(
+        set(g.streams) & {"carbs", "cgm", "insulin"}), "raw", days, name, fmt)
+        if "cgm" in g.streams else (None, None))
+    # at least SENSOR_DAYS (the grant's window still bounds it): a sensor's start; a day
+    # more than the comparison, whose first whole local day starts before now - 2 x days
     rel = read_for(request, p, pid, streams, "raw",
-                   max(days * 2 if compare else days, SENSOR_DAYS))
+                   max(days * 2 + 1 if compare else days, SENSOR_DAYS))
     assert isinstance(rel, RawRelease)
     if "notes" in streams:
         values["status"] = device_status(rel.records)
     cgm = sorted((r for r in rel.records if isinstance(r, CgmReading)), key=lambda r: r.time_ms)
     settings = sorted((r for r in rel.records if isinstance(r, DeviceSettings)),
                       key=lambda r: r.time_ms)
-    rep = period_report(rel.records, name, fmt, now - days * DAY_MS, now)
     values.update(
-        period=summary_row(cgm, now - days * DAY_MS, now),
-        before=summary_row(cgm, now - 2 * days * DAY_MS, now - days * DAY_MS)
-        if compare else None,
+        before=before_row(cgm, rep, days) if compare else None,
         agp=agp_report(rep), agp_chart=_profile(rep, fmt, days),
         daily=_daily(cgm, fmt, now), settings=settings[-1] if settings else None,
         schedules=_schedules(settings[-1], fmt) if settings else [])
