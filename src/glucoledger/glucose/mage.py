@@ -50,6 +50,13 @@ NAN: Final = float("nan")
 
 
 def _grid(times: Sequence[int], values: Sequence[int]) -> tuple[int, list[float]]:
+    """Step 1 as a list (``_grid_array``)."""
+    start, out = _grid_array(times, values)
+    return start, out.tolist()
+
+
+def _grid_array(times: Sequence[int], values: Sequence[int]
+                ) -> tuple[int, npt.NDArray[np.float64]]:
     """Step 1: (grid start ms, interpolated values), NaN outside the data and in gaps.
 
     Vectorized: each grid point's reading is found by binary search; the interpolation is
@@ -83,23 +90,28 @@ def _grid(times: Sequence[int], values: Sequence[int]) -> tuple[int, list[float]
         hi = (times[i + 1] - start - 1_000) // STEP_MS
         if max(lo, 0) < min(hi, n):
             out[max(lo, 0):min(hi, n)] = NAN
-    return start, out.tolist()
+    return start, out
 
 
 def _segments(values: Sequence[float]) -> list[list[float]]:
+    """Step 2 as lists (``_segment_arrays``)."""
+    return [seg.tolist() for seg in _segment_arrays(np.asarray(values, dtype=np.float64))]
+
+
+def _segment_arrays(arr: npt.NDArray[np.float64]) -> list[npt.NDArray[np.float64]]:
     """Step 2: trim empty ends, split at gaps between values of more than 180 minutes: a
     segment runs from a value to the last value before the next such gap."""
-    arr = np.asarray(values, dtype=np.float64)
     valid = np.flatnonzero(~np.isnan(arr))
     if not valid.size:
         return []
     split = np.diff(valid) * STEP_MS > MAX_GAP_MS
     starts = [int(valid[0]), *valid[1:][split].tolist()]
     ends = [*valid[:-1][split].tolist(), int(valid[-1])]
-    return [arr[a:b + 1].tolist() for a, b in zip(starts, ends, strict=True)]
+    return [arr[a:b + 1] for a, b in zip(starts, ends, strict=True)]
 
 
-def _window_mean(values: Sequence[float], i: int, window: int) -> float:
+def _window_mean(values: Sequence[float] | npt.NDArray[np.float64], i: int,
+                 window: int) -> float:
     """The exact (``math.fsum``) mean of the non-empty points of the window ending at ``i``."""
     part = [v for v in values[max(0, i - window + 1):i + 1] if not math.isnan(v)]
     return math.fsum(part) / len(part) if part else NAN
@@ -139,7 +151,8 @@ def _moving(values: Sequence[float], window: int) -> list[float]:
     return out
 
 
-def _delta_array(values: Sequence[float]) -> npt.NDArray[np.float64]:
+def _delta_array(values: Sequence[float] | npt.NDArray[np.float64]
+                 ) -> npt.NDArray[np.float64]:
     arr = np.asarray(values, dtype=np.float64)
     delta = _moving_array(arr, SHORT_MA) - _moving_array(arr, LONG_MA)
     n = len(values)
@@ -160,7 +173,7 @@ def _delta(values: Sequence[float]) -> list[float]:
     return out
 
 
-def _sd(values: Sequence[float]) -> float:
+def _sd(values: Sequence[float] | npt.NDArray[np.float64]) -> float:
     """The sample SD of the non-empty points: Python's ``sum`` order (left to right), as a
     sequential ``np.add.accumulate``."""
     arr = np.asarray(values, dtype=np.float64)
@@ -172,7 +185,8 @@ def _sd(values: Sequence[float]) -> float:
     return math.sqrt(float(np.add.accumulate(dev * dev)[-1]) / (len(xs) - 1))
 
 
-def _crossings(gl: Sequence[float], delta: Sequence[float]) -> list[tuple[int, int]]:
+def _crossings(gl: Sequence[float] | npt.NDArray[np.float64],
+               delta: Sequence[float] | npt.NDArray[np.float64]) -> list[tuple[int, int]]:
     """(index, 0 = REL_MIN / 1 = REL_MAX) where the short-long difference changes sign.
 
     Where a point and its predecessor are both present (glucose and difference), a
@@ -213,7 +227,8 @@ def _crossings(gl: Sequence[float], delta: Sequence[float]) -> list[tuple[int, i
     return crosses
 
 
-def _extrema(gl: Sequence[float], crosses: list[tuple[int, int]]) -> list[float]:
+def _extrema(gl: Sequence[float] | npt.NDArray[np.float64],
+             crosses: list[tuple[int, int]]) -> list[float]:
     """The nadir or peak between consecutive crossings (the first one found, empty points
     skipped); the next search starts at the index of the last one found."""
     arr = np.asarray(gl, dtype=np.float64)
@@ -267,13 +282,16 @@ def _excursions(m: list[float], sd: float, *, up: bool) -> list[float]:
     return heights
 
 
-def _segment_mage(gl: list[float]) -> list[float]:
+def _segment_mage(gl: Sequence[float] | npt.NDArray[np.float64]) -> list[float]:
     """Steps 3-4 for one segment: its MAGE+ and MAGE- (those that exist)."""
-    delta = _delta(gl)
-    sd = _sd(gl)
-    if len(gl) < 7 or len(gl) < SHORT_MA or all(math.isnan(v) for v in gl) or sd < 1:
+    arr = np.asarray(gl, dtype=np.float64)
+    if not len(arr):
         return []
-    minmax = _extrema(gl, _crossings(gl, delta))
+    delta = _delta_array(arr)
+    sd = _sd(arr)
+    if len(arr) < 7 or len(arr) < SHORT_MA or bool(np.isnan(arr).all()) or sd < 1:
+        return []
+    minmax = _extrema(arr, _crossings(arr, delta))
     if any(math.isnan(v) for v in minmax):
         return []
     up = _excursions(minmax, sd, up=True)
@@ -291,9 +309,9 @@ def mage_dmgdl(times: Sequence[int], values: Sequence[int]) -> int | None:
     mg/dL (half up), or None when no segment has an excursion larger than its SD."""
     if len(times) < 2:
         return None
-    _start, grid = _grid(times, values)
+    _start, grid = _grid_array(times, values)
     total = weight = 0.0
-    for seg in _segments(grid):
+    for seg in _segment_arrays(grid):
         hours = float(len(seg) - 1)  # the segment's duration, in grid steps
         for value in _segment_mage(seg):
             total += value * hours
