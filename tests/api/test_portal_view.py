@@ -165,3 +165,29 @@ def test_phone_agp_is_the_reports_chart_and_the_cursor_sits_on_its_median() -> N
         assert {(x, y) for x, y, _t, _v in _read(svg)} == vertices  # type: ignore[misc]
     page = agp_svg(agp, "mg/dL", PAGE)
     assert page.count('class="pct-label"') == 5 and 'viewBox="0 0 900 340"' in page
+
+
+def test_the_comparison_is_the_whole_local_days_before_the_period() -> None:
+    """"Compare with the 7 days before" is the 7 whole local days in her zone that end
+    where the report's period starts; across the autumn clock change in Paris that is
+    7 x 24 hours and one."""
+    from glucoledger.api.portal_patient import before_row, summary_row
+    from glucoledger.glucose.metrics import summarize
+    from glucoledger.node.localdays import whole_days
+    from glucoledger.node.report import AgpReport
+
+    paris = ZoneInfo("Europe/Paris")
+    now = int(datetime(2026, 11, 5, 9, 30, tzinfo=paris).timestamp() * 1000)
+    period = whole_days(7, now, "Europe/Paris", paris)
+    rs = [CgmReading(t, 60, 80 + (t // 300_000) % 150)
+          for t in range(period.start_ms - 9 * 86_400_000, now, 300_000)]
+    inside = [r for r in rs if period.start_ms <= r.time_ms < period.end_ms]
+    rep = AgpReport("raw", summarize(inside, start_ms=period.start_ms, end_ms=period.end_ms),
+                    compute_agp(inside), (), "alice", "mg/dL", len(inside),
+                    period.named_zone)
+    row = before_row(rs, rep, 7)
+    assert row is not None and row["end_ms"] == period.start_ms
+    assert row["end_ms"] - row["start_ms"] == 7 * 86_400_000 + 3_600_000  # 25-hour 25 Oct
+    assert datetime.fromtimestamp(row["start_ms"] / 1000, paris).hour == 0
+    assert row == summary_row(rs, row["start_ms"], row["end_ms"])
+    assert before_row(rs, None, 7) is None
