@@ -4,6 +4,7 @@ audit trail collapses her own looks, the clinician's list sorts, filters and pag
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import warnings
@@ -257,3 +258,68 @@ def test_clinician_list_filters_by_gri_last_upload_and_expiry(client: Any, site:
              valid_until=now + 3 * DAY)  # the raw grant is the one shown: it ends in 3 days
     assert 'data-patient="alice"' in client.get("/portal?flag=ending").text
     assert "Access ends within 7 days" in client.get("/portal?flag=ending").text
+
+
+def _days_table(page: str) -> list[list[str]]:
+    body = page.split("Day by day, in numbers", 1)[1].split("</tbody>", 1)[0]
+    rows = [re.findall(r"<td>([^<]*)</td>", row) for row in body.split("<tr>")[1:]]
+    return [r for r in rows if r]  # the header row holds no <td>
+
+
+def test_raw_daily_view_shows_insulin_and_carbs_beside_glucose(client: Any, site: Any) -> None:
+    """Beyond the AGP, for raw grants: each day's glucose with the insulin (I) and
+    carbohydrates (C) the apps uploaded marked on it and totalled, as Tidepool and
+    Nightscout show a day; a grant without those streams says they are not shared."""
+    now = int(time.time() * 1000)
+    alice = identity(site.node, "alice")
+    _login(client, "dr-lee")
+    ca.grant(site.node, alice.id, keys_of(site.node, alice), identity(site.node, "dr-lee").id,
+             streams=["cgm"], view="raw", window={"last_days": 30}, valid_from=now - 1000,
+             valid_until=now + 30 * DAY)
+    glucose_only = client.get("/portal/patients/alice?days=7").text
+    rows = _days_table(glucose_only)
+    assert rows and all(r[-2:] == ["not shared", "not shared"] for r in rows), rows
+    assert '>I</text>' not in glucose_only and '>C</text>' not in glucose_only
+    ca.grant(site.node, alice.id, keys_of(site.node, alice), identity(site.node, "dr-lee").id,
+             streams=["carbs", "cgm", "insulin"], view="raw", window={"last_days": 30},
+             valid_from=now - 1000, valid_until=now + 30 * DAY)
+    page = client.get("/portal/patients/alice?days=7").text
+    rows = _days_table(page)
+    assert rows and all(r[-2] != "not shared" and r[-1] != "not shared" for r in rows), rows
+    units = [float(r[-2].split()[0]) for r in rows if r[-2] != "none"]
+    grams = [float(r[-1].split()[0]) for r in rows if r[-1] != "none"]
+    assert units and grams and sum(units) > 0 and sum(grams) > 0
+    # each bolus and meal of a day is one mark on its chart
+    assert page.count('>I</text>') >= len(units) and page.count('>C</text>') >= len(grams)
+    assert "insulin " in page and "carbohydrates " in page
+
+
+def test_fhir_download_covers_the_reports_whole_local_days(client: Any, site: Any) -> None:
+    """The FHIR download of "the last 7 days" is the period the page and its report show:
+    7 whole local days in the patient's zone, as ``effectivePeriod``."""
+    from datetime import UTC, datetime
+
+    from glucoledger.node.localdays import last_days
+
+    now = int(time.time() * 1000)
+    alice = identity(site.node, "alice")
+    ca.grant(site.node, alice.id, keys_of(site.node, alice), identity(site.node, "dr-lee").id,
+             streams=["cgm"], view="summary", window={"last_days": 14},
+             valid_from=now - 1000, valid_until=now + 30 * DAY)
+    csrf = _login(client, "alice")
+    client.post("/portal/settings", data={"csrf": csrf, "units": "mg/dL",
+                                          "tz": "America/Los_Angeles"})
+    client.cookies.clear()
+    _login(client, "dr-lee")
+    span = last_days(site.node.data_dir, alice.id, 7, site.node.now_ms())
+    r = client.get("/portal/patients/alice/fhir.json?days=7")
+    assert r.status_code == 200, r.text[:300]
+    periods = {json.dumps(e["resource"]["effectivePeriod"], sort_keys=True)
+               for e in r.json()["entry"] if "effectivePeriod" in e["resource"]}
+
+    def iso(ms: int) -> str:
+        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+    assert span.zone_name == "America/Los_Angeles"
+    assert periods == {json.dumps({"start": iso(span.start_ms), "end": iso(span.end_ms)},
+                                  sort_keys=True)}

@@ -138,3 +138,56 @@ def test_agp_chart_reads_bins_and_withholds_with_the_profile() -> None:
     one_day = compute_agp(rs[:288]).aggregate()  # under 5 days: the profile is withheld
     withheld = str(agp_chart(one_day, Fmt(), title="Profile"))
     assert "data-read=" not in withheld and "withheld" in withheld
+
+
+def test_phone_agp_is_the_reports_chart_and_the_cursor_sits_on_its_median() -> None:
+    """One drawing of the AGP (glucose/report.py ``agp_svg``): the phone chart is the
+    report's chart in the phone frame, in her units, and each cursor point is a vertex of
+    the median line it draws."""
+    from glucoledger.glucose.report import PAGE, PHONE, agp_svg
+
+    day = 86_400_000
+    rs = [CgmReading(T0 + d * day + i * 300_000, 0, 60 + (i * 7 + d * 13) % 220)
+          for d in range(7) for i in range(288)]
+    agp = compute_agp(rs)
+    for units in ("mg/dL", "mmol/L"):
+        out = str(agp_chart(agp, Fmt(units=units), title="Profile"))
+        svg = out[out.index("<svg"):out.index("</svg>") + 6]
+        drawn = agp_svg(agp, units, PHONE)
+        # the same bands, lines and labels as the report's own chart in the phone frame
+        for tag in ("polygon", "polyline", "line", "text"):
+            assert re.findall(f"<{tag} [^>]*>", svg) == re.findall(f"<{tag} [^>]*>", drawn)
+        assert 'viewBox="0 0 320 200"' in svg and 'class="chart agp-chart"' in svg
+        assert ("3.0" if units == "mmol/L" else ">54<") in svg
+        median = re.search(r'<polyline class="median" points="([^"]*)"', svg)
+        assert median is not None
+        vertices = {tuple(float(v) for v in p.split(",")) for p in median.group(1).split()}
+        assert {(x, y) for x, y, _t, _v in _read(svg)} == vertices  # type: ignore[misc]
+    page = agp_svg(agp, "mg/dL", PAGE)
+    assert page.count('class="pct-label"') == 5 and 'viewBox="0 0 900 340"' in page
+
+
+def test_the_comparison_is_the_whole_local_days_before_the_period() -> None:
+    """"Compare with the 7 days before" is the 7 whole local days in her zone that end
+    where the report's period starts; across the autumn clock change in Paris that is
+    7 x 24 hours and one."""
+    from glucoledger.api.portal_patient import before_row, summary_row
+    from glucoledger.glucose.metrics import summarize
+    from glucoledger.node.localdays import whole_days
+    from glucoledger.node.report import AgpReport
+
+    paris = ZoneInfo("Europe/Paris")
+    now = int(datetime(2026, 11, 5, 9, 30, tzinfo=paris).timestamp() * 1000)
+    period = whole_days(7, now, "Europe/Paris", paris)
+    rs = [CgmReading(t, 60, 80 + (t // 300_000) % 150)
+          for t in range(period.start_ms - 9 * 86_400_000, now, 300_000)]
+    inside = [r for r in rs if period.start_ms <= r.time_ms < period.end_ms]
+    rep = AgpReport("raw", summarize(inside, start_ms=period.start_ms, end_ms=period.end_ms),
+                    compute_agp(inside), (), "alice", "mg/dL", len(inside),
+                    period.named_zone)
+    row = before_row(rs, rep, 7)
+    assert row is not None and row["end_ms"] == period.start_ms
+    assert row["end_ms"] - row["start_ms"] == 7 * 86_400_000 + 3_600_000  # 25-hour 25 Oct
+    assert datetime.fromtimestamp(row["start_ms"] / 1000, paris).hour == 0
+    assert row == summary_row(rs, row["start_ms"], row["end_ms"])
+    assert before_row(rs, None, 7) is None

@@ -22,11 +22,12 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Final
 
 from markupsafe import Markup
 
 from ..glucose.agp import Agp
+from ..glucose.report import PHONE, agp_svg
 from ..node.report import AgpReport
 from .portal_view import Fmt
 
@@ -115,66 +116,28 @@ def _hm(minute: int) -> str:
 
 
 def agp_chart(agp: Agp, fmt: Fmt, *, title: str) -> Markup:
-    """The AGP percentile profile (5-95 % and 25-75 % bands, the median line) over a modal
-    day, drawn for a phone, followed by its data table (one row an hour). The cursor reads
-    each bin: its time, median, middle half and 90 % range, in her units."""
-    h, left, right, top, bottom = 200, 36, 6, 8, 24
-    pw, ph = W - left - right, h - top - bottom
-
-    def x(minute: float) -> float:
-        return left + pw * minute / 1_440
-
-    def y(mgdl: float) -> float:
-        return top + ph * (1 - min(mgdl, Y_MAX) / Y_MAX)
-
-    half = agp.bin_min / 2
-    parts = [f'<rect x="{left}" y="{y(180):.1f}" width="{pw}" height="{y(70) - y(180):.1f}" '
-             'fill="#dff1e3"/>']
+    """The AGP percentile profile over a modal day, drawn for a phone by the report's own
+    chart (glucose/report.py ``agp_svg`` with the ``PHONE`` frame: one drawing of the AGP),
+    followed by its data table (one row an hour). The cursor reads each bin, at the points
+    the chart draws: its time, median, middle half and 90 % range, in her units."""
+    frame = PHONE
     full = [b for b in agp.bins if b.p50 is not None]
-
-    def band(lo: str, hi: str, color: str) -> None:
-        run: list[Any] = []
-        for b in [*agp.bins, None]:
-            if b is not None and b.p50 is not None:
-                run.append(b)
-                continue
-            if run:
-                up = [f"{x(r.start_min + half):.1f},{y(getattr(r, hi)):.1f}" for r in run]
-                down = [f"{x(r.start_min + half):.1f},{y(getattr(r, lo)):.1f}"
-                        for r in reversed(run)]
-                parts.append(f'<polygon points="{" ".join(up + down)}" fill="{color}"/>')
-                run = []
-
-    band("p5", "p95", "#c9d6ea")
-    band("p25", "p75", "#8fa8d2")
-    for v in (54, 70, 180, 250):
-        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{y(v):.1f}" y2="{y(v):.1f}" '
-                     f'stroke="#5b616b" stroke-width="0.6" stroke-dasharray="3 2"/>'
-                     f'<text x="{left - 3}" y="{y(v) + 4:.1f}" text-anchor="end" '
-                     f'font-size="12" fill="#222">{fmt.glucose(v)}</text>')
-    for hh in range(0, 25, 6):
-        anchor = "start" if hh == 0 else "end" if hh == 24 else "middle"
-        parts.append(f'<text x="{x(hh * 60):.1f}" y="{h - 6}" text-anchor="{anchor}" '
-                     f'font-size="12" fill="#222">{hh:02d}:00</text>')
+    half = agp.bin_min / 2
     if full:
-        path = " ".join(f"{x(b.start_min + half):.1f},{y(b.p50 or 0):.1f}" for b in full)
-        parts.append(f'<polyline points="{path}" fill="none" stroke="#0b1f44" '
-                     f'stroke-width="2.2"/>')
         name = (f"{title}: median, middle half and 90 % of readings by time of day, "
                 f"{fmt.units}; the table below lists them hour by hour")
         u = fmt.units
-        read = _read_attrs([(x(b.start_min + half), y(b.p50 or 0),
+        read = _read_attrs([(frame.x(b.start_min + half), frame.y(b.p50 or 0),
                              f"{_hm(b.start_min)}–{_hm(b.start_min + agp.bin_min)}",
                              f"median {fmt.glucose(b.p50)} {u}; middle half "
                              f"{fmt.glucose(b.p25)}–{fmt.glucose(b.p75)}; 90 % between "
                              f"{fmt.glucose(b.p5)} and {fmt.glucose(b.p95)}")
-                            for b in full], title, max(1, 60 // agp.bin_min), top, top + ph)
+                            for b in full], title, max(1, 60 // agp.bin_min), frame.top,
+                           frame.top + frame.plot_h)
     else:
-        parts.append(f'<text x="{left + pw / 2:.1f}" y="{top + ph / 2:.1f}" font-size="13" '
-                     'text-anchor="middle" fill="#222">Profile withheld: too few days</text>')
         name, read = f"{title}: withheld, fewer days with data than a profile needs", ""
-    svg = (f'<svg class="chart agp-chart" viewBox="0 0 {W} {h}" role="img" '
-           f'aria-label="{_esc(name)}"{read}>{"".join(parts)}</svg>')
+    svg = agp_svg(agp, fmt.units, PHONE, css_class="chart agp-chart", label=_esc(name),
+                  attrs=read)
     rows = []
     per_hour = max(1, 60 // agp.bin_min)
     for i in range(0, len(agp.bins), per_hour):
@@ -194,7 +157,8 @@ def agp_chart(agp: Agp, fmt: Fmt, *, title: str) -> Markup:
              + "</tbody></table></details>")
     return Markup(f'<figure class="chart-box agp-box">{svg}<figcaption>Dark line: median. '
                   'Dark band: the middle half of readings; light band: 90 % of them. '
-                  f'Shaded: the target range.</figcaption></figure>{table}')
+                  'Shaded between the green lines: the target range; dashed: very low and '
+                  f'very high.</figcaption></figure>{table}')
 
 
 def agp_report(report: AgpReport | None) -> Markup | None:

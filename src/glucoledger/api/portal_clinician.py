@@ -27,20 +27,20 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ..errors import GlucoledgerError, NotFoundError, PermissionDeniedError
-from ..glucose.readings import STREAMS, CgmReading, DeviceSettings
+from ..glucose.readings import STREAMS, Bolus, Carbs, CgmReading, DeviceSettings
 from ..node import consent_actions as ca
 from ..node import emergency as em
 from ..node.access import RawRelease, SignedSummary
 from ..node.accounts import AddressBook, identity
 from ..node.fhir_export import export_bundle
+from ..node.localdays import last_days as local_last_days
 from ..node.report import AgpReport
-from ..node.report import agp_report as summary_agp
 from .auth import optional_session
 from .context import Principal, ctx
 from .portal_base import fmt_of, names, render, who
 from .portal_charts import agp_chart, agp_report, day_chart
 from .portal_devices import device_status
-from .portal_patient import DAY_MS, PERIODS, SENSOR_DAYS, period_report, summary_row
+from .portal_patient import DAY_MS, PERIODS, SENSOR_DAYS, before_row, period_of
 from .portal_view import Fmt
 from .routes_consent import emergency_requests, grant_value, read_for
 
@@ -158,8 +158,12 @@ def _period_args(request: Request) -> tuple[int, bool]:
     return days, q.get("compare") == "1"
 
 
-def _daily(readings: Sequence[CgmReading], fmt: Any, now: int) -> list[dict[str, Any]]:
-    """The last 7 local days, newest first: a chart and the day's numbers each."""
+def _daily(readings: Sequence[CgmReading], treatments: Sequence[Any], fmt: Any,
+           now: int) -> list[dict[str, Any]]:
+    """The last 7 local days, newest first: a chart and the day's numbers each, with the
+    insulin ("I") and carbohydrates ("C") the apps uploaded marked beside glucose and
+    totalled (a raw grant that includes those streams), as Tidepool and Nightscout show a
+    day."""
     out = []
     today = fmt.local(now).replace(hour=0, minute=0, second=0, microsecond=0)
     for back in range(7):
@@ -167,21 +171,19 @@ def _daily(readings: Sequence[CgmReading], fmt: Any, now: int) -> list[dict[str,
         pts = [(r.time_ms, r.mgdl) for r in readings if start <= r.time_ms < start + DAY_MS]
         if not pts:
             continue
+        day = [t for t in treatments if start <= t.time_ms < start + DAY_MS]
+        marks = [(t.time_ms, "I" if isinstance(t, Bolus) else "C") for t in day]
         vals = [v for _, v in pts]
         out.append({"start_ms": start, "count": len(pts), "low": min(vals),
                     "high": max(vals), "mean": sum(vals) / len(vals),
                     "tir": 100 * sum(70 <= v <= 180 for v in vals) / len(vals),
-                    "chart": day_chart(pts, start, fmt, title=f"Glucose on {fmt.day(start)}")})
+                    "insulin": sum(t.units_milli for t in day if isinstance(t, Bolus)) / 1000
+                    if any(isinstance(t, Bolus) for t in day) else None,
+                    "carbs": sum(t.grams_tenths for t in day if isinstance(t, Carbs)) / 10
+                    if any(isinstance(t, Carbs) for t in day) else None,
+                    "chart": day_chart(pts, start, fmt, title=f"Glucose on {fmt.day(start)}",
+                                       marks=marks)})
     return out
-
-
-def _summary_report(rel: SignedSummary, name: str, fmt: Fmt) -> AgpReport | None:
-    """The aggregate AGP of a summary grant (statistics, ranges, GRI, percentile profile; never
-    a daily profile or a reading), or None when the node withheld the profile."""
-    try:
-        return summary_agp(rel, patient=name, units=fmt.units)
-    except GlucoledgerError:
-        return None
 
 
 def _profile(rep: AgpReport | None, fmt: Fmt, days: int) -> Any:
@@ -204,38 +206,33 @@ def patient_page(request: Request, name: str) -> Response:
                               "days": days, "compare": compare, "periods": PERIODS,
                               "status": None, "now_ms": now}
     if g.view == "summary":
-        rel = read_for(request, p, pid, ["cgm"], "summary", days)
-        assert isinstance(rel, SignedSummary)
-        s = rel.summary
-        values["period"] = {"start_ms": s.start_ms, "end_ms": s.end_ms, "tir": s.tir,
-                            "tbr70": s.tbr70, "tbr54": s.tbr54, "tar180": s.tar180,
-                            "tar250": s.tar250, "mean": s.mean, "cv": s.cv, "gmi": s.gmi,
-                            "active": s.active, "days": s.days_with_data,
-                            "gri": s.gri}
-        rep = _summary_report(rel, name, fmt)
+        rep, values["period"] = period_of(request, p, pid, ["cgm"], "summary", days, name,
+                                          fmt)
         values.update(agp=agp_report(rep), agp_chart=_profile(rep, fmt, days))
         values["why"] = "summaries-only access does not include device status"
         return render(request, "clinician_patient.html", **values)
-    streams = sorted(set(g.streams) & {"cgm", "settings", "notes"})
+    streams = sorted(set(g.streams) & {"carbs", "cgm", "insulin", "notes", "settings"})
     values["why"] = f"{name} has not shared notes and device status with you"
     if not streams:  # nothing this page draws
         return render(request, "clinician_patient.html", **values)
-    # at least SENSOR_DAYS (the grant's window still bounds it): a sensor's start
+    rep, values["period"] = (period_of(request, p, pid, sorted(
+        set(g.streams) & {"carbs", "cgm", "insulin"}), "raw", days, name, fmt)
+        if "cgm" in g.streams else (None, None))
+    # at least SENSOR_DAYS (the grant's window still bounds it): a sensor's start; a day
+    # more than the comparison, whose first whole local day starts before now - 2 x days
     rel = read_for(request, p, pid, streams, "raw",
-                   max(days * 2 if compare else days, SENSOR_DAYS))
+                   max(days * 2 + 1 if compare else days, SENSOR_DAYS))
     assert isinstance(rel, RawRelease)
     if "notes" in streams:
         values["status"] = device_status(rel.records)
     cgm = sorted((r for r in rel.records if isinstance(r, CgmReading)), key=lambda r: r.time_ms)
     settings = sorted((r for r in rel.records if isinstance(r, DeviceSettings)),
                       key=lambda r: r.time_ms)
-    rep = period_report(rel.records, name, fmt, now - days * DAY_MS, now)
     values.update(
-        period=summary_row(cgm, now - days * DAY_MS, now),
-        before=summary_row(cgm, now - 2 * days * DAY_MS, now - days * DAY_MS)
-        if compare else None,
+        before=before_row(cgm, rep, days) if compare else None,
         agp=agp_report(rep), agp_chart=_profile(rep, fmt, days),
-        daily=_daily(cgm, fmt, now), settings=settings[-1] if settings else None,
+        daily=_daily(cgm, [r for r in rel.records if isinstance(r, (Bolus, Carbs))], fmt,
+                     now), settings=settings[-1] if settings else None,
         schedules=_schedules(settings[-1], fmt) if settings else [])
     return render(request, "clinician_patient.html", **values)
 
@@ -275,14 +272,17 @@ def download_csv(request: Request, name: str,
 @router.get("/portal/patients/{name}/fhir.json")
 def download_fhir(request: Request, name: str,
                   days: Annotated[int, Query(ge=1, le=90)] = 14) -> Response:
-    """A FHIR R4 Bundle through consent (node/fhir_export.py: raw only under a raw grant)."""
+    """A FHIR R4 Bundle through consent (node/fhir_export.py: raw only under a raw grant) of
+    the last ``days`` whole local days in the patient's zone, the period the page and its
+    report show, which is the Observations' ``effectivePeriod``."""
     _, p = who(request)
     pid, _g = grant_for(request, p, name)
     c = ctx(request)
-    now = int(time.time() * 1000)
+    now = c.node.now_ms()
+    span = local_last_days(c.node.data_dir, pid, days, now)  # as the report: whole days
     with c.account_lock(p.id):
         bundle = export_bundle(c.node, c.svc.access, p.id, c.keys_for(p), pid,
-                               start_ms=now - days * DAY_MS, end_ms=now, units="mg/dL",
+                               start_ms=span.start_ms, end_ms=span.end_ms, units="mg/dL",
                                now_ms=now)
     return Response(json.dumps(bundle), media_type="application/fhir+json", headers={
         "Content-Disposition": f'attachment; filename="{name}-fhir-{days}d.json"',

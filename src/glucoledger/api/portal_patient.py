@@ -7,7 +7,9 @@ chooses (7/14/30/90 days, optionally compared with the period before) with time 
 in words and numbers, GRI and the AGP report; alerts from her rules; devices with their last
 data; who has access; emergencies; the newest lines of her audit trail; erase.
 
-Reads: one audited read of her own data per page view (the period, doubled when comparing).
+Reads: two audited reads of her own data per page view: the report's period, exactly the
+last N whole local days in her zone (``period_report``, the same read a summary is), and the
+days around it the page also draws (today, the sensor's age, the comparison).
 ``now.json`` first asks the vault for the end of her newest CGM batch (metadata the node
 holds anyway, no decryption, nothing released) and makes an audited read of the last day
 only when something newer than the page's reading arrived; polling therefore does not fill
@@ -25,7 +27,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from ..errors import OutOfRangeError
-from ..glucose.metrics import summarize
+from ..glucose.metrics import Summary, summarize
 from ..glucose.readings import STREAMS, Bolus, Carbs, CgmReading, DeviceSettings, Note, SmbgReading
 from ..node import consent_actions as ca
 from ..node.access import RawRelease
@@ -33,8 +35,10 @@ from ..node.accounts import AddressBook
 from ..node.alerts import detect_episodes
 from ..node.alerts import rules as alert_rules
 from ..node.audit import AuditEntry, audit_with_refusals
+from ..node.localdays import last_days, whole_days
 from ..node.people import SecurityLog
-from ..node.report import AgpReport, records_report
+from ..node.report import AgpReport
+from ..node.report import agp_report as build_report
 from .auth import optional_session
 from .context import Principal, ctx
 from .portal_base import STREAM_WORDS, fmt_of, names, render, who
@@ -44,7 +48,8 @@ from .portal_view import STALE_MS, Fmt, current
 from .routes_consent import devices as list_devices
 from .routes_consent import emergency_requests, grant_value, read_for
 
-__all__ = ["PERIODS", "audit_rows", "home", "router", "summary_row"]
+__all__ = ["PERIODS", "audit_rows", "before_row", "home", "period_of", "period_report",
+           "report_row", "router", "summary_row"]
 
 router = APIRouter(include_in_schema=False)
 PERIODS = (7, 14, 30, 90)
@@ -70,11 +75,7 @@ def summary_row(readings: Sequence[CgmReading], start_ms: int, end_ms: int
     rs = [r for r in readings if start_ms <= r.time_ms < end_ms]
     if not rs:
         return None
-    s = summarize(rs, start_ms=start_ms, end_ms=end_ms)
-    return {"start_ms": start_ms, "end_ms": end_ms, "tir": s.tir, "tbr70": s.tbr70,
-            "tbr54": s.tbr54, "tar180": s.tar180, "tar250": s.tar250, "mean": s.mean,
-            "cv": s.cv, "gmi": s.gmi, "active": s.active, "days": s.days_with_data,
-            "gri": s.gri, "sufficient": s.sufficient}
+    return report_row(summarize(rs, start_ms=start_ms, end_ms=end_ms))
 
 
 def _today(records: Sequence[Any], fmt: Fmt, now_ms: int) -> dict[str, Any]:
@@ -131,14 +132,51 @@ def _devices(request: Request, p: Principal) -> list[dict[str, Any]]:
     return out
 
 
-def period_report(records: Sequence[Any], name: str, fmt: Fmt, start_ms: int,
-                   end_ms: int) -> AgpReport | None:
-    """The AGP report of the chosen period (node/report.py), or None with no reading in it."""
+def period_report(request: Request, p: Principal, patient: bytes, streams: Sequence[str],
+                  view: str, days: int, name: str, fmt: Fmt) -> AgpReport:
+    """The AGP report of the last ``days`` whole local days of ``patient`` in her zone
+    (node/localdays.py), as ``p`` may see them: one audited read of exactly that period, in
+    ``view``, so a raw and a summary report of the same data give the same numbers (both are
+    the node's summary of that window, node/report.py) and the header names the zone.
+
+    Raises OutOfRangeError when the period holds no CGM reading, and what ``read_for``
+    raises (a refusal is audited and releases nothing).
+    """
+    c = ctx(request)
+    span = last_days(c.node.data_dir, patient, days, c.node.now_ms())
+    rel = read_for(request, p, patient, sorted(set(streams)), view, days, span=span)
+    return build_report(rel, patient=name, units=fmt.units, zone=span.named_zone)
+
+
+def period_of(request: Request, p: Principal, patient: bytes, streams: Sequence[str],
+              view: str, days: int, name: str, fmt: Fmt
+              ) -> tuple[AgpReport | None, dict[str, Any] | None]:
+    """``period_report`` and its numbers for the page (``report_row``); (None, None) when
+    the period holds no CGM reading."""
     try:
-        return records_report(records, patient=name, units=fmt.units, start_ms=start_ms,
-                              end_ms=end_ms)
+        rep = period_report(request, p, patient, streams, view, days, name, fmt)
     except OutOfRangeError:
+        return None, None
+    return rep, report_row(rep.summary)
+
+
+def report_row(s: Summary) -> dict[str, Any]:
+    """The page's numbers of a summary (the period table and the ranges bar)."""
+    return {"start_ms": s.start_ms, "end_ms": s.end_ms, "tir": s.tir, "tbr70": s.tbr70,
+            "tbr54": s.tbr54, "tar180": s.tar180, "tar250": s.tar250, "mean": s.mean,
+            "cv": s.cv, "gmi": s.gmi, "active": s.active, "days": s.days_with_data,
+            "gri": s.gri, "sufficient": s.sufficient}
+
+
+def before_row(readings: Sequence[CgmReading], rep: AgpReport | None, days: int
+               ) -> dict[str, Any] | None:
+    """The ``days`` whole local days before the report's period (the comparison), from the
+    readings of a wider read, or None without data or report."""
+    if rep is None or rep.zone is None:
         return None
+    name, zone = rep.zone
+    prev = whole_days(days, rep.summary.start_ms, name, zone)
+    return summary_row(readings, prev.start_ms, prev.end_ms)
 
 
 def home(request: Request, p: Principal, msg: str | None) -> Response:
@@ -150,12 +188,13 @@ def home(request: Request, p: Principal, msg: str | None) -> Response:
     poll = int(q["poll"]) if q.get("poll", "").isdigit() else 60
     poll = min(max(poll, 2), 300)
     now = int(time.time() * 1000)
-    # at least SENSOR_DAYS: a sensor started before a 7-day period still has an age
-    records = _records(request, p, max(days * 2 if compare else days, SENSOR_DAYS))
+    # at least SENSOR_DAYS: a sensor started before a 7-day period still has an age; a day
+    # more than the comparison: its first whole local day starts before now - 2 x days
+    records = _records(request, p, max(days * 2 + 1 if compare else days, SENSOR_DAYS))
     cgm = [r for r in records if isinstance(r, CgmReading)]
-    period = summary_row(cgm, now - days * DAY_MS, now)
-    before = summary_row(cgm, now - 2 * days * DAY_MS, now - days * DAY_MS) if compare else None
-    rep = period_report(records, p.name, fmt, now - days * DAY_MS, now)
+    rep, period = period_of(request, p, p.id, ("carbs", "cgm", "insulin"), "raw", days,
+                            p.name, fmt)
+    before = before_row(cgm, rep, days) if compare else None
     rules = alert_rules(node, p.id)
     episodes = detect_episodes([r for r in cgm if r.time_ms >= now - 7 * DAY_MS], rules)[::-1]
     grants = [grant_value(request, g) for g in ca.grants(node, p.id)]

@@ -25,21 +25,17 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import time
 from typing import Annotated, Final
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from ..errors import BackendError
-from ..node.access import RawRelease, SignedSummary
-from ..node.report import AgpReport, records_report
-from ..node.report import agp_report as summary_agp
+from ..node.report import AgpReport
 from .context import ctx
 from .portal_base import fmt_of, templates, who
 from .portal_clinician import grant_for
-from .portal_patient import DAY_MS
-from .routes_consent import read_for
+from .portal_patient import period_report
 
 __all__ = ["BURST", "EVERY_S", "available", "chromium_path", "html_to_pdf", "router"]
 
@@ -105,17 +101,9 @@ def _report(request: Request, name: str, days: int) -> AgpReport:
     OutOfRangeError when the period holds no sensor glucose."""
     _, p = who(request)
     pid, g = grant_for(request, p, name)
-    fmt = fmt_of(request)
-    if g.view == "summary":
-        rel = read_for(request, p, pid, ["cgm"], "summary", days)
-        assert isinstance(rel, SignedSummary)
-        return summary_agp(rel, patient=name, units=fmt.units)
-    streams = sorted(set(g.streams) & {"cgm", "insulin", "carbs"})
-    rel = read_for(request, p, pid, streams, "raw", days)
-    assert isinstance(rel, RawRelease)
-    now = int(time.time() * 1000)
-    return records_report(rel.records, patient=name, units=fmt.units,
-                          start_ms=now - days * DAY_MS, end_ms=now)
+    streams = ["cgm"] if g.view == "summary" else sorted(
+        set(g.streams) & {"cgm", "insulin", "carbs"})
+    return period_report(request, p, pid, streams, g.view, days, name, fmt_of(request))
 
 
 @router.get("/portal/patients/{name}/report.pdf")

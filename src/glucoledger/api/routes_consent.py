@@ -22,6 +22,7 @@ from ..node.accounts import AddressBook, identity
 from ..node.alerts import set_rules
 from ..node.audit import AuditEntry, audit_with_refusals
 from ..node.devices import uploaders
+from ..node.localdays import LocalDays
 from ..node.localdays import last_days as local_last_days
 from ..state.consent import Grant, load_grant
 from ..state.consent import Request as ReadRequest
@@ -193,13 +194,17 @@ def _grant_patient(request: Request, grant_id: bytes) -> bytes | None:
 
 
 def read_for(request: Request, who: Principal, patient: bytes, streams: list[str], view: str,
-             last_days: int | None) -> RawRelease | SignedSummary:
+             last_days: int | None, *, span: LocalDays | None = None
+             ) -> RawRelease | SignedSummary:
     """One audited read as ``who`` (write-ahead: the access record is ordered first). A
-    summary of the last N days covers N whole local days (node/localdays.py)."""
+    summary of the last N days covers N whole local days (node/localdays.py); ``span``: read
+    exactly those whole local days, whatever the view (a report's period)."""
     c = ctx(request)
     access = c.svc.access
     window: dict[str, int] | None = {"last_days": last_days} if last_days else None
-    if last_days and view == "summary":
+    if span is not None:
+        window = span.window()
+    elif last_days and view == "summary":
         window = local_last_days(c.node.data_dir, patient, last_days, c.node.now_ms()).window()
     req = ReadRequest(patient, tuple(sorted(set(streams))), view, window)
     try:

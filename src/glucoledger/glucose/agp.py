@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+import numpy as np
+
 from ..errors import OutOfRangeError
 from .readings import CgmReading
 
@@ -148,31 +150,38 @@ def compute_agp(readings: Iterable[CgmReading], *, bin_min: int = 15, smooth: bo
     """
     if bin_min <= 0 or DAY_MIN % bin_min:
         raise ValueError("bin_min must be a positive divisor of 1440")
-    per_bin: list[list[int]] = [[] for _ in range(DAY_MIN // bin_min)]
-    per_day: dict[int, list[tuple[int, int]]] = {}
-    seen: set[int] = set()
-    latest = (0, 0)
-    for r in readings:
-        time_ms, offset = r.time_ms, r.tz_offset_min
-        if time_ms in seen:
-            continue
-        seen.add(time_ms)
-        if time_ms > latest[0] or (time_ms == latest[0] and offset > latest[1]):
-            latest = (time_ms, offset)  # max(latest, (time_ms, offset)) without the tuples
-        local = time_ms + offset * 60_000
-        minute = (local % DAY_MS) // 60_000
-        mgdl = r.mgdl
-        per_bin[minute // bin_min].append(mgdl)
-        day = per_day.get(local // DAY_MS)
-        if day is None:
-            per_day[local // DAY_MS] = day = []
-        day.append((minute, mgdl))
-    if not seen:
+    nbins = DAY_MIN // bin_min
+    items = list(readings)
+    if not items:
         raise OutOfRangeError("no CGM readings for an AGP; upload some first")
+    # Vector steps over the readings (integer arithmetic, exact): the first reading of each
+    # instant counts; its local minute of the day picks the bin, its local day the profile.
+    all_times = np.fromiter((r.time_ms for r in items), dtype=np.int64, count=len(items))
+    _, first = np.unique(all_times, return_index=True)
+    times = all_times[first]
+    offsets = np.fromiter((items[i].tz_offset_min for i in first.tolist()), dtype=np.int64,
+                          count=len(first))
+    mgdl = np.fromiter((items[i].mgdl for i in first.tolist()), dtype=np.int64,
+                       count=len(first))
+    latest_offset = int(offsets[-1])  # times are sorted and distinct: the last is the latest
+    local = times + offsets * 60_000
+    minute = (local % DAY_MS) // 60_000
+    day_of = local // DAY_MS
+    bin_of = minute // bin_min
+    order = np.lexsort((mgdl, bin_of))
+    cuts = np.searchsorted(bin_of[order], np.arange(nbins + 1)).tolist()
+    by_bin = mgdl[order].tolist()
+    per_bin = [by_bin[cuts[i]:cuts[i + 1]] for i in range(nbins)]
+    order = np.lexsort((mgdl, minute, day_of))
+    day_sorted = day_of[order]
+    points = list(zip(minute[order].tolist(), mgdl[order].tolist(), strict=True))
+    day_keys, starts = np.unique(day_sorted, return_index=True)
+    bounds = [*starts.tolist(), len(points)]
+    per_day = {int(k): points[bounds[i]:bounds[i + 1]]
+               for i, k in enumerate(day_keys.tolist())}
 
     raw: dict[int, list[float | None]] = {q: [] for q in PERCENTILES}
-    for values in per_bin:
-        values.sort()
+    for values in per_bin:  # each already sorted
         for q in PERCENTILES:
             raw[q].append(percentile(values, q) if values else None)
     series = {q: _smooth(s) if smooth else s for q, s in raw.items()}
@@ -182,7 +191,7 @@ def compute_agp(readings: Iterable[CgmReading], *, bin_min: int = 15, smooth: bo
     )
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     days = tuple(
-        DayProfile((epoch + timedelta(days=day)).date().isoformat(), tuple(sorted(points)))
+        DayProfile((epoch + timedelta(days=day)).date().isoformat(), tuple(points))
         for day, points in sorted(per_day.items())
     )
-    return Agp(bin_min, bins, days, latest[1])
+    return Agp(bin_min, bins, days, latest_offset)

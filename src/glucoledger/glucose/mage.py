@@ -22,7 +22,11 @@ agree within 0.1 mg/dL on the same data):
 
 Invariants: pure; the arithmetic is IEEE double addition, multiplication and division in a
 fixed order (no library functions), so every platform derives the same value; the result is
-returned in tenths of mg/dL (an int), or None when no excursion qualifies.
+returned in tenths of mg/dL (an int), or None when no excursion qualifies. The grid, moving
+averages, SD, crossings and extrema are numpy vector operations doing exactly those
+operations in that order (elementwise arithmetic, sequential ``np.add.accumulate`` for
+running sums, first-occurrence ``argmin``/``argmax``), bit for bit the sequential loops they
+replaced (tests/glucose/test_fast_paths.py keeps those loops as the reference).
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from typing import Final
+
+import numpy as np
+import numpy.typing as npt
 
 __all__ = ["mage_dmgdl"]
 
@@ -43,7 +50,18 @@ NAN: Final = float("nan")
 
 
 def _grid(times: Sequence[int], values: Sequence[int]) -> tuple[int, list[float]]:
-    """Step 1: (grid start ms, interpolated values), NaN outside the data and in gaps."""
+    """Step 1 as a list (``_grid_array``)."""
+    start, out = _grid_array(times, values)
+    return start, out.tolist()
+
+
+def _grid_array(times: Sequence[int], values: Sequence[int]
+                ) -> tuple[int, npt.NDArray[np.float64]]:
+    """Step 1: (grid start ms, interpolated values), NaN outside the data and in gaps.
+
+    Vectorized: each grid point's reading is found by binary search; the interpolation is
+    the same IEEE operations on the same operands, element by element (integers below 2**53
+    convert to doubles exactly, and CPython divides two such integers as doubles)."""
     start = times[0] - times[0] % DAY_MS
     end = times[-1] - times[-1] % DAY_MS
     if end < times[-1]:
@@ -51,132 +69,186 @@ def _grid(times: Sequence[int], values: Sequence[int]) -> tuple[int, list[float]
     if end == start:
         end += DAY_MS
     n = (end - start) // STEP_MS
-    out = [NAN] * n
+    out = np.full(n, NAN)
     # only the grid points x = start + (g + 1) * STEP_MS with times[0] <= x <= times[-1]
     first = max(0, -((start - times[0]) // STEP_MS) - 1)
     last = min(n - 1, (times[-1] - start) // STEP_MS - 1)
-    j, size = 0, len(times)
-    for g in range(first, last + 1):
+    t = np.asarray(times, dtype=np.int64)
+    v = np.asarray(values, dtype=np.int64)
+    if last >= first:
+        g = np.arange(first, last + 1, dtype=np.int64)
         x = start + (g + 1) * STEP_MS
-        while j + 1 < size and times[j + 1] <= x:
-            j += 1
-        if times[j] == x or j + 1 >= size:
-            out[g] = float(values[j])
-        else:
-            slope = (values[j + 1] - values[j]) / (times[j + 1] - times[j])
-            out[g] = slope * (x - times[j]) + values[j]
-    for i in range(len(times) - 1):
-        if times[i + 1] - times[i] > INTER_GAP_MS:
-            lo = (times[i] - start) // STEP_MS
-            hi = (times[i + 1] - start - 1_000) // STEP_MS
-            for g in range(max(lo, 0), min(hi, n)):
-                out[g] = NAN
+        j = np.searchsorted(t, x, side="right") - 1  # the last reading at or before x
+        nxt = np.minimum(j + 1, len(t) - 1)
+        exact = (t[j] == x) | (j + 1 >= len(t))
+        slope = (v[nxt] - v[j]).astype(np.float64) / np.where(
+            exact, 1, t[nxt] - t[j]).astype(np.float64)
+        line = slope * (x - t[j]).astype(np.float64) + v[j].astype(np.float64)
+        out[first:last + 1] = np.where(exact, v[j].astype(np.float64), line)
+    for i in np.flatnonzero(np.diff(t) > INTER_GAP_MS).tolist():
+        lo = (times[i] - start) // STEP_MS
+        hi = (times[i + 1] - start - 1_000) // STEP_MS
+        if max(lo, 0) < min(hi, n):
+            out[max(lo, 0):min(hi, n)] = NAN
     return start, out
 
 
-def _segments(values: list[float]) -> list[list[float]]:
-    """Step 2: trim empty ends, split at gaps between values of more than 180 minutes."""
-    valid = [i for i, v in enumerate(values) if v == v]  # v != v only for NaN
-    if not valid:
+def _segments(values: Sequence[float]) -> list[list[float]]:
+    """Step 2 as lists (``_segment_arrays``)."""
+    return [seg.tolist() for seg in _segment_arrays(np.asarray(values, dtype=np.float64))]
+
+
+def _segment_arrays(arr: npt.NDArray[np.float64]) -> list[npt.NDArray[np.float64]]:
+    """Step 2: trim empty ends, split at gaps between values of more than 180 minutes: a
+    segment runs from a value to the last value before the next such gap."""
+    valid = np.flatnonzero(~np.isnan(arr))
+    if not valid.size:
         return []
-    values = values[valid[0]:valid[-1] + 1]
-    segments: list[list[float]] = [[]]
-    last: int | None = None
-    for i, v in enumerate(values):
-        if v == v:
-            if last is not None and (i - last) * STEP_MS > MAX_GAP_MS:
-                segments.append([])
-            last = i
-        segments[-1].append(v)
-    for seg in segments:
-        while seg and math.isnan(seg[-1]):
-            seg.pop()
-    return [s for s in segments if s]
+    split = np.diff(valid) * STEP_MS > MAX_GAP_MS
+    starts = [int(valid[0]), *valid[1:][split].tolist()]
+    ends = [*valid[:-1][split].tolist(), int(valid[-1])]
+    return [arr[a:b + 1] for a, b in zip(starts, ends, strict=True)]
 
 
-def _window_mean(values: list[float], i: int, window: int) -> float:
+def _window_mean(values: Sequence[float] | npt.NDArray[np.float64], i: int,
+                 window: int) -> float:
     """The exact (``math.fsum``) mean of the non-empty points of the window ending at ``i``."""
     part = [v for v in values[max(0, i - window + 1):i + 1] if not math.isnan(v)]
     return math.fsum(part) / len(part) if part else NAN
 
 
-def _moving(values: list[float], window: int) -> list[float]:
-    """Trailing means over ``window`` points, empty points skipped (a running sum; see
-    ``_delta`` for where exactness matters). The first ``window`` points take the value at
-    the window's end (or at the last point of a shorter segment), as iglu does."""
-    out = []
-    total, count = 0.0, 0
-    for i, v in enumerate(values):
-        if v == v:  # not NaN
-            total += v
-            count += 1
-        if i >= window:
-            old = values[i - window]
-            if old == old:
-                total -= old
-                count -= 1
-        out.append(total / count if count else NAN)
-    fill = out[-1] if window > len(out) else out[window - 1]
-    for i in range(min(window, len(out))):
-        out[i] = fill
+def _moving_array(arr: npt.NDArray[np.float64], window: int) -> npt.NDArray[np.float64]:
+    """``_moving`` on an array. The running sum adds each point and then takes away the one
+    leaving the window, in that order, as one sequential ``np.add.accumulate`` (a strict
+    left-to-right loop, unlike ``np.sum``) over the interleaved steps; an empty point adds
+    0.0, which leaves a running sum of positive glucose values unchanged."""
+    n = len(arr)
+    empty = np.isnan(arr)
+    steps = np.zeros(2 * n)
+    steps[0::2] = np.where(empty, 0.0, arr)
+    counts = np.zeros(2 * n, dtype=np.int64)
+    counts[0::2] = ~empty
+    if n > window:
+        old = arr[:n - window]
+        steps[2 * window + 1::2] = np.where(np.isnan(old), 0.0, -old)
+        counts[2 * window + 1::2] = -(~np.isnan(old)).astype(np.int64)
+    total = np.add.accumulate(steps)[1::2]
+    count = np.add.accumulate(counts)[1::2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(count > 0, total / np.maximum(count, 1), NAN)
+    fill = out[-1] if window > n else out[window - 1]
+    out[:min(window, n)] = fill
     return out
 
 
-def _delta(values: list[float]) -> list[float]:
-    """Short minus long moving average. Where the running sums' rounding could matter (a
-    difference within 1e-6 of zero, whose sign makes a crossing) both means are recomputed
-    exactly, so equal means give exactly 0, as in pandas' compensated rolling sums."""
-    short, long = _moving(values, SHORT_MA), _moving(values, LONG_MA)
-    delta = [a - b for a, b in zip(short, long, strict=True)]
+def _moving(values: Sequence[float], window: int) -> list[float]:
+    """Trailing means over ``window`` points, empty points skipped (a running sum; see
+    ``_delta`` for where exactness matters). The first ``window`` points take the value at
+    the window's end (or at the last point of a shorter segment), as iglu does."""
+    if not values:
+        return []
+    out: list[float] = _moving_array(np.asarray(values, dtype=np.float64), window).tolist()
+    return out
+
+
+def _delta_array(values: Sequence[float] | npt.NDArray[np.float64]
+                 ) -> npt.NDArray[np.float64]:
+    arr = np.asarray(values, dtype=np.float64)
+    delta = _moving_array(arr, SHORT_MA) - _moving_array(arr, LONG_MA)
     n = len(values)
-    for i, d in enumerate(delta):
-        if abs(d) < 1e-6:
-            si = i if i >= SHORT_MA else min(SHORT_MA, n) - 1
-            li = i if i >= LONG_MA else min(LONG_MA, n) - 1
-            delta[i] = _window_mean(values, si, SHORT_MA) - _window_mean(values, li, LONG_MA)
+    for i in np.flatnonzero(np.abs(delta) < 1e-6).tolist():
+        si = i if i >= SHORT_MA else min(SHORT_MA, n) - 1
+        li = i if i >= LONG_MA else min(LONG_MA, n) - 1
+        delta[i] = _window_mean(values, si, SHORT_MA) - _window_mean(values, li, LONG_MA)
     return delta
 
 
-def _sd(values: list[float]) -> float:
-    xs = [v for v in values if v == v]
+def _delta(values: Sequence[float]) -> list[float]:
+    """Short minus long moving average. Where the running sums' rounding could matter (a
+    difference within 1e-6 of zero, whose sign makes a crossing) both means are recomputed
+    exactly, so equal means give exactly 0, as in pandas' compensated rolling sums."""
+    if not values:
+        return []
+    out: list[float] = _delta_array(values).tolist()
+    return out
+
+
+def _sd(values: Sequence[float] | npt.NDArray[np.float64]) -> float:
+    """The sample SD of the non-empty points: Python's ``sum`` order (left to right), as a
+    sequential ``np.add.accumulate``."""
+    arr = np.asarray(values, dtype=np.float64)
+    xs = arr[~np.isnan(arr)]
     if len(xs) < 2:
         return NAN
-    mean = sum(xs) / len(xs)
-    return math.sqrt(sum((x - mean) * (x - mean) for x in xs) / (len(xs) - 1))
+    mean = float(np.add.accumulate(xs)[-1]) / len(xs)
+    dev = xs - mean
+    return math.sqrt(float(np.add.accumulate(dev * dev)[-1]) / (len(xs) - 1))
 
 
-def _crossings(gl: list[float], delta: list[float]) -> list[tuple[int, int]]:
-    """(index, 0 = REL_MIN / 1 = REL_MAX) where the short-long difference changes sign."""
-    crosses = [(0, 1 if delta[0] > 0 else 0)]
-    d = [NAN if x == 0 else x for x in delta]
-    # a NaN is the one value unequal to itself: one comparison instead of four isnan calls
-    for i in range(1, len(d)):
-        di, dp = d[i], d[i - 1]
-        if gl[i] == gl[i] and gl[i - 1] == gl[i - 1] and di == di and dp == dp:
-            if di * dp < 0:
-                crosses.append((i, 0 if di < dp else 1))
-        elif di == di:
-            prev = d[crosses[-1][0]]
-            if di * prev < 0:
-                crosses.append((i, 0 if di < prev else 1))
-    crosses.append((len(d) - 1, 1 if d[-1] > 0 else 0))
+def _crossings(gl: Sequence[float] | npt.NDArray[np.float64],
+               delta: Sequence[float] | npt.NDArray[np.float64]) -> list[tuple[int, int]]:
+    """(index, 0 = REL_MIN / 1 = REL_MAX) where the short-long difference changes sign.
+
+    Where a point and its predecessor are both present (glucose and difference), a
+    crossing is a sign change between them, found for all such points at once; elsewhere
+    (next to an empty point) the difference is compared with the one at the last crossing,
+    which depends on the crossings before, so those few points are taken in order."""
+    d = np.asarray(delta, dtype=np.float64)
+    d = np.where(d == 0, NAN, d)
+    g = np.asarray(gl, dtype=np.float64)
+    first = (0, 1 if d[0] > 0 else 0)
+    n = len(d)
+    if n > 1:
+        di, dp = d[1:], d[:-1]
+        both = ~np.isnan(g[1:]) & ~np.isnan(g[:-1]) & ~np.isnan(di) & ~np.isnan(dp)
+        with np.errstate(invalid="ignore"):
+            flips = both & (di * dp < 0)
+        lone = ~both & ~np.isnan(di)
+        flip_at = (np.flatnonzero(flips) + 1).tolist()
+        lone_at = (np.flatnonzero(lone) + 1).tolist()
+    else:
+        flip_at, lone_at = [], []
+    crosses = [first]
+    if not lone_at:
+        kinds = (d[flip_at] < d[np.asarray(flip_at, dtype=np.int64) - 1]).tolist()
+        crosses.extend((i, 0 if low else 1) for i, low in zip(flip_at, kinds, strict=True))
+    else:
+        dl = d.tolist()
+        lone_set = set(lone_at)
+        for i in sorted(set(flip_at) | lone_set):
+            di_ = dl[i]
+            if i in lone_set:
+                prev = dl[crosses[-1][0]]
+                if di_ * prev < 0:
+                    crosses.append((i, 0 if di_ < prev else 1))
+            else:
+                crosses.append((i, 0 if di_ < dl[i - 1] else 1))
+    crosses.append((n - 1, 1 if d[-1] > 0 else 0))
     return crosses
 
 
-def _extrema(gl: list[float], crosses: list[tuple[int, int]]) -> list[float]:
+def _extrema(gl: Sequence[float] | npt.NDArray[np.float64],
+             crosses: list[tuple[int, int]]) -> list[float]:
+    """The nadir or peak between consecutive crossings (the first one found, empty points
+    skipped); the next search starts at the index of the last one found."""
+    arr = np.asarray(gl, dtype=np.float64)
+    empty = np.isnan(arr)
+    low = np.where(empty, np.inf, arr)  # glucose is finite: inf only where empty
+    high = np.where(empty, -np.inf, arr)
     minmax: list[float] = []
     index = 0
     for i in range(len(crosses) - 1):
         s1 = crosses[i][0] if i == 0 else index
-        part = [(v, k) for k, v in enumerate(gl[s1:crosses[i + 1][0] + 1], start=s1)
-                if v == v]
-        if not part:
+        e = crosses[i + 1][0] + 1
+        if s1 >= e or empty[s1:e].all():
             minmax.append(NAN)
             continue
-        pick = min if crosses[i][1] == 0 else max
-        best = pick(v for v, _ in part)
-        index = next(k for v, k in part if v == best)
-        minmax.append(best)
+        if crosses[i][1] == 0:
+            k = int(low[s1:e].argmin())
+        else:
+            k = int(high[s1:e].argmax())
+        index = s1 + k
+        minmax.append(float(arr[index]))
     return minmax
 
 
@@ -185,14 +257,16 @@ def _excursions(m: list[float], sd: float, *, up: bool) -> list[float]:
     peak, MAGE+) or down (peak to nadir, MAGE-, returned as positive heights). iglu's
     ``calculate_mage_plus`` / ``calculate_mage_minus``: a downward excursion is an upward
     one of the negated extrema, except that the next search starts at the excursion's end
-    (up) or at its nadir (down)."""
+    (up) or at its nadir (down). The largest rise into each point is one vector step (the
+    same subtractions; ``argmax`` picks the first largest, as ``list.index`` does)."""
     v = m if up else [-x for x in m]
+    arr = np.asarray(v, dtype=np.float64)
     heights = []
     n, j, prev = len(v), 0, 0
     while j < n:
-        delta = [v[j] - v[a] for a in range(prev, j + 1)]
-        best = max(delta)
-        i = delta.index(best) + prev
+        rise = arr[j] - arr[prev:j + 1]
+        i = int(rise.argmax()) + prev
+        best = float(rise[i - prev])
         if best > sd:
             k = j
             while k < n:
@@ -208,13 +282,16 @@ def _excursions(m: list[float], sd: float, *, up: bool) -> list[float]:
     return heights
 
 
-def _segment_mage(gl: list[float]) -> list[float]:
+def _segment_mage(gl: Sequence[float] | npt.NDArray[np.float64]) -> list[float]:
     """Steps 3-4 for one segment: its MAGE+ and MAGE- (those that exist)."""
-    delta = _delta(gl)
-    sd = _sd(gl)
-    if len(gl) < 7 or len(gl) < SHORT_MA or all(math.isnan(v) for v in gl) or sd < 1:
+    arr = np.asarray(gl, dtype=np.float64)
+    if not len(arr):
         return []
-    minmax = _extrema(gl, _crossings(gl, delta))
+    delta = _delta_array(arr)
+    sd = _sd(arr)
+    if len(arr) < 7 or len(arr) < SHORT_MA or bool(np.isnan(arr).all()) or sd < 1:
+        return []
+    minmax = _extrema(arr, _crossings(arr, delta))
     if any(math.isnan(v) for v in minmax):
         return []
     up = _excursions(minmax, sd, up=True)
@@ -232,9 +309,9 @@ def mage_dmgdl(times: Sequence[int], values: Sequence[int]) -> int | None:
     mg/dL (half up), or None when no segment has an excursion larger than its SD."""
     if len(times) < 2:
         return None
-    _start, grid = _grid(times, values)
+    _start, grid = _grid_array(times, values)
     total = weight = 0.0
-    for seg in _segments(grid):
+    for seg in _segment_arrays(grid):
         hours = float(len(seg) - 1)  # the segment's duration, in grid steps
         for value in _segment_mage(seg):
             total += value * hours

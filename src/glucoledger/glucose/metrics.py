@@ -55,6 +55,8 @@ from dataclasses import dataclass
 from math import isqrt
 from typing import Any, Final
 
+import numpy as np
+
 from ..errors import MalformedError, OutOfRangeError
 from .indices import episodes, gri_zone, risk_micro
 from .mage import mage_dmgdl
@@ -312,12 +314,18 @@ def summarize(
     s0 = s1 = s2 = q = 0
     low_risk = high_risk = 0
     below54 = below70 = in_range = above180 = above250 = 0
-    for reading, w in weighted:
-        g = reading.mgdl
+    # Every sum below is a sum over readings of w x f(g): the same integers summed per
+    # distinct glucose value first, then in Python's unbounded integers, as the loop over
+    # readings did. Exact: a reading's weight never reaches past the next reading, so the
+    # weights of a window add up to at most its length (< 2**53 ms), which doubles hold.
+    g_arr = np.fromiter((x.reading.mgdl for x in weighted), dtype=np.int64, count=n)
+    w_arr = np.fromiter((x.weight_ms for x in weighted), dtype=np.int64, count=n)
+    per_g = np.bincount(g_arr, weights=w_arr)
+    for g in np.flatnonzero(per_g).tolist():
+        w = int(per_g[g])
         s0 += w
         s1 += w * g
         s2 += w * g * g
-        q += w * w
         lo, hi = risk_micro(g)
         low_risk += w * lo
         high_risk += w * hi
@@ -331,6 +339,9 @@ def summarize(
             above180 += w
             if g > 250:
                 above250 += w
+    sizes, times_used = np.unique(w_arr, return_counts=True)
+    for w, k in zip(sizes.tolist(), times_used.tolist(), strict=True):
+        q += k * w * w
     spread = s0 * s2 - s1 * s1  # W^2 x weighted population variance, exact
     var_den = s0 * s0 - q  # W^2 - sum w^2: 0 for a single reading
 

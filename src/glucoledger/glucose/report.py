@@ -27,6 +27,7 @@ import io
 import math
 import textwrap
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Final
 
@@ -35,7 +36,7 @@ from .metrics import CONSENSUS_TARGETS, Summary
 from .readings import Bolus, Carbs, Record
 from .units import MGDL_PER_MMOLL, normalize_units
 
-__all__ = ["render_html", "render_png"]
+__all__ = ["PAGE", "PHONE", "AgpFrame", "agp_svg", "render_html", "render_png"]
 
 Y_MAX: Final = 350  # the AGP's y axis: 0..350 mg/dL
 LOW, HIGH, VERY_LOW, VERY_HIGH = 70, 180, 54, 250
@@ -137,22 +138,70 @@ def _runs(values: Sequence[float | None]) -> list[list[int]]:
     return runs
 
 
-def _agp_svg(agp: Agp, units: str, width: int = 900, height: int = 340) -> str:
-    left, right, top, bottom = 50, 60, 12, 30
-    pw, ph = width - left - right, height - top - bottom
+@dataclass(frozen=True, slots=True)
+class AgpFrame:
+    """The geometry and label scale of the AGP chart: the report page's (``PAGE``, 900 units
+    wide, curves labeled on the right, 3-hourly 12 h clock) or the portal's phone chart
+    (``PHONE``, 320 units wide, drawn at its card's width so 12-unit text is at least 12 CSS
+    px, 6-hourly 24 h clock; its data table and reading cursor label the curves instead).
+    ``x`` and ``y`` map minutes of the day and mg/dL into the viewBox, for the caller's
+    cursor points as for the chart itself."""
 
-    def x(minute: float) -> float:
-        return left + pw * minute / 1_440
+    width: int
+    height: int
+    left: int
+    right: int
+    top: int
+    bottom: int
+    font: int
+    hour_step: int
+    clock24: bool
+    curve_labels: bool
+    units_label: bool
 
-    def y(mgdl: float) -> float:
-        return top + ph * (1 - min(mgdl, Y_MAX) / Y_MAX)
+    @property
+    def plot_w(self) -> int:
+        return self.width - self.left - self.right
 
+    @property
+    def plot_h(self) -> int:
+        return self.height - self.top - self.bottom
+
+    def x(self, minute: float) -> float:
+        return self.left + self.plot_w * minute / 1_440
+
+    def y(self, mgdl: float) -> float:
+        return self.top + self.plot_h * (1 - min(mgdl, Y_MAX) / Y_MAX)
+
+    def hour(self, hour: int) -> str:
+        if self.clock24:
+            return f"{hour:02d}:00"
+        return {0: "12 am", 12: "12 pm", 24: "12 am"}.get(
+            hour, f"{hour % 12} {'am' if hour < 12 else 'pm'}")
+
+
+PAGE: Final = AgpFrame(900, 340, 50, 60, 12, 30, 11, 3, False, True, True)
+PHONE: Final = AgpFrame(320, 200, 36, 6, 8, 24, 12, 6, True, False, False)
+_AGP_LABEL: Final = ("Ambulatory glucose profile: 5th, 25th, 50th, 75th and 95th percentiles "
+                     "by time of day")
+
+
+def agp_svg(agp: Agp, units: str, frame: AgpFrame = PAGE, *, css_class: str = "agp",
+            label: str = _AGP_LABEL, attrs: str = "") -> str:
+    """The AGP modal day as inline SVG: the target range shaded, the 5-95 % and 25-75 %
+    bands, the median, the 54/70/180/250 lines with their values in ``units``, hour labels,
+    and (``frame.curve_labels``) each percentile named at the right edge. Empty bins (a
+    withheld profile: ``Agp.aggregate()`` below ``MIN_PROFILE_DAYS`` days) draw nothing and
+    the chart says so. ``label`` is its accessible name and ``attrs`` further attributes of
+    the ``<svg>`` (the portal's cursor data); the caller escapes both."""
+    f = frame
+    left, top, pw, ph = f.left, f.top, f.plot_w, f.plot_h
+    x, y = f.x, f.y
     half = agp.bin_min / 2
     parts = [
         (
-            f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-            f'class="agp" role="img" aria-label="Ambulatory glucose profile: 5th, 25th, 50th, '
-            f'75th and 95th percentiles by time of day">'
+            f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {f.width} {f.height}" '
+            f'class="{css_class}" role="img" aria-label="{label}"{attrs}>'
         ),
         f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fff" stroke="#999"/>',
         (
@@ -183,8 +232,8 @@ def _agp_svg(agp: Agp, units: str, width: int = 900, height: int = 340) -> str:
         parts.append(
             f'<line x1="{left}" x2="{left + pw}" y1="{y(mgdl):.1f}" y2="{y(mgdl):.1f}" '
             f'stroke="{color}" stroke-width="1.5"{dash}/>'
-            f'<text x="{left - 6}" y="{y(mgdl) + 4:.1f}" text-anchor="end" font-size="11">'
-            f"{_g(mgdl, units)}</text>"
+            f'<text x="{left - 4}" y="{y(mgdl) + 4:.1f}" text-anchor="end" '
+            f'font-size="{f.font}">{_g(mgdl, units)}</text>'
         )
     for run in _runs(series[50]):
         points = " ".join(
@@ -195,33 +244,35 @@ def _agp_svg(agp: Agp, units: str, width: int = 900, height: int = 340) -> str:
             f'stroke="{COLORS["median"]}" stroke-width="2.5"/>'
         )
     # Label each curve at its last non-empty bin, on the right edge (AGP v5 style).
-    for q in PERCENTILES:
+    for q in PERCENTILES if f.curve_labels else ():
         last = next((v for v in reversed(series[q]) if v is not None), None)
         if last is not None:
             parts.append(
                 f'<text class="pct-label" data-percentile="{q}" x="{left + pw + 4}" '
-                f'y="{y(last) + 4:.1f}" font-size="11">{q} %</text>'
+                f'y="{y(last) + 4:.1f}" font-size="{f.font}">{q} %</text>'
             )
-    for hour in range(0, 25, 3):
-        label = {0: "12 am", 12: "12 pm", 24: "12 am"}.get(
-            hour, f"{hour % 12} {'am' if hour < 12 else 'pm'}"
-        )
+    for hour in range(0, 25, f.hour_step):
+        anchor = ("middle" if not f.clock24 else
+                  "start" if hour == 0 else "end" if hour == 24 else "middle")
         parts.append(
             f'<line x1="{x(hour * 60):.1f}" x2="{x(hour * 60):.1f}" y1="{top}" '
             f'y2="{top + ph}" stroke="#ddd"/>'
-            f'<text x="{x(hour * 60):.1f}" y="{height - 10}" text-anchor="middle" '
-            f'font-size="11">{label}</text>'
+            f'<text x="{x(hour * 60):.1f}" y="{f.height - f.bottom / 2 + 4:.1f}" '
+            f'text-anchor="{anchor}" font-size="{f.font}">{f.hour(hour)}</text>'
         )
     if all(v is None for v in series[50]):
+        words = (f"Percentile profile withheld: fewer than {MIN_PROFILE_DAYS} days with data "
+                 "in the period" if f.curve_labels else "Profile withheld: too few days")
         parts.append(
-            f'<text class="withheld" x="{left + pw / 2}" y="{top + ph / 2}" font-size="13" '
-            f'text-anchor="middle">Percentile profile withheld: fewer than {MIN_PROFILE_DAYS} '
-            "days with data in the period</text>"
+            f'<text class="withheld" x="{left + pw / 2}" y="{top + ph / 2}" '
+            f'font-size="{f.font + 1}" text-anchor="middle">{words}</text>'
         )
-    parts.append(
-        f'<text x="12" y="{top + ph / 2}" font-size="11" transform="rotate(-90 12 {top + ph / 2})" '
-        f'text-anchor="middle">{units}</text></svg>'
-    )
+    if f.units_label:
+        parts.append(
+            f'<text x="12" y="{top + ph / 2}" font-size="{f.font}" '
+            f'transform="rotate(-90 12 {top + ph / 2})" text-anchor="middle">{units}</text>'
+        )
+    parts.append("</svg>")
     return "".join(parts)
 
 
@@ -435,7 +486,7 @@ zone <strong class="gri-zone">{summary.gri_zone}</strong>
 <p class="note">Median (50 %, dark line), 25-75 % (dark band) and 5-95 % (light band) of
 glucose by local time of day over the whole period; green lines mark the target range
 {_g(LOW, units)}-{_g(HIGH, units)} {units}.</p>
-{_agp_svg(agp, units)}
+{agp_svg(agp, units)}
 {daily}
 </body></html>
 """

@@ -12,24 +12,28 @@ web portal both call.
   streams.
 
 Both use the summary the node computed over the permitted window, so the period, % active
-and the one sufficiency verdict are the same whatever the view. Pure given the release (no
-I/O); the callers write files or pages.
+and the one sufficiency verdict are the same whatever the view: a report of "the last N
+days" is one audited read of exactly those N whole local days (node/localdays.py
+``last_days``; the CLI ``report``, the portal's pages and its PDF all read it so), and
+``zone`` (``LocalDays.named_zone``) names the zone they were counted in. The report is never
+computed from a wider release cut down here: the node weighs each reading by its device's
+interval (node/access.py), which a release's records alone do not carry. Pure given the
+release (no I/O); the callers write files or pages.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 
 from ..errors import OutOfRangeError
 from ..glucose.agp import Agp, compute_agp
-from ..glucose.metrics import Summary, summarize
+from ..glucose.metrics import Summary
 from ..glucose.readings import Bolus, Carbs, CgmReading, Record
 from ..glucose.report import render_html, render_png
 from .access import RawRelease, SignedSummary
 
-__all__ = ["AgpReport", "agp_report", "records_report"]
+__all__ = ["AgpReport", "agp_report"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,22 +79,3 @@ def agp_report(release: RawRelease | SignedSummary, *, patient: str,
     return AgpReport("raw", release.summary, compute_agp(cgm), treatments, patient, units,
                      len(cgm), zone)
 
-
-def records_report(records: Sequence[Record], *, patient: str, units: str = "mg/dL",
-                   start_ms: int | None = None, end_ms: int | None = None) -> AgpReport:
-    """The AGP report of released ``records`` over ``[start_ms, end_ms)`` (a period chosen
-    inside a raw release, as the portal's period picker does): the same page as
-    :func:`agp_report`, with the metrics computed over that period.
-
-    Raises OutOfRangeError when the period holds no CGM reading.
-    """
-    cgm = [r for r in records if isinstance(r, CgmReading)
-           and (start_ms is None or r.time_ms >= start_ms)
-           and (end_ms is None or r.time_ms < end_ms)]
-    if not cgm:
-        raise OutOfRangeError("no CGM readings in this period; choose a longer one")
-    summary = summarize(cgm, start_ms=start_ms, end_ms=end_ms)
-    treatments = tuple(r for r in records if isinstance(r, (Bolus, Carbs))
-                       and (start_ms is None or r.time_ms >= start_ms)
-                       and (end_ms is None or r.time_ms < end_ms))
-    return AgpReport("raw", summary, compute_agp(cgm), treatments, patient, units, len(cgm))
