@@ -307,6 +307,12 @@ class NightscoutService:
         the POST's gateway; node/nsversions.py). New documents become one batch per stream
         and POST; batches are signed by the gateway with consecutive sequence numbers. A
         document claimed by an earlier POST of the group waits for the next round.
+
+        A change's tags (its content tag; a move's new identity tag) are attached to its
+        batch only after the ledger accepted its ``doc.version``: a refused version leaves
+        no tag behind, so its identity stays free and a retry is a change again, not a
+        repeat. (A crash between the two makes a retry one more version of the same
+        content: a duplicate in the history, never a lost edit.)
         """
         for p in posts:
             patient = p.binding.patient
@@ -318,7 +324,7 @@ class NightscoutService:
         stored = self.ingest.vault.tagged([k for p in posts
                                            for k in (*p.ids, *p.heads, *p.ctags)])
         claimed: set[bytes] = set()  # documents earlier POSTs of this group store
-        work: list[tuple[_Post, list[Any], list[tuple[int, int, list[Any]]]]] = []
+        work: list[tuple[_Post, list[Any], list[tuple[int, int, list[bytes], list[Any]]]]] = []
         later: list[_Post] = []
         for p in posts:
             if claimed.intersection(p.heads) or claimed.intersection(p.ids):
@@ -362,8 +368,9 @@ class NightscoutService:
                     n = p.current[j][0] + 1
                     tag = self.versions.content_tag(p.binding.patient, p.heads[j], n, p.docs[j])
                     tags = [tag, moved[j]] if j in moved else [tag]
-                    changes.append((j, n, self._queue(p, _batches([p.docs[j]], p.now_ms),
-                                                      tags)))
+                    # The version's tags are attached only after the ledger accepts it.
+                    changes.append((j, n, tags, self._queue(p, _batches(
+                        [self.versions.as_version(p.docs[j], n)], p.now_ms), [])))
             except GlucoledgerError as exc:
                 p.future.set_exception(exc)
                 continue
@@ -374,10 +381,11 @@ class NightscoutService:
                 for job in jobs:
                     self.ingest.wait(job)
                 gw, key = self._gateway(p.binding.account)
-                for j, n, change in changes:
+                for j, n, tags, change in changes:
                     cts = [self.ingest.wait(job).ct for job in change]
                     self.versions.record(gw.id, [key], p.binding.patient, p.heads[j], n, cts,
                                          moved=p.ids[j])
+                    self.ingest.vault.add_tags([(t, cts[0]) for t in tags])
             except GlucoledgerError as exc:
                 p.future.set_exception(exc)
                 continue

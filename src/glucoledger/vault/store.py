@@ -309,6 +309,13 @@ class Vault:
                "(SELECT ct FROM batches WHERE status = 'pending')")
         self._many([(sql, [(t,) for t in tags])])
 
+    def add_tags(self, pairs: Sequence[tuple[bytes, bytes]]) -> None:
+        """Attach (tag, ct) idempotency tags to batches already stored: tags that may only
+        exist once the ledger accepted what they stand for (a new version of a document,
+        node/nsversions.py), so a refused transaction leaves none behind. A tag already held
+        keeps its batch (INSERT OR IGNORE, as ``add_pending``)."""
+        self._many([("INSERT OR IGNORE INTO tags VALUES (?, ?)", list(pairs))])
+
     def find(self, uploader: bytes, seq: int, *, status: str = "committed") -> BatchRow | None:
         rows = self._q(f"SELECT {','.join(_COLS)} FROM batches WHERE uploader = ? AND seq = ? "
                        "AND status = ?", (uploader, seq, status))
