@@ -167,9 +167,17 @@ class NightscoutService:
         self.refusals = RefusalLog(node.data_dir / "nightscout-refusals.bin", node.master)
         self.versions = DocVersions(node, self._dedup_key, self._key)
         self.v3 = V3(self)
+        self._edits: dict[bytes, int] = defaultdict(int)  # patient -> versions recorded here
 
     def close(self) -> None:
         self._pipeline.close()
+
+    def marker(self, patient: bytes) -> tuple[int, int]:
+        """What changes when the patient's documents may have changed: the log index of her
+        last committed batch, and how many versions (edits, deletions) this process
+        recorded for her. Reads nothing of her data; a feed that sees it move still reads
+        through ``read`` (decided and audited)."""
+        return self.ingest.vault.last_index(patient), self._edits[patient]
 
     # --- credentials -----------------------------------------------------------------------
     def _load(self) -> dict[str, dict[str, str]]:
@@ -386,6 +394,7 @@ class NightscoutService:
                     self.versions.record(gw.id, [key], p.binding.patient, p.heads[j], n, cts,
                                          moved=p.ids[j])
                     self.ingest.vault.add_tags([(t, cts[0]) for t in tags])
+                    self._edits[p.binding.patient] += 1
             except GlucoledgerError as exc:
                 p.future.set_exception(exc)
                 continue
@@ -548,6 +557,7 @@ class NightscoutService:
             version, deleted = self.versions.current(binding.patient, tag)
             if not deleted:
                 self.versions.record(gw.id, [key], binding.patient, tag, version + 1, [])
+                self._edits[binding.patient] += 1
                 n += 1
         return {"n": n, "ok": 1}
 

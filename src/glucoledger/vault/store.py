@@ -342,6 +342,13 @@ class Vault:
             args += [at, at]
         return [_row(r) for r in self._q(sql + " ORDER BY patient, stream, start, seq", args)]
 
+    def last_index(self, patient: bytes) -> int:
+        """The highest log index of the patient's committed batches (-1: none): what moves
+        whenever new data of hers is committed (a push feed's cheap "anything new?")."""
+        row = self._q("SELECT MAX(tx_index) FROM batches WHERE patient = ? AND "
+                      "status = 'committed'", (patient,))[0][0]
+        return -1 if row is None else int(row)
+
     def max_committed_index(self) -> int | None:
         """The highest log index a committed row names (None: no committed row)."""
         row = self._q("SELECT MAX(tx_index) FROM batches WHERE status = 'committed'")[0][0]
