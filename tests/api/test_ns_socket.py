@@ -209,7 +209,7 @@ def test_follower_through_consent(srv: Server) -> None:
         follower = Phone()
         await follower.connect(srv.url)
         ack = await follower.call("authorize", _auth(READER_SECRET))
-        assert ack["read"] is False and ack["error"] is True, ack
+        assert ack["read"] is False and ack["code"] == "raw_under_summary", ack
         assert follower.got("dataUpdate") == []
         await follower.wait_for("disconnect", seconds=10)
         _revoke(srv, summary)
@@ -221,9 +221,13 @@ def test_follower_through_consent(srv: Server) -> None:
         assert ack == {"read": True, "write": False, "write_treatment": False}
         full = await follower.wait_for("dataUpdate")
         assert full["sgvs"] and "delta" not in full
+        tried = _now() - 20_000
         ack = await follower.call("dbAdd", {"collection": "entries", "data": {
-            "type": "sgv", "sgv": 100, "date": _now()}})
+            "type": "sgv", "sgv": 100, "date": tried}})
         assert ack["result"] == "Not permitted" and "API secret" in ack["message"]
+        r = srv.get("/api/v1/entries.json", headers=UP, params={
+            "find[date]": str(tried)})
+        assert r.status_code == 200 and r.json() == []  # the refused write changed nothing
         n = _now() - 30_000
         r = srv.send("POST", "/api/v1/entries", headers=UP, json=[
             {"type": "sgv", "sgv": 187, "date": n, "dateString": iso(n), "direction": "Flat"}])
@@ -241,10 +245,13 @@ def test_follower_through_consent(srv: Server) -> None:
             {"type": "sgv", "sgv": 191, "date": m, "dateString": iso(m), "direction": "Flat"}])
         assert r.status_code == 200, r.text
         ended = await follower.wait_for("announcement")
-        assert ended["title"] == "Access ended" and ended["code"] in ("no_grant", "revoked")
+        assert ended["title"] == "Access ended" and ended["code"] == "revoked", ended
         await follower.wait_for("disconnect", seconds=10)
         assert not any(s["mills"] == m for d in follower.got("dataUpdate")
                        for s in d.get("sgvs", []))
+        # every decision on the socket, granted or denied, is in her audit trail
+        trail = str(s.get(f"{srv.url}/api/audit", timeout=30).json())
+        assert "no_grant" in trail and "raw_under_summary" in trail and "revoked" in trail
 
     asyncio.run(run())
 
