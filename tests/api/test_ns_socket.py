@@ -262,3 +262,35 @@ def test_socket_io_is_served_beside_the_routes(srv: Server, tmp_path: Path) -> N
     r = srv.get("/socket.io/", params={"EIO": "4", "transport": "polling"})
     assert r.status_code == 200 and '"sid"' in r.text, r.text
     assert srv.get("/api/v1/status.json").json()["status"] == "ok"
+
+
+def test_malformed_messages_are_answered_never_a_traceback(srv: Server) -> None:
+    """What a client can send that is not what AndroidAPS sends: an answer that says what
+    was wrong, the connection alive, and nothing stored or logged as a server failure."""
+    async def run() -> None:
+        phone = Phone()
+        await phone.connect(srv.url)
+        for message in (None, [], "secret", {"secret": 12}, {"history": "all"}):
+            ack = await phone.call("authorize", message)
+            assert ack["read"] is False and ack["code"] == "unauthenticated", (message, ack)
+        phone = Phone()
+        await phone.connect(srv.url)
+        ack = await phone.call("authorize", dict(_auth(SECRET), history=-5))
+        assert ack["write"] is True
+        for event, data in (("dbAdd", None), ("dbAdd", []), ("dbAdd", {"collection": 3}),
+                            ("dbUpdate", {"collection": "treatments", "_id": 5}),
+                            ("dbRemove", {"collection": "treatments"}),
+                            ("dbUpdate", {"collection": "treatments", "_id": "x" * 24,
+                                          "data": "carbs"})):
+            ack = await phone.call(event, data)
+            assert isinstance(ack, dict) and ack["code"] in ("bad_input", "malformed"), (
+                event, data, ack)
+            assert "failed unexpectedly" not in str(ack)
+        ack = await phone.call("dbAdd", {"collection": "entries", "data": [{"sgv": "x"}] * 3})
+        assert len(ack) == 3 and all(a["glucoledger"]["stored"] is False for a in ack)
+        assert phone.sio.connected
+        await phone.sio.disconnect()
+
+    asyncio.run(run())
+    log = (srv.log.name and Path(srv.log.name).read_text())
+    assert "Traceback" not in log
