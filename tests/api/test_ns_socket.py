@@ -294,3 +294,40 @@ def test_malformed_messages_are_answered_never_a_traceback(srv: Server) -> None:
     asyncio.run(run())
     log = (srv.log.name and Path(srv.log.name).read_text())
     assert "Traceback" not in log
+
+
+def test_a_follower_socket_gets_only_the_streams_granted(srv: Server) -> None:
+    """A raw grant of ``cgm`` alone: the feed holds readings and nothing of treatments,
+    device status or profiles, at authorize and in the pushes after."""
+    s, csrf = _patient(srv)
+    r = s.post(f"{srv.url}/api/grants", headers={"x-csrf-token": csrf}, timeout=30, json={
+        "grantee": "dr-lee", "streams": ["cgm"], "view": "raw", "last_days": 14,
+        "valid_days": 30})
+    assert r.status_code == 201, r.text
+    grant = str(r.json()["id"])
+
+    async def run() -> None:
+        follower = Phone()
+        await follower.connect(srv.url)
+        ack = await follower.call("authorize", _auth(READER_SECRET))
+        assert ack["read"] is True and ack["write"] is False
+        full = await follower.wait_for("dataUpdate")
+        assert full["sgvs"]
+        assert not {"treatments", "devicestatus", "profiles", "mbgs"} & set(full)
+        n = _now() - 15_000
+        r = srv.send("POST", "/api/v1/treatments", headers=UP, json=[{
+            "eventType": "Carb Correction", "carbs": 12, "created_at": iso(n),
+            "enteredBy": "openaps://AndroidAPS"}])
+        assert r.status_code == 200, r.text
+        r = srv.send("POST", "/api/v1/entries", headers=UP, json=[
+            {"type": "sgv", "sgv": 150, "date": n, "dateString": iso(n), "direction": "Flat"}])
+        assert r.status_code == 200, r.text
+        await follower.wait_for("dataUpdate", lambda d: any(
+            x["mills"] == n for x in d.get("sgvs", [])))
+        assert all("treatments" not in d for d in follower.got("dataUpdate"))
+        await follower.sio.disconnect()
+
+    try:
+        asyncio.run(run())
+    finally:
+        _revoke(srv, grant)
