@@ -17,10 +17,10 @@ what that app checks. Sources (read, not copied):
 - Nightguard: status.json, /api/v2/properties, entries.json?find[date][$gt]=<float>;
 - Sugarmate-style widgets: entries/current.json, /pebble;
 - python-nightscout, py-nightscout and nightscout-cli: the PyPI packages themselves, run
-  against the server (the CLI as a subprocess); tconnectsync (its already-uploaded check
-  with the uploader's secret).
+  against the server (the CLI as a subprocess).
 
-The table in README.md ("Nightscout apps") has one row per test here.
+The table in README.md ("Nightscout apps") has one row per test here, and per test in
+test_ns_socket.py (AndroidAPS v1, socket.io) and test_ns_tconnectsync.py.
 """
 
 from __future__ import annotations
@@ -234,18 +234,6 @@ def test_trio(srv: Server) -> None:
     assert r.status_code == 200 and r.json()["n"] == 1
     r = srv.get("/api/v1/treatments.json", headers=UP, params={"find[id]": carbs["id"]})
     assert r.json() == []
-
-
-def test_tconnectsync(srv: Server) -> None:
-    n = _now()
-    bolus = {"eventType": "Combo Bolus", "created_at": iso(n - 700_000), "insulin": 2.5,
-             "enteredBy": "Pump (tconnectsync)", "pump_id": "1234", "notes": "Standard"}
-    _one_answer_each(srv.send("POST", "/api/v1/treatments", json=bolus, headers=UP), [bolus])
-    # its "last uploaded" check, with the secret it uploads with
-    r = srv.get("/api/v1/treatments", headers=UP, params={
-        "count": "1", "find[enteredBy]": "Pump (tconnectsync)",
-        "find[eventType]": "Combo Bolus"})
-    assert r.status_code == 200 and r.json()[0]["pump_id"] == "1234"
 
 
 # --------------------------------------------------------------------------- followers

@@ -160,3 +160,72 @@ def test_a_move_in_time_is_one_document_provable_and_erasable(client, site) -> N
         except NotFoundError:
             continue
         raise AssertionError("a reading of an erased version is still provable")
+
+
+def test_a_move_the_ledger_refuses_leaves_no_tag_and_a_retry_moves(  # type: ignore[no-untyped-def]
+        client, site, monkeypatch) -> None:
+    """A PUT that moves a carb entry in time, whose ``doc.version`` the ledger refuses
+    (the patient changed the same document first: ``stale_version``), changes nothing a
+    reader or a later upload sees: the new identity's tag and the version's content tag are
+    not in the vault, so the retry moves the document instead of being refused as "taken"
+    or answered as a repeat."""
+    from glucoledger.interop import nsaccept
+
+    svc = site.ctx.services["nightscout"]
+    vault = site.ctx.services["vault"]
+    alice_ident = identity(site.node, "alice")
+    alice = alice_ident.id
+    t = int(time.time() * 1000) - 70 * 60_000
+    t -= t % 1000
+    carbs = {"eventType": "Carb Correction", "created_at": iso(t), "timestamp": iso(t),
+             "enteredBy": "loop://iPhone", "carbs": 30, "syncIdentifier": "feed0002"}
+    r = client.post("/api/v1/treatments", json=[carbs], headers=UP)
+    assert r.status_code == 200, r.text
+    doc_id = r.json()[0]["_id"]
+    head = svc._by_id(alice, "treatments", doc_id)
+    assert head is not None
+    first_ct = vault.tag_owners([head])[head].ct
+    later = t + 20 * 60_000
+    moved_doc = dict(carbs, created_at=iso(later), timestamp=iso(later), carbs=45, _id=doc_id)
+    [outcome] = nsaccept.parse_each("treatments", [moved_doc], int(time.time() * 1000))
+    assert isinstance(outcome, nsaccept.Accepted)
+    moved_tag = svc._key(alice, "treatments", outcome.doc.key)
+
+    # The patient's own change (version 2: the content as it was) is ordered first, as if
+    # her portal's edit raced the uploader's PUT; the PUT's doc.version then makes a stale
+    # version 2 and the ledger refuses it.
+    record = svc.versions.record
+    raced: list[bool] = []
+
+    def racing(*args: Any, **kw: Any) -> None:
+        if not raced:
+            raced.append(True)
+            record(alice, keys_of(site.node, alice_ident, [0]), alice, head, 2, [first_ct])
+        record(*args, **kw)
+
+    monkeypatch.setattr(svc.versions, "record", racing)
+    r = client.put("/api/v1/treatments", headers=UP, json=moved_doc)
+    assert raced and r.status_code == 409, r.text
+    assert r.json()["code"] == "stale_version" and "read it again" in r.text, r.text
+    monkeypatch.setattr(svc.versions, "record", record)
+    # Nothing of the refused change is visible: no tag of the new identity or content ...
+    assert vault.tagged([moved_tag]) == set()
+    # ... and every reader still sees the entry where it was, as it was.
+    query = {"find[syncIdentifier]": "feed0002", "find[created_at][$gte]": iso(t - 60_000)}
+    r = client.get("/api/v1/treatments.json", headers=UP, params=query)
+    assert [(d["_id"], d["created_at"], d["carbs"]) for d in r.json()] == [(doc_id, iso(t), 30)]
+    # The retry is the move, not "another document has that identity", not a repeat.
+    r = client.put("/api/v1/treatments", headers=UP, json=moved_doc)
+    assert r.status_code == 200 and r.json()[0]["_id"] == doc_id, r.text
+    assert "glucoledger" not in r.json()[0], r.json()
+    r = client.get("/api/v1/treatments.json", headers=UP, params=query)
+    assert [(d["_id"], d["created_at"], d["carbs"]) for d in r.json()] == [
+        (doc_id, iso(later), 45)]
+    assert vault.tagged([moved_tag]) == {moved_tag}
+    _login(client, "alice")
+    r = client.get(f"/api/nightscout/history/treatments/{doc_id}")
+    assert r.status_code == 200, r.text
+    assert [(v["n"], v["by"], v["doc"]["carbs"]) for v in r.json()] == [
+        (1, None, 30), (2, alice.hex(), 30),
+        (3, identity(site.node, "alice.ns-gw1").id.hex(), 45)]
+    assert svc.refusals.of(alice) == []

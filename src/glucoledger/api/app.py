@@ -299,6 +299,10 @@ def create_app(node: Node, settings: ServerSettings | None = None, *,
         app.include_router(portal.router)
         app.mount("/static", portal.static_files(), name="static")
     app.add_middleware(routes_nightscout.UploadLane)
+    from .nssocket import NsSocket, SocketLane  # Nightscout's v1 socket.io (AndroidAPS v1)
+
+    app.state.nssocket = NsSocket(c)
+    app.add_middleware(SocketLane, channel=app.state.nssocket)
     app.add_middleware(BodyLimit, limit=c.settings.max_body)
     app.add_middleware(PageGzip)
     app.add_middleware(SecurityHeaders)

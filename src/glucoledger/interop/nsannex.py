@@ -15,6 +15,9 @@ record carries an annex (glucose/annex.py), the canonical JSON text of::
 - ``f``: the document's fields *assigned to this part* (``assign``) whose value is not
   exactly (same JSON type, same value) the canonical one; ``o``: canonical fields the
   document did not have. Either is left out when empty.
+- ``v`` (2 or more; left out for 1): the version of the document this part was uploaded
+  as (``with_version``; node/nsversions.py). A part of a later version counts only once a
+  ``doc.version`` names its batch: a change the ledger refused never reads as a document.
 
 So a part's fields as sent are ``canonical - o + f`` (``Annex.original``), the document as
 sent is the union over its parts, and what a client reads adds the server's own fields
@@ -40,7 +43,7 @@ from typing import Any, Final
 from ..errors import MalformedError, OutOfRangeError
 from ..glucose.annex import MAX_ANNEX_CHARS, annex_text, annex_value
 
-__all__ = ["LIMITS", "Annex", "Limits", "assign", "make", "same"]
+__all__ = ["LIMITS", "Annex", "Limits", "assign", "make", "same", "with_version"]
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,17 @@ def make(collection: str, key: str, fields: Mapping[str, Any], canonical: Mappin
     return text
 
 
+def with_version(text: str, n: int) -> str:
+    """The annex ``text`` (made by ``make``) of a part uploaded as version ``n`` (>= 2) of
+    its document. Raises ValueError for n < 2 or a text that is not an annex."""
+    if n < 2:
+        raise ValueError("version 1 is the first upload: its annex carries no version")
+    value = annex_value(text)
+    if Annex.parse(text, [str(value.get("c"))]) is None:
+        raise ValueError("not a Nightscout annex")
+    return annex_text(dict(value, v=n))
+
+
 @dataclass(frozen=True)
 class Annex:
     """A part's annex, read back."""
@@ -144,6 +158,7 @@ class Annex:
     key: str
     fields: dict[str, Any]
     omitted: tuple[str, ...]
+    version: int = 1  # the document version this part was uploaded as
 
     @classmethod
     def parse(cls, text: str, collections: Iterable[str]) -> Annex | None:
@@ -154,11 +169,13 @@ class Annex:
         except MalformedError:
             return None
         c, k, f, o = v.get("c"), v.get("k"), v.get("f", {}), v.get("o", [])
-        if (set(v) - {"c", "k", "f", "o"} or c not in set(collections)
+        n = v.get("v", 1)
+        if (set(v) - {"c", "k", "f", "o", "v"} or c not in set(collections)
                 or not isinstance(k, str) or not isinstance(f, dict)
-                or not isinstance(o, list) or not all(isinstance(x, str) for x in o)):
+                or not isinstance(o, list) or not all(isinstance(x, str) for x in o)
+                or type(n) is not int or n < 1 or ("v" in v and n < 2)):
             return None
-        return cls(c, k, f, tuple(o))
+        return cls(c, k, f, tuple(o), n)
 
     def original(self, canonical: Mapping[str, Any]) -> dict[str, Any]:
         """This part's fields as the document had them."""

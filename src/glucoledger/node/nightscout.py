@@ -167,9 +167,17 @@ class NightscoutService:
         self.refusals = RefusalLog(node.data_dir / "nightscout-refusals.bin", node.master)
         self.versions = DocVersions(node, self._dedup_key, self._key)
         self.v3 = V3(self)
+        self._edits: dict[bytes, int] = defaultdict(int)  # patient -> versions recorded here
 
     def close(self) -> None:
         self._pipeline.close()
+
+    def marker(self, patient: bytes) -> tuple[int, int]:
+        """What changes when the patient's documents may have changed: the log index of her
+        last committed batch, and how many versions (edits, deletions) this process
+        recorded for her. Reads nothing of her data; a feed that sees it move still reads
+        through ``read`` (decided and audited)."""
+        return self.ingest.vault.last_index(patient), self._edits[patient]
 
     # --- credentials -----------------------------------------------------------------------
     def _load(self) -> dict[str, dict[str, str]]:
@@ -303,6 +311,12 @@ class NightscoutService:
         the POST's gateway; node/nsversions.py). New documents become one batch per stream
         and POST; batches are signed by the gateway with consecutive sequence numbers. A
         document claimed by an earlier POST of the group waits for the next round.
+
+        A change's tags (its content tag; a move's new identity tag) are attached to its
+        batch only after the ledger accepted its ``doc.version``: a refused version leaves
+        no tag behind, so its identity stays free and a retry is a change again, not a
+        repeat. (A crash between the two makes a retry one more version of the same
+        content: a duplicate in the history, never a lost edit.)
         """
         for p in posts:
             patient = p.binding.patient
@@ -314,7 +328,7 @@ class NightscoutService:
         stored = self.ingest.vault.tagged([k for p in posts
                                            for k in (*p.ids, *p.heads, *p.ctags)])
         claimed: set[bytes] = set()  # documents earlier POSTs of this group store
-        work: list[tuple[_Post, list[Any], list[tuple[int, int, list[Any]]]]] = []
+        work: list[tuple[_Post, list[Any], list[tuple[int, int, list[bytes], list[Any]]]]] = []
         later: list[_Post] = []
         for p in posts:
             if claimed.intersection(p.heads) or claimed.intersection(p.ids):
@@ -358,8 +372,9 @@ class NightscoutService:
                     n = p.current[j][0] + 1
                     tag = self.versions.content_tag(p.binding.patient, p.heads[j], n, p.docs[j])
                     tags = [tag, moved[j]] if j in moved else [tag]
-                    changes.append((j, n, self._queue(p, _batches([p.docs[j]], p.now_ms),
-                                                      tags)))
+                    # The version's tags are attached only after the ledger accepts it.
+                    changes.append((j, n, tags, self._queue(p, _batches(
+                        [self.versions.as_version(p.docs[j], n)], p.now_ms), [])))
             except GlucoledgerError as exc:
                 p.future.set_exception(exc)
                 continue
@@ -370,10 +385,12 @@ class NightscoutService:
                 for job in jobs:
                     self.ingest.wait(job)
                 gw, key = self._gateway(p.binding.account)
-                for j, n, change in changes:
+                for j, n, tags, change in changes:
                     cts = [self.ingest.wait(job).ct for job in change]
                     self.versions.record(gw.id, [key], p.binding.patient, p.heads[j], n, cts,
                                          moved=p.ids[j])
+                    self.ingest.vault.add_tags([(t, cts[0]) for t in tags])
+                    self._edits[p.binding.patient] += 1
             except GlucoledgerError as exc:
                 p.future.set_exception(exc)
                 continue
@@ -539,6 +556,7 @@ class NightscoutService:
             version, deleted = self.versions.current(binding.patient, tag)
             if not deleted:
                 self.versions.record(gw.id, [key], binding.patient, tag, version + 1, [])
+                self._edits[binding.patient] += 1
                 n += 1
         return {"n": n, "ok": 1}
 

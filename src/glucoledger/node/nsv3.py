@@ -133,6 +133,8 @@ class V3:
                     continue
                 if history and ct not in history[-1]["cts"]:
                     continue
+                if not history and annex.version > 1:
+                    continue  # a change the ledger refused
                 modified[doc_id] = max(modified.get(doc_id, 0), self.srv_modified(ct))
                 live.append(rec)
         out = []

@@ -12,7 +12,11 @@ module is its node side for Nightscout documents (node/nightscout.py):
   held is a repeat; otherwise it is a change, stored as new batches and recorded as version
   ``n + 1`` by a ``doc.version`` transaction signed by the uploader's gateway account.
 - Readers see, for each document with recorded versions, only the records of the batches of
-  its last version (none after a deletion); version 1 is every other record of it.
+  its last version (none after a deletion); version 1 is every record of it uploaded as
+  version 1. A change's parts carry the version they were uploaded as in their annex
+  (``nsannex.with_version``), so the batches of a change the ledger refused (committed by
+  ``data.commit``, never named by a ``doc.version``) are neither the head nor version 1:
+  nobody reads them as the document.
 - A change that alters the document's identity fields (a PUT by ``_id``, or a v3 update by
   ``identifier``, that moves a treatment in time) is still the next version of *that*
   document: ``doc.version`` names the new identity as ``moved``, and ``canonical`` maps
@@ -21,13 +25,15 @@ module is its node side for Nightscout documents (node/nightscout.py):
 
 Invariants: a change never rewrites or deletes a batch (every version stays in the vault,
 committed and provable until erasure); a refused ``doc.version`` leaves the readers' view
-unchanged (the new batches exist but are not the head).
+unchanged (the new batches exist but are not the head) and leaves no tag in the vault: the
+content tag and a move's identity tag are attached only once the ledger accepted it.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from ..crypto import PrivateKey
@@ -35,7 +41,7 @@ from ..crypto.hashing import hmac_sha256
 from ..errors import RejectedError
 from ..glucose.readings import Record
 from ..interop import nightscout as ns
-from ..interop.nsannex import Annex
+from ..interop.nsannex import Annex, with_version
 from ..ledger.tx import Transaction, sign
 from ..state.versions import alias_of, version_key, versions_of
 from .service import Node
@@ -89,30 +95,51 @@ class DocVersions:
         state = self.node.state
         for ct, records in by_ct:
             for rec in records:
-                tag = self._tag(patient, rec)
-                if tag is not None:
-                    tag = alias_of(state, patient, tag)
-                if tag is not None and version_key(patient, tag) in state:
-                    head = versions_of(state, patient, tag)[-1]
-                    if ct not in head["cts"]:
+                annex = self._annex(rec)
+                if annex is not None:
+                    tag = alias_of(state, patient, self._identity(patient, annex.collection,
+                                                                   annex.key))
+                    if version_key(patient, tag) in state:
+                        if ct not in versions_of(state, patient, tag)[-1]["cts"]:
+                            continue
+                    elif annex.version > 1:  # a change the ledger did not accept
                         continue
                 out.append(rec)
         return out
+
+    def edited(self, rec: Record) -> bool:
+        """Whether ``rec`` was uploaded as a later version of its document (it counts only
+        where a ``doc.version`` names its batch)."""
+        annex = self._annex(rec)
+        return annex is not None and annex.version > 1
+
+    @staticmethod
+    def as_version(doc: ns.Doc, n: int) -> ns.Doc:
+        """``doc`` with each part's annex marked as version ``n`` of the document."""
+        return replace(doc, items=tuple(
+            (stream, dict(item, ns=with_version(item["ns"], n)))
+            for stream, item in doc.items))
 
     def history(self, patient: bytes, by_ct: Iterable[tuple[bytes, Sequence[Record]]],
                 collection: str, tag: bytes) -> list[dict[str, Any]]:
         """Every version of one document, oldest first: ``{n, by, height, time, tx, doc}``
         (``doc`` None for a deletion; version 1's ``by`` None: the first upload)."""
         history = versions_of(self.node.state, patient, tag)
-        later = {ct for v in history for ct in v["cts"]}
         parts: dict[int, list[Record]] = {1: []}
-        where = {ct: int(v["n"]) for v in history for ct in v["cts"]}
+        where: dict[bytes, list[int]] = {}
+        for v in history:
+            for ct in v["cts"]:
+                where.setdefault(ct, []).append(int(v["n"]))
         for ct, records in by_ct:
             for rec in records:
                 own = self._tag(patient, rec)
                 if own is None or self.canonical(patient, own) != tag:
                     continue
-                parts.setdefault(where[ct] if ct in later else 1, []).append(rec)
+                # Version 1 is the first upload; a later version names its batches (a
+                # batch can be named again: the patient restoring an earlier content). A
+                # change the ledger refused belongs to no version.
+                for n in [*([] if self.edited(rec) else [1]), *where.get(ct, [])]:
+                    parts.setdefault(n, []).append(rec)
         out = []
         for v in [{"n": 1, "by": None, "height": None, "time": None, "tx": None}, *history]:
             found = ns.docs_from_records(parts.get(int(v["n"]), []))
@@ -121,10 +148,12 @@ class DocVersions:
                         "tx": v["tx"], "doc": doc if (v["n"] == 1 or v["cts"]) else None})
         return out
 
+    @staticmethod
+    def _annex(rec: Record) -> Annex | None:
+        return None if rec.ns is None else Annex.parse(rec.ns, ns.COLLECTIONS)
+
     def _tag(self, patient: bytes, rec: Record) -> bytes | None:
-        if rec.ns is None:
-            return None
-        annex = Annex.parse(rec.ns, ns.COLLECTIONS)
+        annex = self._annex(rec)
         if annex is None:
             return None
         return self._identity(patient, annex.collection, annex.key)

@@ -309,6 +309,13 @@ class Vault:
                "(SELECT ct FROM batches WHERE status = 'pending')")
         self._many([(sql, [(t,) for t in tags])])
 
+    def add_tags(self, pairs: Sequence[tuple[bytes, bytes]]) -> None:
+        """Attach (tag, ct) idempotency tags to batches already stored: tags that may only
+        exist once the ledger accepted what they stand for (a new version of a document,
+        node/nsversions.py), so a refused transaction leaves none behind. A tag already held
+        keeps its batch (INSERT OR IGNORE, as ``add_pending``)."""
+        self._many([("INSERT OR IGNORE INTO tags VALUES (?, ?)", list(pairs))])
+
     def find(self, uploader: bytes, seq: int, *, status: str = "committed") -> BatchRow | None:
         rows = self._q(f"SELECT {','.join(_COLS)} FROM batches WHERE uploader = ? AND seq = ? "
                        "AND status = ?", (uploader, seq, status))
@@ -334,6 +341,13 @@ class Vault:
             sql += " AND start <= ? AND end > ?"
             args += [at, at]
         return [_row(r) for r in self._q(sql + " ORDER BY patient, stream, start, seq", args)]
+
+    def last_index(self, patient: bytes) -> int:
+        """The highest log index of the patient's committed batches (-1: none): what moves
+        whenever new data of hers is committed (a push feed's cheap "anything new?")."""
+        row = self._q("SELECT MAX(tx_index) FROM batches WHERE patient = ? AND "
+                      "status = 'committed'", (patient,))[0][0]
+        return -1 if row is None else int(row)
 
     def max_committed_index(self) -> int | None:
         """The highest log index a committed row names (None: no committed row)."""

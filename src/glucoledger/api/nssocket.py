@@ -1,0 +1,347 @@
+"""Nightscout's v1 socket.io channel (AndroidAPS's v1 NSClient), served beside the routes.
+
+What cgm-remote-monitor serves (lib/server/websocket.js) and AndroidAPS's v1 client sends
+(plugins/sync/.../nsclient/services/NSClientService.kt, acks/NSAuthAck, NSAddAck,
+NSUpdateAck), over Engine.IO 4 / Socket.IO 5 (python-socketio; the client is
+socket.io-client-java 2.x):
+
+- ``authorize`` ``{client, secret: sha1hex, token?, history: hours, status, from}`` -> ack
+  ``{read, write, write_treatment}``; then ``connected`` and a full ``dataUpdate``.
+- ``dbAdd`` ``{collection, data: doc | [docs]}`` -> ack ``[stored docs with _id]``, one per
+  document sent (node/nightscout.py); ``dbUpdate`` ``{collection, _id, data}`` (the fields to
+  set) and ``dbRemove`` ``{collection, _id}`` -> ack ``{result: "success"}``.
+- Refusals answer as Nightscout does, so the client reacts as it does there
+  (``{result: "Not authorized" | "Not permitted" | "Wrong collection" | "Missing _id"}``),
+  plus ``code`` and a ``message`` that says what to do; never a traceback.
+- ``dataUpdate`` pushes to followers: ``interop/nsfeed.py`` (a full set after
+  ``authorize``, then deltas).
+
+Invariants, the same as the HTTP routes':
+
+- One credential check (``NightscoutService.authenticate``); an unknown credential is
+  answered ``{read: false, ..., error: true}``, logged in the security log, and the socket
+  is closed.
+- Every write goes through ``NightscoutService.post``/``delete``: the same per-document
+  acceptance, gateway-signed batches, versions and refusal log as a POST/PUT/DELETE.
+- Every push is a read through ``NightscoutService.read``: decided by consent and ordered
+  as an ``access`` transaction *before* the data is emitted (write-ahead). A follower with no
+  raw grant, a summary grant, or a revoked grant gets the reason (the read's denial, itself
+  audited) and the socket is closed. A collection the grant does not cover is left out of
+  the feed for the session (one audited denial at ``authorize``, not one per push).
+- Pushes are driven by ``NightscoutService.marker`` (which reads no data): a socket is read
+  for again only when its patient's data moved (a committed batch, a version), checked every
+  ``interval`` seconds and at once after a write on a socket of this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import socketio  # type: ignore[import-untyped]
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .. import __version__
+from ..errors import (
+    AuthenticationError,
+    GlucoledgerError,
+    MalformedError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from ..interop import nightscout as ns
+from ..interop.nsfeed import COLLECTIONS, Feed
+from ..interop.nsfields import TIMES
+from ..interop.nsrender import iso
+from ..node.nightscout import Binding, NightscoutService
+from .context import ServerContext
+
+__all__ = ["NsSocket", "SocketLane"]
+
+log = logging.getLogger(__name__)
+
+PATH: Final = "/socket.io/"
+#: The collections a socket may write (cgm-remote-monitor's also take food and activity,
+#: which this node does not keep).
+WRITABLE: Final = ("entries", "treatments", "devicestatus", "profile")
+MAX_HISTORY_H: Final = 14 * 24
+_UNEXPECTED: Final = ("the server failed unexpectedly; nothing was changed by this "
+                      "request's failure; report it with the time")
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class _Client:
+    remote: str | None
+    binding: Binding | None = None
+    history_ms: int = 48 * 3_600_000
+    collections: list[str] = field(default_factory=list)
+    feed: Feed = field(default_factory=Feed)
+
+
+class NsSocket:
+    """The socket.io server and its push loop, for one ServerContext."""
+
+    def __init__(self, c: ServerContext, *, interval: float = 2.0) -> None:
+        self.c = c
+        self.interval = interval
+        self.sio = socketio.AsyncServer(async_mode="asgi", max_http_buffer_size=c.settings.max_body,
+                                        logger=False, engineio_logger=False)
+        self.app = socketio.ASGIApp(self.sio, socketio_path=PATH.strip("/"))
+        self._clients: dict[str, _Client] = {}
+        self._markers: dict[bytes, tuple[int, int]] = {}
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        for name in ("connect", "disconnect", "authorize", "dbAdd", "dbUpdate", "dbRemove"):
+            self.sio.on(name, getattr(self, f"_on_{name}"))
+
+    @property
+    def svc(self) -> NightscoutService:
+        svc: NightscoutService = self.c.svc.nightscout
+        return svc
+
+    # --- connection and authorization -----------------------------------------------------
+    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        scope = environ.get("asgi.scope", {})
+        client = scope.get("client")
+        self._clients[sid] = _Client(client[0] if client else None)
+
+    async def _on_disconnect(self, sid: str, *args: Any) -> None:
+        self._clients.pop(sid, None)
+
+    def _refused(self, sid: str, event: str, exc: GlucoledgerError, who: str | None) -> None:
+        client = self._clients.get(sid)
+        self.c.seclog.record(status=exc.http_status, code=exc.code, who=who,
+                             route=f"socket.io {event}", remote=client.remote if client else None,
+                             reason=exc.message)
+
+    async def _on_authorize(self, sid: str, message: Any = None) -> dict[str, Any]:
+        client = self._clients.setdefault(sid, _Client(None))
+        message = message if isinstance(message, dict) else {}
+        denied = {"read": False, "write": False, "write_treatment": False, "error": True}
+        try:
+            secret, token = message.get("secret"), message.get("token")
+            binding = self.svc.authenticate(secret if isinstance(secret, str) else None,
+                                            token if isinstance(token, str) else None)
+        except GlucoledgerError as exc:
+            self._refused(sid, "authorize", exc, None)
+            self._close_soon(sid)
+            return dict(denied, code=exc.code, message=exc.message)
+        hours = message.get("history", 48)
+        if isinstance(hours, (int, float)) and not isinstance(hours, bool) and hours > 0:
+            client.history_ms = int(min(hours, MAX_HISTORY_H) * 3_600_000)
+        client.binding = binding
+        client.collections = list(COLLECTIONS)
+        try:
+            data = await self._read(sid, client, full=True)
+        except PermissionDeniedError as exc:  # the read's denial is on the ledger
+            self._refused(sid, "authorize", exc, binding.account)
+            client.binding = None
+            self._close_soon(sid)
+            return dict(denied, code=exc.code, message=exc.message)
+        await self.sio.emit("connected", to=sid)
+        if message.get("status"):
+            data["status"] = ns.status_doc(
+                name=self.c.node.config.name, version=f"15.0.0-glucoledger-{__version__}",
+                now_ms=_now())
+        await self.sio.emit("dataUpdate", data, to=sid)
+        self._markers.setdefault(binding.patient, await asyncio.to_thread(
+            self.svc.marker, binding.patient))
+        self._start_loop()
+        write = binding.role == "upload"
+        return {"read": True, "write": write, "write_treatment": write}
+
+    def _close_soon(self, sid: str) -> None:
+        async def close() -> None:
+            await asyncio.sleep(0.2)  # after the ack is on its way
+            await self.sio.disconnect(sid)
+        asyncio.get_running_loop().create_task(close())
+
+    # --- reads and pushes -------------------------------------------------------------------
+    def _query(self, collection: str, since: int) -> ns.Query:
+        if collection == "profile":
+            return ns.parse_query(collection, [("count", "1")])
+        field_ = "date" if collection == "entries" else "created_at"
+        value = str(since) if field_ == "date" else iso(since)
+        return ns.parse_query(collection, [(f"find[{field_}][$gte]", value),
+                                           ("count", str(ns.MAX_COUNT))])
+
+    async def _read(self, sid: str, client: _Client, *, full: bool) -> dict[str, Any]:
+        """What ``client`` may read now, as a ``dataUpdate`` payload (a delta unless
+        ``full``). Each collection's read is decided and audited before anything is
+        returned. Raises PermissionDeniedError when no collection may be read."""
+        binding = client.binding
+        assert binding is not None
+        since = _now() - client.history_ms
+        out: dict[str, Any] = {} if full else {"delta": True}
+        readable = []
+        last: PermissionDeniedError | None = None
+        for col in client.collections:
+            try:
+                docs = await asyncio.to_thread(self.svc.read, binding, col,
+                                               self._query(col, since))
+            except PermissionDeniedError as exc:
+                last = exc
+                if full:  # not covered by the grant: left out for this session
+                    continue
+                raise
+            readable.append(col)
+            out.update(client.feed.delta(col, docs, full=full, since_ms=since))
+        if not readable and last is not None:
+            raise last
+        client.collections = readable
+        out["lastUpdated"] = _now()
+        return out
+
+    def _start_loop(self) -> None:
+        if self._loop_task is None or self._loop_task.done():
+            self._loop_task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def _loop(self) -> None:
+        while any(c.binding for c in self._clients.values()):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            self._wake.clear()
+            try:
+                await self._tick()
+            except Exception:  # noqa: BLE001 - the loop outlives one bad round
+                log.exception("nightscout socket push round failed")
+
+    async def _tick(self) -> None:
+        patients = {c.binding.patient for c in self._clients.values() if c.binding}
+        for patient in patients:
+            marker = await asyncio.to_thread(self.svc.marker, patient)
+            if self._markers.get(patient) == marker:
+                continue
+            self._markers[patient] = marker
+            for sid, client in list(self._clients.items()):
+                if client.binding is not None and client.binding.patient == patient:
+                    await self._push(sid, client)
+
+    async def _push(self, sid: str, client: _Client) -> None:
+        try:
+            data = await self._read(sid, client, full=False)
+        except PermissionDeniedError as exc:
+            # Access ended (revoked, expired, narrowed): the denial is audited; say why.
+            assert client.binding is not None
+            self._refused(sid, "dataUpdate", exc, client.binding.account)
+            client.binding = None
+            await self.sio.emit("announcement", {
+                "level": 2, "title": "Access ended", "message": exc.message,
+                "code": exc.code, "isAnnouncement": True, "group": "Announcement"}, to=sid)
+            self._close_soon(sid)
+            return
+        if set(data) - {"delta", "lastUpdated"}:
+            await self.sio.emit("dataUpdate", data, to=sid)
+
+    # --- writes -----------------------------------------------------------------------------
+    def _check(self, sid: str, event: str, data: Any) -> tuple[Binding, str] | dict[str, Any]:
+        """(binding, collection), or the answer Nightscout gives (``checkConditions``)."""
+        client = self._clients.get(sid)
+        if not isinstance(data, dict) or data.get("collection") not in (*WRITABLE, "food",
+                                                                          "activity"):
+            return {"result": "Wrong collection", "code": "bad_input", "message": (
+                f"{event} takes {{collection, data}} with collection one of "
+                f"{', '.join(WRITABLE)}")}
+        collection = str(data["collection"])
+        if client is None or client.binding is None:
+            exc: GlucoledgerError = AuthenticationError(
+                "send authorize with your API secret (SHA-1 hex) before writing")
+            self._refused(sid, event, exc, None)
+            return {"result": "Not authorized", "code": exc.code, "message": exc.message}
+        if client.binding.role != "upload":
+            exc = PermissionDeniedError("this token may read (through a grant), not write; "
+                                        "uploaders use their own API secret")
+            self._refused(sid, event, exc, client.binding.account)
+            return {"result": "Not permitted", "code": exc.code, "message": exc.message}
+        if collection not in WRITABLE:
+            return {"result": "Wrong collection", "code": "bad_input", "message": (
+                f"this node keeps no {collection}; send {', '.join(WRITABLE)}")}
+        if event != "dbAdd" and not isinstance(data.get("_id"), str):
+            return {"result": "Missing _id", "code": "bad_input",
+                    "message": f"{event} needs the _id of the document"}
+        return client.binding, collection
+
+    async def _answer(self, sid: str, event: str, data: Any) -> Any:
+        checked = self._check(sid, event, data)
+        if isinstance(checked, dict):
+            return checked
+        binding, collection = checked
+        try:
+            if event == "dbAdd":
+                answer: Any = await asyncio.wrap_future(self.svc.post(
+                    binding, collection, data.get("data"), _now()))
+            elif event == "dbUpdate":
+                answer = await self._update(binding, collection, data)
+            else:
+                result = await asyncio.to_thread(self.svc.delete, binding, collection,
+                                                 ns.parse_query(collection,
+                                                                [("find[_id]", data["_id"])]))
+                answer = {"result": "success", "n": result["n"]}
+        except GlucoledgerError as exc:
+            self._refused(sid, event, exc, binding.account)
+            return {"result": exc.message, "code": exc.code, "message": exc.message}
+        self._markers.pop(binding.patient, None)
+        self._wake.set()
+        return answer
+
+    async def _update(self, binding: Binding, collection: str, data: dict[str, Any]
+                      ) -> dict[str, Any]:
+        """Nightscout's ``$set``: the fields sent over the current document, as its next
+        version (the same path as a PUT with its ``_id``)."""
+        fields = data.get("data")
+        if not isinstance(fields, dict):
+            raise MalformedError("dbUpdate's data is an object of the fields to set")
+        found = await asyncio.to_thread(self.svc.read, binding, collection, ns.parse_query(
+            collection, [("find[_id]", data["_id"])]))
+        if not found:
+            raise NotFoundError(f"no {collection} document with _id {data['_id'][:24]!r}: "
+                                "add it with dbAdd")
+        current = found[0]
+        if collection in TIMES and any(t in fields for t in TIMES[collection]):
+            current = {k: v for k, v in current.items() if k not in TIMES[collection]}
+        doc = {**current, **fields, "_id": current["_id"]}
+        [stored] = await asyncio.wrap_future(self.svc.post(binding, collection, [doc], _now(),
+                                                           replace=True))
+        if "glucoledger" in stored:
+            return {"result": stored["glucoledger"]["reason"], "code": "bad_input",
+                    "message": stored["glucoledger"]["reason"]}
+        return {"result": "success"}
+
+    async def _on_dbAdd(self, sid: str, data: Any = None) -> Any:
+        return await self._guarded(sid, "dbAdd", data)
+
+    async def _on_dbUpdate(self, sid: str, data: Any = None) -> Any:
+        return await self._guarded(sid, "dbUpdate", data)
+
+    async def _on_dbRemove(self, sid: str, data: Any = None) -> Any:
+        return await self._guarded(sid, "dbRemove", data)
+
+    async def _guarded(self, sid: str, event: str, data: Any) -> Any:
+        try:
+            return await self._answer(sid, event, data)
+        except Exception:  # noqa: BLE001 - an ack, never a traceback, for the client
+            log.exception("socket.io %s failed", event)
+            return {"result": _UNEXPECTED, "code": "internal", "message": _UNEXPECTED}
+
+
+class SocketLane:
+    """Requests under ``/socket.io/`` to the socket.io server, everything else to the app
+    (inside the body limit and security headers, like the upload lane)."""
+
+    def __init__(self, app: ASGIApp, channel: NsSocket) -> None:
+        self.app = app
+        self.channel = channel
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and scope.get("path", "").startswith(PATH):
+            await self.channel.app(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
