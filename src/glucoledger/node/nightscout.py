@@ -279,17 +279,30 @@ class NightscoutService:
         even when its identity fields changed (Loop moving a carb entry in time): the old
         content is superseded, not kept beside the new one. An unknown ``_id`` is an upsert.
         """
+        self._may_upload(binding)
+        outcomes = nsaccept.parse_each(collection, body, now_ms)
+        return self.post_judged(binding, collection, outcomes, now_ms, replace=replace)
+
+    @staticmethod
+    def _may_upload(binding: Binding) -> None:
         if binding.role != "upload":
             raise PermissionDeniedError("this token may read (through a grant), not upload; "
                                         "uploaders use their own API secret")
-        outcomes = nsaccept.parse_each(collection, body, now_ms)
+
+    def post_judged(self, binding: Binding, collection: str,
+                    outcomes: list[nsaccept.Outcome], now_ms: int, *, replace: bool = False,
+                    batches: list[Batch] | None = None) -> Future[list[dict[str, Any]]]:
+        """``post`` for a body already judged (``outcomes``, and the accepted documents'
+        ``batches`` when already built): an HTTP worker's checked upload, re-checked by
+        node/checked.py ``accept_checked``. Same answers, same refusals as ``post``."""
+        self._may_upload(binding)
         refused = [ns_refusal(now_ms, binding.account, collection, i, o)
                    for i, o in enumerate(outcomes) if isinstance(o, nsaccept.Refused)]
         self.refusals.add(binding.patient, refused)
         docs = [o.doc for o in outcomes if isinstance(o, nsaccept.Accepted)]
         post = _Post(binding, collection, outcomes, docs,
                      [self._key(binding.patient, collection, d.key) for d in docs], now_ms,
-                     _batches(docs, now_ms),
+                     _batches(docs, now_ms) if batches is None else batches,
                      [o.target if replace else None for o in outcomes
                       if isinstance(o, nsaccept.Accepted)])
         if not docs:
