@@ -77,7 +77,10 @@ _UNAVAILABLE: Final = (b'{"code":"unavailable","message":"the node\'s ordering p
 
 def encode_frame(value: Any) -> bytes:
     """One frame: length, then the CBOR of ``value`` (plain data only)."""
-    data = cbor2.dumps(value)
+    try:
+        data = cbor2.dumps(value)
+    except Exception as exc:  # cbor2's encode error is not a ValueError
+        raise ValueError(f"not plain data: {type(exc).__name__}") from None
     if len(data) > MAX_FRAME:
         raise ValueError(f"a frame of {len(data)} bytes is over {MAX_FRAME}")
     return _LEN.pack(len(data)) + data
@@ -163,8 +166,21 @@ async def _serve_channel(app: ASGIApp, sock: socket.socket) -> None:
     tasks: set[asyncio.Task[None]] = set()
 
     async def one(frame: list[Any]) -> None:
-        answer = await _answer(app, frame)
-        writer.write(encode_frame(answer))
+        try:
+            answer = await _answer(app, frame)
+        except Exception:  # a frame whose fields are of the wrong types
+            log.error("a worker sent a request frame that is not a request")
+            answer = [frame[0], 400, [[b"content-type", b"application/json"]],
+                      b'{"code":"malformed","message":"the request could not be read"}']
+        try:
+            data = encode_frame(answer)
+        except ValueError:
+            log.error("an answer to %s %s is too large for a worker's channel", frame[1],
+                      frame[3])
+            data = encode_frame([answer[0], 500, [[b"content-type", b"application/json"]],
+                                 b'{"code":"too_large","message":"the answer is larger than '
+                                 b'a worker can pass on (64 MiB); ask for a shorter period"}'])
+        writer.write(data)
 
     try:
         while True:
@@ -380,7 +396,11 @@ class Bridge:
             writer = await self._connect()
             fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
             self._pending[rid] = fut
-            writer.write(encode_frame(frame))
+            try:
+                writer.write(encode_frame(frame))
+            except ValueError:  # over MAX_FRAME: the body limit is far below it
+                self._pending.pop(rid, None)
+                raise ConnectionError("the request is too large to pass on") from None
             _, status, headers, out = await fut
         except (ConnectionError, OSError):
             status, out = 503, _UNAVAILABLE
