@@ -62,7 +62,9 @@ class Server:
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "glucoledger", "serve", "--demo", "--data", str(folder),
-             "--port", str(self.port), "--insecure-cookies", *extra],
+             "--port", str(self.port), "--insecure-cookies", *extra,
+             # e.g. "--workers 2": the same attacks through HTTP worker processes
+             *os.environ.get("GLUCOLEDGER_TEST_SERVE_ARGS", "").split()],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         deadline = time.time() + 120
         while True:

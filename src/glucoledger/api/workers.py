@@ -209,7 +209,8 @@ def _listener(host: str, port: int) -> socket.socket:
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     s.bind((host, port))
-    s.listen(2048)
+    # Bound, not listening: the worker's event loop listens once it serves, so a client
+    # connecting before then is refused (and retries), never left waiting on a backlog.
     s.set_inheritable(True)
     return s
 
