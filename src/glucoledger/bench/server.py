@@ -2,8 +2,9 @@
 
 The server (uvicorn with uvloop and httptools, one process; a thread of this one) serves a
 fresh node; then the same node behind HTTP worker processes (below). The client is a second
-process (``multiprocessing``, spawn) driving keep-alive connections from one asyncio loop (``bench.loadgen``: a lean client, so that the client's CPU
-is not taken from the server's two cores more than it must).
+process (``multiprocessing``, spawn) driving keep-alive connections from one asyncio loop
+(``bench.loadgen``: a lean client, so that the client's CPU is not taken from the server's
+two cores more than it must).
 
 - Uploads: ``patients`` patients (one uploader secret each, as each patient's phone has its
   own) shared round-robin over ``connections`` connections. Each request is one xDrip+-style
