@@ -357,7 +357,16 @@ class Bridge:
             if not fut.done():
                 fut.set_exception(ConnectionError("the ordering process went away"))
         self._pending.clear()
+        self.close()
         self._on_lost()
+
+    def close(self) -> None:
+        """Close the channel (the ordering process sees its end close)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        else:
+            self._sock.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -395,6 +404,8 @@ class Bridge:
             if self._lost:
                 raise ConnectionError("the ordering process went away")
             writer = await self._connect()
+            if self._lost:  # lost while connecting
+                raise ConnectionError("the ordering process went away")
             fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
             self._pending[rid] = fut
             try:
