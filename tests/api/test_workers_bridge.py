@@ -55,6 +55,9 @@ def test_a_request_crosses_the_channel_as_the_worker_received_it() -> None:
         bridge = Bridge(theirs, 0, lambda: lost.append(True))
         transport = httpx.ASGITransport(app=bridge, client=("10.1.2.3", 5555))  # type: ignore[arg-type]
         async with httpx.AsyncClient(transport=transport, base_url="http://node") as c:
+            # The first requests arrive together: one stream over the channel for all.
+            first = await asyncio.gather(*(c.get(f"/echo?n={i}") for i in range(8)))
+            assert [f.json()["query"] for f in first] == [f"n={i}" for i in range(8)]
             r = await c.post("/echo?a=1&b=%C3%A9", content=b"hello",
                              headers={"x-thing": "t"})
             assert r.status_code == 200 and r.headers["x-answer"] == "yes"

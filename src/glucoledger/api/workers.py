@@ -330,15 +330,21 @@ class Bridge:
         self._pending: dict[int, asyncio.Future[list[Any]]] = {}
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Future[None] | None = None
+        self._opening: asyncio.Future[asyncio.StreamWriter] | None = None
         self._lost = False
         self._mark = [(b"x-glucoledger-worker", str(index).encode())] if os.environ.get(
             WORKER_HEADER_ENV) == "1" else []
 
     async def _connect(self) -> asyncio.StreamWriter:
-        if self._writer is None:
-            reader, self._writer = await asyncio.open_unix_connection(sock=self._sock,
-                                                                      limit=MAX_FRAME)
-            self._reader_task = asyncio.ensure_future(self._read(reader))
+        # Once, however many requests arrive together: one stream over the channel.
+        if self._opening is None:
+            self._opening = asyncio.ensure_future(self._open())
+        return await asyncio.shield(self._opening)
+
+    async def _open(self) -> asyncio.StreamWriter:
+        reader, self._writer = await asyncio.open_unix_connection(sock=self._sock,
+                                                                  limit=MAX_FRAME)
+        self._reader_task = asyncio.ensure_future(self._read(reader))
         return self._writer
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
@@ -350,8 +356,8 @@ class Bridge:
                 fut = self._pending.pop(int(frame[0]), None)
                 if fut is not None and not fut.done():
                     fut.set_result(frame)
-        except ValueError as exc:
-            log.error("the ordering process sent a bad frame (%s)", exc)
+        except (ValueError, OSError) as exc:
+            log.error("the channel to the ordering process failed (%s)", exc)
         self._lost = True
         for fut in self._pending.values():
             if not fut.done():
@@ -417,8 +423,12 @@ class Bridge:
         except (ConnectionError, OSError):
             status, out = 503, _UNAVAILABLE
             headers = [[b"content-type", b"application/json"], [b"retry-after", b"60"]]
+        out_headers = [(bytes(k), bytes(v)) for k, v in headers]
+        if not any(k.lower() == b"content-length" for k, _ in out_headers) \
+                and scope["method"] != "HEAD":  # sent whole: say how long (no chunks)
+            out_headers.append((b"content-length", str(len(out)).encode()))
         await send({"type": "http.response.start", "status": status,
-                    "headers": [(bytes(k), bytes(v)) for k, v in headers] + self._mark})
+                    "headers": out_headers + self._mark})
         await send({"type": "http.response.body", "body": bytes(out)})
 
 
