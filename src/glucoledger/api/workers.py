@@ -267,7 +267,7 @@ class Orderer:
         finally:
             for lst in listeners:
                 lst.close()  # each worker holds its own; a dead worker's leaves the group
-        self._loop = asyncio.new_event_loop()
+        self._loop = _new_loop()
         self._thread = threading.Thread(target=self._run, name="orderer-bridge", daemon=True)
         self._thread.start()
         for i, r in enumerate(ready):  # each worker writes one byte once it listens
@@ -308,6 +308,15 @@ class Orderer:
         for ch in self._channels:
             ch.close()
         self._channels = []
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop when installed (as uvicorn uses), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency of uvicorn[standard]
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 def _free_port_for(host: str) -> int:
