@@ -220,3 +220,25 @@ def test_zz_a_dead_worker_stops_the_whole_node(tree: Tree) -> None:
     assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
                    for p in pids[1:])
     assert "HTTP worker 0 exited" in tree.log.read_text()
+
+
+def test_serve_workers_on_a_taken_port_says_so_and_starts_nothing(tmp_path: Path) -> None:
+    import socket
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    folder = tmp_path / "node"
+    subprocess.run([sys.executable, "-m", "glucoledger", "init", "--data", str(folder)],
+                   check=True, capture_output=True, env=env, timeout=180)
+    held = socket.socket()
+    held.bind(("127.0.0.1", free_port()))
+    held.listen(1)
+    try:
+        r = subprocess.run([sys.executable, "-m", "glucoledger", "serve", "--data", str(folder),
+                            "--port", str(held.getsockname()[1]), "--workers", "2"],
+                           capture_output=True, text=True, env=env, timeout=180)
+    finally:
+        held.close()
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert "cannot listen on" in out and "choose another --port" in out, out
+    assert "Traceback" not in out

@@ -123,3 +123,26 @@ def test_a_frame_that_is_not_a_request_is_refused_not_fatal() -> None:
         writer.close()
 
     _run(go())
+
+
+def test_a_port_held_by_another_server_is_refused_before_any_worker_starts() -> None:
+    import pytest
+
+    from glucoledger.api.workers import Orderer
+
+    from .conftest import free_port
+
+    for reuse in (False, True):  # a plain server, or another ``serve --workers`` group
+        held = socket.socket()
+        if reuse:
+            held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        port = free_port()
+        held.bind(("127.0.0.1", port))
+        held.listen(1)
+        try:
+            orderer = Orderer(APP, "127.0.0.1", port, 2)
+            with pytest.raises(OSError):
+                orderer.start()
+            assert orderer.procs == []
+        finally:
+            held.close()

@@ -203,6 +203,15 @@ async def _serve_channel(app: ASGIApp, sock: socket.socket) -> None:
         writer.close()
 
 
+def _probe(host: str, port: int) -> None:
+    """OSError if anything holds ``host:port``, even another process's ``SO_REUSEPORT``
+    group (a second ``serve --workers`` on the same port would otherwise join it, and the
+    kernel would split the clients between two nodes)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, port))
+
+
 def _listener(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     s = socket.socket(family, socket.SOCK_STREAM)
@@ -239,6 +248,8 @@ class Orderer:
     def start(self) -> None:
         if self.workers < 1:
             raise ValueError("at least one worker")
+        if self.port:
+            _probe(self.host, self.port)
         listeners = [_listener(self.host, self.port) for _ in range(self.workers)]
         if self.port == 0:  # tests: every listener on the first one's port
             for s in listeners:
