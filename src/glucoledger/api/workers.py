@@ -415,7 +415,7 @@ class Bridge:
             if not msg.get("more_body", False):
                 break
         body = b"".join(chunks)
-        from ..node.checked import check_upload
+        from ..node.checked import check_upload  # loaded by worker_main
 
         checked = check_upload(scope["method"], scope["path"], body)
         rid = next(self._ids)
@@ -457,6 +457,8 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     ...`` (started by ``Orderer``, never by hand)."""
     import uvicorn
 
+    # Imported now, before the worker says it is ready: the first upload must not wait for it.
+    from ..node.checked import check_upload  # noqa: F401
     from .app import BodyLimit
 
     ap = argparse.ArgumentParser(prog="glucoledger.api.workers")
