@@ -242,3 +242,40 @@ def test_serve_workers_on_a_taken_port_says_so_and_starts_nothing(tmp_path: Path
     assert r.returncode != 0
     assert "cannot listen on" in out and "choose another --port" in out, out
     assert "Traceback" not in out
+
+
+def test_workers_leave_when_the_ordering_process_is_killed(tmp_path: Path) -> None:
+    import psutil
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    folder = tmp_path / "node"
+    subprocess.run([sys.executable, "-m", "glucoledger", "init", "--data", str(folder)],
+                   check=True, capture_output=True, env=env, timeout=180)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "glucoledger", "serve", "--data",
+                             str(folder), "--port", str(port), "--workers", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/api/status", timeout=5).is_success:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.time() < deadline, "serve did not start"
+            time.sleep(0.3)
+        kids = [c.pid for c in psutil.Process(proc.pid).children()]
+        assert len(kids) == 2
+    finally:
+        proc.kill()  # SIGKILL: no goodbye to the workers
+        proc.wait(10)
+
+    def alive() -> list[int]:
+        return [k for k in kids if psutil.pid_exists(k)
+                and psutil.Process(k).status() != psutil.STATUS_ZOMBIE]
+
+    deadline = time.time() + 20  # even a worker that served no request sees the channel close
+    while alive() and time.time() < deadline:
+        time.sleep(0.2)
+    assert alive() == []

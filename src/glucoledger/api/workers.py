@@ -355,6 +355,11 @@ class Bridge:
         self._mark = [(b"x-glucoledger-worker", str(index).encode())] if os.environ.get(
             WORKER_HEADER_ENV) == "1" else []
 
+    async def connect(self) -> None:
+        """Open the channel now (a worker does at start, so that it sees the ordering
+        process go away even before its first request)."""
+        await self._connect()
+
     async def _connect(self) -> asyncio.StreamWriter:
         # Once, however many requests arrive together: one stream over the channel.
         if self._opening is None:
@@ -488,6 +493,7 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     orig_startup = server.startup
 
     async def startup(sockets: list[socket.socket] | None = None) -> None:
+        await bridge.connect()  # watch the channel from the start: exit when it closes
         await orig_startup(sockets)
         os.write(ready_fd, b"1")
         os.close(ready_fd)
