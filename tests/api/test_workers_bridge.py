@@ -146,3 +146,28 @@ def test_a_port_held_by_another_server_is_refused_before_any_worker_starts() -> 
             assert orderer.procs == []
         finally:
             held.close()
+
+
+def test_an_ordering_process_that_stops_mid_request_is_not_said_to_have_changed_nothing(
+        ) -> None:
+    async def go() -> None:
+        from glucoledger.api.workers import _read_frame
+
+        ours, theirs = socket.socketpair()
+
+        async def orderer_dies_after_reading() -> None:
+            reader, writer = await asyncio.open_unix_connection(sock=ours)
+            assert await _read_frame(reader) is not None  # handed over, then gone
+            writer.close()
+
+        dying = asyncio.ensure_future(orderer_dies_after_reading())
+        bridge = Bridge(theirs, 0, lambda: None)
+        transport = httpx.ASGITransport(app=bridge)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://node") as c:
+            r = await c.post("/api/v1/entries", content=b"[]")
+        await dying
+        assert r.status_code == 503
+        assert "may or may not have been done" in r.json()["message"]
+        assert "nothing was changed" not in r.json()["message"]
+
+    _run(go())

@@ -20,19 +20,22 @@ is a replay through another, failed logins through every worker count against on
 (tests/api/test_workers.py shows the three against a real ``serve --workers 2``).
 
 The ordering process trusts a worker for nothing it cannot check: the frame is data only
-(CBOR, never pickle), every credential (api-secret, session cookie, CSRF token, RFC 9421
-signature, device signature inside a signed upload) is checked again in the ordering
-process, because it runs the same application on the request as the worker received it; a
-worker's upload check is re-done there by ``NightscoutService.post_checked``, which accepts
-the worker's work only when its digest of the body matches (else it judges the body itself).
-What a compromised worker could do is what a client holding the credentials it sees could
-do: send requests. The client address the backoff counts is the one the worker's uvicorn
-derived (the TCP peer, or a configured proxy's ``X-Forwarded-For``), as in one process.
+(CBOR, never pickle); every credential (api-secret, session cookie, CSRF token, RFC 9421
+signature, device signature inside a signed upload) is checked in the ordering process,
+which runs the same application on the request as the worker received it (workers check
+no credential); a worker's checked upload is rebuilt and re-validated there
+(``node.checked.accept_checked``: every record's type and range, batch order and counts, no
+future time, records matching the documents, the worker's clock) before
+``NightscoutService.post_judged`` stores it, and anything off makes the ordering process
+judge the body itself. What a compromised worker could do is what a client holding the
+credentials it sees could do: send requests. The client address the backoff counts is the
+one the worker's uvicorn derived (the TCP peer, or a configured proxy's
+``X-Forwarded-For``), as in one process.
 
 Frames: 4-byte big-endian length, then CBOR. Worker to orderer:
 ``[id, method, scheme, path, raw_path, query, headers, client, server, http_version, body,
 checked]``; orderer to worker: ``[id, status, headers, body]``. Answers are sent whole
-(streaming bodies are collected first). WebSockets are not bridged (refused with 1011).
+(streaming bodies are collected first). WebSockets are not bridged (refused).
 
 If the ordering process goes away, workers answer 503 and exit; if a worker dies, the
 ordering process stops the others and exits non-zero (fail-stop: the service manager restarts
@@ -73,6 +76,11 @@ WORKER_HEADER_ENV: Final = "GLUCOLEDGER_WORKER_HEADER"
 _UNAVAILABLE: Final = (b'{"code":"unavailable","message":"the node\'s ordering process is '
                        b'not answering; nothing was changed by this request; retry in a '
                        b'minute"}')
+#: The ordering process went away after the request was handed to it: it may have been done.
+_INTERRUPTED: Final = (b'{"code":"unavailable","message":"the node\'s ordering process stopped '
+                       b'while handling this request, which may or may not have been done; '
+                       b'check before repeating it (uploads may be resent: they are '
+                       b'deduplicated)"}')
 
 
 def encode_frame(value: Any) -> bytes:
@@ -431,6 +439,7 @@ class Bridge:
                  list(scope["client"]) if scope.get("client") else None,
                  list(scope["server"]) if scope.get("server") else None,
                  scope.get("http_version", "1.1"), body, checked]
+        handed = False
         try:
             if self._lost:
                 raise ConnectionError("the ordering process went away")
@@ -444,9 +453,10 @@ class Bridge:
             except ValueError:  # over MAX_FRAME: the body limit is far below it
                 self._pending.pop(rid, None)
                 raise ConnectionError("the request is too large to pass on") from None
+            handed = True
             _, status, headers, out = await fut
         except (ConnectionError, OSError):
-            status, out = 503, _UNAVAILABLE
+            status, out = 503, _INTERRUPTED if handed else _UNAVAILABLE
             headers = [[b"content-type", b"application/json"], [b"retry-after", b"60"]]
         out_headers = [(bytes(k), bytes(v)) for k, v in headers]
         if not any(k.lower() == b"content-length" for k, _ in out_headers) \
