@@ -110,6 +110,9 @@ def _serve_workers(app: object, host: str, port: int, workers: int,
                          "--port or stop what uses it") from None
     except RuntimeError as exc:
         raise GlucoledgerError(str(exc)) from None
+    except BaseException:  # Ctrl-C while the workers start: none is left behind
+        orderer.stop()
+        raise
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
