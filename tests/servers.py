@@ -101,7 +101,9 @@ class ServeProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = [sys.executable, "-m", "glucoledger", "serve", *(["--demo"] if demo else []),
-                "--data", str(folder), "--port", str(self.port), *extra]
+                "--data", str(folder), "--port", str(self.port), *extra,
+                # e.g. "--workers 2": the same tests through HTTP worker processes
+                *os.environ.get("GLUCOLEDGER_TEST_SERVE_ARGS", "").split()]
         # A file, not a pipe: a chatty server never blocks on a full pipe nobody reads.
         self._log = tempfile.TemporaryFile() if output else None
         self.proc = subprocess.Popen(args, stdout=self._log or subprocess.DEVNULL,

@@ -56,7 +56,9 @@ class Server:
         self.log = open(folder.parent / "serve.log", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "glucoledger", "serve", "--demo", "--data", str(folder),
-             "--port", str(self.port), "--insecure-cookies"],
+             "--port", str(self.port), "--insecure-cookies",
+             # e.g. "--workers 2": the same replays through HTTP worker processes
+             *os.environ.get("GLUCOLEDGER_TEST_SERVE_ARGS", "").split()],
             stdout=self.log, stderr=subprocess.STDOUT, env=dict(os.environ))
         deadline = time.time() + 180
         while True:

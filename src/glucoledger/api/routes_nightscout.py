@@ -25,6 +25,7 @@ from ..errors import (
 )
 from ..interop import nightscout as ns
 from ..interop.nsrender import separated
+from ..node.checked import accept_checked
 from .app import error_for, json_body
 from .auth import record_refusal
 from .context import ctx
@@ -49,13 +50,20 @@ _BODY = {"requestBody": {"required": True, "content": {"application/json": {"sch
     "oneOf": [_DOC, {"type": "array", "items": _DOC, "maxItems": 50}]}}}}}
 async def _post(request: Request, collection: str) -> JSONResponse:
     binding = _auth(request)
-    body = json_body(await request.body())
+    now = int(time.time() * 1000)
+    # An HTTP worker's checked upload (api/workers.py), re-checked cheaply, or None.
+    judged = accept_checked(request.scope.get("state", {}).get("checked_upload"),
+                            collection, now)
+    body = None if judged is not None else json_body(await request.body())
     try:
         # Checked here, stored by the upload pipeline's thread with whatever other POSTs
         # arrive meanwhile (one block for all); no thread is held while this one waits.
         # A PUT (Nightscout's save) replaces the document whose _id it carries.
-        pending = _svc(request).post(binding, collection, body, int(time.time() * 1000),
-                                     replace=request.method == "PUT")
+        replace = request.method == "PUT"
+        pending = _svc(request).post(binding, collection, body, now, replace=replace) \
+            if judged is None else _svc(request).post_judged(
+                binding, collection, judged.outcomes, now, replace=replace,
+                batches=judged.batches)
     except PermissionDeniedError as exc:
         record_refusal(request, exc, binding.account)
         raise

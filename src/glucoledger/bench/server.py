@@ -1,9 +1,10 @@
 """Server benchmark: Nightscout-style uploads and audited summary reads over loopback.
 
 The server (uvicorn with uvloop and httptools, one process; a thread of this one) serves a
-fresh node. The client is a second process (``multiprocessing``, spawn) driving keep-alive
-connections from one asyncio loop (``bench.loadgen``: a lean client, so that the client's CPU
-is not taken from the server's two cores more than it must).
+fresh node; then the same node behind HTTP worker processes (below). The client is a second
+process (``multiprocessing``, spawn) driving keep-alive connections from one asyncio loop
+(``bench.loadgen``: a lean client, so that the client's CPU is not taken from the server's
+two cores more than it must).
 
 - Uploads: ``patients`` patients (one uploader secret each, as each patient's phone has its
   own) shared round-robin over ``connections`` connections. Each request is one xDrip+-style
@@ -24,8 +25,14 @@ is not taken from the server's two cores more than it must).
 
 Numbers are printed, not asserted.
 
+- Workers, in the same run: the same node behind ``--workers`` HTTP worker processes
+  (api/workers.py, as ``serve --workers N``): status, uploads and the mix again, each row
+  also given as a ratio of the one-process row and of the plain store; server CPU counts
+  the ordering process and the workers.
+
 Run: ``python -m glucoledger.bench.server [--seconds 10] [--connections 32] [--patients 128]
-[--port N | --port-range A-B]`` (the server takes the first port, the plain store the next).
+[--workers 2[,3...]] [--port N | --port-range A-B]`` (the server takes the first port, the
+plain store the next, the workers the next).
 """
 
 from __future__ import annotations
@@ -59,13 +66,16 @@ def _iso(ms: int) -> str:
 
 
 def _client(host: str, port: int, kind: str, secrets_: list[str], seconds: float,
-            connections: int, signer: Any, out: Any, follow: tuple[str, ...] = ()) -> None:
+            connections: int, signer: Any, out: Any, follow: tuple[str, ...] = (),
+            shift: int = 0) -> None:
     from ..crypto import PrivateKey
     from ..crypto.httpsig import sign_request
     from .loadgen import http_request, run_connections
 
     key = PrivateKey.from_private_bytes(signer[0], signer[1])
-    base = int(time.time() * 1000) - _BACK_MS
+    # Each row its own day of readings (``shift``), so no row re-sends another's: a repeat
+    # is answered without being stored, which would flatter the rows after the first.
+    base = int(time.time() * 1000) - _BACK_MS + shift * 86_400_000
     sent = [0] * len(secrets_)
     auth = [hashlib.sha1(s.encode()).hexdigest() for s in secrets_]
     hostport = f"{host}:{port}"
@@ -192,7 +202,7 @@ def _listening(port: int) -> bool:
 
 def run(seconds: float = 10.0, connections: int = 32, patients: int = 128, readers: int = 8,
         folder: Path | None = None, port: int = 0, port_range: str = "",
-        plain: bool = True) -> list[dict[str, Any]]:
+        plain: bool = True, workers: tuple[int, ...] = (2,)) -> list[dict[str, Any]]:
     import uvicorn
 
     from ..api.app import create_app
@@ -245,6 +255,7 @@ def run(seconds: float = 10.0, connections: int = 32, patients: int = 128, reade
           f"1 process; client: a second process, {seconds:.0f} s per row")
     baseline: float | None = None
     plain_rate: float | None = None
+    shift = 0
     for kind, conns, name in (("status", connections, "baseline: GET status.json"),
                               ("upload", connections, "Nightscout uploads"),
                               ("read", readers, "audited summary reads"),
@@ -254,8 +265,9 @@ def run(seconds: float = 10.0, connections: int = 32, patients: int = 128, reade
         if conns <= 0:
             continue
         q = ctx.Queue()
+        shift += kind in ("upload", "mix")
         proc = ctx.Process(target=_client, args=("127.0.0.1", port, kind, secrets_, seconds,
-                                                 conns, signer, q, follow))
+                                                 conns, signer, q, follow, shift))
         proc.start()
         r0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
@@ -268,6 +280,7 @@ def run(seconds: float = 10.0, connections: int = 32, patients: int = 128, reade
                       baseline)
         if first_error:
             print(f"  first error: {first_error}")
+        row["kind"] = kind
         if kind == "status":
             baseline = row["per_s"] or None
         if plain_rate and kind in ("upload", "mix"):
@@ -280,6 +293,10 @@ def run(seconds: float = 10.0, connections: int = 32, patients: int = 128, reade
                               folder.parent / (folder.name + "-plain"), baseline)
             plain_rate = prow["per_s"] or None
             rows.append(prow)
+    one_process = {r["kind"]: r["per_s"] for r in rows if "kind" in r}
+    for n in workers:
+        shift = _worker_rows(app, n, ports, rows, secrets_, seconds, connections, signer,
+                             follow, shift, plain_rate, one_process)
     server.should_exit = True
     th.join(10)
     c.close()
@@ -290,6 +307,67 @@ def run(seconds: float = 10.0, connections: int = 32, patients: int = 128, reade
     return rows
 
 
+def _worker_rows(app: Any, n: int, ports: Ports, rows: list[dict[str, Any]],
+                 secrets_: list[str], seconds: float, connections: int, signer: Any,
+                 follow: tuple[str, ...], shift: int, plain_rate: float | None,
+                 one_process: dict[str, float]) -> int:
+    """The same node behind ``n`` HTTP worker processes (api/workers.py: this process
+    orders and stores, as ``serve --workers n``): status, uploads and the mix, same client.
+    Server CPU counts this process and the workers. Returns the last day shift used."""
+    import psutil
+
+    from ..api.workers import Orderer
+
+    orderer = Orderer(app, "127.0.0.1", ports.take_bound(), n)
+    orderer.start()
+    ctx = mp.get_context("spawn")
+    procs = [psutil.Process(p.pid) for p in orderer.procs]
+    print(f"server: the same node behind {n} HTTP worker processes (pids "
+          f"{', '.join(str(p.pid) for p in procs)}), port {orderer.port}")
+    try:
+        baseline: float | None = None
+        for kind in ("status", "upload", "mix"):
+            q = ctx.Queue()
+            shift += kind in ("upload", "mix")
+            proc = ctx.Process(target=_client, args=("127.0.0.1", orderer.port, kind,
+                                                     secrets_, seconds, connections, signer,
+                                                     q, follow, shift))
+            proc.start()
+            r0 = resource.getrusage(resource.RUSAGE_SELF)
+            w0 = [p.cpu_times() for p in procs]
+            t0 = time.perf_counter()
+            lat, errors, first_error, client_cpu = q.get()
+            wall = min(seconds, time.perf_counter() - t0)
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
+            w1 = [p.cpu_times() for p in procs]
+            proc.join()
+            own = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+            theirs = sum((b.user - a.user) + (b.system - a.system)
+                         for a, b in zip(w0, w1, strict=True))
+            row = _report(f"{kind}, {n} workers ({connections} conns)", lat, errors, wall,
+                          own + theirs, client_cpu, baseline)
+            if first_error:
+                print(f"  first error: {first_error}")
+            done = row["requests"] or 1
+            row["kind"], row["workers"] = kind, n
+            row["orderer_cpu_ms"] = round(own / done * 1000, 3)
+            print(f"  ordering process {row['orderer_cpu_ms']:.2f} ms CPU/req, workers "
+                  f"{theirs / done * 1000:.2f}")
+            if kind == "status":
+                baseline = row["per_s"] or None
+            if one_process.get(kind):
+                row["of_one_process"] = round(row["per_s"] / one_process[kind], 3)
+                print(f"  {row['of_one_process']:.2f}x one process (same run)")
+            if plain_rate and kind in ("upload", "mix"):
+                row["of_plain"] = round(row["per_s"] / plain_rate, 3)
+                print(f"  {row['of_plain']:.2f}x the plain FastAPI+SQLite store (goal for "
+                      "uploads: >= 1.5x, p99 < 50 ms)")
+            rows.append(row)
+    finally:
+        orderer.stop()
+    return shift
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10.0)
@@ -298,11 +376,19 @@ def main() -> None:
     ap.add_argument("--readers", type=int, default=8)
     ap.add_argument("--no-plain", action="store_true",
                     help="skip the plain FastAPI+SQLite baseline")
+    ap.add_argument("--workers", default="2",
+                    help="comma-separated HTTP worker counts to measure after the one-process "
+                    "rows, on the same node (0: none)")
     add_port_args(ap)
     a = ap.parse_args()
     try:
+        try:
+            counts = tuple(n for n in (int(x) for x in a.workers.split(",") if x.strip())
+                           if n > 1)
+        except ValueError:
+            raise InputError("--workers takes worker counts such as 2 or 2,3") from None
         run(a.seconds, a.connections, a.patients, a.readers, port=a.port,
-            port_range=a.port_range, plain=not a.no_plain)
+            port_range=a.port_range, plain=not a.no_plain, workers=counts)
     except InputError as exc:
         raise SystemExit(f"bench.server: {exc}") from None
 

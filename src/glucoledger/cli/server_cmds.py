@@ -27,6 +27,9 @@ def serve(
     forwarded_allow_ips: Annotated[str, typer.Option(
         help="Comma-separated addresses of reverse proxies whose X-Forwarded-For is believed "
         "(default: none; the client address is the TCP peer).")] = "",
+    workers: Annotated[int, typer.Option(
+        help="HTTP worker processes in front of the one process that orders and stores "
+        "(api/workers.py); 1: one process does everything.", min=1, max=64)] = 1,
 ) -> None:
     """Serve the HTTP API, the Nightscout v1 routes, FHIR export and the web portal.
 
@@ -77,13 +80,52 @@ def serve(
     console.print(f"serving {node.chain} on http://{host}:{port}/ (portal: /portal, API docs: "
                   "/docs, OpenAPI: /openapi.json)")
     try:
-        # uvicorn trusts X-Forwarded-For from 127.0.0.1 unless told otherwise: name the
-        # proxies, or none (the login backoff counts per client address).
-        uvicorn.run(app, host=host, port=port, log_level="warning",
-                    proxy_headers=bool(proxies), forwarded_allow_ips=list(proxies))
+        if workers > 1:
+            _serve_workers(app, host, port, workers, proxies, settings.max_body)
+        else:
+            # uvicorn trusts X-Forwarded-For from 127.0.0.1 unless told otherwise: name the
+            # proxies, or none (the login backoff counts per client address).
+            uvicorn.run(app, host=host, port=port, log_level="warning",
+                        proxy_headers=bool(proxies), forwarded_allow_ips=list(proxies))
     finally:
         c.close()
         node.close()
+
+
+def _serve_workers(app: object, host: str, port: int, workers: int,
+                   proxies: tuple[str, ...], max_body: int) -> None:
+    """This process orders and stores; ``workers`` processes speak HTTP (api/workers.py).
+    Runs until SIGINT/SIGTERM, or until a worker dies (then exits 1: fail-stop)."""
+    import signal
+    import threading
+
+    from ..api.workers import Orderer
+    from ..errors import GlucoledgerError
+
+    orderer = Orderer(app, host, port, workers, proxies, max_body)  # type: ignore[arg-type]
+    try:
+        orderer.start()
+    except OSError as exc:
+        raise InputError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another "
+                         "--port or stop what uses it") from None
+    except RuntimeError as exc:
+        raise GlucoledgerError(str(exc)) from None
+    except BaseException:  # Ctrl-C while the workers start: none is left behind
+        orderer.stop()
+        raise
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    console.print(f"{workers} HTTP worker processes (pids "
+                  f"{', '.join(str(p.pid) for p in orderer.procs)}); this process orders")
+    try:
+        while not stop.wait(0.5):
+            dead = orderer.dead()
+            if dead:
+                raise GlucoledgerError(f"HTTP worker {dead[0]} exited; stopping the node so "
+                                       "that its service manager restarts all of it")
+    finally:
+        orderer.stop()
 
 
 def password(name: Annotated[str, typer.Argument(help="The account's name.")],

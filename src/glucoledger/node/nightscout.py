@@ -68,7 +68,7 @@ from .nsversions import DocVersions
 from .pipeline import Pipeline
 from .service import Node
 
-__all__ = ["STREAMS_OF", "Binding", "NightscoutService"]
+__all__ = ["STREAMS_OF", "Binding", "NightscoutService", "batches_of"]
 
 #: Which streams each collection is read from.
 STREAMS_OF: dict[str, tuple[str, ...]] = {
@@ -79,7 +79,7 @@ STREAMS_OF: dict[str, tuple[str, ...]] = {
 }
 
 
-def _batches(docs: list[ns.Doc], now_ms: int) -> list[Batch]:
+def batches_of(docs: list[ns.Doc], now_ms: int) -> list[Batch]:
     """The documents' items as validated batches, one per stream unless two documents hold
     records of one type at one time (two notes of different treatments): those go to
     another batch of the stream, so no document waits on another. Raises InputError only
@@ -283,17 +283,30 @@ class NightscoutService:
         even when its identity fields changed (Loop moving a carb entry in time): the old
         content is superseded, not kept beside the new one. An unknown ``_id`` is an upsert.
         """
+        self._may_upload(binding)
+        outcomes = nsaccept.parse_each(collection, body, now_ms)
+        return self.post_judged(binding, collection, outcomes, now_ms, replace=replace)
+
+    @staticmethod
+    def _may_upload(binding: Binding) -> None:
         if binding.role != "upload":
             raise PermissionDeniedError("this token may read (through a grant), not upload; "
                                         "uploaders use their own API secret")
-        outcomes = nsaccept.parse_each(collection, body, now_ms)
+
+    def post_judged(self, binding: Binding, collection: str,
+                    outcomes: list[nsaccept.Outcome], now_ms: int, *, replace: bool = False,
+                    batches: list[Batch] | None = None) -> Future[list[dict[str, Any]]]:
+        """``post`` for a body already judged (``outcomes``, and the accepted documents'
+        ``batches`` when already built): an HTTP worker's checked upload, re-checked by
+        node/checked.py ``accept_checked``. Same answers, same refusals as ``post``."""
+        self._may_upload(binding)
         refused = [ns_refusal(now_ms, binding.account, collection, i, o)
                    for i, o in enumerate(outcomes) if isinstance(o, nsaccept.Refused)]
         self.refusals.add(binding.patient, refused)
         docs = [o.doc for o in outcomes if isinstance(o, nsaccept.Accepted)]
         post = _Post(binding, collection, outcomes, docs,
                      [self._key(binding.patient, collection, d.key) for d in docs], now_ms,
-                     _batches(docs, now_ms),
+                     batches_of(docs, now_ms) if batches is None else batches,
                      [o.target if replace else None for o in outcomes
                       if isinstance(o, nsaccept.Accepted)])
         if not docs:
@@ -364,7 +377,7 @@ class NightscoutService:
                     for i, e in self._late_indexes(p)])
             try:
                 if len(new) != len(p.docs):
-                    p.batches = _batches([p.docs[j] for j in new], p.now_ms)
+                    p.batches = batches_of([p.docs[j] for j in new], p.now_ms)
                 jobs = self._queue(p, p.batches,
                                    [t for j in new for t in (p.ids[j], p.ctags[j])])
                 changes = []
@@ -373,7 +386,7 @@ class NightscoutService:
                     tag = self.versions.content_tag(p.binding.patient, p.heads[j], n, p.docs[j])
                     tags = [tag, moved[j]] if j in moved else [tag]
                     # The version's tags are attached only after the ledger accepts it.
-                    changes.append((j, n, tags, self._queue(p, _batches(
+                    changes.append((j, n, tags, self._queue(p, batches_of(
                         [self.versions.as_version(p.docs[j], n)], p.now_ms), [])))
             except GlucoledgerError as exc:
                 p.future.set_exception(exc)
