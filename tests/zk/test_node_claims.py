@@ -30,10 +30,10 @@ BOB = [[200, 210, 220, 230, 240, 250, 260, 270, 280, 290]] * 3
 
 
 def _ingest(world: World, ingest: IngestService, name: str, days: list[list[int]],
-            serial: str) -> bytes:
+            serial: str, d0: int = D0) -> bytes:
     who = world.add_patient(name)
     dev = world.add_device(serial, patient=who)
-    recs = [CgmReading(D0 + d * DAY + i * 300_000 + 60_000, 0, v, "Flat")
+    recs = [CgmReading(d0 + d * DAY + i * 300_000 + 60_000, 0, v, "Flat")
             for d, values in enumerate(days) for i, v in enumerate(values)]
     batch = Batch("cgm", tuple(recs), recs[0].time_ms, recs[-1].time_ms, len(recs))
     ingest.ingest_batches([batch], patient=who.id, uploader=dev.id, signer=dev.key,
@@ -117,17 +117,28 @@ def test_a_day_is_committed_once(world: World, ingest: IngestService, zk: ZkClai
 
 def test_cli_prove_and_verify_claim(world: World, ingest: IngestService, zk: ZkClaims,
                                     tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _ingest(world, ingest, "alice", ALICE, "SN-A")
+    now = world.node.now_ms()
+    d0 = now - now % DAY - 3 * DAY  # the last 3 whole UTC days, by the node's own clock
+    _ingest(world, ingest, "alice", ALICE, "SN-A", d0)
     data = str(world.node.data_dir)
     vkey = world.node.verifier().vkey()
     ingest.vault.close()
     world.node.close()
     out = tmp_path / "claim.json"
-    code = run(["prove-claim", "--patient", "alice", "--claim", "mean in 100..150",
-                "--days", "3", "--profile", "test", "--out", str(out), "--data", data])
-    printed = capsys.readouterr().out
-    # The node's clock is now: the last 3 whole days have no data.
-    assert code != 0 and "Traceback" not in printed
+    assert run(["prove-claim", "--patient", "alice", "--claim", "tir>=99", "--days", "3",
+                "--profile", "test", "--out", str(out), "--data", data]) == 1
+    printed = capsys.readouterr()
+    assert "(claim_false)" in printed.err and "Traceback" not in printed.err
     assert not out.exists()
+    assert run(["prove-claim", "--patient", "alice", "--claim", "mean in 100..150",
+                "--days", "3", "--profile", "test", "--out", str(out), "--data", data]) == 0
+    assert run(["verify-claim", str(out), "--node-key", vkey, "--profile", "test"]) == 0
+    printed = capsys.readouterr()
+    assert "valid" in printed.out and "mean in 100..150 over 3 day(s)" in printed.out
+    for value in {v for day in ALICE for v in day}:
+        assert f" {value} " not in printed.out.replace(",", " ")
+    out.write_text(out.read_text().replace("mean in 100..150", "mean in 100..120"))
+    assert run(["verify-claim", str(out), "--node-key", vkey, "--profile", "test"]) == 3
     assert run(["verify-claim", str(tmp_path / "none.json"), "--node-key", vkey,
                 "--profile", "test"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
