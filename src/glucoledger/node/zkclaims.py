@@ -44,10 +44,11 @@ from .localdays import last_days
 from .proofs import _b64, _unb64, dumps_proof, load_document, ordered_proof, verify_ordered
 from .service import Node
 
-__all__ = ["CLAIM_TYPE", "VerifiedClaim", "ZkClaims", "verify_claim"]
+__all__ = ["CLAIM_KEYS", "CLAIM_TYPE", "MAX_CLAIM", "VerifiedClaim", "ZkClaims",
+           "dumps_claim", "verify_claim"]
 
 CLAIM_TYPE: Final = "glucoledger/zk-claim/v1"
-_KEYS: Final = {"type", "claim", "patient", "profile", "keys", "windows", "proofs",
+CLAIM_KEYS: Final = {"type", "claim", "patient", "profile", "keys", "windows", "proofs",
                 "checkpoint"}
 MAX_CLAIM: Final = 8 << 20
 MAX_DAYS: Final = 90
@@ -179,7 +180,7 @@ def verify_claim(data: bytes, verifier: NoteVerifier, keys: Keys, *,
     """Check a claim file offline. ``checkpoint``: the signed note the verifier holds; the
     claim must be made at it. Raises MalformedError, VerificationError (SignatureError,
     ConsistencyError)."""
-    doc = load_document(data, limit=MAX_CLAIM, keys=_KEYS, doc_type=CLAIM_TYPE,
+    doc = load_document(data, limit=MAX_CLAIM, keys=CLAIM_KEYS, doc_type=CLAIM_TYPE,
                         what="claim file")
     claim = parse(doc["claim"]) if isinstance(doc["claim"], str) else None
     if claim is None or claim.words != doc["claim"]:

@@ -36,7 +36,8 @@ from typing import Any, Final
 
 from ..errors import BackendError, RejectedError
 
-__all__ = ["NPM_PACKAGES", "PROFILES", "Keys", "Profile", "Toolchain", "zk_home"]
+__all__ = ["NPM_PACKAGES", "PROFILES", "Keys", "Profile", "Toolchain", "default_profile",
+           "load_keys", "zk_home"]
 
 NPM_PACKAGES: Final = ("circom2@0.2.23", "snarkjs@0.7.6", "circomlib@2.0.5")
 TIMEOUT: Final = 3600.0
@@ -59,6 +60,11 @@ PROFILES: Final = {
     # The test suite's: the first 10 slots (50 minutes) of each day; a 2^11 ceremony.
     "test": Profile("test", 10, 10, 11),
 }
+
+
+def default_profile() -> Profile:
+    """The node's profile: ``$GLUCOLEDGER_ZK_PROFILE`` ("day" unless set; "test" in tests)."""
+    return PROFILES.get(os.environ.get("GLUCOLEDGER_ZK_PROFILE", "day"), PROFILES["day"])
 
 
 def zk_home() -> Path:
