@@ -118,8 +118,6 @@ def verify_chain(doc: object, keys: Keys, claim: Claim, windows: Sequence[Window
     if len(steps) != len(windows) or not windows:
         raise VerificationError(f"the proof covers {len(steps)} days, the period "
                                 f"{len(windows)} committed days")
-    day_vk = groth16.VerifyingKey.from_json(keys.day)
-    claim_vk = groth16.VerifyingKey.from_json(keys.claim)
     items = []
     acc = ZERO_ACC
     for i, (step, w) in enumerate(zip(steps, windows, strict=True)):
@@ -129,18 +127,18 @@ def verify_chain(doc: object, keys: Keys, claim: Claim, windows: Sequence[Window
             raise VerificationError(f"day {i + 1} of the proof is not the period's day {i + 1} "
                                     "(a shifted window)")
         out = _field(step["acc"], f"day {i + 1}'s running total")
-        items.append((groth16.Proof.from_json(step["proof"]), [w.commitment, acc, out]))
+        items.append((step["proof"], [w.commitment, acc, out]))
         acc = out
     draw = weights or (lambda: secrets.randbits(128))
     try:
-        groth16.verify_batch(day_vk, items, draw)
+        groth16.verify_json(keys.day, items, draw)
     except VerificationError:
         raise VerificationError("a day's proof does not verify: its readings do not open the "
                                 "ledger's commitment for that day, or the proof file was "
                                 "edited") from None
     try:
-        groth16.verify(claim_vk, groth16.Proof.from_json(doc["final"]),
-                       [acc, *claim.public_inputs()])
+        groth16.verify_json(keys.claim, [(doc["final"], [acc, *claim.public_inputs()])],
+                            draw)
     except VerificationError:
         raise VerificationError(f"the proof does not show {claim.words!r} over these days") \
             from None
