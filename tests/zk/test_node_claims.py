@@ -125,6 +125,9 @@ def test_cli_prove_and_verify_claim(world: World, ingest: IngestService, zk: ZkC
     ingest.vault.close()
     world.node.close()
     out = tmp_path / "claim.json"
+    assert run(["zk-commit", "--patient", "alice", "--days", "4", "--profile", "test",
+                "--data", data]) == 0
+    assert "3 of 4 day(s) committed" in capsys.readouterr().out
     assert run(["prove-claim", "--patient", "alice", "--claim", "tir>=99", "--days", "3",
                 "--profile", "test", "--out", str(out), "--data", data]) == 1
     printed = capsys.readouterr()

@@ -115,8 +115,33 @@ def verify_claim_cmd(
     console.print(f"[bold green]valid[/]: {result.describe()}")
 
 
+def zk_commit(
+    patient: Annotated[str, typer.Option("--patient", help="The patient: an account name.")],
+    days: Annotated[int, typer.Option("--days", min=1, max=90,
+                                      help="Whole local days, ending at the last midnight.")
+                    ] = 1,
+    profile: ProfileOpt = "day",
+    data: DataOpt = None,
+) -> None:
+    """Record the Poseidon commitments of the patient's last whole days (run nightly).
+
+    Example: glucoledger zk-commit --patient alice --days 1
+    """
+    with open_services(data) as services:
+        node = services.node
+        ident = accounts.identity(node, patient)
+        if ident.kind != "patient":
+            raise typer.BadParameter(f"{patient!r} is a {ident.kind}, not a patient",
+                                     param_hint="--patient")
+        zk = ZkClaims(node, services.vault, Toolchain(PROFILES[profile]))
+        records = zk.commit_days(ident.id, days, node.now_ms())
+    console.print(f"{len(records)} of {days} day(s) committed (days without readings have "
+                  "none)")
+
+
 def register(app: typer.Typer) -> None:
     app.command("zk-setup")(zk_setup)
     app.command("zk-contribute")(zk_contribute)
+    app.command("zk-commit")(zk_commit)
     app.command("prove-claim")(prove_claim)
     app.command("verify-claim")(verify_claim_cmd)

@@ -125,6 +125,18 @@ class ZkClaims:
         return [_window_bounds(first + timedelta(days=i), span.zone, self.profile)
                 for i in range(days)]
 
+    def commit_days(self, patient: bytes, days: int, now_ms: int) -> list[dict[str, Any]]:
+        """Commit the last ``days`` whole local days that have readings and no commitment
+        yet (run after midnight, e.g. nightly): the days a later claim will cover are then
+        committed before anyone asks. Returns the records of the days with data."""
+        out = []
+        for s, e in self.period(patient, days, now_ms):
+            try:
+                out.append(self.commit_window(patient, s, e))
+            except NotFoundError:
+                continue  # a day without readings has nothing to commit
+        return out
+
     def prove_claim(self, patient: bytes, words: str, days: int, now_ms: int
                     ) -> dict[str, Any]:
         """Commit any uncommitted day of the period, then prove ``words`` over it."""
