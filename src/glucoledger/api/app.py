@@ -294,6 +294,9 @@ def create_app(node: Node, settings: ServerSettings | None = None, *,
     from . import portal_research
 
     app.include_router(portal_research.router)
+    from . import portal_claims  # zero-knowledge claims (issue 19)
+
+    app.include_router(portal_claims.router)
     try:
         from . import portal
     except ImportError:  # pragma: no cover - jinja2 missing
