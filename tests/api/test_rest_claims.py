@@ -11,18 +11,12 @@ import pytest
 
 from glucoledger.ledger.checkpoint import NoteVerifier
 from glucoledger.node.zkclaims import verify_claim
-from glucoledger.zk.toolchain import PROFILES, Toolchain
+from glucoledger.zk.toolchain import Toolchain
 
+from ..zk import conftest as zk_conftest
 from .rest import call
 
-
-@pytest.fixture
-def tc() -> Toolchain:
-    chain = Toolchain(PROFILES["test"])
-    if not chain.ready():
-        pytest.skip("the zero-knowledge toolchain is not set up here: run "
-                    "`glucoledger zk-setup --profile test` (needs Node.js and npm)")
-    return chain
+tc = zk_conftest.tc  # the toolchain fixture (or a skip saying how to set it up)
 
 
 @pytest.fixture(autouse=True)

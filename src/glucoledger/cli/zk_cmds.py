@@ -16,6 +16,7 @@ import typer
 from ..files import atomic_write
 from ..ledger.checkpoint import NoteVerifier
 from ..node import accounts
+from ..node.services import NodeServices
 from ..node.zkclaims import ZkClaims, dumps_claim, verify_claim
 from ..zk.toolchain import PROFILES, Toolchain, load_keys
 from .common import DataOpt, choice, console, in_file, open_services, out_file, read_text
@@ -25,6 +26,15 @@ __all__ = ["register"]
 ProfileOpt = Annotated[str, typer.Option(
     "--profile", help="Circuit profile: day (300 five-minute slots per local day) or test.",
     callback=choice(*PROFILES))]
+
+
+def _claims_for(services: NodeServices, patient: str, profile: str) -> tuple[ZkClaims, bytes]:
+    """The node's claims service for ``profile`` and the patient's id (a patient account)."""
+    ident = accounts.identity(services.node, patient)
+    if ident.kind != "patient":
+        raise typer.BadParameter(f"{patient!r} is a {ident.kind}, not a patient",
+                                 param_hint="--patient")
+    return ZkClaims(services.node, services.vault, Toolchain(PROFILES[profile])), ident.id
 
 
 def zk_setup(profile: ProfileOpt = "day") -> None:
@@ -79,12 +89,8 @@ def prove_claim(
     """
     with open_services(data) as services:
         node = services.node
-        ident = accounts.identity(node, patient)
-        if ident.kind != "patient":
-            raise typer.BadParameter(f"{patient!r} is a {ident.kind}, not a patient",
-                                     param_hint="--patient")
-        zk = ZkClaims(node, services.vault, Toolchain(PROFILES[profile]))
-        doc = zk.prove_claim(ident.id, claim, days, node.now_ms())
+        zk, pid = _claims_for(services, patient, profile)
+        doc = zk.prove_claim(pid, claim, days, node.now_ms())
         vkey = node.verifier().vkey()
     atomic_write(out, dumps_claim(doc))
     console.print(f"wrote {out} ({doc['claim']} over {days} day(s)); check it anywhere with:\n"
@@ -129,12 +135,8 @@ def zk_commit(
     """
     with open_services(data) as services:
         node = services.node
-        ident = accounts.identity(node, patient)
-        if ident.kind != "patient":
-            raise typer.BadParameter(f"{patient!r} is a {ident.kind}, not a patient",
-                                     param_hint="--patient")
-        zk = ZkClaims(node, services.vault, Toolchain(PROFILES[profile]))
-        records = zk.commit_days(ident.id, days, node.now_ms())
+        zk, pid = _claims_for(services, patient, profile)
+        records = zk.commit_days(pid, days, node.now_ms())
     console.print(f"{len(records)} of {days} day(s) committed (days without readings have "
                   "none)")
 
