@@ -27,7 +27,7 @@ ROOT = typer.main.get_command(app)
 
 #: Commands that run until stopped, or for minutes, with only optional parameters: the
 #: no-argument case would start them, so it is not run for these (their mistakes still are).
-LONG_RUNNING = {"serve", "node", "bench", "demo", "cluster up", "simulate", "init",
+LONG_RUNNING = {"serve", "node", "bench", "demo", "cluster up", "simulate", "init", "zk-setup",
                 "consortium status", "cluster down"}
 
 #: Path parameters that name a folder or a file to be written, by option name.

@@ -285,12 +285,18 @@ def create_app(node: Node, settings: ServerSettings | None = None, *,
     app.include_router(routes_devices.router)
     app.include_router(routes_data.router)
     app.include_router(routes_fhir.router)
+    from . import routes_claims  # zero-knowledge claims (issue 19)
+
+    app.include_router(routes_claims.router)
     from . import routes_research  # research sharing (issue 18)
 
     app.include_router(routes_research.router)
     from . import portal_research
 
     app.include_router(portal_research.router)
+    from . import portal_claims  # zero-knowledge claims (issue 19)
+
+    app.include_router(portal_claims.router)
     try:
         from . import portal
     except ImportError:  # pragma: no cover - jinja2 missing

@@ -26,6 +26,7 @@ from . import (
     ledger_cmds,
     research_cmds,
     server_cmds,
+    zk_cmds,
 )
 from .common import (
     EXIT_BAD_INPUT,
@@ -75,6 +76,7 @@ consent_cmds.register(app)
 consortium_cmds.register(app)
 server_cmds.register(app)
 research_cmds.register(app)
+zk_cmds.register(app)
 app.add_typer(device_cmds.device_app, name="device")
 
 

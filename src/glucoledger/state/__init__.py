@@ -17,6 +17,7 @@ from . import (  # noqa: F401
     multisig,
     research,  # study.*, research.consent/withdraw/release/manifest
     versions,  # doc.version: edits and deletions of uploaded documents
+    zkdays,  # zk.day: Poseidon commitments of day windows (zero-knowledge claims)
 )
 from .machine import REGISTRY, Context, apply
 from .replica import Block, Replica

@@ -1,0 +1,149 @@
+"""Commands for zero-knowledge claims: zk-setup, zk-contribute, prove-claim, verify-claim.
+
+Thin: parse, call ``node/zkclaims.py`` and ``zk/toolchain.py``, render. The toolchain and the
+ceremony's files live outside the repository (``$GLUCOLEDGER_ZK_HOME``, default
+``~/.cache/glucoledger-zk``). ``--profile test`` is the test suite's small circuit (the first
+50 minutes of each day); real claims use the default ``day`` profile.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..files import atomic_write
+from ..ledger.checkpoint import NoteVerifier
+from ..node import accounts
+from ..node.services import NodeServices
+from ..node.zkclaims import ZkClaims, dumps_claim, verify_claim
+from ..zk.toolchain import PROFILES, Toolchain, load_keys
+from .common import DataOpt, choice, console, in_file, open_services, out_file, read_text
+
+__all__ = ["register"]
+
+ProfileOpt = Annotated[str, typer.Option(
+    "--profile", help="Circuit profile: day (300 five-minute slots per local day) or test.",
+    callback=choice(*PROFILES))]
+
+
+def _claims_for(services: NodeServices, patient: str, profile: str) -> tuple[ZkClaims, bytes]:
+    """The node's claims service for ``profile`` and the patient's id (a patient account)."""
+    ident = accounts.identity(services.node, patient)
+    if ident.kind != "patient":
+        raise typer.BadParameter(f"{patient!r} is a {ident.kind}, not a patient",
+                                 param_hint="--patient")
+    return ZkClaims(services.node, services.vault, Toolchain(PROFILES[profile])), ident.id
+
+
+def zk_setup(profile: ProfileOpt = "day") -> None:
+    """Install circom2, snarkjs and circomlib (npm), build the circuits, and close the
+    ceremony with the public beacon. Run `zk-contribute` before it for a real consortium.
+
+    Example: glucoledger zk-setup
+    """
+    tc = Toolchain(PROFILES[profile])
+    if not tc.installed():
+        console.print(f"installing circom2, snarkjs and circomlib under {tc.home} ...")
+        tc.install()
+    keys = tc.finish()
+    console.print(f"[bold green]ready[/]: the {profile!r} profile's keys are in {tc.setup_dir} "
+                  f"(setup {keys.digest[:16]})")
+    console.print("note: a setup closed by the beacon alone is for development and tests; "
+                  "for claims others rely on, consortium members run `zk-contribute` first "
+                  "(docs/threat-model.md)")
+
+
+def zk_contribute(
+    name: Annotated[str, typer.Option("--name", help="Who contributes (recorded in the "
+                                      "ceremony's file).")],
+    profile: ProfileOpt = "day",
+) -> None:
+    """Add one secret contribution to the ceremony (phase 1), before `zk-setup` closes it.
+
+    Example: glucoledger zk-contribute --name hospital-a
+    """
+    tc = Toolchain(PROFILES[profile])
+    if tc.ready():
+        console.print("the ceremony is already closed: contributions come before `zk-setup`")
+        raise typer.Exit(2)
+    path = tc.contribute(name)
+    console.print(f"contributed as {name!r}: {path}; hand this file to the next member")
+
+
+def prove_claim(
+    patient: Annotated[str, typer.Option("--patient", help="The patient: an account name.")],
+    claim: Annotated[str, typer.Option("--claim", help="tir>=P, tbr54<=Q, tbr54=0, "
+                                       "'mean in A..B' or gmi<G.")],
+    out: Annotated[Path, out_file("Where to write the claim file (JSON).")],
+    days: Annotated[int, typer.Option("--days", min=1, max=90,
+                                      help="Whole local days, ending at the last midnight.")
+                    ] = 14,
+    profile: ProfileOpt = "day",
+    data: DataOpt = None,
+) -> None:
+    """Prove a claim about the patient's glucose without revealing a reading.
+
+    Example: glucoledger prove-claim --patient alice --claim "tir>=70" --days 14 --out c.json
+    """
+    with open_services(data) as services:
+        node = services.node
+        zk, pid = _claims_for(services, patient, profile)
+        doc = zk.prove_claim(pid, claim, days, node.now_ms())
+        vkey = node.verifier().vkey()
+    atomic_write(out, dumps_claim(doc))
+    console.print(f"wrote {out} ({doc['claim']} over {days} day(s)); check it anywhere with:\n"
+                  f"  glucoledger verify-claim {out} --node-key '{vkey}'")
+
+
+def verify_claim_cmd(
+    file: Annotated[Path, in_file("The claim file `prove-claim` wrote.")],
+    node_key: Annotated[str, typer.Option("--node-key", help="The node's verifier key "
+                                          "(`checkpoint --vkey`).")],
+    checkpoint: Annotated[Path | None, typer.Option(
+        "--checkpoint", help="The signed checkpoint note you hold; the claim must be made "
+        "at it.", exists=True, dir_okay=False)] = None,
+    keys: Annotated[Path | None, typer.Option(
+        "--keys", help="Folder with day.vkey.json and claim.vkey.json (default: this "
+        "machine's zk-setup).", exists=True, file_okay=False)] = None,
+    profile: ProfileOpt = "day",
+) -> None:
+    """Check a claim offline, in Python: the file, the node's key and the verification keys.
+
+    Example: glucoledger verify-claim c.json --node-key 'node-1+1a2b3c4d+AbC...'
+    """
+    prof = PROFILES[profile]
+    vkeys = load_keys(keys, prof) if keys is not None else Toolchain(prof).keys()
+    note = read_text(checkpoint, "checkpoint note").encode() if checkpoint else None
+    text = read_text(file, "claim file (JSON) that `prove-claim` wrote")
+    result = verify_claim(text.encode(), NoteVerifier.parse(node_key), vkeys, checkpoint=note)
+    console.print(f"[bold green]valid[/]: {result.describe()}")
+
+
+def zk_commit(
+    patient: Annotated[str, typer.Option("--patient", help="The patient: an account name.")],
+    days: Annotated[int, typer.Option("--days", min=1, max=90,
+                                      help="Whole local days, ending at the last midnight.")
+                    ] = 1,
+    profile: ProfileOpt = "day",
+    data: DataOpt = None,
+) -> None:
+    """Record the Poseidon commitments of the patient's last whole days (run nightly).
+
+    Example: glucoledger zk-commit --patient alice --days 1
+    """
+    with open_services(data) as services:
+        node = services.node
+        zk, pid = _claims_for(services, patient, profile)
+        records = zk.commit_days(pid, days, node.now_ms())
+    console.print(f"{len(records)} of {days} day(s) committed (days without readings have "
+                  "none)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("zk-setup")(zk_setup)
+    app.command("zk-contribute")(zk_contribute)
+    app.command("zk-commit")(zk_commit)
+    app.command("prove-claim")(prove_claim)
+    app.command("verify-claim")(verify_claim_cmd)

@@ -1,0 +1,250 @@
+"""Zero-knowledge claims over a patient's CGM days (issue 19): commit, prove, verify offline.
+
+- ``commit_windows``: for each whole local day of the patient's (her zone: node/localdays.py),
+  the node records one ``zk.day`` transaction (state/zkdays.py): a salted Poseidon commitment
+  over the slots of that day, filled from the readings of the ``data.commit`` batches already
+  on the ledger (the same device-signed readings their Merkle roots cover). The salt is
+  derived from the patient's key-encryption key in the vault (HMAC-SHA-256, context
+  "glucoledger zk day salt", reduced into the field): erasing her key (GDPR art. 17) leaves
+  the commitment unopenable, like her batches.
+- ``prove_claim``: the claim file. It names the claim's words, the patient, the circuit
+  profile and setup, and carries, per day, the ``zk.day`` envelope with the proof that it was
+  accepted in its block (node/proofs.py ``ordered_proof``) and included in the claim's
+  checkpoint, and the chained proofs (zk/chain.py).
+- ``verify_claim``: offline, with the node's note key and the verifier's own copy of the
+  verification keys. Every public input comes from the verified ledger entries and from the
+  claim's words; the result names the claim, the period and the checkpoint, nothing else.
+
+Raises InputError (claim words, days), NotFoundError (no data for a day), RejectedError
+(``claim_false``, ``unprovable``, ``commitment_mismatch``), VerificationError and
+MalformedError (verify), BackendError (toolchain).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Final
+
+from ..crypto.hashing import hmac_sha256
+from ..errors import ConsistencyError, InputError, MalformedError, NotFoundError, VerificationError
+from ..glucose.readings import CgmReading
+from ..ledger import merkle
+from ..ledger.checkpoint import Checkpoint, NoteVerifier, parse_note
+from ..ledger.tx import SignedTx
+from ..state.accounts_model import account_id, single_key_policy
+from ..state.zkdays import zk_day_key
+from ..vault.store import Vault
+from ..zk.chain import Window, prove_chain, verify_chain, witness
+from ..zk.claims import parse
+from ..zk.poseidon import FIELD
+from ..zk.toolchain import PROFILES, Keys, Profile, Toolchain
+from ..zk.windows import SLOT_MS, commit_slots, day_slots
+from .localdays import last_days
+from .proofs import _b64, _unb64, dumps_proof, load_document, ordered_proof, verify_ordered
+from .service import Node
+
+__all__ = ["CLAIM_KEYS", "CLAIM_TYPE", "MAX_CLAIM", "VerifiedClaim", "ZkClaims",
+           "dumps_claim", "verify_claim"]
+
+CLAIM_TYPE: Final = "glucoledger/zk-claim/v1"
+CLAIM_KEYS: Final = {"type", "claim", "patient", "profile", "keys", "windows", "proofs",
+                "checkpoint"}
+MAX_CLAIM: Final = 8 << 20
+MAX_DAYS: Final = 90
+_DAY_MIN, _DAY_MAX = 23 * 3_600_000, 25 * 3_600_000
+
+
+def _window_bounds(day: date, zone: Any, profile: Profile) -> tuple[int, int]:
+    start = int(datetime.combine(day, time(0), tzinfo=zone).timestamp() * 1000)
+    end = int(datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone).timestamp()
+              * 1000)
+    return start, min(end, start + profile.slots * SLOT_MS)
+
+
+class ZkClaims:
+    """The node's side of zero-knowledge claims, for one circuit profile."""
+
+    def __init__(self, node: Node, vault: Vault, tc: Toolchain | None = None) -> None:
+        self.node = node
+        self.vault = vault
+        self.tc = tc or Toolchain(PROFILES["day"])
+        self.account = account_id("node", single_key_policy(node.node_key.public))
+
+    @property
+    def profile(self) -> Profile:
+        return self.tc.profile
+
+    def salt(self, patient: bytes, start: int) -> int:
+        key = self.vault.kek(patient, "cgm")
+        mac = hmac_sha256(key, b"glucoledger zk day salt" + start.to_bytes(8, "big"))
+        return int.from_bytes(mac, "big") % FIELD
+
+    def slots(self, patient: bytes, start: int, end: int, before: int | None = None
+              ) -> list[int]:
+        """The window's slots from the committed cgm batches (log index below ``before``)."""
+        readings: list[tuple[int, float]] = []
+        for row in self.vault.batches(patient, "cgm"):
+            if row.end <= start or row.start >= end:
+                continue
+            if before is not None and (row.tx_index is None or row.tx_index >= before):
+                continue
+            _, batch = self.vault.open(row)
+            readings += [(r.time_ms, r.mgdl) for r in batch.items
+                         if isinstance(r, CgmReading)]
+        return day_slots(readings, start, end, self.profile.slots)
+
+    def record(self, patient: bytes, start: int) -> dict[str, Any] | None:
+        value = self.node.state.get(zk_day_key(patient, start))
+        return None if value is None else dict(value)
+
+    def commit_window(self, patient: bytes, start: int, end: int) -> dict[str, Any]:
+        """Record the window's commitment if it has none yet; return the state record.
+        Raises NotFoundError for a window with no reading."""
+        found = self.record(patient, start)
+        if found is not None:
+            return found
+        slots = self.slots(patient, start, end)
+        if not any(slots):
+            raise NotFoundError(f"no CGM reading between {_iso(start)} and {_iso(end)}: a "
+                                "claim covers days with data")
+        commit = commit_slots(slots, self.salt(patient, start), self.profile.per)
+        body = {"patient": patient, "start": start, "end": end, "slots": self.profile.slots,
+                "per": self.profile.per, "commit": commit.to_bytes(32, "big")}
+        self.node.send("zk.day", body, self.account, [self.node.node_key])
+        rec = self.record(patient, start)
+        assert rec is not None
+        return rec
+
+    def period(self, patient: bytes, days: int, now_ms: int) -> list[tuple[int, int]]:
+        """The windows of the last ``days`` whole local days in the patient's zone."""
+        if not 1 <= days <= MAX_DAYS:
+            raise InputError(f"a claim covers 1 to {MAX_DAYS} days")
+        span = last_days(self.node.data_dir, patient, days, now_ms)
+        first = datetime.fromtimestamp(span.start_ms / 1000, UTC).astimezone(span.zone).date()
+        return [_window_bounds(first + timedelta(days=i), span.zone, self.profile)
+                for i in range(days)]
+
+    def commit_days(self, patient: bytes, days: int, now_ms: int) -> list[dict[str, Any]]:
+        """Commit the last ``days`` whole local days that have readings and no commitment
+        yet (run after midnight, e.g. nightly): the days a later claim will cover are then
+        committed before anyone asks. Returns the records of the days with data."""
+        out = []
+        for s, e in self.period(patient, days, now_ms):
+            try:
+                out.append(self.commit_window(patient, s, e))
+            except NotFoundError:
+                continue  # a day without readings has nothing to commit
+        return out
+
+    def prove_claim(self, patient: bytes, words: str, days: int, now_ms: int
+                    ) -> dict[str, Any]:
+        """Commit any uncommitted day of the period, then prove ``words`` over it."""
+        claim = parse(words)
+        windows = self.period(patient, days, now_ms)
+        records = [self.commit_window(patient, s, e) for s, e in windows]
+        witnesses = []
+        for (s, e), rec in zip(windows, records, strict=True):
+            w = Window(s, e, int.from_bytes(rec["commit"], "big"))
+            witnesses.append(witness(w, self.slots(patient, s, e, before=rec["index"]),
+                                     self.salt(patient, s), self.profile.per))
+        proofs = prove_chain(self.tc, claim, witnesses)
+        note = self.node.checkpoint()
+        cp = Checkpoint.parse_body(parse_note(note).text)
+        entries = []
+        for rec in records:
+            index = rec["index"]
+            entry = {"commit": _b64(self.node.store.tx_at(index).envelope),
+                     **ordered_proof(self.node, index),
+                     "at_checkpoint": [_b64(h) for h in self.node.inclusion_proof(index,
+                                                                                   cp.size)]}
+            entries.append(entry)
+        p = self.profile
+        return {"type": CLAIM_TYPE, "claim": claim.words, "patient": patient.hex(),
+                "profile": {"name": p.name, "slots": p.slots, "per": p.per},
+                "keys": self.tc.keys().digest, "windows": entries, "proofs": proofs,
+                "checkpoint": note.decode("utf-8")}
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="minutes")
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedClaim:
+    """What a verifier learns: the claim, the period, the checkpoint. Nothing else."""
+
+    claim: str
+    days: int
+    start_ms: int
+    end_ms: int
+    checkpoint_size: int
+    signer: str
+
+    def describe(self) -> str:
+        return (f"{self.claim} over {self.days} day(s), {_iso(self.start_ms)} to "
+                f"{_iso(self.end_ms)} (UTC), at checkpoint {self.checkpoint_size} signed by "
+                f"{self.signer}")
+
+
+def verify_claim(data: bytes, verifier: NoteVerifier, keys: Keys, *,
+                 checkpoint: bytes | None = None) -> VerifiedClaim:
+    """Check a claim file offline. ``checkpoint``: the signed note the verifier holds; the
+    claim must be made at it. Raises MalformedError, VerificationError (SignatureError,
+    ConsistencyError)."""
+    doc = load_document(data, limit=MAX_CLAIM, keys=CLAIM_KEYS, doc_type=CLAIM_TYPE,
+                        what="claim file")
+    claim = parse(doc["claim"]) if isinstance(doc["claim"], str) else None
+    if claim is None or claim.words != doc["claim"]:
+        raise MalformedError("the claim's words are not in canonical form")
+    p = keys.profile
+    if doc["profile"] != {"name": p.name, "slots": p.slots, "per": p.per}:
+        raise VerificationError(f"the claim was proved with the {doc['profile']!r} circuit "
+                                f"profile; these keys are for {p.name!r}")
+    if doc["keys"] != keys.digest:
+        raise VerificationError("the claim was proved under another setup than these "
+                                "verification keys (ask which ceremony made it)")
+    if not isinstance(doc["patient"], str) or len(doc["patient"]) != 64:
+        raise MalformedError("patient is 64 hex digits")
+    patient = bytes.fromhex(doc["patient"])
+    if not isinstance(doc["checkpoint"], str):
+        raise MalformedError("checkpoint is the signed note text")
+    note_bytes = doc["checkpoint"].encode("utf-8")
+    if checkpoint is not None and checkpoint.strip() != note_bytes.strip():
+        raise VerificationError("the claim was made at another checkpoint than the one "
+                                "given: ask for a proof at yours, or pass the claim's")
+    note = parse_note(note_bytes)
+    signer = note.verify([verifier])[0]
+    cp = Checkpoint.parse_body(note.text)
+    entries = doc["windows"]
+    if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_DAYS:
+        raise MalformedError(f"windows is a list of 1 to {MAX_DAYS} days")
+    windows: list[Window] = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise MalformedError("a window entry is an object")
+        stx: SignedTx = verify_ordered(entry, verifier, "commit", "zk.day")[0]
+        if not isinstance(entry.get("at_checkpoint"), list):
+            raise MalformedError("at_checkpoint is a list")
+        merkle.verify_inclusion(merkle.leaf_hash(_unb64(entry["commit"], "commit")),
+                                entry["log_index"], cp.size,
+                                [_unb64(h, "at_checkpoint hash")
+                                 for h in entry["at_checkpoint"]], cp.root)
+        b = stx.tx.body
+        if b["patient"] != patient:
+            raise VerificationError(f"day {i + 1}'s commitment is another patient's")
+        if (b["slots"], b["per"]) != (p.slots, p.per):
+            raise VerificationError(f"day {i + 1}'s commitment has another slot layout")
+        if windows and not _DAY_MIN <= b["start"] - windows[-1].start <= _DAY_MAX:
+            raise ConsistencyError(f"day {i + 1} does not follow day {i}: a claim covers "
+                                   "consecutive days")
+        windows.append(Window(b["start"], b["end"], int.from_bytes(b["commit"], "big")))
+    verify_chain(doc["proofs"], keys, claim, windows)
+    return VerifiedClaim(claim.words, len(windows), windows[0].start, windows[-1].end,
+                         cp.size, signer)
+
+
+def dumps_claim(doc: dict[str, Any]) -> bytes:
+    """The claim file's canonical bytes (sorted keys, no spaces, one newline)."""
+    return dumps_proof(doc)
+
