@@ -15,6 +15,11 @@ The expected results in tests/testdata/state/golden_results.json were written by
 
 so a test that replays them with today's code shows that old ledgers replay to the same
 results and the same state. Only glucoledger APIs both versions share are used here.
+
+Types added since (``gov.rotate_tls``, ``zk.day``) replay after those, so the old part's
+results and state stay comparable; their own results, in
+tests/testdata/state/golden_added.json, were written by the code that introduced them
+(``python -m tests.state.golden_ledger --added``) and pin their refusals from then on.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import hashlib
 import json
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from glucoledger import state as _state  # noqa: F401 - registers the handlers
@@ -33,6 +39,7 @@ from glucoledger.state.machine import REGISTRY, Context, apply
 from glucoledger.state.store import State
 
 CHAIN = "golden/bodies"
+GOLDEN = Path(__file__).parent.parent / "testdata" / "state" / "golden_results.json"
 T0 = 1_700_000_000_000
 HOUR = 3_600_000
 
@@ -109,6 +116,10 @@ def examples(w: World) -> dict[str, dict[str, Any]]:
         "gov.member_remove": {"name": "org3"},
         "gov.rotate_key": {"name": "org", "node": _key(12).public.to_value()},
         "gov.threshold": {"threshold": 1},
+        "gov.rotate_tls": {"name": "org", "tls_ca": b"-----BEGIN CERTIFICATE-----\nMIIB\n"
+                           b"-----END CERTIFICATE-----\n"},
+        "zk.day": {"patient": p, "start": T0 - T0 % HOUR, "end": T0 - T0 % HOUR + HOUR,
+                   "slots": 300, "per": 25, "commit": h32},
         "anchor.record": {"height": 0, "size": 1, "root": h32, "chain_id": 1,
                           "tx_hash": h33, "block_number": 7},
         "data.commit": {"patient": p, "stream": "cgm", "start": T0 - T0 % HOUR,
@@ -131,6 +142,7 @@ SENDER = {
     "chain.genesis": "organization", "gov.member_add": "organization",
     "gov.member_remove": "organization", "gov.rotate_key": "organization",
     "gov.threshold": "organization", "anchor.record": "organization",
+    "gov.rotate_tls": "organization", "zk.day": "node",
     "study.register": "organization", "study.amend": "organization",
     "study.close": "organization", "research.release": "organization",
     "alert": "node", "data.commit": "node", "research.manifest": "node",
@@ -170,8 +182,9 @@ def _world_setup(w: World) -> list[tuple[SignedTx, str | None]]:
     return out
 
 
-def replay() -> dict[str, Any]:
-    """Apply the golden ledger; every result per type and the final state's digest."""
+def replay(types: list[str] | None = None) -> dict[str, Any]:
+    """Apply the golden ledger of ``types`` (default: every registered type, in name order);
+    every result per type and the final state's digest."""
     w = World()
     st = State()
     index = 0
@@ -186,7 +199,7 @@ def replay() -> dict[str, Any]:
     for stx, _ in _world_setup(w):
         run(stx, "setup")
     ex = examples(w)
-    for ttype in sorted(REGISTRY):
+    for ttype in sorted(REGISTRY) if types is None else types:
         sender = SENDER.get(ttype, "patient")
         acct, key = w.ids[sender], w.keys[sender]
         for body in variants(ex[ttype]):
@@ -200,6 +213,19 @@ def replay() -> dict[str, Any]:
     return {"results": results, "state": digest.hexdigest(), "count": index}
 
 
+def golden_types() -> list[str]:
+    """The types of golden_results.json (written before typed bodies), in replay order."""
+    return sorted(t for t in json.loads(GOLDEN.read_text())["results"] if t != "setup")
+
+
+def added_replay() -> dict[str, Any]:
+    """The golden ledger, then the types added since: only the added types' results."""
+    old = golden_types()
+    got = replay(old + sorted(set(REGISTRY) - set(old)))
+    return {t: r for t, r in got["results"].items() if t not in old and t != "setup"}
+
+
 if __name__ == "__main__":
-    json.dump(replay(), sys.stdout, indent=0, sort_keys=True)
+    out = added_replay() if sys.argv[1:] == ["--added"] else replay()
+    json.dump(out, sys.stdout, indent=0, sort_keys=True)
     sys.stdout.write("\n")

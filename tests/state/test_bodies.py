@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,9 +23,9 @@ from glucoledger import codec
 from glucoledger.errors import MalformedError, RejectedError
 from glucoledger.state.machine import MISSING, REGISTRY, Body
 
-from .golden_ledger import SUBSTITUTES, World, examples, replay
+from .golden_ledger import GOLDEN, SUBSTITUTES, World, added_replay, examples, golden_types, replay
 
-GOLDEN = Path(__file__).parent.parent / "testdata" / "state" / "golden_results.json"
+ADDED = GOLDEN.with_name("golden_added.json")
 EXAMPLES = examples(World())
 
 
@@ -86,10 +85,19 @@ def test_parse_refuses_as_input_error_or_round_trips(ttype: str, data: st.DataOb
 
 def test_golden_ledger_replays_to_the_same_results_and_state() -> None:
     expected = json.loads(GOLDEN.read_text())
-    got = replay()
+    got = replay(golden_types())
     assert got["count"] == expected["count"] == 1202
     for ttype, results in expected["results"].items():
         assert got["results"][ttype] == results, ttype
     assert got["state"] == expected["state"]
     codes = {r[0] for v in got["results"].values() for r in v}
     assert "ok" in codes and len(codes) > 15  # the ledger reaches past the shape checks
+
+
+def test_types_added_since_replay_to_the_results_they_were_introduced_with() -> None:
+    expected = json.loads(ADDED.read_text())
+    assert set(expected) == set(REGISTRY) - set(golden_types())
+    got = added_replay()
+    for ttype, results in expected.items():
+        assert got[ttype] == results, ttype
+    assert {"ok", "malformed"} <= {r[0] for v in got.values() for r in v}

@@ -26,7 +26,7 @@ from typing import Any, Final
 from ..errors import RejectedError
 from ..ledger.tx import SignedTx
 from .accounts_model import load_account
-from .machine import Context, authorize, body_field, register, require
+from .machine import Body, Context, authorize, body_field, register, require
 from .store import State
 
 __all__ = ["FIELDS", "FIELD_MODULUS", "ZkDay", "zk_day_key"]
@@ -43,7 +43,9 @@ def zk_day_key(patient: bytes, start: int) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class ZkDay:
+class ZkDay(Body):
+    """The body of ``zk.day``: one window's Poseidon commitment (all fields required)."""
+
     patient: bytes
     start: int
     end: int
