@@ -27,7 +27,7 @@ import httpx
 import pytest
 import uvicorn
 
-from glucoledger.bench.common import parse_port_range
+from glucoledger.bench.common import parse_port_range, port_is_free
 from glucoledger.node import devcluster
 from glucoledger.ordering.cluster import ClusterError, EtcdCluster, find_etcd
 
@@ -48,15 +48,6 @@ def port_range() -> tuple[int, int] | None:
     return ports.start, ports.stop - 1
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
 def free_port() -> int:
     """A free loopback port: one of ``GLUCOLEDGER_TEST_PORTS`` in random order, or the
     system's choice when the variable is unset."""
@@ -67,7 +58,7 @@ def free_port() -> int:
             return int(s.getsockname()[1])
     lo, hi = span
     for port in random.sample(range(lo, hi + 1), hi - lo + 1):
-        if _bindable(port):
+        if port_is_free(port):
             return port
     raise RuntimeError(f"no free port in {lo}-{hi}")
 
@@ -79,7 +70,7 @@ def free_ports(count: int) -> int:
     starts = list(range(lo, hi - count + 2))
     random.Random(os.getpid() ^ time.time_ns()).shuffle(starts)
     for start in starts:
-        if all(_bindable(p) for p in range(start, start + count)):
+        if all(port_is_free(p) for p in range(start, start + count)):
             return start
     raise RuntimeError(f"no {count} consecutive free ports in {lo}-{hi}")
 

@@ -32,6 +32,7 @@ from typing import Any
 from ..errors import InputError
 
 __all__ = ["Ports", "add_port_args", "best_ceiling", "machine_load", "parse_port_range",
+           "port_is_free",
            "print_ceiling", "print_load", "signature_ceiling"]
 
 
@@ -53,7 +54,8 @@ def add_port_args(ap: argparse.ArgumentParser) -> None:
                     help="take every port this benchmark binds from FIRST-LAST")
 
 
-def _free(port: int) -> bool:
+def port_is_free(port: int) -> bool:
+    """Whether a loopback TCP port can be bound now (benchmarks and tests pick by it)."""
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", port))
@@ -93,7 +95,7 @@ class Ports:
                                  f"instead of (or as well as) --port {self.port}")
             return 0
         for p in self.span:
-            if p not in self._given and _free(p):
+            if p not in self._given and port_is_free(p):
                 self._given.add(p)
                 return p
         raise InputError(f"no free port left in {self.span.start}-{self.span.stop - 1}: "
@@ -119,7 +121,7 @@ class Ports:
         ports = list(self.span)
         for k in range(len(ports) - n + 1):
             run = ports[k:k + n]
-            if all(p not in self._given and _free(p) for p in run):
+            if all(p not in self._given and port_is_free(p) for p in run):
                 self._given.update(run)
                 return run[0]
         raise InputError(f"no {n} consecutive free ports in {self.span.start}-"
