@@ -32,8 +32,7 @@ from typing import Any
 from ..errors import InputError
 
 __all__ = ["Ports", "add_port_args", "best_ceiling", "machine_load", "parse_port_range",
-           "port_is_free",
-           "print_ceiling", "print_load", "signature_ceiling"]
+           "port_is_free", "print_ceiling", "print_load", "signature_ceiling"]
 
 
 def parse_port_range(text: str) -> range:
