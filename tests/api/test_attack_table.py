@@ -34,6 +34,7 @@ from glucoledger.node.keystore import Wallet, load_master_key
 
 from ..servers import ServeProcess
 
+DEEP = b"[" * 200_000
 SIDE_FILES = ("passwords.json", "enrolment.json", "addressbook.json", "nightscout.json",
               "reader_invites.json", "recovery.json")
 
@@ -318,6 +319,15 @@ CASES: list[tuple[str, Attack, int, str | None, bool]] = [
      422, "bad_input", False),
     *[(f"account name {n!r}", _open_named(n), 422, "bad_input", False)
       for n in (".", "..", "...", "-rf", ".hidden", "dr lee", "dr-lee\n")],
+    # Bodies nested 200,000 deep: once killed the server (py_ecc raised the recursion limit,
+    # so CPython's JSON scanner overflowed the C stack); now refused (jsonin).
+    ("a deeply nested claim file, unauthenticated",
+     lambda w: w.srv.client().post("/api/claims/verify", content=DEEP,
+                                   headers={"content-type": "application/json"}),
+     400, "malformed", False),
+    ("a deeply nested grant body", lambda w: w.alice[0].post(
+        "/api/grants", content=DEEP, headers={**w.alice[1], "content-type": "application/json"}),
+     400, None, False),
 ]
 
 
@@ -348,6 +358,17 @@ def test_attack(world: World, case: str, attack: Attack, status: int, code: str 
             mine = [e for e in trail if e["kind"] == "refused" and e["time_ms"] >=
                     events[-1]["time_ms"] - 1]
             assert mine, f"{case}: not in alice's audit trail"
+
+
+def test_deeply_nested_bodies_leave_the_server_serving(world: World) -> None:
+    for path in ("/api/claims/verify", "/api/v1/entries", "/api/v3/entries", "/api/session"):
+        r = world.srv.client().post(path, content=DEEP,
+                                    headers={"content-type": "application/json",
+                                             "api-secret": hashlib.sha1(
+                                                 b"alice-uploader-secret").hexdigest()})
+        assert r.status_code in (400, 401, 413, 422), (path, r.status_code, r.text[:200])
+        assert world.srv.proc.poll() is None, f"{path}: the server died"
+        assert world.srv.client().get("/api/status").status_code == 200
 
 
 @pytest.mark.parametrize("path", ["/api/audit", "/api/grants", "/api/v1/entries.json",

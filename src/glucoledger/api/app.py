@@ -12,7 +12,6 @@ Bodies over ``ServerSettings.max_body`` are refused with 413 before they are rea
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, Final
 
@@ -23,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__ as VERSION
+from .. import jsonin
 from ..errors import GlucoledgerError, PermissionDeniedError, RejectedError
 from ..node.service import Node
 from .context import ServerContext, ServerSettings
@@ -323,10 +323,6 @@ def json_body(raw: bytes) -> Any:
     if not raw.strip():
         raise MalformedError("the request has no body; send JSON")
     try:
-        return json.loads(raw, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as exc:
+        return jsonin.loads(raw)
+    except ValueError as exc:
         raise MalformedError(f"the body is not valid JSON ({str(exc)[:80]})") from None
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")

@@ -45,7 +45,7 @@ from typing import Any, Final
 import socketio  # type: ignore[import-untyped]
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .. import __version__
+from .. import __version__, jsonin
 from ..errors import (
     AuthenticationError,
     GlucoledgerError,
@@ -92,8 +92,9 @@ class NsSocket:
     def __init__(self, c: ServerContext, *, interval: float = 2.0) -> None:
         self.c = c
         self.interval = interval
+        # json=jsonin: packets are parsed with bounded nesting, as HTTP bodies are
         self.sio = socketio.AsyncServer(async_mode="asgi", max_http_buffer_size=c.settings.max_body,
-                                        logger=False, engineio_logger=False)
+                                        logger=False, engineio_logger=False, json=jsonin)
         self.app = socketio.ASGIApp(self.sio, socketio_path=PATH.strip("/"))
         self._clients: dict[str, _Client] = {}
         self._markers: dict[bytes, tuple[int, int]] = {}

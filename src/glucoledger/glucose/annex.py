@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
+from .. import jsonin
 from ..errors import MalformedError, OutOfRangeError
 
 __all__ = ["MAX_ANNEX_CHARS", "annex_text", "annex_value", "check_annex"]
@@ -35,15 +36,11 @@ def annex_text(value: dict[str, Any]) -> str:
                       allow_nan=False)
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def annex_value(text: str) -> dict[str, Any]:
     """The object an annex text holds. Raises MalformedError if it is not a JSON object."""
     try:
-        value = json.loads(text, parse_constant=_no_constant)
-    except (ValueError, RecursionError):
+        value = jsonin.loads(text)
+    except ValueError:
         raise MalformedError("the record's annex (ns) is not JSON text") from None
     if not isinstance(value, dict):
         raise MalformedError("the record's annex (ns) is not a JSON object")

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..crypto import PrivateKey, sha256
 from ..errors import ConsistencyError, InputError, NotFoundError
+from ..jsonin import recursion_limit_kept
 from ..ledger.checkpoint import Checkpoint, parse_note
 from ..ledger.finality import MemberSchedule, verify_final_at
 from ..ledger.tx import SignedTx, Transaction, sign
@@ -62,11 +63,13 @@ class AnchorReceipt:
 def connect(endpoint: str) -> Any:
     """A Web3 for ``tester`` (in-process eth-tester) or an http(s) JSON-RPC URL."""
     try:
-        from web3 import EthereumTesterProvider, HTTPProvider, Web3
+        with recursion_limit_kept():  # web3 imports py_ecc, which raises it (see jsonin)
+            from web3 import EthereumTesterProvider, HTTPProvider, Web3
     except ImportError:
         raise InputError("anchoring needs web3: pip install 'glucoledger[anchor]'") from None
     if endpoint == "tester":
-        return Web3(EthereumTesterProvider())
+        with recursion_limit_kept():  # py-evm raises it on import too
+            return Web3(EthereumTesterProvider())
     if endpoint.startswith(("http://", "https://")):
         return Web3(HTTPProvider(endpoint))
     raise InputError(f"anchor endpoint {endpoint!r}: use 'tester' or an http(s):// URL")

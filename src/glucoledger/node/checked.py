@@ -35,12 +35,12 @@ The format is data only (it crosses the process boundary as CBOR): ``{"v": 1, "c
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Final
 
+from .. import jsonin
 from ..errors import GlucoledgerError, InputError
 from ..glucose.readings import MAX_CLOCK_SKEW_MS, Batch
 from ..interop import nightscout as ns
@@ -66,10 +66,6 @@ class Judged:
     batches: list[Batch]
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def check_upload(method: str, path: str, body: bytes, now_ms: int | None = None
                  ) -> dict[str, Any] | None:
     """In a worker: the checked form of an upload, or None (not an upload route, or a body
@@ -79,7 +75,7 @@ def check_upload(method: str, path: str, body: bytes, now_ms: int | None = None
         return None
     now = int(time.time() * 1000) if now_ms is None else now_ms
     try:
-        value = json.loads(body, parse_constant=_no_constant)
+        value = jsonin.loads(body)
         outcomes = nsaccept.parse_each(collection, value, now)
         from .nightscout import batches_of  # the very grouping the ordering process uses
 

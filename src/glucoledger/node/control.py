@@ -36,7 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .. import codec
+from .. import codec, jsonin
 from ..crypto import PrivateKey, PublicKey
 from ..crypto.httpsig import NonceCache, sign_request, verify_request
 from ..errors import (
@@ -198,7 +198,7 @@ def _request(url: str, data: bytes | None = None, timeout: float = 60.0,
             return bytes(resp.read())
     except urllib.error.HTTPError as exc:
         try:
-            doc = json.loads(exc.read())
+            doc = jsonin.loads(exc.read())
             err = GlucoledgerError(str(doc["error"]), code=str(doc["code"]))
         except (ValueError, KeyError):
             err = OrderingError(f"node at {url} answered HTTP {exc.code}")
@@ -233,12 +233,12 @@ def submit(url: str, envelopes: list[bytes], node_key: PrivateKey,
     current member's node key)."""
     target = url.rstrip("/") + "/submit"
     body = _signed("POST", target, node_key, timeout, codec.encode(envelopes))
-    receipts: list[dict[str, Any]] = json.loads(body)["receipts"]
+    receipts: list[dict[str, Any]] = jsonin.loads(body)["receipts"]
     return receipts
 
 
 def get_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads(_request(url.rstrip("/") + "/status", timeout=timeout))
+    doc: dict[str, Any] = jsonin.loads(_request(url.rstrip("/") + "/status", timeout=timeout))
     return doc
 
 

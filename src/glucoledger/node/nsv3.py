@@ -26,6 +26,7 @@ import binascii
 import json
 from typing import TYPE_CHECKING, Any, Final
 
+from .. import jsonin
 from ..crypto.hashing import constant_time_equal, hmac_sha256
 from ..crypto.legacy import credential_hash, nightscout_secret_digests
 from ..errors import AuthenticationError
@@ -84,7 +85,7 @@ class V3:
             good = hmac_sha256(self._key, f"{head}.{body}".encode())
             if not constant_time_equal(_unb64(sig), good):
                 raise ValueError("signature")
-            claims = json.loads(_unb64(body))
+            claims = jsonin.loads(_unb64(body))
             sub, exp = str(claims["accessToken"]), int(claims["exp"])
         except (ValueError, KeyError, TypeError, binascii.Error):
             raise AuthenticationError("the JWT is not one this server issued: request a new "

@@ -29,7 +29,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .. import codec
+from .. import codec, jsonin
 from ..errors import ConsistencyError, MalformedError, NotFoundError
 from ..glucose.readings import Record, record_from_value
 from ..ledger import merkle
@@ -79,8 +79,8 @@ def load_document(data: bytes, *, limit: int, keys: set[str], doc_type: str, wha
     if len(data) > limit:
         raise MalformedError(f"the {what} is larger than {limit} bytes")
     try:
-        doc = json.loads(data.decode("ascii"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        doc = jsonin.loads(data.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
         raise MalformedError(f"the {what} is not JSON text") from None
     if not isinstance(doc, dict) or set(doc) != keys or doc.get("type") != doc_type:
         raise MalformedError(f"not a {doc_type} document")

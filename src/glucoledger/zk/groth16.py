@@ -30,14 +30,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from py_ecc import optimized_bn128 as _bn
-
 from ..errors import MalformedError, VerificationError
+from ..jsonin import recursion_limit_kept
+
+
+def _import_bn() -> Any:
+    """py_ecc's optimized BN254, imported without its side effect: py_ecc raises the
+    interpreter's recursion limit to 100,000 on import (see jsonin). Its optimized curve
+    code recurses at most about 256 levels (double-and-add over 254-bit scalars)."""
+    with recursion_limit_kept():
+        from py_ecc import optimized_bn128
+    return optimized_bn128
 
 __all__ = ["Proof", "VerifyingKey", "fast_backend", "verify", "verify_batch", "verify_json"]
 
 #: py_ecc's optimized BN254 (its names are not re-exported for type checkers).
-bn: Any = _bn
+bn: Any = _import_bn()
 G1Point = Any
 G2Point = Any
 R = bn.curve_order
