@@ -167,3 +167,41 @@ def test_erasure_takes_the_tags_with_the_batches(site: Site) -> None:
     assert site.vault_rows() == 0
     assert site.ctx.svc.vault.tagged(
         [site.ns._key(patient.id, "entries", f"sgv|{t}")]) == set()
+
+
+def test_a_retry_after_a_failed_commit_stores_the_documents(
+        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ordered log refuses one append (as a full disk does: StorageError, 503, nothing
+    acknowledged); the failed attempt's vault row stays pending with the documents' tags.
+    The uploader's retry must store them, not answer them as repeats (found by the disk-full
+    trial under ``serve``: an acknowledged retry that was never committed)."""
+    from glucoledger.errors import StorageError
+
+    ann = _binding(site, "ann")
+    assert site.node is not None
+    orderer = site.node.orderer
+    real = orderer.append
+    calls = {"n": 0}
+
+    def fail_once(entries):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise StorageError("disk full while appending to the ordered log (injected)")
+        return real(entries)
+
+    t = NOW - 5_400_000
+    docs = [_sgv(t + k * 300_000, 100 + k) for k in range(3)]
+    monkeypatch.setattr(orderer, "append", fail_once)
+    with pytest.raises(StorageError):
+        site.ns.upload(ann, "entries", docs, NOW)
+    answer = site.ns.upload(ann, "entries", docs, NOW)
+    assert len(answer) == 3 and calls["n"] >= 2
+    vault = site.ctx.svc.vault
+    rows = vault.batches()
+    assert [r.status for r in rows] == ["committed"], rows  # the failed attempt is dropped
+    patient = identity(site.node, "ann")
+    tags = [site.ns._key(patient.id, "entries", f"sgv|{d['date']}") for d in docs]
+    assert {r.ct for r in vault.tag_owners(tags).values()} == {rows[0].ct}
+    got = site.ns.read(ann, "entries", _query(site, 10))
+    assert sorted(int(d["date"]) for d in got) == [int(d["date"]) for d in docs]  # type: ignore[call-overload]
+    assert site.ns.upload(ann, "entries", docs, NOW) == answer and len(vault.batches()) == 1

@@ -338,8 +338,7 @@ class NightscoutService:
             p.current = [self.versions.current(patient, h) for h in p.heads]
             p.ctags = [self.versions.content_tag(patient, h, n, d)
                        for h, (n, _), d in zip(p.heads, p.current, p.docs, strict=True)]
-        stored = self.ingest.vault.tagged([k for p in posts
-                                           for k in (*p.ids, *p.heads, *p.ctags)])
+        stored = self._stored([k for p in posts for k in (*p.ids, *p.heads, *p.ctags)])
         claimed: set[bytes] = set()  # documents earlier POSTs of this group store
         work: list[tuple[_Post, list[Any], list[tuple[int, int, list[bytes], list[Any]]]]] = []
         later: list[_Post] = []
@@ -410,6 +409,18 @@ class NightscoutService:
             p.future.set_result(p.answer())
         if later:
             self._store(later)
+
+    def _stored(self, tags: list[bytes]) -> set[bytes]:
+        """Which of ``tags`` a committed batch holds. Every attempt of this pipeline settles
+        before the next round, so a batch still pending here is an earlier attempt whose
+        commit failed (a full disk, a lost quorum): its documents were never acknowledged
+        (503) and must be stored again when retried, not answered as repeats. ``recover``
+        settles such rows first (committed if the ledger accepted them after all)."""
+        owners = self.ingest.vault.tag_owners(tags)
+        if any(row.status != "committed" for row in owners.values()):
+            self.ingest.recover()
+            owners = self.ingest.vault.tag_owners(tags)
+        return {t for t, row in owners.items() if row.status == "committed"}
 
     def _head(self, patient: bytes, collection: str, own: bytes, target: str | None
               ) -> bytes:

@@ -241,10 +241,17 @@ class Vault:
     # --- the batch index ------------------------------------------------------------------
     def add_pending(self, rows: Sequence[BatchRow],
                     tags: Sequence[tuple[bytes, bytes]] = ()) -> None:
-        """Record batches as pending, with their idempotency ``tags`` (tag, ct), atomically."""
+        """Record batches as pending, with their idempotency ``tags`` (tag, ct), atomically.
+
+        A tag a committed batch holds stays with it. A tag only a pending batch holds (an
+        earlier attempt whose commit failed, still unsettled) moves to the new batch: the
+        documents are stored again, and the tags follow the batch that will be committed, so
+        the failed attempt's row can be dropped without taking them along."""
         self._many([(f"INSERT INTO batches VALUES ({','.join('?' * len(_COLS))})",
                      [r.as_tuple() for r in rows]),
-                    ("INSERT OR IGNORE INTO tags VALUES (?, ?)", tags)])
+                    ("INSERT INTO tags VALUES (?, ?) ON CONFLICT(tag) DO UPDATE SET "
+                     "ct = excluded.ct WHERE NOT EXISTS (SELECT 1 FROM batches b WHERE "
+                     "b.ct = tags.ct AND b.status = 'committed')", tags)])
 
     def settle(self, committed: Sequence[tuple[bytes, int]], dropped: Sequence[bytes]) -> None:
         """Mark (ct, tx index) committed; delete refused batches' rows and their tags.
