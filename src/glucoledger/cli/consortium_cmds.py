@@ -404,9 +404,9 @@ def propose(
         help="member-add: the new member's line from `consortium keys`.")] = None,
     vkey: Annotated[str | None, typer.Option(
         help="rotate-key: the member's new node key (vkey).")] = None,
-    ca: Annotated[Path | None, typer.Option(
-        help="rotate-cert: the member's new TLS CA certificate (from `consortium "
-        "rotate-cert`).")] = None,
+    ca: Annotated[Path | None, in_file(
+        "rotate-cert: the member's new TLS CA certificate (from `consortium rotate-cert`).",
+        option="--ca")] = None,
     threshold: Annotated[int | None, typer.Option(
         help="The checkpoint threshold after the change.", min=1, max=1000)] = None,
     at: Annotated[int | None, typer.Option(

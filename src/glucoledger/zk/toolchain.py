@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..errors import BackendError, RejectedError
+from ..files import atomic_write
 
 __all__ = ["NPM_PACKAGES", "PROFILES", "Keys", "Profile", "Toolchain", "default_profile",
            "load_keys", "zk_home"]
@@ -172,17 +173,17 @@ class Toolchain:
         circom = self._bin("circom2")
         out.mkdir(parents=True, exist_ok=True)
         # circom2 runs under WASI and sees only its working folder: copy the sources in.
-        (out / "glucose.circom").write_bytes(_source())
+        atomic_write(out / "glucose.circom", _source())
         lib = out / "lib"
         if not lib.exists():
             shutil.copytree(self.home / "node_modules" / "circomlib" / "circuits", lib)
         p = self.profile
-        (out / "day.circom").write_text(
+        atomic_write(out / "day.circom", (
             'pragma circom 2.0.0;\ninclude "glucose.circom";\ncomponent main {public '
-            f"[dayCommit, accInCommit, accOutCommit]}} = Day({p.slots}, {p.per});\n")
-        (out / "claim.circom").write_text(
-            'pragma circom 2.0.0;\ninclude "glucose.circom";\n'
-            "component main {public [accCommit, a, b, c, d]} = Claim();\n")
+            f"[dayCommit, accInCommit, accOutCommit]}} = Day({p.slots}, {p.per});\n").encode())
+        atomic_write(out / "claim.circom", (
+            b'pragma circom 2.0.0;\ninclude "glucose.circom";\n'
+            b"component main {public [accCommit, a, b, c, d]} = Claim();\n"))
         for name in ("day", "claim"):
             self._run([str(circom), f"{name}.circom", "--r1cs", "--wasm", "--O2", "-l", "lib",
                        "-o", "."], what=f"circom {name}.circom", cwd=out)
@@ -259,9 +260,9 @@ class Toolchain:
                                "run `glucoledger zk-setup`", code="zk_toolchain")
         with tempfile.TemporaryDirectory(prefix="glucoledger-zk-") as tmp:
             t = Path(tmp)
-            (t / "input.json").write_text(json.dumps(
+            atomic_write(t / "input.json", json.dumps(
                 {k: (str(v) if isinstance(v, int) else [str(x) for x in v])
-                 for k, v in inputs.items()}))
+                 for k, v in inputs.items()}).encode())
             wasm = self.build_dir / f"{circuit}_js" / f"{circuit}.wasm"
             try:
                 self.snarkjs("wtns", "calculate", str(wasm), str(t / "input.json"),
@@ -282,8 +283,8 @@ class Toolchain:
         """snarkjs's own verifier (for the agreement tests; the product never calls it)."""
         with tempfile.TemporaryDirectory(prefix="glucoledger-zkv-") as tmp:
             t = Path(tmp)
-            (t / "proof.json").write_text(json.dumps(proof))
-            (t / "public.json").write_text(json.dumps([str(x) for x in public]))
+            atomic_write(t / "proof.json", json.dumps(proof).encode())
+            atomic_write(t / "public.json", json.dumps([str(x) for x in public]).encode())
             done = subprocess.run([str(self._bin("snarkjs")), "groth16", "verify",
                                    str(self.setup_dir / f"{circuit}.vkey.json"),
                                    str(t / "public.json"), str(t / "proof.json")],
