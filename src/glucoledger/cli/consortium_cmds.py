@@ -309,11 +309,14 @@ def _read(path: Path, what: str) -> bytes:
 
 @consortium_app.command("status")
 def status(data: DataOpt = None, to: ToOpt = None) -> None:
-    """Show a running member's height, final checkpoint and divergence reports.
+    """Show a running member's height, final checkpoint, members and divergence reports
+    (the request is signed with the node key of the --data member folder).
 
     Example: glucoledger consortium status --data /srv/gl
     """
-    console.print_json(json.dumps(control.get_status(_control_url(data, to))))
+    _, wallet = member_of(data_dir(data))
+    console.print_json(json.dumps(control.get_status(_control_url(data, to),
+                                                     wallet.load("node"))))
 
 
 @consortium_app.command("submit")

@@ -69,6 +69,7 @@ from ..state.governance import member_schedule, tls_changes
 from ..state.replica import ReplicaFailedError
 from . import tlsrotation
 from .integrity import StoreDamagedError, quick_check, state_check
+from .peerauth import NOBODY, Peers, peers_at
 from .service import Node, NodeConfig, etcd_chain_key
 
 __all__ = ["ConsortiumNode", "Status"]
@@ -102,6 +103,12 @@ class Status:
     control: str | None = None
     #: The last TLS change applied (``node.tlsrotation``) and what its operator must do.
     tls: str | None = None
+    #: The members in force at this node's height (whom its control endpoint accepts).
+    members: list[str] = field(default_factory=list)
+    #: Set when this node's own member was removed by governance: why it is shut out.
+    removed: str | None = None
+    #: The last failure to bring etcd's users to the member set (RBAC duty), until it works.
+    rbac: str | None = None
     updated: float = 0.0
 
 
@@ -140,9 +147,9 @@ class ConsortiumNode:
         note = self.node.store.get_meta("final")
         if isinstance(note, bytes):
             self.final = _as_final(note)
-        #: Node keys (by key id) of the members in force at our newest height: who may call
-        #: node-to-node endpoints. Replaced whole by the loop, read by request threads.
-        self.current_members: dict[bytes, NoteVerifier] = {}
+        #: The members in force at our height and the keys that left (``node.peerauth``):
+        #: who may call node-to-node endpoints. Replaced whole by the loop, read by requests.
+        self.peers: Peers = NOBODY
         self._rbac = _admin(self.data_dir, config.orderer)
         self._rbac_names: frozenset[str] = frozenset()
         self._members_now(self.schedule())
@@ -397,10 +404,19 @@ class ConsortiumNode:
             return None
         return member_schedule(self.node.state)
 
+    @property
+    def current_members(self) -> dict[bytes, NoteVerifier]:
+        """Node keys (by key id) of the members in force at our height."""
+        return self.peers.current
+
     def _members_now(self, schedule: MemberSchedule | None) -> None:
-        members = () if schedule is None else schedule.at(self.node.store.height())[0]
-        self.current_members = {v.key.key_id: v for v in members}
-        self.status.members_known = bool(self.current_members)
+        self.peers = peers_at(schedule, self.node.store.height())
+        self.status.members_known = bool(self.peers.current)
+        self.status.members = self.peers.names
+        gone = [f for f in self.peers.former.values() if f.name == self.name and f.removed]
+        if gone and self.status.removed is None:
+            self.status.removed = gone[0].message()
+            log.error("%s", self.status.removed)
 
     def _collect(self) -> None:
         schedule = self.schedule()
@@ -445,12 +461,20 @@ class ConsortiumNode:
         members in force now: a member removed by governance loses its etcd access once
         this node derived the block from which the removal holds. Retried every round until
         etcd accepts it."""
-        names = frozenset(v.name for v in self.current_members.values())
+        names = frozenset(self.peers.names)
         if self._rbac is None or not names or names == self._rbac_names:
             return
-        for gone in self._rbac.reconcile(names):
+        try:
+            revoked = self._rbac.reconcile(names)
+        except OrderingError as exc:  # finality goes on; the revocation is retried
+            self.status.rbac = (f"revoking removed members' etcd users failed: {exc.message}; "
+                                "retried every round")
+            log.error("%s", self.status.rbac)
+            return
+        for gone in revoked:
             log.warning("revoked the etcd access of %s: no longer a member", gone)
         self._rbac_names = names
+        self.status.rbac = None
 
     def _our_text(self, height: int) -> bytes:
         """This node's note text at ``height`` (stored blocks never change: cached)."""

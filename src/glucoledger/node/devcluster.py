@@ -271,7 +271,7 @@ def restart_etcd(base: Path) -> list[str]:
         deadline = time.monotonic() + patience(60)
         while True:
             bundles = {(Path(n["data"]) / "tls" / "trust.pem").read_bytes()
-                       for n in state["nodes"]
+                       for n in _in_force(state["nodes"])
                        if (Path(n["data"]) / "tls" / "trust.pem").exists()}
             if len(bundles) == 1:
                 break
@@ -286,6 +286,23 @@ def restart_etcd(base: Path) -> list[str]:
         cluster.restart_member(i)
     cluster.wait_healthy(patience(60))
     return [f"etcd {m.name} (pid {m.pid})" for m in cluster.members]
+
+
+def _in_force(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The nodes of the members in force, as the most advanced node's status lists them: a
+    removed member's node stops deriving (its etcd user is gone) and keeps an old bundle."""
+    best: tuple[int, list[str]] | None = None
+    for n in nodes:
+        try:
+            doc = json.loads((Path(n["data"]) / "status.json").read_text())
+            seen = (int(doc["height"]), [str(m) for m in doc.get("members") or []])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if seen[1] and (best is None or seen[0] > best[0]):
+            best = seen
+    if best is None:
+        return nodes
+    return [n for n in nodes if n["name"] in best[1]]
 
 
 def stop_member_node(base: Path, name: str) -> str:
