@@ -30,7 +30,7 @@ import pytest
 from glucoledger import codec, crypto
 from glucoledger.crypto.httpsig import sign_request
 from glucoledger.errors import AuthenticationError, PermissionDeniedError
-from glucoledger.node import control
+from glucoledger.node import control, devcluster
 from glucoledger.node.service import etcd_chain_key
 from glucoledger.ordering._gateway import Gateway, GatewayError, TlsFiles, b64
 from glucoledger.ordering.etcd_rbac import EtcdAdmin
@@ -216,3 +216,38 @@ def test_a_removed_member_can_neither_write_to_etcd_nor_call_a_node(
                      "the remaining pair to finalize past the removal")
     assert sorted(top["final_signers"]) == ["org-0", "org-1"]
     assert c.status(0)["rbac"] is None
+
+    # Defence in depth, once the operators restart etcd with the bundle in force (what
+    # `cluster restart-etcd` does): org-2's etcd member leaves the Raft cluster, and its
+    # certificate no longer completes a TLS handshake with the remaining members.
+    lines = devcluster.restart_etcd(c.base)
+    assert lines[0] == "removed etcd m2 of org-2 from the cluster", lines
+    assert sum(line.startswith("restarted etcd") for line in lines) == 2, lines
+    kept = _endpoints(c)[:2]
+    t1, t2 = c.folders[1] / "tls", c.folders[GONE] / "tls"
+    secret = json.loads((t2 / "etcd-user.json").read_text())["password"]
+    stale = TlsFiles(str(t1 / "trust.pem"), str(t2 / "etcd-client.pem"),
+                     str(t2 / "etcd-client.key"), "member:org-2", secret)
+    for endpoint in kept:
+        gw = Gateway([endpoint], 3.0, stale)
+        try:
+            with pytest.raises(GatewayError) as refused:
+                gw.call("/v3/kv/range", {"key": b64(PREFIX + "head/org-0")})
+        finally:
+            gw.close()
+        assert "SSL" in str(refused.value) and secret not in str(refused.value), refused.value
+        member = Gateway([endpoint], 3.0, TlsFiles.in_dir(str(t1)))  # the positive control
+        try:
+            assert _get(member, PREFIX + "head/org-0") is not None
+        finally:
+            member.close()
+    root = _root(c)
+    try:
+        listed = root.call("/v3/cluster/member/list", {}).body["members"]
+        assert sorted(m["name"] for m in listed) == ["m0", "m1"]
+    finally:
+        root.close()
+    receipts = c.submit(patient_envelopes(2), prefer=1)
+    assert all(r["code"] == "ok" for r in receipts), receipts
+    wait_until(lambda: (s := c.converged([0, 1])) and s["height"] >= receipts[0]["height"], 60,
+               "the remaining pair to finalize after the etcd restart")

@@ -539,12 +539,13 @@ MemberName = Annotated[str, typer.Option("--name", help="The member, e.g. org-2.
 @cluster_app.command("restart-etcd")
 def cluster_restart_etcd(dir: ClusterDir = Path("consortium")) -> None:
     """Restart every etcd member with the trust bundle the nodes have in force (after a
-    `rotate-cert` took effect: etcd reads its trusted CAs only at start).
+    `rotate-cert` or a member's removal took effect: etcd reads its trusted CAs only at
+    start); a removed organization's etcd member leaves the cluster.
 
     Example: glucoledger cluster restart-etcd --dir D
     """
     for line in devcluster.restart_etcd(dir):
-        console.print(f"restarted {line}")
+        console.print(line)
 
 
 @cluster_app.command("stop-node")

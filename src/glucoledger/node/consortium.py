@@ -348,7 +348,7 @@ class ConsortiumNode:
         last = self.node.last_header()
         if last is not None:
             self.status.height, self.status.log_size = last.height, last.log_size
-        if not self.current_members:  # the genesis block was just derived: who may call us
+        if self.peers.height != self.node.store.height():  # new blocks: who may call us now
             self._members_now(self.schedule())
         self._apply_tls()
 

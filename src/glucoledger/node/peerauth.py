@@ -58,6 +58,7 @@ class Former:
 class Peers:
     current: dict[bytes, NoteVerifier]
     former: dict[bytes, Former]
+    height: int = -1  # the height these were judged at (-1: before the genesis block)
 
     @property
     def names(self) -> list[str]:
@@ -87,4 +88,4 @@ def peers_at(schedule: MemberSchedule | None, height: int) -> Peers:
             continue
         since = entries[i + 1][0]  # absent from the entry after its last one (i < last)
         former[key_id] = Former(v.name, since, v.name not in names, v.key)
-    return Peers(current, former)
+    return Peers(current, former, height)
