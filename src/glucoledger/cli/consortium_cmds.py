@@ -7,13 +7,15 @@ from __future__ import annotations
 import json
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
 from .. import codec
-from ..errors import InputError, NotFoundError
+from ..crypto import PrivateKey
+from ..errors import InputError, NotFoundError, PermissionDeniedError
 from ..files import atomic_write
 from ..node import control, devcluster
 from ..node.blockexport import export_blocks, import_blocks
@@ -297,6 +299,22 @@ def _control_url(data: Path | None, to: str | None) -> str:
 
 
 ToOpt = Annotated[str | None, typer.Option("--to", help="A node's control URL.")]
+_T = TypeVar("_T")
+
+
+def _as_member(data: Path | None, call: Callable[[PrivateKey], _T]) -> _T:
+    """``call`` signed with the member folder's node key; after a `rotate-key` took effect
+    the old key is refused (403 ``replaced_key``, nothing done) and the next one in the
+    wallet is tried."""
+    _, wallet = member_of(data_dir(data))
+    keys = wallet.node_keys()
+    for key in keys[:-1]:
+        try:
+            return call(key)
+        except PermissionDeniedError as exc:
+            if exc.code != "replaced_key":
+                raise
+    return call(keys[-1])
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -314,9 +332,8 @@ def status(data: DataOpt = None, to: ToOpt = None) -> None:
 
     Example: glucoledger consortium status --data /srv/gl
     """
-    _, wallet = member_of(data_dir(data))
-    console.print_json(json.dumps(control.get_status(_control_url(data, to),
-                                                     wallet.load("node"))))
+    url = _control_url(data, to)
+    console.print_json(json.dumps(_as_member(data, lambda k: control.get_status(url, k))))
 
 
 @consortium_app.command("submit")
@@ -330,8 +347,8 @@ def submit(file: Annotated[Path, in_file("A CBOR list of envelopes, or one envel
     raw = _read(file, "the transactions file")
     value = codec.decode(raw, max_size=64 << 20)
     envelopes = value if isinstance(value, list) else [raw]
-    _, wallet = member_of(data_dir(data))
-    for r in control.submit(_control_url(data, to), envelopes, wallet.load("node")):
+    url = _control_url(data, to)
+    for r in _as_member(data, lambda k: control.submit(url, envelopes, k)):
         console.print(f"{r['tx_hash'] or '-'} block {r['height']} index {r['index']}: "
                       f"{r['code']} {r['message']}")
 

@@ -169,10 +169,13 @@ class ConsortiumNode:
         self.node.on_blocks = self._blocks_stored
 
     def _blocks_stored(self) -> None:
-        """New blocks are stored: say so in status.json before their submits are answered."""
+        """New blocks are stored: say so in status.json, and judge callers by the members
+        now in force, before their submits are answered."""
         last = self.node.last_header()
         if last is not None:
             self.status.height, self.status.log_size = last.height, last.log_size
+            if self.peers.height != self.node.store.height():
+                self._members_now(self.schedule())
             self._write_status()
 
     # --- node keys (rotated by governance at a stated height) -----------------------------
