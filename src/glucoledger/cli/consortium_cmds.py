@@ -261,10 +261,14 @@ def etcd_user(name: Annotated[str, typer.Option(help="The member's name.")],
                                                     option="--genesis")],
               orderer: Annotated[str, typer.Option(help="etcd://HOST:PORT[,...] (TLS).")],
               admin: Annotated[Path, typer.Option(
-                  help="The folder `consortium etcd-auth` made (etcd's root).")]) -> None:
+                  help="The folder `consortium etcd-auth` made (etcd's root).")],
+              revoke: Annotated[bool, typer.Option(
+                  "--revoke", help="Delete the member's etcd user and role instead.")] = False
+              ) -> None:
     """Create a member's etcd user, or give it a new password (the old one stops working):
     for a member added by `propose member-add`, or one whose user file was lost. Writes
-    ADMIN/users/NAME/etcd-user.json for the member to keep as tls/etcd-user.json.
+    ADMIN/users/NAME/etcd-user.json for the member to keep as tls/etcd-user.json. With
+    --revoke: delete it (a removed member, if the root holder's node is not running to do it).
 
     Example: glucoledger consortium etcd-user --name org-d --genesis genesis.json
     --orderer etcd://a:2379,b:2379,c:2379 --admin /srv/etcd-admin
@@ -279,6 +283,14 @@ def etcd_user(name: Annotated[str, typer.Option(help="The member's name.")],
                          "etcd-auth` first, or pass the folder it made")
     root = EtcdAdmin.from_folder(orderer.partition("?")[0], admin)
     try:
+        if revoke:
+            had = user_name(name) in root.users()
+            root.revoke(name)
+            (admin / "users" / name / "etcd-user.json").unlink(missing_ok=True)
+            said = ("deleted: its token and password no longer work" if had
+                    else "was not there (nothing to do)")
+            console.print(f"{name}: etcd user {user_name(name)} {said}")
+            return
         password = root.add_member(etcd_chain_key(doc.chain), name)
     finally:
         root.close()
