@@ -52,10 +52,8 @@ from ..errors import (
     OrderingError,
     StorageError,
 )
-from ..ledger.block import BlockHeader
 from ..ledger.checkpoint import Checkpoint, NoteVerifier, parse_note
 from ..ledger.finality import (
-    Divergence,
     FinalCheckpoint,
     MemberSchedule,
     decide,
@@ -68,7 +66,7 @@ from ..state.accounts import GENESIS_KEY
 from ..state.governance import member_schedule, tls_changes
 from ..state.replica import ReplicaFailedError
 from . import tlsrotation
-from .integrity import StoreDamagedError, quick_check, state_check
+from .integrity import StoreDamagedError, quick_check, reported_damage, state_check
 from .peerauth import NOBODY, Peers, peers_at
 from .service import Node, NodeConfig, etcd_chain_key
 
@@ -438,7 +436,7 @@ class ConsortiumNode:
         self._members_now(schedule)
         self._revoke_removed()
         final, diverged = decide(published, schedule, ours, self._verified)
-        diverged += self._damaged_peers(health)
+        diverged += reported_damage(health, self.name, self.node.store)
         if final is not None and (self.final is None
                                   or final.checkpoint.height > self.final.checkpoint.height):
             mine = ours.get(final.checkpoint.height)
@@ -494,29 +492,6 @@ class ConsortiumNode:
         if len(self._ours) > _CACHE:
             low = min(published, default=0)
             self._ours = {h: t for h, t in self._ours.items() if h >= low}
-
-    def _damaged_peers(self, health: dict[str, bytes]) -> list[Divergence]:
-        out = []
-        for name, raw in health.items():
-            try:
-                doc = json.loads(raw)
-            except ValueError:
-                continue
-            if name == self.name or doc.get("ok", True):
-                continue
-            h = int(doc.get("height", 0))
-            try:
-                ours = BlockHeader.decode(self.node.store.block_row(h)[1]).log_root
-            except GlucoledgerError:
-                ours = b""
-            try:
-                theirs = bytes.fromhex(doc.get("derived_root", ""))
-            except (TypeError, ValueError):
-                theirs = b""
-            out.append(Divergence(name, h, ours, theirs,
-                                  f"it stopped: {doc.get('reason') or doc.get('what', '?')}; "
-                                  "it refuses to sign or serve"))
-        return out
 
     def _gc(self, final_height: int) -> None:
         below = final_height - _KEEP_SIGS
