@@ -216,6 +216,17 @@ def test_a_removed_member_can_neither_write_to_etcd_nor_call_a_node(
                      "the remaining pair to finalize past the removal")
     assert sorted(top["final_signers"]) == ["org-0", "org-1"]
     assert c.status(0)["rbac"] is None
+    # A "stopped" report left under the removed member's name is no longer news.
+    root = _root(c)
+    try:
+        root.call("/v3/kv/put", {"key": b64(PREFIX + "health/org-2"), "value": b64(json.dumps(
+            {"ok": False, "height": 1, "reason": "left behind"}))})
+    finally:
+        root.close()
+    mark = c.submit(patient_envelopes(1))[0]["height"]
+    wait_until(lambda: (s := c.converged([0, 1])) and s["final_height"] >= mark, 40,
+               "a round after the stale report")
+    assert not [d for i in (0, 1) for d in c.status(i)["diverged"]], c.status(0)["diverged"]
 
     # Defence in depth, once the operators restart etcd with the bundle in force (what
     # `cluster restart-etcd` does): org-2's etcd member leaves the Raft cluster, and its

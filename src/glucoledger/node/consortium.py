@@ -436,7 +436,9 @@ class ConsortiumNode:
         self._members_now(schedule)
         self._revoke_removed()
         final, diverged = decide(published, schedule, ours, self._verified)
-        diverged += reported_damage(health, self.name, self.node.store)
+        members = set(self.peers.names)  # a removed member's old report is not news
+        diverged += reported_damage({k: v for k, v in health.items() if k in members},
+                                    self.name, self.node.store)
         if final is not None and (self.final is None
                                   or final.checkpoint.height > self.final.checkpoint.height):
             mine = ours.get(final.checkpoint.height)
