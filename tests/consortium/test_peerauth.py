@@ -5,28 +5,19 @@ from __future__ import annotations
 
 from glucoledger import crypto
 from glucoledger.ledger.checkpoint import NoteVerifier
-from glucoledger.ledger.log import encode_cut, encode_tx_entry
 from glucoledger.ledger.tx import Transaction, sign
 from glucoledger.node.peerauth import NOBODY, peers_at
 from glucoledger.state import Replica
 from glucoledger.state.accounts_model import account_id, single_key_policy
 from glucoledger.state.governance import member_schedule
 
-from .test_governance import CHAIN, _founders
-
-
-def _block(replica: Replica, envelopes: list[bytes]) -> list[str]:
-    for e in envelopes:
-        replica.feed(0, encode_tx_entry(e))
-    block = replica.feed(0, encode_cut(replica.next_height, 1000))
-    assert block is not None
-    return [r.code for r in block.results]
+from .test_governance import CHAIN, _founders, _run
 
 
 def test_removed_and_replaced_keys_are_former_from_the_height_their_change_states() -> None:
     g, orgs, nodes = _founders()
     replica = Replica(CHAIN)
-    assert _block(replica, [g.envelope()]) == ["ok"]  # block 0
+    assert _run(replica, [g.envelope()]) == ["ok"]  # block 0
     sender = account_id("organization", single_key_policy(orgs[0].public))
     new_key = crypto.generate()
 
@@ -34,7 +25,7 @@ def test_removed_and_replaced_keys_are_former_from_the_height_their_change_state
         return sign(Transaction(CHAIN, type_, body, sender, nonce), [orgs[0], orgs[1]]).raw
 
     # Block 1: org-1's node key rotates from height 3; org-2 leaves from height 5.
-    assert _block(replica, [
+    assert _run(replica, [
         gov("gov.rotate_key", {"name": "org-1", "node": new_key.public.to_value(), "at": 3}, 0),
         gov("gov.member_remove", {"name": "org-2", "at": 5}, 1)]) == ["ok", "ok"]
     schedule = member_schedule(replica.state)

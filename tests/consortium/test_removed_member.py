@@ -31,14 +31,13 @@ from glucoledger import codec, crypto
 from glucoledger.crypto.httpsig import sign_request
 from glucoledger.errors import AuthenticationError, PermissionDeniedError
 from glucoledger.node import control, devcluster
-from glucoledger.node.service import etcd_chain_key
 from glucoledger.ordering._gateway import Gateway, GatewayError, TlsFiles, b64
 from glucoledger.ordering.etcd_rbac import EtcdAdmin
 
-from .conftest import CHAIN, Consortium, patient_envelopes, wait_until
+from .conftest import Consortium, patient_envelopes, wait_until
+from .test_rbac import PREFIX, _endpoints, _get
 from .test_rejoin import cli
 
-PREFIX = f"/glucoledger/{etcd_chain_key(CHAIN)}/"
 GONE = 2  # org-2 is removed
 
 
@@ -56,19 +55,8 @@ def remove_member(c: Consortium, tmp: Path, name: str = f"org-{GONE}") -> int:
     return int(done.stdout.split(" block ")[1].split()[0]) + 1  # from the next block
 
 
-def _endpoints(c: Consortium) -> list[str]:
-    return str(c.state["etcd"]).partition("://")[2].split(",")
-
-
 def _root(c: Consortium) -> Gateway:
     return Gateway(_endpoints(c), 3.0, TlsFiles.in_dir(str(c.folders[0] / "etcd-admin")))
-
-
-def _get(gw: Gateway, key: str) -> bytes | None:
-    import base64
-
-    kvs = gw.call("/v3/kv/range", {"key": b64(key)}).body.get("kvs", [])
-    return None if not kvs else base64.b64decode(kvs[0].get("value", ""))
 
 
 def _etcd_refuses_the_removed_member(c: Consortium) -> None:
