@@ -414,10 +414,11 @@ class ConsortiumNode:
         self.peers = peers_at(schedule, self.node.store.height())
         self.status.members_known = bool(self.peers.current)
         self.status.members = self.peers.names
-        gone = [f for f in self.peers.former.values() if f.name == self.name and f.removed]
-        if gone and self.status.removed is None:
-            self.status.removed = gone[0].message()
-            log.error("%s", self.status.removed)
+        gone = [f.message() for f in self.peers.former.values()
+                if f.name == self.name and f.removed]
+        if gone and gone[0] != self.status.removed:
+            log.error("%s", gone[0])
+        self.status.removed = gone[0] if gone else None  # None again once re-added
 
     def _collect(self) -> None:
         schedule = self.schedule()

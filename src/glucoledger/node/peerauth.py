@@ -48,7 +48,7 @@ class Former:
     def message(self) -> str:
         if self.removed:
             return (f"{self.name} was removed from the consortium at height {self.since}; "
-                    "its node key and certificates are no longer accepted by the members")
+                    "the members no longer accept its node key or its etcd user")
         return (f"this node key of {self.name} was replaced at height {self.since} "
                 "(gov.rotate_key); sign with the member's current node key (`glucoledger "
                 "consortium node-key` made it; it is in the member folder's wallet)")
