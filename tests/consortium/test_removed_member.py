@@ -39,6 +39,9 @@ from .test_rbac import PREFIX, _endpoints, _get
 from .test_rejoin import cli
 
 GONE = 2  # org-2 is removed
+#: How a client sees etcd refuse its certificate (TLS 1.3 may report it as a reset later).
+HANDSHAKE = ("SSLError", "SSLEOFError", "SSLZeroReturnError", "ConnectionResetError",
+             "BrokenPipeError", "RemoteDisconnected")
 
 
 def remove_member(c: Consortium, tmp: Path, name: str = f"org-{GONE}") -> int:
@@ -67,7 +70,9 @@ def _etcd_refuses_the_removed_member(c: Consortium) -> None:
     finally:
         admin.close()
     root = _root(c)
-    watched = ("sig/org-2/probe", "health/org-0", "head/org-2", "stored/org-1")
+    # Keys nobody else writes meanwhile (org-0 publishes its health only at start; org-1's
+    # stored report moves with its blocks, so it is only checked to be there afterwards).
+    watched = ("sig/org-2/probe", "health/org-0", "head/org-2")
     try:
         before = {k: _get(root, PREFIX + k) for k in watched}
         mallory = Gateway(_endpoints(c), 3.0, TlsFiles.in_dir(str(c.folders[GONE] / "tls")))
@@ -93,6 +98,7 @@ def _etcd_refuses_the_removed_member(c: Consortium) -> None:
         finally:
             mallory.close()
         assert {k: _get(root, PREFIX + k) for k in watched} == before  # nothing changed
+        assert _get(root, PREFIX + "stored/org-1") is not None
     finally:
         root.close()
     # The positive control: a member in force still writes its own keys.
@@ -234,7 +240,9 @@ def test_a_removed_member_can_neither_write_to_etcd_nor_call_a_node(
                 gw.call("/v3/kv/range", {"key": b64(PREFIX + "head/org-0")})
         finally:
             gw.close()
-        assert "SSL" in str(refused.value) and secret not in str(refused.value), refused.value
+        said = str(refused.value)  # refused in the TLS handshake, before any user check
+        assert any(f"{kind}:" in said for kind in HANDSHAKE), said
+        assert "authentication failed" not in said and secret not in said, said
         member = Gateway([endpoint], 3.0, TlsFiles.in_dir(str(t1)))  # the positive control
         try:
             assert _get(member, PREFIX + "head/org-0") is not None
