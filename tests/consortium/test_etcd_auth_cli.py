@@ -93,7 +93,24 @@ def test_etcd_auth_then_init_each_member_writes_only_its_own_keys(tmp_path: Path
                                 etcd_chain_key(CHAIN))
         try:
             fresh.put("health/org-b", b'{"ok": true, "again": 1}')
+            # org-b is removed while the root holder's node is not running: root's operator
+            # revokes it by hand; its live token and its password stop working at once.
+            gone = cli("consortium", "etcd-user", "--name", "org-b", "--revoke", "--genesis",
+                       gfile, "--orderer", cluster.url, "--admin", admin)
+            assert gone.returncode == 0 and "deleted" in gone.stdout, gone.stdout + gone.stderr
+            assert not handed.exists()
+            with pytest.raises(OrderingError, match="authentication failed"):
+                fresh.put("health/org-b", b'{"ok": true, "after": 1}')
+            again = cli("consortium", "etcd-user", "--name", "org-b", "--revoke", "--genesis",
+                        gfile, "--orderer", cluster.url, "--admin", admin)
+            assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout
         finally:
             fresh.close()
+        ok = EtcdKV.from_url(f"{cluster.url}?tls={folders[0] / 'tls'}", etcd_chain_key(CHAIN))
+        try:
+            ok.put("health/org-a", b'{"ok": true}')  # the other member is untouched
+            assert json.loads(ok.scan("health/")["org-b"]) == {"ok": True, "again": 1}
+        finally:
+            ok.close()
     finally:
         cluster.stop()

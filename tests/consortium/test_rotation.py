@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from glucoledger.errors import AuthenticationError, GlucoledgerError, SignatureError
+from glucoledger.errors import PermissionDeniedError, SignatureError
 from glucoledger.ledger.checkpoint import Checkpoint, NoteVerifier, parse_note, sign_checkpoint
 from glucoledger.ledger.finality import cosign, verify_final_at
 from glucoledger.node import control
@@ -72,10 +72,13 @@ def test_a_rotated_node_key_signs_from_its_height_and_the_old_one_is_refused(
     with pytest.raises(SignatureError, match="1 valid signature"):
         verify_final_at(cosign(ours.text, [ours, stale]), schedule)
     assert verify_final_at(cosign(ours.text, [ours, after]), schedule).height == h
-    # Node-to-node requests: the old key is no longer a current member's.
-    with pytest.raises(GlucoledgerError, match="current member") as refused:
+    # Node-to-node requests: the old key is no longer a current member's (403, the height).
+    with pytest.raises(PermissionDeniedError, match=f"replaced at height {h}") as refused:
         control.submit(c.urls[0], patient_envelopes(1), old_key, timeout=10)
-    assert refused.value.code == AuthenticationError("-").code
+    assert refused.value.code == "replaced_key" and "org-1" in refused.value.message
+    # The member's tools move on to the wallet's next key by themselves.
+    status = cli("consortium", "status", "--to", c.urls[0], "--data", c.folders[1])
+    assert status.returncode == 0 and '"org-1"' in status.stdout, status.stdout + status.stderr
     new_key = next(k for k in (member_of(c.folders[1])[1].load(n)
                                for n in member_of(c.folders[1])[1].names())
                    if k.public == new_public)

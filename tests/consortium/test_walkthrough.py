@@ -32,7 +32,8 @@ def test_the_block_is_there_and_covers_rotation_and_replacement() -> None:
     assert lines[0].startswith("D=") and lines[-1] == "glucoledger cluster down --dir $D"
     joined = "\n".join(lines)
     for step in ("cluster up", "consortium rotate-cert", "propose rotate-cert",
-                 "cluster restart-etcd", "consortium rejoin", "cluster start-node"):
+                 "cluster restart-etcd", "consortium rejoin", "cluster start-node",
+                 "propose member-remove"):
         assert step in joined, step
 
 
@@ -61,7 +62,9 @@ def test_the_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert done.returncode == 0, out[-4000:]
     assert "Traceback" not in out
     receipts = re.findall(r"block \d+ index \d+: (\w+)", out)
-    assert receipts == ["ok", "ok"], out[-4000:]
+    assert receipts == ["ok", "ok", "ok"], out[-4000:]  # rotation, threshold, removal
+    # The last status (org-1's, after the removal): org-2 is no longer a member.
+    assert re.search(r'"members": \[\s*"org-0",\s*"org-1"\s*\]', out), out[-4000:]
     assert out.count("restarted etcd") == 3
     assert "verified and stored" in out
     assert "org-2: control" in out

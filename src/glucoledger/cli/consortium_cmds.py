@@ -7,13 +7,15 @@ from __future__ import annotations
 import json
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
 from .. import codec
-from ..errors import InputError, NotFoundError
+from ..crypto import PrivateKey
+from ..errors import InputError, NotFoundError, PermissionDeniedError
 from ..files import atomic_write
 from ..node import control, devcluster
 from ..node.blockexport import export_blocks, import_blocks
@@ -259,10 +261,14 @@ def etcd_user(name: Annotated[str, typer.Option(help="The member's name.")],
                                                     option="--genesis")],
               orderer: Annotated[str, typer.Option(help="etcd://HOST:PORT[,...] (TLS).")],
               admin: Annotated[Path, typer.Option(
-                  help="The folder `consortium etcd-auth` made (etcd's root).")]) -> None:
+                  help="The folder `consortium etcd-auth` made (etcd's root).")],
+              revoke: Annotated[bool, typer.Option(
+                  "--revoke", help="Delete the member's etcd user and role instead.")] = False
+              ) -> None:
     """Create a member's etcd user, or give it a new password (the old one stops working):
     for a member added by `propose member-add`, or one whose user file was lost. Writes
-    ADMIN/users/NAME/etcd-user.json for the member to keep as tls/etcd-user.json.
+    ADMIN/users/NAME/etcd-user.json for the member to keep as tls/etcd-user.json. With
+    --revoke: delete it (a removed member, if the root holder's node is not running to do it).
 
     Example: glucoledger consortium etcd-user --name org-d --genesis genesis.json
     --orderer etcd://a:2379,b:2379,c:2379 --admin /srv/etcd-admin
@@ -277,6 +283,14 @@ def etcd_user(name: Annotated[str, typer.Option(help="The member's name.")],
                          "etcd-auth` first, or pass the folder it made")
     root = EtcdAdmin.from_folder(orderer.partition("?")[0], admin)
     try:
+        if revoke:
+            had = user_name(name) in root.users()
+            root.revoke(name)
+            (admin / "users" / name / "etcd-user.json").unlink(missing_ok=True)
+            said = ("deleted: its token and password no longer work" if had
+                    else "was not there (nothing to do)")
+            console.print(f"{name}: etcd user {user_name(name)} {said}")
+            return
         password = root.add_member(etcd_chain_key(doc.chain), name)
     finally:
         root.close()
@@ -297,6 +311,22 @@ def _control_url(data: Path | None, to: str | None) -> str:
 
 
 ToOpt = Annotated[str | None, typer.Option("--to", help="A node's control URL.")]
+_T = TypeVar("_T")
+
+
+def _as_member(data: Path | None, call: Callable[[PrivateKey], _T]) -> _T:
+    """``call`` signed with the member folder's node key; after a `rotate-key` took effect
+    the old key is refused (403 ``replaced_key``, nothing done) and the next one in the
+    wallet is tried."""
+    _, wallet = member_of(data_dir(data))
+    keys = wallet.node_keys()
+    for key in keys[:-1]:
+        try:
+            return call(key)
+        except PermissionDeniedError as exc:
+            if exc.code != "replaced_key":
+                raise
+    return call(keys[-1])
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -309,11 +339,13 @@ def _read(path: Path, what: str) -> bytes:
 
 @consortium_app.command("status")
 def status(data: DataOpt = None, to: ToOpt = None) -> None:
-    """Show a running member's height, final checkpoint and divergence reports.
+    """Show a running member's height, final checkpoint, members and divergence reports
+    (the request is signed with the node key of the --data member folder).
 
     Example: glucoledger consortium status --data /srv/gl
     """
-    console.print_json(json.dumps(control.get_status(_control_url(data, to))))
+    url = _control_url(data, to)
+    console.print_json(json.dumps(_as_member(data, lambda k: control.get_status(url, k))))
 
 
 @consortium_app.command("submit")
@@ -327,8 +359,8 @@ def submit(file: Annotated[Path, in_file("A CBOR list of envelopes, or one envel
     raw = _read(file, "the transactions file")
     value = codec.decode(raw, max_size=64 << 20)
     envelopes = value if isinstance(value, list) else [raw]
-    _, wallet = member_of(data_dir(data))
-    for r in control.submit(_control_url(data, to), envelopes, wallet.load("node")):
+    url = _control_url(data, to)
+    for r in _as_member(data, lambda k: control.submit(url, envelopes, k)):
         console.print(f"{r['tx_hash'] or '-'} block {r['height']} index {r['index']}: "
                       f"{r['code']} {r['message']}")
 
@@ -536,12 +568,13 @@ MemberName = Annotated[str, typer.Option("--name", help="The member, e.g. org-2.
 @cluster_app.command("restart-etcd")
 def cluster_restart_etcd(dir: ClusterDir = Path("consortium")) -> None:
     """Restart every etcd member with the trust bundle the nodes have in force (after a
-    `rotate-cert` took effect: etcd reads its trusted CAs only at start).
+    `rotate-cert` or a member's removal took effect: etcd reads its trusted CAs only at
+    start); a removed organization's etcd member leaves the cluster.
 
     Example: glucoledger cluster restart-etcd --dir D
     """
     for line in devcluster.restart_etcd(dir):
-        console.print(f"restarted {line}")
+        console.print(line)
 
 
 @cluster_app.command("stop-node")

@@ -52,10 +52,8 @@ from ..errors import (
     OrderingError,
     StorageError,
 )
-from ..ledger.block import BlockHeader
 from ..ledger.checkpoint import Checkpoint, NoteVerifier, parse_note
 from ..ledger.finality import (
-    Divergence,
     FinalCheckpoint,
     MemberSchedule,
     decide,
@@ -68,7 +66,8 @@ from ..state.accounts import GENESIS_KEY
 from ..state.governance import member_schedule, tls_changes
 from ..state.replica import ReplicaFailedError
 from . import tlsrotation
-from .integrity import StoreDamagedError, quick_check, state_check
+from .integrity import StoreDamagedError, quick_check, reported_damage, state_check
+from .peerauth import NOBODY, Peers, peers_at
 from .service import Node, NodeConfig, etcd_chain_key
 
 __all__ = ["ConsortiumNode", "Status"]
@@ -102,6 +101,12 @@ class Status:
     control: str | None = None
     #: The last TLS change applied (``node.tlsrotation``) and what its operator must do.
     tls: str | None = None
+    #: The members in force at this node's height (whom its control endpoint accepts).
+    members: list[str] = field(default_factory=list)
+    #: Set when this node's own member was removed by governance: why it is shut out.
+    removed: str | None = None
+    #: The last failure to bring etcd's users to the member set (RBAC duty), until it works.
+    rbac: str | None = None
     updated: float = 0.0
 
 
@@ -140,9 +145,9 @@ class ConsortiumNode:
         note = self.node.store.get_meta("final")
         if isinstance(note, bytes):
             self.final = _as_final(note)
-        #: Node keys (by key id) of the members in force at our newest height: who may call
-        #: node-to-node endpoints. Replaced whole by the loop, read by request threads.
-        self.current_members: dict[bytes, NoteVerifier] = {}
+        #: The members in force at our height and the keys that left (``node.peerauth``):
+        #: who may call node-to-node endpoints. Replaced whole by the loop, read by requests.
+        self.peers: Peers = NOBODY
         self._rbac = _admin(self.data_dir, config.orderer)
         self._rbac_names: frozenset[str] = frozenset()
         self._members_now(self.schedule())
@@ -162,10 +167,13 @@ class ConsortiumNode:
         self.node.on_blocks = self._blocks_stored
 
     def _blocks_stored(self) -> None:
-        """New blocks are stored: say so in status.json before their submits are answered."""
+        """New blocks are stored: say so in status.json, and judge callers by the members
+        now in force, before their submits are answered."""
         last = self.node.last_header()
         if last is not None:
             self.status.height, self.status.log_size = last.height, last.log_size
+            if self.peers.height != self.node.store.height():
+                self._members_now(self.schedule())
             self._write_status()
 
     # --- node keys (rotated by governance at a stated height) -----------------------------
@@ -341,7 +349,7 @@ class ConsortiumNode:
         last = self.node.last_header()
         if last is not None:
             self.status.height, self.status.log_size = last.height, last.log_size
-        if not self.current_members:  # the genesis block was just derived: who may call us
+        if self.peers.height != self.node.store.height():  # new blocks: who may call us now
             self._members_now(self.schedule())
         self._apply_tls()
 
@@ -397,10 +405,20 @@ class ConsortiumNode:
             return None
         return member_schedule(self.node.state)
 
+    @property
+    def current_members(self) -> dict[bytes, NoteVerifier]:
+        """Node keys (by key id) of the members in force at our height."""
+        return self.peers.current
+
     def _members_now(self, schedule: MemberSchedule | None) -> None:
-        members = () if schedule is None else schedule.at(self.node.store.height())[0]
-        self.current_members = {v.key.key_id: v for v in members}
-        self.status.members_known = bool(self.current_members)
+        self.peers = peers_at(schedule, self.node.store.height())
+        self.status.members_known = bool(self.peers.current)
+        self.status.members = self.peers.names
+        gone = [f.message() for f in self.peers.former.values()
+                if f.name == self.name and f.removed]
+        if gone and gone[0] != self.status.removed:
+            log.error("%s", gone[0])
+        self.status.removed = gone[0] if gone else None  # None again once re-added
 
     def _collect(self) -> None:
         schedule = self.schedule()
@@ -419,7 +437,9 @@ class ConsortiumNode:
         self._members_now(schedule)
         self._revoke_removed()
         final, diverged = decide(published, schedule, ours, self._verified)
-        diverged += self._damaged_peers(health)
+        members = set(self.peers.names)  # a removed member's old report is not news
+        diverged += reported_damage({k: v for k, v in health.items() if k in members},
+                                    self.name, self.node.store)
         if final is not None and (self.final is None
                                   or final.checkpoint.height > self.final.checkpoint.height):
             mine = ours.get(final.checkpoint.height)
@@ -445,12 +465,20 @@ class ConsortiumNode:
         members in force now: a member removed by governance loses its etcd access once
         this node derived the block from which the removal holds. Retried every round until
         etcd accepts it."""
-        names = frozenset(v.name for v in self.current_members.values())
+        names = frozenset(self.peers.names)
         if self._rbac is None or not names or names == self._rbac_names:
             return
-        for gone in self._rbac.reconcile(names):
+        try:
+            revoked = self._rbac.reconcile(names)
+        except OrderingError as exc:  # finality goes on; the revocation is retried
+            self.status.rbac = (f"revoking removed members' etcd users failed: {exc.message}; "
+                                "retried every round")
+            log.error("%s", self.status.rbac)
+            return
+        for gone in revoked:
             log.warning("revoked the etcd access of %s: no longer a member", gone)
         self._rbac_names = names
+        self.status.rbac = None
 
     def _our_text(self, height: int) -> bytes:
         """This node's note text at ``height`` (stored blocks never change: cached)."""
@@ -467,29 +495,6 @@ class ConsortiumNode:
         if len(self._ours) > _CACHE:
             low = min(published, default=0)
             self._ours = {h: t for h, t in self._ours.items() if h >= low}
-
-    def _damaged_peers(self, health: dict[str, bytes]) -> list[Divergence]:
-        out = []
-        for name, raw in health.items():
-            try:
-                doc = json.loads(raw)
-            except ValueError:
-                continue
-            if name == self.name or doc.get("ok", True):
-                continue
-            h = int(doc.get("height", 0))
-            try:
-                ours = BlockHeader.decode(self.node.store.block_row(h)[1]).log_root
-            except GlucoledgerError:
-                ours = b""
-            try:
-                theirs = bytes.fromhex(doc.get("derived_root", ""))
-            except (TypeError, ValueError):
-                theirs = b""
-            out.append(Divergence(name, h, ours, theirs,
-                                  f"it stopped: {doc.get('reason') or doc.get('what', '?')}; "
-                                  "it refuses to sign or serve"))
-        return out
 
     def _gc(self, final_height: int) -> None:
         below = final_height - _KEEP_SIGS

@@ -7,25 +7,31 @@ benchmark, peers fetching blocks) can use a running node without opening its sto
   ``{"receipts": [{"tx_hash", "index", "height", "code", "message"}]}`` once they are in
   blocks on this node (or ``{"error", "code"}`` with the error's HTTP status). Idempotent
   per envelope (``Node.submit(retry=True)``): a client that lost the answer submits again;
-- ``GET /status``: the node's ``Status`` as JSON (height, final checkpoint, divergences);
+- ``GET /status``: the node's ``Status`` as JSON (height, final checkpoint, divergences,
+  the members in force);
 - ``GET /checkpoint`` (``?final=1`` for the cosigned one): the C2SP note;
 - ``GET /blocks?from=H``: a block export (``blockexport.export_blocks``) up to the final
-  checkpoint, for a peer catching up past compaction. Node to node: the request must be
-  signed (RFC 9421 HTTP Message Signatures, ``crypto.httpsig``: ``@method``, ``@target-uri``,
-  ``created``, ``nonce``, ``keyid``) by the node key of a **current** member (the signer set
-  in force at this node's newest height); no signature, an unknown key or a removed
-  member's key get 401 and no data.
+  checkpoint, for a peer catching up past compaction.
 
-``POST /submit`` needs the same: an RFC 9421 signature (covering ``content-digest``, RFC
-9530) by a current member's node key; the organization's tools sign with the node key of
-their member folder. ``/status`` and ``/checkpoint`` are public read-only. A node that
-stopped answers everything but ``/status`` at once with 503 and its reason. The error table
-maps error codes to HTTP statuses; the client turns them back into errors.
+Node to node (``/submit``, ``/blocks``, ``/status``): the request must be signed (RFC 9421
+HTTP Message Signatures, ``crypto.httpsig``: ``@method``, ``@target-uri``, ``created``,
+``nonce``, ``keyid``; ``content-digest``, RFC 9530, over a body) by the node key of a member
+**in force at this node's height** as the ledger records it (``node.peerauth``), not by
+just any key a member once held. No signature, a bad one, a replayed nonce or a key the
+ledger never named: 401 and nothing learned. A verified signature by a removed member's key:
+403 "org-2 was removed from the consortium at height h" (by a key replaced by
+``gov.rotate_key``: 403 naming the height). Either way nothing is served or ordered, and the
+refusal is logged (path, caller address, reason; never a header). The organization's tools
+sign with the node key of their member folder. ``/checkpoint`` is public read-only. A node
+that stopped answers everything at once with 503 and its reason (``/status`` still, to a
+member: it says why). The error table maps error codes to HTTP statuses; the client turns
+them back into errors of the same kind.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import threading
@@ -42,9 +48,12 @@ from ..crypto.httpsig import NonceCache, sign_request, verify_request
 from ..errors import (
     AuthenticationError,
     GlucoledgerError,
+    InputError,
     MalformedError,
     NotFoundError,
     OrderingError,
+    PermissionDeniedError,
+    RejectedError,
     SignatureError,
 )
 from ..files import atomic_write
@@ -55,6 +64,11 @@ __all__ = ["ControlServer", "fetch_blocks", "get_status", "submit"]
 
 
 _MAX_SUBMIT = 64 << 20
+log = logging.getLogger("glucoledger.control")
+#: Error classes by HTTP status, so that a refusal keeps its kind (and the CLI's exit code).
+_BY_STATUS: dict[int, type[GlucoledgerError]] = {
+    400: InputError, 401: AuthenticationError, 403: PermissionDeniedError, 404: NotFoundError,
+    409: RejectedError}
 
 
 def _refuse_if_stopped(cn: ConsortiumNode) -> None:
@@ -107,10 +121,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(exc)
 
     def _member_signed(self, body: bytes = b"") -> str:
-        """The current member whose node key signed this request. Raises
-        AuthenticationError (401) otherwise."""
-        members = self.server.cnode.current_members
-        if not members:
+        """The member in force whose node key signed this request (``node.peerauth``).
+
+        Raises AuthenticationError (401: unsigned, bad or replayed signature, a key the
+        ledger never named), PermissionDeniedError (403: a verified signature by a removed
+        member's key or a replaced key, with the height), OrderingError (503: the node
+        cannot tell members from strangers yet). Every refusal is logged: the path, the
+        caller's address and, for a verified former key, whose it was; never a header."""
+        cn = self.server.cnode
+        peers = cn.peers
+        if not peers.current:
+            if cn.status.refusing:  # before its genesis: not a verdict on the caller
+                raise OrderingError(f"this node stopped and refuses to work: "
+                                    f"{cn.status.refusing}", code="node_stopped")
             # Not a verdict on the caller: before its genesis block a node cannot tell
             # members from strangers. Transient (503); the client retries.
             raise OrderingError("this node has not derived the consortium's genesis block "
@@ -118,28 +141,45 @@ class _Handler(BaseHTTPRequestHandler):
                                 "moment", code="node_not_ready")
 
         def lookup(key_id: bytes) -> PublicKey:
-            found = members.get(key_id)
-            if found is None:
-                raise AuthenticationError("the request is not signed by the node key of a "
-                                          "current member of this consortium")
-            return found.key
+            found = peers.current.get(key_id)
+            if found is not None:
+                return found.key
+            if key_id in peers.former:
+                # Checked like a current key: only the key's holder learns why it is refused.
+                return peers.former[key_id].key
+            raise AuthenticationError("the request is not signed by the node key of a "
+                                      "current member of this consortium")
 
+        path = urlsplit(self.path).path
         try:
             signed = verify_request(
-                method=self.command, target_uri=self.server.url + self.path,
-                path=urlsplit(self.path).path,
+                method=self.command, target_uri=self.server.url + self.path, path=path,
                 headers={k.lower(): v for k, v in self.headers.items()}, body=body,
                 lookup=lookup, nonces=self.server.nonces)
         except SignatureError as exc:  # unsigned, stale, replayed: not authenticated (401)
+            log.warning("refused %s %s from %s: %s", self.command, path,
+                        self.client_address[0], exc.message)
             raise AuthenticationError(exc.message) from None
-        return members[signed.key_id].name
+        except AuthenticationError as exc:
+            log.warning("refused %s %s from %s: %s", self.command, path,
+                        self.client_address[0], exc.message)
+            raise
+        former = peers.former.get(signed.key_id)
+        if former is not None:
+            log.warning("refused %s %s from %s: %s", self.command, path,
+                        self.client_address[0], former.message())
+            raise PermissionDeniedError(former.message(),
+                                        code="removed_member" if former.removed
+                                        else "replaced_key")
+        return peers.current[signed.key_id].name
 
     def do_GET(self) -> None:
         cn = self.server.cnode
         url = urlsplit(self.path)
         query = parse_qs(url.query)
         try:
-            if url.path == "/status":
+            if url.path == "/status":  # a stopped node still says why, to its members
+                self._member_signed()
                 self._send(200, json.dumps(cn.status.__dict__).encode())
                 return
             _refuse_if_stopped(cn)
@@ -199,8 +239,9 @@ def _request(url: str, data: bytes | None = None, timeout: float = 60.0,
     except urllib.error.HTTPError as exc:
         try:
             doc = jsonin.loads(exc.read())
-            err = GlucoledgerError(str(doc["error"]), code=str(doc["code"]))
-        except (ValueError, KeyError):
+            err = _BY_STATUS.get(exc.code, GlucoledgerError)(str(doc["error"]),
+                                                             code=str(doc["code"]))
+        except (ValueError, KeyError, TypeError):
             err = OrderingError(f"node at {url} answered HTTP {exc.code}")
         if exc.code in (502, 503, 504):
             raise OrderingError(err.message, code=err.code) from None
@@ -237,8 +278,11 @@ def submit(url: str, envelopes: list[bytes], node_key: PrivateKey,
     return receipts
 
 
-def get_status(url: str, timeout: float = 5.0) -> dict[str, Any]:
-    doc: dict[str, Any] = jsonin.loads(_request(url.rstrip("/") + "/status", timeout=timeout))
+def get_status(url: str, node_key: PrivateKey, timeout: float = 5.0) -> dict[str, Any]:
+    """A member's status (``consortium.Status`` as JSON), asked with a request signed by
+    ``node_key`` (a current member's node key)."""
+    doc: dict[str, Any] = jsonin.loads(_signed("GET", url.rstrip("/") + "/status", node_key,
+                                             timeout))
     return doc
 
 

@@ -262,16 +262,22 @@ def _node(state: dict[str, Any], name: str) -> dict[str, Any]:
 
 def restart_etcd(base: Path) -> list[str]:
     """Restart every etcd member with the trust bundle the nodes have in force (their
-    ``tls/trust.pem``, rewritten when a ``gov.rotate_tls`` takes effect): etcd 3.4 reads
-    its trusted CAs only at start. All members together (``node.tlsrotation``). Waits up to
-    a minute for the nodes' bundles to agree (one has not reached the height yet), then
-    refuses, changing nothing."""
+    ``tls/trust.pem``, rewritten when a ``gov.rotate_tls`` or a removal takes effect): etcd
+    3.4 reads its trusted CAs only at start. All members together (``node.tlsrotation``).
+    Waits up to a minute for the nodes' bundles to agree (one has not reached the height
+    yet), then refuses, changing nothing. The etcd member of an organization removed by
+    governance (member i is ``node-i``'s) is first taken out of the Raft cluster by etcd's
+    root (``EtcdAdmin.remove_etcd_member``) and stopped: its certificate's CA is no longer
+    trusted, and it must neither hold a replica nor count toward quorum."""
     base, state = _recorded(base)
+    cluster = _CLUSTERS.get(Path(state["etcd_dir"])) or EtcdCluster.load(Path(state["etcd_dir"]))
+    dropped: list[str] = []
+    gone = set(state.get("etcd_removed", []))
     if state.get("tls"):
+        keep = _in_force(state["nodes"])
         deadline = time.monotonic() + patience(60)
         while True:
-            bundles = {(Path(n["data"]) / "tls" / "trust.pem").read_bytes()
-                       for n in state["nodes"]
+            bundles = {(Path(n["data"]) / "tls" / "trust.pem").read_bytes() for n in keep
                        if (Path(n["data"]) / "tls" / "trust.pem").exists()}
             if len(bundles) == 1:
                 break
@@ -281,11 +287,43 @@ def restart_etcd(base: Path) -> list[str]:
                                  "consortium status` on each and retry")
             time.sleep(0.2)
         atomic_write(base / "trust.pem", bundles.pop())
-    cluster = _CLUSTERS.get(Path(state["etcd_dir"])) or EtcdCluster.load(Path(state["etcd_dir"]))
-    for i in range(cluster.n):
+        removed = [i for i, n in enumerate(state["nodes"]) if n not in keep and i not in gone]
+        if removed:
+            admin = EtcdAdmin.from_folder(str(state["etcd"]), base / "node-0" / "etcd-admin")
+            try:
+                for i in removed:
+                    admin.remove_etcd_member(cluster.members[i].name)
+                    cluster.kill_member(i)
+                    gone.add(i)
+                    dropped.append(f"removed etcd {cluster.members[i].name} of "
+                                   f"{state['nodes'][i]['name']} from the cluster")
+            finally:
+                admin.close()
+            state["etcd_removed"] = sorted(gone)
+            atomic_write(base / _STATE, (json.dumps(state, indent=2) + "\n").encode())
+    running = [i for i in range(cluster.n) if i not in gone]
+    for i in running:
         cluster.restart_member(i)
-    cluster.wait_healthy(patience(60))
-    return [f"etcd {m.name} (pid {m.pid})" for m in cluster.members]
+    cluster.wait_healthy(patience(60), members=running)
+    return dropped + [f"restarted etcd {cluster.members[i].name} (pid "
+                      f"{cluster.members[i].pid})" for i in running]
+
+
+def _in_force(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The nodes of the members in force, as the most advanced node's status lists them: a
+    removed member's node stops deriving (its etcd user is gone) and keeps an old bundle."""
+    best: tuple[int, list[str]] | None = None
+    for n in nodes:
+        try:
+            doc = json.loads((Path(n["data"]) / "status.json").read_text())
+            seen = (int(doc["height"]), [str(m) for m in doc.get("members") or []])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if seen[1] and (best is None or seen[0] > best[0]):
+            best = seen
+    if best is None:
+        return nodes
+    return [n for n in nodes if n["name"] in best[1]]
 
 
 def stop_member_node(base: Path, name: str) -> str:

@@ -28,18 +28,20 @@ execution of every transaction (the same work as following the log once).
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 
 from ..errors import GlucoledgerError, MalformedError
 from ..ledger import merkle
 from ..ledger.block import GENESIS_PREV, BlockHeader, results_hash
 from ..ledger.checkpoint import Checkpoint, NoteVerifier, parse_note
+from ..ledger.finality import Divergence
 from ..ledger.log import encode_cut, encode_tx_entry
 from ..state.replica import Replica
 from .chainstore import ChainStore
 from .verify import Finding, IntegrityError
 
-__all__ = ["StoreDamagedError", "quick_check", "state_check"]
+__all__ = ["StoreDamagedError", "quick_check", "reported_damage", "state_check"]
 
 
 
@@ -158,3 +160,30 @@ def state_check(store: ChainStore, chain: str) -> int:
                        _digest(derived), _digest(stored), "the state the blocks derive",
                        f"state entry {key!r} {what}")
     return len(stored)
+
+
+def reported_damage(health: dict[str, bytes], me: str, store: ChainStore) -> list[Divergence]:
+    """The other members' ``health/<name>`` reports of a damaged store (published by their
+    failed integrity check), as divergences with the height, our root there and the root
+    they derive; unreadable or healthy reports are skipped."""
+    out = []
+    for name, raw in health.items():
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            continue
+        if name == me or not isinstance(doc, dict) or doc.get("ok", True):
+            continue
+        h = int(doc.get("height", 0))
+        try:
+            ours = BlockHeader.decode(store.block_row(h)[1]).log_root
+        except GlucoledgerError:
+            ours = b""
+        try:
+            theirs = bytes.fromhex(doc.get("derived_root", ""))
+        except (TypeError, ValueError):
+            theirs = b""
+        out.append(Divergence(name, h, ours, theirs,
+                              f"it stopped: {doc.get('reason') or doc.get('what', '?')}; "
+                              "it refuses to sign or serve"))
+    return out

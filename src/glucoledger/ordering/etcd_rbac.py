@@ -25,6 +25,7 @@ Revoking (``revoke``): the member's role is taken from its user and both are del
 current token stops working at once (etcd answers "invalid auth token"), and a new
 authentication fails. ``reconcile`` makes etcd's users match a member set (the one in force
 at a node's newest height), so removing a member by governance transaction revokes it.
+``remove_etcd_member`` takes a removed organization's etcd server out of the cluster.
 
 The admin is etcd's ``root`` user, whose password lives in one operator's ``etcd-admin``
 folder (``cluster up``: the first node's), never in other members' folders: whoever holds it
@@ -154,6 +155,21 @@ class EtcdAdmin:
         for u in gone:
             self.revoke(u[len(USER_PREFIX):])
         return [u[len(USER_PREFIX):] for u in gone]
+
+    def remove_etcd_member(self, etcd_name: str) -> bool:
+        """Take the etcd member named ``etcd_name`` (its ``--name``) out of the Raft cluster
+        (``/v3/cluster/member/remove``): a removed organization's etcd server no longer
+        holds a replica nor counts toward quorum. False when no such member is listed
+        (removed already). Run before stopping that server, with quorum up."""
+        try:
+            listed = self._gw.call("/v3/cluster/member/list", {}).body.get("members", [])
+        except GatewayError as exc:
+            raise OrderingError(f"etcd refused to list its members ({exc})") from None
+        ids = [m.get("ID") for m in listed if m.get("name") == etcd_name]
+        if not ids:
+            return False
+        self._call("/v3/cluster/member/remove", {"ID": ids[0]})
+        return True
 
     def close(self) -> None:
         self._gw.close()
