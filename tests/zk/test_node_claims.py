@@ -31,6 +31,7 @@ BOB = [[200, 210, 220, 230, 240, 250, 260, 270, 280, 290]] * 3
 
 def _ingest(world: World, ingest: IngestService, name: str, days: list[list[int]],
             serial: str, d0: int = D0) -> bytes:
+    """Her readings (10 per day from d0, one minute into each five-minute slot); her id."""
     who = world.add_patient(name)
     dev = world.add_device(serial, patient=who)
     recs = [CgmReading(d0 + d * DAY + i * 300_000 + 60_000, 0, v, "Flat")
@@ -39,6 +40,13 @@ def _ingest(world: World, ingest: IngestService, name: str, days: list[list[int]
     ingest.ingest_batches([batch], patient=who.id, uploader=dev.id, signer=dev.key,
                           batch_size=12)
     return who.id
+
+
+def _prove(world: World, zk: ZkClaims, patient: bytes, words: str, days: int,
+           now: int = NOW) -> dict[str, object]:
+    """She signs the disclosure (her own key), then her node proves under it."""
+    key = next(p.key for p in map(world.patient, ("alice", "bob")) if p.id == patient)
+    return zk.prove_claim(patient, zk.disclose(patient, [key], words, days, now).id)
 
 
 @pytest.fixture
@@ -51,7 +59,7 @@ def zk(world: World, ingest: IngestService, tc: Toolchain,
 def test_claim_file_verifies_offline_and_reveals_nothing(
         world: World, ingest: IngestService, zk: ZkClaims, tc: Toolchain) -> None:
     alice = _ingest(world, ingest, "alice", ALICE, "SN-A")
-    doc = zk.prove_claim(alice, "tir>=90", 3, NOW)  # 27 of 30 in range
+    doc = _prove(world, zk, alice, "tir>=90", 3)  # 27 of 30 in range
     data = dumps_claim(doc)
     verifier = NoteVerifier.parse(world.node.verifier().vkey())
     result = verify_claim(data, verifier, tc.keys())
@@ -71,7 +79,7 @@ def test_claim_file_verifies_offline_and_reveals_nothing(
     for env in envelopes:
         assert set(env.tx.body) == {"patient", "start", "end", "slots", "per", "commit"}
     # one commitment per day, recorded once: a second proof reuses them
-    again = zk.prove_claim(alice, "tbr54=0", 3, NOW)
+    again = _prove(world, zk, alice, "tbr54=0", 3)
     assert [w["commit"] for w in again["windows"]] == [w["commit"] for w in doc["windows"]]
     verify_claim(dumps_claim(again), verifier, tc.keys())
 
@@ -81,10 +89,10 @@ def test_false_claims_and_tampering_are_refused(
     alice = _ingest(world, ingest, "alice", ALICE, "SN-A")
     bob = _ingest(world, ingest, "bob", BOB, "SN-B")
     with pytest.raises(RejectedError) as exc:
-        zk.prove_claim(alice, "tir>=95", 3, NOW)
+        _prove(world, zk, alice, "tir>=95", 3)
     assert exc.value.code == "claim_false"
-    doc = zk.prove_claim(alice, "tir>=90", 3, NOW)
-    theirs = zk.prove_claim(bob, "tir>=0", 3, NOW)
+    doc = _prove(world, zk, alice, "tir>=90", 3)
+    theirs = _prove(world, zk, bob, "tir>=0", 3)
     verifier = NoteVerifier.parse(world.node.verifier().vkey())
 
     def refused(edited: dict[str, object]) -> None:

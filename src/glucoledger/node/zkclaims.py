@@ -7,44 +7,58 @@
   derived from the patient's key-encryption key in the vault (HMAC-SHA-256, context
   "glucoledger zk day salt", reduced into the field): erasing her key (GDPR art. 17) leaves
   the commitment unopenable, like her batches.
-- ``prove_claim``: the claim file. It names the claim's words, the patient, the circuit
-  profile and setup, and carries, per day, the ``zk.day`` envelope with the proof that it was
-  accepted in its block (node/proofs.py ``ordered_proof``) and included in the claim's
-  checkpoint, and the chained proofs (zk/chain.py).
+- ``disclose``: the patient's signed disclosure (``zk.disclose``, state/zkdays.py): which
+  claim, which period (her last N whole local days, fixed when she signs), to whom. It is on
+  the ledger and in her audit trail before her node proves anything for her.
+- ``prove_claim``: the claim file, only under a disclosure of hers (``disclosure``) whose
+  words and period it proves; without one it is refused (``PermissionDeniedError``,
+  ``no_disclosure``) before anything is committed or proved. It names the claim's words,
+  the patient, the circuit profile and setup, and carries, per day, the ``zk.day`` envelope
+  with the proof that it was accepted in its block (node/proofs.py ``ordered_proof``) and
+  included in the claim's checkpoint, and the chained proofs (zk/chain.py).
 - ``verify_claim``: offline, with the node's note key and the verifier's own copy of the
   verification keys. Every public input comes from the verified ledger entries and from the
   claim's words; the result names the claim, the period and the checkpoint, nothing else.
 
-Raises InputError (claim words, days), NotFoundError (no data for a day), RejectedError
-(``claim_false``, ``unprovable``, ``commitment_mismatch``), VerificationError and
-MalformedError (verify), BackendError (toolchain).
+Raises InputError (claim words, days), PermissionDeniedError (no disclosure), NotFoundError
+(no data for a day), RejectedError (``claim_false``, ``unprovable``, ``commitment_mismatch``),
+VerificationError and MalformedError (verify), BackendError (toolchain).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
 
+from ..crypto import PrivateKey
 from ..crypto.hashing import hmac_sha256
-from ..errors import ConsistencyError, InputError, MalformedError, NotFoundError, VerificationError
+from ..errors import (
+    ConsistencyError,
+    InputError,
+    MalformedError,
+    NotFoundError,
+    PermissionDeniedError,
+    VerificationError,
+)
 from ..glucose.readings import CgmReading
 from ..ledger import merkle
 from ..ledger.checkpoint import Checkpoint, NoteVerifier, parse_note
 from ..ledger.tx import SignedTx
 from ..state.accounts_model import account_id, single_key_policy
-from ..state.zkdays import zk_day_key
+from ..state.zkdays import MAX_TO, zk_day_key, zk_disclosure_key
 from ..vault.store import Vault
 from ..zk.chain import Window, prove_chain, verify_chain, witness
 from ..zk.claims import parse
 from ..zk.poseidon import FIELD
 from ..zk.toolchain import PROFILES, Keys, Profile, Toolchain
 from ..zk.windows import SLOT_MS, commit_slots, day_slots
-from .localdays import last_days
+from .localdays import last_days, patient_zone
 from .proofs import _b64, _unb64, dumps_proof, load_document, ordered_proof, verify_ordered
 from .service import Node
 
-__all__ = ["CLAIM_KEYS", "CLAIM_TYPE", "MAX_CLAIM", "VerifiedClaim", "ZkClaims",
+__all__ = ["CLAIM_KEYS", "CLAIM_TYPE", "MAX_CLAIM", "Disclosure", "VerifiedClaim", "ZkClaims",
            "dumps_claim", "verify_claim"]
 
 CLAIM_TYPE: Final = "glucoledger/zk-claim/v1"
@@ -60,6 +74,21 @@ def _window_bounds(day: date, zone: Any, profile: Profile) -> tuple[int, int]:
     end = int(datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone).timestamp()
               * 1000)
     return start, min(end, start + profile.slots * SLOT_MS)
+
+
+@dataclass(frozen=True, slots=True)
+class Disclosure:
+    """A patient's ``zk.disclose`` as the state recorded it."""
+
+    id: bytes
+    patient: bytes
+    claim: str
+    start: int
+    end: int
+    days: int
+    to: str
+    height: int
+    time_ms: int
 
 
 class ZkClaims:
@@ -137,11 +166,73 @@ class ZkClaims:
                 continue  # a day without readings has nothing to commit
         return out
 
-    def prove_claim(self, patient: bytes, words: str, days: int, now_ms: int
-                    ) -> dict[str, Any]:
-        """Commit any uncommitted day of the period, then prove ``words`` over it."""
+    def disclose(self, patient: bytes, keys: Sequence[PrivateKey], words: str, days: int,
+                 now_ms: int, to: str = "") -> Disclosure:
+        """Sign and order the patient's disclosure of ``words`` over her last ``days`` whole
+        local days (fixed now), to ``to``. Raises InputError, RejectedError."""
         claim = parse(words)
+        to = to.strip()
+        if len(to) > MAX_TO or not to.isprintable():
+            raise InputError(f"to whom: at most {MAX_TO} printable characters (or nothing)")
         windows = self.period(patient, days, now_ms)
+        body = {"claim": claim.words, "start": windows[0][0], "end": windows[-1][1],
+                "days": days, "to": to}
+        stx, _ = self.node.send("zk.disclose", body, patient, keys)
+        return self.disclosure(patient, stx.tx_hash)
+
+    def disclosure(self, patient: bytes, ident: bytes | str) -> Disclosure:
+        """The patient's disclosure ``ident`` (its transaction hash, or 8+ hex digits of
+        it). Raises PermissionDeniedError ``no_disclosure`` when she signed none such."""
+        if isinstance(ident, bytes):
+            rec = self.node.state.get(zk_disclosure_key(ident))
+            found = [] if rec is None else [(ident, rec)]
+        else:
+            text = ident.strip().lower()
+            found = []
+            if len(text) >= 8 and all(c in "0123456789abcdef" for c in text):
+                found = [(bytes.fromhex(k.split("/")[1]), self.node.state.get(k))
+                         for k in self.node.state.keys("zkdisclose/" + text[:64])]
+            if len(found) > 1:
+                raise InputError(f"{text} starts {len(found)} disclosures: give more digits")
+        found = [(i, r) for i, r in found if r is not None and r["patient"] == patient]
+        if not found:
+            raise PermissionDeniedError(
+                "no disclosure of this patient with that id: she signs one first (`glucoledger"
+                " prove-claim` without --disclosure, or “Share a proof” in the portal), then "
+                "her node proves under it", code="no_disclosure")
+        i, r = found[0]
+        return Disclosure(i, patient, r["claim"], r["start"], r["end"], r["days"], r["to"],
+                          r["height"], r["time"])
+
+    def disclosures(self, patient: bytes) -> list[Disclosure]:
+        """Every disclosure the patient signed, oldest first."""
+        out = []
+        for key in list(self.node.state.keys("zkdisclose/")):
+            rec = self.node.state.get(key)
+            if rec is not None and rec["patient"] == patient:
+                out.append(self.disclosure(patient, bytes.fromhex(key.split("/")[1])))
+        return sorted(out, key=lambda d: d.height)
+
+    def disclosed_windows(self, d: Disclosure) -> list[tuple[int, int]]:
+        """The windows of the disclosure's period, in the patient's zone today. Raises
+        PermissionDeniedError when they no longer match it (her zone changed)."""
+        zone = patient_zone(self.node.data_dir, d.patient)[1]
+        first = datetime.fromtimestamp(d.start / 1000, UTC).astimezone(zone).date()
+        windows = [_window_bounds(first + timedelta(days=i), zone, self.profile)
+                   for i in range(d.days)]
+        if windows[0][0] != d.start or windows[-1][1] != d.end:
+            raise PermissionDeniedError(
+                "the disclosure's period no longer matches the patient's local days (her time "
+                "zone changed since she signed it): she signs a new one", code="no_disclosure")
+        return windows
+
+    def prove_claim(self, patient: bytes, disclosure: bytes | str) -> dict[str, Any]:
+        """Prove the claim the patient disclosed (``disclosure``: its id) over its period,
+        committing any uncommitted day of it first. Raises PermissionDeniedError
+        ``no_disclosure`` (nothing is committed or proved), RejectedError, BackendError."""
+        d = self.disclosure(patient, disclosure)
+        claim = parse(d.claim)
+        windows = self.disclosed_windows(d)
         records = [self.commit_window(patient, s, e) for s, e in windows]
         witnesses = []
         for (s, e), rec in zip(windows, records, strict=True):
