@@ -33,7 +33,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
 
 from ..crypto import PrivateKey
-from ..crypto.hashing import hmac_sha256
 from ..errors import (
     ConsistencyError,
     InputError,
@@ -51,12 +50,12 @@ from ..state.zkdays import MAX_TO, zk_day_key, zk_disclosure_key
 from ..vault.store import Vault
 from ..zk.chain import Window, prove_chain, verify_chain, witness
 from ..zk.claims import parse
-from ..zk.poseidon import FIELD
 from ..zk.toolchain import PROFILES, Keys, Profile, Toolchain
 from ..zk.windows import SLOT_MS, commit_slots, day_slots
 from .localdays import last_days, patient_zone
 from .proofs import _b64, _unb64, dumps_proof, load_document, ordered_proof, verify_ordered
 from .service import Node
+from .zkcheck import day_salt
 
 __all__ = ["CLAIM_KEYS", "CLAIM_TYPE", "MAX_CLAIM", "Disclosure", "VerifiedClaim", "ZkClaims",
            "dumps_claim", "verify_claim"]
@@ -105,9 +104,7 @@ class ZkClaims:
         return self.tc.profile
 
     def salt(self, patient: bytes, start: int) -> int:
-        key = self.vault.kek(patient, "cgm")
-        mac = hmac_sha256(key, b"glucoledger zk day salt" + start.to_bytes(8, "big"))
-        return int.from_bytes(mac, "big") % FIELD
+        return day_salt(self.vault.kek(patient, "cgm"), start)
 
     def slots(self, patient: bytes, start: int, end: int, before: int | None = None
               ) -> list[int]:
