@@ -58,7 +58,7 @@ from .service import Node
 from .zkcheck import day_salt
 
 __all__ = ["CLAIM_KEYS", "CLAIM_TYPE", "MAX_CLAIM", "Disclosure", "VerifiedClaim", "ZkClaims",
-           "dumps_claim", "verify_claim"]
+           "dumps_claim", "verify_claim", "window_bounds"]
 
 CLAIM_TYPE: Final = "glucoledger/zk-claim/v1"
 CLAIM_KEYS: Final = {"type", "claim", "patient", "profile", "keys", "windows", "proofs",
@@ -68,7 +68,9 @@ MAX_DAYS: Final = 90
 _DAY_MIN, _DAY_MAX = 23 * 3_600_000, 25 * 3_600_000
 
 
-def _window_bounds(day: date, zone: Any, profile: Profile) -> tuple[int, int]:
+def window_bounds(day: date, zone: Any, profile: Profile) -> tuple[int, int]:
+    """The window of local ``day`` in ``zone``: from its midnight to the next, cut to the
+    profile's slots (epoch ms)."""
     start = int(datetime.combine(day, time(0), tzinfo=zone).timestamp() * 1000)
     end = int(datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone).timestamp()
               * 1000)
@@ -148,7 +150,7 @@ class ZkClaims:
             raise InputError(f"a claim covers 1 to {MAX_DAYS} days")
         span = last_days(self.node.data_dir, patient, days, now_ms)
         first = datetime.fromtimestamp(span.start_ms / 1000, UTC).astimezone(span.zone).date()
-        return [_window_bounds(first + timedelta(days=i), span.zone, self.profile)
+        return [window_bounds(first + timedelta(days=i), span.zone, self.profile)
                 for i in range(days)]
 
     def commit_days(self, patient: bytes, days: int, now_ms: int) -> list[dict[str, Any]]:
@@ -215,7 +217,7 @@ class ZkClaims:
         PermissionDeniedError when they no longer match it (her zone changed)."""
         zone = patient_zone(self.node.data_dir, d.patient)[1]
         first = datetime.fromtimestamp(d.start / 1000, UTC).astimezone(zone).date()
-        windows = [_window_bounds(first + timedelta(days=i), zone, self.profile)
+        windows = [window_bounds(first + timedelta(days=i), zone, self.profile)
                    for i in range(d.days)]
         if windows[0][0] != d.start or windows[-1][1] != d.end:
             raise PermissionDeniedError(
