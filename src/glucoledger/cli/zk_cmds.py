@@ -59,18 +59,35 @@ def zk_setup(profile: ProfileOpt = "day") -> None:
 def zk_contribute(
     name: Annotated[str, typer.Option("--name", help="Who contributes (recorded in the "
                                       "ceremony's file).")],
+    phase: Annotated[int, typer.Option(
+        "--phase", min=1, max=2, help="1: the powers of tau (every member, first); 2: each "
+        "circuit's keys (every member, after phase 1 is closed).")] = 1,
     profile: ProfileOpt = "day",
 ) -> None:
-    """Add one secret contribution to the ceremony (phase 1), before `zk-setup` closes it.
+    """Add one secret contribution to the ceremony, before `zk-setup` closes it.
 
-    Example: glucoledger zk-contribute --name hospital-a
+    Phase 1 first (each member in turn), then phase 2 (each member in turn); `zk-setup`
+    closes both with the public beacon. One honest contribution in each phase keeps proofs
+    unforgeable (docs/threat-model.md).
+
+    Example: glucoledger zk-contribute --name hospital-a --phase 1
     """
     tc = Toolchain(PROFILES[profile])
     if tc.ready():
         console.print("the ceremony is already closed: contributions come before `zk-setup`")
         raise typer.Exit(2)
-    path = tc.contribute(name)
-    console.print(f"contributed as {name!r}: {path}; hand this file to the next member")
+    if phase == 1:
+        if tc.phase1_closed():
+            console.print("phase 1 is closed: contribute to phase 2 (`--phase 2`)")
+            raise typer.Exit(2)
+        path = tc.contribute(name)
+        console.print(f"contributed to phase 1 as {name!r}: {path}; hand the ceremony folder "
+                      f"({tc.setup_dir}) to the next member")
+        return
+    paths = tc.contribute_phase2(name)
+    console.print(f"contributed to phase 2 as {name!r}: {', '.join(p.name for p in paths)} in "
+                  f"{tc.setup_dir}; hand the folder to the next member, or run `zk-setup` "
+                  "to close the ceremony")
 
 
 def prove_claim(
