@@ -76,6 +76,9 @@ def zk_contribute(
     if tc.ready():
         console.print("the ceremony is already closed: contributions come before `zk-setup`")
         raise typer.Exit(2)
+    if not tc.installed():
+        console.print(f"installing circom2, snarkjs and circomlib under {tc.home} ...")
+        tc.install()
     if phase == 1:
         if tc.phase1_closed():
             console.print("phase 1 is closed: contribute to phase 2 (`--phase 2`)")
