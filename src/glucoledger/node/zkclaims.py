@@ -39,6 +39,7 @@ from ..errors import (
     MalformedError,
     NotFoundError,
     PermissionDeniedError,
+    RejectedError,
     VerificationError,
 )
 from ..glucose.readings import CgmReading
@@ -126,20 +127,44 @@ class ZkClaims:
         value = self.node.state.get(zk_day_key(patient, start))
         return None if value is None else dict(value)
 
+    def day_body(self, patient: bytes, start: int, end: int) -> dict[str, Any]:
+        """The ``zk.day`` body of the window from the batches ordered so far. Raises
+        NotFoundError for a window with no reading."""
+        slots = self.slots(patient, start, end)
+        if not any(slots):
+            raise NotFoundError(f"no CGM reading between {_iso(start)} and {_iso(end)}: a "
+                                "claim covers days with data")
+        commit = commit_slots(slots, self.salt(patient, start), self.profile.per)
+        return {"patient": patient, "start": start, "end": end, "slots": self.profile.slots,
+                "per": self.profile.per, "commit": commit.to_bytes(32, "big")}
+
+    def record_days(self, bodies: Sequence[dict[str, Any]]) -> int:
+        """Order the ``zk.day`` bodies of windows that still have no commitment, in one
+        submission (one block); the number accepted. Under the node account's lock, so no
+        other commitment (a proof's, ``zk-commit``) comes between the check and the order."""
+        node = self.node
+        with node.account_lock(self.account):
+            todo = [b for b in bodies if self.record(b["patient"], b["start"]) is None]
+            if not todo:
+                return 0
+            first = node.next_nonce(self.account)
+            envs = [node.build("zk.day", b, self.account, [node.node_key], first + i).raw
+                    for i, b in enumerate(todo)]
+            receipts = node.submit(envs)
+        return sum(r.ok for r in receipts)
+
     def commit_window(self, patient: bytes, start: int, end: int) -> dict[str, Any]:
         """Record the window's commitment if it has none yet; return the state record.
         Raises NotFoundError for a window with no reading."""
         found = self.record(patient, start)
         if found is not None:
             return found
-        slots = self.slots(patient, start, end)
-        if not any(slots):
-            raise NotFoundError(f"no CGM reading between {_iso(start)} and {_iso(end)}: a "
-                                "claim covers days with data")
-        commit = commit_slots(slots, self.salt(patient, start), self.profile.per)
-        body = {"patient": patient, "start": start, "end": end, "slots": self.profile.slots,
-                "per": self.profile.per, "commit": commit.to_bytes(32, "big")}
-        self.node.send("zk.day", body, self.account, [self.node.node_key])
+        body = self.day_body(patient, start, end)
+        try:
+            self.node.send("zk.day", body, self.account, [self.node.node_key])
+        except RejectedError as exc:  # committed meanwhile (the ingestion worker): same day
+            if exc.code != "window_committed":
+                raise
         rec = self.record(patient, start)
         assert rec is not None
         return rec

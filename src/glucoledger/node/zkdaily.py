@@ -22,10 +22,10 @@ day cannot count them, and ``verify`` checks the day against the batches ordered
 
 Off the upload path, batched: ``IngestService`` calls ``arrived`` after it acknowledged a
 group (a dictionary update under a lock, and an event); a worker thread waits ``delay``
-seconds for more to arrive, then commits the complete days of every patient noted, each in
-one ``zk.day`` transaction from the node's account. A failure for one patient is logged (ids
-only, never a reading) and the others go on; the next arrival of hers tries again. ``close``
-stops the worker after one last pass.
+seconds for more to arrive, then commits the complete days of every patient noted, one
+``zk.day`` transaction each from the node's account, all in one submission (one block). A
+failure is logged (ids only, never a reading) and the others go on; the next arrival of hers
+tries again. ``close`` stops the worker after one last pass.
 """
 
 from __future__ import annotations
@@ -109,10 +109,11 @@ class ZkDayCommitter:
         return out
 
     def run_pending(self) -> int:
-        """Commit the complete days of every patient noted so far; the number recorded."""
+        """Commit the complete days of every patient noted so far, in one submission (one
+        block); the number recorded."""
         with self._mu:
             pending, self._pending = self._pending, {}
-        done = 0
+        bodies = []
         for patient, (start, end) in pending.items():
             # first arrival since the node started: look back two days (a day that was
             # incomplete when the node stopped)
@@ -124,13 +125,23 @@ class ZkDayCommitter:
                     if self.zk.record(patient, s) is not None:
                         continue
                     try:
-                        self.zk.commit_window(patient, s, e)
-                        done += 1
+                        bodies.append(self.zk.day_body(patient, s, e))
                     except NotFoundError:
                         continue  # no reading that day: nothing to commit
             except GlucoledgerError as exc:  # the next arrival of hers tries again
-                log.warning("zk.day commitments of patient %s not recorded: %s (%s)",
+                self._carry.pop(patient, None)
+                log.warning("zk.day commitments of patient %s not made: %s (%s)",
                             patient.hex()[:12], exc.code, type(exc).__name__)
+        done = 0
+        if bodies:
+            try:
+                done = self.zk.record_days(bodies)
+            except GlucoledgerError as exc:
+                log.warning("%d zk.day commitments not recorded: %s (%s)", len(bodies),
+                            exc.code, type(exc).__name__)
+        if done < len(bodies):  # refused (or not ordered): look again from scratch next time
+            for b in bodies:
+                self._carry.pop(b["patient"], None)
         self.committed += done
         return done
 
