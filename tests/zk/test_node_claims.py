@@ -13,9 +13,10 @@ import pytest
 from glucoledger.cli.main import run
 from glucoledger.errors import GlucoledgerError, RejectedError, VerificationError
 from glucoledger.glucose.readings import Batch, CgmReading
-from glucoledger.ledger.checkpoint import NoteVerifier
+from glucoledger.ledger.checkpoint import Checkpoint, NoteVerifier, parse_note
 from glucoledger.ledger.tx import SignedTx
 from glucoledger.node.ingest import IngestService
+from glucoledger.node.proofs import ordered_proof
 from glucoledger.node.world import World
 from glucoledger.node.zkclaims import ZkClaims, dumps_claim, verify_claim
 from glucoledger.zk.toolchain import Toolchain
@@ -78,6 +79,10 @@ def test_claim_file_verifies_offline_and_reveals_nothing(
             assert str(D0 + d * DAY + i * 300_000 + 60_000) not in text
     for env in envelopes:
         assert set(env.tx.body) == {"patient", "start", "end", "slots", "per", "commit"}
+    signed = SignedTx.decode(base64.b64decode(doc["disclosure"]["commit"]))
+    assert signed.tx.type == "zk.disclose" and signed.tx.account == alice
+    assert signed.tx.body == {"claim": "tir>=90", "start": D0, "end": result.end_ms,
+                              "days": 3, "to": ""}
     # one commitment per day, recorded once: a second proof reuses them
     again = _prove(world, zk, alice, "tbr54=0", 3)
     assert [w["commit"] for w in again["windows"]] == [w["commit"] for w in doc["windows"]]
@@ -91,7 +96,8 @@ def test_false_claims_and_tampering_are_refused(
     with pytest.raises(RejectedError) as exc:
         _prove(world, zk, alice, "tir>=95", 3)
     assert exc.value.code == "claim_false"
-    doc = _prove(world, zk, alice, "tir>=90", 3)
+    doc_disclosure = zk.disclose(alice, [world.patient("alice").key], "tir>=90", 3, NOW).id
+    doc = zk.prove_claim(alice, doc_disclosure)
     theirs = _prove(world, zk, bob, "tir>=0", 3)
     verifier = NoteVerifier.parse(world.node.verifier().vkey())
 
@@ -107,6 +113,23 @@ def test_false_claims_and_tampering_are_refused(
     steps = json.loads(json.dumps(doc["proofs"]))
     steps["steps"][1]["acc"] = steps["steps"][0]["acc"]
     refused({**doc, "proofs": steps})
+    # the patient's disclosure travels with the proof: another claim's, another patient's,
+    # or none is refused
+    other = zk.disclose(alice, [world.patient("alice").key], "tbr54<=50", 3, NOW)
+    bobs = zk.disclose(bob, [world.patient("bob").key], "tir>=90", 3, NOW)
+    again = zk.prove_claim(alice, doc_disclosure)  # at a checkpoint that holds both
+    verify_claim(dumps_claim(again), verifier, tc.keys())
+    size = Checkpoint.parse_body(parse_note(again["checkpoint"].encode()).text).size
+    for d in (other, bobs):  # with a valid inclusion proof at the claim's checkpoint
+        swapped = {**ordered_proof(world.node, d.index),
+                   "commit": base64.b64encode(world.node.store.tx_at(d.index).envelope
+                                              ).decode(),
+                   "at_checkpoint": [base64.b64encode(h).decode()
+                                     for h in world.node.inclusion_proof(d.index, size)]}
+        with pytest.raises(VerificationError, match="did not authorize"):
+            verify_claim(dumps_claim({**again, "disclosure": swapped}), verifier, tc.keys())
+    refused({**doc, "disclosure": doc["windows"][0]})  # a zk.day is not a disclosure
+    refused({k: v for k, v in doc.items() if k != "disclosure"})
     with pytest.raises(GlucoledgerError):
         verify_claim(dumps_claim(doc)[:-2] + b" \n", verifier, tc.keys())
 

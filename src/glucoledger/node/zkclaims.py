@@ -18,7 +18,9 @@
   included in the claim's checkpoint, and the chained proofs (zk/chain.py).
 - ``verify_claim``: offline, with the node's note key and the verifier's own copy of the
   verification keys. Every public input comes from the verified ledger entries and from the
-  claim's words; the result names the claim, the period and the checkpoint, nothing else.
+  claim's words; the patient's ``zk.disclose`` of exactly these words and days must be in
+  the file, accepted and in the log at the checkpoint (so she authorized the proof); the
+  result names the claim, the period and the checkpoint, nothing else.
 
 Raises InputError (claim words, days), PermissionDeniedError (no disclosure), NotFoundError
 (no data for a day), RejectedError (``claim_false``, ``unprovable``, ``commitment_mismatch``),
@@ -63,7 +65,7 @@ __all__ = ["CLAIM_KEYS", "CLAIM_TYPE", "MAX_CLAIM", "Disclosure", "VerifiedClaim
 
 CLAIM_TYPE: Final = "glucoledger/zk-claim/v1"
 CLAIM_KEYS: Final = {"type", "claim", "patient", "profile", "keys", "windows", "proofs",
-                "checkpoint"}
+                "disclosure", "checkpoint"}
 MAX_CLAIM: Final = 8 << 20
 MAX_DAYS: Final = 90
 _DAY_MIN, _DAY_MAX = 23 * 3_600_000, 25 * 3_600_000
@@ -91,6 +93,7 @@ class Disclosure:
     to: str
     height: int
     time_ms: int
+    index: int
 
 
 class ZkClaims:
@@ -226,7 +229,7 @@ class ZkClaims:
                 "her node proves under it", code="no_disclosure")
         i, r = found[0]
         return Disclosure(i, patient, r["claim"], r["start"], r["end"], r["days"], r["to"],
-                          r["height"], r["time"])
+                          r["height"], r["time"], r["index"])
 
     def disclosures(self, patient: bytes) -> list[Disclosure]:
         """Every disclosure the patient signed, oldest first."""
@@ -266,19 +269,18 @@ class ZkClaims:
         proofs = prove_chain(self.tc, claim, witnesses)
         note = self.node.checkpoint()
         cp = Checkpoint.parse_body(parse_note(note).text)
-        entries = []
-        for rec in records:
-            index = rec["index"]
-            entry = {"commit": _b64(self.node.store.tx_at(index).envelope),
-                     **ordered_proof(self.node, index),
-                     "at_checkpoint": [_b64(h) for h in self.node.inclusion_proof(index,
-                                                                                   cp.size)]}
-            entries.append(entry)
+        def entry(index: int) -> dict[str, Any]:
+            return {"commit": _b64(self.node.store.tx_at(index).envelope),
+                    **ordered_proof(self.node, index),
+                    "at_checkpoint": [_b64(h) for h in self.node.inclusion_proof(index,
+                                                                                  cp.size)]}
+
         p = self.profile
         return {"type": CLAIM_TYPE, "claim": claim.words, "patient": patient.hex(),
                 "profile": {"name": p.name, "slots": p.slots, "per": p.per},
-                "keys": self.tc.keys().digest, "windows": entries, "proofs": proofs,
-                "checkpoint": note.decode("utf-8")}
+                "keys": self.tc.keys().digest,
+                "windows": [entry(rec["index"]) for rec in records], "proofs": proofs,
+                "disclosure": entry(d.index), "checkpoint": note.decode("utf-8")}
 
 
 def _iso(ms: int) -> str:
@@ -354,9 +356,34 @@ def verify_claim(data: bytes, verifier: NoteVerifier, keys: Keys, *,
             raise ConsistencyError(f"day {i + 1} does not follow day {i}: a claim covers "
                                    "consecutive days")
         windows.append(Window(b["start"], b["end"], int.from_bytes(b["commit"], "big")))
+    _check_disclosure(doc["disclosure"], verifier, cp, patient, claim.words, windows)
     verify_chain(doc["proofs"], keys, claim, windows)
     return VerifiedClaim(claim.words, len(windows), windows[0].start, windows[-1].end,
                          cp.size, signer)
+
+
+def _check_disclosure(entry: object, verifier: NoteVerifier, cp: Checkpoint, patient: bytes,
+                      words: str, windows: list[Window]) -> None:
+    """The patient's ``zk.disclose`` of these words over exactly these days was accepted (so
+    signed by her keys: the state machine authorized it) and is in the log at the claim's
+    checkpoint. Raises MalformedError or VerificationError."""
+    if not isinstance(entry, dict):
+        raise MalformedError("disclosure is an object")
+    stx: SignedTx = verify_ordered(entry, verifier, "commit", "zk.disclose")[0]
+    if not isinstance(entry.get("at_checkpoint"), list):
+        raise MalformedError("at_checkpoint is a list")
+    merkle.verify_inclusion(merkle.leaf_hash(_unb64(entry["commit"], "commit")),
+                            entry["log_index"], cp.size,
+                            [_unb64(h, "at_checkpoint hash") for h in entry["at_checkpoint"]],
+                            cp.root)
+    b = stx.tx.body
+    if stx.tx.account != patient:
+        raise VerificationError("the disclosure was signed by another account than the "
+                                "claim's patient: she did not authorize this proof")
+    if (b["claim"], b["start"], b["end"], b["days"]) != (
+            words, windows[0].start, windows[-1].end, len(windows)):
+        raise VerificationError("the patient's disclosure is for another claim or other "
+                                "days than this proof: she did not authorize it")
 
 
 def dumps_claim(doc: dict[str, Any]) -> bytes:

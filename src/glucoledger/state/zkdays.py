@@ -30,10 +30,11 @@ recorded on the ledger and in her audit trail"). Body::
   and CLI say so.
 
 Signed by the patient's own keys at her ``grant`` threshold (a disclosure is consent). Stored
-at ``zkdisclose/<tx hash>`` with the block's height and time, and appended to her audit trail
-(``audit_append``, kind ``zk_disclosure``). Her node proves a claim only under a disclosure
-of hers with the same words and period (node/zkclaims.py). Refusals: ``not_patient``,
-``malformed``. Pure.
+at ``zkdisclose/<tx hash>`` with the block's height and time and its log index, and
+appended to her audit trail (``audit_append``, kind ``zk_disclosure``). Her node proves a
+claim only under a disclosure of hers with the same words and period, and the claim file
+carries it for the verifier (node/zkclaims.py). Refusals: ``not_patient``, ``malformed``.
+Pure.
 """
 
 from __future__ import annotations
@@ -172,5 +173,6 @@ def _zk_disclose(state: State, stx: SignedTx, ctx: Context) -> None:
                             f"not a {who.kind} account", code="not_patient")
     b = ZkDisclose.parse(stx.tx.body)
     state.put(zk_disclosure_key(stx.tx_hash), {
-        "patient": stx.tx.account, **b.to_body(), "height": ctx.height, "time": ctx.time_ms})
+        "patient": stx.tx.account, **b.to_body(), "height": ctx.height, "time": ctx.time_ms,
+        "index": ctx.index})
     audit_append(state, stx.tx.account, "zk_disclosure", stx.tx_hash)
