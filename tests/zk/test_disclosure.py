@@ -12,34 +12,18 @@ import pytest
 
 from glucoledger.cli.main import run
 from glucoledger.errors import PermissionDeniedError, RejectedError
-from glucoledger.glucose.readings import Batch, CgmReading
 from glucoledger.node.audit import audit_trail
 from glucoledger.node.ingest import IngestService
 from glucoledger.node.world import World
 from glucoledger.node.zkclaims import ZkClaims
 from glucoledger.state.zkdays import ZkDisclose
-from glucoledger.zk.toolchain import PROFILES, Toolchain
 
-DAY = 86_400_000
-D0 = 1_764_547_200_000  # 2025-12-01T00:00Z
-NOW = D0 + 3 * DAY + 6 * 3_600_000
-
-
-@pytest.fixture
-def zk(world: World, ingest: IngestService, monkeypatch: pytest.MonkeyPatch) -> ZkClaims:
-    """No proving here: the refusals come before the toolchain is ever called."""
-    monkeypatch.setenv("TZ", "UTC")
-    return ZkClaims(world.node, ingest.vault, Toolchain(PROFILES["test"]))
+from .helpers import D0, DAY, NOW, ingest_days
 
 
 def _ingest(world: World, ingest: IngestService, name: str, serial: str) -> bytes:
-    who = world.add_patient(name)
-    dev = world.add_device(serial, patient=who)
-    recs = [CgmReading(D0 + d * DAY + i * 300_000, 0, 100 + i, "Flat")
-            for d in range(3) for i in range(10)]
-    batch = Batch("cgm", tuple(recs), recs[0].time_ms, recs[-1].time_ms, len(recs))
-    ingest.ingest_batches([batch], patient=who.id, uploader=dev.id, signer=dev.key)
-    return who.id
+    return ingest_days(world, ingest, name, serial,
+                       [[100 + i for i in range(10)]] * 3, offset_ms=0)
 
 
 def _ledger(world: World) -> dict[str, Any]:

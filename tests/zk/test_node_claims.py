@@ -12,7 +12,6 @@ import pytest
 
 from glucoledger.cli.main import run
 from glucoledger.errors import GlucoledgerError, RejectedError, VerificationError
-from glucoledger.glucose.readings import Batch, CgmReading
 from glucoledger.ledger.checkpoint import Checkpoint, NoteVerifier, parse_note
 from glucoledger.ledger.tx import SignedTx
 from glucoledger.node.ingest import IngestService
@@ -21,9 +20,8 @@ from glucoledger.node.world import World
 from glucoledger.node.zkclaims import ZkClaims, dumps_claim, verify_claim
 from glucoledger.zk.toolchain import Toolchain
 
-DAY = 86_400_000
-D0 = 1_764_547_200_000  # 2025-12-01T00:00Z
-NOW = D0 + 3 * DAY + 6 * 3_600_000  # 06:00 on the 4th: the last 3 whole days are the 1st-3rd
+from .helpers import D0, DAY, NOW, ingest_days
+
 ALICE = [[120, 130, 140, 150, 160, 170, 180, 100, 90, 60],  # 9 of 10 in range
          [110, 115, 181, 200, 140, 145, 150, 155, 160, 165],
          [100, 100, 100, 100, 100, 100, 100, 100, 100, 100]]
@@ -33,14 +31,7 @@ BOB = [[200, 210, 220, 230, 240, 250, 260, 270, 280, 290]] * 3
 def _ingest(world: World, ingest: IngestService, name: str, days: list[list[int]],
             serial: str, d0: int = D0) -> bytes:
     """Her readings (10 per day from d0, one minute into each five-minute slot); her id."""
-    who = world.add_patient(name)
-    dev = world.add_device(serial, patient=who)
-    recs = [CgmReading(d0 + d * DAY + i * 300_000 + 60_000, 0, v, "Flat")
-            for d, values in enumerate(days) for i, v in enumerate(values)]
-    batch = Batch("cgm", tuple(recs), recs[0].time_ms, recs[-1].time_ms, len(recs))
-    ingest.ingest_batches([batch], patient=who.id, uploader=dev.id, signer=dev.key,
-                          batch_size=12)
-    return who.id
+    return ingest_days(world, ingest, name, serial, days, d0=d0, offset_ms=60_000)
 
 
 def _prove(world: World, zk: ZkClaims, patient: bytes, words: str, days: int,

@@ -11,35 +11,19 @@ from pathlib import Path
 import pytest
 
 from glucoledger.cli.main import run
-from glucoledger.glucose.readings import Batch, CgmReading
 from glucoledger.node.erasure import ErasureService, erased_by
 from glucoledger.node.ingest import IngestService
 from glucoledger.node.vaultcheck import VaultIntegrityError, verify_vault, verify_vault_folder
 from glucoledger.node.world import World
 from glucoledger.node.zkclaims import ZkClaims
-from glucoledger.zk.toolchain import PROFILES, Toolchain
 from glucoledger.zk.windows import commit_slots
 
-DAY = 86_400_000
-D0 = 1_764_547_200_000  # 2025-12-01T00:00Z
-NOW = D0 + 3 * DAY + 6 * 3_600_000
-
-
-@pytest.fixture
-def zk(world: World, ingest: IngestService, monkeypatch: pytest.MonkeyPatch) -> ZkClaims:
-    monkeypatch.setenv("TZ", "UTC")
-    return ZkClaims(world.node, ingest.vault, Toolchain(PROFILES["test"]))
+from .helpers import NOW, ingest_days
 
 
 def _ingest(world: World, ingest: IngestService, name: str, serial: str) -> bytes:
-    who = world.add_patient(name)
-    dev = world.add_device(serial, patient=who)
-    recs = [CgmReading(D0 + d * DAY + i * 300_000 + 30_000, 0, 90 + 7 * i + d, "Flat")
-            for d in range(3) for i in range(10)]
-    batch = Batch("cgm", tuple(recs), recs[0].time_ms, recs[-1].time_ms, len(recs))
-    ingest.ingest_batches([batch], patient=who.id, uploader=dev.id, signer=dev.key,
-                          batch_size=12)
-    return who.id
+    return ingest_days(world, ingest, name, serial,
+                       [[90 + 7 * i + d for i in range(10)] for d in range(3)], offset_ms=30_000)
 
 
 def _forge(world: World, zk: ZkClaims, patient: bytes, start: int, end: int) -> None:

@@ -338,16 +338,7 @@ def verify_claim(data: bytes, verifier: NoteVerifier, keys: Keys, *,
         raise MalformedError(f"windows is a list of 1 to {MAX_DAYS} days")
     windows: list[Window] = []
     for i, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            raise MalformedError("a window entry is an object")
-        stx: SignedTx = verify_ordered(entry, verifier, "commit", "zk.day")[0]
-        if not isinstance(entry.get("at_checkpoint"), list):
-            raise MalformedError("at_checkpoint is a list")
-        merkle.verify_inclusion(merkle.leaf_hash(_unb64(entry["commit"], "commit")),
-                                entry["log_index"], cp.size,
-                                [_unb64(h, "at_checkpoint hash")
-                                 for h in entry["at_checkpoint"]], cp.root)
-        b = stx.tx.body
+        b = _at_checkpoint(entry, verifier, cp, "zk.day", "a window entry").tx.body
         if b["patient"] != patient:
             raise VerificationError(f"day {i + 1}'s commitment is another patient's")
         if (b["slots"], b["per"]) != (p.slots, p.per):
@@ -362,20 +353,29 @@ def verify_claim(data: bytes, verifier: NoteVerifier, keys: Keys, *,
                          cp.size, signer)
 
 
-def _check_disclosure(entry: object, verifier: NoteVerifier, cp: Checkpoint, patient: bytes,
-                      words: str, windows: list[Window]) -> None:
-    """The patient's ``zk.disclose`` of these words over exactly these days was accepted (so
-    signed by her keys: the state machine authorized it) and is in the log at the claim's
-    checkpoint. Raises MalformedError or VerificationError."""
+def _at_checkpoint(entry: object, verifier: NoteVerifier, cp: Checkpoint, tx_type: str,
+                   what: str) -> SignedTx:
+    """The ``tx_type`` envelope of ``entry``, accepted in its block (``verify_ordered``) and
+    in the log at the claim's checkpoint ``cp``. Raises MalformedError, SignatureError or
+    ConsistencyError."""
     if not isinstance(entry, dict):
-        raise MalformedError("disclosure is an object")
-    stx: SignedTx = verify_ordered(entry, verifier, "commit", "zk.disclose")[0]
+        raise MalformedError(f"{what} is an object")
+    stx: SignedTx = verify_ordered(entry, verifier, "commit", tx_type)[0]
     if not isinstance(entry.get("at_checkpoint"), list):
         raise MalformedError("at_checkpoint is a list")
     merkle.verify_inclusion(merkle.leaf_hash(_unb64(entry["commit"], "commit")),
                             entry["log_index"], cp.size,
                             [_unb64(h, "at_checkpoint hash") for h in entry["at_checkpoint"]],
                             cp.root)
+    return stx
+
+
+def _check_disclosure(entry: object, verifier: NoteVerifier, cp: Checkpoint, patient: bytes,
+                      words: str, windows: list[Window]) -> None:
+    """The patient's ``zk.disclose`` of these words over exactly these days was accepted (so
+    signed by her keys: the state machine authorized it) and is in the log at the claim's
+    checkpoint. Raises MalformedError or VerificationError."""
+    stx = _at_checkpoint(entry, verifier, cp, "zk.disclose", "disclosure")
     b = stx.tx.body
     if stx.tx.account != patient:
         raise VerificationError("the disclosure was signed by another account than the "
