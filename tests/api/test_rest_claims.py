@@ -25,7 +25,8 @@ def _test_profile(tc: Toolchain, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_patient_makes_a_claim_anyone_checks_it(client: Any, site: Any, tc: Toolchain) -> None:
-    r = call(client, site, "alice", "POST", "/api/claims", {"claim": "tbr54<=100", "days": 2})
+    r = call(client, site, "alice", "POST", "/api/claims", {"claim": "tbr54<=100", "days": 2,
+                                                           "to": "the trial"})
     assert r.status_code == 200, r.text
     data = r.content
     vkey = NoteVerifier.parse(site.node.verifier().vkey())
@@ -36,6 +37,17 @@ def test_patient_makes_a_claim_anyone_checks_it(client: Any, site: Any, tc: Tool
     result = checked.json()
     assert set(result) == {"valid", "claim", "days", "period", "checkpoint"}
     assert result["claim"] == "tbr54<=100" and result["days"] == 2
+    # her signed disclosure came first: on the ledger, in her audit trail, to whom she said
+    trail = call(client, site, "alice", "GET", "/api/audit").json()
+    shown = [e for e in trail if e["kind"] == "zk_disclosure"]
+    assert len(shown) == 1 and shown[0]["outcome"] == "disclosed"
+    assert "tbr54<=100 over 2 days" in shown[0]["detail"]
+    assert "to the trial" in shown[0]["detail"]
+    # and proving again under it needs no new signature; another id is refused
+    again = call(client, site, "alice", "POST", "/api/claims",
+                 {"disclosure": shown[0]["tx"][:12]})
+    assert again.status_code == 200, again.text
+    assert verify_claim(again.content, vkey, tc.keys()).claim == "tbr54<=100"
 
     doc = json.loads(data)
     doc["claim"] = "tbr54<=0.5"
@@ -54,6 +66,15 @@ def test_only_a_patient_makes_claims_and_bad_words_are_refused(client: Any, site
     assert r.status_code == 400 and "tir>=P" in r.text
     r = call(client, site, "alice", "POST", "/api/claims", {"claim": "tir>=70", "days": 0})
     assert r.status_code in (400, 422)
+    before = call(client, site, "alice", "GET", "/api/audit").json()
+    for body in ({"disclosure": "deadbeefdeadbeef"}, {"days": 2},
+                 {"claim": "tir>=70", "disclosure": "deadbeefdeadbeef"}):
+        r = call(client, site, "alice", "POST", "/api/claims", body)
+        assert r.status_code in (400, 403), r.text
+        assert ("signs one first" in r.text) == ("claim" not in body and "disclosure" in body)
+    r = call(client, site, "dr-lee", "POST", "/api/claims", {"claim": "tir>=70", "days": 2})
+    assert r.status_code == 403, r.text  # a clinician signs no patient's disclosure
+    assert call(client, site, "alice", "GET", "/api/audit").json() == before  # nothing changed
 
 
 def _portal_login(client: Any, name: str) -> str:
@@ -74,7 +95,7 @@ def test_portal_share_a_proof_and_check_it(client: Any, site: Any) -> None:
     page = client.get("/portal/claims").text
     assert "Share a proof" in page and "Check a proof" in page
     r = client.post("/portal/claims/make", data={"csrf": csrf, "claim": "tbr54<=100",
-                                                 "days": "2"})
+                                                 "days": "2", "to": "the pharmacy"})
     assert r.status_code == 200, r.text[:300]
     assert r.headers["content-disposition"].startswith("attachment")
     claim_file = r.content
@@ -87,6 +108,13 @@ def test_portal_share_a_proof_and_check_it(client: Any, site: Any) -> None:
     assert "tbr54&lt;=100" in shown and "2 day(s)" in shown and 'id="verified-checkpoint"' in shown
     # names the claim, the period and the checkpoint, and nothing else
     assert len(re.findall(r"<dt>", shown)) == 3
+    audit = client.get("/portal/audit")
+    assert audit.status_code == 200
+    entry = re.search(r'<li class="entry[^"]*" data-kind="zk_disclosure">.*?</li>', audit.text,
+                      re.DOTALL)
+    assert entry, audit.text[:500]
+    assert "tbr54&lt;=100 over 2 days" in entry.group(0) and "Disclosed" in entry.group(0)
+    assert "to the pharmacy" in entry.group(0) and "refused" not in entry.group(0)
     refused = client.post("/portal/claims/make", data={"csrf": "stale", "claim": "tir>=70",
                                                        "days": "2"})
     assert refused.status_code in (401, 403)

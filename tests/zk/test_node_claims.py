@@ -12,17 +12,16 @@ import pytest
 
 from glucoledger.cli.main import run
 from glucoledger.errors import GlucoledgerError, RejectedError, VerificationError
-from glucoledger.glucose.readings import Batch, CgmReading
-from glucoledger.ledger.checkpoint import NoteVerifier
+from glucoledger.ledger.checkpoint import Checkpoint, NoteVerifier, parse_note
 from glucoledger.ledger.tx import SignedTx
 from glucoledger.node.ingest import IngestService
+from glucoledger.node.proofs import ordered_proof
 from glucoledger.node.world import World
 from glucoledger.node.zkclaims import ZkClaims, dumps_claim, verify_claim
 from glucoledger.zk.toolchain import Toolchain
 
-DAY = 86_400_000
-D0 = 1_764_547_200_000  # 2025-12-01T00:00Z
-NOW = D0 + 3 * DAY + 6 * 3_600_000  # 06:00 on the 4th: the last 3 whole days are the 1st-3rd
+from .helpers import D0, DAY, NOW, ingest_days
+
 ALICE = [[120, 130, 140, 150, 160, 170, 180, 100, 90, 60],  # 9 of 10 in range
          [110, 115, 181, 200, 140, 145, 150, 155, 160, 165],
          [100, 100, 100, 100, 100, 100, 100, 100, 100, 100]]
@@ -31,14 +30,15 @@ BOB = [[200, 210, 220, 230, 240, 250, 260, 270, 280, 290]] * 3
 
 def _ingest(world: World, ingest: IngestService, name: str, days: list[list[int]],
             serial: str, d0: int = D0) -> bytes:
-    who = world.add_patient(name)
-    dev = world.add_device(serial, patient=who)
-    recs = [CgmReading(d0 + d * DAY + i * 300_000 + 60_000, 0, v, "Flat")
-            for d, values in enumerate(days) for i, v in enumerate(values)]
-    batch = Batch("cgm", tuple(recs), recs[0].time_ms, recs[-1].time_ms, len(recs))
-    ingest.ingest_batches([batch], patient=who.id, uploader=dev.id, signer=dev.key,
-                          batch_size=12)
-    return who.id
+    """Her readings (10 per day from d0, one minute into each five-minute slot); her id."""
+    return ingest_days(world, ingest, name, serial, days, d0=d0, offset_ms=60_000)
+
+
+def _prove(world: World, zk: ZkClaims, patient: bytes, words: str, days: int,
+           now: int = NOW) -> dict[str, object]:
+    """She signs the disclosure (her own key), then her node proves under it."""
+    key = next(p.key for p in map(world.patient, ("alice", "bob")) if p.id == patient)
+    return zk.prove_claim(patient, zk.disclose(patient, [key], words, days, now).id)
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def zk(world: World, ingest: IngestService, tc: Toolchain,
 def test_claim_file_verifies_offline_and_reveals_nothing(
         world: World, ingest: IngestService, zk: ZkClaims, tc: Toolchain) -> None:
     alice = _ingest(world, ingest, "alice", ALICE, "SN-A")
-    doc = zk.prove_claim(alice, "tir>=90", 3, NOW)  # 27 of 30 in range
+    doc = _prove(world, zk, alice, "tir>=90", 3)  # 27 of 30 in range
     data = dumps_claim(doc)
     verifier = NoteVerifier.parse(world.node.verifier().vkey())
     result = verify_claim(data, verifier, tc.keys())
@@ -70,8 +70,12 @@ def test_claim_file_verifies_offline_and_reveals_nothing(
             assert str(D0 + d * DAY + i * 300_000 + 60_000) not in text
     for env in envelopes:
         assert set(env.tx.body) == {"patient", "start", "end", "slots", "per", "commit"}
+    signed = SignedTx.decode(base64.b64decode(doc["disclosure"]["commit"]))
+    assert signed.tx.type == "zk.disclose" and signed.tx.account == alice
+    assert signed.tx.body == {"claim": "tir>=90", "start": D0, "end": result.end_ms,
+                              "days": 3, "to": ""}
     # one commitment per day, recorded once: a second proof reuses them
-    again = zk.prove_claim(alice, "tbr54=0", 3, NOW)
+    again = _prove(world, zk, alice, "tbr54=0", 3)
     assert [w["commit"] for w in again["windows"]] == [w["commit"] for w in doc["windows"]]
     verify_claim(dumps_claim(again), verifier, tc.keys())
 
@@ -81,10 +85,11 @@ def test_false_claims_and_tampering_are_refused(
     alice = _ingest(world, ingest, "alice", ALICE, "SN-A")
     bob = _ingest(world, ingest, "bob", BOB, "SN-B")
     with pytest.raises(RejectedError) as exc:
-        zk.prove_claim(alice, "tir>=95", 3, NOW)
+        _prove(world, zk, alice, "tir>=95", 3)
     assert exc.value.code == "claim_false"
-    doc = zk.prove_claim(alice, "tir>=90", 3, NOW)
-    theirs = zk.prove_claim(bob, "tir>=0", 3, NOW)
+    doc_disclosure = zk.disclose(alice, [world.patient("alice").key], "tir>=90", 3, NOW).id
+    doc = zk.prove_claim(alice, doc_disclosure)
+    theirs = _prove(world, zk, bob, "tir>=0", 3)
     verifier = NoteVerifier.parse(world.node.verifier().vkey())
 
     def refused(edited: dict[str, object]) -> None:
@@ -99,6 +104,23 @@ def test_false_claims_and_tampering_are_refused(
     steps = json.loads(json.dumps(doc["proofs"]))
     steps["steps"][1]["acc"] = steps["steps"][0]["acc"]
     refused({**doc, "proofs": steps})
+    # the patient's disclosure travels with the proof: another claim's, another patient's,
+    # or none is refused
+    other = zk.disclose(alice, [world.patient("alice").key], "tbr54<=50", 3, NOW)
+    bobs = zk.disclose(bob, [world.patient("bob").key], "tir>=90", 3, NOW)
+    again = zk.prove_claim(alice, doc_disclosure)  # at a checkpoint that holds both
+    verify_claim(dumps_claim(again), verifier, tc.keys())
+    size = Checkpoint.parse_body(parse_note(again["checkpoint"].encode()).text).size
+    for d in (other, bobs):  # with a valid inclusion proof at the claim's checkpoint
+        swapped = {**ordered_proof(world.node, d.index),
+                   "commit": base64.b64encode(world.node.store.tx_at(d.index).envelope
+                                              ).decode(),
+                   "at_checkpoint": [base64.b64encode(h).decode()
+                                     for h in world.node.inclusion_proof(d.index, size)]}
+        with pytest.raises(VerificationError, match="did not authorize"):
+            verify_claim(dumps_claim({**again, "disclosure": swapped}), verifier, tc.keys())
+    refused({**doc, "disclosure": doc["windows"][0]})  # a zk.day is not a disclosure
+    refused({k: v for k, v in doc.items() if k != "disclosure"})
     with pytest.raises(GlucoledgerError):
         verify_claim(dumps_claim(doc)[:-2] + b" \n", verifier, tc.keys())
 

@@ -1,8 +1,9 @@
 """The portal's zero-knowledge claims page, ``/portal/claims`` (issue 19).
 
 - A patient shares a proof: she picks a claim (time in range at least P %, no reading below
-  54 mg/dL, mean within [A, B], GMI below G) and a number of whole days; the node proves it
-  (node/zkclaims.py) and she downloads the claim file to hand to whoever asked.
+  54 mg/dL, mean within [A, B], GMI below G), a number of whole days and, optionally, to
+  whom; her session's keys sign the disclosure (on the ledger and in her audit trail), the
+  node proves under it (node/zkclaims.py) and she downloads the claim file to hand over.
 - Anyone signed in checks a claim file. The result names the claim, the period and the
   checkpoint, and nothing else: a verifier learns no reading.
 
@@ -20,12 +21,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ..errors import InputError, PermissionDeniedError
-from ..node.zkclaims import MAX_CLAIM, ZkClaims, dumps_claim, verify_claim
+from ..node.zkclaims import MAX_CLAIM, dumps_claim, verify_claim
 from ..zk.claims import FORMS
 from ..zk.toolchain import Toolchain, default_profile
 from .auth import optional_session
 from .context import ctx
 from .portal_base import render, who
+from .routes_claims import prove_for
 
 __all__ = ["router"]
 
@@ -51,15 +53,15 @@ def page(request: Request) -> Response:
 
 @router.post(PAGE + "/make")
 async def make(request: Request, csrf: Csrf, claim: Annotated[str, Form(max_length=64)],
-               days: Annotated[int, Form(ge=1, le=90)] = 14) -> Response:
-    """Prove the claim over the patient's last ``days`` whole days; download the file."""
+               days: Annotated[int, Form(ge=1, le=90)] = 14,
+               to: Annotated[str, Form(max_length=80)] = "") -> Response:
+    """Sign the disclosure, prove the claim over the patient's last ``days`` whole days;
+    download the file."""
     _, p = who(request, csrf)
     if p.kind != "patient":
         raise PermissionDeniedError("only a patient shares proofs about her own glucose",
                                     code="wrong_kind")
-    c = ctx(request)
-    zk = ZkClaims(c.node, c.svc.vault, Toolchain(default_profile()))
-    doc = await run_in_threadpool(zk.prove_claim, p.id, claim, days, c.node.now_ms())
+    doc = await run_in_threadpool(prove_for, request, p, claim, days, to, None)
     return Response(dumps_claim(doc), media_type="application/json", headers={
         "Cache-Control": "no-store",
         "Content-Disposition": 'attachment; filename="glucose-claim.json"'})

@@ -292,7 +292,8 @@ def audit_rows(entries: Sequence[AuditEntry], me: bytes, fmt: Fmt) -> list[dict[
                               "emergency": False, "kind": "access", "streams": e.streams}
             out.append(row)
             continue
-        ok = e.outcome in ("permit", "requested", "opened", "declined", "ended", "erased")
+        ok = e.outcome in ("permit", "requested", "opened", "declined", "ended", "erased",
+                           "disclosed")
         result = ("allowed" if e.outcome == "permit" else "refused" if not ok
                   else e.outcome)
         if not ok:

@@ -1,9 +1,11 @@
 """Zero-knowledge claims over HTTP (issue 19): make a claim file, check one.
 
-- ``POST /api/claims``: the patient, for her own data: ``{"claim": "tir>=70", "days": 14}``.
-  The answer is the claim file ``glucoledger verify-claim FILE --node-key VKEY`` checks
-  offline (node/zkclaims.py), byte for byte. Proving takes seconds per day: it runs in a
-  worker thread.
+- ``POST /api/claims``: the patient, for her own data: ``{"claim": "tir>=70", "days": 14,
+  "to": "optional, to whom"}``. Her session's keys sign the disclosure (``zk.disclose``: on
+  the ledger and in her audit trail) first; then her node proves under it. Or
+  ``{"disclosure": "<id>"}``: prove under one she signed already. The answer is the claim
+  file ``glucoledger verify-claim FILE --node-key VKEY`` checks offline (node/zkclaims.py),
+  byte for byte. Proving takes seconds per day: it runs in a worker thread.
 - ``POST /api/claims/verify``: anyone; the claim file as the body. The answer names the
   claim, the period and the checkpoint, and nothing else.
 
@@ -19,7 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from ..errors import TooLargeError
+from ..errors import InputError, TooLargeError
 from ..node.proofs import load_document
 from ..node.zkclaims import (
     CLAIM_KEYS,
@@ -41,21 +43,38 @@ Who = Annotated[Principal, Depends(principal)]
 
 
 class ClaimRequest(BaseModel):
-    claim: str = Field(min_length=1, max_length=64,
-                       description="tir>=P, tbr54<=Q, tbr54=0, 'mean in A..B' or gmi<G")
+    claim: str | None = Field(default=None, min_length=1, max_length=64,
+                              description="tir>=P, tbr54<=Q, tbr54=0, 'mean in A..B' or gmi<G")
     days: int = Field(default=14, ge=1, le=90, description="whole local days, to last midnight")
+    to: str = Field(default="", max_length=80, description="to whom (optional; on the ledger)")
+    disclosure: str | None = Field(default=None, min_length=8, max_length=64,
+                                   description="prove under this signed disclosure instead")
+
+
+def prove_for(request: Request, who: Principal, claim: str | None, days: int, to: str,
+              disclosure: str | None) -> dict[str, Any]:
+    """Sign the patient's disclosure with her session's keys (unless she names one), then
+    prove under it. Runs in a worker thread."""
+    if (claim is None) == (disclosure is None):
+        raise InputError("give a claim (you sign a new disclosure) or the id of a disclosure "
+                         "you signed, not both")
+    c = ctx(request)
+    zk = ZkClaims(c.node, c.svc.vault, Toolchain(default_profile()))
+    if claim is not None:
+        disclosure = zk.disclose(who.id, c.keys_for(who), claim, days, c.node.now_ms(),
+                                 to).id.hex()
+    assert disclosure is not None
+    return zk.prove_claim(who.id, disclosure)
 
 
 @router.post("/claims", response_class=Response, responses={**ERRORS, 200: {
     "content": {"application/json": {"schema": {"type": "object"}}},
     "description": "the claim file (canonical JSON)"}})
 async def make_claim(request: Request, who: Who, body: ClaimRequest) -> Response:
-    """Prove a claim about your glucose over the last N whole days; share the file."""
+    """Sign a disclosure and prove a claim about your glucose over the last N whole days."""
     require_kind(request, who, "patient")
-    c = ctx(request)
-    zk = ZkClaims(c.node, c.svc.vault, Toolchain(default_profile()))
-    doc = await run_in_threadpool(zk.prove_claim, who.id, body.claim, body.days,
-                                  c.node.now_ms())
+    doc = await run_in_threadpool(prove_for, request, who, body.claim, body.days, body.to,
+                                  body.disclosure)
     return Response(dumps_claim(doc), media_type="application/json",
                     headers={"Cache-Control": "no-store"})
 

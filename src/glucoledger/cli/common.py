@@ -278,7 +278,8 @@ def humanize(text: str, names: dict[bytes, str]) -> str:
 #: Audit events and outcomes in words (node/audit.py kinds and outcome codes).
 _EVENTS = {"access": "read", "emergency": "emergency access opened",
            "emergency_request": "emergency requested", "emergency_decision": "emergency decided",
-           "refused": "refused attempt", "erase": "erasure"}
+           "refused": "refused attempt", "erase": "erasure",
+           "zk_disclosure": "proof disclosed"}
 _OUTCOMES = {"permit": "granted", "deny": "denied"}
 
 

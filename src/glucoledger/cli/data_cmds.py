@@ -234,6 +234,11 @@ def verify_vault_cmd(data: DataOpt = None) -> None:
                   f"{report.self_custody} in patients' custody ({report.seconds:.2f} s)")
     for line in report.describe_erasures():
         console.print(f"  {line}")
+    if report.zk_days or report.zk_unchecked:
+        console.print(f"  {report.zk_days} zero-knowledge day commitment(s) open to the same "
+                      "readings as the batches' SHA-256 commitments")
+    for line in report.zk_unchecked:
+        console.print(f"  {line}")
 
 
 firmware_app = typer.Typer(help="Firmware releases (after TUF): publish, revoke, floor, verify.",

@@ -76,6 +76,7 @@ def serve(
     settings = ServerSettings(secure_cookies=not insecure_cookies, node_name=node.config.name,
                               forwarded_allow_ips=proxies)
     c.settings = settings
+    c.svc.commit_zk_days()  # each complete local day's zk.day, off the upload path
     app = create_app(node, context=c)
     console.print(f"serving {node.chain} on http://{host}:{port}/ (portal: /portal, API docs: "
                   "/docs, OpenAPI: /openapi.json)")

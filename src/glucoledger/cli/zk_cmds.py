@@ -28,13 +28,14 @@ ProfileOpt = Annotated[str, typer.Option(
     callback=choice(*PROFILES))]
 
 
-def _claims_for(services: NodeServices, patient: str, profile: str) -> tuple[ZkClaims, bytes]:
-    """The node's claims service for ``profile`` and the patient's id (a patient account)."""
+def _claims_for(services: NodeServices, patient: str, profile: str
+                ) -> tuple[ZkClaims, accounts.Identity]:
+    """The node's claims service for ``profile`` and the patient (a patient account)."""
     ident = accounts.identity(services.node, patient)
     if ident.kind != "patient":
         raise typer.BadParameter(f"{patient!r} is a {ident.kind}, not a patient",
                                  param_hint="--patient")
-    return ZkClaims(services.node, services.vault, Toolchain(PROFILES[profile])), ident.id
+    return ZkClaims(services.node, services.vault, Toolchain(PROFILES[profile])), ident
 
 
 def zk_setup(profile: ProfileOpt = "day") -> None:
@@ -58,43 +59,82 @@ def zk_setup(profile: ProfileOpt = "day") -> None:
 def zk_contribute(
     name: Annotated[str, typer.Option("--name", help="Who contributes (recorded in the "
                                       "ceremony's file).")],
+    phase: Annotated[int, typer.Option(
+        "--phase", min=1, max=2, help="1: the powers of tau (every member, first); 2: each "
+        "circuit's keys (every member, after phase 1 is closed).")] = 1,
     profile: ProfileOpt = "day",
 ) -> None:
-    """Add one secret contribution to the ceremony (phase 1), before `zk-setup` closes it.
+    """Add one secret contribution to the ceremony, before `zk-setup` closes it.
 
-    Example: glucoledger zk-contribute --name hospital-a
+    Phase 1 first (each member in turn), then phase 2 (each member in turn); `zk-setup`
+    closes both with the public beacon. One honest contribution in each phase keeps proofs
+    unforgeable (docs/threat-model.md).
+
+    Example: glucoledger zk-contribute --name hospital-a --phase 1
     """
     tc = Toolchain(PROFILES[profile])
     if tc.ready():
         console.print("the ceremony is already closed: contributions come before `zk-setup`")
         raise typer.Exit(2)
-    path = tc.contribute(name)
-    console.print(f"contributed as {name!r}: {path}; hand this file to the next member")
+    if not tc.installed():
+        console.print(f"installing circom2, snarkjs and circomlib under {tc.home} ...")
+        tc.install()
+    if phase == 1:
+        if tc.phase1_closed():
+            console.print("phase 1 is closed: contribute to phase 2 (`--phase 2`)")
+            raise typer.Exit(2)
+        path = tc.contribute(name)
+        console.print(f"contributed to phase 1 as {name!r}: {path}; hand the ceremony folder "
+                      f"({tc.setup_dir}) to the next member")
+        return
+    paths = tc.contribute_phase2(name)
+    console.print(f"contributed to phase 2 as {name!r}: {', '.join(p.name for p in paths)} in "
+                  f"{tc.setup_dir}; hand the folder to the next member, or run `zk-setup` "
+                  "to close the ceremony")
 
 
 def prove_claim(
     patient: Annotated[str, typer.Option("--patient", help="The patient: an account name.")],
-    claim: Annotated[str, typer.Option("--claim", help="tir>=P, tbr54<=Q, tbr54=0, "
-                                       "'mean in A..B' or gmi<G.")],
     out: Annotated[Path, out_file("Where to write the claim file (JSON).")],
+    claim: Annotated[str | None, typer.Option("--claim", help="tir>=P, tbr54<=Q, tbr54=0, "
+                                              "'mean in A..B' or gmi<G.")] = None,
     days: Annotated[int, typer.Option("--days", min=1, max=90,
                                       help="Whole local days, ending at the last midnight.")
                     ] = 14,
+    to: Annotated[str, typer.Option("--to", help="To whom (optional; recorded on "
+                                    "the ledger, which every consortium member holds).")
+                  ] = "",
+    disclosure: Annotated[str | None, typer.Option(
+        "--disclosure", help="Prove under a disclosure she already signed (its id, 8+ hex "
+        "digits, as `audit` shows it) instead of signing a new one.")] = None,
     profile: ProfileOpt = "day",
     data: DataOpt = None,
 ) -> None:
     """Prove a claim about the patient's glucose without revealing a reading.
 
+    The patient first signs a disclosure (the claim, the period, to whom) with her custodial
+    key: it is on the ledger and in her audit trail before the node proves anything.
+
     Example: glucoledger prove-claim --patient alice --claim "tir>=70" --days 14 --out c.json
     """
+    if (claim is None) == (disclosure is None):
+        raise typer.BadParameter("give --claim (she signs a new disclosure) or --disclosure "
+                                 "(one she signed), not both", param_hint="--claim")
     with open_services(data) as services:
         node = services.node
-        zk, pid = _claims_for(services, patient, profile)
-        doc = zk.prove_claim(pid, claim, days, node.now_ms())
+        zk, ident = _claims_for(services, patient, profile)
+        if claim is not None:
+            signed = zk.disclose(ident.id, accounts.keys_of(node, ident, [0]), claim, days,
+                                 node.now_ms(), to)
+            console.print(f"{patient} signed disclosure {signed.id.hex()[:16]} ({signed.claim} "
+                          f"over {signed.days} day(s)); it is in her audit trail")
+            disclosure = signed.id.hex()
+        assert disclosure is not None
+        doc = zk.prove_claim(ident.id, disclosure)
         vkey = node.verifier().vkey()
     atomic_write(out, dumps_claim(doc))
-    console.print(f"wrote {out} ({doc['claim']} over {days} day(s)); check it anywhere with:\n"
-                  f"  glucoledger verify-claim {out} --node-key '{vkey}'")
+    console.print(f"wrote {out} ({doc['claim']} over {len(doc['windows'])} day(s)); check it "
+                  f"anywhere with:\n  glucoledger verify-claim {out} --node-key '{vkey}'")
 
 
 def verify_claim_cmd(
@@ -135,8 +175,8 @@ def zk_commit(
     """
     with open_services(data) as services:
         node = services.node
-        zk, pid = _claims_for(services, patient, profile)
-        records = zk.commit_days(pid, days, node.now_ms())
+        zk, ident = _claims_for(services, patient, profile)
+        records = zk.commit_days(ident.id, days, node.now_ms())
     console.print(f"{len(records)} of {days} day(s) committed (days without readings have "
                   "none)")
 

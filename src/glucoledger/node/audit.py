@@ -27,6 +27,7 @@ from ..state.access import access_key, erasure_key
 from ..state.consent import grant_key
 from ..state.emergency import request_key
 from ..state.store import State
+from ..state.zkdays import zk_disclosure_key
 from .accounts import AddressBook
 from .people import SecurityLog
 from .research_view import research_entry
@@ -52,7 +53,8 @@ def _iso(ms: int) -> str:
 class AuditEntry:
     #: access, emergency_request, emergency (access opened), emergency_declined,
     #: emergency_ended, erase, refused, research (a study's consent, withdrawal, release or
-    #: query: node/research_view)
+    #: query: node/research_view), zk_disclosure (her signed disclosure of a zero-knowledge
+    #: claim: state/zkdays.py)
     kind: str
     tx_hash: bytes
     height: int
@@ -61,7 +63,7 @@ class AuditEntry:
     #: declined, the patient (erase), the sender of a refused transaction
     who: bytes
     emergency: bool
-    #: permit, deny, requested, opened, declined, ended, erased, refused
+    #: permit, deny, requested, opened, declined, ended, erased, refused, disclosed
     outcome: str
     #: the deny reason (access) or the refusal code (refused); None otherwise
     reason: str | None
@@ -131,6 +133,16 @@ def _erase(state: State, tx: bytes, patient: bytes) -> AuditEntry:
                       f"{','.join(r['streams'])}; {_batches(len(r['batches']))}")
 
 
+def _disclosure(state: State, tx: bytes, patient: bytes) -> AuditEntry:
+    r = state.get(zk_disclosure_key(tx))
+    days = "1 day" if r["days"] == 1 else f"{r['days']} days"
+    to = f" to {r['to']}" if r["to"] else ""
+    return AuditEntry("zk_disclosure", tx, r["height"], r["time"], patient, False, "disclosed",
+                      None, None, ("cgm",), None,
+                      f"a zero-knowledge proof of {r['claim']} over {days}, {_iso(r['start'])} "
+                      f"to {_iso(r['end'])}{to} (no reading leaves the node)")
+
+
 def _names(stx: SignedTx, state: State) -> bytes | None:
     """The patient a refused transaction's body names, if any."""
     body = stx.tx.body
@@ -179,6 +191,8 @@ def audit_trail(node: Node, patient: bytes, limit: int | None = None) -> list[Au
             out.append(_access(state, e["tx"]))
         elif e["kind"] == "erase":
             out.append(_erase(state, e["tx"], patient))
+        elif e["kind"] == "zk_disclosure":
+            out.append(_disclosure(state, e["tx"], patient))
         elif e["kind"].startswith("emergency"):
             out.append(_emergency(state, e["kind"], e["tx"], now))
         elif e["kind"].startswith("research"):

@@ -138,6 +138,10 @@ class IngestService:
         #: that fails (fail-stop: nothing acknowledged on top of an unknown outcome).
         self._unsettled = False
         self._recover_mu = threading.Lock()
+        #: Called after each group is acknowledged with (patient, stream, start ms, end ms)
+        #: of its committed batches; a listener only records them (node/zkdaily.py queues
+        #: the days to commit for a worker thread), so the upload path does not wait on it.
+        self.listeners: list[Callable[[list[tuple[bytes, str, int, int]]], None]] = []
         self.recover()
 
     # --- checks against the current state -------------------------------------------------
@@ -445,6 +449,11 @@ class IngestService:
                 self.vault.blobs.delete(ct)
             for job, receipt in done:  # acknowledged: ordered, stored, and readable
                 job.receipt = receipt
+            if done and self.listeners:
+                arrived = [(j.upload.patient, j.upload.stream, j.upload.start_ms,
+                            j.upload.end_ms) for j, _ in done]
+                for listener in self.listeners:
+                    listener(arrived)
         except GlucoledgerError as exc:
             for job in group:
                 if job.receipt is None and job.error is None:

@@ -12,7 +12,9 @@ services itself. Invariants:
   never starts the Nightscout pipeline), and closed in reverse order by :meth:`close`,
   which is idempotent;
 - nothing here holds rules: the services are ``node/ingest.py``, ``node/access.py``,
-  ``node/erasure.py`` and ``node/nightscout.py``; this module only builds them.
+  ``node/erasure.py`` and ``node/nightscout.py``; this module only builds them;
+- ``commit_zk_days`` (``serve`` calls it) makes ingestion record each complete local day's
+  ``zk.day`` commitment off the upload path (node/zkdaily.py); closed before ingest.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ if TYPE_CHECKING:  # imported on first use: opening a node for `blocks` stays ch
     from .erasure import ErasureService
     from .ingest import IngestService
     from .nightscout import NightscoutService
+    from .zkdaily import ZkDayCommitter
 
 __all__ = ["NodeServices", "check_stored_blocks"]
 
@@ -71,6 +74,7 @@ class NodeServices:
         self._access: AccessService | None = None
         self._erasure: ErasureService | None = None
         self._nightscout: NightscoutService | None = None
+        self._zk_days: ZkDayCommitter | None = None
         self._closed = False
 
     @classmethod
@@ -152,6 +156,18 @@ class NodeServices:
                 self._nightscout = NightscoutService(self.node, ingest, access)
             return self._nightscout
 
+    def commit_zk_days(self, *, delay: float = 1.0) -> ZkDayCommitter:
+        """From now on, each complete local day of CGM data that ingestion acknowledges gets
+        its ``zk.day`` commitment, recorded by a worker thread (node/zkdaily.py)."""
+        ingest, vault = self.ingest, self.vault
+        with self._mu:
+            if self._zk_days is None:
+                from .zkdaily import ZkDayCommitter
+
+                self._zk_days = ZkDayCommitter(self.node, vault, delay=delay)
+                ingest.listeners.append(self._zk_days.arrived)
+            return self._zk_days
+
     def close(self) -> None:
         """Close what was opened, last built first; the node too if :meth:`open` made it."""
         with self._mu:
@@ -159,8 +175,11 @@ class NodeServices:
                 return
             self._closed = True
             ns, ingest, vault = self._nightscout, self._ingest, self._vault
+            zk_days, self._zk_days = self._zk_days, None
             self._nightscout = self._ingest = self._vault = None
         try:
+            if zk_days is not None:
+                zk_days.close()
             if ns is not None:
                 ns.close()
             if ingest is not None:

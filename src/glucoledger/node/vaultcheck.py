@@ -15,6 +15,12 @@ blobs; so for every accepted ``data.commit`` in the chain store (in log order), 
 - and no committed row exists that no accepted commit names (a forged or duplicated row
   would be returned by reads).
 
+And every accepted ``zk.day`` (a salted Poseidon commitment of a day's CGM slots, issue 19)
+must be the commitment of the readings of the batches it covers (node/zkcheck.py): a day
+committed from other readings is a finding naming the patient and the day; a day whose
+readings cannot be opened (her key erased, a batch in her own custody) is listed as not
+checkable.
+
 Erased batches (an ``erase`` transaction destroyed them) are reported as such, not as damage.
 Every damaged item is reported, not only the first: :class:`VaultIntegrityError` carries them
 all. Damaged input (an envelope that does not decode, a row of the wrong types) is a finding,
@@ -60,6 +66,10 @@ class VaultReport:
     seconds: float
     #: Batches destroyed by an ``erase`` transaction: (ciphertext hash, erasing tx hash).
     erased: tuple[tuple[bytes, bytes], ...] = ()
+    #: ``zk.day`` commitments recomputed from the batches' readings and found equal
+    zk_days: int = 0
+    #: one sentence per ``zk.day`` that could not be checked (erased, self-custody...)
+    zk_unchecked: tuple[str, ...] = ()
 
     def describe_erasures(self) -> list[str]:
         return [f"batch {ct.hex()[:16]} erased by transaction {tx.hex()[:16]}"
@@ -96,6 +106,15 @@ def verify_vault(store: ChainStore, vault: Any, *, decrypt: bool = True,
     name_of = label or (lambda ident: f"id {ident.hex()[:12]}")
     from ..vault.batch import leaf_hashes
     from ..vault.store import BatchIntegrityError
+    from .zkcheck import ZkDayCheck
+
+    def kek(patient: bytes) -> bytes | None:
+        try:
+            return vault.existing_kek(patient, "cgm")  # type: ignore[no-any-return]
+        except GlucoledgerError:  # a damaged wrapped key: as good as destroyed here
+            return None
+
+    zk = ZkDayCheck(kek, name_of)
 
     start = time.perf_counter()
     n = opened = own = 0
@@ -108,6 +127,8 @@ def verify_vault(store: ChainStore, vault: Any, *, decrypt: bool = True,
 
     for height, _bhash, _header, _note in store.iter_blocks():
         for t in store.txs_of_block(height):
+            if b"zk.day" in t.envelope:
+                _zk_day(zk, t, height)
             if b"data.commit" not in t.envelope:
                 continue
             try:
@@ -128,10 +149,13 @@ def verify_vault(store: ChainStore, vault: Any, *, decrypt: bool = True,
                 continue
             n += 1
             named.add(ct)
+            zk.batch(t.idx, body)
+            zk.unreadable(ct, "is damaged (see the other findings)")
             where = _where(t, height, stx.tx_hash)
             by = erased(ct) if erased is not None else None
             if by is not None:
                 gone.append((ct, by))
+                zk.unreadable(ct, f"was erased by transaction {by.hex()[:16]}")
                 continue
             try:
                 row = vault.by_ct(ct)
@@ -163,6 +187,7 @@ def verify_vault(store: ChainStore, vault: Any, *, decrypt: bool = True,
                 continue
             if body["custody"] == "self":
                 own += 1
+                zk.unreadable(ct, "is in the patient's own custody (its key is hers)")
                 continue
             if decrypt and not differs:
                 try:
@@ -181,6 +206,9 @@ def verify_vault(store: ChainStore, vault: Any, *, decrypt: bool = True,
                         **where)
                     continue
                 opened += 1
+                zk.opened(ct, batch.items)
+            elif not decrypt:
+                zk.unreadable(ct, "was not decrypted (run verify-vault with decryption)")
     for row in vault.batches():  # committed rows no accepted commit names
         if row.ct not in named:
             try:
@@ -189,9 +217,27 @@ def verify_vault(store: ChainStore, vault: Any, *, decrypt: bool = True,
                 what = f"with blob name {short(row.ct) if isinstance(row.ct, bytes) else '?'}"
             bad(f"vault row {what}", "a row named by an accepted data.commit",
                 "a row the ledger does not name (forged or duplicated)")
+    for what, where, detail in zk.mismatches:
+        bad(f"{what}: its Poseidon commitment",
+            "the salted commitment of the readings its data.commit batches hold",
+            f"{detail} (the zero-knowledge commitment and the SHA-256 ones do not open to "
+            "the same readings)", **where)
     if found:
         raise VaultIntegrityError(found)
-    return VaultReport(n, opened, own, time.perf_counter() - start, tuple(gone))
+    return VaultReport(n, opened, own, time.perf_counter() - start, tuple(gone), zk.checked,
+                       tuple(zk.unchecked))
+
+
+def _zk_day(zk: Any, t: StoredTx, height: int) -> None:
+    """Hand an accepted ``zk.day`` to the check (damaged ones are the replay's findings)."""
+    try:
+        if not t.decoded_result().ok:
+            return
+        stx = SignedTx.decode(t.envelope)
+    except _DAMAGE:
+        return
+    if stx.tx.type == "zk.day":
+        zk.day(t.idx, stx.tx.body, _where(t, height, stx.tx_hash))
 
 
 def _val(v: object) -> str:

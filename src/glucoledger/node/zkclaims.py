@@ -7,59 +7,93 @@
   derived from the patient's key-encryption key in the vault (HMAC-SHA-256, context
   "glucoledger zk day salt", reduced into the field): erasing her key (GDPR art. 17) leaves
   the commitment unopenable, like her batches.
-- ``prove_claim``: the claim file. It names the claim's words, the patient, the circuit
-  profile and setup, and carries, per day, the ``zk.day`` envelope with the proof that it was
-  accepted in its block (node/proofs.py ``ordered_proof``) and included in the claim's
-  checkpoint, and the chained proofs (zk/chain.py).
+- ``disclose``: the patient's signed disclosure (``zk.disclose``, state/zkdays.py): which
+  claim, which period (her last N whole local days, fixed when she signs), to whom. It is on
+  the ledger and in her audit trail before her node proves anything for her.
+- ``prove_claim``: the claim file, only under a disclosure of hers (``disclosure``) whose
+  words and period it proves; without one it is refused (``PermissionDeniedError``,
+  ``no_disclosure``) before anything is committed or proved. It names the claim's words,
+  the patient, the circuit profile and setup, and carries, per day, the ``zk.day`` envelope
+  with the proof that it was accepted in its block (node/proofs.py ``ordered_proof``) and
+  included in the claim's checkpoint, and the chained proofs (zk/chain.py).
 - ``verify_claim``: offline, with the node's note key and the verifier's own copy of the
   verification keys. Every public input comes from the verified ledger entries and from the
-  claim's words; the result names the claim, the period and the checkpoint, nothing else.
+  claim's words; the patient's ``zk.disclose`` of exactly these words and days must be in
+  the file, accepted and in the log at the checkpoint (so she authorized the proof); the
+  result names the claim, the period and the checkpoint, nothing else.
 
-Raises InputError (claim words, days), NotFoundError (no data for a day), RejectedError
-(``claim_false``, ``unprovable``, ``commitment_mismatch``), VerificationError and
-MalformedError (verify), BackendError (toolchain).
+Raises InputError (claim words, days), PermissionDeniedError (no disclosure), NotFoundError
+(no data for a day), RejectedError (``claim_false``, ``unprovable``, ``commitment_mismatch``),
+VerificationError and MalformedError (verify), BackendError (toolchain).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
 
-from ..crypto.hashing import hmac_sha256
-from ..errors import ConsistencyError, InputError, MalformedError, NotFoundError, VerificationError
+from ..crypto import PrivateKey
+from ..errors import (
+    ConsistencyError,
+    InputError,
+    MalformedError,
+    NotFoundError,
+    PermissionDeniedError,
+    RejectedError,
+    VerificationError,
+)
 from ..glucose.readings import CgmReading
 from ..ledger import merkle
 from ..ledger.checkpoint import Checkpoint, NoteVerifier, parse_note
 from ..ledger.tx import SignedTx
 from ..state.accounts_model import account_id, single_key_policy
-from ..state.zkdays import zk_day_key
+from ..state.zkdays import MAX_TO, zk_day_key, zk_disclosure_key
 from ..vault.store import Vault
 from ..zk.chain import Window, prove_chain, verify_chain, witness
 from ..zk.claims import parse
-from ..zk.poseidon import FIELD
 from ..zk.toolchain import PROFILES, Keys, Profile, Toolchain
 from ..zk.windows import SLOT_MS, commit_slots, day_slots
-from .localdays import last_days
+from .localdays import last_days, patient_zone
 from .proofs import _b64, _unb64, dumps_proof, load_document, ordered_proof, verify_ordered
 from .service import Node
+from .zkcheck import day_salt
 
-__all__ = ["CLAIM_KEYS", "CLAIM_TYPE", "MAX_CLAIM", "VerifiedClaim", "ZkClaims",
-           "dumps_claim", "verify_claim"]
+__all__ = ["CLAIM_KEYS", "CLAIM_TYPE", "MAX_CLAIM", "Disclosure", "VerifiedClaim", "ZkClaims",
+           "dumps_claim", "verify_claim", "window_bounds"]
 
 CLAIM_TYPE: Final = "glucoledger/zk-claim/v1"
 CLAIM_KEYS: Final = {"type", "claim", "patient", "profile", "keys", "windows", "proofs",
-                "checkpoint"}
+                "disclosure", "checkpoint"}
 MAX_CLAIM: Final = 8 << 20
 MAX_DAYS: Final = 90
 _DAY_MIN, _DAY_MAX = 23 * 3_600_000, 25 * 3_600_000
 
 
-def _window_bounds(day: date, zone: Any, profile: Profile) -> tuple[int, int]:
+def window_bounds(day: date, zone: Any, profile: Profile) -> tuple[int, int]:
+    """The window of local ``day`` in ``zone``: from its midnight to the next, cut to the
+    profile's slots (epoch ms)."""
     start = int(datetime.combine(day, time(0), tzinfo=zone).timestamp() * 1000)
     end = int(datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone).timestamp()
               * 1000)
     return start, min(end, start + profile.slots * SLOT_MS)
+
+
+@dataclass(frozen=True, slots=True)
+class Disclosure:
+    """A patient's ``zk.disclose`` as the state recorded it."""
+
+    id: bytes
+    patient: bytes
+    claim: str
+    start: int
+    end: int
+    days: int
+    to: str
+    height: int
+    time_ms: int
+    index: int
 
 
 class ZkClaims:
@@ -76,9 +110,7 @@ class ZkClaims:
         return self.tc.profile
 
     def salt(self, patient: bytes, start: int) -> int:
-        key = self.vault.kek(patient, "cgm")
-        mac = hmac_sha256(key, b"glucoledger zk day salt" + start.to_bytes(8, "big"))
-        return int.from_bytes(mac, "big") % FIELD
+        return day_salt(self.vault.kek(patient, "cgm"), start)
 
     def slots(self, patient: bytes, start: int, end: int, before: int | None = None
               ) -> list[int]:
@@ -98,20 +130,44 @@ class ZkClaims:
         value = self.node.state.get(zk_day_key(patient, start))
         return None if value is None else dict(value)
 
+    def day_body(self, patient: bytes, start: int, end: int) -> dict[str, Any]:
+        """The ``zk.day`` body of the window from the batches ordered so far. Raises
+        NotFoundError for a window with no reading."""
+        slots = self.slots(patient, start, end)
+        if not any(slots):
+            raise NotFoundError(f"no CGM reading between {_iso(start)} and {_iso(end)}: a "
+                                "claim covers days with data")
+        commit = commit_slots(slots, self.salt(patient, start), self.profile.per)
+        return {"patient": patient, "start": start, "end": end, "slots": self.profile.slots,
+                "per": self.profile.per, "commit": commit.to_bytes(32, "big")}
+
+    def record_days(self, bodies: Sequence[dict[str, Any]]) -> int:
+        """Order the ``zk.day`` bodies of windows that still have no commitment, in one
+        submission (one block); the number accepted. Under the node account's lock, so no
+        other commitment (a proof's, ``zk-commit``) comes between the check and the order."""
+        node = self.node
+        with node.account_lock(self.account):
+            todo = [b for b in bodies if self.record(b["patient"], b["start"]) is None]
+            if not todo:
+                return 0
+            first = node.next_nonce(self.account)
+            envs = [node.build("zk.day", b, self.account, [node.node_key], first + i).raw
+                    for i, b in enumerate(todo)]
+            receipts = node.submit(envs)
+        return sum(r.ok for r in receipts)
+
     def commit_window(self, patient: bytes, start: int, end: int) -> dict[str, Any]:
         """Record the window's commitment if it has none yet; return the state record.
         Raises NotFoundError for a window with no reading."""
         found = self.record(patient, start)
         if found is not None:
             return found
-        slots = self.slots(patient, start, end)
-        if not any(slots):
-            raise NotFoundError(f"no CGM reading between {_iso(start)} and {_iso(end)}: a "
-                                "claim covers days with data")
-        commit = commit_slots(slots, self.salt(patient, start), self.profile.per)
-        body = {"patient": patient, "start": start, "end": end, "slots": self.profile.slots,
-                "per": self.profile.per, "commit": commit.to_bytes(32, "big")}
-        self.node.send("zk.day", body, self.account, [self.node.node_key])
+        body = self.day_body(patient, start, end)
+        try:
+            self.node.send("zk.day", body, self.account, [self.node.node_key])
+        except RejectedError as exc:  # committed meanwhile (the ingestion worker): same day
+            if exc.code != "window_committed":
+                raise
         rec = self.record(patient, start)
         assert rec is not None
         return rec
@@ -122,7 +178,7 @@ class ZkClaims:
             raise InputError(f"a claim covers 1 to {MAX_DAYS} days")
         span = last_days(self.node.data_dir, patient, days, now_ms)
         first = datetime.fromtimestamp(span.start_ms / 1000, UTC).astimezone(span.zone).date()
-        return [_window_bounds(first + timedelta(days=i), span.zone, self.profile)
+        return [window_bounds(first + timedelta(days=i), span.zone, self.profile)
                 for i in range(days)]
 
     def commit_days(self, patient: bytes, days: int, now_ms: int) -> list[dict[str, Any]]:
@@ -137,11 +193,73 @@ class ZkClaims:
                 continue  # a day without readings has nothing to commit
         return out
 
-    def prove_claim(self, patient: bytes, words: str, days: int, now_ms: int
-                    ) -> dict[str, Any]:
-        """Commit any uncommitted day of the period, then prove ``words`` over it."""
+    def disclose(self, patient: bytes, keys: Sequence[PrivateKey], words: str, days: int,
+                 now_ms: int, to: str = "") -> Disclosure:
+        """Sign and order the patient's disclosure of ``words`` over her last ``days`` whole
+        local days (fixed now), to ``to``. Raises InputError, RejectedError."""
         claim = parse(words)
+        to = to.strip()
+        if len(to) > MAX_TO or not to.isprintable():
+            raise InputError(f"to whom: at most {MAX_TO} printable characters (or nothing)")
         windows = self.period(patient, days, now_ms)
+        body = {"claim": claim.words, "start": windows[0][0], "end": windows[-1][1],
+                "days": days, "to": to}
+        stx, _ = self.node.send("zk.disclose", body, patient, keys)
+        return self.disclosure(patient, stx.tx_hash)
+
+    def disclosure(self, patient: bytes, ident: bytes | str) -> Disclosure:
+        """The patient's disclosure ``ident`` (its transaction hash, or 8+ hex digits of
+        it). Raises PermissionDeniedError ``no_disclosure`` when she signed none such."""
+        if isinstance(ident, bytes):
+            rec = self.node.state.get(zk_disclosure_key(ident))
+            found = [] if rec is None else [(ident, rec)]
+        else:
+            text = ident.strip().lower()
+            found = []
+            if len(text) >= 8 and all(c in "0123456789abcdef" for c in text):
+                found = [(bytes.fromhex(k.split("/")[1]), self.node.state.get(k))
+                         for k in self.node.state.keys("zkdisclose/" + text[:64])]
+            if len(found) > 1:
+                raise InputError(f"{text} starts {len(found)} disclosures: give more digits")
+        found = [(i, r) for i, r in found if r is not None and r["patient"] == patient]
+        if not found:
+            raise PermissionDeniedError(
+                "no disclosure of this patient with that id: she signs one first (`glucoledger"
+                " prove-claim` without --disclosure, or “Share a proof” in the portal), then "
+                "her node proves under it", code="no_disclosure")
+        i, r = found[0]
+        return Disclosure(i, patient, r["claim"], r["start"], r["end"], r["days"], r["to"],
+                          r["height"], r["time"], r["index"])
+
+    def disclosures(self, patient: bytes) -> list[Disclosure]:
+        """Every disclosure the patient signed, oldest first."""
+        out = []
+        for key in list(self.node.state.keys("zkdisclose/")):
+            rec = self.node.state.get(key)
+            if rec is not None and rec["patient"] == patient:
+                out.append(self.disclosure(patient, bytes.fromhex(key.split("/")[1])))
+        return sorted(out, key=lambda d: d.height)
+
+    def disclosed_windows(self, d: Disclosure) -> list[tuple[int, int]]:
+        """The windows of the disclosure's period, in the patient's zone today. Raises
+        PermissionDeniedError when they no longer match it (her zone changed)."""
+        zone = patient_zone(self.node.data_dir, d.patient)[1]
+        first = datetime.fromtimestamp(d.start / 1000, UTC).astimezone(zone).date()
+        windows = [window_bounds(first + timedelta(days=i), zone, self.profile)
+                   for i in range(d.days)]
+        if windows[0][0] != d.start or windows[-1][1] != d.end:
+            raise PermissionDeniedError(
+                "the disclosure's period no longer matches the patient's local days (her time "
+                "zone changed since she signed it): she signs a new one", code="no_disclosure")
+        return windows
+
+    def prove_claim(self, patient: bytes, disclosure: bytes | str) -> dict[str, Any]:
+        """Prove the claim the patient disclosed (``disclosure``: its id) over its period,
+        committing any uncommitted day of it first. Raises PermissionDeniedError
+        ``no_disclosure`` (nothing is committed or proved), RejectedError, BackendError."""
+        d = self.disclosure(patient, disclosure)
+        claim = parse(d.claim)
+        windows = self.disclosed_windows(d)
         records = [self.commit_window(patient, s, e) for s, e in windows]
         witnesses = []
         for (s, e), rec in zip(windows, records, strict=True):
@@ -151,19 +269,18 @@ class ZkClaims:
         proofs = prove_chain(self.tc, claim, witnesses)
         note = self.node.checkpoint()
         cp = Checkpoint.parse_body(parse_note(note).text)
-        entries = []
-        for rec in records:
-            index = rec["index"]
-            entry = {"commit": _b64(self.node.store.tx_at(index).envelope),
-                     **ordered_proof(self.node, index),
-                     "at_checkpoint": [_b64(h) for h in self.node.inclusion_proof(index,
-                                                                                   cp.size)]}
-            entries.append(entry)
+        def entry(index: int) -> dict[str, Any]:
+            return {"commit": _b64(self.node.store.tx_at(index).envelope),
+                    **ordered_proof(self.node, index),
+                    "at_checkpoint": [_b64(h) for h in self.node.inclusion_proof(index,
+                                                                                  cp.size)]}
+
         p = self.profile
         return {"type": CLAIM_TYPE, "claim": claim.words, "patient": patient.hex(),
                 "profile": {"name": p.name, "slots": p.slots, "per": p.per},
-                "keys": self.tc.keys().digest, "windows": entries, "proofs": proofs,
-                "checkpoint": note.decode("utf-8")}
+                "keys": self.tc.keys().digest,
+                "windows": [entry(rec["index"]) for rec in records], "proofs": proofs,
+                "disclosure": entry(d.index), "checkpoint": note.decode("utf-8")}
 
 
 def _iso(ms: int) -> str:
@@ -221,16 +338,7 @@ def verify_claim(data: bytes, verifier: NoteVerifier, keys: Keys, *,
         raise MalformedError(f"windows is a list of 1 to {MAX_DAYS} days")
     windows: list[Window] = []
     for i, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            raise MalformedError("a window entry is an object")
-        stx: SignedTx = verify_ordered(entry, verifier, "commit", "zk.day")[0]
-        if not isinstance(entry.get("at_checkpoint"), list):
-            raise MalformedError("at_checkpoint is a list")
-        merkle.verify_inclusion(merkle.leaf_hash(_unb64(entry["commit"], "commit")),
-                                entry["log_index"], cp.size,
-                                [_unb64(h, "at_checkpoint hash")
-                                 for h in entry["at_checkpoint"]], cp.root)
-        b = stx.tx.body
+        b = _at_checkpoint(entry, verifier, cp, "zk.day", "a window entry").tx.body
         if b["patient"] != patient:
             raise VerificationError(f"day {i + 1}'s commitment is another patient's")
         if (b["slots"], b["per"]) != (p.slots, p.per):
@@ -239,9 +347,43 @@ def verify_claim(data: bytes, verifier: NoteVerifier, keys: Keys, *,
             raise ConsistencyError(f"day {i + 1} does not follow day {i}: a claim covers "
                                    "consecutive days")
         windows.append(Window(b["start"], b["end"], int.from_bytes(b["commit"], "big")))
+    _check_disclosure(doc["disclosure"], verifier, cp, patient, claim.words, windows)
     verify_chain(doc["proofs"], keys, claim, windows)
     return VerifiedClaim(claim.words, len(windows), windows[0].start, windows[-1].end,
                          cp.size, signer)
+
+
+def _at_checkpoint(entry: object, verifier: NoteVerifier, cp: Checkpoint, tx_type: str,
+                   what: str) -> SignedTx:
+    """The ``tx_type`` envelope of ``entry``, accepted in its block (``verify_ordered``) and
+    in the log at the claim's checkpoint ``cp``. Raises MalformedError, SignatureError or
+    ConsistencyError."""
+    if not isinstance(entry, dict):
+        raise MalformedError(f"{what} is an object")
+    stx: SignedTx = verify_ordered(entry, verifier, "commit", tx_type)[0]
+    if not isinstance(entry.get("at_checkpoint"), list):
+        raise MalformedError("at_checkpoint is a list")
+    merkle.verify_inclusion(merkle.leaf_hash(_unb64(entry["commit"], "commit")),
+                            entry["log_index"], cp.size,
+                            [_unb64(h, "at_checkpoint hash") for h in entry["at_checkpoint"]],
+                            cp.root)
+    return stx
+
+
+def _check_disclosure(entry: object, verifier: NoteVerifier, cp: Checkpoint, patient: bytes,
+                      words: str, windows: list[Window]) -> None:
+    """The patient's ``zk.disclose`` of these words over exactly these days was accepted (so
+    signed by her keys: the state machine authorized it) and is in the log at the claim's
+    checkpoint. Raises MalformedError or VerificationError."""
+    stx = _at_checkpoint(entry, verifier, cp, "zk.disclose", "disclosure")
+    b = stx.tx.body
+    if stx.tx.account != patient:
+        raise VerificationError("the disclosure was signed by another account than the "
+                                "claim's patient: she did not authorize this proof")
+    if (b["claim"], b["start"], b["end"], b["days"]) != (
+            words, windows[0].start, windows[-1].end, len(windows)):
+        raise VerificationError("the patient's disclosure is for another claim or other "
+                                "days than this proof: she did not authorize it")
 
 
 def dumps_claim(doc: dict[str, Any]) -> bytes:

@@ -15,7 +15,26 @@ One commitment per patient and window start, ever (``window_committed``): a veri
 finds an accepted ``zk.day`` for a day knows it is the only one, so a prover cannot choose
 among several. Sent by a ``node`` account meeting its ``data`` threshold.
 
-Refusals: ``not_node``, ``window_committed``, ``malformed``. Pure.
+Refusals: ``not_node``, ``window_committed``, ``malformed``.
+
+``zk.disclose``: the patient's signed disclosure (issue 19: "under a disclosure she signs,
+recorded on the ledger and in her audit trail"). Body::
+
+    {claim, start, end, days, to}
+
+- ``claim``: the claim's canonical words (zk/claims.py ``parse(...).words``);
+- ``start``/``end``: the period, epoch ms: the first window's start and the last window's
+  end, ``days`` whole local days of hers (at most 90; the edge computes them in her zone);
+- ``to``: to whom, in her words ("" for nobody named; at most 80 characters). It is
+  replicated to every member of the consortium like the rest of the ledger: the portal
+  and CLI say so.
+
+Signed by the patient's own keys at her ``grant`` threshold (a disclosure is consent). Stored
+at ``zkdisclose/<tx hash>`` with the block's height and time and its log index, and
+appended to her audit trail (``audit_append``, kind ``zk_disclosure``). Her node proves a
+claim only under a disclosure of hers with the same words and period, and the claim file
+carries it for the verifier (node/zkclaims.py). Refusals: ``not_patient``, ``malformed``.
+Pure.
 """
 
 from __future__ import annotations
@@ -23,23 +42,33 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ..errors import RejectedError
+from ..errors import InputError, RejectedError
 from ..ledger.tx import SignedTx
+from ..zk.claims import parse as parse_claim
 from .accounts_model import load_account
+from .grants import audit_append
 from .machine import Body, Context, authorize, body_field, register, require
 from .store import State
 
-__all__ = ["FIELDS", "FIELD_MODULUS", "ZkDay", "zk_day_key"]
+__all__ = ["DISCLOSE_FIELDS", "FIELDS", "FIELD_MODULUS", "MAX_DISCLOSE_DAYS", "MAX_TO", "ZkDay",
+           "ZkDisclose", "zk_day_key", "zk_disclosure_key"]
 
 FIELDS: Final = frozenset({"patient", "start", "end", "slots", "per", "commit"})
 FIELD_MODULUS: Final = (
     21888242871839275222246405745257275088548364400416034343698204186575808495617)
 SLOT_MS: Final = 300_000
 MAX_WINDOW_MS: Final = 25 * 3_600_000
+DISCLOSE_FIELDS: Final = frozenset({"claim", "start", "end", "days", "to"})
+MAX_DISCLOSE_DAYS: Final = 90
+MAX_TO: Final = 80
 
 
 def zk_day_key(patient: bytes, start: int) -> str:
     return f"zkday/{patient.hex()}/{start}"
+
+
+def zk_disclosure_key(tx_hash: bytes) -> str:
+    return f"zkdisclose/{tx_hash.hex()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,3 +124,55 @@ def _zk_day(state: State, stx: SignedTx, ctx: Context) -> None:
                             code="window_committed")
     state.put(key, {"end": b.end, "slots": b.slots, "per": b.per, "commit": b.commit,
                     "index": ctx.index})
+
+
+@dataclass(frozen=True, slots=True)
+class ZkDisclose(Body):
+    """The body of ``zk.disclose``: which claim, which days, to whom (all fields required)."""
+
+    claim: str
+    start: int
+    end: int
+    days: int
+    to: str
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> ZkDisclose:
+        """Raises RejectedError (``malformed``) or MalformedError."""
+        if set(body) != DISCLOSE_FIELDS:
+            raise RejectedError(f"zk.disclose takes exactly {', '.join(sorted(DISCLOSE_FIELDS))}",
+                                code="malformed")
+        claim, to = body_field(body, "claim", str), body_field(body, "to", str)
+        start, end = body_field(body, "start", int), body_field(body, "end", int)
+        days = body_field(body, "days", int)
+        try:
+            canonical = parse_claim(claim).words
+        except InputError as exc:
+            raise RejectedError(str(exc), code="malformed") from None
+        require(canonical == claim, "malformed",
+                f"the claim's words are not canonical: write {canonical!r}")
+        require(1 <= days <= MAX_DISCLOSE_DAYS, "malformed",
+                f"a disclosure covers 1 to {MAX_DISCLOSE_DAYS} whole days")
+        require(0 <= start < end and end - start <= days * MAX_WINDOW_MS, "malformed",
+                "the period starts before it ends and spans at most its days")
+        require(len(to) <= MAX_TO and to.isprintable(), "malformed",
+                f"to is at most {MAX_TO} printable characters")
+        return cls(claim, start, end, days, to)
+
+    def to_body(self) -> dict[str, Any]:
+        return {"claim": self.claim, "start": self.start, "end": self.end, "days": self.days,
+                "to": self.to}
+
+
+@register("zk.disclose", action="grant", body=ZkDisclose)
+def _zk_disclose(state: State, stx: SignedTx, ctx: Context) -> None:
+    """Record the patient's disclosure of one claim over one period, in her audit trail."""
+    who = load_account(state, stx.tx.account)
+    if who.kind != "patient":
+        raise RejectedError(f"a disclosure is signed by the patient whose data it proves, "
+                            f"not a {who.kind} account", code="not_patient")
+    b = ZkDisclose.parse(stx.tx.body)
+    state.put(zk_disclosure_key(stx.tx_hash), {
+        "patient": stx.tx.account, **b.to_body(), "height": ctx.height, "time": ctx.time_ms,
+        "index": ctx.index})
+    audit_append(state, stx.tx.account, "zk_disclosure", stx.tx_hash)

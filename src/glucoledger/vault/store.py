@@ -179,6 +179,19 @@ class Vault:
             self._keks[(patient, stream)] = key
             return key
 
+    def existing_kek(self, patient: bytes, stream: str) -> bytes | None:
+        """The patient's key-encryption key for ``stream`` if she has one (None once erased
+        or never made); unlike ``kek``, never creates one (so a read-only vault can ask)."""
+        cached = self._keks.get((patient, stream))
+        if cached is not None:
+            return cached
+        with self._lock:
+            rows = self._q("SELECT wrapped FROM keks WHERE patient = ? AND stream = ?",
+                           (patient, stream))
+        if not rows:
+            return None
+        return open_sealed(self._master, bytes(rows[0][0]), "kek", patient + stream.encode())
+
     def erase(self, patient: bytes, stream: str) -> None:
         """Destroy the stream's KEK: every batch under it becomes unreadable."""
         with self._lock:

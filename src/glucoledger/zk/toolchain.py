@@ -6,14 +6,17 @@ Proving calls snarkjs as a subprocess (issue 19 allows it); verification never d
 
     node_modules/                      circom2, snarkjs, circomlib at the pinned versions
     build/<profile>-<digest>/          the circuits compiled (r1cs, wasm)
-    setup/<profile>-<digest>/          pot.ptau, day.zkey, claim.zkey and their *.vkey.json
+    setup/<profile>-<digest>/          pot_NNNN.ptau (phase 1), <circuit>_NNNN.zkey (phase 2),
+                                       day.zkey, claim.zkey and their *.vkey.json
 
 ``digest`` is the SHA-256 of the circuit source and the profile, so a changed circuit never
 reuses an old key. The setup (``setup``) is Groth16's: a powers-of-tau ceremony (phase 1)
-and one phase 2 per circuit. ``contribute`` adds a consortium member's secret contribution;
-``finish`` closes each phase with a public, reproducible beacon (the SHA-256 of a fixed
-text). A setup that only ever had the beacon is for development and tests: its toxic waste
-can be recomputed by anyone (docs/threat-model.md, "Zero-knowledge claims").
+and one phase 2 per circuit. ``contribute`` adds a consortium member's secret contribution
+to phase 1; ``prepare_phase2`` closes phase 1 (beacon) and starts phase 2;
+``contribute_phase2`` adds a member's contribution to both circuits' phase 2; ``finish``
+closes each phase with a public, reproducible beacon (the SHA-256 of a fixed text). A setup
+that only ever had the beacon is for development and tests: its toxic waste can be
+recomputed by anyone (docs/threat-model.md, "Zero-knowledge claims").
 
 Raises BackendError when a tool is missing or fails (with what to run), RejectedError when a
 witness cannot be computed (the claim is false or the inputs do not open the commitments).
@@ -42,6 +45,7 @@ __all__ = ["NPM_PACKAGES", "PROFILES", "Keys", "Profile", "Toolchain", "default_
 
 NPM_PACKAGES: Final = ("circom2@0.2.23", "snarkjs@0.7.6", "circomlib@2.0.5")
 TIMEOUT: Final = 3600.0
+CIRCUITS: Final = ("day", "claim")
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,9 +211,12 @@ class Toolchain:
         return found[-1]
 
     def contribute(self, name: str) -> Path:
-        """Add one secret contribution to phase 1 (before ``finish``): fresh entropy from
-        the operating system, never stored. Returns the new file (send it to the next
+        """Add one secret contribution to phase 1 (before ``prepare_phase2``): fresh entropy
+        from the operating system, never stored. Returns the new file (send it to the next
         member). Raises BackendError."""
+        if self.phase1_closed():
+            raise BackendError("phase 1 of the ceremony is closed: contribute to phase 2 "
+                               "(`zk-contribute --phase 2`)", code="zk_ceremony_closed")
         self.start()
         last = self._last("pot_*.ptau")
         nxt = self.setup_dir / f"pot_{int(last.stem[4:]) + 1:04d}.ptau"
@@ -218,12 +225,10 @@ class Toolchain:
                      quiet_errors=True)
         return nxt
 
-    def finish(self) -> Keys:
-        """Close phase 1 with the beacon, prepare phase 2, make and close both circuits'
-        keys with the beacon, export the verification keys. Idempotent."""
-        keys = self.setup_dir / "claim.vkey.json"
-        if keys.exists():
-            return self.keys()
+    def prepare_phase2(self) -> None:
+        """Close phase 1 with the beacon and prepare phase 2 (``pot_final.ptau``), then start
+        each circuit's phase 2 (``<circuit>_0000.zkey``, ``groth16 setup``). Idempotent:
+        after it, phase 1 takes no more contributions."""
         self.start()
         d, b = self.setup_dir, beacon(self.profile)
         final = d / "pot_final.ptau"
@@ -233,14 +238,51 @@ class Toolchain:
                          what="powersoftau beacon")
             self.snarkjs("powersoftau", "prepare", "phase2", str(d / "pot_beacon.ptau"),
                          str(final), what="powersoftau prepare phase2")
-        for name in ("day", "claim"):
-            self.snarkjs("groth16", "setup", str(self.build_dir / f"{name}.r1cs"), str(final),
-                         str(d / f"{name}_0.zkey"), what=f"groth16 setup {name}")
-            self.snarkjs("zkey", "beacon", str(d / f"{name}_0.zkey"), str(d / f"{name}.zkey"),
-                         b, "10", "-n=beacon", what=f"zkey beacon {name}")
+        for name in CIRCUITS:
+            if not (d / f"{name}_0000.zkey").exists():
+                self.snarkjs("groth16", "setup", str(self.build_dir / f"{name}.r1cs"),
+                             str(final), str(d / f"{name}_0000.zkey"),
+                             what=f"groth16 setup {name}")
+
+    def phase1_closed(self) -> bool:
+        return (self.setup_dir / "pot_final.ptau").exists()
+
+    def contribute_phase2(self, name: str) -> list[Path]:
+        """Add one secret contribution to each circuit's phase 2 (``snarkjs zkey
+        contribute``), after phase 1 is closed and before ``finish``: fresh entropy from the
+        operating system, never stored. Returns the new key files (hand them to the next
+        member, with the ceremony folder). Raises BackendError."""
+        if self.ready():
+            raise BackendError("the ceremony is closed (the verification keys were "
+                               "exported): contributions come before `zk-setup`",
+                               code="zk_ceremony_closed")
+        self.prepare_phase2()
+        out = []
+        for circuit in CIRCUITS:
+            last = self._last(f"{circuit}_[0-9]*.zkey")
+            nxt = self.setup_dir / f"{circuit}_{int(last.stem.split('_')[-1]) + 1:04d}.zkey"
+            self.snarkjs("zkey", "contribute", str(last), str(nxt), f"--name={name}",
+                         f"-e={secrets.token_hex(32)}", what=f"zkey contribute {circuit}",
+                         quiet_errors=True)
+            out.append(nxt)
+        return out
+
+    def finish(self) -> Keys:
+        """Close phase 1 with the beacon and prepare phase 2 (unless done), close each
+        circuit's phase 2 with the beacon after its last contribution, export the
+        verification keys. Idempotent. The numbered files stay: they are the ceremony's
+        transcript (``snarkjs zkey verify`` checks each against the circuit and the
+        ptau)."""
+        if self.ready():
+            return self.keys()
+        self.prepare_phase2()
+        d, b = self.setup_dir, beacon(self.profile)
+        for name in CIRCUITS:
+            self.snarkjs("zkey", "beacon", str(self._last(f"{name}_[0-9]*.zkey")),
+                         str(d / f"{name}.zkey"), b, "10", "-n=beacon",
+                         what=f"zkey beacon {name}")
             self.snarkjs("zkey", "export", "verificationkey", str(d / f"{name}.zkey"),
                          str(d / f"{name}.vkey.json"), what="zkey export verificationkey")
-            (d / f"{name}_0.zkey").unlink()
         return self.keys()
 
     def keys(self) -> Keys:
