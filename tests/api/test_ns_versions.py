@@ -171,8 +171,8 @@ def test_a_move_the_ledger_refuses_leaves_no_tag_and_a_retry_moves(  # type: ign
     or answered as a repeat."""
     from glucoledger.interop import nsaccept
 
-    svc = site.ctx.services["nightscout"]
-    vault = site.ctx.services["vault"]
+    svc = site.ctx.svc.nightscout
+    vault = site.ctx.svc.vault
     alice_ident = identity(site.node, "alice")
     alice = alice_ident.id
     t = int(time.time() * 1000) - 70 * 60_000

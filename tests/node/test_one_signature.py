@@ -32,7 +32,7 @@ def site(tmp_path: Path) -> Iterator[tuple[Node, ServerContext]]:
     ctx = ServerContext.create(node)
     create_account(node, "t", "trusted")
     create_account(node, "ann", "patient", trusted="t")
-    ctx.services["nightscout"].add_uploader("ann", "ann-uploader-secret")
+    ctx.svc.nightscout.add_uploader("ann", "ann-uploader-secret")
     yield node, ctx
     ctx.close()
     node.close()
@@ -50,7 +50,7 @@ def _commits(node: Node) -> list[SignedTx]:
 def test_a_nightscout_upload_is_signed_once_by_the_node(
         site: tuple[Node, ServerContext], monkeypatch: pytest.MonkeyPatch) -> None:
     node, ctx = site
-    ns = ctx.services["nightscout"]
+    ns = ctx.svc.nightscout
     ann = ns.authenticate(hashlib.sha1(b"ann-uploader-secret").hexdigest(), None)
     signed: list[str] = []
     real_sign = PrivateKey.sign
@@ -78,7 +78,7 @@ def test_a_nightscout_upload_is_signed_once_by_the_node(
 def test_an_unsigned_upload_from_the_network_is_refused(
         site: tuple[Node, ServerContext]) -> None:
     node, ctx = site
-    ns = ctx.services["nightscout"]
+    ns = ctx.svc.nightscout
     ann = ns.authenticate(hashlib.sha1(b"ann-uploader-secret").hexdigest(), None)
     ns.post(ann, "entries", [{"type": "sgv", "sgv": 99, "date": NOW - 600_000,
                               "device": "x"}], NOW).result(30)
@@ -93,7 +93,7 @@ def test_an_unsigned_upload_from_the_network_is_refused(
     wire = codec.encode(vouched.to_value())  # what a client could send: no vouched flag
     again = Upload.from_value(codec.decode(wire))
     assert again.vouched is False and again.sig == b""
-    ingest = ctx.services["ingest"]
+    ingest = ctx.svc.ingest
     with pytest.raises(SignatureError, match="does not verify"):
         ingest.upload(again)
     (result,) = ingest.upload_wire([wire])
