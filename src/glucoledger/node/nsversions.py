@@ -103,7 +103,6 @@ class DocVersions:
     def __init__(self, node: Node, key: bytes,
                  identity: Callable[[bytes, str, str], bytes]) -> None:
         self.node = node
-        self._dedup = key
         self._key = hmac_sha256(key, b"glucoledger nightscout content v1")
         self._identity = identity
 
