@@ -3,17 +3,19 @@
 An uploader (the Nightscout secret) posts a bolus, carbs and a temp basal, edits the bolus
 twice, shortens the temp basal by a re-POST (Loop), moves the carbs in time by PUT with the
 ``_id`` (Loop), and deletes another bolus; CGM entries are edited and one is deleted. Then
-the clinician's raw read (the records daily views, reports and the AGP draw on), the signed
-summary and the FHIR export must show exactly what a Nightscout reader sees now: one bolus
-at its last dose, the carbs only at their new time, no deleted bolus or reading. The
-patient's own raw read still lists the earlier versions, apart (``history``), and nobody
-else's does. Before the version rule was applied to releases (node/access.py), the moved
-carbs counted twice and the deleted bolus and reading still counted: these checks fail.
+the clinician's raw read (the records reports and the AGP draw on), her portal page's daily
+insulin and carbohydrate totals, the signed summary and the FHIR export must show exactly
+what a Nightscout reader sees now: one bolus at its last dose, the carbs only at their new
+time, no deleted bolus or reading. The patient's own raw read still lists the earlier
+versions, apart (``history``), and nobody else's does. Before the version rule was applied
+to releases (node/access.py), the moved carbs counted twice and the deleted bolus and
+reading still counted: these checks fail.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -23,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
+from glucoledger.api.portal_view import Fmt
 from glucoledger.node.accounts import identity
 from glucoledger.node.demo_site import DEMO_UPLOADER_SECRET
 
@@ -32,6 +35,7 @@ from .payloads import iso
 
 UP = {"api-secret": hashlib.sha1(DEMO_UPLOADER_SECRET.encode()).hexdigest()}
 MIN = 60_000
+DAY = 86_400_000
 
 
 _OPEN: list[httpx.Client] = []
@@ -145,6 +149,30 @@ def test_summaries_reports_and_fhir_count_current_versions(http) -> None:  # typ
         (t + 25 * MIN, 450)]
     assert [(b["time_ms"], b["duration_ms"]) for b in basals if b["time_ms"] % MIN] == [
         (t + 5 * MIN, 10 * MIN)]
+
+    # The clinician's page: each day's insulin and carbohydrate totals (beside its chart and
+    # in the table) are Nightscout's totals of that day's treatments now.
+    page = lee.get("/portal/patients/alice")
+    assert page.status_code == 200, page.text
+    rows = {m[0]: (m[1], m[2]) for m in re.findall(
+        r"<tr><td>([^<]+)</td>(?:<td>[^<]*</td>){5}<td>([^<]+)</td><td>([^<]+)</td></tr>",
+        page.text)}
+    fmt = Fmt()  # dr-lee's default view: mg/dL, UTC
+    midnight = int(time.time() * 1000) // DAY * DAY
+    checked = 0
+    for start in (midnight, midnight - DAY):
+        if fmt.day(start) not in rows:
+            continue
+        r = ns.get("/api/v1/treatments.json", headers=UP, params={
+            "find[created_at][$gte]": iso(start), "find[created_at][$lt]": iso(start + DAY),
+            "count": "1000"})
+        day = r.json()
+        units = sum(float(d.get("insulin") or 0) for d in day)
+        carb_g = sum(float(d.get("carbs") or 0) for d in day)
+        assert rows[fmt.day(start)] == (f"{units:g} U" if units else "none",
+                                        f"{carb_g:g} g" if carb_g else "none"), fmt.day(start)
+        checked += 1
+    assert checked, rows  # the day of the test's treatments at least
 
     # The patient's own raw read lists the history apart: the first doses, the carbs at
     # their first time, the deleted bolus; none of it among the records that count.
