@@ -223,3 +223,25 @@ def test_summaries_reports_and_fhir_count_current_versions(http) -> None:  # typ
         for o in (x["resource"] for x in r.json()["entry"])
         if o["resourceType"] == "Observation" and "effectiveDateTime" in o)
     assert fhir_cgm == ns_cgm
+
+
+def test_a_deleted_document_stays_deleted_without_the_batch_cache(client, site) -> None:  # type: ignore[no-untyped-def]
+    """The Nightscout read applies the rule to records it took from the batches; with no
+    batch cache (or one that evicted them meanwhile) the batch is opened again and its
+    records are new objects: a deleted document must stay deleted all the same."""
+    site.ctx.svc.access._cache_size = 0
+    t = int(time.time() * 1000) - 20 * MIN
+    t -= t % MIN
+    t += 3_217
+    doc = {"eventType": "Correction Bolus", "created_at": iso(t), "insulin": 1.5,
+           "enteredBy": "loop://iPhone", "syncIdentifier": "v-nocache"}
+    r = client.post("/api/v1/treatments", json=[doc], headers=UP)
+    assert r.status_code == 200, r.text
+    doc_id = r.json()[0]["_id"]
+    params = {"find[syncIdentifier]": "v-nocache", "find[created_at][$gte]": iso(t - MIN)}
+    assert [d["_id"] for d in client.get("/api/v1/treatments.json", headers=UP,
+                                         params=params).json()] == [doc_id]
+    r = client.delete(f"/api/v1/treatments/{doc_id}", headers=UP)
+    assert r.status_code == 200 and r.json() == {"n": 1, "ok": 1}, r.text
+    r = client.get("/api/v1/treatments.json", headers=UP, params=params)
+    assert r.status_code == 200 and r.json() == [], r.json()

@@ -350,9 +350,11 @@ class AccessService:
         out: list[Record] = []
         for ct, records in by_ct:
             b = self._batch(ct)
-            gone = [b.items[ref.index] for ref in b.refs
-                    if not is_current(state, patient, ct, ref)]
-            out.extend(r for r in records if not any(r is g for g in gone))
+            # by value, not identity: the batch may have been opened again since ``records``
+            # were taken from it (the cache is bounded); a record's annex names its document
+            gone = {b.items[ref.index] for ref in b.refs
+                    if not is_current(state, patient, ct, ref)}
+            out.extend(r for r in records if r not in gone)
         return out
 
     def read(self, envelope: bytes) -> RawRelease | SealedRelease | SignedSummary:
