@@ -24,8 +24,8 @@ import cbor2
 
 from .errors import InputError, MalformedError
 
-__all__ = ["MAX_ENCODED", "Value", "decode", "decode_spans", "decode_trusted", "encode",
-           "parse_hex_id"]
+__all__ = ["MAX_ENCODED", "Value", "decode", "decode_authenticated", "decode_spans",
+           "decode_trusted", "encode", "parse_hex_id"]
 
 #: Largest encoded object accepted anywhere (a transaction, a block header, a proof): 1 MiB.
 MAX_ENCODED = 1 << 20
@@ -257,6 +257,17 @@ def decode_trusted(data: bytes) -> Value:
     Never use it on bytes from outside; ``verify`` re-derives every stored value anyway.
     """
     return cbor2.loads(data)
+
+
+def decode_authenticated(data: bytes) -> Value:
+    """Decode bytes this node encoded and authenticated (the plaintext of a blob whose
+    AES-GCM tag verified under its data key): no canonical re-scan. Raises MalformedError
+    when they do not parse (they always do unless the node wrote garbage)."""
+    try:
+        return cbor2.loads(data)
+    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError,
+            EOFError, KeyError, IndexError) as exc:
+        raise MalformedError(f"not valid CBOR: {type(exc).__name__}") from None
 
 
 def encode_unchecked(value: Value) -> bytes:

@@ -16,11 +16,13 @@ import hashlib
 import json
 import time
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from glucoledger.api.portal_view import Prefs
 from glucoledger.node import consent_actions as ca
 from glucoledger.node.accounts import identity, keys_of
 from glucoledger.node.demo_site import DEMO_READER_TOKEN, DEMO_UPLOADER_SECRET
@@ -78,18 +80,27 @@ def _grant_lee(site: Any, streams: tuple[str, ...]) -> None:
              valid_until=now + 30 * DAY)
 
 
-def _entries(url: str) -> dict[str, int]:
-    """Today's sensor readings as dr-lee's Nightscout client reads them: {HH:MM UTC: sgv}."""
+def _entries(url: str, zone: tzinfo) -> dict[str, int]:
+    """Today's sensor readings (in ``zone``) as dr-lee's Nightscout client reads them:
+    {HH:MM in ``zone``: sgv}."""
     with urllib.request.urlopen(f"{url}/api/v1/entries/sgv.json?count=2000&token="
                                 f"{DEMO_READER_TOKEN}", timeout=30) as r:
         docs = json.loads(r.read())
-    today = datetime.now(UTC).date()
+    today = datetime.now(zone).date()
     out = {}
     for d in docs:
-        at = datetime.fromtimestamp(d["date"] / 1000, UTC)
+        at = datetime.fromtimestamp(d["date"] / 1000, zone)
         if at.date() == today:
             out[at.strftime("%H:%M")] = d["sgv"]
     return out
+
+
+def _noon_zone() -> str:
+    """A fixed-offset zone where it is now between noon and 1 pm: the patient who looks at
+    "today" in it has half a day of readings behind her whatever the hour the test runs at
+    (just after midnight UTC, today would hold a few readings: no middle, no hour back)."""
+    hours = 12 - datetime.now(UTC).hour  # -11 .. 12: every one is an Etc/GMT zone
+    return f"Etc/GMT{'-' if hours >= 0 else '+'}{abs(hours)}"  # Etc/GMT-5 is UTC+5
 
 
 def _tap_at(page: Any, svg: Any, x_units: float, y_frac: float = 0.5) -> None:
@@ -101,20 +112,26 @@ def _tap_at(page: Any, svg: Any, x_units: float, y_frac: float = 0.5) -> None:
 def test_tap_and_keys_read_today_and_the_profile(served, browser) -> None:  # type: ignore[no-untyped-def]
     site, srv = served
     _grant_lee(site, ("cgm",))
+    # Alice looks at her day in a zone where it is now early afternoon (the demo's three
+    # days of readings give her half a day today), so the test reads the same day-shape
+    # whatever the hour it runs at; the page shows her times in her zone (portal prefs).
+    zone = ZoneInfo(_noon_zone())
+    Prefs(site.node.data_dir).set(identity(site.node, "alice").id, "mg/dL", zone.key)
     now = int(time.time() * 1000)
     _post(srv.url, "/api/v1/entries", [{"device": "xDrip-DexcomG6", "date": now, "sgv": 287,
                                         "direction": "DoubleUp", "type": "sgv"}])
-    truth = _entries(srv.url)
+    truth = _entries(srv.url, zone)
     page = _phone(browser, srv.url, "alice")
     chart = page.locator("#today svg.chart")
     out = page.locator("#today output.readout")
     assert out.get_attribute("aria-live") == "polite" and out.inner_text() == ""
-    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    midnight = datetime.now(zone).replace(hour=0, minute=0, second=0, microsecond=0)
     times = sorted(truth)
+    assert len(times) >= 24, times  # hours of readings since her midnight: a middle, an hour
     # a tap on the middle of the day's readings reads the nearest one, as Nightscout has it
     mid = times[len(times) // 2]
     t_mid = datetime.strptime(mid, "%H:%M").replace(year=midnight.year, month=midnight.month,
-                                                     day=midnight.day, tzinfo=UTC)
+                                                     day=midnight.day, tzinfo=zone)
     _tap_at(page, chart, 34 + 282 * (t_mid - midnight).total_seconds() / 86_400)
     said = out.inner_text()
     hhmm, value = said.split(": ")
@@ -123,7 +140,8 @@ def test_tap_and_keys_read_today_and_the_profile(served, browser) -> None:  # ty
     assert abs((got - datetime.strptime(mid, "%H:%M")).total_seconds()) <= 600, (said, mid)
     # a tap at the right edge reads the newest: the one just uploaded
     _tap_at(page, chart, 318)
-    assert out.inner_text() == f"{time.strftime('%H:%M', time.gmtime(now / 1000))}: 287 mg/dL"
+    newest = datetime.fromtimestamp(now / 1000, zone).strftime("%H:%M")
+    assert out.inner_text() == f"{newest}: 287 mg/dL"
     # keyboard: the cursor is a slider; End, one step back, one hour back
     cursor = page.locator("#today [role=slider]")
     cursor.focus()
@@ -132,8 +150,7 @@ def test_tap_and_keys_read_today_and_the_profile(served, browser) -> None:  # ty
     assert out.inner_text().endswith(": 287 mg/dL")
     page.keyboard.press("ArrowLeft")
     step_back = out.inner_text().split(": ")[0]
-    assert step_back == times[-2] if times[-1] == time.strftime(
-        "%H:%M", time.gmtime(now / 1000)) else step_back < times[-1]
+    assert step_back == times[-2] if times[-1] == newest else step_back < times[-1]
     assert out.inner_text() == f"{step_back}: {truth[step_back]} mg/dL"
     page.keyboard.press("PageDown")
     hour_back = out.inner_text().split(": ")[0]

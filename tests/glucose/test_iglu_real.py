@@ -7,14 +7,34 @@ for (capped at the 5-minute interval). Where sampling is regular both are equal;
 data the weights differ by about a second in 300, so every metric both compute agrees within
 0.1 points: TIR/TBR/TAR, mean, SD, CV, GMI, GRI, LBGI, HBGI, J-index, MAGE, and level-1/2
 hypo- and hyperglycemia episode counts (iglu ``episode_calculation``), which are equal in 28 of
-32 cases. The other 4 differ by exactly one episode, each listed in ``KNOWN`` with its rule and
-the rule checked on the data (2023 consensus, Battelino et al.: >= 15 consecutive minutes
-beyond the threshold; < 54 / > 250 for level 2, a reading AT 70/180/54/250 is not beyond):
+32 cases. The other 4 differ by exactly one episode, each listed in ``KNOWN`` and explained on
+the data.
 
-- ``interpolated`` (4 cases, iglu +1): iglu linearly interpolates the readings to a 5-minute
-  grid, so between a reading beyond the threshold and one exactly at (or just short of) it the
-  grid values are fractionally beyond (180 -> 182 gives 180.8 > 180). Three grid points then
-  count as 15 minutes although no 15 minutes of readings are beyond; we count the readings.
+The two rules, read from their sources:
+
+- The consensus (Battelino et al., Lancet Diabetes Endocrinol 2023;11:42-57; the
+  same 15 minutes as Danne et al., Diabetes Care 2017;40:1631): an episode begins with at
+  least 15 consecutive minutes of CGM *readings* beyond the threshold (< 70 / < 54 mg/dL,
+  > 180 / > 250 mg/dL: a reading AT 70, 54, 180 or 250 is not beyond) and ends with at
+  least 15 consecutive minutes of readings back. glucose/indices.py counts readings so.
+- iglu (R/episode_calculation.R, irinagain/iglu at 33d72695; iglu-python ports it):
+  ``episode_single`` first puts the readings on a grid, ``CGMS2DayByDay(data, dt0 = 5)``:
+  linear interpolation to times every 5 minutes from midnight; ``event_class`` then runs
+  ``rle`` over ``gl < threshold`` (``gl > threshold``) of the *grid values* and keeps runs
+  of at least ``dur_idx = ceiling(15 / dt0)`` = 3 points, ended by ``end_idx`` = 3 points
+  back. Same thresholds, same 15 minutes, same end rule: iglu follows the consensus on
+  the grid. It departs where the grid values are not readings: a Dexcom G4 reads every
+  5 minutes but a few seconds off the grid, so between a reading beyond the threshold and
+  one exactly AT (or just short of) it the interpolated values are fractionally beyond
+  (180 -> 182 gives 180.8 > 180). Three such grid points count as 15 minutes although no
+  15 minutes of readings are beyond (``interpolated``, iglu +1, 4 cases). We keep the
+  consensus rule on the readings: a value no sensor reported does not start an episode.
+
+The departure is checked both ways: ``_check_rule`` shows on the raw readings of each of
+the 4 cases that iglu's extra episode has fewer than 3 consecutive readings beyond; and
+``test_iglu_on_its_own_grid_agrees`` runs iglu itself on the same readings moved onto its
+grid (each time rounded to the nearest 5 minutes, values untouched), where interpolation
+creates no value: iglu's counts then equal ours in all 32 cases.
 
 Gaps of up to 45 minutes are interpolated as iglu does (glucose/indices.py; the worked cases
 and a check against iglu on made-up gaps are in tests/glucose/test_episode_gaps.py): the
@@ -156,6 +176,31 @@ def test_real_data_agrees_with_iglu(name: str, subject: str) -> None:
             assert value - theirs_n == -1, (
                 subject, kind, level, value, theirs_n)
             _check_rule(df, labelled, kind, level, rule, where)
+
+
+@pytest.mark.parametrize(("name", "subject"), _subjects())
+def test_iglu_on_its_own_grid_agrees(name: str, subject: str) -> None:
+    """iglu's episode counts on the readings placed on its 5-minute grid (times rounded to
+    the grid, values as read; a reading whose rounded time another already holds is
+    dropped, as ``_load`` drops duplicates) equal ours on the readings as they are, in
+    every case: the 4 differences above come from interpolating off-grid times alone."""
+    df = _load(name, subject)
+    readings = [CgmReading(int(t.value // 1_000_000), 0, int(g))
+                for t, g in zip(df["time"], df["gl"], strict=True)]
+    ours = summarize(readings, interval_min=5)
+    on_grid = df.assign(time=df["time"].dt.round("5min")).drop_duplicates("time")
+    # the rounding moves no reading further than 2.5 minutes: the same readings, on the grid
+    assert (on_grid["time"] - df.loc[on_grid.index, "time"]).abs().max() <= pd.Timedelta(
+        minutes=2.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        episodes = iglu.episode_calculation(on_grid, dt0=5, tz="UTC")
+    for kind, level, value in (("hypo", "lv1", ours.hypo1_episodes),
+                               ("hypo", "lv2", ours.hypo2_episodes),
+                               ("hyper", "lv1", ours.hyper1_episodes),
+                               ("hyper", "lv2", ours.hyper2_episodes)):
+        row = episodes[(episodes["type"] == kind) & (episodes["level"] == level)]
+        assert value == float(row["total_episodes"].iloc[0]), (subject, kind, level)
 
 
 def test_zz_report_episode_agreement() -> None:

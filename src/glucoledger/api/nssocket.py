@@ -28,6 +28,19 @@ Invariants, the same as the HTTP routes':
   raw grant, a summary grant, or a revoked grant gets the reason (the read's denial, itself
   audited) and the socket is closed. A collection the grant does not cover is left out of
   the feed for the session (one audited denial at ``authorize``, not one per push).
+- Bounded (``SocketLimits``): Engine.IO sessions on this process in all and per client
+  address, counted at the handshake. A session over a bound is refused at its socket.io
+  connect, with ``{message, data: {code: "too_many_connections"}}`` (the client's
+  ``connect_error``, over polling and websocket alike), and the server closes it; beyond
+  twice ``connections`` (a flood) the handshake itself is answered 401 with that message (a
+  websocket-only client then sees only the refused upgrade); sockets authorized with one
+  credential (an ``authorize`` over the bound is answered ``{read: false, ..., code,
+  message}`` and the socket closed, the other sockets untouched); and subscriptions per
+  connection: one namespace (``/``, the only one served: any other is refused by python-
+  socketio) and at most ``authorize_per_connection`` ``authorize`` calls (each is a full
+  audited read), over which the ack refuses and the socket keeps its feed. A closed
+  connection frees its slots at once. Every refusal is in the security log and says what to
+  do.
 - Pushes are driven by ``NightscoutService.marker`` (which reads no data): a socket is read
   for again only when its patient's data moved (a committed batch, a version), checked every
   ``interval`` seconds and at once after a write on a socket of this process.
@@ -73,8 +86,27 @@ _UNEXPECTED: Final = ("the server failed unexpectedly; nothing was changed by th
                       "request's failure; report it with the time")
 
 
+class _TooMany(PermissionDeniedError):
+    """A socket.io bound (``SocketLimits``) refused the request: 429 in the security log."""
+
+    http_status = 429
+    code = "too_many_connections"
+
+
 def _now() -> int:
     return int(time.time() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class SocketLimits:
+    """Bounds of the socket.io channel, per server process (``serve --workers N``: each
+    worker has its own). AndroidAPS keeps one connection per phone; a household with a few
+    phones and followers behind one address stays far below ``per_address``."""
+
+    connections: int = 256
+    per_address: int = 16
+    per_credential: int = 4
+    authorize_per_connection: int = 8
 
 
 @dataclass
@@ -84,14 +116,20 @@ class _Client:
     history_ms: int = 48 * 3_600_000
     collections: list[str] = field(default_factory=list)
     feed: Feed = field(default_factory=Feed)
+    credential: tuple[str, str, bytes] | None = None  # (role, account, patient) once bound
+    authorized: int = 0  # authorize calls on this connection
 
 
 class NsSocket:
     """The socket.io server and its push loop, for one ServerContext."""
 
-    def __init__(self, c: ServerContext, *, interval: float = 2.0) -> None:
+    def __init__(self, c: ServerContext, *, interval: float = 2.0,
+                 limits: SocketLimits | None = None) -> None:
         self.c = c
         self.interval = interval
+        self.limits = limits or SocketLimits()
+        self._sessions: dict[str, str | None] = {}  # Engine.IO sid -> client address
+        self._over_bound: dict[str, str] = {}  # Engine.IO sid -> why it is refused
         # json=jsonin: packets are parsed with bounded nesting, as HTTP bodies are
         self.sio = socketio.AsyncServer(async_mode="asgi", max_http_buffer_size=c.settings.max_body,
                                         logger=False, engineio_logger=False, json=jsonin)
@@ -102,14 +140,83 @@ class NsSocket:
         self._loop_task: asyncio.Task[None] | None = None
         for name in ("connect", "disconnect", "authorize", "dbAdd", "dbUpdate", "dbRemove"):
             self.sio.on(name, getattr(self, f"_on_{name}"))
+        # The Engine.IO handshake, before socket.io's own handler: the connection bounds.
+        self._eio_connect = self.sio.eio.handlers["connect"]
+        self._eio_disconnect = self.sio.eio.handlers["disconnect"]
+        self.sio.eio.on("connect", self._on_session)
+        self.sio.eio.on("disconnect", self._on_session_end)
 
     @property
     def svc(self) -> NightscoutService:
         svc: NightscoutService = self.c.svc.nightscout
         return svc
 
+    # --- connection bounds ------------------------------------------------------------------
+    def _over(self, remote: str | None) -> str | None:
+        """Why a new session from ``remote`` would break a bound, or None."""
+        lim = self.limits
+        if len(self._sessions) >= lim.connections:
+            return (f"this server holds its limit of {lim.connections} socket.io "
+                    "connections; try again in a minute, or use the REST API "
+                    "(/api/v1 or /api/v3), which needs no connection")
+        mine = sum(1 for r in self._sessions.values() if r == remote)
+        if mine >= lim.per_address:
+            return (f"your address already has {mine} socket.io connections, the limit "
+                    f"is {lim.per_address}; close one (an app connected twice, a second "
+                    "phone) and connect again")
+        return None
+
+    async def _on_session(self, eio_sid: str, environ: dict[str, Any]) -> Any:
+        client = environ.get("asgi.scope", {}).get("client")
+        remote = client[0] if client else None
+        why = self._over(remote)
+        if why is not None:
+            self.c.seclog.record(status=429, code="too_many_connections", who=None,
+                                 route="socket.io connect", remote=remote, reason=why)
+            if len(self._sessions) + len(self._over_bound) >= 2 * self.limits.connections:
+                return {"message": why, "code": "too_many_connections"}
+            self._over_bound[eio_sid] = why  # refused, with the reason, at its connect
+            self._end_soon(eio_sid, 10.0)  # even if it never asks to connect
+        else:
+            self._sessions[eio_sid] = remote
+        return await self._eio_connect(eio_sid, environ)
+
+    async def _on_session_end(self, eio_sid: str, *args: Any) -> None:
+        self._sessions.pop(eio_sid, None)
+        self._over_bound.pop(eio_sid, None)
+        await self._eio_disconnect(eio_sid, *args)
+
+    def _end_soon(self, eio_sid: str, seconds: float) -> None:
+        async def end() -> None:
+            await asyncio.sleep(seconds)
+            if eio_sid in self.sio.eio.sockets:
+                await self.sio.eio.disconnect(eio_sid)
+        asyncio.get_running_loop().create_task(end())
+
+    def _credential_full(self, client: _Client, binding: Binding) -> str | None:
+        """Why ``client`` may not authorize as ``binding`` now, or None."""
+        lim = self.limits
+        if client.authorized > lim.authorize_per_connection:
+            return (f"this connection already sent authorize {lim.authorize_per_connection} "
+                    "times; its feed stays as it is: disconnect and connect again to "
+                    "start over")
+        key = (binding.role, binding.account, binding.patient)
+        holders = sum(1 for c in self._clients.values()
+                      if c is not client and c.binding is not None and c.credential == key)
+        if holders >= lim.per_credential:
+            return (f"this secret or token is already connected {holders} times, the limit "
+                    f"is {lim.per_credential}; close the app's other connection (another "
+                    "phone or follower using it) or give each its own token")
+        return None
+
     # --- connection and authorization -----------------------------------------------------
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, "/")
+        why = self._over_bound.get(eio_sid)
+        if why is not None:
+            self._end_soon(eio_sid, 0.5)  # the client may ignore the refusal
+            raise socketio.exceptions.ConnectionRefusedError(
+                why, {"code": "too_many_connections"})
         scope = environ.get("asgi.scope", {})
         client = scope.get("client")
         self._clients[sid] = _Client(client[0] if client else None)
@@ -127,6 +234,7 @@ class NsSocket:
         client = self._clients.setdefault(sid, _Client(None))
         message = message if isinstance(message, dict) else {}
         denied = {"read": False, "write": False, "write_treatment": False, "error": True}
+        client.authorized += 1
         try:
             secret, token = message.get("secret"), message.get("token")
             binding = self.svc.authenticate(secret if isinstance(secret, str) else None,
@@ -135,10 +243,17 @@ class NsSocket:
             self._refused(sid, "authorize", exc, None)
             self._close_soon(sid)
             return dict(denied, code=exc.code, message=exc.message)
+        why = self._credential_full(client, binding)
+        if why is not None:
+            self._refused(sid, "authorize", _TooMany(why), binding.account)
+            if client.binding is None:  # nothing to keep: a refused first authorize closes
+                self._close_soon(sid)
+            return dict(denied, code="too_many_connections", message=why)
         hours = message.get("history", 48)
         if isinstance(hours, (int, float)) and not isinstance(hours, bool) and hours > 0:
             client.history_ms = int(min(hours, MAX_HISTORY_H) * 3_600_000)
         client.binding = binding
+        client.credential = (binding.role, binding.account, binding.patient)
         client.collections = list(COLLECTIONS)
         try:
             data = await self._read(sid, client, full=True)

@@ -241,8 +241,11 @@ def read(body: ReadBody, request: Request, who: Who) -> dict[str, Any]:
     if isinstance(rel, SignedSummary):
         return {"view": "summary", "grounds": grounds, "summary": summary_value(rel.summary),
                 "signature": rel.signature.hex()}
+    # ``history``: the patient's own read only (node/access.py): earlier versions of edited
+    # Nightscout documents and deleted ones, which no summary or other reader counts.
     return {"view": "raw", "grounds": grounds,
-            "records": [r.to_value() for r in rel.records]}
+            "records": [r.to_value() for r in rel.records],
+            "history": [r.to_value() for r in rel.history]}
 
 
 def audit_value(request: Request, e: AuditEntry) -> dict[str, Any]:

@@ -300,19 +300,23 @@ def audit_rows(trail: Sequence[Any], names: dict[bytes, str]) -> list[list[str]]
     return rows
 
 
-def records_table(records: Sequence[Any]) -> tuple[list[str], list[list[str]],
-                                                   list[dict[str, Any]]]:
+def records_table(records: Sequence[Any], history: Sequence[Any] = ()
+                  ) -> tuple[list[str], list[list[str]], list[dict[str, Any]]]:
     """Readings as columns, rows (for table and CSV) and documents (for JSON).
 
     Every row starts with the local ISO time (to the ms) and the exact epoch ms, which is
-    what ``prove-reading --time`` takes.
+    what ``prove-reading --time`` takes. ``history`` (the patient's own read: earlier
+    versions of edited Nightscout documents, deleted ones) follows, with a ``current``
+    column saying which rows count (False: kept and provable, but superseded).
     """
     docs: list[dict[str, Any]] = []
     keys: list[str] = []
-    for r in records:
+    for r in [*records, *history]:
         value = dict(r.to_value())
         ms = int(getattr(r, "time_ms", 0))
         doc = {"time": local_iso_ms(ms), "time_ms": ms, "stream": type(r).TYPE}
+        if history:
+            doc["current"] = len(docs) < len(records)
         for k, v in value.items():
             if k in ("time", "time_ms", "t"):
                 continue
@@ -320,7 +324,7 @@ def records_table(records: Sequence[Any]) -> tuple[list[str], list[list[str]],
             if k not in keys:
                 keys.append(k)
         docs.append(doc)
-    cols = ["time", "time_ms", "stream", *keys]
+    cols = ["time", "time_ms", "stream", *(["current"] if history else []), *keys]
     rows = [["" if d.get(c) is None else str(d.get(c)) for c in cols] for d in docs]
     return cols, rows, docs
 

@@ -228,7 +228,7 @@ def readings(patient: Name,
         rel = svc.read_as(reader.id, accounts.keys_of(node, reader, [0]), req)
     if not isinstance(rel, RawRelease):  # pragma: no cover - a raw request releases raw
         raise InputError("this read did not release readings")
-    cols, rows, docs = records_table(rel.records)
+    cols, rows, docs = records_table(rel.records, rel.history)
     emit(fmt, out, cols, rows, f"{len(rows)} readings of {patient}", docs)
 
 

@@ -34,12 +34,21 @@ intersected with the grant), never the span of the data; each CGM reading's nomi
 is its uploading device's (by the model the maker registered), or the median spacing of its
 batch when the model is unknown (a gateway, an unlisted sensor).
 
+Which documents count (one rule for every release and the Nightscout reads,
+node/nsversions.py ``is_current``): a Nightscout document edited, moved or deleted
+(``doc.version``, state/versions.py) counts only as its last version: the records of earlier
+versions, of a deleted document and of a change the ledger refused are left out of the
+summary, the raw records, the AGP, the reports and FHIR, exactly as a Nightscout reader sees
+the document now. The patient's own raw read also lists them apart (``RawRelease.history``),
+so she can see and prove every version; nobody else's does.
+
 Computed metrics are cached (``AccessService(summaries=N)``, in memory only): a summary is a
 pure function of the batches it covers (content-addressed by their ciphertext hashes, in the
 order the access record lists them), of each batch's upload order and interval (fixed when
-the batch is first opened) and of the window, so the cache key is exactly
-(view, ciphertext hashes, from, to) and a hit returns the same Summary and profile,
-bit for bit, that computing them again would. A new upload in the window is a new batch (a
+the batch is first opened), of the window and of which records the version rule leaves out
+(a deletion adds no batch), so the cache key is exactly (view, ciphertext hashes, from, to,
+records left out) and a hit returns the same Summary and profile, bit for bit, that
+computing them again would. A new upload in the window is a new batch (a
 new key); an erasure empties the cache (``forget``). The access itself is still ordered,
 audited and signed on every read; only the arithmetic is reused. Reports of whole local days
 (node/localdays.py) keep one window all day, so repeated reads of a day hit.
@@ -52,10 +61,11 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import codec
 from ..crypto import PrivateKey, PublicKey
+from ..crypto.hashing import hmac_sha256
 from ..crypto.hpke import hpke_seal
 from ..crypto.seal import new_key, seal
 from ..errors import (
@@ -73,6 +83,7 @@ from ..state.access import access_key
 from ..state.consent import Request
 from ..state.devices import device_key
 from ..vault.store import Vault
+from .nsversions import DEDUP_CONTEXT, DocRef, doc_refs, is_current
 from .service import Node
 
 __all__ = ["AccessDeniedError", "AccessRefusedError", "AccessService", "RawRelease",
@@ -125,6 +136,9 @@ class RawRelease:
     records: tuple[Record, ...]
     #: The consensus metrics of the released CGM readings (None without CGM readings).
     summary: Summary | None = None
+    #: The patient's own read only: the records in the window that no longer count (earlier
+    #: versions of edited or moved Nightscout documents, deleted ones), in upload order.
+    history: tuple[Record, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,12 +182,24 @@ def summary_statement(g: Grounds, summary: Summary, profile: Agp) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class _Batch:
-    """A decrypted batch: its stream, records, upload order (log index) and CGM interval."""
+    """A decrypted batch: its stream, records, upload order (log index), CGM interval and
+    the Nightscout documents its records belong to (node/nsversions.py)."""
 
     stream: str
     items: tuple[Record, ...]
     order: int
     interval_ms: int
+    refs: tuple[DocRef, ...] = ()
+
+
+class _Uploads(NamedTuple):
+    """The records of a release's window that count, each with its batch's CGM interval
+    (upload order); those the version rule leaves out; and where they were (batch, record
+    indexes), which is part of a computed summary's cache key."""
+
+    counted: list[tuple[Record, int]]
+    withheld: list[Record]
+    dropped: tuple[tuple[bytes, tuple[int, ...]], ...]
 
 
 class AccessService:
@@ -190,6 +216,7 @@ class AccessService:
         self._computed: OrderedDict[_Key, _Computed] = OrderedDict()
         self._computed_size = summaries
         self._computed_lock = threading.Lock()
+        self._dedup = hmac_sha256(node.master, DEDUP_CONTEXT)
 
     def forget(self, cts: Sequence[bytes] | None = None) -> None:
         if cts is None:
@@ -220,9 +247,12 @@ class AccessService:
             self._cache.move_to_end(ct)
             return hit
         row = self.vault.by_ct(ct)
-        _salt, batch = self.vault.open(row)
+        # strict=False: the GCM tag authenticated the plaintext this node encoded; skip the
+        # canonical re-scan (measured: the hottest step of a first read, README)
+        _salt, batch = self.vault.open(row, strict=False)
         value = _Batch(row.stream, batch.items, row.tx_index or 0,
-                       self._interval(row.uploader, batch.items))
+                       self._interval(row.uploader, batch.items),
+                       doc_refs(self._dedup, row.patient, batch.items))
         if self._cache_size:
             self._cache[ct] = value
             while len(self._cache) > self._cache_size:
@@ -283,21 +313,49 @@ class AccessService:
             return known
         return median_spacing_ms(sorted({r.time_ms for r in items if isinstance(r, CgmReading)}))
 
-    def _uploads(self, grounds: Grounds, streams: Sequence[str]
-                 ) -> list[tuple[Record, int]]:
-        """The records in the window with their batch's CGM interval, in upload order."""
-        batches = [self._batch(ct) for ct in grounds.batches]
-        out: list[tuple[Record, int]] = []
-        for b in sorted(batches, key=lambda b: b.order):
+    def _uploads(self, grounds: Grounds, streams: Sequence[str]) -> _Uploads:
+        """The records in the window, in upload order: those that count (with their batch's
+        CGM interval) and those the version rule (``is_current``) leaves out."""
+        state = self.node.state
+        counted: list[tuple[Record, int]] = []
+        withheld: list[Record] = []
+        dropped: list[tuple[bytes, tuple[int, ...]]] = []
+        batches = sorted(((ct, self._batch(ct)) for ct in grounds.batches),
+                         key=lambda cb: cb[1].order)
+        lo, hi = grounds.start_ms, grounds.end_ms
+        for ct, b in batches:
             if b.stream not in streams:  # pragma: no cover - the index is per stream
                 continue
-            out.extend((r, b.interval_ms) for r in b.items
-                       if grounds.start_ms <= r.time_ms < grounds.end_ms)
-        return out
+            gone = {ref.index for ref in b.refs
+                    if not is_current(state, grounds.patient, ct, ref)}
+            if gone:
+                dropped.append((ct, tuple(sorted(gone))))
+                for i, r in enumerate(b.items):
+                    if lo <= r.time_ms < hi:
+                        if i in gone:
+                            withheld.append(r)
+                        else:
+                            counted.append((r, b.interval_ms))
+            else:
+                counted.extend((r, b.interval_ms) for r in b.items if lo <= r.time_ms < hi)
+        return _Uploads(counted, withheld, tuple(dropped))
 
-    def _records(self, grounds: Grounds, streams: Sequence[str]) -> list[Record]:
-        """The records that count (later uploads supersede), sorted by time."""
-        return list(resolve(r for r, _ in self._uploads(grounds, streams)).records)
+    def current(self, patient: bytes, by_ct: Sequence[tuple[bytes, Sequence[Record]]]
+                ) -> list[Record]:
+        """The records among ``by_ct`` (batch ciphertext hash, some of its records as
+        ``_batch`` opened them) that count under the version rule: what a Nightscout reader
+        sees now. The Nightscout reads (node/nightscout.py) use this, the releases
+        ``_uploads``: one rule."""
+        state = self.node.state
+        out: list[Record] = []
+        for ct, records in by_ct:
+            b = self._batch(ct)
+            # by value, not identity: the batch may have been opened again since ``records``
+            # were taken from it (the cache is bounded); a record's annex names its document
+            gone = {b.items[ref.index] for ref in b.refs
+                    if not is_current(state, patient, ct, ref)}
+            out.extend(r for r in records if r not in gone)
+        return out
 
     def read(self, envelope: bytes) -> RawRelease | SealedRelease | SignedSummary:
         """Order the request (write-ahead), then release what its recorded permit allows."""
@@ -307,33 +365,34 @@ class AccessService:
         if decision["view"] == "summary":
             return self._summary(grounds, decision["streams"])
         uploads = self._uploads(grounds, decision["streams"])
-        records = list(resolve(r for r, _ in uploads).records)
+        records = list(resolve(r for r, _ in uploads.counted).records)
         if request.wrap_to is not None:
             key = new_key()
             payload = codec.encode({"records": [r.to_value() for r in records]})
             return SealedRelease(grounds,
                                  hpke_seal(request.wrap_to, key, "release", grounds.access_tx),
                                  seal(key, payload, "release", grounds.access_tx))
-        return RawRelease(grounds, tuple(records), self._metrics(grounds, uploads))
+        history = tuple(uploads.withheld) if grounds.requester == grounds.patient else ()
+        return RawRelease(grounds, tuple(records), self._metrics(grounds, uploads), history)
 
-    def _metrics(self, grounds: Grounds, uploads: list[tuple[Record, int]]) -> Summary | None:
-        """The metrics of the CGM readings among ``uploads`` over the window, or None."""
-        key = ("raw", grounds.batches, grounds.start_ms, grounds.end_ms)
+    def _metrics(self, grounds: Grounds, uploads: _Uploads) -> Summary | None:
+        """The metrics of the CGM readings that count over the window, or None."""
+        key = ("raw", grounds.batches, grounds.start_ms, grounds.end_ms, uploads.dropped)
         hit = self._cached(key)
         if hit is not None:
             return hit[0]
-        summary = _metrics_of(grounds, uploads)
+        summary = _metrics_of(grounds, uploads.counted)
         self._keep(key, (summary, None))
         return summary
 
     def _summary(self, grounds: Grounds, streams: Sequence[str]) -> SignedSummary:
-        key = ("summary", grounds.batches, grounds.start_ms, grounds.end_ms)
+        uploads = self._uploads(grounds, streams)
+        key = ("summary", grounds.batches, grounds.start_ms, grounds.end_ms, uploads.dropped)
         hit = self._cached(key)
         if hit is not None and hit[0] is not None and hit[1] is not None:
             summary, profile = hit[0], hit[1]
         else:
-            uploads = self._uploads(grounds, streams)
-            computed = _metrics_of(grounds, uploads)
+            computed = _metrics_of(grounds, uploads.counted)
             if computed is None:
                 raise OutOfRangeError(
                     f"the permitted window {_iso(grounds.start_ms)} to {_iso(grounds.end_ms)} "
@@ -345,7 +404,7 @@ class AccessService:
             # the CGM readings that count, as resolve() keeps them (the later upload per
             # instant, sorted by time), without resolving the other record types
             last: dict[int, CgmReading] = {}
-            for r, _ in uploads:
+            for r, _ in uploads.counted:
                 if isinstance(r, CgmReading):
                     last[r.time_ms] = r
             profile = compute_agp([last[t] for t in sorted(last)]).aggregate()
@@ -355,8 +414,9 @@ class AccessService:
         return SignedSummary(grounds, summary, self.node.node_key.public, sig, profile)
 
 
-#: (view, ciphertext hashes of the batches, from, to): what a computed summary depends on.
-_Key = tuple[str, tuple[bytes, ...], int, int]
+#: (view, ciphertext hashes of the batches, from, to, records the version rule left out):
+#: what a computed summary depends on.
+_Key = tuple[str, tuple[bytes, ...], int, int, tuple[tuple[bytes, tuple[int, ...]], ...]]
 #: (summary or None without CGM readings, aggregate profile for the summary view)
 _Computed = tuple[Summary | None, Agp | None]
 

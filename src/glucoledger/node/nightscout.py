@@ -64,7 +64,7 @@ from .devices import bind_device, create_keyed_account, org_account
 from .ingest import IngestService
 from .nsrefusals import Refusal, RefusalLog
 from .nsv3 import V3
-from .nsversions import DocVersions
+from .nsversions import DEDUP_CONTEXT, DocVersions, identity_tag
 from .pipeline import Pipeline
 from .service import Node
 
@@ -161,7 +161,7 @@ class NightscoutService:
         self._mu = threading.Lock()
         self._next_seq: dict[bytes, int] = {}  # gateway -> next sequence (pipeline thread)
         self._bindings = self._load()
-        self._dedup_key = hmac_sha256(node.master, b"glucoledger nightscout dedup v1")
+        self._dedup_key = hmac_sha256(node.master, DEDUP_CONTEXT)
         self._gw_keys: dict[str, Any] = {}
         self._pipeline: Pipeline[_Post] = Pipeline(self._store, name="nightscout-uploads")
         self.refusals = RefusalLog(node.data_dir / "nightscout-refusals.bin", node.master)
@@ -253,8 +253,7 @@ class NightscoutService:
 
     # --- uploads ---------------------------------------------------------------------------
     def _key(self, patient: bytes, collection: str, key: str) -> bytes:
-        return hmac_sha256(self._dedup_key, patient + b"|" + collection.encode() + b"|"
-                           + key.encode())
+        return identity_tag(self._dedup_key, patient, collection, key)
 
     def doc_id(self, patient: bytes, collection: str, key: str) -> str:
         return self._key(patient, collection, key)[:12].hex()
@@ -559,7 +558,7 @@ class NightscoutService:
 
     def _select(self, binding: Binding, collection: str, query: ns.Query) -> list[ns.Found]:
         by_ct = self._release(binding, collection, query)
-        found = self._found(binding, collection, self.versions.live(binding.patient, by_ct))
+        found = self._found(binding, collection, self.access.current(binding.patient, by_ct))
         return ns.select(found, query)
 
     def delete(self, binding: Binding, collection: str, query: ns.Query

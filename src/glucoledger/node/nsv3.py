@@ -132,10 +132,8 @@ class V3:
                     gone[doc_id] = (int(history[-1]["time"]), rec.time_ms)
                     gone_records.append(rec)
                     continue
-                if history and ct not in history[-1]["cts"]:
-                    continue
-                if not history and annex.version > 1:
-                    continue  # a change the ledger refused
+                if not svc.access.current(binding.patient, [(ct, [rec])]):
+                    continue  # an earlier version, or a change the ledger refused
                 modified[doc_id] = max(modified.get(doc_id, 0), self.srv_modified(ct))
                 live.append(rec)
         out = []

@@ -12,7 +12,8 @@ module is its node side for Nightscout documents (node/nightscout.py):
   held is a repeat; otherwise it is a change, stored as new batches and recorded as version
   ``n + 1`` by a ``doc.version`` transaction signed by the uploader's gateway account.
 - Readers see, for each document with recorded versions, only the records of the batches of
-  its last version (none after a deletion); version 1 is every record of it uploaded as
+  its last version (none after a deletion: ``is_current``, applied once for every release
+  and Nightscout read by node/access.py); version 1 is every record of it uploaded as
   version 1. A change's parts carry the version they were uploaded as in their annex
   (``nsannex.with_version``), so the batches of a change the ledger refused (committed by
   ``data.commit``, never named by a ``doc.version``) are neither the head nor version 1:
@@ -33,7 +34,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..crypto import PrivateKey
@@ -43,10 +44,59 @@ from ..glucose.readings import Record
 from ..interop import nightscout as ns
 from ..interop.nsannex import Annex, with_version
 from ..ledger.tx import Transaction, sign
-from ..state.versions import alias_of, version_key, versions_of
+from ..state.store import State
+from ..state.versions import alias_key, alias_of, version_key, versions_of
 from .service import Node
 
-__all__ = ["DocVersions"]
+__all__ = ["DEDUP_CONTEXT", "DocRef", "DocVersions", "doc_refs", "identity_tag", "is_current"]
+
+#: The context of the node's Nightscout identity key: HMAC(master, DEDUP_CONTEXT).
+DEDUP_CONTEXT = b"glucoledger nightscout dedup v1"
+
+
+def identity_tag(dedup_key: bytes, patient: bytes, collection: str, key: str) -> bytes:
+    """The keyed hash naming a Nightscout identity (``collection``, ``key``) of ``patient``:
+    the vault's deduplication tag and the ``doc`` of ``doc.version``."""
+    return hmac_sha256(dedup_key, patient + b"|" + collection.encode() + b"|" + key.encode())
+
+
+@dataclass(frozen=True, slots=True)
+class DocRef:
+    """Where record ``index`` of a batch belongs: the identity its annex names (``tag``),
+    the state keys the version rule looks up, and the version it was uploaded as."""
+
+    index: int
+    tag: bytes
+    version_key: str
+    alias_key: str
+    uploaded_as: int
+
+
+def doc_refs(dedup_key: bytes, patient: bytes, items: Sequence[Record]) -> tuple[DocRef, ...]:
+    """The Nightscout documents the records of one batch belong to (records without an
+    annex belong to none and always count). Pure in the batch's content, so a reader
+    computes it once per batch and keeps it with the decrypted records."""
+    out = []
+    for i, rec in enumerate(items):
+        annex = None if rec.ns is None else Annex.parse(rec.ns, ns.COLLECTIONS)
+        if annex is not None:
+            tag = identity_tag(dedup_key, patient, annex.collection, annex.key)
+            out.append(DocRef(i, tag, version_key(patient, tag), alias_key(patient, tag),
+                              annex.version))
+    return tuple(out)
+
+
+def is_current(state: State, patient: bytes, ct: bytes, ref: DocRef) -> bool:
+    """The version rule, the one place it is decided (Nightscout reads, summaries, reports,
+    the AGP, FHIR): a record of a document with recorded versions counts only when its batch
+    ``ct`` holds the document's last version (none after a deletion); a record of a
+    document without versions counts only if it was uploaded as version 1 (a later version
+    the ledger refused is nobody's content)."""
+    doc = ref.tag if ref.alias_key not in state else alias_of(state, patient, ref.tag)
+    key = ref.version_key if doc == ref.tag else version_key(patient, doc)
+    if key in state:
+        return ct in versions_of(state, patient, doc)[-1]["cts"]
+    return ref.uploaded_as == 1
 
 
 class DocVersions:
@@ -86,26 +136,6 @@ class DocVersions:
         if not receipt.ok:
             raise RejectedError(f"the new version was refused ({receipt.result.code}): "
                                 f"{receipt.result.message}", code=receipt.result.code)
-
-    def live(self, patient: bytes, by_ct: Iterable[tuple[bytes, Sequence[Record]]]
-             ) -> list[Record]:
-        """The records readers see: of a document with recorded versions, only those in the
-        batches of its last version."""
-        out: list[Record] = []
-        state = self.node.state
-        for ct, records in by_ct:
-            for rec in records:
-                annex = self._annex(rec)
-                if annex is not None:
-                    tag = alias_of(state, patient, self._identity(patient, annex.collection,
-                                                                   annex.key))
-                    if version_key(patient, tag) in state:
-                        if ct not in versions_of(state, patient, tag)[-1]["cts"]:
-                            continue
-                    elif annex.version > 1:  # a change the ledger did not accept
-                        continue
-                out.append(rec)
-        return out
 
     def edited(self, rec: Record) -> bool:
         """Whether ``rec`` was uploaded as a later version of its document (it counts only

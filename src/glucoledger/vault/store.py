@@ -219,8 +219,11 @@ class Vault:
         return batch_aad(self.chain, row.patient, row.uploader, row.stream, row.seq)
 
     def decrypt(self, row: BatchRow, blob: bytes, *,
-                x25519_private: bytes | None = None) -> tuple[bytes, Batch]:
-        """Unwrap the data key and open ``blob`` (no hash check: the GCM tag decides)."""
+                x25519_private: bytes | None = None, strict: bool = True
+                ) -> tuple[bytes, Batch]:
+        """Unwrap the data key and open ``blob`` (no hash check: the GCM tag decides).
+        ``strict=False``: parse the authenticated plaintext without re-checking its
+        canonical form (``read_plaintext(authenticated=True)``)."""
         aad = self._aad(row)
         try:
             if row.custody == "self":
@@ -231,7 +234,8 @@ class Vault:
             else:
                 dk = open_sealed(self.kek(row.patient, row.stream), row.wrapped_key,
                                  "data-key", aad)
-            return read_plaintext(open_sealed(dk, blob, "batch", aad))
+            return read_plaintext(open_sealed(dk, blob, "batch", aad),
+                                  authenticated=not strict)
         except NotFoundError:
             raise
         except GlucoledgerError as exc:
@@ -239,8 +243,9 @@ class Vault:
                 f"{row.describe()} does not decrypt ({exc.message}); restore the blob from a "
                 "backup or another node", row) from None
 
-    def open(self, row: BatchRow, *, x25519_private: bytes | None = None) -> tuple[bytes, Batch]:
-        """Fetch, check and decrypt a batch: (salt key, batch)."""
+    def open(self, row: BatchRow, *, x25519_private: bytes | None = None,
+             strict: bool = True) -> tuple[bytes, Batch]:
+        """Fetch, check and decrypt a batch: (salt key, batch); ``strict`` as ``decrypt``."""
         try:
             blob = self.blobs.get(row.ct)
         except NotFoundError:
@@ -249,7 +254,7 @@ class Vault:
             raise BatchIntegrityError(
                 f"{row.describe()}: the blob's SHA-256 is not the committed ciphertext hash "
                 "(the blob was altered)", row)
-        return self.decrypt(row, blob, x25519_private=x25519_private)
+        return self.decrypt(row, blob, x25519_private=x25519_private, strict=strict)
 
     # --- the batch index ------------------------------------------------------------------
     def add_pending(self, rows: Sequence[BatchRow],
