@@ -67,3 +67,14 @@ def test_importing_the_verifier_keeps_the_recursion_limit() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out[0] == out[1] and out[2] == "True", out  # py_ecc loaded, limit unchanged
+
+
+def test_no_digit_test_lets_int_fail() -> None:
+    """``str.isdigit`` is true for '²' and other digits ``int`` refuses (a PUT with
+    ``"created_at": "²"`` once answered 500): the code tests with ``isdecimal``."""
+    from pathlib import Path
+
+    assert "²".isdigit() and not "²".isdecimal()
+    src = Path(__file__).resolve().parents[1] / "src" / "glucoledger"
+    users = [str(p.relative_to(src)) for p in src.rglob("*.py") if ".isdigit()" in p.read_text()]
+    assert users == [], users

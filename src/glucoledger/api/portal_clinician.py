@@ -126,7 +126,7 @@ def workspace(request: Request, p: Principal, msg: str | None) -> Response:
     have = sorted([r for r in rows if r[key] is not None], key=lambda r: r[key], reverse=desc)
     rows = have + [r for r in rows if r[key] is None]  # no data: always last
     pages = max(1, -(-len(rows) // PAGE))
-    page = min(max(int(q["page"]) if q.get("page", "").isdigit() else 1, 1), pages)
+    page = min(max(int(q["page"]) if q.get("page", "").isdecimal() else 1, 1), pages)
     patients = [i for i in AddressBook(ctx(request).node).all() if i.kind == "patient"]
     return render(request, "clinician.html", who=p, notice=notice, total=len(rows),
                   rows=rows[(page - 1) * PAGE:page * PAGE], page=page, pages=pages,
@@ -154,7 +154,7 @@ def grant_for(request: Request, p: Principal, name: str) -> tuple[bytes, Any]:
 
 def _period_args(request: Request) -> tuple[int, bool]:
     q = request.query_params
-    days = int(q["days"]) if q.get("days", "").isdigit() and int(q["days"]) in PERIODS else 14
+    days = int(q["days"]) if q.get("days", "").isdecimal() and int(q["days"]) in PERIODS else 14
     return days, q.get("compare") == "1"
 
 

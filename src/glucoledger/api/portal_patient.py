@@ -183,9 +183,9 @@ def home(request: Request, p: Principal, msg: str | None) -> Response:
     node = ctx(request).node
     fmt = fmt_of(request)
     q = request.query_params
-    days = int(q["days"]) if q.get("days", "").isdigit() and int(q["days"]) in PERIODS else 14
+    days = int(q["days"]) if q.get("days", "").isdecimal() and int(q["days"]) in PERIODS else 14
     compare = q.get("compare") == "1"
-    poll = int(q["poll"]) if q.get("poll", "").isdigit() else 60
+    poll = int(q["poll"]) if q.get("poll", "").isdecimal() else 60
     poll = min(max(poll, 2), 300)
     now = int(time.time() * 1000)
     # at least SENSOR_DAYS: a sensor started before a 7-day period still has an age; a day

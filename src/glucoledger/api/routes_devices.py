@@ -211,7 +211,7 @@ def _upload_refusal(request: Request, exc: GlucoledgerError) -> GlucoledgerError
 async def _body(request: Request, limit: int) -> bytes:
     """The request body, refused (413) as soon as it is known to exceed ``limit`` bytes."""
     length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > limit):
+    if length is not None and (not length.isdecimal() or int(length) > limit):
         raise TooLargeError(f"the upload is larger than {limit} bytes; send smaller batches "
                             "(for example one day of readings per upload)")
     chunks: list[bytes] = []

@@ -136,7 +136,7 @@ def _find(request: Request, binding: Binding, col: str, params: list[tuple[str, 
     if col in ("food", "settings"):
         return []
     v1, ascending = v3_params(params)
-    limit = next((int(v) for k, v in v1 if k == "count" and v.isdigit()), None)
+    limit = next((int(v) for k, v in v1 if k == "count" and v.isdecimal()), None)
     v1 = [(k, v) for k, v in v1 if k != "count"]
     if after is not None:  # history: every change, then the oldest first
         query = ns.parse_query(col, [*v1, ("count", str(ns.MAX_COUNT))])
@@ -166,7 +166,7 @@ def history(request: Request, col: str, after: int) -> JSONResponse:
 def history_since_header(request: Request, col: str) -> JSONResponse:
     since = request.headers.get("last-modified")
     after = 0
-    if since and since.strip().isdigit():
+    if since and since.strip().isdecimal():
         after = int(since.strip())
     return _ok(_search(request, _collection(col), request.query_params.multi_items(),
                        after=after))

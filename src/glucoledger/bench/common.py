@@ -38,7 +38,7 @@ __all__ = ["Ports", "add_port_args", "best_ceiling", "machine_load", "parse_port
 def parse_port_range(text: str) -> range:
     """``"27500-27599"`` -> range(27500, 27600); InputError on anything else."""
     lo, sep, hi = text.partition("-")
-    if not sep or not lo.strip().isdigit() or not hi.strip().isdigit():
+    if not sep or not lo.strip().isdecimal() or not hi.strip().isdecimal():
         raise InputError(f"port range {text!r}: write it as FIRST-LAST, e.g. 27500-27599")
     a, b = int(lo), int(hi)
     if not 1 <= a <= b <= 65535:

@@ -230,7 +230,7 @@ def local_iso_ms(ms: int) -> str:
 
 def parse_when(text: str, option: str) -> int:
     """A time a person typed: epoch ms (digits) or ISO 8601 with an offset. Exit 2 if not."""
-    if text.isdigit():
+    if text.isdecimal():
         value = int(text)
     else:
         try:

@@ -221,7 +221,7 @@ def verify_request(*, method: str, target_uri: str, path: str, headers: Mapping[
     if abs(now - created) > MAX_SKEW_S:
         raise SignatureError(f"the signature was created {int(now - created)} s from our "
                              f"clock; at most {MAX_SKEW_S} s: check the client's clock")
-    if "expires" in params and params["expires"].lstrip("-").isdigit() and \
+    if "expires" in params and params["expires"].lstrip("-").isdecimal() and \
             int(params["expires"]) < now:
         raise SignatureError("the signature has expired")
     key = lookup(key_id)

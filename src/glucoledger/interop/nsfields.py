@@ -99,7 +99,7 @@ def _text_offset(doc: Mapping[str, Any], names: Iterable[str]) -> int:
     """The UTC offset of the first ISO time text among ``names`` that has one, else 0."""
     for name in names:
         v = doc.get(name)
-        if isinstance(v, str) and not v.isdigit():
+        if isinstance(v, str) and not v.isdecimal():
             try:
                 off = parse_time(v)[1]
             except MalformedError:
@@ -167,7 +167,7 @@ def time_raw(doc: Mapping[str, Any], names: Iterable[str], what: str) -> tuple[i
         if isinstance(v, int):
             return v, 0
         if isinstance(v, str):
-            if v.isdigit() and len(v) <= 16:
+            if v.isdecimal() and len(v) <= 16:
                 return int(v), 0
             text = v.replace("Z", "+00:00") if v.endswith("Z") else v
             try:

@@ -100,7 +100,7 @@ class Checkpoint:
         origin, size, root, height, block, time = lines[:6]
         if not origin:
             raise MalformedError("checkpoint origin line is empty")
-        if not size.isdigit() or (size != "0" and size.startswith("0")):
+        if not (size.isascii() and size.isdecimal()) or (size != "0" and size.startswith("0")):
             raise MalformedError(f"checkpoint size {size!r} is not a decimal number")
         root_b = _b64decode(root, "checkpoint root")
         if len(root_b) != 32:
@@ -109,9 +109,8 @@ class Checkpoint:
         for line in (height, block, time):
             key, _, val = line.partition(" ")
             ext[key] = val
-        if set(ext) != {"height", "block", "time"} or not ext["height"].isdigit() or not ext[
-            "time"
-        ].isdigit():
+        if set(ext) != {"height", "block", "time"} or not all(
+                ext[k].isascii() and ext[k].isdecimal() for k in ("height", "time")):
             raise MalformedError("checkpoint extension lines must be height, block, time")
         block_b = _b64decode(ext["block"], "checkpoint block hash")
         if len(block_b) != 32:

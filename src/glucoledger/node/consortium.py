@@ -431,7 +431,7 @@ class ConsortiumNode:
             name, _, h = key.partition("/")
             # Only heights whose signer set this node knows: a change in a block it has
             # not derived yet may take effect at any later height.
-            if h.isdigit() and int(h) <= top:
+            if h.isdecimal() and int(h) <= top:
                 published.setdefault(int(h), {})[name] = value
         ours = {h: self._our_text(h) for h in published if h < top}
         self._members_now(schedule)

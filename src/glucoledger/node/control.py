@@ -193,7 +193,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif url.path == "/blocks":
                 self._member_signed()
                 raw_start = query.get("from", ["0"])[0]
-                if not raw_start.isdigit():
+                if not raw_start.isdecimal():
                     raise MalformedError("from= is a block height (a number)")
                 start = int(raw_start)
                 self._send(200, export_blocks(cn.node, start), "application/cbor")

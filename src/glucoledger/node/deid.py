@@ -251,7 +251,7 @@ def scan_identifiers(rows: Iterable[Mapping[str, Any]], identifiers: Mapping[str
             out.append(f"field {key}: zip or email")
         if key == "age" and text not in ("*", "90+"):
             lead = text.split("-")[0]
-            if not lead.isdigit() or int(lead) > 89:
+            if not lead.isdecimal() or int(lead) > 89:
                 out.append("exact age over 89")
         if key != "time" and _DATE_OF_BIRTH.search(text):
             out.append(f"field {key}: a date")

@@ -46,7 +46,7 @@ def _sweep(folder: Path) -> None:
     for p in siblings:
         if p.name.startswith(prefix) and p.is_dir():
             pid = p.name[len(prefix):].split("-", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdecimal() and not _alive(int(pid)):
                 shutil.rmtree(p, ignore_errors=True)
 
 

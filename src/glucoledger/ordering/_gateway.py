@@ -426,7 +426,7 @@ def _decode(name: str, status: int, data: bytes) -> JSON:
         return body
     if isinstance(body, dict) and "error" in body:
         code = body.get("code")
-        code = int(code) if isinstance(code, int | str) and str(code).isdigit() else None
+        code = int(code) if isinstance(code, int | str) and str(code).isdecimal() else None
         message = str(body.get("message") or body.get("error"))
         raise GatewayError(
             f"{name}: {message} (gRPC code {code})",

@@ -171,7 +171,7 @@ class EtcdOrderer(Orderer):
     def _parse(self, kv: JSON) -> _Batch:
         name = unb64(kv["key"]).decode(errors="replace")
         writer, _, digits = name[len(self._batches):].rpartition("/")
-        if not name.startswith(self._batches) or not writer or not digits.isdigit():
+        if not name.startswith(self._batches) or not writer or not digits.isdecimal():
             raise OrderingError(f"etcd log of chain {self.chain!r} holds a stray key {name!r}: "
                                 "keys under /glucoledger/ were changed outside glucoledger")
         pos = int(digits)

@@ -102,7 +102,7 @@ def prove_chain(tc: Toolchain, claim: Claim, days: Sequence[DayWitness], *,
 
 
 def _field(text: object, what: str) -> int:
-    if not isinstance(text, str) or not text.isdigit() or len(text) > 80 or int(text) >= FIELD:
+    if not isinstance(text, str) or not text.isdecimal() or len(text) > 80 or int(text) >= FIELD:
         raise MalformedError(f"{what} is not a field element in decimal")
     return int(text)
 

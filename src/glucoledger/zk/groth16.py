@@ -53,7 +53,7 @@ P = bn.field_modulus
 
 
 def _int(value: object, bound: int, what: str) -> int:
-    if not isinstance(value, str) or not value.isdigit() or len(value) > 80:
+    if not isinstance(value, str) or not value.isdecimal() or len(value) > 80:
         raise MalformedError(f"{what} is not a decimal string")
     n = int(value)
     if n >= bound:
