@@ -13,7 +13,9 @@ import pytest
 from glucoledger.zk.toolchain import Toolchain
 
 from ..zk import conftest as zk_conftest
+from .conftest import cover_claim_days
 from .test_browser import ARGS, ARTIFACTS, CHROMIUM, _login
+from .test_browser_charts import _post
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed: run "
                                 "`bash .ci/install-browser.sh` (Debian package chromium)")
@@ -25,7 +27,8 @@ def test_share_a_proof_signs_a_disclosure_she_sees_in_her_audit(  # type: ignore
     from playwright.sync_api import sync_playwright
 
     monkeypatch.setenv("GLUCOLEDGER_ZK_PROFILE", "test")
-    _site, srv = served
+    site, srv = served
+    cover_claim_days(site, 2, lambda path, doc: _post(srv.url, path, doc))
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)

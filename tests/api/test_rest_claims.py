@@ -3,6 +3,7 @@ profile (`glucoledger zk-setup --profile test`, as .ci/run makes it)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from typing import Any
@@ -10,10 +11,12 @@ from typing import Any
 import pytest
 
 from glucoledger.ledger.checkpoint import NoteVerifier
+from glucoledger.node.demo_site import DEMO_UPLOADER_SECRET
 from glucoledger.node.zkclaims import verify_claim
 from glucoledger.zk.toolchain import Toolchain
 
 from ..zk import conftest as zk_conftest
+from .conftest import cover_claim_days
 from .rest import call
 
 tc = zk_conftest.tc  # the toolchain fixture (or a skip saying how to set it up)
@@ -24,7 +27,18 @@ def _test_profile(tc: Toolchain, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GLUCOLEDGER_ZK_PROFILE", "test")
 
 
+def _cover(client: Any, site: Any, days: int) -> None:
+    """Readings in each claimed day's window, whatever the time of day (conftest)."""
+    def post(path: str, doc: Any) -> None:
+        r = client.post(path, json=doc, headers={
+            "api-secret": hashlib.sha1(DEMO_UPLOADER_SECRET.encode()).hexdigest()})
+        assert r.status_code == 200, r.text
+
+    cover_claim_days(site, days, post)
+
+
 def test_patient_makes_a_claim_anyone_checks_it(client: Any, site: Any, tc: Toolchain) -> None:
+    _cover(client, site, 2)
     r = call(client, site, "alice", "POST", "/api/claims", {"claim": "tbr54<=100", "days": 2,
                                                            "to": "the trial"})
     assert r.status_code == 200, r.text
@@ -91,6 +105,7 @@ def _portal_login(client: Any, name: str) -> str:
 
 
 def test_portal_share_a_proof_and_check_it(client: Any, site: Any) -> None:
+    _cover(client, site, 2)
     csrf = _portal_login(client, "alice")
     page = client.get("/portal/claims").text
     assert "Share a proof" in page and "Check a proof" in page
