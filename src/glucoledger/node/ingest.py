@@ -528,7 +528,7 @@ class IngestService:
         """
         parts = [part for b in batches for part in split_batch(b, batch_size)]
         tags = [self._identity(uploader, patient, part) for part in parts]
-        owners, stale = self._owners([t for pair in tags for t in pair])
+        owners = self.committed_owners([t for pair in tags for t in pair])
         out: list[IngestReceipt | None] = []
         for part, (ident, content, begin) in zip(parts, tags, strict=True):
             same, other = owners.get(content), owners.get(ident) or owners.get(begin)
@@ -545,10 +545,7 @@ class IngestService:
             else:
                 out.append(None)
         fresh = [i for i, r in enumerate(out) if r is None]
-        if fresh:
-            held = [t for i in fresh for t in tags[i] if t in stale]
-            if held:  # a crashed attempt's rows hold them: the new attempt takes them over
-                self.vault.release_pending_tags(held)
+        if fresh:  # tags a crashed attempt's pending rows hold go to this one (add_pending)
             seq = self.next_seq(uploader)
             jobs: list[_Job | IngestReceipt | GlucoledgerError] = []
             try:
@@ -582,15 +579,17 @@ class IngestService:
         digest = sha256(codec.encode_unchecked([r.to_value() for r in part.items]))
         return ident, hmac_sha256(key, b"content|" + ident + digest), begin
 
-    def _owners(self, tags: list[bytes]) -> tuple[dict[bytes, BatchRow], set[bytes]]:
-        """(committed batches holding ``tags``, the tags still held by pending rows).
-        Pending rows are settled first: a crash may have hidden a commit on the ledger."""
+    def committed_owners(self, tags: Sequence[bytes]) -> dict[bytes, BatchRow]:
+        """The committed batch holding each of ``tags`` that one holds. Pending rows are
+        settled first (``recover``): a crash may have hidden a commit the ledger accepted.
+        A row still pending after that is an attempt whose commit never held (a crash, a
+        full disk, a lost quorum): nothing of it was acknowledged, so its content is not a
+        repeat, and a new attempt takes its tags over (``Vault.add_pending``)."""
         owners = self.vault.tag_owners(tags)
         if any(r.status != "committed" for r in owners.values()):
             self.recover()
             owners = self.vault.tag_owners(tags)
-        return ({t: r for t, r in owners.items() if r.status == "committed"},
-                {t for t, r in owners.items() if r.status != "committed"})
+        return {t: r for t, r in owners.items() if r.status == "committed"}
 
     def ingest_jsonl(self, path: Path, *, patient: bytes, uploader: bytes, signer: PrivateKey,
                      batch_size: int = 288,

@@ -413,13 +413,8 @@ class NightscoutService:
         """Which of ``tags`` a committed batch holds. Every attempt of this pipeline settles
         before the next round, so a batch still pending here is an earlier attempt whose
         commit failed (a full disk, a lost quorum): its documents were never acknowledged
-        (503) and must be stored again when retried, not answered as repeats. ``recover``
-        settles such rows first (committed if the ledger accepted them after all)."""
-        owners = self.ingest.vault.tag_owners(tags)
-        if any(row.status != "committed" for row in owners.values()):
-            self.ingest.recover()
-            owners = self.ingest.vault.tag_owners(tags)
-        return {t for t, row in owners.items() if row.status == "committed"}
+        (503) and are stored again when retried, not answered as repeats."""
+        return set(self.ingest.committed_owners(tags))
 
     def _head(self, patient: bytes, collection: str, own: bytes, target: str | None
               ) -> bytes:

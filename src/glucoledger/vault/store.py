@@ -327,13 +327,6 @@ class Vault:
                            (prefix, top.to_bytes(len(prefix), "big"), limit))
         return {bytes(r[0]): _row(r[1:]) for r in rows if bytes(r[0]).startswith(prefix)}
 
-    def release_pending_tags(self, tags: Sequence[bytes]) -> None:
-        """Detach ``tags`` from batches still pending (a crashed attempt whose commit was
-        never ordered), so a new attempt of the same content can hold them."""
-        sql = ("DELETE FROM tags WHERE tag = ? AND ct IN "
-               "(SELECT ct FROM batches WHERE status = 'pending')")
-        self._many([(sql, [(t,) for t in tags])])
-
     def add_tags(self, pairs: Sequence[tuple[bytes, bytes]]) -> None:
         """Attach (tag, ct) idempotency tags to batches already stored: tags that may only
         exist once the ledger accepted what they stand for (a new version of a document,
