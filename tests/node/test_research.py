@@ -406,3 +406,44 @@ def test_date_shift_keeps_weekday_and_time_of_day_within_half_a_minute(lab: Lab)
     assert deid.shifted_local(late, 0, 2 * week - 20_000) == "2025-12-17T23:59:59.999"
     assert deid.shifted_local(early, 0, 2 * week + 20_000) == "2025-12-18T00:00:00.000"
     assert deid.shifted_local(early, 60, 2 * week - 20_000) == "2025-12-18T01:00:25.000"
+
+
+def test_an_edited_nightscout_reading_is_released_once_in_its_last_version(lab: Lab) -> None:
+    """The version rule of every clinical read (node/nsversions.py) holds for releases too:
+    a reading her uploader corrected (a Nightscout PUT: a new version of the document) is
+    in the next release once, with the corrected value; a deleted one not at all."""
+    import hashlib
+
+    from glucoledger.interop import nightscout as nsi
+    from glucoledger.node.access import AccessService
+    from glucoledger.node.nightscout import NightscoutService
+
+    vault = lab.research.vault
+    ns = NightscoutService(lab.node, IngestService(lab.node, vault), AccessService(lab.node,
+                                                                                  vault))
+    study = lab.study()
+    for i in range(4):
+        lab.join(i, study)
+
+    def released() -> Counter[float]:  # the CGM values of the release (only p0's change)
+        return Counter(r["mgdl"] for r in lab.release(study)["rows"] if r["stream"] == "cgm")
+
+    try:
+        ns.add_uploader("p0", "p0-uploader-secret")
+        up = ns.authenticate(hashlib.sha1(b"p0-uploader-secret").hexdigest(), None)
+        t = NOW - DAY + 150_000  # between two of the device's five-minute readings
+        entry = {"type": "sgv", "sgv": 123, "date": t, "device": "xDrip-DexcomG6"}
+        before = released()
+        [answer] = ns.upload(up, "entries", [entry], lab.clock.ms)
+        first = released()
+        ns.post(up, "entries", [dict(entry, sgv=321, _id=answer["_id"])], lab.clock.ms,
+                replace=True).result()
+        second = released()
+        ns.delete(up, "entries", nsi.parse_query("entries", [("find[_id]", answer["_id"])],
+                                                   now_ms=lab.clock.ms))
+        third = released()
+    finally:
+        ns.close()
+    assert first - before == Counter({123: 1})
+    assert second - before == Counter({321: 1}) and before - second == Counter()
+    assert third == before

@@ -83,7 +83,7 @@ from ..state.access import access_key
 from ..state.consent import Request
 from ..state.devices import device_key
 from ..vault.store import Vault
-from .nsversions import DEDUP_CONTEXT, DocRef, doc_refs, is_current
+from .nsversions import DEDUP_CONTEXT, DocRef, doc_refs, superseded
 from .service import Node
 
 __all__ = ["AccessDeniedError", "AccessRefusedError", "AccessService", "RawRelease",
@@ -326,8 +326,7 @@ class AccessService:
         for ct, b in batches:
             if b.stream not in streams:  # pragma: no cover - the index is per stream
                 continue
-            gone = {ref.index for ref in b.refs
-                    if not is_current(state, grounds.patient, ct, ref)}
+            gone = superseded(state, grounds.patient, ct, b.refs)
             if gone:
                 dropped.append((ct, tuple(sorted(gone))))
                 for i, r in enumerate(b.items):
@@ -352,8 +351,7 @@ class AccessService:
             b = self._batch(ct)
             # by value, not identity: the batch may have been opened again since ``records``
             # were taken from it (the cache is bounded); a record's annex names its document
-            gone = {b.items[ref.index] for ref in b.refs
-                    if not is_current(state, patient, ct, ref)}
+            gone = {b.items[i] for i in superseded(state, patient, ct, b.refs)}
             out.extend(r for r in records if r not in gone)
         return out
 

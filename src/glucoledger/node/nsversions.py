@@ -48,7 +48,8 @@ from ..state.store import State
 from ..state.versions import alias_key, alias_of, version_key, versions_of
 from .service import Node
 
-__all__ = ["DEDUP_CONTEXT", "DocRef", "DocVersions", "doc_refs", "identity_tag", "is_current"]
+__all__ = ["DEDUP_CONTEXT", "DocRef", "DocVersions", "doc_refs", "identity_tag", "is_current",
+           "superseded"]
 
 #: The context of the node's Nightscout identity key: HMAC(master, DEDUP_CONTEXT).
 DEDUP_CONTEXT = b"glucoledger nightscout dedup v1"
@@ -97,6 +98,12 @@ def is_current(state: State, patient: bytes, ct: bytes, ref: DocRef) -> bool:
     if key in state:
         return ct in versions_of(state, patient, doc)[-1]["cts"]
     return ref.uploaded_as == 1
+
+
+def superseded(state: State, patient: bytes, ct: bytes, refs: Sequence[DocRef]) -> set[int]:
+    """The indexes of batch ``ct``'s records that do not count (``is_current``): what every
+    reader of a batch leaves out, clinical reads and research releases alike."""
+    return {ref.index for ref in refs if not is_current(state, patient, ct, ref)}
 
 
 class DocVersions:

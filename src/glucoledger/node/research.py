@@ -46,7 +46,7 @@ from typing import Any, Final
 
 from .. import codec
 from ..crypto import PrivateKey
-from ..crypto.hashing import tagged_hash
+from ..crypto.hashing import hmac_sha256, tagged_hash
 from ..errors import (
     BackendError,
     ConsistencyError,
@@ -64,6 +64,7 @@ from ..state.accounts_model import account_id, single_key_policy
 from ..state.research import release_key
 from ..vault.store import Vault
 from . import deid
+from .nsversions import DEDUP_CONTEXT, doc_refs, superseded
 from .proofs import dumps_proof, load_document, ordered_proof, verify_ordered
 from .research_store import ResearchStore
 from .research_view import participation
@@ -235,13 +236,22 @@ class ResearchService:
         return dict(record)
 
     def _records(self, part: dict[str, Any], lo: int, hi: int) -> list[Record]:
+        """A participant's records in [lo, hi) of the streams she shares, counted as every
+        clinical read counts them: a Nightscout document edited or deleted since its upload
+        counts once, in its last version, or not at all (node/nsversions.py)."""
+        state = self.node.state
+        dedup = hmac_sha256(self.node.master, DEDUP_CONTEXT)
         out: list[Record] = []
         for ct in part["batches"]:
-            if self.node.state.get(erased_key(ct)) is not None:
+            if state.get(erased_key(ct)) is not None:
                 continue  # erased by the patient: nothing to release
-            _salt, batch = self.vault.open(self.vault.by_ct(ct))
+            row = self.vault.by_ct(ct)
+            _salt, batch = self.vault.open(row)
             if batch.stream in part["streams"]:
-                out.extend(r for r in batch.items if lo <= r.time_ms < hi)
+                gone = superseded(state, row.patient, ct,
+                                  doc_refs(dedup, row.patient, batch.items))
+                out.extend(r for i, r in enumerate(batch.items)
+                           if lo <= r.time_ms < hi and i not in gone)
         out.sort(key=lambda r: r.time_ms)
         return out
 
