@@ -43,7 +43,13 @@ def node(
     name: Annotated[str | None, typer.Option(
         help="This member's name (checked against node.json).")] = None,
     port: Annotated[int, typer.Option(
-        help="Control port on 127.0.0.1 (0: any free port).", min=0, max=65535)] = 0,
+        help="Control port (0: any free port).", min=0, max=65535)] = 0,
+    host: Annotated[str, typer.Option(
+        help="The name or address the control endpoint listens on and other members reach "
+        "(it must be in the node certificate: `consortium keys --host`). Off this machine "
+        "it is served over mutual TLS only.")] = "127.0.0.1",
+    tls: Annotated[bool, typer.Option(
+        "--tls", help="Serve over mutual TLS on loopback too.")] = False,
     compact_every: Annotated[int, typer.Option(
         help="Compact the log once every member stored this many entries past its start.",
         min=1, max=1_000_000_000)] = 20_000,
@@ -55,7 +61,7 @@ def node(
 ) -> None:
     """Run a consortium member: follow the etcd log, derive and cosign blocks, serve control.
 
-    Example: glucoledger node --data /srv/gl --port 7001
+    Example: glucoledger node --data /srv/gl --host a.example.org --port 7001
     """
     folder = data_dir(data)
     config = NodeConfig.load(folder)
@@ -68,7 +74,8 @@ def node(
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     console.print(f"member {config.name} of {config.chain} on {orderer or config.orderer}")
     control.run_node(folder, port=port, stop=stop, compact_every=compact_every,
-                     anchor_endpoint=anchor_endpoint, anchor_every=anchor_every)
+                     anchor_endpoint=anchor_endpoint, anchor_every=anchor_every, host=host,
+                     tls=tls)
 
 
 def verify_anchor(
@@ -345,7 +352,9 @@ def status(data: DataOpt = None, to: ToOpt = None) -> None:
     Example: glucoledger consortium status --data /srv/gl
     """
     url = _control_url(data, to)
-    console.print_json(json.dumps(_as_member(data, lambda k: control.get_status(url, k))))
+    tls = data_dir(data) / "tls"
+    console.print_json(json.dumps(_as_member(data, lambda k: control.get_status(url, k,
+                                                                              tls=tls))))
 
 
 @consortium_app.command("submit")
@@ -360,7 +369,8 @@ def submit(file: Annotated[Path, in_file("A CBOR list of envelopes, or one envel
     value = codec.decode(raw, max_size=64 << 20)
     envelopes = value if isinstance(value, list) else [raw]
     url = _control_url(data, to)
-    for r in _as_member(data, lambda k: control.submit(url, envelopes, k)):
+    tls = data_dir(data) / "tls"
+    for r in _as_member(data, lambda k: control.submit(url, envelopes, k, tls=tls)):
         console.print(f"{r['tx_hash'] or '-'} block {r['height']} index {r['index']}: "
                       f"{r['code']} {r['message']}")
 

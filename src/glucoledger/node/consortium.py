@@ -568,7 +568,7 @@ class ConsortiumNode:
                 continue
             try:
                 data = fetch_blocks(url.decode(), self.node.store.height(),
-                                    self.node.node_key)
+                                    self.node.node_key, tls=self.data_dir / "tls")
                 return import_blocks(self.node, data)
             except GlucoledgerError as exc:
                 errors.append(f"{name}: {exc.message}")

@@ -1,7 +1,8 @@
-"""A node's local control endpoint (HTTP on 127.0.0.1) and its client.
+"""A node's control endpoint (HTTP on 127.0.0.1, or HTTPS with mutual TLS on a host the other
+members reach) and its client.
 
-``glucoledger node`` serves it so that other processes on the machine (the CLI, tests, the
-benchmark, peers fetching blocks) can use a running node without opening its store:
+``glucoledger node`` serves it so that other processes (the CLI, tests, the benchmark, peers
+fetching blocks) can use a running node without opening its store:
 
 - ``POST /submit``: body = CBOR list of transaction envelopes; answer JSON
   ``{"receipts": [{"tx_hash", "index", "height", "code", "message"}]}`` once they are in
@@ -26,19 +27,38 @@ sign with the node key of their member folder. ``/checkpoint`` is public read-on
 that stopped answers everything at once with 503 and its reason (``/status`` still, to a
 member: it says why). The error table maps error codes to HTTP statuses; the client turns
 them back into errors of the same kind.
+
+Across machines (``glucoledger node --host a.example.org``; ``--tls`` on loopback too):
+nothing leaves the machine in the clear. The endpoint serves TLS 1.2+ with the member's node
+certificate (``tls/node.pem``, whose subject alternative names must name the host: `consortium
+keys --host`), and asks every client for a certificate issued by a member CA of the
+consortium's trust bundle (``tls/trust.pem``, from the genesis). A certificate from another CA
+fails the handshake; the node-to-node routes also refuse a client that presented none (401,
+before the signature is looked at), while ``/checkpoint`` stays public. The client verifies
+the node's certificate against the same bundle and host name, and presents its own member
+certificate: ``tls`` (a member folder's ``tls/``) in ``submit``, ``get_status``,
+``fetch_blocks``. TLS is the transport's guard (confidentiality, the server's identity, only
+member organizations connect); the signature stays the authorization (which member in force,
+at this node's height). Handshakes run on the request's thread with a timeout, so a client
+that stalls one does not hold up the others. Certificates rotated by governance
+(``tlsrotation``) take effect when the node restarts.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
 import secrets
+import socket
+import ssl
 import threading
 import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -60,10 +80,15 @@ from ..files import atomic_write
 from .blockexport import export_blocks
 from .consortium import ConsortiumNode
 
-__all__ = ["ControlServer", "fetch_blocks", "get_status", "submit"]
+__all__ = ["ControlServer", "client_context", "fetch_blocks", "get_status", "is_loopback",
+           "server_context", "submit"]
 
 
 _MAX_SUBMIT = 64 << 20
+#: Seconds a client has to complete the TLS handshake and send its request.
+_HANDSHAKE_S = 30.0
+#: The files of a member folder's ``tls/`` the endpoint and its clients use.
+_TLS_FILES = ("trust.pem", "node.pem", "node.key")
 log = logging.getLogger("glucoledger.control")
 #: Error classes by HTTP status, so that a refusal keeps its kind (and the CLI's exit code).
 _BY_STATUS: dict[int, type[GlucoledgerError]] = {
@@ -79,8 +104,62 @@ def _refuse_if_stopped(cn: ConsortiumNode) -> None:
                             "(`glucoledger consortium rejoin`)", code="node_stopped")
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address) stays on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _tls_files(tls: Path) -> tuple[Path, Path, Path]:
+    """(trust bundle, node certificate, node key) of a member folder's ``tls/``. Raises
+    InputError naming what is missing and how to make it."""
+    paths = tuple(Path(tls) / f for f in _TLS_FILES)
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise InputError(f"{tls} lacks {', '.join(missing)}: a member folder made by "
+                         "`glucoledger consortium keys` and initialized from the genesis file "
+                         "has them (tls/trust.pem comes from the genesis)")
+    return paths[0], paths[1], paths[2]
+
+
+def server_context(tls: Path, host: str) -> ssl.SSLContext:
+    """The endpoint's TLS context: the member's node certificate, which must name ``host``;
+    client certificates from the trust bundle's member CAs (optional at the handshake, so
+    ``/checkpoint`` stays public; required by the node-to-node routes). Raises InputError."""
+    from ..crypto.tls import hosts_of
+
+    trust, cert, key = _tls_files(tls)
+    named = hosts_of(cert.read_bytes())
+    if host not in named:
+        raise InputError(f"the node certificate {cert} names {', '.join(named)}, not {host}: "
+                         "clients would refuse it. Serve on one of those names, or make the "
+                         "member's keys with `consortium keys --host " + host + "`")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    ctx.load_verify_locations(cafile=str(trust))
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    return ctx
+
+
+def client_context(tls: Path) -> ssl.SSLContext:
+    """A client's TLS context: the node's certificate must chain to a member CA of the trust
+    bundle and name the host; the caller presents its own member certificate. Raises
+    InputError."""
+    trust, cert, key = _tls_files(tls)
+    ctx = ssl.create_default_context(cafile=str(trust))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert, key)
+    return ctx
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    timeout = _HANDSHAKE_S  # a client that stalls is dropped, not waited on
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -129,6 +208,12 @@ class _Handler(BaseHTTPRequestHandler):
         cannot tell members from strangers yet). Every refusal is logged: the path, the
         caller's address and, for a verified former key, whose it was; never a header."""
         cn = self.server.cnode
+        path = urlsplit(self.path).path
+        if self.server.tls is not None and not self.connection.getpeercert():
+            log.warning("refused %s %s from %s: no client certificate", self.command, path,
+                        self.client_address[0])
+            raise AuthenticationError("present your member's TLS certificate (the member "
+                                      "folder's tls/node.pem): this route is for members")
         peers = cn.peers
         if not peers.current:
             if cn.status.refusing:  # before its genesis: not a verdict on the caller
@@ -150,7 +235,6 @@ class _Handler(BaseHTTPRequestHandler):
             raise AuthenticationError("the request is not signed by the node key of a "
                                       "current member of this consortium")
 
-        path = urlsplit(self.path).path
         try:
             signed = verify_request(
                 method=self.command, target_uri=self.server.url + self.path, path=path,
@@ -208,15 +292,47 @@ class _Server(ThreadingHTTPServer):
     cnode: ConsortiumNode
     url: str
     nonces: NonceCache
+    tls: ssl.SSLContext | None = None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """On the request's own thread: the TLS handshake (bounded by the handler's
+        timeout), then the request. A failed handshake (no common protocol, a certificate
+        from another CA) closes the connection; it never reaches a handler."""
+        if self.tls is not None:
+            request.settimeout(_HANDSHAKE_S)
+            try:
+                request = self.tls.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError) as exc:
+                log.info("TLS handshake with %s failed: %s", client_address[0],
+                         type(exc).__name__)
+                request.close()
+                return
+        super().finish_request(request, client_address)
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
 
 
 class ControlServer:
-    """Serve ``cnode`` on 127.0.0.1:``port`` (0: any free port) in a background thread."""
+    """Serve ``cnode`` on ``host``:``port`` (0: any free port) in a background thread, over
+    TLS when ``tls`` (a member folder's ``tls/``) is given: required off this machine."""
 
-    def __init__(self, cnode: ConsortiumNode, port: int = 0) -> None:
-        self.httpd = _Server(("127.0.0.1", port), _Handler)
+    def __init__(self, cnode: ConsortiumNode, port: int = 0, *, host: str = "127.0.0.1",
+                 tls: Path | None = None) -> None:
+        if tls is None and not is_loopback(host):
+            raise InputError(f"{host} is reachable from other machines: the control endpoint "
+                             "serves it over TLS only (the member folder's tls/)")
+        context = None if tls is None else server_context(tls, host)
+        try:
+            self.httpd = (_Server6 if ":" in host else _Server)((host, port), _Handler)
+        except OSError as exc:
+            raise InputError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
         self.httpd.cnode = cnode
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.httpd.tls = context
+        shown = f"[{host}]" if ":" in host else host
+        self.url = (f"{'https' if context else 'http'}://{shown}:"
+                    f"{self.httpd.server_address[1]}")
         self.httpd.url = self.url
         self.httpd.nonces = NonceCache()
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -229,12 +345,22 @@ class ControlServer:
         self.httpd.server_close()
 
 
+def _context(url: str, tls: Path | None) -> ssl.SSLContext | None:
+    if not url.startswith("https://"):
+        return None
+    if tls is None:
+        raise InputError(f"{url} is served over TLS: call it from a member folder (--data), "
+                         "whose tls/ holds the consortium's trust bundle and your certificate")
+    return client_context(tls)
+
+
 def _request(url: str, data: bytes | None = None, timeout: float = 60.0,
-             headers: dict[str, str] | None = None) -> bytes:
+             headers: dict[str, str] | None = None, tls: Path | None = None) -> bytes:
     req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET",
                                  headers=headers or {})
+    context = _context(url, tls)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
             return bytes(resp.read())
     except urllib.error.HTTPError as exc:
         try:
@@ -247,11 +373,17 @@ def _request(url: str, data: bytes | None = None, timeout: float = 60.0,
             raise OrderingError(err.message, code=err.code) from None
         raise err from None
     except (OSError, urllib.error.URLError) as exc:
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            raise AuthenticationError(f"the node at {url} did not prove it is a member: "
+                                      f"{reason.verify_message}. Check the URL and that "
+                                      "your tls/trust.pem is the genesis file's bundle"
+                                      ) from None
         raise OrderingError(f"node at {url} is unreachable ({exc}); is it running?") from None
 
 
 def _signed(method: str, target: str, node_key: PrivateKey, timeout: float,
-            data: bytes | None = None) -> bytes:
+            data: bytes | None = None, tls: Path | None = None) -> bytes:
     """One signed request (a fresh signature and nonce per try), retried while the node
     answers that it is not ready yet (it is starting), until ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -260,7 +392,8 @@ def _signed(method: str, target: str, node_key: PrivateKey, timeout: float,
         headers = sign_request(node_key, method=method, url=target, body=data or b"",
                                nonce=secrets.token_hex(16))
         try:
-            return _request(target, data, max(deadline - time.monotonic(), 1.0), headers)
+            return _request(target, data, max(deadline - time.monotonic(), 1.0), headers,
+                            tls)
         except OrderingError as exc:
             if exc.code != "node_not_ready" or time.monotonic() + pause > deadline:
                 raise
@@ -269,39 +402,45 @@ def _signed(method: str, target: str, node_key: PrivateKey, timeout: float,
 
 
 def submit(url: str, envelopes: list[bytes], node_key: PrivateKey,
-           timeout: float = 60.0) -> list[dict[str, Any]]:
+           timeout: float = 60.0, *, tls: Path | None = None) -> list[dict[str, Any]]:
     """Submit to a member's control endpoint, signing the request with ``node_key`` (a
-    current member's node key)."""
+    current member's node key); over TLS with the member folder's ``tls`` (https URLs)."""
     target = url.rstrip("/") + "/submit"
-    body = _signed("POST", target, node_key, timeout, codec.encode(envelopes))
+    body = _signed("POST", target, node_key, timeout, codec.encode(envelopes), tls)
     receipts: list[dict[str, Any]] = jsonin.loads(body)["receipts"]
     return receipts
 
 
-def get_status(url: str, node_key: PrivateKey, timeout: float = 5.0) -> dict[str, Any]:
+def get_status(url: str, node_key: PrivateKey, timeout: float = 5.0, *,
+               tls: Path | None = None) -> dict[str, Any]:
     """A member's status (``consortium.Status`` as JSON), asked with a request signed by
     ``node_key`` (a current member's node key)."""
     doc: dict[str, Any] = jsonin.loads(_signed("GET", url.rstrip("/") + "/status", node_key,
-                                             timeout))
+                                             timeout, None, tls))
     return doc
 
 
-def fetch_blocks(url: str, start: int, node_key: PrivateKey) -> bytes:
+def fetch_blocks(url: str, start: int, node_key: PrivateKey, *,
+                 tls: Path | None = None) -> bytes:
     """A peer's block export from ``start``, asked with a request signed by ``node_key``."""
-    return _signed("GET", f"{url.rstrip('/')}/blocks?from={start}", node_key, 120.0)
+    return _signed("GET", f"{url.rstrip('/')}/blocks?from={start}", node_key, 120.0, None,
+                   tls)
 
 
 def run_node(data_dir: Any, *, port: int = 0, stop: threading.Event | None = None,
              wait: float = 0.2, compact_every: int = 20_000,
-             anchor_endpoint: str | None = None, anchor_every: float = 60.0) -> None:
+             anchor_endpoint: str | None = None, anchor_every: float = 60.0,
+             host: str = "127.0.0.1", tls: bool = False) -> None:
     """Run a consortium member until ``stop`` is set: control endpoint plus the follow loop.
 
-    The control URL is published in etcd (``ctl/``) and, after the first round of the loop,
-    written to ``<data>/control.json``.
+    The control endpoint listens on ``host`` (over TLS with the folder's ``tls/`` when
+    ``tls`` or when ``host`` is not loopback). Its URL is published in etcd (``ctl/``) and,
+    after the first round of the loop, written to ``<data>/control.json``.
     """
-    from pathlib import Path
-
     stop = stop or threading.Event()
+    tls_dir = Path(data_dir) / "tls" if tls or not is_loopback(host) else None
+    if tls_dir is not None:
+        server_context(tls_dir, host)  # refuse before opening anything
     cnode = ConsortiumNode(Path(data_dir), compact_every=compact_every)
     if anchor_endpoint:
         cnode.set_anchoring(anchor_endpoint, anchor_every)
@@ -313,7 +452,11 @@ def run_node(data_dir: Any, *, port: int = 0, stop: threading.Event | None = Non
     if os.environ.get("GLUCOLEDGER_FOLLOW", "watch") != "poll":
         cnode.start_watch()
     cnode.node.start_group_commit()
-    server = ControlServer(cnode, port)
+    try:
+        server = ControlServer(cnode, port, host=host, tls=tls_dir)
+    except BaseException:
+        cnode.close()
+        raise
     cnode.status.control = server.url
     server.start()
     try:

@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,15 +55,18 @@ def patience(seconds: float) -> float:
     return seconds * min(max(scale, 1.0), 10.0)
 
 
-def _node_cmd(data: Path, port: int = 0) -> list[str]:
-    return [sys.executable, "-m", "glucoledger", "node", "--data", str(data), "--port", str(port)]
+def _node_cmd(data: Path, port: int = 0, extra: Sequence[str] = ()) -> list[str]:
+    return [sys.executable, "-m", "glucoledger", "node", "--data", str(data), "--port", str(port),
+            *extra]
 
 
-def start_node(data: Path, env: dict[str, str] | None = None, port: int = 0) -> int:
+def start_node(data: Path, env: dict[str, str] | None = None, port: int = 0,
+               extra: Sequence[str] = ()) -> int:
     """Start ``glucoledger node`` on ``data`` in its own session (control endpoint on
-    ``port``, 0: any free one); return its pid."""
+    ``port``, 0: any free one; ``extra`` options such as ``--tls``); return its pid."""
     with open(data / "node.log", "ab") as out:
-        proc = subprocess.Popen(_node_cmd(data, port), stdin=subprocess.DEVNULL, stdout=out,
+        proc = subprocess.Popen(_node_cmd(data, port, extra), stdin=subprocess.DEVNULL,
+                                stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True,
                                 env=env or dict(os.environ))
     _CHILDREN[proc.pid] = proc

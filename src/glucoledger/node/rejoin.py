@@ -107,5 +107,6 @@ def rejoin(data_dir: Path, *, peer: str | None = None, export: bytes | None = No
         raise ValueError("rejoin from exactly one of a peer URL or an export")
     with Node(Path(data_dir), workers=1) as node:
         if export is None:
-            export = fetch_blocks(str(peer), node.store.height(), node.node_key)
+            export = fetch_blocks(str(peer), node.store.height(), node.node_key,
+                                  tls=Path(data_dir) / "tls")
         return import_blocks(node, export)
