@@ -16,7 +16,8 @@ The expected results in tests/testdata/state/golden_results.json were written by
 so a test that replays them with today's code shows that old ledgers replay to the same
 results and the same state. Only glucoledger APIs both versions share are used here.
 
-Types added since (``gov.rotate_tls``, ``zk.day``, ``zk.disclose``) replay after those, so
+Types added since (``gov.rotate_tls``, ``zk.day``, ``zk.disclose``, ``zk.withdraw``) replay
+after those, so
 the old part's results and state stay comparable; their own results, in
 tests/testdata/state/golden_added.json, were written by the code that introduced them
 (``python -m tests.state.golden_ledger --added``) and pin their refusals from then on.
@@ -122,6 +123,7 @@ def examples(w: World) -> dict[str, dict[str, Any]]:
                    "slots": 300, "per": 25, "commit": h32},
         "zk.disclose": {"claim": "tir>=70", "start": T0 - T0 % HOUR,
                         "end": T0 - T0 % HOUR + 24 * HOUR, "days": 1, "to": "trial"},
+        "zk.withdraw": {"disclosure": h32},
         "anchor.record": {"height": 0, "size": 1, "root": h32, "chain_id": 1,
                           "tx_hash": h33, "block_number": 7},
         "data.commit": {"patient": p, "stream": "cgm", "start": T0 - T0 % HOUR,

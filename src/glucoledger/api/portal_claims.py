@@ -4,6 +4,8 @@
   54 mg/dL, mean within [A, B], GMI below G), a number of whole days and, optionally, to
   whom; her session's keys sign the disclosure (on the ledger and in her audit trail), the
   node proves under it (node/zkclaims.py) and she downloads the claim file to hand over.
+- She sees the disclosures she signed and withdraws one (her node proves nothing more under
+  it; files she handed over stay proofs about those days, as the page says).
 - Anyone signed in checks a claim file. The result names the claim, the period and the
   checkpoint, and nothing else: a verifier learns no reading.
 
@@ -14,7 +16,7 @@ session's CSRF token (``portal_base.who``); refusals are the portal's error page
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -25,9 +27,9 @@ from ..node.zkclaims import MAX_CLAIM, dumps_claim, verify_claim
 from ..zk.claims import FORMS
 from ..zk.toolchain import Toolchain, default_profile
 from .auth import optional_session
-from .context import ctx
+from .context import Principal, ctx
 from .portal_base import render, who
-from .routes_claims import prove_for
+from .routes_claims import claims_of, disclosure_view, prove_for, withdraw_for
 
 __all__ = ["router"]
 
@@ -46,9 +48,30 @@ def page(request: Request) -> Response:
     if optional_session(request) is None:
         return RedirectResponse("/portal/login", status_code=303)
     _, p = who(request)
-    resp = render(request, "claims.html", kind=p.kind, examples=EXAMPLES, forms=FORMS)
+    resp = render(request, "claims.html", kind=p.kind, examples=EXAMPLES, forms=FORMS,
+                  disclosures=_disclosures(request, p))
     resp.headers["Cache-Control"] = "no-store"
     return resp
+
+
+def _disclosures(request: Request, p: Principal) -> list[dict[str, Any]]:
+    """The patient's disclosures, newest first, with their period in words."""
+    if p.kind != "patient":
+        return []
+    return [{**disclosure_view(d), "from": _day(d.start), "until": _day(d.end)}
+            for d in reversed(claims_of(request).disclosures(p.id))]
+
+
+@router.post(PAGE + "/withdraw")
+async def withdraw(request: Request, csrf: Csrf,
+                   disclosure: Annotated[str, Form(max_length=64)]) -> Response:
+    """Withdraw one of her disclosures; back to the page, which shows it withdrawn."""
+    _, p = who(request, csrf)
+    if p.kind != "patient":
+        raise PermissionDeniedError("only the patient who signed a disclosure withdraws it",
+                                    code="wrong_kind")
+    await run_in_threadpool(withdraw_for, request, p, disclosure)
+    return RedirectResponse(PAGE + "#disclosures", status_code=303)
 
 
 @router.post(PAGE + "/make")
@@ -85,6 +108,6 @@ async def verify(request: Request, csrf: Csrf,
     result = {"claim": r.claim, "days": r.days, "from": _day(r.start_ms),
               "to": _day(r.end_ms), "checkpoint": r.checkpoint_size}
     resp = render(request, "claims.html", kind=p.kind, examples=EXAMPLES, forms=FORMS,
-                  verified=result)
+                  verified=result, disclosures=_disclosures(request, p))
     resp.headers["Cache-Control"] = "no-store"
     return resp

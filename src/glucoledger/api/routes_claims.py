@@ -8,6 +8,11 @@
   byte for byte. Proving takes seconds per day: it runs in a worker thread.
 - ``POST /api/claims/verify``: anyone; the claim file as the body. The answer names the
   claim, the period and the checkpoint, and nothing else.
+- ``GET /api/claims/disclosures``: the patient's disclosures, newest first (id, claim, days,
+  period, to whom, height, ``withdrawn_height``).
+- ``POST /api/claims/disclosures/{id}/withdraw``: she withdraws one (``zk.withdraw``, signed
+  by her session's keys; in her audit trail): her node proves nothing more under it. Files
+  already made stay proofs about those days.
 
 The circuit profile is the node's (``$GLUCOLEDGER_ZK_PROFILE``, zk/toolchain.py).
 """
@@ -27,6 +32,7 @@ from ..node.zkclaims import (
     CLAIM_KEYS,
     CLAIM_TYPE,
     MAX_CLAIM,
+    Disclosure,
     ZkClaims,
     dumps_claim,
     verify_claim,
@@ -51,6 +57,26 @@ class ClaimRequest(BaseModel):
                                    description="prove under this signed disclosure instead")
 
 
+def claims_of(request: Request) -> ZkClaims:
+    c = ctx(request)
+    return ZkClaims(c.node, c.svc.vault, Toolchain(default_profile()))
+
+
+def disclosure_view(d: Disclosure) -> dict[str, Any]:
+    """A disclosure as the API and the portal show it to the patient who signed it."""
+    return {"id": d.id.hex(), "claim": d.claim, "days": d.days,
+            "period": {"from_ms": d.start, "to_ms": d.end}, "to": d.to, "height": d.height,
+            "time_ms": d.time_ms, "withdrawn_height": d.withdrawn_height}
+
+
+def withdraw_for(request: Request, who: Principal, ident: str) -> Disclosure:
+    """Sign the patient's withdrawal of her disclosure ``ident`` with her session's keys."""
+    text = ident.strip().lower()
+    if not 8 <= len(text) <= 64 or any(ch not in "0123456789abcdef" for ch in text):
+        raise InputError("a disclosure id is 8 to 64 hex digits, as your audit trail shows it")
+    return claims_of(request).withdraw(who.id, ctx(request).keys_for(who), text)
+
+
 def prove_for(request: Request, who: Principal, claim: str | None, days: int, to: str,
               disclosure: str | None) -> dict[str, Any]:
     """Sign the patient's disclosure with her session's keys (unless she names one), then
@@ -59,7 +85,7 @@ def prove_for(request: Request, who: Principal, claim: str | None, days: int, to
         raise InputError("give a claim (you sign a new disclosure) or the id of a disclosure "
                          "you signed, not both")
     c = ctx(request)
-    zk = ZkClaims(c.node, c.svc.vault, Toolchain(default_profile()))
+    zk = claims_of(request)
     if claim is not None:
         disclosure = zk.disclose(who.id, c.keys_for(who), claim, days, c.node.now_ms(),
                                  to).id.hex()
@@ -95,3 +121,18 @@ async def check_claim(request: Request) -> dict[str, Any]:
     return {"valid": True, "claim": r.claim, "days": r.days,
             "period": {"from_ms": r.start_ms, "to_ms": r.end_ms},
             "checkpoint": r.checkpoint_size}
+
+
+@router.get("/claims/disclosures", responses=ERRORS)
+async def my_disclosures(request: Request, who: Who) -> list[dict[str, Any]]:
+    """Your disclosures of zero-knowledge claims, newest first."""
+    require_kind(request, who, "patient")
+    found = await run_in_threadpool(claims_of(request).disclosures, who.id)
+    return [disclosure_view(d) for d in reversed(found)]
+
+
+@router.post("/claims/disclosures/{ident}/withdraw", responses=ERRORS)
+async def withdraw(request: Request, who: Who, ident: str) -> dict[str, Any]:
+    """Withdraw one of your disclosures: no more proofs under it."""
+    require_kind(request, who, "patient")
+    return disclosure_view(await run_in_threadpool(withdraw_for, request, who, ident))

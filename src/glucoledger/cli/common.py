@@ -279,7 +279,7 @@ def humanize(text: str, names: dict[bytes, str]) -> str:
 _EVENTS = {"access": "read", "emergency": "emergency access opened",
            "emergency_request": "emergency requested", "emergency_decision": "emergency decided",
            "refused": "refused attempt", "erase": "erasure",
-           "zk_disclosure": "proof disclosed"}
+           "zk_disclosure": "proof disclosed", "zk_withdrawal": "disclosure withdrawn"}
 _OUTCOMES = {"permit": "granted", "deny": "denied"}
 
 

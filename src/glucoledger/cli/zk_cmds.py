@@ -181,9 +181,35 @@ def zk_commit(
                   "none)")
 
 
+def withdraw_claim(
+    patient: Annotated[str, typer.Option("--patient", help="The patient's account name.")],
+    disclosure: Annotated[str, typer.Option(
+        "--disclosure", help="The disclosure's id (8+ hex digits, as `audit` shows it).")],
+    data: DataOpt = None,
+) -> None:
+    """Withdraw a patient's disclosure: her node proves nothing more under it.
+
+    Claim files already made stay proofs about those days (a withdrawal cannot reach copies
+    handed over). The withdrawal is on the ledger and in her audit trail.
+
+    Example: glucoledger withdraw-claim --patient alice --disclosure 3f2a9c01
+    """
+    text = disclosure.strip().lower()
+    if not 8 <= len(text) <= 64 or any(ch not in "0123456789abcdef" for ch in text):
+        raise typer.BadParameter("8 to 64 hex digits, as `glucoledger audit` shows the id",
+                                 param_hint="--disclosure")
+    with open_services(data) as services:
+        zk, ident = _claims_for(services, patient, "day")  # any profile: nothing is proved
+        d = zk.withdraw(ident.id, accounts.keys_of(services.node, ident, [0]), text)
+    console.print(f"{patient} withdrew disclosure {d.id.hex()[:16]} ({d.claim} over {d.days} "
+                  f"day(s)) at block {d.withdrawn_height}; no more proofs are made under it. "
+                  "Files already handed over stay proofs about those days.")
+
+
 def register(app: typer.Typer) -> None:
     app.command("zk-setup")(zk_setup)
     app.command("zk-contribute")(zk_contribute)
     app.command("zk-commit")(zk_commit)
     app.command("prove-claim")(prove_claim)
     app.command("verify-claim")(verify_claim_cmd)
+    app.command("withdraw-claim")(withdraw_claim)

@@ -27,7 +27,7 @@ from ..state.access import access_key, erasure_key
 from ..state.consent import grant_key
 from ..state.emergency import request_key
 from ..state.store import State
-from ..state.zkdays import zk_disclosure_key
+from ..state.zkdays import zk_disclosure_key, zk_withdrawal_key
 from .accounts import AddressBook
 from .people import SecurityLog
 from .research_view import research_entry
@@ -54,7 +54,7 @@ class AuditEntry:
     #: access, emergency_request, emergency (access opened), emergency_declined,
     #: emergency_ended, erase, refused, research (a study's consent, withdrawal, release or
     #: query: node/research_view), zk_disclosure (her signed disclosure of a zero-knowledge
-    #: claim: state/zkdays.py)
+    #: claim: state/zkdays.py), zk_withdrawal (her withdrawal of one)
     kind: str
     tx_hash: bytes
     height: int
@@ -63,7 +63,8 @@ class AuditEntry:
     #: declined, the patient (erase), the sender of a refused transaction
     who: bytes
     emergency: bool
-    #: permit, deny, requested, opened, declined, ended, erased, refused, disclosed
+    #: permit, deny, requested, opened, declined, ended, erased, refused, disclosed,
+    #: withdrawn
     outcome: str
     #: the deny reason (access) or the refusal code (refused); None otherwise
     reason: str | None
@@ -133,14 +134,31 @@ def _erase(state: State, tx: bytes, patient: bytes) -> AuditEntry:
                       f"{','.join(r['streams'])}; {_batches(len(r['batches']))}")
 
 
-def _disclosure(state: State, tx: bytes, patient: bytes) -> AuditEntry:
-    r = state.get(zk_disclosure_key(tx))
+def _disclosed(r: dict[str, Any]) -> str:
     days = "1 day" if r["days"] == 1 else f"{r['days']} days"
     to = f" to {r['to']}" if r["to"] else ""
+    return (f"a zero-knowledge proof of {r['claim']} over {days}, {_iso(r['start'])} to "
+            f"{_iso(r['end'])}{to}")
+
+
+def _disclosure(state: State, tx: bytes, patient: bytes) -> AuditEntry:
+    r = state.get(zk_disclosure_key(tx))
+    gone = r.get("withdrawn")
+    later = "" if gone is None else f"; withdrawn at height {gone['height']}"
     return AuditEntry("zk_disclosure", tx, r["height"], r["time"], patient, False, "disclosed",
                       None, None, ("cgm",), None,
-                      f"a zero-knowledge proof of {r['claim']} over {days}, {_iso(r['start'])} "
-                      f"to {_iso(r['end'])}{to} (no reading leaves the node)")
+                      f"{_disclosed(r)} (no reading leaves the node{later})")
+
+
+def _withdrawal(state: State, tx: bytes, patient: bytes) -> AuditEntry:
+    disclosure = state.get(zk_withdrawal_key(tx))["disclosure"]
+    r = state.get(zk_disclosure_key(disclosure))
+    w = r["withdrawn"]
+    return AuditEntry("zk_withdrawal", tx, w["height"], w["time"], patient, False, "withdrawn",
+                      None, None, ("cgm",), None,
+                      f"withdrew disclosure {disclosure.hex()[:16]}: {_disclosed(r)}; no "
+                      "more proofs are made under it (files already handed over stay proofs "
+                      "about those days)")
 
 
 def _names(stx: SignedTx, state: State) -> bytes | None:
@@ -193,6 +211,8 @@ def audit_trail(node: Node, patient: bytes, limit: int | None = None) -> list[Au
             out.append(_erase(state, e["tx"], patient))
         elif e["kind"] == "zk_disclosure":
             out.append(_disclosure(state, e["tx"], patient))
+        elif e["kind"] == "zk_withdrawal":
+            out.append(_withdrawal(state, e["tx"], patient))
         elif e["kind"].startswith("emergency"):
             out.append(_emergency(state, e["kind"], e["tx"], now))
         elif e["kind"].startswith("research"):

@@ -10,6 +10,10 @@
 - ``disclose``: the patient's signed disclosure (``zk.disclose``, state/zkdays.py): which
   claim, which period (her last N whole local days, fixed when she signs), to whom. It is on
   the ledger and in her audit trail before her node proves anything for her.
+- ``withdraw``: the patient withdraws a disclosure (``zk.withdraw``): her node proves nothing
+  more under it (``disclosure_withdrawn``). The claim files already made stay proofs about
+  past days: a withdrawal cannot reach copies she gave away, and the verifier's answer does
+  not change (it names what was proved, not today's consent).
 - ``prove_claim``: the claim file, only under a disclosure of hers (``disclosure``) whose
   words and period it proves; without one it is refused (``PermissionDeniedError``,
   ``no_disclosure``) before anything is committed or proved. It names the claim's words,
@@ -94,6 +98,11 @@ class Disclosure:
     height: int
     time_ms: int
     index: int
+    withdrawn_height: int | None = None
+
+    @property
+    def withdrawn(self) -> bool:
+        return self.withdrawn_height is not None
 
 
 class ZkClaims:
@@ -228,8 +237,22 @@ class ZkClaims:
                 " prove-claim` without --disclosure, or “Share a proof” in the portal), then "
                 "her node proves under it", code="no_disclosure")
         i, r = found[0]
+        withdrawn = r.get("withdrawn")
         return Disclosure(i, patient, r["claim"], r["start"], r["end"], r["days"], r["to"],
-                          r["height"], r["time"], r["index"])
+                          r["height"], r["time"], r["index"],
+                          None if withdrawn is None else int(withdrawn["height"]))
+
+    def withdraw(self, patient: bytes, keys: Sequence[PrivateKey], ident: bytes | str
+                 ) -> Disclosure:
+        """Sign and order the patient's withdrawal of her disclosure ``ident``; the
+        disclosure as it now stands. Raises PermissionDeniedError ``no_disclosure``,
+        RejectedError ``already_withdrawn``."""
+        d = self.disclosure(patient, ident)
+        if d.withdrawn:
+            raise RejectedError(f"this disclosure was withdrawn already, at height "
+                                f"{d.withdrawn_height}", code="already_withdrawn")
+        self.node.send("zk.withdraw", {"disclosure": d.id}, patient, keys)
+        return self.disclosure(patient, d.id)
 
     def disclosures(self, patient: bytes) -> list[Disclosure]:
         """Every disclosure the patient signed, oldest first."""
@@ -258,6 +281,11 @@ class ZkClaims:
         committing any uncommitted day of it first. Raises PermissionDeniedError
         ``no_disclosure`` (nothing is committed or proved), RejectedError, BackendError."""
         d = self.disclosure(patient, disclosure)
+        if d.withdrawn:
+            raise PermissionDeniedError(
+                f"the patient withdrew this disclosure at height {d.withdrawn_height}: her "
+                "node proves nothing more under it. She signs a new one to share a proof "
+                "again", code="disclosure_withdrawn")
         claim = parse(d.claim)
         windows = self.disclosed_windows(d)
         records = [self.commit_window(patient, s, e) for s, e in windows]

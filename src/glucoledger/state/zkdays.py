@@ -34,6 +34,16 @@ at ``zkdisclose/<tx hash>`` with the block's height and time and its log index, 
 appended to her audit trail (``audit_append``, kind ``zk_disclosure``). Her node proves a
 claim only under a disclosure of hers with the same words and period, and the claim file
 carries it for the verifier (node/zkclaims.py). Refusals: ``not_patient``, ``malformed``.
+
+``zk.withdraw``: the patient withdraws a disclosure of hers. Body ``{disclosure}`` (its
+transaction hash). From then on her node proves nothing more under it (node/zkclaims.py:
+``disclosure_withdrawn``); a claim file made before stays what it is, a proof about days
+that are past, and withdrawing it does not reach the copies she gave away (the portal and
+the CLI say so). The record at ``zkdisclose/<hash>`` gains ``withdrawn`` (height, time, the
+withdrawal's hash) and her audit trail the withdrawal (kind ``zk_withdrawal``). Signed by
+her own keys at her ``grant`` threshold, like the disclosure. Refusals: ``not_patient``,
+``unknown_disclosure`` (none such, or another patient's: the same answer, so nobody learns
+whether someone else disclosed), ``already_withdrawn``, ``malformed``.
 Pure.
 """
 
@@ -51,7 +61,7 @@ from .machine import Body, Context, authorize, body_field, register, require
 from .store import State
 
 __all__ = ["DISCLOSE_FIELDS", "FIELDS", "FIELD_MODULUS", "MAX_DISCLOSE_DAYS", "MAX_TO", "ZkDay",
-           "ZkDisclose", "zk_day_key", "zk_disclosure_key"]
+           "ZkDisclose", "ZkWithdraw", "zk_day_key", "zk_disclosure_key", "zk_withdrawal_key"]
 
 FIELDS: Final = frozenset({"patient", "start", "end", "slots", "per", "commit"})
 FIELD_MODULUS: Final = (
@@ -69,6 +79,11 @@ def zk_day_key(patient: bytes, start: int) -> str:
 
 def zk_disclosure_key(tx_hash: bytes) -> str:
     return f"zkdisclose/{tx_hash.hex()}"
+
+
+def zk_withdrawal_key(tx_hash: bytes) -> str:
+    """Which disclosure the ``zk.withdraw`` ``tx_hash`` withdrew (her audit trail reads it)."""
+    return f"zkwithdraw/{tx_hash.hex()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,3 +191,44 @@ def _zk_disclose(state: State, stx: SignedTx, ctx: Context) -> None:
         "patient": stx.tx.account, **b.to_body(), "height": ctx.height, "time": ctx.time_ms,
         "index": ctx.index})
     audit_append(state, stx.tx.account, "zk_disclosure", stx.tx_hash)
+
+
+@dataclass(frozen=True, slots=True)
+class ZkWithdraw(Body):
+    """The body of ``zk.withdraw``: which disclosure (its transaction hash)."""
+
+    disclosure: bytes
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> ZkWithdraw:
+        """Raises RejectedError (``malformed``) or MalformedError."""
+        if set(body) != {"disclosure"}:
+            raise RejectedError("zk.withdraw takes exactly disclosure", code="malformed")
+        disclosure = body_field(body, "disclosure", bytes)
+        require(len(disclosure) == 32, "malformed",
+                "disclosure is the 32-byte hash of a zk.disclose")
+        return cls(bytes(disclosure))
+
+    def to_body(self) -> dict[str, Any]:
+        return {"disclosure": self.disclosure}
+
+
+@register("zk.withdraw", action="grant", body=ZkWithdraw)
+def _zk_withdraw(state: State, stx: SignedTx, ctx: Context) -> None:
+    """Withdraw one of the patient's disclosures: no more proofs under it."""
+    who = load_account(state, stx.tx.account)
+    if who.kind != "patient":
+        raise RejectedError(f"a disclosure is withdrawn by the patient who signed it, not a "
+                            f"{who.kind} account", code="not_patient")
+    b = ZkWithdraw.parse(stx.tx.body)
+    key = zk_disclosure_key(b.disclosure)
+    rec = state.get(key)
+    if rec is None or rec["patient"] != stx.tx.account:
+        raise RejectedError("you signed no disclosure with that id", code="unknown_disclosure")
+    if rec.get("withdrawn") is not None:
+        raise RejectedError(f"this disclosure was withdrawn already, at height "
+                            f"{rec['withdrawn']['height']}", code="already_withdrawn")
+    state.put(key, {**rec, "withdrawn": {"height": ctx.height, "time": ctx.time_ms,
+                                         "tx": stx.tx_hash}})
+    state.put(zk_withdrawal_key(stx.tx_hash), {"disclosure": b.disclosure})
+    audit_append(state, stx.tx.account, "zk_withdrawal", stx.tx_hash)
