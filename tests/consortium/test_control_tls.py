@@ -156,3 +156,38 @@ def test_a_node_refuses_to_listen_off_loopback_in_the_clear_or_under_a_wrong_nam
     with pytest.raises(InputError, match="over TLS only"):
         control.ControlServer(None, 0, host="192.0.2.7")  # type: ignore[arg-type]
     assert consortium.status(2)["height"] >= 0 and not consortium.status(2)["refusing"]
+
+
+def test_a_removed_members_certificate_stops_at_the_tls_endpoint_without_a_restart(
+        consortium: Consortium, tmp_path: Path) -> None:
+    """Governance writes the new trust bundle at the removal's height; the endpoint reads it
+    for the next connection, so org-2's certificate no longer completes the handshake."""
+    from .test_removed_member import remove_member
+
+    c = consortium
+    assert all(r["code"] == "ok" for r in c.submit(patient_envelopes(2)))
+    wait_until(c.converged, 30, "convergence")
+    c.kill_node(TLS_NODE, hard=False)
+    c.start_node(TLS_NODE, extra=("--tls",))
+    url, gone = c.urls[TLS_NODE], c.folders[2]
+    trust = c.folders[TLS_NODE] / "tls" / "trust.pem"
+    assert control.get_status(url, c.node_key(2), tls=gone / "tls")["height"] >= 0
+    bundle = trust.read_bytes()
+    h = remove_member(c, tmp_path)
+    # it holds from block h: any transaction makes one
+    assert all(r["code"] == "ok" for r in c.submit(patient_envelopes(1)))
+    wait_until(lambda: c.status(TLS_NODE)["height"] >= h, 30, "the removal's height")
+    wait_until(lambda: trust.read_bytes() != bundle, 30, "the new trust bundle")
+    with pytest.raises((OrderingError, AuthenticationError)) as refused:
+        control.get_status(url, c.node_key(2), tls=gone / "tls")
+    said = str(refused.value)  # at the handshake: TLS's word for it, not the 403's
+    assert "refused this member's TLS certificate" in said or "unreachable" in said, said
+    raw = ssl.create_default_context(cafile=str(trust))
+    raw.load_cert_chain(gone / "tls" / "node.pem", gone / "tls" / "node.key")
+    with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionResetError)):
+        _get(url + "/checkpoint", raw)
+    # the members in force are served, over the same endpoint, by the same process
+    assert control.get_status(url, c.node_key(0), tls=c.folders[0] / "tls")["members"] == [
+        "org-0", "org-1"]
+    assert "TLS files changed; new trust bundle" in (
+        c.folders[TLS_NODE] / "node.log").read_text()

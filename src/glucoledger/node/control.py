@@ -40,8 +40,9 @@ certificate: ``tls`` (a member folder's ``tls/``) in ``submit``, ``get_status``,
 ``fetch_blocks``. TLS is the transport's guard (confidentiality, the server's identity, only
 member organizations connect); the signature stays the authorization (which member in force,
 at this node's height). Handshakes run on the request's thread with a timeout, so a client
-that stalls one does not hold up the others. Certificates rotated by governance
-(``tlsrotation``) take effect when the node restarts.
+that stalls one does not hold up the others. What governance changes in ``tls/`` (a
+removed member's CA leaves the bundle, a rotated identity comes in: ``tlsrotation``) holds
+for the next connection, without a restart.
 """
 
 from __future__ import annotations
@@ -292,7 +293,7 @@ class _Server(ThreadingHTTPServer):
     cnode: ConsortiumNode
     url: str
     nonces: NonceCache
-    tls: ssl.SSLContext | None = None
+    tls: _TlsState | None = None
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         """On the request's own thread: the TLS handshake (bounded by the handler's
@@ -301,13 +302,52 @@ class _Server(ThreadingHTTPServer):
         if self.tls is not None:
             request.settimeout(_HANDSHAKE_S)
             try:
-                request = self.tls.wrap_socket(request, server_side=True)
+                request = self.tls.context().wrap_socket(request, server_side=True)
             except (ssl.SSLError, OSError) as exc:
                 log.info("TLS handshake with %s failed: %s", client_address[0],
                          type(exc).__name__)
                 request.close()
                 return
         super().finish_request(request, client_address)
+
+
+class _TlsState:
+    """The endpoint's TLS context, rebuilt when ``tls/`` changes under it: governance writes
+    a new trust bundle at a removal's or a rotation's height (``tlsrotation``) and swaps in
+    the member's next identity, so a removed member's CA stops completing the handshake
+    here from that height, without a restart. Checked per connection (three ``stat``s); a
+    half-written change (certificate and key not yet a pair) keeps the last good context
+    until the next connection."""
+
+    def __init__(self, tls: Path, host: str) -> None:
+        self.tls, self.host = Path(tls), host
+        self._lock = threading.Lock()
+        self._seen = self._signature()
+        self._ctx = server_context(self.tls, host)
+
+    def _signature(self) -> tuple[tuple[int, int], ...]:
+        out = []
+        for name in _TLS_FILES:
+            try:
+                st = (self.tls / name).stat()
+            except OSError:
+                return ()
+            out.append((st.st_mtime_ns, st.st_size))
+        return tuple(out)
+
+    def context(self) -> ssl.SSLContext:
+        seen = self._signature()
+        with self._lock:
+            if seen and seen != self._seen:
+                try:
+                    self._ctx = server_context(self.tls, self.host)
+                    self._seen = seen
+                    log.warning("control endpoint: TLS files changed; new trust bundle and "
+                                "identity in force")
+                except (GlucoledgerError, ssl.SSLError, OSError) as exc:
+                    log.warning("control endpoint: TLS files changed but do not load yet "
+                                "(%s); keeping the previous ones", type(exc).__name__)
+            return self._ctx
 
 
 class _Server6(_Server):
@@ -323,15 +363,15 @@ class ControlServer:
         if tls is None and not is_loopback(host):
             raise InputError(f"{host} is reachable from other machines: the control endpoint "
                              "serves it over TLS only (the member folder's tls/)")
-        context = None if tls is None else server_context(tls, host)
+        state = None if tls is None else _TlsState(tls, host)
         try:
             self.httpd = (_Server6 if ":" in host else _Server)((host, port), _Handler)
         except OSError as exc:
             raise InputError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
         self.httpd.cnode = cnode
-        self.httpd.tls = context
+        self.httpd.tls = state
         shown = f"[{host}]" if ":" in host else host
-        self.url = (f"{'https' if context else 'http'}://{shown}:"
+        self.url = (f"{'https' if state else 'http'}://{shown}:"
                     f"{self.httpd.server_address[1]}")
         self.httpd.url = self.url
         self.httpd.nonces = NonceCache()
@@ -379,6 +419,11 @@ def _request(url: str, data: bytes | None = None, timeout: float = 60.0,
                                       f"{reason.verify_message}. Check the URL and that "
                                       "your tls/trust.pem is the genesis file's bundle"
                                       ) from None
+        if isinstance(reason, ssl.SSLError) and "ALERT" in str(reason).upper():
+            raise AuthenticationError(f"the node at {url} refused this member's TLS "
+                                      f"certificate ({reason.reason}): it accepts certificates "
+                                      "of the member CAs in force (a removed member's and a "
+                                      "rotated-out CA's are refused)") from None
         raise OrderingError(f"node at {url} is unreachable ({exc}); is it running?") from None
 
 
