@@ -115,3 +115,47 @@ def test_a_store_rolled_back_is_rederived_and_a_vault_ahead_is_refused(tmp_path:
             assert info.value.code == "vault_ahead"
         finally:
             vault.close()
+
+
+def test_a_clock_stepped_back_between_blocks_is_the_same_history(tmp_path: Path) -> None:
+    """A host clock stepped back (NTP, a restored virtual machine, a restart on another
+    clock) gives a cut an earlier time than the block before it; the block keeps its
+    predecessor's time (block times never go back). The node must still start, verify must
+    pass, and a log whose cut names another time or height must still be refused."""
+    from glucoledger.bench.ledger import account_envelopes
+    from glucoledger.ledger.log import decode_entry, encode_cut
+
+    folder = tmp_path / "node"
+    t0 = 1_800_000_000.0
+    node = Node.init(folder, workers=1, clock=lambda: t0)
+    chain = node.chain
+    node.submit(account_envelopes(chain, 2))
+    first = node.store.last_header()
+    node.close()
+    with Node(folder, workers=1, clock=lambda: t0 - 3600) as node:  # an hour back
+        node.submit(account_envelopes(chain, 2))
+        last = node.store.last_header()
+    assert first is not None and last is not None and last.height == first.height + 1
+    assert last.time == first.time  # clamped: the block did not go back in time
+    db = sqlite3.connect(folder / "orderer.db")
+    (raw,) = db.execute("SELECT entry FROM log WHERE pos = ?", (last.cut,)).fetchone()
+    db.close()
+    cut = decode_entry(bytes(raw))
+    assert cut.time_ms == int((t0 - 3600) * 1000) < last.time  # type: ignore[union-attr]
+    with Node(folder, workers=1) as node:  # starts: the same history
+        node.submit(account_envelopes(chain, 1))
+    verify_folder(folder, workers=1)
+    r = run("verify", "--data", str(folder))
+    assert r.returncode == 0, r.stdout + r.stderr
+    # A cut that could not have closed that block is still another history.
+    with Node(folder, workers=1) as node:
+        last = node.store.last_header()
+    assert last is not None
+    db = sqlite3.connect(folder / "orderer.db")
+    db.execute("UPDATE log SET entry = ? WHERE pos = ?",
+               (encode_cut(last.height, last.time + 1), last.cut))
+    db.commit()
+    db.close()
+    with pytest.raises(StorageError) as start:
+        Node(folder, workers=1)
+    assert start.value.code == "other_log"

@@ -25,7 +25,7 @@ from pathlib import Path
 from ..errors import GlucoledgerError, StorageError
 from ..ledger import merkle
 from ..ledger.block import BlockHeader
-from ..ledger.log import encode_cut, encode_tx_entry
+from ..ledger.log import Cut, decode_entry, encode_cut, encode_tx_entry
 from ..ordering.base import Orderer
 from .chainstore import ChainStore, StoredTx
 
@@ -90,7 +90,7 @@ def check_log(store: ChainStore, orderer: Orderer | None, *, log_name: str = "th
     # named as such (its own StorageError), never as an unreadable log.
     stored = _last_block_txs(store, last, first) if entry is not None else []
     try:
-        differs = entry is not None and (entry != [encode_cut(last.height, last.time)]
+        differs = entry is not None and (not _cut_closes(entry, last, store)
                                          or _last_block_differs(stored, orderer, last))
     except GlucoledgerError as exc:
         return [LogMismatch("unreadable_log" if hint else "missing_log",
@@ -102,6 +102,32 @@ def check_log(store: ChainStore, orderer: Orderer | None, *, log_name: str = "th
             f"{last.height} (its cut or its transactions differ): the log and the store "
             f"belong to different histories; {todo}")]
     return []
+
+
+def _cut_closes(entry: list[bytes], last: BlockHeader, store: ChainStore) -> bool:
+    """Whether ``entry`` (the log at the last block's cut) is the cut that closed it.
+
+    A block's time is its cut's time, or its predecessor's when the cut's is earlier
+    (``Replica._close``: block times never go back): a clock stepped back between two
+    blocks (an NTP correction, a virtual machine restored from a snapshot, a process
+    restarted on another clock) leaves a cut with an earlier time under a block with its
+    predecessor's. That is the same history; only another height, or a time the block could
+    not have been given, is another."""
+    if entry == [encode_cut(last.height, last.time)]:
+        return True
+    try:
+        cut = decode_entry(entry[0]) if len(entry) == 1 else None
+    except GlucoledgerError:
+        return False
+    if not isinstance(cut, Cut) or cut.height != last.height or cut.time_ms >= last.time \
+            or last.height == 0:
+        return False
+    try:
+        _, raw, _ = store.block_row(last.height - 1)
+        previous = BlockHeader.decode(raw).time
+    except (GlucoledgerError, ValueError):
+        return False
+    return last.time == previous and entry == [encode_cut(last.height, cut.time_ms)]
 
 
 def _last_block_txs(store: ChainStore, last: BlockHeader, first: int) -> list[StoredTx]:
