@@ -250,9 +250,10 @@ def _fp12_frob(a: Fp12, n: int) -> Fp12:
 
 def _cyclotomic_sqr(a: Fp12) -> Fp12:
     """Granger-Scott squaring in the cyclotomic subgroup (PKC 2010, section 3.2): F_p12 as
-    F_p4^3 with F_p4 = F_p2[s]/(s^2 - xi), s = w^3; three F_p4 squarings. Here the pairs
-    (z0, z4), (z3, z2), (z1, z5) of F_p2 slots hold the three F_p4 elements (g_k + g_{k+3} s
-    with g_k the coefficient of w^k)."""
+    F_p4[t]/(t^3 - s), F_p4 = F_p2[s]/(s^2 - xi), s = w^3, t = w, so a = A + B t + C t^2 with
+    A = g0 + g3 s, B = g1 + g4 s, C = g2 + g5 s (g_k the F_p2 coefficient of w^k), and
+    a^2 = (3A^2 - 2 conj(A)) + (3 s C^2 + 2 conj(B)) t + (3B^2 - 2 conj(C)) t^2 (conj: s -> -s,
+    which is a -> a^(p^6) there): three F_p4 squarings instead of a full F_p12 squaring."""
     a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11 = a
     # coefficient of w^k, k = 0..5: g0 = slot 0, g1 = slot 3, g2 = slot 1, g3 = slot 4,
     # g4 = slot 2, g5 = slot 5.
