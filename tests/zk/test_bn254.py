@@ -198,6 +198,29 @@ def test_g2_subgroup_check() -> None:
         bn254.g2_check((x0 + P, x1), y)
 
 
+def test_g2_subgroup_check_refuses_each_small_order_component() -> None:
+    """The cofactor h = 10069 * 5864401 * 1875725156269 * (a 177-bit prime): for each prime
+    factor l, a point S of order l, alone and added to a G2 point, is refused."""
+    factors = [10069, 5864401, 1875725156269,
+               197620364512881247228717050342013327560683201906968909]
+    prod = 1
+    for f in factors:
+        prod *= f
+    assert prod == H
+    q0 = _twist_point(random.Random(13))
+    g2 = _g2(ECC.multiply(ECC.G2, 1234567))
+    assert g2 is not None
+    for f in factors:
+        s = bn254.g2_mul(q0, R * H // f)
+        assert s is not None
+        assert ECC.is_inf(ECC.multiply(_ref_g2(s), f))  # py_ecc: S has order l
+        mixed = _g2(ECC.add(_ref_g2(g2), _ref_g2(s)))
+        for q in (s, mixed):
+            assert q is not None
+            with pytest.raises(ValueError, match="subgroup"):
+                bn254.g2_check(*q)
+
+
 # -- Groth16 on the zero-knowledge test vectors --------------------------------------------
 
 DAY = 86_400_000
