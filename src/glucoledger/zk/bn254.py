@@ -19,12 +19,13 @@ Barreto-Naehrig curves" (Pairing 2010) and Aranha et al., "Implementing pairings
 192-bit level" (Pairing 2012). T runs in affine coordinates: a line is
 y_P - lambda x_P w + (lambda x_T - y_T) w^3 (the twist's chord or tangent untwisted by
 (x, y) -> (x w^2, y w^3)), sparse with 5 of 12 coefficients non-zero; the F_p2 divisions of all
-pairs in a step share one F_p inversion (Montgomery's trick), which in Python costs less than
-projective formulas. The final exponentiation is the easy part (p^6-1)(p^2+1) and the hard part
-(p^4-p^2+1)/r by the x-addition chain of Scott, Benger, Charlemagne, Dominguez Perez and Kachisa,
-"On the final exponentiation for calculating pairings on ordinary elliptic curves" (Pairing
-2009), with Granger and Scott's cyclotomic squarings ("Faster squaring in the cyclotomic
-subgroup of sixth degree extensions", PKC 2010) in the three exponentiations by x. It is exact
+pairs in a step share one F_p inversion (Montgomery's trick: an inversion, ``pow(a, -1, p)``,
+costs about 50 modular products here, so one per step rather than one per pair and step).
+The final exponentiation is the easy part (p^6-1)(p^2+1) and the hard part (p^4-p^2+1)/r by
+the x-addition chain of Scott, Benger, Charlemagne, Dominguez Perez and Kachisa, "On the final
+exponentiation for calculating pairings on ordinary elliptic curves" (Pairing 2009), with
+Granger and Scott's cyclotomic squarings ("Faster squaring in the cyclotomic subgroup of sixth
+degree extensions", PKC 2010) in the three exponentiations by x. It is exact
 (not a power of the pairing), so GT values compare with other implementations.
 
 Validation, and why (the pairing's callers verify proofs third parties rely on):
@@ -36,15 +37,19 @@ Validation, and why (the pairing's callers verify proofs third parties rely on):
   p = 6x^2 mod r). El Housni, Guillevic and Piellard, "Co-factor clearing and subgroup
   membership testing on pairing-friendly curves" (AFRICACRYPT 2022), after Scott, "A note on
   group membership tests for G1, G2 and GT on BLS pairing-friendly curves" (ePrint 2021/1130),
-  show that for BN curves this holds only for points of G2. A twist point outside G2 has a
-  component of small order in which the pairing is not bilinear: a prover could pick one that
-  makes a product 1 without knowing a witness. The Miller loop's affine steps also rely on it
+  show that for BN curves this holds only for points of G2 (tests/zk/test_bn254.py: a
+  point of each prime order dividing the cofactor, alone or added to a G2 point, is refused).
+  A twist point outside G2 has a component of small order on which the pairing is not the
+  bilinear map Groth16's soundness assumes: a prover could pick one that makes the product 1
+  without knowing a witness. The Miller loop's affine steps also rely on it
   (T = [k]Q with 1 < k < r never meets +-Q or the point at infinity).
 - The point at infinity is never read from input (the parsers refuse it). ``miller_loop``
   leaves out a pair with a point at infinity, which is exact: e(O, Q) = e(P, O) = 1 by
   bilinearity; the Groth16 batch only meets one when a weighted sum of public points is O.
-- Secrets: none. Every input here is public (proofs, keys, public inputs, the verifier's batch
-  weights are used once), so nothing needs constant time.
+- Secrets: none that timing could betray in time to matter. Proofs, keys and public inputs
+  are public; the verifier's batch weights must only be unknown to the prover until her
+  proofs are fixed, which they are before verification starts. So nothing here is constant
+  time.
 
 A division by zero (``pow(0, -1, p)`` raises ValueError) can only come from an unchecked point;
 it is never caught here.
