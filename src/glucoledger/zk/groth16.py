@@ -21,9 +21,9 @@ weights come in through ``weights``); no Node.js.
 The arithmetic is bn254.py, pure Python (one Miller loop and one final exponentiation per
 batch; a 14-day claim verifies in about 0.2 s on this project's machine, against about 5.5 s
 with py_ecc in the same run, ``python -m glucoledger.bench.zk``; the tests keep py_ecc as an
-independent cross-check). ``Backend`` picks arkworks
-through ``groth16py`` (Rust, snarkjs JSON in, about 10 ms per proof) when it is installed and
-``GLUCOLEDGER_ZK_VERIFIER`` is not ``python``; the two and snarkjs agree on every test vector
+independent cross-check). ``fast_backend`` picks arkworks through ``groth16py`` (Rust, snarkjs
+JSON in, about 10 ms per proof) when it is installed and ``GLUCOLEDGER_ZK_VERIFIER`` is not
+``python``; the two and snarkjs agree on every test vector
 (tests/zk/test_chain.py, tests/zk/test_bn254.py). groth16py is GPL-3.0 licensed: an optional
 extra (``zk-fast``).
 """
