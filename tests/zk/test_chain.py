@@ -152,13 +152,13 @@ def test_public_inputs_edited_by_the_prover_are_refused(
         verify_chain(bad, tc.keys(), claim, windows)
 
 
-@pytest.mark.parametrize("backend", ["py_ecc", "groth16py"])
+@pytest.mark.parametrize("backend", ["python", "groth16py"])
 def test_python_and_snarkjs_verifiers_agree(
         tc: Toolchain, proved: tuple[dict[str, Any], list[DayWitness]], backend: str,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Each Python backend against snarkjs's own verifier, on valid and edited vectors."""
-    if backend == "py_ecc":
-        monkeypatch.setenv("GLUCOLEDGER_ZK_VERIFIER", "py_ecc")
+    if backend == "python":
+        monkeypatch.setenv("GLUCOLEDGER_ZK_VERIFIER", "python")
     elif groth16.fast_backend() is None:
         pytest.skip("groth16py (the zk-fast extra) is not installed")
     doc, days = proved
@@ -182,7 +182,7 @@ def test_python_and_snarkjs_verifiers_agree(
         assert ours == theirs, (public, ours, theirs)
         verdicts.append(ours)
     assert verdicts.count(True) == 2 and verdicts.count(False) == 4
-    # the whole chain through this backend (py_ecc: day proofs batched)
+    # the whole chain through this backend (python: day proofs batched)
     verify_chain(doc, tc.keys(), parse("tir>=70"), _windows(days))
     bad = copy.deepcopy(doc)
     bad["steps"][2]["acc"] = bad["steps"][1]["acc"]
