@@ -16,10 +16,20 @@ stream, seq, hour range, count, root). ``prepare_upload`` is the uploader's side
 
 ``check_wire`` is the node's side for uploads received as bytes: it parses, validates and
 recomputes the leaves, and returns a ``Checked`` (what the node keeps of an upload: ids, range,
-count, root, key, signature, and the blob's plaintext, encoded once). CGM uploads take a
-one-pass path that checks every field as the glucose package does and proves the bytes
-canonical by comparing them with the encoding rebuilt from the checked values; anything it
-does not accept goes through ``Upload.from_value(codec.decode(...))``, which names the reason.
+count, root, key, signature, and the blob's plaintext, encoded once). CGM uploads (LOW/HIGH
+records included) take a bulk path on the bytes themselves (``_fast_cgm``): one regular
+expression cuts the items array into records and captures each field's encoding, every rule
+of the glucose package (``CgmReading``, ``check_unique_times``) is a C-level pass over a
+column of those encodings (membership in the canonical encodings of the valid values; byte
+order of the 8-byte times), the records' wire bytes are the leaf preimages and, unchanged,
+the blob's plaintext, and the rest of the upload is decoded alone and proven canonical by
+comparing the wire with the encoding rebuilt from the checked values. Anything it does not
+accept goes through ``Upload.from_value(codec.decode(...))``, which names the reason; the
+leaves, the root and the plaintext are byte-identical either way (tests/vault/
+test_bulk_day_batch.py checks both against a per-reading reference). A day batch of 288
+readings costs 2.3 us a reading without the device signature (3.3 us when every record was
+decoded by cbor2 and checked from dicts; 2026-12-04); the rest is the SHA-256 calls, three
+per reading (salt HMAC, leaf, Merkle node) at ~0.5 us each, hashlib's per-call cost.
 
 The blob: ``seal(data_key, encode({"v": 1, "salt_key", "batch"}), "batch", aad)`` with
 ``aad = batch_aad(...)``, the batch identifiers (chain, patient, uploader, stream, seq): a blob
