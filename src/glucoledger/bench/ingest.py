@@ -58,6 +58,10 @@ class Result:
     #: ``check_wires`` over the same uploads in this one process (no workers): the per-reading
     #: cost of the node's check (parse, validate, salts, leaves, root, device signature).
     check_seconds: float = 0.0
+    #: CPU seconds over the timed ingest (psutil): the node's process (every thread) and its
+    #: worker processes. Unlike the rates, these barely move with the machine's load.
+    node_cpu_s: float = 0.0
+    worker_cpu_s: float = 0.0
 
     @property
     def readings_per_s(self) -> float:
@@ -85,6 +89,22 @@ def _wire(world: World, devices: list[Any], per_upload: int, uploads: int) -> li
         up = prepare_upload(world.node.chain, patient.id, dev.id, seq, batch, dev.key)
         out.append(codec.encode(up.to_value()))
     return out
+
+
+def _cpu() -> tuple[float, float]:
+    """CPU seconds so far (user + system) of this process and of all its descendants."""
+    import psutil  # type: ignore[import-untyped]
+
+    me = psutil.Process()
+    own = me.cpu_times()
+    kids = 0.0
+    for p in me.children(recursive=True):  # the forkserver and the ingest workers
+        try:
+            t = p.cpu_times()
+        except psutil.Error:  # ended meanwhile
+            continue
+        kids += t.user + t.system
+    return own.user + own.system, kids
 
 
 def _sqlite(path: Path, wire: list[bytes], group: int) -> float:
@@ -127,6 +147,7 @@ def run(label: str, per_upload: int, uploads: int, *, devices: int = 16, fsync: 
         services = NodeServices.of(node, fsync=fsync, max_group=group)
         service = services.ingest
         list(service._check_wires(wire[:1] * 2 * 256))  # start the worker pool outside the timing
+        own0, kids0 = _cpu()
         t = time.perf_counter()
         accepted = 0
         for g in range(0, len(wire), group):
@@ -135,6 +156,7 @@ def run(label: str, per_upload: int, uploads: int, *, devices: int = 16, fsync: 
                     raise r
                 accepted += 1
         took = time.perf_counter() - t
+        own1, kids1 = _cpu()
         services.close()
         assert accepted == uploads
         base_s = _sqlite(base / "plain.db", wire, group)
@@ -142,7 +164,8 @@ def run(label: str, per_upload: int, uploads: int, *, devices: int = 16, fsync: 
         checked = check_wires(wire)
         check_s = time.perf_counter() - t
         assert not any(isinstance(c, Exception) for c in checked)
-        return Result(label, uploads, uploads * per_upload, took, base_s, check_s)
+        return Result(label, uploads, uploads * per_upload, took, base_s, check_s,
+                      own1 - own0, kids1 - kids0)
     finally:
         node.close()
 
@@ -173,6 +196,9 @@ def main(argv: list[str] | None = None) -> None:
           f"{d.readings_per_s / d.sqlite_per_s:.2f}x plain SQLite (alternative goal >= 0.4x)")
     print(f"the node's check of a day batch (check_wire, one process, no workers): "
           f"{d.check_seconds / d.readings * 1e6:.2f} us a reading")
+    print(f"CPU a reading in day batches: node process {d.node_cpu_s / d.readings * 1e6:.2f} us, "
+          f"workers {d.worker_cpu_s / d.readings * 1e6:.2f} us, total "
+          f"{(d.node_cpu_s + d.worker_cpu_s) / d.readings * 1e6:.2f} us")
     print(f"single uploads against the signature ceiling: "
           f"{s.uploads_per_s / best_ceiling(ceiling):.2f}x")
     print_load("end")
