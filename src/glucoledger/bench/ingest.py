@@ -14,15 +14,18 @@ Baseline, in the same run: the same readings inserted into a plain SQLite table
 
 Run: ``python -m glucoledger.bench.ingest [--singles N] [--days N] [--no-fsync]``.
 Goals (reported, not asserted): >= 10,000 single-reading uploads/s; >= 250,000 readings/s in
-day batches (288 readings), or >= 0.4x plain SQLite. It also prints the node's check alone
-(``check_wires`` over the same day batches in one process, no workers), in us a reading.
+day batches (288 readings), or >= 0.4x plain SQLite. It also prints, in us a reading, the
+node's check alone (``check_wires`` over the same day batches in one process, no workers) and
+the CPU of the timed day-batch ingest (psutil: the node's process, its worker processes).
 
 Measured 2026-12-04 (``--singles 100 --days 400``, three runs interleaved with the code before
-the byte-level bulk check, load 5.0-6.6 on the 2 shared cores): day batches 0.38x, 0.33x,
-0.40x plain SQLite (before: 0.28x, 0.24x, 0.30x); the check 2.3 us a reading without the
-device signature (before: 3.3). What remains is mostly the node's serial part (state checks,
-sealing, signing the ``data.commit``, ordering, applying and storing the block: about 2.9 us a
-reading in one process), which runs after the workers' checks; README, Performance.
+the byte-level bulk check, load 3.7-8.1 on the 2 shared cores): day batches 0.38x, 0.33x,
+0.40x plain SQLite (before: 0.28x, 0.24x, 0.30x; at ``--days 1000`` the two overlapped:
+0.36-0.46x against 0.37-0.51x, the load moving the rates more than the change). CPU a reading,
+which the load barely moves: 4.9-5.4 us in total against 6.0-6.2 before, the workers' share
+(the check) 2.9-3.1 us against 4.0-4.2, the node process's 2.0-2.3 us unchanged. That serial
+part (state checks, sealing, signing each ``data.commit``, then ordering, applying and storing
+the one block) runs after the workers' checks, so it bounds the rate; README, Performance.
 """
 
 from __future__ import annotations
