@@ -19,13 +19,13 @@ node's check alone (``check_wires`` over the same day batches in one process, no
 the CPU of the timed day-batch ingest (psutil: the node's process, its worker processes).
 
 Measured 2026-12-04 (``--singles 100 --days 400``, three runs interleaved with the code before
-the byte-level bulk check, load 3.7-8.1 on the 2 shared cores): day batches 0.38x, 0.33x,
-0.40x plain SQLite (before: 0.28x, 0.24x, 0.30x; at ``--days 1000`` the two overlapped:
-0.36-0.46x against 0.37-0.51x, the load moving the rates more than the change). CPU a reading,
-which the load barely moves: 4.9-5.4 us in total against 6.0-6.2 before, the workers' share
-(the check) 2.9-3.1 us against 4.0-4.2, the node process's 2.0-2.3 us unchanged. That serial
-part (state checks, sealing, signing each ``data.commit``, then ordering, applying and storing
-the one block) runs after the workers' checks, so it bounds the rate; README, Performance.
+the byte-level bulk check and the once-encoded hour index, load 2.9-3.6 on the 2 shared
+cores): day batches 0.40x, 0.38x, 0.39x plain SQLite (before: 0.25x, 0.43x, 0.27x; the load
+moves single runs more than the change, README has two earlier sets). CPU a reading, which
+moves less: 5.4-6.4 us in total against 6.2-8.3 before; the workers (the check) 3.6-4.3 us
+against 4.2-5.6, the node process 1.8-2.3 us against 2.1-2.6. The node's serial part (state
+checks, sealing, signing each ``data.commit``, then ordering, applying and storing the one
+block) runs after the workers' checks, so it bounds the rate; README, Performance.
 """
 
 from __future__ import annotations
