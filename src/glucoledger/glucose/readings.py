@@ -68,6 +68,7 @@ __all__ = [
     "BASAL_KINDS",
     "BOLUS_KINDS",
     "CENSORED",
+    "CENSORED_RANGE",
     "CGM_MAX_MGDL",
     "CGM_MIN_MGDL",
     "HIGH_LIMIT_MGDL",
@@ -120,7 +121,7 @@ HIGH_LIMIT_MGDL: Final = 400
 DEXCOM_LOW_CODE: Final = 39
 CENSORED: Final = ("low", "high")
 #: Limits a censored reading may carry: a low is below 54, a high above 250 (mg/dL).
-_CENSORED_RANGE: Final = {"low": (CGM_MIN_MGDL, 53), "high": (251, 500)}
+CENSORED_RANGE: Final = {"low": (CGM_MIN_MGDL, 53), "high": (251, 500)}
 CGM_MAX_MGDL: Final = 500
 SMBG_MIN_MGDL: Final = 20
 SMBG_MAX_MGDL: Final = 600
@@ -245,7 +246,7 @@ class CgmReading:
             _choice(self.trend, "trend", TRENDS)
         if self.censored is not None:
             side = _choice(self.censored, "censored", CENSORED)
-            lo, hi = _CENSORED_RANGE[side]
+            lo, hi = CENSORED_RANGE[side]
             if not lo <= self.mgdl <= hi:
                 raise OutOfRangeError(
                     f"a sensor {side.upper()} must carry the sensor's limit, {lo}..{hi} mg/dL, "

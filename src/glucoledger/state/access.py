@@ -83,9 +83,15 @@ def _index_commit(state: State, stx: SignedTx, ctx: Context) -> None:
     patient, stream, start, end = b["patient"], b["stream"], b["start"], b["end"]
     first, last = start // _BUCKET_MS, (end - 1) // _BUCKET_MS
     entry = [b["ct"], stx.tx_hash, start, end, b["count"]]
+    fresh = []  # hours with no entry yet (most of a day batch's): one encoding for them all
     for bucket in range(first, last + 1):
         key = _bucket_key(patient, stream, bucket)
-        state.put(key, [*(state.get(key) or []), entry])
+        old = state.get(key)
+        if old is None:
+            fresh.append(key)
+        else:
+            state.put(key, [*old, entry])
+    state.put_each(fresh, [entry])
     span = state.get(_span_key(patient, stream))
     state.put(_span_key(patient, stream),
               [first, last] if span is None else [min(span[0], first), max(span[1], last)])

@@ -14,7 +14,7 @@ Pure: no I/O, clock or randomness.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from .. import codec
@@ -57,6 +57,15 @@ class State:
         self._remember(key)
         self._data[key] = raw
         self._changed.add(key)
+
+    def put_each(self, keys: Iterable[str], value: Any) -> None:
+        """``put(key, value)`` for every key, the value encoded once (an index entry filed
+        under each hour a batch covers: state/access.py)."""
+        raw = codec.encode(value)
+        for key in keys:
+            self._remember(key)
+            self._data[key] = raw
+            self._changed.add(key)
 
     def delete(self, key: str) -> None:
         if key in self._data:

@@ -16,10 +16,23 @@ stream, seq, hour range, count, root). ``prepare_upload`` is the uploader's side
 
 ``check_wire`` is the node's side for uploads received as bytes: it parses, validates and
 recomputes the leaves, and returns a ``Checked`` (what the node keeps of an upload: ids, range,
-count, root, key, signature, and the blob's plaintext, encoded once). CGM uploads take a
-one-pass path that checks every field as the glucose package does and proves the bytes
-canonical by comparing them with the encoding rebuilt from the checked values; anything it
-does not accept goes through ``Upload.from_value(codec.decode(...))``, which names the reason.
+count, root, key, signature, and the blob's plaintext, encoded once). CGM uploads (LOW/HIGH
+records included) take a bulk path on the bytes themselves (``_fast_cgm``): one regular
+expression cuts the items array into records and captures each field's encoding, every rule
+of the glucose package (``CgmReading``, ``check_unique_times``) is a C-level pass over a
+column of those encodings (membership in the canonical encodings of the valid values; byte
+order of the 8-byte times), the records' wire bytes are the leaf preimages and, unchanged,
+the blob's plaintext, and the rest of the upload is decoded alone and proven canonical by
+comparing the wire with the encoding rebuilt from the checked values. Anything it does not
+accept goes through ``Upload.from_value(codec.decode(...))``, which names the reason; the
+leaves, the root and the plaintext are byte-identical either way
+(``tests/vault/test_bulk_day_batch.py`` checks both against a per-reading reference).
+
+Cost (2026-12-04, one 288-reading day, timeit; ``bench.ingest`` prints the check's total): 2.3
+us a reading without the device signature, against 3.3 us when every record was decoded by
+cbor2 and checked from dicts. Of the 2.3, 1.7 us are the three SHA-256 calls a reading (salt
+HMAC 0.61, leaf 0.51, Merkle node 0.56), almost all hashlib's per-call cost; cutting and
+checking the records takes 0.4 us.
 
 The blob: ``seal(data_key, encode({"v": 1, "salt_key", "batch"}), "batch", aad)`` with
 ``aad = batch_aad(...)``, the batch identifiers (chain, patient, uploader, stream, seq): a blob
@@ -30,9 +43,10 @@ cannot be passed off as another batch's. Data keys are wrapped with ``seal(kek, 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from itertools import repeat
-from operator import eq, itemgetter, lt, methodcaller
+from operator import lt
 from typing import Any
 
 from .. import codec
@@ -41,6 +55,7 @@ from ..crypto.hashing import hmac_sha256_many, sha256_many
 from ..crypto.seal import new_key
 from ..errors import GlucoledgerError, MalformedError, SignatureError
 from ..glucose.readings import (
+    CENSORED_RANGE,
     CGM_MAX_MGDL,
     CGM_MIN_MGDL,
     MAX_BATCH,
@@ -303,28 +318,33 @@ class Checked:
 MAX_UPLOAD_BYTES = 64 << 20
 
 # --- the CGM fast path ---------------------------------------------------------------------
-# A CGM record's canonical encoding, assembled from precomputed pieces: keys in canonical
-# order (mgdl, type, trend, time_ms, tz_offset_min); every piece comes from codec.encode, and
-# time_ms always takes the 8-byte form (MIN_TIME_MS > 2**32). Tests compare it with
-# codec.encode over the whole valid range.
+# A day batch is checked on its bytes, without decoding its records into Python objects: one
+# regular expression (C) cuts the items array into records and captures each field's encoding;
+# every check is then a C-level pass over a column of those byte strings (set membership in
+# the canonical encodings of the valid values, ordered comparison of the 8-byte big-endian
+# times); the records' bytes, sliced from the wire, are the leaf preimages and the plaintext.
+# Keys in canonical order (mgdl, type, trend, time_ms, [censored,] tz_offset_min); time_ms
+# always takes the 8-byte form (MIN_TIME_MS > 2**32), so byte order is numeric order. Tests
+# compare it with a per-reading reference (tests/vault/test_bulk_day_batch.py).
 assert MIN_TIME_MS > 1 << 32 and MAX_TIME_MS < 1 << 64
-_CGM_KEYS = frozenset({"type", "time_ms", "tz_offset_min", "mgdl", "trend"})
-_TRENDS = frozenset(TRENDS)
-_TREND_OK = _TRENDS | {None}
-_DICT, _INT, _CGM = {dict}, {int}, {"cgm"}
-_TIME, _TZ_OF, _MG, _TR, _TYPE = (itemgetter(k) for k in ("time_ms", "tz_offset_min", "mgdl",
-                                                          "trend", "type"))
-_TREND = {t: codec.encode(t) for t in (*TRENDS, None)}
-_MGDL_OF = {m: codec.encode(m) for m in range(CGM_MIN_MGDL, CGM_MAX_MGDL + 1)}
-_TZ_OF_ENC = {z: codec.encode(z) for z in range(-720, 841)}
-_TIME_BYTES = methodcaller("to_bytes", 8, "big")
+_CBOR_INT = rb"(?:[\x00-\x17\x20-\x37]|[\x18\x38].|[\x19\x39]..|[\x1a\x3a].{4}|[\x1b\x3b].{8})"
+_TREND_ENCS = [codec.encode(t) for t in (*TRENDS, None)]
+_RECORD = re.compile(
+    rb"((?:\xa5|(\xa6))\x64mgdl(" + _CBOR_INT + rb")\x64type\x63cgm\x65trend(?:"
+    + b"|".join(map(re.escape, _TREND_ENCS)) + rb")\x67time_ms\x1b(.{8})"
+    rb"(?(2)\x68censored(\x63low|\x64high))\x6dtz_offset_min(" + _CBOR_INT + rb"))", re.DOTALL)
+#: (censored, mgdl) encodings a record may carry: any CGM value uncensored, a sensor's limit
+#: for a LOW or a HIGH (``CgmReading``).
+_MGDL_OK = frozenset(
+    [(b"", codec.encode(m)) for m in range(CGM_MIN_MGDL, CGM_MAX_MGDL + 1)]
+    + [(codec.encode(side), codec.encode(m))
+       for side, (lo, hi) in CENSORED_RANGE.items() for m in range(lo, hi + 1)])
+_TZ_OK = frozenset(codec.encode(z) for z in range(-720, 841))
+_TIME_MIN, _TIME_MAX = MIN_TIME_MS.to_bytes(8, "big"), MAX_TIME_MS.to_bytes(8, "big")
 _LEAF_HASH_HEAD = b"\x00" + _LEAF_HEAD  # RFC 9162 leaf prefix, then the leaf's CBOR head
-_R0 = b"\xa5\x64mgdl"
-_R1 = b"\x64type\x63cgm\x65trend"
-_R2 = b"\x67time_ms\x1b"
-_R3 = b"\x6dtz_offset_min"
 _MARK = b"\x00glucoledger items\x00"
 _MARK_ENC = codec.encode(_MARK)
+_ITEMS_KEY = codec.encode("items")
 _UPLOAD_KEYS = frozenset({"chain", "patient", "uploader", "seq", "batch", "salt_key", "key",
                           "sig"})
 _BATCH_KEYS = frozenset({"stream", "items", "start_ms", "end_ms", "count"})
@@ -340,14 +360,42 @@ def _array_head(n: int) -> bytes:
     return b"\x99" + n.to_bytes(2, "big")  # n <= MAX_BATCH
 
 
-def _fast_cgm(value: Any, wire: bytes) -> Checked | None:
-    """A CGM upload checked in one tight pass, or None: "take the general path" (which
+def _fast_cgm(wire: bytes) -> Checked | None:
+    """A CGM upload checked in bulk on its bytes, or None: "take the general path" (which
     accepts what this accepts and names the reason for anything else).
 
     Accepts only what ``Upload.from_value(codec.decode(wire))`` accepts: every field of the
     exact type and range, records in strictly increasing time, and ``wire`` byte-equal to the
     canonical encoding rebuilt from the checked values (so canonical form is proven too).
     """
+    at = wire.find(_ITEMS_KEY)  # the items array's head follows; anywhere else, the
+    if at < 0:                   # rebuilt encoding below differs and the general path runs
+        return None
+    head_at = at + len(_ITEMS_KEY)
+    h = wire[head_at:head_at + 1]
+    if not h or not 0x81 <= h[0] <= 0x99:
+        return None
+    n = h[0] - 0x80 if h[0] < 0x98 else int.from_bytes(
+        wire[head_at + 1:head_at + (2 if h[0] == 0x98 else 3)], "big")
+    if not 1 <= n <= MAX_BATCH:
+        return None
+    first = head_at + len(_array_head(n))
+    if wire[head_at:first] != _array_head(n):  # the shortest form only
+        return None
+    found = _RECORD.findall(wire, first)
+    if len(found) != n:
+        return None
+    recs, _, mgs, ts, cens, zs = zip(*found, strict=True)
+    records = b"".join(recs)
+    last = first + len(records)
+    if wire[first:last] != records:  # the records follow each other, nothing between
+        return None
+    # The whole batch at once, column by column (C-level passes, no per-reading branches):
+    # the same conditions as ``CgmReading`` and ``check_unique_times`` one record at a time.
+    if (not _MGDL_OK.issuperset(zip(cens, mgs, strict=True)) or not _TZ_OK.issuperset(zs)
+            or ts[0] < _TIME_MIN or ts[-1] > _TIME_MAX or not all(map(lt, ts, ts[1:]))):
+        return None
+    value = codec.decode_trusted(b"".join((wire[:head_at], _MARK_ENC, wire[last:])))
     if type(value) is not dict or value.keys() != _UPLOAD_KEYS:
         return None
     chain, patient, uploader, seq = (value["chain"], value["patient"], value["uploader"],
@@ -357,44 +405,17 @@ def _fast_cgm(value: Any, wire: bytes) -> Checked | None:
             or type(uploader) is not bytes or len(uploader) != 32 or type(seq) is not int
             or not 1 <= seq < 1 << 63 or type(salt_key) is not bytes
             or len(salt_key) != SALT_KEY_BYTES or type(sig) is not bytes
-            or type(b) is not dict or b.keys() != _BATCH_KEYS or b["stream"] != "cgm"):
-        return None
-    items = b["items"]
-    if type(items) is not list or not 1 <= len(items) <= MAX_BATCH:
+            or type(b) is not dict or b.keys() != _BATCH_KEYS or b["stream"] != "cgm"
+            or b["items"] != _MARK):
         return None
     try:
         key = PublicKey.from_value(value["key"])
     except MalformedError:
         return None
-    # The whole batch at once, column by column (C-level passes, no per-reading branches):
-    # the same conditions as one record at a time, so the same uploads take this path.
-    if set(map(type, items)) != _DICT or not all(map(eq, repeat(_CGM_KEYS),
-                                                     map(dict.keys, items))):
-        return None
-    ts, zs = list(map(_TIME, items)), list(map(_TZ_OF, items))
-    ms, trs = list(map(_MG, items)), list(map(_TR, items))
-    try:
-        if (set(map(_TYPE, items)) != _CGM or set(map(type, ts)) != _INT
-                or set(map(type, zs)) != _INT or set(map(type, ms)) != _INT
-                or not _TREND_OK.issuperset(trs)
-                or ts[0] < MIN_TIME_MS or ts[-1] > MAX_TIME_MS or not all(map(lt, ts, ts[1:]))
-                or min(zs) < -720 or max(zs) > 840
-                or min(ms) < CGM_MIN_MGDL or max(ms) > CGM_MAX_MGDL):
-            return None
-    except TypeError:  # an unhashable type or trend value: the general path names it
-        return None
-    # Every record's canonical bytes in one map chain over C functions (table lookups and
-    # joins; no Python bytecode per reading).
-    out = list(map(b"".join, zip(repeat(_R0), map(_MGDL_OF.__getitem__, ms), repeat(_R1),
-                                 map(_TREND.__getitem__, trs), repeat(_R2),
-                                 map(_TIME_BYTES, ts), repeat(_R3),
-                                 map(_TZ_OF_ENC.__getitem__, zs))))
-    n = len(items)
-    start, end = items[0]["time_ms"], items[-1]["time_ms"]
-    if b["start_ms"] != start or b["end_ms"] != end or b["count"] != n:
-        return None
+    start, end = int.from_bytes(ts[0], "big"), int.from_bytes(ts[-1], "big")
     if (type(b["start_ms"]) is not int or type(b["end_ms"]) is not int
-            or type(b["count"]) is not int):
+            or type(b["count"]) is not int or b["start_ms"] != start or b["end_ms"] != end
+            or b["count"] != n):
         return None
     bparts = codec.encode_unchecked({"stream": "cgm", "items": _MARK, "start_ms": start,
                                      "end_ms": end, "count": n}).split(_MARK_ENC)
@@ -403,12 +424,12 @@ def _fast_cgm(value: Any, wire: bytes) -> Checked | None:
                                      "key": key.to_value(), "sig": sig}).split(_MARK_ENC)
     if len(bparts) != 2 or len(uparts) != 2:
         return None
-    batch_bytes = b"".join((bparts[0], _array_head(n), *out, bparts[1]))
+    batch_bytes = b"".join((bparts[0], wire[head_at:last], bparts[1]))
     if len(wire) != len(uparts[0]) + len(batch_bytes) + len(uparts[1]) or (
             wire != b"".join((uparts[0], batch_bytes, uparts[1]))):
         return None
     leaves = sha256_many(map(b"".join, zip(repeat(_LEAF_HASH_HEAD), _salts(salt_key, n),
-                                           repeat(_LEAF_MID), out)))
+                                           repeat(_LEAF_MID), recs)))
     return Checked(chain, patient, uploader, seq, "cgm", start, end, n, key, sig,
                    merkle.root_of(leaves), b"".join((_PLAIN_HEAD, batch_bytes, _PLAIN_SALT,
                                                      salt_key)))
@@ -427,7 +448,7 @@ def check_wire(wire: bytes, *, verify: bool = True) -> Checked:
         raise MalformedError(f"upload is {len(wire)} bytes; the limit is {MAX_UPLOAD_BYTES}")
     checked = None
     try:
-        checked = _fast_cgm(codec.decode_trusted(wire), wire)
+        checked = _fast_cgm(wire)
     except Exception:  # noqa: BLE001 - anything odd: the general path says what is wrong
         checked = None
     if checked is None:
