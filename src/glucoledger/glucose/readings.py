@@ -608,6 +608,11 @@ class Batch:
             raise MalformedError(f"{stream} batch has {len(value['items'])} items; the limit "
                                  f"is {MAX_BATCH}: split it")
         items = tuple(record_from_value(v) for v in value["items"])
+        allowed = _STREAM_TYPES[stream]
+        strays = sorted({r.TYPE for r in items} - set(allowed))
+        if strays:  # a stream is a unit of consent: a grant of smbg releases smbg only
+            raise MalformedError(f"a {stream} batch holds {' and '.join(allowed)} records, not "
+                                 f"{', '.join(strays)}: send those in their own stream's batch")
         batch = _make_batch(stream, items)
         if batch != cls(stream, items, value["start_ms"], value["end_ms"], value["count"]):
             raise MalformedError("batch range, count or order does not match its items")

@@ -225,6 +225,10 @@ class Upload:
             raise MalformedError(f"an upload is exactly {{{', '.join(sorted(names))}}}")
         if not all(isinstance(value[k], bytes) for k in ("patient", "uploader", "salt_key", "sig")):
             raise MalformedError("upload ids, salt key and signature are bytes")
+        if type(value["chain"]) is not str:
+            raise MalformedError("an upload's chain is its chain id, a text string")
+        if type(value["seq"]) is not int or not 1 <= value["seq"] < 1 << 63:  # not a bool
+            raise MalformedError("an upload's seq is an integer from 1 to 2^63 - 1")
         batch = Batch.from_value(value["batch"])
         check_unique_times(batch)  # a device may not send two readings of one moment
         return cls(value["chain"], value["patient"], value["uploader"], value["seq"], batch,
