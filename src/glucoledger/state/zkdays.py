@@ -179,13 +179,17 @@ class ZkDisclose(Body):
                 "to": self.to}
 
 
+def _patient_only(state: State, stx: SignedTx, rule: str) -> None:
+    """Refuse (``not_patient``) unless the sender is a patient account; ``rule`` says who."""
+    who = load_account(state, stx.tx.account)
+    if who.kind != "patient":
+        raise RejectedError(f"{rule}, not a {who.kind} account", code="not_patient")
+
+
 @register("zk.disclose", action="grant", body=ZkDisclose)
 def _zk_disclose(state: State, stx: SignedTx, ctx: Context) -> None:
     """Record the patient's disclosure of one claim over one period, in her audit trail."""
-    who = load_account(state, stx.tx.account)
-    if who.kind != "patient":
-        raise RejectedError(f"a disclosure is signed by the patient whose data it proves, "
-                            f"not a {who.kind} account", code="not_patient")
+    _patient_only(state, stx, "a disclosure is signed by the patient whose data it proves")
     b = ZkDisclose.parse(stx.tx.body)
     state.put(zk_disclosure_key(stx.tx_hash), {
         "patient": stx.tx.account, **b.to_body(), "height": ctx.height, "time": ctx.time_ms,
@@ -216,10 +220,7 @@ class ZkWithdraw(Body):
 @register("zk.withdraw", action="grant", body=ZkWithdraw)
 def _zk_withdraw(state: State, stx: SignedTx, ctx: Context) -> None:
     """Withdraw one of the patient's disclosures: no more proofs under it."""
-    who = load_account(state, stx.tx.account)
-    if who.kind != "patient":
-        raise RejectedError(f"a disclosure is withdrawn by the patient who signed it, not a "
-                            f"{who.kind} account", code="not_patient")
+    _patient_only(state, stx, "a disclosure is withdrawn by the patient who signed it")
     b = ZkWithdraw.parse(stx.tx.body)
     key = zk_disclosure_key(b.disclosure)
     rec = state.get(key)
