@@ -122,7 +122,8 @@ def test_cli_withdraw_claim(world: World, ingest: IngestService, zk: ZkClaims,
     for bad in ("xyz", "1234"):  # not hex; too short: usage errors, exit 2
         assert run(["withdraw-claim", "--patient", "alice", "--disclosure", bad, "--data",
                     data]) == 2
-        assert "Traceback" not in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "8 to 64 hex digits" in " ".join(err.split()) and "Traceback" not in err
     assert run(["withdraw-claim", "--patient", "alice", "--disclosure", "deadbeefdeadbeef",
                 "--data", data]) == 4  # no such disclosure of hers: permission denied
     assert "no_disclosure" in capsys.readouterr().err

@@ -244,9 +244,15 @@ class ZkClaims:
 
     def withdraw(self, patient: bytes, keys: Sequence[PrivateKey], ident: bytes | str
                  ) -> Disclosure:
-        """Sign and order the patient's withdrawal of her disclosure ``ident``; the
-        disclosure as it now stands. Raises PermissionDeniedError ``no_disclosure``,
-        RejectedError ``already_withdrawn``."""
+        """Sign and order the patient's withdrawal of her disclosure ``ident`` (its hash, or
+        8 to 64 hex digits of it); the disclosure as it now stands. Raises InputError (an
+        id that is not hex digits), PermissionDeniedError ``no_disclosure``, RejectedError
+        ``already_withdrawn``."""
+        if isinstance(ident, str):
+            ident = ident.strip().lower()
+            if not 8 <= len(ident) <= 64 or any(c not in "0123456789abcdef" for c in ident):
+                raise InputError("a disclosure id is 8 to 64 hex digits, as the audit trail "
+                                 "shows it")
         d = self.disclosure(patient, ident)
         if d.withdrawn:
             raise RejectedError(f"this disclosure was withdrawn already, at height "
