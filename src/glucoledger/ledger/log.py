@@ -11,6 +11,12 @@ blocks. A cut whose height is not the open block's (a late duplicate from anothe
 that would close an empty block is ignored, identically everywhere. Block time never goes
 backwards: a cut earlier than the previous block's time closes the block at that earlier
 block's time.
+
+A cut's time is whatever its writer says. Where other organizations write to the log (etcd),
+a node does not derive a block whose cut lies more than :data:`MAX_CUT_AHEAD_MS` ahead of its
+own clock (``node.service.Node.sync``): a cut from the future would move block time forward
+for good, expiring grants and emergency requests early and opening grants, studies and
+recovery windows before their time.
 """
 
 from __future__ import annotations
@@ -20,10 +26,15 @@ from dataclasses import dataclass
 from .. import codec
 from ..errors import MalformedError
 
-__all__ = ["Cut", "TxEntry", "decode_entry", "encode_cut", "encode_tx_entry"]
+__all__ = ["KIND_CUT", "MAX_CUT_AHEAD_MS", "Cut", "TxEntry", "decode_entry", "encode_cut",
+           "encode_tx_entry"]
 
 KIND_TX = 0x01
 KIND_CUT = 0x02
+
+#: How far a cut's time may lie ahead of the clock of a node deriving it: the clock skew
+#: between members' machines that is tolerated (NTP keeps them within a second).
+MAX_CUT_AHEAD_MS = 5 * 60_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Self, overload
@@ -42,14 +43,14 @@ from ..files import atomic_write_json, read_json
 from ..ledger import merkle
 from ..ledger.block import BlockHeader, Result
 from ..ledger.checkpoint import Checkpoint, NoteVerifier, sign_checkpoint
-from ..ledger.log import encode_cut, encode_tx_entry
+from ..ledger.log import KIND_CUT, MAX_CUT_AHEAD_MS, Cut, decode_entry, encode_cut, encode_tx_entry
 from ..ledger.trust import TrustCache
 from ..ledger.tx import SignedTx, Transaction, sign
 from ..ordering.base import Orderer
 from ..ordering.embedded import EmbeddedOrderer
 from ..ordering.etcd import MAX_BATCH_ENTRIES, EtcdOrderer
 from ..state.accounts_model import Account, find_account, single_key_policy
-from ..state.replica import Block, Replica, precheck
+from ..state.replica import Block, Replica, ReplicaFailedError, precheck
 from .chainstore import ChainStore
 from .groupcommit import GroupCommit
 from .keystore import Wallet, create_master_key, load_master_key
@@ -57,10 +58,11 @@ from .logcheck import ETCD_HINT, LogMismatch, check_log, refuse_if_mismatched
 from .setup import build_atomically
 from .verify import VerifyReport, verify_store
 
-__all__ = ["Node", "NodeConfig", "Receipt", "verify_folder"]
+__all__ = ["FutureCutError", "Node", "NodeConfig", "Receipt", "verify_folder"]
 
 _PARALLEL_MIN = 256  # below this many transactions, checking in-process is faster
 _CHUNK = 2048
+_CUT = bytes([KIND_CUT])
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +162,20 @@ class _LazySequence(Sequence[bool | None]):
         return self._checks.get(i % self._n)
 
 
+class FutureCutError(ReplicaFailedError):
+    """A cut that would close the open block lies further ahead of this node's clock than
+    members' clocks may differ: the node derives nothing from it (``Node.sync``)."""
+
+    code = "cut_from_future"
+
+
+def _when(time_ms: int) -> str:
+    try:
+        return datetime.fromtimestamp(time_ms / 1000, UTC).isoformat(timespec="seconds")
+    except (OverflowError, ValueError, OSError):
+        return f"{time_ms} ms after 1970"
+
+
 class Node:
     """A running node over one data folder."""
 
@@ -199,6 +215,10 @@ class Node:
                 self.orderer.close()
                 refuse_if_mismatched(found, self.data_dir)
         self._clock = clock
+        #: How far ahead of this node's clock a cut may lie (``ledger.log.MAX_CUT_AHEAD_MS``);
+        #: None with the embedded orderer, whose only writer is this node.
+        self.cuts_ahead_ms: int | None = (None if isinstance(self.orderer, EmbeddedOrderer)
+                                          else MAX_CUT_AHEAD_MS)
         self._lock = threading.RLock()
         self._workers = workers if workers is not None else (os.cpu_count() or 1)
         self._pool: Executor | None = None
@@ -473,6 +493,8 @@ class Node:
                 entries = self.orderer.read(self._read_pos, _CHUNK)
                 sig_ok = self._precheck(entries)
                 for i, entry in enumerate(entries):
+                    if entry[:1] == _CUT and self.cuts_ahead_ms is not None:
+                        self._check_cut(self._read_pos + i, entry)
                     block = self.replica.feed(self._read_pos + i, entry, sig_ok=sig_ok.get(i))
                     if block is not None:
                         try:
@@ -500,6 +522,39 @@ class Node:
             self.open_pending = self.replica.pending
             self.caught_up = False
             return made
+
+    def _check_cut(self, position: int, entry: bytes) -> None:
+        """Refuse a cut that would close the open block at a time too far ahead of this
+        node's clock. Nothing is derived from it and the replica is unchanged, so the node
+        derives on from here once the cause is removed (its clock set right, or the log
+        restored to before the cut)."""
+        assert self.cuts_ahead_ms is not None
+        try:
+            cut = decode_entry(entry)
+        except MalformedError:
+            return  # skipped by the replica as every node skips it
+        if (not isinstance(cut, Cut) or cut.height != self.replica.next_height
+                or not self.replica.pending):
+            return  # ignored by the replica: it closes nothing
+        now = self._now_ms()
+        if cut.time_ms <= now + self.cuts_ahead_ms:
+            return
+        writer = self.orderer.writer_of(position)
+        # The open block's transactions are read again from the log next time.
+        self.replica.discard_pending()
+        last = self.replica.last
+        self._read_pos = last.cut + 1 if last else 0
+        by = f"appended by member {writer!r}" if writer else "appended by an unknown writer"
+        who = repr(writer) if writer else "its writer"
+        ahead = timedelta(milliseconds=cut.time_ms - now)
+        raise FutureCutError(
+            f"the cut closing block {cut.height} at log position {position} ({by}) says "
+            f"{_when(cut.time_ms)}, {str(ahead).split('.')[0]} ahead of this node's clock "
+            f"(at most {self.cuts_ahead_ms // 60_000} min allowed): nothing was derived from "
+            "it. If this machine's clock is behind, set it right (NTP) and restart the node; "
+            "otherwise a member wrote a cut from the future: tell the consortium's operators "
+            f"to restore the etcd cluster from a snapshot taken before position {position} "
+            f"and to remove {who} by governance")
 
     def halt(self, reason: str) -> None:
         """Stop serving: submits waiting for a block fail at once with ``reason``."""

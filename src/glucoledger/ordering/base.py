@@ -47,6 +47,11 @@ class Orderer(abc.ABC):
     def compact(self, below: int) -> None:
         """Allow the backend to drop entries at positions below ``below``."""
 
+    def writer_of(self, position: int) -> str | None:
+        """Who appended the entry at ``position``, if this orderer knows (etcd: the member
+        whose batch of the latest read holds it; for messages, not for deciding anything)."""
+        return None
+
     @abc.abstractmethod
     def wait(self, size: int, timeout: float) -> int: ...
 

@@ -152,6 +152,8 @@ class EtcdOrderer(Orderer):
         self._writers: tuple[str, ...] = ()
         #: (end position, create revision) of the last batch a read returned in full.
         self._cursor: tuple[int, int] | None = None
+        #: (first position, end, writer) of each batch the latest read returned entries of.
+        self._spans: list[tuple[int, int, str]] = []
         self._prefix = f"/glucoledger/{chain}/"
         self._heads = self._prefix + "head/"
         self._firsts = self._prefix + "first/"
@@ -304,6 +306,8 @@ class EtcdOrderer(Orderer):
         """The entries start..stop-1 from ``batches`` (sorted by position), checking that they
         tile the positions exactly and that etcd created them in position order."""
         out: list[bytes] = []
+        spans: list[tuple[int, int, str]] = []
+        self._spans = spans
         pos = start
         for b in batches:
             if b.pos < pos and out:  # checked past ``stop`` too: every batch fetched
@@ -326,6 +330,7 @@ class EtcdOrderer(Orderer):
                 return out
             prev_created = b.created
             out.extend(b.entries[pos - b.pos:])
+            spans.append((b.pos, b.end, b.writer))
             pos = b.end
         if pos < stop:
             claim = sorted(w for w, h in heads.items() if h > pos)
@@ -340,6 +345,9 @@ class EtcdOrderer(Orderer):
 
     def size(self) -> int:
         return self._size_at(time.monotonic() + self.timeout, "reads")[0]
+
+    def writer_of(self, position: int) -> str | None:
+        return next((w for lo, hi, w in self._spans if lo <= position < hi), None)
 
     def first(self) -> int:
         body = self._call("/v3/kv/range", self._range(self._firsts)["request_range"], "reads",

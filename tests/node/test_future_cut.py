@@ -1,0 +1,84 @@
+"""A cut from the future is not derived (``Node.sync``, ``ledger.log.MAX_CUT_AHEAD_MS``).
+
+Every block's time is its cut's time, and block time never goes back: one cut that says
+"next year" would expire every grant and emergency request at once and open grants,
+studies and recovery windows before their time, for good. Where other organizations write
+the log (etcd), a node derives no block whose cut lies more than 5 minutes ahead of its own
+clock; it stops with an error that names the position, the writer, and what to do, and
+derives on from the same place once the cause is gone. The attack on a real consortium is
+in tests/consortium/test_future_cut.py; here the rule itself, on the embedded orderer with
+the bound switched on (by default it is off there: the node is the log's only writer).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from glucoledger.bench.ledger import account_envelopes
+from glucoledger.ledger.log import MAX_CUT_AHEAD_MS, encode_cut, encode_tx_entry
+from glucoledger.node.service import FutureCutError, Node
+
+T0 = 1_800_000_000.0  # the node's clock, s
+NOW_MS = int(T0 * 1000)
+
+
+def _node(folder: Path, clock: list[float]) -> Node:
+    node = Node.init(folder, workers=1, clock=lambda: clock[0])
+    node.submit(account_envelopes(node.chain, 1))
+    assert node.cuts_ahead_ms is None  # the embedded orderer: only this node writes
+    node.cuts_ahead_ms = MAX_CUT_AHEAD_MS
+    return node
+
+
+def test_a_cut_from_the_future_is_refused_and_nothing_is_derived(tmp_path: Path) -> None:
+    clock = [T0]
+    node = _node(tmp_path / "n", clock)
+    try:
+        height = node.store.height()
+        state_before = dict(node.store.load_state())
+        [env] = account_envelopes(node.chain, 1)
+        future = NOW_MS + 24 * 3600_000
+        pos = node.orderer.append([encode_tx_entry(env), encode_cut(height, future)])
+        for _ in range(2):  # refused again, not half-derived the second time
+            with pytest.raises(FutureCutError) as info:
+                node.sync()
+            message = info.value.message
+            assert info.value.code == "cut_from_future"
+            assert f"block {height} at log position {pos + 1}" in message
+            assert "1 day, 0:00:00 ahead of this node's clock" in message
+            assert "set it right (NTP)" in message and "remove" in message
+            assert node.store.height() == height
+            assert dict(node.store.load_state()) == state_before
+        # The clock was the cause: once it is set right, the block is derived, once.
+        clock[0] = future / 1000
+        node.sync()
+        assert node.store.height() == height + 1
+        block = node.store.last_header()
+        assert block is not None and block.time == future
+        assert [len(rows) for rows in node.store.txs_at_positions(pos, pos + 2).values()] == [1]
+    finally:
+        node.close()
+
+
+def test_cuts_within_the_bound_or_closing_nothing_are_not_refused(tmp_path: Path) -> None:
+    clock = [T0]
+    node = _node(tmp_path / "n", clock)
+    try:
+        height = node.store.height()
+        far = NOW_MS + 365 * 24 * 3600_000
+        # Ignored by every replica, so not refused: a cut for another height, and a cut of
+        # an empty block.
+        node.orderer.append([encode_cut(height + 5, far), encode_cut(height, far)])
+        node.sync()
+        assert node.store.height() == height
+        # A member whose clock runs a little ahead: within the bound, derived.
+        [env] = account_envelopes(node.chain, 1)
+        ahead = NOW_MS + MAX_CUT_AHEAD_MS
+        node.orderer.append([encode_tx_entry(env), encode_cut(height, ahead)])
+        node.sync()
+        last = node.store.last_header()
+        assert last is not None and last.height == height and last.time == ahead
+    finally:
+        node.close()
