@@ -18,6 +18,7 @@ and then wait, without the node's lock, until the member loop (the only caller o
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -50,6 +51,7 @@ from ..ordering.base import Orderer
 from ..ordering.embedded import EmbeddedOrderer
 from ..ordering.etcd import MAX_BATCH_ENTRIES, EtcdOrderer
 from ..state.accounts_model import Account, find_account, single_key_policy
+from ..state.governance import writers_in_force
 from ..state.replica import Block, Replica, ReplicaFailedError, precheck
 from .chainstore import ChainStore
 from .groupcommit import GroupCommit
@@ -63,6 +65,7 @@ __all__ = ["FutureCutError", "Node", "NodeConfig", "Receipt", "verify_folder"]
 _PARALLEL_MIN = 256  # below this many transactions, checking in-process is faster
 _CHUNK = 2048
 _CUT = bytes([KIND_CUT])
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +222,10 @@ class Node:
         #: None with the embedded orderer, whose only writer is this node.
         self.cuts_ahead_ms: int | None = (None if isinstance(self.orderer, EmbeddedOrderer)
                                           else MAX_CUT_AHEAD_MS)
+        #: Whether entries count only when their writer is a member in force (``_counted``).
+        self._by_writer = not isinstance(self.orderer, EmbeddedOrderer)
+        self._in_force: tuple[int, frozenset[str] | None] | None = None
+        self._skipped: dict[str, int] = {}
         self._lock = threading.RLock()
         self._workers = workers if workers is not None else (os.cpu_count() or 1)
         self._pool: Executor | None = None
@@ -493,6 +500,8 @@ class Node:
                 entries = self.orderer.read(self._read_pos, _CHUNK)
                 sig_ok = self._precheck(entries)
                 for i, entry in enumerate(entries):
+                    if self._by_writer:
+                        entry = self._counted(self._read_pos + i, entry)
                     if entry[:1] == _CUT and self.cuts_ahead_ms is not None:
                         self._check_cut(self._read_pos + i, entry)
                     block = self.replica.feed(self._read_pos + i, entry, sig_ok=sig_ok.get(i))
@@ -522,6 +531,29 @@ class Node:
             self.open_pending = self.replica.pending
             self.caught_up = False
             return made
+
+    def _counted(self, position: int, entry: bytes) -> bytes:
+        """The entry as the replica takes it: itself when its writer is a member in force at
+        the open height (``state.governance.writers_in_force``), otherwise an empty entry,
+        which every replica skips. Every node reads the same writer from the same etcd key
+        and the same member set from the same state, so all skip alike; a removed member
+        whose etcd user still works (the root holder's node was down) or a writer outside
+        the consortium orders nothing: not a transaction, not a cut."""
+        height = self.replica.next_height
+        if self._in_force is None or self._in_force[0] != height:
+            self._in_force = (height, writers_in_force(self.replica.state, height))
+        allowed = self._in_force[1]
+        if allowed is None:
+            return entry
+        writer = self.orderer.writer_of(position)
+        if writer is not None and writer in allowed:
+            return entry
+        name = writer or "an unknown writer"
+        seen = self._skipped[name] = self._skipped.get(name, 0) + 1
+        if seen == 1 or seen % 1000 == 0:
+            log.warning("log position %d: skipped %d entries of %s, not a member in force "
+                        "at block %d", position, seen, name, height)
+        return b""
 
     def _check_cut(self, position: int, entry: bytes) -> None:
         """Refuse a cut that would close the open block at a time too far ahead of this

@@ -47,6 +47,11 @@ peers read.
 Such a member can stall the log (as any member can stop cosigning) but cannot change what
 was ordered without every reader seeing it, and cannot touch another member's keys at all.
 
+Who may write is decided above this module: every node counts an entry only when its writer
+(this layout's key, which etcd's access control ties to the member's user) is a member in
+force at the open height, so a writer etcd still lets in after its removal orders nothing
+(``Node._counted``). :meth:`EtcdOrderer.writer_of` says who wrote an entry of the latest read.
+
 Compaction by a writer records ``first/<writer>`` and deletes its own batches wholly below
 it (a batch straddling it stays, its older entries unreadable); each member compacts its
 own batches (every consortium node runs the same compaction rule). It then compacts etcd's

@@ -59,7 +59,7 @@ from .machine import MISSING, Body, Context, body_field, need, register, require
 from .store import State
 
 __all__ = ["ANCHOR_PREFIX", "MEMBERS_PREFIX", "TLS_PREFIX", "member_orgs_signing",
-           "member_schedule", "tls_changes"]
+           "member_schedule", "tls_changes", "writers_in_force"]
 
 ANCHOR_PREFIX = "anchor/"
 MEMBERS_PREFIX = "chain/members/"
@@ -83,6 +83,16 @@ def member_schedule(state: State) -> MemberSchedule:
         (at, tuple(NoteVerifier(n["name"], PublicKey.from_value(n["key"]))
                    for n in doc["nodes"]), int(doc["threshold"]))
         for at, doc in docs))
+
+
+def writers_in_force(state: State, height: int) -> frozenset[str] | None:
+    """Whose entries of the ordered log count toward block ``height``: the names of the
+    member nodes in force at that height, as the state after block ``height - 1`` records
+    them (a member appends under its node's name: ``ordering.etcd``). None for a chain with
+    no genesis yet, whose log every writer may fill."""
+    if state.get(GENESIS_KEY) is None:
+        return None
+    return frozenset(v.name for v in member_schedule(state).at(height)[0])
 
 
 def _schedule(state: State, before: dict[str, Any], after: dict[str, Any],
