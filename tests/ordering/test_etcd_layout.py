@@ -61,6 +61,29 @@ def test_each_writer_writes_only_under_its_own_name(etcd_cluster: EtcdCluster) -
         assert fresh.read(4) == []
 
 
+def test_writer_of_names_the_writer_of_each_entry_read_by_this_thread(
+        etcd_cluster: EtcdCluster) -> None:
+    """Nodes count an entry only when its writer is a member in force (``Node._counted``),
+    so who wrote it must come from its key, for exactly the entries this thread read."""
+    chain = _chain()
+    with EtcdOrderer(etcd_cluster.endpoints, chain, writer="org-a") as a, \
+            EtcdOrderer(etcd_cluster.endpoints, chain, writer="org-b") as b:
+        a.append([b"a0", b"a1"])
+        b.append([b"b2"])
+        a.append([b"a3"])
+    with EtcdOrderer(etcd_cluster.endpoints, chain, writer="reader") as fresh:
+        assert fresh.writer_of(0) is None  # nothing read yet
+        assert fresh.read(1, 2) == [b"a1", b"b2"]
+        # The batches that read returned entries of: org-a's [0, 2) and org-b's [2, 3).
+        assert [fresh.writer_of(p) for p in range(5)] == ["org-a", "org-a", "org-b", None, None]
+        other = threading.Thread(target=fresh.read, args=(3,))  # another thread's read
+        other.start()
+        other.join()
+        assert [fresh.writer_of(p) for p in (1, 2, 3)] == ["org-a", "org-b", None]
+        assert fresh.read(0) == [b"a0", b"a1", b"b2", b"a3"]
+        assert [fresh.writer_of(p) for p in range(4)] == ["org-a", "org-a", "org-b", "org-a"]
+
+
 def test_concurrent_writers_get_one_total_order(etcd_cluster: EtcdCluster) -> None:
     """Four writers race (each with its own client): positions are contiguous, every entry
     lands exactly once, and fresh readers on different members read the same sequence."""

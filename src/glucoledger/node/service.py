@@ -500,10 +500,14 @@ class Node:
                 entries = self.orderer.read(self._read_pos, _CHUNK)
                 sig_ok = self._precheck(entries)
                 for i, entry in enumerate(entries):
-                    if self._by_writer:
-                        entry = self._counted(self._read_pos + i, entry)
-                    if entry[:1] == _CUT and self.cuts_ahead_ms is not None:
-                        self._check_cut(self._read_pos + i, entry)
+                    try:
+                        if self._by_writer:
+                            entry = self._counted(self._read_pos + i, entry)
+                        if entry[:1] == _CUT and self.cuts_ahead_ms is not None:
+                            self._check_cut(self._read_pos + i, entry)
+                    except (OrderingError, FutureCutError):
+                        self._rewind()  # nothing derived from here: read again next time
+                        raise
                     block = self.replica.feed(self._read_pos + i, entry, sig_ok=sig_ok.get(i))
                     if block is not None:
                         try:
@@ -524,13 +528,18 @@ class Node:
                         # Our transactions may sit behind a stale cut: cut at the open height.
                         self._writer.request_cut(self._read_pos)
                     if self.replica.pending:
-                        self.replica.discard_pending()
-                        last = self.replica.last
-                        self._read_pos = last.cut + 1 if last else 0
+                        self._rewind()
                     return made
             self.open_pending = self.replica.pending
             self.caught_up = False
             return made
+
+    def _rewind(self) -> None:
+        """Forget the open block's transactions and read the log again from the first
+        position after the last block (they are read again once their cut arrives)."""
+        self.replica.discard_pending()
+        last = self.replica.last
+        self._read_pos = last.cut + 1 if last else 0
 
     def _counted(self, position: int, entry: bytes) -> bytes:
         """The entry as the replica takes it: itself when its writer is a member in force at
@@ -546,20 +555,22 @@ class Node:
         if allowed is None:
             return entry
         writer = self.orderer.writer_of(position)
-        if writer is not None and writer in allowed:
+        if writer is None:  # never skip what another node may count: stop this round
+            raise OrderingError(f"the ordered log does not say who wrote position {position}; "
+                                "it is read again on the next round")
+        if writer in allowed:
             return entry
-        name = writer or "an unknown writer"
-        seen = self._skipped[name] = self._skipped.get(name, 0) + 1
+        seen = self._skipped[writer] = self._skipped.get(writer, 0) + 1
         if seen == 1 or seen % 1000 == 0:
             log.warning("log position %d: skipped %d entries of %s, not a member in force "
-                        "at block %d", position, seen, name, height)
+                        "at block %d", position, seen, writer, height)
         return b""
 
     def _check_cut(self, position: int, entry: bytes) -> None:
         """Refuse a cut that would close the open block at a time too far ahead of this
-        node's clock. Nothing is derived from it and the replica is unchanged, so the node
-        derives on from here once the cause is removed (its clock set right, or the log
-        restored to before the cut)."""
+        node's clock. Nothing is derived from it (the caller rewinds to the last block), so
+        the node derives on from there once the cause is removed (its clock set right, or
+        the log restored to before the cut)."""
         assert self.cuts_ahead_ms is not None
         try:
             cut = decode_entry(entry)
@@ -572,10 +583,6 @@ class Node:
         if cut.time_ms <= now + self.cuts_ahead_ms:
             return
         writer = self.orderer.writer_of(position)
-        # The open block's transactions are read again from the log next time.
-        self.replica.discard_pending()
-        last = self.replica.last
-        self._read_pos = last.cut + 1 if last else 0
         by = f"appended by member {writer!r}" if writer else "appended by an unknown writer"
         who = repr(writer) if writer else "its writer"
         ahead = timedelta(milliseconds=cut.time_ms - now)

@@ -49,7 +49,7 @@ class Orderer(abc.ABC):
 
     def writer_of(self, position: int) -> str | None:
         """Who appended the entry at ``position``, if this orderer knows (etcd: the member
-        whose batch of the latest read holds it; for messages, not for deciding anything)."""
+        whose batch holds it, for entries of the calling thread's latest read)."""
         return None
 
     @abc.abstractmethod

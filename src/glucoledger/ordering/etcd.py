@@ -50,7 +50,8 @@ was ordered without every reader seeing it, and cannot touch another member's ke
 Who may write is decided above this module: every node counts an entry only when its writer
 (this layout's key, which etcd's access control ties to the member's user) is a member in
 force at the open height, so a writer etcd still lets in after its removal orders nothing
-(``Node._counted``). :meth:`EtcdOrderer.writer_of` says who wrote an entry of the latest read.
+(``Node._counted``). :meth:`EtcdOrderer.writer_of` says who wrote an entry of the calling
+thread's latest read.
 
 Compaction by a writer records ``first/<writer>`` and deletes its own batches wholly below
 it (a batch straddling it stays, its older entries unreadable); each member compacts its
@@ -62,6 +63,7 @@ which :meth:`EtcdOrderer.wait` handles.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -157,8 +159,9 @@ class EtcdOrderer(Orderer):
         self._writers: tuple[str, ...] = ()
         #: (end position, create revision) of the last batch a read returned in full.
         self._cursor: tuple[int, int] | None = None
-        #: (first position, end, writer) of each batch the latest read returned entries of.
-        self._spans: list[tuple[int, int, str]] = []
+        #: Per thread: (first position, end, writer) of each batch the thread's latest read
+        #: returned entries of (another thread's read must not change what ``writer_of`` says).
+        self._reads = threading.local()
         self._prefix = f"/glucoledger/{chain}/"
         self._heads = self._prefix + "head/"
         self._firsts = self._prefix + "first/"
@@ -312,7 +315,7 @@ class EtcdOrderer(Orderer):
         tile the positions exactly and that etcd created them in position order."""
         out: list[bytes] = []
         spans: list[tuple[int, int, str]] = []
-        self._spans = spans
+        self._reads.spans = spans
         pos = start
         for b in batches:
             if b.pos < pos and out:  # checked past ``stop`` too: every batch fetched
@@ -352,7 +355,8 @@ class EtcdOrderer(Orderer):
         return self._size_at(time.monotonic() + self.timeout, "reads")[0]
 
     def writer_of(self, position: int) -> str | None:
-        return next((w for lo, hi, w in self._spans if lo <= position < hi), None)
+        spans: list[tuple[int, int, str]] = getattr(self._reads, "spans", [])
+        return next((w for lo, hi, w in spans if lo <= position < hi), None)
 
     def first(self) -> int:
         body = self._call("/v3/kv/range", self._range(self._firsts)["request_range"], "reads",
