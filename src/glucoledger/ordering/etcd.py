@@ -62,6 +62,7 @@ which :meth:`EtcdOrderer.wait` handles.
 
 from __future__ import annotations
 
+import bisect
 import random
 import threading
 import time
@@ -356,7 +357,9 @@ class EtcdOrderer(Orderer):
 
     def writer_of(self, position: int) -> str | None:
         spans: list[tuple[int, int, str]] = getattr(self._reads, "spans", [])
-        return next((w for lo, hi, w in spans if lo <= position < hi), None)
+        # Spans are sorted and disjoint: the last one starting at or before ``position``.
+        k = bisect.bisect_right(spans, position, key=lambda span: span[0]) - 1
+        return spans[k][2] if k >= 0 and position < spans[k][1] else None
 
     def first(self) -> int:
         body = self._call("/v3/kv/range", self._range(self._firsts)["request_range"], "reads",
