@@ -71,5 +71,6 @@ def test_a_members_cut_from_the_future_stops_every_node_and_names_it(
                                                       for d in c.status(j)["diverged"]),
                            20, f"node {j} to report {name}")
     # A submit is answered with the reason (a hanging one would time out with another).
-    with pytest.raises(GlucoledgerError, match="ahead of this node's clock"):
+    with pytest.raises(GlucoledgerError, match="ahead of this node's clock") as answer:
         control.submit(c.urls[0], patient_envelopes(1), c.node_key(0), timeout=10)
+    assert "restore its store" not in answer.value.message  # the store is not at fault

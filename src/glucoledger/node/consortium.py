@@ -127,6 +127,9 @@ class ConsortiumNode:
         self.node = Node(self.data_dir, orderer=self.orderer, workers=workers, log_check=False)
         self.compact_every = compact_every
         self.status = Status(self.name)
+        #: What the refusal is about (``check_integrity``'s finding, a LogMismatch kind, an
+        #: error code): ``control`` tells callers what the operator must do by it.
+        self.refused_what = ""
         self._published = -1
         self._reported: tuple[int, int] | None = None
         self._seen = 0
@@ -258,6 +261,7 @@ class ConsortiumNode:
         """Stop deriving, signing and serving: status, peers (``health/``) and every waiting
         or new request learn ``reason`` at once."""
         self.status.refusing = reason
+        self.refused_what = what or reason
         self.node.halt(reason)
         log.error("refusing to work: %s", reason)
         self._publish_health({"ok": False, "height": height, "reason": reason,
@@ -321,7 +325,7 @@ class ConsortiumNode:
                 try:
                     self._derive()
                 except (ReplicaFailedError, StorageError) as exc:
-                    self.refuse(exc.message, self.node.store.height())
+                    self.refuse(exc.message, self.node.store.height(), what=exc.code)
                     raise
                 self._publish_notes()
             self._collect()

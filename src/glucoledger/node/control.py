@@ -100,9 +100,11 @@ _BY_STATUS: dict[int, type[GlucoledgerError]] = {
 def _refuse_if_stopped(cn: ConsortiumNode) -> None:
     """A stopped node answers at once (503, the reason), never after a timeout."""
     if cn.status.refusing:
+        # A cut from the future names its own remedy (clock or log); the rest is the store's.
+        todo = ("" if cn.refused_what == "cut_from_future" else
+                "; its operator must restore its store (`glucoledger consortium rejoin`)")
         raise OrderingError(f"this node stopped and refuses to work: {cn.status.refusing}. "
-                            "Submit to another member; its operator must restore its store "
-                            "(`glucoledger consortium rejoin`)", code="node_stopped")
+                            f"Submit to another member{todo}", code="node_stopped")
 
 
 def is_loopback(host: str) -> bool:
