@@ -38,6 +38,7 @@ from glucoledger.ledger.tx import SignedTx, Transaction, sign
 from glucoledger.state.accounts_model import account_id, account_key, single_key_policy
 from glucoledger.state.machine import REGISTRY, Context, apply
 from glucoledger.state.store import State
+from glucoledger.state.zkdays import SEALED_TO_BYTES
 
 CHAIN = "golden/bodies"
 GOLDEN = Path(__file__).parent.parent / "testdata" / "state" / "golden_results.json"
@@ -122,7 +123,8 @@ def examples(w: World) -> dict[str, dict[str, Any]]:
         "zk.day": {"patient": p, "start": T0 - T0 % HOUR, "end": T0 - T0 % HOUR + HOUR,
                    "slots": 300, "per": 25, "commit": h32},
         "zk.disclose": {"claim": "tir>=70", "start": T0 - T0 % HOUR,
-                        "end": T0 - T0 % HOUR + 24 * HOUR, "days": 1, "to": "trial"},
+                        "end": T0 - T0 % HOUR + 24 * HOUR, "days": 1,
+                        "to": b"\x01" + bytes(range(256)) + bytes(SEALED_TO_BYTES - 257)},
         "zk.withdraw": {"disclosure": h32},
         "anchor.record": {"height": 0, "size": 1, "root": h32, "chain_id": 1,
                           "tx_hash": h33, "block_number": 7},

@@ -16,9 +16,12 @@ from glucoledger.node.audit import audit_trail
 from glucoledger.node.ingest import IngestService
 from glucoledger.node.world import World
 from glucoledger.node.zkclaims import ZkClaims
-from glucoledger.state.zkdays import ZkDisclose
+from glucoledger.state.zkdays import SEALED_TO_BYTES, ZkDisclose
 
 from .helpers import D0, DAY, NOW, ingest_days
+
+#: A recipient as the body carries it: any bytes of the sealed size (only her node opens it).
+SEALED = bytes(SEALED_TO_BYTES)
 
 
 def _ingest(world: World, ingest: IngestService, name: str, serial: str) -> bytes:
@@ -44,7 +47,7 @@ def test_disclosure_is_on_the_ledger_and_in_her_audit_trail(
     assert rec["patient"] == alice and rec["claim"] == "tir>=70"
     assert zk.disclosure(alice, d.id.hex()[:10]) == d  # by an abbreviated id, as audit shows
     assert zk.disclosures(alice) == [d]
-    trail = [e for e in audit_trail(world.node, alice) if e.kind == "zk_disclosure"]
+    trail = [e for e in audit_trail(world.node, alice, vault=zk.vault) if e.kind == "zk_disclosure"]
     assert len(trail) == 1
     e = trail[0]
     assert (e.tx_hash, e.who, e.outcome, e.height) == (d.id, alice, "disclosed", d.height)
@@ -77,12 +80,14 @@ def test_only_the_patient_signs_her_disclosure(
     assert exc.value.code in ("not_cosigner", "insufficient_signatures")
     with pytest.raises(RejectedError) as exc:  # the node's own account
         world.node.send("zk.disclose", {"claim": "tir>=70", "start": D0, "end": D0 + DAY,
-                                        "days": 1, "to": ""}, zk.account,
+                                        "days": 1, "to": SEALED}, zk.account,
                         [world.node.node_key])
     assert exc.value.code in ("not_patient", "insufficient_signatures")
     for bad in ({"claim": "TIR>=70"}, {"days": 0}, {"days": 91}, {"end": D0},
-                {"to": "x" * 81}, {"to": "a\nb"}, {"claim": "tir>70"}):
-        body = {"claim": "tir>=70", "start": D0, "end": D0 + DAY, "days": 1, "to": "", **bad}
+                {"to": "Trial ABC"}, {"to": SEALED[:-1]}, {"to": SEALED + b"\0"},
+                {"claim": "tir>70"}):
+        body = {"claim": "tir>=70", "start": D0, "end": D0 + DAY, "days": 1, "to": SEALED,
+                **bad}
         with pytest.raises(RejectedError) as exc:
             world.node.send("zk.disclose", body, alice, [world.patient("alice").key])
         assert exc.value.code == "malformed", bad
@@ -91,7 +96,8 @@ def test_only_the_patient_signs_her_disclosure(
 
 
 def test_body_round_trips() -> None:
-    body = {"claim": "mean in 100..160", "start": D0, "end": D0 + DAY, "days": 1, "to": ""}
+    body = {"claim": "mean in 100..160", "start": D0, "end": D0 + DAY, "days": 1,
+            "to": SEALED}
     assert ZkDisclose.parse(body).to_body() == body
     with pytest.raises(RejectedError):
         ZkDisclose.parse({**body, "extra": 1})

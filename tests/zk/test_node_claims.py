@@ -18,6 +18,8 @@ from glucoledger.node.ingest import IngestService
 from glucoledger.node.proofs import ordered_proof
 from glucoledger.node.world import World
 from glucoledger.node.zkclaims import ZkClaims, dumps_claim, verify_claim
+from glucoledger.node.zkrecipient import open_recipient
+from glucoledger.state.zkdays import SEALED_TO_BYTES
 from glucoledger.zk.toolchain import Toolchain
 
 from .helpers import D0, DAY, NOW, ingest_days
@@ -72,8 +74,11 @@ def test_claim_file_verifies_offline_and_reveals_nothing(
         assert set(env.tx.body) == {"patient", "start", "end", "slots", "per", "commit"}
     signed = SignedTx.decode(base64.b64decode(doc["disclosure"]["commit"]))
     assert signed.tx.type == "zk.disclose" and signed.tx.account == alice
-    assert signed.tx.body == {"claim": "tir>=90", "start": D0, "end": result.end_ms,
-                              "days": 3, "to": ""}
+    body = dict(signed.tx.body)
+    sealed = body.pop("to")  # to whom: sealed for her node (test_recipient.py)
+    assert body == {"claim": "tir>=90", "start": D0, "end": result.end_ms, "days": 3}
+    assert open_recipient(zk.vault, alice, signed.tx.body) == ""  # nobody named
+    assert len(sealed) == SEALED_TO_BYTES
     # one commitment per day, recorded once: a second proof reuses them
     again = _prove(world, zk, alice, "tbr54=0", 3)
     assert [w["commit"] for w in again["windows"]] == [w["commit"] for w in doc["windows"]]

@@ -48,7 +48,7 @@ def test_a_withdrawn_disclosure_proves_nothing_more_and_her_trail_says_so(
     assert f"withdrew this disclosure at height {gone.withdrawn_height}" in exc.value.message
     assert "signs a new one" in exc.value.message
     assert _state(world) == before  # refused before any day was committed
-    trail = audit_trail(world.node, alice)
+    trail = audit_trail(world.node, alice, vault=zk.vault)
     kinds = [e.kind for e in trail if e.kind.startswith("zk_")]
     assert kinds == ["zk_withdrawal", "zk_disclosure"]  # newest first
     w = trail[[e.kind for e in trail].index("zk_withdrawal")]

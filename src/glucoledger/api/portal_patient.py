@@ -200,7 +200,8 @@ def home(request: Request, p: Principal, msg: str | None) -> Response:
     grants = [grant_value(request, g) for g in ca.grants(node, p.id)]
     grants.sort(key=lambda g: (not g["active"], g["grantee_name"]))
     by_name = {r["name"]: r["mgdl"] for r in rules}
-    trail = audit_rows(audit_with_refusals(node, ctx(request).seclog, p.id), p.id, fmt)
+    trail = audit_rows(audit_with_refusals(node, ctx(request).seclog, p.id,
+                                             vault=ctx(request).svc.vault), p.id, fmt)
     people = names(request)
     grantees = [{"name": n, "kind": k} for n, k in sorted(
         (i.name, i.kind) for i in _people(request) if i.kind in ("clinician", "trusted"))]
@@ -323,7 +324,7 @@ def audit_page(request: Request, who_: Annotated[str, Query(alias="who", max_len
         raise OutOfRangeError("result: choose allowed or refused")
     fmt = fmt_of(request)
     c = ctx(request)
-    rows = audit_rows(audit_with_refusals(c.node, c.seclog, p.id), p.id, fmt)
+    rows = audit_rows(audit_with_refusals(c.node, c.seclog, p.id, vault=c.svc.vault), p.id, fmt)
     people = names(request)
     actors = sorted({(people.get(r["who"], "someone"), r["who"].hex()) for r in rows
                      if r["who"] != p.id})

@@ -52,7 +52,8 @@ class ClaimRequest(BaseModel):
     claim: str | None = Field(default=None, min_length=1, max_length=64,
                               description="tir>=P, tbr54<=Q, tbr54=0, 'mean in A..B' or gmi<G")
     days: int = Field(default=14, ge=1, le=90, description="whole local days, to last midnight")
-    to: str = Field(default="", max_length=80, description="to whom (optional; on the ledger)")
+    to: str = Field(default="", max_length=80,
+                    description="to whom (optional; sealed on the ledger for her node alone)")
     disclosure: str | None = Field(default=None, min_length=8, max_length=64,
                                    description="prove under this signed disclosure instead")
 

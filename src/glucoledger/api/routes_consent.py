@@ -265,7 +265,8 @@ def audit(request: Request, who: Who) -> list[dict[str, Any]]:
     every refused attempt; emergencies first."""
     require_kind(request, who, "patient")
     c = ctx(request)
-    return [audit_value(request, e) for e in audit_with_refusals(c.node, c.seclog, who.id)]
+    return [audit_value(request, e) for e in audit_with_refusals(c.node, c.seclog, who.id,
+                                                                  vault=c.svc.vault)]
 
 
 def emergency_value(request: Request, r: em.EmergencyRequest, role: str) -> dict[str, Any]:

@@ -41,6 +41,7 @@ from .common import (
     err_console,
     local_iso,
     open_node,
+    open_node_and_vault,
     open_services,
     out_file,
     parse_when,
@@ -308,9 +309,9 @@ def audit(patient: Name, as_json: JsonOpt = False, data: DataOpt = None) -> None
 
     Example: glucoledger audit --patient alice
     """
-    with open_node(data) as node:
+    with open_node_and_vault(data) as (node, vault):
         pid = accounts.identity(node, patient).id
-        trail = audit_trail(node, pid)
+        trail = audit_trail(node, pid, vault=vault)
         book = accounts.names(node)
     cols = ["when", "block", "event", "who", "outcome", "what", "transaction"]
     rows = audit_rows(trail, book)

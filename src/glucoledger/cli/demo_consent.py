@@ -196,7 +196,7 @@ def _story(node: Node, folder: Path, step: Callable[[str], None]) -> None:
                   f"{len(vr.erased)} reported as erased: {vr.describe_erasures()[0]}")
 
     step("Alice's audit trail (emergencies first)")
-    trail = audit_trail(node, alice)
+    trail = audit_trail(node, alice, vault=v)
     rows = [[r[1], r[2], r[3], r[4], r[5]] for r in audit_rows(trail, accounts.names(node))]
     console.print(table(f"Alice's audit trail ({plural(len(trail), 'event')})",
                         ["block", "event", "who", "outcome", "what"], rows))

@@ -101,8 +101,8 @@ def prove_claim(
     days: Annotated[int, typer.Option("--days", min=1, max=90,
                                       help="Whole local days, ending at the last midnight.")
                     ] = 14,
-    to: Annotated[str, typer.Option("--to", help="To whom (optional; recorded on "
-                                    "the ledger, which every consortium member holds).")
+    to: Annotated[str, typer.Option("--to", help="To whom (optional; sealed on the "
+                                    "ledger: only her node reads it).")
                   ] = "",
     disclosure: Annotated[str | None, typer.Option(
         "--disclosure", help="Prove under a disclosure she already signed (its id, 8+ hex "

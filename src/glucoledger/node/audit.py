@@ -28,10 +28,12 @@ from ..state.consent import grant_key
 from ..state.emergency import request_key
 from ..state.store import State
 from ..state.zkdays import zk_disclosure_key, zk_withdrawal_key
+from ..vault.store import Vault
 from .accounts import AddressBook
 from .people import SecurityLog
 from .research_view import research_entry
 from .service import Node
+from .zkrecipient import open_recipient
 
 __all__ = ["AuditEntry", "audit_trail", "audit_with_refusals", "door_refusals"]
 
@@ -134,29 +136,33 @@ def _erase(state: State, tx: bytes, patient: bytes) -> AuditEntry:
                       f"{','.join(r['streams'])}; {_batches(len(r['batches']))}")
 
 
-def _disclosed(r: dict[str, Any]) -> str:
+def _disclosed(r: dict[str, Any], to: str | None) -> str:
+    """``to``: the recipient as her node reads it (``zkrecipient``), None if it cannot."""
     days = "1 day" if r["days"] == 1 else f"{r['days']} days"
-    to = f" to {r['to']}" if r["to"] else ""
+    named = (" (to whom is sealed for her node)" if to is None else
+             f" to {to}" if to else "")
     return (f"a zero-knowledge proof of {r['claim']} over {days}, {_iso(r['start'])} to "
-            f"{_iso(r['end'])}{to}")
+            f"{_iso(r['end'])}{named}")
 
 
-def _disclosure(state: State, tx: bytes, patient: bytes) -> AuditEntry:
+def _disclosure(state: State, tx: bytes, patient: bytes, vault: Vault | None) -> AuditEntry:
     r = state.get(zk_disclosure_key(tx))
+    to = None if vault is None else open_recipient(vault, patient, r)
     gone = r.get("withdrawn")
     later = "" if gone is None else f"; withdrawn at height {gone['height']}"
     return AuditEntry("zk_disclosure", tx, r["height"], r["time"], patient, False, "disclosed",
                       None, None, ("cgm",), None,
-                      f"{_disclosed(r)} (no reading leaves the node{later})")
+                      f"{_disclosed(r, to)} (no reading leaves the node{later})")
 
 
-def _withdrawal(state: State, tx: bytes, patient: bytes) -> AuditEntry:
+def _withdrawal(state: State, tx: bytes, patient: bytes, vault: Vault | None) -> AuditEntry:
     disclosure = state.get(zk_withdrawal_key(tx))["disclosure"]
     r = state.get(zk_disclosure_key(disclosure))
+    to = None if vault is None else open_recipient(vault, patient, r)
     w = r["withdrawn"]
     return AuditEntry("zk_withdrawal", tx, w["height"], w["time"], patient, False, "withdrawn",
                       None, None, ("cgm",), None,
-                      f"withdrew disclosure {disclosure.hex()[:16]}: {_disclosed(r)}; no "
+                      f"withdrew disclosure {disclosure.hex()[:16]}: {_disclosed(r, to)}; no "
                       "more proofs are made under it (files already handed over stay proofs "
                       "about those days)")
 
@@ -195,8 +201,11 @@ def _refused(node: Node, patient: bytes) -> list[AuditEntry]:
     return out
 
 
-def audit_trail(node: Node, patient: bytes, limit: int | None = None) -> list[AuditEntry]:
-    """The patient's audit trail: emergencies first, then newest first (at most ``limit``)."""
+def audit_trail(node: Node, patient: bytes, limit: int | None = None, *,
+                vault: Vault | None = None) -> list[AuditEntry]:
+    """The patient's audit trail: emergencies first, then newest first (at most ``limit``).
+    ``vault``: the node's vault, to read to whom she disclosed a claim (``zkrecipient``);
+    without it the entry says the recipient is sealed for her node."""
     state = node.state
     now = node.now_ms()
     out: list[AuditEntry] = []
@@ -210,9 +219,9 @@ def audit_trail(node: Node, patient: bytes, limit: int | None = None) -> list[Au
         elif e["kind"] == "erase":
             out.append(_erase(state, e["tx"], patient))
         elif e["kind"] == "zk_disclosure":
-            out.append(_disclosure(state, e["tx"], patient))
+            out.append(_disclosure(state, e["tx"], patient, vault))
         elif e["kind"] == "zk_withdrawal":
-            out.append(_withdrawal(state, e["tx"], patient))
+            out.append(_withdrawal(state, e["tx"], patient, vault))
         elif e["kind"].startswith("emergency"):
             out.append(_emergency(state, e["kind"], e["tx"], now))
         elif e["kind"].startswith("research"):
@@ -244,8 +253,9 @@ def door_refusals(node: Node, log: SecurityLog, patient: bytes,
 
 
 def audit_with_refusals(node: Node, log: SecurityLog, patient: bytes,
-                        limit: int | None = None) -> list[AuditEntry]:
+                        limit: int | None = None, *, vault: Vault | None = None
+                        ) -> list[AuditEntry]:
     """``audit_trail`` plus ``door_refusals``: emergencies first, then newest first."""
-    out = audit_trail(node, patient) + door_refusals(node, log, patient)
+    out = audit_trail(node, patient, vault=vault) + door_refusals(node, log, patient)
     out.sort(key=lambda a: (not a.emergency, -a.time_ms))
     return out if limit is None else out[:limit]

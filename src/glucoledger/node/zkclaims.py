@@ -9,7 +9,9 @@
   the commitment unopenable, like her batches.
 - ``disclose``: the patient's signed disclosure (``zk.disclose``, state/zkdays.py): which
   claim, which period (her last N whole local days, fixed when she signs), to whom. It is on
-  the ledger and in her audit trail before her node proves anything for her.
+  the ledger and in her audit trail before her node proves anything for her. To whom is
+  sealed for her node (node/zkrecipient.py): the consortium replicates the disclosure, only
+  her node reads the recipient, and erasing her key erases it.
 - ``withdraw``: the patient withdraws a disclosure (``zk.withdraw``): her node proves nothing
   more under it (``disclosure_withdrawn``). The claim files already made stay proofs about
   past days: a withdrawal cannot reach copies she gave away, and the verifier's answer does
@@ -53,7 +55,7 @@ from ..ledger import merkle
 from ..ledger.checkpoint import Checkpoint, NoteVerifier, parse_note
 from ..ledger.tx import SignedTx
 from ..state.accounts_model import account_id, single_key_policy
-from ..state.zkdays import MAX_TO, zk_day_key, zk_disclosure_key
+from ..state.zkdays import zk_day_key, zk_disclosure_key
 from ..vault.store import Vault
 from ..zk.chain import Window, prove_chain, verify_chain, witness
 from ..zk.claims import parse
@@ -63,11 +65,13 @@ from .localdays import last_days, patient_zone
 from .proofs import _b64, _unb64, dumps_proof, load_document, ordered_proof, verify_ordered
 from .service import Node
 from .zkcheck import day_salt
+from .zkrecipient import open_recipient, seal_recipient
 
 __all__ = ["CLAIM_KEYS", "CLAIM_TYPE", "MAX_CLAIM", "Disclosure", "VerifiedClaim", "ZkClaims",
            "dumps_claim", "verify_claim", "window_bounds"]
 
 CLAIM_TYPE: Final = "glucoledger/zk-claim/v1"
+
 CLAIM_KEYS: Final = {"type", "claim", "patient", "profile", "keys", "windows", "proofs",
                 "disclosure", "checkpoint"}
 MAX_CLAIM: Final = 8 << 20
@@ -94,7 +98,9 @@ class Disclosure:
     start: int
     end: int
     days: int
-    to: str
+    #: To whom, in her words ("" for nobody named); None where it cannot be read: on a node
+    #: without her vault key (another member's), or once her key was erased.
+    to: str | None
     height: int
     time_ms: int
     index: int
@@ -207,12 +213,11 @@ class ZkClaims:
         """Sign and order the patient's disclosure of ``words`` over her last ``days`` whole
         local days (fixed now), to ``to``. Raises InputError, RejectedError."""
         claim = parse(words)
-        to = to.strip()
-        if len(to) > MAX_TO or not to.isprintable():
-            raise InputError(f"to whom: at most {MAX_TO} printable characters (or nothing)")
         windows = self.period(patient, days, now_ms)
-        body = {"claim": claim.words, "start": windows[0][0], "end": windows[-1][1],
-                "days": days, "to": to}
+        start, end = windows[0][0], windows[-1][1]
+        body = {"claim": claim.words, "start": start, "end": end, "days": days,
+                "to": seal_recipient(self.vault, patient, to.strip(), claim.words, start, end,
+                                     days)}
         stx, _ = self.node.send("zk.disclose", body, patient, keys)
         return self.disclosure(patient, stx.tx_hash)
 
@@ -238,7 +243,8 @@ class ZkClaims:
                 "her node proves under it", code="no_disclosure")
         i, r = found[0]
         withdrawn = r.get("withdrawn")
-        return Disclosure(i, patient, r["claim"], r["start"], r["end"], r["days"], r["to"],
+        return Disclosure(i, patient, r["claim"], r["start"], r["end"], r["days"],
+                          open_recipient(self.vault, patient, r),
                           r["height"], r["time"], r["index"],
                           None if withdrawn is None else int(withdrawn["height"]))
 

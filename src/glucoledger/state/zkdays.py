@@ -25,9 +25,12 @@ recorded on the ledger and in her audit trail"). Body::
 - ``claim``: the claim's canonical words (zk/claims.py ``parse(...).words``);
 - ``start``/``end``: the period, epoch ms: the first window's start and the last window's
   end, ``days`` whole local days of hers (at most 90; the edge computes them in her zone);
-- ``to``: to whom, in her words ("" for nobody named; at most 80 characters). It is
-  replicated to every member of the consortium like the rest of the ledger: the portal
-  and CLI say so.
+- ``to``: to whom, sealed for her node (:data:`SEALED_TO_BYTES` bytes, always the same size):
+  her words (at most 80 characters, "" for nobody named), padded and sealed with AES-GCM
+  under a key derived from her CGM key-encryption key in her node's vault
+  (``node.zkclaims``). Every member of the consortium replicates the ledger; none but her
+  node learns whom she told, or whether she named anyone, and erasing her key erases it.
+  The state machine checks the size only.
 
 Signed by the patient's own keys at her ``grant`` threshold (a disclosure is consent). Stored
 at ``zkdisclose/<tx hash>`` with the block's height and time and its log index, and
@@ -60,7 +63,8 @@ from .grants import audit_append
 from .machine import Body, Context, authorize, body_field, register, require
 from .store import State
 
-__all__ = ["DISCLOSE_FIELDS", "FIELDS", "FIELD_MODULUS", "MAX_DISCLOSE_DAYS", "MAX_TO", "ZkDay",
+__all__ = ["DISCLOSE_FIELDS", "FIELDS", "FIELD_MODULUS", "MAX_DISCLOSE_DAYS", "MAX_TO",
+           "SEALED_TO_BYTES", "ZkDay",
            "ZkDisclose", "ZkWithdraw", "zk_day_key", "zk_disclosure_key", "zk_withdrawal_key"]
 
 FIELDS: Final = frozenset({"patient", "start", "end", "slots", "per", "commit"})
@@ -71,6 +75,9 @@ MAX_WINDOW_MS: Final = 25 * 3_600_000
 DISCLOSE_FIELDS: Final = frozenset({"claim", "start", "end", "days", "to"})
 MAX_DISCLOSE_DAYS: Final = 90
 MAX_TO: Final = 80
+#: The sealed ``to`` of a ``zk.disclose``: crypto.seal's version byte and nonce (13 bytes),
+#: the recipient's UTF-8 words padded with zero bytes to 4 bytes a character, the tag (16).
+SEALED_TO_BYTES: Final = 13 + 4 * MAX_TO + 16
 
 
 def zk_day_key(patient: bytes, start: int) -> str:
@@ -149,7 +156,7 @@ class ZkDisclose(Body):
     start: int
     end: int
     days: int
-    to: str
+    to: bytes
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> ZkDisclose:
@@ -157,7 +164,7 @@ class ZkDisclose(Body):
         if set(body) != DISCLOSE_FIELDS:
             raise RejectedError(f"zk.disclose takes exactly {', '.join(sorted(DISCLOSE_FIELDS))}",
                                 code="malformed")
-        claim, to = body_field(body, "claim", str), body_field(body, "to", str)
+        claim, to = body_field(body, "claim", str), body_field(body, "to", bytes)
         start, end = body_field(body, "start", int), body_field(body, "end", int)
         days = body_field(body, "days", int)
         try:
@@ -170,9 +177,9 @@ class ZkDisclose(Body):
                 f"a disclosure covers 1 to {MAX_DISCLOSE_DAYS} whole days")
         require(0 <= start < end and end - start <= days * MAX_WINDOW_MS, "malformed",
                 "the period starts before it ends and spans at most its days")
-        require(len(to) <= MAX_TO and to.isprintable(), "malformed",
-                f"to is at most {MAX_TO} printable characters")
-        return cls(claim, start, end, days, to)
+        require(len(to) == SEALED_TO_BYTES, "malformed",
+                f"to is the recipient sealed for the patient's node: {SEALED_TO_BYTES} bytes")
+        return cls(claim, start, end, days, bytes(to))
 
     def to_body(self) -> dict[str, Any]:
         return {"claim": self.claim, "start": self.start, "end": self.end, "days": self.days,
