@@ -24,13 +24,21 @@ __all__ = ["State"]
 _MISSING = object()
 
 
+#: Prefixes whose sorted keys ``State.keys`` keeps (the oldest asked is dropped first).
+_PREFIXES_KEPT = 32
+
+
 class State:
-    __slots__ = ("_changed", "_data", "_journal")
+    __slots__ = ("_changed", "_data", "_journal", "_sorted")
 
     def __init__(self, data: Mapping[str, bytes] | None = None) -> None:
         self._data: dict[str, bytes] = dict(data or {})
         self._journal: dict[str, object] | None = None
         self._changed: set[str] = set()
+        #: prefix -> its keys, sorted: what ``keys`` answered, until a key with that prefix
+        #: comes or goes (a value overwritten changes no key set). Lists are replaced, never
+        #: changed, so an iterator handed out earlier still walks the keys of its time.
+        self._sorted: dict[str, list[str]] = {}
 
     # reads ---------------------------------------------------------------------------------
     def get(self, key: str) -> Any:
@@ -44,8 +52,24 @@ class State:
         return key in self._data
 
     def keys(self, prefix: str = "") -> Iterator[str]:
-        """Keys with ``prefix``, sorted (so iteration order is the same on every node)."""
-        return iter(sorted(k for k in self._data if k.startswith(prefix)))
+        """Keys with ``prefix``, sorted (so iteration order is the same on every node).
+
+        A scan of every key the first time a prefix is asked for, then the kept answer
+        until a key with that prefix is added or deleted (the member schedule, asked for
+        several times a block, would otherwise scan the whole state each time)."""
+        found = self._sorted.get(prefix)
+        if found is None:
+            found = sorted(k for k in self._data if k.startswith(prefix))
+            if len(self._sorted) >= _PREFIXES_KEPT:
+                del self._sorted[next(iter(self._sorted))]
+            self._sorted[prefix] = found
+        return iter(found)
+
+    def _key_set_changed(self, key: str) -> None:
+        """``key`` was added or deleted: forget the kept answers it belongs to."""
+        if self._sorted:
+            for prefix in [p for p in self._sorted if key.startswith(p)]:
+                del self._sorted[prefix]
 
     # writes --------------------------------------------------------------------------------
     def _remember(self, key: str) -> None:
@@ -55,6 +79,8 @@ class State:
     def put(self, key: str, value: Any) -> None:
         raw = codec.encode(value)
         self._remember(key)
+        if key not in self._data:
+            self._key_set_changed(key)
         self._data[key] = raw
         self._changed.add(key)
 
@@ -64,6 +90,8 @@ class State:
         raw = codec.encode(value)
         for key in keys:
             self._remember(key)
+            if key not in self._data:
+                self._key_set_changed(key)
             self._data[key] = raw
             self._changed.add(key)
 
@@ -71,6 +99,7 @@ class State:
         if key in self._data:
             self._remember(key)
             del self._data[key]
+            self._key_set_changed(key)
             self._changed.add(key)
 
     # transactions --------------------------------------------------------------------------
@@ -89,9 +118,12 @@ class State:
             raise RuntimeError("no state transaction is open")
         for key, old in self._journal.items():
             if old is _MISSING:
-                self._data.pop(key, None)
+                if self._data.pop(key, None) is not None:
+                    self._key_set_changed(key)
             else:
                 assert isinstance(old, bytes)
+                if key not in self._data:
+                    self._key_set_changed(key)
                 self._data[key] = old
         self._journal = None
 
