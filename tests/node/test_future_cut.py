@@ -82,3 +82,22 @@ def test_cuts_within_the_bound_or_closing_nothing_are_not_refused(tmp_path: Path
         assert last is not None and last.height == height and last.time == ahead
     finally:
         node.close()
+
+
+def test_blocks_before_a_future_cut_in_the_same_read_are_stored(tmp_path: Path) -> None:
+    clock = [T0]
+    node = _node(tmp_path / "n", clock)
+    try:
+        height = node.store.height()
+        first, second = account_envelopes(node.chain, 2)
+        node.orderer.append([encode_tx_entry(first), encode_cut(height, NOW_MS),
+                             encode_tx_entry(second),
+                             encode_cut(height + 1, NOW_MS + 3600_000)])
+        with pytest.raises(FutureCutError, match=f"block {height + 1} "):
+            node.sync()
+        assert node.store.height() == height + 1  # the block before it stands
+        clock[0] = T0 + 3600
+        node.sync()
+        assert node.store.height() == height + 2
+    finally:
+        node.close()

@@ -507,6 +507,8 @@ class Node:
                             self._check_cut(self._read_pos + i, entry)
                     except (OrderingError, FutureCutError):
                         self._rewind()  # nothing derived from here: read again next time
+                        if made:
+                            self._notify_applied()  # the blocks stored before it stand
                         raise
                     block = self.replica.feed(self._read_pos + i, entry, sig_ok=sig_ok.get(i))
                     if block is not None:
