@@ -12,6 +12,8 @@ the bound switched on (by default it is off there: the node is the log's only wr
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,80 +26,80 @@ T0 = 1_800_000_000.0  # the node's clock, s
 NOW_MS = int(T0 * 1000)
 
 
-def _node(folder: Path, clock: list[float]) -> Node:
-    node = Node.init(folder, workers=1, clock=lambda: clock[0])
-    node.submit(account_envelopes(node.chain, 1))
-    assert node.cuts_ahead_ms is None  # the embedded orderer: only this node writes
-    node.cuts_ahead_ms = MAX_CUT_AHEAD_MS
-    return node
+@dataclass
+class Clocked:
+    node: Node
+    clock: list[float]  # the node's clock, s: a test moves it
 
 
-def test_a_cut_from_the_future_is_refused_and_nothing_is_derived(tmp_path: Path) -> None:
+@pytest.fixture
+def clocked(tmp_path: Path) -> Iterator[Clocked]:
+    """A node on the embedded orderer with the bound switched on, at T0 by its clock."""
     clock = [T0]
-    node = _node(tmp_path / "n", clock)
+    node = Node.init(tmp_path / "n", workers=1, clock=lambda: clock[0])
     try:
-        height = node.store.height()
-        state_before = dict(node.store.load_state())
-        [env] = account_envelopes(node.chain, 1)
-        future = NOW_MS + 24 * 3600_000
-        pos = node.orderer.append([encode_tx_entry(env), encode_cut(height, future)])
-        for _ in range(2):  # refused again, not half-derived the second time
-            with pytest.raises(FutureCutError) as info:
-                node.sync()
-            message = info.value.message
-            assert info.value.code == "cut_from_future"
-            assert f"block {height} at log position {pos + 1}" in message
-            assert "1 day, 0:00:00 ahead of this node's clock" in message
-            assert "set it right (NTP)" in message and "remove" in message
-            assert node.store.height() == height
-            assert dict(node.store.load_state()) == state_before
-        # The clock was the cause: once it is set right, the block is derived, once.
-        clock[0] = future / 1000
-        node.sync()
-        assert node.store.height() == height + 1
-        block = node.store.last_header()
-        assert block is not None and block.time == future
-        assert [len(rows) for rows in node.store.txs_at_positions(pos, pos + 2).values()] == [1]
+        node.submit(account_envelopes(node.chain, 1))
+        assert node.cuts_ahead_ms is None  # the embedded orderer: only this node writes
+        node.cuts_ahead_ms = MAX_CUT_AHEAD_MS
+        yield Clocked(node, clock)
     finally:
         node.close()
 
 
-def test_cuts_within_the_bound_or_closing_nothing_are_not_refused(tmp_path: Path) -> None:
-    clock = [T0]
-    node = _node(tmp_path / "n", clock)
-    try:
-        height = node.store.height()
-        far = NOW_MS + 365 * 24 * 3600_000
-        # Ignored by every replica, so not refused: a cut for another height, and a cut of
-        # an empty block.
-        node.orderer.append([encode_cut(height + 5, far), encode_cut(height, far)])
-        node.sync()
-        assert node.store.height() == height
-        # A member whose clock runs a little ahead: within the bound, derived.
-        [env] = account_envelopes(node.chain, 1)
-        ahead = NOW_MS + MAX_CUT_AHEAD_MS
-        node.orderer.append([encode_tx_entry(env), encode_cut(height, ahead)])
-        node.sync()
-        last = node.store.last_header()
-        assert last is not None and last.height == height and last.time == ahead
-    finally:
-        node.close()
-
-
-def test_blocks_before_a_future_cut_in_the_same_read_are_stored(tmp_path: Path) -> None:
-    clock = [T0]
-    node = _node(tmp_path / "n", clock)
-    try:
-        height = node.store.height()
-        first, second = account_envelopes(node.chain, 2)
-        node.orderer.append([encode_tx_entry(first), encode_cut(height, NOW_MS),
-                             encode_tx_entry(second),
-                             encode_cut(height + 1, NOW_MS + 3600_000)])
-        with pytest.raises(FutureCutError, match=f"block {height + 1} "):
+def test_a_cut_from_the_future_is_refused_and_nothing_is_derived(clocked: Clocked) -> None:
+    node, clock = clocked.node, clocked.clock
+    height = node.store.height()
+    state_before = dict(node.store.load_state())
+    [env] = account_envelopes(node.chain, 1)
+    future = NOW_MS + 24 * 3600_000
+    pos = node.orderer.append([encode_tx_entry(env), encode_cut(height, future)])
+    for _ in range(2):  # refused again, not half-derived the second time
+        with pytest.raises(FutureCutError) as info:
             node.sync()
-        assert node.store.height() == height + 1  # the block before it stands
-        clock[0] = T0 + 3600
+        message = info.value.message
+        assert info.value.code == "cut_from_future"
+        assert f"block {height} at log position {pos + 1}" in message
+        assert "1 day, 0:00:00 ahead of this node's clock" in message
+        assert "set it right (NTP)" in message and "remove" in message
+        assert node.store.height() == height
+        assert dict(node.store.load_state()) == state_before
+    # The clock was the cause: once it is set right, the block is derived, once.
+    clock[0] = future / 1000
+    node.sync()
+    assert node.store.height() == height + 1
+    block = node.store.last_header()
+    assert block is not None and block.time == future
+    assert [len(rows) for rows in node.store.txs_at_positions(pos, pos + 2).values()] == [1]
+
+
+def test_cuts_within_the_bound_or_closing_nothing_are_not_refused(clocked: Clocked) -> None:
+    node = clocked.node
+    height = node.store.height()
+    far = NOW_MS + 365 * 24 * 3600_000
+    # Ignored by every replica, so not refused: a cut for another height, and a cut of
+    # an empty block.
+    node.orderer.append([encode_cut(height + 5, far), encode_cut(height, far)])
+    node.sync()
+    assert node.store.height() == height
+    # A member whose clock runs a little ahead: within the bound, derived.
+    [env] = account_envelopes(node.chain, 1)
+    ahead = NOW_MS + MAX_CUT_AHEAD_MS
+    node.orderer.append([encode_tx_entry(env), encode_cut(height, ahead)])
+    node.sync()
+    last = node.store.last_header()
+    assert last is not None and last.height == height and last.time == ahead
+
+
+def test_blocks_before_a_future_cut_in_the_same_read_are_stored(clocked: Clocked) -> None:
+    node, clock = clocked.node, clocked.clock
+    height = node.store.height()
+    first, second = account_envelopes(node.chain, 2)
+    node.orderer.append([encode_tx_entry(first), encode_cut(height, NOW_MS),
+                         encode_tx_entry(second),
+                         encode_cut(height + 1, NOW_MS + 3600_000)])
+    with pytest.raises(FutureCutError, match=f"block {height + 1} "):
         node.sync()
-        assert node.store.height() == height + 2
-    finally:
-        node.close()
+    assert node.store.height() == height + 1  # the block before it stands
+    clock[0] = T0 + 3600
+    node.sync()
+    assert node.store.height() == height + 2

@@ -12,7 +12,10 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from glucoledger.crypto.seal import new_key
+from glucoledger.errors import InputError
 from glucoledger.node.audit import audit_trail
 from glucoledger.node.erasure import ErasureService
 from glucoledger.node.ingest import IngestService
@@ -88,3 +91,15 @@ def test_erasing_her_key_erases_the_recipient(
     trail = [e.detail for e in audit_trail(world.node, alice, vault=zk.vault)
              if e.kind == "zk_disclosure"]
     assert trail and all("Acme" not in t for t in trail)
+
+
+def test_a_recipient_too_long_or_unprintable_is_refused_and_nothing_is_sent(
+        world: World, ingest: IngestService, zk: ZkClaims) -> None:
+    alice = _alice(world, ingest)
+    key = world.patient("alice").key
+    before = (dict(world.node.state.snapshot()), world.node.store.height())
+    for to in ("x" * 81, "a\nb"):
+        with pytest.raises(InputError, match="at most 80 printable characters"):
+            zk.disclose(alice, [key], "tir>=70", 3, NOW, to=to)
+    assert (dict(world.node.state.snapshot()), world.node.store.height()) == before
+    assert zk.disclose(alice, [key], "tir>=70", 3, NOW, to="x" * 80).to == "x" * 80
