@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cbor2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -25,6 +26,44 @@ def test_roundtrip_is_exact(v: object) -> None:
     assert codec.encode(codec.decode(data)) == data
 
 
+# Keys of every UTF-8 length class (1-byte heads up to 23, then 24..255 and 256+ bytes) and
+# of 1- to 4-byte characters, in whatever order the dict was built.
+keys = (st.text(max_size=8) | st.text(min_size=20, max_size=30)
+        | st.text(alphabet="a\u00e9\u20ac\U0001f600", min_size=60, max_size=70))
+wide = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.text(max_size=30)
+    | st.binary(max_size=300),
+    lambda inner: st.lists(inner, max_size=6) | st.lists(inner, max_size=4).map(tuple)
+    | st.dictionaries(keys, inner, max_size=6),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=3000)
+@given(wide)
+def test_encode_is_cbor2s_canonical_encoding_bit_for_bit(v: object) -> None:
+    """``encode`` orders the keys itself and writes with cbor2's plain mode: the bytes are
+    exactly what cbor2's canonical mode (RFC 8949 4.2.1 for these types) writes."""
+    assert codec.encode(v) == cbor2.dumps(v, canonical=True)
+
+
+def test_encode_keeps_the_order_when_its_memos_are_full() -> None:
+    """The key and shape memos stop growing at their bound; encoding stays canonical."""
+    for i in range(codec._MEMO_MAX + 50):
+        v = {f"k{i}": 1, "b": {f"z{i}": [1, {f"a{i}": 2, "y": 3}]}, "aa": i}
+        assert codec.encode(v) == cbor2.dumps(v, canonical=True)
+    assert len(codec._KEY_ORDER) <= codec._MEMO_MAX
+    assert len(codec._SHAPE_ORDER) <= codec._MEMO_MAX
+    long_key = {"x" * 100: 1, "y" * 99: 2}  # not memoized (over 64 characters)
+    assert codec.encode(long_key) == cbor2.dumps(long_key, canonical=True)
+
+
+@pytest.mark.parametrize("bad", ["\ud800", {"\udfff": 1}, [{"a": "x\ud83d"}]])
+def test_text_that_is_not_unicode_is_refused_with_a_reason(bad: object) -> None:
+    with pytest.raises(MalformedError, match="lone surrogate"):
+        codec.encode(bad)
+
+
 @pytest.mark.parametrize(
     "hex_bytes, why",
     [
@@ -45,7 +84,9 @@ def test_non_canonical_or_disallowed_is_refused(hex_bytes: str, why: str) -> Non
         codec.decode(bytes.fromhex(hex_bytes))
 
 
-@pytest.mark.parametrize("bad", [1.5, {1: 2}, [{"a": 1.0}], 2**64, -(2**63) - 1, object()])
+@pytest.mark.parametrize("bad", [1.5, {1: 2}, [{"a": 1.0}], 2**64, -(2**63) - 1, object(),
+                                 {"a": [1, (2, {3: 4})]}, {"a": {1, 2}}, bytearray(b"x"),
+                                 [[2**64]], {"a": {"b": -(2**63) - 1}}])
 def test_disallowed_values_cannot_be_encoded(bad: object) -> None:
     with pytest.raises(MalformedError):
         codec.encode(bad)

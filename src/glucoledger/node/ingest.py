@@ -576,7 +576,7 @@ class IngestService:
             [uploader, patient, part.stream, part.start_ms, part.end_ms]))
         begin = hmac_sha256(key, b"start|" + codec.encode(
             [uploader, patient, part.stream, part.start_ms]))
-        digest = sha256(codec.encode_unchecked([r.to_value() for r in part.items]))
+        digest = sha256(codec.encode([r.to_value() for r in part.items]))
         return ident, hmac_sha256(key, b"content|" + ident + digest), begin
 
     def committed_owners(self, tags: Sequence[bytes]) -> dict[bytes, BatchRow]:

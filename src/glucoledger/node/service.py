@@ -382,7 +382,7 @@ class Node:
             deadline = time.monotonic() + timeout
             while True:
                 self.sync()
-                receipts = self._receipts(hashes, positions, retry)
+                receipts = self._stored_receipts(hashes, positions, retry)
                 if receipts is not None:
                     return receipts
                 if time.monotonic() > deadline:
@@ -427,47 +427,33 @@ class Node:
         finally:
             with self._applied:
                 self._waiters -= 1
-        if positions:  # one query for this submit's rows, not one a transaction
-            at = self.store.txs_at_positions(min(positions.values()), upto)
-            found = self.store.find_txs([h for h in hashes if h is not None]) if retry else {}
-        receipts = self._receipts(hashes, positions, retry, at if positions else {}, found)
+        receipts = self._stored_receipts(hashes, positions, retry)
         if receipts is None:  # pragma: no cover - every position up to applied_cut is stored
             raise OrderingError("transactions were ordered but their receipts are missing; "
                                 "submit again with retry to read them")
         return receipts
 
-    def _receipts(self, hashes: list[bytes | None], positions: dict[int, int], retry: bool,
-                  at: dict[int, list[Any]] | None = None,
-                  found: dict[bytes, list[Any]] | None = None) -> list[Receipt] | None:
-        """Receipts from the store; ``at`` / ``found``: rows already read by position / by
-        hash (for a whole submit in one query each)."""
+    def _stored_receipts(self, hashes: list[bytes | None], positions: dict[int, int],
+                         retry: bool) -> list[Receipt] | None:
+        """Each envelope's receipt from the store, or None while one is not stored yet.
+
+        One query for the rows at this submit's positions and, with ``retry``, one for the
+        rows of its hashes: never one a transaction."""
+        at = (self.store.txs_at_positions(min(positions.values()), max(positions.values()))
+              if positions else {})
+        found = self.store.find_txs([h for h in hashes if h is not None]) if retry else {}
         out: list[Receipt] = []
         for i, h in enumerate(hashes):
-            if h is None or not retry:
-                rows = []
-            elif found is not None:
-                rows = found.get(h, [])
-            else:
-                rows = self.store.find_tx(h)
+            rows = found.get(h, []) if h is not None else []
             mine = positions.get(i)
             if mine is not None and not any(r.pos == mine for r in rows):
-                rows = at.get(mine, []) if at is not None else self._by_pos(mine)
-                if not rows:
-                    return None
+                rows = at.get(mine, [])
             if not rows:
                 return None
             ok = [r for r in rows if r.decoded_result().ok] if retry else []
             pick = ok[0] if ok else next((r for r in rows if r.pos == mine), rows[0])
             out.append(Receipt(pick.hash, pick.idx, pick.height, pick.decoded_result()))
         return out
-
-    def _by_pos(self, pos: int) -> list[Any]:
-        from .chainstore import StoredTx
-
-        rows = self.store._q("SELECT idx, height, pos, envelope, hash, result FROM txs "
-                             "WHERE pos = ?", (pos,))
-        return [StoredTx(r[0], r[1], r[2], bytes(r[3]), None if r[4] is None else bytes(r[4]),
-                         bytes(r[5])) for r in rows]
 
     def _load_replica(self) -> Replica:
         last = self.store.last_header()

@@ -89,9 +89,9 @@ def upload_statement(*, chain: str, patient: bytes, uploader: bytes, stream: str
             and all(type(x) is int and -(1 << 63) <= x < 1 << 64
                     for x in (seq, start, end, count))):
         raise MalformedError("an upload statement is text, byte strings and 64-bit integers")
-    return codec.encode_unchecked({"chain": chain, "patient": patient, "uploader": uploader,
-                         "stream": stream, "seq": seq, "start": start, "end": end,
-                         "count": count, "root": root})
+    return codec.encode({"chain": chain, "patient": patient, "uploader": uploader,
+               "stream": stream, "seq": seq, "start": start, "end": end,
+               "count": count, "root": root})
 
 
 def _hash32(body: dict[str, Any], name: str) -> bytes:

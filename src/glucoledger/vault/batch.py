@@ -99,7 +99,7 @@ def leaf_data(salt: bytes, reading: dict[str, Any]) -> bytes:
     """``codec.encode({"salt": salt, "reading": reading})``, assembled without re-sorting."""
     if len(salt) != 32:
         raise ValueError("salts are 32 bytes")
-    return _LEAF_HEAD + salt + _LEAF_MID + codec.encode_unchecked(reading)
+    return _LEAF_HEAD + salt + _LEAF_MID + codec.encode(reading)
 
 
 #: ``b"salt" || i`` (4 bytes, big-endian) for every index a batch can have, built once.
@@ -123,7 +123,7 @@ def batch_aad(chain: str, patient: bytes, uploader: bytes, stream: str, seq: int
 
 
 def batch_plaintext(salt_key: bytes, batch_value: dict[str, Any]) -> bytes:
-    return codec.encode_unchecked({"v": 1, "salt_key": salt_key, "batch": batch_value})
+    return codec.encode({"v": 1, "salt_key": salt_key, "batch": batch_value})
 
 
 def read_plaintext(data: bytes, *, authenticated: bool = False) -> tuple[bytes, Batch]:
@@ -421,11 +421,11 @@ def _fast_cgm(wire: bytes) -> Checked | None:
             or type(b["count"]) is not int or b["start_ms"] != start or b["end_ms"] != end
             or b["count"] != n):
         return None
-    bparts = codec.encode_unchecked({"stream": "cgm", "items": _MARK, "start_ms": start,
-                                     "end_ms": end, "count": n}).split(_MARK_ENC)
-    uparts = codec.encode_unchecked({"chain": chain, "patient": patient, "uploader": uploader,
-                                     "seq": seq, "batch": _MARK, "salt_key": salt_key,
-                                     "key": key.to_value(), "sig": sig}).split(_MARK_ENC)
+    bparts = codec.encode({"stream": "cgm", "items": _MARK, "start_ms": start,
+                           "end_ms": end, "count": n}).split(_MARK_ENC)
+    uparts = codec.encode({"chain": chain, "patient": patient, "uploader": uploader,
+                           "seq": seq, "batch": _MARK, "salt_key": salt_key,
+                           "key": key.to_value(), "sig": sig}).split(_MARK_ENC)
     if len(bparts) != 2 or len(uparts) != 2:
         return None
     batch_bytes = b"".join((bparts[0], wire[head_at:last], bparts[1]))
