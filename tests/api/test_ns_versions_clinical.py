@@ -245,3 +245,35 @@ def test_a_deleted_document_stays_deleted_without_the_batch_cache(client, site) 
     assert r.status_code == 200 and r.json() == {"n": 1, "ok": 1}, r.text
     r = client.get("/api/v1/treatments.json", headers=UP, params=params)
     assert r.status_code == 200 and r.json() == [], r.json()
+
+
+def test_a_read_names_only_the_documents_it_returns(client, site, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """An ``_id`` is a keyed hash of the document's identity: a follower asking for the
+    newest reading has one computed, not one for every reading of the window. A query on
+    ``_id`` still sees every document's, and both give the ids POST answered."""
+    from glucoledger.node import nightscout as node_ns
+
+    t = int(time.time() * 1000) - 60 * MIN
+    docs = [{"type": "sgv", "sgv": 100 + i, "date": t + i * 5 * MIN, "device": "xDrip-test",
+             "direction": "Flat"} for i in range(8)]
+    r = client.post("/api/v1/entries", json=docs, headers=UP)
+    assert r.status_code == 200, r.text
+    ids = {d["sgv"]: d["_id"] for d in r.json()}
+    assert len(ids) == 8
+    named: list[str] = []
+    real = node_ns.identity_tag
+
+    def counting(key: bytes, patient: bytes, collection: str, ident: str) -> bytes:
+        named.append(ident)
+        return real(key, patient, collection, ident)
+
+    monkeypatch.setattr(node_ns, "identity_tag", counting)
+    newest = client.get("/api/v1/entries/sgv.json", headers=UP,  # the demo has its own
+                        params={"count": 1, "find[device]": "xDrip-test"}).json()
+    assert [(d["sgv"], d["_id"]) for d in newest] == [(107, ids[107])]
+    assert len(named) == 1, named
+    named.clear()
+    by_id = client.get("/api/v1/entries.json", headers=UP,
+                       params={"find[_id]": ids[103], "count": 100}).json()
+    assert [(d["sgv"], d["_id"]) for d in by_id] == [(103, ids[103])]
+    assert len(named) >= 8  # the condition is on _id: every candidate is named to compare

@@ -530,13 +530,20 @@ class NightscoutService:
 
     def _found(self, binding: Binding, collection: str, records: list[Record]
                ) -> list[ns.Found]:
+        return self._named(binding, self._unnamed(collection, records))
+
+    @staticmethod
+    def _unnamed(collection: str, records: list[Record]) -> list[ns.Found]:
+        return [f for f in with_deltas(ns.docs_from_records(records))
+                if f.collection == collection]
+
+    def _named(self, binding: Binding, found: list[ns.Found]) -> list[ns.Found]:
         # _id as POST echoed it: the keyed hash of the document's Nightscout identity (of
         # its first identity, when a change moved it: node/nsversions.py).
         return [ns.Found(f.collection, f.key, f.time_ms,
-                         dict(f.doc, _id=self.tag_of(binding.patient, collection,
+                         dict(f.doc, _id=self.tag_of(binding.patient, f.collection,
                                                      f.key)[:12].hex()))
-                for f in with_deltas(ns.docs_from_records(records))
-                if f.collection == collection]
+                for f in found]
 
     def tag_of(self, patient: bytes, collection: str, key: str) -> bytes:
         """The tag naming the document content of Nightscout identity ``key`` belongs to."""
@@ -553,8 +560,12 @@ class NightscoutService:
 
     def _select(self, binding: Binding, collection: str, query: ns.Query) -> list[ns.Found]:
         by_ct = self._release(binding, collection, query)
-        found = self._found(binding, collection, self.access.current(binding.patient, by_ct))
-        return ns.select(found, query)
+        records = self.access.current(binding.patient, by_ct)
+        if any(c.field.split(".", 1)[0] == "_id" for c in (*query.where, *query.either)):
+            return ns.select(self._found(binding, collection, records), query)
+        # An _id is a keyed hash per document: name only the ones the query keeps (a follower
+        # asking for the newest reading names one document, not the whole window's).
+        return self._named(binding, ns.select(self._unnamed(collection, records), query))
 
     def delete(self, binding: Binding, collection: str, query: ns.Query
                ) -> dict[str, Any]:
