@@ -26,6 +26,8 @@ moves less: 5.4-6.4 us in total against 6.2-8.3 before; the workers (the check) 
 against 4.2-5.6, the node process 1.8-2.3 us against 2.1-2.6. The node's serial part (state
 checks, sealing, signing each ``data.commit``, then ordering, applying and storing the one
 block) runs after the workers' checks, so it bounds the rate; README, Performance.
+On a quiet machine (load about 1, later that day) day batches ran at 312k-380k readings/s,
+0.43x-0.50x plain SQLite in every run: the goal is met; single uploads 3.7k-4.4k/s.
 """
 
 from __future__ import annotations
