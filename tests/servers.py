@@ -83,22 +83,29 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 class ServeProcess:
     """``glucoledger serve`` (``--demo`` by default) in its own process on a free port;
-    ready once ``ready`` answers 200. ``stop()`` interrupts it and returns its output."""
+    ready once ``ready`` answers 200. ``stop()`` interrupts it and returns its output.
+
+    ``env``: variables added to its environment. ``stop_signal``: what ``stop`` sends first
+    (SIGINT as a person's Ctrl-C; SIGTERM as a service manager). ``GLUCOLEDGER_TEST_SERVE_ARGS``
+    (e.g. ``--workers 2``) is added to the arguments unless they already name ``--workers``."""
 
     def __init__(self, folder: Path, *extra: str, demo: bool = True,
                  ready: str = "/api/status", timeout: float = 120,
-                 output: bool = True) -> None:
+                 output: bool = True, env: dict[str, str] | None = None,
+                 stop_signal: int = signal.SIGINT) -> None:
         self.folder = folder
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.stop_signal = stop_signal
+        more = os.environ.get("GLUCOLEDGER_TEST_SERVE_ARGS", "").split()
         args = [sys.executable, "-m", "glucoledger", "serve", *(["--demo"] if demo else []),
                 "--data", str(folder), "--port", str(self.port), *extra,
                 # e.g. "--workers 2": the same tests through HTTP worker processes
-                *os.environ.get("GLUCOLEDGER_TEST_SERVE_ARGS", "").split()]
+                *([] if "--workers" in extra else more)]
         # A file, not a pipe: a chatty server never blocks on a full pipe nobody reads.
         self._log = tempfile.TemporaryFile() if output else None
         self.proc = subprocess.Popen(args, stdout=self._log or subprocess.DEVNULL,
-                                     stderr=subprocess.STDOUT, env=cli_env())
+                                     stderr=subprocess.STDOUT, env=cli_env(**(env or {})))
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -111,20 +118,27 @@ class ServeProcess:
                 raise RuntimeError(f"the server did not start: {out[-2000:]}")
             time.sleep(0.3)
 
+    def output(self) -> str:
+        """What the process has written so far (empty if discarded)."""
+        if self._log is None or self._log.closed:
+            return ""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
+
     def stop(self, wait: float = 30) -> str:
-        """SIGINT, then SIGKILL after ``wait`` s; the process's output (empty if discarded)."""
+        """``stop_signal``, then SIGKILL after ``wait`` s; the process's output (empty if
+        discarded). Stopping twice is harmless."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            self.proc.send_signal(self.stop_signal)
         try:
             self.proc.wait(wait)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
-        if self._log is None:
-            return ""
-        with self._log:
-            self._log.seek(0)
-            return self._log.read().decode(errors="replace")
+        out = self.output()
+        if self._log is not None:
+            self._log.close()
+        return out
 
 
 class UvicornThread:

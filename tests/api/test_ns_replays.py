@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -40,8 +41,8 @@ import requests
 
 from glucoledger.node.demo_site import DEMO_READER_TOKEN, DEMO_UPLOADER_SECRET
 
+from ..servers import ServeProcess
 from . import payloads
-from .conftest import free_port
 from .payloads import iso
 
 SECRET = hashlib.sha1(DEMO_UPLOADER_SECRET.encode()).hexdigest()
@@ -50,28 +51,14 @@ FOLLOW = {"api-secret": hashlib.sha1(DEMO_READER_TOKEN.encode()).hexdigest()}
 
 
 class Server:
+    """``serve --demo`` (through workers too with GLUCOLEDGER_TEST_SERVE_ARGS="--workers 2"),
+    stopped as a service manager stops it (SIGTERM); a ``requests`` session, as the apps'
+    Python clients use."""
+
     def __init__(self, folder: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(folder.parent / "serve.log", "w")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "glucoledger", "serve", "--demo", "--data", str(folder),
-             "--port", str(self.port), "--insecure-cookies",
-             # e.g. "--workers 2": the same replays through HTTP worker processes
-             *os.environ.get("GLUCOLEDGER_TEST_SERVE_ARGS", "").split()],
-            stdout=self.log, stderr=subprocess.STDOUT, env=dict(os.environ))
-        deadline = time.time() + 180
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"serve exited: {(folder.parent / 'serve.log').read_text()}")
-            try:
-                if requests.get(f"{self.url}/api/v1/status.json", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            if time.time() > deadline:
-                raise RuntimeError("serve did not start in 180 s")
-            time.sleep(0.3)
+        self.server = ServeProcess(folder, "--insecure-cookies", ready="/api/v1/status.json",
+                                   timeout=180, stop_signal=signal.SIGTERM)
+        self.url, self.port = self.server.url, self.server.port
         self.session = requests.Session()
 
     def get(self, path: str, **kw: Any) -> requests.Response:
@@ -81,13 +68,8 @@ class Server:
         return self.session.request(method, self.url + path, timeout=60, **kw)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.log.close()
+        self.session.close()
+        self.server.stop(wait=20)
 
 
 @pytest.fixture(scope="module")

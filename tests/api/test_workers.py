@@ -29,6 +29,7 @@ import pytest
 from glucoledger.crypto.httpsig import sign_request
 from glucoledger.node.keystore import Wallet, load_master_key
 
+from ..servers import ServeProcess
 from .conftest import free_port
 
 UPLOADER = hashlib.sha1(b"alice-uploader-secret").hexdigest()
@@ -39,27 +40,9 @@ class Tree:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "GLUCOLEDGER_WORKER_HEADER": "1",
-               "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
-        self.log = folder.parent / "serve.log"
-        with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "glucoledger", "serve", "--demo", "--data", str(folder),
-                 "--port", str(self.port), "--insecure-cookies", "--workers", "2"],
-                stdout=out, stderr=subprocess.STDOUT, env=env)
-        deadline = time.time() + 180
-        while True:
-            try:
-                if httpx.get(self.url + "/api/status", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.time() > deadline:
-                self.stop()
-                raise RuntimeError(f"serve did not start: {self.log.read_text()[-2000:]}")
-            time.sleep(0.3)
+        self.server = ServeProcess(folder, "--insecure-cookies", "--workers", "2",
+                                   env={"GLUCOLEDGER_WORKER_HEADER": "1"}, timeout=180)
+        self.proc, self.port, self.url = self.server.proc, self.server.port, self.server.url
         self.wallet = Wallet(folder, load_master_key(folder))
         self.clients: list[httpx.Client] = []
 
@@ -72,13 +55,7 @@ class Tree:
     def stop(self) -> None:
         for c in self.clients:
             c.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        self.server.stop()
 
     def on(self, worker: int, addr: str = "127.0.0.1") -> httpx.Client:
         """A keep-alive client whose connection is served by ``worker``."""
@@ -262,7 +239,7 @@ def test_zz_a_dead_worker_stops_the_whole_node(tree: Tree) -> None:
         time.sleep(0.2)
     assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
                    for p in pids[1:])
-    assert "HTTP worker 0 exited" in tree.log.read_text()
+    assert "HTTP worker 0 exited" in tree.server.output()
 
 
 def test_serve_workers_on_a_taken_port_says_so_and_starts_nothing(tmp_path: Path) -> None:
