@@ -58,6 +58,22 @@ def test_encode_keeps_the_order_when_its_memos_are_full() -> None:
     assert codec.encode(long_key) == cbor2.dumps(long_key, canonical=True)
 
 
+def test_a_key_that_only_equals_text_is_refused_whatever_the_memos_hold() -> None:
+    """The memos match keys by equality; a str subclass equal to a remembered key is still
+    not text, first time or after the same shape was encoded with plain text keys."""
+
+    class Name(str):
+        pass
+
+    for _ in range(2):
+        with pytest.raises(MalformedError, match="not text"):
+            codec.encode({Name("memo-kind"): 1, "memo-b": 2})
+        assert codec.encode({"memo-kind": 1, "memo-b": 2}) == cbor2.dumps(
+            {"memo-kind": 1, "memo-b": 2}, canonical=True)
+    with pytest.raises(MalformedError, match="not text"):
+        codec.encode([{Name("memo-kind"): 1}])
+
+
 @pytest.mark.parametrize("bad", ["\ud800", {"\udfff": 1}, [{"a": "x\ud83d"}]])
 def test_text_that_is_not_unicode_is_refused_with_a_reason(bad: object) -> None:
     with pytest.raises(MalformedError, match="lone surrogate"):

@@ -40,7 +40,7 @@ _PLAIN = frozenset({str, bytes, bool, type(None)})  # scalars with nothing more 
 #: Bounded memos of the canonical key order (RFC 8949 4.2.1: bytewise by encoding; for text
 #: keys, shorter UTF-8 first, then by bytes, which is code point order). Values are what
 #: the inputs determine, so a full memo only stops remembering: the order stays the same.
-_KEY_ORDER: dict[object, tuple[int, str]] = {}
+_KEY_ORDER: dict[str, tuple[int, str]] = {}
 _SHAPE_ORDER: dict[tuple[str, ...], tuple[str, ...]] = {}
 _MEMO_MAX = 4096
 
@@ -58,11 +58,15 @@ def _out_of_range(value: int) -> MalformedError:
     return MalformedError(f"integer {value} is outside the 64-bit range")
 
 
+def _not_text(key: object) -> MalformedError:
+    return MalformedError(f"map key {key!r} is not text; only text keys are allowed")
+
+
 def _key_order(key: object) -> tuple[int, str]:
+    if type(key) is not str:  # before the memo, which matches any key equal to a text
+        raise _not_text(key)
     order = _KEY_ORDER.get(key)
     if order is None:
-        if type(key) is not str:
-            raise MalformedError(f"map key {key!r} is not text; only text keys are allowed")
         # surrogatepass: a lone surrogate still gets an order; cbor2 then refuses the text.
         order = (len(key.encode("utf-8", "surrogatepass")), key)
         if len(_KEY_ORDER) < _MEMO_MAX and len(key) <= 64:
@@ -80,6 +84,10 @@ def _canonical_map(value: dict[Any, Any], depth: int) -> dict[str, Any]:
         order = tuple(sorted(shape, key=_key_order))  # checks that every key is text
         if len(_SHAPE_ORDER) < _MEMO_MAX and len(shape) <= 32:
             _SHAPE_ORDER[shape] = order
+    else:  # the memo matches keys equal to its texts: a str subclass is still refused
+        for key in shape:
+            if type(key) is not str:
+                raise _not_text(key)
     out = {}
     for key in order:
         item = value[key]
