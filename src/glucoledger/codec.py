@@ -108,7 +108,10 @@ def _canonical_map(value: dict[Any, Any], depth: int) -> dict[str, Any]:
 
 
 def _canonical_array(value: list[Any] | tuple[Any, ...], depth: int) -> list[Any] | tuple[Any, ...]:
-    """``value`` itself when it holds no map, else a copy whose maps are in canonical order."""
+    """``value`` itself when it holds no map, else a copy whose maps are in canonical order.
+
+    Its loop is ``_canonical_map``'s, kept inline in both: building the map from this
+    function's answer (a list, then a zip) made ``encode`` 1.5-1.7x slower (measured)."""
     if depth >= 32:
         raise _too_deep()
     out: list[Any] | None = None
