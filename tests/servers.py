@@ -119,11 +119,12 @@ class ServeProcess:
             time.sleep(0.3)
 
     def output(self) -> str:
-        """What the process has written so far (empty if discarded)."""
+        """What the process has written so far (empty if discarded). Read with ``pread``: the
+        process shares the file's offset, and moving it would make it write over its log."""
         if self._log is None or self._log.closed:
             return ""
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")
+        fd = self._log.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
 
     def stop(self, wait: float = 30) -> str:
         """``stop_signal``, then SIGKILL after ``wait`` s; the process's output (empty if
