@@ -14,6 +14,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pycanon import anonymity
 
 from glucoledger.crypto import PrivateKey
@@ -22,7 +24,7 @@ from glucoledger.glucose.annex import annex_text
 from glucoledger.glucose.readings import Batch
 from glucoledger.glucose.simulate import simulate_patient
 from glucoledger.ledger.checkpoint import NoteVerifier
-from glucoledger.node import accounts
+from glucoledger.node import accounts, deid
 from glucoledger.node.audit import audit_trail
 from glucoledger.node.deid import Profile, scan_identifiers
 from glucoledger.node.devices import bind_device
@@ -370,7 +372,6 @@ def test_date_shift_keeps_weekday_and_time_of_day_within_half_a_minute(lab: Lab)
     from datetime import datetime, timedelta
 
     from glucoledger.glucose.simulate import simulate_patient
-    from glucoledger.node import deid
 
     studies = [lab.study(), lab.study(protocol="GL-EXER-2")]
     for s in studies:
@@ -400,12 +401,30 @@ def test_date_shift_keeps_weekday_and_time_of_day_within_half_a_minute(lab: Lab)
             assert times == sorted(times) and len(set(times)) == len(times)  # order kept
             shifts.setdefault(i, set()).add(round((real - got).total_seconds() * 1000))
     assert all(len(s) == 2 for s in shifts.values())  # per study: unlinkable by the shift
-    # at local midnight the jitter is held inside the day (a case the data may not hit)
+    # near local midnight the jitter is held inside the day: squeezed, never onto midnight
     week = 7 * DAY
     late, early = NOW - 5_000, NOW + 5_000  # 23:59:55 and 00:00:05 UTC
-    assert deid.shifted_local(late, 0, 2 * week - 20_000) == "2025-12-17T23:59:59.999"
-    assert deid.shifted_local(early, 0, 2 * week + 20_000) == "2025-12-18T00:00:00.000"
+    # +20 s: the last 40 s of the day go, in order, to 20 s..10 s before midnight
+    assert deid.shifted_local(late, 0, 2 * week - 20_000) == "2025-12-17T23:59:48.750"
+    # -20 s: the first 40 s go to 10 s..20 s after midnight
+    assert deid.shifted_local(early, 0, 2 * week + 20_000) == "2025-12-18T00:00:11.250"
+    assert deid.shifted_local(NOW, 0, 2 * week + 20_000) == "2025-12-18T00:00:10.000"
     assert deid.shifted_local(early, 60, 2 * week - 20_000) == "2025-12-18T01:00:25.000"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(-30_000, 29_999), st.integers(0, DAY - 1), st.integers(60_000, DAY))
+def test_the_jitter_keeps_the_day_the_order_and_no_shared_midnight(jitter: int, x: int,
+                                                                    gap: int) -> None:
+    """Every time stays in its day, within the jitter's size of where it was; times a
+    minute or more apart keep their order; midnight itself moves unless the jitter is 0."""
+    y = deid._held_in_day(x, jitter)
+    assert 0 <= y < DAY and abs(y - x) <= abs(jitter)
+    if x + gap < DAY:
+        assert deid._held_in_day(x + gap, jitter) > y
+    if abs(jitter) >= 2:
+        assert deid._held_in_day(0, jitter) != 0
+        assert deid._held_in_day(DAY - 1, jitter) != DAY - 1
 
 
 def test_an_edited_nightscout_reading_is_released_once_in_its_last_version(lab: Lab) -> None:

@@ -10,10 +10,12 @@ node's research secret, which never leaves the node.
   clock time are kept) plus a jitter of -30..+29.999 s (so the clock time is kept within
   half a minute, and two studies' shifts of one person differ by more than a grid of
   sampling instants: no exact timestamp is shared). The jitter never moves a time across
-  local midnight: a time it would push into the next or previous day is held at that day's
-  last or first millisecond, so the weekday (and the date) is exactly the shifted one and
-  the order of times is kept. Times are written as local wall time without the UTC offset
-  (an offset narrows the place).
+  local midnight: the times within twice the jitter of the midnight it points to are
+  squeezed, in order, toward it (``_held_in_day``), so the weekday (and the date) is exactly
+  the shifted one, the order of times is kept, and even a time at midnight moves by an
+  amount of its own. (Holding such times at the day's first or last millisecond, as an
+  earlier version did, gave every study the same "00:00:00.000".) Times are written as
+  local wall time without the UTC offset (an offset narrows the place).
 - Safe Harbor (45 CFR 164.514(b)(2)): a release row is built from a whitelist of value
   fields per stream, so names, device serials and identifiers, free text (notes, the
   Nightscout annex with its ``enteredBy`` and device strings), exact dates of birth and
@@ -112,14 +114,34 @@ def date_shift_ms(key: bytes, patient: bytes) -> int:
 DAY_MS: Final = 86_400_000
 
 
+def _held_in_day(x: int, jitter: int) -> int:
+    """Where ``jitter`` moves the time ``x`` ms after local midnight, held inside the day.
+
+    Most times move by the jitter. The few within twice its size of the midnight it points
+    to are squeezed, in order, into the room left: half a jitter to a whole one from it.
+    So the date stays the shifted one, the order of times is kept, times a minute apart stay
+    apart, and a time at midnight itself still moves by an amount of its own (half the
+    jitter), never onto midnight, which every study would share."""
+    a = abs(jitter)
+    if jitter <= 0:
+        if x >= 2 * a:
+            return x - a
+        return a // 2 + x * (a - a // 2) // (2 * a)
+    r = DAY_MS - 1 - x  # the same, mirrored, before the next midnight
+    if r >= 2 * a:
+        return x + a
+    return DAY_MS - 1 - (a // 2 + r * (a - a // 2) // (2 * a))
+
+
 def shifted_local(time_ms: int, tz_offset_min: int, shift_ms: int) -> str:
     """Local wall time of ``time_ms`` moved back by ``shift_ms`` (whole weeks less a jitter
-    under half a minute, as ``date_shift_ms`` makes it), the jitter held inside the day."""
+    under half a minute, as ``date_shift_ms`` makes it), the jitter held inside the day
+    (``_held_in_day``)."""
     weeks = round(shift_ms / WEEK_MS)
     jitter = weeks * WEEK_MS - shift_ms
     local = time_ms + tz_offset_min * 60_000 - weeks * WEEK_MS  # same weekday, same clock
     day = local // DAY_MS * DAY_MS
-    moved = min(max(local + jitter, day), day + DAY_MS - 1)
+    moved = day + _held_in_day(local - day, jitter)
     moment = datetime(1970, 1, 1) + timedelta(milliseconds=moved)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moved % 1000:03d}"
 
