@@ -56,6 +56,17 @@ def test_encode_keeps_the_order_when_its_memos_are_full() -> None:
     assert len(codec._SHAPE_ORDER) <= codec._MEMO_MAX
     long_key = {"x" * 100: 1, "y" * 99: 2}  # not memoized (over 64 characters)
     assert codec.encode(long_key) == cbor2.dumps(long_key, canonical=True)
+    assert tuple(long_key) not in codec._SHAPE_ORDER and "x" * 100 not in codec._KEY_ORDER
+
+
+def test_the_memos_keep_no_long_key() -> None:
+    """Keys come from outside: a map with a long key is encoded right and not remembered,
+    so what the memos hold stays small whatever maps are sent."""
+    for i in range(50):
+        v = {"k" + str(i) * 5000: 1, "a": 2}
+        assert codec.encode(v) == cbor2.dumps(v, canonical=True)
+    assert all(len(k) <= 64 for shape in codec._SHAPE_ORDER for k in shape)
+    assert all(len(k) <= 64 for k in codec._KEY_ORDER)
 
 
 def test_a_key_that_only_equals_text_is_refused_whatever_the_memos_hold() -> None:

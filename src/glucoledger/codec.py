@@ -82,7 +82,10 @@ def _canonical_map(value: dict[Any, Any], depth: int) -> dict[str, Any]:
     order = _SHAPE_ORDER.get(shape)
     if order is None:
         order = tuple(sorted(shape, key=_key_order))  # checks that every key is text
-        if len(_SHAPE_ORDER) < _MEMO_MAX and len(shape) <= 32:
+        # Only shapes of a few short keys: the memo holds its keys, and keys come from
+        # outside (a transaction's meta), so its size stays bounded whatever is sent.
+        if (len(_SHAPE_ORDER) < _MEMO_MAX and len(shape) <= 32
+                and all(len(key) <= 64 for key in shape)):
             _SHAPE_ORDER[shape] = order
     else:  # the memo matches keys equal to its texts: a str subclass is still refused
         for key in shape:
