@@ -47,6 +47,30 @@ def test_encode_is_cbor2s_canonical_encoding_bit_for_bit(v: object) -> None:
     assert codec.encode(v) == cbor2.dumps(v, canonical=True)
 
 
+@given(values, st.sampled_from([0, 1, 22, 23, 24, 254, 255, 256, 65535, 65536]))
+def test_append_encoded_is_the_encoding_of_the_longer_list(item: object, n: int) -> None:
+    """Every head width the list's length can cross: 23 -> 24 items, 255 -> 256, 65535 ->
+    65536 (the head grows by 1, 1 and 2 bytes)."""
+    items = list(range(n))
+    assert codec.append_encoded(codec.encode(items), item) == codec.encode([*items, item])
+
+
+@pytest.mark.parametrize("not_an_array", [b"", codec.encode({"a": 1}), codec.encode(3),
+                                          b"\x9f\x01\xff"])  # the last: indefinite length
+def test_append_encoded_takes_only_an_array(not_an_array: bytes) -> None:
+    with pytest.raises(ValueError, match="canonical encoding of an array"):
+        codec.append_encoded(not_an_array, 1)
+
+
+def test_append_encoded_checks_the_item_at_its_depth_in_the_list() -> None:
+    deep: object = 1
+    for _ in range(32):  # 32 lists deep: encodable alone, one too deep inside another list
+        deep = [deep]
+    codec.encode(deep)
+    with pytest.raises(MalformedError):
+        codec.append_encoded(codec.encode([]), deep)
+
+
 def test_encode_keeps_the_order_when_its_memos_are_full() -> None:
     """The key and shape memos stop growing at their bound; encoding stays canonical."""
     for i in range(codec._MEMO_MAX + 50):

@@ -24,8 +24,8 @@ import cbor2
 
 from .errors import InputError, MalformedError
 
-__all__ = ["MAX_ENCODED", "Value", "decode", "decode_authenticated", "decode_spans",
-           "decode_trusted", "encode", "parse_hex_id"]
+__all__ = ["MAX_ENCODED", "Value", "append_encoded", "decode", "decode_authenticated",
+           "decode_spans", "decode_trusted", "encode", "parse_hex_id"]
 
 #: Largest encoded object accepted anywhere (a transaction, a block header, a proof): 1 MiB.
 MAX_ENCODED = 1 << 20
@@ -163,6 +163,34 @@ def encode(value: Value) -> bytes:
         raise MalformedError("text holds a lone surrogate, which is not Unicode; send valid "
                              "UTF-8 text") from None
     return data
+
+
+def _array_head(n: int) -> bytes:
+    """The canonical head of an array of ``n`` items (major type 4, shortest argument)."""
+    if n < 24:
+        return bytes((0x80 | n,))
+    for width, ai in ((1, 24), (2, 25), (4, 26), (8, 27)):
+        if n < 1 << (8 * width):
+            return bytes((0x80 | ai,)) + n.to_bytes(width, "big")
+    raise _out_of_range(n)
+
+
+def append_encoded(array: bytes, item: Value) -> bytes:
+    """``encode([*decode(array), item])`` without decoding ``array``: its head is rewritten
+    for one more item and ``item``'s encoding is added after the items it holds. An index
+    list that grows by one entry per upload (state/access.py) costs one encoding of the
+    entry, not a decoding and encoding of every entry before it.
+
+    ``array`` must be the canonical encoding of an array (state values: encoded here); a
+    value of any other kind is a ValueError, a bug in the caller and never input."""
+    head = array[0] if array else -1
+    if head >> 5 != 4 or head & 31 > 27:
+        raise ValueError("append_encoded takes the canonical encoding of an array")
+    info = head & 31
+    width = 0 if info < 24 else 1 << (info - 24)
+    n = info if width == 0 else int.from_bytes(array[1:1 + width], "big")
+    one = encode([item])  # checked, at the depth it will have inside the array
+    return _array_head(n + 1) + array[1 + width:] + one[1:]
 
 
 _MAX_DEPTH = 32

@@ -1,12 +1,13 @@
 """The data.commit index (state/access.py ``_index_commit``) files each batch under every hour
-it covers; hours without an entry share one encoding (``State.put_each``). The state it writes
-must be byte for byte what the one-put-per-hour loop wrote, for batches spanning many hours,
-sharing boundary hours, and overlapping."""
+it covers, appending the entry's encoding to each hour's bytes (``State.append_each``). The
+state it writes must be byte for byte what the one-put-per-hour loop wrote, for batches
+spanning many hours, sharing boundary hours, and overlapping."""
 
 from __future__ import annotations
 
 import random
 
+from glucoledger import codec
 from glucoledger.crypto import generate
 from glucoledger.ledger.trust import TrustCache
 from glucoledger.ledger.tx import SignedTx, Transaction
@@ -55,12 +56,14 @@ def test_index_bytes_equal_the_per_hour_loop() -> None:
     assert any(k.startswith("dc/") and v[0] >= 0x82 for k, v in got.snapshot().items())
 
 
-def test_put_each_is_put_for_every_key_and_rolls_back() -> None:
-    s, t = State({"a": b"\x01"}), State({"a": b"\x01"})
+def test_append_each_is_a_put_of_the_longer_list_for_every_key_and_rolls_back() -> None:
+    start = {"a": codec.encode([7]), "n": codec.encode(list(range(23)))}
+    s, t = State(start), State(start)
     s.begin()
-    s.put_each(["a", "b", "c"], [1, b"x"])
-    for k in ("a", "b", "c"):
-        t.put(k, [1, b"x"])
+    s.append_each(["a", "b", "n", "b"], [1, b"x"])  # "b" twice: two entries
+    t.put("a", [7, [1, b"x"]])
+    t.put("b", [[1, b"x"], [1, b"x"]])
+    t.put("n", [*range(23), [1, b"x"]])  # 24 items: the head grows a byte
     assert s.snapshot() == t.snapshot()
     s.rollback()
-    assert s.snapshot() == {"a": b"\x01"}
+    assert s.snapshot() == start

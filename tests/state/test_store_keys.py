@@ -21,7 +21,7 @@ KEYS = st.sampled_from(["a", "a/1", "a/2", "a/10", "ab", "b/1", "b/2", "chain/me
 PREFIXES = st.sampled_from(["", "a", "a/", "a/1", "b/", "chain/", "chain/members/", "c", "q"])
 OPS = st.one_of(
     st.tuples(st.just("put"), KEYS, st.integers(0, 3)),
-    st.tuples(st.just("put_each"), st.lists(KEYS, max_size=3), st.integers(0, 3)),
+    st.tuples(st.just("append_each"), st.lists(KEYS, max_size=3), st.integers(0, 3)),
     st.tuples(st.just("delete"), KEYS),
     st.tuples(st.just("keys"), PREFIXES),
     st.tuples(st.just("begin")),
@@ -30,7 +30,7 @@ OPS = st.one_of(
 )
 
 
-def _model_keys(model: dict[str, int], prefix: str) -> list[str]:
+def _model_keys(model: dict[str, int | list[int]], prefix: str) -> list[str]:
     return sorted(k for k in model if k.startswith(prefix))
 
 
@@ -40,16 +40,18 @@ def test_kept_answers_equal_a_fresh_scan(start: dict[str, int], ops: list[tuple]
     from glucoledger import codec
 
     state = State({k: codec.encode(v) for k, v in start.items()})
-    model = dict(start)
-    saved: dict[str, int] | None = None
+    model: dict[str, int | list[int]] = dict(start)
+    saved: dict[str, int | list[int]] | None = None
     held: list[tuple[Iterator[str], list[str]]] = []
     for op in ops:
         if op[0] == "put":
             state.put(op[1], op[2])
             model[op[1]] = op[2]
-        elif op[0] == "put_each":
-            state.put_each(op[1], op[2])
-            model.update(dict.fromkeys(op[1], op[2]))
+        elif op[0] == "append_each":
+            lists = [k for k in op[1] if not isinstance(model.get(k, []), int)]
+            state.append_each(lists, op[2])
+            for k in lists:
+                model[k] = [*model.get(k, []), op[2]]
         elif op[0] == "delete":
             state.delete(op[1])
             model.pop(op[1], None)
@@ -92,7 +94,7 @@ def test_each_way_a_key_comes_or_goes_renews_the_answer() -> None:
     assert list(state.keys("a/")) == ["a/1"]
     state.put("a/1", 2)  # overwritten: the same keys
     assert list(state.keys("a/")) == ["a/1"]
-    state.put_each(["a/0", "b/0"], 3)
+    state.append_each(["a/0", "b/0"], 3)
     assert list(state.keys("a/")) == ["a/0", "a/1"]
     state.delete("a/0")
     assert list(state.keys("a/")) == ["a/1"]

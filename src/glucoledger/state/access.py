@@ -3,9 +3,10 @@
 The batch index: after every accepted ``data.commit`` the machine files the batch under
 ``dc/<patient>/<stream>/<hour>`` (one entry per UTC hour its (hour-rounded) range touches:
 ``[ct, commit tx hash, start, end, count]``) and widens ``dcspan/<patient>/<stream>``. So the
-machine itself knows which batches a permitted scope covers. Buckets are hours, not days: a
-monitor uploading every 5 minutes adds 12 entries to a bucket, so filing one more batch
-re-encodes a dozen entries, not a growing day of 288.
+machine itself knows which batches a permitted scope covers. Buckets are hours, not days (a
+monitor uploading every 5 minutes adds 12 entries to a bucket, a reader of one hour decodes a
+dozen, not a day of 288), and filing one more entry appends its encoding to the bucket's
+bytes (``State.append_each``) instead of decoding and re-encoding the entries before it.
 
 ``access`` (sent on the requester's account, signed by the requester's keys, with the
 requester's nonce; action class ``default``). Body ``{request}`` (state/consent.py
@@ -83,15 +84,8 @@ def _index_commit(state: State, stx: SignedTx, ctx: Context) -> None:
     patient, stream, start, end = b["patient"], b["stream"], b["start"], b["end"]
     first, last = start // _BUCKET_MS, (end - 1) // _BUCKET_MS
     entry = [b["ct"], stx.tx_hash, start, end, b["count"]]
-    fresh = []  # hours with no entry yet (most of a day batch's): one encoding for them all
-    for bucket in range(first, last + 1):
-        key = _bucket_key(patient, stream, bucket)
-        old = state.get(key)
-        if old is None:
-            fresh.append(key)
-        else:
-            state.put(key, [*old, entry])
-    state.put_each(fresh, [entry])
+    state.append_each((_bucket_key(patient, stream, bucket) for bucket in range(first, last + 1)),
+                      entry)
     span = state.get(_span_key(patient, stream))
     state.put(_span_key(patient, stream),
               [first, last] if span is None else [min(span[0], first), max(span[1], last)])

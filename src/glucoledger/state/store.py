@@ -84,15 +84,23 @@ class State:
         self._data[key] = raw
         self._changed.add(key)
 
-    def put_each(self, keys: Iterable[str], value: Any) -> None:
-        """``put(key, value)`` for every key, the value encoded once (an index entry filed
-        under each hour a batch covers: state/access.py)."""
-        raw = codec.encode(value)
+    def append_each(self, keys: Iterable[str], item: Any) -> None:
+        """Add ``item`` at the end of the list stored under each key (a list ``[item]`` where
+        there is none yet), without decoding the lists: ``item`` is encoded once and each
+        list's bytes grow by it (codec.append_encoded). The batch index files an upload's
+        entry under every hour it covers this way (state/access.py)."""
+        keys = list(keys)
+        if not keys:
+            return
+        fresh = codec.encode([item])
         for key in keys:
+            old = self._data.get(key)
             self._remember(key)
-            if key not in self._data:
+            if old is None:
                 self._key_set_changed(key)
-            self._data[key] = raw
+                self._data[key] = fresh
+            else:
+                self._data[key] = codec.append_encoded(old, item)
             self._changed.add(key)
 
     def delete(self, key: str) -> None:
