@@ -52,6 +52,24 @@ def test_the_limit_is_exact_and_holds_with_a_raised_recursion_limit() -> None:
         sys.setrecursionlimit(limit)
 
 
+def _constant(name: str) -> Any:
+    raise ValueError(name)  # NaN, Infinity: refused by jsonin too
+
+
+@given(st.binary(max_size=40) | _json.map(lambda v: json.dumps(v).encode())
+       | st.text(max_size=20).map(lambda t: t.encode("utf-16")))
+def test_loads_answers_as_json_loads_does(raw: bytes) -> None:
+    """The shared decoder and the bracket count before the exact one change nothing: the
+    same value, or a ValueError where json.loads raises one (UTF-16 and BOMs included)."""
+    try:
+        want: Any = json.loads(raw, parse_constant=_constant)
+    except ValueError:
+        with pytest.raises(ValueError):
+            jsonin.loads(raw)
+        return
+    assert jsonin.loads(raw) == want
+
+
 def test_nan_and_infinity_are_not_json_numbers() -> None:
     for text in ("NaN", "[Infinity]", '{"a": -Infinity}'):
         with pytest.raises(ValueError, match="not a JSON number"):

@@ -815,17 +815,16 @@ def parse_batch(
     records: list[Record] = []
     seen: dict[tuple[int, str], int] = {}
     for index, item in enumerate(items):
-        label = labels[index] if labels is not None else f"{stream} item #{index}"
-        where = label
+        at: tuple[int, int | None] | None = None  # the item's time, for a refusal's words
         try:
             if not isinstance(item, dict):
                 raise MalformedError(f"item must be an object, not {type(item).__name__}")
             time_ms, offset = parse_time(_get(item, "time"))
-            where = f"{label} at {_safe_time(time_ms, offset)}"
+            at = (time_ms, offset)
             tz = item.get("tz_offset_min", 0) if offset is None else offset
             item_units = normalize_units(item["units"]) if "units" in item else units
             record = _parse_item(stream, item, time_ms, tz, item_units)
-            where = f"{label} at {format_time(record.time_ms, record.tz_offset_min)}"
+            at = (record.time_ms, record.tz_offset_min)
             if record.time_ms > now_ms + MAX_CLOCK_SKEW_MS:
                 raise OutOfRangeError(
                     f"time is {(record.time_ms - now_ms) // 1000} s in the future, more than "
@@ -837,7 +836,9 @@ def parse_batch(
                 first = labels[seen[key]] if labels is not None else f"item #{seen[key]}"
                 raise OutOfRangeError(f"duplicate time: {first} has the same {record.TYPE} time")
             seen[key] = index
-        except InputError as exc:
+        except InputError as exc:  # the words are made only for a refusal
+            label = labels[index] if labels is not None else f"{stream} item #{index}"
+            where = label if at is None else f"{label} at {_safe_time(*at)}"
             raise type(exc)(f"{where}: {exc.message}") from None
         records.append(record)
     return _make_batch(stream, tuple(records))

@@ -55,7 +55,7 @@ from ..errors import (
 from ..glucose.ingest import parse_jsonl
 from ..glucose.readings import MAX_CLOCK_SKEW_MS, Batch
 from ..ledger.tx import Transaction
-from ..state.accounts_model import account_id, single_key_policy
+from ..state.accounts_model import account_id, account_key, single_key_policy
 from ..state.data import TRUST_LEVELS, VOUCHED
 from ..state.devices import custody_key, device_key
 from ..vault.batch import Checked, Upload, check_wires, prepare_upload
@@ -206,10 +206,16 @@ class IngestService:
         if kind != "gateway":
             raise RejectedError(f"device {u}'s upload needs the device's own signature",
                                 code="unsigned_upload")
-        org = self.node.account(self.account).record.get("sponsor")
-        if self.node.account(up.uploader).record.get("sponsor") != org:
+        if self._sponsor(up.uploader) != self._sponsor(self.account):
             raise RejectedError(f"gateway {u} is not run by this node's organization: its "
                                 "uploads carry its own signature", code="not_custodian")
+
+    def _sponsor(self, account: bytes) -> bytes | None:
+        """The organization that sponsored an account: its record read, no policy parsed."""
+        record = self._state(account_key(account))
+        if record is None:
+            raise NotFoundError(f"no account {account.hex()}")
+        return record.get("sponsor")
 
     def _existing(self, up: Checked) -> IngestReceipt | None:
         row = self.vault.find(up.uploader, up.seq)
