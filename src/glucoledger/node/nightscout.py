@@ -38,7 +38,7 @@ import json
 import threading
 from collections import defaultdict
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..crypto import generate
@@ -56,6 +56,7 @@ from ..glucose.readings import Batch, Record, parse_batch
 from ..interop import nightscout as ns
 from ..interop import nsaccept
 from ..interop.nsrender import with_deltas
+from ..state.access import newest_start
 from ..state.consent import Request, grants_of
 from ..vault.batch import prepare_upload
 from .access import AccessService, RawRelease
@@ -75,6 +76,15 @@ STREAMS_OF: dict[str, tuple[str, ...]] = {
     "entries": ("cgm", "smbg", "notes"),
     "treatments": ("insulin", "carbs", "smbg", "notes"),
     "devicestatus": ("notes",),
+    "profile": ("settings",),
+}
+
+#: The streams whose every record reads back as a document of the collection: a poll for
+#: the newest documents counts their records to narrow its window (``_newest``).
+#: devicestatus shares the notes stream with treatments' notes, so it is not narrowed.
+_COUNTED: dict[str, tuple[str, ...]] = {
+    "entries": ("cgm",),
+    "treatments": ("insulin", "carbs"),
     "profile": ("settings",),
 }
 
@@ -559,6 +569,34 @@ class NightscoutService:
         return [f.doc for f in self._select(binding, collection, query)]
 
     def _select(self, binding: Binding, collection: str, query: ns.Query) -> list[ns.Found]:
+        narrow = self._newest(binding.patient, collection, query)
+        if narrow is not None:
+            found = self._select_in(binding, collection, narrow)
+            if len(found) == narrow.count:
+                return found[:query.count]
+            # Fewer than the state's count promised (a record superseded by a newer version
+            # of its document): the whole window, in a second audited read.
+        return self._select_in(binding, collection, query)
+
+    def _newest(self, patient: bytes, collection: str, query: ns.Query) -> ns.Query | None:
+        """A query for the newest ``count`` documents since a time and nothing else (a
+        follower's poll, in Nightscout's default window of 4 days), narrowed to start at the
+        latest hour that holds one more of them than asked (the reading before the oldest
+        gives its ``delta``): the read then decrypts, renders and lists in its audit record
+        the few batches it answers from, not every batch of the window. None for any other
+        query, or when the narrower window would be the same."""
+        streams = _COUNTED.get(collection)
+        if (streams is None or query.where or query.either or query.start_ms is None
+                or query.end_ms is not None):
+            return None
+        start = newest_start(self.node.state, patient, streams, query.start_ms,
+                             query.count + 1)
+        if start <= query.start_ms:
+            return None
+        return replace(query, start_ms=start, count=query.count + 1)
+
+    def _select_in(self, binding: Binding, collection: str, query: ns.Query
+                   ) -> list[ns.Found]:
         by_ct = self._release(binding, collection, query)
         records = self.access.current(binding.patient, by_ct)
         if any(c.field.split(".", 1)[0] == "_id" for c in (*query.where, *query.either)):

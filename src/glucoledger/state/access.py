@@ -49,7 +49,7 @@ from .grants import audit_append
 from .machine import Body, Context, after, body_field, register, require
 from .store import State
 
-__all__ = ["access_key", "batches_in", "erased_key", "erasure_key"]
+__all__ = ["access_key", "batches_in", "erased_key", "erasure_key", "newest_start"]
 
 _BIG: Final = 1 << 62
 
@@ -108,6 +108,33 @@ def batches_in(state: State, patient: bytes, streams: Iterable[str], lo: int,
                     out.append([*e, stream])
     out.sort(key=lambda e: (e[2], e[4], e[0]))
     return [e[:5] for e in out]
+
+
+def newest_start(state: State, patient: bytes, streams: Iterable[str], lo: int,
+                 need: int) -> int:
+    """The latest hour boundary ``t > lo`` such that the batches of ``streams`` that start at
+    or after ``t`` hold at least ``need`` records between them; ``lo`` if there is none.
+
+    So ``[t, ...)`` holds at least the ``need`` newest records of those streams: a read of
+    the newest few (a follower's poll) releases those batches, not every batch since ``lo``.
+    Walks the hour buckets from the newest down; a batch is counted in the bucket of its
+    start, which is where it is first filed, so each is counted once and only once every
+    batch that starts later has been."""
+    spans = [(s, span) for s in streams
+             if (span := state.get(_span_key(patient, s))) is not None]
+    if not spans or need <= 0:
+        return lo
+    held = 0
+    bottom = lo // _BUCKET_MS
+    for bucket in range(max(span[1] for _, span in spans), bottom, -1):
+        for stream, span in spans:
+            if span[0] <= bucket <= span[1]:
+                for e in state.get(_bucket_key(patient, stream, bucket)) or []:
+                    if e[2] // _BUCKET_MS == bucket:
+                        held += e[4]
+        if held >= need:
+            return bucket * _BUCKET_MS
+    return lo
 
 
 @dataclass(frozen=True, slots=True)

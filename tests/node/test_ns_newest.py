@@ -1,0 +1,100 @@
+"""A follower's poll for the newest readings (``count=10``, Nightscout's default window of 4
+days) releases and audits the few batches it answers from, not the window's every batch, and
+answers exactly what a read of the whole window answers: before and after documents of the
+window were replaced by newer versions (the state's count then promises more than is
+current, and the read falls back to the whole window)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from glucoledger import codec
+from glucoledger.api.context import ServerContext
+from glucoledger.interop.nsquery import parse_query
+from glucoledger.node import consent_actions as ca
+from glucoledger.node.accounts import create_account, identity, keys_of
+from glucoledger.node.nightscout import Binding, NightscoutService
+from glucoledger.node.service import Node
+
+HOUR = 3_600_000
+#: Half past an hour: the newest hour holds six readings, fewer than a poll asks for.
+NOW = int(time.time() * 1000) // HOUR * HOUR - HOUR // 2
+STEP = 300_000  # a reading every 5 minutes
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[tuple[Node, NightscoutService]]:
+    node = Node.init(tmp_path / "node")
+    ctx = ServerContext.create(node)
+    ns: NightscoutService = ctx.svc.nightscout  # type: ignore[union-attr]
+    create_account(node, "t", "trusted")
+    create_account(node, "ann", "patient", trusted="t")
+    create_account(node, "fol", "clinician")
+    ann = identity(node, "ann")
+    ca.grant(node, ann.id, keys_of(node, ann, [0]), identity(node, "fol").id,
+             streams=["cgm"], view="raw", window={"last_days": 14}, valid_from=NOW - 1,
+             valid_until=NOW + 86_400_000)
+    ns.add_uploader("ann", "ann-uploader-secret")
+    ns.add_reader("fol", "ann", "fol-follower-token")
+    try:
+        yield node, ns
+    finally:
+        ctx.close()
+        node.close()
+
+
+def _sgv(t: int) -> dict[str, Any]:
+    return {"type": "sgv", "sgv": 80 + (t // STEP) % 120, "date": t, "direction": "Flat",
+            "device": "xDrip-G6"}
+
+
+def _audits(node: Node) -> set[str]:
+    return set(node.state.keys("access/"))
+
+
+def _poll(node: Node, ns: NightscoutService, fol: Binding, params: list[tuple[str, str]]
+          ) -> tuple[list[dict[str, Any]], list[int]]:
+    """The answer, and how many batches each access record the read added lists."""
+    seen = _audits(node)
+    docs = ns.read(fol, "entries", parse_query("entries", params, now_ms=NOW))
+    added = sorted((codec.decode_trusted(node.state.get_raw(k))  # type: ignore[arg-type]
+                    for k in _audits(node) - seen), key=lambda a: a["height"])
+    return docs, [len(a["batches"]) for a in added]
+
+
+def test_a_poll_for_the_newest_lists_few_batches_and_answers_as_the_whole_window(
+        site: tuple[Node, NightscoutService]) -> None:
+    node, ns = site
+    up = ns.authenticate(hashlib.sha1(b"ann-uploader-secret").hexdigest(), None)
+    futures = [ns.post(up, "entries", [_sgv(NOW - 3 * 86_400_000 + (i * 6 + j) * STEP)
+                                       for j in range(6)], NOW)
+               for i in range(3 * 48)]  # three days, half an hour a batch
+    for f in futures:
+        f.result(60)
+    fol = ns.authenticate(None, "fol-follower-token")
+    newest, lists = _poll(node, ns, fol, [("count", "10")])
+    whole, whole_lists = _poll(node, ns, fol, [("count", "10"),
+                                               ("find[date][$lte]", str(NOW + 3_600_000))])
+    assert [d["date"] for d in newest] == [NOW - 3 * 86_400_000 + (3 * 288 - 1 - k) * STEP
+                                           for k in range(10)]
+    assert newest == whole
+    assert lists == [3]  # 11 readings: the three newest half-hour batches (18 readings)
+    assert whole_lists == [144]
+
+    # The newest reading replaced by a new version twelve times (a v1 PUT each): the index
+    # counts every version's batch, so the newest hour promises 18 readings where 6 are
+    # current, and the read answers from the whole window (a second audited read).
+    for k in range(12):
+        ns.post(up, "entries", [dict(_sgv(newest[0]["date"]), sgv=200 + k,
+                                     _id=newest[0]["_id"])], NOW, replace=True).result(60)
+    newest, lists = _poll(node, ns, fol, [("count", "10")])
+    assert lists == [1 + 12, 144 + 12]  # narrow, then the whole window
+    whole, _ = _poll(node, ns, fol, [("count", "10"),
+                                     ("find[date][$lte]", str(NOW + 3_600_000))])
+    assert newest == whole and newest[0]["sgv"] == 211
