@@ -2,7 +2,8 @@
 days) releases and audits the few batches it answers from, not the window's every batch, and
 answers exactly what a read of the whole window answers: before and after documents of the
 window were replaced by newer versions (the state's count then promises more than is
-current, and the read falls back to the whole window)."""
+current, and the read falls back to the whole window). And the decrypted-batch cache counts
+records, so a window of one-reading batches is decrypted once, not at every read."""
 
 from __future__ import annotations
 
@@ -98,3 +99,32 @@ def test_a_poll_for_the_newest_lists_few_batches_and_answers_as_the_whole_window
     whole, _ = _poll(node, ns, fol, [("count", "10"),
                                      ("find[date][$lte]", str(NOW + 3_600_000))])
     assert newest == whole and newest[0]["sgv"] == 211
+
+
+def test_a_whole_window_of_one_reading_batches_is_decrypted_once(
+        site: tuple[Node, NightscoutService]) -> None:
+    """A phone posting each reading as it comes makes 1,152 one-reading batches in 4 days.
+    The decrypted-batch cache counts records, so a second read of the window opens none of
+    them again (a budget of 512 batches made every read open all 1,152: a read walks its
+    batches in order, and the least recently read one was always the next one wanted)."""
+    node, ns = site
+    up = ns.authenticate(hashlib.sha1(b"ann-uploader-secret").hexdigest(), None)
+    futures = [ns.post(up, "entries", [_sgv(NOW - (4 * 288 - i) * STEP)], NOW)
+               for i in range(4 * 288)]
+    for f in futures:
+        f.result(120)
+    vault = ns.access.vault
+    opened: list[bytes] = []
+    real_open = vault.open
+
+    def counting_open(row: Any, **kw: Any) -> Any:  # the real vault, each open counted
+        opened.append(row.ct)
+        return real_open(row, **kw)
+
+    vault.open = counting_open  # type: ignore[method-assign]
+    fol = ns.authenticate(None, "fol-follower-token")
+    whole = [("count", "2000"), ("find[date][$lte]", str(NOW + HOUR))]
+    first, _ = _poll(node, ns, fol, whole)
+    assert len(first) == 4 * 288 and len(opened) == 4 * 288
+    again, _ = _poll(node, ns, fol, whole)
+    assert again == first and len(opened) == 4 * 288  # all from the cache

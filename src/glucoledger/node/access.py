@@ -61,7 +61,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from .. import codec
 from ..crypto import PrivateKey, PublicKey
@@ -192,6 +192,11 @@ class _Batch:
     refs: tuple[DocRef, ...] = ()
 
 
+def _weight(batch: _Batch) -> int:
+    """What a batch counts against the cache's budget: its records (at least one)."""
+    return max(1, len(batch.items))
+
+
 class _Uploads(NamedTuple):
     """The records of a release's window that count, each with its batch's CGM interval
     (upload order); those the version rule leaves out; and where they were (batch, record
@@ -202,17 +207,27 @@ class _Uploads(NamedTuple):
     dropped: tuple[tuple[bytes, tuple[int, ...]], ...]
 
 
-class AccessService:
-    """Audited reads. ``cache`` keeps up to that many decrypted batches in memory (never on
-    disk) so repeated reads of the same weeks skip decryption and parsing; ``forget`` drops
-    batches (the erasure service calls it)."""
+#: Records the decrypted-batch cache holds by default: 512 day batches of a 5-minute sensor,
+#: or 37 patients' 4 days of one-reading uploads (about 50 MB at most).
+READ_CACHE_RECORDS: Final = 150_000
 
-    def __init__(self, node: Node, vault: Vault, *, cache: int = 512,
+
+class AccessService:
+    """Audited reads. ``cache`` keeps decrypted batches holding up to that many records in
+    memory (never on disk), least recently read dropped first, so repeated reads of the same
+    weeks skip decryption and parsing; ``forget`` drops batches (the erasure service calls
+    it). The budget is in records, not batches: a phone uploading each reading as it comes
+    makes 1,152 one-reading batches in the 4 days a follower polls, and a budget of 512
+    batches made every such poll decrypt them all again (a read walks its batches in order,
+    and the least recently read is always the next one wanted)."""
+
+    def __init__(self, node: Node, vault: Vault, *, cache: int = READ_CACHE_RECORDS,
                  summaries: int = 256) -> None:
         self.node = node
         self.vault = vault
         self._cache: OrderedDict[bytes, _Batch] = OrderedDict()
         self._cache_size = cache
+        self._cache_records = 0  # records in the cache
         self._computed: OrderedDict[_Key, _Computed] = OrderedDict()
         self._computed_size = summaries
         self._computed_lock = threading.Lock()
@@ -221,8 +236,11 @@ class AccessService:
     def forget(self, cts: Sequence[bytes] | None = None) -> None:
         if cts is None:
             self._cache.clear()
+            self._cache_records = 0
         for ct in cts or ():
-            self._cache.pop(ct, None)
+            gone = self._cache.pop(ct, None)
+            if gone is not None:
+                self._cache_records -= _weight(gone)
         with self._computed_lock:  # a summary over erased batches must not outlive them
             self._computed.clear()
 
@@ -253,10 +271,11 @@ class AccessService:
         value = _Batch(row.stream, batch.items, row.tx_index or 0,
                        self._interval(row.uploader, batch.items),
                        doc_refs(self._dedup, row.patient, batch.items))
-        if self._cache_size:
+        if self._cache_size and ct not in self._cache:
             self._cache[ct] = value
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            self._cache_records += _weight(value)
+            while self._cache_records > self._cache_size:
+                self._cache_records -= _weight(self._cache.popitem(last=False)[1])
         return value
 
     # --- the requester side, for custodial clients (CLI, demo) --------------------------

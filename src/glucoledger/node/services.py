@@ -64,7 +64,7 @@ class NodeServices:
     """A node and its services. Use as a context manager, or call :meth:`close`."""
 
     def __init__(self, node: Node, *, owns_node: bool, fsync: bool = True,
-                 max_group: int = 4096, read_cache: int = 512) -> None:
+                 max_group: int = 4096, read_cache: int | None = None) -> None:
         self.node = node
         self._owns_node = owns_node
         self._fsync, self._max_group, self._read_cache = fsync, max_group, read_cache
@@ -99,11 +99,11 @@ class NodeServices:
 
     @classmethod
     def of(cls, node: Node, *, fsync: bool = True, max_group: int = 4096,
-           read_cache: int = 512) -> NodeServices:
+           read_cache: int | None = None) -> NodeServices:
         """Services over a node the caller opened and will close itself. The options are
         for benchmarks (``fsync=False`` measures without the disk flush; ``max_group`` is
-        the ingest group-commit size; ``read_cache`` the access service's decrypted-batch
-        cache); every other caller keeps the defaults."""
+        the ingest group-commit size; ``read_cache`` the records the access service's
+        decrypted-batch cache holds); every other caller keeps the defaults."""
         return cls(node, owns_node=False, fsync=fsync, max_group=max_group,
                    read_cache=read_cache)
 
@@ -133,7 +133,8 @@ class NodeServices:
             if self._access is None:
                 from .access import AccessService
 
-                self._access = AccessService(self.node, vault, cache=self._read_cache)
+                self._access = (AccessService(self.node, vault) if self._read_cache is None
+                                else AccessService(self.node, vault, cache=self._read_cache))
             return self._access
 
     @property

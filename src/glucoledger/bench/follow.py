@@ -1,0 +1,129 @@
+"""Benchmark: a Nightscout follower's poll for the newest readings on a real-sized history.
+
+A patient's phone uploads each CGM reading as it comes (xDrip+ posts one SGV every 5
+minutes), so ``days`` of history are ``288 * days`` one-reading batches. A follower holding a
+raw grant polls ``GET /api/v1/entries.json?count=10`` (Nightscout's default window: the last
+4 days). Each poll is an audited read: an ``access`` transaction ordered before anything is
+released, listing every batch it releases.
+
+Two figures from the same run, on the same node and the same data:
+
+- the poll as served: its window starts at the latest hour that holds the readings asked for
+  (node/nightscout.py ``_newest``), so it releases and lists a few batches;
+- the same answer read from the whole window (the same query with ``find[date][$lte]`` in
+  the future, which the server does not narrow): what every poll cost before.
+
+Printed per poll: wall and CPU time, and the size of the access record it adds to the
+ledger's state (every poll of every follower adds one).
+
+Run: ``python -m glucoledger.bench.follow [--days 4] [--polls 50]``. Printed, not asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from .common import print_load
+
+__all__ = ["main", "run"]
+
+_STEP_MS = 300_000
+
+
+def _poll_times(node: Any, ns: Any, reader: Any, query: Any, polls: int
+                ) -> tuple[list[float], list[float], int, list[dict[str, Any]]]:
+    """Wall and CPU ms of each poll, the largest access record added (bytes), the answer."""
+    walls, cpus, largest = [], [], 0
+    docs: list[dict[str, Any]] = []
+    for _ in range(polls):
+        before = set(node.state.keys("access/"))
+        t, c = time.perf_counter(), time.process_time()
+        docs = ns.read(reader, "entries", query)
+        walls.append((time.perf_counter() - t) * 1000)
+        cpus.append((time.process_time() - c) * 1000)
+        added = set(node.state.keys("access/")) - before
+        largest = max([largest, *(len(node.state.get_raw(k)) for k in added)])
+    return walls, cpus, largest, docs
+
+
+def run(days: int = 4, polls: int = 50, folder: Path | None = None) -> dict[str, float]:
+    from ..api.context import ServerContext
+    from ..interop.nsquery import parse_query
+    from ..node import consent_actions as ca
+    from ..node.accounts import create_account, identity, keys_of
+    from ..node.service import Node
+
+    if not 1 <= days <= 14 or polls < 1:
+        raise InputError("--days is 1 to 14 and --polls at least 1")
+    now = int(time.time() * 1000) // _STEP_MS * _STEP_MS
+    node = Node.init(Path(folder or tempfile.mkdtemp(prefix="glucoledger-bench-follow-")))
+    ctx = ServerContext.create(node)
+    try:
+        ns = ctx.svc.nightscout
+        create_account(node, "t", "trusted")
+        create_account(node, "ann", "patient", trusted="t")
+        create_account(node, "fol", "clinician")
+        ann = identity(node, "ann")
+        ca.grant(node, ann.id, keys_of(node, ann, [0]), identity(node, "fol").id,
+                 streams=["cgm"], view="raw", window={"last_days": 14}, valid_from=now - 1,
+                 valid_until=now + 86_400_000)
+        ns.add_uploader("ann", "bench-uploader-secret")
+        ns.add_reader("fol", "ann", "bench-follower-token")
+        up = ns.authenticate(hashlib.sha1(b"bench-uploader-secret").hexdigest(), None)
+        n = 288 * days - 1
+        print(f"uploading {n:,} readings one per POST ({days} days) ...")
+        futures = [ns.post(up, "entries", [{
+            "type": "sgv", "sgv": 80 + i % 120, "date": now - (n - i) * _STEP_MS,
+            "direction": "Flat", "device": "xDrip-G6"}], now) for i in range(n)]
+        for f in futures:
+            f.result(300)
+        fol = ns.authenticate(None, "bench-follower-token")
+        newest = parse_query("entries", [("count", "10")], now_ms=now)
+        whole = parse_query("entries", [("count", "10"),
+                                         ("find[date][$lte]", str(now + 3_600_000))],
+                            now_ms=now)
+        ns.read(fol, "entries", newest)  # the batches decrypted once, outside the timing
+        served = _poll_times(node, ns, fol, newest, polls)
+        before = _poll_times(node, ns, fol, whole, max(3, polls // 10))
+        if served[3] != before[3]:
+            raise RuntimeError("the narrowed poll answered differently from the whole window")
+    finally:
+        ctx.close()
+        node.close()
+    out = {"readings": float(n)}
+    for name, (walls, cpus, largest, _) in (("served", served), ("whole", before)):
+        out[f"{name}_p50_ms"] = statistics.median(walls)
+        out[f"{name}_cpu_ms"] = statistics.mean(cpus)
+        out[f"{name}_record_bytes"] = float(largest)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--days", type=int, default=4)
+    ap.add_argument("--polls", type=int, default=50)
+    a = ap.parse_args()
+    print_load("start")
+    try:
+        r = run(a.days, a.polls)
+    except InputError as exc:
+        raise SystemExit(f"bench.follow: {exc}") from None
+    print(f"follower poll, count=10, {int(r['readings']):,} one-reading batches:")
+    print(f"  as served:         p50 {r['served_p50_ms']:7.1f} ms  CPU {r['served_cpu_ms']:7.1f} "
+          f"ms  access record {r['served_record_bytes']:9,.0f} bytes")
+    print(f"  the whole window:  p50 {r['whole_p50_ms']:7.1f} ms  CPU {r['whole_cpu_ms']:7.1f} "
+          f"ms  access record {r['whole_record_bytes']:9,.0f} bytes")
+    print(f"  served / whole: {r['served_cpu_ms'] / r['whole_cpu_ms']:.3f}x the CPU, "
+          f"{r['served_record_bytes'] / r['whole_record_bytes']:.3f}x the ledger state")
+    print_load("end")
+
+
+if __name__ == "__main__":
+    main()
