@@ -87,6 +87,11 @@ def test_a_poll_for_the_newest_lists_few_batches_and_answers_as_the_whole_window
     assert newest == whole
     assert lists == [3]  # 11 readings: the three newest half-hour batches (18 readings)
     assert whole_lists == [144]
+    # /entries/sgv.json and /entries/current.json ask for type sgv, which every CGM reading is
+    sgv, lists = _poll(node, ns, fol, [("count", "10"), ("find[type]", "sgv")])
+    assert sgv == newest and lists == [3]
+    mbg, lists = _poll(node, ns, fol, [("count", "10"), ("find[type]", "mbg")])
+    assert mbg == [] and lists == [144]  # any other condition: the whole window
 
     # The newest reading replaced by a new version twelve times (a v1 PUT each): the index
     # counts every version's batch, so the newest hour promises 18 readings where 6 are

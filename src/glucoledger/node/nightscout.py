@@ -55,6 +55,7 @@ from ..files import atomic_write_json
 from ..glucose.readings import Batch, Record, parse_batch
 from ..interop import nightscout as ns
 from ..interop import nsaccept
+from ..interop.nsquery import Cond
 from ..interop.nsrender import with_deltas
 from ..state.access import newest_start
 from ..state.consent import Request, grants_of
@@ -86,6 +87,11 @@ _COUNTED: dict[str, tuple[str, ...]] = {
     "entries": ("cgm",),
     "treatments": ("insulin", "carbs"),
     "profile": ("settings",),
+}
+#: Conditions every record of those streams meets (``/entries/sgv.json``,
+#: ``/entries/current.json``): a poll with them is narrowed too.
+_MET_BY_ALL: dict[str, frozenset[Cond]] = {
+    "entries": frozenset({Cond("type", "$eq", ("sgv",))}),
 }
 
 
@@ -580,14 +586,16 @@ class NightscoutService:
 
     def _newest(self, patient: bytes, collection: str, query: ns.Query) -> ns.Query | None:
         """A query for the newest ``count`` documents since a time and nothing else (a
-        follower's poll, in Nightscout's default window of 4 days), narrowed to start at the
+        follower's poll, in Nightscout's default window of 4 days; for entries, of type sgv
+        or of any type), narrowed to start at the
         latest hour that holds one more of them than asked (the reading before the oldest
         gives its ``delta``): the read then decrypts, renders and lists in its audit record
         the few batches it answers from, not every batch of the window. None for any other
         query, or when the narrower window would be the same."""
         streams = _COUNTED.get(collection)
-        if (streams is None or query.where or query.either or query.start_ms is None
-                or query.end_ms is not None):
+        met = _MET_BY_ALL.get(collection, frozenset())
+        if (streams is None or query.either or not met.issuperset(query.where)
+                or query.start_ms is None or query.end_ms is not None):
             return None
         start = newest_start(self.node.state, patient, streams, query.start_ms,
                              query.count + 1)
