@@ -17,9 +17,8 @@ import pytest
 
 from glucoledger import codec
 from glucoledger.api.context import ServerContext
+from glucoledger.bench.follow import FOLLOWER_TOKEN, UPLOADER_SECRET, follower_site
 from glucoledger.interop.nsquery import parse_query
-from glucoledger.node import consent_actions as ca
-from glucoledger.node.accounts import create_account, identity, keys_of
 from glucoledger.node.nightscout import Binding, NightscoutService
 from glucoledger.node.service import Node
 
@@ -34,15 +33,7 @@ def site(tmp_path: Path) -> Iterator[tuple[Node, NightscoutService]]:
     node = Node.init(tmp_path / "node")
     ctx = ServerContext.create(node)
     ns: NightscoutService = ctx.svc.nightscout  # type: ignore[union-attr]
-    create_account(node, "t", "trusted")
-    create_account(node, "ann", "patient", trusted="t")
-    create_account(node, "fol", "clinician")
-    ann = identity(node, "ann")
-    ca.grant(node, ann.id, keys_of(node, ann, [0]), identity(node, "fol").id,
-             streams=["cgm"], view="raw", window={"last_days": 14}, valid_from=NOW - 1,
-             valid_until=NOW + 86_400_000)
-    ns.add_uploader("ann", "ann-uploader-secret")
-    ns.add_reader("fol", "ann", "fol-follower-token")
+    follower_site(node, ns, NOW)
     try:
         yield node, ns
     finally:
@@ -72,13 +63,13 @@ def _poll(node: Node, ns: NightscoutService, fol: Binding, params: list[tuple[st
 def test_a_poll_for_the_newest_lists_few_batches_and_answers_as_the_whole_window(
         site: tuple[Node, NightscoutService]) -> None:
     node, ns = site
-    up = ns.authenticate(hashlib.sha1(b"ann-uploader-secret").hexdigest(), None)
+    up = ns.authenticate(hashlib.sha1(UPLOADER_SECRET.encode()).hexdigest(), None)
     futures = [ns.post(up, "entries", [_sgv(NOW - 3 * 86_400_000 + (i * 6 + j) * STEP)
                                        for j in range(6)], NOW)
                for i in range(3 * 48)]  # three days, half an hour a batch
     for f in futures:
         f.result(60)
-    fol = ns.authenticate(None, "fol-follower-token")
+    fol = ns.authenticate(None, FOLLOWER_TOKEN)
     newest, lists = _poll(node, ns, fol, [("count", "10")])
     whole, whole_lists = _poll(node, ns, fol, [("count", "10"),
                                                ("find[date][$lte]", str(NOW + 3_600_000))])
@@ -113,7 +104,7 @@ def test_a_whole_window_of_one_reading_batches_is_decrypted_once(
     them again (a budget of 512 batches made every read open all 1,152: a read walks its
     batches in order, and the least recently read one was always the next one wanted)."""
     node, ns = site
-    up = ns.authenticate(hashlib.sha1(b"ann-uploader-secret").hexdigest(), None)
+    up = ns.authenticate(hashlib.sha1(UPLOADER_SECRET.encode()).hexdigest(), None)
     futures = [ns.post(up, "entries", [_sgv(NOW - (4 * 288 - i) * STEP)], NOW)
                for i in range(4 * 288)]
     for f in futures:
@@ -127,7 +118,7 @@ def test_a_whole_window_of_one_reading_batches_is_decrypted_once(
         return real_open(row, **kw)
 
     vault.open = counting_open  # type: ignore[method-assign]
-    fol = ns.authenticate(None, "fol-follower-token")
+    fol = ns.authenticate(None, FOLLOWER_TOKEN)
     whole = [("count", "2000"), ("find[date][$lte]", str(NOW + HOUR))]
     first, _ = _poll(node, ns, fol, whole)
     assert len(first) == 4 * 288 and len(opened) == 4 * 288

@@ -32,9 +32,31 @@ from typing import Any
 from ..errors import InputError
 from .common import print_load
 
-__all__ = ["main", "run"]
+__all__ = ["FOLLOWER_TOKEN", "UPLOADER_SECRET", "follower_site", "main", "run"]
 
 _STEP_MS = 300_000
+#: The patient's uploader secret and her follower's token in ``follower_site``.
+UPLOADER_SECRET = "bench-uploader-secret"
+FOLLOWER_TOKEN = "bench-follower-token"
+
+
+def follower_site(node: Any, ns: Any, now_ms: int) -> tuple[Any, Any]:
+    """Patient ``ann`` (an uploader secret), clinician ``fol`` following her through a raw
+    grant of her CGM readings (a reader token): their Nightscout bindings."""
+    from ..node import consent_actions as ca
+    from ..node.accounts import create_account, identity, keys_of
+
+    create_account(node, "t", "trusted")
+    create_account(node, "ann", "patient", trusted="t")
+    create_account(node, "fol", "clinician")
+    ann = identity(node, "ann")
+    ca.grant(node, ann.id, keys_of(node, ann, [0]), identity(node, "fol").id,
+             streams=["cgm"], view="raw", window={"last_days": 14}, valid_from=now_ms - 1,
+             valid_until=now_ms + 86_400_000)
+    ns.add_uploader("ann", UPLOADER_SECRET)
+    ns.add_reader("fol", "ann", FOLLOWER_TOKEN)
+    return (ns.authenticate(hashlib.sha1(UPLOADER_SECRET.encode()).hexdigest(), None),
+            ns.authenticate(None, FOLLOWER_TOKEN))
 
 
 def _poll_times(node: Any, ns: Any, reader: Any, query: Any, polls: int
@@ -56,8 +78,6 @@ def _poll_times(node: Any, ns: Any, reader: Any, query: Any, polls: int
 def run(days: int = 4, polls: int = 50, folder: Path | None = None) -> dict[str, float]:
     from ..api.context import ServerContext
     from ..interop.nsquery import parse_query
-    from ..node import consent_actions as ca
-    from ..node.accounts import create_account, identity, keys_of
     from ..node.service import Node
 
     if not 1 <= days <= 14 or polls < 1:
@@ -67,16 +87,7 @@ def run(days: int = 4, polls: int = 50, folder: Path | None = None) -> dict[str,
     ctx = ServerContext.create(node)
     try:
         ns = ctx.svc.nightscout
-        create_account(node, "t", "trusted")
-        create_account(node, "ann", "patient", trusted="t")
-        create_account(node, "fol", "clinician")
-        ann = identity(node, "ann")
-        ca.grant(node, ann.id, keys_of(node, ann, [0]), identity(node, "fol").id,
-                 streams=["cgm"], view="raw", window={"last_days": 14}, valid_from=now - 1,
-                 valid_until=now + 86_400_000)
-        ns.add_uploader("ann", "bench-uploader-secret")
-        ns.add_reader("fol", "ann", "bench-follower-token")
-        up = ns.authenticate(hashlib.sha1(b"bench-uploader-secret").hexdigest(), None)
+        up, fol = follower_site(node, ns, now)
         n = 288 * days - 1
         print(f"uploading {n:,} readings one per POST ({days} days) ...")
         futures = [ns.post(up, "entries", [{
@@ -84,7 +95,6 @@ def run(days: int = 4, polls: int = 50, folder: Path | None = None) -> dict[str,
             "direction": "Flat", "device": "xDrip-G6"}], now) for i in range(n)]
         for f in futures:
             f.result(300)
-        fol = ns.authenticate(None, "bench-follower-token")
         newest = parse_query("entries", [("count", "10")], now_ms=now)
         whole = parse_query("entries", [("count", "10"),
                                          ("find[date][$lte]", str(now + 3_600_000))],
