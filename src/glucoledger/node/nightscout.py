@@ -587,11 +587,11 @@ class NightscoutService:
     def _newest(self, patient: bytes, collection: str, query: ns.Query) -> ns.Query | None:
         """A query for the newest ``count`` documents since a time and nothing else (a
         follower's poll, in Nightscout's default window of 4 days; for entries, of type sgv
-        or of any type), narrowed to start at the
-        latest hour that holds one more of them than asked (the reading before the oldest
-        gives its ``delta``): the read then decrypts, renders and lists in its audit record
-        the few batches it answers from, not every batch of the window. None for any other
-        query, or when the narrower window would be the same."""
+        or of any type), narrowed to start at the latest hour that holds one more of them
+        than asked (the reading before the oldest gives its ``delta``): the read then
+        decrypts, renders and lists in its audit record the few batches it answers from, not
+        every batch of the window. None for any other query, or when the narrower window
+        would be the same."""
         streams = _COUNTED.get(collection)
         met = _MET_BY_ALL.get(collection, frozenset())
         if (streams is None or query.either or not met.issuperset(query.where)
