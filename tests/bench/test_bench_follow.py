@@ -2,7 +2,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from glucoledger.bench.follow import run
+from glucoledger.errors import InputError
 
 
 def test_follow_bench_runs_and_the_served_poll_lists_fewer_batches(tmp_path: Path) -> None:
@@ -10,3 +13,11 @@ def test_follow_bench_runs_and_the_served_poll_lists_fewer_batches(tmp_path: Pat
     assert r["readings"] == 287
     assert 0 < r["served_record_bytes"] < r["whole_record_bytes"]
     assert r["served_p50_ms"] > 0 and r["whole_p50_ms"] > 0
+
+
+@pytest.mark.parametrize(("days", "polls"), [(0, 5), (15, 5), (4, 0)])
+def test_follow_bench_refuses_what_it_cannot_run_and_opens_no_node(
+        tmp_path: Path, days: int, polls: int) -> None:
+    with pytest.raises(InputError, match="--days is 1 to 14 and --polls at least 1"):
+        run(days=days, polls=polls, folder=tmp_path / "node")
+    assert not (tmp_path / "node").exists()

@@ -1,7 +1,8 @@
 """Benchmark: a Nightscout follower's poll for the newest readings on a real-sized history.
 
 A patient's phone uploads each CGM reading as it comes (xDrip+ posts one SGV every 5
-minutes), so ``days`` of history are ``288 * days`` one-reading batches. A follower holding a
+minutes), so ``days`` of history are ``288 * days - 1`` one-reading batches (the newest
+5 minutes old). A follower holding a
 raw grant polls ``GET /api/v1/entries.json?count=10`` (Nightscout's default window: the last
 4 days). Each poll is an audited read: an ``access`` transaction ordered before anything is
 released, listing every batch it releases.
