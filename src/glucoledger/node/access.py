@@ -217,12 +217,13 @@ READ_CACHE_RECORDS: Final = 150_000
 
 class AccessService:
     """Audited reads. ``cache`` keeps decrypted batches holding up to that many records (and
-    one more a batch: ``_weight``) in memory (never on disk), least recently read dropped first, so repeated reads of the same
-    weeks skip decryption and parsing; ``forget`` drops batches (the erasure service calls
-    it). The budget is in records, not batches: a phone uploading each reading as it comes
-    makes 1,152 one-reading batches in the 4 days a follower polls, and a budget of 512
-    batches made every such poll decrypt them all again (a read walks its batches in order,
-    and the least recently read is always the next one wanted)."""
+    one more a batch: ``_weight``) in memory (never on disk), least recently read dropped
+    first, so repeated reads of the same weeks skip decryption and parsing; ``forget`` drops
+    batches (the erasure service calls it). The budget is in records, not batches: a phone
+    uploading each reading as it comes makes 1,152 one-reading batches in the 4 days a
+    follower polls, and a budget of 512 batches made every such poll decrypt them all again
+    (a read walks its batches in order, and the least recently read is always the next one
+    wanted)."""
 
     def __init__(self, node: Node, vault: Vault, *, cache: int = READ_CACHE_RECORDS,
                  summaries: int = 256) -> None:
