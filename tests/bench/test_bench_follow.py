@@ -9,15 +9,18 @@ from glucoledger.errors import InputError
 
 
 def test_follow_bench_runs_and_the_served_poll_lists_fewer_batches(tmp_path: Path) -> None:
-    r = run(days=1, polls=2, folder=tmp_path / "node")
+    r = run(days=1, polls=2, folder=tmp_path / "node", pushes=2)
     assert r["readings"] == 287
     assert 0 < r["served_record_bytes"] < r["whole_record_bytes"]
     assert r["served_p50_ms"] > 0 and r["whole_p50_ms"] > 0
+    assert 0 < r["push_served_record_bytes"] < r["push_whole_record_bytes"]
 
 
-@pytest.mark.parametrize(("days", "polls"), [(0, 5), (15, 5), (4, 0)])
+@pytest.mark.parametrize(("days", "polls", "pushes"),
+                         [(0, 5, 1), (15, 5, 1), (4, 0, 1), (4, 5, 0), (4, 5, 289)])
 def test_follow_bench_refuses_what_it_cannot_run_and_opens_no_node(
-        tmp_path: Path, days: int, polls: int) -> None:
-    with pytest.raises(InputError, match="--days is 1 to 14 and --polls at least 1"):
-        run(days=days, polls=polls, folder=tmp_path / "node")
+        tmp_path: Path, days: int, polls: int, pushes: int) -> None:
+    with pytest.raises(InputError, match="--days is 1 to 14, --polls at least 1 and --pushes "
+                                         "1 to 288"):
+        run(days=days, polls=polls, folder=tmp_path / "node", pushes=pushes)
     assert not (tmp_path / "node").exists()

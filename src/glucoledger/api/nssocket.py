@@ -43,7 +43,10 @@ Invariants, the same as the HTTP routes':
   do.
 - Pushes are driven by ``NightscoutService.marker`` (which reads no data): a socket is read
   for again only when its patient's data moved (a committed batch, a version), checked every
-  ``interval`` seconds and at once after a write on a socket of this process.
+  ``interval`` seconds and at once after a write on a socket of this process. A push reads
+  only what may have changed (``NightscoutService.follow``): a collection with no new batch
+  is not read, and new batches alone are read from the earliest of them on, so a follower's
+  push every 5 minutes lists a batch or two in its access record, not 48 hours of them.
 """
 
 from __future__ import annotations
@@ -69,8 +72,7 @@ from ..errors import (
 from ..interop import nightscout as ns
 from ..interop.nsfeed import COLLECTIONS, Feed
 from ..interop.nsfields import TIMES
-from ..interop.nsrender import iso
-from ..node.nightscout import Binding, NightscoutService
+from ..node.nightscout import Binding, Followed, NightscoutService
 from .context import ServerContext
 
 __all__ = ["NsSocket", "SocketLane"]
@@ -116,6 +118,7 @@ class _Client:
     history_ms: int = 48 * 3_600_000
     collections: list[str] = field(default_factory=list)
     feed: Feed = field(default_factory=Feed)
+    seen: dict[str, Followed] = field(default_factory=dict)  # by collection: the last read
     credential: tuple[str, str, bytes] | None = None  # (role, account, patient) once bound
     authorized: int = 0  # authorize calls on this connection
 
@@ -281,18 +284,11 @@ class NsSocket:
         asyncio.get_running_loop().create_task(close())
 
     # --- reads and pushes -------------------------------------------------------------------
-    def _query(self, collection: str, since: int) -> ns.Query:
-        if collection == "profile":
-            return ns.parse_query(collection, [("count", "1")])
-        field_ = "date" if collection == "entries" else "created_at"
-        value = str(since) if field_ == "date" else iso(since)
-        return ns.parse_query(collection, [(f"find[{field_}][$gte]", value),
-                                           ("count", str(ns.MAX_COUNT))])
-
     async def _read(self, sid: str, client: _Client, *, full: bool) -> dict[str, Any]:
         """What ``client`` may read now, as a ``dataUpdate`` payload (a delta unless
         ``full``). Each collection's read is decided and audited before anything is
-        returned. Raises PermissionDeniedError when no collection may be read."""
+        returned; a delta reads only what may have changed (``NightscoutService.follow``).
+        Raises PermissionDeniedError when no collection may be read."""
         binding = client.binding
         assert binding is not None
         since = _now() - client.history_ms
@@ -301,15 +297,18 @@ class NsSocket:
         last: PermissionDeniedError | None = None
         for col in client.collections:
             try:
-                docs = await asyncio.to_thread(self.svc.read, binding, col,
-                                               self._query(col, since))
+                docs, start, seen = await asyncio.to_thread(
+                    self.svc.follow, binding, col, since, None if full else client.seen.get(col))
             except PermissionDeniedError as exc:
                 last = exc
                 if full:  # not covered by the grant: left out for this session
                     continue
                 raise
             readable.append(col)
-            out.update(client.feed.delta(col, docs, full=full, since_ms=since))
+            client.seen[col] = seen
+            if docs is not None:
+                out.update(client.feed.delta(col, docs, full=full, since_ms=since,
+                                             from_ms=start))
         if not readable and last is not None:
             raise last
         client.collections = readable

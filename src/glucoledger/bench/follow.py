@@ -17,7 +17,13 @@ Two figures from the same run, on the same node and the same data:
 Printed per poll (medians): wall and CPU time, and the size of the access record it adds to the
 ledger's state (every poll of every follower adds one).
 
-Run: ``python -m glucoledger.bench.follow [--days 4] [--polls 50]``. Printed, not asserted.
+Then a socket feed (AndroidAPS's v1 client: 48 hours of history) after each of ``pushes``
+new readings, as served (``NightscoutService.follow``: from the new batches' hour on) and
+reading the whole window at every push (what every push did before): per push, wall and CPU
+time and the bytes of the access records it adds.
+
+Run: ``python -m glucoledger.bench.follow [--days 4] [--polls 50] [--pushes 12]``.
+Printed, not asserted.
 """
 
 from __future__ import annotations
@@ -76,13 +82,36 @@ def _poll_times(node: Any, ns: Any, reader: Any, query: Any, polls: int
     return walls, cpus, largest, docs
 
 
-def run(days: int = 4, polls: int = 50, folder: Path | None = None) -> dict[str, float]:
+def _push(node: Any, ns: Any, binding: Any, feed: Any, seen: dict[str, Any] | None,
+          since: int) -> tuple[float, float, int]:
+    """One socket push of every collection (``NsSocket._read``'s reads): wall and CPU ms,
+    and the bytes of the access records it added. ``seen`` None: each read is of the whole
+    window (what every push did before ``NightscoutService.follow``)."""
+    from ..interop.nsfeed import COLLECTIONS
+
+    before = set(node.state.keys("access/"))
+    t, c = time.perf_counter(), time.process_time()
+    for col in COLLECTIONS:
+        docs, start, now_seen = ns.follow(binding, col, since,
+                                          None if seen is None else seen.get(col))
+        if seen is not None:
+            seen[col] = now_seen
+        if docs is not None:
+            feed.delta(col, docs, full=False, since_ms=since, from_ms=start)
+    wall, cpu = (time.perf_counter() - t) * 1000, (time.process_time() - c) * 1000
+    added = set(node.state.keys("access/")) - before
+    return wall, cpu, sum(len(node.state.get_raw(k)) for k in added)
+
+
+def run(days: int = 4, polls: int = 50, folder: Path | None = None,
+        pushes: int = 12) -> dict[str, float]:
     from ..api.context import ServerContext
+    from ..interop.nsfeed import COLLECTIONS, Feed
     from ..interop.nsquery import parse_query
     from ..node.service import Node
 
-    if not 1 <= days <= 14 or polls < 1:
-        raise InputError("--days is 1 to 14 and --polls at least 1")
+    if not 1 <= days <= 14 or polls < 1 or not 1 <= pushes <= 288:
+        raise InputError("--days is 1 to 14, --polls at least 1 and --pushes 1 to 288")
     now = int(time.time() * 1000) // _STEP_MS * _STEP_MS
     node = Node.init(Path(folder or tempfile.mkdtemp(prefix="glucoledger-bench-follow-")))
     ctx = ServerContext.create(node)
@@ -90,10 +119,13 @@ def run(days: int = 4, polls: int = 50, folder: Path | None = None) -> dict[str,
         ns = ctx.svc.nightscout
         up, fol = follower_site(node, ns, now)
         n = 288 * days - 1
+
+        def reading(i: int) -> list[dict[str, Any]]:
+            return [{"type": "sgv", "sgv": 80 + i % 120, "date": now - (n - i) * _STEP_MS,
+                     "direction": "Flat", "device": "xDrip-G6"}]
+
         print(f"uploading {n:,} readings one per POST ({days} days) ...")
-        futures = [ns.post(up, "entries", [{
-            "type": "sgv", "sgv": 80 + i % 120, "date": now - (n - i) * _STEP_MS,
-            "direction": "Flat", "device": "xDrip-G6"}], now) for i in range(n)]
+        futures = [ns.post(up, "entries", reading(i), now) for i in range(n - pushes)]
         for f in futures:
             f.result(300)
         newest = parse_query("entries", [("count", "10")], now_ms=now)
@@ -105,6 +137,24 @@ def run(days: int = 4, polls: int = 50, folder: Path | None = None) -> dict[str,
         before = _poll_times(node, ns, fol, whole, max(3, polls // 10))
         if served[3] != before[3]:
             raise RuntimeError("the narrowed poll answered differently from the whole window")
+        # A socket (AndroidAPS's v1 client, 48 hours of history) after each new reading.
+        since = now - 48 * 3_600_000
+        feeds = (Feed(), Feed())
+        seen: dict[str, Any] = {}
+        for feed in feeds:
+            for col in COLLECTIONS:
+                docs, _, seen_col = ns.follow(up, col, since, None)
+                assert docs is not None  # a first read is always made
+                feed.delta(col, docs, full=True, since_ms=since)
+                if feed is feeds[0]:
+                    seen[col] = seen_col
+        pushed: tuple[list[tuple[float, float, int]], ...] = ([], [])
+        for i in range(n - pushes, n):
+            ns.post(up, "entries", reading(i), now).result(60)
+            pushed[0].append(_push(node, ns, up, feeds[0], seen, since))
+            pushed[1].append(_push(node, ns, up, feeds[1], None, since))
+        if feeds[0].sent != feeds[1].sent:
+            raise RuntimeError("the pushes as served sent differently from whole reads")
     finally:
         ctx.close()
         node.close()
@@ -113,6 +163,10 @@ def run(days: int = 4, polls: int = 50, folder: Path | None = None) -> dict[str,
         out[f"{name}_p50_ms"] = statistics.median(walls)
         out[f"{name}_cpu_ms"] = statistics.median(cpus)
         out[f"{name}_record_bytes"] = float(largest)
+    for name, rows in (("push_served", pushed[0]), ("push_whole", pushed[1])):
+        out[f"{name}_p50_ms"] = statistics.median(r[0] for r in rows)
+        out[f"{name}_cpu_ms"] = statistics.median(r[1] for r in rows)
+        out[f"{name}_record_bytes"] = statistics.median(r[2] for r in rows)
     return out
 
 
@@ -120,10 +174,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--days", type=int, default=4)
     ap.add_argument("--polls", type=int, default=50)
+    ap.add_argument("--pushes", type=int, default=12)
     a = ap.parse_args()
     print_load("start")
     try:
-        r = run(a.days, a.polls)
+        r = run(a.days, a.polls, pushes=a.pushes)
     except InputError as exc:
         raise SystemExit(f"bench.follow: {exc}") from None
     print(f"follower poll, count=10, {int(r['readings']):,} one-reading batches:")
@@ -133,6 +188,14 @@ def main() -> None:
           f"ms  access record {r['whole_record_bytes']:9,.0f} bytes")
     print(f"  served / whole: {r['served_cpu_ms'] / r['whole_cpu_ms']:.3f}x the CPU, "
           f"{r['served_record_bytes'] / r['whole_record_bytes']:.3f}x the ledger state")
+    print(f"socket push after each new reading, 48 h of history, {a.pushes} pushes:")
+    for name, label in (("push_served", "as served:        "),
+                        ("push_whole", "the whole window: ")):
+        print(f"  {label} p50 {r[name + '_p50_ms']:7.1f} ms  CPU {r[name + '_cpu_ms']:7.1f} "
+              f"ms  access records {r[name + '_record_bytes']:9,.0f} bytes")
+    print(f"  served / whole: {r['push_served_cpu_ms'] / r['push_whole_cpu_ms']:.3f}x the CPU, "
+          f"{r['push_served_record_bytes'] / r['push_whole_record_bytes']:.3f}x the ledger "
+          "state")
     print_load("end")
 
 

@@ -56,9 +56,11 @@ from ..glucose.readings import Batch, Record, parse_batch
 from ..interop import nightscout as ns
 from ..interop import nsaccept
 from ..interop.nsquery import Cond
-from ..interop.nsrender import with_deltas
-from ..state.access import newest_start
+from ..interop.nsrender import iso, with_deltas
+from ..state.access import batches_in, newest_start
 from ..state.consent import Request, grants_of
+from ..state.replica import Block
+from ..state.versions import KEY_PREFIXES as _VERSION_KEYS
 from ..vault.batch import prepare_upload
 from .access import AccessService, RawRelease
 from .accounts import AddressBook, Identity, identity, keys_of
@@ -70,7 +72,7 @@ from .nsversions import DEDUP_CONTEXT, DocVersions, identity_tag
 from .pipeline import Pipeline
 from .service import Node
 
-__all__ = ["STREAMS_OF", "Binding", "NightscoutService", "batches_of"]
+__all__ = ["STREAMS_OF", "Binding", "Followed", "NightscoutService", "batches_of"]
 
 #: Which streams each collection is read from.
 STREAMS_OF: dict[str, tuple[str, ...]] = {
@@ -95,6 +97,19 @@ _MET_BY_ALL: dict[str, frozenset[Cond]] = {
 }
 
 
+_FAR = 1 << 62
+
+
+@dataclass(frozen=True, slots=True)
+class Followed:
+    """What a feed's read of one collection saw, taken before it read: the batches of the
+    collection's streams the index holds from the feed's window on (ciphertext hash ->
+    (start, end)), and the patient's count of version changes (``marker``)."""
+
+    batches: dict[bytes, tuple[int, int]]
+    edits: int
+
+
 def batches_of(docs: list[ns.Doc], now_ms: int) -> list[Batch]:
     """The documents' items as validated batches, one per stream unless two documents hold
     records of one type at one time (two notes of different treatments): those go to
@@ -114,6 +129,16 @@ def batches_of(docs: list[ns.Doc], now_ms: int) -> list[Batch]:
             by_stream[stream][lane].append(item)
     return [parse_batch(s, items, now_ms=now_ms)
             for s, groups in by_stream.items() for items in groups]
+
+
+def _feed_query(collection: str, since_ms: int) -> ns.Query:
+    """Every document of ``collection`` from ``since_ms`` on (profile: the newest)."""
+    if collection == "profile":
+        return ns.parse_query(collection, [("count", "1")])
+    field_ = "date" if collection == "entries" else "created_at"
+    value = str(since_ms) if field_ == "date" else iso(since_ms)
+    return ns.parse_query(collection, [(f"find[{field_}][$gte]", value),
+                                       ("count", str(ns.MAX_COUNT))])
 
 
 def ns_refusal(now_ms: int, uploader: str, collection: str, index: int,
@@ -183,17 +208,28 @@ class NightscoutService:
         self.refusals = RefusalLog(node.data_dir / "nightscout-refusals.bin", node.master)
         self.versions = DocVersions(node, self._dedup_key, self._key)
         self.v3 = V3(self)
-        self._edits: dict[bytes, int] = defaultdict(int)  # patient -> versions recorded here
+        #: patient -> how many stored blocks changed one of her documents' versions (by any
+        #: process or member): a feed that sees it move reads its whole window again.
+        self._edits: dict[bytes, int] = defaultdict(int)
+        node.block_observers.append(self._saw_block)
 
     def close(self) -> None:
         self._pipeline.close()
 
     def marker(self, patient: bytes) -> tuple[int, int]:
         """What changes when the patient's documents may have changed: the log index of her
-        last committed batch, and how many versions (edits, deletions) this process
-        recorded for her. Reads nothing of her data; a feed that sees it move still reads
+        last committed batch, and how many stored blocks recorded versions (edits, deletions)
+        of her documents. Reads nothing of her data; a feed that sees it move still reads
         through ``read`` (decided and audited)."""
         return self.ingest.vault.last_index(patient), self._edits[patient]
+
+    def _saw_block(self, block: Block) -> None:
+        """Count, per patient, the stored blocks that changed her documents' versions
+        (``docver/<patient>/...``, ``docalias/<patient>/...``: state/versions.py)."""
+        touched = {key.split("/", 2)[1] for key in block.changes
+                   if key.startswith(_VERSION_KEYS)}
+        for patient in touched:
+            self._edits[bytes.fromhex(patient)] += 1
 
     # --- credentials -----------------------------------------------------------------------
     def _load(self) -> dict[str, dict[str, str]]:
@@ -417,7 +453,6 @@ class NightscoutService:
                     self.versions.record(gw.id, [key], p.binding.patient, p.heads[j], n, cts,
                                          moved=p.ids[j])
                     self.ingest.vault.add_tags([(t, cts[0]) for t in tags])
-                    self._edits[p.binding.patient] += 1
             except GlucoledgerError as exc:
                 p.future.set_exception(exc)
                 continue
@@ -613,6 +648,37 @@ class NightscoutService:
         # asking for the newest reading names one document, not the whole window's).
         return self._named(binding, ns.select(self._unnamed(collection, records), query))
 
+    def follow(self, binding: Binding, collection: str, since_ms: int,
+               before: Followed | None) -> tuple[list[dict[str, Any]] | None, int, Followed]:
+        """A feed's next read of ``collection`` from ``since_ms`` on (a socket's
+        ``dataUpdate``), after the read that saw ``before`` (None: a first read, of the whole
+        window). Returns the documents read (None: nothing can have changed, so nothing was
+        read and no access was recorded), the time they were read from, and what this read
+        saw (to pass as ``before`` next time).
+
+        When only new batches were committed since ``before`` (the common case: a reading, a
+        dose), the read starts at the earliest start among them: it releases and lists those
+        batches (and any older one reaching into their time), not the window's every batch.
+        A document read before can have changed only through a new version (an edit or a
+        deletion, by any process: ``marker``) or an erasure (a batch that left the window
+        other than by age): then the whole window is read again, so the feed sees removals.
+        Raises PermissionDeniedError (the read's denial, audited), AuthenticationError.
+        """
+        edits = self._edits[binding.patient]
+        lo = 0 if collection == "profile" else since_ms  # profile: the newest, of any age
+        held = {e[0]: (e[2], e[3]) for e in batches_in(
+            self.node.state, binding.patient, STREAMS_OF[collection], lo, _FAR)}
+        seen = Followed(held, edits)
+        start = since_ms
+        if (before is not None and before.edits == edits
+                and all(ct in held or end <= lo for ct, (_, end) in before.batches.items())):
+            new = [first for ct, (first, _) in held.items() if ct not in before.batches]
+            if not new:
+                return None, since_ms, seen
+            if collection != "profile":
+                start = max(since_ms, min(new))
+        return self.read(binding, collection, _feed_query(collection, start)), start, seen
+
     def delete(self, binding: Binding, collection: str, query: ns.Query
                ) -> dict[str, Any]:
         """Delete the documents ``query`` finds (by ``find[_id]``, or any find): each gets a
@@ -631,7 +697,6 @@ class NightscoutService:
             version, deleted = self.versions.current(binding.patient, tag)
             if not deleted:
                 self.versions.record(gw.id, [key], binding.patient, tag, version + 1, [])
-                self._edits[binding.patient] += 1
                 n += 1
         return {"n": n, "ok": 1}
 

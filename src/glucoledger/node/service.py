@@ -254,6 +254,10 @@ class Node:
         #: Called (by the syncing thread) after new blocks are stored, before waiting
         #: submits are released.
         self.on_blocks: Callable[[], None] | None = None
+        #: Called (by the syncing thread, under the node's lock) with each block once it is
+        #: stored: cheap and never raising (a service's view of what changed, e.g. the
+        #: Nightscout feed's document versions).
+        self.block_observers: list[Callable[[Block], None]] = []
         self._follower: int | None = None
         #: Why this node stopped working (None while it works): set by ``halt``.
         self.halted: str | None = None
@@ -695,6 +699,8 @@ class Node:
         note = sign_checkpoint(cp, self.key_for_height(h.height), self.config.name).encode()
         self.store.write_block(block, note,
                                self.replica.tree.frontier if frontier is None else frontier)
+        for observe in self.block_observers:
+            observe(block)
 
     # --- reading --------------------------------------------------------------------------
     @property

@@ -46,18 +46,21 @@ from .devices import get_uploader
 from .machine import Body, Context, body_field, register, require
 from .store import State
 
-__all__ = ["MAX_CTS", "MAX_VERSIONS", "alias_key", "alias_of", "version_key", "versions_of"]
+__all__ = ["KEY_PREFIXES", "MAX_CTS", "MAX_VERSIONS", "alias_key", "alias_of", "version_key",
+           "versions_of"]
 
 MAX_CTS: Final = 8
 MAX_VERSIONS: Final = 1_000
+#: The prefixes of every key this contract writes, each followed by ``<patient hex>/``.
+KEY_PREFIXES: Final = ("docver/", "docalias/")
 
 
 def version_key(patient: bytes, doc: bytes) -> str:
-    return f"docver/{patient.hex()}/{doc.hex()}"
+    return f"{KEY_PREFIXES[0]}{patient.hex()}/{doc.hex()}"
 
 
 def alias_key(patient: bytes, tag: bytes) -> str:
-    return f"docalias/{patient.hex()}/{tag.hex()}"
+    return f"{KEY_PREFIXES[1]}{patient.hex()}/{tag.hex()}"
 
 
 def alias_of(state: State, patient: bytes, tag: bytes) -> bytes:
