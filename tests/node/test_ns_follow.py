@@ -27,6 +27,7 @@ from glucoledger.interop.nsrender import iso
 from glucoledger.node.accounts import identity, keys_of
 from glucoledger.node.nightscout import Binding, Followed, NightscoutService
 from glucoledger.node.service import Node
+from tests.api.payloads import aaps_profile
 
 HOUR = 3_600_000
 STEP = 300_000
@@ -132,6 +133,14 @@ def test_pushes_read_what_changed_and_the_phone_holds_what_whole_reads_give(
         assert max(n for _, n in reads) * 5 < max(n for _, n in whole_reads)
         t += STEP
     assert both()[1] == []  # nothing new: nothing read, nothing recorded
+
+    # A new profile (the newest, of any age: read again when its stream's batches change).
+    ns.post(up, "profile", [aaps_profile(NOW)], NOW).result(60)
+    reads = both()[1]
+    assert [start for start, _ in reads] == [0] and len(narrow.held["profiles"]) == 1
+    _upload(ns, up, t)
+    t += STEP
+    assert 0 not in {start for start, _ in both()[1]}
 
     # A reading backfilled from yesterday with a new one: read from the older one's hour on.
     late = t - 5 * HOUR + 1

@@ -34,6 +34,7 @@ many POSTs arrived meanwhile.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections import defaultdict
@@ -104,10 +105,12 @@ _FAR = 1 << 62
 class Followed:
     """What a feed's read of one collection saw, taken before it read: the batches of the
     collection's streams the index holds from the feed's window on (ciphertext hash ->
-    (start, end)), and the patient's count of version changes (``marker``)."""
+    (start, end)), the patient's count of version changes (``marker``), and for the profile
+    (the newest, of any age) the vault's mark of its stream instead of its batches."""
 
     batches: dict[bytes, tuple[int, int]]
     edits: int
+    mark: tuple[int, int] | None = None
 
 
 def batches_of(docs: list[ns.Doc], now_ms: int) -> list[Batch]:
@@ -227,9 +230,10 @@ class NightscoutService:
         """Count, per patient, the stored blocks that changed her documents' versions
         (``docver/<patient>/...``, ``docalias/<patient>/...``: state/versions.py)."""
         touched = {key.split("/", 2)[1] for key in block.changes
-                   if key.startswith(_VERSION_KEYS)}
+                   if key.startswith(_VERSION_KEYS) and key.count("/") == 2}
         for patient in touched:
-            self._edits[bytes.fromhex(patient)] += 1
+            with contextlib.suppress(ValueError):  # the contract writes hex; never raise here
+                self._edits[bytes.fromhex(patient)] += 1
 
     # --- credentials -----------------------------------------------------------------------
     def _load(self) -> dict[str, dict[str, str]]:
@@ -664,19 +668,23 @@ class NightscoutService:
         other than by age): then the whole window is read again, so the feed sees removals.
         Raises PermissionDeniedError (the read's denial, audited), AuthenticationError.
         """
-        edits = self._edits[binding.patient]
-        lo = 0 if collection == "profile" else since_ms  # profile: the newest, of any age
+        edits, streams = self._edits[binding.patient], STREAMS_OF[collection]
+        if collection == "profile":  # the newest, of any age: the stream's mark, not its index
+            seen = Followed({}, edits, self.ingest.vault.mark(binding.patient, streams))
+            if before is not None and (before.edits, before.mark) == (edits, seen.mark):
+                return None, since_ms, seen
+            return self.read(binding, collection, _feed_query(collection, 0)), since_ms, seen
         held = {e[0]: (e[2], e[3]) for e in batches_in(
-            self.node.state, binding.patient, STREAMS_OF[collection], lo, _FAR)}
+            self.node.state, binding.patient, streams, since_ms, _FAR)}
         seen = Followed(held, edits)
         start = since_ms
         if (before is not None and before.edits == edits
-                and all(ct in held or end <= lo for ct, (_, end) in before.batches.items())):
+                and all(ct in held or end <= since_ms
+                        for ct, (_, end) in before.batches.items())):
             new = [first for ct, (first, _) in held.items() if ct not in before.batches]
             if not new:
                 return None, since_ms, seen
-            if collection != "profile":
-                start = max(since_ms, min(new))
+            start = max(since_ms, min(new))
         return self.read(binding, collection, _feed_query(collection, start)), start, seen
 
     def delete(self, binding: Binding, collection: str, query: ns.Query

@@ -363,9 +363,19 @@ class Vault:
     def last_index(self, patient: bytes) -> int:
         """The highest log index of the patient's committed batches (-1: none): what moves
         whenever new data of hers is committed (a push feed's cheap "anything new?")."""
-        row = self._q("SELECT MAX(tx_index) FROM batches WHERE patient = ? AND "
-                      "status = 'committed'", (patient,))[0][0]
-        return -1 if row is None else int(row)
+        return self.mark(patient)[0]
+
+    def mark(self, patient: bytes, streams: Sequence[str] | None = None) -> tuple[int, int]:
+        """The highest log index of the patient's committed batches (of ``streams``; -1:
+        none) and how many there are: it moves when one is committed or erased."""
+        sql = "SELECT MAX(tx_index), COUNT(*) FROM batches WHERE patient = ? AND " \
+              "status = 'committed'"
+        args: list[Any] = [patient]
+        if streams is not None:
+            sql += f" AND stream IN ({','.join('?' * len(streams))})"
+            args += list(streams)
+        top, n = self._q(sql, args)[0]
+        return -1 if top is None else int(top), int(n)
 
     def max_committed_index(self) -> int | None:
         """The highest log index a committed row names (None: no committed row)."""
