@@ -14,6 +14,7 @@ import hashlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -26,13 +27,19 @@ from glucoledger.interop.nsquery import parse_query
 from glucoledger.interop.nsrender import iso
 from glucoledger.node.accounts import identity, keys_of
 from glucoledger.node.nightscout import Binding, Followed, NightscoutService
+from glucoledger.node.nsedits import EditLog
 from glucoledger.node.service import Node
+from glucoledger.state.versions import alias_key, version_key
 from tests.api.payloads import aaps_profile
 
 HOUR = 3_600_000
 STEP = 300_000
 NOW = int(time.time() * 1000) // STEP * STEP
 SINCE = NOW - 48 * HOUR
+
+
+def _hour(t: int) -> int:
+    return t - t % HOUR
 
 
 class Phone:
@@ -75,7 +82,7 @@ class Phone:
 def site(tmp_path: Path) -> Iterator[tuple[Node, ServerContext, NightscoutService, Binding]]:
     node = Node.init(tmp_path / "node")
     ctx = ServerContext.create(node)
-    ns: NightscoutService = ctx.svc.nightscout  # type: ignore[union-attr]
+    ns: NightscoutService = ctx.svc.nightscout
     follower_site(node, ns, NOW)
     up = ns.authenticate(hashlib.sha1(UPLOADER_SECRET.encode()).hexdigest(), None)
     try:
@@ -104,24 +111,42 @@ def _carbs(ns: NightscoutService, up: Binding, t: int, grams: int) -> str:
     return str(docs[0]["_id"])
 
 
+class Phones:
+    """Two phones following one patient: one reading the whole window at every push, one
+    as served; ``both`` pushes to each and checks they hold the same."""
+
+    def __init__(self, node: Node, ns: NightscoutService, up: Binding) -> None:
+        self.node, self.ns, self.up = node, ns, up
+        self.whole, self.narrow = Phone(narrow=False), Phone(narrow=True)
+        self.whole.push(node, ns, up, SINCE, full=True)
+        self.narrow.push(node, ns, up, SINCE, full=True)
+        assert self.whole.held == self.narrow.held and len(self.narrow.held["sgvs"]) > 40
+
+    def both(self, since: int = SINCE) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """The reads of each push (where each started, how many batches it lists)."""
+        lists = (self.whole.push(self.node, self.ns, self.up, since),
+                 self.narrow.push(self.node, self.ns, self.up, since))
+        assert self.narrow.held == self.whole.held
+        return lists
+
+
+def _history(ns: NightscoutService, up: Binding) -> int:
+    """A day of uploads every half hour, from the window's start; the time after them."""
+    t = SINCE + STEP
+    while t < NOW - 24 * HOUR:
+        _upload(ns, up, t)
+        t += 6 * STEP
+    return t
+
+
 def test_pushes_read_what_changed_and_the_phone_holds_what_whole_reads_give(
         site: tuple[Node, ServerContext, NightscoutService, Binding]) -> None:
     node, ctx, ns, up = site
-    t = SINCE + STEP
-    while t < NOW - 24 * HOUR:  # a day of history before the phones connect
-        _upload(ns, up, t)
-        t += 6 * STEP
+    t = _history(ns, up)
     lunch = _carbs(ns, up, NOW - 30 * HOUR, 40)
     _carbs(ns, up, NOW - 27 * HOUR, 60)
-    whole, narrow = Phone(narrow=False), Phone(narrow=True)
-    whole.push(node, ns, up, SINCE, full=True)
-    narrow.push(node, ns, up, SINCE, full=True)
-    assert whole.held == narrow.held and len(narrow.held["sgvs"]) > 40
-
-    def both(since: int = SINCE) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-        lists = whole.push(node, ns, up, since), narrow.push(node, ns, up, since)
-        assert narrow.held == whole.held
-        return lists
+    phones = Phones(node, ns, up)
+    both, narrow = phones.both, phones.narrow
 
     # Plain uploads: each push reads from the hour of the new batches on (a commitment
     # names the hour, not the minute: state/data.py), nothing older, and lists those.
@@ -160,14 +185,29 @@ def test_pushes_read_what_changed_and_the_phone_holds_what_whole_reads_give(
     ann = identity(node, "ann")
     ns.versions.record(ann.id, keys_of(node, ann, [0]), up.patient, tag, version + 1, [])
     _upload(ns, up, t)
-    t += STEP
-    both()
+    reads = both()[1]
     assert lunch not in narrow.held["treatments"]
+    # read from the lunch's hour (where the deleted document is), not the window's start
+    assert min(start for start, _ in reads) == _hour(NOW - 30 * HOUR)
+    t += STEP
 
-    # An edit: the dinner's carbs corrected.
+    # An edit: the dinner's carbs corrected (read from the dinner's hour on).
     _carbs(ns, up, NOW - 27 * HOUR, 45)
-    both()
-    assert any(r.get("carbs") == 45 for r in narrow.held["treatments"].values())
+    assert {start for start, _ in both()[1]} == {_hour(NOW - 27 * HOUR)}
+    dinner = next(i for i, r in narrow.held["treatments"].items() if r.get("carbs") == 45)
+
+    # A move (Loop's PUT by _id moving a carb entry in time): the dinner an hour later, then
+    # earlier than it ever was; then a deletion of the moved document, read from its
+    # earliest version's hour (where the phone holds it).
+    for moved in (NOW - 26 * HOUR, NOW - 28 * HOUR - HOUR // 2):
+        ns.post(up, "treatments", [{"_id": dinner, "eventType": "Carb Correction",
+                                    "created_at": iso(moved), "carbs": 45,
+                                    "enteredBy": "Loop"}], NOW, replace=True).result(60)
+        assert min(start for start, _ in both()[1]) == _hour(min(moved, NOW - 27 * HOUR))
+        assert narrow.held["treatments"][dinner]["mills"] == moved
+    ns.delete(up, "treatments", parse_query("treatments", [("find[_id]", dinner)]))
+    assert min(start for start, _ in both()[1]) == _hour(NOW - 28 * HOUR - HOUR // 2)
+    assert dinner not in narrow.held["treatments"]
 
     # An erasure of yesterday afternoon, then new data: the erased treatments are removed.
     ctx.svc.erasure.erase_as(ann.id, keys_of(node, ann, [0]), ["insulin", "carbs", "notes"],
@@ -178,6 +218,59 @@ def test_pushes_read_what_changed_and_the_phone_holds_what_whole_reads_give(
     assert not [r for r in narrow.held["treatments"].values()
                 if NOW - 30 * HOUR <= r["mills"] < NOW - 28 * HOUR]
 
+    # The profile deleted (no new batch: its stream's mark stays): the profile is read again.
+    profile_id = next(iter(narrow.held["profiles"]))
+    ns.delete(up, "profile", parse_query("profile", [("find[_id]", profile_id)]))
+    assert 0 in {start for start, _ in both()[1]}
+
     # The window moves on: what ages out is dropped by the phone, not pushed as a removal.
     _upload(ns, up, t)
     both(since=SINCE + 6 * HOUR)
+
+
+def test_changes_not_all_known_read_the_whole_window(
+        site: tuple[Node, ServerContext, NightscoutService, Binding]) -> None:
+    """More changes between two pushes than the log keeps, or a change to a document this
+    node's vault does not hold (uploaded through another member): the whole window."""
+    node, _, ns, up = site
+    node.block_observers.remove(ns.edits.saw)
+    ns.edits = EditLog(per_patient=2)
+    node.block_observers.append(ns.edits.saw)
+    t = _history(ns, up)
+    meals = [_carbs(ns, up, NOW - (40 - k) * HOUR, 30 + k) for k in range(4)]
+    phones = Phones(node, ns, up)
+    for doc in meals[:3]:  # three deletions, two kept
+        ns.delete(up, "treatments", parse_query("treatments", [("find[_id]", doc)]))
+    _upload(ns, up, t)
+    assert min(start for start, _ in phones.both()[1] if start) == SINCE
+    assert not set(meals[:3]) & set(phones.narrow.held["treatments"])
+
+    query = parse_query("treatments", [("find[_id]", meals[3])])
+    tag = ns.tag_of(up.patient, "treatments", ns._select(up, "treatments", query)[0].key)
+    ns.ingest.vault._many([("DELETE FROM tags WHERE tag = ?", [(tag,)])])
+    ns.delete(up, "treatments", query)
+    _upload(ns, up, t + STEP)
+    assert min(start for start, _ in phones.both()[1] if start) == SINCE
+    assert meals[3] not in phones.narrow.held["treatments"]
+
+
+def _block(*keys: str) -> Any:
+    return SimpleNamespace(changes=dict.fromkeys(keys, b""))
+
+
+def test_the_edit_log_counts_every_change_and_keeps_the_last_few() -> None:
+    log = EditLog(patients=2, per_patient=3)
+    a, b, c = b"\x0a" * 32, b"\x0b" * 32, b"\x0c" * 32
+    tags = [bytes([i]) * 32 for i in range(5)]
+    log.saw(_block(*(version_key(a, tag) for tag in tags[:2]), alias_key(a, tags[2]),
+                   "docver/zz/11", "docver/" + a.hex(), "dc/" + a.hex() + "/cgm/1",
+                   "docver/" + a.hex() + "/" + "1" * 64 + "/x"))  # never raises on these
+    assert log.count(a) == 3 and log.since(a, 0) == (3, tags[:3])
+    assert log.since(a, 3) == (3, []) and log.since(a, 1) == (3, tags[1:3])
+    log.saw(_block(version_key(a, tags[3])))
+    assert log.since(a, 0) == (4, None)  # the first change is no longer kept
+    assert log.since(a, 1) == (4, tags[1:4])
+    log.saw(_block(version_key(b, tags[0])))
+    log.saw(_block(version_key(c, tags[0])))  # a, the least recently changed, is dropped
+    assert log.count(a) == 4 and log.since(a, 3) == (4, None)
+    assert log.since(c, 0) == (1, tags[:1]) and log.count(b"\x0d" * 32) == 0

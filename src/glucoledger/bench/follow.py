@@ -18,9 +18,10 @@ Printed per poll (medians): wall and CPU time, and the size of the access record
 ledger's state (every poll of every follower adds one).
 
 Then a socket feed (AndroidAPS's v1 client: 48 hours of history) after each of ``pushes``
-new readings, as served (``NightscoutService.follow``: from the new batches' hour on) and
-reading the whole window at every push (what every push did before): per push, wall and CPU
-time and the bytes of the access records it adds.
+new readings, and after each of ``pushes`` edits (a PUT by ``_id``) of a reading from a day
+before, as served (``NightscoutService.follow``: from the hour of the new batches and of the
+changed documents on) and reading the whole window at every push (what every push did
+before): per push, wall and CPU time and the bytes of the access records it adds.
 
 Run: ``python -m glucoledger.bench.follow [--days 4] [--polls 50] [--pushes 12]``.
 Printed, not asserted.
@@ -153,6 +154,16 @@ def run(days: int = 4, polls: int = 50, folder: Path | None = None,
             ns.post(up, "entries", reading(i), now).result(60)
             pushed[0].append(_push(node, ns, up, feeds[0], seen, since))
             pushed[1].append(_push(node, ns, up, feeds[1], None, since))
+        # An edit of a reading from a day ago (a PUT by _id: a new version), then a push.
+        sent = sorted(feeds[0].sent["entries"].items(), key=lambda kv: kv[1][1])
+        edited: tuple[list[tuple[float, float, int]], ...] = ([], [])
+        for k in range(pushes):
+            doc_id, (_, mills) = sent[len(sent) // 2 + k]
+            ns.post(up, "entries", [{"_id": doc_id, "type": "sgv", "sgv": 300 - k,
+                                     "date": mills, "direction": "Flat",
+                                     "device": "xDrip-G6"}], now, replace=True).result(60)
+            edited[0].append(_push(node, ns, up, feeds[0], seen, since))
+            edited[1].append(_push(node, ns, up, feeds[1], None, since))
         if feeds[0].sent != feeds[1].sent:
             raise RuntimeError("the pushes as served sent differently from whole reads")
     finally:
@@ -163,7 +174,8 @@ def run(days: int = 4, polls: int = 50, folder: Path | None = None,
         out[f"{name}_p50_ms"] = statistics.median(walls)
         out[f"{name}_cpu_ms"] = statistics.median(cpus)
         out[f"{name}_record_bytes"] = float(largest)
-    for name, rows in (("push_served", pushed[0]), ("push_whole", pushed[1])):
+    for name, rows in (("push_served", pushed[0]), ("push_whole", pushed[1]),
+                       ("edit_served", edited[0]), ("edit_whole", edited[1])):
         out[f"{name}_p50_ms"] = statistics.median(r[0] for r in rows)
         out[f"{name}_cpu_ms"] = statistics.median(r[1] for r in rows)
         out[f"{name}_record_bytes"] = statistics.median(r[2] for r in rows)
@@ -188,14 +200,17 @@ def main() -> None:
           f"ms  access record {r['whole_record_bytes']:9,.0f} bytes")
     print(f"  served / whole: {r['served_cpu_ms'] / r['whole_cpu_ms']:.3f}x the CPU, "
           f"{r['served_record_bytes'] / r['whole_record_bytes']:.3f}x the ledger state")
-    print(f"socket push after each new reading, 48 h of history, {a.pushes} pushes:")
-    for name, label in (("push_served", "as served:        "),
-                        ("push_whole", "the whole window: ")):
-        print(f"  {label} p50 {r[name + '_p50_ms']:7.1f} ms  CPU {r[name + '_cpu_ms']:7.1f} "
-              f"ms  access records {r[name + '_record_bytes']:9,.0f} bytes")
-    print(f"  served / whole: {r['push_served_cpu_ms'] / r['push_whole_cpu_ms']:.3f}x the CPU, "
-          f"{r['push_served_record_bytes'] / r['push_whole_record_bytes']:.3f}x the ledger "
-          "state")
+    for what, kind in (("each new reading", "push"), ("each edit of a day-old reading",
+                                                      "edit")):
+        print(f"socket push after {what}, 48 h of history, {a.pushes} pushes:")
+        for name, label in ((f"{kind}_served", "as served:        "),
+                            (f"{kind}_whole", "the whole window: ")):
+            print(f"  {label} p50 {r[name + '_p50_ms']:7.1f} ms  CPU "
+                  f"{r[name + '_cpu_ms']:7.1f} ms  access records "
+                  f"{r[name + '_record_bytes']:9,.0f} bytes")
+        print(f"  served / whole: {r[kind + '_served_cpu_ms'] / r[kind + '_whole_cpu_ms']:.3f}x "
+              f"the CPU, {r[kind + '_served_record_bytes'] / r[kind + '_whole_record_bytes']:.3f}"
+              "x the ledger state")
     print_load("end")
 
 

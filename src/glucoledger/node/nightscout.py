@@ -34,7 +34,6 @@ many POSTs arrived meanwhile.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 from collections import defaultdict
@@ -60,13 +59,13 @@ from ..interop.nsquery import Cond
 from ..interop.nsrender import iso, with_deltas
 from ..state.access import batches_in, newest_start
 from ..state.consent import Request, grants_of
-from ..state.replica import Block
-from ..state.versions import KEY_PREFIXES as _VERSION_KEYS
+from ..state.versions import versions_of
 from ..vault.batch import prepare_upload
 from .access import AccessService, RawRelease
 from .accounts import AddressBook, Identity, identity, keys_of
 from .devices import bind_device, create_keyed_account, org_account
 from .ingest import IngestService
+from .nsedits import EditLog
 from .nsrefusals import Refusal, RefusalLog
 from .nsv3 import V3
 from .nsversions import DEDUP_CONTEXT, DocVersions, identity_tag
@@ -211,29 +210,20 @@ class NightscoutService:
         self.refusals = RefusalLog(node.data_dir / "nightscout-refusals.bin", node.master)
         self.versions = DocVersions(node, self._dedup_key, self._key)
         self.v3 = V3(self)
-        #: patient -> how many stored blocks changed one of her documents' versions (by any
-        #: process or member): a feed that sees it move reads its whole window again.
-        self._edits: dict[bytes, int] = defaultdict(int)
-        node.block_observers.append(self._saw_block)
+        #: Which of each patient's documents changed, by any process or member: the marker
+        #: moves with it, and a feed reads again where the changed documents are.
+        self.edits = EditLog()
+        node.block_observers.append(self.edits.saw)
 
     def close(self) -> None:
         self._pipeline.close()
 
     def marker(self, patient: bytes) -> tuple[int, int]:
         """What changes when the patient's documents may have changed: the log index of her
-        last committed batch, and how many stored blocks recorded versions (edits, deletions)
-        of her documents. Reads nothing of her data; a feed that sees it move still reads
-        through ``read`` (decided and audited)."""
-        return self.ingest.vault.last_index(patient), self._edits[patient]
-
-    def _saw_block(self, block: Block) -> None:
-        """Count, per patient, the stored blocks that changed her documents' versions
-        (``docver/<patient>/...``, ``docalias/<patient>/...``: state/versions.py)."""
-        touched = {key.split("/", 2)[1] for key in block.changes
-                   if key.startswith(_VERSION_KEYS) and key.count("/") == 2}
-        for patient in touched:
-            with contextlib.suppress(ValueError):  # the contract writes hex; never raise here
-                self._edits[bytes.fromhex(patient)] += 1
+        last committed batch, and how many changes (edits, deletions, moves) of her
+        documents the stored blocks made. Reads nothing of her data; a feed that sees it
+        move still reads through ``read`` (decided and audited)."""
+        return self.ingest.vault.last_index(patient), self.edits.count(patient)
 
     # --- credentials -----------------------------------------------------------------------
     def _load(self) -> dict[str, dict[str, str]]:
@@ -668,24 +658,53 @@ class NightscoutService:
         other than by age): then the whole window is read again, so the feed sees removals.
         Raises PermissionDeniedError (the read's denial, audited), AuthenticationError.
         """
-        edits, streams = self._edits[binding.patient], STREAMS_OF[collection]
+        patient, streams = binding.patient, STREAMS_OF[collection]
+        edits, changed = self.edits.since(patient, -1 if before is None else before.edits)
         if collection == "profile":  # the newest, of any age: the stream's mark, not its index
-            seen = Followed({}, edits, self.ingest.vault.mark(binding.patient, streams))
-            if before is not None and (before.edits, before.mark) == (edits, seen.mark):
+            seen = Followed({}, edits, self.ingest.vault.mark(patient, streams))
+            if (before is not None and before.mark == seen.mark and changed is not None
+                    and not self._in_streams(changed, streams)):
                 return None, since_ms, seen
             return self.read(binding, collection, _feed_query(collection, 0)), since_ms, seen
         held = {e[0]: (e[2], e[3]) for e in batches_in(
-            self.node.state, binding.patient, streams, since_ms, _FAR)}
+            self.node.state, patient, streams, since_ms, _FAR)}
         seen = Followed(held, edits)
         start = since_ms
-        if (before is not None and before.edits == edits
+        if (before is not None and changed is not None
                 and all(ct in held or end <= since_ms
                         for ct, (_, end) in before.batches.items())):
-            new = [first for ct, (first, _) in held.items() if ct not in before.batches]
-            if not new:
-                return None, since_ms, seen
-            start = max(since_ms, min(new))
+            starts = self._where(patient, changed, held)
+            if starts is not None:
+                starts += [first for ct, (first, _) in held.items() if ct not in before.batches]
+                if not starts:
+                    return None, since_ms, seen
+                start = max(since_ms, min(starts))
         return self.read(binding, collection, _feed_query(collection, start)), start, seen
+
+    def _in_streams(self, docs: list[bytes], streams: tuple[str, ...]) -> bool:
+        """Whether any of the changed documents ``docs`` (tags) was first uploaded in one of
+        ``streams``, or is not in this node's vault (so it may be)."""
+        owners = self.ingest.vault.tag_owners(sorted(set(docs)))
+        return any(doc not in owners or owners[doc].stream in streams for doc in docs)
+
+    def _where(self, patient: bytes, docs: list[bytes], held: dict[bytes, tuple[int, int]]
+               ) -> list[int] | None:
+        """Where in the window (the starts of ``held`` batches) the changed documents ``docs``
+        (tags) are, in every version: the batch holding the first (the vault's identity
+        tag) and those of the changes (``doc.version``). None when a document's first
+        batch is not in this node's vault (uploaded through another member)."""
+        if not docs:
+            return []
+        owners = self.ingest.vault.tag_owners(sorted(set(docs)))
+        starts = []
+        for doc in set(docs):
+            first = owners.get(doc)
+            if first is None:
+                return None
+            cts = [first.ct, *(ct for v in versions_of(self.node.state, patient, doc)
+                               for ct in v["cts"])]
+            starts += [held[ct][0] for ct in cts if ct in held]
+        return starts
 
     def delete(self, binding: Binding, collection: str, query: ns.Query
                ) -> dict[str, Any]:
