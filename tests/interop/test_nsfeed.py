@@ -60,6 +60,28 @@ def test_a_feed_sends_everything_once_then_changes_and_removals() -> None:
     assert feed.delta("treatments", [c], full=False, since_ms=later) == {}  # type: ignore[arg-type]
 
 
+def test_a_delta_read_in_spans_removes_and_forgets_only_inside_them() -> None:
+    feed = Feed()
+    docs = {k: {"_id": k, "created_at": f"2026-12-01T10:{m:02d}:00Z", "carbs": 10}
+            for k, m in (("a", 0), ("b", 20), ("c", 40))}
+    t = {k: mills_of(d) for k, d in docs.items()}
+    since = t["a"] - 1
+    feed.delta("treatments", list(docs.values()), full=True, since_ms=since)
+    # b's span read again and b gone: b removed and forgotten; a and c not read: kept
+    out = feed.delta("treatments", [], full=False, since_ms=since,
+                     spans=[(t["b"] - 1, t["b"] + 1)])
+    assert out == {"treatments": [{"_id": "b", "action": "remove"}]}
+    assert sorted(feed.sent["treatments"]) == ["a", "c"]
+    # c changed, read from c on: an update; a, outside, neither removed nor forgotten
+    out = feed.delta("treatments", [dict(docs["c"], carbs=12)], full=False, since_ms=since,
+                     spans=[(t["c"], 1 << 62)])
+    assert [(d["_id"], d.get("action")) for d in out["treatments"]] == [("c", "update")]
+    assert sorted(feed.sent["treatments"]) == ["a", "c"]
+    # the whole window read again without a: a removed now
+    out = feed.delta("treatments", [dict(docs["c"], carbs=12)], full=False, since_ms=since)
+    assert out == {"treatments": [{"_id": "a", "action": "remove"}]}
+
+
 def test_an_annex_carries_the_version_a_part_was_uploaded_as() -> None:
     text = make("treatments", "Carb Correction|1", {"carbs": 30, "notes": "x"}, {"carbs": 30},
                 "treatments[0]")

@@ -26,7 +26,7 @@ from glucoledger.interop.nsfeed import COLLECTIONS, Feed
 from glucoledger.interop.nsquery import parse_query
 from glucoledger.interop.nsrender import iso
 from glucoledger.node.accounts import identity, keys_of
-from glucoledger.node.nightscout import Binding, Followed, NightscoutService
+from glucoledger.node.nightscout import Binding, Followed, NightscoutService, _merged
 from glucoledger.node.nsedits import EditLog
 from glucoledger.node.service import Node
 from glucoledger.state.versions import alias_key, version_key
@@ -51,6 +51,8 @@ class Phone:
         self.feed = Feed()
         self.seen: dict[str, Followed] = {}
         self.held: dict[str, dict[str, dict[str, Any]]] = {}
+        self.spans: dict[str, list[tuple[int, int]]] = {}  # by collection: the last push's
+        self.reads: list[tuple[int, int, int]] = []  # the last push's: from, to, batches
 
     def push(self, node: Node, ns: NightscoutService, up: Binding, since: int, *,
              full: bool = False) -> list[tuple[int, int]]:
@@ -59,11 +61,12 @@ class Phone:
         before = set(node.state.keys("access/"))
         for col in COLLECTIONS:
             prior = self.seen.get(col) if self.narrow and not full else None
-            docs, start, self.seen[col] = ns.follow(up, col, since, prior)
+            docs, spans, self.seen[col] = ns.follow(up, col, since, prior)
+            self.spans[col] = spans
             if docs is None:
                 continue
             for key, rows in self.feed.delta(col, docs, full=full, since_ms=since,
-                                             from_ms=start).items():
+                                             spans=spans).items():
                 held = self.held.setdefault(key, {})
                 for row in rows:
                     if row.get("action") == "remove":
@@ -75,6 +78,8 @@ class Phone:
                 del held[i]
         added = [codec.decode_trusted(node.state.get_raw(k))  # type: ignore[arg-type]
                  for k in set(node.state.keys("access/")) - before]
+        self.reads = sorted((a["decision"]["from"], a["decision"]["to"], len(a["batches"]))
+                            for a in added)
         return sorted((a["decision"]["from"], len(a["batches"])) for a in added)
 
 
@@ -127,6 +132,11 @@ class Phones:
         lists = (self.whole.push(self.node, self.ns, self.up, since),
                  self.narrow.push(self.node, self.ns, self.up, since))
         assert self.narrow.held == self.whole.held
+        # and each remembers the same documents as sent (so later deltas agree)
+        assert ({c: {i: t for i, (_, t) in sent.items()}
+                 for c, sent in self.narrow.feed.sent.items()}
+                == {c: {i: t for i, (_, t) in sent.items()}
+                    for c, sent in self.whole.feed.sent.items()})
         return lists
 
 
@@ -187,13 +197,20 @@ def test_pushes_read_what_changed_and_the_phone_holds_what_whole_reads_give(
     _upload(ns, up, t)
     reads = both()[1]
     assert lunch not in narrow.held["treatments"]
-    # read from the lunch's hour (where the deleted document is), not the window's start
+    # read where the deleted document is (the lunch's hour) and the new batches' hour on,
+    # in two reads: not the window's start, nor the hours between
     assert min(start for start, _ in reads) == _hour(NOW - 30 * HOUR)
+    assert narrow.spans["treatments"] == [(_hour(NOW - 30 * HOUR), _hour(NOW - 29 * HOUR)),
+                                          (_hour(t), _hour(t) + HOUR)]
+    lunch_reads = [n for lo, hi, n in narrow.reads
+                   if (lo, hi) == (_hour(NOW - 30 * HOUR), _hour(NOW - 29 * HOUR))]
+    assert lunch_reads and max(lunch_reads) <= 6  # that hour's batches, none after it
     t += STEP
 
     # An edit: the dinner's carbs corrected (read from the dinner's hour on).
     _carbs(ns, up, NOW - 27 * HOUR, 45)
     assert {start for start, _ in both()[1]} == {_hour(NOW - 27 * HOUR)}
+    assert narrow.spans["treatments"] == [(_hour(NOW - 27 * HOUR), _hour(NOW - 26 * HOUR))]
     dinner = next(i for i, r in narrow.held["treatments"].items() if r.get("carbs") == 45)
 
     # A move (Loop's PUT by _id moving a carb entry in time): the dinner an hour later, then
@@ -252,6 +269,17 @@ def test_changes_not_all_known_read_the_whole_window(
     _upload(ns, up, t + STEP)
     assert min(start for start, _ in phones.both()[1] if start) == SINCE
     assert meals[3] not in phones.narrow.held["treatments"]
+
+
+def test_spans_are_joined_clipped_and_bounded() -> None:
+    far = 1 << 62
+    assert _merged([], 0) == []
+    assert _merged([(50, 60), (10, 20), (20, 30), (12, 15), (25, 40)], 0) == [(10, 40),
+                                                                              (50, 60)]
+    assert _merged([(10, 20), (15, 18)], 0) == [(10, 20)]  # one inside another
+    assert _merged([(0, 10), (5, 30), (40, far)], 20) == [(20, 30), (40, far)]  # clipped
+    assert _merged([(k * 10, k * 10 + 5) for k in range(6)], 0) == [(0, far)]  # too many
+    assert len(_merged([(k * 10, k * 10 + 5) for k in range(4)], 0)) == 4
 
 
 def _block(*keys: str) -> Any:

@@ -297,7 +297,7 @@ class NsSocket:
         last: PermissionDeniedError | None = None
         for col in client.collections:
             try:
-                docs, start, seen = await asyncio.to_thread(
+                docs, spans, seen = await asyncio.to_thread(
                     self.svc.follow, binding, col, since, None if full else client.seen.get(col))
             except PermissionDeniedError as exc:
                 last = exc
@@ -308,7 +308,7 @@ class NsSocket:
             client.seen[col] = seen
             if docs is not None:
                 out.update(client.feed.delta(col, docs, full=full, since_ms=since,
-                                             from_ms=start))
+                                             spans=spans))
         if not readable and last is not None:
             raise last
         client.collections = readable

@@ -93,12 +93,12 @@ def _push(node: Any, ns: Any, binding: Any, feed: Any, seen: dict[str, Any] | No
     before = set(node.state.keys("access/"))
     t, c = time.perf_counter(), time.process_time()
     for col in COLLECTIONS:
-        docs, start, now_seen = ns.follow(binding, col, since,
+        docs, spans, now_seen = ns.follow(binding, col, since,
                                           None if seen is None else seen.get(col))
         if seen is not None:
             seen[col] = now_seen
         if docs is not None:
-            feed.delta(col, docs, full=False, since_ms=since, from_ms=start)
+            feed.delta(col, docs, full=False, since_ms=since, spans=spans)
     wall, cpu = (time.perf_counter() - t) * 1000, (time.process_time() - c) * 1000
     added = set(node.state.keys("access/")) - before
     return wall, cpu, sum(len(node.state.get_raw(k)) for k in added)

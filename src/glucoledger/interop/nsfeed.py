@@ -14,9 +14,9 @@ clients read (AndroidAPS's v1 NSClientService ``onDataUpdate``, NSSgv, NSMbg):
 - ``profiles``: the profile documents, the newest last.
 
 ``Feed`` remembers what one socket was sent, so the next push is a delta: the documents
-whose content changed, and removals of those it had that are gone from the part of the
-window read again (a push reads from the earliest new batch on when nothing else changed:
-node/nightscout.py ``follow``).
+whose content changed, and removals of those it had that are gone from the parts of the
+window read again (a push reads only where something changed: node/nightscout.py
+``follow``).
 """
 
 from __future__ import annotations
@@ -98,17 +98,23 @@ class Feed:
     sent: dict[str, dict[str, tuple[str, int]]] = field(default_factory=dict)
 
     def delta(self, collection: str, docs: Sequence[Mapping[str, Any]], *, full: bool,
-              since_ms: int, from_ms: int | None = None) -> dict[str, list[Any]]:
-        """The payload for ``docs``: everything the socket may read of ``collection`` from
-        ``from_ms`` (default ``since_ms``, the window's start) on. All of them when ``full``,
-        else the new and changed ones, and for treatments a removal of each one sent before,
-        at or after ``from_ms``, that is no longer there (one that only aged out of the
-        window is not a removal). Remembers ``docs`` as sent, and those sent before from
-        ``since_ms`` up to ``from_ms`` (not read again, so unchanged)."""
-        lo = since_ms if from_ms is None else max(since_ms, from_ms)
+              since_ms: int, spans: Sequence[tuple[int, int]] | None = None
+              ) -> dict[str, list[Any]]:
+        """The payload for ``docs``: everything the socket may read of ``collection`` in
+        ``spans`` (``[from, to)``; default: the window, from ``since_ms`` on). All of them when
+        ``full``, else the new and changed ones, and for treatments a removal of each one
+        sent before, inside ``spans``, that is no longer there (one that only aged out of the
+        window is not a removal). Remembers ``docs`` as sent, and those sent before inside
+        the window but outside ``spans`` (not read again, so unchanged)."""
+        read = [(since_ms, 1 << 62)] if spans is None else list(spans)
+
+        def read_again(t: int) -> bool:
+            return any(lo <= t < hi for lo, hi in read)
+
         before = self.sent.get(collection, {})
         now = {str(d.get("_id")): (_digest(d), mills_of(d) or 0) for d in docs}
-        kept = {i: v for i, v in before.items() if since_ms <= v[1] < lo and i not in now}
+        kept = {i: v for i, v in before.items()
+                if v[1] >= since_ms and not read_again(v[1]) and i not in now}
         self.sent[collection] = {**kept, **now}
         fresh = docs if full else [d for d in docs
                                    if before.get(str(d.get("_id"))) != now[str(d.get("_id"))]]
@@ -120,5 +126,5 @@ class Feed:
                     row["action"] = "update"
             out["treatments"] += [{"_id": i, "action": "remove"}
                                   for i in sorted(set(before) - set(now))
-                                  if before[i][1] >= lo]
+                                  if read_again(before[i][1])]
         return {k: v for k, v in out.items() if v}

@@ -133,14 +133,32 @@ def batches_of(docs: list[ns.Doc], now_ms: int) -> list[Batch]:
             for s, groups in by_stream.items() for items in groups]
 
 
-def _feed_query(collection: str, since_ms: int) -> ns.Query:
-    """Every document of ``collection`` from ``since_ms`` on (profile: the newest)."""
+#: Spans a feed's push reads in separate (audited) reads at most; more are read as one.
+_MAX_SPANS = 4
+
+
+def _merged(spans: list[tuple[int, int]], since_ms: int) -> list[tuple[int, int]]:
+    """``spans`` ([from, to)) from ``since_ms`` on, overlapping or touching ones joined, in
+    order; at most ``_MAX_SPANS``, else one from the earliest on."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted((max(lo, since_ms), hi) for lo, hi in spans if hi > since_ms):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out if len(out) <= _MAX_SPANS else [(out[0][0], _FAR)]
+
+
+def _feed_query(collection: str, lo: int, hi: int) -> ns.Query:
+    """Every document of ``collection`` in ``[lo, hi)`` (profile: the newest)."""
     if collection == "profile":
         return ns.parse_query(collection, [("count", "1")])
     field_ = "date" if collection == "entries" else "created_at"
-    value = str(since_ms) if field_ == "date" else iso(since_ms)
-    return ns.parse_query(collection, [(f"find[{field_}][$gte]", value),
-                                       ("count", str(ns.MAX_COUNT))])
+    params = [(f"find[{field_}][$gte]", str(lo) if field_ == "date" else iso(lo)),
+              ("count", str(ns.MAX_COUNT))]
+    if hi < _FAR:
+        params.append((f"find[{field_}][$lt]", str(hi) if field_ == "date" else iso(hi)))
+    return ns.parse_query(collection, params)
 
 
 def ns_refusal(now_ms: int, uploader: str, collection: str, index: int,
@@ -642,44 +660,50 @@ class NightscoutService:
         # asking for the newest reading names one document, not the whole window's).
         return self._named(binding, ns.select(self._unnamed(collection, records), query))
 
-    def follow(self, binding: Binding, collection: str, since_ms: int,
-               before: Followed | None) -> tuple[list[dict[str, Any]] | None, int, Followed]:
+    def follow(self, binding: Binding, collection: str, since_ms: int, before: Followed | None
+               ) -> tuple[list[dict[str, Any]] | None, list[tuple[int, int]], Followed]:
         """A feed's next read of ``collection`` from ``since_ms`` on (a socket's
         ``dataUpdate``), after the read that saw ``before`` (None: a first read, of the whole
         window). Returns the documents read (None: nothing can have changed, so nothing was
-        read and no access was recorded), the time they were read from, and what this read
-        saw (to pass as ``before`` next time).
+        read and no access was recorded), the time spans ``[from, to)`` they were read from,
+        and what this read saw (to pass as ``before`` next time).
 
-        When only new batches were committed since ``before`` (the common case: a reading, a
-        dose), the read starts at the earliest start among them: it releases and lists those
-        batches (and any older one reaching into their time), not the window's every batch.
-        A document read before can have changed only through a new version (an edit or a
-        deletion, by any process: ``marker``) or an erasure (a batch that left the window
-        other than by age): then the whole window is read again, so the feed sees removals.
-        Raises PermissionDeniedError (the read's denial, audited), AuthenticationError.
+        A document the feed may hold changes only with a new batch (a reading, a dose, an
+        edit's new content), a new version (an edit, a deletion, a move; by any process or
+        member: ``edits``) or an erasure. So the read covers the new batches' hours and the
+        hours of the batches of every version of each changed document (its first, by the
+        vault's identity tag, and its changes' ``doc.version`` batches): in at most
+        ``_MAX_SPANS`` reads (each audited), else one from the earliest of them on. It reads
+        the whole window when a batch left the window before its time (an erasure), when the
+        changes are no longer all known (``EditLog``'s bounds), or when a changed document
+        is not in this node's vault. Raises PermissionDeniedError (the read's denial,
+        audited), AuthenticationError.
         """
         patient, streams = binding.patient, STREAMS_OF[collection]
         edits, changed = self.edits.since(patient, -1 if before is None else before.edits)
+        whole = [(since_ms, _FAR)]
         if collection == "profile":  # the newest, of any age: the stream's mark, not its index
             seen = Followed({}, edits, self.ingest.vault.mark(patient, streams))
             if (before is not None and before.mark == seen.mark and changed is not None
                     and not self._in_streams(changed, streams)):
-                return None, since_ms, seen
-            return self.read(binding, collection, _feed_query(collection, 0)), since_ms, seen
+                return None, [], seen
+            return self.read(binding, collection, _feed_query(collection, 0, _FAR)), whole, seen
         held = {e[0]: (e[2], e[3]) for e in batches_in(
             self.node.state, patient, streams, since_ms, _FAR)}
         seen = Followed(held, edits)
-        start = since_ms
+        spans = whole
         if (before is not None and changed is not None
                 and all(ct in held or end <= since_ms
                         for ct, (_, end) in before.batches.items())):
-            starts = self._where(patient, changed, held)
-            if starts is not None:
-                starts += [first for ct, (first, _) in held.items() if ct not in before.batches]
-                if not starts:
-                    return None, since_ms, seen
-                start = max(since_ms, min(starts))
-        return self.read(binding, collection, _feed_query(collection, start)), start, seen
+            where = self._where(patient, changed, held)
+            if where is not None:
+                where += [span for ct, span in held.items() if ct not in before.batches]
+                if not where:
+                    return None, [], seen
+                spans = _merged(where, since_ms)
+        docs = [d for lo, hi in spans
+                for d in self.read(binding, collection, _feed_query(collection, lo, hi))]
+        return docs, spans, seen
 
     def _in_streams(self, docs: list[bytes], streams: tuple[str, ...]) -> bool:
         """Whether any of the changed documents ``docs`` (tags) was first uploaded in one of
@@ -688,23 +712,23 @@ class NightscoutService:
         return any(doc not in owners or owners[doc].stream in streams for doc in docs)
 
     def _where(self, patient: bytes, docs: list[bytes], held: dict[bytes, tuple[int, int]]
-               ) -> list[int] | None:
-        """Where in the window (the starts of ``held`` batches) the changed documents ``docs``
+               ) -> list[tuple[int, int]] | None:
+        """Where in the window (the spans of ``held`` batches) the changed documents ``docs``
         (tags) are, in every version: the batch holding the first (the vault's identity
         tag) and those of the changes (``doc.version``). None when a document's first
         batch is not in this node's vault (uploaded through another member)."""
         if not docs:
             return []
         owners = self.ingest.vault.tag_owners(sorted(set(docs)))
-        starts = []
+        spans = []
         for doc in set(docs):
             first = owners.get(doc)
             if first is None:
                 return None
             cts = [first.ct, *(ct for v in versions_of(self.node.state, patient, doc)
                                for ct in v["cts"])]
-            starts += [held[ct][0] for ct in cts if ct in held]
-        return starts
+            spans += [held[ct] for ct in cts if ct in held]
+        return spans
 
     def delete(self, binding: Binding, collection: str, query: ns.Query
                ) -> dict[str, Any]:
