@@ -21,7 +21,7 @@ import pytest
 
 from glucoledger import codec
 from glucoledger.api.context import ServerContext
-from glucoledger.bench.follow import UPLOADER_SECRET, follower_site
+from glucoledger.bench.follow import FOLLOWER_TOKEN, UPLOADER_SECRET, follower_site
 from glucoledger.interop.nsfeed import COLLECTIONS, Feed
 from glucoledger.interop.nsquery import parse_query
 from glucoledger.interop.nsrender import iso
@@ -269,6 +269,26 @@ def test_changes_not_all_known_read_the_whole_window(
     _upload(ns, up, t + STEP)
     assert min(start for start, _ in phones.both()[1] if start) == SINCE
     assert meals[3] not in phones.narrow.held["treatments"]
+
+
+def test_a_readers_feed_follows_only_the_streams_granted(
+        site: tuple[Node, ServerContext, NightscoutService, Binding]) -> None:
+    """A follower's grant covers her CGM readings: a device status (the notes stream, not
+    granted) is nothing for her feed to read, so no read and no access record."""
+    node, _, ns, up = site
+    fol = ns.authenticate(None, FOLLOWER_TOKEN)
+    t = _history(ns, up)
+    docs, _, seen = ns.follow(fol, "entries", SINCE, None)
+    assert docs and {d["type"] for d in docs} == {"sgv"}
+    ns.post(up, "devicestatus", [{"device": "openaps://samsung", "created_at": iso(t),
+                                  "pump": {"reservoir": 90}}], NOW).result(60)
+    records = set(node.state.keys("access/"))
+    docs, spans, seen = ns.follow(fol, "entries", SINCE, seen)
+    assert docs is None and spans == [] and set(node.state.keys("access/")) == records
+    ns.post(up, "entries", [{"type": "sgv", "sgv": 111, "date": t,
+                             "device": "AndroidAPS-DexcomG6"}], NOW).result(60)
+    docs, spans, _ = ns.follow(fol, "entries", SINCE, seen)
+    assert docs and t in {d["date"] for d in docs} and spans == [(_hour(t), _hour(t) + HOUR)]
 
 
 def test_spans_are_joined_clipped_and_bounded() -> None:

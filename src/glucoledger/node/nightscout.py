@@ -98,6 +98,8 @@ _MET_BY_ALL: dict[str, frozenset[Cond]] = {
 
 
 _FAR = 1 << 62
+#: Credentials that read as the patient herself (her uploader's secret, her own session).
+_AS_PATIENT = ("upload", "owner")
 
 
 @dataclass(frozen=True, slots=True)
@@ -555,24 +557,32 @@ class NightscoutService:
         return hit
 
     # --- reads -------------------------------------------------------------------------------
+    def _reader(self, binding: Binding) -> Identity:
+        """Who reads for the credential: the uploader's own secret reads its patient's data
+        (xDrip+ treatment download, Trio's fetches, Loop's profile import) as the patient
+        herself, signed with her custodial key and audited like her own reads; a reader's
+        token as the reader."""
+        if binding.role in _AS_PATIENT:
+            return self._patient(binding.patient)
+        return identity(self.node, binding.account)
+
+    def _streams(self, binding: Binding, collection: str, reader: Identity) -> tuple[str, ...]:
+        """The streams a read of ``collection`` asks for: all of them for the patient, the
+        ones a reader's active grants name (at least the first: its denial says why)."""
+        wanted = STREAMS_OF[collection]
+        if binding.role in _AS_PATIENT:
+            return wanted
+        granted = {s for g in grants_of(self.node.state, binding.patient, reader.id)
+                   if g.status == "active" for s in g.streams}
+        return tuple(s for s in wanted if s in granted) or wanted[:1]
+
     def _release(self, binding: Binding, collection: str, query: ns.Query
                  ) -> list[tuple[bytes, tuple[Record, ...]]]:
         """The records the credential may read, batch by batch (ciphertext hash, records);
         the read is ordered and audited first (write-ahead)."""
-        wanted = STREAMS_OF[collection]
-        if binding.role in ("upload", "owner"):
-            # The uploader's own secret reads its patient's data (xDrip+ treatment download,
-            # Trio's fetches, Loop's profile import): as the patient herself, signed with her
-            # custodial key, audited on the ledger like her own reads.
-            reader = self._patient(binding.patient)
-            keys = keys_of(self.node, reader, [0])
-            streams = wanted
-        else:
-            reader = identity(self.node, binding.account)
-            keys = keys_of(self.node, reader)
-            granted = {s for g in grants_of(self.node.state, binding.patient, reader.id)
-                       if g.status == "active" for s in g.streams}
-            streams = tuple(s for s in wanted if s in granted) or wanted[:1]
+        reader = self._reader(binding)
+        keys = keys_of(self.node, reader, [0] if binding.role in _AS_PATIENT else None)
+        streams = self._streams(binding, collection, reader)
         window = None
         if query.start_ms is not None or query.end_ms is not None:
             lo = max(0, query.start_ms or 0)
@@ -679,7 +689,8 @@ class NightscoutService:
         is not in this node's vault. Raises PermissionDeniedError (the read's denial,
         audited), AuthenticationError.
         """
-        patient, streams = binding.patient, STREAMS_OF[collection]
+        patient = binding.patient
+        streams = self._streams(binding, collection, self._reader(binding))
         edits, changed = self.edits.since(patient, -1 if before is None else before.edits)
         whole = [(since_ms, _FAR)]
         if collection == "profile":  # the newest, of any age: the stream's mark, not its index
@@ -756,7 +767,7 @@ class NightscoutService:
         patient (her uploader's secret, or her own session through ``patient_binding``):
         who made each (account id), when (block height and time), the ledger transaction,
         and the document (None for a deletion). Raises NotFoundError."""
-        if binding.role not in ("upload", "owner"):
+        if binding.role not in _AS_PATIENT:
             raise PermissionDeniedError("only the patient sees every version of a document")
         by_ct = self._release(binding, collection, ns.Query(count=ns.MAX_COUNT))
         for _ct, records in by_ct:
