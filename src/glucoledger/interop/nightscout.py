@@ -544,8 +544,10 @@ def _believed(rec: Record, annex: Annex, canonical: dict[str, Any]) -> bool:
 
 
 #: Records whose rendering is kept (``_rendered``): about 1.35 KB each (a CGM reading with
-#: its uploaded document, measured with tracemalloc), so at most ~70 MB.
-RENDERED_KEPT: Final = 50_000
+#: its uploaded document, measured with tracemalloc), plus the record itself (about 0.9 KB)
+#: once the decrypted-batch cache no longer holds it: at most about 75 MB. 32,768 records
+#: are four days of 5-minute readings of 28 patients.
+RENDERED_KEPT: Final = 32_768
 
 
 @functools.lru_cache(maxsize=RENDERED_KEPT)
