@@ -22,10 +22,12 @@ import pytest
 from glucoledger import codec
 from glucoledger.api.context import ServerContext
 from glucoledger.bench.follow import FOLLOWER_TOKEN, UPLOADER_SECRET, follower_site
+from glucoledger.errors import PermissionDeniedError
 from glucoledger.interop.nsfeed import COLLECTIONS, Feed
 from glucoledger.interop.nsquery import parse_query
 from glucoledger.interop.nsrender import iso
-from glucoledger.node.accounts import identity, keys_of
+from glucoledger.node import consent_actions as ca
+from glucoledger.node.accounts import create_account, identity, keys_of
 from glucoledger.node.nightscout import Binding, Followed, NightscoutService, _merged
 from glucoledger.node.nsedits import EditLog
 from glucoledger.node.service import Node
@@ -289,6 +291,45 @@ def test_a_readers_feed_follows_only_the_streams_granted(
                              "device": "AndroidAPS-DexcomG6"}], NOW).result(60)
     docs, spans, _ = ns.follow(fol, "entries", SINCE, seen)
     assert docs and t in {d["date"] for d in docs} and spans == [(_hour(t), _hour(t) + HOUR)]
+
+
+def test_a_reader_whose_grant_ended_earlier_reads_inside_it(
+        site: tuple[Node, ServerContext, NightscoutService, Binding]) -> None:
+    """A grant whose window ended 30 hours ago: a poll for the newest, and a feed's push
+    after a reading or an edit, read inside that window (a read wholly after it would be
+    denied, and the socket closed, where the wider read is permitted and clipped)."""
+    node, _, ns, up = site
+    t = _history(ns, up)
+    end = NOW - 30 * HOUR
+    create_account(node, "past", "clinician")
+    ann = identity(node, "ann")
+    gid = ca.grant(node, ann.id, keys_of(node, ann, [0]), identity(node, "past").id,
+                   streams=["cgm"], view="raw", window={"from": SINCE - HOUR, "to": end},
+                   valid_from=NOW - 1, valid_until=NOW + 86_400_000)
+    ns.add_reader("past", "ann", "past-reader-token")
+    past = ns.authenticate(None, "past-reader-token")
+    newest = ns.read(past, "entries", parse_query("entries", [("count", "10")], now_ms=NOW))
+    assert len(newest) == 10 and all(d["date"] < end for d in newest)
+    docs, _, seen = ns.follow(past, "entries", SINCE, None)
+    assert docs and max(d["date"] for d in docs) < end
+    ns.post(up, "entries", [{"type": "sgv", "sgv": 111, "date": t,
+                             "device": "AndroidAPS-DexcomG6"}], NOW).result(60)
+    records = set(node.state.keys("access/"))
+    got, spans, seen = ns.follow(past, "entries", SINCE, seen)
+    assert got is None and spans == [] and set(node.state.keys("access/")) == records
+    old = next(d for d in docs if d["date"] < end - HOUR)
+    ns.post(up, "entries", [{"_id": old["_id"], "type": "sgv", "sgv": 222, "date": old["date"],
+                             "device": "AndroidAPS-DexcomG6"}], NOW, replace=True).result(60)
+    got, spans, seen = ns.follow(past, "entries", SINCE, seen)
+    assert got and {d["sgv"] for d in got if d["_id"] == old["_id"]} == {222}
+    assert spans == [(_hour(old["date"]), _hour(old["date"]) + HOUR)]
+    # revoked: no grant allows anything, so the next change is read, denied and said
+    ca.revoke(node, ann.id, keys_of(node, ann, [0]), gid)
+    ns.post(up, "entries", [{"type": "sgv", "sgv": 112, "date": t + STEP,
+                             "device": "AndroidAPS-DexcomG6"}], NOW).result(60)
+    with pytest.raises(PermissionDeniedError) as denied:
+        ns.follow(past, "entries", SINCE, seen)
+    assert denied.value.code == "revoked"
 
 
 def test_spans_are_joined_clipped_and_bounded() -> None:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import defaultdict
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
@@ -58,7 +59,7 @@ from ..interop import nsaccept
 from ..interop.nsquery import Cond
 from ..interop.nsrender import iso, with_deltas
 from ..state.access import batches_in, newest_start
-from ..state.consent import Request, grants_of
+from ..state.consent import Request, granted_span, grants_of
 from ..state.versions import versions_of
 from ..vault.batch import prepare_upload
 from .access import AccessService, RawRelease
@@ -576,6 +577,19 @@ class NightscoutService:
                    if g.status == "active" for s in g.streams}
         return tuple(s for s in wanted if s in granted) or wanted[:1]
 
+    def _permitted(self, binding: Binding, reader: Identity, streams: tuple[str, ...],
+                   now_ms: int) -> list[tuple[int, int]] | None:
+        """The spans ``[from, to)`` a reader's active raw grants of ``streams`` let her read
+        now (None: the patient's own credential, no bound; [] none), each a minute shorter at
+        its start, as a relative window moves on by the time a read is ordered. A narrowed
+        read stays inside them: one wholly outside would be denied (``outside_window``) where
+        the wider read it stands for is permitted and clipped."""
+        if binding.role in _AS_PATIENT:
+            return None
+        return [(lo + 60_000, hi) for g in grants_of(self.node.state, binding.patient, reader.id)
+                if g.active_at(now_ms) and g.view == "raw" and set(streams) <= set(g.streams)
+                for lo, hi in [granted_span(g.window, None, now_ms)]]
+
     def _release(self, binding: Binding, collection: str, query: ns.Query
                  ) -> list[tuple[bytes, tuple[Record, ...]]]:
         """The records the credential may read, batch by batch (ciphertext hash, records);
@@ -632,7 +646,7 @@ class NightscoutService:
         return [f.doc for f in self._select(binding, collection, query)]
 
     def _select(self, binding: Binding, collection: str, query: ns.Query) -> list[ns.Found]:
-        narrow = self._newest(binding.patient, collection, query)
+        narrow = self._newest(binding, collection, query)
         if narrow is not None:
             found = self._select_in(binding, collection, narrow)
             if len(found) == narrow.count:
@@ -641,22 +655,27 @@ class NightscoutService:
             # of its document): the whole window, in a second audited read.
         return self._select_in(binding, collection, query)
 
-    def _newest(self, patient: bytes, collection: str, query: ns.Query) -> ns.Query | None:
+    def _newest(self, binding: Binding, collection: str, query: ns.Query) -> ns.Query | None:
         """A query for the newest ``count`` documents since a time and nothing else (a
         follower's poll, in Nightscout's default window of 4 days; for entries, of type sgv
         or of any type), narrowed to start at the latest hour that holds one more of them
         than asked (the reading before the oldest gives its ``delta``): the read then
         decrypts, renders and lists in its audit record the few batches it answers from, not
-        every batch of the window. None for any other query, or when the narrower window
-        would be the same."""
+        every batch of the window. None for any other query, when the narrower window would
+        be the same, or when it would lie after every span a reader's grants allow."""
         streams = _COUNTED.get(collection)
         met = _MET_BY_ALL.get(collection, frozenset())
         if (streams is None or query.either or not met.issuperset(query.where)
                 or query.start_ms is None or query.end_ms is not None):
             return None
-        start = newest_start(self.node.state, patient, streams, query.start_ms,
+        start = newest_start(self.node.state, binding.patient, streams, query.start_ms,
                              query.count + 1)
         if start <= query.start_ms:
+            return None
+        reader = self._reader(binding)
+        allowed = self._permitted(binding, reader, self._streams(binding, collection, reader),
+                                  int(time.time() * 1000))
+        if allowed and all(start >= hi for _, hi in allowed):
             return None
         return replace(query, start_ms=start, count=query.count + 1)
 
@@ -689,8 +708,8 @@ class NightscoutService:
         is not in this node's vault. Raises PermissionDeniedError (the read's denial,
         audited), AuthenticationError.
         """
-        patient = binding.patient
-        streams = self._streams(binding, collection, self._reader(binding))
+        patient, reader = binding.patient, self._reader(binding)
+        streams = self._streams(binding, collection, reader)
         edits, changed = self.edits.since(patient, -1 if before is None else before.edits)
         whole = [(since_ms, _FAR)]
         if collection == "profile":  # the newest, of any age: the stream's mark, not its index
@@ -709,6 +728,10 @@ class NightscoutService:
             where = self._where(patient, changed, held)
             if where is not None:
                 where += [span for ct, span in held.items() if ct not in before.batches]
+                allowed = self._permitted(binding, reader, streams, int(time.time() * 1000))
+                if allowed:  # none: read, so the denial says why
+                    where = [(max(lo, a), min(hi, b)) for lo, hi in where for a, b in allowed
+                             if max(lo, a) < min(hi, b)]
                 if not where:
                     return None, [], seen
                 spans = _merged(where, since_ms)
