@@ -44,9 +44,10 @@ Invariants, the same as the HTTP routes':
 - Pushes are driven by ``NightscoutService.marker`` (which reads no data): a socket is read
   for again only when its patient's data moved (a committed batch, a version), checked every
   ``interval`` seconds and at once after a write on a socket of this process. A push reads
-  only what may have changed (``NightscoutService.follow``): a collection with no new batch
-  is not read, and new batches alone are read from the earliest of them on, so a follower's
-  push every 5 minutes lists a batch or two in its access record, not 48 hours of them.
+  only the hours where something changed (``NightscoutService.follow``: new batches, edited,
+  moved or deleted documents; the whole window after an erasure), and a collection where
+  nothing changed is not read, so a follower's push every 5 minutes lists a batch or two in
+  its access record, not 48 hours of them.
 """
 
 from __future__ import annotations
