@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS batches (
     tx_hash BLOB NOT NULL, tx_index INTEGER, status TEXT NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS batches_uploader ON batches(uploader, seq);
 CREATE INDEX IF NOT EXISTS batches_patient ON batches(patient, stream, start);
+CREATE INDEX IF NOT EXISTS batches_last ON batches(patient, status, tx_index);
 CREATE TABLE IF NOT EXISTS tags (tag BLOB PRIMARY KEY, ct BLOB NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tags_ct ON tags(ct);
 """
@@ -362,19 +363,20 @@ class Vault:
 
     def last_index(self, patient: bytes) -> int:
         """The highest log index of the patient's committed batches (-1: none): what moves
-        whenever new data of hers is committed (a push feed's cheap "anything new?")."""
-        return self.mark(patient)[0]
+        whenever new data of hers is committed (a push feed's cheap "anything new?", asked
+        every 2 s for every followed patient: one seek in ``batches_last``, not a walk over
+        her rows; 122 ms for 100,000 rows without it)."""
+        row = self._q("SELECT MAX(tx_index) FROM batches WHERE patient = ? AND "
+                      "status = 'committed'", (patient,))[0][0]
+        return -1 if row is None else int(row)
 
-    def mark(self, patient: bytes, streams: Sequence[str] | None = None) -> tuple[int, int]:
-        """The highest log index of the patient's committed batches (of ``streams``; -1:
-        none) and how many there are: it moves when one is committed or erased."""
-        sql = "SELECT MAX(tx_index), COUNT(*) FROM batches WHERE patient = ? AND " \
-              "status = 'committed'"
-        args: list[Any] = [patient]
-        if streams is not None:
-            sql += f" AND stream IN ({','.join('?' * len(streams))})"
-            args += list(streams)
-        top, n = self._q(sql, args)[0]
+    def mark(self, patient: bytes, streams: Sequence[str]) -> tuple[int, int]:
+        """The highest log index of the patient's committed batches of ``streams`` (-1:
+        none) and how many there are: it moves when one is committed or erased. For a
+        stream of few batches (settings): it walks them."""
+        top, n = self._q("SELECT MAX(tx_index), COUNT(*) FROM batches WHERE patient = ? AND "
+                         f"stream IN ({','.join('?' * len(streams))}) AND "
+                         "status = 'committed'", [patient, *streams])[0]
         return -1 if top is None else int(top), int(n)
 
     def max_committed_index(self) -> int | None:
