@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from glucoledger.bench.follow import run
+from glucoledger.bench.follow import main, marker_times, run
 from glucoledger.errors import InputError
 
 
@@ -24,3 +24,12 @@ def test_follow_bench_refuses_what_it_cannot_run_and_opens_no_node(
                                          "1 to 288"):
         run(days=days, polls=polls, folder=tmp_path / "node", pushes=pushes)
     assert not (tmp_path / "node").exists()
+
+
+def test_the_marker_bench_times_both_and_refuses_no_rows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    indexed, walked = marker_times(300, folder=tmp_path / "v")
+    assert indexed > 0 and walked > 0
+    monkeypatch.setattr("sys.argv", ["bench.follow", "--marker-rows", "0"])
+    with pytest.raises(SystemExit, match="--marker-rows is at least 1"):
+        main()

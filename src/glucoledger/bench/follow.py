@@ -23,7 +23,12 @@ before, as served (``NightscoutService.follow``: from the hour of the new batche
 changed documents on) and reading the whole window at every push (what every push did
 before): per push, wall and CPU time and the bytes of the access records it adds.
 
-Run: ``python -m glucoledger.bench.follow [--days 4] [--polls 50] [--pushes 12]``.
+Last, the marker a push feed asks for every 2 s (``Vault.last_index``) over a patient with
+``marker-rows`` batches (a year of one-reading uploads is about 100,000), with the vault's
+index and without it.
+
+Run: ``python -m glucoledger.bench.follow [--days 4] [--polls 50] [--pushes 12]
+[--marker-rows 100000]``.
 Printed, not asserted.
 """
 
@@ -182,12 +187,47 @@ def run(days: int = 4, polls: int = 50, folder: Path | None = None,
     return out
 
 
+def marker_times(rows: int, folder: Path | None = None) -> tuple[float, float]:
+    """ms of the push feed's marker (``Vault.last_index``, asked every 2 s for every followed
+    patient) over a patient with ``rows`` committed batches: with the vault's index
+    ``batches_last``, and with it dropped (the vault before it), same run."""
+    import os
+
+    from ..vault.store import BatchRow, Vault
+
+    vault = Vault(Path(folder or tempfile.mkdtemp(prefix="glucoledger-bench-marker-")),
+                  os.urandom(32), "bench", fsync=False)
+    try:
+        patient = os.urandom(32)
+        batch = [BatchRow(os.urandom(32), patient, "cgm", b"u" * 32, i, i, i + 1, 1,
+                          os.urandom(32), "node", os.urandom(60), "gateway", os.urandom(32),
+                          None, "pending") for i in range(rows)]
+        vault.add_pending(batch)
+        vault.settle([(r.ct, r.seq) for r in batch], [])
+
+        def timed() -> float:
+            t = time.perf_counter()
+            for _ in range(5):
+                vault.last_index(patient)
+            return (time.perf_counter() - t) / 5 * 1000
+
+        with_index = timed()
+        with vault._lock:
+            vault._db.execute("DROP INDEX batches_last")
+        return with_index, timed()
+    finally:
+        vault.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--days", type=int, default=4)
     ap.add_argument("--polls", type=int, default=50)
     ap.add_argument("--pushes", type=int, default=12)
+    ap.add_argument("--marker-rows", type=int, default=100_000)
     a = ap.parse_args()
+    if a.marker_rows < 1:
+        raise SystemExit("bench.follow: --marker-rows is at least 1")
     print_load("start")
     try:
         r = run(a.days, a.polls, pushes=a.pushes)
@@ -211,6 +251,9 @@ def main() -> None:
         print(f"  served / whole: {r[kind + '_served_cpu_ms'] / r[kind + '_whole_cpu_ms']:.3f}x "
               f"the CPU, {r[kind + '_served_record_bytes'] / r[kind + '_whole_record_bytes']:.3f}"
               "x the ledger state")
+    indexed, walked = marker_times(a.marker_rows)
+    print(f"push feed's marker over {a.marker_rows:,} batches of one patient: {indexed:.3f} ms "
+          f"with the index, {walked:.1f} ms without it ({indexed / walked:.4f}x)")
     print_load("end")
 
 
