@@ -19,8 +19,8 @@ ledger's state (every poll of every follower adds one).
 
 Then a socket feed (AndroidAPS's v1 client: 48 hours of history) after each of ``pushes``
 new readings, and after each of ``pushes`` edits (a PUT by ``_id``) of a reading from a day
-before, as served (``NightscoutService.follow``: from the hour of the new batches and of the
-changed documents on) and reading the whole window at every push (what every push did
+before, as served (``NightscoutService.follow``: the hours of the new batches and of the
+changed documents) and reading the whole window at every push (what every push did
 before): per push, wall and CPU time and the bytes of the access records it adds.
 
 Last, the marker a push feed asks for every 2 s (``Vault.last_index``) over a patient with
