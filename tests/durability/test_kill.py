@@ -65,9 +65,10 @@ def _readings(folder: Path, *, unordered_ok: bool = False
     show (a bolus and a basal may share a time: the encoding tells them apart).
 
     No pending row may be left, except with ``unordered_ok`` (right after a kill, before
-    the command is rerun) a row whose commit was never ordered: a kill between writing the
-    vault row and appending to the log leaves it, nothing was acknowledged, and the rerun
-    settles it."""
+    the command is rerun) a row whose commit is not on the ledger: a kill between writing
+    the vault row and appending to the log leaves it, nothing was acknowledged, and the
+    service opened here drops it (nobody is left to order it); one whose transaction was
+    appended but not yet cut into a block stays, and the rerun's first block settles it."""
     seen: Counter[tuple[bytes, str, int, bytes]] = Counter()
     with Node(folder, workers=1) as node:
         vault = open_vault(node)

@@ -23,7 +23,8 @@ root) while it is in flight waits for the first; after it was committed it retur
 receipt (``duplicate=True``); the same sequence with other content is refused as a replay.
 A refused upload leaves nothing: no blob, no index row, no accepted transaction, the sequence
 unchanged. A crash between writing and ordering leaves "pending" rows that ``recover`` (run at
-start) settles against the ledger.
+start) settles against the ledger, or drops once nobody is left who could order them
+(node/presence.py).
 
 ``data.commit`` is sent from the node's own account (kind "node", created at genesis) and
 signed by the node key; it consumes no nonce (the uploader's sequence is the replay guard).
@@ -61,6 +62,7 @@ from ..state.devices import custody_key, device_key
 from ..vault.batch import Checked, Upload, check_wires, prepare_upload
 from ..vault.store import BatchRow, Sealed, Vault
 from .logcheck import check_vault_rows, refuse_if_mismatched
+from .presence import Presence
 from .registry import Label
 from .service import Node
 
@@ -142,6 +144,9 @@ class IngestService:
         #: of its committed batches; a listener only records them (node/zkdaily.py queues
         #: the days to commit for a worker thread), so the upload path does not wait on it.
         self.listeners: list[Callable[[list[tuple[bytes, str, int, int]]], None]] = []
+        #: This service's mark on the folder: ``recover`` drops a row nobody can order any
+        #: more only when no other service, in any process, holds one (node/presence.py).
+        self.presence = Presence(node.data_dir)
         self.recover()
 
     # --- checks against the current state -------------------------------------------------
@@ -324,7 +329,9 @@ class IngestService:
             return self._pool
 
     def close(self) -> None:
-        """Stop the worker processes (the node and the vault stay open)."""
+        """Stop the worker processes and give up this service's mark on the folder (the node
+        and the vault stay open); a closed service is not used again."""
+        self.presence.close()
         with self._mu:
             pool, self._pool = self._pool, None
         if pool is not None:
@@ -478,16 +485,31 @@ class IngestService:
         The node first stores every ordered block (``Node.sync``; it raises while it cannot,
         and then nothing is settled). A row whose ``data.commit`` is accepted in the store is
         committed. A row is dropped (row, tags and blob) only when its commit can never be
-        accepted any more: the uploader's sequence has reached the row's (another commit, or
-        this one refused, consumed it). Otherwise it may still be ordered (another process
-        on this folder is committing it) and it stays pending: never delete the data of a
-        transaction that may be ordered.
+        accepted any more:
+
+        - the uploader's sequence has reached the row's (another commit, or this one
+          refused, consumed it); or
+        - it was never ordered and nobody is left to order it: the node orders in its own
+          log (not etcd, where a dead process's append may still be cut), the log holds no
+          transactions waiting for a cut, this service is not committing the row, and no
+          other ingest service, in this process or another, is alive on the folder
+          (``Presence``). That is the row a kill between the vault write and the log append
+          leaves when its uploader never sends that sequence again.
+
+        Otherwise it may still be ordered (another process on this folder is committing it)
+        and it stays pending: never delete the data of a transaction that may be ordered.
         """
         with self._recover_mu:
             return self._recover()
 
     def _recover(self) -> int:
         pending = self.vault.batches(status="pending")
+        # In this order: rows written after the liveness check belong to a live writer,
+        # and a job of ours finished after the snapshot is in the store when looked up.
+        alone = (bool(pending) and self.node.config.orderer is None
+                 and not self.presence.others_alive())
+        with self._mu:
+            ours = set(self._inflight)
         top = self.vault.max_committed_index()
         if pending or self._unsettled or self.node.fault is not None or (
                 top is not None and top >= self.node.store.tx_count()):
@@ -496,6 +518,7 @@ class IngestService:
         if not pending:
             self._unsettled = False
             return 0
+        alone = alone and not self.node.open_pending  # an uncut entry may still be ordered
         committed: list[tuple[bytes, int]] = []
         dropped: list[bytes] = []
         found = self.node.store.find_txs([row.tx_hash for row in pending])
@@ -506,6 +529,8 @@ class IngestService:
                 committed.append((row.ct, ok[0].idx))
             elif rec is not None and int(rec["seq"]) >= row.seq:
                 dropped.append(row.ct)
+            elif alone and (row.uploader, row.seq) not in ours:
+                dropped.append(row.ct)  # never ordered, and nobody left who could order it
         self.vault.settle(committed, dropped)
         for ct in dropped:
             self.vault.blobs.delete(ct)
