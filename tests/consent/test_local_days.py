@@ -270,3 +270,31 @@ def test_the_computed_summary_is_reused_only_for_the_same_batches(site: _Site) -
     assert isinstance(raw, RawRelease) and raw.summary == three.summary
     cgm = [r for r in raw.records if isinstance(r, CgmReading)]
     assert compute_agp(cgm).aggregate() == three.profile == again.profile
+
+
+def test_a_raw_release_computes_its_summary_when_asked_and_not_past_an_erasure(
+        site: _Site) -> None:
+    site.upload(_sensor(at("2026-10-17T00:00"), at("2026-11-02T00:00")))
+    span = last_days(site.node.data_dir, site.alice.id, 14, site.node.now_ms())
+    own = Request(site.alice.id, ("cgm",), "raw", span.window())
+
+    def read() -> RawRelease:
+        rel = site.access.read(site.access.request(site.alice.id, site.alice.keys[:1],
+                                                   own).raw)
+        assert isinstance(rel, RawRelease)
+        return rel
+
+    def kept() -> list[str]:
+        return [key[0] for key in site.access._computed]
+
+    rel = read()
+    assert kept() == []  # a Nightscout read stops here: no metrics computed
+    s = rel.summary
+    assert s is not None and s.count == 14 * 24 * 12 + 12 and kept() == ["raw"]
+    assert rel.summary is s  # once a release
+    site.access._computed.clear()
+    late = read()
+    site.access.forget([])  # an erasure between the read and the summary
+    assert late.summary == s
+    assert kept() == [], "a summary read before an erasure outlived it"
+    assert read().summary == s and kept() == ["raw"]

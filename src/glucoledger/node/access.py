@@ -24,7 +24,9 @@ Releases:
   be a reading), with the commitments they were computed from (data.commit tx hashes and
   ciphertext hashes) and the node's signature (context ``"summary"``) over all of it.
 - A raw release of CGM data carries the same summary (unsigned), computed from exactly the
-  released values, so a report built from raw data and one from a summary agree.
+  released values, so a report built from raw data and one from a summary agree. It is
+  computed when first asked for (``RawRelease.summary``): a Nightscout read, which shows
+  records only, never computes it.
 
 Which values count (one rule for both views, glucose/timeline.py): the batches are taken in
 upload order (the log index of their ``data.commit``), and for one record type and instant
@@ -48,18 +50,20 @@ order the access record lists them), of each batch's upload order and interval (
 the batch is first opened), of the window and of which records the version rule leaves out
 (a deletion adds no batch), so the cache key is exactly (view, ciphertext hashes, from, to,
 records left out) and a hit returns the same Summary and profile, bit for bit, that
-computing them again would. A new upload in the window is a new batch (a
-new key); an erasure empties the cache (``forget``). The access itself is still ordered,
+computing them again would. A new upload in the window is a new batch (a new key); an
+erasure empties the cache (``forget``), and a summary whose records were read before an
+erasure is not kept (it may be over erased batches). The access itself is still ordered,
 audited and signed on every read; only the arithmetic is reused. Reports of whole local days
 (node/localdays.py) keep one window all day, so repeated reads of a day hit.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple
 
@@ -134,11 +138,22 @@ class Grounds:
 class RawRelease:
     grounds: Grounds
     records: tuple[Record, ...]
-    #: The consensus metrics of the released CGM readings (None without CGM readings).
-    summary: Summary | None = None
     #: The patient's own read only: the records in the window that no longer count (earlier
     #: versions of edited or moved Nightscout documents, deleted ones), in upload order.
     history: tuple[Record, ...] = ()
+    #: Computes ``summary`` from exactly the released readings, on first use: a Nightscout
+    #: read, which shows records only, never pays for the metrics.
+    summarize: Callable[[], Summary | None] = field(default=lambda: None, repr=False,
+                                                   compare=False)
+    _summary: list[Summary | None] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def summary(self) -> Summary | None:
+        """The consensus metrics of the released CGM readings (None without CGM
+        readings)."""
+        if not self._summary:
+            self._summary.append(self.summarize())
+        return self._summary[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +250,7 @@ class AccessService:
         self._computed: OrderedDict[_Key, _Computed] = OrderedDict()
         self._computed_size = summaries
         self._computed_lock = threading.Lock()
+        self._erasures = 0  # calls of ``forget``: a summary is kept only if none came between
         self._dedup = hmac_sha256(node.master, DEDUP_CONTEXT)
 
     def forget(self, cts: Sequence[bytes] | None = None) -> None:
@@ -247,6 +263,7 @@ class AccessService:
                 self._cache_records -= _weight(gone)
         with self._computed_lock:  # a summary over erased batches must not outlive them
             self._computed.clear()
+            self._erasures += 1
 
     def _cached(self, key: _Key) -> _Computed | None:
         with self._computed_lock:
@@ -255,10 +272,14 @@ class AccessService:
                 self._computed.move_to_end(key)
             return hit
 
-    def _keep(self, key: _Key, value: _Computed) -> None:
+    def _keep(self, key: _Key, value: _Computed, erasures: int) -> None:
+        """Keep a computed summary, unless batches were forgotten (erased) since its records
+        were read (``erasures``: ``self._erasures`` then): it may be over erased batches."""
         if not self._computed_size:
             return
         with self._computed_lock:
+            if erasures != self._erasures:
+                return
             self._computed[key] = value
             while len(self._computed) > self._computed_size:
                 self._computed.popitem(last=False)
@@ -385,6 +406,7 @@ class AccessService:
         request = Request.from_value(record["request"])
         if decision["view"] == "summary":
             return self._summary(grounds, decision["streams"])
+        erasures = self._erasures  # before the batches are read: see _keep
         uploads = self._uploads(grounds, decision["streams"])
         records = list(resolve(r for r, _ in uploads.counted).records)
         if request.wrap_to is not None:
@@ -394,19 +416,22 @@ class AccessService:
                                  hpke_seal(request.wrap_to, key, "release", grounds.access_tx),
                                  seal(key, payload, "release", grounds.access_tx))
         history = tuple(uploads.withheld) if grounds.requester == grounds.patient else ()
-        return RawRelease(grounds, tuple(records), self._metrics(grounds, uploads), history)
+        return RawRelease(grounds, tuple(records), history,
+                          functools.partial(self._metrics, grounds, uploads, erasures))
 
-    def _metrics(self, grounds: Grounds, uploads: _Uploads) -> Summary | None:
-        """The metrics of the CGM readings that count over the window, or None."""
+    def _metrics(self, grounds: Grounds, uploads: _Uploads, erasures: int) -> Summary | None:
+        """The metrics of the CGM readings that count over the window, or None.
+        ``erasures``: ``forget``'s count when the records were read."""
         key = ("raw", grounds.batches, grounds.start_ms, grounds.end_ms, uploads.dropped)
         hit = self._cached(key)
         if hit is not None:
             return hit[0]
         summary = _metrics_of(grounds, uploads.counted)
-        self._keep(key, (summary, None))
+        self._keep(key, (summary, None), erasures)
         return summary
 
     def _summary(self, grounds: Grounds, streams: Sequence[str]) -> SignedSummary:
+        erasures = self._erasures
         uploads = self._uploads(grounds, streams)
         key = ("summary", grounds.batches, grounds.start_ms, grounds.end_ms, uploads.dropped)
         hit = self._cached(key)
@@ -429,7 +454,7 @@ class AccessService:
                 if isinstance(r, CgmReading):
                     last[r.time_ms] = r
             profile = compute_agp([last[t] for t in sorted(last)]).aggregate()
-            self._keep(key, (summary, profile))
+            self._keep(key, (summary, profile), erasures)
         sig = self.node.node_key.sign(SUMMARY_CONTEXT,
                                       summary_statement(grounds, summary, profile))
         return SignedSummary(grounds, summary, self.node.node_key.public, sig, profile)
