@@ -8,10 +8,16 @@ Errors: every ``GlucoledgerError`` becomes JSON ``{"code", "message"}`` with the
 input 400, a refused transaction 409, ...). Request validation errors are 422 with the
 first problem in words. Anything else is a 500 with a generic message (and is a bug).
 Bodies over ``ServerSettings.max_body`` are refused with 413 before they are read in full.
+
+FastAPI's own OpenTelemetry (0.16x: a span, metrics and exception logs per request, exported
+as soon as the process has a provider, e.g. ``FASTAPI_OTEL_AUTO_CONFIGURE=true`` or a
+platform's auto-instrumentation) is off: its span carries the request's query string, and a
+Nightscout follower's ``?token=`` is a read credential (``_NO_TELEMETRY``).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any, Final
 
@@ -224,13 +230,20 @@ def _form_message(exc: RequestValidationError) -> str:
     return f"{field}: {e.get('msg', 'invalid')}; go back, correct it and send the form again"
 
 
+#: FastAPI's built-in telemetry, off (module docstring); ``{}`` for releases without it.
+_NO_TELEMETRY: Final[dict[str, Any]] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters else {})
+
+
 def create_app(node: Node, settings: ServerSettings | None = None, *,
                context: ServerContext | None = None) -> FastAPI:
     """The HTTP application for ``node``. The caller owns the node (and closes it)."""
     c = context or ServerContext.create(node, settings)
     app = FastAPI(title="glucoledger", version=VERSION,
                   description="A patient-controlled, tamper-evident ledger and encrypted vault "
-                  "for diabetes data: ledger, consent, Nightscout v1 and FHIR R4 routes.")
+                  "for diabetes data: ledger, consent, Nightscout v1 and FHIR R4 routes.",
+                  **_NO_TELEMETRY)
     app.state.ctx = c
 
     @app.exception_handler(GlucoledgerError)
