@@ -93,3 +93,20 @@ def test_loose_and_packed_blobs_live_side_by_side(tmp_path: Path) -> None:
     assert sorted(store.names()) == sorted([loose, packed])
     store.delete(loose)
     assert not store.path(loose).exists() and store.get(packed) == b"packed"
+
+
+def test_a_loose_blob_packed_again_is_destroyed_in_both_places(tmp_path: Path) -> None:
+    """put_many does not stat for a loose copy: the same bytes may then live twice, and
+    delete destroys both (no copy of an erased batch survives)."""
+    store = FsBlobStore(tmp_path / "b")
+    digest = store.put(b"twice")
+    assert store.put_many([b"twice"]) == [digest]
+    assert store.locate(digest)[0].suffix == ".pack" and store.path(digest).is_file()
+    assert store.get(digest) == b"twice" and list(store.names()).count(digest) == 1
+    store.delete(digest)
+    assert not store.exists(digest) and not store.path(digest).exists()
+    with pytest.raises(NotFoundError):
+        store.get(digest)
+    other = FsBlobStore(tmp_path / "b")  # nor does a fresh scan of the packs find it
+    assert not other.exists(digest)
+    assert all(b"twice" not in p.read_bytes() for p in _files(tmp_path / "b"))

@@ -152,7 +152,9 @@ class FsBlobStore(BlobStore):
         out = [sha256(b) for b in blobs]
         todo: dict[bytes, bytes] = {}
         for digest, data in zip(out, blobs, strict=True):
-            if digest not in index and digest not in todo and not self.path(digest).is_file():
+            # (a loose copy, from ``put``, is not looked for: a stat a blob, and at worst
+            # the same bytes twice, which ``delete`` zeroes both of)
+            if digest not in index and digest not in todo:
                 todo[digest] = data
         if not todo:
             return out
@@ -225,7 +227,13 @@ class FsBlobStore(BlobStore):
             self._retire()
 
     def locate(self, digest: bytes) -> tuple[Path, int, int]:
-        """(file, offset, length) of the blob's bytes. Raises NotFoundError if absent."""
+        """(file, offset, length) of the blob's bytes. Raises NotFoundError if absent.
+
+        The packs' index first (most blobs: no system call), then a loose copy, then packs
+        another process wrote since."""
+        found = self._packed().get(digest)
+        if found is not None:
+            return found
         loose = self.path(digest)
         try:
             return loose, 0, loose.stat().st_size
@@ -233,7 +241,7 @@ class FsBlobStore(BlobStore):
             pass
         except OSError as exc:  # pragma: no cover - permission trouble
             raise StorageError(f"cannot look up blob {digest.hex()[:16]}: {exc}") from None
-        found = self._packed().get(digest) or self._packed(refresh=True).get(digest)
+        found = self._packed(refresh=True).get(digest)
         if found is None:
             raise NotFoundError(f"blob {digest.hex()[:16]} is missing from {self.root}")
         return found
@@ -319,7 +327,7 @@ class FsBlobStore(BlobStore):
 
     def exists(self, digest: bytes) -> bool:
         try:
-            return (self.path(digest).is_file() or digest in self._packed()
+            return (digest in self._packed() or self.path(digest).is_file()
                     or digest in self._packed(refresh=True))
         except OSError as exc:  # pragma: no cover - permission trouble
             raise StorageError(f"cannot look up blob {digest.hex()[:16]}: {exc}") from None
