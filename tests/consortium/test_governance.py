@@ -63,6 +63,34 @@ def test_genesis_file_round_trips_and_every_member_derives_the_same_envelope() -
     assert Genesis(CHAIN, 2, g.members, {}).missing() == ["org-0", "org-1", "org-2"]
 
 
+def test_the_genesis_file_names_the_access_record_format() -> None:
+    """A file written before format 2 has no field: format 1, so the transaction its members
+    signed stays the same; a file ``consortium genesis`` writes now names 2; the chain records
+    it; an unknown format is refused as the file is read."""
+    import dataclasses
+    import json
+
+    from glucoledger.errors import MalformedError
+    from glucoledger.state.accounts import access_records
+
+    old, _, nodes = _founders()
+    assert "access_records" not in json.loads(old.to_json())
+    assert Genesis.parse(old.to_json()).envelope() == old.envelope()
+    new = dataclasses.replace(old, signatures={}, access_records=2)
+    for i in range(3):
+        new = new.sign(f"org-{i}", nodes[i])
+    doc = json.loads(new.to_json())
+    assert doc["access_records"] == 2 and Genesis.parse(new.to_json()) == new
+    assert new.envelope() != old.envelope()
+    for g, fmt in ((old, 1), (new, 2)):
+        replica = Replica(CHAIN)
+        assert _run(replica, [g.envelope()]) == ["ok"]
+        assert access_records(replica.state) == fmt
+    for bad in (3, True, "2"):
+        with pytest.raises(MalformedError, match="access_records"):
+            Genesis.parse(json.dumps({**doc, "access_records": bad}))
+
+
 def test_finality_needs_threshold_identical_notes_and_reports_divergence() -> None:
     keys = [crypto.generate() for _ in range(3)]
     members = [NoteVerifier(f"n{i}", k.public) for i, k in enumerate(keys)]

@@ -31,6 +31,7 @@ from glucoledger.node.accounts import create_account, identity, keys_of
 from glucoledger.node.nightscout import Binding, Followed, NightscoutService, _merged
 from glucoledger.node.nsedits import EditLog
 from glucoledger.node.service import Node
+from glucoledger.state.access import released_count
 from glucoledger.state.versions import alias_key, version_key
 from tests.api.payloads import aaps_profile
 
@@ -80,9 +81,9 @@ class Phone:
                 del held[i]
         added = [codec.decode_trusted(node.state.get_raw(k))  # type: ignore[arg-type]
                  for k in set(node.state.keys("access/")) - before]
-        self.reads = sorted((a["decision"]["from"], a["decision"]["to"], len(a["batches"]))
+        self.reads = sorted((a["decision"]["from"], a["decision"]["to"], released_count(a))
                             for a in added)
-        return sorted((a["decision"]["from"], len(a["batches"])) for a in added)
+        return sorted((a["decision"]["from"], released_count(a)) for a in added)
 
 
 @pytest.fixture

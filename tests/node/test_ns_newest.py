@@ -21,6 +21,7 @@ from glucoledger.bench.follow import FOLLOWER_TOKEN, UPLOADER_SECRET, follower_s
 from glucoledger.interop.nsquery import parse_query
 from glucoledger.node.nightscout import Binding, NightscoutService
 from glucoledger.node.service import Node
+from glucoledger.state.access import released_count
 
 HOUR = 3_600_000
 #: Half past an hour: the newest hour holds six readings, fewer than a poll asks for.
@@ -57,7 +58,7 @@ def _poll(node: Node, ns: NightscoutService, fol: Binding, params: list[tuple[st
     docs = ns.read(fol, "entries", parse_query("entries", params, now_ms=NOW))
     added = sorted((codec.decode_trusted(node.state.get_raw(k))  # type: ignore[arg-type]
                     for k in _audits(node) - seen), key=lambda a: a["height"])
-    return docs, [len(a["batches"]) for a in added]
+    return docs, [released_count(a) for a in added]
 
 
 def test_a_poll_for_the_newest_lists_few_batches_and_answers_as_the_whole_window(

@@ -170,7 +170,8 @@ def genesis(
     Example: glucoledger consortium genesis --member LINE_A --member LINE_B --member LINE_C
     --threshold 2 --out genesis.json
     """
-    doc = Genesis(chain, threshold, tuple(Member.parse_line(m) for m in member), {})
+    doc = Genesis(chain, threshold, tuple(Member.parse_line(m) for m in member), {},
+                  access_records=2)
     out.write_text(doc.to_json())
     console.print(f"wrote {out}: {len(doc.members)} members, threshold {threshold}; now "
                   "`glucoledger consortium sign` in each member's folder")

@@ -83,7 +83,7 @@ from ..glucose.metrics import Summary, summarize
 from ..glucose.readings import CgmReading, Record
 from ..glucose.timeline import interval_for_model, median_spacing_ms, resolve
 from ..ledger.tx import SignedTx, Transaction, sign
-from ..state.access import access_key
+from ..state.access import access_key, batches_in, released_digest
 from ..state.consent import Request
 from ..state.devices import device_key
 from ..vault.store import Vault
@@ -342,10 +342,38 @@ class AccessService:
                 f"access denied ({decision['reason']}): {decision['message']} "
                 f"(audited as {stx.tx_hash.hex()[:16]})", code=decision["reason"],
                 tx_hash=stx.tx_hash)
+        if "digest" in record:
+            commits, batches = self._released(record, stx.tx_hash, receipt.index)
+        else:
+            commits, batches = tuple(record["commits"]), tuple(record["batches"])
         grounds = Grounds(stx.tx_hash, record["patient"], record["requester"],
                           decision["grant"], record["emergency"], decision["from"],
-                          decision["to"], tuple(record["commits"]), tuple(record["batches"]))
+                          decision["to"], commits, batches)
         return grounds, record
+
+    def _released(self, record: dict[str, Any], access_tx: bytes, index: int
+                  ) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+        """The (commits, batches) a format-2 access record commits to (state/access.py).
+
+        They are the index's batches of the permitted window, less those whose
+        ``data.commit`` was ordered after the access (log index above ``index``): the
+        index only grows by appends in log order, so the rest are exactly what the handler
+        saw, in the same order. Checked against the record's count and digest; a batch
+        erased since is missing, and the read is refused (nothing released)."""
+        decision = record["decision"]
+        entries = batches_in(self.node.state, record["patient"], decision["streams"],
+                             decision["from"], decision["to"])
+        if len(entries) != record["released"] or released_digest(entries) != record["digest"]:
+            found = self.node.store.find_txs([e[1] for e in entries])
+            entries = [e for e in entries
+                       if any(t.idx < index and t.decoded_result().ok
+                              for t in found.get(e[1], []))]
+        if len(entries) != record["released"] or released_digest(entries) != record["digest"]:
+            raise NotFoundError(
+                f"{record['released']} batches were permitted, but some of them were erased "
+                f"after the read was ordered (audited as {access_tx.hex()[:16]}): nothing "
+                "was released; read again")
+        return tuple(e[1] for e in entries), tuple(e[0] for e in entries)
 
     def _interval(self, uploader: bytes, items: Sequence[Record]) -> int:
         """The nominal CGM interval (ms) of a batch: its device model's, else the median

@@ -23,7 +23,7 @@ from typing import Any
 from ..errors import MalformedError
 from ..ledger.block import BlockHeader
 from ..ledger.tx import SignedTx
-from ..state.access import access_key, erasure_key
+from ..state.access import access_key, erasure_key, released_count
 from ..state.consent import grant_key
 from ..state.emergency import request_key
 from ..state.store import State
@@ -92,7 +92,7 @@ def _access(state: State, tx: bytes) -> AuditEntry:
     if d["decision"] == "permit":
         return AuditEntry("access", tx, r["height"], r["time"], r["requester"], r["emergency"],
                           "permit", None, req["view"], streams, grant,
-                          f"{what}; {_batches(len(r['batches']))}")
+                          f"{what}; {_batches(released_count(r))}")
     return AuditEntry("access", tx, r["height"], r["time"], r["requester"], False, "deny",
                       d["reason"], req["view"], streams, grant, f"{what}; {d['message']}")
 

@@ -36,6 +36,7 @@ part of the genesis transaction (its hash and signatures are unchanged).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
 import json
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ from ..ledger.log import encode_cut, encode_tx_entry
 from ..ledger.tx import Signature, SignedTx, Transaction
 from ..ordering.base import Orderer
 from ..ordering.etcd_rbac import client_identity
+from ..state.accounts import ACCESS_RECORDS
 from ..state.accounts_model import account_id, single_key_policy
 from .keystore import Wallet, create_master_key, load_master_key
 from .service import NodeConfig
@@ -117,6 +119,10 @@ class Genesis:
     threshold: int
     members: tuple[Member, ...]
     signatures: dict[str, bytes]
+    #: The chain's access record format (state/accounts.py ``ChainGenesis``): 2 for a file
+    #: ``consortium genesis`` writes now; a file without the field (written before) is 1,
+    #: so the transaction its members signed stays the same.
+    access_records: int = 1
 
     def __post_init__(self) -> None:
         if not 1 <= self.threshold <= len(self.members):
@@ -130,6 +136,8 @@ class Genesis:
                       "node": m.node.key.to_value()} for m in self.members],
             "threshold": self.threshold,
         }
+        if self.access_records != 1:
+            body["access_records"] = self.access_records
         first = account_id("organization", body["orgs"][0]["policy"])
         return Transaction(self.chain, "chain.genesis", body, first, 0)
 
@@ -138,7 +146,7 @@ class Genesis:
         if member is None or member.node.key != node_key.public:
             raise InputError(f"{name} with this node key is not a member of this genesis")
         sig = node_key.sign("tx", self.transaction().hash())
-        return Genesis(self.chain, self.threshold, self.members, {**self.signatures, name: sig})
+        return dataclasses.replace(self, signatures={**self.signatures, name: sig})
 
     def missing(self) -> list[str]:
         return [m.name for m in self.members if m.name not in self.signatures]
@@ -167,11 +175,14 @@ class Genesis:
                         for m in self.members)
 
     def to_json(self) -> str:
-        return json.dumps({
+        doc: dict[str, Any] = {
             "format": FORMAT, "chain": self.chain, "threshold": self.threshold,
             "members": [m.to_json() for m in self.members],
             "signatures": {k: v.hex() for k, v in sorted(self.signatures.items())},
-        }, indent=2) + "\n"
+        }
+        if self.access_records != 1:
+            doc["access_records"] = self.access_records
+        return json.dumps(doc, indent=2) + "\n"
 
     @classmethod
     def parse(cls, text: str) -> Genesis:
@@ -179,9 +190,13 @@ class Genesis:
             doc = json.loads(text)
             if doc.get("format") != FORMAT:
                 raise MalformedError(f"not a {FORMAT} file")
+            records = doc.get("access_records", 1)
+            if records not in ACCESS_RECORDS or type(records) is not int:
+                raise MalformedError(f"access_records is one of {ACCESS_RECORDS}, not {records!r}")
             return cls(str(doc["chain"]), int(doc["threshold"]),
                        tuple(Member.from_json(m) for m in doc["members"]),
-                       {k: bytes.fromhex(v) for k, v in doc.get("signatures", {}).items()})
+                       {k: bytes.fromhex(v) for k, v in doc.get("signatures", {}).items()},
+                       records)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise MalformedError(f"genesis file is malformed ({exc})") from None
 

@@ -271,8 +271,11 @@ class Node:
     # --- lifecycle ------------------------------------------------------------------------
     @classmethod
     def init(cls, data_dir: Path, *, chain: str = "glucoledger/local", name: str = "node-1",
-             seed: Callable[[Node], object] | None = None, **kwargs: Any) -> Node:
+             seed: Callable[[Node], object] | None = None, access_records: int = 2,
+             **kwargs: Any) -> Node:
         """Create a new single-organization chain in ``data_dir`` and return its node.
+        ``access_records``: the chain's access record format (state/access.py; 1 is the
+        format of chains founded before 2, kept for tests that compare the two).
 
         Atomic (``setup.build_atomically``): everything (settings, master key, wallet,
         genesis block and, with ``seed``, what ``seed(node)`` adds, such as the demo's
@@ -293,7 +296,8 @@ class Node:
             wallet.save("node", node_key)
             wallet.save("org", org_key)
             with cls(tmp, **kwargs) as node:
-                receipts = node.submit([genesis_envelope(chain, [(name, org_key, node_key)], 1)])
+                receipts = node.submit([genesis_envelope(chain, [(name, org_key, node_key)], 1,
+                                                         access_records=access_records)])
                 if not receipts[0].ok:  # pragma: no cover - a fresh chain accepts its genesis
                     raise StorageError(f"genesis refused: {receipts[0].result.message}")
                 if seed is not None:
@@ -792,8 +796,9 @@ def _tx_hash(trust: TrustCache, envelope: bytes) -> bytes | None:
 
 
 def genesis_envelope(chain: str, orgs: Sequence[tuple[str, PrivateKey, PrivateKey]],
-                     threshold: int) -> bytes:
-    """The chain's first transaction: (name, organization key, node key) per founder."""
+                     threshold: int, *, access_records: int = 2) -> bytes:
+    """The chain's first transaction: (name, organization key, node key) per founder.
+    ``access_records``: the chain's access record format (state/access.py); new chains 2."""
     from ..state.accounts_model import account_id
 
     body: dict[str, Any] = {
@@ -801,6 +806,8 @@ def genesis_envelope(chain: str, orgs: Sequence[tuple[str, PrivateKey, PrivateKe
                   "node": node.public.to_value()} for name, org, node in orgs],
         "threshold": threshold,
     }
+    if access_records != 1:
+        body["access_records"] = access_records
     first = account_id("organization", body["orgs"][0]["policy"])
     return sign(Transaction(chain, "chain.genesis", body, first, 0),
                 [node for _, _, node in orgs]).raw

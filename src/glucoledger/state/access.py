@@ -14,11 +14,20 @@ requester's nonce; action class ``default``). Body ``{request}`` (state/consent.
 decision, ``access/<tx hash>``::
 
     {requester, patient, request, decision (permit scope or deny reason), grant,
-     emergency, batches [ct...], commits [data.commit tx hash...], time, height}
+     emergency, time, height,
+     format 1: batches [ct...], commits [data.commit tx hash...]
+     format 2: released (how many), digest (``released_digest``)}
 
-and appends it to the patient's audit trail. A denied request is accepted as a transaction
-(its record is the audit entry) but lists no batches; the node releases exactly the batches a
-permit lists, and only after reading this record from an ordered block (write-ahead). A
+and appends it to the patient's audit trail. The format is the chain's, named at genesis
+(``ChainGenesis.access_records``): chains founded before format 2 keep listing every batch
+(a 14-day read of one-reading uploads: about 4,000 batches, 270 KB of state a read, kept by
+every member); a format-2 record is the same size whatever it released, and commits to
+exactly the same list, in ``batches_in`` order, which the node rebuilds from the index
+(node/access.py ``authorize``: the batches of the permitted window whose ``data.commit``
+was ordered before the access, checked against the count and the digest). A denied request
+is accepted as a transaction (its record is the audit entry) but releases no batch; the node
+releases exactly the batches a permit names, and only after reading this record from an
+ordered block (write-ahead). A
 forged request (a key that is not the requester's) or a replayed one (a used nonce) is
 refused by the machine before any handler runs: it is ordered and kept in the log with its
 reason code, and releases nothing.
@@ -36,20 +45,23 @@ Pure: no I/O, clock or randomness.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from ..crypto.hashing import tagged_hash
 from ..errors import MalformedError
 from ..glucose.readings import STREAMS
 from ..ledger.tx import SignedTx
+from .accounts import access_records
 from .accounts_model import load_account
 from .consent import Permit, Request, decide
 from .grants import audit_append
 from .machine import Body, Context, after, body_field, register, require
 from .store import State
 
-__all__ = ["access_key", "batches_in", "erased_key", "erasure_key", "newest_start"]
+__all__ = ["access_key", "batches_in", "erased_key", "erasure_key", "newest_start",
+           "released_count", "released_digest"]
 
 _BIG: Final = 1 << 62
 
@@ -110,6 +122,17 @@ def batches_in(state: State, patient: bytes, streams: Iterable[str], lo: int,
     return [e[:5] for e in out]
 
 
+def released_digest(entries: Iterable[Sequence[Any]]) -> bytes:
+    """What a format-2 access record commits to: the released batches' ciphertext hashes and
+    ``data.commit`` hashes, in ``batches_in`` order."""
+    return tagged_hash("access.released", b"".join(e[0] + e[1] for e in entries))
+
+
+def released_count(record: Mapping[str, Any]) -> int:
+    """How many batches an access record released, in either format."""
+    return int(record["released"]) if "released" in record else len(record["batches"])
+
+
 def newest_start(state: State, patient: bytes, streams: Iterable[str], lo: int,
                  need: int) -> int:
     """The latest hour boundary ``t > lo`` such that the batches of ``streams`` that start at
@@ -159,12 +182,18 @@ def _access(state: State, stx: SignedTx, ctx: Context) -> None:
         batches = batches_in(state, request.patient, decision.streams, decision.start_ms,
                              decision.end_ms)
     emergency = isinstance(decision, Permit) and decision.emergency
-    state.put(access_key(stx.tx_hash), {
+    record: dict[str, Any] = {
         "requester": stx.tx.account, "patient": request.patient,
         "request": request.to_value(), "decision": decision.to_value(),
         "grant": decision.grant, "emergency": emergency,
-        "batches": [e[0] for e in batches], "commits": [e[1] for e in batches],
-        "time": ctx.time_ms, "height": ctx.height})
+        "time": ctx.time_ms, "height": ctx.height}
+    if access_records(state) == 2:
+        record["released"] = len(batches)
+        record["digest"] = released_digest(batches)
+    else:
+        record["batches"] = [e[0] for e in batches]
+        record["commits"] = [e[1] for e in batches]
+    state.put(access_key(stx.tx_hash), record)
     if state.get("acct/" + request.patient.hex()) is not None:
         audit_append(state, request.patient, "access", stx.tx_hash, emergency=emergency)
 

@@ -13,9 +13,11 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
+from .. import codec
 from ..crypto import PublicKey
 from ..errors import RejectedError
 from ..ledger.tx import SignedTx
@@ -31,9 +33,12 @@ from .accounts_model import (
 from .machine import Body, Context, body_field, register, require
 from .store import State
 
-__all__ = ["GENESIS_KEY", "SPONSORS", "AccountCreate", "ChainGenesis", "genesis_info"]
+__all__ = ["ACCESS_RECORDS", "GENESIS_KEY", "SPONSORS", "AccountCreate", "ChainGenesis",
+           "access_records", "genesis_info"]
 
 GENESIS_KEY = "chain/genesis"
+#: Access record formats a genesis may name (state/access.py); new chains are founded on 2.
+ACCESS_RECORDS = (1, 2)
 #: Which kinds of account must be vouched for, and by which kinds of sponsor.
 SPONSORS: dict[str, tuple[str, ...]] = {
     "organization": ("organization",),
@@ -60,6 +65,9 @@ class ChainGenesis(Body):
 
     orgs: tuple[Any, ...]
     threshold: int
+    #: The access record format of the chain (state/access.py): 1 lists every released
+    #: batch, 2 commits to them (count and digest). Chains founded before 2 have none: 1.
+    access_records: int = 1
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> ChainGenesis:
@@ -69,10 +77,16 @@ class ChainGenesis(Body):
         require(1 <= len(orgs) <= 64, "bad_genesis", "a genesis names 1 to 64 organizations")
         require(1 <= threshold <= len(orgs), "bad_genesis",
                 "checkpoint threshold must be 1..orgs")
-        return cls(tuple(orgs), threshold)
+        records = body.get("access_records", 1)
+        require(records in ACCESS_RECORDS and type(records) is int, "bad_genesis",
+                "access_records is 1 (lists) or 2 (commitments)")
+        return cls(tuple(orgs), threshold, records)
 
     def to_body(self) -> dict[str, Any]:
-        return {"orgs": list(self.orgs), "threshold": self.threshold}
+        body: dict[str, Any] = {"orgs": list(self.orgs), "threshold": self.threshold}
+        if self.access_records != 1:
+            body["access_records"] = self.access_records
+        return body
 
 
 @register("chain.genesis", auth="self", body=ChainGenesis)
@@ -111,8 +125,23 @@ def _genesis(state: State, stx: SignedTx, ctx: Context) -> None:
         nodes.append({"name": name, "org": oid, "node": nid, "key": node_key.to_value()})
     require(stx.tx.account == org_ids[0], "bad_account_id",
             "genesis is sent from the first organization's account id")
-    state.put(GENESIS_KEY, {"orgs": org_ids, "nodes": nodes, "threshold": threshold,
-                            "time": ctx.time_ms})
+    info: dict[str, Any] = {"orgs": org_ids, "nodes": nodes, "threshold": threshold,
+                            "time": ctx.time_ms}
+    if b.access_records != 1:  # (a format-1 chain's record stays byte for byte as it was)
+        info["access_records"] = b.access_records
+    state.put(GENESIS_KEY, info)
+
+
+def access_records(state: State) -> int:
+    """The chain's access record format (``ChainGenesis.access_records``; 1 before genesis)."""
+    return _records_of(state.get_raw(GENESIS_KEY))
+
+
+@functools.lru_cache(maxsize=8)
+def _records_of(raw: bytes | None) -> int:
+    if raw is None:
+        return 1
+    return int(codec.decode_trusted(raw).get("access_records", 1))  # state: our bytes
 
 
 @dataclass(frozen=True, slots=True)
