@@ -9,11 +9,19 @@ from glucoledger.errors import InputError
 
 
 def test_follow_bench_runs_and_the_served_poll_lists_fewer_batches(tmp_path: Path) -> None:
-    r = run(days=1, polls=2, folder=tmp_path / "node", pushes=2)
+    r = run(days=1, polls=2, folder=tmp_path / "node", pushes=2, access_records=1)
     assert r["readings"] == 287
     assert 0 < r["served_record_bytes"] < r["whole_record_bytes"]
     assert r["served_p50_ms"] > 0 and r["whole_p50_ms"] > 0
     assert 0 < r["push_served_record_bytes"] < r["push_whole_record_bytes"]
+
+
+def test_on_a_format_2_chain_a_read_adds_the_same_few_bytes_however_many_batches(
+        tmp_path: Path) -> None:
+    r = run(days=1, polls=2, folder=tmp_path / "node", pushes=2)
+    assert r["readings"] == 287
+    assert 0 < r["whole_record_bytes"] < 600  # 287 batches: 20 KB listed in format 1
+    assert abs(r["served_record_bytes"] - r["whole_record_bytes"]) < 32
 
 
 @pytest.mark.parametrize(("days", "polls", "pushes"),

@@ -5,7 +5,8 @@ minutes), so ``days`` of history are ``288 * days - 1`` one-reading batches (the
 5 minutes old). A follower holding a
 raw grant polls ``GET /api/v1/entries.json?count=10`` (Nightscout's default window: the last
 4 days). Each poll is an audited read: an ``access`` transaction ordered before anything is
-released, listing every batch it releases.
+released, whose record commits to every batch it releases (``--access-records 1``: the
+format of chains founded before format 2, which lists them).
 
 Two figures from the same run, on the same node and the same data:
 
@@ -28,7 +29,7 @@ Last, the marker a push feed asks for every 2 s (``Vault.last_index``) over a pa
 index and without it.
 
 Run: ``python -m glucoledger.bench.follow [--days 4] [--polls 50] [--pushes 12]
-[--marker-rows 100000]``.
+[--marker-rows 100000] [--access-records 1|2]``.
 Printed, not asserted.
 """
 
@@ -110,7 +111,7 @@ def _push(node: Any, ns: Any, binding: Any, feed: Any, seen: dict[str, Any] | No
 
 
 def run(days: int = 4, polls: int = 50, folder: Path | None = None,
-        pushes: int = 12) -> dict[str, float]:
+        pushes: int = 12, access_records: int = 2) -> dict[str, float]:
     from ..api.context import ServerContext
     from ..interop.nsfeed import COLLECTIONS, Feed
     from ..interop.nsquery import parse_query
@@ -119,7 +120,8 @@ def run(days: int = 4, polls: int = 50, folder: Path | None = None,
     if not 1 <= days <= 14 or polls < 1 or not 1 <= pushes <= 288:
         raise InputError("--days is 1 to 14, --polls at least 1 and --pushes 1 to 288")
     now = int(time.time() * 1000) // _STEP_MS * _STEP_MS
-    node = Node.init(Path(folder or tempfile.mkdtemp(prefix="glucoledger-bench-follow-")))
+    node = Node.init(Path(folder or tempfile.mkdtemp(prefix="glucoledger-bench-follow-")),
+                     access_records=access_records)
     ctx = ServerContext.create(node)
     try:
         ns = ctx.svc.nightscout
@@ -225,12 +227,15 @@ def main() -> None:
     ap.add_argument("--polls", type=int, default=50)
     ap.add_argument("--pushes", type=int, default=12)
     ap.add_argument("--marker-rows", type=int, default=100_000)
+    ap.add_argument("--access-records", type=int, choices=(1, 2), default=2,
+                    help="the chain's access record format (1: lists every batch)")
     a = ap.parse_args()
     if a.marker_rows < 1:
         raise SystemExit("bench.follow: --marker-rows is at least 1")
     print_load("start")
+    print(f"access record format {a.access_records}")
     try:
-        r = run(a.days, a.polls, pushes=a.pushes)
+        r = run(a.days, a.polls, pushes=a.pushes, access_records=a.access_records)
     except InputError as exc:
         raise SystemExit(f"bench.follow: {exc}") from None
     print(f"follower poll, count=10, {int(r['readings']):,} one-reading batches:")
