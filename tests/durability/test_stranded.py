@@ -166,6 +166,29 @@ def test_a_row_this_service_is_committing_is_kept(tmp_path: Path) -> None:
         assert report.decrypted == report.batches == 2
 
 
+def test_a_service_closed_while_it_commits_keeps_its_mark(tmp_path: Path) -> None:
+    """A server shutting down with a group in flight: until the process ends, no other
+    process may take that group's rows for stranded."""
+    folder = tmp_path / "node"
+    make_node(folder, uploads=1)
+    with ingesting(folder) as (node, world, _vault, ingest):
+        submit = node.submit
+        seen: list[bool] = []
+
+        def close_first(envelopes: list[bytes], **kw: object) -> object:
+            ingest.close()
+            seen.append(Presence(folder).others_alive())
+            return submit(envelopes, **kw)  # type: ignore[arg-type]
+
+        node.submit = close_first  # type: ignore[method-assign, assignment]
+        alice, dev = world.patient("alice"), world.device("SN-1")
+        ingest.upload(prepare_upload(node.chain, alice.id, dev.id, 2, cgm_batch(2), dev.key))
+        node.submit = submit  # type: ignore[method-assign]
+        assert seen == [True], "a closing service with a group in flight gave up its mark"
+        ingest.close()  # nothing in flight now: the mark goes
+        assert not Presence(folder).others_alive()
+
+
 def test_presence(tmp_path: Path) -> None:
     a = Presence(tmp_path)
     assert not a.others_alive()

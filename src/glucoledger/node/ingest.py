@@ -330,10 +330,13 @@ class IngestService:
 
     def close(self) -> None:
         """Stop the worker processes and give up this service's mark on the folder (the node
-        and the vault stay open); a closed service is not used again."""
-        self.presence.close()
+        and the vault stay open); a closed service is not used again. A group still being
+        committed keeps the mark until the process ends: its rows may yet be ordered."""
         with self._mu:
             pool, self._pool = self._pool, None
+            busy = bool(self._inflight)
+        if not busy:
+            self.presence.close()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
