@@ -323,3 +323,26 @@ def test_fhir_download_covers_the_reports_whole_local_days(client: Any, site: An
     assert span.zone_name == "America/Los_Angeles"
     assert periods == {json.dumps({"start": iso(span.start_ms), "end": iso(span.end_ms)},
                                   sort_keys=True)}
+
+
+@pytest.mark.parametrize(("values", "flag", "listed"), [
+    ({"gri": 39.6}, "gri", True), ({"gri": 39.4}, "gri", False),   # shown 40, 39
+    ({"tir": 69.6}, "tir", False), ({"tir": 69.4}, "tir", True),   # shown 70, 69
+    ({"tbr54": 0.96}, "below54", True), ({"tbr54": 0.94}, "below54", False),
+    ({"tbr70": 3.96}, "below70", True), ({"active": 69.6}, "wear", False)])
+def test_the_triage_filters_judge_the_numbers_the_list_shows(
+        values: dict[str, float], flag: str, listed: bool) -> None:
+    """A clinician reads "GRI 40" in the row: the "GRI 40 or more" filter lists it (the flag
+    once compared 39.6 while the page showed 40)."""
+    from types import SimpleNamespace
+
+    from glucoledger.api.portal_clinician import _flagged, shown
+
+    now = int(time.time() * 1000)
+    base = {"tir": 80.0, "tbr54": 0.0, "tbr70": 1.0, "active": 95.0, "gri": 10.0}
+    row = {"grant": {"emergency": False}, "last_ms": now, "valid_until": now + 30 * DAY,
+           **shown(SimpleNamespace(**{**base, **values}))}
+    assert _flagged(row, flag, now) is listed
+    for v in (x / 1000 for x in range(0, 100_000, 7)):  # what the template prints of them
+        assert float(f"{v:.0f}") == shown(SimpleNamespace(**dict.fromkeys(base, v)))["gri"]
+        assert float(f"{v:.1f}") == shown(SimpleNamespace(**dict.fromkeys(base, v)))["tbr54"]

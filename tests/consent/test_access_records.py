@@ -33,8 +33,11 @@ from glucoledger.state.accounts import access_records
 from glucoledger.state.consent import Request
 
 MIN = 60_000
-#: Two hours of one-reading uploads, ending ten minutes ago.
-T0 = (int(time.time() * 1000) // MIN) * MIN - 130 * MIN
+HOUR = 60 * MIN
+#: Half past an hour, at least two and a half hours ago: the first 6 readings (5 minutes
+#: apart) fall in that hour and the next ones in the following hour, whatever the time now
+#: (batches are filed, and erased, by hour-rounded range).
+T0 = int(time.time() * 1000) // HOUR * HOUR - 3 * HOUR + 30 * MIN
 
 
 class _Site:
@@ -134,9 +137,9 @@ def test_a_batch_erased_after_the_access_refuses_the_release(site: _Site) -> Non
     stx = site.request()
     receipt = site.node.submit([stx.raw])[0]
     erasure = ErasureService(site.node, site.vault, readers=[site.access])
-    # (whole batches whose hour-rounded range meets the period: some, not all, of the ten)
+    # whole batches whose hour-rounded range meets the period: the 6 of T0's hour
     report = erasure.erase_as(site.alice, site.keys[:1], ["cgm"], T0, T0 + 2 * 5 * MIN)
-    assert 0 < report.batches < 10
+    assert report.batches == 6
     record = site.record(stx)
     if "digest" in record:
         with pytest.raises(NotFoundError, match="erased after the read was ordered"):

@@ -83,12 +83,21 @@ def _patient_rows(request: Request, p: Principal) -> list[dict[str, Any]]:
                 rel = read_for(request, p, pid, ["cgm"], "summary", 14)
                 assert isinstance(rel, SignedSummary)
                 s = rel.summary
-                row.update(tir=s.tir, tbr54=s.tbr54, tbr70=s.tbr70, active=s.active,
-                           gri=s.gri)
+                row.update(shown(s))
             except GlucoledgerError as exc:
                 row["error"] = exc.message
         rows.append(row)
     return rows
+
+
+def shown(s: Any) -> dict[str, float]:
+    """A summary's triage numbers as the list shows them (clinician.html: ``%.0f`` and
+    ``%.1f``; Python's ``round`` and ``%`` formatting round alike), so the filters, the
+    sort and the red marks agree with the numbers on the page: a GRI of 39.6 shows as 40
+    and is listed under "GRI 40 or more"; a time below 54 of 0.96 % shows as 1.0 and is
+    marked."""
+    return {"tir": round(s.tir, 0), "tbr54": round(s.tbr54, 1), "tbr70": round(s.tbr70, 1),
+            "active": round(s.active, 0), "gri": round(s.gri, 0)}
 
 
 def _flagged(row: dict[str, Any], flag: str, now: int) -> bool:
