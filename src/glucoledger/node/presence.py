@@ -92,5 +92,5 @@ class Presence:
     def __del__(self) -> None:  # a service dropped without close still releases its mark
         try:
             self.close()
-        except OSError:
-            pass
+        except Exception:  # at interpreter exit os and pathlib may be half torn down
+            pass  # (the kernel releases the lock with the process anyway)
