@@ -48,6 +48,21 @@ def test_malformed_public_keys() -> None:
         crypto.PublicKey("ed25519", b"short")
     with pytest.raises(MalformedError):
         crypto.PublicKey("p256", b"\x02" + b"\xff" * 32)
+    for raw in (bytes(31), bytes(33), bytearray(32), "a" * 32, None):
+        with pytest.raises(MalformedError, match="ed25519 public key"):
+            crypto.PublicKey("ed25519", raw)  # type: ignore[arg-type]
+    with pytest.raises(MalformedError, match="unknown key algorithm"):
+        crypto.PublicKey("rsa", bytes(32))  # type: ignore[arg-type]
+
+
+def test_an_ed25519_key_of_32_bytes_is_taken_as_openssl_takes_it() -> None:
+    """The length is the whole check at construction (what OpenSSL's key object checks);
+    the encoding rule (canonical, not small order) is applied to every signature instead."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    for raw in (bytes(32), b"\xff" * 32, crypto.generate().public.raw):
+        ed25519.Ed25519PublicKey.from_public_bytes(raw)
+        assert crypto.PublicKey("ed25519", raw).raw == raw
 
 
 def test_secrets_never_in_repr() -> None:

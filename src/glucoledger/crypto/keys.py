@@ -60,10 +60,9 @@ def signing_input(context: str, message: bytes) -> bytes:
 
 
 @functools.lru_cache(maxsize=65536)
-def _load_public(alg: str, raw: bytes) -> ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey:
+def _load_public(alg: str, raw: bytes) -> ec.EllipticCurvePublicKey:
+    """A P-256 key object (Ed25519 keys need none: ``PublicKey`` checks their length)."""
     try:
-        if alg == "ed25519":
-            return ed25519.Ed25519PublicKey.from_public_bytes(raw)
         if alg == "p256":
             if len(raw) != 33:
                 raise ValueError("length")
@@ -73,13 +72,26 @@ def _load_public(alg: str, raw: bytes) -> ed25519.Ed25519PublicKey | ec.Elliptic
     raise MalformedError(f"unknown key algorithm {alg!r}; use one of {', '.join(ALGORITHMS)}")
 
 
+def _size(raw: object) -> str:
+    return f"{len(raw)} bytes" if isinstance(raw, (bytes, bytearray)) else type(raw).__name__
+
+
 @dataclass(frozen=True, slots=True)
 class PublicKey:
     alg: Algorithm
     raw: bytes
 
     def __post_init__(self) -> None:
-        _load_public(self.alg, self.raw)  # validates; raises MalformedError
+        if self.alg == "ed25519":
+            # All an Ed25519 key's encoding needs here is its length: OpenSSL's key object
+            # checks no more, and libsodium verifies from the bytes (``crypto.ed25519``
+            # applies the encoding rule to every signature). Building that object for each
+            # new account's key was 1-2 % of a consortium node's CPU.
+            if not isinstance(self.raw, bytes) or len(self.raw) != 32:
+                raise MalformedError(
+                    f"not a valid ed25519 public key ({_size(self.raw)}); it is 32 bytes")
+        else:
+            _load_public(self.alg, self.raw)  # validates; raises MalformedError
 
     @property
     def key_id(self) -> bytes:
@@ -104,13 +116,13 @@ class PublicKey:
         self.verify_raw(signing_input(context, message), signature)
 
     def verify_raw(self, data: bytes, signature: bytes) -> None:
-        key = _load_public(self.alg, self.raw)
         if len(signature) != 64:
             raise SignatureError(f"{self.alg} signature must be 64 bytes, got {len(signature)}")
         try:
-            if isinstance(key, ed25519.Ed25519PublicKey):
+            if self.alg == "ed25519":
                 _ed.verify(self.raw, data, signature)
             else:
+                key = _load_public(self.alg, self.raw)
                 r = int.from_bytes(signature[:32], "big")
                 s = int.from_bytes(signature[32:], "big")
                 if not (0 < r < _P256_N and 0 < s <= _P256_HALF_N):
