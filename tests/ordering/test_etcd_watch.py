@@ -55,6 +55,52 @@ def test_an_append_and_a_note_each_wake_the_follower_and_other_chains_do_not(
         w.close()
 
 
+def test_the_watch_says_whether_the_log_or_the_notes_changed(
+        etcd_cluster: EtcdCluster) -> None:
+    """A follower reads the log after an append and the notes after a note, not both."""
+    chain = f"w-{uuid.uuid4().hex[:8]}"
+    w = _watch(etcd_cluster, chain)
+    kv = EtcdKV.from_url(etcd_cluster.url, chain)
+    try:
+        with EtcdOrderer.from_url(etcd_cluster.url, chain) as o:
+            for _ in range(2):
+                seen, log, side = w.generation, w.log_generation, w.side_generation
+                o.append([b"x"])
+                assert w.wait_change(seen, 5) > seen
+                assert w.log_generation > log and w.side_generation == side
+                seen, log, side = w.generation, w.log_generation, w.side_generation
+                kv.put("sig/org-9/00000000000000000000", b"note")
+                assert w.wait_change(seen, 5) > seen
+                assert w.side_generation > side and w.log_generation == log
+            seen, log, side = w.generation, w.log_generation, w.side_generation
+            kv.put("first/org-9", b"1")  # a compaction's mark: the log changed
+            assert w.wait_change(seen, 5) > seen
+            assert w.log_generation > log and w.side_generation == side
+    finally:
+        kv.close()
+        w.close()
+
+
+def test_a_change_of_unknown_kind_counts_as_both() -> None:
+    from glucoledger.ordering._gateway import Gateway, b64
+
+    gw = Gateway(["http://127.0.0.1:1"], 1.0, None)
+    watch = KeyWatch(gw, "/p/c", "/p/t", log=("/p/head/",))
+    assert watch._kinds([{"kv": {"key": b64("/p/head/org-1")}}]) == (True, False)
+    assert watch._kinds([{"kv": {"key": b64("/p/sig/org-1/1")}}]) == (False, True)
+    assert watch._kinds([{"kv": {"key": b64("/p/head/a")}},
+                         {"kv": {"key": b64("/p/stored/a")}}]) == (True, True)
+    assert watch._kinds([{"kv": {}}]) == (True, True)
+    assert watch._kinds([{"kv": {"key": "not base64!"}}]) == (True, True)
+    plain = KeyWatch(gw, "/p/c", "/p/t")  # no log prefixes: every change is both
+    assert plain._kinds([{"kv": {"key": b64("/p/sig/org-1/1")}}]) == (True, True)
+    before = (watch.generation, watch.log_generation, watch.side_generation)
+    watch._bump(healthy=False)  # a gap: anything may have changed in it
+    assert (watch.generation, watch.log_generation, watch.side_generation) == tuple(
+        x + 1 for x in before)
+    gw.close()
+
+
 def test_nothing_is_missed_across_renewals_and_idle_costs_no_events(
         etcd_cluster: EtcdCluster) -> None:
     chain = f"w-{uuid.uuid4().hex[:8]}"

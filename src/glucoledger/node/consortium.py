@@ -168,6 +168,7 @@ class ConsortiumNode:
         self._orderer_url = config.orderer
         self._watch: KeyWatch | None = None
         self._watched = -1  # the watch's generation before the last round's reads
+        self._watched_log = self._watched_side = -1  # its log and side generations then
         self._verified: dict[tuple[str, bytes, bytes], Any] = {}
         self._ours: dict[int, bytes] = {}
         self._gc_below = 0
@@ -316,9 +317,11 @@ class ConsortiumNode:
         if self._watch is None:
             self._watch = KeyWatch.for_chain(self._orderer_url, self.kv.prefix).start()
 
-    def _watch_round(self) -> bool | None:
-        """With a healthy watch: wait for a change; True when this round must read etcd,
-        False when nothing changed (an idle round). None without a healthy watch."""
+    def _watch_round(self) -> tuple[bool, bool] | bool | None:
+        """With a healthy watch: wait for a change. False when nothing changed (an idle
+        round); else (read the log, read the notes): the log only after a log change or
+        while entries wait, the notes only after a change to them. None without a healthy
+        watch (the round reads both)."""
         watch = self._watch
         if watch is None or not watch.healthy:
             return None
@@ -327,16 +330,23 @@ class ConsortiumNode:
             seen = watch.wait_change(self._watched, _IDLE_ROUND)
         if seen == self._watched and self.node.caught_up:
             return False
-        self._watched = seen  # taken before this round's reads: a later change wakes the next
-        return True
+        # Each taken before this round's reads: a later change wakes the next round.
+        self._watched = seen
+        log, side = watch.log_generation, watch.side_generation
+        wake = (log != self._watched_log or not self.node.caught_up,
+                side != self._watched_side)
+        self._watched_log, self._watched_side = log, side
+        return wake
 
     def step(self, wait: float = 0.0) -> Status:
         """One round: wait for entries (up to ``wait`` s), derive, publish, collect.
 
         With the watch started, the wait is for a change under the chain's keys instead
-        (at most ``_IDLE_ROUND`` s), and a round with no change reads nothing. Without it,
-        while some stored block is not final yet the wait is short: the round after a
-        block is mostly spent collecting the other members' notes for it.
+        (at most ``_IDLE_ROUND`` s), and a round with no change reads nothing; a round woken
+        by notes alone does not read the log, one woken by the log alone does not read the
+        notes (its own note, published in it, wakes the next). Without it, while some
+        stored block is not final yet the wait is short: the round after a block is mostly
+        spent collecting the other members' notes for it.
         """
         try:
             watched = self._watch_round()
@@ -344,7 +354,8 @@ class ConsortiumNode:
                 self.maybe_anchor()
                 self._write_status()
                 return self.status
-            if watched:
+            read_log, read_notes = watched if isinstance(watched, tuple) else (True, True)
+            if watched is not None:
                 pass  # something changed (or entries wait): read it now
             elif not self.node.caught_up:
                 pass  # entries are known to be waiting: no wait
@@ -355,18 +366,21 @@ class ConsortiumNode:
             elif wait > 0:
                 self._seen = self.orderer.wait(self._seen, wait)
             if self.status.refusing is None:
-                try:
-                    self._derive()
-                except (ReplicaFailedError, StorageError) as exc:
-                    self.refuse(exc.message, self.node.store.height(), what=exc.code)
-                    raise
+                if read_log:
+                    try:
+                        self._derive()
+                    except (ReplicaFailedError, StorageError) as exc:
+                        self.refuse(exc.message, self.node.store.height(), what=exc.code)
+                        raise
                 self._publish_notes()
-            self._collect()
+            if read_notes:
+                self._collect()
             if self.status.refusing is None:
                 self.maybe_anchor()
             self.status.error = None
         except GlucoledgerError as exc:
-            self._watched = -1  # what this round failed to read is read again next round
+            # What this round failed to read is read again next round.
+            self._watched = self._watched_log = self._watched_side = -1
             self.status.error = exc.message
             log.warning("%s", exc.message)
         self._write_status()

@@ -19,6 +19,13 @@ away) miss nothing. When etcd cannot resume (history compacted past that revisio
 member holds the watch, the generation moves on anyway, ``healthy`` turns False while it
 is down, and the loop falls back to its bounded wait: it never sleeps through a change.
 
+What changed is counted apart as well: ``log_generation`` moves on a change to a key under
+the ``log`` prefixes the watch was given (a chain's ``head/`` and ``first/``: the log grew
+or was compacted), ``side_generation`` on any other change (notes, reports, URLs). Every gap
+moves all three. A follower reads the log only after a log change and the notes only after
+a side change: under load each block wakes every node about four times (one append, three
+members' notes), and before, each wake read both.
+
 Idle cost: one blocked thread and one stream renewal per ``renew`` seconds.
 """
 
@@ -28,7 +35,7 @@ import logging
 import threading
 import time
 
-from ._gateway import JSON, Gateway, GatewayError, b64, parse_etcd_url
+from ._gateway import JSON, Gateway, GatewayError, b64, parse_etcd_url, unb64
 
 __all__ = ["KeyWatch", "side_keys_range"]
 
@@ -51,9 +58,12 @@ class KeyWatch:
     """
 
     def __init__(self, gateway: Gateway, start: str, end: str, *, renew: float = 10.0,
-                 retry: float = 0.2) -> None:
+                 retry: float = 0.2, log: tuple[str, ...] = ()) -> None:
         self._gw = gateway
         self._start, self._end = b64(start), b64(end)
+        self._log = tuple(p.encode() for p in log)
+        self._log_generation = 0
+        self._side_generation = 0
         self._renew, self._retry = renew, retry
         self._cond = threading.Condition()
         self._generation = 0
@@ -69,7 +79,8 @@ class KeyWatch:
         (``etcd://host:port,...[?tls=DIR]``, as ``EtcdOrderer.from_url`` takes)."""
         endpoints, tls = parse_etcd_url(url)
         start, end = side_keys_range(prefix)
-        return cls(Gateway(endpoints, timeout, tls), start, end)
+        return cls(Gateway(endpoints, timeout, tls), start, end,
+                   log=(prefix + "head/", prefix + "first/"))
 
     def start(self) -> KeyWatch:
         self._thread.start()
@@ -79,6 +90,18 @@ class KeyWatch:
     def generation(self) -> int:
         with self._cond:
             return self._generation
+
+    @property
+    def log_generation(self) -> int:
+        """Grows on every change to a key under the ``log`` prefixes, and on every gap."""
+        with self._cond:
+            return self._log_generation
+
+    @property
+    def side_generation(self) -> int:
+        """Grows on every change to any other key, and on every gap."""
+        with self._cond:
+            return self._side_generation
 
     @property
     def healthy(self) -> bool:
@@ -117,9 +140,13 @@ class KeyWatch:
 
     # -- the thread ------------------------------------------------------------------------
 
-    def _bump(self, healthy: bool | None = None) -> None:
+    def _bump(self, healthy: bool | None = None, *, log: bool = True,
+              side: bool = True) -> None:
+        """A change (or a gap: both kinds, since anything may have changed in it)."""
         with self._cond:
             self._generation += 1
+            self._log_generation += log
+            self._side_generation += side
             if healthy is not None:
                 self._healthy = healthy
             self._cond.notify_all()
@@ -155,6 +182,24 @@ class KeyWatch:
                 endpoint = (endpoint + 1) % len(self._gw.endpoints)
                 time.sleep(self._retry)
 
+    def _kinds(self, events: list[JSON]) -> tuple[bool, bool]:
+        """Whether ``events`` changed a key under the ``log`` prefixes, and any other key.
+        Without prefixes, or with a key that does not parse, both: a spare read, never a
+        missed one."""
+        if not self._log:
+            return True, True
+        log = side = False
+        for event in events:
+            try:
+                key = unb64(event["kv"]["key"])
+            except (KeyError, TypeError, ValueError):
+                return True, True
+            if key.startswith(self._log):
+                log = True
+            else:
+                side = True
+        return log, side
+
     def _stream(self, i: int) -> bool:
         """One stream until its deadline (True) or a failure (False)."""
         request: JSON = {"create_request": {"key": self._start, "range_end": self._end,
@@ -179,7 +224,8 @@ class KeyWatch:
                     top = max(int(e.get("kv", {}).get("mod_revision", 0)) for e in events)
                     self._next_rev = max(self._next_rev, top + 1)
                     self.events += len(events)
-                    self._bump()
+                    log, side = self._kinds(events)
+                    self._bump(log=log, side=side)
             return False  # the member closed the stream
         except TimeoutError:
             return True  # the renewal deadline: start the next stream where this one ended
