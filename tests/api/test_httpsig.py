@@ -58,3 +58,32 @@ def test_nonce_cache_never_forgets_a_live_nonce_under_a_flood() -> None:
     with pytest.raises(SignatureError):  # the first nonce is still remembered
         cache.use("victim", 1004.0)
     cache.use("d", 1000.0 + 601 + 2)  # once the window passed, expired ones go
+
+
+def test_a_key_recovered_away_stops_signing_at_once(client, site) -> None:  # type: ignore[no-untyped-def]
+    """A patient's lost key, replaced by recovery (kept key + trusted party), no longer
+    authenticates from that block, though the server already knew it as hers."""
+    from glucoledger.node.accounts import recover_key
+
+    alice = identity(site.node, "alice")
+    lost = keys_of(site.node, alice, [1])[0]
+
+    def signed(key, method, path, body=b""):  # type: ignore[no-untyped-def]
+        return sign_request(key, method=method, url=f"https://testserver{path}", body=body,
+                            nonce=secrets.token_hex(8))
+
+    r = client.get("/api/me", headers=signed(lost, "GET", "/api/me"))
+    assert r.status_code == 200 and r.json()["name"] == "alice"  # the server knows the key
+    recover_key(site.node, "alice", "rosa", 2)
+    r = client.get("/api/me", headers=signed(lost, "GET", "/api/me"))
+    assert r.status_code == 401 and "not a key of any account" in r.json()["message"]
+    body = json.dumps({"grantee": "dr-kim", "streams": ["cgm"], "view": "raw",
+                       "last_days": 30, "valid_days": 30}).encode()
+    height = site.node.store.height()
+    r = client.post("/api/grants", content=body, headers={
+        **signed(lost, "POST", "/api/grants", body), "content-type": "application/json"})
+    assert r.status_code == 401 and site.node.store.height() == height  # nothing ordered
+    new = keys_of(site.node, alice, [1])[0]  # the wallet holds the replacement now
+    assert new.public.key_id != lost.public.key_id
+    r = client.get("/api/me", headers=signed(new, "GET", "/api/me"))
+    assert r.status_code == 200 and r.json()["name"] == "alice"

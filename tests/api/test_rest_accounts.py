@@ -174,6 +174,40 @@ def test_patient_makes_an_uploader_secret_that_uploads(client, site) -> None:  #
     assert (mine["kind"], mine["status"], mine["last_seq"]) == ("gateway", "active", 1)
 
 
+def test_a_revoked_or_unbound_uploader_secret_neither_reads_nor_uploads(client, site) -> None:  # type: ignore[no-untyped-def]
+    """The secret read as the patient herself: after she revokes its gateway (a lost
+    phone), it reads nothing more, and a refused request changes nothing."""
+    r = call(client, site, "alice", "POST", "/api/nightscout/uploaders")
+    secret, gw = r.json()["api_secret"], r.json()["account"]
+    sha1 = hashlib.sha1(secret.encode()).hexdigest()
+    now = int(time.time() * 1000)
+    entry = [{"type": "sgv", "sgv": 131, "date": now - 120_000, "direction": "Flat"}]
+    assert client.post("/api/v1/entries", json=entry, headers={"api-secret": sha1}
+                       ).status_code == 200
+    reads = ["/api/v1/entries.json?find[date][$gte]=0&count=1000",
+             "/api/v1/treatments.json", "/api/v1/devicestatus.json"]
+    for path in reads:
+        assert client.get(path, headers={"api-secret": sha1}).status_code == 200, path
+    r = call(client, site, "alice", "DELETE", f"/api/devices/{gw}/binding")
+    assert r.status_code == 200
+    for path in reads:
+        r = client.get(path, headers={"api-secret": sha1})
+        assert (r.status_code, r.json()["code"]) == (403, "unbound_device"), path
+    assert call(client, site, "alice", "POST", f"/api/devices/{gw}/binding").status_code == 200
+    assert client.get(reads[0], headers={"api-secret": sha1}).status_code == 200
+    r = call(client, site, "alice", "POST", f"/api/devices/{gw}/revoke")
+    assert r.status_code == 200 and r.json()["status"] == "revoked"
+    before = state_of(site)
+    for path in reads:
+        r = client.get(path, headers={"api-secret": sha1})
+        assert (r.status_code, r.json()["code"]) == (403, "revoked_device"), path
+        assert "make a new uploader secret" in r.json()["message"]
+    r = client.post("/api/v1/entries", json=entry, headers={"api-secret": sha1})
+    assert (r.status_code, r.json()["code"]) == (403, "revoked_device")
+    assert client.get(f"/api/v1/entries.json?token={secret}").status_code in (401, 403)
+    assert state_of(site) == before  # refused: nothing ordered, nothing stored
+
+
 def test_patient_invites_and_the_reader_mints_her_own_token(client, site) -> None:  # type: ignore[no-untyped-def]
     before = state_of(site)
     r = call(client, site, "alice", "POST", "/api/nightscout/readers", {"reader": "dr-kim"})

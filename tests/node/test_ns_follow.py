@@ -364,3 +364,23 @@ def test_the_edit_log_counts_every_change_and_keeps_the_last_few() -> None:
     log.saw(_block(version_key(c, tags[0])))  # a, the least recently changed, is dropped
     assert log.count(a) == 4 and log.since(a, 3) == (4, None)
     assert log.since(c, 0) == (1, tags[:1]) and log.count(b"\x0d" * 32) == 0
+
+
+def test_an_uploaders_open_feed_stops_when_its_gateway_is_revoked(
+        site: tuple[Node, ServerContext, NightscoutService, Binding]) -> None:
+    """A socket authenticates once; each push reads as the patient, so each checks again
+    that the secret's gateway is still hers (a revoked phone's open socket reads nothing)."""
+    from glucoledger.node.devices import revoke_device
+
+    node, _, ns, up = site
+    _upload(ns, up, NOW - 2 * STEP)
+    docs, _, seen = ns.follow(up, "entries", SINCE, None)
+    assert docs
+    gateway = identity(node, up.account).id
+    ann = identity(node, "ann")
+    revoke_device(node, ann.id, keys_of(node, ann), gateway)
+    records = set(node.state.keys("access/"))
+    with pytest.raises(PermissionDeniedError) as info:
+        ns.follow(up, "entries", SINCE, seen)
+    assert info.value.code == "revoked_device"
+    assert set(node.state.keys("access/")) == records

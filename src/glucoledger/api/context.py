@@ -77,7 +77,8 @@ class ServerContext:
     last_verify: dict[str, Any] | None = None
     #: The portal's per-account display preferences (api/portal_view.Prefs), built on use.
     portal_prefs: Any = None
-    _keys: dict[bytes, tuple[Identity, PublicKey]] = field(default_factory=dict)
+    #: key id -> (account, key, whether the key carries everyday weight there)
+    _keys: dict[bytes, tuple[Identity, PublicKey, bool]] = field(default_factory=dict)
     _mu: threading.Lock = field(default_factory=threading.Lock)
     enrolments: Enrolments = field(init=False)
     recovery: RecoveryCodes = field(init=False)
@@ -124,6 +125,8 @@ class ServerContext:
         """The account holding ``key_id`` in its policy. Raises AuthenticationError."""
         with self._mu:
             hit = self._keys.get(key_id)
+        if hit is not None and not self._still_holds(hit[0], key_id, hit[2]):
+            hit = None  # rotated out since (recovery, a policy update): ask the ledger again
         if hit is None:
             # A key can be listed by several accounts: a trusted party's key is also a
             # cosigner of her patient's account (with no everyday weight). It belongs to the
@@ -139,18 +142,30 @@ class ServerContext:
                 for kid, cos in acct.keys.items():
                     claims.setdefault(kid, []).append((cos.weight("default") > 0, ident,
                                                        cos.key))
-            found: dict[bytes, tuple[Identity, PublicKey]] = {}
+            found: dict[bytes, tuple[Identity, PublicKey, bool]] = {}
             for kid, owners in claims.items():
                 everyday = [o for o in owners if o[0]] or owners
                 if len(everyday) == 1:
-                    found[kid] = everyday[0][1:]
+                    weighted, ident, key = everyday[0]
+                    found[kid] = (ident, key, weighted)
             with self._mu:
                 self._keys = found
             hit = found.get(key_id)
         if hit is None:
             raise AuthenticationError(f"keyid {key_id.hex()[:16]} is not a key of any account "
                                       "on this node: sign with your account's registered key")
-        return hit
+        return hit[0], hit[1]
+
+    def _still_holds(self, ident: Identity, key_id: bytes, everyday: bool) -> bool:
+        """Whether ``ident``'s account lists ``key_id`` now, with the weight it had when the
+        cache was built, as the ledger's state says at this request: a key leaves its
+        account from the block that rotated it out, whichever process ordered that block."""
+        try:
+            acct = self.node.account(ident.id)
+        except NotFoundError:
+            return False
+        cos = acct.keys.get(key_id)
+        return cos is not None and (cos.weight("default") > 0) == everyday
 
 
 def ctx(request: Request) -> ServerContext:

@@ -132,10 +132,10 @@ def create_account(node: Node, name: str, kind: str, *, sponsor: str | None = No
     receipt = node.submit([stx.raw])[0]
     if not receipt.ok:
         raise RejectedError(receipt.result.message, code=receipt.result.code)
+    ident = Identity(name, aid, kind, tuple(keys))
+    book.add(ident)  # the name first: a creation that lost a race for it writes no key
     for key_name, key in keys.items():
         node.wallet.save(key_name, key)
-    ident = Identity(name, aid, kind, tuple(keys))
-    book.add(ident)
     return ident, receipt
 
 

@@ -60,6 +60,7 @@ from ..interop.nsquery import Cond
 from ..interop.nsrender import iso, with_deltas
 from ..state.access import batches_in, newest_start
 from ..state.consent import Request, granted_span, grants_of
+from ..state.devices import get_uploader
 from ..state.versions import versions_of
 from ..vault.batch import prepare_upload
 from .access import AccessService, RawRelease
@@ -229,6 +230,7 @@ class NightscoutService:
         self._bindings = self._load()
         self._dedup_key = hmac_sha256(node.master, DEDUP_CONTEXT)
         self._gw_keys: dict[str, Any] = {}
+        self._gw_ids: dict[str, bytes] = {}  # gateway name -> account id (names never move)
         self._pipeline: Pipeline[_Post] = Pipeline(self._store, name="nightscout-uploads")
         self.refusals = RefusalLog(node.data_dir / "nightscout-refusals.bin", node.master)
         self.versions = DocVersions(node, self._dedup_key, self._key)
@@ -275,14 +277,21 @@ class NightscoutService:
         if len(secret) < 12:
             raise InputError("a Nightscout API secret has at least 12 characters")
         book = AddressBook(self.node)
-        n = sum(1 for i in book.all() if i.name.startswith(f"{patient_name}.ns-gw"))
-        name = f"{patient_name}.ns-gw{n + 1}"
+        # The first number free in the address book and in the wallet: any account may be
+        # named like a gateway (an organization can open a clinician "alice.ns-gw4"), and a
+        # taken name must neither block the patient's uploaders nor have its key replaced.
+        taken = {i.name for i in book.all()}
+        n = 1
+        while (f"{patient_name}.ns-gw{n}" in taken
+               or self.node.wallet.exists(f"{patient_name}.ns-gw{n}.1")):
+            n += 1
+        name = f"{patient_name}.ns-gw{n}"
         key = generate("ed25519")
         org, org_key = org_account(self.node)
         gid = create_keyed_account(self.node, "gateway", [key], sponsor=(org, [org_key]))
-        self.node.wallet.save(f"{name}.1", key)
         gw = Identity(name, gid, "gateway", (f"{name}.1",))
-        book.add(gw)
+        book.add(gw)  # the name first: if it was taken meanwhile, no key is replaced
+        self.node.wallet.save(f"{name}.1", key)
         bind_device(self.node, patient.id, keys_of(self.node, patient, [0]), gid)
         self._bind(list(nightscout_secret_digests(secret)), "upload", patient, name)
         return gw
@@ -300,7 +309,8 @@ class NightscoutService:
                 continue
             hit = self._bindings.get(credential_hash(presented).hex())
             if hit is not None:
-                return Binding(hit["role"], bytes.fromhex(hit["patient"]), hit["account"])
+                return self._live(
+                    Binding(hit["role"], bytes.fromhex(hit["patient"]), hit["account"]))
         if api_secret or token:
             raise AuthenticationError("the api-secret (SHA-1 hex of your secret) or token is "
                                       "not known here: check the uploader's secret")
@@ -318,7 +328,33 @@ class NightscoutService:
         if hit is None:
             raise AuthenticationError("the access token behind this JWT is no longer known "
                                       "here: ask the patient for a new one")
-        return Binding(hit["role"], bytes.fromhex(hit["patient"]), hit["account"])
+        return self._live(Binding(hit["role"], bytes.fromhex(hit["patient"]), hit["account"]))
+
+    def _live(self, binding: Binding) -> Binding:
+        """``binding``, unless it is an uploader secret whose gateway the patient revoked or
+        unbound (``device.revoke``, ``device.unbind``): from that block the secret neither
+        uploads nor reads (it read as the patient herself, so a lost phone's secret would
+        read every stream with no window). Raises PermissionDeniedError."""
+        if binding.role != "upload":
+            return binding
+        gw = self._gw_ids.get(binding.account)
+        if gw is None:
+            try:
+                gw = self._gw_ids[binding.account] = identity(self.node, binding.account).id
+            except NotFoundError:
+                pass
+        record = None if gw is None else get_uploader(self.node.state, gw)
+        if record is None or record["status"] != "active":
+            raise PermissionDeniedError(
+                f"this uploader secret's gateway ({binding.account}) was revoked by the "
+                "patient: it no longer uploads or reads; make a new uploader secret in the "
+                "portal and enter it in the app", code="revoked_device")
+        if record["patient"] != binding.patient:
+            raise PermissionDeniedError(
+                f"this uploader secret's gateway ({binding.account}) is no longer bound to "
+                "its patient: it no longer uploads or reads; bind it again or make a new "
+                "uploader secret", code="unbound_device")
+        return binding
 
     # --- uploads ---------------------------------------------------------------------------
     def _key(self, patient: bytes, collection: str, key: str) -> bytes:
@@ -566,6 +602,7 @@ class NightscoutService:
         herself, signed with her custodial key and audited like her own reads; a reader's
         token as the reader."""
         if binding.role in _AS_PATIENT:
+            self._live(binding)  # again at each read: a socket outlives its first check
             return self._patient(binding.patient)
         return identity(self.node, binding.account)
 
