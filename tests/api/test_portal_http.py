@@ -110,8 +110,12 @@ def test_settings_change_units_and_zone_and_refuse_unknown(client: Any) -> None:
     value = re.search(r'id="now-value">([\d.]+)<', home)
     assert value and value.group(1) == f"{int(mg.group(1)) / 18.016:.1f}"
     assert "JST" in home
-    r = client.post("/portal/settings", data={"csrf": csrf, "units": "mmol/L", "tz": "Nowhere"})
-    assert r.status_code == 400 and "time zone" in r.text
+    # Unknown names, and what the zone database holds that is not a zone (its folders
+    # raised IsADirectoryError: a 500), paths, NUL bytes.
+    for tz in ("Nowhere", "Europe", "America", "Etc", "../../etc/passwd", "/etc/localtime",
+               "Europe/Paris\x00", "posixrules/.."):
+        r = client.post("/portal/settings", data={"csrf": csrf, "units": "mmol/L", "tz": tz})
+        assert r.status_code == 400 and "time zone" in r.text, tz
     assert "JST" in client.get("/portal").text  # the refused change changed nothing
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from glucoledger.node.accounts import create_account
 
-from .rest import call, footprint, login, state_of
+from .rest import call, footprint, key_of, login, state_of
 
 NEW_PASSWORD = "bea-first-password-9"
 
@@ -172,6 +172,23 @@ def test_patient_makes_an_uploader_secret_that_uploads(client, site) -> None:  #
     devices = call(client, site, "alice", "GET", "/api/devices").json()
     mine = next(d for d in devices if d["name"] == gateway)
     assert (mine["kind"], mine["status"], mine["last_seq"]) == ("gateway", "active", 1)
+
+
+def test_a_gateway_name_taken_by_another_account_is_skipped_and_its_key_kept(client, site) -> None:  # type: ignore[no-untyped-def]
+    """An organization may open a clinician named like alice's next gateway: her uploaders
+    take the next free name, and the clinician's key is not replaced."""
+    # The demo's alice has one uploader (alice.ns-gw1): a count of her gateways named the
+    # next one alice.ns-gw3 once a squatter held that name, and replaced the squatter's key.
+    r = call(client, site, "org", "POST", "/api/accounts",
+             {"name": "alice.ns-gw3", "kind": "clinician", "password": "squatter-password-1"})
+    assert r.status_code == 201, r.text
+    squatter = key_of(site, "alice.ns-gw3")
+    for expected in ("alice.ns-gw2", "alice.ns-gw4", "alice.ns-gw5"):
+        r = call(client, site, "alice", "POST", "/api/nightscout/uploaders")
+        assert r.status_code == 201 and r.json()["gateway"] == expected, r.text
+    assert key_of(site, "alice.ns-gw3").private_bytes() == squatter.private_bytes()
+    r = call(client, site, "alice.ns-gw3", "GET", "/api/me")
+    assert r.status_code == 200 and r.json()["kind"] == "clinician"
 
 
 def test_a_revoked_or_unbound_uploader_secret_neither_reads_nor_uploads(client, site) -> None:  # type: ignore[no-untyped-def]

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any, Final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from zoneinfo import available_timezones
 
 from ..errors import GlucoledgerError, OutOfRangeError
 from ..files import atomic_write_json, read_json
+from ..node.localdays import zone_named
 
 __all__ = ["MMOL", "STALE_MS", "Fmt", "Prefs", "current", "trend_arrow", "zones"]
 
@@ -59,10 +60,7 @@ class Fmt:
 
     @property
     def zone(self) -> tzinfo:
-        try:
-            return ZoneInfo(self.tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            return UTC
+        return zone_named(self.tz) or UTC
 
     def local(self, ms: int) -> datetime:
         return datetime.fromtimestamp(ms / 1000, self.zone)
@@ -164,12 +162,9 @@ class Prefs:
     def set(self, account: bytes, units: str, tz: str) -> Fmt:
         if units not in UNITS:
             raise OutOfRangeError(f"units {units[:20]!r}: choose mg/dL or mmol/L")
-        if tz != "UTC":
-            try:
-                ZoneInfo(tz)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise OutOfRangeError(f"time zone {tz[:40]!r} is not known here; choose one "
-                                      "from the list (e.g. Europe/Paris)") from None
+        if tz != "UTC" and zone_named(tz) is None:
+            raise OutOfRangeError(f"time zone {tz[:40]!r} is not known here; choose one "
+                                  "from the list (e.g. Europe/Paris)")
         with self._lock:
             doc = self._all()
             doc[account.hex()] = {"units": units, "tz": tz}

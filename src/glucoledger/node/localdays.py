@@ -34,26 +34,29 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from ..errors import GlucoledgerError
 from ..files import read_json
 
-__all__ = ["LocalDays", "last_days", "node_zone", "patient_zone", "whole_days"]
+__all__ = ["LocalDays", "last_days", "node_zone", "patient_zone", "whole_days", "zone_named"]
 
 PREFS_FILE: Final = "portal-prefs.json"
 _ZONEINFO_DIRS: Final = ("/usr/share/zoneinfo/", "/usr/lib/zoneinfo/", "/etc/zoneinfo/")
 
 
-def _zone(name: object) -> ZoneInfo | None:
+def zone_named(name: object) -> ZoneInfo | None:
+    """The IANA zone ``name`` names, or None for anything else a person may type: unknown
+    names, a folder of the zone database ("Europe": IsADirectoryError), paths, NUL bytes."""
     if not isinstance(name, str) or not name or len(name) > 64:
         return None
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return None
+
 
 
 def node_zone() -> tuple[str, tzinfo]:
     """(name, zone) of the node: ``TZ`` if it names an IANA zone, else the zone
     ``/etc/localtime`` links to, else UTC."""
     tz = os.environ.get("TZ", "").lstrip(":")
-    zone = _zone(tz)
+    zone = zone_named(tz)
     if zone is not None:
         return tz, zone
     try:
@@ -63,7 +66,7 @@ def node_zone() -> tuple[str, tzinfo]:
     for base in _ZONEINFO_DIRS:
         if target.startswith(base):
             name = target[len(base):]
-            zone = _zone(name)
+            zone = zone_named(name)
             if zone is not None:
                 return name, zone
     return "UTC", UTC
@@ -80,7 +83,7 @@ def patient_zone(data_dir: Path, patient: bytes) -> tuple[str, tzinfo]:
     name = prefs.get("tz") if isinstance(prefs, dict) else None
     if name == "UTC":
         return "UTC", UTC
-    zone = _zone(name)
+    zone = zone_named(name)
     if zone is not None and isinstance(name, str):
         return name, zone
     return node_zone()
