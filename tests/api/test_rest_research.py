@@ -119,6 +119,17 @@ def test_three_roles_over_rest(rsite: ResearchSite, rclient: Any) -> None:
         assert r.status_code == code and r.json()["message"], r.text
     r = call(c, s, None, "GET", "/api/research/mine")
     assert r.status_code == 401
+    # Another organization acting on uni-research's study: a permission refusal, logged.
+    before = s.node.state.snapshot()
+    for path, body in ((f"/api/research/studies/{sid}/close", None),
+                       (f"/api/research/studies/{sid}/queries",
+                        {"statistic": "gmi", "epsilon": 0.01})):
+        r = call(c, s, "org", "POST", path, body)
+        assert (r.status_code, r.json()["code"]) == (403, "not_sponsor"), r.text
+        assert s.ctx.seclog.recent(1)[0].status == 403
+    r = call(c, s, "org", "POST", f"/api/research/studies/{sid}/releases")
+    assert r.status_code == 403, r.text
+    assert s.node.state.snapshot() == before
 
 
 @pytest.mark.parametrize("who", ["alice", "org"])

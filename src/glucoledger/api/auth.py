@@ -106,9 +106,11 @@ def require_kind(request: Request, who: Principal, *kinds: str,
 
 
 #: The state machine's reason codes that mean "authenticated, but not allowed to do this"
-#: (state/devices.py, state/firmware.py, state/grants.py): answered 403, the code kept.
+#: (state/devices.py, state/firmware.py, state/grants.py, state/research.py): answered 403,
+#: the code kept.
 PERMISSION_CODES = frozenset({"not_allowed", "not_bound", "not_maker", "not_patient",
-                              "not_clinician", "not_your_grant", "model_owned", "wrong_patient"})
+                              "not_clinician", "not_your_grant", "model_owned", "wrong_patient",
+                              "not_sponsor"})
 
 
 @contextmanager

@@ -35,7 +35,7 @@ from ..node.research import ResearchService, verify_bundle
 from ..node.research_view import participation
 from ..state.consent import DAY_MS
 from ..state.research import load_study
-from .auth import principal, require_kind
+from .auth import permission, principal, require_kind
 from .context import Principal, ctx
 from .routes_ledger import ERRORS, Strict
 
@@ -134,7 +134,8 @@ def get_study(study_id: str, request: Request, who: Who) -> dict[str, Any]:
 @router.post("/studies/{study_id}/close", responses=ERRORS)
 def close_study(study_id: str, request: Request, who: Who) -> dict[str, Any]:
     require_kind(request, who, "organization")
-    research_service(request).close_study(who.id, _keys(request, who), _study(study_id))
+    with permission(request, who):  # another sponsor's study: 403 not_sponsor, logged
+        research_service(request).close_study(who.id, _keys(request, who), _study(study_id))
     return {"id": study_id, "status": "closed"}
 
 
@@ -142,7 +143,8 @@ def close_study(study_id: str, request: Request, who: Who) -> dict[str, Any]:
 def release(study_id: str, request: Request, who: Who) -> Response:
     """A de-identified record-level release (a bundle verifiable offline)."""
     require_kind(request, who, "organization")
-    raw = research_service(request).release(who.id, _keys(request, who), _study(study_id))
+    with permission(request, who):
+        raw = research_service(request).release(who.id, _keys(request, who), _study(study_id))
     return Response(raw, media_type="application/json",
                     headers={"Cache-Control": "no-store"})
 
@@ -151,8 +153,9 @@ def release(study_id: str, request: Request, who: Who) -> Response:
 def query(study_id: str, body: QueryBody, request: Request, who: Who) -> dict[str, Any]:
     """A differentially private cohort statistic; the budget is charged on the ledger first."""
     require_kind(request, who, "organization")
-    a = research_service(request).query(who.id, _keys(request, who), _study(study_id),
-                                body.statistic, body.epsilon)
+    with permission(request, who):
+        a = research_service(request).query(who.id, _keys(request, who), _study(study_id),
+                                            body.statistic, body.epsilon)
     return {"statistic": a.statistic, "values": list(a.values), "epsilon": a.epsilon,
             "participants": a.participants, "spent": a.spent, "budget": a.budget,
             "query": a.query.hex()}
