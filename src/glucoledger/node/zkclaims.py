@@ -233,9 +233,13 @@ class ZkClaims:
             if len(text) >= 8 and all(c in "0123456789abcdef" for c in text):
                 found = [(bytes.fromhex(k.split("/")[1]), self.node.state.get(k))
                          for k in self.node.state.keys("zkdisclose/" + text[:64])]
-            if len(found) > 1:
-                raise InputError(f"{text} starts {len(found)} disclosures: give more digits")
+        # Hers only, before counting: how many other patients' disclosures share a prefix
+        # is not hers to learn.
         found = [(i, r) for i, r in found if r is not None and r["patient"] == patient]
+        if len(found) > 1:
+            shown = ident.hex() if isinstance(ident, bytes) else ident.strip().lower()
+            raise InputError(f"{shown} starts {len(found)} of your disclosures: give more "
+                             "digits")
         if not found:
             raise PermissionDeniedError(
                 "no disclosure of this patient with that id: she signs one first (`glucoledger"
