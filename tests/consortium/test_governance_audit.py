@@ -161,3 +161,36 @@ def test_rule_set_is_recorded_in_the_genesis_file_and_chain(rules: int) -> None:
                 {}, rules=rules)
     assert ("rules" in json.loads(g.to_json())) == (rules != 1)
     assert Genesis.parse(g.to_json()).transaction() == g.transaction()
+
+
+def test_verify_anchor_checks_every_members_record_of_the_block(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``check_recorded`` (``glucoledger verify-anchor``) on a rule set 2 chain: a bogus
+    record of block 0 by one member hides neither the genuine one nor its verdict."""
+    from types import SimpleNamespace
+
+    from glucoledger.errors import ConsistencyError
+    from glucoledger.node import anchor
+
+    c = Consortium(2)
+    first, last = sorted(range(3), key=lambda i: c.ids[i])[::2]
+    assert _anchor(c, last, BOGUS, 0) == "ok"  # the bogus record sorts last
+    assert _anchor(c, first, REAL, 0) == "ok"
+
+    def fake_verify(w3: Any, record: dict[str, Any], cp: Any) -> Any:
+        if record["root"] != REAL["root"]:
+            raise ConsistencyError("the anchor transaction's data is not this checkpoint's")
+        return cp
+
+    monkeypatch.setattr(anchor, "verify_anchor", fake_verify)
+    monkeypatch.setattr(anchor, "verify_final_at", lambda note, schedule: "cp")
+    node = SimpleNamespace(state=c.replica.state)
+    for height in (None, 0):
+        cp, record = anchor.check_recorded(node, None, height, cosigned=b"note")  # type: ignore[arg-type]
+        assert cp == "cp" and record["root"] == REAL["root"]
+    # with only the bogus record, its failure is reported
+    c2 = Consortium(2)
+    assert _anchor(c2, 2, BOGUS, 0) == "ok"
+    with pytest.raises(ConsistencyError):
+        anchor.check_recorded(SimpleNamespace(state=c2.replica.state), None, 0,  # type: ignore[arg-type]
+                              cosigned=b"note")
