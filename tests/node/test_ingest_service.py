@@ -33,6 +33,12 @@ def _batch(n: int = 3, t0: int = T0) -> Batch:
     return Batch("cgm", items, items[0].time_ms, items[-1].time_ms, n)
 
 
+def _wide() -> Batch:
+    """Two readings 367 days apart: a batch longer than a data.commit may span."""
+    items = (CgmReading(T0 - 367 * 86_400_000, 0, 100), CgmReading(T0, 0, 101))
+    return Batch("cgm", items, items[0].time_ms, items[1].time_ms, 2)
+
+
 def _footprint(world: World, ingest: IngestService) -> tuple[Any, ...]:
     blobs = sorted(p.name for p in Path(world.node.data_dir, "blobs").rglob("*") if p.is_file())
     rows = ingest.vault._q("SELECT COUNT(*) FROM batches")[0][0]
@@ -79,6 +85,9 @@ def test_every_refusal_changes_nothing(world: World, ingest: IngestService) -> N
         (prepare_upload(chain, alice.id, dev.id, 6, _batch(t0=int(time.time() * 1000)
                                                             + 3_600_000), dev.key),
          OutOfRangeError, "out_of_range"),
+        # audit F13: the ledger's span rule (state/data.py check_span), refused before sealing
+        (prepare_upload(chain, alice.id, dev.id, 6, _wide(), dev.key), RejectedError,
+         "span_too_long"),
     ]
     tampered = prepare_upload(chain, alice.id, dev.id, 6, _batch(), dev.key)
     other = _batch(3, T0 + 1)
@@ -230,3 +239,16 @@ def test_uploads_as_bytes_on_worker_processes(world: World, ingest: IngestServic
     after = _footprint(world, ingest)
     assert after[1] == before[1] + 300
     assert len(list(ingest.vault.blobs.names())) == 300
+
+
+def test_a_batch_longer_than_a_commit_spans_is_refused_before_it_is_ordered(
+        world: World, ingest: IngestService) -> None:
+    """Audit F13: ingest applies the ledger's span rule itself (``check_span``), so the
+    upload is refused before sealing or ordering: no refused data.commit in the log."""
+    alice = world.add_patient("alice")
+    dev = world.add_device("SN-1", patient=alice)
+    before = len(_txs(world))
+    with pytest.raises(RejectedError) as info:
+        ingest.upload(prepare_upload(world.node.chain, alice.id, dev.id, 1, _wide(), dev.key))
+    assert info.value.code == "span_too_long" and "split" in info.value.message
+    assert len(_txs(world)) == before

@@ -34,12 +34,12 @@ class Acct:
 class Net:
     """Three member organizations (threshold 2), a research sponsor, a node, patients."""
 
-    def __init__(self) -> None:
+    def __init__(self, rules: int = 2) -> None:
         self.orgs = [crypto.generate() for _ in range(3)]
         self.nodes = [crypto.generate() for _ in range(3)]
         members = tuple(Member(f"org-{i}", self.orgs[i].public,
                                NoteVerifier(f"org-{i}", self.nodes[i].public)) for i in range(3))
-        g = Genesis(CHAIN, 2, members, {})
+        g = Genesis(CHAIN, 2, members, {}, rules=rules)
         for i in range(3):
             g = g.sign(f"org-{i}", self.nodes[i])
         self.replica = Replica(CHAIN)
@@ -270,6 +270,42 @@ def test_manifest_credits_each_day_once_and_only_from_a_node(net: Net) -> None:
     # no transaction type moves credit
     from glucoledger.state import REGISTRY
     assert not [t for t in REGISTRY if "transfer" in t or "credit" in t]
+
+
+@pytest.mark.parametrize("rules", [1, 2])
+def test_only_the_sponsors_node_attests_its_release(rules: int) -> None:
+    """Audit F5: any member's node attested (and credited days for) any pending release.
+    On a rule set 2 chain only the node of the organization serving the sponsor (here org-0,
+    which vouched for the sponsor) may; a rule set 1 chain replays as it always did."""
+    net = Net(rules)
+    sid = _study(net)
+    grants = [_consent(net, p, sid) for p in net.patients[:2]]
+    _, rel = net.send(net.sponsor, "research.release", {"study": sid, "form": "records"})
+    node1 = Acct(account_id("node", single_key_policy(net.nodes[1].public)), [net.nodes[1]], 0)
+    day = T0 // DAY - 3
+    body = {"release": rel, "manifest": b"\x01" * 32, "root": b"\x02" * 32, "rows": 10,
+            "days": [[grants[0], [day]]]}
+    if rules == 1:
+        assert net.send(node1, "research.manifest", body)[0] == "ok"
+        return
+    assert net.send(node1, "research.manifest", body)[0] == "not_releasing_node"
+    assert credit_of(net.state, grants[0])["credits"] == 0
+    # a node the sponsor itself runs (its own node account) attests too
+    own = crypto.generate()
+    mine = net.create("node", single_key_policy(own.public), [own], sponsor=net.sponsor)
+    mine.nonce = 0
+    assert net.send(mine, "research.manifest", body)[0] == "ok"
+    assert net.send(net.node0, "research.manifest", body)[0] == "manifest_exists"
+
+
+def test_a_list_as_grant_id_is_refused_not_raised(net: Net) -> None:
+    """Audit F5: ``d[0] in grants`` with a list raised TypeError and halted every node."""
+    sid = _study(net)
+    grants = [_consent(net, p, sid) for p in net.patients[:2]]
+    _, rel = net.send(net.sponsor, "research.release", {"study": sid, "form": "records"})
+    body = {"release": rel, "manifest": b"\x01" * 32, "root": b"\x02" * 32, "rows": 1}
+    for days in ([[[], []]], [[{}, []]], [[[grants[0]], []]], [[grants[0], {}]], [grants[0]]):
+        assert net.send(net.node0, "research.manifest", {**body, "days": days})[0] == "bad_days"
 
 
 def test_consent_follows_her_multisig_policy_and_studies_start_on_time(net: Net) -> None:

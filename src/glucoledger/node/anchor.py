@@ -148,17 +148,28 @@ def check_recorded(node: Node, w3: Any, height: int | None = None,
     checkpoint and the record.
     """
     keys = sorted(node.state.keys(ANCHOR_PREFIX))
-    if height is not None:
-        keys = [k for k in keys if k == f"{ANCHOR_PREFIX}{height:020d}"]
+    if height is not None:  # anchor/<height> (rule set 1) or anchor/<height>/<member>
+        at = f"{ANCHOR_PREFIX}{height:020d}"
+        keys = [k for k in keys if k == at or k.startswith(at + "/")]
     if not keys:
         raise NotFoundError("no anchor recorded on this ledger" + (
             f" for block {height}" if height is not None else "") + ": anchor with "
             "`glucoledger node --anchor-endpoint URL`")
-    record: dict[str, Any] = dict(node.state.get(keys[-1]))
-    if cosigned is not None:
-        cp = verify_final_at(cosigned, member_schedule(node.state))
-    else:
-        note = parse_note(node.store.checkpoint_at(record["height"]))
-        note.verify([node.verifier()])
-        cp = Checkpoint.parse_body(note.text)
-    return verify_anchor(w3, record, cp), record
+    # The records of that block (several members may each record one, rule set 2): the
+    # first that verifies; a bogus one recorded by some member does not hide the others.
+    block = keys[-1][len(ANCHOR_PREFIX):len(ANCHOR_PREFIX) + 20]
+    first_error: ConsistencyError | NotFoundError | None = None
+    for key in [k for k in keys if k[len(ANCHOR_PREFIX):].startswith(block)]:
+        record: dict[str, Any] = dict(node.state.get(key))
+        if cosigned is not None:
+            cp = verify_final_at(cosigned, member_schedule(node.state))
+        else:
+            note = parse_note(node.store.checkpoint_at(record["height"]))
+            note.verify([node.verifier()])
+            cp = Checkpoint.parse_body(note.text)
+        try:
+            return verify_anchor(w3, record, cp), record
+        except (ConsistencyError, NotFoundError) as exc:
+            first_error = first_error or exc
+    assert first_error is not None
+    raise first_error

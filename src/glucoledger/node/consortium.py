@@ -581,6 +581,8 @@ class ConsortiumNode:
         self._anchored = (-1, 0.0)
 
     def maybe_anchor(self) -> None:
+        from ..state.accounts_model import account_id, single_key_policy
+        from ..state.governance import anchor_counter
         from .anchor import record_tx
 
         if getattr(self, "_anchorer", None) is None or self.final is None:
@@ -593,8 +595,10 @@ class ConsortiumNode:
             return
         receipt = self._anchorer.anchor(self.final.note, schedule)
         info = self.node.state.get("chain/genesis") or {}
-        stx = record_tx(self.node.chain, receipt, self.node.wallet.load("org"),
-                        int(info.get("anchor_nonce", 0)))
+        org_key = self.node.wallet.load("org")
+        org = account_id("organization", single_key_policy(org_key.public))
+        stx = record_tx(self.node.chain, receipt, org_key,
+                        int(info.get(anchor_counter(self.node.state, org), 0)))
         result = self.node.submit([stx.raw])[0].result
         log.info("anchored block %d in chain %d tx %s: %s", receipt.height, receipt.chain_id,
                  receipt.tx_hash.hex(), result.code)

@@ -114,7 +114,8 @@ def create_consortium(base: Path, n: int, url: str | EtcdCluster,
     folders = [base / f"node-{i}" for i in range(n)]
     if members is None:
         members = [create_member(f, f"org-{i}") for i, f in enumerate(folders)]
-    genesis = Genesis(chain, threshold or n // 2 + 1, tuple(members), {}, access_records=2)
+    genesis = Genesis(chain, threshold or n // 2 + 1, tuple(members), {}, access_records=2,
+                      rules=2)
     for f in folders:
         name, wallet = member_of(f)
         genesis = genesis.sign(name, wallet.load("node"))

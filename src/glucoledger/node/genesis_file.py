@@ -52,7 +52,7 @@ from ..ledger.log import encode_cut, encode_tx_entry
 from ..ledger.tx import Signature, SignedTx, Transaction
 from ..ordering.base import Orderer
 from ..ordering.etcd_rbac import client_identity
-from ..state.accounts import ACCESS_RECORDS
+from ..state.accounts import ACCESS_RECORDS, RULES
 from ..state.accounts_model import account_id, single_key_policy
 from .keystore import Wallet, create_master_key, load_master_key
 from .service import NodeConfig
@@ -123,6 +123,9 @@ class Genesis:
     #: ``consortium genesis`` writes now; a file without the field (written before) is 1,
     #: so the transaction its members signed stays the same.
     access_records: int = 1
+    #: The chain's state rule set (state/accounts.py ``RULES``): 2 for a file ``consortium
+    #: genesis`` writes now; a file without the field (written before) is 1, likewise.
+    rules: int = 1
 
     def __post_init__(self) -> None:
         if not 1 <= self.threshold <= len(self.members):
@@ -138,6 +141,8 @@ class Genesis:
         }
         if self.access_records != 1:
             body["access_records"] = self.access_records
+        if self.rules != 1:
+            body["rules"] = self.rules
         first = account_id("organization", body["orgs"][0]["policy"])
         return Transaction(self.chain, "chain.genesis", body, first, 0)
 
@@ -182,6 +187,8 @@ class Genesis:
         }
         if self.access_records != 1:
             doc["access_records"] = self.access_records
+        if self.rules != 1:
+            doc["rules"] = self.rules
         return json.dumps(doc, indent=2) + "\n"
 
     @classmethod
@@ -193,10 +200,13 @@ class Genesis:
             records = doc.get("access_records", 1)
             if records not in ACCESS_RECORDS or type(records) is not int:
                 raise MalformedError(f"access_records is one of {ACCESS_RECORDS}, not {records!r}")
+            rule_set = doc.get("rules", 1)
+            if rule_set not in RULES or type(rule_set) is not int:
+                raise MalformedError(f"rules is one of {RULES}, not {rule_set!r}")
             return cls(str(doc["chain"]), int(doc["threshold"]),
                        tuple(Member.from_json(m) for m in doc["members"]),
                        {k: bytes.fromhex(v) for k, v in doc.get("signatures", {}).items()},
-                       records)
+                       records, rule_set)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise MalformedError(f"genesis file is malformed ({exc})") from None
 

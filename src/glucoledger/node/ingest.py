@@ -54,10 +54,10 @@ from ..errors import (
     SignatureError,
 )
 from ..glucose.ingest import parse_jsonl
-from ..glucose.readings import MAX_CLOCK_SKEW_MS, Batch
+from ..glucose.readings import MAX_CLOCK_SKEW_MS, Batch, Record
 from ..ledger.tx import Transaction
 from ..state.accounts_model import account_id, account_key, single_key_policy
-from ..state.data import TRUST_LEVELS, VOUCHED
+from ..state.data import HOUR_MS, MAX_SPAN_HOURS, TRUST_LEVELS, VOUCHED, check_span, hour_range
 from ..state.devices import custody_key, device_key
 from ..vault.batch import Checked, Upload, check_wires, prepare_upload
 from ..vault.store import BatchRow, Sealed, Vault
@@ -114,10 +114,23 @@ def open_vault(node: Node, *, fsync: bool = True) -> Vault:
 
 
 def split_batch(batch: Batch, size: int) -> list[Batch]:
-    """Cut a batch into batches of at most ``size`` records, in time order."""
+    """Cut a batch into batches of at most ``size`` records, in time order, each within the
+    longest span a ``data.commit`` covers (``state.data.MAX_SPAN_HOURS`` hours)."""
     items = batch.items
-    return [Batch(batch.stream, part, part[0].time_ms, part[-1].time_ms, len(part))
-            for part in (items[i:i + size] for i in range(0, len(items), size))]
+    parts: list[list[Record]] = []
+    for r in items:
+        part = parts[-1] if parts else None
+        if (part is None or len(part) >= size
+                or _hours(part[0].time_ms, r.time_ms) > MAX_SPAN_HOURS):
+            parts.append([r])
+        else:
+            part.append(r)
+    return [Batch(batch.stream, tuple(p), p[0].time_ms, p[-1].time_ms, len(p)) for p in parts]
+
+
+def _hours(first_ms: int, last_ms: int) -> int:
+    start, end = hour_range(first_ms, last_ms)
+    return (end - start) // HOUR_MS
 
 
 class IngestService:
@@ -160,6 +173,7 @@ class IngestService:
             raise InputError(f"upload is for chain {up.chain!r}, this node keeps "
                              f"{self.node.chain!r}")
         u = Label(self.node.data_dir, up.uploader)  # its serial or name, when formatted
+        check_span(*up.hours)  # the ledger's rule (rule set 2), before anything is stored
         ahead = up.end_ms - int(self._clock() * 1000)
         if ahead > MAX_CLOCK_SKEW_MS:
             raise OutOfRangeError(

@@ -20,9 +20,9 @@ import hashlib
 from typing import Any
 
 from ..crypto import PrivateKey
-from ..errors import InputError
+from ..errors import GlucoledgerError, InputError
 from ..ledger.tx import Signature, SignedTx, Transaction, sign
-from ..state.accounts_model import account_id, single_key_policy
+from ..state.accounts_model import account_id, single_key_policy, validate_policy
 from .service import Node
 
 __all__ = ["KINDS", "cosign", "describe", "propose"]
@@ -70,6 +70,21 @@ def describe(stx: SignedTx) -> str:
     if isinstance(stx.tx.body.get("tls_ca"), bytes):
         body["tls_ca"] = "CA sha256:" + hashlib.sha256(stx.tx.body["tls_ca"]).hexdigest()
     if "policy" in body:
-        body["policy"] = "(organization cosigner policy)"
+        body["policy"] = _policy_words(stx.tx.body["policy"])
     return (f"{stx.tx.type} {body} (governance nonce {stx.tx.nonce}, "
             f"{len(stx.sigs)} signature(s))")
+
+
+def _policy_words(policy: Any) -> str:
+    """What a cosigner admits with a member_add: the organization account the policy makes
+    (compare it with the members' ids in ``consortium status``), each cosigner key with its
+    weights, and the thresholds (audit F7: the policy was hidden, so admitting a member's
+    own organization a second time went unseen)."""
+    try:
+        cosigners, thresholds = validate_policy(policy)
+    except GlucoledgerError as exc:
+        return f"(an invalid policy: {exc.message}; the ledger refuses it)"
+    keys = ", ".join(f"{c.key.alg} {c.key.raw.hex()} weights {dict(c.weights)}"
+                     for c in cosigners)
+    oid = account_id("organization", policy)
+    return f"organization {oid.hex()} with keys [{keys}], thresholds {thresholds}"

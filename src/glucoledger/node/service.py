@@ -272,10 +272,11 @@ class Node:
     @classmethod
     def init(cls, data_dir: Path, *, chain: str = "glucoledger/local", name: str = "node-1",
              seed: Callable[[Node], object] | None = None, access_records: int = 2,
-             **kwargs: Any) -> Node:
+             rules: int = 2, **kwargs: Any) -> Node:
         """Create a new single-organization chain in ``data_dir`` and return its node.
         ``access_records``: the chain's access record format (state/access.py; 1 is the
         format of chains founded before 2, kept for tests that compare the two).
+        ``rules``: the chain's state rule set (state/accounts.py ``RULES``; likewise).
 
         Atomic (``setup.build_atomically``): everything (settings, master key, wallet,
         genesis block and, with ``seed``, what ``seed(node)`` adds, such as the demo's
@@ -297,7 +298,8 @@ class Node:
             wallet.save("org", org_key)
             with cls(tmp, **kwargs) as node:
                 receipts = node.submit([genesis_envelope(chain, [(name, org_key, node_key)], 1,
-                                                         access_records=access_records)])
+                                                         access_records=access_records,
+                                                         rules=rules)])
                 if not receipts[0].ok:  # pragma: no cover - a fresh chain accepts its genesis
                     raise StorageError(f"genesis refused: {receipts[0].result.message}")
                 if seed is not None:
@@ -796,9 +798,10 @@ def _tx_hash(trust: TrustCache, envelope: bytes) -> bytes | None:
 
 
 def genesis_envelope(chain: str, orgs: Sequence[tuple[str, PrivateKey, PrivateKey]],
-                     threshold: int, *, access_records: int = 2) -> bytes:
+                     threshold: int, *, access_records: int = 2, rules: int = 2) -> bytes:
     """The chain's first transaction: (name, organization key, node key) per founder.
-    ``access_records``: the chain's access record format (state/access.py); new chains 2."""
+    ``access_records``: the chain's access record format (state/access.py); new chains 2.
+    ``rules``: the chain's state rule set (state/accounts.py ``RULES``); new chains 2."""
     from ..state.accounts_model import account_id
 
     body: dict[str, Any] = {
@@ -808,6 +811,8 @@ def genesis_envelope(chain: str, orgs: Sequence[tuple[str, PrivateKey, PrivateKe
     }
     if access_records != 1:
         body["access_records"] = access_records
+    if rules != 1:
+        body["rules"] = rules
     first = account_id("organization", body["orgs"][0]["policy"])
     return sign(Transaction(chain, "chain.genesis", body, first, 0),
                 [node for _, _, node in orgs]).raw

@@ -33,12 +33,25 @@ from .accounts_model import (
 from .machine import Body, Context, body_field, register, require
 from .store import State
 
-__all__ = ["ACCESS_RECORDS", "GENESIS_KEY", "SPONSORS", "AccountCreate", "ChainGenesis",
-           "access_records", "genesis_info"]
+__all__ = ["ACCESS_RECORDS", "GENESIS_KEY", "RULES", "SPONSORS", "AccountCreate",
+           "ChainGenesis", "access_records", "genesis_info", "rules"]
 
 GENESIS_KEY = "chain/genesis"
 #: Access record formats a genesis may name (state/access.py); new chains are founded on 2.
 ACCESS_RECORDS = (1, 2)
+#: State rule sets a genesis may name (``ChainGenesis.rules``); new chains are founded on 2.
+#: Rule set 2 adds refusals that rule set 1 (every chain founded before it) did not make, so
+#: an old chain replays to exactly the results it had:
+#:
+#: - ``research.manifest`` only from the node of the study sponsor's organization
+#:   (``not_releasing_node``; state/research.py);
+#: - ``data.commit`` spans at most ``data.MAX_SPAN_HOURS`` hours (``span_too_long``);
+#: - ``gov.member_add`` refuses an organization (or policy) already a member
+#:   (``member_exists``), and member organizations are counted once however many nodes they
+#:   have (``member_orgs_signing``; state/governance.py);
+#: - ``anchor.record`` must match the stored header of the block it names (``bad_anchor``)
+#:   and is sent by a member whose node is in force (state/governance.py).
+RULES = (1, 2)
 #: Which kinds of account must be vouched for, and by which kinds of sponsor.
 SPONSORS: dict[str, tuple[str, ...]] = {
     "organization": ("organization",),
@@ -68,6 +81,8 @@ class ChainGenesis(Body):
     #: The access record format of the chain (state/access.py): 1 lists every released
     #: batch, 2 commits to them (count and digest). Chains founded before 2 have none: 1.
     access_records: int = 1
+    #: The state rule set of the chain (``RULES``). Chains founded before 2 have none: 1.
+    rules: int = 1
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> ChainGenesis:
@@ -80,12 +95,17 @@ class ChainGenesis(Body):
         records = body.get("access_records", 1)
         require(records in ACCESS_RECORDS and type(records) is int, "bad_genesis",
                 "access_records is 1 (lists) or 2 (commitments)")
-        return cls(tuple(orgs), threshold, records)
+        rule_set = body.get("rules", 1)
+        require(rule_set in RULES and type(rule_set) is int, "bad_genesis",
+                f"rules is one of {', '.join(map(str, RULES))} (the state rule set)")
+        return cls(tuple(orgs), threshold, records, rule_set)
 
     def to_body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"orgs": list(self.orgs), "threshold": self.threshold}
         if self.access_records != 1:
             body["access_records"] = self.access_records
+        if self.rules != 1:
+            body["rules"] = self.rules
         return body
 
 
@@ -129,6 +149,8 @@ def _genesis(state: State, stx: SignedTx, ctx: Context) -> None:
                             "time": ctx.time_ms}
     if b.access_records != 1:  # (a format-1 chain's record stays byte for byte as it was)
         info["access_records"] = b.access_records
+    if b.rules != 1:  # (likewise a rule set 1 chain's record)
+        info["rules"] = b.rules
     state.put(GENESIS_KEY, info)
 
 
@@ -142,6 +164,18 @@ def _records_of(raw: bytes | None) -> int:
     if raw is None:
         return 1
     return int(codec.decode_trusted(raw).get("access_records", 1))  # state: our bytes
+
+
+def rules(state: State) -> int:
+    """The chain's state rule set (``ChainGenesis.rules``; 1 before genesis)."""
+    return _rules_of(state.get_raw(GENESIS_KEY))
+
+
+@functools.lru_cache(maxsize=8)
+def _rules_of(raw: bytes | None) -> int:
+    if raw is None:
+        return 1
+    return int(codec.decode_trusted(raw).get("rules", 1))  # state: our bytes
 
 
 @dataclass(frozen=True, slots=True)

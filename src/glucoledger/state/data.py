@@ -37,7 +37,8 @@ is refused as ``replayed_seq``), so a refused commit can never block the node's 
 
 Refusals: ``not_node``, ``unknown_device``, ``revoked_device``, ``unbound_device``,
 ``wrong_patient``, ``wrong_trust``, ``wrong_key``, ``replayed_seq``, ``reordered_seq``,
-``bad_upload_signature``, ``malformed``; format 2: ``unsigned_upload``, ``not_custodian``.
+``bad_upload_signature``, ``malformed``; format 2: ``unsigned_upload``, ``not_custodian``;
+rule set 2: ``span_too_long`` (an hour range of more than ``MAX_SPAN_HOURS``).
 A refusal changes nothing (the sequence is kept).
 Pure: no I/O, clock or randomness.
 """
@@ -52,13 +53,15 @@ from .. import codec
 from ..crypto import PublicKey
 from ..errors import MalformedError, RejectedError, SignatureError
 from ..ledger.tx import SignedTx
+from .accounts import rules
 from .accounts_model import load_account
 from .devices import device_key, get_uploader
 from .machine import MISSING, Body, Context, authorize, body_field, register, require, typed_field
 from .store import State
 
-__all__ = ["COMMIT_FIELDS", "COMMIT_FIELDS_V2", "HOUR_MS", "TRUST_LEVELS", "UPLOAD_CONTEXT",
-           "VOUCHED", "DataCommit", "hour_range", "upload_statement"]
+__all__ = ["COMMIT_FIELDS", "COMMIT_FIELDS_V2", "HOUR_MS", "MAX_SPAN_HOURS", "TRUST_LEVELS",
+           "UPLOAD_CONTEXT", "VOUCHED", "DataCommit", "check_span", "hour_range",
+           "upload_statement"]
 
 UPLOAD_CONTEXT: Final = "upload"
 HOUR_MS: Final = 3_600_000
@@ -69,6 +72,14 @@ COMMIT_FIELDS: Final = frozenset({"patient", "stream", "start", "end", "count", 
 COMMIT_FIELDS_V2: Final = (COMMIT_FIELDS - {"key", "sig"}) | {"v"}
 VOUCHED: Final = 2
 MAX_COUNT: Final = 10_000
+#: The longest hour range a commit covers: 366 days. The access index (state/access.py)
+#: files a commit under every hour it touches, so the span bounds the keys one commit writes
+#: on every node (audit F13: 10^6 hours took 2 s and 337 MB, 10^9 never finished). A year of
+#: readings is a batch no device sends; ingest cuts longer files (node/ingest.split_batch)
+#: and refuses a longer device upload with the same rule (``check_span``), so nothing it
+#: accepts is refused here. Rule set 2 (state/accounts.py ``RULES``): older chains may hold
+#: longer commits, and replay them as they were.
+MAX_SPAN_HOURS: Final = 366 * 24
 _STREAMS: Final = ("cgm", "smbg", "insulin", "carbs", "settings", "notes")
 
 
@@ -77,6 +88,18 @@ def hour_range(start_ms: int, end_ms: int) -> tuple[int, int]:
     if end_ms < start_ms:
         raise ValueError("end before start")
     return start_ms - start_ms % HOUR_MS, end_ms - end_ms % HOUR_MS + HOUR_MS
+
+
+def check_span(start: int, end: int) -> None:
+    """Refuse (``span_too_long``) an hour range [start, end) of more than MAX_SPAN_HOURS;
+    the one rule of ``data.commit`` and of ingest (node/ingest.py)."""
+    hours = (end - start) // HOUR_MS
+    if hours > MAX_SPAN_HOURS:
+        raise RejectedError(
+            f"the batch's readings span {hours} hours; a batch spans at most "
+            f"{MAX_SPAN_HOURS} hours (366 days): split the upload into batches of shorter "
+            "periods (or check the device clock: a reading far in the past stretches it)",
+            code="span_too_long")
 
 
 def upload_statement(*, chain: str, patient: bytes, uploader: bytes, stream: str, seq: int,
@@ -178,6 +201,8 @@ def _commit(state: State, stx: SignedTx, ctx: Context) -> None:
                             "account", code="not_node")
     authorize(node, stx, "data")
     b = DataCommit.parse(stx.tx.body)
+    if rules(state) >= 2:
+        check_span(b.start, b.end)
     patient, uploader, seq = b.patient, b.uploader, b.seq
     record = get_uploader(state, uploader)
     if record is None:

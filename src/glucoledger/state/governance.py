@@ -14,7 +14,10 @@ after the block that carries the change and not before an already scheduled chan
 
 - ``gov.member_add`` body ``{name, policy, node, threshold?, at?}``: a new organization (its
   cosigner policy) and its node key (Ed25519: it signs checkpoints). Optional ``threshold``
-  sets the new checkpoint threshold (default: unchanged).
+  sets the new checkpoint threshold (default: unchanged). On a chain of rule set 2
+  (state/accounts.py ``RULES``) the organization must be new: a policy that is a member's
+  (same organization account) or holds a key of a member's policy is refused as
+  ``member_exists`` (audit F7: one organization admitted twice counted twice).
 - ``gov.member_remove`` body ``{name, threshold?, at?}``: drop an organization's node from the
   checkpoint signers; the threshold is clamped to the remaining number of nodes unless given.
 - ``gov.rotate_key`` body ``{name, node, at?}``: a member's new node key.
@@ -24,11 +27,15 @@ after the block that carries the change and not before an already scheduled chan
   the consortium's trust bundle holds it in place of that member's previous CA
   (``tls_changes``; the bundle is built and applied by ``node.tlsrotation``).
 - ``anchor.record`` body ``{height, size, root, chain_id, tx_hash, block_number}``: the
-  receipt of a final checkpoint written to a public chain (see ``node.anchor``).
+  receipt of a final checkpoint written to a public chain (see ``node.anchor``). Rule set 1:
+  one record per height, ``anchor/<height>``, any member, the consortium's ``anchor_nonce``.
+  Rule set 2: one per height and member, ``anchor/<height>/<organization>``, signed by the
+  sending member itself, with its own ``anchor_nonce/<organization>`` (``_anchor_record``).
 
 Authorization (CCF-style member governance): a ``gov.*`` transaction must carry signatures
 whose keys reach the ``default`` threshold of at least ``threshold`` distinct current member
-organizations (cosignatures collected off-chain into one envelope). Its nonce is the
+organizations (rule set 2: distinct organization accounts; rule set 1 counted member nodes;
+cosignatures collected off-chain into one envelope). Its nonce is the
 consortium's governance counter (``gov_nonce`` in ``chain/genesis``), so a governance
 envelope can never be replayed. ``anchor.record`` needs one member organization (it states a
 fact anyone can check against the public chain) and has its own counter (``anchor_nonce``),
@@ -47,7 +54,7 @@ from ..crypto import PublicKey
 from ..ledger.checkpoint import NoteVerifier
 from ..ledger.finality import MemberSchedule
 from ..ledger.tx import SignedTx
-from .accounts import GENESIS_KEY, genesis_info
+from .accounts import GENESIS_KEY, genesis_info, rules
 from .accounts_model import (
     account_id,
     account_key,
@@ -58,8 +65,8 @@ from .accounts_model import (
 from .machine import MISSING, Body, Context, body_field, need, register, require
 from .store import State
 
-__all__ = ["ANCHOR_PREFIX", "MEMBERS_PREFIX", "TLS_PREFIX", "member_orgs_signing",
-           "member_schedule", "tls_changes", "writers_in_force"]
+__all__ = ["ANCHOR_PREFIX", "MEMBERS_PREFIX", "TLS_PREFIX", "anchor_counter", "anchor_key",
+           "member_orgs_signing", "member_schedule", "tls_changes", "writers_in_force"]
 
 ANCHOR_PREFIX = "anchor/"
 MEMBERS_PREFIX = "chain/members/"
@@ -113,9 +120,19 @@ def _schedule(state: State, before: dict[str, Any], after: dict[str, Any],
 
 
 def member_orgs_signing(state: State, info: dict[str, Any], stx: SignedTx) -> list[str]:
-    """Names of current member organizations whose keys on ``stx`` reach their threshold."""
+    """Names of current member organizations whose keys on ``stx`` reach their threshold.
+
+    Rule set 2 (state/accounts.py ``RULES``) counts each organization once, by its account
+    id, however many member nodes name it (the first node's name stands for it); rule set 1
+    counted member nodes, so an organization admitted twice counted twice (audit F7)."""
+    distinct = rules(state) >= 2
     names = []
+    seen: set[bytes] = set()
     for n in info["nodes"]:
+        if distinct:
+            if n["org"] in seen:
+                continue
+            seen.add(n["org"])
         org = load_account(state, n["org"])
         weight = sum(org.weights("default").get(k, 0) for k in stx.signer_ids)
         if weight >= org.threshold("default"):
@@ -123,11 +140,29 @@ def member_orgs_signing(state: State, info: dict[str, Any], stx: SignedTx) -> li
     return names
 
 
+def _new_organization(state: State, info: dict[str, Any], oid: bytes,
+                      keys: set[bytes]) -> None:
+    """Rule set 2: refuse (``member_exists``) an organization that is already a member, or
+    a policy holding a key of a member organization's policy (that key would count for two
+    members)."""
+    names = {n["org"]: n["name"] for n in info["nodes"]}
+    require(oid not in info["orgs"], "member_exists",
+            f"this policy is organization {oid.hex()[:16]}, already the member "
+            f"{names.get(oid, '?')}: one organization is one member (to give it a new node "
+            "key, propose gov.rotate_key)")
+    for org in info["orgs"]:
+        if keys & set(load_account(state, org).keys):
+            require(False, "member_exists",
+                    f"a key of this policy already signs for the member "
+                    f"{names.get(org, org.hex()[:16])}: it would count for two members; a new "
+                    "member brings keys of its own")
+
+
 def _authorize(state: State, stx: SignedTx, need: int,
                counter: str = "gov_nonce") -> dict[str, Any]:
     info = genesis_info(state)
     require(stx.tx.nonce == info.get(counter, 0), "bad_nonce",
-            f"{'anchor' if counter == 'anchor_nonce' else 'governance'} nonce must be "
+            f"{'anchor' if counter.startswith('anchor_nonce') else 'governance'} nonce must be "
             f"{info.get(counter, 0)} (the consortium's next); this envelope was used already "
             "or is out of order")
     signing = member_orgs_signing(state, info, stx)
@@ -276,9 +311,11 @@ def _member_add(state: State, stx: SignedTx, ctx: Context) -> None:
     require(all(n["name"] != name for n in info["nodes"]), "exists",
             f"organization {name} is already a member")
     policy = need(b.policy, "policy", dict)
-    validate_policy(policy)
+    cosigners, _ = validate_policy(policy)
     node_key = _node_key(b.node, info)
     oid = account_id("organization", policy)
+    if rules(state) >= 2:
+        _new_organization(state, info, oid, {c.key.key_id for c in cosigners})
     if account_key(oid) not in state:
         state.put(account_key(oid), {"kind": "organization", "policy": policy, "nonce": 0,
                                      "name": name, "sponsor": b"", "created": ctx.height})
@@ -381,13 +418,44 @@ def _set_threshold(state: State, stx: SignedTx, ctx: Context) -> None:
     state.put(GENESIS_KEY, info)
 
 
+def anchor_counter(state: State, org: bytes) -> str:
+    """The ``chain/genesis`` field holding the anchor nonce ``org`` signs with next: the
+    consortium's ``anchor_nonce`` (rule set 1), or ``org``'s own (rule set 2)."""
+    return "anchor_nonce" if rules(state) < 2 else "anchor_nonce/" + org.hex()
+
+
+def anchor_key(height: int, recorder: bytes | None = None) -> str:
+    """Where the anchor record of block ``height`` lives: one per height (rule set 1), one
+    per height and recording member organization (rule set 2)."""
+    return f"{ANCHOR_PREFIX}{height:020d}" + ("" if recorder is None else "/" + recorder.hex())
+
+
 @register("anchor.record", auth="self", body=AnchorRecord)
 def _anchor_record(state: State, stx: SignedTx, ctx: Context) -> None:
-    """Record where a final checkpoint was anchored on a public chain."""
+    """Record where a final checkpoint was anchored on a public chain.
+
+    Rule set 2 (audit F11: one member recorded a bogus receipt for a height first, and the
+    anchoring member's genuine one was refused as ``exists``, its pre-signed nonce burnt).
+    The state machine cannot check the receipt against the block it names: the state holds
+    no block headers or checkpoint roots (the replica and the store do), and the public
+    chain is outside it; ``node.anchor.verify_anchor`` checks a record against both. So
+    each member records under its own name, ``anchor/<height>/<its organization>``, signed by
+    its own keys (``not_recorder`` otherwise), with its own nonce (``anchor_nonce/<org>`` in
+    ``chain/genesis``): a member can record nothing in another's name, pre-empt no one's
+    record and burn no one's nonce, and a bogus record is attributed to its member.
+    """
     b = AnchorRecord.parse(stx.tx.body)
-    info = _authorize(state, stx, 1, "anchor_nonce")
+    per_member = rules(state) >= 2
+    info = _authorize(state, stx, 1, anchor_counter(state, stx.tx.account))
     require(b.height < ctx.height, "bad_anchor", "an anchor names an earlier block")
-    key = f"{ANCHOR_PREFIX}{b.height:020d}"
-    require(key not in state, "exists", f"block {b.height} is anchored already")
+    if per_member:
+        sender = load_account(state, stx.tx.account)
+        weight = sum(sender.weights("default").get(k, 0) for k in stx.signer_ids)
+        require(weight >= sender.threshold("default"), "not_recorder",
+                "an anchor is recorded by the member organization that sends it: sign with "
+                "its own keys")
+    key = anchor_key(b.height, stx.tx.account if per_member else None)
+    require(key not in state, "exists", f"block {b.height} is anchored already"
+            + (" by this member" if per_member else ""))
     state.put(key, b.to_body())
     state.put(GENESIS_KEY, info)

@@ -14,6 +14,27 @@ authorized. ``apply`` runs the same checks, in the same order, for every type:
 5. the handler runs inside a state transaction; it raises RejectedError to refuse.
 
 A refused transaction is still ordered and recorded with its reason code; it changes nothing.
+
+Malformed input never halts the chain. Every node replays every transaction, so a handler
+that raises an unexpected exception stops every node at the same block, and again at each
+restart (fail-stop; audit F5: a list where ``research.manifest`` wanted a grant id raised
+TypeError). Handlers check shapes and raise RejectedError/MalformedError (held to it by
+tests/state/test_handler_fuzz.py); as defence in depth ``apply`` also turns the exceptions
+that malformed input deterministically causes in pure code (``MALFORMED_INPUT``: TypeError,
+KeyError, ValueError, IndexError) into a ``malformed`` refusal, after rolling the state
+transaction back. Why this is safe:
+
+- determinism: the same code over the same state and transaction raises the same class at
+  the same point on every node; the recorded message names only the class (an exception's
+  text may change between Python versions). Exceptions that are *not* deterministic
+  (MemoryError, RecursionError, which depend on the host's memory and stack) and any other
+  class still roll back and stop the node, as before;
+- existing chains: a transaction that raised one of these before could never have been
+  applied (every node stopped at it), so no chain that replays today holds one; such a chain
+  now replays past it, with the refusal that should have been recorded;
+- a node whose *own* state is damaged (a record missing a key) records ``malformed`` where
+  the others record ``ok``: results are hashed into the block, so its blocks differ from
+  theirs and the divergence shows at the next checkpoint instead of as a stop.
 On success the account's nonce advances. Pure: no I/O, clock or randomness; time is
 ``ctx.time_ms``, the block's time.
 """
@@ -33,6 +54,7 @@ from .accounts_model import Account, account_key, load_account
 from .store import State
 
 __all__ = [
+    "MALFORMED_INPUT",
     "MISSING",
     "REGISTRY",
     "Body",
@@ -61,6 +83,10 @@ class _Missing:
 
 
 MISSING: Final = _Missing()
+
+#: Exceptions that malformed input deterministically raises in pure handler code; ``apply``
+#: records them as a ``malformed`` refusal (module docs). Never MemoryError or RecursionError.
+MALFORMED_INPUT: Final = (TypeError, KeyError, ValueError, IndexError)
 
 
 class Body:
@@ -259,6 +285,14 @@ def apply(
     except MalformedError as exc:
         state.rollback()
         return Result("malformed", exc.message), stx
+    except MALFORMED_INPUT as exc:
+        # Defence in depth (see the module docs): a handler that missed a shape check
+        # refuses the transaction instead of halting every node. The message names only
+        # the exception's class: its text may differ between Python versions.
+        state.rollback()
+        return Result("malformed", f"the transaction's body could not be processed "
+                      f"({type(exc).__name__}): a field has the wrong type or shape; check "
+                      "the body against docs/formats.md"), stx
     except Exception:
         # A bug in a handler must not leave half-applied state, nor diverge silently:
         # roll back and let the node stop (a replica that failed mid-apply says so).

@@ -32,8 +32,12 @@ A study (``study/<id>``, id = the registering transaction's hash)::
   sum of the epsilons of the accepted queries, and a query that would pass ``budget`` is
   refused as ``budget_exhausted``.
 - ``research.manifest`` (auth "self", a ``node`` account meeting its ``data`` threshold): the
-  node that built a record-level release attests its manifest: ``{release, manifest, root,
-  rows, days}`` where ``days`` lists, per grant, the UTC days (epoch day numbers) of
+  node that built a record-level release attests its manifest. On a chain of rule set 2
+  (state/accounts.py ``RULES``) that must be a node of the organization serving the study's
+  sponsor (the sponsor, or the organization that vouched for its account), else
+  ``not_releasing_node``: another member's node can neither attest (nor credit days for) a
+  release it did not build. The body is ``{release, manifest, root, rows, days}`` where
+  ``days`` lists, per grant, the UTC days (epoch day numbers) of
   sufficient data it contained. Each new day earns the participant ``credit.rate`` credits
   (``rcredit/<grant>``): a day counts once per study, however many releases hold it. Credits
   are bound to the grant (never an account that could transfer them) and there is no
@@ -46,7 +50,8 @@ Refusals: ``not_organization``, ``insufficient_signatures``, ``bad_nonce``,
 ``unknown_study``, ``not_sponsor``, ``study_closed``, ``form_not_allowed``, ``not_patient``,
 ``bad_scope``, ``unknown_grant``, ``not_your_grant``, ``already_withdrawn``,
 ``too_few_participants``, ``budget_exhausted``, ``not_started``, ``not_node``, ``unknown_release``,
-``manifest_exists``, ``bad_days``, ``too_many_participants``, ``malformed``.
+``manifest_exists``, ``bad_days``, ``not_releasing_node``, ``too_many_participants``,
+``malformed``.
 Pure: no I/O, clock or randomness.
 """
 
@@ -59,7 +64,7 @@ from ..errors import MalformedError
 from ..glucose.readings import STREAMS
 from ..ledger.tx import SignedTx
 from .access import batches_in
-from .accounts import genesis_info
+from .accounts import genesis_info, rules
 from .accounts_model import Account, load_account
 from .consent import DAY_MS
 from .governance import member_orgs_signing
@@ -503,6 +508,19 @@ def _release(state: State, stx: SignedTx, ctx: Context) -> None:
         "from": lo, "to": hi, "time": ctx.time_ms, "height": ctx.height, "manifest": None})
 
 
+def _releasing_node(state: State, node: Account, study: dict[str, Any]) -> None:
+    """Refuse unless ``node`` belongs to the organization that serves the study's sponsor:
+    the sponsor itself (an organization with its own node) or the organization that vouched
+    for the sponsor's account (a research organization served by a member's node). That is
+    the node ``ResearchService.release`` runs on, which built the release (rule set 2)."""
+    sponsor = load_account(state, study["sponsor"])
+    serving = {sponsor.id, bytes(sponsor.record.get("sponsor") or b"")} - {b""}
+    require(node.record.get("sponsor") in serving, "not_releasing_node",
+            f"study {study['id'].hex()[:16]}'s releases are built and attested by the node of "
+            "its sponsor's organization; this node belongs to another organization: attest "
+            "from the sponsor's node")
+
+
 @register("research.manifest", auth="self", body=ResearchManifest)
 def _manifest(state: State, stx: SignedTx, ctx: Context) -> None:
     """The releasing node attests a record-level release's manifest; days earn credit."""
@@ -513,14 +531,19 @@ def _manifest(state: State, stx: SignedTx, ctx: Context) -> None:
     rel = state.get(release_key(_hash_value(b.release, "release")))
     require(rel is not None, "unknown_release", "no release with that id")
     require(rel["form"] == "records", "unknown_release", "aggregates carry no manifest")
+    if rules(state) >= 2:
+        _releasing_node(state, node, load_study(state, rel["study"]))
     require(rel["manifest"] is None, "manifest_exists", "that release has its manifest")
     manifest, root = _hash_value(b.manifest, "manifest"), _hash_value(b.root, "root")
     rows = _int({"rows": b.rows}, "rows", 0, 1 << 40)
     days = b.days
     grants = {p["grant"] for p in rel["participants"]}
+    # type(d[0]) is bytes before ``in``: a list or map is unhashable (TypeError halted every
+    # node, audit F5); any other non-bytes id was refused here with these words already.
     require(isinstance(days, list) and all(
-        isinstance(d, list) and len(d) == 2 and d[0] in grants and isinstance(d[1], list)
-        for d in days), "bad_days", "days is [[grant, [epoch day, ...]], ...] for participants")
+        isinstance(d, list) and len(d) == 2 and type(d[0]) is bytes and d[0] in grants
+        and isinstance(d[1], list) for d in days), "bad_days",
+        "days is [[grant, [epoch day, ...]], ...] for participants")
     study = load_study(state, rel["study"])
     first, last = rel["from"] // DAY_MS, (rel["to"] - 1) // DAY_MS
     for gid, day_list in days:
