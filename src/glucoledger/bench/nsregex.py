@@ -7,6 +7,11 @@ program size, the compile time, and the slowest search over adversarial values (
 and the longest note). Per microsecond of search, bytes of value: the bound is a constant
 times the program size per byte.
 
+Then a whole query at the bound: ``select`` over notes of 256 and 2,000 random ``ab``
+characters, as many as it takes for the per-query bound (``MAX_REGEX_STEPS``) to refuse the
+query; the seconds that took and how many notes were searched: the most regular-expression
+work one request can cause.
+
 Then what Python's ``re`` (the engine before) takes on the same patterns over short values of
 ``a``, in a child process stopped after ``--re-timeout`` s, to show the growth RE2 removes.
 
@@ -29,9 +34,10 @@ import time
 from typing import Any
 
 from ..errors import MalformedError
-from ..interop.nsquery import MAX_PROGRAM, Regex, parse_query
+from ..interop.nsquery import MAX_PROGRAM, MAX_REGEX_STEPS, Found, Regex, parse_query, select
 
-__all__ = ["ATTACKS", "CLIENTS", "LARGEST", "bench_nsregex", "gil_share", "main"]
+__all__ = ["ATTACKS", "CLIENTS", "LARGEST", "at_the_bound", "bench_nsregex", "gil_share",
+           "main", "python_re"]
 
 #: The audit's patterns and the classic ReDoS shapes.
 ATTACKS: tuple[str, ...] = (
@@ -72,6 +78,34 @@ def _one(value: str, values: dict[int, list[str]]) -> dict[str, Any]:
             worst = max(worst, time.perf_counter() - t)
         row[f"worst_us_{n}"] = round(worst * 1e6, 1)
     return row
+
+
+def _accepted(value: str) -> bool:
+    try:
+        parse_query("treatments", [("find[notes]", value)])
+    except MalformedError:
+        return False
+    return True
+
+
+def at_the_bound(value: str, n: int, seed: int = 11) -> dict[str, Any]:
+    """``select`` with ``value`` on notes of ``n`` random ``ab`` characters until the step
+    bound refuses it: seconds, notes searched."""
+    query = parse_query("treatments", [("find[notes]", value)])
+    [cond] = query.where
+    assert cond.pattern is not None
+    count = MAX_REGEX_STEPS // (cond.pattern.size * (n + 1)) + 1
+    rnd = random.Random(seed)
+    docs = [Found("treatments", f"Note|{i}", i, {"eventType": "Note", "notes": "".join(
+        rnd.choice("ab") for _ in range(n))}) for i in range(count)]
+    start = time.perf_counter()
+    try:
+        select(docs, query)
+        refused = False
+    except MalformedError:
+        refused = True
+    return {"pattern": value, "chars": n, "notes": count - 1, "refused": refused,
+            "seconds": round(time.perf_counter() - start, 3)}
 
 
 _RE_CHILD = """
@@ -124,9 +158,13 @@ def gil_share(search: Any, texts: list[str], seconds: float = 1.0) -> float:
 
 
 def bench_nsregex(values: int = 50, re_timeout: float = 5.0,
-                  re_lengths: tuple[int, ...] = (16, 20, 24, 28)) -> dict[str, Any]:
+                  re_lengths: tuple[int, ...] = (16, 20, 24, 28),
+                  bound_lengths: tuple[int, ...] = (256, 2000),
+                  gil_seconds: float = 1.0, gil_re_chars: int = 22) -> dict[str, Any]:
     texts = {n: _values(n, values) for n in (256, 2000)}
     rows = [_one(v, texts) for v in (*ATTACKS, *CLIENTS, *LARGEST)]
+    bound = [at_the_bound(v, n) for v in (*LARGEST, "/(a|aa)*x/", "/exerc/i")
+             if _accepted(v) for n in bound_lengths]
     old = []
     for value in ATTACKS[:6]:
         times: dict[str, Any] = {"pattern": value}
@@ -142,9 +180,11 @@ def bench_nsregex(values: int = 50, re_timeout: float = 5.0,
     import re
 
     backtracking = re.compile("(x+x+)+y")
-    return {"max_program": MAX_PROGRAM, "re2": rows, "python_re": old,
-            "gil_share_re2": round(gil_share(slow, texts[2000][:20]), 2),
-            "gil_share_python_re": round(gil_share(backtracking.search, ["x" * 22]), 2)}
+    return {"max_program": MAX_PROGRAM, "max_regex_steps": MAX_REGEX_STEPS, "re2": rows,
+            "at_the_bound": bound, "python_re": old,
+            "gil_share_re2": round(gil_share(slow, texts[2000][:20], gil_seconds), 2),
+            "gil_share_python_re": round(gil_share(backtracking.search, ["x" * gil_re_chars],
+                                                   gil_seconds), 2)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -156,9 +196,10 @@ def main(argv: list[str] | None = None) -> None:
     result = bench_nsregex(args.values, args.re_timeout)
     for row in result["re2"]:
         print(json.dumps(row))
-    for row in result["python_re"]:
+    for row in (*result["at_the_bound"], *result["python_re"]):
         print(json.dumps(row))
-    print(json.dumps({k: v for k, v in result.items() if k not in ("re2", "python_re")}))
+    print(json.dumps({k: v for k, v in result.items()
+                      if k not in ("re2", "at_the_bound", "python_re")}))
 
 
 if __name__ == "__main__":
