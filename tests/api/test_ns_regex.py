@@ -70,10 +70,10 @@ class Server:
                 {"eventType": "Site Change", "enteredBy": "xdrip"}]
         for i, d in enumerate(docs):
             d["created_at"] = _iso(self.t0 + 60_000 * (i + 1))
-        # Two hours on: 20 notes of 2,000 characters (the longest a note may be).
+        # Two hours on: 40 notes of 2,000 characters (the longest a note may be).
         self.t2 = self.t0 + 2 * 3_600_000
         docs += [{"eventType": "Note", "notes": "a" * 2000, "enteredBy": "mum",
-                  "created_at": _iso(self.t2 + 60_000 * (i + 1))} for i in range(20)]
+                  "created_at": _iso(self.t2 + 60_000 * (i + 1))} for i in range(40)]
         r = self.session.post(self.url + "/api/v1/treatments", json=docs, headers=UP, timeout=60)
         assert r.status_code == 200, r.text
 
@@ -223,15 +223,15 @@ def test_refusals_in_the_parser_name_the_value() -> None:
 
 def test_a_query_searches_at_most_max_regex_steps(srv: Server) -> None:
     # .*a.{110}: one of the largest programs allowed, one that defeats RE2's DFA cache; over
-    # 20 notes of 2,000 characters it would pass the bound, so the query is refused.
+    # 40 notes of 2,000 characters it would pass the bound, so the query is refused.
     [cond] = parse_query("treatments", [("find[notes]", "/.*a.{110}/")]).where
-    assert cond.pattern is not None and cond.pattern.size * 2001 * 20 > MAX_REGEX_STEPS
+    assert cond.pattern is not None and cond.pattern.size * 2001 * 40 > MAX_REGEX_STEPS
     r = srv.find(("find[notes]", "/.*a.{110}/"), start=srv.t2)
     assert r.status_code == 400, r.text
     assert "narrow the time window" in r.json()["message"]
     # What clients send, over the same notes: well within it.
     assert srv.find(("find[notes]", "/exerc/i"), start=srv.t2).json() == []
-    assert len(srv.find(("find[notes]", "/^a+$/"), start=srv.t2).json()) == 20
+    assert len(srv.find(("find[notes]", "/^a+$/"), start=srv.t2).json()) == 40
 
 
 def test_the_step_bound_is_counted_before_each_search() -> None:

@@ -82,10 +82,13 @@ MAX_PROGRAM: Final = 1000
 RE2_MAX_MEM: Final = 1 << 20
 #: What one query's regular expressions may search: the sum, over every value a pattern is
 #: tried on, of its program size times the value's characters (+1). RE2 does at most a
-#: constant times that much work (about 10-170 ns a step measured at the limits, much less
-#: for what clients send: bench/nsregex.py); /basal/i (11 steps) over 200,000 eventTypes of
-#: 14 characters is within it, a large program over many long notes is refused (400).
-MAX_REGEX_STEPS: Final = 1 << 25
+#: constant times that much work: a query at this bound with the worst DFA-defeating pattern
+#: measured, [ab]*a[ab]{240} over notes of 2,000 random a/b, took 1.2 s through the server
+#: (3.9 s in bench/nsregex.py on a machine loaded 7-9 on 2 cores), in one thread with the
+#: GIL let go (/api/status answered meanwhile in 0.05 s); what clients send, far less.
+#: /basal/i (11 steps) over 400,000 eventTypes of 14 characters, or /exerc/i (9) over 29,000
+#: notes of 256, is within it; a large program over many long notes is refused (400).
+MAX_REGEX_STEPS: Final = 1 << 26
 _LIMITS: Final = (f"regular expressions in find are limited to {MAX_PATTERN} characters and "
                   "to what runs in time linear in the text (RE2): text, . [classes] ^ $ \\b, "
                   "alternatives a|b, groups, repeats * + ? {n,m}, flags i m s")
