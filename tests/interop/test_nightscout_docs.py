@@ -427,6 +427,11 @@ ROWS = [_found(0, eventType="Meal Bolus", insulin=4.25, carbs=52, enteredBy="AAP
     ([("find[eventType][$in][]", "Temp Basal"), ("find[eventType][$in][]", "Note")], [3, 1]),
     ([("find[eventType][$nin][0]", "Temp Basal")], [3, 2, 0]),
     ([("find[eventType]", "/basal/i")], [1]),  # parseRegEx on eventType
+    # Patterns as clients send them (RE2 runs them: nsquery.Regex; tests/api/test_ns_regex.py)
+    ([("find[eventType]", "/^Temp/i")], [1]),
+    ([("find[eventType]", "/Meal Bolus|Temp Basal/")], [1, 0]),  # Scoutnight's form
+    ([("find[enteredBy]", "/loop:\\/\\//")], [2, 1]),  # oref0's form
+    ([("find[$or][0][notes]", "/^h/"), ("find[$or][1][enteredBy]", "/aaps/i")], [3, 0]),
     ([("find[date][$gt]", f"{T0}.0"), ("count", "2")], [3, 2]),  # Nightguard's float
     ([("rr", "1796296828291"), ("_", "1"), ("ts", "2"), ("find[carbs][$gte]", "45"),
       ("find[carbs][$lt]", "52")], [2]),  # cache-busters ignored
@@ -463,7 +468,9 @@ def test_dotted_fields_plus_as_space_and_default_counts() -> None:
     [("find[eventType][$where]", "1")], [("find[a.b", "1")],
     [("find[created_at][$gte]", "yesterday")], [("find[x][$exists]", "maybe")],
     [("count", "-1")], [("count", "100001")], [(f"find[f{i}]", "1") for i in range(17)],
-    [("find[notes]", "/(unclosed/")]])
+    [("find[notes]", "/(unclosed/")], [("find[notes]", "/(a)\\1/")], [("find[notes]", "/(?=a)/")],
+    [("find[notes]", "/a/x")], [("find[notes]", "/.{500}/")],
+    [("find[$or][0][notes]", "/" + "a" * 300 + "/")]])
 def test_unsupported_queries_are_refused(params: list[tuple[str, str]]) -> None:
     with pytest.raises(MalformedError):
         ns.parse_query("treatments", params)

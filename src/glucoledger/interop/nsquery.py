@@ -14,8 +14,9 @@ The semantics of cgm-remote-monitor ``lib/server/query.js`` and the v1 API route
 - conditions on other fields, dotted paths included (``find[pump.clock]``): equality,
   ``$ne``, ``$in``/``$nin`` (``find[eventType][$in][]=A&...[]=B``), ``$exists``, ``$gt``...
   (numbers as numbers, text as text; a document without the field does not match, as in
-  MongoDB); a value written ``/re/flags`` on a treatment's ``notes``, ``eventType`` or
-  ``enteredBy`` is a regular expression (``parseRegEx``);
+  MongoDB); a value written ``/re/flags`` (flags ``i``, ``m``, ``s``) on a treatment's
+  ``notes``, ``eventType`` or ``enteredBy`` is a regular expression (``parseRegEx``), run by
+  RE2 in time linear in the text (``Regex`` below: what clients send, and what is refused);
 - ``find[$and][i][field][$op]`` (all hold) and ``find[$or][i][field][$op]`` (one holds), as
   Trio sends them;
 - ``count``: how many, newest first; absent or 0 means the default (entries 10, treatments 100
@@ -25,7 +26,8 @@ The semantics of cgm-remote-monitor ``lib/server/query.js`` and the v1 API route
   ignored, as Nightscout ignores it.
 
 A MalformedError (400) only where Nightscout fails too: a time it cannot parse, a regular
-expression that does not compile, a count that is not a number.
+expression that does not compile, a count that is not a number; and for a regular expression
+that only a backtracking engine runs (``Regex``).
 """
 
 from __future__ import annotations
@@ -34,13 +36,16 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import re2
+
 from ..errors import MalformedError
 
-__all__ = ["DEFAULT_COUNT", "MAX_COUNT", "Cond", "Found", "Query", "parse_query", "select",
-           "v3_params"]
+__all__ = ["DEFAULT_COUNT", "MAX_COUNT", "Cond", "Found", "Query", "Regex", "parse_query",
+           "select", "v3_params"]
 
 DEFAULT_COUNT: Final = {"entries": 10, "treatments": 100, "devicestatus": 10, "profile": 10}
 #: treatments with a ``find`` (lib/api/treatments/index.js: ``query.find ? 1000 : 100``).
@@ -64,6 +69,31 @@ _LOGIC: Final = re.compile(
 #: The pseudo-field of a time condition inside ``$or`` (compared with the document's time).
 TIME: Final = "@time"
 _REGEX: Final = re.compile(r"^/(.*)/([imsx]*)$", re.DOTALL)
+#: A find regular expression, ``/``, pattern, ``/`` and flags together, in characters (the same
+#: bound as every other find value).
+MAX_PATTERN: Final = 256
+#: RE2 instructions a find regular expression may compile to. 256 characters of text, with
+#: or without ``i``, compile to about 260; what goes past this is a large repeat count
+#: (``.{500}``) or a Unicode class (``\pL`` alone is 1,200). A search costs at most a
+#: constant times this times the bytes of the value (bench/nsregex.py measures it).
+MAX_PROGRAM: Final = 1000
+#: RE2's memory for one expression: its program and its DFA caches (a compile that needs more
+#: fails, a search that needs more falls back to RE2's NFA, still linear).
+RE2_MAX_MEM: Final = 1 << 20
+#: What one query's regular expressions may search: the sum, over every value a pattern is
+#: tried on, of its program size times the value's characters (+1). RE2 does at most a
+#: constant times that much work: a query at this bound with the worst DFA-defeating pattern
+#: measured, [ab]*a[ab]{240} over notes of 2,000 random a/b, took 1.2 s through the server
+#: (3.9 s in bench/nsregex.py on a machine loaded 7-9 on 2 cores), in one thread with the
+#: GIL let go (/api/status answered meanwhile in 0.05 s); what clients send, far less.
+#: /basal/i (11 steps) over 400,000 eventTypes of 14 characters, or /exerc/i (9) over 29,000
+#: notes of 256, is within it; a large program over many long notes is refused (400).
+MAX_REGEX_STEPS: Final = 1 << 26
+_LIMITS: Final = (f"regular expressions in find are limited to {MAX_PATTERN} characters and "
+                  "to what runs in time linear in the text (RE2): text, . [classes] ^ $ \\b, "
+                  "alternatives a|b, groups, repeats * + ? {n,m}, flags i m s")
+_USE: Final = ("use plain text or those; no backreferences (\\1), lookarounds ((?=, (?!, "
+               "(?<=), \\Z (write \\z), or the x flag")
 _NUMBER: Final = re.compile(r"^-?\d{1,16}(?:\.\d*)?$")
 
 
@@ -75,7 +105,7 @@ class Cond:
     field: str
     op: str
     values: tuple[str, ...]
-    pattern: re.Pattern[str] | None = None
+    pattern: Regex | None = None
 
 
 @dataclass(frozen=True)
@@ -115,18 +145,81 @@ def _query_time(value: str, name: str) -> int:
     return int(moment.timestamp() * 1000)
 
 
-def _pattern(collection: str, field: str, value: str) -> re.Pattern[str] | None:
+@dataclass(frozen=True)
+class Regex:
+    """A find regular expression (``/source/flags``), compiled by RE2.
+
+    Nightscout turns ``/.../flags`` into a JavaScript RegExp that MongoDB runs with PCRE, a
+    backtracking engine, as Python's ``re`` is: ``/(.*)*(.*)*x/`` took 37 s on one 256-character
+    value here, holding the GIL, so the whole server stood still. RE2 runs in time linear in
+    the text (at most a constant times ``MAX_PROGRAM`` steps a byte) and lets go of the GIL
+    while it searches. What clients send (cgm-remote-monitor's reports: ``/<typed text>/i`` on
+    notes and eventType; ``/Sensor Start|Sensor Change/``; oref0: ``/openaps:\\/\\//``; the v3
+    docs' ``eventType$re=Temp.*``) means the same in RE2. What RE2 refuses needs backtracking:
+    backreferences, lookarounds; a refusal is a MalformedError that says what is allowed.
+
+    As in PCRE (MongoDB) and RE2, not as in Python's ``re``: ``\\d``, ``\\w``, ``\\s``,
+    ``\\b`` are ASCII. ``$`` without ``m`` is the very end (Python's also matched before a
+    final newline; stored values have none at the end).
+    """
+
+    source: str
+    flags: str
+    compiled: Any = dc_field(compare=False, hash=False, repr=False)
+    #: RE2 instructions (at most ``MAX_PROGRAM``): its steps a character, at worst.
+    size: int = 1
+
+    def search(self, text: str) -> bool:
+        """Whether the expression occurs in ``text``."""
+        return self.compiled.search(text) is not None
+
+
+def _options() -> Any:
+    options = re2.Options()
+    options.max_mem = RE2_MAX_MEM
+    options.never_capture = True  # a yes/no: no submatches, so RE2 never needs its NFA for them
+    options.log_errors = False
+    return options
+
+
+_RE2_OPTIONS: Final = _options()
+
+
+def _pattern(collection: str, field_: str, value: str) -> Regex | None:
     m = _REGEX.match(value)
-    if m is None or field not in REGEX_FIELDS.get(collection, ()):
+    if m is None or field_ not in REGEX_FIELDS.get(collection, ()):
         return None
-    flags = 0
-    for f in m.group(2):
-        flags |= {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL, "x": re.VERBOSE}[f]
+    name = f"find[{field_}] {value[:40]!r}"
+    if len(value) > MAX_PATTERN:
+        raise MalformedError(f"{name}... is {len(value)} characters: {_LIMITS}; shorten it")
+    source, flags = m.group(1), m.group(2)
+    if "x" in flags:
+        raise MalformedError(f"{name}: the x flag is not one Nightscout reads (a JavaScript "
+                             f"RegExp has none): {_LIMITS}; write it without spaces and "
+                             "comments and send it without x")
+    inline = "".join(sorted(set(flags)))
     try:
-        return re.compile(m.group(1), flags)
-    except re.error as exc:
-        raise MalformedError(f"find[{field}] {value[:40]!r} is not a regular expression: "
-                             f"{exc.msg}") from None
+        compiled = re2.compile(f"(?{inline}){source}" if inline else source, _RE2_OPTIONS)
+    except re2.error as exc:
+        arg = exc.args[0] if exc.args else ""
+        reason = arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(arg)
+        if "too large" in reason:
+            raise MalformedError(f"{name} is refused: it compiles to more than {RE2_MAX_MEM} "
+                                 f"bytes ({_LIMITS}); use smaller repeat counts {{n,m}} and "
+                                 "fewer Unicode classes") from None
+        try:  # Python's parser only tells the two refusals apart; it never matches here
+            re.compile(source)
+        except re.error as py:
+            raise MalformedError(f"{name} is not a regular expression: {py.msg}") from None
+        except (RecursionError, OverflowError):
+            pass
+        raise MalformedError(f"{name} is refused ({reason}): {_LIMITS}; {_USE}") from None
+    size = int(compiled.programsize)
+    if size > MAX_PROGRAM:
+        raise MalformedError(f"{name} is refused: it compiles to {size} steps, at most "
+                             f"{MAX_PROGRAM} ({_LIMITS}); use smaller repeat counts {{n,m}} "
+                             "and fewer Unicode classes")
+    return Regex(source, flags, compiled, size)
 
 
 def parse_query(collection: str, params: Iterable[tuple[str, str]],
@@ -165,9 +258,10 @@ def parse_query(collection: str, params: Iterable[tuple[str, str]],
             if field in TIME_FIELDS and op in (*_RANGE, "$eq"):
                 cond = Cond(TIME, op, (str(_query_time(value, field)),))
             else:
-                cond = Cond(field, op, (value[:256],),
-                            _pattern(collection, field, value) if op in ("$eq", "$ne")
-                            else None)
+                # A regular expression is never cut (over MAX_PATTERN it is refused), so the
+                # value kept is the one the pattern was compiled from.
+                pattern = _pattern(collection, field, value) if op in ("$eq", "$ne") else None
+                cond = Cond(field, op, (value if pattern else value[:256],), pattern)
             if kind == "and":
                 extra.append(cond)
             else:
@@ -185,6 +279,7 @@ def parse_query(collection: str, params: Iterable[tuple[str, str]],
         if op not in _OPS:
             raise MalformedError(f"operator {op} is not supported; use {', '.join(_OPS)}")
         if len(value) > 256:
+            _pattern(collection, field, value)  # a regular expression says what is allowed
             raise MalformedError(f"find[{field}] value is {len(value)} characters; at most 256")
         if field in TIME_FIELDS and op in (*_RANGE, "$eq"):
             ms = _query_time(value, field)
@@ -269,37 +364,61 @@ def _get(doc: dict[str, Any], path: str) -> Any:
     return value
 
 
-def _is(value: Any, c: Cond) -> bool:
+class _Steps:
+    """What a query's regular expressions may still search (``MAX_REGEX_STEPS``)."""
+
+    __slots__ = ("left",)
+
+    def __init__(self) -> None:
+        self.left = MAX_REGEX_STEPS
+
+    def search(self, pattern: Regex, text: str) -> bool:
+        self.left -= pattern.size * (len(text) + 1)
+        if self.left < 0:
+            raise MalformedError(
+                f"the regular expression /{pattern.source[:40]}/ would take more than "
+                f"{MAX_REGEX_STEPS} steps over the documents of this window (its "
+                f"{pattern.size} steps a character, times the characters it is tried on): "
+                "narrow the time window (find[created_at][$gte] and [$lt]) or use a shorter "
+                "expression")
+        return pattern.search(text)
+
+
+def _is(value: Any, c: Cond, steps: _Steps) -> bool:
     if c.pattern is not None:
-        return isinstance(value, str) and c.pattern.search(value) is not None
+        return isinstance(value, str) and steps.search(c.pattern, value)
     return _equal(value, c.values[0])
 
 
-def _matches(f: Found, c: Cond) -> bool:
+def _matches(f: Found, c: Cond, steps: _Steps) -> bool:
     doc = f.doc
     value = f.time_ms if c.field == TIME else _get(doc, c.field)
     if c.op == "$exists":
         return (value is not _MISSING) == (c.values[0] in ("true", "1"))
     if c.op == "$ne":
-        return value is _MISSING or not _is(value, c)
+        return value is _MISSING or not _is(value, c, steps)
     if c.op == "$nin":
         return value is _MISSING or not any(_equal(value, v) for v in c.values)
     if value is _MISSING:
         return False
     if c.op == "$eq":
-        return _is(value, c)
+        return _is(value, c, steps)
     if c.op == "$in":
         return any(_equal(value, v) for v in c.values)
     return _order(value, c.values[0], c.op)
 
 
 def select(found: Iterable[Found], query: Query) -> list[Found]:
-    """Apply a query: time window, conditions, newest first, at most ``count``."""
+    """Apply a query: time window, conditions, newest first, at most ``count``.
+
+    Raises MalformedError when its regular expressions would search more than
+    ``MAX_REGEX_STEPS`` (a bound on RE2's work, counted before each search)."""
+    steps = _Steps()
     out = [f for f in found
            if (query.start_ms is None or f.time_ms >= query.start_ms)
            and (query.end_ms is None or f.time_ms < query.end_ms)
-           and all(_matches(f, c) for c in query.where)
-           and (not query.either or any(_matches(f, c) for c in query.either))]
+           and all(_matches(f, c, steps) for c in query.where)
+           and (not query.either or any(_matches(f, c, steps) for c in query.either))]
     out.sort(key=lambda f: f.time_ms, reverse=True)
     return out[:query.count]
 
