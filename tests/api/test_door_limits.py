@@ -14,6 +14,7 @@ over TCP from distinct loopback addresses, tests/servers.py): the audit's three 
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from collections import Counter
@@ -131,3 +132,87 @@ def test_concurrent_argon2_checks_are_bounded(server: Server) -> None:
             assert "try again" in r.json()["message"]
     grew = server.peak_rss_mb() - start  # against the peak before any login at all
     assert grew < 4 * 64 + 100, f"peak RSS grew {grew:.0f} MB under 60 concurrent logins"
+
+
+# --- 2. the security log under a flood of unauthenticated requests --------------------------
+def _flood(url: str, addrs: list[str], per_addr: int, path: str) -> Counter[int]:
+    codes: Counter[int] = Counter()
+    mu = threading.Lock()
+
+    def worker(addr: str) -> None:
+        with httpx.Client(base_url=url, timeout=60,
+                          transport=httpx.HTTPTransport(local_address=addr)) as c:
+            for _ in range(per_addr):
+                status = c.get(path).status_code
+                with mu:
+                    codes[status] += 1
+
+    threads = [threading.Thread(target=worker, args=(a,)) for a in addrs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    return codes
+
+
+FLOOD_PATH = "/api/v2/authorization/request/" + "x" * 170  # logged up to 200 characters
+
+
+def test_a_flood_of_401s_from_one_address_writes_a_few_lines(server: Server) -> None:
+    """The audit's flood (20,000 401s grew security.log from 15 KB to 8.6 MB): 2,000 401s from
+    one address, 8 connections at once, write at most the cap (30 a minute per address and
+    kind of refusal); the rest are counted for one summary line at the interval's end."""
+    path = server.folder / "security.log"
+    before = len(path.read_text().splitlines()) if path.exists() else 0
+    codes = _flood(server.url, ["127.0.0.9"] * 8, 250, FLOOD_PATH)
+    assert codes == Counter({401: 2000})
+    lines = [json.loads(x) for x in path.read_text().splitlines()[before:]]
+    mine = [e for e in lines if e["remote"] == "127.0.0.9"]
+    assert 1 <= len(mine) <= 30, len(mine)
+    assert all(e["code"] == "unauthenticated" for e in mine)
+
+
+def test_the_patients_refusals_outlive_rotation_and_floods_are_summarized(
+        tmp_path: Path) -> None:
+    """A real server (uvicorn over TCP) whose security log is small (64 KiB, 2 older files,
+    30 a second per address): a wrong password for alice's name, then floods from 40
+    addresses that rotate the main log many times over. The files stay bounded; alice's
+    refusal is still in her audit trail (GET /api/audit); every refusal of a one-address
+    flood is accounted for, written or counted in its summary line."""
+    from glucoledger.node.people import SecurityLog
+
+    from .conftest import Served, Site
+
+    site = Site(tmp_path / "node", secure=False)
+    log = SecurityLog(site.node.data_dir, max_bytes=64 << 10, keep=2, cap=30, every=1.0)
+    site.ctx.seclog = log
+    srv = Served(site.app)
+    try:
+        with httpx.Client(base_url=srv.url, timeout=60,
+                          transport=httpx.HTTPTransport(local_address="127.0.0.21")) as c:
+            r = c.post("/api/session", json={"name": "alice", "password": "not-her-password"})
+            assert r.status_code == 401
+            alice = httpx.Client(base_url=srv.url, timeout=60)
+            r = alice.post("/api/session", json={"name": "alice",
+                                                 "password": "alice-demo-password"})
+            assert r.status_code == 200
+        assert _flood(srv.url, [f"127.0.5.{i}" for i in range(1, 41)], 60, FLOOD_PATH) == \
+            Counter({401: 2400})
+        time.sleep(1.1)
+        assert _flood(srv.url, ["127.0.6.1"] * 4, 100, FLOOD_PATH) == Counter({401: 400})
+        time.sleep(1.1)
+        audit = alice.get("/api/audit")  # a read: writes the summaries of ended intervals
+        assert audit.status_code == 200
+        refused = [e for e in audit.json() if e["kind"] == "refused"]
+        assert any("127.0.0.21" in str(e.get("detail")) for e in refused), refused
+        files = sorted(site.node.data_dir.glob("security.log*"))
+        assert len(files) == 3 and all(f.stat().st_size <= 64 << 10 for f in files)
+        lines = [json.loads(x) for f in files for x in f.read_text().splitlines()]
+        flood = [e for e in lines if e["remote"] == "127.0.6.1"]
+        assert sum(e.get("count", 1) for e in flood) == 400
+        assert [e["code"] for e in flood].count("refusals_suppressed") >= 1
+        alice.close()
+    finally:
+        srv.stop()
+        site.close()
+

@@ -103,7 +103,9 @@ class ServerContext:
                    SecurityLog(node.data_dir))
 
     def close(self) -> None:
-        """Close the services (the Nightscout pipeline, then the vault); not the node."""
+        """Close the services (the Nightscout pipeline, then the vault); not the node. The
+        security log writes its pending summary lines."""
+        self.seclog.flush()
         self.svc.close()
 
     def erase(self, patient: bytes, keys: Any, streams: list[str]) -> bytes:
