@@ -25,6 +25,8 @@ from typing import Any
 import httpx
 import pytest
 
+from glucoledger.node.demo_site import DEMO_READER_TOKEN
+
 from ..servers import ServeProcess
 
 SIDE_FILES = ("passwords.json", "enrolment.json", "addressbook.json", "nightscout.json",
@@ -214,3 +216,59 @@ def test_the_patients_refusals_outlive_rotation_and_floods_are_summarized(
         srv.stop()
         site.close()
 
+
+# --- 3. refused follower reads ---------------------------------------------------------------
+def _reads(c: httpx.Client, n: int) -> list[httpx.Response]:
+    return [c.get(f"/api/v1/treatments.json?token={DEMO_READER_TOKEN}") for _ in range(n)]
+
+
+def test_repeated_denials_are_one_ledger_record_and_reads_have_a_budget(server: Server
+                                                                        ) -> None:
+    """dr-lee's reader token (no grant from alice): the first refused read is ordered and
+    audited; identical repeats are answered 403 from it, with no new transaction; a grant
+    ends that at once (the next read is permitted), its revocation is a new denial, and past
+    the credential's read budget reads are answered 429 with Retry-After, off the ledger.
+    The audit's run (300 refused reads: +300 transactions) now adds at most one."""
+    follower = server.client("127.0.0.31")
+    alice = server.client("127.0.0.32")
+    r = alice.post("/api/session", json={"name": "alice", "password": "alice-demo-password"})
+    assert r.status_code == 200, r.text
+    csrf = {"x-csrf-token": r.json()["csrf"]}
+    h0 = server.log_size()
+    first = _reads(follower, 5)
+    assert [x.status_code for x in first] == [403] * 5
+    assert {x.json()["code"] for x in first} == {"no_grant"}
+    assert "ask the patient for a grant" in first[0].json()["message"]
+    assert "not recorded again: 4 so far" in first[-1].json()["message"]
+    assert server.log_size() == h0 + 1  # one access record for five refused reads
+
+    # a grant covering treatments ends the collapse: the very next read is permitted
+    g = alice.post("/api/grants", headers=csrf, json={
+        "grantee": "dr-lee", "streams": ["insulin"], "view": "raw",
+        "last_days": 14, "valid_days": 30})
+    assert g.status_code == 201, g.text
+    ok = _reads(follower, 1)[0]
+    assert ok.status_code == 200, ok.text
+    # revoked: a new reason, a new record; then its repeats collapse too
+    assert alice.delete(f"/api/grants/{g.json()['id']}", headers=csrf).status_code == 200
+    h1 = server.log_size()
+    again = _reads(follower, 3)
+    assert [x.json()["code"] for x in again] == ["revoked"] * 3
+    assert server.log_size() == h1 + 1
+
+    # the audit's spam: 300 refused reads in a row
+    spam = _reads(follower, 300)
+    codes = Counter(x.status_code for x in spam)
+    assert codes[429] >= 150 and set(codes) == {403, 429}, codes
+    limited = next(x for x in spam if x.status_code == 429)
+    assert int(limited.headers["retry-after"]) >= 1
+    assert "wait" in limited.json()["message"] and "nothing recorded" in limited.json()["message"]
+    assert server.log_size() == h1 + 1  # not one more transaction
+
+    # alice sees it: the ordered denials on her ledger trail, the repeats as door refusals
+    trail = alice.get("/api/audit").json()
+    assert [e["reason"] for e in trail if e["kind"] == "access" and e["outcome"] == "deny"
+            and e["requester_name"] == "dr-lee"] == ["revoked", "no_grant"]
+    repeats = [e for e in trail if e["kind"] == "refused" and "not recorded again"
+               in str(e.get("detail")) + str(e.get("reason"))]
+    assert repeats, [e for e in trail if e["kind"] == "refused"][:3]

@@ -20,6 +20,7 @@ from fastapi import Request, Response
 from ..crypto.httpsig import verify_request
 from ..errors import AuthenticationError, GlucoledgerError, PermissionDeniedError, RejectedError
 from ..node.accounts import Identity, identity, keys_of
+from ..node.readguard import RepeatedDenialError
 from .context import Principal, ctx
 from .security import COOKIE, Argon2Gate, Session
 
@@ -41,6 +42,9 @@ def record_refusal(request: Request, exc: GlucoledgerError, who: str | None, *,
     if getattr(request.state, "refusal_logged", False):
         return
     request.state.refusal_logged = True
+    if patient is None and isinstance(exc, RepeatedDenialError):
+        # not on the ledger (node/readguard.py): her audit trail shows it from here
+        patient = exc.patient
     ctx(request).seclog.record(status=exc.http_status, code=exc.code, who=who,
                                route=f"{request.method} {request.url.path}",
                                remote=_remote(request), reason=exc.message,
