@@ -239,7 +239,8 @@ def test_repeated_denials_are_one_ledger_record_and_reads_have_a_budget(server: 
     assert [x.status_code for x in first] == [403] * 5
     assert {x.json()["code"] for x in first} == {"no_grant"}
     assert "ask the patient for a grant" in first[0].json()["message"]
-    assert "not recorded again: 4 so far" in first[-1].json()["message"]
+    assert "(repeat 4 of a request denied at" in first[-1].json()["message"]
+    assert "not recorded again until" in first[-1].json()["message"]
     assert server.log_size() == h0 + 1  # one access record for five refused reads
 
     # a grant covering treatments ends the collapse: the very next read is permitted

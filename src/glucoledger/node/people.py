@@ -193,7 +193,7 @@ class SecurityLog:
         now = self._clock()
         event: dict[str, Any] = {"time_ms": int(now * 1000), "status": status,
                                  "code": code, "who": who, "route": route[:200],
-                                 "remote": remote, "reason": reason[:300]}
+                                 "remote": remote, "reason": reason[:600]}
         if patient is not None:
             event["patient"] = patient
         addr = remote or "unknown"

@@ -154,9 +154,9 @@ class ReadGuard:
             d.repeats += 1
             repeats = d.repeats
         raise RepeatedDenialError(
-            f"{d.message} (this same request was denied at {_hms(d.first)} UTC and audited "
-            f"as {d.tx_hash.hex()[:16]}; until {_hms(d.until)} UTC repeats are answered from "
-            f"that record and not recorded again: {repeats} so far)",
+            f"{d.message} (repeat {repeats} of a request denied at {_hms(d.first)} UTC and "
+            f"audited as {d.tx_hash.hex()[:16]}: not recorded again until "
+            f"{_hms(d.until)} UTC)",
             code=d.reason, tx_hash=d.tx_hash, patient=request.patient, repeats=repeats)
 
     def denied(self, requester: bytes, request: Request, exc: AccessDeniedError) -> None:
