@@ -11,6 +11,7 @@ GlucoledgerError
 │   └── AuthenticationError  a missing or wrong credential (password, session, signature)
 ├── RejectedError          a transaction the state machine refuses (it carries a reason code)
 ├── PermissionDeniedError  the requester is authenticated but not allowed (carries the reason)
+├── RateLimitedError       too many requests, or the node is busy (try after retry_after s)
 ├── NotFoundError          the named thing does not exist
 └── BackendError           storage, ordering or the network failed; retrying may help
     ├── StorageError
@@ -34,6 +35,7 @@ __all__ = [
     "OrderingError",
     "OutOfRangeError",
     "PermissionDeniedError",
+    "RateLimitedError",
     "RejectedError",
     "SignatureError",
     "StorageError",
@@ -117,6 +119,19 @@ class RejectedError(GlucoledgerError):
 class PermissionDeniedError(GlucoledgerError):
     code = "denied"
     http_status = 403
+
+
+class RateLimitedError(GlucoledgerError):
+    """Too many requests of one kind from one caller, or the node is busy with costly work:
+    nothing was done; ``retry_after`` says in how many seconds to try again (HTTP 429 with
+    ``Retry-After``)."""
+
+    code = "rate_limited"
+    http_status = 429
+
+    def __init__(self, message: str, retry_after: int, *, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = max(1, int(retry_after))
 
 
 class NotFoundError(GlucoledgerError):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
-from glucoledger.api.security import CostLimiter, LoginLimiter, RateLimitedError
+from glucoledger.api.security import Argon2Gate, CostLimiter, LoginLimiter, RateLimitedError
 
 
 class Clock:
@@ -77,3 +80,74 @@ def test_costly_calls_once_per_period_per_account_and_one_at_a_time() -> None:
         pass
     with cost.slot():  # released
         pass
+
+
+def test_reserve_counts_before_the_check_so_a_concurrent_burst_meets_the_backoff() -> None:
+    clock = Clock()
+    lim = LoginLimiter(free=5, clock=clock)
+    barrier = threading.Barrier(40)
+    got: list[str] = []
+    mu = threading.Lock()
+
+    def attempt() -> None:
+        barrier.wait()
+        try:
+            lim.reserve("addr:a")  # the slow check would run here; it fails: kept
+            outcome = "checked"
+        except RateLimitedError:
+            outcome = "429"
+        with mu:
+            got.append(outcome)
+
+    threads = [threading.Thread(target=attempt) for _ in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got.count("checked") == 5 and got.count("429") == 35
+    assert lim.failures("addr:a") == 5
+
+
+def test_a_refund_gives_back_exactly_one_attempt() -> None:
+    clock = Clock()
+    lim = LoginLimiter(free=3, clock=clock)
+    lim.reserve("addr:a").refund()  # a success from a fresh address: nothing remembered
+    assert lim.failures("addr:a") == 0 and "addr:a" not in lim._fails
+    lim.failed("addr:a")
+    clock.t += 1
+    r = lim.reserve("addr:a")
+    r.refund()
+    r.refund()  # once only
+    assert lim._fails["addr:a"] == (1, 1000.0)  # as before, time and all
+    r = lim.reserve("addr:a")
+    lim.reserve("addr:a")  # another attempt, counted meanwhile and kept (it failed)
+    r.refund()
+    assert lim.failures("addr:a") == 2  # ours taken back, theirs kept
+    lim.reserve("addr:a")
+    with pytest.raises(RateLimitedError):
+        lim.reserve("addr:a")
+
+
+def test_the_argon2_gate_lets_slots_run_a_few_wait_and_the_rest_are_told_to_retry() -> None:
+    gate = Argon2Gate(slots=2, queue=1, wait=0.2)
+    with gate.slot(), gate.slot():
+        t0 = time.monotonic()
+        with pytest.raises(RateLimitedError, match="try again") as info, gate.slot():
+            pass  # waited its turn (0.2 s) and none came
+        assert time.monotonic() - t0 >= 0.2 and info.value.retry_after >= 1
+        assert info.value.code == "busy"
+    freed = threading.Event()
+    hold = gate.slot()
+    hold.__enter__()
+    second = gate.slot()
+    second.__enter__()
+
+    def release() -> None:
+        time.sleep(0.05)
+        hold.__exit__(None, None, None)
+        freed.set()
+
+    threading.Thread(target=release).start()
+    with gate.slot():  # waits for the first to be released, then runs
+        assert freed.is_set()
+    second.__exit__(None, None, None)

@@ -20,8 +20,9 @@ from fastapi import Request, Response
 from ..crypto.httpsig import verify_request
 from ..errors import AuthenticationError, GlucoledgerError, PermissionDeniedError, RejectedError
 from ..node.accounts import Identity, identity, keys_of
+from ..node.readguard import RepeatedDenialError
 from .context import Principal, ctx
-from .security import COOKIE, Session
+from .security import COOKIE, Argon2Gate, Session
 
 __all__ = ["PERMISSION_CODES", "login", "login_with_code", "logout", "optional_session",
            "permission", "principal", "record_refusal", "redeem_code", "require_kind",
@@ -41,6 +42,9 @@ def record_refusal(request: Request, exc: GlucoledgerError, who: str | None, *,
     if getattr(request.state, "refusal_logged", False):
         return
     request.state.refusal_logged = True
+    if patient is None and isinstance(exc, RepeatedDenialError):
+        # not on the ledger (node/readguard.py): her audit trail shows it from here
+        patient = exc.patient
     ctx(request).seclog.record(status=exc.http_status, code=exc.code, who=who,
                                route=f"{request.method} {request.url.path}",
                                remote=_remote(request), reason=exc.message,
@@ -145,17 +149,37 @@ def _open(request: Request, ident: Identity) -> Session:
     return c.sessions.open(ident, keys_of(c.node, ident))
 
 
+@contextmanager
+def _attempt(request: Request, key: str, gate: Argon2Gate) -> Iterator[None]:
+    """One credential check at the door, Argon2id inside the block: the attempt is counted
+    against ``key`` before the check (``LoginLimiter.reserve``: 429 at once if the address
+    must wait), then waits for one of ``gate``'s slots (429 if the node is too busy). A
+    wrong credential (AuthenticationError) keeps the count; anything else (a success, a
+    busy node, a refusal before the check) gives it back, so a success changes nothing."""
+    c = ctx(request)
+    held = c.limiter.reserve(key)
+    try:
+        with gate.slot():
+            yield
+    except AuthenticationError:
+        raise
+    except BaseException:
+        held.refund()
+        raise
+    held.refund()
+
+
 def login(request: Request, name: str, password: str) -> Session:
     """Check the password, open a session. Failures slow down the address they come from
     (exponential backoff, ``LoginLimiter``), never the account: its owner, from elsewhere or
-    with a recovery code, always gets in. A success does not clear the address's count."""
+    with a recovery code, always gets in. A success does not clear the address's count.
+    The attempt is counted before the Argon2id check and at most ``ServerContext.argon2``
+    slots of checks run at once (``_attempt``)."""
     c = ctx(request)
-    key = f"addr:{_addr(request)}"
-    c.limiter.check(key)
     try:
-        ident = c.passwords.verify(name, password)
+        with _attempt(request, f"addr:{_addr(request)}", c.argon2):
+            ident = c.passwords.verify(name, password)
     except AuthenticationError as exc:
-        c.limiter.failed(key)
         record_refusal(request, exc, name[:64], patient=_named_patient(request, name))
         raise
     return _open(request, ident)
@@ -163,15 +187,15 @@ def login(request: Request, name: str, password: str) -> Session:
 
 def login_with_code(request: Request, name: str, code: str) -> tuple[Session, int]:
     """Log in with a one-time recovery code (``node/recovery.py``): its own backoff counter,
-    so password guessing from the owner's address (a shared network) does not block her.
-    Returns the session and the number of codes left."""
+    so password guessing from the owner's address (a shared network) does not block her,
+    and its own Argon2id slot (``ServerContext.argon2_codes``), so a flood of password
+    guesses from many addresses does not either. Returns the session and the number of
+    codes left."""
     c = ctx(request)
-    key = f"code:{_addr(request)}"
-    c.limiter.check(key)
     try:
-        ident, left = c.recovery.use(name, code)
+        with _attempt(request, f"code:{_addr(request)}", c.argon2_codes):
+            ident, left = c.recovery.use(name, code)
     except AuthenticationError as exc:
-        c.limiter.failed(key)
         record_refusal(request, exc, name[:64], patient=_named_patient(request, name))
         raise
     return _open(request, ident), left
@@ -180,12 +204,10 @@ def login_with_code(request: Request, name: str, code: str) -> tuple[Session, in
 def redeem_code(request: Request, name: str, code: str, password: str) -> Identity:
     """Redeem a one-time enrolment code (``node/enrolment.py``), with the login backoff."""
     c = ctx(request)
-    key = f"code:{_addr(request)}"
-    c.limiter.check(key)
     try:
-        return c.enrolments.redeem(name, code, password, c.passwords, time.time())
+        with _attempt(request, f"code:{_addr(request)}", c.argon2_codes):
+            return c.enrolments.redeem(name, code, password, c.passwords, time.time())
     except AuthenticationError as exc:
-        c.limiter.failed(key)
         record_refusal(request, exc, None)
         raise
 

@@ -22,7 +22,7 @@ from ..node.readers import ReaderInvites
 from ..node.recovery import RecoveryCodes
 from ..node.service import Node
 from ..node.services import NodeServices
-from .security import CostLimiter, LoginLimiter, Session, Sessions
+from .security import Argon2Gate, CostLimiter, LoginLimiter, Session, Sessions
 
 __all__ = ["Principal", "ServerContext", "ServerSettings", "ctx"]
 
@@ -66,6 +66,12 @@ class ServerContext:
     seclog: SecurityLog
     sessions: Sessions = field(default_factory=Sessions)
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    #: Argon2id checks of passwords at the door: at most ``slots`` at once (64 MiB each)
+    argon2: Argon2Gate = field(default_factory=Argon2Gate)
+    #: ... and of one-time codes (recovery, enrolment), apart: a flood of password guesses
+    #: never keeps the owner's recovery code out (node/recovery.py checks one at a time)
+    argon2_codes: Argon2Gate = field(default_factory=lambda: Argon2Gate(
+        slots=1, queue=8, what="one-time codes"))
     nonces: NonceCache = field(default_factory=NonceCache)
     #: The node's services, from the one composition root (node/services.py): routes take
     #: them typed from here (``c.svc.vault``, ``c.svc.access``, ``c.svc.ingest``, ...).
@@ -98,7 +104,9 @@ class ServerContext:
                    SecurityLog(node.data_dir))
 
     def close(self) -> None:
-        """Close the services (the Nightscout pipeline, then the vault); not the node."""
+        """Close the services (the Nightscout pipeline, then the vault); not the node. The
+        security log writes its pending summary lines."""
+        self.seclog.flush()
         self.svc.close()
 
     def erase(self, patient: bytes, keys: Any, streams: list[str]) -> bytes:

@@ -69,6 +69,7 @@ from ..errors import (
     MalformedError,
     NotFoundError,
     PermissionDeniedError,
+    RateLimitedError,
 )
 from ..interop import nightscout as ns
 from ..interop.nsfeed import COLLECTIONS, Feed
@@ -344,6 +345,12 @@ class NsSocket:
     async def _push(self, sid: str, client: _Client) -> None:
         try:
             data = await self._read(sid, client, full=False)
+        except RateLimitedError:
+            # Over the credential's read budget (node/readguard.py): nothing was read or
+            # recorded; this feed stays open and its patient is looked at again next round.
+            if client.binding is not None:
+                self._markers.pop(client.binding.patient, None)
+            return
         except PermissionDeniedError as exc:
             # Access ended (revoked, expired, narrowed): the denial is audited; say why.
             assert client.binding is not None

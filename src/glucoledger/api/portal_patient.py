@@ -36,7 +36,6 @@ from ..node.alerts import detect_episodes
 from ..node.alerts import rules as alert_rules
 from ..node.audit import AuditEntry, audit_with_refusals
 from ..node.localdays import last_days, whole_days
-from ..node.people import SecurityLog
 from ..node.report import AgpReport
 from ..node.report import agp_report as build_report
 from .auth import optional_session
@@ -219,8 +218,7 @@ def home(request: Request, p: Principal, msg: str | None) -> Response:
                   grants=grants, audit=trail[:5], names=people, devices=_devices(request, p),
                   status=device_status(records), now_ms=now,
                   grantees=grantees, emergencies=[
-                      r for r in emergency_requests(request, p) if r["status"] == "pending"],
-                  denials=SecurityLog(node.data_dir).recent(5))
+                      r for r in emergency_requests(request, p) if r["status"] == "pending"])
 
 
 def _people(request: Request) -> list[Any]:

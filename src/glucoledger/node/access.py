@@ -12,7 +12,10 @@ after the orderer durably appended it and the block holding it was stored. Only 
 read the recorded decision from the applied state, and only for a permit does it open the
 listed batches. A refused or denied request raises and releases nothing; either way the
 request is on the ledger (a refused one in the log with its reason code, a denied one with its
-decision in the patient's audit trail).
+decision in the patient's audit trail). Reads made for a credential at the edge go through
+``read_as`` and its ``ReadGuard`` (node/readguard.py): past the credential's read budget
+nothing is signed or ordered (429), and an identical request denied a moment ago is answered
+from that denial's record instead of being ordered again (counted, and in the security log).
 
 Releases:
 - ``view "raw"``: the records in the permitted streams and window, decrypted for the
@@ -65,7 +68,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from .. import codec
 from ..crypto import PrivateKey, PublicKey
@@ -89,6 +92,9 @@ from ..state.devices import device_key
 from ..vault.store import Vault
 from .nsversions import DEDUP_CONTEXT, DocRef, doc_refs, superseded
 from .service import Node
+
+if TYPE_CHECKING:
+    from .readguard import ReadGuard
 
 __all__ = ["AccessDeniedError", "AccessRefusedError", "AccessService", "RawRelease",
            "SealedRelease", "SignedSummary", "access_request"]
@@ -241,9 +247,13 @@ class AccessService:
     wanted)."""
 
     def __init__(self, node: Node, vault: Vault, *, cache: int = READ_CACHE_RECORDS,
-                 summaries: int = 256) -> None:
+                 summaries: int = 256, guard: ReadGuard | None = None) -> None:
+        from .readguard import ReadGuard
+
         self.node = node
         self.vault = vault
+        #: the per-credential read budget and the memory of repeated denials (``read_as``)
+        self.guard = guard or ReadGuard(node)
         self._cache: OrderedDict[bytes, _Batch] = OrderedDict()
         self._cache_size = cache
         self._cache_records = 0  # records in the cache
@@ -312,9 +322,21 @@ class AccessService:
                 ) -> RawRelease | SealedRelease | SignedSummary:
         """``read`` of a request signed here with custodial keys, built and ordered under the
         requester's account lock (``Node.account_lock``): concurrent reads of one account take
-        consecutive nonces. Raises as ``read`` does."""
-        with self.node.account_lock(requester):
-            return self.read(self.request(requester, keys, request).raw)
+        consecutive nonces. Raises as ``read`` does.
+
+        Every read made for a credential at the node's edge (REST, portal, FHIR, Nightscout
+        and its socket feeds) comes through here, and meets ``guard`` (node/readguard.py)
+        first: RateLimitedError past the (requester, patient) read budget, nothing signed
+        or ordered; RepeatedDenialError for an identical request denied a moment ago,
+        answered from that denial's record without a new transaction."""
+        self.guard.spend(requester, request.patient)
+        with self.node.account_lock(requester):  # identical requests meet one after another
+            self.guard.repeated(requester, request)
+            try:
+                return self.read(self.request(requester, keys, request).raw)
+            except AccessDeniedError as exc:
+                self.guard.denied(requester, request, exc)
+                raise
 
     # --- the audited read ------------------------------------------------------------------
     def authorize(self, envelope: bytes) -> tuple[Grounds, dict[str, Any]]:

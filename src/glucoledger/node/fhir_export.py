@@ -45,7 +45,7 @@ def export_bundle(node: Node, access: AccessService, requester: bytes,
         if mine and all(g.view == "summary" for g in mine):
             views = ["summary"]
     req = Request(patient, ("cgm",), views[0], window)
-    release = access.read(access.request(requester, keys, req).raw)
+    release = access.read_as(requester, keys, req)
     readings: list[CgmReading] = []
     summary = None
     if isinstance(release, SignedSummary):
