@@ -76,9 +76,21 @@ def test_the_sponsor_issues_codes_only_for_what_it_opened(client, site) -> None:
     assert events[-1]["code"] == "not_sponsor" and events[-1]["status"] == 403
 
 
+ALICE = "alice-demo-password"
+
+
+def test_a_program_signing_with_its_key_mints_codes_without_a_password(client, site) -> None:  # type: ignore[no-untyped-def]
+    r = call(client, site, "alice", "POST", "/api/recovery-codes")
+    assert r.status_code == 201 and len(r.json()["codes"]) == 10, r.text
+
+
 def test_recovery_codes_are_shown_once_hashed_and_spent_once(client, site) -> None:  # type: ignore[no-untyped-def]
     h = login(client, "alice")
-    r = client.post("/api/recovery-codes", headers=h)
+    r = client.post("/api/recovery-codes", headers=h)  # a session alone does not mint them
+    assert r.status_code == 400 and "password" in r.json()["message"]
+    r = client.post("/api/recovery-codes", headers=h, json={"password": "not-her-password"})
+    assert r.status_code == 401
+    r = client.post("/api/recovery-codes", headers=h, json={"password": ALICE})
     assert r.status_code == 201 and r.headers["cache-control"] == "no-store"
     codes = r.json()["codes"]
     assert len(codes) == 10 and len(set(codes)) == 10
@@ -97,7 +109,8 @@ def test_recovery_codes_are_shown_once_hashed_and_spent_once(client, site) -> No
     both = client.post("/api/session", json={"name": "alice", "password": "x" * 10,
                                              "recovery_code": codes[4]})
     assert both.status_code == 400
-    r = client.post("/api/recovery-codes", headers=login(client, "alice"))
+    r = client.post("/api/recovery-codes", headers=login(client, "alice"),
+                    json={"password": ALICE})
     client.delete("/api/session")
     assert client.post("/api/session", json={"name": "alice", "recovery_code": codes[4]}
                        ).status_code == 401  # a new set replaces the old one
@@ -109,7 +122,8 @@ def test_recovery_codes_are_shown_once_hashed_and_spent_once(client, site) -> No
 def test_the_portal_login_takes_a_recovery_code(client, site) -> None:  # type: ignore[no-untyped-def]
     import re
 
-    code = client.post("/api/recovery-codes", headers=login(client, "alice")).json()["codes"][0]
+    code = client.post("/api/recovery-codes", headers=login(client, "alice"),
+                       json={"password": ALICE}).json()["codes"][0]
     client.delete("/api/session")
     page = client.get("/portal/login")
     assert 'name="recovery_code"' in page.text

@@ -18,7 +18,13 @@ from contextlib import contextmanager
 from fastapi import Request, Response
 
 from ..crypto.httpsig import verify_request
-from ..errors import AuthenticationError, GlucoledgerError, PermissionDeniedError, RejectedError
+from ..errors import (
+    AuthenticationError,
+    GlucoledgerError,
+    InputError,
+    PermissionDeniedError,
+    RejectedError,
+)
 from ..node.accounts import Identity, identity, keys_of
 from ..node.readguard import RepeatedDenialError
 from .context import Principal, ctx
@@ -183,6 +189,33 @@ def login(request: Request, name: str, password: str) -> Session:
         record_refusal(request, exc, name[:64], patient=_named_patient(request, name))
         raise
     return _open(request, ident)
+
+
+def confirm_password(request: Request, who: Principal, password: str | None) -> None:
+    """A session's owner types her password again before an act a stolen session must not
+    do on its own (minting recovery codes, which outlive the session). The check is a login
+    attempt (``_attempt``: counted against the address, an Argon2id slot); a caller signing
+    with her key (RFC 9421) holds more than a password and is not asked. Raises InputError
+    (no password sent) or AuthenticationError (401, logged)."""
+    if who.via == "signature":
+        return
+    if who.session is None:  # a Nightscout token (in phone apps, in URLs) is not a login
+        exc = PermissionDeniedError("log in with your password to do this; a Nightscout "
+                                    "token only reads", code="needs_login")
+        record_refusal(request, exc, who.name)
+        raise exc
+    if not password:
+        raise InputError("confirm with your password: send {\"password\": ...} (a session "
+                         "alone does not mint recovery codes)")
+    c = ctx(request)
+    try:
+        with _attempt(request, f"addr:{_addr(request)}", c.argon2):
+            ident = c.passwords.verify(who.name, password)
+    except AuthenticationError as exc:
+        record_refusal(request, exc, who.name, patient=_named_patient(request, who.name))
+        raise
+    if ident.id != who.id:  # names are unique; a mismatch is a bug, never a pass
+        raise AuthenticationError("the password is not this session's account's")
 
 
 def login_with_code(request: Request, name: str, code: str) -> tuple[Session, int]:

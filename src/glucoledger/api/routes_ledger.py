@@ -14,7 +14,14 @@ from ..errors import InputError, NotFoundError, OutOfRangeError
 from ..names import MAX_NAME, NAME_PATTERN
 from ..node.accounts import AddressBook, identity
 from ..node.verify import IntegrityError
-from .auth import login, login_with_code, logout, principal, set_session_cookie
+from .auth import (
+    confirm_password,
+    login,
+    login_with_code,
+    logout,
+    principal,
+    set_session_cookie,
+)
 from .context import Principal, ctx
 
 __all__ = ["VERIFY_EVERY_S", "no_store", "router", "status_value"]
@@ -98,14 +105,23 @@ def open_session(body: LoginBody, request: Request, response: Response) -> dict[
     return out
 
 
+class ConfirmBody(Strict):
+    password: str | None = Field(default=None, min_length=1, max_length=1024,
+                                 description="your password, again (a session's caller)")
+
+
 @router.post("/recovery-codes", responses=ERRORS, status_code=201)
-def recovery_codes(request: Request, response: Response, who: Who) -> dict[str, Any]:
+def recovery_codes(request: Request, response: Response, who: Who,
+                   body: ConfirmBody | None = None) -> dict[str, Any]:
     """Ten new one-time recovery codes for your account (the earlier ones stop working).
     Each logs you in once instead of your password, even while someone hammers your name.
-    Shown once; the node keeps only Argon2id hashes. Keep them on paper."""
+    Shown once; the node keeps only Argon2id hashes. Keep them on paper. In a session, send
+    your password again (``{"password": ...}``): codes outlive the session, so a stolen
+    session alone must not mint them."""
     if who.kind not in ("patient", "trusted", "clinician", "organization", "maker") or \
             who.name == "org":
         raise InputError("recovery codes are for people with a portal login")
+    confirm_password(request, who, body.password if body else None)
     codes = ctx(request).recovery.issue(who.ident)
     no_store(response)
     return {"name": who.name, "codes": codes}
