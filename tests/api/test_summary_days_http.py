@@ -50,9 +50,13 @@ def _means(bundle: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def summary_only(client: Any) -> list[dict[str, Any]]:
-    """alice grants dr-lee a summary of 14 days; returns alice's own CGM readings (her raw
-    read), then logs in as dr-lee."""
+def summary_only(client: Any, site: Any) -> list[dict[str, Any]]:
+    """alice (her zone: Europe/Paris, so her local days are not UTC days) grants dr-lee a
+    summary of 14 days; returns alice's own CGM readings (her raw read), then logs in as
+    dr-lee."""
+    alice = identity(site.node, "alice").id
+    atomic_write_json(site.node.data_dir / "portal-prefs.json",
+                      {alice.hex(): {"units": "mg/dL", "tz": "Europe/Paris"}})
     csrf = _login(client, "alice")
     r = client.post("/api/grants", json={"grantee": "dr-lee", "streams": ["cgm"],
                                          "view": "summary", "last_days": 14, "valid_days": 30},
@@ -152,10 +156,7 @@ def test_fhir_and_reads_with_whole_days_work(client: Any,
 def test_portal_report_of_a_summary_grantee_covers_whole_utc_days(
         client: Any, site: Any, summary_only: list[dict[str, Any]]) -> None:
     """alice lives in Paris; dr-lee's report (summary grant) covers whole UTC days, the
-    only ones the decision permits him, and says so; hers stays in her zone."""
-    alice = identity(site.node, "alice").id
-    atomic_write_json(site.node.data_dir / "portal-prefs.json",
-                      {alice.hex(): {"units": "mg/dL", "tz": "Europe/Paris"}})
+    only ones the decision permits him, and says so."""
     client.cookies.clear()  # a portal session instead of the API one
     tok = re.search(r'name="csrf" value="([^"]+)"', client.get("/portal/login").text)
     assert tok
