@@ -87,7 +87,11 @@ def test_permit_never_exceeds_the_grant(records: tuple[dict[str, Any], ...], req
             asked = summary_days(k, t) if k is not None else None
         else:
             assert window["from"] % DAY_MS == 0 and window["to"] % DAY_MS == 0
-    lo, hi = granted_span(g.window, asked, t)
+        # a last_days grant's N whole days are within what granted_span allows
+        lo, hi = granted_span(g.window, summary_days(g.window["last_days"], t), t) \
+            if "last_days" in g.window else window_at(g.window, t)
+    else:
+        lo, hi = granted_span(g.window, asked, t)
     assert lo <= d.start_ms < d.end_ms <= hi
     if "last_days" in g.window:  # N whole local days at most: N days and an hour, recent
         n = g.window["last_days"]

@@ -126,6 +126,10 @@ def test_whole_days_still_work_and_differ_by_days_only(care: Care) -> None:
     week = _summary(care, {"last_days": 7})
     assert (week.grounds.start_ms, week.grounds.end_ms) == (NOW - 7 * DAY, NOW)
     assert summary_days(7, care.clock.ms) == {"from": NOW - 7 * DAY, "to": NOW}
+    # more days than the grant's 14: its 14 whole days
+    for window in ({"last_days": 30}, {"from": NOW - 30 * DAY, "to": NOW}):
+        more = _summary(care, window)
+        assert (more.grounds.start_ms, more.grounds.end_ms) == (NOW - 14 * DAY, NOW)
     # two overlapping runs of whole days: their counts differ by whole days of readings
     a = _summary(care, {"from": NOW - 3 * DAY, "to": NOW})
     b = _summary(care, {"from": NOW - 2 * DAY, "to": NOW})

@@ -382,7 +382,11 @@ def _check_days(g: Grant, req: Request, t: int) -> Decision:
     - no window, or ``last_days`` k (k = the grant's N when none is asked): the k whole days
       before the last midnight (``summary_days``), intersected with the grant;
     - an absolute window: refused (``not_whole_days``) unless both ends are UTC midnights;
-      then intersected with the grant, whose ends are moved inward to whole days.
+      then intersected with the grant.
+
+    The grant's span in whole days: for ``last_days`` N the N whole days before the last
+    midnight (inside what ``granted_span`` allows: N days long, ending before ``t``, starting
+    less than N + 1 days ago); for an absolute window, its whole days.
     """
     gid = g.id.hex()[:16]
     if req.window is None or "last_days" in req.window:
@@ -398,7 +402,11 @@ def _check_days(g: Grant, req: Request, t: int) -> Decision:
             return _deny("not_whole_days", f"grant {gid} allows summaries of whole days only, "
                          f"and the request [{_iso(r_from)}, {_iso(r_to)}) does not start and "
                          "end at midnight UTC", g.id)
-    g_from, g_to = granted_span(g.window, {"from": r_from, "to": r_to}, t)
+    if "last_days" in g.window:
+        span = summary_days(g.window["last_days"], t)
+        g_from, g_to = span["from"], span["to"]
+    else:
+        g_from, g_to = g.window["from"], g.window["to"]
     lo, hi = max(g_from, r_from), min(g_to, r_to)
     if hi <= lo:
         return _deny("outside_window", f"the request [{_iso(r_from)}, {_iso(r_to)}) lies "
