@@ -298,24 +298,29 @@ def test_raw_daily_view_shows_insulin_and_carbs_beside_glucose(client: Any, site
     assert "insulin " in page and "carbohydrates " in page
 
 
-def test_fhir_download_covers_the_reports_whole_local_days(client: Any, site: Any) -> None:
+@pytest.mark.parametrize(("view", "zone"), [("raw", "America/Los_Angeles"), ("summary", "UTC")])
+def test_fhir_download_covers_the_reports_whole_local_days(client: Any, site: Any, view: str,
+                                                           zone: str) -> None:
     """The FHIR download of "the last 7 days" is the period the page and its report show:
-    7 whole local days in the patient's zone, as ``effectivePeriod``."""
+    7 whole local days in the patient's zone, as ``effectivePeriod``; under a summary grant
+    7 whole UTC days, the only days it permits (state/consent.py ``_check_days``)."""
     from datetime import UTC, datetime
 
-    from glucoledger.node.localdays import last_days
+    from glucoledger.node.localdays import reader_days
 
     now = int(time.time() * 1000)
     alice = identity(site.node, "alice")
-    ca.grant(site.node, alice.id, keys_of(site.node, alice), identity(site.node, "dr-lee").id,
-             streams=["cgm"], view="summary", window={"last_days": 14},
+    lee = identity(site.node, "dr-lee").id
+    ca.grant(site.node, alice.id, keys_of(site.node, alice), lee,
+             streams=["cgm"], view=view, window={"last_days": 14},
              valid_from=now - 1000, valid_until=now + 30 * DAY)
     csrf = _login(client, "alice")
     client.post("/portal/settings", data={"csrf": csrf, "units": "mg/dL",
                                           "tz": "America/Los_Angeles"})
     client.cookies.clear()
     _login(client, "dr-lee")
-    span = last_days(site.node.data_dir, alice.id, 7, site.node.now_ms())
+    span = reader_days(site.node.state, site.node.data_dir, lee, alice.id, 7,
+                       site.node.now_ms())
     r = client.get("/portal/patients/alice/fhir.json?days=7")
     assert r.status_code == 200, r.text[:300]
     periods = {json.dumps(e["resource"]["effectivePeriod"], sort_keys=True)
@@ -324,7 +329,7 @@ def test_fhir_download_covers_the_reports_whole_local_days(client: Any, site: An
     def iso(ms: int) -> str:
         return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
-    assert span.zone_name == "America/Los_Angeles"
+    assert span.zone_name == zone
     assert periods == {json.dumps({"start": iso(span.start_ms), "end": iso(span.end_ms)},
                                   sort_keys=True)}
 

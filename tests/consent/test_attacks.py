@@ -73,6 +73,20 @@ def _outside_window(c: Care) -> bytes:
     return c.request(c.nurse, window={"last_days": 2}).raw
 
 
+def _tiny_summary_window(c: Care) -> bytes:
+    """A summary grantee asks for two seconds around one reading (the FHIR start/end leak)."""
+    c.grant(c.endo, view="summary")
+    t = c.readings["cgm"][len(c.readings["cgm"]) // 2].time_ms
+    return c.request(c.endo, view="summary", window={"from": t - 1000, "to": t + 1000}).raw
+
+
+def _shifted_summary_window(c: Care) -> bytes:
+    """A whole day's length, but shifted five minutes off midnight (differencing)."""
+    c.grant(c.endo, view="summary")
+    start = c.clock.ms - c.clock.ms % DAY - 3 * DAY + 300_000
+    return c.request(c.endo, view="summary", window={"from": start, "to": start + DAY}).raw
+
+
 def _forged(c: Care) -> bytes:
     """Mallory signs an access request on the nurse's account with her own key."""
     c.grant(c.nurse)
@@ -118,6 +132,10 @@ ATTACKS = [
     Attack("raw under a summary grant", _raw_under_summary, AccessDeniedError,
            "raw_under_summary"),
     Attack("outside the data window", _outside_window, AccessDeniedError, "outside_window"),
+    Attack("summary of two seconds around a reading", _tiny_summary_window, AccessDeniedError,
+           "not_whole_days"),
+    Attack("summary of a day shifted off midnight", _shifted_summary_window,
+           AccessDeniedError, "not_whole_days"),
     Attack("forged request (not the requester's key)", _forged, AccessRefusedError,
            "not_cosigner"),
     Attack("bad signature", _bad_signature, AccessRefusedError, "bad_signature"),

@@ -18,6 +18,7 @@ from glucoledger.state.consent import (
     grant_key,
     granted_span,
     grants_index_key,
+    summary_days,
     to_fhir_consent,
     window_at,
 )
@@ -76,7 +77,21 @@ def test_permit_never_exceeds_the_grant(records: tuple[dict[str, Any], ...], req
     assert g.valid_from <= t < g.valid_until
     assert set(d.streams) <= set(g.streams)
     assert d.view == "summary" or g.view == "raw"
-    lo, hi = granted_span(g.window, window, t)
+    asked = window
+    if g.view == "summary":
+        # whole, finished UTC days only, whatever was asked (state/consent.py _check_days)
+        assert d.start_ms % DAY_MS == 0 and d.end_ms % DAY_MS == 0
+        assert d.end_ms <= t - t % DAY_MS
+        if window is None or "last_days" in window:  # the last k whole days
+            k = (window or g.window).get("last_days")
+            asked = summary_days(k, t) if k is not None else None
+        else:
+            assert window["from"] % DAY_MS == 0 and window["to"] % DAY_MS == 0
+        # a last_days grant's N whole days are within what granted_span allows
+        lo, hi = granted_span(g.window, summary_days(g.window["last_days"], t), t) \
+            if "last_days" in g.window else window_at(g.window, t)
+    else:
+        lo, hi = granted_span(g.window, asked, t)
     assert lo <= d.start_ms < d.end_ms <= hi
     if "last_days" in g.window:  # N whole local days at most: N days and an hour, recent
         n = g.window["last_days"]
@@ -84,8 +99,8 @@ def test_permit_never_exceeds_the_grant(records: tuple[dict[str, Any], ...], req
         assert d.start_ms >= t - (n + 1) * DAY_MS - 3_600_000 and d.end_ms <= t
     else:
         assert (lo, hi) == window_at(g.window, t)
-    if window is not None:
-        rlo, rhi = window_at(window, t)
+    if asked is not None:
+        rlo, rhi = window_at(asked, t)
         assert rlo <= d.start_ms and d.end_ms <= rhi
     assert d.emergency == g.emergency
 
@@ -117,18 +132,23 @@ def test_fhir_consent_validates_with_fhir_resources() -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(st.integers(1, 120), st.integers(0, 3 * DAY_MS), st.integers(0, 3 * DAY_MS),
-       st.integers(200 * DAY_MS, 400 * DAY_MS))
+       st.integers(200 * DAY_MS, 400 * DAY_MS), st.sampled_from(["raw", "summary"]),
+       st.booleans())
 def test_whole_days_near_now_stay_within_n_days_and_an_hour(n: int, back: int, length_less: int,
-                                                          t: int) -> None:
+                                                          t: int, view: str,
+                                                          utc: bool) -> None:
     """Windows near "the last N whole days" (the allowance of granted_span): a permit is
     never longer than N days and an hour, never older than N + 1 days and an hour, and
-    never after now."""
+    never after now. ``utc``: the window's ends moved to UTC midnights (what a summary
+    grant permits at all)."""
     record = {"id": b"\x07" * 32, "patient": PATIENT, "grantee": GRANTEE, "streams": ["cgm"],
-              "view": "summary", "window": {"last_days": n}, "valid_from": 0,
+              "view": view, "window": {"last_days": n}, "valid_from": 0,
               "valid_until": 1 << 50, "purpose": "treatment", "alerts": False,
               "status": "active", "emergency": False}
     end = t - back // 2 + DAY_MS // 2
     start = end - (n + 1) * DAY_MS + length_less
+    if utc:
+        start, end = start - start % DAY_MS, end - end % DAY_MS
     d = decide(_state([record]), GRANTEE, Request(PATIENT, ("cgm",), "summary",
                                                    {"from": start, "to": end}), t)
     if isinstance(d, Deny):

@@ -24,7 +24,14 @@ from glucoledger.node import accounts
 from glucoledger.node.access import AccessService, RawRelease, SignedSummary
 from glucoledger.node.devices import bind_device
 from glucoledger.node.ingest import IngestService, open_vault
-from glucoledger.node.localdays import LocalDays, last_days, node_zone, patient_zone, whole_days
+from glucoledger.node.localdays import (
+    LocalDays,
+    last_days,
+    node_zone,
+    patient_zone,
+    reader_days,
+    whole_days,
+)
 from glucoledger.node.report import agp_report
 from glucoledger.node.service import Node
 from glucoledger.node.world import World
@@ -98,12 +105,14 @@ def test_zone_is_hers_else_the_node_s(tmp_path: Path, monkeypatch: pytest.Monkey
 PATIENT, READER = b"\x01" * 32, b"\x02" * 32
 
 
-def _state(window: dict[str, int]) -> State:
+def _state(window: dict[str, int], view: str = "raw") -> State:
+    """A grant to READER. Raw by default: a summary grant permits whole UTC days only
+    (tests/consent/test_summary_days.py), a raw grant the patient's local days asked."""
     s = State()
     s.put("acct/" + PATIENT.hex(), {"kind": "patient"})
     gid = b"\x09" * 32
     s.put(grant_key(gid), {"id": gid, "patient": PATIENT, "grantee": READER, "streams": ["cgm"],
-                           "view": "summary", "window": window, "valid_from": 0,
+                           "view": view, "window": window, "valid_from": 0,
                            "valid_until": 1 << 50, "purpose": "treatment", "alerts": False,
                            "status": "active", "emergency": False})
     s.put(grants_index_key(PATIENT), [[READER, gid]])
@@ -186,9 +195,9 @@ class _Site:
                                    patient=self.alice.id, uploader=self.device.id,
                                    signer=self.device.key)
 
-    def grant_summary(self) -> None:
-        """Alice grants dr a summary of her last 14 days."""
-        body = {"grantee": self.dr.id, "streams": ["cgm"], "view": "summary",
+    def grant_summary(self, view: str = "summary") -> None:
+        """Alice grants dr her last 14 days (``view`` summary: summaries only)."""
+        body = {"grantee": self.dr.id, "streams": ["cgm"], "view": view,
                 "window": {"last_days": 14}, "valid_from": self.clock.ms - DAY,
                 "valid_until": self.clock.ms + 90 * DAY, "purpose": "treatment",
                 "alerts": False}
@@ -196,7 +205,8 @@ class _Site:
         assert self.node.submit([stx.raw])[0].ok
 
     def summary(self) -> tuple[SignedSummary, LocalDays]:
-        span = last_days(self.node.data_dir, self.alice.id, 14, self.node.now_ms())
+        span = reader_days(self.node.state, self.node.data_dir, self.dr.id, self.alice.id, 14,
+                           self.node.now_ms())
         req = Request(self.alice.id, ("cgm",), "summary", span.window())
         rel = self.access.read(self.access.request(self.dr.id, self.dr.keys[:1], req).raw)
         assert isinstance(rel, SignedSummary)
@@ -218,7 +228,9 @@ def site(tmp_path: Path) -> Iterator[_Site]:
 def test_same_data_same_numbers_all_day_across_dst(site: _Site) -> None:
     # 16 days up to her midnight of 2 Nov 2026, spanning the fall-back of 25 Oct
     site.upload(_sensor(at("2026-10-17T00:00"), at("2026-11-02T00:00")))
-    site.grant_summary()
+    # a raw grantee's summary: her local days (a summary-only grantee's are UTC days,
+    # test_summary_days.py, where a daylight-saving change does not occur)
+    site.grant_summary(view="raw")
     first, span = site.summary()
     s = first.summary
     assert (s.start_ms, s.end_ms) == (at("2026-10-19T00:00"), at("2026-11-02T00:00"))
@@ -249,7 +261,9 @@ def test_the_computed_summary_is_reused_only_for_the_same_batches(site: _Site) -
     site.upload(readings)
     site.grant_summary()
     cold = AccessService(site.node, site.vault, cache=0, summaries=0)
-    span = last_days(site.node.data_dir, site.alice.id, 14, site.node.now_ms())
+    span = reader_days(site.node.state, site.node.data_dir, site.dr.id, site.alice.id, 14,
+                       site.node.now_ms())
+    assert span.zone_name == "UTC"  # a summary-only grantee's days
     req = Request(site.alice.id, ("cgm",), "summary", span.window())
     fresh = cold.read(cold.request(site.dr.id, site.dr.keys[:1], req).raw)
     one, _ = site.summary()
@@ -259,7 +273,7 @@ def test_the_computed_summary_is_reused_only_for_the_same_batches(site: _Site) -
     assert one.profile == two.profile == fresh.profile
     # a conflicting re-upload inside the window is a new batch: a new computation
     site.upload([CgmReading(r.time_ms, r.tz_offset_min, min(400, r.mgdl + 40))
-                 for r in readings[-36:]])
+                 for r in [r for r in readings if r.time_ms < span.end_ms][-36:]])
     three, _ = site.summary()
     assert three.summary.superseded == 36 and three.summary.mean_dmgdl > one.summary.mean_dmgdl
     again = cold.read(cold.request(site.dr.id, site.dr.keys[:1], req).raw)

@@ -33,7 +33,7 @@ from ..node import emergency as em
 from ..node.access import RawRelease, SignedSummary
 from ..node.accounts import AddressBook, identity
 from ..node.fhir_export import export_bundle
-from ..node.localdays import last_days as local_last_days
+from ..node.localdays import reader_days
 from ..node.report import AgpReport
 from .auth import optional_session
 from .context import Principal, ctx
@@ -288,7 +288,7 @@ def download_fhir(request: Request, name: str,
     pid, _g = grant_for(request, p, name)
     c = ctx(request)
     now = c.node.now_ms()
-    span = local_last_days(c.node.data_dir, pid, days, now)  # as the report: whole days
+    span = reader_days(c.node.state, c.node.data_dir, p.id, pid, days, now)  # as the report
     with c.account_lock(p.id):
         bundle = export_bundle(c.node, c.svc.access, p.id, c.keys_for(p), pid,
                                start_ms=span.start_ms, end_ms=span.end_ms, units="mg/dL",

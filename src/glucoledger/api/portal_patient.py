@@ -35,7 +35,7 @@ from ..node.accounts import AddressBook
 from ..node.alerts import detect_episodes
 from ..node.alerts import rules as alert_rules
 from ..node.audit import AuditEntry, audit_with_refusals
-from ..node.localdays import last_days, whole_days
+from ..node.localdays import reader_days, whole_days
 from ..node.report import AgpReport
 from ..node.report import agp_report as build_report
 from .auth import optional_session
@@ -142,7 +142,8 @@ def period_report(request: Request, p: Principal, patient: bytes, streams: Seque
     raises (a refusal is audited and releases nothing).
     """
     c = ctx(request)
-    span = last_days(c.node.data_dir, patient, days, c.node.now_ms())
+    span = reader_days(c.node.state, c.node.data_dir, p.id, patient, days, c.node.now_ms(),
+                       tuple(sorted(set(streams))))
     rel = read_for(request, p, patient, sorted(set(streams)), view, days, span=span)
     return build_report(rel, patient=name, units=fmt.units, zone=span.named_zone)
 

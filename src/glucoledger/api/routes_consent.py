@@ -22,8 +22,7 @@ from ..node.accounts import AddressBook, identity
 from ..node.alerts import set_rules
 from ..node.audit import AuditEntry, audit_with_refusals
 from ..node.devices import uploaders
-from ..node.localdays import LocalDays
-from ..node.localdays import last_days as local_last_days
+from ..node.localdays import LocalDays, reader_days
 from ..state.consent import Grant, load_grant
 from ..state.consent import Request as ReadRequest
 from .auth import permission, principal, record_refusal, require_kind
@@ -204,9 +203,11 @@ def read_for(request: Request, who: Principal, patient: bytes, streams: list[str
     window: dict[str, int] | None = {"last_days": last_days} if last_days else None
     if span is not None:
         window = span.window()
-    elif last_days and view == "summary":
-        window = local_last_days(c.node.data_dir, patient, last_days, c.node.now_ms()).window()
-    req = ReadRequest(patient, tuple(sorted(set(streams))), view, window)
+    wanted = tuple(sorted(set(streams)))
+    if span is None and last_days and view == "summary":
+        window = reader_days(c.node.state, c.node.data_dir, who.id, patient, last_days,
+                             c.node.now_ms(), wanted).window()
+    req = ReadRequest(patient, wanted, view, window)
     try:
         out = access.read_as(who.id, _keys(request, who), req)
         assert not isinstance(out, SealedRelease)  # no wrap_to: released in the clear

@@ -26,7 +26,7 @@ from ..node import accounts
 from ..node import consent_actions as ca
 from ..node.access import AccessService
 from ..node.devices import bind_device
-from ..node.localdays import last_days
+from ..node.localdays import reader_days
 from ..node.service import Node
 from ..node.services import NodeServices
 from ..node.world import World
@@ -72,7 +72,8 @@ def run(reads: int = 200, decides: int = 5000, grants: int = 50) -> dict[str, fl
         ca.grant(node, alice.id, ak, dr.id, streams=["cgm"], view="summary",
                  window={"last_days": 14}, valid_from=now - DAY_MS,
                  valid_until=now + DAY_MS * 90)
-        span = last_days(node.data_dir, alice.id, 14, node.now_ms())
+        # a summary-only reader's 14 days: whole UTC days (node/localdays.py reader_days)
+        span = reader_days(node.state, node.data_dir, dr.id, alice.id, 14, node.now_ms())
         req = Request(alice.id, ("cgm",), "summary", span.window())
         d_lat = []
         for _ in range(decides):

@@ -24,7 +24,7 @@ from ..node import consent_actions as ca
 from ..node import emergency as em
 from ..node.access import AccessService, RawRelease, SignedSummary
 from ..node.audit import audit_trail
-from ..node.localdays import last_days as local_last_days
+from ..node.localdays import reader_days
 from ..node.report import agp_report
 from ..node.service import Node
 from ..state.consent import DAY_MS, MAX_WINDOW_DAYS, Grant, Request, grants_of, to_fhir_consent
@@ -186,9 +186,11 @@ def read(who: Annotated[str, typer.Option("--as", help="The reader: an account n
         ident = accounts.identity(node, who)
         pid = accounts.identity(node, patient).id
         window: dict[str, int] = {"last_days": last_days}
+        wanted = tuple(sorted(streams.split(",")))
         if view == "summary":  # whole local days, as the report (node/localdays.py)
-            window = local_last_days(node.data_dir, pid, last_days, node.now_ms()).window()
-        req = Request(pid, tuple(sorted(streams.split(","))), view, window)
+            window = reader_days(node.state, node.data_dir, ident.id, pid, last_days,
+                                 node.now_ms(), wanted).window()
+        req = Request(pid, wanted, view, window)
         rel = svc.read_as(ident.id, accounts.keys_of(node, ident, [0]), req)
     if isinstance(rel, SignedSummary):
         doc = _summary_doc(rel)
@@ -262,7 +264,7 @@ def write_report(node: Node, svc: AccessService, who: str, patient: str, days: i
     ident = accounts.identity(node, who)
     wanted = tuple(sorted(set(streams) | {"cgm"})) if view == "raw" else ("cgm",)
     pid = accounts.identity(node, patient).id
-    span = local_last_days(node.data_dir, pid, days, node.now_ms())
+    span = reader_days(node.state, node.data_dir, ident.id, pid, days, node.now_ms(), wanted)
     req = Request(pid, wanted, view, span.window())
     rel = svc.read_as(ident.id, accounts.keys_of(node, ident, [0]), req)
     assert isinstance(rel, (RawRelease, SignedSummary))

@@ -24,8 +24,11 @@ Releases:
 - ``view "summary"``: the consensus CGM metrics (glucose.metrics) of the permitted window
   and the AGP percentile profile (glucose.agp, aggregate only: no daily profile, no
   reading; withheld below ``MIN_PROFILE_DAYS`` days with data, where a bin's median would
-  be a reading), with the commitments they were computed from (data.commit tx hashes and
-  ciphertext hashes) and the node's signature (context ``"summary"``) over all of it.
+  be a reading). Under a summary grant (whole UTC days only: state/consent.py
+  ``_check_days``) a day counts only when its readings cover at least 70 % of it
+  (``sufficient_days``), so a day of a few readings gives no numbers. With the
+  commitments they were computed from (data.commit tx hashes and ciphertext hashes) and
+  the node's signature (context ``"summary"``) over all of it.
 - A raw release of CGM data carries the same summary (unsigned), computed from exactly the
   released values, so a report built from raw data and one from a summary agree. It is
   computed when first asked for (``RawRelease.summary``): a Nightscout read, which shows
@@ -82,12 +85,12 @@ from ..errors import (
     PermissionDeniedError,
 )
 from ..glucose.agp import Agp, compute_agp
-from ..glucose.metrics import Summary, summarize
+from ..glucose.metrics import SUFFICIENT_ACTIVE_BP, Summary, summarize
 from ..glucose.readings import CgmReading, Record
 from ..glucose.timeline import interval_for_model, median_spacing_ms, resolve
 from ..ledger.tx import SignedTx, Transaction, sign
 from ..state.access import access_key, batches_in, released_digest
-from ..state.consent import Request
+from ..state.consent import DAY_MS, Request, load_grant
 from ..state.devices import device_key
 from ..vault.store import Vault
 from .nsversions import DEDUP_CONTEXT, DocRef, doc_refs, superseded
@@ -483,12 +486,25 @@ class AccessService:
     def _summary(self, grounds: Grounds, streams: Sequence[str]) -> SignedSummary:
         erasures = self._erasures
         uploads = self._uploads(grounds, streams)
-        key = ("summary", grounds.batches, grounds.start_ms, grounds.end_ms, uploads.dropped)
+        view = "summary"
+        grant = None if grounds.grant == b"owner" else load_grant(self.node.state, grounds.grant)
+        if grant is not None and grant.view == "summary":
+            # under a summary grant only the days with enough data count (``sufficient_days``)
+            view = "summary/days"
+            uploads = uploads._replace(counted=sufficient_days(uploads.counted))
+        key = (view, grounds.batches, grounds.start_ms, grounds.end_ms, uploads.dropped)
         hit = self._cached(key)
         if hit is not None and hit[0] is not None and hit[1] is not None:
             summary, profile = hit[0], hit[1]
         else:
             computed = _metrics_of(grounds, uploads.counted)
+            if computed is None and view == "summary/days":
+                raise OutOfRangeError(
+                    f"no summary of {_iso(grounds.start_ms)} to {_iso(grounds.end_ms)}: under "
+                    "a summary grant a day counts only when its CGM readings cover at least "
+                    f"{SUFFICIENT_ACTIVE_BP // 100} % of it, and no day of this period does "
+                    "(a summary of a few readings would be those readings; audited as "
+                    f"{grounds.access_tx.hex()[:16]})")
             if computed is None:
                 raise OutOfRangeError(
                     f"the permitted window {_iso(grounds.start_ms)} to {_iso(grounds.end_ms)} "
@@ -519,6 +535,29 @@ _Computed = tuple[Summary | None, Agp | None]
 
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def sufficient_days(counted: list[tuple[Record, int]]) -> list[tuple[Record, int]]:
+    """The records among ``counted`` (upload order, each with its batch's CGM interval) of
+    the UTC days whose CGM readings cover at least ``SUFFICIENT_ACTIVE_BP`` of the day (the
+    consensus minimum of % active, glucose/metrics.py), weighed as the metrics weigh them
+    (the later upload per instant, each reading standing for the time until the next, at
+    most its interval). The summary a summary grant releases counts only these days: its
+    windows are whole UTC days (state/consent.py ``_check_days``), so differencing two of
+    them gives whole days, and a day of one or a few readings, which would be those
+    readings, counts for nothing. Deterministic: every node computes the same days."""
+    last: dict[int, tuple[CgmReading, int]] = {}
+    for r, i in counted:
+        if isinstance(r, CgmReading):
+            last[r.time_ms] = (r, i)
+    times = sorted(last)
+    covered: dict[int, int] = {}
+    for t, following in zip(times, [*times[1:], None], strict=True):
+        w = last[t][1] if following is None else min(last[t][1], following - t)
+        covered[t // DAY_MS] = covered.get(t // DAY_MS, 0) + w
+    need = DAY_MS * SUFFICIENT_ACTIVE_BP // 10_000
+    days = {d for d, w in covered.items() if w >= need}
+    return [(r, i) for r, i in counted if r.time_ms // DAY_MS in days]
 
 
 def _metrics_of(grounds: Grounds, uploads: list[tuple[Record, int]]) -> Summary | None:

@@ -8,7 +8,7 @@ from typing import Any
 from ..crypto import PrivateKey
 from ..glucose.readings import CgmReading
 from ..interop import fhir
-from ..state.consent import Grant, Request, grants_of
+from ..state.consent import Grant, Request, day_ceil, day_floor, grants_of, summary_only
 from .access import AccessService, RawRelease, SignedSummary
 from .accounts import AddressBook
 from .service import Node
@@ -30,7 +30,9 @@ def consent_info(node: Node, g: Grant, now_ms: int) -> fhir.ConsentInfo:
 def export_bundle(node: Node, access: AccessService, requester: bytes,
                   keys: Sequence[PrivateKey], patient: bytes, *, start_ms: int | None,
                   end_ms: int | None, units: str, now_ms: int) -> dict[str, Any]:
-    """Read (raw if the grant allows, else summary) and build the CGM bundle.
+    """Read (raw if the grant allows, else summary) and build the CGM bundle. Under summary
+    grants only, ``start_ms``/``end_ms`` are moved inward to whole UTC days (the only
+    windows such a grant permits); without them the last N whole UTC days.
 
     Raises AccessDeniedError/AccessRefusedError (audited), OutOfRangeError (no data).
     """
@@ -38,13 +40,16 @@ def export_bundle(node: Node, access: AccessService, requester: bytes,
     if start_ms is not None or end_ms is not None:
         lo = start_ms or 0
         window = {"from": lo, "to": max(end_ms or now_ms + 1, lo + 1)}
-    views = ["raw"]
-    if requester != patient:
-        mine = [g for g in grants_of(node.state, patient, requester) if g.active_at(now_ms)
-                and "cgm" in g.streams]
-        if mine and all(g.view == "summary" for g in mine):
-            views = ["summary"]
-    req = Request(patient, ("cgm",), views[0], window)
+    only_summary = summary_only(node.state, patient, requester, now_ms)
+    if only_summary and window is not None:
+        # A summary grant releases whole UTC days only (state/consent.py ``_check_days``):
+        # the asked period shrinks to the whole days inside it, which the Observations'
+        # effectivePeriod then shows. None left (less than a day): asked as is, so the
+        # decision refuses it (``not_whole_days``, audited) and says what to ask for.
+        lo, hi = day_ceil(window["from"]), day_floor(window["to"])
+        if lo < hi:
+            window = {"from": lo, "to": hi}
+    req = Request(patient, ("cgm",), "summary" if only_summary else "raw", window)
     release = access.read_as(requester, keys, req)
     readings: list[CgmReading] = []
     summary = None

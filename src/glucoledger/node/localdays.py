@@ -15,6 +15,11 @@ The zone: the patient's own time-zone preference (the portal's preferences file,
 ``portal-prefs.json``, as api/portal_view.py ``Prefs`` writes it), else the node's zone
 (``TZ``, else ``/etc/localtime``), else UTC. The report header names it.
 
+Under summary grants only (``state.consent.summary_only``) the days are UTC days
+(``reader_days``): the consent decision permits such a reader whole UTC days and nothing
+else (``state.consent._check_days``: the state knows no zone, and a grid the reader could
+shift would let two overlapping summaries give single readings by subtraction).
+
 The state machine never sees a zone: the edge turns N days into an absolute window here, and
 ``state.consent.granted_span`` lets a ``last_days`` grant permit it (at most N days and an
 hour, starting at most N + 1 days and an hour ago), so every node decides alike.
@@ -33,8 +38,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import GlucoledgerError
 from ..files import read_json
+from ..state.consent import summary_only
+from ..state.store import State
 
-__all__ = ["LocalDays", "last_days", "node_zone", "patient_zone", "whole_days", "zone_named"]
+__all__ = ["LocalDays", "last_days", "node_zone", "patient_zone", "reader_days", "whole_days",
+           "zone_named"]
 
 PREFS_FILE: Final = "portal-prefs.json"
 _ZONEINFO_DIRS: Final = ("/usr/share/zoneinfo/", "/usr/lib/zoneinfo/", "/etc/zoneinfo/")
@@ -131,3 +139,13 @@ def last_days(data_dir: Path, patient: bytes, days: int, now_ms: int) -> LocalDa
     ``now_ms``: the window a report or summary of "the last N days" asks for."""
     name, zone = patient_zone(data_dir, patient)
     return whole_days(days, now_ms, name, zone)
+
+
+def reader_days(state: State, data_dir: Path, requester: bytes, patient: bytes, days: int,
+                now_ms: int, streams: tuple[str, ...] = ("cgm",)) -> LocalDays:
+    """The last ``days`` whole days of ``patient`` as ``requester`` may read them: whole UTC
+    days when she holds summary grants only for ``streams`` (the consent decision permits
+    nothing else: state/consent.py ``_check_days``), else her local days (``last_days``)."""
+    if summary_only(state, patient, requester, now_ms, streams):
+        return whole_days(days, now_ms, "UTC", UTC)
+    return last_days(data_dir, patient, days, now_ms)

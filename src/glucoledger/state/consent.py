@@ -26,7 +26,16 @@ patient at ``grants/<patient>``::
 
 Decision order for one grant (the first failing check is its reason): ``revoked``,
 ``not_yet_valid``, ``expired``, ``stream_not_granted``, ``raw_under_summary``,
-``outside_window``. With several grants the first that permits wins (emergency grants last, so
+``outside_window``, ``not_whole_days``.
+
+Summary grants release whole days only (``_check_days``; docs/threat-model.md): under a
+grant of view ``summary`` the permitted window is a run of whole, finished UTC days (the
+state knows no zone, and one fixed grid is what makes differencing two summaries useless),
+an absolute request window must start and end at UTC midnights (else ``not_whole_days``),
+and a relative one (none, or ``last_days`` k) means the k whole UTC days before the last
+UTC midnight (``summary_days``). The patient's own reads and raw grants are not affected.
+
+With several grants the first that permits wins (emergency grants last, so
 an ordinary grant is used when one suffices); if none permits, the reason is the one of the
 grant that passed the most checks, so the message names the step closest to success.
 A permit's scope is the intersection of the request with the grant: never wider than the
@@ -55,12 +64,16 @@ __all__ = [
     "Grant",
     "Permit",
     "Request",
+    "day_ceil",
+    "day_floor",
     "decide",
     "grant_key",
     "granted_span",
     "grants_of",
     "load_grant",
     "parse_scope",
+    "summary_days",
+    "summary_only",
     "to_fhir_consent",
 ]
 
@@ -81,10 +94,13 @@ DENY_REASONS: Final[dict[str, str]] = {
     "stream_not_granted": "ask only for the granted streams, or ask the patient to add them",
     "raw_under_summary": "ask for view 'summary', or ask the patient for a raw grant",
     "outside_window": "ask for data inside the granted window, or ask the patient to widen it",
+    "not_whole_days": "ask for whole days: start at midnight UTC (00:00Z) and end at a later "
+                      "midnight UTC, no later than the last one; a summary-only grant "
+                      "releases summaries of whole, finished UTC days only",
 }
 #: The checks of one grant, in order; a grant failing check i "reached" step i.
 _STEPS: Final = ("revoked", "not_yet_valid", "expired", "stream_not_granted",
-                 "raw_under_summary", "outside_window")
+                 "raw_under_summary", "outside_window", "not_whole_days")
 
 
 def grant_key(grant_id: bytes) -> str:
@@ -213,6 +229,18 @@ def grants_of(state: State, patient: bytes, grantee: bytes | None = None) -> lis
     return out
 
 
+def summary_only(state: State, patient: bytes, requester: bytes, time_ms: int,
+                 streams: tuple[str, ...] = ("cgm",)) -> bool:
+    """Whether ``requester`` reads ``patient``'s ``streams`` under summary grants only at
+    ``time_ms``: someone else than the patient, with an active grant covering them and none
+    of them raw. Her reads then take whole UTC days (``summary_days``; ``_check_days``)."""
+    if requester == patient:
+        return False
+    mine = [g for g in grants_of(state, patient, requester) if g.active_at(time_ms)
+            and all(s in g.streams for s in streams)]
+    return bool(mine) and all(g.view == "summary" for g in mine)
+
+
 # --- requests and decisions -----------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Request:
@@ -310,12 +338,84 @@ def _check(g: Grant, req: Request, t: int) -> Decision:
                      f"{', '.join(missing)} (it covers {', '.join(g.streams)})", g.id)
     if req.view == "raw" and g.view != "raw":
         return _deny("raw_under_summary", f"grant {gid} allows summaries only", g.id)
+    if g.view == "summary":
+        return _check_days(g, req, t)
     g_from, g_to = granted_span(g.window, req.window, t)
     r_from, r_to = (g_from, g_to) if req.window is None else window_at(req.window, t)
     lo, hi = max(g_from, r_from), min(g_to, r_to)
     if hi <= lo:
         return _deny("outside_window", f"the request [{_iso(r_from)}, {_iso(r_to)}) lies "
                      f"outside grant {gid}'s window [{_iso(g_from)}, {_iso(g_to)})", g.id)
+    return Permit(g.id, req.streams, req.view, lo, hi, g.purpose, g.emergency)
+
+
+def day_floor(ms: int) -> int:
+    """The UTC midnight at or before ``ms``."""
+    return ms - ms % DAY_MS
+
+
+def day_ceil(ms: int) -> int:
+    """The UTC midnight at or after ``ms``."""
+    return -day_floor(-ms)
+
+
+def summary_days(days: int, time_ms: int) -> dict[str, int]:
+    """The ``days`` whole UTC days that ended at the last UTC midnight at or before
+    ``time_ms``: the window "the last N days" means under a summary-only grant."""
+    end = day_floor(time_ms)
+    return {"from": max(0, end - days * DAY_MS), "to": end}
+
+
+def _check_days(g: Grant, req: Request, t: int) -> Decision:
+    """The window rule of a summary grant (its other checks passed): whole, finished days.
+
+    A summary is a handful of sums over its window, so two summaries over windows that
+    differ by a few minutes give the readings of those minutes by subtraction, and one over
+    a second gives the reading itself. Under a summary grant every window is therefore a
+    run of whole days of one fixed grid, which the reader cannot move: UTC days, because the
+    state never reads a time zone (the patient's zone is a preference of her node's, not
+    ledger state, and every node must decide alike). Any two such windows differ by whole
+    days, whose summaries the grant releases anyway. The run ends no later than the last
+    midnight before ``t``: a day still filling up would give each new reading by the
+    difference of two reads minutes apart.
+
+    - no window, or ``last_days`` k (k = the grant's N when none is asked): the k whole days
+      before the last midnight (``summary_days``), intersected with the grant;
+    - an absolute window: refused (``not_whole_days``) unless both ends are UTC midnights;
+      then intersected with the grant.
+
+    The grant's span in whole days: for ``last_days`` N the N whole days before the last
+    midnight (inside what ``granted_span`` allows: N days long, ending before ``t``, starting
+    less than N + 1 days ago); for an absolute window, its whole days.
+    """
+    gid = g.id.hex()[:16]
+    if req.window is None or "last_days" in req.window:
+        days = (req.window or g.window).get("last_days")
+        if days is None:  # an absolute grant and no window: all of it
+            r_from, r_to = g.window["from"], g.window["to"]
+        else:
+            w = summary_days(days, t)
+            r_from, r_to = w["from"], w["to"]
+    else:
+        r_from, r_to = req.window["from"], req.window["to"]
+        if r_from % DAY_MS or r_to % DAY_MS:
+            return _deny("not_whole_days", f"grant {gid} allows summaries of whole days only, "
+                         f"and the request [{_iso(r_from)}, {_iso(r_to)}) does not start and "
+                         "end at midnight UTC", g.id)
+    if "last_days" in g.window:
+        span = summary_days(g.window["last_days"], t)
+        g_from, g_to = span["from"], span["to"]
+    else:
+        g_from, g_to = g.window["from"], g.window["to"]
+    lo, hi = max(g_from, r_from), min(g_to, r_to)
+    if hi <= lo:
+        return _deny("outside_window", f"the request [{_iso(r_from)}, {_iso(r_to)}) lies "
+                     f"outside grant {gid}'s window [{_iso(g_from)}, {_iso(g_to)})", g.id)
+    lo, hi = day_ceil(lo), min(day_floor(hi), day_floor(t))
+    if hi <= lo:
+        return _deny("not_whole_days", f"no whole finished day of the request "
+                     f"[{_iso(r_from)}, {_iso(r_to)}) lies inside grant {gid}'s window "
+                     f"[{_iso(g_from)}, {_iso(g_to)})", g.id)
     return Permit(g.id, req.streams, req.view, lo, hi, g.purpose, g.emergency)
 
 
