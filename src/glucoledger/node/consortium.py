@@ -389,13 +389,16 @@ class ConsortiumNode:
     def _derive(self) -> None:
         try:
             self.node.sync(max_reads=_READS_PER_ROUND)
-        except OrderingError:
+        except OrderingError as exc:
             first = self.orderer.first()
             if self.node._read_pos >= first:
                 raise
             log.warning("log compacted below %d (we need %d): fetching blocks from a peer",
                         first, self.node._read_pos)
-            self.catch_up_from_peers()
+            try:
+                self.catch_up_from_peers()
+            except OrderingError as failed:  # say what the log said: it names the member
+                raise OrderingError(f"{exc.message}; {failed.message}") from None
             self.node.sync()
         last = self.node.last_header()
         if last is not None:

@@ -11,8 +11,9 @@ Contract, for every implementation (tests run one suite against each):
   or (where the backend cannot tell, e.g. a timeout) the caller may retry: the node
   deduplicates by transaction hash, so a retried append is harmless.
 - ``read(start, limit)`` returns entries at positions start, start+1, ... (at most ``limit``);
-  fewer (or none) when the log is shorter. Positions below ``first()`` were compacted away and
-  raise OrderingError.
+  fewer (or none) when the log is shorter. Positions below ``first()`` may have been compacted
+  away and then raise OrderingError (etcd: each writer compacts its own entries, so some
+  below it may still be readable); every position from ``first()`` on is readable.
 - ``size()`` is the number of entries ever appended (positions are never reused).
 - ``wait(size, timeout)`` blocks until the log holds more than ``size`` entries or the timeout
   passes; it returns the current size.
