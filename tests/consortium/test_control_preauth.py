@@ -72,7 +72,7 @@ def test_a_submit_is_judged_before_its_body_is_read(consortium: Consortium) -> N
     # A member's fresh signature announcing a body over the cap: refused unread.
     headers = sign_request(c.node_key(1), method="POST", url=target, body=b"x",
                            nonce=secrets.token_hex(16))
-    status, error = _post_headers_only(url, control._MAX_SUBMIT + 1, headers)
+    status, error = _post_headers_only(url, 8 << 20, headers)  # 8 MiB: twice the cap
     assert status == 400 and "at most" in error, error
     log = (c.folders[0] / "node.log").read_text()
     assert "refused POST /submit from 127.0.0.1" in log

@@ -109,7 +109,7 @@ def _refuse_if_stopped(cn: ConsortiumNode) -> None:
     """A stopped node answers at once (503, the reason), never after a timeout."""
     if cn.status.refusing:
         # A cut from the future names its own remedy (clock or log); the rest is the store's.
-        todo = ("" if cn.refused_what == "cut_from_future" else
+        todo = ("" if cn.refused_what in ("cut_from_future", "genesis_mismatch") else
                 "; its operator must restore its store (`glucoledger consortium rejoin`)")
         raise OrderingError(f"this node stopped and refuses to work: {cn.status.refusing}. "
                             f"Submit to another member{todo}", code="node_stopped")

@@ -232,6 +232,16 @@ class EtcdOrderer(Orderer):
     # -- the contract --------------------------------------------------------------------------
 
     def append(self, entries: Sequence[bytes]) -> int:
+        first = self._append(entries, None)
+        assert first is not None
+        return first
+
+    def append_at(self, entries: Sequence[bytes], size: int) -> int | None:
+        """The same compare as every append (no head moved since the size was read), with
+        the size required to be ``size``: None, appending nothing, once it is not."""
+        return self._append(entries, size)
+
+    def _append(self, entries: Sequence[bytes], at: int | None) -> int | None:
         batch = [bytes(e) for e in entries]
         _check_batch(batch)
         deadline = time.monotonic() + self.timeout
@@ -240,13 +250,15 @@ class EtcdOrderer(Orderer):
         # The size as this client last saw it: one round trip per append when it alone writes.
         # A stale guess only costs a failed compare, whose answer carries the current heads.
         known = self._known_head
-        if known is None:
+        if known is None or at is not None:
             known = self._size_at(deadline, "appends")
         for attempt in range(_MAX_CAS_ATTEMPTS):
             head, revision = known
             for pos in maybe_ours:
                 if pos < head and self._landed(pos, batch, deadline):
                     return pos
+            if at is not None and head != at:
+                return None
             key = b64(self._key(self.writer, head))
             txn = {
                 "compare": [
