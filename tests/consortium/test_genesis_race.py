@@ -133,11 +133,12 @@ def test_members_placing_the_genesis_at_once_append_it_once(tmp_path: Path) -> N
                 t.start()
             for t in threads:
                 t.join(30)
+            EtcdOrderer.size = real_size  # type: ignore[method-assign]
+            entries = orderers[0].read(0)
+            assert entries == [encode_tx_entry(genesis.envelope()), encode_cut(0, 0)]
         finally:
             EtcdOrderer.size = real_size  # type: ignore[method-assign]
-        entries = orderers[0].read(0)
-        assert entries == [encode_tx_entry(genesis.envelope()), encode_cut(0, 0)]
-        for o in orderers:
-            o.close()
+            for o in orderers:
+                o.close()
     finally:
         cluster.stop()

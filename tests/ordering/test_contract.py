@@ -183,12 +183,14 @@ def test_racing_append_at_on_an_empty_log_lands_once(orderer_factory: OrdererFac
         results.append(clients[k].append_at([f"genesis {k}".encode(), b"cut"], 0))
 
     threads = [threading.Thread(target=place, args=(k,)) for k in range(len(clients))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert results.count(0) == 1 and results.count(None) == len(clients) - 1
-    assert first.size() == 2
-    if isinstance(first, EtcdOrderer):
-        for c in clients:
-            c.close()
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert results.count(0) == 1 and results.count(None) == len(clients) - 1
+        assert first.size() == 2
+    finally:
+        if isinstance(first, EtcdOrderer):
+            for c in clients:
+                c.close()
