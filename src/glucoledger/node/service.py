@@ -574,9 +574,10 @@ class Node:
             f"position 0 of the ordered log (appended by {by})",
             f"another genesis was placed first. This node derives and signs nothing from "
             f"this log and reconciles no etcd users by it. Tell the consortium's operators: "
-            f"revoke the etcd user of {by} (`glucoledger consortium etcd-auth`), delete the "
-            f"chain's keys (etcdctl del --prefix /glucoledger/{chain}/), run `glucoledger "
-            f"consortium init` again with the signed genesis file, then restart the nodes")
+            f"revoke the etcd user of {by} (`glucoledger consortium etcd-user --revoke`), "
+            f"delete the chain's keys (etcdctl del --prefix /glucoledger/{chain}/), run "
+            "`glucoledger consortium init` again with the signed genesis file, then restart "
+            "the nodes")
         self.genesis_checked = True
 
     def _rewind(self) -> None:
