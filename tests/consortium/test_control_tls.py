@@ -20,10 +20,12 @@ from __future__ import annotations
 import datetime
 import json
 import secrets
+import socket
 import ssl
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -123,6 +125,19 @@ def test_members_reach_a_node_over_mutual_tls_and_nobody_else_does(
         status, body = _get(url + path, plain, headers)
         assert status == 401, (path, body)
         assert "TLS certificate" in json.loads(body)["error"]
+    # ... and a submit without one is refused before its body is read (audit #12).
+    parts = urllib.parse.urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as raw, \
+            plain.wrap_socket(raw, server_hostname=parts.hostname) as tls_sock:
+        tls_sock.sendall(b"POST /submit HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n")
+        tls_sock.settimeout(5)
+        answer = b""
+        while b"}" not in answer:  # a node waiting for the body times out here
+            chunk = tls_sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.0 401") and b"TLS certificate" in answer, answer[:300]
     # A certificate from a CA the consortium never listed: no handshake, nothing served.
     with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionResetError)):
         _get(url + "/checkpoint", _stranger_context(trust, tmp_path))

@@ -14,9 +14,11 @@ import uuid
 import pytest
 
 from glucoledger.errors import OrderingError
+from glucoledger.ordering import etcd as etcd_module
 from glucoledger.ordering._gateway import Gateway, b64
+from glucoledger.ordering.base import MAX_ENTRY
 from glucoledger.ordering.cluster import EtcdCluster
-from glucoledger.ordering.etcd import EtcdOrderer, _pack
+from glucoledger.ordering.etcd import MAX_BATCH_ENTRIES, EtcdOrderer, _pack
 
 
 def _chain() -> str:
@@ -179,8 +181,10 @@ def test_compaction_deletes_only_the_writers_own_batches(etcd_cluster: EtcdClust
             b.append([f"b{k}".encode()])
         a.compact(4)
         assert a.first() == b.first() == 4 and a.own_first() == 4 and b.own_first() == 0
-        with pytest.raises(OrderingError, match="compacted away; the log now starts at 4"):
-            b.read(3)
+        with pytest.raises(OrderingError, match="position 2 .* compacted away by member "
+                           "'org-a' .*; the log now starts at 4"):
+            b.read(2)  # org-a's deleted batch
+        assert b.read(3) == [b"b1", b"a2", b"b2"]  # org-a's floor does not cover org-b's
         assert b.read(4) == [b"a2", b"b2"]
         keys = _keys(etcd_cluster, chain)
         assert [k for k in keys if k.startswith("batch/org-a/")] == [f"batch/org-a/{4:020d}"]
@@ -209,3 +213,92 @@ def test_reads_end_at_a_whole_batch_so_the_next_starts_at_a_boundary(
         assert a.read(6, 100) == [b"2.0", b"2.1", b"2.2", b"3.0", b"3.1", b"3.2"]
         assert a.read(1, 1) == [b"0.1"]  # a batch larger than the limit is cut
         assert a.read(7, 2) == [b"2.1", b"2.2"]
+
+
+def test_one_writers_floor_stops_no_reader_of_the_others(etcd_cluster: EtcdCluster) -> None:
+    """first/<writer> covers that writer's own batches only (audit #8: first/org-2 = 10^12
+    stopped every reader, naming nobody)."""
+    chain = _chain()
+    base = f"/glucoledger/{chain}/"
+    with EtcdOrderer(etcd_cluster.endpoints, chain, writer="org-a") as a, \
+            EtcdOrderer(etcd_cluster.endpoints, chain, writer="org-b") as b:
+        a.append([b"a0"])
+        b.append([b"b1"])
+        a.append([b"a2"])
+        _put(etcd_cluster, base + "first/mallory", str(10**12).encode())  # no batch at all
+        assert a.first() == 0
+        assert a.read(0) == [b"a0", b"b1", b"a2"]
+        assert a.append([b"a3"]) == 3
+        _put(etcd_cluster, base + "first/org-b", str(10**12).encode())  # beyond the size
+        assert a.first() == 0
+        assert a.read(2) == [b"a2", b"a3"]  # the others' entries are read
+        with pytest.raises(OrderingError, match="member 'org-b' recorded its compaction "
+                           "floor .* beyond the log's size 4"):
+            a.read(0)  # org-b's own entry: a protocol break naming it
+        _put(etcd_cluster, base + "first/org-b", b"2")  # its own head: a valid floor
+        assert a.first() == 2
+        assert a.read(0, 1) == [b"a0"]
+        with pytest.raises(OrderingError, match="position 1 .* compacted away by member "
+                           "'org-b'"):
+            a.read(1)
+        assert a.read(2) == [b"a2", b"a3"]
+
+
+def test_compaction_records_no_floor_above_the_writers_own_head(
+        etcd_cluster: EtcdCluster) -> None:
+    chain = _chain()
+    with EtcdOrderer(etcd_cluster.endpoints, chain, writer="org-a") as a, \
+            EtcdOrderer(etcd_cluster.endpoints, chain, writer="org-b") as b:
+        a.append([b"a0"])
+        b.append([b"b1", b"b2", b"b3"])
+        a.compact(4)
+        assert a.own_first() == 1 and a.first() == 1
+        assert a.read(1) == [b"b1", b"b2", b"b3"]
+
+
+@pytest.mark.parametrize(("entries", "what"), [
+    ([b"x"] * (MAX_BATCH_ENTRIES + 1), f"more than the {MAX_BATCH_ENTRIES} entries"),
+    ([b"x", b""], "an empty entry"),
+    ([], "no entry"),
+    ([bytes(MAX_ENTRY + 1)], f"an entry of {MAX_ENTRY + 1} bytes"),
+    ([bytes(750_000), bytes(750_001)], "1500001 bytes of entries"),
+    ([bytes(760_000), bytes(760_000)], "1520009 bytes, more than an append may"),
+])
+def test_a_batch_beyond_the_append_limits_stops_readers_naming_its_writer(
+        etcd_cluster: EtcdCluster, entries: list[bytes], what: str) -> None:
+    """The reader enforces the append limits (audit #10: one batch of 300,000 empty entries
+    was re-read for every 1,000-entry read)."""
+    chain = _chain()
+    with EtcdOrderer(etcd_cluster.endpoints, chain, writer="org-a") as a:
+        a.append([b"a0"])
+        _put(etcd_cluster, f"/glucoledger/{chain}/batch/mallory/{1:020d}", _pack(entries))
+        _put(etcd_cluster, f"/glucoledger/{chain}/head/mallory", str(1 + len(entries)).encode())
+        with pytest.raises(OrderingError, match=f"member 'mallory'.s batch at position 1 "
+                           f"holds {what}.*outside the append protocol"):
+            a.read(0)
+        assert a.read(0, 1) == [b"a0"]
+
+
+def test_empty_entries_are_refused_at_append() -> None:
+    with EtcdOrderer(["127.0.0.1:1"], "c", writer="w") as o, \
+            pytest.raises(ValueError, match="no empty entries"):
+        o.append([b"a", b""])
+
+
+def test_a_batch_is_unpacked_once_however_often_it_is_read(
+        etcd_cluster: EtcdCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    chain = _chain()
+    calls: list[int] = []
+    real = etcd_module._unpack
+
+    def counting(data: bytes, chain: str, pos: int, writer: str) -> list[bytes]:
+        calls.append(pos)
+        return real(data, chain, pos, writer)
+
+    monkeypatch.setattr(etcd_module, "_unpack", counting)
+    with EtcdOrderer(etcd_cluster.endpoints, chain, writer="org-a") as a:
+        batch = [f"e{k}".encode() for k in range(MAX_BATCH_ENTRIES)]
+        a.append(batch)
+        for k in range(MAX_BATCH_ENTRIES):
+            assert a.read(k, 1) == [batch[k]]
+    assert calls == [0]

@@ -45,7 +45,8 @@ from urllib.parse import urlsplit
 from ..errors import BackendError, MalformedError, SignatureError
 from .keys import PrivateKey, PublicKey
 
-__all__ = ["MAX_NONCE", "RFC9421_ALGS", "NonceCache", "SignedBy", "content_digest",
+__all__ = ["MAX_NONCE", "RFC9421_ALGS", "NonceCache", "SignedBy", "claimed_key_id",
+           "content_digest",
            "sign_base", "sign_request", "verify_base", "verify_request"]
 
 RFC9421_ALGS = {"ed25519": "ed25519", "p256": "ecdsa-p256-sha256"}
@@ -235,6 +236,34 @@ def verify_request(*, method: str, target_uri: str, path: str, headers: Mapping[
     verify_base(key, base, signature)
     nonces.use(f"{key_id.hex()}:{params['nonce']}", now)
     return SignedBy(key_id, key, created, params["nonce"], tuple(components))
+
+
+def claimed_key_id(headers: Mapping[str, str], now: float | None = None) -> bytes:
+    """The ``keyid`` a request's signature claims, once its ``created`` is fresh: what a
+    server can judge from the headers alone, before it reads a body (a stranger's or a
+    stale request is then refused without holding its body). Nothing is verified here:
+    ``verify_request`` still must be. Raises SignatureError as ``verify_request`` does."""
+    now = time.time() if now is None else now
+    if "signature-input" not in headers or "signature" not in headers:
+        raise SignatureError("this request is not signed: send Signature-Input and Signature "
+                             "(RFC 9421) made with your account's registered key")
+    try:
+        _, inner = _dict_member(headers["signature-input"], None)
+    except MalformedError as exc:
+        raise SignatureError(f"the request signature cannot be read ({exc}); see RFC 9421 "
+                             "section 4") from None
+    m = re.match(r"^\((.*?)\)(.*)$", inner, re.DOTALL)
+    params = {k: v.strip('"') for k, v in _PARAM.findall(m.group(2))} if m else {}
+    try:
+        created = int(params["created"])
+        key_id = bytes.fromhex(params["keyid"])
+    except (KeyError, ValueError):
+        raise SignatureError("the signature parameters must include created (an integer) "
+                             "and keyid (hex)") from None
+    if abs(now - created) > MAX_SKEW_S:
+        raise SignatureError(f"the signature was created {int(now - created)} s from our "
+                             f"clock; at most {MAX_SKEW_S} s: check the client's clock")
+    return key_id
 
 
 def sign_request(key: PrivateKey, *, method: str, url: str, body: bytes = b"",

@@ -71,7 +71,8 @@ def import_blocks(node: Node, data: bytes) -> int:
     except (KeyError, TypeError) as exc:
         raise MalformedError(f"a block export entry is malformed ({exc})") from None
     prev = node.last_header()
-    if prev is None:
+    from_genesis = prev is None
+    if from_genesis:
         _check_genesis(node, blocks)
     for h in headers:
         if h.height != (prev.height + 1 if prev else 0) or h.prev != (
@@ -92,6 +93,8 @@ def import_blocks(node: Node, data: bytes) -> int:
             raise
         for block, frontier in derived:
             node._store_block(block, frontier)
+        if derived and from_genesis:  # block 0 passed _check_genesis
+            node.genesis_checked = True
         last = node.replica.last
         node._read_pos = last.cut + 1 if last else 0
     node._notify_applied()
@@ -99,18 +102,12 @@ def import_blocks(node: Node, data: bytes) -> int:
 
 
 def _check_genesis(node: Node, blocks: list[Any]) -> None:
-    from .genesis_file import Genesis
+    from .genesis_file import check_genesis
 
-    path = node.data_dir / "genesis.json"
-    try:
-        genesis = Genesis.load(path)
-    except OSError:
-        raise ConsistencyError(f"this store is empty and {path} is missing: rejoin with "
-                               "`glucoledger consortium rejoin --genesis FILE`") from None
     envelopes = blocks[0].get("envelopes") if blocks and isinstance(blocks[0], dict) else None
-    if not envelopes or envelopes[0] != genesis.envelope():
-        raise ConsistencyError("the export's block 0 is not the genesis in genesis.json: it "
-                               "is another chain's history")
+    first = envelopes[0] if isinstance(envelopes, list) and envelopes else None
+    check_genesis(node.data_dir, first if isinstance(first, bytes) else None,
+                  "the export's block 0", "it is another chain's history")
 
 
 def _derive_exported(node: Node, blocks: list[Any],

@@ -70,7 +70,7 @@ from ..state.replica import ReplicaFailedError
 from . import tlsrotation
 from .integrity import StoreDamagedError, quick_check, reported_damage, state_check
 from .peerauth import NOBODY, Peers, peers_at
-from .service import Node, NodeConfig, etcd_chain_key
+from .service import GenesisMismatchError, Node, NodeConfig, etcd_chain_key
 
 __all__ = ["ConsortiumNode", "Status", "StatusFile"]
 
@@ -253,7 +253,7 @@ class ConsortiumNode:
         """Check the store (``integrity.quick_check``) and re-derive the state
         (``integrity.state_check``); on damage refuse, and tell the peers."""
         start = time.perf_counter()
-        if not self._log_agrees():
+        if not self._log_agrees() or not self._genesis_agrees():
             return
         try:
             blocks = quick_check(self.node.store, self.node.chain,
@@ -266,6 +266,25 @@ class ConsortiumNode:
         log.info("integrity check: %d blocks, %d state entries in %.3f s", blocks, entries,
                  time.perf_counter() - start)
         self._publish_health({"ok": True})
+
+    def _genesis_agrees(self) -> bool:
+        """A stored block 0 must be genesis.json's envelope (``genesis_file.check_genesis``,
+        as when it is derived or imported); otherwise refuse (False)."""
+        from .genesis_file import check_genesis
+
+        if self.node.store.height() == 0:
+            return True  # checked when block 0 is derived or imported
+        txs = self.node.store.txs_of_block(0)
+        try:
+            check_genesis(self.data_dir, txs[0].envelope if txs else None,
+                          "block 0 in this node's store",
+                          "this store holds another chain's history: restore it "
+                          "(`glucoledger consortium rejoin --genesis FILE`)")
+        except GenesisMismatchError as exc:
+            self.refuse(exc.message, 0, what=exc.code)
+            return False
+        self.node.genesis_checked = True
+        return True
 
     def _log_agrees(self, wait: float = 30.0) -> bool:
         """The store against the etcd log (``Node.log_mismatches``), before anything is
@@ -389,13 +408,19 @@ class ConsortiumNode:
     def _derive(self) -> None:
         try:
             self.node.sync(max_reads=_READS_PER_ROUND)
-        except OrderingError:
+        except GenesisMismatchError as exc:  # not our consortium's chain: stop for good
+            self.refuse(exc.message, 0, what=exc.code)
+            return
+        except OrderingError as exc:
             first = self.orderer.first()
             if self.node._read_pos >= first:
                 raise
             log.warning("log compacted below %d (we need %d): fetching blocks from a peer",
                         first, self.node._read_pos)
-            self.catch_up_from_peers()
+            try:
+                self.catch_up_from_peers()
+            except OrderingError as failed:  # say what the log said: it names the member
+                raise OrderingError(f"{exc.message}; {failed.message}") from None
             self.node.sync()
         last = self.node.last_header()
         if last is not None:
@@ -519,6 +544,8 @@ class ConsortiumNode:
         names = frozenset(self.peers.names)
         if self._rbac is None or not names or names == self._rbac_names:
             return
+        if not self.node.genesis_checked or self.status.refusing is not None:
+            return  # never from a chain whose block 0 is not our genesis, nor while stopped
         try:
             revoked = self._rbac.reconcile(names)
         except OrderingError as exc:  # finality goes on; the revocation is retried

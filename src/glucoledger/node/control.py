@@ -4,7 +4,9 @@ members reach) and its client.
 ``glucoledger node`` serves it so that other processes (the CLI, tests, the benchmark, peers
 fetching blocks) can use a running node without opening its store:
 
-- ``POST /submit``: body = CBOR list of transaction envelopes; answer JSON
+- ``POST /submit``: body = CBOR list of transaction envelopes (at most ``_MAX_SUBMIT`` bytes,
+  read only after the certificate, the signature's key and its time were checked; ``submit``
+  splits a longer list); answer JSON
   ``{"receipts": [{"tx_hash", "index", "height", "code", "message"}]}`` once they are in
   blocks on this node (or ``{"error", "code"}`` with the error's HTTP status). Idempotent
   per envelope (``Node.submit(retry=True)``): a client that lost the answer submits again;
@@ -65,7 +67,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from .. import codec, jsonin
 from ..crypto import PrivateKey, PublicKey
-from ..crypto.httpsig import NonceCache, sign_request, verify_request
+from ..crypto.httpsig import NonceCache, claimed_key_id, sign_request, verify_request
 from ..errors import (
     AuthenticationError,
     GlucoledgerError,
@@ -78,6 +80,7 @@ from ..errors import (
     SignatureError,
 )
 from ..files import atomic_write
+from ..ledger.tx import MAX_TX_BYTES
 from .blockexport import export_blocks
 from .consortium import ConsortiumNode
 
@@ -85,7 +88,12 @@ __all__ = ["ControlServer", "client_context", "fetch_blocks", "get_status", "is_
            "server_context", "submit"]
 
 
-_MAX_SUBMIT = 64 << 20
+#: The largest submit body: 16 transactions of the largest size (``MAX_TX_BYTES``, 256 KiB)
+#: and their CBOR framing; ``submit`` splits a longer list into several requests. Read only
+#: after the caller's certificate and its signature's key and time were checked.
+_MAX_SUBMIT = 16 * MAX_TX_BYTES + 4096
+#: Requests handled at once (one thread each); a connection beyond them is closed at once.
+_MAX_REQUESTS = 64
 #: Seconds a client has to complete the TLS handshake and send its request.
 _HANDSHAKE_S = 30.0
 #: The files of a member folder's ``tls/`` the endpoint and its clients use.
@@ -101,7 +109,7 @@ def _refuse_if_stopped(cn: ConsortiumNode) -> None:
     """A stopped node answers at once (503, the reason), never after a timeout."""
     if cn.status.refusing:
         # A cut from the future names its own remedy (clock or log); the rest is the store's.
-        todo = ("" if cn.refused_what == "cut_from_future" else
+        todo = ("" if cn.refused_what in ("cut_from_future", "genesis_mismatch") else
                 "; its operator must restore its store (`glucoledger consortium rejoin`)")
         raise OrderingError(f"this node stopped and refuses to work: {cn.status.refusing}. "
                             f"Submit to another member{todo}", code="node_stopped")
@@ -183,12 +191,15 @@ class _Handler(BaseHTTPRequestHandler):
             if urlsplit(self.path).path != "/submit":
                 raise NotFoundError(f"no route {self.path}")
             _refuse_if_stopped(cn)
+            self._claimed_member()  # before a byte of the body is read
             try:
                 length = int(self.headers.get("Content-Length", "0"))
             except ValueError:
                 raise MalformedError("Content-Length is not a number") from None
             if not 0 <= length <= _MAX_SUBMIT:
-                raise MalformedError(f"a submit is at most {_MAX_SUBMIT} bytes")
+                self.close_connection = True  # the body is not read
+                raise MalformedError(f"a submit is at most {_MAX_SUBMIT} bytes: send fewer "
+                                     "transactions a request")
             raw = self.rfile.read(length)
             self._member_signed(raw)
             envelopes = codec.decode(raw, max_size=_MAX_SUBMIT)
@@ -202,23 +213,23 @@ class _Handler(BaseHTTPRequestHandler):
         except GlucoledgerError as exc:
             self._error(exc)
 
-    def _member_signed(self, body: bytes = b"") -> str:
-        """The member in force whose node key signed this request (``node.peerauth``).
+    def _refuse(self, exc: GlucoledgerError) -> GlucoledgerError:
+        """Log a refusal of this request (path, caller, reason; never a header)."""
+        log.warning("refused %s %s from %s: %s", self.command, urlsplit(self.path).path,
+                    self.client_address[0], exc.message)
+        return exc
 
-        Raises AuthenticationError (401: unsigned, bad or replayed signature, a key the
-        ledger never named), PermissionDeniedError (403: a verified signature by a removed
-        member's key or a replaced key, with the height), OrderingError (503: the node
-        cannot tell members from strangers yet). Every refusal is logged: the path, the
-        caller's address and, for a verified former key, whose it was; never a header."""
-        cn = self.server.cnode
-        path = urlsplit(self.path).path
+    def _require_certificate(self) -> None:
         if self.server.tls is not None and not self.connection.getpeercert():
-            log.warning("refused %s %s from %s: no client certificate", self.command, path,
-                        self.client_address[0])
+            log.warning("refused %s %s from %s: no client certificate", self.command,
+                        urlsplit(self.path).path, self.client_address[0])
+            self.close_connection = True
             raise AuthenticationError("present your member's TLS certificate (the member "
                                       "folder's tls/node.pem): this route is for members")
-        peers = cn.peers
-        if not peers.current:
+
+    def _require_members_known(self) -> None:
+        cn = self.server.cnode
+        if not cn.peers.current:
             if cn.status.refusing:  # before its genesis: not a verdict on the caller
                 raise OrderingError(f"this node stopped and refuses to work: "
                                     f"{cn.status.refusing}", code="node_stopped")
@@ -227,6 +238,39 @@ class _Handler(BaseHTTPRequestHandler):
             raise OrderingError("this node has not derived the consortium's genesis block "
                                 "yet, so it cannot check who signed the request; retry in a "
                                 "moment", code="node_not_ready")
+
+    def _claimed_member(self) -> None:
+        """What can be judged before reading a body: the client certificate (under TLS),
+        and a signature whose ``created`` is fresh and whose ``keyid`` names a key the
+        ledger gave a member (in force, or former: its holder learns why once the signature
+        verifies). A stranger is refused (401) without the node holding its body; the
+        signature itself is verified over the body afterwards (``_member_signed``)."""
+        self._require_certificate()
+        self._require_members_known()
+        peers = self.server.cnode.peers
+        try:
+            key_id = claimed_key_id({k.lower(): v for k, v in self.headers.items()})
+        except SignatureError as exc:
+            self.close_connection = True
+            raise self._refuse(AuthenticationError(exc.message)) from None
+        if key_id not in peers.current and key_id not in peers.former:
+            self.close_connection = True
+            raise self._refuse(AuthenticationError(
+                "the request is not signed by the node key of a current member of this "
+                "consortium"))
+
+    def _member_signed(self, body: bytes = b"") -> str:
+        """The member in force whose node key signed this request (``node.peerauth``).
+
+        Raises AuthenticationError (401: unsigned, bad or replayed signature, a key the
+        ledger never named), PermissionDeniedError (403: a verified signature by a removed
+        member's key or a replaced key, with the height), OrderingError (503: the node
+        cannot tell members from strangers yet). Every refusal is logged: the path, the
+        caller's address and, for a verified former key, whose it was; never a header."""
+        path = urlsplit(self.path).path
+        self._require_certificate()
+        self._require_members_known()
+        peers = self.server.cnode.peers
 
         def lookup(key_id: bytes) -> PublicKey:
             found = peers.current.get(key_id)
@@ -296,6 +340,28 @@ class _Server(ThreadingHTTPServer):
     url: str
     nonces: NonceCache
     tls: _TlsState | None = None
+    #: Free request slots (``_MAX_REQUESTS``); made per server.
+    slots: threading.BoundedSemaphore
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """One thread per request, at most ``_MAX_REQUESTS`` at once: a connection beyond
+        them is closed at once (the client retries) rather than given a thread."""
+        if not self.slots.acquire(blocking=False):
+            log.warning("refused a connection from %s: %d requests already in progress",
+                        client_address[0], _MAX_REQUESTS)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         """On the request's own thread: the TLS handshake (bounded by the handler's
@@ -377,6 +443,7 @@ class ControlServer:
                     f"{self.httpd.server_address[1]}")
         self.httpd.url = self.url
         self.httpd.nonces = NonceCache()
+        self.httpd.slots = threading.BoundedSemaphore(_MAX_REQUESTS)
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def start(self) -> None:
@@ -453,9 +520,25 @@ def submit(url: str, envelopes: list[bytes], node_key: PrivateKey,
     """Submit to a member's control endpoint, signing the request with ``node_key`` (a
     current member's node key); over TLS with the member folder's ``tls`` (https URLs)."""
     target = url.rstrip("/") + "/submit"
-    body = _signed("POST", target, node_key, timeout, codec.encode(envelopes), tls)
-    receipts: list[dict[str, Any]] = jsonin.loads(body)["receipts"]
+    receipts: list[dict[str, Any]] = []
+    for part in _submit_parts(envelopes):  # each within the endpoint's _MAX_SUBMIT
+        body = _signed("POST", target, node_key, timeout, codec.encode(part), tls)
+        receipts.extend(jsonin.loads(body)["receipts"])
     return receipts
+
+
+def _submit_parts(envelopes: list[bytes]) -> list[list[bytes]]:
+    """``envelopes`` in order, in lists whose CBOR encoding fits ``_MAX_SUBMIT`` (9 bytes
+    of framing an item at most)."""
+    parts: list[list[bytes]] = [[]]
+    size = 9
+    for e in envelopes:
+        if parts[-1] and size + len(e) + 9 > _MAX_SUBMIT:
+            parts.append([])
+            size = 9
+        parts[-1].append(e)
+        size += len(e) + 9
+    return parts
 
 
 def get_status(url: str, node_key: PrivateKey, timeout: float = 5.0, *,

@@ -55,9 +55,10 @@ from ..ordering.etcd_rbac import client_identity
 from ..state.accounts import ACCESS_RECORDS, RULES
 from ..state.accounts_model import account_id, single_key_policy
 from .keystore import Wallet, create_master_key, load_master_key
-from .service import NodeConfig
+from .service import GenesisMismatchError, NodeConfig
 
-__all__ = ["FORMAT", "Genesis", "Member", "create_member", "init_member"]
+__all__ = ["FORMAT", "Genesis", "GenesisMismatchError", "Member", "check_genesis",
+           "create_member", "init_member"]
 
 FORMAT = "glucoledger-genesis/1"
 
@@ -258,12 +259,36 @@ def member_of(data_dir: Path) -> tuple[str, Wallet]:
     return name, Wallet(data_dir, load_master_key(data_dir))
 
 
+def check_genesis(data_dir: Path, envelope: bytes | None, what: str, todo: str) -> None:
+    """The member's root of trust, checked in one place: block 0 must carry, first, exactly
+    the envelope of ``<data_dir>/genesis.json``, which every founding member signed. Used
+    on every path block 0 comes by: derived from the ordered log (``Node.sync``), found in
+    the store at start (``ConsortiumNode``), imported from a peer or a file
+    (``blockexport.import_blocks``).
+
+    ``what`` says where this block 0 comes from, ``todo`` what to do when it differs.
+    Raises GenesisMismatchError (missing or unusable file, or another envelope)."""
+    path = Path(data_dir) / "genesis.json"
+    try:
+        expected = Genesis.load(path).envelope()
+    except InputError as exc:
+        raise GenesisMismatchError(
+            f"{path} cannot be used ({exc.message}), so block 0 cannot be checked: restore "
+            "it from the consortium's signed genesis file (`glucoledger consortium rejoin "
+            "--genesis FILE`)") from None
+    if envelope != expected:
+        raise GenesisMismatchError(f"{what} is not the genesis in {path} (the envelope every "
+                                   f"founding member signed): {todo}")
+
+
 def init_member(data_dir: Path, genesis: Genesis, orderer_url: str, orderer: Orderer) -> None:
     """Record the chain, name and orderer in node.json; append the genesis if the log is empty.
 
-    Every member runs this with the same file; only the first append lands, and a late one
-    is a no-op because the log is no longer empty. Raises InputError when the folder's keys
-    are not the member's.
+    Every member runs this with the same file; the append compares the log's size with 0
+    (``Orderer.append_at``), so exactly one lands, whole, and a late one appends nothing.
+    What is at position 0 is checked by every node before it derives block 0 (a genesis
+    someone else put there first stops them all: ``check_genesis``). Raises InputError
+    when the folder's keys are not the member's.
     """
     data_dir = Path(data_dir)
     name, wallet = member_of(data_dir)
@@ -277,4 +302,4 @@ def init_member(data_dir: Path, genesis: Genesis, orderer_url: str, orderer: Ord
     if bundle and (data_dir / "tls").is_dir():
         atomic_write(data_dir / "tls" / "trust.pem", bundle)
     if orderer.size() == 0:
-        orderer.append([encode_tx_entry(envelope), encode_cut(0, 0)])
+        orderer.append_at([encode_tx_entry(envelope), encode_cut(0, 0)], 0)

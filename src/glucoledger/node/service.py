@@ -33,6 +33,7 @@ from typing import Any, Self, overload
 from .. import state
 from ..crypto import PrivateKey, PublicKey, generate
 from ..errors import (
+    ConsistencyError,
     GlucoledgerError,
     MalformedError,
     NotFoundError,
@@ -44,7 +45,15 @@ from ..files import atomic_write_json, read_json
 from ..ledger import merkle
 from ..ledger.block import BlockHeader, Result
 from ..ledger.checkpoint import Checkpoint, NoteVerifier, sign_checkpoint
-from ..ledger.log import KIND_CUT, MAX_CUT_AHEAD_MS, Cut, decode_entry, encode_cut, encode_tx_entry
+from ..ledger.log import (
+    KIND_CUT,
+    KIND_TX,
+    MAX_CUT_AHEAD_MS,
+    Cut,
+    decode_entry,
+    encode_cut,
+    encode_tx_entry,
+)
 from ..ledger.trust import TrustCache
 from ..ledger.tx import SignedTx, Transaction, sign
 from ..ordering.base import Orderer
@@ -60,12 +69,21 @@ from .logcheck import ETCD_HINT, LogMismatch, check_log, refuse_if_mismatched
 from .setup import build_atomically
 from .verify import VerifyReport, verify_store
 
-__all__ = ["FutureCutError", "Node", "NodeConfig", "Receipt", "verify_folder"]
+__all__ = ["FutureCutError", "GenesisMismatchError", "Node", "NodeConfig", "Receipt",
+           "verify_folder"]
 
 _PARALLEL_MIN = 256  # below this many transactions, checking in-process is faster
 _CHUNK = 2048
 _CUT = bytes([KIND_CUT])
+_TX = bytes([KIND_TX])
 log = logging.getLogger(__name__)
+
+
+class GenesisMismatchError(ConsistencyError):
+    """Block 0 is not the genesis in the member's genesis.json
+    (``genesis_file.check_genesis``)."""
+
+    code = "genesis_mismatch"
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +281,13 @@ class Node:
         self.halted: str | None = None
         self._account_locks: dict[bytes, threading.RLock] = {}
         self._account_locks_mu = threading.Lock()
+        #: Where block 0 must come from when others write the log (``_check_genesis_entry``):
+        #: the member's genesis.json; None with the embedded orderer (this node wrote it).
+        self.genesis_file: Path | None = (None if isinstance(self.orderer, EmbeddedOrderer)
+                                          else self.data_dir / "genesis.json")
+        #: Whether block 0 of this store was found to be genesis.json's envelope (derived
+        #: here, imported, or checked in the store by ``ConsortiumNode`` at start).
+        self.genesis_checked = False
         #: Set when a block could not be stored (fail-stop): the replica in memory may be
         #: ahead of the store, so nothing is appended or acknowledged until ``sync`` has
         #: re-derived, from the log, every block the store lacks (see ``_reestablish``).
@@ -497,11 +522,13 @@ class Node:
                 sig_ok = self._precheck(entries)
                 for i, entry in enumerate(entries):
                     try:
+                        if self._read_pos + i == 0 and self.genesis_file is not None:
+                            self._check_genesis_entry(entry)
                         if self._by_writer:
                             entry = self._counted(self._read_pos + i, entry)
                         if entry[:1] == _CUT and self.cuts_ahead_ms is not None:
                             self._check_cut(self._read_pos + i, entry)
-                    except (OrderingError, FutureCutError):
+                    except (OrderingError, FutureCutError, GenesisMismatchError):
                         self._rewind()  # nothing derived from here: read again next time
                         if made:
                             self._notify_applied()  # the blocks stored before it stand
@@ -531,6 +558,29 @@ class Node:
             self.open_pending = self.replica.pending
             self.caught_up = False
             return made
+
+    def _check_genesis_entry(self, entry: bytes) -> None:
+        """Position 0 of a log others write must be exactly the genesis envelope of this
+        member's genesis.json (``genesis_file.check_genesis``, the check a rejoin makes):
+        whoever appends first would otherwise choose the members, the threshold and whose
+        requests count. Raises GenesisMismatchError naming the writer of position 0 and
+        what to do; nothing is derived."""
+        from .genesis_file import check_genesis
+
+        assert self.genesis_file is not None
+        writer = self.orderer.writer_of(0)
+        by = f"member {writer!r}" if writer else "an unknown writer"
+        chain = etcd_chain_key(self.config.chain)
+        check_genesis(
+            self.data_dir, entry[1:] if entry[:1] == _TX else None,
+            f"position 0 of the ordered log (appended by {by})",
+            f"another genesis was placed first. This node derives and signs nothing from "
+            f"this log and reconciles no etcd users by it. Tell the consortium's operators: "
+            f"revoke the etcd user of {by} (`glucoledger consortium etcd-user --revoke`), "
+            f"delete the chain's keys (etcdctl del --prefix /glucoledger/{chain}/), run "
+            "`glucoledger consortium init` again with the signed genesis file, then restart "
+            "the nodes")
+        self.genesis_checked = True
 
     def _rewind(self) -> None:
         """Forget the open block's transactions and read the log again from the first

@@ -11,9 +11,12 @@ Contract, for every implementation (tests run one suite against each):
   or (where the backend cannot tell, e.g. a timeout) the caller may retry: the node
   deduplicates by transaction hash, so a retried append is harmless.
 - ``read(start, limit)`` returns entries at positions start, start+1, ... (at most ``limit``);
-  fewer (or none) when the log is shorter. Positions below ``first()`` were compacted away and
-  raise OrderingError.
+  fewer (or none) when the log is shorter. Positions below ``first()`` may have been compacted
+  away and then raise OrderingError (etcd: each writer compacts its own entries, so some
+  below it may still be readable); every position from ``first()`` on is readable.
 - ``size()`` is the number of entries ever appended (positions are never reused).
+- ``append_at(entries, size)`` appends only while the log holds exactly ``size`` entries
+  (the genesis goes in with ``size`` 0: of two members placing it, one does).
 - ``wait(size, timeout)`` blocks until the log holds more than ``size`` entries or the timeout
   passes; it returns the current size.
 """
@@ -33,6 +36,12 @@ MAX_ENTRY = 1 << 20
 class Orderer(abc.ABC):
     @abc.abstractmethod
     def append(self, entries: Sequence[bytes]) -> int: ...
+
+    def append_at(self, entries: Sequence[bytes], size: int) -> int | None:
+        """Append ``entries`` only if the log holds exactly ``size`` entries, in one
+        compare-and-append (so two callers that both saw that size cannot both append);
+        the position of the first entry, or None when the log's size differs."""
+        raise NotImplementedError(f"{type(self).__name__} cannot append conditionally")
 
     @abc.abstractmethod
     def read(self, start: int, limit: int = 1000) -> list[bytes]: ...

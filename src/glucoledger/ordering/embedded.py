@@ -35,6 +35,14 @@ class EmbeddedOrderer(Orderer):
         self._cond = threading.Condition()
 
     def append(self, entries: Sequence[bytes]) -> int:
+        first = self._append(entries, None)
+        assert first is not None
+        return first
+
+    def append_at(self, entries: Sequence[bytes], size: int) -> int | None:
+        return self._append(entries, size)
+
+    def _append(self, entries: Sequence[bytes], at: int | None) -> int | None:
         if not entries:
             raise ValueError("append needs at least one entry")
         for e in entries:
@@ -43,6 +51,8 @@ class EmbeddedOrderer(Orderer):
         with self._lock, transaction(self._db, self.path, "appending to the ordered log",
                                      error=OrderingError) as db:
             first = self._size_locked()
+            if at is not None and first != at:
+                return None
             db.executemany("INSERT INTO log (pos, entry) VALUES (?, ?)",
                            [(first + i, e) for i, e in enumerate(entries)])
         with self._cond:

@@ -9,11 +9,16 @@ write access to exactly these keys and no shared one):
   length and the bytes). One key per append, not per entry: etcd's cost is mostly per
   operation, so positions are per entry but keys are not;
 - ``head/<writer>``: one past the last position of the writer's latest batch (decimal);
-- ``first/<writer>``: the position below which the writer deleted its own batches.
+- ``first/<writer>``: the position below which the writer deleted its own batches (its
+  compaction floor; never above its own head).
 
-The log's size is the largest ``head/*`` value (0 when there is none); its first readable
-position the largest ``first/*`` value. (Layout 1, a shared ``head`` and ``batch/<position>``
-keys every member could write, is not read: re-create a development cluster written by it.)
+The log's size is the largest ``head/*`` value (0 when there is none). A writer's floor
+covers only that writer's own batches: an entry below its own writer's floor, or a position
+no batch holds below the floor of a writer who may have deleted it, was compacted away; any
+other writer's entry is read whatever one writer's floor says. ``first()`` is the largest
+floor (from there on every position is readable). (Layout 1, a shared ``head`` and
+``batch/<position>`` keys every member could write, is not read: re-create a development
+cluster written by it.)
 
 Invariants (the contract of :mod:`glucoledger.ordering.base`):
 - An append is one etcd transaction. It compares the whole ``head/`` range (etcd 3.3+
@@ -25,8 +30,11 @@ Invariants (the contract of :mod:`glucoledger.ordering.base`):
   are contiguous, never reused, the same for every reader, and no reader sees half a batch.
   What decides the order is etcd's serial application of transactions, not a key any
   member can write.
-- One call appends at most :data:`MAX_BATCH_ENTRIES` entries of at most
-  :data:`MAX_BATCH_BYTES` in total; larger batches raise ValueError.
+- One call appends at most :data:`MAX_BATCH_ENTRIES` non-empty entries of at most
+  ``MAX_ENTRY`` bytes each and :data:`MAX_BATCH_BYTES` in total; other batches raise
+  ValueError. Readers hold every batch to the same limits (see below), and unpack and
+  check each batch once (a batch key is written once: its name and create revision
+  identify its bytes).
 - When an attempt's outcome is unknown (timeout, dropped connection) and the retry finds the
   size moved, the writer's own key at the attempted position is compared with its batch:
   if it holds these bytes the append returns that position rather than appending twice. If
@@ -44,6 +52,14 @@ peers read.
   position created (etcd ``create_revision``) before the one at an earlier position, is
   refused; honest appends can produce neither.
 - Claim a head no batch reaches: reading the missing position says whose head claims it.
+- Put a batch beyond the append limits (too many, empty or oversized entries, too many
+  bytes): refused as put outside the protocol, naming its writer, at the first read that
+  reaches it (not re-read for every read of the entries behind it).
+- Record a floor (``first/<writer>``) beyond the log's size, which no compaction does: it
+  counts for nothing (not in ``first()``, not for gaps); only reading that writer's own
+  entries stops, naming it. A floor within the log makes only that writer's own entries
+  below it unreadable, as deleting its own batches would: readers that already read them
+  are unaffected, others catch up from peers' verified blocks.
 Such a member can stall the log (as any member can stop cosigning) but cannot change what
 was ordered without every reader seeing it, and cannot touch another member's keys at all.
 
@@ -53,11 +69,11 @@ force at the open height, so a writer etcd still lets in after its removal order
 (``Node._counted``). :meth:`EtcdOrderer.writer_of` says who wrote an entry of the calling
 thread's latest read.
 
-Compaction by a writer records ``first/<writer>`` and deletes its own batches wholly below
-it (a batch straddling it stays, its older entries unreadable); each member compacts its
-own batches (every consortium node runs the same compaction rule). It then compacts etcd's
-history at that revision; that history is cluster-wide: other chains' watchers restart,
-which :meth:`EtcdOrderer.wait` handles.
+Compaction by a writer records ``first/<writer>`` (at most its own head) and deletes its own
+batches wholly below it (a batch straddling it stays, its older entries unreadable); each
+member compacts its own batches (every consortium node runs the same compaction rule). It
+then compacts etcd's history at that revision; that history is cluster-wide: other chains'
+watchers restart, which :meth:`EtcdOrderer.wait` handles.
 """
 
 from __future__ import annotations
@@ -98,6 +114,9 @@ _MAX_POSITION = 10**_POS_DIGITS - 1  # keys must keep their width to sort by pos
 #: answer keeps one read from pulling gigabytes through the gateway.
 _READ_CAP = 1000
 _PACK_VERSION = 1
+#: Parsed batches kept per orderer (at most MAX_BATCH_BYTES each; a read spans at most
+#: _READ_CAP entries, so a few hundred batches cover the reads in flight).
+_PARSED_CACHE = 256
 _CHAIN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 #: The etcd user prefix of members (``ordering.etcd_rbac.USER_PREFIX``; not imported: the
 #: RBAC module builds on this one).
@@ -163,6 +182,9 @@ class EtcdOrderer(Orderer):
         #: Per thread: (first position, end, writer) of each batch the thread's latest read
         #: returned entries of (another thread's read must not change what ``writer_of`` says).
         self._reads = threading.local()
+        #: Batches already unpacked and checked, by (key, create revision): see ``_parse``.
+        self._parsed: dict[tuple[str, int], _Batch] = {}
+        self._parsed_lock = threading.Lock()
         self._prefix = f"/glucoledger/{chain}/"
         self._heads = self._prefix + "head/"
         self._firsts = self._prefix + "first/"
@@ -191,12 +213,35 @@ class EtcdOrderer(Orderer):
                 f"member {writer!r} rewrote its batch at position {pos} of chain "
                 f"{self.chain!r} after it was ordered (etcd version {kv.get('version')}); "
                 "the log cannot be trusted past it: tell the consortium's operators")
-        return _Batch(pos, writer, _int(kv.get("create_revision")),
-                      _unpack(unb64(kv.get("value", "")), self.chain, pos))
+        created = _int(kv.get("create_revision"))
+        # A batch key is put once (version 1): its name and creation revision identify its
+        # bytes, so each batch is unpacked and checked once, however often reads fetch it.
+        cache_key = (name, created)
+        with self._parsed_lock:
+            cached = self._parsed.get(cache_key)
+        if cached is not None:
+            return cached
+        batch = _Batch(pos, writer, created,
+                       _unpack(unb64(kv.get("value", "")), self.chain, pos, writer))
+        with self._parsed_lock:
+            if len(self._parsed) >= _PARSED_CACHE:
+                self._parsed.clear()
+            self._parsed[cache_key] = batch
+        return batch
 
     # -- the contract --------------------------------------------------------------------------
 
     def append(self, entries: Sequence[bytes]) -> int:
+        first = self._append(entries, None)
+        assert first is not None
+        return first
+
+    def append_at(self, entries: Sequence[bytes], size: int) -> int | None:
+        """The same compare as every append (no head moved since the size was read), with
+        the size required to be ``size``: None, appending nothing, once it is not."""
+        return self._append(entries, size)
+
+    def _append(self, entries: Sequence[bytes], at: int | None) -> int | None:
         batch = [bytes(e) for e in entries]
         _check_batch(batch)
         deadline = time.monotonic() + self.timeout
@@ -205,13 +250,15 @@ class EtcdOrderer(Orderer):
         # The size as this client last saw it: one round trip per append when it alone writes.
         # A stale guess only costs a failed compare, whose answer carries the current heads.
         known = self._known_head
-        if known is None:
+        if known is None or at is not None:
             known = self._size_at(deadline, "appends")
         for attempt in range(_MAX_CAS_ATTEMPTS):
             head, revision = known
             for pos in maybe_ours:
                 if pos < head and self._landed(pos, batch, deadline):
                     return pos
+            if at is not None and head != at:
+                return None
             key = b64(self._key(self.writer, head))
             txn = {
                 "compare": [
@@ -284,7 +331,7 @@ class EtcdOrderer(Orderer):
                                               "range_end": b64(self._key(w, start + limit)),
                                               "limit": str(limit)}})
             responses = self._txn_read(ops, "reads", deadline).get("responses", [])
-            first = _max_value(_kvs(responses[0]))
+            first_kvs = _kvs(responses[0])
             head_kvs = _kvs(responses[1])
             found = tuple(sorted(unb64(kv["key"]).decode()[len(self._heads):]
                                  for kv in head_kvs))
@@ -293,13 +340,8 @@ class EtcdOrderer(Orderer):
             self._writers = tuple(sorted(set(writers) | set(found)))
         else:
             raise OrderingError(f"the writers of chain {self.chain!r} kept changing; retry")
-        if start < first:
-            raise OrderingError(
-                f"position {start} of chain {self.chain!r} was compacted away; the log now "
-                f"starts at {first}: read from there, or rebuild from a checkpoint"
-            )
-        heads = {unb64(kv["key"]).decode()[len(self._heads):]: int(unb64(kv.get("value", "")))
-                 for kv in head_kvs}
+        heads = self._values(head_kvs, self._heads)
+        floors = _Floors(self.chain, self._values(first_kvs, self._firsts), heads)
         batches = {}
         for r in responses[2:]:
             for kv in _kvs(r):
@@ -308,12 +350,20 @@ class EtcdOrderer(Orderer):
                     batches[(b.writer, b.pos)] = b
         prev = cursor[1] if at_boundary and cursor is not None else 0
         return self._walk(sorted(batches.values(), key=lambda b: b.pos), start,
-                          min(start + limit, max(heads.values(), default=0)), heads, prev)
+                          min(start + limit, max(heads.values(), default=0)), heads, prev,
+                          floors)
+
+    def _values(self, kvs: list[JSON], prefix: str) -> dict[str, int]:
+        """``{writer: value}`` of ``head/`` or ``first/`` keys."""
+        return {unb64(kv["key"]).decode(errors="replace")[len(prefix):]:
+                int(unb64(kv.get("value", "")) or b"0") for kv in kvs}
 
     def _walk(self, batches: list[_Batch], start: int, stop: int, heads: dict[str, int],
-              prev_created: int) -> list[bytes]:
+              prev_created: int, floors: _Floors | None = None) -> list[bytes]:
         """The entries start..stop-1 from ``batches`` (sorted by position), checking that they
-        tile the positions exactly and that etcd created them in position order."""
+        tile the positions exactly, that etcd created them in position order, and that no
+        entry lies below its own writer's compaction floor (``_Floors``)."""
+        floors = floors or _Floors(self.chain, {}, heads)
         out: list[bytes] = []
         spans: list[tuple[int, int, str]] = []
         self._reads.spans = spans
@@ -337,11 +387,13 @@ class EtcdOrderer(Orderer):
                 # read then starts at a batch boundary, the cheap case above.
                 self._cursor = (pos, prev_created)
                 return out
+            floors.check_entry(b.writer, pos)
             prev_created = b.created
             out.extend(b.entries[pos - b.pos:])
             spans.append((b.pos, b.end, b.writer))
             pos = b.end
         if pos < stop:
+            floors.check_gap(pos)
             claim = sorted(w for w, h in heads.items() if h > pos)
             raise OrderingError(
                 f"etcd log of chain {self.chain!r} has a gap at position {pos}: no batch "
@@ -362,13 +414,18 @@ class EtcdOrderer(Orderer):
         return spans[k][2] if k >= 0 and position < spans[k][1] else None
 
     def first(self) -> int:
-        body = self._call("/v3/kv/range", self._range(self._firsts)["request_range"], "reads",
-                          time.monotonic() + self.timeout)
-        return _max_value(body.get("kvs") or [])
+        """The largest compaction floor (``first/<writer>``) of the writers, leaving out a
+        floor above the log's size, which no compaction records (``_Floors``): from here on
+        every position is readable; below it some (another writer's) may still be."""
+        body = self._txn_read([self._range(self._firsts), self._range(self._heads)], "reads",
+                              time.monotonic() + self.timeout)
+        first_kvs, head_kvs = (_kvs(r) for r in body.get("responses", []))
+        return _Floors(self.chain, self._values(first_kvs, self._firsts),
+                       self._values(head_kvs, self._heads)).first
 
     def own_first(self) -> int:
         """The position below which this writer deleted its own batches (``first/<writer>``);
-        ``first()`` is the largest over all writers."""
+        ``first()`` is the largest over all writers (but a broken one)."""
         body = self._call("/v3/kv/range", {"key": b64(self._firsts + self.writer)}, "reads",
                           time.monotonic() + self.timeout)
         return _max_value(body.get("kvs") or [])
@@ -384,7 +441,8 @@ class EtcdOrderer(Orderer):
             body = self._txn_read([self._range(self._heads), {"request_range": {"key": mine}}],
                                   "compaction", deadline)
             head_kvs, first_kvs = (_kvs(r) for r in body.get("responses", []))
-            head = _max_value(head_kvs)
+            # This writer's own head: its floor covers its own batches only (``_Floors``).
+            head = self._values(head_kvs, self._heads).get(self.writer, 0)
             first = int(unb64(first_kvs[0]["value"])) if first_kvs else 0
             first_rev = _int(first_kvs[0].get("mod_revision")) if first_kvs else 0
             target = min(below, head)
@@ -553,6 +611,51 @@ class EtcdOrderer(Orderer):
         return reachable, with_leader
 
 
+class _Floors:
+    """The writers' compaction floors (``first/<writer>``) as a read judges them.
+
+    A writer's floor covers its own batches only: an entry of writer W below W's floor was
+    compacted away (a batch straddling the floor stays, its older entries unreadable); an
+    entry of another writer is read whatever W's floor says. A position no batch holds is
+    compacted when it lies below the floor of a writer who may have deleted it; otherwise it
+    is a gap (``_walk``). A floor above the log's size was recorded by no compaction (one
+    clamps to the writer's own head, before to the size): it is a protocol break that
+    stops a read only at that writer's own entries, naming it, and counts nowhere else."""
+
+    def __init__(self, chain: str, firsts: dict[str, int], heads: dict[str, int]) -> None:
+        self.chain = chain
+        self.size = max(heads.values(), default=0)
+        self.valid = {w: f for w, f in firsts.items() if 0 < f <= self.size}
+        self.broken = {w: f for w, f in firsts.items() if f > self.size}
+        self.first = max(self.valid.values(), default=0)
+
+    def _compacted(self, pos: int, writers: list[str]) -> OrderingError:
+        by = ", ".join(f"{w!r} (its batches below {self.valid[w]})" for w in writers)
+        return OrderingError(
+            f"position {pos} of chain {self.chain!r} was compacted away by member {by}; "
+            f"the log now starts at {self.first}: read from there, or rebuild from a "
+            "checkpoint")
+
+    def check_entry(self, writer: str, pos: int) -> None:
+        """Refuse reading writer's entries from ``pos`` when its floor lies above it."""
+        if writer in self.broken:
+            raise OrderingError(
+                f"etcd log of chain {self.chain!r}: member {writer!r} recorded its "
+                f"compaction floor (first/{writer}) at {self.broken[writer]}, beyond the "
+                f"log's size {self.size}: no compaction does that, so its entries (from "
+                f"position {pos}) cannot be read; it broke the protocol: tell the "
+                f"consortium's operators (remove {writer!r} by governance, and have it "
+                "restore its key)")
+        if pos < self.valid.get(writer, 0):
+            raise self._compacted(pos, [writer])
+
+    def check_gap(self, pos: int) -> None:
+        """No batch holds ``pos``: compacted when a writer's floor covers it."""
+        covering = sorted(w for w, f in self.valid.items() if f > pos)
+        if covering:
+            raise self._compacted(pos, covering)
+
+
 def _pack(batch: Sequence[bytes]) -> bytes:
     parts = [bytes([_PACK_VERSION])]
     for e in batch:
@@ -561,20 +664,44 @@ def _pack(batch: Sequence[bytes]) -> bytes:
     return b"".join(parts)
 
 
-def _unpack(data: bytes, chain: str, pos: int) -> list[bytes]:
+def _unpack(data: bytes, chain: str, pos: int, writer: str) -> list[bytes]:
+    """The entries of member ``writer``'s batch at ``pos``. The append limits hold for what
+    is read as for what is appended (``_check_batch``): at most MAX_BATCH_ENTRIES non-empty
+    entries of at most MAX_ENTRY bytes, MAX_BATCH_BYTES in all. A batch beyond them was put
+    outside the append protocol: OrderingError naming its writer (every reader stops there
+    alike, rather than re-reading a huge batch for every read)."""
+    where = f"etcd log of chain {chain!r}: member {writer!r}'s batch at position {pos}"
+    broke = ("was put outside the append protocol; the log cannot be trusted past it: tell "
+             f"the consortium's operators (restore the cluster from a snapshot taken before "
+             f"position {pos} and remove {writer!r} by governance)")
     out: list[bytes] = []
     if data[:1] != bytes([_PACK_VERSION]):
-        raise OrderingError(f"etcd log of chain {chain!r}: the batch at position {pos} is not "
-                            "in a layout this version reads; keys under /glucoledger/ were "
-                            "changed outside glucoledger, or by another version")
+        raise OrderingError(f"{where} is not in a layout this version reads; keys under "
+                            "/glucoledger/ were changed outside glucoledger, or by another "
+                            "version")
+    if len(data) > 1 + MAX_BATCH_BYTES + 4 * MAX_BATCH_ENTRIES:
+        raise OrderingError(f"{where} holds {len(data)} bytes, more than an append may "
+                            f"({MAX_BATCH_BYTES} bytes of entries): it {broke}")
     k = 1
+    total = 0
     while k < len(data):
+        if len(out) == MAX_BATCH_ENTRIES:
+            raise OrderingError(f"{where} holds more than the {MAX_BATCH_ENTRIES} entries an "
+                                f"append may: it {broke}")
+        if k + 4 > len(data):
+            raise OrderingError(f"{where} is truncated; restore the cluster from a snapshot")
         n = int.from_bytes(data[k:k + 4], "big")
         if k + 4 + n > len(data):
-            raise OrderingError(f"etcd log of chain {chain!r}: the batch at position {pos} is "
-                                "truncated; restore the cluster from a snapshot")
+            raise OrderingError(f"{where} is truncated; restore the cluster from a snapshot")
+        if n == 0 or n > MAX_ENTRY:
+            size = "an empty entry" if n == 0 else f"an entry of {n} bytes (at most {MAX_ENTRY})"
+            raise OrderingError(f"{where} holds {size}: it {broke}")
+        total += n
         out.append(data[k + 4:k + 4 + n])
         k += 4 + n
+    if not out or total > MAX_BATCH_BYTES:
+        size = "no entry" if not out else f"{total} bytes of entries (at most {MAX_BATCH_BYTES})"
+        raise OrderingError(f"{where} holds {size}: it {broke}")
     return out
 
 
@@ -591,6 +718,8 @@ def _kvs(response: JSON) -> list[JSON]:
 def _check_batch(batch: list[bytes]) -> None:
     if not batch:
         raise ValueError("append() needs at least one entry")
+    if not all(batch):
+        raise ValueError("append() takes no empty entries (readers refuse a batch holding one)")
     if len(batch) > MAX_BATCH_ENTRIES:
         raise ValueError(
             f"append() takes at most {MAX_BATCH_ENTRIES} entries per call on etcd "
