@@ -21,6 +21,7 @@ import itertools
 
 import pytest
 
+from glucoledger import codec
 from glucoledger.errors import OutOfRangeError
 from glucoledger.glucose.readings import Batch, CgmReading
 from glucoledger.ledger.tx import SignedTx
@@ -206,3 +207,23 @@ def test_a_raw_grant_next_to_a_summary_grant_still_permits(care: Care) -> None:
 def test_the_refusal_says_what_to_ask_for() -> None:
     assert DENY_REASONS["not_whole_days"].startswith(
         "ask for whole days: start at midnight UTC (00:00Z) and end at a later midnight UTC")
+
+
+def test_chains_before_the_day_rule_replay_their_summary_reads_as_decided(care: Care) -> None:
+    """A chain founded on state rule set 1 recorded summaries over any window inside the
+    grant: replaying its reads must decide them so again, or its blocks would no longer
+    verify. New chains (rule set 2) refuse them."""
+    from glucoledger.state.store import State
+
+    care.grant(care.endo, view="summary", window={"last_days": 14})
+    t = care.clock.ms + 1000
+    req = Request(care.alice.id, ("cgm",), "summary",
+                  {"from": NOW - 3 * DAY + MIN, "to": NOW - 3 * DAY + 2 * MIN})
+    assert decide(care.node.state, care.endo.id, req, t).reason == "not_whole_days"
+    data = care.node.state.snapshot()
+    genesis = codec.decode(data["chain/genesis"])
+    assert genesis.pop("rules") == 2
+    data["chain/genesis"] = codec.encode(genesis)  # the same chain, founded on rule set 1
+    d = decide(State(data), care.endo.id, req, t)
+    assert isinstance(d, Permit) and (d.start_ms, d.end_ms) == (req.window["from"],
+                                                                req.window["to"])

@@ -53,6 +53,7 @@ from typing import Any, Final
 
 from ..errors import MalformedError
 from ..glucose.readings import STREAMS
+from .accounts import rules
 from .store import State
 
 __all__ = [
@@ -323,7 +324,9 @@ def _deny(reason: str, detail: str, grant: bytes | None = None) -> Deny:
     return Deny(reason, f"{detail}: {DENY_REASONS[reason]}", grant)
 
 
-def _check(g: Grant, req: Request, t: int) -> Decision:
+def _check(g: Grant, req: Request, t: int, whole_days: bool = True) -> Decision:
+    """One grant against the request at block time ``t``; ``whole_days``: the summary
+    window rule (``_check_days``), on chains of state rule set 2 (``accounts.rules``)."""
     gid = g.id.hex()[:16]
     if g.status != "active":
         return _deny("revoked", f"grant {gid} was revoked", g.id)
@@ -338,7 +341,7 @@ def _check(g: Grant, req: Request, t: int) -> Decision:
                      f"{', '.join(missing)} (it covers {', '.join(g.streams)})", g.id)
     if req.view == "raw" and g.view != "raw":
         return _deny("raw_under_summary", f"grant {gid} allows summaries only", g.id)
-    if g.view == "summary":
+    if g.view == "summary" and whole_days:
         return _check_days(g, req, t)
     g_from, g_to = granted_span(g.window, req.window, t)
     r_from, r_to = (g_from, g_to) if req.window is None else window_at(req.window, t)
@@ -436,9 +439,12 @@ def decide(state: State, requester: bytes, request: Request, time_ms: int) -> De
         return _deny("no_grant", f"patient {request.patient.hex()[:16]} has granted you "
                      "nothing")
     grants.sort(key=lambda g: g.emergency)  # ordinary grants first (stable: in grant order)
+    # Chains founded before the summary day rule (state rule set 1) replay their reads as
+    # they were decided: a summary over any window inside the grant.
+    whole_days = rules(state) >= 2
     best: Deny | None = None
     for g in grants:
-        d = _check(g, request, time_ms)
+        d = _check(g, request, time_ms, whole_days)
         if isinstance(d, Permit):
             return d
         if best is None or _STEPS.index(d.reason) > _STEPS.index(best.reason):
