@@ -298,7 +298,7 @@ class EtcdOrderer(Orderer):
                 f"position {start} of chain {self.chain!r} was compacted away; the log now "
                 f"starts at {first}: read from there, or rebuild from a checkpoint"
             )
-        heads = {unb64(kv["key"]).decode()[len(self._heads):]: int(unb64(kv.get("value", "")))
+        heads = {unb64(kv["key"]).decode()[len(self._heads):]: _position(kv)
                  for kv in head_kvs}
         batches = {}
         for r in responses[2:]:
@@ -578,9 +578,23 @@ def _unpack(data: bytes, chain: str, pos: int) -> list[bytes]:
     return out
 
 
+def _position(kv: JSON) -> int:
+    """The log position a ``head/<writer>`` or ``first/<writer>`` key holds (decimal; empty
+    is 0). Raises OrderingError naming the writer when it holds anything else: the member
+    wrote it under its own key outside the protocol."""
+    raw = unb64(kv.get("value", "")) or b"0"
+    if len(raw) > _POS_DIGITS or not raw.isdigit():  # bytes.isdigit: ASCII digits only
+        key = unb64(kv["key"]).decode(errors="backslashreplace")
+        raise OrderingError(
+            f"member {key.rpartition('/')[2]!r} wrote {raw[:40]!r} under its log key {key!r}, "
+            "not a log position: it broke the append protocol; the log cannot be read until "
+            "it puts its last position back: tell the consortium's operators")
+    return int(raw)
+
+
 def _max_value(kvs: list[JSON]) -> int:
-    """The largest decimal value of ``kvs`` (0 when there is none)."""
-    return max((int(unb64(kv.get("value", "")) or b"0") for kv in kvs), default=0)
+    """The largest position of ``kvs`` (``_position``; 0 when there is none)."""
+    return max((_position(kv) for kv in kvs), default=0)
 
 
 def _kvs(response: JSON) -> list[JSON]:
