@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -153,10 +154,23 @@ def test_junk_under_a_member_s_own_keys_stops_no_honest_node(consortium: Consort
             wait_until(lambda i=i: "member 'org-2' wrote" in (c.status(i)["error"] or ""), 30,
                        f"node {i} to name org-2's head")
         _honest_ok(c)
+        # Restarted meanwhile, a node waits at start (its store cannot be checked against a
+        # log no one can read), named, instead of exiting at every restart.
+        c.kill_node(0, hard=False)
+        node = c.state["nodes"][0]
+        (Path(node["data"]) / "control.json").unlink(missing_ok=True)
+        restarted = time.time()
+        node["pid"] = devcluster.start_node(Path(node["data"]), port=int(node.get("port", 0)))
+        wait_until(lambda: c.status(0)["updated"] > restarted
+                   and "member 'org-2' wrote" in (c.status(0)["error"] or ""), 30,
+                   "node 0 to wait at start, naming org-2")
+        time.sleep(3)
+        assert _alive(c, 0)
         if old is not None:
             _raw_put(evil, b"head/org-2", old)
         else:
             evil._call("/v3/kv/deleterange", {"key": b64(evil.prefix + "head/org-2")})
+        node["control"] = devcluster.wait_controls([Path(node["data"])])[0]
         c.submit(patient_envelopes(8)[-1:])
         wait_until(lambda: (c.converged([0, 1]) or {}).get("height", 0) > h2, 30,
                    "the log to go on once the head is put back")

@@ -62,7 +62,7 @@ from ..ledger.finality import (
     MemberSchedule,
     decide,
 )
-from ..ordering.etcd import EtcdOrderer
+from ..ordering.etcd import MEMBER_MISBEHAVED, EtcdOrderer
 from ..ordering.etcd_kv import EtcdKV
 from ..ordering.etcd_rbac import EtcdAdmin
 from ..ordering.etcd_watch import KeyWatch
@@ -150,8 +150,10 @@ class StatusFile:
 
 class ConsortiumNode:
     def __init__(self, data_dir: Path, *, workers: int | None = 1,
-                 compact_every: int = 20_000) -> None:
+                 compact_every: int = 20_000, stop: threading.Event | None = None) -> None:
         self.data_dir = Path(data_dir)
+        #: Set to give up waiting at start (``_log_agrees``) for a log a member broke.
+        self._stop = stop
         config = NodeConfig.load(self.data_dir)
         if config.orderer is None:
             raise GlucoledgerError(f"{data_dir} is not a consortium member (node.json names no "
@@ -281,9 +283,26 @@ class ConsortiumNode:
         deadline = time.monotonic() + wait
         while True:
             found = self.node.log_mismatches()
+            if found and found[0].cause == MEMBER_MISBEHAVED:
+                # Another member broke the log on its own keys: nothing can be checked or
+                # appended until it is put right, and exiting would only repeat at every
+                # restart. Wait, named in status.json and the log.
+                if found[0].message != self.status.error:
+                    log.error("%s; waiting until it is put right", found[0].message)
+                self.status.error = found[0].message
+                self._write_status()
+                if self._stop is not None and self._stop.wait(1.0):
+                    self.node.close()
+                    raise StorageError(f"{self.name} stopped while waiting at start: "
+                                       f"{found[0].message}", code=found[0].kind)
+                if self._stop is None:
+                    time.sleep(1.0)
+                deadline = time.monotonic() + wait
+                continue
             if not found or found[0].kind != "unreadable_log" or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
+        self.status.error = None
         if found and found[0].kind == "unreadable_log":
             self.node.close()
             raise StorageError(f"{self.name} cannot start: {found[0].message}; nothing was "

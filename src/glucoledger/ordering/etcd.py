@@ -82,7 +82,8 @@ from glucoledger.ordering._gateway import (
 )
 from glucoledger.ordering.base import MAX_ENTRY, Orderer
 
-__all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_ENTRIES", "EtcdOrderer", "TlsFiles"]
+__all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_ENTRIES", "MEMBER_MISBEHAVED", "EtcdOrderer",
+           "TlsFiles"]
 
 #: Entries per append (kept from layout 1, where each entry was one of etcd's 128 operations
 #: a transaction allows; callers size their batches by it).
@@ -102,6 +103,8 @@ _CHAIN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01
 #: The etcd user prefix of members (``ordering.etcd_rbac.USER_PREFIX``; not imported: the
 #: RBAC module builds on this one).
 _MEMBER_USER = "member:"
+#: The code of an OrderingError caused by what a member wrote under its own keys.
+MEMBER_MISBEHAVED = "member_misbehaved"
 
 
 def _int(value: Any, default: int = 0) -> int:
@@ -588,7 +591,8 @@ def _position(kv: JSON) -> int:
         raise OrderingError(
             f"member {key.rpartition('/')[2]!r} wrote {raw[:40]!r} under its log key {key!r}, "
             "not a log position: it broke the append protocol; the log cannot be read until "
-            "it puts its last position back: tell the consortium's operators")
+            "it puts its last position back: tell the consortium's operators",
+            code=MEMBER_MISBEHAVED)
     return int(raw)
 
 
