@@ -83,7 +83,10 @@ class Divergence:
 
 
 def cosign(text: bytes, notes: Sequence[SignedNote]) -> bytes:
-    """One note with the signature lines of every note over ``text`` (sorted by name)."""
+    """One note with the signature lines of every note over ``text`` (sorted by name).
+
+    Pass notes that each hold only lines already verified (``decide`` does): a line is taken
+    by its name, so an unverified line named after another member would replace its own."""
     lines: dict[str, tuple[str, bytes, bytes]] = {}
     for n in notes:
         if n.text == text:
@@ -93,12 +96,34 @@ def cosign(text: bytes, notes: Sequence[SignedNote]) -> bytes:
 
 
 def _verified(raw: bytes, verifier: NoteVerifier) -> SignedNote | None:
+    """The note with only ``verifier``'s line that verifies (None when there is none).
+
+    Every other line is dropped: a member's note vouches for its own signature only, never
+    for lines it carries in other members' names."""
     try:
         note = parse_note(raw)
-        note.verify([verifier])
-        return note
     except GlucoledgerError:
         return None
+    for line in note.signatures:
+        if line[0] != verifier.name:
+            continue
+        try:
+            if verifier.check(note.text, line[1], line[2]):
+                return SignedNote(note.text, (line,))
+        except GlucoledgerError:
+            continue
+    return None
+
+
+def _as_checkpoint(text: bytes, height: int) -> Checkpoint | str:
+    """The checkpoint ``text`` states for ``height``, or why it is none."""
+    try:
+        cp = Checkpoint.parse_body(text)
+    except GlucoledgerError as exc:
+        return f"it signed a note that is not a checkpoint ({exc.message})"
+    if cp.height != height:
+        return f"it signed the checkpoint of height {cp.height} as its note for {height}"
+    return cp
 
 
 def decide(
@@ -109,20 +134,27 @@ def decide(
 ) -> tuple[FinalCheckpoint | None, list[Divergence]]:
     """The highest final checkpoint among ``published`` notes, and the divergences seen.
 
-    ``published[h][name]``: the note a node published for height h (its own signature).
-    ``ours[h]``: this node's note text for height h (to compare roots). Notes whose signature
-    does not verify under that member's key are ignored (anyone can write garbage; only a
-    member's signature counts). Each height is judged by ``schedule.at(height)``; the caller
-    passes only heights its schedule is known for. ``verified``: a cache of earlier outcomes,
-    keyed by (name, raw note, key), that the caller keeps across rounds so each published note is
-    verified once (the caller must drop it when the member keys change).
+    ``published[h][name]``: the note member ``name`` published for height h (under its own
+    etcd key ``sig/<name>/<h>``: the name is the key's, never the note's). Of each note only
+    ``name``'s signature line that verifies under its key in force at h counts; every other
+    line is dropped, and a note without one is ignored (anyone can write garbage; only a
+    member's own signature counts). The final note is built from verified lines only. A
+    member whose verified note is not a checkpoint of that height is reported (a divergence
+    with the reason), and the other notes are judged as if it had published nothing.
+    ``ours[h]``: this node's note text for height h (to compare roots). Each height is judged
+    by ``schedule.at(height)``; the caller passes only heights its schedule is known for.
+    ``verified``: a cache of earlier outcomes, keyed by (name, raw note, key), that the
+    caller keeps across rounds so each published note is verified once (the caller must drop
+    it when the member keys change).
     """
     final: FinalCheckpoint | None = None
     diverged: dict[str, Divergence] = {}
     for height in sorted(published):
         members, threshold = schedule.at(height)
         by_name = {v.name: v for v in members}
-        groups: dict[bytes, list[SignedNote]] = {}
+        mine = ours.get(height)
+        our_cp = Checkpoint.parse_body(mine) if mine is not None else None
+        groups: dict[bytes, list[tuple[str, SignedNote]]] = {}
         for name, raw in published[height].items():
             verifier = by_name.get(name)
             if verifier is None:
@@ -134,24 +166,22 @@ def decide(
             else:
                 note = verified[(name, raw, verifier.key.raw)] = _verified(raw, verifier)
             if note is not None:
-                groups.setdefault(note.text, []).append(note)
+                groups.setdefault(note.text, []).append((name, note))
         for text, notes in groups.items():
-            if len(notes) >= threshold:
-                cp = Checkpoint.parse_body(text)
-                final = FinalCheckpoint(cp, cosign(text, notes),
-                                        tuple(sorted(n.signatures[0][0] for n in notes)))
-        mine = ours.get(height)
-        if mine is None:
-            continue
-        our_cp = Checkpoint.parse_body(mine)
-        for text, notes in groups.items():
-            if text != mine:
-                theirs = Checkpoint.parse_body(text)
-                for n in notes:
-                    name = n.signatures[0][0]
+            cp = _as_checkpoint(text, height)
+            if isinstance(cp, str):
+                for name, _ in notes:
                     diverged.setdefault(name, Divergence(
-                        name, height, our_cp.root, theirs.root,
-                        "different checkpoint" if theirs.root == our_cp.root
+                        name, height, our_cp.root if our_cp else b"", b"", cp))
+                continue
+            if len(notes) >= threshold:
+                final = FinalCheckpoint(cp, cosign(text, [n for _, n in notes]),
+                                        tuple(sorted(name for name, _ in notes)))
+            if our_cp is not None and text != mine:
+                for name, _ in notes:
+                    diverged.setdefault(name, Divergence(
+                        name, height, our_cp.root, cp.root,
+                        "different checkpoint" if cp.root == our_cp.root
                         else "different log root"))
     return final, list(diverged.values())
 

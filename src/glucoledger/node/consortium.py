@@ -11,8 +11,10 @@ and wait for this loop, see ``node.groupcommit``):
    with the node key into the local store;
 2. publish the node's signed note for its newest heights under ``sig/<name>/<height>``
    and its ``stored/<name>`` report in one etcd transaction (``ordering.etcd_kv``), and
-   read the other members' notes, health and stored reports in one read transaction
-   (each note's signature is verified once and the outcome cached);
+   read the other members' notes (per member in force, only the heights from the final
+   one to ours), health and stored reports in one read transaction (each note's signature
+   is verified once and the outcome cached); what a member wrote that breaks the layout is
+   skipped and shown in ``status.misbehaving`` by its name;
 3. ``ledger.finality.decide``: the highest height whose note ``threshold`` member keys
    signed identically is final: stored (meta ``final``) and shown; a member whose signed
    note differs, or who reports its store damaged, is reported as diverged with the
@@ -60,7 +62,7 @@ from ..ledger.finality import (
     MemberSchedule,
     decide,
 )
-from ..ordering.etcd import EtcdOrderer
+from ..ordering.etcd import MEMBER_MISBEHAVED, EtcdOrderer
 from ..ordering.etcd_kv import EtcdKV
 from ..ordering.etcd_rbac import EtcdAdmin
 from ..ordering.etcd_watch import KeyWatch
@@ -110,6 +112,10 @@ class Status:
     removed: str | None = None
     #: The last failure to bring etcd's users to the member set (RBAC duty), until it works.
     rbac: str | None = None
+    #: What members wrote under their own etcd keys that breaks the layout (a malformed
+    #: report, a key that names no height, an oversized value), as of the last round that
+    #: read it: each names the member; the node skips it and goes on.
+    misbehaving: list[str] = field(default_factory=list)
     updated: float = 0.0
 
 
@@ -144,8 +150,10 @@ class StatusFile:
 
 class ConsortiumNode:
     def __init__(self, data_dir: Path, *, workers: int | None = 1,
-                 compact_every: int = 20_000) -> None:
+                 compact_every: int = 20_000, stop: threading.Event | None = None) -> None:
         self.data_dir = Path(data_dir)
+        #: Set to give up waiting at start (``_log_agrees``) for a log a member broke.
+        self._stop = stop
         config = NodeConfig.load(self.data_dir)
         if config.orderer is None:
             raise GlucoledgerError(f"{data_dir} is not a consortium member (node.json names no "
@@ -294,9 +302,26 @@ class ConsortiumNode:
         deadline = time.monotonic() + wait
         while True:
             found = self.node.log_mismatches()
+            if found and found[0].cause == MEMBER_MISBEHAVED:
+                # Another member broke the log on its own keys: nothing can be checked or
+                # appended until it is put right, and exiting would only repeat at every
+                # restart. Wait, named in status.json and the log.
+                if found[0].message != self.status.error:
+                    log.error("%s; waiting until it is put right", found[0].message)
+                self.status.error = found[0].message
+                self._write_status()
+                if self._stop is not None and self._stop.wait(1.0):
+                    self.node.close()
+                    raise StorageError(f"{self.name} stopped while waiting at start: "
+                                       f"{found[0].message}", code=found[0].kind)
+                if self._stop is None:
+                    time.sleep(1.0)
+                deadline = time.monotonic() + wait
+                continue
             if not found or found[0].kind != "unreadable_log" or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
+        self.status.error = None
         if found and found[0].kind == "unreadable_log":
             self.node.close()
             raise StorageError(f"{self.name} cannot start: {found[0].message}; nothing was "
@@ -402,6 +427,18 @@ class ConsortiumNode:
             self._watched = self._watched_log = self._watched_side = -1
             self.status.error = exc.message
             log.warning("%s", exc.message)
+        except Exception as exc:
+            # Not a failure this code expects: a bug here, or peer data read unchecked. The
+            # loop goes on (peers must not be able to stop it), the round is retried, and
+            # the failure stays in status.json and, with its traceback, in the log.
+            self._watched = self._watched_log = self._watched_side = -1
+            message = (f"internal error in the follow loop: {type(exc).__name__}: {exc} "
+                       "(a bug: the traceback is in the node's log; report it)")
+            if message != self.status.error:
+                log.exception("%s", message)
+            else:
+                log.error("%s", message)
+            self.status.error = message
         self._write_status()
         return self.status
 
@@ -500,22 +537,25 @@ class ConsortiumNode:
         schedule = self.schedule()
         if schedule is None:
             return  # no genesis derived yet: nothing to judge
-        sigs, health, stored = self.kv.scan_many(["sig/", "health/", "stored/"])
-        published: dict[int, dict[str, bytes]] = {}
         top = self.node.store.height()
-        for key, value in sigs.items():
-            name, _, h = key.partition("/")
-            # Only heights whose signer set this node knows: a change in a block it has
-            # not derived yet may take effect at any later height.
-            if h.isdecimal() and int(h) <= top:
-                published.setdefault(int(h), {})[name] = value
-        ours = {h: self._our_text(h) for h in published if h < top}
         self._members_now(schedule)
         self._revoke_removed()
+        # Notes from the final height to ours only (each member's own bounded range): a
+        # change in a block this node has not derived yet may take effect at any later
+        # height, and below the final height nothing is left to decide.
+        lo = self.final.checkpoint.height if self.final is not None else 0
+        lo = min(lo, top)
+        names = sorted({v.name for first, signers, _ in schedule.entries
+                        for v in signers if lo < first <= top}
+                       | {v.name for v in schedule.at(lo)[0]})
+        side = self.kv.read_members(names, lo, top + 1)
+        problems = list(side.problems)
+        published = side.notes
+        ours = {h: self._our_text(h) for h in published if h < top}
         final, diverged = decide(published, schedule, ours, self._verified)
         members = set(self.peers.names)  # a removed member's old report is not news
-        diverged += reported_damage({k: v for k, v in health.items() if k in members},
-                                    self.name, self.node.store)
+        diverged += reported_damage({k: v for k, v in side.health.items() if k in members},
+                                    self.name, self.node.store, problems)
         if final is not None and (self.final is None
                                   or final.checkpoint.height > self.final.checkpoint.height):
             mine = ours.get(final.checkpoint.height)
@@ -534,7 +574,12 @@ class ConsortiumNode:
         for d in diverged:
             log.warning("%s", d.describe())
         self._forget(published)
-        self._maybe_compact(list(schedule.at(top)[0]), stored)
+        self._maybe_compact(list(schedule.at(top)[0]), side.stored, problems)
+        if problems != self.status.misbehaving:
+            for p in problems:
+                if p not in self.status.misbehaving:
+                    log.warning("%s", p)
+            self.status.misbehaving = problems
 
     def _revoke_removed(self) -> None:
         """With the RBAC duty (an ``etcd-admin`` folder), make etcd's member users match the
@@ -580,13 +625,25 @@ class ConsortiumNode:
             self.kv.delete_range(f"sig/{self.name}/", f"sig/{self.name}/{below:020d}")
             self._gc_below = below
 
-    def _maybe_compact(self, members: list[Any], reports: dict[str, bytes]) -> None:
+    def _maybe_compact(self, members: list[Any], reports: dict[str, bytes],
+                       problems: list[str]) -> None:
         cuts = []
         for m in members:
             raw = reports.get(m.name)
             if raw is None:
                 return
-            cuts.append(int(json.loads(raw)["cut"]))
+            try:
+                doc = json.loads(raw)
+            except ValueError:  # JSONDecodeError and UnicodeDecodeError
+                doc = None
+            cut = doc.get("cut") if isinstance(doc, dict) else None
+            if type(cut) is not int or cut < 0:
+                # Its log position is unknown: nothing is compacted until it reports one.
+                problems.append(f"member {m.name!r} wrote a malformed stored/ report "
+                                f"({bytes(raw[:80])!r}); skipped, and the log is not "
+                                "compacted meanwhile")
+                return
+            cuts.append(cut)
         below = min(cuts) + 1
         if below - self._first < self.compact_every:
             return
@@ -646,7 +703,12 @@ class ConsortiumNode:
             if name == self.name:
                 continue
             try:
-                data = fetch_blocks(url.decode(), self.node.store.height(),
+                target = url.decode()
+            except UnicodeDecodeError:
+                errors.append(f"{name}: its ctl/ value is not a URL (not UTF-8)")
+                continue
+            try:
+                data = fetch_blocks(target, self.node.store.height(),
                                     self.node.node_key, tls=self.data_dir / "tls")
                 return import_blocks(self.node, data)
             except GlucoledgerError as exc:

@@ -571,7 +571,7 @@ def run_node(data_dir: Any, *, port: int = 0, stop: threading.Event | None = Non
     tls_dir = Path(data_dir) / "tls" if tls or not is_loopback(host) else None
     if tls_dir is not None:
         server_context(tls_dir, host)  # refuse before opening anything
-    cnode = ConsortiumNode(Path(data_dir), compact_every=compact_every)
+    cnode = ConsortiumNode(Path(data_dir), compact_every=compact_every, stop=stop)
     if anchor_endpoint:
         cnode.set_anchoring(anchor_endpoint, anchor_every)
     # This thread follows the log; submits from the control endpoint go through the

@@ -162,28 +162,42 @@ def state_check(store: ChainStore, chain: str) -> int:
     return len(stored)
 
 
-def reported_damage(health: dict[str, bytes], me: str, store: ChainStore) -> list[Divergence]:
+_MAX_HEIGHT = (1 << 63) - 1  # SQLite integers: a larger height is no block of ours
+
+
+def reported_damage(health: dict[str, bytes], me: str, store: ChainStore,
+                    problems: list[str] | None = None) -> list[Divergence]:
     """The other members' ``health/<name>`` reports of a damaged store (published by their
     failed integrity check), as divergences with the height, our root there and the root
-    they derive; unreadable or healthy reports are skipped."""
+    they derive; healthy reports are skipped. A report that is not the JSON object a node
+    writes (``ok`` a boolean, ``height`` an integer 0..2^63-1) is skipped too, and named in
+    ``problems`` (the member wrote it under its own key: peer data, never our failure)."""
     out = []
     for name, raw in health.items():
+        if name == me:
+            continue
         try:
             doc = json.loads(raw)
-        except ValueError:
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError
+            doc = None
+        height = doc.get("height", 0) if isinstance(doc, dict) else None
+        if (not isinstance(doc, dict) or not isinstance(doc.get("ok", True), bool)
+                or type(height) is not int or not 0 <= height <= _MAX_HEIGHT):
+            if problems is not None:
+                problems.append(f"member {name!r} wrote a malformed health/ report "
+                                f"({bytes(raw[:80])!r}); skipped")
             continue
-        if name == me or not isinstance(doc, dict) or doc.get("ok", True):
+        if doc.get("ok", True):
             continue
-        h = int(doc.get("height", 0))
         try:
-            ours = BlockHeader.decode(store.block_row(h)[1]).log_root
+            ours = BlockHeader.decode(store.block_row(height)[1]).log_root
         except GlucoledgerError:
             ours = b""
         try:
             theirs = bytes.fromhex(doc.get("derived_root", ""))
         except (TypeError, ValueError):
             theirs = b""
-        out.append(Divergence(name, h, ours, theirs,
-                              f"it stopped: {doc.get('reason') or doc.get('what', '?')}; "
-                              "it refuses to sign or serve"))
+        reason = str(doc.get("reason") or doc.get("what", "?"))[:300]
+        out.append(Divergence(name, height, ours, theirs,
+                              f"it stopped: {reason}; it refuses to sign or serve"))
     return out

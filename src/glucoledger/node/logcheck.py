@@ -39,6 +39,9 @@ class LogMismatch:
     #: could not be read: etcd unreachable; nothing is known, nothing may be appended)
     kind: str
     message: str
+    #: The error code behind an ``unreadable_log`` (``MEMBER_MISBEHAVED``: a member broke the
+    #: log's layout on its own keys, not an outage).
+    cause: str = ""
 
 
 def _restore_hint(log: str) -> str:
@@ -78,7 +81,7 @@ def check_log(store: ChainStore, orderer: Orderer | None, *, log_name: str = "th
         entry = orderer.read(last.cut, 1) if size > last.cut and first <= last.cut else None
     except GlucoledgerError as exc:
         return [LogMismatch("unreadable_log" if hint else "missing_log",
-                            f"{log_name} cannot be read ({exc.message})")]
+                            f"{log_name} cannot be read ({exc.message})", exc.code)]
     todo = hint or _restore_hint(log_name)
     if size <= last.cut:
         return [LogMismatch(
@@ -94,7 +97,7 @@ def check_log(store: ChainStore, orderer: Orderer | None, *, log_name: str = "th
                                          or _last_block_differs(stored, orderer, last))
     except GlucoledgerError as exc:
         return [LogMismatch("unreadable_log" if hint else "missing_log",
-                            f"{log_name} cannot be read ({exc.message})")]
+                            f"{log_name} cannot be read ({exc.message})", exc.code)]
     if differs:
         return [LogMismatch(
             "other_log",

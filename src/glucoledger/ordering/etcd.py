@@ -98,7 +98,8 @@ from glucoledger.ordering._gateway import (
 )
 from glucoledger.ordering.base import MAX_ENTRY, Orderer
 
-__all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_ENTRIES", "EtcdOrderer", "TlsFiles"]
+__all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_ENTRIES", "MEMBER_MISBEHAVED", "EtcdOrderer",
+           "TlsFiles"]
 
 #: Entries per append (kept from layout 1, where each entry was one of etcd's 128 operations
 #: a transaction allows; callers size their batches by it).
@@ -121,6 +122,8 @@ _CHAIN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01
 #: The etcd user prefix of members (``ordering.etcd_rbac.USER_PREFIX``; not imported: the
 #: RBAC module builds on this one).
 _MEMBER_USER = "member:"
+#: The code of an OrderingError caused by what a member wrote under its own keys.
+MEMBER_MISBEHAVED = "member_misbehaved"
 
 
 def _int(value: Any, default: int = 0) -> int:
@@ -354,9 +357,10 @@ class EtcdOrderer(Orderer):
                           floors)
 
     def _values(self, kvs: list[JSON], prefix: str) -> dict[str, int]:
-        """``{writer: value}`` of ``head/`` or ``first/`` keys."""
-        return {unb64(kv["key"]).decode(errors="replace")[len(prefix):]:
-                int(unb64(kv.get("value", "")) or b"0") for kv in kvs}
+        """``{writer: position}`` of ``head/`` or ``first/`` keys (``_position``: a value
+        that is not a position is an OrderingError naming its writer)."""
+        return {unb64(kv["key"]).decode(errors="replace")[len(prefix):]: _position(kv)
+                for kv in kvs}
 
     def _walk(self, batches: list[_Batch], start: int, stop: int, heads: dict[str, int],
               prev_created: int, floors: _Floors | None = None) -> list[bytes]:
@@ -558,9 +562,9 @@ class EtcdOrderer(Orderer):
                     if not isinstance(result, dict) or result.get("canceled"):
                         return None  # an error or a compacted start revision: poll instead
                     for event in result.get("events") or []:
-                        value = event.get("kv", {}).get("value")
-                        if value is not None:
-                            seen = max(seen, int(unb64(value)))
+                        kv = event.get("kv", {})
+                        if kv.get("value") is not None:
+                            seen = max(seen, _position(kv))  # a bad head names its writer
                     if seen > size:
                         return seen
                 return None
@@ -705,9 +709,24 @@ def _unpack(data: bytes, chain: str, pos: int, writer: str) -> list[bytes]:
     return out
 
 
+def _position(kv: JSON) -> int:
+    """The log position a ``head/<writer>`` or ``first/<writer>`` key holds (decimal; empty
+    is 0). Raises OrderingError naming the writer when it holds anything else: the member
+    wrote it under its own key outside the protocol."""
+    raw = unb64(kv.get("value", "")) or b"0"
+    if len(raw) > _POS_DIGITS or not raw.isdigit():  # bytes.isdigit: ASCII digits only
+        key = unb64(kv["key"]).decode(errors="backslashreplace")
+        raise OrderingError(
+            f"member {key.rpartition('/')[2]!r} wrote {raw[:40]!r} under its log key {key!r}, "
+            "not a log position: it broke the append protocol; the log cannot be read until "
+            "it puts its last position back: tell the consortium's operators",
+            code=MEMBER_MISBEHAVED)
+    return int(raw)
+
+
 def _max_value(kvs: list[JSON]) -> int:
-    """The largest decimal value of ``kvs`` (0 when there is none)."""
-    return max((int(unb64(kv.get("value", "")) or b"0") for kv in kvs), default=0)
+    """The largest position of ``kvs`` (``_position``; 0 when there is none)."""
+    return max((_position(kv) for kv in kvs), default=0)
 
 
 def _kvs(response: JSON) -> list[JSON]:
