@@ -161,6 +161,7 @@ def test_junk_under_a_member_s_own_keys_stops_no_honest_node(consortium: Consort
         (Path(node["data"]) / "control.json").unlink(missing_ok=True)
         restarted = time.time()
         node["pid"] = devcluster.start_node(Path(node["data"]), port=int(node.get("port", 0)))
+        (c.base / "consortium.json").write_text(json.dumps(c.state))  # so teardown stops it
         wait_until(lambda: c.status(0)["updated"] > restarted
                    and "member 'org-2' wrote" in (c.status(0)["error"] or ""), 30,
                    "node 0 to wait at start, naming org-2")
