@@ -59,8 +59,9 @@ class Server:
                                    timeout=180, stop_signal=signal.SIGTERM)
         self.url = self.server.url
         self.session = requests.Session()
-        # Ten days back: before the demo's own three days, so only these are in the window.
-        self.t0 = int(time.time() * 1000) - 10 * 86_400_000
+        # Twenty days back: before the demo's own 14 days (``seed_demo``), whose treatments
+        # fall at fixed times of day, so only these are in the window whenever it runs.
+        self.t0 = int(time.time() * 1000) - 20 * 86_400_000
         docs = [{"eventType": "Note", "notes": "exercise (run) 30 min", "enteredBy": "mum"},
                 {"eventType": "Sensor Start", "notes": "G6", "enteredBy":
                  "openaps://medtronic/554"},

@@ -52,6 +52,7 @@ def grants(draw: Any, n: int) -> dict[str, Any]:
 
 def _state(records: list[dict[str, Any]]) -> State:
     s = State()
+    s.put("chain/genesis", {"rules": 2})  # a chain of today's state rules (the day rule)
     s.put("acct/" + PATIENT.hex(), {"kind": "patient"})
     for r in records:
         s.put(grant_key(r["id"]), r)

@@ -231,6 +231,14 @@ def run(seconds: float = 10.0, connections: int = 32, patients: int = 128, reade
         secrets_.append(s)
     p0 = identity(node, "p0")
     now = int(time.time() * 1000)
+    # Two finished days of p0's readings: a summary-only grant releases whole, finished UTC
+    # days (state/consent.py ``_check_days``), so the read row reads those.
+    midnight = now - now % 86_400_000
+    up0 = ns.authenticate(hashlib.sha1(secrets_[0].encode()).hexdigest(), None)
+    ns.upload(up0, "entries", [{"type": "sgv", "sgv": 100 + k % 60, "date": t,
+                                "direction": "Flat"}
+                               for k, t in enumerate(range(midnight - 2 * 86_400_000,
+                                                           midnight, 300_000))], now)
     ca.grant(node, p0.id, keys_of(node, p0, [0]), identity(node, "dr-b").id, streams=["cgm"],
              view="summary", window={"last_days": 14}, valid_from=now,
              valid_until=now + 86_400_000)

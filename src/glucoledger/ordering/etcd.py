@@ -714,7 +714,7 @@ def _position(kv: JSON) -> int:
     is 0). Raises OrderingError naming the writer when it holds anything else: the member
     wrote it under its own key outside the protocol."""
     raw = unb64(kv.get("value", "")) or b"0"
-    if len(raw) > _POS_DIGITS or not raw.isdigit():  # bytes.isdigit: ASCII digits only
+    if len(raw) > _POS_DIGITS or not all(0x30 <= c <= 0x39 for c in raw):  # ASCII 0-9
         key = unb64(kv["key"]).decode(errors="backslashreplace")
         raise OrderingError(
             f"member {key.rpartition('/')[2]!r} wrote {raw[:40]!r} under its log key {key!r}, "

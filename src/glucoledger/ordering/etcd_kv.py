@@ -168,7 +168,8 @@ class EtcdKV:
             skip = len(f"{self.prefix}sig/{m}/".encode())
             for kv in sigs:
                 digits = unb64(kv["key"])[skip:]
-                if len(digits) != _HEIGHT_DIGITS or not digits.isdigit():
+                if len(digits) != _HEIGHT_DIGITS or not all(0x30 <= c <= 0x39
+                                                             for c in digits):  # ASCII 0-9
                     out.problems.append(
                         f"member {m!r} wrote a key under its sig/ that names no height "
                         f"({digits[:40]!r}); skipped")
