@@ -166,6 +166,12 @@ def _base(method: str, target_uri: str, path: str, headers: Mapping[str, str],
     return "\n".join(lines).encode()
 
 
+def _require_signed(headers: Mapping[str, str]) -> None:
+    if "signature-input" not in headers or "signature" not in headers:
+        raise SignatureError("this request is not signed: send Signature-Input and Signature "
+                             "(RFC 9421) made with your account's registered key")
+
+
 def verify_request(*, method: str, target_uri: str, path: str, headers: Mapping[str, str],
                    body: bytes, lookup: Callable[[bytes], PublicKey], nonces: NonceCache,
                    now: float | None = None) -> SignedBy:
@@ -175,9 +181,7 @@ def verify_request(*, method: str, target_uri: str, path: str, headers: Mapping[
     Raises SignatureError (missing, malformed, stale, replayed or wrong signature).
     """
     now = time.time() if now is None else now
-    if "signature-input" not in headers or "signature" not in headers:
-        raise SignatureError("this request is not signed: send Signature-Input and Signature "
-                             "(RFC 9421) made with your account's registered key")
+    _require_signed(headers)
     try:
         label, inner = _dict_member(headers["signature-input"], None)
         _, sig_item = _dict_member(headers["signature"], label)
@@ -244,9 +248,7 @@ def claimed_key_id(headers: Mapping[str, str], now: float | None = None) -> byte
     stale request is then refused without holding its body). Nothing is verified here:
     ``verify_request`` still must be. Raises SignatureError as ``verify_request`` does."""
     now = time.time() if now is None else now
-    if "signature-input" not in headers or "signature" not in headers:
-        raise SignatureError("this request is not signed: send Signature-Input and Signature "
-                             "(RFC 9421) made with your account's registered key")
+    _require_signed(headers)
     try:
         _, inner = _dict_member(headers["signature-input"], None)
     except MalformedError as exc:

@@ -156,26 +156,20 @@ def _genesis(state: State, stx: SignedTx, ctx: Context) -> None:
 
 def access_records(state: State) -> int:
     """The chain's access record format (``ChainGenesis.access_records``; 1 before genesis)."""
-    return _records_of(state.get_raw(GENESIS_KEY))
-
-
-@functools.lru_cache(maxsize=8)
-def _records_of(raw: bytes | None) -> int:
-    if raw is None:
-        return 1
-    return int(codec.decode_trusted(raw).get("access_records", 1))  # state: our bytes
+    return _genesis_version(state.get_raw(GENESIS_KEY), "access_records")
 
 
 def rules(state: State) -> int:
     """The chain's state rule set (``ChainGenesis.rules``; 1 before genesis)."""
-    return _rules_of(state.get_raw(GENESIS_KEY))
+    return _genesis_version(state.get_raw(GENESIS_KEY), "rules")
 
 
-@functools.lru_cache(maxsize=8)
-def _rules_of(raw: bytes | None) -> int:
+@functools.lru_cache(maxsize=16)
+def _genesis_version(raw: bytes | None, name: str) -> int:
+    """A version the genesis names (1 when it names none, or before genesis)."""
     if raw is None:
         return 1
-    return int(codec.decode_trusted(raw).get("rules", 1))  # state: our bytes
+    return int(codec.decode_trusted(raw).get(name, 1))  # state: our bytes
 
 
 @dataclass(frozen=True, slots=True)
