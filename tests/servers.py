@@ -188,12 +188,14 @@ def start_etcd(folder: Path, base_port: int | None = None, ids: Any = None, *,
 
 
 @contextmanager
-def local_consortium(base: Path, members: int = 3, *, tls: bool = True
-                     ) -> Iterator[dict[str, Any]]:
+def local_consortium(base: Path, members: int = 3, *, tls: bool = True, rules: int = 2,
+                     access_records: int = 2) -> Iterator[dict[str, Any]]:
     """A real local consortium (``members`` etcd members and ``glucoledger node``
-    processes, devcluster.up) on free ports; its state, torn down afterwards."""
+    processes, devcluster.up) on free ports; its state, torn down afterwards. ``rules``,
+    ``access_records``: the chain's versions (older ones: a chain founded before them)."""
     require_etcd()
-    state = devcluster.up(base, members, base_port=free_ports(3 * members + 2), tls=tls)
+    state = devcluster.up(base, members, base_port=free_ports(3 * members + 2), tls=tls,
+                          rules=rules, access_records=access_records)
     try:
         yield state
     finally:

@@ -96,9 +96,12 @@ class Care:
         return self.access.request(who.id, who.keys, req)
 
 
-def build_care(tmp: Path, *, days: int = 14) -> Care:
+def build_care(tmp: Path, *, days: int = 14, rules: int = 2, access_records: int = 2) -> Care:
+    """``rules``, ``access_records``: the chain's versions (older ones: a chain founded
+    before them)."""
     clock = Clock(NOW)
-    node = Node.init(tmp / "node", workers=1, clock=clock)
+    node = Node.init(tmp / "node", workers=1, clock=clock, rules=rules,
+                     access_records=access_records)
     world = World.create(node)
     accounts.create_account(node, "rosa", "trusted")
     accounts.create_account(node, "alice", "patient", trusted="rosa")

@@ -194,3 +194,51 @@ def test_verify_anchor_checks_every_members_record_of_the_block(
     with pytest.raises(ConsistencyError):
         anchor.check_recorded(SimpleNamespace(state=c2.replica.state), None, 0,  # type: ignore[arg-type]
                               cosigned=b"note")
+
+
+def _upgrade(c: Consortium, body: dict[str, Any], signers: list[int]) -> str:
+    return c.gov("gov.upgrade", body, signers)
+
+
+def test_a_rule_set_1_chain_moves_to_rule_set_2_by_the_members_threshold() -> None:
+    """``gov.upgrade``: a running chain founded before rule set 2 gets its refusals from the
+    upgrade on, with the threshold of members, and never goes back."""
+    from glucoledger.state.accounts import access_records, rules
+
+    c = Consortium(1)
+    before = c.info
+    assert _upgrade(c, {"rules": 2}, [0]) == "insufficient_signatures"
+    assert c.info == before and rules(c.replica.state) == 1
+    for bad, code in (({}, "malformed"), ({"rules": 3}, "bad_upgrade"),
+                      ({"rules": True}, "bad_upgrade"), ({"rules": "2"}, "bad_upgrade"),
+                      ({"access_records": 0}, "bad_upgrade"), ({"rules": 2, "at": 5}, "malformed"),
+                      ({"rules": 1}, "bad_upgrade")):
+        assert _upgrade(c, bad, [0, 1]) == code, bad
+        assert rules(c.replica.state) == 1
+    assert _upgrade(c, {"rules": 2, "access_records": 2}, [0, 1]) == "ok"
+    state = c.replica.state
+    assert (rules(state), access_records(state)) == (2, 2)
+    # from here on, rule set 2's refusals: one organization is one member
+    assert _add_same_org_twice(c) == "member_exists"
+    assert _upgrade(c, {"rules": 2}, [0, 1]) == "bad_upgrade"  # versions only go up
+    assert _upgrade(c, {"rules": 1}, [0, 1, 2]) == "bad_upgrade"
+    assert rules(c.replica.state) == 2
+
+
+def test_the_upgrade_takes_over_the_anchor_counter_so_no_old_envelope_replays() -> None:
+    """Rule set 1 shared one anchor counter; rule set 2 gives each member its own. Each own
+    counter starts where the shared one stood, so an anchor envelope signed before the
+    upgrade (a nonce of the shared counter) cannot be replayed after it."""
+    c = Consortium(1)
+    held = sign(Transaction(CHAIN, "anchor.record", {**REAL, "height": 1}, c.ids[0], 1),
+                [c.orgs[0]]).raw  # org-0's pre-signed next anchor, never sent
+    assert _anchor(c, 2, BOGUS, 0) == "ok"
+    assert c.info["anchor_nonce"] == 1
+    assert _upgrade(c, {"rules": 2}, [0, 1]) == "ok"
+    assert all(c.info["anchor_nonce/" + i.hex()] == 1 for i in c.ids)
+    assert c.run([held]) == ["ok"]  # nonce 1 is org-0's own next: its genuine record
+    assert c.run([held]) == ["bad_nonce"]
+    assert _anchor(c, 2, {**BOGUS, "height": 1}, 0) == "bad_nonce"  # org-2's old nonce
+    state = c.replica.state
+    assert state.get(anchor_key(0))["root"] == BOGUS["root"]  # rule set 1's record stays
+    assert state.get(anchor_key(1, c.ids[0]))["root"] == REAL["root"]

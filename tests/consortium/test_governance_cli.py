@@ -13,6 +13,7 @@ from glucoledger.ledger.finality import cosign, verify_final_at
 from glucoledger.node.service import Node
 from glucoledger.state.governance import member_schedule
 
+from ..servers import local_consortium
 from .conftest import Consortium, patient_envelopes, wait_until
 from .test_rejoin import cli
 
@@ -75,3 +76,33 @@ def test_remove_a_member_by_cli_old_checkpoints_keep_their_set(consortium: Conso
     with pytest.raises(SignatureError, match="1 valid signature"):
         verify_final_at(cosign(mine.text, [mine, removed]), schedule)
     assert verify_final_at(both(h, 0, 1), schedule).height == h
+
+
+@pytest.mark.slow
+def test_a_consortium_founded_before_rule_set_2_upgrades_by_proposal(tmp_path: Path) -> None:
+    """Every member derives the upgrade the same way (one final root for all three), from
+    the transaction after it; one member's signature alone is refused."""
+    from glucoledger.state.accounts import access_records, rules
+
+    with local_consortium(tmp_path / "c", rules=1, access_records=1) as state:
+        c = Consortium(tmp_path / "c", state)
+        c.submit(patient_envelopes(2))
+        proposal = tmp_path / "upgrade.cbor"
+        out = cli("consortium", "propose", "upgrade", "--out", proposal, "--data", c.folders[0])
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "gov.upgrade" in out.stdout and "'rules': 2" in out.stdout, out.stdout
+        early = cli("consortium", "submit", proposal, "--to", c.urls[0], "--data", c.folders[0])
+        assert early.returncode == 0 and "insufficient_signatures" in early.stdout, early.stdout
+        assert cli("consortium", "cosign", proposal, "--data", c.folders[2]).returncode == 0
+        done = cli("consortium", "submit", proposal, "--to", c.urls[2], "--data", c.folders[2])
+        assert done.returncode == 0 and " ok" in done.stdout, done.stdout
+        c.submit(patient_envelopes(2))
+        top = int(done.stdout.split(" block ")[1].split()[0])
+        wait_until(lambda: (s := c.converged()) and s["final_height"] > top, 40,
+                   "every member final past the upgrade")
+        nothing = cli("consortium", "propose", "upgrade", "--out", tmp_path / "again.cbor",
+                      "--data", c.folders[1])
+        assert nothing.returncode == 2 and "nothing to propose" in nothing.stderr
+        c.kill_node(1, hard=False)
+        with Node(c.folders[1], workers=1) as n:
+            assert (rules(n.state), access_records(n.state)) == (2, 2)

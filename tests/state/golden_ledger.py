@@ -16,7 +16,8 @@ The expected results in tests/testdata/state/golden_results.json were written by
 so a test that replays them with today's code shows that old ledgers replay to the same
 results and the same state. Only glucoledger APIs both versions share are used here.
 
-Types added since (``gov.rotate_tls``, ``zk.day``, ``zk.disclose``, ``zk.withdraw``) replay
+Types added since (``gov.rotate_tls``, ``gov.upgrade``, ``zk.day``, ``zk.disclose``,
+``zk.withdraw``) replay
 after those, so
 the old part's results and state stay comparable; their own results, in
 tests/testdata/state/golden_added.json, were written by the code that introduced them
@@ -118,6 +119,7 @@ def examples(w: World) -> dict[str, dict[str, Any]]:
         "gov.member_remove": {"name": "org3"},
         "gov.rotate_key": {"name": "org", "node": _key(12).public.to_value()},
         "gov.threshold": {"threshold": 1},
+        "gov.upgrade": {"rules": 2},
         "gov.rotate_tls": {"name": "org", "tls_ca": b"-----BEGIN CERTIFICATE-----\nMIIB\n"
                            b"-----END CERTIFICATE-----\n"},
         "zk.day": {"patient": p, "start": T0 - T0 % HOUR, "end": T0 - T0 % HOUR + HOUR,
@@ -148,7 +150,7 @@ SENDER = {
     "chain.genesis": "organization", "gov.member_add": "organization",
     "gov.member_remove": "organization", "gov.rotate_key": "organization",
     "gov.threshold": "organization", "anchor.record": "organization",
-    "gov.rotate_tls": "organization", "zk.day": "node",
+    "gov.rotate_tls": "organization", "gov.upgrade": "organization", "zk.day": "node",
     "study.register": "organization", "study.amend": "organization",
     "study.close": "organization", "research.release": "organization",
     "alert": "node", "data.commit": "node", "research.manifest": "node",

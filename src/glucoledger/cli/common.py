@@ -91,6 +91,13 @@ DataOpt = Annotated[
     typer.Option("--data", help="The node's folder (default: $GLUCOLEDGER_DATA or "
                  "~/.local/share/glucoledger).", show_default=False),
 ]
+#: The versions a ``gov.upgrade`` moves a chain to (``glucoledger upgrade``, ``consortium
+#: propose upgrade``); neither given: the newest of each the chain is not on yet.
+RulesOpt = Annotated[int | None, typer.Option(
+    "--rules", help="The state rule set to move to (default: the newest).", min=1, max=99)]
+AccessRecordsOpt = Annotated[int | None, typer.Option(
+    "--access-records", help="The access record format to move to (default: the newest).",
+    min=1, max=99)]
 
 
 def _check_out_file(value: Path | None) -> Path | None:

@@ -22,7 +22,17 @@ from ..node.blockexport import export_blocks, import_blocks
 from ..node.genesis_file import Genesis, Member, create_member, init_member, member_of
 from ..node.service import Node, NodeConfig, etcd_chain_key
 from ..ordering.etcd import EtcdOrderer
-from .common import DataOpt, console, data_dir, in_file, open_node, out_file, read_text
+from .common import (
+    AccessRecordsOpt,
+    DataOpt,
+    RulesOpt,
+    console,
+    data_dir,
+    in_file,
+    open_node,
+    out_file,
+    read_text,
+)
 
 __all__ = ["register"]
 
@@ -440,7 +450,7 @@ def rejoin(
 @consortium_app.command("propose")
 def propose(
     kind: Annotated[str, typer.Argument(
-        help="member-add | member-remove | rotate-key | rotate-cert | threshold")],
+        help="member-add | member-remove | rotate-key | rotate-cert | threshold | upgrade")],
     out: Annotated[Path, out_file("Where to write the proposal (an envelope).")],
     name: Annotated[str | None, typer.Option(help="The member the change is about.")] = None,
     member: Annotated[str | None, typer.Option(
@@ -455,15 +465,20 @@ def propose(
     at: Annotated[int | None, typer.Option(
         help="First height the change applies to (default: the block after the one that "
         "carries it).", min=1, max=MAX_INT)] = None,
+    rules: RulesOpt = None,
+    access_records: AccessRecordsOpt = None,
     data: DataOpt = None,
 ) -> None:
     """Write a governance proposal signed by this member's organization key.
+
+    upgrade moves the chain to the newest state rule set and access record format (or those
+    given) from the transaction after it: every member runs this glucoledger first.
 
     Example: glucoledger consortium propose member-remove --name org-c --threshold 2
     --out p.cbor --data /srv/gl
     """
     from ..ledger.checkpoint import NoteVerifier
-    from ..node.proposals import describe
+    from ..node.proposals import describe, upgrade_body, versions
     from ..node.proposals import propose as make
     from ..state.accounts_model import single_key_policy
 
@@ -484,9 +499,14 @@ def propose(
             if vkey is None:
                 raise InputError("rotate-key needs --vkey (the member's new node key)")
             body["node"] = NoteVerifier.parse(vkey).key.to_value()
-    elif kind != "threshold":
+    elif kind not in ("threshold", "upgrade"):
         raise InputError(f"unknown proposal {kind!r}: member-add, member-remove, rotate-key, "
-                         "rotate-cert or threshold")
+                         "rotate-cert, threshold or upgrade")
+    if (rules is not None or access_records is not None) and kind != "upgrade":
+        raise InputError("--rules and --access-records go with `propose upgrade` only")
+    if kind == "upgrade" and (threshold is not None or at is not None):
+        raise InputError("upgrade takes --rules and --access-records only: it applies from "
+                         "the transaction after it")
     if threshold is not None:
         body["threshold"] = threshold
     elif kind == "threshold":
@@ -495,6 +515,11 @@ def propose(
         body["at"] = at
     _, wallet = member_of(data_dir(data))
     with open_node(data) as n:
+        if kind == "upgrade":
+            body = dict(upgrade_body(n, rules=rules, access_records=access_records))
+            if not body:
+                raise InputError(f"the chain is on {versions(n)}, the newest this "
+                                 "glucoledger knows: nothing to propose")
         stx = make(n, kind, body, wallet.load("org"))
     atomic_write(out, stx.raw)
     console.print(f"wrote {out}: {describe(stx)}; each member now runs `glucoledger "

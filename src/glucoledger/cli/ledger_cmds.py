@@ -1,4 +1,4 @@
-"""Ledger commands: init, account, blocks, checkpoint, verify, keygen."""
+"""Ledger commands: init, upgrade, account, blocks, checkpoint, verify, keygen."""
 
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ from ..node.service import Node, verify_folder
 from ..node.verify import IntegrityError
 from .common import (
     ID_CHARS,
+    AccessRecordsOpt,
     DataOpt,
     JsonOpt,
+    RulesOpt,
     console,
     data_dir,
     err_console,
@@ -52,6 +54,37 @@ def init(
     with node:
         console.print(f"created chain [bold]{chain}[/] in {node.data_dir}")
         console.print(f"node key: {node.verifier().vkey()}")
+
+
+def upgrade(data: DataOpt = None, rules: RulesOpt = None,
+            access_records: AccessRecordsOpt = None) -> None:
+    """Move this chain to the newest state rule set and access record format (a
+    ``gov.upgrade`` signed by its organization): the newer refusals and the smaller access
+    records apply from the next transaction on; what is on the ledger replays as decided.
+
+    For a chain made by `glucoledger init` (one organization). A consortium's members
+    upgrade together: `glucoledger consortium propose upgrade`, cosign, submit.
+
+    Example: glucoledger upgrade --data ./clinic
+    """
+    from ..node.proposals import upgrade as run_upgrade
+    from ..node.proposals import upgrade_body, versions
+
+    folder = data_dir(data)
+    if (folder / "member.txt").exists():
+        raise InputError("this folder is a consortium member: members change the chain's "
+                         "rules together: `glucoledger consortium propose upgrade --out "
+                         "p.cbor`, then each member runs `consortium cosign p.cbor` and one "
+                         "runs `consortium submit p.cbor`")
+    with open_node(data) as node:
+        body = upgrade_body(node, rules=rules, access_records=access_records)
+        if not body:
+            console.print(f"{folder} is on {versions(node)}, the newest this glucoledger "
+                          "knows: nothing to upgrade")
+            return
+        stx, receipt = run_upgrade(node, node.wallet.load("org"), body)
+        console.print(f"{folder} is now on {versions(node)}, from block {receipt.height} on "
+                      f"(gov.upgrade {stx.tx_hash.hex()[:ID_CHARS]})")
 
 
 @account_app.command("create")
@@ -266,6 +299,7 @@ def keygen(
 
 def register(app: typer.Typer) -> None:
     app.command()(init)
+    app.command()(upgrade)
     app.add_typer(account_app, name="account")
     app.command()(blocks)
     app.command()(checkpoint)

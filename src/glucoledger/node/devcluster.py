@@ -108,14 +108,17 @@ def stop_node(pid: int, data: Path, sig: signal.Signals = signal.SIGTERM,
 
 def create_consortium(base: Path, n: int, url: str | EtcdCluster,
                       chain: str = "glucoledger/consortium", threshold: int | None = None,
-                      members: list[Member] | None = None) -> list[Path]:
+                      members: list[Member] | None = None, *, rules: int = 2,
+                      access_records: int = 2) -> list[Path]:
     """Member folders and a signed genesis, initialized against the etcd cluster ``url``
-    (a cluster started with TLS: each member's orderer URL names its own TLS folder)."""
+    (a cluster started with TLS: each member's orderer URL names its own TLS folder).
+    ``rules``, ``access_records``: the chain's versions (state/accounts.py; new chains are
+    founded on the newest, older ones are for tests of a chain founded before them)."""
     folders = [base / f"node-{i}" for i in range(n)]
     if members is None:
         members = [create_member(f, f"org-{i}") for i, f in enumerate(folders)]
-    genesis = Genesis(chain, threshold or n // 2 + 1, tuple(members), {}, access_records=2,
-                      rules=2)
+    genesis = Genesis(chain, threshold or n // 2 + 1, tuple(members), {},
+                      access_records=access_records, rules=rules)
     for f in folders:
         name, wallet = member_of(f)
         genesis = genesis.sign(name, wallet.load("node"))
@@ -164,10 +167,11 @@ def wait_controls(folders: list[Path], timeout: float = 30.0) -> list[str]:
 
 
 def up(base: Path, n: int = 3, base_port: int | None = None,
-       tls: bool = False) -> dict[str, Any]:
+       tls: bool = False, *, rules: int = 2, access_records: int = 2) -> dict[str, Any]:
     """Start the consortium; ``base_port``: etcd uses base_port.. base_port+2n-1 and the
     nodes' control endpoints the next n ports (default: any free ports). ``tls``: etcd
-    speaks TLS only and requires client and peer certificates from a member CA."""
+    speaks TLS only and requires client and peer certificates from a member CA.
+    ``rules``, ``access_records``: the chain's versions (``create_consortium``)."""
     base = Path(base).resolve()
     if (base / _STATE).exists():
         raise InputError(f"{base} already holds a consortium: `glucoledger cluster down --dir "
@@ -186,7 +190,8 @@ def up(base: Path, n: int = 3, base_port: int | None = None,
     cluster.wait_healthy(patience(30))
     if tls:
         _rbac(base, cluster, [m.name for m in members])
-    folders = create_consortium(base, n, cluster, members=members)
+    folders = create_consortium(base, n, cluster, members=members, rules=rules,
+                                access_records=access_records)
     nodes = []
     for i, f in enumerate(folders):
         (f / "control.json").unlink(missing_ok=True)

@@ -1,17 +1,21 @@
 """Governance proposals: build, cosign and describe ``gov.*`` envelopes off-chain.
 
 A proposal is an ordinary transaction envelope (deterministic CBOR, ``ledger.tx``) of type
-``gov.member_add``, ``gov.member_remove``, ``gov.rotate_key``, ``gov.rotate_tls`` or
-``gov.threshold``
-(``state.governance``), sent from the proposing organization's account with the
-consortium's next governance nonce. Each member organization that agrees adds its
-signature (``cosign``); once the signatures reach the threshold of member organizations any
-member submits it (``consortium submit``). The state machine decides: it checks the nonce,
-the signatures and the threshold again, so a proposal file carries no authority by itself.
+``gov.member_add``, ``gov.member_remove``, ``gov.rotate_key``, ``gov.rotate_tls``,
+``gov.threshold`` or ``gov.upgrade`` (``state.governance``), sent from the proposing
+organization's account with the consortium's next governance nonce. Each member
+organization that agrees adds its signature (``cosign``); once the signatures reach the
+threshold of member organizations any member submits it (``consortium submit``). The state
+machine decides: it checks the nonce, the signatures and the threshold again, so a proposal
+file carries no authority by itself.
 
 ``cosign`` refuses an envelope whose existing signatures do not verify (a tampered file)
 and never signs twice; it shows what is being signed (``describe``) so that an operator
 signs what they read.
+
+``upgrade_body`` says which versions a ``gov.upgrade`` moves a chain to; ``upgrade`` does it
+at once on a chain of one organization (``glucoledger upgrade``), whose key alone meets the
+threshold.
 """
 
 from __future__ import annotations
@@ -20,17 +24,24 @@ import hashlib
 from typing import Any
 
 from ..crypto import PrivateKey
-from ..errors import GlucoledgerError, InputError
+from ..errors import GlucoledgerError, InputError, RejectedError
 from ..ledger.tx import Signature, SignedTx, Transaction, sign
+from ..state.accounts import GENESIS_KEY
 from ..state.accounts_model import account_id, single_key_policy, validate_policy
-from .service import Node
+from ..state.governance import GovUpgrade
+from .service import Node, Receipt
 
-__all__ = ["KINDS", "cosign", "describe", "propose"]
+__all__ = ["KINDS", "cosign", "describe", "propose", "upgrade", "upgrade_body",
+           "versions"]
 
 #: CLI name -> transaction type.
 KINDS = {"member-add": "gov.member_add", "member-remove": "gov.member_remove",
          "rotate-key": "gov.rotate_key", "threshold": "gov.threshold",
-         "rotate-cert": "gov.rotate_tls"}
+         "rotate-cert": "gov.rotate_tls", "upgrade": "gov.upgrade"}
+
+#: How the versions of ``gov.upgrade`` are called, for people (options and messages).
+_VERSION_WORDS = {"rules": ("--rules", "state rule set"),
+                  "access_records": ("--access-records", "access record format")}
 
 
 def propose(node: Node, kind: str, body: dict[str, Any], org_key: PrivateKey) -> SignedTx:
@@ -46,6 +57,52 @@ def propose(node: Node, kind: str, body: dict[str, Any], org_key: PrivateKey) ->
         raise InputError("this folder's organization key is not a member's")
     tx = Transaction(node.chain, KINDS[kind], body, sender, int(info.get("gov_nonce", 0)))
     return sign(tx, [org_key])
+
+
+def upgrade_body(node: Node, *, rules: int | None = None,
+                 access_records: int | None = None) -> dict[str, int]:
+    """The body of a ``gov.upgrade`` for ``node``'s chain: the versions asked, or (none
+    asked) the newest of each this glucoledger knows that the chain is not on yet: empty
+    when it is on the newest of both. Raises InputError for an unknown version or one the
+    chain is on or past."""
+    info = node.state.get(GENESIS_KEY)
+    if info is None:
+        raise InputError("this node has no chain yet: start it and let it catch up first")
+    asked = {"rules": rules, "access_records": access_records}
+    body: dict[str, int] = {}
+    for field, known in GovUpgrade.KNOWN.items():
+        option, words = _VERSION_WORDS[field]
+        now, want = int(info.get(field, 1)), asked[field]
+        if want is None:
+            if any(v is not None for v in asked.values()) or known[-1] <= now:
+                continue  # only what was asked; or the chain is on the newest already
+            want = known[-1]
+        elif want not in known:
+            raise InputError(f"{option} is one of {', '.join(map(str, known))} (the "
+                             f"{words}s this glucoledger knows), not {want}")
+        elif want <= now:
+            raise InputError(f"this chain is on {words} {now} already: versions only go up")
+        body[field] = want
+    return body
+
+
+def versions(node: Node) -> str:
+    """The chain's versions, in words ("state rule set 2, access record format 2")."""
+    info = node.state.get(GENESIS_KEY) or {}
+    return ", ".join(f"{words} {int(info.get(field, 1))}"
+                     for field, (_, words) in _VERSION_WORDS.items())
+
+
+def upgrade(node: Node, org_key: PrivateKey, body: dict[str, int]) -> tuple[SignedTx, Receipt]:
+    """Sign ``gov.upgrade`` with ``org_key`` alone and submit it: for a chain whose one
+    organization meets the governance threshold by itself (``Node.init``'s). Raises
+    RejectedError with the ledger's reason when it is refused (a consortium needs its
+    members' cosignatures: ``propose`` instead)."""
+    stx = propose(node, "upgrade", body, org_key)
+    receipt = node.submit([stx.raw])[0]
+    if not receipt.ok:
+        raise RejectedError(receipt.result.message, code=receipt.result.code)
+    return stx, receipt
 
 
 def cosign(envelope: bytes, org_key: PrivateKey) -> SignedTx:

@@ -39,7 +39,8 @@ __all__ = ["ACCESS_RECORDS", "GENESIS_KEY", "RULES", "SPONSORS", "AccountCreate"
 GENESIS_KEY = "chain/genesis"
 #: Access record formats a genesis may name (state/access.py); new chains are founded on 2.
 ACCESS_RECORDS = (1, 2)
-#: State rule sets a genesis may name (``ChainGenesis.rules``); new chains are founded on 2.
+#: State rule sets a genesis may name (``ChainGenesis.rules``); new chains are founded on 2,
+#: and a running chain moves up by governance (``gov.upgrade``, state/governance.py).
 #: Rule set 2 adds refusals that rule set 1 (every chain founded before it) did not make, so
 #: an old chain replays to exactly the results it had:
 #:
@@ -49,8 +50,10 @@ ACCESS_RECORDS = (1, 2)
 #: - ``gov.member_add`` refuses an organization (or policy) already a member
 #:   (``member_exists``), and member organizations are counted once however many nodes they
 #:   have (``member_orgs_signing``; state/governance.py);
-#: - ``anchor.record`` must match the stored header of the block it names (``bad_anchor``)
-#:   and is sent by a member whose node is in force (state/governance.py).
+#: - ``anchor.record`` is kept per height and recording member organization, sent and signed
+#:   by that member with its own anchor nonce (``not_recorder``; state/governance.py);
+#: - under a summary-only grant the permitted window is whole, finished UTC days
+#:   (``not_whole_days``; state/consent.py ``_check_days``).
 RULES = (1, 2)
 #: Which kinds of account must be vouched for, and by which kinds of sponsor.
 SPONSORS: dict[str, tuple[str, ...]] = {

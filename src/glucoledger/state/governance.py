@@ -22,6 +22,14 @@ after the block that carries the change and not before an already scheduled chan
   checkpoint signers; the threshold is clamped to the remaining number of nodes unless given.
 - ``gov.rotate_key`` body ``{name, node, at?}``: a member's new node key.
 - ``gov.threshold`` body ``{threshold, at?}``: a new checkpoint threshold.
+- ``gov.upgrade`` body ``{rules?, access_records?}`` (at least one): move a running chain to a
+  newer state rule set (``accounts.RULES``) or access record format (``ACCESS_RECORDS``),
+  from the next transaction on; versions only go up (``bad_upgrade``). How a chain founded
+  before rule set 2 gets its refusals: every rule reads ``rules(state)`` when it applies,
+  so transactions before the upgrade replay as they were decided and those after it meet
+  the new rules. Moving to rule set 2 starts every member organization's own anchor
+  counter at the consortium's shared one, so no anchor envelope signed before it can be
+  replayed after it.
 - ``gov.rotate_tls`` body ``{name, tls_ca, at?}``: a member's new TLS certificate authority
   (one PEM certificate). Recorded under ``chain/tls/<at, 20 digits>/<name>``; from ``at`` on
   the consortium's trust bundle holds it in place of that member's previous CA
@@ -54,7 +62,7 @@ from ..crypto import PublicKey
 from ..ledger.checkpoint import NoteVerifier
 from ..ledger.finality import MemberSchedule
 from ..ledger.tx import SignedTx
-from .accounts import GENESIS_KEY, genesis_info, rules
+from .accounts import ACCESS_RECORDS, GENESIS_KEY, RULES, genesis_info, rules
 from .accounts_model import (
     account_id,
     account_key,
@@ -252,6 +260,32 @@ class GovRotateTls(_GovChange):
 
 
 @dataclass(frozen=True, slots=True)
+class GovUpgrade(_GovChange):
+    """The body of ``gov.upgrade``: rules?, access_records? (at least one)."""
+
+    TX_TYPE = "gov.upgrade"
+
+    rules: Any = MISSING
+    access_records: Any = MISSING
+
+    #: Each field: the versions a chain may move to.
+    KNOWN: ClassVar[dict[str, tuple[int, ...]]] = {"rules": RULES,
+                                                   "access_records": ACCESS_RECORDS}
+
+    def changes(self) -> dict[str, int]:
+        """The versions named (``malformed`` when none, ``bad_upgrade`` for an unknown one)."""
+        named = {f: getattr(self, f) for f in self.KNOWN if getattr(self, f) is not MISSING}
+        require(bool(named), "malformed",
+                "gov.upgrade names rules, access_records or both (the versions to move to)")
+        for field, value in named.items():
+            known = self.KNOWN[field]
+            require(type(value) is int and value in known, "bad_upgrade",
+                    f"{field} is one of {', '.join(map(str, known))} (the versions this "
+                    "glucoledger knows)")
+        return named
+
+
+@dataclass(frozen=True, slots=True)
 class AnchorRecord(Body):
     """The body of ``anchor.record``: where a final checkpoint was anchored."""
 
@@ -395,6 +429,23 @@ def _rotate_tls(state: State, stx: SignedTx, ctx: Context) -> None:
     key = f"{TLS_PREFIX}{at:020d}/{name}"
     require(key not in state, "exists", f"{name}'s CA already changes at height {at}")
     state.put(key, ca)
+    state.put(GENESIS_KEY, info)
+
+
+@register("gov.upgrade", auth="self", body=GovUpgrade)
+def _upgrade(state: State, stx: SignedTx, ctx: Context) -> None:
+    """Move the chain to newer rules from the next transaction on (see the module text)."""
+    named = GovUpgrade.parse(stx.tx.body).changes()
+    before, info = _begin(state, stx)
+    for field, value in named.items():
+        now = int(before.get(field, 1))
+        require(value > now, "bad_upgrade",
+                f"this chain is on {field} {now} already: a chain's versions only go up")
+        info[field] = value
+    if int(before.get("rules", 1)) < 2 <= int(info.get("rules", 1)):
+        shared = int(before.get("anchor_nonce", 0))
+        for org in info["orgs"]:
+            info["anchor_nonce/" + org.hex()] = shared
     state.put(GENESIS_KEY, info)
 
 
