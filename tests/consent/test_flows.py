@@ -135,6 +135,30 @@ def test_alerts_notify_grantees_with_alerts_only(care: Care) -> None:
         {"name": "x", "op": "sideways", "mgdl": 54, "minutes": 15}]}).result.code == "malformed"
 
 
+def test_an_alert_to_a_summary_grantee_holds_the_rule_and_hour_only(care: Care) -> None:
+    """A value and a minute would be a raw reading her summary grant does not release: a
+    summary-only recipient gets what the ledger holds (rule, hour), a raw grantee the
+    episode's start and its lowest or highest value."""
+    care.grant(care.carer, view="summary", alerts=True)
+    care.grant(care.nurse, view="raw", alerts=True)
+    svc = AlertService(care.node, care.vault)
+    made = svc.scan(care.alice.id)
+    cgm = [r for r in care.readings["cgm"] if isinstance(r, CgmReading)]
+    episodes = {(e.rule, e.start_ms): e for e in detect_episodes(cgm, DEFAULT_RULES)}
+    carer = [n for n in made if n.recipient == care.carer.id]
+    nurse = [n for n in made if n.recipient == care.nurse.id]
+    assert len(carer) == len(nurse) == len(episodes) > 0
+    assert {(n.rule, n.start_ms, n.mgdl) for n in nurse} == {
+        (e.rule, e.start_ms, e.extreme_mgdl) for e in episodes.values()}
+    hours = {(e.rule, e.start_ms - e.start_ms % HOUR) for e in episodes.values()}
+    assert {(n.rule, n.start_ms) for n in carer} == hours
+    assert all(n.mgdl is None for n in carer)
+    stored = svc.db.execute("SELECT mgdl, start_ms FROM outbox WHERE recipient = ?",
+                            (care.carer.id,)).fetchall()
+    assert stored and all(m == 0 and t % HOUR == 0 for m, t in stored)  # nothing more kept
+    svc.close()
+
+
 def test_episode_needs_fifteen_minutes() -> None:
     t0 = 1_767_225_600_000
     short = [CgmReading(t0 + i * 300_000, 0, v) for i, v in enumerate([100, 60, 60, 60, 100])]

@@ -11,7 +11,10 @@ least the same minutes. One alert per episode, at its start.
 transaction per new episode from the node's account, and for each accepted alert writes one
 notification per recipient the machine recorded (grantees whose grant includes alerts) into
 ``<data>/outbox.db``, a table the HTTP server polls (``pending`` / ``mark_delivered``). The
-exact time and glucose value live only there; the ledger holds the rule and the hour.
+exact time and glucose value live only there; the ledger holds the rule and the hour. A
+recipient who reads her CGM under summary grants only (``state.consent.summary_only``) gets
+what the ledger holds and no more: the rule and the hour, no value (``mgdl`` None), since a
+value and a minute would be a raw reading her grant does not release.
 
 ``set_rules`` / ``rules`` are the patient's side: her ``alert.rules`` transaction (signed with
 her custodial keys, sent through ``Node.send``) and the rules in force (hers or the defaults).
@@ -29,6 +32,7 @@ from ..glucose.readings import CgmReading
 from ..ledger.tx import Transaction
 from ..state.accounts_model import account_id, single_key_policy
 from ..state.alerts import HOUR_MS, alert_key, rules_of
+from ..state.consent import summary_only
 from ..vault.store import Vault
 from .service import Node
 
@@ -41,6 +45,9 @@ CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY, alert BLOB NOT NULL,
 CREATE INDEX IF NOT EXISTS outbox_recipient ON outbox(recipient, delivered);
 CREATE TABLE IF NOT EXISTS scanned (ct BLOB PRIMARY KEY) WITHOUT ROWID;
 """
+#: ``outbox.mgdl`` of a notification to a summary-only recipient: no value is stored (no CGM
+#: reading is 0 mg/dL), and its ``start_ms`` is the hour, as on the ledger.
+_WITHHELD = 0
 
 
 def set_rules(node: Node, patient: bytes, keys: Sequence[PrivateKey],
@@ -70,8 +77,8 @@ class Notification:
     recipient: bytes
     patient: bytes
     rule: str
-    start_ms: int
-    mgdl: int
+    start_ms: int  # the episode's start; its hour for a summary-only recipient
+    mgdl: int | None  # the lowest or highest reading; None for a summary-only recipient
 
 
 def _meets(rule: dict[str, Any], mgdl: int) -> bool:
@@ -163,9 +170,14 @@ class AlertService:
             if not receipt.ok:
                 continue
             record = self.node.state.get(alert_key(alert_id))
+            now = self.node.now_ms()
             for who in record["recipients"]:
-                made.append((alert_id, who, patient, "cgm", ep.rule, ep.start_ms,
-                             ep.extreme_mgdl))
+                if summary_only(self.node.state, patient, who, now):
+                    made.append((alert_id, who, patient, "cgm", ep.rule, record["hour"],
+                                 _WITHHELD))
+                else:
+                    made.append((alert_id, who, patient, "cgm", ep.rule, ep.start_ms,
+                                 ep.extreme_mgdl))
         with sqlitetx.transaction(self.db, self.path, "queueing alert notifications") as db:
             db.executemany("INSERT INTO outbox (alert, recipient, patient, stream, rule, "
                            "start_ms, mgdl) VALUES (?, ?, ?, ?, ?, ?, ?)", made)
@@ -180,7 +192,8 @@ class AlertService:
         if recipient is not None:
             sql += " AND recipient = ?"
             args = (recipient,)
-        return [Notification(r[0], bytes(r[1]), bytes(r[2]), bytes(r[3]), r[4], r[5], r[6])
+        return [Notification(r[0], bytes(r[1]), bytes(r[2]), bytes(r[3]), r[4], r[5],
+                             None if r[6] == _WITHHELD else r[6])
                 for r in self.db.execute(sql + " ORDER BY id", args)]
 
     def mark_delivered(self, ids: Sequence[int]) -> None:
