@@ -59,7 +59,7 @@ def init(
 def upgrade(data: DataOpt = None, rules: RulesOpt = None,
             access_records: AccessRecordsOpt = None) -> None:
     """Move this chain to the newest state rule set and access record format (a
-    ``gov.upgrade`` signed by its organization): the newer refusals and the smaller access
+    gov.upgrade transaction its organization signs): the newer refusals and the smaller access
     records apply from the next transaction on; what is on the ledger replays as decided.
 
     For a chain made by `glucoledger init` (one organization). A consortium's members
