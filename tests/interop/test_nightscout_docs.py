@@ -370,6 +370,38 @@ def test_libre_readings_above_400_count_as_measured_dexcom_high_as_high() -> Non
     assert_as_sent(found.doc, libre[0], "entries")
 
 
+def test_a_batch_from_a_clock_running_ahead_keeps_every_reading_and_dose() -> None:
+    """xDrip+'s uploader (``utilitymodels/NightscoutUploader.java``) sends its queue as one
+    array (here after 25 minutes without a network) and Loop its pump's doses as one array,
+    each stamped by a clock that runs 22 minutes fast. The documents more than the allowed
+    skew ahead were each ordered at the server's time: at one instant, four readings
+    counted as one (three superseded: lost from every summary) and two boluses as one (2 U
+    gone from the record). What the POST dated after the server's time keeps its order and
+    spacing, the newest at the server's time."""
+    from glucoledger.glucose.metrics import summarize
+    from glucoledger.interop import nsaccept
+
+    fast = 22 * 60_000
+    sent = payloads.xdrip_sgv(NOW + fast + 300_000, n=6)  # device times NOW-3 .. NOW+22 min
+    boluses = [{"eventType": "Correction Bolus", "insulin": u, "created_at": payloads.iso(t)}
+               for u, t in ((2.0, NOW + fast - 300_000), (1.0, NOW + fast))]
+    records: list[Record] = []
+    for collection, body in (("entries", sent), ("treatments", boluses)):
+        for o in nsaccept.parse_each(collection, body, NOW):
+            assert isinstance(o, nsaccept.Accepted)
+            records += [r for stream, item in o.doc.items
+                        for r in parse_batch(stream, [item], now_ms=NOW).items]
+    cgm = sorted((r for r in records if isinstance(r, CgmReading)), key=lambda r: r.time_ms)
+    # 110, 114, ... 130 every 5 minutes: those dated after NOW at their true times, the
+    # last one now; the first (dated NOW - 3 min by the device) where the device put it
+    assert [(r.time_ms, r.mgdl) for r in cgm] == [
+        (NOW - 1_200_000, 114), (NOW - 900_000, 118), (NOW - 600_000, 122),
+        (NOW - 300_000, 126), (NOW - 180_000, 110), (NOW, 130)]
+    assert summarize(cgm, start_ms=NOW - 3_600_000, end_ms=NOW + 600_000).superseded == 0
+    doses = sorted((r.time_ms, r.units_milli) for r in records if isinstance(r, Bolus))
+    assert doses == [(NOW - 300_000, 2000), (NOW, 1000)]
+
+
 # --------------------------------------------------------------------------- the annex is
 # the document's wording, never its value
 
