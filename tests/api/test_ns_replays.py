@@ -595,3 +595,38 @@ def test_v3_readers_get_the_newest_by_the_documents_own_time(srv: Server) -> Non
     r = srv.get("/api/v3/entries?limit=1&sort$desc=date", headers=bearer)
     assert r.status_code == 200, r.text
     assert [(d["sgv"], d["date"]) for d in r.json()["result"]] == [(141, n + 1_000)]
+
+
+def test_status_json_names_the_units_its_person_chose(srv: Server) -> None:
+    """Nightguard (``nightguard/external/NightscoutService.swift`` ``readStatus``) reads
+    ``api/v1/status.json`` with the token of its configured URL and shows glucose in
+    mmol/L unless ``settings.units`` contains "mg"; watch faces and widgets do the same.
+    A reader who chose mmol/L in the portal got mg/dL in every such app: status.json
+    always said ``mg/dl``. With a credential it now names that person's units (the reader's
+    own for her token, the patient's for her uploader secret); without one, or with a
+    wrong one, mg/dL as before."""
+    s = requests.Session()
+    r = s.post(f"{srv.url}/api/session", json={"name": "dr-lee",
+                                               "password": "dr-lee-demo-password"}, timeout=30)
+    assert r.status_code == 200, r.text
+    csrf = r.json()["csrf"]
+
+    def choose(units: str) -> None:
+        r = s.post(f"{srv.url}/portal/settings", timeout=30,
+                   data={"csrf": csrf, "units": units, "tz": "Europe/Prague"})
+        assert r.status_code == 200, r.text
+
+    choose("mmol/L")
+    try:
+        def units(**kw: Any) -> str:
+            r = srv.get("/api/v1/status.json", **kw)
+            assert r.status_code == 200, r.text
+            return str(r.json()["settings"]["units"])
+
+        assert units(params={"token": DEMO_READER_TOKEN}) == "mmol"
+        assert units(headers=FOLLOW) == "mmol"
+        assert units() == "mg/dl"
+        assert units(headers=UP) == "mg/dl"  # alice kept mg/dL
+        assert units(params={"token": "not-a-token-of-this-node"}) == "mg/dl"
+    finally:
+        choose("mg/dL")
