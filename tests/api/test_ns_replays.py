@@ -555,3 +555,78 @@ def test_androidaps_nsclient_v3(srv: Server) -> None:
     r = srv.get("/api/v3/entries?sort$desc=date&type=sgv", headers=reader)
     assert r.status_code == 200 and r.json()["result"]
     _revoke(srv, grant)
+
+
+def test_v3_readers_get_the_newest_by_the_documents_own_time(srv: Server) -> None:
+    """v3 searches sort by each document's own time, never by when it was stored or by a
+    field as sent. nightscout-librelink-up's v3 client (``src/nightscout/apiv3.ts``
+    ``lastEntry``) asks ``entries?limit=1&sort$desc=date`` and uploads only what is newer;
+    v3 followers ask ``treatments?created_at$gte=<ISO>&sort$desc=created_at&limit=``
+    (cgm-remote-monitor ``lib/api3/generic/search``: ``sort$desc`` names the field). A
+    treatment posted through v1 carries ``created_at`` only, and Loop posts one it logged
+    earlier after a later one (a backfill): the answer must still start with the newest.
+    And one entry whose ``date`` came as text (Nightscout stores what it is sent, v1 reads
+    echo it) must not fail every v3 read of the patient."""
+    jwt = srv.get(f"/api/v2/authorization/request/{DEMO_UPLOADER_SECRET}").json()["token"]
+    bearer = {"Authorization": f"Bearer {jwt}"}
+    n = _now()
+    newest = {"eventType": "Note", "notes": "v3 order: newest", "created_at": iso(n - 60_000)}
+    older = {"eventType": "Note", "notes": "v3 order: older, sent later",
+             "created_at": iso(n - 6_000_000)}
+    for doc in (newest, older):
+        _one_answer_each(srv.send("POST", "/api/v1/treatments", json=[doc], headers=UP), [doc])
+    r = srv.get("/api/v3/treatments", headers=bearer, params={
+        "created_at$gte": iso(n - 7_200_000), "notes$re": "^v3 order", "sort$desc": "created_at",
+        "limit": "1"})
+    assert r.status_code == 200, r.text
+    assert [d["notes"] for d in r.json()["result"]] == ["v3 order: newest"]
+    r = srv.get("/api/v3/treatments", headers=bearer, params={
+        "notes$re": "^v3 order", "sort": "created_at", "limit": "2"})
+    assert [d["notes"] for d in r.json()["result"]] == ["v3 order: older, sent later",
+                                                       "v3 order: newest"]
+    t = n - 3 * 86_400_000  # inside the default 4-day window, before every other test's
+    text_date = {"type": "sgv", "sgv": 133, "date": str(t), "dateString": iso(t),
+                 "device": "uploader"}
+    _one_answer_each(srv.send("POST", "/api/v1/entries", json=[text_date], headers=UP),
+                     [text_date])
+    sgv = {"type": "sgv", "sgv": 141, "direction": "Flat", "device": "nightscout-librelink-up",
+           "date": n + 1_000, "app": "nightscout-librelink-up"}
+    assert srv.send("POST", "/api/v3/entries", json=sgv, headers=bearer).status_code == 201
+    r = srv.get("/api/v3/entries?limit=1&sort$desc=date", headers=bearer)
+    assert r.status_code == 200, r.text
+    assert [(d["sgv"], d["date"]) for d in r.json()["result"]] == [(141, n + 1_000)]
+
+
+def test_status_json_names_the_units_its_person_chose(srv: Server) -> None:
+    """Nightguard (``nightguard/external/NightscoutService.swift`` ``readStatus``) reads
+    ``api/v1/status.json`` with the token of its configured URL and shows glucose in
+    mmol/L unless ``settings.units`` contains "mg"; watch faces and widgets do the same.
+    A reader who chose mmol/L in the portal got mg/dL in every such app: status.json
+    always said ``mg/dl``. With a credential it now names that person's units (the reader's
+    own for her token, the patient's for her uploader secret); without one, or with a
+    wrong one, mg/dL as before."""
+    s = requests.Session()
+    r = s.post(f"{srv.url}/api/session", json={"name": "dr-lee",
+                                               "password": "dr-lee-demo-password"}, timeout=30)
+    assert r.status_code == 200, r.text
+    csrf = r.json()["csrf"]
+
+    def choose(units: str) -> None:
+        r = s.post(f"{srv.url}/portal/settings", timeout=30,
+                   data={"csrf": csrf, "units": units, "tz": "Europe/Prague"})
+        assert r.status_code == 200, r.text
+
+    choose("mmol/L")
+    try:
+        def units(**kw: Any) -> str:
+            r = srv.get("/api/v1/status.json", **kw)
+            assert r.status_code == 200, r.text
+            return str(r.json()["settings"]["units"])
+
+        assert units(params={"token": DEMO_READER_TOKEN}) == "mmol"
+        assert units(headers=FOLLOW) == "mmol"
+        assert units() == "mg/dl"
+        assert units(headers=UP) == "mg/dl"  # alice kept mg/dL
+        assert units(params={"token": "not-a-token-of-this-node"}) == "mg/dl"
+    finally:
+        choose("mg/dL")

@@ -264,11 +264,13 @@ def test_any_sgv_round_trips_unchanged(t: int, sgv: float, direction: str | None
         doc["direction"] = direction
     docs, records = store("entries", doc)
     [rec] = records
-    # Sensor LOW/HIGH stored at the limit they passed, decimals rounded; read back as sent.
-    expected = 40 if sgv < 39.5 else 400 if sgv > 400.5 else round(sgv)
+    # Sensor LOW/HIGH (below 40, Dexcom's 401, above Libre's 500) stored at the limit they
+    # passed, decimals rounded; read back as sent.
+    whole = round(sgv)
+    expected = 40 if whole < 40 else 400 if whole == 401 else 500 if whole > 500 else whole
     assert isinstance(rec, CgmReading) and rec.mgdl == expected and rec.tz_offset_min == offset
-    assert ns.censoring("entries", doc) == ("LOW" if sgv < 39.5 else
-                                            "HIGH" if sgv > 400.5 else None)
+    assert ns.censoring("entries", doc) == ("LOW" if whole < 40 else
+                                            "HIGH" if whole == 401 or whole > 500 else None)
     assert_as_sent(read_back(records, "entries")[docs[0].key], doc, "entries")
 
 
@@ -331,6 +333,73 @@ def test_fields_within_the_bounds_are_kept() -> None:
                      **{f"k{i}": i for i in range(50)})
     docs, records = store("treatments", doc)
     assert_as_sent(read_back(records, "treatments")[docs[0].key], doc, "treatments")
+
+
+def test_libre_readings_above_400_count_as_measured_dexcom_high_as_high() -> None:
+    """FreeStyle Libre 2/3 measure up to 500 mg/dL: nightscout-librelink-up
+    (``src/nightscout/apiv1.ts`` ``uploadEntries``: type, sgv as LibreLink Up's
+    ``ValueInMgPerDl``, direction, device, date, dateString) sends 450 as 450, and
+    Nightscout shows it as 450 (``lib/sandbox.js`` ``displayBg``: only 39 is LOW and 401
+    HIGH). Counting it as a HIGH at 400 understated the mean, SD and GMI and called a
+    measured value a sensor's out-of-range. xDrip+'s Dexcom HIGH (401) stays a HIGH."""
+    from glucoledger.glucose.metrics import summarize
+
+    t0 = NOW - 3_600_000
+    libre = [{"type": "sgv", "sgv": v, "direction": "Flat", "device": "nightscout-librelink-up",
+              "date": t0 + i * 300_000, "dateString": payloads.iso(t0 + i * 300_000)}
+             for i, v in enumerate([450] * 6 + [150] * 6)]
+    dexcom_high = {"type": "sgv", "sgv": 401, "device": "xDrip-DexcomG6", "date": NOW - 60_000}
+    beyond = {"type": "sgv", "sgv": 520, "device": "uploader", "date": NOW - 30_000}
+    docs, records = store("entries", [*libre, dexcom_high, beyond])
+    cgm = sorted((r for r in records if isinstance(r, CgmReading)), key=lambda r: r.time_ms)
+    assert [(r.mgdl, r.censored) for r in cgm[-3:]] == [(150, None), (400, "high"),
+                                                        (500, "high")]
+    assert [ns.censoring("entries", d) for d in (libre[0], dexcom_high, beyond)] == [
+        None, "HIGH", "HIGH"]
+    summary = summarize(cgm[:12], interval_min=5)
+    assert (summary.mean, summary.censored_high, summary.tar250) == (300.0, 0, 50.0)
+    back = read_back(records, "entries")
+    for doc, sent in zip(docs, [*libre, dexcom_high, beyond], strict=True):
+        assert_as_sent(back[doc.key], sent, "entries")
+    # A reading stored before (a HIGH at 400, the value as sent in its annex) reads as sent.
+    t = libre[0]["date"]
+    before = CgmReading(t, 0, 400, "Flat", ns=annex_text(
+        {"c": "entries", "f": {"device": "nightscout-librelink-up", "sgv": 450},
+         "k": f"sgv|{t}", "o": ["sysTime", "utcOffset"]}), censored="high")
+    [found] = ns.docs_from_records([before])
+    assert_as_sent(found.doc, libre[0], "entries")
+
+
+def test_a_batch_from_a_clock_running_ahead_keeps_every_reading_and_dose() -> None:
+    """xDrip+'s uploader (``utilitymodels/NightscoutUploader.java``) sends its queue as one
+    array (here after 25 minutes without a network) and Loop its pump's doses as one array,
+    each stamped by a clock that runs 22 minutes fast. The documents more than the allowed
+    skew ahead were each ordered at the server's time: at one instant, four readings
+    counted as one (three superseded: lost from every summary) and two boluses as one (2 U
+    gone from the record). What the POST dated after the server's time keeps its order and
+    spacing, the newest at the server's time."""
+    from glucoledger.glucose.metrics import summarize
+    from glucoledger.interop import nsaccept
+
+    fast = 22 * 60_000
+    sent = payloads.xdrip_sgv(NOW + fast + 300_000, n=6)  # device times NOW-3 .. NOW+22 min
+    boluses = [{"eventType": "Correction Bolus", "insulin": u, "created_at": payloads.iso(t)}
+               for u, t in ((2.0, NOW + fast - 300_000), (1.0, NOW + fast))]
+    records: list[Record] = []
+    for collection, body in (("entries", sent), ("treatments", boluses)):
+        for o in nsaccept.parse_each(collection, body, NOW):
+            assert isinstance(o, nsaccept.Accepted)
+            records += [r for stream, item in o.doc.items
+                        for r in parse_batch(stream, [item], now_ms=NOW).items]
+    cgm = sorted((r for r in records if isinstance(r, CgmReading)), key=lambda r: r.time_ms)
+    # 110, 114, ... 130 every 5 minutes: those dated after NOW at their true times, the
+    # last one now; the first (dated NOW - 3 min by the device) where the device put it
+    assert [(r.time_ms, r.mgdl) for r in cgm] == [
+        (NOW - 1_200_000, 114), (NOW - 900_000, 118), (NOW - 600_000, 122),
+        (NOW - 300_000, 126), (NOW - 180_000, 110), (NOW, 130)]
+    assert summarize(cgm, start_ms=NOW - 3_600_000, end_ms=NOW + 600_000).superseded == 0
+    doses = sorted((r.time_ms, r.units_milli) for r in records if isinstance(r, Bolus))
+    assert doses == [(NOW - 300_000, 2000), (NOW, 1000)]
 
 
 # --------------------------------------------------------------------------- the annex is

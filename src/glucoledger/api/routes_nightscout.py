@@ -35,6 +35,7 @@ from .ns_common import authenticate as _auth
 from .ns_common import now_ms as _now
 from .ns_common import ns_service as _svc
 from .ns_common import read_collection as _read
+from .portal_base import prefs
 
 __all__ = ["router"]
 
@@ -239,9 +240,22 @@ def food(request: Request) -> list[dict[str, Any]]:
 @router.get("/status.json", responses=_ERR)
 @router.get("/status", responses=_ERR, include_in_schema=False)
 async def status(request: Request) -> dict[str, Any]:
-    """Server status as Nightscout clients expect it (public), ``settings.thresholds`` too."""
+    """Server status as Nightscout clients expect it (public), ``settings.thresholds`` too.
+    With a credential this node knows (``api-secret``, ``?token=``), ``settings.units`` is
+    the units its person chose in the portal (the patient's for her uploader secret, the
+    reader's own for a reader token): followers (Nightguard, watch faces, widgets) show
+    glucose in the site's ``settings.units``. Without one, or with a wrong one, mg/dL."""
+    units = "mg/dl"
+    secret, token = request.headers.get("api-secret"), request.query_params.get("token")
+    if secret or token:
+        try:
+            who: bytes | None = _svc(request).viewer(_svc(request).authenticate(secret, token))
+        except GlucoledgerError:  # status stays public: a wrong credential changes nothing
+            who = None
+        if who is not None and prefs(request).get(who).units == "mmol/L":
+            units = "mmol"
     return ns.status_doc(name=ctx(request).node.config.name, version=f"15.0.0-glucoledger-"
-                         f"{__version__}", now_ms=_now())
+                         f"{__version__}", now_ms=_now(), units=units)
 
 
 @router.get("/verifyauth", responses=_ERR, openapi_extra=_AUTH_PARAMS)

@@ -142,11 +142,16 @@ def _find(request: Request, binding: Binding, col: str, params: list[tuple[str, 
         query = ns.parse_query(col, [*v1, ("count", str(ns.MAX_COUNT))])
         docs = [d for d in _svc(request).v3.documents(binding, col, query, deleted=True)
                 if d["srvModified"] > after]
-        docs.sort(key=lambda d: (d["srvModified"], d.get("date", 0)))
+        docs.reverse()  # oldest first by the document's own time, then (stable) by change
+        docs.sort(key=lambda d: d["srvModified"])
         return docs[:limit or 1000]
     query = ns.parse_query(col, [*v1, ("count", str(ns.MAX_COUNT))], now_ms=_now())
+    # Newest first by each document's own time, as parsed from what it carries (``date``,
+    # ``created_at``...: ``ns.select``), never by a field as sent: a treatment posted
+    # through v1 has no ``date``, and a ``date`` may be text.
     docs = _svc(request).v3.documents(binding, col, query, deleted=deleted)
-    docs.sort(key=lambda d: d.get("date") or d.get("srvModified", 0), reverse=not ascending)
+    if ascending:
+        docs.reverse()
     return docs[:limit or 100]
 
 

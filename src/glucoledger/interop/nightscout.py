@@ -47,7 +47,7 @@ import functools
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from ..errors import InputError, MalformedError, OutOfRangeError
@@ -104,9 +104,15 @@ _KIND: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,31}$")
 #: Whether ``CgmReading`` records a censored LOW/HIGH (the clinical issue's readings do:
 #: ``flag`` LOW/HIGH with the limit as the value); if not, the limit and the annex say it.
 _CENSORING: Final = "censored" in getattr(CgmReading, "__dataclass_fields__", {})
-#: A CGM's measuring range; sgv outside it is the sensor's LOW/HIGH (``censored``).
+#: A CGM's measuring range; sgv outside it is the sensor's LOW/HIGH (``censored``): below 40
+#: (39 is Dexcom's LOW), 401 (Dexcom's HIGH: Nightscout's ``sandbox.displayBg`` shows 39 and
+#: 401 as LOW and HIGH, every other value as measured), above 500. 402..500 are measured
+#: values of a sensor that reads up to 500 mg/dL (FreeStyle Libre 2/3: LibreLink Up,
+#: Juggluco), counted as sent.
 SENSOR_LOW: Final = 40
 SENSOR_HIGH: Final = 400
+HIGH_CODE: Final = 401
+SENSOR_MAX: Final = 500
 #: sgv 0..12 are sensor error codes, not glucose (Nightscout lib/plugins/errorcodes.js).
 ERROR_CODE_MAX: Final = 12
 #: Beyond this no sensor and no unit mix-up explains an sgv: refused, not stored as HIGH.
@@ -161,15 +167,18 @@ class _Split:
 def censored(sgv: float) -> tuple[int, str | None]:
     """A Nightscout sgv as the whole mg/dL a ``CgmReading`` stores, and its censoring.
 
-    Sensors measure 40..400 mg/dL; a value outside is the sensor's LOW or HIGH, stored at the
-    limit it passed (40 or 400: counted below 54/70 or above 250 as it must be) and marked
-    ``"LOW"``/``"HIGH"``; the annex keeps the value as sent. Fractions (a meter reading
-    converted from mmol/L) round to the nearest mg/dL, halves to even."""
+    Sensors measure 40..400 mg/dL (Dexcom, Guardian, Eversense) or 40..500 (FreeStyle
+    Libre); below 40, 401 (Dexcom's HIGH) and above 500 are the sensor's LOW or HIGH, stored
+    at the limit passed (40, 400 or 500: counted below 54/70 or above 250 as it must be) and
+    marked ``"LOW"``/``"HIGH"``; the annex keeps the value as sent. Fractions (a meter
+    reading converted from mmol/L) round to the nearest mg/dL, halves to even."""
     value = round(sgv)
     if value < SENSOR_LOW:
         return SENSOR_LOW, "LOW"
-    if value > SENSOR_HIGH:
+    if value == HIGH_CODE:
         return SENSOR_HIGH, "HIGH"
+    if value > SENSOR_MAX:
+        return SENSOR_MAX, "HIGH"
     return value, None
 
 
@@ -525,7 +534,8 @@ def _believed(rec: Record, annex: Annex, canonical: dict[str, Any]) -> bool:
             key, again = _reread(annex.collection, rec, annex.original(canonical))
         except InputError:
             return False
-        return key == annex.key and any(_same_record(rec, r) for r in again)
+        return key == annex.key and any(_same_record(rec, r) or _high_before(rec, r)
+                                        for r in again)
     if not annex.key.endswith(f"|{rec.time_ms}"):
         return False
     deciding = _DECIDING[annex.collection]
@@ -540,7 +550,16 @@ def _believed(rec: Record, annex: Annex, canonical: dict[str, Any]) -> bool:
         key, again = _reread(annex.collection, rec, annex.original(canonical))
     except InputError:
         return False
-    return key == annex.key and any(_same_record(rec, r) for r in again)
+    return key == annex.key and any(_same_record(rec, r) or _high_before(rec, r)
+                                    for r in again)
+
+
+def _high_before(rec: Record, again: Record) -> bool:
+    """Whether ``rec`` is ``again`` as stored before 402..500 counted as measured: every sgv
+    above 400 was then a HIGH at 400 (such a record still reads back as its document)."""
+    return (isinstance(rec, CgmReading) and isinstance(again, CgmReading)
+            and rec.censored == "high" and rec.mgdl == SENSOR_HIGH < again.mgdl
+            and _same_record(rec, replace(again, mgdl=SENSOR_HIGH, censored="high")))
 
 
 #: Records whose rendering is kept (``_rendered``): about 1.35 KB each (a CGM reading with

@@ -19,7 +19,8 @@ document would stall every later reading behind it. Here:
 
 Invariants: ``len(parse_each(c, body, now)) == len(body)`` (one outcome per document, in
 order); a refused document changes nothing; the outcome of a document does not depend on
-the other documents of the POST except for ``Repeat``.
+the other documents of the POST except for ``Repeat`` and, for a document from a clock
+running ahead, the latest such time of the POST (``stamp``).
 """
 
 from __future__ import annotations
@@ -81,22 +82,44 @@ def _device_time(collection: str, doc: Mapping[str, Any]) -> int | None:
     return time_raw(doc, names, f"{collection} document")[0]
 
 
-def stamp(collection: str, doc: dict[str, Any], now_ms: int) -> dict[str, Any]:
+def _ahead(t: int | None, now_ms: int) -> bool:
+    return t is not None and now_ms + MAX_CLOCK_SKEW_MS < t <= now_ms + MAX_AHEAD_MS
+
+
+def _time_or_none(collection: str, doc: Any) -> int | None:
+    """A document's own time, None when it has none or is no document (judged alone later)."""
+    if not isinstance(doc, dict):
+        return None
+    try:
+        return _device_time(collection, doc)
+    except InputError:
+        return None
+
+
+def stamp(collection: str, doc: dict[str, Any], now_ms: int,
+          newest_ahead: int | None = None) -> dict[str, Any]:
     """The document with the server time marked where Nightscout would use its own clock.
 
     No time at all: Nightscout stamps ``created_at``/``date`` with its clock; so do we, and
     the document says so (``SERVER_TIME`` reason ``"no time sent"``). A time more than the
-    allowed clock skew ahead but within ``MAX_AHEAD_MS``: the record is ordered at the server
-    time, the device time is kept as sent (reason ``"device clock ahead"``). A client's own
+    allowed clock skew ahead but within ``MAX_AHEAD_MS``: the clock that wrote it runs ahead.
+    ``newest_ahead`` is the latest such time of its POST (None: none, or this document
+    alone): each document of the POST dated after the server time is ordered that much
+    earlier than its device time (the newest at the server time), the device time kept as
+    sent (reason ``"device clock ahead"``). So what an uploader sends at once from a clock
+    running ahead (xDrip+'s queue after a network gap on a phone set 20 minutes fast) keeps
+    its order and spacing, never all at one instant, where only one reading and one dose
+    would count. A document dated before the server time keeps its time. A client's own
     ``SERVER_TIME`` field is dropped: only the node stamps. Raises MalformedError for a time
     field that is not a time.
     """
     out = {k: v for k, v in doc.items() if k not in ("_id", ns.SERVER_TIME)}
     t = _device_time(collection, out)
+    newest = t if newest_ahead is None and _ahead(t, now_ms) else newest_ahead
     if t is None:
         out[ns.SERVER_TIME] = {"ms": now_ms, "reason": "no time sent"}
-    elif now_ms + MAX_CLOCK_SKEW_MS < t <= now_ms + MAX_AHEAD_MS:
-        out[ns.SERVER_TIME] = {"ms": now_ms, "reason": "device clock ahead"}
+    elif newest is not None and now_ms < t <= newest:
+        out[ns.SERVER_TIME] = {"ms": t - (newest - now_ms), "reason": "device clock ahead"}
     elif t > now_ms + MAX_AHEAD_MS:
         raise OutOfRangeError(
             f"{collection} document: time is {(t - now_ms) // 3_600_000} h ahead of the "
@@ -113,13 +136,15 @@ def parse_each(collection: str, body: Any, now_ms: int) -> list[Outcome]:
     docs = ns.body_documents(collection, body)
     out: list[Outcome] = []
     first: dict[str, int] = {}
+    newest_ahead = max((t for t in map(lambda d: _time_or_none(collection, d), docs)
+                        if t is not None and _ahead(t, now_ms)), default=None)
     for i, d in enumerate(docs):
         what = f"{collection}[{i}]"
         try:
             if not isinstance(d, dict):
                 raise MalformedError(f"{what} must be an object, not {type(d).__name__}")
             ns.check_shape(d, what)
-            doc = ns._parse_doc(collection, stamp(collection, d, now_ms), what)
+            doc = ns._parse_doc(collection, stamp(collection, d, now_ms, newest_ahead), what)
         except InputError as exc:
             out.append(Refused(exc, d))
             continue

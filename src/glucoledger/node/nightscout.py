@@ -317,6 +317,14 @@ class NightscoutService:
         raise AuthenticationError("send the api-secret header (SHA-1 hex of your API secret) "
                                   "or ?token=")
 
+    def viewer(self, binding: Binding) -> bytes:
+        """The account whose display preferences (units) a credential's app shows: the
+        patient's for her uploader secret, the reader's own for a reader token. Raises
+        NotFoundError when the reader's account is gone."""
+        if binding.role == "read":
+            return identity(self.node, binding.account).id
+        return binding.patient
+
     def knows(self, presented: str) -> bool:
         """Whether ``presented`` (as a client sends it) is a credential bound here."""
         return credential_hash(presented.strip().lower()).hex() in self._bindings
