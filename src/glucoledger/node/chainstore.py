@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import codec
-from ..errors import NotFoundError
+from ..errors import NotFoundError, StorageError
 from ..ledger import merkle
 from ..ledger.block import BlockHeader, Result
 from ..sqlitetx import connect, sqlite_error, transaction
@@ -96,7 +96,12 @@ class ChainStore:
         """Persist one block atomically: all of it or nothing (``sqlitetx.transaction``).
 
         Raises StorageError (disk full, read-only, damaged file) and then stores nothing; the
-        caller (``Node``) must not derive a next block on top of it (fail-stop)."""
+        caller (``Node``) must not derive a next block on top of it (fail-stop).
+
+        A block of this height already stored with the same hash was stored by another
+        process deriving the same log (a command run next to ``serve`` on one folder): the
+        same log gives the same block, so there is nothing to write. Another hash at that
+        height is a store of another history: StorageError ``other_log``, nothing written."""
         h = block.header
         encoded = block.result_bytes or tuple(codec.encode(r.to_value()) for r in block.results)
         tx_rows = [
@@ -105,6 +110,15 @@ class ChainStore:
             for i, env in enumerate(block.envelopes)
         ]
         with self._lock, transaction(self._db, self.path, f"storing block {h.height}") as db:
+            row = db.execute("SELECT hash FROM blocks WHERE height = ?", (h.height,)).fetchone()
+            if row is not None:
+                if bytes(row[0]) == block.hash:
+                    return
+                raise StorageError(
+                    f"{self.path} already holds another block {h.height} (hash "
+                    f"{bytes(row[0]).hex()[:16]}) than the one its log gives "
+                    f"({block.hash.hex()[:16]}): the store and the log disagree; nothing was "
+                    "written. Run `glucoledger verify` to see where", code="other_log")
             db.execute("INSERT INTO blocks (height, hash, header, checkpoint) VALUES (?,?,?,?)",
                        (h.height, block.hash, h.encode(), checkpoint))
             db.executemany("INSERT INTO txs VALUES (?,?,?,?,?,?)", tx_rows)

@@ -1,0 +1,95 @@
+"""Two processes on one folder: a command run next to ``serve`` (a patient's ``readings``,
+an operator's ``grant``) appends to the same embedded log and stores the blocks it derives.
+The server, deriving the same log, finds those blocks stored: the same log gives the same
+block, so it goes on. Before, every upload after such a command was refused (a storage
+error: "UNIQUE constraint failed: blocks.height") and its readings were lost unless the app
+sent them again."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from glucoledger.api.context import ServerContext
+from glucoledger.errors import StorageError
+from glucoledger.ledger.tx import Transaction, sign
+from glucoledger.node.accounts import create_account, identity, keys_of
+from glucoledger.node.service import Node, verify_folder
+
+from ..api.payloads import xdrip_sgv
+from ..servers import ServeProcess, cli_env
+from .test_kill import _readings
+
+SECRET = "two-process-uploader-secret"
+
+
+def _cli(folder: Path, *args: str) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "glucoledger", *args, "--data", str(folder)],
+                         capture_output=True, text=True, env=cli_env(), timeout=120,
+                         check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.slow
+def test_uploads_go_on_while_commands_write_to_the_same_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "node"
+    with Node.init(folder, workers=1) as node:
+        create_account(node, "rosa", "trusted")
+        create_account(node, "alice", "patient", trusted="rosa")
+        c = ServerContext.create(node)
+        try:
+            c.svc.nightscout.add_uploader("alice", SECRET)
+        finally:
+            c.close()
+    srv = ServeProcess(folder, demo=False, ready="/api/v1/status.json", timeout=60)
+    headers = {"api-secret": hashlib.sha1(SECRET.encode()).hexdigest()}
+    sent = 0
+    try:
+        now = int(time.time() * 1000)
+        for round_ in range(3):
+            docs = xdrip_sgv(now - (3 - round_) * 3_600_000, n=4)
+            r = requests.post(srv.url + "/api/v1/entries", json=docs, headers=headers,
+                              timeout=30)
+            assert r.status_code == 200, r.text  # the round after a command too
+            sent += len(docs)
+            # the patient reads her own readings (an audited read: a block of its own)
+            _cli(folder, "readings", "--patient", "alice", "--format", "json",
+                 "--from", str(now - 86_400_000), "--to", str(now + 60_000))
+        out = srv.stop()
+    finally:
+        srv.stop()
+    assert "Traceback" not in out and "UNIQUE" not in out, out[-2000:]
+    assert sum(_readings(folder).values()) == sent  # every acknowledged reading, once
+    verify_folder(folder, workers=1)  # raises if any block is missing or differs
+
+
+def test_a_different_block_at_a_stored_height_is_refused_and_nothing_written(
+        tmp_path: Path) -> None:
+    """The one case the tolerance must not cover: the store holds another block at the
+    height the log gives (another history)."""
+    folder = tmp_path / "node"
+    Node.init(folder, workers=1).close()
+    with Node(folder, workers=1) as a, Node(folder, workers=1) as b:
+        create_account(a, "rosa", "trusted")  # a stores a block; b has not read it
+        height = a.store.height() - 1
+        db = sqlite3.connect(folder / "chain.db")
+        db.execute("UPDATE blocks SET hash = ? WHERE height = ?", (b"\x00" * 32, height))
+        db.commit()
+        db.close()
+        before = b.store.tx_count()
+        who = identity(a, "rosa")
+        stx = sign(Transaction(b.chain, "alert.rules", {"rules": None}, who.id,
+                               b.next_nonce(who.id)), keys_of(a, who)[:1])
+        with pytest.raises(StorageError) as refused:
+            b.submit([stx.raw])
+        assert refused.value.code == "other_log"
+        assert "already holds another block" in refused.value.message
+        assert b.store.tx_count() == before
