@@ -7,20 +7,29 @@ either the old bytes or the new ones, never a prefix (POSIX rename(2) is atomic 
 file system). Reads go through :func:`read_json`, which turns every OS and JSON failure into
 the error tree with a message that names the file and says what to do.
 
-Invariant: no caller opens a side file for writing in place.
+Invariant: no caller opens a side file for writing in place. A side file that more than one
+process changes (a command run next to ``serve`` on one folder) is read, changed and
+written back under :func:`locked`, so neither loses the other's change.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .errors import MalformedError, NotFoundError, StorageError
 
-__all__ = ["atomic_write", "atomic_write_json", "fsync_dir", "read_json", "storage_error"]
+__all__ = ["atomic_write", "atomic_write_json", "fsync_dir", "locked", "read_json",
+           "storage_error"]
+
+_THREAD_LOCKS: dict[str, threading.Lock] = {}
+_THREAD_LOCKS_MU = threading.Lock()
 
 
 def storage_error(exc: OSError, path: Path | str, doing: str) -> StorageError:
@@ -86,6 +95,29 @@ def atomic_write_json(path: Path, doc: Any, *, mode: int = 0o644) -> None:
     """:func:`atomic_write` of ``doc`` as indented, key-sorted JSON with a final newline."""
     text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
     atomic_write(path, text.encode(), mode=mode)
+
+
+@contextlib.contextmanager
+def locked(path: Path, doing: str) -> Iterator[None]:
+    """Hold the lock file ``path`` (created mode 0600) for one read-modify-write of a side
+    file at a time: the threads of this process (one lock per path) and other processes on
+    the folder (``flock``, released when the file is closed, a killed holder included).
+    Not re-entrant: the body must not take the same lock again. Raises StorageError."""
+    import fcntl
+
+    key = os.path.abspath(path)
+    with _THREAD_LOCKS_MU:
+        in_process = _THREAD_LOCKS.setdefault(key, threading.Lock())
+    with in_process:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise storage_error(exc, path, doing) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
 
 def read_json(path: Path, *, what: str, missing: str | None = None) -> Any:

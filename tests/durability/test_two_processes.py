@@ -1,9 +1,18 @@
 """Two processes on one folder: a command run next to ``serve`` (a patient's ``readings``,
-an operator's ``grant``) appends to the same embedded log and stores the blocks it derives.
-The server, deriving the same log, finds those blocks stored: the same log gives the same
-block, so it goes on. Before, every upload after such a command was refused (a storage
-error: "UNIQUE constraint failed: blocks.height") and its readings were lost unless the app
-sent them again."""
+an operator's ``grant``, a new Nightscout secret) on the same data.
+
+- Blocks: the command appends to the same embedded log and stores the blocks it derives.
+  The server, deriving the same log, finds those blocks stored: the same log gives the same
+  block, so it goes on. Before, every upload after such a command was refused (a storage
+  error: "UNIQUE constraint failed: blocks.height") and its readings were lost unless the
+  app sent them again.
+- State: the server reads what another process ordered before it authenticates (a key
+  recovered away, a gateway revoked or made), not at its own next write
+  (``Node.refresh``: SQLite's ``data_version`` says when another connection appended).
+- Nightscout credentials (``nightscout.json``): a secret made by the command works at once
+  on the running server (before: "not known here" until a restart), and each process adds
+  its own under the file's lock from a fresh read (before: the server's next secret wrote
+  back what it had read at start, and the command's secret was gone for good)."""
 
 from __future__ import annotations
 
@@ -69,6 +78,79 @@ def test_uploads_go_on_while_commands_write_to_the_same_folder(tmp_path: Path) -
     assert "Traceback" not in out and "UNIQUE" not in out, out[-2000:]
     assert sum(_readings(folder).values()) == sent  # every acknowledged reading, once
     verify_folder(folder, workers=1)  # raises if any block is missing or differs
+
+
+@pytest.mark.slow
+def test_a_secret_made_next_to_serve_works_at_once_and_neither_side_loses_one(
+        tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    folder = tmp_path / "node"
+    with Node.init(folder, workers=1) as node:
+        for name, kind in (("rosa", "trusted"), ("alice", "patient"), ("bob", "patient")):
+            create_account(node, name, kind, **({"trusted": "rosa"} if kind == "patient"
+                                                 else {}))
+    srv = ServeProcess(folder, demo=False, ready="/api/v1/status.json", timeout=60)
+    try:
+        made = subprocess.run([sys.executable, "-m", "glucoledger", "nightscout-uploader",
+                               "alice", "--data", str(folder)], capture_output=True,
+                              text=True, env=cli_env(), timeout=120, check=False)
+        assert made.returncode == 0, made.stdout + made.stderr
+        secret = made.stdout.split("(shown once): ")[1].split()[0]
+        doc = xdrip_sgv(int(time.time() * 1000), n=1)
+        r = requests.post(srv.url + "/api/v1/entries", json=doc, timeout=30,
+                          headers={"api-secret": hashlib.sha1(secret.encode()).hexdigest()})
+        assert r.status_code == 200, r.text  # known at once, no restart
+    finally:
+        srv.stop()
+    # The server process's service, opened before the command's secret, adds its own:
+    # read fresh under the lock, both stay.
+    with Node(folder, workers=1) as node:
+        c = ServerContext.create(node)
+        try:
+            other = ServerContext.create(node)  # a second process's view, made first
+            try:
+                c.svc.nightscout.add_uploader("bob", "bob-uploader-secret-1")
+                other.svc.nightscout.add_uploader("alice", "alice-second-secret")
+                for svc in (c.svc.nightscout, other.svc.nightscout):
+                    for s in (secret, "bob-uploader-secret-1", "alice-second-secret"):
+                        assert svc.knows(hashlib.sha1(s.encode()).hexdigest()), s
+            finally:
+                other.close()
+        finally:
+            c.close()
+
+
+@pytest.mark.slow
+def test_a_key_recovered_away_by_another_process_stops_signing_at_once(tmp_path: Path
+                                                                        ) -> None:
+    import secrets
+
+    from glucoledger.crypto.httpsig import sign_request
+    from glucoledger.node.accounts import recover_key
+
+    folder = tmp_path / "node"
+    with Node.init(folder, workers=1) as node:
+        create_account(node, "rosa", "trusted")
+        create_account(node, "alice", "patient", trusted="rosa")
+    srv = ServeProcess(folder, demo=False, ready="/api/v1/status.json", timeout=60)
+    try:
+        with Node(folder, workers=1) as mine:  # this test's process: the other writer
+            lost = keys_of(mine, identity(mine, "alice"), [1])[0]
+
+            def me() -> requests.Response:
+                url = srv.url + "/api/me"
+                return requests.get(url, timeout=30, headers=sign_request(
+                    lost, method="GET", url=url, nonce=secrets.token_hex(8)))
+
+            r = me()
+            assert r.status_code == 200 and r.json()["name"] == "alice", r.text
+            recover_key(mine, "alice", "rosa", 2)  # ordered and stored by this process
+            r = me()  # the server has written nothing since
+            assert r.status_code == 401 and "not a key of any account" in r.text, r.text
+    finally:
+        srv.stop()
 
 
 def test_a_different_block_at_a_stored_height_is_refused_and_nothing_written(

@@ -131,6 +131,7 @@ class ServerContext:
 
     def key_owner(self, key_id: bytes) -> tuple[Identity, PublicKey]:
         """The account holding ``key_id`` in its policy. Raises AuthenticationError."""
+        self.node.refresh()  # a key recovered away by another process stops signing now
         with self._mu:
             hit = self._keys.get(key_id)
         if hit is not None and not self._still_holds(hit[0], key_id, hit[2]):

@@ -34,8 +34,6 @@ many POSTs arrived meanwhile.
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections import defaultdict
 from concurrent.futures import Future
@@ -52,7 +50,7 @@ from ..errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from ..files import atomic_write_json
+from ..files import atomic_write_json, locked, read_json, storage_error
 from ..glucose.readings import Batch, Record, parse_batch
 from ..interop import nightscout as ns
 from ..interop import nsaccept
@@ -225,9 +223,9 @@ class NightscoutService:
         self.ingest = ingest
         self.access = access
         self.path = node.data_dir / "nightscout.json"
-        self._mu = threading.Lock()
         self._next_seq: dict[bytes, int] = {}  # gateway -> next sequence (pipeline thread)
-        self._bindings = self._load()
+        #: nightscout.json as last read, and the file's identity then (inode, mtime, size).
+        self._read: tuple[tuple[int, int, int] | None, dict[str, dict[str, str]]] = (None, {})
         self._dedup_key = hmac_sha256(node.master, DEDUP_CONTEXT)
         self._gw_keys: dict[str, Any] = {}
         self._gw_ids: dict[str, bytes] = {}  # gateway name -> account id (names never move)
@@ -251,23 +249,36 @@ class NightscoutService:
         return self.ingest.vault.last_index(patient), self.edits.count(patient)
 
     # --- credentials -----------------------------------------------------------------------
-    def _load(self) -> dict[str, dict[str, str]]:
+    @property
+    def _bindings(self) -> dict[str, dict[str, str]]:
+        """The credentials as ``nightscout.json`` holds them now: read again when the file
+        changed (a secret made by a command next to ``serve``, or by another process of
+        the server), else from memory: a lookup costs a ``stat``. Do not mutate it."""
         try:
-            return dict(json.loads(self.path.read_text()))
+            st = self.path.stat()
         except FileNotFoundError:
             return {}
-
-    def _save(self) -> None:
-        atomic_write_json(self.path, self._bindings, mode=0o600)
+        except OSError as exc:
+            raise storage_error(exc, self.path, "reading the Nightscout credentials") from None
+        sig, doc = self._read
+        now = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if sig != now:
+            doc = dict(read_json(self.path, what="the Nightscout credentials"))
+            self._read = (now, doc)
+        return doc
 
     def _bind(self, forms: list[str], role: str, patient: Identity, account: str) -> None:
+        """Add credentials: read, changed and written back under the file's lock, so no
+        process loses another's (``files.locked``)."""
         if any(len(f) < 12 for f in forms):
             raise InputError("a Nightscout secret or token has at least 12 characters")
-        with self._mu:
+        with locked(self.path.with_name(".nightscout.lock"), "changing the Nightscout "
+                    "credentials"):
+            doc = dict(self._bindings)
             for f in forms:
-                self._bindings[credential_hash(f).hex()] = {
+                doc[credential_hash(f).hex()] = {
                     "role": role, "patient": patient.id.hex(), "account": account}
-            self._save()
+            atomic_write_json(self.path, doc, mode=0o600)
 
     def add_uploader(self, patient_name: str, secret: str) -> Identity:
         """Bind an uploader secret to the patient through a new gateway account."""
@@ -345,6 +356,7 @@ class NightscoutService:
         read every stream with no window). Raises PermissionDeniedError."""
         if binding.role != "upload":
             return binding
+        self.node.refresh()  # a revocation or a new gateway by another process counts now
         gw = self._gw_ids.get(binding.account)
         if gw is None:
             try:

@@ -9,8 +9,9 @@ simulated patient could not be granted. Invariants:
 
 - one name names one thing: an account name is unique across all kinds; a device serial is
   unique among devices (serials and account names are separate namespaces, as on a label);
-- every write replaces the file atomically and durably (``files.atomic_write_json``), under
-  one lock per process, from a fresh read, so concurrent writers in one process both land;
+- every write replaces the file atomically and durably (``files.atomic_write_json``), from
+  a fresh read, under one lock per process and ``files.locked`` (``.names.lock``) across
+  processes, so concurrent writers (threads, or a command next to ``serve``) all land;
 - reads are cached by the file's identity (inode, mtime, size): a lookup costs a ``stat``;
 - an older folder is migrated on first use: both old files are merged into ``names.json``
   (written first), then renamed ``*.migrated`` (kept, not deleted). A name that is both an
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import GlucoledgerError, MalformedError, NotFoundError
-from ..files import atomic_write_json, read_json, storage_error
+from ..files import atomic_write_json, locked, read_json, storage_error
 
 __all__ = ["FILE", "FORMAT", "Registry"]
 
@@ -114,7 +115,7 @@ class Registry:
     def update(self, change: Callable[[dict[str, Any]], None]) -> None:
         """Apply ``change`` to a fresh copy and replace the file atomically. If ``change``
         raises, nothing is written."""
-        with self._lock:
+        with self._lock, locked(self.data_dir / ".names.lock", "changing the node's names"):
             doc = copy.deepcopy(self.load())
             change(doc)
             atomic_write_json(self.path, _checked(doc, self.path))

@@ -30,8 +30,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
@@ -44,7 +42,7 @@ from ..errors import (
     StorageError,
     VerificationError,
 )
-from ..files import atomic_write, fsync_dir, storage_error
+from ..files import atomic_write, fsync_dir, locked, storage_error
 from . import deid
 
 __all__ = ["KEY_FILE", "LEGACY_PROFILES", "PROFILES_FILE", "ResearchStore"]
@@ -56,8 +54,6 @@ _KEY_LABEL: Final = b"glucoledger research side files v1"
 _SECRET_CONTEXT: Final = "research-secret"
 _PROFILES_CONTEXT: Final = "research-profiles"
 _SEALED_SECRET_BYTES: Final = 1 + 12 + KEY_BYTES + 16
-
-_in_process = threading.Lock()  # threads of this process; flock covers the others
 
 
 def _scrub(path: Path) -> None:
@@ -90,23 +86,10 @@ class ResearchStore:
     def profiles_path(self) -> Path:
         return self.dir / PROFILES_FILE
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
         """This folder's research files, for one reader-modifier-writer at a time (threads
         of this process, and other processes on the folder)."""
-        import fcntl
-
-        path = self.dir / ".research.lock"
-        with _in_process:
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            except OSError as exc:
-                raise storage_error(exc, path, "locking the research files") from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                yield
-            finally:
-                os.close(fd)  # closing releases the lock
+        return locked(self.dir / ".research.lock", "locking the research files")
 
     # --- the secret ------------------------------------------------------------------------
     def secret(self) -> bytes:

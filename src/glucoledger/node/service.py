@@ -582,6 +582,22 @@ class Node:
             "the nodes")
         self.genesis_checked = True
 
+    def refresh(self) -> int:
+        """Catch up with what another process on this folder ordered (a command run next to
+        ``serve``: a recovery that rotated a key out, a new uploader's gateway, a grant), so
+        that what this process reads of the state is current; return how many blocks were
+        made. Costs one SQLite pragma when nobody else appended. Does nothing for a
+        consortium member (its loop follows etcd) or while another thread of this process
+        holds the node (it is writing, and syncs as it does)."""
+        if self._writer is not None or not isinstance(self.orderer, EmbeddedOrderer):
+            return 0
+        if not self._lock.acquire(blocking=False):
+            return 0
+        try:
+            return self.sync() if self.orderer.others_appended() else 0
+        finally:
+            self._lock.release()
+
     def _rewind(self) -> None:
         """Forget the open block's transactions and read the log again from the first
         position after the last block (they are read again once their cut arrives)."""

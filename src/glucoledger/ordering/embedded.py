@@ -33,6 +33,7 @@ class EmbeddedOrderer(Orderer):
                            what="the ordered log", error=OrderingError)
         self._lock = threading.Lock()
         self._cond = threading.Condition()
+        self._version: int | None = None  # PRAGMA data_version as ``others_appended`` saw it
 
     def append(self, entries: Sequence[bytes]) -> int:
         first = self._append(entries, None)
@@ -70,6 +71,19 @@ class EmbeddedOrderer(Orderer):
     def _size_locked(self) -> int:
         row = self._db.execute("SELECT COALESCE(MAX(pos) + 1, 0) FROM log").fetchone()
         return max(int(row[0]), self._first_locked())
+
+    def others_appended(self) -> bool:
+        """Whether another connection (another process on the folder: a command next to
+        ``serve``) committed to the log since the last call (SQLite's ``data_version``, which
+        this connection's own appends do not move). The first call says True."""
+        with self._lock:
+            try:
+                version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+            except sqlite3.Error as exc:
+                raise sqlite_error(exc, self.path, "reading the ordered log",
+                                   error=OrderingError) from None
+            changed, self._version = version != self._version, version
+            return changed
 
     def first(self) -> int:
         with self._lock:
