@@ -153,6 +153,55 @@ def test_a_key_recovered_away_by_another_process_stops_signing_at_once(tmp_path:
         srv.stop()
 
 
+_SPEND = """
+import sys, time
+from pathlib import Path
+from glucoledger.node.recovery import RecoveryCodes
+from glucoledger.node.service import Node
+from glucoledger.errors import AuthenticationError
+folder, code, go = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+with Node(folder, workers=1) as node:
+    codes = RecoveryCodes(node)
+    while not go.exists():
+        time.sleep(0.001)
+    try:
+        codes.use("alice", code)
+        print("spent")
+    except AuthenticationError:
+        print("refused")
+"""
+
+
+@pytest.mark.slow
+def test_a_recovery_code_is_spent_once_by_two_processes_at_the_same_moment(
+        tmp_path: Path) -> None:
+    """Recovery codes work once. Two processes on the folder (HTTP workers, a command next
+    to ``serve``) each read the codes, checked the code (Argon2id, tens of ms) and wrote
+    back: both could spend the same code."""
+    import subprocess
+    import sys
+
+    from glucoledger.node.recovery import RecoveryCodes
+
+    folder = tmp_path / "node"
+    with Node.init(folder, workers=1) as node:
+        create_account(node, "rosa", "trusted")
+        create_account(node, "alice", "patient", trusted="rosa")
+        code = RecoveryCodes(node).issue(identity(node, "alice"))[0]
+    outcomes = []
+    for trial in range(3):
+        go = tmp_path / f"go-{trial}"
+        procs = [subprocess.Popen([sys.executable, "-c", _SPEND, str(folder), code, str(go)],
+                                  stdout=subprocess.PIPE, text=True, env=cli_env())
+                 for _ in range(2)]
+        time.sleep(1.5)  # both opened the node and wait
+        go.touch()
+        outcomes.append(sorted(p.communicate(timeout=120)[0].strip() for p in procs))
+        with Node(folder, workers=1) as node:  # the next trial spends a fresh code
+            code = RecoveryCodes(node).issue(identity(node, "alice"))[0]
+    assert outcomes == [["refused", "spent"]] * 3, outcomes
+
+
 def test_a_different_block_at_a_stored_height_is_refused_and_nothing_written(
         tmp_path: Path) -> None:
     """The one case the tolerance must not cover: the store holds another block at the

@@ -21,6 +21,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from ..errors import AuthenticationError, InputError, RejectedError
-from ..files import atomic_write_json
+from ..files import atomic_write_json, locked
 from .accounts import Identity, identity
 from .service import Node
 
@@ -51,9 +52,13 @@ class Passwords:
         self.node = node
         self.path = node.data_dir / "passwords.json"
         self._hasher = hasher or PasswordHasher()
-        self._mu = threading.Lock()
         # A hash to verify against when the name is unknown, so timing does not tell.
         self._decoy = self._hasher.hash("glucoledger-decoy-password")
+
+    def _locked(self) -> AbstractContextManager[None]:
+        """One read-modify-write of the file at a time: threads, and the other processes on
+        the folder (a command next to ``serve``, HTTP workers): ``files.locked``."""
+        return locked(self.path.with_name(".passwords.lock"), "changing the passwords")
 
     def _load(self) -> dict[str, str]:
         try:
@@ -69,7 +74,7 @@ class Passwords:
         """
         identity(self.node, name)
         check_password(password)
-        with self._mu:
+        with self._locked():
             book = self._load()
             if first and name in book:
                 raise RejectedError(f"{name} already has a password; only its owner changes it, "

@@ -20,11 +20,11 @@ Reads through a token still need the patient's grant to that reader and are audi
 from __future__ import annotations
 
 import secrets
-import threading
+from contextlib import AbstractContextManager
 from typing import Any
 
 from ..errors import InputError, PermissionDeniedError
-from ..files import atomic_write_json, read_json
+from ..files import atomic_write_json, locked, read_json
 from .accounts import Identity, identity
 from .service import Node
 
@@ -38,7 +38,12 @@ class ReaderInvites:
         self.node = node
         self.nightscout = nightscout
         self.path = node.data_dir / "reader_invites.json"
-        self._mu = threading.Lock()
+
+    def _locked(self) -> AbstractContextManager[None]:
+        """One read-modify-write of the file at a time: threads, and the other processes on
+        the folder (a command next to ``serve``, HTTP workers): ``files.locked``."""
+        return locked(self.path.with_name(".reader_invites.lock"),
+                      "changing the reader invitations")
 
     def _load(self) -> dict[str, list[str]]:
         if not self.path.exists():
@@ -60,7 +65,7 @@ class ReaderInvites:
         if reader.kind not in READER_KINDS or reader.id == patient.id:
             raise InputError(f"{reader_name} is a {reader.kind}: invite a clinician, caregiver "
                              "(trusted party) or organization account")
-        with self._mu:
+        with self._locked():
             book = self._load()
             readers = set(book.get(patient.name, []))
             readers.add(reader.name)
@@ -73,7 +78,7 @@ class ReaderInvites:
         reader herself. Raises NotFoundError, PermissionDeniedError (``not_invited``)."""
         patient = identity(self.node, patient_name)
         token = secrets.token_urlsafe(16)
-        with self._mu:
+        with self._locked():
             book = self._load()
             readers = book.get(patient.name, [])
             if reader.name not in readers:

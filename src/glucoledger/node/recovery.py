@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import base64
 import secrets
-import threading
+from contextlib import AbstractContextManager
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from ..errors import AuthenticationError
-from ..files import atomic_write_json, read_json
+from ..files import atomic_write_json, locked, read_json
 from .accounts import Identity, identity
 from .service import Node
 
@@ -44,7 +44,11 @@ class RecoveryCodes:
         self.node = node
         self.path = node.data_dir / "recovery.json"
         self._hasher = hasher or PasswordHasher()
-        self._mu = threading.Lock()
+
+    def _locked(self) -> AbstractContextManager[None]:
+        """One read-modify-write of the file at a time: threads, and the other processes on
+        the folder (a command next to ``serve``, HTTP workers): ``files.locked``."""
+        return locked(self.path.with_name(".recovery.lock"), "changing the recovery codes")
 
     def _load(self) -> dict[str, dict[str, str]]:
         if not self.path.exists():
@@ -57,7 +61,7 @@ class RecoveryCodes:
         hashes = {c[:4]: self._hasher.hash(c) for c in codes}  # the first group finds the hash
         if len(hashes) < COUNT:  # two codes share a first group (1 in ~10^5): draw again
             return self.issue(who)
-        with self._mu:
+        with self._locked():
             book = self._load()
             book[who.name] = hashes
             atomic_write_json(self.path, book, mode=0o600)
@@ -72,7 +76,7 @@ class RecoveryCodes:
         Raises AuthenticationError (no such account, no codes, wrong or spent code).
         """
         typed = normalize(code)
-        with self._mu:
+        with self._locked():
             book = self._load()
             hashes = dict(book.get(name, {})) if isinstance(name, str) else {}
             stored = hashes.get(typed[:4])
