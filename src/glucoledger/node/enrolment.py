@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import secrets
 import threading
+from contextlib import AbstractContextManager
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from ..errors import AuthenticationError, InputError, NotFoundError, PermissionDeniedError
-from ..files import atomic_write_json, read_json
+from ..files import atomic_write_json, locked, read_json
 from ..names import check_name
 from .accounts import AddressBook, Identity, create_account, identity
 from .people import Passwords, check_password
@@ -67,8 +68,12 @@ class Enrolments:
         self.node = node
         self.path = node.data_dir / "enrolment.json"
         self._hasher = hasher or PasswordHasher()
-        self._mu = threading.Lock()
         self._decoy = self._hasher.hash(secrets.token_urlsafe(16))
+
+    def _locked(self) -> AbstractContextManager[None]:
+        """One read-modify-write of the file at a time: threads, and the other processes on
+        the folder (a command next to ``serve``, HTTP workers): ``files.locked``."""
+        return locked(self.path.with_name(".enrolment.lock"), "changing the enrolments")
 
     def _load(self) -> dict[str, Any]:
         if not self.path.exists():
@@ -102,7 +107,7 @@ class Enrolments:
         return out
 
     def record(self, name: str, sponsor: str) -> None:
-        with self._mu:
+        with self._locked():
             data = self._load()
             data["accounts"][name] = {"sponsor": sponsor}
             self._save(data)
@@ -150,7 +155,7 @@ class Enrolments:
         passwords.require_none(name)
         code = secrets.token_urlsafe(16)
         digest = self._hasher.hash(code)
-        with self._mu:
+        with self._locked():
             data = self._load()
             data["codes"][name] = {"by": by.name, "hash": digest, "until": int(now + CODE_TTL_S)}
             self._save(data)
@@ -164,7 +169,7 @@ class Enrolments:
         InputError (password length), RejectedError ``password_set``.
         """
         check_password(password)
-        with self._mu:
+        with self._locked():
             data = self._load()
             entry = data["codes"].get(name) if isinstance(name, str) else None
             try:
