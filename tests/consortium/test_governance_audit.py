@@ -18,6 +18,7 @@ from glucoledger.ledger.tx import Transaction, sign
 from glucoledger.node.genesis_file import Genesis, Member
 from glucoledger.node.proposals import describe
 from glucoledger.state import Replica
+from glucoledger.state.accounts import RULES
 from glucoledger.state.accounts_model import account_id, make_policy, single_key_policy
 from glucoledger.state.governance import anchor_key
 
@@ -209,9 +210,9 @@ def test_a_rule_set_1_chain_moves_to_rule_set_2_by_the_members_threshold() -> No
     before = c.info
     assert _upgrade(c, {"rules": 2}, [0]) == "insufficient_signatures"
     assert c.info == before and rules(c.replica.state) == 1
-    for bad, code in (({}, "malformed"), ({"rules": 3}, "bad_upgrade"),
-                      ({"rules": True}, "bad_upgrade"), ({"rules": "2"}, "bad_upgrade"),
-                      ({"access_records": 0}, "bad_upgrade"), ({"rules": 2, "at": 5}, "malformed"),
+    for bad, code in (({}, "malformed"), ({"rules": True}, "bad_upgrade"),
+                      ({"rules": "2"}, "bad_upgrade"), ({"access_records": 0}, "bad_upgrade"),
+                      ({"rules": 10**6}, "bad_upgrade"), ({"rules": 2, "at": 5}, "malformed"),
                       ({"rules": 1}, "bad_upgrade")):
         assert _upgrade(c, bad, [0, 1]) == code, bad
         assert rules(c.replica.state) == 1
@@ -223,6 +224,22 @@ def test_a_rule_set_1_chain_moves_to_rule_set_2_by_the_members_threshold() -> No
     assert _upgrade(c, {"rules": 2}, [0, 1]) == "bad_upgrade"  # versions only go up
     assert _upgrade(c, {"rules": 1}, [0, 1, 2]) == "bad_upgrade"
     assert rules(c.replica.state) == 2
+
+
+def test_an_upgrade_to_rules_this_code_does_not_know_stops_the_node() -> None:
+    """Refusing it would be recorded, and code that knows those rules would replay the same
+    transaction as applied: the chain would no longer verify. So an authorized upgrade to
+    an unknown version stops the node (nothing applied), saying what to install; an
+    unauthorized one is refused as any code refuses it."""
+    from glucoledger.state.replica import ReplicaFailedError
+
+    c = Consortium(1)
+    future = max(RULES) + 1
+    assert _upgrade(c, {"rules": future}, [0]) == "insufficient_signatures"
+    before = c.info
+    with pytest.raises(ReplicaFailedError, match=f"rules {future}.*does not know: install"):
+        _upgrade(c, {"rules": future}, [0, 1])
+    assert c.info == before  # nothing applied, the governance nonce not spent
 
 
 def test_the_upgrade_takes_over_the_anchor_counter_so_no_old_envelope_replays() -> None:

@@ -24,7 +24,10 @@ after the block that carries the change and not before an already scheduled chan
 - ``gov.threshold`` body ``{threshold, at?}``: a new checkpoint threshold.
 - ``gov.upgrade`` body ``{rules?, access_records?}`` (at least one): move a running chain to a
   newer state rule set (``accounts.RULES``) or access record format (``ACCESS_RECORDS``),
-  from the next transaction on; versions only go up (``bad_upgrade``). How a chain founded
+  from the next transaction on; versions only go up (``bad_upgrade``). An authorized move
+  to a version this code does not know is not refused (code that knows it would replay the
+  refusal as applied): the node stops there (``StopNode``) until it runs code that knows
+  it. How a chain founded
   before rule set 2 gets its refusals: every rule reads ``rules(state)`` when it applies,
   so transactions before the upgrade replay as they were decided and those after it meet
   the new rules. Moving to rule set 2 starts every member organization's own anchor
@@ -70,7 +73,7 @@ from .accounts_model import (
     single_key_policy,
     validate_policy,
 )
-from .machine import MISSING, Body, Context, body_field, need, register, require
+from .machine import MISSING, Body, Context, StopNode, body_field, need, register, require
 from .store import State
 
 __all__ = ["ANCHOR_PREFIX", "MEMBERS_PREFIX", "TLS_PREFIX", "anchor_counter", "anchor_key",
@@ -273,15 +276,15 @@ class GovUpgrade(_GovChange):
                                                    "access_records": ACCESS_RECORDS}
 
     def changes(self) -> dict[str, int]:
-        """The versions named (``malformed`` when none, ``bad_upgrade`` for an unknown one)."""
+        """The versions named (``malformed`` when none, ``bad_upgrade`` when one is not a
+        version number). Whether this code knows them is the handler's question, and never
+        a refusal: see ``_upgrade``."""
         named = {f: getattr(self, f) for f in self.KNOWN if getattr(self, f) is not MISSING}
         require(bool(named), "malformed",
                 "gov.upgrade names rules, access_records or both (the versions to move to)")
         for field, value in named.items():
-            known = self.KNOWN[field]
-            require(type(value) is int and value in known, "bad_upgrade",
-                    f"{field} is one of {', '.join(map(str, known))} (the versions this "
-                    "glucoledger knows)")
+            require(type(value) is int and 1 <= value <= 1000, "bad_upgrade",
+                    f"{field} is a version number (a whole number from 1 to 1000)")
         return named
 
 
@@ -441,6 +444,15 @@ def _upgrade(state: State, stx: SignedTx, ctx: Context) -> None:
         now = int(before.get(field, 1))
         require(value > now, "bad_upgrade",
                 f"this chain is on {field} {now} already: a chain's versions only go up")
+    for field, value in named.items():
+        if value not in GovUpgrade.KNOWN[field]:
+            # Every refusal above is the same under any code; this one would not be (code
+            # that knows the version applies it), so it is no refusal: the node stops.
+            raise StopNode(
+                f"the members moved this chain to {field} {value} (gov.upgrade, nonce "
+                f"{stx.tx.nonce}), which this glucoledger does not know: install a "
+                "glucoledger that knows it, then start the node again; nothing from this "
+                "transaction on was applied")
         info[field] = value
     if int(before.get("rules", 1)) < 2 <= int(info.get("rules", 1)):
         shared = int(before.get("anchor_nonce", 0))

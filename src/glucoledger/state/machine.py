@@ -59,6 +59,7 @@ __all__ = [
     "REGISTRY",
     "Body",
     "Context",
+    "StopNode",
     "TxType",
     "after",
     "apply",
@@ -230,6 +231,13 @@ def bump_nonce(state: State, account: Account) -> None:
     record = state.get(account_key(account.id))
     record["nonce"] = account.nonce + 1
     state.put(account_key(account.id), record)
+
+
+class StopNode(Exception):  # noqa: N818 - not an error of the input: the node must stop
+    """Raised by a handler that meets a transaction every member authorized but this code
+    cannot apply: a chain moved (``gov.upgrade``) to rules it does not know. Not a refusal:
+    a refusal is recorded, and code that knows those rules would replay it as applied; so
+    the node stops here (the replica says why) until it runs code that knows them."""
 
 
 def apply(

@@ -21,7 +21,7 @@ from ..ledger.block import GENESIS_PREV, BlockHeader, Result, encode_results
 from ..ledger.log import Cut, TxEntry, decode_entry
 from ..ledger.trust import TrustCache
 from ..ledger.tx import SignedTx
-from .machine import Context, apply
+from .machine import Context, StopNode, apply
 from .store import State
 
 __all__ = ["Block", "Replica", "ReplicaFailedError"]
@@ -127,6 +127,9 @@ class Replica:
                 leaf = merkle.leaf_hash(p.envelope)
                 leaves.append(leaf)
                 nodes.extend(self.tree.append(leaf))
+        except StopNode as exc:
+            self.failed = f"block {height}: {exc}"
+            raise ReplicaFailedError(f"block {height}: {exc}") from exc
         except Exception as exc:
             self.failed = f"block {height}: {type(exc).__name__}: {exc}"
             raise ReplicaFailedError(
