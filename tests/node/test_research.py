@@ -244,6 +244,29 @@ def test_every_release_passes_safe_harbor_and_independent_k_anonymity(lab: Lab) 
     assert scan_identifiers([{"age": "93"}], {}) == ["row 0: exact age over 89"]
 
 
+def test_a_field_she_withheld_is_never_released_about_her(lab: Lab) -> None:
+    """A participant narrows the study's fields at opt-in (research.consent's ``fields``):
+    the fields she withheld are ``*`` for her in every release, whatever the others gave.
+    (Until 2026-12-05 the release took the study's fields for everyone: p0 consented to
+    none and her age band and sex were released.)"""
+    study = lab.study(k=2)
+    narrowed = {0: [], 1: ["sex"]}
+    for i in range(len(PEOPLE)):
+        p = lab.patients[i]
+        lab.node.send("research.consent", {
+            "study": study, "streams": ["cgm"],
+            "fields": narrowed.get(i, ["age", "region", "sex"]), "until": NOW + 200 * DAY},
+            p.id, lab.keys(p))
+    doc = lab.release(study)
+    skey = deid.study_key(lab.research._secret(), study)
+    table = {p["pid"]: p for p in doc["participants"]}
+    p0, p1 = (table[deid.pseudonym(skey, lab.patients[i].id)] for i in (0, 1))
+    assert (p0["age"], p0["region"], p0["sex"]) == ("*", "*", "*")
+    assert (p1["age"], p1["region"]) == ("*", "*")
+    assert anonymity.k_anonymity(pd.DataFrame(doc["participants"]), ["age", "region", "sex"]
+                                 ) >= 2
+
+
 def test_manifest_verifies_offline_and_a_changed_row_fails(lab: Lab) -> None:
     study = lab.study()
     for i in range(3):

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -189,12 +189,14 @@ def _region(state: str, level: int) -> str:
 _LADDERS: Final[dict[str, int]] = {"age": 3, "region": 2, "sex": 1, "diabetes_type": 1}
 
 
-def _qi(profile: Profile, time_ms: int, fields: Sequence[str], levels: Mapping[str, int]
-        ) -> dict[str, str]:
+def _qi(profile: Profile, time_ms: int, fields: Sequence[str], levels: Mapping[str, int],
+        granted: Collection[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for f in fields:
         lv = levels[f]
-        if f == "age":
+        if f not in granted:  # she did not consent to this field: suppressed for her
+            out[f] = "*"
+        elif f == "age":
             out[f] = _age(profile.age_at(time_ms), lv)
         elif f == "region":
             out[f] = _region(profile.state, lv)
@@ -210,9 +212,14 @@ def k_of(table: Iterable[Mapping[str, str]], fields: Sequence[str]) -> int:
     return min(counts.values()) if counts else 0
 
 
-def generalise(profiles: Mapping[str, Profile], fields: Sequence[str], k: int, time_ms: int
+def generalise(profiles: Mapping[str, Profile], fields: Sequence[str], k: int, time_ms: int,
+               granted: Mapping[str, Collection[str]] | None = None
                ) -> tuple[dict[str, dict[str, str]], dict[str, int]]:
     """Quasi-identifiers per pseudonym, generalised until k-anonymous; and the levels used.
+
+    ``granted`` names, per pseudonym, the fields that participant consented to release (her
+    research grant may narrow the study's); every other field is ``*`` for her, whatever
+    the level. None: every field of ``fields`` for everyone.
 
     Greedy (a Datafly-like search, Sweeney 2002): while some combination is rarer than k,
     raise by one level the field whose step leaves the fewest participants in classes
@@ -224,7 +231,9 @@ def generalise(profiles: Mapping[str, Profile], fields: Sequence[str], k: int, t
     levels = dict.fromkeys(fields, 0)
 
     def table_at(lv: Mapping[str, int]) -> dict[str, dict[str, str]]:
-        return {pid: _qi(p, time_ms, fields, lv) for pid, p in profiles.items()}
+        return {pid: _qi(p, time_ms, fields, lv,
+                         fields if granted is None else granted.get(pid, ()))
+                for pid, p in profiles.items()}
 
     def short(table: Mapping[str, Mapping[str, str]]) -> int:
         counts = Counter(tuple(row[f] for f in fields) for row in table.values())

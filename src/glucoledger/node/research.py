@@ -266,6 +266,7 @@ class ResearchService:
         srec = self.node.state.get("study/" + study.hex())
         skey = deid.study_key(self._secret(), study)
         profiles: dict[str, deid.Profile] = {}
+        granted: dict[str, list[str]] = {}  # the fields each participant consented to
         rows: list[dict[str, Any]] = []
         days: list[list[Any]] = []
         identifiers: dict[str, list[str]] = {"account id": [], "name": [], "zip": [],
@@ -277,6 +278,7 @@ class ResearchService:
             shift = deid.date_shift_ms(skey, patient)
             prof = self.profile(patient)
             profiles[pid] = prof
+            granted[pid] = part["fields"]
             identifiers["account id"].append(patient.hex())
             identifiers["name"].append(prof.name)
             identifiers["zip"].append(prof.zip)
@@ -289,7 +291,8 @@ class ResearchService:
             days.append([part["grant"], _sufficient_days(records)])
         identifiers["device serial"] = self._serials()
         fields = sorted(set(srec["fields"]))
-        table, _levels = deid.generalise(profiles, fields, srec["k"], rel["time"])
+        table, _levels = deid.generalise(profiles, fields, srec["k"], rel["time"],
+                                         granted)
         participants = [{"pid": pid, **table[pid]} for pid in sorted(table)]
         _check_k(participants, fields, srec["k"])
         findings = deid.scan_identifiers([*participants, *rows], identifiers)
