@@ -291,14 +291,21 @@ class ResearchService:
             days.append([part["grant"], _sufficient_days(records)])
         identifiers["device serial"] = self._serials()
         fields = sorted(set(srec["fields"]))
-        table, _levels = deid.generalise(profiles, fields, srec["k"], rel["time"],
-                                         granted)
-        participants = [{"pid": pid, **table[pid]} for pid in sorted(table)]
-        _check_k(participants, fields, srec["k"])
-        findings = deid.scan_identifiers([*participants, *rows], identifiers)
-        if findings:
-            raise ConsistencyError("the release failed the Safe Harbor scan and was not "
-                                   f"released: {findings[0]}")
+        # pseudonyms are stable in a study: what earlier releases gave about them is fixed,
+        # and the release joined with them by pseudonym must be k-anonymous too
+        with self.store.released(study) as fixed:
+            table, _levels = deid.generalise(profiles, fields, srec["k"], rel["time"],
+                                             granted, fixed)
+            participants = [{"pid": pid, **table[pid]} for pid in sorted(table)]
+            _check_k(participants, fields, srec["k"])
+            _check_k(deid.joined(table, fixed, fields), fields, srec["k"],
+                     "joined by pseudonym with the study's earlier releases, it")
+            findings = deid.scan_identifiers([*participants, *rows], identifiers)
+            if findings:
+                raise ConsistencyError("the release failed the Safe Harbor scan and was not "
+                                       f"released: {findings[0]}")
+            for pid, row in table.items():  # written before anything leaves the node
+                fixed.setdefault(pid, row)
         rows.sort(key=lambda r: (r["pid"], r["stream"], r["time"]))
         leaves = release_leaves(participants, rows)
         manifest = {"type": "glucoledger/research-manifest/v1", "chain": self.node.chain,
@@ -412,7 +419,8 @@ def _checker() -> Any:
     return anonymity
 
 
-def _check_k(participants: list[dict[str, Any]], fields: list[str], k: int) -> None:
+def _check_k(participants: list[dict[str, Any]], fields: list[str], k: int,
+             what: str = "it") -> None:
     """Re-check k-anonymity with pycanon, an implementation independent of node/deid.py."""
     if not fields:
         return  # no quasi-identifier released: every participant looks alike
@@ -422,8 +430,9 @@ def _check_k(participants: list[dict[str, Any]], fields: list[str], k: int) -> N
         warnings.simplefilter("ignore")
         got = int(_checker().k_anonymity(pd.DataFrame(participants), fields))
     if got < k:
-        raise ConsistencyError(f"the release is {got}-anonymous, not {k}-anonymous; nothing "
-                               "was released")
+        raise ConsistencyError(f"the release was withheld: {what} is {got}-anonymous, not "
+                               f"{k}-anonymous; nothing was released (a release with more "
+                               "participants may pass)")
 
 
 # --- the verifier's side -------------------------------------------------------------------
