@@ -322,6 +322,9 @@ def test_manifest_verifies_offline_and_a_changed_row_fails(lab: Lab) -> None:
         verify_bundle(dumps_bundle(dropped), verifier)
     with pytest.raises(MalformedError, match="canonical"):
         verify_bundle(raw.replace(b'"rows":[', b'"rows": [', 1), verifier)
+    for manifest in (None, 7, ["a"], "not base64!"):  # refused, never a TypeError
+        with pytest.raises(MalformedError, match="manifest"):
+            verify_bundle(dumps_bundle({**doc, "manifest": manifest}), verifier)
     from glucoledger.crypto import generate
     with pytest.raises(SignatureError):
         verify_bundle(raw, NoteVerifier(verifier.name, generate("ed25519").public))

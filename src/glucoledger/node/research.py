@@ -65,7 +65,7 @@ from ..state.research import release_key
 from ..vault.store import Vault
 from . import deid
 from .nsversions import DEDUP_CONTEXT, doc_refs, superseded
-from .proofs import dumps_proof, load_document, ordered_proof, verify_ordered
+from .proofs import _unb64, dumps_proof, load_document, ordered_proof, verify_ordered
 from .research_store import ResearchStore
 from .research_view import participation
 from .service import Node
@@ -450,7 +450,7 @@ def verify_bundle(data: bytes, verifier: NoteVerifier) -> VerifiedRelease:
         raise MalformedError("participants and rows are lists")
     stx, cp, signer = verify_ordered(doc, verifier, "attestation", "research.manifest")
     try:
-        manifest = codec.decode(base64.b64decode(doc["manifest"], validate=True))
+        manifest = codec.decode(_unb64(doc["manifest"], "manifest"))
     except (ValueError, MalformedError):
         raise MalformedError("manifest is base64 canonical CBOR") from None
     if not isinstance(manifest, dict) or manifest_hash(manifest) != stx.tx.body["manifest"]:
