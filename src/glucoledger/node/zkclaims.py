@@ -70,7 +70,7 @@ from .zkrecipient import open_recipient, seal_recipient
 __all__ = ["CLAIM_KEYS", "CLAIM_TYPE", "MAX_CLAIM", "Disclosure", "VerifiedClaim", "ZkClaims",
            "dumps_claim", "verify_claim", "window_bounds"]
 
-CLAIM_TYPE: Final = "glucoledger/zk-claim/v1"
+CLAIM_TYPE: Final = "glucoledger/zk-claim/v2"  # v2: the coverage (zk/claims.py)
 
 CLAIM_KEYS: Final = {"type", "claim", "patient", "profile", "keys", "windows", "proofs",
                 "disclosure", "checkpoint"}
