@@ -19,7 +19,13 @@ from hypothesis import strategies as st
 from pycanon import anonymity
 
 from glucoledger.crypto import PrivateKey
-from glucoledger.errors import ConsistencyError, MalformedError, RejectedError, SignatureError
+from glucoledger.errors import (
+    ConsistencyError,
+    InputError,
+    MalformedError,
+    RejectedError,
+    SignatureError,
+)
 from glucoledger.glucose.annex import annex_text
 from glucoledger.glucose.readings import Batch
 from glucoledger.glucose.simulate import simulate_patient
@@ -297,6 +303,29 @@ def test_two_releases_joined_by_pseudonym_stay_k_anonymous(lab: Lab) -> None:
             for pid, row in second.items()]
     assert anonymity.k_anonymity(pd.DataFrame(join), qi) >= 2
     assert anonymity.k_anonymity(pd.DataFrame(list(second.values())), qi) >= 2
+
+
+def test_a_birth_date_in_the_future_neither_joins_nor_withholds_releases(lab: Lab) -> None:
+    """Two participants' birth dates typed a century off (2062 for 1962) gave the age band
+    '-5--1', which the Safe Harbor scan read as an exact age over 89: every record-level
+    release of the study was withheld. Opt-in refuses such a date; one kept from before is
+    released in the youngest band."""
+    study = lab.study(k=2)
+    n, born, sex, state, zip_, kind = PEOPLE[2]
+    p2 = lab.patients[2]
+    before = lab.research.profile(p2.id)
+    with pytest.raises(InputError, match="after today"):
+        lab.research.join(p2.id, lab.keys(p2), study, ["cgm"], ["age"], NOW + 100 * DAY,
+                          Profile(n, "2062" + born[4:], sex, state, zip_, kind))
+    assert lab.research.profile(p2.id) == before
+    for i in (2, 3):  # kept before opt-in checked it
+        n, born, sex, state, zip_, kind = PEOPLE[i]
+        lab.research.set_profile(lab.patients[i].id,
+                                 Profile(n, "2062" + born[4:], sex, state, zip_, kind))
+    for i in range(len(PEOPLE)):
+        lab.join(i, study)
+    ages = sorted(p["age"] for p in lab.release(study)["participants"])
+    assert "0-4" in ages and not any(a.startswith("-") for a in ages)
 
 
 def test_manifest_verifies_offline_and_a_changed_row_fails(lab: Lab) -> None:

@@ -176,6 +176,7 @@ def record_row(pid: str, record: Record, shift_ms: int) -> dict[str, Any] | None
 def _age(age: int, level: int) -> str:
     if level >= 3:
         return "*"
+    age = max(age, 0)  # a birth date after the release (kept before joins refused it): 0-4
     if age > 89:
         return "90+"
     width = (5, 10, 20)[level]

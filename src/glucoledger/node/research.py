@@ -189,8 +189,12 @@ class ResearchService:
              profile: deid.Profile | None) -> bytes:
         """Opt in (or re-consent): keep her profile on the node (None: the one she gave
         before), then sign her research grant under her multisig policy. Returns the grant
-        id. Raises RejectedError, NotFoundError (no profile given, none kept); a refused
-        consent leaves the profile the node kept before as it was."""
+        id. Raises RejectedError, NotFoundError (no profile given, none kept), InputError
+        (a birth date after today); a refused consent leaves the profile the node kept before
+        as it was."""
+        if profile is not None and profile.age_at(self.node.now_ms()) < 0:
+            raise InputError(f"the birth date {profile.birth_date} is after today: give your "
+                             "birth date as YYYY-MM-DD")
         before = self.store.profile(patient) if self.store.has_profile(patient) else None
         if profile is None and before is None:
             raise NotFoundError("this node has no research profile of yours yet: give your "
