@@ -19,7 +19,13 @@ from hypothesis import strategies as st
 from pycanon import anonymity
 
 from glucoledger.crypto import PrivateKey
-from glucoledger.errors import ConsistencyError, MalformedError, RejectedError, SignatureError
+from glucoledger.errors import (
+    ConsistencyError,
+    InputError,
+    MalformedError,
+    RejectedError,
+    SignatureError,
+)
 from glucoledger.glucose.annex import annex_text
 from glucoledger.glucose.readings import Batch
 from glucoledger.glucose.simulate import simulate_patient
@@ -244,6 +250,84 @@ def test_every_release_passes_safe_harbor_and_independent_k_anonymity(lab: Lab) 
     assert scan_identifiers([{"age": "93"}], {}) == ["row 0: exact age over 89"]
 
 
+def test_a_field_she_withheld_is_never_released_about_her(lab: Lab) -> None:
+    """A participant narrows the study's fields at opt-in (research.consent's ``fields``):
+    the fields she withheld are ``*`` for her in every release, whatever the others gave.
+    (Until 2026-12-05 the release took the study's fields for everyone: p0 consented to
+    none and her age band and sex were released.)"""
+    study = lab.study(k=2)
+    narrowed = {0: [], 1: ["sex"]}
+    for i in range(len(PEOPLE)):
+        p = lab.patients[i]
+        lab.node.send("research.consent", {
+            "study": study, "streams": ["cgm"],
+            "fields": narrowed.get(i, ["age", "region", "sex"]), "until": NOW + 200 * DAY},
+            p.id, lab.keys(p))
+    doc = lab.release(study)
+    skey = deid.study_key(lab.research._secret(), study)
+    table = {p["pid"]: p for p in doc["participants"]}
+    p0, p1 = (table[deid.pseudonym(skey, lab.patients[i].id)] for i in (0, 1))
+    assert (p0["age"], p0["region"], p0["sex"]) == ("*", "*", "*")
+    assert (p1["age"], p1["region"]) == ("*", "*")
+    assert anonymity.k_anonymity(pd.DataFrame(doc["participants"]), ["age", "region", "sex"]
+                                 ) >= 2
+
+
+def test_two_releases_joined_by_pseudonym_stay_k_anonymous(lab: Lab) -> None:
+    """Pseudonyms are stable within a study, so a reader of two releases joins them. Here
+    the first four are released with their sex (region suppressed); after two more join,
+    the second release, generalised on its own, gave region and suppressed sex, and the join
+    made each of the first four unique (k = 1). A participant released before gets her
+    first row again (coarsened, never refined), and the joined view must be k-anonymous."""
+    people = [("1951-03-13", "female", "NY"), ("1971-03-14", "male", "NY"),
+              ("1949-07-18", "male", "FL"), ("1976-06-12", "female", "TX"),
+              ("1997-09-16", "male", "TX"), ("1965-02-17", "male", "NY")]
+    for i, (born, sex, state) in enumerate(people):
+        lab.research.set_profile(lab.patients[i].id,
+                                 Profile(PEOPLE[i][0], born, sex, state, PEOPLE[i][4], "T1D"))
+    study = lab.study(k=2)
+    for i in range(4):
+        lab.join(i, study)
+    first = {p["pid"]: p for p in lab.release(study)["participants"]}
+    for i in (4, 5):
+        lab.join(i, study)
+    second = {p["pid"]: p for p in lab.release(study)["participants"]}
+    qi = ["age", "region", "sex"]
+    for pid, row in first.items():  # never refined
+        assert all(second[pid][f] in (row[f], "*") for f in qi)
+
+    def finest(a: str, b: str) -> str:
+        return b if a == "*" else a
+
+    join = [{f: finest(first[pid][f], row[f]) if pid in first else row[f] for f in qi}
+            for pid, row in second.items()]
+    assert anonymity.k_anonymity(pd.DataFrame(join), qi) >= 2
+    assert anonymity.k_anonymity(pd.DataFrame(list(second.values())), qi) >= 2
+
+
+def test_a_birth_date_in_the_future_neither_joins_nor_withholds_releases(lab: Lab) -> None:
+    """Two participants' birth dates typed a century off (2062 for 1962) gave the age band
+    '-5--1', which the Safe Harbor scan read as an exact age over 89: every record-level
+    release of the study was withheld. Opt-in refuses such a date; one kept from before is
+    released in the youngest band."""
+    study = lab.study(k=2)
+    n, born, sex, state, zip_, kind = PEOPLE[2]
+    p2 = lab.patients[2]
+    before = lab.research.profile(p2.id)
+    with pytest.raises(InputError, match="after today"):
+        lab.research.join(p2.id, lab.keys(p2), study, ["cgm"], ["age"], NOW + 100 * DAY,
+                          Profile(n, "2062" + born[4:], sex, state, zip_, kind))
+    assert lab.research.profile(p2.id) == before
+    for i in (2, 3):  # kept before opt-in checked it
+        n, born, sex, state, zip_, kind = PEOPLE[i]
+        lab.research.set_profile(lab.patients[i].id,
+                                 Profile(n, "2062" + born[4:], sex, state, zip_, kind))
+    for i in range(len(PEOPLE)):
+        lab.join(i, study)
+    ages = sorted(p["age"] for p in lab.release(study)["participants"])
+    assert "0-4" in ages and not any(a.startswith("-") for a in ages)
+
+
 def test_manifest_verifies_offline_and_a_changed_row_fails(lab: Lab) -> None:
     study = lab.study()
     for i in range(3):
@@ -267,6 +351,9 @@ def test_manifest_verifies_offline_and_a_changed_row_fails(lab: Lab) -> None:
         verify_bundle(dumps_bundle(dropped), verifier)
     with pytest.raises(MalformedError, match="canonical"):
         verify_bundle(raw.replace(b'"rows":[', b'"rows": [', 1), verifier)
+    for manifest in (None, 7, ["a"], "not base64!"):  # refused, never a TypeError
+        with pytest.raises(MalformedError, match="manifest"):
+            verify_bundle(dumps_bundle({**doc, "manifest": manifest}), verifier)
     from glucoledger.crypto import generate
     with pytest.raises(SignatureError):
         verify_bundle(raw, NoteVerifier(verifier.name, generate("ed25519").public))

@@ -14,7 +14,7 @@ import pytest
 from glucoledger.errors import MalformedError, RejectedError, VerificationError
 from glucoledger.zk import groth16
 from glucoledger.zk.chain import DayWitness, Window, prove_chain, verify_chain, witness
-from glucoledger.zk.claims import parse
+from glucoledger.zk.claims import need_for, parse
 from glucoledger.zk.toolchain import Toolchain
 from glucoledger.zk.windows import ZERO_ACC, Totals, commit_slots
 
@@ -52,7 +52,8 @@ def test_totals_of_the_fixture() -> None:
     for d in A_DAYS:
         t = t + Totals.of(d)
     assert (t.valid, t.in_range, t.below) == (28, 24, 0)  # 85.7 % in range
-    assert parse("tir>=85").holds(t) and not parse("tir>=86").holds(t)
+    need = need_for([DAY] * 3, 10)
+    assert parse("tir>=85").holds(t, need) and not parse("tir>=86").holds(t, need)
 
 
 def test_a_true_claim_verifies(tc: Toolchain, proved: tuple[dict[str, Any], list[DayWitness]]
@@ -81,6 +82,37 @@ def test_a_false_claim_cannot_be_proved(tc: Toolchain, words: str) -> None:
     with pytest.raises(RejectedError) as exc:
         prove_chain(tc, claim, days, precheck=False)
     assert exc.value.code == "unprovable"
+
+
+def test_a_percentage_needs_readings_in_70_percent_of_the_slots(
+        tc: Toolchain, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One reading a day, in range: before 2026-12-05 "tir>=100 over 3 days" proved and
+    verified (valid >= 1 was all). Now the prover refuses it, the circuit has no witness,
+    and a proof made with the old coefficients (c = d = 0) does not verify."""
+    sparse = [[120] + [0] * 9] * 3  # 3 of 30 slots
+    days = _witnesses(sparse, 300)
+    claim = parse("tir>=100")
+    with pytest.raises(RejectedError, match="under the 70 %") as first:
+        prove_chain(tc, claim, days)
+    assert first.value.code == "claim_false"
+    with pytest.raises(RejectedError) as exc:
+        prove_chain(tc, claim, days, precheck=False)
+    assert exc.value.code == "unprovable"
+    # a prover that drops the coverage (the coefficients of claim files v1)
+    real = type(claim).coefficients
+
+    def without(self: Any, need: int) -> Any:
+        a, b, _c, _d = real(self, need)
+        return a, b, (0, 0, 0, 0, 0), (0, 0, 0, 0, 0)
+
+    monkeypatch.setattr(type(claim), "coefficients", without)
+    doc = prove_chain(tc, claim, days, precheck=False)
+    monkeypatch.setattr(type(claim), "coefficients", real)
+    with pytest.raises(VerificationError, match="does not show"):
+        verify_chain(doc, tc.keys(), claim, _windows(days))
+    # 21 of 30 slots (70 %) are enough
+    enough = _witnesses([[120] * 7 + [0] * 3] * 3, 400)
+    verify_chain(prove_chain(tc, claim, enough), tc.keys(), claim, _windows(enough))
 
 
 def test_a_changed_reading_cannot_be_proved(tc: Toolchain) -> None:

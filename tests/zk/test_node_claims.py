@@ -104,6 +104,9 @@ def test_false_claims_and_tampering_are_refused(
     refused({**doc, "claim": "tir>=95"})  # the words: the verifier's inputs change
     refused({**doc, "windows": [theirs["windows"][0], *doc["windows"][1:]]})  # bob's day
     refused({**doc, "patient": bob.hex()})
+    refused({**doc, "patient": "zz" * 32})  # not hex: refused, not a crash (ValueError)
+    # upper-case hex names the same patient: still hers
+    verify_claim(dumps_claim({**doc, "patient": doc["patient"].upper()}), verifier, tc.keys())
     refused({**doc, "windows": doc["windows"][1:]})  # a shorter, shifted period
     refused({**doc, "windows": [doc["windows"][1], doc["windows"][0], doc["windows"][2]]})
     steps = json.loads(json.dumps(doc["proofs"]))

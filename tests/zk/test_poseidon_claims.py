@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 
 from glucoledger.errors import InputError, OutOfRangeError
-from glucoledger.zk.claims import parse
+from glucoledger.zk.claims import need_for, parse
 from glucoledger.zk.poseidon import FIELD, poseidon2
 from glucoledger.zk.windows import SLOT_MS, Totals, commit_slots, day_slots, pack
+
+DAY = 86_400_000
 
 # circomlib 2.0.5 test/poseidoncircuit.js, "hash([1, 2]) t=3" and "hash([3, 4]) t=3".
 VECTORS = [
@@ -26,19 +28,23 @@ def test_poseidon_refuses_unreduced_inputs() -> None:
         poseidon2(FIELD, 0)
 
 
+#: valid >= 21: a percentage or GMI claim over 3 days of 10 slots needs 70 % of them
+COVERED = [0, 1, 0, 0, 0, 21, 0, 0, 0, 0]
+
+
 @pytest.mark.parametrize(("words", "canonical", "coeffs"), [
-    ("tir>=70", "tir>=70", [0, 0, 10000, 0, 0, 0, 7000, 0, 0, 0] + [0] * 10),
-    ("TIR >= 70.5%", "tir>=70.5", [0, 0, 10000, 0, 0, 0, 7050, 0, 0, 0] + [0] * 10),
-    ("tbr54=0", "tbr54<=0", [0, 0, 0, 0, 0, 0, 0, 0, 10000, 0] + [0] * 10),
-    ("tbr54<=1", "tbr54<=1", [0, 100, 0, 0, 0, 0, 0, 0, 10000, 0] + [0] * 10),
+    ("tir>=70", "tir>=70", [0, 0, 10000, 0, 0, 0, 7000, 0, 0, 0] + COVERED),
+    ("TIR >= 70.5%", "tir>=70.5", [0, 0, 10000, 0, 0, 0, 7050, 0, 0, 0] + COVERED),
+    ("tbr54=0", "tbr54<=0", [0, 0, 0, 0, 0, 0, 0, 0, 10000, 0] + COVERED),
+    ("tbr54<=1", "tbr54<=1", [0, 100, 0, 0, 0, 0, 0, 0, 10000, 0] + COVERED),
     ("mean in 100..154", "mean in 100..154",
      [0, 0, 0, 0, 100, 0, 10000, 0, 0, 0, 0, 15400, 0, 0, 0, 0, 0, 0, 0, 100]),
-    ("gmi<7", "gmi<7", [0, 700000, 0, 0, 0, 1, 331000, 0, 0, 2392] + [0] * 10),
+    ("gmi<7", "gmi<7", [0, 700000, 0, 0, 0, 1, 331000, 0, 0, 2392] + COVERED),
 ])
 def test_claim_words(words: str, canonical: str, coeffs: list[int]) -> None:
     claim = parse(words)
     assert claim.words == canonical
-    assert claim.public_inputs() == coeffs
+    assert claim.public_inputs(need_for([DAY] * 3, 10)) == coeffs
     assert parse(claim.words) == claim
 
 
@@ -53,11 +59,19 @@ def test_bad_claims_are_refused_with_the_forms(words: object) -> None:
 
 def test_claim_truth_in_python() -> None:
     t = Totals(valid=100, in_range=70, below=0, total=15000)  # mean 150 mg/dL, GMI 6.898
-    assert parse("tir>=70").holds(t) and not parse("tir>=70.01").holds(t)
-    assert parse("tbr54=0").holds(t) and not parse("tbr54=0").holds(Totals(100, 70, 1, 15000))
-    assert parse("mean in 150..150").holds(t) and not parse("mean in 150.01..200").holds(t)
-    assert parse("gmi<6.9").holds(t) and not parse("gmi<6.89").holds(t)
-    assert not parse("tbr54<=100").holds(Totals())  # no readings, nothing to claim
+    need = need_for([DAY], 140)  # 98 of 140 slots: 100 readings are enough
+    assert need == 98
+    assert parse("tir>=70").holds(t, need) and not parse("tir>=70.01").holds(t, need)
+    assert parse("tbr54=0").holds(t, need)
+    assert not parse("tbr54=0").holds(Totals(100, 70, 1, 15000), need)
+    assert parse("mean in 150..150").holds(t, need)
+    assert not parse("mean in 150.01..200").holds(t, need)
+    assert parse("gmi<6.9").holds(t, need) and not parse("gmi<6.89").holds(t, need)
+    assert not parse("tbr54<=100").holds(Totals(), need)  # no readings, nothing to claim
+    # under 70 % of the slots, no percentage or GMI claim holds, however good the readings
+    for words in ("tir>=70", "tbr54=0", "gmi<6.9"):
+        assert not parse(words).holds(t, need_for([DAY], 143)), words  # 101 needed
+    assert parse("mean in 150..150").holds(t, need_for([DAY], 143))  # not yet for a mean
 
 
 def test_slots_take_the_first_reading_of_each_five_minutes() -> None:

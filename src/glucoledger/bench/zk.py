@@ -35,7 +35,7 @@ from typing import Any
 from ..jsonin import recursion_limit_kept
 from ..zk import bn254, groth16
 from ..zk.chain import DayWitness, Window, prove_chain, verify_chain
-from ..zk.claims import parse
+from ..zk.claims import need_for, parse
 from ..zk.toolchain import PROFILES, Toolchain
 from ..zk.windows import ZERO_ACC, commit_slots
 
@@ -180,9 +180,10 @@ def bench_zk(profile: str, counts: list[int]) -> list[dict[str, float | None]]:
         for step, d in zip(doc["steps"], days, strict=True):
             items.append((step["proof"], [d.window.commitment, acc, int(step["acc"])]))
             acc = int(step["acc"])
+        need = need_for([d.window.end - d.window.start for d in days], keys.profile.slots)
         t0 = time.perf_counter()
         agree = _py_ecc_verify(keys.day, items, lambda: random.getrandbits(128)) and \
-            _py_ecc_verify(keys.claim, [(doc["final"], [acc, *claim.public_inputs()])],
+            _py_ecc_verify(keys.claim, [(doc["final"], [acc, *claim.public_inputs(need)])],
                            lambda: 1)
         py_ecc_s = time.perf_counter() - t0
         step = doc["steps"][0]

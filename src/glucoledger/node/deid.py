@@ -25,14 +25,19 @@ node's research secret, which never leaves the node.
   ladders (age: 5-year band, 10-year band, 20-year band, suppressed; region: US state, census
   region, suppressed; sex and diabetes type: kept, suppressed) until every combination is
   shared by at least k participants. The check is repeated by pycanon (an independent
-  implementation) before anything is released.
+  implementation) before anything is released. Pseudonyms are stable within a study, so
+  whoever holds several of its releases joins them by pseudonym: a participant released
+  before is given her first row again (coarsened, never refined), and the joined view of
+  every release of the study must be k-anonymous too (``joined``). Until 2026-12-05 each
+  release was generalised on its own: a second release after new participants joined
+  suppressed other fields than the first, and joining the two singled people out.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -41,8 +46,8 @@ from ..crypto.hashing import hmac_sha256
 from ..errors import InputError
 from ..glucose.readings import Basal, Bolus, Carbs, CgmReading, Record, SmbgReading
 
-__all__ = ["CENSUS_REGION", "Profile", "date_shift_ms", "generalise", "k_of", "pseudonym",
-           "record_row", "scan_identifiers", "shifted_local", "study_key"]
+__all__ = ["CENSUS_REGION", "Profile", "date_shift_ms", "generalise", "joined", "k_of",
+           "pseudonym", "record_row", "scan_identifiers", "shifted_local", "study_key"]
 
 WEEK_MS: Final = 7 * 86_400_000
 #: US census regions (the level above state); other countries: "non-US".
@@ -171,6 +176,7 @@ def record_row(pid: str, record: Record, shift_ms: int) -> dict[str, Any] | None
 def _age(age: int, level: int) -> str:
     if level >= 3:
         return "*"
+    age = max(age, 0)  # a birth date after the release (kept before joins refused it): 0-4
     if age > 89:
         return "90+"
     width = (5, 10, 20)[level]
@@ -189,12 +195,14 @@ def _region(state: str, level: int) -> str:
 _LADDERS: Final[dict[str, int]] = {"age": 3, "region": 2, "sex": 1, "diabetes_type": 1}
 
 
-def _qi(profile: Profile, time_ms: int, fields: Sequence[str], levels: Mapping[str, int]
-        ) -> dict[str, str]:
+def _qi(profile: Profile, time_ms: int, fields: Sequence[str], levels: Mapping[str, int],
+        granted: Collection[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for f in fields:
         lv = levels[f]
-        if f == "age":
+        if f not in granted:  # she did not consent to this field: suppressed for her
+            out[f] = "*"
+        elif f == "age":
             out[f] = _age(profile.age_at(time_ms), lv)
         elif f == "region":
             out[f] = _region(profile.state, lv)
@@ -210,9 +218,61 @@ def k_of(table: Iterable[Mapping[str, str]], fields: Sequence[str]) -> int:
     return min(counts.values()) if counts else 0
 
 
-def generalise(profiles: Mapping[str, Profile], fields: Sequence[str], k: int, time_ms: int
+def _level_of(field: str, value: str) -> int:
+    """The lowest level of ``field``'s ladder at which ``value`` (a released value) stands."""
+    if value == "*":
+        return _LADDERS[field]
+    if field == "age":
+        if value == "90+":
+            return 0
+        lo = int(value.split("-")[0])
+        return next((lv for lv in range(3) if _age(lo, lv) == value), 2)
+    if field == "region":
+        return 0 if value in CENSUS_REGION else 1
+    return 0
+
+
+def _coarsen(field: str, value: str, level: int) -> str:
+    """``value`` (already released for ``field``) at ``level`` of the ladder, or as it is if
+    it stands higher: never finer than what was released."""
+    level = max(level, _level_of(field, value))
+    if level >= _LADDERS[field]:
+        return "*"
+    if field == "age":
+        return value if value == "90+" else _age(int(value.split("-")[0]), level)
+    if field == "region":
+        return _region(value, level) if value in CENSUS_REGION else value
+    return value
+
+
+def joined(table: Mapping[str, Mapping[str, str]], fixed: Mapping[str, Mapping[str, str]],
+           fields: Sequence[str]) -> list[dict[str, str]]:
+    """What a holder of every release of a study knows, one row per pseudonym ever
+    released: a released pseudonym's first row (``fixed``: the finest ever released about
+    her; a field it lacks, ``*``), a new one's row of ``table``."""
+    rows = {pid: {f: row.get(f, "*") for f in fields} for pid, row in fixed.items()}
+    for pid, row in table.items():
+        rows.setdefault(pid, {f: row[f] for f in fields})
+    return [{"pid": pid, **row} for pid, row in sorted(rows.items())]
+
+
+def generalise(profiles: Mapping[str, Profile], fields: Sequence[str], k: int, time_ms: int,
+               granted: Mapping[str, Collection[str]] | None = None,
+               fixed: Mapping[str, Mapping[str, str]] | None = None
                ) -> tuple[dict[str, dict[str, str]], dict[str, int]]:
     """Quasi-identifiers per pseudonym, generalised until k-anonymous; and the levels used.
+
+    ``granted`` names, per pseudonym, the fields that participant consented to release (her
+    research grant may narrow the study's); every other field is ``*`` for her, whatever
+    the level. None: every field of ``fields`` for everyone.
+
+    ``fixed``: the rows earlier releases of the study gave about their pseudonyms (each
+    one's first). Pseudonyms are stable within a study, so a reader joins releases by them:
+    a pseudonym released before gets her first row again, coarsened to the level if it
+    stands lower, never refined (a field missing from it stays ``*``); and the search goes
+    on until the joined view (``joined``: every pseudonym ever released) is k-anonymous
+    too, not only this release. It may end short of k (a few newcomers unlike anyone
+    released before): the caller checks and withholds.
 
     Greedy (a Datafly-like search, Sweeney 2002): while some combination is rarer than k,
     raise by one level the field whose step leaves the fewest participants in classes
@@ -223,12 +283,25 @@ def generalise(profiles: Mapping[str, Profile], fields: Sequence[str], k: int, t
     fields = [f for f in _LADDERS if f in fields]
     levels = dict.fromkeys(fields, 0)
 
+    before = fixed or {}
+
+    def row_at(pid: str, p: Profile, lv: Mapping[str, int]) -> dict[str, str]:
+        mine = fields if granted is None else granted.get(pid, ())
+        if pid not in before:
+            return _qi(p, time_ms, fields, lv, mine)
+        return {f: _coarsen(f, before[pid].get(f, "*"), lv[f]) if f in mine else "*"
+                for f in fields}
+
     def table_at(lv: Mapping[str, int]) -> dict[str, dict[str, str]]:
-        return {pid: _qi(p, time_ms, fields, lv) for pid, p in profiles.items()}
+        return {pid: row_at(pid, p, lv) for pid, p in profiles.items()}
+
+    def small(rows: Iterable[Mapping[str, str]]) -> int:
+        counts = Counter(tuple(row[f] for f in fields) for row in rows)
+        return sum(c for c in counts.values() if c < k)
 
     def short(table: Mapping[str, Mapping[str, str]]) -> int:
-        counts = Counter(tuple(row[f] for f in fields) for row in table.values())
-        return sum(c for c in counts.values() if c < k)
+        extra = small(joined(table, before, fields)) if before else 0
+        return small(table.values()) + extra
 
     table = table_at(levels)
     while fields and short(table) > 0:

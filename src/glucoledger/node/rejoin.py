@@ -6,8 +6,8 @@ A member whose folder is empty, lost or damaged rebuilds it from:
 - its own keys (``master.key``, ``wallet/``, ``member.txt``, ``tls/``: a backup of the folder
   that ``consortium keys`` made, or the damaged folder itself), and the research side files
   sealed under that master key when the backup holds them (``research.key``, on which every
-  pseudonym the member released depends, and ``research-profiles.bin``,
-  node/research_store.py);
+  pseudonym the member released depends, ``research-profiles.bin`` and
+  ``research-released.bin``, node/research_store.py);
 - one peer's control URL, or a block export file (``consortium export``) carried offline.
 
 ``restore_folder`` writes the folder (keys, ``node.json``, ``genesis.json``) and moves a
@@ -34,14 +34,14 @@ from .blockexport import import_blocks
 from .control import fetch_blocks
 from .genesis_file import Genesis, member_of
 from .keystore import load_master_key
-from .research_store import KEY_FILE, PROFILES_FILE, ResearchStore
+from .research_store import KEY_FILE, PROFILES_FILE, RELEASED_FILE, ResearchStore
 from .service import Node, NodeConfig
 
 __all__ = ["rejoin", "restore_folder"]
 
 _KEY_FILES = ("master.key", "member.txt")
 #: Copied when present; checked under the backup's master key before anything is written.
-_SIDE_FILES = (KEY_FILE, PROFILES_FILE)
+_SIDE_FILES = (KEY_FILE, PROFILES_FILE, RELEASED_FILE)
 
 
 def restore_folder(data_dir: Path, genesis: Genesis, orderer_url: str,

@@ -65,7 +65,7 @@ from ..state.research import release_key
 from ..vault.store import Vault
 from . import deid
 from .nsversions import DEDUP_CONTEXT, doc_refs, superseded
-from .proofs import dumps_proof, load_document, ordered_proof, verify_ordered
+from .proofs import _unb64, dumps_proof, load_document, ordered_proof, verify_ordered
 from .research_store import ResearchStore
 from .research_view import participation
 from .service import Node
@@ -189,8 +189,12 @@ class ResearchService:
              profile: deid.Profile | None) -> bytes:
         """Opt in (or re-consent): keep her profile on the node (None: the one she gave
         before), then sign her research grant under her multisig policy. Returns the grant
-        id. Raises RejectedError, NotFoundError (no profile given, none kept); a refused
-        consent leaves the profile the node kept before as it was."""
+        id. Raises RejectedError, NotFoundError (no profile given, none kept), InputError
+        (a birth date after today); a refused consent leaves the profile the node kept before
+        as it was."""
+        if profile is not None and profile.age_at(self.node.now_ms()) < 0:
+            raise InputError(f"the birth date {profile.birth_date} is after today: give your "
+                             "birth date as YYYY-MM-DD")
         before = self.store.profile(patient) if self.store.has_profile(patient) else None
         if profile is None and before is None:
             raise NotFoundError("this node has no research profile of yours yet: give your "
@@ -266,6 +270,7 @@ class ResearchService:
         srec = self.node.state.get("study/" + study.hex())
         skey = deid.study_key(self._secret(), study)
         profiles: dict[str, deid.Profile] = {}
+        granted: dict[str, list[str]] = {}  # the fields each participant consented to
         rows: list[dict[str, Any]] = []
         days: list[list[Any]] = []
         identifiers: dict[str, list[str]] = {"account id": [], "name": [], "zip": [],
@@ -277,6 +282,7 @@ class ResearchService:
             shift = deid.date_shift_ms(skey, patient)
             prof = self.profile(patient)
             profiles[pid] = prof
+            granted[pid] = part["fields"]
             identifiers["account id"].append(patient.hex())
             identifiers["name"].append(prof.name)
             identifiers["zip"].append(prof.zip)
@@ -289,13 +295,21 @@ class ResearchService:
             days.append([part["grant"], _sufficient_days(records)])
         identifiers["device serial"] = self._serials()
         fields = sorted(set(srec["fields"]))
-        table, _levels = deid.generalise(profiles, fields, srec["k"], rel["time"])
-        participants = [{"pid": pid, **table[pid]} for pid in sorted(table)]
-        _check_k(participants, fields, srec["k"])
-        findings = deid.scan_identifiers([*participants, *rows], identifiers)
-        if findings:
-            raise ConsistencyError("the release failed the Safe Harbor scan and was not "
-                                   f"released: {findings[0]}")
+        # pseudonyms are stable in a study: what earlier releases gave about them is fixed,
+        # and the release joined with them by pseudonym must be k-anonymous too
+        with self.store.released(study) as fixed:
+            table, _levels = deid.generalise(profiles, fields, srec["k"], rel["time"],
+                                             granted, fixed)
+            participants = [{"pid": pid, **table[pid]} for pid in sorted(table)]
+            _check_k(participants, fields, srec["k"])
+            _check_k(deid.joined(table, fixed, fields), fields, srec["k"],
+                     "joined by pseudonym with the study's earlier releases, it")
+            findings = deid.scan_identifiers([*participants, *rows], identifiers)
+            if findings:
+                raise ConsistencyError("the release failed the Safe Harbor scan and was not "
+                                       f"released: {findings[0]}")
+            for pid, row in table.items():  # written before anything leaves the node
+                fixed.setdefault(pid, row)
         rows.sort(key=lambda r: (r["pid"], r["stream"], r["time"]))
         leaves = release_leaves(participants, rows)
         manifest = {"type": "glucoledger/research-manifest/v1", "chain": self.node.chain,
@@ -409,7 +423,8 @@ def _checker() -> Any:
     return anonymity
 
 
-def _check_k(participants: list[dict[str, Any]], fields: list[str], k: int) -> None:
+def _check_k(participants: list[dict[str, Any]], fields: list[str], k: int,
+             what: str = "it") -> None:
     """Re-check k-anonymity with pycanon, an implementation independent of node/deid.py."""
     if not fields:
         return  # no quasi-identifier released: every participant looks alike
@@ -419,8 +434,9 @@ def _check_k(participants: list[dict[str, Any]], fields: list[str], k: int) -> N
         warnings.simplefilter("ignore")
         got = int(_checker().k_anonymity(pd.DataFrame(participants), fields))
     if got < k:
-        raise ConsistencyError(f"the release is {got}-anonymous, not {k}-anonymous; nothing "
-                               "was released")
+        raise ConsistencyError(f"the release was withheld: {what} is {got}-anonymous, not "
+                               f"{k}-anonymous; nothing was released (a release with more "
+                               "participants may pass)")
 
 
 # --- the verifier's side -------------------------------------------------------------------
@@ -438,7 +454,7 @@ def verify_bundle(data: bytes, verifier: NoteVerifier) -> VerifiedRelease:
         raise MalformedError("participants and rows are lists")
     stx, cp, signer = verify_ordered(doc, verifier, "attestation", "research.manifest")
     try:
-        manifest = codec.decode(base64.b64decode(doc["manifest"], validate=True))
+        manifest = codec.decode(_unb64(doc["manifest"], "manifest"))
     except (ValueError, MalformedError):
         raise MalformedError("manifest is base64 canonical CBOR") from None
     if not isinstance(manifest, dict) or manifest_hash(manifest) != stx.tx.body["manifest"]:

@@ -8,6 +8,10 @@ Two files, both only on this node and never released as they are:
   wallet's keys.
 - ``<data>/research-profiles.bin``: what each participant told the node at opt-in (name,
   birth date, sex, state, ZIP, diabetes type), keyed by her account id.
+- ``<data>/research-released.bin``: per study, the first row of quasi-identifiers each
+  pseudonym was released with (node/deid.py ``generalise``'s ``fixed``): later releases
+  never refine it, and are checked k-anonymous joined with it. Kept after she withdraws
+  (the rows are out; only the pseudonym names her).
 
 Invariants:
 - both are sealed (``crypto.seal``: AES-256-GCM, version byte, random nonce) under a key
@@ -45,14 +49,17 @@ from ..errors import (
 from ..files import atomic_write, fsync_dir, locked, storage_error
 from . import deid
 
-__all__ = ["KEY_FILE", "LEGACY_PROFILES", "PROFILES_FILE", "ResearchStore"]
+__all__ = ["KEY_FILE", "LEGACY_PROFILES", "PROFILES_FILE", "RELEASED_FILE",
+           "ResearchStore"]
 
 KEY_FILE: Final = "research.key"
 PROFILES_FILE: Final = "research-profiles.bin"
+RELEASED_FILE: Final = "research-released.bin"
 LEGACY_PROFILES: Final = "research-profiles.json"
 _KEY_LABEL: Final = b"glucoledger research side files v1"
 _SECRET_CONTEXT: Final = "research-secret"
 _PROFILES_CONTEXT: Final = "research-profiles"
+_RELEASED_CONTEXT: Final = "research-released"
 _SEALED_SECRET_BYTES: Final = 1 + 12 + KEY_BYTES + 16
 
 
@@ -156,7 +163,8 @@ class ResearchStore:
         damage. Reads only: nothing is created, migrated or locked (verify writes nothing,
         and runs on a read-only copy)."""
         out: list[str] = []
-        for name, check in ((KEY_FILE, self._open_secret), (PROFILES_FILE, self._check)):
+        for name, check in ((KEY_FILE, self._open_secret), (PROFILES_FILE, self._check),
+                            (RELEASED_FILE, self._open_released)):
             path = self.dir / name
             try:
                 data = path.read_bytes()
@@ -236,3 +244,37 @@ class ResearchStore:
                 return False
             self._write(doc)
             return True
+
+    # --- rows released per study -------------------------------------------------------------
+    def _open_released(self, path: Path, box: bytes) -> dict[str, Any]:
+        try:
+            doc = json.loads(open_sealed(self._key, box, _RELEASED_CONTEXT))
+        except (VerificationError, MalformedError, ValueError):
+            raise StorageError(f"{path} does not open under this node's master key (altered, "
+                               "damaged, or from another folder); restore it from a backup: "
+                               "later releases are checked against it") from None
+        if not isinstance(doc, dict) or not all(isinstance(v, dict) for v in doc.values()):
+            raise StorageError(f"{path} holds no released rows (damaged); restore it from a "
+                               "backup")
+        return doc
+
+    @contextlib.contextmanager
+    def released(self, study: bytes) -> Iterator[dict[str, dict[str, str]]]:
+        """The first row each pseudonym of ``study`` was released with, held for one
+        release at a time (the lock): what the caller adds is written when the block ends
+        without an exception (raises StorageError)."""
+        path = self.dir / RELEASED_FILE
+        with self._locked():
+            try:
+                doc = self._open_released(path, path.read_bytes())
+            except FileNotFoundError:
+                doc = {}
+            except OSError as exc:
+                raise storage_error(exc, path, "reading the released rows") from None
+            rows: dict[str, dict[str, str]] = dict(doc.get(study.hex(), {}))
+            before = dict(rows)
+            yield rows
+            if rows != before:
+                doc[study.hex()] = rows
+                data = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+                atomic_write(path, seal(self._key, data, _RELEASED_CONTEXT), mode=0o600)

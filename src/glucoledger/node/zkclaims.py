@@ -70,7 +70,7 @@ from .zkrecipient import open_recipient, seal_recipient
 __all__ = ["CLAIM_KEYS", "CLAIM_TYPE", "MAX_CLAIM", "Disclosure", "VerifiedClaim", "ZkClaims",
            "dumps_claim", "verify_claim", "window_bounds"]
 
-CLAIM_TYPE: Final = "glucoledger/zk-claim/v1"
+CLAIM_TYPE: Final = "glucoledger/zk-claim/v2"  # v2: the coverage (zk/claims.py)
 
 CLAIM_KEYS: Final = {"type", "claim", "patient", "profile", "keys", "windows", "proofs",
                 "disclosure", "checkpoint"}
@@ -365,7 +365,8 @@ def verify_claim(data: bytes, verifier: NoteVerifier, keys: Keys, *,
     if doc["keys"] != keys.digest:
         raise VerificationError("the claim was proved under another setup than these "
                                 "verification keys (ask which ceremony made it)")
-    if not isinstance(doc["patient"], str) or len(doc["patient"]) != 64:
+    if not isinstance(doc["patient"], str) or len(doc["patient"]) != 64 or any(
+            c not in "0123456789abcdefABCDEF" for c in doc["patient"]):
         raise MalformedError("patient is 64 hex digits")
     patient = bytes.fromhex(doc["patient"])
     if not isinstance(doc["checkpoint"], str):

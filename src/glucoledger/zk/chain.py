@@ -27,7 +27,7 @@ from typing import Any
 
 from ..errors import MalformedError, RejectedError, VerificationError
 from . import groth16
-from .claims import Claim
+from .claims import COVERAGE, Claim, need_for
 from .poseidon import FIELD
 from .toolchain import Keys, Toolchain
 from .windows import ZERO_ACC, Totals, acc_commit, commit_slots
@@ -83,12 +83,18 @@ def prove_chain(tc: Toolchain, claim: Claim, days: Sequence[DayWitness], *,
                      "accIn": totals.as_list(), "rIn": r_in, "rOut": r_out})
         outs.append(acc_out)
         totals, acc_in, r_in = new, acc_out, r_out
-    if precheck and not claim.holds(totals):
+    need = need_for([d.window.end - d.window.start for d in days], tc.profile.slots)
+    if precheck and not claim.covered(totals, need):
+        raise RejectedError(f"the readings of these days fill {totals.valid} five-minute "
+                            f"slots, under the {COVERAGE} % ({need}) a claim {claim.words!r} "
+                            "needs: no proof can be made (choose days the sensor was worn)",
+                            code="claim_false")
+    if precheck and not claim.holds(totals, need):
         raise RejectedError(f"the claim {claim.words!r} is false for these days: no proof "
                             "can be made (choose a claim the data supports)", code="claim_false")
     final_inputs = {"accCommit": acc_in, "a": [], "b": [], "c": [], "d": [],
                     "acc": totals.as_list(), "r": r_in}
-    a, b, c, dd = claim.coefficients()
+    a, b, c, dd = claim.coefficients(need)
     final_inputs.update({"a": list(a), "b": list(b), "c": list(c), "d": list(dd)})
     with ThreadPoolExecutor(max_workers=workers or min(len(jobs) + 1, os.cpu_count() or 2)) as ex:
         final_f = ex.submit(tc.prove, "claim", final_inputs)
@@ -137,7 +143,8 @@ def verify_chain(doc: object, keys: Keys, claim: Claim, windows: Sequence[Window
                                 "ledger's commitment for that day, or the proof file was "
                                 "edited") from None
     try:
-        groth16.verify_json(keys.claim, [(doc["final"], [acc, *claim.public_inputs()])],
+        need = need_for([w.end - w.start for w in windows], keys.profile.slots)
+        groth16.verify_json(keys.claim, [(doc["final"], [acc, *claim.public_inputs(need)])],
                             draw)
     except VerificationError:
         raise VerificationError(f"the proof does not show {claim.words!r} over these days") \

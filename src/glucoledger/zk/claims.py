@@ -2,8 +2,16 @@
 
 The claim circuit (circuits/glucose.circom ``Claim``) proves, for the hidden totals
 s = (1, valid, inRange, below54, sum) of the period, that valid >= 1, a.s >= b.s and
-c.s >= d.s. The verifier sets a, b, c, d itself from the claim's words, never from the proof
-file. Percentages and mg/dL take up to two decimals (scaled by 100); metrics follow the
+c.s >= d.s. The verifier sets a, b, c, d itself from the claim's words and the period's
+number of slots, never from the proof file. A percentage or GMI claim also needs readings
+in at least ``COVERAGE`` % of the period's five-minute slots (``need``; the consensus'
+minimum of sensor wear, Battelino et al. 2019): c.s >= d.s is valid >= need. Before
+2026-12-05 (claim files v1) valid >= 1 was all, and one reading a day proved "tir>=100"
+over any number of days. A mean claim uses both inequalities for its bounds, so its
+coverage is not yet proved (the circuit would need one more public input:
+docs/threat-model.md).
+
+Percentages and mg/dL take up to two decimals (scaled by 100); metrics follow the
 International Consensus on Time in Range (Battelino et al., Diabetes Care 2019;42:1593) and
 GMI (Bergenstal et al., Diabetes Care 2018;41:2275): GMI % = 3.31 + 0.02392 x mean mg/dL.
 
@@ -14,6 +22,7 @@ words                          inequalities (scaled)
 ``tbr54<=Q`` (``tbr54=0``)     100Q valid >= 10000 below54
 ``mean in A..B``               100 sum >= 100A valid;  100B valid >= 100 sum
 ``gmi<G``                      1000 (100G) valid >= 331000 valid + 2392 sum + 1
+(tir, tbr54, gmi)              valid >= need
 =============================  ==========================================================
 
 Pure. ``parse`` raises InputError with the accepted forms.
@@ -22,14 +31,15 @@ Pure. ``parse`` raises InputError with the accepted forms.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Final
 
 from ..errors import InputError
-from .windows import Totals
+from .windows import SLOT_MS, Totals
 
-__all__ = ["Claim", "parse"]
+__all__ = ["COVERAGE", "Claim", "need_for", "parse"]
 
 FORMS: Final = "tir>=P, tbr54<=Q (or tbr54=0), mean in A..B, gmi<G (P, Q in %, A, B in mg/dL)"
 _NUM = r"(\d{1,4}(?:\.\d{1,2})?)"
@@ -42,6 +52,15 @@ _PATTERNS: Final = (
 )
 Vector = tuple[int, int, int, int, int]
 ZERO: Final[Vector] = (0, 0, 0, 0, 0)
+#: The share of a period's slots (%) a percentage or GMI claim needs readings in.
+COVERAGE: Final = 70
+
+
+def need_for(spans_ms: Sequence[int], slots: int) -> int:
+    """The readings a percentage or GMI claim needs over windows of these lengths (each up to
+    ``slots`` five-minute slots): ``COVERAGE`` % of their slots, at least one."""
+    total = sum(min(slots, -(-span // SLOT_MS)) for span in spans_ms)
+    return max(1, -(-COVERAGE * total // 100))
 
 
 def _cents(text: str) -> int:
@@ -65,31 +84,37 @@ class Claim:
         return {"tir": f"tir>={f[0]}", "tbr54": f"tbr54<={f[0]}",
                 "mean": f"mean in {f[0]}..{f[-1]}", "gmi": f"gmi<{f[0]}"}[self.kind]
 
-    def coefficients(self) -> tuple[Vector, Vector, Vector, Vector]:
-        """(a, b, c, d) for the circuit: a.s >= b.s and c.s >= d.s."""
+    def coefficients(self, need: int) -> tuple[Vector, Vector, Vector, Vector]:
+        """(a, b, c, d) for the circuit: a.s >= b.s and c.s >= d.s; ``need``: ``need_for``
+        the period (a percentage or GMI claim's c.s >= d.s is valid >= need)."""
         p = self.params
+        covered = (0, 1, 0, 0, 0), (need, 0, 0, 0, 0)
         if self.kind == "tir":
-            return (0, 0, 10000, 0, 0), (0, p[0], 0, 0, 0), ZERO, ZERO
+            return (0, 0, 10000, 0, 0), (0, p[0], 0, 0, 0), *covered
         if self.kind == "tbr54":
-            return (0, p[0], 0, 0, 0), (0, 0, 0, 10000, 0), ZERO, ZERO
+            return (0, p[0], 0, 0, 0), (0, 0, 0, 10000, 0), *covered
         if self.kind == "mean":
             return (0, 0, 0, 0, 100), (0, p[0], 0, 0, 0), (0, p[1], 0, 0, 0), (0, 0, 0, 0, 100)
-        return (0, 1000 * p[0], 0, 0, 0), (1, 331000, 0, 0, 2392), ZERO, ZERO
+        return (0, 1000 * p[0], 0, 0, 0), (1, 331000, 0, 0, 2392), *covered
 
-    def holds(self, t: Totals) -> bool:
+    def covered(self, t: Totals, need: int) -> bool:
+        """Whether ``t`` has the readings the claim needs (``need``; a mean claim: one)."""
+        return t.valid >= (1 if self.kind == "mean" else need)
+
+    def holds(self, t: Totals, need: int) -> bool:
         """Whether the claim is true of ``t`` (the same inequalities, in Python)."""
         if t.valid < 1:
             return False
         s = (1, t.valid, t.in_range, t.below, t.total)
-        a, b, c, d = self.coefficients()
+        a, b, c, d = self.coefficients(need)
 
         def dot(v: Vector) -> int:
             return sum(x * y for x, y in zip(v, s, strict=True))
         return dot(a) >= dot(b) and dot(c) >= dot(d)
 
-    def public_inputs(self) -> list[int]:
+    def public_inputs(self, need: int) -> list[int]:
         """The 20 coefficients in the circuit's order (a, b, c, d)."""
-        return [x for v in self.coefficients() for x in v]
+        return [x for v in self.coefficients(need) for x in v]
 
 
 def parse(text: object) -> Claim:
