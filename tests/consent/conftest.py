@@ -96,12 +96,11 @@ class Care:
         return self.access.request(who.id, who.keys, req)
 
 
-def build_care(tmp: Path, *, days: int = 14, rules: int = 2, access_records: int = 2) -> Care:
-    """``rules``, ``access_records``: the chain's versions (older ones: a chain founded
-    before them)."""
+def build_care(tmp: Path, *, days: int = 14, **versions: int) -> Care:
+    """``versions``: ``rules``, ``access_records`` (older ones: a chain founded before
+    them; default: what ``Node.init`` founds new chains on)."""
     clock = Clock(NOW)
-    node = Node.init(tmp / "node", workers=1, clock=clock, rules=rules,
-                     access_records=access_records)
+    node = Node.init(tmp / "node", workers=1, clock=clock, **versions)
     world = World.create(node)
     accounts.create_account(node, "rosa", "trusted")
     accounts.create_account(node, "alice", "patient", trusted="rosa")

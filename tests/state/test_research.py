@@ -212,6 +212,47 @@ def test_widening_amendment_needs_reconsent_narrowing_does_not(net: Net) -> None
     assert [p["grant"] for p in net.state.get(release_key(r))["participants"]] == again
 
 
+@pytest.mark.parametrize("rules", [2, 3])
+def test_a_new_purpose_needs_reconsent_from_rule_set_3(rules: int) -> None:
+    """The sponsor rewrites what participants were told (the purpose, protocol, ethics
+    approval, credit terms, a lower rate): from rule set 3 every grant stops counting until
+    she consents again. Under rule set 2 (chains founded before) the amendment kept every
+    grant counting, and the next release held her data for a purpose she never read; such a
+    chain replays as it did. A new contact or a higher rate asks nothing."""
+    net = Net(rules)
+    sid = _study(net)
+    for p in net.patients[:2]:
+        _consent(net, p, sid)
+
+    def amend(**over: Any) -> int:
+        assert net.send(net.sponsor, "study.amend", {"study": sid, "terms": terms(**over)},
+                        [net.orgs[0], net.orgs[2]])[0] == "ok"
+        return int(load_study(net.state, sid)["scope_version"])
+
+    assert amend(contact="privacy@uni.example") == 1
+    assert amend(contact="privacy@uni.example", credit={"rate": 5, "terms": "reported yearly"}
+                 ) == 1
+    repurposed = amend(contact="privacy@uni.example", purpose="insurance risk scoring",
+                       credit={"rate": 5, "terms": "reported yearly"})
+    code = net.send(net.sponsor, "research.release", {"study": sid, "form": "records"})[0]
+    if rules == 2:
+        assert (repurposed, code) == (1, "ok")
+        return
+    assert (repurposed, code) == (2, "too_few_participants")
+    for p in net.patients[:2]:
+        _consent(net, p, sid)
+    assert net.send(net.sponsor, "research.release", {"study": sid, "form": "records"})[0] \
+        == "ok"
+    for over in ({"protocol": "GL-2026-02"}, {"ethics": "IRB 2027-001"},
+                 {"credit": {"rate": 5, "terms": "none"}},
+                 {"credit": {"rate": 1, "terms": "reported yearly"}}):
+        base = {"contact": "privacy@uni.example", "purpose": "insurance risk scoring",
+                "credit": {"rate": 5, "terms": "reported yearly"}}
+        before = int(load_study(net.state, sid)["scope_version"])
+        assert amend(**{**base, **over}) == before + 1, over
+        amend(**base)  # back: a change again (so each case starts from the same words)
+
+
 def test_close_ends_releases_and_consent(net: Net) -> None:
     sid = _study(net, forms=["aggregate"])
     for p in net.patients[:2]:

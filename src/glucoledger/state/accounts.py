@@ -39,7 +39,7 @@ __all__ = ["ACCESS_RECORDS", "GENESIS_KEY", "RULES", "SPONSORS", "AccountCreate"
 GENESIS_KEY = "chain/genesis"
 #: Access record formats a genesis may name (state/access.py); new chains are founded on 2.
 ACCESS_RECORDS = (1, 2)
-#: State rule sets a genesis may name (``ChainGenesis.rules``); new chains are founded on 2,
+#: State rule sets a genesis may name (``ChainGenesis.rules``); new chains are founded on 3,
 #: and a running chain moves up by governance (``gov.upgrade``, state/governance.py).
 #: Rule set 2 adds refusals that rule set 1 (every chain founded before it) did not make, so
 #: an old chain replays to exactly the results it had:
@@ -54,7 +54,13 @@ ACCESS_RECORDS = (1, 2)
 #:   by that member with its own anchor nonce (``not_recorder``; state/governance.py);
 #: - under a summary-only grant the permitted window is whole, finished UTC days
 #:   (``not_whole_days``; state/consent.py ``_check_days``).
-RULES = (1, 2)
+#:
+#: Rule set 3 (on top of 2): a ``study.amend`` that changes the study's purpose, protocol,
+#: ethics approval or credit terms, or lowers its credit rate, bumps the study's
+#: ``scope_version`` like a widening, so every participant consents again before her data is
+#: used for it (``StudyTerms.repurposes``; state/research.py). Under 1 and 2 such an amendment
+#: kept every research grant counting.
+RULES = (1, 2, 3)
 #: Which kinds of account must be vouched for, and by which kinds of sponsor.
 SPONSORS: dict[str, tuple[str, ...]] = {
     "organization": ("organization",),

@@ -14,7 +14,9 @@ A study (``study/<id>``, id = the registering transaction's hash)::
   *widens* what participants gave (more streams or fields, a longer period, new forms, a
   larger budget, a longer retention, a smaller k) bumps ``scope_version``: every research
   grant given for an older version stops counting until the participant re-consents.
-  Narrowing needs no re-consent.
+  Narrowing needs no re-consent. From state rule set 3 (state/accounts.py ``RULES``) a
+  change of what she was told she consents to (``StudyTerms.repurposes``: the purpose, the
+  protocol, the ethics approval, the credit's terms, a lower credit rate) bumps it too.
 - ``study.close`` (sponsor's ``default``): no release or query after this block.
 - ``research.consent`` (action class ``grant`` on the patient's multisig account): body
   ``{study, streams, fields, until}``; she may narrow the study's streams and fields; the
@@ -205,6 +207,13 @@ class StudyTerms(Body):
                 "forms": list(self.forms), "k": self.k, "budget": self.budget,
                 "retention_days": self.retention_days, "contact": self.contact,
                 "credit": {"rate": self.credit_rate, "terms": self.credit_terms}}
+
+    def repurposes(self, old: StudyTerms) -> bool:
+        """Whether these terms tell participants something else than ``old`` about what
+        their data is for or what they get for it (rule set 3: they consent again)."""
+        return ((self.purpose, self.protocol, self.ethics, self.credit_terms)
+                != (old.purpose, old.protocol, old.ethics, old.credit_terms)
+                or self.credit_rate < old.credit_rate)
 
     def widens(self, old: StudyTerms) -> bool:
         """Whether these terms ask participants for more than ``old`` did."""
@@ -406,7 +415,8 @@ def _amend(state: State, stx: SignedTx, ctx: Context) -> None:
     rec = _own_open_study(state, stx, b.study)
     _sponsor_and_consortium(state, stx)
     old = StudyTerms.from_body({k: rec[k] for k in TERMS_KEYS})
-    version = rec["scope_version"] + (1 if terms.widens(old) else 0)
+    again = terms.widens(old) or (rules(state) >= 3 and terms.repurposes(old))
+    version = rec["scope_version"] + (1 if again else 0)
     state.put(study_key(rec["id"]), {**rec, **terms.to_value(), "scope_version": version,
                                      "changed": ctx.height})
 
