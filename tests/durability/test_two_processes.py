@@ -175,7 +175,7 @@ with Node(folder, workers=1) as node:
 @pytest.mark.slow
 def test_a_recovery_code_is_spent_once_by_two_processes_at_the_same_moment(
         tmp_path: Path) -> None:
-    """Recovery codes work once. Two processes on the folder (HTTP workers, a command next
+    """Recovery codes work once. Two processes on the folder (two servers, a command next
     to ``serve``) each read the codes, checked the code (Argon2id, tens of ms) and wrote
     back: both could spend the same code."""
     import subprocess

@@ -57,7 +57,7 @@ class Passwords:
 
     def _locked(self) -> AbstractContextManager[None]:
         """One read-modify-write of the file at a time: threads, and the other processes on
-        the folder (a command next to ``serve``, HTTP workers): ``files.locked``."""
+        the folder (a command next to ``serve``, a second server): ``files.locked``."""
         return locked(self.path.with_name(".passwords.lock"), "changing the passwords")
 
     def _load(self) -> dict[str, str]:

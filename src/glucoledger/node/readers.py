@@ -41,7 +41,7 @@ class ReaderInvites:
 
     def _locked(self) -> AbstractContextManager[None]:
         """One read-modify-write of the file at a time: threads, and the other processes on
-        the folder (a command next to ``serve``, HTTP workers): ``files.locked``."""
+        the folder (a command next to ``serve``, a second server): ``files.locked``."""
         return locked(self.path.with_name(".reader_invites.lock"),
                       "changing the reader invitations")
 

@@ -47,7 +47,7 @@ class RecoveryCodes:
 
     def _locked(self) -> AbstractContextManager[None]:
         """One read-modify-write of the file at a time: threads, and the other processes on
-        the folder (a command next to ``serve``, HTTP workers): ``files.locked``."""
+        the folder (a command next to ``serve``, a second server): ``files.locked``."""
         return locked(self.path.with_name(".recovery.lock"), "changing the recovery codes")
 
     def _load(self) -> dict[str, dict[str, str]]:
