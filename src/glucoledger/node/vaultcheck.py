@@ -48,7 +48,8 @@ from ..state.access import erased_key
 from .chainstore import ChainStore, StoredTx
 from .verify import Finding, IntegrityError, short
 
-__all__ = ["VaultIntegrityError", "VaultReport", "verify_vault", "verify_vault_folder"]
+__all__ = ["VaultIntegrityError", "VaultReport", "vault_expected", "verify_vault",
+           "verify_vault_folder"]
 
 #: Damaged input shows up as these when decoding values of the wrong shape.
 _DAMAGE = (GlucoledgerError, KeyError, TypeError, ValueError, AttributeError, IndexError)
@@ -256,6 +257,13 @@ def verify_vault_folder(data_dir: Path, *, decrypt: bool = True) -> VaultReport:
     config = NodeConfig.load(data_dir)
     master = load_master_key(data_dir)
     with readonly_copy(data_dir, ("chain.db", "vault.db", "orderer.db")) as folder:
+        if not (data_dir / "vault.db").exists():
+            found = _missing_vault(folder, data_dir, config)
+            if found:
+                raise VaultIntegrityError([Finding(
+                    "tamper", "vault.db", "", "", detail=f"vault.db is missing from {data_dir} "
+                    "but the ledger has committed batches (deleted or moved?)")])
+            return VaultReport(0, 0, 0, 0.0)
         damaged = integrity_problems(folder / "vault.db")
         if damaged:
             raise VaultIntegrityError([Finding(
@@ -279,6 +287,35 @@ def verify_vault_folder(data_dir: Path, *, decrypt: bool = True) -> VaultReport:
                 vault.close()
         finally:
             store.close()
+
+
+def vault_expected(data_dir: Path) -> bool:
+    """Whether ``data_dir`` has, or ought to have, a vault to check: vault.db exists, or the
+    node orders in its own log and its ledger committed batches (``logcheck``)."""
+    from .service import NodeConfig
+
+    data_dir = Path(data_dir)
+    if (data_dir / "vault.db").exists():
+        return True
+    with readonly_copy(data_dir, ("chain.db",)) as folder:
+        return bool(_missing_vault(folder, data_dir, NodeConfig.load(data_dir)))
+
+
+def _missing_vault(folder: Path, data_dir: Path, config: Any) -> list[Any]:
+    """``logcheck.check_vault_present`` on the stored state (``folder``: where chain.db is
+    read); a consortium member holds only the batches uploaded through it."""
+    from ..state.access import holds_batches
+    from ..state.store import State
+    from .logcheck import check_vault_present
+
+    if config.orderer is not None:
+        return []
+    store = ChainStore(folder / "chain.db", readonly=True)
+    try:
+        state = State(store.load_state())
+    finally:
+        store.close()
+    return check_vault_present(data_dir, holds_batches=holds_batches(state))
 
 
 def _check_ledger(store: ChainStore, config: Any, data_dir: Path, master: Any,
