@@ -73,8 +73,13 @@ class Wallet:
         self.dir = data_dir / "wallet"
         self._master = master
 
+    @staticmethod
+    def valid_name(name: str) -> bool:
+        """Whether ``name`` can name a key here (1-64 letters, digits, or _.@-)."""
+        return bool(_NAME.match(name))
+
     def _path(self, name: str) -> Path:
-        if not _NAME.match(name):
+        if not self.valid_name(name):
             raise InputError(f"key name {name!r} must be 1-64 letters, digits, or _.@-")
         return self.dir / f"{name}.key"
 
