@@ -107,6 +107,7 @@ def verify_vault(store: ChainStore, vault: Any, *, decrypt: bool = True,
     name_of = label or (lambda ident: f"id {ident.hex()[:12]}")
     from ..vault.batch import leaf_hashes
     from ..vault.store import BatchIntegrityError
+    from .erasure import left_after_erasure
     from .zkcheck import ZkDayCheck
 
     def kek(patient: bytes) -> bytes | None:
@@ -157,6 +158,16 @@ def verify_vault(store: ChainStore, vault: Any, *, decrypt: bool = True,
             if by is not None:
                 gone.append((ct, by))
                 zk.unreadable(ct, f"was erased by transaction {by.hex()[:16]}")
+                try:
+                    left = left_after_erasure(vault, ct)
+                except GlucoledgerError as exc:
+                    left = exc.message
+                if left is not None:
+                    bad(f"{name}, erased by transaction {by.hex()[:16]}",
+                        "its row (wrapped key) and blob destroyed",
+                        f"its {left} still in the vault: the erasure was interrupted; open "
+                        "the node once (`glucoledger serve`, or any command that reads "
+                        "data) to finish it", **where)
                 continue
             try:
                 row = vault.by_ct(ct)
