@@ -166,6 +166,17 @@ def run(argv: list[str] | None = None) -> int:
         return EXIT_OTHER
 
 
+def _tolerant_output() -> None:
+    """A locale whose encoding cannot show a character the output holds (the C locale
+    without UTF-8 coercion is ASCII; latin-1 terminals) gets "?" for it, not a crash at the
+    first "…" after the work was done."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if callable(reconfigure):
+            reconfigure(errors="replace")
+
+
 def main() -> None:
     """The ``glucoledger`` console script."""
+    _tolerant_output()
     sys.exit(run())
