@@ -271,6 +271,7 @@ def test_kill_between_ordering_an_erasure_and_destroying_then_any_open_finishes_
     r = run("verify", "--data", str(folder))
     assert r.returncode == 3, r.stdout + r.stderr
     assert r.stderr.count("the erasure was interrupted") == 3, r.stderr
+    assert "restore the vault" not in r.stderr  # a backup would bring erased data back
     r = run("batches", "--patient", "alice", "--data", str(folder))
     assert r.returncode == 0, r.stderr
     assert _vault_rows(folder) == 0

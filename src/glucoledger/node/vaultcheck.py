@@ -84,8 +84,9 @@ class VaultIntegrityError(IntegrityError):
         super().__init__(findings[0])
         self.findings = tuple(findings)
         lines = "; ".join(f.describe() for f in findings)
-        text = (f"{len(findings)} damaged item(s) in the vault: {lines}; restore the vault "
-                "(vault.db and blobs/) from a backup or another node")
+        text = f"{len(findings)} damaged item(s) in the vault: {lines}"
+        if any(f.kind != "erasure" for f in findings):  # (an erasure is finished, not restored)
+            text += "; restore the vault (vault.db and blobs/) from a backup or another node"
         self.args = (text,)
 
 
@@ -163,11 +164,12 @@ def verify_vault(store: ChainStore, vault: Any, *, decrypt: bool = True,
                 except GlucoledgerError as exc:
                     left = exc.message
                 if left is not None:
-                    bad(f"{name}, erased by transaction {by.hex()[:16]}",
+                    found.append(Finding(
+                        "erasure", f"{name}, erased by transaction {by.hex()[:16]}",
                         "its row (wrapped key) and blob destroyed",
                         f"its {left} still in the vault: the erasure was interrupted; open "
                         "the node once (`glucoledger serve`, or any command that reads "
-                        "data) to finish it", **where)
+                        "data) to finish it", **where))
                 continue
             try:
                 row = vault.by_ct(ct)

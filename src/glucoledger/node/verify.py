@@ -51,7 +51,7 @@ Prechecker = Callable[[list[bytes]], Sequence[bool | None]]
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    kind: str  # "tamper", "rollback" or "fork"
+    kind: str  # "tamper", "rollback", "fork", or "erasure" (one interrupted: finish it)
     what: str  # the field or object that differs
     expected: str
     found: str
