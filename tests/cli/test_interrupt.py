@@ -40,3 +40,29 @@ def test_ctrl_c_while_the_command_loads_or_runs(tmp_path: Path) -> None:
             assert err.strip() == "aborted" or p.returncode == -signal.SIGINT, err
     assert interrupted, "no Ctrl-C landed before the command finished: nothing was tried"
     assert run("verify", "--data", str(d)).returncode == 0
+
+
+def _no_terminal(args: list[str], *, closed: bool) -> subprocess.CompletedProcess[str]:
+    """``args`` with stdin at its end (/dev/null) or closed altogether (``<&-``)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "COLUMNS": "400"}
+    return subprocess.run([sys.executable, "-m", "glucoledger", *args], env=env,
+                          capture_output=True, text=True, timeout=300, check=False,
+                          stdin=None if closed else subprocess.DEVNULL,
+                          preexec_fn=(lambda: os.close(0)) if closed else None)
+
+
+def test_prompts_without_anyone_to_answer_say_what_to_do(tmp_path: Path) -> None:
+    """A password asked of a closed stdin was an AttributeError ("a bug"), and of one at its
+    end a bare "aborted"; an erasure's confirmation on a closed stdin too."""
+    d = tmp_path / "clinic"
+    assert run("init", "--data", str(d)).returncode == 0
+    for closed in (False, True):
+        r = _no_terminal(["password", "org", "--data", str(d)], closed=closed)
+        assert r.returncode == 2 and "run the command in a terminal" in r.stderr, r.stderr
+        r = _no_terminal(["keygen", "--out", str(tmp_path / "k.key")], closed=closed)
+        assert r.returncode == 2 and "--password-env" in r.stderr, r.stderr
+        assert not (tmp_path / "k.key").exists()
+        r = _no_terminal(["erase", "--patient", "org", "--stream", "cgm", "--data", str(d)],
+                         closed=closed)
+        assert r.returncode == 2 and "add --yes" in r.stderr, r.stderr
+        assert "unexpected error" not in r.stderr

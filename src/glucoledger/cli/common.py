@@ -51,6 +51,7 @@ __all__ = [
     "open_node_and_vault", "open_services",
     "out_file",
     "parse_when",
+    "ask_secret",
     "audit_rows",
     "humanize",
     "plural",
@@ -249,12 +250,33 @@ def confirm_destruction(yes: bool, what: str, word: str) -> None:
     """
     if yes:
         return
-    if not sys.stdin.isatty():
+    if sys.stdin is None or not sys.stdin.isatty():  # (None: stdin closed)
         raise InputError(f"{what} Not asking without a terminal: add --yes to confirm.")
     err_console.print(f"{what} Type [bold]{word}[/] to go on:", end=" ")
     answer = sys.stdin.readline().strip()
     if answer != word:
         raise InputError(f"you typed {answer!r}, not {word!r}: nothing was changed")
+
+
+def ask_secret(prompt: str, *, again: bool = False, instead: str = "") -> str:
+    """A secret typed by the person, never echoed (``again``: asked twice, must match).
+
+    Where nobody can answer (stdin closed, or not a terminal and at its end) it refuses with
+    what to do (exit 2; ``instead``: another way, e.g. ", or give --password-env VAR"); a
+    Ctrl-C at the prompt stays "aborted"."""
+    if sys.stdin is None:
+        raise InputError(f"cannot ask for the {prompt}: stdin is closed; run the command in a "
+                         f"terminal{instead}")
+    try:
+        first = str(typer.prompt(prompt, hide_input=True))
+        if again and str(typer.prompt("again", hide_input=True)) != first:
+            raise InputError(f"the two {prompt}s differ: nothing was changed")
+    except typer.Abort:
+        if sys.stdin.isatty():
+            raise
+        raise InputError(f"no {prompt} was given: stdin is not a terminal and ended; run the "
+                         f"command in a terminal{instead}") from None
+    return first
 
 
 # An id may come marked as one ("id 8543952f7ac3", Registry.label's form for an id with

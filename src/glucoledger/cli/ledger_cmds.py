@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import os
 from pathlib import Path
 from typing import Annotated
@@ -19,6 +18,7 @@ from .common import (
     ID_CHARS,
     DataOpt,
     JsonOpt,
+    ask_secret,
     console,
     data_dir,
     err_console,
@@ -258,7 +258,8 @@ def keygen(
         raise InputError("--alg must be ed25519 or p256")
     if out.exists():
         raise InputError(f"{out} exists; choose another path (keys are never overwritten)")
-    password = os.environ.get(password_env, "") if password_env else getpass.getpass("password: ")
+    password = (os.environ.get(password_env, "") if password_env
+                else ask_secret("password", instead=", or give --password-env VAR"))
     if len(password) < 8:
         raise InputError("use a password of at least 8 characters")
     key = generate(alg)  # type: ignore[arg-type]
