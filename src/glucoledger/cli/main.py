@@ -88,9 +88,9 @@ _BAD_INPUT_CODES = frozenset({"bad_input", "malformed", "out_of_range", "too_lar
 #: Reason codes of a damaged or inconsistent node folder, whichever command met it: exit 3,
 #: as ``verify`` does (a chain.db that is not SQLite, a store that does not load, a log
 #: shorter than, missing under, or of another history than its store; a vault ahead of it;
-#: a vault gone while the ledger commits batches).
+#: a vault gone while the ledger commits batches; a node.json of another chain).
 _DAMAGE_CODES = frozenset({"damaged_store", "short_log", "other_log", "missing_log",
-                           "vault_ahead", "missing_vault"})
+                           "vault_ahead", "missing_vault", "other_chain"})
 
 
 def _exit_code(exc: GlucoledgerError) -> int:

@@ -342,8 +342,10 @@ def _check_ledger(store: ChainStore, config: Any, data_dir: Path, master: Any,
     from ..ordering.embedded import EmbeddedOrderer
     from .integrity import StoreDamagedError, quick_check
     from .keystore import Wallet
-    from .logcheck import check_log
+    from .logcheck import check_chain, check_log
 
+    for m in check_chain(store, config.chain):  # node.json of another chain
+        raise IntegrityError(Finding("config", m.kind, "", "", detail=m.message))
     if config.orderer is None:
         log = folder / "orderer.db"
         orderer = EmbeddedOrderer(log, readonly=True) if log.exists() else None
