@@ -1,10 +1,14 @@
 """A command the node refuses changes nothing on the ledger: what the node layer can tell is
 wrong before signing (a serial that cannot name the device's key, a patient without her
-trusted party) is refused before a transaction is ordered, as bad input (exit 2)."""
+trusted party) is refused before a transaction is ordered, as bad input (exit 2); so is an
+input file too large to be one."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,4 +51,31 @@ def test_a_patient_without_a_trusted_party_is_refused_before_the_ledger(node: Pa
     r = run("account", "create", "zed", "--data", str(node))
     assert r.returncode == 2, r.stdout + r.stderr
     assert "--trusted NAME" in r.stderr and "Traceback" not in r.stderr
+    assert _log_size(node) == before
+
+
+def test_an_endless_or_huge_input_file_is_refused_before_it_fills_the_memory(
+        node: Path, tmp_path: Path) -> None:
+    """``ingest /dev/zero`` (any file a command reads: a disk image given by mistake) read it
+    whole: MemoryError, "a bug" (here under a 2 GiB address-space limit; without one the
+    machine swaps)."""
+    resource = pytest.importorskip("resource")
+    if not Path("/dev/zero").exists():
+        pytest.skip("no /dev/zero on this machine")
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "COLUMNS": "400"}
+    before = _log_size(node)
+    sparse = tmp_path / "big.jsonl"
+    with sparse.open("wb") as f:
+        f.truncate((64 << 20) + 1)
+    for path in ("/dev/zero", str(sparse)):
+        r = subprocess.run([sys.executable, "-m", "glucoledger", "ingest", path, "--patient",
+                            "org", "--device", "X", "--data", str(node)], env=env,
+                           capture_output=True, text=True, timeout=300, check=False,
+                           preexec_fn=limit)
+        assert r.returncode == 2, r.stderr
+        assert "larger than 64 MiB" in r.stderr and "unexpected" not in r.stderr, r.stderr
     assert _log_size(node) == before
