@@ -79,3 +79,31 @@ def test_an_endless_or_huge_input_file_is_refused_before_it_fills_the_memory(
         assert r.returncode == 2, r.stderr
         assert "larger than 64 MiB" in r.stderr and "unexpected" not in r.stderr, r.stderr
     assert _log_size(node) == before
+
+
+def test_a_firmware_image_is_read_in_pieces_and_an_endless_one_refused(
+        node: Path, tmp_path: Path) -> None:
+    """``firmware verify /dev/zero`` read the image whole: MemoryError ("a bug") under a
+    1 GiB address-space limit. Now the image is hashed in pieces (an image may be up to
+    16 GiB) and one that never ends is refused past that size; a real image still works."""
+    resource = pytest.importorskip("resource")
+    if not Path("/dev/zero").exists():
+        pytest.skip("no /dev/zero on this machine")
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "COLUMNS": "400"}
+    r = subprocess.run([sys.executable, "-m", "glucoledger", "firmware", "verify", "/dev/zero",
+                        "--model", "CGM-G7", "--version", "1.0.0", "--data", str(node)],
+                       env=env, capture_output=True, text=True, timeout=600, check=False,
+                       preexec_fn=limit)
+    assert r.returncode == 2 and "larger than 16 GiB" in r.stderr, r.stderr
+    image = tmp_path / "fw.bin"
+    image.write_bytes(bytes(range(256)) * 40)
+    r = run("firmware", "publish", str(image), "--model", "CGM-G7", "--version", "2.0.0",
+            "--data", str(node))
+    assert r.returncode == 0, r.stderr
+    r = run("firmware", "verify", str(image), "--model", "CGM-G7", "--version", "2.0.0",
+            "--data", str(node))
+    assert r.returncode == 0 and "10240 bytes" in r.stdout, r.stdout + r.stderr
