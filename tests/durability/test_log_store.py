@@ -184,3 +184,24 @@ def test_a_deleted_vault_is_named_and_not_recreated_empty(tmp_path: Path) -> Non
     with Node(fresh, workers=1) as node:
         open_vault(node).close()
     assert run("verify", "--data", str(fresh)).returncode == 0
+
+
+def test_two_processes_on_one_folder_store_each_block_once(tmp_path: Path) -> None:
+    """Two openers of one folder (a command while `serve` runs, two commands) derive the same
+    blocks from the same log: the second to store one found it there and failed ("UNIQUE
+    constraint failed: blocks.height"), stopping its node. The identical block is now taken as
+    stored; both go on writing."""
+    from glucoledger.crypto import generate
+    from glucoledger.node.devices import create_keyed_account
+
+    folder = tmp_path / "node"
+    make_node(folder, uploads=1)
+    with Node(folder, workers=1) as a, Node(folder, workers=1) as b:
+        create_keyed_account(a, "patient", [generate("ed25519")])  # a stores the next block
+        b.sync()  # b derives that block from the shared log and stores it: already there
+        assert b.store.height() == a.store.height()
+        create_keyed_account(b, "patient", [generate("ed25519")])  # b still writes
+        a.sync()
+        assert a.store.height() == b.store.height()
+        top = a.store.height()
+    assert verify_folder(folder, workers=1).blocks == top

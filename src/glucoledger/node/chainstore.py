@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import codec
-from ..errors import NotFoundError
+from ..errors import NotFoundError, StorageError
 from ..ledger import merkle
 from ..ledger.block import BlockHeader, Result
 from ..sqlitetx import connect, sqlite_error, transaction
@@ -105,6 +105,18 @@ class ChainStore:
             for i, env in enumerate(block.envelopes)
         ]
         with self._lock, transaction(self._db, self.path, f"storing block {h.height}") as db:
+            # Another process on this folder (a command while `serve` runs, two commands)
+            # derives the same blocks from the same log: the identical block stored first is
+            # this one (derivation is deterministic); another block there is damage.
+            stored = db.execute("SELECT hash FROM blocks WHERE height = ?",
+                                (h.height,)).fetchone()
+            if stored is not None:
+                if bytes(stored[0]) == block.hash:
+                    return
+                raise StorageError(
+                    f"{self.path} already holds another block {h.height} than the one derived "
+                    "from the ordered log: run `glucoledger verify` to see which is damaged",
+                    code="damaged_store")
             db.execute("INSERT INTO blocks (height, hash, header, checkpoint) VALUES (?,?,?,?)",
                        (h.height, block.hash, h.encode(), checkpoint))
             db.executemany("INSERT INTO txs VALUES (?,?,?,?,?,?)", tx_rows)
