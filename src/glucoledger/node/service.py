@@ -659,7 +659,10 @@ class Node:
         boundary (one SQLite transaction a block); the replica in memory is not."""
         fault = self.fault = StorageError(
             f"{exc.message}. The node stopped accepting writes: it retries on the next "
-            "request and accepts again once every ordered block is stored", code=exc.code)
+            "request and accepts again once every ordered block is stored; what was ordered "
+            "before the failure (this request, if it got that far) takes effect then, so look "
+            "(`glucoledger blocks`, the patient's audit) before sending it again",
+            code=exc.code)
         try:
             self._reestablish()
         except GlucoledgerError:
