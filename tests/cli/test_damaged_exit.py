@@ -1,15 +1,17 @@
 """A damaged node folder exits 3 from every command, as ``verify`` does (issue 13).
 
-One pristine node (a patient, a device, six committed batches) is copied and damaged four
+One pristine node (a patient, a device, six committed batches) is copied and damaged six
 ways: a flipped bit in a block header, in a transaction envelope, garbage over SQLite pages
-of chain.db, and the ordered log's tail lost. Every read command then exits 3 with one
-message that names the damage and says what to do (``verify`` to list every bad spot, or
-what to restore), no traceback, and the folder is left exactly as it was. On the pristine
-copy the same commands exit 0, so the table proves the damage is what they refuse.
+of chain.db, the ordered log's tail lost, another node's master key, and a node.json naming
+another chain. Every read command then exits 3 with one message that names the damage and
+says what to do (``verify`` to list every bad spot, or what to restore), no traceback, and
+the folder is left exactly as it was. On the pristine copy the same commands exit 0, so the
+table proves the damage is what they refuse.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import sqlite3
@@ -71,6 +73,14 @@ DAMAGES: dict[str, tuple[Callable[[Path], None], str]] = {
                  "glucoledger verify"),
     "sqlite pages": (_pages, "restore"),
     "log tail lost": (_log_tail, "orderer.db"),
+    # another node's master key: its wallet does not open (was "cannot open sealed
+    # wallet-key: wrong key, or the data was altered", naming neither the key nor a fix)
+    "another master key": (lambda f: (f / "master.key").write_bytes(
+        base64.b64encode(bytes(range(32))) + b"\n"), "master.key"),
+    # node.json of another chain: every signature and checkpoint looked altered ("restore
+    # chain.db", "checkpoint contents differs: expected X, found X")
+    "node.json of another chain": (lambda f: (f / "node.json").write_text(
+        '{"chain": "another/chain", "name": "node-1"}'), "node.json"),
 }
 
 

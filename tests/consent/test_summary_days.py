@@ -183,6 +183,16 @@ def test_a_day_with_one_reading_gives_no_number(care: Care) -> None:
     assert nurse.summary.count == 1
 
 
+def test_a_period_without_cgm_readings_is_refused_not_a_crash(care: Care) -> None:
+    """No CGM reading in the window (none uploaded then, or the patient erased them): a
+    summary grantee is told no day counts (once the empty day list crashed the read)."""
+    empty = {"from": NOW - 90 * DAY, "to": NOW - 80 * DAY}
+    care.grant(care.endo, view="summary", window=empty)
+    with pytest.raises(OutOfRangeError) as info:
+        _summary(care, empty)
+    assert "70 %" in str(info.value)
+
+
 def test_the_patient_and_raw_grantees_are_not_affected(care: Care) -> None:
     care.grant(care.nurse, view="raw", window={"last_days": 14})
     r = care.readings["cgm"][1500]

@@ -27,7 +27,7 @@ from glucoledger.node.verify import verify_vault
 
 from ..cli.test_cli import run
 from ..servers import cli_env, free_port
-from .helpers import make_node
+from .helpers import add_uploads, make_node
 from .test_idempotent_ingest import write_jsonl
 
 pytestmark = pytest.mark.slow
@@ -228,3 +228,57 @@ def test_kill_between_vault_rows_and_ordering_then_rerun(tmp_path: Path) -> None
                 str(folder))
     assert again.returncode == 0 and "3 of 3 batches were stored before" in " ".join(
         again.stdout.split())
+
+
+_CRASH_AFTER_ERASE_ORDERED = """
+import os, signal, sys
+from pathlib import Path
+from glucoledger.node.services import NodeServices
+from glucoledger.node.world import World
+with NodeServices.open(Path(sys.argv[1])) as services:
+    node, erasure = services.node, services.erasure
+    alice = World.load(node).patient("alice")
+    real = node.submit
+    def submit(*args, **kw):
+        real(*args, **kw)  # the erase transaction is ordered, durable
+        os.kill(os.getpid(), signal.SIGKILL)  # kill -9 before keys and blobs are destroyed
+    node.submit = submit
+    erasure.erase_as(alice.id, [alice.key], ["cgm"])
+"""
+
+
+def _vault_rows(folder: Path) -> int:
+    db = sqlite3.connect(folder / "vault.db")
+    try:
+        return int(db.execute("SELECT COUNT(*) FROM batches").fetchone()[0])
+    finally:
+        db.close()
+
+
+def test_kill_between_ordering_an_erasure_and_destroying_then_any_open_finishes_it(
+        tmp_path: Path) -> None:
+    """The ledger says erased; the rows (wrapped data keys) and blobs were still there for
+    good, and verify reported them as "erased by": now verify names each, and the next
+    command that opens the vault destroys them. A stream key made after a finished erasure
+    (new uploads) is never destroyed by a later open."""
+    folder = tmp_path / "node"
+    make_node(folder, uploads=3)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    crashed = subprocess.run([sys.executable, "-c", _CRASH_AFTER_ERASE_ORDERED, str(folder)],
+                             env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    assert _vault_rows(folder) == 3
+    r = run("verify", "--data", str(folder))
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert r.stderr.count("the erasure was interrupted") == 3, r.stderr
+    assert "restore the vault" not in r.stderr  # a backup would bring erased data back
+    r = run("batches", "--patient", "alice", "--data", str(folder))
+    assert r.returncode == 0, r.stderr
+    assert _vault_rows(folder) == 0
+    assert not list((folder / "blobs").rglob("*.pack"))
+    r = run("verify", "--data", str(folder))
+    assert r.returncode == 0 and "erased by transaction" in r.stdout, r.stdout + r.stderr
+    add_uploads(folder, range(4, 6))  # new cgm under a new stream key
+    assert run("batches", "--patient", "alice", "--data", str(folder)).returncode == 0
+    r = run("verify", "--data", str(folder))
+    assert r.returncode == 0 and "2 decrypted" in r.stdout, r.stdout + r.stderr

@@ -159,3 +159,49 @@ def test_a_clock_stepped_back_between_blocks_is_the_same_history(tmp_path: Path)
     with pytest.raises(StorageError) as start:
         Node(folder, workers=1)
     assert start.value.code == "other_log"
+
+
+def test_a_deleted_vault_is_named_and_not_recreated_empty(tmp_path: Path) -> None:
+    """vault.db gone under a ledger that committed batches: verify fails naming it, and the
+    node refuses to open an empty vault in its place (reads and new uploads would hide that
+    every batch is lost); a node that never committed a batch still opens one."""
+    folder = tmp_path / "node"
+    make_node(folder, uploads=2)
+    (folder / "vault.db").unlink()
+    before = _files(folder)
+    r = run("verify", "--data", str(folder))
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "vault.db is missing" in r.stderr and "Traceback" not in r.stderr
+    with Node(folder, workers=1) as node, pytest.raises(StorageError) as info:
+        open_vault(node)
+    assert info.value.code == "missing_vault"
+    assert "restore vault.db and blobs/" in info.value.message
+    r = run("batches", "--patient", "alice", "--data", str(folder))
+    assert r.returncode == 3 and "vault.db is missing" in r.stderr, r.stdout + r.stderr
+    assert _files(folder) == before and not (folder / "vault.db").exists()
+    fresh = tmp_path / "fresh"
+    Node.init(fresh, workers=1).close()
+    with Node(fresh, workers=1) as node:
+        open_vault(node).close()
+    assert run("verify", "--data", str(fresh)).returncode == 0
+
+
+def test_two_processes_on_one_folder_store_each_block_once(tmp_path: Path) -> None:
+    """Two openers of one folder (a command while `serve` runs, two commands) derive the same
+    blocks from the same log: the second to store one found it there and failed ("UNIQUE
+    constraint failed: blocks.height"), stopping its node. The identical block is now taken as
+    stored; both go on writing."""
+    from glucoledger.crypto import generate
+    from glucoledger.node.devices import create_keyed_account
+
+    folder = tmp_path / "node"
+    make_node(folder, uploads=1)
+    with Node(folder, workers=1) as a, Node(folder, workers=1) as b:
+        create_keyed_account(a, "patient", [generate("ed25519")])  # a stores the next block
+        b.sync()  # b derives that block from the shared log and stores it: already there
+        assert b.store.height() == a.store.height()
+        create_keyed_account(b, "patient", [generate("ed25519")])  # b still writes
+        a.sync()
+        assert a.store.height() == b.store.height()
+        top = a.store.height()
+    assert verify_folder(folder, workers=1).blocks == top

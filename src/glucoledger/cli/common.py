@@ -12,14 +12,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..errors import InputError
+from ..errors import InputError, TooLargeError
 from ..files import atomic_write, storage_error
 from ..glucose.readings import STREAMS, parse_time
 from ..node.service import Node
@@ -34,6 +34,7 @@ __all__ = [
     "EXIT_OTHER",
     "EXIT_VERIFICATION",
     "FORMATS",
+    "MAX_TEXT_BYTES",
     "ID_CHARS",
     "DataOpt",
     "FormatOpt",
@@ -51,6 +52,7 @@ __all__ = [
     "open_node_and_vault", "open_services",
     "out_file",
     "parse_when",
+    "ask_secret",
     "audit_rows",
     "humanize",
     "plural",
@@ -130,10 +132,22 @@ def out_file(help: str, *, option: str | None = "--out") -> Any:
     return typer.Option(option, help=help, dir_okay=False, callback=_check_out_file)
 
 
+#: The largest text file a command reads (a day of readings is ~30 KB; an ingest file at its
+#: limit of 10,000 items a stream, a few MB): more is the wrong file (an image, a disk,
+#: /dev/zero), refused before it fills the memory.
+MAX_TEXT_BYTES: Final = 64 << 20
+
+
 def read_text(path: Path, what: str) -> str:
-    """A user's text file as text; binary or unreadable content is bad input, said so."""
+    """A user's text file as text (newlines as ``open`` reads them); binary, unreadable or
+    oversized (``MAX_TEXT_BYTES``) content is bad input, said so."""
     try:
-        return path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            data = f.read(MAX_TEXT_BYTES + 1)
+        if len(data) > MAX_TEXT_BYTES:
+            raise TooLargeError(f"{path} is larger than {MAX_TEXT_BYTES >> 20} MiB: not the "
+                                f"{what}? (split a large file into smaller ones)")
+        return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
     except UnicodeDecodeError:
         raise InputError(f"{path} is not a UTF-8 text file; give the {what}") from None
     except OSError as exc:
@@ -256,12 +270,33 @@ def confirm_destruction(yes: bool, what: str, word: str) -> None:
     """
     if yes:
         return
-    if not sys.stdin.isatty():
+    if sys.stdin is None or not sys.stdin.isatty():  # (None: stdin closed)
         raise InputError(f"{what} Not asking without a terminal: add --yes to confirm.")
     err_console.print(f"{what} Type [bold]{word}[/] to go on:", end=" ")
     answer = sys.stdin.readline().strip()
     if answer != word:
         raise InputError(f"you typed {answer!r}, not {word!r}: nothing was changed")
+
+
+def ask_secret(prompt: str, *, again: bool = False, instead: str = "") -> str:
+    """A secret typed by the person, never echoed (``again``: asked twice, must match).
+
+    Where nobody can answer (stdin closed, or not a terminal and at its end) it refuses with
+    what to do (exit 2; ``instead``: another way, e.g. ", or give --password-env VAR"); a
+    Ctrl-C at the prompt stays "aborted"."""
+    if sys.stdin is None:
+        raise InputError(f"cannot ask for the {prompt}: stdin is closed; run the command in a "
+                         f"terminal{instead}")
+    try:
+        first = str(typer.prompt(prompt, hide_input=True))
+        if again and str(typer.prompt("again", hide_input=True)) != first:
+            raise InputError(f"the two {prompt}s differ: nothing was changed")
+    except typer.Abort:
+        if sys.stdin.isatty():
+            raise
+        raise InputError(f"no {prompt} was given: stdin is not a terminal and ended; run the "
+                         f"command in a terminal{instead}") from None
+    return first
 
 
 # An id may come marked as one ("id 8543952f7ac3", Registry.label's form for an id with

@@ -7,6 +7,7 @@ registry of names (``node/registry.py``); real devices keep their own keys.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import InputError
+from ..errors import InputError, TooLargeError
 from ..files import atomic_write, storage_error
 from ..glucose.readings import STREAMS, Batch
 from ..glucose.simulate import simulate_patient, simulate_with_simglucose
@@ -260,7 +261,7 @@ def firmware_verify(
     Example: glucoledger firmware verify fw.bin --model CGM-G7 --version 1.2.0 --installed 1.1.0
     """
     with open_node(data) as node:
-        rel = fw.verify_image(node.state, _image(image), model, version, installed)
+        rel = fw.verify_digest(node.state, *_image(image), model, version, installed)
     console.print(f"[bold green]accepted[/]: {rel.model} {rel.version}, {rel.length} bytes, "
                   f"sha256 {rel.sha256.hex()[:16]}…, signed with weight {rel.signers}")
 
@@ -274,7 +275,7 @@ def firmware_publish(image: ImageArg, model: ModelOpt,
     """
     with open_node(data) as node:
         w = World.open(node)
-        fw.publish(node, w.maker, w.maker_keys[:2], model, version, _image(image))
+        fw.publish_digest(node, w.maker, w.maker_keys[:2], model, version, *_image(image))
     console.print(f"released {model} {version}")
 
 
@@ -302,11 +303,22 @@ def firmware_floor(model: ModelOpt, version: VersionOpt, data: DataOpt = None) -
     console.print(f"rollback floor of {model} is now {version}")
 
 
-def _image(path: Path) -> bytes:
+def _image(path: Path) -> tuple[bytes, int]:
+    """The image's SHA-256 and length, read in pieces: an image may be large (up to
+    ``MAX_IMAGE``), and a file that never ends (/dev/zero) is refused past it, not read
+    into memory."""
+    h, length = hashlib.sha256(), 0
     try:
-        return path.read_bytes()
+        with path.open("rb") as f:
+            while piece := f.read(1 << 20):
+                length += len(piece)
+                if length > fw.MAX_IMAGE:
+                    raise TooLargeError(f"{path} is larger than {fw.MAX_IMAGE >> 30} GiB, the "
+                                        "largest firmware image: not a firmware image?")
+                h.update(piece)
     except OSError as exc:
         raise storage_error(exc, path, "reading the firmware image") from None
+    return h.digest(), length
 
 
 def uploader_names(node: Node) -> dict[bytes, str]:

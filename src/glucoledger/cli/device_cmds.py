@@ -16,7 +16,7 @@ import typer
 
 from ..node import accounts
 from ..node import devices as dv
-from ..node.world import World
+from ..node.world import World, check_serial
 from .common import ID_CHARS, DataOpt, JsonOpt, console, open_node, print_json, table
 
 __all__ = ["device_app"]
@@ -38,6 +38,7 @@ def register(serial: Serial,
 
     Example: glucoledger device register --serial CGM-0001 --model CGM-G7
     """
+    check_serial(serial)  # before World.open creates the node's maker on first use
     with open_node(data) as node:
         dev = World.open(node).add_device(serial, model)
     console.print(f"registered {model} {serial} (device {dev.id.hex()[:ID_CHARS]}); bind it "

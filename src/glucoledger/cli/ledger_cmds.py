@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import os
 from pathlib import Path
 from typing import Annotated
@@ -21,6 +20,7 @@ from .common import (
     DataOpt,
     JsonOpt,
     RulesOpt,
+    ask_secret,
     console,
     data_dir,
     err_console,
@@ -269,7 +269,9 @@ def verify(
         console.print(f"  {note}")
     if report.checkpoint_height is not None:
         console.print(f"consistent with your checkpoint at height {report.checkpoint_height}")
-    if (folder / "vault.db").exists():
+    from ..node.vaultcheck import vault_expected
+
+    if vault_expected(folder):  # a missing vault.db is damage once the ledger commits batches
         from .data_cmds import verify_vault_cmd
 
         verify_vault_cmd(data)  # every committed batch's blob: hash, tag, or "erased by"
@@ -289,7 +291,8 @@ def keygen(
         raise InputError("--alg must be ed25519 or p256")
     if out.exists():
         raise InputError(f"{out} exists; choose another path (keys are never overwritten)")
-    password = os.environ.get(password_env, "") if password_env else getpass.getpass("password: ")
+    password = (os.environ.get(password_env, "") if password_env
+                else ask_secret("password", instead=", or give --password-env VAR"))
     if len(password) < 8:
         raise InputError("use a password of at least 8 characters")
     key = generate(alg)  # type: ignore[arg-type]

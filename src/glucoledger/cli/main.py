@@ -87,9 +87,10 @@ _BAD_INPUT_CODES = frozenset({"bad_input", "malformed", "out_of_range", "too_lar
 
 #: Reason codes of a damaged or inconsistent node folder, whichever command met it: exit 3,
 #: as ``verify`` does (a chain.db that is not SQLite, a store that does not load, a log
-#: shorter than, missing under, or of another history than its store; a vault ahead of it).
+#: shorter than, missing under, or of another history than its store; a vault ahead of it;
+#: a vault gone while the ledger commits batches; a node.json of another chain).
 _DAMAGE_CODES = frozenset({"damaged_store", "short_log", "other_log", "missing_log",
-                           "vault_ahead"})
+                           "vault_ahead", "missing_vault", "other_chain"})
 
 
 def _exit_code(exc: GlucoledgerError) -> int:
@@ -165,6 +166,17 @@ def run(argv: list[str] | None = None) -> int:
         return EXIT_OTHER
 
 
+def _tolerant_output() -> None:
+    """A locale whose encoding cannot show a character the output holds (the C locale
+    without UTF-8 coercion is ASCII; latin-1 terminals) gets "?" for it, not a crash at the
+    first "…" after the work was done."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if callable(reconfigure):
+            reconfigure(errors="replace")
+
+
 def main() -> None:
     """The ``glucoledger`` console script."""
+    _tolerant_output()
     sys.exit(run())

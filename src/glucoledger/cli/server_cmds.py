@@ -11,7 +11,16 @@ import typer
 
 from ..errors import InputError
 from ..files import atomic_write
-from .common import DataOpt, console, data_dir, open_node, open_services, out_file, parse_when
+from .common import (
+    DataOpt,
+    ask_secret,
+    console,
+    data_dir,
+    open_node,
+    open_services,
+    out_file,
+    parse_when,
+)
 
 __all__ = ["register"]
 
@@ -137,9 +146,7 @@ def password(name: Annotated[str, typer.Argument(help="The account's name.")],
     """
     from ..node.people import Passwords
 
-    first = typer.prompt("new password", hide_input=True)
-    if typer.prompt("again", hide_input=True) != first:
-        raise InputError("the two passwords differ")
+    first = ask_secret("new password", again=True)
     with open_node(data) as node:
         Passwords(node).set(name, first)
     console.print(f"password set for {name}")

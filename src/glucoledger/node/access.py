@@ -551,6 +551,8 @@ def sufficient_days(counted: list[tuple[Record, int]]) -> list[tuple[Record, int
         if isinstance(r, CgmReading):
             last[r.time_ms] = (r, i)
     times = sorted(last)
+    if not times:  # no CGM reading (none uploaded yet, or erased): no day counts
+        return []
     covered: dict[int, int] = {}
     for t, following in zip(times, [*times[1:], None], strict=True):
         w = last[t][1] if following is None else min(last[t][1], following - t)

@@ -19,8 +19,8 @@ from ..state.accounts_model import KINDS, account_id, patient_policy, single_key
 from .registry import Registry
 from .service import Node, Receipt
 
-__all__ = ["AddressBook", "Identity", "create_account", "identity", "names", "recover_key",
-           "submit_as"]
+__all__ = ["NO_TRUSTED_PARTY", "AddressBook", "Identity", "create_account", "identity", "names",
+           "recover_key", "submit_as"]
 
 @dataclass(frozen=True, slots=True)
 class Identity:
@@ -93,6 +93,12 @@ def keys_of(node: Node, ident: Identity, which: Sequence[int] | None = None) -> 
     return [node.wallet.load(n) for n in names]
 
 
+#: A patient's policy needs her trusted party's weight for emergencies (``patient_policy``):
+#: without one the ledger refuses it as locked (``bad_policy``).
+NO_TRUSTED_PARTY = ("a patient names her trusted party (an account of kind trusted; on the "
+                    "command line: --trusted NAME): it cosigns emergencies and key recovery")
+
+
 def create_account(node: Node, name: str, kind: str, *, sponsor: str | None = None,
                    trusted: str | None = None, alg: str = "ed25519") -> tuple[Identity, Receipt]:
     """Create a custodial account. Patients get two keys (and a trusted party's as cosigner)."""
@@ -101,6 +107,8 @@ def create_account(node: Node, name: str, kind: str, *, sponsor: str | None = No
         raise InputError(f"account name {name!r} is the node's own; choose another")
     if kind not in KINDS:
         raise InputError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
+    if kind == "patient" and trusted is None:  # her policy could never reach "emergency"
+        raise InputError(NO_TRUSTED_PARTY)
     book = AddressBook(node)
     try:
         book.get(name)

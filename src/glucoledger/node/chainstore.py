@@ -110,6 +110,9 @@ class ChainStore:
             for i, env in enumerate(block.envelopes)
         ]
         with self._lock, transaction(self._db, self.path, f"storing block {h.height}") as db:
+            # Another process on this folder (a command while `serve` runs, two commands)
+            # derives the same blocks from the same log: the identical block stored first is
+            # this one (derivation is deterministic); another block there is damage.
             row = db.execute("SELECT hash FROM blocks WHERE height = ?", (h.height,)).fetchone()
             if row is not None:
                 if bytes(row[0]) == block.hash:

@@ -42,7 +42,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from ..errors import AuthenticationError, InputError, NotFoundError, PermissionDeniedError
 from ..files import atomic_write_json, locked, read_json
 from ..names import check_name
-from .accounts import AddressBook, Identity, create_account, identity
+from .accounts import NO_TRUSTED_PARTY, AddressBook, Identity, create_account, identity
 from .people import Passwords, check_password
 from .service import Node, Receipt
 
@@ -203,8 +203,7 @@ def open_account(node: Node, passwords: Passwords, enrolments: Enrolments, by: I
         raise InputError("alg is ed25519 or p256")
     if kind == "patient":
         if trusted is None:
-            raise InputError("a patient names her trusted party (an account of kind trusted): "
-                             "it cosigns emergencies and key recovery")
+            raise InputError(NO_TRUSTED_PARTY)
         check_name(trusted, what="trusted party name")
         party = identity(node, trusted)
         if party.kind != "trusted":

@@ -5,18 +5,22 @@ Order of work (``ErasureService.erase``):
 1. submit the patient's ``erase`` transaction; the state machine lists the batches it covers
    (state/access.py) and records ``erased/<ct>`` for each, so ``verify`` reports them as
    "erased by" that transaction rather than as tampering;
-2. for each listed batch: overwrite the blob file with zeros, fsync, unlink; delete the
-   batch's index row (which holds its wrapped data key);
-3. for a whole stream (no time range): delete the stream's key-encryption key, so even a
+2. for a whole stream (no time range): delete the stream's key-encryption key, so even a
    backup of the vault database taken earlier can no longer be opened for that stream with
    the current master key's key store;
+3. for each listed batch: overwrite the blob with zeros, fsync, remove it; then delete the
+   batches' index rows (which hold their wrapped data keys), last, in one transaction;
 4. purge the node's alert notifications for the erased streams and period;
 5. make the deletions unrecoverable from the SQLite files: ``secure_delete`` (deleted
    content is zeroed), a WAL checkpoint that truncates the log, then ``VACUUM`` (free pages
    released).
 
-``finish`` runs steps 2-5 again for every recorded erasure, so a crash between 1 and 5 is
-repaired at the next start (the ledger is the to-do list).
+``finish`` runs steps 2-5 again for every recorded erasure whose batches still have a row
+or a blob: a kill -9 between 1 and 3 is repaired the next time the node opens its vault
+(``NodeServices.vault``; the ledger is the to-do list). The rows go last, so an erasure
+with none left got past step 2 (a stream key made since, for new uploads, is never
+destroyed by a finished erasure). ``verify`` names an erased batch whose row or blob is
+still there.
 """
 
 from __future__ import annotations
@@ -29,14 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from ..crypto import PrivateKey
-from ..errors import RejectedError, StorageError
+from ..errors import NotFoundError, RejectedError, StorageError
 from ..ledger.tx import SignedTx, Transaction, sign
 from ..state.access import erased_key, erasure_key
 from ..vault.blobstore import FsBlobStore
 from ..vault.store import Vault
 from .service import Node
 
-__all__ = ["ErasureReport", "ErasureService", "erased_by"]
+__all__ = ["ErasureReport", "ErasureService", "erased_by", "left_after_erasure"]
 
 
 def erased_by(node: Node) -> Callable[[bytes], bytes | None]:
@@ -119,14 +123,14 @@ class ErasureService:
         patient = record["patient"]
         for reader in self.readers:
             reader.forget(record["batches"])
+        if record["whole"]:
+            for stream in record["streams"]:
+                self.vault.erase(patient, stream)
         for ct in record["batches"]:
             if isinstance(self.vault.blobs, FsBlobStore):
                 _shred(self.vault.blobs.path(ct))
             self.vault.blobs.delete(ct)
-        self.vault.forget(record["batches"])
-        if record["whole"]:
-            for stream in record["streams"]:
-                self.vault.erase(patient, stream)
+        self.vault.forget(record["batches"])  # last: a row left means "not finished"
         if self.outbox is not None:
             lo = 0 if record["from"] is None else record["from"]
             hi = (1 << 62) if record["to"] is None else record["to"]
@@ -143,9 +147,28 @@ class ErasureService:
             raise StorageError(f"could not scrub the vault database: {exc}") from None
 
     def finish(self) -> int:
-        """Re-apply every recorded erasure's destruction (idempotent); return how many."""
+        """Finish every recorded erasure a crash interrupted (a batch of it still has a row
+        or a blob): destroy what it covers again (idempotent); return how many."""
         n = 0
-        for key in self.node.state.keys("erasure/"):
-            self._destroy(self.node.state.get(key))
-            n += 1
+        for key in list(self.node.state.keys("erasure/")):
+            record = self.node.state.get(key)
+            if any(_has_row(self.vault, ct) for ct in record["batches"]):  # (rows go last)
+                self._destroy(record)
+                n += 1
         return n
+
+
+def _has_row(vault: Vault, ct: bytes) -> bool:
+    try:
+        vault.by_ct(ct)
+        return True
+    except NotFoundError:
+        return False
+
+
+def left_after_erasure(vault: Vault, ct: bytes) -> str | None:
+    """What of an erased batch is still in ``vault`` ("row", "blob"), or None (``verify``;
+    ``finish`` looks at the rows only, which an erasure deletes last)."""
+    if _has_row(vault, ct):
+        return "row"
+    return "blob" if vault.blobs.exists(ct) else None

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from ..crypto import PrivateKey, constant_time_equal, sha256
 from ..errors import VerificationError
 from ..state.accounts_model import load_account
-from ..state.firmware import floor_key, parse_version, release_key
+from ..state.firmware import MAX_IMAGE, floor_key, parse_version, release_key
 from ..state.store import State
 from .service import Node
 
-__all__ = ["FirmwareError", "Release", "publish", "publish_digest", "revoke", "set_floor",
-           "verify_digest", "verify_image"]
+__all__ = ["MAX_IMAGE", "FirmwareError", "Release", "publish", "publish_digest", "revoke",
+           "set_floor", "verify_digest", "verify_image"]
 
 
 class FirmwareError(VerificationError):

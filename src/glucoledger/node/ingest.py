@@ -56,12 +56,13 @@ from ..errors import (
 from ..glucose.ingest import parse_jsonl
 from ..glucose.readings import MAX_CLOCK_SKEW_MS, Batch, Record
 from ..ledger.tx import Transaction
+from ..state.access import holds_batches
 from ..state.accounts_model import account_id, account_key, single_key_policy
 from ..state.data import HOUR_MS, MAX_SPAN_HOURS, TRUST_LEVELS, VOUCHED, check_span, hour_range
 from ..state.devices import custody_key, device_key
 from ..vault.batch import Checked, Upload, check_wires, prepare_upload
 from ..vault.store import BatchRow, Sealed, Vault
-from .logcheck import check_vault_rows, refuse_if_mismatched
+from .logcheck import check_vault_present, check_vault_rows, refuse_if_mismatched
 from .presence import Presence
 from .registry import Label
 from .service import Node
@@ -110,6 +111,13 @@ class _Job:
 
 
 def open_vault(node: Node, *, fsync: bool = True) -> Vault:
+    """The node's vault. A node ordering in its own log whose ledger committed batches
+    refuses (``missing_vault``) when vault.db is gone, rather than make an empty one: every
+    read would fail and every new upload would hide the loss (a consortium member holds
+    only the batches uploaded through it)."""
+    if node.config.orderer is None:
+        refuse_if_mismatched(check_vault_present(
+            node.data_dir, holds_batches=holds_batches(node.state)), node.data_dir)
     return Vault(node.data_dir, node.master, node.chain, fsync=fsync)
 
 

@@ -19,7 +19,13 @@ from pathlib import Path
 from .. import codec
 from ..crypto import PrivateKey
 from ..crypto.seal import KEY_BYTES, new_key, open_sealed, seal
-from ..errors import GlucoledgerError, InputError, NotFoundError, StorageError
+from ..errors import (
+    GlucoledgerError,
+    InputError,
+    NotFoundError,
+    StorageError,
+    VerificationError,
+)
 from ..files import atomic_write, storage_error
 
 __all__ = ["MASTER_ENV", "Wallet", "create_master_key", "load_master_key"]
@@ -73,8 +79,13 @@ class Wallet:
         self.dir = data_dir / "wallet"
         self._master = master
 
+    @staticmethod
+    def valid_name(name: str) -> bool:
+        """Whether ``name`` can name a key here (1-64 letters, digits, or _.@-)."""
+        return bool(_NAME.match(name))
+
     def _path(self, name: str) -> Path:
-        if not _NAME.match(name):
+        if not self.valid_name(name):
             raise InputError(f"key name {name!r} must be 1-64 letters, digits, or _.@-")
         return self.dir / f"{name}.key"
 
@@ -89,8 +100,19 @@ class Wallet:
             box = path.read_bytes()
         except FileNotFoundError:
             raise NotFoundError(f"no key named {name!r} in {self.dir}") from None
-        value = codec.decode(open_sealed(self._master, box, "wallet-key", name.encode()))
+        try:
+            opened = open_sealed(self._master, box, "wallet-key", name.encode())
+        except VerificationError:
+            raise VerificationError(self.unopenable(name)) from None
+        value = codec.decode(opened)
         return PrivateKey.from_private_bytes(value["alg"], value["sk"])
+
+    def unopenable(self, name: str) -> str:
+        """What to do when key ``name`` does not open under the master key."""
+        return (f"the wallet key {name} in {self.dir} does not open under the master key "
+                f"(altered, or sealed under another master key: is master.key, or "
+                f"${MASTER_ENV}, this node's?): restore the right master key, or the key "
+                "file, from a backup")
 
     def damaged(self) -> list[str]:
         """Names of the wallet's keys that do not open under the master key (AES-GCM with

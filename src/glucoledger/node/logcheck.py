@@ -10,7 +10,12 @@ in ``verify`` they must agree:
 - the store may be *behind* its log (a crash between ordering and storing, or a store
   restored from an older backup): the node re-derives the missing blocks from the log at
   start, identical; ``verify`` reports it as a note, not as damage;
-- every committed vault row names a transaction the store holds.
+- node.json names the chain the store's genesis is of (a node.json edited, or copied from
+  another node, made every signature and checkpoint look altered);
+- every committed vault row names a transaction the store holds;
+- a node that orders in its own log holds every batch its ledger committed, so its vault
+  (``vault.db``) exists once the ledger has accepted a ``data.commit``: a missing one was
+  deleted or moved, and an empty one made in its place would hide that every batch is gone.
 
 Each disagreement is a :class:`LogMismatch` that says which side is short and what to do.
 The node refuses to start (and so to append) until it is resolved. Pure reads: nothing here
@@ -26,16 +31,18 @@ from ..errors import GlucoledgerError, StorageError
 from ..ledger import merkle
 from ..ledger.block import BlockHeader
 from ..ledger.log import Cut, decode_entry, encode_cut, encode_tx_entry
+from ..ledger.tx import SignedTx
 from ..ordering.base import Orderer
 from .chainstore import ChainStore, StoredTx
 
-__all__ = ["ETCD_HINT", "LogMismatch", "check_log", "check_vault_rows", "last_header",
-           "refuse_if_mismatched"]
+__all__ = ["ETCD_HINT", "LogMismatch", "check_chain", "check_log", "check_vault_present",
+           "check_vault_rows", "last_header", "refuse_if_mismatched"]
 
 
 @dataclass(frozen=True, slots=True)
 class LogMismatch:
-    #: "missing_log", "short_log", "other_log", "vault_ahead", or "unreadable_log" (the log
+    #: "missing_log", "short_log", "other_log", "vault_ahead", "missing_vault", "other_chain",
+    #: or "unreadable_log" (the log
     #: could not be read: etcd unreachable; nothing is known, nothing may be appended)
     kind: str
     message: str
@@ -182,6 +189,32 @@ def check_vault_rows(store: ChainStore, max_committed_index: int | None) -> list
             "an older backup); restore orderer.db and chain.db from the backup taken with "
             "vault.db, or from another member")]
     return []
+
+
+def check_chain(store: ChainStore, chain: str) -> list[LogMismatch]:
+    """The store's first transaction (the genesis) must be of ``chain`` (node.json's)."""
+    try:
+        stored = SignedTx.decode(store.tx_at(0).envelope).tx.chain
+    except (GlucoledgerError, ValueError, KeyError, TypeError):
+        return []  # none (compacted, empty) or damaged: the store's own checks say so
+    if stored == chain:
+        return []
+    return [LogMismatch(
+        "other_chain",
+        f"node.json names chain {chain!r} but the chain store holds chain {stored!r}: "
+        "node.json was edited, or copied from another node; restore it from a backup (its "
+        f"chain is {stored!r})")]
+
+
+def check_vault_present(data_dir: Path, *, holds_batches: bool) -> list[LogMismatch]:
+    """A ledger that accepted batches (``holds_batches``) needs the vault that holds them."""
+    if not holds_batches or (data_dir / "vault.db").exists():
+        return []
+    return [LogMismatch(
+        "missing_vault",
+        f"vault.db is missing from {data_dir} but the ledger has committed batches: the "
+        "vault was deleted or moved; restore vault.db and blobs/ from the backup taken with "
+        "chain.db and orderer.db (or move them back), then run `glucoledger verify`")]
 
 
 def refuse_if_mismatched(found: list[LogMismatch], data_dir: Path) -> None:

@@ -65,7 +65,7 @@ from ..state.replica import Block, Replica, ReplicaFailedError, precheck
 from .chainstore import ChainStore
 from .groupcommit import GroupCommit
 from .keystore import Wallet, create_master_key, load_master_key
-from .logcheck import ETCD_HINT, LogMismatch, check_log, refuse_if_mismatched
+from .logcheck import ETCD_HINT, LogMismatch, check_chain, check_log, refuse_if_mismatched
 from .setup import build_atomically
 from .verify import VerifyReport, verify_store
 
@@ -218,6 +218,10 @@ class Node:
         #: key rotates at a height governance states (``node.consortium`` replaces this).
         self.key_for_height: Callable[[int], PrivateKey] = lambda _height: self.node_key
         self.store = ChainStore(self.data_dir / "chain.db")
+        found = check_chain(self.store, self.config.chain)
+        if found:
+            self.store.close()
+            refuse_if_mismatched(found, self.data_dir)
         embedded = orderer is None and self.config.orderer is None
         if embedded and not (self.data_dir / "orderer.db").exists():
             # Opening would create an empty log under a store that holds blocks.
@@ -671,7 +675,10 @@ class Node:
         boundary (one SQLite transaction a block); the replica in memory is not."""
         fault = self.fault = StorageError(
             f"{exc.message}. The node stopped accepting writes: it retries on the next "
-            "request and accepts again once every ordered block is stored", code=exc.code)
+            "request and accepts again once every ordered block is stored; what was ordered "
+            "before the failure (this request, if it got that far) takes effect then, so look "
+            "(`glucoledger blocks`, the patient's audit) before sending it again",
+            code=exc.code)
         try:
             self._reestablish()
         except GlucoledgerError:

@@ -113,7 +113,15 @@ class NodeServices:
             if self._vault is None:
                 from .ingest import open_vault
 
-                self._vault = open_vault(self.node, fsync=self._fsync)
+                vault = open_vault(self.node, fsync=self._fsync)
+                try:
+                    from .erasure import ErasureService
+
+                    ErasureService(self.node, vault).finish()  # one a kill -9 interrupted
+                except BaseException:
+                    vault.close()
+                    raise
+                self._vault = vault
             return self._vault
 
     @property

@@ -48,7 +48,8 @@ from ..state.access import erased_key
 from .chainstore import ChainStore, StoredTx
 from .verify import Finding, IntegrityError, short
 
-__all__ = ["VaultIntegrityError", "VaultReport", "verify_vault", "verify_vault_folder"]
+__all__ = ["VaultIntegrityError", "VaultReport", "vault_expected", "verify_vault",
+           "verify_vault_folder"]
 
 #: Damaged input shows up as these when decoding values of the wrong shape.
 _DAMAGE = (GlucoledgerError, KeyError, TypeError, ValueError, AttributeError, IndexError)
@@ -83,8 +84,9 @@ class VaultIntegrityError(IntegrityError):
         super().__init__(findings[0])
         self.findings = tuple(findings)
         lines = "; ".join(f.describe() for f in findings)
-        text = (f"{len(findings)} damaged item(s) in the vault: {lines}; restore the vault "
-                "(vault.db and blobs/) from a backup or another node")
+        text = f"{len(findings)} damaged item(s) in the vault: {lines}"
+        if any(f.kind != "erasure" for f in findings):  # (an erasure is finished, not restored)
+            text += "; restore the vault (vault.db and blobs/) from a backup or another node"
         self.args = (text,)
 
 
@@ -106,6 +108,7 @@ def verify_vault(store: ChainStore, vault: Any, *, decrypt: bool = True,
     name_of = label or (lambda ident: f"id {ident.hex()[:12]}")
     from ..vault.batch import leaf_hashes
     from ..vault.store import BatchIntegrityError
+    from .erasure import left_after_erasure
     from .zkcheck import ZkDayCheck
 
     def kek(patient: bytes) -> bytes | None:
@@ -156,6 +159,17 @@ def verify_vault(store: ChainStore, vault: Any, *, decrypt: bool = True,
             if by is not None:
                 gone.append((ct, by))
                 zk.unreadable(ct, f"was erased by transaction {by.hex()[:16]}")
+                try:
+                    left = left_after_erasure(vault, ct)
+                except GlucoledgerError as exc:
+                    left = exc.message
+                if left is not None:
+                    found.append(Finding(
+                        "erasure", f"{name}, erased by transaction {by.hex()[:16]}",
+                        "its row (wrapped key) and blob destroyed",
+                        f"its {left} still in the vault: the erasure was interrupted; open "
+                        "the node once (`glucoledger serve`, or any command that reads "
+                        "data) to finish it", **where))
                 continue
             try:
                 row = vault.by_ct(ct)
@@ -256,6 +270,13 @@ def verify_vault_folder(data_dir: Path, *, decrypt: bool = True) -> VaultReport:
     config = NodeConfig.load(data_dir)
     master = load_master_key(data_dir)
     with readonly_copy(data_dir, ("chain.db", "vault.db", "orderer.db")) as folder:
+        if not (data_dir / "vault.db").exists():
+            found = _missing_vault(folder, data_dir, config)
+            if found:
+                raise VaultIntegrityError([Finding(
+                    "tamper", "vault.db", "", "", detail=f"vault.db is missing from {data_dir} "
+                    "but the ledger has committed batches (deleted or moved?)")])
+            return VaultReport(0, 0, 0, 0.0)
         damaged = integrity_problems(folder / "vault.db")
         if damaged:
             raise VaultIntegrityError([Finding(
@@ -281,6 +302,35 @@ def verify_vault_folder(data_dir: Path, *, decrypt: bool = True) -> VaultReport:
             store.close()
 
 
+def vault_expected(data_dir: Path) -> bool:
+    """Whether ``data_dir`` has, or ought to have, a vault to check: vault.db exists, or the
+    node orders in its own log and its ledger committed batches (``logcheck``)."""
+    from .service import NodeConfig
+
+    data_dir = Path(data_dir)
+    if (data_dir / "vault.db").exists():
+        return True
+    with readonly_copy(data_dir, ("chain.db",)) as folder:
+        return bool(_missing_vault(folder, data_dir, NodeConfig.load(data_dir)))
+
+
+def _missing_vault(folder: Path, data_dir: Path, config: Any) -> list[Any]:
+    """``logcheck.check_vault_present`` on the stored state (``folder``: where chain.db is
+    read); a consortium member holds only the batches uploaded through it."""
+    from ..state.access import holds_batches
+    from ..state.store import State
+    from .logcheck import check_vault_present
+
+    if config.orderer is not None:
+        return []
+    store = ChainStore(folder / "chain.db", readonly=True)
+    try:
+        state = State(store.load_state())
+    finally:
+        store.close()
+    return check_vault_present(data_dir, holds_batches=holds_batches(state))
+
+
 def _check_ledger(store: ChainStore, config: Any, data_dir: Path, master: Any,
                   folder: Path) -> None:
     """The vault is checked against the ledger's commits: the stored blocks must first be
@@ -292,8 +342,10 @@ def _check_ledger(store: ChainStore, config: Any, data_dir: Path, master: Any,
     from ..ordering.embedded import EmbeddedOrderer
     from .integrity import StoreDamagedError, quick_check
     from .keystore import Wallet
-    from .logcheck import check_log
+    from .logcheck import check_chain, check_log
 
+    for m in check_chain(store, config.chain):  # node.json of another chain
+        raise IntegrityError(Finding("config", m.kind, "", "", detail=m.message))
     if config.orderer is None:
         log = folder / "orderer.db"
         orderer = EmbeddedOrderer(log, readonly=True) if log.exists() else None

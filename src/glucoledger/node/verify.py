@@ -38,7 +38,7 @@ from ..ledger.tx import SignedTx
 from ..ordering.base import Orderer
 from ..state.replica import Block, Replica, precheck
 from .chainstore import ChainStore, StoredTx
-from .logcheck import ETCD_HINT, check_log, last_header
+from .logcheck import ETCD_HINT, check_chain, check_log, last_header
 
 __all__ = ["Finding", "IntegrityError", "VaultIntegrityError", "VaultReport", "VerifyReport",
            "short", "verify_store", "verify_vault"]
@@ -51,7 +51,9 @@ Prechecker = Callable[[list[bytes]], Sequence[bool | None]]
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    kind: str  # "tamper", "rollback" or "fork"
+    #: "tamper", "rollback", "fork", "log", "config" (node.json), or "erasure" (one
+    #: interrupted: finish it)
+    kind: str
     what: str  # the field or object that differs
     expected: str
     found: str
@@ -160,6 +162,8 @@ def verify_store(
     "log" finding that says what to restore."""
     start = time.perf_counter()
     notes: list[str] = []
+    for m in check_chain(store, chain):  # node.json of another chain: not an altered store
+        raise IntegrityError(Finding("config", m.kind, "", "", detail=m.message))
     if orderer is not None or log_missing:
         path = getattr(orderer, "path", None)
         etcd = orderer is not None and path is None  # a consortium's shared log

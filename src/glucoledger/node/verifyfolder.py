@@ -33,9 +33,7 @@ def side_file_findings(data_dir: Path, master: bytes) -> list[Finding]:
     without writing: the wallet's keys, and the research secret and profiles
     (node/research_store.py). One finding per damaged file, each saying what to restore."""
     wallet = Wallet(data_dir, master)
-    out = [Finding("tamper", "wallet", "", "", detail=f"the wallet key {name} in "
-                   f"{wallet.dir} does not open under the master key (altered, or sealed "
-                   "under another master key): restore it from a backup")
+    out = [Finding("tamper", "wallet", "", "", detail=wallet.unopenable(name))
            for name in wallet.damaged()]
     out.extend(Finding("tamper", "research side file", "", "", detail=problem)
                for problem in ResearchStore(data_dir, master).damaged())

@@ -21,10 +21,11 @@ from ..errors import InputError, NotFoundError
 from ..state.accounts_model import make_policy
 from .accounts import AddressBook, Identity
 from .devices import bind_device, create_keyed_account, org_account, register_device
+from .keystore import Wallet
 from .registry import Registry
 from .service import Node
 
-__all__ = ["Directory", "World"]
+__all__ = ["Directory", "World", "check_serial"]
 
 
 class Directory:
@@ -77,6 +78,15 @@ class Patient:
     id: bytes
     name: str
     key: PrivateKey
+
+
+def check_serial(serial: str) -> None:
+    """A device this node simulates keeps its key in the wallet as ``device-SERIAL``: raise
+    InputError unless the serial can name it."""
+    if not Wallet.valid_name(f"device-{serial}"):
+        raise InputError(f"serial {serial!r} cannot name the device's key in this node's "
+                         "wallet: use 1-57 letters, digits, or _.@- (a device that keeps its "
+                         "own key registers over the API: POST /api/devices)")
 
 
 class World:
@@ -141,6 +151,7 @@ class World:
 
     def add_device(self, serial: str, model: str = "CGM-G7", *, alg: Algorithm = "ed25519",
                    patient: Patient | None = None) -> Device:
+        check_serial(serial)  # before the ledger records a device whose key cannot be kept
         key = generate(alg)
         did = register_device(self.node, self.maker, self.maker_keys[:1], serial, model,
                               key.public)

@@ -60,8 +60,8 @@ from .grants import audit_append
 from .machine import Body, Context, after, body_field, register, require
 from .store import State
 
-__all__ = ["access_key", "batches_in", "erased_key", "erasure_key", "newest_start",
-           "released_count", "released_digest"]
+__all__ = ["access_key", "batches_in", "erased_key", "erasure_key", "holds_batches",
+           "newest_start", "released_count", "released_digest"]
 
 _BIG: Final = 1 << 62
 
@@ -101,6 +101,11 @@ def _index_commit(state: State, stx: SignedTx, ctx: Context) -> None:
     span = state.get(_span_key(patient, stream))
     state.put(_span_key(patient, stream),
               [first, last] if span is None else [min(span[0], first), max(span[1], last)])
+
+
+def holds_batches(state: State) -> bool:
+    """Whether any ``data.commit`` was accepted (the first files a patient's span)."""
+    return next(state.keys("dcspan/"), None) is not None
 
 
 def batches_in(state: State, patient: bytes, streams: Iterable[str], lo: int,

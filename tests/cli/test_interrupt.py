@@ -1,0 +1,68 @@
+"""Ctrl-C at any moment of a command, the first second too (while its modules load): no
+Python traceback, "aborted", exit 130 (or the shell's own -SIGINT), and the folder still
+verifies."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from glucoledger.cli.common import EXIT_INTERRUPTED
+
+from .test_cli import run
+
+
+def test_ctrl_c_while_the_command_loads_or_runs(tmp_path: Path) -> None:
+    d = tmp_path / "clinic"
+    assert run("init", "--data", str(d)).returncode == 0
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    interrupted = 0
+    for k in range(8):  # spread over the import and the work (no timing is asserted)
+        p = subprocess.Popen([sys.executable, "-m", "glucoledger", "verify", "--data", str(d)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=env)
+        try:
+            time.sleep(0.08 * (k + 1))
+            p.send_signal(signal.SIGINT)
+            _out, err = p.communicate(timeout=120)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        assert "Traceback" not in err, err
+        assert p.returncode in (0, EXIT_INTERRUPTED, -signal.SIGINT), (p.returncode, err)
+        if p.returncode != 0:
+            interrupted += 1
+            assert err.strip() == "aborted" or p.returncode == -signal.SIGINT, err
+    assert interrupted, "no Ctrl-C landed before the command finished: nothing was tried"
+    assert run("verify", "--data", str(d)).returncode == 0
+
+
+def _no_terminal(args: list[str], *, closed: bool) -> subprocess.CompletedProcess[str]:
+    """``args`` with stdin at its end (/dev/null) or closed altogether (``<&-``)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "COLUMNS": "400"}
+    return subprocess.run([sys.executable, "-m", "glucoledger", *args], env=env,
+                          capture_output=True, text=True, timeout=300, check=False,
+                          stdin=None if closed else subprocess.DEVNULL,
+                          preexec_fn=(lambda: os.close(0)) if closed else None)
+
+
+def test_prompts_without_anyone_to_answer_say_what_to_do(tmp_path: Path) -> None:
+    """A password asked of a closed stdin was an AttributeError ("a bug"), and of one at its
+    end a bare "aborted"; an erasure's confirmation on a closed stdin too."""
+    d = tmp_path / "clinic"
+    assert run("init", "--data", str(d)).returncode == 0
+    for closed in (False, True):
+        r = _no_terminal(["password", "org", "--data", str(d)], closed=closed)
+        assert r.returncode == 2 and "run the command in a terminal" in r.stderr, r.stderr
+        r = _no_terminal(["keygen", "--out", str(tmp_path / "k.key")], closed=closed)
+        assert r.returncode == 2 and "--password-env" in r.stderr, r.stderr
+        assert not (tmp_path / "k.key").exists()
+        r = _no_terminal(["erase", "--patient", "org", "--stream", "cgm", "--data", str(d)],
+                         closed=closed)
+        assert r.returncode == 2 and "add --yes" in r.stderr, r.stderr
+        assert "unexpected error" not in r.stderr
