@@ -62,3 +62,19 @@ def add_uploads(folder: Path, seqs: range) -> list[IngestReceipt]:
         alice, dev = world.patient("alice"), world.device("SN-1")
         return [ingest.upload(prepare_upload(node.chain, alice.id, dev.id, seq,
                                              cgm_batch(seq), dev.key)) for seq in seqs]
+
+
+def node_with_uploader(folder: Path, secret: str) -> None:
+    """A new node in ``folder`` with alice (a patient, rosa her trusted party) and a
+    Nightscout uploader secret bound to her."""
+    from glucoledger.api.context import ServerContext
+    from glucoledger.node.accounts import create_account
+
+    with Node.init(folder, workers=1) as node:
+        create_account(node, "rosa", "trusted")
+        create_account(node, "alice", "patient", trusted="rosa")
+        c = ServerContext.create(node)
+        try:
+            c.svc.nightscout.add_uploader("alice", secret)
+        finally:
+            c.close()

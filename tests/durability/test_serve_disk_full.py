@@ -16,13 +16,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from glucoledger.api.context import ServerContext
-from glucoledger.node.accounts import create_account
-from glucoledger.node.service import Node, verify_folder
+from glucoledger.node.service import verify_folder
 from glucoledger.node.vaultcheck import verify_vault_folder
 
 from ..api.payloads import xdrip_sgv
 from ..servers import ServeProcess
+from .helpers import node_with_uploader
 from .smallfs import ballast, small_fs
 from .test_kill import _readings
 
@@ -37,14 +36,7 @@ def test_serve_uploads_on_a_full_disk(tmp_path: Path, full: str) -> None:
     take the upload, the block cannot be stored: the fail-stop path)."""
     with small_fs(tmp_path / "small", 12 * 1024) as small:
         folder = small / "node" if full == "whole folder" else tmp_path / "node"
-        with Node.init(folder, workers=1) as node:
-            create_account(node, "rosa", "trusted")
-            create_account(node, "alice", "patient", trusted="rosa")
-            c = ServerContext.create(node)
-            try:
-                c.svc.nightscout.add_uploader("alice", SECRET)
-            finally:
-                c.close()
+        node_with_uploader(folder, SECRET)
         if full == "chain store only":
             for name in ("chain.db", "chain.db-wal", "chain.db-shm"):
                 if (folder / name).exists():

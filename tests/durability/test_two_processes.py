@@ -32,6 +32,7 @@ from glucoledger.node.service import Node, verify_folder
 
 from ..api.payloads import xdrip_sgv
 from ..servers import ServeProcess, cli_env
+from .helpers import node_with_uploader
 from .test_kill import _readings
 
 SECRET = "two-process-uploader-secret"
@@ -50,14 +51,7 @@ def _cli(folder: Path, *args: str) -> None:
 @pytest.mark.slow
 def test_uploads_go_on_while_commands_write_to_the_same_folder(tmp_path: Path) -> None:
     folder = tmp_path / "node"
-    with Node.init(folder, workers=1) as node:
-        create_account(node, "rosa", "trusted")
-        create_account(node, "alice", "patient", trusted="rosa")
-        c = ServerContext.create(node)
-        try:
-            c.svc.nightscout.add_uploader("alice", SECRET)
-        finally:
-            c.close()
+    node_with_uploader(folder, SECRET)
     srv = ServeProcess(folder, demo=False, ready="/api/v1/status.json", timeout=60)
     headers = {"api-secret": hashlib.sha1(SECRET.encode()).hexdigest()}
     sent = 0

@@ -287,6 +287,18 @@ def ask_secret(prompt: str, *, again: bool = False, instead: str = "") -> str:
     if sys.stdin is None:
         raise InputError(f"cannot ask for the {prompt}: stdin is closed; run the command in a "
                          f"terminal{instead}")
+    if not sys.stdin.isatty():
+        # A script's pipe (one line an answer), never /dev/tty behind it: getpass would try
+        # that first, and where it opens without being a terminal it read whatever came.
+        lines = [sys.stdin.readline() for _ in range(2 if again else 1)]
+        if not lines[0]:
+            raise InputError(f"no {prompt} was given: stdin is not a terminal and ended; run "
+                             f"the command in a terminal{instead}")
+        first, *rest = (line.rstrip("\r\n") for line in lines)
+        if again and rest != [first]:
+            raise InputError(f"the two {prompt}s differ (give it twice, a line each): nothing "
+                             "was changed")
+        return first
     try:
         first = str(typer.prompt(prompt, hide_input=True))
         if again and str(typer.prompt("again", hide_input=True)) != first:
