@@ -27,12 +27,11 @@ after the block that carries the change and not before an already scheduled chan
   from the next transaction on; versions only go up (``bad_upgrade``). An authorized move
   to a version this code does not know is not refused (code that knows it would replay the
   refusal as applied): the node stops there (``StopNode``) until it runs code that knows
-  it. How a chain founded
-  before rule set 2 gets its refusals: every rule reads ``rules(state)`` when it applies,
-  so transactions before the upgrade replay as they were decided and those after it meet
-  the new rules. Moving to rule set 2 starts every member organization's own anchor
-  counter at the consortium's shared one, so no anchor envelope signed before it can be
-  replayed after it.
+  it. How a chain founded before rule set 2 gets its refusals: every rule reads
+  ``rules(state)`` when it applies, so transactions before the upgrade replay as they were
+  decided and those after it meet the new rules. Moving to rule set 2 starts every member
+  organization's own anchor counter at the consortium's shared one, so no anchor envelope
+  signed before it can be replayed after it.
 - ``gov.rotate_tls`` body ``{name, tls_ca, at?}``: a member's new TLS certificate authority
   (one PEM certificate). Recorded under ``chain/tls/<at, 20 digits>/<name>``; from ``at`` on
   the consortium's trust bundle holds it in place of that member's previous CA
