@@ -43,12 +43,14 @@ def test_ctrl_c_while_the_command_loads_or_runs(tmp_path: Path) -> None:
 
 
 def _no_terminal(args: list[str], *, closed: bool) -> subprocess.CompletedProcess[str]:
-    """``args`` with stdin at its end (/dev/null) or closed altogether (``<&-``)."""
+    """``args`` with stdin at its end (/dev/null) or closed altogether (the shell's ``<&-``;
+    not a ``preexec_fn``, which is unsafe in a process with threads, as pytest's may be)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "COLUMNS": "400"}
-    return subprocess.run([sys.executable, "-m", "glucoledger", *args], env=env,
-                          capture_output=True, text=True, timeout=300, check=False,
-                          stdin=None if closed else subprocess.DEVNULL,
-                          preexec_fn=(lambda: os.close(0)) if closed else None)
+    command = [sys.executable, "-m", "glucoledger", *args]
+    if closed:
+        command = ["sh", "-c", 'exec "$0" "$@" <&-', *command]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300,
+                          check=False, stdin=subprocess.DEVNULL)
 
 
 def test_prompts_without_anyone_to_answer_say_what_to_do(tmp_path: Path) -> None:
@@ -58,7 +60,8 @@ def test_prompts_without_anyone_to_answer_say_what_to_do(tmp_path: Path) -> None
     assert run("init", "--data", str(d)).returncode == 0
     for closed in (False, True):
         r = _no_terminal(["password", "org", "--data", str(d)], closed=closed)
-        assert r.returncode == 2 and "run the command in a terminal" in r.stderr, r.stderr
+        assert r.returncode == 2 and "run the command in a terminal" in r.stderr, (closed,
+                                                                                   r.stderr)
         r = _no_terminal(["keygen", "--out", str(tmp_path / "k.key")], closed=closed)
         assert r.returncode == 2 and "--password-env" in r.stderr, r.stderr
         assert not (tmp_path / "k.key").exists()

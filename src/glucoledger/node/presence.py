@@ -20,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import os
 import secrets
+import threading
 from pathlib import Path
 
 DIRNAME = "ingest"
@@ -34,6 +35,7 @@ class Presence:
         self.dir = Path(data_dir) / DIRNAME
         self.path: Path | None = None
         self._fd: int | None = None
+        self._closing = threading.Lock()  # one close: a second os.close could hit a reused fd
         name = f"{os.getpid()}-{secrets.token_hex(8)}"
         tmp = self.dir / f"{name}.tmp"
         try:
@@ -82,7 +84,8 @@ class Presence:
         return False
 
     def close(self) -> None:
-        fd, self._fd = self._fd, None
+        with self._closing:
+            fd, self._fd = self._fd, None
         if fd is None:
             return
         if self.path is not None:
