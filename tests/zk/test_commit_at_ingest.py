@@ -7,7 +7,9 @@ a real ``serve`` process taking Nightscout uploads."""
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
+from datetime import UTC, date
 from pathlib import Path
 
 import httpx
@@ -18,7 +20,7 @@ from glucoledger.node.service import Node
 from glucoledger.node.services import NodeServices
 from glucoledger.node.vaultcheck import verify_vault, verify_vault_folder
 from glucoledger.node.world import World
-from glucoledger.node.zkclaims import ZkClaims
+from glucoledger.node.zkclaims import ZkClaims, window_bounds
 from glucoledger.node.zkdaily import GRACE_MS, ZkDayCommitter
 from glucoledger.state.zkdays import zk_day_key
 from glucoledger.zk.toolchain import PROFILES, Toolchain
@@ -85,6 +87,87 @@ def test_complete_days_are_committed_as_data_arrives(
     assert world.node.state.get(zk_day_key(alice.id, D0)) == before
     report = verify_vault(world.node.store, services.vault)
     assert report.zk_days == 2 and report.zk_unchecked == ()
+
+
+def test_a_day_committed_while_an_upload_is_settling_holds_what_verify_recomputes(
+        world: World, services: NodeServices, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found under load (four uploaders backfilling through ``serve``): a day's commitment
+    computed while an upload of that day was ordered but not yet settled in the vault left
+    its readings out, and ``verify`` (which counts every batch ordered before the zk.day)
+    reported the day as tampered. The upload is held between the ledger and the vault's
+    settle here, so the commitment is asked for in exactly that moment."""
+    alice = world.add_patient("alice")
+    dev = world.add_device("SN-A", patient=alice)
+    zk = ZkClaims(world.node, services.vault, Toolchain(PROFILES["test"]))
+    ingest = services.ingest
+    start, end = window_bounds(date(2025, 12, 1), UTC, zk.profile)  # the test profile's
+    slots = (end - start) // 300_000  # window: the day's first 10 five-minute slots
+    ingest.ingest_batches([_batch(D0, slots // 2)], patient=alice.id, uploader=dev.id,
+                          signer=dev.key)  # the first half of the window, settled
+    ordered, go = threading.Event(), threading.Event()
+    settle = services.vault.settle
+
+    def held_settle(committed: list[tuple[bytes, int]], dropped: list[bytes]) -> None:
+        ordered.set()  # the data.commit is in a block now
+        assert go.wait(60)
+        settle(committed, dropped)
+
+    monkeypatch.setattr(services.vault, "settle", held_settle)
+    upload = threading.Thread(target=lambda: ingest.ingest_batches(
+        [_batch(D0 + slots // 2 * 300_000, slots)], patient=alice.id, uploader=dev.id,
+        signer=dev.key))
+    upload.start()
+    assert ordered.wait(60), "the upload was never ordered"
+    day = threading.Thread(target=lambda: zk.record_windows([(alice.id, start, end)]))
+    day.start()
+    day.join(0.5)  # not a timing assertion: the commitment waits for the settle, or not
+    go.set()
+    upload.join(60)
+    day.join(60)
+    rec = zk.record(alice.id, D0)
+    assert rec is not None
+    report = verify_vault(world.node.store, services.vault)  # raises on a mismatch
+    assert report.zk_days == 1
+    # ... and the day holds the readings of both uploads
+    assert all(zk.slots(alice.id, start, end, before=rec["index"]))
+
+
+def test_an_upload_ordered_while_a_day_is_computed_comes_after_its_commitment(
+        world: World, services: NodeServices, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The other side of the same race: an upload of the day ordered between the reading of
+    the day's rows and the ``zk.day`` was counted by ``verify`` and missing from the
+    commitment. The commitment is held after it read the rows; the upload waits for it."""
+    alice = world.add_patient("alice")
+    dev = world.add_device("SN-A", patient=alice)
+    zk = ZkClaims(world.node, services.vault, Toolchain(PROFILES["test"]))
+    ingest = services.ingest
+    start, end = window_bounds(date(2025, 12, 1), UTC, zk.profile)
+    slots = (end - start) // 300_000
+    ingest.ingest_batches([_batch(D0, slots // 2)], patient=alice.id, uploader=dev.id,
+                          signer=dev.key)
+    computing, go = threading.Event(), threading.Event()
+    salt = zk.salt
+
+    def held_salt(patient: bytes, at: int) -> int:
+        computing.set()  # the rows are read: the body is being made
+        assert go.wait(60)
+        return salt(patient, at)
+
+    monkeypatch.setattr(zk, "salt", held_salt)
+    day = threading.Thread(target=lambda: zk.record_windows([(alice.id, start, end)]))
+    day.start()
+    assert computing.wait(60)
+    upload = threading.Thread(target=lambda: ingest.ingest_batches(
+        [_batch(D0 + slots // 2 * 300_000, slots)], patient=alice.id, uploader=dev.id,
+        signer=dev.key))
+    upload.start()
+    upload.join(0.5)  # not a timing assertion: the upload waits for the commitment, or not
+    go.set()
+    day.join(60)
+    upload.join(60)
+    assert zk.record(alice.id, start) is not None
+    assert len(services.vault.batches(alice.id, "cgm")) == 2
+    assert verify_vault(world.node.store, services.vault).zk_days == 1  # raises on a mismatch
 
 
 def test_which_days_are_complete(world: World, services: NodeServices) -> None:

@@ -437,56 +437,8 @@ class IngestService:
 
     def _commit(self, group: list[_Job]) -> None:
         try:
-            if self._unsettled:  # fail-stop: settle what the last failure left first
-                self.recover()
-            written: list[_Job] = []
-            try:
-                self.vault.blobs.put_many([j.sealed.blob for j in group])
-                written = list(group)
-            except GlucoledgerError:
-                for job in group:  # one by one, to know which failed
-                    try:
-                        self.vault.blobs.put(job.sealed.blob)
-                        written.append(job)
-                    except GlucoledgerError as exc:
-                        job.error = exc
-            try:
-                self.vault.add_pending([j.row for j in written],
-                                       [(t, j.sealed.ct) for j in written for t in j.tags])
-            except GlucoledgerError:
-                for j in written:  # nothing refers to them: never ordered
-                    self.vault.blobs.delete(j.sealed.ct)
-                raise
-            try:
-                receipts = self.node.submit([j.envelope for j in written])
-            except GlucoledgerError as exc:
-                # Maybe ordered, maybe not: the rows and blobs stay until recover() knows.
-                self._unsettled = True
-                for j in written:
-                    j.error = exc
-                return
-            committed: list[tuple[bytes, int]] = []
-            dropped: list[bytes] = []
-            done: list[tuple[_Job, IngestReceipt]] = []
-            for job, r in zip(written, receipts, strict=True):
-                up = job.upload
-                if r.ok:
-                    committed.append((job.sealed.ct, r.index))
-                    done.append((job, IngestReceipt(up.patient, up.stream, up.uploader, up.seq,
-                                                     up.count, job.sealed.ct, job.row.trust,
-                                                     job.row.tx_hash, r.index)))
-                else:
-                    dropped.append(job.sealed.ct)
-                    job.error = RejectedError(r.result.message, code=r.result.code)
-            try:
-                self.vault.settle(committed, dropped)
-            except GlucoledgerError:
-                self._unsettled = True  # on the ledger but not readable yet: not acknowledged
-                raise
-            for ct in dropped:  # refused by the ledger: no reference remains
-                self.vault.blobs.delete(ct)
-            for job, receipt in done:  # acknowledged: ordered, stored, and readable
-                job.receipt = receipt
+            with self.vault.ordering():  # a day commitment sees all of a group or none
+                done = self._order(group)
             if done and self.listeners:
                 arrived = [(j.upload.patient, j.upload.stream, j.upload.start_ms,
                             j.upload.end_ms) for j, _ in done]
@@ -503,6 +455,61 @@ class IngestService:
                     if job.receipt is None and job.error is None:
                         job.error = GlucoledgerError("ingest failed unexpectedly; retry")
                     job.done.set()
+
+    def _order(self, group: list[_Job]) -> list[tuple[_Job, IngestReceipt]]:
+        """Store, order and settle one group (under the vault's ordering lock); the
+        jobs acknowledged with their receipts. A job that failed has its error set."""
+        if self._unsettled:  # fail-stop: settle what the last failure left first
+            self.recover()
+        written: list[_Job] = []
+        try:
+            self.vault.blobs.put_many([j.sealed.blob for j in group])
+            written = list(group)
+        except GlucoledgerError:
+            for job in group:  # one by one, to know which failed
+                try:
+                    self.vault.blobs.put(job.sealed.blob)
+                    written.append(job)
+                except GlucoledgerError as exc:
+                    job.error = exc
+        try:
+            self.vault.add_pending([j.row for j in written],
+                                   [(t, j.sealed.ct) for j in written for t in j.tags])
+        except GlucoledgerError:
+            for j in written:  # nothing refers to them: never ordered
+                self.vault.blobs.delete(j.sealed.ct)
+            raise
+        try:
+            receipts = self.node.submit([j.envelope for j in written])
+        except GlucoledgerError as exc:
+            # Maybe ordered, maybe not: the rows and blobs stay until recover() knows.
+            self._unsettled = True
+            for j in written:
+                j.error = exc
+            return []
+        committed: list[tuple[bytes, int]] = []
+        dropped: list[bytes] = []
+        done: list[tuple[_Job, IngestReceipt]] = []
+        for job, r in zip(written, receipts, strict=True):
+            up = job.upload
+            if r.ok:
+                committed.append((job.sealed.ct, r.index))
+                done.append((job, IngestReceipt(up.patient, up.stream, up.uploader, up.seq,
+                                                 up.count, job.sealed.ct, job.row.trust,
+                                                 job.row.tx_hash, r.index)))
+            else:
+                dropped.append(job.sealed.ct)
+                job.error = RejectedError(r.result.message, code=r.result.code)
+        try:
+            self.vault.settle(committed, dropped)
+        except GlucoledgerError:
+            self._unsettled = True  # on the ledger but not readable yet: not acknowledged
+            raise
+        for ct in dropped:  # refused by the ledger: no reference remains
+            self.vault.blobs.delete(ct)
+        for job, receipt in done:  # acknowledged: ordered, stored, and readable
+            job.receipt = receipt
+        return done
 
     def recover(self) -> int:
         """Settle "pending" rows left by a crash or a failed commit; return how many.

@@ -35,7 +35,7 @@ VerificationError and MalformedError (verify), BackendError (toolchain).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
@@ -43,6 +43,7 @@ from typing import Any, Final
 from ..crypto import PrivateKey
 from ..errors import (
     ConsistencyError,
+    GlucoledgerError,
     InputError,
     MalformedError,
     NotFoundError,
@@ -63,7 +64,7 @@ from ..zk.toolchain import PROFILES, Keys, Profile, Toolchain
 from ..zk.windows import SLOT_MS, commit_slots, day_slots
 from .localdays import last_days, patient_zone
 from .proofs import _b64, _unb64, dumps_proof, load_document, ordered_proof, verify_ordered
-from .service import Node
+from .service import Node, Receipt
 from .zkcheck import day_salt
 from .zkrecipient import open_recipient, seal_recipient
 
@@ -129,13 +130,22 @@ class ZkClaims:
 
     def slots(self, patient: bytes, start: int, end: int, before: int | None = None
               ) -> list[int]:
-        """The window's slots from the committed cgm batches (log index below ``before``)."""
+        """The window's slots from the cgm batches ordered before log index ``before`` (a
+        recorded day: what its commitment holds), or (None) ordered so far: the committed
+        rows, and a pending row whose ``data.commit`` the ledger accepted (its settle was
+        cut short by a crash or a failed write). Under the vault's ordering lock (see
+        ``record_windows``) that is exactly what a ``zk.day`` ordered next must hold."""
+        rows = [r for r in self.vault.batches(patient, "cgm")
+                if r.end > start and r.start < end
+                and (before is None or (r.tx_index is not None and r.tx_index < before))]
+        if before is None:
+            pending = [r for r in self.vault.batches(patient, "cgm", status="pending")
+                       if r.end > start and r.start < end]
+            found = self.node.store.find_txs([r.tx_hash for r in pending]) if pending else {}
+            rows += [r for r in pending
+                     if any(t.decoded_result().ok for t in found.get(r.tx_hash, []))]
         readings: list[tuple[int, float]] = []
-        for row in self.vault.batches(patient, "cgm"):
-            if row.end <= start or row.start >= end:
-                continue
-            if before is not None and (row.tx_index is None or row.tx_index >= before):
-                continue
+        for row in rows:
             _, batch = self.vault.open(row)
             readings += [(r.time_ms, r.mgdl) for r in batch.items
                          if isinstance(r, CgmReading)]
@@ -147,7 +157,8 @@ class ZkClaims:
 
     def day_body(self, patient: bytes, start: int, end: int) -> dict[str, Any]:
         """The ``zk.day`` body of the window from the batches ordered so far. Raises
-        NotFoundError for a window with no reading."""
+        NotFoundError for a window with no reading. Ordered only by ``record_windows``,
+        which computes it under the ordering lock."""
         slots = self.slots(patient, start, end)
         if not any(slots):
             raise NotFoundError(f"no CGM reading between {_iso(start)} and {_iso(end)}: a "
@@ -156,35 +167,56 @@ class ZkClaims:
         return {"patient": patient, "start": start, "end": end, "slots": self.profile.slots,
                 "per": self.profile.per, "commit": commit.to_bytes(32, "big")}
 
-    def record_days(self, bodies: Sequence[dict[str, Any]]) -> int:
-        """Order the ``zk.day`` bodies of windows that still have no commitment, in one
-        submission (one block); the number accepted. Under the node account's lock, so no
-        other commitment (a proof's, ``zk-commit``) comes between the check and the order."""
+    def record_windows(self, windows: Sequence[tuple[bytes, int, int]], *,
+                       failed: Callable[[bytes, GlucoledgerError], None] | None = None
+                       ) -> list[Receipt]:
+        """Commit each (patient, start, end) window that has readings and no commitment
+        yet, in one submission (one block); the receipts of those submitted. A window that
+        cannot be read (a damaged batch, an erased key) raises, or with ``failed`` is
+        reported to it (patient, error) and the others go on.
+
+        Computed and ordered under the vault's ordering lock, which every ingest group holds
+        from writing its rows until they are settled: no upload is ordered between the
+        reading of the rows and the ``zk.day``, and none ordered before it is still
+        unsettled, so the commitment holds exactly the batches ordered before it, as
+        ``verify`` recomputes it (without the lock, uploads ordered meanwhile made ``verify``
+        report a false tamper). Under the node account's lock too, so no other commitment
+        (a proof's, ``zk-commit``) comes between the check and the order."""
         node = self.node
-        with node.account_lock(self.account):
-            todo = [b for b in bodies if self.record(b["patient"], b["start"]) is None]
+        with self.vault.ordering(), node.account_lock(self.account):
+            node.refresh()  # what another process on the folder ordered
+            todo = []
+            for patient, start, end in windows:
+                if self.record(patient, start) is not None:
+                    continue
+                try:
+                    todo.append(self.day_body(patient, start, end))
+                except NotFoundError:
+                    continue  # no reading that day: nothing to commit
+                except GlucoledgerError as exc:
+                    if failed is None:
+                        raise
+                    failed(patient, exc)
             if not todo:
-                return 0
+                return []
             first = node.next_nonce(self.account)
             envs = [node.build("zk.day", b, self.account, [node.node_key], first + i).raw
                     for i, b in enumerate(todo)]
-            receipts = node.submit(envs)
-        return sum(r.ok for r in receipts)
+            return node.submit(envs)
 
     def commit_window(self, patient: bytes, start: int, end: int) -> dict[str, Any]:
         """Record the window's commitment if it has none yet; return the state record.
-        Raises NotFoundError for a window with no reading."""
-        found = self.record(patient, start)
-        if found is not None:
-            return found
-        body = self.day_body(patient, start, end)
-        try:
-            self.node.send("zk.day", body, self.account, [self.node.node_key])
-        except RejectedError as exc:  # committed meanwhile (the ingestion worker): same day
-            if exc.code != "window_committed":
-                raise
+        Raises NotFoundError for a window with no reading, RejectedError if the ledger
+        refused it."""
+        receipts = (self.record_windows([(patient, start, end)])
+                    if self.record(patient, start) is None else [])
+        for r in receipts:
+            if not r.ok and r.result.code != "window_committed":
+                raise RejectedError(r.result.message, code=r.result.code)
         rec = self.record(patient, start)
-        assert rec is not None
+        if rec is None:  # nothing was submitted: the day has no reading
+            raise NotFoundError(f"no CGM reading between {_iso(start)} and {_iso(end)}: a "
+                                "claim covers days with data")
         return rec
 
     def period(self, patient: bytes, days: int, now_ms: int) -> list[tuple[int, int]]:

@@ -8,7 +8,7 @@ complete once the node has acknowledged a CGM batch of hers that reaches at leas
 uploader has then moved on from that day by more than the backfill of common transmitters
 (a receiver or phone that was out of range re-sends the missed hours when it reconnects).
 Its ``zk.day`` is then recorded from the readings of the batches ordered so far (node/
-zkclaims.py ``commit_window``): a day without a reading gets none, a day already committed
+zkclaims.py ``record_windows``): a day without a reading gets none, a day already committed
 (by an earlier pass, ``zk-commit``, or a proof) is left as it is (one commitment per day,
 ever: state/zkdays.py). Days whose data arrived while they were incomplete are found by the
 next arrival that completes them: each pass starts at the patient's last complete day (and,
@@ -36,7 +36,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from ..errors import GlucoledgerError, NotFoundError
+from ..errors import GlucoledgerError
 from ..vault.store import Vault
 from ..zk.toolchain import Profile, Toolchain, default_profile
 from .localdays import patient_zone
@@ -113,35 +113,38 @@ class ZkDayCommitter:
         block); the number recorded."""
         with self._mu:
             pending, self._pending = self._pending, {}
-        bodies = []
+        windows: list[tuple[bytes, int, int]] = []
         for patient, (start, end) in pending.items():
             # first arrival since the node started: look back two days (a day that was
             # incomplete when the node stopped)
             start = min(start, self._carry.get(patient, start - 2 * DAY_MS))
             try:
-                windows = self.complete_days(patient, start, end)
-                self._carry[patient] = windows[-1][0] if windows else start
-                for s, e in windows:
-                    if self.zk.record(patient, s) is not None:
-                        continue
-                    try:
-                        bodies.append(self.zk.day_body(patient, s, e))
-                    except NotFoundError:
-                        continue  # no reading that day: nothing to commit
+                days = self.complete_days(patient, start, end)
+                self._carry[patient] = days[-1][0] if days else start
+                windows += [(patient, s, e) for s, e in days
+                            if self.zk.record(patient, s) is None]
             except GlucoledgerError as exc:  # the next arrival of hers tries again
                 self._carry.pop(patient, None)
                 log.warning("zk.day commitments of patient %s not made: %s (%s)",
                             patient.hex()[:12], exc.code, type(exc).__name__)
+        def failed(patient: bytes, exc: GlucoledgerError) -> None:
+            self._carry.pop(patient, None)  # the next arrival of hers tries again
+            log.warning("a zk.day commitment of patient %s not made: %s (%s)",
+                        patient.hex()[:12], exc.code, type(exc).__name__)
+
         done = 0
-        if bodies:
+        if windows:
             try:
-                done = self.zk.record_days(bodies)
+                receipts = self.zk.record_windows(windows, failed=failed)
             except GlucoledgerError as exc:
-                log.warning("%d zk.day commitments not recorded: %s (%s)", len(bodies),
-                            exc.code, type(exc).__name__)
-        if done < len(bodies):  # refused (or not ordered): look again from scratch next time
-            for b in bodies:
-                self._carry.pop(b["patient"], None)
+                receipts = None
+                log.warning("zk.day commitments of %d days not recorded: %s (%s)",
+                            len(windows), exc.code, type(exc).__name__)
+            done = sum(r.ok for r in receipts or ())
+            if receipts is None or done < len(receipts):
+                # refused or not ordered: look again from scratch next time
+                for patient, _s, _e in windows:
+                    self._carry.pop(patient, None)
         self.committed += done
         return done
 

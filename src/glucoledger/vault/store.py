@@ -25,6 +25,7 @@ then the AES-GCM tag; either failure raises ``BatchIntegrityError`` naming the b
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
@@ -36,6 +37,7 @@ from ..crypto import constant_time_equal, sha256
 from ..crypto.hpke import hpke_open, hpke_seal
 from ..crypto.seal import new_key, open_sealed, seal
 from ..errors import ConsistencyError, GlucoledgerError, NotFoundError
+from ..files import locked
 from ..glucose.readings import Batch
 from ..sqlitetx import connect, sqlite_error, transaction
 from .batch import Checked, Upload, batch_aad, read_plaintext
@@ -271,6 +273,15 @@ class Vault:
                     ("INSERT INTO tags VALUES (?, ?) ON CONFLICT(tag) DO UPDATE SET "
                      "ct = excluded.ct WHERE NOT EXISTS (SELECT 1 FROM batches b WHERE "
                      "b.ct = tags.ct AND b.status = 'committed')", tags)])
+
+    def ordering(self) -> contextlib.AbstractContextManager[None]:
+        """Held while batches go from pending through the ledger to committed (an ingest
+        group: row written, ``data.commit`` ordered, row settled) and while a day's
+        zero-knowledge commitment is computed from the committed rows and ordered
+        (node/zkclaims.py): so the commitment holds exactly the batches ordered before it,
+        as ``verify`` recomputes it. Threads of this process and other processes on the
+        folder (``files.locked``). Raises StorageError."""
+        return locked(self.data_dir / ".ordering.lock", "ordering uploads")
 
     def settle(self, committed: Sequence[tuple[bytes, int]], dropped: Sequence[bytes]) -> None:
         """Mark (ct, tx index) committed; delete refused batches' rows and their tags.
