@@ -84,14 +84,16 @@ def test_a_false_claim_cannot_be_proved(tc: Toolchain, words: str) -> None:
     assert exc.value.code == "unprovable"
 
 
-def test_a_percentage_needs_readings_in_70_percent_of_the_slots(
-        tc: Toolchain, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("words", ["tir>=100", "mean in 100..140"])
+def test_a_claim_needs_readings_in_70_percent_of_the_slots(
+        tc: Toolchain, monkeypatch: pytest.MonkeyPatch, words: str) -> None:
     """One reading a day, in range: before 2026-12-05 "tir>=100 over 3 days" proved and
-    verified (valid >= 1 was all). Now the prover refuses it, the circuit has no witness,
-    and a proof made with the old coefficients (c = d = 0) does not verify."""
+    verified (valid >= 1 was all), and "mean in 100..140" until claim files v3 (its two
+    bounds took both inequalities). Now the prover refuses it, the circuit has no witness,
+    and a proof made without the coverage (c = d = 0) does not verify."""
     sparse = [[120] + [0] * 9] * 3  # 3 of 30 slots
     days = _witnesses(sparse, 300)
-    claim = parse("tir>=100")
+    claim = parse(words)
     with pytest.raises(RejectedError, match="under the 70 %") as first:
         prove_chain(tc, claim, days)
     assert first.value.code == "claim_false"
@@ -99,20 +101,36 @@ def test_a_percentage_needs_readings_in_70_percent_of_the_slots(
         prove_chain(tc, claim, days, precheck=False)
     assert exc.value.code == "unprovable"
     # a prover that drops the coverage (the coefficients of claim files v1)
-    real = type(claim).coefficients
+    real = type(claim).inequalities
 
     def without(self: Any, need: int) -> Any:
-        a, b, _c, _d = real(self, need)
-        return a, b, (0, 0, 0, 0, 0), (0, 0, 0, 0, 0)
+        return [(a, b, (0, 0, 0, 0, 0), (0, 0, 0, 0, 0)) for a, b, _c, _d in real(self, need)]
 
-    monkeypatch.setattr(type(claim), "coefficients", without)
+    monkeypatch.setattr(type(claim), "inequalities", without)
     doc = prove_chain(tc, claim, days, precheck=False)
-    monkeypatch.setattr(type(claim), "coefficients", real)
+    monkeypatch.setattr(type(claim), "inequalities", real)
     with pytest.raises(VerificationError, match="does not show"):
         verify_chain(doc, tc.keys(), claim, _windows(days))
     # 21 of 30 slots (70 %) are enough
     enough = _witnesses([[120] * 7 + [0] * 3] * 3, 400)
     verify_chain(prove_chain(tc, claim, enough), tc.keys(), claim, _windows(enough))
+
+
+def test_a_mean_claim_needs_both_bounds_proved(tc: Toolchain) -> None:
+    """A mean claim carries a proof per bound, each over the same last running total: the
+    two swapped, or one of them dropped, are refused."""
+    days = _witnesses(A_DAYS, 500)
+    claim = parse("mean in 100..200")
+    doc = prove_chain(tc, claim, days)
+    assert len(doc["final"]) == 2
+    verify_chain(doc, tc.keys(), claim, _windows(days))
+    swapped = {**doc, "final": doc["final"][::-1]}
+    with pytest.raises(VerificationError, match="does not show"):
+        verify_chain(swapped, tc.keys(), claim, _windows(days))
+    with pytest.raises(MalformedError, match="2 final proof"):
+        verify_chain({**doc, "final": doc["final"][:1]}, tc.keys(), claim, _windows(days))
+    with pytest.raises(MalformedError):
+        verify_chain({**doc, "final": doc["final"][0]}, tc.keys(), claim, _windows(days))
 
 
 def test_a_changed_reading_cannot_be_proved(tc: Toolchain) -> None:

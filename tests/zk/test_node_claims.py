@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from glucoledger.cli.main import run
-from glucoledger.errors import GlucoledgerError, RejectedError, VerificationError
+from glucoledger.errors import GlucoledgerError, MalformedError, RejectedError, VerificationError
 from glucoledger.ledger.checkpoint import Checkpoint, NoteVerifier, parse_note
 from glucoledger.ledger.tx import SignedTx
 from glucoledger.node.ingest import IngestService
@@ -131,6 +131,10 @@ def test_false_claims_and_tampering_are_refused(
     refused({k: v for k, v in doc.items() if k != "disclosure"})
     with pytest.raises(GlucoledgerError):
         verify_claim(dumps_claim(doc)[:-2] + b" \n", verifier, tc.keys())
+    # a file of an older format (v2: a mean claim there proved no coverage) says so
+    for old in ("glucoledger/zk-claim/v1", "glucoledger/zk-claim/v2"):
+        with pytest.raises(MalformedError, match="older format.*new proof"):
+            verify_claim(dumps_claim({**doc, "type": old}), verifier, tc.keys())
 
 
 def test_a_day_is_committed_once(world: World, ingest: IngestService, zk: ZkClaims) -> None:

@@ -71,7 +71,10 @@ from .zkrecipient import open_recipient, seal_recipient
 __all__ = ["CLAIM_KEYS", "CLAIM_TYPE", "MAX_CLAIM", "Disclosure", "VerifiedClaim", "ZkClaims",
            "dumps_claim", "verify_claim", "window_bounds"]
 
-CLAIM_TYPE: Final = "glucoledger/zk-claim/v2"  # v2: the coverage (zk/claims.py)
+#: v2: the coverage of percentage and GMI claims; v3: of mean claims too, proved by one
+#: claim proof per bound (zk/claims.py ``inequalities``)
+CLAIM_TYPE: Final = "glucoledger/zk-claim/v3"
+_OLDER_CLAIMS: Final = (b'"glucoledger/zk-claim/v1"', b'"glucoledger/zk-claim/v2"')
 
 CLAIM_KEYS: Final = {"type", "claim", "patient", "profile", "keys", "windows", "proofs",
                 "disclosure", "checkpoint"}
@@ -385,8 +388,16 @@ def verify_claim(data: bytes, verifier: NoteVerifier, keys: Keys, *,
     """Check a claim file offline. ``checkpoint``: the signed note the verifier holds; the
     claim must be made at it. Raises MalformedError, VerificationError (SignatureError,
     ConsistencyError)."""
-    doc = load_document(data, limit=MAX_CLAIM, keys=CLAIM_KEYS, doc_type=CLAIM_TYPE,
-                        what="claim file")
+    try:
+        doc = load_document(data, limit=MAX_CLAIM, keys=CLAIM_KEYS, doc_type=CLAIM_TYPE,
+                            what="claim file")
+    except MalformedError:
+        if len(data) <= MAX_CLAIM and any(old in data for old in _OLDER_CLAIMS):
+            raise MalformedError(
+                "this claim file is of an older format, made before every claim had to prove "
+                "the sensor was worn (readings in 70 % of the five-minute slots): ask the "
+                "patient's node for a new proof") from None
+        raise
     claim = parse(doc["claim"]) if isinstance(doc["claim"], str) else None
     if claim is None or claim.words != doc["claim"]:
         raise MalformedError("the claim's words are not in canonical form")

@@ -3,7 +3,8 @@ and one proof that opens the last total against the claim.
 
 Prover (``prove_chain``): day i proves "my readings open the ledger's commitment C_i, and
 A_i = commit(totals_{i-1} + counts_i, r_i), where A_{i-1} opens to totals_{i-1}", with
-A_0 = ``ZERO_ACC``; the claim proof proves "A_n opens to totals that satisfy the claim".
+A_0 = ``ZERO_ACC``; the claim proofs prove "A_n opens to totals that satisfy the claim"
+(one proof for each of the claim's inequality sets: two for a mean's two bounds).
 Days are independent given the totals, so they are proved in parallel.
 
 Verifier (``verify_chain``) sets every public input itself: C_i from the ledger (the caller
@@ -60,7 +61,8 @@ def _proof_part(proof: dict[str, Any]) -> dict[str, Any]:
 def prove_chain(tc: Toolchain, claim: Claim, days: Sequence[DayWitness], *,
                 precheck: bool = True, rand: Callable[[], int] | None = None,
                 workers: int | None = None) -> dict[str, Any]:
-    """Prove ``claim`` over ``days`` (in order). Returns ``{"steps": [...], "final": proof}``.
+    """Prove ``claim`` over ``days`` (in order). Returns ``{"steps": [...], "final":
+    [proof, ...]}`` (a claim proof per inequality set, ``Claim.inequalities``).
 
     Raises RejectedError ``claim_false`` when the claim does not hold (checked in Python first
     unless ``precheck`` is False; the circuit refuses it in any case: ``unprovable``),
@@ -92,19 +94,19 @@ def prove_chain(tc: Toolchain, claim: Claim, days: Sequence[DayWitness], *,
     if precheck and not claim.holds(totals, need):
         raise RejectedError(f"the claim {claim.words!r} is false for these days: no proof "
                             "can be made (choose a claim the data supports)", code="claim_false")
-    final_inputs = {"accCommit": acc_in, "a": [], "b": [], "c": [], "d": [],
-                    "acc": totals.as_list(), "r": r_in}
-    a, b, c, dd = claim.coefficients(need)
-    final_inputs.update({"a": list(a), "b": list(b), "c": list(c), "d": list(dd)})
-    with ThreadPoolExecutor(max_workers=workers or min(len(jobs) + 1, os.cpu_count() or 2)) as ex:
-        final_f = ex.submit(tc.prove, "claim", final_inputs)
+    finals = [{"accCommit": acc_in, "a": list(a), "b": list(b), "c": list(c), "d": list(dd),
+               "acc": totals.as_list(), "r": r_in}
+              for a, b, c, dd in claim.inequalities(need)]
+    n = len(jobs) + len(finals)
+    with ThreadPoolExecutor(max_workers=workers or min(n, os.cpu_count() or 2)) as ex:
+        final_fs = [ex.submit(tc.prove, "claim", f) for f in finals]
         day_fs = [ex.submit(tc.prove, "day", j) for j in jobs]
         day_proofs = [f.result() for f in day_fs]
-        final, _ = final_f.result()
+        final = [_proof_part(f.result()[0]) for f in final_fs]
     steps = [{"start": d.window.start, "end": d.window.end, "acc": str(acc),
               "proof": _proof_part(p)}
              for d, acc, (p, _) in zip(days, outs, day_proofs, strict=True)]
-    return {"steps": steps, "final": _proof_part(final)}
+    return {"steps": steps, "final": final}
 
 
 def _field(text: object, what: str) -> int:
@@ -142,10 +144,15 @@ def verify_chain(doc: object, keys: Keys, claim: Claim, windows: Sequence[Window
         raise VerificationError("a day's proof does not verify: its readings do not open the "
                                 "ledger's commitment for that day, or the proof file was "
                                 "edited") from None
+    need = need_for([w.end - w.start for w in windows], keys.profile.slots)
+    inputs = claim.public_inputs(need)
+    final = doc["final"]
+    if not isinstance(final, list) or len(final) != len(inputs):
+        raise MalformedError(f"a claim {claim.words!r} has {len(inputs)} final proof(s), a "
+                             "list")
     try:
-        need = need_for([w.end - w.start for w in windows], keys.profile.slots)
-        groth16.verify_json(keys.claim, [(doc["final"], [acc, *claim.public_inputs(need)])],
-                            draw)
+        groth16.verify_json(keys.claim, [(p, [acc, *c]) for p, c in zip(final, inputs,
+                                                                        strict=True)], draw)
     except VerificationError:
         raise VerificationError(f"the proof does not show {claim.words!r} over these days") \
             from None

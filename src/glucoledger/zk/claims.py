@@ -3,13 +3,14 @@
 The claim circuit (circuits/glucose.circom ``Claim``) proves, for the hidden totals
 s = (1, valid, inRange, below54, sum) of the period, that valid >= 1, a.s >= b.s and
 c.s >= d.s. The verifier sets a, b, c, d itself from the claim's words and the period's
-number of slots, never from the proof file. A percentage or GMI claim also needs readings
-in at least ``COVERAGE`` % of the period's five-minute slots (``need``; the consensus'
-minimum of sensor wear, Battelino et al. 2019): c.s >= d.s is valid >= need. Before
-2026-12-05 (claim files v1) valid >= 1 was all, and one reading a day proved "tir>=100"
-over any number of days. A mean claim uses both inequalities for its bounds, so its
-coverage is not yet proved (the circuit would need one more public input:
-docs/threat-model.md).
+number of slots, never from the proof file. Every claim also needs readings in at least
+``COVERAGE`` % of the period's five-minute slots (``need``; the consensus' minimum of
+sensor wear, Battelino et al. 2019): c.s >= d.s is valid >= need. Before 2026-12-05 (claim
+files v1) valid >= 1 was all, and one reading a day proved "tir>=100" over any number of
+days. A mean claim has two bounds, each a.s >= b.s of its own: it is proved by two claim
+proofs over the same last running total (``inequalities``: one set of coefficients each),
+each with the coverage; before claim files v3 its two bounds took both inequalities and
+one reading a day proved "mean in 100..120".
 
 Percentages and mg/dL take up to two decimals (scaled by 100); metrics follow the
 International Consensus on Time in Range (Battelino et al., Diabetes Care 2019;42:1593) and
@@ -20,9 +21,10 @@ words                          inequalities (scaled)
 =============================  ==========================================================
 ``tir>=P``                     10000 inRange >= 100P valid
 ``tbr54<=Q`` (``tbr54=0``)     100Q valid >= 10000 below54
-``mean in A..B``               100 sum >= 100A valid;  100B valid >= 100 sum
+``mean in A..B``               100 sum >= 100A valid (one proof),
+                               100B valid >= 100 sum (a second proof)
 ``gmi<G``                      1000 (100G) valid >= 331000 valid + 2392 sum + 1
-(tir, tbr54, gmi)              valid >= need
+(every claim, every proof)     valid >= need
 =============================  ==========================================================
 
 Pure. ``parse`` raises InputError with the accepted forms.
@@ -84,37 +86,39 @@ class Claim:
         return {"tir": f"tir>={f[0]}", "tbr54": f"tbr54<={f[0]}",
                 "mean": f"mean in {f[0]}..{f[-1]}", "gmi": f"gmi<{f[0]}"}[self.kind]
 
-    def coefficients(self, need: int) -> tuple[Vector, Vector, Vector, Vector]:
-        """(a, b, c, d) for the circuit: a.s >= b.s and c.s >= d.s; ``need``: ``need_for``
-        the period (a percentage or GMI claim's c.s >= d.s is valid >= need)."""
+    def inequalities(self, need: int) -> list[tuple[Vector, Vector, Vector, Vector]]:
+        """One (a, b, c, d) for the circuit per claim proof: a.s >= b.s and c.s >= d.s;
+        ``need``: ``need_for`` the period (c.s >= d.s is valid >= need). Two for a mean
+        claim (its lower and its upper bound), one for the others."""
         p = self.params
         covered = (0, 1, 0, 0, 0), (need, 0, 0, 0, 0)
         if self.kind == "tir":
-            return (0, 0, 10000, 0, 0), (0, p[0], 0, 0, 0), *covered
+            return [((0, 0, 10000, 0, 0), (0, p[0], 0, 0, 0), *covered)]
         if self.kind == "tbr54":
-            return (0, p[0], 0, 0, 0), (0, 0, 0, 10000, 0), *covered
+            return [((0, p[0], 0, 0, 0), (0, 0, 0, 10000, 0), *covered)]
         if self.kind == "mean":
-            return (0, 0, 0, 0, 100), (0, p[0], 0, 0, 0), (0, p[1], 0, 0, 0), (0, 0, 0, 0, 100)
-        return (0, 1000 * p[0], 0, 0, 0), (1, 331000, 0, 0, 2392), *covered
+            return [((0, 0, 0, 0, 100), (0, p[0], 0, 0, 0), *covered),
+                    ((0, p[1], 0, 0, 0), (0, 0, 0, 0, 100), *covered)]
+        return [((0, 1000 * p[0], 0, 0, 0), (1, 331000, 0, 0, 2392), *covered)]
 
     def covered(self, t: Totals, need: int) -> bool:
-        """Whether ``t`` has the readings the claim needs (``need``; a mean claim: one)."""
-        return t.valid >= (1 if self.kind == "mean" else need)
+        """Whether ``t`` has the readings the claim needs (``need``)."""
+        return t.valid >= need
 
     def holds(self, t: Totals, need: int) -> bool:
         """Whether the claim is true of ``t`` (the same inequalities, in Python)."""
         if t.valid < 1:
             return False
         s = (1, t.valid, t.in_range, t.below, t.total)
-        a, b, c, d = self.coefficients(need)
 
         def dot(v: Vector) -> int:
             return sum(x * y for x, y in zip(v, s, strict=True))
-        return dot(a) >= dot(b) and dot(c) >= dot(d)
+        return all(dot(a) >= dot(b) and dot(c) >= dot(d)
+                   for a, b, c, d in self.inequalities(need))
 
-    def public_inputs(self, need: int) -> list[int]:
-        """The 20 coefficients in the circuit's order (a, b, c, d)."""
-        return [x for v in self.coefficients(need) for x in v]
+    def public_inputs(self, need: int) -> list[list[int]]:
+        """Per claim proof, the 20 coefficients in the circuit's order (a, b, c, d)."""
+        return [[x for v in coeffs for x in v] for coeffs in self.inequalities(need)]
 
 
 def parse(text: object) -> Claim:
