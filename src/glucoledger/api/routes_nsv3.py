@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from email.utils import formatdate
 from typing import Any, Final
 
 from fastapi import APIRouter, Request
@@ -177,12 +178,14 @@ def history_since_header(request: Request, col: str) -> JSONResponse:
                        after=after))
 
 
-def _lookup(request: Request, col: str, identifier: str) -> dict[str, Any] | None:
-    """The current document named ``identifier`` (the client's own, or its ``_id``)."""
+def _lookup(request: Request, col: str, identifier: str, *, deleted: bool = False
+            ) -> dict[str, Any] | None:
+    """The current document named ``identifier`` (the client's own, or its ``_id``); with
+    ``deleted``, a deleted one too (``isValid: false``)."""
     binding = _auth(request)
     query = ns.parse_query(col, [("find[$or][0][identifier]", identifier),
                                  ("find[$or][1][_id]", identifier), ("count", "1")])
-    found = _svc(request).v3.documents(binding, col, query)
+    found = _svc(request).v3.documents(binding, col, query, deleted=deleted)
     return found[0] if found else None
 
 
@@ -199,8 +202,15 @@ def read_one(request: Request, col: str, identifier: str) -> JSONResponse:
 
 
 async def _store(request: Request, col: str, doc: Any, target: dict[str, Any] | None = None,
-                 status: int = 201) -> JSONResponse:
-    """Store ``doc``; as the next version of ``target`` (a current document) when given."""
+                 *, prior: str | None = None) -> JSONResponse:
+    """Store ``doc``, as the next version of ``target`` (a document here) when given.
+
+    A create (``prior``: the identifier of the document it may land on, "" when none is
+    known) answers as cgm-remote-monitor's ``lib/api3/generic/create``: 201 with the new
+    document's ``identifier`` (``create/insert.js``), or, when it landed on a document
+    already here, 200 with ``identifier``, ``isDeduplication: true`` and, when that document
+    was named otherwise, ``deduplicatedIdentifier`` (``update/replace.js``); ``Location``
+    and ``Last-Modified`` both times. An update answers 200 with ``identifier``."""
     binding = _auth(request)
     if not isinstance(doc, dict):
         raise MalformedError("API v3 takes one document (a JSON object) per request")
@@ -209,31 +219,53 @@ async def _store(request: Request, col: str, doc: Any, target: dict[str, Any] | 
     if target is not None:
         doc["_id"] = target["_id"]  # the document this one replaces (node/nightscout.py)
     try:
-        answer = await asyncio.wrap_future(_svc(request).post(
-            binding, col, [doc], _now(), replace=target is not None))
+        answer, existed = await asyncio.wrap_future(_svc(request).post_one(
+            binding, col, doc, _now(), replace=target is not None))
     except PermissionDeniedError as exc:
         record_refusal(request, exc, binding.account)
         raise
-    if "glucoledger" in answer[0]:
-        raise InputError(answer[0]["glucoledger"]["reason"])
-    ident = identifier_of(answer[0])
-    body: dict[str, Any] = {"identifier": ident, "lastModified": _now(),
-                            "isDeduplication": status == 200}
-    if target is not None and status == 200 and identifier_of(target) != ident:
-        body["deduplicatedIdentifier"] = identifier_of(target)
-    return _ok(body, status, **body)
+    if "glucoledger" in answer:
+        raise InputError(answer["glucoledger"]["reason"])
+    ident = identifier_of(answer)
+    now = _now()
+    body: dict[str, Any] = {"identifier": ident, "lastModified": now}
+    if prior is None:  # an update
+        return _ok(body, 200, **body)
+    status = 201
+    if existed:
+        status = 200
+        body["isDeduplication"] = True
+        if prior and prior != ident:
+            body["deduplicatedIdentifier"] = prior
+    reply = _ok(body, status, **body)
+    reply.headers["Location"] = f"{request.url.path.rstrip('/')}/{ident}"
+    reply.headers["Last-Modified"] = formatdate(now / 1000, usegmt=True)
+    return reply
 
 
 @router.post("/api/v3/{col}", status_code=201, responses=_ERR)
 async def create(request: Request, col: str) -> JSONResponse:
-    """A new document (201), or, when one with the ``identifier`` sent is here, the next
-    version of that one (200, ``isDeduplication``), as cgm-remote-monitor's create does."""
+    """A new document (201), or, when it lands on one already here, the next version of
+    that one (200, ``isDeduplication``), as cgm-remote-monitor's create does
+    (``lib/api3/generic/create/operation.js``): the one named by the ``identifier`` sent,
+    a deleted one included, else the one with the same Nightscout identity (a treatment's
+    ``eventType`` and time, an entry's ``type`` and ``date``, a devicestatus' ``device``
+    and time): AndroidAPS re-sending, without ``identifier``, a document whose answer it
+    never got."""
     if _collection(col) not in ns.COLLECTIONS:
         raise MalformedError(f"/api/v3/{col}: this node keeps no {col}")
     doc = json_body(await request.body())
     own = doc.get("identifier") if isinstance(doc, dict) else None
-    existing = _lookup(request, col, own) if isinstance(own, str) and own else None
-    return await _store(request, col, doc, existing, 201 if existing is None else 200)
+    target = None
+    if isinstance(own, str) and own:
+        target = _lookup(request, col, own) or _lookup(request, col, own, deleted=True)
+    prior = "" if target is None else identifier_of(target)
+    if target is None and isinstance(doc, dict):
+        binding = _auth(request)
+        landing = _svc(request).landing_id(binding.patient, col, doc, _now())
+        same = None if landing is None else _lookup(request, col, landing)
+        prior = "" if same is None else identifier_of(same)
+    return await _store(request, col, doc, target, prior=prior)
 
 
 @router.patch("/api/v3/{col}/{identifier}", responses=_ERR)
@@ -264,7 +296,7 @@ async def _update(request: Request, col: str, identifier: str) -> JSONResponse:
     doc = {**current, **patch} if request.method == "PATCH" else dict(patch)
     if doc.get("identifier") == current["_id"]:  # the server's name, not a field sent
         doc.pop("identifier")
-    return await _store(request, col, doc, current, 200)
+    return await _store(request, col, doc, current)
 
 
 def _delete(request: Request, col: str, identifier: str) -> JSONResponse:
