@@ -181,12 +181,13 @@ def history_since_header(request: Request, col: str) -> JSONResponse:
 def _lookup(request: Request, col: str, identifier: str, *, deleted: bool = False
             ) -> dict[str, Any] | None:
     """The current document named ``identifier`` (the client's own, or its ``_id``); with
-    ``deleted``, a deleted one too (``isValid: false``)."""
+    ``deleted``, a deleted one when no current one is (``isValid: false``)."""
     binding = _auth(request)
     query = ns.parse_query(col, [("find[$or][0][identifier]", identifier),
-                                 ("find[$or][1][_id]", identifier), ("count", "1")])
+                                 ("find[$or][1][_id]", identifier),
+                                 ("count", "8" if deleted else "1")])
     found = _svc(request).v3.documents(binding, col, query, deleted=deleted)
-    return found[0] if found else None
+    return next((d for d in found if d["isValid"]), found[0] if found else None)
 
 
 def _one(request: Request, col: str, identifier: str) -> dict[str, Any]:
@@ -202,11 +203,10 @@ def read_one(request: Request, col: str, identifier: str) -> JSONResponse:
 
 
 async def _store(request: Request, col: str, doc: Any, target: dict[str, Any] | None = None,
-                 *, prior: str | None = None) -> JSONResponse:
+                 *, create: bool = False) -> JSONResponse:
     """Store ``doc``, as the next version of ``target`` (a document here) when given.
 
-    A create (``prior``: the identifier of the document it may land on, "" when none is
-    known) answers as cgm-remote-monitor's ``lib/api3/generic/create``: 201 with the new
+    A create answers as cgm-remote-monitor's ``lib/api3/generic/create``: 201 with the new
     document's ``identifier`` (``create/insert.js``), or, when it landed on a document
     already here, 200 with ``identifier``, ``isDeduplication: true`` and, when that document
     was named otherwise, ``deduplicatedIdentifier`` (``update/replace.js``); ``Location``
@@ -229,13 +229,17 @@ async def _store(request: Request, col: str, doc: Any, target: dict[str, Any] | 
     ident = identifier_of(answer)
     now = _now()
     body: dict[str, Any] = {"identifier": ident, "lastModified": now}
-    if prior is None:  # an update
+    if not create:
         return _ok(body, 200, **body)
     status = 201
     if existed:
         status = 200
         body["isDeduplication"] = True
-        if prior and prior != ident:
+        # The name the document had: the one its identifier was found under, else its _id
+        # (a v1 document's, or one created without an identifier). Not read again: every
+        # create would cost a read of the patient's data.
+        prior = str(answer["_id"]) if target is None else identifier_of(target)
+        if prior != ident:
             body["deduplicatedIdentifier"] = prior
     reply = _ok(body, status, **body)
     reply.headers["Location"] = f"{request.url.path.rstrip('/')}/{ident}"
@@ -251,21 +255,15 @@ async def create(request: Request, col: str) -> JSONResponse:
     a deleted one included, else the one with the same Nightscout identity (a treatment's
     ``eventType`` and time, an entry's ``type`` and ``date``, a devicestatus' ``device``
     and time): AndroidAPS re-sending, without ``identifier``, a document whose answer it
-    never got."""
+    never got. Whether it landed on one is decided where it is stored (node/nightscout.py
+    ``post_one``), so a re-send arriving while the first is being stored is one too."""
     if _collection(col) not in ns.COLLECTIONS:
         raise MalformedError(f"/api/v3/{col}: this node keeps no {col}")
     doc = json_body(await request.body())
     own = doc.get("identifier") if isinstance(doc, dict) else None
-    target = None
-    if isinstance(own, str) and own:
-        target = _lookup(request, col, own) or _lookup(request, col, own, deleted=True)
-    prior = "" if target is None else identifier_of(target)
-    if target is None and isinstance(doc, dict):
-        binding = _auth(request)
-        landing = _svc(request).landing_id(binding.patient, col, doc, _now())
-        same = None if landing is None else _lookup(request, col, landing)
-        prior = "" if same is None else identifier_of(same)
-    return await _store(request, col, doc, target, prior=prior)
+    target = _lookup(request, col, own, deleted=True) if isinstance(own, str) and own \
+        else None
+    return await _store(request, col, doc, target, create=True)
 
 
 @router.patch("/api/v3/{col}/{identifier}", responses=_ERR)

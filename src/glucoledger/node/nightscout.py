@@ -469,17 +469,6 @@ class NightscoutService:
         self._pipeline.put(post)
         return post
 
-    def landing_id(self, patient: bytes, collection: str, doc: Any, now_ms: int
-                   ) -> str | None:
-        """The ``_id`` of the document ``doc`` (one document as sent) would land on by its
-        Nightscout identity (whether or not one is stored there), or None when it would be
-        refused."""
-        [o] = nsaccept.parse_each(collection, [doc], now_ms)
-        if not isinstance(o, nsaccept.Accepted):
-            return None
-        return self.versions.canonical(patient, self._key(patient, collection, o.doc.key)
-                                       )[:12].hex()
-
     def _store(self, posts: list[_Post]) -> None:
         """The pipeline's step: store a group of POSTs as one ingest group (one block).
 
