@@ -691,6 +691,19 @@ def test_v3_resend_while_the_first_is_being_stored(srv: Server) -> None:
     assert len(_v3_history(srv, bearer, "treatments", ident)) == 1
 
 
+def test_v3_creates_cost_no_read(srv: Server) -> None:
+    """AndroidAPS uploads record by record (one POST each: a day of readings after a phone was
+    offline is 288): a create without ``identifier`` reads nothing of the patient's data,
+    so it never meets the per-credential read limit (429)."""
+    bearer = _v3(srv)
+    t = _now() - 2 * 86_400_000
+    codes = [srv.send("POST", "/api/v3/entries", headers=bearer, json={
+        "type": "sgv", "date": t + i * 300_000, "utcOffset": 0, "sgv": 100 + i % 40,
+        "direction": "Flat", "device": "AAPS-xDrip", "app": "AAPS"}).status_code
+        for i in range(150)]
+    assert codes == [201] * 150
+
+
 def test_v3_readers_get_the_newest_by_the_documents_own_time(srv: Server) -> None:
     """v3 searches sort by each document's own time, never by when it was stored or by a
     field as sent. nightscout-librelink-up's v3 client (``src/nightscout/apiv3.ts``
