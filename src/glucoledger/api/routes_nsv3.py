@@ -6,10 +6,12 @@
   ``/api/v3/{col}/{identifier}``, ``/api/v3/{col}/history/{ms}`` (what changed after ms,
   deletions included, oldest change first);
 - ``POST /api/v3/{col}`` (one document: 201 with its ``identifier``, the client's own when it
-  sent one; a document whose ``identifier`` is already here replaces that document: 200,
-  ``isDeduplication``; a document that cannot be stored: 400 with the reason, logged for the
-  patient), ``PATCH``/``PUT /api/v3/{col}/{identifier}`` (a new version of that document,
-  even when its time changed), ``DELETE /api/v3/{col}/{identifier}`` (a deletion version);
+  sent one; a document that lands on one already here, by the ``identifier`` sent (a deleted
+  one included) or by its Nightscout identity (a re-send without ``identifier``), is that
+  document's next version: 200, ``isDeduplication``; a document that cannot be stored: 400
+  with the reason, logged for the patient), ``PATCH``/``PUT /api/v3/{col}/{identifier}``
+  (a new version of that document, even when its time changed),
+  ``DELETE /api/v3/{col}/{identifier}`` (a deletion version);
   ``GET /api/v3/food`` (empty: no food database here).
 
 Every answer is ``{"status": <code>, "result": ...}`` as cgm-remote-monitor's lib/api3 sends
