@@ -704,6 +704,43 @@ def test_v3_creates_cost_no_read(srv: Server) -> None:
     assert codes == [201] * 150
 
 
+def test_librelink_up_v3_all_data_uploads(srv: Server) -> None:
+    """nightscout-librelink-up with NIGHTSCOUT_API_V3 (``src/nightscout/apiv3.ts``
+    uploadEntries, ``src/index.ts`` createFormattedMeasurements): a cycle POSTs each reading
+    as one document, all at once (``Promise.all``), with ``type``, ``sgv``, ``direction``,
+    ``device``, ``date`` and ``app``, no ``utcOffset``, and fails unless every answer is 201.
+    Normally it sends only what is newer than ``entries?limit=1&sort$desc=date``
+    (test_v3_readers_get_the_newest_by_the_documents_own_time); with ALL_DATA it sends the
+    whole graph every cycle: the first time each is new (201), then each is the document
+    already here: 200 ``isDeduplication`` (as Nightscout answers it, so the app logs the
+    cycle as failed there too), the same identifier, nothing stored twice."""
+    bearer = _v3(srv)
+    now = _now()
+    current = now - now % 300_000 - 293_000  # whole seconds, off the demo's 5-minute grid
+    readings = [(current, 142)] + [(current - k * 900_000, 100 + k) for k in range(1, 48)]
+
+    def cycle() -> list[requests.Response]:
+        docs = [{"type": "sgv", "sgv": v, "direction": "Flat", "device":
+                 "nightscout-librelink-up", "date": d, "app": "nightscout-librelink-up"}
+                for d, v in readings]
+        with ThreadPoolExecutor(10) as pool:  # requests keeps 10 connections
+            return list(pool.map(lambda doc: srv.send("POST", "/api/v3/entries", json=doc,
+                                                      headers=bearer), docs))
+
+    first = cycle()
+    assert [a.status_code for a in first] == [201] * len(readings), [
+        a.text for a in first if a.status_code != 201]
+    assert len({a.json()["identifier"] for a in first}) == len(readings)
+    again = cycle()
+    assert [a.status_code for a in again] == [200] * len(readings)
+    assert all(a.json()["isDeduplication"] is True for a in again)
+    assert [a.json()["identifier"] for a in again] == [a.json()["identifier"] for a in first]
+    r = srv.get("/api/v3/entries", headers=bearer, params={
+        "device": "nightscout-librelink-up", "date$gte": str(readings[-1][0]),
+        "date$lte": str(current), "limit": "1000"})
+    assert sorted(d["date"] for d in r.json()["result"]) == sorted(d for d, _ in readings)
+
+
 def test_v3_readers_get_the_newest_by_the_documents_own_time(srv: Server) -> None:
     """v3 searches sort by each document's own time, never by when it was stored or by a
     field as sent. nightscout-librelink-up's v3 client (``src/nightscout/apiv3.ts``
