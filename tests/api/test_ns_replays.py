@@ -33,6 +33,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ class Server:
                                    timeout=180, stop_signal=signal.SIGTERM)
         self.url, self.port = self.server.url, self.server.port
         self.session = requests.Session()
+        self.started = int(time.time() * 1000)  # after the demo's documents were stored
 
     def get(self, path: str, **kw: Any) -> requests.Response:
         return self.session.get(self.url + path, timeout=60, **kw)
@@ -555,6 +557,188 @@ def test_androidaps_nsclient_v3(srv: Server) -> None:
     r = srv.get("/api/v3/entries?sort$desc=date&type=sgv", headers=reader)
     assert r.status_code == 200 and r.json()["result"]
     _revoke(srv, grant)
+
+
+def _v3(srv: Server) -> dict[str, str]:
+    jwt = srv.get(f"/api/v2/authorization/request/{DEMO_UPLOADER_SECRET}").json()["token"]
+    return {"Authorization": f"Bearer {jwt}"}
+
+
+def _v3_history(srv: Server, bearer: dict[str, str], col: str, ident: str
+                ) -> list[dict[str, Any]]:
+    """What ``history`` (changes since this module's server started) says of ``ident``."""
+    r = srv.get(f"/api/v3/{col}/history/{srv.started}", headers=bearer,
+                params={"limit": "1000"})
+    assert r.status_code == 200, r.text
+    return [d for d in r.json()["result"] if d["identifier"] == ident]
+
+
+def test_androidaps_v3_resends_after_a_timeout(srv: Server) -> None:
+    """AndroidAPS NSClient V3 (plugins/sync nsclientV3/NSClientV3Plugin.kt dbOperation*,
+    core/nssdk NSAndroidClientImpl createTreatment/createSgv/createDeviceStatus) POSTs a new
+    record without ``identifier`` (``ids.nightscoutId`` is still null), reads 200 as UPDATED
+    and 201 as ADDED, and stores the answer's ``identifier`` as the record's nightscoutId.
+    When an answer is lost (a timeout), it sends the same record again, still without
+    ``identifier``. cgm-remote-monitor computes the identifier from the content
+    (``shared/operationTools.js`` calculateIdentifier: device, date, eventType), finds the
+    document and replaces it (``generic/create/operation.js``, ``update/replace.js``): 200,
+    ``isDeduplication: true``, the same ``identifier``, no ``deduplicatedIdentifier``
+    (tests/api3.create.test.js "should deduplicate by identifier calculation")."""
+    bearer = _v3(srv)
+    t = _now() - 600_000
+    bolus = {"eventType": "Meal Bolus", "isValid": True, "date": t, "utcOffset": 60,
+             "insulin": 2.5, "type": "NORMAL", "isBasalInsulin": False, "pumpId": 9001,
+             "pumpType": "OMNIPOD_DASH", "pumpSerial": "4241", "app": "AAPS"}
+    sgv = {"type": "sgv", "date": t, "utcOffset": 60, "sgv": 131, "direction": "Flat",
+           "noise": 1, "filtered": 131.0, "unfiltered": 0.0, "units": "mg/dl",
+           "device": "Dexcom G6 Native", "isValid": True, "app": "AAPS"}
+    status = {"date": t, "device": "openaps://samsung SM-G970F", "uploaderBattery": 71,
+              "isCharging": False, "pump": {"clock": iso(t), "reservoir": 120.5},
+              "openaps": {"iob": {"iob": 1.2, "time": iso(t)}}, "app": "AAPS"}
+    for col, doc in (("treatments", bolus), ("entries", sgv), ("devicestatus", status)):
+        r = srv.send("POST", f"/api/v3/{col}", json=doc, headers=bearer)
+        assert r.status_code == 201, r.text
+        first = r.json()
+        ident = first["identifier"]
+        assert first["status"] == 201 and "isDeduplication" not in first, first
+        assert r.headers["location"] == f"/api/v3/{col}/{ident}"
+        r = srv.send("POST", f"/api/v3/{col}", json=doc, headers=bearer)  # the re-send
+        assert r.status_code == 200, (col, r.text)
+        again = r.json()
+        assert again["status"] == 200 and again["isDeduplication"] is True, again
+        assert again["identifier"] == ident and "deduplicatedIdentifier" not in again
+        assert again["lastModified"] >= first["lastModified"]
+        assert r.headers["location"] == f"/api/v3/{col}/{ident}"
+        r = srv.get(f"/api/v3/{col}", headers=bearer, params={"date$eq": str(t)})
+        assert [d["identifier"] for d in r.json()["result"]] == [ident]  # still one
+    # The same identity, another content (the bolus corrected on the pump, its notes
+    # dropped): Nightscout replaces the document with the one sent, answered the same way
+    # (tests/api3.create.test.js "should upsert document (matched by identifier)").
+    noted = dict(bolus, date=t + 5_000, notes="pizza", insulin=3.0)
+    r = srv.send("POST", "/api/v3/treatments", json=noted, headers=bearer)
+    assert r.status_code == 201, r.text
+    ident = r.json()["identifier"]
+    changed = {k: v for k, v in noted.items() if k != "notes"} | {"insulin": 3.5}
+    r = srv.send("POST", "/api/v3/treatments", json=changed, headers=bearer)
+    assert r.status_code == 200 and r.json()["isDeduplication"] is True, r.text
+    assert r.json()["identifier"] == ident
+    [doc] = _v3_history(srv, bearer, "treatments", ident)
+    assert doc["insulin"] == 3.5 and "notes" not in doc
+    # Another eventType at the same time is another document
+    # ("should not deduplicate treatment only by created_at").
+    r = srv.send("POST", "/api/v3/treatments", json=dict(noted, eventType="Correction Bolus"),
+                 headers=bearer)
+    assert r.status_code == 201 and r.json()["identifier"] != ident, r.text
+
+
+def test_v3_create_lands_on_v1_and_deleted_documents(srv: Server) -> None:
+    """cgm-remote-monitor tests/api3.create.test.js: "should deduplicate document by
+    created_at+eventType" (a v3 create with its own ``identifier`` of a treatment a v1
+    client stored: 200, ``isDeduplication``, ``deduplicatedIdentifier`` = the v1 ``_id``,
+    the document now named by the new identifier) and "should overwrite deleted document"
+    (a create naming a deleted document: 200, that identifier, the new content). Between
+    the two, the deletion reaches ``history`` under the identifier the document had last,
+    which AndroidAPS matches to its record (nsclientV3/extensions: ``nightscoutId =
+    identifier``). Several documents: which stored version was read last used to name a
+    deletion, by chance."""
+    bearer = _v3(srv)
+    t0 = _now() - 900_000
+    named: dict[str, tuple[int, str]] = {}
+    for i in range(6):
+        t = t0 - i * 3_600_000
+        v1 = {"eventType": "Carb Correction", "carbs": 20, "created_at": iso(t),
+              "enteredBy": "xdrip"}
+        [stored] = _one_answer_each(srv.send("POST", "/api/v1/treatments", json=[v1],
+                                             headers=UP), [v1])
+        own = f"8a3c0c62-2f7e-4a51-9a43-aaps-dedup-{i:04}"
+        r = srv.send("POST", "/api/v3/treatments", headers=bearer, json={
+            "eventType": "Carb Correction", "carbs": 22, "date": t, "utcOffset": 0,
+            "app": "AAPS", "identifier": own})
+        assert r.status_code == 200, r.text
+        assert r.json()["isDeduplication"] is True and r.json()["identifier"] == own
+        assert r.json()["deduplicatedIdentifier"] == stored["_id"]
+        assert srv.send("DELETE", f"/api/v3/treatments/{own}", headers=bearer
+                        ).status_code == 200
+        named[own] = (t, stored["_id"])
+    r = srv.get(f"/api/v3/treatments/history/{srv.started}", headers=bearer,
+                params={"limit": "1000"})
+    gone = {d["identifier"]: d["_id"] for d in r.json()["result"] if d["isValid"] is False}
+    assert {own: gone.get(own) for own in named} == {o: i for o, (_, i) in named.items()}
+    for own, (t, _) in named.items():  # created again under its identifier, later
+        r = srv.send("POST", "/api/v3/treatments", headers=bearer, json={
+            "eventType": "Carb Correction", "carbs": 25, "date": t + 60_000, "utcOffset": 0,
+            "app": "AAPS", "identifier": own})
+        assert r.status_code == 200 and r.json()["isDeduplication"] is True, r.text
+        assert r.json()["identifier"] == own and "deduplicatedIdentifier" not in r.json()
+        r = srv.get(f"/api/v3/treatments/{own}", headers=bearer)
+        assert r.status_code == 200, r.text
+        assert (r.json()["result"]["carbs"], r.json()["result"]["date"]) == (25, t + 60_000)
+
+
+def test_v3_resend_while_the_first_is_being_stored(srv: Server) -> None:
+    """The re-send AndroidAPS makes after a timeout may arrive while the first POST is still
+    being stored: one answer 201, the other 200 ``isDeduplication``, one document."""
+    bearer = _v3(srv)
+    doc = {"eventType": "Note", "notes": "sent twice at once", "date": _now() - 1_200_000,
+           "utcOffset": 0, "app": "AAPS", "device": "AAPS-phone"}
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: srv.send("POST", "/api/v3/treatments", json=doc,
+                                                   headers=bearer), range(2)))
+    assert sorted(a.status_code for a in answers) == [200, 201], [a.text for a in answers]
+    [ident] = {a.json()["identifier"] for a in answers}
+    assert [a.json().get("isDeduplication") for a in answers
+            if a.status_code == 200] == [True]
+    assert len(_v3_history(srv, bearer, "treatments", ident)) == 1
+
+
+def test_v3_creates_cost_no_read(srv: Server) -> None:
+    """AndroidAPS uploads record by record (one POST each: a day of readings after a phone was
+    offline is 288): a create without ``identifier`` reads nothing of the patient's data,
+    so it never meets the per-credential read limit (429)."""
+    bearer = _v3(srv)
+    t = _now() - 2 * 86_400_000
+    codes = [srv.send("POST", "/api/v3/entries", headers=bearer, json={
+        "type": "sgv", "date": t + i * 300_000, "utcOffset": 0, "sgv": 100 + i % 40,
+        "direction": "Flat", "device": "AAPS-xDrip", "app": "AAPS"}).status_code
+        for i in range(150)]
+    assert codes == [201] * 150
+
+
+def test_librelink_up_v3_all_data_uploads(srv: Server) -> None:
+    """nightscout-librelink-up with NIGHTSCOUT_API_V3 (``src/nightscout/apiv3.ts``
+    uploadEntries, ``src/index.ts`` createFormattedMeasurements): a cycle POSTs each reading
+    as one document, all at once (``Promise.all``), with ``type``, ``sgv``, ``direction``,
+    ``device``, ``date`` and ``app``, no ``utcOffset``, and fails unless every answer is 201.
+    Normally it sends only what is newer than ``entries?limit=1&sort$desc=date``
+    (test_v3_readers_get_the_newest_by_the_documents_own_time); with ALL_DATA it sends the
+    whole graph every cycle: the first time each is new (201), then each is the document
+    already here: 200 ``isDeduplication`` (as Nightscout answers it, so the app logs the
+    cycle as failed there too), the same identifier, nothing stored twice."""
+    bearer = _v3(srv)
+    now = _now()
+    current = now - now % 300_000 - 293_000  # whole seconds, off the demo's 5-minute grid
+    readings = [(current, 142)] + [(current - k * 900_000, 100 + k) for k in range(1, 48)]
+
+    def cycle() -> list[requests.Response]:
+        docs = [{"type": "sgv", "sgv": v, "direction": "Flat", "device":
+                 "nightscout-librelink-up", "date": d, "app": "nightscout-librelink-up"}
+                for d, v in readings]
+        with ThreadPoolExecutor(10) as pool:  # requests keeps 10 connections
+            return list(pool.map(lambda doc: srv.send("POST", "/api/v3/entries", json=doc,
+                                                      headers=bearer), docs))
+
+    first = cycle()
+    assert [a.status_code for a in first] == [201] * len(readings), [
+        a.text for a in first if a.status_code != 201]
+    assert len({a.json()["identifier"] for a in first}) == len(readings)
+    again = cycle()
+    assert [a.status_code for a in again] == [200] * len(readings)
+    assert all(a.json()["isDeduplication"] is True for a in again)
+    assert [a.json()["identifier"] for a in again] == [a.json()["identifier"] for a in first]
+    r = srv.get("/api/v3/entries", headers=bearer, params={
+        "device": "nightscout-librelink-up", "date$gte": str(readings[-1][0]),
+        "date$lte": str(current), "limit": "1000"})
+    assert sorted(d["date"] for d in r.json()["result"]) == sorted(d for d, _ in readings)
 
 
 def test_v3_readers_get_the_newest_by_the_documents_own_time(srv: Server) -> None:

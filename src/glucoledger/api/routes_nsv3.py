@@ -6,10 +6,12 @@
   ``/api/v3/{col}/{identifier}``, ``/api/v3/{col}/history/{ms}`` (what changed after ms,
   deletions included, oldest change first);
 - ``POST /api/v3/{col}`` (one document: 201 with its ``identifier``, the client's own when it
-  sent one; a document whose ``identifier`` is already here replaces that document: 200,
-  ``isDeduplication``; a document that cannot be stored: 400 with the reason, logged for the
-  patient), ``PATCH``/``PUT /api/v3/{col}/{identifier}`` (a new version of that document,
-  even when its time changed), ``DELETE /api/v3/{col}/{identifier}`` (a deletion version);
+  sent one; a document that lands on one already here, by the ``identifier`` sent (a deleted
+  one included) or by its Nightscout identity (a re-send without ``identifier``), is that
+  document's next version: 200, ``isDeduplication``; a document that cannot be stored: 400
+  with the reason, logged for the patient), ``PATCH``/``PUT /api/v3/{col}/{identifier}``
+  (a new version of that document, even when its time changed),
+  ``DELETE /api/v3/{col}/{identifier}`` (a deletion version);
   ``GET /api/v3/food`` (empty: no food database here).
 
 Every answer is ``{"status": <code>, "result": ...}`` as cgm-remote-monitor's lib/api3 sends
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from email.utils import formatdate
 from typing import Any, Final
 
 from fastapi import APIRouter, Request
@@ -177,13 +180,16 @@ def history_since_header(request: Request, col: str) -> JSONResponse:
                        after=after))
 
 
-def _lookup(request: Request, col: str, identifier: str) -> dict[str, Any] | None:
-    """The current document named ``identifier`` (the client's own, or its ``_id``)."""
+def _lookup(request: Request, col: str, identifier: str, *, deleted: bool = False
+            ) -> dict[str, Any] | None:
+    """The current document named ``identifier`` (the client's own, or its ``_id``); with
+    ``deleted``, a deleted one when no current one is (``isValid: false``)."""
     binding = _auth(request)
     query = ns.parse_query(col, [("find[$or][0][identifier]", identifier),
-                                 ("find[$or][1][_id]", identifier), ("count", "1")])
-    found = _svc(request).v3.documents(binding, col, query)
-    return found[0] if found else None
+                                 ("find[$or][1][_id]", identifier),
+                                 ("count", "8" if deleted else "1")])
+    found = _svc(request).v3.documents(binding, col, query, deleted=deleted)
+    return next((d for d in found if d["isValid"]), found[0] if found else None)
 
 
 def _one(request: Request, col: str, identifier: str) -> dict[str, Any]:
@@ -199,8 +205,14 @@ def read_one(request: Request, col: str, identifier: str) -> JSONResponse:
 
 
 async def _store(request: Request, col: str, doc: Any, target: dict[str, Any] | None = None,
-                 status: int = 201) -> JSONResponse:
-    """Store ``doc``; as the next version of ``target`` (a current document) when given."""
+                 *, create: bool = False) -> JSONResponse:
+    """Store ``doc``, as the next version of ``target`` (a document here) when given.
+
+    A create answers as cgm-remote-monitor's ``lib/api3/generic/create``: 201 with the new
+    document's ``identifier`` (``create/insert.js``), or, when it landed on a document
+    already here, 200 with ``identifier``, ``isDeduplication: true`` and, when that document
+    was named otherwise, ``deduplicatedIdentifier`` (``update/replace.js``); ``Location``
+    and ``Last-Modified`` both times. An update answers 200 with ``identifier``."""
     binding = _auth(request)
     if not isinstance(doc, dict):
         raise MalformedError("API v3 takes one document (a JSON object) per request")
@@ -209,31 +221,51 @@ async def _store(request: Request, col: str, doc: Any, target: dict[str, Any] | 
     if target is not None:
         doc["_id"] = target["_id"]  # the document this one replaces (node/nightscout.py)
     try:
-        answer = await asyncio.wrap_future(_svc(request).post(
-            binding, col, [doc], _now(), replace=target is not None))
+        answer, existed = await asyncio.wrap_future(_svc(request).post_one(
+            binding, col, doc, _now(), replace=target is not None))
     except PermissionDeniedError as exc:
         record_refusal(request, exc, binding.account)
         raise
-    if "glucoledger" in answer[0]:
-        raise InputError(answer[0]["glucoledger"]["reason"])
-    ident = identifier_of(answer[0])
-    body: dict[str, Any] = {"identifier": ident, "lastModified": _now(),
-                            "isDeduplication": status == 200}
-    if target is not None and status == 200 and identifier_of(target) != ident:
-        body["deduplicatedIdentifier"] = identifier_of(target)
-    return _ok(body, status, **body)
+    if "glucoledger" in answer:
+        raise InputError(answer["glucoledger"]["reason"])
+    ident = identifier_of(answer)
+    now = _now()
+    body: dict[str, Any] = {"identifier": ident, "lastModified": now}
+    if not create:
+        return _ok(body, 200, **body)
+    status = 201
+    if existed:
+        status = 200
+        body["isDeduplication"] = True
+        # The name the document had: the one its identifier was found under, else its _id
+        # (a v1 document's, or one created without an identifier). Not read again: every
+        # create would cost a read of the patient's data.
+        prior = str(answer["_id"]) if target is None else identifier_of(target)
+        if prior != ident:
+            body["deduplicatedIdentifier"] = prior
+    reply = _ok(body, status, **body)
+    reply.headers["Location"] = f"{request.url.path.rstrip('/')}/{ident}"
+    reply.headers["Last-Modified"] = formatdate(now / 1000, usegmt=True)
+    return reply
 
 
 @router.post("/api/v3/{col}", status_code=201, responses=_ERR)
 async def create(request: Request, col: str) -> JSONResponse:
-    """A new document (201), or, when one with the ``identifier`` sent is here, the next
-    version of that one (200, ``isDeduplication``), as cgm-remote-monitor's create does."""
+    """A new document (201), or, when it lands on one already here, the next version of
+    that one (200, ``isDeduplication``), as cgm-remote-monitor's create does
+    (``lib/api3/generic/create/operation.js``): the one named by the ``identifier`` sent,
+    a deleted one included, else the one with the same Nightscout identity (a treatment's
+    ``eventType`` and time, an entry's ``type`` and ``date``, a devicestatus' ``device``
+    and time): AndroidAPS re-sending, without ``identifier``, a document whose answer it
+    never got. Whether it landed on one is decided where it is stored (node/nightscout.py
+    ``post_one``), so a re-send arriving while the first is being stored is one too."""
     if _collection(col) not in ns.COLLECTIONS:
         raise MalformedError(f"/api/v3/{col}: this node keeps no {col}")
     doc = json_body(await request.body())
     own = doc.get("identifier") if isinstance(doc, dict) else None
-    existing = _lookup(request, col, own) if isinstance(own, str) and own else None
-    return await _store(request, col, doc, existing, 201 if existing is None else 200)
+    target = _lookup(request, col, own, deleted=True) if isinstance(own, str) and own \
+        else None
+    return await _store(request, col, doc, target, create=True)
 
 
 @router.patch("/api/v3/{col}/{identifier}", responses=_ERR)
@@ -264,7 +296,7 @@ async def _update(request: Request, col: str, identifier: str) -> JSONResponse:
     doc = {**current, **patch} if request.method == "PATCH" else dict(patch)
     if doc.get("identifier") == current["_id"]:  # the server's name, not a field sent
         doc.pop("identifier")
-    return await _store(request, col, doc, current, 200)
+    return await _store(request, col, doc, current)
 
 
 def _delete(request: Request, col: str, identifier: str) -> JSONResponse:

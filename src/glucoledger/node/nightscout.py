@@ -187,6 +187,9 @@ class _Post:
     late: dict[int, InputError] = field(default_factory=dict)  # refused when stored
     current: list[tuple[int, bool]] = field(default_factory=list)  # (version, deleted)
     ctags: list[bytes] = field(default_factory=list)  # content tags at those versions
+    #: per accepted document: it landed on a document already here (a repeat, a change,
+    #: a deleted one written again): Nightscout v3's ``isDeduplication``
+    existed: list[bool] = field(default_factory=list)
 
     def answer(self) -> list[dict[str, Any]]:
         """One element per document sent: the stored document with its ``_id``, a repeat
@@ -423,6 +426,33 @@ class NightscoutService:
         """``post`` for a body already judged (``outcomes``, and the accepted documents'
         ``batches`` when already built): an HTTP worker's checked upload, re-checked by
         node/checked.py ``accept_checked``. Same answers, same refusals as ``post``."""
+        return self._enqueue(binding, collection, outcomes, now_ms, replace, batches).future
+
+    def post_one(self, binding: Binding, collection: str, doc: Any, now_ms: int,
+                 *, replace: bool = False) -> Future[tuple[dict[str, Any], bool]]:
+        """``post`` of one document (API v3's create and update): its answer, and whether
+        it landed on a document already here (its identity, or the ``_id`` it replaces
+        with ``replace``, was stored before: a repeat, a change, a deleted document written
+        again), which Nightscout v3 answers as ``isDeduplication`` (200, not 201). Decided
+        where the document is stored, so a re-send that arrives while the first is still
+        being stored (a client's timeout) is a deduplication too."""
+        self._may_upload(binding)
+        post = self._enqueue(binding, collection, nsaccept.parse_each(collection, [doc], now_ms),
+                             now_ms, replace, None)
+        out: Future[tuple[dict[str, Any], bool]] = Future()
+
+        def done(f: Future[list[dict[str, Any]]]) -> None:
+            exc = f.exception()
+            if exc is not None:
+                out.set_exception(exc)
+            else:
+                out.set_result((f.result()[0], bool(post.existed) and post.existed[0]))
+
+        post.future.add_done_callback(done)
+        return out
+
+    def _enqueue(self, binding: Binding, collection: str, outcomes: list[nsaccept.Outcome],
+                 now_ms: int, replace: bool, batches: list[Batch] | None) -> _Post:
         self._may_upload(binding)
         refused = [ns_refusal(now_ms, binding.account, collection, i, o)
                    for i, o in enumerate(outcomes) if isinstance(o, nsaccept.Refused)]
@@ -435,8 +465,9 @@ class NightscoutService:
                       if isinstance(o, nsaccept.Accepted)])
         if not docs:
             post.future.set_result(post.answer())
-            return post.future
-        return self._pipeline.put(post)
+            return post
+        self._pipeline.put(post)
+        return post
 
     def _store(self, posts: list[_Post]) -> None:
         """The pipeline's step: store a group of POSTs as one ingest group (one block).
@@ -463,6 +494,8 @@ class NightscoutService:
             p.ctags = [self.versions.content_tag(patient, h, n, d)
                        for h, (n, _), d in zip(p.heads, p.current, p.docs, strict=True)]
         stored = self._stored([k for p in posts for k in (*p.ids, *p.heads, *p.ctags)])
+        for p in posts:
+            p.existed = [h in stored for h in p.heads]
         claimed: set[bytes] = set()  # documents earlier POSTs of this group store
         work: list[tuple[_Post, list[Any], list[tuple[int, int, list[bytes], list[Any]]]]] = []
         later: list[_Post] = []

@@ -130,7 +130,11 @@ class V3:
                 doc_id = tag[:12].hex()
                 if history and not history[-1]["cts"]:
                     gone[doc_id] = (int(history[-1]["time"]), rec.time_ms)
-                    gone_records.append(rec)
+                    # Named as its last version was (a create that landed on a v1 document
+                    # renamed it), not by whichever earlier version is read last.
+                    last = next((v["cts"] for v in reversed(history) if v["cts"]), None)
+                    if last is None or ct in last:
+                        gone_records.append(rec)
                     continue
                 if not svc.access.current(binding.patient, [(ct, [rec])]):
                     continue  # an earlier version, or a change the ledger refused
