@@ -67,25 +67,27 @@ def served(tmp_path: Path) -> Iterator[tuple[Site, Served]]:
 
 
 def cover_claim_days(site: Site, days: int, post: Callable[[str, Any], None]) -> int:
-    """Make sure each of alice's last ``days`` whole days has readings in its window of the
-    zero-knowledge test profile (the first 50 minutes), uploading them through Nightscout
-    with ``post(path, entries)`` where a day has none; the number of days filled.
+    """Make sure each of alice's last ``days`` whole days has readings in every slot of its
+    window of the zero-knowledge test profile (the first 50 minutes), uploading them through
+    Nightscout with ``post(path, entries)`` where a slot has none; the number of days filled.
 
     The demo's simulated sensor has warm-ups and signal-loss gaps placed relative to the
     moment the site was seeded, so at some times of day (06:25 to 07:00 UTC, for one) a gap
-    covers a day's first 50 minutes and a claim over it is refused, rightly: "no CGM
-    reading between ...". A claim test is about claims, so it fills such a day as a
-    patient's uploader would."""
+    covers part or all of a day's first 50 minutes, and a claim over it is refused, rightly:
+    "no CGM reading between ...", or readings in under 70 % of the slots. A claim test is
+    about claims, so it fills such a day as a patient's uploader would."""
     zk = ZkClaims(site.node, site.ctx.svc.vault, Toolchain(PROFILES["test"]))
     alice = identity(site.node, "alice").id
     filled = 0
     for start, end in zk.period(alice, days, int(time.time() * 1000)):
-        if any(zk.slots(alice, start, end)):
+        empty = [start + i * 300_000 + 60_000
+                 for i, v in enumerate(zk.slots(alice, start, end)) if not v]
+        if not empty:
             continue
         post("/api/v1/entries", [
             {"type": "sgv", "sgv": 110 + i, "date": t, "direction": "Flat",
              "dateString": datetime.fromtimestamp(t / 1000, UTC).isoformat(),
              "device": "cover_claim_days"}
-            for i, t in enumerate(range(start + 60_000, end, 300_000))])
+            for i, t in enumerate(empty)])
         filled += 1
     return filled
