@@ -10,9 +10,16 @@
   one included) or by its Nightscout identity (a re-send without ``identifier``), is that
   document's next version: 200, ``isDeduplication``; a document that cannot be stored: 400
   with the reason, logged for the patient), ``PATCH``/``PUT /api/v3/{col}/{identifier}``
-  (a new version of that document, even when its time changed),
-  ``DELETE /api/v3/{col}/{identifier}`` (a deletion version);
+  (a new version of that document; a PATCH of ``created_at`` moves it in time; a PUT of an
+  unknown identifier creates it under that name, 201, as Nightscout's upsert; a field of
+  ``IMMUTABLE`` sent with another value: 400 "Field ... cannot be modified by the client",
+  nothing stored, as ``update/validate.js``), ``DELETE /api/v3/{col}/{identifier}`` (a
+  deletion version; a deleted one again: 200, nothing recorded);
   ``GET /api/v3/food`` (empty: no food database here).
+- a deleted document: GET and PUT 410 (``read/operation.js``, ``update/operation.js``);
+  PATCH 404 where Nightscout answers 410: AndroidAPS takes 404 as done and stops its uploads
+  on any other 4xx (nssdk ``NSAndroidClientImpl.updateTreatment``, ``NSClientV3Plugin``).
+- ``field$re=<pattern>`` on any field, as MongoDB's ``$regex`` (RE2, interop/nsquery.py).
 
 Every answer is ``{"status": <code>, "result": ...}`` as cgm-remote-monitor's lib/api3 sends
 it; errors ``{"status": <code>, "message": ...}`` with the same code. Reads go through consent
