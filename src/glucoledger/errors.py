@@ -13,6 +13,7 @@ GlucoledgerError
 ├── PermissionDeniedError  the requester is authenticated but not allowed (carries the reason)
 ├── RateLimitedError       too many requests, or the node is busy (try after retry_after s)
 ├── NotFoundError          the named thing does not exist
+│   └── GoneError          it existed and was deleted (410)
 └── BackendError           storage, ordering or the network failed; retrying may help
     ├── StorageError
     └── OrderingError
@@ -29,6 +30,7 @@ __all__ = [
     "ConsistencyError",
     "ExpiredError",
     "GlucoledgerError",
+    "GoneError",
     "InputError",
     "MalformedError",
     "NotFoundError",
@@ -137,6 +139,13 @@ class RateLimitedError(GlucoledgerError):
 class NotFoundError(GlucoledgerError):
     code = "not_found"
     http_status = 404
+
+
+class GoneError(NotFoundError):
+    """The named thing existed and was deleted (HTTP 410 Gone)."""
+
+    code = "gone"
+    http_status = 410
 
 
 class BackendError(GlucoledgerError):

@@ -38,6 +38,7 @@ from glucoledger.interop.nsquery import (
     Regex,
     parse_query,
     select,
+    v3_params,
 )
 from glucoledger.node.demo_site import DEMO_UPLOADER_SECRET
 
@@ -139,6 +140,38 @@ def test_v3_re_operator(srv: Server) -> None:
     r = srv.session.get(srv.url + "/api/v3/treatments", headers=bearer, timeout=60,
                         params={"notes$re": "(a)\\1", "created_at$gte": _iso(srv.t0)})
     assert r.status_code == 400 and LIMITED in r.json()["message"]
+
+
+def test_v3_re_on_any_field(srv: Server) -> None:
+    """API v3's ``field$re`` is MongoDB's ``$regex`` on whatever field it names
+    (cgm-remote-monitor ``lib/api3/generic/search/input.js`` parseFilter, operator ``re``;
+    ``storage/mongoCollection/utils.js`` parseFilter: ``{$regex: value}``), not only on the
+    v1 list (notes, eventType, enteredBy): text values match, numbers never (as MongoDB)."""
+    r = srv.session.get(f"{srv.url}/api/v2/authorization/request/{DEMO_UPLOADER_SECRET}",
+                        timeout=60)
+    bearer = {"Authorization": f"Bearer {r.json()['token']}"}
+    window = {"created_at$gte": _iso(srv.t0), "created_at$lt": _iso(srv.t0 + 3_600_000)}
+    third = _iso(srv.t0 + 180_000)  # the Temp Basal's created_at, as sent
+    for params, expect in (({"created_at$re": "^" + re.escape(third) + "$"}, ["Temp Basal"]),
+                           ({"rate$re": "0"}, []),
+                           ({"enteredBy$re": "^loop:"}, ["Temp Basal"])):
+        r = srv.session.get(srv.url + "/api/v3/treatments", headers=bearer, timeout=60,
+                            params={**window, **params})
+        assert r.status_code == 200, r.text
+        assert [d["eventType"] for d in r.json()["result"]] == expect, params
+
+
+def test_v3_re_condition_unit() -> None:
+    """``v3_params`` + ``parse_query(v3=True)``: a pattern on a field outside the v1 list; the
+    same find through v1 stays an equality (Nightscout v1 parses patterns only there)."""
+    docs = [Found("entries", str(i), 1000 + i, {"device": d, "sgv": 100 + i})
+            for i, d in enumerate(["Dexcom G6", "xDrip-LibreReceiver", "dexcom share"])]
+    v1, _ = v3_params([("device$re", "^Dex|share$")])
+    got = select(docs, parse_query("entries", v1, v3=True))
+    assert sorted(f.doc["device"] for f in got) == ["Dexcom G6", "dexcom share"]
+    assert select(docs, parse_query("entries", [("find[device]", "/^Dex/")])) == []
+    with pytest.raises(MalformedError, match="operator"):
+        parse_query("entries", v1)  # not through v1
 
 
 #: Needs backtracking, or is too large: refused with what is allowed.

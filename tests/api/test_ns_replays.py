@@ -516,12 +516,14 @@ def test_androidaps_nsclient_v3(srv: Server) -> None:
     assert r.status_code in (200, 201), r.text
     [doc] = changed(0)
     assert doc["insulin"] == 1.0 and doc["date"] == t
-    # A PATCH that moves it in time (a corrected pump clock): still one document, moved.
+    # A PATCH of its date: Nightscout refuses it (update/validate.js: date is immutable),
+    # which is why AndroidAPS leaves date out; nothing is stored.
     r = srv.send("PATCH", f"/api/v3/treatments/{ident}", json={"date": t - 60_000},
                  headers=bearer)
-    assert r.status_code == 200, r.text
+    assert r.status_code == 400, r.text
+    assert "Field date cannot be modified by the client" in r.json()["message"]
     [doc] = changed(0)
-    assert (doc["identifier"], doc["date"], doc["insulin"]) == (ident, t - 60_000, 1.0)
+    assert (doc["identifier"], doc["date"], doc["insulin"]) == (ident, t, 1.0)
     # A create of a document already here by identifier (AAPS re-uploading after a
     # reinstall): Nightscout's deduplication, the same document, a new version.
     r = srv.send("POST", "/api/v3/treatments", json=dict(bolus, insulin=0.9,
@@ -544,7 +546,7 @@ def test_androidaps_nsclient_v3(srv: Server) -> None:
     assert r.status_code == 200, r.text
     [gone] = changed(doc["srvModified"] - 1)
     assert gone["isValid"] is False and gone["identifier"] == ident
-    assert srv.get(f"/api/v3/treatments/{ident}", headers=bearer).status_code == 404
+    assert srv.get(f"/api/v3/treatments/{ident}", headers=bearer).status_code == 410
     # A reader's JWT reads but cannot write.
     r = srv.get(f"/api/v2/authorization/request/{DEMO_READER_TOKEN}")
     reader = {"Authorization": f"Bearer {r.json()['token']}"}
@@ -702,6 +704,106 @@ def test_v3_creates_cost_no_read(srv: Server) -> None:
         "direction": "Flat", "device": "AAPS-xDrip", "app": "AAPS"}).status_code
         for i in range(150)]
     assert codes == [201] * 150
+
+
+def test_v3_put_of_an_unknown_identifier_creates_it(srv: Server) -> None:
+    """cgm-remote-monitor ``lib/api3/generic/update/operation.js``: a PUT whose identifier
+    names no document inserts it under that identifier (``create/insert.js``: 201,
+    ``identifier``, ``Location``), tests/api3.update.test.js "should upsert document"; the
+    next PUT of it replaces it (200)."""
+    bearer = _v3(srv)
+    own = "0c5d2f1e-put-upsert-4d1b-9e7a-1f2e3d4c5b6a"
+    t = _now() - 1_500_000
+    doc = {"eventType": "Carb Correction", "carbs": 17, "date": t, "utcOffset": 0,
+           "app": "glucoledger-test", "device": "replay"}
+    r = srv.send("PUT", f"/api/v3/treatments/{own}", json=doc, headers=bearer)
+    assert r.status_code == 201, r.text
+    assert r.json()["identifier"] == own and "isDeduplication" not in r.json()
+    assert r.headers["location"] == f"/api/v3/treatments/{own}"
+    r = srv.get(f"/api/v3/treatments/{own}", headers=bearer)
+    assert r.status_code == 200 and r.json()["result"]["carbs"] == 17, r.text
+    r = srv.send("PUT", f"/api/v3/treatments/{own}", json=dict(doc, carbs=19), headers=bearer)
+    assert r.status_code == 200, r.text
+    [stored] = _v3_history(srv, bearer, "treatments", own)
+    assert (stored["carbs"], stored["isValid"]) == (19, True)
+
+
+def test_v3_deleted_documents_answer_gone(srv: Server) -> None:
+    """A deleted document (cgm-remote-monitor marks it ``isValid: false``): GET answers 410
+    (``read/operation.js``), a PUT 410 (``update/operation.js`` updateConditional), a DELETE
+    again 200 (``delete/operation.js`` finds it and marks it again), an unknown one 404. A
+    PATCH answers 404 here where Nightscout answers 410 (``patch/operation.js``): AndroidAPS
+    (NSAndroidClientImpl updateTreatment) takes 404 as done, 410 as an error that stops its
+    uploads until the same PATCH succeeds. Nothing refused changes the document."""
+    bearer = _v3(srv)
+    own = "5e6f7a8b-gone-4c3d-8e9f-0a1b2c3d4e5f"
+    doc = {"eventType": "Note", "notes": "to delete", "date": _now() - 1_800_000,
+           "utcOffset": 0, "app": "AAPS", "identifier": own}
+    assert srv.send("POST", "/api/v3/treatments", json=doc, headers=bearer
+                    ).status_code == 201
+    r = srv.send("DELETE", f"/api/v3/treatments/{own}", headers=bearer)
+    assert r.status_code == 200, r.text
+    [gone] = _v3_history(srv, bearer, "treatments", own)
+    assert gone["isValid"] is False
+    r = srv.get(f"/api/v3/treatments/{own}", headers=bearer)
+    assert r.status_code == 410 and "deleted" in r.json()["message"], r.text
+    r = srv.send("PUT", f"/api/v3/treatments/{own}", json=dict(doc, notes="back"),
+                 headers=bearer)
+    assert r.status_code == 410 and "POST /api/v3/treatments" in r.json()["message"], r.text
+    r = srv.send("PATCH", f"/api/v3/treatments/{own}", json={"notes": "back"},
+                 headers=bearer)
+    assert r.status_code == 404 and "was deleted" in r.json()["message"], r.text
+    r = srv.send("DELETE", f"/api/v3/treatments/{own}", headers=bearer)
+    assert r.status_code == 200, r.text
+    assert _v3_history(srv, bearer, "treatments", own) == [gone]  # nothing changed
+    unknown = "no-such-document-4c3d-8e9f"
+    for method in ("GET", "PATCH", "DELETE"):
+        r = srv.send(method, f"/api/v3/treatments/{unknown}", headers=bearer,
+                     json={"notes": "x"} if method == "PATCH" else None)
+        assert r.status_code == 404, (method, r.text)
+
+
+def test_v3_immutable_fields_are_refused(srv: Server) -> None:
+    """cgm-remote-monitor ``lib/api3/generic/update/validate.js`` (PUT, and PATCH through
+    ``patch/validate.js``): identifier, date, utcOffset, eventType, device, app,
+    srvCreated, subject, srvModified, modifiedBy and isValid, sent with another value than
+    the document has, answer 400 "Field <name> cannot be modified by the client"
+    (tests/api3.update.test.js, api3.patch.test.js "should not modify read-only..." /
+    "should not modify identifier"); nothing is stored. AndroidAPS's update
+    (NSAndroidClientImpl updateTreatment) sends identifier, eventType, device and isValid
+    unchanged, date and utcOffset left out: accepted. A PUT's identifier is its path."""
+    bearer = _v3(srv)
+    own = "9a8b7c6d-immutable-4e3f-a2b1-c0d9e8f7a6b5"
+    bolus = {"eventType": "Correction Bolus", "insulin": 0.8, "date": _now() - 2_100_000,
+             "utcOffset": 60, "app": "AAPS", "device": "AAPS-pump", "isValid": True,
+             "identifier": own}
+    assert srv.send("POST", "/api/v3/treatments", json=bolus, headers=bearer
+                    ).status_code == 201
+    [before] = _v3_history(srv, bearer, "treatments", own)
+    for method, change in (("PATCH", {"app": "xDrip+"}), ("PATCH", {"utcOffset": 0}),
+                           ("PATCH", {"eventType": "Meal Bolus"}),
+                           ("PATCH", {"device": "other"}), ("PATCH", {"identifier": "x"}),
+                           ("PATCH", {"isValid": False}), ("PATCH", {"subject": "someone"}),
+                           ("PUT", dict(bolus, app="xDrip+")),
+                           ("PUT", dict(bolus, utcOffset=120, insulin=1.0))):
+        r = srv.send(method, f"/api/v3/treatments/{own}", json={"insulin": 2.0, **change},
+                     headers=bearer)
+        [name] = [k for k in change if k != "insulin" and change[k] != bolus.get(k)]
+        assert r.status_code == 400, (method, change, r.text)
+        message = r.json()["message"]
+        assert f"Field {name} cannot be modified by the client" in message, message
+        assert _v3_history(srv, bearer, "treatments", own) == [before]  # nothing stored
+    # What AndroidAPS sends: the same identifier, eventType, device and isValid.
+    r = srv.send("PATCH", f"/api/v3/treatments/{own}", headers=bearer, json={
+        "identifier": own, "eventType": "Correction Bolus", "device": "AAPS-pump",
+        "isValid": True, "insulin": 0.7})
+    assert r.status_code == 200, r.text
+    # A PUT names the document by its path: an identifier in the body is not a rename.
+    r = srv.send("PUT", f"/api/v3/treatments/{own}", headers=bearer,
+                 json=dict(bolus, insulin=0.6, identifier="other-name"))
+    assert r.status_code == 200, r.text
+    [after] = _v3_history(srv, bearer, "treatments", own)
+    assert (after["insulin"], after["app"], after["utcOffset"]) == (0.6, "AAPS", 60)
 
 
 def test_librelink_up_v3_all_data_uploads(srv: Server) -> None:

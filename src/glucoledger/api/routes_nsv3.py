@@ -10,9 +10,16 @@
   one included) or by its Nightscout identity (a re-send without ``identifier``), is that
   document's next version: 200, ``isDeduplication``; a document that cannot be stored: 400
   with the reason, logged for the patient), ``PATCH``/``PUT /api/v3/{col}/{identifier}``
-  (a new version of that document, even when its time changed),
-  ``DELETE /api/v3/{col}/{identifier}`` (a deletion version);
+  (a new version of that document; a PATCH of ``created_at`` moves it in time; a PUT of an
+  unknown identifier creates it under that name, 201, as Nightscout's upsert; a field of
+  ``IMMUTABLE`` sent with another value: 400 "Field ... cannot be modified by the client",
+  nothing stored, as ``update/validate.js``), ``DELETE /api/v3/{col}/{identifier}`` (a
+  deletion version; a deleted one again: 200, nothing recorded);
   ``GET /api/v3/food`` (empty: no food database here).
+- a deleted document: GET and PUT 410 (``read/operation.js``, ``update/operation.js``);
+  PATCH 404 where Nightscout answers 410: AndroidAPS takes 404 as done and stops its uploads
+  on any other 4xx (nssdk ``NSAndroidClientImpl.updateTreatment``, ``NSClientV3Plugin``).
+- ``field$re=<pattern>`` on any field, as MongoDB's ``$regex`` (RE2, interop/nsquery.py).
 
 Every answer is ``{"status": <code>, "result": ...}`` as cgm-remote-monitor's lib/api3 sends
 it; errors ``{"status": <code>, "message": ...}`` with the same code. Reads go through consent
@@ -22,6 +29,7 @@ it; errors ``{"status": <code>, "message": ...}`` with the same code. Reads go t
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from email.utils import formatdate
 from typing import Any, Final
@@ -32,6 +40,7 @@ from fastapi.responses import JSONResponse
 from .. import __version__
 from ..errors import (
     GlucoledgerError,
+    GoneError,
     InputError,
     MalformedError,
     NotFoundError,
@@ -142,13 +151,14 @@ def _find(request: Request, binding: Binding, col: str, params: list[tuple[str, 
     limit = next((int(v) for k, v in v1 if k == "count" and v.isdecimal()), None)
     v1 = [(k, v) for k, v in v1 if k != "count"]
     if after is not None:  # history: every change, then the oldest first
-        query = ns.parse_query(col, [*v1, ("count", str(ns.MAX_COUNT))])
+        query = ns.parse_query(col, [*v1, ("count", str(ns.MAX_COUNT))], v3=True)
         docs = [d for d in _svc(request).v3.documents(binding, col, query, deleted=True)
                 if d["srvModified"] > after]
         docs.reverse()  # oldest first by the document's own time, then (stable) by change
         docs.sort(key=lambda d: d["srvModified"])
         return docs[:limit or 1000]
-    query = ns.parse_query(col, [*v1, ("count", str(ns.MAX_COUNT))], now_ms=_now())
+    query = ns.parse_query(col, [*v1, ("count", str(ns.MAX_COUNT))], now_ms=_now(),
+                           v3=True)
     # Newest first by each document's own time, as parsed from what it carries (``date``,
     # ``created_at``...: ``ns.select``), never by a field as sent: a treatment posted
     # through v1 has no ``date``, and a ``date`` may be text.
@@ -192,16 +202,16 @@ def _lookup(request: Request, col: str, identifier: str, *, deleted: bool = Fals
     return next((d for d in found if d["isValid"]), found[0] if found else None)
 
 
-def _one(request: Request, col: str, identifier: str) -> dict[str, Any]:
-    found = _lookup(request, col, identifier)
-    if found is None:
-        raise NotFoundError(f"no {col} document with identifier {identifier[:40]!r}")
-    return found
-
-
 @router.get("/api/v3/{col}/{identifier}", responses=_ERR)
 def read_one(request: Request, col: str, identifier: str) -> JSONResponse:
-    return _ok(_one(request, _collection(col), identifier))
+    """The document (404 unknown, 410 deleted: ``lib/api3/generic/read/operation.js``)."""
+    found = _lookup(request, _collection(col), identifier, deleted=True)
+    if found is None:
+        raise NotFoundError(f"no {col} document with identifier {identifier[:40]!r}")
+    if not found["isValid"]:
+        raise GoneError(f"the {col} document {identifier[:40]!r} was deleted: "
+                        f"/api/v3/{col}/history/<ms> lists the deletion (isValid false)")
+    return _ok(found)
 
 
 async def _store(request: Request, col: str, doc: Any, target: dict[str, Any] | None = None,
@@ -244,7 +254,10 @@ async def _store(request: Request, col: str, doc: Any, target: dict[str, Any] | 
         if prior != ident:
             body["deduplicatedIdentifier"] = prior
     reply = _ok(body, status, **body)
-    reply.headers["Location"] = f"{request.url.path.rstrip('/')}/{ident}"
+    base = request.url.path.rstrip("/")
+    if request.method == "PUT":  # /api/v3/<col>/<identifier>: the collection's address
+        base = base.rsplit("/", 1)[0]
+    reply.headers["Location"] = f"{base}/{ident}"
     reply.headers["Last-Modified"] = formatdate(now / 1000, usegmt=True)
     return reply
 
@@ -271,30 +284,84 @@ async def create(request: Request, col: str) -> JSONResponse:
 @router.patch("/api/v3/{col}/{identifier}", responses=_ERR)
 async def patch(request: Request, col: str, identifier: str) -> JSONResponse:
     """A new version of the document, the fields sent merged into the current ones
-    (``isValid: false`` deletes it)."""
+    (``lib/api3/generic/patch``): 404 for an unknown or a deleted document."""
     return await _update(request, col, identifier)
 
 
 @router.put("/api/v3/{col}/{identifier}", responses=_ERR)
 async def replace(request: Request, col: str, identifier: str) -> JSONResponse:
-    """A new version of the document: the one sent (``isValid: false`` deletes it)."""
+    """A new version of the document: the one sent (``lib/api3/generic/update``); an
+    unknown identifier is created under that name (201, Nightscout's upsert), a deleted
+    document is 410."""
     return await _update(request, col, identifier)
 
 
+#: What a PATCH or PUT may not change (cgm-remote-monitor lib/api3/generic/update/validate.js,
+#: also for PATCH through patch/validate.js): sent with another value than the document
+#: has, 400 "Field ... cannot be modified by the client", nothing stored. AndroidAPS leaves
+#: ``date`` and ``utcOffset`` out of its updates for this reason (NSAndroidClientImpl).
+IMMUTABLE: Final = ("identifier", "date", "utcOffset", "eventType", "device", "app",
+                    "srvCreated", "subject", "srvModified", "modifiedBy", "isValid")
+_ABSENT: Final = object()
+
+
+def _same(sent: Any, held: Any) -> bool:
+    if isinstance(sent, bool) or isinstance(held, bool):
+        return sent is held
+    return bool(sent == held)
+
+
+def _immutable(col: str, identifier: str, sent: dict[str, Any], current: dict[str, Any],
+               *, put: bool) -> None:
+    """Raise InputError (nothing stored) when ``sent`` changes a field of ``IMMUTABLE``."""
+    for name in IMMUTABLE:
+        if put and name == "identifier":
+            continue  # a PUT's document is named by its path (update/operation.js)
+        held = current.get(name, _ABSENT)
+        if name not in sent or _same(sent[name], held):
+            continue
+        hint = {"isValid": f"DELETE /api/v3/{col}/{identifier} deletes it",
+                "date": "to move it in time, change created_at, or delete it and create it "
+                        "again at the new time",
+                "eventType": "delete it and create one with the new eventType"}.get(
+            name, "leave it out or send it unchanged")
+        has = "has none" if held is _ABSENT else f"has {json.dumps(held)[:60]}"
+        raise InputError(f"Field {name} cannot be modified by the client (the {col} "
+                         f"document {identifier[:40]!r} {has}, the request sent "
+                         f"{json.dumps(sent[name])[:60]}): {hint}")
+
+
 async def _update(request: Request, col: str, identifier: str) -> JSONResponse:
-    _collection(col)
-    patch = json_body(await request.body())
-    if not isinstance(patch, dict):
+    if _collection(col) not in ns.COLLECTIONS:
+        raise MalformedError(f"/api/v3/{col}: this node keeps no {col}")
+    sent = json_body(await request.body())
+    if not isinstance(sent, dict) or not sent:
         raise MalformedError("send the document (or the fields to change) as a JSON object")
-    if patch.get("isValid") is False:
-        return _delete(request, col, identifier)
-    current = _one(request, col, identifier)
-    if request.method == "PATCH" and col in TIMES and any(t in patch for t in TIMES[col]):
+    put = request.method == "PUT"
+    current = _lookup(request, col, identifier, deleted=True)
+    if current is None:
+        if put:  # Nightscout's upsert (update/operation.js: insert when none is found)
+            return await _store(request, col, {**sent, "identifier": identifier},
+                                create=True)
+        raise NotFoundError(f"no {col} document with identifier {identifier[:40]!r}: "
+                            f"create it with POST /api/v3/{col} (or PUT to this address)")
+    if not current["isValid"]:
+        again = f"POST /api/v3/{col} with this identifier writes it again"
+        if put:  # update/operation.js updateConditional
+            raise GoneError(f"the {col} document {identifier[:40]!r} was deleted: {again}")
+        # Nightscout's PATCH answers 410 here; AndroidAPS (NSAndroidClientImpl.update*)
+        # takes 404 as done and any other 4xx as an error that stops its uploads, retried
+        # at each sync: it would retry this PATCH for ever.
+        raise NotFoundError(f"the {col} document {identifier[:40]!r} was deleted, so there "
+                            f"is nothing to change: {again}")
+    _immutable(col, identifier, sent, current, put=put)
+    if not put and col in TIMES and any(t in sent for t in TIMES[col]):
         # A new time: the other time fields of the current document (the server derived
         # them from the old one, as Nightscout v3 derives created_at from date) go with it.
         current = {k: v for k, v in current.items() if k not in TIMES[col]}
-    doc = {**current, **patch} if request.method == "PATCH" else dict(patch)
-    if doc.get("identifier") == current["_id"]:  # the server's name, not a field sent
+    doc = dict(sent) if put else {**current, **sent}
+    doc["identifier"] = identifier_of(current)  # the document keeps its name
+    if doc["identifier"] == current["_id"]:  # the server's name, not a field sent
         doc.pop("identifier")
     return await _store(request, col, doc, current)
 
@@ -308,7 +375,9 @@ def _delete(request: Request, col: str, identifier: str) -> JSONResponse:
     except PermissionDeniedError as exc:
         record_refusal(request, exc, binding.account)
         raise
-    if not result["n"]:
+    # A deleted document deleted again: 200, as Nightscout (delete/operation.js marks it
+    # deleted again); nothing new is recorded.
+    if not result["n"] and _lookup(request, col, identifier, deleted=True) is None:
         raise NotFoundError(f"no {col} document with identifier {identifier[:40]!r}")
     return _ok({"identifier": identifier, "lastModified": _now()})
 

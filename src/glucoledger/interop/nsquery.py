@@ -58,6 +58,8 @@ DEFAULT_WINDOW_MS: Final = 4 * 86_400_000
 TIME_FIELDS: Final = ("date", "dateString", "sysTime", "created_at", "timestamp", "mills",
                       "startDate", "srvModified", "srvCreated")
 REGEX_FIELDS: Final = {"treatments": ("notes", "eventType", "enteredBy")}
+#: API v3's ``field$re=<pattern>`` as ``v3_params`` passes it on (``parse_query(v3=True)``).
+V3_RE: Final = "$re"
 _RANGE: Final = ("$gte", "$gt", "$lte", "$lt")
 _OPS: Final = (*_RANGE, "$eq", "$ne", "$exists", "$in", "$nin")
 _FIND: Final = re.compile(
@@ -185,9 +187,10 @@ def _options() -> Any:
 _RE2_OPTIONS: Final = _options()
 
 
-def _pattern(collection: str, field_: str, value: str) -> Regex | None:
+def _pattern(collection: str, field_: str, value: str, *, anywhere: bool = False
+             ) -> Regex | None:
     m = _REGEX.match(value)
-    if m is None or field_ not in REGEX_FIELDS.get(collection, ()):
+    if m is None or not (anywhere or field_ in REGEX_FIELDS.get(collection, ())):
         return None
     name = f"find[{field_}] {value[:40]!r}"
     if len(value) > MAX_PATTERN:
@@ -223,12 +226,15 @@ def _pattern(collection: str, field_: str, value: str) -> Regex | None:
 
 
 def parse_query(collection: str, params: Iterable[tuple[str, str]],
-                extra_type: str | None = None, *, now_ms: int | None = None) -> Query:
+                extra_type: str | None = None, *, now_ms: int | None = None,
+                v3: bool = False) -> Query:
     """Parse query parameters as Nightscout does (module docstring).
 
     ``extra_type`` adds ``find[type]=<it>`` (the ``/entries/sgv`` route). ``now_ms`` enables
-    the default 4-day window of a query that names no time. Raises MalformedError.
+    the default 4-day window of a query that names no time. ``v3``: ``find[f][$re]`` (from
+    ``v3_params``) is a regular expression on any field. Raises MalformedError.
     """
+    regexes: dict[str, Regex] = {}
     start: int | None = None
     end: int | None = None
     timed = False
@@ -276,6 +282,14 @@ def parse_query(collection: str, params: Iterable[tuple[str, str]],
             continue  # rr, _, ts, token, secret...: Nightscout ignores them too
         found_find = True
         field, op = m.group(1), m.group(2) or "$eq"
+        if op == V3_RE and v3:
+            # API v3's field$re: MongoDB's $regex on any field (search/input.js, mongoCollection
+            # utils.js parseFilter), text values only, a time field's text included.
+            pattern = _pattern(collection, field, f"/{value}/", anywhere=True)
+            assert pattern is not None
+            grouped[(field, V3_RE)] = [value]
+            regexes[field] = pattern
+            continue
         if op not in _OPS:
             raise MalformedError(f"operator {op} is not supported; use {', '.join(_OPS)}")
         if len(value) > 256:
@@ -304,6 +318,9 @@ def parse_query(collection: str, params: Iterable[tuple[str, str]],
         if len(values) > MAX_IN:
             raise MalformedError(f"find[{field}][{op}] lists {len(values)} values; at most "
                                  f"{MAX_IN}")
+        if op == V3_RE:
+            where.append(Cond(field, "$eq", (f"/{values[0]}/",), regexes[field]))
+            continue
         pattern = _pattern(collection, field, values[0]) if op in ("$eq", "$ne") else None
         where.append(Cond(field, op, tuple(values), pattern))
     where += extra
@@ -449,7 +466,7 @@ def v3_params(params: Iterable[tuple[str, str]]) -> tuple[list[tuple[str, str]],
                 continue  # as Nightscout: what it does not read, it ignores
             field, op = m.group(1), m.group(2) or "eq"
             if op == "re":
-                out.append((f"find[{field}]", f"/{value}/"))
+                out.append((f"find[{field}][{V3_RE}]", value))
             elif op in ("in", "nin"):
                 out += [(f"find[{field}][${op}][]", v) for v in value.split("|")]
             elif op in _V3_OPS:
