@@ -195,6 +195,24 @@ class Vault:
             return None
         return open_sealed(self._master, bytes(rows[0][0]), "kek", patient + stream.encode())
 
+    def wrapped_under_current_kek(self, row: BatchRow) -> bool:
+        """Whether ``row``'s data key is wrapped under its stream's key-encryption key as the
+        database holds it now (never a cached one): custody "node" and the wrap opens. A
+        key made after the stream was erased (new uploads) wraps no erased batch's key."""
+        if row.custody != "node":
+            return False
+        rows = self._q("SELECT wrapped FROM keks WHERE patient = ? AND stream = ?",
+                       (row.patient, row.stream))
+        if not rows:
+            return False
+        try:
+            kek = open_sealed(self._master, bytes(rows[0][0]), "kek",
+                              row.patient + row.stream.encode())
+            open_sealed(kek, row.wrapped_key, "data-key", self._aad(row))
+        except GlucoledgerError:
+            return False
+        return True
+
     def erase(self, patient: bytes, stream: str) -> None:
         """Destroy the stream's KEK: every batch under it becomes unreadable."""
         with self._lock:
