@@ -127,7 +127,11 @@ def test_a_kill_right_after_the_ledger_accepts_keeps_the_key(
     rc = _killed_after(k, *args, "--data", str(folder))
     assert rc == -signal.SIGKILL, rc
     assert missing_keys(folder) == [], "the ledger holds a key the wallet lost"
+    v = run("verify", "--data", str(folder))
+    assert v.returncode == 0 and "was being set up when a command stopped" in v.stdout, \
+        v.stdout + v.stderr
     _rerun_finishes(folder, args, shows)
+    assert "was being set up" not in run("verify", "--data", str(folder)).stdout
 
 
 def test_rerunning_account_create_finishes_the_interrupted_one(tmp_path: Path) -> None:

@@ -32,16 +32,17 @@ import contextlib
 import functools
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..crypto import PrivateKey
-from ..errors import InputError, RejectedError
-from ..files import locked
+from ..errors import GlucoledgerError, InputError, RejectedError
+from ..files import locked, read_json
 from ..ledger.tx import SignedTx
-from .registry import Registry
+from .registry import FILE, Registry
 from .service import Node, Receipt
 
-__all__ = ["KINDS_OF_SETUP", "Entry", "Setups", "pending_names"]
+__all__ = ["KINDS_OF_SETUP", "Entry", "Setups", "interrupted", "pending_names"]
 
 #: What a pending entry makes: an account (custodial, gateway, simulated patient), a
 #: device registered by this node's maker, or the simulated maker itself.
@@ -73,6 +74,25 @@ class Entry:
     def from_doc(cls, doc: Mapping[str, Any]) -> Entry:
         return cls(doc["what"], doc["name"], bytes.fromhex(doc["id"]), doc["kind"],
                    tuple(doc["keys"]), doc.get("model"))
+
+
+def interrupted(data_dir: Path) -> list[str]:
+    """For ``verify`` (reads only): a sentence for each setup a stopped command left, saying
+    that nothing is lost and what finishes it. A missing or damaged names file: none (the
+    commands that read it say what to do)."""
+    path = Path(data_dir) / FILE
+    if not path.exists():
+        return []
+    try:
+        doc = read_json(path, what="the node's names")
+        left = [Entry.from_doc(e) for e in doc.get("pending", {}).values()]
+    except (GlucoledgerError, AttributeError, KeyError, TypeError, ValueError):
+        return []
+    what = {"account": "account", "device": "device", "maker": "simulated maker"}
+    return [f"the {what.get(e.what, e.what)} {e.name!r} was being set up when a command "
+            "stopped (its key is saved): the next `account create`, `device register` or "
+            "`nightscout-uploader` on this folder finishes it (or drops it if the ledger "
+            "refuses it)" for e in sorted(left, key=lambda e: e.slot)]
 
 
 def pending_names(doc: Mapping[str, Any], what: str) -> set[str]:
