@@ -192,3 +192,31 @@ def test_kill_at_random_times_keeps_every_key(tmp_path: Path, command: str) -> N
         else:
             _rerun_finishes(folder, argv, shows, done_ok=True)
     assert landed, "no kill landed while the command ran: nothing was tried"
+
+
+def test_a_refused_setup_keeps_nothing_and_a_key_is_never_replaced(tmp_path: Path) -> None:
+    """The ledger refuses the device (its serial registered already, not through this
+    node's names): its key and pending entry go. A wallet key the new account would be
+    saved under (an orphan, maybe a key the ledger knows): refused before anything."""
+    from glucoledger.crypto import generate
+    from glucoledger.errors import InputError, RejectedError
+    from glucoledger.node import devices as dv
+    from glucoledger.node.accounts import create_account
+    from glucoledger.node.world import World
+
+    with Node.init(tmp_path / "n", workers=1) as node:
+        world = World.create(node)
+        dv.register_device(node, world.maker, world.maker_keys[:1], "SN-9", "CGM-G7",
+                           generate("ed25519").public)
+        with pytest.raises(RejectedError):
+            world.add_device("SN-9")
+        assert not node.wallet.exists("device-SN-9")
+        assert not Registry(node.data_dir).load().get("pending")
+        orphan = generate("ed25519")
+        node.wallet.save("zed.1", orphan)
+        size = node.store.last_header().log_size  # type: ignore[union-attr]
+        with pytest.raises(InputError, match="would replace"):
+            create_account(node, "zed", "clinician")
+        assert node.wallet.load("zed.1").public.raw == orphan.public.raw
+        assert node.store.last_header().log_size == size  # type: ignore[union-attr]
+        assert "zed" not in Registry(node.data_dir).accounts()

@@ -101,6 +101,8 @@ def account_create(
 ) -> None:
     """Create a custodial account (keys kept in the node's sealed wallet).
 
+    Keys are saved before the ledger sees the account: if stopped, run it again to finish.
+
     Example: glucoledger account create alice --kind patient --trusted rosa --data ./clinic
     """
     if alg not in ("ed25519", "p256"):

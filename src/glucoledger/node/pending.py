@@ -179,9 +179,13 @@ class Setups:
     # --- under the setup lock ----------------------------------------------------------------
     def _claim(self, entry: Entry, stx: SignedTx) -> None:
         taken = [n for n in entry.keys if self.node.wallet.exists(n)]
-        if taken:
-            raise InputError(f"the wallet already holds a key named {taken[0]} that this "
-                             f"setup would replace; choose another name than {entry.name!r}")
+        if taken:  # never replaced: it may be the only copy of a key the ledger knows
+            what = {"account": "choose another account name",
+                    "device": "use another serial",
+                    "maker": "this node's names (names.json) lost its maker: restore "
+                             "names.json from a backup"}[entry.what]
+            raise InputError(f"the wallet already holds a key named {taken[0]}, which this "
+                             f"setup would replace: {what}")
 
         def change(doc: dict[str, Any]) -> None:
             why = _held(doc, entry)
