@@ -36,6 +36,8 @@ def register(serial: Serial,
              data: DataOpt = None) -> None:
     """Register a device made by this node's maker; its signing key stays in the wallet.
 
+    The key is saved before the ledger sees the device: if stopped, run it again to finish.
+
     Example: glucoledger device register --serial CGM-0001 --model CGM-G7
     """
     check_serial(serial)  # before World.open creates the node's maker on first use

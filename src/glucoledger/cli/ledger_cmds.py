@@ -101,6 +101,8 @@ def account_create(
 ) -> None:
     """Create a custodial account (keys kept in the node's sealed wallet).
 
+    Keys are saved before the ledger sees the account: if stopped, run it again to finish.
+
     Example: glucoledger account create alice --kind patient --trusted rosa --data ./clinic
     """
     if alg not in ("ed25519", "p256"):
@@ -265,7 +267,9 @@ def verify(
         f"({report.rejected} rejected, recorded as such), log size {report.log_size}, "
         f"root {report.log_root.hex()[:16]}…, {report.tx_per_second:,.0f} tx/s"
     )
-    for note in report.notes:
+    from ..node.pending import interrupted
+
+    for note in [*report.notes, *interrupted(folder)]:
         console.print(f"  {note}")
     if report.checkpoint_height is not None:
         console.print(f"consistent with your checkpoint at height {report.checkpoint_height}")

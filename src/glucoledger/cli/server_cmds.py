@@ -156,6 +156,8 @@ def nightscout_uploader(patient: Annotated[str, typer.Argument(help="The patient
                         data: DataOpt = None) -> None:
     """Create an uploader secret for a patient (xDrip+, Loop, AndroidAPS: v1 API secret).
 
+    Stopped before it printed the secret? Run it again: it makes a new one.
+
     Example: glucoledger nightscout-uploader alice
     """
     import secrets

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..crypto import PrivateKey, generate
-from ..errors import InputError, NotFoundError, RejectedError
+from ..errors import InputError, NotFoundError
 from ..names import RESERVED, check_name
 from ..state.accounts import SPONSORS
 from ..state.accounts_model import KINDS, account_id, patient_policy, single_key_policy
+from .pending import Entry, Setups, pending_names
 from .registry import Registry
 from .service import Node, Receipt
 
@@ -50,6 +51,9 @@ class AddressBook:
             if held is not None and held["id"] != ident.id.hex():
                 raise InputError(f"the name {ident.name!r} is taken on this node (a "
                                  f"{held['kind']}); choose another")
+            if held is None and ident.name in pending_names(doc, "account"):
+                raise InputError(f"the name {ident.name!r} is being set up by another "
+                                 "command on this folder; choose another")
             doc["accounts"][ident.name] = {"id": ident.id.hex(), "kind": ident.kind,
                                            "keys": list(ident.key_names)}
         self.registry.update(change)
@@ -64,6 +68,11 @@ class AddressBook:
         raise NotFoundError(
             f"no account named {name_or_id!r} on this node; `glucoledger account list` shows them"
         )
+
+    def accounts(self) -> dict[str, Identity]:
+        """Every named account, by name (a name only: an id is not looked up)."""
+        book = self._load()
+        return {n: _ident(n, e) for n, e in book.items()}
 
     def all(self) -> list[Identity]:
         book = self._load()
@@ -109,12 +118,15 @@ def create_account(node: Node, name: str, kind: str, *, sponsor: str | None = No
         raise InputError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
     if kind == "patient" and trusted is None:  # her policy could never reach "emergency"
         raise InputError(NO_TRUSTED_PARTY)
-    book = AddressBook(node)
-    try:
-        book.get(name)
-        raise InputError(f"an account named {name!r} already exists on this node")
-    except NotFoundError:
-        pass
+    setups = Setups(node)
+    finished = setups.settle()  # a creation a kill interrupted: named now, or dropped
+    held = AddressBook(node).accounts().get(name)
+    if held is not None:
+        if f"account:{name}" in finished and held.kind == kind:
+            return held, finished[f"account:{name}"]  # the rerun of that command: done
+        raise InputError(f"an account named {name!r} already exists on this node (a "
+                         f"{held.kind}: `glucoledger account show {name}`); choose another "
+                         "name")
     signers: list[PrivateKey] = []
     if kind == "patient":
         k1, k2 = generate(alg), generate(alg)  # type: ignore[arg-type]
@@ -137,13 +149,11 @@ def create_account(node: Node, name: str, kind: str, *, sponsor: str | None = No
         signers += keys_of(node, sp)
     aid = account_id(kind, policy)
     stx = node.build("account.create", body, aid, signers, nonce=0)
-    receipt = node.submit([stx.raw])[0]
-    if not receipt.ok:
-        raise RejectedError(receipt.result.message, code=receipt.result.code)
     ident = Identity(name, aid, kind, tuple(keys))
-    book.add(ident)  # the name first: a creation that lost a race for it writes no key
-    for key_name, key in keys.items():
-        node.wallet.save(key_name, key)
+    # The keys are saved before the ledger sees the account (node/pending.py): a kill at
+    # any moment leaves no account whose key is lost.
+    receipt = setups.make(Entry("account", name, aid, kind, ident.key_names), keys,
+                          lambda: stx)
     return ident, receipt
 
 

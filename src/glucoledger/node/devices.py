@@ -18,9 +18,9 @@ from ..state.accounts_model import account_id, single_key_policy
 from ..state.devices import device_id, device_key, get_uploader
 from .service import Node, Receipt
 
-__all__ = ["Uploader", "bind_device", "create_keyed_account", "org_account", "register_device",
-           "revoke_device", "set_custody", "submit_one", "unbind_device", "uploader",
-           "uploaders"]
+__all__ = ["Uploader", "bind_device", "create_keyed_account", "keyed_account_tx", "org_account",
+           "register_device", "register_tx", "revoke_device", "set_custody", "submit_one",
+           "unbind_device", "uploader", "uploaders"]
 
 
 def submit_one(node: Node, stx: SignedTx) -> Receipt:
@@ -37,10 +37,12 @@ def org_account(node: Node) -> tuple[bytes, PrivateKey]:
     return account_id("organization", single_key_policy(key.public)), key
 
 
-def create_keyed_account(node: Node, kind: str, keys: Sequence[PrivateKey], *,
-                   policy: dict[str, Any] | None = None,
-                   sponsor: tuple[bytes, Sequence[PrivateKey]] | None = None,
-                   salt: bytes = b"") -> bytes:
+def keyed_account_tx(node: Node, kind: str, keys: Sequence[PrivateKey], *,
+                     policy: dict[str, Any] | None = None,
+                     sponsor: tuple[bytes, Sequence[PrivateKey]] | None = None,
+                     salt: bytes = b"") -> tuple[bytes, SignedTx]:
+    """The id and signed ``account.create`` of an account with ``keys`` (not submitted: a
+    caller keeping the keys in the wallet saves them first, ``node/pending.py``)."""
     pol = policy if policy is not None else single_key_policy(keys[0].public)
     acct = account_id(kind, pol, salt)
     body: dict[str, Any] = {"kind": kind, "policy": pol, "salt": salt}
@@ -49,8 +51,27 @@ def create_keyed_account(node: Node, kind: str, keys: Sequence[PrivateKey], *,
     stx = sign(Transaction(node.chain, "account.create", body, acct, 0), keys)
     if sponsor is not None:
         stx = add_signatures(stx, sponsor[1])
+    return acct, stx
+
+
+def create_keyed_account(node: Node, kind: str, keys: Sequence[PrivateKey], *,
+                   policy: dict[str, Any] | None = None,
+                   sponsor: tuple[bytes, Sequence[PrivateKey]] | None = None,
+                   salt: bytes = b"") -> bytes:
+    """Create an account whose keys the caller keeps (not this node's wallet)."""
+    acct, stx = keyed_account_tx(node, kind, keys, policy=policy, sponsor=sponsor, salt=salt)
     submit_one(node, stx)
     return acct
+
+
+def register_tx(node: Node, maker: bytes, maker_keys: Sequence[PrivateKey], serial: str,
+                model: str, key: PublicKey) -> tuple[bytes, SignedTx]:
+    """The device id and the maker's signed ``device.register`` with its next nonce (not
+    submitted; build it under the maker's ``Node.account_lock``)."""
+    stx = node.build("device.register",
+                     {"serial": serial, "model": model, "key": key.to_value()},
+                     maker, maker_keys)
+    return device_id(maker, serial), stx
 
 
 def _send(node: Node, type_: str, body: dict[str, Any], account: bytes,

@@ -19,8 +19,14 @@ Order of work (``ErasureService.erase``):
 or a blob: a kill -9 between 1 and 3 is repaired the next time the node opens its vault
 (``NodeServices.vault``; the ledger is the to-do list). The rows go last, so an erasure
 with none left got past step 2 (a stream key made since, for new uploads, is never
-destroyed by a finished erasure). ``verify`` names an erased batch whose row or blob is
-still there.
+destroyed by a finished erasure). Step 2 is redone only for the key generation the erasure
+targets: the stream key that wraps a remaining erased row's data key. A kill after step 2
+and before the rows went, then a new stream key made by another process for new uploads
+(``serve``, whose vault was open before: nothing finished the erasure there), then any
+open: that new key is spared (before, it was destroyed and every new reading with it).
+If no erased row left is in the node's custody, nothing tells the generation and the key
+stays (the erased batches' blobs and rows still go; their data keys were never under it).
+``verify`` names an erased batch whose row or blob is still there.
 """
 
 from __future__ import annotations
@@ -115,17 +121,18 @@ class ErasureService:
             raise RejectedError(f"erasure refused: {receipt.result.message}",
                                 code=receipt.result.code)
         record = self.node.state.get(erasure_key(stx.tx_hash))
-        self._destroy(record)
+        self._destroy(record, finishing=False)
         return ErasureReport(stx.tx_hash, receipt.height, len(record["batches"]),
                              tuple(record["streams"]), record["whole"])
 
-    def _destroy(self, record: dict) -> None:  # type: ignore[type-arg]
+    def _destroy(self, record: dict, *, finishing: bool) -> None:  # type: ignore[type-arg]
         patient = record["patient"]
         for reader in self.readers:
             reader.forget(record["batches"])
         if record["whole"]:
             for stream in record["streams"]:
-                self.vault.erase(patient, stream)
+                if not finishing or self._erased_key_is_current(record, stream):
+                    self.vault.erase(patient, stream)
         for ct in record["batches"]:
             if isinstance(self.vault.blobs, FsBlobStore):
                 _shred(self.vault.blobs.path(ct))
@@ -153,9 +160,23 @@ class ErasureService:
         for key in list(self.node.state.keys("erasure/")):
             record = self.node.state.get(key)
             if any(_has_row(self.vault, ct) for ct in record["batches"]):  # (rows go last)
-                self._destroy(record)
+                self._destroy(record, finishing=True)
                 n += 1
         return n
+
+    def _erased_key_is_current(self, record: dict, stream: str) -> bool:  # type: ignore[type-arg]
+        """Whether the stream key the vault holds now is the one the erasure targets: the
+        key that wraps an erased batch's data key (their rows, deleted last, are still
+        there while an erasure is unfinished). Not so when the key was destroyed before the
+        kill and another process made a new one since, for new uploads: that one stays."""
+        for ct in record["batches"]:
+            try:
+                row = self.vault.by_ct(ct)
+            except NotFoundError:
+                continue
+            if row.stream == stream and self.vault.wrapped_under_current_kek(row):
+                return True
+        return False
 
 
 def _has_row(vault: Vault, ct: bytes) -> bool:

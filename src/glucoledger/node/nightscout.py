@@ -62,13 +62,14 @@ from ..state.devices import get_uploader
 from ..state.versions import versions_of
 from ..vault.batch import prepare_upload
 from .access import AccessService, RawRelease
-from .accounts import AddressBook, Identity, identity, keys_of
-from .devices import bind_device, create_keyed_account, org_account
+from .accounts import Identity, identity, keys_of
+from .devices import bind_device, keyed_account_tx, org_account
 from .ingest import IngestService
 from .nsedits import EditLog
 from .nsrefusals import Refusal, RefusalLog
 from .nsv3 import V3
 from .nsversions import DEDUP_CONTEXT, DocVersions, identity_tag
+from .pending import Entry, Setups, pending_names
 from .pipeline import Pipeline
 from .service import Node
 
@@ -290,11 +291,14 @@ class NightscoutService:
             raise InputError(f"{patient_name} is a {patient.kind}, not a patient")
         if len(secret) < 12:
             raise InputError("a Nightscout API secret has at least 12 characters")
-        book = AddressBook(self.node)
-        # The first number free in the address book and in the wallet: any account may be
-        # named like a gateway (an organization can open a clinician "alice.ns-gw4"), and a
-        # taken name must neither block the patient's uploaders nor have its key replaced.
-        taken = {i.name for i in book.all()}
+        setups = Setups(self.node)
+        setups.settle()  # a gateway a kill left half made: named now, or dropped
+        # The first number free in the registry (pending setups too) and in the wallet: any
+        # account may be named like a gateway (an organization can open a clinician
+        # "alice.ns-gw4"), and a taken name must neither block the patient's uploaders nor
+        # have its key replaced.
+        doc = setups.registry.load()
+        taken = set(doc["accounts"]) | pending_names(doc, "account")
         n = 1
         while (f"{patient_name}.ns-gw{n}" in taken
                or self.node.wallet.exists(f"{patient_name}.ns-gw{n}.1")):
@@ -302,10 +306,12 @@ class NightscoutService:
         name = f"{patient_name}.ns-gw{n}"
         key = generate("ed25519")
         org, org_key = org_account(self.node)
-        gid = create_keyed_account(self.node, "gateway", [key], sponsor=(org, [org_key]))
+        gid, stx = keyed_account_tx(self.node, "gateway", [key], sponsor=(org, [org_key]))
         gw = Identity(name, gid, "gateway", (f"{name}.1",))
-        book.add(gw)  # the name first: if it was taken meanwhile, no key is replaced
-        self.node.wallet.save(f"{name}.1", key)
+        # the key is saved before the ledger sees the gateway (node/pending.py); a name
+        # taken meanwhile refuses it with nothing written
+        setups.make(Entry("account", name, gid, "gateway", gw.key_names),
+                    {f"{name}.1": key}, lambda: stx)
         bind_device(self.node, patient.id, keys_of(self.node, patient, [0]), gid)
         self._bind(list(nightscout_secret_digests(secret)), "upload", patient, name)
         return gw

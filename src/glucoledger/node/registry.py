@@ -24,7 +24,11 @@ Format (version 1)::
     {"format": 1,
      "accounts": {NAME: {"id": HEX, "kind": KIND, "keys": [WALLET NAME, ...]}},
      "devices": {SERIAL: {"id": HEX, "model": MODEL}},
-     "maker": HEX or null}
+     "maker": HEX or null,
+     "pending": {SLOT: {...}}}   (optional: setups whose keys are saved and whose
+                                  transaction may not have landed, node/pending.py)
+
+A pending setup's name is taken as much as a finished one's.
 """
 
 from __future__ import annotations

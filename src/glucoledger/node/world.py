@@ -19,11 +19,13 @@ from ..crypto import PrivateKey, generate
 from ..crypto.keys import Algorithm
 from ..errors import InputError, NotFoundError
 from ..state.accounts_model import make_policy
-from .accounts import AddressBook, Identity
-from .devices import bind_device, create_keyed_account, org_account, register_device
+from ..state.devices import device_id
+from .accounts import AddressBook
+from .devices import bind_device, keyed_account_tx, org_account, register_tx
 from .keystore import Wallet
+from .pending import Entry, Setups
 from .registry import Registry
-from .service import Node
+from .service import Node, Receipt
 
 __all__ = ["Directory", "World", "check_serial"]
 
@@ -95,6 +97,8 @@ class World:
         self.maker = maker
         self.maker_keys = maker_keys
         self.directory = Directory(node.data_dir)
+        #: Setups a kill had interrupted that ``open`` finished, by slot (node/pending.py).
+        self.finished: dict[str, Receipt] = {}
 
     @classmethod
     def create(cls, node: Node) -> World:
@@ -102,12 +106,13 @@ class World:
         policy = make_policy([(k.public, {"default": 1, "firmware": 1}) for k in keys],
                              {"default": 1, "firmware": 2, "cosigners": 2})
         org, org_key = org_account(node)
-        maker = create_keyed_account(node, "maker", keys, policy=policy, sponsor=(org, [org_key]))
-        for i, k in enumerate(keys, 1):
-            node.wallet.save(f"maker-{i}", k)
-        world = cls(node, maker, keys)
-        world.directory.registry.update(lambda doc: doc.__setitem__("maker", maker.hex()))
-        return world
+        maker, stx = keyed_account_tx(node, "maker", keys, policy=policy,
+                                      sponsor=(org, [org_key]))
+        named = {f"maker-{i}": k for i, k in enumerate(keys, 1)}
+        # keys saved before the ledger sees the maker (node/pending.py)
+        Setups(node).make(Entry("maker", "maker", maker, "maker", tuple(named)), named,
+                          lambda: stx)
+        return cls(node, maker, keys)
 
     @classmethod
     def load(cls, node: Node) -> World:
@@ -117,11 +122,15 @@ class World:
 
     @classmethod
     def open(cls, node: Node) -> World:
-        """The node's maker, created on first use."""
+        """The node's maker, created on first use (or finished, if a kill interrupted its
+        creation: ``Setups.settle``)."""
+        finished = Setups(node).settle()
         try:
-            return cls.load(node)
+            world = cls.load(node)
         except NotFoundError:
-            return cls.create(node)
+            world = cls.create(node)
+        world.finished = finished
+        return world
 
     def add_patient(self, name: str) -> Patient:
         """A self-registered simulated patient (one key, in the wallet as patient-NAME), named
@@ -129,9 +138,9 @@ class World:
         if name in self.directory.registry.accounts():
             raise InputError(f"the name {name!r} is taken on this node; choose another")
         key = generate("ed25519")
-        pid = create_keyed_account(self.node, "patient", [key])
-        self.node.wallet.save(f"patient-{name}", key)
-        AddressBook(self.node).add(Identity(name, pid, "patient", (f"patient-{name}",)))
+        pid, stx = keyed_account_tx(self.node, "patient", [key])
+        Setups(self.node).make(Entry("account", name, pid, "patient", (f"patient-{name}",)),
+                               {f"patient-{name}": key}, lambda: stx)
         return Patient(pid, name, key)
 
     def next_simulated(self) -> int:
@@ -153,11 +162,21 @@ class World:
                    patient: Patient | None = None) -> Device:
         check_serial(serial)  # before the ledger records a device whose key cannot be kept
         key = generate(alg)
-        did = register_device(self.node, self.maker, self.maker_keys[:1], serial, model,
-                              key.public)
-        self.node.wallet.save(f"device-{serial}", key)
-        self.directory.registry.update(lambda doc: doc["devices"].__setitem__(
-            serial, {"id": did.hex(), "model": model}))
+        setups = Setups(self.node)
+        self.finished.update(setups.settle())
+        if f"device:{serial}" in self.finished:  # the rerun of an interrupted register: done
+            return self.device(serial)
+        if serial in self.directory.registry.devices():
+            raise InputError(f"a device with serial {serial!r} is already registered on this "
+                             "node (`glucoledger device list` shows it); a new device needs "
+                             "its own serial")
+        did = device_id(self.maker, serial)
+        # the key is saved before the ledger sees the device (node/pending.py)
+        setups.make(Entry("device", serial, did, "device", (f"device-{serial}",), model),
+                    {f"device-{serial}": key},
+                    lambda: register_tx(self.node, self.maker, self.maker_keys[:1], serial,
+                                        model, key.public)[1],
+                    account=self.maker)
         if patient is not None:
             bind_device(self.node, patient.id, [patient.key], did)
         return Device(did, serial, model, key)

@@ -196,6 +196,7 @@ class FsBlobStore(BlobStore):
                 self._packs.mkdir(mode=0o700, exist_ok=True)
                 self._made.add("packs")
             fd = os.open(pack, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+            _hold(fd)  # until retired: another process's delete leaves this file in place
             if self.fsync:
                 _sync_dir(self._packs)
         except OSError as exc:
@@ -312,7 +313,7 @@ class FsBlobStore(BlobStore):
                     _zero(pack, offset, length)
                     if self._live[pack] <= 0:
                         self._retire()
-                elif self._live[pack] <= 0:
+                elif self._live[pack] <= 0 and not _appended_to(pack):
                     _zero(pack, 0, None)
                     pack.unlink(missing_ok=True)
                     del self._live[pack]
@@ -355,6 +356,38 @@ def _zero(path: Path, offset: int, length: int | None) -> None:
         f.write(bytes(length))
         f.flush()
         os.fsync(f.fileno())
+
+
+def _hold(fd: int) -> None:
+    """Mark an active pack as this store's (an exclusive ``flock``, released when the
+    descriptor closes: at ``_retire``, or by the system for a killed process)."""
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # a file system without flock: no mark (as before it existed)
+        pass
+
+
+def _appended_to(pack: Path) -> bool:
+    """Whether another process holds ``pack`` as its active pack (``_hold``). Such a pack
+    gets new records after this process scanned it (``serve`` uploading while an
+    ``erase`` runs next to it): zeroing it whole, or removing it, would destroy them, so a
+    delete then zeroes only its own records. A pack not held now never will be again (only
+    its creator appends, from creation until retirement)."""
+    import fcntl
+
+    try:
+        fd = os.open(pack, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def _sync_dir(folder: Path) -> None:

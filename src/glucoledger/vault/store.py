@@ -124,7 +124,8 @@ class Vault:
         self.blobs = blobs if blobs is not None else FsBlobStore(self.data_dir / "blobs",
                                                                  fsync=fsync)
         self._lock = threading.RLock()
-        self._keks: dict[tuple[bytes, str], bytes] = {}
+        #: Unsealed stream keys by (patient, stream): (the sealed bytes read, the key).
+        self._keks: dict[tuple[bytes, str], tuple[bytes, bytes]] = {}
         self._path = self.data_dir / "vault.db"
         self._db = connect(self._path, sync="FULL" if fsync else "NORMAL", readonly=readonly,
                            schema=_SCHEMA, what="the vault database")
@@ -165,35 +166,56 @@ class Vault:
 
     # --- keys -----------------------------------------------------------------------------
     def kek(self, patient: bytes, stream: str) -> bytes:
-        """The patient's key-encryption key for ``stream``, created on first use."""
-        cached = self._keks.get((patient, stream))
-        if cached is not None:
-            return cached
+        """The patient's key-encryption key for ``stream``, created on first use.
+
+        Read from the database every time (a primary-key lookup; only the unsealing is
+        cached, by the sealed bytes): another process on the folder may have erased the
+        stream (``glucoledger erase`` next to ``serve``), and a key kept in memory would
+        seal new readings under a destroyed key, unreadable for good after a restart."""
         aad = patient + stream.encode()
         with self._lock:
-            rows = self._q("SELECT wrapped FROM keks WHERE patient = ? AND stream = ?",
-                           (patient, stream))
-            if not rows:
+            key = self.existing_kek(patient, stream)
+            if key is None:
                 self._many([("INSERT OR IGNORE INTO keks VALUES (?, ?, ?)",
                               [(patient, stream, seal(self._master, new_key(), "kek", aad))])])
-                rows = self._q("SELECT wrapped FROM keks WHERE patient = ? AND stream = ?",
-                               (patient, stream))
-            key = open_sealed(self._master, bytes(rows[0][0]), "kek", aad)
-            self._keks[(patient, stream)] = key
+                key = self.existing_kek(patient, stream)
+            assert key is not None  # just inserted (or by another process: the same row)
             return key
 
     def existing_kek(self, patient: bytes, stream: str) -> bytes | None:
         """The patient's key-encryption key for ``stream`` if she has one (None once erased
         or never made); unlike ``kek``, never creates one (so a read-only vault can ask)."""
-        cached = self._keks.get((patient, stream))
-        if cached is not None:
-            return cached
         with self._lock:
             rows = self._q("SELECT wrapped FROM keks WHERE patient = ? AND stream = ?",
                            (patient, stream))
+            if not rows:
+                self._keks.pop((patient, stream), None)
+                return None
+            wrapped = bytes(rows[0][0])
+            cached = self._keks.get((patient, stream))
+            if cached is not None and cached[0] == wrapped:
+                return cached[1]
+            key = open_sealed(self._master, wrapped, "kek", patient + stream.encode())
+            self._keks[(patient, stream)] = (wrapped, key)
+            return key
+
+    def wrapped_under_current_kek(self, row: BatchRow) -> bool:
+        """Whether ``row``'s data key is wrapped under its stream's key-encryption key as the
+        database holds it now (never a cached one): custody "node" and the wrap opens. A
+        key made after the stream was erased (new uploads) wraps no erased batch's key."""
+        if row.custody != "node":
+            return False
+        rows = self._q("SELECT wrapped FROM keks WHERE patient = ? AND stream = ?",
+                       (row.patient, row.stream))
         if not rows:
-            return None
-        return open_sealed(self._master, bytes(rows[0][0]), "kek", patient + stream.encode())
+            return False
+        try:
+            kek = open_sealed(self._master, bytes(rows[0][0]), "kek",
+                              row.patient + row.stream.encode())
+            open_sealed(kek, row.wrapped_key, "data-key", self._aad(row))
+        except GlucoledgerError:
+            return False
+        return True
 
     def erase(self, patient: bytes, stream: str) -> None:
         """Destroy the stream's KEK: every batch under it becomes unreadable."""
