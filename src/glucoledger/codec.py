@@ -289,15 +289,17 @@ def _scan(data: bytes) -> list[int]:
     stack: list[tuple[int, bool, bytes]] = []
     # The current container: items (map entries) left, is a map, previous key's encoding.
     left, is_map, prev = 1, False, b""
+    depth = 0  # len(stack), kept by hand: one call fewer an item
     try:
         while True:
             if not left:
-                if not stack:
+                if not depth:
                     break
                 left, is_map, prev = stack.pop()
+                depth -= 1
                 continue
             left -= 1
-            top = len(stack) == 1
+            top = depth == 1
             if is_map:  # the key first: text, after the previous key
                 if top:
                     starts.append(pos)
@@ -329,7 +331,9 @@ def _scan(data: bytes) -> list[int]:
             if w:
                 if pos + 1 + w > end:
                     raise IndexError
-                arg = int.from_bytes(data[pos + 1:pos + 1 + w], "big")
+                # (a one-byte argument, the most common: that byte, with no slice)
+                arg = data[pos + 1] if w == 1 else int.from_bytes(data[pos + 1:pos + 1 + w],
+                                                                   "big")
                 if arg < _SHORTEST_FOR[w]:
                     raise MalformedError(_NOT_CANONICAL)
             else:
@@ -340,9 +344,10 @@ def _scan(data: bytes) -> list[int]:
                 if pos > end:
                     raise IndexError
             elif kind >= 5:
-                if len(stack) >= _MAX_DEPTH:
+                if depth >= _MAX_DEPTH:
                     raise MalformedError("value nests deeper than 32 levels; flatten it")
                 stack.append((left, is_map, prev))
+                depth += 1
                 left, is_map, prev = arg, kind == 6, b""
             elif kind == 3:
                 if arg >= _NEG_LIMIT:
