@@ -41,7 +41,8 @@ _PLAIN = frozenset({str, bytes, bool, type(None)})  # scalars with nothing more 
 #: keys, shorter UTF-8 first, then by bytes, which is code point order). Values are what
 #: the inputs determine, so a full memo only stops remembering: the order stays the same.
 _KEY_ORDER: dict[str, tuple[int, str]] = {}
-_SHAPE_ORDER: dict[tuple[str, ...], tuple[str, ...]] = {}
+#: A shape's canonical order, and whether the shape already is in it.
+_SHAPE_ORDER: dict[tuple[str, ...], tuple[tuple[str, ...], bool]] = {}
 _MEMO_MAX = 4096
 
 
@@ -75,22 +76,50 @@ def _key_order(key: object) -> tuple[int, str]:
 
 
 def _canonical_map(value: dict[Any, Any], depth: int) -> dict[str, Any]:
-    """A copy of ``value`` with every map's entries in canonical order, its types checked."""
+    """``value`` itself when its entries (and those of every map inside it) are already in
+    canonical order, else a copy that puts them in it; its types checked either way.
+
+    A map decoded from canonical bytes (a transaction's body: the policy an account id and
+    the account record are encoded from) is already in order: it is checked, not copied.
+    Items are checked in canonical key order in both cases, so the same input raises the
+    same error."""
     if depth >= 32:
         raise _too_deep()
     shape = tuple(value)
-    order = _SHAPE_ORDER.get(shape)
-    if order is None:
+    memo = _SHAPE_ORDER.get(shape)
+    if memo is None:
         order = tuple(sorted(shape, key=_key_order))  # checks that every key is text
+        in_order = order == shape
         # Only shapes of a few short keys: the memo holds its keys, and keys come from
         # outside (a transaction's meta), so its size stays bounded whatever is sent.
         if (len(_SHAPE_ORDER) < _MEMO_MAX and len(shape) <= 32
                 and all(len(key) <= 64 for key in shape)):
-            _SHAPE_ORDER[shape] = order
+            _SHAPE_ORDER[shape] = (order, in_order)
     else:  # the memo matches keys equal to its texts: a str subclass is still refused
+        order, in_order = memo
         for key in shape:
             if type(key) is not str:
                 raise _not_text(key)
+    if in_order:
+        for key in order:
+            item = value[key]
+            t = type(item)
+            if t in _PLAIN:
+                continue
+            if t is int:
+                if not _INT_MIN <= item <= _INT_MAX:
+                    raise _out_of_range(item)
+                continue
+            if t is dict:
+                if _canonical_map(item, depth + 1) is not item:
+                    break  # an inner map needs a copy, so this one does: the loop below
+            elif t is list or t is tuple:
+                if _canonical_array(item, depth + 1) is not item:
+                    break
+            else:
+                raise _bad_type(t, "cannot be encoded")
+        else:
+            return value
     out = {}
     for key in order:
         item = value[key]
@@ -111,7 +140,8 @@ def _canonical_map(value: dict[Any, Any], depth: int) -> dict[str, Any]:
 
 
 def _canonical_array(value: list[Any] | tuple[Any, ...], depth: int) -> list[Any] | tuple[Any, ...]:
-    """``value`` itself when it holds no map, else a copy whose maps are in canonical order.
+    """``value`` itself when every map inside it is in canonical order, else a copy whose
+    maps are put in it.
 
     Its loop is ``_canonical_map``'s, kept inline in both: building the map from this
     function's answer (a list, then a zip) made ``encode`` 1.5-1.7x slower (measured)."""
@@ -126,15 +156,17 @@ def _canonical_array(value: list[Any] | tuple[Any, ...], depth: int) -> list[Any
             if not _INT_MIN <= item <= _INT_MAX:
                 raise _out_of_range(item)
             continue
+        new: Any
         if t is dict:
-            item = _canonical_map(item, depth + 1)
+            new = _canonical_map(item, depth + 1)
         elif t is list or t is tuple:
-            item = _canonical_array(item, depth + 1)
+            new = _canonical_array(item, depth + 1)
         else:
             raise _bad_type(t, "cannot be encoded")
-        if out is None:
-            out = list(value)
-        out[i] = item
+        if new is not item:  # a map inside was put in order: copy this array
+            if out is None:
+                out = list(value)
+            out[i] = new
     return value if out is None else out
 
 
@@ -257,15 +289,17 @@ def _scan(data: bytes) -> list[int]:
     stack: list[tuple[int, bool, bytes]] = []
     # The current container: items (map entries) left, is a map, previous key's encoding.
     left, is_map, prev = 1, False, b""
+    depth = 0  # len(stack), kept by hand: one call fewer an item
     try:
         while True:
             if not left:
-                if not stack:
+                if not depth:
                     break
                 left, is_map, prev = stack.pop()
+                depth -= 1
                 continue
             left -= 1
-            top = len(stack) == 1
+            top = depth == 1
             if is_map:  # the key first: text, after the previous key
                 if top:
                     starts.append(pos)
@@ -297,7 +331,9 @@ def _scan(data: bytes) -> list[int]:
             if w:
                 if pos + 1 + w > end:
                     raise IndexError
-                arg = int.from_bytes(data[pos + 1:pos + 1 + w], "big")
+                # (a one-byte argument, the most common: that byte, with no slice)
+                arg = data[pos + 1] if w == 1 else int.from_bytes(data[pos + 1:pos + 1 + w],
+                                                                   "big")
                 if arg < _SHORTEST_FOR[w]:
                     raise MalformedError(_NOT_CANONICAL)
             else:
@@ -308,9 +344,10 @@ def _scan(data: bytes) -> list[int]:
                 if pos > end:
                     raise IndexError
             elif kind >= 5:
-                if len(stack) >= _MAX_DEPTH:
+                if depth >= _MAX_DEPTH:
                     raise MalformedError("value nests deeper than 32 levels; flatten it")
                 stack.append((left, is_map, prev))
+                depth += 1
                 left, is_map, prev = arg, kind == 6, b""
             elif kind == 3:
                 if arg >= _NEG_LIMIT:

@@ -30,10 +30,20 @@ def sha256_many(datas: Iterable[bytes]) -> list[bytes]:
     return list(map(_digest, map(hashlib.sha256, datas)))
 
 
+#: tag -> its prefix ``b"glucoledger:" + tag + b"\x00"``, checked once (tags are the code's
+#: own constants; bounded all the same).
+_PREFIX: dict[str, bytes] = {}
+
+
 def tagged_hash(tag: str, data: bytes) -> bytes:
-    if not tag or "\x00" in tag:
-        raise ValueError("a hash tag is a non-empty string without NUL")
-    return hashlib.sha256(b"glucoledger:" + tag.encode() + b"\x00" + data).digest()
+    prefix = _PREFIX.get(tag)
+    if prefix is None:
+        if not tag or "\x00" in tag:
+            raise ValueError("a hash tag is a non-empty string without NUL")
+        prefix = b"glucoledger:" + tag.encode() + b"\x00"
+        if len(_PREFIX) < 256 and type(tag) is str:
+            _PREFIX[tag] = prefix
+    return hashlib.sha256(prefix + data).digest()
 
 
 def constant_time_equal(a: bytes, b: bytes) -> bool:

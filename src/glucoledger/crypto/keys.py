@@ -17,7 +17,7 @@ A key id is ``tagged_hash("key-id", alg || public key)``: 32 bytes.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from cryptography.exceptions import InvalidSignature
@@ -80,6 +80,8 @@ def _size(raw: object) -> str:
 class PublicKey:
     alg: Algorithm
     raw: bytes
+    #: ``key_id``, once computed (a pure function of ``alg`` and ``raw``).
+    _id: bytes = field(default=b"", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.alg == "ed25519":
@@ -95,7 +97,12 @@ class PublicKey:
 
     @property
     def key_id(self) -> bytes:
-        return tagged_hash("key-id", _ALG_BYTE[self.alg] + self.raw)
+        kid = self._id
+        if not kid:  # computed once per key object: a policy's checks, its account's
+            # key table and a transaction's signer set each ask for it
+            kid = tagged_hash("key-id", _ALG_BYTE[self.alg] + self.raw)
+            object.__setattr__(self, "_id", kid)
+        return kid
 
     def to_value(self) -> dict[str, object]:
         return {"alg": self.alg, "pub": self.raw}

@@ -62,8 +62,13 @@ def encode_results(results: Sequence[Result]) -> tuple[tuple[bytes, ...], bytes]
     """Each result's canonical bytes (as the store keeps them) and ``results_hash`` of all,
     with each result encoded once: a definite-length array's canonical encoding is its head
     followed by its items' encodings (RFC 8949 4.2.1), so the hash needs no second encode."""
-    items = tuple(codec.encode(r.to_value()) for r in results)
+    items = tuple(_OK_BYTES if r.code == OK and not r.message else codec.encode(r.to_value())
+                  for r in results)
     return items, tagged_hash("results", _array_head(len(items)) + b"".join(items))
+
+
+#: ``codec.encode(Result("ok").to_value())``, the result of most transactions, encoded once.
+_OK_BYTES = b"\x82\x62ok\x60"
 
 
 def _array_head(n: int) -> bytes:

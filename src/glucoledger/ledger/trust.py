@@ -116,14 +116,21 @@ class TrustCache:
 
     def check_signatures(self, stx: SignedTx) -> None:
         """``stx.check_signatures()``, through the memo. Raises SignatureError."""
+        data = signing_input("tx", stx.tx_hash)  # the same signed bytes for every signer
+        verified = self._verified
         for i, s in enumerate(stx.sigs):
+            key = s.key
+            memo = _sig_key(key, data, s.sig)
+            if memo in verified:
+                continue
             try:
-                self.verify(s.key, "tx", stx.tx_hash, s.sig)
+                key.verify_raw(data, s.sig)
             except SignatureError:
                 raise SignatureError(
                     f"signature {i} (key {s.key.key_id.hex()[:16]}) does not verify over "
                     f"transaction {stx.tx_hash.hex()[:16]}; re-sign the transaction"
                 ) from None
+            verified.put(memo)
 
     # --- envelopes -------------------------------------------------------------------------
     def sign_tx(self, tx: Transaction, keys: Sequence[PrivateKey]) -> SignedTx:

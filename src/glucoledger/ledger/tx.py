@@ -30,6 +30,9 @@ __all__ = ["MAX_SIGNATURES", "MAX_TX_BYTES", "Signature", "SignedTx", "Transacti
 MAX_SIGNATURES = 16
 MAX_TX_BYTES = 256 * 1024
 _ACCOUNT_LEN = 32
+_TX_FIELDS = frozenset({"chain", "type", "body", "account", "nonce"})
+_SIG_FIELDS = frozenset({"a", "p", "s"})
+_ENVELOPE_FIELDS = frozenset({"tx", "sigs"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +66,7 @@ class Transaction:
 
     @classmethod
     def from_value(cls, value: Any) -> Transaction:
-        fields = {"chain", "type", "body", "account", "nonce"}
-        if not isinstance(value, dict) or set(value) != fields:
+        if not isinstance(value, dict) or value.keys() != _TX_FIELDS:
             raise MalformedError(
                 "a transaction is exactly {chain, type, body, account, nonce}"
             )
@@ -90,7 +92,7 @@ class Signature:
     def from_value(cls, value: Any) -> Signature:
         if (
             not isinstance(value, dict)
-            or set(value) != {"a", "p", "s"}
+            or value.keys() != _SIG_FIELDS
             or value["a"] not in ALGORITHMS
             or not isinstance(value["p"], bytes)
             or not isinstance(value["s"], bytes)
@@ -106,6 +108,9 @@ class SignedTx:
     #: The exact canonical bytes (the Merkle leaf); set by encode/decode.
     raw: bytes = field(default=b"", compare=False, repr=False)
     tx_hash: bytes = field(default=b"", compare=False, repr=False)
+    #: ``signer_ids``, once computed.
+    _signers: frozenset[bytes] | None = field(default=None, init=False, compare=False,
+                                              repr=False)
 
     @classmethod
     def create(cls, tx: Transaction, sigs: Sequence[Signature]) -> SignedTx:
@@ -130,7 +135,7 @@ class SignedTx:
             raise MalformedError(f"transaction is {len(raw)} bytes; the limit is {MAX_TX_BYTES}")
         raw = bytes(raw)
         value, starts = codec.decode_spans(raw)
-        if not isinstance(value, dict) or set(value) != {"tx", "sigs"}:
+        if not isinstance(value, dict) or value.keys() != _ENVELOPE_FIELDS:
             raise MalformedError("a signed transaction is exactly {tx, sigs}")
         if not isinstance(value["sigs"], list):
             raise MalformedError("sigs must be a list")
@@ -164,7 +169,11 @@ class SignedTx:
 
     @property
     def signer_ids(self) -> frozenset[bytes]:
-        return frozenset(s.key.key_id for s in self.sigs)
+        ids = self._signers
+        if ids is None:
+            ids = frozenset(s.key.key_id for s in self.sigs)
+            object.__setattr__(self, "_signers", ids)
+        return ids
 
 
 _HEAD_TX = b"\xa2\x62tx"

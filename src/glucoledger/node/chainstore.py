@@ -32,7 +32,8 @@ from ..state.replica import Block
 
 __all__ = ["ChainStore", "StoredTx"]
 
-_OK_RESULT = codec.encode(Result("ok").to_value())
+_OK = Result("ok")
+_OK_RESULT = codec.encode(_OK.to_value())
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
@@ -61,6 +62,8 @@ class StoredTx:
         self.envelope, self.hash, self.result = envelope, hash, result
 
     def decoded_result(self) -> Result:
+        if self.result == _OK_RESULT:  # most of them: no decode for the same few bytes
+            return _OK
         return Result.from_value(codec.decode(self.result))
 
 

@@ -307,7 +307,10 @@ def apply(
         state.rollback()
         raise
     state.commit()
-    return Result("ok"), stx
+    return _OK, stx
+
+
+_OK: Final = Result("ok")  # frozen: one object for every accepted transaction
 
 
 def require(condition: bool, code: str, message: str) -> None:

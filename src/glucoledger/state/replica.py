@@ -115,18 +115,19 @@ class Replica:
         hashes: list[bytes | None] = []
         leaves: list[bytes] = []
         nodes: list[tuple[int, int, bytes]] = []
+        chain, trust, state, tree = self.chain, self.trust, self.state, self.tree
+        leaf_hash = merkle.leaf_hash
         try:
             for i, p in enumerate(self._pending):
-                ctx = Context(self.chain, height, time_ms, first + i, self.trust)
+                ctx = Context(chain, height, time_ms, first + i, trust)
                 # A failed pre-check is re-checked here so the message is the same as when
                 # no pre-check ran: results (and their hash) never depend on the pipeline.
-                result, stx = apply(self.state, p.envelope, ctx,
-                                    signatures_checked=p.sig_ok is True)
+                result, stx = apply(state, p.envelope, ctx, signatures_checked=p.sig_ok is True)
                 results.append(result)
                 hashes.append(stx.tx_hash if stx is not None else None)
-                leaf = merkle.leaf_hash(p.envelope)
+                leaf = leaf_hash(p.envelope)
                 leaves.append(leaf)
-                nodes.extend(self.tree.append(leaf))
+                nodes.extend(tree.append(leaf))
         except StopNode as exc:
             self.failed = f"block {height}: {exc}"
             raise ReplicaFailedError(f"block {height}: {exc}") from exc

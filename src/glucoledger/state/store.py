@@ -78,10 +78,14 @@ class State:
 
     def put(self, key: str, value: Any) -> None:
         raw = codec.encode(value)
-        self._remember(key)
-        if key not in self._data:
+        data = self._data
+        old = data.get(key, _MISSING)
+        journal = self._journal
+        if journal is not None and key not in journal:  # _remember, inline
+            journal[key] = old
+        if old is _MISSING:
             self._key_set_changed(key)
-        self._data[key] = raw
+        data[key] = raw
         self._changed.add(key)
 
     def append_each(self, keys: Iterable[str], item: Any) -> None:
