@@ -6,6 +6,8 @@ import errno
 import os
 import resource
 import signal
+import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -103,3 +105,19 @@ def test_side_files_are_written_only_through_the_helper() -> None:
                                                  for f, snippet in _RENAMES):
                 found.append(f"{rel}:{n}: {line.strip()}")
     assert found == [], "write side files with files.atomic_write:\n" + "\n".join(found)
+
+
+def test_a_device_or_pipe_is_written_in_place_never_replaced(tmp_path: Path) -> None:
+    """``--out /dev/null`` as root: the rename replaced the device with a regular file,
+    and everything that read /dev/null afterwards read these bytes. A FIFO stands in for
+    the device here (making a device node needs root); it must stay a FIFO."""
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    atomic_write(fifo, b"report\n")
+    reader.join(30)
+    assert got == [b"report\n"]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.fifo"]  # no temporary left

@@ -18,6 +18,7 @@ import contextlib
 import errno
 import json
 import os
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,8 +69,23 @@ def fsync_dir(folder: Path) -> None:
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     """Replace ``path`` with ``data``: the old bytes or the new, never a mix, even after a
     crash. Raises :class:`StorageError` (disk full, read-only folder, ...) and then leaves
-    the old file untouched and no temporary file behind."""
+    the old file untouched and no temporary file behind.
+
+    A ``path`` that is a device or a pipe (``--out /dev/null``, ``/dev/stdout``) is written
+    in place, never replaced: run as root, the rename replaced /dev/null itself with a
+    regular file, and every later reader of /dev/null got its lines."""
     path = Path(path)
+    try:
+        special = not stat.S_ISREG(os.stat(path).st_mode) and not path.is_dir()
+    except OSError:
+        special = False  # missing (the usual case), or unreadable: the rename path says
+    if special:
+        try:
+            with open(path, "wb") as f:
+                f.write(data)
+        except OSError as exc:
+            raise storage_error(exc, path, "writing it") from None
+        return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)

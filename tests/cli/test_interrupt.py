@@ -43,14 +43,16 @@ def test_ctrl_c_while_the_command_loads_or_runs(tmp_path: Path) -> None:
 
 
 def _no_terminal(args: list[str], *, closed: bool) -> subprocess.CompletedProcess[str]:
-    """``args`` with stdin at its end (/dev/null) or closed altogether (the shell's ``<&-``;
-    not a ``preexec_fn``, which is unsafe in a process with threads, as pytest's may be)."""
+    """``args`` with stdin an empty pipe, at its end, or closed altogether (the shell's
+    ``<&-``; not a ``preexec_fn``, which is unsafe in a process with threads, as pytest's
+    may be). Not /dev/null: a CI machine where something running as root had replaced
+    /dev/null with a regular file fed the command that file's lines as passwords."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "COLUMNS": "400"}
     command = [sys.executable, "-m", "glucoledger", *args]
     if closed:
         command = ["sh", "-c", 'exec "$0" "$@" <&-', *command]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300,
-                          check=False, stdin=subprocess.DEVNULL)
+                          check=False, input="")
 
 
 def test_prompts_without_anyone_to_answer_say_what_to_do(tmp_path: Path) -> None:
