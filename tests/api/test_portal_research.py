@@ -83,7 +83,8 @@ def test_patient_joins_narrowing_sees_uses_and_credit_and_withdraws(rsite: Resea
         assert r.status_code == 200 and "You joined GL-PORTAL-1" in r.text, r.text[:400]
         mine = _article(r.text, "study", "GL-PORTAL-1")
         assert 'data-status="active"' in mine and "sensor glucose (cgm)" in mine
-        assert "your sex" in mine and "age" not in mine
+        shared = re.search(r"You share (.*?)\. Study", mine, re.S)  # not in a random token
+        assert shared and shared.group(1) == "sensor glucose (cgm) and your sex", mine
         assert "open-study" not in r.text  # nothing left to join
         grant = lab.node.state.get("rconsent/" + sid + "/" + lab.patients[0].id.hex())
         g = lab.node.state.get("rgrant/" + grant.hex())
