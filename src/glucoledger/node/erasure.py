@@ -15,6 +15,18 @@ Order of work (``ErasureService.erase``):
    content is zeroed), a WAL checkpoint that truncates the log, then ``VACUUM`` (free pages
    released).
 
+Steps 1 and 2 run under the vault's ordering lock (``Vault.ordering``), which every ingest
+group holds while it wraps its data keys and orders them (``Vault.wrap``): a batch is wrapped
+under the stream key either before the erasure is ordered (the erasure lists it and erases
+it) or after the key is gone (a new key). Before, a batch sealed before the erasure and
+ordered after it kept a data key wrapped under the destroyed key, unreadable for good.
+
+A kill -9 between steps 1 and 2 leaves the key, and a process already running (``serve``)
+would go on wrapping new batches under it, which the erasure then destroys when it is
+finished. So whoever takes the ordering lock first carries out step 2 of every erasure the
+ledger holds that its process has not seen (``destroy_erased_keys``), before it wraps or
+salts anything under a stream key.
+
 ``finish`` runs steps 2-5 again for every recorded erasure whose batches still have a row
 or a blob: a kill -9 between 1 and 3 is repaired the next time the node opens its vault
 (``NodeServices.vault``; the ledger is the to-do list). The rows go last, so an erasure
@@ -46,7 +58,8 @@ from ..vault.blobstore import FsBlobStore
 from ..vault.store import Vault
 from .service import Node
 
-__all__ = ["ErasureReport", "ErasureService", "erased_by", "left_after_erasure"]
+__all__ = ["ErasureReport", "ErasureService", "destroy_erased_keys", "erased_by",
+           "left_after_erasure"]
 
 
 def erased_by(node: Node) -> Callable[[bytes], bytes | None]:
@@ -116,23 +129,32 @@ class ErasureService:
     def erase(self, envelope: bytes) -> ErasureReport:
         """Order the erasure, then destroy what it covers. Raises RejectedError if refused."""
         stx = SignedTx.decode(envelope)
-        receipt = self.node.submit([stx.raw])[0]
-        if not receipt.ok:
-            raise RejectedError(f"erasure refused: {receipt.result.message}",
-                                code=receipt.result.code)
-        record = self.node.state.get(erasure_key(stx.tx_hash))
-        self._destroy(record, finishing=False)
+        with self.vault.ordering():  # no batch wrapped between the order and the key step
+            receipt = self.node.submit([stx.raw])[0]
+            if not receipt.ok:
+                raise RejectedError(f"erasure refused: {receipt.result.message}",
+                                    code=receipt.result.code)
+            record = self.node.state.get(erasure_key(stx.tx_hash))
+            self._destroy_keys(record, finishing=False)
+            self.vault.erasures_done.add(erasure_key(stx.tx_hash))
+        self._destroy(record)
         return ErasureReport(stx.tx_hash, receipt.height, len(record["batches"]),
                              tuple(record["streams"]), record["whole"])
 
-    def _destroy(self, record: dict, *, finishing: bool) -> None:  # type: ignore[type-arg]
+    def _destroy_keys(self, record: dict, *, finishing: bool  # type: ignore[type-arg]
+                      ) -> None:
+        """Step 2: a whole stream's key, only the generation the erasure targets when
+        ``finishing``. Under the ordering lock."""
+        if record["whole"]:
+            for stream in record["streams"]:
+                if not finishing or _erased_key_is_current(self.vault, record, stream):
+                    self.vault.erase(record["patient"], stream)
+
+    def _destroy(self, record: dict) -> None:  # type: ignore[type-arg]
+        """Steps 3-5 (and the readers' caches)."""
         patient = record["patient"]
         for reader in self.readers:
             reader.forget(record["batches"])
-        if record["whole"]:
-            for stream in record["streams"]:
-                if not finishing or self._erased_key_is_current(record, stream):
-                    self.vault.erase(patient, stream)
         for ct in record["batches"]:
             if isinstance(self.vault.blobs, FsBlobStore):
                 _shred(self.vault.blobs.path(ct))
@@ -160,23 +182,50 @@ class ErasureService:
         for key in list(self.node.state.keys("erasure/")):
             record = self.node.state.get(key)
             if any(_has_row(self.vault, ct) for ct in record["batches"]):  # (rows go last)
-                self._destroy(record, finishing=True)
+                with self.vault.ordering():
+                    self._destroy_keys(record, finishing=True)
+                self._destroy(record)
                 n += 1
+            self.vault.erasures_done.add(key)  # none left: its key step was done before
         return n
 
-    def _erased_key_is_current(self, record: dict, stream: str) -> bool:  # type: ignore[type-arg]
-        """Whether the stream key the vault holds now is the one the erasure targets: the
-        key that wraps an erased batch's data key (their rows, deleted last, are still
-        there while an erasure is unfinished). Not so when the key was destroyed before the
-        kill and another process made a new one since, for new uploads: that one stays."""
-        for ct in record["batches"]:
-            try:
-                row = self.vault.by_ct(ct)
-            except NotFoundError:
-                continue
-            if row.stream == stream and self.vault.wrapped_under_current_kek(row):
-                return True
+
+def destroy_erased_keys(node: Node, vault: Vault) -> None:
+    """Carry out step 2 of every erasure the ledger holds that this process has not seen
+    done: called under ``vault.ordering()`` before anything is wrapped or salted under a
+    stream key (an ingest group, a day's zero-knowledge commitment). What ``erase`` killed
+    between ordering and destroying left; otherwise nothing (the key it targets is gone,
+    and a key made since is spared: ``_erased_key_is_current``). Each erasure is looked at
+    once per process."""
+    node.refresh(wait=True)  # an erasure another process ordered is seen before we wrap
+    done = vault.erasures_done
+    for key in node.state.keys("erasure/"):
+        if key in done:
+            continue
+        record = node.state.get(key)
+        if record["whole"]:
+            for stream in record["streams"]:
+                if _erased_key_is_current(vault, record, stream):
+                    vault.erase(record["patient"], stream)
+        done.add(key)
+
+
+def _erased_key_is_current(vault: Vault, record: dict, stream: str  # type: ignore[type-arg]
+                           ) -> bool:
+    """Whether the stream key the vault holds now is the one the erasure targets: the key
+    that wraps an erased batch's data key (their rows, deleted last, are still there while
+    an erasure is unfinished). Not so when the key was destroyed before the kill and another
+    process made a new one since, for new uploads: that one stays."""
+    if vault.existing_kek(record["patient"], stream) is None:
         return False
+    for ct in record["batches"]:
+        try:
+            row = vault.by_ct(ct)
+        except NotFoundError:
+            continue
+        if row.stream == stream and vault.wrapped_under_current_kek(row):
+            return True
+    return False
 
 
 def _has_row(vault: Vault, ct: bytes) -> bool:

@@ -62,6 +62,7 @@ from ..state.data import HOUR_MS, MAX_SPAN_HOURS, TRUST_LEVELS, VOUCHED, check_s
 from ..state.devices import custody_key, device_key
 from ..vault.batch import Checked, Upload, check_wires, prepare_upload
 from ..vault.store import BatchRow, Sealed, Vault
+from .erasure import destroy_erased_keys
 from .logcheck import check_vault_present, check_vault_rows, refuse_if_mismatched
 from .presence import Presence
 from .registry import Label
@@ -461,6 +462,11 @@ class IngestService:
         jobs acknowledged with their receipts. A job that failed has its error set."""
         if self._unsettled:  # fail-stop: settle what the last failure left first
             self.recover()
+        destroy_erased_keys(self.node, self.vault)  # before a data key is wrapped
+        wrapped = self.vault.wrap([(j.upload.patient, j.upload.stream, j.sealed)
+                                   for j in group])
+        for job, key in zip(group, wrapped, strict=True):
+            job.row = dataclasses.replace(job.row, wrapped_key=key)
         written: list[_Job] = []
         try:
             self.vault.blobs.put_many([j.sealed.blob for j in group])

@@ -586,16 +586,18 @@ class Node:
             "the nodes")
         self.genesis_checked = True
 
-    def refresh(self) -> int:
+    def refresh(self, *, wait: bool = False) -> int:
         """Catch up with what another process on this folder ordered (a command run next to
         ``serve``: a recovery that rotated a key out, a new uploader's gateway, a grant), so
         that what this process reads of the state is current; return how many blocks were
         made. Costs one SQLite pragma when nobody else appended. Does nothing for a
-        consortium member (its loop follows etcd) or while another thread of this process
-        holds the node (it is writing, and syncs as it does)."""
+        consortium member (its loop follows etcd); while another thread of this process
+        holds the node (it is writing, and syncs as it does), nothing either, unless
+        ``wait``: then it waits for that thread (for a caller that must not miss what was
+        ordered before it looked: ``erasure.destroy_erased_keys``)."""
         if self._writer is not None or not isinstance(self.orderer, EmbeddedOrderer):
             return 0
-        if not self._lock.acquire(blocking=False):
+        if not self._lock.acquire(blocking=wait):
             return 0
         try:
             return self.sync() if self.orderer.others_appended() else 0

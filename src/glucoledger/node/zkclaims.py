@@ -62,6 +62,7 @@ from ..zk.chain import Window, prove_chain, verify_chain, witness
 from ..zk.claims import parse
 from ..zk.toolchain import PROFILES, Keys, Profile, Toolchain
 from ..zk.windows import SLOT_MS, commit_slots, day_slots
+from .erasure import destroy_erased_keys
 from .localdays import last_days, patient_zone
 from .proofs import _b64, _unb64, dumps_proof, load_document, ordered_proof, verify_ordered
 from .service import Node, Receipt
@@ -187,7 +188,9 @@ class ZkClaims:
         (a proof's, ``zk-commit``) comes between the check and the order."""
         node = self.node
         with self.vault.ordering(), node.account_lock(self.account):
-            node.refresh()  # what another process on the folder ordered
+            # what another process on the folder ordered; a day's salt is never made from a
+            # stream key an erasure ordered before it targets
+            destroy_erased_keys(node, self.vault)
             todo = []
             for patient, start, end in windows:
                 if self.record(patient, start) is not None:

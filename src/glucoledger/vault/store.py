@@ -29,7 +29,7 @@ import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -101,10 +101,17 @@ class BatchRow:
 
 @dataclass(frozen=True, slots=True)
 class Sealed:
+    """An upload encrypted under a fresh data key. ``wrapped_key``: the data key sealed to
+    the patient's key (custody "self"), or empty (custody "node"): a node-custody data key
+    is wrapped when its batch is ordered (``Vault.wrap``, under ``Vault.ordering``), with
+    the stream key the database holds then, never one an erasure destroyed meanwhile."""
+
     blob: bytes
     ct: bytes
     wrapped_key: bytes
     custody: str
+    data_key: bytes = field(default=b"", repr=False)
+    aad: bytes = field(default=b"", repr=False)
 
 
 def _row(r: Sequence[Any]) -> BatchRow:
@@ -126,6 +133,9 @@ class Vault:
         self._lock = threading.RLock()
         #: Unsealed stream keys by (patient, stream): (the sealed bytes read, the key).
         self._keks: dict[tuple[bytes, str], tuple[bytes, bytes]] = {}
+        #: The ledger's erasure records whose key step this process knows is done
+        #: (node/erasure.py, ``destroy_erased_keys``).
+        self.erasures_done: set[str] = set()
         self._path = self.data_dir / "vault.db"
         self._db = connect(self._path, sync="FULL" if fsync else "NORMAL", readonly=readonly,
                            schema=_SCHEMA, what="the vault database")
@@ -226,19 +236,34 @@ class Vault:
 
     # --- sealing --------------------------------------------------------------------------
     def seal(self, upload: Upload | Checked, custody_pub: bytes | None = None) -> Sealed:
-        """Encrypt an upload under a fresh data key and wrap that key. Stores nothing."""
+        """Encrypt an upload under a fresh data key; wrap that key to ``custody_pub`` (the
+        patient's key) if given, otherwise leave it for ``wrap``. Stores nothing."""
         if isinstance(upload, Upload):
             upload = upload.checked()
         aad = upload.aad()
         dk = new_key()
         blob = seal(dk, upload.plaintext, "batch", aad)
         if custody_pub is None:
-            wrapped = seal(self.kek(upload.patient, upload.stream), dk, "data-key", aad)
-            custody = "node"
-        else:
-            wrapped = hpke_seal(custody_pub, dk, "data-key", aad)
-            custody = "self"
-        return Sealed(blob, sha256(blob), wrapped, custody)
+            return Sealed(blob, sha256(blob), b"", "node", dk, aad)
+        return Sealed(blob, sha256(blob), hpke_seal(custody_pub, dk, "data-key", aad), "self")
+
+    def wrap(self, sealed: Sequence[tuple[bytes, str, Sealed]]) -> list[bytes]:
+        """The wrapped data keys of sealed uploads (patient, stream, sealed) as their rows
+        store them: for custody "node", sealed now under the stream key the database holds
+        (made if none; read once per stream). Called under ``ordering``, which an erasure
+        holds while it orders itself and destroys the key: a batch ordered after an erasure
+        is never wrapped under the key it destroyed."""
+        keks: dict[tuple[bytes, str], bytes] = {}
+        out = []
+        for patient, stream, s in sealed:
+            if s.custody != "node":
+                out.append(s.wrapped_key)
+                continue
+            kek = keks.get((patient, stream))
+            if kek is None:
+                kek = keks[(patient, stream)] = self.kek(patient, stream)
+            out.append(seal(kek, s.data_key, "data-key", s.aad))
+        return out
 
     def _aad(self, row: BatchRow) -> bytes:
         return batch_aad(self.chain, row.patient, row.uploader, row.stream, row.seq)
