@@ -16,8 +16,8 @@ Sources: cgm-remote-monitor (commit 7e0e77f8) ``lib/api3/generic/create/operatio
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
-from typing import Any
 
 import pytest
 import requests
@@ -25,7 +25,7 @@ import requests
 from glucoledger.node.demo_site import DEMO_READER_TOKEN
 
 from .payloads import iso
-from .test_ns_replays import UP, Server, _now, _one_answer_each, _patient, _v3, _v3_history
+from .test_ns_replays import UP, Server, _now, _one_answer_each, _v3, _v3_history
 
 
 @pytest.fixture(scope="module")
@@ -252,17 +252,24 @@ def test_v3_errors_are_status_and_message(srv: Server) -> None:
     assert r.status_code == 401 and set(r.json()) == {"code", "message"}, r.text
 
 
-def test_v3_a_readers_create_is_refused_before_its_document_is_judged(srv: Server) -> None:
-    """A reader's JWT may not write (``create/insert.js`` line 19 demands
-    ``api:<col>:create``): 403, and its document, one that cannot be stored (a Mongo
-    operator key), is neither stored nor logged among the patient's refusals: the one
-    permission check of ``NightscoutService._enqueue`` comes first."""
-    reader = srv.get(f"/api/v2/authorization/request/{DEMO_READER_TOKEN}").json()["token"]
-    s, _ = _patient(srv)
-    before = s.get(f"{srv.url}/api/nightscout/refusals", timeout=30).json()
-    bad: dict[str, Any] = {"eventType": "Note", "date": _now() - 60_000, "app": "x",
-                           "$where": "1"}
-    r = srv.send("POST", "/api/v3/treatments", json=bad,
-                 headers={"Authorization": f"Bearer {reader}"})
-    _refused(r, 403, "upload")
-    assert s.get(f"{srv.url}/api/nightscout/refusals", timeout=30).json() == before
+def test_v3_creates_racing_onto_one_document_never_skip_the_check(srv: Server) -> None:
+    """Two creates of one identity at once, with other ``utcOffset``s (AndroidAPS's
+    re-send after a timeout while the phone's time zone changed): one is stored (201), the
+    other is refused (400) whichever way they meet, checked before it is stored or, when
+    the first was stored while it was on its way, refused by the store (node/nightscout.py
+    ``post_one`` ``pin``): never a change that skipped update/validate.js."""
+    bearer = _v3(srv)
+    for i in range(6):
+        t = _now() - 9_000_000 - i * 61_000 - 13
+        docs = [{"eventType": "Note", "notes": f"race {i}", "date": t, "utcOffset": off,
+                 "app": "AAPS", "device": "AAPS-phone"} for off in (0, 60)]
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda d: srv.send("POST", "/api/v3/treatments", json=d,
+                                                       headers=bearer), docs))
+        assert sorted(a.status_code for a in answers) == [201, 400], [a.text for a in answers]
+        [stored] = [d for d, a in zip(docs, answers, strict=True) if a.status_code == 201]
+        [refused] = [a for a in answers if a.status_code == 400]
+        assert "utcOffset" in refused.json()["message"] or "send it again" in \
+            refused.json()["message"], refused.text
+        r = srv.get("/api/v3/treatments", headers=bearer, params={"date$eq": str(t)})
+        assert [d["utcOffset"] for d in r.json()["result"]] == [stored["utcOffset"]]
