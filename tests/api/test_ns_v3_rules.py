@@ -236,7 +236,9 @@ def test_v3_errors_are_status_and_message(srv: Server) -> None:
     """Every API v3 error is ``{status, message}`` (``shared/operationTools.js``
     sendJSONStatus, lines 29-46; tests/api3.*.test.js check ``res.body.status`` and
     ``res.body.message``); AndroidAPS reads the body as text (NSAndroidClientImpl
-    ``errorBody()?.string()``). API v1 keeps ``{code, message}``."""
+    ``errorBody()?.string()``). API v1 keeps ``{code, message}`` (the reason codes its
+    clients and the consent tests read) and has ``status`` too, as cgm-remote-monitor's v1
+    errors (``lib/middleware/send-json-status.js``: ``{status, message, description}``)."""
     bearer = _v3(srv)
     _refused(srv.get("/api/v3/status"), 401, "Bearer")
     _refused(srv.get("/api/v3/treatments/no-such-document", headers=bearer), 404,
@@ -249,7 +251,10 @@ def test_v3_errors_are_status_and_message(srv: Server) -> None:
         "Authorization": f"Bearer {reader}"}, json={"eventType": "Note", "date": _now(),
                                                     "app": "x"}), 403, "upload")
     r = srv.get("/api/v1/entries.json", headers={"api-secret": "0" * 40})
-    assert r.status_code == 401 and set(r.json()) == {"code", "message"}, r.text
+    assert r.status_code == 401 and set(r.json()) == {"code", "message", "status"}, r.text
+    assert (r.json()["status"], r.json()["code"]) == (401, "unauthenticated"), r.text
+    r = srv.get("/api/v1/nosuch/route/here", headers=UP)
+    assert r.status_code == 404 and r.json()["status"] == 404, r.text
 
 
 def test_v3_creates_racing_onto_one_document_never_skip_the_check(srv: Server) -> None:

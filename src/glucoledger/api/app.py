@@ -50,14 +50,25 @@ def error_response(status: int, code: str, message: str,
     if request is not None and _is_nsv3(request):
         return JSONResponse({"status": status, "message": message}, status_code=status,
                             headers=headers)
-    return JSONResponse({**(extra or {}), "code": code, "message": message},
-                        status_code=status, headers=headers)
+    body: dict[str, object] = {**(extra or {}), "code": code, "message": message}
+    if request is not None and _is_nsv1(request):
+        body["status"] = status  # as Nightscout v1's (lib/middleware/send-json-status.js)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _is_nsv3(request: Request) -> bool:
     """Nightscout API v3 (api/routes_nsv3.py), whose clients read ``{status, message}``."""
     path = request.url.path
     return path == "/api/v3" or path.startswith("/api/v3/")
+
+
+def _is_nsv1(request: Request) -> bool:
+    """Nightscout's v1 and v2 routes (api/routes_nightscout.py, routes_nsv2.py): their
+    errors keep ``{code, message}`` (the reason codes clients and tests read) and carry
+    ``status`` too, the key cgm-remote-monitor's v1 errors have (``{status, message,
+    description}``, lib/middleware/send-json-status.js lines 4-15)."""
+    path = request.url.path
+    return path.startswith(("/api/v1/", "/api/v2/", "/pebble"))
 
 
 class BodyLimit:

@@ -25,9 +25,11 @@ __all__ = ["AUTH_PARAMS", "ERR_RESPONSES", "V3_ERR_RESPONSES", "authenticate", "
 
 _JSON_ERROR = {"application/json": {"schema": {
     "type": "object", "properties": {"code": {"type": "string"},
-                                     "message": {"type": "string"}}}}}
+                                     "message": {"type": "string"},
+                                     "status": {"type": "integer"}}}}}
 
-#: The error answers every Nightscout route documents (the body is errors.py's code/message).
+#: The error answers every Nightscout v1/v2 route documents (the body is errors.py's
+#: code/message, and the HTTP status as Nightscout v1 has it: api/app.py error_response).
 ERR_RESPONSES: dict[int | str, dict[str, Any]] = {
     s: {"description": d, "content": _JSON_ERROR}
     for s, d in ((400, "bad input"), (401, "no or wrong credential"),

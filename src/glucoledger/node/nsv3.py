@@ -308,7 +308,7 @@ def check_unmodified_since(header: str | None, col: str, identifier: str,
         return
     try:
         since = int(parsedate_to_datetime(header).timestamp()) * 1000
-    except (TypeError, ValueError, IndexError, OverflowError):
+    except (TypeError, ValueError, IndexError, OverflowError, OSError):
         return
     modified = int(current.get("srvModified") or 0)
     if modified - modified % 1000 > since:
