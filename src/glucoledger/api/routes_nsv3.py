@@ -8,13 +8,16 @@
 - ``POST /api/v3/{col}`` (one document: 201 with its ``identifier``, the client's own when it
   sent one; a document that lands on one already here, by the ``identifier`` sent (a deleted
   one included) or by its Nightscout identity (a re-send without ``identifier``), is that
-  document's next version: 200, ``isDeduplication``; a document that cannot be stored: 400
-  with the reason, logged for the patient), ``PATCH``/``PUT /api/v3/{col}/{identifier}``
-  (a new version of that document; a PATCH of ``created_at`` moves it in time; a PUT of an
-  unknown identifier creates it under that name, 201, as Nightscout's upsert; a field of
-  ``IMMUTABLE`` sent with another value: 400 "Field ... cannot be modified by the client",
-  nothing stored, as ``update/validate.js``), ``DELETE /api/v3/{col}/{identifier}`` (a
-  deletion version; a deleted one again: 200, nothing recorded);
+  document's next version: 200, ``isDeduplication``, unless it changes a field of
+  ``nsv3.IMMUTABLE`` of a live one: 400, as ``update/replace.js`` validates it; a document
+  that cannot be stored: 400 with the reason, logged for the patient),
+  ``PATCH``/``PUT /api/v3/{col}/{identifier}`` (a new version of that document; a PATCH of
+  ``created_at`` moves only a document without ``date``; a PUT of an unknown identifier
+  creates it under that name, 201, as Nightscout's upsert; a field of ``IMMUTABLE`` sent
+  with another value: 400 "Field ... cannot be modified by the client", nothing stored, as
+  ``update/validate.js``; ``If-Unmodified-Since`` before ``srvModified``: 412),
+  ``DELETE /api/v3/{col}/{identifier}`` (a deletion version; a deleted one again: 200,
+  nothing recorded); POST and PUT need ``date`` and ``app`` (``validateCommon``);
   ``GET /api/v3/food`` (empty: no food database here).
 - a deleted document: GET and PUT 410 (``read/operation.js``, ``update/operation.js``);
   PATCH 404 where Nightscout answers 410: AndroidAPS takes 404 as done and stops its uploads
@@ -22,8 +25,10 @@
 - ``field$re=<pattern>`` on any field, as MongoDB's ``$regex`` (RE2, interop/nsquery.py).
 
 Every answer is ``{"status": <code>, "result": ...}`` as cgm-remote-monitor's lib/api3 sends
-it; errors ``{"status": <code>, "message": ...}`` with the same code. Reads go through consent
-(reader tokens) or as the patient (her uploader's token), audited, like v1.
+it; errors ``{"status": <code>, "message": ...}`` with the same code (api/app.py
+``error_response``). The checks are node/nsv3.py's, each with the Nightscout file and
+lines. Reads go through consent (reader tokens) or as the patient (her uploader's token),
+audited, like v1.
 """
 
 from __future__ import annotations
