@@ -119,8 +119,10 @@ def test_v3_patch_of_created_at_keeps_the_document_at_its_date(srv: Server) -> N
     ``created_at`` sent and keeps ``date``: the document does not move in v3. Here a
     document is at one time: a PATCH whose ``created_at`` names another instant than its
     ``date`` is refused (400, nothing stored, the way to move it said); the same instant is
-    taken. A treatment stored through v1 has no ``date``: its time is its ``created_at``,
-    which a PATCH changes (it moves, as in Nightscout, where that is its only time)."""
+    taken. An entry's time is its ``date`` here too: a PATCH of its ``dateString`` is
+    written as sent and the entry stays, exactly as in Nightscout. A treatment stored
+    through v1 has no ``date``: its time is its ``created_at``, which a PATCH changes (it
+    moves, as in Nightscout, where that is its only time)."""
     bearer = _v3(srv)
     t = _now() - 5_400_000 - 613
     own = "7c6b5a49-created-at-4d3e-8f1a-2b3c4d5e6f70"
@@ -139,6 +141,15 @@ def test_v3_patch_of_created_at_keeps_the_document_at_its_date(srv: Server) -> N
     assert r.status_code == 200, r.text
     [after] = _v3_history(srv, bearer, "treatments", own)
     assert (after["date"], after["notes"]) == (t, "the same time")
+    # An entry's time is its date here too: its dateString is written, it stays.
+    sgv = {"type": "sgv", "sgv": 120, "date": t, "utcOffset": 0, "app": "AAPS",
+           "device": "AAPS-xDrip", "identifier": "2e3f4a5b-dateString-4c6d-8e7f9a0b1c2d"}
+    assert srv.send("POST", "/api/v3/entries", json=sgv, headers=bearer).status_code == 201
+    r = srv.send("PATCH", f"/api/v3/entries/{sgv['identifier']}", headers=bearer,
+                 json={"dateString": iso(t - 3_600_000)})
+    assert r.status_code == 200, r.text
+    got = srv.get(f"/api/v3/entries/{sgv['identifier']}", headers=bearer).json()["result"]
+    assert (got["date"], got["dateString"]) == (t, iso(t - 3_600_000)), got
     # A v1 treatment (created_at only): the PATCH moves it.
     t1 = t - 7_200_000
     v1 = {"eventType": "Note", "notes": "v1, no date", "created_at": iso(t1),

@@ -278,13 +278,17 @@ def patch_moves(col: str, identifier: str, sent: dict[str, Any],
     derived from it on create and PUT: collection.js parseDate, lines 170-194). Here a
     document is at one time, so a PATCH whose other time field names another instant than
     the document's ``date`` is refused (InputError, nothing stored); the same instant is
-    taken."""
+    taken. An entry's time is its ``date`` here too (``TIMES``): its ``dateString`` or
+    ``sysTime`` is written as sent and it stays, as in Nightscout. A profile moves to its
+    ``startDate`` (Nightscout's v3 does not derive that from ``date``)."""
     names = [n for n in TIMES.get(col, ()) if n != "date" and n in sent]
     held = _ms(current.get("date"))
     if not names:
         return False
-    if held is None:
+    if held is None or col == "profile":
         return True
+    if TIMES[col][0] == "date":
+        return False
     for name in names:
         if _ms(sent[name]) != held:
             raise InputError(
