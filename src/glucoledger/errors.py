@@ -10,6 +10,7 @@ GlucoledgerError
 │   ├── ExpiredError       a credential or grant was valid once but is not any more
 │   └── AuthenticationError  a missing or wrong credential (password, session, signature)
 ├── RejectedError          a transaction the state machine refuses (it carries a reason code)
+│   └── PreconditionFailedError  the thing changed after the caller's condition (412)
 ├── PermissionDeniedError  the requester is authenticated but not allowed (carries the reason)
 ├── RateLimitedError       too many requests, or the node is busy (try after retry_after s)
 ├── NotFoundError          the named thing does not exist
@@ -37,6 +38,7 @@ __all__ = [
     "OrderingError",
     "OutOfRangeError",
     "PermissionDeniedError",
+    "PreconditionFailedError",
     "RateLimitedError",
     "RejectedError",
     "SignatureError",
@@ -116,6 +118,14 @@ class RejectedError(GlucoledgerError):
 
     code = "rejected"
     http_status = 409
+
+
+class PreconditionFailedError(RejectedError):
+    """The caller's condition (HTTP ``If-Unmodified-Since``) no longer holds: the thing was
+    changed after it; nothing was done (HTTP 412 Precondition Failed)."""
+
+    code = "precondition_failed"
+    http_status = 412
 
 
 class PermissionDeniedError(GlucoledgerError):

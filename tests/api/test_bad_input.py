@@ -63,7 +63,8 @@ def test_bad_bodies_are_refused_and_nothing_is_stored(client, site, what: str, b
     r = client.post("/api/v1/entries", content=body,
                     headers={**H, "content-type": "application/json"})
     assert r.status_code == status, (what, r.text)
-    assert set(r.json()) == {"code", "message"} and len(r.json()["message"]) > 10
+    assert set(r.json()) == {"code", "message", "status"} and len(r.json()["message"]) > 10
+    assert r.json()["status"] == status  # as Nightscout v1 (send-json-status.js)
     assert site.ctx.svc.vault.count() == before
 
 

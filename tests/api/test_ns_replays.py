@@ -526,12 +526,17 @@ def test_androidaps_nsclient_v3(srv: Server) -> None:
     assert (doc["identifier"], doc["date"], doc["insulin"]) == (ident, t, 1.0)
     # A create of a document already here by identifier (AAPS re-uploading after a
     # reinstall): Nightscout's deduplication, the same document, a new version.
-    r = srv.send("POST", "/api/v3/treatments", json=dict(bolus, insulin=0.9,
-                                                         date=t - 60_000), headers=bearer)
+    r = srv.send("POST", "/api/v3/treatments", json=dict(bolus, insulin=0.9), headers=bearer)
     assert r.status_code == 200 and r.json()["isDeduplication"] is True, r.text
     assert r.json()["identifier"] == ident
     [doc] = changed(0)
     assert doc["insulin"] == 0.9
+    # ... at another date: update/replace.js validates it as an update (date immutable).
+    r = srv.send("POST", "/api/v3/treatments", json=dict(bolus, insulin=0.8,
+                                                         date=t - 60_000), headers=bearer)
+    assert r.status_code == 400, r.text
+    assert "Field date cannot be modified by the client" in r.json()["message"]
+    assert changed(0) == [doc]
     # AAPS's usual create sends no identifier: the server names the document.
     carbs = {"eventType": "Carb Correction", "carbs": 12, "date": t - 30_000, "utcOffset": 60,
              "isValid": True, "app": "AAPS"}
@@ -554,7 +559,8 @@ def test_androidaps_nsclient_v3(srv: Server) -> None:
     assert r.status_code == 403
     # ... and reads only through a grant: none is active now, so 403 with the reason.
     r = srv.get("/api/v3/entries?sort$desc=date&type=sgv", headers=reader)
-    assert r.status_code == 403 and r.json()["code"] in ("no_grant", "revoked")
+    assert r.status_code == 403 and r.json()["status"] == 403, r.text
+    assert "grant" in r.json()["message"] or "revoked" in r.json()["message"], r.text
     grant = _grant(srv)
     r = srv.get("/api/v3/entries?sort$desc=date&type=sgv", headers=reader)
     assert r.status_code == 200 and r.json()["result"]
@@ -636,8 +642,10 @@ def test_androidaps_v3_resends_after_a_timeout(srv: Server) -> None:
 def test_v3_create_lands_on_v1_and_deleted_documents(srv: Server) -> None:
     """cgm-remote-monitor tests/api3.create.test.js: "should deduplicate document by
     created_at+eventType" (a v3 create with its own ``identifier`` of a treatment a v1
-    client stored: 200, ``isDeduplication``, ``deduplicatedIdentifier`` = the v1 ``_id``,
-    the document now named by the new identifier) and "should overwrite deleted document"
+    client stored with the same ``date``, ``app`` and ``utcOffset``, as that test's v1
+    document has them: 200, ``isDeduplication``, ``deduplicatedIdentifier`` = the v1
+    ``_id``, the document now named by the new identifier; without them the create is
+    refused, test_ns_v3_rules.py) and "should overwrite deleted document"
     (a create naming a deleted document: 200, that identifier, the new content). Between
     the two, the deletion reaches ``history`` under the identifier the document had last,
     which AndroidAPS matches to its record (nsclientV3/extensions: ``nightscoutId =
@@ -649,7 +657,7 @@ def test_v3_create_lands_on_v1_and_deleted_documents(srv: Server) -> None:
     for i in range(6):
         t = t0 - i * 3_600_000
         v1 = {"eventType": "Carb Correction", "carbs": 20, "created_at": iso(t),
-              "enteredBy": "xdrip"}
+              "enteredBy": "AAPS", "date": t, "app": "AAPS"}
         [stored] = _one_answer_each(srv.send("POST", "/api/v1/treatments", json=[v1],
                                              headers=UP), [v1])
         own = f"8a3c0c62-2f7e-4a51-9a43-aaps-dedup-{i:04}"

@@ -3,7 +3,8 @@
 ``create_app(node)`` wires the routes (ledger, Nightscout v1, FHIR, portal) to a
 ``ServerContext``. Routes parse, authenticate and call node services; they hold no rules.
 
-Errors: every ``GlucoledgerError`` becomes JSON ``{"code", "message"}`` with the error's own
+Errors: every ``GlucoledgerError`` becomes JSON ``{"code", "message"}`` (under ``/api/v3``
+Nightscout v3's ``{"status", "message"}``) with the error's own
 ``http_status`` (a missing or wrong credential 401, a valid one without permission 403, bad
 input 400, a refused transaction 409, ...). Request validation errors are 422 with the
 first problem in words. Anything else is a 500 with a generic message (and is a bug).
@@ -41,10 +42,33 @@ log = logging.getLogger("glucoledger.api")
 
 def error_response(status: int, code: str, message: str,
                    headers: dict[str, str] | None = None,
-                   extra: dict[str, object] | None = None) -> JSONResponse:
-    """``{code, message}``, plus ``extra`` (an integrity failure's every finding)."""
-    return JSONResponse({**(extra or {}), "code": code, "message": message},
-                        status_code=status, headers=headers)
+                   extra: dict[str, object] | None = None,
+                   request: Request | None = None) -> JSONResponse:
+    """``{code, message}``, plus ``extra`` (an integrity failure's every finding); under
+    ``/api/v3`` ``{status, message}``, as cgm-remote-monitor's API v3 answers every error
+    (``lib/api3/shared/operationTools.js`` sendJSONStatus, lines 29-46)."""
+    if request is not None and _is_nsv3(request):
+        return JSONResponse({"status": status, "message": message}, status_code=status,
+                            headers=headers)
+    body: dict[str, object] = {**(extra or {}), "code": code, "message": message}
+    if request is not None and _is_nsv1(request):
+        body["status"] = status  # as Nightscout v1's (lib/middleware/send-json-status.js)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _is_nsv3(request: Request) -> bool:
+    """Nightscout API v3 (api/routes_nsv3.py), whose clients read ``{status, message}``."""
+    path = request.url.path
+    return path == "/api/v3" or path.startswith("/api/v3/")
+
+
+def _is_nsv1(request: Request) -> bool:
+    """Nightscout's v1 and v2 routes (api/routes_nightscout.py, routes_nsv2.py): their
+    errors keep ``{code, message}`` (the reason codes clients and tests read) and carry
+    ``status`` too, the key cgm-remote-monitor's v1 errors have (``{status, message,
+    description}``, lib/middleware/send-json-status.js lines 4-15)."""
+    path = request.url.path
+    return path.startswith(("/api/v1/", "/api/v2/", "/pebble"))
 
 
 class BodyLimit:
@@ -85,7 +109,8 @@ class BodyLimit:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         resp = error_response(413, "too_large", f"the request body is larger than "
-                              f"{self.limit} bytes; split the upload into smaller batches")
+                              f"{self.limit} bytes; split the upload into smaller batches",
+                              request=Request(scope))
         await resp(scope, receive, send)
 
 
@@ -191,7 +216,7 @@ def error_for(request: Request, exc: GlucoledgerError) -> Any:
     from ..node.verify import IntegrityError
 
     extra = exc.to_value() if isinstance(exc, IntegrityError) else None
-    return error_response(exc.http_status, exc.code, exc.message, headers, extra)
+    return error_response(exc.http_status, exc.code, exc.message, headers, extra, request)
 
 
 def _is_portal(request: Request) -> bool:
@@ -254,7 +279,7 @@ def create_app(node: Node, settings: ServerSettings | None = None, *,
     async def _invalid(request: Request, exc: RequestValidationError) -> Any:
         if _is_portal(request):
             return _portal_error(request, 400, "bad_input", _form_message(exc))
-        return error_response(422, "bad_input", _validation_message(exc))
+        return error_response(422, "bad_input", _validation_message(exc), request=request)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Any:
@@ -266,7 +291,7 @@ def create_app(node: Node, settings: ServerSettings | None = None, *,
                 msg = "there is no such page; it may have moved, or the address has a typo"
         if _is_portal(request):
             return _portal_error(request, exc.status_code, code, msg)
-        return error_response(exc.status_code, code, msg)
+        return error_response(exc.status_code, code, msg, request=request)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> Any:
@@ -275,7 +300,7 @@ def create_app(node: Node, settings: ServerSettings | None = None, *,
                "failure; report it with the time")
         if _is_portal(request):
             return _portal_error(request, 500, "internal", msg)
-        return error_response(500, "internal", msg)
+        return error_response(500, "internal", msg, request=request)
 
     from . import (
         routes_accounts,

@@ -20,19 +20,33 @@ from ..node.nightscout import Binding, NightscoutService
 from .auth import record_refusal
 from .context import ctx
 
-__all__ = ["AUTH_PARAMS", "ERR_RESPONSES", "authenticate", "now_ms", "ns_service",
-           "read_collection"]
+__all__ = ["AUTH_PARAMS", "ERR_RESPONSES", "V3_ERR_RESPONSES", "authenticate", "now_ms",
+           "ns_service", "read_collection"]
 
 _JSON_ERROR = {"application/json": {"schema": {
     "type": "object", "properties": {"code": {"type": "string"},
-                                     "message": {"type": "string"}}}}}
+                                     "message": {"type": "string"},
+                                     "status": {"type": "integer"}}}}}
 
-#: The error answers every Nightscout route documents (the body is errors.py's code/message).
+#: The error answers every Nightscout v1/v2 route documents (the body is errors.py's
+#: code/message, and the HTTP status as Nightscout v1 has it: api/app.py error_response).
 ERR_RESPONSES: dict[int | str, dict[str, Any]] = {
     s: {"description": d, "content": _JSON_ERROR}
     for s, d in ((400, "bad input"), (401, "no or wrong credential"),
                  (403, "not allowed (audited)"), (413, "body too large"),
                  (422, "invalid"), (409, "refused by the ledger"))}
+
+_V3_ERROR = {"application/json": {"schema": {
+    "type": "object", "properties": {"status": {"type": "integer"},
+                                     "message": {"type": "string"}}}}}
+
+#: API v3's error answers: ``{status, message}`` as cgm-remote-monitor's lib/api3 sends them
+#: (``shared/operationTools.js`` sendJSONStatus; api/app.py ``error_response``).
+V3_ERR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    s: {"description": d, "content": _V3_ERROR}
+    for s, d in ((400, "bad input"), (401, "no or wrong JWT"), (403, "not allowed (audited)"),
+                 (404, "not found"), (410, "deleted"), (412, "modified since"),
+                 (413, "body too large"), (422, "invalid"), (409, "refused by the ledger"))}
 
 #: The two credentials Nightscout clients send, declared for OpenAPI.
 AUTH_PARAMS = {"parameters": [

@@ -8,13 +8,16 @@
 - ``POST /api/v3/{col}`` (one document: 201 with its ``identifier``, the client's own when it
   sent one; a document that lands on one already here, by the ``identifier`` sent (a deleted
   one included) or by its Nightscout identity (a re-send without ``identifier``), is that
-  document's next version: 200, ``isDeduplication``; a document that cannot be stored: 400
-  with the reason, logged for the patient), ``PATCH``/``PUT /api/v3/{col}/{identifier}``
-  (a new version of that document; a PATCH of ``created_at`` moves it in time; a PUT of an
-  unknown identifier creates it under that name, 201, as Nightscout's upsert; a field of
-  ``IMMUTABLE`` sent with another value: 400 "Field ... cannot be modified by the client",
-  nothing stored, as ``update/validate.js``), ``DELETE /api/v3/{col}/{identifier}`` (a
-  deletion version; a deleted one again: 200, nothing recorded);
+  document's next version: 200, ``isDeduplication``, unless it changes a field of
+  ``nsv3.IMMUTABLE`` of a live one: 400, as ``update/replace.js`` validates it; a document
+  that cannot be stored: 400 with the reason, logged for the patient),
+  ``PATCH``/``PUT /api/v3/{col}/{identifier}`` (a new version of that document; a PATCH of
+  ``created_at`` moves only a document without ``date``; a PUT of an unknown identifier
+  creates it under that name, 201, as Nightscout's upsert; a field of ``IMMUTABLE`` sent
+  with another value: 400 "Field ... cannot be modified by the client", nothing stored, as
+  ``update/validate.js``; ``If-Unmodified-Since`` before ``srvModified``: 412),
+  ``DELETE /api/v3/{col}/{identifier}`` (a deletion version; a deleted one again: 200,
+  nothing recorded); POST and PUT need ``date`` and ``app`` (``validateCommon``);
   ``GET /api/v3/food`` (empty: no food database here).
 - a deleted document: GET and PUT 410 (``read/operation.js``, ``update/operation.js``);
   PATCH 404 where Nightscout answers 410: AndroidAPS takes 404 as done and stops its uploads
@@ -22,14 +25,15 @@
 - ``field$re=<pattern>`` on any field, as MongoDB's ``$regex`` (RE2, interop/nsquery.py).
 
 Every answer is ``{"status": <code>, "result": ...}`` as cgm-remote-monitor's lib/api3 sends
-it; errors ``{"status": <code>, "message": ...}`` with the same code. Reads go through consent
-(reader tokens) or as the patient (her uploader's token), audited, like v1.
+it; errors ``{"status": <code>, "message": ...}`` with the same code (api/app.py
+``error_response``). The checks are node/nsv3.py's, each with the Nightscout file and
+lines. Reads go through consent (reader tokens) or as the patient (her uploader's token),
+audited, like v1.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from email.utils import formatdate
 from typing import Any, Final
@@ -49,12 +53,13 @@ from ..errors import (
 from ..interop import nightscout as ns
 from ..interop.nsfields import TIMES
 from ..interop.nsquery import v3_params
+from ..node import nsv3
 from ..node.nightscout import Binding, NightscoutService
 from ..node.nsv3 import identifier_of
 from .app import json_body
 from .auth import record_refusal
 from .context import ctx
-from .ns_common import ERR_RESPONSES as _ERR
+from .ns_common import ERR_RESPONSES, V3_ERR_RESPONSES
 
 __all__ = ["router"]
 
@@ -93,7 +98,7 @@ def _collection(col: str) -> str:
     return col
 
 
-@router.get("/api/v2/authorization/request/{token}", responses=_ERR)
+@router.get("/api/v2/authorization/request/{token}", responses=ERR_RESPONSES)
 def authorization_request(request: Request, token: str) -> dict[str, Any]:
     """Trade an access token (the uploader's API secret, or a reader token) for a JWT."""
     try:
@@ -103,14 +108,14 @@ def authorization_request(request: Request, token: str) -> dict[str, Any]:
         raise
 
 
-@router.get("/api/v3/version", responses=_ERR)
+@router.get("/api/v3/version", responses=V3_ERR_RESPONSES)
 def version() -> JSONResponse:
     return _ok({"version": f"15.0.0-glucoledger-{__version__}", "apiVersion": "3.0.4",
                 "srvDate": _now(), "storage": {"storage": "glucoledger",
                                                "version": __version__}})
 
 
-@router.get("/api/v3/status", responses=_ERR)
+@router.get("/api/v3/status", responses=V3_ERR_RESPONSES)
 def status(request: Request) -> JSONResponse:
     binding = _auth(request)
     perm = "crud" if binding.role == "upload" else "r"
@@ -120,7 +125,7 @@ def status(request: Request) -> JSONResponse:
                 "apiPermissions": {c: perm for c in (*ns.COLLECTIONS, "food", "settings")}})
 
 
-@router.get("/api/v3/lastModified", responses=_ERR)
+@router.get("/api/v3/lastModified", responses=V3_ERR_RESPONSES)
 def last_modified(request: Request) -> JSONResponse:
     """When each collection last changed (the newest ``srvModified`` of the last 4 days)."""
     binding = _auth(request)
@@ -168,19 +173,19 @@ def _find(request: Request, binding: Binding, col: str, params: list[tuple[str, 
     return docs[:limit or 100]
 
 
-@router.get("/api/v3/{col}", responses=_ERR)
+@router.get("/api/v3/{col}", responses=V3_ERR_RESPONSES)
 def search(request: Request, col: str) -> JSONResponse:
     return _ok(_search(request, _collection(col), request.query_params.multi_items()))
 
 
-@router.get("/api/v3/{col}/history/{after}", responses=_ERR)
+@router.get("/api/v3/{col}/history/{after}", responses=V3_ERR_RESPONSES)
 def history(request: Request, col: str, after: int) -> JSONResponse:
     """What changed after ``after`` (ms), deletions included, oldest change first."""
     return _ok(_search(request, _collection(col), request.query_params.multi_items(),
                        after=after))
 
 
-@router.get("/api/v3/{col}/history", responses=_ERR)
+@router.get("/api/v3/{col}/history", responses=V3_ERR_RESPONSES)
 def history_since_header(request: Request, col: str) -> JSONResponse:
     since = request.headers.get("last-modified")
     after = 0
@@ -202,7 +207,7 @@ def _lookup(request: Request, col: str, identifier: str, *, deleted: bool = Fals
     return next((d for d in found if d["isValid"]), found[0] if found else None)
 
 
-@router.get("/api/v3/{col}/{identifier}", responses=_ERR)
+@router.get("/api/v3/{col}/{identifier}", responses=V3_ERR_RESPONSES)
 def read_one(request: Request, col: str, identifier: str) -> JSONResponse:
     """The document (404 unknown, 410 deleted: ``lib/api3/generic/read/operation.js``)."""
     found = _lookup(request, _collection(col), identifier, deleted=True)
@@ -222,17 +227,39 @@ async def _store(request: Request, col: str, doc: Any, target: dict[str, Any] | 
     document's ``identifier`` (``create/insert.js``), or, when it landed on a document
     already here, 200 with ``identifier``, ``isDeduplication: true`` and, when that document
     was named otherwise, ``deduplicatedIdentifier`` (``update/replace.js``); ``Location``
-    and ``Last-Modified`` both times. An update answers 200 with ``identifier``."""
+    and ``Last-Modified`` both times. An update answers 200 with ``identifier``.
+
+    A create is first checked as Nightscout checks it: ``date``, ``utcOffset`` and ``app``
+    (``create/validate.js``, ``operationTools.js`` validateCommon), and, when it lands on a
+    live document with other content, that document's immutable fields
+    (``update/validate.js``, through ``update/replace.js``): 400, nothing stored. Only then
+    is that document read (node/nightscout.py ``landing`` reads none), and the store refuses
+    the create if another request changed it in between."""
     binding = _auth(request)
     if not isinstance(doc, dict):
         raise MalformedError("API v3 takes one document (a JSON object) per request")
+    sent = doc
     doc = {k: v for k, v in doc.items() if k not in ("_id", "srvModified", "srvCreated",
                                                      "isValid")}
     if target is not None:
         doc["_id"] = target["_id"]  # the document this one replaces (node/nightscout.py)
+    svc = _svc(request)
+    pin: tuple[str, int] | None = None
     try:
-        answer, existed = await asyncio.wrap_future(_svc(request).post_one(
-            binding, col, doc, _now(), replace=target is not None))
+        if create:  # the permission first (create/insert.js line 19, replace.js line 23)
+            land = svc.landing(binding, col, doc, _now(), None if target is None
+                               else str(target["_id"]))
+            nsv3.check_common(sent)
+            if land is not None and not land.same:
+                pin = (land.doc_id, land.version)
+                if not land.deleted:  # a deleted one is written again unchecked (line 36)
+                    held = target if target is not None and target["_id"] == land.doc_id \
+                        else _lookup(request, col, land.doc_id, deleted=True)
+                    if held is not None:
+                        nsv3.check_immutable(col, nsv3.identifier_of(held),
+                                             nsv3.as_parsed(sent), held, skip=("identifier",))
+        answer, existed = await asyncio.wrap_future(svc.post_one(
+            binding, col, doc, _now(), replace=target is not None, guard=create, pin=pin))
     except PermissionDeniedError as exc:
         record_refusal(request, exc, binding.account)
         raise
@@ -262,7 +289,7 @@ async def _store(request: Request, col: str, doc: Any, target: dict[str, Any] | 
     return reply
 
 
-@router.post("/api/v3/{col}", status_code=201, responses=_ERR)
+@router.post("/api/v3/{col}", status_code=201, responses=V3_ERR_RESPONSES)
 async def create(request: Request, col: str) -> JSONResponse:
     """A new document (201), or, when it lands on one already here, the next version of
     that one (200, ``isDeduplication``), as cgm-remote-monitor's create does
@@ -281,54 +308,19 @@ async def create(request: Request, col: str) -> JSONResponse:
     return await _store(request, col, doc, target, create=True)
 
 
-@router.patch("/api/v3/{col}/{identifier}", responses=_ERR)
+@router.patch("/api/v3/{col}/{identifier}", responses=V3_ERR_RESPONSES)
 async def patch(request: Request, col: str, identifier: str) -> JSONResponse:
     """A new version of the document, the fields sent merged into the current ones
     (``lib/api3/generic/patch``): 404 for an unknown or a deleted document."""
     return await _update(request, col, identifier)
 
 
-@router.put("/api/v3/{col}/{identifier}", responses=_ERR)
+@router.put("/api/v3/{col}/{identifier}", responses=V3_ERR_RESPONSES)
 async def replace(request: Request, col: str, identifier: str) -> JSONResponse:
     """A new version of the document: the one sent (``lib/api3/generic/update``); an
     unknown identifier is created under that name (201, Nightscout's upsert), a deleted
     document is 410."""
     return await _update(request, col, identifier)
-
-
-#: What a PATCH or PUT may not change (cgm-remote-monitor lib/api3/generic/update/validate.js,
-#: also for PATCH through patch/validate.js): sent with another value than the document
-#: has, 400 "Field ... cannot be modified by the client", nothing stored. AndroidAPS leaves
-#: ``date`` and ``utcOffset`` out of its updates for this reason (NSAndroidClientImpl).
-IMMUTABLE: Final = ("identifier", "date", "utcOffset", "eventType", "device", "app",
-                    "srvCreated", "subject", "srvModified", "modifiedBy", "isValid")
-_ABSENT: Final = object()
-
-
-def _same(sent: Any, held: Any) -> bool:
-    if isinstance(sent, bool) or isinstance(held, bool):
-        return sent is held
-    return bool(sent == held)
-
-
-def _immutable(col: str, identifier: str, sent: dict[str, Any], current: dict[str, Any],
-               *, put: bool) -> None:
-    """Raise InputError (nothing stored) when ``sent`` changes a field of ``IMMUTABLE``."""
-    for name in IMMUTABLE:
-        if put and name == "identifier":
-            continue  # a PUT's document is named by its path (update/operation.js)
-        held = current.get(name, _ABSENT)
-        if name not in sent or _same(sent[name], held):
-            continue
-        hint = {"isValid": f"DELETE /api/v3/{col}/{identifier} deletes it",
-                "date": "to move it in time, change created_at, or delete it and create it "
-                        "again at the new time",
-                "eventType": "delete it and create one with the new eventType"}.get(
-            name, "leave it out or send it unchanged")
-        has = "has none" if held is _ABSENT else f"has {json.dumps(held)[:60]}"
-        raise InputError(f"Field {name} cannot be modified by the client (the {col} "
-                         f"document {identifier[:40]!r} {has}, the request sent "
-                         f"{json.dumps(sent[name])[:60]}): {hint}")
 
 
 async def _update(request: Request, col: str, identifier: str) -> JSONResponse:
@@ -354,10 +346,16 @@ async def _update(request: Request, col: str, identifier: str) -> JSONResponse:
         # at each sync: it would retry this PATCH for ever.
         raise NotFoundError(f"the {col} document {identifier[:40]!r} was deleted, so there "
                             f"is nothing to change: {again}")
-    _immutable(col, identifier, sent, current, put=put)
-    if not put and col in TIMES and any(t in sent for t in TIMES[col]):
-        # A new time: the other time fields of the current document (the server derived
-        # them from the old one, as Nightscout v3 derives created_at from date) go with it.
+    # Nightscout's order: 412 (update/operation.js lines 54-60, patch/operation.js lines
+    # 44-50), then update/validate.js (immutable fields, then validateCommon).
+    nsv3.check_unmodified_since(request.headers.get("if-unmodified-since"), col, identifier,
+                                current)
+    # A PUT's document is named by its path (update/operation.js line 35).
+    nsv3.check_immutable(col, identifier, sent, current, skip=("identifier",) if put else ())
+    nsv3.check_common(sent, patching=not put)
+    if nsv3.patch_moves(col, identifier, sent, current) and not put:
+        # A document without ``date`` (stored through v1): its time is its created_at, which
+        # the PATCH changes; the other time fields (derived from the old one) go with it.
         current = {k: v for k, v in current.items() if k not in TIMES[col]}
     doc = dict(sent) if put else {**current, **sent}
     doc["identifier"] = identifier_of(current)  # the document keeps its name
@@ -382,6 +380,6 @@ def _delete(request: Request, col: str, identifier: str) -> JSONResponse:
     return _ok({"identifier": identifier, "lastModified": _now()})
 
 
-@router.delete("/api/v3/{col}/{identifier}", responses=_ERR)
+@router.delete("/api/v3/{col}/{identifier}", responses=V3_ERR_RESPONSES)
 def delete(request: Request, col: str, identifier: str) -> JSONResponse:
     return _delete(request, _collection(col), identifier)

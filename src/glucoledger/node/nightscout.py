@@ -73,7 +73,7 @@ from .pending import Entry, Setups, pending_names
 from .pipeline import Pipeline
 from .service import Node
 
-__all__ = ["STREAMS_OF", "Binding", "Followed", "NightscoutService", "batches_of"]
+__all__ = ["STREAMS_OF", "Binding", "Followed", "Landing", "NightscoutService", "batches_of"]
 
 #: Which streams each collection is read from.
 STREAMS_OF: dict[str, tuple[str, ...]] = {
@@ -191,6 +191,11 @@ class _Post:
     #: per accepted document: it landed on a document already here (a repeat, a change,
     #: a deleted one written again): Nightscout v3's ``isDeduplication``
     existed: list[bool] = field(default_factory=list)
+    #: a v3 create checked against the document it lands on (``landing``): ``guard`` says
+    #: the caller checked, ``pin`` the (``_id``, version) it checked, None when it found no
+    #: document to change. A change of any other document or version is refused.
+    guard: bool = False
+    pin: tuple[str, int] | None = None
 
     def answer(self) -> list[dict[str, Any]]:
         """One element per document sent: the stored document with its ``_id``, a repeat
@@ -212,6 +217,17 @@ class _Post:
             else:
                 out.append(nsaccept.refused_answer(self.collection, o.sent, o.error))
         return out
+
+
+@dataclass(frozen=True)
+class Landing:
+    """The document already here a document sent would be the next version of
+    (``NightscoutService.landing``)."""
+
+    doc_id: str  # its ``_id``
+    version: int  # its current version
+    deleted: bool  # that version deletes it
+    same: bool  # what was sent is its current content: a repeat, nothing would change
 
 
 @dataclass(frozen=True)
@@ -434,17 +450,45 @@ class NightscoutService:
         node/checked.py ``accept_checked``. Same answers, same refusals as ``post``."""
         return self._enqueue(binding, collection, outcomes, now_ms, replace, batches).future
 
+    def landing(self, binding: Binding, collection: str, doc: Any, now_ms: int,
+                target: str | None = None) -> Landing | None:
+        """The document already here that ``doc`` (one document, as ``post_one`` takes it;
+        ``target``: the ``_id`` it replaces) would be the next version of, or None (it would
+        be new, or is refused). Reads no document: the vault's tags and the ledger's versions
+        only, so a create that checks it costs no read of the patient's data."""
+        self._may_upload(binding)
+        [outcome] = nsaccept.parse_each(collection, [doc], now_ms)
+        if not isinstance(outcome, nsaccept.Accepted):
+            return None
+        patient = binding.patient
+        head = self._head(patient, collection, self._key(patient, collection,
+                                                         outcome.doc.key), target)
+        if head not in self._stored([head]):
+            return None
+        n, deleted = self.versions.current(patient, head)
+        ctag = self.versions.content_tag(patient, head, n, outcome.doc)
+        return Landing(head[:12].hex(), n, deleted, ctag in self._stored([ctag]))
+
     def post_one(self, binding: Binding, collection: str, doc: Any, now_ms: int,
-                 *, replace: bool = False) -> Future[tuple[dict[str, Any], bool]]:
+                 *, replace: bool = False, guard: bool = False,
+                 pin: tuple[str, int] | None = None) -> Future[tuple[dict[str, Any], bool]]:
         """``post`` of one document (API v3's create and update): its answer, and whether
         it landed on a document already here (its identity, or the ``_id`` it replaces
         with ``replace``, was stored before: a repeat, a change, a deleted document written
         again), which Nightscout v3 answers as ``isDeduplication`` (200, not 201). Decided
         where the document is stored, so a re-send that arrives while the first is still
-        being stored (a client's timeout) is a deduplication too."""
-        self._may_upload(binding)
+        being stored (a client's timeout) is a deduplication too.
+
+        ``guard``: the caller checked the change against the document ``landing`` named
+        (``pin``: its ``_id`` and version; None: it found none to change); if, when stored,
+        the document changes another document or version (another request stored one in
+        between), it is refused, nothing stored, with a message to send it again.
+
+        The permission check is ``_enqueue``'s: ``parse_each`` of one document raises
+        nothing and touches nothing (interop/nsaccept.py is pure), so a reader token is
+        refused there before anything is logged or queued."""
         post = self._enqueue(binding, collection, nsaccept.parse_each(collection, [doc], now_ms),
-                             now_ms, replace, None)
+                             now_ms, replace, None, guard=guard, pin=pin)
         out: Future[tuple[dict[str, Any], bool]] = Future()
 
         def done(f: Future[list[dict[str, Any]]]) -> None:
@@ -458,7 +502,8 @@ class NightscoutService:
         return out
 
     def _enqueue(self, binding: Binding, collection: str, outcomes: list[nsaccept.Outcome],
-                 now_ms: int, replace: bool, batches: list[Batch] | None) -> _Post:
+                 now_ms: int, replace: bool, batches: list[Batch] | None, *,
+                 guard: bool = False, pin: tuple[str, int] | None = None) -> _Post:
         self._may_upload(binding)
         refused = [ns_refusal(now_ms, binding.account, collection, i, o)
                    for i, o in enumerate(outcomes) if isinstance(o, nsaccept.Refused)]
@@ -468,7 +513,7 @@ class NightscoutService:
                      [self._key(binding.patient, collection, d.key) for d in docs], now_ms,
                      batches_of(docs, now_ms) if batches is None else batches,
                      [o.target if replace else None for o in outcomes
-                      if isinstance(o, nsaccept.Accepted)])
+                      if isinstance(o, nsaccept.Accepted)], guard=guard, pin=pin)
         if not docs:
             post.future.set_result(post.answer())
             return post
@@ -532,6 +577,9 @@ class NightscoutService:
                         continue
                     moved[j] = k
                 if deleted or c not in stored:
+                    if p.guard and (h[:12].hex(), p.current[j][0]) != p.pin:
+                        p.late[j] = self._raced(p, j)
+                        continue
                     changed.append(j)
             if p.late:
                 self.refusals.add(p.binding.patient, [
@@ -610,6 +658,13 @@ class NightscoutService:
             f"{p.collection}: this change moves document {p.heads[j][:12].hex()} to the "
             f"identity (time and type) of another document, {p.ids[j][:12].hex()}, which "
             "stays as it is: delete that one first, or keep the time")
+
+    @staticmethod
+    def _raced(p: _Post, j: int) -> InputError:
+        return InputError(
+            f"{p.collection}: the document {p.heads[j][:12].hex()} this one lands on was "
+            "changed by another request while this one was on its way, so what cannot be "
+            "modified was not checked against it: nothing was stored; send it again")
 
     @staticmethod
     def _late_indexes(p: _Post) -> list[tuple[int, InputError]]:
