@@ -206,6 +206,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"CPU a reading in day batches: node process {d.node_cpu_s / d.readings * 1e6:.2f} us, "
           f"workers {d.worker_cpu_s / d.readings * 1e6:.2f} us, total "
           f"{(d.node_cpu_s + d.worker_cpu_s) / d.readings * 1e6:.2f} us")
+    print(f"CPU a single upload: node process {s.node_cpu_s / s.uploads * 1e6:.1f} us, "
+          f"workers {s.worker_cpu_s / s.uploads * 1e6:.1f} us (these move less with the "
+          "load than the rates)")
     print(f"single uploads against the signature ceiling: "
           f"{s.uploads_per_s / best_ceiling(ceiling):.2f}x")
     print_load("end")
