@@ -57,6 +57,15 @@ def make_node(folder: Path, uploads: int = 6) -> list[IngestReceipt]:
                 for seq in range(1, uploads + 1)]
 
 
+def erase_cgm(folder: Path) -> None:
+    """``glucoledger erase --patient alice --stream cgm --yes`` on ``folder``, in its own
+    process (another process than the test's node); it must succeed."""
+    from ..cli.test_cli import run
+
+    r = run("erase", "--patient", "alice", "--stream", "cgm", "--yes", "--data", str(folder))
+    assert r.returncode == 0, r.stderr
+
+
 def add_uploads(folder: Path, seqs: range) -> list[IngestReceipt]:
     with ingesting(folder) as (node, world, _vault, ingest):
         alice, dev = world.patient("alice"), world.device("SN-1")

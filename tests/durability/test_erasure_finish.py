@@ -35,6 +35,18 @@ sys.exit(run(sys.argv[1:]))
 """
 
 
+def killed_erase(folder: Path, at: str = "Vault.forget") -> None:
+    """``glucoledger erase --patient alice --stream cgm`` in a process killed (SIGKILL) as it
+    calls ``at`` (``Vault.forget``: the rows, deleted last; ``Vault.erase``: the stream
+    key, right after the ledger ordered the erasure)."""
+    killer = _KILLED_BEFORE_THE_ROWS_GO.replace("Vault.forget", at)
+    killed = subprocess.run(
+        [sys.executable, "-c", killer, "erase", "--patient", "alice", "--stream", "cgm",
+         "--yes", "--data", str(folder)],
+        env=cli_env(), capture_output=True, text=True, timeout=120, check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+
+
 def _readable(folder: Path) -> int:
     """How many of the vault's rows open (the data key unwraps, the blob decrypts)."""
     with Node(folder, workers=1) as node:
@@ -55,11 +67,7 @@ def _readable(folder: Path) -> int:
 def test_finishing_an_interrupted_erasure_spares_a_key_made_since(tmp_path: Path) -> None:
     folder = tmp_path / "node"
     make_node(folder, uploads=3)
-    killed = subprocess.run(
-        [sys.executable, "-c", _KILLED_BEFORE_THE_ROWS_GO, "erase", "--patient", "alice",
-         "--stream", "cgm", "--yes", "--data", str(folder)],
-        env=cli_env(), capture_output=True, text=True, timeout=120, check=False)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    killed_erase(folder)
     add_uploads(folder, range(4, 6))  # a process that opened its vault before: a new key
     assert _readable(folder) == 2  # the two new batches (the 3 erased ones: key gone)
     r = run("batches", "--patient", "alice", "--data", str(folder))  # finishes the erasure
@@ -75,12 +83,7 @@ def test_finishing_still_destroys_the_key_the_erased_batches_used(tmp_path: Path
     open destroys that key and the batches, as before."""
     folder = tmp_path / "node"
     make_node(folder, uploads=3)
-    killer = _KILLED_BEFORE_THE_ROWS_GO.replace("Vault.forget", "Vault.erase")
-    killed = subprocess.run(
-        [sys.executable, "-c", killer, "erase", "--patient", "alice", "--stream", "cgm",
-         "--yes", "--data", str(folder)],
-        env=cli_env(), capture_output=True, text=True, timeout=120, check=False)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    killed_erase(folder, at="Vault.erase")
     assert _readable(folder) == 3  # nothing destroyed yet
     assert run("batches", "--patient", "alice", "--data", str(folder)).returncode == 0
     with Node(folder, workers=1) as node:

@@ -19,7 +19,6 @@ carries out the key step of an erasure the ledger holds and this process has not
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -29,8 +28,8 @@ from glucoledger.vault.batch import prepare_upload
 
 from ..cli.test_cli import run
 from ..servers import cli_env
-from .helpers import cgm_batch, ingesting, make_node
-from .test_erasure_finish import _KILLED_BEFORE_THE_ROWS_GO, _readable
+from .helpers import cgm_batch, erase_cgm, ingesting, make_node
+from .test_erasure_finish import _readable, killed_erase
 
 
 def test_an_upload_sealed_before_an_erasure_and_ordered_after_it_stays_readable(
@@ -41,9 +40,7 @@ def test_an_upload_sealed_before_an_erasure_and_ordered_after_it_stays_readable(
         alice, dev = world.patient("alice"), world.device("SN-1")
         job = ingest.submit(prepare_upload(node.chain, alice.id, dev.id, 3, cgm_batch(3),
                                            dev.key), commit=False)  # sealed, not ordered
-        r = run("erase", "--patient", "alice", "--stream", "cgm", "--yes", "--data",
-                str(folder))
-        assert r.returncode == 0, r.stderr
+        erase_cgm(folder)
         receipt = ingest.wait(job)  # ordered after the erasure
         assert receipt.seq == 3
     assert _readable(folder) == 1, "the batch ordered after the erasure is unreadable"
@@ -57,12 +54,7 @@ def test_uploads_after_an_erasure_killed_before_its_key_went_stay_readable(
     make_node(folder, uploads=3)
     with ingesting(folder) as (node, world, vault, ingest):  # a server already running
         alice, dev = world.patient("alice"), world.device("SN-1")
-        killer = _KILLED_BEFORE_THE_ROWS_GO.replace("Vault.forget", "Vault.erase")
-        killed = subprocess.run(
-            [sys.executable, "-c", killer, "erase", "--patient", "alice", "--stream", "cgm",
-             "--yes", "--data", str(folder)],
-            env=cli_env(), capture_output=True, text=True, timeout=120, check=False)
-        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        killed_erase(folder, at="Vault.erase")
         for seq in (4, 5):
             ingest.upload(prepare_upload(node.chain, alice.id, dev.id, seq, cgm_batch(seq),
                                          dev.key))

@@ -16,7 +16,7 @@ from pathlib import Path
 from glucoledger.vault.batch import prepare_upload
 
 from ..cli.test_cli import run
-from .helpers import cgm_batch, ingesting, make_node
+from .helpers import cgm_batch, erase_cgm, ingesting, make_node
 from .test_erasure_finish import _readable
 
 
@@ -27,9 +27,7 @@ def test_new_readings_after_another_process_erased_the_stream_stay_readable(
     with ingesting(folder) as (node, world, _vault, ingest):  # the running server
         alice, dev = world.patient("alice"), world.device("SN-1")
         ingest.upload(prepare_upload(node.chain, alice.id, dev.id, 2, cgm_batch(2), dev.key))
-        r = run("erase", "--patient", "alice", "--stream", "cgm", "--yes", "--data",
-                str(folder))
-        assert r.returncode == 0, r.stderr
+        erase_cgm(folder)
         ingest.upload(prepare_upload(node.chain, alice.id, dev.id, 3, cgm_batch(3), dev.key))
     assert _readable(folder) == 1, "the new reading is unreadable (see the module docstring)"
     r = run("verify", "--data", str(folder))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +30,25 @@ NOW = int(time.time() * 1000) // HOUR * HOUR - HOUR // 2
 STEP = 300_000  # a reading every 5 minutes
 
 
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[tuple[Node, NightscoutService]]:
-    node = Node.init(tmp_path / "node")
+@contextmanager
+def open_site(folder: Path, now: int) -> Iterator[tuple[Node, NightscoutService]]:
+    """A node in ``folder`` with the follower benchmark's site (bench/follow.py: a patient,
+    her uploader, a follower with a raw grant) as of ``now``; closed afterwards."""
+    node = Node.init(folder)
     ctx = ServerContext.create(node)
     ns: NightscoutService = ctx.svc.nightscout  # type: ignore[union-attr]
-    follower_site(node, ns, NOW)
+    follower_site(node, ns, now)
     try:
         yield node, ns
     finally:
         ctx.close()
         node.close()
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[tuple[Node, NightscoutService]]:
+    with open_site(tmp_path / "node", NOW) as s:
+        yield s
 
 
 def _sgv(t: int) -> dict[str, Any]:

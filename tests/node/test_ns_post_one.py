@@ -21,26 +21,20 @@ from pathlib import Path
 
 import pytest
 
-from glucoledger.api.context import ServerContext
-from glucoledger.bench.follow import FOLLOWER_TOKEN, UPLOADER_SECRET, follower_site
+from glucoledger.bench.follow import FOLLOWER_TOKEN, UPLOADER_SECRET
 from glucoledger.errors import PermissionDeniedError
 from glucoledger.node.nightscout import NightscoutService
 from glucoledger.node.service import Node
+
+from .test_ns_newest import open_site
 
 NOW = int(time.time() * 1000)
 
 
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[tuple[Node, NightscoutService]]:
-    node = Node.init(tmp_path / "node")
-    ctx = ServerContext.create(node)
-    ns: NightscoutService = ctx.svc.nightscout  # type: ignore[union-attr]
-    follower_site(node, ns, NOW)
-    try:
-        yield node, ns
-    finally:
-        ctx.close()
-        node.close()
+    with open_site(tmp_path / "node", NOW) as s:
+        yield s
 
 
 def test_a_readers_post_one_is_refused_before_anything_is_logged_or_stored(
