@@ -18,6 +18,7 @@ import contextlib
 import errno
 import json
 import os
+import secrets
 import stat
 import threading
 from collections.abc import Iterator
@@ -85,9 +86,15 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     if st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
         _in_place(path, st, data)
         return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # A new file of its own, never one found there: a name no one can guess (another user
+    # made the pid-named one in a shared folder, writable by them, and the rename then
+    # gave them the report), created exclusively, never through a symbolic link.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    except OSError as exc:  # nothing of ours to remove
+        raise storage_error(exc, path, "writing it") from None
+    try:
         try:
             view = memoryview(data)
             while view:

@@ -271,6 +271,32 @@ def test_a_pipe_another_user_made_at_the_out_path_gets_nothing(demo_dir: Path,
     assert got and got[0].startswith(b"<!DOCTYPE html>")
 
 
+def test_a_temporary_name_planted_at_the_out_path_is_never_written(demo_dir: Path,
+                                                                   tmp_path: Path) -> None:
+    """The temporary file ``--out`` is written through was ``.<name>.<pid>.tmp``, opened
+    with O_CREAT|O_TRUNC: whoever could write the folder planted that name (pids are
+    sequential: a few hundred names cover the next commands) as a link to a file of the
+    user's, which the report then overwrote (as a file of their own, it made the report
+    theirs: mode 666, their uid). The link is planted here by the command's own process,
+    with its pid, just before the command runs (nothing in the product)."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    precious = tmp_path / "precious.txt"
+    precious.write_text("the user's own file\n")
+    out = shared / "r.html"
+    plant = (f"import os, runpy, sys; os.symlink({str(precious)!r}, "
+             f"{str(shared)!r} + f'/.r.html.{{os.getpid()}}.tmp'); "
+             "sys.argv = ['glucoledger', *sys.argv[1:]]; "
+             "runpy.run_module('glucoledger', run_name='__main__', alter_sys=True)")
+    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "COLUMNS": "400"}
+    r = subprocess.run([sys.executable, "-c", plant, "report", "--patient", "alice",
+                        "--treatments", "--out", str(out), "--data", str(demo_dir)],
+                       capture_output=True, text=True, env=full_env, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr
+    assert precious.read_text() == "the user's own file\n"
+    assert not out.is_symlink() and out.read_text().startswith("<!DOCTYPE html>")
+
+
 def test_report_views_and_units(demo_dir: Path, tmp_path: Path) -> None:
     # dr-lee holds a summary grant: the report has the aggregate parts only.
     out = tmp_path / "lee.html"
