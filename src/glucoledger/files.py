@@ -128,10 +128,10 @@ def _own_output(st: os.stat_result) -> bool:
 
 def _in_place(path: Path, st: os.stat_result, data: bytes) -> None:
     """Write ``data`` into the device or pipe at ``path`` (``atomic_write``), or refuse
-    with nothing written: a pipe or device of another user (it would read the data), or
-    anything but a character device or a pipe (a disk, a socket). Opened without
-    creating or truncating anything, then checked again through the descriptor, so a
-    path swapped meanwhile is refused too."""
+    with nothing written: a pipe or device of another user (it would read the data), one
+    reached through another user's link, or anything but a character device or a pipe (a
+    disk, a socket). Opened without creating or truncating anything, then checked again
+    through the descriptor, so a path swapped meanwhile is refused too."""
     mine = {os.geteuid(), 0}
 
     def refuse(what: str) -> StorageError:
@@ -147,6 +147,14 @@ def _in_place(path: Path, st: os.stat_result, data: bytes) -> None:
                          "is written")
 
     check(st)
+    try:
+        link = os.lstat(path)
+    except OSError as exc:
+        raise storage_error(exc, path, "writing it") from None
+    if stat.S_ISLNK(link.st_mode) and link.st_uid not in mine and not _own_output(st):
+        # another user's link to a device of root's (/dev/kmsg: the kernel log, which
+        # others may read; a console): as theirs as their own pipe
+        raise refuse(f"a link of another user (uid {link.st_uid}) to {os.path.realpath(path)}")
     try:
         fd = os.open(path, os.O_WRONLY | os.O_NOCTTY)
     except OSError as exc:

@@ -258,6 +258,16 @@ def test_a_pipe_another_user_made_at_the_out_path_gets_nothing(demo_dir: Path,
     assert "Traceback" not in r.stderr + r.stdout
     assert stat.S_ISFIFO(os.lstat(theirs).st_mode) and os.lstat(theirs).st_uid == 65534
     assert sorted(p.name for p in shared.iterdir()) == ["alice.html"]
+    # another user's link to a device of root's (/dev/kmsg would put the report in the
+    # kernel log; /dev/full stands in for it): not followed, said so
+    link = shared / "k.html"
+    link.symlink_to("/dev/full")
+    os.lchown(link, 65534, 65534)
+    r = run("report", "--patient", "alice", "--out", str(link), "--data", str(demo_dir))
+    assert r.returncode != 0 and "a link of another user (uid 65534)" in r.stderr + r.stdout, \
+        r.stderr + r.stdout
+    assert os.readlink(link) == "/dev/full"
+    link.unlink()
     # the user's own pipe (``--out`` into ``| gzip`` or a process substitution): written
     mine = shared / "mine.html"
     os.mkfifo(mine)
