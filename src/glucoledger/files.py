@@ -18,6 +18,7 @@ import contextlib
 import errno
 import json
 import os
+import secrets
 import stat
 import threading
 from collections.abc import Iterator
@@ -73,22 +74,27 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
 
     A ``path`` that is a device or a pipe (``--out /dev/null``, ``/dev/stdout``) is written
     in place, never replaced: run as root, the rename replaced /dev/null itself with a
-    regular file, and every later reader of /dev/null got its lines."""
+    regular file, and every later reader of /dev/null got its lines. Only a character device
+    or a pipe of this user's, of root's, or this process's own output: a pipe another user
+    made where the file was to go (``mkfifo /tmp/alice.html``) would get the data (a
+    patient's report) in place, so it is refused with nothing written (``_in_place``)."""
     path = Path(path)
     try:
-        special = not stat.S_ISREG(os.stat(path).st_mode) and not path.is_dir()
+        st = os.stat(path)
     except OSError:
-        special = False  # missing (the usual case), or unreadable: the rename path says
-    if special:
-        try:
-            with open(path, "wb") as f:
-                f.write(data)
-        except OSError as exc:
-            raise storage_error(exc, path, "writing it") from None
+        st = None  # missing (the usual case), or unreadable: the rename path says
+    if st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+        _in_place(path, st, data)
         return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # A new file of its own, never one found there: a name no one can guess (another user
+    # made the pid-named one in a shared folder, writable by them, and the rename then
+    # gave them the report), created exclusively, never through a symbolic link.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    except OSError as exc:  # nothing of ours to remove
+        raise storage_error(exc, path, "writing it") from None
+    try:
         try:
             view = memoryview(data)
             while view:
@@ -105,6 +111,67 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
             pass
         raise storage_error(exc, path, "writing it") from None
     fsync_dir(path.parent)
+
+
+def _own_output(st: os.stat_result) -> bool:
+    """Whether ``st`` is this process's standard output or error (``/dev/stdout`` of a
+    command run as another user than the pipe's maker: ``sudo -u bob ... | less``)."""
+    for fd in (1, 2):
+        try:
+            o = os.fstat(fd)
+        except OSError:
+            continue
+        if (o.st_dev, o.st_ino) == (st.st_dev, st.st_ino):
+            return True
+    return False
+
+
+def _in_place(path: Path, st: os.stat_result, data: bytes) -> None:
+    """Write ``data`` into the device or pipe at ``path`` (``atomic_write``), or refuse
+    with nothing written: a pipe or device of another user (it would read the data), one
+    reached through another user's link, or anything but a character device or a pipe (a
+    disk, a socket). Opened without creating or truncating anything, then checked again
+    through the descriptor, so a path swapped meanwhile is refused too."""
+    mine = {os.geteuid(), 0}
+
+    def refuse(what: str) -> StorageError:
+        return StorageError(f"{path} is {what}: nothing was written to it; write to a "
+                            "file of your own (a new name) or to standard output")
+
+    def check(s: os.stat_result) -> None:
+        kind = "a pipe" if stat.S_ISFIFO(s.st_mode) else "a device"
+        if not (stat.S_ISCHR(s.st_mode) or stat.S_ISFIFO(s.st_mode)):
+            raise refuse("neither a file, a pipe nor a terminal")
+        if s.st_uid not in mine and not _own_output(s):
+            raise refuse(f"{kind} of another user (uid {s.st_uid}), who would read what "
+                         "is written")
+
+    check(st)
+    try:
+        link = os.lstat(path)
+    except OSError as exc:
+        raise storage_error(exc, path, "writing it") from None
+    if stat.S_ISLNK(link.st_mode) and link.st_uid not in mine and not _own_output(st):
+        # another user's link to a device of root's (/dev/kmsg: the kernel log, which
+        # others may read; a console): as theirs as their own pipe
+        raise refuse(f"a link of another user (uid {link.st_uid}) to {os.path.realpath(path)}")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOCTTY)
+    except OSError as exc:
+        raise storage_error(exc, path, "writing it") from None
+    try:
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            raise refuse("no longer what it was a moment ago (replaced meanwhile)")
+        check(now)
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+    except OSError as exc:
+        raise storage_error(exc, path, "writing it") from None
+    finally:
+        os.close(fd)
 
 
 def atomic_write_json(path: Path, doc: Any, *, mode: int = 0o644) -> None:

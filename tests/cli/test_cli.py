@@ -223,6 +223,90 @@ def test_emergency_command_asks_and_approves_through_the_node_functions(demo_dir
     assert "nurse-kim" in rows[0] and "EMERGENCY emergency" not in r.stdout, r.stdout
 
 
+def test_a_pipe_another_user_made_at_the_out_path_gets_nothing(demo_dir: Path,
+                                                              tmp_path: Path) -> None:
+    """Another user makes a pipe where a patient's report is to go (``mkfifo
+    /tmp/alice.html`` in a shared folder) and reads it: writing a pipe in place (for
+    ``--out /dev/stdout``) handed them the whole report. Refused, nothing written, the pipe
+    left as it was; the user's own pipe still works."""
+    import stat
+    import threading
+
+    if os.geteuid() != 0:
+        pytest.skip("a pipe of another user needs root to make (chown)")
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o1777)
+    shared.chmod(0o1777)
+    theirs = shared / "alice.html"
+    os.mkfifo(theirs)
+    os.chown(theirs, 65534, 65534)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(theirs.read_bytes()), daemon=True)
+    reader.start()
+    r = run("report", "--patient", "alice", "--treatments", "--out", str(theirs),
+            "--data", str(demo_dir))
+    # the reader's open returns once a writer opened: this test's, if the command did not
+    import errno
+    try:
+        os.close(os.open(theirs, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError as exc:  # no reader left: the command's write had released it
+        assert exc.errno == errno.ENXIO
+    reader.join(30)
+    assert got == [b""], f"the other user read {len(got[0]) if got else 0} bytes"
+    assert r.returncode != 0 and "another user (uid 65534)" in r.stderr + r.stdout, r.stderr
+    assert "nothing was written" in r.stderr + r.stdout
+    assert "Traceback" not in r.stderr + r.stdout
+    assert stat.S_ISFIFO(os.lstat(theirs).st_mode) and os.lstat(theirs).st_uid == 65534
+    assert sorted(p.name for p in shared.iterdir()) == ["alice.html"]
+    # another user's link to a device of root's (/dev/kmsg would put the report in the
+    # kernel log; /dev/full stands in for it): not followed, said so
+    link = shared / "k.html"
+    link.symlink_to("/dev/full")
+    os.lchown(link, 65534, 65534)
+    r = run("report", "--patient", "alice", "--out", str(link), "--data", str(demo_dir))
+    assert r.returncode != 0 and "a link of another user (uid 65534)" in r.stderr + r.stdout, \
+        r.stderr + r.stdout
+    assert os.readlink(link) == "/dev/full"
+    link.unlink()
+    # the user's own pipe (``--out`` into ``| gzip`` or a process substitution): written
+    mine = shared / "mine.html"
+    os.mkfifo(mine)
+    got.clear()
+    reader = threading.Thread(target=lambda: got.append(mine.read_bytes()), daemon=True)
+    reader.start()
+    r = run("report", "--patient", "alice", "--treatments", "--out", str(mine),
+            "--data", str(demo_dir))
+    reader.join(60)
+    assert r.returncode == 0, r.stderr
+    assert got and got[0].startswith(b"<!DOCTYPE html>")
+
+
+def test_a_temporary_name_planted_at_the_out_path_is_never_written(demo_dir: Path,
+                                                                   tmp_path: Path) -> None:
+    """The temporary file ``--out`` is written through was ``.<name>.<pid>.tmp``, opened
+    with O_CREAT|O_TRUNC: whoever could write the folder planted that name (pids are
+    sequential: a few hundred names cover the next commands) as a link to a file of the
+    user's, which the report then overwrote (as a file of their own, it made the report
+    theirs: mode 666, their uid). The link is planted here by the command's own process,
+    with its pid, just before the command runs (nothing in the product)."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    precious = tmp_path / "precious.txt"
+    precious.write_text("the user's own file\n")
+    out = shared / "r.html"
+    plant = (f"import os, runpy, sys; os.symlink({str(precious)!r}, "
+             f"{str(shared)!r} + f'/.r.html.{{os.getpid()}}.tmp'); "
+             "sys.argv = ['glucoledger', *sys.argv[1:]]; "
+             "runpy.run_module('glucoledger', run_name='__main__', alter_sys=True)")
+    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "COLUMNS": "400"}
+    r = subprocess.run([sys.executable, "-c", plant, "report", "--patient", "alice",
+                        "--treatments", "--out", str(out), "--data", str(demo_dir)],
+                       capture_output=True, text=True, env=full_env, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr
+    assert precious.read_text() == "the user's own file\n"
+    assert not out.is_symlink() and out.read_text().startswith("<!DOCTYPE html>")
+
+
 def test_report_views_and_units(demo_dir: Path, tmp_path: Path) -> None:
     # dr-lee holds a summary grant: the report has the aggregate parts only.
     out = tmp_path / "lee.html"

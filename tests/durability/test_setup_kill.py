@@ -220,3 +220,53 @@ def test_a_refused_setup_keeps_nothing_and_a_key_is_never_replaced(tmp_path: Pat
         assert node.wallet.load("zed.1").public.raw == orphan.public.raw
         assert node.store.last_header().log_size == size  # type: ignore[union-attr]
         assert "zed" not in Registry(node.data_dir).accounts()
+
+
+def test_a_damaged_pending_entry_is_refused_and_removes_no_key(tmp_path: Path) -> None:
+    """A pending entry of ``names.json`` is acted on only when its transaction makes what it
+    names and its saved keys are that transaction's. Before, an entry naming a key of
+    another account (``alice.1``) next to a missing one, with a transaction the ledger
+    never saw, had the next ``account create`` delete alice's private key (the entry was
+    dropped with "its" keys); an entry that did not read as one stopped every setup with
+    "unexpected error (ValueError): this is a bug". Now both are refused naming the entry
+    and what to do, with nothing submitted, named or removed; ``verify`` names them."""
+    import json
+
+    from glucoledger.crypto import generate
+    from glucoledger.node.devices import keyed_account_tx, org_account
+
+    folder = _new_node(tmp_path)
+    with Node(folder, workers=1) as node:
+        alice_key = node.wallet.load("alice.1").public.raw
+        org, org_key = org_account(node)
+        zed, stx = keyed_account_tx(node, "clinician", [generate("ed25519")],
+                                    sponsor=(org, [org_key]))
+        size = node.store.last_header().log_size  # type: ignore[union-attr]
+    names = folder / "names.json"
+    for entry, why in [
+        ({"what": "account", "name": "zed", "id": zed.hex(), "kind": "clinician",
+          "keys": ["alice.1", "zed.1"], "model": None, "tx": stx.raw.hex()},
+         "the wallet key alice.1 is not one its transaction gives the ledger"),
+        ({"what": "account", "name": "zed", "id": zed.hex(), "kind": "clinician",
+          "keys": ["zed.1"], "model": None, "tx": "not hex"},
+         "its fields do not read as a setup"),
+        ({"what": "account", "name": "alice", "id": zed.hex(), "kind": "patient",
+          "keys": ["zed.1"], "model": None, "tx": stx.raw.hex()},
+         "its transaction does not make the account it names")]:
+        doc = json.loads(names.read_text())
+        doc["pending"] = {f"account:{entry['name']}": entry}
+        names.write_text(json.dumps(doc))
+        before = names.read_bytes()
+        r = run("account", "create", "bob", "--kind", "clinician", "--data", str(folder))
+        out = r.stdout + r.stderr
+        assert r.returncode != 0 and "this is a bug" not in out, out
+        assert "damaged pending setup" in out and why in out and "restore names.json" in out
+        assert names.read_bytes() == before
+        with Node(folder, workers=1) as node:
+            assert node.wallet.exists("alice.1"), "another account's key was deleted"
+            assert node.wallet.load("alice.1").public.raw == alice_key
+            assert not node.wallet.exists("bob.1")
+            assert node.store.last_header().log_size == size  # type: ignore[union-attr]
+        assert "bob" not in Registry(folder).accounts()
+        if "wallet key" not in why:  # verify reads names.json, not the wallet's keys
+            assert "damaged pending setup" in run("verify", "--data", str(folder)).stdout

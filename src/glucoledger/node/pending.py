@@ -36,9 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from ..crypto import PrivateKey
-from ..errors import GlucoledgerError, InputError, RejectedError
+from ..errors import GlucoledgerError, InputError, MalformedError, RejectedError
 from ..files import locked, read_json
 from ..ledger.tx import SignedTx
+from ..state.devices import device_id
 from .registry import FILE, Registry
 from .service import Node, Receipt
 
@@ -85,20 +86,73 @@ def interrupted(data_dir: Path) -> list[str]:
         return []
     try:
         doc = read_json(path, what="the node's names")
-        left = [Entry.from_doc(e) for e in doc.get("pending", {}).values()]
-    except (GlucoledgerError, AttributeError, KeyError, TypeError, ValueError):
+        pending = dict(doc.get("pending", {}))
+    except (GlucoledgerError, AttributeError, TypeError, ValueError):
         return []
+    left, damaged = [], []
+    for slot, e in sorted(pending.items()):
+        try:
+            left.append(_parsed(slot, e)[0])
+        except MalformedError as exc:
+            damaged.append(exc.message)
     what = {"account": "account", "device": "device", "maker": "simulated maker"}
     return [f"the {what.get(e.what, e.what)} {e.name!r} was being set up when a command "
             "stopped (its key is saved): the next `account create`, `device register` or "
             "`nightscout-uploader` on this folder finishes it (or drops it if the ledger "
-            "refuses it)" for e in sorted(left, key=lambda e: e.slot)]
+            "refuses it)" for e in sorted(left, key=lambda e: e.slot)] + damaged
 
 
 def pending_names(doc: Mapping[str, Any], what: str) -> set[str]:
     """The names of ``what`` (KINDS_OF_SETUP) that a pending setup holds in a registry
     document: taken, as much as a finished one."""
     return {e["name"] for e in doc.get("pending", {}).values() if e.get("what") == what}
+
+
+def _damaged(slot: str, why: str) -> MalformedError:
+    return MalformedError(
+        f"the node's names ({FILE}) hold a damaged pending setup {slot!r} ({why}): nothing "
+        f"was submitted, named or removed; restore {FILE} from a backup, or remove "
+        f"\"{slot}\" from its \"pending\" (the wallet keys it names stay)")
+
+
+def _parsed(slot: str, doc: object) -> tuple[Entry, SignedTx]:
+    """A pending entry of ``names.json`` and its transaction, checked for shape. Raises
+    MalformedError (``_damaged``)."""
+    try:
+        if not isinstance(doc, dict):
+            raise TypeError("not an object")
+        entry = Entry.from_doc(doc)
+        if (entry.what not in KINDS_OF_SETUP or not isinstance(entry.name, str)
+                or not isinstance(entry.kind, str) or len(entry.id) != 32 or not entry.keys
+                or not all(isinstance(k, str) for k in entry.keys)
+                or not (entry.model is None or isinstance(entry.model, str))
+                or slot != entry.slot or not isinstance(doc["tx"], str)):
+            raise ValueError("fields")
+        stx = SignedTx.decode(bytes.fromhex(doc["tx"]))
+    except (GlucoledgerError, AttributeError, KeyError, TypeError, ValueError):
+        raise _damaged(slot, "its fields do not read as a setup") from None
+    if _public_keys(entry, stx) is None:
+        raise _damaged(slot, f"its transaction does not make the {entry.what} it names")
+    return entry, stx
+
+
+def _public_keys(entry: Entry, stx: SignedTx) -> list[dict[str, Any]] | None:
+    """The public keys ``stx`` gives the ledger for what ``entry`` says it makes, or None
+    when ``stx`` makes something else (another id, type, kind or serial)."""
+    tx = stx.tx
+    body = tx.body
+    try:
+        if entry.what in ("account", "maker"):
+            if tx.type != "account.create" or tx.account != entry.id \
+                    or body.get("kind") != entry.kind:
+                return None
+            return [c["key"] for c in body["policy"]["cosigners"]]
+        if tx.type != "device.register" or body.get("serial") != entry.name \
+                or device_id(tx.account, entry.name) != entry.id:
+            return None
+        return [body["key"]]
+    except (AttributeError, KeyError, TypeError):
+        return None
 
 
 def _held(doc: Mapping[str, Any], entry: Entry) -> str | None:
@@ -210,10 +264,23 @@ class Setups:
         left = dict(self.registry.load().get("pending", {}))
         if not left:
             return {}
+        # Every entry checked before any is acted on: one whose transaction makes something
+        # else than it names (another id, kind or serial), or whose saved keys are not that
+        # transaction's, is damaged: submitting it would name the wrong thing, and dropping
+        # it would delete keys another account needs.
+        parsed = []
+        for slot, doc in sorted(left.items()):
+            entry, stx = _parsed(slot, doc)
+            public = _public_keys(entry, stx) or []
+            for name in entry.keys:
+                if self.node.wallet.exists(name) and \
+                        self.node.wallet.load(name).public.to_value() not in public:
+                    raise _damaged(slot, f"the wallet key {name} is not one its transaction "
+                                         "gives the ledger")
+            parsed.append((slot, entry, stx))
         self.node.refresh()
         done: dict[str, Receipt] = {}
-        for slot, doc in sorted(left.items()):
-            entry, stx = Entry.from_doc(doc), SignedTx.decode(bytes.fromhex(doc["tx"]))
+        for slot, entry, stx in parsed:
             if all(self.node.wallet.exists(n) for n in entry.keys):
                 receipt: Receipt | None = self.node.submit([stx.raw], retry=True)[0]
             else:  # never submitted (keys come first), unless the ledger says otherwise
