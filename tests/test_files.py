@@ -7,6 +7,8 @@ import os
 import resource
 import signal
 import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -121,3 +123,24 @@ def test_a_device_or_pipe_is_written_in_place_never_replaced(tmp_path: Path) -> 
     assert got == [b"report\n"]
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
     assert [p.name for p in tmp_path.iterdir()] == ["out.fifo"]  # no temporary left
+
+
+def test_the_own_standard_output_is_written_in_place_never_replaced(tmp_path: Path) -> None:
+    """``--out /dev/stdout > report.html``: /dev/stdout is a link to this process's output,
+    here a regular file, and the rename put a new file in place of the link (as root, the
+    machine's /dev/stdout) while report.html stayed empty. A link of our own to
+    /proc/self/fd/1 stands in for /dev/stdout, so a failure replaces nothing of the
+    machine's. Appended: what the shell's ``>>`` kept stays."""
+    link = tmp_path / "stdout"
+    os.symlink("/proc/self/fd/1", link)
+    report = tmp_path / "report.html"
+    report.write_bytes(b"kept\n")
+    code = ("import sys; from pathlib import Path; from glucoledger.files import atomic_write; "
+            "atomic_write(Path(sys.argv[1]), b'report\\n')")
+    with open(report, "ab") as out:
+        done = subprocess.run([sys.executable, "-c", code, str(link)], stdout=out,
+                              stderr=subprocess.PIPE, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert report.read_bytes() == b"kept\nreport\n"
+    assert link.is_symlink() and os.readlink(link) == "/proc/self/fd/1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "stdout"]

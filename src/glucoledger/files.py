@@ -77,13 +77,18 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     regular file, and every later reader of /dev/null got its lines. Only a character device
     or a pipe of this user's, of root's, or this process's own output: a pipe another user
     made where the file was to go (``mkfifo /tmp/alice.html``) would get the data (a
-    patient's report) in place, so it is refused with nothing written (``_in_place``)."""
+    patient's report) in place, so it is refused with nothing written (``_in_place``). This
+    process's own standard output or error is written in place whatever it is: ``--out
+    /dev/stdout > report.html`` renamed a new file over the link /dev/stdout itself (as root,
+    every later ``/dev/stdout`` on the machine was that file) and the report never reached
+    report.html."""
     path = Path(path)
     try:
         st = os.stat(path)
     except OSError:
         st = None  # missing (the usual case), or unreadable: the rename path says
-    if st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+    if st is not None and not stat.S_ISDIR(st.st_mode) and (
+            not stat.S_ISREG(st.st_mode) or _own_output(st)):
         _in_place(path, st, data)
         return
     # A new file of its own, never one found there: a name no one can guess (another user
@@ -140,6 +145,8 @@ def _in_place(path: Path, st: os.stat_result, data: bytes) -> None:
 
     def check(s: os.stat_result) -> None:
         kind = "a pipe" if stat.S_ISFIFO(s.st_mode) else "a device"
+        if stat.S_ISREG(s.st_mode) and _own_output(s):
+            return  # this process's own output, redirected to a file
         if not (stat.S_ISCHR(s.st_mode) or stat.S_ISFIFO(s.st_mode)):
             raise refuse("neither a file, a pipe nor a terminal")
         if s.st_uid not in mine and not _own_output(s):
@@ -156,7 +163,9 @@ def _in_place(path: Path, st: os.stat_result, data: bytes) -> None:
         # others may read; a console): as theirs as their own pipe
         raise refuse(f"a link of another user (uid {link.st_uid}) to {os.path.realpath(path)}")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_NOCTTY)
+        # appended to a file (``>>`` keeps what was there; after ``>`` it is empty anyway)
+        fd = os.open(path, os.O_WRONLY | os.O_NOCTTY
+                     | (os.O_APPEND if stat.S_ISREG(st.st_mode) else 0))
     except OSError as exc:
         raise storage_error(exc, path, "writing it") from None
     try:
