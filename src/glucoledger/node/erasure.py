@@ -135,20 +135,11 @@ class ErasureService:
                 raise RejectedError(f"erasure refused: {receipt.result.message}",
                                     code=receipt.result.code)
             record = self.node.state.get(erasure_key(stx.tx_hash))
-            self._destroy_keys(record, finishing=False)
+            _destroy_keys(self.vault, record, finishing=False)
             self.vault.erasures_done.add(erasure_key(stx.tx_hash))
         self._destroy(record)
         return ErasureReport(stx.tx_hash, receipt.height, len(record["batches"]),
                              tuple(record["streams"]), record["whole"])
-
-    def _destroy_keys(self, record: dict, *, finishing: bool  # type: ignore[type-arg]
-                      ) -> None:
-        """Step 2: a whole stream's key, only the generation the erasure targets when
-        ``finishing``. Under the ordering lock."""
-        if record["whole"]:
-            for stream in record["streams"]:
-                if not finishing or _erased_key_is_current(self.vault, record, stream):
-                    self.vault.erase(record["patient"], stream)
 
     def _destroy(self, record: dict) -> None:  # type: ignore[type-arg]
         """Steps 3-5 (and the readers' caches)."""
@@ -183,7 +174,7 @@ class ErasureService:
             record = self.node.state.get(key)
             if any(_has_row(self.vault, ct) for ct in record["batches"]):  # (rows go last)
                 with self.vault.ordering():
-                    self._destroy_keys(record, finishing=True)
+                    _destroy_keys(self.vault, record, finishing=True)
                 self._destroy(record)
                 n += 1
             self.vault.erasures_done.add(key)  # none left: its key step was done before
@@ -202,12 +193,19 @@ def destroy_erased_keys(node: Node, vault: Vault) -> None:
     for key in node.state.keys("erasure/"):
         if key in done:
             continue
-        record = node.state.get(key)
-        if record["whole"]:
-            for stream in record["streams"]:
-                if _erased_key_is_current(vault, record, stream):
-                    vault.erase(record["patient"], stream)
+        _destroy_keys(vault, node.state.get(key), finishing=True)
         done.add(key)
+
+
+def _destroy_keys(vault: Vault, record: dict, *, finishing: bool  # type: ignore[type-arg]
+                  ) -> None:
+    """Step 2: a whole stream's key; when ``finishing`` (the erasure was ordered earlier,
+    maybe by another process), only the generation the erasure targets. Under the ordering
+    lock."""
+    if record["whole"]:
+        for stream in record["streams"]:
+            if not finishing or _erased_key_is_current(vault, record, stream):
+                vault.erase(record["patient"], stream)
 
 
 def _erased_key_is_current(vault: Vault, record: dict, stream: str  # type: ignore[type-arg]
