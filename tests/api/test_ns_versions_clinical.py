@@ -247,6 +247,46 @@ def test_a_deleted_document_stays_deleted_without_the_batch_cache(client, site) 
     assert r.status_code == 200 and r.json() == [], r.json()
 
 
+def test_entries_not_uploaded_through_nightscout_are_deleted_too(client, site) -> None:  # type: ignore[no-untyped-def]
+    """The demo's readings came from a device, not through Nightscout (no annex): a
+    Nightscout DELETE of one answered ``{"n": 1}`` and the reading stayed, for the apps and
+    the clinical reads alike. Now every record belongs to the document it reads as
+    (node/nsversions.py ``doc_refs``)."""
+    now = int(time.time() * 1000)
+    hour = now - now % (60 * MIN) - 30 * 60 * MIN
+    params = {"find[date][$gte]": str(hour), "find[date][$lt]": str(hour + 60 * MIN),
+              "count": "100"}
+
+    def entries() -> dict[int, tuple[str, int]]:
+        r = client.get("/api/v1/entries.json", headers=UP, params=params)
+        assert r.status_code == 200, r.text
+        got = [(int(d["date"]), (d["_id"], int(d["sgv"]))) for d in r.json()]
+        assert len(got) == len(dict(got)), got  # one document an instant
+        return dict(got)
+
+    before = entries()
+    assert len(before) >= 6, before
+    gone, (gone_id, _) = sorted(before.items())[1]
+    r = client.delete(f"/api/v1/entries/{gone_id}", headers=UP)
+    assert r.status_code == 200 and r.json() == {"n": 1, "ok": 1}, r.text
+    r = client.delete(f"/api/v1/entries/{gone_id}", headers=UP)
+    assert r.status_code == 200 and r.json() == {"n": 0, "ok": 1}, r.text
+    after = entries()
+    assert set(after) == set(before) - {gone}
+    # the clinical reads agree: the patient's raw read and the records reports draw on
+    pid = identity(site.node, "alice")
+    from glucoledger.node.access import RawRelease
+    from glucoledger.node.accounts import keys_of
+    from glucoledger.state.consent import Request
+
+    access = site.ctx.svc.access
+    rel = access.read_as(pid.id, keys_of(site.node, pid, [0]), Request(
+        pid.id, ("cgm",), "raw", {"from": hour, "to": hour + 60 * MIN}))
+    assert isinstance(rel, RawRelease)
+    mine = {r.time_ms: r.mgdl for r in rel.records}  # type: ignore[attr-defined]
+    assert set(mine) == set(after)
+
+
 def test_a_read_names_only_the_documents_it_returns(client, site, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """An ``_id`` is a keyed hash of the document's identity: a follower asking for the
     newest reading has one computed, not one for every reading of the window. A query on

@@ -110,9 +110,10 @@ def test_fhir_shifted_windows_snap_to_the_same_whole_days(client: Any,
                                                           summary_only: list[dict[str, Any]]
                                                           ) -> None:
     """Two 2-day windows five minutes apart (differencing): both are moved inward to the
-    same whole day, so their means are the same and their difference is nothing."""
+    same whole day, so their means are the same and their difference is nothing. (The day
+    before yesterday: settled whatever the hour, node/settled.py.)"""
     now = int(time.time() * 1000)
-    midnight = now - now % DAY
+    midnight = now - now % DAY - DAY
     bundles = []
     for shift in (5 * 60_000, 10 * 60_000):
         r = client.get("/fhir/Patient/alice/$cgm-bundle",
@@ -172,3 +173,60 @@ def test_portal_report_of_a_summary_grantee_covers_whole_utc_days(
     now = int(time.time() * 1000)
     mean = _means(json.loads(fhir.text))
     assert mean and mean[0]["effectivePeriod"]["end"] == _day(now)
+
+
+def test_an_edit_or_a_late_entry_of_a_released_day_changes_nothing_for_a_summary_grant(
+        client: Any, site: Any, summary_only: list[dict[str, Any]]) -> None:
+    """dr-lee reads the summary of a finished day; then alice's uploader edits one of that
+    day's entries (PUT, a new version), deletes another and posts a late one. His next
+    summary is the same, to the last number (node/settled.py): before, the two summaries
+    gave the edit, the deleted value and the late reading by difference. alice's own
+    summary counts all three changes."""
+    import hashlib
+
+    from fastapi.testclient import TestClient
+
+    from glucoledger.node.demo_site import DEMO_UPLOADER_SECRET
+
+    up = {"api-secret": hashlib.sha1(DEMO_UPLOADER_SECRET.encode()).hexdigest()}
+    now = int(time.time() * 1000)
+    day = now - now % DAY - 2 * DAY  # finished a day ago at least: settled whatever the hour
+    window = {"start": _iso(day), "end": _iso(day + DAY)}
+
+    def mean() -> dict[str, Any]:
+        r = client.get("/fhir/Patient/alice/$cgm-bundle", params=window)
+        assert r.status_code == 200, r.text
+        [m] = _means(r.json())
+        return m
+
+    def entry(at: int, sgv: int) -> dict[str, Any]:
+        return {"type": "sgv", "sgv": sgv, "date": at, "dateString": _iso(at),
+                "device": "xDrip-LimiTTer"}
+
+    hour = 3_600_000
+    early, doomed, late = day + 6 * hour + 77_007, day + 8 * hour + 77_007, day + 9 * hour + 7
+    with TestClient(site.app, base_url="https://testserver") as ns:
+        def send(method: str, doc: dict[str, Any]) -> str:
+            r = ns.request(method, "/api/v1/entries", json=[doc], headers=up)
+            assert r.status_code == 200, r.text
+            return str(r.json()[0]["_id"])
+
+        send("POST", entry(early, 155))  # uploaded in time: two entries of the day
+        doomed_id = send("POST", entry(doomed, 301))
+        first = mean()  # dr-lee's first read of the day fixes it
+        send("PUT", entry(early, 355))  # an edit: version 2
+        r = ns.delete(f"/api/v1/entries/{doomed_id}", headers=up)
+        assert r.status_code == 200 and r.json()["n"] == 1, r.text
+        send("POST", entry(late, 388))  # a late reading
+    assert mean() == first
+    # alice sees the changes at once
+    client.delete("/api/session", headers={"x-csrf-token": _login(client, "dr-lee")})
+    csrf = _login(client, "alice")
+    own = client.post("/api/reads", json={"patient": "alice", "streams": ["cgm"],
+                                          "view": "raw", "last_days": 4},
+                      headers={"x-csrf-token": csrf})
+    assert own.status_code == 200, own.text
+    values = {x["time_ms"]: x["mgdl"] for x in own.json()["records"] if "mgdl" in x}
+    assert (values[early], values[late], values.get(doomed)) == (355, 388, None)
+    theirs = mean()  # the same FHIR read, as alice: the changed day's mean
+    assert theirs["valueQuantity"]["value"] != first["valueQuantity"]["value"]

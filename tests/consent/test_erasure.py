@@ -9,13 +9,16 @@ import pytest
 
 from glucoledger import codec
 from glucoledger.errors import RejectedError
-from glucoledger.glucose.readings import CgmReading
+from glucoledger.glucose.readings import Batch, CgmReading
+from glucoledger.node.access import RawRelease
 from glucoledger.node.alerts import AlertService
+from glucoledger.node.devices import bind_device
 from glucoledger.node.erasure import ErasureService, erased_by
 from glucoledger.node.verify import verify_vault
+from glucoledger.state.access import batches_in
 from glucoledger.vault.store import Vault
 
-from .conftest import Care
+from .conftest import DAY, HOUR, NOW, Care, build_care
 
 
 def _all_bytes(folder: Path) -> bytes:
@@ -104,3 +107,33 @@ def test_erased_vault_copy_cannot_be_reopened(care: Care, tmp_path: Path) -> Non
         assert reopened.batches(care.alice.id) == []
     finally:
         reopened.close()
+
+
+@pytest.mark.parametrize("rules", [3, 4])
+def test_erasing_part_of_a_batch_takes_it_out_of_every_hour_it_held(tmp_path: Path,
+                                                                     rules: int) -> None:
+    """An erasure of an hour of a day batch erases the whole batch. Rule set 4 takes it out
+    of every hour of the index it was filed under; a chain of rule set 3 replays as it did
+    (the batch stays listed under its other hours), and its reads of those hours release
+    what is left instead of failing on a batch whose blob is gone ("no batch with
+    ciphertext hash ... in the vault", until 2026-12-05)."""
+    care = build_care(tmp_path, days=2, rules=rules)
+    try:
+        x = NOW - 10 * DAY
+        dev = care.world.add_device("CGM-DAY")
+        bind_device(care.node, care.alice.id, care.alice.keys[:1], dev.id)
+        day = tuple(CgmReading(x + i * 300_000, 0, 100 + i % 50) for i in range(288))
+        care.ingest.ingest_batches([Batch("cgm", day, x, day[-1].time_ms, 288)],
+                                   patient=care.alice.id, uploader=dev.id, signer=dev.key)
+        [entry] = batches_in(care.node.state, care.alice.id, ["cgm"], x, x + DAY)
+        report = ErasureService(care.node, care.vault).erase_as(
+            care.alice.id, care.alice.keys[:1], ["cgm"], x + 13 * HOUR, x + 14 * HOUR)
+        assert report.batches == 1
+        listed = [e[0] for e in batches_in(care.node.state, care.alice.id, ["cgm"], x, x + DAY)]
+        assert listed == ([] if rules >= 4 else [entry[0]])
+        rel = care.access.read(care.request(care.alice, window={"from": x, "to": x + DAY}).raw)
+        assert isinstance(rel, RawRelease) and rel.records == ()
+        assert erased_by(care.node)(entry[0]) == report.tx_hash
+    finally:
+        care.vault.close()
+        care.node.close()

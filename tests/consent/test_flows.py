@@ -16,6 +16,7 @@ from glucoledger.errors import SignatureError
 from glucoledger.glucose.readings import CgmReading
 from glucoledger.node.access import AccessDeniedError, AccessRefusedError, SignedSummary
 from glucoledger.node.alerts import AlertService, detect_episodes
+from glucoledger.node.settled import SETTLE_MS
 from glucoledger.state.accounts_model import patient_policy
 from glucoledger.state.alerts import DEFAULT_RULES
 from glucoledger.state.consent import Request
@@ -185,6 +186,7 @@ def test_summary_read_agrees_with_iglu(tmp_path: Any, seed: int) -> None:
     care = build_care(tmp_path / str(seed), days=14)
     try:
         care.grant(care.endo, view="summary", window={"last_days": 14})
+        care.clock.advance(SETTLE_MS)  # the last day has settled (node/settled.py)
         s = care.access.read(care.request(care.endo, view="summary").raw).summary
         cgm = [r for r in care.readings["cgm"] if isinstance(r, CgmReading)
                and s.start_ms <= r.time_ms < s.end_ms]

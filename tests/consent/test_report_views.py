@@ -18,19 +18,25 @@ import pytest
 from glucoledger.glucose.readings import Batch, CgmReading
 from glucoledger.node.access import RawRelease, SignedSummary
 from glucoledger.node.report import agp_report
+from glucoledger.node.settled import SETTLE_MS
 
 from ..api.test_browser import ARGS, CHROMIUM
-from .conftest import Care
+from .conftest import DAY, NOW, Care
+
+#: The 14 days of the fixture's data, read once the last of them has settled
+#: (node/settled.py): the summary grant's "last 14 days" and the raw reader's same window.
+DAYS14 = {"from": NOW - 14 * DAY, "to": NOW}
 
 
 def _pages(care: Care) -> tuple[str, str, RawRelease, SignedSummary]:
     care.grant(care.endo, view="summary", window={"last_days": 14})
     care.grant(care.nurse, streams=("carbs", "cgm", "insulin"), view="raw",
-               window={"last_days": 14})
+               window={"last_days": 15})
+    care.clock.advance(SETTLE_MS)
     summary = care.access.read(care.request(care.endo, view="summary",
                                             window={"last_days": 14}).raw)
     raw = care.access.read(care.request(care.nurse, streams=("carbs", "cgm", "insulin"),
-                                        window={"last_days": 14}).raw)
+                                        window=DAYS14).raw)
     assert isinstance(summary, SignedSummary) and isinstance(raw, RawRelease)
     summary.verify(care.node.node_key.public)  # the profile is signed with the metrics
     return (agp_report(summary, patient="alice").html(),
@@ -64,9 +70,10 @@ def test_conflicting_reupload_is_visible_and_raw_and_summary_agree(care: Care) -
                                       len(changed))],
                                patient=care.alice.id, uploader=dev.id, signer=dev.key)
     care.grant(care.endo, view="summary", window={"last_days": 14})
-    care.grant(care.nurse, view="raw", window={"last_days": 14})
+    care.grant(care.nurse, view="raw", window={"last_days": 15})
+    care.clock.advance(SETTLE_MS)
     s = care.access.read(care.request(care.endo, view="summary", window={"last_days": 14}).raw)
-    raw = care.access.read(care.request(care.nurse, window={"last_days": 14}).raw)
+    raw = care.access.read(care.request(care.nurse, window=DAYS14).raw)
     assert isinstance(s, SignedSummary) and isinstance(raw, RawRelease)
     assert s.summary.superseded == 72
     by_time = {r.time_ms: r for r in raw.records if isinstance(r, CgmReading)}

@@ -90,7 +90,7 @@ def test_a_consortium_founded_before_rule_set_2_upgrades_by_proposal(tmp_path: P
         proposal = tmp_path / "upgrade.cbor"
         out = cli("consortium", "propose", "upgrade", "--out", proposal, "--data", c.folders[0])
         assert out.returncode == 0, out.stdout + out.stderr
-        assert "gov.upgrade" in out.stdout and "'rules': 3" in out.stdout, out.stdout
+        assert "gov.upgrade" in out.stdout and "'rules': 4" in out.stdout, out.stdout
         early = cli("consortium", "submit", proposal, "--to", c.urls[0], "--data", c.folders[0])
         assert early.returncode == 0 and "insufficient_signatures" in early.stdout, early.stdout
         assert cli("consortium", "cosign", proposal, "--data", c.folders[2]).returncode == 0
@@ -105,4 +105,4 @@ def test_a_consortium_founded_before_rule_set_2_upgrades_by_proposal(tmp_path: P
         assert nothing.returncode == 2 and "nothing to propose" in nothing.stderr
         c.kill_node(1, hard=False)
         with Node(c.folders[1], workers=1) as n:
-            assert (rules(n.state), access_records(n.state)) == (3, 2)
+            assert (rules(n.state), access_records(n.state)) == (4, 2)

@@ -90,6 +90,7 @@ __all__ = [
     "check_shape",
     "doc_from_record",
     "docs_from_records",
+    "identity_of",
     "parse_docs",
     "parse_query",
     "profile_doc",
@@ -581,6 +582,20 @@ def _rendered(rec: Record) -> tuple[str, str, dict[str, Any]] | Found | None:
     if annex is None or not _believed(rec, annex, canonical):
         return _legacy(rec)
     return annex.collection, annex.key, annex.served(canonical, ADDED[annex.collection])
+
+
+def identity_of(rec: Record) -> tuple[str, str, int] | None:
+    """The Nightscout document a record reads as part of (``docs_from_records``): its
+    collection, identity key and the version it was uploaded as (1 for a record without a
+    believable annex: a device's or an imported upload, read as a document of its own).
+    None when it reads as no document."""
+    done = _rendered(rec)
+    if done is None:
+        return None
+    if isinstance(done, Found):
+        return done.collection, done.key, 1
+    annex = Annex.parse(rec.ns, COLLECTIONS) if rec.ns is not None else None
+    return done[0], done[1], 1 if annex is None else annex.version
 
 
 def docs_from_records(records: Iterable[Record]) -> list[Found]:

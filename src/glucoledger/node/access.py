@@ -89,12 +89,13 @@ from ..glucose.metrics import SUFFICIENT_ACTIVE_BP, Summary, summarize
 from ..glucose.readings import CgmReading, Record
 from ..glucose.timeline import interval_for_model, median_spacing_ms, resolve
 from ..ledger.tx import SignedTx, Transaction, sign
-from ..state.access import access_key, batches_in, released_digest
+from ..state.access import access_key, batches_in, erased_key, released_digest
 from ..state.consent import DAY_MS, Request, load_grant
 from ..state.devices import device_key
 from ..vault.store import Vault
-from .nsversions import DEDUP_CONTEXT, DocRef, doc_refs, superseded
+from .nsversions import DEDUP_CONTEXT, DocRef, doc_refs, is_current, superseded
 from .service import Node
+from .settled import SETTLE_MS, Days, SettledDays
 
 if TYPE_CHECKING:
     from .readguard import ReadGuard
@@ -265,6 +266,8 @@ class AccessService:
         self._computed_lock = threading.Lock()
         self._erasures = 0  # calls of ``forget``: a summary is kept only if none came between
         self._dedup = hmac_sha256(node.master, DEDUP_CONTEXT)
+        #: what a summary grant counts of each day, fixed by its first release
+        self.settled = SettledDays(node)
 
     def forget(self, cts: Sequence[bytes] | None = None) -> None:
         if cts is None:
@@ -371,6 +374,10 @@ class AccessService:
             commits, batches = self._released(record, stx.tx_hash, receipt.index)
         else:
             commits, batches = tuple(record["commits"]), tuple(record["batches"])
+        if any(self._erased_before(ct, record["height"]) for ct in batches):
+            kept = [(c, ct) for c, ct in zip(commits, batches, strict=True)
+                    if not self._erased_before(ct, record["height"])]
+            commits, batches = tuple(c for c, _ in kept), tuple(ct for _, ct in kept)
         grounds = Grounds(stx.tx_hash, record["patient"], record["requester"],
                           decision["grant"], record["emergency"], decision["from"],
                           decision["to"], commits, batches)
@@ -400,6 +407,14 @@ class AccessService:
                 "was released; read again")
         return tuple(e[1] for e in entries), tuple(e[0] for e in entries)
 
+    def _erased_before(self, ct: bytes, height: int) -> bool:
+        """Whether batch ``ct`` was erased by the block at ``height`` (a read's). Before state
+        rule set 4 an erasure of part of a batch's range left it filed under its other hours
+        (state/access.py ``_erase``), so reads of those hours list it: its blob and key are
+        gone, and it has nothing to release."""
+        mark = self.node.state.get(erased_key(ct))
+        return mark is not None and mark["height"] <= height
+
     def _interval(self, uploader: bytes, items: Sequence[Record]) -> int:
         """The nominal CGM interval (ms) of a batch: its device model's, else the median
         spacing of its CGM readings."""
@@ -410,9 +425,12 @@ class AccessService:
             return known
         return median_spacing_ms(sorted({r.time_ms for r in items if isinstance(r, CgmReading)}))
 
-    def _uploads(self, grounds: Grounds, streams: Sequence[str]) -> _Uploads:
+    def _uploads(self, grounds: Grounds, streams: Sequence[str], days: Days | None = None
+                 ) -> _Uploads:
         """The records in the window, in upload order: those that count (with their batch's
-        CGM interval) and those the version rule (``is_current``) leaves out."""
+        CGM interval) and those the version rule (``is_current``) leaves out. ``days``:
+        a summary grant's read, which counts each day as it was first released
+        (node/settled.py)."""
         state = self.node.state
         counted: list[tuple[Record, int]] = []
         withheld: list[Record] = []
@@ -422,6 +440,11 @@ class AccessService:
         lo, hi = grounds.start_ms, grounds.end_ms
         for ct, b in batches:
             if b.stream not in streams:  # pragma: no cover - the index is per stream
+                continue
+            if days is not None:
+                left = self._settled(grounds.patient, ct, b, days, lo, hi, counted, withheld)
+                if left:
+                    dropped.append((ct, left))
                 continue
             gone = superseded(state, grounds.patient, ct, b.refs)
             if gone:
@@ -435,6 +458,32 @@ class AccessService:
             else:
                 counted.extend((r, b.interval_ms) for r in b.items if lo <= r.time_ms < hi)
         return _Uploads(counted, withheld, tuple(dropped))
+
+    def _settled(self, patient: bytes, ct: bytes, b: _Batch, days: Days, lo: int, hi: int,
+                 counted: list[tuple[Record, int]], withheld: list[Record]) -> tuple[int, ...]:
+        """``_uploads`` of one batch for a summary grant, into ``counted`` and ``withheld``:
+        of each settled day in ``[lo, hi)``, the records of a batch ordered before the day's
+        first release, as the versions recorded before it left them; nothing of a day an
+        erasure touched after it. Returns the indexes the version rule left out."""
+        refs = {ref.index: ref for ref in b.refs}
+        left: list[int] = []
+        for i, r in enumerate(b.items):
+            if not lo <= r.time_ms < hi:
+                continue
+            day = r.time_ms // DAY_MS
+            if not days.counts(day):
+                continue
+            fixed = days.first.get(day)
+            if fixed is not None and b.order >= fixed.index:
+                continue  # ordered after the day was first released
+            ref = refs.get(i)
+            if ref is not None and not is_current(self.node.state, patient, ct, ref,
+                                                  self.settled.before(fixed)):
+                left.append(i)
+                withheld.append(r)
+            else:
+                counted.append((r, b.interval_ms))
+        return tuple(left)
 
     def current(self, patient: bytes, by_ct: Sequence[tuple[bytes, Sequence[Record]]]
                 ) -> list[Record]:
@@ -458,7 +507,7 @@ class AccessService:
         decision = record["decision"]
         request = Request.from_value(record["request"])
         if decision["view"] == "summary":
-            return self._summary(grounds, decision["streams"])
+            return self._summary(grounds, decision["streams"], record["time"])
         erasures = self._erasures  # before the batches are read: see _keep
         uploads = self._uploads(grounds, decision["streams"])
         records = list(resolve(r for r, _ in uploads.counted).records)
@@ -475,36 +524,59 @@ class AccessService:
     def _metrics(self, grounds: Grounds, uploads: _Uploads, erasures: int) -> Summary | None:
         """The metrics of the CGM readings that count over the window, or None.
         ``erasures``: ``forget``'s count when the records were read."""
-        key = ("raw", grounds.batches, grounds.start_ms, grounds.end_ms, uploads.dropped)
+        key = ("raw", grounds.batches, grounds.start_ms, grounds.end_ms, uploads.dropped, ())
         hit = self._cached(key)
         if hit is not None:
             return hit[0]
-        summary = _metrics_of(grounds, uploads.counted)
+        summary = _metrics_of(grounds.start_ms, grounds.end_ms, uploads.counted)
         self._keep(key, (summary, None), erasures)
         return summary
 
-    def _summary(self, grounds: Grounds, streams: Sequence[str]) -> SignedSummary:
+    def _summary(self, grounds: Grounds, streams: Sequence[str], time_ms: int
+                 ) -> SignedSummary:
+        """The signed summary of a permitted read ordered at ``time_ms``."""
         erasures = self._erasures
-        uploads = self._uploads(grounds, streams)
-        view = "summary"
         grant = None if grounds.grant == b"owner" else load_grant(self.node.state, grounds.grant)
+        start, end = grounds.start_ms, grounds.end_ms
+        # a day still settling counts for nothing and stays in the window, as a day of too
+        # few readings does: "the last 14 days" stay 14 days, 13 of them with data
         if grant is not None and grant.view == "summary":
-            # under a summary grant only the days with enough data count (``sufficient_days``)
+            # under a summary grant each day counts as first released (node/settled.py),
+            # once settled, and only with enough data (``sufficient_days``)
             view = "summary/days"
+            days = self.settled.days(grounds.patient, time_ms, streams)
+            uploads = self._uploads(grounds, streams, days)
             uploads = uploads._replace(counted=sufficient_days(uploads.counted))
-        key = (view, grounds.batches, grounds.start_ms, grounds.end_ms, uploads.dropped)
+            if days.unsettled_from * DAY_MS <= start:
+                raise OutOfRangeError(
+                    f"no summary of {_iso(grounds.start_ms)} to {_iso(grounds.end_ms)} yet: "
+                    "under a summary grant a UTC day is summarized from "
+                    f"{SETTLE_MS // 3_600_000} hours after it ends, when late sensor data "
+                    "has arrived, and then stays as first released; ask again later "
+                    f"(audited as {grounds.access_tx.hex()[:16]})")
+            fixed = days.key(start // DAY_MS, -(-end // DAY_MS))
+            erased = [d for d in sorted(days.erased) if start // DAY_MS <= d < -(-end // DAY_MS)]
+        else:
+            view, fixed, erased = "summary", (), []
+            uploads = self._uploads(grounds, streams)
+        key = (view, grounds.batches, start, end, uploads.dropped, fixed)
         hit = self._cached(key)
         if hit is not None and hit[0] is not None and hit[1] is not None:
             summary, profile = hit[0], hit[1]
         else:
-            computed = _metrics_of(grounds, uploads.counted)
+            computed = _metrics_of(start, end, uploads.counted)
             if computed is None and view == "summary/days":
+                gone = "" if not erased else (
+                    f"; {', '.join(_iso(d * DAY_MS)[:10] for d in erased)} "
+                    f"{'was' if len(erased) == 1 else 'were'} erased in part by the patient "
+                    "after being summarized, and "
+                    f"{'counts' if len(erased) == 1 else 'count'} for nothing since")
                 raise OutOfRangeError(
                     f"no summary of {_iso(grounds.start_ms)} to {_iso(grounds.end_ms)}: under "
                     "a summary grant a day counts only when its CGM readings cover at least "
                     f"{SUFFICIENT_ACTIVE_BP // 100} % of it, and no day of this period does "
-                    "(a summary of a few readings would be those readings; audited as "
-                    f"{grounds.access_tx.hex()[:16]})")
+                    f"(a summary of a few readings would be those readings){gone}; audited as "
+                    f"{grounds.access_tx.hex()[:16]}")
             if computed is None:
                 raise OutOfRangeError(
                     f"the permitted window {_iso(grounds.start_ms)} to {_iso(grounds.end_ms)} "
@@ -526,9 +598,10 @@ class AccessService:
         return SignedSummary(grounds, summary, self.node.node_key.public, sig, profile)
 
 
-#: (view, ciphertext hashes of the batches, from, to, records the version rule left out):
-#: what a computed summary depends on.
-_Key = tuple[str, tuple[bytes, ...], int, int, tuple[tuple[bytes, tuple[int, ...]], ...]]
+#: (view, ciphertext hashes of the batches, from, to, records the version rule left out,
+#: a summary grant's fixed days: ``Days.key``): what a computed summary depends on.
+_Key = tuple[str, tuple[bytes, ...], int, int, tuple[tuple[bytes, tuple[int, ...]], ...],
+             tuple[Any, ...]]
 #: (summary or None without CGM readings, aggregate profile for the summary view)
 _Computed = tuple[Summary | None, Agp | None]
 
@@ -562,10 +635,12 @@ def sufficient_days(counted: list[tuple[Record, int]]) -> list[tuple[Record, int
     return [(r, i) for r, i in counted if r.time_ms // DAY_MS in days]
 
 
-def _metrics_of(grounds: Grounds, uploads: list[tuple[Record, int]]) -> Summary | None:
-    """The metrics of the CGM readings among ``uploads`` over the window, or None."""
+def _metrics_of(start_ms: int, end_ms: int, uploads: list[tuple[Record, int]]
+                ) -> Summary | None:
+    """The metrics of the CGM readings among ``uploads`` over ``[start_ms, end_ms)``, or
+    None."""
     cgm = [(r, i) for r, i in uploads if isinstance(r, CgmReading)]
     if not cgm:
         return None
-    return summarize([r for r, _ in cgm], start_ms=grounds.start_ms,
-                     end_ms=grounds.end_ms, intervals_ms=[i for _, i in cgm])
+    return summarize([r for r, _ in cgm], start_ms=start_ms, end_ms=end_ms,
+                     intervals_ms=[i for _, i in cgm])

@@ -124,7 +124,7 @@ class Genesis:
     #: ``consortium genesis`` writes now; a file without the field (written before) is 1,
     #: so the transaction its members signed stays the same.
     access_records: int = 1
-    #: The chain's state rule set (state/accounts.py ``RULES``): 3 for a file ``consortium
+    #: The chain's state rule set (state/accounts.py ``RULES``): 4 for a file ``consortium
     #: genesis`` writes now; a file without the field (written before) is 1, likewise.
     rules: int = 1
 

@@ -33,7 +33,7 @@ content tag and a move's identity tag are attached only once the ledger accepted
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -74,30 +74,44 @@ class DocRef:
 
 
 def doc_refs(dedup_key: bytes, patient: bytes, items: Sequence[Record]) -> tuple[DocRef, ...]:
-    """The Nightscout documents the records of one batch belong to (records without an
-    annex belong to none and always count). Pure in the batch's content, so a reader
-    computes it once per batch and keeps it with the decrypted records."""
+    """The Nightscout documents the records of one batch belong to, as a Nightscout reader
+    sees them (``ns.identity_of``): a record uploaded through Nightscout belongs to its
+    annex's document, any other (a device's, an import) to the document it reads as, so a
+    Nightscout DELETE or PUT of it counts too (until 2026-12-05 such a DELETE answered
+    ``n: 1`` and the reading stayed). Pure in the batch's content, so a reader computes it
+    once per batch and keeps it with the decrypted records."""
     out = []
     for i, rec in enumerate(items):
-        annex = None if rec.ns is None else Annex.parse(rec.ns, ns.COLLECTIONS)
-        if annex is not None:
-            tag = identity_tag(dedup_key, patient, annex.collection, annex.key)
+        identity = ns.identity_of(rec)
+        if identity is not None:
+            collection, key, uploaded_as = identity
+            tag = identity_tag(dedup_key, patient, collection, key)
             out.append(DocRef(i, tag, version_key(patient, tag), alias_key(patient, tag),
-                              annex.version))
+                              uploaded_as))
     return tuple(out)
 
 
-def is_current(state: State, patient: bytes, ct: bytes, ref: DocRef) -> bool:
+def is_current(state: State, patient: bytes, ct: bytes, ref: DocRef,
+               before: Callable[[Mapping[str, Any]], bool] | None = None) -> bool:
     """The version rule, the one place it is decided (Nightscout reads, summaries, reports,
     the AGP, FHIR): a record of a document with recorded versions counts only when its batch
     ``ct`` holds the document's last version (none after a deletion); a record of a
     document without versions counts only if it was uploaded as version 1 (a later version
-    the ledger refused is nobody's content)."""
+    the ledger refused is nobody's content).
+
+    ``before``: decide as the versions ``before`` accepts left the document (a summary
+    grant's day stays as it was first released, node/settled.py): a move to the record's
+    identity counts only if one of those versions made it."""
     doc = ref.tag if ref.alias_key not in state else alias_of(state, patient, ref.tag)
     key = ref.version_key if doc == ref.tag else version_key(patient, doc)
-    if key in state:
-        return ct in versions_of(state, patient, doc)[-1]["cts"]
-    return ref.uploaded_as == 1
+    if key not in state:
+        return ref.uploaded_as == 1
+    versions = versions_of(state, patient, doc)
+    if before is not None:
+        versions = [v for v in versions if before(v)]
+        if doc != ref.tag and not any(v.get("moved") == ref.tag for v in versions):
+            versions = []  # not moved here yet: the identity was a document of its own
+    return ct in versions[-1]["cts"] if versions else ref.uploaded_as == 1
 
 
 def superseded(state: State, patient: bytes, ct: bytes, refs: Sequence[DocRef]) -> set[int]:

@@ -34,9 +34,11 @@ reason code, and releases nothing.
 
 ``erase`` (sent on the patient's account; action class ``erase``). Body ``{streams, from,
 to}`` (``from``/``to`` may be None: everything). Every indexed batch of those streams whose
-range overlaps ``[from, to)`` is removed from the index and marked ``erased/<ct>`` with the
-erasing transaction; ``erasure/<tx hash>`` lists them. Erasure works on whole batches: a batch
-that overlaps the range is erased entirely (more, never less, than asked). The node then
+range overlaps ``[from, to)`` is removed from the index (from state rule set 4, from every
+hour it was filed under; before, only from the hours of ``[from, to)``) and marked
+``erased/<ct>`` with the erasing transaction; ``erasure/<tx hash>`` lists them. Erasure
+works on whole batches: a batch that overlaps the range is erased entirely (more, never
+less, than asked). The node then
 destroys the batches' blobs and wrapped data keys (and the stream's key-encryption key when a
 whole stream is erased); ``verify`` reports those batches as "erased by" that transaction.
 
@@ -53,7 +55,7 @@ from ..crypto.hashing import tagged_hash
 from ..errors import MalformedError
 from ..glucose.readings import STREAMS
 from ..ledger.tx import SignedTx
-from .accounts import access_records
+from .accounts import access_records, rules
 from .accounts_model import load_account
 from .consent import Permit, Request, decide
 from .grants import audit_append
@@ -101,6 +103,12 @@ def _index_commit(state: State, stx: SignedTx, ctx: Context) -> None:
     span = state.get(_span_key(patient, stream))
     state.put(_span_key(patient, stream),
               [first, last] if span is None else [min(span[0], first), max(span[1], last)])
+
+
+def _filed_under(entries: Iterable[Sequence[Any]]) -> set[int]:
+    """Every hour bucket the index entries were filed under (``_index_commit``)."""
+    return {bucket for e in entries
+            for bucket in range(e[2] // _BUCKET_MS, (e[3] - 1) // _BUCKET_MS + 1)}
 
 
 def holds_batches(state: State) -> bool:
@@ -244,6 +252,7 @@ def _erase(state: State, stx: SignedTx, ctx: Context) -> None:
     for stream in sorted(streams):
         entries = batches_in(state, patient, [stream], lo, hi)
         gone = {e[0] for e in entries}
+        filed = _filed_under(entries) if rules(state) >= 4 else set()
         for e in entries:
             state.put(erased_key(e[0]), {"tx": stx.tx_hash, "patient": patient,
                                          "stream": stream, "commit": e[1],
@@ -254,7 +263,7 @@ def _erase(state: State, stx: SignedTx, ctx: Context) -> None:
             continue
         buckets = range(max(span[0], lo // _BUCKET_MS),
                         min(span[1], (hi - 1) // _BUCKET_MS) + 1)
-        for bucket in buckets:
+        for bucket in sorted(filed.union(buckets)):
             key = _bucket_key(patient, stream, bucket)
             old = state.get(key)
             if old is None:

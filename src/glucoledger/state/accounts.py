@@ -39,7 +39,7 @@ __all__ = ["ACCESS_RECORDS", "GENESIS_KEY", "RULES", "SPONSORS", "AccountCreate"
 GENESIS_KEY = "chain/genesis"
 #: Access record formats a genesis may name (state/access.py); new chains are founded on 2.
 ACCESS_RECORDS = (1, 2)
-#: State rule sets a genesis may name (``ChainGenesis.rules``); new chains are founded on 3,
+#: State rule sets a genesis may name (``ChainGenesis.rules``); new chains are founded on 4,
 #: and a running chain moves up by governance (``gov.upgrade``, state/governance.py).
 #: Rule set 2 adds refusals that rule set 1 (every chain founded before it) did not make, so
 #: an old chain replays to exactly the results it had:
@@ -60,7 +60,12 @@ ACCESS_RECORDS = (1, 2)
 #: ``scope_version`` like a widening, so every participant consents again before her data is
 #: used for it (``StudyTerms.repurposes``; state/research.py). Under 1 and 2 such an amendment
 #: kept every research grant counting.
-RULES = (1, 2, 3)
+#:
+#: Rule set 4 (on top of 3): an ``erase`` of part of a batch's range takes the batch out of
+#: every hour of the index it was filed under (state/access.py ``_erase``). Under 1 to 3 it
+#: stayed filed under its hours outside the erased range, so later reads of those hours
+#: listed a batch the node had destroyed, and a later erasure listed it again.
+RULES = (1, 2, 3, 4)
 #: Which kinds of account must be vouched for, and by which kinds of sponsor.
 SPONSORS: dict[str, tuple[str, ...]] = {
     "organization": ("organization",),
