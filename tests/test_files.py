@@ -144,3 +144,20 @@ def test_the_own_standard_output_is_written_in_place_never_replaced(tmp_path: Pa
     assert report.read_bytes() == b"kept\nreport\n"
     assert link.is_symlink() and os.readlink(link) == "/proc/self/fd/1"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "stdout"]
+
+
+def test_a_write_removes_what_killed_writes_of_the_same_file_left(tmp_path: Path) -> None:
+    """A write killed between making its temporary file and the rename leaves
+    ``.<name>.<pid>.<random>.tmp`` behind; the next write of that file removes those of
+    processes that are gone, and nothing else."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    target = tmp_path / "names.json"
+    stale = tmp_path / f".names.json.{gone.pid}.0123456789abcdef.tmp"
+    live = tmp_path / f".names.json.{os.getpid()}.fedcba9876543210.tmp"  # a write under way
+    other = tmp_path / f".status.json.{gone.pid}.0123456789abcdef.tmp"  # another file's
+    for p in (stale, live, other):
+        p.write_bytes(b"half")
+    atomic_write(target, b"{}")
+    assert target.read_bytes() == b"{}"
+    assert not stale.exists() and live.exists() and other.exists()

@@ -116,6 +116,40 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
             pass
         raise storage_error(exc, path, "writing it") from None
     fsync_dir(path.parent)
+    _sweep(path)
+
+
+def _sweep(path: Path) -> None:
+    """Remove what an earlier write of ``path`` killed mid-way left: its temporary files
+    (``.<name>.<pid>.<random>.tmp``) of this user's whose process is gone. Another user's,
+    a live process's (a concurrent write) and anything not a plain file are left alone."""
+    prefix, me = f".{path.name}.", os.getuid()
+    try:
+        names = [n for n in os.listdir(path.parent) if n.startswith(prefix)
+                 and n.endswith(".tmp")]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix):-len(".tmp")].split(".")[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        stale = path.parent / name
+        try:
+            st = os.lstat(stale)
+            if stat.S_ISREG(st.st_mode) and st.st_uid == me:
+                stale.unlink()
+        except OSError:
+            continue
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's process: alive
+    return True
 
 
 def _own_output(st: os.stat_result) -> bool:
