@@ -247,11 +247,13 @@ def test_a_deleted_document_stays_deleted_without_the_batch_cache(client, site) 
     assert r.status_code == 200 and r.json() == [], r.json()
 
 
-def test_entries_not_uploaded_through_nightscout_are_deleted_too(client, site) -> None:  # type: ignore[no-untyped-def]
+def test_entries_not_uploaded_through_nightscout_are_deleted_and_edited_too(client, site) -> None:  # type: ignore[no-untyped-def]
     """The demo's readings came from a device, not through Nightscout (no annex): a
     Nightscout DELETE of one answered ``{"n": 1}`` and the reading stayed, for the apps and
-    the clinical reads alike. Now every record belongs to the document it reads as
-    (node/nsversions.py ``doc_refs``)."""
+    the clinical reads alike, and a PUT stored the new reading beside the old one, two
+    documents under one ``_id``. Now every record belongs to the document it reads as
+    (node/nsversions.py ``doc_refs``), and a PUT of one is its next version
+    (node/nightscout.py ``_unnamed_heads``)."""
     now = int(time.time() * 1000)
     hour = now - now % (60 * MIN) - 30 * 60 * MIN
     params = {"find[date][$gte]": str(hour), "find[date][$lt]": str(hour + 60 * MIN),
@@ -266,13 +268,17 @@ def test_entries_not_uploaded_through_nightscout_are_deleted_too(client, site) -
 
     before = entries()
     assert len(before) >= 6, before
-    gone, (gone_id, _) = sorted(before.items())[1]
+    (gone, (gone_id, _)), (kept, (kept_id, sgv)) = sorted(before.items())[1:3]
     r = client.delete(f"/api/v1/entries/{gone_id}", headers=UP)
     assert r.status_code == 200 and r.json() == {"n": 1, "ok": 1}, r.text
     r = client.delete(f"/api/v1/entries/{gone_id}", headers=UP)
     assert r.status_code == 200 and r.json() == {"n": 0, "ok": 1}, r.text
+    edit = {"type": "sgv", "sgv": sgv + 100, "date": kept, "dateString": iso(kept),
+            "device": "xDrip-edit"}
+    r = client.put("/api/v1/entries", json=[edit], headers=UP)
+    assert r.status_code == 200 and r.json()[0]["_id"] == kept_id, r.text
     after = entries()
-    assert set(after) == set(before) - {gone}
+    assert set(after) == set(before) - {gone} and after[kept] == (kept_id, sgv + 100)
     # the clinical reads agree: the patient's raw read and the records reports draw on
     pid = identity(site.node, "alice")
     from glucoledger.node.access import RawRelease
@@ -284,7 +290,7 @@ def test_entries_not_uploaded_through_nightscout_are_deleted_too(client, site) -
         pid.id, ("cgm",), "raw", {"from": hour, "to": hour + 60 * MIN}))
     assert isinstance(rel, RawRelease)
     mine = {r.time_ms: r.mgdl for r in rel.records}  # type: ignore[attr-defined]
-    assert set(mine) == set(after)
+    assert set(mine) == set(after) and mine[kept] == sgv + 100
 
 
 def test_a_read_names_only_the_documents_it_returns(client, site, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -56,7 +56,7 @@ from ..interop import nightscout as ns
 from ..interop import nsaccept
 from ..interop.nsquery import Cond
 from ..interop.nsrender import iso, with_deltas
-from ..state.access import batches_in, newest_start
+from ..state.access import batches_in, erased_key, newest_start
 from ..state.consent import Request, granted_span, grants_of
 from ..state.devices import get_uploader
 from ..state.versions import versions_of
@@ -196,6 +196,8 @@ class _Post:
     #: document to change. A change of any other document or version is refused.
     guard: bool = False
     pin: tuple[str, int] | None = None
+    #: a v1 PUT or a v3 update: each document replaces the one it names or is
+    replace: bool = False
 
     def answer(self) -> list[dict[str, Any]]:
         """One element per document sent: the stored document with its ``_id``, a repeat
@@ -513,7 +515,8 @@ class NightscoutService:
                      [self._key(binding.patient, collection, d.key) for d in docs], now_ms,
                      batches_of(docs, now_ms) if batches is None else batches,
                      [o.target if replace else None for o in outcomes
-                      if isinstance(o, nsaccept.Accepted)], guard=guard, pin=pin)
+                      if isinstance(o, nsaccept.Accepted)], guard=guard, pin=pin,
+                     replace=replace)
         if not docs:
             post.future.set_result(post.answer())
             return post
@@ -545,6 +548,7 @@ class NightscoutService:
             p.ctags = [self.versions.content_tag(patient, h, n, d)
                        for h, (n, _), d in zip(p.heads, p.current, p.docs, strict=True)]
         stored = self._stored([k for p in posts for k in (*p.ids, *p.heads, *p.ctags)])
+        stored |= self._unnamed_heads([p for p in posts if p.replace], stored)
         for p in posts:
             p.existed = [h in stored for h in p.heads]
         claimed: set[bytes] = set()  # documents earlier POSTs of this group store
@@ -626,6 +630,31 @@ class NightscoutService:
         commit failed (a full disk, a lost quorum): its documents were never acknowledged
         (503) and are stored again when retried, not answered as repeats."""
         return set(self.ingest.committed_owners(tags))
+
+    def _unnamed_heads(self, posts: list[_Post], stored: set[bytes]) -> set[bytes]:
+        """The documents the replacing documents of ``posts`` (a v1 PUT, a v3 update) are
+        versions of that the vault knows no identity of: records not uploaded through
+        Nightscout (a device's upload, an import), read as documents all the same
+        (``ns.identity_of``). Without this a PUT of one stored the new content beside it:
+        two documents under one ``_id``. Found by opening the batches of each document's
+        instant: only for a replacement whose document is not in the vault."""
+        found: set[bytes] = set()
+        for p in posts:
+            patient = p.binding.patient
+            for doc, head, own in zip(p.docs, p.heads, p.ids, strict=True):
+                if head in stored or head != own:
+                    continue
+                streams = STREAMS_OF[p.collection]
+                for entry in batches_in(self.node.state, patient, streams, doc.time_ms,
+                                        doc.time_ms + 1):
+                    if erased_key(entry[0]) in self.node.state:
+                        continue  # listed by an older chain's index after an erasure
+                    items = self.access._batch(entry[0]).items
+                    if any(r.time_ms == doc.time_ms and r.ns is None
+                           and ns.identity_of(r) == (p.collection, doc.key, 1) for r in items):
+                        found.add(head)
+                        break
+        return found
 
     def _head(self, patient: bytes, collection: str, own: bytes, target: str | None
               ) -> bytes:
