@@ -589,6 +589,8 @@ def identity_of(rec: Record) -> tuple[str, str, int] | None:
     collection, identity key and the version it was uploaded as (1 for a record without a
     believable annex: a device's or an imported upload, read as a document of its own).
     None when it reads as no document."""
+    if rec.ns is None and type(rec) is CgmReading:  # most records: a device's readings
+        return "entries", f"sgv|{rec.time_ms}", 1  # nsrender.legacy's identity, unrendered
     done = _rendered(rec)
     if done is None:
         return None
