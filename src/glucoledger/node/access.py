@@ -93,9 +93,16 @@ from ..state.access import access_key, batches_in, erased_key, released_digest
 from ..state.consent import DAY_MS, Request, load_grant
 from ..state.devices import device_key
 from ..vault.store import Vault
-from .nsversions import DEDUP_CONTEXT, DocRef, doc_refs, is_current, superseded
+from .nsversions import (
+    DEDUP_CONTEXT,
+    DocRef,
+    doc_refs,
+    has_versions,
+    is_current,
+    superseded,
+)
 from .service import Node
-from .settled import SETTLE_MS, Days, SettledDays
+from .settled import SETTLE_MS, Days, Fixed, SettledDays
 
 if TYPE_CHECKING:
     from .readguard import ReadGuard
@@ -465,19 +472,24 @@ class AccessService:
         of each settled day in ``[lo, hi)``, the records of a batch ordered before the day's
         first release, as the versions recorded before it left them; nothing of a day an
         erasure touched after it. Returns the indexes the version rule left out."""
-        refs = {ref.index: ref for ref in b.refs}
+        state = self.node.state
+        versioned = {ref.index: ref for ref in b.refs if has_versions(state, ref)}
+        rules: dict[int, tuple[bool, Fixed | None]] = {}  # day: (counts, fixed by)
+        for day in {r.time_ms // DAY_MS for r in b.items}:
+            fixed = days.first.get(day)
+            rules[day] = (days.counts(day) and (fixed is None or b.order < fixed.index), fixed)
+        if not versioned and all(ok for ok, _ in rules.values()):  # most batches: all of it
+            counted.extend((r, b.interval_ms) for r in b.items if lo <= r.time_ms < hi)
+            return ()
         left: list[int] = []
         for i, r in enumerate(b.items):
             if not lo <= r.time_ms < hi:
                 continue
-            day = r.time_ms // DAY_MS
-            if not days.counts(day):
-                continue
-            fixed = days.first.get(day)
-            if fixed is not None and b.order >= fixed.index:
-                continue  # ordered after the day was first released
-            ref = refs.get(i)
-            if ref is not None and not is_current(self.node.state, patient, ct, ref,
+            ok, fixed = rules[r.time_ms // DAY_MS]
+            if not ok:
+                continue  # not settled, erased since, or ordered after its first release
+            ref = versioned.get(i)
+            if ref is not None and not is_current(state, patient, ct, ref,
                                                   self.settled.before(fixed)):
                 left.append(i)
                 withheld.append(r)
