@@ -22,7 +22,7 @@ from glucoledger.glucose.readings import Batch, Carbs, CgmReading, Record
 from glucoledger.node.access import AccessService, SignedSummary
 from glucoledger.node.devices import bind_device
 from glucoledger.node.erasure import ErasureService
-from glucoledger.node.settled import SETTLE_MS
+from glucoledger.node.settled import SETTLE_MS, SettledDays
 
 from .conftest import DAY, HOUR, NOW, Care
 
@@ -155,3 +155,13 @@ def test_an_erasure_before_the_first_release_leaves_what_remains(summary_grant: 
     s = _summary(care, x, x + DAY)
     assert s.summary.count == 216
     assert s.summary.to_value() == _summary(care, x, x + DAY, who="alice").summary.to_value()
+
+
+def test_a_patient_dropped_from_memory_is_read_again_alike(summary_grant: Care) -> None:
+    care = summary_grant
+    _summary(care, D - DAY, D + DAY)
+    settled = SettledDays(care.node, patients=1)
+    first = settled.days(care.alice.id, care.clock.ms, ["cgm"])
+    assert set(first.first) == {D // DAY - 1, D // DAY}
+    settled.days(care.bob.id, care.clock.ms, ["cgm"])  # alice is dropped
+    assert settled.days(care.alice.id, care.clock.ms, ["cgm"]) == first

@@ -31,6 +31,7 @@ erasure records, the log), so every node releases the same numbers for the same 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -97,13 +98,19 @@ def released_days(record: dict[str, Any]) -> range:
     return range(lo, min(hi, settled))
 
 
+#: Patients whose days are kept in memory (least recently read dropped first; a dropped
+#: one's trail is read again at her next summary read, about 5 us an entry).
+PATIENTS_KEPT: Final = 4096
+
+
 class SettledDays:
     """The first summary release and the later erasures of each patient's days, read from
     her audit trail as it grows (kept in memory, per process; the trail only appends)."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, *, patients: int = PATIENTS_KEPT) -> None:
         self.node = node
-        self._patients: dict[bytes, _Patient] = {}
+        self._patients: OrderedDict[bytes, _Patient] = OrderedDict()
+        self._kept = patients
         self._lock = threading.Lock()
 
     def days(self, patient: bytes, access_time_ms: int, streams: Iterable[str]) -> Days:
@@ -112,7 +119,10 @@ class SettledDays:
         releases)."""
         read = set(streams)
         with self._lock:
-            p = self._patients.setdefault(patient, _Patient())
+            p = self._patients.pop(patient, None) or _Patient()
+            self._patients[patient] = p
+            while len(self._patients) > self._kept:
+                self._patients.popitem(last=False)
             self._scan(patient, p)
             erased = frozenset(d for at, stream, touched in p.erasures if stream in read
                                for d in touched if d in p.first and at > p.first[d])
