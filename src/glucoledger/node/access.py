@@ -540,7 +540,7 @@ class AccessService:
         hit = self._cached(key)
         if hit is not None:
             return hit[0]
-        summary = _metrics_of(grounds.start_ms, grounds.end_ms, uploads.counted)
+        summary = _metrics_of(grounds, uploads.counted)
         self._keep(key, (summary, None), erasures)
         return summary
 
@@ -550,11 +550,11 @@ class AccessService:
         erasures = self._erasures
         grant = None if grounds.grant == b"owner" else load_grant(self.node.state, grounds.grant)
         start, end = grounds.start_ms, grounds.end_ms
-        # a day still settling counts for nothing and stays in the window, as a day of too
-        # few readings does: "the last 14 days" stay 14 days, 13 of them with data
         if grant is not None and grant.view == "summary":
             # under a summary grant each day counts as first released (node/settled.py),
-            # once settled, and only with enough data (``sufficient_days``)
+            # once settled, and only with enough data (``sufficient_days``); a day still
+            # settling counts for nothing and stays in the window, as a day of too few
+            # readings does: "the last 14 days" stay 14 days, 13 of them with data
             view = "summary/days"
             days = self.settled.days(grounds.patient, time_ms, streams)
             uploads = self._uploads(grounds, streams, days)
@@ -576,7 +576,7 @@ class AccessService:
         if hit is not None and hit[0] is not None and hit[1] is not None:
             summary, profile = hit[0], hit[1]
         else:
-            computed = _metrics_of(start, end, uploads.counted)
+            computed = _metrics_of(grounds, uploads.counted)
             if computed is None and view == "summary/days":
                 gone = "" if not erased else (
                     f"; {', '.join(_iso(d * DAY_MS)[:10] for d in erased)} "
@@ -647,12 +647,10 @@ def sufficient_days(counted: list[tuple[Record, int]]) -> list[tuple[Record, int
     return [(r, i) for r, i in counted if r.time_ms // DAY_MS in days]
 
 
-def _metrics_of(start_ms: int, end_ms: int, uploads: list[tuple[Record, int]]
-                ) -> Summary | None:
-    """The metrics of the CGM readings among ``uploads`` over ``[start_ms, end_ms)``, or
-    None."""
+def _metrics_of(grounds: Grounds, uploads: list[tuple[Record, int]]) -> Summary | None:
+    """The metrics of the CGM readings among ``uploads`` over the window, or None."""
     cgm = [(r, i) for r, i in uploads if isinstance(r, CgmReading)]
     if not cgm:
         return None
-    return summarize([r for r, _ in cgm], start_ms=start_ms, end_ms=end_ms,
-                     intervals_ms=[i for _, i in cgm])
+    return summarize([r for r, _ in cgm], start_ms=grounds.start_ms,
+                     end_ms=grounds.end_ms, intervals_ms=[i for _, i in cgm])
