@@ -131,7 +131,7 @@ def _sweep(path: Path) -> None:
         return
     for name in names:
         pid = name[len(prefix):-len(".tmp")].split(".")[0]
-        if not pid.isdigit() or _alive(int(pid)):
+        if not pid.isdecimal() or _alive(int(pid)):
             continue
         stale = path.parent / name
         try:
