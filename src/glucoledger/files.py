@@ -27,8 +27,8 @@ from typing import Any
 
 from .errors import MalformedError, NotFoundError, StorageError
 
-__all__ = ["atomic_write", "atomic_write_json", "fsync_dir", "locked", "read_json",
-           "storage_error"]
+__all__ = ["atomic_write", "atomic_write_json", "fsync_dir", "locked", "process_alive",
+           "read_json", "storage_error"]
 
 _THREAD_LOCKS: dict[str, threading.Lock] = {}
 _THREAD_LOCKS_MU = threading.Lock()
@@ -131,7 +131,7 @@ def _sweep(path: Path) -> None:
         return
     for name in names:
         pid = name[len(prefix):-len(".tmp")].split(".")[0]
-        if not pid.isdecimal() or _alive(int(pid)):
+        if not pid.isdecimal() or process_alive(int(pid)):
             continue
         stale = path.parent / name
         try:
@@ -142,13 +142,15 @@ def _sweep(path: Path) -> None:
             continue
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (another user's too): what a crashed process left,
+    a temporary file or folder named by its pid, may be removed only once it is gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except OSError:
-        return True  # another user's process: alive
+        return True  # another user's process (EPERM): alive
     return True
 
 

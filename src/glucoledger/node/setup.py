@@ -21,19 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import InputError
-from ..files import fsync_dir, storage_error
+from ..files import fsync_dir, process_alive, storage_error
 
 __all__ = ["build_atomically"]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _sweep(folder: Path) -> None:
@@ -46,7 +36,7 @@ def _sweep(folder: Path) -> None:
     for p in siblings:
         if p.name.startswith(prefix) and p.is_dir():
             pid = p.name[len(prefix):].split("-", 1)[0]
-            if pid.isdecimal() and not _alive(int(pid)):
+            if pid.isdecimal() and not process_alive(int(pid)):
                 shutil.rmtree(p, ignore_errors=True)
 
 
