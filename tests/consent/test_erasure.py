@@ -14,6 +14,7 @@ from glucoledger.node.access import RawRelease
 from glucoledger.node.alerts import AlertService
 from glucoledger.node.devices import bind_device
 from glucoledger.node.erasure import ErasureService, erased_by
+from glucoledger.node.proposals import upgrade
 from glucoledger.node.verify import verify_vault
 from glucoledger.state.access import batches_in
 from glucoledger.vault.store import Vault
@@ -134,6 +135,13 @@ def test_erasing_part_of_a_batch_takes_it_out_of_every_hour_it_held(tmp_path: Pa
         rel = care.access.read(care.request(care.alice, window={"from": x, "to": x + DAY}).raw)
         assert isinstance(rel, RawRelease) and rel.records == ()
         assert erased_by(care.node)(entry[0]) == report.tx_hash
+        if rules < 4:  # upgraded, the next erasure there tidies the index, erases nothing new
+            upgrade(care.node, care.node.wallet.load("org"), {"rules": 4})
+            again = ErasureService(care.node, care.vault).erase_as(
+                care.alice.id, care.alice.keys[:1], ["cgm"], x + 15 * HOUR, x + 16 * HOUR)
+            assert again.batches == 0
+            assert batches_in(care.node.state, care.alice.id, ["cgm"], x, x + DAY) == []
+            assert erased_by(care.node)(entry[0]) == report.tx_hash  # still the first
     finally:
         care.vault.close()
         care.node.close()

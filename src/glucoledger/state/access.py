@@ -249,10 +249,13 @@ def _erase(state: State, stx: SignedTx, ctx: Context) -> None:
     lo, hi = (0, _BIG) if b.lo is None or b.hi is None else (b.lo, b.hi)
     patient = stx.tx.account
     erased: list[bytes] = []
+    every_hour = rules(state) >= 4
     for stream in sorted(streams):
         entries = batches_in(state, patient, [stream], lo, hi)
         gone = {e[0] for e in entries}
-        filed = _filed_under(entries) if rules(state) >= 4 else set()
+        filed = _filed_under(entries) if every_hour else set()
+        if every_hour:  # one a chain upgraded from 1-3 left filed: gone, erased before
+            entries = [e for e in entries if erased_key(e[0]) not in state]
         for e in entries:
             state.put(erased_key(e[0]), {"tx": stx.tx_hash, "patient": patient,
                                          "stream": stream, "commit": e[1],

@@ -64,7 +64,9 @@ ACCESS_RECORDS = (1, 2)
 #: Rule set 4 (on top of 3): an ``erase`` of part of a batch's range takes the batch out of
 #: every hour of the index it was filed under (state/access.py ``_erase``). Under 1 to 3 it
 #: stayed filed under its hours outside the erased range, so later reads of those hours
-#: listed a batch the node had destroyed, and a later erasure listed it again.
+#: listed a batch the node had destroyed, and a later erasure listed it again; under 4 such
+#: a batch left by an upgraded chain is taken out by the next erasure that meets it, which
+#: does not list it again.
 RULES = (1, 2, 3, 4)
 #: Which kinds of account must be vouched for, and by which kinds of sponsor.
 SPONSORS: dict[str, tuple[str, ...]] = {
