@@ -649,7 +649,10 @@ class NightscoutService:
                                         doc.time_ms + 1):
                     if erased_key(entry[0]) in self.node.state:
                         continue  # listed by an older chain's index after an erasure
-                    items = self.access._batch(entry[0]).items
+                    try:
+                        items = self.access._batch(entry[0]).items
+                    except NotFoundError:  # another member's batch: not in this vault
+                        continue
                     if any(r.time_ms == doc.time_ms and r.ns is None
                            and ns.identity_of(r) == (p.collection, doc.key, 1) for r in items):
                         found.add(head)
