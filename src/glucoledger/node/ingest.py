@@ -39,7 +39,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 from .. import codec
@@ -64,6 +63,7 @@ from ..vault.batch import Checked, Upload, check_wires, prepare_upload
 from ..vault.store import BatchRow, Sealed, Vault
 from .erasure import destroy_erased_keys
 from .logcheck import check_vault_present, check_vault_rows, refuse_if_mismatched
+from .pool import checking_pool
 from .presence import Presence
 from .registry import Label
 from .service import Node
@@ -357,8 +357,7 @@ class IngestService:
     def _get_pool(self) -> ProcessPoolExecutor:
         with self._mu:
             if self._pool is None:
-                self._pool = ProcessPoolExecutor(self._workers,
-                                                 mp_context=get_context("forkserver"))
+                self._pool = checking_pool(self._workers)
             return self._pool
 
     def close(self) -> None:

@@ -23,10 +23,9 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Self, overload
 
@@ -66,6 +65,7 @@ from .chainstore import ChainStore
 from .groupcommit import GroupCommit
 from .keystore import Wallet, create_master_key, load_master_key
 from .logcheck import ETCD_HINT, LogMismatch, check_chain, check_log, refuse_if_mismatched
+from .pool import checking_pool
 from .setup import build_atomically
 from .verify import VerifyReport, verify_store
 
@@ -145,14 +145,20 @@ class _LazyChecks:
 
     def __init__(self, part_of: dict[int, int],
                  parts: list[tuple[list[int], Future[list[bool | None]]]],
-                 known: dict[int, bool | None] | None = None) -> None:
+                 known: dict[int, bool | None] | None = None,
+                 started: dict[int, tuple[_LazyChecks, int]] | None = None) -> None:
         self._part_of = part_of
         self._parts = parts
         self._done: dict[int, bool | None] = dict(known or {})
+        #: Items whose check an earlier call started (``Node.submit``): (checks, their index).
+        self._started = started or {}
 
     def get(self, i: int) -> bool | None:
         part = self._part_of.get(i)
         if part is None:
+            earlier = self._started.get(i)
+            if earlier is not None:
+                return earlier[0].get(earlier[1])
             return self._done.get(i)
         if i not in self._done:
             chunk, fut = self._parts[part]
@@ -251,6 +257,8 @@ class Node:
         self._lock = threading.RLock()
         self._workers = workers if workers is not None else (os.cpu_count() or 1)
         self._pool: Executor | None = None
+        #: Checks ``submit`` started before ordering, by envelope (``_check_early``).
+        self._early: dict[bytes, tuple[_LazyChecks, int]] = {}
         #: What this node already established (verified signatures, its own envelopes,
         #: envelopes decoded once); handed to its replica and services, never process-wide.
         self.trust = TrustCache()
@@ -394,6 +402,14 @@ class Node:
         """
         if not envelopes:
             return []
+        early = self._check_early(envelopes)
+        try:
+            return self._submit(envelopes, timeout, retry)
+        finally:
+            self._forget_early(early)
+
+    def _submit(self, envelopes: Sequence[bytes], timeout: float, retry: bool
+                ) -> list[Receipt]:
         hashes = [_tx_hash(self.trust, e) for e in envelopes]
         writer = self._writer
         if writer is not None and threading.get_ident() != self._follower:
@@ -716,23 +732,59 @@ class Node:
         """Start signature checks of the transaction entries on the worker processes.
 
         Returns at once; the replica asks for each result as it reaches that entry, so the
-        main process applies early transactions while the workers check later ones.
+        main process applies early transactions while the workers check later ones. An
+        envelope whose check ``submit`` already started (``_check_early``) is not sent again.
         """
-        idx = [i for i, e in enumerate(entries) if e[:1] == b"\x01"]
+        idx = [i for i, e in enumerate(entries) if e[:1] == _TX]
+        started: dict[int, tuple[_LazyChecks, int]] = {}
+        if self._early:
+            for i in idx:
+                found = self._early.get(entries[i][1:])
+                if found is not None:
+                    started[i] = found
+            if started:
+                idx = [i for i in idx if i not in started]
         if len(idx) < _PARALLEL_MIN or self._workers < 2:
-            return _LazyChecks({}, [])
+            return _LazyChecks({}, [], started=started)
         mine = {i for i in idx if self.trust.signed_here(entries[i][1:])}
         idx = [i for i in idx if i not in mine]
+        known: dict[int, bool | None] = dict.fromkeys(mine, True)
         if len(idx) < _PARALLEL_MIN:
-            return _LazyChecks({}, [], dict.fromkeys(mine, True))
+            return _LazyChecks({}, [], known, started)
+        return self._on_workers({i: entries[i][1:] for i in idx}, known, started)
+
+    def _on_workers(self, envelopes: dict[int, bytes], known: dict[int, bool | None],
+                    started: dict[int, tuple[_LazyChecks, int]]) -> _LazyChecks:
+        """Send the envelopes (by index) to the worker processes in parts, about four a
+        worker, so the first results come back while the rest are checked."""
         pool = self._get_pool()
+        idx = list(envelopes)
         step = max(64, len(idx) // (self._workers * 4))
         parts = []
         for k in range(0, len(idx), step):
             chunk = idx[k:k + step]
-            parts.append((chunk, pool.submit(_pool_precheck, [entries[i][1:] for i in chunk])))
+            parts.append((chunk, pool.submit(_pool_precheck, [envelopes[i] for i in chunk])))
         return _LazyChecks({i: n for n, (chunk, _) in enumerate(parts) for i in chunk}, parts,
-                           dict.fromkeys(mine, True))
+                           known, started)
+
+    def _check_early(self, envelopes: Sequence[bytes]) -> list[bytes]:
+        """Start the worker checks of envelopes this node is about to order, so the workers
+        check them while this thread decodes, appends and applies the ones before (``sync``
+        finds each by its bytes). Returns the envelopes noted; the caller forgets them with
+        ``_forget_early`` once they are applied or refused."""
+        if len(envelopes) < _PARALLEL_MIN or self._workers < 2:
+            return []
+        todo = [e for e in envelopes if e not in self._early and not self.trust.signed_here(e)]
+        if len(todo) < _PARALLEL_MIN:
+            return []
+        checks = self._on_workers(dict(enumerate(todo)), {}, {})
+        for i, envelope in enumerate(todo):
+            self._early[envelope] = (checks, i)
+        return todo
+
+    def _forget_early(self, envelopes: list[bytes]) -> None:
+        for envelope in envelopes:
+            self._early.pop(envelope, None)
 
     def _precheck_lazily(self, envelopes: list[bytes]) -> Sequence[bool | None]:
         """Start the checks on the workers and return at once; reading an item waits only
@@ -769,7 +821,7 @@ class Node:
 
     def _get_pool(self) -> Executor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self._workers, mp_context=get_context("forkserver"))
+            self._pool = checking_pool(self._workers)
         return self._pool
 
     def _store_block(self, block: Block, frontier: Sequence[bytes] | None = None) -> None:

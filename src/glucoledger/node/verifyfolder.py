@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 from ..ledger.checkpoint import NoteVerifier
@@ -21,6 +19,7 @@ from ..sqlitetx import integrity_problems, readonly_copy
 from ..state.replica import precheck
 from .chainstore import ChainStore
 from .keystore import Wallet, load_master_key
+from .pool import checking_pool
 from .research_store import ResearchStore
 from .service import _PARALLEL_MIN, NodeConfig, _pool_precheck
 from .verify import Finding, IntegrityError, VerifyReport, verify_store
@@ -87,7 +86,7 @@ def verify_folder(data_dir: Path, *, from_checkpoint: bytes | None = None,
         orderer: Orderer | None = (
             config.open_orderer(data_dir) if config.orderer is not None else None
             if log_missing else EmbeddedOrderer(folder / "orderer.db", readonly=True))
-        pool = ProcessPoolExecutor(n, mp_context=get_context("forkserver")) if n > 1 else None
+        pool = checking_pool(n) if n > 1 else None
 
         def check(envs: list[bytes]) -> list[bool | None]:
             if pool is None or len(envs) < _PARALLEL_MIN:
