@@ -62,6 +62,8 @@ from typing import Any, Final
 import cbor2
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..runtime import long_running_gc
+
 __all__ = ["MAX_FRAME", "Orderer", "decode_frame", "encode_frame", "worker_main"]
 
 log = logging.getLogger("glucoledger.workers")
@@ -527,6 +529,7 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
         os.close(ready_fd)
 
     server.startup = startup  # type: ignore[method-assign]
+    long_running_gc()
     server.run(sockets=[listener])
     return 0
 

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..runtime import long_running_gc
 from .common import Ports, add_port_args, print_load
 
 __all__ = ["main", "run"]
@@ -254,6 +255,7 @@ def run(seconds: float = 10.0, connections: int = 32, patients: int = 128, reade
     port = ports.take_bound()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, loop="auto",
                                            http="auto", log_level="warning", access_log=False))
+    long_running_gc()  # as ``serve`` does once its setup is done
     th = threading.Thread(target=server.run, daemon=True)
     th.start()
     while not server.started:

@@ -4,7 +4,6 @@ down), verify-anchor. Parse, call ``node``, render."""
 
 from __future__ import annotations
 
-import gc
 import json
 import signal
 import threading
@@ -23,6 +22,7 @@ from ..node.blockexport import export_blocks, import_blocks
 from ..node.genesis_file import Genesis, Member, create_member, init_member, member_of
 from ..node.service import Node, NodeConfig, etcd_chain_key
 from ..ordering.etcd import EtcdOrderer
+from ..runtime import long_running_gc
 from .common import (
     AccessRecordsOpt,
     DataOpt,
@@ -84,23 +84,10 @@ def node(
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     console.print(f"member {config.name} of {config.chain} on {orderer or config.orderer}")
-    _long_running_gc()
+    long_running_gc()
     control.run_node(folder, port=port, stop=stop, compact_every=compact_every,
                      anchor_endpoint=anchor_endpoint, anchor_every=anchor_every, host=host,
                      tls=tls)
-
-
-def _long_running_gc() -> None:
-    """Tune the cyclic garbage collector for a member's process, which lives for days and
-    allocates many short-lived containers a transaction (decoded envelopes, bodies, state
-    records). What was loaded at start (modules, the state read from the store) is frozen
-    out of every later collection, and the youngest generation is collected every 20,000
-    allocations instead of 700: about 5 % of a replay's CPU went to collections that found
-    next to nothing (reference counting frees the transactions' objects). Memory is freed
-    as before; cycles live a little longer."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
 
 
 def verify_anchor(

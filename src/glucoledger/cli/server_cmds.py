@@ -11,6 +11,7 @@ import typer
 
 from ..errors import InputError
 from ..files import atomic_write
+from ..runtime import long_running_gc
 from .common import (
     DataOpt,
     ask_secret,
@@ -89,6 +90,7 @@ def serve(
     app = create_app(node, context=c)
     console.print(f"serving {node.chain} on http://{host}:{port}/ (portal: /portal, API docs: "
                   "/docs, OpenAPI: /openapi.json)")
+    long_running_gc()  # setup is done: freeze what it loaded (runtime.py)
     try:
         if workers > 1:
             _serve_workers(app, host, port, workers, proxies, settings.max_body)
