@@ -19,7 +19,9 @@ def bench(
     Example: glucoledger bench --quick
     """
     from ..bench import ledger as ledger_bench
+    from ..runtime import long_running_gc
 
+    long_running_gc()  # the node's process as `serve` and `glucoledger node` run it
     results = ledger_bench.run_all(quick=quick, echo=console.print)
     rows = [[name, f"{value:,.2f}"] for name, value in results.items()]
     console.print(table("benchmark", ["figure", "value"], rows))
