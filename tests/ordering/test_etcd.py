@@ -89,6 +89,39 @@ def test_two_clients_share_one_log(etcd_cluster: EtcdCluster) -> None:
         assert a.read(0) == b.read(0) == [b"1", b"2"]
 
 
+def test_a_member_that_reads_the_log_appends_at_once(etcd_cluster: EtcdCluster) -> None:
+    """An append is guessed at the size this client last knew; a wrong guess is a failed
+    compare (one more write through etcd's Raft log) before the append that lands. A
+    consortium member reads the log between its appends, and that read is the guess: its
+    next append lands at the first try even though another member appended since its own
+    last one. A member that did not read since guesses from its own last append, and the
+    compare still refuses the stale position: positions stay contiguous either way."""
+    chain = _chain()
+    with EtcdOrderer(etcd_cluster.endpoints, chain, writer="org-a") as a, \
+            EtcdOrderer(etcd_cluster.endpoints, chain, writer="org-b") as b:
+        tries: list[int] = []  # b's append transactions (the ones with a compare)
+        real_call = b._gw.call
+
+        def call(path: str, body: dict[str, object], **kw: object) -> object:
+            if path == "/v3/kv/txn" and "compare" in body:
+                tries.append(1)
+            return real_call(path, body, **kw)  # type: ignore[arg-type]
+
+        b._gw.call = call  # type: ignore[method-assign]
+
+        def appended(o: EtcdOrderer, entry: bytes) -> tuple[int, int]:
+            before = len(tries)
+            return o.append([entry]), len(tries) - before
+
+        assert appended(b, b"b0") == (0, 1)
+        assert a.append([b"a0"]) == 1
+        assert b.read(0) == [b"b0", b"a0"]  # b follows the log: its guess is now 2
+        assert appended(b, b"b1") == (2, 1)
+        assert a.append([b"a1"]) == 3  # b has not read it
+        assert appended(b, b"b2") == (4, 2)  # a failed compare at 3, then 4
+        assert a.read(0) == b.read(0) == [b"b0", b"a0", b"b1", b"a1", b"b2"]
+
+
 @pytest.mark.usefixtures("needs_etcd")
 def test_cluster_down_from_another_process_view(tmp_path: Path) -> None:
     """What `glucoledger etcd down` does: load the state file, stop exactly those pids."""

@@ -178,7 +178,10 @@ class EtcdOrderer(Orderer):
         self.timeout = timeout
         self._gw = Gateway(list(endpoints), timeout, tls)
         self._members = len(self._gw.endpoints)
+        #: (size, the etcd revision it was read at): the guess an append compares against.
+        #: Every read and every append of this client refreshes it (``_saw_head``).
         self._known_head: tuple[int, int] | None = None
+        self._head_lock = threading.Lock()
         self._writers: tuple[str, ...] = ()
         #: (end position, create revision) of the last batch a read returned in full.
         self._cursor: tuple[int, int] | None = None
@@ -250,8 +253,9 @@ class EtcdOrderer(Orderer):
         deadline = time.monotonic() + self.timeout
         maybe_ours: list[int] = []  # positions of attempts whose outcome is unknown
         packed = b64(_pack(batch))
-        # The size as this client last saw it: one round trip per append when it alone writes.
-        # A stale guess only costs a failed compare, whose answer carries the current heads.
+        # The size as this client last read it or left it (``_saw_head``): one round trip
+        # per append when nobody appended since. A stale guess costs a failed compare, whose
+        # answer carries the current heads.
         known = self._known_head
         if known is None or at is not None:
             known = self._size_at(deadline, "appends")
@@ -283,8 +287,8 @@ class EtcdOrderer(Orderer):
                 self._known_head = None
                 raise self._failure(exc, "appends") from exc
             if reply.body.get("succeeded"):
-                revision = _int(reply.body.get("header", {}).get("revision"))
-                self._known_head = (head + len(batch), revision)
+                self._saw_head(head + len(batch),
+                               _int(reply.body.get("header", {}).get("revision")))
                 return head
             if reply.maybe_applied_before:
                 maybe_ours.append(head)
@@ -296,7 +300,8 @@ class EtcdOrderer(Orderer):
                     f"etcd log of chain {self.chain!r}: this member's key at position {head} "
                     "exists although no head reaches past it; keys under /glucoledger/ were "
                     "changed outside glucoledger: restore the cluster from a snapshot")
-            known = self._known_head = fresh
+            self._saw_head(*fresh)
+            known = fresh
             if time.monotonic() >= deadline:
                 break
             if attempt:  # contended: back off a little, with jitter
@@ -333,7 +338,8 @@ class EtcdOrderer(Orderer):
                 ops.append({"request_range": {"key": b64(self._key(w, lo)),
                                               "range_end": b64(self._key(w, start + limit)),
                                               "limit": str(limit)}})
-            responses = self._txn_read(ops, "reads", deadline).get("responses", [])
+            body = self._txn_read(ops, "reads", deadline)
+            responses = body.get("responses", [])
             first_kvs = _kvs(responses[0])
             head_kvs = _kvs(responses[1])
             found = tuple(sorted(unb64(kv["key"]).decode()[len(self._heads):]
@@ -344,6 +350,8 @@ class EtcdOrderer(Orderer):
         else:
             raise OrderingError(f"the writers of chain {self.chain!r} kept changing; retry")
         heads = self._values(head_kvs, self._heads)
+        self._saw_head(max(heads.values(), default=0),
+                       _int(body.get("header", {}).get("revision")))
         floors = _Floors(self.chain, self._values(first_kvs, self._firsts), heads)
         batches = {}
         for r in responses[2:]:
@@ -536,7 +544,29 @@ class EtcdOrderer(Orderer):
         """(size, the store revision the answer reflects)."""
         body = self._call("/v3/kv/range", self._range(self._heads)["request_range"], what,
                           deadline)
-        return _max_value(body.get("kvs") or []), _int(body.get("header", {}).get("revision"))
+        seen = _max_value(body.get("kvs") or []), _int(body.get("header", {}).get("revision"))
+        self._saw_head(*seen)
+        return seen
+
+    def _saw_head(self, size: int, revision: int) -> None:
+        """Keep ``(size, revision)`` as the next append's guess when it is newer than the
+        one held.
+
+        The guess must be exact: the log's size *at* that revision, the heads and the
+        revision taken from one etcd answer (a read transaction, a range, an append's own
+        answer). The append's compare proves only that no head moved after the revision,
+        so a size below the true one at it would put a batch over another's. An exact but
+        older guess is safe: the compare fails, and its answer carries the current heads.
+
+        Every read refreshes it, so a member that follows the log appends at the size it
+        last read, not at the one its own last append left, which another member's append
+        has usually moved since (each failed compare is one more write through etcd's Raft
+        log). Held under a lock so that an older answer never replaces a newer one.
+        """
+        with self._head_lock:
+            known = self._known_head
+            if known is None or revision > known[1]:
+                self._known_head = (size, revision)
 
     def _landed(self, pos: int, batch: list[bytes], deadline: float) -> bool:
         """Whether this writer's key at pos holds exactly ``batch`` (one transaction's)."""
