@@ -6,15 +6,17 @@ each other, and ``crypto`` verifies every time it is asked.
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
 
 from glucoledger import crypto
+from glucoledger.bench.trustcache import _PlainDict
 from glucoledger.crypto import keys
 from glucoledger.errors import MalformedError, SignatureError
 from glucoledger.ledger import tx as txmod
-from glucoledger.ledger.trust import TrustCache
+from glucoledger.ledger.trust import TrustCache, _Bounded
 from glucoledger.ledger.tx import SignedTx, Transaction, sign
 
 
@@ -115,6 +117,20 @@ def test_bounded_oldest_dropped() -> None:
     assert trust.sizes() == {"verified": 0, "signed": 0, "decoded": 0}
     with pytest.raises(ValueError):
         TrustCache(limit=0)
+
+
+def test_a_full_cache_drops_in_the_order_a_plain_dict_did() -> None:
+    """``_Bounded`` is an OrderedDict for constant-time drops (bench.trustcache); what it
+    keeps is what the plain dict before it kept: the same keys in the same order after any
+    mix of new keys, repeated keys and drops."""
+    ours, plain = _Bounded(5), _PlainDict(5)
+    rng = random.Random(7)
+    for step in range(400):
+        key = bytes([rng.randrange(12)])  # few keys: repeats and drops both happen often
+        ours.put(key, step)
+        plain.put(key, step)
+        assert list(ours._d.items()) == list(plain._d.items())
+    assert len(ours) == 5
 
 
 def test_add_signatures_own_only_if_the_first_was() -> None:

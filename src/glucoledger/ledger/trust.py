@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from ..crypto import PrivateKey, PublicKey, sha256, signing_input, tagged_hash
@@ -45,20 +46,28 @@ def _sig_key(key: PublicKey, data: bytes, signature: bytes) -> bytes:
 class _Bounded:
     """An insertion-ordered set or map that drops its oldest entry beyond ``limit``.
     Writers take a lock (HTTP threads and the syncing thread share one node); reads are
-    single dict operations."""
+    single dict operations.
+
+    An ``OrderedDict``, not a ``dict``: a full cache drops an entry on every put, and a
+    plain dict finds its oldest entry (``next(iter(d))``) by walking past every slot its
+    earlier drops emptied. At 65,536 entries that walk made a put cost about 16-19 us
+    instead of 0.5 (``python -m glucoledger.bench.trustcache``), one put or more a
+    transaction once a long-running node had filled its caches. ``popitem(last=False)``
+    unlinks the oldest in constant time."""
 
     __slots__ = ("_d", "_limit", "_lock")
 
     def __init__(self, limit: int) -> None:
-        self._d: dict[bytes, object] = {}
+        self._d: OrderedDict[bytes, object] = OrderedDict()
         self._limit = limit
         self._lock = threading.Lock()
 
     def put(self, key: bytes, value: object = None) -> None:
         with self._lock:
-            if len(self._d) >= self._limit and key not in self._d:
-                self._d.pop(next(iter(self._d)))
-            self._d[key] = value
+            d = self._d
+            if key not in d and len(d) >= self._limit:
+                d.popitem(last=False)
+            d[key] = value
 
     def get(self, key: bytes) -> object:
         return self._d.get(key)
