@@ -69,6 +69,11 @@ def node(
         "in-process).")] = None,
     anchor_every: Annotated[float, typer.Option(
         help="Seconds between anchors.", min=1.0, max=86_400.0)] = 60.0,
+    workers: Annotated[int, typer.Option(
+        help="Processes checking signatures when a read of the log or a submit brings 256 "
+        "transactions or more (catching up, rejoining, large submits). 1: all in this "
+        "process, for members sharing a machine; on a machine of its own, its cores.",
+        min=1, max=64)] = 1,
 ) -> None:
     """Run a consortium member: follow the etcd log, derive and cosign blocks, serve control.
 
@@ -87,7 +92,7 @@ def node(
     long_running_gc()
     control.run_node(folder, port=port, stop=stop, compact_every=compact_every,
                      anchor_endpoint=anchor_endpoint, anchor_every=anchor_every, host=host,
-                     tls=tls)
+                     tls=tls, workers=workers)
 
 
 def verify_anchor(

@@ -560,18 +560,20 @@ def fetch_blocks(url: str, start: int, node_key: PrivateKey, *,
 def run_node(data_dir: Any, *, port: int = 0, stop: threading.Event | None = None,
              wait: float = 0.2, compact_every: int = 20_000,
              anchor_endpoint: str | None = None, anchor_every: float = 60.0,
-             host: str = "127.0.0.1", tls: bool = False) -> None:
+             host: str = "127.0.0.1", tls: bool = False, workers: int = 1) -> None:
     """Run a consortium member until ``stop`` is set: control endpoint plus the follow loop.
 
     The control endpoint listens on ``host`` (over TLS with the folder's ``tls/`` when
     ``tls`` or when ``host`` is not loopback). Its URL is published in etcd (``ctl/``) and,
-    after the first round of the loop, written to ``<data>/control.json``.
+    after the first round of the loop, written to ``<data>/control.json``. ``workers``:
+    processes checking signatures of large reads and submits (``Node``; 1: in process).
     """
     stop = stop or threading.Event()
     tls_dir = Path(data_dir) / "tls" if tls or not is_loopback(host) else None
     if tls_dir is not None:
         server_context(tls_dir, host)  # refuse before opening anything
-    cnode = ConsortiumNode(Path(data_dir), compact_every=compact_every, stop=stop)
+    cnode = ConsortiumNode(Path(data_dir), workers=workers, compact_every=compact_every,
+                           stop=stop)
     if anchor_endpoint:
         cnode.set_anchoring(anchor_endpoint, anchor_every)
     # This thread follows the log; submits from the control endpoint go through the
