@@ -131,6 +131,16 @@ def _usage_error(exc: Exception) -> int:
     return code if isinstance(code, int) else EXIT_BAD_INPUT
 
 
+def _said(code: int) -> int:
+    """``code``, having said "aborted" when it is the interrupted one: typer turns a
+    KeyboardInterrupt raised in a command (Ctrl-C while it works, not while it loads) into
+    its exit code 130 without a word (``typer.core``: ``raise Exit(130)``), and no command
+    of ours exits 130 otherwise."""
+    if code == EXIT_INTERRUPTED:
+        err_console.print("aborted")
+    return code
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the command line on ``argv`` and return the exit code; never raises, never a traceback.
 
@@ -141,13 +151,13 @@ def run(argv: list[str] | None = None) -> int:
     """
     try:
         rv = app(args=argv, prog_name="glucoledger", standalone_mode=False)
-        return rv if isinstance(rv, int) else 0
+        return _said(rv if isinstance(rv, int) else 0)
     except GlucoledgerError as exc:
         err_console.print(f"[bold red]error[/] ({exc.code}): {exc.message}", soft_wrap=True,
                           markup=True, highlight=False)
         return _exit_code(exc)
     except typer.Exit as exc:
-        return exc.exit_code
+        return _said(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt, EOFError):
         err_console.print("aborted")
         return EXIT_INTERRUPTED
