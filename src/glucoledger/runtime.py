@@ -1,11 +1,16 @@
 """How a long-running glucoledger process (``serve``, its HTTP workers, a consortium
-member) sets up the interpreter: one way, in one place."""
+member) sets up the interpreter: one way, in one place. And which of the core's modules
+this interpreter runs compiled (``setup.py``)."""
 
 from __future__ import annotations
 
 import gc
+import importlib
+from importlib.machinery import EXTENSION_SUFFIXES
 
-__all__ = ["GC_THRESHOLDS", "long_running_gc"]
+from ._compiled import MODULES
+
+__all__ = ["GC_THRESHOLDS", "compiled_modules", "describe_build", "long_running_gc"]
 
 #: The cyclic collector's thresholds (youngest generation every 20,000 allocations, not 700).
 GC_THRESHOLDS = (20_000, 20, 20)
@@ -27,3 +32,25 @@ def long_running_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+def compiled_modules() -> list[str]:
+    """The modules of ``_compiled.MODULES`` this interpreter loaded as C extensions (a wheel
+    built by ``pip install .`` with a C compiler); the others run as Python."""
+    found = []
+    for name in MODULES:
+        path = importlib.import_module(name).__file__ or ""
+        if path.endswith(tuple(EXTENSION_SUFFIXES)):
+            found.append(name)
+    return found
+
+
+def describe_build() -> str:
+    """One line for benchmarks and ``glucoledger --version``: compiled or pure Python."""
+    found = compiled_modules()
+    if len(found) == len(MODULES):
+        return f"compiled core: all {len(MODULES)} modules (mypyc)"
+    if not found:
+        return ("pure-Python core: an editable install, GLUCOLEDGER_PURE=1 or no C compiler "
+                "at install (README, Performance)")
+    return f"compiled core: {len(found)} of {len(MODULES)} modules ({', '.join(found)})"

@@ -285,7 +285,8 @@ def test_every_option_has_help_and_every_command_an_example(c: Command) -> None:
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _call(["--version"], capsys)
-    assert code == 0 and re.fullmatch(r"glucoledger \d+\.\d+\.\d+\n", out)
+    assert code == 0 and re.fullmatch(
+        r"glucoledger \d+\.\d+\.\d+\n(compiled|pure-Python) core: [^\n]+\n", out), out
 
 
 def test_readme_exit_code_table_row_by_row(files: dict[str, Path],

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputError
+from ..runtime import describe_build
 
 __all__ = ["Ports", "add_port_args", "best_ceiling", "machine_load", "parse_port_range",
            "port_is_free", "print_ceiling", "print_load", "signature_ceiling"]
@@ -139,6 +140,8 @@ def print_load(when: str) -> dict[str, float]:
     print(f"machine load at {when}: {m['load_1m']:.2f} {m['load_5m']:.2f} "
           f"{m['load_15m']:.2f} (1/5/15 min) on {m['cpus']:.0f} CPUs"
           f"{'  -- busy: compare ratios, not absolute figures' if busy > 0.5 else ''}")
+    if when == "start":
+        print(describe_build())
     return m
 
 

@@ -52,7 +52,8 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        console.print(f"glucoledger {__version__}")
+        from ..runtime import describe_build
+        console.print(f"glucoledger {__version__}\n{describe_build()}")
         raise typer.Exit(0)
 
 

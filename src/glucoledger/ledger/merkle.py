@@ -25,6 +25,10 @@ Invariants:
   ``ConsistencyError`` for a well-formed proof that does not lead to the given root(s). The
   shape is checked before any hashing; every hash input must be exactly 32 bytes, roots
   included (stricter than the Go reference, which compares equal-size roots of any length).
+  The verifiers' parameters are typed ``object``: they are handed what a proof file or a
+  peer sent, and refuse a wrong type with ``MalformedError`` like any other impossible input
+  (the compiled build, see ``setup.py``, would otherwise refuse it with a ``TypeError`` at
+  the call).
 - A proof binds the leaf index and the tree sizes only through the shape of the path: a tree
   size is trusted because a signed checkpoint pairs it with its root, never because a proof
   verified (e.g. a proof for leaf 0 of 8 also verifies as leaf 0 of 7 against the same root).
@@ -420,7 +424,7 @@ def _climb(h: bytes, proof: Sequence[bytes], fn: int, sn: int) -> bytes:
     return h
 
 
-def root_from_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes]) -> bytes:
+def root_from_inclusion(leaf_hash: object, index: object, size: object, proof: object) -> bytes:
     """The root that ``proof`` yields for ``leaf_hash`` at ``index`` in a tree of ``size``.
 
     Raises MalformedError if the inputs cannot describe an inclusion proof (index >= size, a
@@ -445,7 +449,7 @@ def root_from_inclusion(leaf_hash: bytes, index: int, size: int, proof: Sequence
 
 
 def verify_inclusion(
-    leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
+    leaf_hash: object, index: object, size: object, proof: object, root: object
 ) -> None:
     """Check that ``leaf_hash`` is leaf ``index`` of the tree of ``size`` with ``root``.
 
@@ -464,7 +468,7 @@ def verify_inclusion(
 
 
 def verify_consistency(
-    size1: int, size2: int, proof: Sequence[bytes], root1: bytes, root2: bytes
+    size1: object, size2: object, proof: object, root1: object, root2: object
 ) -> None:
     """Check that the tree (size1, root1) is a prefix of the tree (size2, root2).
 

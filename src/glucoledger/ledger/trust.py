@@ -86,19 +86,19 @@ class _Bounded:
 class TrustCache:
     """One node's memo of verified signatures, own envelopes and decoded envelopes."""
 
-    __slots__ = ("_decoded", "_signed", "_verified")
+    __slots__ = ("_decoded", "_own", "_verified")
 
     def __init__(self, limit: int = _DEFAULT_LIMIT) -> None:
         if limit < 1:
             raise ValueError("a trust cache holds at least one entry")
         self._verified = _Bounded(limit)
-        self._signed = _Bounded(limit)
+        self._own = _Bounded(limit)
         self._decoded = _Bounded(limit)
 
     def clear(self) -> None:
         """Forget everything (benchmarks: treat this node's own envelopes as foreign)."""
         self._verified.clear()
-        self._signed.clear()
+        self._own.clear()
         self._decoded.clear()
 
     # --- signatures ------------------------------------------------------------------------
@@ -160,13 +160,13 @@ class TrustCache:
 
     def _mine(self, stx: SignedTx) -> SignedTx:
         digest = sha256(stx.raw)
-        self._signed.put(digest)
+        self._own.put(digest)
         self._decoded.put(digest, stx)
         return stx
 
     def signed_here(self, envelope: bytes) -> bool:
         """True if this node made every signature on ``envelope`` (so they verify)."""
-        return sha256(envelope) in self._signed
+        return sha256(envelope) in self._own
 
     def decode(self, envelope: bytes) -> SignedTx:
         """``SignedTx.decode``, once per envelope: later calls return the same object.
@@ -181,5 +181,5 @@ class TrustCache:
         return stx
 
     def sizes(self) -> dict[str, int]:
-        return {"verified": len(self._verified), "signed": len(self._signed),
+        return {"verified": len(self._verified), "signed": len(self._own),
                 "decoded": len(self._decoded)}

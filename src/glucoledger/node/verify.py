@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from ..crypto import sha256
 from ..errors import ConsistencyError, GlucoledgerError, MalformedError
@@ -42,6 +42,9 @@ from .logcheck import ETCD_HINT, check_chain, check_log, last_header
 
 __all__ = ["Finding", "IntegrityError", "VaultIntegrityError", "VaultReport", "VerifyReport",
            "short", "verify_store", "verify_vault"]
+
+#: The header's fields, compared one by one to name the first that differs.
+_HEADER_FIELDS = tuple(f.name for f in fields(BlockHeader))
 
 #: Checks the signatures of a block's envelopes. It may return a lazy sequence whose items
 #: are computed elsewhere (worker processes) and block only when read: ``verify_store``
@@ -454,7 +457,7 @@ def _compare_block(block: Block, stored: Sequence[StoredTx], header: BlockHeader
             _fail("tamper", "transaction result", block.results[i].code,
                   getattr(found, "code", found), **where)
     derived = block.header
-    for name in BlockHeader.__slots__:
+    for name in _HEADER_FIELDS:
         a, b = getattr(derived, name), getattr(header, name)
         if a != b:
             fmt = short if isinstance(a, bytes) else str

@@ -1,0 +1,18 @@
+"""The modules a wheel build compiles to C with mypyc (``setup.py`` reads this list).
+
+They are the core's hot paths: canonical CBOR, the envelope and its trust cache, blocks and
+the Merkle tree. The compiled module is the same source; only the interpreter's overhead
+goes. ``runtime.compiled_modules`` says which of them a process loaded compiled: an
+editable install (``pip install -e``) and a machine without a C compiler run all of them
+as Python, with the same results.
+
+No imports here: ``setup.py`` runs this file before anything is installed.
+"""
+
+MODULES = (
+    "glucoledger.codec",
+    "glucoledger.ledger.block",
+    "glucoledger.ledger.merkle",
+    "glucoledger.ledger.trust",
+    "glucoledger.ledger.tx",
+)
