@@ -173,3 +173,23 @@ def test_signed_tx_hash_from_slice_equals_hash_of_encoding() -> None:
         tx = Transaction("c/h", "t.x", body, bytes(32), 7)
         stx = sign(tx, [crypto.generate(), crypto.generate("p256")])
         assert SignedTx.decode(stx.raw).tx_hash == tx.hash() == stx.tx_hash
+
+
+def test_the_decoders_take_any_bytes_like_value_and_refuse_text() -> None:
+    """Both builds alike: the compiled one (setup.py) checks the declared types at the call."""
+    from glucoledger import crypto
+    from glucoledger.ledger.block import GENESIS_PREV, BlockHeader
+    from glucoledger.ledger.tx import SignedTx, Transaction, sign
+
+    raw = codec.encode({"a": [1, b"x"]})
+    stx = sign(Transaction("c/h", "t.x", {}, bytes(32), 0), [crypto.generate()])
+    header = BlockHeader(chain="c/h", height=0, prev=GENESIS_PREV, time=0, tx_count=0,
+                         tx_root=bytes(32), log_size=0, log_root=bytes(32), results=bytes(32),
+                         cut=0)
+    for kind in (bytes, bytearray, memoryview):
+        assert codec.decode(kind(raw)) == {"a": [1, b"x"]}
+        assert SignedTx.decode(kind(stx.raw)).raw == stx.raw
+        assert BlockHeader.decode(kind(header.encode())) == header
+    for wrong in ("text", None, 7):
+        with pytest.raises(TypeError):
+            codec.decode(wrong)  # type: ignore[arg-type]

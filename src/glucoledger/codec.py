@@ -24,13 +24,16 @@ import cbor2
 
 from .errors import InputError, MalformedError
 
-__all__ = ["MAX_ENCODED", "Value", "append_encoded", "decode", "decode_authenticated",
-           "decode_spans", "decode_trusted", "encode", "parse_hex_id"]
+__all__ = ["MAX_ENCODED", "BytesLike", "Value", "append_encoded", "decode",
+           "decode_authenticated", "decode_spans", "decode_trusted", "encode", "parse_hex_id"]
 
 #: Largest encoded object accepted anywhere (a transaction, a block header, a proof): 1 MiB.
 MAX_ENCODED = 1 << 20
 
 Value = Any  # int | str | bytes | bool | None | list[Value] | dict[str, Value]
+#: What the decoders take (and copy to bytes first). Declared, not just accepted: a compiled
+#: build (setup.py) refuses at the call whatever a signature does not name.
+BytesLike = bytes | bytearray | memoryview
 
 _INT_MIN = -(1 << 63)
 _INT_MAX = (1 << 64) - 1
@@ -362,7 +365,7 @@ def _scan(data: bytes) -> list[int]:
     return starts
 
 
-def decode_spans(data: bytes, *, max_size: int = MAX_ENCODED) -> tuple[Value, list[int]]:
+def decode_spans(data: BytesLike, *, max_size: int = MAX_ENCODED) -> tuple[Value, list[int]]:
     """``decode``, and where each item directly inside the top-level container starts."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError("decode takes bytes")
@@ -378,7 +381,7 @@ def decode_spans(data: bytes, *, max_size: int = MAX_ENCODED) -> tuple[Value, li
     return value, starts
 
 
-def decode(data: bytes, *, max_size: int = MAX_ENCODED) -> Value:
+def decode(data: BytesLike, *, max_size: int = MAX_ENCODED) -> Value:
     """Decode canonical CBOR bytes.
 
     Raises MalformedError when the bytes are too large, do not parse, hold a disallowed type,

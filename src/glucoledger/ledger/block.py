@@ -127,7 +127,7 @@ class BlockHeader:
         return tagged_hash("block", self.encode())
 
     @classmethod
-    def decode(cls, raw: bytes) -> BlockHeader:
+    def decode(cls, raw: codec.BytesLike) -> BlockHeader:
         value = codec.decode(raw, max_size=4096)
         if not isinstance(value, dict) or set(value) != set(_FIELDS) or value["v"] != 1:
             raise MalformedError(f"a block header (v1) is exactly {{{', '.join(_FIELDS)}}}")

@@ -129,7 +129,7 @@ class SignedTx:
                             else tx_hash)
 
     @classmethod
-    def decode(cls, raw: bytes) -> SignedTx:
+    def decode(cls, raw: codec.BytesLike) -> SignedTx:
         """Parse envelope bytes. Raises MalformedError (never anything else) on bad input."""
         if len(raw) > MAX_TX_BYTES:
             raise MalformedError(f"transaction is {len(raw)} bytes; the limit is {MAX_TX_BYTES}")
