@@ -9,6 +9,9 @@ on an installed wheel (.ci/run, after the Quick start's test command).
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import importlib
 import os
 import shutil
 import subprocess
@@ -61,3 +64,25 @@ def test_a_failing_compiler_installs_pure_python_and_says_so(tmp_path: Path) -> 
     assert not [n for n in names if n.endswith(".so")]  # all or nothing, never a part
     assert all(m.replace(".", "/") + ".py" in names for m in MODULES)
     assert "glucoledger: the C compiler could not build the compiled modules" in log
+
+
+def _declared_fields(tree: ast.Module, name: str) -> list[str]:
+    (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name]
+    return [s.target.id for s in cls.body if isinstance(s, ast.AnnAssign)
+            and isinstance(s.target, ast.Name) and "ClassVar" not in ast.unparse(s.annotation)]
+
+
+def test_the_compiled_modules_dataclasses_have_the_fields_their_source_declares() -> None:
+    """mypyc (2.4) gives a compiled class ``__annotations__`` without the ``ClassVar``
+    wrapper, so ``dataclass`` would take a ``ClassVar`` constant for a field, silently: a
+    compiled module must not declare one on a dataclass. Run on both builds (.ci/run)."""
+    for name in MODULES:
+        module = importlib.import_module(name)
+        source = (ROOT / "src" / (name.replace(".", "/") + ".py")).read_text()
+        tree = ast.parse(source)
+        assert "ClassVar" not in source, f"{name}: no ClassVar in a compiled module"
+        for obj in vars(module).values():
+            if (dataclasses.is_dataclass(obj) and isinstance(obj, type)
+                    and obj.__module__ == name):
+                own = [f.name for f in dataclasses.fields(obj)]
+                assert own == _declared_fields(tree, obj.__name__), (name, obj.__name__)
