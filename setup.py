@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import runpy
 import sys
+from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,12 @@ class _BuildExt(build_ext):
     """build_ext that falls back to pure Python as a whole when the C compiler fails."""
 
     def run(self) -> None:
+        # pip builds in the source tree: what an earlier build left in build/ (a module since
+        # dropped from the list, or the whole set before a failed compile) would otherwise
+        # ship in this wheel and shadow the source it was compiled from.
+        for path in Path(self.build_lib).rglob("*"):
+            if path.name.endswith(tuple(EXTENSION_SUFFIXES)):
+                path.unlink()
         try:
             super().run()
         except Exception as exc:  # no compiler, no Python.h

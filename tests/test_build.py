@@ -16,7 +16,9 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
+from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,12 @@ def test_every_listed_module_is_a_source_file() -> None:
         assert (ROOT / "src" / (name.replace(".", "/") + ".py")).is_file(), name
 
 
+#: What an earlier build left in the tree's build/ (pip builds in the source tree): an
+#: extension of a module no longer compiled, which must not ship in the next wheel.
+STALE = (f"build/lib.{sysconfig.get_platform()}-{sys.implementation.cache_tag}/glucoledger/"
+         f"names{EXTENSION_SUFFIXES[0]}")
+
+
 def _wheel(tmp_path: Path, **env: str) -> tuple[set[str], str]:
     if shutil.which("cc") is None and "CC" not in env:
         pytest.skip("no C compiler on this machine (.ci/run installs gcc)")
@@ -39,6 +47,8 @@ def _wheel(tmp_path: Path, **env: str) -> tuple[set[str], str]:
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
         ".git", "build", "*.egg-info", "test-artifacts", "node_modules", "__pycache__",
         ".mypy_cache", ".pytest_cache", ".ruff_cache", ".hypothesis", "*.so"))
+    (src / STALE).parent.mkdir(parents=True)
+    (src / STALE).write_bytes(b"an extension an earlier build left")
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-v", "-w",
                         str(out), str(src)], capture_output=True, text=True, timeout=600,
                        env={**os.environ, **env}, stdin=subprocess.DEVNULL)
@@ -57,6 +67,8 @@ def test_a_wheel_compiles_every_listed_module(tmp_path: Path) -> None:
     names, _ = _wheel(tmp_path)
     assert all(_extension(names, m) for m in MODULES), sorted(n for n in names if ".so" in n)
     assert all(m.replace(".", "/") + ".py" in names for m in MODULES)  # the source too
+    assert not [n for n in names if n.startswith("glucoledger/names.")
+                and not n.endswith(".py")]  # nothing stale from build/
 
 
 def test_a_failing_compiler_installs_pure_python_and_says_so(tmp_path: Path) -> None:
