@@ -85,9 +85,11 @@ def _declared_fields(tree: ast.Module, name: str) -> list[str]:
 
 
 def test_the_compiled_modules_dataclasses_have_the_fields_their_source_declares() -> None:
-    """mypyc (2.4) gives a compiled class ``__annotations__`` without the ``ClassVar``
-    wrapper, so ``dataclass`` would take a ``ClassVar`` constant for a field, silently: a
-    compiled module must not declare one on a dataclass. Run on both builds (.ci/run)."""
+    """mypyc (2.4) lists every class attribute of a compiled class in its
+    ``__annotations__``: a ``ClassVar`` without its wrapper, a plain ``WIRE = {...}`` with
+    its inferred type. ``dataclass`` would take either for a field, silently, so a compiled
+    module declares no class constant on a dataclass (``state.machine.wire_names`` keeps
+    the state machine's beside it). Run on both builds (.ci/run)."""
     for name in MODULES:
         module = importlib.import_module(name)
         source = (ROOT / "src" / (name.replace(".", "/") + ".py")).read_text()

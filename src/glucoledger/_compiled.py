@@ -1,10 +1,11 @@
 """The modules a wheel build compiles to C with mypyc (``setup.py`` reads this list).
 
-They are the core's hot paths: canonical CBOR, the envelope and its trust cache, blocks and
-the Merkle tree. The compiled module is the same source; only the interpreter's overhead
-goes. ``runtime.compiled_modules`` says which of them a process loaded compiled: an
-editable install (``pip install -e``) and a machine without a C compiler run all of them
-as Python, with the same results.
+They are the core's hot paths: canonical CBOR, the envelope and its trust cache, blocks, the
+Merkle tree and the state machine (every module of ``state``: a typed body's class must be
+compiled with ``machine.Body``, its base). The compiled module is the same source; only the
+interpreter's overhead goes. ``runtime.compiled_modules`` says which of them a process
+loaded compiled: an editable install (``pip install -e``) and a machine without a C
+compiler run all of them as Python, with the same results.
 
 No imports here: ``setup.py`` runs this file before anything is installed.
 """
@@ -15,4 +16,22 @@ MODULES = (
     "glucoledger.ledger.merkle",
     "glucoledger.ledger.trust",
     "glucoledger.ledger.tx",
+    "glucoledger.state.access",
+    "glucoledger.state.accounts",
+    "glucoledger.state.accounts_model",
+    "glucoledger.state.alerts",
+    "glucoledger.state.consent",
+    "glucoledger.state.data",
+    "glucoledger.state.devices",
+    "glucoledger.state.emergency",
+    "glucoledger.state.firmware",
+    "glucoledger.state.governance",
+    "glucoledger.state.grants",
+    "glucoledger.state.machine",
+    "glucoledger.state.multisig",
+    "glucoledger.state.replica",
+    "glucoledger.state.research",
+    "glucoledger.state.store",
+    "glucoledger.state.versions",
+    "glucoledger.state.zkdays",
 )

@@ -4,14 +4,13 @@ only while the consent state they were decided on is unchanged, only for a while
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from glucoledger.errors import RateLimitedError
 from glucoledger.node.access import AccessDeniedError
 from glucoledger.node.readguard import ReadGuard, RepeatedDenialError
 from glucoledger.state.consent import Request, grant_key, grants_index_key
+from glucoledger.state.store import State
 
 PATIENT, READER, OTHER = b"\x01" * 32, b"\x02" * 32, b"\x03" * 32
 NOW = 2_000_000_000.0
@@ -26,20 +25,23 @@ class Clock:
 
 
 class FakeNode:
+    """A node reduced to what the guard reads: the ledger's state (a real ``State``)."""
+
     def __init__(self) -> None:
-        self.state: dict[str, Any] = {"acct/" + PATIENT.hex(): {"kind": "patient"},
-                                      grants_index_key(PATIENT): []}
+        self.state = State()
+        self.state.put("acct/" + PATIENT.hex(), {"kind": "patient"})
+        self.state.put(grants_index_key(PATIENT), [])
 
     def grant(self, gid: bytes, *, streams: tuple[str, ...] = ("cgm",), status: str = "active",
               valid_from: float = NOW - 10) -> None:
-        self.state[grant_key(gid)] = {
+        self.state.put(grant_key(gid), {
             "id": gid, "patient": PATIENT, "grantee": READER, "streams": list(streams),
             "view": "raw", "window": {"last_days": 14}, "valid_from": int(valid_from * 1000),
             "valid_until": int((NOW + 86_400) * 1000), "purpose": "treatment",
-            "alerts": False, "status": status}
-        index = self.state[grants_index_key(PATIENT)]
+            "alerts": False, "status": status})
+        index = self.state.get(grants_index_key(PATIENT))
         if [READER, gid] not in index:
-            index.append([READER, gid])
+            self.state.put(grants_index_key(PATIENT), [*index, [READER, gid]])
 
 
 def _deny(code: str) -> AccessDeniedError:

@@ -15,6 +15,7 @@ from glucoledger import codec
 from glucoledger.bench.ledger import account_envelopes
 from glucoledger.ledger.block import BlockHeader, Result, encode_results, results_hash
 from glucoledger.node.service import Node
+from tests.builds import STATE_COMPILED
 
 
 def _count(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
@@ -30,6 +31,7 @@ def _count(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     return counts
 
 
+@pytest.mark.skipif(STATE_COMPILED, reason="the compiled state machine calls the codec from C")
 def test_account_create_costs_two_encodes_and_a_block_a_handful(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     node = Node.init(tmp_path / "node", workers=1)

@@ -16,7 +16,12 @@ input, so the handlers themselves are held to it.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +32,7 @@ from glucoledger.state.accounts_model import account_id, account_key, single_key
 from glucoledger.state.devices import device_id
 from glucoledger.state.machine import AFTER, REGISTRY, Context, apply
 from glucoledger.state.store import State
+from tests.builds import STATE_COMPILED
 
 from .golden_ledger import CHAIN, HOUR, SENDER, T0, World, _key, _world_setup, examples
 
@@ -179,6 +185,57 @@ def test_every_handler_refuses_type_substituted_bodies(world: Populated, ttype: 
             st.rollback()
     assert st.snapshot() == before
     assert not crashes, "\n".join(crashes[:10])
+
+
+def outcome_digest(rules: int) -> str:
+    """A digest of what every handler does with every mutant of its body, on the given
+    state rule set: the refusal's class, code and message (hashed into blocks), or the
+    state it wrote. Two builds of the core must agree on it exactly."""
+    world = Populated(rules)
+    w, st = world.w, world.state
+    digest = hashlib.sha256()
+    for ttype in sorted(REGISTRY):
+        acct, key = w.ids[SENDER.get(ttype, "patient")], w.keys[SENDER.get(ttype, "patient")]
+        handler = REGISTRY[ttype].handler
+        before = st.snapshot()
+        for mutant in _mutants(world.bodies()[ttype]):
+            try:
+                stx = sign(Transaction(CHAIN, ttype, mutant, acct, world.nonce(acct)), [key])
+            except MalformedError:
+                continue
+            st.begin()
+            try:
+                handler(st, stx, world.ctx())
+                for hook in AFTER.get(ttype, ()):
+                    hook(st, stx, world.ctx())
+                after = st.snapshot()
+                written = sorted((k, v) for k, v in after.items() if before.get(k) != v)
+                outcome: Any = ["ok", written, sorted(set(before) - set(after))]
+            except (RejectedError, MalformedError) as exc:
+                outcome = [type(exc).__name__, exc.code, exc.message]
+            except Exception as exc:  # noqa: BLE001 - the other test names it
+                outcome = ["crash", type(exc).__name__, str(exc)]
+            finally:
+                st.rollback()
+            digest.update(repr((ttype, outcome)).encode())
+    return digest.hexdigest()
+
+
+@pytest.mark.skipif(not STATE_COMPILED, reason="the same build on both sides: nothing to compare")
+@pytest.mark.parametrize("rules", [1, 2])
+def test_the_compiled_state_machine_answers_every_mutant_as_the_source_does(rules: int) -> None:
+    """Every member replays every transaction, whichever build it installed: a compiled
+    handler that refused a value the source accepts, or with other words, would fork the
+    chain. The source's answers come from a process that imports it from ``src``."""
+    root = Path(__file__).resolve().parents[2]
+    code = ("import sys; from glucoledger.runtime import compiled_modules; "
+            "assert not compiled_modules(), compiled_modules(); "
+            "from tests.state.test_handler_fuzz import outcome_digest; "
+            f"print(outcome_digest({rules}))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
+    source = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, check=True,
+                            capture_output=True, text=True, timeout=600).stdout.strip()
+    assert outcome_digest(rules) == source
 
 
 def test_the_manifest_of_the_audit_is_refused_as_bad_days(world: Populated) -> None:

@@ -12,6 +12,7 @@ from glucoledger.crypto import generate
 from glucoledger.ledger.trust import TrustCache
 from glucoledger.ledger.tx import SignedTx, Transaction
 from glucoledger.state.access import _bucket_key, _index_commit, _span_key
+from glucoledger.state.machine import Context
 from glucoledger.state.store import State
 
 HOUR = 3_600_000
@@ -46,7 +47,7 @@ def test_index_bytes_equal_the_per_hour_loop() -> None:
         stx = trust.sign_tx(Transaction("c", "data.commit", body, bytes(32), seq), [key])
         for s in (got, want):
             s.begin()
-        _index_commit(got, stx, None)  # type: ignore[arg-type]  # the index reads no context
+        _index_commit(got, stx, Context("c", 1, 0))  # the index reads no context
         _reference(want, stx)
         for s in (got, want):
             s.commit()

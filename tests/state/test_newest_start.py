@@ -12,6 +12,7 @@ from glucoledger.crypto import generate
 from glucoledger.ledger.trust import TrustCache
 from glucoledger.ledger.tx import Transaction
 from glucoledger.state.access import _index_commit, newest_start
+from glucoledger.state.machine import Context
 from glucoledger.state.store import State
 
 HOUR = 3_600_000
@@ -32,7 +33,7 @@ def _filed(items: list[tuple[bytes, str, int, int, int]]) -> State:
         body = {"patient": patient, "stream": stream, "start": T0 + start,
                 "end": T0 + start + length, "count": count, "ct": seq.to_bytes(32, "big")}
         stx = TRUST.sign_tx(Transaction("c", "data.commit", body, bytes(32), seq), [KEY])
-        _index_commit(state, stx, None)  # type: ignore[arg-type]  # reads no context
+        _index_commit(state, stx, Context("c", 1, 0))  # reads no context
     return state
 
 

@@ -28,7 +28,7 @@ from ..errors import GlucoledgerError, InputError, RejectedError
 from ..ledger.tx import Signature, SignedTx, Transaction, sign
 from ..state.accounts import GENESIS_KEY
 from ..state.accounts_model import account_id, single_key_policy, validate_policy
-from ..state.governance import GovUpgrade
+from ..state.governance import UPGRADE_KNOWN
 from .service import Node, Receipt
 
 __all__ = ["KINDS", "cosign", "describe", "propose", "upgrade", "upgrade_body",
@@ -70,7 +70,7 @@ def upgrade_body(node: Node, *, rules: int | None = None,
         raise InputError("this node has no chain yet: start it and let it catch up first")
     asked = {"rules": rules, "access_records": access_records}
     body: dict[str, int] = {}
-    for field, known in GovUpgrade.KNOWN.items():
+    for field, known in UPGRADE_KNOWN.items():
         option, words = _VERSION_WORDS[field]
         now, want = int(info.get(field, 1)), asked[field]
         if want is None:

@@ -59,7 +59,7 @@ from .accounts import access_records, rules
 from .accounts_model import load_account
 from .consent import Permit, Request, decide
 from .grants import audit_append
-from .machine import Body, Context, after, body_field, register, require
+from .machine import Body, Context, after, body_field, register, require, wire_names
 from .store import State
 
 __all__ = ["access_key", "batches_in", "erased_key", "erasure_key", "holds_batches",
@@ -215,7 +215,6 @@ def _access(state: State, stx: SignedTx, ctx: Context) -> None:
 class Erase(Body):
     """The body of ``erase``: ``{streams, from, to}`` (``from``/``to`` both None: all)."""
 
-    WIRE = {"lo": "from", "hi": "to"}
     streams: list[str]
     lo: int | None
     hi: int | None
@@ -237,6 +236,9 @@ class Erase(Body):
             if type(lo) is not int or type(hi) is not int or not 0 <= lo < hi:
                 raise MalformedError("from and to are epoch ms with from < to (or both None)")
         return cls(streams, lo, hi)
+
+
+wire_names(Erase, lo="from", hi="to")
 
 
 @register("erase", action="erase", body=Erase)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -67,17 +67,13 @@ class Account:
     thresholds: Mapping[str, int]
     nonce: int
     record: Mapping[str, Any]
+    #: The cosigners by key id. Built with the account: nearly every account loaded is
+    #: loaded to authorize a transaction, which reads it. (A field, not a cache in
+    #: ``__dict__``: a compiled class has none; README "How it is built".)
+    keys: dict[bytes, Cosigner] = field(init=False, repr=False, compare=False)
 
-    @property
-    def keys(self) -> dict[bytes, Cosigner]:
-        """The cosigners by key id, built on first use. (Not ``functools.cached_property``:
-        on Python 3.11 its first read takes a lock, and every transaction an account
-        authorizes reads it once on a new ``Account``: 2-3 % of a consortium node's CPU.)"""
-        found: dict[bytes, Cosigner] | None = self.__dict__.get("_keys")
-        if found is None:
-            found = {c.key.key_id: c for c in self.cosigners}
-            object.__setattr__(self, "_keys", found)
-        return found
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keys", {c.key.key_id: c for c in self.cosigners})
 
     def weights(self, action: str) -> dict[bytes, int]:
         return {kid: c.weight(action) for kid, c in self.keys.items()}

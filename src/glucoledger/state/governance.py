@@ -58,7 +58,7 @@ and node keys are unique; schedule heights only grow. Pure: no I/O, clock or ran
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar, TypeVar
+from typing import Any, Final, TypeVar
 
 from ..crypto import PublicKey
 from ..ledger.checkpoint import NoteVerifier
@@ -72,16 +72,31 @@ from .accounts_model import (
     single_key_policy,
     validate_policy,
 )
-from .machine import MISSING, Body, Context, StopNode, body_field, need, register, require
+from .machine import (
+    MISSING,
+    Body,
+    Context,
+    StopNode,
+    body_field,
+    need,
+    register,
+    require,
+    type_of,
+)
 from .store import State
 
-__all__ = ["ANCHOR_PREFIX", "MEMBERS_PREFIX", "TLS_PREFIX", "anchor_counter", "anchor_key",
-           "member_orgs_signing", "member_schedule", "tls_changes", "writers_in_force"]
+__all__ = ["ANCHOR_PREFIX", "MEMBERS_PREFIX", "TLS_PREFIX", "UPGRADE_KNOWN", "anchor_counter",
+           "anchor_key", "member_orgs_signing", "member_schedule", "tls_changes",
+           "writers_in_force"]
 
 ANCHOR_PREFIX = "anchor/"
 MEMBERS_PREFIX = "chain/members/"
 TLS_PREFIX = "chain/tls/"
 _MAX_CA_PEM = 8192
+#: What ``gov.upgrade`` may name, each with the versions a chain may move to (the fields of
+#: ``GovUpgrade``).
+UPGRADE_KNOWN: Final[dict[str, tuple[int, ...]]] = {"rules": RULES,
+                                                    "access_records": ACCESS_RECORDS}
 
 
 def _signers(info: dict[str, Any]) -> dict[str, Any]:
@@ -194,22 +209,17 @@ class _GovChange(Body):
     are checked by the handler after the members' authorization, as results always were.
     A field the body leaves out is ``MISSING`` (``at``: the next height)."""
 
-    #: The transaction type the body belongs to (named in the refusal).
-    TX_TYPE: ClassVar[str] = ""
-
     @classmethod
     def parse(cls: type[_G], body: dict[str, Any]) -> _G:
         names = tuple(f.name for f in fields(cls))
-        require(set(body) <= set(names), "malformed",
-                f"{cls.TX_TYPE} takes {', '.join(names)}")
+        if not set(body) <= set(names):  # the refusal names the type the body belongs to
+            require(False, "malformed", f"{type_of(cls)} takes {', '.join(names)}")
         return cls.of(body)
 
 
 @dataclass(frozen=True, slots=True)
 class GovMemberAdd(_GovChange):
     """The body of ``gov.member_add``: name, policy, node key, threshold?, at?"""
-
-    TX_TYPE = "gov.member_add"
 
     name: Any = MISSING
     policy: Any = MISSING
@@ -222,8 +232,6 @@ class GovMemberAdd(_GovChange):
 class GovMemberRemove(_GovChange):
     """The body of ``gov.member_remove``: name, threshold?, at?"""
 
-    TX_TYPE = "gov.member_remove"
-
     name: Any = MISSING
     threshold: Any = MISSING
     at: Any = MISSING
@@ -232,8 +240,6 @@ class GovMemberRemove(_GovChange):
 @dataclass(frozen=True, slots=True)
 class GovRotateKey(_GovChange):
     """The body of ``gov.rotate_key``: name, node key, at?"""
-
-    TX_TYPE = "gov.rotate_key"
 
     name: Any = MISSING
     node: Any = MISSING
@@ -244,8 +250,6 @@ class GovRotateKey(_GovChange):
 class GovThreshold(_GovChange):
     """The body of ``gov.threshold``: threshold, at?"""
 
-    TX_TYPE = "gov.threshold"
-
     threshold: Any = MISSING
     at: Any = MISSING
 
@@ -253,8 +257,6 @@ class GovThreshold(_GovChange):
 @dataclass(frozen=True, slots=True)
 class GovRotateTls(_GovChange):
     """The body of ``gov.rotate_tls``: name, tls_ca (PEM), at?"""
-
-    TX_TYPE = "gov.rotate_tls"
 
     name: Any = MISSING
     tls_ca: Any = MISSING
@@ -265,20 +267,14 @@ class GovRotateTls(_GovChange):
 class GovUpgrade(_GovChange):
     """The body of ``gov.upgrade``: rules?, access_records? (at least one)."""
 
-    TX_TYPE = "gov.upgrade"
-
     rules: Any = MISSING
     access_records: Any = MISSING
-
-    #: Each field: the versions a chain may move to.
-    KNOWN: ClassVar[dict[str, tuple[int, ...]]] = {"rules": RULES,
-                                                   "access_records": ACCESS_RECORDS}
 
     def changes(self) -> dict[str, int]:
         """The versions named (``malformed`` when none, ``bad_upgrade`` when one is not a
         version number). Whether this code knows them is the handler's question, and never
         a refusal: see ``_upgrade``."""
-        named = {f: getattr(self, f) for f in self.KNOWN if getattr(self, f) is not MISSING}
+        named = {f: getattr(self, f) for f in UPGRADE_KNOWN if getattr(self, f) is not MISSING}
         require(bool(named), "malformed",
                 "gov.upgrade names rules, access_records or both (the versions to move to)")
         for field, value in named.items():
@@ -444,7 +440,7 @@ def _upgrade(state: State, stx: SignedTx, ctx: Context) -> None:
         require(value > now, "bad_upgrade",
                 f"this chain is on {field} {now} already: a chain's versions only go up")
     for field, value in named.items():
-        if value not in GovUpgrade.KNOWN[field]:
+        if value not in UPGRADE_KNOWN[field]:
             # Every refusal above is the same under any code; this one would not be (code
             # that knows the version applies it), so it is no refusal: the node stops.
             raise StopNode(

@@ -43,7 +43,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Final, Literal, TypeVar
+from types import MappingProxyType
+from typing import Any, Final, Literal, TypeVar
 
 from ..crypto import PublicKey
 from ..errors import MalformedError, RejectedError, SignatureError
@@ -66,6 +67,8 @@ __all__ = [
     "authorize",
     "need",
     "register",
+    "type_of",
+    "wire_names",
 ]
 
 _B = TypeVar("_B", bound="Body")
@@ -104,13 +107,11 @@ class Body:
     """
 
     __slots__ = ()
-    #: Wire names that are not Python identifiers (``from``, ``type``): attribute -> wire.
-    WIRE: ClassVar[Mapping[str, str]] = {}
 
     @classmethod
     def of(cls: type[_B], body: Mapping[str, Any]) -> _B:
         """The typed view of ``body``, without checks (``parse`` checks first)."""
-        wire = cls.WIRE
+        wire = _WIRE_NAMES.get(cls, _NO_NAMES)
         return cls(**{f.name: body.get(wire.get(f.name, f.name), MISSING)
                       for f in fields(cls)})  # type: ignore[arg-type]
 
@@ -120,13 +121,35 @@ class Body:
         return cls.of(body)
 
     def to_body(self) -> dict[str, Any]:
-        wire = self.WIRE
+        wire = _WIRE_NAMES.get(type(self), _NO_NAMES)
         out = {}
         for f in fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
             if value is not MISSING:
                 out[wire.get(f.name, f.name)] = value
         return out
+
+
+#: Wire names that are not Python identifiers (``from``, ``type``), by body class:
+#: attribute -> wire name (``wire_names``). Kept here, not as a class attribute: a compiled
+#: class lists every class attribute among its annotations, and ``dataclass`` would take it
+#: for a field (the compiled core, README "How it is built").
+_WIRE_NAMES: dict[type, Mapping[str, str]] = {}
+_NO_NAMES: Final[Mapping[str, str]] = MappingProxyType({})
+#: The transaction type each typed body belongs to (``register(..., body=...)``).
+_TYPE_OF: dict[type, str] = {}
+
+
+def wire_names(body: type, **names: str) -> None:
+    """Declare the attributes of ``body`` (a typed body class) whose wire names are not
+    identifiers. (A call after the class, not a class decorator: a compiled class with a
+    decorator other than ``dataclass`` cannot inherit from ``Body``.)"""
+    _WIRE_NAMES[body] = MappingProxyType(dict(names))
+
+
+def type_of(body: type) -> str:
+    """The transaction type ``body`` (a typed body class) was registered for."""
+    return _TYPE_OF[body]
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +203,8 @@ def register(name: str, *, action: str = "default", auth: Auth = "account",
         if name in REGISTRY:
             raise RuntimeError(f"transaction type {name} registered twice")
         REGISTRY[name] = TxType(name, action, fn, auth, (fn.__doc__ or "").strip(), body)
+        if body is not None:
+            _TYPE_OF[body] = name
         return fn
 
     return wrap

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..ledger.tx import SignedTx, Transaction
 from .accounts_model import account_key, load_account
-from .machine import MISSING, REGISTRY, Body, Context, body_field, register, require
+from .machine import MISSING, REGISTRY, Body, Context, body_field, register, require, wire_names
 from .store import State
 
 __all__ = ["proposal_key"]
@@ -47,7 +47,6 @@ class MultisigPropose(Body):
     """The body of ``multisig.propose``: target account, inner type and body, expiry (other
     fields are ignored, as they always were)."""
 
-    WIRE = {"itype": "type", "ibody": "body"}
     target: bytes
     itype: str
     ibody: dict[str, Any]
@@ -57,6 +56,9 @@ class MultisigPropose(Body):
     def parse(cls, body: dict[str, Any]) -> MultisigPropose:
         return cls(body_field(body, "target", bytes), body_field(body, "type", str),
                    body_field(body, "body", dict), body_field(body, "expires", int))
+
+
+wire_names(MultisigPropose, itype="type", ibody="body")
 
 
 @dataclass(frozen=True, slots=True)
