@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from glucoledger._compiled import MODULES
+from tests.builds import STATE_COMPILED
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,3 +101,27 @@ def test_the_compiled_modules_dataclasses_have_the_fields_their_source_declares(
                     and obj.__module__ == name):
                 own = [f.name for f in dataclasses.fields(obj)]
                 assert own == _declared_fields(tree, obj.__name__), (name, obj.__name__)
+
+
+@pytest.mark.skipif(not STATE_COMPILED, reason="the same build on both sides: nothing to compare")
+def test_a_chain_either_build_writes_verifies_with_the_other(tmp_path: Path) -> None:
+    """A consortium's members may run either build: the pure source's chain (the demo's
+    every kind of transaction, refusals included) re-derives to the same blocks on the
+    compiled wheel, and the wheel's on the source."""
+    pure = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    builds = {"source": pure, "wheel": {k: v for k, v in os.environ.items()
+                                        if k != "PYTHONPATH"}}
+    def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "glucoledger", *args], env=env,
+                              cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                              stdin=subprocess.DEVNULL)
+
+    assert "pure-Python core" in run(["--version"], builds["source"]).stdout
+    assert "compiled core: all" in run(["--version"], builds["wheel"]).stdout
+    for writer, reader in (("source", "wheel"), ("wheel", "source")):
+        data = tmp_path / writer
+        for args, env in ((["demo", "--data", str(data)], builds[writer]),
+                          (["verify", "--data", str(data)], builds[reader])):
+            r = run(args, env)
+            assert r.returncode == 0, (writer, args[0], r.stdout[-2000:], r.stderr[-2000:])
+        assert "OK:" in r.stdout and "rejected" in r.stdout, r.stdout[-2000:]
