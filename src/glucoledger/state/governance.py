@@ -212,8 +212,8 @@ class _GovChange(Body):
     @classmethod
     def parse(cls: type[_G], body: dict[str, Any]) -> _G:
         names = tuple(f.name for f in fields(cls))
-        if not set(body) <= set(names):  # the refusal names the type the body belongs to
-            require(False, "malformed", f"{type_of(cls)} takes {', '.join(names)}")
+        require(set(body) <= set(names), "malformed",
+                f"{type_of(cls)} takes {', '.join(names)}")
         return cls.of(body)
 
 

@@ -103,7 +103,8 @@ class Body:
     later, after state checks, are kept as received (``Any``) and checked by the handler
     with ``need``. A field the wire body lacks is ``MISSING``. ``to_body()`` gives back the
     wire dict (without MISSING fields), so ``T.parse(T.parse(b).to_body()) == T.parse(b)``
-    for every body ``parse`` accepts.
+    for every body ``parse`` accepts. Wire names that are not identifiers (``from``) are
+    declared with ``wire_names`` after the class.
     """
 
     __slots__ = ()
