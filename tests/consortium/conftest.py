@@ -102,11 +102,12 @@ class Consortium:
         devcluster.stop_node(int(node["pid"]), Path(node["data"]),
                              signal.SIGKILL if hard else signal.SIGTERM)
 
-    def start_node(self, i: int, extra: tuple[str, ...] = ()) -> None:
+    def start_node(self, i: int, extra: tuple[str, ...] = (),
+                   env: dict[str, str] | None = None) -> None:
         node = self.state["nodes"][i]
         (Path(node["data"]) / "control.json").unlink(missing_ok=True)
         node["pid"] = devcluster.start_node(Path(node["data"]), port=int(node.get("port", 0)),
-                                            extra=extra)
+                                            extra=extra, env=env)
         url = devcluster.wait_controls([Path(node["data"])])[0]
         node["control"] = url
         (self.base / "consortium.json").write_text(json.dumps(self.state))
