@@ -111,6 +111,7 @@ def test_a_chain_either_build_writes_verifies_with_the_other(tmp_path: Path) -> 
     pure = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     builds = {"source": pure, "wheel": {k: v for k, v in os.environ.items()
                                         if k != "PYTHONPATH"}}
+
     def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "glucoledger", *args], env=env,
                               cwd=tmp_path, capture_output=True, text=True, timeout=600,

@@ -228,7 +228,7 @@ def test_the_compiled_state_machine_answers_every_mutant_as_the_source_does(rule
     handler that refused a value the source accepts, or with other words, would fork the
     chain. The source's answers come from a process that imports it from ``src``."""
     root = Path(__file__).resolve().parents[2]
-    code = ("import sys; from glucoledger.runtime import compiled_modules; "
+    code = ("from glucoledger.runtime import compiled_modules; "
             "assert not compiled_modules(), compiled_modules(); "
             "from tests.state.test_handler_fuzz import outcome_digest; "
             f"print(outcome_digest({rules}))")
