@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+import glucoledger
 from glucoledger.crypto import generate
 from glucoledger.ledger.tx import Transaction, sign
 from glucoledger.state.accounts_model import account_id, single_key_policy
@@ -58,8 +59,10 @@ def _refused() -> list[bytes]:
 
 
 def _runs_compiled(pid: int) -> bool:
-    """Whether process ``pid`` loaded the compiled core (its shared library is mapped)."""
-    return "__mypyc" in Path(f"/proc/{pid}/maps").read_text()
+    """Whether process ``pid`` mapped an extension of the installed wheel's glucoledger."""
+    package = str(Path(glucoledger.__file__).parent) + "/"
+    return any(line.split()[-1].startswith(package) and line.endswith(".so")
+               for line in Path(f"/proc/{pid}/maps").read_text().splitlines())
 
 
 def _results(folder: Path) -> list[tuple[bytes, bytes]]:
