@@ -37,7 +37,7 @@ def _create(body: dict[str, Any], kind: str = "patient", nonce: int = 0) -> byte
     policy = body.get("policy", single_key_policy(k.public))
     try:
         acct = account_id(kind, policy)
-    except Exception:  # noqa: BLE001 - a policy the id cannot be computed of: any id
+    except TypeError:  # a kind that is no text: the compiled account_id refuses it; any id
         acct = bytes(32)
     return sign(Transaction(CHAIN, "account.create", {"kind": kind, "policy": policy, **body},
                             acct, nonce), [k]).raw
