@@ -6,6 +6,8 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from glucoledger.errors import OrderingError
 from glucoledger.ordering._gateway import GatewayError, _Sent
 from glucoledger.ordering.cluster import EtcdCluster
 from glucoledger.ordering.etcd import MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, EtcdOrderer
+from glucoledger.ordering.etcd_watch import KeyWatch
 from tests.servers import start_etcd
 
 KILL_LOOP_MAX_APPENDS = 400
@@ -120,6 +123,57 @@ def test_a_member_that_reads_the_log_appends_at_once(etcd_cluster: EtcdCluster) 
         assert a.append([b"a1"]) == 3  # b has not read it
         assert appended(b, b"b2") == (4, 2)  # a failed compare at 3, then 4
         assert a.read(0) == b.read(0) == [b"b0", b"a0", b"b1", b"a1", b"b2"]
+
+
+def test_a_member_whose_watch_saw_the_head_move_reads_it_before_appending(
+        etcd_cluster: EtcdCluster) -> None:
+    """A member busy deriving has not read another's append yet, but its watch has seen the
+    head move (``KeyWatch(on_log=EtcdOrderer.head_moved)``): its next append reads the heads
+    first and lands at the first try. Its own appends, seen by the same watch, cost no read."""
+    chain = _chain()
+    with EtcdOrderer(etcd_cluster.endpoints, chain, writer="org-a") as a, \
+            EtcdOrderer(etcd_cluster.endpoints, chain, writer="org-b") as b:
+        compares: list[int] = []  # b's append transactions
+        reads: list[int] = []  # b's reads of the heads alone
+        real_call = b._gw.call
+
+        def call(path: str, body: dict[str, object], **kw: object) -> object:
+            if path == "/v3/kv/txn" and "compare" in body:
+                compares.append(1)
+            elif path == "/v3/kv/range":
+                reads.append(1)
+            return real_call(path, body, **kw)  # type: ignore[arg-type]
+
+        b._gw.call = call  # type: ignore[method-assign]
+        watch = KeyWatch.for_chain(etcd_cluster.url, f"/glucoledger/{chain}/",
+                                   on_log=b.head_moved).start()
+        try:
+            assert watch.wait_healthy(10), "the watch never got established"
+
+            def seen_by_watch(append: Callable[[], int]) -> int:
+                """``append()``, once the watch delivered the head it moved (one event)."""
+                seen = watch.log_generation
+                pos = append()
+                deadline = time.monotonic() + 5
+                while watch.log_generation == seen and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                assert watch.log_generation > seen, "the watch never saw the append"
+                return pos
+
+            def b_appends(entry: bytes) -> tuple[int, tuple[int, int]]:
+                before = len(compares), len(reads)
+                pos = seen_by_watch(lambda: b.append([entry]))
+                return pos, (len(compares) - before[0], len(reads) - before[1])
+
+            assert b_appends(b"b0") == (0, (1, 1))  # no guess yet: the heads are read
+            for n in range(2):
+                assert seen_by_watch(partial(a.append, [b"a%d" % n])) == 1 + 2 * n
+                # b has not read a's append, but its watch saw it: one read, one compare
+                assert b_appends(b"b%d" % (n + 1)) == (2 + 2 * n, (1, 1))
+            assert b_appends(b"b3") == (5, (1, 0))  # its own last append moved the head
+        finally:
+            watch.close()
+        assert a.read(0) == b.read(0) == [b"b0", b"a0", b"b1", b"a1", b"b2", b"b3"]
 
 
 @pytest.mark.usefixtures("needs_etcd")

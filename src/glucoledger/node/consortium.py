@@ -364,7 +364,8 @@ class ConsortiumNode:
         a round waits until the log head or a side key changed, and reads nothing while
         nothing did. Without it (or while the watch is down) ``step`` polls as before."""
         if self._watch is None:
-            self._watch = KeyWatch.for_chain(self._orderer_url, self.kv.prefix).start()
+            self._watch = KeyWatch.for_chain(self._orderer_url, self.kv.prefix,
+                                             on_log=self.orderer.head_moved).start()
 
     def _watch_round(self) -> tuple[bool, bool] | bool | None:
         """With a healthy watch: wait for a change. False when nothing changed (an idle

@@ -182,6 +182,8 @@ class EtcdOrderer(Orderer):
         #: Every read and every append of this client refreshes it (``_saw_head``).
         self._known_head: tuple[int, int] | None = None
         self._head_lock = threading.Lock()
+        #: The newest revision at which a follower's watch saw a head move (``head_moved``).
+        self._head_moved = 0
         self._writers: tuple[str, ...] = ()
         #: (end position, create revision) of the last batch a read returned in full.
         self._cursor: tuple[int, int] | None = None
@@ -256,8 +258,10 @@ class EtcdOrderer(Orderer):
         # The size as this client last read it or left it (``_saw_head``): one round trip
         # per append when nobody appended since. A stale guess costs a failed compare, whose
         # answer carries the current heads.
-        known = self._known_head
-        if known is None or at is not None:
+        with self._head_lock:
+            known = self._known_head
+            stale = known is not None and known[1] < self._head_moved
+        if known is None or at is not None or stale:
             known = self._size_at(deadline, "appends")
         for attempt in range(_MAX_CAS_ATTEMPTS):
             head, revision = known
@@ -547,6 +551,19 @@ class EtcdOrderer(Orderer):
         seen = _max_value(body.get("kvs") or []), _int(body.get("header", {}).get("revision"))
         self._saw_head(*seen)
         return seen
+
+    def head_moved(self, revision: int) -> None:
+        """A watch saw a head key change at ``revision`` (``etcd_watch.KeyWatch``'s
+        ``on_log``): while the guess is older, the next append reads the heads first.
+
+        Only a read sets the guess: a watch event carries one writer's head, and the log's
+        size is the largest of them all, so an event alone would not be an exact guess. The
+        read costs etcd far less than what it saves: under load about half the appends of a
+        member that had not read the log since another's append failed their compare, and a
+        failed compare is still a write through etcd's Raft log, the whole batch with it."""
+        with self._head_lock:
+            if revision > self._head_moved:
+                self._head_moved = revision
 
     def _saw_head(self, size: int, revision: int) -> None:
         """Keep ``(size, revision)`` as the next append's guess when it is newer than the

@@ -26,6 +26,10 @@ moves all three. A follower reads the log only after a log change and the notes 
 a side change: under load each block wakes every node about four times (one append, three
 members' notes), and before, each wake read both.
 
+The watch also tells the node's own orderer when the log's heads moved (``on_log``, the
+revision of the change): its group-commit writer then reads the heads before its next
+append instead of appending at a size it knows is stale (``EtcdOrderer.head_moved``).
+
 Idle cost: one blocked thread and one stream renewal per ``renew`` seconds.
 """
 
@@ -34,6 +38,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from ._gateway import JSON, Gateway, GatewayError, b64, parse_etcd_url, unb64
 
@@ -58,8 +63,10 @@ class KeyWatch:
     """
 
     def __init__(self, gateway: Gateway, start: str, end: str, *, renew: float = 10.0,
-                 retry: float = 0.2, log: tuple[str, ...] = ()) -> None:
+                 retry: float = 0.2, log: tuple[str, ...] = (),
+                 on_log: Callable[[int], None] | None = None) -> None:
         self._gw = gateway
+        self._on_log = on_log
         self._start, self._end = b64(start), b64(end)
         self._log = tuple(p.encode() for p in log)
         self._log_generation = 0
@@ -74,13 +81,16 @@ class KeyWatch:
         self._thread = threading.Thread(target=self._run, name="etcd-watch", daemon=True)
 
     @classmethod
-    def for_chain(cls, url: str, prefix: str, *, timeout: float = 5.0) -> KeyWatch:
+    def for_chain(cls, url: str, prefix: str, *, timeout: float = 5.0,
+                  on_log: Callable[[int], None] | None = None) -> KeyWatch:
         """The follower's watch of one chain (``side_keys_range``) on the cluster at ``url``
-        (``etcd://host:port,...[?tls=DIR]``, as ``EtcdOrderer.from_url`` takes)."""
+        (``etcd://host:port,...[?tls=DIR]``, as ``EtcdOrderer.from_url`` takes).
+        ``on_log(revision)`` is called from the watch's thread after each change to the
+        log's keys it sees (``EtcdOrderer.head_moved``)."""
         endpoints, tls = parse_etcd_url(url)
         start, end = side_keys_range(prefix)
         return cls(Gateway(endpoints, timeout, tls), start, end,
-                   log=(prefix + "head/", prefix + "first/"))
+                   log=(prefix + "head/", prefix + "first/"), on_log=on_log)
 
     def start(self) -> KeyWatch:
         self._thread.start()
@@ -225,6 +235,8 @@ class KeyWatch:
                     self._next_rev = max(self._next_rev, top + 1)
                     self.events += len(events)
                     log, side = self._kinds(events)
+                    if log and self._on_log is not None:
+                        self._on_log(top)
                     self._bump(log=log, side=side)
             return False  # the member closed the stream
         except TimeoutError:
