@@ -122,6 +122,9 @@ def test_a_member_that_reads_the_log_appends_at_once(etcd_cluster: EtcdCluster) 
         assert appended(b, b"b1") == (2, 1)
         assert a.append([b"a1"]) == 3  # b has not read it
         assert appended(b, b"b2") == (4, 2)  # a failed compare at 3, then 4
+        # Its one read took two requests: the first found a writer it did not know (a).
+        assert b.request_counts() == {"log reads": 2, "head reads": 1, "appends": 3,
+                                      "lost compares": 1}
         assert a.read(0) == b.read(0) == [b"b0", b"a0", b"b1", b"a1", b"b2"]
 
 
@@ -171,6 +174,8 @@ def test_a_member_whose_watch_saw_the_head_move_reads_it_before_appending(
                 # b has not read a's append, but its watch saw it: one read, one compare
                 assert b_appends(b"b%d" % (n + 1)) == (2 + 2 * n, (1, 1))
             assert b_appends(b"b3") == (5, (1, 0))  # its own last append moved the head
+            assert b.request_counts() == {"log reads": 0, "head reads": 3, "appends": 4,
+                                          "lost compares": 0}
         finally:
             watch.close()
         assert a.read(0) == b.read(0) == [b"b0", b"a0", b"b1", b"a1", b"b2", b"b3"]

@@ -62,6 +62,16 @@ def _processes(state: dict[str, Any], base: Path) -> tuple[list[Any], list[Any]]
     return nodes, etcd
 
 
+def _requests(urls: list[str], keys: list[Any]) -> dict[str, int]:
+    """The members' requests to etcd so far, by kind, summed (``ConsortiumNode.etcd_requests``
+    in each one's signed status)."""
+    total: dict[str, int] = {}
+    for url, key in zip(urls, keys, strict=True):
+        for k, v in control.get_status(url, key).get("etcd_requests", {}).items():
+            total[k] = total.get(k, 0) + int(v)
+    return total
+
+
 def _cpu(procs: list[Any]) -> float:
     total = 0.0
     for p in procs:
@@ -112,9 +122,14 @@ def _run(n: int, batch: int, clients: int, eth: int, idle: float,
             if idle > 0:
                 time.sleep(2)  # let start-up settle (genesis, first notes)
                 out |= {f"{k}_before": v for k, v in idle_cpu(nodes, etcd, idle).items()}
+            keys = [member_of(f)[1].load("node") for f in folders]
+            r0 = _requests(urls, keys)
             n0, e0 = _cpu(nodes), _cpu(etcd)
             out |= _measure(envs, batch, clients, folders, urls)
             done = out["consortium_tx"] or 1
+            r1 = _requests(urls, keys)
+            out |= {f"etcd_{k.replace(' ', '_')}_per_100_tx": (r1[k] - r0.get(k, 0)) / done * 100
+                    for k in r1}
             out["node_cpu_ms_per_tx_per_node"] = (_cpu(nodes) - n0) / done / len(nodes) * 1000
             out["etcd_cpu_ms_per_tx"] = (_cpu(etcd) - e0) / done * 1000
             if idle > 0:

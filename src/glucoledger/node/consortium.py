@@ -524,6 +524,11 @@ class ConsortiumNode:
             return None
         return member_schedule(self.node.state)
 
+    def etcd_requests(self) -> dict[str, int]:
+        """This node's requests to etcd so far, by kind: the log's (``EtcdOrderer``) and the
+        side keys' (notes, reports). The watch's stream is not a request."""
+        return self.orderer.request_counts() | self.kv.request_counts()
+
     @property
     def current_members(self) -> dict[bytes, NoteVerifier]:
         """Node keys (by key id) of the members in force at our height."""

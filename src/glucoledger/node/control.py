@@ -311,7 +311,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if url.path == "/status":  # a stopped node still says why, to its members
                 self._member_signed()
-                self._send(200, json.dumps(cn.status.__dict__).encode())
+                doc = dict(cn.status.__dict__, etcd_requests=cn.etcd_requests())
+                self._send(200, json.dumps(doc).encode())
                 return
             _refuse_if_stopped(cn)
             if url.path == "/checkpoint":
@@ -543,8 +544,8 @@ def _submit_parts(envelopes: list[bytes]) -> list[list[bytes]]:
 
 def get_status(url: str, node_key: PrivateKey, timeout: float = 5.0, *,
                tls: Path | None = None) -> dict[str, Any]:
-    """A member's status (``consortium.Status`` as JSON), asked with a request signed by
-    ``node_key`` (a current member's node key)."""
+    """A member's status (``consortium.Status`` as JSON, with its ``etcd_requests`` so far
+    by kind), asked with a request signed by ``node_key`` (a current member's node key)."""
     doc: dict[str, Any] = jsonin.loads(_signed("GET", url.rstrip("/") + "/status", node_key,
                                              timeout, None, tls))
     return doc

@@ -98,8 +98,13 @@ from glucoledger.ordering._gateway import (
 )
 from glucoledger.ordering.base import MAX_ENTRY, Orderer
 
-__all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_ENTRIES", "MEMBER_MISBEHAVED", "EtcdOrderer",
-           "TlsFiles"]
+__all__ = ["MAX_BATCH_BYTES", "MAX_BATCH_ENTRIES", "MEMBER_MISBEHAVED", "REQUEST_KINDS",
+           "EtcdOrderer", "TlsFiles"]
+
+#: What ``EtcdOrderer.request_counts`` counts: reads of the log (a read transaction),
+#: reads of the heads alone (an append's guess), appends that landed, and append
+#: transactions whose compare failed (a write through Raft all the same, batch included).
+REQUEST_KINDS = ("log reads", "head reads", "appends", "lost compares")
 
 #: Entries per append (kept from layout 1, where each entry was one of etcd's 128 operations
 #: a transaction allows; callers size their batches by it).
@@ -184,6 +189,8 @@ class EtcdOrderer(Orderer):
         self._head_lock = threading.Lock()
         #: The newest revision at which a follower's watch saw a head move (``head_moved``).
         self._head_moved = 0
+        #: Requests of the log by kind (``request_counts``), under ``_head_lock``.
+        self._counts = dict.fromkeys(REQUEST_KINDS, 0)
         self._writers: tuple[str, ...] = ()
         #: (end position, create revision) of the last batch a read returned in full.
         self._cursor: tuple[int, int] | None = None
@@ -291,9 +298,11 @@ class EtcdOrderer(Orderer):
                 self._known_head = None
                 raise self._failure(exc, "appends") from exc
             if reply.body.get("succeeded"):
+                self._count("appends")
                 self._saw_head(head + len(batch),
                                _int(reply.body.get("header", {}).get("revision")))
                 return head
+            self._count("lost compares")
             if reply.maybe_applied_before:
                 maybe_ours.append(head)
             responses = reply.body.get("responses") or [{}]
@@ -343,6 +352,7 @@ class EtcdOrderer(Orderer):
                                               "range_end": b64(self._key(w, start + limit)),
                                               "limit": str(limit)}})
             body = self._txn_read(ops, "reads", deadline)
+            self._count("log reads")
             responses = body.get("responses", [])
             first_kvs = _kvs(responses[0])
             head_kvs = _kvs(responses[1])
@@ -549,8 +559,19 @@ class EtcdOrderer(Orderer):
         body = self._call("/v3/kv/range", self._range(self._heads)["request_range"], what,
                           deadline)
         seen = _max_value(body.get("kvs") or []), _int(body.get("header", {}).get("revision"))
+        self._count("head reads")
         self._saw_head(*seen)
         return seen
+
+    def _count(self, kind: str) -> None:
+        with self._head_lock:
+            self._counts[kind] += 1
+
+    def request_counts(self) -> dict[str, int]:
+        """This client's requests of the log so far, by kind (``REQUEST_KINDS``): what
+        ``bench.consortium`` reports a 100 transactions."""
+        with self._head_lock:
+            return dict(self._counts)
 
     def head_moved(self, revision: int) -> None:
         """A watch saw a head key change at ``revision`` (``etcd_watch.KeyWatch``'s

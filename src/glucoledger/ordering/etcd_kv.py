@@ -21,6 +21,7 @@ keys can neither crowd out another's nor make a reader pull megabytes a round.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -66,13 +67,25 @@ class EtcdKV:
         self._gw = Gateway(list(endpoints), timeout, tls)
         self.timeout = timeout
         self.prefix = f"/glucoledger/{chain}/"
+        self._lock = threading.Lock()
+        self._counts = {"side reads": 0, "side writes": 0}
 
     @classmethod
     def from_url(cls, url: str, chain: str, *, timeout: float = 5.0) -> EtcdKV:
         endpoints, tls = parse_etcd_url(url)
         return cls(endpoints, chain, timeout=timeout, tls=tls)
 
+    def request_counts(self) -> dict[str, int]:
+        """Requests so far: reads, and writes (puts and deletes) of the side keys."""
+        with self._lock:
+            return dict(self._counts)
+
     def _call(self, path: str, body: dict[str, object]) -> dict[str, object]:
+        ops = body.get("success")
+        writes = path == "/v3/kv/deleterange" or (isinstance(ops, list) and any(
+            "request_put" in op or "request_delete_range" in op for op in ops))
+        with self._lock:
+            self._counts["side writes" if writes else "side reads"] += 1
         try:
             return self._gw.call(path, body, deadline=time.monotonic() + self.timeout).body
         except GatewayError as exc:
