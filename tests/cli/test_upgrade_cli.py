@@ -15,14 +15,14 @@ def test_an_old_folder_upgrades_once_and_then_says_there_is_nothing_to_do(tmp_pa
                                                                            ) -> None:
     folder = tmp_path / "clinic"
     Node.init(folder, rules=1, access_records=1).close()
-    wrong = run("upgrade", "--data", str(folder), "--rules", "5")
-    assert wrong.returncode == 2 and "--rules is one of 1, 2, 3, 4" in wrong.stderr, wrong.stderr
+    wrong = run("upgrade", "--data", str(folder), "--rules", "6")
+    assert wrong.returncode == 2 and "--rules is one of 1, 2, 3, 4, 5" in wrong.stderr, wrong.stderr
     done = run("upgrade", "--data", str(folder))
     assert done.returncode == 0, done.stderr
-    assert "now on state rule set 4, access record format 2" in done.stdout
+    assert "now on state rule set 5, access record format 2" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
     with Node(folder, workers=1) as node:
-        assert (rules(node.state), access_records(node.state)) == (4, 2)
+        assert (rules(node.state), access_records(node.state)) == (5, 2)
         height = node.store.height()
     again = run("upgrade", "--data", str(folder))
     assert again.returncode == 0 and "nothing to upgrade" in again.stdout, again.stdout

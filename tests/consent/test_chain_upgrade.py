@@ -57,12 +57,12 @@ def test_an_old_chain_meets_the_new_rules_from_its_upgrade_on(old: Care) -> None
     assert "batches" in _record(care, raw_before)  # format 1 lists them
 
     body = upgrade_body(care.node)
-    assert body == {"rules": 4, "access_records": 2}
+    assert body == {"rules": 5, "access_records": 2}
     _, receipt = upgrade(care.node, care.node.wallet.load("org"), body)
     assert receipt.ok
     state = care.node.state
-    assert (rules(state), access_records(state)) == (4, 2)
-    assert versions(care.node) == "state rule set 4, access record format 2"
+    assert (rules(state), access_records(state)) == (5, 2)
+    assert versions(care.node) == "state rule set 5, access record format 2"
     assert upgrade_body(care.node) == {}
 
     later = care.request(care.endo, view="summary", window=minute)
@@ -92,10 +92,10 @@ def test_an_upgrade_names_only_versions_this_code_knows_and_never_goes_back(old:
     from glucoledger.errors import InputError
 
     node = old.node
-    with pytest.raises(InputError, match="is one of 1, 2, 3, 4"):
-        upgrade_body(node, rules=5)
+    with pytest.raises(InputError, match="is one of 1, 2, 3, 4, 5"):
+        upgrade_body(node, rules=6)
     assert upgrade_body(node, access_records=2) == {"access_records": 2}  # only what is asked
     upgrade(node, node.wallet.load("org"), {"access_records": 2})
     with pytest.raises(InputError, match="access record format 2 already: versions only go up"):
         upgrade_body(node, access_records=2)
-    assert upgrade_body(node) == {"rules": 4}
+    assert upgrade_body(node) == {"rules": 5}

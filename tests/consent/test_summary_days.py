@@ -232,7 +232,7 @@ def test_chains_before_the_day_rule_replay_their_summary_reads_as_decided(care: 
     assert decide(care.node.state, care.endo.id, req, t).reason == "not_whole_days"
     data = care.node.state.snapshot()
     genesis = codec.decode(data["chain/genesis"])
-    assert genesis.pop("rules") == 4
+    assert genesis.pop("rules") == 5
     data["chain/genesis"] = codec.encode(genesis)  # the same chain, founded on rule set 1
     d = decide(State(data), care.endo.id, req, t)
     assert isinstance(d, Permit) and (d.start_ms, d.end_ms) == (req.window["from"],

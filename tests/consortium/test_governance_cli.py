@@ -15,6 +15,7 @@ from glucoledger.state.governance import member_schedule
 
 from ..servers import local_consortium
 from .conftest import Consortium, patient_envelopes, wait_until
+from .test_compressed_log import _batch_versions
 from .test_rejoin import cli
 
 
@@ -87,10 +88,11 @@ def test_a_consortium_founded_before_rule_set_2_upgrades_by_proposal(tmp_path: P
     with local_consortium(tmp_path / "c", rules=1, access_records=1) as state:
         c = Consortium(tmp_path / "c", state)
         c.submit(patient_envelopes(2))
+        assert set(_batch_versions(c).values()) == {1}  # rule set 1: plain batches
         proposal = tmp_path / "upgrade.cbor"
         out = cli("consortium", "propose", "upgrade", "--out", proposal, "--data", c.folders[0])
         assert out.returncode == 0, out.stdout + out.stderr
-        assert "gov.upgrade" in out.stdout and "'rules': 4" in out.stdout, out.stdout
+        assert "gov.upgrade" in out.stdout and "'rules': 5" in out.stdout, out.stdout
         early = cli("consortium", "submit", proposal, "--to", c.urls[0], "--data", c.folders[0])
         assert early.returncode == 0 and "insufficient_signatures" in early.stdout, early.stdout
         assert cli("consortium", "cosign", proposal, "--data", c.folders[2]).returncode == 0
@@ -100,9 +102,10 @@ def test_a_consortium_founded_before_rule_set_2_upgrades_by_proposal(tmp_path: P
         top = int(done.stdout.split(" block ")[1].split()[0])
         wait_until(lambda: (s := c.converged()) and s["final_height"] > top, 40,
                    "every member final past the upgrade")
+        assert 2 in _batch_versions(c).values()  # rule set 5: compressed from then on
         nothing = cli("consortium", "propose", "upgrade", "--out", tmp_path / "again.cbor",
                       "--data", c.folders[1])
         assert nothing.returncode == 2 and "nothing to propose" in nothing.stderr
         c.kill_node(1, hard=False)
         with Node(c.folders[1], workers=1) as n:
-            assert (rules(n.state), access_records(n.state)) == (4, 2)
+            assert (rules(n.state), access_records(n.state)) == (5, 2)

@@ -302,3 +302,53 @@ def test_a_batch_is_unpacked_once_however_often_it_is_read(
         for k in range(MAX_BATCH_ENTRIES):
             assert a.read(k, 1) == [batch[k]]
     assert calls == [0]
+
+
+def test_compressed_and_plain_batches_read_alike_in_one_log(etcd_cluster: EtcdCluster) -> None:
+    """A member of a rule-set-5 chain writes its batches compressed (pack version 2); every
+    reader reads both versions in one log, and the bytes in etcd are the compressed ones."""
+    chain = _chain()
+    entries = [b"glucose reading %d " % i * 20 for i in range(100)]
+    with EtcdOrderer(etcd_cluster.endpoints, chain, writer="org-a") as a, \
+            EtcdOrderer(etcd_cluster.endpoints, chain, writer="org-b") as b:
+        assert a.append([b"plain"]) == 0
+        b.compress = True
+        assert b.append(entries) == 1
+        assert a.append([b"plain again"]) == 101
+        assert a.read(0) == b.read(0) == [b"plain", *entries, b"plain again"]
+        gw = Gateway(etcd_cluster.endpoints, 3.0)
+        try:
+            kv = gw.call("/v3/kv/range", {"key": b64(f"/glucoledger/{chain}/batch/org-b/"
+                                                     f"{1:020d}")}).body["kvs"][0]
+        finally:
+            gw.close()
+        import base64
+        stored = base64.b64decode(kv["value"])
+        assert stored[:1] == b"\x02" and len(stored) < 0.2 * len(_pack(entries))
+
+
+def _zlib_batch(packed: bytes, tail: bytes = b"") -> bytes:
+    import zlib
+    return b"\x02" + zlib.compress(packed, 1) + tail
+
+
+@pytest.mark.parametrize(("value", "what"), [
+    # a kilobyte that inflates past what any append may hold (a bomb for every reader)
+    (_zlib_batch(b"\x01" + bytes(3_000_000)), "inflates to more bytes than an append may"),
+    (_zlib_batch(_pack([b"x"]))[:-3], "truncated"),
+    (_zlib_batch(_pack([b"x"]), b"more"), "bytes after its compressed data"),
+    (b"\x02not zlib at all", "not valid compressed data"),
+    (_zlib_batch(_zlib_batch(_pack([b"x"]))), "no version-1 packing inside"),
+    (_zlib_batch(b"\x01" + (0).to_bytes(4, "big")), "holds an empty entry"),
+])
+def test_a_compressed_batch_that_breaks_the_layout_stops_readers_naming_its_writer(
+        etcd_cluster: EtcdCluster, value: bytes, what: str) -> None:
+    chain = _chain()
+    with EtcdOrderer(etcd_cluster.endpoints, chain, writer="org-a") as a:
+        a.append([b"a0"])
+        _put(etcd_cluster, f"/glucoledger/{chain}/batch/mallory/{1:020d}", value)
+        _put(etcd_cluster, f"/glucoledger/{chain}/head/mallory", b"2")
+        with pytest.raises(OrderingError, match=f"member 'mallory'.s batch at position 1 "
+                           f"(is |holds |inflates ){{0,1}}.*{what}"):
+            a.read(0)
+        assert a.read(0, 1) == [b"a0"]

@@ -188,7 +188,7 @@ def genesis(
     --threshold 2 --out genesis.json
     """
     doc = Genesis(chain, threshold, tuple(Member.parse_line(m) for m in member), {},
-                  access_records=2, rules=4)
+                  access_records=2, rules=5)
     out.write_text(doc.to_json())
     console.print(f"wrote {out}: {len(doc.members)} members, threshold {threshold}; now "
                   "`glucoledger consortium sign` in each member's folder")

@@ -66,7 +66,7 @@ from ..ordering.etcd import MEMBER_MISBEHAVED, EtcdOrderer
 from ..ordering.etcd_kv import EtcdKV
 from ..ordering.etcd_rbac import EtcdAdmin
 from ..ordering.etcd_watch import KeyWatch
-from ..state.accounts import GENESIS_KEY
+from ..state.accounts import COMPRESSED_LOG, GENESIS_KEY, rules
 from ..state.governance import member_schedule, tls_changes
 from ..state.replica import ReplicaFailedError
 from . import tlsrotation
@@ -470,6 +470,9 @@ class ConsortiumNode:
             self.status.height, self.status.log_size = last.height, last.log_size
         if self.peers.height != self.node.store.height():  # new blocks: who may call us now
             self._members_now(self.schedule())
+        # From state rule set 5 on, this member writes its batches compressed: every member
+        # of the chain then runs a glucoledger that reads them (gov.upgrade).
+        self.orderer.compress = rules(self.node.state) >= COMPRESSED_LOG
         self._apply_tls()
 
     def _apply_tls(self) -> None:

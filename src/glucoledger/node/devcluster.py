@@ -108,7 +108,7 @@ def stop_node(pid: int, data: Path, sig: signal.Signals = signal.SIGTERM,
 
 def create_consortium(base: Path, n: int, url: str | EtcdCluster,
                       chain: str = "glucoledger/consortium", threshold: int | None = None,
-                      members: list[Member] | None = None, *, rules: int = 4,
+                      members: list[Member] | None = None, *, rules: int = 5,
                       access_records: int = 2) -> list[Path]:
     """Member folders and a signed genesis, initialized against the etcd cluster ``url``
     (a cluster started with TLS: each member's orderer URL names its own TLS folder).
@@ -167,7 +167,7 @@ def wait_controls(folders: list[Path], timeout: float = 30.0) -> list[str]:
 
 
 def up(base: Path, n: int = 3, base_port: int | None = None,
-       tls: bool = False, *, rules: int = 4, access_records: int = 2) -> dict[str, Any]:
+       tls: bool = False, *, rules: int = 5, access_records: int = 2) -> dict[str, Any]:
     """Start the consortium; ``base_port``: etcd uses base_port.. base_port+2n-1 and the
     nodes' control endpoints the next n ports (default: any free ports). ``tls``: etcd
     speaks TLS only and requires client and peer certificates from a member CA.

@@ -309,7 +309,7 @@ class Node:
     @classmethod
     def init(cls, data_dir: Path, *, chain: str = "glucoledger/local", name: str = "node-1",
              seed: Callable[[Node], object] | None = None, access_records: int = 2,
-             rules: int = 4, **kwargs: Any) -> Node:
+             rules: int = 5, **kwargs: Any) -> Node:
         """Create a new single-organization chain in ``data_dir`` and return its node.
         ``access_records``: the chain's access record format (state/access.py; 1 is the
         format of chains founded before 2, kept for tests that compare the two).
@@ -925,10 +925,10 @@ def _tx_hash(trust: TrustCache, envelope: bytes) -> bytes | None:
 
 
 def genesis_envelope(chain: str, orgs: Sequence[tuple[str, PrivateKey, PrivateKey]],
-                     threshold: int, *, access_records: int = 2, rules: int = 4) -> bytes:
+                     threshold: int, *, access_records: int = 2, rules: int = 5) -> bytes:
     """The chain's first transaction: (name, organization key, node key) per founder.
     ``access_records``: the chain's access record format (state/access.py); new chains 2.
-    ``rules``: the chain's state rule set (state/accounts.py ``RULES``); new chains 4."""
+    ``rules``: the chain's state rule set (state/accounts.py ``RULES``); new chains 5."""
     from ..state.accounts_model import account_id
 
     body: dict[str, Any] = {

@@ -34,7 +34,7 @@ from .machine import Body, Context, body_field, register, require
 from .store import State
 
 __all__ = ["ACCESS_RECORDS", "GENESIS_KEY", "RULES", "SPONSORS", "AccountCreate",
-           "ChainGenesis", "access_records", "genesis_info", "rules"]
+           "COMPRESSED_LOG", "ChainGenesis", "access_records", "genesis_info", "rules"]
 
 GENESIS_KEY = "chain/genesis"
 #: Access record formats a genesis may name (state/access.py); new chains are founded on 2.
@@ -67,7 +67,15 @@ ACCESS_RECORDS = (1, 2)
 #: listed a batch the node had destroyed, and a later erasure listed it again; under 4 such
 #: a batch left by an upgraded chain is taken out by the next erasure that meets it, which
 #: does not list it again.
-RULES = (1, 2, 3, 4)
+#:
+#: Rule set 5 (on top of 4): the state machine is rule set 4's; the members write the etcd
+#: log's batches compressed (``ordering.etcd``, pack version 2), which only a glucoledger
+#: that knows rule set 5 reads. Moving a chain to it (``gov.upgrade``) stops every member
+#: that does not know it: at the upgrade, or at the first compressed batch its read meets
+#: (an error saying another version wrote it), whichever it reaches first.
+RULES = (1, 2, 3, 4, 5)
+#: The first rule set whose members write compressed log batches.
+COMPRESSED_LOG = 5
 #: Which kinds of account must be vouched for, and by which kinds of sponsor.
 SPONSORS: dict[str, tuple[str, ...]] = {
     "organization": ("organization",),
