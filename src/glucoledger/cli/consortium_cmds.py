@@ -23,6 +23,7 @@ from ..node.genesis_file import Genesis, Member, create_member, init_member, mem
 from ..node.service import Node, NodeConfig, etcd_chain_key
 from ..ordering.etcd import EtcdOrderer
 from ..runtime import long_running_gc
+from ..state.accounts import NEW_ACCESS_RECORDS, NEW_RULES
 from .common import (
     AccessRecordsOpt,
     DataOpt,
@@ -188,7 +189,7 @@ def genesis(
     --threshold 2 --out genesis.json
     """
     doc = Genesis(chain, threshold, tuple(Member.parse_line(m) for m in member), {},
-                  access_records=2, rules=5)
+                  access_records=NEW_ACCESS_RECORDS, rules=NEW_RULES)
     out.write_text(doc.to_json())
     console.print(f"wrote {out}: {len(doc.members)} members, threshold {threshold}; now "
                   "`glucoledger consortium sign` in each member's folder")

@@ -31,6 +31,7 @@ from ..files import atomic_write
 from ..ordering.cluster import EtcdCluster
 from ..ordering.etcd import EtcdOrderer, TlsFiles
 from ..ordering.etcd_rbac import EtcdAdmin, client_identity, user_name, write_account
+from ..state.accounts import NEW_ACCESS_RECORDS, NEW_RULES
 from .genesis_file import Genesis, Member, create_member, init_member, member_of
 from .service import etcd_chain_key
 
@@ -108,8 +109,8 @@ def stop_node(pid: int, data: Path, sig: signal.Signals = signal.SIGTERM,
 
 def create_consortium(base: Path, n: int, url: str | EtcdCluster,
                       chain: str = "glucoledger/consortium", threshold: int | None = None,
-                      members: list[Member] | None = None, *, rules: int = 5,
-                      access_records: int = 2) -> list[Path]:
+                      members: list[Member] | None = None, *, rules: int = NEW_RULES,
+                      access_records: int = NEW_ACCESS_RECORDS) -> list[Path]:
     """Member folders and a signed genesis, initialized against the etcd cluster ``url``
     (a cluster started with TLS: each member's orderer URL names its own TLS folder).
     ``rules``, ``access_records``: the chain's versions (state/accounts.py; new chains are
@@ -167,7 +168,8 @@ def wait_controls(folders: list[Path], timeout: float = 30.0) -> list[str]:
 
 
 def up(base: Path, n: int = 3, base_port: int | None = None,
-       tls: bool = False, *, rules: int = 5, access_records: int = 2) -> dict[str, Any]:
+       tls: bool = False, *, rules: int = NEW_RULES,
+       access_records: int = NEW_ACCESS_RECORDS) -> dict[str, Any]:
     """Start the consortium; ``base_port``: etcd uses base_port.. base_port+2n-1 and the
     nodes' control endpoints the next n ports (default: any free ports). ``tls``: etcd
     speaks TLS only and requires client and peer certificates from a member CA.

@@ -58,6 +58,7 @@ from ..ledger.tx import SignedTx, Transaction, sign
 from ..ordering.base import Orderer
 from ..ordering.embedded import EmbeddedOrderer
 from ..ordering.etcd import MAX_BATCH_ENTRIES, EtcdOrderer
+from ..state.accounts import NEW_ACCESS_RECORDS, NEW_RULES
 from ..state.accounts_model import Account, find_account, single_key_policy
 from ..state.governance import writers_in_force
 from ..state.replica import Block, Replica, ReplicaFailedError, precheck
@@ -308,8 +309,9 @@ class Node:
     # --- lifecycle ------------------------------------------------------------------------
     @classmethod
     def init(cls, data_dir: Path, *, chain: str = "glucoledger/local", name: str = "node-1",
-             seed: Callable[[Node], object] | None = None, access_records: int = 2,
-             rules: int = 5, **kwargs: Any) -> Node:
+             seed: Callable[[Node], object] | None = None,
+             access_records: int = NEW_ACCESS_RECORDS, rules: int = NEW_RULES,
+             **kwargs: Any) -> Node:
         """Create a new single-organization chain in ``data_dir`` and return its node.
         ``access_records``: the chain's access record format (state/access.py; 1 is the
         format of chains founded before 2, kept for tests that compare the two).
@@ -925,10 +927,11 @@ def _tx_hash(trust: TrustCache, envelope: bytes) -> bytes | None:
 
 
 def genesis_envelope(chain: str, orgs: Sequence[tuple[str, PrivateKey, PrivateKey]],
-                     threshold: int, *, access_records: int = 2, rules: int = 5) -> bytes:
+                     threshold: int, *, access_records: int = NEW_ACCESS_RECORDS,
+                     rules: int = NEW_RULES) -> bytes:
     """The chain's first transaction: (name, organization key, node key) per founder.
-    ``access_records``: the chain's access record format (state/access.py); new chains 2.
-    ``rules``: the chain's state rule set (state/accounts.py ``RULES``); new chains 5."""
+    ``access_records``: the chain's access record format (state/access.py), ``rules`` its state
+    rule set (state/accounts.py ``RULES``); new chains the newest of each."""
     from ..state.accounts_model import account_id
 
     body: dict[str, Any] = {

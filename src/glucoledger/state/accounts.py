@@ -33,13 +33,16 @@ from .accounts_model import (
 from .machine import Body, Context, body_field, register, require
 from .store import State
 
-__all__ = ["ACCESS_RECORDS", "GENESIS_KEY", "RULES", "SPONSORS", "AccountCreate",
-           "COMPRESSED_LOG", "ChainGenesis", "access_records", "genesis_info", "rules"]
+__all__ = ["ACCESS_RECORDS", "COMPRESSED_LOG", "GENESIS_KEY", "NEW_ACCESS_RECORDS", "NEW_RULES",
+           "RULES", "SPONSORS", "AccountCreate", "ChainGenesis", "access_records",
+           "genesis_info", "rules"]
 
 GENESIS_KEY = "chain/genesis"
-#: Access record formats a genesis may name (state/access.py); new chains are founded on 2.
+#: Access record formats a genesis may name (state/access.py); new chains are founded on the
+#: newest (``NEW_ACCESS_RECORDS``).
 ACCESS_RECORDS = (1, 2)
-#: State rule sets a genesis may name (``ChainGenesis.rules``); new chains are founded on 4,
+#: State rule sets a genesis may name (``ChainGenesis.rules``); new chains are founded on the
+#: newest (``NEW_RULES``),
 #: and a running chain moves up by governance (``gov.upgrade``, state/governance.py).
 #: Rule set 2 adds refusals that rule set 1 (every chain founded before it) did not make, so
 #: an old chain replays to exactly the results it had:
@@ -74,6 +77,9 @@ ACCESS_RECORDS = (1, 2)
 #: that does not know it: at the upgrade, or at the first compressed batch its read meets
 #: (an error saying another version wrote it), whichever it reaches first.
 RULES = (1, 2, 3, 4, 5)
+#: The versions a new chain is founded on (``Node.init``, a consortium's genesis): the newest.
+NEW_RULES = RULES[-1]
+NEW_ACCESS_RECORDS = ACCESS_RECORDS[-1]
 #: The first rule set whose members write compressed log batches.
 COMPRESSED_LOG = 5
 #: Which kinds of account must be vouched for, and by which kinds of sponsor.
