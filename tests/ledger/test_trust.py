@@ -13,7 +13,7 @@ import pytest
 
 from glucoledger import crypto
 from glucoledger.bench.trustcache import _PlainDict
-from glucoledger.crypto import keys
+from glucoledger.crypto import ed25519, keys
 from glucoledger.errors import MalformedError, SignatureError
 from glucoledger.ledger import tx as txmod
 from glucoledger.ledger.trust import TrustCache, _Bounded
@@ -26,14 +26,16 @@ def _tx(nonce: int = 0) -> Transaction:
 
 @pytest.fixture
 def count_verifies(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Each Ed25519 verification ``crypto.keys`` asks libsodium for (through the module,
+    not the class: a compiled ``PublicKey``'s methods cannot be replaced)."""
     seen: list[bytes] = []
-    real = keys.PublicKey.verify_raw
+    real = ed25519.verify
 
-    def counting(self: keys.PublicKey, data: bytes, signature: bytes) -> None:
+    def counting(public: bytes, data: bytes, signature: bytes) -> None:
         seen.append(signature)
-        real(self, data, signature)
+        real(public, data, signature)
 
-    monkeypatch.setattr(keys.PublicKey, "verify_raw", counting)
+    monkeypatch.setattr(ed25519, "verify", counting)
     return seen
 
 

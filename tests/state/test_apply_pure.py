@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from glucoledger import crypto, state  # noqa: F401 - importing state registers the handlers
+from glucoledger import codec, crypto, state  # noqa: F401 - importing state registers the handlers
 from glucoledger.crypto import PrivateKey
 from glucoledger.errors import MalformedError, RejectedError
 from glucoledger.ledger.tx import SignedTx, Transaction, sign
@@ -142,3 +142,40 @@ def test_data_commit_from_the_node_account_pure() -> None:
                     [crypto.generate()])
     assert apply(st, stranger, _ctx())[0].code == "not_cosigner"
     assert st.snapshot() == before
+
+
+_WRONG = {"chain": (7, b"c/h", None, ["c"]), "type": (7, b"t.x", None),
+          "body": ([], b"", "x", None), "account": ("a" * 32, bytes(31), 7, None),
+          "nonce": ("0", -1, True, None, b"\x00")}
+
+
+@pytest.mark.parametrize(("field", "wrong"),
+                         [(f, w) for f, ws in _WRONG.items() for w in ws])
+def test_an_envelope_whose_fields_have_the_wrong_types_is_refused_as_malformed(
+        field: str, wrong: object) -> None:
+    """Whatever a decoded envelope holds, it is refused as malformed, with one message, in
+    both builds (.ci/run runs this on the compiled one, where a constructor checks its
+    declared types at the call and a TypeError would stop the node: "applying block failed
+    unexpectedly"). The signature's key likewise."""
+    key = crypto.generate()
+    value: dict[str, Any] = {"chain": CHAIN, "type": "t.x", "body": {}, "account": bytes(32),
+                             "nonce": 0}
+    value[field] = wrong
+    sig = {"a": "ed25519", "p": key.public.raw, "s": bytes(64)}
+    raw = codec.encode({"tx": value, "sigs": [sig]})
+    with pytest.raises(MalformedError, match=f"transaction {field}"):
+        SignedTx.decode(raw)
+    st = State()
+    result, stx = apply(st, raw, _ctx())
+    assert (result.ok, result.code, stx) == (False, "malformed", None)
+    assert f"transaction {field}" in result.message and len(st) == 0
+
+
+@pytest.mark.parametrize("key", [{"alg": 7, "pub": bytes(32)}, {"alg": "ed25519", "pub": None},
+                                 {"alg": "p256", "pub": "x" * 33},
+                                 {"alg": "p256", "pub": bytearray(33)}])
+def test_a_public_key_of_the_wrong_types_is_refused_as_malformed(key: dict[str, Any]) -> None:
+    with pytest.raises(MalformedError):
+        crypto.PublicKey.from_value(key)
+    with pytest.raises(MalformedError):
+        crypto.PublicKey(key["alg"], key["pub"])

@@ -76,24 +76,35 @@ def _size(raw: object) -> str:
     return f"{len(raw)} bytes" if isinstance(raw, (bytes, bytearray)) else type(raw).__name__
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class PublicKey:
     alg: Algorithm
     raw: bytes
     #: ``key_id``, once computed (a pure function of ``alg`` and ``raw``).
     _id: bytes = field(default=b"", init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        if self.alg == "ed25519":
+    def __init__(self, alg: object, raw: object) -> None:
+        # Written out, so mypyc compiles it (``_compiled.py``): two or more a transaction.
+        # The parameters are ``object``: a compiled function checks its declared types at the
+        # call (TypeError), and anything else must be refused as malformed, in both builds.
+        if alg == "ed25519":
             # All an Ed25519 key's encoding needs here is its length: OpenSSL's key object
             # checks no more, and libsodium verifies from the bytes (``crypto.ed25519``
             # applies the encoding rule to every signature). Building that object for each
             # new account's key was 1-2 % of a consortium node's CPU.
-            if not isinstance(self.raw, bytes) or len(self.raw) != 32:
+            if not isinstance(raw, bytes) or len(raw) != 32:
                 raise MalformedError(
-                    f"not a valid ed25519 public key ({_size(self.raw)}); it is 32 bytes")
+                    f"not a valid ed25519 public key ({_size(raw)}); it is 32 bytes")
+        elif not isinstance(alg, str) or alg not in ALGORITHMS:
+            raise MalformedError(
+                f"unknown key algorithm {alg!r}; use one of {', '.join(ALGORITHMS)}")
+        elif not isinstance(raw, bytes):
+            raise MalformedError(f"not a valid {alg} public key ({_size(raw)})")
         else:
-            _load_public(self.alg, self.raw)  # validates; raises MalformedError
+            _load_public(alg, raw)  # validates; raises MalformedError
+        object.__setattr__(self, "alg", alg)
+        object.__setattr__(self, "raw", raw)
+        object.__setattr__(self, "_id", b"")
 
     @property
     def key_id(self) -> bytes:
@@ -209,7 +220,8 @@ class PrivateKey:
     def __repr__(self) -> str:
         return f"PrivateKey({self.alg}, public={self.public.raw.hex()[:16]}...)"
 
-    __str__ = __repr__
+    def __str__(self) -> str:  # a method, not ``__str__ = __repr__``: compiled, that alias
+        return self.__repr__()  # leaves a KeyError pending that later calls raise
 
     def __reduce__(self) -> str | tuple[object, ...]:
         raise TypeError("private keys are not picklable; save them with keyfile.save")

@@ -37,15 +37,23 @@ KIND_CUT = 0x02
 MAX_CUT_AHEAD_MS = 5 * 60_000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class TxEntry:
     envelope: bytes
 
+    def __init__(self, envelope: bytes) -> None:
+        # Written out, so mypyc compiles it (``_compiled.py``): one a transaction.
+        object.__setattr__(self, "envelope", envelope)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class Cut:
     height: int
     time_ms: int
+
+    def __init__(self, height: int, time_ms: int) -> None:
+        object.__setattr__(self, "height", height)
+        object.__setattr__(self, "time_ms", time_ms)
 
 
 def encode_tx_entry(envelope: bytes) -> bytes:

@@ -35,7 +35,7 @@ _SIG_FIELDS = frozenset({"a", "p", "s"})
 _ENVELOPE_FIELDS = frozenset({"tx", "sigs"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Transaction:
     chain: str
     type: str
@@ -43,17 +43,27 @@ class Transaction:
     account: bytes
     nonce: int
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.chain, str) or not 0 < len(self.chain) <= 128:
+    def __init__(self, chain: object, type: object, body: object, account: object,
+                 nonce: object) -> None:
+        # Written out, so mypyc compiles it (``_compiled.py``): the checks, then the fields.
+        # The parameters are ``object``: a compiled function checks its declared types at the
+        # call (TypeError), and a decoded envelope's fields may be anything; each must be
+        # refused here as malformed, the same in both builds.
+        if not isinstance(chain, str) or not 0 < len(chain) <= 128:
             raise MalformedError("transaction chain must be a name of 1 to 128 characters")
-        if not isinstance(self.type, str) or not 0 < len(self.type) <= 64:
+        if not isinstance(type, str) or not 0 < len(type) <= 64:
             raise MalformedError("transaction type must be a name of 1 to 64 characters")
-        if not isinstance(self.body, dict):
+        if not isinstance(body, dict):
             raise MalformedError("transaction body must be a map")
-        if not isinstance(self.account, bytes) or len(self.account) != _ACCOUNT_LEN:
+        if not isinstance(account, bytes) or len(account) != _ACCOUNT_LEN:
             raise MalformedError("transaction account must be a 32-byte account id")
-        if not isinstance(self.nonce, int) or isinstance(self.nonce, bool) or self.nonce < 0:
+        if not isinstance(nonce, int) or isinstance(nonce, bool) or nonce < 0:
             raise MalformedError("transaction nonce must be a non-negative integer")
+        object.__setattr__(self, "chain", chain)
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "body", body)
+        object.__setattr__(self, "account", account)
+        object.__setattr__(self, "nonce", nonce)
 
     def to_value(self) -> dict[str, Any]:
         return {
@@ -80,10 +90,14 @@ class Transaction:
         return tagged_hash("tx", self.encode())
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Signature:
     key: PublicKey
     sig: bytes
+
+    def __init__(self, key: PublicKey, sig: bytes) -> None:
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "sig", sig)
 
     def to_value(self) -> dict[str, Any]:
         return {"a": self.key.alg, "p": self.key.raw, "s": self.sig}
@@ -101,7 +115,7 @@ class Signature:
         return cls(PublicKey(value["a"], value["p"]), value["s"])
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class SignedTx:
     tx: Transaction
     sigs: tuple[Signature, ...]
@@ -111,6 +125,14 @@ class SignedTx:
     #: ``signer_ids``, once computed.
     _signers: frozenset[bytes] | None = field(default=None, init=False, compare=False,
                                               repr=False)
+
+    def __init__(self, tx: Transaction, sigs: tuple[Signature, ...], raw: bytes = b"",
+                 tx_hash: bytes = b"") -> None:
+        object.__setattr__(self, "tx", tx)
+        object.__setattr__(self, "sigs", sigs)
+        object.__setattr__(self, "raw", raw)
+        object.__setattr__(self, "tx_hash", tx_hash)
+        object.__setattr__(self, "_signers", None)
 
     @classmethod
     def create(cls, tx: Transaction, sigs: Sequence[Signature]) -> SignedTx:

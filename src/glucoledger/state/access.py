@@ -173,16 +173,20 @@ def newest_start(state: State, patient: bytes, streams: Iterable[str], lo: int,
     return lo
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Access(Body):
     """The body of ``access``: ``{request}`` (state/consent.py ``Request``'s wire value)."""
 
     request: Any
 
+    def __init__(self, request: Any) -> None:
+        # Written out, so mypyc compiles it (``_compiled.py``): one a read.
+        object.__setattr__(self, "request", request)
+
     @classmethod
     def parse(cls, body: dict[str, Any]) -> Access:
         require(set(body) == {"request"}, "malformed", "access takes exactly {request}")
-        return cls.of(body)
+        return cls(body["request"])
 
 
 @register("access", body=Access)

@@ -205,7 +205,7 @@ def _genesis_version(raw: bytes | None, name: str) -> int:
 _CREATE_FIELDS = frozenset({"kind", "policy", "salt", "sponsor", "meta"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class AccountCreate(Body):
     """The body of ``account.create``: kind, policy, optional salt, sponsor and meta.
 
@@ -217,6 +217,15 @@ class AccountCreate(Body):
     salt: bytes = b""
     sponsor: Any = b""
     meta: Any = None
+
+    def __init__(self, kind: str, policy: dict[str, Any], salt: bytes = b"",
+                 sponsor: Any = b"", meta: Any = None) -> None:
+        # Written out, so mypyc compiles it (``_compiled.py``).
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "policy", policy)
+        object.__setattr__(self, "salt", salt)
+        object.__setattr__(self, "sponsor", sponsor)
+        object.__setattr__(self, "meta", meta)
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> AccountCreate:

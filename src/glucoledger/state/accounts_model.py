@@ -50,16 +50,21 @@ _COSIGNER_FIELDS = frozenset({"key", "w"})
 _BAD_THRESHOLDS = "thresholds map action classes (with 'default') to 1..1000"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Cosigner:
     key: PublicKey
     weights: Mapping[str, int]
+
+    def __init__(self, key: PublicKey, weights: Mapping[str, int]) -> None:
+        # Written out, so mypyc compiles it (``_compiled.py``).
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "weights", weights)
 
     def weight(self, action: str) -> int:
         return self.weights.get(action, self.weights.get("default", 0))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Account:
     id: bytes
     kind: str
@@ -72,8 +77,15 @@ class Account:
     #: ``__dict__``: a compiled class has none; README "How it is built".)
     keys: dict[bytes, Cosigner] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "keys", {c.key.key_id: c for c in self.cosigners})
+    def __init__(self, id: bytes, kind: str, cosigners: tuple[Cosigner, ...],
+                 thresholds: Mapping[str, int], nonce: int, record: Mapping[str, Any]) -> None:
+        object.__setattr__(self, "id", id)
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "cosigners", cosigners)
+        object.__setattr__(self, "thresholds", thresholds)
+        object.__setattr__(self, "nonce", nonce)
+        object.__setattr__(self, "record", record)
+        object.__setattr__(self, "keys", {c.key.key_id: c for c in cosigners})
 
     def weights(self, action: str) -> dict[bytes, int]:
         return {kid: c.weight(action) for kid, c in self.keys.items()}

@@ -123,7 +123,7 @@ def _hash32(body: dict[str, Any], name: str) -> bytes:
     return bytes(value)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class DataCommit(Body):
     """The body of ``data.commit``. ``parse`` checks the shape, in the order (and with the
     codes and words) results have always had; ``trust``, ``key`` and ``sig`` are checked by
@@ -144,6 +144,25 @@ class DataCommit(Body):
     sig: Any = MISSING
     #: 1 (the uploader signed) or ``VOUCHED`` (2: the committing node vouches).
     v: int = 1
+
+    def __init__(self, patient: bytes, stream: str, start: int, end: int, count: int,
+                 root: bytes, ct: bytes, uploader: bytes, seq: int, custody: str, trust: Any,
+                 key: Any = MISSING, sig: Any = MISSING, v: int = 1) -> None:
+        # Written out, so mypyc compiles it (``_compiled.py``): one an upload.
+        object.__setattr__(self, "patient", patient)
+        object.__setattr__(self, "stream", stream)
+        object.__setattr__(self, "start", start)
+        object.__setattr__(self, "end", end)
+        object.__setattr__(self, "count", count)
+        object.__setattr__(self, "root", root)
+        object.__setattr__(self, "ct", ct)
+        object.__setattr__(self, "uploader", uploader)
+        object.__setattr__(self, "seq", seq)
+        object.__setattr__(self, "custody", custody)
+        object.__setattr__(self, "trust", trust)
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "sig", sig)
+        object.__setattr__(self, "v", v)
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> DataCommit:

@@ -153,7 +153,7 @@ def type_of(body: type) -> str:
     return _TYPE_OF[body]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Context:
     chain: str
     height: int
@@ -163,6 +163,15 @@ class Context:
     #: The node's memo of what it already established (None: establish everything, as
     #: ``verify`` does). It can only spare work, never change a result.
     trust: TrustCache | None = field(default=None, compare=False, repr=False)
+
+    def __init__(self, chain: str, height: int, time_ms: int, index: int = 0,
+                 trust: TrustCache | None = None) -> None:
+        # Written out, so mypyc compiles it (``_compiled.py``); one a transaction.
+        object.__setattr__(self, "chain", chain)
+        object.__setattr__(self, "height", height)
+        object.__setattr__(self, "time_ms", time_ms)
+        object.__setattr__(self, "index", index)
+        object.__setattr__(self, "trust", trust)
 
     def verify_signature(self, key: PublicKey, context: str, message: bytes,
                          signature: bytes) -> None:

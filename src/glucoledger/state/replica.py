@@ -50,11 +50,16 @@ class Block:
     result_bytes: tuple[bytes, ...] = field(default=(), repr=False)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class _Pending:
     envelope: bytes
     sig_ok: bool | None
     position: int
+
+    def __init__(self, envelope: bytes, sig_ok: bool | None, position: int) -> None:
+        self.envelope = envelope
+        self.sig_ok = sig_ok
+        self.position = position
 
 
 class Replica:
