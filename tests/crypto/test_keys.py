@@ -116,3 +116,31 @@ def test_verified_cache_never_accepts_what_fails() -> None:
             k.public.verify(*args)
     with pytest.raises(SignatureError):
         crypto.generate().public.verify("tx", b"m", sig)
+
+
+def test_hashes_signatures_and_checks_take_any_bytes_like_value() -> None:
+    """What the interpreter took, the compiled modules take (a compiled function checks its
+    declared types at the call): bytes, bytearray and memoryview give the same answers."""
+    from glucoledger.crypto.hashing import (
+        constant_time_equal,
+        hmac_sha256,
+        hmac_sha256_many,
+        sha256,
+        tagged_hash,
+    )
+
+    key = crypto.generate()
+    data = b"glucoledger" * 9
+    sig = key.sign("tx", data)
+    for kind in (bytes, bytearray, memoryview):
+        assert sha256(kind(data)) == sha256(data)
+        assert tagged_hash("tx", kind(data)) == tagged_hash("tx", data)
+        assert hmac_sha256(kind(b"k"), kind(data)) == hmac_sha256(b"k", data)
+        assert hmac_sha256_many(b"k", (kind(data),)) == [hmac_sha256(b"k", data)]
+        assert constant_time_equal(kind(data), data)
+        assert key.sign("tx", kind(data)) == sig
+        key.public.verify("tx", kind(data), kind(sig))
+    with pytest.raises(TypeError):
+        sha256("text")  # type: ignore[arg-type]
+    for tag in ("tx", "key-id", "tx"):  # the second "tx" from the kept prefix state
+        assert tagged_hash(tag, data) == sha256(b"glucoledger:" + tag.encode() + b"\x00" + data)

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from ..codec import BytesLike
 from ..errors import MalformedError, SignatureError
 from . import ed25519 as _ed
 from .hashing import tagged_hash
@@ -48,7 +49,9 @@ _P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 _P256_HALF_N = _P256_N // 2
 
 
-def signing_input(context: str, message: bytes) -> bytes:
+# Messages and signatures may be any bytes-like value, declared as such: this module is
+# compiled (``_compiled.py``), and a compiled function checks its declared types at the call.
+def signing_input(context: str, message: BytesLike) -> bytes:
     """The exact bytes a glucoledger signature covers."""
     if not context or "\x00" in context:
         raise ValueError("a signature context is a non-empty string without NUL")
@@ -129,16 +132,16 @@ class PublicKey:
             raise MalformedError("a public key is {alg: 'ed25519'|'p256', pub: bytes}")
         return cls(value["alg"], value["pub"])
 
-    def verify(self, context: str, message: bytes, signature: bytes) -> None:
+    def verify(self, context: str, message: BytesLike, signature: BytesLike) -> None:
         """Raise SignatureError unless ``signature`` is this key's over (context, message)."""
         self.verify_raw(signing_input(context, message), signature)
 
-    def verify_raw(self, data: bytes, signature: bytes) -> None:
+    def verify_raw(self, data: BytesLike, signature: BytesLike) -> None:
         if len(signature) != 64:
             raise SignatureError(f"{self.alg} signature must be 64 bytes, got {len(signature)}")
         try:
             if self.alg == "ed25519":
-                _ed.verify(self.raw, data, signature)
+                _ed.verify(self.raw, bytes(data), bytes(signature))
             else:
                 key = _load_public(self.alg, self.raw)
                 r = int.from_bytes(signature[:32], "big")
@@ -177,18 +180,18 @@ class PrivateKey:
             )
         self.public = PublicKey(alg, raw)
 
-    def sign(self, context: str, message: bytes) -> bytes:
+    def sign(self, context: str, message: BytesLike) -> bytes:
         return self._sign_raw(signing_input(context, message))
 
-    def sign_note(self, text: bytes) -> bytes:
+    def sign_note(self, text: BytesLike) -> bytes:
         """Sign C2SP signed-note text exactly as that spec defines (Ed25519 only)."""
         if self.alg != "ed25519":
             raise ValueError("C2SP signed notes are signed with Ed25519 keys")
         return self._sign_raw(text)
 
-    def _sign_raw(self, data: bytes) -> bytes:
+    def _sign_raw(self, data: BytesLike) -> bytes:
         if self._sodium or isinstance(self._key, ed25519.Ed25519PrivateKey):
-            sig = _ed.sign(self._sodium, data)
+            sig = _ed.sign(self._sodium, bytes(data))
         else:
             r, s = decode_dss_signature(self._key.sign(data, ec.ECDSA(hashes.SHA256())))
             if s > _P256_HALF_N:
