@@ -11,7 +11,10 @@ mypyc compiles every method written in a compiled module, but not the ``__init__
 (``Transaction``, ``SignedTx``, ``PublicKey``, ``Context``, the frequent bodies, ...)
 declare ``init=False`` and write their ``__init__``, setting each field with
 ``object.__setattr__`` (frozen in both builds); tests/test_build.py holds each to the
-fields ``dataclass`` would have taken. ``runtime.compiled_modules`` says which of them a process
+fields ``dataclass`` would have taken. A compiled class with a written ``__init__`` does
+not unpickle by default (unpickling calls it without arguments): the ones that cross to
+worker processes (``PublicKey``, in a checked upload) and the envelope's classes define
+``__reduce__`` (tests/crypto/test_keys.py). ``runtime.compiled_modules`` says which of them a process
 loaded compiled: an editable install (``pip install -e``) and a machine without a C
 compiler run all of them as Python, with the same results.
 

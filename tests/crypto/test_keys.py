@@ -144,3 +144,21 @@ def test_hashes_signatures_and_checks_take_any_bytes_like_value() -> None:
         sha256("text")  # type: ignore[arg-type]
     for tag in ("tx", "key-id", "tx"):  # the second "tx" from the kept prefix state
         assert tagged_hash(tag, data) == sha256(b"glucoledger:" + tag.encode() + b"\x00" + data)
+
+
+def test_keys_and_envelopes_pickle_in_both_builds() -> None:
+    """A checked upload crosses to and from worker processes with its device's key; a
+    compiled class with a written ``__init__`` unpickles through ``__reduce__``."""
+    import pickle
+
+    from glucoledger.ledger.tx import Transaction, sign
+
+    key = crypto.generate()
+    p256 = crypto.generate("p256")
+    stx = sign(Transaction("c/h", "t.x", {"n": 1}, bytes(32), 3), [key, p256])
+    for obj in (key.public, p256.public, stx.tx, stx.sigs[0], stx):
+        back = pickle.loads(pickle.dumps(obj))
+        assert back == obj and type(back) is type(obj)
+    back = pickle.loads(pickle.dumps(stx))
+    assert (back.raw, back.tx_hash, back.signer_ids) == (stx.raw, stx.tx_hash, stx.signer_ids)
+    assert pickle.loads(pickle.dumps(key.public)).key_id == key.public.key_id

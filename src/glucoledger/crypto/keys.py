@@ -109,6 +109,12 @@ class PublicKey:
         object.__setattr__(self, "raw", raw)
         object.__setattr__(self, "_id", b"")
 
+    def __reduce__(self) -> tuple[type[PublicKey], tuple[str, bytes]]:
+        # Pickled to and from worker processes (a checked upload holds its device's key).
+        # Compiled with a written ``__init__``, the default unpickling calls it without
+        # arguments; this hands it the fields.
+        return PublicKey, (self.alg, self.raw)
+
     @property
     def key_id(self) -> bytes:
         kid = self._id

@@ -65,6 +65,11 @@ class Transaction:
         object.__setattr__(self, "account", account)
         object.__setattr__(self, "nonce", nonce)
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:  # (a field is named "type")
+        # Compiled with a written ``__init__``, the default unpickling calls it without
+        # arguments (``crypto.keys.PublicKey.__reduce__``); the envelope's classes pickle.
+        return Transaction, (self.chain, self.type, self.body, self.account, self.nonce)
+
     def to_value(self) -> dict[str, Any]:
         return {
             "chain": self.chain,
@@ -98,6 +103,9 @@ class Signature:
     def __init__(self, key: PublicKey, sig: bytes) -> None:
         object.__setattr__(self, "key", key)
         object.__setattr__(self, "sig", sig)
+
+    def __reduce__(self) -> tuple[type[Signature], tuple[PublicKey, bytes]]:
+        return Signature, (self.key, self.sig)
 
     def to_value(self) -> dict[str, Any]:
         return {"a": self.key.alg, "p": self.key.raw, "s": self.sig}
@@ -133,6 +141,9 @@ class SignedTx:
         object.__setattr__(self, "raw", raw)
         object.__setattr__(self, "tx_hash", tx_hash)
         object.__setattr__(self, "_signers", None)
+
+    def __reduce__(self) -> tuple[type[SignedTx], tuple[Any, ...]]:
+        return SignedTx, (self.tx, self.sigs, self.raw, self.tx_hash)
 
     @classmethod
     def create(cls, tx: Transaction, sigs: Sequence[Signature]) -> SignedTx:
