@@ -14,7 +14,7 @@ import pytest
 
 from glucoledger import codec
 from glucoledger.api.context import ServerContext
-from glucoledger.crypto import PrivateKey
+from glucoledger.crypto import ed25519
 from glucoledger.errors import SignatureError
 from glucoledger.glucose.readings import Batch
 from glucoledger.ledger.tx import SignedTx
@@ -53,13 +53,15 @@ def test_a_nightscout_upload_is_signed_once_by_the_node(
     ns = ctx.svc.nightscout
     ann = ns.authenticate(hashlib.sha1(b"ann-uploader-secret").hexdigest(), None)
     signed: list[str] = []
-    real_sign = PrivateKey.sign
+    real_sign = ed25519.sign
 
-    def counting(self: PrivateKey, context: str, message: bytes) -> bytes:
-        signed.append(context)
-        return real_sign(self, context, message)
+    def counting(secret: bytes, data: bytes) -> bytes:
+        # Counted where crypto.keys hands libsodium the signed bytes (a compiled PrivateKey's
+        # methods cannot be replaced): "glucoledger/v1 sig:" + context + NUL + message.
+        signed.append(data.split(b"\x00", 1)[0].removeprefix(b"glucoledger/v1 sig:").decode())
+        return real_sign(secret, data)
 
-    monkeypatch.setattr(PrivateKey, "sign", counting)  # counts, then signs for real
+    monkeypatch.setattr(ed25519, "sign", counting)  # counts, then signs for real
     docs = [{"type": "sgv", "sgv": 100 + k, "date": NOW - 3_600_000 + k * 300_000,
              "device": "xDrip-G6"} for k in range(3)]
     ns.post(ann, "entries", docs, NOW).result(30)
