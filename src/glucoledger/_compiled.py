@@ -4,6 +4,9 @@ They are the core's hot paths: canonical CBOR, hashes and public keys, the envel
 trust cache, the log's entries, blocks, the Merkle tree and the state machine (every module
 of ``state``: a typed body's class must be compiled with ``machine.Body``, its base). The
 compiled module is the same source; only the interpreter's overhead goes.
+``runtime.compiled_modules`` says which of them a process loaded compiled: an editable
+install (``pip install -e``) and a machine without a C compiler run all of them as Python,
+with the same results.
 
 mypyc compiles every method written in a compiled module, but not the ``__init__`` that
 ``dataclass`` generates: that one stays interpreted, a Python frame each construction
@@ -14,9 +17,7 @@ declare ``init=False`` and write their ``__init__``, setting each field with
 fields ``dataclass`` would have taken. A compiled class with a written ``__init__`` does
 not unpickle by default (unpickling calls it without arguments): the ones that cross to
 worker processes (``PublicKey``, in a checked upload) and the envelope's classes define
-``__reduce__`` (tests/crypto/test_keys.py). ``runtime.compiled_modules`` says which of them a process
-loaded compiled: an editable install (``pip install -e``) and a machine without a C
-compiler run all of them as Python, with the same results.
+``__reduce__`` (tests/crypto/test_keys.py).
 
 No imports here: ``setup.py`` runs this file before anything is installed.
 """
