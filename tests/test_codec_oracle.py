@@ -1,7 +1,8 @@
-"""The canonical check in ``codec.decode`` (one scan over the bytes, no re-encode) accepts and
-refuses exactly what the former check did: decode with cbor2, walk the value for allowed
-types and key order, re-encode in input order, compare bytes. That former check is kept here,
-verbatim in substance, as the oracle.
+"""``codec.decode`` (one pass over the bytes that checks canonical form as it builds the value,
+no re-encode) accepts and refuses exactly what the former check did, and gives the same
+values, item types included: decode with cbor2, walk the value for allowed types and key
+order, re-encode in input order, compare bytes. That former check is kept here, verbatim in
+substance, as the oracle.
 
 The inputs are built to hit every way an encoding can be non-canonical or disallowed (RFC
 8949 4.2.1 and the codec's type rules): arguments longer than needed, indefinite lengths
@@ -79,12 +80,21 @@ def _outcome(fn: Any, data: bytes) -> tuple[bool, object]:
         return False, None
 
 
+def _typed(value: object) -> object:
+    """``value`` with every item's exact type beside it: ``==`` alone takes True for 1."""
+    if isinstance(value, list):
+        return (list, [_typed(v) for v in value])
+    if isinstance(value, dict):
+        return (dict, [(type(k), k, _typed(v)) for k, v in value.items()])
+    return (type(value), value)
+
+
 def assert_same(data: bytes) -> bool:
     ok_new, v_new = _outcome(codec.decode, data)
     ok_old, v_old = _outcome(oracle_decode, data)
     assert ok_new == ok_old, (data.hex(), ok_new, ok_old)
     if ok_new:
-        assert v_new == v_old and type(v_new) is type(v_old)
+        assert _typed(v_new) == _typed(v_old), data.hex()
     return ok_new
 
 
@@ -294,3 +304,24 @@ def test_decode_spans_name_the_top_level_items() -> None:
     assert len(starts) == 4
     assert codec.decode(data[starts[1]:starts[2]]) == {"a": [1, 2]}
     assert codec.decode(data[starts[3]:]) == [b"x"]
+    # Keys and values alternate; an array's items; nothing inside the top level; a scalar.
+    assert [codec.decode(data[a:b]) for a, b in zip(starts, starts[1:], strict=False)] == [
+        "tx", {"a": [1, 2]}, "sigs"]
+    items = [b"ab", [True, None], -7, {"k": False}]
+    data = codec.encode(items)
+    value, starts = codec.decode_spans(data)
+    assert value == items and len(starts) == 4
+    ends = [*starts[1:], len(data)]
+    assert [codec.decode(data[a:b]) for a, b in zip(starts, ends, strict=True)] == items
+    assert codec.decode_spans(codec.encode("text")) == ("text", [])
+
+
+def test_the_key_memo_stays_bounded_whatever_keys_arrive() -> None:
+    """Map keys come from outside: the decoder remembers only short ones, and only so many."""
+    for i in range(codec._MEMO_MAX + 200):
+        long_key, short_key = f"{i:0>70}", f"k{i}"
+        assert codec.decode(codec.encode({short_key: i, long_key: i})) == {
+            short_key: i, long_key: i}
+    assert len(codec._KEYS) <= codec._MEMO_MAX
+    assert all(len(encoded) <= 64 for encoded in codec._KEYS)
+    assert all(codec.decode(encoded) == key for encoded, key in codec._KEYS.items())

@@ -10,15 +10,16 @@ Invariants:
 - Map keys are sorted bytewise by their encoding (for text keys, RFC 8949 4.2.1 and the older
   length-first rule coincide); integers and lengths use the shortest form.
 - ``decode`` accepts only canonical bytes, so one value has exactly one encoding and a hash
-  names exactly one value. It checks canonical form on the bytes themselves, in one pass over
-  the item heads (``_scan``), before cbor2's C decoder builds the value; nothing is re-encoded.
+  names exactly one value. It checks canonical form on the bytes themselves, in the one pass
+  that builds the value (``_item``); nothing is re-encoded. cbor2 encodes, and decodes only
+  bytes this process wrote or authenticated (``decode_trusted``, ``decode_authenticated``).
   ``tests/test_codec_oracle.py`` proves, against the former decode-and-re-encode check as an
   oracle, that both accept and refuse exactly the same inputs.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import cbor2
 
@@ -46,7 +47,7 @@ _PLAIN = frozenset({str, bytes, bool, type(None)})  # scalars with nothing more 
 _KEY_ORDER: dict[str, tuple[int, str]] = {}
 #: A shape's canonical order, and whether the shape already is in it.
 _SHAPE_ORDER: dict[tuple[str, ...], tuple[tuple[str, ...], bool]] = {}
-_MEMO_MAX = 4096
+_MEMO_MAX: Final = 4096
 
 
 def _bad_type(t: type, verb: str) -> MalformedError:
@@ -228,9 +229,9 @@ def append_encoded(array: bytes, item: Value) -> bytes:
     return _array_head(n + 1) + array[1 + width:] + one[1:]
 
 
-_MAX_DEPTH = 32
-_NEG_LIMIT = 1 << 63  # major type 1 holds -1 - arg; arg < 2**63 keeps it in the 64-bit range
-_NOT_CANONICAL = ("CBOR is not in canonical form (RFC 8949 4.2.1): re-encode it with sorted "
+_MAX_DEPTH: Final = 32
+_NEG_LIMIT: Final = 1 << 63  # major type 1 holds -1 - arg; arg < 2**63 keeps it in the 64-bit range
+_NOT_CANONICAL: Final = ("CBOR is not in canonical form (RFC 8949 4.2.1): re-encode it with sorted "
                   "keys, shortest integers and definite lengths")
 
 
@@ -250,8 +251,14 @@ def _table() -> tuple[bytes, tuple[int, ...]]:
     return bytes(kind), tuple(width)
 
 
-_KIND, _WIDTH = _table()
-_SHORTEST_FOR = {1: 24, 2: 256, 4: 65536, 8: 1 << 32}
+_KIND_WIDTH = _table()
+_KIND: Final = _KIND_WIDTH[0]
+_WIDTH: Final = _KIND_WIDTH[1]
+_SIMPLE: Final[tuple[Any, ...]] = (False, True, None)  # heads 0xf4, 0xf5, 0xf6
+#: Bounded memo of map keys by their encoded bytes (head included): a key is decoded from
+#: UTF-8 once. Keys come from outside, so only short ones are kept and the memo stops
+#: growing when full; what it holds is what decoding gives, so it changes no result.
+_KEYS: Final[dict[bytes, str]] = {}
 
 
 def _refusal(head: int) -> MalformedError:
@@ -266,118 +273,128 @@ def _refusal(head: int) -> MalformedError:
     return MalformedError("not valid CBOR: reserved additional information")
 
 
-def _scan(data: bytes) -> list[int]:
-    """Check that ``data`` is exactly one item in canonical form of the allowed types.
+def _argument(data: bytes, pos: int, width: int, end: int) -> int:
+    """The argument of the head at ``pos`` written in the ``width`` bytes after it, which
+    must be its shortest form (RFC 8949 4.2.1). IndexError when the input ends first."""
+    if pos + 1 + width > end:
+        raise IndexError
+    if width == 1:  # the most common: that byte, with no slice
+        arg: int = data[pos + 1]
+        if arg < 24:
+            raise MalformedError(_NOT_CANONICAL)
+        return arg
+    arg = int.from_bytes(data[pos + 1:pos + 1 + width], "big")
+    if arg < (256 if width == 2 else 65536 if width == 4 else 1 << 32):
+        raise MalformedError(_NOT_CANONICAL)
+    return arg
 
-    One pass over the item heads (RFC 8949 section 3), without building any value:
+
+def _item(data: bytes, pos: int, end: int, depth: int,
+          starts: list[int] | None) -> tuple[Any, int]:
+    """The item at ``pos`` and where it ends, checked as it is built (``decode_spans``).
+    ``depth``: containers around it. ``starts``: when given (the top level only), where each
+    item directly inside this container starts (for a map, keys and values alternate).
+    IndexError when the input ends inside it, UnicodeDecodeError for text that is not UTF-8."""
+    head = data[pos]
+    kind = _KIND[head]
+    width = _WIDTH[head]
+    arg = _argument(data, pos, width, end) if width else head & 31
+    pos += 1 + width
+    if kind == 4:  # a byte or text string
+        stop = pos + arg
+        if stop > end:
+            raise IndexError
+        if head < 0x60:
+            return data[pos:stop], stop
+        return data[pos:stop].decode("utf-8"), stop
+    if kind == 2:
+        return arg, pos
+    if kind == 5:
+        if depth >= _MAX_DEPTH:
+            raise MalformedError("value nests deeper than 32 levels; flatten it")
+        items: list[Any] = []
+        for _ in range(arg):
+            if starts is not None:
+                starts.append(pos)
+            value, pos = _item(data, pos, end, depth + 1, None)
+            items.append(value)
+        return items, pos
+    if kind == 6:
+        if depth >= _MAX_DEPTH:
+            raise MalformedError("value nests deeper than 32 levels; flatten it")
+        out: dict[str, Any] = {}
+        prev = b""
+        for _ in range(arg):  # the key first: text, after the previous key
+            if starts is not None:
+                starts.append(pos)
+            key_head = data[pos]
+            if _KIND[key_head] != 4 or key_head < 0x60:
+                raise MalformedError("map key is not text; only text keys are allowed")
+            key_width = _WIDTH[key_head]
+            stop = pos + 1 + key_width + (_argument(data, pos, key_width, end) if key_width
+                                          else key_head & 31)
+            if stop > end:
+                raise IndexError
+            encoded = data[pos:stop]
+            if encoded <= prev:
+                raise MalformedError(
+                    "CBOR map keys are not in canonical order (RFC 8949 4.2.1), or "
+                    "repeat; re-encode it deterministically")
+            prev = encoded
+            key = _KEYS.get(encoded)
+            if key is None:
+                key = data[pos + 1 + key_width:stop].decode("utf-8")
+                if len(_KEYS) < _MEMO_MAX and stop - pos <= 64:
+                    _KEYS[encoded] = key
+            if starts is not None:
+                starts.append(stop)
+            value, pos = _item(data, stop, end, depth + 1, None)
+            out[key] = value
+        return out, pos
+    if kind == 3:
+        if arg >= _NEG_LIMIT:
+            raise MalformedError(f"integer {-1 - arg} is outside the 64-bit range")
+        return -1 - arg, pos
+    if kind == 1:
+        return _SIMPLE[head - 0xF4], pos
+    raise _refusal(head)
+
+
+def decode_spans(data: BytesLike, *, max_size: int = MAX_ENCODED) -> tuple[Value, list[int]]:
+    """``decode``, and where each item directly inside the top-level container starts (for
+    a map, keys and values alternate), so callers can hash an inner item's bytes as
+    received.
+
+    One pass over the bytes (RFC 8949 section 3) builds the value and checks, as it goes:
     - every argument (integer, length, count) in its shortest form (4.2.1), no indefinite
       lengths (additional info 31) nor reserved ones (28-30);
     - major types 0-5 only, plus the simple values false, true and null: no tags (6), no
       floats, no other simple values;
     - negative integers within the 64-bit range (-2**63 and up);
+    - text is UTF-8;
     - map keys are text, and each key's encoded bytes sort strictly after the previous key's
       (bytewise, 4.2.1; so no key repeats);
     - at most 32 nested containers; and no byte after the item, none missing.
-
-    Text is checked to be UTF-8 by the decoder that follows. Returns where each item directly
-    inside the top-level container starts (for a map, keys and values alternate), so callers
-    can hash an inner item's bytes as received. Raises MalformedError.
-    """
-    end = len(data)
-    if not end:
-        raise MalformedError("not valid CBOR: empty input")
-    kinds, widths = _KIND, _WIDTH
-    pos = 0
-    starts: list[int] = []
-    stack: list[tuple[int, bool, bytes]] = []
-    # The current container: items (map entries) left, is a map, previous key's encoding.
-    left, is_map, prev = 1, False, b""
-    depth = 0  # len(stack), kept by hand: one call fewer an item
-    try:
-        while True:
-            if not left:
-                if not depth:
-                    break
-                left, is_map, prev = stack.pop()
-                depth -= 1
-                continue
-            left -= 1
-            top = depth == 1
-            if is_map:  # the key first: text, after the previous key
-                if top:
-                    starts.append(pos)
-                head = data[pos]
-                if kinds[head] != 4 or head < 0x60:
-                    raise MalformedError("map key is not text; only text keys are allowed")
-                w = widths[head]
-                if w:
-                    arg = int.from_bytes(data[pos + 1:pos + 1 + w], "big")
-                    if arg < _SHORTEST_FOR[w]:
-                        raise MalformedError(_NOT_CANONICAL)
-                else:
-                    arg = head & 31
-                stop = pos + 1 + w + arg
-                if stop > end:
-                    raise IndexError
-                key = data[pos:stop]
-                if key <= prev:
-                    raise MalformedError(
-                        "CBOR map keys are not in canonical order (RFC 8949 4.2.1), or "
-                        "repeat; re-encode it deterministically")
-                prev = key
-                pos = stop
-            if top:
-                starts.append(pos)
-            head = data[pos]
-            kind = kinds[head]
-            w = widths[head]
-            if w:
-                if pos + 1 + w > end:
-                    raise IndexError
-                # (a one-byte argument, the most common: that byte, with no slice)
-                arg = data[pos + 1] if w == 1 else int.from_bytes(data[pos + 1:pos + 1 + w],
-                                                                   "big")
-                if arg < _SHORTEST_FOR[w]:
-                    raise MalformedError(_NOT_CANONICAL)
-            else:
-                arg = head & 31
-            pos += 1 + w
-            if kind == 4:
-                pos += arg
-                if pos > end:
-                    raise IndexError
-            elif kind >= 5:
-                if depth >= _MAX_DEPTH:
-                    raise MalformedError("value nests deeper than 32 levels; flatten it")
-                stack.append((left, is_map, prev))
-                depth += 1
-                left, is_map, prev = arg, kind == 6, b""
-            elif kind == 3:
-                if arg >= _NEG_LIMIT:
-                    raise MalformedError(f"integer {-1 - arg} is outside the 64-bit range")
-            elif not kind:
-                raise _refusal(head)
-    except IndexError:
-        raise MalformedError("not valid CBOR: the input ends inside an item") from None
-    if pos != end:
-        raise MalformedError(_NOT_CANONICAL if pos < end else
-                             "not valid CBOR: the input ends inside an item")
-    return starts
-
-
-def decode_spans(data: BytesLike, *, max_size: int = MAX_ENCODED) -> tuple[Value, list[int]]:
-    """``decode``, and where each item directly inside the top-level container starts."""
+    Nothing is re-encoded (``tests/test_codec_oracle.py`` holds the verdicts and values to
+    the former decode, check and re-encode)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError("decode takes bytes")
     if len(data) > max_size:
         raise MalformedError(f"encoded object is {len(data)} bytes; the limit is {max_size}")
     data = bytes(data)
-    starts = _scan(data)
+    end = len(data)
+    if not end:
+        raise MalformedError("not valid CBOR: empty input")
+    starts: list[int] = []
     try:
-        value = cbor2.loads(data)
-    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError,
-            EOFError, KeyError, IndexError) as exc:  # invalid UTF-8 in a text string
-        raise MalformedError(f"not valid CBOR: {type(exc).__name__}") from None
+        value, pos = _item(data, 0, end, 0, starts)
+    except IndexError:
+        raise MalformedError("not valid CBOR: the input ends inside an item") from None
+    except UnicodeDecodeError:
+        raise MalformedError("not valid CBOR: text that is not UTF-8; send UTF-8 "
+                             "text") from None
+    if pos != end:
+        raise MalformedError(_NOT_CANONICAL)
     return value, starts
 
 
