@@ -230,9 +230,10 @@ def append_encoded(array: bytes, item: Value) -> bytes:
 
 
 _MAX_DEPTH: Final = 32
-_NEG_LIMIT: Final = 1 << 63  # major type 1 holds -1 - arg; arg < 2**63 keeps it in the 64-bit range
-_NOT_CANONICAL: Final = ("CBOR is not in canonical form (RFC 8949 4.2.1): re-encode it with sorted "
-                  "keys, shortest integers and definite lengths")
+#: Major type 1 holds -1 - arg; arg < 2**63 keeps it in the 64-bit range.
+_NEG_LIMIT: Final = 1 << 63
+_NOT_CANONICAL: Final = ("CBOR is not in canonical form (RFC 8949 4.2.1): re-encode it with "
+                         "sorted keys, shortest integers and definite lengths")
 
 
 def _table() -> tuple[bytes, tuple[int, ...]]:
