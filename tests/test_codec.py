@@ -115,6 +115,16 @@ def test_text_that_is_not_unicode_is_refused_with_a_reason(bad: object) -> None:
         codec.encode(bad)
 
 
+@pytest.mark.parametrize("hex_bytes", [
+    "62c328",          # a text value cut inside a character
+    "a162eda08001",    # a key holding a UTF-8-encoded lone surrogate
+    "8163c0af41",      # an overlong form, inside an array
+])
+def test_text_that_is_not_utf8_is_refused_with_what_to_send(hex_bytes: str) -> None:
+    with pytest.raises(MalformedError, match="text that is not UTF-8; send UTF-8 text"):
+        codec.decode(bytes.fromhex(hex_bytes))
+
+
 @pytest.mark.parametrize(
     "hex_bytes, why",
     [

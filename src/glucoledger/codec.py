@@ -312,7 +312,7 @@ def _item(data: bytes, pos: int, end: int, depth: int,
         return arg, pos
     if kind == 5:
         if depth >= _MAX_DEPTH:
-            raise MalformedError("value nests deeper than 32 levels; flatten it")
+            raise _too_deep()
         items: list[Any] = []
         for _ in range(arg):
             if starts is not None:
@@ -322,7 +322,7 @@ def _item(data: bytes, pos: int, end: int, depth: int,
         return items, pos
     if kind == 6:
         if depth >= _MAX_DEPTH:
-            raise MalformedError("value nests deeper than 32 levels; flatten it")
+            raise _too_deep()
         out: dict[str, Any] = {}
         prev = b""
         for _ in range(arg):  # the key first: text, after the previous key
@@ -354,7 +354,7 @@ def _item(data: bytes, pos: int, end: int, depth: int,
         return out, pos
     if kind == 3:
         if arg >= _NEG_LIMIT:
-            raise MalformedError(f"integer {-1 - arg} is outside the 64-bit range")
+            raise _out_of_range(-1 - arg)
         return -1 - arg, pos
     if kind == 1:
         return _SIMPLE[head - 0xF4], pos
