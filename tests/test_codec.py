@@ -71,6 +71,64 @@ def test_append_encoded_checks_the_item_at_its_depth_in_the_list() -> None:
         codec.append_encoded(codec.encode([]), deep)
 
 
+@pytest.mark.parametrize("major", range(8))
+@pytest.mark.parametrize("n", [0, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1])
+def test_encode_head_is_the_shortest_head(major: int, n: int) -> None:
+    """The head cbor2 writes for an integer (major 0) or a byte string of length ``n``
+    (major 2), with the major type swapped in: every width, at both ends."""
+    head = cbor2.dumps(n)
+    assert codec.encode_head(major, n) == bytes((major << 5 | head[0] & 31,)) + head[1:]
+    if major == 4 and n < 300:
+        assert codec.encode_head(4, n) == codec.encode(list(range(n)))[:len(head)]
+
+
+def test_encode_head_refuses_what_no_head_holds() -> None:
+    with pytest.raises(MalformedError, match="outside the 64-bit range"):
+        codec.encode_head(4, 2**64)
+
+
+@settings(max_examples=1500)
+@given(st.dictionaries(keys, wide, max_size=8), st.data())
+def test_encode_with_is_the_encoding_of_the_whole_map(whole: dict[str, object],
+                                                      data: st.DataObject) -> None:
+    """Any entries given already encoded, at any place in the key order (first, last,
+    between, all, none): the bytes are those of the whole map encoded."""
+    spliced = data.draw(st.sets(st.sampled_from(sorted(whole))) if whole else st.just(set()))
+    value = {k: v for k, v in whole.items() if k not in spliced}
+    encoded = {k: codec.encode(whole[k]) for k in spliced}
+    assert codec.encode_with(value, encoded) == codec.encode(whole)
+
+
+def test_encode_with_refuses_as_encode_does_and_names_a_key_given_twice() -> None:
+    with pytest.raises(MalformedError, match="not text"):
+        codec.encode_with({1: 2}, {"a": codec.encode(1)})  # type: ignore[dict-item]
+    with pytest.raises(MalformedError, match="cannot be encoded"):
+        codec.encode_with({"b": 1.5}, {"a": codec.encode(1)})
+    with pytest.raises(ValueError, match="both in value and in encoded"):
+        codec.encode_with({"a": 1}, {"a": codec.encode(1)})
+    for value in ({"b": "\ud800"}, {"\ud800": 1}, {"b": {"c": "\ud800"}}):
+        with pytest.raises(MalformedError, match="lone surrogate"):
+            codec.encode(value)
+        with pytest.raises(MalformedError, match="lone surrogate"):
+            codec.encode_with(value, {"a": codec.encode(1)})
+    for value in ({"b": 2**64}, {"b": -(2**63) - 1}):
+        with pytest.raises(MalformedError, match="outside the 64-bit range"):
+            codec.encode_with(value, {"a": codec.encode(1)})
+    with pytest.raises(MalformedError, match="cannot be encoded"):
+        codec.encode_with({"b": bytearray(b"x")}, {"a": codec.encode(1)})
+
+
+def test_encode_with_checks_the_entries_at_their_depth_in_the_map() -> None:
+    deep: object = 1
+    for _ in range(32):  # as deep as a map's value may be: one more is refused
+        deep = [deep]
+    with pytest.raises(MalformedError, match="deeper than 32"):
+        codec.encode({"d": deep})
+    with pytest.raises(MalformedError, match="deeper than 32"):
+        codec.encode_with({"d": deep}, {"a": codec.encode(1)})
+    codec.encode_with({"d": deep[0]}, {"a": codec.encode(1)})  # type: ignore[index]
+
+
 def test_encode_keeps_the_order_when_its_memos_are_full() -> None:
     """The key and shape memos stop growing at their bound; encoding stays canonical."""
     for i in range(codec._MEMO_MAX + 50):
@@ -78,9 +136,11 @@ def test_encode_keeps_the_order_when_its_memos_are_full() -> None:
         assert codec.encode(v) == cbor2.dumps(v, canonical=True)
     assert len(codec._KEY_ORDER) <= codec._MEMO_MAX
     assert len(codec._SHAPE_ORDER) <= codec._MEMO_MAX
+    assert len(codec._KEY_BYTES) <= codec._MEMO_MAX
     long_key = {"x" * 100: 1, "y" * 99: 2}  # not memoized (over 64 characters)
     assert codec.encode(long_key) == cbor2.dumps(long_key, canonical=True)
     assert tuple(long_key) not in codec._SHAPE_ORDER and "x" * 100 not in codec._KEY_ORDER
+    assert "x" * 100 not in codec._KEY_BYTES
 
 
 def test_the_memos_keep_no_long_key() -> None:
@@ -91,6 +151,7 @@ def test_the_memos_keep_no_long_key() -> None:
         assert codec.encode(v) == cbor2.dumps(v, canonical=True)
     assert all(len(k) <= 64 for shape in codec._SHAPE_ORDER for k in shape)
     assert all(len(k) <= 64 for k in codec._KEY_ORDER)
+    assert all(len(k) <= 64 for k in codec._KEY_BYTES)
 
 
 def test_a_key_that_only_equals_text_is_refused_whatever_the_memos_hold() -> None:

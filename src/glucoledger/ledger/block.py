@@ -64,21 +64,11 @@ def encode_results(results: Sequence[Result]) -> tuple[tuple[bytes, ...], bytes]
     followed by its items' encodings (RFC 8949 4.2.1), so the hash needs no second encode."""
     items = tuple(_OK_BYTES if r.code == OK and not r.message else codec.encode(r.to_value())
                   for r in results)
-    return items, tagged_hash("results", _array_head(len(items)) + b"".join(items))
+    return items, tagged_hash("results", codec.encode_head(4, len(items)) + b"".join(items))
 
 
 #: ``codec.encode(Result("ok").to_value())``, the result of most transactions, encoded once.
 _OK_BYTES = b"\x82\x62ok\x60"
-
-
-def _array_head(n: int) -> bytes:
-    """The canonical head of a CBOR array of ``n`` items (major type 4, shortest form)."""
-    if n < 24:
-        return bytes([0x80 + n])
-    for info, width in ((24, 1), (25, 2), (26, 4), (27, 8)):
-        if n < 1 << (8 * width):
-            return bytes([0x80 + info]) + n.to_bytes(width, "big")
-    raise ValueError("array too long")
 
 
 _FIELDS = ("v", "chain", "height", "prev", "time", "tx_count", "tx_root", "log_size",

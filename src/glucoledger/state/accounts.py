@@ -25,6 +25,7 @@ from .accounts_model import (
     KINDS,
     Account,
     account_id,
+    account_id_encoded,
     account_key,
     load_account,
     single_key_policy,
@@ -261,7 +262,8 @@ def _create(state: State, stx: SignedTx, ctx: Context) -> None:
     b = AccountCreate.parse(tx.body)
     kind, policy, salt, sponsor = b.kind, b.policy, b.salt, b.sponsor
     cosigners, thresholds = validate_policy(policy)
-    expected = account_id(kind, policy, salt)
+    encoded_policy = codec.encode(policy)  # once, for the id and the record
+    expected = account_id_encoded(kind, encoded_policy, salt)
     # The refusals' words are formatted only when they refuse (every account.create of a
     # chain's replay passes these checks; the words are the same as ever).
     if tx.account != expected:
@@ -300,8 +302,9 @@ def _create(state: State, stx: SignedTx, ctx: Context) -> None:
         require(not others, "not_cosigner", "a signature is from a key not in the new policy")
     meta = b.meta
     require(isinstance(meta, dict) and len(meta) <= 16, "malformed", "meta is a small map")
-    state.put(key, {"kind": kind, "policy": policy, "nonce": 1, "sponsor": sponsor,
-                    "created": ctx.height, "meta": meta})
+    state.put_encoded(key, codec.encode_with(
+        {"kind": kind, "nonce": 1, "sponsor": sponsor, "created": ctx.height, "meta": meta},
+        {"policy": encoded_policy}))
 
 
 def _signed_by(sponsor: Account, stx: SignedTx) -> None:

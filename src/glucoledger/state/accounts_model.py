@@ -136,7 +136,16 @@ def validate_policy(policy: Any) -> tuple[tuple[Cosigner, ...], dict[str, int]]:
 
 
 def account_id(kind: str, policy: Any, salt: bytes = b"") -> bytes:
-    return tagged_hash("account", codec.encode({"kind": kind, "policy": policy, "salt": salt}))
+    return account_id_encoded(kind, codec.encode(policy), salt)
+
+
+def account_id_encoded(kind: str, policy: bytes, salt: bytes) -> bytes:
+    """``account_id`` of the policy ``codec.encode`` gave ``policy``: the id is the hash of
+    ``{kind, policy, salt}`` encoded, and the policy's bytes go in as they are
+    (``codec.encode_with``), so ``account.create`` encodes its policy once for the id and
+    the record."""
+    return tagged_hash("account", codec.encode_with({"kind": kind, "salt": salt},
+                                                    {"policy": policy}))
 
 
 def load_account(state: State, account: bytes) -> Account:

@@ -77,7 +77,11 @@ class State:
             self._journal[key] = self._data.get(key, _MISSING)
 
     def put(self, key: str, value: Any) -> None:
-        raw = codec.encode(value)
+        self.put_encoded(key, codec.encode(value))
+
+    def put_encoded(self, key: str, raw: bytes) -> None:
+        """``put`` of the value whose canonical encoding is ``raw``: bytes this process
+        encoded (``codec.encode``, ``codec.encode_with``), never bytes from outside."""
         data = self._data
         old = data.get(key, _MISSING)
         journal = self._journal

@@ -356,14 +356,6 @@ _PLAIN_HEAD = b"\xa3\x61v\x01\x65batch"
 _PLAIN_SALT = b"\x68salt_key\x58\x20"
 
 
-def _array_head(n: int) -> bytes:
-    if n < 24:
-        return bytes([0x80 + n])
-    if n < 256:
-        return bytes([0x98, n])
-    return b"\x99" + n.to_bytes(2, "big")  # n <= MAX_BATCH
-
-
 def _fast_cgm(wire: bytes) -> Checked | None:
     """A CGM upload checked in bulk on its bytes, or None: "take the general path" (which
     accepts what this accepts and names the reason for anything else).
@@ -383,8 +375,9 @@ def _fast_cgm(wire: bytes) -> Checked | None:
         wire[head_at + 1:head_at + (2 if h[0] == 0x98 else 3)], "big")
     if not 1 <= n <= MAX_BATCH:
         return None
-    first = head_at + len(_array_head(n))
-    if wire[head_at:first] != _array_head(n):  # the shortest form only
+    items_head = codec.encode_head(4, n)
+    first = head_at + len(items_head)
+    if wire[head_at:first] != items_head:  # the shortest form only
         return None
     found = _RECORD.findall(wire, first)
     if len(found) != n:
