@@ -192,11 +192,16 @@ def encode(value: Value) -> bytes:
 
     Writing maps of scalars here instead was measured and dropped (session 25): for an
     upload statement (long integers, 32-byte strings) it cost 1.4x cbor2's instructions."""
+    return _encode_at(value, 0)
+
+
+def _encode_at(value: Value, depth: int) -> bytes:
+    """``encode`` of ``value`` found ``depth`` containers deep (what the depth bound counts)."""
     t = type(value)
     if t is dict:
-        value = _canonical_map(value, 0)
+        value = _canonical_map(value, depth)
     elif t is list or t is tuple:
-        value = _canonical_array(value, 0)
+        value = _canonical_array(value, depth)
     elif t is int:
         if not _INT_MIN <= value <= _INT_MAX:
             raise _out_of_range(value)
@@ -329,22 +334,7 @@ def _scalar(item: Value) -> bytes | None:
 def _map_item(item: Value) -> bytes:
     """``encode`` of a map's value, as it checks it at that depth (1)."""
     data = _scalar(item)
-    if data is not None:
-        return data
-    t = type(item)
-    if t is dict:
-        item = _canonical_map(item, 1)
-    elif t is list or t is tuple:
-        item = _canonical_array(item, 1)
-    elif t is int:
-        raise _out_of_range(item)
-    elif t is not str:
-        raise _bad_type(t, "cannot be encoded")
-    try:
-        encoded: bytes = cbor2.dumps(item)
-    except UnicodeEncodeError:
-        raise _lone_surrogate() from None
-    return encoded
+    return data if data is not None else _encode_at(item, 1)
 
 
 _MAX_DEPTH: Final = 32
