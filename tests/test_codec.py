@@ -85,6 +85,8 @@ def test_encode_head_is_the_shortest_head(major: int, n: int) -> None:
 def test_encode_head_refuses_what_no_head_holds() -> None:
     with pytest.raises(MalformedError, match="outside the 64-bit range"):
         codec.encode_head(4, 2**64)
+    with pytest.raises(ValueError, match="a count or a length, not -1"):
+        codec.encode_head(4, -1)
 
 
 @settings(max_examples=1500)

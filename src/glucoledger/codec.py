@@ -226,7 +226,10 @@ def encode_head(major: int, n: int) -> bytes:
     """The canonical head of an item of major type ``major`` (4 an array, 5 a map, ...) whose
     argument (its count or length) is ``n``: the shortest form (RFC 8949 4.2.1). A definite
     container's canonical encoding is its head followed by its items' canonical encodings,
-    which is what the splicing functions below and their callers build on."""
+    which is what the splicing functions below and their callers build on. A negative ``n``
+    is a ValueError, a bug in the caller."""
+    if n < 0:
+        raise ValueError(f"encode_head takes a count or a length, not {n}")
     if n < 24:
         return _ONE_BYTE[(major << 5) | n]
     for width, ai in ((1, 24), (2, 25), (4, 26), (8, 27)):
@@ -289,18 +292,12 @@ _KEY_BYTES: Final[dict[str, bytes]] = {}
 def _key_bytes(key: str) -> bytes:
     data = _KEY_BYTES.get(key)
     if data is None:
-        data = _text(key)
+        data = _scalar(key)  # the key is text (_shape_order checked it)
+        if data is None:
+            raise _lone_surrogate()
         if len(_KEY_BYTES) < _MEMO_MAX and len(key) <= 64:
             _KEY_BYTES[key] = data
     return data
-
-
-def _text(text: str) -> bytes:
-    try:
-        data = text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _lone_surrogate() from None
-    return encode_head(3, len(data)) + data
 
 
 def _scalar(item: Value) -> bytes | None:
