@@ -136,11 +136,14 @@ def test_encode_keeps_the_order_when_its_memos_are_full() -> None:
     for i in range(codec._MEMO_MAX + 50):
         v = {f"k{i}": 1, "b": {f"z{i}": [1, {f"a{i}": 2, "y": 3}]}, "aa": i}
         assert codec.encode(v) == cbor2.dumps(v, canonical=True)
+        rest = {k: x for k, x in v.items() if k != "b"}  # encode_with fills _KEY_BYTES
+        assert codec.encode_with(rest, {"b": codec.encode(v["b"])}) == codec.encode(v)
     assert len(codec._KEY_ORDER) <= codec._MEMO_MAX
     assert len(codec._SHAPE_ORDER) <= codec._MEMO_MAX
     assert len(codec._KEY_BYTES) <= codec._MEMO_MAX
     long_key = {"x" * 100: 1, "y" * 99: 2}  # not memoized (over 64 characters)
     assert codec.encode(long_key) == cbor2.dumps(long_key, canonical=True)
+    assert codec.encode_with({"x" * 100: 1}, {"y" * 99: b"\x02"}) == codec.encode(long_key)
     assert tuple(long_key) not in codec._SHAPE_ORDER and "x" * 100 not in codec._KEY_ORDER
     assert "x" * 100 not in codec._KEY_BYTES
 
@@ -148,9 +151,12 @@ def test_encode_keeps_the_order_when_its_memos_are_full() -> None:
 def test_the_memos_keep_no_long_key() -> None:
     """Keys come from outside: a map with a long key is encoded right and not remembered,
     so what the memos hold stays small whatever maps are sent."""
+    for memo in (codec._KEY_ORDER, codec._SHAPE_ORDER, codec._KEY_BYTES):
+        memo.clear()  # room left: another test may have filled them, and then none remembers
     for i in range(50):
         v = {"k" + str(i) * 5000: 1, "a": 2}
         assert codec.encode(v) == cbor2.dumps(v, canonical=True)
+        assert codec.encode_with({"k" + str(i) * 5000: 1}, {"a": b"\x02"}) == codec.encode(v)
     assert all(len(k) <= 64 for shape in codec._SHAPE_ORDER for k in shape)
     assert all(len(k) <= 64 for k in codec._KEY_ORDER)
     assert all(len(k) <= 64 for k in codec._KEY_BYTES)

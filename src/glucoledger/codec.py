@@ -103,8 +103,8 @@ def _canonical_map(value: dict[Any, Any], depth: int) -> dict[str, Any]:
     """``value`` itself when its entries (and those of every map inside it) are already in
     canonical order, else a copy that puts them in it; its types checked either way.
 
-    A map decoded from canonical bytes (a transaction's body: the policy an account id and
-    the account record are encoded from) is already in order: it is checked, not copied.
+    A map decoded from canonical bytes (a transaction's body: the policy ``account.create``
+    encodes) is already in order: it is checked, not copied.
     Items are checked in canonical key order in both cases, so the same input raises the
     same error."""
     if depth >= 32:
@@ -190,8 +190,9 @@ def encode(value: Value) -> bytes:
     (tests/test_codec.py holds it to ``cbor2.dumps(canonical=True)``), at about half the cost
     of cbor2's canonical mode, which encodes and sorts every key in C each time.
 
-    Writing maps of scalars here instead was measured and dropped (session 25): for an
-    upload statement (long integers, 32-byte strings) it cost 1.4x cbor2's instructions."""
+    Writing maps of scalars here instead was measured and dropped: for an upload statement
+    (long integers, 32-byte strings) it cost 1.4x cbor2's instructions (README,
+    Performance)."""
     return _encode_at(value, 0)
 
 
