@@ -101,6 +101,38 @@ def test_encode_with_is_the_encoding_of_the_whole_map(whole: dict[str, object],
     assert codec.encode_with(value, encoded) == codec.encode(whole)
 
 
+@settings(max_examples=600)
+@given(st.dictionaries(keys, wide, max_size=8), keys, wide)
+def test_value_span_is_where_each_value_is_encoded(whole: dict[str, object], other: str,
+                                                  new: object) -> None:
+    """For every key of a map: the bytes at ``value_span`` are that value's encoding, and
+    putting another value's encoding there gives the map with that value, encoded. A key
+    the map lacks is a KeyError, as indexing the decoded map is, wherever it would sort."""
+    raw = codec.encode(whole)
+    for key, value in whole.items():
+        start, end = codec.value_span(raw, key)
+        assert raw[start:end] == codec.encode(value)
+        assert raw[:start] + codec.encode(new) + raw[end:] == codec.encode({**whole,
+                                                                           key: new})
+    if other not in whole:
+        with pytest.raises(KeyError):
+            codec.value_span(raw, other)
+
+
+def test_value_span_steps_over_every_head_width() -> None:
+    """Entries before the one asked for with one-, two-, three-, five- and nine-byte heads
+    (a map of 30 entries, strings of 300 and 70,000 bytes, the largest integers)."""
+    whole: dict[str, object] = {f"k{i:02}": i for i in range(30)}
+    whole.update({"a": b"x" * 70_000, "b": "y" * 300, "c": [2**64 - 1, -(2**63)],
+                  "d": {"e": [None, True, False, {"f": b"z" * 24}]}, "zz": "here"})
+    raw = codec.encode(whole)
+    for key in whole:
+        start, end = codec.value_span(raw, key)
+        assert codec.decode(raw[start:end]) == whole[key]
+    with pytest.raises(ValueError, match="takes an encoded map"):
+        codec.value_span(codec.encode([1, 2]), "a")
+
+
 def test_encode_with_refuses_as_encode_does_and_names_a_key_given_twice() -> None:
     with pytest.raises(MalformedError, match="not text"):
         codec.encode_with({1: 2}, {"a": codec.encode(1)})  # type: ignore[dict-item]

@@ -27,7 +27,7 @@ from .errors import InputError, MalformedError
 
 __all__ = ["MAX_ENCODED", "BytesLike", "Value", "append_encoded", "decode",
            "decode_authenticated", "decode_spans", "decode_trusted", "encode", "encode_head",
-           "encode_with", "parse_hex_id"]
+           "encode_with", "parse_hex_id", "value_span"]
 
 #: Largest encoded object accepted anywhere (a transaction, a block header, a proof): 1 MiB.
 MAX_ENCODED = 1 << 20
@@ -512,6 +512,52 @@ def decode(data: BytesLike, *, max_size: int = MAX_ENCODED) -> Value:
     or are not the canonical encoding of what they hold; TypeError for a non-bytes argument.
     """
     return decode_spans(data, max_size=max_size)[0]
+
+
+def value_span(data: bytes, key: str) -> tuple[int, int]:
+    """Where the value under ``key`` lies in ``data``, a map this process encoded (a state
+    value): ``data[start:end]`` is that value's encoding. The entries before it are stepped
+    over, not decoded, so a record's part can be read or replaced (``state.machine.bump_nonce``
+    puts a new nonce in place) without decoding and re-encoding the rest.
+
+    KeyError when the map has no such key, as ``decode_trusted(data)[key]`` raises. Like
+    ``decode_trusted``, never for bytes from outside: nothing in them is checked."""
+    head = data[0]
+    if head >> 5 != 5:
+        raise ValueError("value_span takes an encoded map")
+    width = _WIDTH[head]
+    count = int.from_bytes(data[1:1 + width], "big") if width else head & 31
+    want = _key_bytes(key)
+    pos = 1 + width
+    for _ in range(count):
+        stop = _end(data, pos)
+        found = data[pos:stop]
+        if found == want:
+            return stop, _end(data, stop)
+        if found > want:  # keys are in bytewise order (RFC 8949 4.2.1): it is not here
+            break
+        pos = _end(data, stop)
+    raise KeyError(key)
+
+
+def _end(data: bytes, pos: int) -> int:
+    """Where the item at ``pos`` of canonical bytes this process encoded ends."""
+    head = data[pos]
+    width = _WIDTH[head]
+    if width == 0:
+        arg = head & 31
+    elif width == 1:
+        arg = data[pos + 1]
+    else:
+        arg = int.from_bytes(data[pos + 1:pos + 1 + width], "big")
+    pos += 1 + width
+    major = head >> 5
+    if major == 2 or major == 3:
+        return pos + arg
+    if major == 4 or major == 5:
+        for _ in range(arg if major == 4 else 2 * arg):
+            pos = _end(data, pos)
+    return pos
 
 
 def decode_trusted(data: bytes) -> Value:

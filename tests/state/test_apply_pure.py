@@ -179,3 +179,39 @@ def test_a_public_key_of_the_wrong_types_is_refused_as_malformed(key: dict[str, 
         crypto.PublicKey.from_value(key)
     with pytest.raises(MalformedError):
         crypto.PublicKey(key["alg"], key["pub"])
+
+
+def test_an_account_signing_again_and_again_bumps_its_nonce_and_parses_its_policy_once(
+) -> None:
+    """Every account-signed transaction puts the next nonce in the signer's record; the
+    record is then exactly the canonical encoding of the record with that nonce (only the
+    nonce's bytes are replaced), and the policy is parsed at the account's first
+    transaction only (its parse is kept by the policy's bytes, not the record's, which the
+    nonce changes). A new policy is parsed once and is the one that authorizes."""
+    from glucoledger.state.accounts_model import _parsed_policy
+
+    st, _, _ = _genesis()
+    k, k2 = crypto.generate(), crypto.generate()
+    create = _patient(k, meta={"nonce": 7, "policy": "not this one"})  # the same key names
+    assert apply(st, create, _ctx())[0].ok
+    acct, key = create.tx.account, account_key(create.tx.account)
+    before = _parsed_policy.cache_info()
+    for nonce in range(1, 41):  # one- and two-byte nonces
+        rules = sign(Transaction(CHAIN, "alert.rules", {"rules": None}, acct, nonce), [k])
+        result, _ = apply(st, rules, _ctx(nonce + 1))
+        assert result.ok, result.message
+        record = st.get(key)
+        assert record["nonce"] == nonce + 1 and record["meta"]["nonce"] == 7
+        assert st.get_raw(key) == codec.encode(record)
+    after = _parsed_policy.cache_info()
+    assert after.misses - before.misses == 1  # 40 before the policy was kept by its bytes
+    new_policy = single_key_policy(k2.public)
+    update = sign(Transaction(CHAIN, "account.update", {"policy": new_policy}, acct, 41),
+                  [k])
+    assert apply(st, update, _ctx(50))[0].ok
+    assert st.get(key)["policy"] == new_policy and st.get(key)["nonce"] == 42
+    old_key = sign(Transaction(CHAIN, "alert.rules", {"rules": None}, acct, 42), [k])
+    assert apply(st, old_key, _ctx(51))[0].code == "not_cosigner"
+    new_key = sign(Transaction(CHAIN, "alert.rules", {"rules": None}, acct, 42), [k2])
+    assert apply(st, new_key, _ctx(52))[0].ok
+    assert st.get_raw(key) == codec.encode(st.get(key))

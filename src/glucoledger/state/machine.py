@@ -46,6 +46,7 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Final, Literal, TypeVar
 
+from .. import codec
 from ..crypto import PublicKey
 from ..errors import MalformedError, RejectedError, SignatureError
 from ..ledger.block import Result
@@ -263,9 +264,16 @@ def _check_nonce(account: Account, tx: Transaction) -> None:
 
 
 def bump_nonce(state: State, account: Account) -> None:
-    record = state.get(account_key(account.id))
-    record["nonce"] = account.nonce + 1
-    state.put(account_key(account.id), record)
+    """Store ``account``'s next nonce in its record, as it is now (the handler may have
+    changed it). Only the nonce's bytes are replaced (``codec.value_span``): the record keeps
+    its keys, so the result is the record's canonical encoding, nothing else re-encoded."""
+    key = account_key(account.id)
+    raw = state.get_raw(key)
+    if raw is None:
+        raise RuntimeError(f"account {account.id.hex()[:16]} vanished while applying")
+    start, end = codec.value_span(raw, "nonce")
+    state.put_encoded(key, b"".join((raw[:start], codec.encode_head(0, account.nonce + 1),
+                                     raw[end:])))
 
 
 class StopNode(Exception):  # noqa: N818 - not an error of the input: the node must stop
