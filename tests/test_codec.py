@@ -102,7 +102,7 @@ def test_encode_with_is_the_encoding_of_the_whole_map(whole: dict[str, object],
 
 
 @settings(max_examples=600)
-@given(st.dictionaries(keys, wide, max_size=8), keys, wide)
+@given(st.dictionaries(keys, wide, max_size=8), keys, values)
 def test_value_span_is_where_each_value_is_encoded(whole: dict[str, object], other: str,
                                                   new: object) -> None:
     """For every key of a map: the bytes at ``value_span`` are that value's encoding, and
@@ -114,9 +114,12 @@ def test_value_span_is_where_each_value_is_encoded(whole: dict[str, object], oth
         assert raw[start:end] == codec.encode(value)
         assert raw[:start] + codec.encode(new) + raw[end:] == codec.encode({**whole,
                                                                            key: new})
+    asked = tuple(reversed(sorted(whole)))  # any order, in one walk
+    assert codec.value_spans(raw, asked) == [codec.value_span(raw, k) for k in asked]
     if other not in whole:
-        with pytest.raises(KeyError):
-            codec.value_span(raw, other)
+        with pytest.raises(KeyError) as missing:
+            codec.value_spans(raw, (*asked, other))
+        assert missing.value.args == (other,)
 
 
 def test_value_span_steps_over_every_head_width() -> None:
@@ -129,8 +132,11 @@ def test_value_span_steps_over_every_head_width() -> None:
     for key in whole:
         start, end = codec.value_span(raw, key)
         assert codec.decode(raw[start:end]) == whole[key]
+    assert codec.value_spans(raw, ()) == []
     with pytest.raises(ValueError, match="takes an encoded map"):
         codec.value_span(codec.encode([1, 2]), "a")
+    with pytest.raises(ValueError, match="a key asked for twice"):
+        codec.value_spans(raw, ("a", "zz", "a"))
 
 
 def test_encode_with_refuses_as_encode_does_and_names_a_key_given_twice() -> None:
@@ -173,6 +179,10 @@ def test_encode_keeps_the_order_when_its_memos_are_full() -> None:
     assert len(codec._KEY_ORDER) <= codec._MEMO_MAX
     assert len(codec._SHAPE_ORDER) <= codec._MEMO_MAX
     assert len(codec._KEY_BYTES) <= codec._MEMO_MAX
+    whole = codec.encode({f"k{i}": i for i in range(100)})
+    for i in range(100):  # value_spans's questions: at most 64 kept, each answered right
+        assert codec.value_spans(whole, (f"k{i}",)) == [codec.value_span(whole, f"k{i}")]
+    assert len(codec._ASKED) <= 64
     long_key = {"x" * 100: 1, "y" * 99: 2}  # not memoized (over 64 characters)
     assert codec.encode(long_key) == cbor2.dumps(long_key, canonical=True)
     assert codec.encode_with({"x" * 100: 1}, {"y" * 99: b"\x02"}) == codec.encode(long_key)

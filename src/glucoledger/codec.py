@@ -27,7 +27,8 @@ from .errors import InputError, MalformedError
 
 __all__ = ["MAX_ENCODED", "BytesLike", "Value", "append_encoded", "decode",
            "decode_authenticated", "decode_spans", "decode_trusted", "encode", "encode_head",
-           "encode_with", "parse_hex_id", "value_span"]
+           "encode_with", "parse_hex_id", "value_span",
+           "value_spans"]
 
 #: Largest encoded object accepted anywhere (a transaction, a block header, a proof): 1 MiB.
 MAX_ENCODED = 1 << 20
@@ -514,30 +515,62 @@ def decode(data: BytesLike, *, max_size: int = MAX_ENCODED) -> Value:
     return decode_spans(data, max_size=max_size)[0]
 
 
-def value_span(data: bytes, key: str) -> tuple[int, int]:
-    """Where the value under ``key`` lies in ``data``, a map this process encoded (a state
-    value): ``data[start:end]`` is that value's encoding. The entries before it are stepped
-    over, not decoded, so a record's part can be read or replaced (``state.machine.bump_nonce``
-    puts a new nonce in place) without decoding and re-encoding the rest.
+def value_spans(data: bytes, keys: tuple[str, ...]) -> list[tuple[int, int]]:
+    """Where the value under each of ``keys`` lies in ``data``, a map this process encoded
+    (a state value): ``data[start:end]`` is that value's encoding. One walk over the map's
+    entries, which are stepped over, not decoded, and it stops at the last key asked for; so
+    a record's parts can be read or replaced (``state.machine.bump_nonce`` puts a new nonce
+    in place) without decoding and re-encoding the rest.
 
-    KeyError when the map has no such key, as ``decode_trusted(data)[key]`` raises. Like
+    KeyError when the map lacks one of them, as ``decode_trusted(data)[key]`` raises. Like
     ``decode_trusted``, never for bytes from outside: nothing in them is checked."""
     head = data[0]
     if head >> 5 != 5:
-        raise ValueError("value_span takes an encoded map")
+        raise ValueError("value_spans takes an encoded map")
     width = _WIDTH[head]
     count = int.from_bytes(data[1:1 + width], "big") if width else head & 31
-    want = _key_bytes(key)
+    asked = _ASKED.get(keys)
+    if asked is None:
+        asked = _asked(keys)
+    wanted, last = asked
+    spans: list[tuple[int, int]] = [(0, 0)] * len(keys)
+    left = len(wanted)
     pos = 1 + width
     for _ in range(count):
+        if not left:
+            break
         stop = _end(data, pos)
         found = data[pos:stop]
-        if found == want:
-            return stop, _end(data, stop)
-        if found > want:  # keys are in bytewise order (RFC 8949 4.2.1): it is not here
-            break
         pos = _end(data, stop)
-    raise KeyError(key)
+        i = wanted.get(found)
+        if i is not None:
+            spans[i] = (stop, pos)
+            left -= 1
+        elif found > last:  # keys are in bytewise order (RFC 8949 4.2.1): the rest are not
+            break
+    if left:  # no value starts at 0: a span (0, 0) was not found
+        raise KeyError(next(k for k, span in zip(keys, spans, strict=True) if span == (0, 0)))
+    return spans
+
+
+#: Bounded memo of ``value_spans``'s questions: each tuple of keys' encodings, by their
+#: place in it, and the last in the map's order. The keys are the callers' own names.
+_ASKED: Final[dict[tuple[str, ...], tuple[dict[bytes, int], bytes]]] = {}
+
+
+def _asked(keys: tuple[str, ...]) -> tuple[dict[bytes, int], bytes]:
+    wanted = {_key_bytes(key): i for i, key in enumerate(keys)}
+    if len(wanted) != len(keys):
+        raise ValueError("value_spans: a key asked for twice")
+    asked = wanted, max(wanted) if wanted else b""
+    if len(_ASKED) < 64:
+        _ASKED[keys] = asked
+    return asked
+
+
+def value_span(data: bytes, key: str) -> tuple[int, int]:
+    """``value_spans`` of one key."""
+    return value_spans(data, (key,))[0]
 
 
 def _end(data: bytes, pos: int) -> int:

@@ -14,7 +14,13 @@ from glucoledger.crypto import PrivateKey
 from glucoledger.errors import MalformedError, RejectedError
 from glucoledger.ledger.tx import SignedTx, Transaction, sign
 from glucoledger.state.accounts import AccountCreate, ChainGenesis
-from glucoledger.state.accounts_model import account_id, account_key, single_key_policy
+from glucoledger.state.accounts_model import (
+    _parsed_policy,
+    account_id,
+    account_key,
+    load_account,
+    single_key_policy,
+)
 from glucoledger.state.data import DataCommit
 from glucoledger.state.machine import REGISTRY, Context, apply
 from glucoledger.state.store import State
@@ -188,8 +194,6 @@ def test_an_account_signing_again_and_again_bumps_its_nonce_and_parses_its_polic
     nonce's bytes are replaced), and the policy is parsed at the account's first
     transaction only (its parse is kept by the policy's bytes, not the record's, which the
     nonce changes). A new policy is parsed once and is the one that authorizes."""
-    from glucoledger.state.accounts_model import _parsed_policy
-
     st, _, _ = _genesis()
     k, k2 = crypto.generate(), crypto.generate()
     create = _patient(k, meta={"nonce": 7, "policy": "not this one"})  # the same key names
@@ -215,3 +219,7 @@ def test_an_account_signing_again_and_again_bumps_its_nonce_and_parses_its_polic
     new_key = sign(Transaction(CHAIN, "alert.rules", {"rules": None}, acct, 42), [k2])
     assert apply(st, new_key, _ctx(52))[0].ok
     assert st.get_raw(key) == codec.encode(st.get(key))
+    loaded = load_account(st, acct)
+    assert (loaded.kind, loaded.nonce, loaded.record) == ("patient", 43, st.get(key))
+    loaded.record["nonce"] = 99  # a copy: the stored record and the next read keep 43
+    assert loaded.record["nonce"] == 43 and st.get(key)["nonce"] == 43

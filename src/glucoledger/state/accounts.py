@@ -274,7 +274,7 @@ def _create(state: State, stx: SignedTx, ctx: Context) -> None:
     key = account_key(tx.account)
     if key in state:
         raise RejectedError(f"account {tx.account.hex()[:16]} already exists", code="exists")
-    new = Account(tx.account, kind, cosigners, thresholds, 0, {})
+    new = Account(tx.account, kind, cosigners, thresholds, 0, b"")
     keys = new.keys
     signers = stx.signer_ids
     own = frozenset(k for k in signers if k in keys)

@@ -18,7 +18,7 @@ import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 
 from .. import codec
 from ..crypto import PublicKey, tagged_hash
@@ -71,21 +71,28 @@ class Account:
     cosigners: tuple[Cosigner, ...]
     thresholds: Mapping[str, int]
     nonce: int
-    record: Mapping[str, Any]
+    #: The account record's bytes as stored (b"" for an account not stored yet); ``record``
+    #: decodes them when asked, which few handlers do.
+    raw: bytes = field(repr=False)
     #: The cosigners by key id. Built with the account: nearly every account loaded is
     #: loaded to authorize a transaction, which reads it. (A field, not a cache in
     #: ``__dict__``: a compiled class has none; README "How it is built".)
     keys: dict[bytes, Cosigner] = field(init=False, repr=False, compare=False)
 
     def __init__(self, id: bytes, kind: str, cosigners: tuple[Cosigner, ...],
-                 thresholds: Mapping[str, int], nonce: int, record: Mapping[str, Any]) -> None:
+                 thresholds: Mapping[str, int], nonce: int, raw: bytes) -> None:
         object.__setattr__(self, "id", id)
         object.__setattr__(self, "kind", kind)
         object.__setattr__(self, "cosigners", cosigners)
         object.__setattr__(self, "thresholds", thresholds)
         object.__setattr__(self, "nonce", nonce)
-        object.__setattr__(self, "record", record)
+        object.__setattr__(self, "raw", raw)
         object.__setattr__(self, "keys", {c.key.key_id: c for c in cosigners})
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """The account record (a new dict at each read: changing it changes nothing stored)."""
+        return codec.decode_trusted(self.raw) if self.raw else {}
 
     def weights(self, action: str) -> dict[bytes, int]:
         return {kid: c.weight(action) for kid, c in self.keys.items()}
@@ -155,10 +162,15 @@ def load_account(state: State, account: bytes) -> Account:
             f"account {account.hex()[:16]} does not exist; create it first",
             code="unknown_account",
         )
-    record = codec.decode_trusted(raw)
-    start, end = codec.value_span(raw, "policy")
-    cosigners, thresholds = _parsed_policy(raw[start:end])
-    return Account(account, record["kind"], cosigners, dict(thresholds), record["nonce"], record)
+    # Only the parts an authorization reads are decoded: the record's kind and nonce, and
+    # its policy's bytes, whose parse is kept.
+    (k0, k1), (n0, n1), (p0, p1) = codec.value_spans(raw, _PARTS)
+    cosigners, thresholds = _parsed_policy(raw[p0:p1])
+    return Account(account, codec.decode_trusted(raw[k0:k1]), cosigners, dict(thresholds),
+                   codec.decode_trusted(raw[n0:n1]), raw)
+
+
+_PARTS: Final = ("kind", "nonce", "policy")
 
 
 @functools.lru_cache(maxsize=4096)
