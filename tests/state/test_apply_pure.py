@@ -18,6 +18,7 @@ from glucoledger.state.accounts_model import (
     _parsed_policy,
     account_id,
     account_key,
+    account_kind,
     load_account,
     single_key_policy,
 )
@@ -223,3 +224,4 @@ def test_an_account_signing_again_and_again_bumps_its_nonce_and_parses_its_polic
     assert (loaded.kind, loaded.nonce, loaded.record) == ("patient", 43, st.get(key))
     loaded.record["nonce"] = 99  # a copy: the stored record and the next read keep 43
     assert loaded.record["nonce"] == 43 and st.get(key)["nonce"] == 43
+    assert account_kind(st, acct) == "patient" and account_kind(st, bytes(32)) is None

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ..errors import RateLimitedError
+from ..state.accounts_model import account_kind
 from ..state.consent import Request, grants_of
 from .access import AccessDeniedError
 from .service import Node
@@ -125,8 +126,7 @@ class ReadGuard:
         """What ``decide`` reads for this pair: the patient's account kind and every field
         of every grant from her to the requester."""
         state = self.node.state
-        acct = state.get("acct/" + patient.hex())
-        kind = acct.get("kind") if isinstance(acct, dict) else None
+        kind = account_kind(state, patient)
         grants = grants_of(state, patient, requester) if kind == "patient" else []
         return kind, tuple((g.id, g.status, g.valid_from, g.valid_until, g.streams, g.view,
                             tuple(sorted(g.window.items())), g.purpose, g.emergency)

@@ -211,7 +211,7 @@ def _access(state: State, stx: SignedTx, ctx: Context) -> None:
         record["batches"] = [e[0] for e in batches]
         record["commits"] = [e[1] for e in batches]
     state.put(access_key(stx.tx_hash), record)
-    if state.get("acct/" + request.patient.hex()) is not None:
+    if "acct/" + request.patient.hex() in state:  # the record exists: not decoded
         audit_append(state, request.patient, "access", stx.tx_hash, emergency=emergency)
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "Cosigner",
     "account_id",
     "account_key",
+    "account_kind",
     "load_account",
     "make_policy",
     "patient_policy",
@@ -171,6 +172,17 @@ def load_account(state: State, account: bytes) -> Account:
 
 
 _PARTS: Final = ("kind", "nonce", "policy")
+
+
+def account_kind(state: State, account: bytes) -> str | None:
+    """The kind of the stored account ``account``, or None when there is none: its record's
+    kind alone is decoded (``codec.value_span``), for the checks that read nothing else."""
+    raw = state.get_raw(account_key(account))
+    if raw is None:
+        return None
+    start, end = codec.value_span(raw, "kind")
+    kind: str = codec.decode_trusted(raw[start:end])
+    return kind
 
 
 @functools.lru_cache(maxsize=4096)

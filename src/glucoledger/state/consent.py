@@ -54,6 +54,7 @@ from typing import Any, Final
 from ..errors import MalformedError
 from ..glucose.readings import STREAMS
 from .accounts import rules
+from .accounts_model import account_kind
 from .store import State
 
 __all__ = [
@@ -427,8 +428,7 @@ def decide(state: State, requester: bytes, request: Request, time_ms: int) -> De
 
     Never raises for a well-formed request: every refusal is a Deny with its reason.
     """
-    patient = state.get("acct/" + request.patient.hex())
-    if patient is None or patient.get("kind") != "patient":
+    if account_kind(state, request.patient) != "patient":
         return _deny("unknown_patient", f"{request.patient.hex()[:16]} is not a patient")
     if requester == request.patient:
         lo, hi = (0, time_ms + 1) if request.window is None else window_at(request.window,

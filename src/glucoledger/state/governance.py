@@ -122,7 +122,7 @@ def writers_in_force(state: State, height: int) -> frozenset[str] | None:
     member nodes in force at that height, as the state after block ``height - 1`` records
     them (a member appends under its node's name: ``ordering.etcd``). None for a chain with
     no genesis yet, whose log every writer may fill."""
-    if state.get(GENESIS_KEY) is None:
+    if GENESIS_KEY not in state:
         return None
     return frozenset(v.name for v in member_schedule(state).at(height)[0])
 

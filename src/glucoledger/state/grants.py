@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ..ledger.tx import SignedTx
-from .accounts_model import account_key, load_account
+from .accounts_model import account_kind, load_account
 from .consent import grant_key, grants_index_key, parse_scope
 from .machine import Body, Context, body_field, register, require
 from .store import State
@@ -152,12 +152,12 @@ def _grant(state: State, stx: SignedTx, ctx: Context) -> None:
     _patient(state, stx)
     b = ConsentGrant.parse(stx.tx.body)
     grantee, scope = b.grantee, b.scope
-    other = state.get(account_key(grantee))
-    require(other is not None, "unknown_grantee",
+    kind = account_kind(state, grantee)
+    require(kind is not None, "unknown_grantee",
             f"no account {grantee.hex()[:16]}: the grantee registers first")
     require(grantee != stx.tx.account, "bad_grantee", "a patient needs no grant for herself")
-    require(other["kind"] in GRANTEE_KINDS, "bad_grantee",
-            f"a {other['kind']} account cannot hold a grant; grant to a person or organization")
+    require(kind in GRANTEE_KINDS, "bad_grantee",
+            f"a {kind} account cannot hold a grant; grant to a person or organization")
     add_grant(state, {"id": stx.tx_hash, "patient": stx.tx.account, "grantee": grantee,
                        **scope, "status": "active", "emergency": False, "created": ctx.height,
                        "changed": ctx.height, "revoked_by": None, "revoked_height": None})

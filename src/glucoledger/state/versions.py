@@ -140,7 +140,7 @@ def _version(state: State, stx: SignedTx, ctx: Context) -> None:
             "read it again and re-apply the change")
     require(n <= MAX_VERSIONS, "malformed", f"a document keeps at most {MAX_VERSIONS} versions")
     for ct in cts:
-        require(state.get(erased_key(ct)) is None, "erased_batch",
+        require(erased_key(ct) not in state, "erased_batch",
                 f"batch {ct.hex()[:16]} was erased; a version cannot point to it")
     entry = {"n": n, "cts": list(cts), "by": signer, "height": ctx.height,
              "time": ctx.time_ms, "tx": stx.tx_hash}

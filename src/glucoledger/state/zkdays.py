@@ -140,7 +140,7 @@ def _zk_day(state: State, stx: SignedTx, ctx: Context) -> None:
     authorize(node, stx, "data")
     b = ZkDay.parse(stx.tx.body)
     key = zk_day_key(b.patient, b.start)
-    if state.get(key) is not None:
+    if key in state:
         raise RejectedError(f"the window starting {b.start} of patient {b.patient.hex()[:16]} "
                             "already has its commitment; a window is committed once",
                             code="window_committed")
