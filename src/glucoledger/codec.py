@@ -27,8 +27,7 @@ from .errors import InputError, MalformedError
 
 __all__ = ["MAX_ENCODED", "BytesLike", "Value", "append_encoded", "decode",
            "decode_authenticated", "decode_spans", "decode_trusted", "encode", "encode_head",
-           "encode_with", "parse_hex_id", "value_span",
-           "value_spans"]
+           "encode_with", "parse_hex_id", "value_span", "value_spans"]
 
 #: Largest encoded object accepted anywhere (a transaction, a block header, a proof): 1 MiB.
 MAX_ENCODED = 1 << 20
