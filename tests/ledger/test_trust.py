@@ -103,6 +103,26 @@ def test_decode_once_and_refusals_not_cached() -> None:
     assert trust.decode(stx.raw) is first
 
 
+def test_envelopes_are_known_by_their_whole_bytes_and_kept_once() -> None:
+    """The decoded and signed-here memos are keyed by the envelope's bytes: an equal copy
+    (another object, as a log entry's slice is) is found, and any byte changed, appended or
+    cut is a miss. The key is the entry's own ``raw``: no second copy of an envelope."""
+    trust = TrustCache()
+    k = crypto.generate()
+    own = trust.sign_tx(_tx(), [k])
+    foreign = sign(_tx(1), [k])
+    seen = trust.decode(foreign.raw)
+    copy = bytes(bytearray(foreign.raw))
+    assert copy is not foreign.raw and trust.decode(copy) is seen
+    assert trust.signed_here(bytes(bytearray(own.raw))) and not trust.signed_here(foreign.raw)
+    for changed in (own.raw[:-1] + bytes([own.raw[-1] ^ 1]), own.raw + b"\x00", own.raw[:-1]):
+        assert not trust.signed_here(changed)
+    other = sign(_tx(2), [k])
+    assert trust.decode(other.raw) is not seen and trust.decode(other.raw).tx_hash == other.tx_hash
+    assert all(key is entry.raw for key, entry in trust._decoded._d.items())
+    assert all(key in trust._decoded._d for key in trust._own._d)
+
+
 def test_bounded_oldest_dropped() -> None:
     trust = TrustCache(limit=2)
     k = crypto.generate()
