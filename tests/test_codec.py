@@ -120,6 +120,12 @@ def test_value_span_is_where_each_value_is_encoded(whole: dict[str, object], oth
         with pytest.raises(KeyError) as missing:
             codec.value_spans(raw, (*asked, other))
         assert missing.value.args == (other,)
+    # The same map inside another value, after an item of any size: found where it lies.
+    outer = codec.encode([new, whole])
+    at = 1 + len(codec.encode(new))
+    assert outer[at:] == raw
+    assert codec.value_spans(outer, asked, at) == [(s + at, e + at)
+                                                  for s, e in codec.value_spans(raw, asked)]
 
 
 def test_value_span_steps_over_every_head_width() -> None:
@@ -294,6 +300,26 @@ def test_signed_tx_hash_from_slice_equals_hash_of_encoding() -> None:
         tx = Transaction("c/h", "t.x", body, bytes(32), 7)
         stx = sign(tx, [crypto.generate(), crypto.generate("p256")])
         assert SignedTx.decode(stx.raw).tx_hash == tx.hash() == stx.tx_hash
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(keys, wide, min_size=1, max_size=8), keys)
+def test_a_body_field_is_taken_as_encoded_in_the_envelope(body: dict[str, object],
+                                                         other: str) -> None:
+    """``SignedTx.body_encoding``: each field's bytes in the envelope, as sent and as
+    decoded, are what encoding the field's value gives; a field the body lacks is a
+    KeyError; a transaction held without its bytes encodes the value."""
+    from glucoledger import crypto
+    from glucoledger.ledger.tx import SignedTx, Transaction, sign
+
+    tx = Transaction("c/h", "t.x", body, bytes(32), 3)
+    made = sign(tx, [crypto.generate()])
+    for stx in (made, SignedTx.decode(made.raw), SignedTx(tx, made.sigs, b"", made.tx_hash)):
+        for name, value in body.items():
+            assert stx.body_encoding(name) == codec.encode(value)
+        if other not in body:
+            with pytest.raises(KeyError):
+                stx.body_encoding(other)
 
 
 def test_the_decoders_take_any_bytes_like_value_and_refuse_text() -> None:

@@ -514,27 +514,29 @@ def decode(data: BytesLike, *, max_size: int = MAX_ENCODED) -> Value:
     return decode_spans(data, max_size=max_size)[0]
 
 
-def value_spans(data: bytes, keys: tuple[str, ...]) -> list[tuple[int, int]]:
-    """Where the value under each of ``keys`` lies in ``data``, a map this process encoded
-    (a state value): ``data[start:end]`` is that value's encoding. One walk over the map's
-    entries, which are stepped over, not decoded, and it stops at the last key asked for; so
-    a record's parts can be read or replaced (``state.machine.bump_nonce`` puts a new nonce
-    in place) without decoding and re-encoding the rest.
+def value_spans(data: bytes, keys: tuple[str, ...], at: int = 0) -> list[tuple[int, int]]:
+    """Where the value under each of ``keys`` lies in ``data``, in the map encoded at ``at``:
+    ``data[start:end]`` is that value's encoding. One walk over the map's entries, which are
+    stepped over, not decoded, and it stops at the last key asked for; so a record's parts
+    can be read or replaced (``state.machine.bump_nonce`` puts a new nonce in place), and a
+    transaction's field taken as it came (``SignedTx.body_encoding``), without decoding and
+    re-encoding the rest.
 
-    KeyError when the map lacks one of them, as ``decode_trusted(data)[key]`` raises. Like
-    ``decode_trusted``, never for bytes from outside: nothing in them is checked."""
-    head = data[0]
+    KeyError when the map lacks one of them, as ``decode_trusted(data)[key]`` raises.
+    Nothing in ``data`` is checked, so it must be canonical bytes this process wrote (a
+    state value) or proved (an envelope ``decode`` accepted), never unchecked bytes."""
+    head = data[at]
     if head >> 5 != 5:
         raise ValueError("value_spans takes an encoded map")
     width = _WIDTH[head]
-    count = int.from_bytes(data[1:1 + width], "big") if width else head & 31
+    count = int.from_bytes(data[at + 1:at + 1 + width], "big") if width else head & 31
     asked = _ASKED.get(keys)
     if asked is None:
         asked = _asked(keys)
     wanted, last = asked
     spans: list[tuple[int, int]] = [(0, 0)] * len(keys)
     left = len(wanted)
-    pos = 1 + width
+    pos = at + 1 + width
     for _ in range(count):
         if not left:
             break
@@ -567,9 +569,9 @@ def _asked(keys: tuple[str, ...]) -> tuple[dict[bytes, int], bytes]:
     return asked
 
 
-def value_span(data: bytes, key: str) -> tuple[int, int]:
+def value_span(data: bytes, key: str, at: int = 0) -> tuple[int, int]:
     """``value_spans`` of one key."""
-    return value_spans(data, (key,))[0]
+    return value_spans(data, (key,), at)[0]
 
 
 def _end(data: bytes, pos: int) -> int:

@@ -189,6 +189,19 @@ class SignedTx:
             raise MalformedError(f"transaction is {len(raw)} bytes; the limit is {MAX_TX_BYTES}")
         return cls(tx, sigs, raw, tx.hash() if tx_hash is None else tx_hash)
 
+    def body_encoding(self, name: str) -> bytes:
+        """The canonical encoding of the body's field ``name``, as it lies in ``raw``: a
+        handler that stores or hashes a field takes these bytes instead of encoding the
+        decoded value again. They are what ``codec.encode`` gives that value: ``raw`` is
+        canonical (``decode`` proved it, ``assemble`` wrote it). KeyError when the body
+        lacks the field."""
+        raw = self.raw
+        if not raw:  # built without its bytes (a multisig proposal's inner transaction)
+            return codec.encode(self.tx.body[name])
+        body, _ = codec.value_span(raw, "body", len(_HEAD_TX))
+        start, end = codec.value_span(raw, name, body)
+        return raw[start:end]
+
     def check_signatures(self) -> None:
         """Raise SignatureError unless every signature verifies over the transaction hash."""
         for i, s in enumerate(self.sigs):

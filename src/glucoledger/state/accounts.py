@@ -262,7 +262,9 @@ def _create(state: State, stx: SignedTx, ctx: Context) -> None:
     b = AccountCreate.parse(tx.body)
     kind, policy, salt, sponsor = b.kind, b.policy, b.salt, b.sponsor
     cosigners, thresholds = validate_policy(policy)
-    encoded_policy = codec.encode(policy)  # once, for the id and the record
+    # The policy's bytes as they came (canonical, so what encoding it again gives), for
+    # the id and the record.
+    encoded_policy = stx.body_encoding("policy")
     expected = account_id_encoded(kind, encoded_policy, salt)
     # The refusals' words are formatted only when they refuse (every account.create of a
     # chain's replay passes these checks; the words are the same as ever).
