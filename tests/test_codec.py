@@ -314,6 +314,7 @@ def test_a_body_field_is_taken_as_encoded_in_the_envelope(body: dict[str, object
 
     tx = Transaction("c/h", "t.x", body, bytes(32), 3)
     made = sign(tx, [crypto.generate()])
+    assert made.raw[:10] == b"\xa2\x62tx\xa5\x64body"  # the body's map starts at byte 10
     for stx in (made, SignedTx.decode(made.raw), SignedTx(tx, made.sigs, b"", made.tx_hash)):
         for name, value in body.items():
             assert stx.body_encoding(name) == codec.encode(value)

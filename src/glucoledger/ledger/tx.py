@@ -198,8 +198,7 @@ class SignedTx:
         raw = self.raw
         if not raw:  # built without its bytes (a multisig proposal's inner transaction)
             return codec.encode(self.tx.body[name])
-        body, _ = codec.value_span(raw, "body", len(_HEAD_TX))
-        start, end = codec.value_span(raw, name, body)
+        start, end = codec.value_span(raw, name, _BODY_AT)
         return raw[start:end]
 
     def check_signatures(self) -> None:
@@ -224,6 +223,9 @@ class SignedTx:
 
 _HEAD_TX = b"\xa2\x62tx"
 _HEAD_SIGS = b"\x64sigs"
+#: Where the body's map starts in an envelope: the transaction's map (five entries, head
+#: a5) puts "body" first (64 'b' 'o' 'd' 'y': of the shortest keys, first bytewise).
+_BODY_AT = len(_HEAD_TX) + 1 + 5
 
 
 def sign(tx: Transaction, keys: Sequence[PrivateKey]) -> SignedTx:
