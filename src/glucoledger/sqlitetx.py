@@ -39,7 +39,9 @@ __all__ = ["connect", "integrity_problems", "readonly_copy", "sqlite_error", "tr
 # formats an AttributeError message before it is dropped: about 3,300 instructions a bytes
 # parameter (callgrind), seven of them for each transaction a node stores. The identity
 # adapter is found in one dict look-up; ``bytes`` of an exact bytes object is that object,
-# so what is bound is unchanged (a subclass of bytes is looked up by its own type, as before).
+# so what is bound is unchanged (a subclass of bytes is looked up by its own type, as
+# before). The registry is process-wide: any other user of sqlite3 in the process binds
+# exactly what it bound before, too.
 sqlite3.register_adapter(bytes, bytes)
 
 # Primary result codes (https://www.sqlite.org/rescode.html).
