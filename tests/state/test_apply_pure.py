@@ -20,7 +20,9 @@ from glucoledger.state.accounts_model import (
     account_key,
     account_kind,
     load_account,
+    patient_policy,
     single_key_policy,
+    validate_policy,
 )
 from glucoledger.state.data import DataCommit
 from glucoledger.state.machine import REGISTRY, Context, apply
@@ -225,3 +227,26 @@ def test_an_account_signing_again_and_again_bumps_its_nonce_and_parses_its_polic
     loaded.record["nonce"] = 99  # a copy: the stored record and the next read keep 43
     assert loaded.record["nonce"] == 43 and st.get(key)["nonce"] == 43
     assert account_kind(st, acct) == "patient" and account_kind(st, bytes(32)) is None
+
+
+def test_a_policy_key_equal_to_a_known_key_is_that_key_and_nothing_else_changes() -> None:
+    """``validate_policy(policy, known)``: ``account.create`` passes its signers' keys, so the
+    key id of a new account's own key is hashed once. The parse is the same as without them,
+    and a value ``PublicKey.from_value`` refuses is refused the same way."""
+    signer, other = crypto.generate().public, crypto.generate().public
+    policy = codec.decode(codec.encode(patient_policy(signer, other, crypto.generate().public)))
+    plain = validate_policy(policy)
+    reused = validate_policy(policy, [other, signer])
+    assert reused == plain
+    assert reused[0][0].key is signer and reused[0][1].key is other
+    assert reused[0][2].key is not signer and reused[0][2].key is not other
+    for bad in ({"alg": "ed25519", "pub": bytearray(signer.raw)},   # not bytes
+                {"alg": "ed25519", "pub": signer.raw, "x": 1},       # a field too many
+                {"alg": "p256", "pub": signer.raw},                  # another algorithm
+                {"pub": signer.raw, "a": "ed25519"}):                # the wrong field name
+        wrong = {**policy, "cosigners": [{"key": bad, "w": {"default": 1}}]}
+        with pytest.raises(MalformedError) as without:
+            validate_policy(wrong)
+        with pytest.raises(MalformedError) as with_known:
+            validate_policy(wrong, [signer])
+        assert str(with_known.value) == str(without.value)

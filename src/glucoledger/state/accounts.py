@@ -261,7 +261,7 @@ def _create(state: State, stx: SignedTx, ctx: Context) -> None:
     tx = stx.tx
     b = AccountCreate.parse(tx.body)
     kind, policy, salt, sponsor = b.kind, b.policy, b.salt, b.sponsor
-    cosigners, thresholds = validate_policy(policy)
+    cosigners, thresholds = validate_policy(policy, [s.key for s in stx.sigs])
     # The policy's bytes as they came (canonical, so what encoding it again gives), for
     # the id and the record.
     encoded_policy = stx.body_encoding("policy")

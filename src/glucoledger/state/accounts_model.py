@@ -106,8 +106,13 @@ def account_key(account: bytes) -> str:
     return "acct/" + account.hex()
 
 
-def validate_policy(policy: Any) -> tuple[tuple[Cosigner, ...], dict[str, int]]:
-    """Parse a policy value; raise MalformedError if ill-formed, RejectedError if unusable."""
+def validate_policy(policy: Any, known: Sequence[PublicKey] = (),
+                    ) -> tuple[tuple[Cosigner, ...], dict[str, int]]:
+    """Parse a policy value; raise MalformedError if ill-formed, RejectedError if unusable.
+
+    ``known``: keys already built (a transaction's signers). A cosigner's key equal to one of
+    them is that object, so its key id, a hash, is computed once: a new account is signed by
+    the key its policy lists. Which keys are known changes nothing but the work done."""
     if not isinstance(policy, dict) or policy.keys() != _POLICY_FIELDS:
         raise MalformedError("a policy is exactly {cosigners, thresholds}")
     raw_cos, thresholds = policy["cosigners"], policy["thresholds"]
@@ -122,7 +127,7 @@ def validate_policy(policy: Any) -> tuple[tuple[Cosigner, ...], dict[str, int]]:
             if not (isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
                     and 0 <= v <= MAX_WEIGHT):
                 raise MalformedError(f"cosigner weights are integers from 0 to {MAX_WEIGHT}")
-        cosigners.append(Cosigner(PublicKey.from_value(c["key"]), dict(w)))
+        cosigners.append(Cosigner(_key(c["key"], known), dict(w)))
     if len({c.key.key_id for c in cosigners}) != len(cosigners):
         raise MalformedError("a key is listed twice among the cosigners")
     if not isinstance(thresholds, dict) or "default" not in thresholds:
@@ -141,6 +146,16 @@ def validate_policy(policy: Any) -> tuple[tuple[Cosigner, ...], dict[str, int]]:
                 code="bad_policy",
             )
     return tuple(cosigners), dict(thresholds)
+
+
+def _key(value: Any, known: Sequence[PublicKey]) -> PublicKey:
+    """``PublicKey.from_value(value)``, or the object of ``known`` equal to it."""
+    if type(value) is dict and len(value) == 2:
+        alg, raw = value.get("alg"), value.get("pub")
+        for k in known if type(raw) is bytes else ():  # one or two signers
+            if k.raw == raw and k.alg == alg:  # a built key passed the checks from_value does
+                return k
+    return PublicKey.from_value(value)
 
 
 def account_id(kind: str, policy: Any, salt: bytes = b"") -> bytes:
