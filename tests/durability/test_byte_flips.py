@@ -221,3 +221,36 @@ def test_verify_names_every_damaged_state_entry(pristine: Path, tmp_path: Path) 
         verify_folder(folder, workers=1)
     assert all(k in info.value.message for k in keys), info.value.message
     assert "and 2 more" in info.value.message
+
+
+def test_verify_names_every_damaged_merkle_node_and_a_missing_or_extra_one(
+        pristine: Path, tmp_path: Path) -> None:
+    """``verify`` compares the stored Merkle nodes with the derived ones as two sorted lists,
+    and names each node only when they differ: every damaged one is named, and a node
+    missing or added is caught by the count."""
+    folder = _copy(pristine, tmp_path / "n")
+    db = sqlite3.connect(folder / "chain.db")
+    rows = db.execute("SELECT level, idx FROM nodes ORDER BY level, idx LIMIT 2").fetchall()
+    for level, idx in rows:
+        db.execute("UPDATE nodes SET hash = zeroblob(32) WHERE level = ? AND idx = ?",
+                   (level, idx))
+    db.commit()
+    db.close()
+    with pytest.raises(IntegrityError) as info:
+        verify_folder(folder, workers=1)
+    (a_level, a_idx), (b_level, b_idx) = rows
+    assert f"Merkle node (level {a_level}, index {a_idx}) (and ({b_level}, {b_idx}))" in \
+        info.value.message, info.value.message
+    assert "0" * 64 in info.value.message  # what is stored: the zeroed hash
+    for change, named in (
+            ("DELETE FROM nodes WHERE (level, idx) = (SELECT level, idx FROM nodes "
+             "ORDER BY level DESC, idx DESC LIMIT 1)", "number of stored Merkle nodes"),
+            ("INSERT INTO nodes VALUES (60, 0, zeroblob(32))", "Merkle node (level 60, index 0)")):
+        folder = _copy(pristine, tmp_path / f"n{len(named)}")
+        db = sqlite3.connect(folder / "chain.db")
+        db.execute(change)
+        db.commit()
+        db.close()
+        with pytest.raises(IntegrityError) as info:
+            verify_folder(folder, workers=1)
+        assert named in info.value.message, info.value.message

@@ -257,12 +257,11 @@ class ChainStore:
             raise NotFoundError(f"no Merkle node at level {level}, index {index}")
         return bytes(rows[0][0])
 
-    def all_nodes(self) -> Iterator[tuple[int, int, bytes]]:
-        with self._lock:
-            cur = self._db.execute("SELECT level, idx, hash FROM nodes ORDER BY level, idx")
-            rows = cur.fetchall()
-        for r in rows:
-            yield int(r[0]), int(r[1]), bytes(r[2])
+    def node_rows(self) -> list[Any]:
+        """Every stored Merkle node, (level, index, hash) in that order, as SQLite gives the
+        rows: tuples of int, int and bytes, unless the file was altered (``verify`` compares
+        them with the nodes it derives)."""
+        return self._q("SELECT level, idx, hash FROM nodes ORDER BY level, idx")
 
     def as_node_reader(self) -> merkle.NodeReader:
         return self

@@ -189,7 +189,7 @@ def verify_store(
             raise ConsistencyError(f"checkpoint is for {held.origin!r}, this store is {chain!r}")
     total_blocks = store.height()
     replica = Replica(chain)
-    derived_nodes: dict[tuple[int, int], bytes] = {}
+    derived_nodes: list[tuple[int, int, bytes]] = []  # (level, index, hash), as blocks give them
     rejected = txs = 0
     cp_block: BlockHeader | None = None
     check = prechecker or precheck
@@ -217,9 +217,11 @@ def verify_store(
         for i, t in enumerate(stored):
             if t.idx != replica.tree.size + i:
                 _fail("tamper", "transaction index", replica.tree.size + i, t.idx, height=height)
-            if t.pos in ordered:
-                _compare_with_log(ordered[t.pos], t, height)
-            replica.feed(t.pos, encode_tx_entry(t.envelope), sig_ok=sig_ok[i])
+            entry = encode_tx_entry(t.envelope)
+            logged = ordered.get(t.pos)
+            if logged is not None and logged != entry:
+                _compare_with_log(logged, t, height)  # names the difference
+            replica.feed(t.pos, entry, sig_ok=sig_ok[i])
         block = replica.feed(header.cut, encode_cut(height, header.time))
         if block is None:
             _fail("tamper", "block contents", f"{header.tx_count} transactions",
@@ -257,8 +259,7 @@ def verify_store(
                                             chain, verifiers, skip_roots=first.tx_index is not None)
                     if not _same_spot(f, first))
             else:
-                for level, index, h in block.nodes:
-                    derived_nodes[(level, index)] = h
+                derived_nodes.extend(block.nodes)
                 rejected += sum(1 for r in block.results if not r.ok)
                 txs += len(stored)
                 if held is not None and height == held.height:
@@ -487,6 +488,8 @@ def _compare_state(store: ChainStore, replica: Replica) -> None:
     """Every differing state entry is named (the first in full, the others by key)."""
     stored = store.load_state()
     derived = replica.state.snapshot()
+    if stored == derived:  # one comparison in C; the entries are named only when they differ
+        return
     bad = [k for k in sorted(set(stored) | set(derived)) if stored.get(k) != derived.get(k)]
     if bad:
         key = bad[0]
@@ -496,11 +499,20 @@ def _compare_state(store: ChainStore, replica: Replica) -> None:
               short(stored.get(key)) if key in stored else "absent")
 
 
-def _compare_nodes(store: ChainStore, derived: dict[tuple[int, int], bytes]) -> None:
-    """Every differing stored Merkle node is named."""
+def _compare_nodes(store: ChainStore, derived_nodes: list[tuple[int, int, bytes]]) -> None:
+    """Every differing stored Merkle node is named.
+
+    The stored rows, in (level, index) order, are compared with the derived nodes sorted
+    the same way, as two lists; only when they differ is each node looked up, to name
+    them."""
+    rows = store.node_rows()
+    if rows == sorted(derived_nodes):
+        return
+    derived = {(level, index): h for level, index, h in derived_nodes}
     seen = 0
     bad: list[tuple[int, int, bytes]] = []
-    for level, index, h in store.all_nodes():
+    for r in rows:
+        level, index, h = int(r[0]), int(r[1]), bytes(r[2])
         seen += 1
         if derived.get((level, index)) != h:
             bad.append((level, index, h))
