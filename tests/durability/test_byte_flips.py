@@ -226,8 +226,8 @@ def test_verify_names_every_damaged_state_entry(pristine: Path, tmp_path: Path) 
 def test_verify_names_every_damaged_merkle_node_and_a_missing_or_extra_one(
         pristine: Path, tmp_path: Path) -> None:
     """``verify`` compares the stored Merkle nodes with the derived ones as two sorted lists,
-    and names each node only when they differ: every damaged one is named, and a node
-    missing or added is caught by the count."""
+    and names each node only when they differ: every damaged or added one is named, and a
+    missing one is caught by the count."""
     folder = _copy(pristine, tmp_path / "n")
     db = sqlite3.connect(folder / "chain.db")
     rows = db.execute("SELECT level, idx FROM nodes ORDER BY level, idx LIMIT 2").fetchall()
