@@ -1,9 +1,11 @@
 #!/bin/sh
-# Install the etcd server (Debian/Ubuntu package etcd-server) when `etcd` is missing.
+# Install the etcd server and etcd's own client (Debian/Ubuntu packages etcd-server and
+# etcd-client: tests/consortium/test_rbac.py attacks etcd with etcdctl) when either is missing.
 # Idempotent, quiet, non-interactive: safe under CI=true with no stdin. Needs root (or sudo).
 set -eu
 
-if command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ]; then
+if { command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ]; } && \
+        command -v etcdctl >/dev/null 2>&1; then
     exit 0
 fi
 
@@ -19,7 +21,7 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq </dev/null >/dev/null
-$SUDO apt-get install -y -qq --no-install-recommends etcd-server </dev/null >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends etcd-server etcd-client </dev/null >/dev/null
 
 # The package enables an etcd service on 2379; tests start their own members on free ports,
 # so the service is not needed (and there is no systemd in most CI containers anyway).
