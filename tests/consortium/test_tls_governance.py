@@ -76,6 +76,25 @@ def test_apply_without_the_prepared_identity_says_which_ca_is_missing(tmp_path: 
     assert not (tmp_path / "tls" / "trust.pem").exists()
 
 
+def test_a_ca_leaving_the_bundle_is_named_with_what_etcd_still_allows(tmp_path: Path) -> None:
+    """etcd trusts a dropped CA until it restarts, and with it that CA's holder can mint
+    etcd's root over gRPC (test_rbac.py, the known gap): the change names the CA and says
+    so, so that the operator restarts at once. A bundle that only grows says neither."""
+    (tmp_path / "tls").mkdir()
+    cas = {m: tls.make_ca(m, NOW).cert_pem for m in ("a", "b", "c")}
+    tlsrotation.apply(tmp_path, "a", cas["a"] + cas["b"] + cas["c"], None)
+    changed = tlsrotation.apply(tmp_path, "a", cas["a"] + cas["b"], None)  # c removed
+    said = " ".join(changed)
+    assert f"CA sha256 {tls.fingerprint(cas['c'])[:16]}" in said, said
+    assert "etcd's root" in said and "restart" in said, said
+    for kept in "ab":
+        assert tls.fingerprint(cas[kept])[:16] not in said, said
+    assert (tmp_path / "tls" / "trust.pem").read_bytes() == cas["a"] + cas["b"]
+    grown = tlsrotation.apply(tmp_path, "a", cas["a"] + cas["b"] + cas["c"], None)
+    assert grown == ["the trust bundle (tls/trust.pem)"], grown
+    assert tlsrotation.apply(tmp_path, "a", cas["a"] + cas["b"] + cas["c"], None) == []
+
+
 def test_cli_refuses_a_file_that_is_no_ca(tmp_path: Path) -> None:
     leaf = tls.issue(tls.make_ca("x", NOW), "x", ["127.0.0.1"], NOW).cert_pem
     (tmp_path / "leaf.pem").write_bytes(leaf)

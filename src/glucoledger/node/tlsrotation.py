@@ -127,9 +127,15 @@ def apply(folder: Path, name: str, bundle: bytes, own_ca: bytes | None) -> list[
             atomic_write(admin / "etcd-client.key", ident.key_pem, mode=0o600)
             atomic_write(admin / "etcd-client.pem", ident.cert_pem)
             changed.append("the etcd-admin client certificate")
-    if bundle and _read(tls_dir / "trust.pem") != bundle:
+    before = _read(tls_dir / "trust.pem")
+    if bundle and before != bundle:
         atomic_write(tls_dir / "trust.pem", bundle)
-        changed.append("the trust bundle (tls/trust.pem)")
+        dropped = sorted(_fingerprints(before) - _fingerprints(bundle))
+        changed.append("the trust bundle (tls/trust.pem)" + (
+            f" without CA sha256 {', '.join(f[:16] for f in dropped)}, which etcd trusts "
+            "until it restarts: until then a certificate that CA issues can act as etcd's "
+            "root over gRPC (docs/threat-model.md, Consortium, known gap), so restart it "
+            "promptly" if dropped else ""))
     admin_trust = folder / "etcd-admin" / "trust.pem"
     if bundle and admin_trust.exists() and _read(admin_trust) != bundle:
         atomic_write(admin_trust, bundle)
@@ -149,6 +155,21 @@ def apply_in_force(folder: Path, name: str, cas: dict[str, bytes],
     own = [ca for at, n, ca in changes if n == name and at <= height]
     return apply(folder, name, bundle_at(cas, changes, members, height),
                  own[-1] if own else None)
+
+
+_END = b"-----END CERTIFICATE-----"
+
+
+def _fingerprints(bundle: bytes | None) -> set[str]:
+    """The fingerprints of the certificates in a PEM bundle (unreadable ones left out: a
+    damaged bundle is replaced, not reported on)."""
+    found: set[str] = set()
+    for part in (bundle or b"").split(_END)[:-1]:
+        try:
+            found.add(tls.fingerprint(part + _END + b"\n"))
+        except MalformedError:
+            continue
+    return found
 
 
 def _read(path: Path) -> bytes | None:
