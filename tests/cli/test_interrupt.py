@@ -50,7 +50,7 @@ def _unraisable(exc: str, *, hooked: bool) -> subprocess.CompletedProcess[str]:
     """A program in which ``exc`` is raised where Python cannot raise it (a weakref's
     callback), with or without the hook ``entry`` installs."""
     code = ("import weakref\n"
-            "from glucoledger.cli import abort_on_unraisable_interrupt\n"
+            "from glucoledger.runtime import abort_on_unraisable_interrupt\n"
             + ("abort_on_unraisable_interrupt()\n" if hooked else "")
             + "class Held: pass\n"
             f"def pressed(_ref): raise {exc}\n"

@@ -30,6 +30,7 @@ from ..node.localdays import reader_days
 from ..node.service import Node
 from ..node.services import NodeServices
 from ..node.world import World
+from ..runtime import interruptible
 from ..state.consent import DAY_MS, Request, decide
 from .common import print_load
 
@@ -132,4 +133,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    interruptible(main)

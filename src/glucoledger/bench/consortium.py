@@ -38,6 +38,7 @@ from typing import Any
 from ..errors import InputError
 from ..node import control, devcluster
 from ..node.genesis_file import member_of
+from ..runtime import interruptible
 from .common import Ports, best_ceiling, print_ceiling, print_load, signature_ceiling
 from .ledger import account_envelopes
 
@@ -261,4 +262,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    interruptible(main)

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..runtime import interruptible
 from .common import print_load
 
 __all__ = ["FOLLOWER_TOKEN", "UPLOADER_SECRET", "follower_site", "main", "run"]
@@ -264,4 +265,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    interruptible(main)

@@ -47,7 +47,7 @@ from ..glucose.readings import Batch, CgmReading
 from ..node.service import Node
 from ..node.services import NodeServices
 from ..node.world import World
-from ..runtime import long_running_gc
+from ..runtime import interruptible, long_running_gc
 from ..vault.batch import check_wires, prepare_upload
 from .common import best_ceiling, print_ceiling, print_load, signature_ceiling
 
@@ -219,4 +219,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    interruptible(main)

@@ -20,10 +20,10 @@ The process's garbage collector is tuned as the node's own processes tune it
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sqlite3
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -33,7 +33,7 @@ from typing import Any
 from ..crypto import generate
 from ..ledger.tx import Transaction, sign
 from ..node.service import Node
-from ..runtime import long_running_gc
+from ..runtime import interruptible, long_running_gc
 from ..state.accounts_model import account_id, single_key_policy
 from .common import best_ceiling, print_ceiling, print_load, signature_ceiling
 from .merkle import bench_merkle
@@ -123,15 +123,24 @@ def run_all(quick: bool = False, echo: Callable[[str], Any] = print) -> dict[str
     return results
 
 
-if __name__ == "__main__":
-    size = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("n", type=int, nargs="?", default=20_000,
+                    help="signed transactions to commit, then verify (default 20,000)")
+    args = ap.parse_args(argv)
+    if args.n < 1:
+        ap.error("n must be at least 1")
     print_load("start")
     ceiling = signature_ceiling()
     print_ceiling(ceiling)
     long_running_gc()  # the node's process as `serve` and `glucoledger node` run it
-    figures = bench_ledger(size)
+    figures = bench_ledger(args.n)
     best = best_ceiling(ceiling)
     print(json.dumps(figures, indent=2))
     print(f"commit: {figures['tx_per_s'] / best:.2f}x the all-core signature ceiling "
           f"(goal >= 0.5x); verify: {figures['verify_tx_per_s'] / best:.2f}x (goal >= 0.75x)")
     print_load("end")
+
+
+if __name__ == "__main__":
+    interruptible(main)

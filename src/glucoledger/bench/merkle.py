@@ -19,12 +19,13 @@ pymerkle is a test extra; without it the pymerkle numbers are NaN.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
-import sys
 import time
 
 from ..ledger.merkle import CompactTree, MemoryNodes, inclusion_proof, leaf_hash, verify_inclusion
+from ..runtime import interruptible
 from .common import print_load
 
 __all__ = ["bench_merkle"]
@@ -98,12 +99,16 @@ def _bench_pymerkle(data: list[bytes], root: bytes) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
-    n = int(args[0]) if args else 100_000
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("n", type=int, nargs="?", default=100_000,
+                    help="leaves appended by each tree (default 100,000)")
+    args = ap.parse_args(argv)
+    if args.n < 1:
+        ap.error("n must be at least 1")
     print_load("start")
-    print(json.dumps(bench_merkle(n), indent=2))
+    print(json.dumps(bench_merkle(args.n), indent=2))
     print_load("end")
 
 
 if __name__ == "__main__":
-    main()
+    interruptible(main)

@@ -35,6 +35,7 @@ from typing import Any
 
 from ..errors import MalformedError
 from ..interop.nsquery import MAX_PROGRAM, MAX_REGEX_STEPS, Found, Regex, parse_query, select
+from ..runtime import interruptible
 
 __all__ = ["ATTACKS", "CLIENTS", "LARGEST", "at_the_bound", "bench_nsregex", "gil_share",
            "main", "python_re"]
@@ -203,4 +204,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    interruptible(main)

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..runtime import long_running_gc
+from ..runtime import interruptible, long_running_gc
 from .common import Ports, add_port_args, print_load
 
 __all__ = ["main", "run"]
@@ -407,4 +407,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    interruptible(main)

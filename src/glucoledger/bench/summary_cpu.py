@@ -28,6 +28,7 @@ from typing import Any
 from ..glucose import agp, metrics
 from ..glucose.readings import CgmReading
 from ..glucose.simulate import simulate_patient
+from ..runtime import interruptible
 from .common import print_load
 
 __all__ = ["main", "run"]
@@ -109,4 +110,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    interruptible(main)

@@ -18,6 +18,7 @@ import hashlib
 import time
 
 from ..ledger.trust import _DEFAULT_LIMIT, _Bounded
+from ..runtime import interruptible
 from .common import print_load
 
 __all__ = ["main", "run"]
@@ -72,4 +73,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    interruptible(main)

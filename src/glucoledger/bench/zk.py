@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..jsonin import recursion_limit_kept
+from ..runtime import interruptible
 from ..zk import bn254, groth16
 from ..zk.chain import DayWitness, Window, prove_chain, verify_chain
 from ..zk.claims import need_for, parse
@@ -217,4 +218,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    interruptible(main)

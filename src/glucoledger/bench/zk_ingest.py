@@ -26,6 +26,7 @@ from ..glucose.readings import Batch, CgmReading
 from ..node.service import Node
 from ..node.services import NodeServices
 from ..node.world import World
+from ..runtime import interruptible
 
 __all__ = ["bench_zk_ingest"]
 
@@ -92,4 +93,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    interruptible(main)

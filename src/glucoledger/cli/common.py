@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from .. import runtime
 from ..errors import InputError, TooLargeError
 from ..files import atomic_write, storage_error
 from ..glucose.readings import STREAMS, parse_time
@@ -69,7 +70,7 @@ EXIT_OTHER = 1
 EXIT_BAD_INPUT = 2
 EXIT_VERIFICATION = 3
 EXIT_DENIED = 4
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = runtime.EXIT_INTERRUPTED  # the one value, for the entry's own handler
 
 #: The last millisecond of year 9999: later times cannot be shown as dates.
 MAX_TIME_MS = 253_402_300_799_999
