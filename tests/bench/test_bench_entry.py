@@ -14,12 +14,14 @@ import pytest
 
 from glucoledger.runtime import EXIT_INTERRUPTED
 
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+#: Unbuffered, as a person watching a benchmark sees its lines: its first line then says the
+#: work has begun, and a closed pipe is met while it runs, not only at exit.
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "PYTHONUNBUFFERED": "1"}
 
 
 def test_ctrl_c_while_a_benchmark_runs_says_aborted() -> None:
     # a run far longer than the test: the interrupt lands in the middle of the work
-    with subprocess.Popen([sys.executable, "-m", "glucoledger.bench.merkle", "100000000"],
+    with subprocess.Popen([sys.executable, "-m", "glucoledger.bench.merkle", "20000000"],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           env=ENV) as p:
         try:
