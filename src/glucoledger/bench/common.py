@@ -32,8 +32,9 @@ from typing import Any
 from ..errors import InputError
 from ..runtime import describe_build
 
-__all__ = ["Ports", "add_port_args", "best_ceiling", "machine_load", "parse_port_range",
-           "port_is_free", "print_ceiling", "print_load", "signature_ceiling"]
+__all__ = ["Ports", "add_port_args", "best_ceiling", "count_arg", "machine_load",
+           "parse_port_range", "port_is_free", "print_ceiling", "print_load",
+           "signature_ceiling"]
 
 
 def parse_port_range(text: str) -> range:
@@ -45,6 +46,19 @@ def parse_port_range(text: str) -> range:
     if not 1 <= a <= b <= 65535:
         raise InputError(f"port range {text!r}: need 1 <= FIRST <= LAST <= 65535")
     return range(a, b + 1)
+
+
+def count_arg(argv: list[str] | None, doc: str | None, default: int, what: str) -> int:
+    """The one optional positional count a benchmark takes (``bench.ledger 20000``):
+    ``default`` without it; a usage message and exit 2 for anything but a positive whole
+    number. ``doc``: the module's docstring, whose first line describes the command."""
+    ap = argparse.ArgumentParser(description=(doc or "").splitlines()[0] if doc else None)
+    ap.add_argument("n", type=int, nargs="?", default=default,
+                    help=f"{what} (default {default:,})")
+    n: int = ap.parse_args(argv).n
+    if n < 1:
+        ap.error("n must be at least 1")
+    return n
 
 
 def add_port_args(ap: argparse.ArgumentParser) -> None:

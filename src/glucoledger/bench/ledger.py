@@ -20,7 +20,6 @@ The process's garbage collector is tuned as the node's own processes tune it
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sqlite3
@@ -35,7 +34,7 @@ from ..ledger.tx import Transaction, sign
 from ..node.service import Node
 from ..runtime import interruptible, long_running_gc
 from ..state.accounts_model import account_id, single_key_policy
-from .common import best_ceiling, print_ceiling, print_load, signature_ceiling
+from .common import best_ceiling, count_arg, print_ceiling, print_load, signature_ceiling
 from .merkle import bench_merkle
 
 __all__ = ["account_envelopes", "bench_ledger", "run_all"]
@@ -124,17 +123,12 @@ def run_all(quick: bool = False, echo: Callable[[str], Any] = print) -> dict[str
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("n", type=int, nargs="?", default=20_000,
-                    help="signed transactions to commit, then verify (default 20,000)")
-    args = ap.parse_args(argv)
-    if args.n < 1:
-        ap.error("n must be at least 1")
+    n = count_arg(argv, __doc__, 20_000, "signed transactions to commit, then verify")
     print_load("start")
     ceiling = signature_ceiling()
     print_ceiling(ceiling)
     long_running_gc()  # the node's process as `serve` and `glucoledger node` run it
-    figures = bench_ledger(args.n)
+    figures = bench_ledger(n)
     best = best_ceiling(ceiling)
     print(json.dumps(figures, indent=2))
     print(f"commit: {figures['tx_per_s'] / best:.2f}x the all-core signature ceiling "

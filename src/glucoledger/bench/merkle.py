@@ -19,14 +19,13 @@ pymerkle is a test extra; without it the pymerkle numbers are NaN.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
 
 from ..ledger.merkle import CompactTree, MemoryNodes, inclusion_proof, leaf_hash, verify_inclusion
 from ..runtime import interruptible
-from .common import print_load
+from .common import count_arg, print_load
 
 __all__ = ["bench_merkle"]
 
@@ -99,14 +98,9 @@ def _bench_pymerkle(data: list[bytes], root: bytes) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("n", type=int, nargs="?", default=100_000,
-                    help="leaves appended by each tree (default 100,000)")
-    args = ap.parse_args(argv)
-    if args.n < 1:
-        ap.error("n must be at least 1")
+    n = count_arg(argv, __doc__, 100_000, "leaves appended by each tree")
     print_load("start")
-    print(json.dumps(bench_merkle(args.n), indent=2))
+    print(json.dumps(bench_merkle(n), indent=2))
     print_load("end")
 
 
