@@ -65,6 +65,7 @@ def interruptible(main: Callable[[], object]) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(1) from None
 
+
 #: The cyclic collector's thresholds (youngest generation every 20,000 allocations, not 700).
 GC_THRESHOLDS = (20_000, 20, 20)
 
