@@ -7,7 +7,10 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
+import pytest
+
 from glucoledger.crypto import tls
+from glucoledger.errors import MalformedError
 from glucoledger.ledger.tx import Transaction, sign
 from glucoledger.node import tlsrotation
 from glucoledger.state import Replica
@@ -93,6 +96,15 @@ def test_a_ca_leaving_the_bundle_is_named_with_what_etcd_still_allows(tmp_path: 
     grown = tlsrotation.apply(tmp_path, "a", cas["a"] + cas["b"] + cas["c"], None)
     assert grown == ["the trust bundle (tls/trust.pem)"], grown
     assert tlsrotation.apply(tmp_path, "a", cas["a"] + cas["b"] + cas["c"], None) == []
+    # A damaged bundle on disk is replaced, with nothing named as dropped from it.
+    (tmp_path / "tls" / "trust.pem").write_bytes(cas["a"][:-40])
+    assert tlsrotation.apply(tmp_path, "a", cas["a"], None) == [
+        "the trust bundle (tls/trust.pem)"]
+    assert (tmp_path / "tls" / "trust.pem").read_bytes() == cas["a"]
+    assert tls.bundle_fingerprints(cas["a"] + cas["b"]) == {tls.fingerprint(cas["a"]),
+                                                            tls.fingerprint(cas["b"])}
+    with pytest.raises(MalformedError, match="not a bundle of PEM certificates"):
+        tls.bundle_fingerprints(cas["a"][:-40])
 
 
 def test_cli_refuses_a_file_that_is_no_ca(tmp_path: Path) -> None:

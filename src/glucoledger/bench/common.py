@@ -52,7 +52,7 @@ def count_arg(argv: list[str] | None, doc: str | None, default: int, what: str) 
     """The one optional positional count a benchmark takes (``bench.ledger 20000``):
     ``default`` without it; a usage message and exit 2 for anything but a positive whole
     number. ``doc``: the module's docstring, whose first line describes the command."""
-    ap = argparse.ArgumentParser(description=(doc or "").splitlines()[0] if doc else None)
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
     ap.add_argument("n", type=int, nargs="?", default=default,
                     help=f"{what} (default {default:,})")
     n: int = ap.parse_args(argv).n

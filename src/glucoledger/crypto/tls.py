@@ -35,7 +35,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ..errors import MalformedError
 
-__all__ = ["Identity", "check_ca", "fingerprint", "hosts_of", "issue", "issue_client", "make_ca"]
+__all__ = ["Identity", "bundle_fingerprints", "check_ca", "fingerprint", "hosts_of", "issue",
+           "issue_client", "make_ca"]
 
 _CA_DAYS = 3650
 _LEAF_DAYS = 730
@@ -152,6 +153,16 @@ def fingerprint(cert_pem: bytes) -> str:
     except ValueError as exc:
         raise MalformedError(f"not a PEM certificate ({exc})") from None
     return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def bundle_fingerprints(bundle_pem: bytes) -> set[str]:
+    """``fingerprint`` of every certificate in a PEM bundle (``tls/trust.pem``). Raises
+    MalformedError when any of it is not a PEM certificate."""
+    try:
+        certs = x509.load_pem_x509_certificates(bundle_pem)
+    except ValueError as exc:
+        raise MalformedError(f"not a bundle of PEM certificates ({exc})") from None
+    return {cert.fingerprint(hashes.SHA256()).hex() for cert in certs}
 
 
 def hosts_of(cert_pem: bytes) -> list[str]:

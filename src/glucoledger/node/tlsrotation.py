@@ -157,19 +157,13 @@ def apply_in_force(folder: Path, name: str, cas: dict[str, bytes],
                  own[-1] if own else None)
 
 
-_END = b"-----END CERTIFICATE-----"
-
-
 def _fingerprints(bundle: bytes | None) -> set[str]:
-    """The fingerprints of the certificates in a PEM bundle (unreadable ones left out: a
-    damaged bundle is replaced, not reported on)."""
-    found: set[str] = set()
-    for part in (bundle or b"").split(_END)[:-1]:
-        try:
-            found.add(tls.fingerprint(part + _END + b"\n"))
-        except MalformedError:
-            continue
-    return found
+    """The fingerprints of a bundle's certificates (none for a missing or damaged bundle: it
+    is replaced, not reported on)."""
+    try:
+        return tls.bundle_fingerprints(bundle) if bundle else set()
+    except MalformedError:
+        return set()
 
 
 def _read(path: Path) -> bytes | None:
