@@ -17,6 +17,7 @@ from glucoledger.errors import GlucoledgerError
 from glucoledger.node import control, devcluster
 from glucoledger.node.genesis_file import member_of
 from glucoledger.ordering.cluster import EtcdCluster
+from glucoledger.ordering.etcd_rbac import EtcdAdmin
 
 from ..servers import free_ports, local_consortium, require_etcd
 
@@ -67,10 +68,22 @@ class Consortium:
         path = Path(self.state["etcd_dir"])
         return devcluster._CLUSTERS.get(path) or EtcdCluster.load(path)
 
+    def etcd_endpoint(self, i: int) -> str:
+        """``host:port`` of member i's own etcd member, the only one whose client port
+        accepts its certificates (``devcluster``)."""
+        return f"127.0.0.1:{self.etcd.members[i].client_port}"
+
     def etcd_url(self, i: int = 0) -> str:
-        """The orderer URL as member i uses it (over TLS with its certificate)."""
-        tls = f"?tls={self.folders[i] / 'tls'}" if self.state.get("tls") else ""
-        return str(self.state["etcd"]) + tls
+        """The orderer URL as member i uses it: its own etcd member, over TLS with its
+        certificate (without TLS: every member)."""
+        if not self.state.get("tls"):
+            return str(self.state["etcd"])
+        return f"etcd://{self.etcd_endpoint(i)}?tls={self.folders[i] / 'tls'}"
+
+    def etcd_admin(self, i: int = 0) -> EtcdAdmin:
+        """etcd's root, held in member i's ``etcd-admin`` folder, through its etcd member."""
+        return EtcdAdmin.from_folder(f"etcd://{self.etcd_endpoint(i)}",
+                                     self.folders[i] / "etcd-admin")
 
     def status(self, i: int) -> dict[str, Any]:
         return dict(json.loads((self.folders[i] / "status.json").read_text()))

@@ -33,7 +33,6 @@ from glucoledger.crypto.httpsig import sign_request
 from glucoledger.errors import AuthenticationError, PermissionDeniedError
 from glucoledger.node import control, devcluster
 from glucoledger.ordering._gateway import Gateway, GatewayError, TlsFiles, b64
-from glucoledger.ordering.etcd_rbac import EtcdAdmin
 
 from .conftest import Consortium, patient_envelopes, wait_until
 from .test_rbac import PREFIX, _endpoints, _get
@@ -60,11 +59,11 @@ def remove_member(c: Consortium, tmp: Path, name: str = f"org-{GONE}") -> int:
 
 
 def _root(c: Consortium) -> Gateway:
-    return Gateway(_endpoints(c), 3.0, TlsFiles.in_dir(str(c.folders[0] / "etcd-admin")))
+    return Gateway(_endpoints(c, 0), 3.0, TlsFiles.in_dir(str(c.folders[0] / "etcd-admin")))
 
 
 def _etcd_refuses_the_removed_member(c: Consortium) -> None:
-    admin = EtcdAdmin.from_folder(str(c.state["etcd"]), c.folders[0] / "etcd-admin")
+    admin = c.etcd_admin(0)
     try:
         wait_until(lambda: "member:org-2" not in admin.users(), 20, "org-2's etcd user gone")
         assert {"member:org-0", "member:org-1"} <= set(admin.users())
@@ -76,7 +75,8 @@ def _etcd_refuses_the_removed_member(c: Consortium) -> None:
     watched = ("sig/org-2/probe", "health/org-0", "head/org-2")
     try:
         before = {k: _get(root, PREFIX + k) for k in watched}
-        mallory = Gateway(_endpoints(c), 3.0, TlsFiles.in_dir(str(c.folders[GONE] / "tls")))
+        mallory = Gateway(_endpoints(c, GONE), 3.0,  # its own etcd member, still running
+                          TlsFiles.in_dir(str(c.folders[GONE] / "tls")))
         secret = json.loads((c.folders[GONE] / "tls" / "etcd-user.json").read_text())["password"]
         attempts = {
             "its own cosignature key": ("/v3/kv/put", {
@@ -103,7 +103,7 @@ def _etcd_refuses_the_removed_member(c: Consortium) -> None:
     finally:
         root.close()
     # The positive control: a member in force still writes its own keys.
-    ok = Gateway(_endpoints(c), 3.0, TlsFiles.in_dir(str(c.folders[1] / "tls")))
+    ok = Gateway(_endpoints(c, 1), 3.0, TlsFiles.in_dir(str(c.folders[1] / "tls")))
     try:
         ok.call("/v3/kv/put", {"key": b64(PREFIX + "sig/org-1/probe"), "value": b64("1")})
     finally:
@@ -204,7 +204,7 @@ def test_a_removed_member_can_neither_write_to_etcd_nor_call_a_node(
     # Before: org-2's credentials work (the refusals below are about its removal).
     assert control.get_status(c.urls[0], c.node_key(GONE))["members"] == [
         "org-0", "org-1", "org-2"]
-    own = Gateway(_endpoints(c), 3.0, TlsFiles.in_dir(str(c.folders[GONE] / "tls")))
+    own = Gateway(_endpoints(c, GONE), 3.0, TlsFiles.in_dir(str(c.folders[GONE] / "tls")))
     try:
         own.call("/v3/kv/put", {"key": b64(PREFIX + "sig/org-2/probe"), "value": b64("0")})
     finally:
@@ -241,34 +241,35 @@ def test_a_removed_member_can_neither_write_to_etcd_nor_call_a_node(
                "a round after the stale report")
     assert not [d for i in (0, 1) for d in c.status(i)["diverged"]], c.status(0)["diverged"]
 
-    # Until the etcd members restart, org-2's CA can still mint etcd's root over gRPC (the
-    # known gap, test_rbac.py): the remaining nodes name it and ask for the restart.
-    gone_ca = (c.folders[GONE] / "tls" / "ca.pem").read_bytes()
-    dropped = f"CA sha256 {tls.fingerprint(gone_ca)[:16]}"
-    for i in (0, 1):
-        wait_until(lambda i=i: dropped in (c.status(i)["tls"] or "")
-                   and "etcd's root" in c.status(i)["tls"], 30,
-                   f"node {i}'s status to name org-2's CA as still trusted by etcd")
-    # Defence in depth, once the operators restart etcd with the bundle in force (what
-    # `cluster restart-etcd` does): org-2's etcd member leaves the Raft cluster, and its
-    # certificate no longer completes a TLS handshake with the remaining members.
-    lines = devcluster.restart_etcd(c.base)
-    assert lines[0] == "removed etcd m2 of org-2 from the cluster", lines
-    assert sum(line.startswith("restarted etcd") for line in lines) == 2, lines
-    kept = _endpoints(c)[:2]
+    # No waiting for a restart: the remaining members' etcd never took a client certificate
+    # from org-2's CA (each accepts its own organization's alone, devcluster), so one from
+    # it, even naming etcd's root (test_rbac.py), fails the TLS handshake there.
     t1, t2 = c.folders[1] / "tls", c.folders[GONE] / "tls"
     secret = json.loads((t2 / "etcd-user.json").read_text())["password"]
     stale = TlsFiles(str(t1 / "trust.pem"), str(t2 / "etcd-client.pem"),
                      str(t2 / "etcd-client.key"), "member:org-2", secret)
-    for endpoint in kept:
+    for k in (0, 1):
+        endpoint = c.etcd_endpoint(k)
         said = _handshake_refusal(endpoint, stale)  # before any user check
         assert any(f"{kind}:" in said for kind in HANDSHAKE), said
         assert "authentication failed" not in said and secret not in said, said
-        member = Gateway([endpoint], 3.0, TlsFiles.in_dir(str(t1)))  # the positive control
-        try:
+        member = Gateway([endpoint], 3.0, TlsFiles.in_dir(str(c.folders[k] / "tls")))
+        try:  # the positive control: the member's own organization gets in
             assert _get(member, PREFIX + "head/org-0") is not None
         finally:
             member.close()
+    # Their peer ports still trust org-2's CA until they restart: the remaining nodes name
+    # it and ask for the restart.
+    dropped = f"CA sha256 {tls.fingerprint((t2 / 'ca.pem').read_bytes())[:16]}"
+    for i in (0, 1):
+        wait_until(lambda i=i: dropped in (c.status(i)["tls"] or "")
+                   and "peer" in c.status(i)["tls"], 30,
+                   f"node {i}'s status to name org-2's CA as still trusted by etcd")
+    # Once the operators restart etcd with the bundle in force (what `cluster restart-etcd`
+    # does), org-2's etcd member is out of the Raft cluster.
+    lines = devcluster.restart_etcd(c.base)
+    assert lines[0] == "removed etcd m2 of org-2 from the cluster", lines
+    assert sum(line.startswith("restarted etcd") for line in lines) == 2, lines
     root = _root(c)
     try:
         listed = root.call("/v3/cluster/member/list", {}).body["members"]

@@ -20,7 +20,6 @@ from pathlib import Path
 from glucoledger.ledger.log import encode_cut, encode_tx_entry
 from glucoledger.node.service import etcd_chain_key
 from glucoledger.ordering.etcd import EtcdOrderer
-from glucoledger.ordering.etcd_rbac import EtcdAdmin
 
 from .conftest import CHAIN, Consortium, patient_envelopes, wait_until
 from .test_removed_member import GONE, remove_member
@@ -45,7 +44,7 @@ def test_a_removed_member_with_a_live_etcd_user_orders_nothing(
     c.kill_node(ROOT)
     h = remove_member(c, tmp_path)
     wait_until(lambda: c.status(1)["height"] >= h - 1, 30, "org-1 at the removal")
-    admin = EtcdAdmin.from_folder(str(c.state["etcd"]), c.folders[ROOT] / "etcd-admin")
+    admin = c.etcd_admin(ROOT)
     try:
         assert "member:org-2" in admin.users()  # nobody revoked it: the hole this closes
     finally:
@@ -74,7 +73,7 @@ def test_a_removed_member_with_a_live_etcd_user_orders_nothing(
     c.start_node(ROOT)
     wait_until(lambda: c.converged([0, 1]), 60, "org-0 and org-1 to converge")
     assert _stored(c, ROOT, honest) == 1 and _stored(c, ROOT, mallory_tx) == 0
-    admin = EtcdAdmin.from_folder(str(c.state["etcd"]), c.folders[ROOT] / "etcd-admin")
+    admin = c.etcd_admin(ROOT)
     try:
         wait_until(lambda: "member:org-2" not in admin.users(), 30, "org-2's etcd user gone")
     finally:

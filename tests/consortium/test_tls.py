@@ -16,8 +16,10 @@ from glucoledger.ordering.etcd_kv import EtcdKV
 from .conftest import CHAIN, Consortium, patient_envelopes, wait_until
 
 
-def _kv(c: Consortium, files: TlsFiles | None, scheme: str = "") -> EtcdKV:
-    endpoints = c.state["etcd"].partition("://")[2].split(",")
+def _kv(c: Consortium, files: TlsFiles | None, scheme: str = "",
+        members: tuple[int, ...] = (1,)) -> EtcdKV:
+    """A client of these etcd members (default org-1's own, whose identity the tests use)."""
+    endpoints = [c.etcd_endpoint(i) for i in members]
     return EtcdKV([scheme + e for e in endpoints], etcd_chain_key(CHAIN), timeout=2.0,
                   tls=files)
 
@@ -49,7 +51,7 @@ def test_etcd_refuses_clients_without_a_member_certificate(consortium: Consortiu
                                                   str(tmp_path / "rogue.key")),
     }
     for what, files in attempts.items():
-        kv = _kv(c, files)
+        kv = _kv(c, files, members=(0, 1, 2))  # refused by every etcd member
         try:
             with pytest.raises(OrderingError):
                 kv.put("probe/intruder", what.encode())

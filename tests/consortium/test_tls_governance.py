@@ -80,16 +80,17 @@ def test_apply_without_the_prepared_identity_says_which_ca_is_missing(tmp_path: 
 
 
 def test_a_ca_leaving_the_bundle_is_named_with_what_etcd_still_allows(tmp_path: Path) -> None:
-    """etcd trusts a dropped CA until it restarts, and with it that CA's holder can mint
-    etcd's root over gRPC (test_rbac.py, the known gap): the change names the CA and says
-    so, so that the operator restarts at once. A bundle that only grows says neither."""
+    """etcd's peer ports trust a dropped CA until they restart, and a removed organization's
+    own etcd member takes its certificates, one naming etcd's root included (test_rbac.py),
+    until it leaves the cluster: the change names the CA and says what to do. A bundle that
+    only grows says neither."""
     (tmp_path / "tls").mkdir()
     cas = {m: tls.make_ca(m, NOW).cert_pem for m in ("a", "b", "c")}
     tlsrotation.apply(tmp_path, "a", cas["a"] + cas["b"] + cas["c"], None)
     changed = tlsrotation.apply(tmp_path, "a", cas["a"] + cas["b"], None)  # c removed
     said = " ".join(changed)
     assert f"CA sha256 {tls.fingerprint(cas['c'])[:16]}" in said, said
-    assert "etcd's root" in said and "restart" in said, said
+    assert "peer ports trust until they restart" in said and "member remove" in said, said
     for kept in "ab":
         assert tls.fingerprint(cas[kept])[:16] not in said, said
     assert (tmp_path / "tls" / "trust.pem").read_bytes() == cas["a"] + cas["b"]

@@ -217,8 +217,9 @@ def init(genesis_file: Annotated[Path, in_file("The consortium's signed genesis 
          data: DataOpt = None) -> None:
     """Join the chain named by the genesis file (appends the genesis if the log is empty).
 
-    Example: glucoledger consortium init --genesis genesis.json
-    --orderer etcd://a:2379,b:2379,c:2379 --data /srv/gl
+    Example (on machine a, whose etcd member is this organization's own): glucoledger
+    consortium init --genesis genesis.json --orderer 'etcd://a:2379?tls=/srv/gl/tls'
+    --data /srv/gl
     """
     doc = Genesis.load(genesis_file)
     tls_dir = data_dir(data) / "tls"
@@ -240,12 +241,13 @@ def etcd_auth(genesis_file: Annotated[Path, in_file("The consortium's signed gen
               data: DataOpt = None) -> None:
     """Turn on etcd access control: one etcd user per member, each writing only its own
     keys (``ordering.etcd_rbac``). Run once, by one operator, on an etcd cluster started with
-    TLS and --client-cert-auth, before the members run `consortium init`. Writes
+    TLS and --client-cert-auth, before the members run `consortium init`, through the
+    operator's own etcd member (each takes its organization's client certificates alone). Writes
     ADMIN/users/NAME/etcd-user.json: give each member its file, to keep as
     tls/etcd-user.json (mode 0600) in its folder.
 
     Example: glucoledger consortium etcd-auth --genesis genesis.json
-    --orderer etcd://a:2379,b:2379,c:2379 --admin /srv/etcd-admin --data /srv/gl
+    --orderer etcd://a:2379 --admin /srv/etcd-admin --data /srv/gl
     """
     from ..ordering.etcd import TlsFiles
     from ..ordering.etcd_rbac import EtcdAdmin, client_identity, user_name, write_account
@@ -297,7 +299,7 @@ def etcd_user(name: Annotated[str, typer.Option(help="The member's name.")],
     --revoke: delete it (a removed member, if the root holder's node is not running to do it).
 
     Example: glucoledger consortium etcd-user --name org-d --genesis genesis.json
-    --orderer etcd://a:2379,b:2379,c:2379 --admin /srv/etcd-admin
+    --orderer etcd://a:2379 --admin /srv/etcd-admin
     """
     from ..names import check_name
     from ..ordering.etcd_rbac import EtcdAdmin, user_name, write_account
@@ -438,8 +440,8 @@ def rejoin(
 ) -> None:
     """Rebuild a lost or damaged member folder from the genesis, its keys and one peer.
 
-    Example: glucoledger consortium rejoin --genesis genesis.json --orderer etcd://a:2379
-    --keys BACKUP --peer http://a:7001 --data /srv/gl
+    Example: glucoledger consortium rejoin --genesis genesis.json --orderer
+    'etcd://c:2379?tls=/srv/gl/tls' --keys BACKUP --peer https://a:7001 --data /srv/gl
     """
     from ..node.rejoin import rejoin as do_rejoin
     from ..node.rejoin import restore_folder

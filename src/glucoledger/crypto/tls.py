@@ -16,7 +16,8 @@ the gateway re-dials etcd's gRPC with the etcd member's own certificate and the 
 would not be what is checked. Over the gateway, a member is an etcd user by password token
 (``ordering.etcd_rbac``); the certificate still proves at the TLS layer that the caller holds
 a member CA's identity. (etcd's gRPC API, on the same port, does take a CommonName as the
-user: a certificate a member's own CA issues is a known gap, docs/threat-model.md.)
+user, so each organization's etcd member trusts that organization's CA alone for clients:
+``devcluster``, docs/threat-model.md.)
 
 Private keys are written as unencrypted PKCS#8 PEM (etcd reads them as files): the caller
 writes them with mode 0600. ``fingerprint`` is the SHA-256 of a certificate's DER bytes.

@@ -499,8 +499,8 @@ class ConsortiumNode:
             return
         if changed:
             self.status.tls = (f"block {newest}: applied {'; '.join(changed)}; restart this "
-                               "member's etcd with tls/trust.pem (etcd reads its trusted CAs "
-                               "only at start)")
+                               "member's etcd with tls/trust.pem and tls/ca.pem (etcd reads "
+                               "its trusted CAs only at start)")
             log.warning("%s", self.status.tls)
 
     def _publish_notes(self) -> None:

@@ -7,10 +7,11 @@ record of every process started (pid, folder). ``down(base)`` stops exactly thos
 signalled only while ``/proc/<pid>/cmdline`` still names its folder (pids get reused).
 
 For development and tests: ``up(..., tls=True)`` (the CLI's default) runs etcd with TLS and
-client and peer certificate authentication against the members' CAs (``crypto.tls``), and
-etcd auth with one user and role per member (``ordering.etcd_rbac``: each writes only its
-own keys); ``node-0/etcd-admin`` holds etcd's root and makes that node revoke removed
-members. The control ports stay on loopback.
+client and peer certificate authentication (``crypto.tls``): etcd member i is organization
+i's, its peer port accepts every member's CA and its client port organization i's alone, so
+node i speaks to etcd member i only; and etcd auth with one user and role per member
+(``ordering.etcd_rbac``: each writes only its own keys); ``node-0/etcd-admin`` holds etcd's
+root and makes that node revoke removed members. The control ports stay on loopback.
 """
 
 from __future__ import annotations
@@ -125,8 +126,11 @@ def create_consortium(base: Path, n: int, url: str | EtcdCluster,
         genesis = genesis.sign(name, wallet.load("node"))
     (base / "genesis.json").write_text(genesis.to_json())
     tls = isinstance(url, EtcdCluster) and url.members[0].tls_ca != ""
-    for f in folders:
-        node_url = url if isinstance(url, str) else url.url_for(f / "tls" if tls else None)
+    for i, f in enumerate(folders):
+        # each node speaks to its own organization's etcd member (member i is node-i's),
+        # the only one that accepts its client certificate
+        node_url = url if isinstance(url, str) else (url.url_for(f / "tls", i) if tls
+                                                     else url.url_for(None))
         if tls:  # the bundle must exist before the first TLS connection
             (f / "tls" / "trust.pem").write_bytes(genesis.trust_bundle())
         orderer = EtcdOrderer.from_url(node_url, etcd_chain_key(chain),
@@ -186,7 +190,11 @@ def up(base: Path, n: int = 3, base_port: int | None = None,
         (base / "trust.pem").write_bytes(bundle)
         ids = [TlsFiles(str(base / "trust.pem"), str(base / f"node-{i}" / "tls" / "node.pem"),
                         str(base / f"node-{i}" / "tls" / "node.key")) for i in range(n)]
-    cluster = EtcdCluster(n, base / "etcd", base_port, ids)
+    # Each organization's etcd member takes client certificates from that organization's CA
+    # alone (its peers from every member's): etcd takes a client certificate's CommonName as
+    # its user, so a CA trusted there can issue etcd's root (docs/threat-model.md).
+    own = [str(base / f"node-{i}" / "tls" / "ca.pem") for i in range(n)] if tls else None
+    cluster = EtcdCluster(n, base / "etcd", base_port, ids, own)
     cluster.start()
     _CLUSTERS[base / "etcd"] = cluster
     cluster.wait_healthy(patience(30))
@@ -219,12 +227,12 @@ def _rbac(base: Path, cluster: EtcdCluster, names: list[str],
     client_identity(admin_dir, base / "node-0" / "tls", "etcd-admin")
     files = TlsFiles(str(admin_dir / "trust.pem"), str(admin_dir / "etcd-client.pem"),
                      str(admin_dir / "etcd-client.key"))
-    first = EtcdAdmin([m.client_url for m in cluster.members], files)
+    first = EtcdAdmin([cluster.members[0].client_url], files)  # node-0's organization's
     try:
         first.enable(admin_dir)
     finally:
         first.close()
-    admin = EtcdAdmin.from_folder(cluster.url, admin_dir)
+    admin = EtcdAdmin.from_folder(cluster.url_for(None, 0), admin_dir)
     try:
         for i, name in enumerate(names):
             tls_dir = base / f"node-{i}" / "tls"
@@ -301,7 +309,8 @@ def restart_etcd(base: Path) -> list[str]:
         atomic_write(base / "trust.pem", bundles.pop())
         removed = [i for i, n in enumerate(state["nodes"]) if n not in keep and i not in gone]
         if removed:
-            admin = EtcdAdmin.from_folder(str(state["etcd"]), base / "node-0" / "etcd-admin")
+            admin = EtcdAdmin.from_folder(cluster.url_for(None, 0),
+                                          base / "node-0" / "etcd-admin")
             try:
                 for i in removed:
                     admin.remove_etcd_member(cluster.members[i].name)
@@ -368,5 +377,9 @@ def urls(base: Path, name: str) -> tuple[str, str]:
     """(orderer URL as member ``name`` uses it, its node's control URL)."""
     _, state = _recorded(base)
     node = _node(state, name)
-    tls = f"?tls={Path(node['data']) / 'tls'}" if state.get("tls") else ""
-    return str(state["etcd"]) + tls, str(node.get("control", ""))
+    if not state.get("tls"):
+        return str(state["etcd"]), str(node.get("control", ""))
+    # its own organization's etcd member (member i is node-i's): the only one it may reach
+    i = state["nodes"].index(node)
+    cluster = _CLUSTERS.get(Path(state["etcd_dir"])) or EtcdCluster.load(Path(state["etcd_dir"]))
+    return cluster.url_for(Path(node["data"]) / "tls", i), str(node.get("control", ""))

@@ -15,13 +15,18 @@ to its peers, and its etcd client certificate) in three steps:
    new CA. Its etcd client (``ordering._gateway``) uses the new files from its next
    connection; etcd reloads its server certificate at each handshake.
 
-etcd 3.4 reads ``--trusted-ca-file`` only when it starts (checked against 3.4.23: a bundle
-rewritten under a running member changes nothing until a restart). So after the stated
-height each organization restarts its own etcd member with the new bundle, together (within
-a short window: a member still on the old bundle refuses the rotated member's new peer
-certificate, so writes pause until a quorum runs the new bundle; nothing is lost, appends
-fail with "no quorum" and are retried). From then on a certificate issued by the old CA is
-refused in the TLS handshake. The node says so in its log and its status (``tls``).
+Each organization's etcd member accepts client certificates from that organization's CA
+alone (``--trusted-ca-file tls/ca.pem``) and peers by the bundle (``--peer-trusted-ca-file
+tls/trust.pem``): etcd takes a client certificate's CommonName as the etcd user, so a CA a
+client port trusts can issue etcd's root there. etcd 3.4 reads both files only when it
+starts (checked against 3.4.23: a file rewritten under a running member changes nothing
+until a restart). So after the stated height each organization restarts its own etcd
+member, together (within a short window: a member still on the old bundle refuses the
+rotated member's new peer certificate, so writes pause until a quorum runs the new bundle;
+nothing is lost, appends fail with "no quorum" and are retried; the rotated member's node
+reaches its etcd member again once that restarted with its new CA). From then on a
+certificate issued by the old CA is refused in the TLS handshake. The node says so, with
+the fingerprints, in its log and its status (``tls``).
 
 The bundle in force at height h: for every member in the signer set in force at h, its CA
 from the genesis file, replaced by its latest ``gov.rotate_tls`` at or below h. A member
@@ -105,7 +110,8 @@ def apply(folder: Path, name: str, bundle: bytes, own_ca: bytes | None) -> list[
     raises InputError naming the fingerprint that is missing (the node reports it)."""
     tls_dir = folder / "tls"
     changed: list[str] = []
-    if own_ca is not None and _read(tls_dir / "ca.pem") != own_ca:
+    old_ca = _read(tls_dir / "ca.pem")
+    if own_ca is not None and old_ca != own_ca:
         nxt = tls_dir / NEXT_DIR
         if _read(nxt / "ca.pem") != own_ca:
             raise InputError(
@@ -118,7 +124,12 @@ def apply(folder: Path, name: str, bundle: bytes, own_ca: bytes | None) -> list[
                 atomic_write(tls_dir / dst, data, mode=0o600 if dst.endswith(".key") else 0o644)
         for src, _ in _SWAP:
             (nxt / src).unlink(missing_ok=True)
-        changed.append(f"{name}'s TLS identity (CA sha256 {tls.fingerprint(own_ca)[:16]})")
+        old = ", ".join(f[:16] for f in sorted(_fingerprints(old_ca)))
+        changed.append(
+            f"{name}'s TLS identity (CA sha256 {tls.fingerprint(own_ca)[:16]}): this "
+            f"organization's etcd member takes client certificates from the old CA (sha256 "
+            f"{old}), one naming etcd's root included, until it restarts with tls/ca.pem, so "
+            "restart it now")
         admin = folder / "etcd-admin"
         if (admin / "etcd-user.json").exists():  # etcd's root, held here: its client
             # certificate comes from this member's CA, so it is re-issued from the new one.
@@ -132,10 +143,10 @@ def apply(folder: Path, name: str, bundle: bytes, own_ca: bytes | None) -> list[
         atomic_write(tls_dir / "trust.pem", bundle)
         dropped = sorted(_fingerprints(before) - _fingerprints(bundle))
         changed.append("the trust bundle (tls/trust.pem)" + (
-            f" without CA sha256 {', '.join(f[:16] for f in dropped)}, which etcd trusts "
-            "until it restarts: until then a certificate that CA issues can act as etcd's "
-            "root over gRPC (docs/threat-model.md, Consortium, known gap), so restart it "
-            "promptly" if dropped else ""))
+            f" without CA sha256 {', '.join(f[:16] for f in dropped)}, which etcd's peer "
+            "ports trust until they restart; the etcd member of an organization removed "
+            "takes that CA's client certificates, one naming etcd's root included, until it "
+            "leaves the cluster (`etcdctl member remove`, README)" if dropped else ""))
     admin_trust = folder / "etcd-admin" / "trust.pem"
     if bundle and admin_trust.exists() and _read(admin_trust) != bundle:
         atomic_write(admin_trust, bundle)

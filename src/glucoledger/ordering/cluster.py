@@ -67,6 +67,10 @@ class _Member:
     tls_ca: str = ""
     tls_cert: str = ""
     tls_key: str = ""
+    #: The CAs whose client certificates this member accepts ("": the trust bundle). A
+    #: consortium gives each member its own organization's CA alone: etcd takes a client
+    #: certificate's CommonName as the etcd user, so a CA trusted here can issue etcd's root.
+    client_ca: str = ""
 
     @property
     def scheme(self) -> str:
@@ -85,7 +89,7 @@ class _Member:
         if not self.tls_ca:
             return []
         return ["--cert-file", self.tls_cert, "--key-file", self.tls_key,
-                "--client-cert-auth", "--trusted-ca-file", self.tls_ca,
+                "--client-cert-auth", "--trusted-ca-file", self.client_ca or self.tls_ca,
                 "--peer-cert-file", self.tls_cert, "--peer-key-file", self.tls_key,
                 "--peer-client-cert-auth", "--peer-trusted-ca-file", self.tls_ca]
 
@@ -114,9 +118,12 @@ class EtcdCluster:
     """Start, stop, kill and restart the members of a local etcd cluster."""
 
     def __init__(self, n: int, base_dir: Path, base_port: int | None = None,
-                 tls: Sequence[TlsFiles] | None = None) -> None:
+                 tls: Sequence[TlsFiles] | None = None,
+                 client_cas: Sequence[str] | None = None) -> None:
         """``tls``: one TlsFiles per member (its certificate, the trust bundle): the members
-        then speak TLS to clients and peers and require certificates from both."""
+        then speak TLS to clients and peers and require certificates from both.
+        ``client_cas``: one file per member, the CAs its client port accepts (default: the
+        trust bundle; a consortium: each organization's own CA, ``devcluster.up``)."""
         if n < 1:
             raise ValueError("a cluster needs at least one member")
         self.n = n
@@ -140,6 +147,11 @@ class EtcdCluster:
                 raise ValueError("one TLS identity per member")
             for m, t in zip(self.members, tls, strict=True):
                 m.tls_ca, m.tls_cert, m.tls_key = t.ca, t.cert or "", t.key or ""
+        if client_cas is not None:
+            if tls is None or len(client_cas) != n:
+                raise ValueError("one client CA file per member, with TLS")
+            for m, ca in zip(self.members, client_cas, strict=True):
+                m.client_ca = ca
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
 
     # -- state file ----------------------------------------------------------------------------
@@ -177,9 +189,11 @@ class EtcdCluster:
         """``etcd://host:port,...`` for EtcdOrderer.from_url."""
         return "etcd://" + ",".join(f"{_HOST}:{m.client_port}" for m in self.members)
 
-    def url_for(self, tls_dir: Path | None) -> str:
-        """The orderer URL a node uses: over TLS with the identity in ``tls_dir``."""
-        return self.url + (f"?tls={tls_dir}" if tls_dir is not None else "")
+    def url_for(self, tls_dir: Path | None, member: int | None = None) -> str:
+        """The orderer URL a node uses: over TLS with the identity in ``tls_dir``; every
+        member, or only ``member`` (a consortium node speaks to its own organization's)."""
+        url = self.url if member is None else f"etcd://{_HOST}:{self.members[member].client_port}"
+        return url + (f"?tls={tls_dir}" if tls_dir is not None else "")
 
     def start(self) -> None:
         """Start every member (a new cluster, or the existing data dirs) and record the pids."""
