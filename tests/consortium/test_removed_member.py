@@ -35,15 +35,11 @@ from glucoledger.node import control, devcluster
 from glucoledger.ordering._gateway import Gateway, GatewayError, TlsFiles, b64
 
 from .conftest import Consortium, patient_envelopes, wait_until
-from .test_rbac import PREFIX, _endpoints, _get
+from .test_rbac import HANDSHAKE, PREFIX, _endpoints, _get, _handshake_refusal
 from .test_rejoin import cli
 
 GONE = 2  # org-2 is removed
 #: How a client sees etcd refuse its certificate (TLS 1.3 may report it as a reset later).
-HANDSHAKE = ("SSLError", "SSLEOFError", "SSLZeroReturnError", "ConnectionResetError",
-             "BrokenPipeError", "RemoteDisconnected")
-
-
 def remove_member(c: Consortium, tmp: Path, name: str = f"org-{GONE}") -> int:
     """Remove ``name`` by governance through the CLI (org-0 proposes, org-1 cosigns and
     submits); return the height from which the removal holds."""
@@ -108,24 +104,6 @@ def _etcd_refuses_the_removed_member(c: Consortium) -> None:
         ok.call("/v3/kv/put", {"key": b64(PREFIX + "sig/org-1/probe"), "value": b64("1")})
     finally:
         ok.close()
-
-
-def _handshake_refusal(endpoint: str, tls: TlsFiles, tries: int = 3) -> str:
-    """What a call with ``tls`` to ``endpoint`` is refused with. A handshake that times out
-    (an etcd member just restarted, on a loaded machine: CI saw one at 3 s) says nothing
-    either way, so it is tried again, with more time."""
-    said = ""
-    for _ in range(tries):
-        gw = Gateway([endpoint], 10.0, tls)
-        try:
-            with pytest.raises(GatewayError) as refused:
-                gw.call("/v3/kv/range", {"key": b64(PREFIX + "head/org-0")})
-        finally:
-            gw.close()
-        said = str(refused.value)
-        if "TimeoutError" not in said:
-            break
-    return said
 
 
 def _raw(url: str, method: str, key: crypto.PrivateKey | None, body: bytes = b""
