@@ -13,6 +13,7 @@ revokes nobody's etcd user.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 import time
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from glucoledger.errors import OrderingError
+from glucoledger.errors import InputError, OrderingError
 from glucoledger.ledger.log import encode_cut, encode_tx_entry
 from glucoledger.ledger.tx import Transaction, sign
 from glucoledger.node import control, devcluster
@@ -56,7 +57,8 @@ def test_a_genesis_placed_first_by_one_member_stops_every_node_naming_it(
     def org2_first(folder: Path, genesis: Any, url: str, orderer: Any) -> None:
         if not placed:  # org-2, with its own etcd user, before any member's init
             shutil.copy(base / "trust.pem", base / "node-2" / "tls" / "trust.pem")
-            with EtcdOrderer.from_url(url.replace("node-0", "node-2"), etcd_chain_key(CHAIN),
+            own = devcluster._CLUSTERS[base / "etcd"].url_for(base / "node-2" / "tls", 2)
+            with EtcdOrderer.from_url(own, etcd_chain_key(CHAIN),  # its own etcd member
                                       writer="org-2") as evil:
                 placed.append(evil.append([encode_tx_entry(_forged_genesis(base)),
                                            encode_cut(0, 0)]))
@@ -142,3 +144,27 @@ def test_members_placing_the_genesis_at_once_append_it_once(tmp_path: Path) -> N
                 o.close()
     finally:
         cluster.stop()
+
+
+def test_a_consortium_that_fails_to_come_up_leaves_no_process_behind(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cluster up` failing halfway (here: the members' init) had nothing recorded for
+    `cluster down`, and left its etcd members running (a test above leaked three)."""
+    require_etcd()
+    base = tmp_path / "c"
+
+    pids: list[int | None] = []
+
+    def broken(*_: Any) -> None:
+        pids.extend(m.pid for m in devcluster._CLUSTERS[base / "etcd"].members)
+        raise InputError("the members' init failed")
+
+    monkeypatch.setattr(devcluster, "init_member", broken)
+    with pytest.raises(InputError, match="init failed"):
+        devcluster.up(base, 3, base_port=free_ports(11), tls=True)
+    assert len(pids) == 3 and all(pids), pids  # etcd ran when it failed
+    for pid in pids:  # stopped and reaped: no such process any more
+        assert pid is not None
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert not (base / "consortium.json").exists()

@@ -197,17 +197,24 @@ def up(base: Path, n: int = 3, base_port: int | None = None,
     cluster = EtcdCluster(n, base / "etcd", base_port, ids, own)
     cluster.start()
     _CLUSTERS[base / "etcd"] = cluster
-    cluster.wait_healthy(patience(30))
-    if tls:
-        _rbac(base, cluster, [m.name for m in members])
-    folders = create_consortium(base, n, cluster, members=members, rules=rules,
-                                access_records=access_records)
-    nodes = []
-    for i, f in enumerate(folders):
-        (f / "control.json").unlink(missing_ok=True)
-        port = 0 if base_port is None else base_port + 2 * n + i
-        nodes.append({"name": member_of(f)[0], "data": str(f), "port": port,
-                      "pid": start_node(f, port=port)})
+    nodes: list[dict[str, Any]] = []
+    try:
+        cluster.wait_healthy(patience(30))
+        if tls:
+            _rbac(base, cluster, [m.name for m in members])
+        folders = create_consortium(base, n, cluster, members=members, rules=rules,
+                                    access_records=access_records)
+        for i, f in enumerate(folders):
+            (f / "control.json").unlink(missing_ok=True)
+            port = 0 if base_port is None else base_port + 2 * n + i
+            nodes.append({"name": member_of(f)[0], "data": str(f), "port": port,
+                          "pid": start_node(f, port=port)})
+    except BaseException:  # nothing recorded yet for `down`: stop what was started here
+        for node in nodes:
+            stop_node(int(node["pid"]), Path(node["data"]))
+        _CLUSTERS.pop(base / "etcd", None)
+        cluster.stop()
+        raise
     state = {"etcd": cluster.url, "etcd_dir": str(base / "etcd"), "nodes": nodes, "tls": tls}
     (base / _STATE).write_text(json.dumps(state, indent=2) + "\n")
     for node, url in zip(nodes, wait_controls(folders), strict=True):
