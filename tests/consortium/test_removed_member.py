@@ -39,7 +39,8 @@ from .test_rbac import HANDSHAKE, PREFIX, _endpoints, _get, _handshake_refusal
 from .test_rejoin import cli
 
 GONE = 2  # org-2 is removed
-#: How a client sees etcd refuse its certificate (TLS 1.3 may report it as a reset later).
+
+
 def remove_member(c: Consortium, tmp: Path, name: str = f"org-{GONE}") -> int:
     """Remove ``name`` by governance through the CLI (org-0 proposes, org-1 cosigns and
     submits); return the height from which the removal holds."""
