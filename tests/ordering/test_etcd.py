@@ -70,6 +70,19 @@ def test_nothing_listening_is_an_ordering_error_quickly() -> None:
     assert time.monotonic() - t0 < 8
 
 
+def test_a_node_whose_one_etcd_member_is_down_is_told_to_start_that_member() -> None:
+    """A consortium node reaches its own organization's etcd member alone: with it down,
+    the error names that member and what to do, not the cluster's quorum."""
+    port = _closed_port()
+    o = EtcdOrderer([f"127.0.0.1:{port}"], "main", timeout=1)
+    for call in (lambda: o.append([b"x"]), o.size):
+        with pytest.raises(OrderingError) as info:
+            call()
+        said = str(info.value)
+        assert f"etcd member at 127.0.0.1:{port} does not answer" in said, said
+        assert "start it" in said and "quorum" not in said, said
+
+
 # -- on the shared cluster -----------------------------------------------------------------------
 
 
@@ -261,6 +274,12 @@ def test_survives_one_member_and_stops_safely_without_quorum(fresh_cluster: Etcd
     assert "appends are stopped until it returns" in str(info.value)
     with pytest.raises(OrderingError, match="no quorum"):
         o.size()
+    # A node that reaches the surviving member alone (a consortium node, its own
+    # organization's member) is told that member knows no leader.
+    alone = next(m for m in fresh_cluster.members if m.pid is not None)
+    single = EtcdOrderer([alone.client_url], chain, timeout=3.0)
+    with pytest.raises(OrderingError, match=r"no quorum \(the member at .* knows no leader\)"):
+        single.size()
 
     # 3. Bring both back: appends resume; every acknowledged entry is there exactly once.
     fresh_cluster.restart_member(leader)

@@ -672,6 +672,17 @@ class EtcdOrderer(Orderer):
         if not exc.transient:
             return OrderingError(f"etcd failed: {exc}")
         reachable, with_leader = self._probe()
+        if len(self._gw.endpoints) == 1:  # a consortium node reaches its own member alone
+            host, port = self._gw.endpoints[0]
+            if reachable == 0:
+                return OrderingError(
+                    f"the etcd member at {host}:{port} does not answer ({exc}); {what} are "
+                    "stopped until it does: this node reaches etcd through it alone, so start "
+                    "it, or check its address and this node's certificate (tls/)")
+            if with_leader == 0:
+                return OrderingError(
+                    f"etcd cluster has no quorum (the member at {host}:{port} knows no "
+                    f"leader); {what} are stopped until it returns (last error: {exc})")
         total = max(self._members, reachable)
         if reachable < total // 2 + 1 or with_leader == 0:
             return OrderingError(
