@@ -75,12 +75,15 @@ def test_a_node_whose_one_etcd_member_is_down_is_told_to_start_that_member() -> 
     the error names that member and what to do, not the cluster's quorum."""
     port = _closed_port()
     o = EtcdOrderer([f"127.0.0.1:{port}"], "main", timeout=1)
-    for call in (lambda: o.append([b"x"]), o.size):
-        with pytest.raises(OrderingError) as info:
-            call()
-        said = str(info.value)
-        assert f"etcd member at 127.0.0.1:{port} does not answer" in said, said
-        assert "start it" in said and "quorum" not in said, said
+    try:
+        for call in (lambda: o.append([b"x"]), o.size):
+            with pytest.raises(OrderingError) as info:
+                call()
+            said = str(info.value)
+            assert f"etcd member at 127.0.0.1:{port} does not answer" in said, said
+            assert "start it" in said and "quorum" not in said, said
+    finally:
+        o.close()
 
 
 # -- on the shared cluster -----------------------------------------------------------------------
@@ -278,8 +281,12 @@ def test_survives_one_member_and_stops_safely_without_quorum(fresh_cluster: Etcd
     # organization's member) is told that member knows no leader.
     alone = next(m for m in fresh_cluster.members if m.pid is not None)
     single = EtcdOrderer([alone.client_url], chain, timeout=3.0)
-    with pytest.raises(OrderingError, match=r"no quorum \(the member at .* knows no leader\)"):
-        single.size()
+    try:
+        with pytest.raises(OrderingError,
+                           match=r"no quorum \(the member at .* knows no leader\)"):
+            single.size()
+    finally:
+        single.close()
 
     # 3. Bring both back: appends resume; every acknowledged entry is there exactly once.
     fresh_cluster.restart_member(leader)
