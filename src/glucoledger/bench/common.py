@@ -13,6 +13,8 @@
   module imports them directly; the product reaches primitives only through
   ``glucoledger.crypto``.
 - The plain store: ``bench.plainstore``.
+- Packages a benchmark needs beyond the product's (psutil, py_ecc: the test extra):
+  ``require`` checks them before any work, and a missing one is named with its pip command.
 
 Numbers are printed, never asserted.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import importlib
 import multiprocessing as mp
 import os
 import socket
@@ -33,7 +36,7 @@ from ..errors import InputError
 from ..runtime import describe_build
 
 __all__ = ["Ports", "add_port_args", "best_ceiling", "count_arg", "machine_load",
-           "parse_port_range", "port_is_free", "print_ceiling", "print_load",
+           "parse_port_range", "port_is_free", "print_ceiling", "print_load", "require",
            "signature_ceiling"]
 
 
@@ -59,6 +62,17 @@ def count_arg(argv: list[str] | None, doc: str | None, default: int, what: str) 
     if n < 1:
         ap.error("n must be at least 1")
     return n
+
+
+def require(module: str, package: str, purpose: str) -> None:
+    """Stop before any work, with the pip command, when ``module`` cannot be imported: the
+    benchmarks measure with packages ``pip install .`` does not bring (the test extra)."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise SystemExit(f"this benchmark needs {package} ({purpose}), which is not installed: "
+                         f"pip install '{package}', or from a clone pip install -e '.[test]'"
+                         ) from None
 
 
 def add_port_args(ap: argparse.ArgumentParser) -> None:

@@ -39,7 +39,7 @@ from ..errors import InputError
 from ..node import control, devcluster
 from ..node.genesis_file import member_of
 from ..runtime import interruptible
-from .common import Ports, best_ceiling, print_ceiling, print_load, signature_ceiling
+from .common import Ports, best_ceiling, print_ceiling, print_load, require, signature_ceiling
 from .ledger import account_envelopes
 
 __all__ = ["main", "run"]
@@ -237,6 +237,7 @@ def main() -> None:
     ap.add_argument("--port-range", default="",
                     help="take the 9 ports (6 etcd, 3 control endpoints) from FIRST-LAST")
     args = ap.parse_args()
+    require("psutil", "psutil", "to measure the etcd members' and the nodes' CPU")
     try:
         Ports.from_args(0, args.port_range)  # a bad range is refused before any work
     except InputError as exc:

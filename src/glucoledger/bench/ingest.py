@@ -49,7 +49,7 @@ from ..node.services import NodeServices
 from ..node.world import World
 from ..runtime import interruptible, long_running_gc
 from ..vault.batch import check_wires, prepare_upload
-from .common import best_ceiling, print_ceiling, print_load, signature_ceiling
+from .common import best_ceiling, print_ceiling, print_load, require, signature_ceiling
 
 __all__ = ["Result", "main", "run"]
 
@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--days", type=int, default=400, help="day batches of 288 readings")
     ap.add_argument("--no-fsync", action="store_true", help="do not fsync blobs and vault.db")
     args = ap.parse_args(argv)
+    require("psutil", "psutil", "to measure the ingest workers' CPU")
     print_load("start")
     ceiling = signature_ceiling()
     print_ceiling(ceiling)

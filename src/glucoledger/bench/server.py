@@ -52,7 +52,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..runtime import interruptible, long_running_gc
-from .common import Ports, add_port_args, print_load
+from .common import Ports, add_port_args, print_load, require
 
 __all__ = ["main", "run"]
 
@@ -394,6 +394,7 @@ def main() -> None:
                     "rows, on the same node (0: none)")
     add_port_args(ap)
     a = ap.parse_args()
+    require("psutil", "psutil", "to measure the servers' CPU")
     try:
         try:
             counts = tuple(n for n in (int(x) for x in a.workers.split(",") if x.strip())

@@ -39,6 +39,7 @@ from ..zk.chain import DayWitness, Window, prove_chain, verify_chain
 from ..zk.claims import need_for, parse
 from ..zk.toolchain import PROFILES, Toolchain
 from ..zk.windows import ZERO_ACC, commit_slots
+from .common import require
 
 __all__ = ["bench_zk"]
 
@@ -212,6 +213,7 @@ def main() -> None:
     ap.add_argument("--days", default="1,7,14")
     ap.add_argument("--micro", action="store_true", help="bn254 against py_ecc per operation")
     args = ap.parse_args()
+    require("py_ecc", "py-ecc", "the verifier measured against bn254.py")
     if args.micro:
         bench_micro()
     bench_zk(args.profile, [int(x) for x in args.days.split(",")])
