@@ -271,6 +271,12 @@ def down(base: Path) -> list[str]:
     return stopped
 
 
+def _cluster(state: dict[str, Any]) -> EtcdCluster:
+    """The recorded etcd cluster: this process's, or the one its state file describes."""
+    etcd_dir = Path(state["etcd_dir"])
+    return _CLUSTERS.get(etcd_dir) or EtcdCluster.load(etcd_dir)
+
+
 def _recorded(base: Path) -> tuple[Path, dict[str, Any]]:
     base = Path(base).resolve()
     try:
@@ -297,7 +303,7 @@ def restart_etcd(base: Path) -> list[str]:
     root (``EtcdAdmin.remove_etcd_member``) and stopped: its certificate's CA is no longer
     trusted, and it must neither hold a replica nor count toward quorum."""
     base, state = _recorded(base)
-    cluster = _CLUSTERS.get(Path(state["etcd_dir"])) or EtcdCluster.load(Path(state["etcd_dir"]))
+    cluster = _cluster(state)
     dropped: list[str] = []
     gone = set(state.get("etcd_removed", []))
     if state.get("tls"):
@@ -388,5 +394,5 @@ def urls(base: Path, name: str) -> tuple[str, str]:
         return str(state["etcd"]), str(node.get("control", ""))
     # its own organization's etcd member (member i is node-i's): the only one it may reach
     i = state["nodes"].index(node)
-    cluster = _CLUSTERS.get(Path(state["etcd_dir"])) or EtcdCluster.load(Path(state["etcd_dir"]))
+    cluster = _cluster(state)
     return cluster.url_for(Path(node["data"]) / "tls", i), str(node.get("control", ""))
