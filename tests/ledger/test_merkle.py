@@ -231,6 +231,18 @@ def test_append_reports_perfect_nodes() -> None:
     assert out[-1][2] == tree.root() == _mth(tuple(leaves))
 
 
+def test_append_inner_is_append_without_the_leaf() -> None:
+    """The chain store keeps only the interior nodes (it hashes a leaf from its transaction):
+    ``append_inner`` gives what ``append`` gives but the leaf, and grows the tree the same."""
+    whole, inner = CompactTree(), CompactTree()
+    for leaf in ALL_LEAVES[:70]:
+        assert inner.append_inner(leaf) == whole.append(leaf)[1:]
+        assert (inner.size, inner.frontier) == (whole.size, whole.frontier)
+    with pytest.raises(MalformedError):
+        inner.append_inner(b"short")
+    assert inner.size == 70 and inner.root() == _mth(ALL_LEAVES[:70])
+
+
 def test_compact_tree_resumes_from_persisted_state() -> None:
     tree = CompactTree()
     tree.extend(ALL_LEAVES[:37])

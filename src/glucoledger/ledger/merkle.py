@@ -229,12 +229,23 @@ class CompactTree:
         subtree that now ends at the new leaf. Raises MalformedError if the hash is not 32
         bytes (and then the tree is unchanged).
         """
+        completed = [(0, self._size, leaf_hash)]
+        self._grow(leaf_hash, completed)
+        return completed
+
+    def append_inner(self, leaf_hash: bytes) -> list[tuple[int, int, bytes]]:
+        """``append`` without the leaf: only the interior nodes (level 1 and up) it completes,
+        for a store that derives a leaf's hash from the leaf itself (the chain store)."""
+        completed: list[tuple[int, int, bytes]] = []
+        self._grow(leaf_hash, completed)
+        return completed
+
+    def _grow(self, leaf_hash: bytes, completed: list[tuple[int, int, bytes]]) -> None:
         _check_hash(leaf_hash, "leaf hash")
         index = self._size
         if index == MAX_SIZE:
             raise OutOfRangeError("the tree holds 2**64 - 1 leaves and cannot grow")
         h = leaf_hash
-        completed = [(0, index, h)]
         level = 0
         # Each trailing set bit of the old size is a frontier root of the same size as ``h``.
         while (index >> level) & 1:
@@ -243,7 +254,6 @@ class CompactTree:
             completed.append((level, index >> level, h))
         self._frontier.append(h)
         self._size = index + 1
-        return completed
 
     def extend(self, leaf_hashes: Iterable[bytes]) -> list[tuple[int, int, bytes]]:
         """Append each leaf hash in order; return all completed nodes, in order.

@@ -11,7 +11,10 @@ Tables::
     blocks(height, hash, header, checkpoint)
     txs(idx, height, pos, envelope, hash, result)   idx = leaf index in the global log,
                                                     pos = position in the orderer's log
-    nodes(level, idx, hash)               perfect Merkle subtrees, for proofs
+    nodes(level, idx, hash)               perfect Merkle subtrees of level 1 and up, for
+                                          proofs (a leaf's hash is derived from its row in
+                                          txs; a store written before keeps level 0 rows,
+                                          which nothing reads)
     state(key, value)
 """
 
@@ -252,16 +255,24 @@ class ChainStore:
         return list(value) if value else []
 
     def node(self, level: int, index: int) -> bytes:
+        """``merkle.NodeReader.node``: level 0, a leaf, is hashed from its stored envelope
+        (the leaf's data), so a transaction is stored once, not also as its leaf's hash."""
+        if level == 0:
+            rows = self._q("SELECT envelope FROM txs WHERE idx = ?", (index,))
+            if not rows:
+                raise NotFoundError(f"no transaction at log index {index}")
+            return merkle.leaf_hash(bytes(rows[0][0]))
         rows = self._q("SELECT hash FROM nodes WHERE level = ? AND idx = ?", (level, index))
         if not rows:
             raise NotFoundError(f"no Merkle node at level {level}, index {index}")
         return bytes(rows[0][0])
 
     def node_rows(self) -> list[Any]:
-        """Every stored Merkle node, (level, index, hash) in that order, as SQLite gives the
-        rows: tuples of int, int and bytes, unless the file was altered (``verify`` compares
-        them with the nodes it derives)."""
-        return self._q("SELECT level, idx, hash FROM nodes ORDER BY level, idx")
+        """Every stored Merkle node of level 1 and up, (level, index, hash) in that order, as
+        SQLite gives the rows: tuples of int, int and bytes, unless the file was altered
+        (``verify`` compares them with the nodes it derives; level 0 rows, which stores
+        written before kept, are never read)."""
+        return self._q("SELECT level, idx, hash FROM nodes WHERE level > 0 ORDER BY level, idx")
 
     def as_node_reader(self) -> merkle.NodeReader:
         return self

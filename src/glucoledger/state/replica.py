@@ -42,7 +42,8 @@ class Block:
     tx_hashes: tuple[bytes | None, ...]
     #: The RFC 9162 leaf index of the first transaction in the global log.
     first_index: int
-    #: Perfect-subtree nodes completed by this block: (level, index, hash).
+    #: Interior perfect-subtree nodes (level 1 and up) completed by this block: (level,
+    #: index, hash). A leaf's hash is derived from its transaction where it is needed.
     nodes: tuple[tuple[int, int, bytes], ...]
     #: State writes made by this block: key -> bytes, or None for a delete.
     changes: dict[str, bytes | None] = field(repr=False)
@@ -132,7 +133,7 @@ class Replica:
                 hashes.append(stx.tx_hash if stx is not None else None)
                 leaf = leaf_hash(p.envelope)
                 leaves.append(leaf)
-                nodes.extend(tree.append(leaf))
+                nodes.extend(tree.append_inner(leaf))
         except StopNode as exc:
             self.failed = f"block {height}: {exc}"
             raise ReplicaFailedError(f"block {height}: {exc}") from exc
