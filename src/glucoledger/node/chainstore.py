@@ -258,10 +258,7 @@ class ChainStore:
         """``merkle.NodeReader.node``: level 0, a leaf, is hashed from its stored envelope
         (the leaf's data), so a transaction is stored once, not also as its leaf's hash."""
         if level == 0:
-            rows = self._q("SELECT envelope FROM txs WHERE idx = ?", (index,))
-            if not rows:
-                raise NotFoundError(f"no transaction at log index {index}")
-            return merkle.leaf_hash(bytes(rows[0][0]))
+            return merkle.leaf_hash(self.tx_at(index).envelope)
         rows = self._q("SELECT hash FROM nodes WHERE level = ? AND idx = ?", (level, index))
         if not rows:
             raise NotFoundError(f"no Merkle node at level {level}, index {index}")
