@@ -21,17 +21,22 @@ folder.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sqlite3
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import BackendError, StorageError
 
-__all__ = ["connect", "integrity_problems", "readonly_copy", "sqlite_error", "transaction"]
+__all__ = ["Checkpointer", "connect", "integrity_problems", "readonly_copy", "sqlite_error",
+           "transaction"]
+
+log = logging.getLogger("glucoledger.storage")
 
 # Python's sqlite3 "adapts" every parameter before binding it, except an int, float, str or
 # bytearray. With no adapter registered for bytes, each bytes parameter looks for
@@ -157,6 +162,86 @@ def transaction(db: sqlite3.Connection, path: Path | str, doing: str, *,
     except BaseException:
         _rollback(db)
         raise
+
+
+class Checkpointer:
+    """Checkpoints one WAL-mode database from a thread of its own, so that the thread that
+    commits never waits for a checkpoint's writes and fsyncs.
+
+    SQLite checkpoints a WAL file in the thread that commits, once the WAL holds
+    ``wal_autocheckpoint`` pages (1,000 by default): that commit then copies the pages back
+    into the database file and fsyncs both. Once a store's tables are far larger than what
+    one commit writes (random keys: state keys, transaction hashes), nearly every row a
+    commit inserts dirties a page of its own, and the committing thread spends much of its
+    time in those checkpoints (README, Performance, "A growing chain").
+
+    Here the writer's own automatic checkpoint is only a backstop (``backstop`` pages), and
+    :meth:`wake`, called after each commit, has this thread run a ``PASSIVE`` checkpoint
+    (https://www.sqlite.org/c3ref/wal_checkpoint_v2.html): it copies what is committed
+    without blocking the writer or readers, and once it has copied all of it the next
+    write starts the WAL over, so the WAL stays about one checkpoint's commits long. At
+    most one checkpoint every ``interval`` seconds; none while nothing is committed (an
+    idle node's thread sleeps). Durability is the connection's ``synchronous`` setting's,
+    as before: the checkpoint fsyncs what it copies. A failing checkpoint (a full disk) is
+    logged, never raised: the commits themselves report the disk, and the backstop and
+    the next wake try again.
+    """
+
+    def __init__(self, db: sqlite3.Connection, path: Path | str, *, sync: str = "NORMAL",
+                 backstop: int = 16_000, interval: float = 0.05) -> None:
+        self._path = Path(path)
+        try:
+            db.execute(f"PRAGMA wal_autocheckpoint={int(backstop)}")
+            self._db = sqlite3.connect(self._path, isolation_level=None,
+                                       check_same_thread=False)
+            self._db.execute(f"PRAGMA synchronous={sync}")
+        except sqlite3.Error as exc:
+            raise sqlite_error(exc, self._path, "opening it to checkpoint") from None
+        self._interval = interval
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._failed = ""
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"checkpoint {self._path.name}")
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Something was committed: checkpoint it soon."""
+        self._wake.set()
+
+    def close(self) -> None:
+        """Stop the thread and close its connection (before the writer's, so that the
+        writer's close is the last and checkpoints and removes the WAL as before)."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join()
+        self._db.close()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            if self._stop.is_set():
+                return
+            self._wake.clear()
+            self.checkpoint()
+            if self._stop.wait(self._interval):
+                return
+
+    def checkpoint(self) -> tuple[int, int, int]:
+        """One ``PASSIVE`` checkpoint: (busy, frames in the WAL, frames copied), or
+        (1, -1, -1) when it failed (logged once until one succeeds)."""
+        try:
+            row = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as exc:
+            problem = str(exc)  # SQLite's words ("database or disk is full"), never a value
+            if problem != self._failed:
+                log.warning("checkpointing %s failed (%s): its WAL grows until a checkpoint "
+                            "succeeds; free space on its disk if it is full", self._path,
+                            problem)
+                self._failed = problem
+            return 1, -1, -1
+        self._failed = ""
+        return int(row[0]), int(row[1]), int(row[2])
 
 
 def _readonly_uri(path: Path) -> str:

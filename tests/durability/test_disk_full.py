@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
 
+from glucoledger import sqlitetx
 from glucoledger.errors import BackendError, GlucoledgerError
 from glucoledger.glucose.readings import Batch, CgmReading
 from glucoledger.node.ingest import IngestReceipt, IngestService, open_vault
@@ -251,3 +253,38 @@ def test_an_io_error_on_a_full_file_system_is_named_disk_full(tmp_path: Path) ->
         full = sqlite_error(exc, small / "orderer.db", "opening the ordered log")
     assert full.code == "disk_full", full.message
     assert f"disk full on {small.resolve()}" in full.message and "free space" in full.message
+
+
+def test_a_checkpoint_on_a_full_disk_is_logged_once_and_done_once_space_returns(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The chain store's checkpoints run in a thread of their own (sqlitetx.Checkpointer),
+    where nothing can raise to a caller: on a full disk the copy back into the database
+    file fails, which is logged once with the file and what to do, and the committed rows
+    stay readable from the WAL; once space returns the next checkpoint copies them."""
+    with small_fs(tmp_path / "fs", 4096) as fs:
+        path = fs / "t.db"
+        db = sqlitetx.connect(path, sync="NORMAL",
+                              schema="CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY, v BLOB)")
+        cp = sqlitetx.Checkpointer(db, path)
+        try:
+            db.execute("BEGIN")
+            db.executemany("INSERT INTO t VALUES (?, ?)",
+                           [(i, os.urandom(3000)) for i in range(200)])
+            db.execute("COMMIT")
+            size = ballast(fs / "ballast", 8)
+            assert size > 0
+            with caplog.at_level("WARNING", logger="glucoledger.storage"):
+                assert cp.checkpoint() == (1, -1, -1)
+                assert cp.checkpoint() == (1, -1, -1)
+            said = [r.getMessage() for r in caplog.records]
+            assert len(said) == 1, said  # once, not at every try
+            assert str(path) in said[0] and "full" in said[0] and "free space" in said[0]
+            assert db.execute("SELECT COUNT(*) FROM t").fetchone()[0] == 200
+            (fs / "ballast").unlink()
+            busy, frames, copied = cp.checkpoint()
+            assert busy == 0 and frames == copied > 0
+            assert path.stat().st_size > 200 * 3000
+        finally:
+            cp.close()
+            db.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("checkpoint ")]

@@ -30,7 +30,7 @@ from .. import codec
 from ..errors import NotFoundError, StorageError
 from ..ledger import merkle
 from ..ledger.block import BlockHeader, Result
-from ..sqlitetx import connect, sqlite_error, transaction
+from ..sqlitetx import Checkpointer, connect, sqlite_error, transaction
 from ..state.replica import Block
 
 __all__ = ["ChainStore", "StoredTx"]
@@ -79,6 +79,12 @@ class ChainStore:
         # across a crash (WAL), and a lost tail is replayed on restart.
         self._db = connect(self.path, sync="NORMAL", readonly=readonly, schema=_SCHEMA,
                            what="the chain store")
+        # Checkpoints off the thread that stores blocks (sqlitetx.Checkpointer).
+        try:
+            self._checkpointer = None if readonly else Checkpointer(self._db, self.path)
+        except BaseException:
+            self._db.close()
+            raise
 
     # --- helpers --------------------------------------------------------------------------
     def _q(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
@@ -139,6 +145,8 @@ class ChainStore:
                            [(k, v) for k, v in changes if v is not None])
             db.execute("INSERT OR REPLACE INTO meta VALUES ('frontier', ?)",
                        (codec.encode(list(frontier)),))
+        if self._checkpointer is not None:
+            self._checkpointer.wake()
 
     # --- reading --------------------------------------------------------------------------
     def last_header(self) -> BlockHeader | None:
@@ -276,4 +284,7 @@ class ChainStore:
 
     def close(self) -> None:
         with self._lock:
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
             self._db.close()
