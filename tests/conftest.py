@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -35,3 +36,16 @@ def ingest(world: World) -> Iterator[IngestService]:
     vault = open_vault(world.node, fsync=False)
     yield IngestService(world.node, vault)
     vault.close()
+
+
+@pytest.fixture
+def checkpoint_threads() -> Callable[[], list[str]]:
+    """The names of the chain stores' checkpoint threads (sqlitetx.Checkpointer) started
+    since the test began and still running: a store another test left open is not this
+    test's."""
+    before = set(threading.enumerate())
+
+    def started() -> list[str]:
+        return sorted(t.name for t in threading.enumerate()
+                      if t not in before and t.name.startswith("checkpoint "))
+    return started

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,12 +50,8 @@ def _wait_for(check: Callable[[], bool], what: str, seconds: float = 20.0) -> No
         time.sleep(0.02)
 
 
-def _checkpoint_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("checkpoint ")]
-
-
 def test_commits_leave_the_checkpoint_to_its_thread_and_the_wal_starts_over(
-        tmp_path: Path) -> None:
+        tmp_path: Path, checkpoint_threads: Callable[[], list[str]]) -> None:
     """Without the checkpointer SQLite checkpoints in the committing thread once the WAL
     holds 1,000 pages (the database file grows as it commits); with it the commits only
     append to the WAL, the thread copies them back once woken, and the next commit starts
@@ -71,6 +66,7 @@ def test_commits_leave_the_checkpoint_to_its_thread_and_the_wal_starts_over(
     db = sqlitetx.connect(path, sync="NORMAL", schema=schema)
     cp = sqlitetx.Checkpointer(db, path)
     try:
+        assert checkpoint_threads() == ["checkpoint t.db"]
         assert db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 16_000
         before = _pages(path)
         _commit_pages(db, 1500)
@@ -96,7 +92,7 @@ def test_commits_leave_the_checkpoint_to_its_thread_and_the_wal_starts_over(
     finally:
         cp.close()
         db.close()
-    assert not _checkpoint_threads()
+    assert checkpoint_threads() == []
     assert not Path(f"{path}-wal").exists()  # the writer closed last: WAL folded and removed
 
 

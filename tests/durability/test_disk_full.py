@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -256,7 +256,8 @@ def test_an_io_error_on_a_full_file_system_is_named_disk_full(tmp_path: Path) ->
 
 
 def test_a_checkpoint_on_a_full_disk_is_logged_once_and_done_once_space_returns(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        checkpoint_threads: Callable[[], list[str]]) -> None:
     """The chain store's checkpoints run in a thread of their own (sqlitetx.Checkpointer),
     where nothing can raise to a caller: on a full disk the copy back into the database
     file fails, which is logged once with the file and what to do, and the committed rows
@@ -287,4 +288,4 @@ def test_a_checkpoint_on_a_full_disk_is_logged_once_and_done_once_space_returns(
         finally:
             cp.close()
             db.close()
-    assert not [t for t in threading.enumerate() if t.name.startswith("checkpoint ")]
+    assert checkpoint_threads() == []

@@ -6,8 +6,8 @@ store opened read-only starts none, and a closed node leaves no thread and no WA
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from glucoledger.bench.ledger import account_envelopes
@@ -15,15 +15,12 @@ from glucoledger.node.chainstore import ChainStore
 from glucoledger.node.service import Node
 
 
-def _threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("checkpoint ")]
-
-
-def test_a_node_checkpoints_its_chain_store_from_its_own_thread(tmp_path: Path) -> None:
+def test_a_node_checkpoints_its_chain_store_from_its_own_thread(
+        tmp_path: Path, checkpoint_threads: Callable[[], list[str]]) -> None:
     node = Node.init(tmp_path / "node", workers=0)
     db_file = tmp_path / "node" / "chain.db"
     try:
-        assert _threads() == ["checkpoint chain.db"]
+        assert checkpoint_threads() == ["checkpoint chain.db"]
         writer = node.store._db  # the connection that stores blocks: a backstop only
         assert writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 16_000
         before = db_file.stat().st_size
@@ -37,12 +34,12 @@ def test_a_node_checkpoints_its_chain_store_from_its_own_thread(tmp_path: Path) 
         other.close()
         assert count == node.store.tx_count() > 300
         ro = ChainStore(db_file, readonly=True)
-        assert _threads() == ["checkpoint chain.db"]  # a read-only store starts none
+        assert checkpoint_threads() == ["checkpoint chain.db"]  # a read-only store starts none
         assert ro.tx_count() == count
         ro.close()
     finally:
         node.close()
-    assert _threads() == []
+    assert checkpoint_threads() == []
     assert not Path(f"{db_file}-wal").exists()
     node = Node(tmp_path / "node", workers=0)  # reopens what it stored
     try:
