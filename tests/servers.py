@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,11 +28,12 @@ import pytest
 import uvicorn
 
 from glucoledger.bench.common import parse_port_range, port_is_free
+from glucoledger.errors import GlucoledgerError
 from glucoledger.node import devcluster
 from glucoledger.ordering.cluster import ClusterError, EtcdCluster, find_etcd
 
 __all__ = ["DEFAULT_RANGE", "ServeProcess", "UvicornThread", "cli_env", "free_port", "free_ports",
-           "local_consortium", "port_range", "require_etcd", "start_etcd"]
+           "local_consortium", "port_range", "require_etcd", "start_etcd", "wait_until"]
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 DEFAULT_RANGE = (27100, 27199)
@@ -200,3 +201,20 @@ def local_consortium(base: Path, members: int = 3, *, tls: bool = True, rules: i
         yield state
     finally:
         devcluster.down(base)
+
+
+def wait_until(cond: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``cond`` until truthy; ``timeout`` is stretched on a busy machine
+    (``devcluster.patience``), so a slow start-up does not read as a failure."""
+    timeout = devcluster.patience(timeout)
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = cond()
+        except (GlucoledgerError, OSError, ValueError):
+            last = None
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from glucoledger import sqlitetx
 
+from .servers import wait_until
+
 
 class _Tagged(bytes):
     """A bytes subclass: adapted by its own type, as without the helper."""
@@ -43,13 +45,6 @@ def _commit_pages(db: sqlite3.Connection, n: int, start: int = 0) -> None:
         db.execute("COMMIT")
 
 
-def _wait_for(check: Callable[[], bool], what: str, seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
-
-
 def test_commits_leave_the_checkpoint_to_its_thread_and_the_wal_starts_over(
         tmp_path: Path, checkpoint_threads: Callable[[], list[str]]) -> None:
     """Without the checkpointer SQLite checkpoints in the committing thread once the WAL
@@ -72,7 +67,7 @@ def test_commits_leave_the_checkpoint_to_its_thread_and_the_wal_starts_over(
         _commit_pages(db, 1500)
         assert _pages(path) == before  # everything is still in the WAL: nothing waited
         cp.wake()
-        _wait_for(lambda: _pages(path) > 1500, "the thread copied the commits back")
+        wait_until(lambda: _pages(path) > 1500, 20, "the thread to copy the commits back")
         other = sqlite3.connect(path, isolation_level=None)
 
         def backfilled() -> tuple[int, int]:
@@ -83,7 +78,7 @@ def test_commits_leave_the_checkpoint_to_its_thread_and_the_wal_starts_over(
             frames, copied = backfilled()
             return frames == copied >= 1500
 
-        _wait_for(ended, "the thread's checkpoint ended")
+        wait_until(ended, 20, "the thread's checkpoint to end")
         _commit_pages(db, 100, start=1500)  # starts the WAL over
         frames, copied = backfilled()
         other.close()

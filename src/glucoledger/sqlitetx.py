@@ -192,11 +192,9 @@ class Checkpointer:
         self._path = Path(path)
         try:
             db.execute(f"PRAGMA wal_autocheckpoint={int(backstop)}")
-            self._db = sqlite3.connect(self._path, isolation_level=None,
-                                       check_same_thread=False)
-            self._db.execute(f"PRAGMA synchronous={sync}")
         except sqlite3.Error as exc:
-            raise sqlite_error(exc, self._path, "opening it to checkpoint") from None
+            raise sqlite_error(exc, self._path, "setting its checkpoint backstop") from None
+        self._db = connect(self._path, sync=sync, what=f"{self._path.name} to checkpoint it")
         self._interval = interval
         self._wake = threading.Event()
         self._stop = threading.Event()

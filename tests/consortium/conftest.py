@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from glucoledger.node.genesis_file import member_of
 from glucoledger.ordering.cluster import EtcdCluster
 from glucoledger.ordering.etcd_rbac import EtcdAdmin
 
-from ..servers import free_ports, local_consortium, require_etcd
+from ..servers import free_ports, local_consortium, require_etcd, wait_until
 
 CHAIN = "glucoledger/consortium"
 
@@ -31,23 +30,6 @@ __all__ = ["CHAIN", "Consortium", "patient_envelopes", "ports_in_range", "requir
 
 def patient_envelopes(n: int) -> list[bytes]:
     return account_envelopes(CHAIN, n)
-
-
-def wait_until(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``cond`` until truthy; ``timeout`` is stretched on a busy machine
-    (``devcluster.patience``), so a slow start-up does not read as a failure."""
-    timeout = devcluster.patience(timeout)
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = cond()
-        except (GlucoledgerError, OSError, ValueError):
-            last = None
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
 @dataclass

@@ -6,13 +6,14 @@ store opened read-only starts none, and a closed node leaves no thread and no WA
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from glucoledger.bench.ledger import account_envelopes
 from glucoledger.node.chainstore import ChainStore
 from glucoledger.node.service import Node
+
+from ..servers import wait_until
 
 
 def test_a_node_checkpoints_its_chain_store_from_its_own_thread(
@@ -25,10 +26,8 @@ def test_a_node_checkpoints_its_chain_store_from_its_own_thread(
         assert writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 16_000
         before = db_file.stat().st_size
         assert all(r.ok for r in node.submit(account_envelopes(node.chain, 300)))
-        deadline = time.monotonic() + 20
-        while db_file.stat().st_size == before:  # the thread copied the block back
-            assert time.monotonic() < deadline, "no checkpoint after a stored block"
-            time.sleep(0.02)
+        wait_until(lambda: db_file.stat().st_size != before, 20,
+                   "the thread to copy the stored block back")
         other = sqlite3.connect(db_file, isolation_level=None)
         count = other.execute("SELECT COUNT(*) FROM txs").fetchone()[0]
         other.close()
