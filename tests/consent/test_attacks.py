@@ -175,7 +175,7 @@ def test_attack_is_refused_audited_and_releases_nothing(care: Care, attack: Atta
     else:
         # refused by the machine: ordered with its reason, no state record (or only the
         # genuine earlier one, for a replay)
-        rows = care.node.store.find_tx(stx.tx_hash)
+        rows = care.node.store.find_results([stx.tx_hash]).get(stx.tx_hash, [])
         assert any(r.decoded_result().code == attack.code for r in rows)
     # the node keeps serving: a legitimate read still works
     care.grant(care.nurse)

@@ -33,7 +33,7 @@ def _trial(folder: Path, seed: int) -> int:
     with Node(folder, workers=1) as node:
         node.sync()
         for h in acked:
-            found = node.store.find_tx(bytes.fromhex(h))
+            found = node.store.find_results([bytes.fromhex(h)]).get(bytes.fromhex(h), [])
             assert len(found) == 1, f"acknowledged transaction {h[:16]} is missing or doubled"
     verify_folder(folder, workers=1)
     return len(acked)

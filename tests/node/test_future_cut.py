@@ -69,7 +69,7 @@ def test_a_cut_from_the_future_is_refused_and_nothing_is_derived(clocked: Clocke
     assert node.store.height() == height + 1
     block = node.store.last_header()
     assert block is not None and block.time == future
-    assert [len(rows) for rows in node.store.txs_at_positions(pos, pos + 2).values()] == [1]
+    assert [len(rows) for rows in node.store.results_at_positions(pos, pos + 2).values()] == [1]
 
 
 def test_cuts_within_the_bound_or_closing_nothing_are_not_refused(clocked: Clocked) -> None:

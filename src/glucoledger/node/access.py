@@ -403,7 +403,7 @@ class AccessService:
         entries = batches_in(self.node.state, record["patient"], decision["streams"],
                              decision["from"], decision["to"])
         if len(entries) != record["released"] or released_digest(entries) != record["digest"]:
-            found = self.node.store.find_txs([e[1] for e in entries])
+            found = self.node.store.find_results([e[1] for e in entries])
             entries = [e for e in entries
                        if any(t.idx < index and t.decoded_result().ok
                               for t in found.get(e[1], []))]

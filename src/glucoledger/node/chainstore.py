@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import codec
 from ..errors import NotFoundError, StorageError
@@ -33,7 +33,7 @@ from ..ledger.block import BlockHeader, Result
 from ..sqlitetx import Checkpointer, connect, sqlite_error, transaction
 from ..state.replica import Block
 
-__all__ = ["ChainStore", "StoredTx"]
+__all__ = ["ChainStore", "StoredResult", "StoredTx"]
 
 _OK = Result("ok")
 _OK_RESULT = codec.encode(_OK.to_value())
@@ -56,18 +56,50 @@ CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value BLOB NOT NULL) WIT
 """
 
 
-class StoredTx:
-    __slots__ = ("envelope", "hash", "height", "idx", "pos", "result")
+class StoredResult:
+    """A stored transaction's place in the log and its result, without its envelope: what a
+    receipt or a "did it land" check needs (reading the envelopes too costs a copy of each)."""
 
-    def __init__(self, idx: int, height: int, pos: int, envelope: bytes, hash: bytes | None,
+    __slots__ = ("hash", "height", "idx", "pos", "result")
+
+    def __init__(self, idx: int, height: int, pos: int, hash: bytes | None,
                  result: bytes) -> None:
-        self.idx, self.height, self.pos = idx, height, pos
-        self.envelope, self.hash, self.result = envelope, hash, result
+        self.idx, self.height, self.pos, self.hash, self.result = idx, height, pos, hash, result
 
     def decoded_result(self) -> Result:
         if self.result == _OK_RESULT:  # most of them: no decode for the same few bytes
             return _OK
         return Result.from_value(codec.decode(self.result))
+
+
+class StoredTx(StoredResult):
+    """A stored transaction with its envelope (the leaf's data)."""
+
+    __slots__ = ("envelope",)
+
+    def __init__(self, idx: int, height: int, pos: int, envelope: bytes, hash: bytes | None,
+                 result: bytes) -> None:
+        super().__init__(idx, height, pos, hash, result)
+        self.envelope = envelope
+
+
+_RESULT_COLUMNS = "idx, height, pos, hash, result"
+_TX_COLUMNS = _RESULT_COLUMNS + ", envelope"
+
+
+def _blob(value: Any) -> bytes | None:
+    return None if value is None else bytes(value)
+
+
+def _result_row(r: Any) -> StoredResult:
+    return StoredResult(r[0], r[1], r[2], _blob(r[3]), bytes(r[4]))
+
+
+def _tx_row(r: Any) -> StoredTx:
+    return StoredTx(r[0], r[1], r[2], bytes(r[5]), _blob(r[3]), bytes(r[4]))
+
+
+_Row = TypeVar("_Row", bound=StoredResult)
 
 
 class ChainStore:
@@ -194,61 +226,49 @@ class ChainStore:
                         [t.decoded_result() for t in self.txs_of_block(h)]))
         return out
 
+    def _txs(self, where: str, args: Sequence[Any] = ()) -> list[StoredTx]:
+        """Transactions with their envelopes, in log order."""
+        return [_tx_row(r) for r in self._q(
+            f"SELECT {_TX_COLUMNS} FROM txs WHERE {where} ORDER BY idx", args)]
+
+    def _results(self, where: str, args: Sequence[Any] = ()) -> list[StoredResult]:
+        """Transactions' places and results, without their envelopes, in log order."""
+        return [_result_row(r) for r in self._q(
+            f"SELECT {_RESULT_COLUMNS} FROM txs WHERE {where} ORDER BY idx", args)]
+
     def txs_of_block(self, height: int) -> list[StoredTx]:
-        rows = self._q("SELECT idx, height, pos, envelope, hash, result FROM txs "
-                       "WHERE height = ? ORDER BY idx", (height,))
-        return [StoredTx(r[0], r[1], r[2], bytes(r[3]), None if r[4] is None else bytes(r[4]),
-                         bytes(r[5])) for r in rows]
+        return self._txs("height = ?", (height,))
 
     def refused_txs(self) -> list[StoredTx]:
         """Every transaction the state machine refused, in log order (one pass in SQLite; an
         accepted result is always the same bytes)."""
-        rows = self._q("SELECT idx, height, pos, envelope, hash, result FROM txs "
-                       "WHERE result != ? ORDER BY idx", (_OK_RESULT,))
-        return [StoredTx(r[0], r[1], r[2], bytes(r[3]), None if r[4] is None else bytes(r[4]),
-                         bytes(r[5])) for r in rows]
+        return self._txs("result != ?", (_OK_RESULT,))
 
     def tx_count(self) -> int:
         return int(self._q("SELECT COUNT(*) FROM txs")[0][0])
 
-    def find_tx(self, tx_hash: bytes) -> list[StoredTx]:
-        rows = self._q("SELECT idx, height, pos, envelope, hash, result FROM txs WHERE hash = ? "
-                       "ORDER BY idx", (tx_hash,))
-        return [StoredTx(r[0], r[1], r[2], bytes(r[3]), None if r[4] is None else bytes(r[4]),
-                         bytes(r[5])) for r in rows]
-
     def find_txs(self, tx_hashes: Sequence[bytes]) -> dict[bytes, list[StoredTx]]:
-        """``find_tx`` for many hashes in a few queries: hash -> rows (absent: none)."""
-        out: dict[bytes, list[StoredTx]] = {}
-        unique = list(dict.fromkeys(tx_hashes))
-        for k in range(0, len(unique), 500):
-            part = unique[k:k + 500]
-            rows = self._q("SELECT idx, height, pos, envelope, hash, result FROM txs WHERE hash "
-                           f"IN ({','.join('?' * len(part))}) ORDER BY idx", part)
-            for r in rows:
-                out.setdefault(bytes(r[4]), []).append(StoredTx(
-                    r[0], r[1], r[2], bytes(r[3]), bytes(r[4]), bytes(r[5])))
-        return out
+        """The stored transactions of these hashes, in a few queries: hash -> rows in log
+        order (absent: none; a hash ordered twice has two rows, a refused one among them)."""
+        return _by_hash(self._txs, tx_hashes)
 
-    def txs_at_positions(self, low: int, high: int) -> dict[int, list[StoredTx]]:
-        """Transactions whose orderer position is in [low, high]: position -> rows."""
-        rows = self._q("SELECT idx, height, pos, envelope, hash, result FROM txs "
-                       "WHERE pos BETWEEN ? AND ? ORDER BY idx", (low, high))
-        out: dict[int, list[StoredTx]] = {}
-        for r in rows:
-            out.setdefault(int(r[2]), []).append(StoredTx(
-                r[0], r[1], r[2], bytes(r[3]), None if r[4] is None else bytes(r[4]),
-                bytes(r[5])))
+    def find_results(self, tx_hashes: Sequence[bytes]) -> dict[bytes, list[StoredResult]]:
+        """``find_txs`` without the envelopes: where each landed and with what result."""
+        return _by_hash(self._results, tx_hashes)
+
+    def results_at_positions(self, low: int, high: int) -> dict[int, list[StoredResult]]:
+        """Transactions whose orderer position is in [low, high], without their envelopes:
+        position -> rows."""
+        out: dict[int, list[StoredResult]] = {}
+        for t in self._results("pos BETWEEN ? AND ?", (low, high)):
+            out.setdefault(t.pos, []).append(t)
         return out
 
     def tx_at(self, idx: int) -> StoredTx:
-        rows = self._q("SELECT idx, height, pos, envelope, hash, result FROM txs WHERE idx = ?",
-                       (idx,))
+        rows = self._txs("idx = ?", (idx,))
         if not rows:
             raise NotFoundError(f"no transaction at log index {idx}")
-        r = rows[0]
-        return StoredTx(r[0], r[1], r[2], bytes(r[3]), None if r[4] is None else bytes(r[4]),
-                        bytes(r[5]))
+        return rows[0]
 
     def state_value(self, key: str) -> bytes | None:
         """One stored state entry (raw bytes), or None."""
@@ -288,3 +308,16 @@ class ChainStore:
                 self._checkpointer.close()
                 self._checkpointer = None
             self._db.close()
+
+
+def _by_hash(read: Callable[[str, Sequence[Any]], list[_Row]], tx_hashes: Sequence[bytes]
+             ) -> dict[bytes, list[_Row]]:
+    """Rows of many hashes in queries of at most 500: hash -> rows (absent: none)."""
+    out: dict[bytes, list[_Row]] = {}
+    unique = list(dict.fromkeys(tx_hashes))
+    for k in range(0, len(unique), 500):
+        part = unique[k:k + 500]
+        for t in read(f"hash IN ({','.join('?' * len(part))})", part):
+            if t.hash is not None:  # always: it matched one
+                out.setdefault(t.hash, []).append(t)
+    return out

@@ -572,7 +572,7 @@ class IngestService:
         alone = alone and not self.node.open_pending  # an uncut entry may still be ordered
         committed: list[tuple[bytes, int]] = []
         dropped: list[bytes] = []
-        found = self.node.store.find_txs([row.tx_hash for row in pending])
+        found = self.node.store.find_results([row.tx_hash for row in pending])
         for row in pending:
             ok = [t for t in found.get(row.tx_hash, []) if t.decoded_result().ok]
             rec = self._state(device_key(row.uploader))

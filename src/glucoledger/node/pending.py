@@ -255,7 +255,7 @@ class Setups:
         self.registry.update(lambda doc: doc.get("pending", {}).pop(entry.slot, None))
 
     def _landed(self, stx: SignedTx) -> Receipt | None:
-        rows = self.node.store.find_txs([stx.tx_hash]).get(stx.tx_hash, [])
+        rows = self.node.store.find_results([stx.tx_hash]).get(stx.tx_hash, [])
         ok = [r for r in rows if r.decoded_result().ok]
         return None if not ok else Receipt(ok[0].hash, ok[0].idx, ok[0].height,
                                            ok[0].decoded_result())

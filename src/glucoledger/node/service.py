@@ -420,8 +420,8 @@ class Node:
             self.sync()
             # Only an envelope already *accepted* is not appended again; one refused before
             # (a nonce gap, say) may be valid now and is ordered again.
-            known = {h for h in hashes if retry and h is not None
-                     and any(r.decoded_result().ok for r in self.store.find_tx(h))}
+            found = self.store.find_results([h for h in hashes if h is not None]) if retry else {}
+            known = {h for h, rows in found.items() if any(r.decoded_result().ok for r in rows)}
             todo = [i for i, h in enumerate(hashes) if h is None or h not in known]
             positions: dict[int, int] = {}
             if todo:
@@ -459,7 +459,7 @@ class Node:
         if self.fault is not None:
             raise self.fault
         deadline = time.monotonic() + timeout
-        found = self.store.find_txs([h for h in hashes if h is not None]) if retry else {}
+        found = self.store.find_results([h for h in hashes if h is not None]) if retry else {}
         known = {h for h, rows in found.items() if any(r.decoded_result().ok for r in rows)}
         todo = [i for i, h in enumerate(hashes) if h is None or h not in known]
         positions: dict[int, int] = {}
@@ -496,9 +496,9 @@ class Node:
 
         One query for the rows at this submit's positions and, with ``retry``, one for the
         rows of its hashes: never one a transaction."""
-        at = (self.store.txs_at_positions(min(positions.values()), max(positions.values()))
+        at = (self.store.results_at_positions(min(positions.values()), max(positions.values()))
               if positions else {})
-        found = self.store.find_txs([h for h in hashes if h is not None]) if retry else {}
+        found = self.store.find_results([h for h in hashes if h is not None]) if retry else {}
         out: list[Receipt] = []
         for i, h in enumerate(hashes):
             rows = found.get(h, []) if h is not None else []

@@ -179,7 +179,7 @@ class SettledDays:
         return grant is not None and grant.view == "summary"
 
     def _where(self, txs: list[bytes]) -> dict[bytes, Fixed]:
-        found = self.node.store.find_txs(txs)
+        found = self.node.store.find_results(txs)
         out = {}
         for tx in txs:
             rows = [t for t in found.get(tx, []) if t.decoded_result().ok]

@@ -145,7 +145,7 @@ class ZkClaims:
         if before is None:
             pending = [r for r in self.vault.batches(patient, "cgm", status="pending")
                        if r.end > start and r.start < end]
-            found = self.node.store.find_txs([r.tx_hash for r in pending]) if pending else {}
+            found = self.node.store.find_results([r.tx_hash for r in pending]) if pending else {}
             rows += [r for r in pending
                      if any(t.decoded_result().ok for t in found.get(r.tx_hash, []))]
         readings: list[tuple[int, float]] = []
