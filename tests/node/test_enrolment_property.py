@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import itertools
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from argon2 import PasswordHasher
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -50,13 +52,12 @@ class World:
         self.counter = itertools.count()
 
 
-_WORLD: list[World] = []
-
-
-def world(tmp_path_factory: Any) -> World:
-    if not _WORLD:
-        _WORLD.append(World(tmp_path_factory.mktemp("enrol") / "node"))
-    return _WORLD[0]
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: Any) -> Iterator[World]:
+    """One node for every example (each run uses fresh account names), closed after them."""
+    w = World(tmp_path_factory.mktemp("enrol") / "node")
+    yield w
+    w.node.close()
 
 
 STEP = st.tuples(st.sampled_from(["open", "password", "code", "code_as", "login"]),
@@ -81,9 +82,9 @@ STEP = st.tuples(st.sampled_from(["open", "password", "code", "code_as", "login"
 # Its own trusted party, enrolled by the organization alone.
 @example(steps=[("open", "trusted", 0, 0), ("password", "trusted", 6, 0),
                 ("code", "trusted", 6, 0)])
-def test_one_organization_never_gets_a_session_it_did_not_sponsor(tmp_path_factory: Any,
+def test_one_organization_never_gets_a_session_it_did_not_sponsor(world: World,
                                                                    steps: list[Any]) -> None:
-    w = world(tmp_path_factory)
+    w = world
     evil = identity(w.node, "evil")
     run = next(w.counter)
     mine: list[str] = []  # accounts evil opened in this run
