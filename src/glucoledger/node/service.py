@@ -418,11 +418,7 @@ class Node:
             return self._submit_grouped(writer, envelopes, hashes, timeout, retry)
         with self._lock:
             self.sync()
-            # Only an envelope already *accepted* is not appended again; one refused before
-            # (a nonce gap, say) may be valid now and is ordered again.
-            found = self.store.find_results([h for h in hashes if h is not None]) if retry else {}
-            known = {h for h, rows in found.items() if any(r.decoded_result().ok for r in rows)}
-            todo = [i for i, h in enumerate(hashes) if h is None or h not in known]
+            todo = self._to_order(hashes, retry)
             positions: dict[int, int] = {}
             if todo:
                 entries = [encode_tx_entry(envelopes[i]) for i in todo]
@@ -459,9 +455,7 @@ class Node:
         if self.fault is not None:
             raise self.fault
         deadline = time.monotonic() + timeout
-        found = self.store.find_results([h for h in hashes if h is not None]) if retry else {}
-        known = {h for h, rows in found.items() if any(r.decoded_result().ok for r in rows)}
-        todo = [i for i, h in enumerate(hashes) if h is None or h not in known]
+        todo = self._to_order(hashes, retry)
         positions: dict[int, int] = {}
         with self._applied:
             self._waiters += 1
@@ -489,6 +483,14 @@ class Node:
             raise OrderingError("transactions were ordered but their receipts are missing; "
                                 "submit again with retry to read them")
         return receipts
+
+    def _to_order(self, hashes: list[bytes | None], retry: bool) -> list[int]:
+        """The indexes of the envelopes to append: all of them, or with ``retry`` all but
+        those already *accepted* (one refused before, a nonce gap say, may be valid now and
+        is ordered again). The hashes are looked up together, not one query each."""
+        found = self.store.find_results([h for h in hashes if h is not None]) if retry else {}
+        known = {h for h, rows in found.items() if any(r.decoded_result().ok for r in rows)}
+        return [i for i, h in enumerate(hashes) if h is None or h not in known]
 
     def _stored_receipts(self, hashes: list[bytes | None], positions: dict[int, int],
                          retry: bool) -> list[Receipt] | None:
